@@ -1,0 +1,410 @@
+//! Load: read a platform repository into an in-memory [`Snapshot`].
+//!
+//! This is the only stage that touches the file system (or, through another [`Source`], a git
+//! object database). A source lists entries and reads bytes; [`load`] applies the rules every
+//! source shares: which files belong to the platform, the size and count limits, UTF-8, and
+//! refusing symbolic links that leave the repository. Problems with single files are
+//! diagnostics (the rest of the repository still loads); a source that cannot be read at all is
+//! a [`LoadError`].
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::diag::{Code, Diagnostic, Diagnostics, Label, Pos, Span};
+
+/// Limits that keep hostile repositories from exhausting memory or time.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest file read, in bytes.
+    pub max_file_size: u64,
+    /// Most files considered.
+    pub max_files: usize,
+    /// Deepest directory nesting walked.
+    pub max_dir_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { max_file_size: 8 * 1024 * 1024, max_files: 200_000, max_dir_depth: 32 }
+    }
+}
+
+/// What a source found at a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A regular file (possibly reached through a symlink that stays inside the repository).
+    File { path: String, size: u64 },
+    /// A symlink whose target lies outside the repository.
+    EscapingSymlink { path: String, target: String },
+    /// A symlink whose target does not exist.
+    BrokenSymlink { path: String, target: String },
+    /// A name that is not valid UTF-8 or contains control characters.
+    BadName { path: String },
+}
+
+/// System failures of a source: the repository itself cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read repository `{path}`: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("`{0}` is not a directory")]
+    NotADirectory(PathBuf),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Where a platform repository comes from: a working tree, or (later) a git revision.
+pub trait Source {
+    /// Every entry under the platform root, hidden files and directories excluded.
+    fn entries(&self, limits: &Limits) -> Result<Vec<Entry>, LoadError>;
+    /// The bytes of a file listed by [`Source::entries`], at most `limit + 1` of them.
+    fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, std::io::Error>;
+    /// A short description for messages, e.g. the directory or `rev:path`.
+    fn describe(&self) -> String;
+}
+
+/// What kind of platform file a path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FileRole {
+    /// `*.yaml` / `*.yml` outside `templates/`: spec documents.
+    Spec,
+    /// Anything under `templates/`: App templates and their value schemas.
+    Template,
+    /// `*.rego` files: policies.
+    Policy,
+}
+
+/// One file of a snapshot, valid UTF-8, BOM removed.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// Relative to the platform root, `/`-separated.
+    pub path: Arc<str>,
+    pub role: FileRole,
+    pub text: Arc<str>,
+}
+
+/// A platform repository in memory.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Sorted by path.
+    pub files: Vec<SourceFile>,
+}
+
+impl Snapshot {
+    pub fn get(&self, path: &str) -> Option<&SourceFile> {
+        self.files.binary_search_by(|f| f.path.as_ref().cmp(path)).ok().map(|i| &self.files[i])
+    }
+    pub fn specs(&self) -> impl Iterator<Item = &SourceFile> {
+        self.files.iter().filter(|f| f.role == FileRole::Spec)
+    }
+    pub fn with_role(&self, role: FileRole) -> impl Iterator<Item = &SourceFile> {
+        self.files.iter().filter(move |f| f.role == role)
+    }
+}
+
+/// Decide the role of a path, or `None` when plinth ignores the file.
+pub fn classify(path: &str) -> Option<FileRole> {
+    if path.starts_with("templates/") {
+        return Some(FileRole::Template);
+    }
+    if path.ends_with(".yaml") || path.ends_with(".yml") {
+        Some(FileRole::Spec)
+    } else if path.ends_with(".rego") {
+        Some(FileRole::Policy)
+    } else {
+        None
+    }
+}
+
+/// Read a source into a snapshot. File-level problems become diagnostics.
+pub fn load(source: &dyn Source, limits: &Limits) -> Result<(Snapshot, Diagnostics), LoadError> {
+    let mut diags = Diagnostics::new();
+    let mut entries = source.entries(limits)?;
+    entries.sort_by(|a, b| entry_path(a).cmp(entry_path(b)));
+    let mut files = Vec::new();
+    let mut counted = 0usize;
+    for entry in entries {
+        match entry {
+            Entry::BadName { path } => diags.push(
+                Diagnostic::new(Code::BadPath, format!("file name `{path}` is not valid UTF-8 or has control characters"))
+                    .at(Label::new(Span::file_start(Arc::from(path.as_str()))))
+                    .hint("rename the file using printable UTF-8 characters"),
+            ),
+            Entry::EscapingSymlink { path, target } => {
+                if classify(&path).is_some() {
+                    diags.push(
+                        Diagnostic::new(
+                            Code::SymlinkEscapes,
+                            format!("symbolic link `{path}` points outside the repository, to `{target}`"),
+                        )
+                        .at(Label::new(Span::file_start(Arc::from(path.as_str()))))
+                        .hint("plinth only reads files inside the platform repository; copy the file in instead"),
+                    )
+                }
+            }
+            Entry::BrokenSymlink { path, target } => {
+                if classify(&path).is_some() {
+                    diags.push(
+                        Diagnostic::new(Code::UnreadableFile, format!("symbolic link `{path}` points to `{target}`, which does not exist"))
+                            .at(Label::new(Span::file_start(Arc::from(path.as_str()))))
+                            .hint("remove the link or restore its target"),
+                    )
+                }
+            }
+            Entry::File { path, size } => {
+                let Some(role) = classify(&path) else { continue };
+                counted += 1;
+                if counted > limits.max_files {
+                    diags.push(
+                        Diagnostic::new(
+                            Code::TooManyFiles,
+                            format!("the repository holds more than {} platform files", limits.max_files),
+                        )
+                        .hint("raise the limit with `--max-files` if this is intended"),
+                    );
+                    break;
+                }
+                let file: Arc<str> = Arc::from(path.as_str());
+                if size > limits.max_file_size {
+                    diags.push(too_large(file, size, limits));
+                    continue;
+                }
+                let bytes = match source.read(&path, limits.max_file_size) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        diags.push(
+                            Diagnostic::new(Code::UnreadableFile, format!("cannot read `{path}`: {e}"))
+                                .at(Label::new(Span::file_start(file))),
+                        );
+                        continue;
+                    }
+                };
+                if bytes.len() as u64 > limits.max_file_size {
+                    diags.push(too_large(file, bytes.len() as u64, limits));
+                    continue;
+                }
+                match decode(&bytes) {
+                    Ok(text) => files.push(SourceFile { path: file, role, text: Arc::from(text) }),
+                    Err(pos) => diags.push(
+                        Diagnostic::new(Code::InvalidUtf8, format!("`{path}` is not valid UTF-8"))
+                            .at(Label::new(Span::new(file, pos, pos)))
+                            .hint("save the file as UTF-8"),
+                    ),
+                }
+            }
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok((Snapshot { files }, diags))
+}
+
+fn entry_path(e: &Entry) -> &str {
+    match e {
+        Entry::File { path, .. }
+        | Entry::EscapingSymlink { path, .. }
+        | Entry::BrokenSymlink { path, .. }
+        | Entry::BadName { path } => path,
+    }
+}
+
+fn too_large(file: Arc<str>, size: u64, limits: &Limits) -> Diagnostic {
+    Diagnostic::new(
+        Code::FileTooLarge,
+        format!("`{file}` is {} bytes, over the limit of {} bytes", size, limits.max_file_size),
+    )
+    .at(Label::new(Span::file_start(file)))
+    .hint("split the file, or raise the limit with `--max-file-size`")
+}
+
+/// Decode UTF-8, dropping a leading byte-order mark. On failure, the position of the first
+/// invalid byte (column counted in characters).
+pub fn decode(bytes: &[u8]) -> Result<&str, Pos> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            let good = &bytes[..e.valid_up_to()];
+            // Safe: `good` is exactly the valid prefix.
+            let good = std::str::from_utf8(good).unwrap_or_default();
+            let line = good.matches('\n').count() + 1;
+            let col = good.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            Err(Pos::new(line as u32, col as u32))
+        }
+    }
+}
+
+/// A platform repository in a directory of the file system.
+#[derive(Debug, Clone)]
+pub struct DirSource {
+    root: PathBuf,
+}
+
+impl DirSource {
+    pub fn new(root: impl Into<PathBuf>) -> DirSource {
+        DirSource { root: root.into() }
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl Source for DirSource {
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn entries(&self, limits: &Limits) -> Result<Vec<Entry>, LoadError> {
+        let io = |source| LoadError::Io { path: self.root.clone(), source };
+        let meta = std::fs::metadata(&self.root).map_err(io)?;
+        if !meta.is_dir() {
+            return Err(LoadError::NotADirectory(self.root.clone()));
+        }
+        let canon_root = std::fs::canonicalize(&self.root).map_err(io)?;
+        let mut out = Vec::new();
+        let mut visited = BTreeSet::new();
+        visited.insert(canon_root.clone());
+        // (absolute dir, relative prefix, depth)
+        let mut stack = vec![(self.root.clone(), String::new(), 0usize)];
+        while let Some((dir, rel, depth)) = stack.pop() {
+            let rd = std::fs::read_dir(&dir).map_err(|source| LoadError::Io { path: dir.clone(), source })?;
+            let mut children = Vec::new();
+            for ent in rd {
+                let ent = ent.map_err(|source| LoadError::Io { path: dir.clone(), source })?;
+                children.push(ent);
+            }
+            children.sort_by_key(|e| e.file_name());
+            for ent in children {
+                let name = ent.file_name();
+                let Some(name) = name.to_str().map(str::to_owned) else {
+                    out.push(Entry::BadName { path: format!("{rel}{}", name.to_string_lossy()) });
+                    continue;
+                };
+                if name.starts_with('.') {
+                    continue;
+                }
+                let rel_path = format!("{rel}{name}");
+                if name.chars().any(char::is_control) {
+                    out.push(Entry::BadName { path: rel_path.escape_debug().to_string() });
+                    continue;
+                }
+                let abs = ent.path();
+                let ft = ent.file_type().map_err(|source| LoadError::Io { path: abs.clone(), source })?;
+                let (is_dir, is_file, size) = if ft.is_symlink() {
+                    match std::fs::canonicalize(&abs) {
+                        Ok(target) if target.starts_with(&canon_root) => match std::fs::metadata(&target) {
+                            Ok(m) => (m.is_dir() && visited.insert(target), m.is_file(), m.len()),
+                            Err(_) => continue,
+                        },
+                        Ok(target) => {
+                            out.push(Entry::EscapingSymlink { path: rel_path, target: target.display().to_string() });
+                            continue;
+                        }
+                        Err(_) => {
+                            let target = std::fs::read_link(&abs).map(|t| t.display().to_string()).unwrap_or_default();
+                            out.push(Entry::BrokenSymlink { path: rel_path, target });
+                            continue;
+                        }
+                    }
+                } else {
+                    let m = ent.metadata().map_err(|source| LoadError::Io { path: abs.clone(), source })?;
+                    (ft.is_dir(), ft.is_file(), m.len())
+                };
+                if is_dir {
+                    if depth + 1 < limits.max_dir_depth {
+                        stack.push((abs, format!("{rel_path}/"), depth + 1));
+                    }
+                } else if is_file {
+                    out.push(Entry::File { path: rel_path, size });
+                }
+                // Sockets, FIFOs and devices are never read: reading a FIFO would block.
+            }
+        }
+        Ok(out)
+    }
+
+    fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, std::io::Error> {
+        let f = std::fs::File::open(self.root.join(path))?;
+        let mut buf = Vec::new();
+        f.take(limit + 1).read_to_end(&mut buf)?;
+        Ok(buf)
+    }
+}
+
+/// A source held in memory: for tests, generators and benchmarks.
+#[derive(Debug, Clone, Default)]
+pub struct MemSource {
+    pub files: std::collections::BTreeMap<String, Vec<u8>>,
+}
+
+impl MemSource {
+    pub fn new() -> MemSource {
+        MemSource::default()
+    }
+    pub fn with(mut self, path: &str, text: impl Into<Vec<u8>>) -> MemSource {
+        self.files.insert(path.to_owned(), text.into());
+        self
+    }
+}
+
+impl Source for MemSource {
+    fn describe(&self) -> String {
+        "<memory>".to_owned()
+    }
+    fn entries(&self, _limits: &Limits) -> Result<Vec<Entry>, LoadError> {
+        Ok(self
+            .files
+            .iter()
+            .filter(|(p, _)| !p.split('/').any(|c| c.starts_with('.')))
+            .map(|(p, b)| Entry::File { path: p.clone(), size: b.len() as u64 })
+            .collect())
+    }
+    fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, std::io::Error> {
+        let b = self.files.get(path).ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
+        Ok(b[..b.len().min(limit as usize + 1)].to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_reports_the_first_bad_byte() {
+        assert_eq!(decode(b"a: b\nc: \xff"), Err(Pos::new(2, 4)));
+        assert_eq!(decode(b"\xEF\xBB\xBFkind: x"), Ok("kind: x"));
+        let mut bytes = "é: \u{1F600}\n".as_bytes().to_vec();
+        bytes.push(0xC3);
+        assert_eq!(decode(&bytes).map_err(|p| p.line), Err(2));
+    }
+
+    #[test]
+    fn classification() {
+        assert_eq!(classify("projects/er.yaml"), Some(FileRole::Spec));
+        assert_eq!(classify("a.yml"), Some(FileRole::Spec));
+        assert_eq!(classify("templates/jupyter.yaml.j2"), Some(FileRole::Template));
+        assert_eq!(classify("templates/x.yaml"), Some(FileRole::Template));
+        assert_eq!(classify("policies/gpu.rego"), Some(FileRole::Policy));
+        assert_eq!(classify("README.md"), None);
+    }
+
+    #[test]
+    fn memory_source_skips_hidden_paths_and_sorts() {
+        let src = MemSource::new().with("b.yaml", "x: 1").with(".git/config.yaml", "x: 1").with("a/.h/c.yaml", "").with("a.yaml", "y: 2");
+        let (snap, diags) = load(&src, &Limits::default()).expect("loads");
+        assert!(diags.is_empty());
+        let paths: Vec<&str> = snap.files.iter().map(|f| f.path.as_ref()).collect();
+        assert_eq!(paths, ["a.yaml", "b.yaml"]);
+    }
+
+    #[test]
+    fn oversized_and_invalid_files_are_diagnostics() {
+        let limits = Limits { max_file_size: 8, ..Limits::default() };
+        let src = MemSource::new().with("big.yaml", "0123456789").with("bad.yaml", b"a\xff".to_vec()).with("ok.yaml", "a: 1");
+        let (snap, diags) = load(&src, &limits).expect("loads");
+        assert_eq!(snap.files.len(), 1);
+        let codes: Vec<Code> = diags.into_sorted().iter().map(|d| d.code).collect();
+        assert_eq!(codes, [Code::InvalidUtf8, Code::FileTooLarge]);
+    }
+}

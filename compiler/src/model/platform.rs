@@ -1,0 +1,153 @@
+//! `Platform`: clusters, defaults, identity, output backends, policy sources.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{Image, InstanceType, PodSecurityLevel};
+
+/// Settings of the whole platform. Exactly one per repository, conventionally `plinth.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlatformSpec {
+    /// Human-readable name of the organisation's platform.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// The Kubernetes clusters the platform runs on.
+    #[schemars(length(min = 1))]
+    pub clusters: Vec<Cluster>,
+    /// Defaults applied to every project unless it says otherwise.
+    #[serde(default)]
+    pub defaults: PlatformDefaults,
+    /// How users and groups of the identity provider appear to Kubernetes RBAC.
+    #[serde(default)]
+    pub identity: Identity,
+    /// Which kinds of output plinth may generate.
+    #[serde(default)]
+    pub backends: Backends,
+    /// Where policies come from.
+    #[serde(default)]
+    pub policies: PolicySettings,
+    /// Instance types without GPUs, available to projects that list them. GPU instance types
+    /// are declared in their `GpuQuota`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instance_types: Vec<InstanceType>,
+    /// Images every project may use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<Image>,
+}
+
+/// A Kubernetes cluster of the platform.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Cluster {
+    /// Cluster name (DNS-1123 label); output goes to `out/<name>/`.
+    pub name: String,
+    /// Kubernetes minor version, e.g. `"1.32"`.
+    #[schemars(extend("pattern" = r"^1\.[0-9]{1,2}$"))]
+    pub kubernetes_version: String,
+    /// Cloud provider hosting the cluster; decides which cloud manifests are generated.
+    pub provider: CloudProvider,
+    /// Cloud region, e.g. `eu-west-1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Names of the `GpuQuota` pools whose nodes exist in this cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpu_pools: Vec<String>,
+    /// Whether this is a production cluster (policies may hold production to stricter rules).
+    #[serde(default)]
+    pub production: bool,
+}
+
+/// Cloud provider of a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum CloudProvider {
+    Aws,
+    Gcp,
+    Azure,
+    /// On-premises: no cloud manifests.
+    OnPrem,
+}
+
+/// Platform-wide defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlatformDefaults {
+    /// Storage class for volumes that do not name one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    /// Pod Security Standard enforced on project namespaces.
+    #[serde(default)]
+    pub pod_security: PodSecurityLevel,
+    /// Whether project namespaces refuse traffic from other namespaces by default.
+    #[serde(default = "super::yes")]
+    pub network_isolation: bool,
+    /// Clusters a project lives on when it names none (all clusters when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<String>,
+}
+
+impl Default for PlatformDefaults {
+    fn default() -> Self {
+        PlatformDefaults {
+            storage_class: None,
+            pod_security: PodSecurityLevel::default(),
+            network_isolation: true,
+            clusters: Vec::new(),
+        }
+    }
+}
+
+/// Identity provider mapping.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Identity {
+    /// Prefix the API server adds to group names from the identity provider (`oidc:`).
+    #[serde(default)]
+    pub group_prefix: String,
+    /// Prefix the API server adds to user names.
+    #[serde(default)]
+    pub user_prefix: String,
+}
+
+/// Output backends; a disabled backend's objects are never generated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Backends {
+    /// KServe InferenceServices for `runtime: kserve` rollouts.
+    #[serde(default = "super::yes")]
+    pub kserve: bool,
+    /// Argo Rollouts for stepped `runtime: deployment` rollouts.
+    #[serde(default = "super::yes")]
+    pub argo_rollouts: bool,
+    /// Kueue queues for GPU quotas.
+    #[serde(default = "super::yes")]
+    pub kueue: bool,
+    /// Crossplane buckets and IAM for datasets and project identities.
+    #[serde(default = "super::yes")]
+    pub crossplane: bool,
+}
+
+impl Default for Backends {
+    fn default() -> Self {
+        Backends { kserve: true, argo_rollouts: true, kueue: true, crossplane: true }
+    }
+}
+
+/// Policy sources.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicySettings {
+    /// Directories of the platform repository holding Rego policies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub directories: Vec<String>,
+    /// Whether plinth's default policy library runs.
+    #[serde(default = "super::yes")]
+    pub default_library: bool,
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        PolicySettings { directories: Vec::new(), default_library: true }
+    }
+}

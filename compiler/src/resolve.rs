@@ -1,0 +1,235 @@
+//! Resolve: documents into the typed [`Specs`] model.
+//!
+//! For each document: the envelope (`apiVersion`, `kind`), schema validation, typing, and the
+//! name; then every object goes into its kind's index, where duplicate names are caught with
+//! both places. References between objects are checked in [`crate::check`], which has the
+//! whole index to look names up in.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+
+use crate::diag::{Code, Diagnostic, Diagnostics, Label, did_you_mean};
+use crate::model::{API_VERSION, AnySpec, Envelope, Kind, Object, Specs};
+use crate::parse::{Document, FieldPath, NodeValue};
+use crate::schema;
+
+/// Whether `name` is a DNS-1123 label (`[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters).
+pub fn is_dns_label(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// A diagnostic for a name that is not a DNS-1123 label, with a hint that suggests one.
+pub fn invalid_name(what: &str, name: &str, at: Label) -> Diagnostic {
+    let suggestion: String = name
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect::<String>()
+        .split('-')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    let why = if name.len() > 63 { " (longer than 63 characters)" } else { "" };
+    let mut d = Diagnostic::new(Code::InvalidName, format!("{what} `{name}` is not a valid DNS-1123 label{why}")).at(at);
+    d = if !suggestion.is_empty() && suggestion.len() <= 63 && suggestion != name {
+        d.hint(format!("names use lowercase letters, digits and `-`, e.g. `{suggestion}`"))
+    } else {
+        d.hint("names use lowercase letters, digits and `-`, start and end with a letter or digit, at most 63 characters")
+    };
+    d
+}
+
+/// Type every document and index the objects by kind and name.
+pub fn resolve(docs: &[Arc<Document>]) -> (Specs, Diagnostics) {
+    let mut diags = Diagnostics::new();
+    let mut specs = Specs::default();
+    let mut platforms: Vec<Arc<Document>> = Vec::new();
+    for doc in docs {
+        if let Some(spec) = type_document(doc, &mut diags) {
+            insert(&mut specs, spec, &mut platforms, &mut diags);
+        }
+    }
+    if platforms.is_empty() && !docs.is_empty() {
+        diags.push(
+            Diagnostic::new(Code::PlatformCount, "the repository has no `Platform` document")
+                .hint("add a `plinth.yaml` with `kind: Platform` declaring the clusters"),
+        );
+    }
+    (specs, diags)
+}
+
+fn type_document(doc: &Arc<Document>, diags: &mut Diagnostics) -> Option<AnySpec> {
+    let root = &doc.root;
+    let NodeValue::Map(_) = root.value else {
+        diags.push(
+            Diagnostic::new(Code::NotAMapping, format!("a spec document must be a mapping, found a {}", root.type_name()))
+                .at(doc.label(&FieldPath::root()))
+                .hint("each document holds `apiVersion`, `kind`, `metadata` and `spec`; separate documents with `---`"),
+        );
+        return None;
+    };
+    let mut ok = true;
+    match root.get("apiVersion").map(|e| &e.value) {
+        None => {
+            ok = false;
+            diags.push(
+                Diagnostic::new(Code::MissingField, "missing field `apiVersion`")
+                    .at(doc.label(&FieldPath::root()))
+                    .hint(format!("add `apiVersion: {API_VERSION}`")),
+            );
+        }
+        Some(v) if v.as_str() == Some(API_VERSION) => {}
+        Some(v) => {
+            ok = false;
+            let shown = v.as_str().map_or_else(|| format!("a {}", v.type_name()), |s| format!("`{s}`"));
+            let hint = match v.as_str() {
+                Some(s) if s.starts_with("plinth.dev/") => {
+                    format!("this plinth reads `{API_VERSION}`")
+                }
+                _ => format!(
+                    "plinth specs use `apiVersion: {API_VERSION}`; other YAML does not belong in the platform repository"
+                ),
+            };
+            diags.push(
+                Diagnostic::new(Code::WrongApiVersion, format!("`apiVersion` is {shown}, expected `{API_VERSION}`"))
+                    .at(doc.at("apiVersion"))
+                    .hint(hint),
+            );
+        }
+    }
+    let kind = match root.get("kind").map(|e| &e.value) {
+        None => {
+            diags.push(
+                Diagnostic::new(Code::MissingField, "missing field `kind`")
+                    .at(doc.label(&FieldPath::root()))
+                    .hint(kinds_hint()),
+            );
+            None
+        }
+        Some(v) => match v.as_str().and_then(Kind::parse) {
+            Some(k) => Some(k),
+            None => {
+                let shown = v.as_str().map_or_else(|| format!("a {}", v.type_name()), |s| format!("`{s}`"));
+                let mut d = Diagnostic::new(Code::UnknownKind, format!("unknown kind {shown}")).at(doc.at("kind"));
+                d = match v.as_str().and_then(|s| did_you_mean(s, Kind::ALL.iter().map(|k| k.as_str()))) {
+                    Some(s) => d.hint(format!("did you mean `{s}`?")),
+                    None => d.hint(kinds_hint()),
+                };
+                diags.push(d);
+                None
+            }
+        },
+    };
+    let kind = kind?;
+    if !ok {
+        return None;
+    }
+    let json = root.to_json();
+    let errors = schema::validate(doc, kind, &json);
+    if !errors.is_empty() {
+        diags.extend(errors);
+        return None;
+    }
+    let spec = match kind {
+        Kind::Platform => typed(doc, json, diags).map(AnySpec::Platform),
+        Kind::Project => typed(doc, json, diags).map(AnySpec::Project),
+        Kind::Dataset => typed(doc, json, diags).map(AnySpec::Dataset),
+        Kind::GpuQuota => typed(doc, json, diags).map(AnySpec::GpuQuota),
+        Kind::ModelRollout => typed(doc, json, diags).map(AnySpec::ModelRollout),
+        Kind::App => typed(doc, json, diags).map(AnySpec::App),
+    }?;
+    Some(spec)
+}
+
+fn kinds_hint() -> String {
+    format!("the kinds are {}", Kind::ALL.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))
+}
+
+fn typed<S: DeserializeOwned>(doc: &Arc<Document>, json: serde_json::Value, diags: &mut Diagnostics) -> Option<Object<S>> {
+    match serde_json::from_value::<Envelope<S>>(json) {
+        Ok(env) => {
+            let name = &env.metadata.name;
+            if !is_dns_label(name) {
+                diags.push(invalid_name("name", name, doc.at("metadata.name")));
+                return None;
+            }
+            Some(Object { metadata: env.metadata, spec: env.spec, doc: doc.clone() })
+        }
+        Err(e) => {
+            // The schema accepted the document, so this is a value serde is stricter about
+            // (an integer out of range).
+            diags.push(
+                Diagnostic::new(Code::WrongType, format!("invalid value: {e}"))
+                    .at(doc.label(&FieldPath::parse("spec")))
+                    .hint("check that numbers fit their field (GPU counts and replicas are whole, non-negative numbers)"),
+            );
+            None
+        }
+    }
+}
+
+fn insert(specs: &mut Specs, spec: AnySpec, platforms: &mut Vec<Arc<Document>>, diags: &mut Diagnostics) {
+    fn put<S>(map: &mut BTreeMap<String, Object<S>>, obj: Object<S>, kind: Kind, diags: &mut Diagnostics) {
+        if let Some(first) = map.get(obj.name()) {
+            diags.push(duplicate(kind, obj.name(), obj.at("metadata.name"), first.at("metadata.name")));
+        } else {
+            map.insert(obj.name().to_owned(), obj);
+        }
+    }
+    match spec {
+        AnySpec::Platform(p) => {
+            if let Some(first) = platforms.first() {
+                diags.push(
+                    Diagnostic::new(Code::PlatformCount, "a repository holds exactly one `Platform`, found a second")
+                        .at(p.at("kind"))
+                        .related(first.at("kind").note("first `Platform` here"))
+                        .hint("merge the two into one `Platform` document"),
+                );
+            } else {
+                platforms.push(p.doc.clone());
+                specs.platform = Some(p);
+            }
+        }
+        AnySpec::Project(o) => put(&mut specs.projects, o, Kind::Project, diags),
+        AnySpec::Dataset(o) => put(&mut specs.datasets, o, Kind::Dataset, diags),
+        AnySpec::GpuQuota(o) => put(&mut specs.gpu_quotas, o, Kind::GpuQuota, diags),
+        AnySpec::ModelRollout(o) => put(&mut specs.rollouts, o, Kind::ModelRollout, diags),
+        AnySpec::App(o) => put(&mut specs.apps, o, Kind::App, diags),
+    }
+}
+
+/// Two objects of one kind with the same name.
+pub fn duplicate(kind: Kind, name: &str, here: Label, first: Label) -> Diagnostic {
+    Diagnostic::new(Code::DuplicateName, format!("{kind} `{name}` is defined twice"))
+        .at(here)
+        .related(first.note("first defined here"))
+        .hint(format!("names are unique per kind; rename or remove one of the two `{name}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_labels() {
+        for ok in ["a", "er-capacity", "x1", "a-b-c", &"a".repeat(63)] {
+            assert!(is_dns_label(ok), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "A", "a_b", "a.b", "../../x", &"a".repeat(64), "é"] {
+            assert!(!is_dns_label(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn invalid_names_get_a_suggestion() {
+        let d = invalid_name("name", "ER_Capacity", Label::new(crate::diag::Span::file_start("x".into())));
+        assert_eq!(d.hint.as_deref(), Some("names use lowercase letters, digits and `-`, e.g. `er-capacity`"));
+    }
+}
