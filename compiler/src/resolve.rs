@@ -52,8 +52,18 @@ pub fn resolve(docs: &[Arc<Document>]) -> (Specs, Diagnostics) {
     let mut specs = Specs::default();
     let mut platforms: Vec<Arc<Document>> = Vec::new();
     for doc in docs {
-        if let Some(spec) = type_document(doc, &mut diags) {
-            insert(&mut specs, spec, &mut platforms, &mut diags);
+        match type_document(doc, &mut diags) {
+            Some(spec) => insert(&mut specs, spec, &mut platforms, &mut diags),
+            None => {
+                let kind = doc.root.get("kind").and_then(|e| e.value.as_str()).and_then(Kind::parse);
+                let name = doc.root.get("metadata").and_then(|m| m.value.get("name")).and_then(|e| e.value.as_str());
+                if let (Some(k), Some(n)) = (kind, name) {
+                    if k == Kind::Platform {
+                        platforms.push(doc.clone());
+                    }
+                    specs.broken.insert((k, n.to_owned()));
+                }
+            }
         }
     }
     if platforms.is_empty() && !docs.is_empty() {

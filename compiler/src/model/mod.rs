@@ -164,10 +164,13 @@ pub struct Specs {
     pub gpu_quotas: BTreeMap<String, Object<GpuQuotaSpec>>,
     pub rollouts: BTreeMap<String, Object<ModelRolloutSpec>>,
     pub apps: BTreeMap<String, Object<AppSpec>>,
+    /// Names of documents that failed to type (schema errors). References to them are not
+    /// reported again as missing: the first error is the one to fix.
+    pub broken: std::collections::BTreeSet<(Kind, String)>,
 }
 
 impl Specs {
-    /// Every object with its kind and name, in a stable order.
+    /// Number of objects.
     pub fn len(&self) -> usize {
         usize::from(self.platform.is_some())
             + self.projects.len()
@@ -178,5 +181,9 @@ impl Specs {
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+    /// Whether a document of this kind and name exists but did not type.
+    pub fn is_broken(&self, kind: Kind, name: &str) -> bool {
+        self.broken.contains(&(kind, name.to_owned()))
     }
 }
