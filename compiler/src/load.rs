@@ -37,7 +37,7 @@ pub enum Entry {
     /// A regular file (possibly reached through a symlink that stays inside the repository).
     File { path: String, size: u64 },
     /// A symlink whose target lies outside the repository.
-    EscapingSymlink { path: String, target: String },
+    EscapingSymlink { path: String, target: String, is_dir: bool },
     /// A symlink whose target does not exist.
     BrokenSymlink { path: String, target: String },
     /// A name that is not valid UTF-8 or contains control characters.
@@ -132,8 +132,10 @@ pub fn load(source: &dyn Source, limits: &Limits) -> Result<(Snapshot, Diagnosti
                     .at(Label::new(Span::file_start(Arc::from(path.as_str()))))
                     .hint("rename the file using printable UTF-8 characters"),
             ),
-            Entry::EscapingSymlink { path, target } => {
-                if classify(&path).is_some() {
+            Entry::EscapingSymlink { path, target, is_dir } => {
+                // A directory link would bring in a whole foreign tree; a file link only matters
+                // when plinth would read the file.
+                if is_dir || classify(&path).is_some() {
                     diags.push(
                         Diagnostic::new(
                             Code::SymlinkEscapes,
@@ -298,7 +300,8 @@ impl Source for DirSource {
                             Err(_) => continue,
                         },
                         Ok(target) => {
-                            out.push(Entry::EscapingSymlink { path: rel_path, target: target.display().to_string() });
+                            let is_dir = std::fs::metadata(&target).is_ok_and(|m| m.is_dir());
+                            out.push(Entry::EscapingSymlink { path: rel_path, target: target.display().to_string(), is_dir });
                             continue;
                         }
                         Err(_) => {

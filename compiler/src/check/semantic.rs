@@ -35,6 +35,7 @@ pub fn check(specs: &Specs, snapshot: &Snapshot) -> Diagnostics {
     let cx = Cx { specs, snapshot, its: instance_types(specs) };
     cx.platform(&mut d);
     cx.instance_type_names(&mut d);
+    cx.priority_class_names(&mut d);
     for p in specs.projects.values() {
         cx.project(p, &mut d);
     }
@@ -182,6 +183,30 @@ impl<'a> Cx<'a> {
         }
     }
 
+    /// Kueue WorkloadPriorityClasses are cluster-scoped: names are unique across pools.
+    fn priority_class_names(&self, d: &mut Diagnostics) {
+        let mut seen: BTreeMap<&str, Label> = BTreeMap::new();
+        for q in self.specs.gpu_quotas.values() {
+            for (i, pc) in q.spec.priority_classes.iter().enumerate() {
+                let at = q.at(&format!("spec.priorityClasses[{i}].name"));
+                if !is_dns_label(&pc.name) {
+                    d.push(invalid_name("priority class name", &pc.name, at.clone()));
+                }
+                match seen.get(pc.name.as_str()) {
+                    Some(first) => d.push(
+                        Diagnostic::new(Code::DuplicateName, format!("priority class `{}` is defined twice", pc.name))
+                            .at(at)
+                            .related(first.clone().note("first defined here"))
+                            .hint("priority classes are cluster-wide; names are unique across every GpuQuota"),
+                    ),
+                    None => {
+                        seen.insert(&pc.name, at);
+                    }
+                }
+            }
+        }
+    }
+
     fn project(&self, p: &'a Object<crate::model::ProjectSpec>, d: &mut Diagnostics) {
         let s = &p.spec;
         // Placement.
@@ -250,7 +275,7 @@ impl<'a> Cx<'a> {
                     .values()
                     .flat_map(|q| q.spec.allocations.iter())
                     .filter(|a| a.project == p.name())
-                    .map(|a| a.gpu.saturating_add(a.borrowing_limit.unwrap_or(0)))
+                    .map(|a| a.gpu)
                     .sum();
                 if g > total {
                     d.push(
@@ -397,11 +422,13 @@ impl<'a> Cx<'a> {
                     .hint("global datasets are read-only everywhere; make it non-global to grant write access"),
                 );
             }
-            if kind == SourceKind::Env && a.mode == AccessMode::ReadWrite {
+            if matches!(kind, SourceKind::Env | SourceKind::Git | SourceKind::Lakefs | SourceKind::Dvc)
+                && a.mode == AccessMode::ReadWrite
+            {
                 d.push(
-                    Diagnostic::new(Code::NotAllowed, "an `env` dataset cannot be written")
+                    Diagnostic::new(Code::NotAllowed, format!("`{}` datasets are read-only", kind.as_str()))
                         .at(ds.at(&format!("spec.access[{i}].mode")))
-                        .hint("use `mode: read-only`"),
+                        .hint("use `mode: read-only`; write new data to a new revision and pin it"),
                 );
             }
         }
@@ -553,7 +580,7 @@ impl<'a> Cx<'a> {
                 );
             }
             if let Some(pu) = s.per_user_gpu
-                && pu > a.gpu.saturating_add(a.borrowing_limit.unwrap_or(0))
+                && pu > a.gpu
             {
                 d.push(
                     Diagnostic::new(
@@ -563,20 +590,6 @@ impl<'a> Cx<'a> {
                     .at(q.at("spec.perUserGpu"))
                     .related(q.at(&format!("spec.allocations[{i}].gpu")).note("the project's allocation"))
                     .hint("lower `perUserGpu` or raise the allocation"),
-                );
-            }
-        }
-        let mut pcs: BTreeMap<&str, usize> = BTreeMap::new();
-        for (i, pc) in s.priority_classes.iter().enumerate() {
-            let at = q.at(&format!("spec.priorityClasses[{i}].name"));
-            if !is_dns_label(&pc.name) {
-                d.push(invalid_name("priority class name", &pc.name, at.clone()));
-            }
-            if let Some(first) = pcs.insert(&pc.name, i) {
-                d.push(
-                    Diagnostic::new(Code::DuplicateEntry, format!("priority class `{}` is listed twice", pc.name))
-                        .at(at)
-                        .related(q.at(&format!("spec.priorityClasses[{first}].name")).note("first listed here")),
                 );
             }
         }

@@ -58,7 +58,8 @@ pub struct GpuPool {
     /// Taints on the pool's nodes; workloads get matching tolerations.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub taints: Vec<Taint>,
-    /// GPUs (or MIG slices) in the pool in total.
+    /// GPUs (or MIG slices) in the pool, in each cluster that lists the pool in its `gpuPools`
+    /// (allocations, too, apply per cluster).
     pub capacity: u32,
     /// GPUs (or MIG slices) on one node.
     #[schemars(range(min = 1))]

@@ -56,6 +56,9 @@ pub struct Cluster {
     /// Whether this is a production cluster (policies may hold production to stricter rules).
     #[serde(default)]
     pub production: bool,
+    /// Storage class for this cluster's volumes; the platform default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
 }
 
 /// Cloud provider of a cluster.
