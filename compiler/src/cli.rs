@@ -15,7 +15,12 @@ use crate::render::{self, Paths};
 use crate::{Options, check_source};
 
 #[derive(Debug, Parser)]
-#[command(name = "plinth", version, about = "GitOps compiler for machine-learning platforms", propagate_version = true)]
+#[command(
+    name = "plinth",
+    version,
+    about = "GitOps compiler for machine-learning platforms",
+    propagate_version = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -68,7 +73,11 @@ pub struct LimitArgs {
 impl LimitArgs {
     fn options(&self) -> Options {
         Options {
-            limits: Limits { max_file_size: self.max_file_size, max_files: self.max_files, ..Limits::default() },
+            limits: Limits {
+                max_file_size: self.max_file_size,
+                max_files: self.max_files,
+                ..Limits::default()
+            },
             ..Options::default()
         }
     }
@@ -105,7 +114,11 @@ pub fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     let stdout = std::io::stdout();
@@ -146,7 +159,14 @@ fn check(args: CheckArgs, out: &mut dyn Write, terminal: bool) -> anyhow::Result
     let checked = check_source(&source, &opts)?;
     let paths = Paths::new(args.repo.to_string_lossy());
     let diags = checked.diagnostics.into_sorted();
-    report(&diags, &checked.snapshot, &paths, &args.report, out, terminal)?;
+    report(
+        &diags,
+        &checked.snapshot,
+        &paths,
+        &args.report,
+        out,
+        terminal,
+    )?;
     Ok(exit_code(&diags, args.report.strict))
 }
 
@@ -172,10 +192,12 @@ pub fn report(
     let text = match args.format {
         Format::Human => {
             let mut s = render::human(diags, snapshot, paths, use_color(args.color, terminal));
+            let n = snapshot.files.len();
+            let files = format!("{n} file{}", if n == 1 { "" } else { "s" });
             s.push_str(&if diags.is_empty() {
-                format!("ok: {} files, no problems\n", snapshot.files.len())
+                format!("ok: {files}, no problems\n")
             } else {
-                format!("{} in {} files\n", render::summary(diags), snapshot.files.len())
+                format!("{} in {files}\n", render::summary(diags))
             });
             s
         }
@@ -195,7 +217,11 @@ fn schema(args: SchemaArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
             Some(kind) => crate::schema::committed(kind).to_owned(),
             None => anyhow::bail!(
                 "unknown kind `{k}`; the kinds are {}",
-                crate::model::Kind::ALL.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                crate::model::Kind::ALL
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         },
     };

@@ -59,7 +59,11 @@ impl Span {
 
     /// A span covering a whole file, for problems that have no better place (size, encoding).
     pub fn file_start(file: Arc<str>) -> Span {
-        Span { file, start: Pos::new(1, 1), end: Pos::new(1, 1) }
+        Span {
+            file,
+            start: Pos::new(1, 1),
+            end: Pos::new(1, 1),
+        }
     }
 }
 
@@ -83,7 +87,11 @@ pub struct Label {
 
 impl Label {
     pub fn new(span: Span) -> Label {
-        Label { span, field: None, note: None }
+        Label {
+            span,
+            field: None,
+            note: None,
+        }
     }
     pub fn field(mut self, field: impl Into<String>) -> Label {
         let f = field.into();
@@ -231,8 +239,6 @@ codes! {
     UnusedDataset = "W001", "unused-dataset", Warning;
     /// A project without owners.
     NoOwners = "W002", "no-owners", Warning;
-    /// A file has a byte-order mark (accepted).
-    ByteOrderMark = "W003", "byte-order-mark", Warning;
 
     // --- internal (I) ---
     /// plinth produced something it should not have; a bug.
@@ -326,10 +332,16 @@ impl Diagnostics {
         self.items.iter().any(Diagnostic::is_error)
     }
     pub fn error_count(&self) -> usize {
-        self.items.iter().filter(|d| d.severity == Severity::Error).count()
+        self.items
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
     }
     pub fn warning_count(&self) -> usize {
-        self.items.iter().filter(|d| d.severity == Severity::Warning).count()
+        self.items
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .count()
     }
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
@@ -363,7 +375,10 @@ impl Extend<Diagnostic> for Diagnostics {
 }
 
 /// The closest candidate to `word` by edit distance, for "did you mean" hints.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let word_l = word.to_ascii_lowercase();
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {
@@ -408,14 +423,24 @@ mod tests {
         assert_eq!(slugs.len(), n, "duplicate diagnostic slug");
         for c in Code::ALL {
             assert_eq!(c.id().len(), 4, "{c:?}");
-            assert!(c.slug().chars().all(|ch| ch.is_ascii_lowercase() || ch == '-' || ch.is_ascii_digit()));
+            assert!(
+                c.slug()
+                    .chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch == '-' || ch.is_ascii_digit())
+            );
         }
     }
 
     #[test]
     fn suggestions_pick_the_nearest_name() {
-        assert_eq!(did_you_mean("membrs", ["members", "owners", "quota"]), Some("members"));
-        assert_eq!(did_you_mean("Projct", ["Project", "Platform"]), Some("Project"));
+        assert_eq!(
+            did_you_mean("membrs", ["members", "owners", "quota"]),
+            Some("members")
+        );
+        assert_eq!(
+            did_you_mean("Projct", ["Project", "Platform"]),
+            Some("Project")
+        );
         assert_eq!(did_you_mean("zzzzzz", ["members", "owners"]), None);
     }
 
@@ -424,10 +449,28 @@ mod tests {
         let f: Arc<str> = Arc::from("b.yaml");
         let g: Arc<str> = Arc::from("a.yaml");
         let mut ds = Diagnostics::new();
-        ds.push(Diagnostic::new(Code::UnknownField, "x").at(Label::new(Span::new(f.clone(), Pos::new(3, 1), Pos::new(3, 2)))));
+        ds.push(
+            Diagnostic::new(Code::UnknownField, "x").at(Label::new(Span::new(
+                f.clone(),
+                Pos::new(3, 1),
+                Pos::new(3, 2),
+            ))),
+        );
         ds.push(Diagnostic::new(Code::PlatformCount, "no platform"));
-        ds.push(Diagnostic::new(Code::UnknownField, "y").at(Label::new(Span::new(g, Pos::new(9, 1), Pos::new(9, 2)))));
-        ds.push(Diagnostic::new(Code::UnknownField, "x").at(Label::new(Span::new(f, Pos::new(3, 1), Pos::new(3, 2)))));
+        ds.push(
+            Diagnostic::new(Code::UnknownField, "y").at(Label::new(Span::new(
+                g,
+                Pos::new(9, 1),
+                Pos::new(9, 2),
+            ))),
+        );
+        ds.push(
+            Diagnostic::new(Code::UnknownField, "x").at(Label::new(Span::new(
+                f,
+                Pos::new(3, 1),
+                Pos::new(3, 2),
+            ))),
+        );
         let sorted = ds.into_sorted();
         let msgs: Vec<&str> = sorted.iter().map(|d| d.message.as_str()).collect();
         assert_eq!(msgs, ["y", "x", "no platform"]);

@@ -46,12 +46,19 @@ pub struct Checked {
 /// Run load → parse → resolve → check over a source.
 pub fn check_source(source: &dyn Source, opts: &Options) -> Result<Checked, LoadError> {
     let (snapshot, mut diagnostics) = load::load(source, &opts.limits)?;
-    Ok(check_snapshot(snapshot, &mut diagnostics, opts))
-        .map(|(snapshot, specs)| Checked { snapshot, specs, diagnostics })
+    Ok(check_snapshot(snapshot, &mut diagnostics, opts)).map(|(snapshot, specs)| Checked {
+        snapshot,
+        specs,
+        diagnostics,
+    })
 }
 
 /// Parse, resolve and check a snapshot already loaded.
-pub fn check_snapshot(snapshot: Snapshot, diagnostics: &mut Diagnostics, opts: &Options) -> (Snapshot, Specs) {
+pub fn check_snapshot(
+    snapshot: Snapshot,
+    diagnostics: &mut Diagnostics,
+    opts: &Options,
+) -> (Snapshot, Specs) {
     let (docs, d) = parse::parse(&snapshot, opts.yaml);
     diagnostics.extend(d);
     let (specs, d) = resolve::resolve(&docs);

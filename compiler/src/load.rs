@@ -27,7 +27,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits { max_file_size: 8 * 1024 * 1024, max_files: 200_000, max_dir_depth: 32 }
+        Limits {
+            max_file_size: 8 * 1024 * 1024,
+            max_files: 200_000,
+            max_dir_depth: 32,
+        }
     }
 }
 
@@ -37,7 +41,11 @@ pub enum Entry {
     /// A regular file (possibly reached through a symlink that stays inside the repository).
     File { path: String, size: u64 },
     /// A symlink whose target lies outside the repository.
-    EscapingSymlink { path: String, target: String, is_dir: bool },
+    EscapingSymlink {
+        path: String,
+        target: String,
+        is_dir: bool,
+    },
     /// A symlink whose target does not exist.
     BrokenSymlink { path: String, target: String },
     /// A name that is not valid UTF-8 or contains control characters.
@@ -48,7 +56,10 @@ pub enum Entry {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read repository `{path}`: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("`{0}` is not a directory")]
     NotADirectory(PathBuf),
     #[error("{0}")]
@@ -94,7 +105,10 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn get(&self, path: &str) -> Option<&SourceFile> {
-        self.files.binary_search_by(|f| f.path.as_ref().cmp(path)).ok().map(|i| &self.files[i])
+        self.files
+            .binary_search_by(|f| f.path.as_ref().cmp(path))
+            .ok()
+            .map(|i| &self.files[i])
     }
     pub fn specs(&self) -> impl Iterator<Item = &SourceFile> {
         self.files.iter().filter(|f| f.role == FileRole::Spec)
@@ -128,11 +142,18 @@ pub fn load(source: &dyn Source, limits: &Limits) -> Result<(Snapshot, Diagnosti
     for entry in entries {
         match entry {
             Entry::BadName { path } => diags.push(
-                Diagnostic::new(Code::BadPath, format!("file name `{path}` is not valid UTF-8 or has control characters"))
-                    .at(Label::new(Span::file_start(Arc::from(path.as_str()))))
-                    .hint("rename the file using printable UTF-8 characters"),
+                Diagnostic::new(
+                    Code::BadPath,
+                    format!("file name `{path}` is not valid UTF-8 or has control characters"),
+                )
+                .at(Label::new(Span::file_start(Arc::from(path.as_str()))))
+                .hint("rename the file using printable UTF-8 characters"),
             ),
-            Entry::EscapingSymlink { path, target, is_dir } => {
+            Entry::EscapingSymlink {
+                path,
+                target,
+                is_dir,
+            } => {
                 // A directory link would bring in a whole foreign tree; a file link only matters
                 // when plinth would read the file.
                 if is_dir || classify(&path).is_some() {
@@ -149,20 +170,30 @@ pub fn load(source: &dyn Source, limits: &Limits) -> Result<(Snapshot, Diagnosti
             Entry::BrokenSymlink { path, target } => {
                 if classify(&path).is_some() {
                     diags.push(
-                        Diagnostic::new(Code::UnreadableFile, format!("symbolic link `{path}` points to `{target}`, which does not exist"))
-                            .at(Label::new(Span::file_start(Arc::from(path.as_str()))))
-                            .hint("remove the link or restore its target"),
+                        Diagnostic::new(
+                            Code::UnreadableFile,
+                            format!(
+                                "symbolic link `{path}` points to `{target}`, which does not exist"
+                            ),
+                        )
+                        .at(Label::new(Span::file_start(Arc::from(path.as_str()))))
+                        .hint("remove the link or restore its target"),
                     )
                 }
             }
             Entry::File { path, size } => {
-                let Some(role) = classify(&path) else { continue };
+                let Some(role) = classify(&path) else {
+                    continue;
+                };
                 counted += 1;
                 if counted > limits.max_files {
                     diags.push(
                         Diagnostic::new(
                             Code::TooManyFiles,
-                            format!("the repository holds more than {} platform files", limits.max_files),
+                            format!(
+                                "the repository holds more than {} platform files",
+                                limits.max_files
+                            ),
                         )
                         .hint("raise the limit with `--max-files` if this is intended"),
                     );
@@ -177,8 +208,11 @@ pub fn load(source: &dyn Source, limits: &Limits) -> Result<(Snapshot, Diagnosti
                     Ok(b) => b,
                     Err(e) => {
                         diags.push(
-                            Diagnostic::new(Code::UnreadableFile, format!("cannot read `{path}`: {e}"))
-                                .at(Label::new(Span::file_start(file))),
+                            Diagnostic::new(
+                                Code::UnreadableFile,
+                                format!("cannot read `{path}`: {e}"),
+                            )
+                            .at(Label::new(Span::file_start(file))),
                         );
                         continue;
                     }
@@ -188,7 +222,11 @@ pub fn load(source: &dyn Source, limits: &Limits) -> Result<(Snapshot, Diagnosti
                     continue;
                 }
                 match decode(&bytes) {
-                    Ok(text) => files.push(SourceFile { path: file, role, text: Arc::from(text) }),
+                    Ok(text) => files.push(SourceFile {
+                        path: file,
+                        role,
+                        text: Arc::from(text),
+                    }),
                     Err(pos) => diags.push(
                         Diagnostic::new(Code::InvalidUtf8, format!("`{path}` is not valid UTF-8"))
                             .at(Label::new(Span::new(file, pos, pos)))
@@ -214,7 +252,10 @@ fn entry_path(e: &Entry) -> &str {
 fn too_large(file: Arc<str>, size: u64, limits: &Limits) -> Diagnostic {
     Diagnostic::new(
         Code::FileTooLarge,
-        format!("`{file}` is {} bytes, over the limit of {} bytes", size, limits.max_file_size),
+        format!(
+            "`{file}` is {} bytes, over the limit of {} bytes",
+            size, limits.max_file_size
+        ),
     )
     .at(Label::new(Span::file_start(file)))
     .hint("split the file, or raise the limit with `--max-file-size`")
@@ -258,7 +299,10 @@ impl Source for DirSource {
     }
 
     fn entries(&self, limits: &Limits) -> Result<Vec<Entry>, LoadError> {
-        let io = |source| LoadError::Io { path: self.root.clone(), source };
+        let io = |source| LoadError::Io {
+            path: self.root.clone(),
+            source,
+        };
         let meta = std::fs::metadata(&self.root).map_err(io)?;
         if !meta.is_dir() {
             return Err(LoadError::NotADirectory(self.root.clone()));
@@ -270,17 +314,25 @@ impl Source for DirSource {
         // (absolute dir, relative prefix, depth)
         let mut stack = vec![(self.root.clone(), String::new(), 0usize)];
         while let Some((dir, rel, depth)) = stack.pop() {
-            let rd = std::fs::read_dir(&dir).map_err(|source| LoadError::Io { path: dir.clone(), source })?;
+            let rd = std::fs::read_dir(&dir).map_err(|source| LoadError::Io {
+                path: dir.clone(),
+                source,
+            })?;
             let mut children = Vec::new();
             for ent in rd {
-                let ent = ent.map_err(|source| LoadError::Io { path: dir.clone(), source })?;
+                let ent = ent.map_err(|source| LoadError::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
                 children.push(ent);
             }
             children.sort_by_key(|e| e.file_name());
             for ent in children {
                 let name = ent.file_name();
                 let Some(name) = name.to_str().map(str::to_owned) else {
-                    out.push(Entry::BadName { path: format!("{rel}{}", name.to_string_lossy()) });
+                    out.push(Entry::BadName {
+                        path: format!("{rel}{}", name.to_string_lossy()),
+                    });
                     continue;
                 };
                 if name.starts_with('.') {
@@ -288,30 +340,51 @@ impl Source for DirSource {
                 }
                 let rel_path = format!("{rel}{name}");
                 if name.chars().any(char::is_control) {
-                    out.push(Entry::BadName { path: rel_path.escape_debug().to_string() });
+                    out.push(Entry::BadName {
+                        path: rel_path.escape_debug().to_string(),
+                    });
                     continue;
                 }
                 let abs = ent.path();
-                let ft = ent.file_type().map_err(|source| LoadError::Io { path: abs.clone(), source })?;
+                let ft = ent.file_type().map_err(|source| LoadError::Io {
+                    path: abs.clone(),
+                    source,
+                })?;
                 let (is_dir, is_file, size) = if ft.is_symlink() {
                     match std::fs::canonicalize(&abs) {
-                        Ok(target) if target.starts_with(&canon_root) => match std::fs::metadata(&target) {
-                            Ok(m) => (m.is_dir() && visited.insert(target), m.is_file(), m.len()),
-                            Err(_) => continue,
-                        },
+                        Ok(target) if target.starts_with(&canon_root) => {
+                            match std::fs::metadata(&target) {
+                                Ok(m) => {
+                                    (m.is_dir() && visited.insert(target), m.is_file(), m.len())
+                                }
+                                Err(_) => continue,
+                            }
+                        }
                         Ok(target) => {
                             let is_dir = std::fs::metadata(&target).is_ok_and(|m| m.is_dir());
-                            out.push(Entry::EscapingSymlink { path: rel_path, target: target.display().to_string(), is_dir });
+                            out.push(Entry::EscapingSymlink {
+                                path: rel_path,
+                                target: target.display().to_string(),
+                                is_dir,
+                            });
                             continue;
                         }
                         Err(_) => {
-                            let target = std::fs::read_link(&abs).map(|t| t.display().to_string()).unwrap_or_default();
-                            out.push(Entry::BrokenSymlink { path: rel_path, target });
+                            let target = std::fs::read_link(&abs)
+                                .map(|t| t.display().to_string())
+                                .unwrap_or_default();
+                            out.push(Entry::BrokenSymlink {
+                                path: rel_path,
+                                target,
+                            });
                             continue;
                         }
                     }
                 } else {
-                    let m = ent.metadata().map_err(|source| LoadError::Io { path: abs.clone(), source })?;
+                    let m = ent.metadata().map_err(|source| LoadError::Io {
+                        path: abs.clone(),
+                        source,
+                    })?;
                     (ft.is_dir(), ft.is_file(), m.len())
                 };
                 if is_dir {
@@ -319,7 +392,10 @@ impl Source for DirSource {
                         stack.push((abs, format!("{rel_path}/"), depth + 1));
                     }
                 } else if is_file {
-                    out.push(Entry::File { path: rel_path, size });
+                    out.push(Entry::File {
+                        path: rel_path,
+                        size,
+                    });
                 }
                 // Sockets, FIFOs and devices are never read: reading a FIFO would block.
             }
@@ -360,11 +436,17 @@ impl Source for MemSource {
             .files
             .iter()
             .filter(|(p, _)| !p.split('/').any(|c| c.starts_with('.')))
-            .map(|(p, b)| Entry::File { path: p.clone(), size: b.len() as u64 })
+            .map(|(p, b)| Entry::File {
+                path: p.clone(),
+                size: b.len() as u64,
+            })
             .collect())
     }
     fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, std::io::Error> {
-        let b = self.files.get(path).ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
+        let b = self
+            .files
+            .get(path)
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
         Ok(b[..b.len().min(limit as usize + 1)].to_vec())
     }
 }
@@ -386,7 +468,10 @@ mod tests {
     fn classification() {
         assert_eq!(classify("projects/er.yaml"), Some(FileRole::Spec));
         assert_eq!(classify("a.yml"), Some(FileRole::Spec));
-        assert_eq!(classify("templates/jupyter.yaml.j2"), Some(FileRole::Template));
+        assert_eq!(
+            classify("templates/jupyter.yaml.j2"),
+            Some(FileRole::Template)
+        );
         assert_eq!(classify("templates/x.yaml"), Some(FileRole::Template));
         assert_eq!(classify("policies/gpu.rego"), Some(FileRole::Policy));
         assert_eq!(classify("README.md"), None);
@@ -394,7 +479,11 @@ mod tests {
 
     #[test]
     fn memory_source_skips_hidden_paths_and_sorts() {
-        let src = MemSource::new().with("b.yaml", "x: 1").with(".git/config.yaml", "x: 1").with("a/.h/c.yaml", "").with("a.yaml", "y: 2");
+        let src = MemSource::new()
+            .with("b.yaml", "x: 1")
+            .with(".git/config.yaml", "x: 1")
+            .with("a/.h/c.yaml", "")
+            .with("a.yaml", "y: 2");
         let (snap, diags) = load(&src, &Limits::default()).expect("loads");
         assert!(diags.is_empty());
         let paths: Vec<&str> = snap.files.iter().map(|f| f.path.as_ref()).collect();
@@ -403,8 +492,14 @@ mod tests {
 
     #[test]
     fn oversized_and_invalid_files_are_diagnostics() {
-        let limits = Limits { max_file_size: 8, ..Limits::default() };
-        let src = MemSource::new().with("big.yaml", "0123456789").with("bad.yaml", b"a\xff".to_vec()).with("ok.yaml", "a: 1");
+        let limits = Limits {
+            max_file_size: 8,
+            ..Limits::default()
+        };
+        let src = MemSource::new()
+            .with("big.yaml", "0123456789")
+            .with("bad.yaml", b"a\xff".to_vec())
+            .with("ok.yaml", "a: 1");
         let (snap, diags) = load(&src, &limits).expect("loads");
         assert_eq!(snap.files.len(), 1);
         let codes: Vec<Code> = diags.into_sorted().iter().map(|d| d.code).collect();

@@ -39,10 +39,20 @@ impl Paths {
 
 /// One line summary: `2 errors, 1 warning`.
 pub fn summary(diags: &[Diagnostic]) -> String {
-    let errors = diags.iter().filter(|d| d.severity == Severity::Error).count();
-    let warnings = diags.iter().filter(|d| d.severity == Severity::Warning).count();
+    let errors = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    let warnings = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Warning)
+        .count();
     let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
-    format!("{}, {}", plural(errors, "error"), plural(warnings, "warning"))
+    format!(
+        "{}, {}",
+        plural(errors, "error"),
+        plural(warnings, "warning")
+    )
 }
 
 fn level(s: Severity) -> Level<'static> {
@@ -60,11 +70,17 @@ fn offset(text: &str, line_starts: &[usize], p: Pos) -> usize {
     let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
     let line_text = text[start..line_end].trim_end_matches('\r');
     let col = p.column.max(1) as usize - 1;
-    start + line_text.char_indices().nth(col).map_or(line_text.len(), |(i, _)| i)
+    start
+        + line_text
+            .char_indices()
+            .nth(col)
+            .map_or(line_text.len(), |(i, _)| i)
 }
 
 fn line_starts(text: &str) -> Vec<usize> {
-    std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect()
+    std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+        .collect()
 }
 
 /// A window of a file's text covering some lines, and where it starts.
@@ -79,7 +95,11 @@ fn window<'a>(text: &'a str, starts: &[usize], lo: u32, hi: u32) -> Window<'a> {
     let hi = (hi.max(1) as usize).min(starts.len());
     let base = starts[lo - 1];
     let end = starts.get(hi).copied().unwrap_or(text.len());
-    Window { text: &text[base..end], first_line: lo, base }
+    Window {
+        text: &text[base..end],
+        first_line: lo,
+        base,
+    }
 }
 
 /// Full, human-readable rendering with the offending lines shown and marked.
@@ -93,7 +113,8 @@ pub fn human(diags: &[Diagnostic], snapshot: &Snapshot, paths: &Paths, color: bo
     let mut cache: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for d in diags {
         let title_text = d.message.clone();
-        let mut group = Group::with_title(level(d.severity).primary_title(title_text).id(d.code.id()));
+        let mut group =
+            Group::with_title(level(d.severity).primary_title(title_text).id(d.code.id()));
         // Labels by file, primary first.
         let mut labels: Vec<(&Label, bool)> = Vec::new();
         if let Some(p) = &d.primary {
@@ -108,23 +129,39 @@ pub fn human(diags: &[Diagnostic], snapshot: &Snapshot, paths: &Paths, color: bo
         }
         let mut missing_source = Vec::new();
         for file in files {
-            let here: Vec<&(&Label, bool)> = labels.iter().filter(|(l, _)| l.span.file.as_ref() == file).collect();
+            let here: Vec<&(&Label, bool)> = labels
+                .iter()
+                .filter(|(l, _)| l.span.file.as_ref() == file)
+                .collect();
             let Some(src) = snapshot.get(file) else {
                 missing_source.extend(here.iter().map(|(l, _)| *l));
                 continue;
             };
             let text: &str = &src.text;
             let starts = cache.entry(file).or_insert_with(|| line_starts(text));
-            let lo = here.iter().map(|(l, _)| l.span.start.line).min().unwrap_or(1);
-            let hi = here.iter().map(|(l, _)| l.span.end.line.max(l.span.start.line)).max().unwrap_or(1);
+            let lo = here
+                .iter()
+                .map(|(l, _)| l.span.start.line)
+                .min()
+                .unwrap_or(1);
+            let hi = here
+                .iter()
+                .map(|(l, _)| l.span.end.line.max(l.span.start.line))
+                .max()
+                .unwrap_or(1);
             let w = window(text, starts, lo, hi);
-            let mut snippet = Snippet::source(w.text).line_start(w.first_line).path(paths.show(file)).fold(true);
+            let mut snippet = Snippet::source(w.text)
+                .line_start(w.first_line)
+                .path(paths.show(file))
+                .fold(true);
             for (l, primary) in here {
                 let s = offset(text, starts, l.span.start) - w.base;
                 let mut e = offset(text, starts, l.span.end) - w.base;
                 if l.span.end.line != l.span.start.line || e <= s {
                     // Mark to the end of the first line only; multi-line nodes read better so.
-                    let line_end = w.text[s..].find(['\n', '\r']).map_or(w.text.len(), |i| s + i);
+                    let line_end = w.text[s..]
+                        .find(['\n', '\r'])
+                        .map_or(w.text.len(), |i| s + i);
                     e = if e <= s || e > line_end { line_end } else { e };
                 }
                 let text_label = match (&l.note, &l.field, primary) {
@@ -132,15 +169,28 @@ pub fn human(diags: &[Diagnostic], snapshot: &Snapshot, paths: &Paths, color: bo
                     (None, Some(f), true) => f.clone(),
                     _ => String::new(),
                 };
-                let kind = if *primary { AnnotationKind::Primary } else { AnnotationKind::Context };
+                let kind = if *primary {
+                    AnnotationKind::Primary
+                } else {
+                    AnnotationKind::Context
+                };
                 let ann = kind.span(s..e.max(s));
-                snippet = snippet.annotation(if text_label.is_empty() { ann } else { ann.label(text_label) });
+                snippet = snippet.annotation(if text_label.is_empty() {
+                    ann
+                } else {
+                    ann.label(text_label)
+                });
             }
             group = group.element(snippet);
         }
         let mut notes: Vec<String> = Vec::new();
         for l in missing_source {
-            let place = format!("{}:{}:{}", paths.show(&l.span.file), l.span.start.line, l.span.start.column);
+            let place = format!(
+                "{}:{}:{}",
+                paths.show(&l.span.file),
+                l.span.start.line,
+                l.span.start.column
+            );
             notes.push(match &l.note {
                 Some(n) => format!("{n}: {place}"),
                 None => format!("at {place}"),
@@ -163,10 +213,24 @@ pub fn concise(diags: &[Diagnostic], paths: &Paths) -> String {
     let mut out = String::new();
     for d in diags {
         let place = d.primary.as_ref().map_or_else(String::new, |l| {
-            format!("{}:{}:{}: ", paths.show(&l.span.file), l.span.start.line, l.span.start.column)
+            format!(
+                "{}:{}:{}: ",
+                paths.show(&l.span.file),
+                l.span.start.line,
+                l.span.start.column
+            )
         });
-        let field = d.primary.as_ref().and_then(|l| l.field.as_ref()).map_or_else(String::new, |f| format!(" [{f}]"));
-        out.push_str(&format!("{place}{}[{}] {}{field}\n", d.severity.as_str(), d.code.id(), d.message));
+        let field = d
+            .primary
+            .as_ref()
+            .and_then(|l| l.field.as_ref())
+            .map_or_else(String::new, |f| format!(" [{f}]"));
+        out.push_str(&format!(
+            "{place}{}[{}] {}{field}\n",
+            d.severity.as_str(),
+            d.code.id(),
+            d.message
+        ));
         for r in &d.related {
             out.push_str(&format!(
                 "  {}:{}:{}: {}\n",
@@ -210,8 +274,14 @@ pub fn json(diags: &[Diagnostic], paths: &Paths) -> String {
             })
         })
         .collect();
-    let errors = diags.iter().filter(|d| d.severity == Severity::Error).count();
-    let warnings = diags.iter().filter(|d| d.severity == Severity::Warning).count();
+    let errors = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    let warnings = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Warning)
+        .count();
     let v = json!({
         "version": 1,
         "summary": { "errors": errors, "warnings": warnings },
@@ -225,7 +295,9 @@ pub fn json(diags: &[Diagnostic], paths: &Paths) -> String {
 /// GitHub Actions workflow commands (`::error file=...,line=...::message`), one per line.
 pub fn github(diags: &[Diagnostic], paths: &Paths) -> String {
     fn esc_data(s: &str) -> String {
-        s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+        s.replace('%', "%25")
+            .replace('\r', "%0D")
+            .replace('\n', "%0A")
     }
     fn esc_prop(s: &str) -> String {
         esc_data(s).replace(':', "%3A").replace(',', "%2C")
@@ -237,7 +309,10 @@ pub fn github(diags: &[Diagnostic], paths: &Paths) -> String {
             Severity::Warning => "warning",
             Severity::Note => "notice",
         };
-        let mut props = vec![format!("title={}", esc_prop(&format!("{} {}", d.code.id(), d.code.slug())))];
+        let mut props = vec![format!(
+            "title={}",
+            esc_prop(&format!("{} {}", d.code.id(), d.code.slug()))
+        )];
         if let Some(l) = &d.primary {
             props.insert(0, format!("file={}", esc_prop(&paths.show(&l.span.file))));
             props.insert(1, format!("line={}", l.span.start.line));
@@ -262,7 +337,11 @@ pub fn github(diags: &[Diagnostic], paths: &Paths) -> String {
         if let Some(h) = &d.hint {
             msg.push_str(&format!("\nhint: {h}"));
         }
-        out.push_str(&format!("::{cmd} {}::{}\n", props.join(","), esc_data(&msg)));
+        out.push_str(&format!(
+            "::{cmd} {}::{}\n",
+            props.join(","),
+            esc_data(&msg)
+        ));
     }
     out
 }
@@ -279,23 +358,34 @@ mod tests {
             files: vec![SourceFile {
                 path: Arc::from("gpu/a100.yaml"),
                 role: FileRole::Spec,
-                text: Arc::from("kind: GpuQuota\nspec:\n  pool:\n    capacity: 8\n  allocations:\n    - project: er\n      gpu: 10\n"),
+                text: Arc::from(
+                    "kind: GpuQuota\nspec:\n  pool:\n    capacity: 8\n  allocations:\n    - project: er\n      gpu: 10\n",
+                ),
             }],
         }
     }
 
     fn diag() -> Diagnostic {
         let f: Arc<str> = Arc::from("gpu/a100.yaml");
-        Diagnostic::new(Code::GpuOvercommit, "allocations add up to 10 GPUs, over its capacity of 8")
-            .at(Label::new(Span::new(f.clone(), Pos::new(7, 12), Pos::new(7, 14))).field("spec.allocations[0].gpu"))
-            .related(Label::new(Span::new(f, Pos::new(4, 15), Pos::new(4, 16))).note("pool capacity"))
-            .hint("lower it")
+        Diagnostic::new(
+            Code::GpuOvercommit,
+            "allocations add up to 10 GPUs, over its capacity of 8",
+        )
+        .at(
+            Label::new(Span::new(f.clone(), Pos::new(7, 12), Pos::new(7, 14)))
+                .field("spec.allocations[0].gpu"),
+        )
+        .related(Label::new(Span::new(f, Pos::new(4, 15), Pos::new(4, 16))).note("pool capacity"))
+        .hint("lower it")
     }
 
     #[test]
     fn human_output_marks_both_places_without_colour() {
         let out = human(&[diag()], &snapshot(), &Paths::new("repo"), false);
-        assert!(out.contains("error[E130]: allocations add up to 10 GPUs"), "{out}");
+        assert!(
+            out.contains("error[E130]: allocations add up to 10 GPUs"),
+            "{out}"
+        );
         assert!(out.contains("repo/gpu/a100.yaml:7:12"), "{out}");
         assert!(out.contains("capacity: 8"), "{out}");
         assert!(out.contains("pool capacity"), "{out}");
@@ -315,7 +405,8 @@ mod tests {
 
     #[test]
     fn json_is_parseable_and_complete() {
-        let v: serde_json::Value = serde_json::from_str(&json(&[diag()], &Paths::new(""))).expect("json");
+        let v: serde_json::Value =
+            serde_json::from_str(&json(&[diag()], &Paths::new(""))).expect("json");
         assert_eq!(v["summary"]["errors"], 1);
         assert_eq!(v["diagnostics"][0]["code"], "E130");
         assert_eq!(v["diagnostics"][0]["location"]["line"], 7);
@@ -327,7 +418,10 @@ mod tests {
         let t = "a: é\r\nbb: x\r\n";
         let s = line_starts(t);
         assert_eq!(&t[offset(t, &s, Pos::new(2, 5))..], "x\r\n");
-        assert_eq!(&t[offset(t, &s, Pos::new(1, 4))..offset(t, &s, Pos::new(1, 5))], "é");
+        assert_eq!(
+            &t[offset(t, &s, Pos::new(1, 4))..offset(t, &s, Pos::new(1, 5))],
+            "é"
+        );
         assert!(offset(t, &s, Pos::new(99, 99)) <= t.len());
     }
 }

@@ -20,7 +20,8 @@ pub fn is_dns_label(name: &str) -> bool {
     let b = name.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -36,10 +37,20 @@ pub fn invalid_name(what: &str, name: &str, at: Label) -> Diagnostic {
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()
         .join("-");
-    let why = if name.len() > 63 { " (longer than 63 characters)" } else { "" };
-    let mut d = Diagnostic::new(Code::InvalidName, format!("{what} `{name}` is not a valid DNS-1123 label{why}")).at(at);
+    let why = if name.len() > 63 {
+        " (longer than 63 characters)"
+    } else {
+        ""
+    };
+    let mut d = Diagnostic::new(
+        Code::InvalidName,
+        format!("{what} `{name}` is not a valid DNS-1123 label{why}"),
+    )
+    .at(at);
     d = if !suggestion.is_empty() && suggestion.len() <= 63 && suggestion != name {
-        d.hint(format!("names use lowercase letters, digits and `-`, e.g. `{suggestion}`"))
+        d.hint(format!(
+            "names use lowercase letters, digits and `-`, e.g. `{suggestion}`"
+        ))
     } else {
         d.hint("names use lowercase letters, digits and `-`, start and end with a letter or digit, at most 63 characters")
     };
@@ -55,8 +66,16 @@ pub fn resolve(docs: &[Arc<Document>]) -> (Specs, Diagnostics) {
         match type_document(doc, &mut diags) {
             Some(spec) => insert(&mut specs, spec, &mut platforms, &mut diags),
             None => {
-                let kind = doc.root.get("kind").and_then(|e| e.value.as_str()).and_then(Kind::parse);
-                let name = doc.root.get("metadata").and_then(|m| m.value.get("name")).and_then(|e| e.value.as_str());
+                let kind = doc
+                    .root
+                    .get("kind")
+                    .and_then(|e| e.value.as_str())
+                    .and_then(Kind::parse);
+                let name = doc
+                    .root
+                    .get("metadata")
+                    .and_then(|m| m.value.get("name"))
+                    .and_then(|e| e.value.as_str());
                 if let (Some(k), Some(n)) = (kind, name) {
                     if k == Kind::Platform {
                         platforms.push(doc.clone());
@@ -68,14 +87,21 @@ pub fn resolve(docs: &[Arc<Document>]) -> (Specs, Diagnostics) {
     }
     if platforms.is_empty() && !docs.is_empty() {
         diags.push(
-            Diagnostic::new(Code::PlatformCount, "the repository has no `Platform` document")
-                .hint("add a `plinth.yaml` with `kind: Platform` declaring the clusters"),
+            Diagnostic::new(
+                Code::PlatformCount,
+                "the repository has no `Platform` document",
+            )
+            .hint("add a `plinth.yaml` with `kind: Platform` declaring the clusters"),
         );
     }
     (specs, diags)
 }
 
 fn type_document(doc: &Arc<Document>, diags: &mut Diagnostics) -> Option<AnySpec> {
+    if doc.tainted {
+        // Its problem is already reported; its tree is not what the author meant.
+        return None;
+    }
     let root = &doc.root;
     let NodeValue::Map(_) = root.value else {
         diags.push(
@@ -86,6 +112,8 @@ fn type_document(doc: &Arc<Document>, diags: &mut Diagnostics) -> Option<AnySpec
         return None;
     };
     let mut ok = true;
+    // A document of another API (a stray Kubernetes manifest): its kind is not ours to judge.
+    let mut foreign = false;
     match root.get("apiVersion").map(|e| &e.value) {
         None => {
             ok = false;
@@ -98,7 +126,12 @@ fn type_document(doc: &Arc<Document>, diags: &mut Diagnostics) -> Option<AnySpec
         Some(v) if v.as_str() == Some(API_VERSION) => {}
         Some(v) => {
             ok = false;
-            let shown = v.as_str().map_or_else(|| format!("a {}", v.type_name()), |s| format!("`{s}`"));
+            if !v.as_str().is_some_and(|s| s.starts_with("plinth.dev/")) {
+                foreign = true;
+            }
+            let shown = v
+                .as_str()
+                .map_or_else(|| format!("a {}", v.type_name()), |s| format!("`{s}`"));
             let hint = match v.as_str() {
                 Some(s) if s.starts_with("plinth.dev/") => {
                     format!("this plinth reads `{API_VERSION}`")
@@ -108,9 +141,12 @@ fn type_document(doc: &Arc<Document>, diags: &mut Diagnostics) -> Option<AnySpec
                 ),
             };
             diags.push(
-                Diagnostic::new(Code::WrongApiVersion, format!("`apiVersion` is {shown}, expected `{API_VERSION}`"))
-                    .at(doc.at("apiVersion"))
-                    .hint(hint),
+                Diagnostic::new(
+                    Code::WrongApiVersion,
+                    format!("`apiVersion` is {shown}, expected `{API_VERSION}`"),
+                )
+                .at(doc.at("apiVersion"))
+                .hint(hint),
             );
         }
     }
@@ -125,10 +161,17 @@ fn type_document(doc: &Arc<Document>, diags: &mut Diagnostics) -> Option<AnySpec
         }
         Some(v) => match v.as_str().and_then(Kind::parse) {
             Some(k) => Some(k),
+            None if foreign => None,
             None => {
-                let shown = v.as_str().map_or_else(|| format!("a {}", v.type_name()), |s| format!("`{s}`"));
-                let mut d = Diagnostic::new(Code::UnknownKind, format!("unknown kind {shown}")).at(doc.at("kind"));
-                d = match v.as_str().and_then(|s| did_you_mean(s, Kind::ALL.iter().map(|k| k.as_str()))) {
+                let shown = v
+                    .as_str()
+                    .map_or_else(|| format!("a {}", v.type_name()), |s| format!("`{s}`"));
+                let mut d = Diagnostic::new(Code::UnknownKind, format!("unknown kind {shown}"))
+                    .at(doc.at("kind"));
+                d = match v
+                    .as_str()
+                    .and_then(|s| did_you_mean(s, Kind::ALL.iter().map(|k| k.as_str())))
+                {
                     Some(s) => d.hint(format!("did you mean `{s}`?")),
                     None => d.hint(kinds_hint()),
                 };
@@ -159,10 +202,21 @@ fn type_document(doc: &Arc<Document>, diags: &mut Diagnostics) -> Option<AnySpec
 }
 
 fn kinds_hint() -> String {
-    format!("the kinds are {}", Kind::ALL.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))
+    format!(
+        "the kinds are {}",
+        Kind::ALL
+            .iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
-fn typed<S: DeserializeOwned>(doc: &Arc<Document>, json: serde_json::Value, diags: &mut Diagnostics) -> Option<Object<S>> {
+fn typed<S: DeserializeOwned>(
+    doc: &Arc<Document>,
+    json: serde_json::Value,
+    diags: &mut Diagnostics,
+) -> Option<Object<S>> {
     match serde_json::from_value::<Envelope<S>>(json) {
         Ok(env) => {
             let name = &env.metadata.name;
@@ -170,7 +224,11 @@ fn typed<S: DeserializeOwned>(doc: &Arc<Document>, json: serde_json::Value, diag
                 diags.push(invalid_name("name", name, doc.at("metadata.name")));
                 return None;
             }
-            Some(Object { metadata: env.metadata, spec: env.spec, doc: doc.clone() })
+            Some(Object {
+                metadata: env.metadata,
+                spec: env.spec,
+                doc: doc.clone(),
+            })
         }
         Err(e) => {
             // The schema accepted the document, so this is a value serde is stricter about
@@ -185,10 +243,25 @@ fn typed<S: DeserializeOwned>(doc: &Arc<Document>, json: serde_json::Value, diag
     }
 }
 
-fn insert(specs: &mut Specs, spec: AnySpec, platforms: &mut Vec<Arc<Document>>, diags: &mut Diagnostics) {
-    fn put<S>(map: &mut BTreeMap<String, Object<S>>, obj: Object<S>, kind: Kind, diags: &mut Diagnostics) {
+fn insert(
+    specs: &mut Specs,
+    spec: AnySpec,
+    platforms: &mut Vec<Arc<Document>>,
+    diags: &mut Diagnostics,
+) {
+    fn put<S>(
+        map: &mut BTreeMap<String, Object<S>>,
+        obj: Object<S>,
+        kind: Kind,
+        diags: &mut Diagnostics,
+    ) {
         if let Some(first) = map.get(obj.name()) {
-            diags.push(duplicate(kind, obj.name(), obj.at("metadata.name"), first.at("metadata.name")));
+            diags.push(duplicate(
+                kind,
+                obj.name(),
+                obj.at("metadata.name"),
+                first.at("metadata.name"),
+            ));
         } else {
             map.insert(obj.name().to_owned(), obj);
         }
@@ -197,10 +270,13 @@ fn insert(specs: &mut Specs, spec: AnySpec, platforms: &mut Vec<Arc<Document>>, 
         AnySpec::Platform(p) => {
             if let Some(first) = platforms.first() {
                 diags.push(
-                    Diagnostic::new(Code::PlatformCount, "a repository holds exactly one `Platform`, found a second")
-                        .at(p.at("kind"))
-                        .related(first.at("kind").note("first `Platform` here"))
-                        .hint("merge the two into one `Platform` document"),
+                    Diagnostic::new(
+                        Code::PlatformCount,
+                        "a repository holds exactly one `Platform`, found a second",
+                    )
+                    .at(p.at("kind"))
+                    .related(first.at("kind").note("first `Platform` here"))
+                    .hint("merge the two into one `Platform` document"),
                 );
             } else {
                 platforms.push(p.doc.clone());
@@ -217,10 +293,15 @@ fn insert(specs: &mut Specs, spec: AnySpec, platforms: &mut Vec<Arc<Document>>, 
 
 /// Two objects of one kind with the same name.
 pub fn duplicate(kind: Kind, name: &str, here: Label, first: Label) -> Diagnostic {
-    Diagnostic::new(Code::DuplicateName, format!("{kind} `{name}` is defined twice"))
-        .at(here)
-        .related(first.note("first defined here"))
-        .hint(format!("names are unique per kind; rename or remove one of the two `{name}`"))
+    Diagnostic::new(
+        Code::DuplicateName,
+        format!("{kind} `{name}` is defined twice"),
+    )
+    .at(here)
+    .related(first.note("first defined here"))
+    .hint(format!(
+        "names are unique per kind; rename or remove one of the two `{name}`"
+    ))
 }
 
 #[cfg(test)]
@@ -232,14 +313,31 @@ mod tests {
         for ok in ["a", "er-capacity", "x1", "a-b-c", &"a".repeat(63)] {
             assert!(is_dns_label(ok), "{ok}");
         }
-        for bad in ["", "-a", "a-", "A", "a_b", "a.b", "../../x", &"a".repeat(64), "é"] {
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "A",
+            "a_b",
+            "a.b",
+            "../../x",
+            &"a".repeat(64),
+            "é",
+        ] {
             assert!(!is_dns_label(bad), "{bad}");
         }
     }
 
     #[test]
     fn invalid_names_get_a_suggestion() {
-        let d = invalid_name("name", "ER_Capacity", Label::new(crate::diag::Span::file_start("x".into())));
-        assert_eq!(d.hint.as_deref(), Some("names use lowercase letters, digits and `-`, e.g. `er-capacity`"));
+        let d = invalid_name(
+            "name",
+            "ER_Capacity",
+            Label::new(crate::diag::Span::file_start("x".into())),
+        );
+        assert_eq!(
+            d.hint.as_deref(),
+            Some("names use lowercase letters, digits and `-`, e.g. `er-capacity`")
+        );
     }
 }

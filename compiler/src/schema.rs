@@ -17,7 +17,8 @@ use serde_json::{Map, Value, json};
 use crate::diag::{Code, Diagnostic, did_you_mean};
 use crate::model::quantity::QUANTITY_PATTERN;
 use crate::model::{
-    API_VERSION, AppSpec, DatasetSpec, GpuQuotaSpec, Kind, Metadata, ModelRolloutSpec, PlatformSpec, ProjectSpec,
+    API_VERSION, AppSpec, DatasetSpec, GpuQuotaSpec, Kind, Metadata, ModelRolloutSpec,
+    PlatformSpec, ProjectSpec,
 };
 use crate::parse::{Document, FieldPath, Seg};
 
@@ -26,7 +27,9 @@ pub const SCHEMA_BASE: &str = "https://plinth.dev/schemas/v1alpha1/";
 
 /// The schema of one kind, generated from the Rust types.
 pub fn generate(kind: Kind) -> Value {
-    let mut generator = SchemaSettings::draft2020_12().for_deserialize().into_generator();
+    let mut generator = SchemaSettings::draft2020_12()
+        .for_deserialize()
+        .into_generator();
     let spec = match kind {
         Kind::Platform => generator.subschema_for::<PlatformSpec>(),
         Kind::Project => generator.subschema_for::<ProjectSpec>(),
@@ -38,11 +41,19 @@ pub fn generate(kind: Kind) -> Value {
     let metadata = generator.subschema_for::<Metadata>();
     let defs = generator.take_definitions(true);
     let description = match kind {
-        Kind::Platform => "plinth Platform: clusters, defaults, identity, backends and policy sources",
-        Kind::Project => "plinth Project: a tenant team with its members, quotas, volumes and network",
-        Kind::Dataset => "plinth Dataset: versioned data and the projects that may read or write it",
+        Kind::Platform => {
+            "plinth Platform: clusters, defaults, identity, backends and policy sources"
+        }
+        Kind::Project => {
+            "plinth Project: a tenant team with its members, quotas, volumes and network"
+        }
+        Kind::Dataset => {
+            "plinth Dataset: versioned data and the projects that may read or write it"
+        }
         Kind::GpuQuota => "plinth GpuQuota: a GPU pool, its instance types and allocations",
-        Kind::ModelRollout => "plinth ModelRollout: a served model and how traffic moves between versions",
+        Kind::ModelRollout => {
+            "plinth ModelRollout: a served model and how traffic moves between versions"
+        }
         Kind::App => "plinth App: a third-party tool rendered from a template",
     };
     json!({
@@ -124,7 +135,8 @@ fn compiled(kind: Kind) -> &'static Compiled {
     CELLS[i].get_or_init(|| {
         // The committed schema is valid by the `schemas_match_types` test; fall back to the
         // generated one so a hand-broken file cannot take the compiler down.
-        let schema: Value = serde_json::from_str(committed(kind)).unwrap_or_else(|_| generate(kind));
+        let schema: Value =
+            serde_json::from_str(committed(kind)).unwrap_or_else(|_| generate(kind));
         let validator = jsonschema::draft202012::new(&schema)
             .or_else(|_| jsonschema::draft202012::new(&generate(kind)))
             .unwrap_or_else(|e| panic!("generated schema of {kind} does not compile: {e}"));
@@ -167,7 +179,11 @@ fn kind_name(k: &TypeKind) -> String {
     match k {
         TypeKind::Single(t) => one(t),
         TypeKind::Multiple(ts) => {
-            let names: Vec<String> = ts.iter().filter(|t| t.to_string() != "null").map(|t| one(&t)).collect();
+            let names: Vec<String> = ts
+                .iter()
+                .filter(|t| t.to_string() != "null")
+                .map(|t| one(&t))
+                .collect();
             names.join(" or ")
         }
     }
@@ -178,28 +194,46 @@ fn short(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    if s.chars().count() > 40 { format!("{}…", s.chars().take(40).collect::<String>()) } else { s }
+    if s.chars().count() > 40 {
+        format!("{}…", s.chars().take(40).collect::<String>())
+    } else {
+        s
+    }
 }
 
 fn map_error(doc: &Document, schema: &Value, err: &ValidationError<'_>, out: &mut Vec<Diagnostic>) {
     let path = path_of(doc, err);
     let at = || doc.label(&path);
-    let where_ = if path.is_root() { "the document".to_owned() } else { format!("`{path}`") };
+    let where_ = if path.is_root() {
+        "the document".to_owned()
+    } else {
+        format!("`{path}`")
+    };
     let instance: &Value = err.instance().as_ref();
     match err.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
             let allowed = allowed_keys(schema, &path);
             for key in unexpected {
                 let field = path.clone().key(key.clone());
-                let mut d = Diagnostic::new(Code::UnknownField, format!("unknown field `{key}` in {where_}"))
-                    .at(doc.key_label(&field));
+                let mut d = Diagnostic::new(
+                    Code::UnknownField,
+                    format!("unknown field `{key}` in {where_}"),
+                )
+                .at(doc.key_label(&field));
                 let suggestion = did_you_mean(key, allowed.iter().map(String::as_str));
                 d = match (suggestion, key.as_str()) {
-                    (_, "<<") => d.hint("YAML merge keys (`<<`) are not supported; write the fields out"),
-                    (Some(s), _) => d.hint(format!("did you mean `{s}`?")),
-                    (None, _) if !allowed.is_empty() => {
-                        d.hint(format!("allowed fields here: {}", allowed.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")))
+                    (_, "<<") => {
+                        d.hint("YAML merge keys (`<<`) are not supported; write the fields out")
                     }
+                    (Some(s), _) => d.hint(format!("did you mean `{s}`?")),
+                    (None, _) if !allowed.is_empty() => d.hint(format!(
+                        "allowed fields here: {}",
+                        allowed
+                            .iter()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
                     _ => d,
                 };
                 out.push(d);
@@ -209,45 +243,86 @@ fn map_error(doc: &Document, schema: &Value, err: &ValidationError<'_>, out: &mu
             let name = property.as_str().unwrap_or_default();
             let field = path.clone().key(name);
             out.push(
-                Diagnostic::new(Code::MissingField, format!("missing field `{name}` in {where_}"))
-                    .at(doc.label(&field))
-                    .hint(format!("add `{name}:` to {where_}")),
+                Diagnostic::new(
+                    Code::MissingField,
+                    format!("missing field `{name}` in {where_}"),
+                )
+                .at(doc.label(&field))
+                .hint(format!("add `{name}:` to {where_}")),
             );
         }
         ValidationErrorKind::Type { kind } => {
             let expected = kind_name(kind);
             let found = type_name(instance);
-            let mut d = Diagnostic::new(Code::WrongType, format!("{where_} must be a {expected}, found a {found}")).at(at());
+            let mut d = Diagnostic::new(
+                Code::WrongType,
+                format!(
+                    "{where_} must be {}, found {}",
+                    article(&expected),
+                    article(found)
+                ),
+            )
+            .at(at());
             if expected == "string" && matches!(instance, Value::Number(_) | Value::Bool(_)) {
                 d = d.hint(format!("quote the value: `\"{}\"`", short(instance)));
             } else if expected == "list" && found == "mapping" {
                 d = d.hint("start each item with `- `");
+            } else if expected == "integer" {
+                d = d.hint("write a whole number, e.g. `8`");
+            } else if expected == "boolean" {
+                d = d.hint("write `true` or `false`");
             }
             out.push(d);
         }
         ValidationErrorKind::Enum { options } => {
-            let opts: Vec<String> = options.as_array().map(|a| a.iter().map(short).collect()).unwrap_or_default();
-            let value = short(instance);
-            let mut d = Diagnostic::new(
-                Code::InvalidValue,
-                format!("`{value}` is not a valid value for {where_}"),
-            )
-            .at(at());
-            d = match did_you_mean(&value, opts.iter().map(String::as_str)) {
-                Some(s) => d.hint(format!("did you mean `{s}`?")),
-                None => d.hint(format!("expected one of {}", opts.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", "))),
-            };
-            out.push(d);
+            let opts: Vec<String> = options
+                .as_array()
+                .map(|a| a.iter().map(short).collect())
+                .unwrap_or_default();
+            out.push(enum_error(instance, &opts, &where_, at()));
         }
         ValidationErrorKind::Constant { expected_value } => out.push(
-            Diagnostic::new(Code::InvalidValue, format!("{where_} must be `{}`", short(expected_value))).at(at()),
+            Diagnostic::new(
+                Code::InvalidValue,
+                format!("{where_} must be `{}`", short(expected_value)),
+            )
+            .at(at()),
         ),
-        ValidationErrorKind::Pattern { pattern } => out.push(pattern_error(instance, pattern, &where_, at())),
+        ValidationErrorKind::Pattern { pattern } => {
+            out.push(pattern_error(instance, pattern, &where_, at()))
+        }
+        ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context }
+            if !context.is_empty()
+                && context.iter().flatten().all(|e| {
+                    matches!(
+                        e.kind(),
+                        ValidationErrorKind::Constant { .. } | ValidationErrorKind::Enum { .. }
+                    ) && e.instance_path() == err.instance_path()
+                }) =>
+        {
+            // An enum whose variants carry docs: `oneOf` of `const`s.
+            let mut opts: Vec<String> = Vec::new();
+            for e in context.iter().flatten() {
+                match e.kind() {
+                    ValidationErrorKind::Constant { expected_value } => {
+                        opts.push(short(expected_value))
+                    }
+                    ValidationErrorKind::Enum { options } => {
+                        opts.extend(options.as_array().into_iter().flatten().map(short));
+                    }
+                    _ => {}
+                }
+            }
+            out.push(enum_error(instance, &opts, &where_, at()));
+        }
         ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
             // Option<T> and Quantity produce `anyOf`. Report the branch that got furthest:
             // one that did not fail on the value's type alone.
             let informative = context.iter().find(|branch| {
-                !branch.iter().all(|e| matches!(e.kind(), ValidationErrorKind::Type { .. }) && e.instance_path() == err.instance_path())
+                !branch.iter().all(|e| {
+                    matches!(e.kind(), ValidationErrorKind::Type { .. })
+                        && e.instance_path() == err.instance_path()
+                })
             });
             match informative {
                 Some(branch) => {
@@ -268,7 +343,11 @@ fn map_error(doc: &Document, schema: &Value, err: &ValidationError<'_>, out: &mu
                     out.push(
                         Diagnostic::new(
                             Code::WrongType,
-                            format!("{where_} must be a {}, found a {}", expected.join(" or "), type_name(instance)),
+                            format!(
+                                "{where_} must be {}, found {}",
+                                article(&expected.join(" or ")),
+                                article(type_name(instance))
+                            ),
                         )
                         .at(at()),
                     );
@@ -277,47 +356,123 @@ fn map_error(doc: &Document, schema: &Value, err: &ValidationError<'_>, out: &mu
         }
         ValidationErrorKind::MinProperties { .. } | ValidationErrorKind::MaxProperties { .. } => {
             let allowed = allowed_keys(schema, &path);
-            let list = allowed.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
+            let list = allowed
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
             let given = instance.as_object().map_or(0, Map::len);
             let msg = if given == 0 {
                 format!("{where_} needs exactly one field, found none")
             } else {
                 format!("{where_} takes exactly one field, found {given}")
             };
-            out.push(Diagnostic::new(Code::InvalidChoice, msg).at(at()).hint(format!("choose one of {list}")));
+            out.push(
+                Diagnostic::new(Code::InvalidChoice, msg)
+                    .at(at())
+                    .hint(format!("choose one of {list}")),
+            );
         }
-        ValidationErrorKind::Minimum { limit } | ValidationErrorKind::ExclusiveMinimum { limit } => out.push(
-            Diagnostic::new(Code::InvalidValue, format!("{where_} is {}, below the minimum of {limit}", short(instance)))
-                .at(at()),
+        ValidationErrorKind::Minimum { limit }
+        | ValidationErrorKind::ExclusiveMinimum { limit } => out.push(
+            Diagnostic::new(
+                Code::InvalidValue,
+                format!(
+                    "{where_} is {}, below the minimum of {limit}",
+                    short(instance)
+                ),
+            )
+            .at(at()),
         ),
-        ValidationErrorKind::Maximum { limit } | ValidationErrorKind::ExclusiveMaximum { limit } => out.push(
-            Diagnostic::new(Code::InvalidValue, format!("{where_} is {}, above the maximum of {limit}", short(instance)))
-                .at(at()),
+        ValidationErrorKind::Maximum { limit }
+        | ValidationErrorKind::ExclusiveMaximum { limit } => out.push(
+            Diagnostic::new(
+                Code::InvalidValue,
+                format!(
+                    "{where_} is {}, above the maximum of {limit}",
+                    short(instance)
+                ),
+            )
+            .at(at()),
         ),
         ValidationErrorKind::MinItems { limit } => out.push(
-            Diagnostic::new(Code::InvalidValue, format!("{where_} needs at least {limit} item(s)")).at(at()),
+            Diagnostic::new(
+                Code::InvalidValue,
+                format!("{where_} needs at least {limit} item(s)"),
+            )
+            .at(at()),
         ),
         ValidationErrorKind::MaxItems { limit } => out.push(
-            Diagnostic::new(Code::InvalidValue, format!("{where_} takes at most {limit} item(s)")).at(at()),
+            Diagnostic::new(
+                Code::InvalidValue,
+                format!("{where_} takes at most {limit} item(s)"),
+            )
+            .at(at()),
         ),
         ValidationErrorKind::MinLength { limit } => out.push(
-            Diagnostic::new(Code::InvalidValue, format!("{where_} must be at least {limit} character(s) long")).at(at()),
+            Diagnostic::new(
+                Code::InvalidValue,
+                format!("{where_} must be at least {limit} character(s) long"),
+            )
+            .at(at()),
         ),
         ValidationErrorKind::MaxLength { limit } => out.push(
-            Diagnostic::new(Code::InvalidValue, format!("{where_} must be at most {limit} characters long")).at(at()),
+            Diagnostic::new(
+                Code::InvalidValue,
+                format!("{where_} must be at most {limit} characters long"),
+            )
+            .at(at()),
         ),
         ValidationErrorKind::PropertyNames { error } => {
             let key = short(error.instance());
             out.push(
-                Diagnostic::new(Code::InvalidValue, format!("`{key}` is not a valid name in {where_}"))
-                    .at(doc.key_label(&path.clone().key(key.clone()))),
+                Diagnostic::new(
+                    Code::InvalidValue,
+                    format!("`{key}` is not a valid name in {where_}"),
+                )
+                .at(doc.key_label(&path.clone().key(key.clone()))),
             );
         }
         _ => out.push(Diagnostic::new(Code::InvalidValue, format!("{where_}: {err}")).at(at())),
     }
 }
 
-fn pattern_error(instance: &Value, pattern: &str, where_: &str, at: crate::diag::Label) -> Diagnostic {
+fn enum_error(
+    instance: &Value,
+    opts: &[String],
+    where_: &str,
+    at: crate::diag::Label,
+) -> Diagnostic {
+    let value = short(instance);
+    let d = Diagnostic::new(
+        Code::InvalidValue,
+        format!("`{value}` is not a valid value for {where_}"),
+    )
+    .at(at);
+    match did_you_mean(&value, opts.iter().map(String::as_str)) {
+        Some(s) => d.hint(format!("did you mean `{s}`?")),
+        None => d.hint(format!(
+            "expected one of {}",
+            opts.iter()
+                .map(|o| format!("`{o}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// `a string`, `an integer`.
+fn article(noun: &str) -> String {
+    let an = noun.starts_with(['a', 'e', 'i', 'o', 'u']);
+    format!("{} {noun}", if an { "an" } else { "a" })
+}
+
+fn pattern_error(
+    instance: &Value,
+    pattern: &str,
+    where_: &str,
+    at: crate::diag::Label,
+) -> Diagnostic {
     let value = short(instance);
     if pattern == QUANTITY_PATTERN {
         return Diagnostic::new(Code::InvalidQuantity, format!("`{value}` is not a valid quantity for {where_}"))
@@ -325,14 +480,28 @@ fn pattern_error(instance: &Value, pattern: &str, where_: &str, at: crate::diag:
             .hint("write a number with an optional suffix: `500m`, `2`, `16Gi`, `1Ti` (suffixes are case-sensitive)");
     }
     let hint = match pattern {
-        p if p.contains("ms|s|m|h|d|w|y") => "write a whole number and a unit: `30s`, `10m`, `1h`, `7d`".to_owned(),
-        p if p.starts_with("^1\\.") => "write the minor version as a quoted string, e.g. `\"1.32\"`".to_owned(),
+        p if p.contains("ms|s|m|h|d|w|y") => {
+            "write a whole number and a unit: `30s`, `10m`, `1h`, `7d`".to_owned()
+        }
+        p if p.starts_with("^1\\.") => {
+            "write the minor version as a quoted string, e.g. `\"1.32\"`".to_owned()
+        }
         p if p.starts_with("^/") => "use an absolute path, starting with `/`".to_owned(),
-        p if p.starts_with("^arn:aws") => "write the full role ARN, `arn:aws:iam::<account-id>:role/<name>`".to_owned(),
-        p if p.starts_with("^(s3|gs") => "use `s3://`, `gs://`, `pvc://`, `hf://`, `https://`, `azureblob://` or `models:/`".to_owned(),
+        p if p.starts_with("^arn:aws") => {
+            "write the full role ARN, `arn:aws:iam::<account-id>:role/<name>`".to_owned()
+        }
+        p if p.starts_with("^(s3|gs") => {
+            "use `s3://`, `gs://`, `pvc://`, `hf://`, `https://`, `azureblob://` or `models:/`"
+                .to_owned()
+        }
         p => format!("the value must match `{p}`"),
     };
-    Diagnostic::new(Code::InvalidValue, format!("`{value}` is not a valid value for {where_}")).at(at).hint(hint)
+    Diagnostic::new(
+        Code::InvalidValue,
+        format!("`{value}` is not a valid value for {where_}"),
+    )
+    .at(at)
+    .hint(hint)
 }
 
 /// The property names the schema allows at `path`, for "did you mean" hints.
@@ -350,7 +519,10 @@ fn allowed_keys(root: &Value, path: &FieldPath) -> Vec<String> {
         }
     }
     let node = deref(root, node);
-    node.get("properties").and_then(Value::as_object).map(|p| p.keys().cloned().collect()).unwrap_or_default()
+    node.get("properties")
+        .and_then(Value::as_object)
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 /// Follow `$ref` and the non-null branch of `anyOf`/`oneOf`.
@@ -365,8 +537,15 @@ fn deref<'a>(root: &'a Value, mut node: &'a Value) -> &'a Value {
                 None => return node,
             }
         }
-        if let Some(branches) = node.get("anyOf").or_else(|| node.get("oneOf")).and_then(Value::as_array) {
-            if let Some(b) = branches.iter().find(|b| b.get("$ref").is_some() || b.get("properties").is_some()) {
+        if let Some(branches) = node
+            .get("anyOf")
+            .or_else(|| node.get("oneOf"))
+            .and_then(Value::as_array)
+        {
+            if let Some(b) = branches
+                .iter()
+                .find(|b| b.get("$ref").is_some() || b.get("properties").is_some())
+            {
                 node = b;
                 continue;
             }
@@ -378,7 +557,9 @@ fn deref<'a>(root: &'a Value, mut node: &'a Value) -> &'a Value {
 
 /// Make sure a schema compiles (used by tests on the committed files).
 pub fn compiles(schema: &Value) -> Result<(), String> {
-    jsonschema::draft202012::new(schema).map(|_| ()).map_err(|e| e.to_string())
+    jsonschema::draft202012::new(schema)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -408,20 +589,32 @@ mod tests {
         for kind in Kind::ALL {
             let v: Value = serde_json::from_str(committed(kind)).expect("committed schema is JSON");
             compiles(&v).expect("committed schema compiles");
-            assert!(jsonschema::meta::is_valid(&v), "{kind} schema is not a valid 2020-12 schema");
+            assert!(
+                jsonschema::meta::is_valid(&v),
+                "{kind} schema is not a valid 2020-12 schema"
+            );
         }
     }
 
     #[test]
     fn quantity_pattern_agrees_with_the_parser() {
-        let v = jsonschema::validator_for(&json!({"type": "string", "pattern": QUANTITY_PATTERN})).expect("compiles");
-        for s in ["500m", "2", "16Gi", "1.5", ".5", "1e3", "+3", "3E-2", "1Ti", "100k"] {
+        let v = jsonschema::validator_for(&json!({"type": "string", "pattern": QUANTITY_PATTERN}))
+            .expect("compiles");
+        for s in [
+            "500m", "2", "16Gi", "1.5", ".5", "1e3", "+3", "3E-2", "1Ti", "100k",
+        ] {
             assert!(v.is_valid(&json!(s)), "{s} should match");
-            assert!(crate::model::quantity::parse_nanos(s).is_some(), "{s} should parse");
+            assert!(
+                crate::model::quantity::parse_nanos(s).is_some(),
+                "{s} should parse"
+            );
         }
         for s in ["abc", "5Gb", "", "1.2.3", "-1", "1 Gi", "Gi"] {
             assert!(!v.is_valid(&json!(s)), "{s} should not match");
-            assert!(crate::model::quantity::parse_nanos(s).is_none(), "{s} should not parse");
+            assert!(
+                crate::model::quantity::parse_nanos(s).is_none(),
+                "{s} should not parse"
+            );
         }
     }
 }

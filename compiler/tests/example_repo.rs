@@ -13,12 +13,17 @@ fn example_repo_checks_clean() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
-    assert_eq!(v["diagnostics"].as_array().map(Vec::len), Some(0), "{stdout}");
+    assert_eq!(
+        v["diagnostics"].as_array().map(Vec::len),
+        Some(0),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn example_repo_covers_the_hospital_story() {
-    let src = plinth::load::DirSource::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/repo"));
+    let src =
+        plinth::load::DirSource::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/repo"));
     let checked = plinth::check_source(&src, &plinth::Options::default()).expect("loads");
     let s = &checked.specs;
     assert!(s.projects.len() >= 4);
@@ -28,8 +33,15 @@ fn example_repo_covers_the_hospital_story() {
     assert!(!s.apps.is_empty());
     assert_eq!(s.platform.as_ref().map(|p| p.spec.clusters.len()), Some(2));
     use plinth::model::rollout::Strategy;
-    let strategies: Vec<Strategy> = s.rollouts.values().filter_map(|r| r.spec.traffic.as_ref().map(|t| t.strategy)).collect();
+    let strategies: Vec<Strategy> = s
+        .rollouts
+        .values()
+        .filter_map(|r| r.spec.traffic.as_ref().map(|t| t.strategy))
+        .collect();
     for want in [Strategy::Canary, Strategy::BlueGreen, Strategy::Shadow] {
-        assert!(strategies.contains(&want), "no {want:?} rollout in the example");
+        assert!(
+            strategies.contains(&want),
+            "no {want:?} rollout in the example"
+        );
     }
 }

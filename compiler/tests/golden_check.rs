@@ -24,7 +24,10 @@ fn golden_root() -> PathBuf {
 
 fn copy_tree(from: &Path, to: &Path) {
     fs::create_dir_all(to).expect("mkdir");
-    let mut entries: Vec<_> = fs::read_dir(from).expect("read_dir").map(|e| e.expect("entry")).collect();
+    let mut entries: Vec<_> = fs::read_dir(from)
+        .expect("read_dir")
+        .map(|e| e.expect("entry"))
+        .collect();
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let ft = e.file_type().expect("file type");
@@ -41,8 +44,14 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 fn apply_setup(case: &Path, repo: &Path) {
-    let Ok(text) = fs::read_to_string(case.join("setup")) else { return };
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    let Ok(text) = fs::read_to_string(case.join("setup")) else {
+        return;
+    };
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         let parts: Vec<&str> = line.split_whitespace().collect();
         match parts.as_slice() {
             ["symlink", path, target] => {
@@ -91,7 +100,11 @@ fn golden_check_cases() {
     assert!(!cases.is_empty(), "no golden cases found");
     let mut failures = Vec::new();
     for case in &cases {
-        let name = case.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        let name = case
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
         let scratch = tempfile::tempdir().expect("tempdir");
         let repo = scratch.path().join("repo");
         copy_tree(&case.join("repo"), &repo);
@@ -105,14 +118,17 @@ fn golden_check_cases() {
         } else {
             let expected = fs::read_to_string(&expected_path).unwrap_or_default();
             if expected != actual {
-                failures.push(format!("{name}: output differs\n--- expected\n{expected}\n--- actual\n{actual}"));
+                failures.push(format!(
+                    "{name}: output differs\n--- expected\n{expected}\n--- actual\n{actual}"
+                ));
             }
         }
 
         // Structural promises, independent of the expected text.
         let (json_code, json) = run(scratch.path(), &["check", "repo", "--format", "json"]);
         assert_eq!(json_code, code, "{name}: exit code depends on the format");
-        let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{name}: bad JSON: {e}\n{json}"));
+        let v: serde_json::Value =
+            serde_json::from_str(&json).unwrap_or_else(|e| panic!("{name}: bad JSON: {e}\n{json}"));
         let diags = v["diagnostics"].as_array().cloned().unwrap_or_default();
         if name.starts_with("ok-") {
             if code != 0 {
@@ -126,12 +142,19 @@ fn golden_check_cases() {
                 failures.push(format!("{name}: no diagnostics reported"));
             }
             for d in &diags {
-                let located = d["location"]["file"].is_string() && d["location"]["line"].as_u64().is_some_and(|l| l >= 1) && d["location"]["column"].as_u64().is_some_and(|c| c >= 1);
+                let located = d["location"]["file"].is_string()
+                    && d["location"]["line"].as_u64().is_some_and(|l| l >= 1)
+                    && d["location"]["column"].as_u64().is_some_and(|c| c >= 1);
                 if !located && d["code"] != "E101" {
                     failures.push(format!("{name}: diagnostic without a location: {d}"));
                 }
             }
         }
     }
-    assert!(failures.is_empty(), "{} golden case(s) failed (PLINTH_UPDATE_GOLDEN=1 to accept reviewed changes):\n\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} golden case(s) failed (PLINTH_UPDATE_GOLDEN=1 to accept reviewed changes):\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use plinth::load::MemSource;
-use plinth::model::dataset::{Access, AccessMode, DatasetSource, GitSource, NfsSource, S3Source, Sensitivity};
+use plinth::model::dataset::{
+    Access, AccessMode, DatasetSource, GitSource, NfsSource, S3Source, Sensitivity,
+};
 use plinth::model::gpu::{Allocation, GpuPool};
 use plinth::model::project::{Member, ProjectQuota, Role};
 use plinth::model::{DatasetSpec, GpuQuotaSpec, InstanceType, ProjectSpec, Quantity};
@@ -16,7 +18,11 @@ fn name() -> impl Strategy<Value = String> {
 }
 
 fn quantity() -> impl Strategy<Value = Quantity> {
-    (1u32..5000, prop::sample::select(vec!["", "m", "k", "Mi", "Gi", "Ti"])).prop_map(|(n, s)| Quantity(format!("{n}{s}")))
+    (
+        1u32..5000,
+        prop::sample::select(vec!["", "m", "k", "Mi", "Gi", "Ti"]),
+    )
+        .prop_map(|(n, s)| Quantity(format!("{n}{s}")))
 }
 
 /// Free text, including characters YAML treats specially.
@@ -37,10 +43,18 @@ fn project() -> impl Strategy<Value = ProjectSpec> {
         prop::option::of(text()),
         prop::collection::vec("[a-z]{1,8}@example\\.org", 0..3),
         prop::collection::vec(
-            (prop::bool::ANY, name(), prop::sample::select(vec![Role::Admin, Role::Edit, Role::View])),
+            (
+                prop::bool::ANY,
+                name(),
+                prop::sample::select(vec![Role::Admin, Role::Edit, Role::View]),
+            ),
             0..4,
         ),
-        prop::option::of((prop::option::of(quantity()), prop::option::of(quantity()), prop::option::of(1u32..500))),
+        prop::option::of((
+            prop::option::of(quantity()),
+            prop::option::of(quantity()),
+            prop::option::of(1u32..500),
+        )),
         prop::collection::vec(name(), 0..3),
     )
         .prop_map(|(display_name, owners, members, quota, clusters)| {
@@ -55,7 +69,12 @@ fn project() -> impl Strategy<Value = ProjectSpec> {
                     role,
                 })
                 .collect();
-            p.quota = quota.map(|(cpu, memory, pods)| ProjectQuota { cpu, memory, storage: None, pods });
+            p.quota = quota.map(|(cpu, memory, pods)| ProjectQuota {
+                cpu,
+                memory,
+                storage: None,
+                pods,
+            });
             p.clusters = clusters;
             p
         })
@@ -63,34 +82,61 @@ fn project() -> impl Strategy<Value = ProjectSpec> {
 
 fn dataset() -> impl Strategy<Value = DatasetSpec> {
     let source = prop_oneof![
-        ("[a-z0-9][a-z0-9.-]{1,30}[a-z0-9]", prop::option::of(text())).prop_map(|(bucket, prefix)| DatasetSource {
-            s3: Some(S3Source { bucket, prefix, region: None, endpoint: None }),
-            ..DatasetSource::default()
-        }),
+        ("[a-z0-9][a-z0-9.-]{1,30}[a-z0-9]", prop::option::of(text())).prop_map(
+            |(bucket, prefix)| DatasetSource {
+                s3: Some(S3Source {
+                    bucket,
+                    prefix,
+                    region: None,
+                    endpoint: None
+                }),
+                ..DatasetSource::default()
+            }
+        ),
         (name(), "/[a-z/]{1,20}").prop_map(|(server, path)| DatasetSource {
             nfs: Some(NfsSource { server, path }),
             ..DatasetSource::default()
         }),
-        ("https://[a-z]{3,10}\\.org/[a-z]{1,8}\\.git", "[0-9a-f]{40}").prop_map(|(url, git_ref)| DatasetSource {
-            git: Some(GitSource { url, git_ref, secret_ref: None }),
-            ..DatasetSource::default()
-        }),
+        ("https://[a-z]{3,10}\\.org/[a-z]{1,8}\\.git", "[0-9a-f]{40}").prop_map(
+            |(url, git_ref)| DatasetSource {
+                git: Some(GitSource {
+                    url,
+                    git_ref,
+                    secret_ref: None
+                }),
+                ..DatasetSource::default()
+            }
+        ),
     ];
     (
         source,
         prop::option::of("[A-Za-z0-9._]{1,32}"),
-        prop::sample::select(vec![Sensitivity::Public, Sensitivity::Internal, Sensitivity::Confidential, Sensitivity::Pii]),
+        prop::sample::select(vec![
+            Sensitivity::Public,
+            Sensitivity::Internal,
+            Sensitivity::Confidential,
+            Sensitivity::Pii,
+        ]),
         prop::collection::vec((name(), prop::bool::ANY), 0..4),
         prop::bool::ANY,
     )
         .prop_map(|(source, version, sensitivity, access, global)| {
-            let mut d: DatasetSpec = serde_json::from_value(serde_json::json!({"source": {"env": {"variables": {}}}})).expect("defaults");
+            let mut d: DatasetSpec =
+                serde_json::from_value(serde_json::json!({"source": {"env": {"variables": {}}}}))
+                    .expect("defaults");
             d.source = source;
             d.version = version;
             d.sensitivity = sensitivity;
             d.access = access
                 .into_iter()
-                .map(|(project, rw)| Access { project, mode: if rw { AccessMode::ReadWrite } else { AccessMode::ReadOnly } })
+                .map(|(project, rw)| Access {
+                    project,
+                    mode: if rw {
+                        AccessMode::ReadWrite
+                    } else {
+                        AccessMode::ReadOnly
+                    },
+                })
                 .collect();
             d.global = global;
             d
@@ -107,9 +153,16 @@ fn gpu_quota() -> impl Strategy<Value = GpuQuotaSpec> {
         prop::collection::btree_map("[a-z./-]{1,20}", "[a-z0-9-]{0,10}", 0..3),
     )
         .prop_map(|(capacity, per_node, its, allocs, cohort, node_labels)| {
-            let mut q: GpuQuotaSpec =
-                serde_json::from_value(serde_json::json!({"pool": {"capacity": 1, "gpusPerNode": 1}})).expect("defaults");
-            q.pool = GpuPool { node_labels, capacity, gpus_per_node: per_node, ..q.pool };
+            let mut q: GpuQuotaSpec = serde_json::from_value(
+                serde_json::json!({"pool": {"capacity": 1, "gpusPerNode": 1}}),
+            )
+            .expect("defaults");
+            q.pool = GpuPool {
+                node_labels,
+                capacity,
+                gpus_per_node: per_node,
+                ..q.pool
+            };
             q.instance_types = its
                 .into_iter()
                 .map(|(name, gpu, cpu, memory)| InstanceType {
@@ -149,7 +202,11 @@ fn document(kind: &str, name: &str, spec: &impl serde::Serialize, block: bool) -
         "metadata": {"name": name},
         "spec": spec,
     });
-    if block { to_block_yaml(&v, 0) } else { serde_json::to_string_pretty(&v).expect("json") }
+    if block {
+        to_block_yaml(&v, 0)
+    } else {
+        serde_json::to_string_pretty(&v).expect("json")
+    }
 }
 
 /// A minimal block-style YAML writer for the test (strings always double-quoted).
@@ -166,8 +223,12 @@ fn to_block_yaml(v: &serde_json::Value, indent: usize) -> String {
             for (k, val) in m {
                 let key = serde_json::to_string(k).expect("key");
                 match val {
-                    Value::Object(inner) if !inner.is_empty() => out.push_str(&format!("{pad}{key}:\n{}", to_block_yaml(val, indent + 2))),
-                    Value::Array(items) if !items.is_empty() => out.push_str(&format!("{pad}{key}:\n{}", to_block_yaml(val, indent + 2))),
+                    Value::Object(inner) if !inner.is_empty() => {
+                        out.push_str(&format!("{pad}{key}:\n{}", to_block_yaml(val, indent + 2)))
+                    }
+                    Value::Array(items) if !items.is_empty() => {
+                        out.push_str(&format!("{pad}{key}:\n{}", to_block_yaml(val, indent + 2)))
+                    }
                     Value::Object(_) => out.push_str(&format!("{pad}{key}: {{}}\n")),
                     Value::Array(_) => out.push_str(&format!("{pad}{key}: []\n")),
                     other => out.push_str(&format!("{pad}{key}: {}\n", scalar(other))),
@@ -178,7 +239,10 @@ fn to_block_yaml(v: &serde_json::Value, indent: usize) -> String {
             for item in items {
                 let inner = to_block_yaml(item, indent + 2);
                 match item {
-                    Value::Object(m) if !m.is_empty() => out.push_str(&format!("{pad}- {}\n", &inner.trim_start()[..inner.trim_start().len() - 1])),
+                    Value::Object(m) if !m.is_empty() => out.push_str(&format!(
+                        "{pad}- {}\n",
+                        &inner.trim_start()[..inner.trim_start().len() - 1]
+                    )),
                     Value::Array(a) if !a.is_empty() => out.push_str(&format!("{pad}-\n{inner}")),
                     Value::Object(_) => out.push_str(&format!("{pad}- {{}}\n")),
                     Value::Array(_) => out.push_str(&format!("{pad}- []\n")),
@@ -193,12 +257,16 @@ fn to_block_yaml(v: &serde_json::Value, indent: usize) -> String {
 
 fn resolve_one(text: &str) -> plinth::model::Specs {
     let src = MemSource::new().with("spec.yaml", text.as_bytes().to_vec());
-    let (snapshot, diags) = plinth::load::load(&src, &plinth::load::Limits::default()).expect("loads");
+    let (snapshot, diags) =
+        plinth::load::load(&src, &plinth::load::Limits::default()).expect("loads");
     assert!(diags.is_empty(), "{diags:?}");
     let (docs, diags) = plinth::parse::parse(&snapshot, YamlLimits::default());
     assert!(diags.is_empty(), "parse: {diags:?}\n{text}");
     let (specs, diags) = plinth::resolve::resolve(&docs);
-    let bad: Vec<_> = diags.into_iter().filter(|d| d.code != plinth::diag::Code::PlatformCount).collect();
+    let bad: Vec<_> = diags
+        .into_iter()
+        .filter(|d| d.code != plinth::diag::Code::PlatformCount)
+        .collect();
     assert!(bad.is_empty(), "resolve: {bad:?}\n{text}");
     specs
 }
@@ -242,7 +310,8 @@ proptest! {
 /// Load, parse, resolve and check arbitrary bytes; only diagnostics may come out.
 fn front_end(bytes: &[u8]) {
     let src = MemSource::new().with("x.yaml", bytes.to_vec());
-    let checked = plinth::check_source(&src, &plinth::Options::default()).expect("memory source loads");
+    let checked =
+        plinth::check_source(&src, &plinth::Options::default()).expect("memory source loads");
     for d in checked.diagnostics.iter() {
         assert!(!d.message.is_empty());
         if let Some(l) = &d.primary {

@@ -4,7 +4,8 @@ use plinth::load::MemSource;
 
 #[test]
 fn readme_examples_check_clean() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README");
     let mut src = MemSource::new().with("templates/jupyterlab.yaml.j2", "# template\n");
     let mut n = 0;
     for block in readme.split("```yaml\n").skip(1) {
@@ -14,9 +15,15 @@ fn readme_examples_check_clean() {
             src = src.with(&format!("readme-{n}.yaml"), body);
         }
     }
-    assert!(n >= 6, "expected an example of every kind in the README, found {n}");
+    assert!(
+        n >= 6,
+        "expected an example of every kind in the README, found {n}"
+    );
     let checked = plinth::check_source(&src, &plinth::Options::default()).expect("loads");
     let diags = checked.diagnostics.into_sorted();
-    assert!(diags.is_empty(), "README examples have problems: {diags:#?}");
+    assert!(
+        diags.is_empty(),
+        "README examples have problems: {diags:#?}"
+    );
     assert_eq!(checked.specs.len(), 6);
 }

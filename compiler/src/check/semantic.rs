@@ -10,7 +10,7 @@ use crate::load::Snapshot;
 use crate::model::common::InstanceType;
 use crate::model::dataset::{AccessMode, SourceKind};
 use crate::model::rollout::{Runtime, Strategy};
-use crate::model::{Object, Quantity, Specs};
+use crate::model::{Kind, Object, Quantity, Specs};
 use crate::resolve::{invalid_name, is_dns_label};
 
 /// Every instance type by name, with the pool it belongs to.
@@ -23,7 +23,8 @@ pub fn instance_types(specs: &Specs) -> BTreeMap<&str, (&InstanceType, Option<&s
     }
     for (name, q) in &specs.gpu_quotas {
         for it in &q.spec.instance_types {
-            out.entry(it.name.as_str()).or_insert((it, Some(name.as_str())));
+            out.entry(it.name.as_str())
+                .or_insert((it, Some(name.as_str())));
         }
     }
     out
@@ -32,7 +33,11 @@ pub fn instance_types(specs: &Specs) -> BTreeMap<&str, (&InstanceType, Option<&s
 /// Every semantic rule, in one pass over the index.
 pub fn check(specs: &Specs, snapshot: &Snapshot) -> Diagnostics {
     let mut d = Diagnostics::new();
-    let cx = Cx { specs, snapshot, its: instance_types(specs) };
+    let cx = Cx {
+        specs,
+        snapshot,
+        its: instance_types(specs),
+    };
     cx.platform(&mut d);
     cx.instance_type_names(&mut d);
     cx.priority_class_names(&mut d);
@@ -62,11 +67,25 @@ struct Cx<'a> {
 }
 
 fn list(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
-    let v: Vec<String> = names.into_iter().take(8).map(|n| format!("`{}`", n.as_ref())).collect();
-    if v.is_empty() { "none are defined".to_owned() } else { v.join(", ") }
+    let v: Vec<String> = names
+        .into_iter()
+        .take(8)
+        .map(|n| format!("`{}`", n.as_ref()))
+        .collect();
+    if v.is_empty() {
+        "none are defined".to_owned()
+    } else {
+        v.join(", ")
+    }
 }
 
-fn unknown<'k>(code: Code, what: &str, name: &str, at: Label, known: impl Iterator<Item = &'k str> + Clone) -> Diagnostic {
+fn unknown<'k>(
+    code: Code,
+    what: &str,
+    name: &str,
+    at: Label,
+    known: impl Iterator<Item = &'k str> + Clone,
+) -> Diagnostic {
     let d = Diagnostic::new(code, format!("{what} `{name}` does not exist")).at(at);
     match did_you_mean(name, known.clone()) {
         Some(s) => d.hint(format!("did you mean `{s}`?")),
@@ -86,12 +105,22 @@ impl<'a> Cx<'a> {
         if self.specs.is_broken(crate::model::Kind::Project, name) {
             return false;
         }
-        d.push(unknown(Code::UnknownProject, "project", name, at, self.specs.projects.keys().map(String::as_str)));
+        d.push(unknown(
+            Code::UnknownProject,
+            "project",
+            name,
+            at,
+            self.specs.projects.keys().map(String::as_str),
+        ));
         false
     }
 
     fn clusters(&self) -> Vec<&'a str> {
-        self.specs.platform.as_ref().map(|p| p.spec.clusters.iter().map(|c| c.name.as_str()).collect()).unwrap_or_default()
+        self.specs
+            .platform
+            .as_ref()
+            .map(|p| p.spec.clusters.iter().map(|c| c.name.as_str()).collect())
+            .unwrap_or_default()
     }
 
     /// Clusters a project lives on.
@@ -100,13 +129,21 @@ impl<'a> Cx<'a> {
             return p.spec.clusters.iter().map(String::as_str).collect();
         }
         match &self.specs.platform {
-            Some(pl) if !pl.spec.defaults.clusters.is_empty() => pl.spec.defaults.clusters.iter().map(String::as_str).collect(),
+            Some(pl) if !pl.spec.defaults.clusters.is_empty() => pl
+                .spec
+                .defaults
+                .clusters
+                .iter()
+                .map(String::as_str)
+                .collect(),
             _ => self.clusters(),
         }
     }
 
     fn platform(&self, d: &mut Diagnostics) {
-        let Some(pl) = &self.specs.platform else { return };
+        let Some(pl) = &self.specs.platform else {
+            return;
+        };
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, c) in pl.spec.clusters.iter().enumerate() {
             let at = pl.at(&format!("spec.clusters[{i}].name"));
@@ -115,13 +152,21 @@ impl<'a> Cx<'a> {
             }
             if let Some(first) = seen.insert(&c.name, i) {
                 d.push(
-                    Diagnostic::new(Code::DuplicateEntry, format!("cluster `{}` is declared twice", c.name))
-                        .at(at)
-                        .related(pl.at(&format!("spec.clusters[{first}].name")).note("first declared here")),
+                    Diagnostic::new(
+                        Code::DuplicateEntry,
+                        format!("cluster `{}` is declared twice", c.name),
+                    )
+                    .at(at)
+                    .related(
+                        pl.at(&format!("spec.clusters[{first}].name"))
+                            .note("first declared here"),
+                    ),
                 );
             }
             for (j, pool) in c.gpu_pools.iter().enumerate() {
-                if !self.specs.gpu_quotas.contains_key(pool) {
+                if !self.specs.gpu_quotas.contains_key(pool)
+                    && !self.specs.is_broken(Kind::GpuQuota, pool)
+                {
                     d.push(unknown(
                         Code::UnknownGpuQuota,
                         "GPU pool",
@@ -134,7 +179,13 @@ impl<'a> Cx<'a> {
         }
         for (i, c) in pl.spec.defaults.clusters.iter().enumerate() {
             if !seen.contains_key(c.as_str()) {
-                d.push(unknown(Code::UnknownCluster, "cluster", c, pl.at(&format!("spec.defaults.clusters[{i}]")), seen.keys().copied()));
+                d.push(unknown(
+                    Code::UnknownCluster,
+                    "cluster",
+                    c,
+                    pl.at(&format!("spec.defaults.clusters[{i}]")),
+                    seen.keys().copied(),
+                ));
             }
         }
         for (i, it) in pl.spec.instance_types.iter().enumerate() {
@@ -161,10 +212,13 @@ impl<'a> Cx<'a> {
             }
             match seen.get(name) {
                 Some(first) => d.push(
-                    Diagnostic::new(Code::DuplicateName, format!("instance type `{name}` is defined twice"))
-                        .at(at)
-                        .related(first.clone().note("first defined here"))
-                        .hint("instance type names are unique across the Platform and every GpuQuota"),
+                    Diagnostic::new(
+                        Code::DuplicateName,
+                        format!("instance type `{name}` is defined twice"),
+                    )
+                    .at(at)
+                    .related(first.clone().note("first defined here"))
+                    .hint("instance type names are unique across the Platform and every GpuQuota"),
                 ),
                 None => {
                     seen.insert(name, at);
@@ -213,7 +267,13 @@ impl<'a> Cx<'a> {
         let clusters = self.clusters();
         for (i, c) in s.clusters.iter().enumerate() {
             if self.specs.platform.is_some() && !clusters.contains(&c.as_str()) {
-                d.push(unknown(Code::UnknownCluster, "cluster", c, p.at(&format!("spec.clusters[{i}]")), clusters.iter().copied()));
+                d.push(unknown(
+                    Code::UnknownCluster,
+                    "cluster",
+                    c,
+                    p.at(&format!("spec.clusters[{i}]")),
+                    clusters.iter().copied(),
+                ));
             }
         }
         // People.
@@ -225,34 +285,57 @@ impl<'a> Cx<'a> {
                 (None, Some(g)) => (false, g.as_str()),
                 _ => {
                     d.push(
-                        Diagnostic::new(Code::InvalidChoice, "a member has exactly one of `user` and `group`")
-                            .at(at)
-                            .hint("write one member entry per user or group"),
+                        Diagnostic::new(
+                            Code::InvalidChoice,
+                            "a member has exactly one of `user` and `group`",
+                        )
+                        .at(at)
+                        .hint("write one member entry per user or group"),
                     );
                     continue;
                 }
             };
             if let Some(first) = members.insert(who, i) {
                 d.push(
-                    Diagnostic::new(Code::DuplicateEntry, format!("member `{}` is listed twice", who.1))
-                        .at(p.at(&format!("spec.members[{i}]")))
-                        .related(p.at(&format!("spec.members[{first}]")).note("first listed here"))
-                        .hint("give each user or group one role"),
+                    Diagnostic::new(
+                        Code::DuplicateEntry,
+                        format!("member `{}` is listed twice", who.1),
+                    )
+                    .at(p.at(&format!("spec.members[{i}]")))
+                    .related(
+                        p.at(&format!("spec.members[{first}]"))
+                            .note("first listed here"),
+                    )
+                    .hint("give each user or group one role"),
                 );
             }
         }
-        if s.owners.is_empty() && !s.members.iter().any(|m| m.role == crate::model::project::Role::Admin) {
+        if s.owners.is_empty()
+            && !s
+                .members
+                .iter()
+                .any(|m| m.role == crate::model::project::Role::Admin)
+        {
             d.push(
-                Diagnostic::new(Code::NoOwners, format!("project `{}` has no owners", p.name()))
-                    .at(p.at("metadata.name"))
-                    .hint("add `owners:` so someone can administer the project and approve its changes"),
+                Diagnostic::new(
+                    Code::NoOwners,
+                    format!("project `{}` has no owners", p.name()),
+                )
+                .at(p.at("metadata.name"))
+                .hint(
+                    "add `owners:` so someone can administer the project and approve its changes",
+                ),
             );
         }
         // Quotas.
         if let (Some(pu), q) = (&s.per_user_quota, &s.quota) {
             for (field, user, project) in [
                 ("cpu", &pu.cpu, q.as_ref().and_then(|q| q.cpu.as_ref())),
-                ("memory", &pu.memory, q.as_ref().and_then(|q| q.memory.as_ref())),
+                (
+                    "memory",
+                    &pu.memory,
+                    q.as_ref().and_then(|q| q.memory.as_ref()),
+                ),
             ] {
                 if let (Some(u), Some(pq)) = (user, project)
                     && nanos(u) > nanos(pq)
@@ -269,53 +352,89 @@ impl<'a> Cx<'a> {
                 }
             }
             if let Some(g) = pu.gpu {
-                let total: u32 = self
+                let allocations: Vec<(Label, u32)> = self
                     .specs
                     .gpu_quotas
                     .values()
-                    .flat_map(|q| q.spec.allocations.iter())
-                    .filter(|a| a.project == p.name())
-                    .map(|a| a.gpu)
-                    .sum();
+                    .flat_map(|q| {
+                        q.spec
+                            .allocations
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, a)| a.project == p.name())
+                            .map(move |(i, a)| {
+                                (
+                                    q.at(&format!("spec.allocations[{i}].gpu"))
+                                        .note(format!("allocation in pool `{}`", q.name())),
+                                    a.gpu,
+                                )
+                            })
+                    })
+                    .collect();
+                let total: u32 = allocations.iter().map(|(_, n)| n).sum();
                 if g > total {
-                    d.push(
-                        Diagnostic::new(
-                            Code::PerUserAboveProject,
-                            format!("per-user GPU quota {g} is above the {total} GPU(s) the project is allocated"),
-                        )
-                        .at(p.at("spec.perUserQuota.gpu"))
-                        .hint("raise the project's allocation in a `GpuQuota`, or lower `perUserQuota.gpu`"),
-                    );
+                    let mut diag = Diagnostic::new(
+                        Code::PerUserAboveProject,
+                        format!("per-user GPU quota {g} is above the {total} GPU(s) the project is allocated"),
+                    )
+                    .at(p.at("spec.perUserQuota.gpu"));
+                    for (l, _) in allocations {
+                        diag = diag.related(l);
+                    }
+                    d.push(diag.hint("raise the project's allocation in a `GpuQuota`, or lower `perUserQuota.gpu`"));
                 }
             }
         }
-        for (field, q) in [("spec.quota.cpu", s.quota.as_ref().and_then(|q| q.cpu.as_ref())), ("spec.quota.memory", s.quota.as_ref().and_then(|q| q.memory.as_ref()))] {
+        for (field, q) in [
+            (
+                "spec.quota.cpu",
+                s.quota.as_ref().and_then(|q| q.cpu.as_ref()),
+            ),
+            (
+                "spec.quota.memory",
+                s.quota.as_ref().and_then(|q| q.memory.as_ref()),
+            ),
+        ] {
             if let Some(q) = q
                 && nanos(q) == 0
             {
                 d.push(
-                    Diagnostic::new(Code::QuantityRange, format!("`{field}` is zero: no pod could start"))
-                        .at(p.at(field))
-                        .hint("give the project some quota, or remove the field for no limit"),
+                    Diagnostic::new(
+                        Code::QuantityRange,
+                        format!("`{field}` is zero: no pod could start"),
+                    )
+                    .at(p.at(field))
+                    .hint("give the project some quota, or remove the field for no limit"),
                 );
             }
         }
         if let Some(def) = &s.defaults {
-            for (req, lim, name) in [(&def.cpu, &def.cpu_limit, "cpu"), (&def.memory, &def.memory_limit, "memory")] {
+            for (req, lim, name) in [
+                (&def.cpu, &def.cpu_limit, "cpu"),
+                (&def.memory, &def.memory_limit, "memory"),
+            ] {
                 if let (Some(r), Some(l)) = (req, lim)
                     && nanos(r) > nanos(l)
                 {
                     d.push(
-                        Diagnostic::new(Code::QuantityRange, format!("default {name} request `{r}` is above the default limit `{l}`"))
-                            .at(p.at(&format!("spec.defaults.{name}")))
-                            .related(p.at(&format!("spec.defaults.{name}Limit")).note("default limit")),
+                        Diagnostic::new(
+                            Code::QuantityRange,
+                            format!(
+                                "default {name} request `{r}` is above the default limit `{l}`"
+                            ),
+                        )
+                        .at(p.at(&format!("spec.defaults.{name}")))
+                        .related(
+                            p.at(&format!("spec.defaults.{name}Limit"))
+                                .note("default limit"),
+                        ),
                     );
                 }
             }
         }
         // Instance types and images.
         for (i, name) in s.instance_types.iter().enumerate() {
-            if !self.its.contains_key(name.as_str()) {
+            if !self.its.contains_key(name.as_str()) && !self.instance_types_incomplete() {
                 d.push(unknown(
                     Code::UnknownInstanceType,
                     "instance type",
@@ -329,20 +448,31 @@ impl<'a> Cx<'a> {
         // Network.
         for (i, a) in s.network.allow_from.iter().enumerate() {
             if let Some(other) = &a.project {
-                self.project_ref(other, p.at(&format!("spec.network.allowFrom[{i}].project")), d);
+                self.project_ref(
+                    other,
+                    p.at(&format!("spec.network.allowFrom[{i}].project")),
+                    d,
+                );
             }
             if let Some(ns) = &a.namespace
                 && !is_dns_label(ns)
             {
-                d.push(invalid_name("namespace", ns, p.at(&format!("spec.network.allowFrom[{i}].namespace"))));
+                d.push(invalid_name(
+                    "namespace",
+                    ns,
+                    p.at(&format!("spec.network.allowFrom[{i}].namespace")),
+                ));
             }
             if let Some(c) = &a.cidr
                 && !is_cidr(c)
             {
                 d.push(
-                    Diagnostic::new(Code::InvalidValue, format!("`{c}` is not an IP block in CIDR notation"))
-                        .at(p.at(&format!("spec.network.allowFrom[{i}].cidr")))
-                        .hint("write an address and a prefix length, e.g. `10.20.0.0/16`"),
+                    Diagnostic::new(
+                        Code::InvalidValue,
+                        format!("`{c}` is not an IP block in CIDR notation"),
+                    )
+                    .at(p.at(&format!("spec.network.allowFrom[{i}].cidr")))
+                    .hint("write an address and a prefix length, e.g. `10.20.0.0/16`"),
                 );
             }
         }
@@ -362,40 +492,83 @@ impl<'a> Cx<'a> {
         // Version pinning.
         if !s.allow_floating_version {
             let (field, problem) = match kind {
-                SourceKind::Git => ("spec.source.git.ref", floating_commit(&s.source.git.as_ref().map(|g| g.git_ref.clone()).unwrap_or_default(), 40)),
-                SourceKind::Dvc => ("spec.source.dvc.rev", floating_commit(&s.source.dvc.as_ref().map(|g| g.rev.clone()).unwrap_or_default(), 40)),
+                SourceKind::Git => (
+                    "spec.source.git.ref",
+                    floating_commit(
+                        &s.source
+                            .git
+                            .as_ref()
+                            .map(|g| g.git_ref.clone())
+                            .unwrap_or_default(),
+                        40,
+                    ),
+                ),
+                SourceKind::Dvc => (
+                    "spec.source.dvc.rev",
+                    floating_commit(
+                        &s.source
+                            .dvc
+                            .as_ref()
+                            .map(|g| g.rev.clone())
+                            .unwrap_or_default(),
+                        40,
+                    ),
+                ),
                 SourceKind::Lakefs => (
                     "spec.source.lakefs.ref",
-                    floating_commit(&s.source.lakefs.as_ref().map(|g| g.lakefs_ref.clone()).unwrap_or_default(), 64),
+                    floating_commit(
+                        &s.source
+                            .lakefs
+                            .as_ref()
+                            .map(|g| g.lakefs_ref.clone())
+                            .unwrap_or_default(),
+                        64,
+                    ),
                 ),
                 SourceKind::Env => ("", None),
                 _ => match &s.version {
-                    None => ("spec", Some("has no `version`".to_owned())),
-                    Some(v) if is_floating_word(v) => ("spec.version", Some(format!("version `{v}` can move"))),
+                    None => ("spec.source", Some("has no `version`".to_owned())),
+                    Some(v) if is_floating_word(v) => {
+                        ("spec.version", Some(format!("version `{v}` can move")))
+                    }
                     Some(_) => ("", None),
                 },
             };
             if let Some(problem) = problem {
                 let hint = match kind {
-                    SourceKind::Git | SourceKind::Dvc => "pin a full 40-character commit id, or set `allowFloatingVersion: true`",
-                    SourceKind::Lakefs => "pin a lakeFS commit id (64 hex characters), or set `allowFloatingVersion: true`",
-                    _ => "set `version` to an immutable object version or snapshot id, or set `allowFloatingVersion: true`",
+                    SourceKind::Git | SourceKind::Dvc => {
+                        "pin a full 40-character commit id, or set `allowFloatingVersion: true`"
+                    }
+                    SourceKind::Lakefs => {
+                        "pin a lakeFS commit id (64 hex characters), or set `allowFloatingVersion: true`"
+                    }
+                    _ => {
+                        "set `version` to an immutable object version or snapshot id, or set `allowFloatingVersion: true`"
+                    }
                 };
                 d.push(
                     Diagnostic::new(
                         Code::FloatingVersion,
-                        format!("dataset `{}` {problem}: consumers would not see a fixed revision", ds.name()),
+                        format!(
+                            "dataset `{}` {problem}: consumers would not see a fixed revision",
+                            ds.name()
+                        ),
                     )
                     .at(ds.at(field))
                     .hint(hint),
                 );
             }
         }
-        if matches!(kind, SourceKind::Git | SourceKind::Dvc | SourceKind::Lakefs) && s.version.is_some() {
+        if matches!(kind, SourceKind::Git | SourceKind::Dvc | SourceKind::Lakefs)
+            && s.version.is_some()
+        {
             d.push(
-                Diagnostic::new(Code::InvalidChoice, format!("`version` is not used with a `{}` source", kind.as_str()))
-                    .at(ds.at("spec.version"))
-                    .hint("the source's own `ref`/`rev` is the version; remove `version`"),
+                Diagnostic::new(
+                    Code::InvalidChoice,
+                    format!("`version` is not used with a `{}` source", kind.as_str()),
+                )
+                .at(ds.at("spec.version"))
+                .hint("the source's own `ref`/`rev` is the version; remove `version`"),
             );
         }
         // Access.
@@ -405,10 +578,16 @@ impl<'a> Cx<'a> {
             self.project_ref(&a.project, at.clone(), d);
             if let Some(first) = seen.insert(&a.project, i) {
                 d.push(
-                    Diagnostic::new(Code::DuplicateEntry, format!("project `{}` is granted access twice", a.project))
-                        .at(at)
-                        .related(ds.at(&format!("spec.access[{first}].project")).note("first grant here"))
-                        .hint("keep one entry per project, with the widest mode it needs"),
+                    Diagnostic::new(
+                        Code::DuplicateEntry,
+                        format!("project `{}` is granted access twice", a.project),
+                    )
+                    .at(at)
+                    .related(
+                        ds.at(&format!("spec.access[{first}].project"))
+                            .note("first grant here"),
+                    )
+                    .hint("keep one entry per project, with the widest mode it needs"),
                 );
             }
             if s.global && a.mode == AccessMode::ReadWrite {
@@ -422,21 +601,31 @@ impl<'a> Cx<'a> {
                     .hint("global datasets are read-only everywhere; make it non-global to grant write access"),
                 );
             }
-            if matches!(kind, SourceKind::Env | SourceKind::Git | SourceKind::Lakefs | SourceKind::Dvc)
-                && a.mode == AccessMode::ReadWrite
+            if matches!(
+                kind,
+                SourceKind::Env | SourceKind::Git | SourceKind::Lakefs | SourceKind::Dvc
+            ) && a.mode == AccessMode::ReadWrite
             {
                 d.push(
-                    Diagnostic::new(Code::NotAllowed, format!("`{}` datasets are read-only", kind.as_str()))
-                        .at(ds.at(&format!("spec.access[{i}].mode")))
-                        .hint("use `mode: read-only`; write new data to a new revision and pin it"),
+                    Diagnostic::new(
+                        Code::NotAllowed,
+                        format!("`{}` datasets are read-only", kind.as_str()),
+                    )
+                    .at(ds.at(&format!("spec.access[{i}].mode")))
+                    .hint("use `mode: read-only`; write new data to a new revision and pin it"),
                 );
             }
         }
         if s.access.is_empty() && !s.global {
             d.push(
-                Diagnostic::new(Code::UnusedDataset, format!("dataset `{}` is granted to no project", ds.name()))
-                    .at(ds.at("metadata.name"))
-                    .hint("add `access:` entries, or `global: true` to share it read-only with everyone"),
+                Diagnostic::new(
+                    Code::UnusedDataset,
+                    format!("dataset `{}` is granted to no project", ds.name()),
+                )
+                .at(ds.at("metadata.name"))
+                .hint(
+                    "add `access:` entries, or `global: true` to share it read-only with everyone",
+                ),
             );
         }
         if let Some(pv) = &s.provision
@@ -444,18 +633,31 @@ impl<'a> Cx<'a> {
             && pv.create_bucket
         {
             d.push(
-                Diagnostic::new(Code::InvalidChoice, format!("`provision.createBucket` needs an object store, not a `{}` source", kind.as_str()))
-                    .at(ds.at("spec.provision.createBucket"))
-                    .hint("provisioning applies to `s3`, `gcs` and `azureBlob` sources"),
+                Diagnostic::new(
+                    Code::InvalidChoice,
+                    format!(
+                        "`provision.createBucket` needs an object store, not a `{}` source",
+                        kind.as_str()
+                    ),
+                )
+                .at(ds.at("spec.provision.createBucket"))
+                .hint("provisioning applies to `s3`, `gcs` and `azureBlob` sources"),
             );
         }
         // Two datasets mounted at the same path in one project.
         let path = self.mount_path(ds);
-        for (other_name, other) in self.specs.datasets.range::<str, _>((std::ops::Bound::Excluded(ds.name()), std::ops::Bound::Unbounded)) {
+        for (other_name, other) in self.specs.datasets.range::<str, _>((
+            std::ops::Bound::Excluded(ds.name()),
+            std::ops::Bound::Unbounded,
+        )) {
             if self.mount_path(other) != path {
                 continue;
             }
-            let shared: Vec<&str> = self.consumers(ds).intersection(&self.consumers(other)).copied().collect();
+            let shared: Vec<&str> = self
+                .consumers(ds)
+                .intersection(&self.consumers(other))
+                .copied()
+                .collect();
             if let Some(project) = shared.first() {
                 d.push(
                     Diagnostic::new(
@@ -471,7 +673,11 @@ impl<'a> Cx<'a> {
     }
 
     fn mount_path(&self, ds: &Object<crate::model::DatasetSpec>) -> String {
-        ds.spec.mount.path.clone().unwrap_or_else(|| format!("/datasets/{}", ds.name()))
+        ds.spec
+            .mount
+            .path
+            .clone()
+            .unwrap_or_else(|| format!("/datasets/{}", ds.name()))
     }
 
     fn consumers(&self, ds: &'a Object<crate::model::DatasetSpec>) -> BTreeSet<&'a str> {
@@ -505,9 +711,16 @@ impl<'a> Cx<'a> {
             }
             if it.gpu == 0 {
                 d.push(
-                    Diagnostic::new(Code::NotAllowed, format!("instance type `{}` of GPU pool `{}` has no GPUs", it.name, q.name()))
-                        .at(q.at(&format!("spec.instanceTypes[{i}].gpu")))
-                        .hint("declare CPU-only instance types on the Platform (`spec.instanceTypes`)"),
+                    Diagnostic::new(
+                        Code::NotAllowed,
+                        format!(
+                            "instance type `{}` of GPU pool `{}` has no GPUs",
+                            it.name,
+                            q.name()
+                        ),
+                    )
+                    .at(q.at(&format!("spec.instanceTypes[{i}].gpu")))
+                    .hint("declare CPU-only instance types on the Platform (`spec.instanceTypes`)"),
                 );
             }
         }
@@ -515,7 +728,12 @@ impl<'a> Cx<'a> {
             d.push(
                 Diagnostic::new(
                     Code::QuantityRange,
-                    format!("pool `{}` has {} GPUs per node but only {} in total", q.name(), s.pool.gpus_per_node, s.pool.capacity),
+                    format!(
+                        "pool `{}` has {} GPUs per node but only {} in total",
+                        q.name(),
+                        s.pool.gpus_per_node,
+                        s.pool.capacity
+                    ),
                 )
                 .at(q.at("spec.pool.gpusPerNode"))
                 .related(q.at("spec.pool.capacity").note("capacity")),
@@ -557,26 +775,45 @@ impl<'a> Cx<'a> {
             self.project_ref(&a.project, at.clone(), d);
             if let Some(first) = seen.insert(&a.project, i) {
                 d.push(
-                    Diagnostic::new(Code::DuplicateEntry, format!("project `{}` has two allocations in pool `{}`", a.project, q.name()))
-                        .at(at)
-                        .related(q.at(&format!("spec.allocations[{first}].project")).note("first allocation here"))
-                        .hint("merge them into one allocation"),
+                    Diagnostic::new(
+                        Code::DuplicateEntry,
+                        format!(
+                            "project `{}` has two allocations in pool `{}`",
+                            a.project,
+                            q.name()
+                        ),
+                    )
+                    .at(at)
+                    .related(
+                        q.at(&format!("spec.allocations[{first}].project"))
+                            .note("first allocation here"),
+                    )
+                    .hint("merge them into one allocation"),
                 );
             }
             if let Some(l) = a.lending_limit
                 && l > a.gpu
             {
                 d.push(
-                    Diagnostic::new(Code::AllocationLimits, format!("lending limit {l} is above the allocation of {} GPUs", a.gpu))
-                        .at(q.at(&format!("spec.allocations[{i}].lendingLimit")))
-                        .hint("a project can lend at most what it is allocated"),
+                    Diagnostic::new(
+                        Code::AllocationLimits,
+                        format!(
+                            "lending limit {l} is above the allocation of {} GPUs",
+                            a.gpu
+                        ),
+                    )
+                    .at(q.at(&format!("spec.allocations[{i}].lendingLimit")))
+                    .hint("a project can lend at most what it is allocated"),
                 );
             }
             if a.borrowing_limit.is_some() && s.cohort.is_none() {
                 d.push(
-                    Diagnostic::new(Code::AllocationLimits, "a borrowing limit needs a cohort to borrow from")
-                        .at(q.at(&format!("spec.allocations[{i}].borrowingLimit")))
-                        .hint("set `cohort:` on the GpuQuota, or remove `borrowingLimit`"),
+                    Diagnostic::new(
+                        Code::AllocationLimits,
+                        "a borrowing limit needs a cohort to borrow from",
+                    )
+                    .at(q.at(&format!("spec.allocations[{i}].borrowingLimit")))
+                    .hint("set `cohort:` on the GpuQuota, or remove `borrowingLimit`"),
                 );
             }
             if let Some(pu) = s.per_user_gpu
@@ -585,10 +822,16 @@ impl<'a> Cx<'a> {
                 d.push(
                     Diagnostic::new(
                         Code::PerUserAboveProject,
-                        format!("per-user GPU limit {pu} is above project `{}`'s allocation of {} GPUs", a.project, a.gpu),
+                        format!(
+                            "per-user GPU limit {pu} is above project `{}`'s allocation of {} GPUs",
+                            a.project, a.gpu
+                        ),
                     )
                     .at(q.at("spec.perUserGpu"))
-                    .related(q.at(&format!("spec.allocations[{i}].gpu")).note("the project's allocation"))
+                    .related(
+                        q.at(&format!("spec.allocations[{i}].gpu"))
+                            .note("the project's allocation"),
+                    )
                     .hint("lower `perUserGpu` or raise the allocation"),
                 );
             }
@@ -609,14 +852,20 @@ impl<'a> Cx<'a> {
         // Sizing.
         match (&s.instance_type, &s.resources) {
             (None, None) => d.push(
-                Diagnostic::new(Code::InvalidChoice, "a model rollout needs an `instanceType` or `resources`")
-                    .at(r.at("spec"))
-                    .hint("name an instance type the project may use"),
+                Diagnostic::new(
+                    Code::InvalidChoice,
+                    "a model rollout needs an `instanceType` or `resources`",
+                )
+                .at(r.at("spec"))
+                .hint("name an instance type the project may use"),
             ),
             (Some(_), Some(_)) => d.push(
-                Diagnostic::new(Code::InvalidChoice, "`instanceType` and `resources` are mutually exclusive")
-                    .at(r.at("spec.resources"))
-                    .hint("keep one of the two"),
+                Diagnostic::new(
+                    Code::InvalidChoice,
+                    "`instanceType` and `resources` are mutually exclusive",
+                )
+                .at(r.at("spec.resources"))
+                .hint("keep one of the two"),
             ),
             _ => {}
         }
@@ -628,58 +877,83 @@ impl<'a> Cx<'a> {
         {
             match &s.gpu_quota {
                 None => d.push(
-                    Diagnostic::new(Code::UnknownGpuQuota, "`resources.gpu` needs a `gpuQuota` naming the pool")
-                        .at(r.at("spec.resources.gpu"))
-                        .hint("add `gpuQuota: <pool>`, or use a GPU instance type"),
+                    Diagnostic::new(
+                        Code::UnknownGpuQuota,
+                        "`resources.gpu` needs a `gpuQuota` naming the pool",
+                    )
+                    .at(r.at("spec.resources.gpu"))
+                    .hint("add `gpuQuota: <pool>`, or use a GPU instance type"),
                 ),
-                Some(q) if !self.specs.gpu_quotas.contains_key(q) => d.push(unknown(
-                    Code::UnknownGpuQuota,
-                    "GPU quota",
-                    q,
-                    r.at("spec.gpuQuota"),
-                    self.specs.gpu_quotas.keys().map(String::as_str),
-                )),
+                Some(q)
+                    if !self.specs.gpu_quotas.contains_key(q)
+                        && !self.specs.is_broken(Kind::GpuQuota, q) =>
+                {
+                    d.push(unknown(
+                        Code::UnknownGpuQuota,
+                        "GPU quota",
+                        q,
+                        r.at("spec.gpuQuota"),
+                        self.specs.gpu_quotas.keys().map(String::as_str),
+                    ))
+                }
                 _ => {}
             }
         }
         if s.replicas.is_some() && s.autoscaling.is_some() {
             d.push(
-                Diagnostic::new(Code::InvalidChoice, "`replicas` and `autoscaling` are mutually exclusive")
-                    .at(r.at("spec.autoscaling"))
-                    .hint("use `autoscaling.min`/`max` instead of `replicas`"),
+                Diagnostic::new(
+                    Code::InvalidChoice,
+                    "`replicas` and `autoscaling` are mutually exclusive",
+                )
+                .at(r.at("spec.autoscaling"))
+                .hint("use `autoscaling.min`/`max` instead of `replicas`"),
             );
         }
         if let Some(a) = &s.autoscaling {
             if a.min > a.max {
                 d.push(
-                    Diagnostic::new(Code::QuantityRange, format!("autoscaling `min` {} is above `max` {}", a.min, a.max))
-                        .at(r.at("spec.autoscaling.min"))
-                        .related(r.at("spec.autoscaling.max").note("max")),
+                    Diagnostic::new(
+                        Code::QuantityRange,
+                        format!("autoscaling `min` {} is above `max` {}", a.min, a.max),
+                    )
+                    .at(r.at("spec.autoscaling.min"))
+                    .related(r.at("spec.autoscaling.max").note("max")),
                 );
             }
             if a.scale_to_zero && s.runtime == Runtime::Deployment {
                 d.push(
-                    Diagnostic::new(Code::RolloutStrategy, "`scaleToZero` needs `runtime: kserve`")
-                        .at(r.at("spec.autoscaling.scaleToZero"))
-                        .hint("a plain Deployment cannot scale to zero on demand; use KServe serverless"),
+                    Diagnostic::new(
+                        Code::RolloutStrategy,
+                        "`scaleToZero` needs `runtime: kserve`",
+                    )
+                    .at(r.at("spec.autoscaling.scaleToZero"))
+                    .hint(
+                        "a plain Deployment cannot scale to zero on demand; use KServe serverless",
+                    ),
                 );
             }
         }
         // Model and runtime.
         if s.runtime == Runtime::Deployment && s.model.image.is_none() {
             d.push(
-                Diagnostic::new(Code::MissingField, "`runtime: deployment` needs `model.image`")
-                    .at(r.at("spec.model"))
-                    .hint("name the serving image, e.g. `registry.example.org/serving/xgboost:2.1`"),
+                Diagnostic::new(
+                    Code::MissingField,
+                    "`runtime: deployment` needs `model.image`",
+                )
+                .at(r.at("spec.model"))
+                .hint("name the serving image, e.g. `registry.example.org/serving/xgboost:2.1`"),
             );
         }
         if let Some(pl) = &self.specs.platform {
             if s.runtime == Runtime::Kserve && !pl.spec.backends.kserve {
                 d.push(
-                    Diagnostic::new(Code::Placement, "`runtime: kserve` but the KServe backend is disabled")
-                        .at(r.at("spec.runtime"))
-                        .related(pl.at("spec.backends.kserve").note("disabled here"))
-                        .hint("use `runtime: deployment`, or enable the backend"),
+                    Diagnostic::new(
+                        Code::Placement,
+                        "`runtime: kserve` but the KServe backend is disabled",
+                    )
+                    .at(r.at("spec.runtime"))
+                    .related(pl.at("spec.backends.kserve").note("disabled here"))
+                    .hint("use `runtime: deployment`, or enable the backend"),
                 );
             }
         }
@@ -691,9 +965,12 @@ impl<'a> Cx<'a> {
                     .hint("say where the model is, or list versions under `traffic.versions`"),
             ),
             (Some(_), Some(_)) => d.push(
-                Diagnostic::new(Code::InvalidChoice, "`model.storageUri` and `traffic.versions` are mutually exclusive")
-                    .at(r.at("spec.model.storageUri"))
-                    .hint("with `traffic`, each version carries its own `storageUri`"),
+                Diagnostic::new(
+                    Code::InvalidChoice,
+                    "`model.storageUri` and `traffic.versions` are mutually exclusive",
+                )
+                .at(r.at("spec.model.storageUri"))
+                .hint("with `traffic`, each version carries its own `storageUri`"),
             ),
             _ => {}
         }
@@ -704,21 +981,32 @@ impl<'a> Cx<'a> {
         for (i, other) in s.endpoint.allow_projects.iter().enumerate() {
             self.project_ref(other, r.at(&format!("spec.endpoint.allowProjects[{i}]")), d);
         }
-        if s.endpoint.access == crate::model::rollout::EndpointAccess::Public && s.endpoint.host.is_none() {
+        if s.endpoint.access == crate::model::rollout::EndpointAccess::Public
+            && s.endpoint.host.is_none()
+        {
             d.push(
-                Diagnostic::new(Code::MissingField, "a public endpoint needs `endpoint.host`")
-                    .at(r.at("spec.endpoint.access"))
-                    .hint("give the external host name, e.g. `bed-forecast.models.example.org`"),
+                Diagnostic::new(
+                    Code::MissingField,
+                    "a public endpoint needs `endpoint.host`",
+                )
+                .at(r.at("spec.endpoint.access"))
+                .hint("give the external host name, e.g. `bed-forecast.models.example.org`"),
             );
         }
         // Deployment limits of the project.
         if let Some(p) = project {
             if !p.spec.deployments.enabled {
                 d.push(
-                    Diagnostic::new(Code::DeploymentsDisabled, format!("project `{}` may not serve models", p.name()))
-                        .at(r.at("spec.project"))
-                        .related(p.at("spec.deployments.enabled").note("deployments disabled here"))
-                        .hint("enable `deployments` in the project, or move the rollout"),
+                    Diagnostic::new(
+                        Code::DeploymentsDisabled,
+                        format!("project `{}` may not serve models", p.name()),
+                    )
+                    .at(r.at("spec.project"))
+                    .related(
+                        p.at("spec.deployments.enabled")
+                            .note("deployments disabled here"),
+                    )
+                    .hint("enable `deployments` in the project, or move the rollout"),
                 );
             } else {
                 let mine: Vec<&str> = self
@@ -729,8 +1017,19 @@ impl<'a> Cx<'a> {
                     .map(|o| o.name())
                     .collect();
                 let max = p.spec.deployments.max as usize;
-                if mine.len() > max && mine.iter().position(|n| *n == r.name()).is_some_and(|i| i >= max) {
-                    let limit_at = if p.doc.root.walk(&crate::parse::FieldPath::parse("spec.deployments.max")).matched == 3 {
+                if mine.len() > max
+                    && mine
+                        .iter()
+                        .position(|n| *n == r.name())
+                        .is_some_and(|i| i >= max)
+                {
+                    let limit_at = if p
+                        .doc
+                        .root
+                        .walk(&crate::parse::FieldPath::parse("spec.deployments.max"))
+                        .matched
+                        == 3
+                    {
                         p.at("spec.deployments.max")
                     } else {
                         p.at("metadata.name")
@@ -738,7 +1037,11 @@ impl<'a> Cx<'a> {
                     d.push(
                         Diagnostic::new(
                             Code::TooManyDeployments,
-                            format!("project `{}` has {} model rollouts, over its limit of {max}", p.name(), mine.len()),
+                            format!(
+                                "project `{}` has {} model rollouts, over its limit of {max}",
+                                p.name(),
+                                mine.len()
+                            ),
                         )
                         .at(r.at("metadata.name"))
                         .related(limit_at.note("deployment limit"))
@@ -749,14 +1052,25 @@ impl<'a> Cx<'a> {
         }
     }
 
-    fn traffic(&self, r: &Object<crate::model::ModelRolloutSpec>, t: &crate::model::rollout::Traffic, d: &mut Diagnostics) {
+    fn traffic(
+        &self,
+        r: &Object<crate::model::ModelRolloutSpec>,
+        t: &crate::model::rollout::Traffic,
+        d: &mut Diagnostics,
+    ) {
         let s = &r.spec;
         let sum: u32 = t.versions.iter().map(|v| v.weight).sum();
         if sum != 100 {
-            let mut diag = Diagnostic::new(Code::TrafficWeights, format!("traffic weights add up to {sum}, not 100"))
-                .at(r.at("spec.traffic.versions"));
+            let mut diag = Diagnostic::new(
+                Code::TrafficWeights,
+                format!("traffic weights add up to {sum}, not 100"),
+            )
+            .at(r.at("spec.traffic.versions"));
             for (i, v) in t.versions.iter().enumerate() {
-                diag = diag.related(r.at(&format!("spec.traffic.versions[{i}].weight")).note(format!("`{}`: {}", v.name, v.weight)));
+                diag = diag.related(
+                    r.at(&format!("spec.traffic.versions[{i}].weight"))
+                        .note(format!("`{}`: {}", v.name, v.weight)),
+                );
             }
             d.push(diag.hint("weights are percentages of live traffic; make them add up to 100"));
         }
@@ -768,21 +1082,33 @@ impl<'a> Cx<'a> {
             }
             if let Some(first) = names.insert(&v.name, i) {
                 d.push(
-                    Diagnostic::new(Code::DuplicateEntry, format!("version `{}` is listed twice", v.name))
-                        .at(at)
-                        .related(r.at(&format!("spec.traffic.versions[{first}].name")).note("first listed here")),
+                    Diagnostic::new(
+                        Code::DuplicateEntry,
+                        format!("version `{}` is listed twice", v.name),
+                    )
+                    .at(at)
+                    .related(
+                        r.at(&format!("spec.traffic.versions[{first}].name"))
+                            .note("first listed here"),
+                    ),
                 );
             }
         }
         let strategy = t.strategy.as_str();
-        let problem = |msg: String, at: Label, hint: &str| Diagnostic::new(Code::RolloutStrategy, msg).at(at).hint(hint.to_owned());
+        let problem = |msg: String, at: Label, hint: &str| {
+            Diagnostic::new(Code::RolloutStrategy, msg)
+                .at(at)
+                .hint(hint.to_owned())
+        };
         if t.versions.len() != 2 {
             d.push(problem(
                 format!("a `{strategy}` rollout needs two versions, the stable one and the candidate, found {}", t.versions.len()),
                 r.at("spec.traffic.versions"),
                 "list the serving version first and the new one second; drop `traffic` to serve one version",
             ));
-        } else if matches!(t.strategy, Strategy::BlueGreen | Strategy::Shadow) && (t.versions[0].weight != 100 || t.versions[1].weight != 0) {
+        } else if matches!(t.strategy, Strategy::BlueGreen | Strategy::Shadow)
+            && (t.versions[0].weight != 100 || t.versions[1].weight != 0)
+        {
             d.push(problem(
                 format!("a `{strategy}` rollout sends all live traffic to the first version: weights must be 100 and 0"),
                 r.at("spec.traffic.versions[1].weight"),
@@ -815,7 +1141,11 @@ impl<'a> Cx<'a> {
             ));
         }
         if !t.steps.is_empty() || t.analysis.is_some() {
-            let field = if t.steps.is_empty() { "spec.traffic.analysis" } else { "spec.traffic.steps" };
+            let field = if t.steps.is_empty() {
+                "spec.traffic.analysis"
+            } else {
+                "spec.traffic.steps"
+            };
             if s.runtime != Runtime::Deployment {
                 d.push(problem(
                     "rollout `steps` and `analysis` need `runtime: deployment` (Argo Rollouts)".to_owned(),
@@ -834,9 +1164,12 @@ impl<'a> Cx<'a> {
                 && !pl.spec.backends.argo_rollouts
             {
                 d.push(
-                    Diagnostic::new(Code::Placement, "rollout `steps` need Argo Rollouts, but that backend is disabled")
-                        .at(r.at(field))
-                        .related(pl.at("spec.backends.argoRollouts").note("disabled here")),
+                    Diagnostic::new(
+                        Code::Placement,
+                        "rollout `steps` need Argo Rollouts, but that backend is disabled",
+                    )
+                    .at(r.at(field))
+                    .related(pl.at("spec.backends.argoRollouts").note("disabled here")),
                 );
             }
         }
@@ -852,9 +1185,33 @@ impl<'a> Cx<'a> {
     }
 
     /// An instance type exists and its project may use it.
-    fn instance_type_use(&self, name: &str, project: Option<&Object<crate::model::ProjectSpec>>, at: Label, d: &mut Diagnostics) {
+    /// Whether a document that declares instance types failed to type (so a missing name may
+    /// be declared there).
+    fn instance_types_incomplete(&self) -> bool {
+        self.specs
+            .broken
+            .iter()
+            .any(|(k, _)| matches!(k, Kind::GpuQuota | Kind::Platform))
+    }
+
+    fn instance_type_use(
+        &self,
+        name: &str,
+        project: Option<&Object<crate::model::ProjectSpec>>,
+        at: Label,
+        d: &mut Diagnostics,
+    ) {
         if !self.its.contains_key(name) {
-            d.push(unknown(Code::UnknownInstanceType, "instance type", name, at, self.its.keys().copied()));
+            if self.instance_types_incomplete() {
+                return;
+            }
+            d.push(unknown(
+                Code::UnknownInstanceType,
+                "instance type",
+                name,
+                at,
+                self.its.keys().copied(),
+            ));
             return;
         }
         if let Some(p) = project
@@ -862,10 +1219,19 @@ impl<'a> Cx<'a> {
             && !p.spec.instance_types.iter().any(|n| n == name)
         {
             d.push(
-                Diagnostic::new(Code::NotAllowed, format!("project `{}` may not use instance type `{name}`", p.name()))
-                    .at(at)
-                    .related(p.at("spec.instanceTypes").note("the project's instance types"))
-                    .hint(format!("add `{name}` to the project's `instanceTypes`, or pick one of {}", list(&p.spec.instance_types))),
+                Diagnostic::new(
+                    Code::NotAllowed,
+                    format!("project `{}` may not use instance type `{name}`", p.name()),
+                )
+                .at(at)
+                .related(
+                    p.at("spec.instanceTypes")
+                        .note("the project's instance types"),
+                )
+                .hint(format!(
+                    "add `{name}` to the project's `instanceTypes`, or pick one of {}",
+                    list(&p.spec.instance_types)
+                )),
             );
         }
     }
@@ -883,7 +1249,9 @@ impl<'a> Cx<'a> {
                     _ => continue,
                 },
                 (None, Some(res)) if res.gpu > 0 => match &s.gpu_quota {
-                    Some(q) if self.specs.gpu_quotas.contains_key(q) => (res.gpu, q.as_str(), "spec.resources.gpu"),
+                    Some(q) if self.specs.gpu_quotas.contains_key(q) => {
+                        (res.gpu, q.as_str(), "spec.resources.gpu")
+                    }
                     _ => continue,
                 },
                 _ => continue,
@@ -891,13 +1259,20 @@ impl<'a> Cx<'a> {
             if gpu == 0 {
                 continue;
             }
-            let Some(project) = self.specs.projects.get(&s.project) else { continue };
+            let Some(project) = self.specs.projects.get(&s.project) else {
+                continue;
+            };
             let versions = s.traffic.as_ref().map_or(1, |t| t.versions.len().max(1)) as u64;
             let this = u64::from(gpu) * u64::from(s.max_replicas()) * versions;
             let total = need.entry((s.project.as_str(), pool)).or_default();
             *total += this;
             let quota = &self.specs.gpu_quotas[pool];
-            let alloc = quota.spec.allocations.iter().enumerate().find(|(_, a)| a.project == s.project);
+            let alloc = quota
+                .spec
+                .allocations
+                .iter()
+                .enumerate()
+                .find(|(_, a)| a.project == s.project);
             let allowed = alloc.map_or(0, |(_, a)| u64::from(a.gpu));
             if *total > allowed && *total - this <= allowed {
                 let mut diag = Diagnostic::new(
@@ -909,7 +1284,11 @@ impl<'a> Cx<'a> {
                 )
                 .at(r.at(field));
                 diag = match alloc {
-                    Some((i, _)) => diag.related(quota.at(&format!("spec.allocations[{i}].gpu")).note("the project's allocation")),
+                    Some((i, _)) => diag.related(
+                        quota
+                            .at(&format!("spec.allocations[{i}].gpu"))
+                            .note("the project's allocation"),
+                    ),
                     None => diag,
                 };
                 d.push(diag.hint(format!(
@@ -920,7 +1299,12 @@ impl<'a> Cx<'a> {
             // The pool must exist on each cluster the project lives on.
             if let Some(pl) = &self.specs.platform {
                 for c in self.placement(project) {
-                    if let Some((ci, cluster)) = pl.spec.clusters.iter().enumerate().find(|(_, x)| x.name == c)
+                    if let Some((ci, cluster)) = pl
+                        .spec
+                        .clusters
+                        .iter()
+                        .enumerate()
+                        .find(|(_, x)| x.name == c)
                         && !cluster.gpu_pools.iter().any(|p| p == pool)
                     {
                         d.push(
@@ -949,14 +1333,28 @@ impl<'a> Cx<'a> {
                 .snapshot
                 .files
                 .iter()
-                .filter_map(|f| f.path.strip_prefix("templates/").and_then(|p| p.strip_suffix(".yaml.j2")))
+                .filter_map(|f| {
+                    f.path
+                        .strip_prefix("templates/")
+                        .and_then(|p| p.strip_suffix(".yaml.j2"))
+                })
                 .collect();
             d.push(
-                unknown(Code::UnknownTemplate, "template", &a.spec.template, a.at("spec.template"), known.iter().copied())
-                    .hint(match did_you_mean(&a.spec.template, known.iter().copied()) {
-                        Some(s) => format!("did you mean `{s}`? templates live in `templates/<name>.yaml.j2`"),
+                unknown(
+                    Code::UnknownTemplate,
+                    "template",
+                    &a.spec.template,
+                    a.at("spec.template"),
+                    known.iter().copied(),
+                )
+                .hint(
+                    match did_you_mean(&a.spec.template, known.iter().copied()) {
+                        Some(s) => format!(
+                            "did you mean `{s}`? templates live in `templates/<name>.yaml.j2`"
+                        ),
                         None => format!("add `{path}` to the platform repository"),
-                    }),
+                    },
+                ),
             );
         }
         if let Some(it) = &a.spec.instance_type {
@@ -978,9 +1376,15 @@ fn image_names<S>(o: &Object<S>, base: &str, images: &[crate::model::Image], d: 
         }
         if let Some(first) = seen.insert(&img.name, i) {
             d.push(
-                Diagnostic::new(Code::DuplicateEntry, format!("image `{}` is listed twice", img.name))
-                    .at(at)
-                    .related(o.at(&format!("{base}[{first}].name")).note("first listed here")),
+                Diagnostic::new(
+                    Code::DuplicateEntry,
+                    format!("image `{}` is listed twice", img.name),
+                )
+                .at(at)
+                .related(
+                    o.at(&format!("{base}[{first}].name"))
+                        .note("first listed here"),
+                ),
             );
         }
     }
@@ -988,10 +1392,15 @@ fn image_names<S>(o: &Object<S>, base: &str, images: &[crate::model::Image], d: 
 
 /// `None` when `r` is a full hex commit id of `len` characters; otherwise why it floats.
 fn floating_commit(r: &str, len: usize) -> Option<String> {
-    if r.len() == len && r.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+    if r.len() == len
+        && r.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
         None
     } else if r.len() >= 7 && r.len() < len && r.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Some(format!("is pinned to the abbreviated commit `{r}`, which can become ambiguous"))
+        Some(format!(
+            "is pinned to the abbreviated commit `{r}`, which can become ambiguous"
+        ))
     } else {
         Some(format!("follows `{r}`, a branch or tag that can move"))
     }
@@ -1000,13 +1409,27 @@ fn floating_commit(r: &str, len: usize) -> Option<String> {
 fn is_floating_word(v: &str) -> bool {
     matches!(
         v.to_ascii_lowercase().as_str(),
-        "" | "latest" | "head" | "main" | "master" | "trunk" | "develop" | "dev" | "stable" | "current" | "live" | "newest"
+        "" | "latest"
+            | "head"
+            | "main"
+            | "master"
+            | "trunk"
+            | "develop"
+            | "dev"
+            | "stable"
+            | "current"
+            | "live"
+            | "newest"
     )
 }
 
 fn is_cidr(s: &str) -> bool {
-    let Some((addr, len)) = s.split_once('/') else { return false };
-    let Ok(len) = len.parse::<u8>() else { return false };
+    let Some((addr, len)) = s.split_once('/') else {
+        return false;
+    };
+    let Ok(len) = len.parse::<u8>() else {
+        return false;
+    };
     match addr.parse::<std::net::IpAddr>() {
         Ok(std::net::IpAddr::V4(_)) => len <= 32,
         Ok(std::net::IpAddr::V6(_)) => len <= 128,

@@ -6,7 +6,20 @@ use serde::{Deserialize, Serialize};
 use super::quantity::Quantity;
 
 /// Pod Security Standard level of a namespace.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum PodSecurityLevel {
     Privileged,

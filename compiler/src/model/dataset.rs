@@ -129,7 +129,10 @@ impl SourceKind {
     }
     /// Object stores, which plinth can provision buckets for.
     pub fn is_bucket(self) -> bool {
-        matches!(self, SourceKind::S3 | SourceKind::Gcs | SourceKind::AzureBlob)
+        matches!(
+            self,
+            SourceKind::S3 | SourceKind::Gcs | SourceKind::AzureBlob
+        )
     }
 }
 
@@ -277,7 +280,20 @@ pub struct DvcSource {
 }
 
 /// How sensitive data is.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum Sensitivity {
     Public,
@@ -308,7 +324,20 @@ pub struct Access {
 }
 
 /// Read-only or read-write.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum AccessMode {
     #[default]
@@ -369,7 +398,10 @@ pub struct Encryption {
 
 impl Default for Encryption {
     fn default() -> Self {
-        Encryption { enabled: true, kms_key: None }
+        Encryption {
+            enabled: true,
+            kms_key: None,
+        }
     }
 }
 

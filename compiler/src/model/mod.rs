@@ -52,7 +52,14 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [Kind::Platform, Kind::Project, Kind::Dataset, Kind::GpuQuota, Kind::ModelRollout, Kind::App];
+    pub const ALL: [Kind; 6] = [
+        Kind::Platform,
+        Kind::Project,
+        Kind::Dataset,
+        Kind::GpuQuota,
+        Kind::ModelRollout,
+        Kind::App,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -62,7 +62,9 @@ pub struct Cluster {
 }
 
 /// Cloud provider of a cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum CloudProvider {
     Aws,
@@ -133,7 +135,12 @@ pub struct Backends {
 
 impl Default for Backends {
     fn default() -> Self {
-        Backends { kserve: true, argo_rollouts: true, kueue: true, crossplane: true }
+        Backends {
+            kserve: true,
+            argo_rollouts: true,
+            kueue: true,
+            crossplane: true,
+        }
     }
 }
 
@@ -151,6 +158,9 @@ pub struct PolicySettings {
 
 impl Default for PolicySettings {
     fn default() -> Self {
-        PolicySettings { directories: Vec::new(), default_library: true }
+        PolicySettings {
+            directories: Vec::new(),
+            default_library: true,
+        }
     }
 }

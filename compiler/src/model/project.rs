@@ -80,7 +80,20 @@ pub struct Member {
 }
 
 /// Project roles, bound to the built-in `admin`, `edit` and `view` ClusterRoles.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum Role {
     Admin,
@@ -210,7 +223,10 @@ fn default_max_deployments() -> u32 {
 
 impl Default for Deployments {
     fn default() -> Self {
-        Deployments { enabled: true, max: default_max_deployments() }
+        Deployments {
+            enabled: true,
+            max: default_max_deployments(),
+        }
     }
 }
 

@@ -7,7 +7,8 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The quantity grammar of Kubernetes (`resource.Quantity`): a decimal number and a suffix.
-pub const QUANTITY_PATTERN: &str = r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|[eE][+-]?[0-9]+)?$";
+pub const QUANTITY_PATTERN: &str =
+    r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|[eE][+-]?[0-9]+)?$";
 
 /// A resource quantity as written in the spec, e.g. `500m`, `16Gi`, `2`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -39,7 +40,9 @@ impl fmt::Display for Quantity {
 /// Parse a quantity into nano-units; `None` if it does not follow the grammar or overflows.
 pub fn parse_nanos(s: &str) -> Option<i128> {
     let s = s.strip_prefix('+').unwrap_or(s);
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, suffix) = s.split_at(split);
     if num.is_empty() || num == "." || num.matches('.').count() > 1 {
         return None;
@@ -49,7 +52,11 @@ pub fn parse_nanos(s: &str) -> Option<i128> {
         return None;
     }
     let int: i128 = if int.is_empty() { 0 } else { int.parse().ok()? };
-    let frac_n: i128 = if frac.is_empty() { 0 } else { format!("{frac:0<9}").parse().ok()? };
+    let frac_n: i128 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}").parse().ok()?
+    };
     let base = int.checked_mul(1_000_000_000)?.checked_add(frac_n)?;
     let (mul, div): (i128, i128) = match suffix {
         "" => (1, 1),
@@ -73,7 +80,11 @@ pub fn parse_nanos(s: &str) -> Option<i128> {
             if !(-9..=18).contains(&exp) {
                 return None;
             }
-            if exp >= 0 { (10i128.pow(exp as u32), 1) } else { (1, 10i128.pow((-exp) as u32)) }
+            if exp >= 0 {
+                (10i128.pow(exp as u32), 1)
+            } else {
+                (1, 10i128.pow((-exp) as u32))
+            }
         }
         _ => return None,
     };
@@ -175,7 +186,10 @@ mod tests {
         assert_eq!(parse_nanos("2"), Some(2_000_000_000));
         assert_eq!(parse_nanos("1.5"), Some(1_500_000_000));
         assert_eq!(parse_nanos("1Ki"), Some(1024 * 1_000_000_000));
-        assert_eq!(parse_nanos("16Gi"), Some(16 * (1i128 << 30) * 1_000_000_000));
+        assert_eq!(
+            parse_nanos("16Gi"),
+            Some(16 * (1i128 << 30) * 1_000_000_000)
+        );
         assert_eq!(parse_nanos("1e3"), Some(1000 * 1_000_000_000));
         assert_eq!(parse_nanos("1k"), parse_nanos("1000"));
         assert!(parse_nanos("1Gi").unwrap_or(0) > parse_nanos("1G").unwrap_or(0));

@@ -22,6 +22,8 @@ pub struct Document {
     /// Position of the document in its file, from 0.
     pub index: usize,
     pub root: Node,
+    /// Problems were reported while reading it; see [`yaml::YamlDoc::tainted`].
+    pub tainted: bool,
 }
 
 impl Document {
@@ -38,7 +40,10 @@ impl Document {
         let s = match (complete, w.key_span) {
             (true, _) if !is_collection => w.node.span,
             (_, Some(k)) => k,
-            (_, None) => NodeSpan { start: w.node.span.start, end: w.node.span.start },
+            (_, None) => NodeSpan {
+                start: w.node.span.start,
+                end: w.node.span.start,
+            },
         };
         Label::new(self.span(s)).field(path.to_string())
     }
@@ -73,14 +78,22 @@ pub fn parse(snapshot: &Snapshot, limits: YamlLimits) -> (Vec<Arc<Document>>, Di
         diags.extend(file_diags);
         if file_docs.is_empty() && !failed {
             diags.push(
-                Diagnostic::new(Code::EmptyFile, format!("`{}` holds no YAML documents", f.path))
-                    .at(Label::new(Span::file_start(f.path.clone())))
-                    .hint("add a spec to the file or delete it"),
+                Diagnostic::new(
+                    Code::EmptyFile,
+                    format!("`{}` holds no YAML documents", f.path),
+                )
+                .at(Label::new(Span::file_start(f.path.clone())))
+                .hint("add a spec to the file or delete it"),
             );
         }
-        docs.extend(
-            file_docs.into_iter().map(|d| Arc::new(Document { file: f.path.clone(), index: d.index, root: d.root })),
-        );
+        docs.extend(file_docs.into_iter().map(|d| {
+            Arc::new(Document {
+                file: f.path.clone(),
+                index: d.index,
+                root: d.root,
+                tainted: d.tainted,
+            })
+        }));
     }
     (docs, diags)
 }

@@ -75,12 +75,17 @@ impl Node {
             NodeValue::Null => Value::Null,
             NodeValue::Bool(b) => Value::Bool(*b),
             NodeValue::Int(i) => Value::from(*i),
-            NodeValue::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+            NodeValue::Float(f) => {
+                serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
+            }
             NodeValue::Str(s) => Value::String(s.clone()),
             NodeValue::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
-            NodeValue::Map(entries) => {
-                Value::Object(entries.iter().map(|e| (e.key.clone(), e.value.to_json())).collect())
-            }
+            NodeValue::Map(entries) => Value::Object(
+                entries
+                    .iter()
+                    .map(|e| (e.key.clone(), e.value.to_json()))
+                    .collect(),
+            ),
         }
     }
 
@@ -91,9 +96,10 @@ impl Node {
         let mut key_span = None;
         for (i, seg) in path.0.iter().enumerate() {
             let next = match (seg, &node.value) {
-                (Seg::Key(k), NodeValue::Map(entries)) => {
-                    entries.iter().find(|e| &e.key == k).map(|e| (&e.value, Some(e.key_span)))
-                }
+                (Seg::Key(k), NodeValue::Map(entries)) => entries
+                    .iter()
+                    .find(|e| &e.key == k)
+                    .map(|e| (&e.value, Some(e.key_span))),
                 (Seg::Index(i), NodeValue::Seq(items)) => items.get(*i).map(|n| (n, None)),
                 _ => None,
             };
@@ -102,10 +108,20 @@ impl Node {
                     node = n;
                     key_span = ks;
                 }
-                None => return Walked { node, key_span, matched: i },
+                None => {
+                    return Walked {
+                        node,
+                        key_span,
+                        matched: i,
+                    };
+                }
             }
         }
-        Walked { node, key_span, matched: path.0.len() }
+        Walked {
+            node,
+            key_span,
+            matched: path.0.len(),
+        }
     }
 }
 
@@ -181,7 +197,9 @@ impl FieldPath {
                 *seg = Seg::Key(i.to_string());
             }
             node = match (&*seg, &n.value) {
-                (Seg::Key(k), NodeValue::Map(entries)) => entries.iter().find(|e| &e.key == k).map(|e| &e.value),
+                (Seg::Key(k), NodeValue::Map(entries)) => {
+                    entries.iter().find(|e| &e.key == k).map(|e| &e.value)
+                }
                 (Seg::Index(i), NodeValue::Seq(items)) => items.get(*i),
                 _ => None,
             };
@@ -213,7 +231,8 @@ impl fmt::Display for FieldPath {
         for (i, seg) in self.0.iter().enumerate() {
             match seg {
                 Seg::Key(k) => {
-                    let plain = !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || "_-/".contains(c));
+                    let plain = !k.is_empty()
+                        && k.chars().all(|c| c.is_alphanumeric() || "_-/".contains(c));
                     match (i, plain) {
                         (0, true) => write!(f, "{k}")?,
                         (_, true) => write!(f, ".{k}")?,
@@ -236,11 +255,22 @@ mod tests {
         let p = FieldPath::parse("spec.allocations[2].gpu");
         assert_eq!(
             p.0,
-            vec![Seg::Key("spec".into()), Seg::Key("allocations".into()), Seg::Index(2), Seg::Key("gpu".into())]
+            vec![
+                Seg::Key("spec".into()),
+                Seg::Key("allocations".into()),
+                Seg::Index(2),
+                Seg::Key("gpu".into())
+            ]
         );
         assert_eq!(p.to_string(), "spec.allocations[2].gpu");
         assert_eq!(FieldPath::from_pointer("/spec/allocations/2/gpu"), p);
-        assert_eq!(FieldPath::root().key("metadata").key("a.b").to_string(), "metadata[\"a.b\"]");
-        assert_eq!(FieldPath::from_pointer("/a~1b/c~0d").0, vec![Seg::Key("a/b".into()), Seg::Key("c~d".into())]);
+        assert_eq!(
+            FieldPath::root().key("metadata").key("a.b").to_string(),
+            "metadata[\"a.b\"]"
+        );
+        assert_eq!(
+            FieldPath::from_pointer("/a~1b/c~0d").0,
+            vec![Seg::Key("a/b".into()), Seg::Key("c~d".into())]
+        );
     }
 }

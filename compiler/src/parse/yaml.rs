@@ -25,7 +25,10 @@ pub struct YamlLimits {
 
 impl Default for YamlLimits {
     fn default() -> YamlLimits {
-        YamlLimits { max_depth: 64, max_nodes: 1_000_000 }
+        YamlLimits {
+            max_depth: 64,
+            max_nodes: 1_000_000,
+        }
     }
 }
 
@@ -35,16 +38,31 @@ pub struct YamlDoc {
     /// 0-based position of the document in its file (empty documents are counted too).
     pub index: usize,
     pub root: Node,
+    /// A problem was reported inside the document (a duplicate key, an unsupported tag or
+    /// value): its tree is not what the author wrote, so later stages must not read it.
+    pub tainted: bool,
 }
 
 /// Parse every document of a file. Documents before a syntax error are kept; the error and
 /// anything after it become a diagnostic.
-pub fn parse_documents(file: &Arc<str>, text: &str, limits: YamlLimits) -> (Vec<YamlDoc>, Vec<Diagnostic>) {
-    let mut b = Builder { file, limits, diags: Vec::new(), nodes: 0, anchors: HashMap::new(), stack: Vec::new() };
+pub fn parse_documents(
+    file: &Arc<str>,
+    text: &str,
+    limits: YamlLimits,
+) -> (Vec<YamlDoc>, Vec<Diagnostic>) {
+    let mut b = Builder {
+        file,
+        limits,
+        diags: Vec::new(),
+        nodes: 0,
+        anchors: HashMap::new(),
+        stack: Vec::new(),
+    };
     let mut docs = Vec::new();
     let mut parser = Parser::new_from_str(text);
     let mut doc_index = 0usize;
     let mut current: Option<Node> = None;
+    let mut diags_at_start = 0usize;
     while let Some(ev) = parser.next_event() {
         let (ev, span) = match ev {
             Ok(x) => x,
@@ -53,8 +71,14 @@ pub fn parse_documents(file: &Arc<str>, text: &str, limits: YamlLimits) -> (Vec<
                 let pos = Pos::new(m.line() as u32, m.col() as u32 + 1);
                 let at = Label::new(Span::new(file.clone(), pos, pos));
                 b.diags.push(if e.info().contains("recursion limit") {
-                    // The scanner's own bound on flow nesting, met before ours.
-                    too_deep(limits.max_depth, at)
+                    // The scanner's own bound on flow nesting, met while it reads ahead.
+                    Diagnostic::new(Code::YamlTooDeep, "nesting too deep: the YAML reader gives up here")
+                        .at(at)
+                        .hint(format!("plinth accepts at most {} levels of nesting; the file is probably generated or hostile", limits.max_depth))
+                } else if e.info().contains("unknown anchor") {
+                    Diagnostic::new(Code::UnknownAnchor, "alias refers to an anchor that is not defined")
+                        .at(at)
+                        .hint("define the anchor with `&name` before using `*name`")
                 } else {
                     Diagnostic::new(Code::YamlSyntax, format!("invalid YAML: {}", e.info()))
                         .at(at)
@@ -69,13 +93,18 @@ pub fn parse_documents(file: &Arc<str>, text: &str, limits: YamlLimits) -> (Vec<
                 b.stack.clear();
                 b.anchors.clear();
                 current = None;
+                diags_at_start = b.diags.len();
             }
             Event::DocumentEnd => {
                 // An empty document (`---` alone, or only comments) resolves to a null root.
                 if let Some(root) = current.take()
                     && root.value != NodeValue::Null
                 {
-                    docs.push(YamlDoc { index: doc_index, root });
+                    docs.push(YamlDoc {
+                        index: doc_index,
+                        root,
+                        tainted: b.diags.len() > diags_at_start,
+                    });
                 }
                 doc_index += 1;
             }
@@ -95,13 +124,18 @@ pub fn parse_documents(file: &Arc<str>, text: &str, limits: YamlLimits) -> (Vec<
 }
 
 fn too_deep(max: usize, at: Label) -> Diagnostic {
-    Diagnostic::new(Code::YamlTooDeep, format!("nesting deeper than {max} levels"))
-        .at(at)
-        .hint("plinth specs are never this deep; the file is probably generated or hostile")
+    Diagnostic::new(
+        Code::YamlTooDeep,
+        format!("nesting deeper than {max} levels"),
+    )
+    .at(at)
+    .hint("plinth specs are never this deep; the file is probably generated or hostile")
 }
 
 fn syntax_hint(info: &str) -> &'static str {
-    if info.contains("tab") {
+    if info.contains("quoted scalar") {
+        "a quoted value may be missing its closing quote"
+    } else if info.contains("tab") {
         "YAML indentation must use spaces, not tabs"
     } else if info.contains("mapping values are not allowed") {
         "a value holding `: ` must be quoted, or the line is indented wrongly"
@@ -113,8 +147,19 @@ fn syntax_hint(info: &str) -> &'static str {
 }
 
 enum Frame {
-    Seq { anchor: usize, start: Pos, items: Vec<Node> },
-    Map { anchor: usize, start: Pos, entries: Vec<Entry>, seen: HashMap<String, NodeSpan>, pending_key: Option<(String, NodeSpan)>, skip_value: bool },
+    Seq {
+        anchor: usize,
+        start: Pos,
+        items: Vec<Node>,
+    },
+    Map {
+        anchor: usize,
+        start: Pos,
+        entries: Vec<Entry>,
+        seen: HashMap<String, NodeSpan>,
+        pending_key: Option<(String, NodeSpan)>,
+        skip_value: bool,
+    },
 }
 
 struct Builder<'a> {
@@ -134,7 +179,10 @@ fn pos(m: saphyr_parser::Marker) -> Pos {
 }
 
 fn node_span(s: YSpan) -> NodeSpan {
-    NodeSpan { start: pos(s.start), end: pos(s.end) }
+    NodeSpan {
+        start: pos(s.start),
+        end: pos(s.end),
+    }
 }
 
 fn count(n: &Node) -> usize {
@@ -180,9 +228,12 @@ impl Builder<'_> {
             Event::Alias(id) => {
                 let Some((node, size)) = self.anchors.get(&id).cloned() else {
                     return Err(Box::new(
-                        Diagnostic::new(Code::UnknownAnchor, "alias refers to an anchor that is not defined")
-                            .at(Label::new(self.span(sp)))
-                            .hint("define the anchor with `&name` before using `*name`"),
+                        Diagnostic::new(
+                            Code::UnknownAnchor,
+                            "alias refers to an anchor that is not defined",
+                        )
+                        .at(Label::new(self.span(sp)))
+                        .hint("define the anchor with `&name` before using `*name`"),
                     ));
                 };
                 self.budget(size, sp)?;
@@ -191,7 +242,14 @@ impl Builder<'_> {
             Event::SequenceStart(anchor, tag) => {
                 self.check_collection_tag(tag.as_deref(), "seq", sp);
                 self.budget(1, sp)?;
-                self.open(Frame::Seq { anchor, start: sp.start, items: Vec::new() }, sp)
+                self.open(
+                    Frame::Seq {
+                        anchor,
+                        start: sp.start,
+                        items: Vec::new(),
+                    },
+                    sp,
+                )
             }
             Event::MappingStart(anchor, tag) => {
                 self.check_collection_tag(tag.as_deref(), "map", sp);
@@ -209,14 +267,33 @@ impl Builder<'_> {
                 )
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                let Some(frame) = self.stack.pop() else { return Ok(None) };
+                let Some(frame) = self.stack.pop() else {
+                    return Ok(None);
+                };
                 let (anchor, node) = match frame {
-                    Frame::Seq { anchor, start, items } => {
-                        (anchor, Node { value: NodeValue::Seq(items), span: NodeSpan { start, end: sp.end } })
-                    }
-                    Frame::Map { anchor, start, entries, .. } => {
-                        (anchor, Node { value: NodeValue::Map(entries), span: NodeSpan { start, end: sp.end } })
-                    }
+                    Frame::Seq {
+                        anchor,
+                        start,
+                        items,
+                    } => (
+                        anchor,
+                        Node {
+                            value: NodeValue::Seq(items),
+                            span: NodeSpan { start, end: sp.end },
+                        },
+                    ),
+                    Frame::Map {
+                        anchor,
+                        start,
+                        entries,
+                        ..
+                    } => (
+                        anchor,
+                        Node {
+                            value: NodeValue::Map(entries),
+                            span: NodeSpan { start, end: sp.end },
+                        },
+                    ),
                 };
                 if anchor > 0 {
                     let size = count(&node);
@@ -230,7 +307,10 @@ impl Builder<'_> {
 
     fn open(&mut self, frame: Frame, sp: NodeSpan) -> Step {
         if self.stack.len() >= self.limits.max_depth {
-            return Err(Box::new(too_deep(self.limits.max_depth, Label::new(self.span(sp)))));
+            return Err(Box::new(too_deep(
+                self.limits.max_depth,
+                Label::new(self.span(sp)),
+            )));
         }
         self.stack.push(frame);
         Ok(None)
@@ -245,7 +325,13 @@ impl Builder<'_> {
                 items.push(node);
                 Ok(None)
             }
-            Some(Frame::Map { entries, seen, pending_key, skip_value, .. }) => {
+            Some(Frame::Map {
+                entries,
+                seen,
+                pending_key,
+                skip_value,
+                ..
+            }) => {
                 match pending_key.take() {
                     None => {
                         // This node is a key.
@@ -262,13 +348,22 @@ impl Builder<'_> {
                                 *skip_value = false;
                                 if let Some(first) = seen.get(&k) {
                                     self.diags.push(
-                                        Diagnostic::new(Code::DuplicateKey, format!("duplicate key `{k}`"))
-                                            .at(Label::new(Span::new(file.clone(), node.span.start, node.span.end)))
-                                            .related(
-                                                Label::new(Span::new(file, first.start, first.end))
-                                                    .note("first defined here"),
-                                            )
-                                            .hint("a mapping may hold each key once; remove one of them"),
+                                        Diagnostic::new(
+                                            Code::DuplicateKey,
+                                            format!("duplicate key `{k}`"),
+                                        )
+                                        .at(Label::new(Span::new(
+                                            file.clone(),
+                                            node.span.start,
+                                            node.span.end,
+                                        )))
+                                        .related(
+                                            Label::new(Span::new(file, first.start, first.end))
+                                                .note("first defined here"),
+                                        )
+                                        .hint(
+                                            "a mapping may hold each key once; remove one of them",
+                                        ),
                                     );
                                     *skip_value = true;
                                 } else {
@@ -278,9 +373,12 @@ impl Builder<'_> {
                             }
                             None => {
                                 self.diags.push(
-                                    Diagnostic::new(Code::ComplexKey, "mapping keys must be plain scalars")
-                                        .at(Label::new(Span::new(file, node.span.start, node.span.end)))
-                                        .hint("use a string key"),
+                                    Diagnostic::new(
+                                        Code::ComplexKey,
+                                        "mapping keys must be plain scalars",
+                                    )
+                                    .at(Label::new(Span::new(file, node.span.start, node.span.end)))
+                                    .hint("use a string key"),
                                 );
                                 *pending_key = Some((String::new(), node.span));
                                 *skip_value = true;
@@ -289,7 +387,11 @@ impl Builder<'_> {
                     }
                     Some((key, key_span)) => {
                         if !*skip_value {
-                            entries.push(Entry { key, key_span, value: node });
+                            entries.push(Entry {
+                                key,
+                                key_span,
+                                value: node,
+                            });
                         }
                         *skip_value = false;
                     }
@@ -308,13 +410,22 @@ impl Builder<'_> {
     }
 
     fn unsupported_tag(&mut self, t: &Tag, sp: NodeSpan) {
-        let d = Diagnostic::new(Code::UnsupportedValue, format!("unsupported YAML tag `{t}`"))
-            .at(Label::new(self.span(sp)))
-            .hint("plinth specs use plain YAML values; remove the tag");
+        let d = Diagnostic::new(
+            Code::UnsupportedValue,
+            format!("unsupported YAML tag `{t}`"),
+        )
+        .at(Label::new(self.span(sp)))
+        .hint("plinth specs use plain YAML values; remove the tag");
         self.diags.push(d);
     }
 
-    fn scalar(&mut self, text: &str, style: ScalarStyle, tag: Option<&Tag>, sp: NodeSpan) -> NodeValue {
+    fn scalar(
+        &mut self,
+        text: &str,
+        style: ScalarStyle,
+        tag: Option<&Tag>,
+        sp: NodeSpan,
+    ) -> NodeValue {
         if let Some(t) = tag {
             if t.is_yaml_core_schema() {
                 return match t.suffix.as_str() {
@@ -358,9 +469,12 @@ impl Builder<'_> {
             NodeValue::Float(f)
         } else {
             self.diags.push(
-                Diagnostic::new(Code::UnsupportedValue, "infinite and NaN numbers are not supported")
-                    .at(Label::new(self.span(sp)))
-                    .hint("quote the value if it is meant as text"),
+                Diagnostic::new(
+                    Code::UnsupportedValue,
+                    "infinite and NaN numbers are not supported",
+                )
+                .at(Label::new(self.span(sp)))
+                .hint("quote the value if it is meant as text"),
             );
             NodeValue::Null
         }
@@ -368,8 +482,11 @@ impl Builder<'_> {
 
     fn bad_tagged(&mut self, text: &str, tag: &str, sp: NodeSpan) -> NodeValue {
         self.diags.push(
-            Diagnostic::new(Code::UnsupportedValue, format!("`{text}` is not a valid `!!{tag}`"))
-                .at(Label::new(self.span(sp))),
+            Diagnostic::new(
+                Code::UnsupportedValue,
+                format!("`{text}` is not a valid `!!{tag}`"),
+            )
+            .at(Label::new(self.span(sp))),
         );
         NodeValue::Str(text.to_owned())
     }
@@ -381,7 +498,9 @@ pub fn resolve_plain(text: &str) -> NodeValue {
         "" | "~" | "null" | "Null" | "NULL" => return NodeValue::Null,
         "true" | "True" | "TRUE" => return NodeValue::Bool(true),
         "false" | "False" | "FALSE" => return NodeValue::Bool(false),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return NodeValue::Float(f64::INFINITY),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return NodeValue::Float(f64::INFINITY);
+        }
         "-.inf" | "-.Inf" | "-.INF" => return NodeValue::Float(f64::NEG_INFINITY),
         ".nan" | ".NaN" | ".NAN" => return NodeValue::Float(f64::NAN),
         _ => {}
@@ -396,18 +515,22 @@ pub fn resolve_plain(text: &str) -> NodeValue {
         && !oct.is_empty()
         && oct.bytes().all(|b| (b'0'..=b'7').contains(&b))
     {
-        return i64::from_str_radix(oct, 8).map_or_else(|_| NodeValue::Str(text.to_owned()), NodeValue::Int);
+        return i64::from_str_radix(oct, 8)
+            .map_or_else(|_| NodeValue::Str(text.to_owned()), NodeValue::Int);
     }
     if let Some(hex) = text.strip_prefix("0x")
         && !hex.is_empty()
         && hex.bytes().all(|b| b.is_ascii_hexdigit())
     {
-        return i64::from_str_radix(hex, 16).map_or_else(|_| NodeValue::Str(text.to_owned()), NodeValue::Int);
+        return i64::from_str_radix(hex, 16)
+            .map_or_else(|_| NodeValue::Str(text.to_owned()), NodeValue::Int);
     }
     if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
         return match digits.parse::<i64>() {
             Ok(i) => NodeValue::Int(sign * i),
-            Err(_) => text.parse::<f64>().map_or_else(|_| NodeValue::Str(text.to_owned()), NodeValue::Float),
+            Err(_) => text
+                .parse::<f64>()
+                .map_or_else(|_| NodeValue::Str(text.to_owned()), NodeValue::Float),
         };
     }
     if is_core_float(digits) {
@@ -503,16 +626,23 @@ mod tests {
         assert_eq!(diags.len(), 1);
         let d = &diags[0];
         assert_eq!(d.code, Code::DuplicateKey);
-        assert_eq!(d.primary.as_ref().map(|l| l.span.start), Some(Pos::new(3, 1)));
+        assert_eq!(
+            d.primary.as_ref().map(|l| l.span.start),
+            Some(Pos::new(3, 1))
+        );
         assert_eq!(d.related[0].span.start, Pos::new(1, 1));
     }
 
     #[test]
     fn billion_laughs_is_refused() {
-        let mut text = String::from("a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+        let mut text = String::from(
+            "a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+        );
         for i in 1..10 {
             let p = i - 1;
-            text.push_str(&format!("a{i}: &a{i} [*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p}]\n"));
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p}]\n"
+            ));
         }
         let (docs, diags) = parse(&text);
         assert!(docs.is_empty());
@@ -526,7 +656,9 @@ mod tests {
         let (docs, diags) = parse(&text);
         assert!(docs.is_empty());
         assert_eq!(diags[0].code, Code::YamlTooDeep);
-        let block: String = (0..10_000).map(|i| format!("{}k:\n", " ".repeat(i))).collect();
+        let block: String = (0..10_000)
+            .map(|i| format!("{}k:\n", " ".repeat(i)))
+            .collect();
         let (_, diags) = parse(&block);
         assert_eq!(diags[0].code, Code::YamlTooDeep, "{:?}", diags[0]);
     }
@@ -535,7 +667,10 @@ mod tests {
     fn syntax_errors_are_located() {
         let (_, diags) = parse("a: 1\nb:\n\t- c\n");
         assert_eq!(diags[0].code, Code::YamlSyntax);
-        assert_eq!(diags[0].primary.as_ref().map(|l| l.span.start.line), Some(3));
+        assert_eq!(
+            diags[0].primary.as_ref().map(|l| l.span.start.line),
+            Some(3)
+        );
     }
 
     #[test]
@@ -552,6 +687,9 @@ mod tests {
     #[test]
     fn crlf_keeps_lines_right() {
         let (docs, _) = parse("a: 1\r\nb: 2\r\n");
-        assert_eq!(docs[0].root.get("b").map(|e| e.key_span.start), Some(Pos::new(2, 1)));
+        assert_eq!(
+            docs[0].root.get("b").map(|e| e.key_span.start),
+            Some(Pos::new(2, 1))
+        );
     }
 }
