@@ -30,6 +30,8 @@ pub struct Cli {
 pub enum Command {
     /// Validate a platform repository: YAML, schemas and cross-object rules.
     Check(CheckArgs),
+    /// Check, then compile the specs into Kubernetes and cloud manifests per cluster.
+    Build(BuildArgs),
     /// Print the JSON Schema of a spec kind (or of any kind).
     Schema(SchemaArgs),
 }
@@ -103,6 +105,37 @@ pub enum Color {
 }
 
 #[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The platform repository (a directory of YAML specs).
+    #[arg(default_value = ".")]
+    pub repo: PathBuf,
+    /// Output directory; `<out>/<cluster>/` per cluster. Replaced whole on success.
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+    /// Build one cluster only (its directory alone is replaced).
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// `tree` writes the output directory; `stream` prints one cluster's objects as one YAML
+    /// stream to stdout (for `kubectl apply -f -`).
+    #[arg(long, value_enum, default_value_t = BuildFormat::Tree)]
+    pub format: BuildFormat,
+    /// Treat warnings as errors.
+    #[arg(long)]
+    pub strict: bool,
+    /// When to colour diagnostics (`NO_COLOR` is honoured under `auto`).
+    #[arg(long, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BuildFormat {
+    Tree,
+    Stream,
+}
+
+#[derive(Debug, Args)]
 pub struct SchemaArgs {
     /// Kind (`Project`, `Dataset`, ...); every kind at once when absent.
     pub kind: Option<String>,
@@ -123,8 +156,11 @@ pub fn main() -> ExitCode {
     };
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
-    let color_ok = stdout.is_terminal();
-    match run(cli, &mut stdout.lock(), color_ok) {
+    let terminal = Terminal {
+        stdout: stdout.is_terminal(),
+        stderr: stderr.is_terminal(),
+    };
+    match run(cli, &mut stdout.lock(), &mut stderr.lock(), terminal) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let _ = writeln!(stderr.lock(), "error: {e:#}");
@@ -133,10 +169,24 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Run a parsed command, writing its data to `out`. Returns the exit code.
-pub fn run(cli: Cli, out: &mut dyn Write, terminal: bool) -> anyhow::Result<u8> {
+/// Whether the standard streams are terminals (for colour).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Terminal {
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+/// Run a parsed command, writing its data to `out` and its logs to `err`. Returns the exit
+/// code.
+pub fn run(
+    cli: Cli,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    terminal: Terminal,
+) -> anyhow::Result<u8> {
     match cli.command {
-        Command::Check(args) => check(args, out, terminal),
+        Command::Check(args) => check(args, out, terminal.stdout),
+        Command::Build(args) => build(args, out, err, terminal.stderr),
         Command::Schema(args) => schema(args, out),
     }
 }
@@ -207,6 +257,190 @@ pub fn report(
     };
     out.write_all(text.as_bytes())?;
     out.flush()
+}
+
+fn build(
+    args: BuildArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    terminal: bool,
+) -> anyhow::Result<u8> {
+    let opts = args.limits.options();
+    let source = DirSource::new(&args.repo);
+    let built = crate::build_source(&source, &opts)?;
+    let paths = Paths::new(args.repo.to_string_lossy());
+    let diags = built.checked.diagnostics.clone().into_sorted();
+    let report_args = ReportArgs {
+        format: Format::Human,
+        strict: args.strict,
+        color: args.color,
+    };
+    let code = exit_code(&diags, args.strict);
+    if !diags.is_empty() {
+        let text = render::human(
+            &diags,
+            &built.checked.snapshot,
+            &paths,
+            use_color(args.color, terminal),
+        );
+        err.write_all(text.as_bytes())?;
+        writeln!(err, "{}", render::summary(&diags))?;
+    }
+    let _ = report_args;
+    let Some(lowered) = built.lowered.filter(|_| code == 0) else {
+        writeln!(err, "error: build stopped; nothing was written")?;
+        return Ok(1);
+    };
+    if let Some(c) = &args.cluster
+        && !lowered.clusters.contains_key(c)
+    {
+        anyhow::bail!(
+            "unknown cluster `{c}`; the platform's clusters are {}",
+            lowered
+                .clusters
+                .keys()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    match args.format {
+        BuildFormat::Stream => {
+            let cluster = match (&args.cluster, lowered.clusters.len()) {
+                (Some(c), _) => c.clone(),
+                (None, 1) => lowered.clusters.keys().next().cloned().unwrap_or_default(),
+                (None, _) => anyhow::bail!(
+                    "the platform has several clusters; choose one with `--cluster` for `--format stream`"
+                ),
+            };
+            out.write_all(crate::emit::stream(&lowered.clusters[&cluster]).as_bytes())?;
+            out.flush()?;
+        }
+        BuildFormat::Tree => {
+            let tree =
+                crate::emit::tree(&lowered, args.cluster.as_deref()).map_err(anyhow::Error::msg)?;
+            let target = match &args.cluster {
+                Some(c) => {
+                    let prefix = format!("{c}/");
+                    let sub: crate::emit::Tree = tree
+                        .into_iter()
+                        .filter_map(|(p, t)| p.strip_prefix(&prefix).map(|r| (r.to_owned(), t)))
+                        .collect();
+                    std::fs::create_dir_all(&args.out)?;
+                    mark(&args.out)?;
+                    let target = args.out.join(c);
+                    replace_dir(&target, &sub)?;
+                    target
+                }
+                None => {
+                    replace_dir(&args.out, &tree)?;
+                    args.out.clone()
+                }
+            };
+            writeln!(
+                err,
+                "wrote {} objects for {} to `{}`",
+                lowered
+                    .clusters
+                    .iter()
+                    .filter(|(c, _)| args.cluster.as_ref().is_none_or(|x| x == *c))
+                    .map(|(_, o)| o.manifests.len())
+                    .sum::<usize>(),
+                match &args.cluster {
+                    Some(c) => format!("cluster `{c}`"),
+                    None => format!("{} cluster(s)", lowered.clusters.len()),
+                },
+                target.display()
+            )?;
+        }
+    }
+    Ok(0)
+}
+
+/// Marks a directory as plinth's output, so it may be replaced later.
+const MARKER: &str = ".plinth-output";
+
+fn mark(dir: &std::path::Path) -> std::io::Result<()> {
+    let m = dir.join(MARKER);
+    if !m.exists() {
+        if std::fs::read_dir(dir)?.next().is_some() {
+            return Err(std::io::Error::other(format!(
+                "refusing to write into `{}`: it exists, is not empty and was not written by plinth",
+                dir.display()
+            )));
+        }
+        std::fs::write(
+            m,
+            "written by plinth build; the directory is replaced whole on every build\n",
+        )?;
+    }
+    Ok(())
+}
+
+/// Replace `target` with exactly the files of `tree`: written to a sibling directory first,
+/// then swapped in by renames, so a failed build leaves the previous output untouched.
+fn replace_dir(target: &std::path::Path, tree: &crate::emit::Tree) -> anyhow::Result<()> {
+    if target.exists() {
+        let is_ours = target.join(MARKER).exists();
+        let empty = std::fs::read_dir(target)?.next().is_none();
+        if !is_ours && !empty {
+            anyhow::bail!(
+                "refusing to replace `{}`: it is not empty and was not written by plinth (no `{MARKER}` file)",
+                target.display()
+            );
+        }
+    }
+    let parent = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(parent)?;
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".to_owned());
+    let tmp = parent.join(format!(".{name}.plinth-new-{}", std::process::id()));
+    let old = parent.join(format!(".{name}.plinth-old-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp)?;
+        }
+        std::fs::create_dir_all(&tmp)?;
+        std::fs::write(
+            tmp.join(MARKER),
+            "written by plinth build; the directory is replaced whole on every build\n",
+        )?;
+        let mut dirs = std::collections::BTreeSet::new();
+        for (path, text) in tree {
+            let p = tmp.join(path);
+            if let Some(d) = p.parent()
+                && dirs.insert(d.to_path_buf())
+            {
+                std::fs::create_dir_all(d)?;
+            }
+            std::fs::write(p, text)?;
+        }
+        Ok(())
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(anyhow::Error::new(e).context(format!("cannot write `{}`", tmp.display())));
+    }
+    if target.exists() {
+        std::fs::rename(target, &old)?;
+    }
+    if let Err(e) = std::fs::rename(&tmp, target) {
+        let _ = std::fs::rename(&old, target);
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(anyhow::Error::new(e).context(format!(
+            "cannot move the new output to `{}`",
+            target.display()
+        )));
+    }
+    if old.exists() {
+        std::fs::remove_dir_all(&old)?;
+    }
+    Ok(())
 }
 
 fn schema(args: SchemaArgs, out: &mut dyn Write) -> anyhow::Result<u8> {

@@ -1,0 +1,435 @@
+//! Lower: typed specs into Kubernetes and cloud manifests, per cluster.
+//!
+//! Pure and deterministic: the same [`Specs`] always give the same [`Lowered`] output. Built-in
+//! kinds are constructed with `k8s-openapi` types, custom resources with the typed structs of
+//! [`crd`]. Every object carries provenance: the `app.kubernetes.io/managed-by: plinth` and
+//! `plinth.dev/project` labels, and the `plinth.dev/source` (spec file:line) and
+//! `plinth.dev/spec-hash` annotations (see [`spec_hash`]).
+//!
+//! One submodule per spec kind; [`lower`] runs them for every cluster each object lives on.
+
+pub mod crd;
+pub mod dataset;
+pub mod gpu;
+pub mod project;
+pub mod rollout;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::diag::{Code, Diagnostic, Diagnostics};
+use crate::load::Snapshot;
+use crate::model::platform::Cluster;
+use crate::model::{Kind, Object, PlatformSpec, Specs};
+
+/// Label every generated object carries.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "plinth");
+/// Label naming the project an object belongs to.
+pub const PROJECT_LABEL: &str = "plinth.dev/project";
+/// Annotation naming the spec file and line an object came from.
+pub const SOURCE_ANNOTATION: &str = "plinth.dev/source";
+/// Annotation holding the object's content hash.
+pub const HASH_ANNOTATION: &str = "plinth.dev/spec-hash";
+
+/// The spec an object was generated from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Origin {
+    pub file: Arc<str>,
+    pub line: u32,
+    pub kind: Kind,
+    pub name: String,
+}
+
+impl Origin {
+    /// The document of a spec.
+    pub fn of<S>(kind: Kind, o: &Object<S>) -> Origin {
+        Origin {
+            file: o.doc.file.clone(),
+            line: o.doc.line(),
+            kind,
+            name: o.name().to_owned(),
+        }
+    }
+    /// A field of a spec (an allocation, a grant): the line a reviewer should look at.
+    pub fn at<S>(kind: Kind, o: &Object<S>, path: &str) -> Origin {
+        Origin {
+            line: o.at(path).span.start.line,
+            ..Origin::of(kind, o)
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} `{}` ({}:{})",
+            self.kind, self.name, self.file, self.line
+        )
+    }
+}
+
+/// The identity of a Kubernetes object: what the API server keys it by.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectKey {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn of(v: &Value) -> ObjectKey {
+        let s = |p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_owned);
+        ObjectKey {
+            api_version: s("/apiVersion").unwrap_or_default(),
+            kind: s("/kind").unwrap_or_default(),
+            namespace: s("/metadata/namespace"),
+            name: s("/metadata/name").unwrap_or_default(),
+        }
+    }
+    /// The API group (`""` for the core group).
+    pub fn group(&self) -> &str {
+        self.api_version.rsplit_once('/').map_or("", |(g, _)| g)
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {}/{}", self.kind, ns, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// One generated object.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub key: ObjectKey,
+    /// The object, provenance included, in emission order.
+    pub object: Value,
+    pub origin: Origin,
+    /// `plinth.dev/spec-hash`.
+    pub hash: String,
+}
+
+/// What one cluster receives.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterOutput {
+    /// Sorted by key; keys are unique.
+    pub manifests: Vec<Manifest>,
+}
+
+/// Every cluster's objects.
+#[derive(Debug, Clone, Default)]
+pub struct Lowered {
+    pub clusters: BTreeMap<String, ClusterOutput>,
+}
+
+impl Lowered {
+    pub fn object_count(&self) -> usize {
+        self.clusters.values().map(|c| c.manifests.len()).sum()
+    }
+}
+
+/// Canonical JSON: keys sorted at every level, no whitespace. What hashes are taken of.
+pub fn canonical_json(v: &Value) -> String {
+    fn write(v: &Value, out: &mut String) {
+        match v {
+            Value::Object(m) => {
+                out.push('{');
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::to_string(k).unwrap_or_default());
+                    out.push(':');
+                    write(&m[k], out);
+                }
+                out.push('}');
+            }
+            Value::Array(a) => {
+                out.push('[');
+                for (i, x) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(x, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut s = String::new();
+    write(v, &mut s);
+    s
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let d = Sha256::digest(bytes);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The content hash of an object: sha256 of its canonical JSON without the provenance
+/// annotations. A moved or renamed spec file changes `plinth.dev/source` but not the hash, so
+/// plans and the agent see no change.
+pub fn spec_hash(object: &Value) -> String {
+    let mut o = object.clone();
+    if let Some(ann) = o
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        ann.remove(SOURCE_ANNOTATION);
+        ann.remove(HASH_ANNOTATION);
+        if ann.is_empty()
+            && let Some(meta) = o.pointer_mut("/metadata").and_then(Value::as_object_mut)
+        {
+            meta.remove("annotations");
+        }
+    }
+    sha256_hex(canonical_json(&o).as_bytes())
+}
+
+/// Collects one cluster's objects.
+pub struct Sink<'a> {
+    cluster: &'a str,
+    out: &'a mut BTreeMap<ObjectKey, Manifest>,
+    diags: &'a mut Diagnostics,
+}
+
+impl Sink<'_> {
+    pub fn cluster(&self) -> &str {
+        self.cluster
+    }
+
+    /// Add an object built from a typed value (a `k8s-openapi` resource or a [`crd`] object).
+    pub fn push(&mut self, origin: &Origin, object: impl Serialize) {
+        match serde_json::to_value(object) {
+            Ok(v) => self.push_value(origin, v),
+            Err(e) => self.diags.push(internal(
+                origin,
+                &format!("cannot serialise an object: {e}"),
+            )),
+        }
+    }
+
+    /// Add an object given as JSON; provenance annotations are added here.
+    pub fn push_value(&mut self, origin: &Origin, mut v: Value) {
+        strip_nulls(&mut v);
+        let source = format!("{}:{}", origin.file, origin.line);
+        let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) else {
+            self.diags
+                .push(internal(origin, "generated object has no metadata"));
+            return;
+        };
+        let ann = meta
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Some(a) = ann.as_object_mut() {
+            a.insert(SOURCE_ANNOTATION.to_owned(), Value::String(source));
+        }
+        let hash = spec_hash(&v);
+        if let Some(a) = v
+            .pointer_mut("/metadata/annotations")
+            .and_then(Value::as_object_mut)
+        {
+            a.insert(HASH_ANNOTATION.to_owned(), Value::String(hash.clone()));
+            sort_object(a);
+        }
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            sort_object(m);
+        }
+        let key = ObjectKey::of(&v);
+        if let Some(first) = self.out.get(&key) {
+            self.diags.push(
+                Diagnostic::new(
+                    Code::DuplicateName,
+                    format!("{key} would be generated twice in cluster `{}`: by {} and by {origin}", self.cluster, first.origin),
+                )
+                .at(crate::diag::Label::new(crate::diag::Span::new(
+                    origin.file.clone(),
+                    crate::diag::Pos::new(origin.line, 1),
+                    crate::diag::Pos::new(origin.line, 1),
+                )))
+                .hint("two specs produce an object of the same kind, namespace and name; rename one of them"),
+            );
+            return;
+        }
+        self.out.insert(
+            key.clone(),
+            Manifest {
+                key,
+                object: v,
+                origin: origin.clone(),
+                hash,
+            },
+        );
+    }
+}
+
+fn sort_object(m: &mut Map<String, Value>) {
+    let mut entries: Vec<(String, Value)> = std::mem::take(m).into_iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    m.extend(entries);
+}
+
+/// Drop `null` members (k8s-openapi serialises absent options as nothing already; this keeps
+/// hand-built JSON to the same rule).
+fn strip_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(strip_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
+}
+
+/// An internal error: plinth generated something it should not have.
+pub fn internal(origin: &Origin, message: &str) -> Diagnostic {
+    Diagnostic::new(
+        Code::Internal,
+        format!("{message} (generating from {origin})"),
+    )
+    .at(crate::diag::Label::new(crate::diag::Span::new(
+        origin.file.clone(),
+        crate::diag::Pos::new(origin.line, 1),
+        crate::diag::Pos::new(origin.line, 1),
+    )))
+    .hint("this is a bug in plinth; please report it with the spec")
+}
+
+/// What every lowering function reads.
+pub struct Ctx<'a> {
+    pub specs: &'a Specs,
+    pub platform: &'a PlatformSpec,
+    pub cluster: &'a Cluster,
+    pub snapshot: &'a Snapshot,
+}
+
+impl<'a> Ctx<'a> {
+    /// Clusters a project lives on.
+    pub fn placement(specs: &'a Specs, project: &'a crate::model::ProjectSpec) -> Vec<&'a str> {
+        let platform = specs.platform.as_ref().map(|p| &p.spec);
+        if !project.clusters.is_empty() {
+            return project.clusters.iter().map(String::as_str).collect();
+        }
+        match platform {
+            Some(pl) if !pl.defaults.clusters.is_empty() => {
+                pl.defaults.clusters.iter().map(String::as_str).collect()
+            }
+            Some(pl) => pl.clusters.iter().map(|c| c.name.as_str()).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Whether a project lives on this cluster.
+    pub fn hosts(&self, project: &str) -> bool {
+        self.specs.projects.get(project).is_some_and(|p| {
+            Ctx::placement(self.specs, &p.spec).contains(&self.cluster.name.as_str())
+        })
+    }
+
+    /// Whether a GPU pool is present on this cluster.
+    pub fn has_pool(&self, pool: &str) -> bool {
+        self.cluster.gpu_pools.iter().any(|p| p == pool)
+    }
+
+    /// The storage class for a volume: the spec's, the cluster's, the platform's.
+    pub fn storage_class(&self, explicit: Option<&String>) -> Option<String> {
+        explicit
+            .or(self.cluster.storage_class.as_ref())
+            .or(self.platform.defaults.storage_class.as_ref())
+            .cloned()
+    }
+
+    /// Object metadata with plinth's labels and the spec's own labels and annotations.
+    pub fn meta<S>(
+        &self,
+        name: &str,
+        namespace: Option<&str>,
+        project: Option<&str>,
+        spec: &Object<S>,
+    ) -> ObjectMeta {
+        let mut labels: BTreeMap<String, String> = spec.metadata.labels.clone();
+        labels.insert(MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned());
+        if let Some(p) = project {
+            labels.insert(PROJECT_LABEL.to_owned(), p.to_owned());
+        }
+        let annotations = spec.metadata.annotations.clone();
+        ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: namespace.map(str::to_owned),
+            labels: Some(labels),
+            annotations: if annotations.is_empty() {
+                None
+            } else {
+                Some(annotations)
+            },
+            ..ObjectMeta::default()
+        }
+    }
+}
+
+/// Lower every spec for every cluster. Requires a checked, error-free [`Specs`].
+pub fn lower(specs: &Specs, snapshot: &Snapshot) -> (Lowered, Diagnostics) {
+    let mut diags = Diagnostics::new();
+    let mut lowered = Lowered::default();
+    let Some(platform) = &specs.platform else {
+        return (lowered, diags);
+    };
+    for cluster in &platform.spec.clusters {
+        let cx = Ctx {
+            specs,
+            platform: &platform.spec,
+            cluster,
+            snapshot,
+        };
+        let mut objects: BTreeMap<ObjectKey, Manifest> = BTreeMap::new();
+        {
+            let mut sink = Sink {
+                cluster: &cluster.name,
+                out: &mut objects,
+                diags: &mut diags,
+            };
+            for p in specs.projects.values() {
+                if cx.hosts(p.name()) {
+                    project::lower(&cx, p, &mut sink);
+                }
+            }
+            for q in specs.gpu_quotas.values() {
+                if cx.has_pool(q.name()) {
+                    gpu::lower(&cx, q, &mut sink);
+                }
+            }
+            for d in specs.datasets.values() {
+                dataset::lower(&cx, d, &mut sink);
+            }
+            for r in specs.rollouts.values() {
+                if cx.hosts(&r.spec.project) {
+                    rollout::lower(&cx, r, &mut sink);
+                }
+            }
+        }
+        lowered.clusters.insert(
+            cluster.name.clone(),
+            ClusterOutput {
+                manifests: objects.into_values().collect(),
+            },
+        );
+    }
+    (lowered, diags)
+}

@@ -1,0 +1,316 @@
+//! Verify: every generated object against the schema of its kind, before anything is written.
+//!
+//! Built-in kinds are read back into their `k8s-openapi` type and must serialise to exactly
+//! the same JSON (a field the API does not know, or a value of the wrong type, would be lost or
+//! refused). Custom resources are validated against `schemas/crds/`. Names, namespaces and
+//! labels follow the API server's rules. A failure is an internal-error diagnostic naming the
+//! object and the spec that produced it: plinth generated something it should not have.
+
+use k8s_openapi::api::admissionregistration::v1 as admission;
+use k8s_openapi::api::apps::v1 as apps;
+use k8s_openapi::api::autoscaling::v2 as autoscaling;
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::networking::v1 as networking;
+use k8s_openapi::api::policy::v1 as policy;
+use k8s_openapi::api::rbac::v1 as rbac;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::diag::Diagnostics;
+use crate::lower::{Lowered, Manifest, canonical_json, crd, internal};
+use crate::resolve::is_dns_label;
+
+/// Check every object of every cluster.
+pub fn verify(lowered: &Lowered) -> Diagnostics {
+    let mut d = Diagnostics::new();
+    for (cluster, out) in &lowered.clusters {
+        for m in &out.manifests {
+            if let Err(msg) = verify_one(m) {
+                d.push(internal(
+                    &m.origin,
+                    &format!(
+                        "generated {} in cluster `{cluster}` is invalid: {msg}",
+                        m.key
+                    ),
+                ));
+            }
+        }
+    }
+    d
+}
+
+/// Check one object; the error says what is wrong.
+pub fn verify_one(m: &Manifest) -> Result<(), String> {
+    let key = &m.key;
+    metadata(&m.object)?;
+    let namespaced = match builtin(&key.api_version, &key.kind) {
+        Some(check) => check(&m.object)?,
+        None => {
+            let Some(validator) =
+                crd::validators().get(&(key.api_version.clone(), key.kind.clone()))
+            else {
+                return Err(format!(
+                    "plinth has no schema for `{}` `{}`",
+                    key.api_version, key.kind
+                ));
+            };
+            let errors: Vec<String> = validator
+                .iter_errors(&m.object)
+                .map(|e| format!("{} at `{}`", e, e.instance_path()))
+                .take(3)
+                .collect();
+            if !errors.is_empty() {
+                return Err(errors.join("; "));
+            }
+            crd::kinds()
+                .iter()
+                .any(|(v, k, ns)| *v == key.api_version && *k == key.kind && *ns)
+        }
+    };
+    match (namespaced, &key.namespace) {
+        (true, None) => Err("a namespaced kind without a namespace".to_owned()),
+        (false, Some(ns)) => Err(format!("a cluster-scoped kind with namespace `{ns}`")),
+        _ => Ok(()),
+    }
+}
+
+type Check = fn(&Value) -> Result<bool, String>;
+
+fn builtin(api_version: &str, kind: &str) -> Option<Check> {
+    Some(match (api_version, kind) {
+        ("v1", "Namespace") => round_trip::<core::Namespace>,
+        ("v1", "ResourceQuota") => round_trip::<core::ResourceQuota>,
+        ("v1", "LimitRange") => round_trip::<core::LimitRange>,
+        ("v1", "ServiceAccount") => round_trip::<core::ServiceAccount>,
+        ("v1", "PersistentVolume") => round_trip::<core::PersistentVolume>,
+        ("v1", "PersistentVolumeClaim") => round_trip::<core::PersistentVolumeClaim>,
+        ("v1", "ConfigMap") => round_trip::<core::ConfigMap>,
+        ("v1", "Secret") => round_trip::<core::Secret>,
+        ("v1", "Service") => round_trip::<core::Service>,
+        ("apps/v1", "Deployment") => round_trip::<apps::Deployment>,
+        ("autoscaling/v2", "HorizontalPodAutoscaler") => {
+            round_trip::<autoscaling::HorizontalPodAutoscaler>
+        }
+        ("networking.k8s.io/v1", "NetworkPolicy") => round_trip::<networking::NetworkPolicy>,
+        ("networking.k8s.io/v1", "Ingress") => round_trip::<networking::Ingress>,
+        ("policy/v1", "PodDisruptionBudget") => round_trip::<policy::PodDisruptionBudget>,
+        ("rbac.authorization.k8s.io/v1", "Role") => round_trip::<rbac::Role>,
+        ("rbac.authorization.k8s.io/v1", "RoleBinding") => round_trip::<rbac::RoleBinding>,
+        ("rbac.authorization.k8s.io/v1", "ClusterRole") => round_trip::<rbac::ClusterRole>,
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
+            round_trip::<rbac::ClusterRoleBinding>
+        }
+        ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy") => {
+            round_trip::<admission::ValidatingAdmissionPolicy>
+        }
+        ("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding") => {
+            round_trip::<admission::ValidatingAdmissionPolicyBinding>
+        }
+        _ => return None,
+    })
+}
+
+/// Read the object into its typed form and back; nothing may be lost or changed. Returns
+/// whether the kind is namespaced.
+fn round_trip<T>(v: &Value) -> Result<bool, String>
+where
+    T: DeserializeOwned + Serialize + k8s_openapi::Resource,
+    T::Scope: Scoped,
+{
+    let typed: T =
+        serde_json::from_value(v.clone()).map_err(|e| format!("not a valid {}: {e}", T::KIND))?;
+    let back = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
+    if canonical_json(&back) != canonical_json(v) {
+        let path = first_difference(v, &back, String::new()).unwrap_or_default();
+        return Err(format!(
+            "`{path}` is not a field of {} {} (or has the wrong type)",
+            T::API_VERSION,
+            T::KIND
+        ));
+    }
+    Ok(<T::Scope as Scoped>::NAMESPACED)
+}
+
+/// Whether a `k8s-openapi` scope marker means "namespaced".
+trait Scoped {
+    const NAMESPACED: bool;
+}
+impl Scoped for k8s_openapi::NamespaceResourceScope {
+    const NAMESPACED: bool = true;
+}
+impl Scoped for k8s_openapi::ClusterResourceScope {
+    const NAMESPACED: bool = false;
+}
+
+fn first_difference(a: &Value, b: &Value, at: String) -> Option<String> {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for (k, va) in x {
+                let here = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
+                match y.get(k) {
+                    None => return Some(here),
+                    Some(vb) => {
+                        if let Some(p) = first_difference(va, vb, here) {
+                            return Some(p);
+                        }
+                    }
+                }
+            }
+            y.keys()
+                .find(|k| !x.contains_key(*k))
+                .map(|k| format!("{at}.{k}"))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            for (i, (va, vb)) in x.iter().zip(y).enumerate() {
+                if let Some(p) = first_difference(va, vb, format!("{at}[{i}]")) {
+                    return Some(p);
+                }
+            }
+            (x.len() != y.len()).then_some(at)
+        }
+        _ => (a != b).then_some(at),
+    }
+}
+
+/// Names, namespaces, label keys and values as the API server checks them.
+fn metadata(v: &Value) -> Result<(), String> {
+    let name = v
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .ok_or("no `metadata.name`")?;
+    if !is_dns_subdomain(name) {
+        return Err(format!("name `{name}` is not a DNS-1123 subdomain"));
+    }
+    if let Some(ns) = v.pointer("/metadata/namespace").and_then(Value::as_str)
+        && !is_dns_label(ns)
+    {
+        return Err(format!("namespace `{ns}` is not a DNS-1123 label"));
+    }
+    if let Some(labels) = v.pointer("/metadata/labels").and_then(Value::as_object) {
+        for (k, val) in labels {
+            if !is_qualified_name(k) {
+                return Err(format!("label key `{k}` is not a qualified name"));
+            }
+            let val = val
+                .as_str()
+                .ok_or_else(|| format!("label `{k}` is not a string"))?;
+            if !is_label_value(val) {
+                return Err(format!("label `{k}` has the invalid value `{val}`"));
+            }
+        }
+    }
+    if let Some(ann) = v
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+    {
+        let size: usize = ann
+            .iter()
+            .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+            .sum();
+        if size > 256 * 1024 {
+            return Err(format!(
+                "annotations total {size} bytes, over the API server's 256 KiB"
+            ));
+        }
+        for k in ann.keys() {
+            if !is_qualified_name(k) {
+                return Err(format!("annotation key `{k}` is not a qualified name"));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+/// `[prefix/]name`: prefix a DNS subdomain, name 1–63 of `[A-Za-z0-9_.-]` starting and ending
+/// alphanumeric.
+pub fn is_qualified_name(s: &str) -> bool {
+    let (prefix, name) = match s.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, s),
+    };
+    if prefix.is_some_and(|p| !is_dns_subdomain(p)) {
+        return false;
+    }
+    !name.is_empty() && is_label_value(name)
+}
+
+/// Empty, or 1–63 of `[A-Za-z0-9_.-]` starting and ending alphanumeric.
+pub fn is_label_value(s: &str) -> bool {
+    if s.is_empty() {
+        return true;
+    }
+    let b = s.as_bytes();
+    b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lower::{ObjectKey, Origin};
+    use crate::model::Kind;
+    use serde_json::json;
+
+    fn manifest(v: Value) -> Manifest {
+        Manifest {
+            key: ObjectKey::of(&v),
+            object: v,
+            origin: Origin {
+                file: "p.yaml".into(),
+                line: 1,
+                kind: Kind::Project,
+                name: "p".into(),
+            },
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn builtin_round_trip_catches_unknown_fields() {
+        let ok = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "er"}});
+        assert_eq!(verify_one(&manifest(ok)), Ok(()));
+        let bad = json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q", "namespace": "er"}, "spec": {"hardd": {}}});
+        let err = verify_one(&manifest(bad)).expect_err("unknown field");
+        assert!(err.contains("spec.hardd"), "{err}");
+        let wrong_scope =
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
+        assert!(
+            verify_one(&manifest(wrong_scope)).is_err_and(|e| e.contains("without a namespace"))
+        );
+    }
+
+    #[test]
+    fn crds_are_checked_against_their_schema() {
+        let ok = json!({"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "LocalQueue", "metadata": {"name": "a100", "namespace": "er"}, "spec": {"clusterQueue": "er-a100"}});
+        assert_eq!(verify_one(&manifest(ok)), Ok(()));
+        let bad = json!({"apiVersion": "kueue.x-k8s.io/v1beta2", "kind": "LocalQueue", "metadata": {"name": "a100", "namespace": "er"}, "spec": {"clusterQueu": "x"}});
+        assert!(verify_one(&manifest(bad)).is_err());
+        let unknown =
+            json!({"apiVersion": "example.org/v1", "kind": "Thing", "metadata": {"name": "t"}});
+        assert!(verify_one(&manifest(unknown)).is_err_and(|e| e.contains("no schema")));
+    }
+
+    #[test]
+    fn label_rules() {
+        assert!(is_qualified_name("app.kubernetes.io/managed-by"));
+        assert!(is_qualified_name("plinth"));
+        assert!(!is_qualified_name("a/b/c"));
+        assert!(!is_qualified_name("-x"));
+        assert!(is_label_value(""));
+        assert!(is_label_value("er-capacity"));
+        assert!(!is_label_value("dana@example.org"));
+        assert!(!is_label_value(&"a".repeat(64)));
+    }
+}
