@@ -34,6 +34,86 @@ pub enum Command {
     Build(BuildArgs),
     /// Print the JSON Schema of a spec kind (or of any kind).
     Schema(SchemaArgs),
+    /// Work with Rego policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Run the `test_` rules of a policy directory (like `opa test` / `conftest verify`).
+    Test(PolicyTestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyTestArgs {
+    /// Directory of `.rego` files (tests included).
+    #[arg(default_value = "policies")]
+    pub dir: PathBuf,
+    /// Parse policies as Rego v0.
+    #[arg(long)]
+    pub rego_v0: bool,
+    /// Print passing tests too.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+/// Which policies run.
+#[derive(Debug, Args, Clone)]
+pub struct PolicyArgs {
+    /// Another directory of Rego policies (repeatable).
+    #[arg(long = "policy", value_name = "DIR")]
+    pub policy: Vec<PathBuf>,
+    /// Package whose rules are evaluated (repeatable; default `main`).
+    #[arg(long = "namespace", value_name = "PACKAGE")]
+    pub namespace: Vec<String>,
+    /// Evaluate the rules of every package.
+    #[arg(long)]
+    pub all_namespaces: bool,
+    /// Parse policies as Rego v0 (`deny[msg] { … }`).
+    #[arg(long)]
+    pub rego_v0: bool,
+    /// Do not run plinth's default policy library.
+    #[arg(long)]
+    pub no_default_policies: bool,
+    /// Longest one rule may run on one input, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub policy_timeout_ms: u64,
+}
+
+impl PolicyArgs {
+    fn config(&self) -> anyhow::Result<crate::PolicyConfig> {
+        let mut extra = Vec::new();
+        for dir in &self.policy {
+            extra.extend(read_policy_dir(dir, false)?);
+        }
+        Ok(crate::PolicyConfig {
+            options: crate::policy::PolicyOptions {
+                namespaces: if self.namespace.is_empty() { vec!["main".to_owned()] } else { self.namespace.clone() },
+                all_namespaces: self.all_namespaces,
+                rego_v0: self.rego_v0,
+                timeout: std::time::Duration::from_millis(self.policy_timeout_ms),
+            },
+            default_library: !self.no_default_policies,
+            extra,
+        })
+    }
+}
+
+/// The `.rego` files of a directory (tests only when asked), shown by their path.
+fn read_policy_dir(dir: &std::path::Path, with_tests: bool) -> anyhow::Result<Vec<crate::policy::PolicyFile>> {
+    let source = DirSource::new(dir);
+    let (snapshot, diags) = crate::load::load(&source, &Limits::default())?;
+    if let Some(d) = diags.iter().find(|d| d.is_error()) {
+        anyhow::bail!("cannot read policies in `{}`: {}", dir.display(), d.message);
+    }
+    // Shown by absolute path: these files are not in the platform repository.
+    let prefix = Paths::new(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()).to_string_lossy());
+    Ok(snapshot
+        .with_role(crate::load::FileRole::Policy)
+        .filter(|f| with_tests || !f.path.ends_with("_test.rego"))
+        .map(|f| crate::policy::PolicyFile { path: std::sync::Arc::from(prefix.show(&f.path)), text: f.text.clone() })
+        .collect())
 }
 
 #[derive(Debug, Args)]
@@ -45,6 +125,8 @@ pub struct CheckArgs {
     pub report: ReportArgs,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub policies: PolicyArgs,
 }
 
 /// How diagnostics are reported.
@@ -95,6 +177,10 @@ pub enum Format {
     Json,
     /// GitHub Actions workflow annotations.
     Github,
+    /// SARIF 2.1.0, for code-scanning upload.
+    Sarif,
+    /// JUnit XML, one test case per diagnostic.
+    Junit,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -127,6 +213,8 @@ pub struct BuildArgs {
     pub color: Color,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub policies: PolicyArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -188,6 +276,7 @@ pub fn run(
         Command::Check(args) => check(args, out, terminal.stdout),
         Command::Build(args) => build(args, out, err, terminal.stderr),
         Command::Schema(args) => schema(args, out),
+        Command::Policy(PolicyCommand::Test(args)) => policy_test(args, out),
     }
 }
 
@@ -204,7 +293,8 @@ fn use_color(c: Color, terminal: bool) -> bool {
 }
 
 fn check(args: CheckArgs, out: &mut dyn Write, terminal: bool) -> anyhow::Result<u8> {
-    let opts = args.limits.options();
+    let mut opts = args.limits.options();
+    opts.policies = Some(args.policies.config()?);
     let source = DirSource::new(&args.repo);
     let checked = check_source(&source, &opts)?;
     let paths = Paths::new(args.repo.to_string_lossy());
@@ -254,6 +344,8 @@ pub fn report(
         Format::Concise => render::concise(diags, paths),
         Format::Json => render::json(diags, paths),
         Format::Github => render::github(diags, paths),
+        Format::Sarif => render::sarif(diags, paths),
+        Format::Junit => render::junit(diags, paths),
     };
     out.write_all(text.as_bytes())?;
     out.flush()
@@ -441,6 +533,33 @@ fn replace_dir(target: &std::path::Path, tree: &crate::emit::Tree) -> anyhow::Re
         std::fs::remove_dir_all(&old)?;
     }
     Ok(())
+}
+
+fn policy_test(args: PolicyTestArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
+    let files = read_policy_dir(&args.dir, true)?;
+    if files.is_empty() {
+        anyhow::bail!("no `.rego` files in `{}`", args.dir.display());
+    }
+    let opts = crate::policy::PolicyOptions { rego_v0: args.rego_v0, ..Default::default() };
+    let mut diags = crate::diag::Diagnostics::new();
+    let results = crate::policy::run_tests(&files, &opts, &mut diags);
+    let diags = diags.into_sorted();
+    for d in &diags {
+        writeln!(out, "{}", render::concise(std::slice::from_ref(d), &Paths::default()).trim_end())?;
+    }
+    let failed = results.iter().filter(|r| !r.passed).count();
+    for r in &results {
+        if !r.passed || args.verbose {
+            let status = if r.passed { "PASS" } else { "FAIL" };
+            write!(out, "{status} {}:{} data.{}.{}", r.file, r.line, r.package, r.name)?;
+            match &r.detail {
+                Some(d) => writeln!(out, ": {d}")?,
+                None => writeln!(out)?,
+            }
+        }
+    }
+    writeln!(out, "{} passed, {failed} failed, {} tests", results.len() - failed, results.len())?;
+    Ok(u8::from(failed > 0 || !diags.is_empty() || results.is_empty()))
 }
 
 fn schema(args: SchemaArgs, out: &mut dyn Write) -> anyhow::Result<u8> {

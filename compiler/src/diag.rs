@@ -234,6 +234,16 @@ codes! {
     /// An allocation's borrowing/lending limits that make no sense.
     AllocationLimits = "E142", "allocation-limits", Error;
 
+    // --- policies (P) ---
+    /// A `deny` or `violation` rule fired.
+    PolicyDeny = "P001", "policy-deny", Error;
+    /// A `warn` rule fired.
+    PolicyWarn = "P002", "policy-warn", Warning;
+    /// A policy file does not load (syntax, size).
+    PolicyBroken = "P003", "policy-broken", Error;
+    /// A rule failed or ran out of time while evaluating.
+    PolicyFailed = "P004", "policy-failed", Error;
+
     // --- warnings (W) ---
     /// A dataset is declared but nobody can read it.
     UnusedDataset = "W001", "unused-dataset", Warning;

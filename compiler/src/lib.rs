@@ -24,52 +24,95 @@ pub mod load;
 pub mod lower;
 pub mod model;
 pub mod parse;
+pub mod policy;
 pub mod render;
 pub mod resolve;
 pub mod schema;
 pub mod verify;
 
+use std::sync::Arc;
+
 use diag::Diagnostics;
-use load::{Limits, LoadError, Snapshot, Source};
+use load::{FileRole, Limits, LoadError, Snapshot, Source};
 use model::Specs;
+use parse::Document;
+use policy::{PolicyFile, PolicyOptions};
 
 /// Options of a compile.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     pub limits: Limits,
     pub yaml: parse::YamlLimits,
+    /// Policies to evaluate; `None` runs none.
+    pub policies: Option<PolicyConfig>,
+}
+
+/// Which policies run, and how.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyConfig {
+    pub options: PolicyOptions,
+    /// Run plinth's default library (unless the Platform turns it off).
+    pub default_library: bool,
+    /// Policies from outside the repository (`--policy DIR`).
+    pub extra: Vec<PolicyFile>,
 }
 
 /// A repository read, typed and checked.
 #[derive(Debug)]
 pub struct Checked {
     pub snapshot: Snapshot,
+    pub docs: Vec<Arc<Document>>,
     pub specs: Specs,
     pub diagnostics: Diagnostics,
+    /// The manifests, when everything before lowering was error-free.
+    pub lowered: Option<lower::Lowered>,
 }
 
-/// Run load → parse → resolve → check over a source.
+/// Run load → parse → resolve → check (semantics, then the compiled output and policies).
 pub fn check_source(source: &dyn Source, opts: &Options) -> Result<Checked, LoadError> {
-    let (snapshot, mut diagnostics) = load::load(source, &opts.limits)?;
-    Ok(check_snapshot(snapshot, &mut diagnostics, opts)).map(|(snapshot, specs)| Checked {
-        snapshot,
-        specs,
-        diagnostics,
-    })
+    let (snapshot, diagnostics) = load::load(source, &opts.limits)?;
+    Ok(check_snapshot(snapshot, diagnostics, opts))
 }
 
-/// Parse, resolve and check a snapshot already loaded.
-pub fn check_snapshot(
-    snapshot: Snapshot,
-    diagnostics: &mut Diagnostics,
-    opts: &Options,
-) -> (Snapshot, Specs) {
+/// Everything after loading.
+pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &Options) -> Checked {
     let (docs, d) = parse::parse(&snapshot, opts.yaml);
     diagnostics.extend(d);
     let (specs, d) = resolve::resolve(&docs);
     diagnostics.extend(d);
     diagnostics.extend(check::check(&specs, &snapshot));
-    (snapshot, specs)
+    let mut lowered = None;
+    if !diagnostics.has_errors() {
+        let (l, d) = lower::lower(&specs, &snapshot);
+        diagnostics.extend(d);
+        diagnostics.extend(verify::verify(&l));
+        lowered = Some(l);
+    }
+    if let Some(cfg) = &opts.policies {
+        let files = policy_files(cfg, &specs, &snapshot);
+        diagnostics.extend(policy::evaluate(&files, &cfg.options, &specs, &docs, lowered.as_ref()));
+    }
+    Checked { snapshot, docs, specs, diagnostics, lowered }
+}
+
+/// The policies of a run: the default library, the repository's policy directories, extras.
+pub fn policy_files(cfg: &PolicyConfig, specs: &Specs, snapshot: &Snapshot) -> Vec<PolicyFile> {
+    let settings = specs.platform.as_ref().map(|p| &p.spec.policies);
+    let mut files = Vec::new();
+    if cfg.default_library && settings.is_none_or(|s| s.default_library) {
+        files.extend(policy::default_library());
+    }
+    let dirs: Vec<String> = settings
+        .map(|s| s.directories.iter().map(|d| format!("{}/", d.trim_end_matches('/'))).collect())
+        .unwrap_or_default();
+    files.extend(
+        snapshot
+            .with_role(FileRole::Policy)
+            .filter(|f| dirs.iter().any(|d| f.path.starts_with(d.as_str())) && !f.path.ends_with("_test.rego"))
+            .map(|f| PolicyFile { path: f.path.clone(), text: f.text.clone() }),
+    );
+    files.extend(cfg.extra.iter().cloned());
+    files
 }
 
 /// A repository compiled: its check, and the manifests when the check found no errors.
@@ -83,15 +126,6 @@ pub struct Built {
 /// Check, then lower and verify. Nothing is produced when any stage reports an error.
 pub fn build_source(source: &dyn Source, opts: &Options) -> Result<Built, LoadError> {
     let mut checked = check_source(source, opts)?;
-    if checked.diagnostics.has_errors() {
-        return Ok(Built {
-            checked,
-            lowered: None,
-        });
-    }
-    let (lowered, d) = lower::lower(&checked.specs, &checked.snapshot);
-    checked.diagnostics.extend(d);
-    checked.diagnostics.extend(verify::verify(&lowered));
-    let lowered = (!checked.diagnostics.has_errors()).then_some(lowered);
+    let lowered = if checked.diagnostics.has_errors() { None } else { checked.lowered.take() };
     Ok(Built { checked, lowered })
 }

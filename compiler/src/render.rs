@@ -32,8 +32,14 @@ impl Paths {
         }
         Paths { prefix }
     }
+    /// A file of the repository as the reader should see it. Files outside the repository
+    /// (absolute paths, `<plinth>/…` for the built-in policies) are shown as they are.
     pub fn show(&self, file: &str) -> String {
-        format!("{}{file}", self.prefix)
+        if file.starts_with('/') || file.starts_with('<') {
+            file.to_owned()
+        } else {
+            format!("{}{file}", self.prefix)
+        }
     }
 }
 
@@ -343,6 +349,145 @@ pub fn github(diags: &[Diagnostic], paths: &Paths) -> String {
             esc_data(&msg)
         ));
     }
+    out
+}
+
+/// SARIF 2.1.0 (`sarif-schema-2.1.0.json`), for GitHub code scanning and other SARIF viewers.
+pub fn sarif(diags: &[Diagnostic], paths: &Paths) -> String {
+    let mut codes: Vec<crate::diag::Code> = diags.iter().map(|d| d.code).collect();
+    codes.sort();
+    codes.dedup();
+    let level = |s: Severity| match s {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+        Severity::Note => "note",
+    };
+    let rules: Vec<serde_json::Value> = codes
+        .iter()
+        .map(|c| {
+            json!({
+                "id": c.id(),
+                "name": c.slug(),
+                "shortDescription": { "text": c.slug().replace('-', " ") },
+                "defaultConfiguration": { "level": level(c.severity()) },
+            })
+        })
+        .collect();
+    let location = |l: &Label| {
+        json!({
+            "physicalLocation": {
+                "artifactLocation": { "uri": paths.show(&l.span.file) },
+                "region": {
+                    "startLine": l.span.start.line.max(1),
+                    "startColumn": l.span.start.column.max(1),
+                    "endLine": l.span.end.line.max(l.span.start.line).max(1),
+                    "endColumn": l.span.end.column.max(1),
+                }
+            }
+        })
+    };
+    let results: Vec<serde_json::Value> = diags
+        .iter()
+        .map(|d| {
+            let mut text = d.message.clone();
+            if let Some(h) = &d.hint {
+                text.push_str(&format!("\nhint: {h}"));
+            }
+            let mut r = json!({
+                "ruleId": d.code.id(),
+                "ruleIndex": codes.iter().position(|c| *c == d.code).unwrap_or(0),
+                "level": level(d.severity),
+                "message": { "text": text },
+            });
+            if let Some(p) = &d.primary {
+                r["locations"] = json!([location(p)]);
+                if let Some(f) = &p.field {
+                    r["properties"] = json!({ "field": f });
+                }
+            }
+            if !d.related.is_empty() {
+                r["relatedLocations"] = serde_json::Value::Array(
+                    d.related
+                        .iter()
+                        .enumerate()
+                        .map(|(i, l)| {
+                            let mut loc = location(l);
+                            loc["id"] = json!(i + 1);
+                            loc["message"] = json!({ "text": l.note.clone().unwrap_or_else(|| "related".to_owned()) });
+                            loc
+                        })
+                        .collect(),
+                );
+            }
+            r
+        })
+        .collect();
+    let v = json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": { "driver": {
+                "name": "plinth",
+                "version": env!("CARGO_PKG_VERSION"),
+                "informationUri": "https://github.com/plinth-dev/plinth",
+                "rules": rules,
+            }},
+            "results": results,
+        }],
+    });
+    let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\t' | '\r') => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// JUnit XML: one test case per diagnostic (errors fail; warnings pass with their text as
+/// output), or one passing case when there is nothing to report.
+pub fn junit(diags: &[Diagnostic], paths: &Paths) -> String {
+    let failures = diags.iter().filter(|d| d.severity == Severity::Error).count();
+    let tests = diags.len().max(1);
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    out.push_str(&format!("<testsuites name=\"plinth\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\">\n"));
+    out.push_str(&format!("  <testsuite name=\"plinth\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\">\n"));
+    if diags.is_empty() {
+        out.push_str("    <testcase classname=\"plinth\" name=\"no problems\"/>\n");
+    }
+    for d in diags {
+        let (class, place) = match &d.primary {
+            Some(l) => (paths.show(&l.span.file), format!("{}:{}:{}", paths.show(&l.span.file), l.span.start.line, l.span.start.column)),
+            None => ("plinth".to_owned(), "plinth".to_owned()),
+        };
+        let name = format!("{} {} at {place}", d.code.id(), d.code.slug());
+        let mut body = concise(std::slice::from_ref(d), paths);
+        body.truncate(body.trim_end().len());
+        out.push_str(&format!("    <testcase classname=\"{}\" name=\"{}\">\n", xml_escape(&class), xml_escape(&name)));
+        match d.severity {
+            Severity::Error => out.push_str(&format!(
+                "      <failure message=\"{}\" type=\"{}\">{}</failure>\n",
+                xml_escape(&d.message),
+                d.code.slug(),
+                xml_escape(&body)
+            )),
+            _ => out.push_str(&format!("      <system-out>{}</system-out>\n", xml_escape(&body))),
+        }
+        out.push_str("    </testcase>\n");
+    }
+    out.push_str("  </testsuite>\n</testsuites>\n");
     out
 }
 

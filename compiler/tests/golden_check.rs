@@ -9,6 +9,9 @@
 //! - `symlink <path> <target>`: a symbolic link inside the scratch repo;
 //! - `bigfile <path> <bytes>`: a file of that size (a YAML comment line repeated).
 //!
+//! Policies: a case runs with `--no-default-policies` unless it has an `args` file, whose
+//! whitespace-separated words replace that flag (an empty `args` runs the default library).
+//!
 //! Cases whose name starts with `ok-` must pass; every other case must exit 1 and every
 //! diagnostic it reports (bar a missing `Platform`) must carry a file, line and column.
 //!
@@ -110,7 +113,13 @@ fn golden_check_cases() {
         copy_tree(&case.join("repo"), &repo);
         apply_setup(case, &repo);
 
-        let (code, human) = run(scratch.path(), &["check", "repo", "--color", "never"]);
+        let extra: Vec<String> = match fs::read_to_string(case.join("args")) {
+            Ok(a) => a.split_whitespace().map(str::to_owned).collect(),
+            Err(_) => vec!["--no-default-policies".to_owned()],
+        };
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let human_args = [&["check", "repo", "--color", "never"][..], &extra].concat();
+        let (code, human) = run(scratch.path(), &human_args);
         let actual = format!("exit: {code}\n{human}");
         let expected_path = case.join("expected.out");
         if update {
@@ -125,7 +134,8 @@ fn golden_check_cases() {
         }
 
         // Structural promises, independent of the expected text.
-        let (json_code, json) = run(scratch.path(), &["check", "repo", "--format", "json"]);
+        let json_args = [&["check", "repo", "--format", "json"][..], &extra].concat();
+        let (json_code, json) = run(scratch.path(), &json_args);
         assert_eq!(json_code, code, "{name}: exit code depends on the format");
         let v: serde_json::Value =
             serde_json::from_str(&json).unwrap_or_else(|e| panic!("{name}: bad JSON: {e}\n{json}"));

@@ -154,13 +154,13 @@ pub struct PolicySettings {
     /// Whether plinth's default policy library runs.
     #[serde(default = "super::yes")]
     pub default_library: bool,
+    /// Values policies read as `data.plinth.parameters` (allowed registries, GPU caps, …).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub parameters: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl Default for PolicySettings {
     fn default() -> Self {
-        PolicySettings {
-            directories: Vec::new(),
-            default_library: true,
-        }
+        PolicySettings { directories: Vec::new(), default_library: true, parameters: Default::default() }
     }
 }

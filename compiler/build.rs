@@ -1,0 +1,26 @@
+//! Embeds the default policy library (`policies/*.rego`, tests excluded) into the binary.
+
+use std::fmt::Write;
+
+fn main() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".rego") && !n.ends_with("_test.rego"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    let mut out = String::from("vec![\n");
+    for n in &names {
+        let path = dir.join(n);
+        println!("cargo:rerun-if-changed={}", path.display());
+        let _ = writeln!(out, "    ({n:?}, include_str!({:?})),", path.display().to_string());
+    }
+    out.push(']');
+    let dest = std::path::Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("default_policies.rs");
+    std::fs::write(dest, out).expect("write default_policies.rs");
+}

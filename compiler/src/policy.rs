@@ -1,0 +1,537 @@
+//! Policy: Rego guardrails over specs and manifests, with conftest's conventions.
+//!
+//! Policies are Rego (v1 syntax by default, v0 on request) evaluated by `regorus`. As with
+//! conftest, rules named `deny`, `violation` and `warn` (and `deny_<name>` … variants) in the
+//! selected packages (`main` by default) are evaluated once per input, a rule's value is a
+//! string or an object with `msg`, and `exception` rules exempt an input from named rules.
+//!
+//! Inputs are every spec document as written and every compiled manifest. Cross-object rules
+//! read the whole platform from `data.plinth`: `specs` (kind → name → document), `manifests`
+//! (cluster → objects), `resolved` (per project: clusters, production, allocations, whole-GPU
+//! total, datasets, members, rollouts; per pool: capacity and allocated GPUs; per cluster:
+//! production and provider) and `parameters` (the Platform's `policies.parameters`). A rule
+//! evaluated on the Platform document runs exactly once, which is where platform-wide rules
+//! belong; its findings may name another spec with a `location` object
+//! (`{"kind", "name", "field"}`) to be reported there.
+//!
+//! Findings are diagnostics: `deny`/`violation` are errors (P001), `warn` warnings (P002).
+//! A policy that does not parse (P003) or fails while evaluating (P004) is reported at its own
+//! file and line. Each evaluation is bounded in time; inputs and policies are bounded in size.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::diag::{Code, Diagnostic, Diagnostics, Label, Pos, Span};
+use crate::lower::{Lowered, Origin};
+use crate::model::{Kind, Specs};
+use crate::parse::{Document, FieldPath};
+
+/// A policy file.
+#[derive(Debug, Clone)]
+pub struct PolicyFile {
+    /// Shown in diagnostics: `policies/gpu.rego`, `<plinth>/gpu_cap.rego`.
+    pub path: Arc<str>,
+    pub text: Arc<str>,
+}
+
+/// How policies are evaluated.
+#[derive(Debug, Clone)]
+pub struct PolicyOptions {
+    /// Packages whose rules are evaluated (`main` by default).
+    pub namespaces: Vec<String>,
+    /// Evaluate every package.
+    pub all_namespaces: bool,
+    /// Parse policies as Rego v0.
+    pub rego_v0: bool,
+    /// Longest one evaluation may take.
+    pub timeout: Duration,
+}
+
+impl Default for PolicyOptions {
+    fn default() -> Self {
+        PolicyOptions { namespaces: vec!["main".to_owned()], all_namespaces: false, rego_v0: false, timeout: Duration::from_secs(2) }
+    }
+}
+
+/// Largest policy file accepted.
+const MAX_POLICY_BYTES: usize = 1024 * 1024;
+
+/// The default library shipped with plinth (`policies/` of this repository), embedded.
+pub fn default_library() -> Vec<PolicyFile> {
+    include!(concat!(env!("OUT_DIR"), "/default_policies.rs"))
+        .into_iter()
+        .map(|(name, text): (&str, &str)| PolicyFile { path: Arc::from(format!("<plinth>/{name}")), text: Arc::from(text) })
+        .collect()
+}
+
+/// The rule kinds of conftest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum RuleKind {
+    Deny,
+    Violation,
+    Warn,
+}
+
+/// A rule to evaluate: `data.<package>.<name>`, and where it is written.
+#[derive(Debug, Clone)]
+struct Rule {
+    package: String,
+    name: String,
+    kind: RuleKind,
+    file: Arc<str>,
+    line: u32,
+}
+
+impl Rule {
+    /// The part after `deny_` / `warn_` / `violation_` (empty for the bare rule), which
+    /// `exception` rules name.
+    fn suffix(&self) -> &str {
+        self.name.split_once('_').map_or("", |(_, s)| s)
+    }
+}
+
+/// A loaded set of policies, ready to evaluate many inputs.
+pub struct Engine {
+    engine: regorus::Engine,
+    rules: Vec<Rule>,
+    /// Packages with an `exception` rule.
+    exception_packages: BTreeSet<String>,
+    timeout: Duration,
+}
+
+/// Parse an error position `file:line:col` out of a regorus message.
+fn error_position(msg: &str, file: &str) -> Option<Pos> {
+    let at = msg.find(&format!("{file}:"))? + file.len() + 1;
+    let rest = &msg[at..];
+    let mut parts = rest.split(|c: char| !c.is_ascii_digit());
+    let line = parts.next()?.parse().ok()?;
+    let col = parts.next().and_then(|c| c.parse().ok()).unwrap_or(1);
+    Some(Pos::new(line, col))
+}
+
+fn policy_label(file: &Arc<str>, pos: Pos) -> Label {
+    Label::new(Span::new(file.clone(), pos, pos))
+}
+
+/// Rule heads at the start of a line: `deny`, `warn_x`, `violation contains`, `deny[msg]`.
+fn rule_heads(text: &str) -> Vec<(String, RuleKind, u32)> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        for (prefix, kind) in [("deny", RuleKind::Deny), ("violation", RuleKind::Violation), ("warn", RuleKind::Warn)] {
+            let Some(rest) = line.strip_prefix(prefix) else { continue };
+            let name_end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+            let (tail, after) = rest.split_at(name_end);
+            if !(tail.is_empty() || tail.starts_with('_')) {
+                continue;
+            }
+            let after = after.trim_start();
+            let is_head = after.is_empty()
+                || after.starts_with('[')
+                || after.starts_with('=')
+                || after.starts_with(":=")
+                || after.starts_with('{')
+                || after.starts_with("contains")
+                || after.starts_with("if");
+            if is_head {
+                out.push((format!("{prefix}{tail}"), kind, i as u32 + 1));
+            }
+        }
+    }
+    out
+}
+
+fn package_of(text: &str) -> Option<String> {
+    text.lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("package "))
+        .map(|p| p.split_whitespace().next().unwrap_or_default().to_owned())
+}
+
+impl Engine {
+    /// Load policies. Files that do not parse become diagnostics; the rest still load.
+    pub fn new(files: &[PolicyFile], opts: &PolicyOptions, diags: &mut Diagnostics) -> Engine {
+        let mut engine = regorus::Engine::new();
+        engine.set_rego_v0(opts.rego_v0);
+        engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
+            limit: opts.timeout,
+            check_interval: std::num::NonZeroU32::MIN,
+        });
+        let mut rules = Vec::new();
+        let mut exception_packages = BTreeSet::new();
+        let mut seen = BTreeSet::new();
+        for f in files {
+            if f.text.len() > MAX_POLICY_BYTES {
+                diags.push(
+                    Diagnostic::new(Code::PolicyBroken, format!("policy `{}` is larger than {MAX_POLICY_BYTES} bytes", f.path))
+                        .at(policy_label(&f.path, Pos::new(1, 1))),
+                );
+                continue;
+            }
+            if let Err(e) = engine.add_policy(f.path.to_string(), f.text.to_string()) {
+                let msg = e.to_string();
+                let pos = error_position(&msg, &f.path).unwrap_or(Pos::new(1, 1));
+                let first = msg.lines().find(|l| !l.trim().is_empty()).unwrap_or("parse error").trim().to_owned();
+                diags.push(
+                    Diagnostic::new(Code::PolicyBroken, format!("policy `{}` does not load: {first}", f.path))
+                        .at(policy_label(&f.path, pos))
+                        .hint(if opts.rego_v0 {
+                            "the policy is read as Rego v0 (`--rego-v0`); check its syntax"
+                        } else {
+                            "policies are read as Rego v1; for older policies (`deny[msg] { … }`) pass `--rego-v0`"
+                        }),
+                );
+                continue;
+            }
+            let Some(package) = package_of(&f.text) else { continue };
+            let selected = opts.all_namespaces || opts.namespaces.iter().any(|n| *n == package);
+            if !selected {
+                continue;
+            }
+            for (name, kind, line) in rule_heads(&f.text) {
+                if seen.insert((package.clone(), name.clone())) {
+                    rules.push(Rule { package: package.clone(), name, kind, file: f.path.clone(), line });
+                }
+            }
+            if f.text.lines().any(|l| l.starts_with("exception")) {
+                exception_packages.insert(package);
+            }
+        }
+        rules.sort_by(|a, b| (&a.package, &a.name).cmp(&(&b.package, &b.name)));
+        Engine { engine, rules, exception_packages, timeout: opts.timeout }
+    }
+
+    /// How many rules are evaluated per input.
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Set `data.plinth` (the whole-platform view).
+    pub fn set_platform(&mut self, data: Value, diags: &mut Diagnostics) {
+        self.engine.clear_data();
+        if let Err(e) = self.engine.add_data(regorus::Value::from(json!({ "plinth": data }))) {
+            diags.push(Diagnostic::new(Code::PolicyFailed, format!("cannot give policies the platform data: {e}")));
+        }
+    }
+
+    /// Evaluate every selected rule on one input. `at` places findings.
+    fn eval_input(&mut self, input: &Value, place: &dyn Fn(Option<&Value>) -> Label, diags: &mut Diagnostics) {
+        if self.rules.is_empty() {
+            return;
+        }
+        self.engine.set_input(regorus::Value::from(input.clone()));
+        let mut exceptions: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for pkg in self.exception_packages.clone() {
+            if let Ok(v) = self.engine.eval_rule(format!("data.{pkg}.exception")) {
+                let v = serde_json::to_value(&v).unwrap_or(Value::Null);
+                let names = exceptions.entry(pkg).or_default();
+                for entry in v.as_array().into_iter().flatten() {
+                    for name in entry.as_array().into_iter().flatten().filter_map(Value::as_str) {
+                        names.insert(name.to_owned());
+                    }
+                }
+            }
+        }
+        for rule in self.rules.clone() {
+            if exceptions.get(&rule.package).is_some_and(|ex| !rule.suffix().is_empty() && ex.contains(rule.suffix())) {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            let value = match self.engine.eval_rule(format!("data.{}.{}", rule.package, rule.name)) {
+                Ok(v) => serde_json::to_value(&v).unwrap_or(Value::Null),
+                Err(e) => {
+                    let msg = first_line(&format!("{e:#}"));
+                    let timed_out = started.elapsed() >= self.timeout || msg.contains("time limit") || msg.contains("TimeLimit");
+                    diags.push(
+                        Diagnostic::new(
+                            Code::PolicyFailed,
+                            if timed_out {
+                                format!("rule `{}` took longer than {:?} and was stopped", rule.name, self.timeout)
+                            } else {
+                                format!("rule `{}` failed: {msg}", rule.name)
+                            },
+                        )
+                        .at(policy_label(&rule.file, Pos::new(rule.line, 1)))
+                        .related(place(None).note("while evaluating this input"))
+                        .hint("fix the policy; a failing rule is never taken as passing"),
+                    );
+                    continue;
+                }
+            };
+            for finding in findings(&value) {
+                let (msg, location) = match &finding {
+                    Value::String(s) => (s.clone(), None),
+                    Value::Object(o) => (
+                        o.get("msg").and_then(Value::as_str).map_or_else(|| finding.to_string(), str::to_owned),
+                        o.get("location"),
+                    ),
+                    other => (other.to_string(), None),
+                };
+                let code = if rule.kind == RuleKind::Warn { Code::PolicyWarn } else { Code::PolicyDeny };
+                diags.push(
+                    Diagnostic::new(code, msg)
+                        .at(place(location))
+                        .related(policy_label(&rule.file, Pos::new(rule.line, 1)).note(format!("rule `{}`", rule.name))),
+                );
+            }
+        }
+    }
+}
+
+/// An error message on one line (regorus spreads them over several, with a source excerpt).
+fn first_line(msg: &str) -> String {
+    let one: Vec<&str> = msg.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('|')).collect();
+    let mut s = one.join(" ");
+    if s.chars().count() > 300 {
+        s = s.chars().take(300).collect::<String>() + "…";
+    }
+    if s.is_empty() { "unknown error".to_owned() } else { s }
+}
+
+/// The findings of a rule's value: a set or array of findings, or one non-false value.
+fn findings(v: &Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) => a.clone(),
+        Value::Null | Value::Bool(false) => Vec::new(),
+        Value::Object(o) if o.is_empty() => Vec::new(),
+        Value::String(s) if s.is_empty() => Vec::new(),
+        Value::Bool(true) => vec![Value::String("policy rule is true".to_owned())],
+        other => vec![other.clone()],
+    }
+}
+
+/// The whole-platform view policies read as `data.plinth`.
+pub fn platform_data(specs: &Specs, docs: &[Arc<Document>], lowered: Option<&Lowered>) -> Value {
+    let mut by_kind: BTreeMap<&str, BTreeMap<String, Value>> = BTreeMap::new();
+    for d in docs {
+        let j = d.root.to_json();
+        if let (Some(k), Some(n)) = (j["kind"].as_str(), j["metadata"]["name"].as_str())
+            && Kind::parse(k).is_some()
+        {
+            by_kind.entry(Kind::parse(k).map_or("", Kind::as_str)).or_default().entry(n.to_owned()).or_insert(j.clone());
+        }
+    }
+    let manifests: BTreeMap<&str, Vec<&Value>> = lowered
+        .map(|l| l.clusters.iter().map(|(c, o)| (c.as_str(), o.manifests.iter().map(|m| &m.object).collect())).collect())
+        .unwrap_or_default();
+    let mut projects = serde_json::Map::new();
+    for (name, p) in &specs.projects {
+        let clusters = crate::lower::Ctx::placement(specs, &p.spec);
+        let allocations: Vec<Value> = specs
+            .gpu_quotas
+            .values()
+            .flat_map(|q| {
+                q.spec.allocations.iter().filter(|a| &a.project == name).map(move |a| {
+                    json!({
+                        "pool": q.name(),
+                        "resourceName": q.spec.pool.resource_name,
+                        "model": q.spec.pool.model,
+                        "gpu": a.gpu,
+                        "borrowingLimit": a.borrowing_limit,
+                    })
+                })
+            })
+            .collect();
+        let datasets: Vec<Value> = specs
+            .datasets
+            .values()
+            .filter_map(|d| {
+                let grant = d.spec.access.iter().find(|a| &a.project == name).map(|a| a.mode.as_str());
+                let mode = grant.or(d.spec.global.then_some("read-only"))?;
+                Some(json!({"name": d.name(), "mode": mode, "sensitivity": d.spec.sensitivity.as_str(), "global": d.spec.global}))
+            })
+            .collect();
+        let members: Vec<Value> = p
+            .spec
+            .owners
+            .iter()
+            .map(|o| json!({"user": o, "role": "admin"}))
+            .chain(p.spec.members.iter().map(|m| match (&m.user, &m.group) {
+                (Some(u), _) => json!({"user": u, "role": m.role.as_str()}),
+                (None, g) => json!({"group": g, "role": m.role.as_str()}),
+            }))
+            .collect();
+        let rollouts: Vec<&str> = specs.rollouts.values().filter(|r| &r.spec.project == name).map(|r| r.name()).collect();
+        let production = specs
+            .platform
+            .as_ref()
+            .is_some_and(|pl| pl.spec.clusters.iter().any(|c| c.production && clusters.contains(&c.name.as_str())));
+        projects.insert(
+            name.clone(),
+            json!({
+                "clusters": clusters,
+                "production": production,
+                "allocations": allocations,
+                // Whole GPUs only: MIG slices are not comparable with devices.
+                "gpuTotal": allocations
+                    .iter()
+                    .filter(|a| a["resourceName"].as_str().is_some_and(|r| r.ends_with("/gpu")))
+                    .filter_map(|a| a["gpu"].as_u64())
+                    .sum::<u64>(),
+                "datasets": datasets,
+                "members": members,
+                "rollouts": rollouts,
+            }),
+        );
+    }
+    let pools: serde_json::Map<String, Value> = specs
+        .gpu_quotas
+        .iter()
+        .map(|(n, q)| {
+            let allocated: u64 = q.spec.allocations.iter().map(|a| u64::from(a.gpu)).sum();
+            (
+                n.clone(),
+                json!({"capacity": q.spec.pool.capacity, "allocated": allocated, "resourceName": q.spec.pool.resource_name, "model": q.spec.pool.model}),
+            )
+        })
+        .collect();
+    let parameters = specs.platform.as_ref().map_or(json!({}), |p| json!(p.spec.policies.parameters));
+    let clusters: serde_json::Map<String, Value> = specs
+        .platform
+        .as_ref()
+        .map(|p| {
+            p.spec
+                .clusters
+                .iter()
+                .map(|c| (c.name.clone(), json!({"production": c.production, "provider": c.provider, "region": c.region})))
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "specs": by_kind,
+        "manifests": manifests,
+        "resolved": { "projects": projects, "pools": pools, "clusters": clusters },
+        "parameters": parameters,
+    })
+}
+
+/// Evaluate policies over every spec document and every manifest.
+pub fn evaluate(
+    files: &[PolicyFile],
+    opts: &PolicyOptions,
+    specs: &Specs,
+    docs: &[Arc<Document>],
+    lowered: Option<&Lowered>,
+) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    let mut engine = Engine::new(files, opts, &mut diags);
+    if engine.rule_count() == 0 {
+        return diags;
+    }
+    engine.set_platform(platform_data(specs, docs, lowered), &mut diags);
+    // Where a finding that names another spec (`location`) is reported.
+    let locate = |loc: &Value| -> Option<Label> {
+        let kind = Kind::parse(loc.get("kind")?.as_str()?)?;
+        let name = loc.get("name")?.as_str()?;
+        let doc = docs.iter().find(|d| {
+            d.root.get("kind").and_then(|e| e.value.as_str()) == Some(kind.as_str())
+                && d.root.get("metadata").and_then(|m| m.value.get("name")).and_then(|e| e.value.as_str()) == Some(name)
+        })?;
+        let field = loc.get("field").and_then(Value::as_str).unwrap_or("metadata.name");
+        Some(doc.label(&FieldPath::parse(field)))
+    };
+    for doc in docs {
+        if doc.tainted {
+            continue;
+        }
+        let input = doc.root.to_json();
+        let place = |loc: Option<&Value>| {
+            loc.and_then(&locate).unwrap_or_else(|| {
+                let field = loc.and_then(|l| l.get("field")).and_then(Value::as_str).unwrap_or("kind");
+                doc.label(&FieldPath::parse(field))
+            })
+        };
+        engine.eval_input(&input, &place, &mut diags);
+    }
+    if let Some(l) = lowered {
+        for (cluster, out) in &l.clusters {
+            for m in &out.manifests {
+                let place = |loc: Option<&Value>| {
+                    loc.and_then(&locate).unwrap_or_else(|| origin_label(&m.origin)).note(format!("generates {} in cluster `{cluster}`", m.key))
+                };
+                engine.eval_input(&m.object, &place, &mut diags);
+            }
+        }
+    }
+    diags
+}
+
+/// The label of the spec line that produced an object.
+fn origin_label(o: &Origin) -> Label {
+    Label::new(Span::new(o.file.clone(), Pos::new(o.line, 1), Pos::new(o.line, 1)))
+}
+
+/// Result of one `test_` rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestResult {
+    pub file: Arc<str>,
+    pub package: String,
+    pub name: String,
+    pub line: u32,
+    pub passed: bool,
+    /// Why it failed (an error, or "false").
+    pub detail: Option<String>,
+}
+
+/// Run every `test_` rule (like `opa test` / `conftest verify`).
+pub fn run_tests(files: &[PolicyFile], opts: &PolicyOptions, diags: &mut Diagnostics) -> Vec<TestResult> {
+    let mut engine = regorus::Engine::new();
+    engine.set_rego_v0(opts.rego_v0);
+    engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
+        limit: opts.timeout,
+        check_interval: std::num::NonZeroU32::MIN,
+    });
+    let mut tests = Vec::new();
+    for f in files {
+        if let Err(e) = engine.add_policy(f.path.to_string(), f.text.to_string()) {
+            let msg = e.to_string();
+            let pos = error_position(&msg, &f.path).unwrap_or(Pos::new(1, 1));
+            diags.push(
+                Diagnostic::new(Code::PolicyBroken, format!("policy `{}` does not load: {}", f.path, msg.lines().next().unwrap_or_default()))
+                    .at(policy_label(&f.path, pos)),
+            );
+            continue;
+        }
+        let Some(package) = package_of(&f.text) else { continue };
+        for (i, line) in f.text.lines().enumerate() {
+            if let Some(rest) = line.strip_prefix("test_") {
+                let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+                tests.push((f.path.clone(), package.clone(), format!("test_{}", &rest[..end]), i as u32 + 1));
+            }
+        }
+    }
+    tests.dedup_by(|a, b| a.1 == b.1 && a.2 == b.2);
+    let mut results = Vec::new();
+    for (file, package, name, line) in tests {
+        engine.set_input(regorus::Value::new_object());
+        let (passed, detail) = match engine.eval_rule(format!("data.{package}.{name}")) {
+            Ok(v) if v == regorus::Value::from(true) => (true, None),
+            Ok(v) if v == regorus::Value::Undefined => (false, Some("undefined (a condition did not hold)".to_owned())),
+            Ok(v) => (false, Some(format!("evaluated to {v}"))),
+            Err(e) => (false, Some(first_line(&format!("{e:#}")))),
+        };
+        results.push(TestResult { file, package, name, line, passed, detail });
+    }
+    results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_heads_follow_conftest_conventions() {
+        let text = "package main\n\ndeny contains msg if {\n  true\n}\nwarn_latest[msg] {\n}\nviolation_x := 1\ndenyall := 1\ndeny_y if true\n";
+        let heads: Vec<(String, u32)> = rule_heads(text).into_iter().map(|(n, _, l)| (n, l)).collect();
+        assert_eq!(heads, vec![("deny".into(), 3), ("warn_latest".into(), 6), ("violation_x".into(), 8), ("deny_y".into(), 10)]);
+        assert_eq!(package_of("# c\npackage kubernetes.admission\n"), Some("kubernetes.admission".into()));
+    }
+
+    #[test]
+    fn error_positions_are_parsed() {
+        assert_eq!(error_position("error: policies/x.rego:12:5: expecting `}`", "policies/x.rego"), Some(Pos::new(12, 5)));
+        assert_eq!(error_position("nothing here", "a.rego"), None);
+    }
+}

@@ -1,0 +1,16 @@
+# GPUs cannot be overcommitted: a container's GPU request equals its GPU limit.
+package main
+
+import data.plinth_lib
+
+gpu_resource(name) if endswith(name, "/gpu")
+
+gpu_resource(name) if contains(name, "/mig-")
+
+deny_gpu_requests_differ contains msg if {
+	some c in plinth_lib.containers(input)
+	some name, request in object.get(object.get(c, "resources", {}), "requests", {})
+	gpu_resource(name)
+	object.get(c.resources, ["limits", name], "none") != request
+	msg := sprintf("container `%s` of %s `%s` requests %v of `%s` but its limit differs", [object.get(c, "name", "model"), input.kind, input.metadata.name, request, name])
+}

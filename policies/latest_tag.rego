@@ -1,0 +1,18 @@
+# Images are pinned: a tag other than `latest`, or a digest.
+package main
+
+import data.plinth_lib
+
+deny_latest_tag contains msg if {
+	some image in plinth_lib.images(input)
+	floating(image)
+	msg := sprintf("image `%s` of %s `%s` floats; pin a version tag or a digest", [image, input.kind, input.metadata.name])
+}
+
+floating(image) if endswith(image, ":latest")
+
+floating(image) if {
+	not contains(image, "@")
+	parts := split(image, "/")
+	not contains(parts[count(parts) - 1], ":")
+}

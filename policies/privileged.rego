@@ -1,0 +1,23 @@
+# No privileged containers, privilege escalation or host namespaces.
+package main
+
+import data.plinth_lib
+
+deny_privileged contains msg if {
+	some c in plinth_lib.containers(input)
+	c.securityContext.privileged == true
+	msg := sprintf("container `%s` of %s `%s` is privileged", [c.name, input.kind, input.metadata.name])
+}
+
+deny_privilege_escalation contains msg if {
+	some c in plinth_lib.containers(input)
+	c.securityContext.allowPrivilegeEscalation == true
+	msg := sprintf("container `%s` of %s `%s` allows privilege escalation", [c.name, input.kind, input.metadata.name])
+}
+
+deny_host_namespaces contains msg if {
+	spec := plinth_lib.pod_spec(input)
+	some field in ["hostNetwork", "hostPID", "hostIPC"]
+	spec[field] == true
+	msg := sprintf("%s `%s` uses the host's namespaces (`%s`)", [input.kind, input.metadata.name, field])
+}

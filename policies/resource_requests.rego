@@ -1,0 +1,11 @@
+# Every container states its CPU and memory requests, so quotas and schedulers can plan.
+package main
+
+import data.plinth_lib
+
+deny_missing_requests contains msg if {
+	some c in plinth_lib.containers(input)
+	some resource in ["cpu", "memory"]
+	not c.resources.requests[resource]
+	msg := sprintf("container `%s` of %s `%s` has no `%s` request", [object.get(c, "name", "model"), input.kind, input.metadata.name, resource])
+}

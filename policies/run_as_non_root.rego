@@ -1,0 +1,12 @@
+# Containers run as a non-root user (pod- or container-level `runAsNonRoot: true`).
+package main
+
+import data.plinth_lib
+
+warn_run_as_root contains msg if {
+	spec := plinth_lib.pod_spec(input)
+	some c in object.get(spec, "containers", [])
+	not c.securityContext.runAsNonRoot == true
+	not spec.securityContext.runAsNonRoot == true
+	msg := sprintf("container `%s` of %s `%s` may run as root; set `runAsNonRoot: true`", [c.name, input.kind, input.metadata.name])
+}
