@@ -18,9 +18,14 @@ fn main() {
     for n in &names {
         let path = dir.join(n);
         println!("cargo:rerun-if-changed={}", path.display());
-        let _ = writeln!(out, "    ({n:?}, include_str!({:?})),", path.display().to_string());
+        let _ = writeln!(
+            out,
+            "    ({n:?}, include_str!({:?})),",
+            path.display().to_string()
+        );
     }
     out.push(']');
-    let dest = std::path::Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("default_policies.rs");
+    let dest = std::path::Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR"))
+        .join("default_policies.rs");
     std::fs::write(dest, out).expect("write default_policies.rs");
 }

@@ -79,6 +79,9 @@ pub struct PolicyArgs {
     /// Longest one rule may run on one input, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     pub policy_timeout_ms: u64,
+    /// Most memory one rule may use on one input, in MiB.
+    #[arg(long, default_value_t = 512)]
+    pub policy_memory_mb: u64,
 }
 
 impl PolicyArgs {
@@ -89,10 +92,15 @@ impl PolicyArgs {
         }
         Ok(crate::PolicyConfig {
             options: crate::policy::PolicyOptions {
-                namespaces: if self.namespace.is_empty() { vec!["main".to_owned()] } else { self.namespace.clone() },
+                namespaces: if self.namespace.is_empty() {
+                    vec!["main".to_owned()]
+                } else {
+                    self.namespace.clone()
+                },
                 all_namespaces: self.all_namespaces,
                 rego_v0: self.rego_v0,
                 timeout: std::time::Duration::from_millis(self.policy_timeout_ms),
+                memory: self.policy_memory_mb * 1024 * 1024,
             },
             default_library: !self.no_default_policies,
             extra,
@@ -101,18 +109,28 @@ impl PolicyArgs {
 }
 
 /// The `.rego` files of a directory (tests only when asked), shown by their path.
-fn read_policy_dir(dir: &std::path::Path, with_tests: bool) -> anyhow::Result<Vec<crate::policy::PolicyFile>> {
+fn read_policy_dir(
+    dir: &std::path::Path,
+    with_tests: bool,
+) -> anyhow::Result<Vec<crate::policy::PolicyFile>> {
     let source = DirSource::new(dir);
     let (snapshot, diags) = crate::load::load(&source, &Limits::default())?;
     if let Some(d) = diags.iter().find(|d| d.is_error()) {
         anyhow::bail!("cannot read policies in `{}`: {}", dir.display(), d.message);
     }
     // Shown by absolute path: these files are not in the platform repository.
-    let prefix = Paths::new(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()).to_string_lossy());
+    let prefix = Paths::new(
+        std::fs::canonicalize(dir)
+            .unwrap_or_else(|_| dir.to_path_buf())
+            .to_string_lossy(),
+    );
     Ok(snapshot
         .with_role(crate::load::FileRole::Policy)
         .filter(|f| with_tests || !f.path.ends_with("_test.rego"))
-        .map(|f| crate::policy::PolicyFile { path: std::sync::Arc::from(prefix.show(&f.path)), text: f.text.clone() })
+        .map(|f| crate::policy::PolicyFile {
+            path: std::sync::Arc::from(prefix.show(&f.path)),
+            text: f.text.clone(),
+        })
         .collect())
 }
 
@@ -540,26 +558,44 @@ fn policy_test(args: PolicyTestArgs, out: &mut dyn Write) -> anyhow::Result<u8> 
     if files.is_empty() {
         anyhow::bail!("no `.rego` files in `{}`", args.dir.display());
     }
-    let opts = crate::policy::PolicyOptions { rego_v0: args.rego_v0, ..Default::default() };
+    let opts = crate::policy::PolicyOptions {
+        rego_v0: args.rego_v0,
+        ..Default::default()
+    };
     let mut diags = crate::diag::Diagnostics::new();
     let results = crate::policy::run_tests(&files, &opts, &mut diags);
     let diags = diags.into_sorted();
     for d in &diags {
-        writeln!(out, "{}", render::concise(std::slice::from_ref(d), &Paths::default()).trim_end())?;
+        writeln!(
+            out,
+            "{}",
+            render::concise(std::slice::from_ref(d), &Paths::default()).trim_end()
+        )?;
     }
     let failed = results.iter().filter(|r| !r.passed).count();
     for r in &results {
         if !r.passed || args.verbose {
             let status = if r.passed { "PASS" } else { "FAIL" };
-            write!(out, "{status} {}:{} data.{}.{}", r.file, r.line, r.package, r.name)?;
+            write!(
+                out,
+                "{status} {}:{} data.{}.{}",
+                r.file, r.line, r.package, r.name
+            )?;
             match &r.detail {
                 Some(d) => writeln!(out, ": {d}")?,
                 None => writeln!(out)?,
             }
         }
     }
-    writeln!(out, "{} passed, {failed} failed, {} tests", results.len() - failed, results.len())?;
-    Ok(u8::from(failed > 0 || !diags.is_empty() || results.is_empty()))
+    writeln!(
+        out,
+        "{} passed, {failed} failed, {} tests",
+        results.len() - failed,
+        results.len()
+    )?;
+    Ok(u8::from(
+        failed > 0 || !diags.is_empty() || results.is_empty(),
+    ))
 }
 
 fn schema(args: SchemaArgs, out: &mut dyn Write) -> anyhow::Result<u8> {

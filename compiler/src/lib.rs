@@ -90,9 +90,21 @@ pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &O
     }
     if let Some(cfg) = &opts.policies {
         let files = policy_files(cfg, &specs, &snapshot);
-        diagnostics.extend(policy::evaluate(&files, &cfg.options, &specs, &docs, lowered.as_ref()));
+        diagnostics.extend(policy::evaluate(
+            &files,
+            &cfg.options,
+            &specs,
+            &docs,
+            lowered.as_ref(),
+        ));
     }
-    Checked { snapshot, docs, specs, diagnostics, lowered }
+    Checked {
+        snapshot,
+        docs,
+        specs,
+        diagnostics,
+        lowered,
+    }
 }
 
 /// The policies of a run: the default library, the repository's policy directories, extras.
@@ -103,13 +115,24 @@ pub fn policy_files(cfg: &PolicyConfig, specs: &Specs, snapshot: &Snapshot) -> V
         files.extend(policy::default_library());
     }
     let dirs: Vec<String> = settings
-        .map(|s| s.directories.iter().map(|d| format!("{}/", d.trim_end_matches('/'))).collect())
+        .map(|s| {
+            s.directories
+                .iter()
+                .map(|d| format!("{}/", d.trim_end_matches('/')))
+                .collect()
+        })
         .unwrap_or_default();
     files.extend(
         snapshot
             .with_role(FileRole::Policy)
-            .filter(|f| dirs.iter().any(|d| f.path.starts_with(d.as_str())) && !f.path.ends_with("_test.rego"))
-            .map(|f| PolicyFile { path: f.path.clone(), text: f.text.clone() }),
+            .filter(|f| {
+                dirs.iter().any(|d| f.path.starts_with(d.as_str()))
+                    && !f.path.ends_with("_test.rego")
+            })
+            .map(|f| PolicyFile {
+                path: f.path.clone(),
+                text: f.text.clone(),
+            }),
     );
     files.extend(cfg.extra.iter().cloned());
     files
@@ -126,6 +149,10 @@ pub struct Built {
 /// Check, then lower and verify. Nothing is produced when any stage reports an error.
 pub fn build_source(source: &dyn Source, opts: &Options) -> Result<Built, LoadError> {
     let mut checked = check_source(source, opts)?;
-    let lowered = if checked.diagnostics.has_errors() { None } else { checked.lowered.take() };
+    let lowered = if checked.diagnostics.has_errors() {
+        None
+    } else {
+        checked.lowered.take()
+    };
     Ok(Built { checked, lowered })
 }

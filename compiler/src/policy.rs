@@ -48,11 +48,48 @@ pub struct PolicyOptions {
     pub rego_v0: bool,
     /// Longest one evaluation may take.
     pub timeout: Duration,
+    /// Most memory one evaluation may add to the process, in bytes.
+    pub memory: u64,
 }
 
 impl Default for PolicyOptions {
     fn default() -> Self {
-        PolicyOptions { namespaces: vec!["main".to_owned()], all_namespaces: false, rego_v0: false, timeout: Duration::from_secs(2) }
+        PolicyOptions {
+            namespaces: vec!["main".to_owned()],
+            all_namespaces: false,
+            rego_v0: false,
+            timeout: Duration::from_secs(2),
+            memory: 512 * 1024 * 1024,
+        }
+    }
+}
+
+/// Bytes the process has allocated (through regorus' accounting allocator).
+fn allocated_bytes() -> u64 {
+    regorus::flush_thread_memory_counters();
+    let previous = regorus::global_memory_limit();
+    regorus::set_global_memory_limit(Some(0));
+    let usage = match regorus::check_global_memory_limit() {
+        Err(regorus::LimitError::MemoryLimitExceeded { usage, .. }) => usage,
+        _ => 0,
+    };
+    regorus::set_global_memory_limit(previous);
+    usage
+}
+
+/// Bounds the memory of policy evaluation while alive: the process may grow by the budget.
+struct MemoryBudget;
+
+impl MemoryBudget {
+    fn new(bytes: u64) -> MemoryBudget {
+        regorus::set_global_memory_limit(Some(allocated_bytes().saturating_add(bytes)));
+        MemoryBudget
+    }
+}
+
+impl Drop for MemoryBudget {
+    fn drop(&mut self) {
+        regorus::set_global_memory_limit(None);
     }
 }
 
@@ -63,7 +100,10 @@ const MAX_POLICY_BYTES: usize = 1024 * 1024;
 pub fn default_library() -> Vec<PolicyFile> {
     include!(concat!(env!("OUT_DIR"), "/default_policies.rs"))
         .into_iter()
-        .map(|(name, text): (&str, &str)| PolicyFile { path: Arc::from(format!("<plinth>/{name}")), text: Arc::from(text) })
+        .map(|(name, text): (&str, &str)| PolicyFile {
+            path: Arc::from(format!("<plinth>/{name}")),
+            text: Arc::from(text),
+        })
         .collect()
 }
 
@@ -120,9 +160,17 @@ fn policy_label(file: &Arc<str>, pos: Pos) -> Label {
 fn rule_heads(text: &str) -> Vec<(String, RuleKind, u32)> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        for (prefix, kind) in [("deny", RuleKind::Deny), ("violation", RuleKind::Violation), ("warn", RuleKind::Warn)] {
-            let Some(rest) = line.strip_prefix(prefix) else { continue };
-            let name_end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+        for (prefix, kind) in [
+            ("deny", RuleKind::Deny),
+            ("violation", RuleKind::Violation),
+            ("warn", RuleKind::Warn),
+        ] {
+            let Some(rest) = line.strip_prefix(prefix) else {
+                continue;
+            };
+            let name_end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
             let (tail, after) = rest.split_at(name_end);
             if !(tail.is_empty() || tail.starts_with('_')) {
                 continue;
@@ -165,15 +213,26 @@ impl Engine {
         for f in files {
             if f.text.len() > MAX_POLICY_BYTES {
                 diags.push(
-                    Diagnostic::new(Code::PolicyBroken, format!("policy `{}` is larger than {MAX_POLICY_BYTES} bytes", f.path))
-                        .at(policy_label(&f.path, Pos::new(1, 1))),
+                    Diagnostic::new(
+                        Code::PolicyBroken,
+                        format!(
+                            "policy `{}` is larger than {MAX_POLICY_BYTES} bytes",
+                            f.path
+                        ),
+                    )
+                    .at(policy_label(&f.path, Pos::new(1, 1))),
                 );
                 continue;
             }
             if let Err(e) = engine.add_policy(f.path.to_string(), f.text.to_string()) {
                 let msg = e.to_string();
                 let pos = error_position(&msg, &f.path).unwrap_or(Pos::new(1, 1));
-                let first = msg.lines().find(|l| !l.trim().is_empty()).unwrap_or("parse error").trim().to_owned();
+                let first = msg
+                    .lines()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("parse error")
+                    .trim()
+                    .to_owned();
                 diags.push(
                     Diagnostic::new(Code::PolicyBroken, format!("policy `{}` does not load: {first}", f.path))
                         .at(policy_label(&f.path, pos))
@@ -185,14 +244,22 @@ impl Engine {
                 );
                 continue;
             }
-            let Some(package) = package_of(&f.text) else { continue };
+            let Some(package) = package_of(&f.text) else {
+                continue;
+            };
             let selected = opts.all_namespaces || opts.namespaces.iter().any(|n| *n == package);
             if !selected {
                 continue;
             }
             for (name, kind, line) in rule_heads(&f.text) {
                 if seen.insert((package.clone(), name.clone())) {
-                    rules.push(Rule { package: package.clone(), name, kind, file: f.path.clone(), line });
+                    rules.push(Rule {
+                        package: package.clone(),
+                        name,
+                        kind,
+                        file: f.path.clone(),
+                        line,
+                    });
                 }
             }
             if f.text.lines().any(|l| l.starts_with("exception")) {
@@ -200,7 +267,12 @@ impl Engine {
             }
         }
         rules.sort_by(|a, b| (&a.package, &a.name).cmp(&(&b.package, &b.name)));
-        Engine { engine, rules, exception_packages, timeout: opts.timeout }
+        Engine {
+            engine,
+            rules,
+            exception_packages,
+            timeout: opts.timeout,
+        }
     }
 
     /// How many rules are evaluated per input.
@@ -211,13 +283,24 @@ impl Engine {
     /// Set `data.plinth` (the whole-platform view).
     pub fn set_platform(&mut self, data: Value, diags: &mut Diagnostics) {
         self.engine.clear_data();
-        if let Err(e) = self.engine.add_data(regorus::Value::from(json!({ "plinth": data }))) {
-            diags.push(Diagnostic::new(Code::PolicyFailed, format!("cannot give policies the platform data: {e}")));
+        if let Err(e) = self
+            .engine
+            .add_data(regorus::Value::from(json!({ "plinth": data })))
+        {
+            diags.push(Diagnostic::new(
+                Code::PolicyFailed,
+                format!("cannot give policies the platform data: {e}"),
+            ));
         }
     }
 
     /// Evaluate every selected rule on one input. `at` places findings.
-    fn eval_input(&mut self, input: &Value, place: &dyn Fn(Option<&Value>) -> Label, diags: &mut Diagnostics) {
+    fn eval_input(
+        &mut self,
+        input: &Value,
+        place: &dyn Fn(Option<&Value>) -> Label,
+        diags: &mut Diagnostics,
+    ) {
         if self.rules.is_empty() {
             return;
         }
@@ -228,27 +311,49 @@ impl Engine {
                 let v = serde_json::to_value(&v).unwrap_or(Value::Null);
                 let names = exceptions.entry(pkg).or_default();
                 for entry in v.as_array().into_iter().flatten() {
-                    for name in entry.as_array().into_iter().flatten().filter_map(Value::as_str) {
+                    for name in entry
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                    {
                         names.insert(name.to_owned());
                     }
                 }
             }
         }
         for rule in self.rules.clone() {
-            if exceptions.get(&rule.package).is_some_and(|ex| !rule.suffix().is_empty() && ex.contains(rule.suffix())) {
+            if exceptions
+                .get(&rule.package)
+                .is_some_and(|ex| !rule.suffix().is_empty() && ex.contains(rule.suffix()))
+            {
                 continue;
             }
             let started = std::time::Instant::now();
-            let value = match self.engine.eval_rule(format!("data.{}.{}", rule.package, rule.name)) {
+            let value = match self
+                .engine
+                .eval_rule(format!("data.{}.{}", rule.package, rule.name))
+            {
                 Ok(v) => serde_json::to_value(&v).unwrap_or(Value::Null),
                 Err(e) => {
                     let msg = first_line(&format!("{e:#}"));
-                    let timed_out = started.elapsed() >= self.timeout || msg.contains("time limit") || msg.contains("TimeLimit");
+                    let timed_out = started.elapsed() >= self.timeout
+                        || msg.contains("time limit")
+                        || msg.contains("TimeLimit");
+                    let out_of_memory = msg.contains("memory limit") || msg.contains("MemoryLimit");
                     diags.push(
                         Diagnostic::new(
                             Code::PolicyFailed,
-                            if timed_out {
-                                format!("rule `{}` took longer than {:?} and was stopped", rule.name, self.timeout)
+                            if out_of_memory {
+                                format!(
+                                    "rule `{}` used more memory than allowed and was stopped",
+                                    rule.name
+                                )
+                            } else if timed_out {
+                                format!(
+                                    "rule `{}` took longer than {:?} and was stopped",
+                                    rule.name, self.timeout
+                                )
                             } else {
                                 format!("rule `{}` failed: {msg}", rule.name)
                             },
@@ -264,16 +369,23 @@ impl Engine {
                 let (msg, location) = match &finding {
                     Value::String(s) => (s.clone(), None),
                     Value::Object(o) => (
-                        o.get("msg").and_then(Value::as_str).map_or_else(|| finding.to_string(), str::to_owned),
+                        o.get("msg")
+                            .and_then(Value::as_str)
+                            .map_or_else(|| finding.to_string(), str::to_owned),
                         o.get("location"),
                     ),
                     other => (other.to_string(), None),
                 };
-                let code = if rule.kind == RuleKind::Warn { Code::PolicyWarn } else { Code::PolicyDeny };
+                let code = if rule.kind == RuleKind::Warn {
+                    Code::PolicyWarn
+                } else {
+                    Code::PolicyDeny
+                };
                 diags.push(
-                    Diagnostic::new(code, msg)
-                        .at(place(location))
-                        .related(policy_label(&rule.file, Pos::new(rule.line, 1)).note(format!("rule `{}`", rule.name))),
+                    Diagnostic::new(code, msg).at(place(location)).related(
+                        policy_label(&rule.file, Pos::new(rule.line, 1))
+                            .note(format!("rule `{}`", rule.name)),
+                    ),
                 );
             }
         }
@@ -282,12 +394,20 @@ impl Engine {
 
 /// An error message on one line (regorus spreads them over several, with a source excerpt).
 fn first_line(msg: &str) -> String {
-    let one: Vec<&str> = msg.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('|')).collect();
+    let one: Vec<&str> = msg
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('|'))
+        .collect();
     let mut s = one.join(" ");
     if s.chars().count() > 300 {
         s = s.chars().take(300).collect::<String>() + "…";
     }
-    if s.is_empty() { "unknown error".to_owned() } else { s }
+    if s.is_empty() {
+        "unknown error".to_owned()
+    } else {
+        s
+    }
 }
 
 /// The findings of a rule's value: a set or array of findings, or one non-false value.
@@ -310,11 +430,20 @@ pub fn platform_data(specs: &Specs, docs: &[Arc<Document>], lowered: Option<&Low
         if let (Some(k), Some(n)) = (j["kind"].as_str(), j["metadata"]["name"].as_str())
             && Kind::parse(k).is_some()
         {
-            by_kind.entry(Kind::parse(k).map_or("", Kind::as_str)).or_default().entry(n.to_owned()).or_insert(j.clone());
+            by_kind
+                .entry(Kind::parse(k).map_or("", Kind::as_str))
+                .or_default()
+                .entry(n.to_owned())
+                .or_insert(j.clone());
         }
     }
     let manifests: BTreeMap<&str, Vec<&Value>> = lowered
-        .map(|l| l.clusters.iter().map(|(c, o)| (c.as_str(), o.manifests.iter().map(|m| &m.object).collect())).collect())
+        .map(|l| {
+            l.clusters
+                .iter()
+                .map(|(c, o)| (c.as_str(), o.manifests.iter().map(|m| &m.object).collect()))
+                .collect()
+        })
         .unwrap_or_default();
     let mut projects = serde_json::Map::new();
     for (name, p) in &specs.projects {
@@ -323,15 +452,19 @@ pub fn platform_data(specs: &Specs, docs: &[Arc<Document>], lowered: Option<&Low
             .gpu_quotas
             .values()
             .flat_map(|q| {
-                q.spec.allocations.iter().filter(|a| &a.project == name).map(move |a| {
-                    json!({
-                        "pool": q.name(),
-                        "resourceName": q.spec.pool.resource_name,
-                        "model": q.spec.pool.model,
-                        "gpu": a.gpu,
-                        "borrowingLimit": a.borrowing_limit,
+                q.spec
+                    .allocations
+                    .iter()
+                    .filter(|a| &a.project == name)
+                    .map(move |a| {
+                        json!({
+                            "pool": q.name(),
+                            "resourceName": q.spec.pool.resource_name,
+                            "model": q.spec.pool.model,
+                            "gpu": a.gpu,
+                            "borrowingLimit": a.borrowing_limit,
+                        })
                     })
-                })
             })
             .collect();
         let datasets: Vec<Value> = specs
@@ -353,11 +486,18 @@ pub fn platform_data(specs: &Specs, docs: &[Arc<Document>], lowered: Option<&Low
                 (None, g) => json!({"group": g, "role": m.role.as_str()}),
             }))
             .collect();
-        let rollouts: Vec<&str> = specs.rollouts.values().filter(|r| &r.spec.project == name).map(|r| r.name()).collect();
-        let production = specs
-            .platform
-            .as_ref()
-            .is_some_and(|pl| pl.spec.clusters.iter().any(|c| c.production && clusters.contains(&c.name.as_str())));
+        let rollouts: Vec<&str> = specs
+            .rollouts
+            .values()
+            .filter(|r| &r.spec.project == name)
+            .map(|r| r.name())
+            .collect();
+        let production = specs.platform.as_ref().is_some_and(|pl| {
+            pl.spec
+                .clusters
+                .iter()
+                .any(|c| c.production && clusters.contains(&c.name.as_str()))
+        });
         projects.insert(
             name.clone(),
             json!({
@@ -387,7 +527,10 @@ pub fn platform_data(specs: &Specs, docs: &[Arc<Document>], lowered: Option<&Low
             )
         })
         .collect();
-    let parameters = specs.platform.as_ref().map_or(json!({}), |p| json!(p.spec.policies.parameters));
+    let parameters = specs
+        .platform
+        .as_ref()
+        .map_or(json!({}), |p| json!(p.spec.policies.parameters));
     let clusters: serde_json::Map<String, Value> = specs
         .platform
         .as_ref()
@@ -421,15 +564,23 @@ pub fn evaluate(
         return diags;
     }
     engine.set_platform(platform_data(specs, docs, lowered), &mut diags);
+    let _budget = MemoryBudget::new(opts.memory);
     // Where a finding that names another spec (`location`) is reported.
     let locate = |loc: &Value| -> Option<Label> {
         let kind = Kind::parse(loc.get("kind")?.as_str()?)?;
         let name = loc.get("name")?.as_str()?;
         let doc = docs.iter().find(|d| {
             d.root.get("kind").and_then(|e| e.value.as_str()) == Some(kind.as_str())
-                && d.root.get("metadata").and_then(|m| m.value.get("name")).and_then(|e| e.value.as_str()) == Some(name)
+                && d.root
+                    .get("metadata")
+                    .and_then(|m| m.value.get("name"))
+                    .and_then(|e| e.value.as_str())
+                    == Some(name)
         })?;
-        let field = loc.get("field").and_then(Value::as_str).unwrap_or("metadata.name");
+        let field = loc
+            .get("field")
+            .and_then(Value::as_str)
+            .unwrap_or("metadata.name");
         Some(doc.label(&FieldPath::parse(field)))
     };
     for doc in docs {
@@ -439,7 +590,10 @@ pub fn evaluate(
         let input = doc.root.to_json();
         let place = |loc: Option<&Value>| {
             loc.and_then(&locate).unwrap_or_else(|| {
-                let field = loc.and_then(|l| l.get("field")).and_then(Value::as_str).unwrap_or("kind");
+                let field = loc
+                    .and_then(|l| l.get("field"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("kind");
                 doc.label(&FieldPath::parse(field))
             })
         };
@@ -449,7 +603,9 @@ pub fn evaluate(
         for (cluster, out) in &l.clusters {
             for m in &out.manifests {
                 let place = |loc: Option<&Value>| {
-                    loc.and_then(&locate).unwrap_or_else(|| origin_label(&m.origin)).note(format!("generates {} in cluster `{cluster}`", m.key))
+                    loc.and_then(&locate)
+                        .unwrap_or_else(|| origin_label(&m.origin))
+                        .note(format!("generates {} in cluster `{cluster}`", m.key))
                 };
                 engine.eval_input(&m.object, &place, &mut diags);
             }
@@ -460,7 +616,11 @@ pub fn evaluate(
 
 /// The label of the spec line that produced an object.
 fn origin_label(o: &Origin) -> Label {
-    Label::new(Span::new(o.file.clone(), Pos::new(o.line, 1), Pos::new(o.line, 1)))
+    Label::new(Span::new(
+        o.file.clone(),
+        Pos::new(o.line, 1),
+        Pos::new(o.line, 1),
+    ))
 }
 
 /// Result of one `test_` rule.
@@ -476,7 +636,11 @@ pub struct TestResult {
 }
 
 /// Run every `test_` rule (like `opa test` / `conftest verify`).
-pub fn run_tests(files: &[PolicyFile], opts: &PolicyOptions, diags: &mut Diagnostics) -> Vec<TestResult> {
+pub fn run_tests(
+    files: &[PolicyFile],
+    opts: &PolicyOptions,
+    diags: &mut Diagnostics,
+) -> Vec<TestResult> {
     let mut engine = regorus::Engine::new();
     engine.set_rego_v0(opts.rego_v0);
     engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
@@ -489,30 +653,57 @@ pub fn run_tests(files: &[PolicyFile], opts: &PolicyOptions, diags: &mut Diagnos
             let msg = e.to_string();
             let pos = error_position(&msg, &f.path).unwrap_or(Pos::new(1, 1));
             diags.push(
-                Diagnostic::new(Code::PolicyBroken, format!("policy `{}` does not load: {}", f.path, msg.lines().next().unwrap_or_default()))
-                    .at(policy_label(&f.path, pos)),
+                Diagnostic::new(
+                    Code::PolicyBroken,
+                    format!(
+                        "policy `{}` does not load: {}",
+                        f.path,
+                        msg.lines().next().unwrap_or_default()
+                    ),
+                )
+                .at(policy_label(&f.path, pos)),
             );
             continue;
         }
-        let Some(package) = package_of(&f.text) else { continue };
+        let Some(package) = package_of(&f.text) else {
+            continue;
+        };
         for (i, line) in f.text.lines().enumerate() {
             if let Some(rest) = line.strip_prefix("test_") {
-                let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
-                tests.push((f.path.clone(), package.clone(), format!("test_{}", &rest[..end]), i as u32 + 1));
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                tests.push((
+                    f.path.clone(),
+                    package.clone(),
+                    format!("test_{}", &rest[..end]),
+                    i as u32 + 1,
+                ));
             }
         }
     }
     tests.dedup_by(|a, b| a.1 == b.1 && a.2 == b.2);
     let mut results = Vec::new();
+    let _budget = MemoryBudget::new(opts.memory);
     for (file, package, name, line) in tests {
         engine.set_input(regorus::Value::new_object());
         let (passed, detail) = match engine.eval_rule(format!("data.{package}.{name}")) {
             Ok(v) if v == regorus::Value::from(true) => (true, None),
-            Ok(v) if v == regorus::Value::Undefined => (false, Some("undefined (a condition did not hold)".to_owned())),
+            Ok(v) if v == regorus::Value::Undefined => (
+                false,
+                Some("undefined (a condition did not hold)".to_owned()),
+            ),
             Ok(v) => (false, Some(format!("evaluated to {v}"))),
             Err(e) => (false, Some(first_line(&format!("{e:#}")))),
         };
-        results.push(TestResult { file, package, name, line, passed, detail });
+        results.push(TestResult {
+            file,
+            package,
+            name,
+            line,
+            passed,
+            detail,
+        });
     }
     results
 }
@@ -524,14 +715,34 @@ mod tests {
     #[test]
     fn rule_heads_follow_conftest_conventions() {
         let text = "package main\n\ndeny contains msg if {\n  true\n}\nwarn_latest[msg] {\n}\nviolation_x := 1\ndenyall := 1\ndeny_y if true\n";
-        let heads: Vec<(String, u32)> = rule_heads(text).into_iter().map(|(n, _, l)| (n, l)).collect();
-        assert_eq!(heads, vec![("deny".into(), 3), ("warn_latest".into(), 6), ("violation_x".into(), 8), ("deny_y".into(), 10)]);
-        assert_eq!(package_of("# c\npackage kubernetes.admission\n"), Some("kubernetes.admission".into()));
+        let heads: Vec<(String, u32)> = rule_heads(text)
+            .into_iter()
+            .map(|(n, _, l)| (n, l))
+            .collect();
+        assert_eq!(
+            heads,
+            vec![
+                ("deny".into(), 3),
+                ("warn_latest".into(), 6),
+                ("violation_x".into(), 8),
+                ("deny_y".into(), 10)
+            ]
+        );
+        assert_eq!(
+            package_of("# c\npackage kubernetes.admission\n"),
+            Some("kubernetes.admission".into())
+        );
     }
 
     #[test]
     fn error_positions_are_parsed() {
-        assert_eq!(error_position("error: policies/x.rego:12:5: expecting `}`", "policies/x.rego"), Some(Pos::new(12, 5)));
+        assert_eq!(
+            error_position(
+                "error: policies/x.rego:12:5: expecting `}`",
+                "policies/x.rego"
+            ),
+            Some(Pos::new(12, 5))
+        );
         assert_eq!(error_position("nothing here", "a.rego"), None);
     }
 }

@@ -459,23 +459,40 @@ fn xml_escape(s: &str) -> String {
 /// JUnit XML: one test case per diagnostic (errors fail; warnings pass with their text as
 /// output), or one passing case when there is nothing to report.
 pub fn junit(diags: &[Diagnostic], paths: &Paths) -> String {
-    let failures = diags.iter().filter(|d| d.severity == Severity::Error).count();
+    let failures = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
     let tests = diags.len().max(1);
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    out.push_str(&format!("<testsuites name=\"plinth\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\">\n"));
+    out.push_str(&format!(
+        "<testsuites name=\"plinth\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\">\n"
+    ));
     out.push_str(&format!("  <testsuite name=\"plinth\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\">\n"));
     if diags.is_empty() {
         out.push_str("    <testcase classname=\"plinth\" name=\"no problems\"/>\n");
     }
     for d in diags {
         let (class, place) = match &d.primary {
-            Some(l) => (paths.show(&l.span.file), format!("{}:{}:{}", paths.show(&l.span.file), l.span.start.line, l.span.start.column)),
+            Some(l) => (
+                paths.show(&l.span.file),
+                format!(
+                    "{}:{}:{}",
+                    paths.show(&l.span.file),
+                    l.span.start.line,
+                    l.span.start.column
+                ),
+            ),
             None => ("plinth".to_owned(), "plinth".to_owned()),
         };
         let name = format!("{} {} at {place}", d.code.id(), d.code.slug());
         let mut body = concise(std::slice::from_ref(d), paths);
         body.truncate(body.trim_end().len());
-        out.push_str(&format!("    <testcase classname=\"{}\" name=\"{}\">\n", xml_escape(&class), xml_escape(&name)));
+        out.push_str(&format!(
+            "    <testcase classname=\"{}\" name=\"{}\">\n",
+            xml_escape(&class),
+            xml_escape(&name)
+        ));
         match d.severity {
             Severity::Error => out.push_str(&format!(
                 "      <failure message=\"{}\" type=\"{}\">{}</failure>\n",
@@ -483,7 +500,10 @@ pub fn junit(diags: &[Diagnostic], paths: &Paths) -> String {
                 d.code.slug(),
                 xml_escape(&body)
             )),
-            _ => out.push_str(&format!("      <system-out>{}</system-out>\n", xml_escape(&body))),
+            _ => out.push_str(&format!(
+                "      <system-out>{}</system-out>\n",
+                xml_escape(&body)
+            )),
         }
         out.push_str("    </testcase>\n");
     }

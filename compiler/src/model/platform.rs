@@ -161,6 +161,10 @@ pub struct PolicySettings {
 
 impl Default for PolicySettings {
     fn default() -> Self {
-        PolicySettings { directories: Vec::new(), default_library: true, parameters: Default::default() }
+        PolicySettings {
+            directories: Vec::new(),
+            default_library: true,
+            parameters: Default::default(),
+        }
     }
 }
