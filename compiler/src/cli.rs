@@ -491,7 +491,9 @@ fn mark(dir: &std::path::Path) -> std::io::Result<()> {
 /// then swapped in by renames, so a failed build leaves the previous output untouched.
 fn replace_dir(target: &std::path::Path, tree: &crate::emit::Tree) -> anyhow::Result<()> {
     if target.exists() {
-        let is_ours = target.join(MARKER).exists();
+        // A cluster directory of a whole build is plinth's through the marker of its parent.
+        let parent_marked = target.parent().is_some_and(|p| p.join(MARKER).exists());
+        let is_ours = target.join(MARKER).exists() || parent_marked;
         let empty = std::fs::read_dir(target)?.next().is_none();
         if !is_ours && !empty {
             anyhow::bail!(

@@ -249,6 +249,8 @@ codes! {
     UnusedDataset = "W001", "unused-dataset", Warning;
     /// A project without owners.
     NoOwners = "W002", "no-owners", Warning;
+    /// A setting a cluster cannot enforce (too old a Kubernetes).
+    NotEnforced = "W004", "not-enforced", Warning;
 
     // --- internal (I) ---
     /// plinth produced something it should not have; a bug.

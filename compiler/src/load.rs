@@ -388,6 +388,11 @@ impl Source for DirSource {
                     (ft.is_dir(), ft.is_file(), m.len())
                 };
                 if is_dir {
+                    // `plinth build` output (it holds a `.plinth-output` marker) is not input:
+                    // the default `out/` may well sit inside the repository.
+                    if abs.join(".plinth-output").exists() {
+                        continue;
+                    }
                     if depth + 1 < limits.max_dir_depth {
                         stack.push((abs, format!("{rel_path}/"), depth + 1));
                     }

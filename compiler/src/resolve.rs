@@ -224,6 +224,9 @@ fn typed<S: DeserializeOwned>(
                 diags.push(invalid_name("name", name, doc.at("metadata.name")));
                 return None;
             }
+            if !metadata_ok(doc, &env.metadata, diags) {
+                return None;
+            }
             Some(Object {
                 metadata: env.metadata,
                 spec: env.spec,
@@ -241,6 +244,45 @@ fn typed<S: DeserializeOwned>(
             None
         }
     }
+}
+
+/// Labels and annotations are copied onto generated objects: they must be what the API
+/// server accepts.
+fn metadata_ok(doc: &Document, m: &crate::model::Metadata, diags: &mut Diagnostics) -> bool {
+    use crate::verify::{is_label_value, is_qualified_name};
+    let mut ok = true;
+    for (k, v) in &m.labels {
+        let field = FieldPath::root()
+            .key("metadata")
+            .key("labels")
+            .key(k.clone());
+        if !is_qualified_name(k) {
+            ok = false;
+            diags.push(
+                Diagnostic::new(Code::InvalidValue, format!("`{k}` is not a valid label key"))
+                    .at(doc.key_label(&field))
+                    .hint("a label key is an optional DNS prefix and `/`, then up to 63 letters, digits, `-`, `_` or `.`"),
+            );
+        } else if !is_label_value(v) {
+            ok = false;
+            diags.push(
+                Diagnostic::new(Code::InvalidValue, format!("`{v}` is not a valid value for label `{k}`"))
+                    .at(doc.label(&field))
+                    .hint("label values are at most 63 letters, digits, `-`, `_` or `.`, starting and ending with a letter or digit; put free text in an annotation"),
+            );
+        }
+    }
+    for k in m.annotations.keys() {
+        if !is_qualified_name(k) {
+            ok = false;
+            diags.push(
+                Diagnostic::new(Code::InvalidValue, format!("`{k}` is not a valid annotation key"))
+                    .at(doc.key_label(&FieldPath::root().key("metadata").key("annotations").key(k.clone())))
+                    .hint("an annotation key is an optional DNS prefix and `/`, then up to 63 letters, digits, `-`, `_` or `.`"),
+            );
+        }
+    }
+    ok
 }
 
 fn insert(

@@ -827,10 +827,9 @@ fn one_cluster_build_replaces_only_that_cluster() {
     assert!(snapshot(&out) == before);
 }
 
-/// A one-cluster build into the output of a whole build is refused: the whole build marks
-/// `out/` only, and the one-cluster build wants a marker in `out/<cluster>/` itself.
+/// A one-cluster build into the output of a whole build replaces that cluster's directory
+/// (the whole build's marker sits in `out/`).
 #[test]
-#[ignore = "bug: `plinth build --cluster C` after a whole `plinth build` exits 2 (`out/C` has no marker); un-ignore once fixed"]
 fn one_cluster_build_after_a_whole_build() {
     let t = scratch_with_example();
     assert_eq!(
@@ -849,10 +848,8 @@ fn one_cluster_build_after_a_whole_build() {
 }
 
 /// `plinth build` with its defaults (repository `.`, output `out`) writes `out/` inside the
-/// repository; the next run loads `out/**/*.yaml` as specs and stops with hundreds of S004
-/// "wrong apiVersion" errors.
+/// repository; the next runs must not read it back as specs.
 #[test]
-#[ignore = "bug: the default `out/` inside the repository is read back as specs on the next build"]
 fn default_output_inside_the_repository_rebuilds() {
     let t = scratch_with_example();
     let repo = t.path().join("repo");
@@ -949,9 +946,8 @@ fn stream_prints_the_tree_objects_in_apply_order() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Known bugs: platforms `plinth check`'s rules accept but `plinth build` cannot compile (or
-// compiles to objects the cluster would refuse). Each test states the behaviour wanted; they
-// are ignored until the fix lands (`cargo test --test build_props -- --ignored` shows them).
+// Platforms at the edges of the rules: each compiles to objects a cluster accepts, or is
+// refused with a located user error (never an internal one).
 
 const PLATFORM_1_32: &str = "apiVersion: plinth.dev/v1alpha1
 kind: Platform
@@ -990,11 +986,9 @@ fn build_errors(src: &MemSource) -> Vec<String> {
         .collect()
 }
 
-/// ClusterQueue (and Cohort) names are `<project>-<pool>`: project `a` in pool `b-c` and project
-/// `a-b` in pool `c` both get `a-b-c`, and the build stops with E100 "would be generated twice"
-/// on a platform whose every name is unique.
+/// Queue names of different allocations never collide: project `a` in pool `b-c` and project
+/// `a-b` in pool `c` would both be `a-b-c` with a dash; plinth joins them with a dot.
 #[test]
-#[ignore = "bug: ClusterQueue names `<project>-<pool>` collide (a + b-c vs a-b + c)"]
 fn queue_names_of_different_allocations_do_not_collide() {
     let src = MemSource::new()
         .with("plinth.yaml", PLATFORM_1_32.replace("POOLS", "b-c, c"))
@@ -1009,23 +1003,34 @@ fn queue_names_of_different_allocations_do_not_collide() {
     assert_eq!(build_errors(&src), Vec::<String>::new());
 }
 
-/// A GpuQuota named `default` gives each project a LocalQueue `default`, the name of the
-/// project's default LocalQueue: E100 on a valid platform.
+/// A GpuQuota named `default` would give each project a LocalQueue `default`, the name of the
+/// project's default LocalQueue: the name is reserved, refused at the pool's name.
 #[test]
-#[ignore = "bug: a GpuQuota named `default` collides with the default LocalQueue"]
-fn a_pool_named_default_builds() {
+fn a_pool_named_default_is_refused_at_its_name() {
     let src = MemSource::new()
         .with("plinth.yaml", PLATFORM_1_32.replace("POOLS", "default"))
         .with("p.yaml", project_doc("team"))
         .with("q.yaml", pool_doc("default", "team"));
-    assert_eq!(build_errors(&src), Vec::<String>::new());
+    let errors = build_errors(&src);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(errors[0].starts_with("E102"), "{errors:#?}");
+    let checked = plinth::check_source(&src, &plinth::Options::default()).expect("loads");
+    let d = checked
+        .diagnostics
+        .into_sorted()
+        .into_iter()
+        .find(|d| d.code.id() == "E102")
+        .expect("E102");
+    let at = d.primary.expect("located");
+    assert_eq!(
+        (at.span.file.as_ref(), at.field.as_deref()),
+        ("q.yaml", Some("metadata.name"))
+    );
 }
 
-/// Project and pool names are DNS labels of up to 63 characters each; `<project>-<pool>` can be
-/// 127. The ClusterQueue name (one DNS label) and the namespace label `plinth.dev/queue` (a
-/// label value, at most 63) overflow, and verification reports I001 "bug in plinth".
+/// Project and pool names are DNS labels of up to 63 characters each; their queue names and the
+/// namespace label `plinth.dev/queue` (a label value, at most 63) must still be valid.
 #[test]
-#[ignore = "bug: long project + pool names overflow ClusterQueue names and label values (I001)"]
 fn long_project_and_pool_names_build() {
     let project = "radiology-imaging-research-and-development";
     let pool = "nvidia-a100-80gb-sxm4-mig-slices";
@@ -1041,10 +1046,8 @@ fn long_project_and_pool_names_build() {
 }
 
 /// `admissionregistration.k8s.io/v1` ValidatingAdmissionPolicy is served from Kubernetes 1.30;
-/// a per-user quota on a 1.28 cluster (the schema allows any `1.x`) is compiled to objects
-/// that cluster's API server does not know.
+/// a per-user quota on a 1.28 cluster must not compile to objects that cluster does not know.
 #[test]
-#[ignore = "bug: ValidatingAdmissionPolicy v1 emitted for clusters older than Kubernetes 1.30"]
 fn per_user_policy_respects_the_cluster_version() {
     let src = MemSource::new()
         .with(
@@ -1076,11 +1079,9 @@ fn per_user_policy_respects_the_cluster_version() {
     assert!(v1.is_empty(), "served from 1.30 only: {v1:?}");
 }
 
-/// A spec label value Kubernetes refuses (`Jane Doe`) is copied onto every generated object;
-/// verification then reports I001 "bug in plinth" on each, instead of one user error at the
-/// label.
+/// A spec label value Kubernetes refuses (`Jane Doe`) is one user error at the label, not an
+/// internal error on every generated object.
 #[test]
-#[ignore = "bug: invalid spec label values become internal errors (I001) instead of a located user error"]
 fn invalid_spec_labels_are_user_errors() {
     let src = MemSource::new()
         .with(

@@ -690,6 +690,13 @@ impl<'a> Cx<'a> {
 
     fn gpu_quota(&self, q: &'a Object<crate::model::GpuQuotaSpec>, d: &mut Diagnostics) {
         let s = &q.spec;
+        if q.name() == "default" {
+            d.push(
+                Diagnostic::new(Code::InvalidName, "a GPU quota may not be called `default`")
+                    .at(q.at("metadata.name"))
+                    .hint("`default` is the name of each project's default Kueue queue; pick another name, e.g. `a100`"),
+            );
+        }
         // Instance types fit a node.
         for (i, it) in s.instance_types.iter().enumerate() {
             if it.gpu > s.pool.gpus_per_node {

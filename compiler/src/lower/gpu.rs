@@ -3,13 +3,16 @@
 //! Kueue.
 //!
 //! Queues per allocation (project `p`, pool `q`):
-//! - without a per-user GPU limit: ClusterQueue `p-q` holds the allocation as nominal quota,
+//! - without a per-user GPU limit: ClusterQueue `p.q` holds the allocation as nominal quota,
 //!   in the pool's cohort with the allocation's borrowing and lending limits;
-//! - with one (`perUserGpu` on the pool or `perUserQuota.gpu` on the project), Cohort `p-q`
+//! - with one (`perUserGpu` on the pool or `perUserQuota.gpu` on the project), Cohort `p.q`
 //!   holds the allocation (its parent is the pool's cohort), and every ClusterQueue under it has
-//!   no quota of its own: the shared `p-q` may borrow all of it, and each declared user's
-//!   `p-q-u-<id>` at most the per-user limit. Users reach their queue through LocalQueue
+//!   no quota of its own: the shared `p.q` may borrow all of it, and each declared user's
+//!   `p.q.u-<id>` at most the per-user limit. Users reach their queue through LocalQueue
 //!   `q-u-<id>` (annotated with the user's name) in the project namespace.
+//!
+//! The project's LocalQueue for a pool is named after the pool; `default` is reserved for the
+//! project's default queue (a pool may not be called `default`).
 
 use std::collections::BTreeMap;
 
@@ -26,8 +29,21 @@ use crate::model::{GpuQuotaSpec, Kind, Object};
 const UNBOUNDED_CPU: &str = "100000";
 const UNBOUNDED_MEMORY: &str = "1000Ti";
 
+/// `<project>.<pool>`: a dot cannot appear in either name, so names of different allocations
+/// never collide (`a` + `b-c` and `a-b` + `c` would with a dash).
 pub fn cluster_queue_name(project: &str, pool: &str) -> String {
-    format!("{project}-{pool}")
+    format!("{project}.{pool}")
+}
+
+/// A name that must also be a label value (at most 63 characters): kept when it fits, else
+/// shortened with a hash of the whole so it stays unique.
+pub fn fit_label(name: &str) -> String {
+    if name.len() <= 63 {
+        return name.to_owned();
+    }
+    let hash = &super::sha256_hex(name.as_bytes())[..10];
+    let head = name[..52].trim_end_matches(['-', '.']);
+    format!("{head}-{hash}")
 }
 
 /// A short, stable id for a user name (`u-` and 10 hex digits of its sha256).
@@ -366,7 +382,7 @@ fn lower_allocation(
             );
             for user in &users {
                 let id = user_id(user);
-                let user_cq = format!("{cq}-{id}");
+                let user_cq = format!("{cq}.{id}");
                 let mut meta = cx.meta(&user_cq, None, Some(project), o);
                 meta.annotations
                     .get_or_insert_with(BTreeMap::new)
@@ -384,7 +400,13 @@ fn lower_allocation(
                         },
                     ),
                 );
-                let mut lq_meta = cx.meta(&format!("{pool}-{id}"), Some(project), Some(project), o);
+                // Workloads name their LocalQueue in a label: the name must fit a label value.
+                let mut lq_meta = cx.meta(
+                    &fit_label(&format!("{pool}-{id}")),
+                    Some(project),
+                    Some(project),
+                    o,
+                );
                 lq_meta
                     .annotations
                     .get_or_insert_with(BTreeMap::new)

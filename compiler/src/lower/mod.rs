@@ -214,6 +214,11 @@ impl Sink<'_> {
         self.cluster
     }
 
+    /// Report a problem found while lowering (a setting this cluster cannot honour).
+    pub fn report(&mut self, d: Diagnostic) {
+        self.diags.push(d);
+    }
+
     /// Add an object built from a typed value (a `k8s-openapi` resource or a [`crd`] object).
     pub fn push(&mut self, origin: &Origin, object: impl Serialize) {
         match serde_json::to_value(object) {
@@ -341,6 +346,16 @@ impl<'a> Ctx<'a> {
         self.specs.projects.get(project).is_some_and(|p| {
             Ctx::placement(self.specs, &p.spec).contains(&self.cluster.name.as_str())
         })
+    }
+
+    /// The cluster's Kubernetes minor version (`"1.32"` → 32).
+    pub fn minor_version(&self) -> u32 {
+        self.cluster
+            .kubernetes_version
+            .split('.')
+            .nth(1)
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0)
     }
 
     /// Whether a GPU pool is present on this cluster.

@@ -58,7 +58,7 @@ pub fn lower(cx: &Ctx<'_>, p: &Object<ProjectSpec>, sink: &mut Sink<'_>) {
         );
     }
     if let Some(queue) = default_queue(cx, ns) {
-        labels.insert("plinth.dev/queue".to_owned(), queue);
+        labels.insert("plinth.dev/queue".to_owned(), super::gpu::fit_label(&queue));
     }
     let ann = meta.annotations.get_or_insert_with(BTreeMap::new);
     if let Some(d) = &s.display_name {
@@ -361,11 +361,26 @@ fn per_user_policy(
     sink: &mut Sink<'_>,
 ) {
     let ns = p.name();
+    if cx.minor_version() < 30 {
+        // `admissionregistration.k8s.io/v1` ValidatingAdmissionPolicy is served from 1.30.
+        sink.report(
+            crate::diag::Diagnostic::new(
+                crate::diag::Code::NotEnforced,
+                format!(
+                    "the per-user quota of project `{ns}` is not enforced on cluster `{}`: it runs Kubernetes {}, and admission policies need 1.30",
+                    cx.cluster.name, cx.cluster.kubernetes_version
+                ),
+            )
+            .at(p.at("spec.perUserQuota"))
+            .hint("upgrade the cluster, or keep the project off it; per-user GPU queues still apply"),
+        );
+        return;
+    }
     let mut checks = Vec::new();
     let mut limit = |resource: &str, max: String| {
         checks.push(admission::Validation {
             expression: format!(
-                "object.spec.containers.all(c, !has(c.resources) || !has(c.resources.requests) || !('{resource}' in c.resources.requests) || quantity(c.resources.requests['{resource}']).compareTo(quantity('{max}')) <= 0)"
+                "(object.spec.containers + (has(object.spec.initContainers) ? object.spec.initContainers : [])).all(c, !has(c.resources) || !has(c.resources.requests) || !('{resource}' in c.resources.requests) || quantity(c.resources.requests['{resource}']).compareTo(quantity('{max}')) <= 0)"
             ),
             message: Some(format!("a container may request at most {max} of `{resource}`, the per-user quota of project `{ns}`")),
             reason: Some("Forbidden".to_owned()),

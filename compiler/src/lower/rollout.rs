@@ -1,7 +1,7 @@
 //! ModelRollout → KServe InferenceService, or Deployment + Service + HPA (+ Argo Rollout and
 //! AnalysisTemplate), and the endpoint's NetworkPolicy (and Ingress).
 //!
-//! Everything lands in the project's namespace. Every object carries the
+//! Everything lands in the project's namespace. Objects that run a model (InferenceService, Deployment, Rollout) carry
 //! `plinth.dev/model-version` (the version it serves; the candidate for objects shared by both
 //! versions), `plinth.dev/strategy` (with `traffic`) and `plinth.dev/update-message` (when
 //! set) annotations, so the plan and the audit trail say what a change rolls out and why.
@@ -302,6 +302,13 @@ impl<'a> Lowering<'a> {
             m.annotations = None;
         }
         m
+    }
+
+    /// Metadata of objects that only support the served versions (Services, autoscalers,
+    /// policies, analysis templates): no version or update annotations, so a new model
+    /// version changes the objects that run it and nothing else.
+    fn support_meta(&self, name: &str) -> ObjectMeta {
+        self.cx.meta(name, Some(self.ns), Some(self.ns), self.r)
     }
 
     fn annotate(m: &mut ObjectMeta, extra: BTreeMap<String, String>) {
@@ -780,7 +787,7 @@ impl<'a> Lowering<'a> {
                 },
             );
             if let Scale::Auto { min, max } = scale {
-                self.hpa(sink, &name, "apps/v1", "Deployment", min, max, v.name);
+                self.hpa(sink, &name, "apps/v1", "Deployment", min, max);
             }
         }
 
@@ -795,52 +802,23 @@ impl<'a> Lowering<'a> {
                     sink,
                     name,
                     self.selector(self.stable()),
-                    self.stable().name,
                     true,
                     BTreeMap::new(),
                 );
-                self.service(
-                    sink,
-                    &preview,
-                    self.selector(cand),
-                    cand.name,
-                    false,
-                    BTreeMap::new(),
-                );
+                self.service(sink, &preview, self.selector(cand), false, BTreeMap::new());
             }
             Some(Strategy::Shadow) if two => {
                 let shadow = child(name, "shadow");
                 let mirror = self.mirror_annotations(&shadow);
-                self.service(
-                    sink,
-                    name,
-                    self.selector(self.stable()),
-                    self.stable().name,
-                    true,
-                    mirror,
-                );
-                self.service(
-                    sink,
-                    &shadow,
-                    self.selector(cand),
-                    cand.name,
-                    false,
-                    BTreeMap::new(),
-                );
+                self.service(sink, name, self.selector(self.stable()), true, mirror);
+                self.service(sink, &shadow, self.selector(cand), false, BTreeMap::new());
                 if let Some(a) = self.traffic.and_then(|t| t.analysis.as_ref())
                     && self.cx.platform.backends.argo_rollouts
                 {
                     self.analysis_templates(sink, a, &shadow, &[]);
                 }
             }
-            _ => self.service(
-                sink,
-                name,
-                self.model_selector(),
-                cand.name,
-                true,
-                BTreeMap::new(),
-            ),
+            _ => self.service(sink, name, self.model_selector(), true, BTreeMap::new()),
         }
     }
 
@@ -853,7 +831,6 @@ impl<'a> Lowering<'a> {
         kind: &str,
         min: u32,
         max: u32,
-        version: Option<&str>,
     ) {
         let Some(a) = &self.s.autoscaling else {
             return;
@@ -895,7 +872,7 @@ impl<'a> Lowering<'a> {
         sink.push(
             &self.at("spec.autoscaling"),
             hpa::HorizontalPodAutoscaler {
-                metadata: self.meta(name, version),
+                metadata: self.support_meta(name),
                 spec: Some(hpa::HorizontalPodAutoscalerSpec {
                     scale_target_ref: hpa::CrossVersionObjectReference {
                         api_version: Some(api_version.to_owned()),
@@ -918,11 +895,10 @@ impl<'a> Lowering<'a> {
         sink: &mut Sink<'_>,
         name: &str,
         selector: BTreeMap<String, String>,
-        version: Option<&str>,
         endpoint: bool,
         extra: BTreeMap<String, String>,
     ) {
-        let mut meta = self.meta(name, version);
+        let mut meta = self.support_meta(name);
         let mut ann = extra;
         if endpoint {
             ann.extend(self.endpoint_annotations());
@@ -949,7 +925,7 @@ impl<'a> Lowering<'a> {
     }
 
     fn ingress(&self, sink: &mut Sink<'_>, host: &str) {
-        let mut meta = self.meta(self.name, self.candidate().name);
+        let mut meta = self.support_meta(self.name);
         Self::annotate(&mut meta, self.endpoint_annotations());
         sink.push(
             &self.at("spec.endpoint"),
@@ -1010,8 +986,8 @@ impl<'a> Lowering<'a> {
         let strategy = match t.strategy {
             Strategy::BlueGreen => {
                 let preview = child(name, "preview");
-                self.service(sink, name, all.clone(), cand.name, true, no_extra());
-                self.service(sink, &preview, all.clone(), cand.name, false, no_extra());
+                self.service(sink, name, all.clone(), true, no_extra());
+                self.service(sink, &preview, all.clone(), false, no_extra());
                 if let Some(a) = analysis {
                     self.analysis_templates(sink, a, &preview, &[]);
                 }
@@ -1033,16 +1009,9 @@ impl<'a> Lowering<'a> {
             _ => {
                 let stable_svc = child(name, "stable");
                 let canary_svc = child(name, "canary");
-                self.service(sink, name, all.clone(), cand.name, true, no_extra());
-                self.service(
-                    sink,
-                    &stable_svc,
-                    all.clone(),
-                    self.stable().name,
-                    false,
-                    no_extra(),
-                );
-                self.service(sink, &canary_svc, all.clone(), cand.name, false, no_extra());
+                self.service(sink, name, all.clone(), true, no_extra());
+                self.service(sink, &stable_svc, all.clone(), false, no_extra());
+                self.service(sink, &canary_svc, all.clone(), false, no_extra());
                 let step_analysis = |count: Option<u32>, counts: &mut Vec<u32>| {
                     let template_name = match (count, analysis) {
                         (Some(n), Some(a)) if n != a.count => {
@@ -1138,7 +1107,6 @@ impl<'a> Lowering<'a> {
                 "Rollout",
                 min.max(1),
                 max.max(1),
-                cand.name,
             );
         }
     }
@@ -1175,10 +1143,7 @@ impl<'a> Lowering<'a> {
                     },
                 }],
             };
-            sink.push_value(
-                &origin,
-                crd::object(self.meta(&name, self.candidate().name), &spec),
-            );
+            sink.push_value(&origin, crd::object(self.support_meta(&name), &spec));
         }
     }
 
@@ -1231,7 +1196,7 @@ impl<'a> Lowering<'a> {
         sink.push(
             &self.at("spec.endpoint"),
             NetworkPolicy {
-                metadata: self.meta(&child(self.name, "endpoint"), self.candidate().name),
+                metadata: self.support_meta(&child(self.name, "endpoint")),
                 spec: Some(NetworkPolicySpec {
                     pod_selector: Some(LabelSelector {
                         match_labels: Some(self.model_selector()),
@@ -1559,15 +1524,24 @@ spec:
             isvc["metadata"]["labels"][VISIBILITY_LABEL],
             "cluster-local"
         );
-        // Every object carries the rollout annotations.
+        // Objects that run the model carry the rollout annotations; the ones that only support
+        // it do not, so a new version changes nothing else in a plan.
         for m in objects(&l)
             .iter()
             .filter(|m| m.origin.kind == Kind::ModelRollout)
         {
             let a = &m.object["metadata"]["annotations"];
-            assert_eq!(a[STRATEGY_ANNOTATION], "canary", "{}", m.key);
-            assert_eq!(a[UPDATE_MESSAGE_ANNOTATION], "canary v2", "{}", m.key);
-            assert!(a[VERSION_KEY].is_string(), "{}", m.key);
+            if matches!(
+                m.key.kind.as_str(),
+                "InferenceService" | "Deployment" | "Rollout"
+            ) {
+                assert_eq!(a[STRATEGY_ANNOTATION], "canary", "{}", m.key);
+                assert_eq!(a[UPDATE_MESSAGE_ANNOTATION], "canary v2", "{}", m.key);
+                assert!(a[VERSION_KEY].is_string(), "{}", m.key);
+            } else {
+                assert!(a.get(VERSION_KEY).is_none(), "{}", m.key);
+                assert!(a.get(UPDATE_MESSAGE_ANNOTATION).is_none(), "{}", m.key);
+            }
         }
     }
 
