@@ -244,6 +244,18 @@ codes! {
     /// A rule failed or ran out of time while evaluating.
     PolicyFailed = "P004", "policy-failed", Error;
 
+    // --- templates (T) ---
+    /// A template does not parse.
+    TemplateSyntax = "T001", "template-syntax", Error;
+    /// A template failed while rendering (undefined variable, error raised, bad filter use).
+    TemplateRender = "T002", "template-render", Error;
+    /// A template ran out of fuel or produced too much output.
+    TemplateBudget = "T003", "template-budget", Error;
+    /// What a template rendered is not valid YAML or not valid Kubernetes objects.
+    TemplateOutput = "T004", "template-output", Error;
+    /// An App's values do not match the template's values schema.
+    TemplateValues = "T005", "template-values", Error;
+
     // --- warnings (W) ---
     /// A dataset is declared but nobody can read it.
     UnusedDataset = "W001", "unused-dataset", Warning;

@@ -8,6 +8,7 @@
 //!
 //! One submodule per spec kind; [`lower`] runs them for every cluster each object lives on.
 
+pub mod app;
 pub mod crd;
 pub mod dataset;
 pub mod gpu;
@@ -436,6 +437,11 @@ pub fn lower(specs: &Specs, snapshot: &Snapshot) -> (Lowered, Diagnostics) {
             for r in specs.rollouts.values() {
                 if cx.hosts(&r.spec.project) {
                     rollout::lower(&cx, r, &mut sink);
+                }
+            }
+            for a in specs.apps.values() {
+                if cx.hosts(&a.spec.project) {
+                    app::lower(&cx, a, &mut sink);
                 }
             }
         }
