@@ -37,6 +37,81 @@ pub enum Command {
     /// Work with Rego policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Compile two git revisions and show what would change (exit 0 none, 2 changes, 1 error).
+    Plan(PlanArgs),
+    /// For each commit, the platform objects it changed.
+    Log(LogArgs),
+}
+
+/// Where the platform is in git.
+#[derive(Debug, Args, Clone)]
+pub struct GitArgs {
+    /// The git repository (default: the one holding the current directory).
+    #[arg(long)]
+    pub repo: Option<PathBuf>,
+    /// The platform directory inside the repository (default: the current directory's place
+    /// in it, or its root when `--repo` is given).
+    #[arg(long)]
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The revision the change starts from (what is deployed), e.g. `origin/main`.
+    #[arg(long)]
+    pub base: String,
+    /// The revision with the change; the working tree (uncommitted changes included) when absent.
+    #[arg(long)]
+    pub head: Option<String>,
+    #[command(flatten)]
+    pub git: GitArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Terminal)]
+    pub format: PlanFormat,
+    /// Also write the whole plan (never truncated) to this file, in the chosen format.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Allow every destructive change.
+    #[arg(long)]
+    pub allow_destructive: bool,
+    /// Refuse a head that deletes more than this share (0–1) of a cluster's objects.
+    #[arg(long, default_value_t = 0.5)]
+    pub max_delete_share: f64,
+    /// When to colour terminal output (`NO_COLOR` is honoured under `auto`).
+    #[arg(long, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
+    #[command(flatten)]
+    pub policies: PolicyArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Terminal,
+    /// For a pull-request comment: capped below GitHub's limit.
+    Markdown,
+    /// `schemas/plan.schema.json`.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Stop at this revision (exclusive), or at commits older than this date (`YYYY-MM-DD`).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Where the history ends.
+    #[arg(long, default_value = "HEAD")]
+    pub head: String,
+    #[command(flatten)]
+    pub git: GitArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -295,6 +370,8 @@ pub fn run(
         Command::Build(args) => build(args, out, err, terminal.stderr),
         Command::Schema(args) => schema(args, out),
         Command::Policy(PolicyCommand::Test(args)) => policy_test(args, out),
+        Command::Plan(args) => plan(args, out, err, terminal.stdout),
+        Command::Log(args) => log(args, out, err),
     }
 }
 
@@ -598,6 +675,312 @@ fn policy_test(args: PolicyTestArgs, out: &mut dyn Write) -> anyhow::Result<u8> 
     Ok(u8::from(
         failed > 0 || !diags.is_empty() || results.is_empty(),
     ))
+}
+
+/// The repository and the platform's path inside it.
+fn open_git(g: &GitArgs) -> anyhow::Result<(crate::load::git::GitRepo, String)> {
+    let cwd = std::env::current_dir()?;
+    let start = g.repo.clone().unwrap_or_else(|| cwd.clone());
+    let repo = crate::load::git::GitRepo::discover(&start)?;
+    let path = match (&g.path, &g.repo) {
+        (Some(p), _) => p.trim_matches('/').to_owned(),
+        (None, Some(_)) => String::new(),
+        (None, None) => repo.relative(&cwd).unwrap_or_default(),
+    };
+    Ok((repo, path))
+}
+
+/// A compiled side of a plan.
+struct Side {
+    lowered: crate::lower::Lowered,
+    platform: Option<crate::model::PlatformSpec>,
+}
+
+/// Compile a source for planning. `None` with diagnostics printed when it does not compile.
+fn compile_side(
+    source: &dyn crate::load::Source,
+    opts: &crate::Options,
+    what: &str,
+    prefix: &str,
+    err: &mut dyn Write,
+    color: bool,
+) -> anyhow::Result<Option<Side>> {
+    let built = crate::build_source(source, opts)?;
+    let diags = built.checked.diagnostics.clone().into_sorted();
+    let errors: Vec<_> = diags.iter().filter(|d| d.is_error()).cloned().collect();
+    if !errors.is_empty() || built.lowered.is_none() {
+        writeln!(err, "error: {what} does not compile:")?;
+        err.write_all(
+            render::human(&errors, &built.checked.snapshot, &Paths::new(prefix), color).as_bytes(),
+        )?;
+        return Ok(None);
+    }
+    let platform = built
+        .checked
+        .specs
+        .platform
+        .as_ref()
+        .map(|p| p.spec.clone());
+    Ok(built.lowered.map(|lowered| Side { lowered, platform }))
+}
+
+fn plan(
+    args: PlanArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    terminal: bool,
+) -> anyhow::Result<u8> {
+    use crate::load::git::GitError;
+    let (repo, path) = open_git(&args.git)?;
+    let prefix = if path.is_empty() {
+        String::new()
+    } else {
+        format!("{path}/")
+    };
+    let color = use_color(args.color, terminal);
+    let base_id = repo.resolve(&args.base)?;
+    let base_info = repo.commit(base_id)?;
+    let base_opts = crate::Options::default();
+    // The base as deployed: a revision where the platform did not exist yet is empty.
+    let base = match repo.source(base_id, &path) {
+        Ok(src) => match compile_side(
+            &src,
+            &base_opts,
+            &format!("base `{}`", args.base),
+            &prefix,
+            err,
+            color,
+        )? {
+            Some(s) => s,
+            None => return Ok(1),
+        },
+        Err(GitError::MissingPath { .. }) => Side {
+            lowered: Default::default(),
+            platform: None,
+        },
+        Err(e) => return Err(e.into()),
+    };
+    let mut head_opts = crate::Options::default();
+    head_opts.policies = Some(args.policies.config()?);
+    let (head, head_label, head_id) = match &args.head {
+        Some(rev) => {
+            let id = repo.resolve(rev)?;
+            let src = repo.source(id, &path)?;
+            match compile_side(
+                &src,
+                &head_opts,
+                &format!("head `{rev}`"),
+                &prefix,
+                err,
+                color,
+            )? {
+                Some(s) => (s, format!("{rev} ({})", &id.to_string()[..7]), id),
+                None => return Ok(1),
+            }
+        }
+        None => {
+            let root = repo.workdir().ok_or_else(|| {
+                anyhow::anyhow!("the repository has no working tree; pass `--head`")
+            })?;
+            let dir = root.join(&path);
+            let src = DirSource::new(&dir);
+            let head_commit = repo.resolve("HEAD")?;
+            match compile_side(&src, &head_opts, "the working tree", &prefix, err, color)? {
+                Some(s) => (s, "working tree".to_owned(), head_commit),
+                None => return Ok(1),
+            }
+        }
+    };
+    let mut opts = crate::plan::PlanOptions {
+        allow_destructive: args.allow_destructive,
+        max_delete_share: args.max_delete_share,
+        ..Default::default()
+    };
+    if let Some(pl) = &head.platform {
+        for a in &pl.approvals {
+            opts.approvals.insert(match &a.cluster {
+                Some(c) => format!("{c}:{}", a.object),
+                None => a.object.clone(),
+            });
+        }
+    }
+    let mut p = crate::plan::plan(&base.lowered, &head.lowered, &opts);
+    // History: which commits between base and head touched each change's spec file.
+    let commits = repo.between(Some(base_id), head_id)?;
+    let mut touched: std::collections::BTreeMap<String, Vec<crate::load::git::CommitInfo>> =
+        Default::default();
+    for c in &mut p.changes {
+        let file = format!("{prefix}{}", c.provenance.origin.file);
+        if !touched.contains_key(&file) {
+            let mut list = Vec::new();
+            for k in &commits {
+                if repo.touched(k, &file)? {
+                    list.push(k.clone());
+                }
+            }
+            touched.insert(file.clone(), list);
+        }
+        c.provenance.commits = touched[&file].clone();
+        c.provenance.origin.file = std::sync::Arc::from(file.as_str());
+    }
+    let sides = crate::plan::render::Sides {
+        base: format!("{} ({})", args.base, base_info.short),
+        head: head_label,
+    };
+    let full_name = args
+        .output
+        .as_ref()
+        .map_or_else(|| "plinth-plan.md".to_owned(), |o| o.display().to_string());
+    let (shown, full) = match args.format {
+        PlanFormat::Terminal => {
+            let t = crate::plan::render::terminal(&p, &sides, color);
+            (t, crate::plan::render::terminal(&p, &sides, false))
+        }
+        PlanFormat::Markdown => (
+            crate::plan::render::markdown(
+                &p,
+                &sides,
+                Some(crate::plan::render::COMMENT_LIMIT),
+                &full_name,
+            ),
+            crate::plan::render::markdown(&p, &sides, None, &full_name),
+        ),
+        PlanFormat::Json => {
+            let j = crate::plan::render::json(&p, &sides);
+            (j.clone(), j)
+        }
+    };
+    out.write_all(shown.as_bytes())?;
+    if let Some(file) = &args.output {
+        std::fs::write(file, full)?;
+    }
+    Ok(if p.is_refused() {
+        1
+    } else if p.has_changes() {
+        2
+    } else {
+        0
+    })
+}
+
+fn log(args: LogArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<u8> {
+    use crate::load::git::GitError;
+    let (repo, path) = open_git(&args.git)?;
+    let prefix = if path.is_empty() {
+        String::new()
+    } else {
+        format!("{path}/")
+    };
+    let head = repo.resolve(&args.head)?;
+    let is_date = args
+        .since
+        .as_deref()
+        .is_some_and(|s| s.len() == 10 && s.as_bytes()[4] == b'-' && s.as_bytes()[7] == b'-');
+    let since_rev = match &args.since {
+        Some(s) if !is_date => Some(repo.resolve(s)?),
+        _ => None,
+    };
+    let since_date = args.since.clone().filter(|_| is_date);
+    let commits = repo.between(since_rev, head)?;
+    let mut cache: std::collections::BTreeMap<String, Option<crate::lower::Lowered>> =
+        Default::default();
+    let mut compile = |id: &str| -> anyhow::Result<Option<crate::lower::Lowered>> {
+        if let Some(l) = cache.get(id) {
+            return Ok(l.clone());
+        }
+        let oid = repo.resolve(id)?;
+        let lowered = match repo.source(oid, &path) {
+            Ok(src) => {
+                let built = crate::build_source(&src, &crate::Options::default())?;
+                built.lowered
+            }
+            Err(GitError::MissingPath { .. }) => Some(crate::lower::Lowered::default()),
+            Err(e) => return Err(e.into()),
+        };
+        cache.insert(id.to_owned(), lowered.clone());
+        Ok(lowered)
+    };
+    let mut entries = Vec::new();
+    for c in &commits {
+        if since_date.as_ref().is_some_and(|d| c.date < *d) {
+            continue;
+        }
+        let after = compile(&c.id)?;
+        let before = match c.parents.first() {
+            Some(p) => compile(p)?,
+            None => Some(crate::lower::Lowered::default()),
+        };
+        let (Some(before), Some(after)) = (before, after) else {
+            entries.push((c.clone(), None));
+            continue;
+        };
+        let opts = crate::plan::PlanOptions {
+            allow_destructive: true,
+            max_delete_share: 1.0,
+            ..Default::default()
+        };
+        let p = crate::plan::plan(&before, &after, &opts);
+        if p.has_changes() {
+            entries.push((c.clone(), Some(p)));
+        }
+    }
+    match args.format {
+        LogFormat::Text => {
+            for (c, p) in &entries {
+                writeln!(
+                    out,
+                    "{} {} {} <{}>: {}",
+                    c.short, c.date, c.author, c.email, c.summary
+                )?;
+                match p {
+                    None => writeln!(out, "    (the platform does not compile at this commit)")?,
+                    Some(p) => {
+                        for ch in &p.changes {
+                            let sym = match ch.action {
+                                crate::plan::Action::Create => '+',
+                                crate::plan::Action::Update => '~',
+                                crate::plan::Action::Delete => '-',
+                            };
+                            writeln!(
+                                out,
+                                "    {sym} {} {} ({}{}:{})",
+                                ch.cluster,
+                                ch.key,
+                                prefix,
+                                ch.provenance.origin.file,
+                                ch.provenance.origin.line
+                            )?;
+                        }
+                    }
+                }
+            }
+            if entries.is_empty() {
+                writeln!(err, "no commit in range changed the platform")?;
+            }
+        }
+        LogFormat::Json => {
+            let v: Vec<serde_json::Value> = entries
+                .iter()
+                .map(|(c, p)| {
+                    serde_json::json!({
+                        "commit": c,
+                        "compiles": p.is_some(),
+                        "changes": p.as_ref().map(|p| p.changes.iter().map(|ch| serde_json::json!({
+                            "cluster": ch.cluster,
+                            "apiVersion": ch.key.api_version,
+                            "kind": ch.key.kind,
+                            "namespace": ch.key.namespace,
+                            "name": ch.key.name,
+                            "action": ch.action.as_str(),
+                            "source": format!("{prefix}{}:{}", ch.provenance.origin.file, ch.provenance.origin.line),
+                        })).collect::<Vec<_>>()).unwrap_or_default(),
+                    })
+                })
+                .collect();
+            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        }
+    }
+    Ok(0)
 }
 
 fn schema(args: SchemaArgs, out: &mut dyn Write) -> anyhow::Result<u8> {

@@ -24,6 +24,7 @@ pub mod load;
 pub mod lower;
 pub mod model;
 pub mod parse;
+pub mod plan;
 pub mod policy;
 pub mod render;
 pub mod resolve;

@@ -34,6 +34,23 @@ pub struct PlatformSpec {
     /// Images every project may use.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<Image>,
+    /// Destructive deletions reviewers approved (see `plinth plan`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<Approval>,
+}
+
+/// An approved destructive change: deleting an object whose spec is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Approval {
+    /// `<Kind>/<name>` or `<Kind>/<namespace>/<name>`, e.g. `Namespace/sepsis`.
+    #[schemars(extend("pattern" = r"^[A-Za-z]+/([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    pub object: String,
+    /// Only in this cluster; every cluster when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// Why, and who approved (a ticket, a name).
+    pub reason: String,
 }
 
 /// A Kubernetes cluster of the platform.

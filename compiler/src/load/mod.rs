@@ -12,6 +12,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod git;
+
 use crate::diag::{Code, Diagnostic, Diagnostics, Label, Pos, Span};
 
 /// Limits that keep hostile repositories from exhausting memory or time.

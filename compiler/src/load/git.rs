@@ -1,0 +1,355 @@
+//! Git as a source: a platform repository at any revision, read straight from the object
+//! database (no checkout), and the history facts plans and logs need (commits between two
+//! revisions, which of them touched a file).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use gix::ObjectId;
+use gix::bstr::ByteSlice;
+
+use super::{Entry, Limits, LoadError, Source};
+
+/// System failures reading git.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("`{0}` is not inside a git repository")]
+    NotARepository(PathBuf),
+    #[error("cannot resolve revision `{rev}`: {message}")]
+    BadRevision { rev: String, message: String },
+    #[error("`{path}` does not exist at revision `{rev}`")]
+    MissingPath { rev: String, path: String },
+    #[error("`{path}` at revision `{rev}` is not a directory")]
+    NotATree { rev: String, path: String },
+    #[error("git: {0}")]
+    Other(String),
+}
+
+fn other(e: impl std::fmt::Display) -> GitError {
+    GitError::Other(e.to_string())
+}
+
+/// A commit, as plans and logs show it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CommitInfo {
+    pub id: String,
+    pub short: String,
+    pub author: String,
+    pub email: String,
+    /// Author time, seconds since the epoch.
+    pub time: i64,
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    pub summary: String,
+    pub parents: Vec<String>,
+}
+
+/// An open repository.
+pub struct GitRepo {
+    repo: gix::Repository,
+}
+
+impl std::fmt::Debug for GitRepo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitRepo")
+            .field("git_dir", &self.repo.git_dir())
+            .finish()
+    }
+}
+
+impl GitRepo {
+    /// The repository holding `dir` (which may be a subdirectory).
+    pub fn discover(dir: &Path) -> Result<GitRepo, GitError> {
+        let repo = gix::discover(dir).map_err(|_| GitError::NotARepository(dir.to_path_buf()))?;
+        Ok(GitRepo { repo })
+    }
+
+    /// The working tree's root, if the repository has one.
+    pub fn workdir(&self) -> Option<&Path> {
+        self.repo.workdir()
+    }
+
+    /// `dir` relative to the working tree root, `/`-separated (`""` for the root itself).
+    pub fn relative(&self, dir: &Path) -> Option<String> {
+        let root = std::fs::canonicalize(self.workdir()?).ok()?;
+        let dir = std::fs::canonicalize(dir).ok()?;
+        let rel = dir.strip_prefix(&root).ok()?;
+        Some(
+            rel.components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/"),
+        )
+    }
+
+    /// Resolve any revision gix understands (`HEAD~1`, `main`, a sha, `v1.2^{commit}`).
+    pub fn resolve(&self, rev: &str) -> Result<ObjectId, GitError> {
+        let id = self
+            .repo
+            .rev_parse_single(rev)
+            .map_err(|e| GitError::BadRevision {
+                rev: rev.to_owned(),
+                message: e.to_string(),
+            })?;
+        let commit =
+            id.object()
+                .map_err(other)?
+                .peel_to_commit()
+                .map_err(|e| GitError::BadRevision {
+                    rev: rev.to_owned(),
+                    message: e.to_string(),
+                })?;
+        Ok(commit.id)
+    }
+
+    /// Facts about a commit.
+    pub fn commit(&self, id: ObjectId) -> Result<CommitInfo, GitError> {
+        let c = self
+            .repo
+            .find_object(id)
+            .map_err(other)?
+            .try_into_commit()
+            .map_err(other)?;
+        let author = c.author().map_err(other)?;
+        let time = author.time().map(|t| t.seconds).unwrap_or(0);
+        let summary = c
+            .message()
+            .map_err(other)?
+            .summary()
+            .to_str_lossy()
+            .into_owned();
+        let hex = id.to_string();
+        Ok(CommitInfo {
+            short: hex[..7].to_owned(),
+            id: hex,
+            author: author.name.to_str_lossy().into_owned(),
+            email: author.email.to_str_lossy().into_owned(),
+            time,
+            date: date_of(time),
+            summary,
+            parents: c.parent_ids().map(|p| p.to_string()).collect(),
+        })
+    }
+
+    /// Commits reachable from `head` but not from `base`, newest first.
+    pub fn between(
+        &self,
+        base: Option<ObjectId>,
+        head: ObjectId,
+    ) -> Result<Vec<CommitInfo>, GitError> {
+        let walk = self
+            .repo
+            .rev_walk([head])
+            .sorting(gix::revision::walk::Sorting::ByCommitTime(
+                Default::default(),
+            ));
+        let walk = match base {
+            Some(b) => walk.with_hidden([b]),
+            None => walk,
+        };
+        let mut out = Vec::new();
+        for info in walk.all().map_err(other)? {
+            let info = info.map_err(other)?;
+            out.push(self.commit(info.id)?);
+        }
+        Ok(out)
+    }
+
+    /// The blob id at `path` in a commit (`None` when absent).
+    pub fn blob_at(&self, commit: ObjectId, path: &str) -> Result<Option<ObjectId>, GitError> {
+        let c = self
+            .repo
+            .find_object(commit)
+            .map_err(other)?
+            .try_into_commit()
+            .map_err(other)?;
+        let tree = c.tree().map_err(other)?;
+        Ok(tree
+            .lookup_entry_by_path(path)
+            .map_err(other)?
+            .map(|e| e.object_id()))
+    }
+
+    /// Whether a commit changed `path` relative to its first parent (or added it, for a root
+    /// commit).
+    pub fn touched(&self, commit: &CommitInfo, path: &str) -> Result<bool, GitError> {
+        let id = ObjectId::from_hex(commit.id.as_bytes()).map_err(other)?;
+        let here = self.blob_at(id, path)?;
+        let before = match commit.parents.first() {
+            Some(p) => self.blob_at(ObjectId::from_hex(p.as_bytes()).map_err(other)?, path)?,
+            None => None,
+        };
+        Ok(here != before)
+    }
+
+    /// The platform at `path` (relative to the repository root) in a commit.
+    pub fn source(&self, commit: ObjectId, path: &str) -> Result<GitSource, GitError> {
+        let rev = commit.to_string();
+        let c = self
+            .repo
+            .find_object(commit)
+            .map_err(other)?
+            .try_into_commit()
+            .map_err(other)?;
+        let root = c.tree().map_err(other)?;
+        let path = path.trim_matches('/');
+        let tree = if path.is_empty() || path == "." {
+            root
+        } else {
+            let entry = root
+                .lookup_entry_by_path(path)
+                .map_err(other)?
+                .ok_or_else(|| GitError::MissingPath {
+                    rev: rev.clone(),
+                    path: path.to_owned(),
+                })?;
+            if !entry.mode().is_tree() {
+                return Err(GitError::NotATree {
+                    rev,
+                    path: path.to_owned(),
+                });
+            }
+            entry.object().map_err(other)?.into_tree()
+        };
+        let mut files = BTreeMap::new();
+        let mut links = BTreeMap::new();
+        for e in tree.traverse().breadthfirst.files().map_err(other)? {
+            let p = e.filepath.to_str_lossy().into_owned();
+            if p.split('/').any(|c| c.starts_with('.')) {
+                continue;
+            }
+            if e.mode.is_link() {
+                links.insert(p, e.oid);
+            } else if e.mode.is_blob() {
+                files.insert(p, e.oid);
+            }
+        }
+        let mut entries = Vec::new();
+        let mut aliases = BTreeMap::new();
+        for (p, oid) in links {
+            let target = self
+                .repo
+                .find_object(oid)
+                .map_err(other)?
+                .data
+                .to_str_lossy()
+                .into_owned();
+            match resolve_link(&p, &target) {
+                Some(t) if files.contains_key(&t) => {
+                    aliases.insert(p, files[&t]);
+                }
+                Some(_) => entries.push(Entry::BrokenSymlink { path: p, target }),
+                None => entries.push(Entry::EscapingSymlink {
+                    path: p,
+                    target,
+                    is_dir: false,
+                }),
+            }
+        }
+        files.extend(aliases);
+        Ok(GitSource {
+            repo: self.repo.clone(),
+            files,
+            refused: entries,
+            describe: format!("{}:{path}", &rev[..7]),
+        })
+    }
+}
+
+/// A symlink's target inside the platform tree (`None` when it leaves it or is absolute).
+fn resolve_link(link: &str, target: &str) -> Option<String> {
+    if target.starts_with('/') {
+        return None;
+    }
+    let mut parts: Vec<&str> = link.split('/').collect();
+    parts.pop();
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            c => parts.push(c),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// `YYYY-MM-DD` of a UNIX time (UTC).
+pub fn date_of(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// A platform tree at a revision.
+pub struct GitSource {
+    repo: gix::Repository,
+    files: BTreeMap<String, ObjectId>,
+    refused: Vec<Entry>,
+    describe: String,
+}
+
+impl Source for GitSource {
+    fn entries(&self, _limits: &Limits) -> Result<Vec<Entry>, LoadError> {
+        let mut out = self.refused.clone();
+        for (p, oid) in &self.files {
+            let size = self.repo.find_header(*oid).map(|h| h.size()).unwrap_or(0);
+            out.push(Entry::File {
+                path: p.clone(),
+                size,
+            });
+        }
+        Ok(out)
+    }
+
+    fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, std::io::Error> {
+        let oid = self
+            .files
+            .get(path)
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
+        let obj = self.repo.find_object(*oid).map_err(std::io::Error::other)?;
+        let data = &obj.data;
+        Ok(data[..data.len().min(limit as usize + 1)].to_vec())
+    }
+
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(date_of(0), "1970-01-01");
+        assert_eq!(date_of(1_798_416_000), "2026-12-28");
+        assert_eq!(date_of(951_782_400), "2000-02-29");
+    }
+
+    #[test]
+    fn links() {
+        assert_eq!(
+            resolve_link("a/b.yaml", "c.yaml").as_deref(),
+            Some("a/c.yaml")
+        );
+        assert_eq!(
+            resolve_link("a/b.yaml", "../c.yaml").as_deref(),
+            Some("c.yaml")
+        );
+        assert_eq!(resolve_link("b.yaml", "../c.yaml"), None);
+        assert_eq!(resolve_link("b.yaml", "/etc/passwd"), None);
+    }
+}

@@ -1,0 +1,874 @@
+//! `plinth plan` and `plinth log` against real git repositories made with the `git` CLI.
+//!
+//! Golden cases live in `tests/golden/plan/<case>/`: `base/` and `head/` are the platform at
+//! two commits (written under the directory named by an optional `path` file), `expected.md`
+//! the Markdown plan (first line `exit: N`) and `expected.json` the JSON plan. Commits are
+//! made with fixed authors and dates, so commit ids are stable. `PLINTH_UPDATE_GOLDEN=1`
+//! rewrites the expected files.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A git repository in a temporary directory, committing with fixed dates.
+struct Repo {
+    dir: tempfile::TempDir,
+    clock: u64,
+}
+
+impl Repo {
+    fn new() -> Repo {
+        let r = Repo {
+            dir: tempfile::tempdir().expect("tmp"),
+            clock: 1_764_000_000,
+        };
+        r.git(&["init", "-q", "-b", "main"]);
+        r.git(&["config", "user.name", "Base Author"]);
+        r.git(&["config", "user.email", "base@example.org"]);
+        r.git(&["config", "commit.gpgsign", "false"]);
+        r
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    fn git(&self, args: &[&str]) -> String {
+        let date = format!("{} +0000", self.clock);
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(self.path())
+            .env("GIT_AUTHOR_DATE", &date)
+            .env("GIT_COMMITTER_DATE", &date)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", self.path())
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+    /// Commit everything as `author`, a day after the previous commit.
+    fn commit(&mut self, author: &str, message: &str) -> String {
+        self.clock += 86_400;
+        self.git(&["add", "-A"]);
+        let who = format!(
+            "{author} <{}@example.org>",
+            author.to_lowercase().replace(' ', ".")
+        );
+        self.git(&[
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            message,
+            "--author",
+            &who,
+        ]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+    /// Make `dir` (inside the repository) hold exactly the files of `from`.
+    fn replace(&self, dir: &str, from: &Path) {
+        let target = self.path().join(dir);
+        if target.exists() {
+            fs::remove_dir_all(&target).expect("clear");
+        }
+        copy(from, &target);
+    }
+    fn plinth(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_plinth"))
+            .args(args)
+            .current_dir(self.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("plinth runs")
+    }
+}
+
+fn copy(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("mkdir");
+    for e in fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let dst = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy(&e.path(), &dst);
+        } else {
+            fs::copy(e.path(), dst).expect("copy");
+        }
+    }
+}
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn json_of(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", text(o), String::from_utf8_lossy(&o.stderr)))
+}
+
+/// The JSON plan must follow `schemas/plan.schema.json`.
+fn check_schema(v: &serde_json::Value) {
+    let schema: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(root().join("schemas/plan.schema.json")).expect("schema"),
+    )
+    .expect("json");
+    let validator = jsonschema::draft202012::new(&schema).expect("compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(v)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "plan JSON does not follow its schema: {errors:#?}"
+    );
+}
+
+#[test]
+fn golden_plans() {
+    let update = std::env::var_os("PLINTH_UPDATE_GOLDEN").is_some();
+    let dir = root().join("tests/golden/plan");
+    let mut cases: Vec<PathBuf> = fs::read_dir(&dir)
+        .expect("tests/golden/plan")
+        .map(|e| e.expect("e").path())
+        .filter(|p| p.join("head").is_dir())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 5, "expected golden plan cases");
+    let mut failures = Vec::new();
+    for case in cases {
+        let name = case
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        let path = fs::read_to_string(case.join("path"))
+            .map(|p| p.trim().to_owned())
+            .unwrap_or_default();
+        let mut repo = Repo::new();
+        fs::write(
+            repo.path().join("README.md"),
+            "a repository holding a platform\n",
+        )
+        .expect("write");
+        if case.join("base").is_dir() {
+            repo.replace(
+                if path.is_empty() {
+                    "platform-tmp"
+                } else {
+                    &path
+                },
+                &case.join("base"),
+            );
+            if path.is_empty() {
+                // The platform is the repository root: move the files up.
+                for e in fs::read_dir(repo.path().join("platform-tmp")).expect("dir") {
+                    let e = e.expect("e");
+                    fs::rename(e.path(), repo.path().join(e.file_name())).expect("mv");
+                }
+                fs::remove_dir(repo.path().join("platform-tmp")).expect("rm");
+            }
+        }
+        repo.commit("Base Author", "base platform");
+        // Head: replace the platform files.
+        let platform_dir = if path.is_empty() {
+            repo.path().to_path_buf()
+        } else {
+            repo.path().join(&path)
+        };
+        if path.is_empty() {
+            for e in fs::read_dir(&platform_dir).expect("dir") {
+                let e = e.expect("e");
+                let n = e.file_name();
+                if n != ".git" && n != "README.md" {
+                    if e.file_type().expect("t").is_dir() {
+                        fs::remove_dir_all(e.path()).expect("rm");
+                    } else {
+                        fs::remove_file(e.path()).expect("rm");
+                    }
+                }
+            }
+            copy(&case.join("head"), &platform_dir);
+        } else {
+            repo.replace(&path, &case.join("head"));
+        }
+        repo.commit("Head Author", &format!("change: {name}"));
+        let mut args = vec![
+            "plan",
+            "--base",
+            "HEAD~1",
+            "--head",
+            "HEAD",
+            "--no-default-policies",
+        ];
+        if !path.is_empty() {
+            args.extend(["--path", path.as_str()]);
+        }
+        let extra = fs::read_to_string(case.join("args")).unwrap_or_default();
+        args.extend(extra.split_whitespace());
+        let md = repo.plinth(&[&args[..], &["--format", "markdown"]].concat());
+        let js = repo.plinth(&[&args[..], &["--format", "json"]].concat());
+        assert_eq!(
+            md.status.code(),
+            js.status.code(),
+            "{name}: exit code depends on the format"
+        );
+        let md_text = format!(
+            "exit: {}\n{}{}",
+            md.status.code().unwrap_or(-1),
+            text(&md),
+            String::from_utf8_lossy(&md.stderr)
+        );
+        if js.status.code() != Some(1) || !js.stdout.is_empty() {
+            check_schema(&json_of(&js));
+        }
+        for (file, actual) in [("expected.md", md_text), ("expected.json", text(&js))] {
+            let p = case.join(file);
+            if update {
+                fs::write(&p, &actual).expect("write");
+            } else if fs::read_to_string(&p).unwrap_or_default() != actual {
+                failures.push(format!("{name}/{file} differs:\n{actual}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// A repository holding `examples/repo` under `platform/`.
+fn example_repo() -> Repo {
+    let mut r = Repo::new();
+    r.replace("platform", &root().join("examples/repo"));
+    r.commit("Base Author", "initial platform");
+    r
+}
+
+fn set_allocation(r: &Repo, project: &str, from: u32, to: u32) {
+    let file = r.path().join("platform/gpu/a100-mig.yaml");
+    let text = fs::read_to_string(&file).expect("read");
+    let needle = format!("- project: {project}\n      gpu: {from}\n");
+    assert!(
+        text.contains(&needle),
+        "example changed: no `{needle}` in gpu/a100-mig.yaml"
+    );
+    fs::write(
+        &file,
+        text.replace(&needle, &format!("- project: {project}\n      gpu: {to}\n")),
+    )
+    .expect("write");
+}
+
+fn plan_json(r: &Repo, base: &str, head: &str) -> (i32, serde_json::Value) {
+    let o = r.plinth(&[
+        "plan",
+        "--base",
+        base,
+        "--head",
+        head,
+        "--path",
+        "platform",
+        "--format",
+        "json",
+        "--allow-destructive",
+    ]);
+    let v = json_of(&o);
+    check_schema(&v);
+    (o.status.code().unwrap_or(-1), v)
+}
+
+#[test]
+fn changing_an_allocation_shows_queue_and_quota_changes_with_line_and_commit_and_revert_inverts_it()
+{
+    let mut r = example_repo();
+    set_allocation(&r, "bed-management", 7, 9);
+    let c = r.commit("Dana Smith", "bed-management: two more MIG slices");
+    let o = r.plinth(&[
+        "plan", "--base", "HEAD~1", "--head", "HEAD", "--path", "platform", "--format", "json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v = json_of(&o);
+    check_schema(&v);
+    let changes = v["changes"].as_array().expect("changes");
+    let kinds: Vec<&str> = changes.iter().filter_map(|c| c["kind"].as_str()).collect();
+    // With per-user GPU limits the allocation lives on the project's Kueue Cohort (see
+    // lower/gpu.rs); the GPU ResourceQuota backstop follows it.
+    assert!(
+        kinds.iter().any(|k| *k == "Cohort" || *k == "ClusterQueue"),
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&"ResourceQuota"), "{kinds:?}");
+    for ch in changes {
+        assert_eq!(ch["action"], "update");
+        assert_eq!(ch["source"]["file"], "platform/gpu/a100-mig.yaml");
+        let line = ch["source"]["line"].as_u64().expect("line");
+        let spec = fs::read_to_string(r.path().join("platform/gpu/a100-mig.yaml")).expect("read");
+        assert!(
+            spec.lines()
+                .nth(line as usize - 1)
+                .is_some_and(|l| l.contains("project: bed-management")),
+            "line {line}"
+        );
+        assert_eq!(ch["commits"][0]["id"], c.as_str());
+        assert_eq!(ch["commits"][0]["author"], "Dana Smith");
+    }
+    assert!(changes.iter().any(|c| {
+        c["fields"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f["before"] == "7" && f["after"] == "9"))
+    }));
+
+    // The Markdown comment names the spec line and the commit.
+    let md = text(&r.plinth(&[
+        "plan", "--base", "HEAD~1", "--head", "HEAD", "--path", "platform", "--format", "markdown",
+    ]));
+    assert!(
+        md.starts_with("### plinth plan: 0 to create, 2 to change, 0 to delete"),
+        "{md}"
+    );
+    assert!(
+        md.contains("platform/gpu/a100-mig.yaml:")
+            && md.contains(&c[..7])
+            && md.contains("Dana Smith"),
+        "{md}"
+    );
+
+    // Revert: the plan is exactly the inverse.
+    r.git(&["revert", "--no-edit", "HEAD"]);
+    r.git(&[
+        "commit",
+        "--amend",
+        "-q",
+        "--no-edit",
+        "--author",
+        "Sam Lee <sam@example.org>",
+    ]);
+    let (code, back) = plan_json(&r, "HEAD~1", "HEAD");
+    assert_eq!(code, 2);
+    let (_, forward) = plan_json(&r, "HEAD~2", "HEAD~1");
+    assert_eq!(signature(&back), inverse(&forward));
+    assert!(back["changes"][0]["commits"][0]["author"] == "Sam Lee");
+}
+
+/// `(cluster, kind, namespace, name, action, [(path, before, after)])`, sorted.
+type Sig = Vec<(
+    String,
+    String,
+    String,
+    String,
+    String,
+    Vec<(String, String, String)>,
+)>;
+
+fn signature(v: &serde_json::Value) -> Sig {
+    let s = |x: &serde_json::Value| x.as_str().unwrap_or_default().to_owned();
+    let mut out: Sig = v["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| {
+            let fields = c["fields"]
+                .as_array()
+                .expect("fields")
+                .iter()
+                .map(|f| (s(&f["path"]), s(&f["before"]), s(&f["after"])))
+                .collect();
+            (
+                s(&c["cluster"]),
+                s(&c["kind"]),
+                s(&c["namespace"]),
+                s(&c["name"]),
+                s(&c["action"]),
+                fields,
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn inverse(v: &serde_json::Value) -> Sig {
+    let mut sig: Sig = signature(v)
+        .into_iter()
+        .map(|(c, k, ns, n, a, f)| {
+            let a = match a.as_str() {
+                "create" => "delete".to_owned(),
+                "delete" => "create".to_owned(),
+                other => other.to_owned(),
+            };
+            (
+                c,
+                k,
+                ns,
+                n,
+                a,
+                f.into_iter().map(|(p, b, af)| (p, af, b)).collect(),
+            )
+        })
+        .collect();
+    sig.sort();
+    sig
+}
+
+#[test]
+fn a_revision_against_itself_plans_nothing() {
+    let r = example_repo();
+    let o = r.plinth(&[
+        "plan", "--base", "HEAD", "--head", "HEAD", "--path", "platform", "--format", "json",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let v = json_of(&o);
+    assert_eq!(v["changes"].as_array().map(Vec::len), Some(0));
+    assert!(v["summary"]["unchanged"].as_u64().is_some_and(|n| n > 100));
+    // The working tree equals HEAD too.
+    let o = r.plinth(&[
+        "plan", "--base", "HEAD", "--path", "platform", "--format", "json",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(json_of(&o)["head"], "working tree");
+}
+
+#[test]
+fn revert_of_a_mixed_commit_plans_the_exact_inverse() {
+    let mut r = example_repo();
+    let p = r.path().join("platform");
+    // Edit, add, delete and rename in one commit.
+    set_allocation(&r, "er-capacity", 14, 10);
+    fs::remove_file(p.join("models/er-arrivals-forecast.yaml")).expect("rm");
+    fs::rename(
+        p.join("datasets/icd10-reference.yaml"),
+        p.join("datasets/reference-icd10.yaml"),
+    )
+    .expect("mv");
+    let ds = fs::read_to_string(p.join("datasets/hospital-calendar.yaml"))
+        .expect("read")
+        .replace("name: hospital-calendar", "name: hospital-calendar-v2");
+    fs::write(p.join("datasets/hospital-calendar-v2.yaml"), ds).expect("write");
+    r.commit("Dana Smith", "mixed change");
+    r.git(&["revert", "--no-edit", "HEAD"]);
+    let (code_f, forward) = plan_json(&r, "HEAD~2", "HEAD~1");
+    let (code_b, back) = plan_json(&r, "HEAD~1", "HEAD");
+    assert_eq!((code_f, code_b), (2, 2));
+    let kinds: std::collections::BTreeSet<String> = signature(&forward)
+        .iter()
+        .map(|s| format!("{}:{}", s.4, s.1))
+        .collect();
+    assert!(
+        kinds.contains("create:ConfigMap")
+            && kinds.iter().any(|k| k.starts_with("delete:"))
+            && kinds.iter().any(|k| k.starts_with("update:")),
+        "{kinds:?}"
+    );
+    assert_eq!(signature(&back), inverse(&forward));
+    // The renamed dataset file produced no change of its own.
+    assert!(!forward["changes"].as_array().expect("c").iter().any(|c| {
+        c["source"]["file"]
+            .as_str()
+            .is_some_and(|f| f.contains("icd10"))
+    }));
+}
+
+#[test]
+fn merges_plan_against_the_first_parent_and_name_branch_commits() {
+    let mut r = example_repo();
+    r.git(&["checkout", "-q", "-b", "feature"]);
+    set_allocation(&r, "radiology-imaging", 21, 20);
+    let feature = r.commit("Feature Dev", "radiology: one slice less");
+    r.git(&["checkout", "-q", "main"]);
+    let p = r.path().join("platform/projects/data-engineering.yaml");
+    let t = fs::read_to_string(&p).expect("read");
+    fs::write(
+        &p,
+        t.replace(
+            "displayName: Clinical Data Engineering",
+            "displayName: Clinical Data Engineering Team",
+        ),
+    )
+    .expect("write");
+    r.commit("Main Dev", "data-engineering: description");
+    r.clock += 86_400;
+    r.git(&["merge", "-q", "--no-ff", "--no-edit", "feature"]);
+    let (_, v) = plan_json(&r, "HEAD~1", "HEAD");
+    let changes = v["changes"].as_array().expect("changes");
+    assert!(!changes.is_empty());
+    assert!(
+        changes
+            .iter()
+            .all(|c| c["source"]["file"] == "platform/gpu/a100-mig.yaml"),
+        "{changes:#?}"
+    );
+    assert!(changes.iter().all(|c| {
+        c["commits"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k["id"] == feature.as_str()))
+    }));
+    assert!(
+        changes.iter().any(|c| c["risk"] == "destructive"),
+        "lowering a quota is destructive"
+    );
+}
+
+#[test]
+fn uncommitted_changes_are_planned_against_a_revision() {
+    let r = example_repo();
+    set_allocation(&r, "bed-management", 7, 8);
+    let o = r.plinth(&[
+        "plan", "--base", "HEAD", "--path", "platform", "--format", "json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v = json_of(&o);
+    assert_eq!(v["head"], "working tree");
+    assert!(v["summary"]["update"].as_u64().is_some_and(|n| n >= 2));
+}
+
+#[test]
+fn destructive_changes_need_approval() {
+    let mut r = example_repo();
+    set_allocation(&r, "bed-management", 7, 5);
+    r.commit("Dana Smith", "lower");
+    let o = r.plinth(&[
+        "plan", "--base", "HEAD~1", "--head", "HEAD", "--path", "platform", "--format", "json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "unapproved destructive change fails the plan"
+    );
+    let v = json_of(&o);
+    assert_eq!(v["summary"]["refused"], true);
+    assert!(
+        v["refusals"][0]
+            .as_str()
+            .is_some_and(|m| m.contains("is lowered from 7 to 5")),
+        "{v:#}"
+    );
+    // Approved by the spec that produces the objects.
+    let file = r.path().join("platform/gpu/a100-mig.yaml");
+    let t = fs::read_to_string(&file).expect("read");
+    fs::write(&file, t.replacen("metadata:\n", "metadata:\n  annotations:\n    plinth.dev/approve-destructive: CHG-1234 capacity moved to research\n", 1)).expect("write");
+    r.commit("Dana Smith", "approve");
+    let o = r.plinth(&[
+        "plan", "--base", "HEAD~2", "--head", "HEAD", "--path", "platform", "--format", "json",
+    ]);
+    let v = json_of(&o);
+    assert_eq!(o.status.code(), Some(2), "{v:#}");
+    let approved = v["changes"]
+        .as_array()
+        .expect("c")
+        .iter()
+        .filter(|c| c["risk"] == "destructive")
+        .all(|c| {
+            c["approvedBy"]
+                .as_str()
+                .is_some_and(|a| a.contains("CHG-1234"))
+        });
+    assert!(approved, "{v:#}");
+}
+
+#[test]
+fn deleting_a_project_is_destructive_unless_the_platform_approves_it() {
+    let mut r = example_repo();
+    let p = r.path().join("platform");
+    // Remove data-engineering and everything that names it.
+    fs::remove_file(p.join("projects/data-engineering.yaml")).expect("rm");
+    for f in fs::read_dir(p.join("datasets")).expect("d") {
+        let f = f.expect("f").path();
+        let t = fs::read_to_string(&f).expect("read");
+        let kept: Vec<&str> = t.lines().collect();
+        let mut out = Vec::new();
+        let mut skip = 0;
+        for l in &kept {
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            if l.trim() == "- project: data-engineering" {
+                skip = 1;
+                continue;
+            }
+            out.push(*l);
+        }
+        fs::write(&f, out.join("\n") + "\n").expect("write");
+    }
+    r.commit("Dana Smith", "retire data-engineering");
+    let o = r.plinth(&[
+        "plan", "--base", "HEAD~1", "--head", "HEAD", "--path", "platform", "--format", "json",
+    ]);
+    let v = json_of(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(v["refusals"].as_array().expect("r").iter().any(|m| {
+        m.as_str()
+            .is_some_and(|m| m.contains("Namespace data-engineering"))
+    }));
+    let ns = v["changes"]
+        .as_array()
+        .expect("c")
+        .iter()
+        .find(|c| c["kind"] == "Namespace")
+        .expect("namespace deleted");
+    assert_eq!(
+        (ns["action"].as_str(), ns["risk"].as_str()),
+        (Some("delete"), Some("destructive"))
+    );
+    // The Platform approves the deletion of the namespace (and its volume claims).
+    let plat = p.join("plinth.yaml");
+    let t = fs::read_to_string(&plat).expect("read");
+    let approvals = "  approvals:\n    - object: Namespace/data-engineering\n      reason: CHG-77 team merged into er-capacity\n    - object: PersistentVolumeClaim/data-engineering/shared\n      reason: CHG-77\n";
+    let t = t.replacen("spec:\n", &format!("spec:\n{approvals}"), 1);
+    fs::write(&plat, t).expect("write");
+    r.commit("Dana Smith", "approve");
+    let o = r.plinth(&[
+        "plan", "--base", "HEAD~2", "--head", "HEAD", "--path", "platform", "--format", "json",
+    ]);
+    let v = json_of(&o);
+    let unapproved: Vec<String> = v["refusals"]
+        .as_array()
+        .expect("r")
+        .iter()
+        .filter_map(|m| m.as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        unapproved
+            .iter()
+            .all(|m| !m.contains("Namespace data-engineering")),
+        "{unapproved:#?}"
+    );
+}
+
+#[test]
+fn a_head_deleting_most_objects_is_refused_even_when_destruction_is_allowed() {
+    let mut r = example_repo();
+    let p = r.path().join("platform");
+    for d in ["models", "datasets", "apps", "gpu"] {
+        fs::remove_dir_all(p.join(d)).expect("rm");
+    }
+    for f in fs::read_dir(p.join("projects")).expect("p") {
+        let f = f.expect("f").path();
+        if !f.ends_with("data-engineering.yaml") {
+            fs::remove_file(f).expect("rm");
+        }
+    }
+    let t = fs::read_to_string(p.join("plinth.yaml")).expect("r");
+    fs::write(
+        p.join("plinth.yaml"),
+        t.replace("gpuPools: [a100, a100-mig]", "gpuPools: []")
+            .replace("gpuPools: [a100-mig]", "gpuPools: []"),
+    )
+    .expect("w");
+    r.commit("Dana Smith", "oops");
+    let o = r.plinth(&[
+        "plan",
+        "--base",
+        "HEAD~1",
+        "--head",
+        "HEAD",
+        "--path",
+        "platform",
+        "--format",
+        "json",
+        "--allow-destructive",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v = json_of(&o);
+    assert!(
+        v["refusals"].as_array().expect("r").iter().any(|m| m
+            .as_str()
+            .is_some_and(|m| m.contains("more than the 50% allowed"))),
+        "{v:#}"
+    );
+}
+
+#[test]
+fn sensitive_values_never_appear_in_any_output() {
+    let mut r = example_repo();
+    let file = r.path().join("platform/datasets/hospital-calendar.yaml");
+    let t = fs::read_to_string(&file)
+        .expect("read")
+        .replace("sensitivity: internal", "sensitivity: confidential");
+    fs::write(&file, &t).expect("write");
+    r.commit("Dana Smith", "calendar is confidential");
+    // Change one variable's value to a secret-looking string.
+    let secret = "s3cr3t-Value-4711";
+    let t2 = t.replacen(
+        "      variables:\n",
+        &format!("      variables:\n        PLINTH_TEST_SECRET: {secret}\n"),
+        1,
+    );
+    assert_ne!(t, t2, "example changed: no variables block");
+    fs::write(&file, t2).expect("write");
+    r.commit("Dana Smith", "add a secret");
+    for format in ["terminal", "markdown", "json"] {
+        let o = r.plinth(&[
+            "plan", "--base", "HEAD~1", "--head", "HEAD", "--path", "platform", "--format", format,
+        ]);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{format}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let out = text(&o);
+        assert!(out.contains("redacted, sha256:"), "{format}: {out}");
+        assert!(!out.contains(secret), "{format} leaks the value");
+    }
+}
+
+#[test]
+fn markdown_comments_are_capped_with_the_full_plan_in_a_file() {
+    let mut r = Repo::new();
+    let p = r.path().join("platform");
+    fs::create_dir_all(p.join("projects")).expect("mkdir");
+    fs::write(p.join("plinth.yaml"), "apiVersion: plinth.dev/v1alpha1\nkind: Platform\nmetadata:\n  name: big\nspec:\n  clusters:\n    - name: prod\n      kubernetesVersion: \"1.32\"\n      provider: aws\n").expect("w");
+    r.commit("Base Author", "empty platform");
+    for i in 0..400 {
+        fs::write(
+            p.join(format!("projects/team-{i:03}.yaml")),
+            format!("apiVersion: plinth.dev/v1alpha1\nkind: Project\nmetadata:\n  name: team-{i:03}\nspec:\n  owners: [a{i}@example.org, b{i}@example.org]\n  quota: {{cpu: \"8\", memory: 32Gi}}\n  members:\n    - group: analysts-{i}\n      role: edit\n"),
+        )
+        .expect("w");
+    }
+    r.commit("Dana Smith", "400 teams");
+    let full = r.path().join("plan-full.md");
+    let o = r.plinth(&[
+        "plan",
+        "--base",
+        "HEAD~1",
+        "--head",
+        "HEAD",
+        "--path",
+        "platform",
+        "--format",
+        "markdown",
+        "--output",
+        full.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let comment = text(&o);
+    assert!(
+        comment.chars().count() < 65_536,
+        "{} characters",
+        comment.chars().count()
+    );
+    assert!(
+        comment.starts_with("### plinth plan: 2800 to create"),
+        "{}",
+        &comment[..200.min(comment.len())]
+    );
+    let table = comment.find("| prod |").expect("summary table");
+    let first_detail = comment.find("<details>").expect("details");
+    assert!(table < first_detail, "summary table comes first");
+    assert!(
+        comment.contains("**truncated, ")
+            && comment.contains("more changes** — the full plan is in"),
+        "{}",
+        &comment[comment.len() - 300..]
+    );
+    let whole = fs::read_to_string(full).expect("full plan written");
+    assert!(whole.len() > comment.len());
+    assert_eq!(whole.matches("<details>").count(), 2800);
+    assert!(!whole.contains("truncated"));
+}
+
+#[test]
+fn log_lists_each_commit_with_the_objects_it_changed() {
+    let mut r = example_repo();
+    set_allocation(&r, "bed-management", 7, 8);
+    let c1 = r.commit("Dana Smith", "bed-management: one more slice");
+    let file = r.path().join("platform/datasets/admissions.yaml");
+    let t = fs::read_to_string(&file).expect("read");
+    let t2 = t.replacen("mode: read-only", "mode: read-write", 1);
+    fs::write(&file, t2).expect("write");
+    let c2 = r.commit("Radiology Lead", "give write access");
+    fs::write(r.path().join("README.md"), "notes\n").expect("w");
+    r.commit("Someone", "docs only");
+    let o = r.plinth(&["log", "--since", "HEAD~3", "--path", "platform"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = text(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    let h2 = lines
+        .iter()
+        .position(|l| l.starts_with(&c2[..7]))
+        .expect("second commit listed");
+    let h1 = lines
+        .iter()
+        .position(|l| l.starts_with(&c1[..7]))
+        .expect("first commit listed");
+    assert!(h2 < h1, "newest first");
+    assert!(lines[h2].contains("Radiology Lead") && lines[h2].contains("give write access"));
+    assert!(
+        lines[h2 + 1..h1]
+            .iter()
+            .any(|l| l.contains("PersistentVolume")
+                && l.contains("platform/datasets/admissions.yaml:")),
+        "{out}"
+    );
+    assert!(
+        !out.contains("docs only"),
+        "commits that change no object are left out"
+    );
+    let o = r.plinth(&[
+        "log",
+        "--since",
+        "2000-01-01",
+        "--path",
+        "platform",
+        "--format",
+        "json",
+    ]);
+    let v = json_of(&o);
+    assert!(
+        v.as_array().is_some_and(|a| a.len() >= 3),
+        "the initial commit creates everything: {v:#}"
+    );
+}
+
+#[test]
+fn ci_templates_are_valid_yaml_and_run_check_and_plan() {
+    for f in [
+        "examples/ci/github-actions.yml",
+        "examples/ci/gitlab-ci.yml",
+    ] {
+        let text = fs::read_to_string(root().join(f)).expect("template");
+        let (docs, diags) = plinth::parse::yaml::parse_documents(
+            &std::sync::Arc::from(f),
+            &text,
+            Default::default(),
+        );
+        assert!(diags.is_empty(), "{f}: {diags:#?}");
+        assert_eq!(docs.len(), 1, "{f}");
+        assert!(
+            text.contains("plinth check")
+                && text.contains("plinth plan")
+                && text.contains("--format markdown"),
+            "{f}"
+        );
+    }
+}
