@@ -41,6 +41,27 @@ pub enum Command {
     Plan(PlanArgs),
     /// For each commit, the platform objects it changed.
     Log(LogArgs),
+    /// Write a synthetic platform (and an equivalent kustomize tree) for benchmarks.
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Number of projects (tenants).
+    #[arg(long)]
+    pub projects: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Where to write the platform repository.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Projects only (the equal-work counterpart of `--kustomize`).
+    #[arg(long)]
+    pub projects_only: bool,
+    /// Also write the equivalent kustomize tree here.
+    #[arg(long)]
+    pub kustomize: Option<PathBuf>,
 }
 
 /// Where the platform is in git.
@@ -372,6 +393,7 @@ pub fn run(
         Command::Policy(PolicyCommand::Test(args)) => policy_test(args, out),
         Command::Plan(args) => plan(args, out, err, terminal.stdout),
         Command::Log(args) => log(args, out, err),
+        Command::Generate(args) => generate(args, err),
     }
 }
 
@@ -452,9 +474,12 @@ fn build(
     err: &mut dyn Write,
     terminal: bool,
 ) -> anyhow::Result<u8> {
-    let opts = args.limits.options();
+    let mut opts = args.limits.options();
+    opts.policies = Some(args.policies.config()?);
     let source = DirSource::new(&args.repo);
     let built = crate::build_source(&source, &opts)?;
+    let timings_on = std::env::var_os("PLINTH_TIMINGS").is_some();
+    let write_clock = std::time::Instant::now();
     let paths = Paths::new(args.repo.to_string_lossy());
     let diags = built.checked.diagnostics.clone().into_sorted();
     let report_args = ReportArgs {
@@ -524,6 +549,21 @@ fn build(
                     args.out.clone()
                 }
             };
+            if timings_on {
+                for (stage, d) in &built.checked.timings {
+                    writeln!(
+                        err,
+                        "timing {stage:>8}: {:>8.1} ms",
+                        d.as_secs_f64() * 1000.0
+                    )?;
+                }
+                writeln!(
+                    err,
+                    "timing {:>8}: {:>8.1} ms",
+                    "write",
+                    write_clock.elapsed().as_secs_f64() * 1000.0
+                )?;
+            }
             writeln!(
                 err,
                 "wrote {} objects for {} to `{}`",
@@ -600,15 +640,18 @@ fn replace_dir(target: &std::path::Path, tree: &crate::emit::Tree) -> anyhow::Re
             "written by plinth build; the directory is replaced whole on every build\n",
         )?;
         let mut dirs = std::collections::BTreeSet::new();
-        for (path, text) in tree {
-            let p = tmp.join(path);
-            if let Some(d) = p.parent()
-                && dirs.insert(d.to_path_buf())
-            {
-                std::fs::create_dir_all(d)?;
+        for path in tree.keys() {
+            if let Some(d) = tmp.join(path).parent() {
+                dirs.insert(d.to_path_buf());
             }
-            std::fs::write(p, text)?;
         }
+        for d in &dirs {
+            std::fs::create_dir_all(d)?;
+        }
+        // Many small files: write them from every core.
+        use rayon::prelude::*;
+        tree.par_iter()
+            .try_for_each(|(path, text)| std::fs::write(tmp.join(path), text))?;
         Ok(())
     };
     if let Err(e) = write() {
@@ -979,6 +1022,36 @@ fn log(args: LogArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
                 .collect();
             writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         }
+    }
+    Ok(0)
+}
+
+fn generate(args: GenerateArgs, err: &mut dyn Write) -> anyhow::Result<u8> {
+    let write_all =
+        |dir: &std::path::Path, files: crate::generate::Files| -> anyhow::Result<usize> {
+            if dir.exists() {
+                anyhow::bail!("`{}` exists; choose a new directory", dir.display());
+            }
+            let n = files.len();
+            for (path, text) in files {
+                let p = dir.join(path);
+                if let Some(parent) = p.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::write(p, text)?;
+            }
+            Ok(n)
+        };
+    let files = if args.projects_only {
+        crate::generate::projects_only(args.projects, args.seed)
+    } else {
+        crate::generate::platform(args.projects, args.seed)
+    };
+    let n = write_all(&args.out, files)?;
+    writeln!(err, "wrote {n} spec files to `{}`", args.out.display())?;
+    if let Some(k) = &args.kustomize {
+        let n = write_all(k, crate::generate::kustomize_tree(args.projects, args.seed))?;
+        writeln!(err, "wrote {n} kustomize files to `{}`", k.display())?;
     }
     Ok(0)
 }

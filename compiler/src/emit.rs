@@ -64,18 +64,27 @@ pub fn tree(lowered: &Lowered, only: Option<&str>) -> Result<Tree, String> {
 
 /// One cluster's files.
 pub fn cluster_tree(cluster: &str, out: &ClusterOutput) -> Result<Tree, String> {
+    use rayon::prelude::*;
+    // Rendering is per object and runs in parallel; the tree is assembled in object order.
+    let rendered: Vec<(String, String, Value)> = out
+        .manifests
+        .par_iter()
+        .map(|m| {
+            let path = object_path(&m.key);
+            let text = to_yaml(&m.object);
+            let entry = lock_entry(m, &path);
+            (path, text, entry)
+        })
+        .collect();
     let mut t = Tree::new();
-    let mut lock = Vec::new();
-    for m in &out.manifests {
-        let path = object_path(&m.key);
-        let text = to_yaml(&m.object);
-        if let Some(prev) = t.insert(path.clone(), text) {
-            let _ = prev;
+    let mut lock = Vec::with_capacity(rendered.len());
+    for (path, text, entry) in rendered {
+        if t.insert(path.clone(), text).is_some() {
             return Err(format!(
                 "two objects of cluster `{cluster}` map to the file `{path}`"
             ));
         }
-        lock.push(lock_entry(m, &path));
+        lock.push(entry);
     }
     let resources: Vec<Value> = t.keys().map(|p| Value::String(p.clone())).collect();
     let kustomization = json!({

@@ -20,6 +20,7 @@ pub mod check;
 pub mod cli;
 pub mod diag;
 pub mod emit;
+pub mod generate;
 pub mod load;
 pub mod lower;
 pub mod model;
@@ -29,6 +30,7 @@ pub mod policy;
 pub mod render;
 pub mod resolve;
 pub mod schema;
+pub mod template;
 pub mod verify;
 
 use std::sync::Arc;
@@ -67,26 +69,43 @@ pub struct Checked {
     pub diagnostics: Diagnostics,
     /// The manifests, when everything before lowering was error-free.
     pub lowered: Option<lower::Lowered>,
+    /// How long each stage took (reported with `PLINTH_TIMINGS=1`).
+    pub timings: Vec<(&'static str, std::time::Duration)>,
 }
 
 /// Run load → parse → resolve → check (semantics, then the compiled output and policies).
 pub fn check_source(source: &dyn Source, opts: &Options) -> Result<Checked, LoadError> {
+    let t = std::time::Instant::now();
     let (snapshot, diagnostics) = load::load(source, &opts.limits)?;
-    Ok(check_snapshot(snapshot, diagnostics, opts))
+    let load_time = t.elapsed();
+    let mut checked = check_snapshot(snapshot, diagnostics, opts);
+    checked.timings.insert(0, ("load", load_time));
+    Ok(checked)
 }
 
 /// Everything after loading.
 pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &Options) -> Checked {
+    let mut timings = Vec::new();
+    let mut clock = std::time::Instant::now();
+    let mut lap = |name: &'static str, timings: &mut Vec<(&'static str, std::time::Duration)>| {
+        timings.push((name, clock.elapsed()));
+        clock = std::time::Instant::now();
+    };
     let (docs, d) = parse::parse(&snapshot, opts.yaml);
     diagnostics.extend(d);
+    lap("parse", &mut timings);
     let (specs, d) = resolve::resolve(&docs);
     diagnostics.extend(d);
+    lap("resolve", &mut timings);
     diagnostics.extend(check::check(&specs, &snapshot));
+    lap("check", &mut timings);
     let mut lowered = None;
     if !diagnostics.has_errors() {
         let (l, d) = lower::lower(&specs, &snapshot);
         diagnostics.extend(d);
+        lap("lower", &mut timings);
         diagnostics.extend(verify::verify(&l));
+        lap("verify", &mut timings);
         lowered = Some(l);
     }
     if let Some(cfg) = &opts.policies {
@@ -98,6 +117,7 @@ pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &O
             &docs,
             lowered.as_ref(),
         ));
+        lap("policy", &mut timings);
     }
     Checked {
         snapshot,
@@ -105,6 +125,7 @@ pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &O
         specs,
         diagnostics,
         lowered,
+        timings,
     }
 }
 

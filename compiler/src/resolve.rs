@@ -59,11 +59,23 @@ pub fn invalid_name(what: &str, name: &str, at: Label) -> Diagnostic {
 
 /// Type every document and index the objects by kind and name.
 pub fn resolve(docs: &[Arc<Document>]) -> (Specs, Diagnostics) {
+    use rayon::prelude::*;
     let mut diags = Diagnostics::new();
     let mut specs = Specs::default();
     let mut platforms: Vec<Arc<Document>> = Vec::new();
-    for doc in docs {
-        match type_document(doc, &mut diags) {
+    // Typing (schema validation included) is per document and runs in parallel; indexing
+    // (duplicates) runs in document order.
+    let typed: Vec<(Option<AnySpec>, Diagnostics)> = docs
+        .par_iter()
+        .map(|doc| {
+            let mut d = Diagnostics::new();
+            let spec = type_document(doc, &mut d);
+            (spec, d)
+        })
+        .collect();
+    for (doc, (spec, d)) in docs.iter().zip(typed) {
+        diags.extend(d);
+        match spec {
             Some(spec) => insert(&mut specs, spec, &mut platforms, &mut diags),
             None => {
                 let kind = doc

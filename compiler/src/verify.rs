@@ -9,6 +9,7 @@
 use k8s_openapi::api::admissionregistration::v1 as admission;
 use k8s_openapi::api::apps::v1 as apps;
 use k8s_openapi::api::autoscaling::v2 as autoscaling;
+use k8s_openapi::api::batch::v1 as batch;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::networking::v1 as networking;
 use k8s_openapi::api::policy::v1 as policy;
@@ -23,19 +24,25 @@ use crate::resolve::is_dns_label;
 
 /// Check every object of every cluster.
 pub fn verify(lowered: &Lowered) -> Diagnostics {
+    use rayon::prelude::*;
     let mut d = Diagnostics::new();
     for (cluster, out) in &lowered.clusters {
-        for m in &out.manifests {
-            if let Err(msg) = verify_one(m) {
-                d.push(internal(
-                    &m.origin,
-                    &format!(
-                        "generated {} in cluster `{cluster}` is invalid: {msg}",
-                        m.key
-                    ),
-                ));
-            }
-        }
+        let failures: Vec<crate::diag::Diagnostic> = out
+            .manifests
+            .par_iter()
+            .filter_map(|m| {
+                verify_one(m).err().map(|msg| {
+                    internal(
+                        &m.origin,
+                        &format!(
+                            "generated {} in cluster `{cluster}` is invalid: {msg}",
+                            m.key
+                        ),
+                    )
+                })
+            })
+            .collect();
+        d.extend(failures);
     }
     d
 }
@@ -88,7 +95,11 @@ fn builtin(api_version: &str, kind: &str) -> Option<Check> {
         ("v1", "ConfigMap") => round_trip::<core::ConfigMap>,
         ("v1", "Secret") => round_trip::<core::Secret>,
         ("v1", "Service") => round_trip::<core::Service>,
+        ("v1", "Pod") => round_trip::<core::Pod>,
         ("apps/v1", "Deployment") => round_trip::<apps::Deployment>,
+        ("apps/v1", "StatefulSet") => round_trip::<apps::StatefulSet>,
+        ("batch/v1", "Job") => round_trip::<batch::Job>,
+        ("batch/v1", "CronJob") => round_trip::<batch::CronJob>,
         ("autoscaling/v2", "HorizontalPodAutoscaler") => {
             round_trip::<autoscaling::HorizontalPodAutoscaler>
         }

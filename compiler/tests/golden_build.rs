@@ -310,6 +310,10 @@ fn golden_build_cases_cover_every_kind() {
         "rollout-shadow",
         "rollout-argo-steps",
         "multi-cluster",
+        "app-jupyterlab",
+        "app-streamlit",
+        "app-mlflow",
+        "app-label-studio",
         "example",
     ];
     let root = golden_root();

@@ -33,10 +33,29 @@ pub fn instance_types(specs: &Specs) -> BTreeMap<&str, (&InstanceType, Option<&s
 /// Every semantic rule, in one pass over the index.
 pub fn check(specs: &Specs, snapshot: &Snapshot) -> Diagnostics {
     let mut d = Diagnostics::new();
+    let mut by_path: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for (name, ds) in &specs.datasets {
+        let path = ds
+            .spec
+            .mount
+            .path
+            .clone()
+            .unwrap_or_else(|| format!("/datasets/{name}"));
+        by_path.entry(path).or_default().push(name);
+    }
+    let mut rollouts_by_project: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (name, r) in &specs.rollouts {
+        rollouts_by_project
+            .entry(r.spec.project.as_str())
+            .or_default()
+            .push(name);
+    }
     let cx = Cx {
         specs,
         snapshot,
         its: instance_types(specs),
+        by_path,
+        rollouts_by_project,
     };
     cx.platform(&mut d);
     cx.instance_type_names(&mut d);
@@ -64,6 +83,10 @@ struct Cx<'a> {
     specs: &'a Specs,
     snapshot: &'a Snapshot,
     its: BTreeMap<&'a str, (&'a InstanceType, Option<&'a str>)>,
+    /// Dataset names by mount path.
+    by_path: BTreeMap<String, Vec<&'a str>>,
+    /// Model rollout names by project.
+    rollouts_by_project: BTreeMap<&'a str, Vec<&'a str>>,
 }
 
 fn list(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
@@ -646,13 +669,14 @@ impl<'a> Cx<'a> {
         }
         // Two datasets mounted at the same path in one project.
         let path = self.mount_path(ds);
-        for (other_name, other) in self.specs.datasets.range::<str, _>((
-            std::ops::Bound::Excluded(ds.name()),
-            std::ops::Bound::Unbounded,
-        )) {
-            if self.mount_path(other) != path {
-                continue;
-            }
+        let same_path = self
+            .by_path
+            .get(&path)
+            .into_iter()
+            .flatten()
+            .filter(|n| **n > ds.name());
+        for other_name in same_path {
+            let other = &self.specs.datasets[*other_name];
             let shared: Vec<&str> = self
                 .consumers(ds)
                 .intersection(&self.consumers(other))
@@ -1016,13 +1040,10 @@ impl<'a> Cx<'a> {
                     .hint("enable `deployments` in the project, or move the rollout"),
                 );
             } else {
-                let mine: Vec<&str> = self
-                    .specs
-                    .rollouts
-                    .values()
-                    .filter(|o| o.spec.project == s.project)
-                    .map(|o| o.name())
-                    .collect();
+                let mine: &[&str] = self
+                    .rollouts_by_project
+                    .get(s.project.as_str())
+                    .map_or(&[], Vec::as_slice);
                 let max = p.spec.deployments.max as usize;
                 if mine.len() > max
                     && mine

@@ -37,6 +37,13 @@ pub const PROJECT_LABEL: &str = "plinth.dev/project";
 pub const SOURCE_ANNOTATION: &str = "plinth.dev/source";
 /// Annotation holding the object's content hash.
 pub const HASH_ANNOTATION: &str = "plinth.dev/spec-hash";
+/// Annotation naming the template line an App's object came from.
+pub const TEMPLATE_ANNOTATION: &str = "plinth.dev/template";
+
+/// Provenance annotations: where an object came from, not what it is. Hashes and plans leave
+/// them out, so moving specs or template lines around changes nothing.
+pub const PROVENANCE_ANNOTATIONS: [&str; 3] =
+    [SOURCE_ANNOTATION, HASH_ANNOTATION, TEMPLATE_ANNOTATION];
 
 /// The spec an object was generated from.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -192,8 +199,9 @@ pub fn spec_hash(object: &Value) -> String {
         .pointer_mut("/metadata/annotations")
         .and_then(Value::as_object_mut)
     {
-        ann.remove(SOURCE_ANNOTATION);
-        ann.remove(HASH_ANNOTATION);
+        for a in PROVENANCE_ANNOTATIONS {
+            ann.remove(a);
+        }
         if ann.is_empty()
             && let Some(meta) = o.pointer_mut("/metadata").and_then(Value::as_object_mut)
         {
@@ -259,18 +267,8 @@ impl Sink<'_> {
         }
         let key = ObjectKey::of(&v);
         if let Some(first) = self.out.get(&key) {
-            self.diags.push(
-                Diagnostic::new(
-                    Code::DuplicateName,
-                    format!("{key} would be generated twice in cluster `{}`: by {} and by {origin}", self.cluster, first.origin),
-                )
-                .at(crate::diag::Label::new(crate::diag::Span::new(
-                    origin.file.clone(),
-                    crate::diag::Pos::new(origin.line, 1),
-                    crate::diag::Pos::new(origin.line, 1),
-                )))
-                .hint("two specs produce an object of the same kind, namespace and name; rename one of them"),
-            );
+            self.diags
+                .push(duplicate_object(self.cluster, &key, &first.origin, origin));
             return;
         }
         self.out.insert(
@@ -304,6 +302,22 @@ fn strip_nulls(v: &mut Value) {
     }
 }
 
+/// Two specs generate the same object.
+fn duplicate_object(cluster: &str, key: &ObjectKey, first: &Origin, origin: &Origin) -> Diagnostic {
+    Diagnostic::new(
+        Code::DuplicateName,
+        format!(
+            "{key} would be generated twice in cluster `{cluster}`: by {first} and by {origin}"
+        ),
+    )
+    .at(crate::diag::Label::new(crate::diag::Span::new(
+        origin.file.clone(),
+        crate::diag::Pos::new(origin.line, 1),
+        crate::diag::Pos::new(origin.line, 1),
+    )))
+    .hint("two specs produce an object of the same kind, namespace and name; rename one of them")
+}
+
 /// An internal error: plinth generated something it should not have.
 pub fn internal(origin: &Origin, message: &str) -> Diagnostic {
     Diagnostic::new(
@@ -324,6 +338,7 @@ pub struct Ctx<'a> {
     pub platform: &'a PlatformSpec,
     pub cluster: &'a Cluster,
     pub snapshot: &'a Snapshot,
+    pub index: &'a Index<'a>,
 }
 
 impl<'a> Ctx<'a> {
@@ -400,48 +415,121 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// Facts about the whole platform that lowering looks up often, computed once.
+#[derive(Debug, Default)]
+pub struct Index<'a> {
+    /// Per project: its GPU allocations as (pool, allocation), pools in name order.
+    pub allocations: BTreeMap<&'a str, Vec<(&'a str, &'a crate::model::gpu::Allocation)>>,
+}
+
+impl<'a> Index<'a> {
+    pub fn new(specs: &'a Specs) -> Index<'a> {
+        let mut allocations: BTreeMap<&str, Vec<(&str, &crate::model::gpu::Allocation)>> =
+            BTreeMap::new();
+        for (pool, q) in &specs.gpu_quotas {
+            for a in &q.spec.allocations {
+                allocations
+                    .entry(a.project.as_str())
+                    .or_default()
+                    .push((pool.as_str(), a));
+            }
+        }
+        Index { allocations }
+    }
+}
+
+/// One spec to lower on one cluster.
+enum Unit<'a> {
+    Project(&'a Object<crate::model::ProjectSpec>),
+    GpuQuota(&'a Object<crate::model::GpuQuotaSpec>),
+    Dataset(&'a Object<crate::model::DatasetSpec>),
+    Rollout(&'a Object<crate::model::ModelRolloutSpec>),
+    App(&'a Object<crate::model::AppSpec>),
+}
+
 /// Lower every spec for every cluster. Requires a checked, error-free [`Specs`].
+///
+/// Specs are lowered in parallel, each into its own sink; their objects are then merged in
+/// spec order, so the result (duplicates reported included) does not depend on scheduling.
 pub fn lower(specs: &Specs, snapshot: &Snapshot) -> (Lowered, Diagnostics) {
+    use rayon::prelude::*;
     let mut diags = Diagnostics::new();
     let mut lowered = Lowered::default();
     let Some(platform) = &specs.platform else {
         return (lowered, diags);
     };
+    let index = Index::new(specs);
     for cluster in &platform.spec.clusters {
         let cx = Ctx {
             specs,
             platform: &platform.spec,
             cluster,
             snapshot,
+            index: &index,
         };
+        let mut units: Vec<Unit<'_>> = Vec::new();
+        units.extend(
+            specs
+                .projects
+                .values()
+                .filter(|p| cx.hosts(p.name()))
+                .map(Unit::Project),
+        );
+        units.extend(
+            specs
+                .gpu_quotas
+                .values()
+                .filter(|q| cx.has_pool(q.name()))
+                .map(Unit::GpuQuota),
+        );
+        units.extend(specs.datasets.values().map(Unit::Dataset));
+        units.extend(
+            specs
+                .rollouts
+                .values()
+                .filter(|r| cx.hosts(&r.spec.project))
+                .map(Unit::Rollout),
+        );
+        units.extend(
+            specs
+                .apps
+                .values()
+                .filter(|a| cx.hosts(&a.spec.project))
+                .map(Unit::App),
+        );
+        let parts: Vec<(BTreeMap<ObjectKey, Manifest>, Diagnostics)> = units
+            .par_iter()
+            .map(|u| {
+                let mut out = BTreeMap::new();
+                let mut d = Diagnostics::new();
+                let mut sink = Sink {
+                    cluster: &cluster.name,
+                    out: &mut out,
+                    diags: &mut d,
+                };
+                match u {
+                    Unit::Project(p) => project::lower(&cx, p, &mut sink),
+                    Unit::GpuQuota(q) => gpu::lower(&cx, q, &mut sink),
+                    Unit::Dataset(ds) => dataset::lower(&cx, ds, &mut sink),
+                    Unit::Rollout(r) => rollout::lower(&cx, r, &mut sink),
+                    Unit::App(a) => app::lower(&cx, a, &mut sink),
+                }
+                (out, d)
+            })
+            .collect();
         let mut objects: BTreeMap<ObjectKey, Manifest> = BTreeMap::new();
-        {
-            let mut sink = Sink {
-                cluster: &cluster.name,
-                out: &mut objects,
-                diags: &mut diags,
-            };
-            for p in specs.projects.values() {
-                if cx.hosts(p.name()) {
-                    project::lower(&cx, p, &mut sink);
-                }
-            }
-            for q in specs.gpu_quotas.values() {
-                if cx.has_pool(q.name()) {
-                    gpu::lower(&cx, q, &mut sink);
-                }
-            }
-            for d in specs.datasets.values() {
-                dataset::lower(&cx, d, &mut sink);
-            }
-            for r in specs.rollouts.values() {
-                if cx.hosts(&r.spec.project) {
-                    rollout::lower(&cx, r, &mut sink);
-                }
-            }
-            for a in specs.apps.values() {
-                if cx.hosts(&a.spec.project) {
-                    app::lower(&cx, a, &mut sink);
+        for (part, d) in parts {
+            diags.extend(d);
+            for (key, m) in part {
+                if let Some(first) = objects.get(&key) {
+                    diags.push(duplicate_object(
+                        &cluster.name,
+                        &key,
+                        &first.origin,
+                        &m.origin,
+                    ));
+                } else {
+                    objects.insert(key, m);
                 }
             }
         }

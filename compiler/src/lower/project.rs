@@ -345,12 +345,12 @@ fn subject(kind: &str, prefix: &str, name: &str) -> Subject {
 /// The ClusterQueue a project's default LocalQueue points at: its allocation in the first GPU
 /// pool (by name) present on this cluster.
 pub fn default_queue(cx: &Ctx<'_>, project: &str) -> Option<String> {
-    cx.specs
-        .gpu_quotas
-        .values()
-        .filter(|q| cx.has_pool(q.name()))
-        .find(|q| q.spec.allocations.iter().any(|a| a.project == project))
-        .map(|q| super::gpu::cluster_queue_name(project, q.name()))
+    cx.index
+        .allocations
+        .get(project)?
+        .iter()
+        .find(|(pool, _)| cx.has_pool(pool))
+        .map(|(pool, _)| super::gpu::cluster_queue_name(project, pool))
 }
 
 fn per_user_policy(
@@ -395,10 +395,12 @@ fn per_user_policy(
     }
     if let Some(g) = pu.gpu {
         let mut resources: Vec<&str> = cx
-            .specs
-            .gpu_quotas
-            .values()
-            .filter(|q| q.spec.allocations.iter().any(|a| a.project == ns))
+            .index
+            .allocations
+            .get(ns)
+            .into_iter()
+            .flatten()
+            .filter_map(|(pool, _)| cx.specs.gpu_quotas.get(*pool))
             .map(|q| q.spec.pool.resource_name.as_str())
             .collect();
         resources.sort();

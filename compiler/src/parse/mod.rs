@@ -70,30 +70,42 @@ impl Document {
 
 /// Parse every spec file of a snapshot.
 pub fn parse(snapshot: &Snapshot, limits: YamlLimits) -> (Vec<Arc<Document>>, Diagnostics) {
+    use rayon::prelude::*;
+    let files: Vec<&crate::load::SourceFile> = snapshot.with_role(FileRole::Spec).collect();
+    // Files parse independently; results are gathered in file order.
+    let parsed: Vec<(Vec<Arc<Document>>, Vec<Diagnostic>)> = files
+        .par_iter()
+        .map(|f| {
+            let (file_docs, mut file_diags) = yaml::parse_documents(&f.path, &f.text, limits);
+            if file_docs.is_empty() && file_diags.is_empty() {
+                file_diags.push(
+                    Diagnostic::new(
+                        Code::EmptyFile,
+                        format!("`{}` holds no YAML documents", f.path),
+                    )
+                    .at(Label::new(Span::file_start(f.path.clone())))
+                    .hint("add a spec to the file or delete it"),
+                );
+            }
+            let docs = file_docs
+                .into_iter()
+                .map(|d| {
+                    Arc::new(Document {
+                        file: f.path.clone(),
+                        index: d.index,
+                        root: d.root,
+                        tainted: d.tainted,
+                    })
+                })
+                .collect();
+            (docs, file_diags)
+        })
+        .collect();
     let mut docs = Vec::new();
     let mut diags = Diagnostics::new();
-    for f in snapshot.with_role(FileRole::Spec) {
-        let (file_docs, file_diags) = yaml::parse_documents(&f.path, &f.text, limits);
-        let failed = !file_diags.is_empty();
-        diags.extend(file_diags);
-        if file_docs.is_empty() && !failed {
-            diags.push(
-                Diagnostic::new(
-                    Code::EmptyFile,
-                    format!("`{}` holds no YAML documents", f.path),
-                )
-                .at(Label::new(Span::file_start(f.path.clone())))
-                .hint("add a spec to the file or delete it"),
-            );
-        }
-        docs.extend(file_docs.into_iter().map(|d| {
-            Arc::new(Document {
-                file: f.path.clone(),
-                index: d.index,
-                root: d.root,
-                tainted: d.tainted,
-            })
-        }));
+    for (d, ds) in parsed {
+        docs.extend(d);
+        diags.extend(ds);
     }
     (docs, diags)
 }

@@ -29,8 +29,7 @@ use serde_json::Value;
 use crate::emit::to_yaml;
 use crate::load::git::CommitInfo;
 use crate::lower::{
-    HASH_ANNOTATION, Lowered, Manifest, ObjectKey, Origin, SOURCE_ANNOTATION, canonical_json,
-    sha256_hex,
+    Lowered, Manifest, ObjectKey, Origin, PROVENANCE_ANNOTATIONS, canonical_json, sha256_hex,
 };
 use crate::parse::{FieldPath, Seg};
 
@@ -177,8 +176,9 @@ pub fn content(m: &Manifest) -> Value {
         .pointer_mut("/metadata/annotations")
         .and_then(Value::as_object_mut)
     {
-        ann.remove(SOURCE_ANNOTATION);
-        ann.remove(HASH_ANNOTATION);
+        for a in PROVENANCE_ANNOTATIONS {
+            ann.remove(a);
+        }
         if ann.is_empty()
             && let Some(meta) = v.pointer_mut("/metadata").and_then(Value::as_object_mut)
         {
