@@ -9,10 +9,8 @@ deny_deletion_policy contains {"msg": msg, "location": {"field": "spec.provision
 	msg := sprintf("dataset `%s` holds %s data and would delete its bucket with the spec; use `deletionPolicy: Retain`", [input.metadata.name, object.get(input.spec, "sensitivity", "internal")])
 }
 
-storage_kinds := {"Bucket", "Account", "Container"}
-
 deny_deletion_policy contains msg if {
-	input.kind in storage_kinds
+	input.kind in {"Bucket", "Account", "Container"}
 	contains(input.apiVersion, "upbound.io/")
 	input.spec.deletionPolicy == "Delete"
 	input.metadata.annotations["plinth.dev/sensitivity"] != "public"

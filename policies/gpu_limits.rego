@@ -8,6 +8,7 @@ gpu_resource(name) if endswith(name, "/gpu")
 gpu_resource(name) if contains(name, "/mig-")
 
 deny_gpu_requests_differ contains msg if {
+	input.kind in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod", "Rollout", "InferenceService"}
 	some c in plinth_lib.containers(input)
 	some name, request in object.get(object.get(c, "resources", {}), "requests", {})
 	gpu_resource(name)

@@ -4,6 +4,7 @@ package main
 import data.plinth_lib
 
 deny_latest_tag contains msg if {
+	input.kind in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod", "Rollout", "InferenceService", "Project", "Platform", "ModelRollout"}
 	some image in plinth_lib.images(input)
 	floating(image)
 	msg := sprintf("image `%s` of %s `%s` floats; pin a version tag or a digest", [image, input.kind, input.metadata.name])

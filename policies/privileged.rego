@@ -4,18 +4,21 @@ package main
 import data.plinth_lib
 
 deny_privileged contains msg if {
+	input.kind in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod", "Rollout", "InferenceService"}
 	some c in plinth_lib.containers(input)
 	c.securityContext.privileged == true
 	msg := sprintf("container `%s` of %s `%s` is privileged", [c.name, input.kind, input.metadata.name])
 }
 
 deny_privilege_escalation contains msg if {
+	input.kind in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod", "Rollout", "InferenceService"}
 	some c in plinth_lib.containers(input)
 	c.securityContext.allowPrivilegeEscalation == true
 	msg := sprintf("container `%s` of %s `%s` allows privilege escalation", [c.name, input.kind, input.metadata.name])
 }
 
 deny_host_namespaces contains msg if {
+	input.kind in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod", "Rollout", "InferenceService"}
 	spec := plinth_lib.pod_spec(input)
 	some field in ["hostNetwork", "hostPID", "hostIPC"]
 	spec[field] == true

@@ -5,6 +5,7 @@ package main
 import data.plinth_lib
 
 deny_image_registry contains msg if {
+	input.kind in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod", "Rollout", "InferenceService", "Project", "Platform", "ModelRollout"}
 	allowed := data.plinth.parameters.allowedRegistries
 	some image in plinth_lib.images(input)
 	not from_allowed(image, allowed)

@@ -4,6 +4,7 @@ package main
 import data.plinth_lib
 
 deny_missing_requests contains msg if {
+	input.kind in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod", "Rollout", "InferenceService"}
 	some c in plinth_lib.containers(input)
 	some resource in ["cpu", "memory"]
 	not c.resources.requests[resource]

@@ -4,6 +4,7 @@ package main
 import data.plinth_lib
 
 warn_run_as_root contains msg if {
+	input.kind in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod", "Rollout", "InferenceService"}
 	spec := plinth_lib.pod_spec(input)
 	some c in object.get(spec, "containers", [])
 	not c.securityContext.runAsNonRoot == true

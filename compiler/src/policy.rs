@@ -123,6 +123,9 @@ struct Rule {
     kind: RuleKind,
     file: Arc<str>,
     line: u32,
+    /// The `kind`s of input the rule can fire on, from literal guards in every one of its
+    /// definitions (`input.kind == "Pod"`, `input.kind in {"Pod", "Job"}`); `None`: any.
+    kinds: Option<BTreeSet<String>>,
 }
 
 impl Rule {
@@ -134,6 +137,7 @@ impl Rule {
 }
 
 /// A loaded set of policies, ready to evaluate many inputs.
+#[derive(Clone)]
 pub struct Engine {
     engine: regorus::Engine,
     rules: Vec<Rule>,
@@ -189,6 +193,52 @@ fn rule_heads(text: &str) -> Vec<(String, RuleKind, u32)> {
         }
     }
     out
+}
+
+/// The kinds a rule definition (its head at `head_line`) is guarded by: a body statement, or a
+/// condition after `if` on the head line, that is exactly `input.kind == "X"` or
+/// `input.kind in {"X", "Y"}`. `None` when there is no such guard (the rule may fire on any
+/// input). Conservative: only these literal forms count.
+fn guard_kinds(text: &str, head_line: u32) -> Option<BTreeSet<String>> {
+    let lines: Vec<&str> = text.lines().collect();
+    let head = *lines.get(head_line as usize - 1)?;
+    let parse = |stmt: &str| -> Option<BTreeSet<String>> {
+        let stmt = stmt.trim().trim_end_matches(';').trim();
+        if let Some(lit) = stmt.strip_prefix("input.kind == ") {
+            let lit = lit.trim();
+            return (lit.len() >= 2
+                && lit.starts_with('"')
+                && lit.ends_with('"')
+                && !lit[1..lit.len() - 1].contains('"'))
+            .then(|| BTreeSet::from([lit[1..lit.len() - 1].to_owned()]));
+        }
+        let set = stmt.strip_prefix("input.kind in {")?.strip_suffix('}')?;
+        let mut out = BTreeSet::new();
+        for item in set.split(',') {
+            let item = item.trim();
+            if !(item.len() >= 2 && item.starts_with('"') && item.ends_with('"'))
+                || item[1..item.len() - 1].contains('"')
+            {
+                return None;
+            }
+            out.insert(item[1..item.len() - 1].to_owned());
+        }
+        (!out.is_empty()).then_some(out)
+    };
+    // One-line rule: `deny contains msg if input.kind == "X"` (nothing after the guard).
+    if !head.trim_end().ends_with('{') {
+        return head.split_once(" if ").and_then(|(_, cond)| parse(cond));
+    }
+    // Block rule: statements until the closing `}` at the start of a line.
+    for line in lines.iter().skip(head_line as usize) {
+        if line.starts_with('}') {
+            break;
+        }
+        if let Some(kinds) = parse(line) {
+            return Some(kinds);
+        }
+    }
+    None
 }
 
 fn package_of(text: &str) -> Option<String> {
@@ -252,6 +302,7 @@ impl Engine {
                 continue;
             }
             for (name, kind, line) in rule_heads(&f.text) {
+                let kinds = guard_kinds(&f.text, line);
                 if seen.insert((package.clone(), name.clone())) {
                     rules.push(Rule {
                         package: package.clone(),
@@ -259,7 +310,20 @@ impl Engine {
                         kind,
                         file: f.path.clone(),
                         line,
+                        kinds,
                     });
+                } else if let Some(r) = rules
+                    .iter_mut()
+                    .find(|r| r.package == package && r.name == name)
+                {
+                    // Another definition of the same rule: it may fire on the union of kinds.
+                    r.kinds = match (r.kinds.take(), kinds) {
+                        (Some(mut a), Some(b)) => {
+                            a.extend(b);
+                            Some(a)
+                        }
+                        _ => None,
+                    };
                 }
             }
             if f.text.lines().any(|l| l.starts_with("exception")) {
@@ -301,40 +365,70 @@ impl Engine {
         place: &dyn Fn(Option<&Value>) -> Label,
         diags: &mut Diagnostics,
     ) {
-        if self.rules.is_empty() {
+        let kind = input
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let applicable: Vec<usize> = (0..self.rules.len())
+            .filter(|&i| {
+                self.rules[i]
+                    .kinds
+                    .as_ref()
+                    .is_none_or(|k| k.contains(kind))
+            })
+            .collect();
+        if applicable.is_empty() {
+            // No rule can fire on this kind of input: nothing to evaluate.
             return;
         }
         self.engine.set_input(regorus::Value::from(input.clone()));
-        let mut exceptions: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for pkg in self.exception_packages.clone() {
-            if let Ok(v) = self.engine.eval_rule(format!("data.{pkg}.exception")) {
-                let v = serde_json::to_value(&v).unwrap_or(Value::Null);
-                let names = exceptions.entry(pkg).or_default();
-                for entry in v.as_array().into_iter().flatten() {
-                    for name in entry
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(Value::as_str)
-                    {
-                        names.insert(name.to_owned());
-                    }
-                }
-            }
+        let packages: BTreeSet<String> = applicable
+            .iter()
+            .map(|&i| self.rules[i].package.clone())
+            .collect();
+        for pkg in packages {
+            let rules: Vec<Rule> = applicable
+                .iter()
+                .map(|&i| &self.rules[i])
+                .filter(|r| r.package == pkg)
+                .cloned()
+                .collect();
+            self.eval_rules(&pkg, &rules, place, diags);
         }
-        for rule in self.rules.clone() {
-            if exceptions
-                .get(&rule.package)
-                .is_some_and(|ex| !rule.suffix().is_empty() && ex.contains(rule.suffix()))
-            {
+    }
+
+    /// Evaluate some rules of a package one at a time (a failing one is named), with the
+    /// package's exceptions.
+    fn eval_rules(
+        &mut self,
+        pkg: &str,
+        rules: &[Rule],
+        place: &dyn Fn(Option<&Value>) -> Label,
+        diags: &mut Diagnostics,
+    ) {
+        let exceptions = if self.exception_packages.contains(pkg) {
+            self.engine
+                .eval_rule(format!("data.{pkg}.exception"))
+                .map(|v| exception_names(&serde_json::to_value(&v).unwrap_or(Value::Null)))
+                .unwrap_or_default()
+        } else {
+            BTreeSet::new()
+        };
+        for rule in rules {
+            if !rule.suffix().is_empty() && exceptions.contains(rule.suffix()) {
                 continue;
             }
             let started = std::time::Instant::now();
-            let value = match self
+            match self
                 .engine
                 .eval_rule(format!("data.{}.{}", rule.package, rule.name))
             {
-                Ok(v) => serde_json::to_value(&v).unwrap_or(Value::Null),
+                Ok(v) => report(
+                    rule,
+                    &serde_json::to_value(&v).unwrap_or(Value::Null),
+                    place,
+                    diags,
+                ),
                 Err(e) => {
                     let msg = first_line(&format!("{e:#}"));
                     let timed_out = started.elapsed() >= self.timeout
@@ -362,33 +456,54 @@ impl Engine {
                         .related(place(None).note("while evaluating this input"))
                         .hint("fix the policy; a failing rule is never taken as passing"),
                     );
-                    continue;
                 }
-            };
-            for finding in findings(&value) {
-                let (msg, location) = match &finding {
-                    Value::String(s) => (s.clone(), None),
-                    Value::Object(o) => (
-                        o.get("msg")
-                            .and_then(Value::as_str)
-                            .map_or_else(|| finding.to_string(), str::to_owned),
-                        o.get("location"),
-                    ),
-                    other => (other.to_string(), None),
-                };
-                let code = if rule.kind == RuleKind::Warn {
-                    Code::PolicyWarn
-                } else {
-                    Code::PolicyDeny
-                };
-                diags.push(
-                    Diagnostic::new(code, msg).at(place(location)).related(
-                        policy_label(&rule.file, Pos::new(rule.line, 1))
-                            .note(format!("rule `{}`", rule.name)),
-                    ),
-                );
             }
         }
+    }
+}
+
+/// The rule names an `exception` value exempts (a set of arrays of names).
+fn exception_names(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|entry| {
+            entry
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// Turn a rule's value into findings.
+fn report(
+    rule: &Rule,
+    value: &Value,
+    place: &dyn Fn(Option<&Value>) -> Label,
+    diags: &mut Diagnostics,
+) {
+    for finding in findings(value) {
+        let (msg, location) = match &finding {
+            Value::String(s) => (s.clone(), None),
+            Value::Object(o) => (
+                o.get("msg")
+                    .and_then(Value::as_str)
+                    .map_or_else(|| finding.to_string(), str::to_owned),
+                o.get("location"),
+            ),
+            other => (other.to_string(), None),
+        };
+        let code = if rule.kind == RuleKind::Warn {
+            Code::PolicyWarn
+        } else {
+            Code::PolicyDeny
+        };
+        diags.push(Diagnostic::new(code, msg).at(place(location)).related(
+            policy_label(&rule.file, Pos::new(rule.line, 1)).note(format!("rule `{}`", rule.name)),
+        ));
     }
 }
 
@@ -558,12 +673,18 @@ pub fn evaluate(
     docs: &[Arc<Document>],
     lowered: Option<&Lowered>,
 ) -> Diagnostics {
+    use rayon::prelude::*;
     let mut diags = Diagnostics::new();
     let mut engine = Engine::new(files, opts, &mut diags);
     if engine.rule_count() == 0 {
         return diags;
     }
-    engine.set_platform(platform_data(specs, docs, lowered), &mut diags);
+    // The compiled manifests are large; give them to policies only when one refers to them.
+    let wants_manifests = files.iter().any(|f| f.text.contains("manifests"));
+    engine.set_platform(
+        platform_data(specs, docs, lowered.filter(|_| wants_manifests)),
+        &mut diags,
+    );
     let _budget = MemoryBudget::new(opts.memory);
     // Where a finding that names another spec (`location`) is reported.
     let locate = |loc: &Value| -> Option<Label> {
@@ -583,33 +704,54 @@ pub fn evaluate(
             .unwrap_or("metadata.name");
         Some(doc.label(&FieldPath::parse(field)))
     };
-    for doc in docs {
-        if doc.tainted {
-            continue;
-        }
-        let input = doc.root.to_json();
-        let place = |loc: Option<&Value>| {
-            loc.and_then(&locate).unwrap_or_else(|| {
-                let field = loc
-                    .and_then(|l| l.get("field"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("kind");
-                doc.label(&FieldPath::parse(field))
-            })
-        };
-        engine.eval_input(&input, &place, &mut diags);
+    enum Input<'a> {
+        Doc(&'a Arc<Document>),
+        Manifest(&'a str, &'a crate::lower::Manifest),
     }
+    let mut inputs: Vec<Input<'_>> = docs.iter().filter(|d| !d.tainted).map(Input::Doc).collect();
     if let Some(l) = lowered {
         for (cluster, out) in &l.clusters {
-            for m in &out.manifests {
-                let place = |loc: Option<&Value>| {
-                    loc.and_then(&locate)
-                        .unwrap_or_else(|| origin_label(&m.origin))
-                        .note(format!("generates {} in cluster `{cluster}`", m.key))
-                };
-                engine.eval_input(&m.object, &place, &mut diags);
-            }
+            inputs.extend(out.manifests.iter().map(|m| Input::Manifest(cluster, m)));
         }
+    }
+    // Inputs are independent: evaluate them in chunks, one engine per chunk, and gather the
+    // findings in input order.
+    let threads = rayon::current_num_threads().max(1);
+    let chunk = inputs.len().div_ceil(threads * 4).max(64);
+    let parts: Vec<Diagnostics> = inputs
+        .par_chunks(chunk)
+        .map(|part| {
+            let mut engine = engine.clone();
+            let mut d = Diagnostics::new();
+            for input in part {
+                match input {
+                    Input::Doc(doc) => {
+                        let place = |loc: Option<&Value>| {
+                            loc.and_then(&locate).unwrap_or_else(|| {
+                                let field = loc
+                                    .and_then(|l| l.get("field"))
+                                    .and_then(Value::as_str)
+                                    .unwrap_or("kind");
+                                doc.label(&FieldPath::parse(field))
+                            })
+                        };
+                        engine.eval_input(&doc.root.to_json(), &place, &mut d);
+                    }
+                    Input::Manifest(cluster, m) => {
+                        let place = |loc: Option<&Value>| {
+                            loc.and_then(&locate)
+                                .unwrap_or_else(|| origin_label(&m.origin))
+                                .note(format!("generates {} in cluster `{cluster}`", m.key))
+                        };
+                        engine.eval_input(&m.object, &place, &mut d);
+                    }
+                }
+            }
+            d
+        })
+        .collect();
+    for d in parts {
+        diags.extend(d);
     }
     diags
 }
@@ -711,6 +853,48 @@ pub fn run_tests(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guard_kinds_reads_only_literal_guards() {
+        let text = "package main\n\ndeny_a contains m if {\n\tinput.kind == \"Pod\"\n\tm := 1\n}\n\ndeny_b contains m if {\n\tinput.kind in {\"A\", \"B\"}\n\tm := 1\n}\n\ndeny_c contains m if {\n\tnot input.kind == \"Pod\"\n\tm := 1\n}\n\ndeny_d contains \"x\" if input.kind == \"Job\"\n\ndeny_e contains m if {\n\tinput.kind in kinds\n\tm := 1\n}\n";
+        let kinds = |line| guard_kinds(text, line).map(|k| k.into_iter().collect::<Vec<_>>());
+        assert_eq!(kinds(3), Some(vec!["Pod".to_owned()]));
+        assert_eq!(kinds(8), Some(vec!["A".to_owned(), "B".to_owned()]));
+        assert_eq!(kinds(13), None, "a negated guard does not restrict");
+        assert_eq!(kinds(18), Some(vec!["Job".to_owned()]));
+        assert_eq!(kinds(20), None, "a set by reference does not restrict");
+    }
+
+    #[test]
+    fn rules_run_only_on_kinds_they_can_fire_on_and_findings_do_not_change() {
+        let files = vec![PolicyFile {
+            path: "p.rego".into(),
+            text: "package main\n\ndeny_pod contains \"pod\" if {\n\tinput.kind == \"Pod\"\n}\n\ndeny_pod contains \"any\" if {\n\tinput.bad\n}\n\ndeny_job contains \"job\" if input.kind == \"Job\"\n".into(),
+        }];
+        let mut d = Diagnostics::new();
+        let mut e = Engine::new(&files, &PolicyOptions::default(), &mut d);
+        assert!(d.is_empty());
+        let by_name: BTreeMap<&str, Option<BTreeSet<String>>> = e
+            .rules
+            .iter()
+            .map(|r| (r.name.as_str(), r.kinds.clone()))
+            .collect();
+        assert_eq!(
+            by_name["deny_pod"], None,
+            "two definitions, one unguarded: any kind"
+        );
+        assert_eq!(
+            by_name["deny_job"],
+            Some(BTreeSet::from(["Job".to_owned()]))
+        );
+        let place = |_: Option<&Value>| Label::new(Span::file_start("x".into()));
+        let mut out = Diagnostics::new();
+        e.eval_input(&json!({"kind": "Service", "bad": true}), &place, &mut out);
+        e.eval_input(&json!({"kind": "Job"}), &place, &mut out);
+        e.eval_input(&json!({"kind": "Pod"}), &place, &mut out);
+        let msgs: Vec<String> = out.into_sorted().into_iter().map(|d| d.message).collect();
+        assert_eq!(msgs, ["any", "job", "pod"]);
+    }
 
     #[test]
     fn rule_heads_follow_conftest_conventions() {

@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::diag::Diagnostics;
-use crate::lower::{Lowered, Manifest, canonical_json, crd, internal};
+use crate::lower::{Lowered, Manifest, crd, internal};
 use crate::resolve::is_dns_label;
 
 /// Check every object of every cluster.
@@ -132,7 +132,8 @@ where
     let typed: T =
         serde_json::from_value(v.clone()).map_err(|e| format!("not a valid {}: {e}", T::KIND))?;
     let back = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
-    if canonical_json(&back) != canonical_json(v) {
+    // Map equality ignores key order, as canonical JSON does.
+    if back != *v {
         let path = first_difference(v, &back, String::new()).unwrap_or_default();
         return Err(format!(
             "`{path}` is not a field of {} {} (or has the wrong type)",

@@ -194,21 +194,39 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// annotations. A moved or renamed spec file changes `plinth.dev/source` but not the hash, so
 /// plans and the agent see no change.
 pub fn spec_hash(object: &Value) -> String {
-    let mut o = object.clone();
-    if let Some(ann) = o
-        .pointer_mut("/metadata/annotations")
-        .and_then(Value::as_object_mut)
-    {
-        for a in PROVENANCE_ANNOTATIONS {
-            ann.remove(a);
+    // Canonical JSON of the object with the provenance annotations skipped in place (no copy).
+    let mut s = String::with_capacity(1024);
+    s.push('{');
+    let Some(top) = object.as_object() else {
+        return sha256_hex(canonical_json(object).as_bytes());
+    };
+    let mut keys: Vec<&String> = top.keys().collect();
+    keys.sort();
+    let mut first = true;
+    for k in keys {
+        let v = &top[k];
+        let meta_without = (k == "metadata").then(|| {
+            let mut m = v.as_object().cloned().unwrap_or_default();
+            if let Some(ann) = m.get_mut("annotations").and_then(Value::as_object_mut) {
+                for a in PROVENANCE_ANNOTATIONS {
+                    ann.remove(a);
+                }
+                if ann.is_empty() {
+                    m.remove("annotations");
+                }
+            }
+            Value::Object(m)
+        });
+        if !first {
+            s.push(',');
         }
-        if ann.is_empty()
-            && let Some(meta) = o.pointer_mut("/metadata").and_then(Value::as_object_mut)
-        {
-            meta.remove("annotations");
-        }
+        first = false;
+        s.push_str(&serde_json::to_string(k).unwrap_or_default());
+        s.push(':');
+        s.push_str(&canonical_json(meta_without.as_ref().unwrap_or(v)));
     }
-    sha256_hex(canonical_json(&o).as_bytes())
+    s.push('}');
+    sha256_hex(s.as_bytes())
 }
 
 /// Collects one cluster's objects.

@@ -1,0 +1,616 @@
+//! The loop, run once: inventory → guards → staged apply → health → prune → inventory.
+//!
+//! 1. Read the inventory; refuse an inventory of another plinth cluster, and an empty or
+//!    nearly empty render ([`prune::check_render`]).
+//! 2. Record desired ∪ inventory before writing anything else, so every object the run may
+//!    create is tracked even if the run dies half-way.
+//! 3. Apply stage by stage ([`plinth::emit::Stage`]). Per object: get the live object; a
+//!    missing one is created; an existing one is dry-run applied with force and compared
+//!    ([`drift::compare`]), and written only when something must change — an unchanged object
+//!    costs a get and a dry run, never a write. A failure stops the stages after it.
+//!    Namespaces (and CRDs) are waited for before the stage after them.
+//! 4. Wait until every object written, or found unhealthy, is healthy ([`health`]), up to the
+//!    health timeout.
+//! 5. Only after all of that succeeded, and with `--prune`: delete inventory objects no longer
+//!    desired, within the guards ([`prune`]), in reverse stage order.
+//! 6. Record the inventory of the revision: what is desired, plus every candidate not deleted
+//!    (pruning off, refused, failed, or kept by `plinth.dev/prune: disabled` or a missing label).
+//!
+//! Every step is idempotent: a run that failed anywhere is repaired by running again.
+//! [`diff`] runs steps 1 and 3 as dry runs and reports what [`apply`] would do.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use futures::StreamExt;
+use plinth::emit::Stage;
+use plinth::lower::ObjectKey;
+use serde_json::Value;
+use tokio::time::Instant;
+use tracing::Instrument as _;
+
+use crate::cluster::{ApiError, Cluster, Deleted};
+use crate::desired::{Desired, DesiredObject};
+use crate::drift::{self, Mode};
+use crate::health::{self, Health};
+use crate::inventory::{self, Inventory};
+use crate::prune::{self, Verdict};
+use crate::report::{Action, Command, ObjectReport, PruneAction, PruneReport, Report};
+
+/// How a run behaves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Field manager for server-side apply.
+    pub manager: String,
+    /// Delete inventory objects that are no longer desired.
+    pub prune: bool,
+    pub drift: drift::Policy,
+    pub budget: prune::Budget,
+    /// Apply an empty or nearly empty render anyway.
+    pub allow_empty: bool,
+    /// How long to wait for health (and for namespaces between stages).
+    pub health_timeout: Duration,
+    /// How often to look again while waiting.
+    pub poll: Duration,
+    /// Objects handled at once within a stage.
+    pub concurrency: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            manager: "plinth".into(),
+            prune: false,
+            drift: drift::Policy::default(),
+            budget: prune::Budget::default(),
+            allow_empty: false,
+            health_timeout: Duration::from_secs(60),
+            poll: Duration::from_secs(2),
+            concurrency: 4,
+        }
+    }
+}
+
+fn inventory_key() -> ObjectKey {
+    ObjectKey {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        namespace: Some(inventory::NAMESPACE.into()),
+        name: inventory::NAME.into(),
+    }
+}
+
+fn namespace_key(name: &str) -> ObjectKey {
+    ObjectKey {
+        api_version: "v1".into(),
+        kind: "Namespace".into(),
+        namespace: None,
+        name: name.into(),
+    }
+}
+
+/// The inventory as stored, and its parsed form.
+async fn read_inventory(
+    cluster: &Cluster,
+    desired: &Desired,
+    report: &mut Report,
+) -> Option<(Option<Value>, Inventory)> {
+    let live = match cluster.get(&inventory_key()).await {
+        Ok(v) => v,
+        Err(e) => {
+            report.failures.push(format!("reading the inventory: {e}"));
+            return None;
+        }
+    };
+    let inv = match &live {
+        Some(cm) => match Inventory::from_configmap(cm) {
+            Ok(i) => i,
+            Err(e) => {
+                report.failures.push(e.to_string());
+                return None;
+            }
+        },
+        None => Inventory::new(&desired.cluster),
+    };
+    if !inv.cluster.is_empty() && inv.cluster != desired.cluster {
+        report.failures.push(format!(
+            "refused: the cluster's inventory belongs to plinth cluster `{}`, and this tree is for `{}`; check `--kubeconfig` and `--dir`",
+            inv.cluster, desired.cluster
+        ));
+        return None;
+    }
+    report.previous_revision = inv.revision.clone();
+    Some((live, inv))
+}
+
+/// Apply `desired` to the cluster once.
+pub async fn apply(cluster: &Cluster, desired: &Desired, opts: &Options) -> Report {
+    let mut report = Report::new(
+        Command::Apply,
+        &desired.cluster,
+        &desired.revision,
+        opts.drift.mode,
+    );
+    let Some((live_inv, old)) = read_inventory(cluster, desired, &mut report).await else {
+        return report;
+    };
+    if let Err(why) =
+        prune::check_render(desired.objects.len(), old.objects.len(), opts.allow_empty)
+    {
+        report.failures.push(format!(
+            "refused: {why}; nothing was applied (`--allow-empty` applies it anyway)"
+        ));
+        return report;
+    }
+    let desired_keys: BTreeSet<ObjectKey> = desired.objects.iter().map(|o| o.key.clone()).collect();
+
+    // Record intent before creating anything.
+    let pending = old.with(&desired_keys);
+    if (live_inv.is_none() || pending != old)
+        && let Err(e) = write_inventory(cluster, &pending, live_inv.is_none(), opts).await
+    {
+        report
+            .failures
+            .push(format!("recording the inventory: {e}"));
+        return report;
+    }
+
+    let mut stopped = false;
+    let mut stages: BTreeMap<Stage, Vec<&DesiredObject>> = BTreeMap::new();
+    for o in &desired.objects {
+        stages.entry(o.stage).or_default().push(o);
+    }
+    for (stage, objects) in stages {
+        if stopped {
+            report.objects.extend(
+                objects
+                    .into_iter()
+                    .map(|o| ObjectReport::new(o.key.clone(), o.source.clone(), Action::Skipped)),
+            );
+            continue;
+        }
+        let work: Vec<_> = objects
+            .iter()
+            .map(|o| sync_object(cluster, o, opts))
+            .collect();
+        let results: Vec<ObjectReport> = futures::stream::iter(work)
+            .buffered(opts.concurrency.max(1))
+            .collect()
+            .instrument(tracing::info_span!("stage", ?stage))
+            .await;
+        stopped = results.iter().any(|r| r.action == Action::Failed);
+        let base = report.objects.len();
+        let touched: Vec<usize> = results
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| matches!(r.action, Action::Create | Action::Update | Action::Heal))
+            .map(|(i, _)| base + i)
+            .collect();
+        report.objects.extend(results);
+        if !stopped && matches!(stage, Stage::Crds | Stage::Namespaces) && !touched.is_empty() {
+            // What the next stages need must be there first.
+            let deadline = Instant::now() + opts.health_timeout;
+            wait_healthy(cluster, &mut report, &touched, deadline, opts).await;
+            if touched.iter().any(|&i| !is_healthy(&report.objects[i])) {
+                report.failures.push(format!(
+                    "{} not ready within {}; later stages were not applied",
+                    if stage == Stage::Crds {
+                        "custom resource definitions"
+                    } else {
+                        "namespaces"
+                    },
+                    crate::duration::show(opts.health_timeout)
+                ));
+                stopped = true;
+            }
+            if stage == Stage::Crds {
+                cluster.forget_discovery();
+            }
+        }
+    }
+    if stopped {
+        return report;
+    }
+
+    // Health: everything written, and anything found unhealthy.
+    let waiting: Vec<usize> = (0..report.objects.len())
+        .filter(|&i| !is_healthy(&report.objects[i]))
+        .collect();
+    let deadline = Instant::now() + opts.health_timeout;
+    wait_healthy(cluster, &mut report, &waiting, deadline, opts).await;
+    let unhealthy = waiting
+        .iter()
+        .filter(|&&i| !is_healthy(&report.objects[i]))
+        .count();
+    if unhealthy > 0 {
+        report.failures.push(format!(
+            "{unhealthy} objects not healthy within {}; nothing was pruned",
+            crate::duration::show(opts.health_timeout)
+        ));
+        return report;
+    }
+
+    // Prune.
+    let candidates = old.candidates(&desired_keys);
+    let mut keep: BTreeSet<ObjectKey> = BTreeSet::new();
+    if opts.prune {
+        prune(
+            cluster,
+            &candidates,
+            old.objects.len(),
+            opts,
+            &mut report,
+            &mut keep,
+        )
+        .await;
+    } else {
+        for k in &candidates {
+            keep.insert(k.clone());
+            report.prune.push(PruneReport {
+                key: k.clone(),
+                action: PruneAction::Pending,
+                error: None,
+            });
+        }
+    }
+    if report.failed() {
+        return report;
+    }
+
+    let done = Inventory {
+        cluster: desired.cluster.clone(),
+        revision: desired.revision.clone(),
+        objects: desired_keys.union(&keep).cloned().collect(),
+    };
+    if done != pending
+        && let Err(e) = write_inventory(cluster, &done, false, opts).await
+    {
+        report
+            .failures
+            .push(format!("recording the inventory of the revision: {e}"));
+    }
+    report
+}
+
+fn is_healthy(o: &ObjectReport) -> bool {
+    o.health.as_ref().is_none_or(Health::is_healthy)
+}
+
+async fn write_inventory(
+    cluster: &Cluster,
+    inv: &Inventory,
+    first: bool,
+    opts: &Options,
+) -> Result<(), ApiError> {
+    if first {
+        let ns = namespace_key(inventory::NAMESPACE);
+        if cluster.get(&ns).await?.is_none() {
+            let body = serde_json::json!({
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": inventory::NAMESPACE,
+                             "labels": {inventory::AGENT_LABEL.0: inventory::AGENT_LABEL.1}},
+            });
+            cluster
+                .apply(&ns, &body, &opts.manager, true, false)
+                .await?;
+        }
+    }
+    cluster
+        .apply(
+            &inventory_key(),
+            &inv.to_configmap(),
+            &opts.manager,
+            true,
+            false,
+        )
+        .await?;
+    Ok(())
+}
+
+/// Bring one object to its desired state.
+async fn sync_object(cluster: &Cluster, o: &DesiredObject, opts: &Options) -> ObjectReport {
+    let mut r = ObjectReport::new(o.key.clone(), o.source.clone(), Action::Unchanged);
+    let outcome = async {
+        let Some(live) = cluster.get(&o.key).await? else {
+            let created = cluster
+                .apply(&o.key, &o.object, &opts.manager, false, false)
+                .await?;
+            r.action = Action::Create;
+            r.health = Some(health::of(&created));
+            tracing::info!(object = %o.key, "created");
+            return Ok(());
+        };
+        let merged = cluster
+            .apply(&o.key, &o.object, &opts.manager, true, true)
+            .await?;
+        let cmp = drift::compare(&live, &merged, &o.hash, &opts.manager, &opts.drift);
+        let plan = drift::plan(&o.object, &live, &cmp, &opts.drift);
+        r.diffs = cmp.diffs.clone();
+        r.extras = cmp.extras.clone();
+        if !plan.needed {
+            r.health = Some(health::of(&live));
+            return Ok(());
+        }
+        let applied = cluster
+            .apply(&o.key, &plan.body, &opts.manager, plan.force, false)
+            .await?;
+        r.action = if cmp.updates().next().is_some() || cmp.ownership_changed {
+            Action::Update
+        } else {
+            Action::Heal
+        };
+        r.healed = opts.drift.mode == Mode::Heal && cmp.drift().next().is_some();
+        r.health = Some(health::of(&applied));
+        tracing::info!(object = %o.key, action = ?r.action, force = plan.force, "applied");
+        Ok::<(), ApiError>(())
+    }
+    .await;
+    if let Err(e) = outcome {
+        tracing::warn!(object = %o.key, error = %e, "failed");
+        r.action = Action::Failed;
+        r.error = Some(e);
+    }
+    r
+}
+
+/// Poll the objects at `indices` until they are healthy, one of them is degraded for good,
+/// or `deadline` passes; their reports get the last health seen.
+async fn wait_healthy(
+    cluster: &Cluster,
+    report: &mut Report,
+    indices: &[usize],
+    deadline: Instant,
+    opts: &Options,
+) {
+    let mut waiting: Vec<usize> = indices
+        .iter()
+        .copied()
+        .filter(|&i| !is_healthy(&report.objects[i]))
+        .collect();
+    while !waiting.is_empty() {
+        if waiting
+            .iter()
+            .all(|&i| matches!(report.objects[i].health, Some(Health::Degraded(_))))
+        {
+            return;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return;
+        }
+        tokio::time::sleep(opts.poll.min(deadline - now)).await;
+        let keys: Vec<ObjectKey> = waiting
+            .iter()
+            .map(|&i| report.objects[i].key.clone())
+            .collect();
+        let work: Vec<_> = keys.iter().map(|k| cluster.get(k)).collect();
+        let seen: Vec<Result<Option<Value>, ApiError>> = futures::stream::iter(work)
+            .buffered(opts.concurrency.max(1))
+            .collect()
+            .await;
+        for (&i, got) in waiting.iter().zip(seen) {
+            match got {
+                Ok(Some(live)) => report.objects[i].health = Some(health::of(&live)),
+                Ok(None) => {
+                    report.objects[i].health = Some(Health::Progressing("not found".into()));
+                }
+                Err(e) => tracing::warn!(error = %e, "health check failed; trying again"),
+            }
+        }
+        waiting.retain(|&i| !is_healthy(&report.objects[i]));
+    }
+}
+
+/// Delete what is in the inventory and no longer desired, within the guards. `keep` gets
+/// what stays in the inventory.
+async fn prune(
+    cluster: &Cluster,
+    candidates: &[ObjectKey],
+    inventory_len: usize,
+    opts: &Options,
+    report: &mut Report,
+    keep: &mut BTreeSet<ObjectKey>,
+) {
+    let mut keys = candidates.to_vec();
+    prune::order(&mut keys);
+    let mut verdicts = Vec::new();
+    for k in &keys {
+        match cluster.get(k).await {
+            Ok(live) => verdicts.push((k.clone(), prune::verdict(live.as_ref()))),
+            Err(e) => {
+                keep.insert(k.clone());
+                report.prune.push(PruneReport {
+                    key: k.clone(),
+                    action: PruneAction::Failed,
+                    error: Some(e),
+                });
+            }
+        }
+    }
+    prune::hold_namespaces(&mut verdicts);
+    let deletions = verdicts
+        .iter()
+        .filter(|(_, v)| matches!(v, Verdict::Delete { .. }))
+        .count();
+    if let Err(why) = opts.budget.check(deletions, inventory_len) {
+        report.failures.push(format!(
+            "refused to prune: {why}; nothing was deleted (raise `--delete-budget` to allow it)"
+        ));
+        for (k, v) in verdicts {
+            keep.insert(k.clone());
+            let action = match v {
+                Verdict::Delete { .. } => PruneAction::Pending,
+                other => kept_action(&other),
+            };
+            report.prune.push(PruneReport {
+                key: k,
+                action,
+                error: None,
+            });
+        }
+        return;
+    }
+    if report.prune.iter().any(|p| p.action == PruneAction::Failed) {
+        // A candidate could not be read: delete nothing this time.
+        for (k, _) in verdicts {
+            keep.insert(k.clone());
+            report.prune.push(PruneReport {
+                key: k,
+                action: PruneAction::Pending,
+                error: None,
+            });
+        }
+        return;
+    }
+    for (k, v) in verdicts {
+        let (action, error) = match v {
+            Verdict::Delete { uid } => match cluster.delete(&k, uid.as_deref()).await {
+                Ok(Deleted::Deleted) => {
+                    tracing::info!(object = %k, "pruned");
+                    (PruneAction::Delete, None)
+                }
+                Ok(Deleted::Gone) => (PruneAction::Gone, None),
+                Err(e) => {
+                    keep.insert(k.clone());
+                    (PruneAction::Failed, Some(e))
+                }
+            },
+            Verdict::Gone => (PruneAction::Gone, None),
+            other => {
+                keep.insert(k.clone());
+                (kept_action(&other), None)
+            }
+        };
+        report.prune.push(PruneReport {
+            key: k,
+            action,
+            error,
+        });
+    }
+}
+
+/// What [`apply`] would do, without writing anything.
+pub async fn diff(cluster: &Cluster, desired: &Desired, opts: &Options) -> Report {
+    let mut report = Report::new(
+        Command::Diff,
+        &desired.cluster,
+        &desired.revision,
+        opts.drift.mode,
+    );
+    let Some((_, old)) = read_inventory(cluster, desired, &mut report).await else {
+        return report;
+    };
+    if let Err(why) =
+        prune::check_render(desired.objects.len(), old.objects.len(), opts.allow_empty)
+    {
+        report
+            .failures
+            .push(format!("an apply would be refused: {why}"));
+    }
+    let heal = drift::Policy {
+        mode: Mode::Heal,
+        ..opts.drift.clone()
+    };
+    let work: Vec<_> = desired
+        .objects
+        .iter()
+        .map(|o| diff_object(cluster, o, opts, &heal))
+        .collect();
+    let results: Vec<ObjectReport> = futures::stream::iter(work)
+        .buffered(opts.concurrency.max(1))
+        .collect()
+        .await;
+    report.objects = results;
+    let desired_keys: BTreeSet<ObjectKey> = desired.objects.iter().map(|o| o.key.clone()).collect();
+    let mut candidates = old.candidates(&desired_keys);
+    prune::order(&mut candidates);
+    let mut verdicts = Vec::new();
+    for k in candidates {
+        match cluster.get(&k).await {
+            Ok(live) => verdicts.push((k, prune::verdict(live.as_ref()))),
+            Err(e) => report.prune.push(PruneReport {
+                key: k,
+                action: PruneAction::Failed,
+                error: Some(e),
+            }),
+        }
+    }
+    prune::hold_namespaces(&mut verdicts);
+    for (k, v) in verdicts {
+        let action = match v {
+            Verdict::Delete { .. } => PruneAction::Delete,
+            other => kept_action(&other),
+        };
+        report.prune.push(PruneReport {
+            key: k,
+            action,
+            error: None,
+        });
+    }
+    report
+}
+
+/// How a candidate that is not deleted shows in a report.
+fn kept_action(v: &Verdict) -> PruneAction {
+    match v {
+        Verdict::Delete { .. } => PruneAction::Pending,
+        Verdict::Gone => PruneAction::Gone,
+        Verdict::Disabled => PruneAction::KeptDisabled,
+        Verdict::NotOurs => PruneAction::NotOurs,
+        Verdict::Holds => PruneAction::Holds,
+    }
+}
+
+async fn diff_object(
+    cluster: &Cluster,
+    o: &DesiredObject,
+    opts: &Options,
+    heal: &drift::Policy,
+) -> ObjectReport {
+    let mut r = ObjectReport::new(o.key.clone(), o.source.clone(), Action::Unchanged);
+    let outcome = async {
+        let Some(live) = cluster.get(&o.key).await? else {
+            r.action = Action::Create;
+            return Ok(());
+        };
+        let merged = cluster
+            .apply(&o.key, &o.object, &opts.manager, true, true)
+            .await?;
+        let cmp = drift::compare(&live, &merged, &o.hash, &opts.manager, heal);
+        let plan = drift::plan(&o.object, &live, &cmp, heal);
+        r.action = if !plan.needed {
+            Action::Unchanged
+        } else if cmp.updates().next().is_some() || cmp.ownership_changed {
+            Action::Update
+        } else {
+            Action::Heal
+        };
+        r.healed = cmp.drift().next().is_some();
+        r.diffs = cmp.diffs;
+        r.extras = cmp.extras;
+        r.health = Some(health::of(&live));
+        Ok::<(), ApiError>(())
+    }
+    .await;
+    if let Err(e) = outcome {
+        r.action = Action::Failed;
+        r.error = Some(e);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The loop will run on spawned tasks: its futures must be `Send`.
+    #[test]
+    fn runs_are_send() {
+        fn send<T: Send>(_: &T) {}
+        fn check(c: &Cluster, d: &Desired, o: &Options) {
+            send(&apply(c, d, o));
+            send(&diff(c, d, o));
+        }
+        let _ = check;
+    }
+}

@@ -1,0 +1,184 @@
+//! The `plinth-agent` binary against the test server: `apply --once`, `diff`, exit codes,
+//! results on stdout and logs on stderr, JSON output, usage errors.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::*;
+use kube_testserver::TestServer;
+use serde_json::{Value, json};
+
+fn agent(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_plinth-agent"))
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .env_remove("PLINTH_LOG")
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn apply_once_then_diff_with_exit_codes() {
+    let s = TestServer::start_blocking().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kubeconfig");
+    s.write_kubeconfig(&kc).unwrap();
+    let kc = kc.to_str().unwrap();
+    let tree = build(&[project("er-capacity", Some("32"))]);
+    let out = tree.path.to_str().unwrap();
+
+    let first = agent(&[
+        "apply",
+        "--once",
+        "--kubeconfig",
+        kc,
+        "--dir",
+        out,
+        "--health-timeout",
+        "5s",
+        "-v",
+    ]);
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}{}",
+        text(&first.stdout),
+        text(&first.stderr)
+    );
+    let stdout = text(&first.stdout);
+    assert!(
+        stdout.contains("created    Namespace er-capacity"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("created: synced"), "{stdout}");
+    assert!(
+        !text(&first.stderr).contains("created    "),
+        "results go to stdout only"
+    );
+    assert!(text(&first.stderr).contains("INFO"), "-v logs to stderr");
+
+    let again = agent(&["apply", "--once", "--kubeconfig", kc, "--dir", out]);
+    assert_eq!(again.status.code(), Some(0));
+    assert!(
+        text(&again.stdout).contains("unchanged: synced"),
+        "{}",
+        text(&again.stdout)
+    );
+
+    let diff = agent(&["diff", "--kubeconfig", kc, "--dir", out]);
+    assert_eq!(diff.status.code(), Some(0), "{}", text(&diff.stdout));
+    assert!(text(&diff.stdout).contains("no differences"));
+
+    s.modify("v1", "ResourceQuota", Some("er-capacity"), "quota", |o| {
+        o["spec"]["hard"]["requests.cpu"] = json!("48");
+    });
+    let diff = agent(&["diff", "--kubeconfig", kc, "--dir", out, "--format", "json"]);
+    assert_eq!(diff.status.code(), Some(2), "{}", text(&diff.stderr));
+    let report: Value = serde_json::from_slice(&diff.stdout).unwrap();
+    assert_eq!(report["outcome"], "changes");
+    let quota = report["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["key"]["kind"] == "ResourceQuota")
+        .unwrap();
+    assert_eq!(quota["action"], "heal");
+    assert_eq!(quota["diffs"][0]["path"], "spec.hard.requests.cpu");
+    assert_eq!(quota["diffs"][0]["class"], "outOfBand");
+
+    let detect = agent(&[
+        "apply",
+        "--once",
+        "--kubeconfig",
+        kc,
+        "--dir",
+        out,
+        "--drift",
+        "detect",
+    ]);
+    assert_eq!(detect.status.code(), Some(2), "{}", text(&detect.stdout));
+    let heal = agent(&[
+        "apply",
+        "--once",
+        "--kubeconfig",
+        kc,
+        "--dir",
+        out,
+        "--drift",
+        "heal",
+    ]);
+    assert_eq!(heal.status.code(), Some(0), "{}", text(&heal.stdout));
+    assert!(
+        text(&heal.stdout)
+            .contains("healed     ResourceQuota er-capacity/quota: spec.hard.requests.cpu 32→48"),
+        "{}",
+        text(&heal.stdout)
+    );
+    assert_eq!(
+        agent(&["diff", "--kubeconfig", kc, "--dir", out])
+            .status
+            .code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn usage_and_system_errors_exit_1() {
+    let s = TestServer::start_blocking().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kubeconfig");
+    s.write_kubeconfig(&kc).unwrap();
+    let kc = kc.to_str().unwrap();
+    let tree = build(&[project("er", None)]);
+    let out = tree.path.to_str().unwrap();
+
+    let no_once = agent(&["apply", "--kubeconfig", kc, "--dir", out]);
+    assert_eq!(no_once.status.code(), Some(1));
+    assert!(
+        text(&no_once.stderr).contains("run `plinth-agent apply --once`"),
+        "{}",
+        text(&no_once.stderr)
+    );
+
+    let missing = agent(&["diff", "--kubeconfig", kc, "--dir", "/nonexistent/out/prod"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        text(&missing.stderr).contains("cannot read `/nonexistent/out/prod/plinth.lock.json`"),
+        "{}",
+        text(&missing.stderr)
+    );
+
+    let bad_flag = agent(&["apply", "--once", "--dir", out, "--health-timeout", "soon"]);
+    assert_eq!(bad_flag.status.code(), Some(1));
+
+    let no_cluster = agent(&[
+        "apply",
+        "--once",
+        "--kubeconfig",
+        "/nonexistent/kubeconfig",
+        "--dir",
+        out,
+    ]);
+    assert_eq!(no_cluster.status.code(), Some(1));
+    assert!(
+        text(&no_cluster.stderr).contains("kubeconfig"),
+        "{}",
+        text(&no_cluster.stderr)
+    );
+
+    let help = agent(&["apply", "--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(text(&help.stdout).contains("--delete-budget"));
+    assert_eq!(
+        s.total_writes(),
+        4,
+        "nothing was written (only the default namespaces exist)"
+    );
+}
