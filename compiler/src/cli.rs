@@ -362,7 +362,7 @@ pub fn main() -> ExitCode {
         stdout: stdout.is_terminal(),
         stderr: stderr.is_terminal(),
     };
-    match run(cli, &mut stdout.lock(), &mut stderr.lock(), terminal) {
+    match run(cli, &mut stdout.lock(), &mut std::io::stderr(), terminal) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let _ = writeln!(stderr.lock(), "error: {e:#}");
@@ -476,8 +476,14 @@ fn build(
 ) -> anyhow::Result<u8> {
     let mut opts = args.limits.options();
     opts.policies = Some(args.policies.config()?);
+    let spinner = terminal.then(Spinner::start);
+    if let Some(s) = &spinner {
+        opts.progress = Some(s.progress());
+    }
     let source = DirSource::new(&args.repo);
     let built = crate::build_source(&source, &opts)?;
+    // Diagnostics go to stderr too: stop the progress line before them.
+    let spinner = spinner.filter(|_| built.checked.diagnostics.is_empty());
     let timings_on = std::env::var_os("PLINTH_TIMINGS").is_some();
     let write_clock = std::time::Instant::now();
     let paths = Paths::new(args.repo.to_string_lossy());
@@ -529,6 +535,9 @@ fn build(
             out.flush()?;
         }
         BuildFormat::Tree => {
+            if let Some(s) = &spinner {
+                (s.progress().0)("writing");
+            }
             let tree =
                 crate::emit::tree(&lowered, args.cluster.as_deref()).map_err(anyhow::Error::msg)?;
             let target = match &args.cluster {
@@ -564,6 +573,7 @@ fn build(
                     write_clock.elapsed().as_secs_f64() * 1000.0
                 )?;
             }
+            drop(spinner);
             writeln!(
                 err,
                 "wrote {} objects for {} to `{}`",
@@ -582,6 +592,71 @@ fn build(
         }
     }
     Ok(0)
+}
+
+/// A progress line on stderr for builds that take more than a moment (terminals only): the
+/// current stage and the time so far, erased when the build is done.
+struct Spinner {
+    stage: std::sync::Arc<std::sync::Mutex<&'static str>>,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Spinner {
+    fn start() -> Spinner {
+        use std::sync::atomic::Ordering;
+        let stage = std::sync::Arc::new(std::sync::Mutex::new("starting"));
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (s, d) = (stage.clone(), done.clone());
+        let thread = std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let mut shown = false;
+            let frames = ['|', '/', '-', '\\'];
+            let mut i = 0;
+            while !d.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                if started.elapsed() < std::time::Duration::from_millis(800)
+                    || d.load(Ordering::Relaxed)
+                {
+                    continue;
+                }
+                let name = *s.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                eprint!(
+                    "\r\x1b[K{} plinth: {name} ({:.1} s)",
+                    frames[i % 4],
+                    started.elapsed().as_secs_f64()
+                );
+                i += 1;
+                shown = true;
+            }
+            if shown {
+                eprint!("\r\x1b[K");
+            }
+        });
+        Spinner {
+            stage,
+            done,
+            thread: Some(thread),
+        }
+    }
+
+    fn progress(&self) -> crate::Progress {
+        let stage = self.stage.clone();
+        crate::Progress(std::sync::Arc::new(move |name| {
+            *stage
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = name;
+        }))
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Marks a directory as plinth's output, so it may be replaced later.

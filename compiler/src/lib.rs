@@ -48,6 +48,26 @@ pub struct Options {
     pub yaml: parse::YamlLimits,
     /// Policies to evaluate; `None` runs none.
     pub policies: Option<PolicyConfig>,
+    /// Told the name of each stage as it starts (for a progress indicator).
+    pub progress: Option<Progress>,
+}
+
+/// A callback told the name of each stage as it starts.
+#[derive(Clone)]
+pub struct Progress(pub Arc<dyn Fn(&'static str) + Send + Sync>);
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
+}
+
+impl Options {
+    fn stage(&self, name: &'static str) {
+        if let Some(p) = &self.progress {
+            (p.0)(name);
+        }
+    }
 }
 
 /// Which policies run, and how.
@@ -76,6 +96,7 @@ pub struct Checked {
 /// Run load → parse → resolve → check (semantics, then the compiled output and policies).
 pub fn check_source(source: &dyn Source, opts: &Options) -> Result<Checked, LoadError> {
     let t = std::time::Instant::now();
+    opts.stage("loading");
     let (snapshot, diagnostics) = load::load(source, &opts.limits)?;
     let load_time = t.elapsed();
     let mut checked = check_snapshot(snapshot, diagnostics, opts);
@@ -91,9 +112,11 @@ pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &O
         timings.push((name, clock.elapsed()));
         clock = std::time::Instant::now();
     };
+    opts.stage("parsing");
     let (docs, d) = parse::parse(&snapshot, opts.yaml);
     diagnostics.extend(d);
     lap("parse", &mut timings);
+    opts.stage("validating");
     let (specs, d) = resolve::resolve(&docs);
     diagnostics.extend(d);
     lap("resolve", &mut timings);
@@ -101,14 +124,17 @@ pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &O
     lap("check", &mut timings);
     let mut lowered = None;
     if !diagnostics.has_errors() {
+        opts.stage("lowering");
         let (l, d) = lower::lower(&specs, &snapshot);
         diagnostics.extend(d);
         lap("lower", &mut timings);
+        opts.stage("verifying");
         diagnostics.extend(verify::verify(&l));
         lap("verify", &mut timings);
         lowered = Some(l);
     }
     if let Some(cfg) = &opts.policies {
+        opts.stage("evaluating policies");
         let files = policy_files(cfg, &specs, &snapshot);
         diagnostics.extend(policy::evaluate(
             &files,

@@ -144,6 +144,8 @@ pub struct Engine {
     /// Packages with an `exception` rule.
     exception_packages: BTreeSet<String>,
     timeout: Duration,
+    /// Per input kind, the rules (indices, grouped by package) that can fire on it.
+    by_kind: std::sync::Arc<std::sync::Mutex<BTreeMap<String, std::sync::Arc<Vec<Vec<usize>>>>>>,
 }
 
 /// Parse an error position `file:line:col` out of a regorus message.
@@ -255,7 +257,8 @@ impl Engine {
         engine.set_rego_v0(opts.rego_v0);
         engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
             limit: opts.timeout,
-            check_interval: std::num::NonZeroU32::MIN,
+            // Reading the clock on every unit of work costs more than the work.
+            check_interval: std::num::NonZeroU32::new(64).unwrap_or(std::num::NonZeroU32::MIN),
         });
         let mut rules = Vec::new();
         let mut exception_packages = BTreeSet::new();
@@ -336,7 +339,28 @@ impl Engine {
             rules,
             exception_packages,
             timeout: opts.timeout,
+            by_kind: Default::default(),
         }
+    }
+
+    /// The rules that can fire on an input of `kind`, grouped by package (memoised).
+    fn applicable(&self, kind: &str) -> std::sync::Arc<Vec<Vec<usize>>> {
+        let mut memo = self
+            .by_kind
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(g) = memo.get(kind) {
+            return g.clone();
+        }
+        let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, r) in self.rules.iter().enumerate() {
+            if r.kinds.as_ref().is_none_or(|k| k.contains(kind)) {
+                groups.entry(r.package.as_str()).or_default().push(i);
+            }
+        }
+        let g = std::sync::Arc::new(groups.into_values().collect::<Vec<_>>());
+        memo.insert(kind.to_owned(), g.clone());
+        g
     }
 
     /// How many rules are evaluated per input.
@@ -369,30 +393,15 @@ impl Engine {
             .get("kind")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let applicable: Vec<usize> = (0..self.rules.len())
-            .filter(|&i| {
-                self.rules[i]
-                    .kinds
-                    .as_ref()
-                    .is_none_or(|k| k.contains(kind))
-            })
-            .collect();
-        if applicable.is_empty() {
+        let groups = self.applicable(kind);
+        if groups.is_empty() {
             // No rule can fire on this kind of input: nothing to evaluate.
             return;
         }
         self.engine.set_input(regorus::Value::from(input.clone()));
-        let packages: BTreeSet<String> = applicable
-            .iter()
-            .map(|&i| self.rules[i].package.clone())
-            .collect();
-        for pkg in packages {
-            let rules: Vec<Rule> = applicable
-                .iter()
-                .map(|&i| &self.rules[i])
-                .filter(|r| r.package == pkg)
-                .cloned()
-                .collect();
+        for group in groups.iter() {
+            let rules: Vec<Rule> = group.iter().map(|&i| self.rules[i].clone()).collect();
+            let pkg = rules[0].package.clone();
             self.eval_rules(&pkg, &rules, place, diags);
         }
     }
@@ -787,7 +796,8 @@ pub fn run_tests(
     engine.set_rego_v0(opts.rego_v0);
     engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
         limit: opts.timeout,
-        check_interval: std::num::NonZeroU32::MIN,
+        // Reading the clock on every unit of work costs more than the work.
+        check_interval: std::num::NonZeroU32::new(64).unwrap_or(std::num::NonZeroU32::MIN),
     });
     let mut tests = Vec::new();
     for f in files {

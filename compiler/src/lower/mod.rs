@@ -151,81 +151,119 @@ impl Lowered {
 
 /// Canonical JSON: keys sorted at every level, no whitespace. What hashes are taken of.
 pub fn canonical_json(v: &Value) -> String {
-    fn write(v: &Value, out: &mut String) {
-        match v {
-            Value::Object(m) => {
-                out.push('{');
-                let mut keys: Vec<&String> = m.keys().collect();
-                keys.sort();
-                for (i, k) in keys.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(&serde_json::to_string(k).unwrap_or_default());
-                    out.push(':');
-                    write(&m[k], out);
-                }
-                out.push('}');
-            }
-            Value::Array(a) => {
-                out.push('[');
-                for (i, x) in a.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    write(x, out);
-                }
-                out.push(']');
-            }
-            other => out.push_str(&other.to_string()),
-        }
-    }
-    let mut s = String::new();
-    write(v, &mut s);
+    let mut s = String::with_capacity(512);
+    write_canonical(v, &mut s, Level::Plain);
     s
 }
 
+/// Where [`write_canonical`] is, for leaving provenance annotations out of hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    /// Anywhere: write everything.
+    Plain,
+    /// The object itself: its `metadata` is [`Level::Metadata`].
+    Object,
+    /// `metadata`: its `annotations` lose the provenance keys (and go when left empty).
+    Metadata,
+}
+
+/// JSON string escaping (RFC 8259), straight into `out`.
+fn write_json_str(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                use std::fmt::Write;
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Canonical JSON of `v` into `out`; with `skip`, the listed annotations of a top-level
+/// `metadata.annotations` are left out (an emptied `annotations` too).
+fn write_canonical(v: &Value, out: &mut String, level: Level) {
+    match v {
+        Value::Object(m) => {
+            out.push('{');
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort_unstable();
+            let mut first = true;
+            for k in keys {
+                let val = &m[k];
+                let kept_annotations = (level == Level::Metadata && k == "annotations")
+                    .then(|| val.as_object())
+                    .flatten()
+                    .map(|a| {
+                        a.iter()
+                            .filter(|(ak, _)| !PROVENANCE_ANNOTATIONS.contains(&ak.as_str()))
+                            .map(|(ak, av)| (ak.clone(), av.clone()))
+                            .collect::<serde_json::Map<String, Value>>()
+                    });
+                if kept_annotations
+                    .as_ref()
+                    .is_some_and(serde_json::Map::is_empty)
+                {
+                    continue;
+                }
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                write_json_str(k, out);
+                out.push(':');
+                match kept_annotations {
+                    Some(a) => write_canonical(&Value::Object(a), out, Level::Plain),
+                    None if level == Level::Object && k == "metadata" => {
+                        write_canonical(val, out, Level::Metadata)
+                    }
+                    None => write_canonical(val, out, Level::Plain),
+                }
+            }
+            out.push('}');
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(x, out, Level::Plain);
+            }
+            out.push(']');
+        }
+        Value::String(s) => write_json_str(s, out),
+        other => {
+            use std::fmt::Write;
+            let _ = write!(out, "{other}");
+        }
+    }
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let d = Sha256::digest(bytes);
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    let mut s = String::with_capacity(64);
+    for b in d.iter() {
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
+    }
+    s
 }
 
 /// The content hash of an object: sha256 of its canonical JSON without the provenance
 /// annotations. A moved or renamed spec file changes `plinth.dev/source` but not the hash, so
 /// plans and the agent see no change.
 pub fn spec_hash(object: &Value) -> String {
-    // Canonical JSON of the object with the provenance annotations skipped in place (no copy).
     let mut s = String::with_capacity(1024);
-    s.push('{');
-    let Some(top) = object.as_object() else {
-        return sha256_hex(canonical_json(object).as_bytes());
-    };
-    let mut keys: Vec<&String> = top.keys().collect();
-    keys.sort();
-    let mut first = true;
-    for k in keys {
-        let v = &top[k];
-        let meta_without = (k == "metadata").then(|| {
-            let mut m = v.as_object().cloned().unwrap_or_default();
-            if let Some(ann) = m.get_mut("annotations").and_then(Value::as_object_mut) {
-                for a in PROVENANCE_ANNOTATIONS {
-                    ann.remove(a);
-                }
-                if ann.is_empty() {
-                    m.remove("annotations");
-                }
-            }
-            Value::Object(m)
-        });
-        if !first {
-            s.push(',');
-        }
-        first = false;
-        s.push_str(&serde_json::to_string(k).unwrap_or_default());
-        s.push(':');
-        s.push_str(&canonical_json(meta_without.as_ref().unwrap_or(v)));
-    }
-    s.push('}');
+    write_canonical(object, &mut s, Level::Object);
     sha256_hex(s.as_bytes())
 }
 
