@@ -81,6 +81,13 @@ pub struct PlanArgs {
     /// The revision the change starts from (what is deployed), e.g. `origin/main`.
     #[arg(long)]
     pub base: String,
+    /// Where compiled revisions are cached (default: `plinth-cache` in the repository's git
+    /// directory; safe to delete).
+    #[arg(long, env = "PLINTH_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile both sides from scratch.
+    #[arg(long)]
+    pub no_cache: bool,
     /// The revision with the change; the working tree (uncommitted changes included) when absent.
     #[arg(long)]
     pub head: Option<String>,
@@ -309,6 +316,9 @@ pub struct BuildArgs {
     /// The platform repository (a directory of YAML specs).
     #[arg(default_value = ".")]
     pub repo: PathBuf,
+    /// Reuse results of identical earlier builds from this directory (safe to delete).
+    #[arg(long, env = "PLINTH_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
     /// Output directory; `<out>/<cluster>/` per cluster. Replaced whole on success.
     #[arg(long, default_value = "out")]
     pub out: PathBuf,
@@ -481,7 +491,10 @@ fn build(
         opts.progress = Some(s.progress());
     }
     let source = DirSource::new(&args.repo);
-    let built = crate::build_source(&source, &opts)?;
+    let built = match &args.cache_dir {
+        Some(dir) => crate::build_cached(&source, &opts, &crate::cache::Cache::new(dir))?,
+        None => crate::build_source(&source, &opts)?,
+    };
     // Diagnostics go to stderr too: stop the progress line before them.
     let spinner = spinner.filter(|_| built.checked.diagnostics.is_empty());
     let timings_on = std::env::var_os("PLINTH_TIMINGS").is_some();
@@ -818,12 +831,16 @@ struct Side {
 fn compile_side(
     source: &dyn crate::load::Source,
     opts: &crate::Options,
+    cache: Option<&crate::cache::Cache>,
     what: &str,
     prefix: &str,
     err: &mut dyn Write,
     color: bool,
 ) -> anyhow::Result<Option<Side>> {
-    let built = crate::build_source(source, opts)?;
+    let built = match cache {
+        Some(c) => crate::build_cached(source, opts, c)?,
+        None => crate::build_source(source, opts)?,
+    };
     let diags = built.checked.diagnostics.clone().into_sorted();
     let errors: Vec<_> = diags.iter().filter(|d| d.is_error()).cloned().collect();
     if !errors.is_empty() || built.lowered.is_none() {
@@ -856,6 +873,15 @@ fn plan(
         format!("{path}/")
     };
     let color = use_color(args.color, terminal);
+    let cache = if args.no_cache {
+        None
+    } else {
+        Some(crate::cache::Cache::new(
+            args.cache_dir
+                .clone()
+                .unwrap_or_else(|| repo.git_dir().join("plinth-cache")),
+        ))
+    };
     let base_id = repo.resolve(&args.base)?;
     let base_info = repo.commit(base_id)?;
     let base_opts = crate::Options::default();
@@ -864,6 +890,7 @@ fn plan(
         Ok(src) => match compile_side(
             &src,
             &base_opts,
+            cache.as_ref(),
             &format!("base `{}`", args.base),
             &prefix,
             err,
@@ -887,6 +914,7 @@ fn plan(
             match compile_side(
                 &src,
                 &head_opts,
+                cache.as_ref(),
                 &format!("head `{rev}`"),
                 &prefix,
                 err,
@@ -903,7 +931,15 @@ fn plan(
             let dir = root.join(&path);
             let src = DirSource::new(&dir);
             let head_commit = repo.resolve("HEAD")?;
-            match compile_side(&src, &head_opts, "the working tree", &prefix, err, color)? {
+            match compile_side(
+                &src,
+                &head_opts,
+                cache.as_ref(),
+                "the working tree",
+                &prefix,
+                err,
+                color,
+            )? {
                 Some(s) => (s, "working tree".to_owned(), head_commit),
                 None => return Ok(1),
             }

@@ -16,6 +16,7 @@
 //! are for system failures only. Nothing in the library prints: [`render`] turns diagnostics
 //! into text and the [`cli`] writes it.
 
+pub mod cache;
 pub mod check;
 pub mod cli;
 pub mod diag;
@@ -202,5 +203,56 @@ pub fn build_source(source: &dyn Source, opts: &Options) -> Result<Built, LoadEr
     } else {
         checked.lowered.take()
     };
+    Ok(Built { checked, lowered })
+}
+
+/// [`build_source`] through a cache: an unchanged repository (same bytes, options and plinth)
+/// is not compiled again. The snapshot is always loaded (it is the key, and diagnostics show
+/// its lines); on a hit, the Platform document is parsed again so callers can read it.
+pub fn build_cached(
+    source: &dyn Source,
+    opts: &Options,
+    cache: &cache::Cache,
+) -> Result<Built, LoadError> {
+    let t = std::time::Instant::now();
+    let (snapshot, load_diags) = load::load(source, &opts.limits)?;
+    let key = cache.key(&snapshot, opts);
+    if let Some(entry) = cache.load(&key) {
+        let (docs, _) = parse::parse(&snapshot, opts.yaml);
+        let platform_docs: Vec<Arc<Document>> = docs
+            .into_iter()
+            .filter(|d| d.root.get("kind").and_then(|e| e.value.as_str()) == Some("Platform"))
+            .collect();
+        let (specs, _) = resolve::resolve(&platform_docs);
+        let mut diagnostics = Diagnostics::new();
+        diagnostics.extend(entry.diagnostics);
+        let lowered = if diagnostics.has_errors() {
+            None
+        } else {
+            entry.lowered
+        };
+        let checked = Checked {
+            snapshot,
+            docs: platform_docs,
+            specs,
+            diagnostics,
+            lowered: None,
+            timings: vec![("cache hit", t.elapsed())],
+        };
+        return Ok(Built { checked, lowered });
+    }
+    let mut checked = check_snapshot(snapshot, load_diags, opts);
+    checked.timings.insert(0, ("load", t.elapsed()));
+    let lowered = if checked.diagnostics.has_errors() {
+        None
+    } else {
+        checked.lowered.take()
+    };
+    let entry = cache::Entry {
+        diagnostics: checked.diagnostics.clone().into_sorted(),
+        lowered: lowered.clone(),
+    };
+    // A cache that cannot be written only costs time.
+    let _ = cache.store(&key, &entry);
     Ok(Built { checked, lowered })
 }

@@ -872,3 +872,26 @@ fn ci_templates_are_valid_yaml_and_run_check_and_plan() {
         );
     }
 }
+
+#[test]
+fn plans_reuse_compiled_revisions_from_the_cache_and_say_the_same() {
+    let mut r = example_repo();
+    set_allocation(&r, "bed-management", 7, 8);
+    r.commit("Dana Smith", "one more slice");
+    let args = [
+        "plan", "--base", "HEAD~1", "--head", "HEAD", "--path", "platform", "--format", "json",
+    ];
+    let cold = r.plinth(&[&args[..], &["--no-cache"]].concat());
+    let first = r.plinth(&args);
+    let cache = r.path().join(".git/plinth-cache");
+    assert!(cache.is_dir(), "the plan cache lives in the git directory");
+    let entries = fs::read_dir(&cache).expect("cache").count();
+    assert!(entries >= 1);
+    let warm = r.plinth(&args);
+    assert_eq!(text(&cold), text(&first));
+    assert_eq!(text(&first), text(&warm));
+    assert_eq!(warm.status.code(), Some(2));
+    // Deleting the cache is always safe.
+    fs::remove_dir_all(&cache).expect("rm");
+    assert_eq!(text(&r.plinth(&args)), text(&cold));
+}

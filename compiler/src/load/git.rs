@@ -64,6 +64,11 @@ impl GitRepo {
         Ok(GitRepo { repo })
     }
 
+    /// The `.git` directory (where plinth keeps its plan cache).
+    pub fn git_dir(&self) -> &Path {
+        self.repo.git_dir()
+    }
+
     /// The working tree's root, if the repository has one.
     pub fn workdir(&self) -> Option<&Path> {
         self.repo.workdir()

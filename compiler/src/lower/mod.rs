@@ -46,7 +46,7 @@ pub const PROVENANCE_ANNOTATIONS: [&str; 3] =
     [SOURCE_ANNOTATION, HASH_ANNOTATION, TEMPLATE_ANNOTATION];
 
 /// The spec an object was generated from.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 pub struct Origin {
     pub file: Arc<str>,
     pub line: u32,
@@ -84,7 +84,7 @@ impl fmt::Display for Origin {
 }
 
 /// The identity of a Kubernetes object: what the API server keys it by.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectKey {
     pub api_version: String,
@@ -120,7 +120,7 @@ impl fmt::Display for ObjectKey {
 }
 
 /// One generated object.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Manifest {
     pub key: ObjectKey,
     /// The object, provenance included, in emission order.
@@ -131,14 +131,14 @@ pub struct Manifest {
 }
 
 /// What one cluster receives.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct ClusterOutput {
     /// Sorted by key; keys are unique.
     pub manifests: Vec<Manifest>,
 }
 
 /// Every cluster's objects.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct Lowered {
     pub clusters: BTreeMap<String, ClusterOutput>,
 }

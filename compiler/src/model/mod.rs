@@ -41,7 +41,7 @@ fn yes() -> bool {
 }
 
 /// The kinds of the spec language.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Kind {
     Platform,
     Project,

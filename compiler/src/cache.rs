@@ -1,0 +1,139 @@
+//! Cache: compiled results keyed by the content of everything that went into them.
+//!
+//! A key is the sha256 of: the cache format, plinth's version and a fingerprint of what is
+//! built into it (spec schemas, CRD schemas, the default policy library), the options of the
+//! compile, every file of the snapshot (path and bytes, policies and templates included) and
+//! the extra policies. Any change to any of them is a different key, so an entry is never
+//! stale; entries are written atomically and a corrupt or unreadable one is a miss. Deleting
+//! the directory is always safe.
+//!
+//! An entry holds the diagnostics and the lowered objects of a compile, and the path of the
+//! Platform document (the only spec callers read after a cached build; it is re-read from the
+//! snapshot).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::diag::Diagnostic;
+use crate::load::Snapshot;
+use crate::lower::{Lowered, sha256_hex};
+use crate::{Options, PolicyConfig};
+
+/// Bumped when the entry format changes.
+const FORMAT: &str = "plinth-cache-v1";
+
+/// A cache directory.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    dir: PathBuf,
+    /// Mixed into every key; tests use it to stand for another plinth build.
+    salt: String,
+}
+
+/// What a cached compile produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    pub diagnostics: Vec<Diagnostic>,
+    pub lowered: Option<Lowered>,
+}
+
+/// What identifies this build of plinth beyond its version number: everything compiled in
+/// that changes results.
+pub fn fingerprint() -> &'static str {
+    static CELL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CELL.get_or_init(|| {
+        let mut h = Sha256::new();
+        h.update(env!("CARGO_PKG_VERSION"));
+        for kind in crate::model::Kind::ALL {
+            h.update(crate::schema::committed(kind));
+        }
+        for (name, text) in crate::lower::crd::generate_all() {
+            h.update(name);
+            h.update(text);
+        }
+        for f in crate::policy::default_library() {
+            h.update(f.path.as_bytes());
+            h.update(f.text.as_bytes());
+        }
+        sha256_hex(&h.finalize())
+    })
+}
+
+impl Cache {
+    pub fn new(dir: impl Into<PathBuf>) -> Cache {
+        Cache {
+            dir: dir.into(),
+            salt: String::new(),
+        }
+    }
+
+    /// A cache whose keys also depend on `salt` (to simulate another plinth version).
+    pub fn with_salt(mut self, salt: impl Into<String>) -> Cache {
+        self.salt = salt.into();
+        self
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The key of compiling `snapshot` with `opts`.
+    pub fn key(&self, snapshot: &Snapshot, opts: &Options) -> String {
+        let mut h = Sha256::new();
+        let mut field = |bytes: &[u8]| {
+            // Length-prefixed, so field boundaries cannot shift.
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        };
+        field(FORMAT.as_bytes());
+        field(fingerprint().as_bytes());
+        field(self.salt.as_bytes());
+        field(format!("{:?}|{:?}", opts.limits, opts.yaml).as_bytes());
+        match &opts.policies {
+            None => field(b"no policies"),
+            Some(PolicyConfig {
+                options,
+                default_library,
+                extra,
+            }) => {
+                field(format!("{:?}|{default_library}", options).as_bytes());
+                for f in extra {
+                    field(f.path.as_bytes());
+                    field(f.text.as_bytes());
+                }
+            }
+        }
+        for f in &snapshot.files {
+            field(f.path.as_bytes());
+            field(f.text.as_bytes());
+        }
+        sha256_hex(&h.finalize())
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.dir.join(&key[..2]).join(format!("{key}.json"))
+    }
+
+    /// The entry for a key; `None` when absent or unreadable.
+    pub fn load(&self, key: &str) -> Option<Entry> {
+        let bytes = std::fs::read(self.path(key)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Store an entry (written beside, then renamed into place).
+    pub fn store(&self, key: &str, entry: &Entry) -> std::io::Result<()> {
+        let path = self.path(key);
+        let dir = path.parent().unwrap_or(&self.dir);
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!(".{key}.{}.tmp", std::process::id()));
+        {
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+            serde_json::to_writer(&mut f, entry)?;
+            f.flush()?;
+        }
+        std::fs::rename(&tmp, &path)
+    }
+}

@@ -1,0 +1,259 @@
+//! The build cache is invisible: cached and uncached builds are byte-identical whatever
+//! changes between builds (a spec's content, a rename, a deletion, a policy, plinth itself),
+//! and a damaged cache is only a miss.
+
+use std::collections::BTreeMap;
+
+use plinth::cache::Cache;
+use plinth::load::MemSource;
+
+fn example() -> BTreeMap<String, Vec<u8>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/repo");
+    let mut files = BTreeMap::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).expect("dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p
+                    .strip_prefix(&root)
+                    .expect("inside")
+                    .to_string_lossy()
+                    .into_owned();
+                files.insert(rel, std::fs::read(&p).expect("read"));
+            }
+        }
+    }
+    files
+}
+
+fn source(files: &BTreeMap<String, Vec<u8>>) -> MemSource {
+    let mut s = MemSource::new();
+    for (p, b) in files {
+        s = s.with(p, b.clone());
+    }
+    s
+}
+
+fn options() -> plinth::Options {
+    plinth::Options {
+        policies: Some(plinth::PolicyConfig {
+            default_library: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Everything a build yields that a user sees: the output tree and the diagnostics.
+fn outcome(b: &plinth::Built) -> (Option<BTreeMap<String, String>>, Vec<String>) {
+    let tree = b
+        .lowered
+        .as_ref()
+        .map(|l| plinth::emit::tree(l, None).expect("tree"));
+    let diags = b
+        .checked
+        .diagnostics
+        .clone()
+        .into_sorted()
+        .into_iter()
+        .map(|d| format!("{d:?}"))
+        .collect();
+    (tree, diags)
+}
+
+fn hit(b: &plinth::Built) -> bool {
+    b.checked.timings.iter().any(|(s, _)| *s == "cache hit")
+}
+
+#[test]
+fn cached_and_uncached_builds_are_identical_through_every_kind_of_change() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cache = Cache::new(dir.path());
+    let opts = options();
+    let mut files = example();
+    let mut states: Vec<(String, BTreeMap<String, Vec<u8>>)> =
+        vec![("example".into(), files.clone())];
+
+    // Content: one project's quota.
+    let er = "projects/er-capacity.yaml".to_owned();
+    let text = String::from_utf8(files[&er].clone()).expect("utf-8");
+    assert!(text.contains("pods:"), "example changed");
+    files.insert(
+        er.clone(),
+        text.replacen("pods: ", "pods: 1", 1).into_bytes(),
+    );
+    states.push(("content".into(), files.clone()));
+    // Rename a spec file (only provenance changes).
+    let body = files.remove(&er).expect("present");
+    files.insert("projects/er.yaml".into(), body);
+    states.push(("rename".into(), files.clone()));
+    // Delete a spec (an App).
+    let app = files
+        .keys()
+        .find(|k| k.starts_with("apps/"))
+        .cloned()
+        .expect("an app");
+    files.remove(&app);
+    states.push(("delete".into(), files.clone()));
+    // A template change (an App's output).
+    let tpl = files
+        .keys()
+        .find(|k| k.ends_with(".yaml.j2"))
+        .cloned()
+        .expect("a template");
+    let mut t = files[&tpl].clone();
+    t.extend_from_slice(b"\n");
+    files.insert(tpl, t);
+    states.push(("template".into(), files.clone()));
+    // Back to the original bytes: the first entry serves again.
+    states.push(("original again".into(), example()));
+
+    for (name, state) in &states {
+        let uncached = plinth::build_source(&source(state), &opts).expect("builds");
+        let first = plinth::build_cached(&source(state), &opts, &cache).expect("builds");
+        let second = plinth::build_cached(&source(state), &opts, &cache).expect("builds");
+        assert!(
+            hit(&second),
+            "{name}: the second build of the same bytes is a hit"
+        );
+        assert_eq!(
+            outcome(&uncached),
+            outcome(&first),
+            "{name}: first cached build differs"
+        );
+        assert_eq!(
+            outcome(&uncached),
+            outcome(&second),
+            "{name}: cache hit differs"
+        );
+        assert!(uncached.lowered.is_some(), "{name}: the example builds");
+        // Callers read the Platform after a build (plan reads its approvals).
+        assert_eq!(
+            second
+                .checked
+                .specs
+                .platform
+                .as_ref()
+                .map(|p| p.spec.clone()),
+            uncached
+                .checked
+                .specs
+                .platform
+                .as_ref()
+                .map(|p| p.spec.clone()),
+            "{name}"
+        );
+    }
+    assert!(
+        hit(&plinth::build_cached(&source(&states[0].1), &opts, &cache).expect("b")),
+        "original bytes hit again"
+    );
+}
+
+#[test]
+fn a_policy_change_is_a_miss() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cache = Cache::new(dir.path());
+    let files = example();
+    let mut opts = options();
+    let a = plinth::build_cached(&source(&files), &opts, &cache).expect("b");
+    assert!(!hit(&a));
+    // A new policy that fires: the cached result would hide its finding.
+    let extra = plinth::policy::PolicyFile {
+        path: "/policies/extra.rego".into(),
+        text: "package main\n\nwarn_ns contains msg if {\n\tinput.kind == \"Namespace\"\n\tmsg := \"seen\"\n}\n".into(),
+    };
+    if let Some(p) = &mut opts.policies {
+        p.extra.push(extra);
+    }
+    let b = plinth::build_cached(&source(&files), &opts, &cache).expect("b");
+    assert!(!hit(&b), "a new policy is a new key");
+    let uncached = plinth::build_source(&source(&files), &opts).expect("b");
+    assert_eq!(outcome(&b), outcome(&uncached));
+    assert!(outcome(&b).1.iter().any(|d| d.contains("seen")));
+    // Turning the default library off is a change of options too.
+    let mut off = options();
+    if let Some(p) = &mut off.policies {
+        p.default_library = false;
+    }
+    assert!(!hit(
+        &plinth::build_cached(&source(&files), &off, &cache).expect("b")
+    ));
+}
+
+#[test]
+fn another_plinth_never_reads_this_ones_entries() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let files = example();
+    let opts = options();
+    let this = Cache::new(dir.path());
+    plinth::build_cached(&source(&files), &opts, &this).expect("b");
+    assert!(hit(
+        &plinth::build_cached(&source(&files), &opts, &this).expect("b")
+    ));
+    // A different plinth (another version, other schemas or policies built in) has another
+    // fingerprint: the same directory holds nothing for it.
+    let other = Cache::new(dir.path()).with_salt("plinth 9.9.9 with other schemas");
+    let b = plinth::build_cached(&source(&files), &opts, &other).expect("b");
+    assert!(!hit(&b));
+    assert_ne!(
+        this.key(&b.checked.snapshot, &opts),
+        other.key(&b.checked.snapshot, &opts)
+    );
+}
+
+#[test]
+fn a_damaged_cache_is_only_a_miss() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cache = Cache::new(dir.path());
+    let files = example();
+    let opts = options();
+    let first = plinth::build_cached(&source(&files), &opts, &cache).expect("b");
+    // Truncate every entry.
+    let mut n = 0;
+    for sub in std::fs::read_dir(dir.path()).expect("dir") {
+        for e in std::fs::read_dir(sub.expect("sub").path()).expect("dir") {
+            let p = e.expect("e").path();
+            let len = std::fs::metadata(&p).expect("meta").len();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .expect("open")
+                .set_len(len / 2)
+                .expect("truncate");
+            n += 1;
+        }
+    }
+    assert!(n >= 1);
+    let again = plinth::build_cached(&source(&files), &opts, &cache).expect("b");
+    assert!(!hit(&again));
+    assert_eq!(outcome(&first), outcome(&again));
+    // It was rewritten whole.
+    assert!(hit(
+        &plinth::build_cached(&source(&files), &opts, &cache).expect("b")
+    ));
+}
+
+#[test]
+fn errors_are_cached_too_and_build_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cache = Cache::new(dir.path());
+    let mut files = example();
+    let er = "projects/er-capacity.yaml".to_owned();
+    let text = String::from_utf8(files[&er].clone()).expect("utf-8");
+    files.insert(
+        er,
+        text.replacen("spec:", "spec:\n  bogusField: 1", 1)
+            .into_bytes(),
+    );
+    let opts = options();
+    let a = plinth::build_cached(&source(&files), &opts, &cache).expect("b");
+    let b = plinth::build_cached(&source(&files), &opts, &cache).expect("b");
+    assert!(hit(&b));
+    assert!(a.lowered.is_none() && b.lowered.is_none());
+    assert_eq!(outcome(&a), outcome(&b));
+    assert!(outcome(&b).1.iter().any(|d| d.contains("bogusField")));
+}
