@@ -216,6 +216,11 @@ impl Cluster {
         }
     }
 
+    /// The `kube` client (for the event recorder).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Forget discovered resources (after CRDs were applied).
     pub fn forget_discovery(&self) {
         self.resources

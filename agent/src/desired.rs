@@ -27,6 +27,9 @@ pub struct DesiredObject {
     pub source: String,
     /// Path of its file inside the tree.
     pub path: String,
+    /// The object as the previously applied revision compiled it, when known (the GitOps loop
+    /// knows it): a field the new revision changes is applied even over a hand edit.
+    pub previous: Option<Value>,
 }
 
 /// One cluster's compiled objects, sorted by apply stage then key.
@@ -139,6 +142,7 @@ impl Desired {
                 .and_then(Value::as_str)
                 .map_or_else(|| plinth::lower::spec_hash(&object), str::to_owned);
             objects.push(DesiredObject {
+                previous: None,
                 stage: Stage::of(&key),
                 key,
                 object,
@@ -159,6 +163,53 @@ impl Desired {
             revision: sha256_hex(lock_text.as_bytes()),
             objects,
         })
+    }
+
+    /// Build from a cluster's compiled output in memory (what `plinth build` would write):
+    /// the same objects, sources and revision as [`Desired::read`] of the written tree, without
+    /// rendering and re-reading every file.
+    pub fn from_output(
+        cluster: &str,
+        out: &plinth::lower::ClusterOutput,
+    ) -> Result<Desired, Error> {
+        let tree = plinth::emit::cluster_tree(cluster, out).map_err(Error::Tree)?;
+        let lock = tree
+            .get("plinth.lock.json")
+            .ok_or_else(|| Error::Tree("the compiled tree has no `plinth.lock.json`".into()))?;
+        let mut objects: Vec<DesiredObject> = out
+            .manifests
+            .iter()
+            .map(|m| DesiredObject {
+                previous: None,
+                key: m.key.clone(),
+                object: m.object.clone(),
+                hash: m.hash.clone(),
+                stage: Stage::of(&m.key),
+                source: format!("{}:{}", m.origin.file, m.origin.line),
+                path: plinth::emit::object_path(&m.key),
+            })
+            .collect();
+        objects.sort_by(|a, b| (a.stage, &a.key).cmp(&(b.stage, &b.key)));
+        Ok(Desired {
+            cluster: cluster.to_owned(),
+            revision: sha256_hex(lock.as_bytes()),
+            objects,
+        })
+    }
+
+    /// This state as a new revision of `previous`: each object learns how `previous` had it.
+    #[must_use]
+    pub fn after(&self, previous: &Desired) -> Desired {
+        let before: std::collections::BTreeMap<&ObjectKey, &Value> = previous
+            .objects
+            .iter()
+            .map(|o| (&o.key, &o.object))
+            .collect();
+        let mut next = self.clone();
+        for o in &mut next.objects {
+            o.previous = before.get(&o.key).map(|v| (*v).clone());
+        }
+        next
     }
 
     pub fn get(&self, key: &ObjectKey) -> Option<&DesiredObject> {
@@ -198,6 +249,33 @@ mod tests {
         assert_eq!(d.objects[0].stage, Stage::Policy);
         assert_eq!(d.objects[0].source, "p.yaml:3");
         assert_eq!(d.revision, sha256_hex(l.as_bytes()));
+    }
+
+    #[test]
+    fn compiled_output_equals_the_tree_read_back() {
+        let src = plinth::load::MemSource::new()
+            .with(
+                "plinth.yaml",
+                "apiVersion: plinth.dev/v1alpha1\nkind: Platform\nmetadata:\n  name: a\nspec:\n  clusters:\n    - name: prod\n      kubernetesVersion: \"1.32\"\n      provider: onPrem\n",
+            )
+            .with(
+                "projects/er.yaml",
+                "apiVersion: plinth.dev/v1alpha1\nkind: Project\nmetadata:\n  name: er\nspec:\n  owners: [dana@acme.example]\n  quota: {cpu: \"8\", memory: 16Gi}\n",
+            );
+        let built = plinth::build_source(&src, &plinth::Options::default()).unwrap();
+        let out = &built.lowered.unwrap().clusters["prod"];
+        let direct = Desired::from_output("prod", out).unwrap();
+        let tree = plinth::emit::cluster_tree("prod", out).unwrap();
+        let read = Desired::from_files(&tree["plinth.lock.json"], |p| Ok(tree[p].clone())).unwrap();
+        assert_eq!(direct.revision, read.revision);
+        assert_eq!(direct.objects.len(), read.objects.len());
+        for (a, b) in direct.objects.iter().zip(&read.objects) {
+            assert_eq!(
+                (&a.key, &a.hash, a.stage, &a.source, &a.path),
+                (&b.key, &b.hash, b.stage, &b.source, &b.path)
+            );
+            assert_eq!(canonical_json(&a.object), canonical_json(&b.object));
+        }
     }
 
     #[test]

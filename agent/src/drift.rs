@@ -14,6 +14,10 @@
 //!   `heal` re-applies with force.
 //! - [`Class::OutOfBand`]: a field plinth applies whose value differs though no other manager
 //!   owns it (written without managed fields, or removed): drift, handled like `Hand`.
+//! - [`Class::Reclaimed`]: a field a person (or nobody) changed in the cluster that the new
+//!   revision changes too (known when the caller passes the object as the previous revision
+//!   compiled it — the GitOps loop does): git wins, the field is applied with force. A
+//!   `git revert` is never fought by the hand edit it undoes.
 //! - [`Class::Other`]: a field plinth applies that another, non-human manager owns with
 //!   another value (an autoscaler's `replicas`, another controller): reported and left alone:
 //!   plinth stops applying it (unless the manager is in [`Policy::take_from`]).
@@ -100,9 +104,18 @@ impl Policy {
 #[serde(tag = "class", rename_all = "camelCase")]
 pub enum Class {
     Update,
-    Hand { manager: String },
+    Hand {
+        manager: String,
+    },
     OutOfBand,
-    Other { manager: String },
+    /// Changed in the cluster, and changed by the new revision too: the revision wins.
+    /// `manager` is who had changed it (empty: no field manager).
+    Reclaimed {
+        manager: String,
+    },
+    Other {
+        manager: String,
+    },
 }
 
 impl Class {
@@ -134,7 +147,7 @@ impl fmt::Display for FieldDiff {
     /// (`spec.hard.requests.cpu 32→48, changed by kubectl-edit`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (from, to) = match self.class {
-            Class::Update => (&self.live, &self.desired),
+            Class::Update | Class::Reclaimed { .. } => (&self.live, &self.desired),
             _ => (&self.desired, &self.live),
         };
         write!(
@@ -148,6 +161,12 @@ impl fmt::Display for FieldDiff {
             Class::Update => Ok(()),
             Class::Hand { manager } => write!(f, ", changed by {manager}"),
             Class::OutOfBand => f.write_str(", changed outside any field manager"),
+            Class::Reclaimed { manager } if manager.is_empty() => {
+                f.write_str(", changed in git over a change outside any field manager")
+            }
+            Class::Reclaimed { manager } => {
+                write!(f, ", changed in git over an edit by {manager}")
+            }
             Class::Other { manager } => write!(f, ", owned by {manager} (left alone)"),
         }
     }
@@ -179,7 +198,9 @@ impl Comparison {
         self.diffs.iter().filter(|d| d.class.is_drift())
     }
     pub fn updates(&self) -> impl Iterator<Item = &FieldDiff> {
-        self.diffs.iter().filter(|d| d.class == Class::Update)
+        self.diffs
+            .iter()
+            .filter(|d| matches!(d.class, Class::Update | Class::Reclaimed { .. }))
     }
     pub fn others(&self) -> impl Iterator<Item = &FieldDiff> {
         self.diffs
@@ -230,7 +251,38 @@ pub fn compare(
     manager: &str,
     policy: &Policy,
 ) -> Comparison {
-    let shapes = Shapes::learn([live, merged]);
+    compare_revisions(live, merged, None, desired_hash, manager, policy)
+}
+
+/// [`compare`], knowing what the revision changed: `revisions` is the object as the previously
+/// applied revision compiled it and as the new one does. A field changed in the cluster that
+/// the new revision changes too is [`Class::Reclaimed`], not drift.
+pub fn compare_revisions(
+    live: &Value,
+    merged: &Value,
+    revisions: Option<(&Value, &Value)>,
+    desired_hash: &str,
+    manager: &str,
+    policy: &Policy,
+) -> Comparison {
+    let shapes = match revisions {
+        Some((prev, next)) => Shapes::learn([live, merged, prev, next]),
+        None => Shapes::learn([live, merged]),
+    };
+    let hash_changed = live_hash(live) != Some(desired_hash);
+    // Leaves the new revision changes (only when it is a new revision of this object).
+    let changed_in_git: Option<(Leaves, Leaves)> =
+        revisions.filter(|_| hash_changed).map(|(prev, next)| {
+            (
+                fields::flatten(&normalise(prev), &shapes),
+                fields::flatten(&normalise(next), &shapes),
+            )
+        });
+    let git_changed = |p: &Path| {
+        changed_in_git
+            .as_ref()
+            .is_some_and(|(a, b)| a.get(p) != b.get(p))
+    };
     let l = fields::flatten(&normalise(live), &shapes);
     let m = fields::flatten(&normalise(merged), &shapes);
     let ours_merged = fields::applied_by(merged, manager);
@@ -239,7 +291,6 @@ pub fn compare(
         .into_iter()
         .filter(|e| e.name != manager)
         .collect();
-    let hash_changed = live_hash(live) != Some(desired_hash);
     let sensitive = is_sensitive(merged);
 
     let mut paths: BTreeSet<&Path> = BTreeSet::new();
@@ -278,8 +329,14 @@ pub fn compare(
             }
             Class::Update
         } else if let Some(owner) = owners.iter().find(|e| policy.is_hand(&e.name)) {
-            Class::Hand {
-                manager: owner.name.clone(),
+            if git_changed(p) {
+                Class::Reclaimed {
+                    manager: owner.name.clone(),
+                }
+            } else {
+                Class::Hand {
+                    manager: owner.name.clone(),
+                }
             }
         } else if let Some(owner) = owners.first() {
             Class::Other {
@@ -329,10 +386,10 @@ pub fn compare(
     }
 }
 
-/// `metadata.annotations.plinth.dev/source` or `.../spec-hash`.
+/// `metadata.annotations.plinth.dev/source`, `.../spec-hash` or `.../template`.
 pub fn is_provenance(p: &Path) -> bool {
-    use plinth::lower::SOURCE_ANNOTATION;
-    matches!(p.fields().as_deref(), Some(["metadata", "annotations", a]) if *a == SOURCE_ANNOTATION || *a == HASH_ANNOTATION)
+    use plinth::lower::PROVENANCE_ANNOTATIONS;
+    matches!(p.fields().as_deref(), Some(["metadata", "annotations", a]) if PROVENANCE_ANNOTATIONS.contains(a))
 }
 
 /// An empty map or list leaf whose place the other side fills with leaves below it: the
@@ -393,6 +450,10 @@ pub fn plan(desired: &Value, live: &Value, cmp: &Comparison, policy: &Policy) ->
     for d in &cmp.diffs {
         match (&d.class, policy.mode) {
             (Class::Update, _) => {}
+            (Class::Reclaimed { .. }, _) => {
+                force = true;
+                needed = true;
+            }
             (Class::Other { manager }, _) => {
                 if policy.takes_from(manager) {
                     force = true;
@@ -487,6 +548,64 @@ mod tests {
         let heal = plan(&desired, &live, &c, &heal_policy);
         assert!(heal.needed && heal.force);
         assert_eq!(heal.body["spec"]["hard"]["requests.cpu"], "32");
+    }
+
+    #[test]
+    fn a_revision_changing_a_hand_edited_field_takes_it_back() {
+        let hand = json!({"manager": "kubectl-edit", "operation": "Update",
+                          "fieldsV1": {"f:spec": {"f:hard": {"f:requests.cpu": {}, "f:pods": {}}}}});
+        let kept = json!({"f:metadata": {"f:annotations": {"f:plinth.dev/spec-hash": {}}}});
+        // Applied at 48 (h2), edited by hand to 64 cpus and 12 pods; the new revision (h1)
+        // sets cpu back to 32 and leaves pods at 10.
+        let mut live = quota("64", "h2", json!([plinth_owns(kept), hand]));
+        live["spec"]["hard"]["pods"] = json!("12");
+        let merged = quota("32", "h1", json!([plinth_owns(all_fields())]));
+        let previous = quota("48", "h2", json!([]));
+        let next = quota("32", "h1", json!([]));
+        let policy = Policy::default();
+        let c = compare_revisions(
+            &live,
+            &merged,
+            Some((&previous, &next)),
+            "h1",
+            "plinth",
+            &policy,
+        );
+        let shown: Vec<String> = c.diffs.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "metadata.annotations.plinth.dev/spec-hash h2→h1",
+                "spec.hard.pods 10→12, changed by kubectl-edit",
+                "spec.hard.requests.cpu 64→32, changed in git over an edit by kubectl-edit",
+            ]
+        );
+        let p = plan(&normalise(&merged), &live, &c, &policy);
+        assert!(p.needed && p.force);
+        assert_eq!(p.body["spec"]["hard"]["requests.cpu"], "32");
+        assert_eq!(
+            p.body["spec"]["hard"].get("pods"),
+            None,
+            "the other edit stays"
+        );
+
+        // Without the previous revision, or on the same revision, it is drift as before.
+        let c = compare(&live, &merged, "h1", "plinth", &policy);
+        assert!(
+            c.diffs
+                .iter()
+                .all(|d| !matches!(d.class, Class::Reclaimed { .. }))
+        );
+        let same = quota("32", "h2", json!([plinth_owns(all_fields())]));
+        let c = compare_revisions(
+            &live,
+            &same,
+            Some((&previous, &next)),
+            "h2",
+            "plinth",
+            &policy,
+        );
+        assert!(c.diffs.iter().all(|d| d.class.is_drift()), "{:?}", c.diffs);
     }
 
     #[test]

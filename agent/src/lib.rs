@@ -14,20 +14,38 @@
 //! - [`sync`]: the loop, for `apply` and `diff`; [`report`]: what a run did, as text or JSON;
 //! - [`cli`]: arguments and exit codes (the binary's `main` is a few lines).
 //!
+//! The GitOps loop around it ([`gitops`], `plinth-agent run`):
+//!
+//! - [`source`]: the git remote, mirrored with `gix` (fetch, ancestry, signatures' bytes);
+//! - [`signature`]: commit signature verification (SSH allowed signers, OpenPGP keyring);
+//! - [`compile`]: the platform at a commit compiled in memory into [`Desired`];
+//! - [`status`]: commit statuses for GitHub, GitLab and Gitea, posted in the background;
+//! - [`audit`]: the audit trail (log lines, Events, history in the inventory);
+//! - [`metrics`], [`server`] (`/metrics`, `/healthz`, `/readyz`, `/hooks/git`), [`webhook`].
+//!
 //! Errors are typed ([`Error`], [`cluster::ApiError`]); what happened to each object is data in
 //! the [`report::Report`], not an error.
 
+pub mod audit;
 pub mod cli;
 pub mod cluster;
+pub mod compile;
 pub mod desired;
 pub mod drift;
 pub mod duration;
 pub mod fields;
+pub mod gitops;
 pub mod health;
 pub mod inventory;
+pub mod metrics;
 pub mod prune;
 pub mod report;
+pub mod server;
+pub mod signature;
+pub mod source;
+pub mod status;
 pub mod sync;
+pub mod webhook;
 
 pub use cluster::{ApiError, Cluster, Requests};
 pub use desired::Desired;

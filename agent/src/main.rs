@@ -11,13 +11,26 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
         }
     };
-    let default = if cli.verbose { "info" } else { "warn" };
+    // The loop logs what it does by default; one-shot commands only warnings.
+    let long_running = matches!(cli.command, plinth_agent::cli::Cmd::Run(_));
+    let default = if cli.verbose || long_running {
+        "info"
+    } else {
+        "warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("PLINTH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(filter)
-        .init();
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
+        .with_env_filter(filter);
+    match cli.log_format {
+        plinth_agent::cli::LogFormat::Text => logs.init(),
+        plinth_agent::cli::LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

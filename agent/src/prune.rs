@@ -126,14 +126,17 @@ pub fn verdict(live: Option<&Value>) -> Verdict {
     }
 }
 
-/// Turn the deletion of a namespace that holds kept candidates (disabled, or not plinth's)
-/// into [`Verdict::Holds`]: a namespace's deletion takes everything in it along.
+/// Turn the deletion of a namespace that holds kept candidates (disabled, or not plinth's),
+/// or the inventory, into [`Verdict::Holds`]: a namespace's deletion takes everything in it
+/// along.
 pub fn hold_namespaces(verdicts: &mut [(ObjectKey, Verdict)]) {
-    let held: std::collections::BTreeSet<String> = verdicts
+    let mut held: std::collections::BTreeSet<String> = verdicts
         .iter()
         .filter(|(_, v)| matches!(v, Verdict::Disabled | Verdict::NotOurs))
         .filter_map(|(k, _)| k.namespace.clone())
         .collect();
+    // The inventory's namespace holds the inventory (and the agent): never deleted.
+    held.insert(crate::inventory::NAMESPACE.to_owned());
     for (k, v) in verdicts.iter_mut() {
         if k.group().is_empty()
             && k.kind == "Namespace"

@@ -27,6 +27,9 @@ pub enum Action {
     /// Drift restored (`--drift heal`); for `diff`, drift an apply with `heal` would restore.
     Heal,
     Unchanged,
+    /// Only provenance annotations changed (the spec moved to another file or line): the
+    /// annotations were written, but the object's content is what it was.
+    Provenance,
     Failed,
     /// Not attempted: an earlier stage failed.
     Skipped,
@@ -239,11 +242,9 @@ impl Report {
                                 &["metadata", "annotations", plinth::lower::HASH_ANNOTATION][..],
                             )
                     };
-                    for d in o
-                        .diffs
-                        .iter()
-                        .filter(|d| d.class == Class::Update && !hash(d))
-                    {
+                    for d in o.diffs.iter().filter(|d| {
+                        matches!(d.class, Class::Update | Class::Reclaimed { .. }) && !hash(d)
+                    }) {
                         let _ = writeln!(out, "               {d}");
                     }
                 }
@@ -254,7 +255,7 @@ impl Report {
                         .map_or_else(String::new, ToString::to_string);
                     line(&mut out, "failed", &format!("{}: {e}", o.key));
                 }
-                Action::Heal | Action::Unchanged | Action::Skipped => {}
+                Action::Heal | Action::Unchanged | Action::Provenance | Action::Skipped => {}
             }
             for d in o.diffs.iter().filter(|d| d.class.is_drift()) {
                 let verb = if o.healed && apply { "healed" } else { "drift" };
@@ -345,6 +346,14 @@ impl Report {
             (Action::Update, if apply { "updated" } else { "to update" }),
             (Action::Heal, if apply { "healed" } else { "drifted" }),
             (Action::Unchanged, "unchanged"),
+            (
+                Action::Provenance,
+                if apply {
+                    "re-annotated (spec moved)"
+                } else {
+                    "to re-annotate (spec moved)"
+                },
+            ),
             (Action::Failed, "failed"),
             (Action::Skipped, "skipped"),
         ];

@@ -183,7 +183,12 @@ pub async fn apply(cluster: &Cluster, desired: &Desired, opts: &Options) -> Repo
         let touched: Vec<usize> = results
             .iter()
             .enumerate()
-            .filter(|(_, r)| matches!(r.action, Action::Create | Action::Update | Action::Heal))
+            .filter(|(_, r)| {
+                matches!(
+                    r.action,
+                    Action::Create | Action::Update | Action::Heal | Action::Provenance
+                )
+            })
             .map(|(i, _)| base + i)
             .collect();
         report.objects.extend(results);
@@ -272,6 +277,21 @@ pub async fn apply(cluster: &Cluster, desired: &Desired, opts: &Options) -> Repo
     report
 }
 
+/// What writing an existing object amounts to: an update of its content, a heal of drift, or
+/// only new provenance annotations (its spec moved: the plan shows no change).
+fn action_of(cmp: &drift::Comparison, healed: bool) -> Action {
+    let content = cmp.hash_changed
+        || cmp.ownership_changed
+        || cmp.updates().any(|d| !drift::is_provenance(&d.path));
+    if content {
+        Action::Update
+    } else if !healed && cmp.updates().next().is_some() {
+        Action::Provenance
+    } else {
+        Action::Heal
+    }
+}
+
 fn is_healthy(o: &ObjectReport) -> bool {
     o.health.as_ref().is_none_or(Health::is_healthy)
 }
@@ -323,7 +343,14 @@ async fn sync_object(cluster: &Cluster, o: &DesiredObject, opts: &Options) -> Ob
         let merged = cluster
             .apply(&o.key, &o.object, &opts.manager, true, true)
             .await?;
-        let cmp = drift::compare(&live, &merged, &o.hash, &opts.manager, &opts.drift);
+        let cmp = drift::compare_revisions(
+            &live,
+            &merged,
+            o.previous.as_ref().map(|p| (p, &o.object)),
+            &o.hash,
+            &opts.manager,
+            &opts.drift,
+        );
         let plan = drift::plan(&o.object, &live, &cmp, &opts.drift);
         r.diffs = cmp.diffs.clone();
         r.extras = cmp.extras.clone();
@@ -334,12 +361,8 @@ async fn sync_object(cluster: &Cluster, o: &DesiredObject, opts: &Options) -> Ob
         let applied = cluster
             .apply(&o.key, &plan.body, &opts.manager, plan.force, false)
             .await?;
-        r.action = if cmp.updates().next().is_some() || cmp.ownership_changed {
-            Action::Update
-        } else {
-            Action::Heal
-        };
         r.healed = opts.drift.mode == Mode::Heal && cmp.drift().next().is_some();
+        r.action = action_of(&cmp, r.healed);
         r.health = Some(health::of(&applied));
         tracing::info!(object = %o.key, action = ?r.action, force = plan.force, "applied");
         Ok::<(), ApiError>(())
@@ -576,16 +599,21 @@ async fn diff_object(
         let merged = cluster
             .apply(&o.key, &o.object, &opts.manager, true, true)
             .await?;
-        let cmp = drift::compare(&live, &merged, &o.hash, &opts.manager, heal);
+        let cmp = drift::compare_revisions(
+            &live,
+            &merged,
+            o.previous.as_ref().map(|p| (p, &o.object)),
+            &o.hash,
+            &opts.manager,
+            heal,
+        );
         let plan = drift::plan(&o.object, &live, &cmp, heal);
-        r.action = if !plan.needed {
-            Action::Unchanged
-        } else if cmp.updates().next().is_some() || cmp.ownership_changed {
-            Action::Update
-        } else {
-            Action::Heal
-        };
         r.healed = cmp.drift().next().is_some();
+        r.action = if plan.needed {
+            action_of(&cmp, r.healed)
+        } else {
+            Action::Unchanged
+        };
         r.diffs = cmp.diffs;
         r.extras = cmp.extras;
         r.health = Some(health::of(&live));

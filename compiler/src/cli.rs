@@ -905,8 +905,10 @@ fn plan(
         },
         Err(e) => return Err(e.into()),
     };
-    let mut head_opts = crate::Options::default();
-    head_opts.policies = Some(args.policies.config()?);
+    let head_opts = crate::Options {
+        policies: Some(args.policies.config()?),
+        ..crate::Options::default()
+    };
     let (head, head_label, head_id) = match &args.head {
         Some(rev) => {
             let id = repo.resolve(rev)?;

@@ -156,7 +156,7 @@ pub fn platform(n: usize, seed: u64) -> Files {
             t.pods
         );
         if let Some(pool) = with_gpu.get(&t.name) {
-            let _ = write!(s, "  instanceTypes: [{}-1]\n", pool_names[*pool]);
+            let _ = writeln!(s, "  instanceTypes: [{}-1]", pool_names[*pool]);
         }
         if i % 3 == 0 {
             s.push_str("  volumes:\n    shared:\n      capacity: 100Gi\n");

@@ -145,8 +145,11 @@ pub struct Engine {
     exception_packages: BTreeSet<String>,
     timeout: Duration,
     /// Per input kind, the rules (indices, grouped by package) that can fire on it.
-    by_kind: std::sync::Arc<std::sync::Mutex<BTreeMap<String, std::sync::Arc<Vec<Vec<usize>>>>>>,
+    by_kind: std::sync::Arc<std::sync::Mutex<BTreeMap<String, RuleGroups>>>,
 }
+
+/// Rule indices grouped by package.
+type RuleGroups = std::sync::Arc<Vec<Vec<usize>>>;
 
 /// Parse an error position `file:line:col` out of a regorus message.
 fn error_position(msg: &str, file: &str) -> Option<Pos> {
@@ -300,7 +303,7 @@ impl Engine {
             let Some(package) = package_of(&f.text) else {
                 continue;
             };
-            let selected = opts.all_namespaces || opts.namespaces.iter().any(|n| *n == package);
+            let selected = opts.all_namespaces || opts.namespaces.contains(&package);
             if !selected {
                 continue;
             }
@@ -841,7 +844,7 @@ pub fn run_tests(
         engine.set_input(regorus::Value::new_object());
         let (passed, detail) = match engine.eval_rule(format!("data.{package}.{name}")) {
             Ok(v) if v == regorus::Value::from(true) => (true, None),
-            Ok(v) if v == regorus::Value::Undefined => (
+            Ok(regorus::Value::Undefined) => (
                 false,
                 Some("undefined (a condition did not hold)".to_owned()),
             ),

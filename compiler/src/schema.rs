@@ -541,14 +541,12 @@ fn deref<'a>(root: &'a Value, mut node: &'a Value) -> &'a Value {
             .get("anyOf")
             .or_else(|| node.get("oneOf"))
             .and_then(Value::as_array)
-        {
-            if let Some(b) = branches
+            && let Some(b) = branches
                 .iter()
                 .find(|b| b.get("$ref").is_some() || b.get("properties").is_some())
-            {
-                node = b;
-                continue;
-            }
+        {
+            node = b;
+            continue;
         }
         return node;
     }

@@ -3,6 +3,9 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod forge;
+pub mod git;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;

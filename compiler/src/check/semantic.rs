@@ -975,18 +975,19 @@ impl<'a> Cx<'a> {
                 .hint("name the serving image, e.g. `registry.example.org/serving/xgboost:2.1`"),
             );
         }
-        if let Some(pl) = &self.specs.platform {
-            if s.runtime == Runtime::Kserve && !pl.spec.backends.kserve {
-                d.push(
-                    Diagnostic::new(
-                        Code::Placement,
-                        "`runtime: kserve` but the KServe backend is disabled",
-                    )
-                    .at(r.at("spec.runtime"))
-                    .related(pl.at("spec.backends.kserve").note("disabled here"))
-                    .hint("use `runtime: deployment`, or enable the backend"),
-                );
-            }
+        if let Some(pl) = &self.specs.platform
+            && s.runtime == Runtime::Kserve
+            && !pl.spec.backends.kserve
+        {
+            d.push(
+                Diagnostic::new(
+                    Code::Placement,
+                    "`runtime: kserve` but the KServe backend is disabled",
+                )
+                .at(r.at("spec.runtime"))
+                .related(pl.at("spec.backends.kserve").note("disabled here"))
+                .hint("use `runtime: deployment`, or enable the backend"),
+            );
         }
         // Traffic.
         match (&s.traffic, &s.model.storage_uri) {

@@ -38,7 +38,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use super::{Ctx, Manifest, ObjectKey, Origin, Sink};
+use super::{Ctx, Manifest, ObjectKey, Origin, Sink, strip_nulls};
 use crate::diag::{Code, Diagnostic, Label, Pos, Span};
 use crate::model::dataset::{AccessMode, SourceKind};
 use crate::model::project::ProjectSpec;
@@ -656,17 +656,6 @@ fn objects(
 
 fn describe(key: &ObjectKey) -> String {
     format!("{} `{}`", key.kind, key.name)
-}
-
-fn strip_nulls(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            m.retain(|_, x| !x.is_null());
-            m.values_mut().for_each(strip_nulls);
-        }
-        Value::Array(a) => a.iter_mut().for_each(strip_nulls),
-        _ => {}
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

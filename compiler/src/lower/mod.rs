@@ -8,6 +8,7 @@
 //!
 //! One submodule per spec kind; [`lower`] runs them for every cluster each object lives on.
 
+pub mod agent;
 pub mod app;
 pub mod crd;
 pub mod dataset;
@@ -347,7 +348,7 @@ fn sort_object(m: &mut Map<String, Value>) {
 
 /// Drop `null` members (k8s-openapi serialises absent options as nothing already; this keeps
 /// hand-built JSON to the same rule).
-fn strip_nulls(v: &mut Value) {
+pub(crate) fn strip_nulls(v: &mut Value) {
     match v {
         Value::Object(m) => {
             m.retain(|_, x| !x.is_null());
@@ -501,6 +502,8 @@ enum Unit<'a> {
     Dataset(&'a Object<crate::model::DatasetSpec>),
     Rollout(&'a Object<crate::model::ModelRolloutSpec>),
     App(&'a Object<crate::model::AppSpec>),
+    /// The Platform's `spec.agent`: the agent's install manifests.
+    Agent(&'a Object<PlatformSpec>),
 }
 
 /// Lower every spec for every cluster. Requires a checked, error-free [`Specs`].
@@ -553,6 +556,9 @@ pub fn lower(specs: &Specs, snapshot: &Snapshot) -> (Lowered, Diagnostics) {
                 .filter(|a| cx.hosts(&a.spec.project))
                 .map(Unit::App),
         );
+        if platform.spec.agent.as_ref().is_some_and(|a| a.enabled) {
+            units.push(Unit::Agent(platform));
+        }
         let parts: Vec<(BTreeMap<ObjectKey, Manifest>, Diagnostics)> = units
             .par_iter()
             .map(|u| {
@@ -569,6 +575,7 @@ pub fn lower(specs: &Specs, snapshot: &Snapshot) -> (Lowered, Diagnostics) {
                     Unit::Dataset(ds) => dataset::lower(&cx, ds, &mut sink),
                     Unit::Rollout(r) => rollout::lower(&cx, r, &mut sink),
                     Unit::App(a) => app::lower(&cx, a, &mut sink),
+                    Unit::Agent(p) => agent::lower(&cx, p, &mut sink),
                 }
                 (out, d)
             })

@@ -37,6 +37,109 @@ pub struct PlatformSpec {
     /// Destructive deletions reviewers approved (see `plinth plan`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvals: Vec<Approval>,
+    /// The plinth agent, installed by `plinth build` in every cluster when enabled: it tracks
+    /// the platform repository and applies each new commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentSettings>,
+}
+
+/// How the plinth agent is installed and what it tracks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentSettings {
+    /// Whether `plinth build` emits the agent's install manifests (Namespace, ServiceAccount,
+    /// ClusterRole and binding, Deployment, Service) for every cluster.
+    #[serde(default)]
+    pub enabled: bool,
+    /// The agent's container image, with a tag or digest (`registry.example.org/plinth-agent:0.1.0`).
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// Namespace the agent runs in.
+    #[serde(default = "default_agent_namespace")]
+    #[schemars(extend("pattern" = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 63))]
+    pub namespace: String,
+    /// The platform repository's git remote (`https://…`, `ssh://…`, `git@host:path`, …).
+    #[schemars(length(min = 1))]
+    pub repo: String,
+    /// The branch the agent applies.
+    #[serde(default = "default_branch")]
+    pub branch: String,
+    /// The platform's directory inside the repository (empty: its root).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
+    /// Time between syncs (a push webhook triggers one at once).
+    #[serde(default = "default_interval")]
+    pub interval: super::Duration,
+    /// The forge that receives commit statuses (`plinth/<cluster>`) and sends webhooks.
+    #[serde(default)]
+    pub forge: Forge,
+    /// The forge's API root (default `https://api.github.com`, `https://gitlab.com`; required
+    /// for Gitea).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forge_url: Option<String>,
+    /// The repository on the forge, `owner/name` (default: from `repo`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forge_repo: Option<String>,
+    /// A Secret in the agent's namespace whose key `token` holds the forge (and git) token,
+    /// and optional key `webhook-secret`; mounted as files, never emitted by plinth.
+    #[serde(default = "default_token_secret")]
+    pub token_secret: String,
+    /// Delete objects that a commit no longer has.
+    #[serde(default = "super::yes")]
+    pub prune: bool,
+    /// What the agent does about fields changed in the cluster by hand.
+    #[serde(default)]
+    pub drift: DriftMode,
+}
+
+fn default_agent_namespace() -> String {
+    "plinth-system".to_owned()
+}
+
+fn default_branch() -> String {
+    "main".to_owned()
+}
+
+fn default_interval() -> super::Duration {
+    super::Duration("1m".to_owned())
+}
+
+fn default_token_secret() -> String {
+    "plinth-agent-token".to_owned()
+}
+
+/// A git forge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Forge {
+    Github,
+    Gitlab,
+    Gitea,
+    /// No forge: statuses go to the agent's log.
+    #[default]
+    None,
+}
+
+impl Forge {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Forge::Github => "github",
+            Forge::Gitlab => "gitlab",
+            Forge::Gitea => "gitea",
+            Forge::None => "none",
+        }
+    }
+}
+
+/// The agent's drift mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum DriftMode {
+    /// Report drift (a failure status) and leave it.
+    #[default]
+    Detect,
+    /// Put the git values back.
+    Heal,
 }
 
 /// An approved destructive change: deleting an object whose spec is gone.

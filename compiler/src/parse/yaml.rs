@@ -533,10 +533,10 @@ pub fn resolve_plain(text: &str) -> NodeValue {
                 .map_or_else(|_| NodeValue::Str(text.to_owned()), NodeValue::Float),
         };
     }
-    if is_core_float(digits) {
-        if let Ok(f) = text.parse::<f64>() {
-            return NodeValue::Float(f);
-        }
+    if is_core_float(digits)
+        && let Ok(f) = text.parse::<f64>()
+    {
+        return NodeValue::Float(f);
     }
     NodeValue::Str(text.to_owned())
 }

@@ -1,0 +1,116 @@
+//! Compiling the platform at a commit, in memory: the compiler library reads the tree straight
+//! from the mirror's object database (no checkout), checks it like `plinth build` (schemas,
+//! semantics, output verification, policies), and one cluster's output becomes the
+//! [`Desired`] state the apply engine takes — the same objects and revision (lock hash) as
+//! the tree `plinth build` writes.
+
+use gix::ObjectId;
+use plinth::load::git::{GitError, GitRepo};
+
+use crate::desired::Desired;
+
+/// How to compile.
+#[derive(Debug, Clone)]
+pub struct CompileOptions {
+    /// The plinth cluster whose output is applied.
+    pub cluster: String,
+    /// The platform's directory inside the repository (`""` for the root).
+    pub path: String,
+    /// Run plinth's default policy library and the repository's policies, as `plinth build`.
+    pub policies: bool,
+}
+
+/// The outcome of compiling a commit.
+#[derive(Debug, Clone)]
+pub enum Compiled {
+    /// The cluster's desired state.
+    Ok(Box<Desired>),
+    /// The commit does not pass `plinth check` (or has no such platform or cluster): nothing
+    /// may be applied from it.
+    Rejected {
+        /// One line for a commit status: the count and the first error.
+        summary: String,
+        /// Every error, one per line (`file:line:col: error[CODE] message`).
+        details: String,
+    },
+}
+
+/// Compile `commit`. `Err` is a system failure (the mirror is unreadable); a user mistake in
+/// the commit is [`Compiled::Rejected`].
+pub fn compile(
+    repo: &GitRepo,
+    commit: ObjectId,
+    opts: &CompileOptions,
+) -> Result<Compiled, String> {
+    let path = opts.path.trim_matches('/');
+    let prefix = if path.is_empty() || path == "." {
+        String::new()
+    } else {
+        format!("{path}/")
+    };
+    let source = match repo.source(commit, path) {
+        Ok(s) => s,
+        Err(e @ (GitError::MissingPath { .. } | GitError::NotATree { .. })) => {
+            let m = e.to_string();
+            return Ok(Compiled::Rejected {
+                summary: m.clone(),
+                details: m,
+            });
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut options = plinth::Options::default();
+    if opts.policies {
+        options.policies = Some(plinth::PolicyConfig {
+            default_library: true,
+            ..plinth::PolicyConfig::default()
+        });
+    }
+    let built = plinth::build_source(&source, &options).map_err(|e| e.to_string())?;
+    let diags = built.checked.diagnostics.clone().into_sorted();
+    let errors: Vec<_> = diags.iter().filter(|d| d.is_error()).cloned().collect();
+    let lowered = match built.lowered {
+        Some(l) if errors.is_empty() => l,
+        _ => {
+            let paths = plinth::render::Paths::new(prefix);
+            let details = plinth::render::concise(&errors, &paths);
+            let first = details
+                .lines()
+                .next()
+                .unwrap_or("the build stopped")
+                .to_owned();
+            let n = errors.len();
+            return Ok(Compiled::Rejected {
+                summary: format!(
+                    "plinth check failed: {n} error{}; {first}",
+                    if n == 1 { "" } else { "s" }
+                ),
+                details,
+            });
+        }
+    };
+    let Some(out) = lowered.clusters.get(&opts.cluster) else {
+        let known: Vec<String> = lowered.clusters.keys().map(|k| format!("`{k}`")).collect();
+        let m = format!(
+            "the platform has no cluster `{}` (its clusters: {})",
+            opts.cluster,
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        );
+        return Ok(Compiled::Rejected {
+            summary: m.clone(),
+            details: m,
+        });
+    };
+    let desired = Desired::from_output(&opts.cluster, out).map_err(|e| e.to_string())?;
+    Ok(Compiled::Ok(Box::new(desired)))
+}
+
+/// Compile the platform at `commit` of a repository (for tests and tools).
+pub fn compile_at(repo: &GitRepo, rev: &str, opts: &CompileOptions) -> Result<Compiled, String> {
+    let id = repo.resolve(rev).map_err(|e| e.to_string())?;
+    compile(repo, id, opts)
+}

@@ -1,0 +1,581 @@
+//! Platform `spec.agent` → the plinth agent's install manifests, for every cluster:
+//! Namespace, ServiceAccount, a least-privilege ClusterRole and its ClusterRoleBinding, the
+//! Deployment and its Service.
+//!
+//! The ClusterRole grants exactly what the agent does (`get`, `create`, `patch` — server-side
+//! apply —, `delete`) on exactly the kinds plinth emits: the built-in kinds of
+//! [`crate::verify`]'s table ([`BUILTIN_KINDS`], kept equal to it by a test) and the custom
+//! resources of [`crd::kinds`]; plus `bind` and `escalate` on roles (to grant what project
+//! RoleBindings grant without holding it), and creating and patching `events.k8s.io` Events
+//! (the audit trail). The inventory ConfigMap is a ConfigMap: covered.
+//!
+//! The Deployment runs one replica (`Recreate`: never two agents at once) as a non-root user
+//! with a read-only root filesystem, no capabilities, the default seccomp profile; probes on
+//! `/healthz` and `/readyz`; the token Secret (`spec.agent.tokenSecret`, keys `token` and
+//! optionally `webhook-secret`, created outside plinth) mounted as files; an `emptyDir` for
+//! the git mirror and one for `/tmp`. The Service exposes port 8080 for webhooks
+//! (`/hooks/git`) and metrics.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, Namespace, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Service,
+    ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::crd;
+use super::{Ctx, Origin, Sink};
+use crate::model::platform::{AgentSettings, DriftMode};
+use crate::model::{Kind, Object, PlatformSpec};
+
+/// Name of the agent's ServiceAccount, ClusterRole, binding, Deployment and Service.
+pub const NAME: &str = "plinth-agent";
+/// The port of `/metrics`, `/healthz`, `/readyz` and `/hooks/git`.
+pub const PORT: i32 = 8080;
+/// Where the token Secret is mounted.
+pub const SECRET_DIR: &str = "/var/run/secrets/plinth";
+/// Where the git mirror lives.
+pub const CACHE_DIR: &str = "/var/cache/plinth";
+/// The agent's user and group (distroless `nonroot`).
+const UID: i64 = 65_532;
+
+/// The built-in kinds plinth emits, as the API serves them: (apiVersion, kind, plural,
+/// namespaced). Equal to the table of `verify.rs` (a test reads it).
+pub const BUILTIN_KINDS: &[(&str, &str, &str, bool)] = &[
+    ("v1", "Namespace", "namespaces", false),
+    ("v1", "ResourceQuota", "resourcequotas", true),
+    ("v1", "LimitRange", "limitranges", true),
+    ("v1", "ServiceAccount", "serviceaccounts", true),
+    ("v1", "PersistentVolume", "persistentvolumes", false),
+    (
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        true,
+    ),
+    ("v1", "ConfigMap", "configmaps", true),
+    ("v1", "Secret", "secrets", true),
+    ("v1", "Service", "services", true),
+    ("v1", "Pod", "pods", true),
+    ("apps/v1", "Deployment", "deployments", true),
+    ("apps/v1", "StatefulSet", "statefulsets", true),
+    ("batch/v1", "Job", "jobs", true),
+    ("batch/v1", "CronJob", "cronjobs", true),
+    (
+        "autoscaling/v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        true,
+    ),
+    (
+        "networking.k8s.io/v1",
+        "NetworkPolicy",
+        "networkpolicies",
+        true,
+    ),
+    ("networking.k8s.io/v1", "Ingress", "ingresses", true),
+    (
+        "policy/v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        true,
+    ),
+    ("rbac.authorization.k8s.io/v1", "Role", "roles", true),
+    (
+        "rbac.authorization.k8s.io/v1",
+        "RoleBinding",
+        "rolebindings",
+        true,
+    ),
+    (
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRole",
+        "clusterroles",
+        false,
+    ),
+    (
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        false,
+    ),
+    (
+        "admissionregistration.k8s.io/v1",
+        "ValidatingAdmissionPolicy",
+        "validatingadmissionpolicies",
+        false,
+    ),
+    (
+        "admissionregistration.k8s.io/v1",
+        "ValidatingAdmissionPolicyBinding",
+        "validatingadmissionpolicybindings",
+        false,
+    ),
+];
+
+/// The resource name of a kind, as the API server derives it.
+pub fn plural(kind: &str) -> String {
+    let lower = kind.to_ascii_lowercase();
+    if lower.ends_with('s')
+        || lower.ends_with('x')
+        || lower.ends_with("ch")
+        || lower.ends_with("sh")
+    {
+        format!("{lower}es")
+    } else if let Some(stem) = lower.strip_suffix('y')
+        && !stem.ends_with(['a', 'e', 'i', 'o', 'u'])
+    {
+        format!("{stem}ies")
+    } else {
+        format!("{lower}s")
+    }
+}
+
+fn group_of(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map_or("", |(g, _)| g)
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// The ClusterRole's rules: one per API group, resources sorted.
+pub fn rules() -> Vec<PolicyRule> {
+    let mut by_group: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for (v, _, plural, _) in BUILTIN_KINDS {
+        by_group
+            .entry(group_of(v).to_owned())
+            .or_default()
+            .insert((*plural).to_owned());
+    }
+    for (v, kind, _) in crd::kinds() {
+        by_group
+            .entry(group_of(v).to_owned())
+            .or_default()
+            .insert(plural(kind));
+    }
+    let apply = ["get", "create", "patch", "delete"];
+    let mut rules: Vec<PolicyRule> = by_group
+        .into_iter()
+        .map(|(group, resources)| PolicyRule {
+            api_groups: Some(vec![group]),
+            resources: Some(resources.into_iter().collect()),
+            verbs: strings(&apply),
+            ..PolicyRule::default()
+        })
+        .collect();
+    rules.push(PolicyRule {
+        api_groups: Some(strings(&["rbac.authorization.k8s.io"])),
+        resources: Some(strings(&["clusterroles", "roles"])),
+        verbs: strings(&["bind", "escalate"]),
+        ..PolicyRule::default()
+    });
+    rules.push(PolicyRule {
+        api_groups: Some(strings(&["events.k8s.io"])),
+        resources: Some(strings(&["events"])),
+        verbs: strings(&["create", "patch"]),
+        ..PolicyRule::default()
+    });
+    rules
+}
+
+/// The agent's command line for one cluster.
+pub fn args(a: &AgentSettings, cluster: &str) -> Vec<String> {
+    let interval = a
+        .interval
+        .seconds()
+        .map_or_else(|| a.interval.to_string(), |s| format!("{}s", s.max(1)));
+    let mut v = vec![
+        "run".to_owned(),
+        format!("--repo={}", a.repo),
+        format!("--branch={}", a.branch),
+        format!("--cluster={cluster}"),
+        format!("--interval={interval}"),
+        format!("--forge={}", a.forge.as_str()),
+    ];
+    if !a.path.is_empty() {
+        v.push(format!("--path={}", a.path));
+    }
+    if let Some(u) = &a.forge_url {
+        v.push(format!("--forge-url={u}"));
+    }
+    if let Some(r) = &a.forge_repo {
+        v.push(format!("--forge-repo={r}"));
+    }
+    v.extend([
+        format!("--token-file={SECRET_DIR}/token"),
+        format!("--webhook-secret-file={SECRET_DIR}/webhook-secret"),
+        format!("--listen=0.0.0.0:{PORT}"),
+        format!("--cache-dir={CACHE_DIR}"),
+        "--log-format=json".to_owned(),
+        format!(
+            "--drift={}",
+            match a.drift {
+                DriftMode::Detect => "detect",
+                DriftMode::Heal => "heal",
+            }
+        ),
+    ]);
+    if a.prune {
+        v.push("--prune".to_owned());
+    }
+    v
+}
+
+fn probe(path: &str, initial: i32, period: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String("http".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        initial_delay_seconds: Some(initial),
+        period_seconds: Some(period),
+        failure_threshold: Some(3),
+        timeout_seconds: Some(5),
+        ..Probe::default()
+    }
+}
+
+pub fn lower(cx: &Ctx<'_>, p: &Object<PlatformSpec>, sink: &mut Sink<'_>) {
+    let Some(a) = p.spec.agent.as_ref().filter(|a| a.enabled) else {
+        return;
+    };
+    let origin = Origin::at(Kind::Platform, p, "spec.agent");
+    let ns = a.namespace.as_str();
+    let meta = |name: &str, namespace: Option<&str>| -> ObjectMeta {
+        let mut m = cx.meta(name, namespace, None, p);
+        let labels = m.labels.get_or_insert_with(BTreeMap::new);
+        labels.insert("app.kubernetes.io/name".to_owned(), NAME.to_owned());
+        labels.insert("app.kubernetes.io/component".to_owned(), "agent".to_owned());
+        m
+    };
+    let selector: BTreeMap<String, String> =
+        [("app.kubernetes.io/name".to_owned(), NAME.to_owned())].into();
+
+    let mut ns_meta = meta(ns, None);
+    let labels = ns_meta.labels.get_or_insert_with(BTreeMap::new);
+    for mode in ["enforce", "audit", "warn"] {
+        labels.insert(
+            format!("pod-security.kubernetes.io/{mode}"),
+            "restricted".to_owned(),
+        );
+    }
+    sink.push(
+        &origin,
+        Namespace {
+            metadata: ns_meta,
+            ..Namespace::default()
+        },
+    );
+    sink.push(
+        &origin,
+        ServiceAccount {
+            metadata: meta(NAME, Some(ns)),
+            ..ServiceAccount::default()
+        },
+    );
+    sink.push(
+        &origin,
+        ClusterRole {
+            metadata: meta(NAME, None),
+            rules: Some(rules()),
+            ..ClusterRole::default()
+        },
+    );
+    sink.push(
+        &origin,
+        ClusterRoleBinding {
+            metadata: meta(NAME, None),
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".to_owned(),
+                kind: "ClusterRole".to_owned(),
+                name: NAME.to_owned(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "ServiceAccount".to_owned(),
+                name: NAME.to_owned(),
+                namespace: Some(ns.to_owned()),
+                ..Subject::default()
+            }]),
+        },
+    );
+
+    let q = |s: &str| Quantity(s.to_owned());
+    let container = Container {
+        name: "agent".to_owned(),
+        image: Some(a.image.clone()),
+        args: Some(args(a, &cx.cluster.name)),
+        env: Some(vec![
+            EnvVar {
+                name: "POD_NAME".to_owned(),
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: "metadata.name".to_owned(),
+                        ..ObjectFieldSelector::default()
+                    }),
+                    ..EnvVarSource::default()
+                }),
+                ..EnvVar::default()
+            },
+            EnvVar {
+                name: "HOME".to_owned(),
+                value: Some("/tmp".to_owned()),
+                ..EnvVar::default()
+            },
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".to_owned()),
+            container_port: PORT,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        resources: Some(ResourceRequirements {
+            requests: Some(
+                [
+                    ("cpu".to_owned(), q("100m")),
+                    ("memory".to_owned(), q("256Mi")),
+                ]
+                .into(),
+            ),
+            limits: Some([("memory".to_owned(), q("1Gi"))].into()),
+            ..ResourceRequirements::default()
+        }),
+        liveness_probe: Some(probe("/healthz", 10, 20)),
+        readiness_probe: Some(probe("/readyz", 5, 10)),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                ..Capabilities::default()
+            }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "token".to_owned(),
+                mount_path: SECRET_DIR.to_owned(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "cache".to_owned(),
+                mount_path: CACHE_DIR.to_owned(),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "tmp".to_owned(),
+                mount_path: "/tmp".to_owned(),
+                ..VolumeMount::default()
+            },
+        ]),
+        ..Container::default()
+    };
+    let pod = PodSpec {
+        service_account_name: Some(NAME.to_owned()),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(UID),
+            run_as_group: Some(UID),
+            fs_group: Some(UID),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_owned(),
+                ..SeccompProfile::default()
+            }),
+            ..PodSecurityContext::default()
+        }),
+        containers: vec![container],
+        volumes: Some(vec![
+            Volume {
+                name: "token".to_owned(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(a.token_secret.clone()),
+                    optional: Some(true),
+                    default_mode: Some(0o440),
+                    ..SecretVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+            Volume {
+                name: "cache".to_owned(),
+                empty_dir: Some(EmptyDirVolumeSource {
+                    size_limit: Some(q("2Gi")),
+                    ..EmptyDirVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+            Volume {
+                name: "tmp".to_owned(),
+                empty_dir: Some(EmptyDirVolumeSource {
+                    size_limit: Some(q("256Mi")),
+                    ..EmptyDirVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+        ]),
+        ..PodSpec::default()
+    };
+    let mut template_meta = ObjectMeta {
+        labels: Some(selector.clone()),
+        ..ObjectMeta::default()
+    };
+    if let Some(l) = template_meta.labels.as_mut() {
+        l.insert("app.kubernetes.io/component".to_owned(), "agent".to_owned());
+    }
+    sink.push(
+        &origin,
+        Deployment {
+            metadata: meta(NAME, Some(ns)),
+            spec: Some(DeploymentSpec {
+                replicas: Some(1),
+                selector: LabelSelector {
+                    match_labels: Some(selector.clone()),
+                    ..LabelSelector::default()
+                },
+                strategy: Some(DeploymentStrategy {
+                    type_: Some("Recreate".to_owned()),
+                    ..DeploymentStrategy::default()
+                }),
+                template: PodTemplateSpec {
+                    metadata: Some(template_meta),
+                    spec: Some(pod),
+                },
+                ..DeploymentSpec::default()
+            }),
+            ..Deployment::default()
+        },
+    );
+    sink.push(
+        &origin,
+        Service {
+            metadata: meta(NAME, Some(ns)),
+            spec: Some(ServiceSpec {
+                type_: Some("ClusterIP".to_owned()),
+                selector: Some(selector),
+                ports: Some(vec![ServicePort {
+                    name: Some("http".to_owned()),
+                    port: PORT,
+                    target_port: Some(IntOrString::String("http".to_owned())),
+                    protocol: Some("TCP".to_owned()),
+                    ..ServicePort::default()
+                }]),
+                ..ServiceSpec::default()
+            }),
+            ..Service::default()
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// `("apiVersion", "Kind") =>` entries of `verify.rs`'s `builtin()` table.
+    fn verify_table() -> Vec<(String, String)> {
+        let src = include_str!("../verify.rs");
+        let start = src.find("fn builtin(").expect("builtin() in verify.rs");
+        let body = &src[start..];
+        let end = body.find("_ => return None").expect("the end of the table");
+        let mut out = Vec::new();
+        let mut rest = &body[..end];
+        while let Some(i) = rest.find("(\"") {
+            rest = &rest[i + 2..];
+            let Some(j) = rest.find('"') else { break };
+            let v = rest[..j].to_owned();
+            rest = &rest[j..];
+            let Some(k) = rest.find(", \"") else { break };
+            rest = &rest[k + 3..];
+            let Some(l) = rest.find('"') else { break };
+            out.push((v, rest[..l].to_owned()));
+            rest = &rest[l..];
+        }
+        out
+    }
+
+    #[test]
+    fn the_cluster_role_covers_exactly_the_kinds_plinth_emits() {
+        let table: std::collections::BTreeSet<(String, String)> =
+            verify_table().into_iter().collect();
+        let ours: std::collections::BTreeSet<(String, String)> = BUILTIN_KINDS
+            .iter()
+            .map(|(v, k, _, _)| ((*v).to_owned(), (*k).to_owned()))
+            .collect();
+        assert_eq!(
+            ours, table,
+            "BUILTIN_KINDS must equal verify.rs's builtin() table"
+        );
+        // Plurals and scopes as the API server has them.
+        for (v, k, plural, namespaced) in BUILTIN_KINDS {
+            assert_eq!(super::plural(k), *plural, "{k}");
+            let mut meta = json!({"name": "x"});
+            if *namespaced {
+                meta["namespace"] = json!("ns");
+            }
+            let m = crate::lower::Manifest {
+                key: crate::lower::ObjectKey {
+                    api_version: (*v).to_owned(),
+                    kind: (*k).to_owned(),
+                    namespace: namespaced.then(|| "ns".to_owned()),
+                    name: "x".to_owned(),
+                },
+                object: json!({"apiVersion": v, "kind": k, "metadata": meta}),
+                origin: crate::lower::Origin {
+                    file: "plinth.yaml".into(),
+                    line: 1,
+                    kind: Kind::Platform,
+                    name: "p".into(),
+                },
+                hash: String::new(),
+            };
+            // A kind verify knows, in the right scope (a minimal object may lack required
+            // fields, e.g. a RoleBinding's `roleRef`).
+            if let Err(e) = crate::verify::verify_one(&m) {
+                assert!(
+                    !e.contains("no schema") && !e.contains("namespace"),
+                    "{v} {k}: {e}"
+                );
+            }
+        }
+        let rules = rules();
+        let covered = |group: &str, resource: &str, verb: &str| {
+            rules.iter().any(|r| {
+                r.api_groups
+                    .as_deref()
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|g| g == group)
+                    && r.resources
+                        .as_deref()
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|x| x == resource)
+                    && r.verbs.iter().any(|x| x == verb)
+            })
+        };
+        for (v, k, _) in crd::kinds() {
+            assert!(covered(group_of(v), &plural(k), "patch"), "{v} {k}");
+        }
+        assert!(covered("", "configmaps", "patch"), "the inventory");
+        assert!(covered("events.k8s.io", "events", "create"));
+        assert!(covered("rbac.authorization.k8s.io", "clusterroles", "bind"));
+        assert!(!covered("", "nodes", "get"), "nothing else");
+        assert!(!covered("apps", "daemonsets", "get"), "nothing else");
+        assert!(
+            rules
+                .iter()
+                .all(|r| !r.verbs.iter().any(|v| v == "*" || v == "list"))
+        );
+        assert_eq!(plural("ResourcePolicy"), "resourcepolicies");
+        assert_eq!(plural("Gateway"), "gateways");
+    }
+}
