@@ -7,9 +7,9 @@
 //! stale; entries are written atomically and a corrupt or unreadable one is a miss. Deleting
 //! the directory is always safe.
 //!
-//! An entry holds the diagnostics and the lowered objects of a compile, and the path of the
-//! Platform document (the only spec callers read after a cached build; it is re-read from the
-//! snapshot).
+//! An entry holds the diagnostics and the lowered objects of a compile, and the files holding
+//! the Platform document (the only spec callers read after a cached build; only those files are
+//! parsed again).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,7 +23,7 @@ use crate::lower::{Lowered, sha256_hex};
 use crate::{Options, PolicyConfig};
 
 /// Bumped when the entry format changes.
-const FORMAT: &str = "plinth-cache-v1";
+const FORMAT: &str = "plinth-cache-v2";
 
 /// A cache directory.
 #[derive(Debug, Clone)]
@@ -36,6 +36,8 @@ pub struct Cache {
 /// What a cached compile produced.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Entry {
+    /// The files holding Platform documents.
+    pub platform_files: Vec<String>,
     pub diagnostics: Vec<Diagnostic>,
     pub lowered: Option<Lowered>,
 }

@@ -692,6 +692,45 @@ fn mark(dir: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Whether `dir` holds exactly the files of `tree` (and the marker), with the same bytes.
+fn holds_exactly(dir: &std::path::Path, tree: &crate::emit::Tree) -> bool {
+    fn walk(dir: &std::path::Path, rel: &str, out: &mut Vec<String>) -> std::io::Result<()> {
+        for e in std::fs::read_dir(dir)? {
+            let e = e?;
+            let kind = e.file_type()?;
+            let name = e
+                .file_name()
+                .into_string()
+                .map_err(|_| std::io::Error::other("a file name that is not UTF-8"))?;
+            let path = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            if kind.is_dir() {
+                walk(&e.path(), &path, out)?;
+            } else if kind.is_file() {
+                out.push(path);
+            } else {
+                return Err(std::io::Error::other("not a regular file"));
+            }
+        }
+        Ok(())
+    }
+    use rayon::prelude::*;
+    let mut found = Vec::with_capacity(tree.len() + 1);
+    if walk(dir, "", &mut found).is_err() {
+        return false;
+    }
+    found.retain(|p| p != MARKER);
+    found.sort_unstable();
+    found.len() == tree.len()
+        && found.iter().zip(tree.keys()).all(|(a, b)| a == b)
+        && tree.par_iter().all(|(path, text)| {
+            std::fs::read(dir.join(path)).is_ok_and(|bytes| bytes == text.as_bytes())
+        })
+}
+
 /// Replace `target` with exactly the files of `tree`: written to a sibling directory first,
 /// then swapped in by renames, so a failed build leaves the previous output untouched.
 fn replace_dir(target: &std::path::Path, tree: &crate::emit::Tree) -> anyhow::Result<()> {
@@ -705,6 +744,10 @@ fn replace_dir(target: &std::path::Path, tree: &crate::emit::Tree) -> anyhow::Re
                 "refusing to replace `{}`: it is not empty and was not written by plinth (no `{MARKER}` file)",
                 target.display()
             );
+        }
+        if is_ours && holds_exactly(target, tree) {
+            // Nothing to write: the files stay as they are (and keep their times).
+            return Ok(());
         }
     }
     let parent = target

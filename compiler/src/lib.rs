@@ -218,7 +218,17 @@ pub fn build_cached(
     let (snapshot, load_diags) = load::load(source, &opts.limits)?;
     let key = cache.key(&snapshot, opts);
     if let Some(entry) = cache.load(&key) {
-        let (docs, _) = parse::parse(&snapshot, opts.yaml);
+        // Only the files holding the Platform are parsed again (the same bytes as when the
+        // entry was written: they are part of its key).
+        let platform_files = Snapshot {
+            files: snapshot
+                .files
+                .iter()
+                .filter(|f| entry.platform_files.iter().any(|p| *p == *f.path))
+                .cloned()
+                .collect(),
+        };
+        let (docs, _) = parse::parse(&platform_files, opts.yaml);
         let platform_docs: Vec<Arc<Document>> = docs
             .into_iter()
             .filter(|d| d.root.get("kind").and_then(|e| e.value.as_str()) == Some("Platform"))
@@ -248,7 +258,15 @@ pub fn build_cached(
     } else {
         checked.lowered.take()
     };
+    let mut platform_files: Vec<String> = checked
+        .docs
+        .iter()
+        .filter(|d| d.root.get("kind").and_then(|e| e.value.as_str()) == Some("Platform"))
+        .map(|d| d.file.to_string())
+        .collect();
+    platform_files.dedup();
     let entry = cache::Entry {
+        platform_files,
         diagnostics: checked.diagnostics.clone().into_sorted(),
         lowered: lowered.clone(),
     };

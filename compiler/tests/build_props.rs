@@ -666,6 +666,45 @@ fn failed_build_writes_nothing_and_keeps_the_previous_output() {
 }
 
 #[test]
+fn an_unchanged_build_writes_nothing_and_a_tampered_output_is_rewritten() {
+    use std::os::unix::fs::MetadataExt;
+    let t = scratch_with_example();
+    let o = plinth(t.path(), &["build", "repo", "--out", "out"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = t.path().join("out");
+    let file = out.join("prod-a/_cluster/namespace-bed-management.yaml");
+    let inode = |p: &Path| fs::metadata(p).expect("stat").ino();
+    let (dir_before, file_before) = (inode(&out.join("prod-a")), inode(&file));
+    let first = snapshot(&out);
+
+    // The same input again: the very same files stay (nothing was replaced).
+    let o = plinth(t.path(), &["build", "repo", "--out", "out"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(inode(&out.join("prod-a")), dir_before);
+    assert_eq!(inode(&file), file_before);
+    assert!(snapshot(&out) == first);
+
+    // A changed byte, an extra file, a missing file: each is repaired by a rebuild.
+    type Tamper = fn(&Path);
+    let tampering: [Tamper; 3] = [
+        |out| {
+            let f = out.join("prod-a/_cluster/namespace-bed-management.yaml");
+            let text = fs::read_to_string(&f).expect("read");
+            fs::write(&f, text.replace("bed-management", "bed-managemenT")).expect("write");
+        },
+        |out| fs::write(out.join("prod-a/extra.yaml"), "x: 1\n").expect("write"),
+        |out| fs::remove_file(out.join("research-b/plinth.lock.json")).expect("rm"),
+    ];
+    for tamper in tampering {
+        tamper(&out);
+        assert!(snapshot(&out) != first);
+        let o = plinth(t.path(), &["build", "repo", "--out", "out"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(snapshot(&out) == first, "the rebuild restores the output");
+    }
+}
+
+#[test]
 fn successful_build_replaces_the_output_whole() {
     let t = scratch_with_example();
     let o = plinth(t.path(), &["build", "repo", "--out", "out"]);
