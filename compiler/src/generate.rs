@@ -1,7 +1,8 @@
 //! Generate: synthetic platforms for benchmarks and tests, deterministic from a seed.
 //!
 //! `platform(n, seed)` writes N projects with datasets, GPU pools and allocations, and model
-//! rollouts in realistic ratios (per 100 projects: 50 datasets, 2 pools, 25 rollouts).
+//! rollouts and apps in realistic ratios (per 100 projects: 50 datasets, 2 GPU pools with
+//! allocations for 50 projects, 25 canary rollouts, 10 Streamlit apps).
 //! `kustomize_tree(n, seed)` writes, from the same seed, a kustomize tree (a base plus one
 //! overlay per tenant) producing the Namespace, ResourceQuota, LimitRange, RoleBinding and
 //! NetworkPolicy objects plinth emits for each project, for a comparison on equal work.
@@ -107,6 +108,10 @@ spec:
       gpuPools: [POOLS]
   defaults:
     storageClass: gp3
+  instanceTypes:
+    - name: cpu-2
+      cpu: 2
+      memory: 8Gi
   identity:
     groupPrefix: \"oidc:\"
 ";
@@ -164,10 +169,13 @@ pub fn platform(n: usize, seed: u64) -> Files {
         files.insert(format!("projects/{}.yaml", t.name), s);
     }
     // Datasets: one per two projects, read by its project and sometimes a neighbour.
+    let mut mountable = BTreeMap::new();
     for i in (0..n).step_by(2) {
         let t = &ts[i];
         let name = format!("data-{i:05}");
         let kind = rng.range(0, 3);
+        // Object storage and NFS can be mounted into an App; git and env data cannot.
+        mountable.insert(i, kind <= 1);
         let source = match kind {
             0 => format!(
                 "    s3:\n      bucket: hospital-data-{i:05}\n      region: eu-west-1\n  version: v{}\n",
@@ -208,8 +216,48 @@ pub fn platform(n: usize, seed: u64) -> Files {
         );
         files.insert(format!("models/{name}.yaml"), s);
     }
+    // Apps: a Streamlit dashboard for one project in ten, on the data it may read; rendered
+    // from the example repository's template.
+    let mut apps = false;
+    for i in (5..n).step_by(10) {
+        let t = &ts[i];
+        let name = format!("dashboard-{i:05}");
+        let mut s = format!(
+            "apiVersion: plinth.dev/v1alpha1\nkind: App\nmetadata:\n  name: {name}\nspec:\n  project: {}\n  template: streamlit\n  instanceType: cpu-2\n  values:\n    image: registry.hospital.example/{}/dashboard:1.{}.0\n    replicas: {}\n",
+            t.name,
+            t.name,
+            rng.range(0, 9),
+            rng.range(1, 3),
+        );
+        if mountable.get(&(i - 1)) == Some(&true) {
+            let _ = writeln!(s, "    datasets: [data-{:05}]", i - 1);
+        }
+        files.insert(format!("apps/{name}.yaml"), s);
+        apps = true;
+    }
+    if apps {
+        for (path, text) in TEMPLATES {
+            files.insert((*path).to_owned(), (*text).to_owned());
+        }
+    }
     files
 }
+
+/// The App template the generated Apps use, from the example repository.
+const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "templates/streamlit.yaml.j2",
+        include_str!("../../examples/repo/templates/streamlit.yaml.j2"),
+    ),
+    (
+        "templates/streamlit.schema.json",
+        include_str!("../../examples/repo/templates/streamlit.schema.json"),
+    ),
+    (
+        "templates/lib/security.j2",
+        include_str!("../../examples/repo/templates/lib/security.j2"),
+    ),
+];
 
 /// A projects-only platform: the same tenants as [`kustomize_tree`], for equal work.
 pub fn projects_only(n: usize, seed: u64) -> Files {
