@@ -185,8 +185,12 @@ pub fn loadable_name(name: &str) -> bool {
 
 /// Every file under `templates/`, by its name relative to it.
 fn template_sources(snapshot: &Snapshot) -> BTreeMap<String, Arc<str>> {
-    snapshot
-        .with_role(FileRole::Template)
+    // Files are sorted by path: the templates are one run of them.
+    let start = snapshot.files.partition_point(|f| *f.path < *DIR);
+    snapshot.files[start..]
+        .iter()
+        .take_while(|f| f.path.starts_with(DIR))
+        .filter(|f| f.role == FileRole::Template)
         .filter_map(|f| {
             f.path
                 .strip_prefix(DIR)
@@ -626,34 +630,65 @@ pub enum ValuesCheck {
     },
 }
 
+/// Values schemas compiled once per compile and shared by every App of a template.
+#[derive(Default)]
+pub struct SchemaCache(std::sync::Mutex<BTreeMap<String, Arc<ValuesSchema>>>);
+
+impl std::fmt::Debug for SchemaCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SchemaCache")
+    }
+}
+
+/// A template's values schema, ready to check values.
+enum ValuesSchema {
+    /// The template has no schema.
+    None,
+    /// The schema is not JSON or not a JSON Schema: [`ValuesCheck::BrokenSchema`].
+    Broken(ValuesCheck),
+    Ready {
+        file: Arc<str>,
+        text: Arc<str>,
+        schema: Json,
+        validator: jsonschema::Validator,
+    },
+}
+
+impl SchemaCache {
+    fn get(&self, snapshot: &Snapshot, template: &str) -> Arc<ValuesSchema> {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(
+            map.entry(template.to_owned())
+                .or_insert_with(|| Arc::new(compile_values_schema(snapshot, template))),
+        )
+    }
+}
+
 /// Validate an App's values against `templates/<template>.schema.json`, when it exists.
 pub fn check_values(snapshot: &Snapshot, template: &str, values: &Json) -> ValuesCheck {
-    let path = format!("{DIR}{template}.schema.json");
-    let Some(file) = snapshot.get(&path) else {
-        return ValuesCheck::Ok(values.clone());
-    };
-    let schema: Json = match serde_json::from_str(&file.text) {
-        Ok(s) => s,
-        Err(e) => {
-            return ValuesCheck::BrokenSchema {
-                schema_file: file.path.clone(),
-                message: format!("`{path}` is not JSON: {e}"),
-                pos: Pos::new(
-                    u32::try_from(e.line()).unwrap_or(1).max(1),
-                    u32::try_from(e.column()).unwrap_or(1).max(1),
-                ),
-            };
-        }
-    };
-    let validator = match jsonschema::draft202012::options().offline().build(&schema) {
-        Ok(v) => v,
-        Err(e) => {
-            return ValuesCheck::BrokenSchema {
-                schema_file: file.path.clone(),
-                message: format!("`{path}` is not a valid JSON Schema: {e}"),
-                pos: Pos::new(1, 1),
-            };
-        }
+    check_values_cached(&SchemaCache::default(), snapshot, template, values)
+}
+
+/// [`check_values`], compiling each template's schema once per `cache`.
+pub fn check_values_cached(
+    cache: &SchemaCache,
+    snapshot: &Snapshot,
+    template: &str,
+    values: &Json,
+) -> ValuesCheck {
+    let compiled = cache.get(snapshot, template);
+    let (file, text, schema, validator) = match &*compiled {
+        ValuesSchema::None => return ValuesCheck::Ok(values.clone()),
+        ValuesSchema::Broken(b) => return b.clone(),
+        ValuesSchema::Ready {
+            file,
+            text,
+            schema,
+            validator,
+        } => (file, text, schema, validator),
     };
     let mut problems: Vec<ValueProblem> = Vec::new();
     for err in validator.iter_errors(values) {
@@ -680,14 +715,50 @@ pub fn check_values(snapshot: &Snapshot, template: &str, values: &Json) -> Value
     }
     if !problems.is_empty() {
         return ValuesCheck::Invalid {
-            schema_file: file.path.clone(),
-            schema_text: file.text.clone(),
+            schema_file: file.clone(),
+            schema_text: text.clone(),
             problems,
         };
     }
     let mut filled = values.clone();
-    fill_defaults(&schema, &mut filled, 0);
+    fill_defaults(schema, &mut filled, 0);
     ValuesCheck::Ok(filled)
+}
+
+fn compile_values_schema(snapshot: &Snapshot, template: &str) -> ValuesSchema {
+    let path = format!("{DIR}{template}.schema.json");
+    let Some(file) = snapshot.get(&path) else {
+        return ValuesSchema::None;
+    };
+    let schema: Json = match serde_json::from_str(&file.text) {
+        Ok(s) => s,
+        Err(e) => {
+            return ValuesSchema::Broken(ValuesCheck::BrokenSchema {
+                schema_file: file.path.clone(),
+                message: format!("`{path}` is not JSON: {e}"),
+                pos: Pos::new(
+                    u32::try_from(e.line()).unwrap_or(1).max(1),
+                    u32::try_from(e.column()).unwrap_or(1).max(1),
+                ),
+            });
+        }
+    };
+    let validator = match jsonschema::draft202012::options().offline().build(&schema) {
+        Ok(v) => v,
+        Err(e) => {
+            return ValuesSchema::Broken(ValuesCheck::BrokenSchema {
+                schema_file: file.path.clone(),
+                message: format!("`{path}` is not a valid JSON Schema: {e}"),
+                pos: Pos::new(1, 1),
+            });
+        }
+    };
+    ValuesSchema::Ready {
+        file: file.path.clone(),
+        text: file.text.clone(),
+        schema,
+        validator,
+    }
 }
 
 /// Insert the `default` of every property the value lacks, through nested `properties`.

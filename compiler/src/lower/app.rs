@@ -89,7 +89,12 @@ pub fn lower(cx: &Ctx<'_>, a: &Object<AppSpec>, sink: &mut Sink<'_>) {
         .note(format!("rendering App `{}`", a.name()));
 
     let given = Value::Object(a.spec.values.clone().into_iter().collect());
-    let values = match template::check_values(cx.snapshot, &a.spec.template, &given) {
+    let values = match template::check_values_cached(
+        &cx.index.values_schemas,
+        cx.snapshot,
+        &a.spec.template,
+        &given,
+    ) {
         ValuesCheck::Ok(v) => v,
         ValuesCheck::Invalid {
             schema_file,
@@ -216,10 +221,9 @@ pub fn context(
 
     let mut queues = Map::new();
     if cx.platform.backends.kueue {
-        for quota in cx.specs.gpu_quotas.values() {
-            if cx.has_pool(quota.name()) && quota.spec.allocations.iter().any(|al| al.project == ns)
-            {
-                queues.insert(quota.name().to_owned(), json!(quota.name()));
+        for (pool, _) in cx.index.allocations.get(ns).into_iter().flatten() {
+            if cx.has_pool(pool) {
+                queues.insert((*pool).to_owned(), json!(pool));
             }
         }
     }
@@ -312,7 +316,7 @@ pub fn context(
 /// The datasets a project may use (its grants, and global datasets read-only), by name.
 fn datasets(cx: &Ctx<'_>, project: &str) -> Vec<Value> {
     let mut out = Vec::new();
-    for d in cx.specs.datasets.values() {
+    for d in cx.index.datasets_of(project) {
         let Some(kind) = d.spec.source.kind() else {
             continue;
         };

@@ -477,6 +477,12 @@ impl<'a> Ctx<'a> {
 pub struct Index<'a> {
     /// Per project: its GPU allocations as (pool, allocation), pools in name order.
     pub allocations: BTreeMap<&'a str, Vec<(&'a str, &'a crate::model::gpu::Allocation)>>,
+    /// App templates' values schemas, compiled once.
+    pub values_schemas: crate::template::SchemaCache,
+    /// Per project: the datasets granted to it, in name order.
+    pub dataset_grants: BTreeMap<&'a str, Vec<&'a Object<crate::model::DatasetSpec>>>,
+    /// Datasets every project may read, in name order.
+    pub global_datasets: Vec<&'a Object<crate::model::DatasetSpec>>,
 }
 
 impl<'a> Index<'a> {
@@ -491,7 +497,41 @@ impl<'a> Index<'a> {
                     .push((pool.as_str(), a));
             }
         }
-        Index { allocations }
+        let mut dataset_grants: BTreeMap<&str, Vec<&Object<crate::model::DatasetSpec>>> =
+            BTreeMap::new();
+        let mut global_datasets = Vec::new();
+        for d in specs.datasets.values() {
+            if d.spec.global {
+                global_datasets.push(d);
+            }
+            let mut granted: Vec<&str> = d.spec.access.iter().map(|g| g.project.as_str()).collect();
+            granted.sort_unstable();
+            granted.dedup();
+            for p in granted {
+                dataset_grants.entry(p).or_default().push(d);
+            }
+        }
+        Index {
+            allocations,
+            values_schemas: crate::template::SchemaCache::default(),
+            dataset_grants,
+            global_datasets,
+        }
+    }
+
+    /// The datasets a project may use (granted to it, or global), in name order, once each.
+    pub fn datasets_of(&self, project: &str) -> Vec<&'a Object<crate::model::DatasetSpec>> {
+        let mut all: Vec<&Object<crate::model::DatasetSpec>> = self
+            .dataset_grants
+            .get(project)
+            .into_iter()
+            .flatten()
+            .chain(&self.global_datasets)
+            .copied()
+            .collect();
+        all.sort_by(|a, b| a.name().cmp(b.name()));
+        all.dedup_by(|a, b| a.name() == b.name());
+        all
     }
 }
 
