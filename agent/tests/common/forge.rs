@@ -80,23 +80,10 @@ impl Forge {
         let addr = listener.local_addr().unwrap();
         let shared = Shared::default();
         let st = shared.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let l = tokio::net::TcpListener::from_std(listener).unwrap();
-                let app = axum::Router::new().fallback(record).with_state(st);
-                axum::serve(l, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = rx.await;
-                    })
-                    .await
-                    .unwrap();
-            });
-        });
+        let (tx, thread) = super::serve(
+            listener,
+            axum::Router::new().fallback(record).with_state(st),
+        );
         Forge {
             addr,
             shared,

@@ -370,23 +370,10 @@ impl GitHttp {
             credentials: credentials.map(str::to_owned),
             auth_seen: Arc::clone(&auth_seen),
         };
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let l = tokio::net::TcpListener::from_std(listener).unwrap();
-                let app = axum::Router::new().fallback(cgi).with_state(state);
-                axum::serve(l, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = rx.await;
-                    })
-                    .await
-                    .unwrap();
-            });
-        });
+        let (tx, thread) = super::serve(
+            listener,
+            axum::Router::new().fallback(cgi).with_state(state),
+        );
         GitHttp {
             addr,
             auth_seen,

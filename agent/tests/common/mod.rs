@@ -310,3 +310,30 @@ pub fn real_writes(s: &TestServer) -> Vec<String> {
         .map(|r| format!("{} {}", r.method, r.target))
         .collect()
 }
+
+/// Serve `app` on `listener` from a thread of its own until the sender is used or dropped.
+pub fn serve(
+    listener: std::net::TcpListener,
+    app: axum::Router,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(l, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+    });
+    (tx, thread)
+}
