@@ -870,9 +870,23 @@ struct Side {
     platform: Option<crate::model::PlatformSpec>,
 }
 
-/// Compile a source for planning. `None` with diagnostics printed when it does not compile.
+/// A revision read into memory: its snapshot, what loading reported, and when loading began.
+type Loaded = (
+    crate::load::Snapshot,
+    crate::diag::Diagnostics,
+    std::time::Instant,
+);
+
+/// Read a source (in this thread: git handles stay here) for [`compile_side`].
+fn load_side(source: &dyn crate::load::Source, opts: &crate::Options) -> anyhow::Result<Loaded> {
+    let started = std::time::Instant::now();
+    let (snapshot, diags) = crate::load::load(source, &opts.limits)?;
+    Ok((snapshot, diags, started))
+}
+
+/// Compile a revision for planning. `None` with diagnostics printed when it does not compile.
 fn compile_side(
-    source: &dyn crate::load::Source,
+    loaded: Loaded,
     opts: &crate::Options,
     cache: Option<&crate::cache::Cache>,
     what: &str,
@@ -880,10 +894,8 @@ fn compile_side(
     err: &mut dyn Write,
     color: bool,
 ) -> anyhow::Result<Option<Side>> {
-    let built = match cache {
-        Some(c) => crate::build_cached(source, opts, c)?,
-        None => crate::build_source(source, opts)?,
-    };
+    let (snapshot, load_diags, started) = loaded;
+    let built = crate::build_loaded(snapshot, load_diags, opts, cache, started);
     let diags = built.checked.diagnostics.clone().into_sorted();
     let errors: Vec<_> = diags.iter().filter(|d| d.is_error()).cloned().collect();
     if !errors.is_empty() || built.lowered.is_none() {
@@ -928,67 +940,85 @@ fn plan(
     let base_id = repo.resolve(&args.base)?;
     let base_info = repo.commit(base_id)?;
     let base_opts = crate::Options::default();
-    // The base as deployed: a revision where the platform did not exist yet is empty.
-    let base = match repo.source(base_id, &path) {
-        Ok(src) => match compile_side(
-            &src,
-            &base_opts,
-            cache.as_ref(),
-            &format!("base `{}`", args.base),
-            &prefix,
-            err,
-            color,
-        )? {
-            Some(s) => s,
-            None => return Ok(1),
-        },
-        Err(GitError::MissingPath { .. }) => Side {
-            lowered: Default::default(),
-            platform: None,
-        },
-        Err(e) => return Err(e.into()),
-    };
     let head_opts = crate::Options {
         policies: Some(args.policies.config()?),
         ..crate::Options::default()
     };
-    let (head, head_label, head_id) = match &args.head {
-        Some(rev) => {
-            let id = repo.resolve(rev)?;
-            let src = repo.source(id, &path)?;
-            match compile_side(
-                &src,
-                &head_opts,
-                cache.as_ref(),
-                &format!("head `{rev}`"),
-                &prefix,
-                err,
-                color,
-            )? {
-                Some(s) => (s, format!("{rev} ({})", &id.to_string()[..7]), id),
-                None => return Ok(1),
+    // The base as deployed: a revision where the platform did not exist yet is empty.
+    let base_src = match repo.source(base_id, &path) {
+        Ok(src) => Some(load_side(&src, &base_opts)?),
+        Err(GitError::MissingPath { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let base_what = format!("base `{}`", args.base);
+    let (head_src, head_what, head_label, head_id): (Box<dyn crate::load::Source>, _, _, _) =
+        match &args.head {
+            Some(rev) => {
+                let id = repo.resolve(rev)?;
+                (
+                    Box::new(repo.source(id, &path)?),
+                    format!("head `{rev}`"),
+                    format!("{rev} ({})", &id.to_string()[..7]),
+                    id,
+                )
             }
-        }
+            None => {
+                let root = repo.workdir().ok_or_else(|| {
+                    anyhow::anyhow!("the repository has no working tree; pass `--head`")
+                })?;
+                (
+                    Box::new(DirSource::new(root.join(&path))),
+                    "the working tree".to_owned(),
+                    "working tree".to_owned(),
+                    repo.resolve("HEAD")?,
+                )
+            }
+        };
+    let head_src = load_side(&*head_src, &head_opts)?;
+    // Both sides compile at once (each mostly single-threaded when its result is cached).
+    let (mut base_err, mut head_err) = (Vec::new(), Vec::new());
+    let (base, head) = std::thread::scope(|scope| {
+        let (cache, prefix, opts, what, out) = (
+            cache.as_ref(),
+            &prefix,
+            &base_opts,
+            &base_what,
+            &mut base_err,
+        );
+        let base = scope.spawn(move || match base_src {
+            Some(src) => {
+                compile_side(src, opts, cache, what, prefix, out, color).map(|s| s.map(Some))
+            }
+            None => Ok(Some(None)),
+        });
+        let head = compile_side(
+            head_src,
+            &head_opts,
+            cache,
+            &head_what,
+            prefix,
+            &mut head_err,
+            color,
+        );
+        let base = base
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("compiling the base panicked")));
+        (base, head)
+    });
+    let base = match base? {
+        Some(Some(s)) => s,
+        Some(None) => Side {
+            lowered: Default::default(),
+            platform: None,
+        },
         None => {
-            let root = repo.workdir().ok_or_else(|| {
-                anyhow::anyhow!("the repository has no working tree; pass `--head`")
-            })?;
-            let dir = root.join(&path);
-            let src = DirSource::new(&dir);
-            let head_commit = repo.resolve("HEAD")?;
-            match compile_side(
-                &src,
-                &head_opts,
-                cache.as_ref(),
-                "the working tree",
-                &prefix,
-                err,
-                color,
-            )? {
-                Some(s) => (s, "working tree".to_owned(), head_commit),
-                None => return Ok(1),
-            }
+            err.write_all(&base_err)?;
+            return Ok(1);
         }
+    };
+    let Some(head) = head? else {
+        err.write_all(&head_err)?;
+        return Ok(1);
     };
     let mut opts = crate::plan::PlanOptions {
         allow_destructive: args.allow_destructive,

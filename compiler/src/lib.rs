@@ -216,6 +216,29 @@ pub fn build_cached(
 ) -> Result<Built, LoadError> {
     let t = std::time::Instant::now();
     let (snapshot, load_diags) = load::load(source, &opts.limits)?;
+    Ok(build_loaded(snapshot, load_diags, opts, Some(cache), t))
+}
+
+/// Build a loaded snapshot (`load_diags`: what loading it reported), through `cache` when
+/// given. `started`: when loading began, for the timings.
+pub fn build_loaded(
+    snapshot: Snapshot,
+    load_diags: Diagnostics,
+    opts: &Options,
+    cache: Option<&cache::Cache>,
+    started: std::time::Instant,
+) -> Built {
+    let t = started;
+    let Some(cache) = cache else {
+        let mut checked = check_snapshot(snapshot, load_diags, opts);
+        checked.timings.insert(0, ("load", t.elapsed()));
+        let lowered = if checked.diagnostics.has_errors() {
+            None
+        } else {
+            checked.lowered.take()
+        };
+        return Built { checked, lowered };
+    };
     let key = cache.key(&snapshot, opts);
     if let Some(entry) = cache.load(&key) {
         // Only the files holding the Platform are parsed again (the same bytes as when the
@@ -249,7 +272,7 @@ pub fn build_cached(
             lowered: None,
             timings: vec![("cache hit", t.elapsed())],
         };
-        return Ok(Built { checked, lowered });
+        return Built { checked, lowered };
     }
     let mut checked = check_snapshot(snapshot, load_diags, opts);
     checked.timings.insert(0, ("load", t.elapsed()));
@@ -272,5 +295,5 @@ pub fn build_cached(
     };
     // A cache that cannot be written only costs time.
     let _ = cache.store(&key, &entry);
-    Ok(Built { checked, lowered })
+    Built { checked, lowered }
 }
