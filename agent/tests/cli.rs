@@ -182,3 +182,50 @@ fn usage_and_system_errors_exit_1() {
         "nothing was written (only the default namespaces exist)"
     );
 }
+
+/// The Deployment `plinth build` emits for the agent (the reviewed golden case) runs
+/// arguments this binary takes: the two crates cannot drift apart silently.
+#[test]
+fn the_install_manifests_run_arguments_the_agent_takes() {
+    use clap::Parser as _;
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/golden/build/agent-install/expected/prod/plinth-system/deployment-plinth-agent.yaml"
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    let (docs, diags) =
+        plinth::parse::yaml::parse_documents(&"deployment.yaml".into(), &text, Default::default());
+    assert!(diags.is_empty(), "{diags:?}");
+    let dep = docs[0].root.to_json();
+    let container = &dep["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<String> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(args[0], "run");
+    let cli = plinth_agent::cli::Cli::try_parse_from(
+        std::iter::once("plinth-agent".to_owned()).chain(args.iter().cloned()),
+    )
+    .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    let plinth_agent::cli::Cmd::Run(run) = cli.command else {
+        panic!("not `run`")
+    };
+    assert_eq!(run.cluster, "prod");
+    assert!(run.apply.prune);
+    // The files it names are where the Deployment mounts them.
+    let mounts: Vec<&str> = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["mountPath"].as_str().unwrap())
+        .collect();
+    for flag in ["--token-file=", "--webhook-secret-file=", "--cache-dir="] {
+        let value = args.iter().find_map(|a| a.strip_prefix(flag)).unwrap();
+        assert!(
+            mounts.iter().any(|m| value.starts_with(m)),
+            "{flag}{value} is not under a mount: {mounts:?}"
+        );
+    }
+}
