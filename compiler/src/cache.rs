@@ -42,6 +42,14 @@ pub struct Entry {
     pub lowered: Option<Lowered>,
 }
 
+/// An [`Entry`] to store, borrowed from the compile that produced it (serialised the same).
+#[derive(Debug, Serialize)]
+pub struct EntryRef<'a> {
+    pub platform_files: &'a [String],
+    pub diagnostics: &'a [Diagnostic],
+    pub lowered: Option<&'a Lowered>,
+}
+
 /// What identifies this build of plinth beyond its version number: everything compiled in
 /// that changes results.
 pub fn fingerprint() -> &'static str {
@@ -126,7 +134,7 @@ impl Cache {
     }
 
     /// Store an entry (written beside, then renamed into place).
-    pub fn store(&self, key: &str, entry: &Entry) -> std::io::Result<()> {
+    pub fn store(&self, key: &str, entry: &EntryRef<'_>) -> std::io::Result<()> {
         let path = self.path(key);
         let dir = path.parent().unwrap_or(&self.dir);
         std::fs::create_dir_all(dir)?;

@@ -288,10 +288,11 @@ pub fn build_loaded(
         .map(|d| d.file.to_string())
         .collect();
     platform_files.dedup();
-    let entry = cache::Entry {
-        platform_files,
-        diagnostics: checked.diagnostics.clone().into_sorted(),
-        lowered: lowered.clone(),
+    let diagnostics = checked.diagnostics.clone().into_sorted();
+    let entry = cache::EntryRef {
+        platform_files: &platform_files,
+        diagnostics: &diagnostics,
+        lowered: lowered.as_ref(),
     };
     // A cache that cannot be written only costs time.
     let _ = cache.store(&key, &entry);
