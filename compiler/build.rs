@@ -5,14 +5,24 @@ use std::fmt::Write;
 fn main() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
     println!("cargo:rerun-if-changed={}", dir.display());
+    // A library that cannot be read must stop the build: a binary without its default
+    // policies would pass every platform silently.
     let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.ends_with(".rego") && !n.ends_with("_test.rego"))
-                .collect()
+        .unwrap_or_else(|e| panic!("cannot read the default policies in {}: {e}", dir.display()))
+        .map(|entry| {
+            entry
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
         })
-        .unwrap_or_default();
+        .filter(|n| n.ends_with(".rego") && !n.ends_with("_test.rego"))
+        .collect();
+    assert!(
+        !names.is_empty(),
+        "no default policies (`*.rego`) in {}",
+        dir.display()
+    );
     names.sort();
     let mut out = String::from("vec![\n");
     for n in &names {
