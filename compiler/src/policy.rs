@@ -868,6 +868,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_embedded_library_is_every_policy_of_policies_dir() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .expect("policies/")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".rego") && !n.ends_with("_test.rego"))
+            .map(|n| format!("<plinth>/{n}"))
+            .collect();
+        on_disk.sort();
+        let embedded: Vec<String> = default_library()
+            .iter()
+            .map(|f| f.path.to_string())
+            .collect();
+        assert!(embedded.len() >= 12, "{embedded:?}");
+        assert_eq!(embedded, on_disk);
+    }
+
+    #[test]
     fn guard_kinds_reads_only_literal_guards() {
         let text = "package main\n\ndeny_a contains m if {\n\tinput.kind == \"Pod\"\n\tm := 1\n}\n\ndeny_b contains m if {\n\tinput.kind in {\"A\", \"B\"}\n\tm := 1\n}\n\ndeny_c contains m if {\n\tnot input.kind == \"Pod\"\n\tm := 1\n}\n\ndeny_d contains \"x\" if input.kind == \"Job\"\n\ndeny_e contains m if {\n\tinput.kind in kinds\n\tm := 1\n}\n";
         let kinds = |line| guard_kinds(text, line).map(|k| k.into_iter().collect::<Vec<_>>());
