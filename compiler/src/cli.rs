@@ -551,8 +551,19 @@ fn build(
             if let Some(s) = &spinner {
                 (s.progress().0)("writing");
             }
-            let tree =
-                crate::emit::tree(&lowered, args.cluster.as_deref()).map_err(anyhow::Error::msg)?;
+            // What is left to do needs neither the specs nor the objects once rendered: free
+            // them as the tree is made (the peak memory of a large build is here).
+            let timings = built.checked.timings.clone();
+            drop(built.checked);
+            let written = lowered
+                .clusters
+                .iter()
+                .filter(|(c, _)| args.cluster.as_ref().is_none_or(|x| x == *c))
+                .map(|(_, o)| o.manifests.len())
+                .sum::<usize>();
+            let n_clusters = lowered.clusters.len();
+            let tree = crate::emit::into_tree(lowered, args.cluster.as_deref())
+                .map_err(anyhow::Error::msg)?;
             let target = match &args.cluster {
                 Some(c) => {
                     let prefix = format!("{c}/");
@@ -572,7 +583,7 @@ fn build(
                 }
             };
             if timings_on {
-                for (stage, d) in &built.checked.timings {
+                for (stage, d) in &timings {
                     writeln!(
                         err,
                         "timing {stage:>8}: {:>8.1} ms",
@@ -589,16 +600,10 @@ fn build(
             drop(spinner);
             writeln!(
                 err,
-                "wrote {} objects for {} to `{}`",
-                lowered
-                    .clusters
-                    .iter()
-                    .filter(|(c, _)| args.cluster.as_ref().is_none_or(|x| x == *c))
-                    .map(|(_, o)| o.manifests.len())
-                    .sum::<usize>(),
+                "wrote {written} objects for {} to `{}`",
                 match &args.cluster {
                     Some(c) => format!("cluster `{c}`"),
-                    None => format!("{} cluster(s)", lowered.clusters.len()),
+                    None => format!("{n_clusters} cluster(s)"),
                 },
                 target.display()
             )?;

@@ -62,20 +62,43 @@ pub fn tree(lowered: &Lowered, only: Option<&str>) -> Result<Tree, String> {
     Ok(t)
 }
 
+/// [`tree`], consuming the compiled output: each object is freed once rendered, so the
+/// objects and their text are never all in memory at once.
+pub fn into_tree(lowered: Lowered, only: Option<&str>) -> Result<Tree, String> {
+    use rayon::prelude::*;
+    let mut t = Tree::new();
+    for (cluster, out) in lowered.clusters {
+        if only.is_some_and(|o| o != cluster) {
+            continue;
+        }
+        let rendered: Vec<(String, String, Value)> =
+            out.manifests.into_par_iter().map(|m| render(&m)).collect();
+        for (path, text) in assemble(&cluster, rendered)? {
+            t.insert(format!("{cluster}/{path}"), text);
+        }
+    }
+    Ok(t)
+}
+
+/// One object's file: its path, its text and its lock entry.
+fn render(m: &Manifest) -> (String, String, Value) {
+    let path = object_path(&m.key);
+    let text = to_yaml(&m.object);
+    let entry = lock_entry(m, &path);
+    (path, text, entry)
+}
+
 /// One cluster's files.
 pub fn cluster_tree(cluster: &str, out: &ClusterOutput) -> Result<Tree, String> {
     use rayon::prelude::*;
     // Rendering is per object and runs in parallel; the tree is assembled in object order.
-    let rendered: Vec<(String, String, Value)> = out
-        .manifests
-        .par_iter()
-        .map(|m| {
-            let path = object_path(&m.key);
-            let text = to_yaml(&m.object);
-            let entry = lock_entry(m, &path);
-            (path, text, entry)
-        })
-        .collect();
+    let rendered: Vec<(String, String, Value)> = out.manifests.par_iter().map(render).collect();
+    assemble(cluster, rendered)
+}
+
+/// The files of a cluster from its rendered objects, in object order: the objects, the
+/// kustomization and the lock file.
+fn assemble(cluster: &str, rendered: Vec<(String, String, Value)>) -> Result<Tree, String> {
     let mut t = Tree::new();
     let mut lock = Vec::with_capacity(rendered.len());
     for (path, text, entry) in rendered {
