@@ -229,18 +229,9 @@ pub fn build_loaded(
     started: std::time::Instant,
 ) -> Built {
     let t = started;
-    let Some(cache) = cache else {
-        let mut checked = check_snapshot(snapshot, load_diags, opts);
-        checked.timings.insert(0, ("load", t.elapsed()));
-        let lowered = if checked.diagnostics.has_errors() {
-            None
-        } else {
-            checked.lowered.take()
-        };
-        return Built { checked, lowered };
-    };
-    let key = cache.key(&snapshot, opts);
-    if let Some(entry) = cache.load(&key) {
+    let load_time = t.elapsed();
+    let key = cache.map(|c| c.key(&snapshot, opts));
+    if let Some(entry) = cache.zip(key.as_deref()).and_then(|(c, k)| c.load(k)) {
         // Only the files holding the Platform are parsed again (the same bytes as when the
         // entry was written: they are part of its key).
         let platform_files = Snapshot {
@@ -275,11 +266,14 @@ pub fn build_loaded(
         return Built { checked, lowered };
     }
     let mut checked = check_snapshot(snapshot, load_diags, opts);
-    checked.timings.insert(0, ("load", t.elapsed()));
+    checked.timings.insert(0, ("load", load_time));
     let lowered = if checked.diagnostics.has_errors() {
         None
     } else {
         checked.lowered.take()
+    };
+    let (Some(cache), Some(key)) = (cache, key) else {
+        return Built { checked, lowered };
     };
     let mut platform_files: Vec<String> = checked
         .docs
