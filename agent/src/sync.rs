@@ -123,20 +123,36 @@ async fn read_inventory(
     Some((live, inv))
 }
 
-/// Apply `desired` to the cluster once.
-pub async fn apply(cluster: &Cluster, desired: &Desired, opts: &Options) -> Report {
+/// What [`apply`] and [`diff`] start with: the report, the live inventory ConfigMap and what
+/// it lists, and the empty-render guard's verdict. `Err`: the inventory could not be read (the
+/// report says why).
+async fn begin(
+    command: Command,
+    cluster: &Cluster,
+    desired: &Desired,
+    opts: &Options,
+) -> Result<(Report, Option<Value>, Inventory, Result<(), String>), Report> {
     let mut report = Report::new(
-        Command::Apply,
+        command,
         &desired.cluster,
         &desired.revision,
         opts.drift.mode,
     );
-    let Some((live_inv, old)) = read_inventory(cluster, desired, &mut report).await else {
-        return report;
+    let Some((live, old)) = read_inventory(cluster, desired, &mut report).await else {
+        return Err(report);
     };
-    if let Err(why) =
-        prune::check_render(desired.objects.len(), old.objects.len(), opts.allow_empty)
-    {
+    let render = prune::check_render(desired.objects.len(), old.objects.len(), opts.allow_empty);
+    Ok((report, live, old, render))
+}
+
+/// Apply `desired` to the cluster once.
+pub async fn apply(cluster: &Cluster, desired: &Desired, opts: &Options) -> Report {
+    let (mut report, live_inv, old, render) =
+        match begin(Command::Apply, cluster, desired, opts).await {
+            Ok(started) => started,
+            Err(report) => return report,
+        };
+    if let Err(why) = render {
         report.failures.push(format!(
             "refused: {why}; nothing was applied (`--allow-empty` applies it anyway)"
         ));
@@ -514,18 +530,11 @@ async fn prune(
 
 /// What [`apply`] would do, without writing anything.
 pub async fn diff(cluster: &Cluster, desired: &Desired, opts: &Options) -> Report {
-    let mut report = Report::new(
-        Command::Diff,
-        &desired.cluster,
-        &desired.revision,
-        opts.drift.mode,
-    );
-    let Some((_, old)) = read_inventory(cluster, desired, &mut report).await else {
-        return report;
+    let (mut report, _, old, render) = match begin(Command::Diff, cluster, desired, opts).await {
+        Ok(started) => started,
+        Err(report) => return report,
     };
-    if let Err(why) =
-        prune::check_render(desired.objects.len(), old.objects.len(), opts.allow_empty)
-    {
+    if let Err(why) = render {
         report
             .failures
             .push(format!("an apply would be refused: {why}"));

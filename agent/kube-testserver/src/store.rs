@@ -331,8 +331,8 @@ pub fn set_meta(body: &mut Value, field: &str, v: Value) {
     }
 }
 
-/// `metadata` keys in the order the apiserver writes them.
-const META_ORDER: &[&str] = &[
+/// `metadata` keys in the order the apiserver writes them (and the only ones it takes).
+pub(crate) const META_ORDER: &[&str] = &[
     "name",
     "generateName",
     "namespace",

@@ -12,25 +12,6 @@ const DNS1035_MSG: &str = "a DNS-1035 label must consist of lower case alphanume
 const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
 const NAME_PART_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
 
-/// Metadata fields a client may send.
-const METADATA_FIELDS: &[&str] = &[
-    "name",
-    "generateName",
-    "namespace",
-    "selfLink",
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "labels",
-    "annotations",
-    "ownerReferences",
-    "finalizers",
-    "managedFields",
-];
-
 /// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`
 pub fn is_dns1123_label(s: &str) -> bool {
     let b = s.as_bytes();
@@ -194,7 +175,8 @@ pub fn unknown_fields(kind: &KindInfo, obj: &Value) -> Vec<String> {
     }
     if let Some(Value::Object(meta)) = m.get("metadata") {
         for k in meta.keys() {
-            if !METADATA_FIELDS.contains(&k.as_str()) {
+            // The metadata fields a client may send: those the server writes.
+            if !crate::store::META_ORDER.contains(&k.as_str()) {
                 out.push(format!("metadata.{k}"));
             }
         }
