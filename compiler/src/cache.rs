@@ -23,7 +23,7 @@ use crate::lower::{Lowered, sha256_hex};
 use crate::{Options, PolicyConfig};
 
 /// Bumped when the entry format changes.
-const FORMAT: &str = "plinth-cache-v2";
+const FORMAT: &str = "plinth-cache-v3";
 
 /// A cache directory.
 #[derive(Debug, Clone)]

@@ -869,10 +869,9 @@ fn open_git(g: &GitArgs) -> anyhow::Result<(crate::load::git::GitRepo, String)> 
     Ok((repo, path))
 }
 
-/// A compiled side of a plan.
+/// A compiled side of a plan (its approvals travel in the lowered output).
 struct Side {
     lowered: crate::lower::Lowered,
-    platform: Option<crate::model::PlatformSpec>,
 }
 
 /// A revision read into memory: its snapshot, what loading reported, and when loading began.
@@ -910,13 +909,7 @@ fn compile_side(
         )?;
         return Ok(None);
     }
-    let platform = built
-        .checked
-        .specs
-        .platform
-        .as_ref()
-        .map(|p| p.spec.clone());
-    Ok(built.lowered.map(|lowered| Side { lowered, platform }))
+    Ok(built.lowered.map(|lowered| Side { lowered }))
 }
 
 fn plan(
@@ -1014,7 +1007,6 @@ fn plan(
         Some(Some(s)) => s,
         Some(None) => Side {
             lowered: Default::default(),
-            platform: None,
         },
         None => {
             err.write_all(&base_err)?;
@@ -1025,38 +1017,24 @@ fn plan(
         err.write_all(&head_err)?;
         return Ok(1);
     };
-    let mut opts = crate::plan::PlanOptions {
+    let opts = crate::plan::PlanOptions {
         allow_destructive: args.allow_destructive,
         max_delete_share: args.max_delete_share,
-        ..Default::default()
     };
-    if let Some(pl) = &head.platform {
-        for a in &pl.approvals {
-            opts.approvals.insert(match &a.cluster {
-                Some(c) => format!("{c}:{}", a.object),
-                None => a.object.clone(),
-            });
-        }
-    }
     let mut p = crate::plan::plan(&base.lowered, &head.lowered, &opts);
-    // History: which commits between base and head touched each change's spec file.
+    // History: which commits between base and head touched each change's spec file (and
+    // each approval's file).
+    p.prefix_files(&prefix);
     let commits = repo.between(Some(base_id), head_id)?;
-    let mut touched: std::collections::BTreeMap<String, Vec<crate::load::git::CommitInfo>> =
-        Default::default();
-    for c in &mut p.changes {
-        let file = format!("{prefix}{}", c.provenance.origin.file);
-        if !touched.contains_key(&file) {
-            let mut list = Vec::new();
-            for k in &commits {
-                if repo.touched(k, &file)? {
-                    list.push(k.clone());
-                }
+    p.attach_history(|file| -> anyhow::Result<Vec<crate::load::git::CommitInfo>> {
+        let mut list = Vec::new();
+        for k in &commits {
+            if repo.touched(k, file)? {
+                list.push(k.clone());
             }
-            touched.insert(file.clone(), list);
         }
-        c.provenance.commits = touched[&file].clone();
-        c.provenance.origin.file = std::sync::Arc::from(file.as_str());
-    }
+        Ok(list)
+    })?;
     let sides = crate::plan::render::Sides {
         base: format!("{} ({})", args.base, base_info.short),
         head: head_label,
@@ -1151,7 +1129,6 @@ fn log(args: LogArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
         let opts = crate::plan::PlanOptions {
             allow_destructive: true,
             max_delete_share: 1.0,
-            ..Default::default()
         };
         let p = crate::plan::plan(&before, &after, &opts);
         if p.has_changes() {

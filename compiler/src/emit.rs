@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::lower::{ClusterOutput, Lowered, Manifest, ObjectKey, canonical_json, sha256_hex};
+use crate::lower::{
+    Approval, ClusterOutput, Lowered, Manifest, ObjectKey, canonical_json, sha256_hex,
+};
 
 /// Files by path relative to the output directory (`/`-separated).
 pub type Tree = BTreeMap<String, String>;
@@ -73,7 +75,7 @@ pub fn into_tree(lowered: Lowered, only: Option<&str>) -> Result<Tree, String> {
         }
         let rendered: Vec<(String, String, Value)> =
             out.manifests.into_par_iter().map(|m| render(&m)).collect();
-        for (path, text) in assemble(&cluster, rendered)? {
+        for (path, text) in assemble(&cluster, rendered, &out.approvals)? {
             t.insert(format!("{cluster}/{path}"), text);
         }
     }
@@ -93,12 +95,17 @@ pub fn cluster_tree(cluster: &str, out: &ClusterOutput) -> Result<Tree, String> 
     use rayon::prelude::*;
     // Rendering is per object and runs in parallel; the tree is assembled in object order.
     let rendered: Vec<(String, String, Value)> = out.manifests.par_iter().map(render).collect();
-    assemble(cluster, rendered)
+    assemble(cluster, rendered, &out.approvals)
 }
 
 /// The files of a cluster from its rendered objects, in object order: the objects, the
-/// kustomization and the lock file.
-fn assemble(cluster: &str, rendered: Vec<(String, String, Value)>) -> Result<Tree, String> {
+/// kustomization and the lock file (which also lists the approvals of the cluster, when there
+/// are any: the agent judges deletions by them).
+fn assemble(
+    cluster: &str,
+    rendered: Vec<(String, String, Value)>,
+    approvals: &[Approval],
+) -> Result<Tree, String> {
     let mut t = Tree::new();
     let mut lock = Vec::with_capacity(rendered.len());
     for (path, text, entry) in rendered {
@@ -116,7 +123,10 @@ fn assemble(cluster: &str, rendered: Vec<(String, String, Value)>) -> Result<Tre
         "resources": resources,
     });
     t.insert("kustomization.yaml".to_owned(), to_yaml(&kustomization));
-    let lock_doc = json!({ "version": 1, "cluster": cluster, "objects": lock });
+    let mut lock_doc = json!({ "version": 1, "cluster": cluster, "objects": lock });
+    if !approvals.is_empty() {
+        lock_doc["approvals"] = serde_json::to_value(approvals).map_err(|e| e.to_string())?;
+    }
     let mut lock_text = serde_json::to_string_pretty(&lock_doc).map_err(|e| e.to_string())?;
     lock_text.push('\n');
     t.insert("plinth.lock.json".to_owned(), lock_text);

@@ -78,18 +78,35 @@ fn allocated_bytes() -> u64 {
 }
 
 /// Bounds the memory of policy evaluation while alive: the process may grow by the budget.
+///
+/// regorus' limit is one global value, so budgets are shared: the first budget taken sets the
+/// limit (usage then plus its bytes), budgets taken while it is alive join it, and the limit is
+/// lifted when the last one is dropped. Measuring usage briefly sets the limit to zero, which
+/// only happens while no budget is alive (every evaluation holds one), so it can never stop a
+/// concurrent evaluation.
 struct MemoryBudget;
+
+/// Budgets alive.
+static BUDGETS: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
 
 impl MemoryBudget {
     fn new(bytes: u64) -> MemoryBudget {
-        regorus::set_global_memory_limit(Some(allocated_bytes().saturating_add(bytes)));
+        let mut alive = BUDGETS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *alive == 0 {
+            regorus::set_global_memory_limit(Some(allocated_bytes().saturating_add(bytes)));
+        }
+        *alive += 1;
         MemoryBudget
     }
 }
 
 impl Drop for MemoryBudget {
     fn drop(&mut self) {
-        regorus::set_global_memory_limit(None);
+        let mut alive = BUDGETS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *alive = alive.saturating_sub(1);
+        if *alive == 0 {
+            regorus::set_global_memory_limit(None);
+        }
     }
 }
 

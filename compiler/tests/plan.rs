@@ -550,7 +550,7 @@ fn destructive_changes_need_approval() {
     let v = json_of(&o);
     assert_eq!(v["summary"]["refused"], true);
     assert!(
-        v["refusals"][0]
+        v["refusals"][0]["message"]
             .as_str()
             .is_some_and(|m| m.contains("is lowered from 7 to 5")),
         "{v:#}"
@@ -571,9 +571,10 @@ fn destructive_changes_need_approval() {
         .iter()
         .filter(|c| c["risk"] == "destructive")
         .all(|c| {
-            c["approvedBy"]
+            c["approval"]["reason"]
                 .as_str()
                 .is_some_and(|a| a.contains("CHG-1234"))
+                && c["approval"]["via"] == "annotation"
         });
     assert!(approved, "{v:#}");
 }
@@ -615,7 +616,8 @@ fn deleting_a_project_is_destructive_unless_the_platform_approves_it() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(v["refusals"].as_array().expect("r").iter().any(|m| {
-        m.as_str()
+        m["message"]
+            .as_str()
             .is_some_and(|m| m.contains("Namespace data-engineering"))
     }));
     let ns = v["changes"]
@@ -643,7 +645,7 @@ fn deleting_a_project_is_destructive_unless_the_platform_approves_it() {
         .as_array()
         .expect("r")
         .iter()
-        .filter_map(|m| m.as_str().map(str::to_owned))
+        .filter_map(|m| m["message"].as_str().map(str::to_owned))
         .collect();
     assert!(
         unapproved
@@ -694,7 +696,7 @@ fn a_head_deleting_most_objects_is_refused_even_when_destruction_is_allowed() {
     );
     let v = json_of(&o);
     assert!(
-        v["refusals"].as_array().expect("r").iter().any(|m| m
+        v["refusals"].as_array().expect("r").iter().any(|m| m["message"]
             .as_str()
             .is_some_and(|m| m.contains("more than the 50% allowed"))),
         "{v:#}"
@@ -894,4 +896,279 @@ fn plans_reuse_compiled_revisions_from_the_cache_and_say_the_same() {
     // Deleting the cache is always safe.
     fs::remove_dir_all(&cache).expect("rm");
     assert_eq!(text(&r.plinth(&args)), text(&cold));
+}
+
+/// The JSON plan without `--allow-destructive`: approvals decide.
+fn plan_strict(r: &Repo, base: &str, head: &str) -> (i32, serde_json::Value) {
+    let o = r.plinth(&[
+        "plan", "--base", base, "--head", head, "--path", "platform", "--format", "json",
+    ]);
+    let v = json_of(&o);
+    check_schema(&v);
+    (o.status.code().unwrap_or(-1), v)
+}
+
+/// Add `entries` (YAML list items, indented for `spec.approvals`) to the example's Platform.
+fn add_approvals(r: &Repo, entries: &str) {
+    let plat = r.path().join("platform/plinth.yaml");
+    let t = fs::read_to_string(&plat).expect("read");
+    let t = if t.contains("  approvals:\n") {
+        t.replacen("  approvals:\n", &format!("  approvals:\n{entries}"), 1)
+    } else {
+        t.replacen("spec:\n", &format!("spec:\n  approvals:\n{entries}"), 1)
+    };
+    fs::write(&plat, t).expect("write");
+}
+
+fn refused_objects(v: &serde_json::Value) -> Vec<String> {
+    v["refusals"]
+        .as_array()
+        .expect("refusals")
+        .iter()
+        .filter_map(|r| {
+            let o = &r["object"];
+            o["kind"].as_str().map(|k| {
+                format!(
+                    "{k}/{}{}",
+                    o["namespace"]
+                        .as_str()
+                        .map(|n| format!("{n}/"))
+                        .unwrap_or_default(),
+                    o["name"].as_str().unwrap_or_default()
+                )
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn an_approval_counts_only_for_the_change_that_adds_it() {
+    let mut r = example_repo();
+    // First lowering, unapproved: refused, and the refusal says exactly what to add.
+    set_allocation(&r, "bed-management", 7, 6);
+    r.commit("Dana Smith", "lower bed-management to 6");
+    let (code, v) = plan_strict(&r, "HEAD~1", "HEAD");
+    assert_eq!(code, 1, "{v:#}");
+    let refused = refused_objects(&v);
+    assert!(!refused.is_empty(), "{v:#}");
+    for (r_, obj) in v["refusals"].as_array().expect("r").iter().zip(&refused) {
+        let hint = r_["hint"].as_str().expect("hint");
+        assert!(
+            hint.contains(&format!("- object: {obj}"))
+                && hint.contains("cluster: prod-a")
+                && hint.contains("plinth.yaml"),
+            "{hint}"
+        );
+    }
+    let yaml = v["approvalYaml"].as_str().expect("approvalYaml");
+    assert!(yaml.starts_with("approvals:\n"), "{yaml}");
+    // The snippet, pasted as it is (with a reason and an approver filled in), approves the
+    // change: the entries it lists are exactly the refused objects.
+    let entries: String = yaml
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let l = l
+                .replace("<why; a ticket>", "CHG-9 beds to research")
+                .replace("<who reviewed it>", "@st-brigids/platform-leads");
+            format!("  {l}\n")
+        })
+        .collect();
+    add_approvals(&r, &entries);
+    r.commit("Dana Smith", "approve the lowering");
+    let (code, v) = plan_strict(&r, "HEAD~2", "HEAD");
+    assert_eq!(code, 2, "approved: the plan passes\n{v:#}");
+    let destructive: Vec<&serde_json::Value> = v["changes"]
+        .as_array()
+        .expect("c")
+        .iter()
+        .filter(|c| c["risk"] == "destructive")
+        .collect();
+    assert!(!destructive.is_empty());
+    for c in &destructive {
+        let a = &c["approval"];
+        assert_eq!(a["via"], "entry", "{c:#}");
+        assert_eq!(a["reason"], "CHG-9 beds to research");
+        assert_eq!(a["approver"], "@st-brigids/platform-leads");
+        assert_eq!(a["source"]["file"], "platform/plinth.yaml");
+        assert!(
+            a["commits"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k["summary"] == "approve the lowering")),
+            "{a:#}"
+        );
+    }
+    assert!(v["warnings"].as_array().expect("w").is_empty(), "{v:#}");
+    // The Markdown shows them approved (✅, reason, approver), not 🛑.
+    let md = text(&r.plinth(&[
+        "plan", "--base", "HEAD~2", "--head", "HEAD", "--path", "platform", "--format",
+        "markdown",
+    ]));
+    assert!(!md.contains("🛑"), "{md}");
+    assert!(
+        md.contains("✅") && md.contains("CHG-9 beds to research") && md.contains("platform-leads"),
+        "{md}"
+    );
+    let term = text(&r.plinth(&[
+        "plan", "--base", "HEAD~2", "--head", "HEAD", "--path", "platform",
+    ]));
+    assert!(
+        term.contains("✅ approved: CHG-9 beds to research — by @st-brigids/platform-leads"),
+        "{term}"
+    );
+
+    // A second lowering with the old approval still in place: refused, and the old entry is
+    // reported as stale.
+    set_allocation(&r, "bed-management", 6, 5);
+    r.commit("Mallory", "lower again, riding on the old approval");
+    let (code, v) = plan_strict(&r, "HEAD~1", "HEAD");
+    assert_eq!(code, 1, "a merged approval approves nothing later\n{v:#}");
+    assert_eq!(refused_objects(&v), refused, "{v:#}");
+    let warnings = v["warnings"].as_array().expect("w");
+    assert!(
+        !warnings.is_empty()
+            && warnings.iter().all(|w| {
+                w["file"] == "platform/plinth.yaml"
+                    && w["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("already present at the base"))
+                    && w["hint"].as_str().is_some_and(|h| h.contains("remove"))
+            }),
+        "{v:#}"
+    );
+    // Changing the entry's reason is a new approval, reviewed in its own change.
+    let plat = r.path().join("platform/plinth.yaml");
+    let t = fs::read_to_string(&plat).expect("read");
+    fs::write(&plat, t.replace("CHG-9 beds to research", "CHG-12 more beds to research"))
+        .expect("write");
+    r.commit("Dana Smith", "approve the second lowering");
+    let (code, v) = plan_strict(&r, "HEAD~2", "HEAD");
+    assert_eq!(code, 2, "{v:#}");
+}
+
+#[test]
+fn an_approval_annotation_left_on_a_spec_approves_nothing_later() {
+    let mut r = example_repo();
+    let file = r.path().join("platform/gpu/a100-mig.yaml");
+    set_allocation(&r, "bed-management", 7, 6);
+    let t = fs::read_to_string(&file).expect("read");
+    fs::write(
+        &file,
+        t.replacen(
+            "metadata:\n",
+            "metadata:\n  annotations:\n    plinth.dev/approve-destructive: CHG-1 capacity moved\n",
+            1,
+        ),
+    )
+    .expect("write");
+    r.commit("Dana Smith", "lower, approved");
+    let (code, v) = plan_strict(&r, "HEAD~1", "HEAD");
+    assert_eq!(code, 2, "{v:#}");
+    set_allocation(&r, "bed-management", 6, 5);
+    r.commit("Mallory", "lower again");
+    let (code, v) = plan_strict(&r, "HEAD~1", "HEAD");
+    assert_eq!(code, 1, "{v:#}");
+    let w = v["warnings"].as_array().expect("w");
+    assert!(
+        w.iter().any(|w| w["file"] == "platform/gpu/a100-mig.yaml"
+            && w["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("plinth.dev/approve-destructive"))),
+        "{v:#}"
+    );
+    // The refusal offers both ways to approve an update.
+    let hint = v["refusals"][0]["hint"].as_str().expect("hint");
+    assert!(
+        hint.contains("spec.approvals") || hint.contains("approvals:"),
+        "{hint}"
+    );
+    assert!(hint.contains("plinth.dev/approve-destructive"), "{hint}");
+}
+
+#[test]
+fn an_approval_that_matches_nothing_is_a_warning() {
+    let mut r = example_repo();
+    add_approvals(
+        &r,
+        "    - object: Namespace/no-such-team\n      reason: CHG-3\n",
+    );
+    r.commit("Dana Smith", "approve a typo");
+    let (code, v) = plan_strict(&r, "HEAD~1", "HEAD");
+    assert_eq!(code, 0, "{v:#}");
+    let w = v["warnings"].as_array().expect("w");
+    assert!(
+        w.iter().any(|w| w["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Namespace/no-such-team") && m.contains("matches no"))),
+        "{v:#}"
+    );
+    // A cluster the platform does not have is an error of `plinth check`.
+    add_approvals(
+        &r,
+        "    - object: Namespace/radiology\n      cluster: prod-b\n      reason: CHG-4\n",
+    );
+    let o = r.plinth(&["check", "platform"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert!(out.contains("cluster `prod-b` does not exist"), "{out}");
+}
+
+#[test]
+fn re_pointing_the_agent_or_changing_its_rights_needs_approval() {
+    let mut r = example_repo();
+    let plat = r.path().join("platform/plinth.yaml");
+    let t = fs::read_to_string(&plat).expect("read");
+    let agent = "  agent:\n    enabled: true\n    image: registry.example.org/plinth-agent:0.1.0\n    repo: https://git.example.org/platform.git\n    forge: gitea\n    forgeUrl: https://git.example.org/api/v1\n    interval: 1m\n";
+    fs::write(&plat, t.replacen("spec:\n", &format!("spec:\n{agent}"), 1)).expect("write");
+    r.commit("Base Author", "install the agent");
+    // Installing it is no destructive change.
+    let (code, _) = plan_strict(&r, "HEAD~1", "HEAD");
+    assert_eq!(code, 2);
+
+    // The interval may change freely.
+    let t = fs::read_to_string(&plat).expect("read");
+    fs::write(&plat, t.replace("interval: 1m", "interval: 2m")).expect("write");
+    r.commit("Dana Smith", "sync less often");
+    let (code, v) = plan_strict(&r, "HEAD~1", "HEAD");
+    assert_eq!(code, 2, "{v:#}");
+
+    for (what, from, to) in [
+        (
+            "repository",
+            "repo: https://git.example.org/platform.git",
+            "repo: https://evil.example.net/platform.git",
+        ),
+        (
+            "forge",
+            "forgeUrl: https://git.example.org/api/v1",
+            "forgeUrl: https://evil.example.net/api/v1",
+        ),
+        (
+            "image",
+            "plinth-agent:0.1.0",
+            "plinth-agent:0.1.1",
+        ),
+    ] {
+        let before = fs::read_to_string(&plat).expect("read");
+        fs::write(&plat, before.replace(from, to)).expect("write");
+        r.commit("Mallory", &format!("re-point the agent's {what}"));
+        let (code, v) = plan_strict(&r, "HEAD~1", "HEAD");
+        assert_eq!(code, 1, "{what}: {v:#}");
+        assert!(
+            refused_objects(&v)
+                .iter()
+                .any(|o| o == "Deployment/plinth-system/plinth-agent"),
+            "{what}: {v:#}"
+        );
+        let reasons = v["changes"]
+            .as_array()
+            .expect("c")
+            .iter()
+            .find(|c| c["kind"] == "Deployment" && c["name"] == "plinth-agent")
+            .map(|c| c["reasons"].to_string())
+            .unwrap_or_default();
+        assert!(reasons.contains("re-pointed"), "{what}: {reasons}");
+        fs::write(&plat, before).expect("restore");
+        r.commit("Dana Smith", "undo");
+    }
 }

@@ -200,6 +200,19 @@ impl<'a> Cx<'a> {
                 }
             }
         }
+        for (i, a) in pl.spec.approvals.iter().enumerate() {
+            if let Some(c) = &a.cluster
+                && !seen.contains_key(c.as_str())
+            {
+                d.push(unknown(
+                    Code::UnknownCluster,
+                    "cluster",
+                    c,
+                    pl.at(&format!("spec.approvals[{i}].cluster")),
+                    seen.keys().copied(),
+                ));
+            }
+        }
         for (i, c) in pl.spec.defaults.clusters.iter().enumerate() {
             if !seen.contains_key(c.as_str()) {
                 d.push(unknown(

@@ -136,12 +136,60 @@ pub struct Manifest {
 pub struct ClusterOutput {
     /// Sorted by key; keys are unique.
     pub manifests: Vec<Manifest>,
+    /// The Platform's `spec.approvals` entries that concern this cluster (in spec order). They
+    /// travel with the objects (the lock file lists them) so that every consumer of the output
+    /// — `plinth plan`, the agent — judges destructive changes by the same approvals.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<Approval>,
+}
+
+/// A Platform `spec.approvals` entry, with where it is written.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct Approval {
+    /// `<Kind>/<name>` or `<Kind>/<namespace>/<name>`.
+    pub object: String,
+    /// The cluster it is limited to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approver: Option<String>,
+    /// The Platform's file and the entry's line.
+    pub file: Arc<str>,
+    pub line: u32,
+}
+
+impl Approval {
+    /// The `<Kind>/[<namespace>/]<name>` form of an object key, as approvals name objects.
+    pub fn object_id(key: &ObjectKey) -> String {
+        match &key.namespace {
+            Some(ns) => format!("{}/{ns}/{}", key.kind, key.name),
+            None => format!("{}/{}", key.kind, key.name),
+        }
+    }
+
+    /// Whether this entry names `key` in `cluster`.
+    pub fn covers(&self, cluster: &str, key: &ObjectKey) -> bool {
+        self.cluster.as_deref().is_none_or(|c| c == cluster) && self.object == Self::object_id(key)
+    }
+
+    /// The same entry, wherever it is written (what "already present at the base" compares).
+    pub fn same_entry(&self, other: &Approval) -> bool {
+        (&self.object, &self.cluster, &self.reason, &self.approver)
+            == (&other.object, &other.cluster, &other.reason, &other.approver)
+    }
 }
 
 /// Every cluster's objects.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct Lowered {
     pub clusters: BTreeMap<String, ClusterOutput>,
+    /// The file holding the Platform (where approvals are written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_file: Option<Arc<str>>,
 }
 
 impl Lowered {
@@ -558,6 +606,7 @@ pub fn lower(specs: &Specs, snapshot: &Snapshot) -> (Lowered, Diagnostics) {
         return (lowered, diags);
     };
     let index = Index::new(specs);
+    lowered.platform_file = Some(platform.doc.file.clone());
     for cluster in &platform.spec.clusters {
         let cx = Ctx {
             specs,
@@ -636,10 +685,30 @@ pub fn lower(specs: &Specs, snapshot: &Snapshot) -> (Lowered, Diagnostics) {
                 }
             }
         }
+        let approvals = platform
+            .spec
+            .approvals
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.cluster.as_ref().is_none_or(|c| *c == cluster.name))
+            .map(|(i, a)| Approval {
+                object: a.object.clone(),
+                cluster: a.cluster.clone(),
+                reason: a.reason.clone(),
+                approver: a.approver.clone(),
+                file: platform.doc.file.clone(),
+                line: platform
+                    .at(&format!("spec.approvals[{i}]"))
+                    .span
+                    .start
+                    .line,
+            })
+            .collect();
         lowered.clusters.insert(
             cluster.name.clone(),
             ClusterOutput {
                 manifests: objects.into_values().collect(),
+                approvals,
             },
         );
     }

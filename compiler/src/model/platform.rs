@@ -34,7 +34,8 @@ pub struct PlatformSpec {
     /// Images every project may use.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<Image>,
-    /// Destructive deletions reviewers approved (see `plinth plan`).
+    /// Destructive changes reviewers approved (see `plinth plan`). An entry approves only the
+    /// change that adds it: one already present at the base of a plan approves nothing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvals: Vec<Approval>,
     /// The plinth agent, installed by `plinth build` in every cluster when enabled: it tracks
@@ -142,18 +143,26 @@ pub enum DriftMode {
     Heal,
 }
 
-/// An approved destructive change: deleting an object whose spec is gone.
+/// An approved destructive change of one object (deleting it, lowering its quota, replacing
+/// it). One-shot: it approves the change of the pull request (or commit) that adds it, and
+/// nothing once it is present at the base.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Approval {
-    /// `<Kind>/<name>` or `<Kind>/<namespace>/<name>`, e.g. `Namespace/sepsis`.
+    /// `<Kind>/<name>` or `<Kind>/<namespace>/<name>`, e.g. `Namespace/sepsis` or
+    /// `ResourceQuota/sepsis/quota`.
     #[schemars(extend("pattern" = r"^[A-Za-z]+/([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
     pub object: String,
     /// Only in this cluster; every cluster when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    /// Why, and who approved (a ticket, a name).
+    /// Why (a ticket, the reason of the change).
+    #[schemars(length(min = 1))]
     pub reason: String,
+    /// Who approved (a name, a team, a handle); shown with the approval. Require their review
+    /// of the file with CODEOWNERS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approver: Option<String>,
 }
 
 /// A Kubernetes cluster of the platform.

@@ -1,4 +1,5 @@
-//! Plan: the difference between two compiled platforms, as a reviewer needs it.
+//! Plan: the difference between two compiled platforms, as a reviewer needs it — and the one
+//! safety contract that `plinth plan` and the agent (`plinth-agent run`) both enforce.
 //!
 //! Objects are paired by (apiVersion, kind, namespace, name) per cluster. Provenance
 //! annotations (`plinth.dev/source`, `plinth.dev/spec-hash`) are not content: a spec moved to
@@ -7,15 +8,24 @@
 //! - **destructive**: deleting a Namespace, PersistentVolumeClaim, PersistentVolume, bucket or
 //!   CustomResourceDefinition; lowering a quota (a ResourceQuota hard limit or a Kueue nominal
 //!   quota); changing a field the API server will not change in place (the object must be
-//!   replaced);
+//!   replaced); re-pointing or reconfiguring the agent (`spec.agent`: its Deployment beyond
+//!   the sync interval) or changing its RBAC, and removing any part of its installation;
 //! - **disruptive**: restarting workloads (pod template changes), changing who may reach or
 //!   administer something (NetworkPolicy, RBAC, Service selectors), deleting other objects;
 //! - **safe**: everything else (creations, quota increases, metadata).
 //!
-//! Destructive changes fail the plan unless allowed: by `--allow-destructive`, by the
-//! annotation `plinth.dev/approve-destructive: <reason>` on the head spec that produces the
-//! object, or, for deletions, by an entry in the Platform's `spec.approvals`. A head that
-//! deletes more than a set share of a cluster's objects is refused outright.
+//! A destructive change is refused unless approved, and an approval counts only for the change
+//! that introduces it ([`approve`]):
+//! - `--allow-destructive` (a local plan only; the agent has no such switch in its loop);
+//! - an entry of the Platform's `spec.approvals` (`object: ResourceQuota/p6/quota`, optional
+//!   `cluster:`, `reason:`, `approver:`) that is **not** present at the base;
+//! - the annotation `plinth.dev/approve-destructive: <reason>` on the head spec that produces
+//!   the object, when the base object did not carry the same value.
+//!
+//! An approval already present at the base approves nothing and is reported as stale (a
+//! warning with a hint to remove it); a new entry that matches no destructive change is
+//! reported too. Every refusal carries the YAML that would approve it. A head that deletes more
+//! than a set share of a cluster's objects is refused outright.
 //!
 //! Pure: history (which commits touched which spec) is attached by the caller.
 
@@ -29,7 +39,8 @@ use serde_json::Value;
 use crate::emit::to_yaml;
 use crate::load::git::CommitInfo;
 use crate::lower::{
-    Lowered, Manifest, ObjectKey, Origin, PROVENANCE_ANNOTATIONS, canonical_json, sha256_hex,
+    Approval, ClusterOutput, Lowered, Manifest, ObjectKey, Origin, PROVENANCE_ANNOTATIONS,
+    canonical_json, sha256_hex,
 };
 use crate::parse::{FieldPath, Seg};
 
@@ -94,9 +105,9 @@ pub struct Change {
     pub risk: Risk,
     /// Why it has that risk.
     pub reasons: Vec<String>,
-    /// Whether a destructive change is allowed, and by what.
+    /// What approved a destructive change (`None`: not approved, or not destructive).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub approved_by: Option<String>,
+    pub approval: Option<Approved>,
     /// Unified diff of the object's YAML (provenance annotations left out, secrets redacted).
     pub diff: String,
     pub provenance: Provenance,
@@ -128,6 +139,113 @@ pub struct Counts {
     pub destructive: usize,
 }
 
+/// How a destructive change was approved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Via {
+    /// `plinth plan --allow-destructive`.
+    Flag,
+    /// An entry of the Platform's `spec.approvals` added by this change.
+    Entry,
+    /// `plinth.dev/approve-destructive` on the spec, set by this change.
+    Annotation,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Flag => "flag",
+            Via::Entry => "entry",
+            Via::Annotation => "annotation",
+        }
+    }
+}
+
+/// The approval of one destructive change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Approved {
+    pub via: Via,
+    /// Why (the entry's `reason`, the annotation's value).
+    pub reason: String,
+    /// Who approved, when the entry names them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approver: Option<String>,
+    /// Where the approval is written (the Platform's file and the entry's line, or the spec's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<std::sync::Arc<str>>,
+    pub line: u32,
+    /// Commits between base and head that touched that file, newest first (who added it).
+    pub commits: Vec<CommitInfo>,
+}
+
+impl Approved {
+    /// `` `spec.approvals` entry (plinth.yaml:12) ``, `` `--allow-destructive` ``, …
+    pub fn what(&self) -> String {
+        let at = self
+            .file
+            .as_ref()
+            .map(|f| format!(" ({f}:{})", self.line))
+            .unwrap_or_default();
+        match self.via {
+            Via::Flag => "`--allow-destructive`".to_owned(),
+            Via::Entry => format!("`spec.approvals` entry{at}"),
+            Via::Annotation => format!("`{APPROVE_ANNOTATION}`{at}"),
+        }
+    }
+
+    /// Who stands behind it: the named approver, else the authors of the commits that wrote it.
+    pub fn who(&self) -> Option<String> {
+        if let Some(a) = &self.approver {
+            return Some(a.clone());
+        }
+        let mut authors: Vec<&str> = Vec::new();
+        for c in &self.commits {
+            if !authors.contains(&c.author.as_str()) {
+                authors.push(&c.author);
+            }
+        }
+        (!authors.is_empty()).then(|| authors.join(", "))
+    }
+
+    /// One line: `reason — approved by X via Y`.
+    pub fn describe(&self) -> String {
+        let mut s = format!("approved: {}", self.reason);
+        if let Some(w) = self.who() {
+            s.push_str(&format!(" — by {w}"));
+        }
+        s.push_str(&format!(" — {}", self.what()));
+        if let Some(c) = self.commits.first() {
+            s.push_str(&format!(", added in {}", c.short));
+        }
+        s
+    }
+}
+
+/// Why (part of) a plan may not be applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    pub cluster: String,
+    /// The object whose destructive change is not approved (`None`: a refusal of the whole
+    /// cluster, such as a mass deletion).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<ObjectKey>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    pub message: String,
+    /// What to do about it (for an object: the YAML that approves it).
+    pub hint: String,
+}
+
+/// Something a reviewer should know that does not stop the plan (a stale approval).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Warning {
+    /// The file and line it is about.
+    pub file: std::sync::Arc<str>,
+    pub line: u32,
+    pub message: String,
+    pub hint: String,
+}
+
 /// A plan.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Plan {
@@ -135,7 +253,12 @@ pub struct Plan {
     /// Sorted by cluster, then action (deletes last), then key.
     pub changes: Vec<Change>,
     /// Why the plan may not be applied (destructive changes not approved, mass deletion).
-    pub refusals: Vec<String>,
+    pub refusals: Vec<Refusal>,
+    /// Stale or unused approvals.
+    pub warnings: Vec<Warning>,
+    /// The Platform's file in the head (where approvals go), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform_file: Option<std::sync::Arc<str>>,
 }
 
 impl Plan {
@@ -145,18 +268,138 @@ impl Plan {
     pub fn is_refused(&self) -> bool {
         !self.refusals.is_empty()
     }
+    /// The refusals that concern `cluster`.
+    pub fn refusals_of<'a>(&'a self, cluster: &'a str) -> impl Iterator<Item = &'a Refusal> + 'a {
+        self.refusals.iter().filter(move |r| r.cluster == cluster)
+    }
+
+    /// The `spec.approvals` entries that would approve every refused object change, as YAML to
+    /// paste under the Platform's `spec:` (empty when no refusal can be approved).
+    pub fn approval_yaml(&self, cluster: Option<&str>) -> String {
+        approval_yaml(
+            self.refusals
+                .iter()
+                .filter(|r| cluster.is_none_or(|c| r.cluster == c)),
+        )
+    }
+
+    /// Attach history: `touched(file)` lists the commits between base and head that touched a
+    /// file (newest first); every change gets those of its spec's file, every approval those
+    /// of the file it is written in. Files as named after [`Plan::prefix_files`].
+    pub fn attach_history<E>(
+        &mut self,
+        mut touched: impl FnMut(&str) -> Result<Vec<CommitInfo>, E>,
+    ) -> Result<(), E> {
+        let mut memo: BTreeMap<String, Vec<CommitInfo>> = BTreeMap::new();
+        let mut get = |f: &str| -> Result<Vec<CommitInfo>, E> {
+            if let Some(v) = memo.get(f) {
+                return Ok(v.clone());
+            }
+            let v = touched(f)?;
+            memo.insert(f.to_owned(), v.clone());
+            Ok(v)
+        };
+        for c in &mut self.changes {
+            c.provenance.commits = get(&c.provenance.origin.file)?;
+            if let Some(a) = &mut c.approval
+                && let Some(f) = &a.file
+            {
+                a.commits = get(f)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Put `prefix` in front of every spec file named (the platform's directory inside the
+    /// repository), so paths read from the repository root.
+    pub fn prefix_files(&mut self, prefix: &str) {
+        if prefix.is_empty() {
+            return;
+        }
+        let fix = |f: &mut std::sync::Arc<str>| {
+            *f = std::sync::Arc::from(format!("{prefix}{f}").as_str());
+        };
+        for c in &mut self.changes {
+            fix(&mut c.provenance.origin.file);
+            if let Some(f) = c.approval.as_mut().and_then(|a| a.file.as_mut()) {
+                fix(f);
+            }
+        }
+        for w in &mut self.warnings {
+            fix(&mut w.file);
+        }
+        if let Some(f) = &mut self.platform_file {
+            fix(f);
+        }
+        let platform = self.platform_file.clone();
+        for r in &mut self.refusals {
+            if let Some(k) = &r.object {
+                let spec = self
+                    .changes
+                    .iter()
+                    .find(|c| c.cluster == r.cluster && &c.key == k)
+                    .map(|c| c.provenance.origin.clone());
+                if let (Some(a), Some(_)) = (r.action, &r.object) {
+                    r.hint = refusal_hint(&r.cluster, k, a, platform.as_deref(), spec.as_ref());
+                }
+            }
+        }
+    }
+}
+
+/// The YAML of `spec.approvals` entries for the object refusals among `refusals`.
+pub fn approval_yaml<'a>(refusals: impl Iterator<Item = &'a Refusal>) -> String {
+    let mut s = String::new();
+    let mut seen = BTreeSet::new();
+    for r in refusals {
+        let Some(k) = &r.object else { continue };
+        let id = Approval::object_id(k);
+        if !seen.insert((r.cluster.clone(), id.clone())) {
+            continue;
+        }
+        if s.is_empty() {
+            s.push_str("approvals:\n");
+        }
+        s.push_str(&format!(
+            "  - object: {id}\n    cluster: {}\n    reason: \"<why; a ticket>\"\n    approver: \"<who reviewed it>\"\n",
+            r.cluster
+        ));
+    }
+    s
+}
+
+fn refusal_hint(
+    cluster: &str,
+    key: &ObjectKey,
+    action: Action,
+    platform_file: Option<&str>,
+    spec: Option<&Origin>,
+) -> String {
+    let file = platform_file.map_or_else(|| "the Platform".to_owned(), |f| format!("`{f}`"));
+    let mut s = format!(
+        "approve it in this change: add under `spec:` of {file}\n  approvals:\n    - object: {}\n      cluster: {cluster}\n      reason: \"<why; a ticket>\"\n      approver: \"<who reviewed it>\"",
+        Approval::object_id(key)
+    );
+    if action != Action::Delete
+        && let Some(o) = spec
+        && !o.file.is_empty()
+    {
+        s.push_str(&format!(
+            "\nor annotate its spec ({}:{}) with `{APPROVE_ANNOTATION}: <why>` in this change",
+            o.file, o.line
+        ));
+    }
+    s.push_str("\nan approval counts once: remove it again in a later change");
+    s
 }
 
 /// Options of a plan.
 #[derive(Debug, Clone)]
 pub struct PlanOptions {
-    /// Allow every destructive change.
+    /// Allow every destructive change (a local plan; never the agent's loop).
     pub allow_destructive: bool,
     /// Largest share of a cluster's base objects a head may delete (0.0–1.0).
     pub max_delete_share: f64,
-    /// Objects approved for deletion by the head Platform (`<Kind>/<name>` or
-    /// `<Kind>/<namespace>/<name>`, optionally `<cluster>:` in front).
-    pub approvals: BTreeSet<String>,
 }
 
 impl Default for PlanOptions {
@@ -164,7 +407,6 @@ impl Default for PlanOptions {
         PlanOptions {
             allow_destructive: false,
             max_delete_share: 0.5,
-            approvals: BTreeSet::new(),
         }
     }
 }
@@ -219,20 +461,70 @@ pub fn redact(v: &mut Value) {
     }
 }
 
-/// Compare two compiled platforms. `base` is `None` for a first deployment.
+/// Compare two compiled platforms. `base` is empty for a first deployment.
+///
+/// The one classification: `plinth plan` calls it for a pull request, the agent for the
+/// commit it applied and the commit it is about to apply.
 pub fn plan(base: &Lowered, head: &Lowered, opts: &PlanOptions) -> Plan {
     let mut p = Plan::default();
+    let empty = ClusterOutput::default();
     let clusters: BTreeSet<&String> = base.clusters.keys().chain(head.clusters.keys()).collect();
+    // Approval entries by where they are written: whether they approved anything.
+    let mut used: BTreeSet<(std::sync::Arc<str>, u32)> = BTreeSet::new();
+    let mut fresh_entries: BTreeMap<(std::sync::Arc<str>, u32), &Approval> = BTreeMap::new();
+    let mut warnings: BTreeSet<Warning> = BTreeSet::new();
+    p.platform_file = head
+        .clusters
+        .values()
+        .flat_map(|c| c.approvals.first())
+        .map(|a| a.file.clone())
+        .next()
+        .or_else(|| head.platform_file.clone());
     for cluster in clusters {
-        let empty = Vec::new();
-        let b = base.clusters.get(cluster).map_or(&empty, |c| &c.manifests);
-        let h = head.clusters.get(cluster).map_or(&empty, |c| &c.manifests);
+        let bo = base.clusters.get(cluster).unwrap_or(&empty);
+        let ho = head.clusters.get(cluster).unwrap_or(&empty);
+        let (b, h) = (&bo.manifests, &ho.manifests);
         let bm: BTreeMap<&ObjectKey, &Manifest> = b.iter().map(|m| (&m.key, m)).collect();
         let hm: BTreeMap<&ObjectKey, &Manifest> = h.iter().map(|m| (&m.key, m)).collect();
+        // An entry already present at the base approves nothing.
+        let fresh: Vec<&Approval> = ho
+            .approvals
+            .iter()
+            .filter(|a| !bo.approvals.iter().any(|x| x.same_entry(a)))
+            .collect();
+        for a in &ho.approvals {
+            if fresh.iter().any(|f| std::ptr::eq(*f, a)) {
+                fresh_entries.insert((a.file.clone(), a.line), a);
+            } else {
+                warnings.insert(Warning {
+                    file: a.file.clone(),
+                    line: a.line,
+                    message: format!(
+                        "the approval of `{}` was already present at the base: it approves nothing in this change",
+                        a.object
+                    ),
+                    hint: "approvals are one-shot: remove the entry from `spec.approvals` (a new destructive change needs a new entry in its own change)".to_owned(),
+                });
+            }
+        }
         let mut counts = Counts::default();
         let keys: BTreeSet<&ObjectKey> = bm.keys().chain(hm.keys()).copied().collect();
         for key in keys {
-            let change = match (bm.get(key), hm.get(key)) {
+            let (bo_m, ho_m) = (bm.get(key).copied(), hm.get(key).copied());
+            if let (Some(b), Some(h)) = (bo_m, ho_m)
+                && stale_annotation(b, h).is_some()
+            {
+                warnings.insert(Warning {
+                    file: h.origin.file.clone(),
+                    line: h.origin.line,
+                    message: format!(
+                        "`{APPROVE_ANNOTATION}` on {} `{}` was already present at the base: it approves nothing in this change",
+                        h.origin.kind, h.origin.name
+                    ),
+                    hint: "approvals are one-shot: remove the annotation (approve a new destructive change with a new value in that change)".to_owned(),
+                });
+            }
+            let change = match (bo_m, ho_m) {
                 (None, Some(h)) => Some(change(cluster, key, Action::Create, None, Some(h))),
                 (Some(b), None) => Some(change(cluster, key, Action::Delete, Some(b), None)),
                 (Some(b), Some(h)) => {
@@ -255,14 +547,33 @@ pub fn plan(base: &Lowered, head: &Lowered, opts: &PlanOptions) -> Plan {
                 }
                 if c.risk == Risk::Destructive {
                     counts.destructive += 1;
-                    c.approved_by = approval(&c, head, opts);
-                    if c.approved_by.is_none() {
-                        p.refusals.push(format!(
-                            "destructive {} of {} in cluster `{cluster}` is not approved ({})",
-                            c.action.as_str(),
-                            c.key,
-                            c.reasons.join("; ")
-                        ));
+                    c.approval = approve(&c, &fresh, bo_m, ho_m, opts);
+                    match &c.approval {
+                        Some(a) => {
+                            if a.via == Via::Entry
+                                && let Some(f) = &a.file
+                            {
+                                used.insert((f.clone(), a.line));
+                            }
+                        }
+                        None => p.refusals.push(Refusal {
+                            cluster: cluster.clone(),
+                            object: Some(c.key.clone()),
+                            action: Some(c.action),
+                            message: format!(
+                                "destructive {} of {} in cluster `{cluster}` is not approved ({})",
+                                c.action.as_str(),
+                                c.key,
+                                c.reasons.join("; ")
+                            ),
+                            hint: refusal_hint(
+                                cluster,
+                                &c.key,
+                                c.action,
+                                p.platform_file.as_deref(),
+                                Some(&c.provenance.origin),
+                            ),
+                        }),
                     }
                 }
                 p.changes.push(c);
@@ -271,55 +582,105 @@ pub fn plan(base: &Lowered, head: &Lowered, opts: &PlanOptions) -> Plan {
         if !b.is_empty() {
             let share = counts.delete as f64 / b.len() as f64;
             if share > opts.max_delete_share {
-                p.refusals.push(format!(
-                    "head deletes {} of the {} objects of cluster `{cluster}` ({:.0}%), more than the {:.0}% allowed; an empty or broken render is the usual cause",
-                    counts.delete,
-                    b.len(),
-                    share * 100.0,
-                    opts.max_delete_share * 100.0
-                ));
+                p.refusals.push(Refusal {
+                    cluster: cluster.clone(),
+                    object: None,
+                    action: None,
+                    message: format!(
+                        "head deletes {} of the {} objects of cluster `{cluster}` ({:.0}%), more than the {:.0}% allowed",
+                        counts.delete,
+                        b.len(),
+                        share * 100.0,
+                        opts.max_delete_share * 100.0
+                    ),
+                    hint: "an empty or broken render is the usual cause; if the deletion is meant, split it into smaller changes (a local plan takes `--max-delete-share`, the agent `--delete-budget-share`)".to_owned(),
+                });
             }
         }
         p.counts.insert(cluster.clone(), counts);
     }
+    for (at, a) in fresh_entries {
+        if !used.contains(&at) {
+            warnings.insert(Warning {
+                file: at.0.clone(),
+                line: at.1,
+                message: format!(
+                    "the approval of `{}`{} matches no destructive change of this change",
+                    a.object,
+                    a.cluster
+                        .as_ref()
+                        .map(|c| format!(" in cluster `{c}`"))
+                        .unwrap_or_default()
+                ),
+                hint: "check the object (`<Kind>/<namespace>/<name>`, as the refusal names it) and the cluster, or remove the entry".to_owned(),
+            });
+        }
+    }
+    p.warnings = warnings.into_iter().collect();
     p.changes
         .sort_by(|a, b| (&a.cluster, a.action, &a.key).cmp(&(&b.cluster, b.action, &b.key)));
     p
 }
 
-fn approval(c: &Change, head: &Lowered, opts: &PlanOptions) -> Option<String> {
+/// The annotation approval of an object, when its value is the same at base and head (stale).
+fn stale_annotation<'a>(base: &'a Manifest, head: &Manifest) -> Option<&'a str> {
+    let b = annotation(base, APPROVE_ANNOTATION)?;
+    (annotation(head, APPROVE_ANNOTATION) == Some(b)).then_some(b)
+}
+
+fn annotation<'a>(m: &'a Manifest, name: &str) -> Option<&'a str> {
+    m.object
+        .pointer("/metadata/annotations")?
+        .get(name)?
+        .as_str()
+}
+
+/// What approves a destructive change, if anything: the flag, an entry of `spec.approvals`
+/// that the head adds (`fresh`), or an approval annotation the head sets on the object's spec.
+/// The one approval rule, for `plinth plan` and the agent alike.
+pub fn approve(
+    c: &Change,
+    fresh: &[&Approval],
+    base: Option<&Manifest>,
+    head: Option<&Manifest>,
+    opts: &PlanOptions,
+) -> Option<Approved> {
     if opts.allow_destructive {
-        return Some("--allow-destructive".to_owned());
+        return Some(Approved {
+            via: Via::Flag,
+            reason: "`--allow-destructive`".to_owned(),
+            approver: None,
+            file: None,
+            line: 0,
+            commits: Vec::new(),
+        });
     }
-    let ns = c
-        .key
-        .namespace
-        .as_deref()
-        .map(|n| format!("{n}/"))
-        .unwrap_or_default();
-    let id = format!("{}/{ns}{}", c.key.kind, c.key.name);
-    for candidate in [id.clone(), format!("{}:{id}", c.cluster)] {
-        if opts.approvals.contains(&candidate) {
-            return Some(format!("Platform `spec.approvals` entry `{candidate}`"));
-        }
+    if let Some(a) = fresh.iter().find(|a| a.covers(&c.cluster, &c.key)) {
+        return Some(Approved {
+            via: Via::Entry,
+            reason: a.reason.clone(),
+            approver: a.approver.clone(),
+            file: Some(a.file.clone()),
+            line: a.line,
+            commits: Vec::new(),
+        });
     }
     // Spec annotations are copied onto the objects a spec produces: the head object says
-    // whether its spec approves. (A deleted object has no head spec; a base approval is stale.)
-    if c.action != Action::Delete {
-        let m = head
-            .clusters
-            .get(&c.cluster)?
-            .manifests
-            .iter()
-            .find(|m| m.key == c.key)?;
-        let reason = m
-            .object
-            .pointer("/metadata/annotations")?
-            .get(APPROVE_ANNOTATION)?
-            .as_str()?;
-        return Some(format!("`{APPROVE_ANNOTATION}: {reason}` on {}", m.origin));
+    // whether its spec approves, the base object whether that approval is old. (A deleted
+    // object has no head spec.)
+    let h = head?;
+    let reason = annotation(h, APPROVE_ANNOTATION)?;
+    if base.and_then(|b| annotation(b, APPROVE_ANNOTATION)) == Some(reason) {
+        return None;
     }
-    None
+    Some(Approved {
+        via: Via::Annotation,
+        reason: reason.to_owned(),
+        approver: None,
+        file: Some(h.origin.file.clone()),
+        line: h.origin.line,
+        commits: Vec::new(),
+    })
 }
 
 fn change(
@@ -349,7 +710,7 @@ fn change(
         }
         _ => Vec::new(),
     };
-    let (risk, reasons) = classify(key, action, &fields);
+    let (risk, reasons) = classify(key, action, &fields, base, head);
     let origin = head
         .or(base)
         .map(|m| m.origin.clone())
@@ -365,7 +726,7 @@ fn change(
         action,
         risk,
         reasons,
-        approved_by: None,
+        approval: None,
         diff,
         provenance: Provenance {
             origin,
@@ -431,8 +792,9 @@ fn field_changes(a: &Value, b: &Value, at: FieldPath, out: &mut Vec<FieldChange>
     }
 }
 
-/// Kinds whose deletion loses data or breaks everything inside.
-fn destructive_to_delete(key: &ObjectKey) -> Option<&'static str> {
+/// Kinds whose deletion loses data or breaks everything inside: deleting one is destructive,
+/// in a plan and when the agent prunes.
+pub fn destructive_to_delete(key: &ObjectKey) -> Option<&'static str> {
     match key.kind.as_str() {
         "Namespace" => Some("deleting a namespace deletes everything in it"),
         "PersistentVolumeClaim" | "PersistentVolume" => Some("deleting a volume can lose its data"),
@@ -497,7 +859,67 @@ fn lower_quantity(before: &str, after: &str) -> bool {
     }
 }
 
-fn classify(key: &ObjectKey, action: Action, fields: &[FieldChange]) -> (Risk, Vec<String>) {
+/// Whether an object is part of the agent's own installation (`spec.agent`).
+fn is_agent_object(m: &Manifest) -> bool {
+    m.origin.kind == crate::model::Kind::Platform
+        && m.object
+            .pointer("/metadata/labels/app.kubernetes.io~1name")
+            .and_then(Value::as_str)
+            == Some(crate::lower::agent::NAME)
+}
+
+/// The agent's Deployment without what may change freely (the sync interval).
+fn agent_deployment_essence(m: &Manifest) -> Value {
+    let mut v = content(m);
+    if let Some(containers) = v
+        .pointer_mut("/spec/template/spec/containers")
+        .and_then(Value::as_array_mut)
+    {
+        for c in containers {
+            if let Some(args) = c.get_mut("args").and_then(Value::as_array_mut) {
+                args.retain(|a| !a.as_str().is_some_and(|s| s.starts_with("--interval=")));
+            }
+        }
+    }
+    v
+}
+
+/// Why a change to the agent's own installation is destructive, if it is.
+fn agent_change(
+    key: &ObjectKey,
+    action: Action,
+    base: Option<&Manifest>,
+    head: Option<&Manifest>,
+) -> Option<String> {
+    match (action, base, head) {
+        (Action::Delete, Some(b), _) if is_agent_object(b) => Some(
+            "part of the agent's installation is removed (`spec.agent`): the agent stops or loses its rights"
+                .to_owned(),
+        ),
+        (Action::Update, Some(b), Some(h)) if is_agent_object(b) || is_agent_object(h) => {
+            match (key.group(), key.kind.as_str()) {
+                ("apps", "Deployment") => (agent_deployment_essence(b)
+                    != agent_deployment_essence(h))
+                .then(|| {
+                    "the agent is re-pointed or reconfigured (`spec.agent`: repository, branch, path, forge, image, …); it holds the forge token and cluster-wide rights".to_owned()
+                }),
+                ("rbac.authorization.k8s.io", _) | ("", "ServiceAccount") => {
+                    Some("the agent's rights change (its RBAC or service account)".to_owned())
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+fn classify(
+    key: &ObjectKey,
+    action: Action,
+    fields: &[FieldChange],
+    base: Option<&Manifest>,
+    head: Option<&Manifest>,
+) -> (Risk, Vec<String>) {
     let mut reasons = Vec::new();
     let mut risk = Risk::Safe;
     let mut raise = |r: Risk, why: String, risk: &mut Risk| {
@@ -506,6 +928,9 @@ fn classify(key: &ObjectKey, action: Action, fields: &[FieldChange]) -> (Risk, V
         }
         reasons.push(why);
     };
+    if let Some(why) = agent_change(key, action, base, head) {
+        raise(Risk::Destructive, why, &mut risk);
+    }
     match action {
         Action::Create => {}
         Action::Delete => match destructive_to_delete(key) {

@@ -141,8 +141,8 @@ pub fn terminal(p: &Plan, sides: &Sides, color: bool) -> String {
                         paint("35", &tag)
                     }
                 );
-                if let Some(a) = &c.approved_by {
-                    let _ = writeln!(out, "      approved by {a}");
+                if let Some(a) = &c.approval {
+                    let _ = writeln!(out, "      {}", paint("32", &format!("✅ {}", a.describe())));
                 }
             }
             let _ = writeln!(out, "      from {}", provenance(c));
@@ -163,8 +163,20 @@ pub fn terminal(p: &Plan, sides: &Sides, color: bool) -> String {
         out,
         "\nplan: {cr} to create, {up} to change, {de} to delete"
     );
+    for w in &p.warnings {
+        let _ = writeln!(
+            out,
+            "{} {}:{}: {}\n  hint: {}",
+            paint("1;33", "warning:"),
+            w.file,
+            w.line,
+            w.message,
+            w.hint
+        );
+    }
     for r in &p.refusals {
-        let _ = writeln!(out, "{} {r}", paint("1;31", "refused:"));
+        let _ = writeln!(out, "{} {}", paint("1;31", "refused:"), r.message);
+        let _ = writeln!(out, "  hint: {}", r.hint.replace('\n', "\n  "));
     }
     out
 }
@@ -177,10 +189,11 @@ fn md_escape(s: &str) -> String {
 
 fn md_change(c: &Change) -> String {
     let mut s = String::new();
-    let risk = match c.risk {
-        Risk::Safe => String::new(),
-        Risk::Disruptive => " ⚠️ disruptive".to_owned(),
-        Risk::Destructive => " 🛑 **destructive**".to_owned(),
+    let risk = match (c.risk, &c.approval) {
+        (Risk::Safe, _) => String::new(),
+        (Risk::Disruptive, _) => " ⚠️ disruptive".to_owned(),
+        (Risk::Destructive, None) => " 🛑 **destructive, not approved**".to_owned(),
+        (Risk::Destructive, Some(_)) => " ✅ destructive, approved".to_owned(),
     };
     let fields = if c.action == Action::Update {
         format!(" — {}", md_escape(&field_summary(c, 3)))
@@ -204,8 +217,8 @@ fn md_change(c: &Change) -> String {
             md_escape(&c.reasons.join("; "))
         );
     }
-    if let Some(a) = &c.approved_by {
-        let _ = writeln!(s, "approved by {}\n", md_escape(a));
+    if let Some(a) = &c.approval {
+        let _ = writeln!(s, "✅ {}\n", md_escape(&a.describe()));
     }
     let fence = if c.diff.contains("```") {
         "````"
@@ -253,7 +266,49 @@ pub fn markdown(p: &Plan, sides: &Sides, cap: Option<usize>, full_plan: &str) ->
         let _ = writeln!(head, "No changes: {un} objects are up to date.\n");
     }
     for r in &p.refusals {
-        let _ = writeln!(head, "> 🛑 **refused**: {}\n", md_escape(r));
+        let _ = writeln!(head, "> 🛑 **refused**: {}", md_escape(&r.message));
+        if r.object.is_none() {
+            let _ = writeln!(head, "> hint: {}", md_escape(&r.hint));
+        }
+        let _ = writeln!(head);
+    }
+    let yaml = p.approval_yaml(None);
+    if !yaml.is_empty() {
+        let file = p
+            .platform_file
+            .as_deref()
+            .map_or_else(|| "the Platform".to_owned(), |f| format!("`{}`", md_escape(f)));
+        let _ = writeln!(
+            head,
+            "To approve, add under `spec:` of {file} **in this pull request** (an approval counts once; remove it in a later change):\n\n```yaml\n{yaml}```\n"
+        );
+    }
+    let approved: Vec<&Change> = p.changes.iter().filter(|c| c.approval.is_some()).collect();
+    if !approved.is_empty() {
+        let _ = writeln!(head, "Approved destructive changes:\n");
+        for c in approved {
+            if let Some(a) = &c.approval {
+                let _ = writeln!(
+                    head,
+                    "- ✅ `{}` {} in `{}`: {}",
+                    c.action.as_str(),
+                    md_escape(&c.key.to_string()),
+                    md_escape(&c.cluster),
+                    md_escape(&a.describe())
+                );
+            }
+        }
+        let _ = writeln!(head);
+    }
+    for w in &p.warnings {
+        let _ = writeln!(
+            head,
+            "> ⚠️ **warning** ({}:{}): {} — {}\n",
+            md_escape(&w.file),
+            w.line,
+            md_escape(&w.message),
+            md_escape(&w.hint)
+        );
     }
     let mut body = String::new();
     let total = p.changes.len();
@@ -283,6 +338,27 @@ pub fn markdown(p: &Plan, sides: &Sides, cap: Option<usize>, full_plan: &str) ->
     head + &body
 }
 
+fn commit_json(k: &crate::load::git::CommitInfo) -> Value {
+    json!({
+        "id": k.id, "short": k.short, "author": k.author, "email": k.email, "date": k.date, "summary": k.summary,
+    })
+}
+
+fn approval_json(a: &super::Approved) -> Value {
+    let mut v = json!({
+        "via": a.via.as_str(),
+        "reason": a.reason,
+        "commits": a.commits.iter().map(commit_json).collect::<Vec<_>>(),
+    });
+    if let Some(who) = a.who() {
+        v["approver"] = json!(who);
+    }
+    if let Some(f) = &a.file {
+        v["source"] = json!({"file": f.as_ref(), "line": a.line});
+    }
+    v
+}
+
 /// The stable JSON document (`schemas/plan.schema.json`).
 pub fn json(p: &Plan, sides: &Sides) -> String {
     let (cr, up, de, un, destr) = totals(p);
@@ -300,9 +376,7 @@ pub fn json(p: &Plan, sides: &Sides) -> String {
                 "risk": c.risk.as_str(),
                 "reasons": c.reasons,
                 "source": { "file": o.file.as_ref(), "line": o.line, "kind": o.kind.as_str(), "name": o.name },
-                "commits": c.provenance.commits.iter().map(|k| json!({
-                    "id": k.id, "short": k.short, "author": k.author, "email": k.email, "date": k.date, "summary": k.summary,
-                })).collect::<Vec<_>>(),
+                "commits": c.provenance.commits.iter().map(commit_json).collect::<Vec<_>>(),
                 "fields": c.fields.iter().map(|f| {
                     let mut x = json!({ "path": f.path });
                     if let Some(b) = &f.before { x["before"] = json!(b); }
@@ -314,8 +388,8 @@ pub fn json(p: &Plan, sides: &Sides) -> String {
             if let Some(ns) = &c.key.namespace {
                 v["namespace"] = json!(ns);
             }
-            if let Some(a) = &c.approved_by {
-                v["approvedBy"] = json!(a);
+            if let Some(a) = &c.approval {
+                v["approval"] = approval_json(a);
             }
             v
         })
@@ -330,8 +404,30 @@ pub fn json(p: &Plan, sides: &Sides) -> String {
             )
         })
         .collect();
+    let refusals: Vec<Value> = p
+        .refusals
+        .iter()
+        .map(|r| {
+            let mut v = json!({"cluster": r.cluster, "message": r.message, "hint": r.hint});
+            if let Some(k) = &r.object {
+                v["object"] = json!({"apiVersion": k.api_version, "kind": k.kind, "name": k.name});
+                if let Some(ns) = &k.namespace {
+                    v["object"]["namespace"] = json!(ns);
+                }
+            }
+            if let Some(a) = r.action {
+                v["action"] = json!(a.as_str());
+            }
+            v
+        })
+        .collect();
+    let warnings: Vec<Value> = p
+        .warnings
+        .iter()
+        .map(|w| json!({"file": w.file.as_ref(), "line": w.line, "message": w.message, "hint": w.hint}))
+        .collect();
     let v = json!({
-        "version": 1,
+        "version": 2,
         "base": sides.base,
         "head": sides.head,
         "summary": {
@@ -340,7 +436,9 @@ pub fn json(p: &Plan, sides: &Sides) -> String {
         },
         "clusters": clusters,
         "changes": changes,
-        "refusals": p.refusals,
+        "refusals": refusals,
+        "approvalYaml": p.approval_yaml(None),
+        "warnings": warnings,
     });
     let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
     s.push('\n');
