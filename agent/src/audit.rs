@@ -43,9 +43,11 @@ pub enum Action {
     Drift,
     /// Drift put back to the git values (`--drift heal`).
     Heal,
-    /// A commit not applied: it does not build, rewrites history, or is not signed by a
-    /// trusted key.
+    /// A commit not applied: it does not build, rewrites history, is not signed by a trusted
+    /// key, or its plan refuses it (a destructive change without approval).
     Refuse,
+    /// A namespace kept instead of pruned: it holds objects plinth does not own.
+    Hold,
 }
 
 impl Action {
@@ -56,6 +58,7 @@ impl Action {
             Action::Drift => "drift",
             Action::Heal => "heal",
             Action::Refuse => "refuse",
+            Action::Hold => "hold",
         }
     }
 }
@@ -246,7 +249,10 @@ impl Audit {
             message = %e.message,
             "audit"
         );
-        let warning = matches!(e.outcome.as_str(), "failure" | "refused" | "detected");
+        let warning = matches!(
+            e.outcome.as_str(),
+            "failure" | "refused" | "detected" | "held"
+        );
         let reason = match (e.action, warning) {
             (Action::Apply, false) => "Applied",
             (Action::Apply, true) => "ApplyFailed",
@@ -256,6 +262,7 @@ impl Audit {
             (Action::Drift, false) => "DriftResolved",
             (Action::Heal, _) => "DriftHealed",
             (Action::Refuse, _) => "Refused",
+            (Action::Hold, _) => "NamespaceHeld",
         };
         let mut note = format!(
             "{} {} by {}: {}",

@@ -162,6 +162,11 @@ pub struct ApplyArgs {
     /// Run once and exit (the continuous loop is `plinth-agent run`).
     #[arg(long)]
     pub once: bool,
+    /// With `--prune`: delete data (namespaces, volumes, buckets, CRDs) whose deletion the
+    /// tree's approvals do not cover. An operator's decision for this one run; the GitOps loop
+    /// has no such switch. A namespace holding objects plinth does not own is kept anyway.
+    #[arg(long)]
+    pub allow_destructive: bool,
     #[command(flatten)]
     pub apply: ApplyOptionArgs,
 }
@@ -340,7 +345,8 @@ pub async fn run(cli: Cli) -> Result<Output, Error> {
                         .into(),
                 ));
             }
-            let opts = apply_options(&a.common.engine, &a.apply)?;
+            let mut opts = apply_options(&a.common.engine, &a.apply)?;
+            opts.allow_destructive = a.allow_destructive;
             let desired = Desired::read(&a.common.dir)?;
             let cluster = connect(&a.common.conn).await?;
             (

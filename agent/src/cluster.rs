@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::GroupVersion;
 use kube::discovery::{ApiCapabilities, ApiResource, Scope};
@@ -342,6 +342,41 @@ impl Cluster {
             .retry(op, &name, || api.patch(&key.name, &pp, &patch))
             .await?;
         to_value(op, &name, &obj)
+    }
+
+    /// Every object in namespace `ns`, of every namespaced kind the cluster serves and lists
+    /// (each group at its preferred version; Events left out): what deleting the namespace
+    /// would delete. One discovery and one list per kind: for the rare namespace deletion.
+    pub async fn namespace_contents(&self, ns: &str) -> Result<Vec<Value>, ApiError> {
+        let discovery = self
+            .retry("discover", "all groups", || {
+                kube::discovery::Discovery::new(self.client.clone()).run()
+            })
+            .await?;
+        let mut out = Vec::new();
+        for group in discovery.groups() {
+            for (ar, caps) in group.recommended_resources() {
+                if caps.scope != Scope::Namespaced
+                    || !caps.supports_operation(kube::discovery::verbs::LIST)
+                    || ar.kind == "Event"
+                    || ar.plural.contains('/')
+                {
+                    continue;
+                }
+                let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &ar);
+                let what = format!("{} in namespace {ns}", ar.plural);
+                let lp = ListParams::default();
+                let list = self.retry("list", &what, || api.list(&lp)).await?;
+                for o in list.items {
+                    let mut v = to_value("list", &what, &o)?;
+                    // Items of a list carry no type: give them theirs.
+                    v["apiVersion"] = Value::String(ar.api_version.clone());
+                    v["kind"] = Value::String(ar.kind.clone());
+                    out.push(v);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Delete in the background, only if the object still has `uid` (when given).

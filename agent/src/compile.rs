@@ -2,7 +2,8 @@
 //! from the mirror's object database (no checkout), checks it like `plinth build` (schemas,
 //! semantics, output verification, policies), and one cluster's output becomes the
 //! [`Desired`] state the apply engine takes — the same objects and revision (lock hash) as
-//! the tree `plinth build` writes.
+//! the tree `plinth build` writes — together with that cluster's compiled output, which the
+//! loop hands to [`plinth::plan::plan`] to judge a commit against the one applied.
 
 use gix::ObjectId;
 use plinth::load::git::{GitError, GitRepo};
@@ -20,11 +21,27 @@ pub struct CompileOptions {
     pub policies: bool,
 }
 
+/// One cluster's compiled commit.
+#[derive(Debug, Clone)]
+pub struct Compilation {
+    /// What the apply engine takes.
+    pub desired: Desired,
+    /// The compiled output of this cluster only (and the Platform's file): one side of a plan.
+    pub lowered: plinth::lower::Lowered,
+}
+
+impl std::ops::Deref for Compilation {
+    type Target = Desired;
+    fn deref(&self) -> &Desired {
+        &self.desired
+    }
+}
+
 /// The outcome of compiling a commit.
 #[derive(Debug, Clone)]
 pub enum Compiled {
     /// The cluster's desired state.
-    Ok(Box<Desired>),
+    Ok(Box<Compilation>),
     /// The commit does not pass `plinth check` (or has no such platform or cluster): nothing
     /// may be applied from it.
     Rejected {
@@ -69,7 +86,7 @@ pub fn compile(
     let built = plinth::build_source(&source, &options).map_err(|e| e.to_string())?;
     let diags = built.checked.diagnostics.clone().into_sorted();
     let errors: Vec<_> = diags.iter().filter(|d| d.is_error()).cloned().collect();
-    let lowered = match built.lowered {
+    let mut lowered = match built.lowered {
         Some(l) if errors.is_empty() => l,
         _ => {
             let paths = plinth::render::Paths::new(prefix);
@@ -89,7 +106,7 @@ pub fn compile(
             });
         }
     };
-    let Some(out) = lowered.clusters.get(&opts.cluster) else {
+    let Some(out) = lowered.clusters.remove(&opts.cluster) else {
         let known: Vec<String> = lowered.clusters.keys().map(|k| format!("`{k}`")).collect();
         let m = format!(
             "the platform has no cluster `{}` (its clusters: {})",
@@ -105,8 +122,12 @@ pub fn compile(
             details: m,
         });
     };
-    let desired = Desired::from_output(&opts.cluster, out).map_err(|e| e.to_string())?;
-    Ok(Compiled::Ok(Box::new(desired)))
+    let desired = Desired::from_output(&opts.cluster, &out).map_err(|e| e.to_string())?;
+    let lowered = plinth::lower::Lowered {
+        clusters: [(opts.cluster.clone(), out)].into(),
+        platform_file: lowered.platform_file,
+    };
+    Ok(Compiled::Ok(Box::new(Compilation { desired, lowered })))
 }
 
 /// Compile the platform at `commit` of a repository (for tests and tools).

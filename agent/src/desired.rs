@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use plinth::emit::Stage;
-use plinth::lower::{HASH_ANNOTATION, ObjectKey, canonical_json, sha256_hex};
+use plinth::lower::{Approval, HASH_ANNOTATION, ObjectKey, canonical_json, sha256_hex};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -39,6 +39,9 @@ pub struct Desired {
     /// sha256 of `plinth.lock.json`.
     pub revision: String,
     pub objects: Vec<DesiredObject>,
+    /// The Platform's `spec.approvals` entries for this cluster (the lock file lists them): what
+    /// may approve the deletion of data when pruning.
+    pub approvals: Vec<Approval>,
 }
 
 #[derive(Deserialize)]
@@ -46,6 +49,8 @@ struct Lock {
     version: u32,
     cluster: String,
     objects: Vec<LockEntry>,
+    #[serde(default)]
+    approvals: Vec<Approval>,
 }
 
 #[derive(Deserialize)]
@@ -162,6 +167,7 @@ impl Desired {
             cluster: lock.cluster,
             revision: sha256_hex(lock_text.as_bytes()),
             objects,
+            approvals: lock.approvals,
         })
     }
 
@@ -194,6 +200,7 @@ impl Desired {
             cluster: cluster.to_owned(),
             revision: sha256_hex(lock.as_bytes()),
             objects,
+            approvals: out.approvals.clone(),
         })
     }
 

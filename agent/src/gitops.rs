@@ -10,9 +10,14 @@
 //!    checked for drift against the last applied commit.
 //! 3. A new head is guarded: it must descend from the applied commit (else refused: a
 //!    force-push, unless `allow_non_fast_forward`), carry a trusted signature when
-//!    verification is on, and compile (`plinth check` and build, in memory). A refused or
-//!    rejected commit gets an `error` / `failure` status and an audit entry, and the cluster
-//!    is not touched; it is not looked at again until the branch moves.
+//!    verification is on, compile (`plinth check` and build, in memory), and pass the plan:
+//!    [`plinth::plan::plan`] from the applied commit to the head — the very function `plinth
+//!    plan` runs on the pull request — must refuse nothing in this cluster (a destructive change
+//!    without an approval added since the applied commit, a mass deletion). A refused or
+//!    rejected commit gets an `error` / `failure` status (naming the objects and the YAML that
+//!    approves them) and an audit entry, and the cluster is not touched; it is not looked at
+//!    again until the branch moves. A later commit that fixes or approves it is planned
+//!    against the applied commit again, and applied.
 //! 4. The new commit is applied by the apply engine ([`sync::apply`]) with a `pending` status
 //!    first and `success` / `failure` after; the commit is recorded in the inventory.
 //! 5. Without a new commit, the applied commit is applied again: an unchanged cluster costs
@@ -34,8 +39,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::audit::{self, Audit, Entry, Ledger};
 use crate::cluster::Cluster;
-use crate::compile::{self, CompileOptions, Compiled};
-use crate::desired::Desired;
+use crate::compile::{self, Compilation, CompileOptions, Compiled};
 use crate::metrics::Metrics;
 use crate::report::{Action, PruneAction, Report};
 use crate::signature::{self, Verdict, Verifier};
@@ -99,6 +103,9 @@ pub enum Refusal {
     Signature(String),
     /// Does not build (`plinth check` errors, no such platform path or cluster).
     Check { summary: String, details: String },
+    /// The plan from the applied commit refuses it: destructive changes without approval, a
+    /// mass deletion, or an applied commit that can no longer be planned against.
+    Plan { summary: String, details: String },
 }
 
 impl Refusal {
@@ -107,6 +114,14 @@ impl Refusal {
             Refusal::NonFastForward { .. } => "non-fast-forward",
             Refusal::Signature(_) => "signature",
             Refusal::Check { .. } => "check",
+            Refusal::Plan { .. } => "plan",
+        }
+    }
+
+    fn details(&self) -> Option<&str> {
+        match self {
+            Refusal::Check { details, .. } | Refusal::Plan { details, .. } => Some(details),
+            _ => None,
         }
     }
 
@@ -117,7 +132,7 @@ impl Refusal {
                 &applied[..applied.len().min(7)]
             ),
             Refusal::Signature(why) => format!("refused: {why}"),
-            Refusal::Check { summary, .. } => summary.clone(),
+            Refusal::Check { summary, .. } | Refusal::Plan { summary, .. } => summary.clone(),
         }
     }
 }
@@ -158,11 +173,23 @@ struct Applied {
     id: ObjectId,
     info: CommitInfo,
     /// Compiled lazily after a restart.
-    desired: Option<Arc<Desired>>,
+    compiled: Option<Arc<Compilation>>,
     /// The state and description last decided for it.
     last: Option<(State, String)>,
     /// The drift last reported (one line per drifted field), to record only changes.
     drift: Vec<String>,
+    /// The held namespaces last reported (one line each), to record only changes.
+    held: Vec<String>,
+}
+
+/// A new commit that passed every guard.
+struct Accepted {
+    info: CommitInfo,
+    head: Arc<Compilation>,
+    /// The applied commit, compiled (`None`: nothing applied yet).
+    base: Option<Arc<Compilation>>,
+    /// Its approved destructive changes, one line each, for the audit.
+    approved: Vec<String>,
 }
 
 /// The loop's state between steps.
@@ -398,9 +425,10 @@ impl Agent {
                         self.mem.applied = Some(Applied {
                             id,
                             info,
-                            desired: None,
+                            compiled: None,
                             last: None,
                             drift: Vec::new(),
+                            held: Vec::new(),
                         });
                     }
                     _ => tracing::warn!(
@@ -426,8 +454,8 @@ impl Agent {
         let new_head = head.filter(|h| Some(*h) != applied_id && Some(*h) != self.mem.refused);
         if let Some(h) = new_head {
             match self.consider(h, applied_id).await {
-                Ok(Ok((info, desired))) => {
-                    self.apply_new(h, info, desired, &mut step).await;
+                Ok(Ok(accepted)) => {
+                    self.apply_new(h, accepted, &mut step).await;
                     return step;
                 }
                 Ok(Err((info, refusal))) => {
@@ -448,17 +476,26 @@ impl Agent {
         step
     }
 
-    /// Guard and compile a new head: `Ok(Ok)` to apply, `Ok(Err)` refused, `Err` a system
-    /// failure.
-    #[allow(clippy::type_complexity)]
+    /// Guard, compile and plan a new head: `Ok(Ok)` to apply, `Ok(Err)` refused, `Err` a
+    /// system failure.
     async fn consider(
         &self,
         head: ObjectId,
         applied: Option<ObjectId>,
-    ) -> Result<Result<(CommitInfo, Arc<Desired>), (CommitInfo, Refusal)>, String> {
+    ) -> Result<Result<Accepted, (CommitInfo, Refusal)>, String> {
         let allow_nff = self.cfg.allow_non_fast_forward;
         let verifier = self.cfg.verifier.clone();
         let opts = self.cfg.compile.clone();
+        let known_base = self
+            .mem
+            .applied
+            .as_ref()
+            .filter(|a| Some(a.id) == applied)
+            .and_then(|a| a.compiled.clone());
+        let plan_opts = plinth::plan::PlanOptions {
+            allow_destructive: false,
+            max_delete_share: self.cfg.apply.budget.max_share,
+        };
         self.blocking(move |m| {
             let info = m.commit(head).map_err(|e| e.to_string())?;
             if let Some(a) = applied
@@ -483,12 +520,66 @@ impl Agent {
                 }
             }
             let repo = m.plinth_repo().map_err(|e| e.to_string())?;
-            match compile::compile(&repo, head, &opts)? {
-                Compiled::Ok(d) => Ok(Ok((info, Arc::new(*d)))),
+            let compiled = match compile::compile(&repo, head, &opts)? {
+                Compiled::Ok(c) => Arc::new(*c),
                 Compiled::Rejected { summary, details } => {
-                    Ok(Err((info, Refusal::Check { summary, details })))
+                    return Ok(Err((info, Refusal::Check { summary, details })));
                 }
+            };
+            // The side the plan starts from: the applied commit as this agent compiles it.
+            let base = match (known_base, applied) {
+                (Some(b), _) => Some(b),
+                (None, None) => None,
+                (None, Some(a)) => match m.commit(a) {
+                    Err(e) if allow_nff => {
+                        tracing::warn!(commit = %a, error = %e, "the applied commit is not in the fetched history; planning against an empty base (pruning still refuses unapproved data deletions)");
+                        None
+                    }
+                    Err(e) => return Err(e.to_string()),
+                    Ok(_) => match compile::compile(&repo, a, &opts)? {
+                        Compiled::Ok(c) => Some(Arc::new(*c)),
+                        Compiled::Rejected { summary, .. } => {
+                            let m = format!(
+                                "refused: the applied commit {} no longer compiles with this agent ({summary}), so no plan can show what this commit changes",
+                                short(&a.to_string())
+                            );
+                            return Ok(Err((
+                                info,
+                                Refusal::Plan {
+                                    details: format!("{m}\nhint: apply this commit once by hand (`plinth build`, then `plinth-agent apply --once`) after reviewing `plinth plan`; the loop plans against it afterwards"),
+                                    summary: m,
+                                },
+                            )));
+                        }
+                    },
+                },
+            };
+            let empty = plinth::lower::Lowered::default();
+            let p = plinth::plan::plan(
+                base.as_ref().map_or(&empty, |b| &b.lowered),
+                &compiled.lowered,
+                &plan_opts,
+            );
+            let refusals: Vec<&plinth::plan::Refusal> = p.refusals_of(&opts.cluster).collect();
+            if !refusals.is_empty() {
+                return Ok(Err((info, plan_refusal(&refusals, p.platform_file.as_deref()))));
             }
+            let approved = p
+                .changes
+                .iter()
+                .filter(|c| c.cluster == opts.cluster)
+                .filter_map(|c| {
+                    c.approval
+                        .as_ref()
+                        .map(|a| format!("✅ {} {}: {}", c.action.as_str(), c.key, a.describe()))
+                })
+                .collect();
+            Ok(Ok(Accepted {
+                info,
+                head: compiled,
+                base,
+                approved,
+            }))
         })
         .await?
     }
@@ -504,18 +595,18 @@ impl Agent {
         self.metrics.refusal(refusal.reason());
         let message = refusal.message();
         tracing::warn!(commit = %sha, reason = refusal.reason(), %message, "commit refused");
-        if let Refusal::Check { details, .. } = &refusal {
+        if let Some(details) = refusal.details() {
             tracing::warn!(commit = %sha, "{details}");
         }
         let state = match refusal {
-            Refusal::Check { .. } => State::Failure,
+            Refusal::Check { .. } | Refusal::Plan { .. } => State::Failure,
             _ => State::Error,
         };
         let status = self.status(&sha, state, message.clone());
         self.poster.post(status.clone());
         step.status = Some(status);
         let mut e = self.entry(audit::Action::Refuse, info, "refused", message);
-        if let Refusal::Check { details, .. } = &refusal {
+        if let Some(details) = refusal.details() {
             e.objects = audit::cap(details.lines().map(str::to_owned).collect());
         }
         self.mem.refused = Some(head);
@@ -526,13 +617,13 @@ impl Agent {
         self.record(vec![e], None, step).await;
     }
 
-    async fn apply_new(
-        &mut self,
-        head: ObjectId,
-        info: CommitInfo,
-        desired: Arc<Desired>,
-        step: &mut Step,
-    ) {
+    async fn apply_new(&mut self, head: ObjectId, accepted: Accepted, step: &mut Step) {
+        let Accepted {
+            info,
+            head: compiled,
+            base,
+            approved,
+        } = accepted;
         let sha = head.to_string();
         self.poster.post(self.status(
             &sha,
@@ -540,23 +631,15 @@ impl Agent {
             format!(
                 "applying {} ({})",
                 short(&sha),
-                plural(desired.objects.len(), "object")
+                plural(compiled.desired.objects.len(), "object")
             ),
         ));
         // What the previous revision compiled to: a field this commit changes is applied even
         // where a person changed it in the cluster (a revert is never fought by the edit).
-        let previous = match self.mem.applied.as_ref() {
-            Some(Applied {
-                desired: Some(d), ..
-            }) => Some(Arc::clone(d)),
-            Some(a) => match self.compile_commit(a.id).await {
-                Ok(Compiled::Ok(d)) => Some(Arc::new(*d)),
-                _ => None,
-            },
-            None => None,
+        let to_apply = match &base {
+            Some(p) => Arc::new(compiled.desired.after(&p.desired)),
+            None => Arc::new(compiled.desired.clone()),
         };
-        let to_apply =
-            previous.map_or_else(|| Arc::clone(&desired), |p| Arc::new(desired.after(&p)));
         let started = Instant::now();
         let report = sync::apply(&self.cluster, &to_apply, &self.cfg.apply).await;
         drop(to_apply);
@@ -568,11 +651,22 @@ impl Agent {
         let mut applied = Applied {
             id: head,
             info,
-            desired: Some(desired),
+            compiled: Some(compiled),
             last: Some((state, description)),
             drift: Vec::new(),
+            held: Vec::new(),
         };
-        let entries = self.entries(&report, &mut applied, true);
+        let mut entries = self.entries(&report, &mut applied, true);
+        if !approved.is_empty()
+            && let Some(e) = entries
+                .iter_mut()
+                .find(|e| e.action == audit::Action::Apply)
+        {
+            // Approved destructive changes, with their reason and approver, on the record.
+            let mut objects = approved;
+            objects.extend(std::mem::take(&mut e.objects));
+            e.objects = audit::cap(objects);
+        }
         self.count(&report, &applied);
         self.mem.applied = Some(applied);
         self.mem.refused = None;
@@ -599,9 +693,9 @@ impl Agent {
             return;
         };
         let sha = applied.id.to_string();
-        if applied.desired.is_none() {
+        if applied.compiled.is_none() {
             match self.compile_commit(applied.id).await {
-                Ok(Compiled::Ok(d)) => applied.desired = Some(Arc::new(*d)),
+                Ok(Compiled::Ok(d)) => applied.compiled = Some(Arc::new(*d)),
                 Ok(Compiled::Rejected { summary, .. }) => {
                     // Cannot happen for a commit that was applied, unless the agent changed.
                     step.event = Event::Failed {
@@ -621,12 +715,12 @@ impl Agent {
                 }
             }
         }
-        let Some(desired) = applied.desired.clone() else {
+        let Some(compiled) = applied.compiled.clone() else {
             self.mem.applied = Some(applied);
             return;
         };
         let started = Instant::now();
-        let report = sync::apply(&self.cluster, &desired, &self.cfg.apply).await;
+        let report = sync::apply(&self.cluster, &compiled.desired, &self.cfg.apply).await;
         self.metrics.sync(outcome_name(&report), started.elapsed());
         let (mut state, mut description) = describe(&report, false);
         if state == State::Success
@@ -773,6 +867,26 @@ impl Agent {
             e.objects = audit::cap(healed);
             out.push(e);
         }
+        let held = held_lines(report);
+        if held != applied.held && !failed {
+            self.metrics.held(report.held().count());
+            if !held.is_empty() {
+                let n = report.held().count();
+                let mut e = self.entry(
+                    audit::Action::Hold,
+                    &info,
+                    "held",
+                    format!(
+                        "kept {} instead of pruning: {} objects plinth does not own",
+                        plural(n, "namespace"),
+                        if n == 1 { "it holds" } else { "they hold" }
+                    ),
+                );
+                e.objects = audit::cap(held.clone());
+                out.push(e);
+            }
+            applied.held = held;
+        }
         if !failed || report.objects.iter().any(|o| o.drift_left()) {
             let drift = drift_lines(report);
             if drift != applied.drift {
@@ -892,6 +1006,62 @@ impl Agent {
     }
 }
 
+/// The refusal of a commit whose plan refuses something in this cluster: a one-line summary
+/// for the commit status (the objects, then the `spec.approvals` entries that approve them in
+/// flow YAML) and the details for the log and the audit (every refusal with its hint).
+fn plan_refusal(refusals: &[&plinth::plan::Refusal], platform_file: Option<&str>) -> Refusal {
+    let objects: Vec<&plinth::plan::Refusal> = refusals
+        .iter()
+        .copied()
+        .filter(|r| r.object.is_some())
+        .collect();
+    let summary = if let Some(whole) = refusals.iter().find(|r| r.object.is_none()) {
+        format!("refused: {}", whole.message)
+    } else {
+        let keys: Vec<String> = objects
+            .iter()
+            .filter_map(|r| r.object.as_ref().map(ToString::to_string))
+            .collect();
+        let mut names = keys.iter().take(2).cloned().collect::<Vec<_>>().join(", ");
+        if keys.len() > 2 {
+            names.push_str(&format!(", +{} more", keys.len() - 2));
+        }
+        let flow: Vec<String> = objects
+            .iter()
+            .filter_map(|r| {
+                r.object.as_ref().map(|k| {
+                    format!(
+                        "{{object: {}, cluster: {}, reason: \"…\"}}",
+                        plinth::lower::Approval::object_id(k),
+                        r.cluster
+                    )
+                })
+            })
+            .collect();
+        format!(
+            "refused: {} not approved: {names}; approve by adding to spec.approvals: [{}]",
+            plural(keys.len(), "destructive change"),
+            flow.join(", ")
+        )
+    };
+    let mut details = String::new();
+    for r in refusals {
+        details.push_str(&format!(
+            "{}\n  hint: {}\n",
+            r.message,
+            r.hint.replace('\n', "\n  ")
+        ));
+    }
+    let yaml = plinth::plan::approval_yaml(refusals.iter().copied());
+    if !yaml.is_empty() {
+        details.push_str(&format!(
+            "to approve, add under `spec:` of {} in a new commit:\n{yaml}",
+            platform_file.map_or_else(|| "the Platform".to_owned(), |f| format!("`{f}`"))
+        ));
+    }
+    Refusal::Plan { summary, details }
+}
+
 /// Resolves once the watched flag is true (or its sender is gone).
 async fn wait_true(rx: &mut watch::Receiver<bool>) {
     loop {
@@ -903,6 +1073,14 @@ async fn wait_true(rx: &mut watch::Receiver<bool>) {
             std::future::pending::<()>().await;
         }
     }
+}
+
+/// One line per held namespace: `Namespace x: holds A, B`.
+fn held_lines(report: &Report) -> Vec<String> {
+    report
+        .held()
+        .map(|p| format!("= {}: holds {}", p.key, p.holds.join(", ")))
+        .collect()
 }
 
 fn n_drifted(report: &Report) -> usize {
@@ -1005,6 +1183,15 @@ pub fn describe(report: &Report, new_commit: bool) -> (State, String) {
             "healed drift in {} ({}{d})",
             plural(healed.len(), "object"),
             first.key
+        ));
+    }
+    let held: Vec<_> = report.held().collect();
+    if let Some(first) = held.first() {
+        parts.push(format!(
+            "kept {} holding objects plinth does not own ({}: {})",
+            plural(held.len(), "namespace"),
+            first.key,
+            first.holds.join(", ")
         ));
     }
     let total = report.objects.len();

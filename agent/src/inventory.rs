@@ -3,8 +3,11 @@
 //! agent created and no longer desires, whatever happened to the tree in between.
 //!
 //! Data keys: `cluster` (the plinth cluster name the objects belong to), `revision` (the
-//! sha256 of the `plinth.lock.json` last applied completely) and `objects` (one JSON object key
-//! per line, sorted). Before applying, the agent records desired ∪ inventory, so an object is
+//! sha256 of the `plinth.lock.json` last applied completely), `objects` (one JSON object key
+//! per line, sorted), `approvals` (the Platform's `spec.approvals` entries of that revision,
+//! one JSON entry per line: an entry already seen approves nothing new) and `approved` (object
+//! keys whose approved deletion is still pending — a namespace held, a failed delete — so the
+//! approval that was spent on them keeps counting until they are gone). Before applying, the agent records desired ∪ inventory, so an object is
 //! tracked before it exists and an interrupted run loses nothing; after a complete run it
 //! records what is desired plus every candidate it did not delete. An object leaves the
 //! inventory only once it is gone.
@@ -13,7 +16,7 @@
 
 use std::collections::BTreeSet;
 
-use plinth::lower::ObjectKey;
+use plinth::lower::{Approval, ObjectKey};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -34,6 +37,10 @@ pub struct Inventory {
     /// Lock hash of the last complete apply (empty before the first).
     pub revision: String,
     pub objects: BTreeSet<ObjectKey>,
+    /// The approvals of the revision last applied completely.
+    pub approvals: Vec<Approval>,
+    /// Objects whose deletion was approved and has not happened yet.
+    pub approved: BTreeSet<ObjectKey>,
 }
 
 #[derive(Deserialize)]
@@ -57,38 +64,53 @@ impl Inventory {
     /// Read the inventory ConfigMap.
     pub fn from_configmap(cm: &Value) -> Result<Inventory, Error> {
         let data = |k: &str| cm.pointer(&format!("/data/{k}")).and_then(Value::as_str);
-        let mut objects = BTreeSet::new();
-        for (n, line) in data("objects").unwrap_or("").lines().enumerate() {
+        let keys = |name: &str| -> Result<BTreeSet<ObjectKey>, Error> {
+            let mut out = BTreeSet::new();
+            for (n, line) in data(name).unwrap_or("").lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let l: Line = serde_json::from_str(line).map_err(|e| {
+                    Error::Inventory(format!(
+                        "line {} of `{name}` is not an object key: {e}",
+                        n + 1
+                    ))
+                })?;
+                out.insert(ObjectKey {
+                    api_version: l.api_version,
+                    kind: l.kind,
+                    namespace: l.namespace,
+                    name: l.name,
+                });
+            }
+            Ok(out)
+        };
+        let mut approvals = Vec::new();
+        for (n, line) in data("approvals").unwrap_or("").lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
-            let l: Line = serde_json::from_str(line).map_err(|e| {
+            approvals.push(serde_json::from_str(line).map_err(|e| {
                 Error::Inventory(format!(
-                    "line {} of `objects` is not an object key: {e}",
+                    "line {} of `approvals` is not an approval: {e}",
                     n + 1
                 ))
-            })?;
-            objects.insert(ObjectKey {
-                api_version: l.api_version,
-                kind: l.kind,
-                namespace: l.namespace,
-                name: l.name,
-            });
+            })?);
         }
         Ok(Inventory {
             cluster: data("cluster").unwrap_or("").to_owned(),
             revision: data("revision").unwrap_or("").to_owned(),
-            objects,
+            objects: keys("objects")?,
+            approvals,
+            approved: keys("approved")?,
         })
     }
 
     /// The ConfigMap to apply.
     pub fn to_configmap(&self) -> Value {
-        let mut lines = String::new();
-        for k in &self.objects {
-            lines.push_str(&serde_json::to_string(k).unwrap_or_default());
-            lines.push('\n');
-        }
+        let objects = json_lines(&self.objects);
+        let approvals = json_lines(&self.approvals);
+        let approved = json_lines(&self.approved);
         json!({
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -100,7 +122,9 @@ impl Inventory {
             "data": {
                 "cluster": self.cluster,
                 "revision": self.revision,
-                "objects": lines,
+                "objects": objects,
+                "approvals": approvals,
+                "approved": approved,
             },
         })
     }
@@ -130,6 +154,16 @@ impl Inventory {
     }
 }
 
+/// One JSON document per line.
+fn json_lines<'a, T: serde::Serialize + 'a>(items: impl IntoIterator<Item = &'a T>) -> String {
+    let mut s = String::new();
+    for i in items {
+        s.push_str(&serde_json::to_string(i).unwrap_or_default());
+        s.push('\n');
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -151,6 +185,15 @@ mod tests {
         inv.revision = "abc".into();
         inv.objects.insert(key("v1", "Namespace", None, "x"));
         inv.objects.insert(key("v1", "ConfigMap", Some("x"), "c"));
+        inv.approved.insert(key("v1", "Namespace", None, "x"));
+        inv.approvals.push(Approval {
+            object: "Namespace/x".into(),
+            cluster: None,
+            reason: "CHG-1".into(),
+            approver: Some("dana".into()),
+            file: "plinth.yaml".into(),
+            line: 12,
+        });
         let cm = inv.to_configmap();
         assert_eq!(cm["metadata"]["namespace"], NAMESPACE);
         assert_eq!(

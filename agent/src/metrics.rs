@@ -10,7 +10,8 @@
 //! | `plinth_agent_objects_pruned_total` | counter | `cluster` |
 //! | `plinth_agent_drift_findings_total` | counter | `cluster` (a new set of drifted fields) |
 //! | `plinth_agent_drifted_objects` | gauge | `cluster` |
-//! | `plinth_agent_refusals_total` | counter | `cluster`, `reason` (`non-fast-forward`, `signature`, `check`) |
+//! | `plinth_agent_held_namespaces` | gauge | `cluster` (namespaces kept at the last sync: they hold objects plinth does not own) |
+//! | `plinth_agent_refusals_total` | counter | `cluster`, `reason` (`non-fast-forward`, `signature`, `check`, `plan`) |
 //! | `plinth_agent_errors_total` | counter | `cluster`, `kind` (`fetch`, `compile`, `apply`, `audit`) |
 //! | `plinth_agent_status_posts_total` | counter | `state`, `result` (`ok`, `retry`, `failed`) |
 //! | `plinth_agent_sync_duration_seconds` | histogram | `cluster` |
@@ -56,6 +57,7 @@ struct Inner {
     pruned: u64,
     drift_findings: u64,
     drifted: u64,
+    held: u64,
     refusals: BTreeMap<String, u64>,
     errors: BTreeMap<String, u64>,
     posts: BTreeMap<(String, String), u64>,
@@ -115,6 +117,11 @@ impl Metrics {
             m.drift_findings += 1;
         }
     }
+    /// Namespaces held at the last sync.
+    pub fn held(&self, namespaces: usize) {
+        self.lock().held = namespaces as u64;
+    }
+
     pub fn refusal(&self, reason: &str) {
         *self.lock().refusals.entry(reason.to_owned()).or_default() += 1;
     }
@@ -141,6 +148,7 @@ impl Metrics {
             "pruned" => m.pruned,
             "drift_findings" => m.drift_findings,
             "drifted" => m.drifted,
+            "held" => m.held,
             _ => 0,
         }
     }
@@ -244,6 +252,17 @@ impl Metrics {
             o,
             "plinth_agent_drifted_objects{{cluster=\"{c}\"}} {}",
             m.drifted
+        );
+        head(
+            &mut o,
+            "plinth_agent_held_namespaces",
+            "gauge",
+            "Namespaces kept instead of pruned at the last sync: they hold objects plinth does not own.",
+        );
+        let _ = writeln!(
+            o,
+            "plinth_agent_held_namespaces{{cluster=\"{c}\"}} {}",
+            m.held
         );
         counter_map(
             &mut o,

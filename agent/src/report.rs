@@ -86,7 +86,9 @@ pub enum PruneAction {
     KeptDisabled,
     /// Kept: not labelled `app.kubernetes.io/managed-by: plinth`.
     NotOurs,
-    /// Kept: a namespace holding objects that are kept.
+    /// Kept: a namespace holding objects that are kept or that plinth does not own
+    /// (`holds` lists them); labelled `plinth.dev/held`, deleted by a later run once they are
+    /// gone.
     Holds,
     /// Left for a later run: pruning is off, refused by a guard, or not reached.
     Pending,
@@ -99,6 +101,31 @@ pub struct PruneReport {
     pub key: ObjectKey,
     pub action: PruneAction,
     pub error: Option<ApiError>,
+    /// For a held namespace: what it holds (`Kind namespace/name`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holds: Vec<String>,
+    /// For the deletion of data (a namespace, volume, bucket, CRD): what approved it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
+}
+
+impl PruneReport {
+    pub fn new(key: ObjectKey, action: PruneAction) -> PruneReport {
+        PruneReport {
+            key,
+            action,
+            error: None,
+            holds: Vec::new(),
+            approval: None,
+        }
+    }
+
+    pub fn failed(key: ObjectKey, error: ApiError) -> PruneReport {
+        PruneReport {
+            error: Some(error),
+            ..PruneReport::new(key, PruneAction::Failed)
+        }
+    }
 }
 
 /// How a run ended.
@@ -128,6 +155,9 @@ pub struct Report {
     pub prune: Vec<PruneReport>,
     /// Failures of the run as a whole: refusals, inventory, health timeouts.
     pub failures: Vec<String>,
+    /// Deletions of data that were not approved (the run was refused before writing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unapproved: Vec<ObjectKey>,
 }
 
 impl Report {
@@ -141,7 +171,13 @@ impl Report {
             objects: Vec::new(),
             prune: Vec::new(),
             failures: Vec::new(),
+            unapproved: Vec::new(),
         }
+    }
+
+    /// Namespaces kept because of what they hold.
+    pub fn held(&self) -> impl Iterator<Item = &PruneReport> {
+        self.prune.iter().filter(|p| p.action == PruneAction::Holds)
     }
 
     pub fn failed(&self) -> bool {
@@ -298,7 +334,17 @@ impl Report {
         for p in &self.prune {
             let key = p.key.to_string();
             match p.action {
-                PruneAction::Delete => line(&mut out, if apply { "pruned" } else { "prune" }, &key),
+                PruneAction::Delete => line(
+                    &mut out,
+                    if apply { "pruned" } else { "prune" },
+                    &match &p.approval {
+                        Some(a) => format!("{key} (approved: {a})"),
+                        None if self.unapproved.contains(&p.key) => format!(
+                            "{key} (loses data and is not approved: an apply with `--prune` refuses the revision)"
+                        ),
+                        None => key,
+                    },
+                ),
                 PruneAction::Gone => {}
                 PruneAction::KeptDisabled => line(
                     &mut out,
@@ -314,8 +360,16 @@ impl Report {
                 ),
                 PruneAction::Holds => line(
                     &mut out,
-                    "kept",
-                    &format!("{key} (holds objects that are kept; deleting it would delete them)"),
+                    "held",
+                    &format!(
+                        "{key} (holds {} that plinth does not delete: {}; deleted once they are gone)",
+                        if p.holds.len() == 1 {
+                            "1 object".to_owned()
+                        } else {
+                            format!("{} objects", p.holds.len())
+                        },
+                        p.holds.join(", ")
+                    ),
                 ),
                 PruneAction::Pending => line(
                     &mut out,

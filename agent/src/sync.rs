@@ -1,7 +1,9 @@
 //! The loop, run once: inventory → guards → staged apply → health → prune → inventory.
 //!
-//! 1. Read the inventory; refuse an inventory of another plinth cluster, and an empty or
-//!    nearly empty render ([`prune::check_render`]).
+//! 1. Read the inventory; refuse an inventory of another plinth cluster, an empty or nearly
+//!    empty render ([`prune::check_render`]), and — with `--prune` — a revision that would
+//!    delete data (a namespace, volume, bucket, CRD) without approval ([`prune::approval`]):
+//!    nothing is written then.
 //! 2. Record desired ∪ inventory before writing anything else, so every object the run may
 //!    create is tracked even if the run dies half-way.
 //! 3. Apply stage by stage ([`plinth::emit::Stage`]). Per object: get the live object; a
@@ -12,7 +14,8 @@
 //! 4. Wait until every object written, or found unhealthy, is healthy ([`health`]), up to the
 //!    health timeout.
 //! 5. Only after all of that succeeded, and with `--prune`: delete inventory objects no longer
-//!    desired, within the guards ([`prune`]), in reverse stage order.
+//!    desired, within the guards ([`prune`]), in reverse stage order. A namespace that holds
+//!    objects plinth does not own is held, not deleted ([`prune::unowned`]).
 //! 6. Record the inventory of the revision: what is desired, plus every candidate not deleted
 //!    (pruning off, refused, failed, or kept by `plinth.dev/prune: disabled` or a missing label).
 //!
@@ -48,6 +51,9 @@ pub struct Options {
     pub budget: prune::Budget,
     /// Apply an empty or nearly empty render anyway.
     pub allow_empty: bool,
+    /// Delete data (namespaces, volumes, buckets, CRDs) without an approval in the revision
+    /// (`plinth-agent apply --once --allow-destructive`; never set by the GitOps loop).
+    pub allow_destructive: bool,
     /// How long to wait for health (and for namespaces between stages).
     pub health_timeout: Duration,
     /// How often to look again while waiting.
@@ -64,6 +70,7 @@ impl Default for Options {
             drift: drift::Policy::default(),
             budget: prune::Budget::default(),
             allow_empty: false,
+            allow_destructive: false,
             health_timeout: Duration::from_secs(60),
             poll: Duration::from_secs(2),
             concurrency: 4,
@@ -159,6 +166,14 @@ pub async fn apply(cluster: &Cluster, desired: &Desired, opts: &Options) -> Repo
         return report;
     }
     let desired_keys: BTreeSet<ObjectKey> = desired.objects.iter().map(|o| o.key.clone()).collect();
+
+    // Data is deleted only with approval: a revision deleting some without is refused whole,
+    // before anything is written (the plan refuses it too).
+    if opts.prune
+        && !data_deletions_approved(cluster, desired, &old, &desired_keys, opts, &mut report).await
+    {
+        return report;
+    }
 
     // Record intent before creating anything.
     let pending = old.with(&desired_keys);
@@ -258,7 +273,11 @@ pub async fn apply(cluster: &Cluster, desired: &Desired, opts: &Options) -> Repo
         prune(
             cluster,
             &candidates,
-            old.objects.len(),
+            &Scope {
+                desired,
+                desired_keys: &desired_keys,
+                old: &old,
+            },
             opts,
             &mut report,
             &mut keep,
@@ -267,21 +286,32 @@ pub async fn apply(cluster: &Cluster, desired: &Desired, opts: &Options) -> Repo
     } else {
         for k in &candidates {
             keep.insert(k.clone());
-            report.prune.push(PruneReport {
-                key: k.clone(),
-                action: PruneAction::Pending,
-                error: None,
-            });
+            report
+                .prune
+                .push(PruneReport::new(k.clone(), PruneAction::Pending));
         }
     }
     if report.failed() {
         return report;
     }
 
+    // Approvals spent on deletions that did not happen yet (a namespace held) keep counting.
+    let approved: BTreeSet<ObjectKey> = report
+        .prune
+        .iter()
+        .filter(|p| {
+            keep.contains(&p.key)
+                && p.approval.is_some()
+                && plinth::plan::destructive_to_delete(&p.key).is_some()
+        })
+        .map(|p| p.key.clone())
+        .collect();
     let done = Inventory {
         cluster: desired.cluster.clone(),
         revision: desired.revision.clone(),
         objects: desired_keys.union(&keep).cloned().collect(),
+        approvals: desired.approvals.clone(),
+        approved,
     };
     if done != pending
         && let Err(e) = write_inventory(cluster, &done, false, opts).await
@@ -356,6 +386,20 @@ async fn sync_object(cluster: &Cluster, o: &DesiredObject, opts: &Options) -> Ob
             tracing::info!(object = %o.key, "created");
             return Ok(());
         };
+        if prune::is_namespace(&o.key)
+            && live
+                .pointer("/metadata/labels")
+                .and_then(|l| l.get(prune::HELD_LABEL))
+                .is_some()
+        {
+            // Desired again: the hold is over (its label and annotation go with their manager).
+            let body = serde_json::json!({
+                "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": o.key.name},
+            });
+            cluster
+                .apply(&o.key, &body, prune::HOLD_MANAGER, true, false)
+                .await?;
+        }
         let merged = cluster
             .apply(&o.key, &o.object, &opts.manager, true, true)
             .await?;
@@ -440,38 +484,164 @@ async fn wait_healthy(
     }
 }
 
-/// Delete what is in the inventory and no longer desired, within the guards. `keep` gets
-/// what stays in the inventory.
-async fn prune(
+/// What pruning judges candidates against.
+struct Scope<'a> {
+    desired: &'a Desired,
+    desired_keys: &'a BTreeSet<ObjectKey>,
+    old: &'a Inventory,
+}
+
+/// Refuse (`false`, the report saying why and what approves it) when a candidate whose deletion
+/// loses data would be deleted without approval.
+async fn data_deletions_approved(
     cluster: &Cluster,
-    candidates: &[ObjectKey],
-    inventory_len: usize,
+    desired: &Desired,
+    old: &Inventory,
+    desired_keys: &BTreeSet<ObjectKey>,
     opts: &Options,
     report: &mut Report,
-    keep: &mut BTreeSet<ObjectKey>,
-) {
+) -> bool {
+    let mut unapproved = Vec::new();
+    for k in old.candidates(desired_keys) {
+        if prune::approval(
+            &desired.cluster,
+            &k,
+            &desired.approvals,
+            &old.approvals,
+            &old.approved,
+            opts.allow_destructive,
+        )
+        .is_some()
+        {
+            continue;
+        }
+        match cluster.get(&k).await {
+            // Only what would really be deleted needs approval.
+            Ok(live) => {
+                if matches!(prune::verdict(live.as_ref()), Verdict::Delete { .. }) {
+                    unapproved.push(k);
+                }
+            }
+            Err(e) => {
+                report.failures.push(format!(
+                    "refused to prune: reading {k}: {e}; nothing was applied"
+                ));
+                return false;
+            }
+        }
+    }
+    if unapproved.is_empty() {
+        return true;
+    }
+    let names: Vec<String> = unapproved.iter().map(ToString::to_string).collect();
+    let yaml =
+        plinth::plan::approvals_yaml(unapproved.iter().map(|k| (desired.cluster.as_str(), k)));
+    report.failures.push(format!(
+        "refused: deleting {} loses data and is not approved; nothing was applied\nhint: approve it in the revision that deletes it: add under `spec:` of the Platform\n{}",
+        names.join(", "),
+        yaml.trim_end()
+            .lines()
+            .map(|l| format!("  {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    ));
+    report.unapproved = unapproved;
+    false
+}
+
+/// Judge the candidates against the live cluster: gone, not ours, disabled, held (a namespace
+/// holding kept candidates or objects plinth does not own), or to delete (with what approved
+/// the deletion of data). A candidate that cannot be read, or a namespace whose content cannot
+/// be listed, is reported failed.
+async fn judge(
+    cluster: &Cluster,
+    candidates: &[ObjectKey],
+    scope: &Scope<'_>,
+    opts: &Options,
+    report: &mut Report,
+) -> Vec<(ObjectKey, Verdict)> {
     let mut keys = candidates.to_vec();
     prune::order(&mut keys);
     let mut verdicts = Vec::new();
     for k in &keys {
         match cluster.get(k).await {
             Ok(live) => verdicts.push((k.clone(), prune::verdict(live.as_ref()))),
-            Err(e) => {
-                keep.insert(k.clone());
-                report.prune.push(PruneReport {
-                    key: k.clone(),
-                    action: PruneAction::Failed,
-                    error: Some(e),
-                });
-            }
+            Err(e) => report.prune.push(PruneReport::failed(k.clone(), e)),
         }
     }
     prune::hold_namespaces(&mut verdicts);
+    let owned: BTreeSet<ObjectKey> = scope
+        .old
+        .objects
+        .union(scope.desired_keys)
+        .cloned()
+        .collect();
+    for (k, v) in &mut verdicts {
+        if !(prune::is_namespace(k) && matches!(v, Verdict::Delete { .. })) {
+            continue;
+        }
+        match cluster.namespace_contents(&k.name).await {
+            Ok(listed) => {
+                let objects = prune::unowned(&listed, &owned);
+                if !objects.is_empty() {
+                    tracing::warn!(namespace = %k.name, holds = ?objects, "namespace held: it holds objects plinth does not own");
+                    *v = Verdict::Holds { objects };
+                }
+            }
+            Err(e) => {
+                // What cannot be seen is never deleted.
+                report.prune.push(PruneReport::failed(k.clone(), e));
+                *v = Verdict::Gone;
+            }
+        }
+    }
+    let _ = opts;
+    verdicts.retain(|(k, _)| !report.prune.iter().any(|p| &p.key == k));
+    verdicts
+}
+
+/// Label and annotate a held namespace (its own field manager), so people see why it stays.
+async fn mark_held(cluster: &Cluster, key: &ObjectKey, objects: &[String]) {
+    let shown: Vec<&str> = objects.iter().take(20).map(String::as_str).collect();
+    let mut text = shown.join(", ");
+    if objects.len() > shown.len() {
+        text.push_str(&format!(", … {} more", objects.len() - shown.len()));
+    }
+    let body = serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {
+            "name": key.name,
+            "labels": {prune::HELD_LABEL: "true"},
+            "annotations": {prune::HELD_ANNOTATION: text},
+        },
+    });
+    if let Err(e) = cluster
+        .apply(key, &body, prune::HOLD_MANAGER, true, false)
+        .await
+    {
+        tracing::warn!(namespace = %key.name, error = %e, "labelling the held namespace failed");
+    }
+}
+
+/// Delete what is in the inventory and no longer desired, within the guards. `keep` gets
+/// what stays in the inventory.
+async fn prune(
+    cluster: &Cluster,
+    candidates: &[ObjectKey],
+    scope: &Scope<'_>,
+    opts: &Options,
+    report: &mut Report,
+    keep: &mut BTreeSet<ObjectKey>,
+) {
+    let verdicts = judge(cluster, candidates, scope, opts, report).await;
+    for p in &report.prune {
+        keep.insert(p.key.clone());
+    }
     let deletions = verdicts
         .iter()
         .filter(|(_, v)| matches!(v, Verdict::Delete { .. }))
         .count();
-    if let Err(why) = opts.budget.check(deletions, inventory_len) {
+    if let Err(why) = opts.budget.check(deletions, scope.old.objects.len()) {
         report.failures.push(format!(
             "refused to prune: {why}; nothing was deleted (raise `--delete-budget` to allow it)"
         ));
@@ -479,13 +649,11 @@ async fn prune(
             keep.insert(k.clone());
             let action = match v {
                 Verdict::Delete { .. } => PruneAction::Pending,
-                other => kept_action(&other),
+                ref other => kept_action(other),
             };
-            report.prune.push(PruneReport {
-                key: k,
-                action,
-                error: None,
-            });
+            report
+                .prune
+                .push(with_holds(PruneReport::new(k, action), &v));
         }
         return;
     }
@@ -493,39 +661,60 @@ async fn prune(
         // A candidate could not be read: delete nothing this time.
         for (k, _) in verdicts {
             keep.insert(k.clone());
-            report.prune.push(PruneReport {
-                key: k,
-                action: PruneAction::Pending,
-                error: None,
-            });
+            report.prune.push(PruneReport::new(k, PruneAction::Pending));
         }
         return;
     }
     for (k, v) in verdicts {
-        let (action, error) = match v {
-            Verdict::Delete { uid } => match cluster.delete(&k, uid.as_deref()).await {
-                Ok(Deleted::Deleted) => {
-                    tracing::info!(object = %k, "pruned");
-                    (PruneAction::Delete, None)
-                }
-                Ok(Deleted::Gone) => (PruneAction::Gone, None),
-                Err(e) => {
+        // What approves the deletion of data (checked before the run; recorded here).
+        let approval = prune::approval(
+            &scope.desired.cluster,
+            &k,
+            &scope.desired.approvals,
+            &scope.old.approvals,
+            &scope.old.approved,
+            opts.allow_destructive,
+        )
+        .filter(|_| plinth::plan::destructive_to_delete(&k).is_some());
+        let mut r = match &v {
+            Verdict::Delete { uid } => {
+                if plinth::plan::destructive_to_delete(&k).is_some() && approval.is_none() {
+                    // Cannot happen after the check before the run; never delete unapproved data.
                     keep.insert(k.clone());
-                    (PruneAction::Failed, Some(e))
+                    PruneReport::new(k.clone(), PruneAction::Pending)
+                } else {
+                    match cluster.delete(&k, uid.as_deref()).await {
+                        Ok(Deleted::Deleted) => {
+                            tracing::info!(object = %k, "pruned");
+                            PruneReport::new(k.clone(), PruneAction::Delete)
+                        }
+                        Ok(Deleted::Gone) => PruneReport::new(k.clone(), PruneAction::Gone),
+                        Err(e) => {
+                            keep.insert(k.clone());
+                            PruneReport::failed(k.clone(), e)
+                        }
+                    }
                 }
-            },
-            Verdict::Gone => (PruneAction::Gone, None),
+            }
+            Verdict::Gone => PruneReport::new(k.clone(), PruneAction::Gone),
             other => {
                 keep.insert(k.clone());
-                (kept_action(&other), None)
+                if let Verdict::Holds { objects } = other {
+                    mark_held(cluster, &k, objects).await;
+                }
+                with_holds(PruneReport::new(k.clone(), kept_action(other)), other)
             }
         };
-        report.prune.push(PruneReport {
-            key: k,
-            action,
-            error,
-        });
+        r.approval = approval;
+        report.prune.push(r);
     }
+}
+
+fn with_holds(mut r: PruneReport, v: &Verdict) -> PruneReport {
+    if let Verdict::Holds { objects } = v {
+        r.holds = objects.clone();
+    }
+    r
 }
 
 /// What [`apply`] would do, without writing anything.
@@ -554,30 +743,33 @@ pub async fn diff(cluster: &Cluster, desired: &Desired, opts: &Options) -> Repor
         .await;
     report.objects = results;
     let desired_keys: BTreeSet<ObjectKey> = desired.objects.iter().map(|o| o.key.clone()).collect();
-    let mut candidates = old.candidates(&desired_keys);
-    prune::order(&mut candidates);
-    let mut verdicts = Vec::new();
-    for k in candidates {
-        match cluster.get(&k).await {
-            Ok(live) => verdicts.push((k, prune::verdict(live.as_ref()))),
-            Err(e) => report.prune.push(PruneReport {
-                key: k,
-                action: PruneAction::Failed,
-                error: Some(e),
-            }),
-        }
-    }
-    prune::hold_namespaces(&mut verdicts);
+    let candidates = old.candidates(&desired_keys);
+    let scope = Scope {
+        desired,
+        desired_keys: &desired_keys,
+        old: &old,
+    };
+    let verdicts = judge(cluster, &candidates, &scope, opts, &mut report).await;
     for (k, v) in verdicts {
         let action = match v {
             Verdict::Delete { .. } => PruneAction::Delete,
-            other => kept_action(&other),
+            ref other => kept_action(other),
         };
-        report.prune.push(PruneReport {
-            key: k,
-            action,
-            error: None,
-        });
+        let mut r = with_holds(PruneReport::new(k.clone(), action), &v);
+        if action == PruneAction::Delete && plinth::plan::destructive_to_delete(&k).is_some() {
+            r.approval = prune::approval(
+                &desired.cluster,
+                &k,
+                &desired.approvals,
+                &old.approvals,
+                &old.approved,
+                opts.allow_destructive,
+            );
+            if r.approval.is_none() {
+                report.unapproved.push(k.clone());
+            }
+        }
+        report.prune.push(r);
     }
     report
 }
@@ -589,7 +781,7 @@ fn kept_action(v: &Verdict) -> PruneAction {
         Verdict::Gone => PruneAction::Gone,
         Verdict::Disabled => PruneAction::KeptDisabled,
         Verdict::NotOurs => PruneAction::NotOurs,
-        Verdict::Holds => PruneAction::Holds,
+        Verdict::Holds { .. } => PruneAction::Holds,
     }
 }
 

@@ -326,7 +326,10 @@ async fn diff_shows_creates_updates_and_prunes_without_writing() {
         ),
         "{text}"
     );
-    assert!(text.contains("prune      Namespace c"), "{text}");
+    assert!(
+        text.contains("prune      Namespace c (loses data and is not approved"),
+        "{text}"
+    );
     assert!(text.contains("to prune: differences found"), "{text}");
     let json: serde_json::Value = serde_json::from_str(&d.to_json()).unwrap();
     assert_eq!(json["version"], 1);

@@ -35,12 +35,15 @@ fn v1() -> Tree {
 }
 
 fn v2() -> Tree {
-    build(&[
-        project("a", Some("8")),
-        project("b", Some("4")),
-        project("d", Some("4")),
-        model("los", "d", "1.0.0"),
-    ])
+    build_approving(
+        &[
+            project("a", Some("8")),
+            project("b", Some("4")),
+            project("d", Some("4")),
+            model("los", "d", "1.0.0"),
+        ],
+        &["Namespace/c"],
+    )
 }
 
 /// The agent's bound on one request, and a slow answer past it.
@@ -361,7 +364,10 @@ async fn final_inventory_write_500() {
     // A revision that only updates and removes: the inventory already lists everything it
     // needs, so the run's one inventory write is the last step, recording the revision.
     let mut sc = scenario().await;
-    sc.v2 = build(&[project("a", Some("8")), project("b", Some("4"))]);
+    sc.v2 = build_approving(
+        &[project("a", Some("8")), project("b", Some("4"))],
+        &["Namespace/c"],
+    );
     let s = &sc.s;
     s.faults()
         .arm(Fault::on("PATCH", "/configmaps/plinth-inventory").status(500));

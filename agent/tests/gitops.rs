@@ -432,9 +432,35 @@ async fn git_revert_restores_the_previous_state_and_nothing_fights_it() {
     assert_eq!(env.quota_cpu("er-capacity").as_deref(), Some("48"));
     assert!(env.ns("icu"));
 
+    // The plain revert deletes a namespace and lowers a quota: destructive, refused until the
+    // revert approves them (the approvals travel in the same commit).
     env.repo.git(&["revert", "--no-edit", "HEAD"]);
     env.repo.push();
-    let revert = env.repo.head();
+    let plain = env.repo.head();
+    let step = agent.step(true).await;
+    assert!(
+        matches!(
+            step.event,
+            Event::Refused {
+                refusal: Refusal::Plan { .. },
+                ..
+            }
+        ),
+        "{:?}",
+        step.event
+    );
+    assert!(env.ns("icu"));
+    env.repo.git(&["revert", "--no-edit", "HEAD"]);
+    env.repo.git(&["revert", "--no-commit", &change]);
+    env.repo.write(
+        "platform/plinth.yaml",
+        &platform_approving(&["Namespace/icu", "ResourceQuota/er-capacity/quota"]),
+    );
+    let revert = env
+        .repo
+        .commit("Revert \"more quota, icu and its model\"\n\nApproved: CHG-1");
+    env.repo.push();
+    assert_ne!(plain, revert);
     let step = agent.step(true).await;
     let r = applied(&step);
     assert_eq!(r.exit_code(), 0, "{}", r.to_text());
@@ -478,6 +504,15 @@ async fn git_revert_restores_the_previous_state_and_nothing_fights_it() {
     let text = audit::to_text(&h);
     assert!(text.contains("- Namespace icu"), "{text}");
 
+    // The approvals are on the record with the apply.
+    assert!(
+        rev.objects
+            .iter()
+            .any(|l| l.starts_with("✅ delete Namespace icu: approved: CHG-1 retired — by dana")),
+        "{:?}",
+        rev.objects
+    );
+
     // Nothing fights the revert: the next interval writes nothing.
     env.s.clear_requests();
     let step = agent.step(true).await;
@@ -510,7 +545,12 @@ async fn a_commit_changing_a_hand_edited_field_wins_and_other_edits_stay() {
     // The revert changes `requests.cpu` back: git wins there, the other edit is still drift.
     // A restarted agent (nothing in memory) knows what the previous revision was too.
     drop(agent);
-    env.repo.git(&["revert", "--no-edit", "HEAD"]);
+    env.repo.git(&["revert", "--no-commit", "HEAD"]);
+    env.repo.write(
+        "platform/plinth.yaml",
+        &platform_approving(&["ResourceQuota/er-capacity/quota"]),
+    );
+    env.repo.commit("Revert \"quota 48\"");
     env.repo.push();
     let mut agent = env.agent().await;
     let step = agent.step(true).await;
@@ -564,6 +604,11 @@ async fn a_force_push_is_refused_unless_allowed() {
     env.repo.git(&["reset", "-q", "--hard", "HEAD~1"]);
     env.repo
         .write("platform/projects/lab.yaml", &project("lab", None).1);
+    // (The rewrite deletes icu's namespace: the plan wants that approved.)
+    env.repo.write(
+        "platform/plinth.yaml",
+        &platform_approving(&["Namespace/icu"]),
+    );
     let rewritten = env.repo.commit("history rewritten");
     env.repo.force_push();
     env.s.clear_requests();
@@ -826,12 +871,43 @@ async fn the_agent_installs_itself_and_never_prunes_its_own_namespace() {
         .is_some()
     );
 
-    // Turned off: the agent's objects go, its namespace (and the inventory in it) stays.
+    // Turned off without approval: removing the agent's installation is refused.
     env.repo.write(
         "platform/plinth.yaml",
         &with_agent.replace("enabled: true", "enabled: false"),
     );
     env.repo.publish("uninstall the agent");
+    let step = agent.step(true).await;
+    assert!(
+        matches!(
+            step.event,
+            Event::Refused {
+                refusal: Refusal::Plan { .. },
+                ..
+            }
+        ),
+        "{:?}",
+        step.event
+    );
+    // Approved: the agent's objects go, its namespace (and the inventory in it) stays.
+    let approvals: String = [
+        "Namespace/plinth-system",
+        "ServiceAccount/plinth-system/plinth-agent",
+        "Deployment/plinth-system/plinth-agent",
+        "Service/plinth-system/plinth-agent",
+        "ClusterRole/plinth-agent",
+        "ClusterRoleBinding/plinth-agent",
+    ]
+    .iter()
+    .map(|o| format!("    - object: {o}\n      reason: CHG-7 the agent moves\n"))
+    .collect();
+    env.repo.write(
+        "platform/plinth.yaml",
+        &with_agent
+            .replace("enabled: true", "enabled: false")
+            .replacen("spec:\n", &format!("spec:\n  approvals:\n{approvals}"), 1),
+    );
+    env.repo.publish("uninstall the agent, approved");
     let step = agent.step(true).await;
     let r = applied(&step);
     assert_eq!(r.exit_code(), 0, "{}", r.to_text());
@@ -858,6 +934,275 @@ async fn the_agent_installs_itself_and_never_prunes_its_own_namespace() {
     let actions: Vec<AuditAction> = env.ledger().history.iter().map(|e| e.action).collect();
     assert_eq!(
         actions,
-        [AuditAction::Apply, AuditAction::Apply, AuditAction::Prune]
+        [
+            AuditAction::Apply,
+            AuditAction::Refuse,
+            AuditAction::Apply,
+            AuditAction::Prune,
+            AuditAction::Hold
+        ]
     );
+}
+
+/// Writes of plinth's objects since the last `clear_requests` (the agent's own records aside).
+fn object_writes(env: &Env) -> Vec<String> {
+    real_writes(&env.s)
+        .into_iter()
+        .filter(|w| !w.contains("plinth-inventory") && !w.contains("/events"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_refuses_what_the_plan_refuses_and_approvals_count_once() {
+    let env = Env::new().await;
+    let platform = |approving: &[&str]| platform_approving(approving);
+    env.repo.write("platform/plinth.yaml", &platform(&[]));
+    let write = |specs: &[(String, String)]| {
+        for (p, t) in specs {
+            env.repo.write(&format!("platform/{p}"), t);
+        }
+    };
+    write(&[
+        project("er-capacity", Some("32")),
+        project("lab", Some("4")),
+    ]);
+    let first = env.repo.publish("er-capacity and lab");
+    let mut agent = env.agent().await;
+    applied(&agent.step(true).await);
+    assert_eq!(env.quota_cpu("er-capacity").as_deref(), Some("32"));
+
+    // An unapproved quota decrease: refused, the cluster untouched, a failure status naming
+    // the object and the YAML that approves it.
+    write(&[project("er-capacity", Some("24"))]);
+    let lowered = env.repo.publish("er-capacity gives back 8 CPUs");
+    env.s.clear_requests();
+    let step = agent.step(true).await;
+    let Event::Refused {
+        refusal: Refusal::Plan { summary, details },
+        ..
+    } = &step.event
+    else {
+        panic!("{:?}", step.event)
+    };
+    assert!(
+        summary.starts_with(
+            "refused: 1 destructive change not approved: ResourceQuota er-capacity/quota"
+        ),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("{object: ResourceQuota/er-capacity/quota, cluster: prod"),
+        "{summary}"
+    );
+    assert!(
+        details.contains("`spec.hard[\"requests.cpu\"]` is lowered from 32 to 24")
+            && details.contains(
+                "approvals:\n  - object: ResourceQuota/er-capacity/quota\n    cluster: prod\n"
+            ),
+        "{details}"
+    );
+    assert!(object_writes(&env).is_empty(), "{:?}", object_writes(&env));
+    assert_eq!(env.quota_cpu("er-capacity").as_deref(), Some("32"));
+    settle_statuses(&agent).await;
+    let st = env.statuses(&lowered);
+    assert_eq!(st.len(), 1, "{st:?}");
+    assert_eq!(st[0].0, "failure");
+    assert!(
+        st[0].1.contains("ResourceQuota er-capacity/quota"),
+        "{}",
+        st[0].1
+    );
+    assert_eq!(agent.metrics().get("refusals/plan"), 1);
+    let refusal = env.ledger().history.last().cloned().unwrap();
+    assert_eq!(refusal.action, AuditAction::Refuse);
+    assert!(
+        refusal
+            .objects
+            .iter()
+            .any(|l| l == "  - object: ResourceQuota/er-capacity/quota"),
+        "{:?}",
+        refusal.objects
+    );
+    assert_eq!(env.ledger().commit, first, "the applied commit stays");
+
+    // The same decrease with an approval added in the commit: applied, the approval on the
+    // record.
+    env.repo.write(
+        "platform/plinth.yaml",
+        &platform(&["ResourceQuota/er-capacity/quota"]),
+    );
+    let approved = env.repo.publish("approve: CHG-1");
+    let step = agent.step(true).await;
+    let r = applied(&step);
+    assert_eq!(r.exit_code(), 0, "{}", r.to_text());
+    assert_eq!(env.quota_cpu("er-capacity").as_deref(), Some("24"));
+    let e = step
+        .audit
+        .iter()
+        .find(|e| e.action == AuditAction::Apply)
+        .unwrap();
+    assert_eq!(e.commit, approved);
+    assert!(
+        e.objects.iter().any(|l| l.starts_with(
+            "✅ update ResourceQuota er-capacity/quota: approved: CHG-1 retired — by dana"
+        )),
+        "{:?}",
+        e.objects
+    );
+
+    // A second decrease with the old approval still in place: refused.
+    write(&[project("er-capacity", Some("16"))]);
+    let again = env.repo.publish("er-capacity gives back 8 more");
+    let step = agent.step(true).await;
+    assert!(
+        matches!(
+            step.event,
+            Event::Refused {
+                refusal: Refusal::Plan { .. },
+                ..
+            }
+        ),
+        "{:?}",
+        step.event
+    );
+    assert_eq!(env.quota_cpu("er-capacity").as_deref(), Some("24"));
+    settle_statuses(&agent).await;
+    assert_eq!(env.statuses(&again)[0].0, "failure");
+
+    // Re-pointing the agent needs approval too.
+    let with_agent = |extra: &str, approving: &[&str]| {
+        platform(approving).replace(
+            "  defaults:\n",
+            &format!("  agent:\n    enabled: true\n    image: registry.acme.example/plinth-agent:0.1.0\n    repo: https://git.acme.example/platform.git{extra}\n    path: platform\n  defaults:\n"),
+        )
+    };
+    write(&[project("er-capacity", Some("24"))]);
+    env.repo.write("platform/plinth.yaml", &with_agent("", &[]));
+    env.repo.publish("undo, and install the agent");
+    let r = applied(&agent.step(true).await).clone();
+    assert_eq!(r.exit_code(), 0, "{}", r.to_text());
+    env.repo.write(
+        "platform/plinth.yaml",
+        &with_agent(
+            "\n    forge: gitea\n    forgeUrl: https://evil.example.net",
+            &[],
+        ),
+    );
+    let repoint = env.repo.publish("send statuses elsewhere");
+    env.s.clear_requests();
+    let step = agent.step(true).await;
+    let Event::Refused {
+        refusal: Refusal::Plan { summary, .. },
+        ..
+    } = &step.event
+    else {
+        panic!("{:?}", step.event)
+    };
+    assert!(
+        summary.contains("Deployment plinth-system/plinth-agent"),
+        "{summary}"
+    );
+    assert!(object_writes(&env).is_empty(), "{:?}", object_writes(&env));
+    settle_statuses(&agent).await;
+    assert_eq!(env.statuses(&repoint)[0].0, "failure");
+    env.repo.write(
+        "platform/plinth.yaml",
+        &with_agent(
+            "\n    forge: gitea\n    forgeUrl: https://gitea.acme.example",
+            &["Deployment/plinth-system/plinth-agent"],
+        ),
+    );
+    env.repo.publish("statuses to our Gitea, approved");
+    let r = applied(&agent.step(true).await).clone();
+    assert_eq!(r.exit_code(), 0, "{}", r.to_text());
+    let dep = live(
+        &env.s,
+        &key(
+            "apps/v1",
+            "Deployment",
+            Some("plinth-system"),
+            "plinth-agent",
+        ),
+    )
+    .unwrap();
+    assert!(
+        dep["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("--forge-url=https://gitea.acme.example")),
+        "{dep}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loop_holds_a_namespace_with_data_plinth_does_not_own() {
+    let env = Env::new().await;
+    env.publish(
+        &[
+            project("er-capacity", Some("32")),
+            project("lab", Some("4")),
+        ],
+        "two projects",
+    );
+    let mut agent = env.agent().await;
+    applied(&agent.step(true).await);
+    // Someone keeps a claim in lab, by hand.
+    let client = client(&env.s).await;
+    let pvcs: kube::Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        kube::Api::namespaced(client, "lab");
+    let pvc = serde_json::from_value(json!({
+        "metadata": {"name": "notebook-data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}}
+    }))
+    .unwrap();
+    pvcs.create(&Default::default(), &pvc).await.unwrap();
+
+    // lab's spec goes, its deletion approved.
+    env.repo.remove("platform/projects/lab.yaml");
+    env.repo.write(
+        "platform/plinth.yaml",
+        &platform_approving(&["Namespace/lab"]),
+    );
+    let sha = env.repo.publish("retire lab");
+    let step = agent.step(true).await;
+    let r = applied(&step);
+    assert_eq!(r.exit_code(), 0, "{}", r.to_text());
+    assert!(env.ns("lab"), "held");
+    assert!(
+        live(
+            &env.s,
+            &key("v1", "PersistentVolumeClaim", Some("lab"), "notebook-data")
+        )
+        .is_some()
+    );
+    assert!(live(&env.s, &key("v1", "ResourceQuota", Some("lab"), "quota")).is_none());
+    settle_statuses(&agent).await;
+    let st = env.statuses(&sha);
+    let last = &st.last().unwrap();
+    assert_eq!(last.0, "success");
+    assert!(
+        last.1.contains("kept 1 namespace holding objects plinth does not own (Namespace lab: PersistentVolumeClaim lab/notebook-data)"),
+        "{}",
+        last.1
+    );
+    let hold = step
+        .audit
+        .iter()
+        .find(|e| e.action == AuditAction::Hold)
+        .unwrap();
+    assert_eq!(
+        hold.objects,
+        ["= Namespace lab: holds PersistentVolumeClaim lab/notebook-data"]
+    );
+    assert_eq!(agent.metrics().get("held"), 1);
+    assert!(
+        agent
+            .metrics()
+            .render()
+            .contains("plinth_agent_held_namespaces{cluster=\"prod\"} 1")
+    );
+    // Held at every interval, recorded once.
+    let step = agent.step(true).await;
+    assert!(step.audit.iter().all(|e| e.action != AuditAction::Hold));
+    assert!(env.ns("lab"));
 }

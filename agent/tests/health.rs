@@ -66,11 +66,14 @@ async fn an_apply_fails_when_health_times_out_and_prunes_nothing() {
     assert_eq!(sync::apply(&c, &v1.desired(), &opts()).await.exit_code(), 0);
     // v2 adds a PVC and a Deployment that no controller will ever report on, and drops
     // `older` (a prune candidate).
-    let v2 = build(&[
-        project_with_volume("er"),
-        model("los", "er", "2.3.0"),
-        project("old", Some("4")),
-    ]);
+    let v2 = build_approving(
+        &[
+            project_with_volume("er"),
+            model("los", "er", "2.3.0"),
+            project("old", Some("4")),
+        ],
+        &["Namespace/older"],
+    );
     let mut o = short(300);
     o.prune = true;
     let started = Instant::now();

@@ -1,12 +1,16 @@
-//! Plan fidelity: what the agent applies is what `plinth plan` shows.
+//! Plan fidelity: what the agent applies is what `plinth plan` shows — and nothing the plan
+//! refuses.
 //!
 //! A synthetic platform (`plinth::generate::platform(6, seed)`) goes through a seeded random
-//! sequence of 100 commits — quota and display-name edits, projects added and deleted, spec
-//! files renamed and shifted by a line (provenance only: no change), reverts of the last
-//! commit, and now and then a commit that does not build (refused, then reverted). After
-//! every commit the agent takes one step; the objects it created, updated and pruned must be
-//! exactly the creates, updates and deletes of `plinth::plan::plan` between the commit it
-//! applied before and the new one, key for key.
+//! sequence of 100 commits — quota edits up and down, display-name edits, projects added and
+//! deleted, spec files renamed and shifted by a line (provenance only: no change), reverts,
+//! approvals added for what the last plan refused (and left in place afterwards, or cleared),
+//! and now and then a commit that does not build (refused, then reverted). After every commit
+//! the agent takes one step. When `plinth::plan::plan` from the commit the agent applied before
+//! to the new one refuses something in the cluster (a destructive change without an approval
+//! added since), the agent must refuse the commit and write nothing; otherwise the objects it
+//! created, updated and pruned must be exactly the plan's creates, updates and deletes, key for
+//! key.
 
 #![allow(clippy::unwrap_used)]
 
@@ -67,8 +71,13 @@ fn compile(repo: &GitRepo, sha: &str, cache: &mut BTreeMap<String, Lowered>) -> 
     try_compile(repo, sha, cache).unwrap_or_else(|| panic!("commit {sha} does not build"))
 }
 
+/// The plan the agent must follow (its delete budget is the plan's mass-deletion share).
+fn plan_of(base: &Lowered, head: &Lowered) -> plan::Plan {
+    plan::plan(base, head, &PlanOptions::default())
+}
+
 fn planned(base: &Lowered, head: &Lowered) -> Changes {
-    let p = plan::plan(base, head, &PlanOptions::default());
+    let p = plan_of(base, head);
     let mut c = Changes::default();
     for ch in p.changes.into_iter().filter(|c| c.cluster == "prod") {
         match ch.action {
@@ -99,6 +108,45 @@ fn applied(report: &plinth_agent::Report) -> Changes {
         }
     }
     c
+}
+
+/// Add `spec.approvals` entries (YAML list items from `plinth::plan::approvals_yaml`) to the
+/// platform's Platform document.
+fn add_approvals(repo: &Repo, yaml: &str) {
+    let path = "platform/plinth.yaml";
+    let text = repo.read(path).unwrap();
+    let items: String = yaml.lines().skip(1).map(|l| format!("  {l}\n")).collect();
+    let text = if text.contains("\n  approvals:\n") {
+        text.replacen("\n  approvals:\n", &format!("\n  approvals:\n{items}"), 1)
+    } else {
+        text.replacen("\nspec:\n", &format!("\nspec:\n  approvals:\n{items}"), 1)
+    };
+    repo.write(path, &text);
+}
+
+/// Remove every approval from the Platform document (`false`: there was none).
+fn clear_approvals(repo: &Repo) -> bool {
+    let path = "platform/plinth.yaml";
+    let text = repo.read(path).unwrap();
+    let mut out = String::new();
+    let mut inside = false;
+    let mut found = false;
+    for line in text.split_inclusive('\n') {
+        if line == "  approvals:\n" {
+            inside = true;
+            found = true;
+            continue;
+        }
+        if inside && line.starts_with("    ") {
+            continue;
+        }
+        inside = false;
+        out.push_str(line);
+    }
+    if found {
+        repo.write(path, &out);
+    }
+    found
 }
 
 /// The edits of the random walk.
@@ -275,6 +323,9 @@ async fn the_agent_applies_exactly_what_the_plan_shows() {
     let mut pending_fix = false;
     let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
     let mut total_changes = 0;
+    let mut refused_by_plan = 0;
+    // What the last plan refused: the walk approves it now and then.
+    let mut to_approve = String::new();
     let mut step_time = Duration::ZERO;
     for i in 0..COMMITS {
         let what: String;
@@ -301,7 +352,17 @@ async fn the_agent_applies_exactly_what_the_plan_shows() {
                 }
                 what = format!("revert {}", if ok { target } else { "HEAD".into() });
                 *kinds.entry("revert").or_default() += 1;
-            } else if roll < 17 {
+            } else if roll < 30 && !to_approve.is_empty() {
+                // Approve what the plan refused (the entries stay in place afterwards).
+                add_approvals(&repo, &to_approve);
+                repo.commit("approve the refused changes");
+                what = "approve".into();
+                *kinds.entry("approve").or_default() += 1;
+            } else if roll < 33 && clear_approvals(&repo) {
+                repo.commit("clear the approvals");
+                what = "clear approvals".into();
+                *kinds.entry("clear").or_default() += 1;
+            } else if roll < 38 {
                 let files = Walk::files(&repo, "platform");
                 let f = walk.rng.pick(&files).clone();
                 let path = format!("platform/{f}");
@@ -353,12 +414,39 @@ async fn the_agent_applies_exactly_what_the_plan_shows() {
             );
             continue;
         }
+        let base = compile(&git_repo, &last_applied, &mut lowered);
+        let head = compile(&git_repo, &sha, &mut lowered);
+        let p = plan_of(&base, &head);
+        if p.refusals_of("prod").next().is_some() {
+            // The plan refuses: so does the agent, and the cluster is untouched.
+            assert!(
+                matches!(
+                    &step.event,
+                    Event::Refused {
+                        refusal: Refusal::Plan { .. },
+                        ..
+                    }
+                ),
+                "commit {i} ({what}): the plan refuses {:?}, the agent did {:?}",
+                p.refusals,
+                step.event
+            );
+            // (The step still checks the cluster against the applied commit: no change.)
+            if let Some(r) = &step.report {
+                assert_eq!(applied(r), Changes::default(), "commit {i} ({what})");
+            }
+            to_approve = p.approval_yaml(Some("prod"));
+            refused_by_plan += 1;
+            *kinds.entry("refused").or_default() += 1;
+            continue;
+        }
         match &step.event {
             Event::Applied { commit } => assert_eq!(commit, &sha),
             // A revert of the broken commit gives back the tree already applied... as a new
             // commit all the same.
             other => panic!("commit {i} ({what}): {other:?}"),
         }
+        to_approve.clear();
         let report = step.report.as_ref().unwrap();
         assert_eq!(
             report.exit_code(),
@@ -366,8 +454,6 @@ async fn the_agent_applies_exactly_what_the_plan_shows() {
             "commit {i} ({what}):\n{}",
             report.to_text()
         );
-        let base = compile(&git_repo, &last_applied, &mut lowered);
-        let head = compile(&git_repo, &sha, &mut lowered);
         let want = planned(&base, &head);
         let got = applied(report);
         assert_eq!(
@@ -378,7 +464,7 @@ async fn the_agent_applies_exactly_what_the_plan_shows() {
         last_applied = sha;
     }
     eprintln!(
-        "{COMMITS} commits ({kinds:?}), {total_changes} object changes, in {:.1}s ({:.1}s in the agent), {} objects at the end",
+        "{COMMITS} commits ({kinds:?}), {refused_by_plan} refused by the plan, {total_changes} object changes, in {:.1}s ({:.1}s in the agent), {} objects at the end",
         started.elapsed().as_secs_f64(),
         step_time.as_secs_f64(),
         lowered.get(&last_applied).map_or(0, Lowered::object_count)
@@ -388,7 +474,7 @@ async fn the_agent_applies_exactly_what_the_plan_shows() {
         "the walk changed too little: {total_changes}"
     );
     for k in [
-        "edit", "add", "delete", "rename", "shift", "revert", "broken",
+        "edit", "add", "delete", "rename", "shift", "revert", "broken", "approve", "refused",
     ] {
         assert!(
             kinds.get(k).copied().unwrap_or(0) > 0,

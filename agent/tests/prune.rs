@@ -8,6 +8,7 @@ mod common;
 
 use common::*;
 use kube_testserver::TestServer;
+use plinth::lower::ObjectKey;
 use plinth_agent::report::{Action, PruneAction};
 use plinth_agent::sync::{self, Options};
 use serde_json::json;
@@ -57,11 +58,45 @@ async fn objects_of_a_removed_spec_are_pruned_and_only_with_prune() {
         report.to_text()
     );
 
-    // With `--prune` (the share budget raised: half the objects go).
+    // With `--prune` (the share budget raised: half the objects go), but without approving the
+    // namespace's deletion: refused whole, nothing written.
     let mut o = pruning();
     o.budget.max_share = 1.0;
+    let writes = s.total_writes();
+    let report = sync::apply(&c, &v2.desired(), &o).await;
+    assert_eq!(report.exit_code(), 1, "{}", report.to_text());
+    assert_eq!(s.total_writes(), writes, "{}", report.to_text());
+    assert_eq!(
+        report.unapproved,
+        [key("v1", "Namespace", None, "radiology")]
+    );
+    assert!(
+        report.failures[0]
+            .contains("refused: deleting Namespace radiology loses data and is not approved")
+            && report.failures[0].contains("- object: Namespace/radiology\n      cluster: prod"),
+        "{}",
+        report.failures[0]
+    );
+    assert!(gone.iter().all(|k| live(&s, k).is_some()));
+
+    // The revision that deletes it approves it.
+    let v2 = build_approving(
+        &[project("er-capacity", Some("32"))],
+        &["Namespace/radiology"],
+    );
     let report = sync::apply(&c, &v2.desired(), &o).await;
     assert_eq!(report.exit_code(), 0, "{}", report.to_text());
+    let ns = report
+        .prune
+        .iter()
+        .find(|p| p.key.kind == "Namespace")
+        .unwrap();
+    assert!(
+        ns.approval
+            .as_deref()
+            .is_some_and(|a| a.contains("CHG-1 retired — by dana")),
+        "{ns:?}"
+    );
     assert_eq!(report.count(Action::Unchanged), v2.desired().objects.len());
     assert!(
         report
@@ -110,9 +145,11 @@ async fn an_empty_render_is_refused() {
     );
     assert_eq!(s.total_writes(), writes);
     assert!(v1.keys().iter().all(|k| live(&s, k).is_some()));
-    // `--allow-empty` passes this guard, and the deletion budget still refuses to delete all.
+    // `--allow-empty` passes this guard (and `--allow-destructive` the approvals), and the
+    // deletion budget still refuses to delete all.
     let mut o = pruning();
     o.allow_empty = true;
+    o.allow_destructive = true;
     let report = sync::apply(&c, &empty.desired(), &o).await;
     assert_eq!(report.exit_code(), 1);
     assert!(
@@ -138,7 +175,7 @@ async fn deletions_over_budget_are_refused_whole() {
         0
     );
     // Two of three projects go: two thirds of the objects, over the default 50%.
-    let v2 = build(&[project("a", Some("4"))]);
+    let v2 = build_approving(&[project("a", Some("4"))], &["Namespace/b", "Namespace/c"]);
     let report = sync::apply(&c, &v2.desired(), &pruning()).await;
     assert_eq!(report.exit_code(), 1);
     assert!(
@@ -150,7 +187,10 @@ async fn deletions_over_budget_are_refused_whole() {
     assert_eq!(inventory(&s).unwrap().objects, v1.keys());
 
     // A count budget: one project's objects are more than 3.
-    let v3 = build(&[project("a", Some("4")), project("b", Some("4"))]);
+    let v3 = build_approving(
+        &[project("a", Some("4")), project("b", Some("4"))],
+        &["Namespace/c"],
+    );
     let mut o = pruning();
     o.budget.max_objects = Some(3);
     let report = sync::apply(&c, &v3.desired(), &o).await;
@@ -248,7 +288,10 @@ async fn a_namespace_holding_a_kept_object_is_kept() {
         json!({"metadata": {"annotations": {"plinth.dev/prune": "disabled"}}}),
     )
     .await;
-    let v2 = build(&[project("a", Some("4")), project("b", Some("4"))]);
+    let v2 = build_approving(
+        &[project("a", Some("4")), project("b", Some("4"))],
+        &["Namespace/c"],
+    );
     for _ in 0..2 {
         let report = sync::apply(&c, &v2.desired(), &pruning()).await;
         assert_eq!(report.exit_code(), 0, "{}", report.to_text());
@@ -258,10 +301,11 @@ async fn a_namespace_holding_a_kept_object_is_kept() {
             .find(|p| p.key.kind == "Namespace")
             .unwrap();
         assert_eq!(ns.action, PruneAction::Holds);
+        assert_eq!(ns.holds, ["ServiceAccount c/workload"]);
         assert!(
             report
                 .to_text()
-                .contains("kept       Namespace c (holds objects that are kept"),
+                .contains("held       Namespace c (holds 1 object that plinth does not delete: ServiceAccount c/workload"),
             "{}",
             report.to_text()
         );
@@ -342,4 +386,188 @@ async fn an_inventory_of_another_cluster_is_refused() {
         report.failures
     );
     assert_eq!(s.total_writes(), writes);
+}
+
+/// Create an object by hand, as a user with `kubectl apply` would.
+async fn create_by_hand(s: &TestServer, obj: serde_json::Value) {
+    let client = client(s).await;
+    let key = plinth::lower::ObjectKey::of(&obj);
+    let (group, version) = key
+        .api_version
+        .rsplit_once('/')
+        .unwrap_or(("", &key.api_version));
+    let ar = kube::discovery::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+        group, version, &key.kind,
+    ));
+    let api: kube::Api<kube::api::DynamicObject> =
+        kube::Api::namespaced_with(client, key.namespace.as_deref().unwrap(), &ar);
+    let o: kube::api::DynamicObject = serde_json::from_value(obj).unwrap();
+    api.create(&Default::default(), &o).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_namespace_holding_data_plinth_does_not_own_is_held_never_deleted() {
+    let s = TestServer::start().await.unwrap();
+    let c = cluster(&s, 0).await;
+    let v1 = build(&[
+        project("a", Some("4")),
+        project("b", Some("4")),
+        project("c", Some("4")),
+    ]);
+    assert_eq!(
+        sync::apply(&c, &v1.desired(), &pruning()).await.exit_code(),
+        0
+    );
+    // A user keeps data in c: a claim made by hand, and a pod of their own.
+    create_by_hand(
+        &s,
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+               "metadata": {"name": "scratch", "namespace": "c"},
+               "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
+    )
+    .await;
+    let pvc = key("v1", "PersistentVolumeClaim", Some("c"), "scratch");
+    let ns = key("v1", "Namespace", None, "c");
+    // c's spec goes, its deletion approved: everything plinth made in c is deleted, the
+    // namespace is held.
+    let v2 = build_approving(
+        &[project("a", Some("4")), project("b", Some("4"))],
+        &["Namespace/c"],
+    );
+    let report = sync::apply(&c, &v2.desired(), &pruning()).await;
+    assert_eq!(report.exit_code(), 0, "{}", report.to_text());
+    let held: Vec<_> = report.held().collect();
+    assert_eq!(held.len(), 1, "{}", report.to_text());
+    assert_eq!(held[0].key, ns);
+    assert_eq!(held[0].holds, ["PersistentVolumeClaim c/scratch"]);
+    assert!(live(&s, &pvc).is_some(), "the user's data survives");
+    let live_ns = live(&s, &ns).unwrap();
+    assert!(live_ns.pointer("/metadata/deletionTimestamp").is_none());
+    assert_eq!(live_ns["metadata"]["labels"]["plinth.dev/held"], "true");
+    assert_eq!(
+        live_ns["metadata"]["annotations"]["plinth.dev/held-objects"],
+        "PersistentVolumeClaim c/scratch"
+    );
+    assert!(live(&s, &key("v1", "ResourceQuota", Some("c"), "quota")).is_none());
+    let text = report.to_text();
+    assert!(
+        text.contains("held       Namespace c (holds 1 object that plinth does not delete: PersistentVolumeClaim c/scratch"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    let j = json["prune"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["key"]["kind"] == "Namespace")
+        .unwrap()
+        .clone();
+    assert_eq!(j["action"], "holds");
+    assert_eq!(j["holds"][0], "PersistentVolumeClaim c/scratch");
+    // Still tracked, its approval still counting: the next runs hold it again.
+    let inv = inventory(&s).unwrap();
+    assert!(inv.objects.contains(&ns));
+    assert!(inv.approved.contains(&ns));
+    let again = sync::apply(&c, &v2.desired(), &pruning()).await;
+    assert_eq!(again.exit_code(), 0, "{}", again.to_text());
+    assert_eq!(again.held().count(), 1);
+    assert!(live(&s, &pvc).is_some());
+
+    // `diff` says the same without writing.
+    let writes = s.total_writes();
+    let d = sync::diff(&c, &v2.desired(), &opts()).await;
+    assert_eq!(s.total_writes(), writes);
+    assert_eq!(d.held().count(), 1, "{}", d.to_text());
+
+    // Once the user's data is gone, a run deletes the namespace (the approval was spent on it).
+    let pvcs: kube::Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        kube::Api::namespaced(client(&s).await, "c");
+    pvcs.delete("scratch", &Default::default()).await.unwrap();
+    assert!(live(&s, &pvc).is_none());
+    let report = sync::apply(&c, &v2.desired(), &pruning()).await;
+    assert_eq!(report.exit_code(), 0, "{}", report.to_text());
+    assert!(
+        report
+            .prune
+            .iter()
+            .any(|p| p.key == ns && p.action == PruneAction::Delete),
+        "{}",
+        report.to_text()
+    );
+    let inv = inventory(&s).unwrap();
+    assert!(!inv.objects.contains(&ns));
+    assert!(inv.approved.is_empty());
+}
+
+#[tokio::test]
+async fn deleting_a_volume_needs_an_approval_that_counts_once() {
+    let s = TestServer::start().await.unwrap();
+    let c = cluster(&s, 0).await;
+    let with = |shared: bool| {
+        let mut specs = vec![project("a", Some("4"))];
+        specs.push(if shared {
+            project_with_volume("b")
+        } else {
+            project("b", Some("32"))
+        });
+        specs
+    };
+    let v1 = build(&with(true));
+    let settle_all = || settle(&s);
+    let mut o = pruning();
+    o.health_timeout = std::time::Duration::from_millis(300);
+    let r = sync::apply(&c, &v1.desired(), &o).await;
+    if r.exit_code() != 0 {
+        settle_all();
+        assert_eq!(sync::apply(&c, &v1.desired(), &o).await.exit_code(), 0);
+    }
+    let claims: Vec<ObjectKey> = v1
+        .keys()
+        .into_iter()
+        .filter(|k| k.kind == "PersistentVolumeClaim")
+        .collect();
+    assert!(!claims.is_empty());
+    let ids: Vec<String> = claims
+        .iter()
+        .map(plinth::lower::Approval::object_id)
+        .collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+
+    // Unapproved: refused whole, nothing written.
+    let v2 = build(&with(false));
+    let writes = s.total_writes();
+    let report = sync::apply(&c, &v2.desired(), &o).await;
+    assert_eq!(report.exit_code(), 1, "{}", report.to_text());
+    assert_eq!(s.total_writes(), writes);
+    assert_eq!(report.unapproved, claims);
+    assert!(claims.iter().all(|k| live(&s, k).is_some()));
+
+    // Approved in the revision that deletes them: deleted.
+    let v2 = build_approving(&with(false), &ids);
+    let report = sync::apply(&c, &v2.desired(), &o).await;
+    assert_eq!(report.exit_code(), 0, "{}", report.to_text());
+    assert!(claims.iter().all(|k| live(&s, k).is_none()));
+    assert_eq!(inventory(&s).unwrap().approvals.len(), ids.len());
+
+    // The volume comes back with the approval left in place; deleting it again needs a new one.
+    let v3 = build_approving(&with(true), &ids);
+    let r = sync::apply(&c, &v3.desired(), &o).await;
+    if r.exit_code() != 0 {
+        settle_all();
+        assert_eq!(sync::apply(&c, &v3.desired(), &o).await.exit_code(), 0);
+    }
+    let v4 = build_approving(&with(false), &ids);
+    let report = sync::apply(&c, &v4.desired(), &o).await;
+    assert_eq!(
+        report.exit_code(),
+        1,
+        "a stale approval approves nothing: {}",
+        report.to_text()
+    );
+    assert!(claims.iter().all(|k| live(&s, k).is_some()));
+    // An operator's `--allow-destructive` (apply --once) decides for this one run.
+    o.allow_destructive = true;
+    let report = sync::apply(&c, &v4.desired(), &o).await;
+    assert_eq!(report.exit_code(), 0, "{}", report.to_text());
+    assert!(claims.iter().all(|k| live(&s, k).is_none()));
 }

@@ -1026,15 +1026,17 @@ fn plan(
     // each approval's file).
     p.prefix_files(&prefix);
     let commits = repo.between(Some(base_id), head_id)?;
-    p.attach_history(|file| -> anyhow::Result<Vec<crate::load::git::CommitInfo>> {
-        let mut list = Vec::new();
-        for k in &commits {
-            if repo.touched(k, file)? {
-                list.push(k.clone());
+    p.attach_history(
+        |file| -> anyhow::Result<Vec<crate::load::git::CommitInfo>> {
+            let mut list = Vec::new();
+            for k in &commits {
+                if repo.touched(k, file)? {
+                    list.push(k.clone());
+                }
             }
-        }
-        Ok(list)
-    })?;
+            Ok(list)
+        },
+    )?;
     let sides = crate::plan::render::Sides {
         base: format!("{} ({})", args.base, base_info.short),
         head: head_label,

@@ -91,7 +91,9 @@ static BUDGETS: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
 
 impl MemoryBudget {
     fn new(bytes: u64) -> MemoryBudget {
-        let mut alive = BUDGETS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut alive = BUDGETS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if *alive == 0 {
             regorus::set_global_memory_limit(Some(allocated_bytes().saturating_add(bytes)));
         }
@@ -102,7 +104,9 @@ impl MemoryBudget {
 
 impl Drop for MemoryBudget {
     fn drop(&mut self) {
-        let mut alive = BUDGETS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut alive = BUDGETS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *alive = alive.saturating_sub(1);
         if *alive == 0 {
             regorus::set_global_memory_limit(None);

@@ -696,9 +696,13 @@ fn a_head_deleting_most_objects_is_refused_even_when_destruction_is_allowed() {
     );
     let v = json_of(&o);
     assert!(
-        v["refusals"].as_array().expect("r").iter().any(|m| m["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("more than the 50% allowed"))),
+        v["refusals"]
+            .as_array()
+            .expect("r")
+            .iter()
+            .any(|m| m["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("more than the 50% allowed"))),
         "{v:#}"
     );
 }
@@ -1001,8 +1005,7 @@ fn an_approval_counts_only_for_the_change_that_adds_it() {
     assert!(v["warnings"].as_array().expect("w").is_empty(), "{v:#}");
     // The Markdown shows them approved (✅, reason, approver), not 🛑.
     let md = text(&r.plinth(&[
-        "plan", "--base", "HEAD~2", "--head", "HEAD", "--path", "platform", "--format",
-        "markdown",
+        "plan", "--base", "HEAD~2", "--head", "HEAD", "--path", "platform", "--format", "markdown",
     ]));
     assert!(!md.contains("🛑"), "{md}");
     assert!(
@@ -1039,8 +1042,11 @@ fn an_approval_counts_only_for_the_change_that_adds_it() {
     // Changing the entry's reason is a new approval, reviewed in its own change.
     let plat = r.path().join("platform/plinth.yaml");
     let t = fs::read_to_string(&plat).expect("read");
-    fs::write(&plat, t.replace("CHG-9 beds to research", "CHG-12 more beds to research"))
-        .expect("write");
+    fs::write(
+        &plat,
+        t.replace("CHG-9 beds to research", "CHG-12 more beds to research"),
+    )
+    .expect("write");
     r.commit("Dana Smith", "approve the second lowering");
     let (code, v) = plan_strict(&r, "HEAD~2", "HEAD");
     assert_eq!(code, 2, "{v:#}");
@@ -1143,11 +1149,7 @@ fn re_pointing_the_agent_or_changing_its_rights_needs_approval() {
             "forgeUrl: https://git.example.org/api/v1",
             "forgeUrl: https://evil.example.net/api/v1",
         ),
-        (
-            "image",
-            "plinth-agent:0.1.0",
-            "plinth-agent:0.1.1",
-        ),
+        ("image", "plinth-agent:0.1.0", "plinth-agent:0.1.1"),
     ] {
         let before = fs::read_to_string(&plat).expect("read");
         fs::write(&plat, before.replace(from, to)).expect("write");

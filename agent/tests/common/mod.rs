@@ -87,9 +87,27 @@ impl Tree {
     }
 }
 
+/// The Platform document with `spec.approvals` entries for `objects` (`Kind/[ns/]name`).
+pub fn platform_approving(objects: &[&str]) -> String {
+    if objects.is_empty() {
+        return PLATFORM.to_owned();
+    }
+    let entries: String = objects
+        .iter()
+        .map(|o| format!("    - object: {o}\n      reason: CHG-1 retired\n      approver: dana\n"))
+        .collect();
+    PLATFORM.replacen("spec:\n", &format!("spec:\n  approvals:\n{entries}"), 1)
+}
+
 /// Compile a platform (the Platform document plus `specs`) and write `out/prod/`.
 pub fn build(specs: &[(String, String)]) -> Tree {
-    let mut src = plinth::load::MemSource::new().with("plinth.yaml", PLATFORM);
+    build_approving(specs, &[])
+}
+
+/// [`build`] with a Platform approving the deletion of `objects` (`Kind/[ns/]name`).
+pub fn build_approving(specs: &[(String, String)], objects: &[&str]) -> Tree {
+    let platform = platform_approving(objects);
+    let mut src = plinth::load::MemSource::new().with("plinth.yaml", platform.as_str());
     for (path, text) in specs {
         src = src.with(path, text.as_str());
     }

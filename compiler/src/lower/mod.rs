@@ -144,9 +144,7 @@ pub struct ClusterOutput {
 }
 
 /// A Platform `spec.approvals` entry, with where it is written.
-#[derive(
-    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Approval {
     /// `<Kind>/<name>` or `<Kind>/<namespace>/<name>`.
@@ -179,7 +177,12 @@ impl Approval {
     /// The same entry, wherever it is written (what "already present at the base" compares).
     pub fn same_entry(&self, other: &Approval) -> bool {
         (&self.object, &self.cluster, &self.reason, &self.approver)
-            == (&other.object, &other.cluster, &other.reason, &other.approver)
+            == (
+                &other.object,
+                &other.cluster,
+                &other.reason,
+                &other.approver,
+            )
     }
 }
 
@@ -697,11 +700,7 @@ pub fn lower(specs: &Specs, snapshot: &Snapshot) -> (Lowered, Diagnostics) {
                 reason: a.reason.clone(),
                 approver: a.approver.clone(),
                 file: platform.doc.file.clone(),
-                line: platform
-                    .at(&format!("spec.approvals[{i}]"))
-                    .span
-                    .start
-                    .line,
+                line: platform.at(&format!("spec.approvals[{i}]")).span.start.line,
             })
             .collect();
         lowered.clusters.insert(

@@ -349,20 +349,24 @@ impl Plan {
 
 /// The YAML of `spec.approvals` entries for the object refusals among `refusals`.
 pub fn approval_yaml<'a>(refusals: impl Iterator<Item = &'a Refusal>) -> String {
+    approvals_yaml(refusals.filter_map(|r| r.object.as_ref().map(|k| (r.cluster.as_str(), k))))
+}
+
+/// An `approvals:` list (YAML, to go under the Platform's `spec:`) with one entry per
+/// (cluster, object), placeholders for the reason and the approver; empty for no objects.
+pub fn approvals_yaml<'a>(objects: impl IntoIterator<Item = (&'a str, &'a ObjectKey)>) -> String {
     let mut s = String::new();
     let mut seen = BTreeSet::new();
-    for r in refusals {
-        let Some(k) = &r.object else { continue };
+    for (cluster, k) in objects {
         let id = Approval::object_id(k);
-        if !seen.insert((r.cluster.clone(), id.clone())) {
+        if !seen.insert((cluster, id.clone())) {
             continue;
         }
         if s.is_empty() {
             s.push_str("approvals:\n");
         }
         s.push_str(&format!(
-            "  - object: {id}\n    cluster: {}\n    reason: \"<why; a ticket>\"\n    approver: \"<who reviewed it>\"\n",
-            r.cluster
+            "  - object: {id}\n    cluster: {cluster}\n    reason: \"<why; a ticket>\"\n    approver: \"<who reviewed it>\"\n"
         ));
     }
     s

@@ -142,7 +142,11 @@ pub fn terminal(p: &Plan, sides: &Sides, color: bool) -> String {
                     }
                 );
                 if let Some(a) = &c.approval {
-                    let _ = writeln!(out, "      {}", paint("32", &format!("✅ {}", a.describe())));
+                    let _ = writeln!(
+                        out,
+                        "      {}",
+                        paint("32", &format!("✅ {}", a.describe()))
+                    );
                 }
             }
             let _ = writeln!(out, "      from {}", provenance(c));
@@ -274,10 +278,10 @@ pub fn markdown(p: &Plan, sides: &Sides, cap: Option<usize>, full_plan: &str) ->
     }
     let yaml = p.approval_yaml(None);
     if !yaml.is_empty() {
-        let file = p
-            .platform_file
-            .as_deref()
-            .map_or_else(|| "the Platform".to_owned(), |f| format!("`{}`", md_escape(f)));
+        let file = p.platform_file.as_deref().map_or_else(
+            || "the Platform".to_owned(),
+            |f| format!("`{}`", md_escape(f)),
+        );
         let _ = writeln!(
             head,
             "To approve, add under `spec:` of {file} **in this pull request** (an approval counts once; remove it in a later change):\n\n```yaml\n{yaml}```\n"
