@@ -560,6 +560,9 @@ impl Agent {
                 &compiled.lowered,
                 &plan_opts,
             );
+            for w in &p.warnings {
+                tracing::warn!(commit = %head, file = %w.file, line = w.line, hint = %w.hint, "{}", w.message);
+            }
             let refusals: Vec<&plinth::plan::Refusal> = p.refusals_of(&opts.cluster).collect();
             if !refusals.is_empty() {
                 return Ok(Err((info, plan_refusal(&refusals, p.platform_file.as_deref()))));

@@ -557,7 +557,6 @@ async fn judge(
     cluster: &Cluster,
     candidates: &[ObjectKey],
     scope: &Scope<'_>,
-    opts: &Options,
     report: &mut Report,
 ) -> Vec<(ObjectKey, Verdict)> {
     let mut keys = candidates.to_vec();
@@ -595,7 +594,6 @@ async fn judge(
             }
         }
     }
-    let _ = opts;
     verdicts.retain(|(k, _)| !report.prune.iter().any(|p| &p.key == k));
     verdicts
 }
@@ -633,7 +631,7 @@ async fn prune(
     report: &mut Report,
     keep: &mut BTreeSet<ObjectKey>,
 ) {
-    let verdicts = judge(cluster, candidates, scope, opts, report).await;
+    let verdicts = judge(cluster, candidates, scope, report).await;
     for p in &report.prune {
         keep.insert(p.key.clone());
     }
@@ -749,7 +747,7 @@ pub async fn diff(cluster: &Cluster, desired: &Desired, opts: &Options) -> Repor
         desired_keys: &desired_keys,
         old: &old,
     };
-    let verdicts = judge(cluster, &candidates, &scope, opts, &mut report).await;
+    let verdicts = judge(cluster, &candidates, &scope, &mut report).await;
     for (k, v) in verdicts {
         let action = match v {
             Verdict::Delete { .. } => PruneAction::Delete,
