@@ -209,6 +209,8 @@ codes! {
     DuplicateEntry = "E116", "duplicate-entry", Error;
     /// An image or instance type a project may not use.
     NotAllowed = "E117", "not-allowed", Error;
+    /// A reference to a Kueue priority class the pool does not offer.
+    UnknownPriorityClass = "E118", "unknown-priority-class", Error;
     /// GPU allocations add up to more than the pool's capacity.
     GpuOvercommit = "E130", "gpu-overcommit", Error;
     /// A per-user quota above the project's quota.
@@ -263,7 +265,8 @@ codes! {
     UnusedDataset = "W001", "unused-dataset", Warning;
     /// A project without owners.
     NoOwners = "W002", "no-owners", Warning;
-    /// A setting a cluster cannot enforce (too old a Kubernetes).
+    /// A setting a cluster cannot enforce (too old a Kubernetes), or that would not do what
+    /// it says (so it is not emitted).
     NotEnforced = "W004", "not-enforced", Warning;
 
     // --- internal (I) ---

@@ -381,9 +381,42 @@ fn to_yaml_filter(v: Value) -> Result<String, Error> {
     })
 }
 
+/// Stack for rendering one template: minijinja recurses on the native stack (up to its
+/// recursion limit), which a worker thread's default 2 MiB does not always hold — in debug
+/// builds a deeply recursive template overflowed it and aborted the process.
+const RENDER_STACK: usize = 64 * 1024 * 1024;
+
 /// Render `templates/<template>.yaml.j2` for an App. `context` holds the template's global
-/// variables (`app`, `project`, `instance`, `cluster`, `values`).
+/// variables (`app`, `project`, `instance`, `cluster`, `values`). Runs on a thread of its own
+/// with a large stack ([`RENDER_STACK`]), whatever thread calls it.
 pub fn render(
+    snapshot: &Snapshot,
+    app: &AppIdentity,
+    context: &serde_json::Map<String, Json>,
+) -> Result<Rendered, Failure> {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("plinth-template".to_owned())
+            .stack_size(RENDER_STACK)
+            .spawn_scoped(scope, || render_here(snapshot, app, context))
+            .map_or_else(
+                // No thread to be had: render here.
+                |_| render_here(snapshot, app, context),
+                |h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Failure {
+                            code: Code::Internal,
+                            message: "rendering the template panicked".to_owned(),
+                            place: None,
+                            hint: None,
+                        })
+                    })
+                },
+            )
+    })
+}
+
+fn render_here(
     snapshot: &Snapshot,
     app: &AppIdentity,
     context: &serde_json::Map<String, Json>,

@@ -300,15 +300,22 @@ fn changing_an_allocation_shows_queue_and_quota_changes_with_line_and_commit_and
     let changes = v["changes"].as_array().expect("changes");
     let kinds: Vec<&str> = changes.iter().filter_map(|c| c["kind"].as_str()).collect();
     // With per-user GPU limits the allocation lives on the project's Kueue Cohort (see
-    // lower/gpu.rs); the GPU ResourceQuota backstop follows it.
-    assert!(
-        kinds.iter().any(|k| *k == "Cohort" || *k == "ClusterQueue"),
-        "{kinds:?}"
-    );
-    assert!(kinds.contains(&"ResourceQuota"), "{kinds:?}");
+    // lower/gpu.rs), and the pool's Cohort holds two slices less spare. (bed-management
+    // borrows without a limit, so its GPU backstop is the pool's capacity either way.)
+    let names: Vec<&str> = changes.iter().filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(kinds, ["Cohort", "Cohort"], "{names:?}");
+    assert!(names.contains(&"bed-management.a100-mig"), "{names:?}");
+    assert!(names.contains(&"hospital-gpu-mig"), "{names:?}");
     for ch in changes {
         assert_eq!(ch["action"], "update");
         assert_eq!(ch["source"]["file"], "platform/gpu/a100-mig.yaml");
+        if ch["name"] == "hospital-gpu-mig" {
+            assert_eq!(
+                ch["risk"], "disruptive",
+                "less spare is no promise taken back"
+            );
+            continue;
+        }
         let line = ch["source"]["line"].as_u64().expect("line");
         let spec = fs::read_to_string(r.path().join("platform/gpu/a100-mig.yaml")).expect("read");
         assert!(

@@ -727,11 +727,11 @@ impl<'a> Cx<'a> {
 
     fn gpu_quota(&self, q: &'a Object<crate::model::GpuQuotaSpec>, d: &mut Diagnostics) {
         let s = &q.spec;
-        if q.name() == "default" {
+        if crate::model::gpu::RESERVED_POOL_NAMES.contains(&q.name()) {
             d.push(
-                Diagnostic::new(Code::InvalidName, "a GPU quota may not be called `default`")
+                Diagnostic::new(Code::InvalidName, format!("a GPU quota may not be called `{}`", q.name()))
                     .at(q.at("metadata.name"))
-                    .hint("`default` is the name of each project's default Kueue queue; pick another name, e.g. `a100`"),
+                    .hint("`default` is each project's default Kueue queue and `plinth-cpu` the flavor of CPU work; pick another name, e.g. `a100`"),
             );
         }
         // Instance types fit a node.
@@ -783,35 +783,124 @@ impl<'a> Cx<'a> {
                 .related(q.at("spec.pool.capacity").note("capacity")),
             );
         }
-        // Allocations.
+        // Allocations, per cluster: a project's allocation applies in every cluster it lives
+        // on that has the pool, and must fit that cluster's capacity.
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-        let sum = allocation_sum(s);
-        let capacity = u64::from(s.pool.capacity);
-        // Report an over-allocated pool once, at the allocation that tips it over.
-        let mut running = 0u64;
-        let tipping = s.allocations.iter().position(|a| {
-            running += u64::from(a.gpu);
-            running > capacity
-        });
-        if let Some(i) = tipping
-            && !s.allow_overcommit
+        let pool_clusters: Vec<&str> = self
+            .specs
+            .platform
+            .as_ref()
+            .map(|pl| {
+                pl.spec
+                    .clusters
+                    .iter()
+                    .filter(|c| c.gpu_pools.iter().any(|g| g == q.name()))
+                    .map(|c| c.name.as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for c in s.pool.capacity_by_cluster.keys() {
+            if !pool_clusters.contains(&c.as_str()) {
+                d.push(
+                    Diagnostic::new(
+                        Code::UnknownCluster,
+                        format!("cluster `{c}` does not have pool `{}`", q.name()),
+                    )
+                    .at(q.at(&format!("spec.pool.capacityByCluster.{c}")))
+                    .hint(format!(
+                        "the clusters with this pool (their `gpuPools` name it) are {}",
+                        if pool_clusters.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            pool_clusters
+                                .iter()
+                                .map(|c| format!("`{c}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        }
+                    )),
+                );
+            }
+        }
+        if !s.allow_overcommit {
+            for cluster in &pool_clusters {
+                let capacity = u64::from(s.capacity_in(cluster));
+                let here = |a: &crate::model::gpu::Allocation| {
+                    self.specs
+                        .projects
+                        .get(&a.project)
+                        .is_some_and(|p| self.placement(p).contains(cluster))
+                };
+                let sum: u64 = s
+                    .allocations
+                    .iter()
+                    .filter(|a| here(a))
+                    .map(|a| u64::from(a.gpu))
+                    .sum();
+                // Report an over-allocated cluster once, at the allocation that tips it over.
+                let mut running = 0u64;
+                let tipping = s.allocations.iter().position(|a| {
+                    if here(a) {
+                        running += u64::from(a.gpu);
+                    }
+                    running > capacity
+                });
+                if let Some(i) = tipping {
+                    let before: u64 = s.allocations[..i]
+                        .iter()
+                        .filter(|a| here(a))
+                        .map(|a| u64::from(a.gpu))
+                        .sum();
+                    let cap_at = if s.pool.capacity_by_cluster.contains_key(*cluster) {
+                        format!("spec.pool.capacityByCluster.{cluster}")
+                    } else {
+                        "spec.pool.capacity".to_owned()
+                    };
+                    d.push(
+                        Diagnostic::new(
+                            Code::GpuOvercommit,
+                            format!(
+                                "allocations in pool `{}` add up to {sum} GPUs in cluster `{cluster}`, over its capacity there of {capacity} (by {})",
+                                q.name(),
+                                sum - capacity
+                            ),
+                        )
+                        .at(q.at(&format!("spec.allocations[{i}].gpu")))
+                        .related(q.at(&cap_at).note(format!("capacity in cluster `{cluster}`")))
+                        .hint(format!(
+                            "capacity is per cluster and a project's allocation applies in every cluster it lives on; {} GPU(s) are left for this allocation in `{cluster}`: lower it, raise the capacity (`capacityByCluster`), or set `allowOvercommit: true`",
+                            capacity.saturating_sub(before)
+                        )),
+                    );
+                }
+            }
+        }
+        // Priority classes: the default must be one of them.
+        if let Some(def) = &s.default_priority_class
+            && !s.priority_classes.iter().any(|c| &c.name == def)
         {
-            let before: u64 = s.allocations[..i].iter().map(|a| u64::from(a.gpu)).sum();
+            d.push(unknown(
+                Code::UnknownPriorityClass,
+                "priority class",
+                def,
+                q.at("spec.defaultPriorityClass"),
+                s.priority_classes.iter().map(|c| c.name.as_str()),
+            ));
+        }
+        if s.priority_classes.is_empty()
+            && s.cohort.is_some()
+            && s.preemption.reclaim_within_cohort == crate::model::gpu::ReclaimPolicy::LowerPriority
+        {
             d.push(
                 Diagnostic::new(
-                    Code::GpuOvercommit,
+                    Code::NotEnforced,
                     format!(
-                        "allocations in pool `{}` add up to {sum} GPUs, over its capacity of {capacity} (by {})",
-                        q.name(),
-                        sum - capacity
+                        "pool `{}` reclaims lent GPUs only from lower-priority workloads, but declares no priority classes: every workload has priority 0, so nothing is ever reclaimed",
+                        q.name()
                     ),
                 )
-                .at(q.at(&format!("spec.allocations[{i}].gpu")))
-                .related(q.at("spec.pool.capacity").note("pool capacity"))
-                .hint(format!(
-                    "{} GPU(s) are left for this allocation; lower it, raise the capacity, or set `allowOvercommit: true` to lend idle GPUs through the cohort",
-                    capacity.saturating_sub(before)
-                )),
+                .at(q.at("spec.preemption.reclaimWithinCohort"))
+                .hint("declare `priorityClasses` (and a `defaultPriorityClass`), or use `reclaimWithinCohort: Any`"),
             );
         }
         for (i, a) in s.allocations.iter().enumerate() {
@@ -915,6 +1004,15 @@ impl<'a> Cx<'a> {
         }
         if let Some(it) = &s.instance_type {
             self.instance_type_use(it, project, r.at("spec.instanceType"), d);
+        }
+        if let Some(pc) = &s.priority_class {
+            let its = instance_types(self.specs);
+            let pool = match (&s.instance_type, &s.resources) {
+                (Some(it), _) => its.get(it.as_str()).and_then(|(_, p)| *p),
+                (None, Some(res)) if res.gpu > 0 => s.gpu_quota.as_deref(),
+                _ => None,
+            };
+            self.priority_class_ref(r, pc, pool, d);
         }
         if let Some(res) = &s.resources
             && res.gpu > 0
@@ -1364,8 +1462,50 @@ impl<'a> Cx<'a> {
         }
     }
 
+    /// `spec.priorityClass` of a workload on `pool`: a class the pool offers; a workload on no
+    /// GPU pool is not queued, so a class means nothing there.
+    fn priority_class_ref<S>(
+        &self,
+        o: &Object<S>,
+        pc: &str,
+        pool: Option<&str>,
+        d: &mut Diagnostics,
+    ) {
+        let at = o.at("spec.priorityClass");
+        match pool.and_then(|p| self.specs.gpu_quotas.get(p)) {
+            None => d.push(
+                Diagnostic::new(
+                    Code::InvalidChoice,
+                    format!("priority class `{pc}` has no effect: the workload runs on no GPU pool, so Kueue does not queue it"),
+                )
+                .at(at)
+                .hint("remove `priorityClass`, or use a GPU instance type"),
+            ),
+            Some(q) if !q.spec.priority_classes.iter().any(|c| c.name == pc) => {
+                d.push(unknown(
+                    Code::UnknownPriorityClass,
+                    "priority class",
+                    pc,
+                    at,
+                    q.spec.priority_classes.iter().map(|c| c.name.as_str()),
+                ).related(q.at("spec.priorityClasses").note(format!("the classes of pool `{}`", q.name()))));
+            }
+            Some(_) => {}
+        }
+    }
+
     fn app(&self, a: &'a Object<crate::model::AppSpec>, d: &mut Diagnostics) {
         let project = self.specs.projects.get(&a.spec.project);
+        if let Some(pc) = &a.spec.priority_class {
+            let its = instance_types(self.specs);
+            let pool = a
+                .spec
+                .instance_type
+                .as_deref()
+                .and_then(|it| its.get(it))
+                .and_then(|(_, p)| *p);
+            self.priority_class_ref(a, pc, pool, d);
+        }
         if project.is_none() {
             self.project_ref(&a.spec.project, a.at("spec.project"), d);
         }
@@ -1403,10 +1543,6 @@ impl<'a> Cx<'a> {
             self.instance_type_use(it, project, a.at("spec.instanceType"), d);
         }
     }
-}
-
-fn allocation_sum(s: &crate::model::GpuQuotaSpec) -> u64 {
-    s.allocations.iter().map(|a| u64::from(a.gpu)).sum()
 }
 
 fn image_names<S>(o: &Object<S>, base: &str, images: &[crate::model::Image], d: &mut Diagnostics) {

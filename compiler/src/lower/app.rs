@@ -297,7 +297,12 @@ pub fn context(
     globals.insert("project".to_owned(), project);
     globals.insert(
         "instance".to_owned(),
-        instance(cx, ns, a.spec.instance_type.as_deref()),
+        instance(
+            cx,
+            ns,
+            a.spec.instance_type.as_deref(),
+            a.spec.priority_class.as_deref(),
+        ),
     );
     globals.insert(
         "cluster".to_owned(),
@@ -363,7 +368,13 @@ fn datasets(cx: &Ctx<'_>, project: &str) -> Vec<Value> {
 }
 
 /// The instance type, with the pool's placement merged in; `none` without one.
-fn instance(cx: &Ctx<'_>, project: &str, name: Option<&str>) -> Value {
+/// `priority_class`: the App's `spec.priorityClass` (the pool's default when `None`).
+fn instance(
+    cx: &Ctx<'_>,
+    project: &str,
+    name: Option<&str>,
+    priority_class: Option<&str>,
+) -> Value {
     let Some(name) = name else {
         return Value::Null;
     };
@@ -430,6 +441,9 @@ fn instance(cx: &Ctx<'_>, project: &str, name: Option<&str>) -> Value {
     let mut pod_labels = Map::new();
     if let Some(q) = queue {
         pod_labels.insert(super::rollout::QUEUE_LABEL.to_owned(), json!(q));
+        if let Some(pc) = quota.and_then(|x| x.spec.priority_class_for(priority_class)) {
+            pod_labels.insert(super::gpu::PRIORITY_LABEL.to_owned(), json!(pc));
+        }
     }
     json!({
         "name": t.name,

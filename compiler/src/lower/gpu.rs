@@ -1,6 +1,10 @@
-//! GpuQuota → Kueue ResourceFlavor, WorkloadPriorityClasses, a ClusterQueue and LocalQueue per
-//! allocation, per-user queues, and a ResourceQuota GPU cap as a backstop for pods outside
-//! Kueue.
+//! GpuQuota → Kueue ResourceFlavor, WorkloadPriorityClasses, the pool's Cohort (its spare
+//! capacity), a ClusterQueue and LocalQueue per allocation, per-user queues, and a
+//! ResourceQuota GPU cap as a backstop for pods outside Kueue. Targets Kueue's `v1beta2` API
+//! (Kueue 0.15 and later; behaviour checked against 0.19).
+//!
+//! Everything is per cluster: the pool's capacity there (`capacity`, or `capacityByCluster`)
+//! and the allocations of the projects that live there.
 //!
 //! Queues per allocation (project `p`, pool `q`):
 //! - without a per-user GPU limit: ClusterQueue `p.q` holds the allocation as nominal quota,
@@ -8,11 +12,22 @@
 //! - with one (`perUserGpu` on the pool or `perUserQuota.gpu` on the project), Cohort `p.q`
 //!   holds the allocation (its parent is the pool's cohort), and every ClusterQueue under it has
 //!   no quota of its own: the shared `p.q` may borrow all of it, and each declared user's
-//!   `p.q.u-<id>` at most the per-user limit. Users reach their queue through LocalQueue
-//!   `q-u-<id>` (annotated with the user's name) in the project namespace.
+//!   `p.q.u-<id>` at most the per-user limit. Since they all borrow, a higher-priority workload
+//!   may preempt lower-priority ones of its siblings (`borrowWithinCohort: LowerPriority`;
+//!   Kueue's `reclaimWithinCohort` only reclaims nominal quota, and theirs is zero). Users reach
+//!   their queue through LocalQueue `q-u-<id>` (labelled with the user id, annotated with the
+//!   name), and an admission policy lets only that user name it (`project.rs`). Members who
+//!   may only view get no queue.
+//!
+//! The pool's cohort is a Kueue `Cohort` object whose nominal quota is the pool's capacity in
+//! the cluster minus the allocations there: Kueue counts a Cohort's quota **on top of** its
+//! ClusterQueues', so the spare GPUs are exactly what queues may borrow beyond what others
+//! lend. A missing `borrowingLimit` is unlimited in Kueue, so the GPU ResourceQuota backstop
+//! then allows up to the pool's capacity in the cluster.
 //!
 //! The project's LocalQueue for a pool is named after the pool; `default` is reserved for the
-//! project's default queue (a pool may not be called `default`).
+//! project's default queue, which leads to a CPU-only ClusterQueue (`project.rs`), never to a
+//! GPU flavor (a pool may not be called `default` or `plinth-cpu`).
 
 use std::collections::BTreeMap;
 
@@ -26,8 +41,13 @@ use crate::model::{GpuQuotaSpec, Kind, Object};
 
 /// CPU and memory quota of a queue whose allocation names none: Kueue needs every requested
 /// resource covered, and the namespace's ResourceQuota is what bounds them.
-const UNBOUNDED_CPU: &str = "100000";
-const UNBOUNDED_MEMORY: &str = "1000Ti";
+pub const UNBOUNDED_CPU: &str = "100000";
+pub const UNBOUNDED_MEMORY: &str = "1000Ti";
+/// The ResourceFlavor of CPU-only work (no node labels, no tolerations): what every project's
+/// `default` queue uses.
+pub const CPU_FLAVOR: &str = crate::model::gpu::RESERVED_POOL_NAMES[1];
+/// Kueue's priority label, read from jobs, Deployments and pods.
+pub const PRIORITY_LABEL: &str = "kueue.x-k8s.io/priority-class";
 
 /// `<project>.<pool>`: a dot cannot appear in either name, so names of different allocations
 /// never collide (`a` + `b-c` and `a-b` + `c` would with a dash).
@@ -44,6 +64,14 @@ pub fn fit_label(name: &str) -> String {
     let hash = &super::sha256_hex(name.as_bytes())[..10];
     let head = name[..52].trim_end_matches(['-', '.']);
     format!("{head}-{hash}")
+}
+
+/// Label on a per-user LocalQueue: the user's id.
+pub const USER_LABEL: &str = "plinth.dev/user-id";
+
+/// The name of a user's LocalQueue of a pool.
+pub fn user_queue_name(pool: &str, user: &str) -> String {
+    fit_label(&format!("{pool}-{}", user_id(user)))
 }
 
 /// A short, stable id for a user name (`u-` and 10 hex digits of its sha256).
@@ -66,8 +94,10 @@ pub fn backstop_name(resource: &str) -> String {
     format!("gpu-{}", slug.trim_matches('-'))
 }
 
-/// The per-user GPU limit of a project in a pool, if any.
-fn per_user_limit(cx: &Ctx<'_>, q: &GpuQuotaSpec, project: &str) -> Option<u32> {
+/// The per-user GPU limit of a project in a pool, if any: the lower of the pool's
+/// `perUserGpu` and the project's `perUserQuota.gpu`. The one number the user's queue and the
+/// admission policy enforce.
+pub fn per_user_limit(cx: &Ctx<'_>, q: &GpuQuotaSpec, project: &str) -> Option<u32> {
     let project_limit = cx
         .specs
         .projects
@@ -80,8 +110,9 @@ fn per_user_limit(cx: &Ctx<'_>, q: &GpuQuotaSpec, project: &str) -> Option<u32> 
     }
 }
 
-/// Users declared by name in a project (owners and user members), sorted.
-fn declared_users(cx: &Ctx<'_>, project: &str) -> Vec<String> {
+/// Users declared by name in a project who may run work (owners and user members who may
+/// edit or administer; view-only members get no queue), sorted.
+pub fn declared_users(cx: &Ctx<'_>, project: &str) -> Vec<String> {
     let Some(p) = cx.specs.projects.get(project) else {
         return Vec::new();
     };
@@ -90,7 +121,13 @@ fn declared_users(cx: &Ctx<'_>, project: &str) -> Vec<String> {
         .owners
         .iter()
         .cloned()
-        .chain(p.spec.members.iter().filter_map(|m| m.user.clone()))
+        .chain(
+            p.spec
+                .members
+                .iter()
+                .filter(|m| m.role != crate::model::project::Role::View)
+                .filter_map(|m| m.user.clone()),
+        )
         .collect();
     users.sort();
     users.dedup();
@@ -159,8 +196,14 @@ fn group(
     }]
 }
 
-fn preemption(q: &GpuQuotaSpec) -> kueue::ClusterQueuePreemption {
+fn preemption(q: &GpuQuotaSpec, borrow: bool) -> kueue::ClusterQueuePreemption {
     kueue::ClusterQueuePreemption {
+        // Kueue refuses `borrowWithinCohort` unless `reclaimWithinCohort` is other than Never.
+        borrow_within_cohort: (borrow
+            && q.preemption.reclaim_within_cohort != ReclaimPolicy::Never)
+            .then(|| kueue::BorrowWithinCohort {
+                policy: "LowerPriority".to_owned(),
+            }),
         reclaim_within_cohort: match q.preemption.reclaim_within_cohort {
             ReclaimPolicy::Never => "Never",
             ReclaimPolicy::LowerPriority => "LowerPriority",
@@ -242,6 +285,9 @@ pub fn lower(cx: &Ctx<'_>, o: &Object<GpuQuotaSpec>, sink: &mut Sink<'_>) {
                 ),
             );
         }
+        if let Some(cohort) = &q.cohort {
+            spare_cohort(cx, o, cohort, &origin, sink);
+        }
         for (i, a) in q.allocations.iter().enumerate() {
             lower_allocation(
                 cx,
@@ -281,11 +327,17 @@ pub fn lower(cx: &Ctx<'_>, o: &Object<GpuQuotaSpec>, sink: &mut Sink<'_>) {
                 || origin.clone(),
                 |i| Origin::at(Kind::GpuQuota, o, &format!("spec.allocations[{i}]")),
             );
+        // What Kueue may admit for the project: its allocation plus what it may borrow — the
+        // borrowing limit, or, when there is none, anything up to the pool's capacity here.
         let total: u64 = pools_with_resource
             .iter()
-            .flat_map(|p| p.spec.allocations.iter())
-            .filter(|a| a.project == project)
-            .map(|a| u64::from(a.gpu) + u64::from(a.borrowing_limit.unwrap_or(0)))
+            .flat_map(|p| {
+                p.spec
+                    .allocations
+                    .iter()
+                    .filter(|a| a.project == project)
+                    .map(|a| most_admitted(cx, &p.spec, a))
+            })
             .sum();
         let hard = BTreeMap::from([(format!("requests.{resource}"), KQuantity(total.to_string()))]);
         sink.push(
@@ -300,6 +352,135 @@ pub fn lower(cx: &Ctx<'_>, o: &Object<GpuQuotaSpec>, sink: &mut Sink<'_>) {
             },
         );
     }
+}
+
+/// The most GPUs of a pool Kueue may admit for one allocation in this cluster.
+pub fn most_admitted(cx: &Ctx<'_>, q: &GpuQuotaSpec, a: &Allocation) -> u64 {
+    let capacity = u64::from(q.capacity_in(&cx.cluster.name));
+    let borrow = match (&q.cohort, a.borrowing_limit) {
+        (None, _) => 0,
+        (Some(_), Some(b)) => u64::from(b),
+        (Some(_), None) => capacity,
+    };
+    (u64::from(a.gpu) + borrow).min(capacity.max(u64::from(a.gpu)))
+}
+
+/// GPUs of a pool in this cluster that no allocation there holds.
+pub fn spare(cx: &Ctx<'_>, q: &GpuQuotaSpec) -> u64 {
+    let allocated: u64 = q
+        .allocations
+        .iter()
+        .filter(|a| cx.hosts(&a.project))
+        .map(|a| u64::from(a.gpu))
+        .sum();
+    u64::from(q.capacity_in(&cx.cluster.name)).saturating_sub(allocated)
+}
+
+/// The pool's cohort as a Kueue Cohort holding the spare GPUs of every pool in it (emitted once
+/// per cluster, by the first such pool by name), one resource group per GPU resource.
+fn spare_cohort(
+    cx: &Ctx<'_>,
+    o: &Object<GpuQuotaSpec>,
+    cohort: &str,
+    origin: &Origin,
+    sink: &mut Sink<'_>,
+) {
+    let members: Vec<&Object<GpuQuotaSpec>> = cx
+        .specs
+        .gpu_quotas
+        .values()
+        .filter(|p| cx.has_pool(p.name()) && p.spec.cohort.as_deref() == Some(cohort))
+        .collect();
+    if members.first().map(|p| p.name()) != Some(o.name()) {
+        return;
+    }
+    let mut by_resource: BTreeMap<&str, Vec<kueue::FlavorQuotas>> = BTreeMap::new();
+    for p in &members {
+        by_resource
+            .entry(p.spec.pool.resource_name.as_str())
+            .or_default()
+            .push(kueue::FlavorQuotas {
+                name: p.name().to_owned(),
+                resources: vec![kueue::ResourceQuota {
+                    name: p.spec.pool.resource_name.clone(),
+                    nominal_quota: spare(cx, &p.spec).to_string(),
+                    borrowing_limit: None,
+                    lending_limit: None,
+                }],
+            });
+    }
+    let mut meta = cx.meta(cohort, None, None, o);
+    meta.annotations.get_or_insert_with(BTreeMap::new).insert(
+        "plinth.dev/spare".to_owned(),
+        "nominal quota: the pools' capacity in this cluster minus the allocations here".to_owned(),
+    );
+    sink.push_value(
+        origin,
+        crd::object(
+            meta,
+            &kueue::CohortSpec {
+                parent_name: None,
+                resource_groups: by_resource
+                    .into_iter()
+                    .map(|(r, flavors)| kueue::ResourceGroup {
+                        covered_resources: vec![r.to_owned()],
+                        flavors,
+                    })
+                    .collect(),
+            },
+        ),
+    );
+}
+
+/// The CPU-only ResourceFlavor of a cluster, when some project there has a default queue.
+pub fn lower_platform(cx: &Ctx<'_>, p: &Object<crate::model::PlatformSpec>, sink: &mut Sink<'_>) {
+    if !cx.platform.backends.kueue {
+        return;
+    }
+    let needed = cx
+        .specs
+        .projects
+        .keys()
+        .any(|name| cx.hosts(name) && super::project::default_queue(cx, name).is_some());
+    if !needed {
+        return;
+    }
+    sink.push_value(
+        &Origin::of(Kind::Platform, p),
+        crd::object(
+            cx.meta(CPU_FLAVOR, None, None, p),
+            &kueue::ResourceFlavorSpec {
+                node_labels: BTreeMap::new(),
+                node_taints: Vec::new(),
+                tolerations: Vec::new(),
+            },
+        ),
+    );
+}
+
+/// Kueue's labels for a workload of `project` on `pool` (its LocalQueue and priority class),
+/// when the pool queues it here; `explicit` names a class of the pool.
+pub fn queue_labels(
+    cx: &Ctx<'_>,
+    project: &str,
+    pool: &str,
+    explicit: Option<&str>,
+) -> BTreeMap<String, String> {
+    let mut l = BTreeMap::new();
+    let Some(q) = cx.specs.gpu_quotas.get(pool) else {
+        return l;
+    };
+    if !cx.platform.backends.kueue
+        || !cx.has_pool(pool)
+        || !q.spec.allocations.iter().any(|a| a.project == project)
+    {
+        return l;
+    }
+    l.insert(super::rollout::QUEUE_LABEL.to_owned(), pool.to_owned());
+    if let Some(pc) = q.spec.priority_class_for(explicit) {
+        l.insert(PRIORITY_LABEL.to_owned(), pc.to_owned());
+    }
+    l
 }
 
 fn lower_allocation(
@@ -336,7 +517,7 @@ fn lower_allocation(
                             resource,
                             quotas(q, cx, a, &gpu, q.cohort.is_some()),
                         ),
-                        preemption: preemption(q),
+                        preemption: preemption(q, false),
                     },
                 ),
             );
@@ -376,7 +557,7 @@ fn lower_allocation(
                         namespace_selector: selector(project),
                         queueing_strategy: "BestEffortFIFO".to_owned(),
                         resource_groups: group(pool, resource, zero(None)),
-                        preemption: preemption(q),
+                        preemption: preemption(q, true),
                     },
                 ),
             );
@@ -396,13 +577,13 @@ fn lower_allocation(
                             namespace_selector: selector(project),
                             queueing_strategy: "BestEffortFIFO".to_owned(),
                             resource_groups: group(pool, resource, zero(Some(limit))),
-                            preemption: preemption(q),
+                            preemption: preemption(q, true),
                         },
                     ),
                 );
                 // Workloads name their LocalQueue in a label: the name must fit a label value.
                 let mut lq_meta = cx.meta(
-                    &fit_label(&format!("{pool}-{id}")),
+                    &user_queue_name(pool, user),
                     Some(project),
                     Some(project),
                     o,
@@ -411,6 +592,10 @@ fn lower_allocation(
                     .annotations
                     .get_or_insert_with(BTreeMap::new)
                     .insert("plinth.dev/user".to_owned(), user.clone());
+                lq_meta
+                    .labels
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(USER_LABEL.to_owned(), id.clone());
                 sink.push_value(
                     origin,
                     crd::object(

@@ -595,6 +595,8 @@ enum Unit<'a> {
     App(&'a Object<crate::model::AppSpec>),
     /// The Platform's `spec.agent`: the agent's install manifests.
     Agent(&'a Object<PlatformSpec>),
+    /// Platform-wide objects of a cluster (the CPU ResourceFlavor of default queues).
+    Platform(&'a Object<PlatformSpec>),
 }
 
 /// Lower every spec for every cluster. Requires a checked, error-free [`Specs`].
@@ -651,6 +653,7 @@ pub fn lower(specs: &Specs, snapshot: &Snapshot) -> (Lowered, Diagnostics) {
         if platform.spec.agent.as_ref().is_some_and(|a| a.enabled) {
             units.push(Unit::Agent(platform));
         }
+        units.push(Unit::Platform(platform));
         let parts: Vec<(BTreeMap<ObjectKey, Manifest>, Diagnostics)> = units
             .par_iter()
             .map(|u| {
@@ -668,6 +671,7 @@ pub fn lower(specs: &Specs, snapshot: &Snapshot) -> (Lowered, Diagnostics) {
                     Unit::Rollout(r) => rollout::lower(&cx, r, &mut sink),
                     Unit::App(a) => app::lower(&cx, a, &mut sink),
                     Unit::Agent(p) => agent::lower(&cx, p, &mut sink),
+                    Unit::Platform(p) => gpu::lower_platform(&cx, p, &mut sink),
                 }
                 (out, d)
             })

@@ -1,11 +1,18 @@
 //! Project → Namespace, ResourceQuota, LimitRange, ServiceAccount, RoleBindings,
-//! NetworkPolicy, shared PVC, default Kueue LocalQueue and the per-user admission policy.
+//! NetworkPolicy, shared PVC, the default Kueue queue (CPU only) and the admission policies of
+//! per-user quota.
 //!
-//! Per-user quota has no built-in Kubernetes object that sums one user's pods. plinth emits two
-//! things (documented in the README): a `ValidatingAdmissionPolicy` that refuses any container
-//! asking for more CPU, memory or GPUs than one user may hold, and (in [`super::gpu`]) a
-//! personal Kueue queue per declared user, bounded by the per-user GPU limit, so queued GPU work
-//! is capped per user as a whole.
+//! Per-user quota has no built-in Kubernetes object that sums one user's pods. plinth emits
+//! (documented in the README): a `ValidatingAdmissionPolicy` that caps what one container may
+//! ask for (CPU, memory, GPUs: no single container above what one user may hold), on pods and on
+//! every workload kind that carries a pod template, at create and update — so a Deployment is
+//! refused when applied, not its ReplicaSet later; and (in [`super::gpu`]) a personal Kueue queue
+//! per declared user, bounded by the same per-user GPU limit, so queued GPU work is capped per
+//! user as a whole — with a second policy that lets only that user name it.
+//!
+//! The `default` LocalQueue (Kueue puts every unlabelled job of the namespace there) leads to
+//! the project's CPU-only ClusterQueue `<project>` on the flavor `plinth-cpu`: CPU work never
+//! lands on GPU nodes or spends GPU quota; GPU work names its pool's LocalQueue.
 
 use std::collections::BTreeMap;
 
@@ -57,10 +64,12 @@ pub fn lower(cx: &Ctx<'_>, p: &Object<ProjectSpec>, sink: &mut Sink<'_>) {
             level.to_owned(),
         );
     }
-    if let Some(queue) = default_queue(cx, ns) {
-        labels.insert("plinth.dev/queue".to_owned(), super::gpu::fit_label(&queue));
-    }
     let ann = meta.annotations.get_or_insert_with(BTreeMap::new);
+    let gpu_queues = gpu_queues(cx, ns);
+    if !gpu_queues.is_empty() {
+        // The LocalQueues GPU work names (`kueue.x-k8s.io/queue-name`), one per pool.
+        ann.insert("plinth.dev/gpu-queues".to_owned(), gpu_queues.join(","));
+    }
     if let Some(d) = &s.display_name {
         ann.insert("plinth.dev/display-name".to_owned(), d.clone());
     }
@@ -134,12 +143,26 @@ pub fn lower(cx: &Ctx<'_>, p: &Object<ProjectSpec>, sink: &mut Sink<'_>) {
             q(d.and_then(|d| d.memory.as_ref())
                 .map_or(DEFAULT_MEMORY, |x| x.as_str())),
         );
-        let mut limit = BTreeMap::new();
-        if let Some(c) = d.and_then(|d| d.cpu_limit.as_ref()) {
-            limit.insert("cpu".to_owned(), q(c.as_str()));
-        }
-        if let Some(m) = d.and_then(|d| d.memory_limit.as_ref()) {
-            limit.insert("memory".to_owned(), q(m.as_str()));
+        // No default limits: the LimitRanger gives a container without a limit the default
+        // one even when it requests more, and the API server then rejects the pod (request
+        // above limit). Kubernetes has no "default limit unless the request is higher".
+        for (field, set) in [
+            ("cpuLimit", d.and_then(|d| d.cpu_limit.as_ref()).is_some()),
+            (
+                "memoryLimit",
+                d.and_then(|d| d.memory_limit.as_ref()).is_some(),
+            ),
+        ] {
+            if set {
+                sink.report(
+                    crate::diag::Diagnostic::new(
+                        crate::diag::Code::NotEnforced,
+                        format!("`defaults.{field}` is not applied: as a LimitRange default it would be given to containers that request more, and Kubernetes would reject them"),
+                    )
+                    .at(p.at(&format!("spec.defaults.{field}")))
+                    .hint("remove it; set limits in the workloads (plinth's models and apps always do), and cap containers with `perUserQuota`"),
+                );
+            }
         }
         sink.push(
             &origin,
@@ -149,7 +172,6 @@ pub fn lower(cx: &Ctx<'_>, p: &Object<ProjectSpec>, sink: &mut Sink<'_>) {
                     limits: vec![LimitRangeItem {
                         type_: "Container".to_owned(),
                         default_request: Some(request),
-                        default: if limit.is_empty() { None } else { Some(limit) },
                         ..LimitRangeItem::default()
                     }],
                 }),
@@ -314,10 +336,62 @@ pub fn lower(cx: &Ctx<'_>, p: &Object<ProjectSpec>, sink: &mut Sink<'_>) {
         );
     }
 
-    // Default Kueue queue: jobs without a queue label land in the project's first GPU queue.
+    // Default Kueue queue: Kueue sends every job without a queue label here (its default
+    // LocalQueue), so it leads to a CPU-only ClusterQueue bounded by the project's quota.
     if cx.platform.backends.kueue
         && let Some(cq) = default_queue(cx, ns)
     {
+        let bound = |x: Option<&crate::model::Quantity>, unbounded: &str| {
+            x.map_or_else(|| unbounded.to_owned(), |v| v.to_string())
+        };
+        let quota = s.quota.as_ref();
+        sink.push_value(
+            &origin,
+            crd::object(
+                cx.meta(&cq, None, project, p),
+                &kueue::ClusterQueueSpec {
+                    cohort_name: None,
+                    namespace_selector: kueue::LabelSelector {
+                        match_labels: BTreeMap::from([(
+                            "kubernetes.io/metadata.name".to_owned(),
+                            ns.to_owned(),
+                        )]),
+                    },
+                    queueing_strategy: "BestEffortFIFO".to_owned(),
+                    resource_groups: vec![kueue::ResourceGroup {
+                        covered_resources: vec!["cpu".to_owned(), "memory".to_owned()],
+                        flavors: vec![kueue::FlavorQuotas {
+                            name: super::gpu::CPU_FLAVOR.to_owned(),
+                            resources: vec![
+                                kueue::ResourceQuota {
+                                    name: "cpu".to_owned(),
+                                    nominal_quota: bound(
+                                        quota.and_then(|q| q.cpu.as_ref()),
+                                        super::gpu::UNBOUNDED_CPU,
+                                    ),
+                                    borrowing_limit: None,
+                                    lending_limit: None,
+                                },
+                                kueue::ResourceQuota {
+                                    name: "memory".to_owned(),
+                                    nominal_quota: bound(
+                                        quota.and_then(|q| q.memory.as_ref()),
+                                        super::gpu::UNBOUNDED_MEMORY,
+                                    ),
+                                    borrowing_limit: None,
+                                    lending_limit: None,
+                                },
+                            ],
+                        }],
+                    }],
+                    preemption: kueue::ClusterQueuePreemption {
+                        reclaim_within_cohort: "Never".to_owned(),
+                        borrow_within_cohort: None,
+                        within_cluster_queue: "LowerPriority".to_owned(),
+                    },
+                },
+            ),
+        );
         sink.push_value(
             &origin,
             crd::object(
@@ -327,10 +401,9 @@ pub fn lower(cx: &Ctx<'_>, p: &Object<ProjectSpec>, sink: &mut Sink<'_>) {
         );
     }
 
-    // Per-user admission policy.
-    if let Some(pu) = &s.per_user_quota {
-        per_user_policy(cx, p, pu, &origin, sink);
-    }
+    // Admission policies of per-user quota.
+    container_cap_policy(cx, p, &origin, sink);
+    user_queue_policy(cx, p, &origin, sink);
 }
 
 fn subject(kind: &str, prefix: &str, name: &str) -> Subject {
@@ -342,78 +415,255 @@ fn subject(kind: &str, prefix: &str, name: &str) -> Subject {
     }
 }
 
-/// The ClusterQueue a project's default LocalQueue points at: its allocation in the first GPU
-/// pool (by name) present on this cluster.
+/// The ClusterQueue a project's default LocalQueue points at — its CPU-only queue, named after
+/// the project — when the project queues GPU work on this cluster (an allocation in a pool
+/// here).
 pub fn default_queue(cx: &Ctx<'_>, project: &str) -> Option<String> {
-    cx.index
-        .allocations
-        .get(project)?
-        .iter()
-        .find(|(pool, _)| cx.has_pool(pool))
-        .map(|(pool, _)| super::gpu::cluster_queue_name(project, pool))
+    (!gpu_queues(cx, project).is_empty()).then(|| project.to_owned())
 }
 
-fn per_user_policy(
+/// The LocalQueues of the project's GPU pools on this cluster (named after the pools).
+pub fn gpu_queues(cx: &Ctx<'_>, project: &str) -> Vec<String> {
+    let mut v: Vec<String> = cx
+        .index
+        .allocations
+        .get(project)
+        .into_iter()
+        .flatten()
+        .filter(|(pool, _)| cx.has_pool(pool))
+        .map(|(pool, _)| (*pool).to_owned())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Resources of pod templates and where their pod spec is, for admission policies: every
+/// built-in kind that creates pods, so a workload is refused when it is applied (not its pods
+/// later, out of sight).
+fn pod_rules() -> Vec<admission::NamedRuleWithOperations> {
+    let rule = |group: &str, resources: &[&str]| admission::NamedRuleWithOperations {
+        api_groups: Some(vec![group.to_owned()]),
+        api_versions: Some(vec!["v1".to_owned()]),
+        operations: Some(vec!["CREATE".to_owned(), "UPDATE".to_owned()]),
+        resources: Some(resources.iter().map(|r| (*r).to_owned()).collect()),
+        ..admission::NamedRuleWithOperations::default()
+    };
+    vec![
+        rule("", &["pods"]),
+        rule(
+            "apps",
+            &["deployments", "statefulsets", "daemonsets", "replicasets"],
+        ),
+        rule("batch", &["jobs", "cronjobs"]),
+    ]
+}
+
+/// The pod spec of any of [`pod_rules`]' kinds, as a CEL expression.
+const POD_SPEC: &str = "object.kind == 'Pod' ? object.spec : (object.kind == 'CronJob' ? object.spec.jobTemplate.spec.template.spec : object.spec.template.spec)";
+
+/// The cluster cannot serve admission policies (before 1.30): warn, at `field`.
+fn policies_unsupported(
     cx: &Ctx<'_>,
     p: &Object<ProjectSpec>,
-    pu: &crate::model::project::PerUserQuota,
+    what: &str,
+    field: &str,
+    sink: &mut Sink<'_>,
+) -> bool {
+    if cx.minor_version() >= 30 {
+        return false;
+    }
+    // `admissionregistration.k8s.io/v1` ValidatingAdmissionPolicy is served from 1.30.
+    sink.report(
+        crate::diag::Diagnostic::new(
+            crate::diag::Code::NotEnforced,
+            format!(
+                "{what} of project `{}` is not enforced on cluster `{}`: it runs Kubernetes {}, and admission policies need 1.30",
+                p.name(),
+                cx.cluster.name,
+                cx.cluster.kubernetes_version
+            ),
+        )
+        .at(p.at(field))
+        .hint("upgrade the cluster, or keep the project off it; per-user GPU queues still apply"),
+    );
+    true
+}
+
+/// The per-container cap of per-user quota: no container above what one user may hold. GPU
+/// limits per resource are those of the user's queues (the lower of the pool's `perUserGpu` and
+/// the project's `perUserQuota.gpu`; the highest over pools sharing a resource).
+fn container_cap_policy(
+    cx: &Ctx<'_>,
+    p: &Object<ProjectSpec>,
     origin: &Origin,
     sink: &mut Sink<'_>,
 ) {
     let ns = p.name();
-    if cx.minor_version() < 30 {
-        // `admissionregistration.k8s.io/v1` ValidatingAdmissionPolicy is served from 1.30.
-        sink.report(
-            crate::diag::Diagnostic::new(
-                crate::diag::Code::NotEnforced,
-                format!(
-                    "the per-user quota of project `{ns}` is not enforced on cluster `{}`: it runs Kubernetes {}, and admission policies need 1.30",
-                    cx.cluster.name, cx.cluster.kubernetes_version
-                ),
-            )
-            .at(p.at("spec.perUserQuota"))
-            .hint("upgrade the cluster, or keep the project off it; per-user GPU queues still apply"),
-        );
-        return;
+    let pu = p.spec.per_user_quota.as_ref();
+    let mut caps: Vec<(String, String)> = Vec::new();
+    if let Some(c) = pu.and_then(|u| u.cpu.as_ref()) {
+        caps.push(("cpu".to_owned(), c.to_string()));
     }
-    let mut checks = Vec::new();
-    let mut limit = |resource: &str, max: String| {
-        checks.push(admission::Validation {
-            expression: format!(
-                "(object.spec.containers + (has(object.spec.initContainers) ? object.spec.initContainers : [])).all(c, !has(c.resources) || !has(c.resources.requests) || !('{resource}' in c.resources.requests) || quantity(c.resources.requests['{resource}']).compareTo(quantity('{max}')) <= 0)"
-            ),
-            message: Some(format!("a container may request at most {max} of `{resource}`, the per-user quota of project `{ns}`")),
-            reason: Some("Forbidden".to_owned()),
-            message_expression: None,
-        });
-    };
-    if let Some(c) = &pu.cpu {
-        limit("cpu", c.to_string());
+    if let Some(m) = pu.and_then(|u| u.memory.as_ref()) {
+        caps.push(("memory".to_owned(), m.to_string()));
     }
-    if let Some(m) = &pu.memory {
-        limit("memory", m.to_string());
-    }
-    if let Some(g) = pu.gpu {
-        let mut resources: Vec<&str> = cx
-            .index
-            .allocations
-            .get(ns)
-            .into_iter()
-            .flatten()
-            .filter_map(|(pool, _)| cx.specs.gpu_quotas.get(*pool))
-            .map(|q| q.spec.pool.resource_name.as_str())
-            .collect();
-        resources.sort();
-        resources.dedup();
-        for r in resources {
-            limit(r, g.to_string());
+    let mut gpu: BTreeMap<&str, u32> = BTreeMap::new();
+    for (pool, _) in cx.index.allocations.get(ns).into_iter().flatten() {
+        if let Some(q) = cx.specs.gpu_quotas.get(*pool)
+            && let Some(limit) = super::gpu::per_user_limit(cx, &q.spec, ns)
+        {
+            let e = gpu.entry(q.spec.pool.resource_name.as_str()).or_insert(0);
+            *e = (*e).max(limit);
         }
     }
-    if checks.is_empty() {
+    caps.extend(gpu.into_iter().map(|(r, n)| (r.to_owned(), n.to_string())));
+    if caps.is_empty() {
         return;
     }
-    let name = format!("plinth-per-user-{ns}");
-    let mut meta = cx.meta(&name, None, Some(ns), p);
+    if policies_unsupported(cx, p, "the per-user quota", "spec.perUserQuota", sink) {
+        return;
+    }
+    let checks = caps
+        .iter()
+        .map(|(resource, max)| admission::Validation {
+            expression: format!(
+                "(variables.spec.containers + (has(variables.spec.initContainers) ? variables.spec.initContainers : [])).all(c, !has(c.resources) || !has(c.resources.requests) || !('{resource}' in c.resources.requests) || quantity(c.resources.requests['{resource}']).compareTo(quantity('{max}')) <= 0)"
+            ),
+            message: Some(format!("a container may request at most {max} of `{resource}`: no container may hold more than one user's quota in project `{ns}`")),
+            reason: Some("Forbidden".to_owned()),
+            message_expression: None,
+        })
+        .collect();
+    let name = format!("plinth-container-cap-{ns}");
+    push_policy(cx, p, &name, checks, Vec::new(), origin, sink);
+}
+
+/// Per-user LocalQueues are their user's: a policy refuses a workload naming one unless the
+/// request comes from that user (or from Kubernetes' own controllers creating pods from a
+/// template the user wrote). Checked when the object is created or its queue label changes.
+fn user_queue_policy(cx: &Ctx<'_>, p: &Object<ProjectSpec>, origin: &Origin, sink: &mut Sink<'_>) {
+    let ns = p.name();
+    let users = super::gpu::declared_users(cx, ns);
+    let mut owners: BTreeMap<String, String> = BTreeMap::new();
+    for (pool, _) in cx.index.allocations.get(ns).into_iter().flatten() {
+        let Some(q) = cx.specs.gpu_quotas.get(*pool) else {
+            continue;
+        };
+        if !cx.has_pool(pool) || super::gpu::per_user_limit(cx, &q.spec, ns).is_none() {
+            continue;
+        }
+        for u in &users {
+            owners.insert(
+                super::gpu::user_queue_name(pool, u),
+                format!("{}{u}", cx.platform.identity.user_prefix),
+            );
+        }
+    }
+    if owners.is_empty() || !cx.platform.backends.kueue {
+        return;
+    }
+    if policies_unsupported(
+        cx,
+        p,
+        "who may use the per-user queues",
+        "spec.perUserQuota",
+        sink,
+    ) {
+        return;
+    }
+    let cel = |s: &str| s.replace('\\', "\\\\").replace('\'', "\\'");
+    let map = owners
+        .iter()
+        .map(|(q, u)| format!("'{}': '{}'", cel(q), cel(u)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let label = super::rollout::QUEUE_LABEL;
+    let queue_of = |obj: &str| {
+        format!(
+            "({obj}.kind == 'CronJob' ? (has({obj}.spec.jobTemplate.metadata) && has({obj}.spec.jobTemplate.metadata.labels) && '{label}' in {obj}.spec.jobTemplate.metadata.labels ? {obj}.spec.jobTemplate.metadata.labels['{label}'] : '') : (has({obj}.metadata.labels) && '{label}' in {obj}.metadata.labels ? {obj}.metadata.labels['{label}'] : ''))"
+        )
+    };
+    let variables = vec![
+        admission::Variable {
+            name: "queue".to_owned(),
+            expression: queue_of("object"),
+        },
+        admission::Variable {
+            name: "owners".to_owned(),
+            expression: format!("{{{map}}}"),
+        },
+    ];
+    let checks = vec![admission::Validation {
+        expression: "!(variables.queue in variables.owners) || variables.owners[variables.queue] == request.userInfo.username".to_owned(),
+        message: None,
+        message_expression: Some(format!(
+            "'LocalQueue ' + variables.queue + ' of project {ns} belongs to ' + variables.owners[variables.queue] + ': only that user may queue work in it'"
+        )),
+        reason: Some("Forbidden".to_owned()),
+    }];
+    let conditions = vec![
+        admission::MatchCondition {
+            name: "not-a-pod-controller".to_owned(),
+            expression:
+                "!request.userInfo.username.startsWith('system:serviceaccount:kube-system:')"
+                    .to_owned(),
+        },
+        admission::MatchCondition {
+            name: "queue-set-or-changed".to_owned(),
+            expression: format!(
+                "request.operation == 'CREATE' || {} != {}",
+                queue_of("object"),
+                queue_of("oldObject")
+            ),
+        },
+    ];
+    let name = format!("plinth-user-queues-{ns}");
+    let mut pol = PolicyParts {
+        checks,
+        variables,
+        conditions,
+    };
+    push_policy_parts(cx, p, &name, &mut pol, origin, sink);
+}
+
+struct PolicyParts {
+    checks: Vec<admission::Validation>,
+    variables: Vec<admission::Variable>,
+    conditions: Vec<admission::MatchCondition>,
+}
+
+fn push_policy(
+    cx: &Ctx<'_>,
+    p: &Object<ProjectSpec>,
+    name: &str,
+    checks: Vec<admission::Validation>,
+    conditions: Vec<admission::MatchCondition>,
+    origin: &Origin,
+    sink: &mut Sink<'_>,
+) {
+    let mut parts = PolicyParts {
+        checks,
+        variables: vec![admission::Variable {
+            name: "spec".to_owned(),
+            expression: POD_SPEC.to_owned(),
+        }],
+        conditions,
+    };
+    push_policy_parts(cx, p, name, &mut parts, origin, sink);
+}
+
+/// A ValidatingAdmissionPolicy over [`pod_rules`] and its binding to the project namespace.
+fn push_policy_parts(
+    cx: &Ctx<'_>,
+    p: &Object<ProjectSpec>,
+    name: &str,
+    parts: &mut PolicyParts,
+    origin: &Origin,
+    sink: &mut Sink<'_>,
+) {
+    let ns = p.name();
+    let mut meta = cx.meta(name, None, Some(ns), p);
     meta.namespace = None;
     sink.push(
         origin,
@@ -422,16 +672,16 @@ fn per_user_policy(
             spec: Some(admission::ValidatingAdmissionPolicySpec {
                 failure_policy: Some("Fail".to_owned()),
                 match_constraints: Some(admission::MatchResources {
-                    resource_rules: Some(vec![admission::NamedRuleWithOperations {
-                        api_groups: Some(vec![String::new()]),
-                        api_versions: Some(vec!["v1".to_owned()]),
-                        operations: Some(vec!["CREATE".to_owned()]),
-                        resources: Some(vec!["pods".to_owned()]),
-                        ..admission::NamedRuleWithOperations::default()
-                    }]),
+                    resource_rules: Some(pod_rules()),
                     ..admission::MatchResources::default()
                 }),
-                validations: Some(checks),
+                match_conditions: if parts.conditions.is_empty() {
+                    None
+                } else {
+                    Some(std::mem::take(&mut parts.conditions))
+                },
+                variables: Some(std::mem::take(&mut parts.variables)),
+                validations: Some(std::mem::take(&mut parts.checks)),
                 ..admission::ValidatingAdmissionPolicySpec::default()
             }),
             ..admission::ValidatingAdmissionPolicy::default()
@@ -442,10 +692,10 @@ fn per_user_policy(
         admission::ValidatingAdmissionPolicyBinding {
             metadata: ObjectMeta {
                 namespace: None,
-                ..cx.meta(&name, None, Some(ns), p)
+                ..cx.meta(name, None, Some(ns), p)
             },
             spec: Some(admission::ValidatingAdmissionPolicyBindingSpec {
-                policy_name: Some(name.clone()),
+                policy_name: Some(name.to_owned()),
                 validation_actions: Some(vec!["Deny".to_owned()]),
                 match_resources: Some(admission::MatchResources {
                     namespace_selector: Some(LabelSelector {

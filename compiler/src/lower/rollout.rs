@@ -196,6 +196,8 @@ struct Sizing {
     tolerations: Vec<Toleration>,
     /// The Kueue LocalQueue (named after the pool) when a GPU pool is used.
     queue: Option<String>,
+    /// Its Kueue priority class (`spec.priorityClass`, else the pool's default).
+    priority_class: Option<String>,
 }
 
 struct Lowering<'a> {
@@ -380,6 +382,9 @@ impl<'a> Lowering<'a> {
         l.insert(PROJECT_LABEL.to_owned(), self.ns.to_owned());
         if let Some(q) = &self.sizing.queue {
             l.insert(QUEUE_LABEL.to_owned(), q.clone());
+        }
+        if let Some(pc) = &self.sizing.priority_class {
+            l.insert(super::gpu::PRIORITY_LABEL.to_owned(), pc.clone());
         }
         l
     }
@@ -762,10 +767,13 @@ impl<'a> Lowering<'a> {
             let name = self.deployment_name(v);
             let mut meta = self.meta(&name, v.name);
             if let Some(q) = &self.sizing.queue {
-                // Kueue's Deployment integration reads the queue from the Deployment's labels.
-                meta.labels
-                    .get_or_insert_with(BTreeMap::new)
-                    .insert(QUEUE_LABEL.to_owned(), q.clone());
+                // Kueue's Deployment integration reads the queue (and the priority class) from
+                // the Deployment's labels and copies them to the pod template.
+                let l = meta.labels.get_or_insert_with(BTreeMap::new);
+                l.insert(QUEUE_LABEL.to_owned(), q.clone());
+                if let Some(pc) = &self.sizing.priority_class {
+                    l.insert(super::gpu::PRIORITY_LABEL.to_owned(), pc.clone());
+                }
             }
             sink.push(
                 &v.origin,
@@ -1286,6 +1294,10 @@ fn sizing(cx: &Ctx<'_>, s: &ModelRolloutSpec) -> Sizing {
     let queue = pool
         .filter(|_| gpu > 0 && cx.platform.backends.kueue && quota.is_some())
         .map(str::to_owned);
+    let priority_class = quota
+        .filter(|_| queue.is_some())
+        .and_then(|q| q.spec.priority_class_for(s.priority_class.as_deref()))
+        .map(str::to_owned);
     Sizing {
         resources: ResourceRequirements {
             requests: non_empty(requests),
@@ -1295,6 +1307,7 @@ fn sizing(cx: &Ctx<'_>, s: &ModelRolloutSpec) -> Sizing {
         node_selector,
         tolerations: unique,
         queue,
+        priority_class,
     }
 }
 

@@ -17,6 +17,10 @@ pub struct AppSpec {
     /// Instance type for the app's workload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_type: Option<String>,
+    /// Kueue priority of the app's GPU workload (a `priorityClasses` entry of the instance
+    /// type's pool); the pool's `defaultPriorityClass` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class: Option<String>,
     /// Values for the template, checked against its schema when it ships one.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub values: BTreeMap<String, serde_json::Value>,

@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 use super::common::{InstanceType, TaintEffect};
 use super::quantity::Quantity;
 
+/// Names a pool may not have: `default` is each project's default Kueue queue and
+/// `plinth-cpu` the Kueue flavor of CPU-only work (pool names are queue and flavor names).
+pub const RESERVED_POOL_NAMES: [&str; 2] = ["default", "plinth-cpu"];
+
 /// A pool of GPUs and its allocations to projects.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -38,6 +42,34 @@ pub struct GpuQuotaSpec {
     /// Workload priority classes offered on this pool.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub priority_classes: Vec<PriorityClass>,
+    /// The priority class of the pool's workloads that name none (one of `priorityClasses`;
+    /// the lowest-valued one when absent). Every workload plinth queues carries a class, so
+    /// Kueue's priority preemption (`reclaimWithinCohort: LowerPriority`, …) can work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_priority_class: Option<String>,
+}
+
+impl GpuQuotaSpec {
+    /// GPUs of the pool in `cluster`: its entry of `capacityByCluster`, else `capacity`.
+    pub fn capacity_in(&self, cluster: &str) -> u32 {
+        self.pool
+            .capacity_by_cluster
+            .get(cluster)
+            .copied()
+            .unwrap_or(self.pool.capacity)
+    }
+
+    /// The class a workload gets: `explicit`, else the default, else the lowest-valued class.
+    pub fn priority_class_for<'a>(&'a self, explicit: Option<&'a str>) -> Option<&'a str> {
+        explicit
+            .or(self.default_priority_class.as_deref())
+            .or_else(|| {
+                self.priority_classes
+                    .iter()
+                    .min_by_key(|c| (c.value, &c.name))
+                    .map(|c| c.name.as_str())
+            })
+    }
 }
 
 /// GPU hardware of a pool.
@@ -58,9 +90,14 @@ pub struct GpuPool {
     /// Taints on the pool's nodes; workloads get matching tolerations.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub taints: Vec<Taint>,
-    /// GPUs (or MIG slices) in the pool, in each cluster that lists the pool in its `gpuPools`
-    /// (allocations, too, apply per cluster).
+    /// GPUs (or MIG slices) of the pool **in each cluster** that lists the pool in its
+    /// `gpuPools` (`capacityByCluster` overrides it per cluster). Allocations apply per cluster
+    /// too: a project gets its allocation in every cluster it lives on, and the allocations of
+    /// a cluster's projects must fit that cluster's capacity.
     pub capacity: u32,
+    /// GPUs of the pool in particular clusters, where they differ from `capacity`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub capacity_by_cluster: BTreeMap<String, u32>,
     /// GPUs (or MIG slices) on one node.
     #[schemars(range(min = 1))]
     pub gpus_per_node: u32,

@@ -25,6 +25,10 @@ pub struct ModelRolloutSpec {
     /// Resources, when no instance type is named.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
+    /// Kueue priority of the model's pods (a `priorityClasses` entry of its GPU pool); the
+    /// pool's `defaultPriorityClass` when absent. Only for models on a GPU pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class: Option<String>,
     /// GPU pool (`GpuQuota` name) for `resources.gpu`; implied by a GPU instance type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_quota: Option<String>,

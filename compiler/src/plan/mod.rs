@@ -842,6 +842,15 @@ fn immutable_fields(kind: &str) -> &'static [&'static str] {
     }
 }
 
+/// The Cohort holding a pool's unallocated GPUs (annotated `plinth.dev/spare`).
+fn is_spare_cohort(m: &Manifest) -> bool {
+    m.key.kind == "Cohort"
+        && m.object
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get("plinth.dev/spare"))
+            .is_some()
+}
+
 /// Quota fields where a lower value takes capacity away.
 fn is_quota_field(kind: &str, path: &str) -> bool {
     match kind {
@@ -957,6 +966,20 @@ fn classify(
                         format!("`{imm}` cannot change in place: the object is replaced"),
                         &mut risk,
                     );
+                } else if is_quota_field(&key.kind, &f.path)
+                    && (base.or(head)).is_some_and(is_spare_cohort)
+                {
+                    // A pool's spare GPUs (the Cohort plinth keeps the unallocated rest in):
+                    // less of it is less to borrow, no promise taken back.
+                    if let (Some(b), Some(a)) = (&f.before, &f.after)
+                        && lower_quantity(b, a)
+                    {
+                        raise(
+                            Risk::Disruptive,
+                            format!("less spare capacity to borrow (`{}` {b} → {a})", f.path),
+                            &mut risk,
+                        );
+                    }
                 } else if is_quota_field(&key.kind, &f.path) {
                     // A removed borrowing limit means unlimited borrowing: not a loss.
                     match (&f.before, &f.after) {

@@ -113,8 +113,21 @@ pub struct ResourceQuota {
 pub struct ClusterQueuePreemption {
     #[schemars(extend("enum" = ["Never", "LowerPriority", "Any"]))]
     pub reclaim_within_cohort: String,
+    /// Whether a workload that must borrow may preempt lower-priority workloads elsewhere in
+    /// the cohort (Kueue allows it only when `reclaimWithinCohort` is not `Never`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub borrow_within_cohort: Option<BorrowWithinCohort>,
     #[schemars(extend("enum" = ["Never", "LowerPriority", "LowerOrNewerEqualPriority"]))]
     pub within_cluster_queue: String,
+}
+
+/// Kueue `preemption.borrowWithinCohort`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct BorrowWithinCohort {
+    #[schemars(extend("enum" = ["Never", "LowerPriority"]))]
+    pub policy: String,
 }
 
 /// Kueue LocalQueue.
