@@ -299,4 +299,18 @@ mod tests {
         let e = Desired::from_files(&l, |_| Ok(other.clone())).unwrap_err();
         assert!(e.to_string().contains("the lock file says"), "{e}");
     }
+
+    #[test]
+    fn a_tree_file_expanding_by_aliases_is_refused() {
+        let big = "x".repeat(256 * 1024);
+        let mut text = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: x\ndata:\n  a: &s \"{big}\"\n"
+        );
+        for i in 0..100 {
+            text.push_str(&format!("  k{i}: *s\n"));
+        }
+        let l = lock("0000", "x/configmap-c.yaml");
+        let err = Desired::from_files(&l, |_| Ok(text.clone())).unwrap_err();
+        assert!(err.to_string().contains("aliases add more than"), "{err}");
+    }
 }

@@ -1,9 +1,10 @@
 //! YAML text to [`Node`] trees, with limits against hostile input.
 //!
 //! Built on the `saphyr-parser` event stream rather than a DOM crate so that every node keeps
-//! its span, duplicate keys are caught with both positions, and alias expansion, node count and
-//! nesting depth are bounded while building (a billion-laughs document or 10,000 nested lists
-//! ends in a diagnostic, not in memory exhaustion or a stack overflow). Scalars are resolved
+//! its span, duplicate keys are caught with both positions, and alias expansion (in nodes *and*
+//! in bytes of text), node count and nesting depth are bounded while building (a
+//! billion-laughs document, a long scalar aliased a thousand times or 10,000 nested lists ends
+//! in a diagnostic, not in memory exhaustion or a stack overflow). Scalars are resolved
 //! with the YAML 1.2 core schema, as Kubernetes' own YAML 1.2 readers do.
 
 use std::collections::HashMap;
@@ -21,6 +22,9 @@ pub struct YamlLimits {
     pub max_depth: usize,
     /// Most nodes in one file, counting every node an alias expands to.
     pub max_nodes: usize,
+    /// Most bytes of text (keys and scalars) aliases may add to a file beyond its own length:
+    /// what the file expands to stays within its length plus this.
+    pub max_alias_bytes: usize,
 }
 
 impl Default for YamlLimits {
@@ -28,6 +32,7 @@ impl Default for YamlLimits {
         YamlLimits {
             max_depth: 64,
             max_nodes: 1_000_000,
+            max_alias_bytes: 1024 * 1024,
         }
     }
 }
@@ -55,6 +60,8 @@ pub fn parse_documents(
         limits,
         diags: Vec::new(),
         nodes: 0,
+        bytes: 0,
+        max_bytes: text.len().saturating_add(limits.max_alias_bytes),
         anchors: HashMap::new(),
         stack: Vec::new(),
     };
@@ -167,8 +174,11 @@ struct Builder<'a> {
     limits: YamlLimits,
     diags: Vec<Diagnostic>,
     nodes: usize,
-    /// anchor id → (node, its node count)
-    anchors: HashMap<usize, (Node, usize)>,
+    /// Bytes of keys and scalars built so far, aliases expanded.
+    bytes: usize,
+    max_bytes: usize,
+    /// anchor id → (node, its node count, its bytes)
+    anchors: HashMap<usize, (Node, usize, usize)>,
     stack: Vec<Frame>,
 }
 
@@ -185,11 +195,19 @@ fn node_span(s: YSpan) -> NodeSpan {
     }
 }
 
-fn count(n: &Node) -> usize {
+/// Nodes and bytes of text (keys and scalars) in a tree.
+fn size(n: &Node) -> (usize, usize) {
     match &n.value {
-        NodeValue::Seq(items) => 1 + items.iter().map(count).sum::<usize>(),
-        NodeValue::Map(es) => 1 + es.iter().map(|e| count(&e.value)).sum::<usize>(),
-        _ => 1,
+        NodeValue::Seq(items) => items
+            .iter()
+            .map(size)
+            .fold((1, 0), |a, b| (a.0 + b.0, a.1 + b.1)),
+        NodeValue::Map(es) => es.iter().fold((1, 0), |a, e| {
+            let (n, b) = size(&e.value);
+            (a.0 + n, a.1 + b + e.key.len())
+        }),
+        NodeValue::Str(s) => (1, s.len()),
+        _ => (1, 8),
     }
 }
 
@@ -198,8 +216,22 @@ impl Builder<'_> {
         Span::new(self.file.clone(), s.start, s.end)
     }
 
-    fn budget(&mut self, n: usize, at: NodeSpan) -> Result<(), Box<Diagnostic>> {
+    fn budget(&mut self, n: usize, bytes: usize, at: NodeSpan) -> Result<(), Box<Diagnostic>> {
         self.nodes += n;
+        self.bytes = self.bytes.saturating_add(bytes);
+        if self.bytes > self.max_bytes {
+            return Err(Box::new(
+                Diagnostic::new(
+                    Code::YamlTooLarge,
+                    format!(
+                        "the document expands to more than {} bytes of text: aliases add more than {} bytes to the file",
+                        self.max_bytes, self.limits.max_alias_bytes
+                    ),
+                )
+                .at(Label::new(self.span(at)))
+                .hint("an alias repeats everything its anchor holds; write the values out, or repeat less"),
+            ));
+        }
         if self.nodes > self.limits.max_nodes {
             return Err(Box::new(
                 Diagnostic::new(
@@ -217,16 +249,16 @@ impl Builder<'_> {
         let sp = node_span(span);
         match ev {
             Event::Scalar(text, style, anchor, tag) => {
-                self.budget(1, sp)?;
+                self.budget(1, text.len(), sp)?;
                 let value = self.scalar(&text, style, tag.as_deref(), sp);
                 let node = Node { value, span: sp };
                 if anchor > 0 {
-                    self.anchors.insert(anchor, (node.clone(), 1));
+                    self.anchors.insert(anchor, (node.clone(), 1, text.len()));
                 }
                 self.push(node, true)
             }
             Event::Alias(id) => {
-                let Some((node, size)) = self.anchors.get(&id).cloned() else {
+                let Some(&(_, nodes, bytes)) = self.anchors.get(&id) else {
                     return Err(Box::new(
                         Diagnostic::new(
                             Code::UnknownAnchor,
@@ -236,12 +268,14 @@ impl Builder<'_> {
                         .hint("define the anchor with `&name` before using `*name`"),
                     ));
                 };
-                self.budget(size, sp)?;
+                // Charge before copying: a refused alias costs nothing.
+                self.budget(nodes, bytes, sp)?;
+                let node = self.anchors[&id].0.clone();
                 self.push(node, false)
             }
             Event::SequenceStart(anchor, tag) => {
                 self.check_collection_tag(tag.as_deref(), "seq", sp);
-                self.budget(1, sp)?;
+                self.budget(1, 0, sp)?;
                 self.open(
                     Frame::Seq {
                         anchor,
@@ -253,7 +287,7 @@ impl Builder<'_> {
             }
             Event::MappingStart(anchor, tag) => {
                 self.check_collection_tag(tag.as_deref(), "map", sp);
-                self.budget(1, sp)?;
+                self.budget(1, 0, sp)?;
                 self.open(
                     Frame::Map {
                         anchor,
@@ -296,8 +330,8 @@ impl Builder<'_> {
                     ),
                 };
                 if anchor > 0 {
-                    let size = count(&node);
-                    self.anchors.insert(anchor, (node.clone(), size));
+                    let (nodes, bytes) = size(&node);
+                    self.anchors.insert(anchor, (node.clone(), nodes, bytes));
                 }
                 self.push(node, false)
             }
