@@ -182,6 +182,9 @@ pub struct PolicyArgs {
     /// Longest one rule may run on one input, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     pub policy_timeout_ms: u64,
+    /// Longest all policy evaluations of the run may take together, in milliseconds.
+    #[arg(long, default_value_t = 60_000)]
+    pub policy_budget_ms: u64,
     /// Most memory one rule may use on one input, in MiB.
     #[arg(long, default_value_t = 512)]
     pub policy_memory_mb: u64,
@@ -203,6 +206,7 @@ impl PolicyArgs {
                 all_namespaces: self.all_namespaces,
                 rego_v0: self.rego_v0,
                 timeout: std::time::Duration::from_millis(self.policy_timeout_ms),
+                budget: std::time::Duration::from_millis(self.policy_budget_ms),
                 memory: self.policy_memory_mb * 1024 * 1024,
             },
             default_library: !self.no_default_policies,

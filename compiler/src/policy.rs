@@ -48,6 +48,8 @@ pub struct PolicyOptions {
     pub rego_v0: bool,
     /// Longest one evaluation may take.
     pub timeout: Duration,
+    /// Longest all evaluations of one run may take together (every rule on every input).
+    pub budget: Duration,
     /// Most memory one evaluation may add to the process, in bytes.
     pub memory: u64,
 }
@@ -59,9 +61,23 @@ impl Default for PolicyOptions {
             all_namespaces: false,
             rego_v0: false,
             timeout: Duration::from_secs(2),
+            budget: Duration::from_secs(60),
             memory: 512 * 1024 * 1024,
         }
     }
+}
+
+/// What the evaluations of one run share: the deadline of the run's budget, and the rules that
+/// failed (stopped by a limit): those are reported once and not evaluated again, so one looping
+/// rule costs one timeout, not one per input.
+#[derive(Debug)]
+struct RunState {
+    budget: Duration,
+    deadline: std::time::Instant,
+    /// The budget ran out (reported once).
+    exhausted: std::sync::atomic::AtomicBool,
+    /// `package.rule` of rules stopped by a limit.
+    broken: std::sync::Mutex<BTreeSet<String>>,
 }
 
 /// Bytes the process has allocated (through regorus' accounting allocator).
@@ -167,6 +183,7 @@ pub struct Engine {
     timeout: Duration,
     /// Per input kind, the rules (indices, grouped by package) that can fire on it.
     by_kind: std::sync::Arc<std::sync::Mutex<BTreeMap<String, RuleGroups>>>,
+    run: std::sync::Arc<RunState>,
 }
 
 /// Rule indices grouped by package.
@@ -364,7 +381,38 @@ impl Engine {
             exception_packages,
             timeout: opts.timeout,
             by_kind: Default::default(),
+            run: std::sync::Arc::new(RunState {
+                budget: opts.budget,
+                deadline: std::time::Instant::now() + opts.budget,
+                exhausted: std::sync::atomic::AtomicBool::new(false),
+                broken: std::sync::Mutex::new(BTreeSet::new()),
+            }),
         }
+    }
+
+    /// Whether the run's budget is spent (the first to notice reports it, at `rule`).
+    fn out_of_budget(&self, rule: &Rule, diags: &mut Diagnostics) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.run.exhausted.load(Ordering::Relaxed) {
+            return true;
+        }
+        if std::time::Instant::now() < self.run.deadline {
+            return false;
+        }
+        if !self.run.exhausted.swap(true, Ordering::Relaxed) {
+            diags.push(
+                Diagnostic::new(
+                    Code::PolicyFailed,
+                    format!(
+                        "policies took longer than their budget of {:?} for this run; evaluation stopped at rule `{}`, and the inputs left were not checked",
+                        self.run.budget, rule.name
+                    ),
+                )
+                .at(policy_label(&rule.file, Pos::new(rule.line, 1)))
+                .hint("make the slow rules cheaper (a rule is evaluated once per input), or raise `--policy-budget-ms`; a run out of budget never passes"),
+            );
+        }
+        true
     }
 
     /// The rules that can fire on an input of `kind`, grouped by package (memoised).
@@ -418,8 +466,14 @@ impl Engine {
             .and_then(Value::as_str)
             .unwrap_or_default();
         let groups = self.applicable(kind);
-        if groups.is_empty() {
-            // No rule can fire on this kind of input: nothing to evaluate.
+        if groups.is_empty()
+            || self
+                .run
+                .exhausted
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            // No rule can fire on this kind of input, or the budget is spent: nothing to
+            // evaluate.
             return;
         }
         self.engine.set_input(regorus::Value::from(input.clone()));
@@ -451,6 +505,19 @@ impl Engine {
             if !rule.suffix().is_empty() && exceptions.contains(rule.suffix()) {
                 continue;
             }
+            let id = format!("{}.{}", rule.package, rule.name);
+            if self
+                .run
+                .broken
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(&id)
+            {
+                continue;
+            }
+            if self.out_of_budget(rule, diags) {
+                return;
+            }
             let started = std::time::Instant::now();
             match self
                 .engine
@@ -468,6 +535,17 @@ impl Engine {
                         || msg.contains("time limit")
                         || msg.contains("TimeLimit");
                     let out_of_memory = msg.contains("memory limit") || msg.contains("MemoryLimit");
+                    if (timed_out || out_of_memory)
+                        && !self
+                            .run
+                            .broken
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .insert(id.clone())
+                    {
+                        // Another input found it first and reported it.
+                        continue;
+                    }
                     diags.push(
                         Diagnostic::new(
                             Code::PolicyFailed,
@@ -478,7 +556,7 @@ impl Engine {
                                 )
                             } else if timed_out {
                                 format!(
-                                    "rule `{}` took longer than {:?} and was stopped",
+                                    "rule `{}` took longer than {:?} and was stopped; it is not evaluated on the other inputs",
                                     rule.name, self.timeout
                                 )
                             } else {

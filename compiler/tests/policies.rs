@@ -498,3 +498,93 @@ fn sarif_and_junit_outputs_are_well_formed() {
         );
     }
 }
+
+/// A platform of `n` small projects.
+fn many_projects(dir: &Path, n: usize) {
+    write(
+        dir,
+        "plinth.yaml",
+        "apiVersion: plinth.dev/v1alpha1\nkind: Platform\nmetadata:\n  name: acme\nspec:\n  clusters:\n    - name: prod\n      kubernetesVersion: \"1.32\"\n      provider: onPrem\n",
+    );
+    for i in 0..n {
+        write(
+            dir,
+            &format!("p{i}.yaml"),
+            &format!(
+                "apiVersion: plinth.dev/v1alpha1\nkind: Project\nmetadata:\n  name: p{i}\nspec:\n  owners: [a@acme.example, b@acme.example]\n"
+            ),
+        );
+    }
+}
+
+#[test]
+fn a_runaway_rule_costs_one_timeout_and_a_run_has_a_total_budget() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let repo = tmp.path().join("repo");
+    many_projects(&repo, 20);
+    let pol = tmp.path().join("pol");
+    write(
+        &pol,
+        "loop.rego",
+        "package main\n\ndeny_loop contains \"loop\" if {\n  count([1 | some i in numbers.range(1, 4000); some j in numbers.range(1, 4000); i != j]) < 0\n}\n",
+    );
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "check",
+            repo.to_str().expect("utf-8"),
+            "--no-default-policies",
+            "--policy",
+            pol.to_str().expect("utf-8"),
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let (code, out, err) = plinth(&args, tmp.path());
+        assert_eq!(code, 1, "{out}{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+        v["diagnostics"].as_array().expect("array").clone()
+    };
+    // Every input would run the loop: it is stopped once and then skipped, not 20 times.
+    let diags = run(&["--policy-timeout-ms", "100"]);
+    let stopped: Vec<&serde_json::Value> = diags
+        .iter()
+        .filter(|d| {
+            d["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("deny_loop") && m.contains("was stopped"))
+        })
+        .collect();
+    assert!(
+        !stopped.is_empty() && stopped.len() <= 2,
+        "one report per engine that met it first: {diags:#?}"
+    );
+    assert!(
+        stopped[0]["location"]["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("loop.rego")),
+        "{:#}",
+        stopped[0]
+    );
+    // A run whose budget is spent stops with a located error naming the rule.
+    let diags = run(&["--policy-timeout-ms", "5000", "--policy-budget-ms", "1"]);
+    let budget = diags
+        .iter()
+        .find(|d| {
+            d["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("longer than their budget"))
+        })
+        .unwrap_or_else(|| panic!("{diags:#?}"));
+    assert!(
+        budget["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("rule `deny_loop`")),
+        "{budget}"
+    );
+    assert!(
+        budget["location"]["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("loop.rego")),
+        "{budget}"
+    );
+}
