@@ -229,7 +229,7 @@ fn typed<S: DeserializeOwned>(
     json: serde_json::Value,
     diags: &mut Diagnostics,
 ) -> Option<Object<S>> {
-    match serde_json::from_value::<Envelope<S>>(json) {
+    match serde_path_to_error::deserialize::<_, Envelope<S>>(json) {
         Ok(env) => {
             let name = &env.metadata.name;
             if !is_dns_label(name) {
@@ -247,12 +247,26 @@ fn typed<S: DeserializeOwned>(
         }
         Err(e) => {
             // The schema accepted the document, so this is a value serde is stricter about
-            // (an integer out of range).
-            diags.push(
-                Diagnostic::new(Code::WrongType, format!("invalid value: {e}"))
-                    .at(doc.label(&FieldPath::parse("spec")))
+            // (an integer out of range, a quantity too large to compute with): say where.
+            let mut at = FieldPath::root();
+            for seg in e.path().iter() {
+                at = match seg {
+                    serde_path_to_error::Segment::Seq { index } => at.index(*index),
+                    serde_path_to_error::Segment::Map { key } => at.key(key.clone()),
+                    serde_path_to_error::Segment::Enum { .. }
+                    | serde_path_to_error::Segment::Unknown => at,
+                };
+            }
+            let inner = e.into_inner().to_string();
+            let d = match inner.strip_prefix("quantity: ") {
+                Some(why) => Diagnostic::new(Code::InvalidQuantity, why.to_owned())
+                    .at(doc.label(&at))
+                    .hint("quantities are at most 2^63 - 1 units (`9223372036854775807`); write the amount you mean, with a suffix (`64Gi`, `2Ti`)"),
+                None => Diagnostic::new(Code::WrongType, format!("invalid value at `{at}`: {inner}"))
+                    .at(doc.label(&at))
                     .hint("check that numbers fit their field (GPU counts and replicas are whole, non-negative numbers)"),
-            );
+            };
+            diags.push(d);
             None
         }
     }

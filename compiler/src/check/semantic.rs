@@ -407,8 +407,8 @@ impl<'a> Cx<'a> {
                             })
                     })
                     .collect();
-                let total: u32 = allocations.iter().map(|(_, n)| n).sum();
-                if g > total {
+                let total: u64 = allocations.iter().map(|(_, n)| u64::from(*n)).sum();
+                if u64::from(g) > total {
                     let mut diag = Diagnostic::new(
                         Code::PerUserAboveProject,
                         format!("per-user GPU quota {g} is above the {total} GPU(s) the project is allocated"),
@@ -1199,7 +1199,7 @@ impl<'a> Cx<'a> {
         d: &mut Diagnostics,
     ) {
         let s = &r.spec;
-        let sum: u32 = t.versions.iter().map(|v| v.weight).sum();
+        let sum: u64 = t.versions.iter().map(|v| u64::from(v.weight)).sum();
         if sum != 100 {
             let mut diag = Diagnostic::new(
                 Code::TrafficWeights,

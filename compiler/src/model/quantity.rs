@@ -37,6 +37,60 @@ impl fmt::Display for Quantity {
     }
 }
 
+/// The largest quantity plinth accepts, in units: Kubernetes' own bound for the quantities it
+/// computes with (2^63 - 1), far above any real CPU, memory or storage amount.
+pub const MAX_UNITS: i128 = i64::MAX as i128;
+
+/// Why a quantity is refused, if it is: it does not follow the grammar, or it is larger than
+/// [`MAX_UNITS`] (so no check ever counts an overflowing amount as zero).
+pub fn problem(s: &str) -> Option<String> {
+    match parse_nanos(s) {
+        None if grammatical(s) => Some(format!(
+            "`{s}` is out of range for a quantity (at most {MAX_UNITS} units)"
+        )),
+        None => Some(format!("`{s}` is not a valid quantity")),
+        Some(n) if n > MAX_UNITS * 1_000_000_000 => Some(format!(
+            "`{s}` is out of range for a quantity (at most {MAX_UNITS} units)"
+        )),
+        Some(_) => None,
+    }
+}
+
+/// Whether `s` follows the quantity grammar (whatever its size).
+fn grammatical(s: &str) -> bool {
+    let s = s.strip_prefix('+').unwrap_or(s);
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, suffix) = s.split_at(split);
+    let number_ok = !num.is_empty() && num != "." && num.matches('.').count() <= 1;
+    let suffix_ok = matches!(
+        suffix,
+        "" | "n"
+            | "u"
+            | "m"
+            | "k"
+            | "M"
+            | "G"
+            | "T"
+            | "P"
+            | "E"
+            | "Ki"
+            | "Mi"
+            | "Gi"
+            | "Ti"
+            | "Pi"
+            | "Ei"
+    ) || (suffix.len() > 1
+        && suffix.starts_with(['e', 'E'])
+        && suffix[1..]
+            .strip_prefix(['+', '-'])
+            .unwrap_or(&suffix[1..])
+            .chars()
+            .all(|c| c.is_ascii_digit()));
+    number_ok && suffix_ok
+}
+
 /// Parse a quantity into nano-units; `None` if it does not follow the grammar or overflows.
 pub fn parse_nanos(s: &str) -> Option<i128> {
     let s = s.strip_prefix('+').unwrap_or(s);
@@ -109,8 +163,14 @@ impl<'de> Deserialize<'de> for Quantity {
         let s = match Raw::deserialize(d)? {
             Raw::S(s) => s,
             Raw::I(i) => i.to_string(),
-            Raw::F(f) => f.to_string(),
+            Raw::F(f) if f.is_finite() && f >= 0.0 && f.fract() == 0.0 && f < 1e19 => {
+                format!("{f:.0}")
+            }
+            Raw::F(f) => format!("{f:e}"),
         };
+        if let Some(why) = problem(&s) {
+            return Err(serde::de::Error::custom(format!("quantity: {why}")));
+        }
         Ok(Quantity(s))
     }
 }
