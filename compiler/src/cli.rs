@@ -266,6 +266,10 @@ pub struct ReportArgs {
     /// When to colour human output (`NO_COLOR` is honoured under `auto`).
     #[arg(long, value_enum, default_value_t = Color::Auto)]
     pub color: Color,
+    /// Show at most this many diagnostics (the rest are counted in a summary line); 0 shows
+    /// them all.
+    #[arg(long, default_value_t = 500, value_name = "N")]
+    pub max_diagnostics: usize,
 }
 
 /// Limits against hostile repositories.
@@ -451,7 +455,9 @@ pub fn exit_code(diags: &[Diagnostic], strict: bool) -> u8 {
     u8::from(failing)
 }
 
-/// Write diagnostics in the chosen format.
+/// Write diagnostics in the chosen format: at most `--max-diagnostics` of them (sorted, so the
+/// first files' come first), then a line counting the rest; totals and the exit code always
+/// count them all.
 pub fn report(
     diags: &[Diagnostic],
     snapshot: &crate::load::Snapshot,
@@ -460,9 +466,36 @@ pub fn report(
     out: &mut dyn Write,
     terminal: bool,
 ) -> std::io::Result<()> {
+    let cap = if args.max_diagnostics == 0 {
+        diags.len()
+    } else {
+        args.max_diagnostics.min(diags.len())
+    };
+    let (shown, rest) = diags.split_at(cap);
+    let omitted = (!rest.is_empty()).then(|| {
+        format!(
+            "{} more diagnostic{} not shown ({}); `--max-diagnostics 0` shows them all",
+            rest.len(),
+            if rest.len() == 1 { "" } else { "s" },
+            render::summary(rest)
+        )
+    });
+    // Formats for tools carry the count as a note of their own.
+    let mut with_note: Vec<Diagnostic>;
+    let for_tools: &[Diagnostic] = match &omitted {
+        Some(m) => {
+            with_note = shown.to_vec();
+            with_note.push(Diagnostic::new(crate::diag::Code::Omitted, m.clone()));
+            &with_note
+        }
+        None => shown,
+    };
     let text = match args.format {
         Format::Human => {
-            let mut s = render::human(diags, snapshot, paths, use_color(args.color, terminal));
+            let mut s = render::human(shown, snapshot, paths, use_color(args.color, terminal));
+            if let Some(m) = &omitted {
+                s.push_str(&format!("… {m}\n"));
+            }
             let n = snapshot.files.len();
             let files = format!("{n} file{}", if n == 1 { "" } else { "s" });
             s.push_str(&if diags.is_empty() {
@@ -472,11 +505,30 @@ pub fn report(
             });
             s
         }
-        Format::Concise => render::concise(diags, paths),
-        Format::Json => render::json(diags, paths),
-        Format::Github => render::github(diags, paths),
-        Format::Sarif => render::sarif(diags, paths),
-        Format::Junit => render::junit(diags, paths),
+        Format::Concise => {
+            let mut s = render::concise(shown, paths);
+            if let Some(m) = &omitted {
+                s.push_str(&format!("… {m}\n"));
+            }
+            s
+        }
+        Format::Json => {
+            let mut v: serde_json::Value =
+                serde_json::from_str(&render::json(shown, paths)).unwrap_or_default();
+            let count =
+                |sev: crate::diag::Severity| diags.iter().filter(|d| d.severity == sev).count();
+            v["summary"]["errors"] = count(crate::diag::Severity::Error).into();
+            v["summary"]["warnings"] = count(crate::diag::Severity::Warning).into();
+            if !rest.is_empty() {
+                v["summary"]["omitted"] = rest.len().into();
+            }
+            let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
+            s.push('\n');
+            s
+        }
+        Format::Github => render::github(for_tools, paths),
+        Format::Sarif => render::sarif(for_tools, paths),
+        Format::Junit => render::junit(for_tools, paths),
     };
     out.write_all(text.as_bytes())?;
     out.flush()
@@ -509,19 +561,19 @@ fn build(
         format: Format::Human,
         strict: args.strict,
         color: args.color,
+        max_diagnostics: 500,
     };
     let code = exit_code(&diags, args.strict);
     if !diags.is_empty() {
-        let text = render::human(
+        report(
             &diags,
             &built.checked.snapshot,
             &paths,
-            use_color(args.color, terminal),
-        );
-        err.write_all(text.as_bytes())?;
-        writeln!(err, "{}", render::summary(&diags))?;
+            &report_args,
+            err,
+            terminal,
+        )?;
     }
-    let _ = report_args;
     let Some(lowered) = built.lowered.filter(|_| code == 0) else {
         writeln!(err, "error: build stopped; nothing was written")?;
         return Ok(1);

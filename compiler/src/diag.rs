@@ -272,6 +272,8 @@ codes! {
     // --- internal (I) ---
     /// plinth produced something it should not have; a bug.
     Internal = "I001", "internal-error", Error;
+    /// More diagnostics than `--max-diagnostics` were found; the rest are counted, not shown.
+    Omitted = "I002", "diagnostics-omitted", Note;
 }
 
 impl fmt::Display for Code {

@@ -114,6 +114,16 @@ pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &O
         clock = std::time::Instant::now();
     };
     opts.stage("parsing");
+    if snapshot.with_role(load::FileRole::Spec).next().is_none() {
+        // Nothing to read is never a clean platform: it is the wrong directory.
+        diagnostics.push(
+            diag::Diagnostic::new(
+                diag::Code::PlatformCount,
+                "the repository holds no spec files, so no `Platform`",
+            )
+            .hint("run plinth in the platform repository or name it (`plinth check PATH`); specs are `.yaml`/`.yml` files with `kind: Platform`, `Project`, …"),
+        );
+    }
     let (docs, d) = parse::parse(&snapshot, opts.yaml);
     diagnostics.extend(d);
     lap("parse", &mut timings);

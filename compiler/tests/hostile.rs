@@ -108,3 +108,32 @@ fn a_template_whose_output_aliases_a_long_scalar_is_refused_in_bounded_memory() 
         "{out}{err}"
     );
 }
+
+#[test]
+fn a_flood_of_bad_files_prints_a_bounded_report_with_a_count() {
+    let mut files = vec![("plinth.yaml", PLATFORM.to_owned())];
+    let names: Vec<String> = (0..1_200).map(|i| format!("bad/f{i:05}.yaml")).collect();
+    for (i, n) in names.iter().enumerate() {
+        files.push((
+            n.as_str(),
+            format!("apiVersion: plinth.dev/v1alpha1\nkind: Project\nmetadata:\n  name: p{i}\nspec:\n  ownerz: []\n"),
+        ));
+    }
+    let dir = repo(&files);
+    for format in ["human", "json"] {
+        let (code, out, err) = plinth_bounded(dir.path(), &["check", ".", "--format", format]);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(out.len() < 512 * 1024, "{format}: {} bytes", out.len());
+        match format {
+            "json" => {
+                let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+                assert_eq!(v["diagnostics"].as_array().unwrap().len(), 500);
+                assert_eq!(v["summary"]["errors"], 1_200, "totals count everything");
+                assert_eq!(v["summary"]["omitted"], 1_900);
+            }
+            _ => assert!(out.contains("more diagnostics not shown"), "{format}"),
+        }
+    }
+    let (_, out, _) = plinth_bounded(dir.path(), &["check", ".", "--max-diagnostics", "0"]);
+    assert!(!out.contains("not shown"));
+}
