@@ -281,6 +281,9 @@ pub struct LimitArgs {
     /// Most platform files read.
     #[arg(long, default_value_t = Limits::default().max_files)]
     pub max_files: usize,
+    /// Deepest directory nesting read (deeper files are an error, not skipped silently).
+    #[arg(long, default_value_t = Limits::default().max_dir_depth)]
+    pub max_dir_depth: usize,
 }
 
 impl LimitArgs {
@@ -289,7 +292,7 @@ impl LimitArgs {
             limits: Limits {
                 max_file_size: self.max_file_size,
                 max_files: self.max_files,
-                ..Limits::default()
+                max_dir_depth: self.max_dir_depth,
             },
             ..Options::default()
         }

@@ -149,6 +149,10 @@ codes! {
     EmptyFile = "L006", "empty-file", Error;
     /// A path component is not allowed (control characters, not UTF-8).
     BadPath = "L007", "bad-path", Error;
+    /// Files below the directory depth limit are not read.
+    TooDeep = "L008", "directory-too-deep", Error;
+    /// A directory holding a `.plinth-output` marker is build output, not read.
+    OutputSkipped = "L009", "output-directory-skipped", Note;
 
     // --- YAML (Y) ---
     /// The YAML scanner or parser rejected the text.
@@ -265,6 +269,9 @@ codes! {
     UnusedDataset = "W001", "unused-dataset", Warning;
     /// A project without owners.
     NoOwners = "W002", "no-owners", Warning;
+    /// A name with invisible or look-alike characters (zero-width, bidi controls, mixed
+    /// scripts): it may not be who or what it seems.
+    SuspiciousText = "W005", "suspicious-characters", Warning;
     /// A setting a cluster cannot enforce (too old a Kubernetes), or that would not do what
     /// it says (so it is not emitted).
     NotEnforced = "W004", "not-enforced", Warning;

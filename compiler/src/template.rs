@@ -275,6 +275,40 @@ fn environment(
         Err(Error::new(ErrorKind::InvalidOperation, msg))
     });
     env.add_filter("to_yaml", to_yaml_filter);
+    // Built-ins that serialise or join a whole value: charged like `to_yaml` first.
+    env.add_filter(
+        "tojson",
+        |state: &minijinja::State, v: Value| -> Result<String, Error> {
+            charge(state, &v)?;
+            serde_json::to_string(&v).map_err(|e| {
+                Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("tojson: cannot serialise the value: {e}"),
+                )
+            })
+        },
+    );
+    env.add_filter(
+        "join",
+        |state: &minijinja::State, v: Value, sep: Option<String>| -> Result<String, Error> {
+            charge(state, &v)?;
+            let sep = sep.unwrap_or_default();
+            let mut out = String::new();
+            for (i, item) in v.try_iter()?.enumerate() {
+                if i > 0 {
+                    out.push_str(&sep);
+                }
+                out.push_str(&item.to_string());
+                if out.len() > MAX_OUTPUT {
+                    return Err(Error::new(
+                        ErrorKind::OutOfFuel,
+                        "output budget: the joined text is too large",
+                    ));
+                }
+            }
+            Ok(out)
+        },
+    );
     env.add_filter("bytes", |q: String| -> Result<Value, Error> {
         let n = quantity(&q)?;
         Ok(Value::from(n.div_euclid(1_000_000_000)))
@@ -365,7 +399,66 @@ pub fn dns_label(s: &str) -> Option<String> {
     Some(format!("{}-{hash}", out[..52].trim_end_matches('-')))
 }
 
-fn to_yaml_filter(v: Value) -> Result<String, Error> {
+/// Charge a render for walking `v` (every item, shared ones as often as they appear) before a
+/// filter serialises it: one unit of fuel per item and one per 64 bytes of text, and no more
+/// text than a render may write ([`MAX_OUTPUT`]). The walk stops as soon as either is spent, so
+/// a list doubled twenty times costs what the render has left, not memory and minutes.
+fn charge(state: &minijinja::State, v: &Value) -> Result<(), Error> {
+    struct Walk {
+        fuel: u64,
+        bytes: u64,
+        fuel_left: u64,
+    }
+    fn spent(what: &str) -> Error {
+        Error::new(
+            ErrorKind::OutOfFuel,
+            format!("{what}: the value is too large to write out"),
+        )
+    }
+    fn walk(w: &mut Walk, v: &Value, depth: usize) -> Result<(), Error> {
+        w.fuel += 1;
+        if let Some(s) = v.as_str() {
+            w.bytes += s.len() as u64;
+            w.fuel += s.len() as u64 / 64;
+        }
+        if w.fuel > w.fuel_left {
+            return Err(spent("out of fuel"));
+        }
+        if w.bytes > MAX_OUTPUT as u64 {
+            return Err(spent("output budget"));
+        }
+        if depth > 256 {
+            return Err(spent("nesting"));
+        }
+        match v.kind() {
+            minijinja::value::ValueKind::Seq | minijinja::value::ValueKind::Iterable => {
+                for item in v.try_iter()? {
+                    walk(w, &item, depth + 1)?;
+                }
+            }
+            minijinja::value::ValueKind::Map => {
+                for key in v.try_iter()? {
+                    walk(w, &key, depth + 1)?;
+                    let item = v.get_item(&key)?;
+                    walk(w, &item, depth + 1)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+    let fuel_left = state.fuel_levels().map_or(FUEL, |(_, left)| left);
+    let mut w = Walk {
+        fuel: 0,
+        bytes: 0,
+        fuel_left,
+    };
+    walk(&mut w, v, 0)?;
+    state.consume_fuel(w.fuel)
+}
+
+fn to_yaml_filter(state: &minijinja::State, v: Value) -> Result<String, Error> {
+    charge(state, &v)?;
     let json = serde_json::to_value(&v).map_err(|e| {
         Error::new(
             ErrorKind::InvalidOperation,

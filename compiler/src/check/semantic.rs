@@ -299,6 +299,21 @@ impl<'a> Cx<'a> {
 
     fn project(&self, p: &'a Object<crate::model::ProjectSpec>, d: &mut Diagnostics) {
         let s = &p.spec;
+        // Identities and names a reviewer reads: no invisible or look-alike characters.
+        for (i, o) in s.owners.iter().enumerate() {
+            suspicious(o, "owner", p.at(&format!("spec.owners[{i}]")), d);
+        }
+        for (i, m) in s.members.iter().enumerate() {
+            if let Some(u) = &m.user {
+                suspicious(u, "user", p.at(&format!("spec.members[{i}].user")), d);
+            }
+            if let Some(g) = &m.group {
+                suspicious(g, "group", p.at(&format!("spec.members[{i}].group")), d);
+            }
+        }
+        if let Some(n) = &s.display_name {
+            suspicious(n, "display name", p.at("spec.displayName"), d);
+        }
         // Placement.
         let clusters = self.clusters();
         for (i, c) in s.clusters.iter().enumerate() {
@@ -1542,6 +1557,62 @@ impl<'a> Cx<'a> {
         if let Some(it) = &a.spec.instance_type {
             self.instance_type_use(it, project, a.at("spec.instanceType"), d);
         }
+    }
+}
+
+/// The script of a letter, for the scripts whose letters look alike.
+fn script(c: char) -> Option<&'static str> {
+    match c {
+        'A'..='Z' | 'a'..='z' | '\u{00C0}'..='\u{024F}' => Some("Latin"),
+        '\u{0370}'..='\u{03FF}' => Some("Greek"),
+        '\u{0400}'..='\u{052F}' => Some("Cyrillic"),
+        _ => None,
+    }
+}
+
+/// Warn about text a reviewer may misread: invisible characters (zero-width, soft hyphen, byte
+/// order mark), bidirectional controls (which reorder what is displayed), and words mixing
+/// look-alike scripts (Latin `a` and Cyrillic `а`).
+fn suspicious(text: &str, what: &str, at: Label, d: &mut Diagnostics) {
+    let invisible = text.chars().find(|c| {
+        matches!(
+            c,
+            '\u{00AD}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}'
+        )
+    });
+    let bidi = text
+        .chars()
+        .find(|c| matches!(c, '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'));
+    let mixed = text.split(|c: char| !c.is_alphanumeric()).find_map(|word| {
+        let scripts: std::collections::BTreeSet<&str> = word.chars().filter_map(script).collect();
+        (scripts.len() > 1).then(|| {
+            (
+                word.to_owned(),
+                scripts.into_iter().collect::<Vec<_>>().join(" and "),
+            )
+        })
+    });
+    let problem = if let Some(c) = bidi {
+        Some(format!(
+            "a bidirectional control character (U+{:04X}), which reorders how the text is displayed",
+            c as u32
+        ))
+    } else if let Some(c) = invisible {
+        Some(format!("an invisible character (U+{:04X})", c as u32))
+    } else {
+        mixed.map(|(word, scripts)| {
+            format!("`{word}`, which mixes {scripts} letters that look alike")
+        })
+    };
+    if let Some(p) = problem {
+        d.push(
+            Diagnostic::new(
+                Code::SuspiciousText,
+                format!("{what} `{}` has {p}", text.escape_default()),
+            )
+            .at(at)
+            .hint("retype it in one script, without invisible characters: it may not be who or what it looks like"),
+        );
     }
 }
 

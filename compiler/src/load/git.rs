@@ -218,8 +218,13 @@ impl GitRepo {
         };
         let mut files = BTreeMap::new();
         let mut links = BTreeMap::new();
+        let mut markers = Vec::new();
         for e in tree.traverse().breadthfirst.files().map_err(other)? {
             let p = e.filepath.to_str_lossy().into_owned();
+            if p == super::OUTPUT_MARKER || p.ends_with(&format!("/{}", super::OUTPUT_MARKER)) {
+                markers.push(p);
+                continue;
+            }
             if p.split('/').any(|c| c.starts_with('.')) {
                 continue;
             }
@@ -255,6 +260,7 @@ impl GitRepo {
         Ok(GitSource {
             repo: self.repo.clone(),
             files,
+            markers,
             refused: entries,
             describe: format!("{}:{path}", &rev[..7]),
         })
@@ -301,21 +307,40 @@ pub fn date_of(secs: i64) -> String {
 pub struct GitSource {
     repo: gix::Repository,
     files: BTreeMap<String, ObjectId>,
+    /// `.plinth-output` markers of the tree (output directories).
+    markers: Vec<String>,
     refused: Vec<Entry>,
     describe: String,
 }
 
 impl Source for GitSource {
-    fn entries(&self, _limits: &Limits) -> Result<Vec<Entry>, LoadError> {
-        let mut out = self.refused.clone();
+    fn entries(&self, limits: &Limits) -> Result<Vec<Entry>, LoadError> {
+        // The same selection as a working tree (output directories, depth): `load::select`.
+        let mut paths: Vec<(String, Entry)> = self
+            .refused
+            .iter()
+            .map(|e| (super::entry_path(e).to_owned(), e.clone()))
+            .collect();
+        for m in &self.markers {
+            paths.push((
+                m.clone(),
+                Entry::File {
+                    path: m.clone(),
+                    size: 0,
+                },
+            ));
+        }
         for (p, oid) in &self.files {
             let size = self.repo.find_header(*oid).map(|h| h.size()).unwrap_or(0);
-            out.push(Entry::File {
-                path: p.clone(),
-                size,
-            });
+            paths.push((
+                p.clone(),
+                Entry::File {
+                    path: p.clone(),
+                    size,
+                },
+            ));
         }
-        Ok(out)
+        Ok(super::select(paths, limits))
     }
 
     fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, std::io::Error> {

@@ -6,6 +6,12 @@
 //! refusing symbolic links that leave the repository. Problems with single files are
 //! diagnostics (the rest of the repository still loads); a source that cannot be read at all is
 //! a [`LoadError`].
+//!
+//! Which files belong to the platform is **one rule for every source** — a working tree
+//! (`check`, `build`) and a git revision (`plan`, the agent) read the same files: hidden paths
+//! are ignored, a directory holding a `.plinth-output` marker is build output (its files are
+//! not read, and a note says so), and files below [`Limits::max_dir_depth`] directories are not
+//! read (an error says so). Nothing is skipped silently.
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -52,7 +58,21 @@ pub enum Entry {
     BrokenSymlink { path: String, target: String },
     /// A name that is not valid UTF-8 or contains control characters.
     BadName { path: String },
+    /// A directory whose files are not read, and why.
+    Skipped { dir: String, why: Skip },
 }
+
+/// Why a directory's files are not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// It holds a `.plinth-output` marker: `plinth build` wrote it.
+    Output,
+    /// It is nested deeper than [`Limits::max_dir_depth`].
+    TooDeep,
+}
+
+/// The marker file `plinth build` writes into its output directory.
+pub const OUTPUT_MARKER: &str = ".plinth-output";
 
 /// System failures of a source: the repository itself cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +163,23 @@ pub fn load(source: &dyn Source, limits: &Limits) -> Result<(Snapshot, Diagnosti
     let mut counted = 0usize;
     for entry in entries {
         match entry {
+            Entry::Skipped { dir, why } => diags.push(match why {
+                Skip::Output => Diagnostic::new(
+                    Code::OutputSkipped,
+                    format!("`{dir}` holds a `{OUTPUT_MARKER}` marker: it is plinth's build output, and its files are not read as specs"),
+                )
+                .at(Label::new(Span::file_start(Arc::from(dir.as_str()))))
+                .hint(format!("remove `{dir}{OUTPUT_MARKER}` if these files are specs")),
+                Skip::TooDeep => Diagnostic::new(
+                    Code::TooDeep,
+                    format!(
+                        "`{dir}` is nested deeper than {} directories: its files are not read",
+                        limits.max_dir_depth
+                    ),
+                )
+                .at(Label::new(Span::file_start(Arc::from(dir.as_str()))))
+                .hint("move the files up, or raise the limit with `--max-dir-depth`"),
+            }),
             Entry::BadName { path } => diags.push(
                 Diagnostic::new(
                     Code::BadPath,
@@ -242,13 +279,58 @@ pub fn load(source: &dyn Source, limits: &Limits) -> Result<(Snapshot, Diagnosti
     Ok((Snapshot { files }, diags))
 }
 
-fn entry_path(e: &Entry) -> &str {
+pub(crate) fn entry_path(e: &Entry) -> &str {
     match e {
         Entry::File { path, .. }
         | Entry::EscapingSymlink { path, .. }
         | Entry::BrokenSymlink { path, .. }
         | Entry::BadName { path } => path,
+        Entry::Skipped { dir, .. } => dir,
     }
+}
+
+/// Apply the shared selection rule to the paths of a source that lists everything at once (a
+/// git tree): files under an output directory or too deep become one [`Entry::Skipped`] per
+/// directory. `paths` include hidden files (the marker is one); hidden paths are dropped.
+pub fn select(paths: Vec<(String, Entry)>, limits: &Limits) -> Vec<Entry> {
+    let markers: BTreeSet<String> = paths
+        .iter()
+        .filter_map(|(p, _)| {
+            if p == OUTPUT_MARKER {
+                Some(String::new())
+            } else {
+                p.strip_suffix(&format!("/{OUTPUT_MARKER}"))
+                    .map(|d| format!("{d}/"))
+            }
+        })
+        .collect();
+    let mut skipped: BTreeSet<(String, u8)> = BTreeSet::new();
+    let mut out = Vec::new();
+    for (p, entry) in paths {
+        if p.split('/').any(|c| c.starts_with('.')) {
+            continue;
+        }
+        if let Some(dir) = markers.iter().find(|d| p.starts_with(d.as_str())) {
+            skipped.insert((dir.clone(), 0));
+            continue;
+        }
+        let parts: Vec<&str> = p.split('/').collect();
+        if parts.len() > limits.max_dir_depth {
+            let dir = parts[..limits.max_dir_depth].join("/") + "/";
+            skipped.insert((dir, 1));
+            continue;
+        }
+        out.push(entry);
+    }
+    out.extend(skipped.into_iter().map(|(dir, why)| Entry::Skipped {
+        dir,
+        why: if why == 0 {
+            Skip::Output
+        } else {
+            Skip::TooDeep
+        },
+    }));
+    out
 }
 
 fn too_large(file: Arc<str>, size: u64, limits: &Limits) -> Diagnostic {
@@ -392,11 +474,20 @@ impl Source for DirSource {
                 if is_dir {
                     // `plinth build` output (it holds a `.plinth-output` marker) is not input:
                     // the default `out/` may well sit inside the repository.
-                    if abs.join(".plinth-output").exists() {
+                    if abs.join(OUTPUT_MARKER).exists() {
+                        out.push(Entry::Skipped {
+                            dir: format!("{rel_path}/"),
+                            why: Skip::Output,
+                        });
                         continue;
                     }
                     if depth + 1 < limits.max_dir_depth {
                         stack.push((abs, format!("{rel_path}/"), depth + 1));
+                    } else {
+                        out.push(Entry::Skipped {
+                            dir: format!("{rel_path}/"),
+                            why: Skip::TooDeep,
+                        });
                     }
                 } else if is_file {
                     out.push(Entry::File {
@@ -438,16 +529,22 @@ impl Source for MemSource {
     fn describe(&self) -> String {
         "<memory>".to_owned()
     }
-    fn entries(&self, _limits: &Limits) -> Result<Vec<Entry>, LoadError> {
-        Ok(self
-            .files
-            .iter()
-            .filter(|(p, _)| !p.split('/').any(|c| c.starts_with('.')))
-            .map(|(p, b)| Entry::File {
-                path: p.clone(),
-                size: b.len() as u64,
-            })
-            .collect())
+    fn entries(&self, limits: &Limits) -> Result<Vec<Entry>, LoadError> {
+        Ok(select(
+            self.files
+                .iter()
+                .map(|(p, b)| {
+                    (
+                        p.clone(),
+                        Entry::File {
+                            path: p.clone(),
+                            size: b.len() as u64,
+                        },
+                    )
+                })
+                .collect(),
+            limits,
+        ))
     }
     fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, std::io::Error> {
         let b = self

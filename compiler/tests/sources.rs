@@ -1,0 +1,117 @@
+//! One repository, two views: the working tree (`plinth check`, `build`) and a git revision
+//! (`plinth plan`, the agent) select exactly the same files — output directories, hidden paths,
+//! directories nested too deep, symbolic links — and report the same skipped directories.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use plinth::load::git::GitRepo;
+use plinth::load::{DirSource, Limits, load};
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .env("GIT_AUTHOR_NAME", "A")
+        .env("GIT_AUTHOR_EMAIL", "a@example.org")
+        .env("GIT_COMMITTER_NAME", "A")
+        .env("GIT_COMMITTER_EMAIL", "a@example.org")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn write(dir: &Path, rel: &str, text: &str) {
+    let p = dir.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, text).unwrap();
+}
+
+/// (files read, diagnostics as `code path`), sorted.
+fn view(src: &dyn plinth::load::Source, limits: &Limits) -> (Vec<String>, Vec<String>) {
+    let (snap, diags) = load(src, limits).unwrap();
+    let files = snap.files.iter().map(|f| f.path.to_string()).collect();
+    let diags = diags
+        .into_sorted()
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {}",
+                d.code.id(),
+                d.primary
+                    .as_ref()
+                    .map(|l| l.span.file.to_string())
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    (files, diags)
+}
+
+#[test]
+fn the_working_tree_and_a_git_revision_read_the_same_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    git(d, &["init", "-q", "-b", "main"]);
+    write(d, "plinth.yaml", "kind: Platform\n");
+    write(d, "projects/a.yaml", "kind: Project\n");
+    // A committed output marker: the directory is build output for both views.
+    write(d, "projects/hidden-by-marker/.plinth-output", "");
+    write(d, "projects/hidden-by-marker/b.yaml", "kind: Project\n");
+    write(d, "out/.plinth-output", "");
+    write(d, "out/prod/namespace-a.yaml", "kind: Namespace\n");
+    // Hidden paths are never read.
+    write(d, ".github/workflows/ci.yaml", "on: push\n");
+    write(d, "projects/.draft.yaml", "kind: Project\n");
+    // Deeper than the limit: an error in both views, never silent.
+    let deep: String = (0..6).map(|i| format!("d{i}/")).collect();
+    write(d, &format!("{deep}deep.yaml"), "kind: Project\n");
+    write(d, "d0/d1/shallow.yaml", "kind: Project\n");
+    // Links: inside the tree (read), outside it (refused).
+    std::os::unix::fs::symlink("a.yaml", d.join("projects/link.yaml")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", d.join("projects/escape.yaml")).unwrap();
+    write(d, "policies/p.rego", "package main\n");
+    git(d, &["add", "-A", "-f"]);
+    git(d, &["commit", "-q", "-m", "tree"]);
+
+    let limits = Limits {
+        max_dir_depth: 4,
+        ..Limits::default()
+    };
+    let worktree = view(&DirSource::new(d), &limits);
+    let repo = GitRepo::discover(d).unwrap();
+    let head = repo.resolve("HEAD").unwrap();
+    let revision = view(&repo.source(head, "").unwrap(), &limits);
+    assert_eq!(worktree, revision, "the two views differ");
+
+    let (files, diags) = worktree;
+    assert_eq!(
+        files,
+        [
+            "d0/d1/shallow.yaml",
+            "plinth.yaml",
+            "policies/p.rego",
+            "projects/a.yaml",
+            "projects/link.yaml"
+        ]
+    );
+    assert!(diags.contains(&"L009 out/".to_owned()), "{diags:?}");
+    assert!(
+        diags.contains(&"L009 projects/hidden-by-marker/".to_owned()),
+        "{diags:?}"
+    );
+    assert!(diags.contains(&"L008 d0/d1/d2/d3/".to_owned()), "{diags:?}");
+    assert!(
+        diags.contains(&"L002 projects/escape.yaml".to_owned()),
+        "{diags:?}"
+    );
+}
