@@ -16,9 +16,14 @@
 //!   (100,000 items) end runaway loops and recursion; the output is capped at [`MAX_OUTPUT`]
 //!   bytes while it is written.
 //! - **Strict**: an undefined variable or attribute is an error (`UndefinedBehavior::Strict`;
-//!   `is defined` and `default(...)` still work). No auto-escaping (templates named `*.yaml`
-//!   would otherwise get JSON escaping). `trim_blocks` and `lstrip_blocks` are on, so a line
-//!   holding only a `{% ... %}` tag leaves no blank line behind.
+//!   `is defined` and `default(...)` still work). `trim_blocks` and `lstrip_blocks` are on, so
+//!   a line holding only a `{% ... %}` tag leaves no blank line behind.
+//! - **Values are data**: every `{{ expression }}` is written as one YAML node on one line
+//!   (plinth's formatter, [`yaml_scalar`]): no string can end its scalar, add a key or start
+//!   a document. Text plinth built from escaped parts (macro calls, `{% set %}` blocks,
+//!   `to_yaml`, `tojson`) is marked safe and written as is; `safe` and `escape` are removed.
+//!   A value written into *part* of a scalar is found after the render
+//!   ([`Rendered::split_values`]) and refused by lowering.
 //!
 //! Rendering happens twice: once into a writer that stops at [`MAX_OUTPUT`] bytes, then, when
 //! that succeeded, again with minijinja's output spans, which attribute every byte of the output
@@ -128,10 +133,113 @@ impl Rendered {
         })
     }
 
+    /// Where a template wrote a value into part of a YAML scalar instead of as a whole one
+    /// (`name: {{ app.name }}-data`, `- --flag={{ values.x }}`): the places of the
+    /// expressions whose output (a quoted string or a flow collection) is neither exactly one
+    /// node or key of `docs` (the parsed output) nor inside a block scalar or a comment.
+    /// Inside another scalar a value's quotes are just characters, and `: `, ` #` or a flow
+    /// indicator in it would end the scalar: the template must build the whole scalar in one
+    /// expression (`{{ app.name ~ "-data" }}`).
+    pub fn split_values<'a>(
+        &self,
+        docs: impl IntoIterator<Item = &'a crate::parse::Node>,
+    ) -> Vec<Place> {
+        use crate::parse::NodeValue;
+        // Every node and key: (start, end, what) in output positions.
+        #[derive(Clone, Copy, PartialEq)]
+        enum What {
+            Collection,
+            Scalar,
+            BlockScalar,
+        }
+        fn collect(n: &crate::parse::Node, text: &str, out: &mut Vec<(Pos, Pos, What)>) {
+            match &n.value {
+                NodeValue::Seq(items) => {
+                    out.push((n.span.start, n.span.end, What::Collection));
+                    for i in items {
+                        collect(i, text, out);
+                    }
+                }
+                NodeValue::Map(entries) => {
+                    out.push((n.span.start, n.span.end, What::Collection));
+                    for e in entries {
+                        out.push((e.key_span.start, e.key_span.end, What::Scalar));
+                        collect(&e.value, text, out);
+                    }
+                }
+                _ => {
+                    let at = offset_of(text, n.span.start);
+                    let what = if block_scalar_at(text, at) {
+                        What::BlockScalar
+                    } else {
+                        What::Scalar
+                    };
+                    out.push((n.span.start, n.span.end, what));
+                }
+            }
+        }
+        let mut nodes = Vec::new();
+        for d in docs {
+            collect(d, &self.text, &mut nodes);
+        }
+        let mut bad = Vec::new();
+        for s in self.spans.iter().filter(|s| !s.raw) {
+            let Some(written) = self.text.get(s.out.clone()) else {
+                continue;
+            };
+            if !written.starts_with(['"', '{', '[']) {
+                continue;
+            }
+            let (sl, sc) = line_col(&self.text, s.out.start);
+            let (el, ec) = line_col(&self.text, s.out.end);
+            let (start, end) = (Pos::new(sl, sc), Pos::new(el, ec));
+            if nodes.iter().any(|&(a, b, _)| a == start && b == end) {
+                continue;
+            }
+            // The scalars that hold the value's first character; none when it is in a
+            // comment.
+            let inside = nodes
+                .iter()
+                .filter(|&&(a, b, what)| what != What::Collection && a <= start && start < b)
+                .collect::<Vec<_>>();
+            if inside.is_empty() || inside.iter().any(|&&(_, _, w)| w == What::BlockScalar) {
+                continue;
+            }
+            if let Some(p) = self.place(s.out.start) {
+                bad.push(p);
+            }
+        }
+        bad
+    }
+
     /// The byte offset of a 1-based line and character column of the output.
     pub fn offset(&self, pos: Pos) -> usize {
         offset_of(&self.text, pos)
     }
+}
+
+/// Whether the scalar whose content starts at byte `at` is a block scalar: its content
+/// begins a line, and the line before it (comment removed) ends with a block header (`|`,
+/// `>-`, `|2+`, ...).
+fn block_scalar_at(text: &str, at: usize) -> bool {
+    let Some(before) = text.get(..at) else {
+        return false;
+    };
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    if !before[line_start..].chars().all(|c| c == ' ') {
+        return false;
+    }
+    let Some(header) = before[..line_start]
+        .trim_end()
+        .rsplit('\n')
+        .next()
+        .map(|l| l.split(" #").next().unwrap_or(l).trim_end())
+    else {
+        return false;
+    };
+    header
+        .trim_end_matches(|c: char| c == '-' || c == '+' || c.is_ascii_digit())
+        .ends_with(['|', '>'])
 }
 
 /// 1-based line and character column of a byte offset.
@@ -228,7 +336,13 @@ fn environment(
 ) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    // Every template is rendered with plinth's YAML escaping: an expression's value is
+    // written as one YAML scalar or flow collection (see [`yaml_formatter`]); output plinth
+    // built from escaped parts (macro calls, `{% set %}` blocks, `to_yaml`, `tojson`) is safe
+    // and written as it is. The mode is named for minijinja's bookkeeping only: the formatter
+    // escapes whatever mode a `{% autoescape %}` block asks for.
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::Custom("yaml".into()));
+    env.set_formatter(yaml_formatter);
     env.set_fuel(Some(FUEL));
     env.set_debug(false);
     if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
@@ -275,17 +389,21 @@ fn environment(
         Err(Error::new(ErrorKind::InvalidOperation, msg))
     });
     env.add_filter("to_yaml", to_yaml_filter);
+    // Nothing a template calls may turn a value into unescaped text.
+    for name in ["safe", "escape", "e"] {
+        env.add_filter(name, move |_: Value| -> Result<Value, Error> {
+            Err(Error::new(
+                ErrorKind::InvalidOperation,
+                format!("the `{name}` filter is not available: plinth writes every value as a quoted YAML scalar, and only its own filters (`to_yaml`, `tojson`) write YAML text"),
+            ))
+        });
+    }
     // Built-ins that serialise or join a whole value: charged like `to_yaml` first.
     env.add_filter(
         "tojson",
-        |state: &minijinja::State, v: Value| -> Result<String, Error> {
+        |state: &minijinja::State, v: Value| -> Result<Value, Error> {
             charge(state, &v)?;
-            serde_json::to_string(&v).map_err(|e| {
-                Error::new(
-                    ErrorKind::InvalidOperation,
-                    format!("tojson: cannot serialise the value: {e}"),
-                )
-            })
+            json_text(&v).map(Value::from_safe_string)
         },
     );
     env.add_filter(
@@ -457,7 +575,110 @@ fn charge(state: &minijinja::State, v: &Value) -> Result<(), Error> {
     state.consume_fuel(w.fuel)
 }
 
-fn to_yaml_filter(state: &minijinja::State, v: Value) -> Result<String, Error> {
+/// How every `{{ expression }}` is written: a value plinth built as YAML text (safe) as it is,
+/// any other value as one YAML node on one line — a string double-quoted with every line
+/// break, control, bidi-breaking and byte-order character escaped, a list or map as JSON (a
+/// YAML flow collection), a number, boolean or none as its plain scalar. Nothing a string
+/// holds can end its scalar, so no value can add a key, a list item or an object to the
+/// output; where a template writes a value into the middle of another scalar the result is
+/// refused after the render ([`Rendered::whole_values`]).
+fn yaml_formatter(
+    out: &mut minijinja::Output,
+    state: &mut minijinja::State,
+    v: &Value,
+) -> Result<(), Error> {
+    if let Some(s) = v.as_str().filter(|_| v.is_safe()) {
+        return out.write_str(s).map_err(Error::from);
+    }
+    if matches!(
+        v.kind(),
+        minijinja::value::ValueKind::Seq
+            | minijinja::value::ValueKind::Map
+            | minijinja::value::ValueKind::Iterable
+    ) {
+        charge(state, v)?;
+    }
+    let text = yaml_scalar(v)?;
+    out.write_str(&text).map_err(Error::from)
+}
+
+/// A value as one YAML node on one line (see [`yaml_formatter`]).
+pub fn yaml_scalar(v: &Value) -> Result<String, Error> {
+    use minijinja::value::ValueKind;
+    match v.kind() {
+        ValueKind::Undefined | ValueKind::None => Ok("null".to_owned()),
+        ValueKind::Bool => Ok(if v.is_true() { "true" } else { "false" }.to_owned()),
+        ValueKind::Number => {
+            let s = v.to_string();
+            Ok(match s.as_str() {
+                "inf" => ".inf".to_owned(),
+                "-inf" => "-.inf".to_owned(),
+                "nan" | "NaN" | "-nan" | "-NaN" => ".nan".to_owned(),
+                _ => s,
+            })
+        }
+        ValueKind::String => Ok(quote(v.as_str().unwrap_or_default())),
+        ValueKind::Seq | ValueKind::Map | ValueKind::Iterable => json_text(v),
+        other => Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("a {other} cannot be written into YAML"),
+        )),
+    }
+}
+
+/// Characters a YAML double-quoted scalar must not hold raw: line breaks (YAML counts NEL,
+/// LS and PS as breaks), other controls, and the byte-order mark.
+fn must_escape(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}')
+}
+
+/// `s` as a YAML double-quoted scalar (also a JSON string).
+pub fn quote(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\r' => o.push_str("\\r"),
+            '\t' => o.push_str("\\t"),
+            c if must_escape(c) => {
+                use std::fmt::Write as _;
+                let _ = write!(o, "\\u{:04x}", u32::from(c));
+            }
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// A value as JSON on one line, with the characters YAML reads as breaks escaped too.
+fn json_text(v: &Value) -> Result<String, Error> {
+    let json = serde_json::to_string(v).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("cannot serialise the value: {e}"),
+        )
+    })?;
+    if !json.chars().any(must_escape) {
+        return Ok(json);
+    }
+    // Outside strings JSON holds no such characters, so escaping them anywhere is exact.
+    let mut o = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if must_escape(c) {
+            use std::fmt::Write as _;
+            let _ = write!(o, "\\u{:04x}", u32::from(c));
+        } else {
+            o.push(c);
+        }
+    }
+    Ok(o)
+}
+
+fn to_yaml_filter(state: &minijinja::State, v: Value) -> Result<Value, Error> {
     charge(state, &v)?;
     let json = serde_json::to_value(&v).map_err(|e| {
         Error::new(
@@ -465,13 +686,13 @@ fn to_yaml_filter(state: &minijinja::State, v: Value) -> Result<String, Error> {
             format!("to_yaml: cannot serialise the value: {e}"),
         )
     })?;
-    Ok(match &json {
+    Ok(Value::from_safe_string(match &json {
         Json::Object(m) if m.is_empty() => "{}".to_owned(),
         Json::Array(a) if a.is_empty() => "[]".to_owned(),
         _ => crate::emit::to_yaml(&json)
             .trim_end_matches('\n')
             .to_owned(),
-    })
+    }))
 }
 
 /// Stack for rendering one template: minijinja recurses on the native stack (up to its
@@ -959,15 +1180,78 @@ mod tests {
         .expect("renders");
         assert_eq!(
             r.text,
-            "name: my-app-nb\nn: 3\nlabels:\n  app.kubernetes.io/component: web\n  app.kubernetes.io/instance: nb\n  app.kubernetes.io/managed-by: plinth\n  app.kubernetes.io/name: t\n  plinth.dev/app: nb\n  plinth.dev/project: er\nmem: 1073741824\ncpu: 250\nidle: 7200"
+            "name: \"my-app-nb\"\nn: 3\nlabels:\n  app.kubernetes.io/component: web\n  app.kubernetes.io/instance: nb\n  app.kubernetes.io/managed-by: plinth\n  app.kubernetes.io/name: t\n  plinth.dev/app: nb\n  plinth.dev/project: er\nmem: 1073741824\ncpu: 250\nidle: 7200"
         );
         assert!(r.fuel_used > 0 && r.fuel_used < FUEL / 10);
     }
 
+    fn split(text: &str) -> Vec<(u32, u32)> {
+        let r = run(&[("templates/t.yaml.j2", text)]).expect("renders");
+        let file: Arc<str> = Arc::from("out.yaml");
+        let (docs, diags) = crate::parse::yaml::parse_documents(
+            &file,
+            &r.text,
+            crate::parse::YamlLimits::default(),
+        );
+        assert!(diags.is_empty(), "{}: {diags:?}", r.text);
+        r.split_values(docs.iter().map(|d| &d.root))
+            .into_iter()
+            .map(|p| (p.line, p.column))
+            .collect()
+    }
+
     #[test]
-    fn no_auto_escaping_for_yaml_names() {
-        let r = run(&[("templates/t.yaml.j2", "x: {{ '<a & \"b\">' }}")]).expect("renders");
-        assert_eq!(r.text, "x: <a & \"b\">");
+    fn every_value_is_written_as_one_yaml_node() {
+        let r = run(&[(
+            "templates/t.yaml.j2",
+            "a: {{ '<a & \"b\">' }}\nb: {{ 'x\\n---\\nkind: RoleBinding' }}\nc: {{ values.n }}\nd: {{ none }}\ne: {{ [1, 'x'] }}\nf: {{ {'k': 'v\\u2028'} }}\ng: {{ true }}\nh: {{ '\\u0085\\t\\\\' }}\n",
+        )])
+        .expect("renders");
+        assert_eq!(
+            r.text,
+            "a: \"<a & \\\"b\\\">\"\nb: \"x\\n---\\nkind: RoleBinding\"\nc: 3\nd: null\ne: [1,\"x\"]\nf: {\"k\":\"v\\u2028\"}\ng: true\nh: \"\\u0085\\t\\\\\""
+        );
+        // Macros and blocks built from escaped parts are written as they are.
+        let r = run(&[(
+            "templates/t.yaml.j2",
+            "{% macro m(v) %}{k: {{ v }}}{% endmacro %}{% set b %}x: {{ 'a: b' }}{% endset %}m: {{ m('a\\nb') }}\n{{ b }}\nl:\n  {{ {'a': 'b: c'} | to_yaml | indent(2) }}\n",
+        )])
+        .expect("renders");
+        assert_eq!(r.text, "m: {k: \"a\\nb\"}\nx: \"a: b\"\nl:\n  a: \"b: c\"");
+    }
+
+    #[test]
+    fn no_filter_or_block_unescapes_a_value() {
+        for t in [
+            "x: {{ values.s | safe }}",
+            "x: {{ values.s | e }}",
+            "x: {{ values.s | escape }}",
+        ] {
+            let f = fails(&[("templates/t.yaml.j2", t)]);
+            assert_eq!(f.code, Code::TemplateRender, "{t}");
+        }
+        let r = run(&[(
+            "templates/t.yaml.j2",
+            "{% autoescape false %}x: {{ 'a\\nb' }}{% endautoescape %}\n{% autoescape 'html' %}y: {{ 'c\\nd' }}{% endautoescape %}",
+        )])
+        .expect("renders");
+        assert_eq!(r.text, "x: \"a\\nb\"y: \"c\\nd\"");
+    }
+
+    #[test]
+    fn values_written_into_part_of_a_scalar_are_found() {
+        // Whole nodes, keys, block scalars and comments are fine.
+        assert_eq!(
+            split(
+                "a: {{ 'x' }}\n{{ 'k' }}: 1\nb: {{ [1] }}\nc: {x: {{ 'y' }}}\nd: |\n  run --url {{ 'u' }}\n# {{ 'c' }}\ne:\n  - {{ 'i' }}\n"
+            ),
+            vec![]
+        );
+        // Inside a plain scalar, block or flow, or a key.
+        assert_eq!(split("name: pre-{{ 'x' }}\n"), vec![(1, 14)]);
+        assert_eq!(split("args:\n  - --flag={{ 'a: b' }}\n"), vec![(2, 15)]);
+        assert_eq!(split("l: {app: pre-{{ 'a, b: c' }}}\n"), vec![(1, 17)]);
+        assert_eq!(split("pre-{{ 'k' }}: v\n"), vec![(1, 8)]);
     }
 
     #[test]

@@ -533,11 +533,29 @@ fn objects(
             .at(place_label(&place))
             .related(related.clone())
             .hint(format!(
-                "rendered line {}: `{}`; write values into YAML with `| tojson`, which quotes them",
+                "rendered line {}: `{}`; plinth writes every value as one quoted YAML scalar, so build a whole scalar in one expression (`{{{{ app.name ~ \"-data\" }}}}`)",
                 pos.line,
                 output_line(&r.text, pos.line)
             )),
         );
+    }
+    let split = r.split_values(docs.iter().map(|d| &d.root));
+    for place in &split {
+        sink.report(
+            Diagnostic::new(
+                Code::TemplateOutput,
+                format!(
+                    "template `{}` writes a value into part of a YAML scalar, where its contents could change the structure of the output",
+                    a.spec.template
+                ),
+            )
+            .at(place_label(place))
+            .related(related.clone())
+            .hint("write the whole scalar in one expression, e.g. `name: {{ app.name ~ \"-data\" }}` or `- {{ \"--flag=\" ~ values.x }}`; plinth quotes every value it writes"),
+        );
+    }
+    if !split.is_empty() {
+        return;
     }
     let ns = a.spec.project.as_str();
     for doc in docs.into_iter().filter(|d| !d.tainted) {
