@@ -131,7 +131,24 @@ where
 {
     let typed: T =
         serde_json::from_value(v.clone()).map_err(|e| format!("not a valid {}: {e}", T::KIND))?;
-    let back = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
+    let mut back = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
+    // A StatefulSet's claim templates are PersistentVolumeClaims, which k8s-openapi writes
+    // with `apiVersion` and `kind`; the API server does not ask for them there.
+    if let (Some(orig), Some(Value::Array(templates))) = (
+        v.pointer("/spec/volumeClaimTemplates")
+            .and_then(Value::as_array),
+        back.pointer_mut("/spec/volumeClaimTemplates"),
+    ) {
+        for (o, b) in orig.iter().zip(templates.iter_mut()) {
+            if let (Some(o), Some(b)) = (o.as_object(), b.as_object_mut()) {
+                for k in ["apiVersion", "kind"] {
+                    if !o.contains_key(k) {
+                        b.remove(k);
+                    }
+                }
+            }
+        }
+    }
     // Map equality ignores key order, as canonical JSON does.
     if back != *v {
         let path = first_difference(v, &back, String::new()).unwrap_or_default();

@@ -793,18 +793,175 @@ pub fn admit(v: &Value, app: &AppIdentity, ns: &str) -> Vec<(String, String, Str
                     "a `hostPath` volume would read or write the node's files".to_owned(),
                     "mount the project's datasets and claims instead (`project.datasets`, `project.sharedVolume`)".to_owned(),
                 ));
+                continue;
+            }
+            let Some(map) = vol.as_object() else { continue };
+            for source in map.keys().filter(|k| *k != "name") {
+                if !VOLUME_SOURCES.contains(&source.as_str()) {
+                    out.push((
+                        format!("{pod}.volumes[{i}].{source}"),
+                        format!("an inline `{source}` volume reaches storage directly, around the project's claims and dataset grants"),
+                        format!("mount the project's datasets and claims (`project.datasets`, `project.sharedVolume`); App pods may use these volume sources: {}", VOLUME_SOURCES.map(|v| format!("`{v}`")).join(", ")),
+                    ));
+                }
+            }
+            if let Some(claim) = vol.pointer("/ephemeral/volumeClaimTemplate/spec") {
+                out.extend(claim_spec(
+                    claim,
+                    &format!("{pod}.volumes[{i}].ephemeral.volumeClaimTemplate.spec"),
+                    ns,
+                ));
+            }
+        }
+        if let Some(pc) =
+            s(&format!("{base}/priorityClassName")).filter(|p| p.starts_with("system-"))
+        {
+            out.push((
+                format!("{pod}.priorityClassName"),
+                format!("priority class `{pc}` is the cluster's own: it would preempt the system's pods and escape the project's queues"),
+                "use the App's `spec.priorityClass` (the template's `instance.labels` carry it)".to_owned(),
+            ));
+        }
+        if s(&format!("{base}/nodeName")).is_some() {
+            out.push((
+                format!("{pod}.nodeName"),
+                "`nodeName` places the pod on a node directly, around the scheduler, taints and the project's queues".to_owned(),
+                "use the instance type's `nodeSelector` and `tolerations` (`instance.nodeSelector`, `instance.tolerations`)".to_owned(),
+            ));
+        }
+        for (i, t) in arr(&format!("{base}/tolerations")).iter().enumerate() {
+            let key = t.get("key").and_then(Value::as_str).unwrap_or_default();
+            if key.is_empty() && t.get("operator").and_then(Value::as_str) == Some("Exists") {
+                out.push((
+                    format!("{pod}.tolerations[{i}]"),
+                    "a toleration without a key tolerates every taint: the pod could land on any node, GPU and control-plane nodes included".to_owned(),
+                    "tolerate the instance type's taints only (`instance.tolerations`)".to_owned(),
+                ));
+            } else if CONTROL_PLANE_TAINTS.contains(&key) {
+                out.push((
+                    format!("{pod}.tolerations[{i}]"),
+                    format!("tolerating `{key}` would run the pod on a control-plane node"),
+                    "tolerate the instance type's taints only (`instance.tolerations`)".to_owned(),
+                ));
+            }
+        }
+        for field in [
+            "securityContext.seccompProfile.type",
+            "securityContext.appArmorProfile.type",
+        ] {
+            if s(&format!("{base}/{}", field.replace('.', "/"))) == Some("Unconfined") {
+                out.push((
+                    format!("{pod}.{field}"),
+                    "an `Unconfined` profile lifts the runtime's system-call and access restrictions".to_owned(),
+                    "leave it out, or use `RuntimeDefault`".to_owned(),
+                ));
             }
         }
         for list in ["containers", "initContainers", "ephemeralContainers"] {
             for (i, c) in arr(&format!("{base}/{list}")).iter().enumerate() {
+                let at = format!("{pod}.{list}[{i}]");
                 if c.pointer("/securityContext/privileged") == Some(&Value::Bool(true)) {
                     out.push((
-                        format!("{pod}.{list}[{i}].securityContext.privileged"),
+                        format!("{at}.securityContext.privileged"),
                         "a privileged container controls the node".to_owned(),
                         "App pods stay inside the project: no host namespaces, host paths or privileged containers".to_owned(),
                     ));
                 }
+                let added = c
+                    .pointer("/securityContext/capabilities/add")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                for (j, cap) in added.iter().enumerate() {
+                    let name = cap.as_str().unwrap_or_default();
+                    let bare = name.strip_prefix("CAP_").unwrap_or(name);
+                    if !SAFE_CAPABILITIES.contains(&bare) {
+                        out.push((
+                            format!("{at}.securityContext.capabilities.add[{j}]"),
+                            format!("capability `{name}` is refused: App containers may add only {}", SAFE_CAPABILITIES.map(|c| format!("`{c}`")).join(", ")),
+                            "drop the capability; the `restricted` Pod Security level allows no other".to_owned(),
+                        ));
+                    }
+                }
+                for (j, port) in c
+                    .get("ports")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                {
+                    if port
+                        .get("hostPort")
+                        .and_then(Value::as_u64)
+                        .is_some_and(|p| p != 0)
+                    {
+                        out.push((
+                            format!("{at}.ports[{j}].hostPort"),
+                            "a `hostPort` opens a port on the node's address, around the project's network policy".to_owned(),
+                            "leave `hostPort` out: a Service reaches the container port".to_owned(),
+                        ));
+                    }
+                }
+                for (field, bad, why) in [
+                    (
+                        "securityContext.procMount",
+                        "Unmasked",
+                        "an unmasked /proc exposes the node's kernel settings",
+                    ),
+                    (
+                        "securityContext.seccompProfile.type",
+                        "Unconfined",
+                        "an `Unconfined` profile lifts the runtime's system-call restrictions",
+                    ),
+                    (
+                        "securityContext.appArmorProfile.type",
+                        "Unconfined",
+                        "an `Unconfined` profile lifts the runtime's access restrictions",
+                    ),
+                ] {
+                    if c.pointer(&pointer(field)).and_then(Value::as_str) == Some(bad) {
+                        out.push((
+                            format!("{at}.{field}"),
+                            why.to_owned(),
+                            "leave it out".to_owned(),
+                        ));
+                    }
+                }
+                if c.pointer("/securityContext/windowsOptions/hostProcess")
+                    == Some(&Value::Bool(true))
+                {
+                    out.push((
+                        format!("{at}.securityContext.windowsOptions.hostProcess"),
+                        "a host process container runs on the node itself".to_owned(),
+                        "App pods stay inside the project".to_owned(),
+                    ));
+                }
             }
+        }
+    }
+    if key.kind == "StatefulSet" {
+        for (i, t) in arr("/spec/volumeClaimTemplates").iter().enumerate() {
+            if let Some(spec) = t.get("spec") {
+                out.extend(claim_spec(
+                    spec,
+                    &format!("spec.volumeClaimTemplates[{i}].spec"),
+                    ns,
+                ));
+            }
+        }
+    }
+    for (k, _) in v
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        if k.to_ascii_lowercase().contains("snippet") {
+            out.push((
+                format!("metadata.annotations.{k}"),
+                format!("annotation `{k}` hands configuration text to the ingress controller, which runs it for every tenant (ingress-nginx CVE-2021-25742)"),
+                "use the controller's typed annotations, or ask the platform team for a setting".to_owned(),
+            ));
         }
     }
     match key.kind.as_str() {
@@ -814,6 +971,13 @@ pub fn admit(v: &Value, app: &AppIdentity, ns: &str) -> Vec<(String, String, Str
                     "spec.type".to_owned(),
                     format!("a `{t}` Service would expose the App outside the cluster, around the project's network isolation"),
                     "use a ClusterIP Service, and an Ingress when the App must be reachable from outside".to_owned(),
+                ));
+            }
+            if s("/spec/type") == Some("ExternalName") || s("/spec/externalName").is_some() {
+                out.push((
+                    "spec.type".to_owned(),
+                    "an `ExternalName` Service makes a name in the project resolve to any host, which ingress controllers and meshes then proxy to".to_owned(),
+                    "use a ClusterIP Service; reach outside hosts by their own names".to_owned(),
                 ));
             }
             if !arr("/spec/externalIPs").is_empty() {
@@ -856,11 +1020,12 @@ pub fn admit(v: &Value, app: &AppIdentity, ns: &str) -> Vec<(String, String, Str
                     })
                 };
                 if has("apiGroups", &["*", "rbac.authorization.k8s.io"])
-                    || has("verbs", &["bind", "escalate", "impersonate"])
+                    || has("resources", &["*"])
+                    || has("verbs", &["*", "bind", "escalate", "impersonate"])
                 {
                     out.push((
                         format!("rules[{i}]"),
-                        "a template's Role may not reach RBAC (`rbac.authorization.k8s.io`, `*`, `bind`, `escalate`, `impersonate`): the App could grant itself more".to_owned(),
+                        "a template's Role may not use wildcards or reach RBAC (`*`, `rbac.authorization.k8s.io`, `bind`, `escalate`, `impersonate`): the App could grant itself more".to_owned(),
                         "name the API groups, resources and verbs the App needs".to_owned(),
                     ));
                 }
@@ -880,22 +1045,57 @@ pub fn admit(v: &Value, app: &AppIdentity, ns: &str) -> Vec<(String, String, Str
             }
         }
         "PersistentVolumeClaim" => {
-            if s("/spec/volumeName").is_some() {
-                out.push((
-                    "spec.volumeName".to_owned(),
-                    "a claim may not bind a chosen PersistentVolume: that could reach another project's data".to_owned(),
-                    "let the claim be provisioned; mount datasets through `project.datasets`".to_owned(),
-                ));
-            }
-            if s("/spec/dataSourceRef/namespace").is_some_and(|n| n != ns) {
-                out.push((
-                    "spec.dataSourceRef.namespace".to_owned(),
-                    "a claim may not be populated from another namespace".to_owned(),
-                    String::new(),
-                ));
+            if let Some(spec) = v.get("spec") {
+                out.extend(claim_spec(spec, "spec", ns));
             }
         }
         _ => {}
+    }
+    out
+}
+
+/// Volume sources an App's pods may use: storage the project already holds (claims), and
+/// what lives in the pod or the namespace.
+const VOLUME_SOURCES: [&str; 7] = [
+    "emptyDir",
+    "configMap",
+    "secret",
+    "persistentVolumeClaim",
+    "projected",
+    "downwardAPI",
+    "ephemeral",
+];
+
+/// Capabilities the `restricted` Pod Security level lets a container add.
+const SAFE_CAPABILITIES: [&str; 1] = ["NET_BIND_SERVICE"];
+
+/// Taints that keep workloads off control-plane nodes.
+const CONTROL_PLANE_TAINTS: [&str; 2] = [
+    "node-role.kubernetes.io/control-plane",
+    "node-role.kubernetes.io/master",
+];
+
+/// The rules for a claim's spec, wherever it is written (a PVC, a StatefulSet's
+/// `volumeClaimTemplates`, a generic ephemeral volume).
+fn claim_spec(spec: &Value, at: &str, ns: &str) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    if spec.get("volumeName").and_then(Value::as_str).is_some() {
+        out.push((
+            format!("{at}.volumeName"),
+            "a claim may not bind a chosen PersistentVolume: that could reach another project's data".to_owned(),
+            "let the claim be provisioned; mount datasets through `project.datasets`".to_owned(),
+        ));
+    }
+    if spec
+        .pointer("/dataSourceRef/namespace")
+        .and_then(Value::as_str)
+        .is_some_and(|n| n != ns)
+    {
+        out.push((
+            format!("{at}.dataSourceRef.namespace"),
+            "a claim may not be populated from another namespace".to_owned(),
+            String::new(),
+        ));
     }
     out
 }
@@ -1061,6 +1261,110 @@ mod tests {
             refused(cron),
             ["spec.jobTemplate.spec.template.spec.hostPID"]
         );
+    }
+
+    #[test]
+    fn pods_use_only_the_projects_storage_nodes_and_rights() {
+        let pod = |spec: Value| json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": spec});
+        let c = |extra: Value| {
+            let mut c = json!({"name": "c", "image": "i:1"});
+            c.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            c
+        };
+        // What the shipped templates use is admitted.
+        assert!(
+            refused(pod(json!({
+                "priorityClassName": "interactive",
+                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                "volumes": [
+                    {"name": "a", "emptyDir": {}}, {"name": "b", "persistentVolumeClaim": {"claimName": "x"}},
+                    {"name": "c", "configMap": {"name": "x"}}, {"name": "d", "projected": {"sources": []}},
+                    {"name": "e", "ephemeral": {"volumeClaimTemplate": {"spec": {"accessModes": ["ReadWriteOnce"]}}}}],
+                "containers": [c(json!({"ports": [{"containerPort": 80}],
+                    "securityContext": {"capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}}}))]
+            })))
+            .is_empty()
+        );
+        assert_eq!(
+            refused(pod(json!({
+                "nodeName": "gpu-node-1",
+                "priorityClassName": "system-node-critical",
+                "tolerations": [{"operator": "Exists"}, {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}],
+                "volumes": [
+                    {"name": "n", "nfs": {"server": "10.0.0.1", "path": "/exports/other-team"}},
+                    {"name": "s", "csi": {"driver": "s3.csi.aws.com", "volumeAttributes": {"bucketName": "other"}}},
+                    {"name": "e", "ephemeral": {"volumeClaimTemplate": {"spec": {"volumeName": "pv-of-another-team"}}}}],
+                "initContainers": [c(json!({"securityContext": {"capabilities": {"add": ["SYS_ADMIN", "CAP_NET_RAW"]}}}))],
+                "containers": [c(json!({"ports": [{"containerPort": 80, "hostPort": 80}],
+                    "securityContext": {"procMount": "Unmasked", "seccompProfile": {"type": "Unconfined"}}}))]
+            }))),
+            [
+                "spec.volumes[0].nfs",
+                "spec.volumes[1].csi",
+                "spec.volumes[2].ephemeral.volumeClaimTemplate.spec.volumeName",
+                "spec.priorityClassName",
+                "spec.nodeName",
+                "spec.tolerations[0]",
+                "spec.tolerations[1]",
+                "spec.containers[0].ports[0].hostPort",
+                "spec.containers[0].securityContext.procMount",
+                "spec.containers[0].securityContext.seccompProfile.type",
+                "spec.initContainers[0].securityContext.capabilities.add[0]",
+                "spec.initContainers[0].securityContext.capabilities.add[1]",
+            ]
+        );
+        let sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "x"},
+            "spec": {"template": {"spec": {"containers": []}},
+                "volumeClaimTemplates": [{"metadata": {"name": "ok"}, "spec": {}}, {"metadata": {"name": "bad"}, "spec": {"volumeName": "pv-1"}}]}});
+        assert_eq!(
+            refused(sts),
+            ["spec.volumeClaimTemplates[1].spec.volumeName"]
+        );
+        let ing = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "x",
+            "annotations": {"nginx.ingress.kubernetes.io/configuration-snippet": "more_set_headers x;", "nginx.org/server-snippets": "x", "nginx.ingress.kubernetes.io/proxy-body-size": "8m"}}});
+        assert_eq!(
+            refused(ing),
+            [
+                "metadata.annotations.nginx.ingress.kubernetes.io/configuration-snippet",
+                "metadata.annotations.nginx.org/server-snippets"
+            ]
+        );
+        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}, "spec": {"type": "ExternalName", "externalName": "kubernetes.default.svc"}});
+        assert_eq!(refused(svc), ["spec.type"]);
+        let role = |rule: Value| json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "x"}, "rules": [rule]});
+        assert_eq!(
+            refused(role(
+                json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["*"]})
+            )),
+            ["rules[0]"]
+        );
+        assert_eq!(
+            refused(role(
+                json!({"apiGroups": ["apps"], "resources": ["*"], "verbs": ["get"]})
+            )),
+            ["rules[0]"]
+        );
+    }
+
+    /// A StatefulSet's claim templates need no apiVersion or kind (the API server does not
+    /// ask for them), and plinth's checks of the output accept them that way.
+    #[test]
+    fn statefulset_claim_templates_without_type_meta_are_valid() {
+        let checked = build(
+            "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\nspec:\n  serviceName: db\n  selector:\n    matchLabels: {{ selector_labels() | tojson }}\n  template:\n    metadata:\n      labels: {{ selector_labels() | tojson }}\n    spec:\n      containers:\n        - {name: db, image: \"postgres:16\", volumeMounts: [{name: data, mountPath: /var/lib/postgresql/data}]}\n  volumeClaimTemplates:\n    - metadata: {name: data}\n      spec:\n        accessModes: [ReadWriteOnce]\n        resources: {requests: {storage: 10Gi}}\n",
+        );
+        let errors: Vec<_> = checked
+            .diagnostics
+            .clone()
+            .into_sorted()
+            .into_iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.message)
+            .collect();
+        assert!(errors.is_empty(), "{errors:#?}");
     }
 
     #[test]
