@@ -1509,6 +1509,44 @@ impl<'a> Cx<'a> {
         }
     }
 
+    /// `values.datasets`, by the convention of the template library, names the datasets an
+    /// App mounts: each must be one the project may use (granted to it, or global).
+    fn app_datasets(&self, a: &'a Object<crate::model::AppSpec>, d: &mut Diagnostics) {
+        let Some(serde_json::Value::Array(wanted)) = a.spec.values.get("datasets") else {
+            return;
+        };
+        let project = a.spec.project.as_str();
+        let usable = app_datasets(self.specs, project);
+        for (i, name) in wanted.iter().enumerate() {
+            let Some(name) = name.as_str() else { continue };
+            if usable.contains(&name) {
+                continue;
+            }
+            let at = a.at(&format!("spec.values.datasets[{i}]"));
+            match self.specs.datasets.get(name) {
+                Some(ds) => d.push(
+                    Diagnostic::new(
+                        Code::UnknownDataset,
+                        format!("dataset `{name}` is not granted to project `{project}`"),
+                    )
+                    .at(at)
+                    .related(ds.at("spec.access").note("who may use it"))
+                    .hint(format!(
+                        "add `{{project: {project}}}` (read-only) to its `spec.access`, or use one the project may: {}",
+                        list(usable.iter())
+                    )),
+                ),
+                None => d.push(unknown(
+                    Code::UnknownDataset,
+                    "dataset",
+                    name,
+                    at,
+                    usable.iter().copied(),
+                )),
+            }
+        }
+    }
+
     fn app(&self, a: &'a Object<crate::model::AppSpec>, d: &mut Diagnostics) {
         let project = self.specs.projects.get(&a.spec.project);
         if let Some(pc) = &a.spec.priority_class {
@@ -1523,6 +1561,9 @@ impl<'a> Cx<'a> {
         }
         if project.is_none() {
             self.project_ref(&a.spec.project, a.at("spec.project"), d);
+        }
+        if project.is_some() {
+            self.app_datasets(a, d);
         }
         let path = format!("templates/{}.yaml.j2", a.spec.template);
         if self.snapshot.get(&path).is_none() {
@@ -1558,6 +1599,16 @@ impl<'a> Cx<'a> {
             self.instance_type_use(it, project, a.at("spec.instanceType"), d);
         }
     }
+}
+
+/// The datasets a project's Apps may mount: granted to it, or global.
+pub fn app_datasets<'s>(specs: &'s Specs, project: &str) -> Vec<&'s str> {
+    specs
+        .datasets
+        .values()
+        .filter(|ds| ds.spec.global || ds.spec.access.iter().any(|g| g.project == project))
+        .map(|ds| ds.name())
+        .collect()
 }
 
 /// The script of a letter, for the scripts whose letters look alike.

@@ -87,6 +87,17 @@ pub fn lower(cx: &Ctx<'_>, a: &Object<AppSpec>, sink: &mut Sink<'_>) {
     let related = a
         .at("spec.template")
         .note(format!("rendering App `{}`", a.name()));
+    // A dataset the project may not use is reported at the App's `values.datasets` entry by
+    // the checks; rendering would only repeat it from inside the template.
+    if let Some(Value::Array(wanted)) = a.spec.values.get("datasets") {
+        let usable = crate::check::semantic::app_datasets(cx.specs, &a.spec.project);
+        if wanted
+            .iter()
+            .any(|w| w.as_str().is_some_and(|w| !usable.contains(&w)))
+        {
+            return;
+        }
+    }
 
     let given = Value::Object(a.spec.values.clone().into_iter().collect());
     let values = match template::check_values_cached(
