@@ -1,0 +1,111 @@
+//! Helpers shared by the semantic test suites: repositories as file maps, built in memory.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use plinth::load::MemSource;
+use plinth::lower::Lowered;
+use plinth::model::Specs;
+use serde_json::Value;
+
+/// The files under `dir` (relative to the workspace root), by path.
+pub fn files_under(dir: &str) -> BTreeMap<String, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir);
+    let mut files = BTreeMap::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                files.insert(rel, std::fs::read_to_string(&p).unwrap());
+            }
+        }
+    }
+    files
+}
+
+/// The example platform's files.
+pub fn example() -> BTreeMap<String, String> {
+    files_under("examples/repo")
+}
+
+pub struct Built {
+    pub specs: Specs,
+    pub lowered: Lowered,
+    pub diagnostics: Vec<plinth::diag::Diagnostic>,
+}
+
+fn run(files: &BTreeMap<String, String>) -> plinth::Built {
+    let mut src = MemSource::new();
+    for (p, t) in files {
+        src = src.with(p, t.as_str());
+    }
+    plinth::build_source(&src, &plinth::Options::default()).unwrap()
+}
+
+/// Build; it must succeed without errors.
+pub fn build(files: &BTreeMap<String, String>) -> Built {
+    let built = run(files);
+    let diagnostics: Vec<_> = built.checked.diagnostics.clone().into_sorted();
+    let errors: Vec<String> = diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.message.clone())
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    Built {
+        specs: built.checked.specs,
+        lowered: built.lowered.expect("lowered"),
+        diagnostics,
+    }
+}
+
+/// The build's errors (it must fail).
+pub fn build_errors(files: &BTreeMap<String, String>) -> Vec<plinth::diag::Diagnostic> {
+    let built = run(files);
+    let errors: Vec<_> = built
+        .checked
+        .diagnostics
+        .clone()
+        .into_sorted()
+        .into_iter()
+        .filter(|d| d.is_error())
+        .collect();
+    assert!(!errors.is_empty(), "the build was expected to fail");
+    errors
+}
+
+/// Replace `from` by `to` in a file; `from` must be there.
+pub fn edit(files: &mut BTreeMap<String, String>, path: &str, from: &str, to: &str) {
+    let text = files
+        .get_mut(path)
+        .unwrap_or_else(|| panic!("no file {path}"));
+    assert!(text.contains(from), "{path} does not contain {from:?}");
+    *text = text.replacen(from, to, 1);
+}
+
+/// Every object of every cluster.
+pub fn all_objects(l: &Lowered) -> Vec<&Value> {
+    l.clusters
+        .values()
+        .flat_map(|c| &c.manifests)
+        .map(|m| &m.object)
+        .collect()
+}
+
+/// Objects of a kind named `name`, on any cluster.
+pub fn named<'a>(l: &'a Lowered, kind: &str, name: &str) -> Vec<&'a Value> {
+    all_objects(l)
+        .into_iter()
+        .filter(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .collect()
+}
