@@ -814,7 +814,7 @@ impl<'a> Cx<'a> {
                     let mut diag = Diagnostic::new(
                         Code::NotMountable,
                         format!(
-                            "dataset `{}` cannot be mounted for project `{}` on {} {}: a `{}` source needs the {}, which exists only on `{}` clusters",
+                            "dataset `{}` cannot be mounted for project `{}` on {} {}: its `{}` source needs the {}, which exists only on `{}` clusters",
                             ds.name(),
                             a.project,
                             if names.len() == 1 { "cluster" } else { "clusters" },
