@@ -273,6 +273,8 @@ pub fn context(
             "cpu": q(&x.cpu), "memory": q(&x.memory), "gpu": x.gpu,
         })),
         "podSecurity": s.pod_security.unwrap_or(cx.platform.defaults.pod_security).as_str(),
+        "runAsUser": cx.platform.defaults.run_as_user,
+        "runAsGroup": cx.platform.defaults.run_as_group,
         "datasets": datasets(cx, ns),
         "sharedVolume": s.volumes.shared.as_ref().map(|v| json!({
             "claim": "shared", "mountPath": v.mount_path,

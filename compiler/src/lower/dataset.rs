@@ -1,10 +1,14 @@
 //! Dataset → per consuming project a PV/PVC pair, git-sync and env ConfigMaps; cloud buckets and
 //! IAM grants through Crossplane.
 //!
-//! # Per consuming project (on every cluster the project lives on)
+//! # Per consuming project (on every cluster the grant is mounted on)
 //!
 //! The consumers are the `access` grants, plus every project when the dataset is `global`
-//! (read-only). Each gets, in its namespace, an object named `dataset-<dataset>`:
+//! (read-only). A grant is mounted on the clusters its project lives on, or those of its
+//! `clusters`; an object store only on clusters of its cloud, where its CSI driver exists
+//! ([`SourceKind::mount_cloud`]): the check refuses a grant asking otherwise (E160) and warns
+//! about what a global dataset leaves out (W015), and nothing is emitted there. Each gets, in its
+//! namespace, an object named `dataset-<dataset>`:
 //!
 //! - object stores, NFS and host paths: a PersistentVolumeClaim statically bound (`volumeName`,
 //!   `storageClassName: ""`) to a cluster-scoped PersistentVolume `dataset-<dataset>.<project>`
@@ -16,12 +20,17 @@
 //!   (drivers ignore it); the claim requests a nominal [`NOMINAL`], so remote data does not
 //!   count against the project's `requests.storage` quota. Drivers:
 //!   - `s3`: Mountpoint for Amazon S3 (`s3.csi.aws.com`): `bucketName`, and
-//!     `authenticationSource: pod` on AWS clusters when the project has an AWS identity, so the
-//!     mount uses the project's IRSA role (the IAM grants below) rather than the driver's;
-//!     mount options `region`, `prefix` (with a trailing `/`), `endpoint-url` for S3-compatible
-//!     stores.
+//!     `authenticationSource: pod` when the project has an AWS identity, so the mount uses the
+//!     project's IRSA role (the IAM grants below; its trust policy in [`super::identity`])
+//!     rather than the driver's; mount options `region`, `prefix` (with a trailing `/`),
+//!     `endpoint-url` for S3-compatible stores, `uid=`/`gid=` of the platform's workload user
+//!     and `allow-other` (Mountpoint shows files as root's and lets no other user in without
+//!     them), and for read-write grants only `allow-delete` and `allow-overwrite` (without
+//!     them Mountpoint refuses deletes and overwrites).
 //!   - `gcs`: Cloud Storage FUSE (`gcsfuse.csi.storage.gke.io`), volume handle the bucket,
-//!     mount option `only-dir=<prefix>`; authentication is the pod's workload identity.
+//!     mount options `only-dir=<prefix>` and `uid=`/`gid=` of the workload user; authentication
+//!     is the pod's workload identity (the KSA→GSA binding in [`super::identity`]); pods need
+//!     the `gke-gcsfuse/volumes` annotation ([`super::identity::pod_annotations`]).
 //!   - `azureBlob`: `blob.csi.azure.com` with `storageAccount`, `containerName`,
 //!     `resourceGroup`; with the project's Azure identity, `clientID` and
 //!     `mountWithWorkloadIdentityToken` (the mount then needs only a Storage Blob Data role);
@@ -74,7 +83,7 @@
 //!   the first by name creates the account, with its settings. An Azure `kmsKey` is not applied
 //!   (a customer-managed key needs a user-assigned identity the specs do not name), and
 //!   `retention` is not turned into bucket retention or object lock.
-//! - Read or read-write grants to each consumer living on a cluster of that provider, by its
+//! - Read or read-write grants to each consumer mounting it on a cluster of that provider, by its
 //!   cloud identity, named `dataset-<dataset>.<project>` and deleted with the grant: AWS Policy
 //!   (list on the bucket limited to the prefix; get/get-version on its objects, plus
 //!   put/delete/abort-multipart-upload for writers; KMS decrypt, and generate-data-key for
