@@ -16,13 +16,23 @@ deny_pii_global contains {"msg": msg, "location": {"field": "spec.global"}} if {
 	msg := sprintf("PII dataset `%s` must not be global; grant it to the projects that need it", [input.metadata.name])
 }
 
-# PII stays on production clusters (where access is audited): a project reading PII may not
-# live on a cluster that is not marked `production`.
+# PII stays on production clusters (where access is audited): a grant of PII may not be
+# mounted on a cluster that is not marked `production` (the grant's `clusters`, else every
+# cluster of its project).
 deny_pii_outside_production contains {"msg": msg, "location": {"field": sprintf("spec.access[%d].project", [i])}} if {
 	input.kind == "Dataset"
 	input.spec.sensitivity == "pii"
 	some i, grant in input.spec.access
-	some cluster in data.plinth.resolved.projects[grant.project].clusters
+	some cluster in grant_clusters(grant)
 	not data.plinth.resolved.clusters[cluster].production
 	msg := sprintf("PII dataset `%s` is granted to project `%s`, which lives on cluster `%s`, not a production cluster", [input.metadata.name, grant.project, cluster])
+}
+
+# The clusters a dataset grant is mounted on.
+grant_clusters(grant) := grant.clusters if {
+	count(object.get(grant, "clusters", [])) > 0
+}
+
+grant_clusters(grant) := data.plinth.resolved.projects[grant.project].clusters if {
+	count(object.get(grant, "clusters", [])) == 0
 }

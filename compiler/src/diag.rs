@@ -241,6 +241,14 @@ codes! {
     Placement = "E141", "placement", Error;
     /// An allocation's borrowing/lending limits that make no sense.
     AllocationLimits = "E142", "allocation-limits", Error;
+    /// A dataset granted on a cluster that cannot mount it (an object store of another cloud:
+    /// its CSI driver does not exist there).
+    NotMountable = "E160", "dataset-not-mountable", Error;
+    /// A cloud identity plinth must wire up lacks a cluster setting (the OIDC issuer of an AWS
+    /// cluster for IRSA).
+    IdentitySetup = "E161", "identity-setup", Error;
+    /// A dataset grant or an App names a cluster its project does not live on.
+    GrantCluster = "E162", "grant-cluster", Error;
 
     // --- policies (P) ---
     /// A `deny` or `violation` rule fired.
@@ -275,6 +283,9 @@ codes! {
     /// A setting a cluster cannot enforce (too old a Kubernetes), or that would not do what
     /// it says (so it is not emitted).
     NotEnforced = "W004", "not-enforced", Warning;
+    /// A global dataset that some of its projects' clusters cannot mount (an object store of
+    /// another cloud): it is not mounted there.
+    NotMountedEverywhere = "W015", "dataset-not-mounted-everywhere", Warning;
 
     // --- internal (I) ---
     /// plinth produced something it should not have; a bug.

@@ -299,12 +299,33 @@ fn documents(g: &Gen) -> Vec<(&'static str, Value)> {
             ),
             _ => (json!({"pv": {"size": "10Gi"}}), Some("1")),
         };
+        // S3 mounts on AWS clusters only: its grants name the project's AWS clusters, and a
+        // project with none gets no grant.
+        let s3 = source.get("s3").is_some();
+        let aws_clusters = |i: usize| -> Vec<String> {
+            let p = &g.projects[i];
+            let any = p.clusters.iter().any(|on| *on);
+            g.clusters
+                .iter()
+                .enumerate()
+                .filter(|(c, cl)| (!any || p.clusters[*c]) && cl.1 == "aws")
+                .map(|(_, cl)| cl.0.clone())
+                .collect()
+        };
         let grants: Vec<Value> = access
             .iter()
             .take(g.projects.len())
             .enumerate()
             .filter(|(_, on)| **on)
-            .map(|(i, _)| json!({"project": project_name(i), "mode": "read-only"}))
+            .filter_map(|(i, _)| {
+                if !s3 {
+                    return Some(json!({"project": project_name(i), "mode": "read-only"}));
+                }
+                let on = aws_clusters(i);
+                (!on.is_empty()).then(
+                    || json!({"project": project_name(i), "mode": "read-only", "clusters": on}),
+                )
+            })
             .collect();
         let mut spec = json!({"source": source, "access": grants});
         if let Some(v) = version {
@@ -726,6 +747,7 @@ fn successful_build_replaces_the_output_whole() {
         "gpu/a100-mig.yaml",
         "datasets/admissions.yaml",
         "datasets/bed-census.yaml",
+        "datasets/ed-forecasts.yaml",
         "projects/er-capacity.yaml",
         "datasets/hospital-calendar.yaml",
         "models/er-arrivals-forecast.yaml",

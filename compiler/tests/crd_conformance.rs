@@ -46,6 +46,25 @@ const DEPRECATED: &[(&str, &str)] = &[
     ("storage.azure.upbound.io/v1beta1", "Account"),
 ];
 
+/// Kinds plinth emits whose upstream CRD is not among the shared schemas yet: apiVersion, kind,
+/// whether namespaced, and the upstream file (served storage version) the emitted objects were
+/// validated against by hand, strict mode included. Only the scope is checked here; once the
+/// schema is added to `shared/crds/`, [`not_in_shared_are_really_missing`] fails and the entry
+/// must go, so the full check applies.
+const NOT_IN_SHARED: &[(&str, &str, bool, &str)] = &[(
+    "cloudplatform.gcp.upbound.io/v1beta2",
+    "ServiceAccountIAMMember",
+    false,
+    "crossplane-contrib/provider-upjet-gcp@8da2207a5a21 package/crds/cloudplatform.gcp.upbound.io_serviceaccountiammembers.yaml",
+)];
+
+fn not_in_shared(api_version: &str, kind: &str) -> Option<bool> {
+    NOT_IN_SHARED
+        .iter()
+        .find(|(a, k, _, _)| *a == api_version && *k == kind)
+        .map(|(_, _, namespaced, _)| *namespaced)
+}
+
 /// API groups of the Kubernetes API itself (checked by `builtin_conformance.rs`).
 const BUILTIN_GROUPS: &[&str] = &[
     "",
@@ -202,6 +221,12 @@ fn check_lowered(
             let id = (key.api_version.clone(), key.kind.clone());
             seen.insert(id.clone());
             let Some(row) = table.get(&id) else {
+                if let Some(namespaced) = not_in_shared(&key.api_version, &key.kind) {
+                    if namespaced != key.namespace.is_some() {
+                        violations.push(format!("{at}: wrong scope"));
+                    }
+                    continue;
+                }
                 violations.push(format!(
                     "{at}: no upstream CRD serves this apiVersion and kind (no `{}` in shared/crds)",
                     schema_file(&key.api_version, &key.kind)
@@ -289,6 +314,7 @@ fn every_kind_plinth_registers_is_served_and_current() {
     let mut problems = Vec::new();
     for (api_version, kind, namespaced) in plinth::lower::crd::kinds() {
         match table.get(&(api_version.to_owned(), kind.to_owned())) {
+            None if not_in_shared(api_version, kind) == Some(namespaced) => {}
             None => problems.push(format!("{api_version} {kind}: not served upstream")),
             Some(row) => {
                 if row.deprecated {
@@ -304,6 +330,18 @@ fn every_kind_plinth_registers_is_served_and_current() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn not_in_shared_are_really_missing() {
+    let table = readme_table();
+    for (api_version, kind, _, upstream) in NOT_IN_SHARED {
+        assert!(
+            !table.contains_key(&((*api_version).to_owned(), (*kind).to_owned()))
+                && !crd_dir().join(schema_file(api_version, kind)).exists(),
+            "{api_version} {kind} is in shared/crds now (from {upstream}): remove it from NOT_IN_SHARED"
+        );
+    }
 }
 
 #[test]

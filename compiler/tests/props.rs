@@ -136,6 +136,7 @@ fn dataset() -> impl Strategy<Value = DatasetSpec> {
                     } else {
                         AccessMode::ReadOnly
                     },
+                    clusters: Vec::new(),
                 })
                 .collect();
             d.global = global;

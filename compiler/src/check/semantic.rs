@@ -89,6 +89,16 @@ struct Cx<'a> {
     rollouts_by_project: BTreeMap<&'a str, Vec<&'a str>>,
 }
 
+/// The CSI driver mounting an object store, for messages.
+fn driver_name(kind: SourceKind) -> &'static str {
+    match kind {
+        SourceKind::S3 => "Mountpoint for Amazon S3 CSI driver",
+        SourceKind::Gcs => "Cloud Storage FUSE CSI driver of GKE",
+        SourceKind::AzureBlob => "Azure Blob CSI driver",
+        _ => "volume driver",
+    }
+}
+
 fn list(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
     let v: Vec<String> = names
         .into_iter()
@@ -667,6 +677,7 @@ impl<'a> Cx<'a> {
                 );
             }
         }
+        self.dataset_clusters(ds, kind, d);
         if s.access.is_empty() && !s.global {
             d.push(
                 Diagnostic::new(
@@ -721,6 +732,201 @@ impl<'a> Cx<'a> {
                     .hint("give one of them a different `mount.path`"),
                 );
             }
+        }
+    }
+
+    /// Where each grant is mounted: the clusters a grant names must be its project's; an object
+    /// store only on clusters of its cloud (E160 for a grant, W015 for what a global dataset
+    /// leaves out); with IRSA, only on AWS clusters whose OIDC issuer is known (E161).
+    fn dataset_clusters(
+        &self,
+        ds: &'a Object<crate::model::DatasetSpec>,
+        kind: SourceKind,
+        d: &mut Diagnostics,
+    ) {
+        let Some(pl) = &self.specs.platform else {
+            return;
+        };
+        let s = &ds.spec;
+        let cluster = |name: &str| pl.spec.clusters.iter().position(|c| c.name == name);
+        let cloud = kind.mount_cloud();
+        let irsa = kind == SourceKind::S3
+            && s.source.s3.as_ref().is_some_and(|x| x.endpoint.is_none())
+            && pl.spec.backends.crossplane;
+        // Clusters lacking an OIDC issuer, with the first grant needing it.
+        let mut no_issuer: BTreeMap<usize, (String, &'a str)> = BTreeMap::new();
+        let mut explicit: BTreeSet<&str> = BTreeSet::new();
+        for (i, a) in s.access.iter().enumerate() {
+            explicit.insert(a.project.as_str());
+            let Some(p) = self.specs.projects.get(&a.project) else {
+                continue;
+            };
+            let lives = self.placement(p);
+            let mut on: Vec<(&str, String)> = Vec::new();
+            for (j, c) in a.clusters.iter().enumerate() {
+                let field = format!("spec.access[{i}].clusters[{j}]");
+                if cluster(c).is_none() {
+                    d.push(unknown(
+                        Code::UnknownCluster,
+                        "cluster",
+                        c,
+                        ds.at(&field),
+                        self.clusters().into_iter(),
+                    ));
+                } else if !lives.contains(&c.as_str()) {
+                    d.push(
+                        Diagnostic::new(
+                            Code::GrantCluster,
+                            format!(
+                                "project `{}` does not live on cluster `{c}`: the grant cannot be mounted there",
+                                a.project
+                            ),
+                        )
+                        .at(ds.at(&field))
+                        .hint(format!("the project lives on {}", list(&lives))),
+                    );
+                } else {
+                    on.push((c.as_str(), field));
+                }
+            }
+            if a.clusters.is_empty() {
+                on = lives
+                    .iter()
+                    .map(|c| (*c, format!("spec.access[{i}]")))
+                    .collect();
+            }
+            if let Some(cloud) = cloud {
+                let foreign: Vec<&(&str, String)> = on
+                    .iter()
+                    .filter(|(c, _)| {
+                        cluster(c).is_some_and(|k| pl.spec.clusters[k].provider != cloud)
+                    })
+                    .collect();
+                if let Some((first, field)) = foreign.first() {
+                    let fitting: Vec<&str> = lives
+                        .iter()
+                        .copied()
+                        .filter(|c| {
+                            cluster(c).is_some_and(|k| pl.spec.clusters[k].provider == cloud)
+                        })
+                        .collect();
+                    let names: Vec<&str> = foreign.iter().map(|(c, _)| *c).collect();
+                    let mut diag = Diagnostic::new(
+                        Code::NotMountable,
+                        format!(
+                            "dataset `{}` cannot be mounted for project `{}` on {} {}: its `{}` source needs the {}, which exists only on `{}` clusters",
+                            ds.name(),
+                            a.project,
+                            if names.len() == 1 { "cluster" } else { "clusters" },
+                            list(&names),
+                            kind.as_str(),
+                            driver_name(kind),
+                            cloud.as_str()
+                        ),
+                    )
+                    .at(ds.at(field))
+                    .hint(if fitting.is_empty() {
+                        format!(
+                            "project `{}` lives on no `{}` cluster: place it on one, or copy the data to storage its clusters can mount",
+                            a.project,
+                            cloud.as_str()
+                        )
+                    } else {
+                        format!(
+                            "mount it only on the project's `{}` clusters: `clusters: [{}]`",
+                            cloud.as_str(),
+                            fitting.join(", ")
+                        )
+                    });
+                    if let Some(k) = cluster(first) {
+                        diag = diag.related(pl.at(&format!("spec.clusters[{k}].provider")).note(
+                            format!(
+                                "cluster `{first}` runs on `{}`",
+                                pl.spec.clusters[k].provider.as_str()
+                            ),
+                        ));
+                    }
+                    d.push(diag);
+                    on.retain(|(c, _)| !names.contains(c));
+                }
+            }
+            if irsa
+                && p.spec
+                    .cloud_identity
+                    .as_ref()
+                    .is_some_and(|x| x.aws.is_some())
+            {
+                for (c, field) in &on {
+                    if let Some(k) = cluster(c)
+                        && pl.spec.clusters[k].oidc_issuer.is_none()
+                    {
+                        no_issuer
+                            .entry(k)
+                            .or_insert((field.clone(), a.project.as_str()));
+                    }
+                }
+            }
+        }
+        if s.global {
+            let mut skipped: Vec<String> = Vec::new();
+            for (name, p) in &self.specs.projects {
+                if explicit.contains(name.as_str()) {
+                    continue;
+                }
+                for c in self.placement(p) {
+                    let Some(k) = cluster(c) else { continue };
+                    let provider = pl.spec.clusters[k].provider;
+                    if cloud.is_some_and(|x| x != provider) {
+                        skipped.push(format!("{name} on {c}"));
+                    } else if irsa
+                        && provider == crate::model::platform::CloudProvider::Aws
+                        && pl.spec.clusters[k].oidc_issuer.is_none()
+                        && p.spec
+                            .cloud_identity
+                            .as_ref()
+                            .is_some_and(|x| x.aws.is_some())
+                    {
+                        no_issuer
+                            .entry(k)
+                            .or_insert(("spec.global".to_owned(), name.as_str()));
+                    }
+                }
+            }
+            if let (Some(cloud), false) = (cloud, skipped.is_empty()) {
+                d.push(
+                    Diagnostic::new(
+                        Code::NotMountedEverywhere,
+                        format!(
+                            "global dataset `{}` is not mounted where its {} does not exist: {}",
+                            ds.name(),
+                            driver_name(kind),
+                            list(&skipped)
+                        ),
+                    )
+                    .at(ds.at("spec.global"))
+                    .hint(format!(
+                        "only `{}` clusters can mount a `{}` source; projects elsewhere need a copy on storage their clusters mount",
+                        cloud.as_str(),
+                        kind.as_str()
+                    )),
+                );
+            }
+        }
+        for (k, (field, project)) in no_issuer {
+            let c = &pl.spec.clusters[k];
+            d.push(
+                Diagnostic::new(
+                    Code::IdentitySetup,
+                    format!(
+                        "cluster `{}` has no `oidcIssuer`: project `{project}` would mount dataset `{}` with its IAM role, which no trust policy lets the cluster's service accounts assume",
+                        c.name,
+                        ds.name()
+                    ),
+                )
+                .at(ds.at(&field))
+                .related(pl.at(&format!("spec.clusters[{k}].name")).note("the cluster"))
+                .hint("set the cluster's `oidcIssuer` in the Platform (EKS: `aws eks describe-cluster --name <cluster> --query cluster.identity.oidc.issuer`)"),
+            );
         }
     }
 
@@ -1597,6 +1803,33 @@ impl<'a> Cx<'a> {
         }
         if let Some(it) = &a.spec.instance_type {
             self.instance_type_use(it, project, a.at("spec.instanceType"), d);
+        }
+        if let Some(p) = project {
+            let lives = self.placement(p);
+            for (i, c) in a.spec.clusters.iter().enumerate() {
+                let at = a.at(&format!("spec.clusters[{i}]"));
+                if !self.clusters().contains(&c.as_str()) {
+                    d.push(unknown(
+                        Code::UnknownCluster,
+                        "cluster",
+                        c,
+                        at,
+                        self.clusters().into_iter(),
+                    ));
+                } else if !lives.contains(&c.as_str()) {
+                    d.push(
+                        Diagnostic::new(
+                            Code::GrantCluster,
+                            format!(
+                                "project `{}` does not live on cluster `{c}`: the app cannot run there",
+                                a.spec.project
+                            ),
+                        )
+                        .at(at)
+                        .hint(format!("the project lives on {}", list(&lives))),
+                    );
+                }
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
 //! App → the objects its template renders.
 //!
 //! An App names a template (`templates/<template>.yaml.j2`) and gives it `values`. For every
-//! cluster its project lives on, plinth:
+//! cluster its project lives on (those of `spec.clusters` when it names some), plinth:
 //!
 //! 1. checks the values against `templates/<template>.schema.json` when the template ships one
 //!    (T005 at the App's `spec.values…` field, the schema keyword as related place), filling in
@@ -84,6 +84,9 @@ pub fn lower(cx: &Ctx<'_>, a: &Object<AppSpec>, sink: &mut Sink<'_>) {
     let Some(project) = cx.specs.projects.get(&a.spec.project) else {
         return;
     };
+    if !a.spec.clusters.is_empty() && !a.spec.clusters.contains(&cx.cluster.name) {
+        return;
+    }
     let related = a
         .at("spec.template")
         .note(format!("rendering App `{}`", a.name()));
@@ -178,7 +181,7 @@ pub fn lower(cx: &Ctx<'_>, a: &Object<AppSpec>, sink: &mut Sink<'_>) {
             return;
         }
     };
-    objects(a, &identity, &rendered, related, sink);
+    objects(cx, a, &identity, &rendered, related, sink);
 }
 
 fn failure(a: &Object<AppSpec>, f: Failure, related: Label) -> Diagnostic {
@@ -281,6 +284,8 @@ pub fn context(
             "cpu": q(&x.cpu), "memory": q(&x.memory), "gpu": x.gpu,
         })),
         "podSecurity": s.pod_security.unwrap_or(cx.platform.defaults.pod_security).as_str(),
+        "runAsUser": cx.platform.defaults.run_as_user,
+        "runAsGroup": cx.platform.defaults.run_as_group,
         "datasets": datasets(cx, ns),
         "sharedVolume": s.volumes.shared.as_ref().map(|v| json!({
             "claim": "shared", "mountPath": v.mount_path,
@@ -329,18 +334,14 @@ pub fn context(
     globals
 }
 
-/// The datasets a project may use (its grants, and global datasets read-only), by name.
+/// The datasets a project may use on this cluster (its grants, and global datasets read-only),
+/// by name.
 fn datasets(cx: &Ctx<'_>, project: &str) -> Vec<Value> {
     let mut out = Vec::new();
-    for d in cx.index.datasets_of(project) {
+    // Only what is mounted on this cluster (an object store of another cloud is not).
+    for (d, mode) in super::dataset::mounted(cx, project) {
         let Some(kind) = d.spec.source.kind() else {
             continue;
-        };
-        let granted = d.spec.access.iter().find(|g| g.project == project);
-        let mode = match (granted, d.spec.global) {
-            (_, true) => AccessMode::ReadOnly,
-            (Some(g), false) => g.mode,
-            (None, false) => continue,
         };
         let mount_path = super::dataset::mount_path(d);
         let volume = matches!(
@@ -512,6 +513,7 @@ fn output_line(text: &str, line: u32) -> String {
 }
 
 fn objects(
+    cx: &Ctx<'_>,
     a: &Object<AppSpec>,
     app: &AppIdentity,
     r: &Rendered,
@@ -671,6 +673,8 @@ fn objects(
             );
         }
 
+        pod_identity(cx, ns, &mut v);
+
         // Verified like compiled output, but reported at the template.
         let key = ObjectKey::of(&v);
         let candidate = Manifest {
@@ -699,6 +703,71 @@ fn objects(
         }
         sink.push_value(&origin, candidate.object);
     }
+}
+
+/// The pod-level settings of the project's cloud identity and datasets (see
+/// [`super::identity`]) on the pod template of a workload: the Azure workload identity label
+/// when the pod runs as the `workload` ServiceAccount, the GKE Cloud Storage FUSE annotation
+/// when it mounts a GCS dataset's claim. Keys the template set itself are kept.
+fn pod_identity(cx: &Ctx<'_>, ns: &str, v: &mut Value) {
+    let kind = v.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let Some(spec_path) = pod_spec_path(kind) else {
+        return;
+    };
+    let spec_ptr = pointer(spec_path);
+    let meta_ptr = match spec_path.strip_suffix("spec") {
+        Some("") => "/metadata".to_owned(),
+        Some(prefix) => pointer(&format!("{prefix}metadata")),
+        None => return,
+    };
+    let Some(spec) = v.pointer(&spec_ptr) else {
+        return;
+    };
+    let labels = if super::identity::runs_as_workload(spec) {
+        super::identity::pod_labels(cx, ns)
+    } else {
+        BTreeMap::new()
+    };
+    let claims: Vec<&str> = spec
+        .get("volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|vol| vol.pointer("/persistentVolumeClaim/claimName")?.as_str())
+        .collect();
+    let annotations = super::identity::pod_annotations(cx, ns, claims.into_iter());
+    if labels.is_empty() && annotations.is_empty() {
+        return;
+    }
+    let Some(meta) = ensure_object(v, &meta_ptr) else {
+        return;
+    };
+    for (field, extra) in [("labels", labels), ("annotations", annotations)] {
+        if extra.is_empty() {
+            continue;
+        }
+        if let Some(m) = meta
+            .entry(field)
+            .or_insert_with(|| Value::Object(Map::new()))
+            .as_object_mut()
+        {
+            for (k, val) in extra {
+                m.entry(k).or_insert(Value::String(val));
+            }
+        }
+    }
+}
+
+/// The object at a JSON pointer, created (with its parents) when absent.
+fn ensure_object<'v>(v: &'v mut Value, ptr: &str) -> Option<&'v mut Map<String, Value>> {
+    let mut cur = v;
+    for seg in ptr.split('/').skip(1) {
+        cur = cur
+            .as_object_mut()?
+            .entry(seg)
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+    cur.as_object_mut()
 }
 
 fn describe(key: &ObjectKey) -> String {

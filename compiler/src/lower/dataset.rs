@@ -1,10 +1,14 @@
 //! Dataset → per consuming project a PV/PVC pair, git-sync and env ConfigMaps; cloud buckets and
 //! IAM grants through Crossplane.
 //!
-//! # Per consuming project (on every cluster the project lives on)
+//! # Per consuming project (on every cluster the grant is mounted on)
 //!
 //! The consumers are the `access` grants, plus every project when the dataset is `global`
-//! (read-only). Each gets, in its namespace, an object named `dataset-<dataset>`:
+//! (read-only). A grant is mounted on the clusters its project lives on, or those of its
+//! `clusters`; an object store only on clusters of its cloud, where its CSI driver exists
+//! ([`SourceKind::mount_cloud`]): the check refuses a grant asking otherwise (E160) and warns
+//! about what a global dataset leaves out (W015), and nothing is emitted there. Each gets, in its
+//! namespace, an object named `dataset-<dataset>`:
 //!
 //! - object stores, NFS and host paths: a PersistentVolumeClaim statically bound (`volumeName`,
 //!   `storageClassName: ""`) to a cluster-scoped PersistentVolume `dataset-<dataset>.<project>`
@@ -16,12 +20,17 @@
 //!   (drivers ignore it); the claim requests a nominal [`NOMINAL`], so remote data does not
 //!   count against the project's `requests.storage` quota. Drivers:
 //!   - `s3`: Mountpoint for Amazon S3 (`s3.csi.aws.com`): `bucketName`, and
-//!     `authenticationSource: pod` on AWS clusters when the project has an AWS identity, so the
-//!     mount uses the project's IRSA role (the IAM grants below) rather than the driver's;
-//!     mount options `region`, `prefix` (with a trailing `/`), `endpoint-url` for S3-compatible
-//!     stores.
+//!     `authenticationSource: pod` when the project has an AWS identity, so the mount uses the
+//!     project's IRSA role (the IAM grants below; its trust policy in [`super::identity`])
+//!     rather than the driver's; mount options `region`, `prefix` (with a trailing `/`),
+//!     `endpoint-url` for S3-compatible stores, `uid=`/`gid=` of the platform's workload user
+//!     and `allow-other` (Mountpoint shows files as root's and lets no other user in without
+//!     them), and for read-write grants only `allow-delete` and `allow-overwrite` (without
+//!     them Mountpoint refuses deletes and overwrites).
 //!   - `gcs`: Cloud Storage FUSE (`gcsfuse.csi.storage.gke.io`), volume handle the bucket,
-//!     mount option `only-dir=<prefix>`; authentication is the pod's workload identity.
+//!     mount options `only-dir=<prefix>` and `uid=`/`gid=` of the workload user; authentication
+//!     is the pod's workload identity (the KSA→GSA binding in [`super::identity`]); pods need
+//!     the `gke-gcsfuse/volumes` annotation ([`super::identity::pod_annotations`]).
 //!   - `azureBlob`: `blob.csi.azure.com` with `storageAccount`, `containerName`,
 //!     `resourceGroup`; with the project's Azure identity, `clientID` and
 //!     `mountWithWorkloadIdentityToken` (the mount then needs only a Storage Blob Data role);
@@ -74,7 +83,7 @@
 //!   the first by name creates the account, with its settings. An Azure `kmsKey` is not applied
 //!   (a customer-managed key needs a user-assigned identity the specs do not name), and
 //!   `retention` is not turned into bucket retention or object lock.
-//! - Read or read-write grants to each consumer living on a cluster of that provider, by its
+//! - Read or read-write grants to each consumer mounting it on a cluster of that provider, by its
 //!   cloud identity, named `dataset-<dataset>.<project>` and deleted with the grant: AWS Policy
 //!   (list on the bucket limited to the prefix; get/get-version on its objects, plus
 //!   put/delete/abort-multipart-upload for writers; KMS decrypt, and generate-data-key for
@@ -101,7 +110,7 @@ use super::{Ctx, Origin, Sink};
 use crate::model::dataset::{
     AccessMode, AzureBlobSource, DeletionPolicy, GcsSource, Provision, S3Source, SourceKind,
 };
-use crate::model::platform::CloudProvider;
+use crate::model::platform::{CloudProvider, Cluster};
 use crate::model::{DatasetSpec, Kind, Object, Specs};
 
 /// Label and annotation naming the dataset an object serves.
@@ -141,6 +150,8 @@ pub fn mount_path(d: &Object<DatasetSpec>) -> String {
 struct Grant<'a> {
     project: &'a str,
     mode: AccessMode,
+    /// The clusters the grant is limited to (all the project's when empty).
+    clusters: &'a [String],
     /// The spec field granting it, for provenance.
     field: String,
 }
@@ -156,6 +167,7 @@ fn grants<'a>(specs: &'a Specs, d: &'a Object<DatasetSpec>) -> Vec<Grant<'a>> {
             } else {
                 a.mode
             },
+            clusters: &a.clusters,
             field: format!("spec.access[{i}]"),
         });
     }
@@ -164,6 +176,7 @@ fn grants<'a>(specs: &'a Specs, d: &'a Object<DatasetSpec>) -> Vec<Grant<'a>> {
             out.entry(name.as_str()).or_insert(Grant {
                 project: name,
                 mode: AccessMode::ReadOnly,
+                clusters: &[],
                 field: "spec.global".to_owned(),
             });
         }
@@ -173,12 +186,43 @@ fn grants<'a>(specs: &'a Specs, d: &'a Object<DatasetSpec>) -> Vec<Grant<'a>> {
         .collect()
 }
 
+/// Whether a grant is mounted on a cluster: one of its project's, among those the grant names
+/// (if it names any), and able to mount the source (an object store only on clusters of its
+/// cloud; the check reports grants that ask otherwise, E160, and what a global dataset leaves
+/// out, W015).
+fn mounted_on(specs: &Specs, kind: SourceKind, g: &Grant<'_>, cluster: &Cluster) -> bool {
+    let lives = specs
+        .projects
+        .get(g.project)
+        .is_some_and(|p| Ctx::placement(specs, &p.spec).contains(&cluster.name.as_str()));
+    lives
+        && (g.clusters.is_empty() || g.clusters.contains(&cluster.name))
+        && kind.mount_cloud().is_none_or(|c| c == cluster.provider)
+}
+
+/// The datasets mounted for a project on this cluster, with its access mode.
+pub fn mounted<'a>(cx: &Ctx<'a>, project: &str) -> Vec<(&'a Object<DatasetSpec>, AccessMode)> {
+    let mut out = Vec::new();
+    for d in cx.index.datasets_of(project) {
+        let Some(kind) = d.spec.source.kind() else {
+            continue;
+        };
+        if let Some(g) = grants(cx.specs, d)
+            .into_iter()
+            .find(|g| g.project == project && mounted_on(cx.specs, kind, g, cx.cluster))
+        {
+            out.push((d, g.mode));
+        }
+    }
+    out
+}
+
 pub fn lower(cx: &Ctx<'_>, d: &Object<DatasetSpec>, sink: &mut Sink<'_>) {
     let Some(kind) = d.spec.source.kind() else {
         return;
     };
     for g in grants(cx.specs, d) {
-        if cx.hosts(g.project) {
+        if mounted_on(cx.specs, kind, &g, cx.cluster) {
             lower_grant(cx, d, kind, &g, sink);
         }
     }
@@ -359,11 +403,25 @@ fn static_volume(
         if let Some(e) = &s3.endpoint {
             options.push(format!("endpoint-url {e}"));
         }
+        // Mountpoint shows every file as owned by the mounting user (root) and refuses other
+        // users without `allow-other`: plinth's pods run as the platform's workload user.
+        let defaults = &cx.platform.defaults;
+        options.push(format!("uid={}", defaults.run_as_user));
+        options.push(format!("gid={}", defaults.run_as_group));
+        options.push("allow-other".to_owned());
+        if !read_only {
+            // Without them Mountpoint refuses to delete or replace objects.
+            options.push("allow-delete".to_owned());
+            options.push("allow-overwrite".to_owned());
+        }
         spec.csi = Some(csi("s3.csi.aws.com", &pv_name, attrs));
     } else if let Some(gcs) = &src.gcs {
         if let Some(p) = dir_prefix(gcs.prefix.as_ref()) {
             options.push(format!("only-dir={}", p.trim_end_matches('/')));
         }
+        // Files owned by the workload user, so a non-root pod can write.
+        options.push(format!("uid={}", cx.platform.defaults.run_as_user));
+        options.push(format!("gid={}", cx.platform.defaults.run_as_group));
         spec.csi = Some(csi(
             "gcsfuse.csi.storage.gke.io",
             &gcs.bucket,
@@ -404,7 +462,11 @@ fn static_volume(
         return;
     }
     if user_options {
-        options.extend(d.spec.mount.mount_options.iter().cloned());
+        for o in &d.spec.mount.mount_options {
+            if !options.contains(o) {
+                options.push(o.clone());
+            }
+        }
     }
     let capacity = d
         .spec
@@ -539,7 +601,7 @@ fn config_data(
 
 /// Whether this cluster is the one emitting a provider's cloud objects: the first cluster of
 /// that provider by name.
-fn owns_cloud(cx: &Ctx<'_>, provider: CloudProvider) -> bool {
+pub(super) fn owns_cloud(cx: &Ctx<'_>, provider: CloudProvider) -> bool {
     cx.platform
         .clusters
         .iter()
@@ -549,17 +611,13 @@ fn owns_cloud(cx: &Ctx<'_>, provider: CloudProvider) -> bool {
         == Some(cx.cluster.name.as_str())
 }
 
-/// Whether a project lives on at least one cluster of a provider (its cloud identity is used
-/// there).
-fn on_provider(cx: &Ctx<'_>, project: &str, provider: CloudProvider) -> bool {
-    cx.specs.projects.get(project).is_some_and(|p| {
-        Ctx::placement(cx.specs, &p.spec).iter().any(|name| {
-            cx.platform
-                .clusters
-                .iter()
-                .any(|c| c.name == *name && c.provider == provider)
-        })
-    })
+/// Whether a grant is mounted on at least one cluster of a provider (the project's cloud
+/// identity is used there).
+fn on_provider(cx: &Ctx<'_>, kind: SourceKind, g: &Grant<'_>, provider: CloudProvider) -> bool {
+    cx.platform
+        .clusters
+        .iter()
+        .any(|c| c.provider == provider && mounted_on(cx.specs, kind, g, c))
 }
 
 fn deletion(p: DeletionPolicy) -> xp::DeletionPolicy {
@@ -571,7 +629,7 @@ fn deletion(p: DeletionPolicy) -> xp::DeletionPolicy {
 
 /// A cloud resource name as a Kubernetes name: itself when it is a DNS-1123 subdomain, else
 /// lowercase alphanumerics joined by single `-`.
-fn k8s_name(s: &str) -> String {
+pub(super) fn k8s_name(s: &str) -> String {
     if crate::verify::is_dns_subdomain(s) {
         return s.to_owned();
     }
@@ -600,10 +658,10 @@ fn cloud_labels(d: &Object<DatasetSpec>) -> BTreeMap<String, String> {
 
 fn cloud(cx: &Ctx<'_>, d: &Object<DatasetSpec>, sink: &mut Sink<'_>) {
     let src = &d.spec.source;
-    let provider = match (&src.s3, &src.gcs, &src.azure_blob) {
-        (Some(s3), _, _) if s3.endpoint.is_none() => CloudProvider::Aws,
-        (_, Some(_), _) => CloudProvider::Gcp,
-        (_, _, Some(_)) => CloudProvider::Azure,
+    let (provider, kind) = match (&src.s3, &src.gcs, &src.azure_blob) {
+        (Some(s3), _, _) if s3.endpoint.is_none() => (CloudProvider::Aws, SourceKind::S3),
+        (_, Some(_), _) => (CloudProvider::Gcp, SourceKind::Gcs),
+        (_, _, Some(_)) => (CloudProvider::Azure, SourceKind::AzureBlob),
         _ => return,
     };
     if cx.cluster.provider != provider || !owns_cloud(cx, provider) {
@@ -617,7 +675,7 @@ fn cloud(cx: &Ctx<'_>, d: &Object<DatasetSpec>, sink: &mut Sink<'_>) {
     };
     let consumers: Vec<Grant<'_>> = grants(cx.specs, d)
         .into_iter()
-        .filter(|g| on_provider(cx, g.project, provider))
+        .filter(|g| on_provider(cx, kind, g, provider))
         .collect();
     if let Some(s3) = &src.s3 {
         if let Some(p) = create {
@@ -1018,8 +1076,8 @@ kind: Platform
 metadata: {name: acme}
 spec:
   clusters:
-    - {name: aws-2, kubernetesVersion: "1.32", provider: aws, region: us-east-1}
-    - {name: aws-1, kubernetesVersion: "1.32", provider: aws, region: eu-west-1}
+    - {name: aws-2, kubernetesVersion: "1.32", provider: aws, region: us-east-1, oidcIssuer: "https://oidc.eks.us-east-1.amazonaws.com/id/B2"}
+    - {name: aws-1, kubernetesVersion: "1.32", provider: aws, region: eu-west-1, oidcIssuer: "https://oidc.eks.eu-west-1.amazonaws.com/id/A1"}
     - {name: gcp-1, kubernetesVersion: "1.32", provider: gcp, region: europe-west4}
     - {name: lab, kubernetesVersion: "1.32", provider: onPrem}
   defaults:
@@ -1141,8 +1199,8 @@ spec:
   sensitivity: pii
   size: 40Gi
   access:
-    - {project: beta}
-    - {project: alpha, mode: read-write}
+    - {project: beta, clusters: [aws-2]}
+    - {project: alpha, mode: read-write, clusters: [aws-1, aws-2]}
   mount: {mountOptions: [allow-other]}
 "#;
 
@@ -1168,8 +1226,11 @@ spec:
             Some(&serde_json::json!([
                 "region eu-west-1",
                 "prefix raw/2026/",
+                "uid=1000",
+                "gid=1000",
                 "allow-other"
-            ]))
+            ])),
+            "the user's `allow-other` is not repeated; no delete or overwrite when read-only"
         );
         let pvc = get(
             &l,
@@ -1216,19 +1277,8 @@ spec:
             )
             .is_some()
         );
-        // Off AWS the mount uses the driver's credentials.
-        let lab = build(&S3.replace("{project: beta}", "{project: gamma}"));
-        let pv = get(
-            &lab,
-            "lab",
-            "PersistentVolume",
-            None,
-            "dataset-events.gamma",
-        );
-        assert!(
-            pv.pointer("/spec/csi/volumeAttributes/authenticationSource")
-                .is_none()
-        );
+        // beta's grant is limited to aws-2: nothing on gcp-1, where S3 cannot be mounted.
+        assert!(find(&l, "gcp-1", "PersistentVolume", None, "dataset-events.beta").is_none());
     }
 
     #[test]
@@ -1243,6 +1293,10 @@ spec:
         );
         assert_eq!(s(pv, "/spec/accessModes/0"), "ReadWriteMany");
         assert!(pv.pointer("/spec/csi/readOnly").is_none());
+        let options = pv["spec"]["mountOptions"].as_array().expect("options");
+        for o in ["allow-delete", "allow-overwrite", "uid=1000", "gid=1000"] {
+            assert!(options.contains(&Value::from(o)), "{o} in {options:?}");
+        }
         let pvc = get(
             &l,
             "aws-1",
@@ -1259,7 +1313,12 @@ spec:
 
     #[test]
     fn other_storage_sources() {
-        let l = build(
+        let platform = PLATFORM.replace(
+            "    - {name: lab,",
+            "    - {name: aks, kubernetesVersion: \"1.32\", provider: azure, region: westeurope}\n    - {name: lab,",
+        );
+        let l = build_with(
+            &platform,
             r#"
 apiVersion: plinth.dev/v1alpha1
 kind: Dataset
@@ -1285,7 +1344,7 @@ metadata: {name: images}
 spec:
   source: {gcs: {bucket: acme-images, prefix: v3/}}
   version: "17"
-  access: [{project: gamma, mode: read-write}]
+  access: [{project: alpha, mode: read-write, clusters: [gcp-1]}]
 ---
 apiVersion: plinth.dev/v1alpha1
 kind: Dataset
@@ -1293,7 +1352,7 @@ metadata: {name: blobs}
 spec:
   source: {azureBlob: {storageAccount: acmeblobs, container: train, prefix: x, resourceGroup: rg}}
   version: "1"
-  access: [{project: gamma}]
+  access: [{project: alpha, clusters: [aks]}]
 ---
 apiVersion: plinth.dev/v1alpha1
 kind: Dataset
@@ -1322,12 +1381,21 @@ spec:
             hp.pointer("/spec/mountOptions").is_none(),
             "hostPath takes no mount options"
         );
-        let gcs = get(&l, "lab", "PersistentVolume", None, "dataset-images.gamma");
+        let gcs = get(
+            &l,
+            "gcp-1",
+            "PersistentVolume",
+            None,
+            "dataset-images.alpha",
+        );
         assert_eq!(s(gcs, "/spec/csi/driver"), "gcsfuse.csi.storage.gke.io");
         assert_eq!(s(gcs, "/spec/csi/volumeHandle"), "acme-images");
-        assert_eq!(s(gcs, "/spec/mountOptions/0"), "only-dir=v3");
+        assert_eq!(
+            gcs["spec"]["mountOptions"],
+            serde_json::json!(["only-dir=v3", "uid=1000", "gid=1000"])
+        );
         assert_eq!(s(gcs, "/spec/accessModes/0"), "ReadWriteMany");
-        let az = get(&l, "lab", "PersistentVolume", None, "dataset-blobs.gamma");
+        let az = get(&l, "aks", "PersistentVolume", None, "dataset-blobs.alpha");
         assert_eq!(s(az, "/spec/csi/driver"), "blob.csi.azure.com");
         assert_eq!(
             s(az, "/spec/csi/volumeAttributes/storageAccount"),
@@ -1492,9 +1560,8 @@ spec:
   version: v1
   sensitivity: confidential
   access:
-    - {project: beta}
-    - {project: alpha, mode: read-write}
-    - {project: gamma}
+    - {project: beta, clusters: [aws-2]}
+    - {project: alpha, mode: read-write, clusters: [aws-1, aws-2]}
   provision:
     createBucket: true
     encryption: {kmsKey: "arn:aws:kms:eu-west-1:111122223333:key/1234abcd"}
@@ -1519,7 +1586,6 @@ spec:
                 "Bucket acme-events",
                 "BucketServerSideEncryptionConfiguration acme-events",
                 "BucketVersioning acme-events",
-                // gamma has no AWS identity and lives on no AWS cluster.
                 "Policy dataset-events.alpha",
                 "Policy dataset-events.beta",
                 "RolePolicyAttachment dataset-events.alpha",
@@ -1624,7 +1690,7 @@ spec:
   source: {s3: {bucket: acme.open.data}}
   version: v1
   sensitivity: public
-  access: [{project: alpha}]
+  access: [{project: alpha, clusters: [aws-1, aws-2]}]
   provision: {createBucket: true, versioning: false, deletionPolicy: Delete}
 "#,
         );
@@ -1687,7 +1753,7 @@ metadata: {name: images-a}
 spec:
   source: {gcs: {bucket: acme_images, prefix: a/, location: EUROPE-WEST4}}
   version: "1"
-  access: [{project: alpha}, {project: beta, mode: read-write}]
+  access: [{project: alpha, clusters: [gcp-1]}, {project: beta, mode: read-write, clusters: [gcp-1]}]
   provision:
     createBucket: true
     encryption: {kmsKey: projects/p/locations/europe-west4/keyRings/r/cryptoKeys/k}
@@ -1698,7 +1764,7 @@ metadata: {name: images-b}
 spec:
   source: {gcs: {bucket: acme_images, prefix: b/}}
   version: "1"
-  access: [{project: alpha}, {project: beta}]
+  access: [{project: alpha, clusters: [gcp-1]}, {project: beta, clusters: [gcp-1]}]
 "#,
         );
         let bucket = get(&l, "gcp-1", "Bucket", None, "acme-images");
@@ -1779,7 +1845,7 @@ metadata: {name: eval}
 spec:
   source: {azureBlob: {storageAccount: acmeblobs, container: eval, resourceGroup: rg-data}}
   version: "1"
-  access: [{project: alpha}]
+  access: [{project: alpha, clusters: [aks]}]
   provision: {createBucket: true, versioning: false}
 ---
 apiVersion: plinth.dev/v1alpha1
@@ -1788,7 +1854,7 @@ metadata: {name: train}
 spec:
   source: {azureBlob: {storageAccount: acmeblobs, container: train, resourceGroup: rg-data}}
   version: "1"
-  access: [{project: alpha}]
+  access: [{project: alpha, clusters: [aks]}]
   provision: {createBucket: true}
 "#,
         );

@@ -13,6 +13,7 @@ pub mod app;
 pub mod crd;
 pub mod dataset;
 pub mod gpu;
+pub mod identity;
 pub mod project;
 pub mod rollout;
 

@@ -1,5 +1,5 @@
-//! Project → Namespace, ResourceQuota, LimitRange, ServiceAccount, RoleBindings,
-//! NetworkPolicy, shared PVC, the default Kueue queue (CPU only) and the admission policies of
+//! Project → Namespace, ResourceQuota, LimitRange, ServiceAccount (the cloud side of its
+//! identity in [`super::identity`]), RoleBindings, NetworkPolicy, shared PVC, the default Kueue queue (CPU only) and the admission policies of
 //! per-user quota.
 //!
 //! Per-user quota has no built-in Kubernetes object that sums one user's pods. plinth emits
@@ -206,10 +206,8 @@ pub fn lower(cx: &Ctx<'_>, p: &Object<ProjectSpec>, sink: &mut Sink<'_>) {
                     if let Some(t) = &a.tenant_id {
                         ann.insert("azure.workload.identity/tenant-id".to_owned(), t.clone());
                     }
-                    sa_meta
-                        .labels
-                        .get_or_insert_with(BTreeMap::new)
-                        .insert("azure.workload.identity/use".to_owned(), "true".to_owned());
+                    // The `azure.workload.identity/use` label belongs on pods (see
+                    // [`super::identity`]), not here.
                 }
             }
             CloudProvider::OnPrem => {}
@@ -225,6 +223,7 @@ pub fn lower(cx: &Ctx<'_>, p: &Object<ProjectSpec>, sink: &mut Sink<'_>) {
             ..ServiceAccount::default()
         },
     );
+    super::identity::lower(cx, p, sink);
 
     // RBAC: one RoleBinding per role, to the built-in ClusterRoles.
     let identity = &cx.platform.identity;

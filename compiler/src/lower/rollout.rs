@@ -386,6 +386,8 @@ impl<'a> Lowering<'a> {
         if let Some(pc) = &self.sizing.priority_class {
             l.insert(super::gpu::PRIORITY_LABEL.to_owned(), pc.clone());
         }
+        // Pods run as the `workload` ServiceAccount: its identity's pod labels.
+        l.extend(super::identity::pod_labels(self.cx, self.ns));
         l
     }
 

@@ -21,6 +21,10 @@ pub struct AppSpec {
     /// type's pool); the pool's `defaultPriorityClass` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority_class: Option<String>,
+    /// Clusters of the project the app runs on; every cluster the project lives on when empty
+    /// (an app reading a dataset mounted on some of them only names those).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<String>,
     /// Values for the template, checked against its schema when it ships one.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub values: BTreeMap<String, serde_json::Value>,

@@ -127,6 +127,18 @@ impl SourceKind {
             SourceKind::Dvc => "dvc",
         }
     }
+    /// The cloud whose clusters can mount an object store: the CSI driver exists only there
+    /// (Mountpoint for Amazon S3 on EKS, Cloud Storage FUSE on GKE, Azure Blob on AKS).
+    /// `None` for sources any cluster mounts (or none does).
+    pub fn mount_cloud(self) -> Option<super::platform::CloudProvider> {
+        use super::platform::CloudProvider;
+        match self {
+            SourceKind::S3 => Some(CloudProvider::Aws),
+            SourceKind::Gcs => Some(CloudProvider::Gcp),
+            SourceKind::AzureBlob => Some(CloudProvider::Azure),
+            _ => None,
+        }
+    }
     /// Object stores, which plinth can provision buckets for.
     pub fn is_bucket(self) -> bool {
         matches!(
@@ -321,6 +333,12 @@ pub struct Access {
     pub project: String,
     #[serde(default)]
     pub mode: AccessMode,
+    /// Clusters of the project on which the grant is mounted; every cluster the project lives
+    /// on when empty. An object store mounts only on clusters of its cloud (`s3` on AWS, `gcs`
+    /// on GCP, `azureBlob` on Azure), so a project living on clusters of several clouds names
+    /// the ones of the dataset's here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<String>,
 }
 
 /// Read-only or read-write.

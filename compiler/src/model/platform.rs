@@ -188,6 +188,18 @@ pub struct Cluster {
     /// Storage class for this cluster's volumes; the platform default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class: Option<String>,
+    /// AWS: the cluster's OIDC issuer URL (EKS `identity.oidc.issuer`, e.g.
+    /// `https://oidc.eks.eu-west-1.amazonaws.com/id/<id>`), registered as an IAM OIDC provider
+    /// in the account of each project's role. plinth writes the IRSA trust policy of every
+    /// project role with it; required when an S3 dataset is mounted with a project's role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("pattern" = r"^https://[^\s/]+(/[^\s]*)?$"))]
+    pub oidc_issuer: Option<String>,
+    /// GCP: the cluster's workload identity pool (`<gcp-project>.svc.id.goog`); by default the
+    /// pool of the project owning each project's Google service account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("pattern" = r"^[a-z][a-z0-9-]{4,28}[a-z0-9]\.svc\.id\.goog$"))]
+    pub workload_identity_pool: Option<String>,
 }
 
 /// Cloud provider of a cluster.
@@ -201,6 +213,17 @@ pub enum CloudProvider {
     Azure,
     /// On-premises: no cloud manifests.
     OnPrem,
+}
+
+impl CloudProvider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloudProvider::Aws => "aws",
+            CloudProvider::Gcp => "gcp",
+            CloudProvider::Azure => "azure",
+            CloudProvider::OnPrem => "onPrem",
+        }
+    }
 }
 
 /// Platform-wide defaults.
@@ -219,6 +242,19 @@ pub struct PlatformDefaults {
     /// Clusters a project lives on when it names none (all clusters when empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clusters: Vec<String>,
+    /// The user id workloads run as (`runAsUser` of the pods plinth's templates render):
+    /// object-store mounts show their files as owned by it, so a non-root pod can write.
+    #[serde(default = "default_workload_id")]
+    #[schemars(range(min = 1))]
+    pub run_as_user: u32,
+    /// The group id workloads run as (`runAsGroup`), likewise.
+    #[serde(default = "default_workload_id")]
+    #[schemars(range(min = 1))]
+    pub run_as_group: u32,
+}
+
+fn default_workload_id() -> u32 {
+    1000
 }
 
 impl Default for PlatformDefaults {
@@ -228,6 +264,8 @@ impl Default for PlatformDefaults {
             pod_security: PodSecurityLevel::default(),
             network_isolation: true,
             clusters: Vec::new(),
+            run_as_user: default_workload_id(),
+            run_as_group: default_workload_id(),
         }
     }
 }

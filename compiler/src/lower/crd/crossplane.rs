@@ -3,8 +3,8 @@
 //! The legacy cluster-scoped API groups of the Upbound / crossplane-contrib providers
 //! (`*.upbound.io`), at their served, non-deprecated versions: `s3.aws.upbound.io/v1beta2`
 //! (Bucket, BucketVersioning, BucketServerSideEncryptionConfiguration), `iam.aws.upbound.io/v1beta1`
-//! (Policy, RolePolicyAttachment), `storage.gcp.upbound.io/v1beta2` (Bucket, BucketIAMMember; the
-//! storage version of Bucket), `storage.azure.upbound.io/v1beta2` Account and `/v1beta1` Container.
+//! (Policy, Role, RolePolicyAttachment), `storage.gcp.upbound.io/v1beta2` (Bucket, BucketIAMMember;
+//! the storage version of Bucket), `cloudplatform.gcp.upbound.io/v1beta2` ServiceAccountIAMMember, `storage.azure.upbound.io/v1beta2` Account and `/v1beta1` Container.
 //!
 //! Every managed resource is `spec: {deletionPolicy, forProvider}` ([`Managed`]); only the
 //! `forProvider` fields plinth sets are typed. `providerConfigRef` is left out: the CRDs default
@@ -138,6 +138,28 @@ impl CrdSpec for IamPolicy {
     const NAMESPACED: bool = false;
 }
 
+/// `iam.aws.upbound.io/v1beta1` Role: a project's IAM role, for its trust policy (IRSA); the
+/// role name is the external name.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct IamRoleParameters {
+    /// The trust policy, as JSON text.
+    pub assume_role_policy: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The role's path (`/` or `/a/b/`).
+    pub path: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+pub type IamRole = Managed<IamRoleParameters>;
+impl CrdSpec for IamRole {
+    const API_VERSION: &'static str = "iam.aws.upbound.io/v1beta1";
+    const KIND: &'static str = "Role";
+    const NAMESPACED: bool = false;
+}
+
 /// `iam.aws.upbound.io/v1beta1` RolePolicyAttachment: a [`IamPolicy`] (by reference) attached
 /// to a role that exists outside this object (by name).
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -209,6 +231,27 @@ impl CrdSpec for GcsBucketIamMember {
     const NAMESPACED: bool = false;
 }
 
+/// `cloudplatform.gcp.upbound.io/v1beta2` ServiceAccountIAMMember: one member of a role on a
+/// Google service account (here `roles/iam.workloadIdentityUser` for a Kubernetes service
+/// account of a workload identity pool).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct GcpServiceAccountIamMemberParameters {
+    /// `projects/<project>/serviceAccounts/<email>`.
+    pub service_account_id: String,
+    /// `roles/…`.
+    pub role: String,
+    /// `serviceAccount:<pool>[<namespace>/<name>]`.
+    pub member: String,
+}
+pub type GcpServiceAccountIamMember = Managed<GcpServiceAccountIamMemberParameters>;
+impl CrdSpec for GcpServiceAccountIamMember {
+    const API_VERSION: &'static str = "cloudplatform.gcp.upbound.io/v1beta2";
+    const KIND: &'static str = "ServiceAccountIAMMember";
+    const NAMESPACED: bool = false;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Azure
 
@@ -266,9 +309,11 @@ pub(super) fn register() -> Vec<super::Registered> {
         S3BucketVersioning,
         S3BucketEncryption,
         IamPolicy,
+        IamRole,
         IamRolePolicyAttachment,
         GcsBucket,
         GcsBucketIamMember,
+        GcpServiceAccountIamMember,
         AzureAccount,
         AzureContainer,
     ]
