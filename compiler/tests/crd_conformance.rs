@@ -218,10 +218,16 @@ fn check_lowered(
             let id = (key.api_version.clone(), key.kind.clone());
             seen.insert(id.clone());
             if NO_UPSTREAM_SCHEMA.contains(&(key.api_version.as_str(), key.kind.as_str())) {
-                assert!(!table.contains_key(&id), "{id:?} has an upstream schema now");
+                assert!(
+                    !table.contains_key(&id),
+                    "{id:?} has an upstream schema now"
+                );
                 let v = own_validator(&key.api_version, &key.kind);
                 for e in v.iter_errors(&m.object) {
-                    violations.push(format!("{at}: at `{}` (plinth's schema): {e}", e.instance_path()));
+                    violations.push(format!(
+                        "{at}: at `{}` (plinth's schema): {e}",
+                        e.instance_path()
+                    ));
                 }
                 continue;
             }

@@ -1454,7 +1454,10 @@ impl<'a> Cx<'a> {
                 && matches!(a.metric, ScaleMetric::Cpu | ScaleMetric::Memory)
             {
                 d.push(mode(
-                    format!("Knative scales on `concurrency` or `rps`, not `{}`", a.metric.as_str()),
+                    format!(
+                        "Knative scales on `concurrency` or `rps`, not `{}`",
+                        a.metric.as_str()
+                    ),
                     r.at("spec.autoscaling.metric"),
                     "use `metric: concurrency` or `metric: rps` with `scaleToZero`",
                 ));
@@ -1545,7 +1548,10 @@ impl<'a> Cx<'a> {
                 );
             }
         } else {
-            for (field, set) in [("auth", e.auth.is_some()), ("tlsSecret", e.tls_secret.is_some())] {
+            for (field, set) in [
+                ("auth", e.auth.is_some()),
+                ("tlsSecret", e.tls_secret.is_some()),
+            ] {
                 if set {
                     d.push(
                         Diagnostic::new(
@@ -1582,7 +1588,9 @@ impl<'a> Cx<'a> {
     fn has_node_placement(&self, s: &crate::model::ModelRolloutSpec) -> bool {
         let pool = |name: Option<&str>| {
             name.and_then(|n| self.specs.gpu_quotas.get(n))
-                .is_some_and(|q| !q.spec.pool.node_labels.is_empty() || !q.spec.pool.taints.is_empty())
+                .is_some_and(|q| {
+                    !q.spec.pool.node_labels.is_empty() || !q.spec.pool.taints.is_empty()
+                })
         };
         match (&s.instance_type, &s.resources) {
             (Some(it), _) => self.its.get(it.as_str()).is_some_and(|(t, p)| {

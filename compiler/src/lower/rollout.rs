@@ -855,12 +855,24 @@ impl<'a> Lowering<'a> {
                 let stable_sel = self.selector(self.stable());
                 self.service(sink, name, stable_sel.clone(), true, BTreeMap::new());
                 self.service(sink, &stable_svc, stable_sel, false, BTreeMap::new());
-                self.service(sink, &canary_svc, self.selector(cand), false, BTreeMap::new());
+                self.service(
+                    sink,
+                    &canary_svc,
+                    self.selector(cand),
+                    false,
+                    BTreeMap::new(),
+                );
                 self.weighted(sink, name, &stable_svc, &canary_svc, SERVICE_PORT);
             }
             Some(Strategy::Shadow) if two => {
                 let shadow = child(name, "shadow");
-                self.service(sink, name, self.selector(self.stable()), true, BTreeMap::new());
+                self.service(
+                    sink,
+                    name,
+                    self.selector(self.stable()),
+                    true,
+                    BTreeMap::new(),
+                );
                 self.service(sink, &shadow, self.selector(cand), false, BTreeMap::new());
                 self.mirror(sink, name, &shadow);
                 if let Some(a) = self.traffic.and_then(|t| t.analysis.as_ref())
@@ -989,7 +1001,10 @@ impl<'a> Lowering<'a> {
         };
         let settings = self.serving.ingress.as_ref();
         let mut ann = extra;
-        let secret = match (&e.tls_secret, settings.and_then(|i| i.cluster_issuer.as_ref())) {
+        let secret = match (
+            &e.tls_secret,
+            settings.and_then(|i| i.cluster_issuer.as_ref()),
+        ) {
             (Some(secret), _) => secret.clone(),
             (None, Some(issuer)) => {
                 ann.insert(CLUSTER_ISSUER_ANNOTATION.to_owned(), issuer.clone());
@@ -1000,7 +1015,10 @@ impl<'a> Lowering<'a> {
         ann.insert(format!("{NGINX}/ssl-redirect"), "true".to_owned());
         if let Some(a) = &e.auth {
             if let Some(ca) = &a.client_ca_secret {
-                ann.insert(format!("{NGINX}/auth-tls-secret"), format!("{}/{ca}", self.ns));
+                ann.insert(
+                    format!("{NGINX}/auth-tls-secret"),
+                    format!("{}/{ca}", self.ns),
+                );
                 ann.insert(format!("{NGINX}/auth-tls-verify-client"), "on".to_owned());
                 ann.insert(format!("{NGINX}/auth-tls-verify-depth"), "1".to_owned());
             } else if let Some(b) = &a.basic_auth_secret {
@@ -1251,7 +1269,15 @@ impl<'a> Lowering<'a> {
                     })
                 } else if self.serving.mesh == Mesh::Istio {
                     // Argo sets the weights; the VirtualService starts on the stable side.
-                    self.virtual_service(sink, name, &stable_svc, &canary_svc, SERVICE_PORT, 0, None);
+                    self.virtual_service(
+                        sink,
+                        name,
+                        &stable_svc,
+                        &canary_svc,
+                        SERVICE_PORT,
+                        0,
+                        None,
+                    );
                     Some(argo::TrafficRouting {
                         istio: Some(argo::IstioTrafficRouting {
                             virtual_service: argo::IstioVirtualService {
@@ -1724,7 +1750,10 @@ spec:
         let vs = find(&l, "VirtualService", "m");
         assert_eq!(vs["spec"]["hosts"][0], "m-predictor.ml.svc.cluster.local");
         let route = &vs["spec"]["http"][0]["route"];
-        assert_eq!(route[0]["destination"]["host"], "m-predictor.ml.svc.cluster.local");
+        assert_eq!(
+            route[0]["destination"]["host"],
+            "m-predictor.ml.svc.cluster.local"
+        );
         assert_eq!(route[0]["weight"], 90);
         assert_eq!(
             route[1]["destination"]["host"],
@@ -1823,8 +1852,7 @@ spec:
                 .is_none()
         );
         assert_eq!(
-            active["metadata"]["labels"][VISIBILITY_LABEL],
-            "cluster-local",
+            active["metadata"]["labels"][VISIBILITY_LABEL], "cluster-local",
             "exposed by plinth's Ingress, not by KServe"
         );
         let preview = find(&l, "InferenceService", "m-preview");
@@ -1860,9 +1888,15 @@ spec:
             ]
         );
         let http = &find(&l, "VirtualService", "m")["spec"]["http"][0];
-        assert_eq!(http["route"][0]["destination"]["host"], "m-predictor.ml.svc.cluster.local");
+        assert_eq!(
+            http["route"][0]["destination"]["host"],
+            "m-predictor.ml.svc.cluster.local"
+        );
         assert_eq!(http["route"][0]["weight"], 100);
-        assert_eq!(http["mirror"]["host"], "m-shadow-predictor.ml.svc.cluster.local");
+        assert_eq!(
+            http["mirror"]["host"],
+            "m-shadow-predictor.ml.svc.cluster.local"
+        );
         assert_eq!(http["mirrorPercentage"]["value"], 50.0);
         let primary = find(&l, "InferenceService", "m");
         assert_eq!(
@@ -2048,11 +2082,20 @@ spec:
             svc["spec"]["selector"][VERSION_KEY], "v1",
             "callers outside the mesh reach the stable version"
         );
-        assert_eq!(find(&l, "Service", "m-canary")["spec"]["selector"][VERSION_KEY], "v2");
+        assert_eq!(
+            find(&l, "Service", "m-canary")["spec"]["selector"][VERSION_KEY],
+            "v2"
+        );
         let route = &find(&l, "VirtualService", "m")["spec"]["http"][0]["route"];
-        assert_eq!(route[0]["destination"]["host"], "m-stable.ml.svc.cluster.local");
+        assert_eq!(
+            route[0]["destination"]["host"],
+            "m-stable.ml.svc.cluster.local"
+        );
         assert_eq!(route[0]["weight"], 80);
-        assert_eq!(route[1]["destination"]["host"], "m-canary.ml.svc.cluster.local");
+        assert_eq!(
+            route[1]["destination"]["host"],
+            "m-canary.ml.svc.cluster.local"
+        );
         assert_eq!(route[1]["weight"], 20);
     }
 
@@ -2124,8 +2167,14 @@ spec:
         );
         let route = &find(&l, "VirtualService", "m")["spec"]["http"][0];
         assert_eq!(route["name"], PRIMARY_ROUTE);
-        assert_eq!(route["route"][0]["destination"]["host"], "m-stable.ml.svc.cluster.local");
-        assert_eq!(route["route"][1]["destination"]["host"], "m-canary.ml.svc.cluster.local");
+        assert_eq!(
+            route["route"][0]["destination"]["host"],
+            "m-stable.ml.svc.cluster.local"
+        );
+        assert_eq!(
+            route["route"][1]["destination"]["host"],
+            "m-canary.ml.svc.cluster.local"
+        );
         assert_eq!(c["stableService"], "m-stable");
         assert_eq!(c["canaryService"], "m-canary");
         let steps = c["steps"].as_array().expect("steps");
