@@ -18,50 +18,51 @@
 //! no privilege escalation, all capabilities dropped, the runtime's seccomp profile). Pods are
 //! labelled `plinth.dev/model: <name>` and `plinth.dev/model-version: <version>`.
 //!
+//! # Serving infrastructure
+//! What the clusters run is the Platform's `spec.serving` (mesh, ingress-nginx, KServe
+//! modes); the checks (E150-E154) refuse a rollout that needs what is not declared, so this
+//! module only emits routing that works. Targets: KServe 0.16+ (checked against 0.20), Argo
+//! Rollouts 1.7+, Istio 1.22+ (`networking.istio.io/v1`), ingress-nginx 1.x.
+//!
 //! # `runtime: kserve`
-//! One InferenceService `<name>`; its predictor names the model format (the ServingRuntime is
-//! picked by it), the storage URI, resources, replicas (`minReplicas`/`maxReplicas`, `0` with
-//! `scaleToZero`) and the scale metric and target. `model.image` overrides the runtime's image;
-//! with `format: custom` and an image, the predictor is a custom container (`kserve-container`,
-//! the storage URI in `STORAGE_URI`, which KServe's storage initializer downloads).
-//! - **canary**: the candidate's storage URI with `canaryTrafficPercent` = its weight. KServe
-//!   keeps the rest on the last revision that was rolled out to 100%: the stable version. Its
-//!   name and storage URI are in the `plinth.dev/stable-version` and
-//!   `plinth.dev/stable-storage-uri` annotations, for the plan and the audit trail (KServe itself
-//!   tracks the stable revision; on a cluster that never ran it, the candidate starts at 100%).
-//!   Canary traffic and scale-to-zero need KServe's serverless mode, which is then requested
-//!   with `serving.kserve.io/deploymentMode: Serverless`.
-//! - **blueGreen**: the active version (weight 100) is InferenceService `<name>`; the candidate
-//!   runs beside it as InferenceService `<name>-preview`, cluster-local, with the same size, for
-//!   validation. Promotion is a commit that swaps the versions: `<name>` rolls out the new
-//!   version (Knative switches all traffic at once when the new revision is ready) and the
-//!   preview goes away with the old version. `canaryTrafficPercent: 0` was not used for the
-//!   preview: it relies on the revision history inside the cluster, so a fresh cluster would
-//!   serve the candidate to everyone. With `autoPromote`, there is no preview: `<name>` rolls
-//!   out the candidate directly, and Knative moves all traffic to it once it is ready, which is
-//!   promotion once healthy (the stable version is annotated as for canary).
-//! - **shadow**: KServe cannot mirror traffic. The primary version is InferenceService `<name>`;
-//!   the candidate is InferenceService `<name>-shadow`, cluster-local, that receives no live
-//!   traffic of its own. `<name>` is annotated `plinth.dev/mirror-to: <name>-shadow` and
-//!   `plinth.dev/mirror-percent`; copying the requests is the service mesh's job (an Istio
-//!   VirtualService `mirror` with `mirrorPercentage`), which plinth does not emit yet.
-//! - private endpoints are labelled `networking.kserve.io/visibility: cluster-local`; a public
-//!   endpoint's host is the `plinth.dev/endpoint-host` annotation (KServe derives the URL from
-//!   its domain template; the platform maps the host onto it).
+//! One InferenceService per running version; its predictor names the model format (the
+//! ServingRuntime is picked by it), the storage URI, resources, replicas (`minReplicas`/
+//! `maxReplicas`, `0` with `scaleToZero`) and the scale metric and target. Every
+//! InferenceService carries `serving.kserve.io/deploymentMode`: `Knative` with `scaleToZero`,
+//! `Standard` otherwise, and is `cluster-local` (a public endpoint is plinth's Ingress in front
+//! of `<name>-predictor`, KServe's Service). `model.image` overrides the runtime's image; with
+//! `format: custom` and an image, the predictor is a custom container (`kserve-container`, the
+//! storage URI in `STORAGE_URI`, which KServe's storage initializer downloads).
+//! - **canary**: `<name>` serves the stable version and `<name>-canary` the candidate, both
+//!   explicitly (KServe's `canaryTrafficPercent` keeps the stable version in the revision
+//!   history, which a new cluster lacks: the candidate would take everything). The weight is
+//!   routed: VirtualService `<name>` on `<name>-predictor`'s host (private), or an ingress-nginx
+//!   canary Ingress `<name>-canary` (public).
+//! - **blueGreen**: the active version is `<name>`; the candidate runs beside it as
+//!   `<name>-preview`, with the same size, for validation. Promotion is a commit that swaps the
+//!   versions. With `autoPromote`, there is no preview: `<name>` rolls out the candidate, and
+//!   its pods take over once ready (the stable version is annotated `plinth.dev/stable-*`).
+//! - **shadow**: `<name>` serves the primary; `<name>-shadow` the candidate, at `mirrorPercent`
+//!   of fixed replicas; VirtualService `<name>` mirrors `mirrorPercent` of `<name>-predictor`'s
+//!   requests onto `<name>-shadow-predictor` (answers discarded).
 //!
 //! # `runtime: deployment`
 //! One Deployment per version, `<name>-<version>` (without `traffic`, `<name>-<model.version>`,
 //! or `<name>` when there is no version), running `model.image` with `STORAGE_URI`,
 //! `MODEL_VERSION` and `model.env`, the model port as `http`, and a TCP readiness probe on it.
-//! The name depends on the version only, so promoting a candidate and then dropping `traffic`
-//! keeps its Deployment as it is. Service `<name>` (port 80 → the model port) is the endpoint:
-//! - **canary**: it selects every version's pods; replicas are split by weight (at least one
-//!   per version with a weight), so the split is as fine as the replica count allows.
+//! Triton (`format: triton`) runs `tritonserver --model-repository=<storageUri>
+//! --http-port=<port>` as uid/gid 1000 (`triton-server`; its images declare no `USER`), with
+//! readiness on `/v2/health/ready` and liveness on `/v2/health/live`. The name depends on the
+//! version only, so promoting a candidate and then dropping `traffic` keeps its Deployment.
+//! Service `<name>` (port 80 → the model port) is the endpoint:
+//! - **canary**: it selects the stable version (callers outside the mesh); Services
+//!   `<name>-stable` and `<name>-canary` select each side, and the weight is routed as for
+//!   KServe (VirtualService `<name>` on `<name>`'s host, or the canary Ingress). Replicas are
+//!   split by weight (at least one per version with a weight), for capacity.
 //! - **blueGreen**: it selects the active version; Service `<name>-preview` selects the
 //!   candidate. Both run at full size.
 //! - **shadow**: it selects the primary version; Service `<name>-shadow` selects the candidate,
-//!   which runs `mirrorPercent` of the replicas. Mirroring is annotated as for KServe and left
-//!   to the mesh.
+//!   which runs `mirrorPercent` of the replicas; VirtualService `<name>` mirrors onto it.
 //!
 //! With `autoscaling`, each Deployment gets a HorizontalPodAutoscaler (`autoscaling/v2`):
 //! `cpu`/`memory` as resource utilisation, `rps`/`concurrency` as the pods metrics
@@ -71,27 +72,29 @@
 //! Rollouts backend, an Argo Rollout `<name>` replaces the Deployments: its pod template is the
 //! candidate's, and Argo keeps the stable ReplicaSet. Canary: the spec's steps (`setWeight`,
 //! `pause`, `analysis`), Services `<name>-stable` and `<name>-canary` that Argo points at each
-//! side, and `<name>` over both (without a mesh Argo splits traffic by replica count). With an
-//! analysis but no steps, the steps are the candidate's weight, then the analysis; Argo
-//! promotes fully once the steps are done. Blue-green: `activeService: <name>`,
-//! `previewService: <name>-preview`, `autoPromotionEnabled` from `autoPromote`, and the analysis
-//! as the pre-promotion analysis. AnalysisTemplate `<name>` holds the Prometheus metric, with
-//! arguments `service` and `namespace`; an analysis step with its own `count` uses
-//! AnalysisTemplate `<name>-count-<n>` (parameterised counts do not work in inline analyses
-//! upstream). A shadow rollout's analysis is emitted as a template for the shadow Service, to
-//! be run by hand; Argo has no shadow strategy without a mesh.
+//! side, `<name>` over both, and `trafficRouting` for exact weights: `istio` with
+//! VirtualService `<name>` (route `primary`, starting on the stable side) for a private
+//! endpoint, `nginx` with `stableIngress: <name>` for a public one. Argo promotes a new Rollout
+//! at once (no stable revision yet): `plinth plan` flags its creation. With an analysis but no
+//! steps, the steps are the candidate's weight, then the analysis. Blue-green:
+//! `activeService: <name>`, `previewService: <name>-preview`, `autoPromotionEnabled` from
+//! `autoPromote`, and the analysis as the pre-promotion analysis. AnalysisTemplate `<name>`
+//! holds the Prometheus metric, with arguments `service` and `namespace`; an analysis step with
+//! its own `count` uses AnalysisTemplate `<name>-count-<n>` (parameterised counts do not work in
+//! inline analyses upstream). A shadow rollout's analysis is emitted as a template for the
+//! shadow Service, to be run by hand.
 //!
 //! # Endpoint
 //! NetworkPolicy `<name>-endpoint` admits the model's pods' callers: the project's own
 //! namespace and the `allowProjects` namespaces; public endpoints also the ingress controller's
-//! namespace (`ingress-nginx`, by the `kubernetes.io/metadata.name` label). For deployments it
-//! opens the model port only. KServe pods are reached through the Knative activator and the
-//! gateways, so their policy also admits `knative-serving` and `istio-system` and does not
-//! restrict ports (requests enter through the queue-proxy's port). NetworkPolicies add up: a
-//! project whose isolation policy admits more keeps admitting it. A public deployment endpoint
-//! gets an Ingress for its host (the cluster's default IngressClass, no TLS section).
-//! `clientTokenSecrets` are recorded in `plinth.dev/client-token-secrets`; checking the tokens
-//! is the gateway's job.
+//! namespace (`serving.ingress.namespace`). For deployments it opens the model port only. In
+//! `Knative` mode KServe pods are reached through the activator and the gateways, so the policy
+//! also admits `knative-serving` and `istio-system`; KServe policies do not restrict ports.
+//! NetworkPolicies add up: a project whose isolation policy admits more keeps admitting it. A
+//! public endpoint gets Ingress `<name>` for its host: `ingressClassName` of the platform's
+//! ingress-nginx, TLS (`endpoint.tlsSecret`, or `<name>-tls` issued by the platform's
+//! cert-manager ClusterIssuer) and the endpoint's authentication as ingress-nginx annotations
+//! (`auth-tls-*` for client certificates, `auth-type: basic`, or `auth-url`).
 
 use std::collections::BTreeMap;
 
