@@ -1147,9 +1147,7 @@ impl<'a> Lowering<'a> {
                 name: PRIMARY_ROUTE.to_owned(),
                 route,
                 mirror: mirror.map(|(m, _)| dest(m)),
-                mirror_percentage: mirror.map(|(_, p)| istio::Percent {
-                    value: f64::from(p),
-                }),
+                mirror_percentage: mirror.map(|(_, p)| istio::Percent { value: p }),
             }],
         };
         sink.push_value(

@@ -67,13 +67,13 @@ pub struct PortSelector {
     pub number: u32,
 }
 
-/// `mirrorPercentage`.
+/// `mirrorPercentage` (a double upstream; whole percents here, so the YAML round-trips).
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(deny_unknown_fields)]
 pub struct Percent {
-    #[schemars(range(min = 0, max = 100))]
-    pub value: f64,
+    #[schemars(range(max = 100))]
+    pub value: u32,
 }
 
 /// The kinds of this module, for [`super::registry`].
