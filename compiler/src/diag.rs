@@ -241,6 +241,17 @@ codes! {
     Placement = "E141", "placement", Error;
     /// An allocation's borrowing/lending limits that make no sense.
     AllocationLimits = "E142", "allocation-limits", Error;
+    /// KServe pods in a `restricted` namespace, but the platform does not declare a
+    /// restricted-compliant storage initializer (admission would refuse the pods).
+    StorageInitializer = "E150", "storage-initializer-not-restricted", Error;
+    /// A traffic strategy that needs routing (mirroring, weights) the platform does not have.
+    TrafficRouting = "E151", "traffic-routing-unavailable", Error;
+    /// A KServe rollout whose needs do not fit a deployment mode the platform supports.
+    KserveMode = "E152", "kserve-deployment-mode", Error;
+    /// A public endpoint without an ingress controller, TLS or authentication.
+    EndpointExposure = "E153", "endpoint-exposure", Error;
+    /// A Triton model repository Triton cannot read.
+    TritonRepository = "E154", "triton-model-repository", Error;
     /// A dataset granted on a cluster that cannot mount it (an object store of another cloud:
     /// its CSI driver does not exist there).
     NotMountable = "E160", "dataset-not-mountable", Error;

@@ -114,6 +114,10 @@ spec:
       memory: 8Gi
   identity:
     groupPrefix: \"oidc:\"
+  serving:
+    mesh: istio
+    kserve:
+      restrictedStorageInitializer: true
 ";
 
 /// A synthetic platform of `n` projects.

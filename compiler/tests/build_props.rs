@@ -186,6 +186,7 @@ fn documents(g: &Gen) -> Vec<(&'static str, Value)> {
                 "defaults": {"storageClass": "standard"},
                 "identity": {"groupPrefix": "oidc:"},
                 "instanceTypes": [{"name": "cpu-2", "cpu": "2", "memory": "8Gi"}],
+                "serving": {"mesh": "istio", "kserve": {"restrictedStorageInitializer": true}},
             }),
         ),
     ));

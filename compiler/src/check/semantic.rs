@@ -1357,6 +1357,7 @@ impl<'a> Cx<'a> {
                 .hint("give the external host name, e.g. `bed-forecast.models.example.org`"),
             );
         }
+        self.serving(r, project, d);
         // Deployment limits of the project.
         if let Some(p) = project {
             if !p.spec.deployments.enabled {
@@ -1542,6 +1543,267 @@ impl<'a> Cx<'a> {
                     "describe the Prometheus query and success condition under `traffic.analysis`",
                 ));
             }
+        }
+    }
+
+    /// What a rollout needs of the serving infrastructure the Platform declares
+    /// (`spec.serving`): a restricted-compliant KServe storage initializer, a deployment mode,
+    /// a mesh or ingress controller to route traffic, TLS and authentication for public
+    /// endpoints, and a model repository Triton can read.
+    fn serving(
+        &self,
+        r: &'a Object<crate::model::ModelRolloutSpec>,
+        project: Option<&'a Object<crate::model::ProjectSpec>>,
+        d: &mut Diagnostics,
+    ) {
+        use crate::model::platform::Mesh;
+        use crate::model::rollout::{EndpointAccess, ModelFormat, ScaleMetric};
+        let Some(pl) = &self.specs.platform else {
+            return;
+        };
+        let sv = &pl.spec.serving;
+        let s = &r.spec;
+        let kserve = s.runtime == Runtime::Kserve;
+        let public = s.endpoint.access == EndpointAccess::Public;
+        let strategy = s
+            .traffic
+            .as_ref()
+            .filter(|t| t.versions.len() == 2)
+            .map(|t| t.strategy);
+        // Storage URIs with their fields.
+        let uris: Vec<(&str, String)> = match &s.traffic {
+            Some(t) => t
+                .versions
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    (
+                        v.storage_uri.as_str(),
+                        format!("spec.traffic.versions[{i}].storageUri"),
+                    )
+                })
+                .collect(),
+            None => s
+                .model
+                .storage_uri
+                .iter()
+                .map(|u| (u.as_str(), "spec.model.storageUri".to_owned()))
+                .collect(),
+        };
+
+        // KServe's storage initializer under `restricted` (kserve/kserve#5373).
+        let (level, level_at) = match project.and_then(|p| p.spec.pod_security.map(|l| (l, p))) {
+            Some((l, p)) => (l, p.at("spec.podSecurity")),
+            None => (
+                pl.spec.defaults.pod_security,
+                pl.at("spec.defaults.podSecurity"),
+            ),
+        };
+        if kserve
+            && level == crate::model::PodSecurityLevel::Restricted
+            && !sv.kserve.restricted_storage_initializer
+            && uris.iter().any(|(u, _)| !u.starts_with("pvc://"))
+        {
+            d.push(
+                Diagnostic::new(
+                    Code::StorageInitializer,
+                    "KServe injects a `storage-initializer` container without a security context, which the `restricted` Pod Security level refuses",
+                )
+                .at(r.at("spec.runtime"))
+                .related(level_at.note("`restricted` here"))
+                .hint("patch `ClusterStorageContainer/default` with a restricted security context (no privilege escalation, all capabilities dropped, `runAsNonRoot`, `runAsUser: 1000`, `RuntimeDefault` seccomp; kserve/kserve#5373) and declare it with `serving.kserve.restrictedStorageInitializer: true`, or use `runtime: deployment`"),
+            );
+        }
+
+        // KServe deployment mode: `Knative` for scale-to-zero, `Standard` otherwise.
+        let knative = s.autoscaling.as_ref().is_some_and(|a| a.scale_to_zero);
+        if kserve && knative {
+            let at = r.at("spec.autoscaling.scaleToZero");
+            let mode = |msg: String, at: Label, hint: &str| {
+                Diagnostic::new(Code::KserveMode, msg)
+                    .at(at)
+                    .hint(hint.to_owned())
+            };
+            if !sv.kserve.knative {
+                d.push(mode(
+                    "`scaleToZero` needs KServe's `Knative` deployment mode, and the platform does not declare Knative Serving".to_owned(),
+                    at.clone(),
+                    "install Knative Serving and set `serving.kserve.knative: true` on the Platform, or drop `scaleToZero`",
+                ));
+            } else if self.has_node_placement(s) && !sv.kserve.knative_node_placement {
+                let place = if s.instance_type.is_some() {
+                    "spec.instanceType"
+                } else {
+                    "spec.gpuQuota"
+                };
+                d.push(mode(
+                    "in `Knative` mode (`scaleToZero`) the pods' node selector and tolerations are refused unless Knative's `kubernetes.podspec-nodeselector` and `kubernetes.podspec-tolerations` features are enabled".to_owned(),
+                    r.at(place),
+                    "enable both in Knative's `config-features` and set `serving.kserve.knativeNodePlacement: true`, or drop `scaleToZero`",
+                ));
+            }
+            if let Some(st @ (Strategy::Canary | Strategy::Shadow)) = strategy {
+                d.push(mode(
+                    format!("a `{}` KServe rollout is routed between two InferenceServices in `Standard` mode; `scaleToZero` needs `Knative` mode", st.as_str()),
+                    at.clone(),
+                    "drop `scaleToZero` while the rollout runs",
+                ));
+            }
+            if public {
+                d.push(mode(
+                    "a public KServe endpoint is served through plinth's Ingress in `Standard` mode; `scaleToZero` needs `Knative` mode".to_owned(),
+                    at.clone(),
+                    "drop `scaleToZero`, or make the endpoint private",
+                ));
+            }
+            if let Some(a) = &s.autoscaling
+                && matches!(a.metric, ScaleMetric::Cpu | ScaleMetric::Memory)
+            {
+                d.push(mode(
+                    format!(
+                        "Knative scales on `concurrency` or `rps`, not `{}`",
+                        a.metric.as_str()
+                    ),
+                    r.at("spec.autoscaling.metric"),
+                    "use `metric: concurrency` or `metric: rps` with `scaleToZero`",
+                ));
+            }
+        } else if kserve
+            && let Some(a) = &s.autoscaling
+            && matches!(a.metric, ScaleMetric::Rps | ScaleMetric::Concurrency)
+        {
+            d.push(
+                Diagnostic::new(
+                    Code::KserveMode,
+                    format!("KServe's `Standard` mode scales with a HorizontalPodAutoscaler on `cpu` or `memory`, not `{}`", a.metric.as_str()),
+                )
+                .at(r.at("spec.autoscaling.metric"))
+                .hint("use `metric: cpu` or `metric: memory`; request-based scaling needs `scaleToZero` (Knative mode)"),
+            );
+        }
+
+        // Routing: mirroring and weights need a mesh or the ingress controller.
+        let no_mesh = sv.mesh == Mesh::None;
+        match strategy {
+            Some(Strategy::Shadow) => {
+                if no_mesh {
+                    d.push(
+                        Diagnostic::new(
+                            Code::TrafficRouting,
+                            "`shadow` copies requests with the service mesh (an Istio VirtualService `mirror`), but the platform declares no mesh: the candidate would get nothing",
+                        )
+                        .at(r.at("spec.traffic.strategy"))
+                        .related(pl.at("spec.serving").note("no `mesh` declared"))
+                        .hint("set `serving.mesh: istio` if the clusters run Istio, or use `blueGreen` to run the candidate beside the stable version"),
+                    );
+                }
+                if public {
+                    d.push(
+                        Diagnostic::new(
+                            Code::TrafficRouting,
+                            "requests through the ingress controller bypass the mesh, so a public `shadow` endpoint would not mirror them",
+                        )
+                        .at(r.at("spec.endpoint.access"))
+                        .hint("mirror a private endpoint (callers in the mesh), or use `blueGreen`"),
+                    );
+                }
+            }
+            Some(Strategy::Canary) if !public && no_mesh => d.push(
+                Diagnostic::new(
+                    Code::TrafficRouting,
+                    "a private `canary` needs weighted routing, and the platform declares no mesh: split by replicas, the candidate's share would be anything from 1/n to half",
+                )
+                .at(r.at("spec.traffic.strategy"))
+                .related(pl.at("spec.serving").note("no `mesh` declared"))
+                .hint("set `serving.mesh: istio` if the clusters run Istio, or make the endpoint public (weighted by ingress-nginx)"),
+            ),
+            _ => {}
+        }
+
+        // Public endpoints: ingress controller, TLS, authentication.
+        let e = &s.endpoint;
+        if public {
+            match &sv.ingress {
+                None => d.push(
+                    Diagnostic::new(
+                        Code::EndpointExposure,
+                        "a public endpoint needs an ingress controller, and the platform declares none",
+                    )
+                    .at(r.at("spec.endpoint.access"))
+                    .related(pl.at("spec.serving").note("no `ingress` declared"))
+                    .hint("declare the ingress-nginx controller with `serving.ingress.className`, or make the endpoint private"),
+                ),
+                Some(ing) if e.tls_secret.is_none() && ing.cluster_issuer.is_none() => d.push(
+                    Diagnostic::new(
+                        Code::EndpointExposure,
+                        "a public endpoint needs TLS: no `endpoint.tlsSecret`, and the platform has no `serving.ingress.clusterIssuer`",
+                    )
+                    .at(r.at("spec.endpoint.access"))
+                    .hint("name the certificate's Secret in `endpoint.tlsSecret`, or declare a cert-manager ClusterIssuer"),
+                ),
+                _ => {}
+            }
+            if e.auth.is_none() {
+                d.push(
+                    Diagnostic::new(
+                        Code::EndpointExposure,
+                        "a public endpoint needs authentication (`endpoint.auth`)",
+                    )
+                    .at(r.at("spec.endpoint.access"))
+                    .hint("require client certificates (`clientCaSecret`), basic authentication (`basicAuthSecret`) or an external check (`url`)"),
+                );
+            }
+        } else {
+            for (field, set) in [
+                ("auth", e.auth.is_some()),
+                ("tlsSecret", e.tls_secret.is_some()),
+            ] {
+                if set {
+                    d.push(
+                        Diagnostic::new(
+                            Code::EndpointExposure,
+                            format!("`endpoint.{field}` applies to public endpoints; a private endpoint is guarded by its NetworkPolicy"),
+                        )
+                        .at(r.at(&format!("spec.endpoint.{field}")))
+                        .hint("remove it, or make the endpoint public"),
+                    );
+                }
+            }
+        }
+
+        // Triton reads its model repository itself.
+        if s.runtime == Runtime::Deployment && s.model.format == ModelFormat::Triton {
+            for (uri, field) in &uris {
+                if !(uri.starts_with("s3://") || uri.starts_with("gs://")) {
+                    let scheme = uri.split("://").next().unwrap_or(uri);
+                    d.push(
+                        Diagnostic::new(
+                            Code::TritonRepository,
+                            format!("Triton reads its model repository from `s3://` or `gs://`, not `{scheme}`"),
+                        )
+                        .at(r.at(field))
+                        .hint("copy the model repository to a bucket, or serve it with `runtime: kserve` (its storage initializer downloads it)"),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Whether the rollout's pods get a node selector or tolerations (a GPU pool's labels and
+    /// taints, an instance type's node selector and tolerations).
+    fn has_node_placement(&self, s: &crate::model::ModelRolloutSpec) -> bool {
+        let pool = |name: Option<&str>| {
+            name.and_then(|n| self.specs.gpu_quotas.get(n))
+                .is_some_and(|q| {
+                    !q.spec.pool.node_labels.is_empty() || !q.spec.pool.taints.is_empty()
+                })
+        };
+        match (&s.instance_type, &s.resources) {
+            (Some(it), _) => self.its.get(it.as_str()).is_some_and(|(t, p)| {
+                !t.node_selector.is_empty() || !t.tolerations.is_empty() || pool(*p)
+            }),
+            (None, Some(res)) => res.gpu > 0 && pool(s.gpu_quota.as_deref()),
+            _ => false,
         }
     }
 

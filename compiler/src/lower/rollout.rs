@@ -18,50 +18,51 @@
 //! no privilege escalation, all capabilities dropped, the runtime's seccomp profile). Pods are
 //! labelled `plinth.dev/model: <name>` and `plinth.dev/model-version: <version>`.
 //!
+//! # Serving infrastructure
+//! What the clusters run is the Platform's `spec.serving` (mesh, ingress-nginx, KServe
+//! modes); the checks (E150-E154) refuse a rollout that needs what is not declared, so this
+//! module only emits routing that works. Targets: KServe 0.16+ (checked against 0.20), Argo
+//! Rollouts 1.7+, Istio 1.22+ (`networking.istio.io/v1`), ingress-nginx 1.x.
+//!
 //! # `runtime: kserve`
-//! One InferenceService `<name>`; its predictor names the model format (the ServingRuntime is
-//! picked by it), the storage URI, resources, replicas (`minReplicas`/`maxReplicas`, `0` with
-//! `scaleToZero`) and the scale metric and target. `model.image` overrides the runtime's image;
-//! with `format: custom` and an image, the predictor is a custom container (`kserve-container`,
-//! the storage URI in `STORAGE_URI`, which KServe's storage initializer downloads).
-//! - **canary**: the candidate's storage URI with `canaryTrafficPercent` = its weight. KServe
-//!   keeps the rest on the last revision that was rolled out to 100%: the stable version. Its
-//!   name and storage URI are in the `plinth.dev/stable-version` and
-//!   `plinth.dev/stable-storage-uri` annotations, for the plan and the audit trail (KServe itself
-//!   tracks the stable revision; on a cluster that never ran it, the candidate starts at 100%).
-//!   Canary traffic and scale-to-zero need KServe's serverless mode, which is then requested
-//!   with `serving.kserve.io/deploymentMode: Serverless`.
-//! - **blueGreen**: the active version (weight 100) is InferenceService `<name>`; the candidate
-//!   runs beside it as InferenceService `<name>-preview`, cluster-local, with the same size, for
-//!   validation. Promotion is a commit that swaps the versions: `<name>` rolls out the new
-//!   version (Knative switches all traffic at once when the new revision is ready) and the
-//!   preview goes away with the old version. `canaryTrafficPercent: 0` was not used for the
-//!   preview: it relies on the revision history inside the cluster, so a fresh cluster would
-//!   serve the candidate to everyone. With `autoPromote`, there is no preview: `<name>` rolls
-//!   out the candidate directly, and Knative moves all traffic to it once it is ready, which is
-//!   promotion once healthy (the stable version is annotated as for canary).
-//! - **shadow**: KServe cannot mirror traffic. The primary version is InferenceService `<name>`;
-//!   the candidate is InferenceService `<name>-shadow`, cluster-local, that receives no live
-//!   traffic of its own. `<name>` is annotated `plinth.dev/mirror-to: <name>-shadow` and
-//!   `plinth.dev/mirror-percent`; copying the requests is the service mesh's job (an Istio
-//!   VirtualService `mirror` with `mirrorPercentage`), which plinth does not emit yet.
-//! - private endpoints are labelled `networking.kserve.io/visibility: cluster-local`; a public
-//!   endpoint's host is the `plinth.dev/endpoint-host` annotation (KServe derives the URL from
-//!   its domain template; the platform maps the host onto it).
+//! One InferenceService per running version; its predictor names the model format (the
+//! ServingRuntime is picked by it), the storage URI, resources, replicas (`minReplicas`/
+//! `maxReplicas`, `0` with `scaleToZero`) and the scale metric and target. Every
+//! InferenceService carries `serving.kserve.io/deploymentMode`: `Knative` with `scaleToZero`,
+//! `Standard` otherwise, and is `cluster-local` (a public endpoint is plinth's Ingress in front
+//! of `<name>-predictor`, KServe's Service). `model.image` overrides the runtime's image; with
+//! `format: custom` and an image, the predictor is a custom container (`kserve-container`, the
+//! storage URI in `STORAGE_URI`, which KServe's storage initializer downloads).
+//! - **canary**: `<name>` serves the stable version and `<name>-canary` the candidate, both
+//!   explicitly (KServe's `canaryTrafficPercent` keeps the stable version in the revision
+//!   history, which a new cluster lacks: the candidate would take everything). The weight is
+//!   routed: VirtualService `<name>` on `<name>-predictor`'s host (private), or an ingress-nginx
+//!   canary Ingress `<name>-canary` (public).
+//! - **blueGreen**: the active version is `<name>`; the candidate runs beside it as
+//!   `<name>-preview`, with the same size, for validation. Promotion is a commit that swaps the
+//!   versions. With `autoPromote`, there is no preview: `<name>` rolls out the candidate, and
+//!   its pods take over once ready (the stable version is annotated `plinth.dev/stable-*`).
+//! - **shadow**: `<name>` serves the primary; `<name>-shadow` the candidate, at `mirrorPercent`
+//!   of fixed replicas; VirtualService `<name>` mirrors `mirrorPercent` of `<name>-predictor`'s
+//!   requests onto `<name>-shadow-predictor` (answers discarded).
 //!
 //! # `runtime: deployment`
 //! One Deployment per version, `<name>-<version>` (without `traffic`, `<name>-<model.version>`,
 //! or `<name>` when there is no version), running `model.image` with `STORAGE_URI`,
 //! `MODEL_VERSION` and `model.env`, the model port as `http`, and a TCP readiness probe on it.
-//! The name depends on the version only, so promoting a candidate and then dropping `traffic`
-//! keeps its Deployment as it is. Service `<name>` (port 80 → the model port) is the endpoint:
-//! - **canary**: it selects every version's pods; replicas are split by weight (at least one
-//!   per version with a weight), so the split is as fine as the replica count allows.
+//! Triton (`format: triton`) runs `tritonserver --model-repository=<storageUri>
+//! --http-port=<port>` as uid/gid 1000 (`triton-server`; its images declare no `USER`), with
+//! readiness on `/v2/health/ready` and liveness on `/v2/health/live`. The name depends on the
+//! version only, so promoting a candidate and then dropping `traffic` keeps its Deployment.
+//! Service `<name>` (port 80 → the model port) is the endpoint:
+//! - **canary**: it selects the stable version (callers outside the mesh); Services
+//!   `<name>-stable` and `<name>-canary` select each side, and the weight is routed as for
+//!   KServe (VirtualService `<name>` on `<name>`'s host, or the canary Ingress). Replicas are
+//!   split by weight (at least one per version with a weight), for capacity.
 //! - **blueGreen**: it selects the active version; Service `<name>-preview` selects the
 //!   candidate. Both run at full size.
 //! - **shadow**: it selects the primary version; Service `<name>-shadow` selects the candidate,
-//!   which runs `mirrorPercent` of the replicas. Mirroring is annotated as for KServe and left
-//!   to the mesh.
+//!   which runs `mirrorPercent` of the replicas; VirtualService `<name>` mirrors onto it.
 //!
 //! With `autoscaling`, each Deployment gets a HorizontalPodAutoscaler (`autoscaling/v2`):
 //! `cpu`/`memory` as resource utilisation, `rps`/`concurrency` as the pods metrics
@@ -71,50 +72,53 @@
 //! Rollouts backend, an Argo Rollout `<name>` replaces the Deployments: its pod template is the
 //! candidate's, and Argo keeps the stable ReplicaSet. Canary: the spec's steps (`setWeight`,
 //! `pause`, `analysis`), Services `<name>-stable` and `<name>-canary` that Argo points at each
-//! side, and `<name>` over both (without a mesh Argo splits traffic by replica count). With an
-//! analysis but no steps, the steps are the candidate's weight, then the analysis; Argo
-//! promotes fully once the steps are done. Blue-green: `activeService: <name>`,
-//! `previewService: <name>-preview`, `autoPromotionEnabled` from `autoPromote`, and the analysis
-//! as the pre-promotion analysis. AnalysisTemplate `<name>` holds the Prometheus metric, with
-//! arguments `service` and `namespace`; an analysis step with its own `count` uses
-//! AnalysisTemplate `<name>-count-<n>` (parameterised counts do not work in inline analyses
-//! upstream). A shadow rollout's analysis is emitted as a template for the shadow Service, to
-//! be run by hand; Argo has no shadow strategy without a mesh.
+//! side, `<name>` over both, and `trafficRouting` for exact weights: `istio` with
+//! VirtualService `<name>` (route `primary`, starting on the stable side) for a private
+//! endpoint, `nginx` with `stableIngress: <name>` for a public one. Argo promotes a new Rollout
+//! at once (no stable revision yet): `plinth plan` flags its creation. With an analysis but no
+//! steps, the steps are the candidate's weight, then the analysis. Blue-green:
+//! `activeService: <name>`, `previewService: <name>-preview`, `autoPromotionEnabled` from
+//! `autoPromote`, and the analysis as the pre-promotion analysis. AnalysisTemplate `<name>`
+//! holds the Prometheus metric, with arguments `service` and `namespace`; an analysis step with
+//! its own `count` uses AnalysisTemplate `<name>-count-<n>` (parameterised counts do not work in
+//! inline analyses upstream). A shadow rollout's analysis is emitted as a template for the
+//! shadow Service, to be run by hand.
 //!
 //! # Endpoint
 //! NetworkPolicy `<name>-endpoint` admits the model's pods' callers: the project's own
 //! namespace and the `allowProjects` namespaces; public endpoints also the ingress controller's
-//! namespace (`ingress-nginx`, by the `kubernetes.io/metadata.name` label). For deployments it
-//! opens the model port only. KServe pods are reached through the Knative activator and the
-//! gateways, so their policy also admits `knative-serving` and `istio-system` and does not
-//! restrict ports (requests enter through the queue-proxy's port). NetworkPolicies add up: a
-//! project whose isolation policy admits more keeps admitting it. A public deployment endpoint
-//! gets an Ingress for its host (the cluster's default IngressClass, no TLS section).
-//! `clientTokenSecrets` are recorded in `plinth.dev/client-token-secrets`; checking the tokens
-//! is the gateway's job.
+//! namespace (`serving.ingress.namespace`). For deployments it opens the model port only. In
+//! `Knative` mode KServe pods are reached through the activator and the gateways, so the policy
+//! also admits `knative-serving` and `istio-system`; KServe policies do not restrict ports.
+//! NetworkPolicies add up: a project whose isolation policy admits more keeps admitting it. A
+//! public endpoint gets Ingress `<name>` for its host: `ingressClassName` of the platform's
+//! ingress-nginx, TLS (`endpoint.tlsSecret`, or `<name>-tls` issued by the platform's
+//! cert-manager ClusterIssuer) and the endpoint's authentication as ingress-nginx annotations
+//! (`auth-tls-*` for client certificates, `auth-type: basic`, or `auth-url`).
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::autoscaling::v2 as hpa;
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, ResourceRequirements, SeccompProfile, SecurityContext, Service, ServicePort,
-    ServiceSpec, TCPSocketAction, Toleration,
+    Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Service,
+    ServicePort, ServiceSpec, TCPSocketAction, Toleration,
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
-    IngressServiceBackend, IngressSpec, NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer,
-    NetworkPolicyPort, NetworkPolicySpec, ServiceBackendPort,
+    IngressServiceBackend, IngressSpec, IngressTLS, NetworkPolicy, NetworkPolicyIngressRule,
+    NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec, ServiceBackendPort,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as KQuantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::crd::{self, argo, kserve};
+use super::crd::{self, argo, istio, kserve};
 use super::project::WORKLOAD_SA;
 use super::{Ctx, Origin, PROJECT_LABEL, Sink};
 use crate::model::common::{PodSecurityLevel, TolerationOperator};
+use crate::model::platform::{Mesh, Serving};
 use crate::model::quantity::Duration;
 use crate::model::rollout::{
     Analysis, EndpointAccess, ModelFormat, Runtime, ScaleMetric, Strategy, Traffic,
@@ -133,24 +137,25 @@ pub const STRATEGY_ANNOTATION: &str = "plinth.dev/strategy";
 /// The version KServe or Argo keep serving while the candidate rolls out.
 pub const STABLE_VERSION_ANNOTATION: &str = "plinth.dev/stable-version";
 pub const STABLE_URI_ANNOTATION: &str = "plinth.dev/stable-storage-uri";
-/// Where a shadow rollout's requests are to be copied, and what share of them.
-pub const MIRROR_TO_ANNOTATION: &str = "plinth.dev/mirror-to";
-pub const MIRROR_PERCENT_ANNOTATION: &str = "plinth.dev/mirror-percent";
-/// A KServe endpoint's external host.
-pub const HOST_ANNOTATION: &str = "plinth.dev/endpoint-host";
-/// Secrets holding the client tokens callers present.
-pub const CLIENT_TOKENS_ANNOTATION: &str = "plinth.dev/client-token-secrets";
 /// Kueue's queue label.
 pub const QUEUE_LABEL: &str = "kueue.x-k8s.io/queue-name";
 /// KServe's visibility label.
 pub const VISIBILITY_LABEL: &str = "networking.kserve.io/visibility";
-const DEPLOYMENT_MODE_ANNOTATION: &str = "serving.kserve.io/deploymentMode";
-/// Namespace of the ingress controller public endpoints are reached through.
-pub const INGRESS_NAMESPACE: &str = "ingress-nginx";
+/// KServe's deployment mode annotation (`Standard` or `Knative`, KServe 0.16+).
+pub const DEPLOYMENT_MODE_ANNOTATION: &str = "serving.kserve.io/deploymentMode";
+/// ingress-nginx annotations.
+pub const NGINX: &str = "nginx.ingress.kubernetes.io";
+/// cert-manager's annotation naming the issuer of an Ingress' certificate.
+pub const CLUSTER_ISSUER_ANNOTATION: &str = "cert-manager.io/cluster-issuer";
+/// The uid of the `triton-server` user of NVIDIA's Triton images (which declare no `USER`).
+pub const TRITON_UID: i64 = 1000;
+/// The Istio route Argo Rollouts sets the weights of.
+pub const PRIMARY_ROUTE: &str = "primary";
 /// Namespaces KServe's serverless data plane forwards requests from (Knative's activator, the
 /// Istio gateways).
 pub const KSERVE_DATA_PLANE: [&str; 2] = ["istio-system", "knative-serving"];
 const NAMESPACE_LABEL: &str = "kubernetes.io/metadata.name";
+const DEFAULT_INGRESS_NAMESPACE: &str = "ingress-nginx";
 const CONTAINER: &str = "model";
 const KSERVE_CONTAINER: &str = "kserve-container";
 const SERVICE_PORT: i32 = 80;
@@ -212,6 +217,9 @@ struct Lowering<'a> {
     versions: Vec<Version<'a>>,
     sizing: Sizing,
     restricted: bool,
+    serving: &'a Serving,
+    /// KServe's `Knative` deployment mode (scale to zero); `Standard` otherwise.
+    knative: bool,
 }
 
 impl<'a> Lowering<'a> {
@@ -258,6 +266,8 @@ impl<'a> Lowering<'a> {
             versions,
             sizing: sizing(cx, s),
             restricted: level == PodSecurityLevel::Restricted,
+            serving: &cx.platform.serving,
+            knative: s.autoscaling.as_ref().is_some_and(|a| a.scale_to_zero),
         }
     }
 
@@ -334,26 +344,21 @@ impl<'a> Lowering<'a> {
         a
     }
 
-    /// The mirroring intent of a shadow rollout, on the primary endpoint.
-    fn mirror_annotations(&self, target: &str) -> BTreeMap<String, String> {
-        let mut a = BTreeMap::new();
-        if let Some(t) = self.traffic.filter(|t| t.strategy == Strategy::Shadow) {
-            a.insert(MIRROR_TO_ANNOTATION.to_owned(), target.to_owned());
-            if let Some(p) = t.mirror_percent {
-                a.insert(MIRROR_PERCENT_ANNOTATION.to_owned(), p.to_string());
-            }
-        }
-        a
+    fn public(&self) -> bool {
+        self.s.endpoint.access == EndpointAccess::Public
     }
 
-    /// Annotations of the object callers reach.
-    fn endpoint_annotations(&self) -> BTreeMap<String, String> {
-        let mut a = BTreeMap::new();
-        let tokens = &self.s.endpoint.client_token_secrets;
-        if !tokens.is_empty() {
-            a.insert(CLIENT_TOKENS_ANNOTATION.to_owned(), tokens.join(","));
-        }
-        a
+    fn two(&self) -> bool {
+        self.versions.len() > 1
+    }
+
+    /// A Service's name inside the mesh.
+    fn host(&self, service: &str) -> String {
+        format!("{service}.{}.svc.cluster.local", self.ns)
+    }
+
+    fn triton(&self) -> bool {
+        self.s.model.format == ModelFormat::Triton
     }
 
     /// Replicas of one version before any split.
@@ -405,10 +410,18 @@ impl<'a> Lowering<'a> {
         BTreeMap::from([(MODEL_LABEL.to_owned(), self.name.to_owned())])
     }
 
+    /// The pod's security context: `restricted`'s requirements, and Triton's user (its images
+    /// declare no `USER`, so `runAsNonRoot` alone cannot be verified and the pod would not start).
     fn pod_security(&self) -> Option<PodSecurityContext> {
-        self.restricted.then(|| PodSecurityContext {
-            run_as_non_root: Some(true),
-            seccomp_profile: Some(SeccompProfile {
+        let triton = self.triton().then_some(TRITON_UID);
+        if !self.restricted && triton.is_none() {
+            return None;
+        }
+        Some(PodSecurityContext {
+            run_as_non_root: self.restricted.then_some(true),
+            run_as_user: triton,
+            run_as_group: triton,
+            seccomp_profile: self.restricted.then(|| SeccompProfile {
                 type_: "RuntimeDefault".to_owned(),
                 localhost_profile: None,
             }),
@@ -452,66 +465,66 @@ impl<'a> Lowering<'a> {
     // ---------------------------------------------------------------------------------------
     // KServe
 
+    /// KServe's Service in front of an InferenceService's predictor (`Standard` mode).
+    fn predictor_service(isvc: &str) -> String {
+        format!("{isvc}-predictor")
+    }
+
     fn kserve(&self, sink: &mut Sink<'_>) {
         let name = self.name;
         let base = self.base_scale();
+        let none = BTreeMap::new;
+        let endpoint = Self::predictor_service(name);
+        let mut ingress_done = false;
         match self.traffic {
-            None => self.isvc(sink, name, self.stable(), base, None, true, BTreeMap::new()),
+            None => self.isvc(sink, name, self.stable(), base, true, none()),
             Some(t) => match t.strategy {
-                Strategy::Canary => {
-                    let c = self.candidate();
-                    let percent = (c.weight < 100).then_some(c.weight);
-                    self.isvc(
+                Strategy::Canary if self.two() => {
+                    // Both versions explicitly: KServe's own canary keeps the stable version
+                    // in the revision history of the cluster, which a new cluster lacks.
+                    let canary = child(name, "canary");
+                    self.isvc(sink, name, self.stable(), base, true, none());
+                    self.isvc(sink, &canary, self.candidate(), base, false, none());
+                    self.weighted(
                         sink,
-                        name,
-                        c,
-                        base,
-                        percent,
-                        true,
-                        self.stable_annotations(),
+                        &endpoint,
+                        &endpoint,
+                        &Self::predictor_service(&canary),
+                        SERVICE_PORT,
                     );
+                    ingress_done = true;
                 }
+                Strategy::Canary => self.isvc(sink, name, self.stable(), base, true, none()),
                 Strategy::BlueGreen if t.auto_promote => {
                     let c = self.candidate();
-                    self.isvc(sink, name, c, base, None, true, self.stable_annotations());
+                    self.isvc(sink, name, c, base, true, self.stable_annotations());
                 }
                 Strategy::BlueGreen => {
-                    self.isvc(sink, name, self.stable(), base, None, true, BTreeMap::new());
-                    if self.versions.len() > 1 {
+                    self.isvc(sink, name, self.stable(), base, true, none());
+                    if self.two() {
                         let preview = child(name, "preview");
-                        self.isvc(
-                            sink,
-                            &preview,
-                            self.candidate(),
-                            base,
-                            None,
-                            false,
-                            BTreeMap::new(),
-                        );
+                        self.isvc(sink, &preview, self.candidate(), base, false, none());
                     }
                 }
                 Strategy::Shadow => {
-                    let shadow = child(name, "shadow");
-                    let two = self.versions.len() > 1;
-                    let mirror = if two {
-                        self.mirror_annotations(&shadow)
-                    } else {
-                        BTreeMap::new()
-                    };
-                    self.isvc(sink, name, self.stable(), base, None, true, mirror);
-                    if two {
+                    self.isvc(sink, name, self.stable(), base, true, none());
+                    if self.two() {
+                        let shadow = child(name, "shadow");
                         self.isvc(
                             sink,
                             &shadow,
                             self.candidate(),
                             self.shadow_scale(),
-                            None,
                             false,
-                            BTreeMap::new(),
+                            none(),
                         );
+                        self.mirror(sink, &endpoint, &Self::predictor_service(&shadow));
                     }
                 }
             },
+        }
+        if !ingress_done && self.public() {
+            self.ingress(sink, self.name, &endpoint, BTreeMap::new());
         }
     }
 
@@ -524,7 +537,6 @@ impl<'a> Lowering<'a> {
         name: &str,
         v: &Version<'_>,
         scale: Scale,
-        canary_percent: Option<u32>,
         primary: bool,
         extra: BTreeMap<String, String>,
     ) {
@@ -537,25 +549,16 @@ impl<'a> Lowering<'a> {
             }
         };
         let mut meta = self.meta(name, v.name);
-        let public = s.endpoint.access == EndpointAccess::Public;
-        if !public || !primary {
-            meta.labels
-                .get_or_insert_with(BTreeMap::new)
-                .insert(VISIBILITY_LABEL.to_owned(), "cluster-local".to_owned());
-        }
+        // KServe never exposes an InferenceService itself: a public endpoint is plinth's
+        // Ingress (with TLS and authentication) in front of the predictor's Service.
+        meta.labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(VISIBILITY_LABEL.to_owned(), "cluster-local".to_owned());
         let mut ann = extra;
-        if primary {
-            ann.extend(self.endpoint_annotations());
-            if public && let Some(h) = &s.endpoint.host {
-                ann.insert(HOST_ANNOTATION.to_owned(), h.clone());
-            }
-        }
-        if canary_percent.is_some() || min == 0 {
-            ann.insert(
-                DEPLOYMENT_MODE_ANNOTATION.to_owned(),
-                "Serverless".to_owned(),
-            );
-        }
+        ann.insert(
+            DEPLOYMENT_MODE_ANNOTATION.to_owned(),
+            if self.knative { "Knative" } else { "Standard" }.to_owned(),
+        );
         Self::annotate(&mut meta, ann);
 
         let resources = self.sizing.resources.clone();
@@ -605,7 +608,7 @@ impl<'a> Lowering<'a> {
             max_replicas: Some(max),
             scale_metric: auto.map(|a| a.metric.as_str().to_owned()),
             scale_target: auto.map(|a| a.target),
-            canary_traffic_percent: canary_percent,
+            canary_traffic_percent: None,
             service_account_name: Some(WORKLOAD_SA.to_owned()),
             labels: self.pod_labels(v),
             node_selector: self.sizing.node_selector.clone(),
@@ -647,23 +650,62 @@ impl<'a> Lowering<'a> {
         } else {
             self.deployments(sink);
         }
-        if let Some(host) = self
-            .s
-            .endpoint
-            .host
-            .as_ref()
-            .filter(|_| self.s.endpoint.access == EndpointAccess::Public)
-        {
-            self.ingress(sink, host);
+        if self.public() {
+            // A canary's Ingress is the stable side's (ingress-nginx, or Argo, adds the
+            // canary's); the others reach the endpoint Service.
+            let backend = if self.strategy() == Some(Strategy::Canary) && self.two() {
+                child(self.name, "stable")
+            } else {
+                self.name.to_owned()
+            };
+            self.ingress(sink, self.name, &backend, BTreeMap::new());
         }
     }
 
     fn pod_template(&self, v: &Version<'_>) -> PodTemplateSpec {
         let s = self.s;
         let port = self.port();
+        let http_probe = |path: &str| Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some(path.to_owned()),
+                port: IntOrString::Int(port),
+                ..HTTPGetAction::default()
+            }),
+            period_seconds: Some(10),
+            ..Probe::default()
+        };
+        let (command, args, readiness, liveness) = if self.triton() {
+            // Triton loads the repository itself (it reads `s3://` and `gs://`) and says when
+            // its models are loaded.
+            (
+                Some(vec!["tritonserver".to_owned()]),
+                Some(vec![
+                    format!("--model-repository={}", v.storage_uri),
+                    format!("--http-port={port}"),
+                ]),
+                http_probe("/v2/health/ready"),
+                Some(http_probe("/v2/health/live")),
+            )
+        } else {
+            (
+                None,
+                None,
+                Probe {
+                    tcp_socket: Some(TCPSocketAction {
+                        port: IntOrString::Int(port),
+                        host: None,
+                    }),
+                    period_seconds: Some(10),
+                    ..Probe::default()
+                },
+                None,
+            )
+        };
         let container = Container {
             name: CONTAINER.to_owned(),
             image: s.model.image.clone(),
+            command,
+            args,
             env: Some(self.env(v, true)),
             ports: Some(vec![ContainerPort {
                 name: Some(PORT_NAME.to_owned()),
@@ -671,14 +713,8 @@ impl<'a> Lowering<'a> {
                 protocol: Some("TCP".to_owned()),
                 ..ContainerPort::default()
             }]),
-            readiness_probe: Some(Probe {
-                tcp_socket: Some(TCPSocketAction {
-                    port: IntOrString::Int(port),
-                    host: None,
-                }),
-                period_seconds: Some(10),
-                ..Probe::default()
-            }),
+            readiness_probe: Some(readiness),
+            liveness_probe: liveness,
             resources: Some(self.sizing.resources.clone()),
             security_context: self.container_security(),
             ..Container::default()
@@ -817,11 +853,33 @@ impl<'a> Lowering<'a> {
                 );
                 self.service(sink, &preview, self.selector(cand), false, BTreeMap::new());
             }
+            Some(Strategy::Canary) if two => {
+                let (stable_svc, canary_svc) = (child(name, "stable"), child(name, "canary"));
+                // Callers outside the mesh reach the stable version; the mesh (or the
+                // ingress) sends the candidate its weight.
+                let stable_sel = self.selector(self.stable());
+                self.service(sink, name, stable_sel.clone(), true, BTreeMap::new());
+                self.service(sink, &stable_svc, stable_sel, false, BTreeMap::new());
+                self.service(
+                    sink,
+                    &canary_svc,
+                    self.selector(cand),
+                    false,
+                    BTreeMap::new(),
+                );
+                self.weighted(sink, name, &stable_svc, &canary_svc, SERVICE_PORT);
+            }
             Some(Strategy::Shadow) if two => {
                 let shadow = child(name, "shadow");
-                let mirror = self.mirror_annotations(&shadow);
-                self.service(sink, name, self.selector(self.stable()), true, mirror);
+                self.service(
+                    sink,
+                    name,
+                    self.selector(self.stable()),
+                    true,
+                    BTreeMap::new(),
+                );
                 self.service(sink, &shadow, self.selector(cand), false, BTreeMap::new());
+                self.mirror(sink, name, &shadow);
                 if let Some(a) = self.traffic.and_then(|t| t.analysis.as_ref())
                     && self.cx.platform.backends.argo_rollouts
                 {
@@ -909,11 +967,8 @@ impl<'a> Lowering<'a> {
         extra: BTreeMap<String, String>,
     ) {
         let mut meta = self.support_meta(name);
-        let mut ann = extra;
-        if endpoint {
-            ann.extend(self.endpoint_annotations());
-        }
-        Self::annotate(&mut meta, ann);
+        let _ = endpoint;
+        Self::annotate(&mut meta, extra);
         sink.push(
             &self.traffic_origin(),
             Service {
@@ -934,14 +989,63 @@ impl<'a> Lowering<'a> {
         );
     }
 
-    fn ingress(&self, sink: &mut Sink<'_>, host: &str) {
-        let mut meta = self.support_meta(self.name);
-        Self::annotate(&mut meta, self.endpoint_annotations());
+    /// Public endpoint Ingress `name` for the endpoint host, to `backend` port 80: the
+    /// platform's IngressClass, TLS (the endpoint's Secret, or one cert-manager issues) and the
+    /// endpoint's authentication, all enforced by ingress-nginx. `extra`: more annotations (a
+    /// canary's weight).
+    fn ingress(
+        &self,
+        sink: &mut Sink<'_>,
+        name: &str,
+        backend: &str,
+        extra: BTreeMap<String, String>,
+    ) {
+        let e = &self.s.endpoint;
+        let Some(host) = e.host.as_deref() else {
+            return;
+        };
+        let settings = self.serving.ingress.as_ref();
+        let mut ann = extra;
+        let secret = match (
+            &e.tls_secret,
+            settings.and_then(|i| i.cluster_issuer.as_ref()),
+        ) {
+            (Some(secret), _) => secret.clone(),
+            (None, Some(issuer)) => {
+                ann.insert(CLUSTER_ISSUER_ANNOTATION.to_owned(), issuer.clone());
+                child(self.name, "tls")
+            }
+            (None, None) => child(self.name, "tls"),
+        };
+        ann.insert(format!("{NGINX}/ssl-redirect"), "true".to_owned());
+        if let Some(a) = &e.auth {
+            if let Some(ca) = &a.client_ca_secret {
+                ann.insert(
+                    format!("{NGINX}/auth-tls-secret"),
+                    format!("{}/{ca}", self.ns),
+                );
+                ann.insert(format!("{NGINX}/auth-tls-verify-client"), "on".to_owned());
+                ann.insert(format!("{NGINX}/auth-tls-verify-depth"), "1".to_owned());
+            } else if let Some(b) = &a.basic_auth_secret {
+                ann.insert(format!("{NGINX}/auth-type"), "basic".to_owned());
+                ann.insert(format!("{NGINX}/auth-secret"), b.clone());
+                ann.insert(format!("{NGINX}/auth-realm"), self.name.to_owned());
+            } else if let Some(u) = &a.url {
+                ann.insert(format!("{NGINX}/auth-url"), u.clone());
+            }
+        }
+        let mut meta = self.support_meta(name);
+        Self::annotate(&mut meta, ann);
         sink.push(
             &self.at("spec.endpoint"),
             Ingress {
                 metadata: meta,
                 spec: Some(IngressSpec {
+                    ingress_class_name: settings.map(|i| i.class_name.clone()),
+                    tls: Some(vec![IngressTLS {
+                        hosts: Some(vec![host.to_owned()]),
+                        secret_name: Some(secret),
+                    }]),
                     rules: Some(vec![IngressRule {
                         host: Some(host.to_owned()),
                         http: Some(HTTPIngressRuleValue {
@@ -950,10 +1054,10 @@ impl<'a> Lowering<'a> {
                                 path_type: "Prefix".to_owned(),
                                 backend: IngressBackend {
                                     service: Some(IngressServiceBackend {
-                                        name: self.name.to_owned(),
+                                        name: backend.to_owned(),
                                         port: Some(ServiceBackendPort {
-                                            name: Some(PORT_NAME.to_owned()),
-                                            number: None,
+                                            name: None,
+                                            number: Some(SERVICE_PORT),
                                         }),
                                     }),
                                     resource: None,
@@ -965,6 +1069,92 @@ impl<'a> Lowering<'a> {
                 }),
                 ..Ingress::default()
             },
+        );
+    }
+
+    /// The candidate's weight, routed: for a public endpoint, Ingress `<name>` to the stable
+    /// Service and an ingress-nginx canary Ingress `<name>-canary` with the weight; for a
+    /// private one (with the mesh), VirtualService `<name>` on the endpoint Service's host.
+    fn weighted(
+        &self,
+        sink: &mut Sink<'_>,
+        endpoint: &str,
+        stable_svc: &str,
+        canary_svc: &str,
+        port: i32,
+    ) {
+        let w = self.candidate().weight;
+        if self.public() {
+            self.ingress(sink, self.name, stable_svc, BTreeMap::new());
+            let ann = BTreeMap::from([
+                (format!("{NGINX}/canary"), "true".to_owned()),
+                (format!("{NGINX}/canary-weight"), w.to_string()),
+            ]);
+            self.ingress(sink, &child(self.name, "canary"), canary_svc, ann);
+        } else if self.serving.mesh == Mesh::Istio {
+            self.virtual_service(sink, endpoint, stable_svc, canary_svc, port, w, None);
+        }
+    }
+
+    /// VirtualService `<name>` mirroring `mirrorPercent` of the requests to `endpoint` onto
+    /// `shadow` (with the mesh).
+    fn mirror(&self, sink: &mut Sink<'_>, endpoint: &str, shadow: &str) {
+        if self.serving.mesh != Mesh::Istio {
+            return;
+        }
+        let percent = self.traffic.and_then(|t| t.mirror_percent).unwrap_or(100);
+        self.virtual_service(
+            sink,
+            endpoint,
+            endpoint,
+            "",
+            SERVICE_PORT,
+            0,
+            Some((shadow, percent)),
+        );
+    }
+
+    /// VirtualService `<name>` for `endpoint`'s host: one route, `primary`, to `stable` (and
+    /// `canary` with `weight` when it is named), optionally mirroring to a shadow.
+    #[allow(clippy::too_many_arguments)]
+    fn virtual_service(
+        &self,
+        sink: &mut Sink<'_>,
+        endpoint: &str,
+        stable: &str,
+        canary: &str,
+        port: i32,
+        weight: u32,
+        mirror: Option<(&str, u32)>,
+    ) {
+        let dest = |svc: &str| istio::Destination {
+            host: self.host(svc),
+            port: istio::PortSelector {
+                number: u32::try_from(port).unwrap_or(80),
+            },
+        };
+        let mut route = vec![istio::RouteDestination {
+            destination: dest(stable),
+            weight: 100 - weight.min(100),
+        }];
+        if !canary.is_empty() {
+            route.push(istio::RouteDestination {
+                destination: dest(canary),
+                weight: weight.min(100),
+            });
+        }
+        let spec = istio::VirtualServiceSpec {
+            hosts: vec![self.host(endpoint)],
+            http: vec![istio::HttpRoute {
+                name: PRIMARY_ROUTE.to_owned(),
+                route,
+                mirror: mirror.map(|(m, _)| dest(m)),
+                mirror_percentage: mirror.map(|(_, p)| istio::Percent { value: p }),
+            }],
+        };
+        sink.push_value(
+            &self.traffic_origin(),
+            crd::object(self.support_meta(self.name), &spec),
         );
     }
 
@@ -1072,11 +1262,43 @@ impl<'a> Lowering<'a> {
                 if let Some(a) = analysis {
                     self.analysis_templates(sink, a, &canary_svc, &counts);
                 }
+                // Exact weights: ingress-nginx for a public endpoint, the mesh for a private one.
+                let traffic_routing = if self.public() {
+                    Some(argo::TrafficRouting {
+                        istio: None,
+                        nginx: Some(argo::NginxTrafficRouting {
+                            stable_ingress: name.to_owned(),
+                        }),
+                    })
+                } else if self.serving.mesh == Mesh::Istio {
+                    // Argo sets the weights; the VirtualService starts on the stable side.
+                    self.virtual_service(
+                        sink,
+                        name,
+                        &stable_svc,
+                        &canary_svc,
+                        SERVICE_PORT,
+                        0,
+                        None,
+                    );
+                    Some(argo::TrafficRouting {
+                        istio: Some(argo::IstioTrafficRouting {
+                            virtual_service: argo::IstioVirtualService {
+                                name: name.to_owned(),
+                                routes: vec![PRIMARY_ROUTE.to_owned()],
+                            },
+                        }),
+                        nginx: None,
+                    })
+                } else {
+                    None
+                };
                 argo::RolloutStrategy {
                     canary: Some(argo::CanaryStrategy {
                         stable_service: stable_svc.clone(),
                         canary_service: canary_svc.clone(),
                         steps,
+                        traffic_routing,
                     }),
                     blue_green: None,
                 }
@@ -1187,11 +1409,16 @@ impl<'a> Lowering<'a> {
         for p in &e.allow_projects {
             add(p, &mut from);
         }
+        let ingress_ns = self
+            .serving
+            .ingress
+            .as_ref()
+            .map_or(DEFAULT_INGRESS_NAMESPACE, |i| i.namespace.as_str());
         if e.access == EndpointAccess::Public {
-            add(INGRESS_NAMESPACE, &mut from);
+            add(ingress_ns, &mut from);
         }
         let kserve = self.s.runtime == Runtime::Kserve;
-        if kserve {
+        if kserve && self.knative {
             for ns in KSERVE_DATA_PLANE {
                 add(ns, &mut from);
             }
@@ -1387,6 +1614,15 @@ spec:
       cpu: 2
       memory: 8Gi
       cpuLimit: 3
+  serving:
+    mesh: istio
+    ingress:
+      className: nginx
+      namespace: edge
+      clusterIssuer: public-ca
+    kserve:
+      knative: true
+      restrictedStorageInitializer: true
 "#;
 
     const GPU: &str = r#"
@@ -1506,13 +1742,35 @@ spec:
         ));
         assert_eq!(
             keys(&l),
-            ["InferenceService m", "NetworkPolicy m-endpoint"],
-            "one InferenceService carries both versions"
+            [
+                "InferenceService m",
+                "InferenceService m-canary",
+                "NetworkPolicy m-endpoint",
+                "VirtualService m"
+            ],
+            "both versions explicitly, and the mesh splits the traffic"
+        );
+        let vs = find(&l, "VirtualService", "m");
+        assert_eq!(vs["spec"]["hosts"][0], "m-predictor.ml.svc.cluster.local");
+        let route = &vs["spec"]["http"][0]["route"];
+        assert_eq!(
+            route[0]["destination"]["host"],
+            "m-predictor.ml.svc.cluster.local"
+        );
+        assert_eq!(route[0]["weight"], 90);
+        assert_eq!(
+            route[1]["destination"]["host"],
+            "m-canary-predictor.ml.svc.cluster.local"
+        );
+        assert_eq!(route[1]["weight"], 10);
+        assert_eq!(
+            find(&l, "InferenceService", "m-canary")["spec"]["predictor"]["model"]["storageUri"],
+            "s3://models/m/v2/"
         );
         let isvc = find(&l, "InferenceService", "m");
         let p = &isvc["spec"]["predictor"];
-        assert_eq!(p["canaryTrafficPercent"], 10);
-        assert_eq!(p["model"]["storageUri"], "s3://models/m/v2/");
+        assert!(p.get("canaryTrafficPercent").is_none());
+        assert_eq!(p["model"]["storageUri"], "s3://models/m/v1/");
         assert_eq!(p["model"]["modelFormat"]["name"], "pytorch");
         assert_eq!(p["minReplicas"], 2);
         assert_eq!(p["maxReplicas"], 2);
@@ -1529,12 +1787,10 @@ spec:
         assert_eq!(p["tolerations"][0]["key"], "nvidia.com/gpu");
         assert_eq!(p["serviceAccountName"], "workload");
         let ann = &isvc["metadata"]["annotations"];
-        assert_eq!(ann[STABLE_VERSION_ANNOTATION], "v1");
-        assert_eq!(ann[STABLE_URI_ANNOTATION], "s3://models/m/v1/");
-        assert_eq!(ann[VERSION_KEY], "v2");
+        assert_eq!(ann[VERSION_KEY], "v1");
         assert_eq!(ann[STRATEGY_ANNOTATION], "canary");
         assert_eq!(ann[UPDATE_MESSAGE_ANNOTATION], "canary v2");
-        assert_eq!(ann[DEPLOYMENT_MODE_ANNOTATION], "Serverless");
+        assert_eq!(ann[DEPLOYMENT_MODE_ANNOTATION], "Standard");
         assert_eq!(
             isvc["metadata"]["labels"][VISIBILITY_LABEL],
             "cluster-local"
@@ -1572,15 +1828,21 @@ spec:
         weight: 0
 "#;
         let l = lower_with(&rollout(&format!(
-            "  model:\n    format: sklearn\n  instanceType: cpu-2\n  endpoint:\n    access: public\n    host: m.example.org\n  traffic:\n    strategy: blueGreen{versions}"
+            "  model:\n    format: sklearn\n  instanceType: cpu-2\n  endpoint:\n    access: public\n    host: m.example.org\n    auth:\n      url: https://auth.example.org/check\n  traffic:\n    strategy: blueGreen{versions}"
         )));
         assert_eq!(
             keys(&l),
             [
                 "InferenceService m",
                 "InferenceService m-preview",
+                "Ingress m",
                 "NetworkPolicy m-endpoint"
             ]
+        );
+        let ing = find(&l, "Ingress", "m");
+        assert_eq!(
+            ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"],
+            "m-predictor"
         );
         let active = find(&l, "InferenceService", "m");
         assert_eq!(
@@ -1592,13 +1854,9 @@ spec:
                 .get("canaryTrafficPercent")
                 .is_none()
         );
-        assert!(
-            active["metadata"]["labels"].get(VISIBILITY_LABEL).is_none(),
-            "public"
-        );
         assert_eq!(
-            active["metadata"]["annotations"][HOST_ANNOTATION],
-            "m.example.org"
+            active["metadata"]["labels"][VISIBILITY_LABEL], "cluster-local",
+            "exposed by plinth's Ingress, not by KServe"
         );
         let preview = find(&l, "InferenceService", "m-preview");
         assert_eq!(
@@ -1628,21 +1886,25 @@ spec:
             [
                 "InferenceService m",
                 "InferenceService m-shadow",
-                "NetworkPolicy m-endpoint"
+                "NetworkPolicy m-endpoint",
+                "VirtualService m"
             ]
         );
+        let http = &find(&l, "VirtualService", "m")["spec"]["http"][0];
+        assert_eq!(
+            http["route"][0]["destination"]["host"],
+            "m-predictor.ml.svc.cluster.local"
+        );
+        assert_eq!(http["route"][0]["weight"], 100);
+        assert_eq!(
+            http["mirror"]["host"],
+            "m-shadow-predictor.ml.svc.cluster.local"
+        );
+        assert_eq!(http["mirrorPercentage"]["value"], 50.0);
         let primary = find(&l, "InferenceService", "m");
         assert_eq!(
             primary["spec"]["predictor"]["model"]["storageUri"],
             "s3://models/m/v1/"
-        );
-        assert_eq!(
-            primary["metadata"]["annotations"][MIRROR_TO_ANNOTATION],
-            "m-shadow"
-        );
-        assert_eq!(
-            primary["metadata"]["annotations"][MIRROR_PERCENT_ANNOTATION],
-            "50"
         );
         let shadow = find(&l, "InferenceService", "m-shadow");
         assert_eq!(
@@ -1709,7 +1971,11 @@ spec:
             assert_eq!(c["env"][0]["value"], uri);
             assert_eq!(c["env"][2]["name"], "LOG_LEVEL");
             assert_eq!(c["ports"][0]["containerPort"], 8000);
-            assert_eq!(c["readinessProbe"]["tcpSocket"]["port"], 8000);
+            assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/v2/health/ready");
+            assert_eq!(c["readinessProbe"]["httpGet"]["port"], 8000);
+            assert_eq!(c["command"][0], "tritonserver");
+            assert_eq!(c["args"][0], format!("--model-repository={uri}"));
+            assert_eq!(pod["securityContext"]["runAsUser"], TRITON_UID);
             assert_eq!(c["resources"]["limits"]["nvidia.com/gpu"], "1");
             assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
             assert_eq!(pod["serviceAccountName"], "workload");
@@ -1758,19 +2024,15 @@ spec:
                 "Deployment m-v2",
                 "NetworkPolicy m-endpoint",
                 "Service m",
-                "Service m-shadow"
+                "Service m-shadow",
+                "VirtualService m"
             ]
         );
         let svc = find(&l, "Service", "m");
         assert_eq!(svc["spec"]["selector"][VERSION_KEY], "v1");
-        assert_eq!(
-            svc["metadata"]["annotations"][MIRROR_TO_ANNOTATION],
-            "m-shadow"
-        );
-        assert_eq!(
-            svc["metadata"]["annotations"][MIRROR_PERCENT_ANNOTATION],
-            "25"
-        );
+        let http = &find(&l, "VirtualService", "m")["spec"]["http"][0];
+        assert_eq!(http["mirror"]["host"], "m-shadow.ml.svc.cluster.local");
+        assert_eq!(http["mirrorPercentage"]["value"], 25.0);
         assert_eq!(
             find(&l, "Service", "m-shadow")["spec"]["selector"][VERSION_KEY],
             "v2"
@@ -1819,10 +2081,25 @@ spec:
                 .is_none()
         );
         let svc = find(&l, "Service", "m");
-        assert!(
-            svc["spec"]["selector"].get(VERSION_KEY).is_none(),
-            "both versions"
+        assert_eq!(
+            svc["spec"]["selector"][VERSION_KEY], "v1",
+            "callers outside the mesh reach the stable version"
         );
+        assert_eq!(
+            find(&l, "Service", "m-canary")["spec"]["selector"][VERSION_KEY],
+            "v2"
+        );
+        let route = &find(&l, "VirtualService", "m")["spec"]["http"][0]["route"];
+        assert_eq!(
+            route[0]["destination"]["host"],
+            "m-stable.ml.svc.cluster.local"
+        );
+        assert_eq!(route[0]["weight"], 80);
+        assert_eq!(
+            route[1]["destination"]["host"],
+            "m-canary.ml.svc.cluster.local"
+        );
+        assert_eq!(route[1]["weight"], 20);
     }
 
     #[test]
@@ -1879,12 +2156,28 @@ spec:
                 "Rollout m",
                 "Service m",
                 "Service m-canary",
-                "Service m-stable"
+                "Service m-stable",
+                "VirtualService m"
             ],
             "no Deployments"
         );
         let ro = find(&l, "Rollout", "m");
         let c = &ro["spec"]["strategy"]["canary"];
+        assert_eq!(c["trafficRouting"]["istio"]["virtualService"]["name"], "m");
+        assert_eq!(
+            c["trafficRouting"]["istio"]["virtualService"]["routes"][0],
+            PRIMARY_ROUTE
+        );
+        let route = &find(&l, "VirtualService", "m")["spec"]["http"][0];
+        assert_eq!(route["name"], PRIMARY_ROUTE);
+        assert_eq!(
+            route["route"][0]["destination"]["host"],
+            "m-stable.ml.svc.cluster.local"
+        );
+        assert_eq!(
+            route["route"][1]["destination"]["host"],
+            "m-canary.ml.svc.cluster.local"
+        );
         assert_eq!(c["stableService"], "m-stable");
         assert_eq!(c["canaryService"], "m-canary");
         let steps = c["steps"].as_array().expect("steps");
@@ -1970,16 +2263,25 @@ spec:
         );
         assert_eq!(rule["ports"][0]["port"], 8080);
 
-        let l = lower_with(&body("access: public\n    host: m.example.org"));
+        let l = lower_with(&body(
+            "access: public\n    host: m.example.org\n    auth:\n      basicAuthSecret: m-users",
+        ));
         let np = find(&l, "NetworkPolicy", "m-endpoint");
         let from = np["spec"]["ingress"][0]["from"].as_array().expect("peers");
         assert_eq!(from.len(), 3);
         assert_eq!(
             from[2]["namespaceSelector"]["matchLabels"][NAMESPACE_LABEL],
-            INGRESS_NAMESPACE
+            "edge"
         );
         let ing = find(&l, "Ingress", "m");
         assert_eq!(ing["spec"]["rules"][0]["host"], "m.example.org");
+        assert_eq!(ing["spec"]["ingressClassName"], "nginx");
+        assert_eq!(ing["spec"]["tls"][0]["hosts"][0], "m.example.org");
+        assert_eq!(ing["spec"]["tls"][0]["secretName"], "m-tls");
+        let ann = &ing["metadata"]["annotations"];
+        assert_eq!(ann[CLUSTER_ISSUER_ANNOTATION], "public-ca");
+        assert_eq!(ann["nginx.ingress.kubernetes.io/auth-type"], "basic");
+        assert_eq!(ann["nginx.ingress.kubernetes.io/auth-secret"], "m-users");
         assert_eq!(
             ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"],
             "m"
@@ -2021,7 +2323,7 @@ spec:
         assert_eq!(p["model"]["resources"]["limits"]["memory"], "2Gi");
         assert_eq!(
             isvc["metadata"]["annotations"][DEPLOYMENT_MODE_ANNOTATION],
-            "Serverless"
+            "Knative"
         );
         let np = find(&l, "NetworkPolicy", "m-endpoint");
         let rule = &np["spec"]["ingress"][0];

@@ -24,6 +24,11 @@ pub struct PlatformSpec {
     /// Which kinds of output plinth may generate.
     #[serde(default)]
     pub backends: Backends,
+    /// Serving infrastructure installed in the clusters (mesh, ingress, KServe modes) that
+    /// model rollouts may rely on. plinth does not install it; a rollout that needs what is not
+    /// declared here is refused.
+    #[serde(default)]
+    pub serving: Serving,
     /// Where policies come from.
     #[serde(default)]
     pub policies: PolicySettings,
@@ -309,6 +314,77 @@ impl Default for Backends {
             crossplane: true,
         }
     }
+}
+
+/// Serving infrastructure the clusters have (see README, "ModelRollout").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Serving {
+    /// The service mesh every cluster runs, with sidecars (or waypoints) for the model
+    /// namespaces and their callers: needed to mirror traffic (`shadow`) and to split private
+    /// canaries by weight (Istio VirtualServices).
+    #[serde(default)]
+    pub mesh: Mesh,
+    /// The ingress-nginx controller public endpoints go through; without it, public endpoints
+    /// are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<IngressSettings>,
+    /// What the KServe installation supports.
+    #[serde(default)]
+    pub kserve: KserveSettings,
+}
+
+/// A service mesh.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Mesh {
+    /// No mesh: no mirroring, no weighted routing inside the cluster.
+    #[default]
+    None,
+    /// Istio (`networking.istio.io/v1`, Istio 1.22 or later).
+    Istio,
+}
+
+/// The ingress controller of public endpoints (ingress-nginx).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IngressSettings {
+    /// The controller's IngressClass, set as `ingressClassName` on every Ingress.
+    #[schemars(extend("pattern" = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    pub class_name: String,
+    /// Namespace the controller runs in (admitted by public endpoints' NetworkPolicies).
+    #[serde(default = "default_ingress_namespace")]
+    #[schemars(extend("pattern" = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 63))]
+    pub namespace: String,
+    /// A cert-manager ClusterIssuer that issues certificates for endpoints without
+    /// `endpoint.tlsSecret` (`cert-manager.io/cluster-issuer`, Secret `<name>-tls`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_issuer: Option<String>,
+}
+
+fn default_ingress_namespace() -> String {
+    "ingress-nginx".to_owned()
+}
+
+/// What the clusters' KServe installation (0.16 or later) supports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KserveSettings {
+    /// Knative Serving is installed, so InferenceServices may use the `Knative` deployment
+    /// mode (needed for `scaleToZero`). Everything else runs in `Standard` mode.
+    #[serde(default)]
+    pub knative: bool,
+    /// Knative's `kubernetes.podspec-nodeselector` and `kubernetes.podspec-tolerations`
+    /// features are enabled (`config-features`); without them Knative refuses node selectors
+    /// and tolerations, so GPU-pool and tainted instance types cannot scale to zero.
+    #[serde(default)]
+    pub knative_node_placement: bool,
+    /// `ClusterStorageContainer/default` gives the injected `storage-initializer` a
+    /// `restricted`-compliant security context (kserve/kserve#5373; KServe's own default has
+    /// none). Without it, KServe pods in `restricted` namespaces are refused by admission, so
+    /// plinth refuses them first.
+    #[serde(default)]
+    pub restricted_storage_initializer: bool,
 }
 
 /// Policy sources.

@@ -321,9 +321,31 @@ pub struct Endpoint {
     /// Projects whose workloads may call a private endpoint.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow_projects: Vec<String>,
-    /// Names of Secrets holding client tokens callers must present.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub client_token_secrets: Vec<String>,
+    /// Secret (in the project) holding the public endpoint's certificate (`tls.crt`,
+    /// `tls.key`); when absent, the platform's `serving.ingress.clusterIssuer` issues one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_secret: Option<String>,
+    /// How callers of a public endpoint authenticate, checked by the ingress controller
+    /// (required for public endpoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<EndpointAuth>,
+}
+
+/// Authentication of a public endpoint, enforced by ingress-nginx (exactly one field).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("minProperties" = 1, "maxProperties" = 1))]
+pub struct EndpointAuth {
+    /// Client certificates (mutual TLS): a Secret in the project whose `ca.crt` signs them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca_secret: Option<String>,
+    /// HTTP basic authentication: a Secret in the project whose key `auth` is an htpasswd file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth_secret: Option<String>,
+    /// External authentication: ingress-nginx asks this URL (`auth-url`) for every request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("pattern" = r"^https?://.+"))]
+    pub url: Option<String>,
 }
 
 /// Who may reach an endpoint.

@@ -945,7 +945,26 @@ fn classify(
         raise(Risk::Destructive, why, &mut risk);
     }
     match action {
-        Action::Create => {}
+        Action::Create => {
+            // Argo's first revision of a Rollout is promoted at once, steps skipped: where the
+            // Rollout is new, the candidate takes all traffic and the stable version never runs.
+            if key.kind == "Rollout"
+                && let Some(stable) = head
+                    .and_then(|h| {
+                        h.object
+                            .pointer("/metadata/annotations/plinth.dev~1stable-version")
+                    })
+                    .and_then(Value::as_str)
+            {
+                raise(
+                    Risk::Disruptive,
+                    format!(
+                        "a new Argo Rollout starts at its template, the candidate, with all traffic: stable version `{stable}` never runs here; apply the stable version alone first"
+                    ),
+                    &mut risk,
+                );
+            }
+        }
         Action::Delete => match destructive_to_delete(key) {
             Some(why) => raise(Risk::Destructive, why.to_owned(), &mut risk),
             None => raise(
@@ -1014,6 +1033,25 @@ fn classify(
                     raise(
                         Risk::Disruptive,
                         "the Service sends traffic elsewhere".to_owned(),
+                        &mut risk,
+                    );
+                } else if (key.kind == "VirtualService" && f.path.starts_with("spec.http"))
+                    || (key.kind == "Ingress"
+                        && f.path.contains("nginx.ingress.kubernetes.io/canary"))
+                {
+                    raise(
+                        Risk::Disruptive,
+                        "live traffic moves between versions (routing or mirroring)".to_owned(),
+                        &mut risk,
+                    );
+                } else if key.kind == "Ingress"
+                    && (f.path.starts_with("spec.tls")
+                        || f.path.starts_with("spec.ingressClassName")
+                        || f.path.contains("nginx.ingress.kubernetes.io/auth"))
+                {
+                    raise(
+                        Risk::Disruptive,
+                        format!("who can reach the endpoint changes (`{}`)", f.path),
                         &mut risk,
                     );
                 } else if key.kind == "InferenceService" && f.path.contains("canaryTrafficPercent")

@@ -53,6 +53,46 @@ pub struct CanaryStrategy {
     pub canary_service: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<CanaryStep>,
+    /// Who moves the weights: without it, Argo splits by replica count.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traffic_routing: Option<TrafficRouting>,
+}
+
+/// `canary.trafficRouting` (exactly one provider).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct TrafficRouting {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub istio: Option<IstioTrafficRouting>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nginx: Option<NginxTrafficRouting>,
+}
+
+/// Argo sets the weights of the stable and canary Services' destinations in this
+/// VirtualService's routes.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct IstioTrafficRouting {
+    pub virtual_service: IstioVirtualService,
+}
+
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct IstioVirtualService {
+    pub name: String,
+    pub routes: Vec<String>,
+}
+
+/// Argo clones this Ingress (whose backend is the stable Service) into a canary Ingress with
+/// ingress-nginx's canary weight.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(deny_unknown_fields)]
+pub struct NginxTrafficRouting {
+    pub stable_ingress: String,
 }
 
 /// One canary step (exactly one field).

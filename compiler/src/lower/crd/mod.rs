@@ -1,4 +1,4 @@
-//! Typed custom resources plinth emits (Kueue, KServe, Argo Rollouts, Crossplane), and their
+//! Typed custom resources plinth emits (Kueue, KServe, Argo Rollouts, Istio, Crossplane), and their
 //! JSON Schemas in `schemas/crds/`.
 //!
 //! Each kind is a spec struct implementing [`CrdSpec`]; [`object`] wraps it with `apiVersion`,
@@ -145,6 +145,7 @@ fn registry() -> Vec<Registered> {
     r.extend(kserve::register());
     r.extend(argo::register());
     r.extend(crossplane::register());
+    r.extend(istio::register());
     r
 }
 
@@ -180,6 +181,7 @@ pub fn validators() -> &'static BTreeMap<(String, String), jsonschema::Validator
 
 pub mod argo;
 pub mod crossplane;
+pub mod istio;
 pub mod kserve;
 pub mod kueue;
 
