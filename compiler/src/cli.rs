@@ -1079,6 +1079,9 @@ fn plan(
     let opts = crate::plan::PlanOptions {
         allow_destructive: args.allow_destructive,
         max_delete_share: args.max_delete_share,
+        fingerprint: crate::redact::Key::from_env_value(
+            std::env::var(crate::redact::KEY_ENV).ok().as_deref(),
+        ),
     };
     let mut p = crate::plan::plan(&base.lowered, &head.lowered, &opts);
     // History: which commits between base and head touched each change's spec file (and
@@ -1190,6 +1193,7 @@ fn log(args: LogArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
         let opts = crate::plan::PlanOptions {
             allow_destructive: true,
             max_delete_share: 1.0,
+            ..crate::plan::PlanOptions::default()
         };
         let p = crate::plan::plan(&before, &after, &opts);
         if p.has_changes() {

@@ -744,7 +744,7 @@ fn sensitive_values_never_appear_in_any_output() {
             String::from_utf8_lossy(&o.stderr)
         );
         let out = text(&o);
-        assert!(out.contains("redacted, sha256:"), "{format}: {out}");
+        assert!(out.contains("redacted, hmac:"), "{format}: {out}");
         assert!(!out.contains(secret), "{format} leaks the value");
     }
 }

@@ -40,7 +40,7 @@ use crate::emit::to_yaml;
 use crate::load::git::CommitInfo;
 use crate::lower::{
     Approval, ClusterOutput, Lowered, Manifest, ObjectKey, Origin, PROVENANCE_ANNOTATIONS,
-    canonical_json, sha256_hex,
+    canonical_json,
 };
 use crate::parse::{FieldPath, Seg};
 
@@ -295,7 +295,11 @@ impl Plan {
             if let Some(v) = memo.get(f) {
                 return Ok(v.clone());
             }
-            let v = touched(f)?;
+            let mut v = touched(f)?;
+            for k in &mut v {
+                k.summary = crate::redact::text(&k.summary).into_owned();
+                k.author = crate::redact::text(&k.author).into_owned();
+            }
             memo.insert(f.to_owned(), v.clone());
             Ok(v)
         };
@@ -404,6 +408,9 @@ pub struct PlanOptions {
     pub allow_destructive: bool,
     /// Largest share of a cluster's base objects a head may delete (0.0–1.0).
     pub max_delete_share: f64,
+    /// The key of redaction fingerprints (`PLINTH_FINGERPRINT_KEY`; a random key per run
+    /// by default).
+    pub fingerprint: crate::redact::Key,
 }
 
 impl Default for PlanOptions {
@@ -411,12 +418,14 @@ impl Default for PlanOptions {
         PlanOptions {
             allow_destructive: false,
             max_delete_share: 0.5,
+            fingerprint: crate::redact::Key::default(),
         }
     }
 }
 
-/// An object without provenance annotations, secrets redacted: what plans compare and show.
-pub fn content(m: &Manifest) -> Value {
+/// An object without provenance annotations, secrets redacted ([`crate::redact::object`]
+/// with `key`): what plans compare and show.
+pub fn content(m: &Manifest, key: &crate::redact::Key) -> Value {
     let mut v = m.object.clone();
     if let Some(ann) = v
         .pointer_mut("/metadata/annotations")
@@ -431,38 +440,8 @@ pub fn content(m: &Manifest) -> Value {
             meta.remove("annotations");
         }
     }
-    redact(&mut v);
+    crate::redact::object(&mut v, key);
     v
-}
-
-/// Replace sensitive values by a short hash, so a reviewer sees that a value changed but never
-/// the value: Secret `data`/`stringData`, and the data of objects annotated `plinth.dev/redact`
-/// or holding confidential or PII data (`plinth.dev/sensitivity`).
-pub fn redact(v: &mut Value) {
-    let sensitive = v["kind"] == "Secret"
-        || v.pointer("/metadata/annotations")
-            .and_then(Value::as_object)
-            .is_some_and(|a| {
-                a.get(REDACT_ANNOTATION).and_then(Value::as_str) == Some("true")
-                    || matches!(
-                        a.get("plinth.dev/sensitivity").and_then(Value::as_str),
-                        Some("confidential" | "pii")
-                    )
-            });
-    if !sensitive {
-        return;
-    }
-    for field in ["data", "stringData", "binaryData"] {
-        if let Some(m) = v.get_mut(field).and_then(Value::as_object_mut) {
-            for val in m.values_mut() {
-                let text = val.as_str().map_or_else(|| val.to_string(), str::to_owned);
-                *val = Value::String(format!(
-                    "(redacted, sha256:{})",
-                    &sha256_hex(text.as_bytes())[..12]
-                ));
-            }
-        }
-    }
 }
 
 /// Compare two compiled platforms. `base` is empty for a first deployment.
@@ -529,16 +508,17 @@ pub fn plan(base: &Lowered, head: &Lowered, opts: &PlanOptions) -> Plan {
                 });
             }
             let change = match (bo_m, ho_m) {
-                (None, Some(h)) => Some(change(cluster, key, Action::Create, None, Some(h))),
-                (Some(b), None) => Some(change(cluster, key, Action::Delete, Some(b), None)),
+                (None, Some(h)) => Some(change(cluster, key, Action::Create, None, Some(h), opts)),
+                (Some(b), None) => Some(change(cluster, key, Action::Delete, Some(b), None, opts)),
                 (Some(b), Some(h)) => {
                     if b.hash == h.hash
-                        || canonical_json(&content(b)) == canonical_json(&content(h))
+                        || canonical_json(&content(b, &opts.fingerprint))
+                            == canonical_json(&content(h, &opts.fingerprint))
                     {
                         counts.unchanged += 1;
                         None
                     } else {
-                        Some(change(cluster, key, Action::Update, Some(b), Some(h)))
+                        Some(change(cluster, key, Action::Update, Some(b), Some(h), opts))
                     }
                 }
                 (None, None) => None,
@@ -662,8 +642,8 @@ pub fn approve(
     if let Some(a) = fresh.iter().find(|a| a.covers(&c.cluster, &c.key)) {
         return Some(Approved {
             via: Via::Entry,
-            reason: a.reason.clone(),
-            approver: a.approver.clone(),
+            reason: crate::redact::text(&a.reason).into_owned(),
+            approver: a.approver.as_deref().map(|x| crate::redact::text(x).into_owned()),
             file: Some(a.file.clone()),
             line: a.line,
             commits: Vec::new(),
@@ -679,7 +659,7 @@ pub fn approve(
     }
     Some(Approved {
         via: Via::Annotation,
-        reason: reason.to_owned(),
+        reason: crate::redact::text(reason).into_owned(),
         approver: None,
         file: Some(h.origin.file.clone()),
         line: h.origin.line,
@@ -693,9 +673,10 @@ fn change(
     action: Action,
     base: Option<&Manifest>,
     head: Option<&Manifest>,
+    opts: &PlanOptions,
 ) -> Change {
-    let before = base.map(content);
-    let after = head.map(content);
+    let before = base.map(|m| content(m, &opts.fingerprint));
+    let after = head.map(|m| content(m, &opts.fingerprint));
     let text = |v: &Option<Value>| v.as_ref().map(to_yaml).unwrap_or_default();
     let (bt, ht) = (text(&before), text(&after));
     let diff = similar::TextDiff::from_lines(&bt, &ht)
@@ -883,7 +864,7 @@ fn is_agent_object(m: &Manifest) -> bool {
 
 /// The agent's Deployment without what may change freely (the sync interval).
 fn agent_deployment_essence(m: &Manifest) -> Value {
-    let mut v = content(m);
+    let mut v = content(m, &crate::redact::Key::run());
     if let Some(containers) = v
         .pointer_mut("/spec/template/spec/containers")
         .and_then(Value::as_array_mut)
