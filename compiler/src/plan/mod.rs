@@ -29,6 +29,7 @@
 //!
 //! Pure: history (which commits touched which spec) is attached by the caller.
 
+pub mod md;
 pub mod render;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -221,6 +222,28 @@ impl Approved {
     }
 }
 
+/// One field changed the same way across many objects of a kind in a cluster (a mass change),
+/// summarised once above the per-object details.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Group {
+    pub cluster: String,
+    pub kind: String,
+    /// The field's path (`metadata.annotations["plinth.dev/display-name"]`).
+    pub path: String,
+    /// How many objects change it.
+    pub objects: usize,
+    /// The value before and after, when every object has the same ones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// Whether every object goes from the same value to the same value.
+    pub same: bool,
+}
+
+/// Fewest objects sharing a field change to make a [`Group`].
+pub const GROUP_MIN: usize = 5;
+
 /// Why (part of) a plan may not be applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Refusal {
@@ -268,6 +291,44 @@ impl Plan {
     pub fn is_refused(&self) -> bool {
         !self.refusals.is_empty()
     }
+    /// Identical field changes of updates across at least `min` objects of a kind in a
+    /// cluster, most objects first (pure: from the changes alone).
+    pub fn groups(&self, min: usize) -> Vec<Group> {
+        type Values<'a> = (Option<&'a String>, Option<&'a String>);
+        let mut by: BTreeMap<(&str, &str, &str), (usize, Values<'_>, bool)> = BTreeMap::new();
+        for c in self.changes.iter().filter(|c| c.action == Action::Update) {
+            let mut seen = BTreeSet::new();
+            for f in &c.fields {
+                if !seen.insert(f.path.as_str()) {
+                    continue;
+                }
+                let vals = (f.before.as_ref(), f.after.as_ref());
+                let e = by
+                    .entry((c.cluster.as_str(), c.key.kind.as_str(), f.path.as_str()))
+                    .or_insert((0, vals, true));
+                e.0 += 1;
+                e.2 &= e.1 == vals;
+            }
+        }
+        let mut out: Vec<Group> = by
+            .into_iter()
+            .filter(|(_, (n, _, _))| *n >= min.max(2))
+            .map(|((cluster, kind, path), (n, (b, a), same))| Group {
+                cluster: cluster.to_owned(),
+                kind: kind.to_owned(),
+                path: path.to_owned(),
+                objects: n,
+                before: b.filter(|_| same).cloned(),
+                after: a.filter(|_| same).cloned(),
+                same,
+            })
+            .collect();
+        out.sort_by(|x, y| {
+            (y.objects, &x.cluster, &x.kind, &x.path).cmp(&(x.objects, &y.cluster, &y.kind, &y.path))
+        });
+        out
+    }
+
     /// The refusals that concern `cluster`.
     pub fn refusals_of<'a>(&'a self, cluster: &'a str) -> impl Iterator<Item = &'a Refusal> + 'a {
         self.refusals.iter().filter(move |r| r.cluster == cluster)
