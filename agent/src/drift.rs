@@ -694,4 +694,39 @@ mod tests {
         );
         assert!(!c.diffs[0].to_string().contains("bmV3"));
     }
+
+    #[test]
+    fn drift_in_configmaps_and_env_is_redacted_like_a_plan() {
+        let cm = |pw: &str, url: &str, m: Value| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "annotations": {HASH_ANNOTATION: "h"}, "managedFields": m},
+            "data": {"db_password": pw, "url": url, "mode": "fast"}})
+        };
+        let owned = json!([plinth_owns(json!({
+            "f:data": {"f:db_password": {}, "f:url": {}, "f:mode": {}},
+            "f:metadata": {"f:annotations": {"f:plinth.dev/spec-hash": {}}}
+        }))]);
+        let live = cm(
+            "hunter2",
+            "postgres://app:pw-live@db/app",
+            json!([{"manager": "kubectl-edit", "operation": "Update", "fieldsV1": {"f:data": {"f:db_password": {}, "f:url": {}}}}]),
+        );
+        let desired = cm("hunter3", "postgres://app:pw-git@db/app", owned);
+        let policy = Policy {
+            fingerprint: plinth::redact::Key::new(b"k"),
+            ..Policy::default()
+        };
+        let c = compare(&live, &desired, "h", "plinth", &policy);
+        let shown: String = c.diffs.iter().map(|d| format!("{d}\n")).collect::<String>()
+            + &serde_json::to_string(&c.diffs).unwrap();
+        assert_eq!(c.diffs.len(), 2, "{shown}");
+        for leak in ["hunter2", "hunter3", "pw-live", "pw-git"] {
+            assert!(!shown.contains(leak), "{leak}: {shown}");
+        }
+        assert!(shown.contains("(redacted, hmac:"), "{shown}");
+        // A changed secret shows as changed: two different fingerprints.
+        for d in &c.diffs {
+            assert_ne!(d.desired, d.live, "{d}");
+        }
+    }
 }

@@ -852,6 +852,55 @@ fn sensitive_values_never_appear_in_any_output() {
         assert!(out.contains("redacted, hmac:"), "{format}: {out}");
         assert!(!out.contains(secret), "{format} leaks the value");
     }
+
+    // Secrets outside Secrets: env values with secret names, tokens, URLs with a password.
+    let app = r.path().join("platform/apps/er-dashboard.yaml");
+    let a = fs::read_to_string(&app).expect("read");
+    let leaks = [
+        "plain-secret-4711",
+        "ghp_0123456789abcdefghijABCDEFGHIJ012345",
+        "pw-4711@",
+        "AKIAIOSFODNN7EXAMPLE",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N",
+    ];
+    let a2 = a.replacen(
+        "      REFRESH_SECONDS: 300\n",
+        "      REFRESH_SECONDS: 300\n      API_TOKEN: plain-secret-4711\n      GH: ghp_0123456789abcdefghijABCDEFGHIJ012345\n      DATABASE_URL: postgres://app:pw-4711@db.internal/app\n      NOTES: \"key AKIAIOSFODNN7EXAMPLE jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N\"\n",
+        1,
+    );
+    assert_ne!(a, a2, "example changed: no REFRESH_SECONDS");
+    fs::write(&app, a2).expect("write");
+    r.commit("Dana Smith", "dashboard secrets");
+    for format in ["terminal", "markdown", "json"] {
+        let o = r.plinth(&[
+            "plan", "--base", "HEAD~1", "--head", "HEAD", "--path", "platform", "--format", format,
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{format}");
+        let out = text(&o);
+        assert!(out.contains("redacted, hmac:"), "{format}: {out}");
+        for leak in leaks {
+            assert!(!out.contains(leak), "{format} leaks {leak}: {out}");
+        }
+    }
+    // The same key, the same fingerprints: runs compare; another key, other fingerprints.
+    let run = |key: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_plinth"))
+            .args(["plan", "--base", "HEAD~1", "--head", "HEAD", "--path", "platform", "--format", "json"])
+            .current_dir(r.path())
+            .env("PLINTH_FINGERPRINT_KEY", key)
+            .output()
+            .expect("runs");
+        text(&o)
+    };
+    assert_eq!(run("k1"), run("k1"));
+    assert_ne!(run("k1"), run("k2"));
+    for format in ["text", "json"] {
+        let o = r.plinth(&["log", "--since", "HEAD~3", "--path", "platform", "--format", format]);
+        let out = text(&o);
+        for leak in leaks.iter().chain([&secret]) {
+            assert!(!out.contains(leak), "log {format} leaks {leak}");
+        }
+    }
 }
 
 #[test]
