@@ -35,7 +35,7 @@ pub fn one_line(s: &str, max: usize) -> Cow<'_, str> {
     if !long && !s.chars().any(unsafe_char) {
         return Cow::Borrowed(s);
     }
-    let mut out = String::with_capacity(s.len().min(max * 4) + 4);
+    let mut out = String::with_capacity(s.len().min(max.saturating_mul(4)) + 4);
     for (i, c) in s.chars().enumerate() {
         if i == max {
             out.push('…');

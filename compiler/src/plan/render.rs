@@ -102,6 +102,10 @@ pub fn terminal(p: &Plan, sides: &Sides, color: bool) -> String {
             s.to_owned()
         }
     };
+    // User text on one line, without control characters (no escape sequences reach the
+    // terminal but plinth's own colours).
+    let clean = |s: &str| md::one_line(s, usize::MAX).into_owned();
+    let groups = p.groups(super::GROUP_MIN);
     let mut out = String::new();
     let (cr, up, de, un, _) = totals(p);
     let _ = writeln!(out, "plinth plan {} → {}", sides.base, sides.head);
@@ -111,7 +115,8 @@ pub fn terminal(p: &Plan, sides: &Sides, color: bool) -> String {
     for (cluster, counts) in &p.counts {
         let _ = writeln!(
             out,
-            "\ncluster {cluster}: {} to create, {} to change, {} to delete, {} unchanged{}",
+            "\ncluster {}: {} to create, {} to change, {} to delete, {} unchanged{}",
+            clean(cluster),
             counts.create,
             counts.update,
             counts.delete,
@@ -122,9 +127,22 @@ pub fn terminal(p: &Plan, sides: &Sides, color: bool) -> String {
                 String::new()
             }
         );
+        for g in groups.iter().filter(|g| &g.cluster == cluster) {
+            let values = match (&g.before, &g.after) {
+                (Some(b), Some(a)) if g.same => format!(" ({} → {})", clean(b), clean(a)),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "  = {} {} objects: {} changed{values}",
+                g.objects,
+                clean(&g.kind),
+                clean(&g.path)
+            );
+        }
         for c in p.changes.iter().filter(|c| &c.cluster == cluster) {
             let sym = symbol(c.action);
-            let line = format!("  {sym} {}", c.key);
+            let line = format!("  {sym} {}", clean(&c.key.to_string()));
             let line = match c.action {
                 Action::Create => paint("32", &line),
                 Action::Update => paint("33", &line),
@@ -132,11 +150,11 @@ pub fn terminal(p: &Plan, sides: &Sides, color: bool) -> String {
             };
             let _ = write!(out, "{line}");
             if c.action == Action::Update {
-                let _ = write!(out, "  {}", field_summary(c, 4));
+                let _ = write!(out, "  {}", clean(&field_summary(c, 4)));
             }
             let _ = writeln!(out);
             if c.risk != Risk::Safe {
-                let tag = format!("{}: {}", c.risk.as_str(), c.reasons.join("; "));
+                let tag = format!("{}: {}", c.risk.as_str(), clean(&c.reasons.join("; ")));
                 let _ = writeln!(
                     out,
                     "      {}",
@@ -150,13 +168,14 @@ pub fn terminal(p: &Plan, sides: &Sides, color: bool) -> String {
                     let _ = writeln!(
                         out,
                         "      {}",
-                        paint("32", &format!("✅ {}", a.describe()))
+                        paint("32", &format!("✅ {}", clean(&a.describe())))
                     );
                 }
             }
-            let _ = writeln!(out, "      from {}", provenance(c));
+            let _ = writeln!(out, "      from {}", clean(&provenance(c)));
             if c.action == Action::Update {
                 for l in c.diff.lines().skip(2) {
+                    let l = &clean(l);
                     let l2 = match l.chars().next() {
                         Some('+') => paint("32", l),
                         Some('-') => paint("31", l),
@@ -177,15 +196,16 @@ pub fn terminal(p: &Plan, sides: &Sides, color: bool) -> String {
             out,
             "{} {}:{}: {}\n  hint: {}",
             paint("1;33", "warning:"),
-            w.file,
+            clean(&w.file),
             w.line,
-            w.message,
-            w.hint
+            clean(&w.message),
+            clean(&w.hint)
         );
     }
     for r in &p.refusals {
-        let _ = writeln!(out, "{} {}", paint("1;31", "refused:"), r.message);
-        let _ = writeln!(out, "  hint: {}", r.hint.replace('\n', "\n  "));
+        let _ = writeln!(out, "{} {}", paint("1;31", "refused:"), clean(&r.message));
+        let hint: Vec<String> = r.hint.lines().map(clean).collect();
+        let _ = writeln!(out, "  hint: {}", hint.join("\n  "));
     }
     out
 }
@@ -865,6 +885,17 @@ mod tests {
             markdown(&p, &sides(), Some(COMMENT_LIMIT), "x"),
             markdown(&p, &sides(), None, "x")
         );
+    }
+
+    #[test]
+    fn the_terminal_gets_no_escape_sequences_from_user_text_and_sees_groups() {
+        let mut changes: Vec<Change> = (0..10).map(|i| change(i, 1)).collect();
+        changes[0].fields[0].after = Some("\u{1b}[2J\u{1b}]0;owned\u{7}".into());
+        changes[0].diff.push_str("+    x: \u{1b}[31mred\n");
+        let p = plan_of(changes);
+        let t = terminal(&p, &sides(), false);
+        assert!(!t.contains('\u{1b}') && !t.contains('\u{7}'), "{t:?}");
+        assert!(t.contains("  = 5 Namespace objects: metadata.annotations[\"plinth.dev/display-name\"] changed (old → new)"), "{t}");
     }
 
     #[test]
