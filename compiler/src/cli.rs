@@ -1244,6 +1244,11 @@ fn log(args: LogArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
             entries.push((c.clone(), Some(p)));
         }
     }
+    // Commit subjects and authors are free text: no token survives them.
+    for (c, _) in &mut entries {
+        c.summary = crate::redact::text(&c.summary).into_owned();
+        c.author = crate::redact::text(&c.author).into_owned();
+    }
     match args.format {
         LogFormat::Text => {
             for (c, p) in &entries {

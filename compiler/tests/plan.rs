@@ -894,12 +894,17 @@ fn sensitive_values_never_appear_in_any_output() {
     };
     assert_eq!(run("k1"), run("k1"));
     assert_ne!(run("k1"), run("k2"));
+    // A token in a commit subject stays out of the log.
+    let a3 = fs::read_to_string(&app).expect("read").replacen("REFRESH_SECONDS: 300", "REFRESH_SECONDS: 301", 1);
+    fs::write(&app, a3).expect("write");
+    r.commit("Dana Smith", "rotate: old key was ghp_0123456789abcdefghijABCDEFGHIJ012345");
     for format in ["text", "json"] {
-        let o = r.plinth(&["log", "--since", "HEAD~3", "--path", "platform", "--format", format]);
+        let o = r.plinth(&["log", "--since", "HEAD~4", "--path", "platform", "--format", format]);
         let out = text(&o);
         for leak in leaks.iter().chain([&secret]) {
             assert!(!out.contains(leak), "log {format} leaks {leak}");
         }
+        assert!(out.contains("rotate: old key was (redacted)"), "{out}");
     }
 }
 
