@@ -361,8 +361,11 @@ mod tests {
         e.subject = "rotate DB_PASSWORD=hunter2".to_owned();
         let mut l = Ledger::default();
         l.push(&[e]);
-        let text = serde_json::to_string(&l.to_apply()).unwrap();
-        assert!(!text.contains("ghp_0123") && !text.contains("hunter2"), "{text}");
+        let text = serde_json::to_string(&l.to_apply()).expect("json");
+        assert!(
+            !text.contains("ghp_0123") && !text.contains("hunter2"),
+            "{text}"
+        );
         assert!(text.contains("(redacted)"), "{text}");
     }
 

@@ -296,7 +296,8 @@ pub fn compare_revisions(
         .collect();
     // What is reported: both sides redacted by `plinth::redact` (a leaf missing there, as a
     // whole fingerprint).
-    let sensitive = plinth::redact::sensitive_object(merged) || plinth::redact::sensitive_object(live);
+    let sensitive =
+        plinth::redact::sensitive_object(merged) || plinth::redact::sensitive_object(live);
     let shown_side = |v: &Value| {
         let mut x = normalise(v);
         plinth::redact::object_as(&mut x, &policy.fingerprint, sensitive);

@@ -131,9 +131,9 @@ pub fn secret_name(name: &str) -> bool {
     // `key` as a word or a word's ending (`ssh_key`, `accessKey`, `tls.key`), not inside
     // one (`keycloak`, `monkeypatch`).
     let words = split_words(name);
-    words.iter().any(|w| {
-        w == "key" || w == "keys" || w == "auth" || (w.ends_with("key") && w.len() > 3)
-    })
+    words
+        .iter()
+        .any(|w| w == "key" || w == "keys" || w == "auth" || (w.ends_with("key") && w.len() > 3))
         && !words.iter().any(|w| w == "monkey" || w == "hotkey")
 }
 
@@ -187,9 +187,8 @@ static TOKENS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
 });
 
 /// The userinfo of a URL (`scheme://user:pass@`): group 1 is `scheme://`, group 2 the userinfo.
-static URL_USERINFO: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    Regex::new(r"([A-Za-z][A-Za-z0-9+.\-]{0,30}://)([^/\s@?#\x22'`<>]+)@").ok()
-});
+static URL_USERINFO: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"([A-Za-z][A-Za-z0-9+.\-]{0,30}://)([^/\s@?#\x22'`<>]+)@").ok());
 
 /// `NAME=value`, `name: value`, `"name": "value"` where the name looks secret: group 1 is
 /// the name with its separator, group 2 the value.
@@ -205,7 +204,10 @@ fn scrub<'a>(s: &'a str, replace: &dyn Fn(&str) -> String) -> Cow<'a, str> {
     let mut out: Cow<'a, str> = Cow::Borrowed(s);
     for (re, _) in TOKENS.iter() {
         if re.is_match(&out) {
-            out = Cow::Owned(re.replace_all(&out, |c: &regex::Captures| replace(&c[0])).into_owned());
+            out = Cow::Owned(
+                re.replace_all(&out, |c: &regex::Captures| replace(&c[0]))
+                    .into_owned(),
+            );
         }
     }
     if let Some(re) = URL_USERINFO.as_ref()
@@ -295,7 +297,9 @@ pub fn sensitive_object(v: &Value) -> bool {
         || v.pointer("/metadata/annotations")
             .and_then(Value::as_object)
             .is_some_and(|a| {
-                a.get(crate::plan::REDACT_ANNOTATION).and_then(Value::as_str) == Some("true")
+                a.get(crate::plan::REDACT_ANNOTATION)
+                    .and_then(Value::as_str)
+                    == Some("true")
                     || matches!(
                         a.get("plinth.dev/sensitivity").and_then(Value::as_str),
                         Some("confidential" | "pii")
@@ -430,7 +434,10 @@ mod tests {
                 "pem",
                 "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\n-----END RSA PRIVATE KEY-----",
             ),
-            ("pem unterminated", "-----BEGIN PRIVATE KEY-----\nMIIEpAIBAAKCAQEA"),
+            (
+                "pem unterminated",
+                "-----BEGIN PRIVATE KEY-----\nMIIEpAIBAAKCAQEA",
+            ),
         ];
         for (what, secret) in cases {
             let t = format!("before {secret} after");
@@ -439,7 +446,10 @@ mod tests {
             assert!(r.contains("(redacted)"), "{what}: {r}");
             assert!(r.starts_with("before "), "{what}: {r}");
             let s = string(&t, &key());
-            assert!(!s.contains(secret) && s.contains("(redacted, hmac:"), "{what}: {s}");
+            assert!(
+                !s.contains(secret) && s.contains("(redacted, hmac:"),
+                "{what}: {s}"
+            );
         }
     }
 
@@ -481,10 +491,16 @@ mod tests {
             assert!(!s.contains(secret), "{secret}: {s}");
         }
         assert!(s.contains("debug") && s.contains("\"X\""), "{s}");
-        let mut cm = json!({"kind": "ConfigMap", "data": {"db_password": "hunter2", "mode": "fast"}});
+        let mut cm =
+            json!({"kind": "ConfigMap", "data": {"db_password": "hunter2", "mode": "fast"}});
         object(&mut cm, &key());
         assert_eq!(cm["data"]["mode"], "fast");
-        assert!(cm["data"]["db_password"].as_str().unwrap().starts_with("(redacted, hmac:"));
+        assert!(
+            cm["data"]["db_password"]
+                .as_str()
+                .unwrap()
+                .starts_with("(redacted, hmac:")
+        );
         let mut sec = json!({"kind": "Secret", "data": {"x": "aHVudGVyMg=="}, "stringData": {"y": "hunter2"}});
         object(&mut sec, &key());
         assert!(!sec.to_string().contains("hunter2") && !sec.to_string().contains("aHVudGVyMg"));

@@ -885,7 +885,10 @@ fn sensitive_values_never_appear_in_any_output() {
     // The same key, the same fingerprints: runs compare; another key, other fingerprints.
     let run = |key: &str| {
         let o = Command::new(env!("CARGO_BIN_EXE_plinth"))
-            .args(["plan", "--base", "HEAD~1", "--head", "HEAD", "--path", "platform", "--format", "json"])
+            .args([
+                "plan", "--base", "HEAD~1", "--head", "HEAD", "--path", "platform", "--format",
+                "json",
+            ])
             .current_dir(r.path())
             .env("PLINTH_FINGERPRINT_KEY", key)
             .output()
@@ -895,11 +898,20 @@ fn sensitive_values_never_appear_in_any_output() {
     assert_eq!(run("k1"), run("k1"));
     assert_ne!(run("k1"), run("k2"));
     // A token in a commit subject stays out of the log.
-    let a3 = fs::read_to_string(&app).expect("read").replacen("REFRESH_SECONDS: 300", "REFRESH_SECONDS: 301", 1);
+    let a3 = fs::read_to_string(&app).expect("read").replacen(
+        "REFRESH_SECONDS: 300",
+        "REFRESH_SECONDS: 301",
+        1,
+    );
     fs::write(&app, a3).expect("write");
-    r.commit("Dana Smith", "rotate: old key was ghp_0123456789abcdefghijABCDEFGHIJ012345");
+    r.commit(
+        "Dana Smith",
+        "rotate: old key was ghp_0123456789abcdefghijABCDEFGHIJ012345",
+    );
     for format in ["text", "json"] {
-        let o = r.plinth(&["log", "--since", "HEAD~4", "--path", "platform", "--format", format]);
+        let o = r.plinth(&[
+            "log", "--since", "HEAD~4", "--path", "platform", "--format", format,
+        ]);
         let out = text(&o);
         for leak in leaks.iter().chain([&secret]) {
             assert!(!out.contains(leak), "log {format} leaks {leak}");
@@ -953,7 +965,9 @@ fn markdown_comments_are_capped_with_the_full_plan_in_a_file() {
     let first_detail = comment.find("<details>").expect("details");
     assert!(table < first_detail, "summary table comes first");
     assert!(
-        comment.contains("more pages**: `plinth plan --format markdown --pages DIR` writes every page"),
+        comment.contains(
+            "more pages**: `plinth plan --format markdown --pages DIR` writes every page"
+        ),
         "{}",
         &comment[comment.len() - 300..]
     );
@@ -969,10 +983,15 @@ fn markdown_comments_are_capped_with_the_full_plan_in_a_file() {
     fs::write(dir.join("page-99.md"), "stale").expect("w");
     fs::write(dir.join("notes.txt"), "kept").expect("w");
     let o = r.plinth(&[
-        "plan", "--base", "HEAD~1", "--head", "HEAD", "--path", "platform", "--format",
-        "markdown", "--pages", "pages",
+        "plan", "--base", "HEAD~1", "--head", "HEAD", "--path", "platform", "--format", "markdown",
+        "--pages", "pages",
     ]);
-    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let mut names: Vec<String> = fs::read_dir(&dir)
         .expect("dir")
         .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())
@@ -986,14 +1005,19 @@ fn markdown_comments_are_capped_with_the_full_plan_in_a_file() {
         let page = fs::read_to_string(dir.join(format!("page-{i}.md"))).expect("page");
         assert!(page.chars().count() < 65_536, "page {i}");
         assert!(
-            page.lines().next().expect("title").contains(&format!("part {i}/{n}")),
+            page.lines()
+                .next()
+                .expect("title")
+                .contains(&format!("part {i}/{n}")),
             "page {i}"
         );
         assert_eq!(page.contains("| cluster | create |"), i == 1);
         assert_safe_markdown(&page, &format!("page {i}"));
         for line in page.lines().filter(|l| l.starts_with("<details><summary>")) {
             let key = line.split("</code> <code>").nth(1).expect("key");
-            *seen.entry(key.split("</code>").next().expect("k").to_owned()).or_default() += 1;
+            *seen
+                .entry(key.split("</code>").next().expect("k").to_owned())
+                .or_default() += 1;
         }
     }
     assert_eq!(seen.len(), 2800);

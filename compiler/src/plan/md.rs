@@ -141,7 +141,7 @@ pub fn fenced(info: &str, body: &str) -> String {
     if !body.is_empty() && !body.ends_with('\n') {
         s.push('\n');
     }
-    let _ = write!(s, "{fence}\n");
+    let _ = writeln!(s, "{fence}");
     s
 }
 
@@ -196,12 +196,19 @@ mod tests {
         let codes: Vec<&Event> = ev.iter().filter(|e| matches!(e, Event::Code(_))).collect();
         assert_eq!(codes.len(), 1, "{md:?}: {ev:?}");
         let expected = one_line(s, MAX_SPAN);
-        let expected = if expected.is_empty() { "\"\"".into() } else { expected };
+        let expected = if expected.is_empty() {
+            "\"\"".into()
+        } else {
+            expected
+        };
         assert_eq!(codes[0], &Event::Code(expected.as_ref().into()), "{md:?}");
         assert!(
             ev.iter().all(|e| matches!(
                 e,
-                Event::Start(Tag::Paragraph) | Event::End(TagEnd::Paragraph) | Event::Text(_) | Event::Code(_)
+                Event::Start(Tag::Paragraph)
+                    | Event::End(TagEnd::Paragraph)
+                    | Event::Text(_)
+                    | Event::Code(_)
             )),
             "{md:?}: {ev:?}"
         );
@@ -218,9 +225,27 @@ mod tests {
     #[test]
     fn code_spans_hold_any_backticks_and_markup() {
         for s in [
-            "`", "``", "a`b", "`a`", " a ", " `", "` ", "```\n# h\n```", "<b>x</b>", "[l](u)",
-            "![i](u)", "@team/x", "| a |", "\n\n# heading", "a\r\nb", "\u{202E}evil", "",
-            "   ", "\\", "*x*", "<!-- c -->",
+            "`",
+            "``",
+            "a`b",
+            "`a`",
+            " a ",
+            " `",
+            "` ",
+            "```\n# h\n```",
+            "<b>x</b>",
+            "[l](u)",
+            "![i](u)",
+            "@team/x",
+            "| a |",
+            "\n\n# heading",
+            "a\r\nb",
+            "\u{202E}evil",
+            "",
+            "   ",
+            "\\",
+            "*x*",
+            "<!-- c -->",
         ] {
             assert_one_span(s);
         }
@@ -285,7 +310,10 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert!(!t.contains("@a") && !t.contains("https:") && !t.contains("www."), "{t}");
+        assert!(
+            !t.contains("@a") && !t.contains("https:") && !t.contains("www."),
+            "{t}"
+        );
         assert_eq!(t.replace(JOINER, ""), s.replace('\n', "↵"));
     }
 

@@ -324,7 +324,8 @@ impl Plan {
             })
             .collect();
         out.sort_by(|x, y| {
-            (y.objects, &x.cluster, &x.kind, &x.path).cmp(&(x.objects, &y.cluster, &y.kind, &y.path))
+            (y.objects, &x.cluster, &x.kind, &x.path)
+                .cmp(&(x.objects, &y.cluster, &y.kind, &y.path))
         });
         out
     }
@@ -704,7 +705,10 @@ pub fn approve(
         return Some(Approved {
             via: Via::Entry,
             reason: crate::redact::text(&a.reason).into_owned(),
-            approver: a.approver.as_deref().map(|x| crate::redact::text(x).into_owned()),
+            approver: a
+                .approver
+                .as_deref()
+                .map(|x| crate::redact::text(x).into_owned()),
             file: Some(a.file.clone()),
             line: a.line,
             commits: Vec::new(),

@@ -74,11 +74,11 @@ fn field_summary(c: &Change, max: usize) -> String {
             let leaf = &f.leaf;
             match (&f.before, &f.after) {
                 (Some(b), Some(a))
-                if b.starts_with(crate::redact::MARK) && a.starts_with(crate::redact::MARK) =>
-            {
-                format!("{leaf} changed (redacted)")
-            }
-            (Some(b), Some(a)) => format!("{leaf} {b}→{a}"),
+                    if b.starts_with(crate::redact::MARK) && a.starts_with(crate::redact::MARK) =>
+                {
+                    format!("{leaf} changed (redacted)")
+                }
+                (Some(b), Some(a)) => format!("{leaf} {b}→{a}"),
                 (None, Some(a)) => format!("{leaf} +{a}"),
                 (Some(b), None) => format!("{leaf} -{b}"),
                 (None, None) => leaf.to_owned(),
@@ -754,7 +754,12 @@ mod tests {
             diff.push_str(&format!("-    plinth.dev/display-name: team {i} line {l}\n+    plinth.dev/display-name: Team {i} line {l}\n"));
         }
         Change {
-            cluster: if i % 2 == 0 { "prod-a" } else { "prod-b" }.to_owned(),
+            cluster: if i.is_multiple_of(2) {
+                "prod-a"
+            } else {
+                "prod-b"
+            }
+            .to_owned(),
             key: ObjectKey {
                 api_version: "v1".into(),
                 kind: "Namespace".into(),
@@ -808,13 +813,26 @@ mod tests {
     fn check_pages(p: &Plan, pages: &[String]) {
         let n = pages.len();
         for (i, page) in pages.iter().enumerate() {
-            assert!(page.chars().count() < 65_536, "page {}: {}", i + 1, page.len());
             assert!(
-                page.lines().next().unwrap().contains(&format!("part {}/{n}", i + 1)),
+                page.chars().count() < 65_536,
+                "page {}: {}",
+                i + 1,
+                page.len()
+            );
+            assert!(
+                page.lines()
+                    .next()
+                    .unwrap()
+                    .contains(&format!("part {}/{n}", i + 1)),
                 "page {}",
                 i + 1
             );
-            assert_eq!(page.contains("| cluster | create |"), i == 0, "page {}", i + 1);
+            assert_eq!(
+                page.contains("| cluster | create |"),
+                i == 0,
+                "page {}",
+                i + 1
+            );
         }
         // The object each `<details>` is about, over all pages.
         let mut seen: std::collections::BTreeMap<String, usize> = Default::default();
@@ -850,7 +868,10 @@ mod tests {
             // The capped single comment is page 1 and says how many pages follow.
             let one = markdown(&p, &sides(), Some(COMMENT_LIMIT), "plan.json");
             assert!(one.chars().count() < 65_536);
-            assert!(one.contains(&format!("**{} more page", pages.len() - 1)), "{n}");
+            assert!(
+                one.contains(&format!("**{} more page", pages.len() - 1)),
+                "{n}"
+            );
             // Without a cap: everything, once.
             let all = markdown(&p, &sides(), None, "plan.json");
             assert_eq!(all.matches("<details>").count(), n);
@@ -871,7 +892,10 @@ mod tests {
         assert!(big.contains("*diff trimmed: "), "no trim note");
         assert!(big.contains("in the full plan, `plan.json`"));
         // The trimmed diff is still a closed fence: the page parses into whole blocks.
-        assert_eq!(big.matches("```diff").count(), big.matches("</details>").count());
+        assert_eq!(
+            big.matches("```diff").count(),
+            big.matches("</details>").count()
+        );
     }
 
     #[test]
@@ -880,7 +904,10 @@ mod tests {
         let pages = markdown_pages(&p, &sides(), COMMENT_LIMIT, "plan.json");
         assert_eq!(pages.len(), 1);
         check_pages(&p, &pages);
-        assert!(!pages[0].contains("Mass changes"), "3 objects are no mass change");
+        assert!(
+            !pages[0].contains("Mass changes"),
+            "3 objects are no mass change"
+        );
         assert_eq!(
             markdown(&p, &sides(), Some(COMMENT_LIMIT), "x"),
             markdown(&p, &sides(), None, "x")
@@ -908,7 +935,10 @@ mod tests {
         let a = g.iter().find(|g| g.cluster == "prod-a").unwrap();
         assert_eq!((a.objects, a.same, a.after.as_deref()), (5, false, None));
         let b = g.iter().find(|g| g.cluster == "prod-b").unwrap();
-        assert_eq!((b.objects, b.same, b.after.as_deref()), (5, true, Some("new")));
+        assert_eq!(
+            (b.objects, b.same, b.after.as_deref()),
+            (5, true, Some("new"))
+        );
         assert!(p.groups(6).is_empty());
     }
 }
