@@ -86,6 +86,19 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The entry with every secret in its free text (author, subject, objects, message)
+    /// dropped by `plinth::redact::text`: what the ledger, the log and Events carry.
+    pub fn redacted(&self) -> Entry {
+        let t = |s: &str| plinth::redact::text(s).into_owned();
+        Entry {
+            author: t(&self.author),
+            subject: t(&self.subject),
+            objects: self.objects.iter().map(|o| t(o)).collect(),
+            message: t(&self.message),
+            ..self.clone()
+        }
+    }
+
     pub fn short_commit(&self) -> &str {
         &self.commit[..self.commit.len().min(7)]
     }
@@ -158,7 +171,7 @@ impl Ledger {
 
     /// Append entries, keeping the last [`HISTORY`].
     pub fn push(&mut self, entries: &[Entry]) {
-        self.history.extend(entries.iter().cloned());
+        self.history.extend(entries.iter().map(Entry::redacted));
         let extra = self.history.len().saturating_sub(HISTORY);
         self.history.drain(..extra);
     }
@@ -236,6 +249,7 @@ impl Audit {
 
     /// Log and publish one entry as an Event. Returns whether the Event was accepted.
     pub async fn publish(&self, e: &Entry) -> bool {
+        let e = &e.redacted();
         tracing::info!(
             target: "plinth_agent::audit",
             time = %e.time,
@@ -301,7 +315,7 @@ pub fn to_text(history: &[Entry]) -> String {
     if history.is_empty() {
         out.push_str("no history yet\n");
     }
-    for e in history.iter().rev() {
+    for e in history.iter().rev().map(Entry::redacted) {
         let _ = writeln!(
             out,
             "{}  {:<7} {:<9} {} {} — {}",
@@ -338,6 +352,21 @@ mod tests {
             outcome: "success".into(),
             message: "applied 1 object".into(),
         }
+    }
+
+    #[test]
+    fn entries_are_redacted_in_the_ledger() {
+        let mut e = entry(1);
+        e.message = "apply failed: https://x-access-token:ghp_0123456789abcdefghijABCDEFGHIJ012345@github.com/a/b".to_owned();
+        e.subject = "rotate DB_PASSWORD=hunter2".to_owned();
+        let mut l = Ledger::default();
+        l.push(&[e]);
+        let text = serde_json::to_string(&l.to_apply()).expect("json");
+        assert!(
+            !text.contains("ghp_0123") && !text.contains("hunter2"),
+            "{text}"
+        );
+        assert!(text.contains("(redacted)"), "{text}");
     }
 
     #[test]

@@ -285,7 +285,12 @@ pub struct HistoryArgs {
 }
 
 fn options(e: &EngineArgs) -> Options {
-    let mut policy = drift::Policy::default();
+    let mut policy = drift::Policy {
+        fingerprint: plinth::redact::Key::from_env_value(
+            std::env::var(plinth::redact::KEY_ENV).ok().as_deref(),
+        ),
+        ..drift::Policy::default()
+    };
     policy.hand_managers.extend(e.hand_managers.iter().cloned());
     policy.take_from = e.take_from.clone();
     Options {

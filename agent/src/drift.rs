@@ -31,9 +31,9 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use plinth::lower::{HASH_ANNOTATION, sha256_hex};
+use plinth::lower::HASH_ANNOTATION;
 use serde::{Serialize, Serializer};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::fields::{self, Leaves, Manager, Path, Shapes};
 
@@ -65,6 +65,8 @@ pub struct Policy {
     pub hand_managers: Vec<String>,
     /// Other field managers whose fields plinth takes back anyway. Prefixes.
     pub take_from: Vec<String>,
+    /// The key of redaction fingerprints in what is reported (`PLINTH_FINGERPRINT_KEY`).
+    pub fingerprint: plinth::redact::Key,
 }
 
 impl Default for Policy {
@@ -82,6 +84,7 @@ impl Default for Policy {
             .map(String::from)
             .to_vec(),
             take_from: Vec::new(),
+            fingerprint: plinth::redact::Key::default(),
         }
     }
 }
@@ -125,8 +128,8 @@ impl Class {
     }
 }
 
-/// One differing field. Values of sensitive objects (Secrets, objects annotated
-/// `plinth.dev/redact` or holding confidential data) are redacted.
+/// One differing field. Values are redacted by `plinth::redact` (Secrets, objects annotated
+/// `plinth.dev/redact` or holding confidential data, secret-looking env values, tokens, …).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldDiff {
     #[serde(serialize_with = "path_string")]
@@ -291,7 +294,22 @@ pub fn compare_revisions(
         .into_iter()
         .filter(|e| e.name != manager)
         .collect();
-    let sensitive = is_sensitive(merged);
+    // What is reported: both sides redacted by `plinth::redact` (a leaf missing there, as a
+    // whole fingerprint).
+    let sensitive =
+        plinth::redact::sensitive_object(merged) || plinth::redact::sensitive_object(live);
+    let shown_side = |v: &Value| {
+        let mut x = normalise(v);
+        plinth::redact::object_as(&mut x, &policy.fingerprint, sensitive);
+        fields::flatten(&x, &shapes)
+    };
+    let (l_shown, m_shown) = (shown_side(live), shown_side(merged));
+    let key = &policy.fingerprint;
+    let shown = |side: &Leaves, p: &Path, v: &Value| -> Value {
+        side.get(p)
+            .cloned()
+            .unwrap_or_else(|| plinth::redact::whole(v, key))
+    };
 
     let mut paths: BTreeSet<&Path> = BTreeSet::new();
     for (p, v) in &l {
@@ -349,8 +367,8 @@ pub fn compare_revisions(
         };
         diffs.push(FieldDiff {
             path: (*p).clone(),
-            desired: m.get(*p).map(|v| shown(sensitive, p, v)),
-            live: l.get(*p).map(|v| shown(sensitive, p, v)),
+            desired: m.get(*p).map(|v| shown(&m_shown, p, v)),
+            live: l.get(*p).map(|v| shown(&l_shown, p, v)),
             class,
         });
     }
@@ -366,7 +384,7 @@ pub fn compare_revisions(
         {
             extras.push(Extra {
                 path: p.clone(),
-                value: shown(sensitive, p, v),
+                value: shown(&l_shown, p, v),
                 manager: owner.name.clone(),
             });
         }
@@ -402,32 +420,6 @@ fn covered(p: &Path, v: &Value, other: &Leaves) -> bool {
             .range(p.clone()..)
             .take_while(|(q, _)| q.starts_with(p))
             .any(|(q, _)| q != p)
-}
-
-fn is_sensitive(obj: &Value) -> bool {
-    let mut probe = json!({
-        "kind": obj.get("kind").cloned().unwrap_or(Value::Null),
-        "metadata": {"annotations": obj.pointer("/metadata/annotations").cloned().unwrap_or(json!({}))},
-        "data": {"probe": "x"},
-    });
-    plinth::plan::redact(&mut probe);
-    probe["data"]["probe"] != "x"
-}
-
-fn shown(sensitive: bool, p: &Path, v: &Value) -> Value {
-    let secret_field = matches!(
-        p.0.first(),
-        Some(fields::Seg::Field(f)) if matches!(f.as_str(), "data" | "stringData" | "binaryData")
-    );
-    if sensitive && secret_field {
-        let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-        Value::String(format!(
-            "(redacted, sha256:{})",
-            &sha256_hex(text.as_bytes())[..12]
-        ))
-    } else {
-        v.clone()
-    }
 }
 
 /// What to send for one existing object.
@@ -493,6 +485,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use serde_json::json;
 
     fn quota(cpu: &str, hash: &str, managed: Value) -> Value {
         json!({
@@ -696,10 +689,45 @@ mod tests {
         );
         assert_eq!(c.diffs.len(), 1);
         assert!(
-            c.diffs[0].to_string().contains("(redacted, sha256:"),
+            c.diffs[0].to_string().contains("(redacted, hmac:"),
             "{}",
             c.diffs[0]
         );
         assert!(!c.diffs[0].to_string().contains("bmV3"));
+    }
+
+    #[test]
+    fn drift_in_configmaps_and_env_is_redacted_like_a_plan() {
+        let cm = |pw: &str, url: &str, m: Value| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "annotations": {HASH_ANNOTATION: "h"}, "managedFields": m},
+            "data": {"db_password": pw, "url": url, "mode": "fast"}})
+        };
+        let owned = json!([plinth_owns(json!({
+            "f:data": {"f:db_password": {}, "f:url": {}, "f:mode": {}},
+            "f:metadata": {"f:annotations": {"f:plinth.dev/spec-hash": {}}}
+        }))]);
+        let live = cm(
+            "hunter2",
+            "postgres://app:pw-live@db/app",
+            json!([{"manager": "kubectl-edit", "operation": "Update", "fieldsV1": {"f:data": {"f:db_password": {}, "f:url": {}}}}]),
+        );
+        let desired = cm("hunter3", "postgres://app:pw-git@db/app", owned);
+        let policy = Policy {
+            fingerprint: plinth::redact::Key::new(b"k"),
+            ..Policy::default()
+        };
+        let c = compare(&live, &desired, "h", "plinth", &policy);
+        let shown: String = c.diffs.iter().map(|d| format!("{d}\n")).collect::<String>()
+            + &serde_json::to_string(&c.diffs).unwrap();
+        assert_eq!(c.diffs.len(), 2, "{shown}");
+        for leak in ["hunter2", "hunter3", "pw-live", "pw-git"] {
+            assert!(!shown.contains(leak), "{leak}: {shown}");
+        }
+        assert!(shown.contains("(redacted, hmac:"), "{shown}");
+        // A changed secret shows as changed: two different fingerprints.
+        for d in &c.diffs {
+            assert_ne!(d.desired, d.live, "{d}");
+        }
     }
 }

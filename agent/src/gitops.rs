@@ -495,6 +495,9 @@ impl Agent {
         let plan_opts = plinth::plan::PlanOptions {
             allow_destructive: false,
             max_delete_share: self.cfg.apply.budget.max_share,
+            fingerprint: plinth::redact::Key::from_env_value(
+                std::env::var(plinth::redact::KEY_ENV).ok().as_deref(),
+            ),
         };
         self.blocking(move |m| {
             let info = m.commit(head).map_err(|e| e.to_string())?;

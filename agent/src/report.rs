@@ -226,6 +226,8 @@ impl Report {
     /// Stable JSON (`version: 1`).
     pub fn to_json(&self) -> String {
         let mut v = serde_json::to_value(self).unwrap_or_default();
+        // Field values are redacted already; errors and messages are free text.
+        plinth::redact::texts(&mut v);
         if let Some(m) = v.as_object_mut() {
             m.insert("version".into(), 1.into());
             m.insert(
@@ -436,6 +438,7 @@ impl Report {
             (Outcome::Failed, _) => "failed".to_owned(),
         };
         let _ = writeln!(out, "{}: {result}", parts.join(", "));
-        out
+        // Field values are redacted already; errors and messages are free text.
+        plinth::redact::text(&out).into_owned()
     }
 }

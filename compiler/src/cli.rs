@@ -99,6 +99,10 @@ pub struct PlanArgs {
     /// Also write the whole plan (never truncated) to this file, in the chosen format.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// With `--format markdown`: write the plan as pull-request comments `DIR/page-1.md` …
+    /// `page-N.md`, each below GitHub's limit (other `page-*.md` files in DIR are removed).
+    #[arg(long, value_name = "DIR")]
+    pub pages: Option<PathBuf>,
     /// Allow every destructive change.
     #[arg(long)]
     pub allow_destructive: bool,
@@ -978,6 +982,9 @@ fn plan(
     terminal: bool,
 ) -> anyhow::Result<u8> {
     use crate::load::git::GitError;
+    if args.pages.is_some() && args.format != PlanFormat::Markdown {
+        anyhow::bail!("`--pages` writes Markdown comments: add `--format markdown`");
+    }
     let (repo, path) = open_git(&args.git)?;
     let prefix = if path.is_empty() {
         String::new()
@@ -1079,6 +1086,9 @@ fn plan(
     let opts = crate::plan::PlanOptions {
         allow_destructive: args.allow_destructive,
         max_delete_share: args.max_delete_share,
+        fingerprint: crate::redact::Key::from_env_value(
+            std::env::var(crate::redact::KEY_ENV).ok().as_deref(),
+        ),
     };
     let mut p = crate::plan::plan(&base.lowered, &head.lowered, &opts);
     // History: which commits between base and head touched each change's spec file (and
@@ -1127,6 +1137,22 @@ fn plan(
     if let Some(file) = &args.output {
         std::fs::write(file, full)?;
     }
+    if let Some(dir) = &args.pages {
+        let pages = crate::plan::render::markdown_pages(
+            &p,
+            &sides,
+            crate::plan::render::COMMENT_LIMIT,
+            &full_name,
+        );
+        write_pages(dir, &pages)?;
+        writeln!(
+            err,
+            "wrote {} page{} to `{}`",
+            pages.len(),
+            if pages.len() == 1 { "" } else { "s" },
+            dir.display()
+        )?;
+    }
     Ok(if p.is_refused() {
         1
     } else if p.has_changes() {
@@ -1134,6 +1160,27 @@ fn plan(
     } else {
         0
     })
+}
+
+/// Write `page-1.md` … `page-N.md` into `dir`, removing the `page-*.md` of an earlier run.
+fn write_pages(dir: &std::path::Path, pages: &[String]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if let Some(n) = name
+            .strip_prefix("page-")
+            .and_then(|r| r.strip_suffix(".md"))
+            && n.parse::<usize>().is_ok_and(|n| n == 0 || n > pages.len())
+        {
+            std::fs::remove_file(e.path())?;
+        }
+    }
+    for (i, page) in pages.iter().enumerate() {
+        std::fs::write(dir.join(format!("page-{}.md", i + 1)), page)?;
+    }
+    Ok(())
 }
 
 fn log(args: LogArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<u8> {
@@ -1190,11 +1237,17 @@ fn log(args: LogArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
         let opts = crate::plan::PlanOptions {
             allow_destructive: true,
             max_delete_share: 1.0,
+            ..crate::plan::PlanOptions::default()
         };
         let p = crate::plan::plan(&before, &after, &opts);
         if p.has_changes() {
             entries.push((c.clone(), Some(p)));
         }
+    }
+    // Commit subjects and authors are free text: no token survives them.
+    for (c, _) in &mut entries {
+        c.summary = crate::redact::text(&c.summary).into_owned();
+        c.author = crate::redact::text(&c.author).into_owned();
     }
     match args.format {
         LogFormat::Text => {

@@ -28,6 +28,7 @@ pub mod model;
 pub mod parse;
 pub mod plan;
 pub mod policy;
+pub mod redact;
 pub mod render;
 pub mod resolve;
 pub mod schema;

@@ -57,10 +57,13 @@ impl Repo {
     fn commit(&mut self, author: &str, message: &str) -> String {
         self.clock += 86_400;
         self.git(&["add", "-A"]);
-        let who = format!(
-            "{author} <{}@example.org>",
-            author.to_lowercase().replace(' ', ".")
-        );
+        let local: String = author
+            .to_lowercase()
+            .replace(' ', ".")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
+            .collect();
+        let who = format!("{author} <{local}@example.org>");
         self.git(&[
             "commit",
             "-q",
@@ -85,6 +88,7 @@ impl Repo {
             .args(args)
             .current_dir(self.path())
             .env("NO_COLOR", "1")
+            .env("PLINTH_FINGERPRINT_KEY", "plan-tests")
             .output()
             .expect("plinth runs")
     }
@@ -197,7 +201,16 @@ fn golden_plans() {
         } else {
             repo.replace(&path, &case.join("head"));
         }
-        repo.commit("Head Author", &format!("change: {name}"));
+        let author = fs::read_to_string(case.join("author")).unwrap_or_default();
+        let author = author.trim();
+        repo.commit(
+            if author.is_empty() {
+                "Head Author"
+            } else {
+                author
+            },
+            &format!("change: {name}"),
+        );
         let mut args = vec![
             "plan",
             "--base",
@@ -227,6 +240,7 @@ fn golden_plans() {
         if js.status.code() != Some(1) || !js.stdout.is_empty() {
             check_schema(&json_of(&js));
         }
+        assert_safe_markdown(&text(&md), &name);
         for (file, actual) in [("expected.md", md_text), ("expected.json", text(&js))] {
             let p = case.join(file);
             if update {
@@ -237,6 +251,97 @@ fn golden_plans() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// A plan comment parsed as GitHub would (CommonMark and its table, strikethrough and task
+/// list extensions): user text never becomes a heading, a link, an image, an HTML element or
+/// a mention outside code, and never a bare URL GitHub would link.
+fn assert_safe_markdown(md: &str, what: &str) {
+    use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+    let opts = Options::ENABLE_TABLES
+        | Options::ENABLE_STRIKETHROUGH
+        | Options::ENABLE_TASKLISTS
+        | Options::ENABLE_FOOTNOTES;
+    let mut text = String::new();
+    let mut heading: Option<String> = None;
+    let mut in_block = false;
+    let check_text = |t: &str| {
+        let b = t.as_bytes();
+        for (i, _) in t.match_indices('@') {
+            let next = b.get(i + 1).copied().unwrap_or(b' ');
+            assert!(
+                !next.is_ascii_alphanumeric(),
+                "{what}: a mention outside code: {t:?}\n{md}"
+            );
+        }
+        for link in ["http://", "https://", "www."] {
+            assert!(
+                !t.to_lowercase().contains(link),
+                "{what}: a bare link outside code: {t:?}"
+            );
+        }
+    };
+    for ev in Parser::new_ext(md, opts) {
+        if !matches!(ev, Event::Text(_)) && !in_block {
+            check_text(&text);
+            text.clear();
+        }
+        match ev {
+            Event::Start(Tag::Link { .. } | Tag::Image { .. }) => {
+                panic!("{what}: a link or image: {ev:?}\n{md}")
+            }
+            Event::FootnoteReference(_) | Event::Start(Tag::FootnoteDefinition(_)) => {
+                panic!("{what}: a footnote: {ev:?}")
+            }
+            Event::Start(Tag::Heading { .. }) => heading = Some(String::new()),
+            Event::End(TagEnd::Heading(_)) => {
+                let h = heading.take().unwrap_or_default();
+                assert!(
+                    h.starts_with("plinth plan") || h.starts_with("cluster "),
+                    "{what}: a heading plinth did not write: {h:?}\n{md}"
+                );
+            }
+            Event::Start(Tag::CodeBlock(_)) => in_block = true,
+            Event::End(TagEnd::CodeBlock) => in_block = false,
+            Event::Text(t) => {
+                if let Some(h) = &mut heading {
+                    h.push_str(&t);
+                }
+                if !in_block {
+                    text.push_str(&t);
+                }
+            }
+            Event::Code(c) => {
+                if let Some(h) = &mut heading {
+                    h.push_str(&c);
+                }
+            }
+            Event::Html(h) | Event::InlineHtml(h) => {
+                let mut rest = h.to_string();
+                while let Some(a) = rest.find("<code>") {
+                    let b = rest[a..].find("</code>").map_or(rest.len(), |b| a + b + 7);
+                    rest.replace_range(a..b, "");
+                }
+                for tag in rest.split('<').skip(1) {
+                    let name: String = tag
+                        .trim_start_matches('/')
+                        .chars()
+                        .take_while(char::is_ascii_alphanumeric)
+                        .collect();
+                    assert!(
+                        ["details", "summary", "code", "sub", "b"].contains(&name.as_str()),
+                        "{what}: HTML element `{name}` plinth did not write: {h:?}"
+                    );
+                }
+                assert!(
+                    !rest.contains('@') && !rest.contains("&#64;"),
+                    "{what}: a mention in HTML outside code: {h:?}"
+                );
+            }
+            _ => {}
+        }
+    }
+    check_text(&text);
 }
 
 /// A repository holding `examples/repo` under `platform/`.
@@ -744,8 +849,74 @@ fn sensitive_values_never_appear_in_any_output() {
             String::from_utf8_lossy(&o.stderr)
         );
         let out = text(&o);
-        assert!(out.contains("redacted, sha256:"), "{format}: {out}");
+        assert!(out.contains("redacted, hmac:"), "{format}: {out}");
         assert!(!out.contains(secret), "{format} leaks the value");
+    }
+
+    // Secrets outside Secrets: env values with secret names, tokens, URLs with a password.
+    let app = r.path().join("platform/apps/er-dashboard.yaml");
+    let a = fs::read_to_string(&app).expect("read");
+    let leaks = [
+        "plain-secret-4711",
+        "ghp_0123456789abcdefghijABCDEFGHIJ012345",
+        "pw-4711@",
+        "AKIAIOSFODNN7EXAMPLE",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N",
+    ];
+    let a2 = a.replacen(
+        "      REFRESH_SECONDS: 300\n",
+        "      REFRESH_SECONDS: 300\n      API_TOKEN: plain-secret-4711\n      GH: ghp_0123456789abcdefghijABCDEFGHIJ012345\n      DATABASE_URL: postgres://app:pw-4711@db.internal/app\n      NOTES: \"key AKIAIOSFODNN7EXAMPLE jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N\"\n",
+        1,
+    );
+    assert_ne!(a, a2, "example changed: no REFRESH_SECONDS");
+    fs::write(&app, a2).expect("write");
+    r.commit("Dana Smith", "dashboard secrets");
+    for format in ["terminal", "markdown", "json"] {
+        let o = r.plinth(&[
+            "plan", "--base", "HEAD~1", "--head", "HEAD", "--path", "platform", "--format", format,
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{format}");
+        let out = text(&o);
+        assert!(out.contains("redacted, hmac:"), "{format}: {out}");
+        for leak in leaks {
+            assert!(!out.contains(leak), "{format} leaks {leak}: {out}");
+        }
+    }
+    // The same key, the same fingerprints: runs compare; another key, other fingerprints.
+    let run = |key: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_plinth"))
+            .args([
+                "plan", "--base", "HEAD~1", "--head", "HEAD", "--path", "platform", "--format",
+                "json",
+            ])
+            .current_dir(r.path())
+            .env("PLINTH_FINGERPRINT_KEY", key)
+            .output()
+            .expect("runs");
+        text(&o)
+    };
+    assert_eq!(run("k1"), run("k1"));
+    assert_ne!(run("k1"), run("k2"));
+    // A token in a commit subject stays out of the log.
+    let a3 = fs::read_to_string(&app).expect("read").replacen(
+        "REFRESH_SECONDS: 300",
+        "REFRESH_SECONDS: 301",
+        1,
+    );
+    fs::write(&app, a3).expect("write");
+    r.commit(
+        "Dana Smith",
+        "rotate: old key was ghp_0123456789abcdefghijABCDEFGHIJ012345",
+    );
+    for format in ["text", "json"] {
+        let o = r.plinth(&[
+            "log", "--since", "HEAD~4", "--path", "platform", "--format", format,
+        ]);
+        let out = text(&o);
+        for leak in leaks.iter().chain([&secret]) {
+            assert!(!out.contains(leak), "log {format} leaks {leak}");
+        }
+        assert!(out.contains("rotate: old key was (redacted)"), "{out}");
     }
 }
 
@@ -790,19 +961,94 @@ fn markdown_comments_are_capped_with_the_full_plan_in_a_file() {
         "{}",
         &comment[..200.min(comment.len())]
     );
-    let table = comment.find("| prod |").expect("summary table");
+    let table = comment.find("| `prod` |").expect("summary table");
     let first_detail = comment.find("<details>").expect("details");
     assert!(table < first_detail, "summary table comes first");
     assert!(
-        comment.contains("**truncated, ")
-            && comment.contains("more changes** — the full plan is in"),
+        comment.contains(
+            "more pages**: `plinth plan --format markdown --pages DIR` writes every page"
+        ),
         "{}",
         &comment[comment.len() - 300..]
     );
     let whole = fs::read_to_string(full).expect("full plan written");
     assert!(whole.len() > comment.len());
     assert_eq!(whole.matches("<details>").count(), 2800);
-    assert!(!whole.contains("truncated"));
+    assert_safe_markdown(&whole, "full plan");
+
+    // Paged: every page below the limit, `part i/N`, every object on exactly one page; stale
+    // pages of an earlier, longer run are removed.
+    let dir = r.path().join("pages");
+    fs::create_dir_all(&dir).expect("mkdir");
+    fs::write(dir.join("page-99.md"), "stale").expect("w");
+    fs::write(dir.join("notes.txt"), "kept").expect("w");
+    let o = r.plinth(&[
+        "plan", "--base", "HEAD~1", "--head", "HEAD", "--path", "platform", "--format", "markdown",
+        "--pages", "pages",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut names: Vec<String> = fs::read_dir(&dir)
+        .expect("dir")
+        .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(names.contains(&"notes.txt".to_owned()) && !names.contains(&"page-99.md".to_owned()));
+    let n = names.iter().filter(|f| f.starts_with("page-")).count();
+    assert!(n > 1, "{names:?}");
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for i in 1..=n {
+        let page = fs::read_to_string(dir.join(format!("page-{i}.md"))).expect("page");
+        assert!(page.chars().count() < 65_536, "page {i}");
+        assert!(
+            page.lines()
+                .next()
+                .expect("title")
+                .contains(&format!("part {i}/{n}")),
+            "page {i}"
+        );
+        assert_eq!(page.contains("| cluster | create |"), i == 1);
+        assert_safe_markdown(&page, &format!("page {i}"));
+        for line in page.lines().filter(|l| l.starts_with("<details><summary>")) {
+            let key = line.split("</code> <code>").nth(1).expect("key");
+            *seen
+                .entry(key.split("</code>").next().expect("k").to_owned())
+                .or_default() += 1;
+        }
+    }
+    assert_eq!(seen.len(), 2800);
+    assert!(seen.values().all(|n| *n == 1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("wrote {n} pages")));
+    // `--pages` is Markdown only.
+    let o = r.plinth(&[
+        "plan", "--base", "HEAD~1", "--head", "HEAD", "--path", "platform", "--pages", "pages",
+    ]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("add `--format markdown`"));
+}
+
+#[test]
+fn the_markdown_check_catches_what_it_looks_for() {
+    for bad in [
+        "# ✅ Approved by someone\n",
+        "### plinth plan\n\nhello @acme/security-team\n",
+        "### plinth plan\n\n![x](https://evil.example/t.png)\n",
+        "### plinth plan\n\n[x](https://evil.example)\n",
+        "### plinth plan\n\n<img src=x>\n",
+        "<details><summary>@acme/team</summary>\n",
+        "### plinth plan\n\nsee www.evil.example\n",
+    ] {
+        let caught = std::panic::catch_unwind(|| assert_safe_markdown(bad, "probe")).is_err();
+        assert!(caught, "not caught: {bad:?}");
+    }
+    assert_safe_markdown(
+        "### plinth plan\n\n`@acme/team ![x](y)`\n\n<details><summary><code>&#64;x</code></summary>\n",
+        "fine",
+    );
 }
 
 #[test]

@@ -29,6 +29,7 @@
 //!
 //! Pure: history (which commits touched which spec) is attached by the caller.
 
+pub mod md;
 pub mod render;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,7 +41,7 @@ use crate::emit::to_yaml;
 use crate::load::git::CommitInfo;
 use crate::lower::{
     Approval, ClusterOutput, Lowered, Manifest, ObjectKey, Origin, PROVENANCE_ANNOTATIONS,
-    canonical_json, sha256_hex,
+    canonical_json,
 };
 use crate::parse::{FieldPath, Seg};
 
@@ -221,6 +222,28 @@ impl Approved {
     }
 }
 
+/// One field changed the same way across many objects of a kind in a cluster (a mass change),
+/// summarised once above the per-object details.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Group {
+    pub cluster: String,
+    pub kind: String,
+    /// The field's path (`metadata.annotations["plinth.dev/display-name"]`).
+    pub path: String,
+    /// How many objects change it.
+    pub objects: usize,
+    /// The value before and after, when every object has the same ones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// Whether every object goes from the same value to the same value.
+    pub same: bool,
+}
+
+/// Fewest objects sharing a field change to make a [`Group`].
+pub const GROUP_MIN: usize = 5;
+
 /// Why (part of) a plan may not be applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Refusal {
@@ -268,6 +291,45 @@ impl Plan {
     pub fn is_refused(&self) -> bool {
         !self.refusals.is_empty()
     }
+    /// Identical field changes of updates across at least `min` objects of a kind in a
+    /// cluster, most objects first (pure: from the changes alone).
+    pub fn groups(&self, min: usize) -> Vec<Group> {
+        type Values<'a> = (Option<&'a String>, Option<&'a String>);
+        let mut by: BTreeMap<(&str, &str, &str), (usize, Values<'_>, bool)> = BTreeMap::new();
+        for c in self.changes.iter().filter(|c| c.action == Action::Update) {
+            let mut seen = BTreeSet::new();
+            for f in &c.fields {
+                if !seen.insert(f.path.as_str()) {
+                    continue;
+                }
+                let vals = (f.before.as_ref(), f.after.as_ref());
+                let e = by
+                    .entry((c.cluster.as_str(), c.key.kind.as_str(), f.path.as_str()))
+                    .or_insert((0, vals, true));
+                e.0 += 1;
+                e.2 &= e.1 == vals;
+            }
+        }
+        let mut out: Vec<Group> = by
+            .into_iter()
+            .filter(|(_, (n, _, _))| *n >= min.max(2))
+            .map(|((cluster, kind, path), (n, (b, a), same))| Group {
+                cluster: cluster.to_owned(),
+                kind: kind.to_owned(),
+                path: path.to_owned(),
+                objects: n,
+                before: b.filter(|_| same).cloned(),
+                after: a.filter(|_| same).cloned(),
+                same,
+            })
+            .collect();
+        out.sort_by(|x, y| {
+            (y.objects, &x.cluster, &x.kind, &x.path)
+                .cmp(&(x.objects, &y.cluster, &y.kind, &y.path))
+        });
+        out
+    }
+
     /// The refusals that concern `cluster`.
     pub fn refusals_of<'a>(&'a self, cluster: &'a str) -> impl Iterator<Item = &'a Refusal> + 'a {
         self.refusals.iter().filter(move |r| r.cluster == cluster)
@@ -295,7 +357,11 @@ impl Plan {
             if let Some(v) = memo.get(f) {
                 return Ok(v.clone());
             }
-            let v = touched(f)?;
+            let mut v = touched(f)?;
+            for k in &mut v {
+                k.summary = crate::redact::text(&k.summary).into_owned();
+                k.author = crate::redact::text(&k.author).into_owned();
+            }
             memo.insert(f.to_owned(), v.clone());
             Ok(v)
         };
@@ -404,6 +470,9 @@ pub struct PlanOptions {
     pub allow_destructive: bool,
     /// Largest share of a cluster's base objects a head may delete (0.0–1.0).
     pub max_delete_share: f64,
+    /// The key of redaction fingerprints (`PLINTH_FINGERPRINT_KEY`; a random key per run
+    /// by default).
+    pub fingerprint: crate::redact::Key,
 }
 
 impl Default for PlanOptions {
@@ -411,12 +480,14 @@ impl Default for PlanOptions {
         PlanOptions {
             allow_destructive: false,
             max_delete_share: 0.5,
+            fingerprint: crate::redact::Key::default(),
         }
     }
 }
 
-/// An object without provenance annotations, secrets redacted: what plans compare and show.
-pub fn content(m: &Manifest) -> Value {
+/// An object without provenance annotations, secrets redacted ([`crate::redact::object`]
+/// with `key`): what plans compare and show.
+pub fn content(m: &Manifest, key: &crate::redact::Key) -> Value {
     let mut v = m.object.clone();
     if let Some(ann) = v
         .pointer_mut("/metadata/annotations")
@@ -431,38 +502,8 @@ pub fn content(m: &Manifest) -> Value {
             meta.remove("annotations");
         }
     }
-    redact(&mut v);
+    crate::redact::object(&mut v, key);
     v
-}
-
-/// Replace sensitive values by a short hash, so a reviewer sees that a value changed but never
-/// the value: Secret `data`/`stringData`, and the data of objects annotated `plinth.dev/redact`
-/// or holding confidential or PII data (`plinth.dev/sensitivity`).
-pub fn redact(v: &mut Value) {
-    let sensitive = v["kind"] == "Secret"
-        || v.pointer("/metadata/annotations")
-            .and_then(Value::as_object)
-            .is_some_and(|a| {
-                a.get(REDACT_ANNOTATION).and_then(Value::as_str) == Some("true")
-                    || matches!(
-                        a.get("plinth.dev/sensitivity").and_then(Value::as_str),
-                        Some("confidential" | "pii")
-                    )
-            });
-    if !sensitive {
-        return;
-    }
-    for field in ["data", "stringData", "binaryData"] {
-        if let Some(m) = v.get_mut(field).and_then(Value::as_object_mut) {
-            for val in m.values_mut() {
-                let text = val.as_str().map_or_else(|| val.to_string(), str::to_owned);
-                *val = Value::String(format!(
-                    "(redacted, sha256:{})",
-                    &sha256_hex(text.as_bytes())[..12]
-                ));
-            }
-        }
-    }
 }
 
 /// Compare two compiled platforms. `base` is empty for a first deployment.
@@ -529,16 +570,17 @@ pub fn plan(base: &Lowered, head: &Lowered, opts: &PlanOptions) -> Plan {
                 });
             }
             let change = match (bo_m, ho_m) {
-                (None, Some(h)) => Some(change(cluster, key, Action::Create, None, Some(h))),
-                (Some(b), None) => Some(change(cluster, key, Action::Delete, Some(b), None)),
+                (None, Some(h)) => Some(change(cluster, key, Action::Create, None, Some(h), opts)),
+                (Some(b), None) => Some(change(cluster, key, Action::Delete, Some(b), None, opts)),
                 (Some(b), Some(h)) => {
                     if b.hash == h.hash
-                        || canonical_json(&content(b)) == canonical_json(&content(h))
+                        || canonical_json(&content(b, &opts.fingerprint))
+                            == canonical_json(&content(h, &opts.fingerprint))
                     {
                         counts.unchanged += 1;
                         None
                     } else {
-                        Some(change(cluster, key, Action::Update, Some(b), Some(h)))
+                        Some(change(cluster, key, Action::Update, Some(b), Some(h), opts))
                     }
                 }
                 (None, None) => None,
@@ -662,8 +704,11 @@ pub fn approve(
     if let Some(a) = fresh.iter().find(|a| a.covers(&c.cluster, &c.key)) {
         return Some(Approved {
             via: Via::Entry,
-            reason: a.reason.clone(),
-            approver: a.approver.clone(),
+            reason: crate::redact::text(&a.reason).into_owned(),
+            approver: a
+                .approver
+                .as_deref()
+                .map(|x| crate::redact::text(x).into_owned()),
             file: Some(a.file.clone()),
             line: a.line,
             commits: Vec::new(),
@@ -679,7 +724,7 @@ pub fn approve(
     }
     Some(Approved {
         via: Via::Annotation,
-        reason: reason.to_owned(),
+        reason: crate::redact::text(reason).into_owned(),
         approver: None,
         file: Some(h.origin.file.clone()),
         line: h.origin.line,
@@ -693,9 +738,10 @@ fn change(
     action: Action,
     base: Option<&Manifest>,
     head: Option<&Manifest>,
+    opts: &PlanOptions,
 ) -> Change {
-    let before = base.map(content);
-    let after = head.map(content);
+    let before = base.map(|m| content(m, &opts.fingerprint));
+    let after = head.map(|m| content(m, &opts.fingerprint));
     let text = |v: &Option<Value>| v.as_ref().map(to_yaml).unwrap_or_default();
     let (bt, ht) = (text(&before), text(&after));
     let diff = similar::TextDiff::from_lines(&bt, &ht)
@@ -883,7 +929,7 @@ fn is_agent_object(m: &Manifest) -> bool {
 
 /// The agent's Deployment without what may change freely (the sync interval).
 fn agent_deployment_essence(m: &Manifest) -> Value {
-    let mut v = content(m);
+    let mut v = content(m, &crate::redact::Key::run());
     if let Some(containers) = v
         .pointer_mut("/spec/template/spec/containers")
         .and_then(Value::as_array_mut)
