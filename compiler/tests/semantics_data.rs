@@ -22,37 +22,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-use std::path::Path;
+mod common;
 
-use plinth::load::MemSource;
+use std::collections::BTreeMap;
+
+use common::{build, build_errors, edit, example, of_kind};
 use plinth::lower::Lowered;
 use plinth::model::Specs;
 use plinth::model::platform::CloudProvider;
 use serde_json::Value;
-
-/// The example platform's files.
-fn example() -> BTreeMap<String, String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/repo");
-    let mut files = BTreeMap::new();
-    let mut stack = vec![root.clone()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p
-                    .strip_prefix(&root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
-                files.insert(rel, std::fs::read_to_string(&p).unwrap());
-            }
-        }
-    }
-    files
-}
 
 const CLOUDS_PLATFORM: &str = r#"
 apiVersion: plinth.dev/v1alpha1
@@ -202,56 +180,6 @@ fn clouds() -> BTreeMap<String, String> {
     ])
 }
 
-struct Built {
-    specs: Specs,
-    lowered: Lowered,
-    diagnostics: Vec<plinth::diag::Diagnostic>,
-}
-
-fn run(files: &BTreeMap<String, String>) -> plinth::Built {
-    let mut src = MemSource::new();
-    for (p, t) in files {
-        src = src.with(p, t.as_str());
-    }
-    plinth::build_source(&src, &plinth::Options::default()).unwrap()
-}
-
-fn build(files: &BTreeMap<String, String>) -> Built {
-    let built = run(files);
-    let diagnostics: Vec<_> = built.checked.diagnostics.clone().into_sorted();
-    let errors: Vec<String> = diagnostics
-        .iter()
-        .filter(|d| d.is_error())
-        .map(|d| format!("{}: {}", d.code.id(), d.message))
-        .collect();
-    assert!(errors.is_empty(), "{errors:#?}");
-    Built {
-        specs: built.checked.specs,
-        lowered: built.lowered.expect("lowered"),
-        diagnostics,
-    }
-}
-
-/// The build's errors (it must fail).
-fn build_errors(files: &BTreeMap<String, String>) -> Vec<plinth::diag::Diagnostic> {
-    let built = run(files);
-    let errors: Vec<_> = built
-        .checked
-        .diagnostics
-        .into_sorted()
-        .into_iter()
-        .filter(|d| d.is_error())
-        .collect();
-    assert!(!errors.is_empty(), "the build should fail");
-    errors
-}
-
-fn edit(files: &mut BTreeMap<String, String>, path: &str, from: &str, to: &str) {
-    let t = files.get_mut(path).unwrap();
-    assert!(t.contains(from), "{path} has no `{from}`");
-    *t = t.replacen(from, to, 1);
-}
-
 fn provider(specs: &Specs, cluster: &str) -> CloudProvider {
     specs
         .platform
@@ -263,15 +191,6 @@ fn provider(specs: &Specs, cluster: &str) -> CloudProvider {
         .find(|c| c.name == cluster)
         .unwrap()
         .provider
-}
-
-fn of_kind<'a>(l: &'a Lowered, cluster: &str, kind: &str) -> Vec<&'a Value> {
-    l.clusters[cluster]
-        .manifests
-        .iter()
-        .filter(|m| m.key.kind == kind)
-        .map(|m| &m.object)
-        .collect()
 }
 
 fn every_cluster(l: &Lowered) -> Vec<String> {

@@ -18,35 +18,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 mod common;
 
-use common::{Built, build, build_errors, edit, example};
-use plinth::lower::{Lowered, Manifest};
+use common::{Built, build, build_errors, edit, example, find, objects, of_kind};
+use plinth::lower::Lowered;
 use plinth::model::Specs;
 use serde_json::Value;
-
-fn objects<'a>(l: &'a Lowered, cluster: &str) -> &'a [Manifest] {
-    &l.clusters[cluster].manifests
-}
-
-fn of_kind<'a>(l: &'a Lowered, cluster: &str, kind: &str) -> Vec<&'a Value> {
-    objects(l, cluster)
-        .iter()
-        .filter(|m| m.key.kind == kind)
-        .map(|m| &m.object)
-        .collect()
-}
-
-fn find<'a>(
-    l: &'a Lowered,
-    cluster: &str,
-    kind: &str,
-    ns: Option<&str>,
-    name: &str,
-) -> Option<&'a Value> {
-    objects(l, cluster)
-        .iter()
-        .find(|m| m.key.kind == kind && m.key.namespace.as_deref() == ns && m.key.name == name)
-        .map(|m| &m.object)
-}
 
 fn clusters(l: &Lowered) -> Vec<String> {
     l.clusters.keys().cloned().collect()

@@ -17,110 +17,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::Path;
 
+use common::{build, build_errors, edit, example, find, objects, of_kind};
 use plinth::diag::Code;
-use plinth::load::MemSource;
-use plinth::lower::{Lowered, Manifest};
-use plinth::model::Specs;
 use serde_json::Value;
-
-/// The example platform's files.
-fn example() -> BTreeMap<String, String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/repo");
-    let mut files = BTreeMap::new();
-    let mut stack = vec![root.clone()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p
-                    .strip_prefix(&root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
-                files.insert(rel, std::fs::read_to_string(&p).unwrap());
-            }
-        }
-    }
-    files
-}
-
-struct Built {
-    specs: Specs,
-    lowered: Lowered,
-    diagnostics: Vec<plinth::diag::Diagnostic>,
-}
-
-fn build(files: &BTreeMap<String, String>) -> Built {
-    let mut src = MemSource::new();
-    for (p, t) in files {
-        src = src.with(p, t.as_str());
-    }
-    let built = plinth::build_source(&src, &plinth::Options::default()).unwrap();
-    let diagnostics: Vec<_> = built.checked.diagnostics.clone().into_sorted();
-    let errors: Vec<String> = diagnostics
-        .iter()
-        .filter(|d| d.is_error())
-        .map(|d| d.message.clone())
-        .collect();
-    assert!(errors.is_empty(), "{errors:#?}");
-    Built {
-        specs: built.checked.specs,
-        lowered: built.lowered.expect("lowered"),
-        diagnostics,
-    }
-}
-
-/// The build's errors (it must fail).
-fn build_errors(files: &BTreeMap<String, String>) -> Vec<plinth::diag::Diagnostic> {
-    let mut src = MemSource::new();
-    for (p, t) in files {
-        src = src.with(p, t.as_str());
-    }
-    let built = plinth::build_source(&src, &plinth::Options::default()).unwrap();
-    built
-        .checked
-        .diagnostics
-        .into_sorted()
-        .into_iter()
-        .filter(|d| d.is_error())
-        .collect()
-}
-
-fn edit(files: &mut BTreeMap<String, String>, path: &str, from: &str, to: &str) {
-    let t = files.get_mut(path).unwrap();
-    assert!(t.contains(from), "{path} has no `{from}`");
-    *t = t.replacen(from, to, 1);
-}
-
-fn objects<'a>(l: &'a Lowered, cluster: &str) -> &'a [Manifest] {
-    &l.clusters[cluster].manifests
-}
-
-fn of_kind<'a>(l: &'a Lowered, cluster: &str, kind: &str) -> Vec<&'a Value> {
-    objects(l, cluster)
-        .iter()
-        .filter(|m| m.key.kind == kind)
-        .map(|m| &m.object)
-        .collect()
-}
-
-fn find<'a>(
-    l: &'a Lowered,
-    cluster: &str,
-    kind: &str,
-    ns: Option<&str>,
-    name: &str,
-) -> Option<&'a Value> {
-    objects(l, cluster)
-        .iter()
-        .find(|m| m.key.kind == kind && m.key.namespace.as_deref() == ns && m.key.name == name)
-        .map(|m| &m.object)
-}
 
 const PROD: &str = "prod-a";
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use plinth::load::MemSource;
-use plinth::lower::Lowered;
+use plinth::lower::{Lowered, Manifest};
 use plinth::model::Specs;
 use serde_json::Value;
 
@@ -59,7 +59,7 @@ pub fn build(files: &BTreeMap<String, String>) -> Built {
     let errors: Vec<String> = diagnostics
         .iter()
         .filter(|d| d.is_error())
-        .map(|d| d.message.clone())
+        .map(|d| format!("{}: {}", d.code.id(), d.message))
         .collect();
     assert!(errors.is_empty(), "{errors:#?}");
     Built {
@@ -108,4 +108,32 @@ pub fn named<'a>(l: &'a Lowered, kind: &str, name: &str) -> Vec<&'a Value> {
         .into_iter()
         .filter(|o| o["kind"] == kind && o["metadata"]["name"] == name)
         .collect()
+}
+
+/// The objects of one cluster.
+pub fn objects<'a>(l: &'a Lowered, cluster: &str) -> &'a [Manifest] {
+    &l.clusters[cluster].manifests
+}
+
+/// The objects of one kind on one cluster.
+pub fn of_kind<'a>(l: &'a Lowered, cluster: &str, kind: &str) -> Vec<&'a Value> {
+    objects(l, cluster)
+        .iter()
+        .filter(|m| m.key.kind == kind)
+        .map(|m| &m.object)
+        .collect()
+}
+
+/// One object by kind, namespace and name on one cluster.
+pub fn find<'a>(
+    l: &'a Lowered,
+    cluster: &str,
+    kind: &str,
+    ns: Option<&str>,
+    name: &str,
+) -> Option<&'a Value> {
+    objects(l, cluster)
+        .iter()
+        .find(|m| m.key.kind == kind && m.key.namespace.as_deref() == ns && m.key.name == name)
+        .map(|m| &m.object)
 }
