@@ -25,6 +25,7 @@ pub mod generate;
 pub mod load;
 pub mod lower;
 pub mod model;
+pub mod names;
 pub mod parse;
 pub mod plan;
 pub mod policy;

@@ -12,19 +12,9 @@ use serde::de::DeserializeOwned;
 
 use crate::diag::{Code, Diagnostic, Diagnostics, Label, did_you_mean};
 use crate::model::{API_VERSION, AnySpec, Envelope, Kind, Object, Specs};
+pub use crate::names::is_dns_label;
 use crate::parse::{Document, FieldPath, NodeValue};
 use crate::schema;
-
-/// Whether `name` is a DNS-1123 label (`[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters).
-pub fn is_dns_label(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-}
 
 /// A diagnostic for a name that is not a DNS-1123 label, with a hint that suggests one.
 pub fn invalid_name(what: &str, name: &str, at: Label) -> Diagnostic {
@@ -275,7 +265,7 @@ fn typed<S: DeserializeOwned>(
 /// Labels and annotations are copied onto generated objects: they must be what the API
 /// server accepts.
 fn metadata_ok(doc: &Document, m: &crate::model::Metadata, diags: &mut Diagnostics) -> bool {
-    use crate::verify::{is_label_value, is_qualified_name};
+    use crate::names::{is_label_value, is_qualified_name};
     let mut ok = true;
     for (k, v) in &m.labels {
         let field = FieldPath::root()

@@ -1386,7 +1386,7 @@ mod tests {
         assert_eq!(dns_label("___"), None);
         let long = dns_label(&"a".repeat(100)).expect("label");
         assert_eq!(long.len(), 63);
-        assert!(crate::resolve::is_dns_label(&long));
+        assert!(crate::names::is_dns_label(&long));
         assert_ne!(long, dns_label(&"a".repeat(101)).expect("label"));
     }
 

@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use crate::diag::Diagnostics;
 use crate::lower::{Lowered, Manifest, crd, internal};
-use crate::resolve::is_dns_label;
+pub use crate::names::{is_dns_label, is_dns_subdomain, is_label_value, is_qualified_name};
 
 /// Check every object of every cluster.
 pub fn verify(lowered: &Lowered) -> Diagnostics {
@@ -253,36 +253,6 @@ fn metadata(v: &Value) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-pub fn is_dns_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
-}
-
-/// `[prefix/]name`: prefix a DNS subdomain, name 1–63 of `[A-Za-z0-9_.-]` starting and ending
-/// alphanumeric.
-pub fn is_qualified_name(s: &str) -> bool {
-    let (prefix, name) = match s.rsplit_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, s),
-    };
-    if prefix.is_some_and(|p| !is_dns_subdomain(p)) {
-        return false;
-    }
-    !name.is_empty() && is_label_value(name)
-}
-
-/// Empty, or 1–63 of `[A-Za-z0-9_.-]` starting and ending alphanumeric.
-pub fn is_label_value(s: &str) -> bool {
-    if s.is_empty() {
-        return true;
-    }
-    let b = s.as_bytes();
-    b.len() <= 63
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c))
 }
 
 #[cfg(test)]

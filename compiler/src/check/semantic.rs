@@ -11,7 +11,8 @@ use crate::model::common::InstanceType;
 use crate::model::dataset::{AccessMode, SourceKind};
 use crate::model::rollout::{Runtime, Strategy};
 use crate::model::{Kind, Object, Quantity, Specs};
-use crate::resolve::{invalid_name, is_dns_label};
+use crate::names::is_dns_label;
+use crate::resolve::invalid_name;
 
 /// Every instance type by name, with the pool it belongs to.
 pub fn instance_types(specs: &Specs) -> BTreeMap<&str, (&InstanceType, Option<&str>)> {

@@ -630,7 +630,7 @@ fn deletion(p: DeletionPolicy) -> xp::DeletionPolicy {
 /// A cloud resource name as a Kubernetes name: itself when it is a DNS-1123 subdomain, else
 /// lowercase alphanumerics joined by single `-`.
 pub(super) fn k8s_name(s: &str) -> String {
-    if crate::verify::is_dns_subdomain(s) {
+    if crate::names::is_dns_subdomain(s) {
         return s.to_owned();
     }
     let mut out = String::new();

@@ -124,7 +124,7 @@ use crate::model::rollout::{
     Analysis, EndpointAccess, ModelFormat, Runtime, ScaleMetric, Strategy, Traffic,
 };
 use crate::model::{Kind, ModelRolloutSpec, Object};
-use crate::resolve::is_dns_label;
+use crate::names::is_dns_label;
 
 /// Pod label naming the rollout.
 pub const MODEL_LABEL: &str = "plinth.dev/model";
