@@ -26,6 +26,7 @@ pub mod load;
 pub mod lower;
 pub mod model;
 pub mod names;
+pub mod output;
 pub mod parse;
 pub mod plan;
 pub mod policy;

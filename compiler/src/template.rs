@@ -456,10 +456,10 @@ const COMPONENT: &str = "app.kubernetes.io/component";
 pub fn standard_labels(app: &AppIdentity) -> BTreeMap<String, String> {
     let mut l = selector_labels(app);
     l.insert(
-        crate::lower::MANAGED_BY.0.to_owned(),
-        crate::lower::MANAGED_BY.1.to_owned(),
+        crate::output::MANAGED_BY.0.to_owned(),
+        crate::output::MANAGED_BY.1.to_owned(),
     );
-    l.insert(crate::lower::PROJECT_LABEL.to_owned(), app.project.clone());
+    l.insert(crate::output::PROJECT_LABEL.to_owned(), app.project.clone());
     l.insert(APP_LABEL.to_owned(), app.name.clone());
     l
 }
@@ -513,7 +513,7 @@ pub fn dns_label(s: &str) -> Option<String> {
     if out.len() <= 63 {
         return Some(out);
     }
-    let hash = &crate::lower::sha256_hex(s.as_bytes())[..10];
+    let hash = &crate::output::sha256_hex(s.as_bytes())[..10];
     Some(format!("{}-{hash}", out[..52].trim_end_matches('-')))
 }
 
@@ -689,7 +689,7 @@ fn to_yaml_filter(state: &minijinja::State, v: Value) -> Result<Value, Error> {
     Ok(Value::from_safe_string(match &json {
         Json::Object(m) if m.is_empty() => "{}".to_owned(),
         Json::Array(a) if a.is_empty() => "[]".to_owned(),
-        _ => crate::emit::to_yaml(&json)
+        _ => crate::output::to_yaml(&json)
             .trim_end_matches('\n')
             .to_owned(),
     }))

@@ -19,8 +19,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::diag::Diagnostics;
-use crate::lower::{Lowered, Manifest, crd, internal};
+use crate::lower::crd;
 pub use crate::names::{is_dns_label, is_dns_subdomain, is_label_value, is_qualified_name};
+use crate::output::{Lowered, Manifest, internal};
 
 /// Check every object of every cluster.
 pub fn verify(lowered: &Lowered) -> Diagnostics {

@@ -20,6 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["load"],
     &["parse"],
     &["model"],
+    &["output"],
     &["schema"],
     &["resolve"],
     &["check"],
@@ -47,8 +48,6 @@ const KNOWN: &[&str] = &[
     "redact.rs: imports plan (layer above)",
     "render.rs: imports diag (same layer)",
     "render.rs: imports load (layer above)",
-    "template.rs: imports emit (layer above)",
-    "template.rs: imports lower (layer above)",
     "verify.rs: imports lower (layer above)",
 ];
 

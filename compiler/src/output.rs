@@ -1,0 +1,470 @@
+//! Output: what the compiler produces, shared by every stage after lowering and by the agent —
+//! object identity ([`ObjectKey`]), generated objects ([`Manifest`]) per cluster ([`Lowered`]),
+//! approvals travelling with them, provenance labels and annotations, canonical JSON and the
+//! content hash. The output counterpart of `model/`: data and pure functions, no stage logic.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::diag::{Code, Diagnostic};
+use crate::model::{Kind, Object};
+
+/// Label every generated object carries.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "plinth");
+/// Label naming the project an object belongs to.
+pub const PROJECT_LABEL: &str = "plinth.dev/project";
+/// Annotation naming the spec file and line an object came from.
+pub const SOURCE_ANNOTATION: &str = "plinth.dev/source";
+/// Annotation holding the object's content hash.
+pub const HASH_ANNOTATION: &str = "plinth.dev/spec-hash";
+/// Annotation naming the template line an App's object came from.
+pub const TEMPLATE_ANNOTATION: &str = "plinth.dev/template";
+
+/// Provenance annotations: where an object came from, not what it is. Hashes and plans leave
+/// them out, so moving specs or template lines around changes nothing.
+pub const PROVENANCE_ANNOTATIONS: [&str; 3] =
+    [SOURCE_ANNOTATION, HASH_ANNOTATION, TEMPLATE_ANNOTATION];
+
+/// The spec an object was generated from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+pub struct Origin {
+    pub file: Arc<str>,
+    pub line: u32,
+    pub kind: Kind,
+    pub name: String,
+}
+
+impl Origin {
+    /// The document of a spec.
+    pub fn of<S>(kind: Kind, o: &Object<S>) -> Origin {
+        Origin {
+            file: o.doc.file.clone(),
+            line: o.doc.line(),
+            kind,
+            name: o.name().to_owned(),
+        }
+    }
+    /// A field of a spec (an allocation, a grant): the line a reviewer should look at.
+    pub fn at<S>(kind: Kind, o: &Object<S>, path: &str) -> Origin {
+        Origin {
+            line: o.at(path).span.start.line,
+            ..Origin::of(kind, o)
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} `{}` ({}:{})",
+            self.kind, self.name, self.file, self.line
+        )
+    }
+}
+
+/// The identity of a Kubernetes object: what the API server keys it by.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectKey {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn of(v: &Value) -> ObjectKey {
+        let s = |p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_owned);
+        ObjectKey {
+            api_version: s("/apiVersion").unwrap_or_default(),
+            kind: s("/kind").unwrap_or_default(),
+            namespace: s("/metadata/namespace"),
+            name: s("/metadata/name").unwrap_or_default(),
+        }
+    }
+    /// The API group (`""` for the core group).
+    pub fn group(&self) -> &str {
+        self.api_version.rsplit_once('/').map_or("", |(g, _)| g)
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {}/{}", self.kind, ns, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// One generated object.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Manifest {
+    pub key: ObjectKey,
+    /// The object, provenance included, in emission order.
+    pub object: Value,
+    pub origin: Origin,
+    /// `plinth.dev/spec-hash`.
+    pub hash: String,
+}
+
+/// What one cluster receives.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct ClusterOutput {
+    /// Sorted by key; keys are unique.
+    pub manifests: Vec<Manifest>,
+    /// The Platform's `spec.approvals` entries that concern this cluster (in spec order). They
+    /// travel with the objects (the lock file lists them) so that every consumer of the output
+    /// — `plinth plan`, the agent — judges destructive changes by the same approvals.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<Approval>,
+}
+
+/// A Platform `spec.approvals` entry, with where it is written.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Approval {
+    /// `<Kind>/<name>` or `<Kind>/<namespace>/<name>`.
+    pub object: String,
+    /// The cluster it is limited to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approver: Option<String>,
+    /// The Platform's file and the entry's line.
+    pub file: Arc<str>,
+    pub line: u32,
+}
+
+impl Approval {
+    /// The `<Kind>/[<namespace>/]<name>` form of an object key, as approvals name objects.
+    pub fn object_id(key: &ObjectKey) -> String {
+        match &key.namespace {
+            Some(ns) => format!("{}/{ns}/{}", key.kind, key.name),
+            None => format!("{}/{}", key.kind, key.name),
+        }
+    }
+
+    /// Whether this entry names `key` in `cluster`.
+    pub fn covers(&self, cluster: &str, key: &ObjectKey) -> bool {
+        self.cluster.as_deref().is_none_or(|c| c == cluster) && self.object == Self::object_id(key)
+    }
+
+    /// The same entry, wherever it is written (what "already present at the base" compares).
+    pub fn same_entry(&self, other: &Approval) -> bool {
+        (&self.object, &self.cluster, &self.reason, &self.approver)
+            == (
+                &other.object,
+                &other.cluster,
+                &other.reason,
+                &other.approver,
+            )
+    }
+}
+
+/// Every cluster's objects.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct Lowered {
+    pub clusters: BTreeMap<String, ClusterOutput>,
+    /// The file holding the Platform (where approvals are written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_file: Option<Arc<str>>,
+}
+
+impl Lowered {
+    pub fn object_count(&self) -> usize {
+        self.clusters.values().map(|c| c.manifests.len()).sum()
+    }
+}
+
+/// Canonical JSON: keys sorted at every level, no whitespace. What hashes are taken of.
+pub fn canonical_json(v: &Value) -> String {
+    let mut s = String::with_capacity(512);
+    write_canonical(v, &mut s, Level::Plain);
+    s
+}
+
+/// Where [`write_canonical`] is, for leaving provenance annotations out of hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    /// Anywhere: write everything.
+    Plain,
+    /// The object itself: its `metadata` is [`Level::Metadata`].
+    Object,
+    /// `metadata`: its `annotations` lose the provenance keys (and go when left empty).
+    Metadata,
+}
+
+/// JSON string escaping (RFC 8259), straight into `out`.
+fn write_json_str(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                use std::fmt::Write;
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Canonical JSON of `v` into `out`; with `skip`, the listed annotations of a top-level
+/// `metadata.annotations` are left out (an emptied `annotations` too).
+fn write_canonical(v: &Value, out: &mut String, level: Level) {
+    match v {
+        Value::Object(m) => {
+            out.push('{');
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort_unstable();
+            let mut first = true;
+            for k in keys {
+                let val = &m[k];
+                let kept_annotations = (level == Level::Metadata && k == "annotations")
+                    .then(|| val.as_object())
+                    .flatten()
+                    .map(|a| {
+                        a.iter()
+                            .filter(|(ak, _)| !PROVENANCE_ANNOTATIONS.contains(&ak.as_str()))
+                            .map(|(ak, av)| (ak.clone(), av.clone()))
+                            .collect::<serde_json::Map<String, Value>>()
+                    });
+                if kept_annotations
+                    .as_ref()
+                    .is_some_and(serde_json::Map::is_empty)
+                {
+                    continue;
+                }
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                write_json_str(k, out);
+                out.push(':');
+                match kept_annotations {
+                    Some(a) => write_canonical(&Value::Object(a), out, Level::Plain),
+                    None if level == Level::Object && k == "metadata" => {
+                        write_canonical(val, out, Level::Metadata)
+                    }
+                    None => write_canonical(val, out, Level::Plain),
+                }
+            }
+            out.push('}');
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(x, out, Level::Plain);
+            }
+            out.push(']');
+        }
+        Value::String(s) => write_json_str(s, out),
+        other => {
+            use std::fmt::Write;
+            let _ = write!(out, "{other}");
+        }
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let d = Sha256::digest(bytes);
+    let mut s = String::with_capacity(64);
+    for b in d.iter() {
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// The content hash of an object: sha256 of its canonical JSON without the provenance
+/// annotations. A moved or renamed spec file changes `plinth.dev/source` but not the hash, so
+/// plans and the agent see no change.
+pub fn spec_hash(object: &Value) -> String {
+    let mut s = String::with_capacity(1024);
+    write_canonical(object, &mut s, Level::Object);
+    sha256_hex(s.as_bytes())
+}
+
+/// Deterministic block-style YAML for a JSON value (a document, without `---`).
+pub fn to_yaml(v: &Value) -> String {
+    let mut out = String::new();
+    match v {
+        Value::Object(m) if !m.is_empty() => write_map(m, 0, &mut out),
+        Value::Array(a) if !a.is_empty() => write_seq(a, 0, &mut out),
+        other => {
+            out.push_str(&scalar(other, 0));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn write_map(m: &serde_json::Map<String, Value>, indent: usize, out: &mut String) {
+    for (k, v) in m {
+        out.push_str(&" ".repeat(indent));
+        out.push_str(&key(k));
+        out.push(':');
+        write_value(v, indent, out);
+    }
+}
+
+fn write_seq(a: &[Value], indent: usize, out: &mut String) {
+    for v in a {
+        out.push_str(&" ".repeat(indent));
+        out.push('-');
+        match v {
+            Value::Object(m) if !m.is_empty() => {
+                // First entry on the dash line, the rest aligned under it.
+                let mut inner = String::new();
+                write_map(m, indent + 2, &mut inner);
+                out.push(' ');
+                out.push_str(&inner[indent + 2..]);
+            }
+            Value::Array(inner) if !inner.is_empty() => {
+                out.push('\n');
+                write_seq(inner, indent + 2, out);
+            }
+            other => {
+                out.push(' ');
+                out.push_str(&scalar(other, indent + 2));
+                out.push('\n');
+            }
+        }
+    }
+}
+
+fn write_value(v: &Value, indent: usize, out: &mut String) {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            out.push('\n');
+            write_map(m, indent + 2, out);
+        }
+        Value::Array(a) if !a.is_empty() => {
+            out.push('\n');
+            write_seq(a, indent + 2, out);
+        }
+        other => {
+            out.push(' ');
+            out.push_str(&scalar(other, indent + 2));
+            out.push('\n');
+        }
+    }
+}
+
+fn key(k: &str) -> String {
+    if plain_ok(k) { k.to_owned() } else { quote(k) }
+}
+
+fn scalar(v: &Value, indent: usize) -> String {
+    match v {
+        Value::Null => "null".to_owned(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) if plain_ok(s) => s.clone(),
+        Value::String(s) if literal_ok(s) => {
+            let pad = " ".repeat(indent);
+            let chomp = if s.ends_with('\n') { "" } else { "-" };
+            let mut out = format!("|{chomp}");
+            for line in s.strip_suffix('\n').unwrap_or(s).split('\n') {
+                out.push('\n');
+                if !line.is_empty() {
+                    out.push_str(&pad);
+                    out.push_str(line);
+                }
+            }
+            out
+        }
+        Value::String(s) => quote(s),
+        Value::Object(_) => "{}".to_owned(),
+        Value::Array(_) => "[]".to_owned(),
+    }
+}
+
+/// Whether a string can be written without quotes and read back as the same string by YAML 1.1
+/// and 1.2 readers alike (kubectl's included).
+fn plain_ok(s: &str) -> bool {
+    let Some(first) = s.chars().next() else {
+        return false;
+    };
+    if first.is_ascii_digit() || "-+.?:,[]{}#&*!|>'\"%@` ~=<".contains(first) {
+        return false;
+    }
+    if s.ends_with([' ', ':']) || s.contains(": ") || s.contains(" #") || s.contains('\t') {
+        return false;
+    }
+    if s.chars().any(|c| c.is_control() || !is_printable(c)) {
+        return false;
+    }
+    let lower = s.to_ascii_lowercase();
+    !matches!(
+        lower.as_str(),
+        "y" | "n" | "yes" | "no" | "on" | "off" | "true" | "false" | "null"
+    )
+}
+
+/// A multi-line string that reads well as a literal block.
+fn literal_ok(s: &str) -> bool {
+    s.contains('\n')
+        && !s.starts_with([' ', '\n'])
+        && !s.ends_with("\n\n")
+        && !s.contains(" \n")
+        && s.chars()
+            .all(|c| c == '\n' || (!c.is_control() && is_printable(c)))
+}
+
+fn is_printable(c: char) -> bool {
+    !matches!(c as u32, 0x7F..=0x9F | 0xFEFF | 0xFFFE | 0xFFFF)
+}
+
+/// A YAML double-quoted scalar (JSON escapes plus the ones YAML needs).
+fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || !is_printable(c) => {
+                out.push_str(&format!("\\u{:04X}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// An internal error: plinth generated something it should not have.
+pub fn internal(origin: &Origin, message: &str) -> Diagnostic {
+    Diagnostic::new(
+        Code::Internal,
+        format!("{message} (generating from {origin})"),
+    )
+    .at(crate::diag::Label::new(crate::diag::Span::new(
+        origin.file.clone(),
+        crate::diag::Pos::new(origin.line, 1),
+        crate::diag::Pos::new(origin.line, 1),
+    )))
+    .hint("this is a bug in plinth; please report it with the spec")
+}
