@@ -16,6 +16,8 @@ use crate::model::{Kind, Object};
 
 /// Label every generated object carries.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "plinth");
+/// Annotation marking an object whose data must never appear in a plan, a log or an audit.
+pub const REDACT_ANNOTATION: &str = "plinth.dev/redact";
 /// Label naming the project an object belongs to.
 pub const PROJECT_LABEL: &str = "plinth.dev/project";
 /// Annotation naming the spec file and line an object came from.

@@ -297,7 +297,7 @@ pub fn sensitive_object(v: &Value) -> bool {
         || v.pointer("/metadata/annotations")
             .and_then(Value::as_object)
             .is_some_and(|a| {
-                a.get(crate::plan::REDACT_ANNOTATION)
+                a.get(crate::output::REDACT_ANNOTATION)
                     .and_then(Value::as_str)
                     == Some("true")
                     || matches!(

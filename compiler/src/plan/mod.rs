@@ -47,8 +47,7 @@ use crate::parse::{FieldPath, Seg};
 
 /// Annotation on a spec approving the destructive changes of the objects it produces.
 pub const APPROVE_ANNOTATION: &str = "plinth.dev/approve-destructive";
-/// Annotation marking an object whose data must never appear in a plan.
-pub const REDACT_ANNOTATION: &str = "plinth.dev/redact";
+pub use crate::output::REDACT_ANNOTATION;
 
 /// What happens to an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
