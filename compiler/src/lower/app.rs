@@ -444,19 +444,13 @@ fn instance(
             unique.push(tol);
         }
     }
-    let queue = pool.filter(|p| {
-        t.gpu > 0
-            && cx.platform.backends.kueue
-            && cx.has_pool(p)
-            && quota.is_some_and(|q| q.spec.allocations.iter().any(|al| al.project == project))
-    });
-    let mut pod_labels = Map::new();
-    if let Some(q) = queue {
-        pod_labels.insert(super::rollout::QUEUE_LABEL.to_owned(), json!(q));
-        if let Some(pc) = quota.and_then(|x| x.spec.priority_class_for(priority_class)) {
-            pod_labels.insert(super::gpu::PRIORITY_LABEL.to_owned(), json!(pc));
-        }
-    }
+    // The one Kueue rule for every workload plinth sizes (rollouts, Apps).
+    let labels = pool
+        .filter(|_| t.gpu > 0)
+        .map(|p| super::gpu::queue_labels(cx, project, p, priority_class))
+        .unwrap_or_default();
+    let queue = labels.get(super::rollout::QUEUE_LABEL).cloned();
+    let pod_labels: Map<String, Value> = labels.into_iter().map(|(k, v)| (k, json!(v))).collect();
     json!({
         "name": t.name,
         "displayName": t.display_name.as_deref().unwrap_or(&t.name),

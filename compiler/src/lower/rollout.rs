@@ -1520,13 +1520,14 @@ fn sizing(cx: &Ctx<'_>, s: &ModelRolloutSpec) -> Sizing {
             unique.push(t);
         }
     }
-    let queue = pool
-        .filter(|_| gpu > 0 && cx.platform.backends.kueue && quota.is_some())
-        .map(str::to_owned);
-    let priority_class = quota
-        .filter(|_| queue.is_some())
-        .and_then(|q| q.spec.priority_class_for(s.priority_class.as_deref()))
-        .map(str::to_owned);
+    // The one Kueue rule for every workload plinth sizes (rollouts, Apps): see
+    // `gpu::queue_labels`.
+    let labels = pool
+        .filter(|_| gpu > 0)
+        .map(|p| super::gpu::queue_labels(cx, &s.project, p, s.priority_class.as_deref()))
+        .unwrap_or_default();
+    let queue = labels.get(QUEUE_LABEL).cloned();
+    let priority_class = labels.get(super::gpu::PRIORITY_LABEL).cloned();
     Sizing {
         resources: ResourceRequirements {
             requests: non_empty(requests),
