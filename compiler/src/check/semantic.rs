@@ -159,19 +159,7 @@ impl<'a> Cx<'a> {
 
     /// Clusters a project lives on.
     fn placement(&self, p: &'a Object<crate::model::ProjectSpec>) -> Vec<&'a str> {
-        if !p.spec.clusters.is_empty() {
-            return p.spec.clusters.iter().map(String::as_str).collect();
-        }
-        match &self.specs.platform {
-            Some(pl) if !pl.spec.defaults.clusters.is_empty() => pl
-                .spec
-                .defaults
-                .clusters
-                .iter()
-                .map(String::as_str)
-                .collect(),
-            _ => self.clusters(),
-        }
+        self.specs.placement(&p.spec)
     }
 
     fn platform(&self, d: &mut Diagnostics) {
@@ -932,11 +920,7 @@ impl<'a> Cx<'a> {
     }
 
     fn mount_path(&self, ds: &Object<crate::model::DatasetSpec>) -> String {
-        ds.spec
-            .mount
-            .path
-            .clone()
-            .unwrap_or_else(|| format!("/datasets/{}", ds.name()))
+        Specs::mount_path(ds)
     }
 
     fn consumers(&self, ds: &'a Object<crate::model::DatasetSpec>) -> BTreeSet<&'a str> {

@@ -138,11 +138,7 @@ pub fn grant_name(dataset: &str, project: &str) -> String {
 
 /// Where the dataset appears in pods.
 pub fn mount_path(d: &Object<DatasetSpec>) -> String {
-    d.spec
-        .mount
-        .path
-        .clone()
-        .unwrap_or_else(|| format!("/datasets/{}", d.name()))
+    Specs::mount_path(d)
 }
 
 /// A project's use of a dataset.

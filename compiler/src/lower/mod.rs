@@ -149,17 +149,7 @@ pub struct Ctx<'a> {
 impl<'a> Ctx<'a> {
     /// Clusters a project lives on.
     pub fn placement(specs: &'a Specs, project: &'a crate::model::ProjectSpec) -> Vec<&'a str> {
-        let platform = specs.platform.as_ref().map(|p| &p.spec);
-        if !project.clusters.is_empty() {
-            return project.clusters.iter().map(String::as_str).collect();
-        }
-        match platform {
-            Some(pl) if !pl.defaults.clusters.is_empty() => {
-                pl.defaults.clusters.iter().map(String::as_str).collect()
-            }
-            Some(pl) => pl.clusters.iter().map(|c| c.name.as_str()).collect(),
-            None => Vec::new(),
-        }
+        specs.placement(project)
     }
 
     /// Whether a project lives on this cluster.

@@ -177,6 +177,31 @@ pub struct Specs {
 }
 
 impl Specs {
+    /// The clusters a project lives on: its own `clusters`, else the Platform's default
+    /// clusters, else every cluster.
+    pub fn placement<'a>(&'a self, project: &'a ProjectSpec) -> Vec<&'a str> {
+        if !project.clusters.is_empty() {
+            return project.clusters.iter().map(String::as_str).collect();
+        }
+        match self.platform.as_ref().map(|p| &p.spec) {
+            Some(pl) if !pl.defaults.clusters.is_empty() => {
+                pl.defaults.clusters.iter().map(String::as_str).collect()
+            }
+            Some(pl) => pl.clusters.iter().map(|c| c.name.as_str()).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Where a dataset appears in pods: its `mount.path`, else `/datasets/<name>`.
+    pub fn mount_path(dataset: &Object<DatasetSpec>) -> String {
+        dataset
+            .spec
+            .mount
+            .path
+            .clone()
+            .unwrap_or_else(|| format!("/datasets/{}", dataset.name()))
+    }
+
     /// Number of objects.
     pub fn len(&self) -> usize {
         usize::from(self.platform.is_some())
