@@ -791,16 +791,57 @@ fn pointer(path: &str) -> String {
 }
 
 /// Why an object may not be emitted: (field path, message, hint) for each rule it breaks.
-pub fn admit(v: &Value, app: &AppIdentity, ns: &str) -> Vec<(String, String, String)> {
+pub fn admit(v: &Value, app: &AppIdentity, ns: &str) -> Vec<Refusal> {
     let mut out = Vec::new();
     let key = ObjectKey::of(v);
-    let s = |p: &str| v.pointer(p).and_then(Value::as_str);
-    let arr = |p: &str| {
-        v.pointer(p)
+    if !admit_kind(&key, &mut out) {
+        return out;
+    }
+    if let Some(other) = key.namespace.as_deref()
+        && other != ns
+    {
+        out.push((
+            "metadata.namespace".to_owned(),
+            format!("namespace `{other}` is not the project's: an App's objects live in namespace `{ns}`"),
+            "drop `metadata.namespace` (plinth sets it) or write `{{ app.namespace }}`".to_owned(),
+        ));
+    }
+    if let Some(pod) = pod_spec_path(&key.kind) {
+        admit_pod(v, pod, ns, &mut out);
+    }
+    if key.kind == "StatefulSet" {
+        let templates = v
+            .pointer("/spec/volumeClaimTemplates")
             .and_then(Value::as_array)
             .cloned()
-            .unwrap_or_default()
-    };
+            .unwrap_or_default();
+        for (i, t) in templates.iter().enumerate() {
+            if let Some(spec) = t.get("spec") {
+                out.extend(claim_spec(
+                    spec,
+                    &format!("spec.volumeClaimTemplates[{i}].spec"),
+                    ns,
+                ));
+            }
+        }
+    }
+    admit_annotations(v, &mut out);
+    match key.kind.as_str() {
+        "Service" => admit_service(v, &mut out),
+        "RoleBinding" => admit_role_binding(v, ns, &mut out),
+        "Role" => admit_role(v, &mut out),
+        "NetworkPolicy" => admit_network_policy(v, app, &mut out),
+        "PersistentVolumeClaim" => admit_claim(v, ns, &mut out),
+        _ => {}
+    }
+    out
+}
+
+/// A refusal: (field path, message, hint).
+type Refusal = (String, String, String);
+
+/// The kinds a template may emit, with why another is refused.
+fn admit_kind(key: &ObjectKey, out: &mut Vec<Refusal>) -> bool {
     let allowed = ALLOWED
         .iter()
         .any(|(av, k)| *av == key.api_version && *k == key.kind);
@@ -838,192 +879,193 @@ pub fn admit(v: &Value, app: &AppIdentity, ns: &str) -> Vec<(String, String, Str
                     .join(", ")
             ),
         ));
-        return out;
+        return false;
     }
-    if let Some(other) = key.namespace.as_deref()
-        && other != ns
-    {
+    true
+}
+
+/// Pods stay inside the project: no host namespaces or paths, no direct storage, no chosen
+/// node, priority or taint escape.
+fn admit_pod(v: &Value, pod: &str, ns: &str, out: &mut Vec<Refusal>) {
+    let s = |p: &str| v.pointer(p).and_then(Value::as_str);
+    let arr = |p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let base = pointer(pod);
+    for field in ["hostNetwork", "hostPID", "hostIPC"] {
+        if v.pointer(&format!("{base}/{field}")) == Some(&Value::Bool(true)) {
+            out.push((
+                format!("{pod}.{field}"),
+                format!("`{field}: true` would share the node's namespaces"),
+                "App pods stay inside the project: no host namespaces, host paths or privileged containers".to_owned(),
+            ));
+        }
+    }
+    for (i, vol) in arr(&format!("{base}/volumes")).iter().enumerate() {
+        if vol.get("hostPath").is_some() {
+            out.push((
+                format!("{pod}.volumes[{i}].hostPath"),
+                "a `hostPath` volume would read or write the node's files".to_owned(),
+                "mount the project's datasets and claims instead (`project.datasets`, `project.sharedVolume`)".to_owned(),
+            ));
+            continue;
+        }
+        let Some(map) = vol.as_object() else { continue };
+        for source in map.keys().filter(|k| *k != "name") {
+            if !VOLUME_SOURCES.contains(&source.as_str()) {
+                out.push((
+                    format!("{pod}.volumes[{i}].{source}"),
+                    format!("an inline `{source}` volume reaches storage directly, around the project's claims and dataset grants"),
+                    format!("mount the project's datasets and claims (`project.datasets`, `project.sharedVolume`); App pods may use these volume sources: {}", VOLUME_SOURCES.map(|v| format!("`{v}`")).join(", ")),
+                ));
+            }
+        }
+        if let Some(claim) = vol.pointer("/ephemeral/volumeClaimTemplate/spec") {
+            out.extend(claim_spec(
+                claim,
+                &format!("{pod}.volumes[{i}].ephemeral.volumeClaimTemplate.spec"),
+                ns,
+            ));
+        }
+    }
+    if let Some(pc) = s(&format!("{base}/priorityClassName")).filter(|p| p.starts_with("system-")) {
         out.push((
-            "metadata.namespace".to_owned(),
-            format!("namespace `{other}` is not the project's: an App's objects live in namespace `{ns}`"),
-            "drop `metadata.namespace` (plinth sets it) or write `{{ app.namespace }}`".to_owned(),
+            format!("{pod}.priorityClassName"),
+            format!("priority class `{pc}` is the cluster's own: it would preempt the system's pods and escape the project's queues"),
+            "use the App's `spec.priorityClass` (the template's `instance.labels` carry it)".to_owned(),
         ));
     }
-    if let Some(pod) = pod_spec_path(&key.kind) {
-        let base = pointer(pod);
-        for field in ["hostNetwork", "hostPID", "hostIPC"] {
-            if v.pointer(&format!("{base}/{field}")) == Some(&Value::Bool(true)) {
-                out.push((
-                    format!("{pod}.{field}"),
-                    format!("`{field}: true` would share the node's namespaces"),
-                    "App pods stay inside the project: no host namespaces, host paths or privileged containers".to_owned(),
-                ));
-            }
+    if s(&format!("{base}/nodeName")).is_some() {
+        out.push((
+            format!("{pod}.nodeName"),
+            "`nodeName` places the pod on a node directly, around the scheduler, taints and the project's queues".to_owned(),
+            "use the instance type's `nodeSelector` and `tolerations` (`instance.nodeSelector`, `instance.tolerations`)".to_owned(),
+        ));
+    }
+    for (i, t) in arr(&format!("{base}/tolerations")).iter().enumerate() {
+        let key = t.get("key").and_then(Value::as_str).unwrap_or_default();
+        if key.is_empty() && t.get("operator").and_then(Value::as_str) == Some("Exists") {
+            out.push((
+                format!("{pod}.tolerations[{i}]"),
+                "a toleration without a key tolerates every taint: the pod could land on any node, GPU and control-plane nodes included".to_owned(),
+                "tolerate the instance type's taints only (`instance.tolerations`)".to_owned(),
+            ));
+        } else if CONTROL_PLANE_TAINTS.contains(&key) {
+            out.push((
+                format!("{pod}.tolerations[{i}]"),
+                format!("tolerating `{key}` would run the pod on a control-plane node"),
+                "tolerate the instance type's taints only (`instance.tolerations`)".to_owned(),
+            ));
         }
-        for (i, vol) in arr(&format!("{base}/volumes")).iter().enumerate() {
-            if vol.get("hostPath").is_some() {
-                out.push((
-                    format!("{pod}.volumes[{i}].hostPath"),
-                    "a `hostPath` volume would read or write the node's files".to_owned(),
-                    "mount the project's datasets and claims instead (`project.datasets`, `project.sharedVolume`)".to_owned(),
-                ));
-                continue;
-            }
-            let Some(map) = vol.as_object() else { continue };
-            for source in map.keys().filter(|k| *k != "name") {
-                if !VOLUME_SOURCES.contains(&source.as_str()) {
-                    out.push((
-                        format!("{pod}.volumes[{i}].{source}"),
-                        format!("an inline `{source}` volume reaches storage directly, around the project's claims and dataset grants"),
-                        format!("mount the project's datasets and claims (`project.datasets`, `project.sharedVolume`); App pods may use these volume sources: {}", VOLUME_SOURCES.map(|v| format!("`{v}`")).join(", ")),
-                    ));
-                }
-            }
-            if let Some(claim) = vol.pointer("/ephemeral/volumeClaimTemplate/spec") {
-                out.extend(claim_spec(
-                    claim,
-                    &format!("{pod}.volumes[{i}].ephemeral.volumeClaimTemplate.spec"),
-                    ns,
-                ));
-            }
+    }
+    for field in [
+        "securityContext.seccompProfile.type",
+        "securityContext.appArmorProfile.type",
+    ] {
+        if s(&format!("{base}/{}", field.replace('.', "/"))) == Some("Unconfined") {
+            out.push((
+                format!("{pod}.{field}"),
+                "an `Unconfined` profile lifts the runtime's system-call and access restrictions"
+                    .to_owned(),
+                "leave it out, or use `RuntimeDefault`".to_owned(),
+            ));
         }
-        if let Some(pc) =
-            s(&format!("{base}/priorityClassName")).filter(|p| p.starts_with("system-"))
+    }
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
+        for (i, c) in arr(&format!("{base}/{list}")).iter().enumerate() {
+            admit_container(c, &format!("{pod}.{list}[{i}]"), out);
+        }
+    }
+}
+
+/// A container's rights: not privileged, no capabilities beyond the safe list, no host ports,
+/// no lifted profiles.
+fn admit_container(c: &Value, at: &str, out: &mut Vec<Refusal>) {
+    if c.pointer("/securityContext/privileged") == Some(&Value::Bool(true)) {
+        out.push((
+            format!("{at}.securityContext.privileged"),
+            "a privileged container controls the node".to_owned(),
+            "App pods stay inside the project: no host namespaces, host paths or privileged containers".to_owned(),
+        ));
+    }
+    let added = c
+        .pointer("/securityContext/capabilities/add")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for (j, cap) in added.iter().enumerate() {
+        let name = cap.as_str().unwrap_or_default();
+        let bare = name.strip_prefix("CAP_").unwrap_or(name);
+        if !SAFE_CAPABILITIES.contains(&bare) {
+            out.push((
+                format!("{at}.securityContext.capabilities.add[{j}]"),
+                format!(
+                    "capability `{name}` is refused: App containers may add only {}",
+                    SAFE_CAPABILITIES.map(|c| format!("`{c}`")).join(", ")
+                ),
+                "drop the capability; the `restricted` Pod Security level allows no other"
+                    .to_owned(),
+            ));
+        }
+    }
+    for (j, port) in c
+        .get("ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if port
+            .get("hostPort")
+            .and_then(Value::as_u64)
+            .is_some_and(|p| p != 0)
         {
             out.push((
-                format!("{pod}.priorityClassName"),
-                format!("priority class `{pc}` is the cluster's own: it would preempt the system's pods and escape the project's queues"),
-                "use the App's `spec.priorityClass` (the template's `instance.labels` carry it)".to_owned(),
+                format!("{at}.ports[{j}].hostPort"),
+                "a `hostPort` opens a port on the node's address, around the project's network policy".to_owned(),
+                "leave `hostPort` out: a Service reaches the container port".to_owned(),
             ));
         }
-        if s(&format!("{base}/nodeName")).is_some() {
-            out.push((
-                format!("{pod}.nodeName"),
-                "`nodeName` places the pod on a node directly, around the scheduler, taints and the project's queues".to_owned(),
-                "use the instance type's `nodeSelector` and `tolerations` (`instance.nodeSelector`, `instance.tolerations`)".to_owned(),
-            ));
-        }
-        for (i, t) in arr(&format!("{base}/tolerations")).iter().enumerate() {
-            let key = t.get("key").and_then(Value::as_str).unwrap_or_default();
-            if key.is_empty() && t.get("operator").and_then(Value::as_str) == Some("Exists") {
-                out.push((
-                    format!("{pod}.tolerations[{i}]"),
-                    "a toleration without a key tolerates every taint: the pod could land on any node, GPU and control-plane nodes included".to_owned(),
-                    "tolerate the instance type's taints only (`instance.tolerations`)".to_owned(),
-                ));
-            } else if CONTROL_PLANE_TAINTS.contains(&key) {
-                out.push((
-                    format!("{pod}.tolerations[{i}]"),
-                    format!("tolerating `{key}` would run the pod on a control-plane node"),
-                    "tolerate the instance type's taints only (`instance.tolerations`)".to_owned(),
-                ));
-            }
-        }
-        for field in [
+    }
+    for (field, bad, why) in [
+        (
+            "securityContext.procMount",
+            "Unmasked",
+            "an unmasked /proc exposes the node's kernel settings",
+        ),
+        (
             "securityContext.seccompProfile.type",
+            "Unconfined",
+            "an `Unconfined` profile lifts the runtime's system-call restrictions",
+        ),
+        (
             "securityContext.appArmorProfile.type",
-        ] {
-            if s(&format!("{base}/{}", field.replace('.', "/"))) == Some("Unconfined") {
-                out.push((
-                    format!("{pod}.{field}"),
-                    "an `Unconfined` profile lifts the runtime's system-call and access restrictions".to_owned(),
-                    "leave it out, or use `RuntimeDefault`".to_owned(),
-                ));
-            }
-        }
-        for list in ["containers", "initContainers", "ephemeralContainers"] {
-            for (i, c) in arr(&format!("{base}/{list}")).iter().enumerate() {
-                let at = format!("{pod}.{list}[{i}]");
-                if c.pointer("/securityContext/privileged") == Some(&Value::Bool(true)) {
-                    out.push((
-                        format!("{at}.securityContext.privileged"),
-                        "a privileged container controls the node".to_owned(),
-                        "App pods stay inside the project: no host namespaces, host paths or privileged containers".to_owned(),
-                    ));
-                }
-                let added = c
-                    .pointer("/securityContext/capabilities/add")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                for (j, cap) in added.iter().enumerate() {
-                    let name = cap.as_str().unwrap_or_default();
-                    let bare = name.strip_prefix("CAP_").unwrap_or(name);
-                    if !SAFE_CAPABILITIES.contains(&bare) {
-                        out.push((
-                            format!("{at}.securityContext.capabilities.add[{j}]"),
-                            format!("capability `{name}` is refused: App containers may add only {}", SAFE_CAPABILITIES.map(|c| format!("`{c}`")).join(", ")),
-                            "drop the capability; the `restricted` Pod Security level allows no other".to_owned(),
-                        ));
-                    }
-                }
-                for (j, port) in c
-                    .get("ports")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .enumerate()
-                {
-                    if port
-                        .get("hostPort")
-                        .and_then(Value::as_u64)
-                        .is_some_and(|p| p != 0)
-                    {
-                        out.push((
-                            format!("{at}.ports[{j}].hostPort"),
-                            "a `hostPort` opens a port on the node's address, around the project's network policy".to_owned(),
-                            "leave `hostPort` out: a Service reaches the container port".to_owned(),
-                        ));
-                    }
-                }
-                for (field, bad, why) in [
-                    (
-                        "securityContext.procMount",
-                        "Unmasked",
-                        "an unmasked /proc exposes the node's kernel settings",
-                    ),
-                    (
-                        "securityContext.seccompProfile.type",
-                        "Unconfined",
-                        "an `Unconfined` profile lifts the runtime's system-call restrictions",
-                    ),
-                    (
-                        "securityContext.appArmorProfile.type",
-                        "Unconfined",
-                        "an `Unconfined` profile lifts the runtime's access restrictions",
-                    ),
-                ] {
-                    if c.pointer(&pointer(field)).and_then(Value::as_str) == Some(bad) {
-                        out.push((
-                            format!("{at}.{field}"),
-                            why.to_owned(),
-                            "leave it out".to_owned(),
-                        ));
-                    }
-                }
-                if c.pointer("/securityContext/windowsOptions/hostProcess")
-                    == Some(&Value::Bool(true))
-                {
-                    out.push((
-                        format!("{at}.securityContext.windowsOptions.hostProcess"),
-                        "a host process container runs on the node itself".to_owned(),
-                        "App pods stay inside the project".to_owned(),
-                    ));
-                }
-            }
+            "Unconfined",
+            "an `Unconfined` profile lifts the runtime's access restrictions",
+        ),
+    ] {
+        if c.pointer(&pointer(field)).and_then(Value::as_str) == Some(bad) {
+            out.push((
+                format!("{at}.{field}"),
+                why.to_owned(),
+                "leave it out".to_owned(),
+            ));
         }
     }
-    if key.kind == "StatefulSet" {
-        for (i, t) in arr("/spec/volumeClaimTemplates").iter().enumerate() {
-            if let Some(spec) = t.get("spec") {
-                out.extend(claim_spec(
-                    spec,
-                    &format!("spec.volumeClaimTemplates[{i}].spec"),
-                    ns,
-                ));
-            }
-        }
+    if c.pointer("/securityContext/windowsOptions/hostProcess") == Some(&Value::Bool(true)) {
+        out.push((
+            format!("{at}.securityContext.windowsOptions.hostProcess"),
+            "a host process container runs on the node itself".to_owned(),
+            "App pods stay inside the project".to_owned(),
+        ));
     }
+}
+
+/// No annotation hands configuration text to a shared controller.
+fn admit_annotations(v: &Value, out: &mut Vec<Refusal>) {
     for (k, _) in v
         .pointer("/metadata/annotations")
         .and_then(Value::as_object)
@@ -1032,100 +1074,126 @@ pub fn admit(v: &Value, app: &AppIdentity, ns: &str) -> Vec<(String, String, Str
     {
         if k.to_ascii_lowercase().contains("snippet") {
             out.push((
-                format!("metadata.annotations.{k}"),
-                format!("annotation `{k}` hands configuration text to the ingress controller, which runs it for every tenant (ingress-nginx CVE-2021-25742)"),
-                "use the controller's typed annotations, or ask the platform team for a setting".to_owned(),
+            format!("metadata.annotations.{k}"),
+            format!("annotation `{k}` hands configuration text to the ingress controller, which runs it for every tenant (ingress-nginx CVE-2021-25742)"),
+            "use the controller's typed annotations, or ask the platform team for a setting".to_owned(),
+        ));
+        }
+    }
+}
+
+/// Services stay inside the cluster.
+fn admit_service(v: &Value, out: &mut Vec<Refusal>) {
+    let s = |p: &str| v.pointer(p).and_then(Value::as_str);
+    let arr = |p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    if let Some(t @ ("NodePort" | "LoadBalancer")) = s("/spec/type") {
+        out.push((
+            "spec.type".to_owned(),
+            format!("a `{t}` Service would expose the App outside the cluster, around the project's network isolation"),
+            "use a ClusterIP Service, and an Ingress when the App must be reachable from outside".to_owned(),
+        ));
+    }
+    if s("/spec/type") == Some("ExternalName") || s("/spec/externalName").is_some() {
+        out.push((
+            "spec.type".to_owned(),
+            "an `ExternalName` Service makes a name in the project resolve to any host, which ingress controllers and meshes then proxy to".to_owned(),
+            "use a ClusterIP Service; reach outside hosts by their own names".to_owned(),
+        ));
+    }
+    if !arr("/spec/externalIPs").is_empty() {
+        out.push((
+            "spec.externalIPs".to_owned(),
+            "`externalIPs` can intercept traffic to any address in the cluster".to_owned(),
+            "use a ClusterIP Service".to_owned(),
+        ));
+    }
+}
+
+/// Bindings grant a Role, `view` or `edit` to the project's service accounts only.
+fn admit_role_binding(v: &Value, ns: &str, out: &mut Vec<Refusal>) {
+    let s = |p: &str| v.pointer(p).and_then(Value::as_str);
+    let arr = |p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let role = s("/roleRef/name").unwrap_or_default();
+    match s("/roleRef/kind") {
+        Some("Role") => {}
+        Some("ClusterRole") if BINDABLE_CLUSTER_ROLES.contains(&role) => {}
+        _ => out.push((
+            "roleRef".to_owned(),
+            format!("binding `{role}` is refused: a template's RoleBinding may grant a Role of the namespace or the built-in `view` or `edit`"),
+            "write a Role with the rights the App needs".to_owned(),
+        )),
+    }
+    for (i, sub) in arr("/subjects").iter().enumerate() {
+        let kind = sub.get("kind").and_then(Value::as_str);
+        let sub_ns = sub.get("namespace").and_then(Value::as_str);
+        if kind != Some("ServiceAccount") || sub_ns.is_some_and(|n| n != ns) {
+            out.push((
+                format!("subjects[{i}]"),
+                "a template's RoleBinding may only grant to service accounts of the project's namespace".to_owned(),
+                "people get their rights from the Project's owners and members".to_owned(),
             ));
         }
     }
-    match key.kind.as_str() {
-        "Service" => {
-            if let Some(t @ ("NodePort" | "LoadBalancer")) = s("/spec/type") {
-                out.push((
-                    "spec.type".to_owned(),
-                    format!("a `{t}` Service would expose the App outside the cluster, around the project's network isolation"),
-                    "use a ClusterIP Service, and an Ingress when the App must be reachable from outside".to_owned(),
-                ));
-            }
-            if s("/spec/type") == Some("ExternalName") || s("/spec/externalName").is_some() {
-                out.push((
-                    "spec.type".to_owned(),
-                    "an `ExternalName` Service makes a name in the project resolve to any host, which ingress controllers and meshes then proxy to".to_owned(),
-                    "use a ClusterIP Service; reach outside hosts by their own names".to_owned(),
-                ));
-            }
-            if !arr("/spec/externalIPs").is_empty() {
-                out.push((
-                    "spec.externalIPs".to_owned(),
-                    "`externalIPs` can intercept traffic to any address in the cluster".to_owned(),
-                    "use a ClusterIP Service".to_owned(),
-                ));
-            }
+}
+
+/// Roles name their rights and stay out of RBAC.
+fn admit_role(v: &Value, out: &mut Vec<Refusal>) {
+    let arr = |p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    for (i, rule) in arr("/rules").iter().enumerate() {
+        let has = |field: &str, bad: &[&str]| {
+            rule.get(field).and_then(Value::as_array).is_some_and(|xs| {
+                xs.iter()
+                    .any(|x| x.as_str().is_some_and(|x| bad.contains(&x)))
+            })
+        };
+        if has("apiGroups", &["*", "rbac.authorization.k8s.io"])
+            || has("resources", &["*"])
+            || has("verbs", &["*", "bind", "escalate", "impersonate"])
+        {
+            out.push((
+                format!("rules[{i}]"),
+                "a template's Role may not use wildcards or reach RBAC (`*`, `rbac.authorization.k8s.io`, `bind`, `escalate`, `impersonate`): the App could grant itself more".to_owned(),
+                "name the API groups, resources and verbs the App needs".to_owned(),
+            ));
         }
-        "RoleBinding" => {
-            let role = s("/roleRef/name").unwrap_or_default();
-            match s("/roleRef/kind") {
-                Some("Role") => {}
-                Some("ClusterRole") if BINDABLE_CLUSTER_ROLES.contains(&role) => {}
-                _ => out.push((
-                    "roleRef".to_owned(),
-                    format!("binding `{role}` is refused: a template's RoleBinding may grant a Role of the namespace or the built-in `view` or `edit`"),
-                    "write a Role with the rights the App needs".to_owned(),
-                )),
-            }
-            for (i, sub) in arr("/subjects").iter().enumerate() {
-                let kind = sub.get("kind").and_then(Value::as_str);
-                let sub_ns = sub.get("namespace").and_then(Value::as_str);
-                if kind != Some("ServiceAccount") || sub_ns.is_some_and(|n| n != ns) {
-                    out.push((
-                        format!("subjects[{i}]"),
-                        "a template's RoleBinding may only grant to service accounts of the project's namespace".to_owned(),
-                        "people get their rights from the Project's owners and members".to_owned(),
-                    ));
-                }
-            }
-        }
-        "Role" => {
-            for (i, rule) in arr("/rules").iter().enumerate() {
-                let has = |field: &str, bad: &[&str]| {
-                    rule.get(field).and_then(Value::as_array).is_some_and(|xs| {
-                        xs.iter()
-                            .any(|x| x.as_str().is_some_and(|x| bad.contains(&x)))
-                    })
-                };
-                if has("apiGroups", &["*", "rbac.authorization.k8s.io"])
-                    || has("resources", &["*"])
-                    || has("verbs", &["*", "bind", "escalate", "impersonate"])
-                {
-                    out.push((
-                        format!("rules[{i}]"),
-                        "a template's Role may not use wildcards or reach RBAC (`*`, `rbac.authorization.k8s.io`, `bind`, `escalate`, `impersonate`): the App could grant itself more".to_owned(),
-                        "name the API groups, resources and verbs the App needs".to_owned(),
-                    ));
-                }
-            }
-        }
-        "NetworkPolicy" => {
-            let selects_app = v
-                .pointer("/spec/podSelector/matchLabels/app.kubernetes.io~1instance")
-                .and_then(Value::as_str)
-                == Some(app.name.as_str());
-            if !selects_app {
-                out.push((
-                    "spec.podSelector".to_owned(),
-                    format!("a template's NetworkPolicy must select only the App's pods (`matchLabels` with `app.kubernetes.io/instance: {}`): policies add up, so a wider one would open the project", app.name),
-                    "write `podSelector: {matchLabels: {{ selector_labels() | tojson }}}`".to_owned(),
-                ));
-            }
-        }
-        "PersistentVolumeClaim" => {
-            if let Some(spec) = v.get("spec") {
-                out.extend(claim_spec(spec, "spec", ns));
-            }
-        }
-        _ => {}
     }
-    out
+}
+
+/// A template's NetworkPolicy selects only the App's pods.
+fn admit_network_policy(v: &Value, app: &AppIdentity, out: &mut Vec<Refusal>) {
+    let selects_app = v
+        .pointer("/spec/podSelector/matchLabels/app.kubernetes.io~1instance")
+        .and_then(Value::as_str)
+        == Some(app.name.as_str());
+    if !selects_app {
+        out.push((
+            "spec.podSelector".to_owned(),
+            format!("a template's NetworkPolicy must select only the App's pods (`matchLabels` with `app.kubernetes.io/instance: {}`): policies add up, so a wider one would open the project", app.name),
+            "write `podSelector: {matchLabels: {{ selector_labels() | tojson }}}`".to_owned(),
+        ));
+    }
+}
+
+/// Claims are provisioned in the project.
+fn admit_claim(v: &Value, ns: &str, out: &mut Vec<Refusal>) {
+    if let Some(spec) = v.get("spec") {
+        out.extend(claim_spec(spec, "spec", ns));
+    }
 }
 
 /// Volume sources an App's pods may use: storage the project already holds (claims), and
