@@ -17,6 +17,7 @@
 //! into text and the [`cli`] writes it.
 
 pub mod cache;
+pub mod capacity;
 pub mod check;
 pub mod cli;
 pub mod diag;
