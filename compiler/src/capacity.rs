@@ -25,6 +25,12 @@ use crate::load::Snapshot;
 use crate::lower::{Ctx, Index, gpu};
 use crate::model::Specs;
 
+/// The specs of a snapshot, read again (a cached build keeps only the Platform's).
+pub fn specs_of(snapshot: &Snapshot, yaml: crate::parse::YamlLimits) -> Specs {
+    let (docs, _) = crate::parse::parse(snapshot, yaml);
+    crate::resolve::resolve(&docs).0
+}
+
 /// The capacity of every pool of every cluster.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Capacity {
@@ -374,7 +380,13 @@ pub struct Finding {
     /// ModelRollouts concerned (destructive findings), by name.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rollouts: Vec<String>,
+    /// Apps sharing the guarantee (destructive findings), by name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub apps: Vec<String>,
     pub message: String,
+    /// The object whose change needs the approval (`Kind/name`), set by the plan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
 }
 
 /// The GPU consequences of a change.
@@ -448,7 +460,14 @@ fn findings_of(
                 pool: pool.to_owned(),
                 project: Some(project.to_owned()),
                 rollouts: kept,
+                apps: a
+                    .workloads
+                    .iter()
+                    .filter(|w| w.kind == WorkloadKind::App)
+                    .map(|w| w.name.clone())
+                    .collect(),
                 message,
+                object: None,
             });
         } else if before_fit || b.is_none_or(|b| b.demand < a.demand || b.guaranteed > a.guaranteed)
         {
@@ -458,7 +477,9 @@ fn findings_of(
                 pool: pool.to_owned(),
                 project: Some(project.to_owned()),
                 rollouts: Vec::new(),
+                apps: Vec::new(),
                 message,
+                object: None,
             });
         }
     }
@@ -471,10 +492,12 @@ fn findings_of(
             pool: pool.to_owned(),
             project: Some(project.to_owned()),
             rollouts: Vec::new(),
+            apps: Vec::new(),
             message: format!(
                 "{needs} but `{project}` can reach at most {} even by borrowing: part of it can never run",
                 a.max
             ),
+            object: None,
         });
     }
 }
@@ -541,10 +564,12 @@ pub fn diff(base: &Capacity, head: &Capacity) -> Diff {
                     pool: pool.clone(),
                     project: None,
                     rollouts: Vec::new(),
+                    apps: Vec::new(),
                     message: format!(
                         "`{pool}` in `{cluster}` is overcommitted after this change: {} GPUs are guaranteed of {}",
                         h.allocated, h.capacity
                     ),
+                    object: None,
                 });
             }
             if [d.capacity, d.allocated, d.spare]

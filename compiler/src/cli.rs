@@ -935,6 +935,8 @@ fn open_git(g: &GitArgs) -> anyhow::Result<(crate::load::git::GitRepo, String)> 
 /// A compiled side of a plan (its approvals travel in the lowered output).
 struct Side {
     lowered: crate::lower::Lowered,
+    /// Its specs, for the GPU capacity section.
+    specs: Option<crate::model::Specs>,
 }
 
 /// A revision read into memory: its snapshot, what loading reported, and when loading began.
@@ -972,7 +974,17 @@ fn compile_side(
         )?;
         return Ok(None);
     }
-    Ok(built.lowered.map(|lowered| Side { lowered }))
+    // A cache hit keeps only the Platform's specs: read the others again for the capacity.
+    let cached = built.checked.timings.first().map(|t| t.0) == Some("cache hit");
+    let specs = if cached {
+        crate::capacity::specs_of(&built.checked.snapshot, opts.yaml)
+    } else {
+        built.checked.specs
+    };
+    Ok(built.lowered.map(|lowered| Side {
+        lowered,
+        specs: Some(specs),
+    }))
 }
 
 fn plan(
@@ -1073,6 +1085,7 @@ fn plan(
         Some(Some(s)) => s,
         Some(None) => Side {
             lowered: Default::default(),
+            specs: None,
         },
         None => {
             err.write_all(&base_err)?;
@@ -1090,7 +1103,16 @@ fn plan(
             std::env::var(crate::redact::KEY_ENV).ok().as_deref(),
         ),
     };
-    let mut p = crate::plan::plan(&base.lowered, &head.lowered, &opts);
+    let mut p = match &head.specs {
+        Some(specs) => crate::plan::plan_with_capacity(
+            &base.lowered,
+            &head.lowered,
+            base.specs.as_ref(),
+            specs,
+            &opts,
+        ),
+        None => crate::plan::plan(&base.lowered, &head.lowered, &opts),
+    };
     // History: which commits between base and head touched each change's spec file (and
     // each approval's file).
     p.prefix_files(&prefix);
