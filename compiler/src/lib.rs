@@ -31,6 +31,7 @@ pub mod plan;
 pub mod policy;
 pub mod redact;
 pub mod render;
+pub mod report;
 pub mod resolve;
 pub mod schema;
 pub mod template;
