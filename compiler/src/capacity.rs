@@ -582,7 +582,7 @@ pub fn diff(base: &Capacity, head: &Capacity) -> Diff {
         }
     }
     // Most severe first; otherwise in the order found (cluster, pool, project).
-    out.findings.sort_by(|x, y| y.severity.cmp(&x.severity));
+    out.findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     out
 }
 

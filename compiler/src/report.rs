@@ -339,9 +339,9 @@ pub fn html(specs: &Specs, capacity: &Capacity, diagnostics: &[Diagnostic]) -> S
                     ))
                 );
                 let demand: u32 = p.projects.values().map(|x| x.demand).sum();
-                let _ = write!(
+                let _ = writeln!(
                     s,
-                    "<div class=\"figures\"><div><b class=\"capacity\">{}</b>capacity</div><div><b class=\"allocated\">{}</b>guaranteed</div><div><b>{}</b>spare</div><div><b>{}</b>standing demand</div></div>\n",
+                    "<div class=\"figures\"><div><b class=\"capacity\">{}</b>capacity</div><div><b class=\"allocated\">{}</b>guaranteed</div><div><b>{}</b>spare</div><div><b>{}</b>standing demand</div></div>",
                     p.capacity, p.allocated, p.spare, demand
                 );
                 if p.allocated > p.capacity {
@@ -376,9 +376,9 @@ pub fn html(specs: &Specs, capacity: &Capacity, diagnostics: &[Diagnostic]) -> S
                         .iter()
                         .map(|w| format!("{} {} ({})", w.kind.noun(), w.name, w.gpus))
                         .collect();
-                    let _ = write!(
+                    let _ = writeln!(
                         s,
-                        "<tr><td><code>{}</code>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\" title=\"{}\">{}</td><td>{}</td></tr>\n",
+                        "<tr><td><code>{}</code>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\" title=\"{}\">{}</td><td>{}</td></tr>",
                         esc(project),
                         if share.demand > share.guaranteed {
                             " <span class=\"badge warn\">borrows</span>"
@@ -454,9 +454,9 @@ pub fn html(specs: &Specs, capacity: &Capacity, diagnostics: &[Diagnostic]) -> S
                         format!("{who} ({})", m.role.as_str())
                     })
                     .collect();
-                let _ = write!(
+                let _ = writeln!(
                     s,
-                    "<tr><td><i class=\"sw\" style=\"background:{}\"></i><code>{}</code><br><span class=\"muted\">{}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                    "<tr><td><i class=\"sw\" style=\"background:{}\"></i><code>{}</code><br><span class=\"muted\">{}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                     colour(&colours, p.name()),
                     esc(p.name()),
                     esc(p.spec.display_name.as_deref().unwrap_or("")),
@@ -503,9 +503,9 @@ pub fn html(specs: &Specs, capacity: &Capacity, diagnostics: &[Diagnostic]) -> S
                 .ok()
                 .and_then(|v| v.as_object().and_then(|o| o.keys().next().cloned()))
                 .unwrap_or_default();
-            let _ = write!(
+            let _ = writeln!(
                 rows,
-                "<tr><td><code>{}</code><br><span class=\"muted\">{}</span></td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                "<tr><td><code>{}</code><br><span class=\"muted\">{}</span></td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(name),
                 esc(d.spec.display_name.as_deref().unwrap_or("")),
                 esc(&source),
@@ -549,9 +549,9 @@ pub fn html(specs: &Specs, capacity: &Capacity, diagnostics: &[Diagnostic]) -> S
                         .map(|w| format!("{} × {pool}", w.gpus))
                 })
             });
-            let _ = write!(
+            let _ = writeln!(
                 rows,
-                "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}<br><span class=\"muted\">{}</span></td><td>{}</td></tr>\n",
+                "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}<br><span class=\"muted\">{}</span></td><td>{}</td></tr>",
                 esc(name),
                 esc(&r.spec.project),
                 esc(&format!("{:?}", r.spec.runtime).to_lowercase()),
@@ -591,9 +591,9 @@ pub fn html(specs: &Specs, capacity: &Capacity, diagnostics: &[Diagnostic]) -> S
             let at = d.primary.as_ref().map_or_else(String::new, |l| {
                 format!(" <code>{}:{}</code>", esc(&l.span.file), l.span.start.line)
             });
-            let _ = write!(
+            let _ = writeln!(
                 s,
-                "<li><span class=\"badge {}\">{} {}</span>{at} {}{}</li>\n",
+                "<li><span class=\"badge {}\">{} {}</span>{at} {}{}</li>",
                 if d.severity == Severity::Error {
                     "err"
                 } else {

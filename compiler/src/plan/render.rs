@@ -1079,6 +1079,70 @@ mod tests {
     }
 
     #[test]
+    fn the_capacity_section_keeps_names_out_of_markdown_and_mermaid_structure() {
+        use crate::capacity::{Diff, Figure, Finding, PoolDiff, Severity, ShareDiff};
+        let name = "x\"]\n%%{init: {'theme':'dark'}}%%\n`@team <b>";
+        let f = |b: u32, a: u32| Figure {
+            before: Some(b),
+            after: Some(a),
+        };
+        let mut p = plan_of(vec![change(0, 1)]);
+        p.capacity = Some(Diff {
+            pools: vec![PoolDiff {
+                cluster: "prod-a".into(),
+                pool: "a100".into(),
+                resource: "nvidia.com/gpu".into(),
+                capacity: f(32, 32),
+                allocated: f(28, 28),
+                spare: f(4, 4),
+                projects: vec![ShareDiff {
+                    project: name.into(),
+                    guaranteed: f(16, 14),
+                    ..ShareDiff::default()
+                }],
+                guaranteed: [(name.to_owned(), f(16, 14))].into(),
+            }],
+            findings: vec![Finding {
+                severity: Severity::Destructive,
+                cluster: "prod-a".into(),
+                pool: "a100".into(),
+                project: Some(name.into()),
+                rollouts: vec!["r".into()],
+                apps: Vec::new(),
+                message: format!("rollout `r` needs 4 GPUs but `{name}` is guaranteed 2"),
+                object: Some("ClusterQueue/x.a100".into()),
+            }],
+        });
+        let md = markdown(&p, &sides(), None, "plan.json");
+        let chart = md
+            .split("```mermaid\n")
+            .nth(1)
+            .and_then(|c| c.split("```").next())
+            .unwrap();
+        assert!(!chart.contains("%%") && !chart.contains('`'), "{chart}");
+        assert!(
+            chart.contains("x-axis [\"x______init_ __theme___dark________team …\", \"(spare)\"]"),
+            "{chart}"
+        );
+        assert!(
+            chart.contains("bar [14, 4]") && chart.contains("line [16, 4]"),
+            "{chart}"
+        );
+        assert!(md.contains("| 16 → 14 |"), "{md}");
+        // In the table the name is a code span; in the finding, escaped prose.
+        assert!(
+            md.contains("| ``x\"]↵%%{init: {'theme':'dark'}}%%↵`@team <b>`` | 16 → 14 |"),
+            "{md}"
+        );
+        assert!(md.contains("@\u{2060}team &lt;b&gt;"), "{md}");
+        assert!(md.contains("approve the change of `ClusterQueue/x.a100` in `prod-a`"));
+        let t = terminal(&p, &sides(), false);
+        assert!(t.contains("GPU capacity:\n  a100 in prod-a (nvidia.com/gpu): capacity 32, guaranteed 28, spare 4\n"), "{t}");
+        assert!(t.contains("guaranteed 16 → 14"), "{t}");
+        assert!(t.contains("  destructive: rollout `r` needs 4 GPUs"), "{t}");
+    }
+
+    #[test]
     fn groups_need_the_same_field_in_enough_objects() {
         let mut changes: Vec<Change> = (0..10).map(|i| change(i, 1)).collect();
         changes[0].fields[0].after = Some("different".into());
