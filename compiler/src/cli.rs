@@ -41,9 +41,27 @@ pub enum Command {
     Plan(PlanArgs),
     /// For each commit, the platform objects it changed.
     Log(LogArgs),
+    /// Write the platform as one self-contained HTML page: GPU pools, projects, datasets,
+    /// rollouts and what `check` reports (exit 1 when the check has errors; the page is
+    /// written anyway).
+    Report(ReportPageArgs),
     /// Write a synthetic platform (and an equivalent kustomize tree) for benchmarks.
     #[command(hide = true)]
     Generate(GenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportPageArgs {
+    /// The platform repository (a directory of YAML specs).
+    #[arg(default_value = ".")]
+    pub repo: PathBuf,
+    /// The HTML file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    #[command(flatten)]
+    pub policies: PolicyArgs,
 }
 
 #[derive(Debug, Args)]
@@ -418,8 +436,33 @@ pub fn run(
         Command::Policy(PolicyCommand::Test(args)) => policy_test(args, out),
         Command::Plan(args) => plan(args, out, err, terminal.stdout),
         Command::Log(args) => log(args, out, err),
+        Command::Report(args) => report_page(args, err),
         Command::Generate(args) => generate(args, err),
     }
+}
+
+/// `plinth report`: check the repository, then write its page.
+fn report_page(args: ReportPageArgs, err: &mut dyn Write) -> anyhow::Result<u8> {
+    let mut opts = args.limits.options();
+    opts.policies = Some(args.policies.config()?);
+    let checked = check_source(&DirSource::new(&args.repo), &opts)?;
+    let diags = checked.diagnostics.into_sorted();
+    let capacity = crate::capacity::Capacity::of(&checked.specs);
+    let page = crate::report::html(&checked.specs, &capacity, &diags);
+    std::fs::write(&args.out, page)
+        .map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", args.out.display()))?;
+    let errors = diags.iter().filter(|d| d.is_error()).count();
+    writeln!(
+        err,
+        "wrote {}{}",
+        args.out.display(),
+        if errors > 0 {
+            format!(" ({errors} errors: run `plinth check`)")
+        } else {
+            String::new()
+        }
+    )?;
+    Ok(u8::from(errors > 0))
 }
 
 fn use_color(c: Color, terminal: bool) -> bool {
@@ -935,6 +978,8 @@ fn open_git(g: &GitArgs) -> anyhow::Result<(crate::load::git::GitRepo, String)> 
 /// A compiled side of a plan (its approvals travel in the lowered output).
 struct Side {
     lowered: crate::lower::Lowered,
+    /// Its specs, for the GPU capacity section.
+    specs: Option<crate::model::Specs>,
 }
 
 /// A revision read into memory: its snapshot, what loading reported, and when loading began.
@@ -972,7 +1017,17 @@ fn compile_side(
         )?;
         return Ok(None);
     }
-    Ok(built.lowered.map(|lowered| Side { lowered }))
+    // A cache hit keeps only the Platform's specs: read the others again for the capacity.
+    let cached = built.checked.timings.first().map(|t| t.0) == Some("cache hit");
+    let specs = if cached {
+        crate::capacity::specs_of(&built.checked.snapshot, opts.yaml)
+    } else {
+        built.checked.specs
+    };
+    Ok(built.lowered.map(|lowered| Side {
+        lowered,
+        specs: Some(specs),
+    }))
 }
 
 fn plan(
@@ -1073,6 +1128,7 @@ fn plan(
         Some(Some(s)) => s,
         Some(None) => Side {
             lowered: Default::default(),
+            specs: None,
         },
         None => {
             err.write_all(&base_err)?;
@@ -1090,7 +1146,16 @@ fn plan(
             std::env::var(crate::redact::KEY_ENV).ok().as_deref(),
         ),
     };
-    let mut p = crate::plan::plan(&base.lowered, &head.lowered, &opts);
+    let mut p = match &head.specs {
+        Some(specs) => crate::plan::plan_with_capacity(
+            &base.lowered,
+            &head.lowered,
+            base.specs.as_ref(),
+            specs,
+            &opts,
+        ),
+        None => crate::plan::plan(&base.lowered, &head.lowered, &opts),
+    };
     // History: which commits between base and head touched each change's spec file (and
     // each approval's file).
     p.prefix_files(&prefix);

@@ -17,6 +17,7 @@
 //! into text and the [`cli`] writes it.
 
 pub mod cache;
+pub mod capacity;
 pub mod check;
 pub mod cli;
 pub mod diag;
@@ -32,6 +33,7 @@ pub mod plan;
 pub mod policy;
 pub mod redact;
 pub mod render;
+pub mod report;
 pub mod resolve;
 pub mod schema;
 pub mod template;

@@ -2,7 +2,9 @@
 //!
 //! Golden cases live in `tests/golden/plan/<case>/`: `base/` and `head/` are the platform at
 //! two commits (written under the directory named by an optional `path` file), `expected.md`
-//! the Markdown plan (first line `exit: N`) and `expected.json` the JSON plan. Commits are
+//! the Markdown plan (first line `exit: N`) and `expected.json` the JSON plan; with a `from`
+//! file naming a workspace directory (`examples/repo`), `base/` and `head/` hold only the
+//! files that differ from it. Commits are
 //! made with fixed authors and dates, so commit ids are stable. `PLINTH_UPDATE_GOLDEN=1`
 //! rewrites the expected files.
 
@@ -154,20 +156,37 @@ fn golden_plans() {
         let path = fs::read_to_string(case.join("path"))
             .map(|p| p.trim().to_owned())
             .unwrap_or_default();
+        // A case with a `from` file starts from that directory of the workspace (the example
+        // platform): `base/` and `head/` hold only the files that differ from it.
+        let staged = tempfile::tempdir().expect("tmp");
+        let (base_dir, head_dir) =
+            match fs::read_to_string(case.join("from")).map(|f| root().join(f.trim())) {
+                Ok(from) => {
+                    let (b, h) = (staged.path().join("base"), staged.path().join("head"));
+                    copy(&from, &b);
+                    if case.join("base").is_dir() {
+                        copy(&case.join("base"), &b);
+                    }
+                    copy(&from, &h);
+                    copy(&case.join("head"), &h);
+                    (b, h)
+                }
+                Err(_) => (case.join("base"), case.join("head")),
+            };
         let mut repo = Repo::new();
         fs::write(
             repo.path().join("README.md"),
             "a repository holding a platform\n",
         )
         .expect("write");
-        if case.join("base").is_dir() {
+        if base_dir.is_dir() {
             repo.replace(
                 if path.is_empty() {
                     "platform-tmp"
                 } else {
                     &path
                 },
-                &case.join("base"),
+                &base_dir,
             );
             if path.is_empty() {
                 // The platform is the repository root: move the files up.
@@ -197,9 +216,9 @@ fn golden_plans() {
                     }
                 }
             }
-            copy(&case.join("head"), &platform_dir);
+            copy(&head_dir, &platform_dir);
         } else {
-            repo.replace(&path, &case.join("head"));
+            repo.replace(&path, &head_dir);
         }
         let author = fs::read_to_string(case.join("author")).unwrap_or_default();
         let author = author.trim();
@@ -297,7 +316,9 @@ fn assert_safe_markdown(md: &str, what: &str) {
             Event::End(TagEnd::Heading(_)) => {
                 let h = heading.take().unwrap_or_default();
                 assert!(
-                    h.starts_with("plinth plan") || h.starts_with("cluster "),
+                    h.starts_with("plinth plan")
+                        || h.starts_with("cluster ")
+                        || h == "GPU capacity",
                     "{what}: a heading plinth did not write: {h:?}\n{md}"
                 );
             }

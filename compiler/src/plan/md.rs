@@ -7,7 +7,9 @@
 //! - [`html_code`]: a `<code>` element inside a raw HTML line (`<summary>`), entity-escaped;
 //! - [`fenced`]: a fenced code block whose fence is longer than any backtick run inside;
 //! - [`prose`]: running text with every ASCII punctuation character backslash-escaped, and
-//!   mentions and autolinks broken with a word joiner.
+//!   mentions and autolinks broken with a word joiner;
+//! - [`mermaid_text`]: a label inside a ```` ```mermaid ```` block (the fence is [`fenced`]'s),
+//!   reduced to characters that cannot end a Mermaid string or start a directive.
 //!
 //! All of them keep user text on one line (line breaks show as `↵`, other control and
 //! bidirectional-override characters as `�`): a line break could end a paragraph, an HTML
@@ -143,6 +145,27 @@ pub fn fenced(info: &str, body: &str) -> String {
     }
     let _ = writeln!(s, "{fence}");
     s
+}
+
+/// User text as a quoted Mermaid label's content: letters, digits, space and `._/-` kept, any
+/// other character `_` (no quote, bracket, `%%` directive or entity can form), at most 40
+/// characters.
+pub fn mermaid_text(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .take(40)
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, ' ' | '.' | '_' | '/' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.chars().nth(40).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 /// Running text that may hold user text: read as plain text, whatever it holds.

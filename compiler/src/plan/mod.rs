@@ -281,6 +281,10 @@ pub struct Plan {
     /// The Platform's file in the head (where approvals go), when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub platform_file: Option<std::sync::Arc<str>>,
+    /// GPU consequences, when the specs of both sides were given ([`plan_with_capacity`])
+    /// and some GPU figure changes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<crate::capacity::Diff>,
 }
 
 impl Plan {
@@ -510,6 +514,103 @@ pub fn content(m: &Manifest, key: &crate::redact::Key) -> Value {
 /// The one classification: `plinth plan` calls it for a pull request, the agent for the
 /// commit it applied and the commit it is about to apply.
 pub fn plan(base: &Lowered, head: &Lowered, opts: &PlanOptions) -> Plan {
+    plan_inner(base, head, opts, &BTreeMap::new())
+}
+
+/// [`plan`] with the GPU capacity of both sides (`base_specs` `None`: nothing deployed yet):
+/// the plan carries the [`crate::capacity::Diff`], and a destructive finding (serving that
+/// loses its guarantee) makes the change that causes it destructive — the project's queue (or
+/// queue cohort) `<project>.<pool>` when it changes, else the first changed object of the
+/// workloads concerned — so it is approved like any destructive change.
+pub fn plan_with_capacity(
+    base: &Lowered,
+    head: &Lowered,
+    base_specs: Option<&crate::model::Specs>,
+    head_specs: &crate::model::Specs,
+    opts: &PlanOptions,
+) -> Plan {
+    let before = base_specs
+        .map(crate::capacity::Capacity::of)
+        .unwrap_or_default();
+    let mut diff = crate::capacity::diff(&before, &crate::capacity::Capacity::of(head_specs));
+    let mut extra: BTreeMap<(String, ObjectKey), Vec<String>> = BTreeMap::new();
+    let empty = ClusterOutput::default();
+    for f in &mut diff.findings {
+        if f.severity != crate::capacity::Severity::Destructive {
+            continue;
+        }
+        let bo = base.clusters.get(&f.cluster).unwrap_or(&empty);
+        let ho = head.clusters.get(&f.cluster).unwrap_or(&empty);
+        if let Some(key) = capacity_object(f, bo, ho, &opts.fingerprint) {
+            f.object = Some(Approval::object_id(&key));
+            extra
+                .entry((f.cluster.clone(), key))
+                .or_default()
+                .push(format!("GPU capacity: {}", f.message));
+        }
+    }
+    let mut p = plan_inner(base, head, opts, &extra);
+    if !diff.is_empty() {
+        p.capacity = Some(diff);
+    }
+    p
+}
+
+/// The changed object that carries a destructive capacity finding in a cluster.
+fn capacity_object(
+    f: &crate::capacity::Finding,
+    base: &ClusterOutput,
+    head: &ClusterOutput,
+    key: &crate::redact::Key,
+) -> Option<ObjectKey> {
+    let queue = f
+        .project
+        .as_deref()
+        .map(|p| crate::lower::gpu::cluster_queue_name(p, &f.pool));
+    let all = || base.manifests.iter().chain(&head.manifests);
+    let mut queues: Vec<&ObjectKey> = all()
+        .filter(|m| {
+            m.key.namespace.is_none()
+                && matches!(m.key.kind.as_str(), "Cohort" | "ClusterQueue")
+                && Some(&m.key.name) == queue.as_ref()
+        })
+        .map(|m| &m.key)
+        .collect();
+    // The Cohort holds a per-user project's allocation; the ClusterQueue otherwise.
+    queues.sort_by_key(|k| (k.kind != "Cohort", *k));
+    let mut workloads: Vec<&ObjectKey> = all()
+        .filter(|m| {
+            (m.origin.kind == crate::model::Kind::ModelRollout
+                && f.rollouts.contains(&m.origin.name))
+                || (m.origin.kind == crate::model::Kind::App && f.apps.contains(&m.origin.name))
+        })
+        .map(|m| &m.key)
+        .collect();
+    workloads.sort();
+    let changes = |k: &ObjectKey| {
+        let b = base.manifests.iter().find(|m| &m.key == k);
+        let h = head.manifests.iter().find(|m| &m.key == k);
+        match (b, h) {
+            (Some(b), Some(h)) => {
+                b.hash != h.hash
+                    && canonical_json(&content(b, key)) != canonical_json(&content(h, key))
+            }
+            _ => true,
+        }
+    };
+    queues
+        .into_iter()
+        .chain(workloads)
+        .find(|k| changes(k))
+        .cloned()
+}
+
+fn plan_inner(
+    base: &Lowered,
+    head: &Lowered,
+    opts: &PlanOptions,
+    extra: &BTreeMap<(String, ObjectKey), Vec<String>>,
+) -> Plan {
     let mut p = Plan::default();
     let empty = ClusterOutput::default();
     let clusters: BTreeSet<&String> = base.clusters.keys().chain(head.clusters.keys()).collect();
@@ -585,6 +686,12 @@ pub fn plan(base: &Lowered, head: &Lowered, opts: &PlanOptions) -> Plan {
                 (None, None) => None,
             };
             if let Some(mut c) = change {
+                if let Some(why) = extra.get(&(cluster.clone(), c.key.clone())) {
+                    c.risk = Risk::Destructive;
+                    c.reasons.extend(why.iter().cloned());
+                    c.reasons.sort();
+                    c.reasons.dedup();
+                }
                 match c.action {
                     Action::Create => counts.create += 1,
                     Action::Update => counts.update += 1,

@@ -187,6 +187,9 @@ pub fn terminal(p: &Plan, sides: &Sides, color: bool) -> String {
             }
         }
     }
+    if let Some(d) = &p.capacity {
+        out.push_str(&terminal_capacity(d, &clean, &paint));
+    }
     let _ = writeln!(
         out,
         "\nplan: {cr} to create, {up} to change, {de} to delete"
@@ -208,6 +211,149 @@ pub fn terminal(p: &Plan, sides: &Sides, color: bool) -> String {
         let _ = writeln!(out, "  hint: {}", hint.join("\n  "));
     }
     out
+}
+
+/// The GPU capacity section for a terminal.
+fn terminal_capacity(
+    d: &crate::capacity::Diff,
+    clean: &dyn Fn(&str) -> String,
+    paint: &dyn Fn(&str, &str) -> String,
+) -> String {
+    let mut out = String::from("\nGPU capacity:\n");
+    for pool in &d.pools {
+        let _ = writeln!(
+            out,
+            "  {} in {} ({}): capacity {}, guaranteed {}, spare {}",
+            clean(&pool.pool),
+            clean(&pool.cluster),
+            clean(&pool.resource),
+            pool.capacity.text(),
+            pool.allocated.text(),
+            pool.spare.text()
+        );
+        for s in &pool.projects {
+            let _ = writeln!(
+                out,
+                "    {}: guaranteed {}, borrowable max {}, demand {}{}",
+                clean(&s.project),
+                s.guaranteed.text(),
+                s.max.text(),
+                s.demand.text(),
+                if s.per_user.before.is_some() || s.per_user.after.is_some() {
+                    format!(", per user {}", s.per_user.text())
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    for f in &d.findings {
+        let (tag, code) = match f.severity {
+            crate::capacity::Severity::Destructive => ("destructive:", "1;31"),
+            crate::capacity::Severity::Warning => ("warning:", "1;33"),
+        };
+        let _ = writeln!(out, "  {} {}", paint(code, tag), clean(&f.message));
+    }
+    out
+}
+
+/// The "GPU capacity" section of a Markdown plan: findings, then per pool a table of the
+/// projects whose figures change and a Mermaid chart of every allocation before and after.
+fn md_capacity(d: &crate::capacity::Diff) -> String {
+    use crate::capacity::Severity;
+    let mut s = String::from("#### GPU capacity\n\n");
+    for f in &d.findings {
+        match f.severity {
+            Severity::Destructive => {
+                let _ = write!(
+                    s,
+                    "> 🛑 **serving loses its guarantee**: {}",
+                    md::prose(&f.message)
+                );
+                if let Some(o) = &f.object {
+                    let _ = write!(
+                        s,
+                        " — destructive: approve the change of {} in {}",
+                        md::code(o),
+                        md::code(&f.cluster)
+                    );
+                }
+                s.push_str("\n\n");
+            }
+            Severity::Warning => {
+                let _ = writeln!(s, "> ⚠️ {}\n", md::prose(&f.message));
+            }
+        }
+    }
+    for pool in &d.pools {
+        let _ = writeln!(
+            s,
+            "**{} in {}** ({}): capacity {}, guaranteed {}, spare {}\n",
+            md::code(&pool.pool),
+            md::code(&pool.cluster),
+            md::code(&pool.resource),
+            pool.capacity.text(),
+            pool.allocated.text(),
+            pool.spare.text()
+        );
+        if !pool.projects.is_empty() {
+            s.push_str("| project | guaranteed | lendable | borrowable max | per user | demand |\n|---|---:|---:|---:|---:|---:|\n");
+            for p in &pool.projects {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} |",
+                    md::code_cell(&p.project),
+                    p.guaranteed.text(),
+                    p.lendable.text(),
+                    p.max.text(),
+                    p.per_user.text(),
+                    p.demand.text()
+                );
+            }
+            s.push('\n');
+        }
+        if !pool.guaranteed.is_empty() {
+            let mut names: Vec<String> = pool
+                .guaranteed
+                .keys()
+                .map(|k| format!("\"{}\"", md::mermaid_text(k)))
+                .collect();
+            names.push("\"(spare)\"".to_owned());
+            let side = |f: fn(&crate::capacity::Figure) -> Option<u32>| -> Vec<u32> {
+                let mut v: Vec<u32> = pool
+                    .guaranteed
+                    .values()
+                    .map(|g| f(g).unwrap_or(0))
+                    .collect();
+                v.push(f(&pool.spare).unwrap_or(0));
+                v
+            };
+            let (before, after) = (side(|f| f.before), side(|f| f.after));
+            let top = [
+                pool.capacity.before,
+                pool.capacity.after,
+                pool.allocated.before,
+                pool.allocated.after,
+            ]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(0)
+            .max(1);
+            let list = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+            let chart = format!(
+                "xychart-beta\n    title \"{} in {}: guaranteed GPUs (bars: after, line: before)\"\n    x-axis [{}]\n    y-axis \"GPUs\" 0 --> {top}\n    bar [{}]\n    line [{}]\n",
+                md::mermaid_text(&pool.pool),
+                md::mermaid_text(&pool.cluster),
+                names.join(", "),
+                list(&after),
+                list(&before)
+            );
+            s.push_str(&md::fenced("mermaid", &chart));
+            s.push('\n');
+        }
+    }
+    s
 }
 
 /// One line about an approval, every user part in code: `approved: \`reason\` — by \`who\`
@@ -394,6 +540,9 @@ fn group_line(g: &super::Group) -> String {
 /// The blocks of a Markdown plan after its summary, in order.
 fn md_blocks<'a>(p: &'a Plan, full_plan: &'a str) -> Vec<Block<'a>> {
     let mut blocks = Vec::new();
+    if let Some(d) = &p.capacity {
+        blocks.push(Block::text(md_capacity(d)));
+    }
     for r in &p.refusals {
         let change = r.object.as_ref().and_then(|k| {
             p.changes
@@ -735,6 +884,10 @@ pub fn json(p: &Plan, sides: &Sides) -> String {
         "warnings": warnings,
         "groups": p.groups(super::GROUP_MIN),
     });
+    let mut v = v;
+    if let Some(d) = &p.capacity {
+        v["capacity"] = serde_json::to_value(d).unwrap_or(Value::Null);
+    }
     let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
     s.push('\n');
     s
@@ -923,6 +1076,70 @@ mod tests {
         let t = terminal(&p, &sides(), false);
         assert!(!t.contains('\u{1b}') && !t.contains('\u{7}'), "{t:?}");
         assert!(t.contains("  = 5 Namespace objects: metadata.annotations[\"plinth.dev/display-name\"] changed (old → new)"), "{t}");
+    }
+
+    #[test]
+    fn the_capacity_section_keeps_names_out_of_markdown_and_mermaid_structure() {
+        use crate::capacity::{Diff, Figure, Finding, PoolDiff, Severity, ShareDiff};
+        let name = "x\"]\n%%{init: {'theme':'dark'}}%%\n`@team <b>";
+        let f = |b: u32, a: u32| Figure {
+            before: Some(b),
+            after: Some(a),
+        };
+        let mut p = plan_of(vec![change(0, 1)]);
+        p.capacity = Some(Diff {
+            pools: vec![PoolDiff {
+                cluster: "prod-a".into(),
+                pool: "a100".into(),
+                resource: "nvidia.com/gpu".into(),
+                capacity: f(32, 32),
+                allocated: f(28, 28),
+                spare: f(4, 4),
+                projects: vec![ShareDiff {
+                    project: name.into(),
+                    guaranteed: f(16, 14),
+                    ..ShareDiff::default()
+                }],
+                guaranteed: [(name.to_owned(), f(16, 14))].into(),
+            }],
+            findings: vec![Finding {
+                severity: Severity::Destructive,
+                cluster: "prod-a".into(),
+                pool: "a100".into(),
+                project: Some(name.into()),
+                rollouts: vec!["r".into()],
+                apps: Vec::new(),
+                message: format!("rollout `r` needs 4 GPUs but `{name}` is guaranteed 2"),
+                object: Some("ClusterQueue/x.a100".into()),
+            }],
+        });
+        let md = markdown(&p, &sides(), None, "plan.json");
+        let chart = md
+            .split("```mermaid\n")
+            .nth(1)
+            .and_then(|c| c.split("```").next())
+            .unwrap();
+        assert!(!chart.contains("%%") && !chart.contains('`'), "{chart}");
+        assert!(
+            chart.contains("x-axis [\"x______init_ __theme___dark________team …\", \"(spare)\"]"),
+            "{chart}"
+        );
+        assert!(
+            chart.contains("bar [14, 4]") && chart.contains("line [16, 4]"),
+            "{chart}"
+        );
+        assert!(md.contains("| 16 → 14 |"), "{md}");
+        // In the table the name is a code span; in the finding, escaped prose.
+        assert!(
+            md.contains("| ``x\"]↵%%{init: {'theme':'dark'}}%%↵`@team <b>`` | 16 → 14 |"),
+            "{md}"
+        );
+        assert!(md.contains("@\u{2060}team &lt;b&gt;"), "{md}");
+        assert!(md.contains("approve the change of `ClusterQueue/x.a100` in `prod-a`"));
+        let t = terminal(&p, &sides(), false);
+        assert!(t.contains("GPU capacity:\n  a100 in prod-a (nvidia.com/gpu): capacity 32, guaranteed 28, spare 4\n"), "{t}");
+        assert!(t.contains("guaranteed 16 → 14"), "{t}");
+        assert!(t.contains("  destructive: rollout `r` needs 4 GPUs"), "{t}");
     }
 
     #[test]
