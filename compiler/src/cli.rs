@@ -150,6 +150,55 @@ pub enum LogFormat {
 pub enum PolicyCommand {
     /// Run the `test_` rules of a policy directory (like `opa test` / `conftest verify`).
     Test(PolicyTestArgs),
+    /// Evaluate policies over YAML/JSON documents, as `conftest test` does (exit 0 pass,
+    /// 1 failures; with `--fail-on-warn` 1 warnings, 2 failures).
+    Eval(PolicyEvalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyEvalArgs {
+    /// Files or directories (their `.yaml`, `.yml` and `.json` files) to evaluate; `-` reads
+    /// standard input.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// A directory or file of Rego policies (repeatable).
+    #[arg(short = 'p', long = "policy", value_name = "PATH", default_value = "policy")]
+    pub policy: Vec<PathBuf>,
+    /// YAML/JSON documents merged into `data` (a directory or file; repeatable).
+    #[arg(short = 'd', long = "data", value_name = "PATH")]
+    pub data: Vec<PathBuf>,
+    /// Package whose rules are evaluated (repeatable; globs `*`, `?`, `[…]`).
+    #[arg(short = 'n', long = "namespace", value_name = "PACKAGE", default_value = "main")]
+    pub namespace: Vec<String>,
+    /// Evaluate the rules of every package.
+    #[arg(long)]
+    pub all_namespaces: bool,
+    /// Evaluate all documents at once, as one list of `{"path", "contents"}`.
+    #[arg(long)]
+    pub combine: bool,
+    /// Warnings fail too (exit 1; failures exit 2), as with conftest.
+    #[arg(long)]
+    pub fail_on_warn: bool,
+    /// Exit 0 even when policies fail.
+    #[arg(long)]
+    pub no_fail: bool,
+    /// Do not print exceptions (they are still counted).
+    #[arg(long)]
+    pub suppress_exceptions: bool,
+    /// Output format.
+    #[arg(short = 'o', long = "format", alias = "output", value_enum, default_value_t = EvalFormat::Standard)]
+    pub format: EvalFormat,
+    /// Parse policies as Rego v0 (`deny[msg] { … }`).
+    #[arg(long)]
+    pub rego_v0: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EvalFormat {
+    /// conftest's `FAIL - file - namespace - message` lines and totals.
+    Standard,
+    /// conftest's JSON.
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -160,6 +209,12 @@ pub struct PolicyTestArgs {
     /// Parse policies as Rego v0.
     #[arg(long)]
     pub rego_v0: bool,
+    /// YAML/JSON documents merged into `data` (a directory or file; repeatable).
+    #[arg(short = 'd', long = "data", value_name = "PATH")]
+    pub data: Vec<PathBuf>,
+    /// Only run the tests of these packages (repeatable; globs `*`, `?`, `[…]`).
+    #[arg(short = 'n', long = "namespace", value_name = "PACKAGE")]
+    pub namespace: Vec<String>,
     /// Print passing tests too.
     #[arg(short, long)]
     pub verbose: bool,
@@ -183,6 +238,10 @@ pub struct PolicyArgs {
     /// Do not run plinth's default policy library.
     #[arg(long)]
     pub no_default_policies: bool,
+    /// YAML/JSON documents merged into the policies' `data`, as conftest's `--data` (a
+    /// directory or file; repeatable).
+    #[arg(long = "data", value_name = "PATH")]
+    pub data: Vec<PathBuf>,
     /// Longest one rule may run on one input, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     pub policy_timeout_ms: u64,
@@ -212,6 +271,7 @@ impl PolicyArgs {
                 timeout: std::time::Duration::from_millis(self.policy_timeout_ms),
                 budget: std::time::Duration::from_millis(self.policy_budget_ms),
                 memory: self.policy_memory_mb * 1024 * 1024,
+                data: crate::conftest::read_data(&self.data)?,
             },
             default_library: !self.no_default_policies,
             extra,
@@ -416,6 +476,7 @@ pub fn run(
         Command::Build(args) => build(args, out, err, terminal.stderr),
         Command::Schema(args) => schema(args, out),
         Command::Policy(PolicyCommand::Test(args)) => policy_test(args, out),
+        Command::Policy(PolicyCommand::Eval(args)) => policy_eval(args, out, err),
         Command::Plan(args) => plan(args, out, err, terminal.stdout),
         Command::Log(args) => log(args, out, err),
         Command::Generate(args) => generate(args, err),
@@ -881,6 +942,9 @@ fn policy_test(args: PolicyTestArgs, out: &mut dyn Write) -> anyhow::Result<u8> 
     }
     let opts = crate::policy::PolicyOptions {
         rego_v0: args.rego_v0,
+        all_namespaces: args.namespace.is_empty(),
+        namespaces: args.namespace.clone(),
+        data: crate::conftest::read_data(&args.data)?,
         ..Default::default()
     };
     let mut diags = crate::diag::Diagnostics::new();
@@ -893,10 +957,15 @@ fn policy_test(args: PolicyTestArgs, out: &mut dyn Write) -> anyhow::Result<u8> 
             render::concise(std::slice::from_ref(d), &Paths::default()).trim_end()
         )?;
     }
-    let failed = results.iter().filter(|r| !r.passed).count();
+    let failed = results.iter().filter(|r| !r.passed && !r.skipped).count();
+    let skipped = results.iter().filter(|r| r.skipped).count();
     for r in &results {
         if !r.passed || args.verbose {
-            let status = if r.passed { "PASS" } else { "FAIL" };
+            let status = match (r.passed, r.skipped) {
+                (true, _) => "PASS",
+                (_, true) => "SKIP",
+                _ => "FAIL",
+            };
             write!(
                 out,
                 "{status} {}:{} data.{}.{}",
@@ -908,15 +977,102 @@ fn policy_test(args: PolicyTestArgs, out: &mut dyn Write) -> anyhow::Result<u8> 
             }
         }
     }
-    writeln!(
-        out,
-        "{} passed, {failed} failed, {} tests",
-        results.len() - failed,
-        results.len()
-    )?;
+    // conftest verify's totals.
+    let totals = crate::conftest::Totals {
+        tests: results.len(),
+        passed: results.len() - failed - skipped,
+        warnings: 0,
+        failures: failed,
+        exceptions: 0,
+    };
+    writeln!(out, "{}, {skipped} skipped", totals.line())?;
     Ok(u8::from(
         failed > 0 || !diags.is_empty() || results.is_empty(),
     ))
+}
+
+/// The `.rego` files of policy directories and files (tests included, as conftest loads them).
+fn read_policies(paths: &[PathBuf]) -> anyhow::Result<Vec<crate::policy::PolicyFile>> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_file() {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", p.display()))?;
+            files.push(crate::policy::PolicyFile {
+                path: std::sync::Arc::from(p.display().to_string()),
+                text: std::sync::Arc::from(text),
+            });
+        } else if p.is_dir() {
+            files.extend(read_policy_dir(p, true)?);
+        } else {
+            anyhow::bail!("no policy directory or file `{}`", p.display());
+        }
+    }
+    if files.is_empty() {
+        let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        anyhow::bail!("no policies found in {}", shown.join(", "));
+    }
+    Ok(files)
+}
+
+/// `plinth policy eval`: `conftest test`. Exit codes are conftest's: 0 pass, 1 failures (or a
+/// policy, input or data that cannot be used); with `--fail-on-warn`, 1 warnings, 2 failures.
+fn policy_eval(args: PolicyEvalArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<u8> {
+    let prepared = (|| -> anyhow::Result<_> {
+        let files = read_policies(&args.policy)?;
+        let data = crate::conftest::read_data(&args.data)?;
+        let inputs = crate::conftest::read_inputs(&args.files, &mut std::io::stdin().lock())?;
+        Ok((files, data, inputs))
+    })();
+    let (files, data, inputs) = match prepared {
+        Ok(x) => x,
+        Err(e) => {
+            writeln!(err, "error: {e:#}")?;
+            return Ok(1);
+        }
+    };
+    let opts = crate::policy::PolicyOptions {
+        namespaces: args.namespace.clone(),
+        all_namespaces: args.all_namespaces,
+        rego_v0: args.rego_v0,
+        data,
+        ..Default::default()
+    };
+    let (results, diags) = crate::conftest::evaluate(&files, &opts, &inputs, args.combine);
+    let diags = diags.into_sorted();
+    for d in &diags {
+        writeln!(
+            err,
+            "{}",
+            render::concise(std::slice::from_ref(d), &Paths::default()).trim_end()
+        )?;
+    }
+    match args.format {
+        EvalFormat::Standard => write!(
+            out,
+            "{}",
+            crate::conftest::render_standard(&results, args.suppress_exceptions)
+        )?,
+        EvalFormat::Json => write!(out, "{}", crate::conftest::render_json(&results))?,
+    }
+    let totals = crate::conftest::Totals::of(&results);
+    let code = if args.no_fail {
+        0
+    } else if args.fail_on_warn {
+        if totals.failures > 0 {
+            2
+        } else {
+            u8::from(totals.warnings > 0)
+        }
+    } else {
+        u8::from(totals.failures > 0)
+    };
+    // A policy that does not load or fails is never a pass.
+    Ok(if diags.iter().any(Diagnostic::is_error) {
+        code.max(1)
+    } else {
+        code
+    })
 }
 
 /// The repository and the platform's path inside it.
