@@ -662,6 +662,8 @@ impl Engine {
         } else {
             Value::Null
         };
+        // Rules that failed or were not evaluated: never counted as passing.
+        let mut unevaluated = 0usize;
         for &index in rules {
             let rule = self.rules[index].clone();
             // conftest: `data.<pkg>.exception[_][_] == "<suffix>"`; each match is an
@@ -681,9 +683,11 @@ impl Engine {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .contains(&id)
             {
+                unevaluated += 1;
                 continue;
             }
             if self.out_of_budget(&rule, diags) {
+                unevaluated += rules.len();
                 break;
             }
             let started = std::time::Instant::now();
@@ -693,15 +697,14 @@ impl Engine {
             {
                 // An undefined rule found nothing (counted as passing below).
                 Ok(regorus::Value::Undefined) => {}
-                Ok(v) => collect(
-                    &rule,
-                    index,
-                    &serde_json::to_value(&v).unwrap_or(Value::Null),
-                    place,
-                    &mut out,
-                    diags,
-                ),
+                Ok(v) => {
+                    let value = serde_json::to_value(&v).unwrap_or(Value::Null);
+                    if !collect(&rule, index, &value, place, &mut out, diags) {
+                        unevaluated += 1;
+                    }
+                }
                 Err(e) => {
+                    unevaluated += 1;
                     let msg = first_line(&format!("{e:#}"));
                     let timed_out = started.elapsed() >= self.timeout
                         || msg.contains("time limit")
@@ -743,8 +746,11 @@ impl Engine {
             }
         }
         // Every definition is a test; those that yielded no result passed.
-        let results =
-            out.failures.len() + out.warnings.len() + out.exceptions.len() + out.successes;
+        let results = out.failures.len()
+            + out.warnings.len()
+            + out.exceptions.len()
+            + out.successes
+            + unevaluated;
         let definitions = self.definitions.get(pkg).copied().unwrap_or(0);
         out.successes += definitions.saturating_sub(results);
         out
@@ -797,7 +803,7 @@ fn exception_matches(v: &Value, name: &str) -> usize {
 
 /// Sort a rule's value into an outcome, as conftest does: only a set or array holds findings;
 /// each is a string (its message) or an object with a string `msg`; an empty message, an empty
-/// collection or any other value passes.
+/// collection or any other value passes. `false` when a finding was malformed (reported).
 fn collect(
     rule: &Rule,
     index: usize,
@@ -805,14 +811,15 @@ fn collect(
     place: &dyn Fn(Option<&Value>) -> Label,
     out: &mut Outcome,
     diags: &mut Diagnostics,
-) {
+) -> bool {
     let items = match value {
         Value::Array(items) if !items.is_empty() => items,
         _ => {
             out.successes += 1;
-            return;
+            return true;
         }
     };
+    let mut well_formed = true;
     for item in items {
         let msg = match item {
             Value::String(s) => s.clone(),
@@ -828,6 +835,7 @@ fn collect(
                         .related(place(None).note("while evaluating this input"))
                         .hint("a finding is a string or an object `{\"msg\": …}`; conftest stops on this too"),
                     );
+                    well_formed = false;
                     continue;
                 }
             },
@@ -850,6 +858,7 @@ fn collect(
             out.failures.push(finding);
         }
     }
+    well_formed
 }
 
 

@@ -474,8 +474,13 @@ warn_file contains msg if {
         "bad/p.rego",
         "package main\n\ndeny if input.a == 1\n\nwarn contains {\"text\": \"no msg\"}\n",
     );
-    let (code, _, err) = plinth(&["policy", "eval", "-p", "bad", "doc.yaml"], tmp.path());
+    let (code, out, err) = plinth(&["policy", "eval", "-p", "bad", "doc.yaml"], tmp.path());
     assert_eq!(code, 1);
+    // A rule that fails is never counted as passing.
+    assert_eq!(
+        totals(&out),
+        "0 tests, 0 passed, 0 warnings, 0 failures, 0 exceptions"
+    );
     assert!(err.contains("error[P003]") && err.contains("without `contains`"), "{err}");
     assert!(err.contains("error[P004]") && err.contains("without a string `msg`"), "{err}");
     // No policies at all is an error, as with conftest.
