@@ -162,13 +162,23 @@ pub struct PolicyEvalArgs {
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// A directory or file of Rego policies (repeatable).
-    #[arg(short = 'p', long = "policy", value_name = "PATH", default_value = "policy")]
+    #[arg(
+        short = 'p',
+        long = "policy",
+        value_name = "PATH",
+        default_value = "policy"
+    )]
     pub policy: Vec<PathBuf>,
     /// YAML/JSON documents merged into `data` (a directory or file; repeatable).
     #[arg(short = 'd', long = "data", value_name = "PATH")]
     pub data: Vec<PathBuf>,
     /// Package whose rules are evaluated (repeatable; globs `*`, `?`, `[…]`).
-    #[arg(short = 'n', long = "namespace", value_name = "PACKAGE", default_value = "main")]
+    #[arg(
+        short = 'n',
+        long = "namespace",
+        value_name = "PACKAGE",
+        default_value = "main"
+    )]
     pub namespace: Vec<String>,
     /// Evaluate the rules of every package.
     #[arg(long)]
@@ -206,6 +216,9 @@ pub struct PolicyTestArgs {
     /// Directory of `.rego` files (tests included).
     #[arg(default_value = "policies")]
     pub dir: PathBuf,
+    /// Policy directories or files instead of DIR, as `conftest verify -p` (repeatable).
+    #[arg(short = 'p', long = "policy", value_name = "PATH")]
+    pub policy: Vec<PathBuf>,
     /// Parse policies as Rego v0.
     #[arg(long)]
     pub rego_v0: bool,
@@ -936,7 +949,11 @@ fn replace_dir(target: &std::path::Path, tree: &crate::emit::Tree) -> anyhow::Re
 }
 
 fn policy_test(args: PolicyTestArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
-    let files = read_policy_dir(&args.dir, true)?;
+    let files = if args.policy.is_empty() {
+        read_policy_dir(&args.dir, true)?
+    } else {
+        read_policies(&args.policy)?
+    };
     if files.is_empty() {
         anyhow::bail!("no `.rego` files in `{}`", args.dir.display());
     }
@@ -1017,7 +1034,11 @@ fn read_policies(paths: &[PathBuf]) -> anyhow::Result<Vec<crate::policy::PolicyF
 
 /// `plinth policy eval`: `conftest test`. Exit codes are conftest's: 0 pass, 1 failures (or a
 /// policy, input or data that cannot be used); with `--fail-on-warn`, 1 warnings, 2 failures.
-fn policy_eval(args: PolicyEvalArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<u8> {
+fn policy_eval(
+    args: PolicyEvalArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<u8> {
     let prepared = (|| -> anyhow::Result<_> {
         let files = read_policies(&args.policy)?;
         let data = crate::conftest::read_data(&args.data)?;

@@ -165,7 +165,11 @@ pub fn read_inputs(
 }
 
 /// Merge `doc` into `into` (objects deeply); a value set twice is a conflict.
-fn merge(into: &mut Map<String, Value>, doc: Map<String, Value>, path: &Path) -> Result<(), InputError> {
+fn merge(
+    into: &mut Map<String, Value>,
+    doc: Map<String, Value>,
+    path: &Path,
+) -> Result<(), InputError> {
     for (k, v) in doc {
         match (into.get_mut(&k), v) {
             (None, v) => {
@@ -220,10 +224,9 @@ pub fn read_data(paths: &[PathBuf]) -> Result<Option<Value>, InputError> {
                         .collect()
                 })
                 .unwrap_or_default();
-            let placed = prefix
-                .iter()
-                .rev()
-                .fold(value, |v, k| Value::Object(Map::from_iter([(k.clone(), v)])));
+            let placed = prefix.iter().rev().fold(value, |v, k| {
+                Value::Object(Map::from_iter([(k.clone(), v)]))
+            });
             let Value::Object(obj) = placed else {
                 return Err(InputError::DataNotObject { path: shown });
             };
@@ -465,10 +468,16 @@ pub fn render_json(results: &[CheckResult]) -> String {
             o.insert("namespace".into(), Value::String(r.namespace.clone()));
             o.insert("successes".into(), Value::from(r.successes));
             if !r.warnings.is_empty() {
-                o.insert("warnings".into(), r.warnings.iter().map(finding_json).collect());
+                o.insert(
+                    "warnings".into(),
+                    r.warnings.iter().map(finding_json).collect(),
+                );
             }
             if !r.failures.is_empty() {
-                o.insert("failures".into(), r.failures.iter().map(finding_json).collect());
+                o.insert(
+                    "failures".into(),
+                    r.failures.iter().map(finding_json).collect(),
+                );
             }
             if !r.exceptions.is_empty() {
                 o.insert(
@@ -515,6 +524,9 @@ mod tests {
             failures: 1,
             exceptions: 0,
         };
-        assert_eq!(t.line(), "1 test, 0 passed, 0 warnings, 1 failure, 0 exceptions");
+        assert_eq!(
+            t.line(),
+            "1 test, 0 passed, 0 warnings, 1 failure, 0 exceptions"
+        );
     }
 }

@@ -249,7 +249,6 @@ pub struct Engine {
 /// Rule indices grouped by package.
 type RuleGroups = std::sync::Arc<Vec<Vec<usize>>>;
 
-
 /// Parse an error position `file:line:col` out of a regorus message.
 fn error_position(msg: &str, file: &str) -> Option<Pos> {
     let at = msg.find(&format!("{file}:"))? + file.len() + 1;
@@ -300,7 +299,9 @@ fn rule_heads(text: &str) -> Vec<(String, RuleKind, u32, bool)> {
 /// a glob character (`*`, `?`, `[`), by glob (`*` spans dots), as conftest selects.
 pub fn namespace_matches(package: &str, patterns: &[String]) -> bool {
     if patterns.iter().any(|p| p.contains(['*', '?', '['])) {
-        patterns.iter().any(|p| glob_match(p.as_bytes(), package.as_bytes()))
+        patterns
+            .iter()
+            .any(|p| glob_match(p.as_bytes(), package.as_bytes()))
     } else {
         patterns.iter().any(|p| p == package)
     }
@@ -339,7 +340,6 @@ fn glob_match(p: &[u8], s: &[u8]) -> bool {
         Some(&b) => s.first() == Some(&b) && glob_match(&p[1..], &s[1..]),
     }
 }
-
 
 /// The kinds a rule definition (its head at `head_line`) is guarded by: a body statement, or a
 /// condition after `if` on the head line, that is exactly `input.kind == "X"` or
@@ -671,8 +671,7 @@ impl Engine {
             let excepted = exception_matches(&exceptions, rule.suffix());
             if excepted > 0 {
                 let query = format!("data.{pkg}.exception[_][_] == {:?}", rule.suffix());
-                out.exceptions
-                    .extend(std::iter::repeat_n(query, excepted));
+                out.exceptions.extend(std::iter::repeat_n(query, excepted));
                 continue;
             }
             let id = format!("{}.{}", rule.package, rule.name);
@@ -861,7 +860,6 @@ fn collect(
     well_formed
 }
 
-
 /// An error message on one line (regorus spreads them over several, with a source excerpt).
 fn first_line(msg: &str) -> String {
     let one: Vec<&str> = msg
@@ -879,7 +877,6 @@ fn first_line(msg: &str) -> String {
         s
     }
 }
-
 
 /// The whole-platform view policies read as `data.plinth`.
 pub fn platform_data(specs: &Specs, docs: &[Arc<Document>], lowered: Option<&Lowered>) -> Value {
@@ -1101,28 +1098,28 @@ pub fn evaluate(
             let mut d = Diagnostics::new();
             for input in part {
                 for engine in &mut engines {
-                match input {
-                    Input::Doc(doc) => {
-                        let place = |loc: Option<&Value>| {
-                            loc.and_then(&locate).unwrap_or_else(|| {
-                                let field = loc
-                                    .and_then(|l| l.get("field"))
-                                    .and_then(Value::as_str)
-                                    .unwrap_or("kind");
-                                doc.label(&FieldPath::parse(field))
-                            })
-                        };
-                        engine.report_input(&doc.root.to_json(), &place, &mut d);
+                    match input {
+                        Input::Doc(doc) => {
+                            let place = |loc: Option<&Value>| {
+                                loc.and_then(&locate).unwrap_or_else(|| {
+                                    let field = loc
+                                        .and_then(|l| l.get("field"))
+                                        .and_then(Value::as_str)
+                                        .unwrap_or("kind");
+                                    doc.label(&FieldPath::parse(field))
+                                })
+                            };
+                            engine.report_input(&doc.root.to_json(), &place, &mut d);
+                        }
+                        Input::Manifest(cluster, m) => {
+                            let place = |loc: Option<&Value>| {
+                                loc.and_then(&locate)
+                                    .unwrap_or_else(|| origin_label(&m.origin))
+                                    .note(format!("generates {} in cluster `{cluster}`", m.key))
+                            };
+                            engine.report_input(&m.object, &place, &mut d);
+                        }
                     }
-                    Input::Manifest(cluster, m) => {
-                        let place = |loc: Option<&Value>| {
-                            loc.and_then(&locate)
-                                .unwrap_or_else(|| origin_label(&m.origin))
-                                .note(format!("generates {} in cluster `{cluster}`", m.key))
-                        };
-                        engine.report_input(&m.object, &place, &mut d);
-                    }
-                }
                 }
             }
             d
@@ -1348,7 +1345,11 @@ mod tests {
         let heads: Vec<String> = rule_heads(names).into_iter().map(|h| h.0).collect();
         assert_eq!(heads, ["warn_a_b", "violation_1"]);
         let flags: Vec<bool> = rule_heads(text).into_iter().map(|h| h.3).collect();
-        assert_eq!(flags, [false, false, false, true], "only `deny_y if` is boolean");
+        assert_eq!(
+            flags,
+            [false, false, false, true],
+            "only `deny_y if` is boolean"
+        );
     }
 
     #[test]

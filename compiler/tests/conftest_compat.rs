@@ -145,7 +145,8 @@ fn a_user_main_policy_runs_next_to_the_default_library() {
     let (code, msgs) = check_json(&["--policy", "pol"], tmp.path());
     assert_eq!(code, 0, "{msgs:?}");
     assert!(
-        msgs.iter().all(|m| !m.starts_with("P003") && !m.starts_with("P004")),
+        msgs.iter()
+            .all(|m| !m.starts_with("P003") && !m.starts_with("P004")),
         "{msgs:?}"
     );
     // The library's finding and the user's, side by side.
@@ -168,10 +169,7 @@ fn an_undefined_complete_violation_rule_is_no_finding() {
     // everything but Deployments, was reported as `<undefined>` on every input.
     let tmp = k8s_fixture();
     platform_repo(&tmp.path().join("repo"));
-    let (code, msgs) = check_json(
-        &["--no-default-policies", "--policy", "policy"],
-        tmp.path(),
-    );
+    let (code, msgs) = check_json(&["--no-default-policies", "--policy", "policy"], tmp.path());
     assert_eq!(code, 0, "{msgs:?}");
     assert!(msgs.is_empty(), "{msgs:?}");
     // Over plain documents: the Service passes `violation` (undefined) and `deny` (empty).
@@ -207,11 +205,18 @@ fn eval_reports_findings_and_counts_as_conftest_test() {
         "6 tests, 3 passed, 1 warning, 2 failures, 0 exceptions"
     );
     // A directory: its YAML and JSON files.
-    write(tmp.path(), "dir/svc.json", r#"{"kind": "Service", "metadata": {"name": "j"}}"#);
+    write(
+        tmp.path(),
+        "dir/svc.json",
+        r#"{"kind": "Service", "metadata": {"name": "j"}}"#,
+    );
     write(tmp.path(), "dir/notes.txt", "not a document");
     let (code, out, _) = plinth(&["policy", "eval", "dir"], tmp.path());
     assert_eq!(code, 0, "{out}");
-    assert!(out.starts_with("WARN - dir/svc.json - main - Found service j"), "{out}");
+    assert!(
+        out.starts_with("WARN - dir/svc.json - main - Found service j"),
+        "{out}"
+    );
     // JSON output, conftest's shape.
     let (_, out, _) = plinth(
         &["policy", "eval", "deployment.yaml", "--format", "json"],
@@ -222,8 +227,14 @@ fn eval_reports_findings_and_counts_as_conftest_test() {
     assert_eq!(v[0]["namespace"], "main");
     assert_eq!(v[0]["successes"], 1);
     assert_eq!(v[0]["failures"].as_array().map(Vec::len), Some(2));
-    assert_eq!(v[0]["failures"][1]["metadata"]["details"], serde_json::json!({}));
-    assert_eq!(v[0]["failures"][1]["metadata"]["query"], "data.main.violation");
+    assert_eq!(
+        v[0]["failures"][1]["metadata"]["details"],
+        serde_json::json!({})
+    );
+    assert_eq!(
+        v[0]["failures"][1]["metadata"]["query"],
+        "data.main.violation"
+    );
     assert!(v[0].get("warnings").is_none(), "{out}");
 }
 
@@ -232,9 +243,15 @@ fn warnings_pass_unless_fail_on_warn() {
     let tmp = k8s_fixture();
     let run = |args: &[&str]| plinth(args, tmp.path()).0;
     assert_eq!(run(&["policy", "eval", "service.yaml"]), 0);
-    assert_eq!(run(&["policy", "eval", "--fail-on-warn", "service.yaml"]), 1);
+    assert_eq!(
+        run(&["policy", "eval", "--fail-on-warn", "service.yaml"]),
+        1
+    );
     // conftest: with `--fail-on-warn`, failures exit 2.
-    assert_eq!(run(&["policy", "eval", "--fail-on-warn", "deployment.yaml"]), 2);
+    assert_eq!(
+        run(&["policy", "eval", "--fail-on-warn", "deployment.yaml"]),
+        2
+    );
     assert_eq!(run(&["policy", "eval", "--no-fail", "deployment.yaml"]), 0);
 }
 
@@ -277,7 +294,12 @@ fn exceptions_exempt_an_input_and_are_counted() {
          \n2 tests, 0 passed, 0 warnings, 1 failure, 1 exception\n"
     );
     let (_, out, _) = plinth(
-        &["policy", "eval", "--suppress-exceptions", "deployments.yaml"],
+        &[
+            "policy",
+            "eval",
+            "--suppress-exceptions",
+            "deployments.yaml",
+        ],
         tmp.path(),
     );
     assert!(!out.contains("EXCP"), "{out}");
@@ -296,8 +318,16 @@ fn data_files_are_merged_into_data_under_their_directories() {
         "policy/base.rego",
         "package main\n\nimport data.services\n\ndeny contains msg if {\n\tinput.kind == \"Service\"\n\tsome p in input.spec.ports\n\tp.port in services.ports\n\tmsg := sprintf(\"Cannot expose port %v (%s)\", [p.port, data.extra.owner])\n}\n",
     );
-    write(tmp.path(), "exclusions/services.yaml", "services:\n  ports:\n    - 22\n    - 21\n");
-    write(tmp.path(), "exclusions/extra/owner.json", r#"{"owner": "sre"}"#);
+    write(
+        tmp.path(),
+        "exclusions/services.yaml",
+        "services:\n  ports:\n    - 22\n    - 21\n",
+    );
+    write(
+        tmp.path(),
+        "exclusions/extra/owner.json",
+        r#"{"owner": "sre"}"#,
+    );
     write(tmp.path(), "exclusions/README.md", "skipped");
     write(
         tmp.path(),
@@ -322,7 +352,10 @@ fn data_files_are_merged_into_data_under_their_directories() {
         "policy/base_test.rego",
         "package main\n\ntest_denied if {\n\tcount(deny) == 1 with input as {\"kind\": \"Service\", \"spec\": {\"ports\": [{\"port\": 21}]}}\n}\n",
     );
-    let (code, out, _) = plinth(&["policy", "test", "policy", "-d", "exclusions"], tmp.path());
+    let (code, out, _) = plinth(
+        &["policy", "test", "policy", "-d", "exclusions"],
+        tmp.path(),
+    );
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("1 test, 1 passed, 0 warnings, 0 failures, 0 exceptions"),
@@ -330,6 +363,12 @@ fn data_files_are_merged_into_data_under_their_directories() {
     );
     let (code, _, _) = plinth(&["policy", "test", "policy"], tmp.path());
     assert_eq!(code, 1, "without the data the test fails");
+    // conftest verify's spelling.
+    let (code, out, _) = plinth(
+        &["policy", "test", "-p", "policy", "-d", "exclusions"],
+        tmp.path(),
+    );
+    assert_eq!(code, 0, "{out}");
     // Inside `check`: `--data` is merged beside `data.plinth`.
     platform_repo(&tmp.path().join("repo"));
     write(
@@ -337,9 +376,19 @@ fn data_files_are_merged_into_data_under_their_directories() {
         "pol/owners.rego",
         "package main\n\ndeny contains msg if {\n\tinput.kind == \"Project\"\n\tsome o in input.spec.owners\n\tnot o in data.people.allowed\n\tmsg := sprintf(\"owner %s is not allowed\", [o])\n}\n",
     );
-    write(tmp.path(), "people/people.yaml", "people:\n  allowed: [b@x.org]\n");
+    write(
+        tmp.path(),
+        "people/people.yaml",
+        "people:\n  allowed: [b@x.org]\n",
+    );
     let (code, msgs) = check_json(
-        &["--no-default-policies", "--policy", "pol", "--data", "people"],
+        &[
+            "--no-default-policies",
+            "--policy",
+            "pol",
+            "--data",
+            "people",
+        ],
         tmp.path(),
     );
     assert_eq!(code, 1);
@@ -374,7 +423,10 @@ fn namespaces_select_packages_literally_by_glob_or_all() {
     let (code, t, out) = run(&["--namespace", "main.gke"]);
     assert_eq!(code, 1);
     assert_eq!(t, "1 test, 0 passed, 0 warnings, 1 failure, 0 exceptions");
-    assert!(out.contains("FAIL - deployment.yaml - main.gke - gke"), "{out}");
+    assert!(
+        out.contains("FAIL - deployment.yaml - main.gke - gke"),
+        "{out}"
+    );
     let (_, t, _) = run(&["--namespace", "main*"]);
     assert_eq!(t, "4 tests, 1 passed, 0 warnings, 3 failures, 0 exceptions");
     let (_, t, _) = run(&["--all-namespaces"]);
@@ -481,8 +533,14 @@ warn_file contains msg if {
         totals(&out),
         "0 tests, 0 passed, 0 warnings, 0 failures, 0 exceptions"
     );
-    assert!(err.contains("error[P003]") && err.contains("without `contains`"), "{err}");
-    assert!(err.contains("error[P004]") && err.contains("without a string `msg`"), "{err}");
+    assert!(
+        err.contains("error[P003]") && err.contains("without `contains`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("error[P004]") && err.contains("without a string `msg`"),
+        "{err}"
+    );
     // No policies at all is an error, as with conftest.
     let (code, _, err) = plinth(&["policy", "eval", "-p", "none", "doc.yaml"], tmp.path());
     assert_eq!(code, 1);
