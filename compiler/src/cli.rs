@@ -160,7 +160,7 @@ pub struct PolicyEvalArgs {
     /// Files or directories (their `.yaml`, `.yml` and `.json` files) to evaluate; `-` reads
     /// standard input.
     #[arg(required = true, value_name = "FILE")]
-    pub files: Vec<PathBuf>,
+    pub files: Vec<String>,
     /// A directory or file of Rego policies (repeatable).
     #[arg(
         short = 'p',
@@ -195,6 +195,15 @@ pub struct PolicyEvalArgs {
     /// Do not print exceptions (they are still counted).
     #[arg(long)]
     pub suppress_exceptions: bool,
+    /// Print nothing when the exit code is 0.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Read every file as this format, whatever its extension.
+    #[arg(long, value_enum)]
+    pub parser: Option<crate::conftest::Parser>,
+    /// Accepted for conftest's command lines (the output has no colour).
+    #[arg(long, hide = true)]
+    pub no_color: bool,
     /// Output format.
     #[arg(short = 'o', long = "format", alias = "output", value_enum, default_value_t = EvalFormat::Standard)]
     pub format: EvalFormat,
@@ -488,7 +497,7 @@ pub fn run(
         Command::Check(args) => check(args, out, terminal.stdout),
         Command::Build(args) => build(args, out, err, terminal.stderr),
         Command::Schema(args) => schema(args, out),
-        Command::Policy(PolicyCommand::Test(args)) => policy_test(args, out),
+        Command::Policy(PolicyCommand::Test(args)) => policy_test(args, out, err),
         Command::Policy(PolicyCommand::Eval(args)) => policy_eval(args, out, err),
         Command::Plan(args) => plan(args, out, err, terminal.stdout),
         Command::Log(args) => log(args, out, err),
@@ -948,20 +957,36 @@ fn replace_dir(target: &std::path::Path, tree: &crate::emit::Tree) -> anyhow::Re
     Ok(())
 }
 
-fn policy_test(args: PolicyTestArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
-    let files = if args.policy.is_empty() {
-        read_policy_dir(&args.dir, true)?
-    } else {
-        read_policies(&args.policy)?
+/// `plinth policy test`: `conftest verify`. Policies or data that cannot be read exit 1, as
+/// with conftest.
+fn policy_test(
+    args: PolicyTestArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<u8> {
+    let prepared = (|| -> anyhow::Result<_> {
+        let files = if args.policy.is_empty() {
+            read_policy_dir(&args.dir, true)?
+        } else {
+            read_policies(&args.policy)?
+        };
+        if files.is_empty() {
+            anyhow::bail!("no `.rego` files in `{}`", args.dir.display());
+        }
+        Ok((files, crate::conftest::read_data(&args.data)?))
+    })();
+    let (files, data) = match prepared {
+        Ok(x) => x,
+        Err(e) => {
+            writeln!(err, "error: {e:#}")?;
+            return Ok(1);
+        }
     };
-    if files.is_empty() {
-        anyhow::bail!("no `.rego` files in `{}`", args.dir.display());
-    }
     let opts = crate::policy::PolicyOptions {
         rego_v0: args.rego_v0,
         all_namespaces: args.namespace.is_empty(),
         namespaces: args.namespace.clone(),
-        data: crate::conftest::read_data(&args.data)?,
+        data,
         ..Default::default()
     };
     let mut diags = crate::diag::Diagnostics::new();
@@ -1003,8 +1028,10 @@ fn policy_test(args: PolicyTestArgs, out: &mut dyn Write) -> anyhow::Result<u8> 
         exceptions: 0,
     };
     writeln!(out, "{}, {skipped} skipped", totals.line())?;
+    // No test at all fails (a policy directory without tests is a mistake), unless
+    // `--namespace` filtered them out, which conftest reports as 0 tests and a pass.
     Ok(u8::from(
-        failed > 0 || !diags.is_empty() || results.is_empty(),
+        failed > 0 || !diags.is_empty() || (results.is_empty() && args.namespace.is_empty()),
     ))
 }
 
@@ -1020,7 +1047,14 @@ fn read_policies(paths: &[PathBuf]) -> anyhow::Result<Vec<crate::policy::PolicyF
                 text: std::sync::Arc::from(text),
             });
         } else if p.is_dir() {
-            files.extend(read_policy_dir(p, true)?);
+            // Shown under the path as given, as conftest shows them.
+            let canonical = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+            files.extend(read_policy_dir(p, true)?.into_iter().map(|mut f| {
+                if let Ok(rest) = std::path::Path::new(&*f.path).strip_prefix(&canonical) {
+                    f.path = std::sync::Arc::from(p.join(rest).display().to_string());
+                }
+                f
+            }));
         } else {
             anyhow::bail!("no policy directory or file `{}`", p.display());
         }
@@ -1042,7 +1076,9 @@ fn policy_eval(
     let prepared = (|| -> anyhow::Result<_> {
         let files = read_policies(&args.policy)?;
         let data = crate::conftest::read_data(&args.data)?;
-        let inputs = crate::conftest::read_inputs(&args.files, &mut std::io::stdin().lock())?;
+        let paths: Vec<PathBuf> = args.files.iter().map(PathBuf::from).collect();
+        let inputs =
+            crate::conftest::read_inputs(&paths, args.parser, &mut std::io::stdin().lock())?;
         Ok((files, data, inputs))
     })();
     let (files, data, inputs) = match prepared {
@@ -1068,14 +1104,6 @@ fn policy_eval(
             render::concise(std::slice::from_ref(d), &Paths::default()).trim_end()
         )?;
     }
-    match args.format {
-        EvalFormat::Standard => write!(
-            out,
-            "{}",
-            crate::conftest::render_standard(&results, args.suppress_exceptions)
-        )?,
-        EvalFormat::Json => write!(out, "{}", crate::conftest::render_json(&results))?,
-    }
     let totals = crate::conftest::Totals::of(&results);
     let code = if args.no_fail {
         0
@@ -1089,11 +1117,23 @@ fn policy_eval(
         u8::from(totals.failures > 0)
     };
     // A policy that does not load or fails is never a pass.
-    Ok(if diags.iter().any(Diagnostic::is_error) {
+    let code = if diags.iter().any(Diagnostic::is_error) {
         code.max(1)
     } else {
         code
-    })
+    };
+    if args.quiet && code == 0 {
+        return Ok(0);
+    }
+    match args.format {
+        EvalFormat::Standard => write!(
+            out,
+            "{}",
+            crate::conftest::render_standard(&results, args.suppress_exceptions)
+        )?,
+        EvalFormat::Json => write!(out, "{}", crate::conftest::render_json(&results))?,
+    }
+    Ok(code)
 }
 
 /// The repository and the platform's path inside it.

@@ -40,6 +40,13 @@ pub enum InputError {
     NoFiles,
 }
 
+/// How to read documents (`--parser`); by default, by extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Parser {
+    Yaml,
+    Json,
+}
+
 /// The extensions `plinth policy eval` reads in directories, and `--data` reads at all.
 const EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
 
@@ -107,10 +114,14 @@ pub fn parse_yaml(path: &str, text: &str) -> Result<Value, InputError> {
         .map(Value::Array)
 }
 
-/// A file by its extension: `.json` as JSON, anything else as YAML.
-fn parse_file(path: &Path, text: &str) -> Result<Value, InputError> {
+/// A file by `parser`, else by its extension: `.json` as JSON, anything else as YAML.
+fn parse_file(path: &Path, text: &str, parser: Option<Parser>) -> Result<Value, InputError> {
     let shown = path.display().to_string();
-    if path.extension().is_some_and(|e| e == "json") {
+    let json = match parser {
+        Some(p) => p == Parser::Json,
+        None => path.extension().is_some_and(|e| e == "json"),
+    };
+    if json {
         serde_json::from_str(text).map_err(|source| InputError::Json {
             path: shown,
             source,
@@ -121,10 +132,11 @@ fn parse_file(path: &Path, text: &str) -> Result<Value, InputError> {
 }
 
 /// The documents to evaluate, per file, as conftest reads them: files, directories (their
-/// `.yaml`/`.yml`/`.json` files, recursively) and `-` (standard input, YAML). Empty names are
-/// skipped.
+/// `.yaml`/`.yml`/`.json` files, recursively) and `-` (standard input, YAML unless `parser`
+/// says JSON). Empty names are skipped.
 pub fn read_inputs(
     args: &[PathBuf],
+    parser: Option<Parser>,
     stdin: &mut dyn std::io::Read,
 ) -> Result<Vec<(String, Value)>, InputError> {
     let mut files = Vec::new();
@@ -153,11 +165,17 @@ pub fn read_inputs(
                 stdin
                     .read_to_string(&mut text)
                     .map_err(io(Path::new("-")))?;
-                out.push(("-".to_owned(), parse_yaml("-", &text)?));
+                out.push((
+                    "-".to_owned(),
+                    parse_file(Path::new("-"), &text, Some(parser.unwrap_or(Parser::Yaml)))?,
+                ));
             }
             Some(path) => {
                 let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-                out.push((path.display().to_string(), parse_file(&path, &text)?));
+                out.push((
+                    path.display().to_string(),
+                    parse_file(&path, &text, parser)?,
+                ));
             }
         }
     }
@@ -246,6 +264,8 @@ pub struct CheckResult {
     pub failures: Vec<Finding>,
     /// The exception queries that matched.
     pub exceptions: Vec<String>,
+    /// What `print` wrote while evaluating it: `file:line: message`.
+    pub prints: Vec<String>,
 }
 
 /// conftest's totals.
@@ -300,6 +320,7 @@ pub fn evaluate(
 ) -> (Vec<CheckResult>, Diagnostics) {
     let mut diags = Diagnostics::new();
     let mut engine = Engine::new(files, opts, &mut diags).exact();
+    engine.gather_prints();
     let namespaces: Vec<String> = if opts.all_namespaces {
         engine.packages().iter().cloned().collect()
     } else if opts.namespaces.iter().any(|p| p.contains(['*', '?', '['])) {
@@ -368,12 +389,16 @@ pub fn evaluate(
                         warnings: Vec::new(),
                         failures: Vec::new(),
                         exceptions: Vec::new(),
+                        prints: Vec::new(),
                     },
                 )
             })
             .collect();
+        let mut prints = Vec::new();
         for sub in subs {
-            for outcome in engine.eval_input(sub, &place, &mut diags) {
+            let outcomes = engine.eval_input(sub, &place, &mut diags);
+            prints.extend(engine.take_prints());
+            for outcome in outcomes {
                 if let Some(r) = results.get_mut(&outcome.namespace) {
                     r.successes += outcome.successes;
                     r.warnings.extend(outcome.warnings);
@@ -381,6 +406,10 @@ pub fn evaluate(
                     r.exceptions.extend(outcome.exceptions);
                 }
             }
+        }
+        // conftest keeps prints with their queries; they are shown first, in evaluation order.
+        if let Some(first) = results.values_mut().next() {
+            first.prints = prints;
         }
         by_unit.push(results);
     }
@@ -399,6 +428,9 @@ pub fn evaluate(
 /// a blank line and the totals.
 pub fn render_standard(results: &[CheckResult], suppress_exceptions: bool) -> String {
     let mut s = String::new();
+    for p in results.iter().flat_map(|r| &r.prints) {
+        s += &format!("PRNT   {p}\n\n");
+    }
     for r in results {
         let file = if r.filename == "-" {
             "-".to_owned()

@@ -520,6 +520,17 @@ impl Engine {
         self
     }
 
+    /// Gather the output of `print` (for [`Engine::take_prints`]) instead of writing it to
+    /// standard error.
+    pub fn gather_prints(&mut self) {
+        self.engine.set_gather_prints(true);
+    }
+
+    /// The output of `print` since the last call: `file:line: message`.
+    pub fn take_prints(&mut self) -> Vec<String> {
+        self.engine.take_prints().unwrap_or_default()
+    }
+
     /// Every package loaded, sorted.
     pub fn packages(&self) -> &BTreeSet<String> {
         &self.packages

@@ -546,3 +546,67 @@ warn_file contains msg if {
     assert_eq!(code, 1);
     assert!(err.contains("no policy directory or file"), "{err}");
 }
+
+#[test]
+fn conftest_command_line_details() {
+    let tmp = k8s_fixture();
+    // An explicit empty file name is skipped.
+    let (code, out, err) = plinth(&["policy", "eval", "service.yaml", ""], tmp.path());
+    assert_eq!(code, 0, "{out}{err}");
+    // `--quiet`: nothing on a pass, everything on a failure.
+    let (code, out, _) = plinth(&["policy", "eval", "--quiet", "service.yaml"], tmp.path());
+    assert_eq!((code, out.as_str()), (0, ""));
+    let (code, out, _) = plinth(
+        &["policy", "eval", "--quiet", "deployment.yaml"],
+        tmp.path(),
+    );
+    assert_eq!(code, 1);
+    assert!(out.contains("2 failures"), "{out}");
+    // `--parser json` whatever the extension; `print` output as conftest's `PRNT` lines.
+    write(
+        tmp.path(),
+        "printing/p.rego",
+        "package main\n\ndeny contains msg if {\n\tprint(input.metadata.name)\n\tmsg := \"printed\"\n}\n",
+    );
+    write(
+        tmp.path(),
+        "doc.txt",
+        r#"{"metadata": {"name": "from-json"}}"#,
+    );
+    let (code, out, err) = plinth(
+        &[
+            "policy", "eval", "-p", "printing", "--parser", "json", "doc.txt",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.starts_with("PRNT   printing/p.rego:4: from-json\n\nFAIL - doc.txt - main - printed\n"),
+        "{out}"
+    );
+    // conftest verify: a namespace filter that matches nothing is 0 tests and a pass; no
+    // policies at all exits 1.
+    write(
+        tmp.path(),
+        "policy/main_test.rego",
+        "package main\n\ntest_service_warns if {\n\tcount(warn) == 1 with input as {\"kind\": \"Service\", \"metadata\": {\"name\": \"s\"}}\n}\n",
+    );
+    let (code, out, _) = plinth(&["policy", "test", "-p", "policy"], tmp.path());
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 test, 1 passed"), "{out}");
+    let (code, out, _) = plinth(
+        &[
+            "policy",
+            "test",
+            "-p",
+            "policy",
+            "--namespace",
+            "doesnotexist",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("0 tests, 0 passed"), "{out}");
+    let (code, _, err) = plinth(&["policy", "test", "-p", "missing"], tmp.path());
+    assert_eq!(code, 1, "{err}");
+}
