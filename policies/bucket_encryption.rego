@@ -1,5 +1,5 @@
 # Buckets plinth provisions are encrypted at rest.
-package main
+package plinth_defaults.bucket_encryption
 
 deny_bucket_encryption_off contains {"msg": msg, "location": {"field": "spec.provision.encryption.enabled"}} if {
 	input.kind == "Dataset"

@@ -1,4 +1,4 @@
-package main
+package plinth_defaults.bucket_encryption
 
 dataset(provision, sensitivity) := {"kind": "Dataset", "metadata": {"name": "d"}, "spec": {"sensitivity": sensitivity, "provision": provision}}
 

@@ -1,6 +1,6 @@
 # Data outlives its spec: provisioned buckets keep `deletionPolicy: Retain` (public data may
 # opt out), and no generated cloud storage object says `Delete`.
-package main
+package plinth_defaults.deletion_policy
 
 deny_deletion_policy contains {"msg": msg, "location": {"field": "spec.provision.deletionPolicy"}} if {
 	input.kind == "Dataset"

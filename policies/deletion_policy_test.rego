@@ -1,4 +1,4 @@
-package main
+package plinth_defaults.deletion_policy
 
 test_delete_policy_is_denied if {
 	count(deny_deletion_policy) == 1 with input as {"kind": "Dataset", "metadata": {"name": "d"}, "spec": {"sensitivity": "pii", "provision": {"deletionPolicy": "Delete"}}}

@@ -1,17 +1,17 @@
 # GPU caps: a project may hold at most `maxGpusPerProject` GPUs (default 16) across pools, and
 # at most `gpuCapsByModel[<model>]` GPUs of one GPU model, unless its Project carries the
 # annotation `plinth.dev/gpu-cap-approval` (a ticket reference).
-package main
+package plinth_defaults.gpu_cap
 
-import data.plinth_lib
+import data.plinth_defaults.lib
 
 gpu_cap_approved(doc) if doc.metadata.annotations["plinth.dev/gpu-cap-approval"]
 
 deny_gpu_cap contains {"msg": msg, "location": {"field": "metadata.name"}} if {
 	input.kind == "Project"
-	plinth_lib.is_spec(input)
+	lib.is_spec(input)
 	not gpu_cap_approved(input)
-	project := plinth_lib.project_of(input)
+	project := lib.project_of(input)
 	cap := object.get(data.plinth.parameters, "maxGpusPerProject", 16)
 	project.gpuTotal > cap
 	msg := sprintf("project `%s` is allocated %d GPUs, over the cap of %d; add the annotation `plinth.dev/gpu-cap-approval` with the approval ticket", [input.metadata.name, project.gpuTotal, cap])
@@ -19,9 +19,9 @@ deny_gpu_cap contains {"msg": msg, "location": {"field": "metadata.name"}} if {
 
 deny_gpu_model_cap contains {"msg": msg, "location": {"field": "metadata.name"}} if {
 	input.kind == "Project"
-	plinth_lib.is_spec(input)
+	lib.is_spec(input)
 	not gpu_cap_approved(input)
-	project := plinth_lib.project_of(input)
+	project := lib.project_of(input)
 	caps := object.get(data.plinth.parameters, "gpuCapsByModel", {})
 	some model, cap in caps
 	total := sum([a.gpu | some a in project.allocations; a.model == model])

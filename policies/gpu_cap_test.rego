@@ -1,4 +1,4 @@
-package main
+package plinth_defaults.gpu_cap
 
 project := {"apiVersion": "plinth.dev/v1alpha1", "kind": "Project", "metadata": {"name": "er"}, "spec": {}}
 

@@ -1,7 +1,7 @@
 # GPUs cannot be overcommitted: a container's GPU request equals its GPU limit.
-package main
+package plinth_defaults.gpu_limits
 
-import data.plinth_lib
+import data.plinth_defaults.lib
 
 gpu_resource(name) if endswith(name, "/gpu")
 
@@ -9,7 +9,7 @@ gpu_resource(name) if contains(name, "/mig-")
 
 deny_gpu_requests_differ contains msg if {
 	input.kind in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod", "Rollout", "InferenceService"}
-	some c in plinth_lib.containers(input)
+	some c in lib.containers(input)
 	some name, request in object.get(object.get(c, "resources", {}), "requests", {})
 	gpu_resource(name)
 	object.get(c.resources, ["limits", name], "none") != request

@@ -1,4 +1,4 @@
-package main
+package plinth_defaults.gpu_limits
 
 gpu_pod(resources) := {"kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "resources": resources}]}}
 

@@ -1,4 +1,4 @@
-package main
+package plinth_defaults.latest_tag
 
 pod(image) := {"kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": image}]}}
 

@@ -1,6 +1,6 @@
 # Helpers shared by plinth's default policies: where pod specs, containers and images sit in
 # the kinds plinth emits and in the specs.
-package plinth_lib
+package plinth_defaults.lib
 
 workload_kinds := {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "Rollout"}
 

@@ -1,22 +1,22 @@
 # Project namespaces stay isolated from other namespaces: never on production clusters,
 # a warning elsewhere.
-package main
+package plinth_defaults.network_isolation
 
-import data.plinth_lib
+import data.plinth_defaults.lib
 
 deny_network_isolation_off contains {"msg": msg, "location": {"field": "spec.network.isolation"}} if {
 	input.kind == "Project"
-	plinth_lib.is_spec(input)
+	lib.is_spec(input)
 	input.spec.network.isolation == false
-	plinth_lib.project_of(input).production
+	lib.project_of(input).production
 	msg := sprintf("project `%s` runs on a production cluster and must keep network isolation on", [input.metadata.name])
 }
 
 warn_network_isolation_off contains {"msg": msg, "location": {"field": "spec.network.isolation"}} if {
 	input.kind == "Project"
-	plinth_lib.is_spec(input)
+	lib.is_spec(input)
 	input.spec.network.isolation == false
-	not plinth_lib.project_of(input).production
+	not lib.project_of(input).production
 	msg := sprintf("project `%s` turns network isolation off: any namespace can reach its pods", [input.metadata.name])
 }
 

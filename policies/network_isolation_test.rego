@@ -1,4 +1,4 @@
-package main
+package plinth_defaults.network_isolation
 
 open_project := {"apiVersion": "plinth.dev/v1alpha1", "kind": "Project", "metadata": {"name": "p"}, "spec": {"network": {"isolation": false}}}
 

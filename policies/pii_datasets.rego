@@ -1,5 +1,5 @@
 # PII datasets are read-only for every project and never global.
-package main
+package plinth_defaults.pii_datasets
 
 deny_pii_write contains {"msg": msg, "location": {"field": sprintf("spec.access[%d].mode", [i])}} if {
 	input.kind == "Dataset"

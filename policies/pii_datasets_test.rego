@@ -1,4 +1,4 @@
-package main
+package plinth_defaults.pii_datasets
 
 pii(access, global) := {"kind": "Dataset", "metadata": {"name": "adm"}, "spec": {"sensitivity": "pii", "access": access, "global": global}}
 

@@ -1,5 +1,5 @@
 # Confidential and PII data declares how long it must be kept.
-package main
+package plinth_defaults.pii_retention
 
 warn_retention contains {"msg": msg, "location": {"field": "spec.sensitivity"}} if {
 	input.kind == "Dataset"

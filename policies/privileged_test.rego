@@ -1,4 +1,4 @@
-package main
+package plinth_defaults.privileged
 
 pod_with(container, spec) := {"kind": "Pod", "metadata": {"name": "p"}, "spec": object.union({"containers": [container]}, spec)}
 

@@ -1,4 +1,4 @@
-package main
+package plinth_defaults.production_rollouts
 
 rollout(traffic) := object.union({"apiVersion": "plinth.dev/v1alpha1", "kind": "ModelRollout", "metadata": {"name": "m"}, "spec": {"project": "p"}}, traffic)
 

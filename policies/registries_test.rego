@@ -1,4 +1,4 @@
-package main
+package plinth_defaults.registries
 
 deployment(image) := {"kind": "Deployment", "metadata": {"name": "d"}, "spec": {"template": {"spec": {"containers": [{"name": "c", "image": image}]}}}}
 

@@ -1,4 +1,4 @@
-package main
+package plinth_defaults.resource_requests
 
 deploy(resources) := {"kind": "Deployment", "metadata": {"name": "d"}, "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x:1", "resources": resources}]}}}}
 

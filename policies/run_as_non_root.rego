@@ -1,11 +1,11 @@
 # Containers run as a non-root user (pod- or container-level `runAsNonRoot: true`).
-package main
+package plinth_defaults.run_as_non_root
 
-import data.plinth_lib
+import data.plinth_defaults.lib
 
 warn_run_as_root contains msg if {
 	input.kind in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod", "Rollout", "InferenceService"}
-	spec := plinth_lib.pod_spec(input)
+	spec := lib.pod_spec(input)
 	some c in object.get(spec, "containers", [])
 	not c.securityContext.runAsNonRoot == true
 	not spec.securityContext.runAsNonRoot == true

@@ -1,4 +1,4 @@
-package main
+package plinth_defaults.run_as_non_root
 
 test_root_is_warned if {
 	count(warn_run_as_root) == 1 with input as {"kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}}

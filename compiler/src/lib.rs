@@ -20,6 +20,7 @@ pub mod cache;
 pub mod capacity;
 pub mod check;
 pub mod cli;
+pub mod conftest;
 pub mod diag;
 pub mod emit;
 pub mod generate;

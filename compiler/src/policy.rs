@@ -52,6 +52,8 @@ pub struct PolicyOptions {
     pub budget: Duration,
     /// Most memory one evaluation may add to the process, in bytes.
     pub memory: u64,
+    /// Documents merged into `data` (conftest's `--data`): an object, `None` for none.
+    pub data: Option<Value>,
 }
 
 impl Default for PolicyOptions {
@@ -63,6 +65,7 @@ impl Default for PolicyOptions {
             timeout: Duration::from_secs(2),
             budget: Duration::from_secs(60),
             memory: 512 * 1024 * 1024,
+            data: None,
         }
     }
 }
@@ -100,13 +103,13 @@ fn allocated_bytes() -> u64 {
 /// lifted when the last one is dropped. Measuring usage briefly sets the limit to zero, which
 /// only happens while no budget is alive (every evaluation holds one), so it can never stop a
 /// concurrent evaluation.
-struct MemoryBudget;
+pub struct MemoryBudget;
 
 /// Budgets alive.
 static BUDGETS: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
 
 impl MemoryBudget {
-    fn new(bytes: u64) -> MemoryBudget {
+    pub fn new(bytes: u64) -> MemoryBudget {
         let mut alive = BUDGETS
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -133,12 +136,15 @@ impl Drop for MemoryBudget {
 /// Largest policy file accepted.
 const MAX_POLICY_BYTES: usize = 1024 * 1024;
 
+/// How the default library's files are named (`<plinth>/gpu_cap.rego`).
+const LIBRARY_PREFIX: &str = "<plinth>/";
+
 /// The default library shipped with plinth (`policies/` of this repository), embedded.
 pub fn default_library() -> Vec<PolicyFile> {
     include!(concat!(env!("OUT_DIR"), "/default_policies.rs"))
         .into_iter()
         .map(|(name, text): (&str, &str)| PolicyFile {
-            path: Arc::from(format!("<plinth>/{name}")),
+            path: Arc::from(format!("{LIBRARY_PREFIX}{name}")),
             text: Arc::from(text),
         })
         .collect()
@@ -150,6 +156,26 @@ enum RuleKind {
     Deny,
     Violation,
     Warn,
+}
+
+/// The kind of a rule conftest evaluates, by its name: `^(deny|violation)(_[a-zA-Z0-9]+)*$`
+/// and `^warn(_[a-zA-Z0-9]+)*$`, exactly conftest's patterns.
+fn rule_kind(name: &str) -> Option<RuleKind> {
+    let (kind, rest) = [
+        ("deny", RuleKind::Deny),
+        ("violation", RuleKind::Violation),
+        ("warn", RuleKind::Warn),
+    ]
+    .into_iter()
+    .find_map(|(prefix, kind)| name.strip_prefix(prefix).map(|rest| (kind, rest)))?;
+    if rest.is_empty() {
+        return Some(kind);
+    }
+    let segments = rest.strip_prefix('_')?;
+    segments
+        .split('_')
+        .all(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric()))
+        .then_some(kind)
 }
 
 /// A rule to evaluate: `data.<package>.<name>`, and where it is written.
@@ -166,11 +192,37 @@ struct Rule {
 }
 
 impl Rule {
-    /// The part after `deny_` / `warn_` / `violation_` (empty for the bare rule), which
-    /// `exception` rules name.
+    /// The rule's name without its `deny_` / `warn_` / `violation_` prefix (empty for the bare
+    /// rule): what `exception` rules name (conftest's `removeRulePrefix`).
     fn suffix(&self) -> &str {
         self.name.split_once('_').map_or("", |(_, s)| s)
     }
+}
+
+/// One finding of a rule: its message and, for an object, the object (`details`, `location`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub msg: String,
+    /// The rule that produced it, as conftest queries it: `data.main.deny`.
+    pub query: String,
+    /// The finding as the rule wrote it (a string, or an object with `msg`).
+    pub value: Value,
+    rule: usize,
+}
+
+/// What one package's rules made of one input, counted as `conftest test` counts: every
+/// definition of a `deny`/`violation`/`warn` rule is a test; one that yields nothing (an
+/// empty set, or undefined) passes; a rule an `exception` names is an exception, however many
+/// findings it has.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    pub namespace: String,
+    pub successes: usize,
+    pub failures: Vec<Finding>,
+    pub warnings: Vec<Finding>,
+    /// One per exception that matched, as conftest reports it:
+    /// `data.main.exception[_][_] == "run_as_root"`.
+    pub exceptions: Vec<String>,
 }
 
 /// A loaded set of policies, ready to evaluate many inputs.
@@ -178,9 +230,17 @@ impl Rule {
 pub struct Engine {
     engine: regorus::Engine,
     rules: Vec<Rule>,
+    /// Definitions of `deny`/`violation`/`warn` rules per selected package (conftest's count of
+    /// tests).
+    definitions: BTreeMap<String, usize>,
     /// Packages with an `exception` rule.
     exception_packages: BTreeSet<String>,
+    /// Every package loaded.
+    packages: BTreeSet<String>,
     timeout: Duration,
+    /// Skip rules whose literal kind guards exclude an input (their findings cannot change;
+    /// off where conftest's counts must be exact).
+    prune: bool,
     /// Per input kind, the rules (indices, grouped by package) that can fire on it.
     by_kind: std::sync::Arc<std::sync::Mutex<BTreeMap<String, RuleGroups>>>,
     run: std::sync::Arc<RunState>,
@@ -203,39 +263,82 @@ fn policy_label(file: &Arc<str>, pos: Pos) -> Label {
     Label::new(Span::new(file.clone(), pos, pos))
 }
 
-/// Rule heads at the start of a line: `deny`, `warn_x`, `violation contains`, `deny[msg]`.
-fn rule_heads(text: &str) -> Vec<(String, RuleKind, u32)> {
+/// Rule heads at the start of a line: `deny`, `warn_x`, `violation contains`, `deny[msg]`, with
+/// whether the head is `name if` without `contains` (a boolean rule, which conftest refuses).
+fn rule_heads(text: &str) -> Vec<(String, RuleKind, u32, bool)> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        for (prefix, kind) in [
-            ("deny", RuleKind::Deny),
-            ("violation", RuleKind::Violation),
-            ("warn", RuleKind::Warn),
-        ] {
-            let Some(rest) = line.strip_prefix(prefix) else {
-                continue;
-            };
-            let name_end = rest
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(rest.len());
-            let (tail, after) = rest.split_at(name_end);
-            if !(tail.is_empty() || tail.starts_with('_')) {
-                continue;
-            }
-            let after = after.trim_start();
-            let is_head = after.is_empty()
-                || after.starts_with('[')
-                || after.starts_with('=')
-                || after.starts_with(":=")
-                || after.starts_with('{')
-                || after.starts_with("contains")
-                || after.starts_with("if");
-            if is_head {
-                out.push((format!("{prefix}{tail}"), kind, i as u32 + 1));
-            }
+        let name_end = line
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(line.len());
+        let (name, after) = line.split_at(name_end);
+        let Some(kind) = rule_kind(name) else {
+            continue;
+        };
+        let after = after.trim_start();
+        let word = |w: &str| {
+            after.strip_prefix(w).is_some_and(|r| {
+                r.is_empty() || !r.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+            })
+        };
+        let is_head = after.is_empty()
+            || after.starts_with('[')
+            || after.starts_with('=')
+            || after.starts_with(":=")
+            || after.starts_with('{')
+            || word("contains")
+            || word("if");
+        if is_head {
+            out.push((name.to_owned(), kind, i as u32 + 1, word("if")));
         }
     }
     out
+}
+
+/// Whether a package is selected by `--namespace` patterns: literally, or, when a pattern has
+/// a glob character (`*`, `?`, `[`), by glob (`*` spans dots), as conftest selects.
+pub fn namespace_matches(package: &str, patterns: &[String]) -> bool {
+    if patterns.iter().any(|p| p.contains(['*', '?', '['])) {
+        patterns
+            .iter()
+            .any(|p| glob_match(p.as_bytes(), package.as_bytes()))
+    } else {
+        patterns.iter().any(|p| p == package)
+    }
+}
+
+/// `*`, `?` and `[…]` (ranges, `^`/`!` negation) over bytes, like Go's `path.Match` on names
+/// without `/`.
+fn glob_match(p: &[u8], s: &[u8]) -> bool {
+    match p.first() {
+        None => s.is_empty(),
+        Some(b'*') => (0..=s.len()).any(|i| glob_match(&p[1..], &s[i..])),
+        Some(b'?') => !s.is_empty() && glob_match(&p[1..], &s[1..]),
+        Some(b'[') => {
+            let Some(c) = s.first() else { return false };
+            let Some(close) = p.iter().skip(2).position(|&b| b == b']').map(|i| i + 2) else {
+                return false;
+            };
+            let mut class = &p[1..close];
+            let negate = matches!(class.first(), Some(b'^' | b'!'));
+            if negate {
+                class = &class[1..];
+            }
+            let mut hit = false;
+            let mut i = 0;
+            while i < class.len() {
+                if i + 2 < class.len() && class[i + 1] == b'-' {
+                    hit |= (class[i]..=class[i + 2]).contains(c);
+                    i += 3;
+                } else {
+                    hit |= class[i] == *c;
+                    i += 1;
+                }
+            }
+            hit != negate && glob_match(&p[close + 1..], &s[1..])
+        }
+        Some(&b) => s.first() == Some(&b) && glob_match(&p[1..], &s[1..]),
+    }
 }
 
 /// The kinds a rule definition (its head at `head_line`) is guarded by: a body statement, or a
@@ -301,9 +404,10 @@ impl Engine {
             // Reading the clock on every unit of work costs more than the work.
             check_interval: std::num::NonZeroU32::new(64).unwrap_or(std::num::NonZeroU32::MIN),
         });
-        let mut rules = Vec::new();
+        let mut rules: Vec<Rule> = Vec::new();
+        let mut definitions: BTreeMap<String, usize> = BTreeMap::new();
         let mut exception_packages = BTreeSet::new();
-        let mut seen = BTreeSet::new();
+        let mut packages = BTreeSet::new();
         for f in files {
             if f.text.len() > MAX_POLICY_BYTES {
                 diags.push(
@@ -341,22 +445,28 @@ impl Engine {
             let Some(package) = package_of(&f.text) else {
                 continue;
             };
-            let selected = opts.all_namespaces || opts.namespaces.contains(&package);
+            packages.insert(package.clone());
+            let selected = opts.all_namespaces || namespace_matches(&package, &opts.namespaces);
             if !selected {
                 continue;
             }
-            for (name, kind, line) in rule_heads(&f.text) {
+            for (name, kind, line, boolean) in rule_heads(&f.text) {
+                if boolean && !opts.rego_v0 {
+                    // conftest refuses these (open-policy-agent/opa#6509): `deny if …` is a
+                    // boolean, not a set of messages.
+                    diags.push(
+                        Diagnostic::new(
+                            Code::PolicyBroken,
+                            format!("rule `{name}` uses `if` without `contains`, so its value is `true`, not a set of messages"),
+                        )
+                        .at(policy_label(&f.path, Pos::new(line, 1)))
+                        .hint(format!("write `{name} contains msg if {{ … }}`; conftest refuses this form too")),
+                    );
+                    continue;
+                }
+                *definitions.entry(package.clone()).or_default() += 1;
                 let kinds = guard_kinds(&f.text, line);
-                if seen.insert((package.clone(), name.clone())) {
-                    rules.push(Rule {
-                        package: package.clone(),
-                        name,
-                        kind,
-                        file: f.path.clone(),
-                        line,
-                        kinds,
-                    });
-                } else if let Some(r) = rules
+                if let Some(r) = rules
                     .iter_mut()
                     .find(|r| r.package == package && r.name == name)
                 {
@@ -368,6 +478,15 @@ impl Engine {
                         }
                         _ => None,
                     };
+                } else {
+                    rules.push(Rule {
+                        package: package.clone(),
+                        name,
+                        kind,
+                        file: f.path.clone(),
+                        line,
+                        kinds,
+                    });
                 }
             }
             if f.text.lines().any(|l| l.starts_with("exception")) {
@@ -378,8 +497,11 @@ impl Engine {
         Engine {
             engine,
             rules,
+            definitions,
             exception_packages,
+            packages,
             timeout: opts.timeout,
+            prune: true,
             by_kind: Default::default(),
             run: std::sync::Arc::new(RunState {
                 budget: opts.budget,
@@ -388,6 +510,30 @@ impl Engine {
                 broken: std::sync::Mutex::new(BTreeSet::new()),
             }),
         }
+    }
+
+    /// Evaluate every selected rule on every input, whatever its kind guards say (for
+    /// conftest's exact counts).
+    pub fn exact(mut self) -> Engine {
+        self.prune = false;
+        self.by_kind = Default::default();
+        self
+    }
+
+    /// Gather the output of `print` (for [`Engine::take_prints`]) instead of writing it to
+    /// standard error.
+    pub fn gather_prints(&mut self) {
+        self.engine.set_gather_prints(true);
+    }
+
+    /// The output of `print` since the last call: `file:line: message`.
+    pub fn take_prints(&mut self) -> Vec<String> {
+        self.engine.take_prints().unwrap_or_default()
+    }
+
+    /// Every package loaded, sorted.
+    pub fn packages(&self) -> &BTreeSet<String> {
+        &self.packages
     }
 
     /// Whether the run's budget is spent (the first to notice reports it, at `rule`).
@@ -426,7 +572,7 @@ impl Engine {
         }
         let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (i, r) in self.rules.iter().enumerate() {
-            if r.kinds.as_ref().is_none_or(|k| k.contains(kind)) {
+            if !self.prune || r.kinds.as_ref().is_none_or(|k| k.contains(kind)) {
                 groups.entry(r.package.as_str()).or_default().push(i);
             }
         }
@@ -440,27 +586,46 @@ impl Engine {
         self.rules.len()
     }
 
-    /// Set `data.plinth` (the whole-platform view).
-    pub fn set_platform(&mut self, data: Value, diags: &mut Diagnostics) {
+    /// Set `data`: the `--data` documents with `extra` merged over them (`data.plinth`,
+    /// `data.conftest`).
+    pub fn set_data(&mut self, user: Option<&Value>, extra: Value, diags: &mut Diagnostics) {
         self.engine.clear_data();
-        if let Err(e) = self
-            .engine
-            .add_data(regorus::Value::from(json!({ "plinth": data })))
-        {
+        let mut data = user.cloned().unwrap_or_else(|| json!({}));
+        if let (Some(d), Value::Object(extra)) = (data.as_object_mut(), extra) {
+            for (k, v) in extra {
+                if k == "plinth" && d.contains_key("plinth") {
+                    diags.push(
+                        Diagnostic::new(
+                            Code::PolicyFailed,
+                            "the `--data` documents define `plinth`, which is plinth's view of the platform",
+                        )
+                        .hint("move that data under another top-level key"),
+                    );
+                }
+                d.insert(k, v);
+            }
+        }
+        if let Err(e) = self.engine.add_data(regorus::Value::from(data)) {
             diags.push(Diagnostic::new(
                 Code::PolicyFailed,
-                format!("cannot give policies the platform data: {e}"),
+                format!("cannot give policies their data: {e}"),
             ));
         }
     }
 
-    /// Evaluate every selected rule on one input. `at` places findings.
-    fn eval_input(
+    /// Set `data.plinth` (the whole-platform view), over the `--data` documents.
+    pub fn set_platform(&mut self, user: Option<&Value>, data: Value, diags: &mut Diagnostics) {
+        self.set_data(user, json!({ "plinth": data }), diags);
+    }
+
+    /// Evaluate every selected rule on one input: per package with rules, what they found.
+    /// `place` locates the input (with `None`) and an object finding's `location`.
+    pub fn eval_input(
         &mut self,
         input: &Value,
         place: &dyn Fn(Option<&Value>) -> Label,
         diags: &mut Diagnostics,
-    ) {
+    ) -> Vec<Outcome> {
         let kind = input
             .get("kind")
             .and_then(Value::as_str)
@@ -474,35 +639,50 @@ impl Engine {
         {
             // No rule can fire on this kind of input, or the budget is spent: nothing to
             // evaluate.
-            return;
+            return Vec::new();
         }
         self.engine.set_input(regorus::Value::from(input.clone()));
+        let mut out = Vec::new();
         for group in groups.iter() {
-            let rules: Vec<Rule> = group.iter().map(|&i| self.rules[i].clone()).collect();
-            let pkg = rules[0].package.clone();
-            self.eval_rules(&pkg, &rules, place, diags);
+            let pkg = self.rules[group[0]].package.clone();
+            out.push(self.eval_rules(&pkg, group, place, diags));
         }
+        out
     }
 
     /// Evaluate some rules of a package one at a time (a failing one is named), with the
-    /// package's exceptions.
+    /// package's exceptions, as conftest does.
     fn eval_rules(
         &mut self,
         pkg: &str,
-        rules: &[Rule],
+        rules: &[usize],
         place: &dyn Fn(Option<&Value>) -> Label,
         diags: &mut Diagnostics,
-    ) {
-        let exceptions = if self.exception_packages.contains(pkg) {
-            self.engine
-                .eval_rule(format!("data.{pkg}.exception"))
-                .map(|v| exception_names(&serde_json::to_value(&v).unwrap_or(Value::Null)))
-                .unwrap_or_default()
-        } else {
-            BTreeSet::new()
+    ) -> Outcome {
+        let mut out = Outcome {
+            namespace: pkg.to_owned(),
+            ..Outcome::default()
         };
-        for rule in rules {
-            if !rule.suffix().is_empty() && exceptions.contains(rule.suffix()) {
+        let exceptions = if self.exception_packages.contains(pkg) {
+            match self.engine.eval_rule(format!("data.{pkg}.exception")) {
+                Ok(v) if v != regorus::Value::Undefined => {
+                    serde_json::to_value(&v).unwrap_or(Value::Null)
+                }
+                _ => Value::Null,
+            }
+        } else {
+            Value::Null
+        };
+        // Rules that failed or were not evaluated: never counted as passing.
+        let mut unevaluated = 0usize;
+        for &index in rules {
+            let rule = self.rules[index].clone();
+            // conftest: `data.<pkg>.exception[_][_] == "<suffix>"`; each match is an
+            // exception, and the rule's findings are not reported.
+            let excepted = exception_matches(&exceptions, rule.suffix());
+            if excepted > 0 {
+                let query = format!("data.{pkg}.exception[_][_] == {:?}", rule.suffix());
+                out.exceptions.extend(std::iter::repeat_n(query, excepted));
                 continue;
             }
             let id = format!("{}.{}", rule.package, rule.name);
@@ -513,23 +693,28 @@ impl Engine {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .contains(&id)
             {
+                unevaluated += 1;
                 continue;
             }
-            if self.out_of_budget(rule, diags) {
-                return;
+            if self.out_of_budget(&rule, diags) {
+                unevaluated += rules.len();
+                break;
             }
             let started = std::time::Instant::now();
             match self
                 .engine
                 .eval_rule(format!("data.{}.{}", rule.package, rule.name))
             {
-                Ok(v) => report(
-                    rule,
-                    &serde_json::to_value(&v).unwrap_or(Value::Null),
-                    place,
-                    diags,
-                ),
+                // An undefined rule found nothing (counted as passing below).
+                Ok(regorus::Value::Undefined) => {}
+                Ok(v) => {
+                    let value = serde_json::to_value(&v).unwrap_or(Value::Null);
+                    if !collect(&rule, index, &value, place, &mut out, diags) {
+                        unevaluated += 1;
+                    }
+                }
                 Err(e) => {
+                    unevaluated += 1;
                     let msg = first_line(&format!("{e:#}"));
                     let timed_out = started.elapsed() >= self.timeout
                         || msg.contains("time limit")
@@ -570,52 +755,120 @@ impl Engine {
                 }
             }
         }
+        // Every definition is a test; those that yielded no result passed.
+        let results = out.failures.len()
+            + out.warnings.len()
+            + out.exceptions.len()
+            + out.successes
+            + unevaluated;
+        let definitions = self.definitions.get(pkg).copied().unwrap_or(0);
+        out.successes += definitions.saturating_sub(results);
+        out
+    }
+
+    /// Evaluate an input and report its findings as diagnostics (`deny`/`violation` P001,
+    /// `warn` P002) placed by `place`.
+    fn report_input(
+        &mut self,
+        input: &Value,
+        place: &dyn Fn(Option<&Value>) -> Label,
+        diags: &mut Diagnostics,
+    ) {
+        for outcome in self.eval_input(input, place, diags) {
+            for (f, code) in outcome
+                .failures
+                .iter()
+                .map(|f| (f, Code::PolicyDeny))
+                .chain(outcome.warnings.iter().map(|f| (f, Code::PolicyWarn)))
+            {
+                let rule = &self.rules[f.rule];
+                diags.push(
+                    Diagnostic::new(code, f.msg.clone())
+                        .at(place(f.value.get("location")))
+                        .related(
+                            policy_label(&rule.file, Pos::new(rule.line, 1))
+                                .note(format!("rule `{}`", rule.name)),
+                        ),
+                );
+            }
+        }
     }
 }
 
-/// The rule names an `exception` value exempts (a set of arrays of names).
-fn exception_names(v: &Value) -> BTreeSet<String> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|entry| {
-            entry
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-        })
-        .collect()
+/// How many entries of an `exception` value (`exception[_][_]`) equal `name`.
+fn exception_matches(v: &Value, name: &str) -> usize {
+    let items = |v: &Value| -> Vec<Value> {
+        match v {
+            Value::Array(a) => a.clone(),
+            Value::Object(o) => o.values().cloned().collect(),
+            _ => Vec::new(),
+        }
+    };
+    items(v)
+        .iter()
+        .flat_map(items)
+        .filter(|x| x.as_str() == Some(name))
+        .count()
 }
 
-/// Turn a rule's value into findings.
-fn report(
+/// Sort a rule's value into an outcome, as conftest does: only a set or array holds findings;
+/// each is a string (its message) or an object with a string `msg`; an empty message, an empty
+/// collection or any other value passes. `false` when a finding was malformed (reported).
+fn collect(
     rule: &Rule,
+    index: usize,
     value: &Value,
     place: &dyn Fn(Option<&Value>) -> Label,
+    out: &mut Outcome,
     diags: &mut Diagnostics,
-) {
-    for finding in findings(value) {
-        let (msg, location) = match &finding {
-            Value::String(s) => (s.clone(), None),
-            Value::Object(o) => (
-                o.get("msg")
-                    .and_then(Value::as_str)
-                    .map_or_else(|| finding.to_string(), str::to_owned),
-                o.get("location"),
-            ),
-            other => (other.to_string(), None),
+) -> bool {
+    let items = match value {
+        Value::Array(items) if !items.is_empty() => items,
+        _ => {
+            out.successes += 1;
+            return true;
+        }
+    };
+    let mut well_formed = true;
+    for item in items {
+        let msg = match item {
+            Value::String(s) => s.clone(),
+            Value::Object(o) => match o.get("msg") {
+                Some(Value::String(s)) => s.clone(),
+                _ => {
+                    diags.push(
+                        Diagnostic::new(
+                            Code::PolicyFailed,
+                            format!("rule `{}` returned an object without a string `msg`", rule.name),
+                        )
+                        .at(policy_label(&rule.file, Pos::new(rule.line, 1)))
+                        .related(place(None).note("while evaluating this input"))
+                        .hint("a finding is a string or an object `{\"msg\": …}`; conftest stops on this too"),
+                    );
+                    well_formed = false;
+                    continue;
+                }
+            },
+            // conftest ignores values of other types.
+            _ => continue,
         };
-        let code = if rule.kind == RuleKind::Warn {
-            Code::PolicyWarn
+        if msg.is_empty() {
+            out.successes += 1;
+            continue;
+        }
+        let finding = Finding {
+            msg,
+            query: format!("data.{}.{}", rule.package, rule.name),
+            value: item.clone(),
+            rule: index,
+        };
+        if rule.kind == RuleKind::Warn {
+            out.warnings.push(finding);
         } else {
-            Code::PolicyDeny
-        };
-        diags.push(Diagnostic::new(code, msg).at(place(location)).related(
-            policy_label(&rule.file, Pos::new(rule.line, 1)).note(format!("rule `{}`", rule.name)),
-        ));
+            out.failures.push(finding);
+        }
     }
+    well_formed
 }
 
 /// An error message on one line (regorus spreads them over several, with a source excerpt).
@@ -633,18 +886,6 @@ fn first_line(msg: &str) -> String {
         "unknown error".to_owned()
     } else {
         s
-    }
-}
-
-/// The findings of a rule's value: a set or array of findings, or one non-false value.
-fn findings(v: &Value) -> Vec<Value> {
-    match v {
-        Value::Array(a) => a.clone(),
-        Value::Null | Value::Bool(false) => Vec::new(),
-        Value::Object(o) if o.is_empty() => Vec::new(),
-        Value::String(s) if s.is_empty() => Vec::new(),
-        Value::Bool(true) => vec![Value::String("policy rule is true".to_owned())],
-        other => vec![other.clone()],
     }
 }
 
@@ -786,16 +1027,48 @@ pub fn evaluate(
 ) -> Diagnostics {
     use rayon::prelude::*;
     let mut diags = Diagnostics::new();
-    let mut engine = Engine::new(files, opts, &mut diags);
-    if engine.rule_count() == 0 {
+    // The default library is evaluated apart, in its own engine and packages
+    // (`plinth_defaults.*`, every one selected), so no user policy can collide with it, and
+    // `--namespace`, `--rego-v0` and `--data` are the user's policies' alone.
+    let (library, user): (Vec<PolicyFile>, Vec<PolicyFile>) = files
+        .iter()
+        .cloned()
+        .partition(|f| f.path.starts_with(LIBRARY_PREFIX));
+    let library_opts = PolicyOptions {
+        namespaces: Vec::new(),
+        all_namespaces: true,
+        rego_v0: false,
+        data: None,
+        ..opts.clone()
+    };
+    let mut engines: Vec<(Engine, Option<&Value>)> = Vec::new();
+    if !library.is_empty() {
+        engines.push((Engine::new(&library, &library_opts, &mut diags), None));
+    }
+    if !user.is_empty() {
+        engines.push((Engine::new(&user, opts, &mut diags), opts.data.as_ref()));
+    }
+    engines.retain(|(e, _)| e.rule_count() > 0);
+    if engines.is_empty() {
         return diags;
     }
     // The compiled manifests are large; give them to policies only when one refers to them.
     let wants_manifests = files.iter().any(|f| f.text.contains("manifests"));
-    engine.set_platform(
-        platform_data(specs, docs, lowered.filter(|_| wants_manifests)),
-        &mut diags,
-    );
+    let platform = platform_data(specs, docs, lowered.filter(|_| wants_manifests));
+    let mut data_diags = Diagnostics::new();
+    let mut engines: Vec<Engine> = engines
+        .into_iter()
+        .map(|(mut e, data)| {
+            e.set_platform(data, platform.clone(), &mut data_diags);
+            e
+        })
+        .collect();
+    if data_diags.has_errors() {
+        // Policies without their data would judge wrongly.
+        diags.extend(data_diags);
+        return diags;
+    }
+    let engine = &mut engines;
     let _budget = MemoryBudget::new(opts.memory);
     // Where a finding that names another spec (`location`) is reported.
     let locate = |loc: &Value| -> Option<Label> {
@@ -832,29 +1105,31 @@ pub fn evaluate(
     let parts: Vec<Diagnostics> = inputs
         .par_chunks(chunk)
         .map(|part| {
-            let mut engine = engine.clone();
+            let mut engines = engine.clone();
             let mut d = Diagnostics::new();
             for input in part {
-                match input {
-                    Input::Doc(doc) => {
-                        let place = |loc: Option<&Value>| {
-                            loc.and_then(&locate).unwrap_or_else(|| {
-                                let field = loc
-                                    .and_then(|l| l.get("field"))
-                                    .and_then(Value::as_str)
-                                    .unwrap_or("kind");
-                                doc.label(&FieldPath::parse(field))
-                            })
-                        };
-                        engine.eval_input(&doc.root.to_json(), &place, &mut d);
-                    }
-                    Input::Manifest(cluster, m) => {
-                        let place = |loc: Option<&Value>| {
-                            loc.and_then(&locate)
-                                .unwrap_or_else(|| origin_label(&m.origin))
-                                .note(format!("generates {} in cluster `{cluster}`", m.key))
-                        };
-                        engine.eval_input(&m.object, &place, &mut d);
+                for engine in &mut engines {
+                    match input {
+                        Input::Doc(doc) => {
+                            let place = |loc: Option<&Value>| {
+                                loc.and_then(&locate).unwrap_or_else(|| {
+                                    let field = loc
+                                        .and_then(|l| l.get("field"))
+                                        .and_then(Value::as_str)
+                                        .unwrap_or("kind");
+                                    doc.label(&FieldPath::parse(field))
+                                })
+                            };
+                            engine.report_input(&doc.root.to_json(), &place, &mut d);
+                        }
+                        Input::Manifest(cluster, m) => {
+                            let place = |loc: Option<&Value>| {
+                                loc.and_then(&locate)
+                                    .unwrap_or_else(|| origin_label(&m.origin))
+                                    .note(format!("generates {} in cluster `{cluster}`", m.key))
+                            };
+                            engine.report_input(&m.object, &place, &mut d);
+                        }
                     }
                 }
             }
@@ -884,11 +1159,14 @@ pub struct TestResult {
     pub name: String,
     pub line: u32,
     pub passed: bool,
+    /// A `todo_test_` rule: not run, counted as skipped (as `opa test` does).
+    pub skipped: bool,
     /// Why it failed (an error, or "false").
     pub detail: Option<String>,
 }
 
-/// Run every `test_` rule (like `opa test` / `conftest verify`).
+/// Run every `test_` rule (like `opa test` / `conftest verify`), with `opts.data` as `data`;
+/// only tests of packages `opts.namespaces` selects are run unless `opts.all_namespaces`.
 pub fn run_tests(
     files: &[PolicyFile],
     opts: &PolicyOptions,
@@ -922,24 +1200,50 @@ pub fn run_tests(
         let Some(package) = package_of(&f.text) else {
             continue;
         };
+        if !opts.all_namespaces && !namespace_matches(&package, &opts.namespaces) {
+            continue;
+        }
         for (i, line) in f.text.lines().enumerate() {
-            if let Some(rest) = line.strip_prefix("test_") {
-                let end = rest
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                    .unwrap_or(rest.len());
-                tests.push((
-                    f.path.clone(),
-                    package.clone(),
-                    format!("test_{}", &rest[..end]),
-                    i as u32 + 1,
-                ));
+            for prefix in ["test_", "todo_test_"] {
+                if let Some(rest) = line.strip_prefix(prefix) {
+                    let end = rest
+                        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                        .unwrap_or(rest.len());
+                    tests.push((
+                        f.path.clone(),
+                        package.clone(),
+                        format!("{prefix}{}", &rest[..end]),
+                        i as u32 + 1,
+                    ));
+                }
             }
         }
     }
     tests.dedup_by(|a, b| a.1 == b.1 && a.2 == b.2);
+    if let Some(data) = &opts.data
+        && let Err(e) = engine.add_data(regorus::Value::from(data.clone()))
+    {
+        diags.push(Diagnostic::new(
+            Code::PolicyFailed,
+            format!("cannot give policies their data: {e}"),
+        ));
+        return Vec::new();
+    }
     let mut results = Vec::new();
     let _budget = MemoryBudget::new(opts.memory);
     for (file, package, name, line) in tests {
+        if name.starts_with("todo_") {
+            results.push(TestResult {
+                file,
+                package,
+                name,
+                line,
+                passed: false,
+                skipped: true,
+                detail: None,
+            });
+            continue;
+        }
         engine.set_input(regorus::Value::new_object());
         let (passed, detail) = match engine.eval_rule(format!("data.{package}.{name}")) {
             Ok(v) if v == regorus::Value::from(true) => (true, None),
@@ -956,6 +1260,7 @@ pub fn run_tests(
             name,
             line,
             passed,
+            skipped: false,
             detail,
         });
     }
@@ -1019,9 +1324,9 @@ mod tests {
         );
         let place = |_: Option<&Value>| Label::new(Span::file_start("x".into()));
         let mut out = Diagnostics::new();
-        e.eval_input(&json!({"kind": "Service", "bad": true}), &place, &mut out);
-        e.eval_input(&json!({"kind": "Job"}), &place, &mut out);
-        e.eval_input(&json!({"kind": "Pod"}), &place, &mut out);
+        e.report_input(&json!({"kind": "Service", "bad": true}), &place, &mut out);
+        e.report_input(&json!({"kind": "Job"}), &place, &mut out);
+        e.report_input(&json!({"kind": "Pod"}), &place, &mut out);
         let msgs: Vec<String> = out.into_sorted().into_iter().map(|d| d.message).collect();
         assert_eq!(msgs, ["any", "job", "pod"]);
     }
@@ -1031,7 +1336,7 @@ mod tests {
         let text = "package main\n\ndeny contains msg if {\n  true\n}\nwarn_latest[msg] {\n}\nviolation_x := 1\ndenyall := 1\ndeny_y if true\n";
         let heads: Vec<(String, u32)> = rule_heads(text)
             .into_iter()
-            .map(|(n, _, l)| (n, l))
+            .map(|(n, _, l, _)| (n, l))
             .collect();
         assert_eq!(
             heads,
@@ -1046,6 +1351,30 @@ mod tests {
             package_of("# c\npackage kubernetes.admission\n"),
             Some("kubernetes.admission".into())
         );
+        // conftest's patterns: `_` segments of letters and digits only.
+        let names = "deny_ := 1\ndeny__x := 1\nwarn_a_b := 1\nwarnx := 1\nviolation_1 := 1\n";
+        let heads: Vec<String> = rule_heads(names).into_iter().map(|h| h.0).collect();
+        assert_eq!(heads, ["warn_a_b", "violation_1"]);
+        let flags: Vec<bool> = rule_heads(text).into_iter().map(|h| h.3).collect();
+        assert_eq!(
+            flags,
+            [false, false, false, true],
+            "only `deny_y if` is boolean"
+        );
+    }
+
+    #[test]
+    fn namespaces_match_literally_or_by_glob() {
+        let p = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert!(namespace_matches("main", &p(&["main"])));
+        assert!(!namespace_matches("main.gke", &p(&["main"])));
+        assert!(namespace_matches("main.gke", &p(&["main.*"])));
+        assert!(namespace_matches("k8s.simple.deployment", &p(&["k8s.*"])));
+        assert!(namespace_matches("commands", &p(&["c*"])));
+        assert!(!namespace_matches("main", &p(&["c*"])));
+        assert!(namespace_matches("main", &p(&["ma?n"])));
+        assert!(namespace_matches("main", &p(&["[lm]ain"])));
+        assert!(!namespace_matches("main", &p(&["[!m]ain"])));
     }
 
     #[test]
