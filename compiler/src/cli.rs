@@ -225,6 +225,17 @@ fn read_policy_dir(
     dir: &std::path::Path,
     with_tests: bool,
 ) -> anyhow::Result<Vec<crate::policy::PolicyFile>> {
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "the policy directory `{}` {}",
+            dir.display(),
+            if dir.exists() {
+                "is not a directory"
+            } else {
+                "does not exist"
+            }
+        );
+    }
     let source = DirSource::new(dir);
     let (snapshot, diags) = crate::load::load(&source, &Limits::default())?;
     if let Some(d) = diags.iter().find(|d| d.is_error()) {
@@ -636,6 +647,12 @@ fn build(
             out.flush()?;
         }
         BuildFormat::Tree => {
+            if args.out.exists() && !args.out.is_dir() {
+                anyhow::bail!(
+                    "cannot write the output to `{}`: it is a file; `--out` names a directory (created when missing)",
+                    args.out.display()
+                );
+            }
             if let Some(s) = &spinner {
                 (s.progress().0)("writing");
             }
@@ -659,7 +676,10 @@ fn build(
                         .into_iter()
                         .filter_map(|(p, t)| p.strip_prefix(&prefix).map(|r| (r.to_owned(), t)))
                         .collect();
-                    std::fs::create_dir_all(&args.out)?;
+                    std::fs::create_dir_all(&args.out).map_err(|e| {
+                        anyhow::Error::new(e)
+                            .context(format!("cannot create `{}`", args.out.display()))
+                    })?;
                     mark(&args.out)?;
                     let target = args.out.join(c);
                     replace_dir(&target, &sub)?;
@@ -847,7 +867,16 @@ fn replace_dir(target: &std::path::Path, tree: &crate::emit::Tree) -> anyhow::Re
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
-    std::fs::create_dir_all(parent)?;
+    if let Some(file) = parent.ancestors().find(|a| a.is_file()) {
+        anyhow::bail!(
+            "cannot write the output to `{}`: `{}` is a file, not a directory",
+            target.display(),
+            file.display()
+        );
+    }
+    std::fs::create_dir_all(parent).map_err(|e| {
+        anyhow::Error::new(e).context(format!("cannot create `{}`", parent.display()))
+    })?;
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -1487,7 +1516,10 @@ fn schema(args: SchemaArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     let all = crate::schema::generate_all();
     let text = match &args.kind {
         None => all.get("plinth.schema.json").cloned().unwrap_or_default(),
-        Some(k) => match crate::model::Kind::parse(k) {
+        Some(k) => match crate::model::Kind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str().eq_ignore_ascii_case(k))
+        {
             Some(kind) => crate::schema::committed(kind).to_owned(),
             None => anyhow::bail!(
                 "unknown kind `{k}`; the kinds are {}",
