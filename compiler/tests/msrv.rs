@@ -69,6 +69,17 @@ fn declared_rust_version_covers_every_locked_dependency() {
         readme.contains(&format!("Rust {declared} or newer")),
         "the README's quick start names Rust {declared}"
     );
+    for dockerfile in ["agent/Dockerfile", "compiler/Dockerfile"] {
+        let text = std::fs::read_to_string(root.join(dockerfile)).expect("Dockerfile");
+        let v = text
+            .lines()
+            .find_map(|l| l.strip_prefix("ARG RUST_VERSION="))
+            .unwrap_or_else(|| panic!("{dockerfile}: no `ARG RUST_VERSION=`"));
+        assert!(
+            version(v) >= version(declared),
+            "{dockerfile}: Rust {v} is older than rust-version {declared}"
+        );
+    }
     for ci in [
         "examples/ci/gitlab-ci.yml",
         "examples/ci/github-actions.yml",

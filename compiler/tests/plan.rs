@@ -1284,6 +1284,68 @@ fn log_says_why_a_commit_does_not_compile() {
     );
 }
 
+/// The templates install a pinned, checksummed release (no compile per pull request), fetch
+/// the whole history, fail on plan's 1, and plan against the merge base; GitHub's uses
+/// current action majors, leaves forks' read-only tokens alone and asks for `actions: read`.
+#[test]
+fn ci_templates_pin_a_release_and_plan_against_the_merge_base() {
+    for f in [
+        "examples/ci/github-actions.yml",
+        "examples/ci/gitlab-ci.yml",
+    ] {
+        let text = fs::read_to_string(root().join(f)).expect("template");
+        let code: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for want in [
+            "PLINTH_VERSION: 0.1.0",
+            "PLINTH_SHA256:",
+            "sha256sum -c -",
+            "releases/download/v${PLINTH_VERSION}/",
+        ] {
+            assert!(code.contains(want), "{f}: no {want:?}");
+        }
+        assert!(
+            !code.contains("cargo install"),
+            "{f}: compiles plinth on every run"
+        );
+        assert!(
+            code.contains("fetch-depth: 0") || code.contains("GIT_DEPTH: 0"),
+            "{f}: shallow history"
+        );
+    }
+    let gitlab = fs::read_to_string(root().join("examples/ci/gitlab-ci.yml")).expect("gitlab");
+    assert!(gitlab.contains(r#"--base "$CI_MERGE_REQUEST_DIFF_BASE_SHA""#));
+    assert!(!gitlab.contains("--base \"origin/$CI_MERGE_REQUEST_TARGET_BRANCH_NAME"));
+    assert!(gitlab.contains(r#"test "$plan" != 1"#));
+    assert!(
+        gitlab.contains("--request PUT"),
+        "notes are updated in place"
+    );
+    let github = fs::read_to_string(root().join("examples/ci/github-actions.yml")).expect("github");
+    for want in [
+        "actions/checkout@v5",
+        "github/codeql-action/upload-sarif@v4",
+        "actions/upload-artifact@v5",
+        "actions/github-script@v8",
+        "  actions: read",
+        r#"if [ "$code" = 1 ]; then exit 1; fi"#,
+        "GITHUB_STEP_SUMMARY",
+    ] {
+        assert!(github.contains(want), "github: no {want:?}");
+    }
+    assert_eq!(
+        github
+            .matches("github.event.pull_request.head.repo.full_name == github.repository")
+            .count(),
+        2,
+        "no comment and no SARIF upload for forks"
+    );
+    assert!(github.contains("from forks get a read-only token"));
+}
+
 #[test]
 fn ci_templates_are_valid_yaml_and_run_check_and_plan() {
     for f in [
