@@ -406,8 +406,9 @@ pub fn main() -> ExitCode {
     };
     match run(cli, &mut stdout.lock(), &mut std::io::stderr(), terminal) {
         Ok(code) => ExitCode::from(code),
-        // The reader went away (`plinth log | head`): nothing more to say.
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        // The reader went away (`plinth log | head`): nothing more to say. A plan's 0 would
+        // claim "no changes", so an undelivered plan stays a failure.
+        Err(e) if is_broken_pipe(&e) => ExitCode::from(if failure == 1 { 1 } else { 0 }),
         Err(e) => {
             let _ = writeln!(stderr.lock(), "error: {e:#}");
             ExitCode::from(failure)
@@ -1212,10 +1213,7 @@ fn plan(
     p.prefix_files(&prefix);
     let commits = repo.between(Some(base_id), head_id)?;
     let boundary = repo.shallow_boundary();
-    if let Some(cut) = commits
-        .iter()
-        .find(|c| boundary.iter().any(|b| b.to_string() == c.id))
-    {
+    if let Some(cut) = commits.iter().find(|c| boundary.iter().any(|b| *b == c.id)) {
         writeln!(
             err,
             "warning: the history between base and head is cut at `{}` (a shallow clone): the commits \
