@@ -1,7 +1,8 @@
 //! CLI: argument parsing, exit codes, and the only place that prints.
 //!
-//! Exit codes: 0 clean, 1 problems found in the input, 2 usage or system failure (the codes of
-//! `plinth plan` follow `terraform plan -detailed-exitcode` and are documented there).
+//! Exit codes: 0 clean, 1 problems found in the input, 2 usage or system failure; `plinth plan`
+//! follows `terraform plan -detailed-exitcode` (0 no changes, 2 changes, 1 every error, usage
+//! errors included: [`failure_code`]). A closed stdout (`| head`) ends a command quietly.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -324,6 +325,17 @@ fn read_policy_dir(
     dir: &std::path::Path,
     with_tests: bool,
 ) -> anyhow::Result<Vec<crate::policy::PolicyFile>> {
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "the policy directory `{}` {}",
+            dir.display(),
+            if dir.exists() {
+                "is not a directory"
+            } else {
+                "does not exist"
+            }
+        );
+    }
     let source = DirSource::new(dir);
     let (snapshot, diags) = crate::load::load(&source, &Limits::default())?;
     if let Some(d) = diags.iter().find(|d| d.is_error()) {
@@ -474,13 +486,18 @@ pub fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
+            // `plan`'s 2 means "changes": its usage errors are errors like any other.
+            let is_plan = std::env::args_os().nth(1).is_some_and(|a| a == "plan");
+            return if !e.use_stderr() {
                 ExitCode::SUCCESS
+            } else if is_plan {
+                ExitCode::from(1)
+            } else {
+                ExitCode::from(2)
             };
         }
     };
+    let failure = failure_code(&cli.command);
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     let terminal = Terminal {
@@ -489,10 +506,30 @@ pub fn main() -> ExitCode {
     };
     match run(cli, &mut stdout.lock(), &mut std::io::stderr(), terminal) {
         Ok(code) => ExitCode::from(code),
+        // The reader went away (`plinth log | head`): nothing more to say. A plan's 0 would
+        // claim "no changes", so an undelivered plan stays a failure.
+        Err(e) if is_broken_pipe(&e) => ExitCode::from(if failure == 1 { 1 } else { 0 }),
         Err(e) => {
             let _ = writeln!(stderr.lock(), "error: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(failure)
         }
+    }
+}
+
+/// Whether an error is a write to a closed pipe.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The exit code of a command that fails: 2 (usage or system failure), except for `plan`,
+/// whose 2 means "changes" (`terraform plan -detailed-exitcode`), so every error is 1.
+pub fn failure_code(command: &Command) -> u8 {
+    match command {
+        Command::Plan(_) => 1,
+        _ => 2,
     }
 }
 
@@ -737,6 +774,12 @@ fn build(
             out.flush()?;
         }
         BuildFormat::Tree => {
+            if args.out.exists() && !args.out.is_dir() {
+                anyhow::bail!(
+                    "cannot write the output to `{}`: it is a file; `--out` names a directory (created when missing)",
+                    args.out.display()
+                );
+            }
             if let Some(s) = &spinner {
                 (s.progress().0)("writing");
             }
@@ -760,7 +803,10 @@ fn build(
                         .into_iter()
                         .filter_map(|(p, t)| p.strip_prefix(&prefix).map(|r| (r.to_owned(), t)))
                         .collect();
-                    std::fs::create_dir_all(&args.out)?;
+                    std::fs::create_dir_all(&args.out).map_err(|e| {
+                        anyhow::Error::new(e)
+                            .context(format!("cannot create `{}`", args.out.display()))
+                    })?;
                     mark(&args.out)?;
                     let target = args.out.join(c);
                     replace_dir(&target, &sub)?;
@@ -948,7 +994,16 @@ fn replace_dir(target: &std::path::Path, tree: &crate::emit::Tree) -> anyhow::Re
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
-    std::fs::create_dir_all(parent)?;
+    if let Some(file) = parent.ancestors().find(|a| a.is_file()) {
+        anyhow::bail!(
+            "cannot write the output to `{}`: `{}` is a file, not a directory",
+            target.display(),
+            file.display()
+        );
+    }
+    std::fs::create_dir_all(parent).map_err(|e| {
+        anyhow::Error::new(e).context(format!("cannot create `{}`", parent.display()))
+    })?;
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -1183,13 +1238,61 @@ fn policy_eval(
 fn open_git(g: &GitArgs) -> anyhow::Result<(crate::load::git::GitRepo, String)> {
     let cwd = std::env::current_dir()?;
     let start = g.repo.clone().unwrap_or_else(|| cwd.clone());
-    let repo = crate::load::git::GitRepo::discover(&start)?;
+    let repo = crate::load::git::GitRepo::discover(&start).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}; run plinth in a clone of the platform's repository, or name it with `--repo`"
+        )
+    })?;
     let path = match (&g.path, &g.repo) {
         (Some(p), _) => p.trim_matches('/').to_owned(),
         (None, Some(_)) => String::new(),
         (None, None) => repo.relative(&cwd).unwrap_or_default(),
     };
     Ok((repo, path))
+}
+
+/// When the platform directory holds no `plinth.yaml` but directories below it do, the
+/// error that names them (plinth would otherwise read the whole tree as one platform, with
+/// templates and files resolved against the wrong root).
+fn platform_below(source: &dyn crate::load::Source, path: &str) -> Option<String> {
+    let entries = source.entries(&Limits::default()).ok()?;
+    let mut found = Vec::new();
+    for e in &entries {
+        if let crate::load::Entry::File { path: p, .. } = e {
+            match p.rsplit_once('/') {
+                None if p == "plinth.yaml" || p == "plinth.yml" => return None,
+                Some((dir, "plinth.yaml" | "plinth.yml")) => found.push(dir.to_owned()),
+                _ => {}
+            }
+        }
+    }
+    let full = |dir: &str| {
+        if path.is_empty() {
+            dir.to_owned()
+        } else {
+            format!("{path}/{dir}")
+        }
+    };
+    let here = if path.is_empty() {
+        "the repository root".to_owned()
+    } else {
+        format!("`{path}`")
+    };
+    match found.as_slice() {
+        [] => None,
+        [one] => Some(format!(
+            "{here} holds no `plinth.yaml`, but `{}/plinth.yaml` does: the platform is there; pass `--path {}`",
+            full(one),
+            full(one)
+        )),
+        many => Some(format!(
+            "{here} holds no `plinth.yaml`, but several directories below it do ({}); choose the platform with `--path`",
+            many.iter()
+                .map(|d| format!("`{}`", full(d)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
 }
 
 /// A compiled side of a plan (its approvals travel in the lowered output).
@@ -1291,8 +1394,14 @@ fn plan(
         match &args.head {
             Some(rev) => {
                 let id = repo.resolve(rev)?;
+                let src = repo.source(id, &path).map_err(|e| match e {
+                    GitError::MissingPath { .. } => anyhow::anyhow!(
+                        "{e}; `--path` names the platform directory relative to the repository root"
+                    ),
+                    e => e.into(),
+                })?;
                 (
-                    Box::new(repo.source(id, &path)?),
+                    Box::new(src),
                     format!("head `{rev}`"),
                     format!("{rev} ({})", &id.to_string()[..7]),
                     id,
@@ -1302,6 +1411,11 @@ fn plan(
                 let root = repo.workdir().ok_or_else(|| {
                     anyhow::anyhow!("the repository has no working tree; pass `--head`")
                 })?;
+                if !root.join(&path).is_dir() {
+                    anyhow::bail!(
+                        "`{path}` is not a directory of the working tree; `--path` names the platform directory relative to the repository root"
+                    );
+                }
                 (
                     Box::new(DirSource::new(root.join(&path))),
                     "the working tree".to_owned(),
@@ -1310,6 +1424,9 @@ fn plan(
                 )
             }
         };
+    if let Some(m) = platform_below(&*head_src, &path) {
+        anyhow::bail!("{m}");
+    }
     let head_src = load_side(&*head_src, &head_opts)?;
     // Both sides compile at once (each mostly single-threaded when its result is cached).
     let (mut base_err, mut head_err) = (Vec::new(), Vec::new());
@@ -1377,6 +1494,16 @@ fn plan(
     // each approval's file).
     p.prefix_files(&prefix);
     let commits = repo.between(Some(base_id), head_id)?;
+    let boundary = repo.shallow_boundary();
+    if let Some(cut) = commits.iter().find(|c| boundary.iter().any(|b| *b == c.id)) {
+        writeln!(
+            err,
+            "warning: the history between base and head is cut at `{}` (a shallow clone): the commits \
+             listed for each change may be incomplete; fetch the whole history (`fetch-depth: 0` with \
+             `actions/checkout`, `GIT_DEPTH: 0` in GitLab CI, or `git fetch --unshallow`)",
+            cut.short
+        )?;
+    }
     p.attach_history(
         |file| -> anyhow::Result<Vec<crate::load::git::CommitInfo>> {
             let mut list = Vec::new();
@@ -1483,10 +1610,16 @@ fn log(args: LogArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
         _ => None,
     };
     let since_date = args.since.clone().filter(|_| is_date);
+    if let Ok(src) = repo.source(head, &path)
+        && let Some(m) = platform_below(&src, &path)
+    {
+        anyhow::bail!("{m}");
+    }
     let commits = repo.between(since_rev, head)?;
-    let mut cache: std::collections::BTreeMap<String, Option<crate::lower::Lowered>> =
-        Default::default();
-    let mut compile = |id: &str| -> anyhow::Result<Option<crate::lower::Lowered>> {
+    // A platform that does not compile at a commit: the first error, to say why.
+    type Compiled = Result<crate::lower::Lowered, String>;
+    let mut cache: std::collections::BTreeMap<String, Compiled> = Default::default();
+    let mut compile = |id: &str| -> anyhow::Result<Compiled> {
         if let Some(l) = cache.get(id) {
             return Ok(l.clone());
         }
@@ -1494,27 +1627,48 @@ fn log(args: LogArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
         let lowered = match repo.source(oid, &path) {
             Ok(src) => {
                 let built = crate::build_source(&src, &crate::Options::default())?;
-                built.lowered
+                let diags = built.checked.diagnostics.into_sorted();
+                match (built.lowered, diags.iter().find(|d| d.is_error())) {
+                    (Some(l), None) => Ok(l),
+                    (_, Some(d)) => Err(render::concise(
+                        std::slice::from_ref(d),
+                        &Paths::new(prefix.as_str()),
+                    )
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()),
+                    (None, None) => Err("it does not lower".to_owned()),
+                }
             }
-            Err(GitError::MissingPath { .. }) => Some(crate::lower::Lowered::default()),
+            Err(GitError::MissingPath { .. }) => Ok(crate::lower::Lowered::default()),
             Err(e) => return Err(e.into()),
         };
         cache.insert(id.to_owned(), lowered.clone());
         Ok(lowered)
     };
+    // In a shallow clone the walk ends at commits whose parents are not here.
+    let mut cut: Option<crate::load::git::CommitInfo> = None;
     let mut entries = Vec::new();
     for c in &commits {
         if since_date.as_ref().is_some_and(|d| c.date < *d) {
             continue;
         }
+        if c.parents.first().is_some_and(|p| !repo.has(p)) {
+            cut = Some(c.clone());
+            break;
+        }
         let after = compile(&c.id)?;
         let before = match c.parents.first() {
             Some(p) => compile(p)?,
-            None => Some(crate::lower::Lowered::default()),
+            None => Ok(crate::lower::Lowered::default()),
         };
-        let (Some(before), Some(after)) = (before, after) else {
-            entries.push((c.clone(), None));
-            continue;
+        let (before, after) = match (before, after) {
+            (Ok(b), Ok(a)) => (b, a),
+            (_, Err(why)) | (Err(why), _) => {
+                entries.push((c.clone(), Err(why)));
+                continue;
+            }
         };
         let opts = crate::plan::PlanOptions {
             allow_destructive: true,
@@ -1523,9 +1677,16 @@ fn log(args: LogArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
         };
         let p = crate::plan::plan(&before, &after, &opts);
         if p.has_changes() {
-            entries.push((c.clone(), Some(p)));
+            entries.push((c.clone(), Ok(p)));
         }
     }
+    let cut_note = cut.as_ref().map(|c| {
+        format!(
+            "the history is cut at `{}` ({}, a shallow clone): what it and older commits changed is not known; \
+             `git fetch --unshallow` fetches the rest",
+            c.short, c.date
+        )
+    });
     // Commit subjects and authors are free text: no token survives them.
     for (c, _) in &mut entries {
         c.summary = crate::redact::text(&c.summary).into_owned();
@@ -1540,8 +1701,12 @@ fn log(args: LogArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
                     c.short, c.date, c.author, c.email, c.summary
                 )?;
                 match p {
-                    None => writeln!(out, "    (the platform does not compile at this commit)")?,
-                    Some(p) => {
+                    Err(why) => writeln!(
+                        out,
+                        "    (the platform does not compile at this commit or its parent: {})",
+                        crate::redact::text(why)
+                    )?,
+                    Ok(p) => {
                         for ch in &p.changes {
                             let sym = match ch.action {
                                 crate::plan::Action::Create => '+',
@@ -1564,6 +1729,9 @@ fn log(args: LogArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
             if entries.is_empty() {
                 writeln!(err, "no commit in range changed the platform")?;
             }
+            if let Some(note) = &cut_note {
+                writeln!(err, "note: {note}")?;
+            }
         }
         LogFormat::Json => {
             let v: Vec<serde_json::Value> = entries
@@ -1571,8 +1739,9 @@ fn log(args: LogArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
                 .map(|(c, p)| {
                     serde_json::json!({
                         "commit": c,
-                        "compiles": p.is_some(),
-                        "changes": p.as_ref().map(|p| p.changes.iter().map(|ch| serde_json::json!({
+                        "compiles": p.is_ok(),
+                        "error": p.as_ref().err().map(|why| crate::redact::text(why).into_owned()),
+                        "changes": p.as_ref().ok().map(|p| p.changes.iter().map(|ch| serde_json::json!({
                             "cluster": ch.cluster,
                             "apiVersion": ch.key.api_version,
                             "kind": ch.key.kind,
@@ -1585,6 +1754,9 @@ fn log(args: LogArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Resul
                 })
                 .collect();
             writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+            if let Some(note) = &cut_note {
+                writeln!(err, "note: {note}")?;
+            }
         }
     }
     Ok(0)
@@ -1624,7 +1796,10 @@ fn schema(args: SchemaArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     let all = crate::schema::generate_all();
     let text = match &args.kind {
         None => all.get("plinth.schema.json").cloned().unwrap_or_default(),
-        Some(k) => match crate::model::Kind::parse(k) {
+        Some(k) => match crate::model::Kind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str().eq_ignore_ascii_case(k))
+        {
             Some(kind) => crate::schema::committed(kind).to_owned(),
             None => anyhow::bail!(
                 "unknown kind `{k}`; the kinds are {}",

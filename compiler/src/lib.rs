@@ -149,6 +149,35 @@ pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &O
         diagnostics.extend(verify::verify(&l));
         lap("verify", &mut timings);
         lowered = Some(l);
+    } else if specs.platform.is_some() {
+        // One run reports every stage: the specs that resolved are lowered too, for the
+        // problems of their templates (a template's syntax, values, budget and output do not
+        // depend on the specs that failed, which are not lowered). The result is not kept.
+        // A problem at a place already reported (a template that does not exist) is not
+        // reported twice.
+        opts.stage("lowering");
+        let reported: std::collections::BTreeSet<(std::sync::Arc<str>, diag::Pos)> = diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .filter_map(|d| d.primary.as_ref())
+            .map(|l| (l.span.file.clone(), l.span.start))
+            .collect();
+        let (_, d) = lower::lower(&specs, &snapshot);
+        diagnostics.extend(d.into_iter().filter(|d| {
+            !d.primary
+                .iter()
+                .chain(&d.related)
+                .any(|l| reported.contains(&(l.span.file.clone(), l.span.start)))
+                && matches!(
+                    d.code,
+                    diag::Code::TemplateSyntax
+                        | diag::Code::TemplateRender
+                        | diag::Code::TemplateBudget
+                        | diag::Code::TemplateOutput
+                        | diag::Code::TemplateValues
+                )
+        }));
+        lap("lower", &mut timings);
     }
     if let Some(cfg) = &opts.policies {
         opts.stage("evaluating policies");

@@ -1130,6 +1130,243 @@ fn log_lists_each_commit_with_the_objects_it_changed() {
     );
 }
 
+/// `plinth` run in `dir` (which need not be a repository).
+fn plinth_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_plinth"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("plinth runs")
+}
+
+/// A shallow clone (`--depth N`) of `r` in a new temporary directory.
+fn shallow_clone(r: &Repo, depth: u32) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = Command::new("git")
+        .args(["clone", "-q", "--depth", &depth.to_string()])
+        .arg(format!("file://{}", r.path().display()))
+        .arg(dir.path().join("c"))
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir.path())
+        .output()
+        .expect("git clone");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
+/// Every way `plinth plan` can fail exits 1 (2 would read as "changes" in CI), with nothing
+/// on stdout and a message saying what to do.
+#[test]
+fn every_plan_error_exits_1_with_an_actionable_message() {
+    let mut r = example_repo();
+    set_allocation(&r, "bed-management", 7, 8);
+    r.commit("Dana Smith", "bed-management: one more slice");
+    let outside = tempfile::tempdir().expect("tmp");
+    let shallow = shallow_clone(&r, 1);
+    let clone = shallow.path().join("c");
+    let platform = r.path().join("platform");
+    let cases: Vec<(&str, &Path, Vec<&str>, Vec<&str>)> = vec![
+        (
+            "unknown base",
+            r.path(),
+            vec!["--base", "nosuch", "--path", "platform"],
+            vec!["`nosuch`", "git branch -a"],
+        ),
+        (
+            "base beyond the history",
+            r.path(),
+            vec!["--base", "HEAD~9", "--path", "platform"],
+            vec!["`HEAD~9`", "beyond the repository's first commit"],
+        ),
+        (
+            "unknown head",
+            &platform,
+            vec!["--base", "HEAD~1", "--head", "nosuch"],
+            vec!["`nosuch`"],
+        ),
+        (
+            "shallow clone",
+            &clone,
+            vec!["--base", "HEAD~1", "--path", "platform"],
+            vec!["shallow clone", "fetch-depth: 0", "git fetch --unshallow"],
+        ),
+        (
+            "outside a git repository",
+            outside.path(),
+            vec!["--base", "HEAD~1"],
+            vec!["not inside a git repository", "--repo"],
+        ),
+        (
+            "unknown path in the working tree",
+            r.path(),
+            vec!["--base", "HEAD~1", "--path", "nope"],
+            vec!["`nope` is not a directory", "--path"],
+        ),
+        (
+            "unknown path at a revision",
+            r.path(),
+            vec!["--base", "HEAD~1", "--head", "HEAD", "--path", "nope"],
+            vec!["`nope` does not exist", "--path"],
+        ),
+        (
+            "platform in a subdirectory",
+            r.path(),
+            vec!["--base", "HEAD~1"],
+            vec!["`platform/plinth.yaml`", "pass `--path platform`"],
+        ),
+        ("missing --base", r.path(), vec![], vec!["--base"]),
+        (
+            "--pages without markdown",
+            &platform,
+            vec!["--base", "HEAD~1", "--pages", "p"],
+            vec!["--format markdown"],
+        ),
+    ];
+    for (what, dir, args, wants) in cases {
+        let mut all = vec!["plan"];
+        all.extend(&args);
+        let o = plinth_in(dir, &all);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{what}: {err}");
+        assert!(o.stdout.is_empty(), "{what}: {}", text(&o));
+        for w in wants {
+            assert!(err.contains(w), "{what}: no {w:?} in {err}");
+        }
+        assert!(
+            !err.contains("delegate"),
+            "{what}: library internals: {err}"
+        );
+    }
+    // The same repository planned properly: 2, changes.
+    let o = plinth_in(&platform, &["plan", "--base", "HEAD~1"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// In a shallow clone `log` lists the commits it has and says where the history is cut.
+#[test]
+fn log_in_a_shallow_clone_lists_what_it_has_and_says_where_it_is_cut() {
+    let mut r = example_repo();
+    set_allocation(&r, "bed-management", 7, 8);
+    let first = r.commit("Dana Smith", "bed-management: one more slice");
+    set_allocation(&r, "bed-management", 8, 6);
+    let second = r.commit("Dana Smith", "bed-management: two fewer");
+    let shallow = shallow_clone(&r, 2);
+    let o = plinth_in(&shallow.path().join("c"), &["log", "--path", "platform"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let out = text(&o);
+    assert!(out.starts_with(&second[..7]), "{out}");
+    assert!(!out.contains(&first[..7]), "{out}");
+    assert!(
+        err.contains(&format!("cut at `{}`", &first[..7])) && err.contains("git fetch --unshallow"),
+        "{err}"
+    );
+    // From the repository root, the platform below is named.
+    let o = plinth_in(r.path(), &["log"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("pass `--path platform`"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A commit where the platform does not compile says why.
+#[test]
+fn log_says_why_a_commit_does_not_compile() {
+    let mut r = example_repo();
+    fs::write(r.path().join("platform/aaa.yaml"), "key: [unclosed\n").expect("write");
+    let c = r.commit("Dana Smith", "broken YAML");
+    let o = r.plinth(&["log", "--path", "platform", "--since", "HEAD~1"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let out = text(&o);
+    assert!(out.starts_with(&c[..7]), "{out}");
+    assert!(
+        out.contains("does not compile")
+            && out.contains("platform/aaa.yaml:")
+            && out.contains("error["),
+        "{out}"
+    );
+}
+
+/// The templates install a pinned, checksummed release (no compile per pull request), fetch
+/// the whole history, fail on plan's 1, and plan against the merge base; GitHub's uses
+/// current action majors, leaves forks' read-only tokens alone and asks for `actions: read`.
+#[test]
+fn ci_templates_pin_a_release_and_plan_against_the_merge_base() {
+    for f in [
+        "examples/ci/github-actions.yml",
+        "examples/ci/gitlab-ci.yml",
+    ] {
+        let text = fs::read_to_string(root().join(f)).expect("template");
+        let code: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for want in [
+            "PLINTH_VERSION: 0.1.0",
+            "PLINTH_SHA256:",
+            "sha256sum -c -",
+            "releases/download/v${PLINTH_VERSION}/",
+        ] {
+            assert!(code.contains(want), "{f}: no {want:?}");
+        }
+        assert!(
+            !code.contains("cargo install"),
+            "{f}: compiles plinth on every run"
+        );
+        assert!(
+            code.contains("fetch-depth: 0") || code.contains("GIT_DEPTH: 0"),
+            "{f}: shallow history"
+        );
+    }
+    let gitlab = fs::read_to_string(root().join("examples/ci/gitlab-ci.yml")).expect("gitlab");
+    assert!(gitlab.contains(r#"--base "$CI_MERGE_REQUEST_DIFF_BASE_SHA""#));
+    assert!(!gitlab.contains("--base \"origin/$CI_MERGE_REQUEST_TARGET_BRANCH_NAME"));
+    assert!(gitlab.contains(r#"test "$plan" != 1"#));
+    assert!(
+        gitlab.contains("--request PUT"),
+        "notes are updated in place"
+    );
+    let github = fs::read_to_string(root().join("examples/ci/github-actions.yml")).expect("github");
+    for want in [
+        "actions/checkout@v5",
+        "github/codeql-action/upload-sarif@v4",
+        "actions/upload-artifact@v5",
+        "actions/github-script@v8",
+        "  actions: read",
+        r#"if [ "$code" = 1 ]; then exit 1; fi"#,
+        "GITHUB_STEP_SUMMARY",
+    ] {
+        assert!(github.contains(want), "github: no {want:?}");
+    }
+    assert_eq!(
+        github
+            .matches("github.event.pull_request.head.repo.full_name == github.repository")
+            .count(),
+        2,
+        "no comment and no SARIF upload for forks"
+    );
+    assert!(github.contains("from forks get a read-only token"));
+}
+
 #[test]
 fn ci_templates_are_valid_yaml_and_run_check_and_plan() {
     for f in [

@@ -20,7 +20,8 @@
 //! `/openapi/v2` (kubectl 1.27/1.28 need `--validate=false`), schemas (unknown fields are found
 //! at the top level and in `metadata` only; values are not type-checked; custom resources'
 //! lists are atomic), admission and RBAC, controllers (nothing creates pods or fills status:
-//! tests use [`TestServer::set_status`] or the `status` subresource), CRD registration at run
+//! tests use [`TestServer::set_status`] or the `status` subresource, or opt into [`simulate`]d
+//! controllers that report workloads settled), CRD registration at run
 //! time, periodic watch bookmarks, and a `Terminating` phase (a deleted namespace and its
 //! contents, and dependents found by `ownerReferences`, go at once).
 //!
@@ -43,6 +44,7 @@ pub mod ops;
 pub mod patch;
 pub mod registry;
 pub mod select;
+pub mod simulate;
 pub mod ssa;
 pub mod status;
 pub mod store;
@@ -72,6 +74,7 @@ pub struct Builder {
     port: u16,
     default_namespaces: bool,
     history: usize,
+    simulate: bool,
 }
 
 impl Default for Builder {
@@ -81,6 +84,7 @@ impl Default for Builder {
             port: 0,
             default_namespaces: true,
             history: store::DEFAULT_HISTORY,
+            simulate: false,
         }
     }
 }
@@ -113,6 +117,13 @@ impl Builder {
     /// resourceVersion gets `410 Gone`, as after etcd compaction.
     pub fn watch_history(mut self, events: usize) -> Builder {
         self.history = events;
+        self
+    }
+
+    /// Run [`simulate`]d controllers (default: no): claims bind and workloads report
+    /// themselves rolled out and ready shortly after each write.
+    pub fn simulate_controllers(mut self, yes: bool) -> Builder {
+        self.simulate = yes;
         self
     }
 
@@ -170,11 +181,29 @@ impl Builder {
                     }
                 });
             })?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let controllers = if self.simulate {
+            let (shared, stop) = (Arc::clone(&shared), Arc::clone(&stop));
+            Some(
+                std::thread::Builder::new()
+                    .name(format!("kube-testserver-controllers-{}", addr.port()))
+                    .spawn(move || {
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            simulate::reconcile(&mut shared.store());
+                            std::thread::sleep(std::time::Duration::from_millis(100));
+                        }
+                    })?,
+            )
+        } else {
+            None
+        };
         Ok(TestServer {
             addr,
             shared,
             shutdown: Some(tx),
             thread: Some(thread),
+            controllers,
+            stop,
         })
     }
 
@@ -191,6 +220,9 @@ pub struct TestServer {
     shared: Arc<Shared>,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    /// The simulated controllers' thread, and its stop flag.
+    controllers: Option<JoinHandle<()>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl TestServer {
@@ -394,6 +426,10 @@ users:
     }
 
     fn shutdown_now(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.controllers.take() {
+            let _ = t.join();
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

@@ -12,6 +12,10 @@ struct Args {
     /// Write a kubeconfig for the server to this file.
     #[arg(long)]
     kubeconfig: Option<std::path::PathBuf>,
+    /// Simulate the cluster's controllers: PVCs bind, Deployments and StatefulSets roll out,
+    /// InferenceServices and Rollouts turn ready, each at its latest generation.
+    #[arg(long)]
+    simulate_controllers: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -22,6 +26,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let server = kube_testserver::TestServer::builder()
         .port(args.port)
+        .simulate_controllers(args.simulate_controllers)
         .start_blocking()?;
     if let Some(path) = &args.kubeconfig {
         server.write_kubeconfig(path)?;

@@ -9,7 +9,20 @@ use crate::diag::Diagnostics;
 use crate::load::Snapshot;
 use crate::model::Specs;
 
-/// Every semantic rule.
+/// Every semantic rule. Without a Platform (none, or one its schema refused: reported
+/// already), references to its clusters and instance types cannot be judged, so none is
+/// reported as unknown.
 pub fn check(specs: &Specs, snapshot: &Snapshot) -> Diagnostics {
-    semantic::check(specs, snapshot)
+    let all = semantic::check(specs, snapshot);
+    if specs.platform.is_some() {
+        return all;
+    }
+    let mut d = Diagnostics::new();
+    d.extend(all.into_iter().filter(|x| {
+        !matches!(
+            x.code,
+            crate::diag::Code::UnknownCluster | crate::diag::Code::UnknownInstanceType
+        )
+    }));
+    d
 }

@@ -1043,42 +1043,36 @@ impl<'a> Cx<'a> {
                     .filter(|a| here(a))
                     .map(|a| u64::from(a.gpu))
                     .sum();
-                // Report an over-allocated cluster once, at the allocation that tips it over.
-                let mut running = 0u64;
-                let tipping = s.allocations.iter().position(|a| {
-                    if here(a) {
-                        running += u64::from(a.gpu);
-                    }
-                    running > capacity
-                });
-                if let Some(i) = tipping {
-                    let before: u64 = s.allocations[..i]
-                        .iter()
-                        .filter(|a| here(a))
-                        .map(|a| u64::from(a.gpu))
-                        .sum();
-                    let cap_at = if s.pool.capacity_by_cluster.contains_key(*cluster) {
-                        format!("spec.pool.capacityByCluster.{cluster}")
-                    } else {
-                        "spec.pool.capacity".to_owned()
-                    };
-                    d.push(
-                        Diagnostic::new(
-                            Code::GpuOvercommit,
-                            format!(
-                                "allocations in pool `{}` add up to {sum} GPUs in cluster `{cluster}`, over its capacity there of {capacity} (by {})",
-                                q.name(),
-                                sum - capacity
-                            ),
-                        )
-                        .at(q.at(&format!("spec.allocations[{i}].gpu")))
-                        .related(q.at(&cap_at).note(format!("capacity in cluster `{cluster}`")))
-                        .hint(format!(
-                            "capacity is per cluster and a project's allocation applies in every cluster it lives on; {} GPU(s) are left for this allocation in `{cluster}`: lower it, raise the capacity (`capacityByCluster`), or set `allowOvercommit: true`",
-                            capacity.saturating_sub(before)
-                        )),
+                if sum <= capacity {
+                    continue;
+                }
+                // Which allocation was raised is not known without the previous revision, so
+                // none is blamed: the capacity is the place, every allocation counted here is
+                // marked beside it.
+                let cap_at = if s.pool.capacity_by_cluster.contains_key(*cluster) {
+                    format!("spec.pool.capacityByCluster.{cluster}")
+                } else {
+                    "spec.pool.capacity".to_owned()
+                };
+                let mut diag = Diagnostic::new(
+                    Code::GpuOvercommit,
+                    format!(
+                        "allocations in pool `{}` add up to {sum} GPUs in cluster `{cluster}`, over its capacity there of {capacity} (by {})",
+                        q.name(),
+                        sum - capacity
+                    ),
+                )
+                .at(q.at(&cap_at));
+                for (i, a) in s.allocations.iter().enumerate().filter(|(_, a)| here(a)) {
+                    diag = diag.related(
+                        q.at(&format!("spec.allocations[{i}].gpu"))
+                            .note(format!("`{}`: {} GPU(s)", a.project, a.gpu)),
                     );
                 }
+                d.push(diag.hint(format!(
+                    "capacity is per cluster and a project's allocation applies in every cluster it lives on; lower the allocations marked by {} GPU(s) in total, raise the capacity (`capacityByCluster`), or set `allowOvercommit: true`",
+                    sum - capacity
+                )));
             }
         }
         // Priority classes: the default must be one of them.

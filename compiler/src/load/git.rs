@@ -87,15 +87,67 @@ impl GitRepo {
         )
     }
 
+    /// The commits whose parents this shallow clone lacks (empty when the history is whole).
+    pub fn shallow_boundary(&self) -> Vec<ObjectId> {
+        match self.repo.shallow_commits() {
+            Ok(Some(list)) => list.iter().copied().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether the object database holds this object (a shallow clone lacks what lies beyond
+    /// its boundary).
+    pub fn has(&self, id: &str) -> bool {
+        ObjectId::from_hex(id.as_bytes()).is_ok_and(|id| self.repo.has_object(id))
+    }
+
+    /// Why `rev` names no commit here, in the user's terms (the library's own message names
+    /// its internals): a shallow clone, a remote branch not fetched, or a revision beyond the
+    /// first commit.
+    fn unknown_revision(&self, rev: &str) -> GitError {
+        let boundary = self.shallow_boundary();
+        let message = if !boundary.is_empty() {
+            format!(
+                "it is not in this shallow clone (its history is cut at {}); fetch the whole \
+                 history: `fetch-depth: 0` with `actions/checkout`, `GIT_DEPTH: 0` in GitLab CI, \
+                 or `git fetch --unshallow`",
+                boundary
+                    .iter()
+                    .map(|id| format!("`{}`", &id.to_string()[..7]))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else if rev.contains(['~', '^']) {
+            "it reaches beyond the repository's first commit, or names no commit; \
+             `git log --oneline` lists the history"
+                .to_owned()
+        } else if let Some((remote, branch)) = rev.split_once('/')
+            && self
+                .repo
+                .remote_names()
+                .iter()
+                .any(|r| **r == remote.as_bytes())
+        {
+            format!(
+                "no such branch or tag in this clone; fetch it first (`git fetch {remote} {branch}`)"
+            )
+        } else {
+            "no branch, tag or commit of this repository has that name; `git branch -a` and \
+             `git log --oneline` list them"
+                .to_owned()
+        };
+        GitError::BadRevision {
+            rev: rev.to_owned(),
+            message,
+        }
+    }
+
     /// Resolve any revision gix understands (`HEAD~1`, `main`, a sha, `v1.2^{commit}`).
     pub fn resolve(&self, rev: &str) -> Result<ObjectId, GitError> {
         let id = self
             .repo
             .rev_parse_single(rev)
-            .map_err(|e| GitError::BadRevision {
-                rev: rev.to_owned(),
-                message: e.to_string(),
-            })?;
+            .map_err(|_| self.unknown_revision(rev))?;
         let commit =
             id.object()
                 .map_err(other)?

@@ -77,15 +77,25 @@ pub const OUTPUT_MARKER: &str = ".plinth-output";
 /// System failures of a source: the repository itself cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read repository `{path}`: {source}")]
+    /// The cause is part of the message, not a `source` (a chain would repeat it).
+    #[error("cannot read repository `{path}`: {}", io_reason(error))]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("`{0}` is not a directory")]
     NotADirectory(PathBuf),
     #[error("{0}")]
     Other(String),
+}
+
+/// An I/O error in words (the platform's own are `it does not exist`, not `os error 2`).
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "it does not exist".to_owned(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        _ => e.to_string(),
+    }
 }
 
 /// Where a platform repository comes from: a working tree, or (later) a git revision.
@@ -383,9 +393,9 @@ impl Source for DirSource {
     }
 
     fn entries(&self, limits: &Limits) -> Result<Vec<Entry>, LoadError> {
-        let io = |source| LoadError::Io {
+        let io = |error| LoadError::Io {
             path: self.root.clone(),
-            source,
+            error,
         };
         let meta = std::fs::metadata(&self.root).map_err(io)?;
         if !meta.is_dir() {
@@ -398,15 +408,15 @@ impl Source for DirSource {
         // (absolute dir, relative prefix, depth)
         let mut stack = vec![(self.root.clone(), String::new(), 0usize)];
         while let Some((dir, rel, depth)) = stack.pop() {
-            let rd = std::fs::read_dir(&dir).map_err(|source| LoadError::Io {
+            let rd = std::fs::read_dir(&dir).map_err(|error| LoadError::Io {
                 path: dir.clone(),
-                source,
+                error,
             })?;
             let mut children = Vec::new();
             for ent in rd {
-                let ent = ent.map_err(|source| LoadError::Io {
+                let ent = ent.map_err(|error| LoadError::Io {
                     path: dir.clone(),
-                    source,
+                    error,
                 })?;
                 children.push(ent);
             }
@@ -430,9 +440,9 @@ impl Source for DirSource {
                     continue;
                 }
                 let abs = ent.path();
-                let ft = ent.file_type().map_err(|source| LoadError::Io {
+                let ft = ent.file_type().map_err(|error| LoadError::Io {
                     path: abs.clone(),
-                    source,
+                    error,
                 })?;
                 let (is_dir, is_file, size) = if ft.is_symlink() {
                     match std::fs::canonicalize(&abs) {
@@ -465,9 +475,9 @@ impl Source for DirSource {
                         }
                     }
                 } else {
-                    let m = ent.metadata().map_err(|source| LoadError::Io {
+                    let m = ent.metadata().map_err(|error| LoadError::Io {
                         path: abs.clone(),
-                        source,
+                        error,
                     })?;
                     (ft.is_dir(), ft.is_file(), m.len())
                 };
