@@ -69,6 +69,7 @@ impl Env {
         cfg.interval = Duration::from_millis(200);
         cfg.backoff = Duration::from_millis(20);
         cfg.max_backoff = Duration::from_millis(80);
+        cfg.min_wake_interval = Duration::from_millis(50);
         cfg.apply.prune = true;
         cfg.apply.health_timeout = Duration::from_secs(5);
         cfg.apply.poll = Duration::from_millis(25);
