@@ -148,6 +148,7 @@ async fn hook(State(e): State<Endpoints>, headers: HeaderMap, body: Bytes) -> im
         .collect();
     let Some(file) = &e.secret else {
         if !e.allow_unsigned {
+            e.metrics.webhook("refused");
             tracing::debug!("webhook refused: no webhook secret is configured");
             return (
                 StatusCode::UNAUTHORIZED,
@@ -160,6 +161,7 @@ async fn hook(State(e): State<Endpoints>, headers: HeaderMap, body: Bytes) -> im
         let secret = match crate::source::read_secret(file) {
             Ok(s) if !s.is_empty() => s,
             Ok(_) | Err(_) => {
+                e.metrics.webhook("refused");
                 tracing::warn!(file = %file.display(), "webhook refused: the webhook secret is unavailable");
                 return (
                     StatusCode::UNAUTHORIZED,
@@ -168,7 +170,10 @@ async fn hook(State(e): State<Endpoints>, headers: HeaderMap, body: Bytes) -> im
             }
         };
         if let Err(why) = webhook::verify(e.forge, secret.as_bytes(), &pairs, &body) {
-            tracing::warn!(%why, "webhook refused");
+            // Debug only: anyone can send these, and a flood must not flood the log too
+            // (`plinth_agent_webhooks_total{result="refused"}` counts them).
+            e.metrics.webhook("refused");
+            tracing::debug!(%why, "webhook refused");
             return (StatusCode::UNAUTHORIZED, format!("refused: {why}\n"));
         }
     }
@@ -181,23 +186,32 @@ fn accept(e: &Endpoints, pairs: &[(String, String)], body: &[u8]) -> (StatusCode
     if let Some(id) = webhook::delivery_id(pairs)
         && !e.deliveries.first(&id, Instant::now())
     {
-        tracing::info!(delivery = %id, "webhook: a delivery seen before; ignored");
+        e.metrics.webhook("duplicate");
+        tracing::debug!(delivery = %id, "webhook: a delivery seen before; ignored");
         return (
             StatusCode::OK,
             "ignored: this delivery was received before\n".to_owned(),
         );
     }
     match webhook::classify(pairs, body, &e.branch) {
-        Hook::Ping => (StatusCode::OK, "pong\n".to_owned()),
+        Hook::Ping => {
+            e.metrics.webhook("ignored");
+            (StatusCode::OK, "pong\n".to_owned())
+        }
         Hook::Push => {
-            tracing::info!("webhook: push to the tracked branch");
+            // The loop logs when it is woken (once per coalesced wake).
+            e.metrics.webhook("wake");
+            tracing::debug!("webhook: push to the tracked branch");
             e.wake.notify_one();
             (StatusCode::ACCEPTED, "fetching\n".to_owned())
         }
-        Hook::Other(r) => (
-            StatusCode::ACCEPTED,
-            format!("ignored: `{r}` is not the tracked branch `{}`\n", e.branch),
-        ),
+        Hook::Other(r) => {
+            e.metrics.webhook("ignored");
+            (
+                StatusCode::ACCEPTED,
+                format!("ignored: `{r}` is not the tracked branch `{}`\n", e.branch),
+            )
+        }
     }
 }
 

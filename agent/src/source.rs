@@ -367,7 +367,8 @@ impl Mirror {
         let repo = self.repo(overrides)?;
         let refspec = format!("+refs/heads/{0}:refs/remotes/origin/{0}", remote.branch);
         let r = repo
-            .remote_at(remote.url.as_str())
+            // No `url.*.insteadOf` rewriting: the remote is the URL given, nothing else.
+            .remote_at_without_url_rewrite(remote.url.as_str())
             .map_err(|e| fetch_err(format!("not a usable URL: {e}")))?
             .with_refspecs([refspec.as_str()], gix::remote::Direction::Fetch)
             .map_err(|e| fetch_err(e.to_string()))?;
