@@ -222,6 +222,14 @@ fn the_install_manifests_run_arguments_the_agent_takes() {
     };
     assert_eq!(run.cluster, "prod");
     assert!(run.apply.prune);
+    // The safe flags: signed hooks only, no clear-text tokens, a mirror directory of its own
+    // (below the volume, whose root the kubelet owns).
+    assert!(run.webhook_secret_file.is_some());
+    assert!(!run.allow_unsigned_webhooks && !run.allow_insecure_http);
+    assert_eq!(
+        run.cache_dir.as_deref(),
+        Some(std::path::Path::new("/var/cache/plinth/mirror"))
+    );
     // The files it names are where the Deployment mounts them.
     let mounts: Vec<&str> = container["volumeMounts"]
         .as_array()
