@@ -429,11 +429,20 @@ mod tests {
         big.subject = "x".repeat(5 * 1024 * 1024);
         big.author = format!("{} <a@b>", "y".repeat(100_000));
         big.message = "m".repeat(1_000_000);
-        big.objects = (0..10_000).map(|i| format!("+ Kind ns/{i}{}", "z".repeat(1000))).collect();
+        big.objects = (0..10_000)
+            .map(|i| format!("+ Kind ns/{i}{}", "z".repeat(1000)))
+            .collect();
         l.push(&[big]);
         let e = &l.history[0];
-        assert_eq!(e.subject.chars().count(), 200 + "… (5242680 more characters)".chars().count());
-        assert!(e.subject.ends_with("… (5242680 more characters)"), "{}", &e.subject[190..]);
+        assert_eq!(
+            e.subject.chars().count(),
+            200 + "… (5242680 more characters)".chars().count()
+        );
+        assert!(
+            e.subject.ends_with("… (5242680 more characters)"),
+            "{}",
+            &e.subject[190..]
+        );
         assert_eq!(e.objects.len(), 25);
         assert_eq!(e.objects[24], "… 9976 more");
         // Many large entries: the history keeps what fits, the newest last.
@@ -444,7 +453,10 @@ mod tests {
         }
         let text = serde_json::to_string(&l.to_apply()).expect("json");
         assert!(text.len() <= HISTORY_BYTES + 1024, "{}", text.len());
-        assert_eq!(l.history.last().map(|e| e.commit.clone()), Some(format!("{:040x}", 199)));
+        assert_eq!(
+            l.history.last().map(|e| e.commit.clone()),
+            Some(format!("{:040x}", 199))
+        );
     }
 
     #[test]

@@ -863,7 +863,7 @@ impl Agent {
                 o.diffs
                     .iter()
                     .filter(|d| d.class.is_drift())
-                    .map(move |d| format!("* {}: {d}", o.key))
+                    .map(move |d| format!("* {}: {}", o.key, d.restored()))
             })
             .collect();
         if !healed.is_empty() {

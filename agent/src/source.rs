@@ -356,9 +356,7 @@ impl Mirror {
             ),
             None => String::new(),
         };
-        overrides.push(format!(
-            "core.sshCommand=ssh {key}-o BatchMode=yes {hosts}"
-        ));
+        overrides.push(format!("core.sshCommand=ssh {key}-o BatchMode=yes {hosts}"));
         let username = if remote.auth.username.is_empty() {
             "plinth".to_owned()
         } else {
@@ -514,8 +512,14 @@ mod tests {
     #[test]
     fn origins() {
         let o = |u: &str| Origin::of(u).map(|o| o.to_string());
-        assert_eq!(o("https://GitHub.com/a/b").as_deref(), Some("https://github.com:443"));
-        assert_eq!(o("http://u:p@127.0.0.1:8080/x").as_deref(), Some("http://127.0.0.1:8080"));
+        assert_eq!(
+            o("https://GitHub.com/a/b").as_deref(),
+            Some("https://github.com:443")
+        );
+        assert_eq!(
+            o("http://u:p@127.0.0.1:8080/x").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
         assert_eq!(o("http://[::1]:9/x").as_deref(), Some("http://::1:9"));
         assert_eq!(o("git@github.com:a/b.git"), None);
         assert!(Origin::of("http://[::1]/").is_some_and(|o| o.is_loopback()));
@@ -564,7 +568,10 @@ mod tests {
         assert_eq!(url_secrets("https://u:p@h/x"), ["u", "p"]);
         assert!(url_secrets("ssh://git@h/x").is_empty());
         assert_eq!(
-            scrub("cannot reach https://u:tok3n@h/x (tok3n)", &["tok3n".into()]),
+            scrub(
+                "cannot reach https://u:tok3n@h/x (tok3n)",
+                &["tok3n".into()]
+            ),
             "cannot reach https://(redacted)@h/x ((redacted))"
         );
         assert_eq!(

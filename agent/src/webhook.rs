@@ -40,12 +40,15 @@ pub fn delivery_id(headers: &[(String, String)]) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The IDs seen, and when, oldest first.
+type Seen = (HashSet<String>, VecDeque<(Instant, String)>);
+
 /// Delivery IDs seen within a window (at most `cap` of them, oldest forgotten first).
 #[derive(Debug)]
 pub struct Deliveries {
     window: Duration,
     cap: usize,
-    seen: Mutex<(HashSet<String>, VecDeque<(Instant, String)>)>,
+    seen: Mutex<Seen>,
 }
 
 impl Default for Deliveries {
@@ -66,7 +69,10 @@ impl Deliveries {
 
     /// Whether `id` is new (then it is remembered); `false` for a replay within the window.
     pub fn first(&self, id: &str, now: Instant) -> bool {
-        let mut g = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut g = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (set, order) = &mut *g;
         while let Some((t, old)) = order.front() {
             if now.saturating_duration_since(*t) <= self.window && order.len() < self.cap {

@@ -1218,8 +1218,7 @@ async fn a_commit_with_a_five_megabyte_subject_is_applied_and_recorded() {
     let msg = env.cache.path().join("message");
     std::fs::write(&msg, "s".repeat(5 * 1024 * 1024)).unwrap();
     env.repo.git(&["add", "-A"]);
-    env.repo
-        .git(&["commit", "-q", "-F", msg.to_str().unwrap()]);
+    env.repo.git(&["commit", "-q", "-F", msg.to_str().unwrap()]);
     env.repo.push();
     let sha = env.repo.head();
     let mut agent = env.agent().await;

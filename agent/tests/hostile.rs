@@ -286,7 +286,10 @@ fn a_mirror_with_hostile_git_config_is_not_trusted() {
     assert!(!config.contains("sshCommand"), "{config}");
 }
 
-async fn endpoint(limits: Limits, allow_unsigned: bool) -> (String, Arc<Notify>, tokio::sync::watch::Sender<bool>) {
+async fn endpoint(
+    limits: Limits,
+    allow_unsigned: bool,
+) -> (String, Arc<Notify>, tokio::sync::watch::Sender<bool>) {
     let wake = Arc::new(Notify::new());
     let e = Endpoints {
         metrics: Arc::new(Metrics::new("prod")),
@@ -372,7 +375,11 @@ async fn slow_many_and_oversized_clients_are_cut_off() {
     .unwrap();
     // The server is still there for everyone else.
     let c = reqwest::Client::new();
-    let r = c.get(format!("http://{addr}/healthz")).send().await.unwrap();
+    let r = c
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     // A body over the limit.
     let r = c
@@ -415,7 +422,11 @@ struct AgentProc(Option<Child>, Arc<Mutex<String>>);
 
 impl AgentProc {
     fn spawn(mut cmd: Command) -> AgentProc {
-        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let mut err = child.stderr.take().unwrap();
         let sink = Arc::clone(&log);
@@ -425,7 +436,9 @@ impl AgentProc {
                 if n == 0 {
                     break;
                 }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
         AgentProc(Some(child), log)
@@ -635,19 +648,17 @@ fn a_flooded_agent_keeps_its_pace_and_its_token() {
     let stderr = agent.log();
     assert!(stderr.contains("starting the loop"), "{stderr}");
     assert!(stderr.contains("not followed"), "{stderr}");
-    assert!(!stderr.contains(TOKEN), "the token is in the log:\n{stderr}");
+    assert!(
+        !stderr.contains(TOKEN),
+        "the token is in the log:\n{stderr}"
+    );
     assert!(
         elsewhere.received().is_empty(),
         "a status went to another origin"
     );
     // The control: the remote did get the token (so it was in play all along).
-    assert!(
-        git.auth_seen
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|a| a.as_deref() == Some(format!("Basic {}", base64(format!("{TOKEN}:{TOKEN}").as_bytes())).as_str()))
-    );
+    assert!(git.auth_seen.lock().unwrap().iter().any(|a| a.as_deref()
+        == Some(format!("Basic {}", base64(format!("{TOKEN}:{TOKEN}").as_bytes())).as_str())));
 }
 
 #[test]
@@ -667,10 +678,23 @@ fn tokens_are_not_sent_over_plain_http_unless_allowed() {
         )
     };
     let token = secret.to_str().unwrap();
-    let (code, err) = run(&["--repo", "http://git.acme.example/a/b.git", "--token-file", token]);
+    let (code, err) = run(&[
+        "--repo",
+        "http://git.acme.example/a/b.git",
+        "--token-file",
+        token,
+    ]);
     assert_eq!(code, Some(1));
-    assert!(err.contains("the remote `http://git.acme.example/a/b.git` would receive the token in clear text"), "{err}");
-    let (code, err) = run(&["--repo", &format!("http://x:{TOKEN}@git.acme.example/a/b.git")]);
+    assert!(
+        err.contains(
+            "the remote `http://git.acme.example/a/b.git` would receive the token in clear text"
+        ),
+        "{err}"
+    );
+    let (code, err) = run(&[
+        "--repo",
+        &format!("http://x:{TOKEN}@git.acme.example/a/b.git"),
+    ]);
     assert_eq!(code, Some(1));
     assert!(err.contains("clear text") && !err.contains(TOKEN), "{err}");
     let (code, err) = run(&[
@@ -684,7 +708,10 @@ fn tokens_are_not_sent_over_plain_http_unless_allowed() {
         token,
     ]);
     assert_eq!(code, Some(1));
-    assert!(err.contains("the forge API `http://gitlab.acme.example`"), "{err}");
+    assert!(
+        err.contains("the forge API `http://gitlab.acme.example`"),
+        "{err}"
+    );
     // Allowed: past that check (and failing on the kubeconfig instead).
     let (code, err) = run(&[
         "--repo",
@@ -698,6 +725,11 @@ fn tokens_are_not_sent_over_plain_http_unless_allowed() {
     // Without a token, plain http is fine; so is a loopback address with one.
     let (_, err) = run(&["--repo", "http://git.acme.example/a/b.git"]);
     assert!(!err.contains("would receive the token"), "{err}");
-    let (_, err) = run(&["--repo", "http://127.0.0.1:9/a/b.git", "--token-file", token]);
+    let (_, err) = run(&[
+        "--repo",
+        "http://127.0.0.1:9/a/b.git",
+        "--token-file",
+        token,
+    ]);
     assert!(!err.contains("would receive the token"), "{err}");
 }

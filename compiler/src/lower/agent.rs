@@ -160,7 +160,12 @@ pub fn rules_for(emitted: &[std::borrow::Cow<'_, Value>]) -> Vec<PolicyRule> {
     use std::collections::BTreeSet;
     type Set = BTreeSet<String>;
     let rbac = "rbac.authorization.k8s.io";
-    let field = |o: &Value, p: &str| o.pointer(p).and_then(Value::as_str).unwrap_or("").to_owned();
+    let field = |o: &Value, p: &str| {
+        o.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
     // What plinth can emit at all: (group, resource).
     let mut known: BTreeSet<(String, String)> = BUILTIN_KINDS
         .iter()
@@ -188,7 +193,10 @@ pub fn rules_for(emitted: &[std::borrow::Cow<'_, Value>]) -> Vec<PolicyRule> {
     for o in emitted {
         let (g, r) = resource_of(o);
         if g == rbac && (r == "clusterroles" || r == "clusterrolebindings") {
-            named.entry(r.clone()).or_default().insert(field(o, "/metadata/name"));
+            named
+                .entry(r.clone())
+                .or_default()
+                .insert(field(o, "/metadata/name"));
         } else {
             written.insert((g.clone(), r.clone()));
         }
@@ -205,21 +213,28 @@ pub fn rules_for(emitted: &[std::borrow::Cow<'_, Value>]) -> Vec<PolicyRule> {
     let full = ["get", "create", "patch", "delete"];
     let mut by_group: BTreeMap<(String, bool), Set> = BTreeMap::new();
     for (g, r) in &written {
-        by_group.entry((g.clone(), true)).or_default().insert(r.clone());
+        by_group
+            .entry((g.clone(), true))
+            .or_default()
+            .insert(r.clone());
     }
     for (g, r) in &known {
         let cluster_rbac = g == rbac && (r == "clusterroles" || r == "clusterrolebindings");
         if !written.contains(&(g.clone(), r.clone())) && !cluster_rbac {
-            by_group.entry((g.clone(), false)).or_default().insert(r.clone());
+            by_group
+                .entry((g.clone(), false))
+                .or_default()
+                .insert(r.clone());
         }
     }
-    let rule = |group: &str, resources: Vec<String>, verbs: &[&str], names: Option<&Set>| PolicyRule {
-        api_groups: Some(vec![group.to_owned()]),
-        resources: Some(resources),
-        verbs: strings(verbs),
-        resource_names: names.map(|n| n.iter().cloned().collect()),
-        ..PolicyRule::default()
-    };
+    let rule =
+        |group: &str, resources: Vec<String>, verbs: &[&str], names: Option<&Set>| PolicyRule {
+            api_groups: Some(vec![group.to_owned()]),
+            resources: Some(resources),
+            verbs: strings(verbs),
+            resource_names: names.map(|n| n.iter().cloned().collect()),
+            ..PolicyRule::default()
+        };
     let mut rules: Vec<PolicyRule> = by_group
         .into_iter()
         .map(|((group, write), resources)| {
@@ -233,7 +248,12 @@ pub fn rules_for(emitted: &[std::borrow::Cow<'_, Value>]) -> Vec<PolicyRule> {
     for (resource, names) in &bind {
         rules.push(rule(rbac, vec![resource.clone()], &["bind"], Some(names)));
     }
-    rules.push(rule("events.k8s.io", strings(&["events"]), &["create", "patch"], None));
+    rules.push(rule(
+        "events.k8s.io",
+        strings(&["events"]),
+        &["create", "patch"],
+        None,
+    ));
     // Roles that grant more than the agent holds: `escalate` on them, by name.
     let mut escalate: BTreeMap<String, Set> = BTreeMap::new();
     for o in emitted {
@@ -246,11 +266,19 @@ pub fn rules_for(emitted: &[std::borrow::Cow<'_, Value>]) -> Vec<PolicyRule> {
             .and_then(|v| serde_json::from_value(v.clone()).ok())
             .unwrap_or_default();
         if grants.iter().any(|g| !held(&rules, g)) {
-            escalate.entry(r).or_default().insert(field(o, "/metadata/name"));
+            escalate
+                .entry(r)
+                .or_default()
+                .insert(field(o, "/metadata/name"));
         }
     }
     for (resource, names) in &escalate {
-        rules.push(rule(rbac, vec![resource.clone()], &["escalate"], Some(names)));
+        rules.push(rule(
+            rbac,
+            vec![resource.clone()],
+            &["escalate"],
+            Some(names),
+        ));
     }
     rules
 }
@@ -284,7 +312,11 @@ pub fn with_own<'a>(emitted: &[&'a Value]) -> Vec<std::borrow::Cow<'a, Value>> {
 /// Whether `rules` grant everything `wanted` does (no wildcards are granted by `rules`;
 /// a wildcard or a non-resource URL in `wanted` is never held).
 pub fn held(rules: &[PolicyRule], wanted: &PolicyRule) -> bool {
-    if wanted.non_resource_urls.as_ref().is_some_and(|u| !u.is_empty()) {
+    if wanted
+        .non_resource_urls
+        .as_ref()
+        .is_some_and(|u| !u.is_empty())
+    {
         return false;
     }
     let groups = wanted.api_groups.clone().unwrap_or_default();
@@ -297,10 +329,9 @@ pub fn held(rules: &[PolicyRule], wanted: &PolicyRule) -> bool {
                         && have.resources.as_deref().unwrap_or_default().contains(r)
                         && have.verbs.contains(v)
                         && have.resource_names.as_ref().is_none_or(|have_names| {
-                            wanted
-                                .resource_names
-                                .as_ref()
-                                .is_some_and(|w| !w.is_empty() && w.iter().all(|n| have_names.contains(n)))
+                            wanted.resource_names.as_ref().is_some_and(|w| {
+                                !w.is_empty() && w.iter().all(|n| have_names.contains(n))
+                            })
                         })
                 })
             })
@@ -694,7 +725,10 @@ mod tests {
             assert!(!covered(group_of(v), &plural(k), "patch"), "{v} {k}");
         }
         assert!(covered("", "configmaps", "patch"), "the inventory");
-        assert!(covered("apps", "deployments", "patch"), "its own Deployment");
+        assert!(
+            covered("apps", "deployments", "patch"),
+            "its own Deployment"
+        );
         assert!(covered("events.k8s.io", "events", "create"));
         assert!(covered("rbac.authorization.k8s.io", "clusterroles", "bind"));
         assert!(!covered("", "nodes", "get"), "nothing else");
@@ -735,7 +769,11 @@ mod tests {
                 .iter()
                 .filter(|r| {
                     r.verbs.iter().any(|v| v == verb)
-                        && r.resources.as_deref().unwrap_or_default().iter().any(|x| x == resource)
+                        && r.resources
+                            .as_deref()
+                            .unwrap_or_default()
+                            .iter()
+                            .any(|x| x == resource)
                 })
                 .collect()
         };
@@ -746,7 +784,10 @@ mod tests {
         assert_eq!(names(bind[0]), ["edit", NAME]);
         assert_eq!(names(find("bind", "roles")[0]), ["launcher"]);
         // `escalate`: only on the role that grants more than the agent holds.
-        let esc: Vec<&PolicyRule> = rules.iter().filter(|r| r.verbs.iter().any(|v| v == "escalate")).collect();
+        let esc: Vec<&PolicyRule> = rules
+            .iter()
+            .filter(|r| r.verbs.iter().any(|v| v == "escalate"))
+            .collect();
         assert_eq!(esc.len(), 1, "{esc:?}");
         assert_eq!(esc[0].resources.as_deref(), Some(&["roles".to_owned()][..]));
         assert_eq!(names(esc[0]), ["launcher"]);
@@ -755,7 +796,10 @@ mod tests {
             for verb in ["get", "create", "patch", "delete"] {
                 let r = find(verb, resource);
                 assert!(!r.is_empty(), "{verb} {resource}");
-                assert!(r.iter().all(|r| names(r) == [NAME]), "{verb} {resource}: {r:?}");
+                assert!(
+                    r.iter().all(|r| names(r) == [NAME]),
+                    "{verb} {resource}: {r:?}"
+                );
             }
         }
         // Written (create, patch): only the kinds emitted, the agent's and the inventory's.
@@ -766,8 +810,16 @@ mod tests {
             .flat_map(|r| r.resources.clone().unwrap_or_default())
             .collect();
         let expected: std::collections::BTreeSet<String> = [
-            "resourcequotas", "rolebindings", "roles", "namespaces", "serviceaccounts",
-            "services", "deployments", "configmaps", "clusterroles", "clusterrolebindings",
+            "resourcequotas",
+            "rolebindings",
+            "roles",
+            "namespaces",
+            "serviceaccounts",
+            "services",
+            "deployments",
+            "configmaps",
+            "clusterroles",
+            "clusterrolebindings",
         ]
         .iter()
         .map(|s| (*s).to_owned())
@@ -780,7 +832,10 @@ mod tests {
             assert!(!r.verbs.iter().any(|v| v == "*" || v == "list"), "{r:?}");
             let res = r.resources.clone().unwrap_or_default();
             assert!(!res.iter().any(|x| x == "*"));
-            if res.iter().any(|x| x == "clusterroles" || x == "clusterrolebindings") {
+            if res
+                .iter()
+                .any(|x| x == "clusterroles" || x == "clusterrolebindings")
+            {
                 assert!(r.resource_names.is_some(), "{r:?}");
             }
         }
