@@ -5,13 +5,19 @@
 //!    `--log-format json`);
 //! 2. a Kubernetes Event (`events.k8s.io/v1`, through kube's event `Recorder`) regarding the
 //!    inventory ConfigMap, so `kubectl -n plinth-system get events` shows it;
-//! 3. a bounded history (the last [`HISTORY`] entries) in the inventory ConfigMap, data key
+//! 3. a bounded history (the last [`HISTORY`] entries, at most [`HISTORY_BYTES`] bytes) in the
+//!    inventory ConfigMap, data key
 //!    `history` (one JSON entry per line, oldest first), next to `commit`, the git commit last
 //!    applied. Both are written by server-side apply as field manager `plinth-agent`, so the
 //!    apply engine's own inventory writes (manager `plinth`) leave them alone.
 //!
 //! `plinth-agent history` prints that history. Recording never fails a sync: errors are
 //! logged and counted.
+//!
+//! Every entry is bounded ([`Entry::bounded`]): subject, author and message are cut (saying
+//! how much was cut), object lists capped with a count. So a commit with a multi-megabyte
+//! subject cannot push the ConfigMap past Kubernetes' 1 MiB limit, and the applied commit
+//! (its own data key) is always recorded.
 
 use std::fmt::Write as _;
 
@@ -28,8 +34,27 @@ use crate::inventory;
 pub const HISTORY: usize = 50;
 /// Field manager of the agent's own records.
 pub const MANAGER: &str = "plinth-agent";
+/// Bytes of history kept in the inventory ConfigMap (far below Kubernetes' 1 MiB per object);
+/// the oldest entries go first, the newest is always kept.
+pub const HISTORY_BYTES: usize = 256 * 1024;
 /// Objects listed per entry (the rest are counted).
 const OBJECTS: usize = 25;
+/// Characters kept of a subject or an author.
+const SHORT_TEXT: usize = 200;
+/// Characters kept of a message or of one object line.
+const LONG_TEXT: usize = 2000;
+const OBJECT_LINE: usize = 300;
+
+/// `s` cut to `limit` characters, saying how many were cut.
+fn bound(s: &str, limit: usize) -> String {
+    let n = s.chars().count();
+    if n <= limit {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(limit).collect();
+    let _ = write!(out, "… ({} more characters)", n - limit);
+    out
+}
 
 /// What an entry records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +113,8 @@ pub struct Entry {
 impl Entry {
     /// The entry with every secret in its free text (author, subject, objects, message)
     /// dropped by `plinth::redact::text`: what the ledger, the log and Events carry.
+    /// Bounded too ([`Entry::bounded`]): redacted first, so a cut never leaves half a secret
+    /// unrecognised.
     pub fn redacted(&self) -> Entry {
         let t = |s: &str| plinth::redact::text(s).into_owned();
         Entry {
@@ -97,6 +124,23 @@ impl Entry {
             message: t(&self.message),
             ..self.clone()
         }
+        .bounded()
+    }
+
+    /// The entry with its free text cut (subject and author to 200 characters, the message to
+    /// 2,000, each object line to 300) and its objects capped at 25 with a count.
+    pub fn bounded(mut self) -> Entry {
+        self.subject = bound(&self.subject, SHORT_TEXT);
+        self.author = bound(&self.author, SHORT_TEXT);
+        self.message = bound(&self.message, LONG_TEXT);
+        self.cluster = bound(&self.cluster, SHORT_TEXT);
+        self.outcome = bound(&self.outcome, SHORT_TEXT);
+        self.commit = bound(&self.commit, 64);
+        self.objects = cap(std::mem::take(&mut self.objects))
+            .iter()
+            .map(|o| bound(o, OBJECT_LINE))
+            .collect();
+        self
     }
 
     pub fn short_commit(&self) -> &str {
@@ -169,11 +213,20 @@ impl Ledger {
         })
     }
 
-    /// Append entries, keeping the last [`HISTORY`].
+    /// Append entries (redacted and bounded), keeping the last [`HISTORY`] within
+    /// [`HISTORY_BYTES`]; the newest entry is always kept.
     pub fn push(&mut self, entries: &[Entry]) {
         self.history.extend(entries.iter().map(Entry::redacted));
         let extra = self.history.len().saturating_sub(HISTORY);
         self.history.drain(..extra);
+        let size = |e: &Entry| serde_json::to_string(e).map_or(0, |s| s.len() + 1);
+        let mut total: usize = self.history.iter().map(size).sum();
+        let mut drop = 0;
+        while total > HISTORY_BYTES && drop + 1 < self.history.len() {
+            total -= size(&self.history[drop]);
+            drop += 1;
+        }
+        self.history.drain(..drop);
     }
 }
 
@@ -367,6 +420,43 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("(redacted)"), "{text}");
+    }
+
+    #[test]
+    fn huge_entries_are_cut_and_the_history_stays_small() {
+        let mut l = Ledger::default();
+        let mut big = entry(1);
+        big.subject = "x".repeat(5 * 1024 * 1024);
+        big.author = format!("{} <a@b>", "y".repeat(100_000));
+        big.message = "m".repeat(1_000_000);
+        big.objects = (0..10_000)
+            .map(|i| format!("+ Kind ns/{i}{}", "z".repeat(1000)))
+            .collect();
+        l.push(&[big]);
+        let e = &l.history[0];
+        assert_eq!(
+            e.subject.chars().count(),
+            200 + "… (5242680 more characters)".chars().count()
+        );
+        assert!(
+            e.subject.ends_with("… (5242680 more characters)"),
+            "{}",
+            &e.subject[190..]
+        );
+        assert_eq!(e.objects.len(), 25);
+        assert_eq!(e.objects[24], "… 9976 more");
+        // Many large entries: the history keeps what fits, the newest last.
+        for i in 0..200 {
+            let mut e = entry(i);
+            e.message = "w".repeat(5000);
+            l.push(&[e]);
+        }
+        let text = serde_json::to_string(&l.to_apply()).expect("json");
+        assert!(text.len() <= HISTORY_BYTES + 1024, "{}", text.len());
+        assert_eq!(
+            l.history.last().map(|e| e.commit.clone()),
+            Some(format!("{:040x}", 199))
+        );
     }
 
     #[test]

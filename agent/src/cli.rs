@@ -159,7 +159,8 @@ pub struct ApplyOptionArgs {
 pub struct ApplyArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Run once and exit (the continuous loop is `plinth-agent run`).
+    /// Run once and exit: what `apply` always does (the flag is kept for scripts; the
+    /// continuous loop is `plinth-agent run`).
     #[arg(long)]
     pub once: bool,
     /// With `--prune`: delete data (namespaces, volumes, buckets, CRDs) whose deletion the
@@ -228,9 +229,21 @@ pub struct RunArgs {
     pub known_hosts_file: Option<PathBuf>,
     /// A file holding the webhook secret (GitHub and Gitea HMAC key, GitLab token), read at
     /// each hook; while it is missing, hooks are refused. Without this option, hooks are
-    /// accepted unsigned (they only trigger a fetch).
+    /// refused unless `--allow-unsigned-webhooks`.
     #[arg(long, value_name = "F", env = "PLINTH_WEBHOOK_SECRET_FILE")]
     pub webhook_secret_file: Option<PathBuf>,
+    /// Accept webhooks without a signature (no `--webhook-secret-file`): anyone who reaches
+    /// the port can then trigger fetches (spaced by `--min-wake-interval`).
+    #[arg(long, env = "PLINTH_ALLOW_UNSIGNED_WEBHOOKS")]
+    pub allow_unsigned_webhooks: bool,
+    /// Least time between two fetches triggered by webhooks (a flood of hooks costs one
+    /// fetch per interval; a hook never shortens the backoff after failed fetches).
+    #[arg(long, default_value = "10s", value_parser = duration::parse, value_name = "DURATION", env = "PLINTH_MIN_WAKE_INTERVAL")]
+    pub min_wake_interval: Duration,
+    /// Send tokens over plain `http://` to a remote or forge that is not on a loopback
+    /// address (refused by default: use `https://`).
+    #[arg(long, env = "PLINTH_ALLOW_INSECURE_HTTP")]
+    pub allow_insecure_http: bool,
     /// Where `/metrics`, `/healthz`, `/readyz` and `/hooks/git` are served.
     #[arg(
         long,
@@ -239,7 +252,9 @@ pub struct RunArgs {
         env = "PLINTH_LISTEN"
     )]
     pub listen: std::net::SocketAddr,
-    /// Where the git mirror is kept (default: a directory under the system's temp dir).
+    /// Where the git mirror is kept: a directory of the agent's own (created `0700`; an
+    /// existing one must be owned by the agent's user and closed to others). Default: a new
+    /// private directory under the system's temp dir, removed at exit.
     #[arg(long, value_name = "DIR", env = "PLINTH_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
     /// The link of commit statuses; `{sha}`, `{short}` and `{cluster}` are replaced.
@@ -344,12 +359,6 @@ pub struct Output {
 pub async fn run(cli: Cli) -> Result<Output, Error> {
     let (format, report) = match &cli.command {
         Cmd::Apply(a) => {
-            if !a.once {
-                return Err(Error::Usage(
-                    "`apply` runs once: the continuous loop is `plinth-agent run`; for a single run, run `plinth-agent apply --once`"
-                        .into(),
-                ));
-            }
             let mut opts = apply_options(&a.common.engine, &a.apply)?;
             opts.allow_destructive = a.allow_destructive;
             let desired = Desired::read(&a.common.dir)?;
@@ -491,7 +500,36 @@ async fn run_loop(r: &RunArgs) -> Result<Output, Error> {
         }
     };
     let (sink, hook_forge, username) = forge(r)?;
+    let git_token = r.git_token_file.clone().or_else(|| r.token_file.clone());
+    crate::source::require_https(
+        &r.repo,
+        git_token.is_some(),
+        r.allow_insecure_http,
+        "the remote",
+    )
+    .map_err(Error::Usage)?;
+    if r.forge != ForgeKind::None {
+        let base = r.forge_url.as_deref().unwrap_or("https://");
+        crate::source::require_https(base, true, r.allow_insecure_http, "the forge API")
+            .map_err(Error::Usage)?;
+    }
     let secret = r.webhook_secret_file.clone();
+    if secret.is_some() && r.allow_unsigned_webhooks {
+        return Err(Error::Usage(
+            "`--allow-unsigned-webhooks` and `--webhook-secret-file` exclude each other: with a secret, hooks must be signed"
+                .into(),
+        ));
+    }
+    if r.allow_unsigned_webhooks {
+        tracing::warn!(
+            "`--allow-unsigned-webhooks`: anyone who reaches the port can trigger fetches; set `--webhook-secret-file` instead"
+        );
+    }
+    if r.allow_insecure_http {
+        tracing::warn!(
+            "`--allow-insecure-http`: tokens may be sent in clear text to `http://` remotes and forges"
+        );
+    }
     if let Some(p) = &secret
         && crate::source::read_secret(p).is_err()
     {
@@ -504,18 +542,27 @@ async fn run_loop(r: &RunArgs) -> Result<Output, Error> {
         url: r.repo.clone(),
         branch: r.branch.clone(),
         auth: Auth {
-            token_file: r.git_token_file.clone().or_else(|| r.token_file.clone()),
+            token_file: git_token,
             username: r.git_username.clone().unwrap_or(username),
             ssh_key_file: r.ssh_key_file.clone(),
             known_hosts_file: r.known_hosts_file.clone(),
         },
     };
-    let cache = r
-        .cache_dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("plinth-agent-{}", r.cluster)));
+    // Without `--cache-dir`: a fresh private directory (a random name, `0700`), kept while
+    // the loop runs; never a predictable shared path.
+    let (cache, _private) = match &r.cache_dir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix(&format!("plinth-agent-{}-", r.cluster))
+                .tempdir()
+                .map_err(|e| Error::Usage(format!("cannot create the git cache directory: {e}")))?;
+            (t.path().join("mirror"), Some(t))
+        }
+    };
     let mut cfg = gitops::Config::new(remote, cache, &r.cluster, &r.path);
     cfg.interval = r.interval;
+    cfg.min_wake_interval = r.min_wake_interval;
     cfg.max_backoff = r.max_backoff;
     cfg.allow_non_fast_forward = r.allow_non_fast_forward;
     cfg.verifier = verifier;
@@ -545,12 +592,15 @@ async fn run_loop(r: &RunArgs) -> Result<Output, Error> {
         wake: Arc::clone(&wake),
         forge: hook_forge,
         secret,
+        allow_unsigned: r.allow_unsigned_webhooks,
+        deliveries: Arc::new(webhook::Deliveries::default()),
         branch: r.branch.clone(),
     };
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(server::serve(
         r.listen,
         endpoints,
+        server::Limits::default(),
         stop_rx.clone(),
         bound_tx,
     ));

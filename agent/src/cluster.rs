@@ -153,6 +153,8 @@ pub struct Cluster {
     requests: Requests,
     /// Resources served per group version, as discovered.
     resources: Arc<Mutex<HashMap<String, Resources>>>,
+    /// The API server's URL (userinfo redacted), named in errors that never reached it.
+    server: Option<String>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -204,8 +206,11 @@ impl Cluster {
         config.connect_timeout = Some(requests.timeout);
         config.read_timeout = Some(requests.timeout);
         config.write_timeout = Some(requests.timeout);
+        let server = crate::source::redact_url(&config.cluster_url.to_string());
         let client = Client::try_from(config).map_err(|e| Error::Config(chain(&e)))?;
-        Ok(Cluster::new(client, requests))
+        let mut c = Cluster::new(client, requests);
+        c.server = Some(server);
+        Ok(c)
     }
 
     pub fn new(client: Client, requests: Requests) -> Cluster {
@@ -213,6 +218,7 @@ impl Cluster {
             client,
             requests,
             resources: Arc::default(),
+            server: None,
         }
     }
 
@@ -249,6 +255,13 @@ impl Cluster {
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                     attempt += 1;
+                }
+                Err(mut e) if e.code.is_none() => {
+                    // No answer at all: say where it was asked.
+                    if let Some(s) = &self.server {
+                        e.message = format!("{} (API server `{s}`)", e.message);
+                    }
+                    return Err(e);
                 }
                 other => return other,
             }

@@ -83,6 +83,29 @@ impl Desired {
                 source: e,
             })
         };
+        if !dir.join("plinth.lock.json").exists() {
+            // `--dir out` instead of `--dir out/<cluster>`: name the clusters it holds.
+            let mut clusters: Vec<String> = std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.path().join("plinth.lock.json").is_file())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            clusters.sort();
+            if let Some(first) = clusters.first() {
+                return Err(Error::Usage(format!(
+                    "`{}` holds one directory per cluster ({}): pass `--dir {}`",
+                    dir.display(),
+                    clusters
+                        .iter()
+                        .map(|c| format!("`{c}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    dir.join(first).display()
+                )));
+            }
+        }
         let lock = read("plinth.lock.json")?;
         Desired::from_files(&lock, |rel| read(rel))
     }

@@ -144,6 +144,27 @@ fn path_string<S: Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&p.to_string())
 }
 
+impl FieldDiff {
+    /// Drift put back, in the direction of the repair: live → desired
+    /// (`spec.hard.requests.cpu 96 (live) → 48 (desired), an edit by kubectl-edit undone`).
+    pub fn restored(&self) -> String {
+        let by = match &self.class {
+            Class::Hand { manager } | Class::Reclaimed { manager } | Class::Other { manager }
+                if !manager.is_empty() =>
+            {
+                format!("an edit by {manager} undone")
+            }
+            _ => "a change outside any field manager undone".to_owned(),
+        };
+        format!(
+            "{} {} (live) → {} (desired), {by}",
+            self.path,
+            fields::show(self.live.as_ref()),
+            fields::show(self.desired.as_ref())
+        )
+    }
+}
+
 impl fmt::Display for FieldDiff {
     /// In the direction of the change: an update goes from live to desired
     /// (`spec.hard.pods 10→20`), drift from desired to live

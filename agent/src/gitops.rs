@@ -59,6 +59,9 @@ pub struct Config {
     /// First wait after a failed fetch; doubled each time up to `max_backoff`.
     pub backoff: Duration,
     pub max_backoff: Duration,
+    /// Least time between the starts of two fetches when a webhook wakes the loop: webhooks
+    /// are coalesced (one fetch running, one pending) and never shorten a backoff.
+    pub min_wake_interval: Duration,
     /// Apply a head that does not descend from the applied commit (a force-push).
     pub allow_non_fast_forward: bool,
     /// Verify the signature of every commit before applying it.
@@ -85,6 +88,7 @@ impl Config {
             interval: Duration::from_secs(60),
             backoff: Duration::from_secs(2),
             max_backoff: Duration::from_secs(300),
+            min_wake_interval: Duration::from_secs(10),
             allow_non_fast_forward: false,
             verifier: None,
             apply: Options::default(),
@@ -859,7 +863,7 @@ impl Agent {
                 o.diffs
                     .iter()
                     .filter(|d| d.class.is_drift())
-                    .map(move |d| format!("* {}: {d}", o.key))
+                    .map(move |d| format!("* {}: {}", o.key, d.restored()))
             })
             .collect();
         if !healed.is_empty() {
@@ -965,6 +969,7 @@ impl Agent {
                 .is_none_or(|t| t.elapsed() + Duration::from_millis(50) >= self.cfg.interval);
             let interrupt = Arc::clone(&self.interrupt);
             let grace = self.cfg.shutdown_grace;
+            let started = Instant::now();
             let outcome = {
                 let fut = self.step(resync);
                 tokio::pin!(fut);
@@ -997,11 +1002,30 @@ impl Agent {
                 self.cfg.interval
             };
             tracing::debug!(delay = %crate::duration::show(delay), "waiting");
+            let until = tokio::time::Instant::now() + delay;
             tokio::select! {
-                () = tokio::time::sleep(delay) => {}
+                () = tokio::time::sleep_until(until) => {}
                 () = wake.notified() => {
-                    tracing::info!("woken by a webhook");
-                    // A push: look at the new commit right away, not the cluster again.
+                    // A push: look at the new commit soon, not the cluster again; but not
+                    // before the backoff after a failed fetch is over, nor sooner than the
+                    // least spacing of fetches (a flood of hooks costs one fetch each time).
+                    let not_before = if step.fetch_error.is_some() {
+                        until
+                    } else {
+                        tokio::time::Instant::from_std(started + self.cfg.min_wake_interval)
+                    };
+                    if not_before > tokio::time::Instant::now() {
+                        tracing::info!(
+                            wait = %crate::duration::show(not_before - tokio::time::Instant::now()),
+                            "woken by a webhook; fetching after the least spacing or backoff"
+                        );
+                        tokio::select! {
+                            () = tokio::time::sleep_until(not_before) => {}
+                            () = wait_true(&mut shutdown) => break,
+                        }
+                    } else {
+                        tracing::info!("woken by a webhook");
+                    }
                 }
                 () = wait_true(&mut shutdown) => break,
             }

@@ -13,10 +13,14 @@ fn main() -> ExitCode {
     };
     // The loop logs what it does by default; one-shot commands only warnings.
     let long_running = matches!(cli.command, plinth_agent::cli::Cmd::Run(_));
-    let default = if cli.verbose || long_running {
+    // `kube_client` logs a failed connection as an ERROR of its own; the agent reports it
+    // (naming the server) anyway: its lines only with `-v`.
+    let default = if cli.verbose {
         "info"
+    } else if long_running {
+        "info,kube_client=off"
     } else {
-        "warn"
+        "warn,kube_client=off"
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("PLINTH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -34,7 +38,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Each cause once (a message often repeats its source's already).
+            eprintln!("error: {}", plinth_agent::source::chain(e.as_ref()));
             ExitCode::from(1)
         }
     }

@@ -14,6 +14,7 @@
 //! | `plinth_agent_refusals_total` | counter | `cluster`, `reason` (`non-fast-forward`, `signature`, `check`, `plan`) |
 //! | `plinth_agent_errors_total` | counter | `cluster`, `kind` (`fetch`, `compile`, `apply`, `audit`) |
 //! | `plinth_agent_status_posts_total` | counter | `state`, `result` (`ok`, `retry`, `failed`) |
+//! | `plinth_agent_webhooks_total` | counter | `cluster`, `result` (`wake`, `ignored`, `duplicate`, `refused`) |
 //! | `plinth_agent_sync_duration_seconds` | histogram | `cluster` |
 //! | `plinth_agent_fetch_duration_seconds` | histogram | `cluster` |
 //!
@@ -61,6 +62,7 @@ struct Inner {
     refusals: BTreeMap<String, u64>,
     errors: BTreeMap<String, u64>,
     posts: BTreeMap<(String, String), u64>,
+    webhooks: BTreeMap<String, u64>,
     sync_duration: Histogram,
     fetch_duration: Histogram,
 }
@@ -125,6 +127,10 @@ impl Metrics {
     pub fn refusal(&self, reason: &str) {
         *self.lock().refusals.entry(reason.to_owned()).or_default() += 1;
     }
+    /// A webhook handled: `wake`, `ignored` (another ref, a ping), `duplicate`, `refused`.
+    pub fn webhook(&self, result: &str) {
+        *self.lock().webhooks.entry(result.to_owned()).or_default() += 1;
+    }
     pub fn error(&self, kind: &str) {
         *self.lock().errors.entry(kind.to_owned()).or_default() += 1;
     }
@@ -149,6 +155,7 @@ impl Metrics {
             "drift_findings" => m.drift_findings,
             "drifted" => m.drifted,
             "held" => m.held,
+            "webhooks" => m.webhooks.get(key).copied().unwrap_or(0),
             _ => 0,
         }
     }
@@ -277,6 +284,13 @@ impl Metrics {
             "Errors, by kind.",
             "kind",
             &m.errors,
+        );
+        counter_map(
+            &mut o,
+            "plinth_agent_webhooks_total",
+            "Webhooks received, by result.",
+            "result",
+            &m.webhooks,
         );
         head(
             &mut o,

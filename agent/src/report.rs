@@ -253,7 +253,7 @@ impl Report {
         };
         let _ = writeln!(
             out,
-            "cluster `{}`: revision {} (last applied: {})",
+            "cluster `{}`: revision {} (applied before this run: {})",
             self.cluster,
             short(&self.revision),
             short(&self.previous_revision)
@@ -296,8 +296,11 @@ impl Report {
                 Action::Heal | Action::Unchanged | Action::Provenance | Action::Skipped => {}
             }
             for d in o.diffs.iter().filter(|d| d.class.is_drift()) {
-                let verb = if o.healed && apply { "healed" } else { "drift" };
-                line(&mut out, verb, &format!("{}: {d}", o.key));
+                if o.healed && apply {
+                    line(&mut out, "healed", &format!("{}: {}", o.key, d.restored()));
+                } else {
+                    line(&mut out, "drift", &format!("{}: {d}", o.key));
+                }
             }
             for d in o
                 .diffs
@@ -437,7 +440,11 @@ impl Report {
             (Outcome::Changes, false) => "differences found".to_owned(),
             (Outcome::Failed, _) => "failed".to_owned(),
         };
-        let _ = writeln!(out, "{}: {result}", parts.join(", "));
+        if parts.is_empty() {
+            let _ = writeln!(out, "{result}");
+        } else {
+            let _ = writeln!(out, "{}: {result}", parts.join(", "));
+        }
         // Field values are redacted already; errors and messages are free text.
         plinth::redact::text(&out).into_owned()
     }

@@ -126,7 +126,20 @@ struct Http {
 
 impl Http {
     fn new(base: &str, token: Token) -> Http {
+        // Redirects are followed within the forge's own origin only: a redirect elsewhere is
+        // answered as it is (and fails the post), so no token header ever leaves the origin,
+        // whatever its name (`Authorization`, `PRIVATE-TOKEN`).
+        let home = crate::source::Origin::of(base);
+        let policy = reqwest::redirect::Policy::custom(move |attempt| {
+            let next = crate::source::Origin::of(attempt.url().as_str());
+            if attempt.previous().len() > 5 || home.is_none() || next != home {
+                attempt.stop()
+            } else {
+                attempt.follow()
+            }
+        });
         let client = reqwest::Client::builder()
+            .redirect(policy)
             .timeout(Duration::from_secs(15))
             .user_agent(concat!("plinth-agent/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -138,18 +151,36 @@ impl Http {
         }
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<(), PostError> {
+    async fn send(&self, req: reqwest::RequestBuilder, token: &str) -> Result<(), PostError> {
+        let mut secrets = crate::source::url_secrets(&self.base);
+        secrets.push(token.to_owned());
+        let scrub = |m: &str| crate::source::scrub(m, &secrets);
         let resp = req.send().await.map_err(|e| PostError {
-            message: crate::source::chain(&e),
+            message: scrub(&crate::source::chain(&e)),
             transient: true,
         })?;
         let code = resp.status();
         if code.is_success() {
             return Ok(());
         }
+        if code.is_redirection() {
+            let to = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            return Err(PostError {
+                message: scrub(&format!(
+                    "{code}: the forge redirects to `{}`, outside `{}`: not followed (the token is only sent to the configured forge; fix `--forge-url`)",
+                    crate::source::redact_url(to),
+                    crate::source::redact_url(&self.base)
+                )),
+                transient: false,
+            });
+        }
         let body = resp.text().await.unwrap_or_default();
         Err(PostError {
-            message: format!("{code}: {}", truncate(body.trim(), 300)),
+            message: scrub(&format!("{code}: {}", truncate(body.trim(), 300))),
             transient: code.is_server_error() || code.as_u16() == 429 || code.as_u16() == 408,
         })
     }
@@ -201,11 +232,11 @@ impl StatusSink for GitHub {
                 .http
                 .client
                 .post(url)
-                .bearer_auth(token)
+                .bearer_auth(&token)
                 .header("Accept", "application/vnd.github+json")
                 .header("X-GitHub-Api-Version", "2022-11-28")
                 .json(&body);
-            self.http.send(req).await
+            self.http.send(req, &token).await
         })
     }
 }
@@ -277,9 +308,9 @@ impl StatusSink for GitLab {
                 .http
                 .client
                 .post(url)
-                .header("PRIVATE-TOKEN", token)
+                .header("PRIVATE-TOKEN", &token)
                 .json(&body);
-            self.http.send(req).await
+            self.http.send(req, &token).await
         })
     }
 }
@@ -337,7 +368,7 @@ impl StatusSink for Gitea {
                 .post(url)
                 .header("Authorization", format!("token {token}"))
                 .json(&body);
-            self.http.send(req).await
+            self.http.send(req, &token).await
         })
     }
 }

@@ -9,9 +9,86 @@
 //! With forge `none`, any of the three is accepted. A hook never carries what to apply: it only
 //! wakes the loop, which fetches from the configured remote. So the payload is read for one
 //! thing only: its `ref`, to ignore pushes to other branches.
+//!
+//! A signature covers the body, not the time: a recorded delivery stays valid. So deliveries
+//! are also de-duplicated by their ID ([`delivery_id`], [`Deliveries`]): a replay within the
+//! window is answered and ignored. (Outside it, a replay can only wake the loop, whose wakes
+//! are coalesced and spaced.)
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use sha2::Sha256;
+
+/// The headers naming a delivery: GitHub, Gitea, Forgejo, Gogs; GitLab's per-event UUID.
+const DELIVERY_HEADERS: &[&str] = &[
+    "X-GitHub-Delivery",
+    "X-Gitea-Delivery",
+    "X-Forgejo-Delivery",
+    "X-Gogs-Delivery",
+    "X-Gitlab-Event-UUID",
+];
+
+/// The forge's ID of a delivery, if it sent one (bounded to 200 bytes).
+pub fn delivery_id(headers: &[(String, String)]) -> Option<String> {
+    DELIVERY_HEADERS
+        .iter()
+        .find_map(|h| header(headers, h))
+        .filter(|v| !v.is_empty() && v.len() <= 200)
+        .map(str::to_owned)
+}
+
+/// The IDs seen, and when, oldest first.
+type Seen = (HashSet<String>, VecDeque<(Instant, String)>);
+
+/// Delivery IDs seen within a window (at most `cap` of them, oldest forgotten first).
+#[derive(Debug)]
+pub struct Deliveries {
+    window: Duration,
+    cap: usize,
+    seen: Mutex<Seen>,
+}
+
+impl Default for Deliveries {
+    /// One hour, 10,000 IDs (forges retry failed deliveries within minutes).
+    fn default() -> Deliveries {
+        Deliveries::new(Duration::from_secs(3600), 10_000)
+    }
+}
+
+impl Deliveries {
+    pub fn new(window: Duration, cap: usize) -> Deliveries {
+        Deliveries {
+            window,
+            cap: cap.max(1),
+            seen: Mutex::new((HashSet::new(), VecDeque::new())),
+        }
+    }
+
+    /// Whether `id` is new (then it is remembered); `false` for a replay within the window.
+    pub fn first(&self, id: &str, now: Instant) -> bool {
+        let mut g = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (set, order) = &mut *g;
+        while let Some((t, old)) = order.front() {
+            if now.saturating_duration_since(*t) <= self.window && order.len() < self.cap {
+                break;
+            }
+            set.remove(old);
+            order.pop_front();
+        }
+        if set.contains(id) {
+            return false;
+        }
+        set.insert(id.to_owned());
+        order.push_back((now, id.to_owned()));
+        true
+    }
+}
 
 /// A forge, as far as hooks and statuses are concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,6 +273,28 @@ mod tests {
         );
         assert_eq!(verify(Forge::None, b"s3cret", &gl, body), Ok(()));
         assert!(!same(b"", b""));
+    }
+
+    #[test]
+    fn deliveries_are_seen_once_within_the_window() {
+        let d = Deliveries::new(Duration::from_secs(60), 3);
+        let t = Instant::now();
+        assert!(d.first("a", t));
+        assert!(!d.first("a", t + Duration::from_secs(30)));
+        assert!(d.first("a", t + Duration::from_secs(61)));
+        for id in ["b", "c", "d"] {
+            assert!(d.first(id, t + Duration::from_secs(62)));
+        }
+        assert_eq!(d.seen.lock().map(|g| g.1.len()).unwrap_or(0), 3);
+        assert_eq!(
+            delivery_id(&h("X-GitHub-Delivery", "72d3162e")).as_deref(),
+            Some("72d3162e")
+        );
+        assert_eq!(
+            delivery_id(&h("x-gitlab-event-uuid", "u-1")).as_deref(),
+            Some("u-1")
+        );
+        assert_eq!(delivery_id(&h("X-Gitlab-Token", "s")), None);
     }
 
     #[test]

@@ -117,7 +117,7 @@ fn apply_once_then_diff_with_exit_codes() {
     assert_eq!(heal.status.code(), Some(0), "{}", text(&heal.stdout));
     assert!(
         text(&heal.stdout)
-            .contains("healed     ResourceQuota er-capacity/quota: spec.hard.requests.cpu 32→48"),
+            .contains("healed     ResourceQuota er-capacity/quota: spec.hard.requests.cpu 48 (live) → 32 (desired)"),
         "{}",
         text(&heal.stdout)
     );
@@ -139,13 +139,21 @@ fn usage_and_system_errors_exit_1() {
     let tree = build(&[project("er", None)]);
     let out = tree.path.to_str().unwrap();
 
-    let no_once = agent(&["apply", "--kubeconfig", kc, "--dir", out]);
-    assert_eq!(no_once.status.code(), Some(1));
-    assert!(
-        text(&no_once.stderr).contains("run `plinth-agent apply --once`"),
-        "{}",
-        text(&no_once.stderr)
-    );
+    // `apply` runs once without being told (against a cluster of its own: this test checks
+    // below that nothing was written to `s`).
+    let s2 = TestServer::start_blocking().unwrap();
+    let kc2 = dir.path().join("kubeconfig2");
+    s2.write_kubeconfig(&kc2).unwrap();
+    let no_once = agent(&[
+        "apply",
+        "--kubeconfig",
+        kc2.to_str().unwrap(),
+        "--dir",
+        out,
+        "--health-timeout",
+        "5s",
+    ]);
+    assert_eq!(no_once.status.code(), Some(0), "{}", text(&no_once.stderr));
 
     let missing = agent(&["diff", "--kubeconfig", kc, "--dir", "/nonexistent/out/prod"]);
     assert_eq!(missing.status.code(), Some(1));
@@ -214,6 +222,14 @@ fn the_install_manifests_run_arguments_the_agent_takes() {
     };
     assert_eq!(run.cluster, "prod");
     assert!(run.apply.prune);
+    // The safe flags: signed hooks only, no clear-text tokens, a mirror directory of its own
+    // (below the volume, whose root the kubelet owns).
+    assert!(run.webhook_secret_file.is_some());
+    assert!(!run.allow_unsigned_webhooks && !run.allow_insecure_http);
+    assert_eq!(
+        run.cache_dir.as_deref(),
+        Some(std::path::Path::new("/var/cache/plinth/mirror"))
+    );
     // The files it names are where the Deployment mounts them.
     let mounts: Vec<&str> = container["volumeMounts"]
         .as_array()
@@ -228,4 +244,65 @@ fn the_install_manifests_run_arguments_the_agent_takes() {
             "{flag}{value} is not under a mount: {mounts:?}"
         );
     }
+}
+
+/// What a new user reads: a hint for `--dir out`, each cause once, an unreachable server named
+/// (without `kube_client`'s own ERROR lines), no summary line that is only `: failed`.
+#[test]
+fn messages_a_new_user_reads() {
+    let tree = build(&[project("er", None)]);
+    let out = tree.path.parent().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kc,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"https://127.0.0.1:1\"}}]\n\
+         users: [{name: u, user: {token: x}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n\
+         current-context: c\n",
+    )
+    .unwrap();
+    let kc = kc.to_str().unwrap();
+    let whole = agent(&["apply", "--kubeconfig", kc, "--dir", out.to_str().unwrap()]);
+    assert_eq!(whole.status.code(), Some(1));
+    assert!(
+        text(&whole.stderr).contains(&format!(
+            "holds one directory per cluster (`prod`): pass `--dir {}`",
+            out.join("prod").display()
+        )),
+        "{}",
+        text(&whole.stderr)
+    );
+    let missing = agent(&["apply", "--kubeconfig", kc, "--dir", "/nonexistent/x"]);
+    let err = text(&missing.stderr);
+    assert_eq!(
+        err.matches("No such file or directory").count(),
+        1,
+        "each cause once: {err}"
+    );
+    let unreachable = agent(&[
+        "apply",
+        "--kubeconfig",
+        kc,
+        "--dir",
+        tree.path.to_str().unwrap(),
+        "--retries",
+        "0",
+        "--request-timeout",
+        "2s",
+    ]);
+    assert_eq!(unreachable.status.code(), Some(1));
+    let (stdout, stderr) = (text(&unreachable.stdout), text(&unreachable.stderr));
+    assert!(
+        stdout.contains("API server `https://127.0.0.1:1/`"),
+        "{stdout}"
+    );
+    assert!(!stderr.contains("kube_client"), "{stderr}");
+    assert!(
+        stdout.lines().all(|l| !l.starts_with(": ")),
+        "a summary line without counts: {stdout}"
+    );
+    assert!(
+        stdout.contains("(applied before this run: none)"),
+        "{stdout}"
+    );
 }

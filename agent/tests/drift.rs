@@ -77,7 +77,7 @@ async fn a_hand_edit_is_detected_then_healed() {
     let q = report.objects.iter().find(|o| o.key == quota).unwrap();
     assert_eq!(q.action, Action::Heal);
     assert!(q.healed);
-    assert!(report.to_text().contains("healed     ResourceQuota er-capacity/quota: spec.hard.requests.cpu 32→48, changed by kubectl-edit"));
+    assert!(report.to_text().contains("healed     ResourceQuota er-capacity/quota: spec.hard.requests.cpu 48 (live) → 32 (desired), an edit by kubectl-edit undone"));
     let healed = live(&s, &quota).unwrap();
     assert_eq!(healed["spec"]["hard"]["requests.cpu"], "32");
     let owners: Vec<&str> = healed["metadata"]["managedFields"]

@@ -269,6 +269,10 @@ struct Endpoint {
 }
 
 async fn endpoints(forge: HookForge, secret: Option<&str>) -> Endpoint {
+    endpoints_with(forge, secret, false).await
+}
+
+async fn endpoints_with(forge: HookForge, secret: Option<&str>, allow_unsigned: bool) -> Endpoint {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("webhook-secret");
     if let Some(s) = secret {
@@ -285,11 +289,19 @@ async fn endpoints(forge: HookForge, secret: Option<&str>) -> Endpoint {
         wake: Arc::clone(&wake),
         forge,
         secret: file,
+        allow_unsigned,
+        deliveries: Arc::new(webhook::Deliveries::default()),
         branch: "main".into(),
     };
     let (stop, rx) = tokio::sync::watch::channel(false);
     let (tx, bound) = tokio::sync::oneshot::channel();
-    tokio::spawn(server::serve("127.0.0.1:0".parse().unwrap(), e, rx, tx));
+    tokio::spawn(server::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        e,
+        server::Limits::default(),
+        rx,
+        tx,
+    ));
     let addr = bound.await.unwrap();
     Endpoint {
         url: format!("http://{addr}"),
@@ -408,8 +420,24 @@ async fn webhooks_are_verified_per_forge() {
     assert_eq!(r.status(), 401);
     assert!(!woken(&gone.wake).await);
 
-    // Without a secret, a hook only triggers a fetch: accepted.
-    let open = endpoints(HookForge::None, None).await;
+    // Without a secret, unsigned hooks are refused...
+    let closed = endpoints(HookForge::None, None).await;
+    let r = c
+        .post(format!("{}/hooks/git", closed.url))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("`--allow-unsigned-webhooks`")
+    );
+    assert!(!woken(&closed.wake).await);
+    // ... unless allowed: then a hook only triggers a fetch.
+    let open = endpoints_with(HookForge::None, None, true).await;
     let r = c
         .post(format!("{}/hooks/git", open.url))
         .body(body)
@@ -418,7 +446,7 @@ async fn webhooks_are_verified_per_forge() {
         .unwrap();
     assert_eq!(r.status(), 202);
     assert!(woken(&open.wake).await);
-    for e in [gh, gl, gt, gone, open] {
+    for e in [gh, gl, gt, gone, closed, open] {
         let _ = e.stop.send(true);
     }
 }

@@ -69,6 +69,7 @@ impl Env {
         cfg.interval = Duration::from_millis(200);
         cfg.backoff = Duration::from_millis(20);
         cfg.max_backoff = Duration::from_millis(80);
+        cfg.min_wake_interval = Duration::from_millis(50);
         cfg.apply.prune = true;
         cfg.apply.health_timeout = Duration::from_secs(5);
         cfg.apply.poll = Duration::from_millis(25);
@@ -1205,4 +1206,44 @@ async fn the_loop_holds_a_namespace_with_data_plinth_does_not_own() {
     let step = agent.step(true).await;
     assert!(step.audit.iter().all(|e| e.action != AuditAction::Hold));
     assert!(env.ns("lab"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_with_a_five_megabyte_subject_is_applied_and_recorded() {
+    let env = Env::new().await;
+    env.repo.write("platform/plinth.yaml", PLATFORM);
+    let (p, t) = project("er-capacity", Some("32"));
+    env.repo.write(&format!("platform/{p}"), &t);
+    // Too long for an argument: the message from a file.
+    let msg = env.cache.path().join("message");
+    std::fs::write(&msg, "s".repeat(5 * 1024 * 1024)).unwrap();
+    env.repo.git(&["add", "-A"]);
+    env.repo.git(&["commit", "-q", "-F", msg.to_str().unwrap()]);
+    env.repo.push();
+    let sha = env.repo.head();
+    let mut agent = env.agent().await;
+    let step = agent.step(true).await;
+    assert_eq!(applied(&step).exit_code(), 0);
+    // The applied commit is recorded; the history entry is cut, the ConfigMap small.
+    let cm = env
+        .s
+        .get("v1", "ConfigMap", Some("plinth-system"), "plinth-inventory")
+        .unwrap();
+    let size = serde_json::to_string(&cm).unwrap().len();
+    assert!(size < 300 * 1024, "the inventory holds {size} bytes");
+    let ledger = env.ledger();
+    assert_eq!(ledger.commit, sha);
+    let e = ledger.history.last().unwrap();
+    assert_eq!(e.commit, sha);
+    assert!(
+        e.subject.ends_with("more characters)") && e.subject.len() < 300,
+        "{}",
+        &e.subject[..300.min(e.subject.len())]
+    );
+    settle_statuses(&agent).await;
+    assert!(
+        env.statuses(&sha)
+            .iter()
+            .all(|(_, d)| d.chars().count() <= 140)
+    );
 }

@@ -101,6 +101,9 @@ fn run_applies_the_branch_serves_endpoints_and_stops_on_sigterm() {
         .env("PLINTH_CACHE_DIR", "../cache")
         .env("PLINTH_PRUNE", "true")
         .env("PLINTH_LOG_FORMAT", "json")
+        // No secret in this test: unsigned hooks must be allowed explicitly.
+        .env("PLINTH_ALLOW_UNSIGNED_WEBHOOKS", "true")
+        .env("PLINTH_MIN_WAKE_INTERVAL", "100ms")
         .args(["--health-timeout", "5s"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -177,6 +180,10 @@ fn run_applies_the_branch_serves_endpoints_and_stops_on_sigterm() {
     assert!(
         stderr.contains("signal received: shutting down"),
         "{stderr}"
+    );
+    assert!(
+        stderr.contains("`--allow-unsigned-webhooks`: anyone who reaches the port"),
+        "a warning at start-up: {stderr}"
     );
 
     // The history the agent left in the cluster.

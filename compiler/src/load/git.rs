@@ -64,6 +64,14 @@ impl GitRepo {
         Ok(GitRepo { repo })
     }
 
+    /// The repository at `dir` (no discovery upwards), reading neither the system's, the
+    /// user's nor the environment's git configuration: for a mirror the caller owns.
+    pub fn open_isolated(dir: &Path) -> Result<GitRepo, GitError> {
+        let repo = gix::open_opts(dir, gix::open::Options::isolated())
+            .map_err(|_| GitError::NotARepository(dir.to_path_buf()))?;
+        Ok(GitRepo { repo })
+    }
+
     /// The `.git` directory (where plinth keeps its plan cache).
     pub fn git_dir(&self) -> &Path {
         self.repo.git_dir()

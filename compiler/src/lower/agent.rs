@@ -2,12 +2,18 @@
 //! Namespace, ServiceAccount, a least-privilege ClusterRole and its ClusterRoleBinding, the
 //! Deployment and its Service.
 //!
-//! The ClusterRole grants exactly what the agent does (`get`, `create`, `patch` — server-side
-//! apply —, `delete`) on exactly the kinds plinth emits: the built-in kinds of
-//! [`crate::verify`]'s table ([`BUILTIN_KINDS`], kept equal to it by a test) and the custom
-//! resources of [`crd::kinds`]; plus `bind` and `escalate` on roles (to grant what project
-//! RoleBindings grant without holding it), and creating and patching `events.k8s.io` Events
-//! (the audit trail). The inventory ConfigMap is a ConfigMap: covered.
+//! The ClusterRole is derived from what plinth emits for the cluster ([`rules_for`]):
+//! - `get`, `create`, `patch` (server-side apply), `delete` on the kinds emitted (the agent's
+//!   own objects and the inventory ConfigMap included);
+//! - `get` and `delete` only on the other kinds plinth can emit (the built-in kinds of
+//!   [`crate::verify`]'s table, [`BUILTIN_KINDS`], and the custom resources of
+//!   [`crd::kinds`]): what a previous commit applied must still be prunable;
+//! - ClusterRoles and ClusterRoleBindings only by name (`resourceNames`: the ones emitted);
+//! - `bind` only on the roles the emitted bindings refer to, by name;
+//! - `escalate` only by name, on emitted roles granting something the agent does not hold
+//!   itself (the API server refuses to write such a role otherwise) — its own ClusterRole
+//!   among them when it grows, so that a platform emitting a new kind can widen it;
+//! - creating and patching `events.k8s.io` Events (the audit trail).
 //!
 //! The Deployment runs one replica (`Recreate`: never two agents at once) as a non-root user
 //! with a read-only root filesystem, no capabilities, the default seccomp profile; probes on
@@ -29,6 +35,8 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Ro
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use serde_json::Value;
 
 use super::crd;
 use super::{Ctx, Origin, Sink};
@@ -146,44 +154,189 @@ fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| (*s).to_owned()).collect()
 }
 
-/// The ClusterRole's rules: one per API group, resources sorted.
-pub fn rules() -> Vec<PolicyRule> {
-    let mut by_group: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
-    for (v, _, plural, _) in BUILTIN_KINDS {
-        by_group
-            .entry(group_of(v).to_owned())
-            .or_default()
-            .insert((*plural).to_owned());
+/// The ClusterRole's rules for objects `emitted` (the agent's own included), per API group,
+/// resources sorted. See the module documentation.
+pub fn rules_for(emitted: &[std::borrow::Cow<'_, Value>]) -> Vec<PolicyRule> {
+    use std::collections::BTreeSet;
+    type Set = BTreeSet<String>;
+    let rbac = "rbac.authorization.k8s.io";
+    let field = |o: &Value, p: &str| {
+        o.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    // What plinth can emit at all: (group, resource).
+    let mut known: BTreeSet<(String, String)> = BUILTIN_KINDS
+        .iter()
+        .map(|(v, _, p, _)| (group_of(v).to_owned(), (*p).to_owned()))
+        .collect();
+    known.extend(
+        crd::kinds()
+            .iter()
+            .map(|(v, k, _)| (group_of(v).to_owned(), plural(k))),
+    );
+    let resource_of = |o: &Value| {
+        let (v, k) = (field(o, "/apiVersion"), field(o, "/kind"));
+        let p = BUILTIN_KINDS
+            .iter()
+            .find(|(bv, bk, _, _)| *bv == v && *bk == k)
+            .map_or_else(|| plural(&k), |(_, _, p, _)| (*p).to_owned());
+        (group_of(&v).to_owned(), p)
+    };
+    let mut written: BTreeSet<(String, String)> = BTreeSet::new();
+    // The inventory ConfigMap, and the namespace it lives in.
+    written.insert((String::new(), "configmaps".to_owned()));
+    written.insert((String::new(), "namespaces".to_owned()));
+    let mut named: BTreeMap<String, Set> = BTreeMap::new();
+    let mut bind: BTreeMap<String, Set> = BTreeMap::new();
+    for o in emitted {
+        let (g, r) = resource_of(o);
+        if g == rbac && (r == "clusterroles" || r == "clusterrolebindings") {
+            named
+                .entry(r.clone())
+                .or_default()
+                .insert(field(o, "/metadata/name"));
+        } else {
+            written.insert((g.clone(), r.clone()));
+        }
+        if g == rbac && (r == "rolebindings" || r == "clusterrolebindings") {
+            let role = match field(o, "/roleRef/kind").as_str() {
+                "ClusterRole" => "clusterroles",
+                _ => "roles",
+            };
+            bind.entry(role.to_owned())
+                .or_default()
+                .insert(field(o, "/roleRef/name"));
+        }
     }
-    for (v, kind, _) in crd::kinds() {
+    let full = ["get", "create", "patch", "delete"];
+    let mut by_group: BTreeMap<(String, bool), Set> = BTreeMap::new();
+    for (g, r) in &written {
         by_group
-            .entry(group_of(v).to_owned())
+            .entry((g.clone(), true))
             .or_default()
-            .insert(plural(kind));
+            .insert(r.clone());
     }
-    let apply = ["get", "create", "patch", "delete"];
+    for (g, r) in &known {
+        let cluster_rbac = g == rbac && (r == "clusterroles" || r == "clusterrolebindings");
+        if !written.contains(&(g.clone(), r.clone())) && !cluster_rbac {
+            by_group
+                .entry((g.clone(), false))
+                .or_default()
+                .insert(r.clone());
+        }
+    }
+    let rule =
+        |group: &str, resources: Vec<String>, verbs: &[&str], names: Option<&Set>| PolicyRule {
+            api_groups: Some(vec![group.to_owned()]),
+            resources: Some(resources),
+            verbs: strings(verbs),
+            resource_names: names.map(|n| n.iter().cloned().collect()),
+            ..PolicyRule::default()
+        };
     let mut rules: Vec<PolicyRule> = by_group
         .into_iter()
-        .map(|(group, resources)| PolicyRule {
-            api_groups: Some(vec![group]),
-            resources: Some(resources.into_iter().collect()),
-            verbs: strings(&apply),
-            ..PolicyRule::default()
+        .map(|((group, write), resources)| {
+            let verbs: &[&str] = if write { &full } else { &["get", "delete"] };
+            rule(&group, resources.into_iter().collect(), verbs, None)
         })
         .collect();
-    rules.push(PolicyRule {
-        api_groups: Some(strings(&["rbac.authorization.k8s.io"])),
-        resources: Some(strings(&["clusterroles", "roles"])),
-        verbs: strings(&["bind", "escalate"]),
-        ..PolicyRule::default()
-    });
-    rules.push(PolicyRule {
-        api_groups: Some(strings(&["events.k8s.io"])),
-        resources: Some(strings(&["events"])),
-        verbs: strings(&["create", "patch"]),
-        ..PolicyRule::default()
-    });
+    for (resource, names) in &named {
+        rules.push(rule(rbac, vec![resource.clone()], &full, Some(names)));
+    }
+    for (resource, names) in &bind {
+        rules.push(rule(rbac, vec![resource.clone()], &["bind"], Some(names)));
+    }
+    rules.push(rule(
+        "events.k8s.io",
+        strings(&["events"]),
+        &["create", "patch"],
+        None,
+    ));
+    // Roles that grant more than the agent holds: `escalate` on them, by name.
+    let mut escalate: BTreeMap<String, Set> = BTreeMap::new();
+    for o in emitted {
+        let (g, r) = resource_of(o);
+        if g != rbac || (r != "roles" && r != "clusterroles") {
+            continue;
+        }
+        let grants: Vec<PolicyRule> = o
+            .get("rules")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default();
+        if grants.iter().any(|g| !held(&rules, g)) {
+            escalate
+                .entry(r)
+                .or_default()
+                .insert(field(o, "/metadata/name"));
+        }
+    }
+    for (resource, names) in &escalate {
+        rules.push(rule(
+            rbac,
+            vec![resource.clone()],
+            &["escalate"],
+            Some(names),
+        ));
+    }
     rules
+}
+
+/// `emitted` and the agent's own install objects (as far as its rules are concerned: kinds,
+/// names, the binding's role). Its own ClusterRole is not given `escalate`: a platform that
+/// starts emitting a new kind needs the install manifests applied once by an administrator
+/// (the agent cannot widen its own rights); until then that apply is refused and reported.
+pub fn with_own<'a>(emitted: &[&'a Value]) -> Vec<std::borrow::Cow<'a, Value>> {
+    use std::borrow::Cow;
+    let mut v: Vec<Cow<'a, Value>> = emitted.iter().map(|o| Cow::Borrowed(*o)).collect();
+    for (api_version, kind) in [
+        ("v1", "Namespace"),
+        ("v1", "ServiceAccount"),
+        ("v1", "Service"),
+        ("apps/v1", "Deployment"),
+        ("rbac.authorization.k8s.io/v1", "ClusterRole"),
+    ] {
+        v.push(Cow::Owned(serde_json::json!({
+            "apiVersion": api_version, "kind": kind, "metadata": {"name": NAME},
+        })));
+    }
+    v.push(Cow::Owned(serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": NAME},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": NAME},
+    })));
+    v
+}
+
+/// Whether `rules` grant everything `wanted` does (no wildcards are granted by `rules`;
+/// a wildcard or a non-resource URL in `wanted` is never held).
+pub fn held(rules: &[PolicyRule], wanted: &PolicyRule) -> bool {
+    if wanted
+        .non_resource_urls
+        .as_ref()
+        .is_some_and(|u| !u.is_empty())
+    {
+        return false;
+    }
+    let groups = wanted.api_groups.clone().unwrap_or_default();
+    let resources = wanted.resources.clone().unwrap_or_default();
+    groups.iter().all(|g| {
+        resources.iter().all(|r| {
+            wanted.verbs.iter().all(|v| {
+                rules.iter().any(|have| {
+                    have.api_groups.as_deref().unwrap_or_default().contains(g)
+                        && have.resources.as_deref().unwrap_or_default().contains(r)
+                        && have.verbs.contains(v)
+                        && have.resource_names.as_ref().is_none_or(|have_names| {
+                            wanted.resource_names.as_ref().is_some_and(|w| {
+                                !w.is_empty() && w.iter().all(|n| have_names.contains(n))
+                            })
+                        })
+                })
+            })
+        })
+    })
 }
 
 /// The agent's command line for one cluster.
@@ -213,7 +366,8 @@ pub fn args(a: &AgentSettings, cluster: &str) -> Vec<String> {
         format!("--token-file={SECRET_DIR}/token"),
         format!("--webhook-secret-file={SECRET_DIR}/webhook-secret"),
         format!("--listen=0.0.0.0:{PORT}"),
-        format!("--cache-dir={CACHE_DIR}"),
+        // A directory the agent creates itself (`0700`): the volume's root is the kubelet's.
+        format!("--cache-dir={CACHE_DIR}/mirror"),
         "--log-format=json".to_owned(),
         format!(
             "--drift={}",
@@ -244,7 +398,9 @@ fn probe(path: &str, initial: i32, period: i32) -> Probe {
     }
 }
 
-pub fn lower(cx: &Ctx<'_>, p: &Object<PlatformSpec>, sink: &mut Sink<'_>) {
+/// The agent's install manifests; `emitted` is everything else the cluster receives (its
+/// ClusterRole is derived from it).
+pub fn lower(cx: &Ctx<'_>, p: &Object<PlatformSpec>, emitted: &[&Value], sink: &mut Sink<'_>) {
     let Some(a) = p.spec.agent.as_ref().filter(|a| a.enabled) else {
         return;
     };
@@ -286,7 +442,7 @@ pub fn lower(cx: &Ctx<'_>, p: &Object<PlatformSpec>, sink: &mut Sink<'_>) {
         &origin,
         ClusterRole {
             metadata: meta(NAME, None),
-            rules: Some(rules()),
+            rules: Some(rules_for(&with_own(emitted))),
             ..ClusterRole::default()
         },
     );
@@ -546,7 +702,9 @@ mod tests {
                 );
             }
         }
-        let rules = rules();
+        // Nothing emitted but the agent itself: every kind plinth can emit may be read and
+        // deleted (pruned), none written.
+        let rules = rules_for(&with_own(&[]));
         let covered = |group: &str, resource: &str, verb: &str| {
             rules.iter().any(|r| {
                 r.api_groups
@@ -563,9 +721,14 @@ mod tests {
             })
         };
         for (v, k, _) in crd::kinds() {
-            assert!(covered(group_of(v), &plural(k), "patch"), "{v} {k}");
+            assert!(covered(group_of(v), &plural(k), "delete"), "{v} {k}");
+            assert!(!covered(group_of(v), &plural(k), "patch"), "{v} {k}");
         }
         assert!(covered("", "configmaps", "patch"), "the inventory");
+        assert!(
+            covered("apps", "deployments", "patch"),
+            "its own Deployment"
+        );
         assert!(covered("events.k8s.io", "events", "create"));
         assert!(covered("rbac.authorization.k8s.io", "clusterroles", "bind"));
         assert!(!covered("", "nodes", "get"), "nothing else");
@@ -577,5 +740,104 @@ mod tests {
         );
         assert_eq!(plural("ResourcePolicy"), "resourcepolicies");
         assert_eq!(plural("Gateway"), "gateways");
+    }
+
+    #[test]
+    fn the_cluster_role_is_no_wider_than_the_output() {
+        let rbac = "rbac.authorization.k8s.io";
+        let emitted = [
+            json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q", "namespace": "er"}}),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                   "metadata": {"name": "editors", "namespace": "er"},
+                   "roleRef": {"apiGroup": rbac, "kind": "ClusterRole", "name": "edit"}}),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                   "metadata": {"name": "launcher", "namespace": "er"},
+                   "roleRef": {"apiGroup": rbac, "kind": "Role", "name": "launcher"}}),
+            // Grants what the agent does not hold (the `scale` subresource): needs `escalate`.
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                   "metadata": {"name": "launcher", "namespace": "er"},
+                   "rules": [{"apiGroups": ["apps"], "resources": ["statefulsets/scale"], "verbs": ["patch"]}]}),
+            // Grants only what the agent holds: no `escalate`.
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                   "metadata": {"name": "reader", "namespace": "er"},
+                   "rules": [{"apiGroups": [""], "resources": ["resourcequotas"], "verbs": ["get"]}]}),
+        ];
+        let refs: Vec<&Value> = emitted.iter().collect();
+        let rules = rules_for(&with_own(&refs));
+        let find = |verb: &str, resource: &str| -> Vec<&PolicyRule> {
+            rules
+                .iter()
+                .filter(|r| {
+                    r.verbs.iter().any(|v| v == verb)
+                        && r.resources
+                            .as_deref()
+                            .unwrap_or_default()
+                            .iter()
+                            .any(|x| x == resource)
+                })
+                .collect()
+        };
+        let names = |r: &PolicyRule| r.resource_names.clone().unwrap_or_default();
+        // `bind`: exactly the roles the bindings refer to, by name.
+        let bind = find("bind", "clusterroles");
+        assert_eq!(bind.len(), 1);
+        assert_eq!(names(bind[0]), ["edit", NAME]);
+        assert_eq!(names(find("bind", "roles")[0]), ["launcher"]);
+        // `escalate`: only on the role that grants more than the agent holds.
+        let esc: Vec<&PolicyRule> = rules
+            .iter()
+            .filter(|r| r.verbs.iter().any(|v| v == "escalate"))
+            .collect();
+        assert_eq!(esc.len(), 1, "{esc:?}");
+        assert_eq!(esc[0].resources.as_deref(), Some(&["roles".to_owned()][..]));
+        assert_eq!(names(esc[0]), ["launcher"]);
+        // ClusterRoles and ClusterRoleBindings: only the agent's own, by name, for every verb.
+        for resource in ["clusterroles", "clusterrolebindings"] {
+            for verb in ["get", "create", "patch", "delete"] {
+                let r = find(verb, resource);
+                assert!(!r.is_empty(), "{verb} {resource}");
+                assert!(
+                    r.iter().all(|r| names(r) == [NAME]),
+                    "{verb} {resource}: {r:?}"
+                );
+            }
+        }
+        // Written (create, patch): only the kinds emitted, the agent's and the inventory's.
+        let written: std::collections::BTreeSet<String> = rules
+            .iter()
+            .filter(|r| r.verbs.iter().any(|v| v == "create" || v == "patch"))
+            .filter(|r| r.api_groups.as_deref() != Some(&["events.k8s.io".to_owned()][..]))
+            .flat_map(|r| r.resources.clone().unwrap_or_default())
+            .collect();
+        let expected: std::collections::BTreeSet<String> = [
+            "resourcequotas",
+            "rolebindings",
+            "roles",
+            "namespaces",
+            "serviceaccounts",
+            "services",
+            "deployments",
+            "configmaps",
+            "clusterroles",
+            "clusterrolebindings",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        assert_eq!(written, expected);
+        assert!(find("patch", "statefulsets").is_empty());
+        assert!(!find("delete", "statefulsets").is_empty(), "prunable");
+        // No wildcard, no list, no resource-name-free rule on cluster-wide RBAC.
+        for r in &rules {
+            assert!(!r.verbs.iter().any(|v| v == "*" || v == "list"), "{r:?}");
+            let res = r.resources.clone().unwrap_or_default();
+            assert!(!res.iter().any(|x| x == "*"));
+            if res
+                .iter()
+                .any(|x| x == "clusterroles" || x == "clusterrolebindings")
+            {
+                assert!(r.resource_names.is_some(), "{r:?}");
+            }
+        }
     }
 }

@@ -281,7 +281,6 @@ enum Unit<'a> {
     Rollout(&'a Object<crate::model::ModelRolloutSpec>),
     App(&'a Object<crate::model::AppSpec>),
     /// The Platform's `spec.agent`: the agent's install manifests.
-    Agent(&'a Object<PlatformSpec>),
     /// Platform-wide objects of a cluster (the CPU ResourceFlavor of default queues).
     Platform(&'a Object<PlatformSpec>),
 }
@@ -337,9 +336,6 @@ pub fn lower(specs: &Specs, snapshot: &Snapshot) -> (Lowered, Diagnostics) {
                 .filter(|a| cx.hosts(&a.spec.project))
                 .map(Unit::App),
         );
-        if platform.spec.agent.as_ref().is_some_and(|a| a.enabled) {
-            units.push(Unit::Agent(platform));
-        }
         units.push(Unit::Platform(platform));
         let parts: Vec<(BTreeMap<ObjectKey, Manifest>, Diagnostics)> = units
             .par_iter()
@@ -357,13 +353,29 @@ pub fn lower(specs: &Specs, snapshot: &Snapshot) -> (Lowered, Diagnostics) {
                     Unit::Dataset(ds) => dataset::lower(&cx, ds, &mut sink),
                     Unit::Rollout(r) => rollout::lower(&cx, r, &mut sink),
                     Unit::App(a) => app::lower(&cx, a, &mut sink),
-                    Unit::Agent(p) => agent::lower(&cx, p, &mut sink),
                     Unit::Platform(p) => gpu::lower_platform(&cx, p, &mut sink),
                 }
                 (out, d)
             })
             .collect();
         let mut objects: BTreeMap<ObjectKey, Manifest> = BTreeMap::new();
+        let mut parts = parts;
+        // The agent last: its ClusterRole is derived from what the others emit.
+        if platform.spec.agent.as_ref().is_some_and(|a| a.enabled) {
+            let emitted: Vec<&Value> = parts
+                .iter()
+                .flat_map(|(part, _)| part.values().map(|m| &m.object))
+                .collect();
+            let mut out = BTreeMap::new();
+            let mut d = Diagnostics::new();
+            let mut sink = Sink {
+                cluster: &cluster.name,
+                out: &mut out,
+                diags: &mut d,
+            };
+            agent::lower(&cx, platform, &emitted, &mut sink);
+            parts.push((out, d));
+        }
         for (part, d) in parts {
             diags.extend(d);
             for (key, m) in part {
