@@ -254,6 +254,16 @@ pub fn rules_for(emitted: &[std::borrow::Cow<'_, Value>]) -> Vec<PolicyRule> {
         &["create", "patch"],
         None,
     ));
+    // Before deleting a namespace the agent lists everything in it (every namespaced kind the
+    // cluster serves): a namespace holding anything plinth does not own is held, not deleted.
+    // Without `list` that check is refused and no namespace is ever pruned. Read-only, and
+    // the only rule not narrowed to the kinds plinth emits.
+    rules.push(PolicyRule {
+        api_groups: Some(strings(&["*"])),
+        resources: Some(strings(&["*"])),
+        verbs: strings(&["list"]),
+        ..PolicyRule::default()
+    });
     // Roles that grant more than the agent holds: `escalate` on them, by name.
     let mut escalate: BTreeMap<String, Set> = BTreeMap::new();
     for o in emitted {
@@ -733,11 +743,13 @@ mod tests {
         assert!(covered("rbac.authorization.k8s.io", "clusterroles", "bind"));
         assert!(!covered("", "nodes", "get"), "nothing else");
         assert!(!covered("apps", "daemonsets", "get"), "nothing else");
-        assert!(
-            rules
-                .iter()
-                .all(|r| !r.verbs.iter().any(|v| v == "*" || v == "list"))
-        );
+        // `list` only in the one read-only rule the held-namespace check needs.
+        for r in &rules {
+            assert!(!r.verbs.iter().any(|v| v == "*"), "{r:?}");
+            if r.verbs.iter().any(|v| v == "list") {
+                assert_eq!(r.verbs, ["list"], "{r:?}");
+            }
+        }
         assert_eq!(plural("ResourcePolicy"), "resourcepolicies");
         assert_eq!(plural("Gateway"), "gateways");
     }
@@ -827,11 +839,15 @@ mod tests {
         assert_eq!(written, expected);
         assert!(find("patch", "statefulsets").is_empty());
         assert!(!find("delete", "statefulsets").is_empty(), "prunable");
-        // No wildcard, no list, no resource-name-free rule on cluster-wide RBAC.
+        // No wildcard verb, no resource-name-free rule on cluster-wide RBAC; a wildcard
+        // resource only for the read-only `list` of the held-namespace check.
         for r in &rules {
-            assert!(!r.verbs.iter().any(|v| v == "*" || v == "list"), "{r:?}");
+            assert!(!r.verbs.iter().any(|v| v == "*"), "{r:?}");
             let res = r.resources.clone().unwrap_or_default();
-            assert!(!res.iter().any(|x| x == "*"));
+            if res.iter().any(|x| x == "*") || r.verbs.iter().any(|v| v == "list") {
+                assert_eq!(r.verbs, ["list"], "{r:?}");
+                continue;
+            }
             if res
                 .iter()
                 .any(|x| x == "clusterroles" || x == "clusterrolebindings")
