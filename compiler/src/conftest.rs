@@ -14,6 +14,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use crate::diag::{Diagnostics, Label, Span};
+use crate::load::files;
 use crate::parse::YamlLimits;
 use crate::policy::{Engine, Finding, PolicyFile, PolicyOptions, namespace_matches};
 
@@ -59,26 +60,17 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> InputError + '_ {
 
 /// Files of a directory, recursively, sorted, with one of [`EXTENSIONS`].
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), InputError> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(io(dir))?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()
-        .map_err(io(dir))?;
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            walk(&path, out)?;
-        } else if has_extension(&path) {
-            out.push(path);
-        }
-    }
+    out.extend(files::files_under(dir, &EXTENSIONS).map_err(io(dir))?);
     Ok(())
 }
 
 fn has_extension(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| EXTENSIONS.contains(&e))
+    files::has_extension(path, &EXTENSIONS)
+}
+
+/// The text of an input file, within the loader's size bound.
+fn read(path: &Path) -> Result<String, InputError> {
+    files::read_text(path, crate::load::Limits::default().max_file_size).map_err(io(path))
 }
 
 /// One YAML document as JSON (`null` when empty); the first, if the text holds several.
@@ -147,7 +139,7 @@ pub fn read_inputs(
         }
         if arg.as_os_str() == "-" {
             files.push(None);
-        } else if arg.is_dir() {
+        } else if files::is_dir(arg) {
             let mut found = Vec::new();
             walk(arg, &mut found)?;
             files.extend(found.into_iter().map(Some));
@@ -171,7 +163,7 @@ pub fn read_inputs(
                 ));
             }
             Some(path) => {
-                let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+                let text = read(&path)?;
                 out.push((
                     path.display().to_string(),
                     parse_file(&path, &text, parser)?,
@@ -215,15 +207,15 @@ pub fn read_data(paths: &[PathBuf]) -> Result<Option<Value>, InputError> {
     let mut data = Map::new();
     for root in paths {
         let mut files = Vec::new();
-        if root.is_dir() {
+        if files::is_dir(root) {
             walk(root, &mut files)?;
         } else if has_extension(root) {
             files.push(root.clone());
-        } else if !root.exists() {
+        } else if !files::exists(root) {
             return Err(io(root)(std::io::Error::from(std::io::ErrorKind::NotFound)));
         }
         for file in files {
-            let text = std::fs::read_to_string(&file).map_err(io(&file))?;
+            let text = read(&file)?;
             let shown = file.display().to_string();
             let value = if file.extension().is_some_and(|e| e == "json") {
                 serde_json::from_str(&text).map_err(|source| InputError::Json {

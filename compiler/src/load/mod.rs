@@ -18,6 +18,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod files;
 pub mod git;
 
 use crate::diag::{Code, Diagnostic, Diagnostics, Label, Pos, Span};
