@@ -19,6 +19,7 @@
 pub mod cache;
 pub mod capacity;
 pub mod check;
+pub mod crd;
 pub mod cli;
 pub mod conftest;
 pub mod diag;

@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::diag::Diagnostics;
-use crate::lower::crd;
+use crate::crd;
 pub use crate::names::{is_dns_label, is_dns_subdomain, is_label_value, is_qualified_name};
 use crate::output::{Lowered, Manifest, internal};
 

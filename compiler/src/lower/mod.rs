@@ -10,7 +10,7 @@
 
 pub mod agent;
 pub mod app;
-pub mod crd;
+pub use crate::crd;
 pub mod dataset;
 pub mod gpu;
 pub mod identity;

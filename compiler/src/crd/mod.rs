@@ -123,7 +123,7 @@ pub(crate) struct Registered {
 /// `register![TypeA, TypeB]`: the [`Registered`] entries of some [`CrdSpec`] types.
 macro_rules! register {
     ($($t:ty),* $(,)?) => {
-        vec![$($crate::lower::crd::Registered::new::<$t>()),*]
+        vec![$($crate::crd::Registered::new::<$t>()),*]
     };
 }
 pub(crate) use register;
