@@ -32,7 +32,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use crate::cluster::{ApiError, Cluster, Deleted};
+use crate::cluster::{ApiError, Cluster, Deleted, Write};
 use crate::desired::{Desired, DesiredObject};
 use crate::drift::{self, Mode};
 use crate::health::{self, Health};
@@ -78,31 +78,13 @@ impl Default for Options {
     }
 }
 
-fn inventory_key() -> ObjectKey {
-    ObjectKey {
-        api_version: "v1".into(),
-        kind: "ConfigMap".into(),
-        namespace: Some(inventory::NAMESPACE.into()),
-        name: inventory::NAME.into(),
-    }
-}
-
-fn namespace_key(name: &str) -> ObjectKey {
-    ObjectKey {
-        api_version: "v1".into(),
-        kind: "Namespace".into(),
-        namespace: None,
-        name: name.into(),
-    }
-}
-
 /// The inventory as stored, and its parsed form.
 async fn read_inventory(
     cluster: &Cluster,
     desired: &Desired,
     report: &mut Report,
 ) -> Option<(Option<Value>, Inventory)> {
-    let live = match cluster.get(&inventory_key()).await {
+    let live = match cluster.get(&inventory::key()).await {
         Ok(v) => v,
         Err(e) => {
             report.failures.push(format!("reading the inventory: {e}"));
@@ -349,7 +331,7 @@ async fn write_inventory(
     opts: &Options,
 ) -> Result<(), ApiError> {
     if first {
-        let ns = namespace_key(inventory::NAMESPACE);
+        let ns = inventory::namespace_key();
         if cluster.get(&ns).await?.is_none() {
             let body = serde_json::json!({
                 "apiVersion": "v1", "kind": "Namespace",
@@ -357,17 +339,16 @@ async fn write_inventory(
                              "labels": {inventory::AGENT_LABEL.0: inventory::AGENT_LABEL.1}},
             });
             cluster
-                .apply(&ns, &body, &opts.manager, true, false)
+                .apply(&ns, &body, &opts.manager, Write::Force)
                 .await?;
         }
     }
     cluster
         .apply(
-            &inventory_key(),
+            &inventory::key(),
             &inv.to_configmap(),
             &opts.manager,
-            true,
-            false,
+            Write::Force,
         )
         .await?;
     Ok(())
@@ -379,7 +360,7 @@ async fn sync_object(cluster: &Cluster, o: &DesiredObject, opts: &Options) -> Ob
     let outcome = async {
         let Some(live) = cluster.get(&o.key).await? else {
             let created = cluster
-                .apply(&o.key, &o.object, &opts.manager, false, false)
+                .apply(&o.key, &o.object, &opts.manager, Write::Apply)
                 .await?;
             r.action = Action::Create;
             r.health = Some(health::of(&created));
@@ -397,11 +378,11 @@ async fn sync_object(cluster: &Cluster, o: &DesiredObject, opts: &Options) -> Ob
                 "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": o.key.name},
             });
             cluster
-                .apply(&o.key, &body, prune::HOLD_MANAGER, true, false)
+                .apply(&o.key, &body, prune::HOLD_MANAGER, Write::Force)
                 .await?;
         }
         let merged = cluster
-            .apply(&o.key, &o.object, &opts.manager, true, true)
+            .apply(&o.key, &o.object, &opts.manager, Write::DryRun)
             .await?;
         let cmp = drift::compare_revisions(
             &live,
@@ -419,7 +400,7 @@ async fn sync_object(cluster: &Cluster, o: &DesiredObject, opts: &Options) -> Ob
             return Ok(());
         }
         let applied = cluster
-            .apply(&o.key, &plan.body, &opts.manager, plan.force, false)
+            .apply(&o.key, &plan.body, &opts.manager, Write::forced(plan.force))
             .await?;
         r.healed = opts.drift.mode == Mode::Heal && cmp.drift().next().is_some();
         r.action = action_of(&cmp, r.healed);
@@ -614,7 +595,7 @@ async fn mark_held(cluster: &Cluster, key: &ObjectKey, objects: &[String]) {
         },
     });
     if let Err(e) = cluster
-        .apply(key, &body, prune::HOLD_MANAGER, true, false)
+        .apply(key, &body, prune::HOLD_MANAGER, Write::Force)
         .await
     {
         tracing::warn!(namespace = %key.name, error = %e, "labelling the held namespace failed");
@@ -796,7 +777,7 @@ async fn diff_object(
             return Ok(());
         };
         let merged = cluster
-            .apply(&o.key, &o.object, &opts.manager, true, true)
+            .apply(&o.key, &o.object, &opts.manager, Write::DryRun)
             .await?;
         let cmp = drift::compare_revisions(
             &live,
