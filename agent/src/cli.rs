@@ -480,37 +480,34 @@ fn forge(r: &RunArgs) -> Result<(Arc<dyn StatusSink>, webhook::Forge, String), E
 
 /// The signature verifier `run` asks for, if any.
 fn verifier(r: &RunArgs) -> Result<Option<Verifier>, Error> {
-    Ok(match (r.verify_signatures, &r.allowed_signers, &r.gpg_keyring) {
-        (false, None, None) => None,
-        (false, _, _) => {
-            return Err(Error::Usage(
+    Ok(
+        match (r.verify_signatures, &r.allowed_signers, &r.gpg_keyring) {
+            (false, None, None) => None,
+            (false, _, _) => {
+                return Err(Error::Usage(
                 "`--allowed-signers` and `--gpg-keyring` take effect with `--verify-signatures`"
                     .into(),
             ));
-        }
-        (true, Some(a), None) => Some(Verifier::Ssh {
-            allowed_signers: a.clone(),
-        }),
-        (true, None, Some(k)) => Some(Verifier::Gpg { keyring: k.clone() }),
-        (true, _, _) => {
-            return Err(Error::Usage(
+            }
+            (true, Some(a), None) => Some(Verifier::Ssh {
+                allowed_signers: a.clone(),
+            }),
+            (true, None, Some(k)) => Some(Verifier::Gpg { keyring: k.clone() }),
+            (true, _, _) => {
+                return Err(Error::Usage(
                 "`--verify-signatures` needs exactly one of `--allowed-signers FILE` and `--gpg-keyring FILE`"
                     .into(),
             ));
-        }
-    })
+            }
+        },
+    )
 }
 
 /// Refuse tokens over `http://` (unless allowed) and a webhook secret with unsigned hooks;
 /// warn about what weakens the loop.
 fn check_transport(r: &RunArgs, git_token: bool) -> Result<(), Error> {
-    crate::source::require_https(
-        &r.repo,
-        git_token,
-        r.allow_insecure_http,
-        "the remote",
-    )
-    .map_err(Error::Usage)?;
+    crate::source::require_https(&r.repo, git_token, r.allow_insecure_http, "the remote")
+        .map_err(Error::Usage)?;
     if r.forge != ForgeKind::None {
         let base = r.forge_url.as_deref().unwrap_or("https://");
         crate::source::require_https(base, true, r.allow_insecure_http, "the forge API")

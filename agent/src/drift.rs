@@ -335,8 +335,14 @@ pub fn compare_revisions(
     let paths = differing_paths(&l, &m);
     let mut diffs = Vec::new();
     for p in &paths {
-        let Some(class) = classify(p, &others, &ours_merged, hash_changed, git_changed(p), policy)
-        else {
+        let Some(class) = classify(
+            p,
+            &others,
+            &ours_merged,
+            hash_changed,
+            git_changed(p),
+            policy,
+        ) else {
             continue;
         };
         diffs.push(FieldDiff {

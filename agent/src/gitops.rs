@@ -40,7 +40,7 @@ use tokio::sync::{Notify, watch};
 use crate::audit::{self, Audit, Entry, Ledger};
 use crate::cluster::Cluster;
 use crate::compile::{self, Compilation, CompileOptions, Compiled};
-use crate::metrics::Metrics;
+use crate::metrics::{Failed, Metrics};
 use crate::report::{Action, PruneAction, Report};
 use crate::signature::{self, Verdict, Verifier};
 use crate::source::{Mirror, Remote, SourceError};
@@ -380,7 +380,7 @@ impl Agent {
                     self.mem.loaded = true;
                 }
                 Err(e) => {
-                    self.metrics.error("apply");
+                    self.metrics.error(Failed::Apply);
                     step.event = Event::Failed {
                         message: format!("reading the inventory: {e}"),
                     };
@@ -405,7 +405,7 @@ impl Agent {
             }
             Err(e) => {
                 self.mem.fetch_failures += 1;
-                self.metrics.error("fetch");
+                self.metrics.error(Failed::Fetch);
                 tracing::warn!(error = %e, failures = self.mem.fetch_failures, "fetch failed");
                 step.fetch_error = Some(e);
                 let remote = self.cfg.remote.clone();
@@ -467,7 +467,7 @@ impl Agent {
                     // The cluster is still checked against what is applied.
                 }
                 Err(message) => {
-                    self.metrics.error("compile");
+                    self.metrics.error(Failed::Compile);
                     tracing::error!(commit = %h, error = %message, "cannot evaluate the commit");
                     step.event = Event::Failed { message };
                     return step;
@@ -718,7 +718,7 @@ impl Agent {
                     return;
                 }
                 Err(message) => {
-                    self.metrics.error("compile");
+                    self.metrics.error(Failed::Compile);
                     step.event = Event::Failed { message };
                     self.mem.applied = Some(applied);
                     return;
@@ -775,7 +775,7 @@ impl Agent {
             self.metrics
                 .applied_revision(&applied.id.to_string(), &report.revision, secs);
         } else {
-            self.metrics.error("apply");
+            self.metrics.error(Failed::Apply);
         }
     }
 
@@ -872,7 +872,12 @@ impl Agent {
     }
 
     /// Namespaces held, when they changed since the last run (of a run that did not fail).
-    fn hold_entry(&self, report: &Report, applied: &mut Applied, info: &CommitInfo) -> Option<Entry> {
+    fn hold_entry(
+        &self,
+        report: &Report,
+        applied: &mut Applied,
+        info: &CommitInfo,
+    ) -> Option<Entry> {
         let held = held_lines(report);
         if held == applied.held {
             return None;
@@ -899,7 +904,12 @@ impl Agent {
     }
 
     /// Drift left in place, when it changed since the last run.
-    fn drift_entry(&self, report: &Report, applied: &mut Applied, info: &CommitInfo) -> Option<Entry> {
+    fn drift_entry(
+        &self,
+        report: &Report,
+        applied: &mut Applied,
+        info: &CommitInfo,
+    ) -> Option<Entry> {
         let drift = drift_lines(report);
         if drift == applied.drift {
             self.metrics.drift(n_drifted(report), false);
@@ -932,7 +942,7 @@ impl Agent {
     async fn record(&mut self, entries: Vec<Entry>, commit: Option<String>, step: &mut Step) {
         for e in &entries {
             if !self.audit.publish(e).await {
-                self.metrics.error("audit");
+                self.metrics.error(Failed::Audit);
             }
         }
         if entries.is_empty() && commit.is_none() {
@@ -946,7 +956,7 @@ impl Agent {
         match audit::write(&self.cluster, &ledger).await {
             Ok(()) => self.mem.ledger = ledger,
             Err(e) => {
-                self.metrics.error("audit");
+                self.metrics.error(Failed::Audit);
                 tracing::warn!(error = %e, "recording the history in the inventory failed");
                 // Keep it in memory: the next write carries it.
                 self.mem.ledger = ledger;

@@ -67,6 +67,32 @@ struct Inner {
     fetch_duration: Histogram,
 }
 
+/// A step of the loop that failed: its name is the `kind` label of
+/// `plinth_agent_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failed {
+    /// Fetching the remote.
+    Fetch,
+    /// Compiling the commit (or reading its history).
+    Compile,
+    /// A run of the apply engine.
+    Apply,
+    /// Publishing or recording an audit entry.
+    Audit,
+}
+
+impl Failed {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Failed::Fetch => "fetch",
+            Failed::Compile => "compile",
+            Failed::Apply => "apply",
+            Failed::Audit => "audit",
+        }
+    }
+}
+
 /// The agent's metrics.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -131,8 +157,12 @@ impl Metrics {
     pub fn webhook(&self, result: &str) {
         *self.lock().webhooks.entry(result.to_owned()).or_default() += 1;
     }
-    pub fn error(&self, kind: &str) {
-        *self.lock().errors.entry(kind.to_owned()).or_default() += 1;
+    pub fn error(&self, step: Failed) {
+        *self
+            .lock()
+            .errors
+            .entry(step.label().to_owned())
+            .or_default() += 1;
     }
     pub fn status_posted(&self, state: &str, result: &str) {
         *self
@@ -265,7 +295,11 @@ fn render_counts(o: &mut String, c: &str, m: &Inner) {
     counter_map(
         o,
         c,
-        ("plinth_agent_syncs_total", "Sync runs by outcome.", "outcome"),
+        (
+            "plinth_agent_syncs_total",
+            "Sync runs by outcome.",
+            "outcome",
+        ),
         &m.syncs,
     );
     counter_map(
@@ -367,7 +401,7 @@ mod tests {
         m.applied_revision("abc", "def", 1.5);
         m.sync("clean", Duration::from_millis(300));
         m.objects("create", 3);
-        m.error("fetch");
+        m.error(Failed::Fetch);
         let t = m.render();
         assert!(t.contains("plinth_agent_last_applied_revision{cluster=\"prod\",commit=\"abc\",revision=\"def\"} 1\n"), "{t}");
         assert!(t.contains("plinth_agent_syncs_total{cluster=\"prod\",outcome=\"clean\"} 1\n"));

@@ -419,9 +419,11 @@ fn object_lines(out: &mut String, o: &ObjectReport, apply: bool) {
                 d.path.fields().as_deref()
                     == Some(&["metadata", "annotations", plinth::lower::HASH_ANNOTATION][..])
             };
-            for d in o.diffs.iter().filter(|d| {
-                matches!(d.class, Class::Update | Class::Reclaimed { .. }) && !hash(d)
-            }) {
+            for d in o
+                .diffs
+                .iter()
+                .filter(|d| matches!(d.class, Class::Update | Class::Reclaimed { .. }) && !hash(d))
+            {
                 let _ = writeln!(out, "               {d}");
             }
         }
@@ -467,4 +469,3 @@ fn object_lines(out: &mut String, o: &ObjectReport, apply: bool) {
         line(out, "unhealthy", &format!("{}: {h}", o.key));
     }
 }
-

@@ -250,9 +250,11 @@ impl<'a> Run<'a> {
         let mut stopped = false;
         for (stage, objects) in stages {
             if stopped {
-                self.report.objects.extend(objects.into_iter().map(|o| {
-                    ObjectReport::new(o.key.clone(), o.source.clone(), Action::Skipped)
-                }));
+                self.report.objects.extend(
+                    objects.into_iter().map(|o| {
+                        ObjectReport::new(o.key.clone(), o.source.clone(), Action::Skipped)
+                    }),
+                );
                 continue;
             }
             stopped = self.apply_stage(stage, &objects).await.is_err();
@@ -293,7 +295,14 @@ impl<'a> Run<'a> {
             return Ok(());
         }
         let deadline = Instant::now() + self.opts.health_timeout;
-        wait_healthy(self.cluster, &mut self.report, &touched, deadline, self.opts).await;
+        wait_healthy(
+            self.cluster,
+            &mut self.report,
+            &touched,
+            deadline,
+            self.opts,
+        )
+        .await;
         let ready = touched.iter().all(|&i| is_healthy(&self.report.objects[i]));
         if !ready {
             self.report.failures.push(format!(
@@ -318,7 +327,14 @@ impl<'a> Run<'a> {
             .filter(|&i| !is_healthy(&self.report.objects[i]))
             .collect();
         let deadline = Instant::now() + self.opts.health_timeout;
-        wait_healthy(self.cluster, &mut self.report, &waiting, deadline, self.opts).await;
+        wait_healthy(
+            self.cluster,
+            &mut self.report,
+            &waiting,
+            deadline,
+            self.opts,
+        )
+        .await;
         let unhealthy = waiting
             .iter()
             .filter(|&&i| !is_healthy(&self.report.objects[i]))
@@ -437,8 +453,7 @@ impl<'a> Run<'a> {
                 ref other => kept_action(other),
             };
             let mut r = with_holds(PruneReport::new(k.clone(), action), &v);
-            if action == PruneAction::Delete && plinth::plan::destructive_to_delete(&k).is_some()
-            {
+            if action == PruneAction::Delete && plinth::plan::destructive_to_delete(&k).is_some() {
                 r.approval = prune::approval(
                     &self.desired.cluster,
                     &k,

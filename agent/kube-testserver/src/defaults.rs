@@ -127,7 +127,11 @@ fn namespace(root: &mut Map<String, Value>, name: &str) {
 }
 
 /// Service: type, session affinity, a cluster IP (the live one kept), families, ports.
-fn service(spec: &mut Map<String, Value>, live: Option<&Value>, allocate_ip: &mut dyn FnMut() -> String) {
+fn service(
+    spec: &mut Map<String, Value>,
+    live: Option<&Value>,
+    allocate_ip: &mut dyn FnMut() -> String,
+) {
     default(spec, "type", json!("ClusterIP"));
     default(spec, "sessionAffinity", json!("None"));
     let external = spec.get("type").and_then(Value::as_str) == Some("ExternalName");
