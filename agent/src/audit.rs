@@ -27,7 +27,7 @@ use plinth::lower::ObjectKey;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::cluster::{ApiError, Cluster};
+use crate::cluster::{ApiError, Cluster, Write};
 use crate::inventory;
 
 /// Entries kept in the inventory ConfigMap.
@@ -230,19 +230,10 @@ impl Ledger {
     }
 }
 
-fn inventory_key() -> ObjectKey {
-    ObjectKey {
-        api_version: "v1".into(),
-        kind: "ConfigMap".into(),
-        namespace: Some(inventory::NAMESPACE.into()),
-        name: inventory::NAME.into(),
-    }
-}
-
 /// Read the agent's records.
 pub async fn read(cluster: &Cluster) -> Result<Ledger, ApiError> {
     Ok(cluster
-        .get(&inventory_key())
+        .get(&inventory::key())
         .await?
         .map(|cm| Ledger::from_configmap(&cm))
         .unwrap_or_default())
@@ -250,22 +241,17 @@ pub async fn read(cluster: &Cluster) -> Result<Ledger, ApiError> {
 
 /// Write the agent's records (creating `plinth-system` first when needed).
 pub async fn write(cluster: &Cluster, ledger: &Ledger) -> Result<(), ApiError> {
-    let ns = ObjectKey {
-        api_version: "v1".into(),
-        kind: "Namespace".into(),
-        namespace: None,
-        name: inventory::NAMESPACE.into(),
-    };
+    let ns = inventory::namespace_key();
     if cluster.get(&ns).await?.is_none() {
         // The name only: the apply engine (or plinth's own install manifests) owns the rest.
         let body = json!({
             "apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": inventory::NAMESPACE},
         });
-        cluster.apply(&ns, &body, MANAGER, true, false).await?;
+        cluster.apply(&ns, &body, MANAGER, Write::Force).await?;
     }
     cluster
-        .apply(&inventory_key(), &ledger.to_apply(), MANAGER, true, false)
+        .apply(&inventory::key(), &ledger.to_apply(), MANAGER, Write::Force)
         .await?;
     Ok(())
 }
@@ -355,7 +341,7 @@ impl Audit {
         match self.recorder.publish(&ev, &self.reference).await {
             Ok(()) => true,
             Err(err) => {
-                tracing::warn!(error = %crate::source::chain(&err), "recording an event failed");
+                tracing::warn!(error = %crate::chain(&err), "recording an event failed");
                 false
             }
         }

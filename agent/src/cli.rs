@@ -478,43 +478,42 @@ fn forge(r: &RunArgs) -> Result<(Arc<dyn StatusSink>, webhook::Forge, String), E
     })
 }
 
-/// `plinth-agent run`: the loop and its endpoints until SIGTERM or SIGINT.
-async fn run_loop(r: &RunArgs) -> Result<Output, Error> {
-    let verifier = match (r.verify_signatures, &r.allowed_signers, &r.gpg_keyring) {
-        (false, None, None) => None,
-        (false, _, _) => {
-            return Err(Error::Usage(
+/// The signature verifier `run` asks for, if any.
+fn verifier(r: &RunArgs) -> Result<Option<Verifier>, Error> {
+    Ok(
+        match (r.verify_signatures, &r.allowed_signers, &r.gpg_keyring) {
+            (false, None, None) => None,
+            (false, _, _) => {
+                return Err(Error::Usage(
                 "`--allowed-signers` and `--gpg-keyring` take effect with `--verify-signatures`"
                     .into(),
             ));
-        }
-        (true, Some(a), None) => Some(Verifier::Ssh {
-            allowed_signers: a.clone(),
-        }),
-        (true, None, Some(k)) => Some(Verifier::Gpg { keyring: k.clone() }),
-        (true, _, _) => {
-            return Err(Error::Usage(
+            }
+            (true, Some(a), None) => Some(Verifier::Ssh {
+                allowed_signers: a.clone(),
+            }),
+            (true, None, Some(k)) => Some(Verifier::Gpg { keyring: k.clone() }),
+            (true, _, _) => {
+                return Err(Error::Usage(
                 "`--verify-signatures` needs exactly one of `--allowed-signers FILE` and `--gpg-keyring FILE`"
                     .into(),
             ));
-        }
-    };
-    let (sink, hook_forge, username) = forge(r)?;
-    let git_token = r.git_token_file.clone().or_else(|| r.token_file.clone());
-    crate::source::require_https(
-        &r.repo,
-        git_token.is_some(),
-        r.allow_insecure_http,
-        "the remote",
+            }
+        },
     )
-    .map_err(Error::Usage)?;
+}
+
+/// Refuse tokens over `http://` (unless allowed) and a webhook secret with unsigned hooks;
+/// warn about what weakens the loop.
+fn check_transport(r: &RunArgs, git_token: bool) -> Result<(), Error> {
+    crate::source::require_https(&r.repo, git_token, r.allow_insecure_http, "the remote")
+        .map_err(Error::Usage)?;
     if r.forge != ForgeKind::None {
         let base = r.forge_url.as_deref().unwrap_or("https://");
         crate::source::require_https(base, true, r.allow_insecure_http, "the forge API")
             .map_err(Error::Usage)?;
     }
-    let secret = r.webhook_secret_file.clone();
-    if secret.is_some() && r.allow_unsigned_webhooks {
+    if r.webhook_secret_file.is_some() && r.allow_unsigned_webhooks {
         return Err(Error::Usage(
             "`--allow-unsigned-webhooks` and `--webhook-secret-file` exclude each other: with a secret, hooks must be signed"
                 .into(),
@@ -530,7 +529,7 @@ async fn run_loop(r: &RunArgs) -> Result<Output, Error> {
             "`--allow-insecure-http`: tokens may be sent in clear text to `http://` remotes and forges"
         );
     }
-    if let Some(p) = &secret
+    if let Some(p) = &r.webhook_secret_file
         && crate::source::read_secret(p).is_err()
     {
         tracing::warn!(
@@ -538,6 +537,16 @@ async fn run_loop(r: &RunArgs) -> Result<Output, Error> {
             "the webhook secret file is unreadable: webhooks are refused until it exists"
         );
     }
+    Ok(())
+}
+
+/// The loop's configuration, and the private cache directory to keep while it runs.
+fn loop_config(
+    r: &RunArgs,
+    verifier: Option<Verifier>,
+    git_token: Option<PathBuf>,
+    username: String,
+) -> Result<(gitops::Config, Option<tempfile::TempDir>), Error> {
     let remote = Remote {
         url: r.repo.clone(),
         branch: r.branch.clone(),
@@ -550,7 +559,7 @@ async fn run_loop(r: &RunArgs) -> Result<Output, Error> {
     };
     // Without `--cache-dir`: a fresh private directory (a random name, `0700`), kept while
     // the loop runs; never a predictable shared path.
-    let (cache, _private) = match &r.cache_dir {
+    let (cache, private) = match &r.cache_dir {
         Some(d) => (d.clone(), None),
         None => {
             let t = tempfile::Builder::new()
@@ -570,7 +579,17 @@ async fn run_loop(r: &RunArgs) -> Result<Output, Error> {
     cfg.target_url = r.target_url.clone();
     cfg.shutdown_grace = r.shutdown_grace;
     cfg.compile.policies = !r.no_default_policies;
+    Ok((cfg, private))
+}
 
+/// `plinth-agent run`: the loop and its endpoints until SIGTERM or SIGINT.
+async fn run_loop(r: &RunArgs) -> Result<Output, Error> {
+    let verifier = verifier(r)?;
+    let (sink, hook_forge, username) = forge(r)?;
+    let git_token = r.git_token_file.clone().or_else(|| r.token_file.clone());
+    check_transport(r, git_token.is_some())?;
+    let secret = r.webhook_secret_file.clone();
+    let (cfg, _private) = loop_config(r, verifier, git_token, username)?;
     let cluster = connect(&r.conn).await?;
     let metrics = Arc::new(Metrics::new(&r.cluster));
     let stale = r.interval * 3 + cfg.apply.health_timeout * 2 + Duration::from_secs(120);

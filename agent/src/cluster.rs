@@ -19,7 +19,7 @@ use plinth::lower::ObjectKey;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::Error;
+use crate::{Error, chain};
 
 /// A failed request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -108,21 +108,6 @@ impl ApiError {
     }
 }
 
-/// An error with its causes, `: `-separated.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
-}
-
 /// How requests are retried and bounded.
 #[derive(Debug, Clone, Copy)]
 pub struct Requests {
@@ -145,6 +130,24 @@ impl Default for Requests {
 }
 
 type Resources = Arc<Vec<(ApiResource, ApiCapabilities)>>;
+
+/// How [`Cluster::apply`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    /// Apply; a conflict with another field manager fails.
+    Apply,
+    /// Apply, taking over fields another manager owns.
+    Force,
+    /// A forced apply the server only simulates: the object as it would be.
+    DryRun,
+}
+
+impl Write {
+    /// [`Write::Force`] when `force`, else [`Write::Apply`].
+    pub fn forced(force: bool) -> Write {
+        if force { Write::Force } else { Write::Apply }
+    }
+}
 
 /// A cluster to apply to.
 #[derive(Clone)]
@@ -335,20 +338,19 @@ impl Cluster {
         obj.map(|o| to_value("get", &name, &o)).transpose()
     }
 
-    /// Server-side apply `body` as `manager`.
+    /// Server-side apply `body` as `manager`, as `how` says.
     pub async fn apply(
         &self,
         key: &ObjectKey,
         body: &Value,
         manager: &str,
-        force: bool,
-        dry_run: bool,
+        how: Write,
     ) -> Result<Value, ApiError> {
         let api = self.api(key).await?;
         let mut pp = PatchParams::apply(manager);
-        pp.force = force;
-        pp.dry_run = dry_run;
-        let op = if dry_run { "dry-run apply" } else { "apply" };
+        pp.force = how != Write::Apply;
+        pp.dry_run = how == Write::DryRun;
+        let op = if pp.dry_run { "dry-run apply" } else { "apply" };
         let name = key.to_string();
         let patch = Patch::Apply(body);
         let obj = self

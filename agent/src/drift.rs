@@ -332,59 +332,18 @@ pub fn compare_revisions(
             .unwrap_or_else(|| plinth::redact::whole(v, key))
     };
 
-    let mut paths: BTreeSet<&Path> = BTreeSet::new();
-    for (p, v) in &l {
-        if m.get(p) != Some(v) && !covered(p, v, &m) {
-            paths.insert(p);
-        }
-    }
-    for (p, v) in &m {
-        if !l.contains_key(p) && !covered(p, v, &l) {
-            paths.insert(p);
-        }
-    }
-
+    let paths = differing_paths(&l, &m);
     let mut diffs = Vec::new();
     for p in &paths {
-        let exact: Vec<&Manager> = others.iter().filter(|e| e.fields.owns_exactly(p)).collect();
-        let owners = if exact.is_empty() {
-            others
-                .iter()
-                .filter(|e| e.fields.owns_ancestor(p))
-                .collect()
-        } else {
-            exact.clone()
-        };
-        let in_desired =
-            ours_merged.owns_exactly(p) || (exact.is_empty() && ours_merged.owns_ancestor(p));
-        let class = if is_provenance(p) {
-            // A new hash, or a spec moved to another file: part of the revision.
-            Class::Update
-        } else if !in_desired {
-            if !hash_changed {
-                // Not plinth's field and not a new revision: the server's doing (defaults
-                // following another field). Nothing to apply.
-                continue;
-            }
-            Class::Update
-        } else if let Some(owner) = owners.iter().find(|e| policy.is_hand(&e.name)) {
-            if git_changed(p) {
-                Class::Reclaimed {
-                    manager: owner.name.clone(),
-                }
-            } else {
-                Class::Hand {
-                    manager: owner.name.clone(),
-                }
-            }
-        } else if let Some(owner) = owners.first() {
-            Class::Other {
-                manager: owner.name.clone(),
-            }
-        } else if hash_changed {
-            Class::Update
-        } else {
-            Class::OutOfBand
+        let Some(class) = classify(
+            p,
+            &others,
+            &ours_merged,
+            hash_changed,
+            git_changed(p),
+            policy,
+        ) else {
+            continue;
         };
         diffs.push(FieldDiff {
             path: (*p).clone(),
@@ -394,22 +353,20 @@ pub fn compare_revisions(
         });
     }
 
-    let mut extras = Vec::new();
-    for (p, v) in &l {
-        if paths.contains(p) || ours_merged.owns(p) {
-            continue;
-        }
-        if let Some(owner) = others
-            .iter()
-            .find(|e| policy.is_hand(&e.name) && e.fields.owns_exactly(p))
-        {
-            extras.push(Extra {
-                path: p.clone(),
-                value: shown(&l_shown, p, v),
-                manager: owner.name.clone(),
-            });
-        }
-    }
+    let extras = l
+        .iter()
+        .filter(|(p, _)| !paths.contains(p) && !ours_merged.owns(p))
+        .filter_map(|(p, v)| {
+            others
+                .iter()
+                .find(|e| policy.is_hand(&e.name) && e.fields.owns_exactly(p))
+                .map(|owner| Extra {
+                    path: p.clone(),
+                    value: shown(&l_shown, p, v),
+                    manager: owner.name.clone(),
+                })
+        })
+        .collect();
 
     let ownership_changed = l
         .keys()
@@ -423,6 +380,74 @@ pub fn compare_revisions(
         hash_changed,
         ownership_changed,
     }
+}
+
+/// The paths whose leaves differ between `l` and `m` (a leaf covered by a whole value on the
+/// other side does not).
+fn differing_paths<'a>(l: &'a Leaves, m: &'a Leaves) -> BTreeSet<&'a Path> {
+    let mut paths: BTreeSet<&Path> = BTreeSet::new();
+    for (p, v) in l {
+        if m.get(p) != Some(v) && !covered(p, v, m) {
+            paths.insert(p);
+        }
+    }
+    for (p, v) in m {
+        if !l.contains_key(p) && !covered(p, v, l) {
+            paths.insert(p);
+        }
+    }
+    paths
+}
+
+/// The class of a differing field, by who owns it; `None`: not plinth's field and not a new
+/// revision, so the server's doing (defaults following another field) and nothing to apply.
+fn classify(
+    p: &Path,
+    others: &[Manager],
+    ours_merged: &fields::FieldSet,
+    hash_changed: bool,
+    git_changed: bool,
+    policy: &Policy,
+) -> Option<Class> {
+    let exact: Vec<&Manager> = others.iter().filter(|e| e.fields.owns_exactly(p)).collect();
+    let owners = if exact.is_empty() {
+        others
+            .iter()
+            .filter(|e| e.fields.owns_ancestor(p))
+            .collect()
+    } else {
+        exact.clone()
+    };
+    let in_desired =
+        ours_merged.owns_exactly(p) || (exact.is_empty() && ours_merged.owns_ancestor(p));
+    let class = if is_provenance(p) {
+        // A new hash, or a spec moved to another file: part of the revision.
+        Class::Update
+    } else if !in_desired {
+        if !hash_changed {
+            return None;
+        }
+        Class::Update
+    } else if let Some(owner) = owners.iter().find(|e| policy.is_hand(&e.name)) {
+        if git_changed {
+            Class::Reclaimed {
+                manager: owner.name.clone(),
+            }
+        } else {
+            Class::Hand {
+                manager: owner.name.clone(),
+            }
+        }
+    } else if let Some(owner) = owners.first() {
+        Class::Other {
+            manager: owner.name.clone(),
+        }
+    } else if hash_changed {
+        Class::Update
+    } else {
+        Class::OutOfBand
+    };
+    Some(class)
 }
 
 /// `metadata.annotations.plinth.dev/source`, `.../spec-hash` or `.../template`.

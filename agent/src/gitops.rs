@@ -40,7 +40,7 @@ use tokio::sync::{Notify, watch};
 use crate::audit::{self, Audit, Entry, Ledger};
 use crate::cluster::Cluster;
 use crate::compile::{self, Compilation, CompileOptions, Compiled};
-use crate::metrics::Metrics;
+use crate::metrics::{Failed, Metrics};
 use crate::report::{Action, PruneAction, Report};
 use crate::signature::{self, Verdict, Verifier};
 use crate::source::{Mirror, Remote, SourceError};
@@ -380,7 +380,7 @@ impl Agent {
                     self.mem.loaded = true;
                 }
                 Err(e) => {
-                    self.metrics.error("apply");
+                    self.metrics.error(Failed::Apply);
                     step.event = Event::Failed {
                         message: format!("reading the inventory: {e}"),
                     };
@@ -405,7 +405,7 @@ impl Agent {
             }
             Err(e) => {
                 self.mem.fetch_failures += 1;
-                self.metrics.error("fetch");
+                self.metrics.error(Failed::Fetch);
                 tracing::warn!(error = %e, failures = self.mem.fetch_failures, "fetch failed");
                 step.fetch_error = Some(e);
                 let remote = self.cfg.remote.clone();
@@ -467,7 +467,7 @@ impl Agent {
                     // The cluster is still checked against what is applied.
                 }
                 Err(message) => {
-                    self.metrics.error("compile");
+                    self.metrics.error(Failed::Compile);
                     tracing::error!(commit = %h, error = %message, "cannot evaluate the commit");
                     step.event = Event::Failed { message };
                     return step;
@@ -718,7 +718,7 @@ impl Agent {
                     return;
                 }
                 Err(message) => {
-                    self.metrics.error("compile");
+                    self.metrics.error(Failed::Compile);
                     step.event = Event::Failed { message };
                     self.mem.applied = Some(applied);
                     return;
@@ -775,86 +775,77 @@ impl Agent {
             self.metrics
                 .applied_revision(&applied.id.to_string(), &report.revision, secs);
         } else {
-            self.metrics.error("apply");
+            self.metrics.error(Failed::Apply);
         }
     }
 
     /// Audit entries for a run of the apply engine.
     fn entries(&self, report: &Report, applied: &mut Applied, new_commit: bool) -> Vec<Entry> {
         let info = applied.info.clone();
-        let mut out = Vec::new();
-        let written: Vec<String> = report
-            .objects
-            .iter()
-            .flat_map(|o| {
-                let line = match o.action {
-                    Action::Create => Some(format!("+ {}", o.key)),
-                    Action::Update => Some(format!("~ {}", o.key)),
-                    Action::Failed => Some(format!(
-                        "x {}: {}",
-                        o.key,
-                        o.error
-                            .as_ref()
-                            .map_or_else(String::new, ToString::to_string)
-                    )),
-                    _ => None,
-                };
-                // Hand edits this commit overwrote, for the record.
-                let reclaimed = o
-                    .diffs
-                    .iter()
-                    .filter(|d| matches!(d.class, crate::drift::Class::Reclaimed { .. }))
-                    .map(move |d| format!("  {}: {d}", o.key));
-                line.into_iter().chain(reclaimed)
-            })
-            .collect();
         let failed = report.failed();
-        if new_commit || !written.is_empty() || failed {
-            let (_, description) = describe(report, new_commit);
-            let outcome = if failed { "failure" } else { "success" };
-            let mut e = self.entry(audit::Action::Apply, &info, outcome, description);
-            e.objects = audit::cap(written);
-            // A failed re-check of an unchanged commit is recorded once per distinct failure.
-            let repeat = !new_commit
-                && failed
-                && applied
-                    .last
-                    .as_ref()
-                    .is_some_and(|(s, _)| *s == State::Failure)
-                && self.mem.ledger.history.last().is_some_and(|l| {
-                    l.commit == e.commit && l.message == e.message && l.action == e.action
-                });
-            if !repeat {
-                out.push(e);
-            }
+        let mut out = Vec::new();
+        out.extend(self.apply_entry(report, applied, &info, new_commit));
+        out.extend(self.prune_entry(report, &info));
+        out.extend(self.heal_entry(report, &info));
+        if !failed {
+            out.extend(self.hold_entry(report, applied, &info));
         }
-        let pruned: Vec<String> = report
-            .prune
-            .iter()
-            .filter(|p| matches!(p.action, PruneAction::Delete | PruneAction::Failed))
-            .map(|p| match p.action {
-                PruneAction::Failed => format!(
-                    "x {}: {}",
-                    p.key,
-                    p.error
-                        .as_ref()
-                        .map_or_else(String::new, ToString::to_string)
-                ),
-                _ => format!("- {}", p.key),
-            })
-            .collect();
-        if !pruned.is_empty() {
-            let deleted = pruned.iter().filter(|l| l.starts_with('-')).count();
-            let failed = pruned.len() - deleted;
-            let mut e = self.entry(
-                audit::Action::Prune,
-                &info,
-                if failed > 0 { "failure" } else { "success" },
-                format!("pruned {}", plural(deleted, "object")),
-            );
-            e.objects = audit::cap(pruned);
-            out.push(e);
+        if !failed || report.objects.iter().any(|o| o.drift_left()) {
+            out.extend(self.drift_entry(report, applied, &info));
         }
+        out
+    }
+
+    /// What the run wrote: for a new commit, anything written, or a failure (a failed
+    /// re-check of an unchanged commit is recorded once per distinct failure).
+    fn apply_entry(
+        &self,
+        report: &Report,
+        applied: &Applied,
+        info: &CommitInfo,
+        new_commit: bool,
+    ) -> Option<Entry> {
+        let written = written_lines(report);
+        let failed = report.failed();
+        if !(new_commit || !written.is_empty() || failed) {
+            return None;
+        }
+        let (_, description) = describe(report, new_commit);
+        let outcome = if failed { "failure" } else { "success" };
+        let mut e = self.entry(audit::Action::Apply, info, outcome, description);
+        e.objects = audit::cap(written);
+        let repeat = !new_commit
+            && failed
+            && applied
+                .last
+                .as_ref()
+                .is_some_and(|(s, _)| *s == State::Failure)
+            && self.mem.ledger.history.last().is_some_and(|l| {
+                l.commit == e.commit && l.message == e.message && l.action == e.action
+            });
+        (!repeat).then_some(e)
+    }
+
+    /// What pruning deleted, or failed to.
+    fn prune_entry(&self, report: &Report, info: &CommitInfo) -> Option<Entry> {
+        let pruned = pruned_lines(report);
+        if pruned.is_empty() {
+            return None;
+        }
+        let deleted = pruned.iter().filter(|l| l.starts_with('-')).count();
+        let failed = pruned.len() - deleted;
+        let mut e = self.entry(
+            audit::Action::Prune,
+            info,
+            if failed > 0 { "failure" } else { "success" },
+            format!("pruned {}", plural(deleted, "object")),
+        );
+        e.objects = audit::cap(pruned);
+        Some(e)
+    }
+
+    /// The drift the run restored.
+    fn heal_entry(&self, report: &Report, info: &CommitInfo) -> Option<Entry> {
         let healed: Vec<String> = report
             .objects
             .iter()
@@ -866,73 +857,92 @@ impl Agent {
                     .map(move |d| format!("* {}: {}", o.key, d.restored()))
             })
             .collect();
-        if !healed.is_empty() {
-            let n = report.objects.iter().filter(|o| o.healed).count();
-            let mut e = self.entry(
-                audit::Action::Heal,
-                &info,
-                "healed",
-                format!("healed drift in {}", plural(n, "object")),
-            );
-            e.objects = audit::cap(healed);
-            out.push(e);
+        if healed.is_empty() {
+            return None;
         }
+        let n = report.objects.iter().filter(|o| o.healed).count();
+        let mut e = self.entry(
+            audit::Action::Heal,
+            info,
+            "healed",
+            format!("healed drift in {}", plural(n, "object")),
+        );
+        e.objects = audit::cap(healed);
+        Some(e)
+    }
+
+    /// Namespaces held, when they changed since the last run (of a run that did not fail).
+    fn hold_entry(
+        &self,
+        report: &Report,
+        applied: &mut Applied,
+        info: &CommitInfo,
+    ) -> Option<Entry> {
         let held = held_lines(report);
-        if held != applied.held && !failed {
-            self.metrics.held(report.held().count());
-            if !held.is_empty() {
-                let n = report.held().count();
-                let mut e = self.entry(
-                    audit::Action::Hold,
-                    &info,
-                    "held",
-                    format!(
-                        "kept {} instead of pruning: {} objects plinth does not own",
-                        plural(n, "namespace"),
-                        if n == 1 { "it holds" } else { "they hold" }
-                    ),
-                );
-                e.objects = audit::cap(held.clone());
-                out.push(e);
-            }
-            applied.held = held;
+        if held == applied.held {
+            return None;
         }
-        if !failed || report.objects.iter().any(|o| o.drift_left()) {
-            let drift = drift_lines(report);
-            if drift != applied.drift {
-                let n = report.objects.iter().filter(|o| o.drift_left()).count();
-                let e = if drift.is_empty() {
-                    self.entry(
-                        audit::Action::Drift,
-                        &info,
-                        "resolved",
-                        "no drift left".into(),
-                    )
-                } else {
-                    let mut e = self.entry(
-                        audit::Action::Drift,
-                        &info,
-                        "detected",
-                        format!("drift in {}", plural(n, "object")),
-                    );
-                    e.objects = audit::cap(drift.clone());
-                    e
-                };
-                self.metrics.drift(n, !drift.is_empty());
-                applied.drift = drift;
-                out.push(e);
-            } else {
-                self.metrics.drift(n_drifted(report), false);
-            }
+        self.metrics.held(report.held().count());
+        let mut entry = None;
+        if !held.is_empty() {
+            let n = report.held().count();
+            let mut e = self.entry(
+                audit::Action::Hold,
+                info,
+                "held",
+                format!(
+                    "kept {} instead of pruning: {} objects plinth does not own",
+                    plural(n, "namespace"),
+                    if n == 1 { "it holds" } else { "they hold" }
+                ),
+            );
+            e.objects = audit::cap(held.clone());
+            entry = Some(e);
         }
-        out
+        applied.held = held;
+        entry
+    }
+
+    /// Drift left in place, when it changed since the last run.
+    fn drift_entry(
+        &self,
+        report: &Report,
+        applied: &mut Applied,
+        info: &CommitInfo,
+    ) -> Option<Entry> {
+        let drift = drift_lines(report);
+        if drift == applied.drift {
+            self.metrics.drift(n_drifted(report), false);
+            return None;
+        }
+        let n = report.objects.iter().filter(|o| o.drift_left()).count();
+        let e = if drift.is_empty() {
+            self.entry(
+                audit::Action::Drift,
+                info,
+                "resolved",
+                "no drift left".into(),
+            )
+        } else {
+            let mut e = self.entry(
+                audit::Action::Drift,
+                info,
+                "detected",
+                format!("drift in {}", plural(n, "object")),
+            );
+            e.objects = audit::cap(drift.clone());
+            e
+        };
+        self.metrics.drift(n, !drift.is_empty());
+        applied.drift = drift;
+        Some(e)
     }
 
     /// Publish entries and write them (and the applied commit) to the inventory.
     async fn record(&mut self, entries: Vec<Entry>, commit: Option<String>, step: &mut Step) {
         for e in &entries {
             if !self.audit.publish(e).await {
-                self.metrics.error("audit");
+                self.metrics.error(Failed::Audit);
             }
         }
         if entries.is_empty() && commit.is_none() {
@@ -946,7 +956,7 @@ impl Agent {
         match audit::write(&self.cluster, &ledger).await {
             Ok(()) => self.mem.ledger = ledger,
             Err(e) => {
-                self.metrics.error("audit");
+                self.metrics.error(Failed::Audit);
                 tracing::warn!(error = %e, "recording the history in the inventory failed");
                 // Keep it in memory: the next write carries it.
                 self.mem.ledger = ledger;
@@ -1103,6 +1113,55 @@ async fn wait_true(rx: &mut watch::Receiver<bool>) {
             std::future::pending::<()>().await;
         }
     }
+}
+
+/// The audit lines of what a run wrote: `+` created, `~` updated, `x` failed, and under them
+/// the hand edits the commit overwrote.
+fn written_lines(report: &Report) -> Vec<String> {
+    report
+        .objects
+        .iter()
+        .flat_map(|o| {
+            let line = match o.action {
+                Action::Create => Some(format!("+ {}", o.key)),
+                Action::Update => Some(format!("~ {}", o.key)),
+                Action::Failed => Some(format!(
+                    "x {}: {}",
+                    o.key,
+                    o.error
+                        .as_ref()
+                        .map_or_else(String::new, ToString::to_string)
+                )),
+                _ => None,
+            };
+            // Hand edits this commit overwrote, for the record.
+            let reclaimed = o
+                .diffs
+                .iter()
+                .filter(|d| matches!(d.class, crate::drift::Class::Reclaimed { .. }))
+                .map(move |d| format!("  {}: {d}", o.key));
+            line.into_iter().chain(reclaimed)
+        })
+        .collect()
+}
+
+/// The audit lines of pruning: `-` deleted, `x` failed.
+fn pruned_lines(report: &Report) -> Vec<String> {
+    report
+        .prune
+        .iter()
+        .filter(|p| matches!(p.action, PruneAction::Delete | PruneAction::Failed))
+        .map(|p| match p.action {
+            PruneAction::Failed => format!(
+                "x {}: {}",
+                p.key,
+                p.error
+                    .as_ref()
+                    .map_or_else(String::new, ToString::to_string)
+            ),
+            _ => format!("- {}", p.key),
+        })
+        .collect()
 }
 
 /// One line per held namespace: `Namespace x: holds A, B`.

@@ -26,6 +26,26 @@ use crate::Error;
 pub const NAMESPACE: &str = "plinth-system";
 /// Name of the inventory ConfigMap.
 pub const NAME: &str = "plinth-inventory";
+/// The inventory ConfigMap (where the audit ledger is kept too).
+pub fn key() -> ObjectKey {
+    ObjectKey {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        namespace: Some(NAMESPACE.into()),
+        name: NAME.into(),
+    }
+}
+
+/// The namespace the inventory is kept in.
+pub fn namespace_key() -> ObjectKey {
+    ObjectKey {
+        api_version: "v1".into(),
+        kind: "Namespace".into(),
+        namespace: None,
+        name: NAMESPACE.into(),
+    }
+}
+
 /// Label on what the agent writes for itself (never `plinth`, so nothing of the agent's own
 /// is ever a prune candidate).
 pub const AGENT_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "plinth-agent");

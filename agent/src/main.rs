@@ -39,7 +39,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             // Each cause once (a message often repeats its source's already).
-            eprintln!("error: {}", plinth_agent::source::chain(e.as_ref()));
+            eprintln!("error: {}", plinth_agent::chain(e.as_ref()));
             ExitCode::from(1)
         }
     }

@@ -67,6 +67,32 @@ struct Inner {
     fetch_duration: Histogram,
 }
 
+/// A step of the loop that failed: its name is the `kind` label of
+/// `plinth_agent_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failed {
+    /// Fetching the remote.
+    Fetch,
+    /// Compiling the commit (or reading its history).
+    Compile,
+    /// A run of the apply engine.
+    Apply,
+    /// Publishing or recording an audit entry.
+    Audit,
+}
+
+impl Failed {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Failed::Fetch => "fetch",
+            Failed::Compile => "compile",
+            Failed::Apply => "apply",
+            Failed::Audit => "audit",
+        }
+    }
+}
+
 /// The agent's metrics.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -131,8 +157,12 @@ impl Metrics {
     pub fn webhook(&self, result: &str) {
         *self.lock().webhooks.entry(result.to_owned()).or_default() += 1;
     }
-    pub fn error(&self, kind: &str) {
-        *self.lock().errors.entry(kind.to_owned()).or_default() += 1;
+    pub fn error(&self, step: Failed) {
+        *self
+            .lock()
+            .errors
+            .entry(step.label().to_owned())
+            .or_default() += 1;
     }
     pub fn status_posted(&self, state: &str, result: &str) {
         *self
@@ -165,10 +195,6 @@ impl Metrics {
         let m = self.lock();
         let c = label(&m.cluster);
         let mut o = String::new();
-        let head = |o: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(o, "# HELP {name} {help}");
-            let _ = writeln!(o, "# TYPE {name} {kind}");
-        };
         head(
             &mut o,
             "plinth_agent_info",
@@ -206,92 +232,7 @@ impl Metrics {
                 "plinth_agent_last_applied_timestamp_seconds{{cluster=\"{c}\"}} {t:.3}"
             );
         }
-        let counter_map =
-            |o: &mut String, name: &str, help: &str, key: &str, map: &BTreeMap<String, u64>| {
-                head(o, name, "counter", help);
-                for (k, v) in map {
-                    let _ = writeln!(o, "{name}{{cluster=\"{c}\",{key}=\"{}\"}} {v}", label(k));
-                }
-            };
-        counter_map(
-            &mut o,
-            "plinth_agent_syncs_total",
-            "Sync runs by outcome.",
-            "outcome",
-            &m.syncs,
-        );
-        counter_map(
-            &mut o,
-            "plinth_agent_objects_applied_total",
-            "Objects written, by action.",
-            "action",
-            &m.applied,
-        );
-        head(
-            &mut o,
-            "plinth_agent_objects_pruned_total",
-            "counter",
-            "Objects deleted by pruning.",
-        );
-        let _ = writeln!(
-            o,
-            "plinth_agent_objects_pruned_total{{cluster=\"{c}\"}} {}",
-            m.pruned
-        );
-        head(
-            &mut o,
-            "plinth_agent_drift_findings_total",
-            "counter",
-            "Times a new set of drifted fields was found.",
-        );
-        let _ = writeln!(
-            o,
-            "plinth_agent_drift_findings_total{{cluster=\"{c}\"}} {}",
-            m.drift_findings
-        );
-        head(
-            &mut o,
-            "plinth_agent_drifted_objects",
-            "gauge",
-            "Objects with drift left in place at the last sync.",
-        );
-        let _ = writeln!(
-            o,
-            "plinth_agent_drifted_objects{{cluster=\"{c}\"}} {}",
-            m.drifted
-        );
-        head(
-            &mut o,
-            "plinth_agent_held_namespaces",
-            "gauge",
-            "Namespaces kept instead of pruned at the last sync: they hold objects plinth does not own.",
-        );
-        let _ = writeln!(
-            o,
-            "plinth_agent_held_namespaces{{cluster=\"{c}\"}} {}",
-            m.held
-        );
-        counter_map(
-            &mut o,
-            "plinth_agent_refusals_total",
-            "Commits refused, by reason.",
-            "reason",
-            &m.refusals,
-        );
-        counter_map(
-            &mut o,
-            "plinth_agent_errors_total",
-            "Errors, by kind.",
-            "kind",
-            &m.errors,
-        );
-        counter_map(
-            &mut o,
-            "plinth_agent_webhooks_total",
-            "Webhooks received, by result.",
-            "result",
-            &m.webhooks,
-        );
+        render_counts(&mut o, &c, &m);
         head(
             &mut o,
             "plinth_agent_status_posts_total",
@@ -318,24 +259,136 @@ impl Metrics {
                 &m.fetch_duration,
             ),
         ] {
-            head(&mut o, name, "histogram", help);
-            for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    o,
-                    "{name}_bucket{{cluster=\"{c}\",le=\"{b}\"}} {}",
-                    h.counts[i]
-                );
-            }
-            let _ = writeln!(
-                o,
-                "{name}_bucket{{cluster=\"{c}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(o, "{name}_sum{{cluster=\"{c}\"}} {}", h.sum);
-            let _ = writeln!(o, "{name}_count{{cluster=\"{c}\"}} {}", h.count);
+            histogram(&mut o, &c, name, help, h);
         }
         o
     }
+}
+
+/// The `# HELP` and `# TYPE` lines of a family.
+fn head(o: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(o, "# HELP {name} {help}");
+    let _ = writeln!(o, "# TYPE {name} {kind}");
+}
+
+/// A family of one sample labelled with the cluster only.
+fn single(o: &mut String, c: &str, name: &str, kind: &str, help: &str, v: u64) {
+    head(o, name, kind, help);
+    let _ = writeln!(o, "{name}{{cluster=\"{c}\"}} {v}");
+}
+
+/// A counter family with one sample per key of `map`.
+fn counter_map(
+    o: &mut String,
+    c: &str,
+    (name, help, key): (&str, &str, &str),
+    map: &BTreeMap<String, u64>,
+) {
+    head(o, name, "counter", help);
+    for (k, v) in map {
+        let _ = writeln!(o, "{name}{{cluster=\"{c}\",{key}=\"{}\"}} {v}", label(k));
+    }
+}
+
+/// The counters and gauges between the revision and the status posts, in exposition order.
+fn render_counts(o: &mut String, c: &str, m: &Inner) {
+    counter_map(
+        o,
+        c,
+        (
+            "plinth_agent_syncs_total",
+            "Sync runs by outcome.",
+            "outcome",
+        ),
+        &m.syncs,
+    );
+    counter_map(
+        o,
+        c,
+        (
+            "plinth_agent_objects_applied_total",
+            "Objects written, by action.",
+            "action",
+        ),
+        &m.applied,
+    );
+    single(
+        o,
+        c,
+        "plinth_agent_objects_pruned_total",
+        "counter",
+        "Objects deleted by pruning.",
+        m.pruned,
+    );
+    single(
+        o,
+        c,
+        "plinth_agent_drift_findings_total",
+        "counter",
+        "Times a new set of drifted fields was found.",
+        m.drift_findings,
+    );
+    single(
+        o,
+        c,
+        "plinth_agent_drifted_objects",
+        "gauge",
+        "Objects with drift left in place at the last sync.",
+        m.drifted,
+    );
+    single(
+        o,
+        c,
+        "plinth_agent_held_namespaces",
+        "gauge",
+        "Namespaces kept instead of pruned at the last sync: they hold objects plinth does not own.",
+        m.held,
+    );
+    counter_map(
+        o,
+        c,
+        (
+            "plinth_agent_refusals_total",
+            "Commits refused, by reason.",
+            "reason",
+        ),
+        &m.refusals,
+    );
+    counter_map(
+        o,
+        c,
+        ("plinth_agent_errors_total", "Errors, by kind.", "kind"),
+        &m.errors,
+    );
+    counter_map(
+        o,
+        c,
+        (
+            "plinth_agent_webhooks_total",
+            "Webhooks received, by result.",
+            "result",
+        ),
+        &m.webhooks,
+    );
+}
+
+/// A histogram family: cumulative buckets, then sum and count.
+fn histogram(o: &mut String, c: &str, name: &str, help: &str, h: &Histogram) {
+    head(o, name, "histogram", help);
+    for (i, b) in BUCKETS.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "{name}_bucket{{cluster=\"{c}\",le=\"{b}\"}} {}",
+            h.counts[i]
+        );
+    }
+    let _ = writeln!(
+        o,
+        "{name}_bucket{{cluster=\"{c}\",le=\"+Inf\"}} {}",
+        h.count
+    );
+    let _ = writeln!(o, "{name}_sum{{cluster=\"{c}\"}} {}", h.sum);
+    let _ = writeln!(o, "{name}_count{{cluster=\"{c}\"}} {}", h.count);
 }
 
 #[cfg(test)]
@@ -348,7 +401,7 @@ mod tests {
         m.applied_revision("abc", "def", 1.5);
         m.sync("clean", Duration::from_millis(300));
         m.objects("create", 3);
-        m.error("fetch");
+        m.error(Failed::Fetch);
         let t = m.render();
         assert!(t.contains("plinth_agent_last_applied_revision{cluster=\"prod\",commit=\"abc\",revision=\"def\"} 1\n"), "{t}");
         assert!(t.contains("plinth_agent_syncs_total{cluster=\"prod\",outcome=\"clean\"} 1\n"));

@@ -244,13 +244,6 @@ impl Report {
     pub fn to_text(&self) -> String {
         let apply = self.command == Command::Apply;
         let mut out = String::new();
-        let short = |r: &str| {
-            if r.is_empty() {
-                "none".to_owned()
-            } else {
-                r[..r.len().min(12)].to_owned()
-            }
-        };
         let _ = writeln!(
             out,
             "cluster `{}`: revision {} (applied before this run: {})",
@@ -258,75 +251,8 @@ impl Report {
             short(&self.revision),
             short(&self.previous_revision)
         );
-        let line = |out: &mut String, verb: &str, rest: &str| {
-            let _ = writeln!(out, "  {verb:<11}{rest}");
-        };
         for o in &self.objects {
-            match o.action {
-                Action::Create => line(
-                    &mut out,
-                    if apply { "created" } else { "create" },
-                    &o.key.to_string(),
-                ),
-                Action::Update => {
-                    line(
-                        &mut out,
-                        if apply { "updated" } else { "update" },
-                        &o.key.to_string(),
-                    );
-                    let hash = |d: &&FieldDiff| {
-                        d.path.fields().as_deref()
-                            == Some(
-                                &["metadata", "annotations", plinth::lower::HASH_ANNOTATION][..],
-                            )
-                    };
-                    for d in o.diffs.iter().filter(|d| {
-                        matches!(d.class, Class::Update | Class::Reclaimed { .. }) && !hash(d)
-                    }) {
-                        let _ = writeln!(out, "               {d}");
-                    }
-                }
-                Action::Failed => {
-                    let e = o
-                        .error
-                        .as_ref()
-                        .map_or_else(String::new, ToString::to_string);
-                    line(&mut out, "failed", &format!("{}: {e}", o.key));
-                }
-                Action::Heal | Action::Unchanged | Action::Provenance | Action::Skipped => {}
-            }
-            for d in o.diffs.iter().filter(|d| d.class.is_drift()) {
-                if o.healed && apply {
-                    line(&mut out, "healed", &format!("{}: {}", o.key, d.restored()));
-                } else {
-                    line(&mut out, "drift", &format!("{}: {d}", o.key));
-                }
-            }
-            for d in o
-                .diffs
-                .iter()
-                .filter(|d| matches!(d.class, Class::Other { .. }))
-            {
-                line(&mut out, "left alone", &format!("{}: {d}", o.key));
-            }
-            for e in &o.extras {
-                line(
-                    &mut out,
-                    "added",
-                    &format!(
-                        "{}: {} = {}, by {} (plinth does not apply it)",
-                        o.key,
-                        e.path,
-                        crate::fields::show(Some(&e.value)),
-                        e.manager
-                    ),
-                );
-            }
-            if let Some(h) = &o.health
-                && !h.is_healthy()
-            {
-                line(&mut out, "unhealthy", &format!("{}: {h}", o.key));
-            }
+            object_lines(&mut out, o, apply);
         }
         let skipped = self.count(Action::Skipped);
         if skipped > 0 {
@@ -337,62 +263,74 @@ impl Report {
             );
         }
         for p in &self.prune {
-            let key = p.key.to_string();
-            match p.action {
-                PruneAction::Delete => line(
-                    &mut out,
-                    if apply { "pruned" } else { "prune" },
-                    &match &p.approval {
-                        Some(a) => format!("{key} (approved: {a})"),
-                        None if self.unapproved.contains(&p.key) => format!(
-                            "{key} (loses data and is not approved: an apply with `--prune` refuses the revision)"
-                        ),
-                        None => key,
-                    },
-                ),
-                PruneAction::Gone => {}
-                PruneAction::KeptDisabled => line(
-                    &mut out,
-                    "kept",
-                    &format!("{key} (`plinth.dev/prune: disabled`)"),
-                ),
-                PruneAction::NotOurs => line(
-                    &mut out,
-                    "not ours",
-                    &format!(
-                        "{key} (not labelled `app.kubernetes.io/managed-by: plinth`; never deleted)"
-                    ),
-                ),
-                PruneAction::Holds => line(
-                    &mut out,
-                    "held",
-                    &format!(
-                        "{key} (holds {} that plinth does not delete: {}; deleted once they are gone)",
-                        if p.holds.len() == 1 {
-                            "1 object".to_owned()
-                        } else {
-                            format!("{} objects", p.holds.len())
-                        },
-                        p.holds.join(", ")
-                    ),
-                ),
-                PruneAction::Pending => line(
-                    &mut out,
-                    "orphan",
-                    &format!("{key} (no longer desired; `--prune` deletes it)"),
-                ),
-                PruneAction::Failed => {
-                    let e = p
-                        .error
-                        .as_ref()
-                        .map_or_else(String::new, ToString::to_string);
-                    line(&mut out, "failed", &e);
-                }
-            }
+            self.prune_line(&mut out, p, apply);
         }
         for f in &self.failures {
             let _ = writeln!(out, "error: {f}");
         }
+        self.summary(&mut out, apply);
+        // Field values are redacted already; errors and messages are free text.
+        plinth::redact::text(&out).into_owned()
+    }
+
+    /// The line for one prune candidate (none for one gone already).
+    fn prune_line(&self, out: &mut String, p: &PruneReport, apply: bool) {
+        let key = p.key.to_string();
+        match p.action {
+            PruneAction::Delete => line(
+                out,
+                if apply { "pruned" } else { "prune" },
+                &match &p.approval {
+                    Some(a) => format!("{key} (approved: {a})"),
+                    None if self.unapproved.contains(&p.key) => format!(
+                        "{key} (loses data and is not approved: an apply with `--prune` refuses the revision)"
+                    ),
+                    None => key,
+                },
+            ),
+            PruneAction::Gone => {}
+            PruneAction::KeptDisabled => line(
+                out,
+                "kept",
+                &format!("{key} (`plinth.dev/prune: disabled`)"),
+            ),
+            PruneAction::NotOurs => line(
+                out,
+                "not ours",
+                &format!(
+                    "{key} (not labelled `app.kubernetes.io/managed-by: plinth`; never deleted)"
+                ),
+            ),
+            PruneAction::Holds => line(
+                out,
+                "held",
+                &format!(
+                    "{key} (holds {} that plinth does not delete: {}; deleted once they are gone)",
+                    if p.holds.len() == 1 {
+                        "1 object".to_owned()
+                    } else {
+                        format!("{} objects", p.holds.len())
+                    },
+                    p.holds.join(", ")
+                ),
+            ),
+            PruneAction::Pending => line(
+                out,
+                "orphan",
+                &format!("{key} (no longer desired; `--prune` deletes it)"),
+            ),
+            PruneAction::Failed => {
+                let e = p
+                    .error
+                    .as_ref()
+                    .map_or_else(String::new, ToString::to_string);
+                line(out, "failed", &e);
+            }
+        }
+    }
+
+    /// The closing line: counts, then how the run ended.
+    fn summary(&self, out: &mut String, apply: bool) {
         let drifted = self.objects.iter().filter(|o| o.drift_left()).count();
         let pruned = self
             .prune
@@ -445,7 +383,89 @@ impl Report {
         } else {
             let _ = writeln!(out, "{}: {result}", parts.join(", "));
         }
-        // Field values are redacted already; errors and messages are free text.
-        plinth::redact::text(&out).into_owned()
+    }
+}
+
+/// A revision shortened for a person (`none` for no revision).
+fn short(r: &str) -> String {
+    if r.is_empty() {
+        "none".to_owned()
+    } else {
+        r[..r.len().min(12)].to_owned()
+    }
+}
+
+/// One line of the text report: a verb in a column, then the rest.
+fn line(out: &mut String, verb: &str, rest: &str) {
+    let _ = writeln!(out, "  {verb:<11}{rest}");
+}
+
+/// The lines for one desired object: what happened, its drift, fields left alone or added by
+/// hand, and its health when unhealthy.
+fn object_lines(out: &mut String, o: &ObjectReport, apply: bool) {
+    match o.action {
+        Action::Create => line(
+            out,
+            if apply { "created" } else { "create" },
+            &o.key.to_string(),
+        ),
+        Action::Update => {
+            line(
+                out,
+                if apply { "updated" } else { "update" },
+                &o.key.to_string(),
+            );
+            let hash = |d: &&FieldDiff| {
+                d.path.fields().as_deref()
+                    == Some(&["metadata", "annotations", plinth::lower::HASH_ANNOTATION][..])
+            };
+            for d in o
+                .diffs
+                .iter()
+                .filter(|d| matches!(d.class, Class::Update | Class::Reclaimed { .. }) && !hash(d))
+            {
+                let _ = writeln!(out, "               {d}");
+            }
+        }
+        Action::Failed => {
+            let e = o
+                .error
+                .as_ref()
+                .map_or_else(String::new, ToString::to_string);
+            line(out, "failed", &format!("{}: {e}", o.key));
+        }
+        Action::Heal | Action::Unchanged | Action::Provenance | Action::Skipped => {}
+    }
+    for d in o.diffs.iter().filter(|d| d.class.is_drift()) {
+        if o.healed && apply {
+            line(out, "healed", &format!("{}: {}", o.key, d.restored()));
+        } else {
+            line(out, "drift", &format!("{}: {d}", o.key));
+        }
+    }
+    for d in o
+        .diffs
+        .iter()
+        .filter(|d| matches!(d.class, Class::Other { .. }))
+    {
+        line(out, "left alone", &format!("{}: {d}", o.key));
+    }
+    for e in &o.extras {
+        line(
+            out,
+            "added",
+            &format!(
+                "{}: {} = {}, by {} (plinth does not apply it)",
+                o.key,
+                e.path,
+                crate::fields::show(Some(&e.value)),
+                e.manager
+            ),
+        );
+    }
+    if let Some(h) = &o.health
+        && !h.is_healthy()
+    {
+        line(out, "unhealthy", &format!("{}: {h}", o.key));
     }
 }

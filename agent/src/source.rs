@@ -17,6 +17,8 @@ use gix::ObjectId;
 use gix::bstr::ByteSlice;
 use plinth::load::git::{CommitInfo, GitRepo};
 
+use crate::chain;
+
 /// A failed fetch or history question.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SourceError {
@@ -488,21 +490,6 @@ pub fn read_secret(p: &Path) -> Result<String, SourceError> {
             path: p.display().to_string(),
             message: e.to_string(),
         })
-}
-
-/// An error with its causes, `: `-separated.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -156,7 +157,7 @@ impl Http {
         secrets.push(token.to_owned());
         let scrub = |m: &str| crate::source::scrub(m, &secrets);
         let resp = req.send().await.map_err(|e| PostError {
-            message: scrub(&crate::source::chain(&e)),
+            message: scrub(&crate::chain(&e)),
             transient: true,
         })?;
         let code = resp.status();
@@ -193,49 +194,102 @@ fn split_repo(repo: &str) -> (String, String) {
     }
 }
 
-/// GitHub (and GitHub Enterprise: base `https://HOST/api/v3`).
+/// What tells apart the forges whose status API is GitHub's (`/repos/{owner}/{repo}/statuses/{sha}`,
+/// body `state`, `context`, `description`, `target_url`): GitHub and Gitea.
+pub trait Dialect: std::fmt::Debug + Clone + Send + Sync + 'static {
+    /// The sink's name: `github`, `gitea`.
+    const NAME: &'static str;
+    /// Longest description the forge takes, in characters.
+    const DESCRIPTION_LIMIT: usize;
+    /// The API path between the base and `/repos/…`.
+    const PREFIX: &'static str;
+    /// The request with the forge's authentication and headers.
+    fn authorise(req: reqwest::RequestBuilder, token: &str) -> reqwest::RequestBuilder;
+}
+
+/// GitHub (and GitHub Enterprise: base `https://HOST/api/v3`): `Authorization: Bearer`.
 #[derive(Debug, Clone)]
-pub struct GitHub {
+pub struct GitHubApi;
+
+impl Dialect for GitHubApi {
+    const NAME: &'static str = "github";
+    const DESCRIPTION_LIMIT: usize = 140;
+    const PREFIX: &'static str = "";
+    fn authorise(req: reqwest::RequestBuilder, token: &str) -> reqwest::RequestBuilder {
+        req.bearer_auth(token)
+            .header("Accept", "application/vnd.github+json")
+            .header("X-GitHub-Api-Version", "2022-11-28")
+    }
+}
+
+/// Gitea and Forgejo (base `https://gitea.example`): `Authorization: token …`.
+#[derive(Debug, Clone)]
+pub struct GiteaApi;
+
+impl Dialect for GiteaApi {
+    const NAME: &'static str = "gitea";
+    const DESCRIPTION_LIMIT: usize = 255;
+    const PREFIX: &'static str = "/api/v1";
+    fn authorise(req: reqwest::RequestBuilder, token: &str) -> reqwest::RequestBuilder {
+        req.header("Authorization", format!("token {token}"))
+    }
+}
+
+/// The status API of one repository on a forge of dialect `D`.
+#[derive(Debug, Clone)]
+pub struct RepoStatuses<D> {
     http: Http,
     owner: String,
     repo: String,
+    dialect: PhantomData<D>,
 }
 
-impl GitHub {
-    /// `base` is the API root (`https://api.github.com`); `repo` is `owner/name`.
-    pub fn new(base: &str, repo: &str, token: Token) -> GitHub {
+/// GitHub's commit statuses.
+pub type GitHub = RepoStatuses<GitHubApi>;
+/// Gitea's (and Forgejo's) commit statuses.
+pub type Gitea = RepoStatuses<GiteaApi>;
+
+impl<D: Dialect> RepoStatuses<D> {
+    /// `base` is the API root (`https://api.github.com`, `https://gitea.example`); `repo` is
+    /// `owner/name`.
+    pub fn new(base: &str, repo: &str, token: Token) -> RepoStatuses<D> {
         let (owner, repo) = split_repo(repo);
-        GitHub {
+        RepoStatuses {
             http: Http::new(base, token),
             owner,
             repo,
+            dialect: PhantomData,
         }
     }
 }
 
-impl StatusSink for GitHub {
+impl<D: Dialect> StatusSink for RepoStatuses<D> {
     fn name(&self) -> &'static str {
-        "github"
+        D::NAME
     }
     fn description_limit(&self) -> usize {
-        140
+        D::DESCRIPTION_LIMIT
     }
     fn post<'a>(&'a self, s: &'a CommitStatus) -> PostFuture<'a> {
         Box::pin(async move {
             let token = self.http.token.read()?;
             let url = format!(
-                "{}/repos/{}/{}/statuses/{}",
-                self.http.base, self.owner, self.repo, s.sha
+                "{}{}/repos/{}/{}/statuses/{}",
+                self.http.base,
+                D::PREFIX,
+                self.owner,
+                self.repo,
+                s.sha
             );
-            let body = github_style_body(s, 140);
-            let req = self
-                .http
-                .client
-                .post(url)
-                .bearer_auth(&token)
-                .header("Accept", "application/vnd.github+json")
-                .header("X-GitHub-Api-Version", "2022-11-28")
-                .json(&body);
+            let mut body = json!({
+                "state": s.state.as_str(),
+                "context": s.context,
+                "description": truncate(&s.description, D::DESCRIPTION_LIMIT),
+            });
+            if let Some(u) = &s.target_url {
+                body["target_url"] = json!(u);
+            }
+            let req = D::authorise(self.http.client.post(url), &token).json(&body);
             self.http.send(req, &token).await
         })
     }
@@ -309,64 +363,6 @@ impl StatusSink for GitLab {
                 .client
                 .post(url)
                 .header("PRIVATE-TOKEN", &token)
-                .json(&body);
-            self.http.send(req, &token).await
-        })
-    }
-}
-
-/// The body GitHub's status API takes, and Gitea's after it.
-fn github_style_body(s: &CommitStatus, limit: usize) -> serde_json::Value {
-    let mut body = json!({
-        "state": s.state.as_str(),
-        "context": s.context,
-        "description": truncate(&s.description, limit),
-    });
-    if let Some(u) = &s.target_url {
-        body["target_url"] = json!(u);
-    }
-    body
-}
-
-/// Gitea and Forgejo (base `https://gitea.example`).
-#[derive(Debug, Clone)]
-pub struct Gitea {
-    http: Http,
-    owner: String,
-    repo: String,
-}
-
-impl Gitea {
-    pub fn new(base: &str, repo: &str, token: Token) -> Gitea {
-        let (owner, repo) = split_repo(repo);
-        Gitea {
-            http: Http::new(base, token),
-            owner,
-            repo,
-        }
-    }
-}
-
-impl StatusSink for Gitea {
-    fn name(&self) -> &'static str {
-        "gitea"
-    }
-    fn description_limit(&self) -> usize {
-        255
-    }
-    fn post<'a>(&'a self, s: &'a CommitStatus) -> PostFuture<'a> {
-        Box::pin(async move {
-            let token = self.http.token.read()?;
-            let url = format!(
-                "{}/api/v1/repos/{}/{}/statuses/{}",
-                self.http.base, self.owner, self.repo, s.sha
-            );
-            let body = github_style_body(s, 255);
-            let req = self
-                .http
-                .client
-                .post(url)
-                .header("Authorization", format!("token {token}"))
                 .json(&body);
             self.http.send(req, &token).await
         })

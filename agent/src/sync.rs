@@ -32,7 +32,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use crate::cluster::{ApiError, Cluster, Deleted};
+use crate::cluster::{ApiError, Cluster, Deleted, Write};
 use crate::desired::{Desired, DesiredObject};
 use crate::drift::{self, Mode};
 use crate::health::{self, Health};
@@ -78,31 +78,13 @@ impl Default for Options {
     }
 }
 
-fn inventory_key() -> ObjectKey {
-    ObjectKey {
-        api_version: "v1".into(),
-        kind: "ConfigMap".into(),
-        namespace: Some(inventory::NAMESPACE.into()),
-        name: inventory::NAME.into(),
-    }
-}
-
-fn namespace_key(name: &str) -> ObjectKey {
-    ObjectKey {
-        api_version: "v1".into(),
-        kind: "Namespace".into(),
-        namespace: None,
-        name: name.into(),
-    }
-}
-
 /// The inventory as stored, and its parsed form.
 async fn read_inventory(
     cluster: &Cluster,
     desired: &Desired,
     report: &mut Report,
 ) -> Option<(Option<Value>, Inventory)> {
-    let live = match cluster.get(&inventory_key()).await {
+    let live = match cluster.get(&inventory::key()).await {
         Ok(v) => v,
         Err(e) => {
             report.failures.push(format!("reading the inventory: {e}"));
@@ -130,87 +112,170 @@ async fn read_inventory(
     Some((live, inv))
 }
 
-/// What [`apply`] and [`diff`] start with: the report, the live inventory ConfigMap and what
-/// it lists, and the empty-render guard's verdict. `Err`: the inventory could not be read (the
-/// report says why).
-async fn begin(
-    command: Command,
-    cluster: &Cluster,
-    desired: &Desired,
-    opts: &Options,
-) -> Result<(Report, Option<Value>, Inventory, Result<(), String>), Report> {
-    let mut report = Report::new(
-        command,
-        &desired.cluster,
-        &desired.revision,
-        opts.drift.mode,
-    );
-    let Some((live, old)) = read_inventory(cluster, desired, &mut report).await else {
-        return Err(report);
-    };
-    let render = prune::check_render(desired.objects.len(), old.objects.len(), opts.allow_empty);
-    Ok((report, live, old, render))
+/// One run of the engine: what it works from, and the report it fills in.
+struct Run<'a> {
+    cluster: &'a Cluster,
+    desired: &'a Desired,
+    opts: &'a Options,
+    desired_keys: BTreeSet<ObjectKey>,
+    /// The inventory ConfigMap as stored (`None`: there is none yet).
+    live_inv: Option<Value>,
+    /// What the inventory listed before the run.
+    old: Inventory,
+    /// The empty-render guard's verdict.
+    render: Result<(), String>,
+    report: Report,
 }
+
+/// A step ended the run; the report says why.
+struct Stopped;
+
+/// What a step of [`Run`] gives the steps after it, or [`Stopped`].
+type Step<T = ()> = Result<T, Stopped>;
 
 /// Apply `desired` to the cluster once.
 pub async fn apply(cluster: &Cluster, desired: &Desired, opts: &Options) -> Report {
-    let (mut report, live_inv, old, render) =
-        match begin(Command::Apply, cluster, desired, opts).await {
-            Ok(started) => started,
-            Err(report) => return report,
-        };
-    if let Err(why) = render {
-        report.failures.push(format!(
-            "refused: {why}; nothing was applied (`--allow-empty` applies it anyway)"
-        ));
-        return report;
-    }
-    let desired_keys: BTreeSet<ObjectKey> = desired.objects.iter().map(|o| o.key.clone()).collect();
-
-    // Data is deleted only with approval: a revision deleting some without is refused whole,
-    // before anything is written (the plan refuses it too).
-    if opts.prune
-        && !data_deletions_approved(cluster, desired, &old, &desired_keys, opts, &mut report).await
-    {
-        return report;
-    }
-
-    // Record intent before creating anything.
-    let pending = old.with(&desired_keys);
-    if (live_inv.is_none() || pending != old)
-        && let Err(e) = write_inventory(cluster, &pending, live_inv.is_none(), opts).await
-    {
-        report
-            .failures
-            .push(format!("recording the inventory: {e}"));
-        return report;
-    }
-
-    let mut stopped = false;
-    let mut stages: BTreeMap<Stage, Vec<&DesiredObject>> = BTreeMap::new();
-    for o in &desired.objects {
-        stages.entry(o.stage).or_default().push(o);
-    }
-    for (stage, objects) in stages {
-        if stopped {
-            report.objects.extend(
-                objects
-                    .into_iter()
-                    .map(|o| ObjectReport::new(o.key.clone(), o.source.clone(), Action::Skipped)),
-            );
-            continue;
+    match Run::start(Command::Apply, cluster, desired, opts).await {
+        Ok(mut run) => {
+            // A step that stops the run has said why in the report.
+            let _ = run.reconcile().await;
+            run.report
         }
+        Err(report) => report,
+    }
+}
+
+/// What [`apply`] would do, without writing anything.
+pub async fn diff(cluster: &Cluster, desired: &Desired, opts: &Options) -> Report {
+    match Run::start(Command::Diff, cluster, desired, opts).await {
+        Ok(mut run) => {
+            run.diff().await;
+            run.report
+        }
+        Err(report) => report,
+    }
+}
+
+impl<'a> Run<'a> {
+    /// Read the inventory and judge the render. `Err`: the inventory could not be read, or
+    /// belongs to another cluster (the report says why).
+    async fn start(
+        command: Command,
+        cluster: &'a Cluster,
+        desired: &'a Desired,
+        opts: &'a Options,
+    ) -> Result<Run<'a>, Report> {
+        let mut report = Report::new(
+            command,
+            &desired.cluster,
+            &desired.revision,
+            opts.drift.mode,
+        );
+        let Some((live_inv, old)) = read_inventory(cluster, desired, &mut report).await else {
+            return Err(report);
+        };
+        let render =
+            prune::check_render(desired.objects.len(), old.objects.len(), opts.allow_empty);
+        Ok(Run {
+            cluster,
+            desired,
+            opts,
+            desired_keys: desired.objects.iter().map(|o| o.key.clone()).collect(),
+            live_inv,
+            old,
+            render,
+            report,
+        })
+    }
+
+    /// guard → record intent → apply stages → await health → prune → record.
+    async fn reconcile(&mut self) -> Step {
+        self.guard().await?;
+        let pending = self.record_intent().await?;
+        self.apply_stages().await?;
+        self.await_health().await?;
+        let keep = self.prune().await?;
+        self.record(&pending, &keep).await;
+        Ok(())
+    }
+
+    /// Refuse an empty render and, with `--prune`, deleting data without approval (the plan
+    /// refuses it too): the run stops before anything is written.
+    async fn guard(&mut self) -> Step {
+        if let Err(why) = &self.render {
+            self.report.failures.push(format!(
+                "refused: {why}; nothing was applied (`--allow-empty` applies it anyway)"
+            ));
+            return Err(Stopped);
+        }
+        if self.opts.prune
+            && !data_deletions_approved(
+                self.cluster,
+                self.desired,
+                &self.old,
+                &self.desired_keys,
+                self.opts,
+                &mut self.report,
+            )
+            .await
+        {
+            return Err(Stopped);
+        }
+        Ok(())
+    }
+
+    /// Record desired ∪ inventory before creating anything; the inventory recorded.
+    async fn record_intent(&mut self) -> Step<Inventory> {
+        let pending = self.old.with(&self.desired_keys);
+        let first = self.live_inv.is_none();
+        if (first || pending != self.old)
+            && let Err(e) = write_inventory(self.cluster, &pending, first, self.opts).await
+        {
+            self.report
+                .failures
+                .push(format!("recording the inventory: {e}"));
+            return Err(Stopped);
+        }
+        Ok(pending)
+    }
+
+    /// Apply stage by stage; after a stage that failed, the objects of later stages are
+    /// reported skipped.
+    async fn apply_stages(&mut self) -> Step {
+        let desired = self.desired;
+        let mut stages: BTreeMap<Stage, Vec<&DesiredObject>> = BTreeMap::new();
+        for o in &desired.objects {
+            stages.entry(o.stage).or_default().push(o);
+        }
+        let mut stopped = false;
+        for (stage, objects) in stages {
+            if stopped {
+                self.report.objects.extend(
+                    objects.into_iter().map(|o| {
+                        ObjectReport::new(o.key.clone(), o.source.clone(), Action::Skipped)
+                    }),
+                );
+                continue;
+            }
+            stopped = self.apply_stage(stage, &objects).await.is_err();
+        }
+        if stopped { Err(Stopped) } else { Ok(()) }
+    }
+
+    /// Bring the objects of one stage to their desired state; CRDs and namespaces written are
+    /// waited for, since what the next stages need must be there first.
+    async fn apply_stage(&mut self, stage: Stage, objects: &[&DesiredObject]) -> Step {
         let work: Vec<_> = objects
             .iter()
-            .map(|o| sync_object(cluster, o, opts))
+            .map(|o| sync_object(self.cluster, o, self.opts))
             .collect();
         let results: Vec<ObjectReport> = futures::stream::iter(work)
-            .buffered(opts.concurrency.max(1))
+            .buffered(self.opts.concurrency.max(1))
             .collect()
             .instrument(tracing::info_span!("stage", ?stage))
             .await;
-        stopped = results.iter().any(|r| r.action == Action::Failed);
-        let base = report.objects.len();
+        let failed = results.iter().any(|r| r.action == Action::Failed);
+        let base = self.report.objects.len();
         let touched: Vec<usize> = results
             .iter()
             .enumerate()
@@ -222,105 +287,188 @@ pub async fn apply(cluster: &Cluster, desired: &Desired, opts: &Options) -> Repo
             })
             .map(|(i, _)| base + i)
             .collect();
-        report.objects.extend(results);
-        if !stopped && matches!(stage, Stage::Crds | Stage::Namespaces) && !touched.is_empty() {
-            // What the next stages need must be there first.
-            let deadline = Instant::now() + opts.health_timeout;
-            wait_healthy(cluster, &mut report, &touched, deadline, opts).await;
-            if touched.iter().any(|&i| !is_healthy(&report.objects[i])) {
-                report.failures.push(format!(
-                    "{} not ready within {}; later stages were not applied",
-                    if stage == Stage::Crds {
-                        "custom resource definitions"
-                    } else {
-                        "namespaces"
-                    },
-                    crate::duration::show(opts.health_timeout)
-                ));
-                stopped = true;
-            }
-            if stage == Stage::Crds {
-                cluster.forget_discovery();
-            }
+        self.report.objects.extend(results);
+        if failed {
+            return Err(Stopped);
         }
-    }
-    if stopped {
-        return report;
-    }
-
-    // Health: everything written, and anything found unhealthy.
-    let waiting: Vec<usize> = (0..report.objects.len())
-        .filter(|&i| !is_healthy(&report.objects[i]))
-        .collect();
-    let deadline = Instant::now() + opts.health_timeout;
-    wait_healthy(cluster, &mut report, &waiting, deadline, opts).await;
-    let unhealthy = waiting
-        .iter()
-        .filter(|&&i| !is_healthy(&report.objects[i]))
-        .count();
-    if unhealthy > 0 {
-        report.failures.push(format!(
-            "{unhealthy} objects not healthy within {}; nothing was pruned",
-            crate::duration::show(opts.health_timeout)
-        ));
-        return report;
-    }
-
-    // Prune.
-    let candidates = old.candidates(&desired_keys);
-    let mut keep: BTreeSet<ObjectKey> = BTreeSet::new();
-    if opts.prune {
-        prune(
-            cluster,
-            &candidates,
-            &Scope {
-                desired,
-                desired_keys: &desired_keys,
-                old: &old,
-            },
-            opts,
-            &mut report,
-            &mut keep,
+        if !matches!(stage, Stage::Crds | Stage::Namespaces) || touched.is_empty() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.opts.health_timeout;
+        wait_healthy(
+            self.cluster,
+            &mut self.report,
+            &touched,
+            deadline,
+            self.opts,
         )
         .await;
-    } else {
-        for k in &candidates {
-            keep.insert(k.clone());
-            report
-                .prune
-                .push(PruneReport::new(k.clone(), PruneAction::Pending));
+        let ready = touched.iter().all(|&i| is_healthy(&self.report.objects[i]));
+        if !ready {
+            self.report.failures.push(format!(
+                "{} not ready within {}; later stages were not applied",
+                if stage == Stage::Crds {
+                    "custom resource definitions"
+                } else {
+                    "namespaces"
+                },
+                crate::duration::show(self.opts.health_timeout)
+            ));
         }
-    }
-    if report.failed() {
-        return report;
+        if stage == Stage::Crds {
+            self.cluster.forget_discovery();
+        }
+        if ready { Ok(()) } else { Err(Stopped) }
     }
 
-    // Approvals spent on deletions that did not happen yet (a namespace held) keep counting.
-    let approved: BTreeSet<ObjectKey> = report
-        .prune
-        .iter()
-        .filter(|p| {
-            keep.contains(&p.key)
-                && p.approval.is_some()
-                && plinth::plan::destructive_to_delete(&p.key).is_some()
-        })
-        .map(|p| p.key.clone())
-        .collect();
-    let done = Inventory {
-        cluster: desired.cluster.clone(),
-        revision: desired.revision.clone(),
-        objects: desired_keys.union(&keep).cloned().collect(),
-        approvals: desired.approvals.clone(),
-        approved,
-    };
-    if done != pending
-        && let Err(e) = write_inventory(cluster, &done, false, opts).await
-    {
-        report
-            .failures
-            .push(format!("recording the inventory of the revision: {e}"));
+    /// Wait until everything written, and anything found unhealthy, is healthy.
+    async fn await_health(&mut self) -> Step {
+        let waiting: Vec<usize> = (0..self.report.objects.len())
+            .filter(|&i| !is_healthy(&self.report.objects[i]))
+            .collect();
+        let deadline = Instant::now() + self.opts.health_timeout;
+        wait_healthy(
+            self.cluster,
+            &mut self.report,
+            &waiting,
+            deadline,
+            self.opts,
+        )
+        .await;
+        let unhealthy = waiting
+            .iter()
+            .filter(|&&i| !is_healthy(&self.report.objects[i]))
+            .count();
+        if unhealthy > 0 {
+            self.report.failures.push(format!(
+                "{unhealthy} objects not healthy within {}; nothing was pruned",
+                crate::duration::show(self.opts.health_timeout)
+            ));
+            return Err(Stopped);
+        }
+        Ok(())
     }
-    report
+
+    /// With `--prune`, delete the candidates within the guards; without, report them
+    /// pending. What stays in the inventory.
+    async fn prune(&mut self) -> Step<BTreeSet<ObjectKey>> {
+        let candidates = self.old.candidates(&self.desired_keys);
+        let mut keep: BTreeSet<ObjectKey> = BTreeSet::new();
+        if self.opts.prune {
+            let scope = Scope {
+                desired: self.desired,
+                desired_keys: &self.desired_keys,
+                old: &self.old,
+            };
+            prune(
+                self.cluster,
+                &candidates,
+                &scope,
+                self.opts,
+                &mut self.report,
+                &mut keep,
+            )
+            .await;
+        } else {
+            for k in &candidates {
+                keep.insert(k.clone());
+                self.report
+                    .prune
+                    .push(PruneReport::new(k.clone(), PruneAction::Pending));
+            }
+        }
+        if self.report.failed() {
+            return Err(Stopped);
+        }
+        Ok(keep)
+    }
+
+    /// Record the inventory of the revision: what is desired and what was kept.
+    async fn record(&mut self, pending: &Inventory, keep: &BTreeSet<ObjectKey>) {
+        // Approvals spent on deletions that did not happen yet (a namespace held) keep counting.
+        let approved: BTreeSet<ObjectKey> = self
+            .report
+            .prune
+            .iter()
+            .filter(|p| {
+                keep.contains(&p.key)
+                    && p.approval.is_some()
+                    && plinth::plan::destructive_to_delete(&p.key).is_some()
+            })
+            .map(|p| p.key.clone())
+            .collect();
+        let done = Inventory {
+            cluster: self.desired.cluster.clone(),
+            revision: self.desired.revision.clone(),
+            objects: self.desired_keys.union(keep).cloned().collect(),
+            approvals: self.desired.approvals.clone(),
+            approved,
+        };
+        if done != *pending
+            && let Err(e) = write_inventory(self.cluster, &done, false, self.opts).await
+        {
+            self.report
+                .failures
+                .push(format!("recording the inventory of the revision: {e}"));
+        }
+    }
+
+    /// Observe every object as an apply with `--drift heal` would, and judge the candidates
+    /// as pruning would.
+    async fn diff(&mut self) {
+        if let Err(why) = &self.render {
+            self.report
+                .failures
+                .push(format!("an apply would be refused: {why}"));
+        }
+        let heal = drift::Policy {
+            mode: Mode::Heal,
+            ..self.opts.drift.clone()
+        };
+        let work: Vec<_> = self
+            .desired
+            .objects
+            .iter()
+            .map(|o| diff_object(self.cluster, o, self.opts, &heal))
+            .collect();
+        self.report.objects = futures::stream::iter(work)
+            .buffered(self.opts.concurrency.max(1))
+            .collect()
+            .await;
+        self.diff_prune().await;
+    }
+
+    /// What pruning would do with the candidates.
+    async fn diff_prune(&mut self) {
+        let candidates = self.old.candidates(&self.desired_keys);
+        let scope = Scope {
+            desired: self.desired,
+            desired_keys: &self.desired_keys,
+            old: &self.old,
+        };
+        let verdicts = judge(self.cluster, &candidates, &scope, &mut self.report).await;
+        for (k, v) in verdicts {
+            let action = match v {
+                Verdict::Delete { .. } => PruneAction::Delete,
+                ref other => kept_action(other),
+            };
+            let mut r = with_holds(PruneReport::new(k.clone(), action), &v);
+            if action == PruneAction::Delete && plinth::plan::destructive_to_delete(&k).is_some() {
+                r.approval = prune::approval(
+                    &self.desired.cluster,
+                    &k,
+                    &self.desired.approvals,
+                    &self.old.approvals,
+                    &self.old.approved,
+                    self.opts.allow_destructive,
+                );
+                if r.approval.is_none() {
+                    self.report.unapproved.push(k.clone());
+                }
+            }
+            self.report.prune.push(r);
+        }
+    }
 }
 
 /// What writing an existing object amounts to: an update of its content, a heal of drift, or
@@ -349,7 +497,7 @@ async fn write_inventory(
     opts: &Options,
 ) -> Result<(), ApiError> {
     if first {
-        let ns = namespace_key(inventory::NAMESPACE);
+        let ns = inventory::namespace_key();
         if cluster.get(&ns).await?.is_none() {
             let body = serde_json::json!({
                 "apiVersion": "v1", "kind": "Namespace",
@@ -357,83 +505,114 @@ async fn write_inventory(
                              "labels": {inventory::AGENT_LABEL.0: inventory::AGENT_LABEL.1}},
             });
             cluster
-                .apply(&ns, &body, &opts.manager, true, false)
+                .apply(&ns, &body, &opts.manager, Write::Force)
                 .await?;
         }
     }
     cluster
         .apply(
-            &inventory_key(),
+            &inventory::key(),
             &inv.to_configmap(),
             &opts.manager,
-            true,
-            false,
+            Write::Force,
         )
         .await?;
     Ok(())
 }
 
+/// What the cluster holds for a desired object, and what bringing it to its desired state
+/// takes.
+struct Observed {
+    live: Value,
+    cmp: drift::Comparison,
+    plan: drift::ApplyPlan,
+}
+
+/// Get the live object (`None`: missing) and dry-run apply the desired one with force; compare
+/// them under `policy`. For an apply, a held namespace desired again is released first (its
+/// label and annotation go with their manager), so the dry run sees it released.
+async fn observe(
+    cluster: &Cluster,
+    o: &DesiredObject,
+    opts: &Options,
+    policy: &drift::Policy,
+    command: Command,
+) -> Result<Option<Observed>, ApiError> {
+    let Some(live) = cluster.get(&o.key).await? else {
+        return Ok(None);
+    };
+    if command == Command::Apply
+        && prune::is_namespace(&o.key)
+        && live
+            .pointer("/metadata/labels")
+            .and_then(|l| l.get(prune::HELD_LABEL))
+            .is_some()
+    {
+        let body = serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": o.key.name},
+        });
+        cluster
+            .apply(&o.key, &body, prune::HOLD_MANAGER, Write::Force)
+            .await?;
+    }
+    let merged = cluster
+        .apply(&o.key, &o.object, &opts.manager, Write::DryRun)
+        .await?;
+    let cmp = drift::compare_revisions(
+        &live,
+        &merged,
+        o.previous.as_ref().map(|p| (p, &o.object)),
+        &o.hash,
+        &opts.manager,
+        policy,
+    );
+    let plan = drift::plan(&o.object, &live, &cmp, policy);
+    Ok(Some(Observed { live, cmp, plan }))
+}
+
 /// Bring one object to its desired state.
 async fn sync_object(cluster: &Cluster, o: &DesiredObject, opts: &Options) -> ObjectReport {
     let mut r = ObjectReport::new(o.key.clone(), o.source.clone(), Action::Unchanged);
-    let outcome = async {
-        let Some(live) = cluster.get(&o.key).await? else {
-            let created = cluster
-                .apply(&o.key, &o.object, &opts.manager, false, false)
-                .await?;
-            r.action = Action::Create;
-            r.health = Some(health::of(&created));
-            tracing::info!(object = %o.key, "created");
-            return Ok(());
-        };
-        if prune::is_namespace(&o.key)
-            && live
-                .pointer("/metadata/labels")
-                .and_then(|l| l.get(prune::HELD_LABEL))
-                .is_some()
-        {
-            // Desired again: the hold is over (its label and annotation go with their manager).
-            let body = serde_json::json!({
-                "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": o.key.name},
-            });
-            cluster
-                .apply(&o.key, &body, prune::HOLD_MANAGER, true, false)
-                .await?;
-        }
-        let merged = cluster
-            .apply(&o.key, &o.object, &opts.manager, true, true)
-            .await?;
-        let cmp = drift::compare_revisions(
-            &live,
-            &merged,
-            o.previous.as_ref().map(|p| (p, &o.object)),
-            &o.hash,
-            &opts.manager,
-            &opts.drift,
-        );
-        let plan = drift::plan(&o.object, &live, &cmp, &opts.drift);
-        r.diffs = cmp.diffs.clone();
-        r.extras = cmp.extras.clone();
-        if !plan.needed {
-            r.health = Some(health::of(&live));
-            return Ok(());
-        }
-        let applied = cluster
-            .apply(&o.key, &plan.body, &opts.manager, plan.force, false)
-            .await?;
-        r.healed = opts.drift.mode == Mode::Heal && cmp.drift().next().is_some();
-        r.action = action_of(&cmp, r.healed);
-        r.health = Some(health::of(&applied));
-        tracing::info!(object = %o.key, action = ?r.action, force = plan.force, "applied");
-        Ok::<(), ApiError>(())
-    }
-    .await;
-    if let Err(e) = outcome {
+    if let Err(e) = write_object(cluster, o, opts, &mut r).await {
         tracing::warn!(object = %o.key, error = %e, "failed");
         r.action = Action::Failed;
         r.error = Some(e);
     }
     r
+}
+
+/// Create a missing object; write an existing one only when something must change.
+async fn write_object(
+    cluster: &Cluster,
+    o: &DesiredObject,
+    opts: &Options,
+    r: &mut ObjectReport,
+) -> Result<(), ApiError> {
+    let Some(Observed { live, cmp, plan }) =
+        observe(cluster, o, opts, &opts.drift, Command::Apply).await?
+    else {
+        let created = cluster
+            .apply(&o.key, &o.object, &opts.manager, Write::Apply)
+            .await?;
+        r.action = Action::Create;
+        r.health = Some(health::of(&created));
+        tracing::info!(object = %o.key, "created");
+        return Ok(());
+    };
+    r.diffs = cmp.diffs.clone();
+    r.extras = cmp.extras.clone();
+    if !plan.needed {
+        r.health = Some(health::of(&live));
+        return Ok(());
+    }
+    let applied = cluster
+        .apply(&o.key, &plan.body, &opts.manager, Write::forced(plan.force))
+        .await?;
+    r.healed = opts.drift.mode == Mode::Heal && cmp.drift().next().is_some();
+    r.action = action_of(&cmp, r.healed);
+    r.health = Some(health::of(&applied));
+    tracing::info!(object = %o.key, action = ?r.action, force = plan.force, "applied");
+    Ok(())
 }
 
 /// Poll the objects at `indices` until they are healthy, one of them is degraded for good,
@@ -614,7 +793,7 @@ async fn mark_held(cluster: &Cluster, key: &ObjectKey, objects: &[String]) {
         },
     });
     if let Err(e) = cluster
-        .apply(key, &body, prune::HOLD_MANAGER, true, false)
+        .apply(key, &body, prune::HOLD_MANAGER, Write::Force)
         .await
     {
         tracing::warn!(namespace = %key.name, error = %e, "labelling the held namespace failed");
@@ -715,63 +894,6 @@ fn with_holds(mut r: PruneReport, v: &Verdict) -> PruneReport {
     r
 }
 
-/// What [`apply`] would do, without writing anything.
-pub async fn diff(cluster: &Cluster, desired: &Desired, opts: &Options) -> Report {
-    let (mut report, _, old, render) = match begin(Command::Diff, cluster, desired, opts).await {
-        Ok(started) => started,
-        Err(report) => return report,
-    };
-    if let Err(why) = render {
-        report
-            .failures
-            .push(format!("an apply would be refused: {why}"));
-    }
-    let heal = drift::Policy {
-        mode: Mode::Heal,
-        ..opts.drift.clone()
-    };
-    let work: Vec<_> = desired
-        .objects
-        .iter()
-        .map(|o| diff_object(cluster, o, opts, &heal))
-        .collect();
-    let results: Vec<ObjectReport> = futures::stream::iter(work)
-        .buffered(opts.concurrency.max(1))
-        .collect()
-        .await;
-    report.objects = results;
-    let desired_keys: BTreeSet<ObjectKey> = desired.objects.iter().map(|o| o.key.clone()).collect();
-    let candidates = old.candidates(&desired_keys);
-    let scope = Scope {
-        desired,
-        desired_keys: &desired_keys,
-        old: &old,
-    };
-    let verdicts = judge(cluster, &candidates, &scope, &mut report).await;
-    for (k, v) in verdicts {
-        let action = match v {
-            Verdict::Delete { .. } => PruneAction::Delete,
-            ref other => kept_action(other),
-        };
-        let mut r = with_holds(PruneReport::new(k.clone(), action), &v);
-        if action == PruneAction::Delete && plinth::plan::destructive_to_delete(&k).is_some() {
-            r.approval = prune::approval(
-                &desired.cluster,
-                &k,
-                &desired.approvals,
-                &old.approvals,
-                &old.approved,
-                opts.allow_destructive,
-            );
-            if r.approval.is_none() {
-                report.unapproved.push(k.clone());
-            }
-        }
-        report.prune.push(r);
-    }
-    report
-}
-
 /// How a candidate that is not deleted shows in a report.
 fn kept_action(v: &Verdict) -> PruneAction {
     match v {
@@ -783,6 +905,7 @@ fn kept_action(v: &Verdict) -> PruneAction {
     }
 }
 
+/// What an apply with `heal` would do to one object.
 async fn diff_object(
     cluster: &Cluster,
     o: &DesiredObject,
@@ -790,38 +913,23 @@ async fn diff_object(
     heal: &drift::Policy,
 ) -> ObjectReport {
     let mut r = ObjectReport::new(o.key.clone(), o.source.clone(), Action::Unchanged);
-    let outcome = async {
-        let Some(live) = cluster.get(&o.key).await? else {
-            r.action = Action::Create;
-            return Ok(());
-        };
-        let merged = cluster
-            .apply(&o.key, &o.object, &opts.manager, true, true)
-            .await?;
-        let cmp = drift::compare_revisions(
-            &live,
-            &merged,
-            o.previous.as_ref().map(|p| (p, &o.object)),
-            &o.hash,
-            &opts.manager,
-            heal,
-        );
-        let plan = drift::plan(&o.object, &live, &cmp, heal);
-        r.healed = cmp.drift().next().is_some();
-        r.action = if plan.needed {
-            action_of(&cmp, r.healed)
-        } else {
-            Action::Unchanged
-        };
-        r.diffs = cmp.diffs;
-        r.extras = cmp.extras;
-        r.health = Some(health::of(&live));
-        Ok::<(), ApiError>(())
-    }
-    .await;
-    if let Err(e) = outcome {
-        r.action = Action::Failed;
-        r.error = Some(e);
+    match observe(cluster, o, opts, heal, Command::Diff).await {
+        Ok(None) => r.action = Action::Create,
+        Ok(Some(Observed { live, cmp, plan })) => {
+            r.healed = cmp.drift().next().is_some();
+            r.action = if plan.needed {
+                action_of(&cmp, r.healed)
+            } else {
+                Action::Unchanged
+            };
+            r.diffs = cmp.diffs;
+            r.extras = cmp.extras;
+            r.health = Some(health::of(&live));
+        }
+        Err(e) => {
+            r.action = Action::Failed;
+            r.error = Some(e);
+        }
     }
     r
 }

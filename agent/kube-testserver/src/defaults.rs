@@ -57,97 +57,20 @@ pub fn apply(
         return;
     };
     match (kind.group.as_str(), kind.kind.as_str()) {
-        ("", "Namespace") => {
-            if let Some(meta) = object(root, "metadata")
-                && let Some(labels) = object(meta, "labels")
-            {
-                labels.insert("kubernetes.io/metadata.name".into(), json!(name));
-            }
-            if let Some(spec) = object(root, "spec") {
-                default(spec, "finalizers", json!(["kubernetes"]));
-            }
-            if let Some(status) = object(root, "status") {
-                default(status, "phase", json!("Active"));
-            }
-        }
+        ("", "Namespace") => namespace(root, &name),
         ("", "Service") => {
-            let Some(spec) = object(root, "spec") else {
-                return;
-            };
-            default(spec, "type", json!("ClusterIP"));
-            default(spec, "sessionAffinity", json!("None"));
-            let external = spec.get("type").and_then(Value::as_str) == Some("ExternalName");
-            if !external {
-                let live_ip = live
-                    .and_then(|l| l.pointer("/spec/clusterIP"))
-                    .cloned()
-                    .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()));
-                if !spec.contains_key("clusterIP") {
-                    let ip = live_ip.unwrap_or_else(|| json!(allocate_ip()));
-                    spec.insert("clusterIP".into(), ip);
-                }
-                if !spec.contains_key("clusterIPs") {
-                    let ip = spec.get("clusterIP").cloned().unwrap_or(Value::Null);
-                    spec.insert("clusterIPs".into(), json!([ip]));
-                }
-                default(spec, "ipFamilies", json!(["IPv4"]));
-                default(spec, "ipFamilyPolicy", json!("SingleStack"));
-                default(spec, "internalTrafficPolicy", json!("Cluster"));
-            }
-            if let Some(Value::Array(ports)) = spec.get_mut("ports") {
-                for p in ports.iter_mut().filter_map(Value::as_object_mut) {
-                    default(p, "protocol", json!("TCP"));
-                    if let Some(port) = p.get("port").cloned() {
-                        default(p, "targetPort", port);
-                    }
-                }
+            if let Some(spec) = object(root, "spec") {
+                service(spec, live, allocate_ip);
             }
         }
         ("apps", "Deployment") => {
-            let Some(spec) = object(root, "spec") else {
-                return;
-            };
-            default(spec, "replicas", json!(1));
-            default(spec, "revisionHistoryLimit", json!(10));
-            default(spec, "progressDeadlineSeconds", json!(600));
-            if let Some(strategy) = object(spec, "strategy") {
-                default(strategy, "type", json!("RollingUpdate"));
-                if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate")
-                    && let Some(ru) = object(strategy, "rollingUpdate")
-                {
-                    default(ru, "maxUnavailable", json!("25%"));
-                    default(ru, "maxSurge", json!("25%"));
-                }
-            }
-            if let Some(template) = object(spec, "template")
-                && let Some(pod) = object(template, "spec")
-            {
-                pod_spec(pod);
+            if let Some(spec) = object(root, "spec") {
+                deployment(spec);
             }
         }
         ("apps", "StatefulSet") => {
-            let Some(spec) = object(root, "spec") else {
-                return;
-            };
-            default(spec, "replicas", json!(1));
-            default(spec, "revisionHistoryLimit", json!(10));
-            default(spec, "podManagementPolicy", json!("OrderedReady"));
-            if let Some(strategy) = object(spec, "updateStrategy") {
-                default(strategy, "type", json!("RollingUpdate"));
-                if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate")
-                    && let Some(ru) = object(strategy, "rollingUpdate")
-                {
-                    default(ru, "partition", json!(0));
-                }
-            }
-            if let Some(policy) = object(spec, "persistentVolumeClaimRetentionPolicy") {
-                default(policy, "whenDeleted", json!("Retain"));
-                default(policy, "whenScaled", json!("Retain"));
-            }
-            if let Some(template) = object(spec, "template")
-                && let Some(pod) = object(template, "spec")
-            {
-                pod_spec(pod);
+            if let Some(spec) = object(root, "spec") {
+                stateful_set(spec);
             }
         }
         ("batch", "Job") => {
@@ -157,17 +80,8 @@ pub fn apply(
             job_spec(spec);
         }
         ("batch", "CronJob") => {
-            let Some(spec) = object(root, "spec") else {
-                return;
-            };
-            default(spec, "concurrencyPolicy", json!("Allow"));
-            default(spec, "suspend", json!(false));
-            default(spec, "successfulJobsHistoryLimit", json!(3));
-            default(spec, "failedJobsHistoryLimit", json!(1));
-            if let Some(jt) = object(spec, "jobTemplate")
-                && let Some(js) = object(jt, "spec")
-            {
-                job_spec(js);
+            if let Some(spec) = object(root, "spec") {
+                cron_job(spec);
             }
         }
         ("", "Pod") => {
@@ -194,6 +108,115 @@ pub fn apply(
             }
         }
         _ => {}
+    }
+}
+
+/// Namespace: the name label, the `kubernetes` finalizer, phase `Active`.
+fn namespace(root: &mut Map<String, Value>, name: &str) {
+    if let Some(meta) = object(root, "metadata")
+        && let Some(labels) = object(meta, "labels")
+    {
+        labels.insert("kubernetes.io/metadata.name".into(), json!(name));
+    }
+    if let Some(spec) = object(root, "spec") {
+        default(spec, "finalizers", json!(["kubernetes"]));
+    }
+    if let Some(status) = object(root, "status") {
+        default(status, "phase", json!("Active"));
+    }
+}
+
+/// Service: type, session affinity, a cluster IP (the live one kept), families, ports.
+fn service(
+    spec: &mut Map<String, Value>,
+    live: Option<&Value>,
+    allocate_ip: &mut dyn FnMut() -> String,
+) {
+    default(spec, "type", json!("ClusterIP"));
+    default(spec, "sessionAffinity", json!("None"));
+    let external = spec.get("type").and_then(Value::as_str) == Some("ExternalName");
+    if !external {
+        let live_ip = live
+            .and_then(|l| l.pointer("/spec/clusterIP"))
+            .cloned()
+            .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()));
+        if !spec.contains_key("clusterIP") {
+            let ip = live_ip.unwrap_or_else(|| json!(allocate_ip()));
+            spec.insert("clusterIP".into(), ip);
+        }
+        if !spec.contains_key("clusterIPs") {
+            let ip = spec.get("clusterIP").cloned().unwrap_or(Value::Null);
+            spec.insert("clusterIPs".into(), json!([ip]));
+        }
+        default(spec, "ipFamilies", json!(["IPv4"]));
+        default(spec, "ipFamilyPolicy", json!("SingleStack"));
+        default(spec, "internalTrafficPolicy", json!("Cluster"));
+    }
+    if let Some(Value::Array(ports)) = spec.get_mut("ports") {
+        for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+            default(p, "protocol", json!("TCP"));
+            if let Some(port) = p.get("port").cloned() {
+                default(p, "targetPort", port);
+            }
+        }
+    }
+}
+
+/// Deployment: replicas, history, progress deadline, strategy, pod template.
+fn deployment(spec: &mut Map<String, Value>) {
+    default(spec, "replicas", json!(1));
+    default(spec, "revisionHistoryLimit", json!(10));
+    default(spec, "progressDeadlineSeconds", json!(600));
+    if let Some(strategy) = object(spec, "strategy") {
+        default(strategy, "type", json!("RollingUpdate"));
+        if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate")
+            && let Some(ru) = object(strategy, "rollingUpdate")
+        {
+            default(ru, "maxUnavailable", json!("25%"));
+            default(ru, "maxSurge", json!("25%"));
+        }
+    }
+    if let Some(template) = object(spec, "template")
+        && let Some(pod) = object(template, "spec")
+    {
+        pod_spec(pod);
+    }
+}
+
+/// StatefulSet: replicas, history, pod management, update strategy, PVC retention, pod template.
+fn stateful_set(spec: &mut Map<String, Value>) {
+    default(spec, "replicas", json!(1));
+    default(spec, "revisionHistoryLimit", json!(10));
+    default(spec, "podManagementPolicy", json!("OrderedReady"));
+    if let Some(strategy) = object(spec, "updateStrategy") {
+        default(strategy, "type", json!("RollingUpdate"));
+        if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate")
+            && let Some(ru) = object(strategy, "rollingUpdate")
+        {
+            default(ru, "partition", json!(0));
+        }
+    }
+    if let Some(policy) = object(spec, "persistentVolumeClaimRetentionPolicy") {
+        default(policy, "whenDeleted", json!("Retain"));
+        default(policy, "whenScaled", json!("Retain"));
+    }
+    if let Some(template) = object(spec, "template")
+        && let Some(pod) = object(template, "spec")
+    {
+        pod_spec(pod);
+    }
+}
+
+/// CronJob: concurrency, suspend, history limits, job template.
+fn cron_job(spec: &mut Map<String, Value>) {
+    default(spec, "concurrencyPolicy", json!("Allow"));
+    default(spec, "suspend", json!(false));
+    default(spec, "successfulJobsHistoryLimit", json!(3));
+    default(spec, "failedJobsHistoryLimit", json!(1));
+    if let Some(jt) = object(spec, "jobTemplate")
+        && let Some(js) = object(jt, "spec")
+    {
+        job_spec(js);
     }
 }
 

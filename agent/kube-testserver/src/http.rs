@@ -626,6 +626,55 @@ fn patch_kind(ct: &str) -> Result<PatchKind, ApiError> {
     })
 }
 
+/// The `scale` subresource: GET, PUT, PATCH.
+fn scale(
+    shared: &Shared,
+    r: &Req,
+    kind: usize,
+    ns: Option<&str>,
+    n: &str,
+) -> Result<Response<Body>, ApiError> {
+    match r.method.as_str() {
+        "GET" => Ok(json(200, &shared.store().get_scale(kind, ns, n)?)),
+        "PUT" => {
+            let body = parse_body(&r.body)?;
+            let opts = write_opts(r)?;
+            Ok(answer(shared.store().write_scale(
+                kind,
+                ns,
+                n,
+                ScaleWrite::Put(body),
+                &opts,
+            )?))
+        }
+        "PATCH" => {
+            let how = patch_kind(r.header(header::CONTENT_TYPE))?;
+            let body = parse_json(&r.body)?;
+            let opts = write_opts(r)?;
+            Ok(answer(shared.store().write_scale(
+                kind,
+                ns,
+                n,
+                ScaleWrite::Patch(how, body),
+                &opts,
+            )?))
+        }
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+/// A POST or PUT body must be JSON or YAML.
+fn require_json(ct: &str) -> Result<(), ApiError> {
+    if is_json(ct) {
+        Ok(())
+    } else {
+        Err(ApiError::unsupported_media_type(
+            ct,
+            &["application/json", "application/yaml"],
+        ))
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn resource(
     shared: &Shared,
@@ -653,34 +702,7 @@ fn resource(
         let sub = sub.unwrap_or("");
         let ct = r.header(header::CONTENT_TYPE);
         if sub == "scale" {
-            let n = name.unwrap_or("");
-            return match r.method.as_str() {
-                "GET" => Ok(json(200, &shared.store().get_scale(kind, ns, n)?)),
-                "PUT" => {
-                    let body = parse_body(&r.body)?;
-                    let opts = write_opts(r)?;
-                    Ok(answer(shared.store().write_scale(
-                        kind,
-                        ns,
-                        n,
-                        ScaleWrite::Put(body),
-                        &opts,
-                    )?))
-                }
-                "PATCH" => {
-                    let how = patch_kind(ct)?;
-                    let body = parse_json(&r.body)?;
-                    let opts = write_opts(r)?;
-                    Ok(answer(shared.store().write_scale(
-                        kind,
-                        ns,
-                        n,
-                        ScaleWrite::Patch(how, body),
-                        &opts,
-                    )?))
-                }
-                _ => Err(ApiError::method_not_allowed()),
-            };
+            return scale(shared, r, kind, ns, name.unwrap_or(""));
         }
         match (r.method.as_str(), name) {
             ("GET", None) if watch_path || r.flag("watch") => {
@@ -703,12 +725,7 @@ fn resource(
                 Ok(maybe_table(shared, r, kind, out(obj), false))
             }
             ("POST", None) if sub.is_empty() => {
-                if !is_json(ct) {
-                    return Err(ApiError::unsupported_media_type(
-                        ct,
-                        &["application/json", "application/yaml"],
-                    ));
-                }
+                require_json(ct)?;
                 let body = parse_body(&r.body)?;
                 let opts = write_opts(r)?;
                 Ok(answer(out_answer(
@@ -716,12 +733,7 @@ fn resource(
                 )))
             }
             ("PUT", Some(n)) => {
-                if !is_json(ct) {
-                    return Err(ApiError::unsupported_media_type(
-                        ct,
-                        &["application/json", "application/yaml"],
-                    ));
-                }
+                require_json(ct)?;
                 let body = parse_body(&r.body)?;
                 let opts = write_opts(r)?;
                 Ok(answer(out_answer(

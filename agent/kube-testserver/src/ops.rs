@@ -565,29 +565,11 @@ impl Store {
         meta_mut(&mut body).shift_remove("managedFields");
         let mut new = if subresource == "status" {
             let mut n = live.body.clone();
-            if let Some(o) = n.as_object_mut() {
-                match body.get("status") {
-                    Some(s) => {
-                        o.insert("status".into(), s.clone());
-                    }
-                    None => {
-                        o.shift_remove("status");
-                    }
-                }
-            }
+            copy_status(&mut n, &body);
             n
         } else {
-            if info.status_subresource
-                && let Some(o) = body.as_object_mut()
-            {
-                match live.body.get("status") {
-                    Some(s) => {
-                        o.insert("status".into(), s.clone());
-                    }
-                    None => {
-                        o.shift_remove("status");
-                    }
-                }
+            if info.status_subresource {
+                copy_status(&mut body, &live.body);
             }
             body
         };
@@ -684,46 +666,10 @@ impl Store {
                 "is required for apply patch",
             ));
         }
-        let Some(obj) = config.as_object_mut() else {
-            return Err(ApiError::bad_request(
-                "error decoding YAML: the apply body must be an object",
-            ));
-        };
-        if obj
-            .get("metadata")
-            .and_then(|m| m.get("managedFields"))
-            .is_some_and(|v| !v.is_null())
-        {
-            return Err(ApiError::bad_request("metadata.managedFields must be nil"));
-        }
+        check_apply_body(&info, &config)?;
         let api_version = info.api_version();
-        let sent_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-        let sent_kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
-        if sent_kind.is_empty() {
-            return Err(ApiError::bad_request(format!(
-                "Object 'Kind' is missing in '{}'",
-                Value::Object(obj.clone())
-            )));
-        }
-        if sent_version != api_version || sent_kind != info.kind {
-            return Err(ApiError::bad_request(format!(
-                "Incorrect version specified in apply patch. Specified patch version: {sent_version}, Kind={sent_kind}, expected: {api_version}, Kind={}",
-                info.kind
-            )));
-        }
         self.check_identity(kind, ns, Some(name), &mut config)?;
-        let unknown = validate::unknown_fields(&info, &config);
-        if !unknown.is_empty() {
-            let fields: Vec<String> = unknown
-                .iter()
-                .map(|f| format!(".{f}: field not declared in schema"))
-                .collect();
-            return Err(ApiError::internal(format!(
-                "failed to create typed patch object ({}): {}",
-                gvk_string(&info),
-                fields.join("\n")
-            )));
-        }
+        check_declared(&info, &config)?;
         if subresource != "status"
             && info.status_subresource
             && let Some(o) = config.as_object_mut()
@@ -774,28 +720,10 @@ impl Store {
         if let Some(live) = &live {
             if subresource == "status" {
                 let mut n = live.body.clone();
-                if let Some(o) = n.as_object_mut() {
-                    match merged.get("status") {
-                        Some(s) => {
-                            o.insert("status".into(), s.clone());
-                        }
-                        None => {
-                            o.shift_remove("status");
-                        }
-                    }
-                }
+                copy_status(&mut n, &merged);
                 merged = n;
-            } else if info.status_subresource
-                && let Some(o) = merged.as_object_mut()
-            {
-                match live.body.get("status") {
-                    Some(s) => {
-                        o.insert("status".into(), s.clone());
-                    }
-                    None => {
-                        o.shift_remove("status");
-                    }
-                }
+            } else if info.status_subresource {
+                copy_status(&mut merged, &live.body);
             }
         }
         self.validate_meta(kind, &merged)?;
@@ -1133,4 +1061,67 @@ impl Store {
             warnings: Vec::new(),
         })
     }
+}
+
+/// Give `into` the `status` of `from` (none when `from` has none).
+fn copy_status(into: &mut Value, from: &Value) {
+    if let Some(o) = into.as_object_mut() {
+        match from.get("status") {
+            Some(s) => {
+                o.insert("status".into(), s.clone());
+            }
+            None => {
+                o.shift_remove("status");
+            }
+        }
+    }
+}
+
+/// What an apply body must be: an object without `managedFields`, of this kind and version.
+fn check_apply_body(info: &KindInfo, config: &Value) -> Result<(), ApiError> {
+    let Some(obj) = config.as_object() else {
+        return Err(ApiError::bad_request(
+            "error decoding YAML: the apply body must be an object",
+        ));
+    };
+    if obj
+        .get("metadata")
+        .and_then(|m| m.get("managedFields"))
+        .is_some_and(|v| !v.is_null())
+    {
+        return Err(ApiError::bad_request("metadata.managedFields must be nil"));
+    }
+    let api_version = info.api_version();
+    let sent_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let sent_kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+    if sent_kind.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "Object 'Kind' is missing in '{}'",
+            Value::Object(obj.clone())
+        )));
+    }
+    if sent_version != api_version || sent_kind != info.kind {
+        return Err(ApiError::bad_request(format!(
+            "Incorrect version specified in apply patch. Specified patch version: {sent_version}, Kind={sent_kind}, expected: {api_version}, Kind={}",
+            info.kind
+        )));
+    }
+    Ok(())
+}
+
+/// Refuse fields the kind's schema does not declare, as building the typed patch does.
+fn check_declared(info: &KindInfo, config: &Value) -> Result<(), ApiError> {
+    let unknown = validate::unknown_fields(info, config);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let fields: Vec<String> = unknown
+        .iter()
+        .map(|f| format!(".{f}: field not declared in schema"))
+        .collect();
+    Err(ApiError::internal(format!(
+        "failed to create typed patch object ({}): {}",
+        gvk_string(info),
+        fields.join("\n")
+    )))
 }
