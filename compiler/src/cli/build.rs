@@ -67,10 +67,37 @@ pub(super) fn build(
     };
     // Diagnostics go to stderr too: stop the progress line before them.
     let spinner = spinner.filter(|_| built.checked.diagnostics.is_empty());
-    let timings_on = std::env::var_os("PLINTH_TIMINGS").is_some();
     let write_clock = std::time::Instant::now();
+    let code = report_diagnostics(&args, &built.checked, err, terminal)?;
+    let Some(lowered) = built.lowered.filter(|_| code == 0) else {
+        writeln!(err, "error: build stopped; nothing was written")?;
+        return Ok(1);
+    };
+    known_cluster(args.cluster.as_deref(), &lowered)?;
+    match args.format {
+        BuildFormat::Stream => stream(args.cluster.as_deref(), &lowered, out)?,
+        BuildFormat::Tree => {
+            let tree = Written {
+                checked: built.checked,
+                lowered,
+                spinner,
+                write_clock,
+            };
+            write_tree(&args, tree, err)?;
+        }
+    }
+    Ok(0)
+}
+
+/// Report the build's diagnostics (if any) on stderr; the exit code they call for.
+fn report_diagnostics(
+    args: &BuildArgs,
+    checked: &crate::Checked,
+    err: &mut dyn Write,
+    terminal: bool,
+) -> anyhow::Result<u8> {
     let paths = Paths::new(args.repo.to_string_lossy());
-    let diags = built.checked.diagnostics.clone().into_sorted();
+    let diags = checked.diagnostics.clone().into_sorted();
     let report_args = ReportArgs {
         format: Format::Human,
         strict: args.strict,
@@ -81,18 +108,19 @@ pub(super) fn build(
     if !diags.is_empty() {
         report(
             &diags,
-            &built.checked.snapshot,
+            &checked.snapshot,
             &paths,
             &report_args,
             err,
             terminal,
         )?;
     }
-    let Some(lowered) = built.lowered.filter(|_| code == 0) else {
-        writeln!(err, "error: build stopped; nothing was written")?;
-        return Ok(1);
-    };
-    if let Some(c) = &args.cluster
+    Ok(code)
+}
+
+/// `--cluster` must name one of the platform's clusters.
+fn known_cluster(cluster: Option<&str>, lowered: &crate::lower::Lowered) -> anyhow::Result<()> {
+    if let Some(c) = cluster
         && !lowered.clusters.contains_key(c)
     {
         anyhow::bail!(
@@ -105,88 +133,116 @@ pub(super) fn build(
                 .join(", ")
         );
     }
-    match args.format {
-        BuildFormat::Stream => {
-            let cluster = match (&args.cluster, lowered.clusters.len()) {
-                (Some(c), _) => c.clone(),
-                (None, 1) => lowered.clusters.keys().next().cloned().unwrap_or_default(),
-                (None, _) => anyhow::bail!(
-                    "the platform has several clusters; choose one with `--cluster` for `--format stream`"
-                ),
-            };
-            out.write_all(crate::emit::stream(&lowered.clusters[&cluster]).as_bytes())?;
-            out.flush()?;
-        }
-        BuildFormat::Tree => {
-            if args.out.exists() && !args.out.is_dir() {
-                anyhow::bail!(
-                    "cannot write the output to `{}`: it is a file; `--out` names a directory (created when missing)",
-                    args.out.display()
-                );
-            }
-            if let Some(s) = &spinner {
-                (s.progress().0)("writing");
-            }
-            // What is left to do needs neither the specs nor the objects once rendered: free
-            // them as the tree is made (the peak memory of a large build is here).
-            let timings = built.checked.timings.clone();
-            drop(built.checked);
-            let written = lowered
-                .clusters
-                .iter()
-                .filter(|(c, _)| args.cluster.as_ref().is_none_or(|x| x == *c))
-                .map(|(_, o)| o.manifests.len())
-                .sum::<usize>();
-            let n_clusters = lowered.clusters.len();
-            let tree = crate::emit::into_tree(lowered, args.cluster.as_deref())
-                .map_err(anyhow::Error::msg)?;
-            let target = match &args.cluster {
-                Some(c) => {
-                    let prefix = format!("{c}/");
-                    let sub: crate::emit::Tree = tree
-                        .into_iter()
-                        .filter_map(|(p, t)| p.strip_prefix(&prefix).map(|r| (r.to_owned(), t)))
-                        .collect();
-                    std::fs::create_dir_all(&args.out).map_err(|e| {
-                        anyhow::Error::new(e)
-                            .context(format!("cannot create `{}`", args.out.display()))
-                    })?;
-                    mark(&args.out)?;
-                    let target = args.out.join(c);
-                    replace_dir(&target, &sub)?;
-                    target
-                }
-                None => {
-                    replace_dir(&args.out, &tree)?;
-                    args.out.clone()
-                }
-            };
-            if timings_on {
-                for (stage, d) in &timings {
-                    writeln!(
-                        err,
-                        "timing {stage:>8}: {:>8.1} ms",
-                        d.as_secs_f64() * 1000.0
-                    )?;
-                }
-                writeln!(
-                    err,
-                    "timing {:>8}: {:>8.1} ms",
-                    "write",
-                    write_clock.elapsed().as_secs_f64() * 1000.0
-                )?;
-            }
-            drop(spinner);
+    Ok(())
+}
+
+/// `--format stream`: one cluster's objects as one YAML stream.
+fn stream(
+    cluster: Option<&str>,
+    lowered: &crate::lower::Lowered,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let cluster = match (cluster, lowered.clusters.len()) {
+        (Some(c), _) => c.to_owned(),
+        (None, 1) => lowered.clusters.keys().next().cloned().unwrap_or_default(),
+        (None, _) => anyhow::bail!(
+            "the platform has several clusters; choose one with `--cluster` for `--format stream`"
+        ),
+    };
+    out.write_all(crate::emit::stream(&lowered.clusters[&cluster]).as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// What a successful build hands to the tree writer.
+struct Written {
+    checked: crate::Checked,
+    lowered: crate::lower::Lowered,
+    spinner: Option<Spinner>,
+    /// When writing began (for `PLINTH_TIMINGS`).
+    write_clock: std::time::Instant,
+}
+
+/// `--format tree`: replace `--out` (or its cluster directory) with the build's files.
+fn write_tree(args: &BuildArgs, built: Written, err: &mut dyn Write) -> anyhow::Result<()> {
+    let Written {
+        checked,
+        lowered,
+        spinner,
+        write_clock,
+    } = built;
+    if args.out.exists() && !args.out.is_dir() {
+        anyhow::bail!(
+            "cannot write the output to `{}`: it is a file; `--out` names a directory (created when missing)",
+            args.out.display()
+        );
+    }
+    if let Some(s) = &spinner {
+        (s.progress().0)("writing");
+    }
+    // What is left to do needs neither the specs nor the objects once rendered: free
+    // them as the tree is made (the peak memory of a large build is here).
+    let timings = checked.timings.clone();
+    drop(checked);
+    let written = lowered
+        .clusters
+        .iter()
+        .filter(|(c, _)| args.cluster.as_ref().is_none_or(|x| x == *c))
+        .map(|(_, o)| o.manifests.len())
+        .sum::<usize>();
+    let n_clusters = lowered.clusters.len();
+    let tree =
+        crate::emit::into_tree(lowered, args.cluster.as_deref()).map_err(anyhow::Error::msg)?;
+    let target = replace_output(args, tree)?;
+    if std::env::var_os("PLINTH_TIMINGS").is_some() {
+        for (stage, d) in &timings {
             writeln!(
                 err,
-                "wrote {written} objects for {} to `{}`",
-                match &args.cluster {
-                    Some(c) => format!("cluster `{c}`"),
-                    None => format!("{n_clusters} cluster(s)"),
-                },
-                target.display()
+                "timing {stage:>8}: {:>8.1} ms",
+                d.as_secs_f64() * 1000.0
             )?;
         }
+        writeln!(
+            err,
+            "timing {:>8}: {:>8.1} ms",
+            "write",
+            write_clock.elapsed().as_secs_f64() * 1000.0
+        )?;
     }
-    Ok(0)
+    drop(spinner);
+    writeln!(
+        err,
+        "wrote {written} objects for {} to `{}`",
+        match &args.cluster {
+            Some(c) => format!("cluster `{c}`"),
+            None => format!("{n_clusters} cluster(s)"),
+        },
+        target.display()
+    )?;
+    Ok(())
+}
+
+/// Swap the tree in: the whole of `--out`, or with `--cluster` its directory alone (in a
+/// marked `--out`). Returns the directory written.
+fn replace_output(args: &BuildArgs, tree: crate::emit::Tree) -> anyhow::Result<PathBuf> {
+    Ok(match &args.cluster {
+        Some(c) => {
+            let prefix = format!("{c}/");
+            let sub: crate::emit::Tree = tree
+                .into_iter()
+                .filter_map(|(p, t)| p.strip_prefix(&prefix).map(|r| (r.to_owned(), t)))
+                .collect();
+            std::fs::create_dir_all(&args.out).map_err(|e| {
+                anyhow::Error::new(e).context(format!("cannot create `{}`", args.out.display()))
+            })?;
+            mark(&args.out)?;
+            let target = args.out.join(c);
+            replace_dir(&target, &sub)?;
+            target
+        }
+        None => {
+            replace_dir(&args.out, &tree)?;
+            args.out.clone()
+        }
+    })
 }

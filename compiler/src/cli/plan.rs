@@ -156,54 +156,124 @@ pub(super) fn plan(
         Err(e) => return Err(e.into()),
     };
     let base_what = format!("base `{}`", args.base);
-    let (head_src, head_what, head_label, head_id): (Box<dyn crate::load::Source>, _, _, _) =
-        match &args.head {
-            Some(rev) => {
-                let id = repo.resolve(rev)?;
-                let src = repo.source(id, &path).map_err(|e| match e {
-                    GitError::MissingPath { .. } => anyhow::anyhow!(
-                        "{e}; `--path` names the platform directory relative to the repository root"
-                    ),
-                    e => e.into(),
-                })?;
-                (
-                    Box::new(src),
-                    format!("head `{rev}`"),
-                    format!("{rev} ({})", &id.to_string()[..7]),
-                    id,
-                )
-            }
-            None => {
-                let root = repo.workdir().ok_or_else(|| {
-                    anyhow::anyhow!("the repository has no working tree; pass `--head`")
-                })?;
-                if !root.join(&path).is_dir() {
-                    anyhow::bail!(
-                        "`{path}` is not a directory of the working tree; `--path` names the platform directory relative to the repository root"
-                    );
-                }
-                (
-                    Box::new(DirSource::new(root.join(&path))),
-                    "the working tree".to_owned(),
-                    "working tree".to_owned(),
-                    repo.resolve("HEAD")?,
-                )
-            }
-        };
-    if let Some(m) = platform_below(&*head_src, &path) {
+    let head_rev = head_source(&repo, args.head.as_deref(), &path)?;
+    if let Some(m) = platform_below(&*head_rev.source, &path) {
         anyhow::bail!("{m}");
     }
-    let head_src = load_side(&*head_src, &head_opts)?;
-    // Both sides compile at once (each mostly single-threaded when its result is cached).
+    let head_src = load_side(&*head_rev.source, &head_opts)?;
+    let compile = Compile {
+        cache: cache.as_ref(),
+        prefix: &prefix,
+        color,
+    };
+    let Some((base, head)) = compile_both(
+        compile,
+        (base_src, &base_opts, &base_what),
+        (head_src, &head_opts, &head_rev.what),
+        err,
+    )?
+    else {
+        return Ok(1);
+    };
+    let mut p = compare(&args, &base, &head);
+    // History: which commits between base and head touched each change's spec file (and
+    // each approval's file).
+    p.prefix_files(&prefix);
+    attach_history(&mut p, &repo, base_id, head_rev.id, err)?;
+    let sides = crate::plan::render::Sides {
+        base: format!("{} ({})", args.base, base_info.short),
+        head: head_rev.label,
+    };
+    write_plan(&args, &p, &sides, color, out, err)?;
+    Ok(if p.is_refused() {
+        1
+    } else if p.has_changes() {
+        2
+    } else {
+        0
+    })
+}
+
+/// The head side of a plan before it is read.
+struct HeadSource {
+    source: Box<dyn crate::load::Source>,
+    /// How errors name it.
+    what: String,
+    /// How the plan names it.
+    label: String,
+    /// The commit history ends at.
+    id: gix::ObjectId,
+}
+
+/// `--head` at its revision, or the working tree (uncommitted changes included).
+fn head_source(
+    repo: &crate::load::git::GitRepo,
+    head: Option<&str>,
+    path: &str,
+) -> anyhow::Result<HeadSource> {
+    use crate::load::git::GitError;
+    Ok(match head {
+        Some(rev) => {
+            let id = repo.resolve(rev)?;
+            let src = repo.source(id, path).map_err(|e| match e {
+                GitError::MissingPath { .. } => anyhow::anyhow!(
+                    "{e}; `--path` names the platform directory relative to the repository root"
+                ),
+                e => e.into(),
+            })?;
+            HeadSource {
+                source: Box::new(src),
+                what: format!("head `{rev}`"),
+                label: format!("{rev} ({})", &id.to_string()[..7]),
+                id,
+            }
+        }
+        None => {
+            let root = repo.workdir().ok_or_else(|| {
+                anyhow::anyhow!("the repository has no working tree; pass `--head`")
+            })?;
+            if !root.join(path).is_dir() {
+                anyhow::bail!(
+                    "`{path}` is not a directory of the working tree; `--path` names the platform directory relative to the repository root"
+                );
+            }
+            HeadSource {
+                source: Box::new(DirSource::new(root.join(path))),
+                what: "the working tree".to_owned(),
+                label: "working tree".to_owned(),
+                id: repo.resolve("HEAD")?,
+            }
+        }
+    })
+}
+
+/// What both sides compile with.
+#[derive(Clone, Copy)]
+struct Compile<'a> {
+    cache: Option<&'a crate::cache::Cache>,
+    prefix: &'a str,
+    color: bool,
+}
+
+/// Compile both sides at once (each mostly single-threaded when its result is cached). `None`
+/// when one does not compile, its diagnostics written to `err`; a base where the platform does
+/// not exist yet is empty.
+fn compile_both(
+    compile: Compile<'_>,
+    base: (Option<Loaded>, &crate::Options, &str),
+    head: (Loaded, &crate::Options, &str),
+    err: &mut dyn Write,
+) -> anyhow::Result<Option<(Side, Side)>> {
+    let Compile {
+        cache,
+        prefix,
+        color,
+    } = compile;
+    let (base_src, base_opts, base_what) = base;
+    let (head_src, head_opts, head_what) = head;
     let (mut base_err, mut head_err) = (Vec::new(), Vec::new());
     let (base, head) = std::thread::scope(|scope| {
-        let (cache, prefix, opts, what, out) = (
-            cache.as_ref(),
-            &prefix,
-            &base_opts,
-            &base_what,
-            &mut base_err,
-        );
+        let (opts, what, out) = (base_opts, base_what, &mut base_err);
         let base = scope.spawn(move || match base_src {
             Some(src) => {
                 compile_side(src, opts, cache, what, prefix, out, color).map(|s| s.map(Some))
@@ -212,9 +282,9 @@ pub(super) fn plan(
         });
         let head = compile_side(
             head_src,
-            &head_opts,
+            head_opts,
             cache,
-            &head_what,
+            head_what,
             prefix,
             &mut head_err,
             color,
@@ -232,13 +302,18 @@ pub(super) fn plan(
         },
         None => {
             err.write_all(&base_err)?;
-            return Ok(1);
+            return Ok(None);
         }
     };
     let Some(head) = head? else {
         err.write_all(&head_err)?;
-        return Ok(1);
+        return Ok(None);
     };
+    Ok(Some((base, head)))
+}
+
+/// The plan from base to head, with the GPU capacity section when the head's specs are known.
+fn compare(args: &PlanArgs, base: &Side, head: &Side) -> crate::plan::Plan {
     let opts = crate::plan::PlanOptions {
         allow_destructive: args.allow_destructive,
         max_delete_share: args.max_delete_share,
@@ -246,7 +321,7 @@ pub(super) fn plan(
             std::env::var(crate::redact::KEY_ENV).ok().as_deref(),
         ),
     };
-    let mut p = match &head.specs {
+    match &head.specs {
         Some(specs) => crate::plan::plan_with_capacity(
             &base.lowered,
             &head.lowered,
@@ -255,10 +330,18 @@ pub(super) fn plan(
             &opts,
         ),
         None => crate::plan::plan(&base.lowered, &head.lowered, &opts),
-    };
-    // History: which commits between base and head touched each change's spec file (and
-    // each approval's file).
-    p.prefix_files(&prefix);
+    }
+}
+
+/// Attach to each change (and approval) the commits between base and head that touched its
+/// file, warning when a shallow clone cuts that history.
+fn attach_history(
+    p: &mut crate::plan::Plan,
+    repo: &crate::load::git::GitRepo,
+    base_id: gix::ObjectId,
+    head_id: gix::ObjectId,
+    err: &mut dyn Write,
+) -> anyhow::Result<()> {
     let commits = repo.between(Some(base_id), head_id)?;
     let boundary = repo.shallow_boundary();
     if let Some(cut) = commits.iter().find(|c| boundary.iter().any(|b| *b == c.id)) {
@@ -281,30 +364,38 @@ pub(super) fn plan(
             Ok(list)
         },
     )?;
-    let sides = crate::plan::render::Sides {
-        base: format!("{} ({})", args.base, base_info.short),
-        head: head_label,
-    };
+    Ok(())
+}
+
+/// Print the plan in `--format`, and write `--output` and `--pages`.
+fn write_plan(
+    args: &PlanArgs,
+    p: &crate::plan::Plan,
+    sides: &crate::plan::render::Sides,
+    color: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<()> {
     let full_name = args
         .output
         .as_ref()
         .map_or_else(|| "plinth-plan.md".to_owned(), |o| o.display().to_string());
     let (shown, full) = match args.format {
         PlanFormat::Terminal => {
-            let t = crate::plan::render::terminal(&p, &sides, color);
-            (t, crate::plan::render::terminal(&p, &sides, false))
+            let t = crate::plan::render::terminal(p, sides, color);
+            (t, crate::plan::render::terminal(p, sides, false))
         }
         PlanFormat::Markdown => (
             crate::plan::render::markdown(
-                &p,
-                &sides,
+                p,
+                sides,
                 Some(crate::plan::render::COMMENT_LIMIT),
                 &full_name,
             ),
-            crate::plan::render::markdown(&p, &sides, None, &full_name),
+            crate::plan::render::markdown(p, sides, None, &full_name),
         ),
         PlanFormat::Json => {
-            let j = crate::plan::render::json(&p, &sides);
+            let j = crate::plan::render::json(p, sides);
             (j.clone(), j)
         }
     };
@@ -314,8 +405,8 @@ pub(super) fn plan(
     }
     if let Some(dir) = &args.pages {
         let pages = crate::plan::render::markdown_pages(
-            &p,
-            &sides,
+            p,
+            sides,
             crate::plan::render::COMMENT_LIMIT,
             &full_name,
         );
@@ -328,13 +419,7 @@ pub(super) fn plan(
             dir.display()
         )?;
     }
-    Ok(if p.is_refused() {
-        1
-    } else if p.has_changes() {
-        2
-    } else {
-        0
-    })
+    Ok(())
 }
 
 /// Write `page-1.md` … `page-N.md` into `dir`, removing the `page-*.md` of an earlier run.
