@@ -1,0 +1,248 @@
+//! `plinth build`: check, compile, then write `out/` (or stream one cluster).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use super::args::{Color, LimitArgs, PolicyArgs};
+use super::check::{Format, ReportArgs, exit_code, report};
+use super::out_dir::{mark, replace_dir};
+use super::progress::Spinner;
+use crate::load::DirSource;
+use crate::render::Paths;
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The platform repository (a directory of YAML specs).
+    #[arg(default_value = ".")]
+    pub repo: PathBuf,
+    /// Reuse results of identical earlier builds from this directory (safe to delete).
+    #[arg(long, env = "PLINTH_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Output directory; `<out>/<cluster>/` per cluster. Replaced whole on success.
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+    /// Build one cluster only (its directory alone is replaced).
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// `tree` writes the output directory; `stream` prints one cluster's objects as one YAML
+    /// stream to stdout (for `kubectl apply -f -`).
+    #[arg(long, value_enum, default_value_t = BuildFormat::Tree)]
+    pub format: BuildFormat,
+    /// Treat warnings as errors.
+    #[arg(long)]
+    pub strict: bool,
+    /// When to colour diagnostics (`NO_COLOR` is honoured under `auto`).
+    #[arg(long, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    #[command(flatten)]
+    pub policies: PolicyArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BuildFormat {
+    Tree,
+    Stream,
+}
+
+pub(super) fn build(
+    args: BuildArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    terminal: bool,
+) -> anyhow::Result<u8> {
+    let mut opts = args.limits.options();
+    opts.policies = Some(args.policies.config()?);
+    let spinner = terminal.then(Spinner::start);
+    if let Some(s) = &spinner {
+        opts.progress = Some(s.progress());
+    }
+    let source = DirSource::new(&args.repo);
+    let built = match &args.cache_dir {
+        Some(dir) => crate::build_cached(&source, &opts, &crate::cache::Cache::new(dir))?,
+        None => crate::build_source(&source, &opts)?,
+    };
+    // Diagnostics go to stderr too: stop the progress line before them.
+    let spinner = spinner.filter(|_| built.checked.diagnostics.is_empty());
+    let write_clock = std::time::Instant::now();
+    let code = report_diagnostics(&args, &built.checked, err, terminal)?;
+    let Some(lowered) = built.lowered.filter(|_| code == 0) else {
+        writeln!(err, "error: build stopped; nothing was written")?;
+        return Ok(1);
+    };
+    known_cluster(args.cluster.as_deref(), &lowered)?;
+    match args.format {
+        BuildFormat::Stream => stream(args.cluster.as_deref(), &lowered, out)?,
+        BuildFormat::Tree => {
+            let tree = Written {
+                checked: built.checked,
+                lowered,
+                spinner,
+                write_clock,
+            };
+            write_tree(&args, tree, err)?;
+        }
+    }
+    Ok(0)
+}
+
+/// Report the build's diagnostics (if any) on stderr; the exit code they call for.
+fn report_diagnostics(
+    args: &BuildArgs,
+    checked: &crate::Checked,
+    err: &mut dyn Write,
+    terminal: bool,
+) -> anyhow::Result<u8> {
+    let paths = Paths::new(args.repo.to_string_lossy());
+    let diags = checked.diagnostics.clone().into_sorted();
+    let report_args = ReportArgs {
+        format: Format::Human,
+        strict: args.strict,
+        color: args.color,
+        max_diagnostics: 500,
+    };
+    let code = exit_code(&diags, args.strict);
+    if !diags.is_empty() {
+        report(
+            &diags,
+            &checked.snapshot,
+            &paths,
+            &report_args,
+            err,
+            terminal,
+        )?;
+    }
+    Ok(code)
+}
+
+/// `--cluster` must name one of the platform's clusters.
+fn known_cluster(cluster: Option<&str>, lowered: &crate::lower::Lowered) -> anyhow::Result<()> {
+    if let Some(c) = cluster
+        && !lowered.clusters.contains_key(c)
+    {
+        anyhow::bail!(
+            "unknown cluster `{c}`; the platform's clusters are {}",
+            lowered
+                .clusters
+                .keys()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// `--format stream`: one cluster's objects as one YAML stream.
+fn stream(
+    cluster: Option<&str>,
+    lowered: &crate::lower::Lowered,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let cluster = match (cluster, lowered.clusters.len()) {
+        (Some(c), _) => c.to_owned(),
+        (None, 1) => lowered.clusters.keys().next().cloned().unwrap_or_default(),
+        (None, _) => anyhow::bail!(
+            "the platform has several clusters; choose one with `--cluster` for `--format stream`"
+        ),
+    };
+    out.write_all(crate::emit::stream(&lowered.clusters[&cluster]).as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// What a successful build hands to the tree writer.
+struct Written {
+    checked: crate::Checked,
+    lowered: crate::lower::Lowered,
+    spinner: Option<Spinner>,
+    /// When writing began (for `PLINTH_TIMINGS`).
+    write_clock: std::time::Instant,
+}
+
+/// `--format tree`: replace `--out` (or its cluster directory) with the build's files.
+fn write_tree(args: &BuildArgs, built: Written, err: &mut dyn Write) -> anyhow::Result<()> {
+    let Written {
+        checked,
+        lowered,
+        spinner,
+        write_clock,
+    } = built;
+    if args.out.exists() && !args.out.is_dir() {
+        anyhow::bail!(
+            "cannot write the output to `{}`: it is a file; `--out` names a directory (created when missing)",
+            args.out.display()
+        );
+    }
+    if let Some(s) = &spinner {
+        (s.progress().0)("writing");
+    }
+    // What is left to do needs neither the specs nor the objects once rendered: free
+    // them as the tree is made (the peak memory of a large build is here).
+    let timings = checked.timings.clone();
+    drop(checked);
+    let written = lowered
+        .clusters
+        .iter()
+        .filter(|(c, _)| args.cluster.as_ref().is_none_or(|x| x == *c))
+        .map(|(_, o)| o.manifests.len())
+        .sum::<usize>();
+    let n_clusters = lowered.clusters.len();
+    let tree =
+        crate::emit::into_tree(lowered, args.cluster.as_deref()).map_err(anyhow::Error::msg)?;
+    let target = replace_output(args, tree)?;
+    if std::env::var_os("PLINTH_TIMINGS").is_some() {
+        for (stage, d) in &timings {
+            writeln!(
+                err,
+                "timing {stage:>8}: {:>8.1} ms",
+                d.as_secs_f64() * 1000.0
+            )?;
+        }
+        writeln!(
+            err,
+            "timing {:>8}: {:>8.1} ms",
+            "write",
+            write_clock.elapsed().as_secs_f64() * 1000.0
+        )?;
+    }
+    drop(spinner);
+    writeln!(
+        err,
+        "wrote {written} objects for {} to `{}`",
+        match &args.cluster {
+            Some(c) => format!("cluster `{c}`"),
+            None => format!("{n_clusters} cluster(s)"),
+        },
+        target.display()
+    )?;
+    Ok(())
+}
+
+/// Swap the tree in: the whole of `--out`, or with `--cluster` its directory alone (in a
+/// marked `--out`). Returns the directory written.
+fn replace_output(args: &BuildArgs, tree: crate::emit::Tree) -> anyhow::Result<PathBuf> {
+    Ok(match &args.cluster {
+        Some(c) => {
+            let prefix = format!("{c}/");
+            let sub: crate::emit::Tree = tree
+                .into_iter()
+                .filter_map(|(p, t)| p.strip_prefix(&prefix).map(|r| (r.to_owned(), t)))
+                .collect();
+            std::fs::create_dir_all(&args.out).map_err(|e| {
+                anyhow::Error::new(e).context(format!("cannot create `{}`", args.out.display()))
+            })?;
+            mark(&args.out)?;
+            let target = args.out.join(c);
+            replace_dir(&target, &sub)?;
+            target
+        }
+        None => {
+            replace_dir(&args.out, &tree)?;
+            args.out.clone()
+        }
+    })
+}

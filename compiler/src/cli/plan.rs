@@ -1,0 +1,444 @@
+//! `plinth plan`: compile two revisions, compare them, and attach the commits behind each
+//! change.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use super::args::{Color, GitArgs, PolicyArgs};
+use super::git::{open_git, platform_below};
+use super::use_color;
+use crate::load::DirSource;
+use crate::render::{self, Paths};
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The revision the change starts from (what is deployed), e.g. `origin/main`.
+    #[arg(long)]
+    pub base: String,
+    /// Where compiled revisions are cached (default: `plinth-cache` in the repository's git
+    /// directory; safe to delete).
+    #[arg(long, env = "PLINTH_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile both sides from scratch.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// The revision with the change; the working tree (uncommitted changes included) when absent.
+    #[arg(long)]
+    pub head: Option<String>,
+    #[command(flatten)]
+    pub git: GitArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Terminal)]
+    pub format: PlanFormat,
+    /// Also write the whole plan (never truncated) to this file, in the chosen format.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// With `--format markdown`: write the plan as pull-request comments `DIR/page-1.md` …
+    /// `page-N.md`, each below GitHub's limit (other `page-*.md` files in DIR are removed).
+    #[arg(long, value_name = "DIR")]
+    pub pages: Option<PathBuf>,
+    /// Allow every destructive change.
+    #[arg(long)]
+    pub allow_destructive: bool,
+    /// Refuse a head that deletes more than this share (0–1) of a cluster's objects.
+    #[arg(long, default_value_t = 0.5)]
+    pub max_delete_share: f64,
+    /// When to colour terminal output (`NO_COLOR` is honoured under `auto`).
+    #[arg(long, value_enum, default_value_t = Color::Auto)]
+    pub color: Color,
+    #[command(flatten)]
+    pub policies: PolicyArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Terminal,
+    /// For a pull-request comment: capped below GitHub's limit.
+    Markdown,
+    /// `schemas/plan.schema.json`.
+    Json,
+}
+
+/// A compiled side of a plan (its approvals travel in the lowered output).
+struct Side {
+    lowered: crate::lower::Lowered,
+    /// Its specs, for the GPU capacity section.
+    specs: Option<crate::model::Specs>,
+}
+
+/// A revision read into memory: its snapshot, what loading reported, and when loading began.
+type Loaded = (
+    crate::load::Snapshot,
+    crate::diag::Diagnostics,
+    std::time::Instant,
+);
+
+/// Read a source (in this thread: git handles stay here) for [`compile_side`].
+fn load_side(source: &dyn crate::load::Source, opts: &crate::Options) -> anyhow::Result<Loaded> {
+    let started = std::time::Instant::now();
+    let (snapshot, diags) = crate::load::load(source, &opts.limits)?;
+    Ok((snapshot, diags, started))
+}
+
+/// Compile a revision for planning. `None` with diagnostics printed when it does not compile.
+fn compile_side(
+    loaded: Loaded,
+    opts: &crate::Options,
+    cache: Option<&crate::cache::Cache>,
+    what: &str,
+    prefix: &str,
+    err: &mut dyn Write,
+    color: bool,
+) -> anyhow::Result<Option<Side>> {
+    let (snapshot, load_diags, started) = loaded;
+    let built = crate::build_loaded(snapshot, load_diags, opts, cache, started);
+    let diags = built.checked.diagnostics.clone().into_sorted();
+    let errors: Vec<_> = diags.iter().filter(|d| d.is_error()).cloned().collect();
+    if !errors.is_empty() || built.lowered.is_none() {
+        writeln!(err, "error: {what} does not compile:")?;
+        err.write_all(
+            render::human(&errors, &built.checked.snapshot, &Paths::new(prefix), color).as_bytes(),
+        )?;
+        return Ok(None);
+    }
+    // A cache hit keeps only the Platform's specs: read the others again for the capacity.
+    let cached = built.checked.timings.first().map(|t| t.0) == Some("cache hit");
+    let specs = if cached {
+        crate::capacity::specs_of(&built.checked.snapshot, opts.yaml)
+    } else {
+        built.checked.specs
+    };
+    Ok(built.lowered.map(|lowered| Side {
+        lowered,
+        specs: Some(specs),
+    }))
+}
+
+pub(super) fn plan(
+    args: PlanArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    terminal: bool,
+) -> anyhow::Result<u8> {
+    use crate::load::git::GitError;
+    if args.pages.is_some() && args.format != PlanFormat::Markdown {
+        anyhow::bail!("`--pages` writes Markdown comments: add `--format markdown`");
+    }
+    let (repo, path) = open_git(&args.git)?;
+    let prefix = if path.is_empty() {
+        String::new()
+    } else {
+        format!("{path}/")
+    };
+    let color = use_color(args.color, terminal);
+    let cache = if args.no_cache {
+        None
+    } else {
+        Some(crate::cache::Cache::new(
+            args.cache_dir
+                .clone()
+                .unwrap_or_else(|| repo.git_dir().join("plinth-cache")),
+        ))
+    };
+    let base_id = repo.resolve(&args.base)?;
+    let base_info = repo.commit(base_id)?;
+    let base_opts = crate::Options::default();
+    let head_opts = crate::Options {
+        policies: Some(args.policies.config()?),
+        ..crate::Options::default()
+    };
+    // The base as deployed: a revision where the platform did not exist yet is empty.
+    let base_src = match repo.source(base_id, &path) {
+        Ok(src) => Some(load_side(&src, &base_opts)?),
+        Err(GitError::MissingPath { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let base_what = format!("base `{}`", args.base);
+    let head_rev = head_source(&repo, args.head.as_deref(), &path)?;
+    if let Some(m) = platform_below(&*head_rev.source, &path) {
+        anyhow::bail!("{m}");
+    }
+    let head_src = load_side(&*head_rev.source, &head_opts)?;
+    let compile = Compile {
+        cache: cache.as_ref(),
+        prefix: &prefix,
+        color,
+    };
+    let Some((base, head)) = compile_both(
+        compile,
+        (base_src, &base_opts, &base_what),
+        (head_src, &head_opts, &head_rev.what),
+        err,
+    )?
+    else {
+        return Ok(1);
+    };
+    let mut p = compare(&args, &base, &head);
+    // History: which commits between base and head touched each change's spec file (and
+    // each approval's file).
+    p.prefix_files(&prefix);
+    attach_history(&mut p, &repo, base_id, head_rev.id, err)?;
+    let sides = crate::plan::render::Sides {
+        base: format!("{} ({})", args.base, base_info.short),
+        head: head_rev.label,
+    };
+    write_plan(&args, &p, &sides, color, out, err)?;
+    Ok(if p.is_refused() {
+        1
+    } else if p.has_changes() {
+        2
+    } else {
+        0
+    })
+}
+
+/// The head side of a plan before it is read.
+struct HeadSource {
+    source: Box<dyn crate::load::Source>,
+    /// How errors name it.
+    what: String,
+    /// How the plan names it.
+    label: String,
+    /// The commit history ends at.
+    id: gix::ObjectId,
+}
+
+/// `--head` at its revision, or the working tree (uncommitted changes included).
+fn head_source(
+    repo: &crate::load::git::GitRepo,
+    head: Option<&str>,
+    path: &str,
+) -> anyhow::Result<HeadSource> {
+    use crate::load::git::GitError;
+    Ok(match head {
+        Some(rev) => {
+            let id = repo.resolve(rev)?;
+            let src = repo.source(id, path).map_err(|e| match e {
+                GitError::MissingPath { .. } => anyhow::anyhow!(
+                    "{e}; `--path` names the platform directory relative to the repository root"
+                ),
+                e => e.into(),
+            })?;
+            HeadSource {
+                source: Box::new(src),
+                what: format!("head `{rev}`"),
+                label: format!("{rev} ({})", &id.to_string()[..7]),
+                id,
+            }
+        }
+        None => {
+            let root = repo.workdir().ok_or_else(|| {
+                anyhow::anyhow!("the repository has no working tree; pass `--head`")
+            })?;
+            if !root.join(path).is_dir() {
+                anyhow::bail!(
+                    "`{path}` is not a directory of the working tree; `--path` names the platform directory relative to the repository root"
+                );
+            }
+            HeadSource {
+                source: Box::new(DirSource::new(root.join(path))),
+                what: "the working tree".to_owned(),
+                label: "working tree".to_owned(),
+                id: repo.resolve("HEAD")?,
+            }
+        }
+    })
+}
+
+/// What both sides compile with.
+#[derive(Clone, Copy)]
+struct Compile<'a> {
+    cache: Option<&'a crate::cache::Cache>,
+    prefix: &'a str,
+    color: bool,
+}
+
+/// Compile both sides at once (each mostly single-threaded when its result is cached). `None`
+/// when one does not compile, its diagnostics written to `err`; a base where the platform does
+/// not exist yet is empty.
+fn compile_both(
+    compile: Compile<'_>,
+    base: (Option<Loaded>, &crate::Options, &str),
+    head: (Loaded, &crate::Options, &str),
+    err: &mut dyn Write,
+) -> anyhow::Result<Option<(Side, Side)>> {
+    let Compile {
+        cache,
+        prefix,
+        color,
+    } = compile;
+    let (base_src, base_opts, base_what) = base;
+    let (head_src, head_opts, head_what) = head;
+    let (mut base_err, mut head_err) = (Vec::new(), Vec::new());
+    let (base, head) = std::thread::scope(|scope| {
+        let (opts, what, out) = (base_opts, base_what, &mut base_err);
+        let base = scope.spawn(move || match base_src {
+            Some(src) => {
+                compile_side(src, opts, cache, what, prefix, out, color).map(|s| s.map(Some))
+            }
+            None => Ok(Some(None)),
+        });
+        let head = compile_side(
+            head_src,
+            head_opts,
+            cache,
+            head_what,
+            prefix,
+            &mut head_err,
+            color,
+        );
+        let base = base
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("compiling the base panicked")));
+        (base, head)
+    });
+    let base = match base? {
+        Some(Some(s)) => s,
+        Some(None) => Side {
+            lowered: Default::default(),
+            specs: None,
+        },
+        None => {
+            err.write_all(&base_err)?;
+            return Ok(None);
+        }
+    };
+    let Some(head) = head? else {
+        err.write_all(&head_err)?;
+        return Ok(None);
+    };
+    Ok(Some((base, head)))
+}
+
+/// The plan from base to head, with the GPU capacity section when the head's specs are known.
+fn compare(args: &PlanArgs, base: &Side, head: &Side) -> crate::plan::Plan {
+    let opts = crate::plan::PlanOptions {
+        allow_destructive: args.allow_destructive,
+        max_delete_share: args.max_delete_share,
+        fingerprint: crate::redact::Key::from_env_value(
+            std::env::var(crate::redact::KEY_ENV).ok().as_deref(),
+        ),
+    };
+    match &head.specs {
+        Some(specs) => crate::plan::plan_with_capacity(
+            &base.lowered,
+            &head.lowered,
+            base.specs.as_ref(),
+            specs,
+            &opts,
+        ),
+        None => crate::plan::plan(&base.lowered, &head.lowered, &opts),
+    }
+}
+
+/// Attach to each change (and approval) the commits between base and head that touched its
+/// file, warning when a shallow clone cuts that history.
+fn attach_history(
+    p: &mut crate::plan::Plan,
+    repo: &crate::load::git::GitRepo,
+    base_id: gix::ObjectId,
+    head_id: gix::ObjectId,
+    err: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let commits = repo.between(Some(base_id), head_id)?;
+    let boundary = repo.shallow_boundary();
+    if let Some(cut) = commits.iter().find(|c| boundary.iter().any(|b| *b == c.id)) {
+        writeln!(
+            err,
+            "warning: the history between base and head is cut at `{}` (a shallow clone): the commits \
+             listed for each change may be incomplete; fetch the whole history (`fetch-depth: 0` with \
+             `actions/checkout`, `GIT_DEPTH: 0` in GitLab CI, or `git fetch --unshallow`)",
+            cut.short
+        )?;
+    }
+    p.attach_history(
+        |file| -> anyhow::Result<Vec<crate::load::git::CommitInfo>> {
+            let mut list = Vec::new();
+            for k in &commits {
+                if repo.touched(k, file)? {
+                    list.push(k.clone());
+                }
+            }
+            Ok(list)
+        },
+    )?;
+    Ok(())
+}
+
+/// Print the plan in `--format`, and write `--output` and `--pages`.
+fn write_plan(
+    args: &PlanArgs,
+    p: &crate::plan::Plan,
+    sides: &crate::plan::render::Sides,
+    color: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let full_name = args
+        .output
+        .as_ref()
+        .map_or_else(|| "plinth-plan.md".to_owned(), |o| o.display().to_string());
+    let (shown, full) = match args.format {
+        PlanFormat::Terminal => {
+            let t = crate::plan::render::terminal(p, sides, color);
+            (t, crate::plan::render::terminal(p, sides, false))
+        }
+        PlanFormat::Markdown => (
+            crate::plan::render::markdown(
+                p,
+                sides,
+                Some(crate::plan::render::COMMENT_LIMIT),
+                &full_name,
+            ),
+            crate::plan::render::markdown(p, sides, None, &full_name),
+        ),
+        PlanFormat::Json => {
+            let j = crate::plan::render::json(p, sides);
+            (j.clone(), j)
+        }
+    };
+    out.write_all(shown.as_bytes())?;
+    if let Some(file) = &args.output {
+        std::fs::write(file, full)?;
+    }
+    if let Some(dir) = &args.pages {
+        let pages = crate::plan::render::markdown_pages(
+            p,
+            sides,
+            crate::plan::render::COMMENT_LIMIT,
+            &full_name,
+        );
+        write_pages(dir, &pages)?;
+        writeln!(
+            err,
+            "wrote {} page{} to `{}`",
+            pages.len(),
+            if pages.len() == 1 { "" } else { "s" },
+            dir.display()
+        )?;
+    }
+    Ok(())
+}
+
+/// Write `page-1.md` … `page-N.md` into `dir`, removing the `page-*.md` of an earlier run.
+fn write_pages(dir: &std::path::Path, pages: &[String]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if let Some(n) = name
+            .strip_prefix("page-")
+            .and_then(|r| r.strip_suffix(".md"))
+            && n.parse::<usize>().is_ok_and(|n| n == 0 || n > pages.len())
+        {
+            std::fs::remove_file(e.path())?;
+        }
+    }
+    for (i, page) in pages.iter().enumerate() {
+        std::fs::write(dir.join(format!("page-{}.md", i + 1)), page)?;
+    }
+    Ok(())
+}
