@@ -474,8 +474,63 @@ pub fn lower(cx: &Ctx<'_>, p: &Object<PlatformSpec>, emitted: &[&Value], sink: &
         },
     );
 
+    let container = container(cx, a);
+    let pod = pod_spec(a, container);
+    let mut template_meta = ObjectMeta {
+        labels: Some(selector.clone()),
+        ..ObjectMeta::default()
+    };
+    if let Some(l) = template_meta.labels.as_mut() {
+        l.insert("app.kubernetes.io/component".to_owned(), "agent".to_owned());
+    }
+    sink.push(
+        &origin,
+        Deployment {
+            metadata: meta(NAME, Some(ns)),
+            spec: Some(DeploymentSpec {
+                replicas: Some(1),
+                selector: LabelSelector {
+                    match_labels: Some(selector.clone()),
+                    ..LabelSelector::default()
+                },
+                strategy: Some(DeploymentStrategy {
+                    type_: Some("Recreate".to_owned()),
+                    ..DeploymentStrategy::default()
+                }),
+                template: PodTemplateSpec {
+                    metadata: Some(template_meta),
+                    spec: Some(pod),
+                },
+                ..DeploymentSpec::default()
+            }),
+            ..Deployment::default()
+        },
+    );
+    sink.push(
+        &origin,
+        Service {
+            metadata: meta(NAME, Some(ns)),
+            spec: Some(ServiceSpec {
+                type_: Some("ClusterIP".to_owned()),
+                selector: Some(selector),
+                ports: Some(vec![ServicePort {
+                    name: Some("http".to_owned()),
+                    port: PORT,
+                    target_port: Some(IntOrString::String("http".to_owned())),
+                    protocol: Some("TCP".to_owned()),
+                    ..ServicePort::default()
+                }]),
+                ..ServiceSpec::default()
+            }),
+            ..Service::default()
+        },
+    );
+}
+
+/// The agent's container: its arguments, probes, resources and a restricted security context.
+fn container(cx: &Ctx<'_>, a: &AgentSettings) -> Container {
     let q = |s: &str| Quantity(s.to_owned());
-    let container = Container {
+    Container {
         name: "agent".to_owned(),
         image: Some(a.image.clone()),
         args: Some(args(a, &cx.cluster.name)),
@@ -545,8 +600,13 @@ pub fn lower(cx: &Ctx<'_>, p: &Object<PlatformSpec>, emitted: &[&Value], sink: &
             },
         ]),
         ..Container::default()
-    };
-    let pod = PodSpec {
+    }
+}
+
+/// The agent's pod: its service account, restricted pod security context and volumes.
+fn pod_spec(a: &AgentSettings, container: Container) -> PodSpec {
+    let q = |s: &str| Quantity(s.to_owned());
+    PodSpec {
         service_account_name: Some(NAME.to_owned()),
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
@@ -589,56 +649,7 @@ pub fn lower(cx: &Ctx<'_>, p: &Object<PlatformSpec>, emitted: &[&Value], sink: &
             },
         ]),
         ..PodSpec::default()
-    };
-    let mut template_meta = ObjectMeta {
-        labels: Some(selector.clone()),
-        ..ObjectMeta::default()
-    };
-    if let Some(l) = template_meta.labels.as_mut() {
-        l.insert("app.kubernetes.io/component".to_owned(), "agent".to_owned());
     }
-    sink.push(
-        &origin,
-        Deployment {
-            metadata: meta(NAME, Some(ns)),
-            spec: Some(DeploymentSpec {
-                replicas: Some(1),
-                selector: LabelSelector {
-                    match_labels: Some(selector.clone()),
-                    ..LabelSelector::default()
-                },
-                strategy: Some(DeploymentStrategy {
-                    type_: Some("Recreate".to_owned()),
-                    ..DeploymentStrategy::default()
-                }),
-                template: PodTemplateSpec {
-                    metadata: Some(template_meta),
-                    spec: Some(pod),
-                },
-                ..DeploymentSpec::default()
-            }),
-            ..Deployment::default()
-        },
-    );
-    sink.push(
-        &origin,
-        Service {
-            metadata: meta(NAME, Some(ns)),
-            spec: Some(ServiceSpec {
-                type_: Some("ClusterIP".to_owned()),
-                selector: Some(selector),
-                ports: Some(vec![ServicePort {
-                    name: Some("http".to_owned()),
-                    port: PORT,
-                    target_port: Some(IntOrString::String("http".to_owned())),
-                    protocol: Some("TCP".to_owned()),
-                    ..ServicePort::default()
-                }]),
-                ..ServiceSpec::default()
-            }),
-            ..Service::default()
-        },
-    );
 }
 
 #[cfg(test)]
