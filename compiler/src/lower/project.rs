@@ -387,7 +387,12 @@ fn shared_volume(cx: &Ctx<'_>, p: &Object<ProjectSpec>, origin: &Origin, sink: &
 }
 
 /// The CPU-only ClusterQueue and the `default` LocalQueue leading to it.
-fn default_kueue_queue(cx: &Ctx<'_>, p: &Object<ProjectSpec>, origin: &Origin, sink: &mut Sink<'_>) {
+fn default_kueue_queue(
+    cx: &Ctx<'_>,
+    p: &Object<ProjectSpec>,
+    origin: &Origin,
+    sink: &mut Sink<'_>,
+) {
     let ns = p.name();
     let s = &p.spec;
     let project = Some(ns);

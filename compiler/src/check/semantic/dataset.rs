@@ -16,7 +16,12 @@ impl<'a> Cx<'a> {
     }
 
     /// `FloatingVersion`: the source is pinned to an immutable version.
-    fn floating_version(&self, ds: &'a Object<crate::model::DatasetSpec>, kind: SourceKind, d: &mut Diagnostics) {
+    fn floating_version(
+        &self,
+        ds: &'a Object<crate::model::DatasetSpec>,
+        kind: SourceKind,
+        d: &mut Diagnostics,
+    ) {
         let s = &ds.spec;
         // Version pinning.
         if !s.allow_floating_version {
@@ -91,7 +96,12 @@ impl<'a> Cx<'a> {
     }
 
     /// `InvalidChoice`: `version` only with sources that have versions.
-    fn version_field_choice(&self, ds: &'a Object<crate::model::DatasetSpec>, kind: SourceKind, d: &mut Diagnostics) {
+    fn version_field_choice(
+        &self,
+        ds: &'a Object<crate::model::DatasetSpec>,
+        kind: SourceKind,
+        d: &mut Diagnostics,
+    ) {
         let s = &ds.spec;
         if matches!(kind, SourceKind::Git | SourceKind::Dvc | SourceKind::Lakefs)
             && s.version.is_some()
@@ -108,7 +118,12 @@ impl<'a> Cx<'a> {
     }
 
     /// `DuplicateEntry`, `GlobalWritable`, `NotAllowed`: each project is granted once, and what it may do.
-    fn access_grants(&self, ds: &'a Object<crate::model::DatasetSpec>, kind: SourceKind, d: &mut Diagnostics) {
+    fn access_grants(
+        &self,
+        ds: &'a Object<crate::model::DatasetSpec>,
+        kind: SourceKind,
+        d: &mut Diagnostics,
+    ) {
         let s = &ds.spec;
         // Access.
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
@@ -175,7 +190,12 @@ impl<'a> Cx<'a> {
     }
 
     /// `InvalidChoice`: what plinth provisions fits the source.
-    fn provision_choice(&self, ds: &'a Object<crate::model::DatasetSpec>, kind: SourceKind, d: &mut Diagnostics) {
+    fn provision_choice(
+        &self,
+        ds: &'a Object<crate::model::DatasetSpec>,
+        kind: SourceKind,
+        d: &mut Diagnostics,
+    ) {
         let s = &ds.spec;
         if let Some(pv) = &s.provision
             && !kind.is_bucket()
@@ -331,19 +351,19 @@ impl<'a> Cx<'a> {
         d: &mut Diagnostics,
     ) -> Vec<(&'a str, String)> {
         let cluster = |name: &str| pl.spec.clusters.iter().position(|c| c.name == name);
-            let mut on: Vec<(&str, String)> = Vec::new();
-            for (j, c) in a.clusters.iter().enumerate() {
-                let field = format!("spec.access[{i}].clusters[{j}]");
-                if cluster(c).is_none() {
-                    d.push(unknown(
-                        Code::UnknownCluster,
-                        "cluster",
-                        c,
-                        ds.at(&field),
-                        self.clusters().into_iter(),
-                    ));
-                } else if !lives.contains(&c.as_str()) {
-                    d.push(
+        let mut on: Vec<(&str, String)> = Vec::new();
+        for (j, c) in a.clusters.iter().enumerate() {
+            let field = format!("spec.access[{i}].clusters[{j}]");
+            if cluster(c).is_none() {
+                d.push(unknown(
+                    Code::UnknownCluster,
+                    "cluster",
+                    c,
+                    ds.at(&field),
+                    self.clusters().into_iter(),
+                ));
+            } else if !lives.contains(&c.as_str()) {
+                d.push(
                         Diagnostic::new(
                             Code::GrantCluster,
                             format!(
@@ -354,16 +374,16 @@ impl<'a> Cx<'a> {
                         .at(ds.at(&field))
                         .hint(format!("the project lives on {}", list(lives))),
                     );
-                } else {
-                    on.push((c.as_str(), field));
-                }
+            } else {
+                on.push((c.as_str(), field));
             }
-            if a.clusters.is_empty() {
-                on = lives
-                    .iter()
-                    .map(|c| (*c, format!("spec.access[{i}]")))
-                    .collect();
-            }
+        }
+        if a.clusters.is_empty() {
+            on = lives
+                .iter()
+                .map(|c| (*c, format!("spec.access[{i}]")))
+                .collect();
+        }
         on
     }
 
@@ -379,23 +399,19 @@ impl<'a> Cx<'a> {
     ) {
         let cluster = |name: &str| pl.spec.clusters.iter().position(|c| c.name == name);
         let cloud = kind.mount_cloud();
-            if let Some(cloud) = cloud {
-                let foreign: Vec<&(&str, String)> = on
+        if let Some(cloud) = cloud {
+            let foreign: Vec<&(&str, String)> = on
+                .iter()
+                .filter(|(c, _)| cluster(c).is_some_and(|k| pl.spec.clusters[k].provider != cloud))
+                .collect();
+            if let Some((first, field)) = foreign.first() {
+                let fitting: Vec<&str> = lives
                     .iter()
-                    .filter(|(c, _)| {
-                        cluster(c).is_some_and(|k| pl.spec.clusters[k].provider != cloud)
-                    })
+                    .copied()
+                    .filter(|c| cluster(c).is_some_and(|k| pl.spec.clusters[k].provider == cloud))
                     .collect();
-                if let Some((first, field)) = foreign.first() {
-                    let fitting: Vec<&str> = lives
-                        .iter()
-                        .copied()
-                        .filter(|c| {
-                            cluster(c).is_some_and(|k| pl.spec.clusters[k].provider == cloud)
-                        })
-                        .collect();
-                    let names: Vec<&str> = foreign.iter().map(|(c, _)| *c).collect();
-                    let mut diag = Diagnostic::new(
+                let names: Vec<&str> = foreign.iter().map(|(c, _)| *c).collect();
+                let mut diag = Diagnostic::new(
                         Code::NotMountable,
                         format!(
                             "dataset `{}` cannot be mounted for project `{}` on {} {}: its `{}` source needs the {}, which exists only on `{}` clusters",
@@ -422,18 +438,17 @@ impl<'a> Cx<'a> {
                             fitting.join(", ")
                         )
                     });
-                    if let Some(k) = cluster(first) {
-                        diag = diag.related(pl.at(&format!("spec.clusters[{k}].provider")).note(
-                            format!(
-                                "cluster `{first}` runs on `{}`",
-                                pl.spec.clusters[k].provider.as_str()
-                            ),
-                        ));
-                    }
-                    d.push(diag);
-                    on.retain(|(c, _)| !names.contains(c));
+                if let Some(k) = cluster(first) {
+                    diag =
+                        diag.related(pl.at(&format!("spec.clusters[{k}].provider")).note(format!(
+                            "cluster `{first}` runs on `{}`",
+                            pl.spec.clusters[k].provider.as_str()
+                        )));
                 }
+                d.push(diag);
+                on.retain(|(c, _)| !names.contains(c));
             }
+        }
     }
 
     /// `IdentitySetup`: IRSA mounts need the cluster's OIDC issuer.

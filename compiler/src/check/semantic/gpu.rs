@@ -20,8 +20,7 @@ impl<'a> Cx<'a> {
 
     /// The clusters that have this pool (their `gpuPools` name it).
     fn pool_clusters(&self, q: &Object<crate::model::GpuQuotaSpec>) -> Vec<&'a str> {
-        self
-            .specs
+        self.specs
             .platform
             .as_ref()
             .map(|pl| {
@@ -36,7 +35,11 @@ impl<'a> Cx<'a> {
     }
 
     /// `UnknownPriorityClass`: the default priority class is one of the pool's.
-    fn default_priority_class_known(&self, q: &'a Object<crate::model::GpuQuotaSpec>, d: &mut Diagnostics) {
+    fn default_priority_class_known(
+        &self,
+        q: &'a Object<crate::model::GpuQuotaSpec>,
+        d: &mut Diagnostics,
+    ) {
         let s = &q.spec;
         // Priority classes: the default must be one of them.
         if let Some(def) = &s.default_priority_class
@@ -53,7 +56,11 @@ impl<'a> Cx<'a> {
     }
 
     /// `NotEnforced`: reclaiming from lower priorities needs priority classes.
-    fn reclaim_needs_priorities(&self, q: &'a Object<crate::model::GpuQuotaSpec>, d: &mut Diagnostics) {
+    fn reclaim_needs_priorities(
+        &self,
+        q: &'a Object<crate::model::GpuQuotaSpec>,
+        d: &mut Diagnostics,
+    ) {
         let s = &q.spec;
         if s.priority_classes.is_empty()
             && s.cohort.is_some()
@@ -167,7 +174,11 @@ impl<'a> Cx<'a> {
     }
 
     /// `InstanceTypeTooLarge`, `NotAllowed`: each instance type fits a node and has GPUs.
-    fn instance_types_fit_node(&self, q: &'a Object<crate::model::GpuQuotaSpec>, d: &mut Diagnostics) {
+    fn instance_types_fit_node(
+        &self,
+        q: &'a Object<crate::model::GpuQuotaSpec>,
+        d: &mut Diagnostics,
+    ) {
         let s = &q.spec;
         // Instance types fit a node.
         for (i, it) in s.instance_types.iter().enumerate() {
@@ -206,7 +217,11 @@ impl<'a> Cx<'a> {
     }
 
     /// `QuantityRange`: a node holds no more GPUs than the pool.
-    fn gpus_per_node_in_range(&self, q: &'a Object<crate::model::GpuQuotaSpec>, d: &mut Diagnostics) {
+    fn gpus_per_node_in_range(
+        &self,
+        q: &'a Object<crate::model::GpuQuotaSpec>,
+        d: &mut Diagnostics,
+    ) {
         let s = &q.spec;
         if s.pool.gpus_per_node > s.pool.capacity {
             d.push(
@@ -226,7 +241,12 @@ impl<'a> Cx<'a> {
     }
 
     /// `UnknownCluster`: `capacityByCluster` names only clusters with this pool.
-    fn capacity_by_cluster_known(&self, q: &'a Object<crate::model::GpuQuotaSpec>, pool_clusters: &[&str], d: &mut Diagnostics) {
+    fn capacity_by_cluster_known(
+        &self,
+        q: &'a Object<crate::model::GpuQuotaSpec>,
+        pool_clusters: &[&str],
+        d: &mut Diagnostics,
+    ) {
         let s = &q.spec;
         for c in s.pool.capacity_by_cluster.keys() {
             if !pool_clusters.contains(&c.as_str()) {
@@ -254,7 +274,12 @@ impl<'a> Cx<'a> {
     }
 
     /// `GpuOvercommit`: per cluster, allocations fit the capacity there (unless overcommit is allowed).
-    fn gpu_overcommit(&self, q: &'a Object<crate::model::GpuQuotaSpec>, pool_clusters: &[&str], d: &mut Diagnostics) {
+    fn gpu_overcommit(
+        &self,
+        q: &'a Object<crate::model::GpuQuotaSpec>,
+        pool_clusters: &[&str],
+        d: &mut Diagnostics,
+    ) {
         let s = &q.spec;
         if !s.allow_overcommit {
             for cluster in pool_clusters {

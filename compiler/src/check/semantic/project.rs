@@ -118,7 +118,11 @@ impl<'a> Cx<'a> {
     }
 
     /// `PerUserAboveProject`: per-user quota fits within the project's quota and GPU allocations.
-    fn per_user_above_project(&self, p: &'a Object<crate::model::ProjectSpec>, d: &mut Diagnostics) {
+    fn per_user_above_project(
+        &self,
+        p: &'a Object<crate::model::ProjectSpec>,
+        d: &mut Diagnostics,
+    ) {
         let s = &p.spec;
         // Quotas.
         if let (Some(pu), q) = (&s.per_user_quota, &s.quota) {
@@ -209,7 +213,11 @@ impl<'a> Cx<'a> {
     }
 
     /// `QuantityRange`: default requests do not exceed default limits.
-    fn default_request_above_limit(&self, p: &'a Object<crate::model::ProjectSpec>, d: &mut Diagnostics) {
+    fn default_request_above_limit(
+        &self,
+        p: &'a Object<crate::model::ProjectSpec>,
+        d: &mut Diagnostics,
+    ) {
         let s = &p.spec;
         if let Some(def) = &s.defaults {
             for (req, lim, name) in [

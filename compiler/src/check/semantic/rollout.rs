@@ -101,7 +101,11 @@ impl<'a> Cx<'a> {
     }
 
     /// `UnknownGpuQuota`: explicit GPU resources name a pool the project is allocated.
-    fn gpu_resources_pool(&self, r: &'a Object<crate::model::ModelRolloutSpec>, d: &mut Diagnostics) {
+    fn gpu_resources_pool(
+        &self,
+        r: &'a Object<crate::model::ModelRolloutSpec>,
+        d: &mut Diagnostics,
+    ) {
         let s = &r.spec;
         if let Some(res) = &s.resources
             && res.gpu > 0
@@ -133,7 +137,11 @@ impl<'a> Cx<'a> {
     }
 
     /// `InvalidChoice`: fixed replicas or autoscaling, not both.
-    fn replicas_or_autoscaling(&self, r: &'a Object<crate::model::ModelRolloutSpec>, d: &mut Diagnostics) {
+    fn replicas_or_autoscaling(
+        &self,
+        r: &'a Object<crate::model::ModelRolloutSpec>,
+        d: &mut Diagnostics,
+    ) {
         let s = &r.spec;
         if s.replicas.is_some() && s.autoscaling.is_some() {
             d.push(
@@ -148,7 +156,11 @@ impl<'a> Cx<'a> {
     }
 
     /// `QuantityRange`, `RolloutStrategy`: autoscaling bounds are ordered and fit the traffic strategy.
-    fn autoscaling_range(&self, r: &'a Object<crate::model::ModelRolloutSpec>, d: &mut Diagnostics) {
+    fn autoscaling_range(
+        &self,
+        r: &'a Object<crate::model::ModelRolloutSpec>,
+        d: &mut Diagnostics,
+    ) {
         let s = &r.spec;
         if let Some(a) = &s.autoscaling {
             if a.min > a.max {
@@ -193,7 +205,11 @@ impl<'a> Cx<'a> {
     }
 
     /// `Placement`: the rollout's project lives on a cluster that can serve it.
-    fn rollout_placement(&self, r: &'a Object<crate::model::ModelRolloutSpec>, d: &mut Diagnostics) {
+    fn rollout_placement(
+        &self,
+        r: &'a Object<crate::model::ModelRolloutSpec>,
+        d: &mut Diagnostics,
+    ) {
         let s = &r.spec;
         if let Some(pl) = &self.specs.platform
             && s.runtime == Runtime::Kserve
@@ -212,7 +228,11 @@ impl<'a> Cx<'a> {
     }
 
     /// `MissingField`, `InvalidChoice`: a storage URI or a traffic split, and the split's own rules.
-    fn storage_uri_or_traffic(&self, r: &'a Object<crate::model::ModelRolloutSpec>, d: &mut Diagnostics) {
+    fn storage_uri_or_traffic(
+        &self,
+        r: &'a Object<crate::model::ModelRolloutSpec>,
+        d: &mut Diagnostics,
+    ) {
         let s = &r.spec;
         // Traffic.
         match (&s.traffic, &s.model.storage_uri) {
@@ -258,7 +278,11 @@ impl<'a> Cx<'a> {
     }
 
     /// `DeploymentsDisabled`, `TooManyDeployments`: the project allows this many model deployments.
-    fn deployment_limits(&self, r: &'a Object<crate::model::ModelRolloutSpec>, d: &mut Diagnostics) {
+    fn deployment_limits(
+        &self,
+        r: &'a Object<crate::model::ModelRolloutSpec>,
+        d: &mut Diagnostics,
+    ) {
         let s = &r.spec;
         let project = self.specs.projects.get(&s.project);
         // Deployment limits of the project.
@@ -417,7 +441,12 @@ impl<'a> Cx<'a> {
     }
 
     /// `TrafficWeights`: the versions' weights add up to 100.
-    fn traffic_weights(&self, r: &Object<crate::model::ModelRolloutSpec>, t: &crate::model::rollout::Traffic, d: &mut Diagnostics) {
+    fn traffic_weights(
+        &self,
+        r: &Object<crate::model::ModelRolloutSpec>,
+        t: &crate::model::rollout::Traffic,
+        d: &mut Diagnostics,
+    ) {
         let sum: u64 = t.versions.iter().map(|v| u64::from(v.weight)).sum();
         if sum != 100 {
             let mut diag = Diagnostic::new(
@@ -436,7 +465,12 @@ impl<'a> Cx<'a> {
     }
 
     /// `DuplicateEntry`: each version is named once.
-    fn duplicate_version(&self, r: &Object<crate::model::ModelRolloutSpec>, t: &crate::model::rollout::Traffic, d: &mut Diagnostics) {
+    fn duplicate_version(
+        &self,
+        r: &Object<crate::model::ModelRolloutSpec>,
+        t: &crate::model::rollout::Traffic,
+        d: &mut Diagnostics,
+    ) {
         let mut names: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, v) in t.versions.iter().enumerate() {
             let at = r.at(&format!("spec.traffic.versions[{i}].name"));
@@ -517,7 +551,12 @@ impl<'a> Cx<'a> {
     }
 
     /// KServe's deployment mode: `Knative` for scale-to-zero needs Knative, `Standard` otherwise.
-    fn kserve_deployment_mode(&self, r: &'a Object<crate::model::ModelRolloutSpec>, pl: &Object<crate::model::PlatformSpec>, d: &mut Diagnostics) {
+    fn kserve_deployment_mode(
+        &self,
+        r: &'a Object<crate::model::ModelRolloutSpec>,
+        pl: &Object<crate::model::PlatformSpec>,
+        d: &mut Diagnostics,
+    ) {
         let s = &r.spec;
         let sv = &pl.spec.serving;
         let kserve = s.runtime == Runtime::Kserve;
@@ -592,7 +631,12 @@ impl<'a> Cx<'a> {
     }
 
     /// Mirroring and weights need a mesh or the ingress controller.
-    fn routing_needs_mesh(&self, r: &'a Object<crate::model::ModelRolloutSpec>, pl: &Object<crate::model::PlatformSpec>, d: &mut Diagnostics) {
+    fn routing_needs_mesh(
+        &self,
+        r: &'a Object<crate::model::ModelRolloutSpec>,
+        pl: &Object<crate::model::PlatformSpec>,
+        d: &mut Diagnostics,
+    ) {
         let s = &r.spec;
         let sv = &pl.spec.serving;
         let public = s.endpoint.access == EndpointAccess::Public;
@@ -637,7 +681,12 @@ impl<'a> Cx<'a> {
     }
 
     /// Public endpoints need an ingress controller, TLS and authentication; private ones none of their fields.
-    fn public_endpoint(&self, r: &'a Object<crate::model::ModelRolloutSpec>, pl: &Object<crate::model::PlatformSpec>, d: &mut Diagnostics) {
+    fn public_endpoint(
+        &self,
+        r: &'a Object<crate::model::ModelRolloutSpec>,
+        pl: &Object<crate::model::PlatformSpec>,
+        d: &mut Diagnostics,
+    ) {
         let s = &r.spec;
         let sv = &pl.spec.serving;
         let public = s.endpoint.access == EndpointAccess::Public;
@@ -694,7 +743,11 @@ impl<'a> Cx<'a> {
     }
 
     /// Triton reads its model repository itself.
-    fn triton_repository(&self, r: &'a Object<crate::model::ModelRolloutSpec>, d: &mut Diagnostics) {
+    fn triton_repository(
+        &self,
+        r: &'a Object<crate::model::ModelRolloutSpec>,
+        d: &mut Diagnostics,
+    ) {
         let s = &r.spec;
         let uris = storage_uris(s);
         // Triton reads its model repository itself.
