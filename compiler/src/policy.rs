@@ -965,7 +965,7 @@ fn project_data(
             q.spec
                 .allocations
                 .iter()
-                .filter(|a| &a.project == name)
+                .filter(|a| a.project == name)
                 .map(move |a| {
                     json!({
                         "pool": q.name(),
@@ -981,7 +981,7 @@ fn project_data(
             .datasets
             .values()
             .filter_map(|d| {
-                let grant = d.spec.access.iter().find(|a| &a.project == name).map(|a| a.mode.as_str());
+                let grant = d.spec.access.iter().find(|a| a.project == name).map(|a| a.mode.as_str());
                 let mode = grant.or(d.spec.global.then_some("read-only"))?;
                 Some(json!({"name": d.name(), "mode": mode, "sensitivity": d.spec.sensitivity.as_str(), "global": d.spec.global}))
             })
@@ -999,7 +999,7 @@ fn project_data(
     let rollouts: Vec<&str> = specs
         .rollouts
         .values()
-        .filter(|r| &r.spec.project == name)
+        .filter(|r| r.spec.project == name)
         .map(|r| r.name())
         .collect();
     let production = specs.platform.as_ref().is_some_and(|pl| {
@@ -1024,16 +1024,13 @@ fn project_data(
     })
 }
 
-/// Evaluate policies over every spec document and every manifest.
-pub fn evaluate(
+/// The engines with rules to evaluate: the default library's and the user's, each with its
+/// `--data`.
+fn engines<'o>(
     files: &[PolicyFile],
-    opts: &PolicyOptions,
-    specs: &Specs,
-    docs: &[Arc<Document>],
-    lowered: Option<&Lowered>,
-) -> Diagnostics {
-    use rayon::prelude::*;
-    let mut diags = Diagnostics::new();
+    opts: &'o PolicyOptions,
+    diags: &mut Diagnostics,
+) -> Vec<(Engine, Option<&'o Value>)> {
     // The default library is evaluated apart, in its own engine and packages
     // (`plinth_defaults.*`, every one selected), so no user policy can collide with it, and
     // `--namespace`, `--rego-v0` and `--data` are the user's policies' alone.
@@ -1050,12 +1047,26 @@ pub fn evaluate(
     };
     let mut engines: Vec<(Engine, Option<&Value>)> = Vec::new();
     if !library.is_empty() {
-        engines.push((Engine::new(&library, &library_opts, &mut diags), None));
+        engines.push((Engine::new(&library, &library_opts, diags), None));
     }
     if !user.is_empty() {
-        engines.push((Engine::new(&user, opts, &mut diags), opts.data.as_ref()));
+        engines.push((Engine::new(&user, opts, diags), opts.data.as_ref()));
     }
     engines.retain(|(e, _)| e.rule_count() > 0);
+    engines
+}
+
+/// Evaluate policies over every spec document and every manifest.
+pub fn evaluate(
+    files: &[PolicyFile],
+    opts: &PolicyOptions,
+    specs: &Specs,
+    docs: &[Arc<Document>],
+    lowered: Option<&Lowered>,
+) -> Diagnostics {
+    use rayon::prelude::*;
+    let mut diags = Diagnostics::new();
+    let engines = engines(files, opts, &mut diags);
     if engines.is_empty() {
         return diags;
     }

@@ -339,7 +339,7 @@ fn unknown_fields(
     unexpected: &[String],
     out: &mut Vec<Diagnostic>,
 ) {
-    let allowed = allowed_keys(schema, &path);
+    let allowed = allowed_keys(schema, path);
     for key in unexpected {
         let field = path.clone().key(key.clone());
         let mut d = Diagnostic::new(
@@ -415,7 +415,7 @@ fn enum_of_consts(
             _ => {}
         }
     }
-    out.push(enum_error(instance, &opts, &where_, at()));
+    out.push(enum_error(instance, &opts, where_, at()));
 }
 
 /// `anyOf`/`oneOf` (`Option<T>`, `Quantity`): the branch that got furthest, or the types expected.
@@ -478,7 +478,7 @@ fn exactly_one_field(
     at: &impl Fn() -> Label,
     out: &mut Vec<Diagnostic>,
 ) {
-    let allowed = allowed_keys(schema, &path);
+    let allowed = allowed_keys(schema, path);
     let list = allowed
         .iter()
         .map(|k| format!("`{k}`"))
