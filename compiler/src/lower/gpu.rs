@@ -311,8 +311,6 @@ fn backstop_quotas(cx: &Ctx<'_>, o: &Object<GpuQuotaSpec>, origin: &Origin, sink
     let q = &o.spec;
     let pool = o.name();
     let resource = q.pool.resource_name.as_str();
-    // Backstop ResourceQuota per project and GPU resource, emitted once by the first pool (by
-    // name) on this cluster with that resource; it sums every such pool's allocation.
     let pools_with_resource: Vec<&Object<GpuQuotaSpec>> = cx
         .specs
         .gpu_quotas

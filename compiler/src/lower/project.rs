@@ -66,7 +66,6 @@ fn namespace(cx: &Ctx<'_>, p: &Object<ProjectSpec>, origin: &Origin, sink: &mut 
     let ns = p.name();
     let s = &p.spec;
     let project = Some(ns);
-    // Namespace.
     let mut meta = cx.meta(ns, None, project, p);
     let level = s
         .pod_security
@@ -120,7 +119,6 @@ fn resource_quota(cx: &Ctx<'_>, p: &Object<ProjectSpec>, origin: &Origin, sink: 
     let ns = p.name();
     let s = &p.spec;
     let project = Some(ns);
-    // Quota.
     if let Some(quota) = &s.quota {
         let mut hard = BTreeMap::new();
         if let Some(c) = &quota.cpu {
@@ -212,7 +210,6 @@ fn service_account(cx: &Ctx<'_>, p: &Object<ProjectSpec>, origin: &Origin, sink:
     let ns = p.name();
     let s = &p.spec;
     let project = Some(ns);
-    // Workload identity.
     let mut sa_meta = cx.meta(WORKLOAD_SA, Some(ns), project, p);
     if let Some(id) = &s.cloud_identity {
         let ann = sa_meta.annotations.get_or_insert_with(BTreeMap::new);
@@ -263,7 +260,6 @@ fn role_bindings(cx: &Ctx<'_>, p: &Object<ProjectSpec>, origin: &Origin, sink: &
     let ns = p.name();
     let s = &p.spec;
     let project = Some(ns);
-    // RBAC: one RoleBinding per role, to the built-in ClusterRoles.
     let identity = &cx.platform.identity;
     let mut by_role: BTreeMap<Role, Vec<Subject>> = BTreeMap::new();
     for owner in &s.owners {
@@ -303,7 +299,6 @@ fn network_policy(cx: &Ctx<'_>, p: &Object<ProjectSpec>, origin: &Origin, sink: 
     let ns = p.name();
     let s = &p.spec;
     let project = Some(ns);
-    // Network isolation.
     if s.network
         .isolation
         .unwrap_or(cx.platform.defaults.network_isolation)
@@ -358,7 +353,6 @@ fn shared_volume(cx: &Ctx<'_>, p: &Object<ProjectSpec>, origin: &Origin, sink: &
     let ns = p.name();
     let s = &p.spec;
     let project = Some(ns);
-    // Shared volume.
     if let Some(sv) = &s.volumes.shared {
         let mut meta = cx.meta("shared", Some(ns), project, p);
         meta.annotations

@@ -23,7 +23,6 @@ impl<'a> Cx<'a> {
         d: &mut Diagnostics,
     ) {
         let s = &ds.spec;
-        // Version pinning.
         if !s.allow_floating_version {
             let (field, problem) = match kind {
                 SourceKind::Git => (
@@ -125,7 +124,6 @@ impl<'a> Cx<'a> {
         d: &mut Diagnostics,
     ) {
         let s = &ds.spec;
-        // Access.
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, a) in s.access.iter().enumerate() {
             let at = ds.at(&format!("spec.access[{i}].project"));
@@ -217,7 +215,6 @@ impl<'a> Cx<'a> {
 
     /// `DuplicateEntry`: two datasets mounted at the same path in one project.
     fn same_mount_path(&self, ds: &'a Object<crate::model::DatasetSpec>, d: &mut Diagnostics) {
-        // Two datasets mounted at the same path in one project.
         let path = self.mount_path(ds);
         let same_path = self
             .by_path

@@ -41,7 +41,6 @@ impl<'a> Cx<'a> {
         d: &mut Diagnostics,
     ) {
         let s = &q.spec;
-        // Priority classes: the default must be one of them.
         if let Some(def) = &s.default_priority_class
             && !s.priority_classes.iter().any(|c| &c.name == def)
         {
@@ -180,7 +179,6 @@ impl<'a> Cx<'a> {
         d: &mut Diagnostics,
     ) {
         let s = &q.spec;
-        // Instance types fit a node.
         for (i, it) in s.instance_types.iter().enumerate() {
             if it.gpu > s.pool.gpus_per_node {
                 d.push(

@@ -21,7 +21,6 @@ impl<'a> Cx<'a> {
     /// Identities and names a reviewer reads: no invisible or look-alike characters.
     fn suspicious_identities(&self, p: &'a Object<crate::model::ProjectSpec>, d: &mut Diagnostics) {
         let s = &p.spec;
-        // Identities and names a reviewer reads: no invisible or look-alike characters.
         for (i, o) in s.owners.iter().enumerate() {
             suspicious(o, "owner", p.at(&format!("spec.owners[{i}]")), d);
         }
@@ -41,7 +40,6 @@ impl<'a> Cx<'a> {
     /// `UnknownCluster`: the project is placed on declared clusters.
     fn unknown_cluster(&self, p: &'a Object<crate::model::ProjectSpec>, d: &mut Diagnostics) {
         let s = &p.spec;
-        // Placement.
         let clusters = self.clusters();
         for (i, c) in s.clusters.iter().enumerate() {
             if self.specs.platform.is_some() && !clusters.contains(&c.as_str()) {
@@ -59,7 +57,6 @@ impl<'a> Cx<'a> {
     /// `InvalidChoice`, `DuplicateEntry`: each member is a user or a group, with one role.
     fn duplicate_member(&self, p: &'a Object<crate::model::ProjectSpec>, d: &mut Diagnostics) {
         let s = &p.spec;
-        // People.
         let mut members: BTreeMap<(bool, &str), usize> = BTreeMap::new();
         for (i, m) in s.members.iter().enumerate() {
             let at = p.at(&format!("spec.members[{i}]"));
@@ -124,7 +121,6 @@ impl<'a> Cx<'a> {
         d: &mut Diagnostics,
     ) {
         let s = &p.spec;
-        // Quotas.
         if let (Some(pu), q) = (&s.per_user_quota, &s.quota) {
             for (field, user, project) in [
                 ("cpu", &pu.cpu, q.as_ref().and_then(|q| q.cpu.as_ref())),
@@ -248,7 +244,6 @@ impl<'a> Cx<'a> {
     /// `UnknownInstanceType`: the project's instance types exist.
     fn unknown_instance_type(&self, p: &'a Object<crate::model::ProjectSpec>, d: &mut Diagnostics) {
         let s = &p.spec;
-        // Instance types and images.
         for (i, name) in s.instance_types.iter().enumerate() {
             if !self.its.contains_key(name.as_str()) && !self.instance_types_incomplete() {
                 d.push(unknown(
@@ -265,7 +260,6 @@ impl<'a> Cx<'a> {
     /// `UnknownProject`, `InvalidName`, `InvalidValue`: `allowFrom` names projects, namespaces and CIDR blocks that exist and parse.
     fn network_allow_from(&self, p: &'a Object<crate::model::ProjectSpec>, d: &mut Diagnostics) {
         let s = &p.spec;
-        // Network.
         for (i, a) in s.network.allow_from.iter().enumerate() {
             if let Some(other) = &a.project {
                 self.project_ref(

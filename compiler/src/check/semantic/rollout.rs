@@ -66,7 +66,6 @@ impl<'a> Cx<'a> {
         d: &mut Diagnostics,
     ) {
         let s = &r.spec;
-        // Sizing.
         match (&s.instance_type, &s.resources) {
             (None, None) => d.push(
                 Diagnostic::new(
@@ -191,7 +190,6 @@ impl<'a> Cx<'a> {
     /// `MissingField`: a `deployment` runtime names its image.
     fn model_image(&self, r: &'a Object<crate::model::ModelRolloutSpec>, d: &mut Diagnostics) {
         let s = &r.spec;
-        // Model and runtime.
         if s.runtime == Runtime::Deployment && s.model.image.is_none() {
             d.push(
                 Diagnostic::new(
@@ -234,7 +232,6 @@ impl<'a> Cx<'a> {
         d: &mut Diagnostics,
     ) {
         let s = &r.spec;
-        // Traffic.
         match (&s.traffic, &s.model.storage_uri) {
             (None, None) => d.push(
                 Diagnostic::new(Code::MissingField, "missing `model.storageUri`")
@@ -259,7 +256,6 @@ impl<'a> Cx<'a> {
     /// `UnknownProject`, `MissingField`: the endpoint's allowed projects exist and a public endpoint has what it needs.
     fn endpoint(&self, r: &'a Object<crate::model::ModelRolloutSpec>, d: &mut Diagnostics) {
         let s = &r.spec;
-        // Endpoint.
         for (i, other) in s.endpoint.allow_projects.iter().enumerate() {
             self.project_ref(other, r.at(&format!("spec.endpoint.allowProjects[{i}]")), d);
         }
@@ -285,7 +281,6 @@ impl<'a> Cx<'a> {
     ) {
         let s = &r.spec;
         let project = self.specs.projects.get(&s.project);
-        // Deployment limits of the project.
         if let Some(p) = project {
             if !p.spec.deployments.enabled {
                 d.push(
@@ -525,7 +520,6 @@ impl<'a> Cx<'a> {
         let sv = &pl.spec.serving;
         let kserve = s.runtime == Runtime::Kserve;
         let uris = storage_uris(s);
-        // KServe's storage initializer under `restricted` (kserve/kserve#5373).
         let (level, level_at) = match project.and_then(|p| p.spec.pod_security.map(|l| (l, p))) {
             Some((l, p)) => (l, p.at("spec.podSecurity")),
             None => (
@@ -750,7 +744,6 @@ impl<'a> Cx<'a> {
     ) {
         let s = &r.spec;
         let uris = storage_uris(s);
-        // Triton reads its model repository itself.
         if s.runtime == Runtime::Deployment && s.model.format == ModelFormat::Triton {
             for (uri, field) in &uris {
                 if !(uri.starts_with("s3://") || uri.starts_with("gs://")) {
