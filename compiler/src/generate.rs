@@ -206,20 +206,7 @@ pub fn platform(n: usize, seed: u64) -> Files {
         }
         files.insert(format!("datasets/{name}.yaml"), s);
     }
-    // Rollouts: one per four projects, on GPU when the project has some.
-    for i in (0..n).step_by(4) {
-        let t = &ts[i];
-        let name = format!("model-{i:05}");
-        let sizing = match with_gpu.get(&t.name) {
-            Some(pool) => format!("  instanceType: {}-1\n  replicas: 1\n", pool_names[*pool]),
-            None => "  resources:\n    cpu: \"2\"\n    memory: 4Gi\n  replicas: 2\n".to_owned(),
-        };
-        let s = format!(
-            "apiVersion: plinth.dev/v1alpha1\nkind: ModelRollout\nmetadata:\n  name: {name}\nspec:\n  project: {}\n  model:\n    format: sklearn\n{sizing}  traffic:\n    strategy: canary\n    versions:\n      - name: v1\n        storageUri: s3://models/{name}/1\n        weight: 90\n      - name: v2\n        storageUri: s3://models/{name}/2\n        weight: 10\n",
-            t.name
-        );
-        files.insert(format!("models/{name}.yaml"), s);
-    }
+    rollouts(&mut files, &ts, &with_gpu, &pool_names);
     // Apps: a Streamlit dashboard for one project in ten, on the data it may read; rendered
     // from the example repository's template.
     let mut apps = false;
@@ -245,6 +232,29 @@ pub fn platform(n: usize, seed: u64) -> Files {
         }
     }
     files
+}
+
+/// Rollouts: one per four projects, on GPU when the project has some (`with_gpu`: a project's
+/// pool).
+fn rollouts(
+    files: &mut Files,
+    ts: &[Tenant],
+    with_gpu: &BTreeMap<String, usize>,
+    pool_names: &[String],
+) {
+    for i in (0..ts.len()).step_by(4) {
+        let t = &ts[i];
+        let name = format!("model-{i:05}");
+        let sizing = match with_gpu.get(&t.name) {
+            Some(pool) => format!("  instanceType: {}-1\n  replicas: 1\n", pool_names[*pool]),
+            None => "  resources:\n    cpu: \"2\"\n    memory: 4Gi\n  replicas: 2\n".to_owned(),
+        };
+        let s = format!(
+            "apiVersion: plinth.dev/v1alpha1\nkind: ModelRollout\nmetadata:\n  name: {name}\nspec:\n  project: {}\n  model:\n    format: sklearn\n{sizing}  traffic:\n    strategy: canary\n    versions:\n      - name: v1\n        storageUri: s3://models/{name}/1\n        weight: 90\n      - name: v2\n        storageUri: s3://models/{name}/2\n        weight: 10\n",
+            t.name
+        );
+        files.insert(format!("models/{name}.yaml"), s);
+    }
 }
 
 /// The App template the generated Apps use, from the example repository.

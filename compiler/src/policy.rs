@@ -914,74 +914,7 @@ pub fn platform_data(specs: &Specs, docs: &[Arc<Document>], lowered: Option<&Low
         .unwrap_or_default();
     let mut projects = serde_json::Map::new();
     for (name, p) in &specs.projects {
-        let clusters = crate::lower::Ctx::placement(specs, &p.spec);
-        let allocations: Vec<Value> = specs
-            .gpu_quotas
-            .values()
-            .flat_map(|q| {
-                q.spec
-                    .allocations
-                    .iter()
-                    .filter(|a| &a.project == name)
-                    .map(move |a| {
-                        json!({
-                            "pool": q.name(),
-                            "resourceName": q.spec.pool.resource_name,
-                            "model": q.spec.pool.model,
-                            "gpu": a.gpu,
-                            "borrowingLimit": a.borrowing_limit,
-                        })
-                    })
-            })
-            .collect();
-        let datasets: Vec<Value> = specs
-            .datasets
-            .values()
-            .filter_map(|d| {
-                let grant = d.spec.access.iter().find(|a| &a.project == name).map(|a| a.mode.as_str());
-                let mode = grant.or(d.spec.global.then_some("read-only"))?;
-                Some(json!({"name": d.name(), "mode": mode, "sensitivity": d.spec.sensitivity.as_str(), "global": d.spec.global}))
-            })
-            .collect();
-        let members: Vec<Value> = p
-            .spec
-            .owners
-            .iter()
-            .map(|o| json!({"user": o, "role": "admin"}))
-            .chain(p.spec.members.iter().map(|m| match (&m.user, &m.group) {
-                (Some(u), _) => json!({"user": u, "role": m.role.as_str()}),
-                (None, g) => json!({"group": g, "role": m.role.as_str()}),
-            }))
-            .collect();
-        let rollouts: Vec<&str> = specs
-            .rollouts
-            .values()
-            .filter(|r| &r.spec.project == name)
-            .map(|r| r.name())
-            .collect();
-        let production = specs.platform.as_ref().is_some_and(|pl| {
-            pl.spec
-                .clusters
-                .iter()
-                .any(|c| c.production && clusters.contains(&c.name.as_str()))
-        });
-        projects.insert(
-            name.clone(),
-            json!({
-                "clusters": clusters,
-                "production": production,
-                "allocations": allocations,
-                // Whole GPUs only: MIG slices are not comparable with devices.
-                "gpuTotal": allocations
-                    .iter()
-                    .filter(|a| a["resourceName"].as_str().is_some_and(|r| r.ends_with("/gpu")))
-                    .filter_map(|a| a["gpu"].as_u64())
-                    .sum::<u64>(),
-                "datasets": datasets,
-                "members": members,
-                "rollouts": rollouts,
-            }),
-        );
+        projects.insert(name.clone(), project_data(specs, name, p));
     }
     let pools: serde_json::Map<String, Value> = specs
         .gpu_quotas
@@ -1017,16 +950,87 @@ pub fn platform_data(specs: &Specs, docs: &[Arc<Document>], lowered: Option<&Low
     })
 }
 
-/// Evaluate policies over every spec document and every manifest.
-pub fn evaluate(
-    files: &[PolicyFile],
-    opts: &PolicyOptions,
+/// A project's entry in `data.platform.projects`: placement, allocations, datasets, members and
+/// rollouts.
+fn project_data(
     specs: &Specs,
-    docs: &[Arc<Document>],
-    lowered: Option<&Lowered>,
-) -> Diagnostics {
-    use rayon::prelude::*;
-    let mut diags = Diagnostics::new();
+    name: &str,
+    p: &crate::model::Object<crate::model::ProjectSpec>,
+) -> Value {
+    let clusters = crate::lower::Ctx::placement(specs, &p.spec);
+    let allocations: Vec<Value> = specs
+        .gpu_quotas
+        .values()
+        .flat_map(|q| {
+            q.spec
+                .allocations
+                .iter()
+                .filter(|a| a.project == name)
+                .map(move |a| {
+                    json!({
+                        "pool": q.name(),
+                        "resourceName": q.spec.pool.resource_name,
+                        "model": q.spec.pool.model,
+                        "gpu": a.gpu,
+                        "borrowingLimit": a.borrowing_limit,
+                    })
+                })
+        })
+        .collect();
+    let datasets: Vec<Value> = specs
+            .datasets
+            .values()
+            .filter_map(|d| {
+                let grant = d.spec.access.iter().find(|a| a.project == name).map(|a| a.mode.as_str());
+                let mode = grant.or(d.spec.global.then_some("read-only"))?;
+                Some(json!({"name": d.name(), "mode": mode, "sensitivity": d.spec.sensitivity.as_str(), "global": d.spec.global}))
+            })
+            .collect();
+    let members: Vec<Value> = p
+        .spec
+        .owners
+        .iter()
+        .map(|o| json!({"user": o, "role": "admin"}))
+        .chain(p.spec.members.iter().map(|m| match (&m.user, &m.group) {
+            (Some(u), _) => json!({"user": u, "role": m.role.as_str()}),
+            (None, g) => json!({"group": g, "role": m.role.as_str()}),
+        }))
+        .collect();
+    let rollouts: Vec<&str> = specs
+        .rollouts
+        .values()
+        .filter(|r| r.spec.project == name)
+        .map(|r| r.name())
+        .collect();
+    let production = specs.platform.as_ref().is_some_and(|pl| {
+        pl.spec
+            .clusters
+            .iter()
+            .any(|c| c.production && clusters.contains(&c.name.as_str()))
+    });
+    json!({
+        "clusters": clusters,
+        "production": production,
+        "allocations": allocations,
+        // Whole GPUs only: MIG slices are not comparable with devices.
+        "gpuTotal": allocations
+            .iter()
+            .filter(|a| a["resourceName"].as_str().is_some_and(|r| r.ends_with("/gpu")))
+            .filter_map(|a| a["gpu"].as_u64())
+            .sum::<u64>(),
+        "datasets": datasets,
+        "members": members,
+        "rollouts": rollouts,
+    })
+}
+
+/// The engines with rules to evaluate: the default library's and the user's, each with its
+/// `--data`.
+fn engines<'o>(
+    files: &[PolicyFile],
+    opts: &'o PolicyOptions,
+    diags: &mut Diagnostics,
+) -> Vec<(Engine, Option<&'o Value>)> {
     // The default library is evaluated apart, in its own engine and packages
     // (`plinth_defaults.*`, every one selected), so no user policy can collide with it, and
     // `--namespace`, `--rego-v0` and `--data` are the user's policies' alone.
@@ -1043,12 +1047,26 @@ pub fn evaluate(
     };
     let mut engines: Vec<(Engine, Option<&Value>)> = Vec::new();
     if !library.is_empty() {
-        engines.push((Engine::new(&library, &library_opts, &mut diags), None));
+        engines.push((Engine::new(&library, &library_opts, diags), None));
     }
     if !user.is_empty() {
-        engines.push((Engine::new(&user, opts, &mut diags), opts.data.as_ref()));
+        engines.push((Engine::new(&user, opts, diags), opts.data.as_ref()));
     }
     engines.retain(|(e, _)| e.rule_count() > 0);
+    engines
+}
+
+/// Evaluate policies over every spec document and every manifest.
+pub fn evaluate(
+    files: &[PolicyFile],
+    opts: &PolicyOptions,
+    specs: &Specs,
+    docs: &[Arc<Document>],
+    lowered: Option<&Lowered>,
+) -> Diagnostics {
+    use rayon::prelude::*;
+    let mut diags = Diagnostics::new();
+    let engines = engines(files, opts, &mut diags);
     if engines.is_empty() {
         return diags;
     }

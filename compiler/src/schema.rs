@@ -14,7 +14,7 @@ use jsonschema::{ValidationError, Validator};
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
-use crate::diag::{Code, Diagnostic, did_you_mean};
+use crate::diag::{Code, Diagnostic, Label, did_you_mean};
 use crate::model::quantity::QUANTITY_PATTERN;
 use crate::model::{
     API_VERSION, AppSpec, DatasetSpec, GpuQuotaSpec, Kind, Metadata, ModelRolloutSpec,
@@ -212,67 +212,13 @@ fn map_error(doc: &Document, schema: &Value, err: &ValidationError<'_>, out: &mu
     let instance: &Value = err.instance().as_ref();
     match err.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
-            let allowed = allowed_keys(schema, &path);
-            for key in unexpected {
-                let field = path.clone().key(key.clone());
-                let mut d = Diagnostic::new(
-                    Code::UnknownField,
-                    format!("unknown field `{key}` in {where_}"),
-                )
-                .at(doc.key_label(&field));
-                let suggestion = did_you_mean(key, allowed.iter().map(String::as_str));
-                d = match (suggestion, key.as_str()) {
-                    (_, "<<") => {
-                        d.hint("YAML merge keys (`<<`) are not supported; write the fields out")
-                    }
-                    (Some(s), _) => d.hint(format!("did you mean `{s}`?")),
-                    (None, _) if !allowed.is_empty() => d.hint(format!(
-                        "allowed fields here: {}",
-                        allowed
-                            .iter()
-                            .map(|k| format!("`{k}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )),
-                    _ => d,
-                };
-                out.push(d);
-            }
+            unknown_fields(doc, schema, &path, &where_, unexpected, out);
         }
         ValidationErrorKind::Required { property } => {
-            let name = property.as_str().unwrap_or_default();
-            let field = path.clone().key(name);
-            out.push(
-                Diagnostic::new(
-                    Code::MissingField,
-                    format!("missing field `{name}` in {where_}"),
-                )
-                .at(doc.label(&field))
-                .hint(format!("add `{name}:` to {where_}")),
-            );
+            out.push(missing_field(doc, &path, &where_, property));
         }
         ValidationErrorKind::Type { kind } => {
-            let expected = kind_name(kind);
-            let found = type_name(instance);
-            let mut d = Diagnostic::new(
-                Code::WrongType,
-                format!(
-                    "{where_} must be {}, found {}",
-                    article(&expected),
-                    article(found)
-                ),
-            )
-            .at(at());
-            if expected == "string" && matches!(instance, Value::Number(_) | Value::Bool(_)) {
-                d = d.hint(format!("quote the value: `\"{}\"`", short(instance)));
-            } else if expected == "list" && found == "mapping" {
-                d = d.hint("start each item with `- `");
-            } else if expected == "integer" {
-                d = d.hint("write a whole number, e.g. `8`");
-            } else if expected == "boolean" {
-                d = d.hint("write `true` or `false`");
-            }
-            out.push(d);
+            wrong_type(kind, instance, &where_, &at, out);
         }
         ValidationErrorKind::Enum { options } => {
             let opts: Vec<String> = options
@@ -300,78 +246,13 @@ fn map_error(doc: &Document, schema: &Value, err: &ValidationError<'_>, out: &mu
                     ) && e.instance_path() == err.instance_path()
                 }) =>
         {
-            // An enum whose variants carry docs: `oneOf` of `const`s.
-            let mut opts: Vec<String> = Vec::new();
-            for e in context.iter().flatten() {
-                match e.kind() {
-                    ValidationErrorKind::Constant { expected_value } => {
-                        opts.push(short(expected_value))
-                    }
-                    ValidationErrorKind::Enum { options } => {
-                        opts.extend(options.as_array().into_iter().flatten().map(short));
-                    }
-                    _ => {}
-                }
-            }
-            out.push(enum_error(instance, &opts, &where_, at()));
+            enum_of_consts(context, instance, &where_, &at, out);
         }
         ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
-            // Option<T> and Quantity produce `anyOf`. Report the branch that got furthest:
-            // one that did not fail on the value's type alone.
-            let informative = context.iter().find(|branch| {
-                !branch.iter().all(|e| {
-                    matches!(e.kind(), ValidationErrorKind::Type { .. })
-                        && e.instance_path() == err.instance_path()
-                })
-            });
-            match informative {
-                Some(branch) => {
-                    for e in branch {
-                        map_error(doc, schema, e, out);
-                    }
-                }
-                None => {
-                    let expected: Vec<String> = context
-                        .iter()
-                        .flatten()
-                        .filter_map(|e| match e.kind() {
-                            ValidationErrorKind::Type { kind } => Some(kind_name(kind)),
-                            _ => None,
-                        })
-                        .filter(|k| k != "null")
-                        .collect();
-                    out.push(
-                        Diagnostic::new(
-                            Code::WrongType,
-                            format!(
-                                "{where_} must be {}, found {}",
-                                article(&expected.join(" or ")),
-                                article(type_name(instance))
-                            ),
-                        )
-                        .at(at()),
-                    );
-                }
-            }
+            furthest_branch(doc, schema, err, context, instance, &where_, &at, out);
         }
         ValidationErrorKind::MinProperties { .. } | ValidationErrorKind::MaxProperties { .. } => {
-            let allowed = allowed_keys(schema, &path);
-            let list = allowed
-                .iter()
-                .map(|k| format!("`{k}`"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let given = instance.as_object().map_or(0, Map::len);
-            let msg = if given == 0 {
-                format!("{where_} needs exactly one field, found none")
-            } else {
-                format!("{where_} takes exactly one field, found {given}")
-            };
-            out.push(
-                Diagnostic::new(Code::InvalidChoice, msg)
-                    .at(at())
-                    .hint(format!("choose one of {list}")),
-            );
+            exactly_one_field(schema, &path, instance, &where_, &at, out);
         }
         ValidationErrorKind::Minimum { limit }
         | ValidationErrorKind::ExclusiveMinimum { limit } => out.push(
@@ -435,6 +316,185 @@ fn map_error(doc: &Document, schema: &Value, err: &ValidationError<'_>, out: &mu
         }
         _ => out.push(Diagnostic::new(Code::InvalidValue, format!("{where_}: {err}")).at(at())),
     }
+}
+
+/// A required field that is missing, located at its mapping.
+fn missing_field(doc: &Document, path: &FieldPath, where_: &str, property: &Value) -> Diagnostic {
+    let name = property.as_str().unwrap_or_default();
+    let field = path.clone().key(name);
+    Diagnostic::new(
+        Code::MissingField,
+        format!("missing field `{name}` in {where_}"),
+    )
+    .at(doc.label(&field))
+    .hint(format!("add `{name}:` to {where_}"))
+}
+
+/// Fields the schema does not know, each with the field it most likely meant.
+fn unknown_fields(
+    doc: &Document,
+    schema: &Value,
+    path: &FieldPath,
+    where_: &str,
+    unexpected: &[String],
+    out: &mut Vec<Diagnostic>,
+) {
+    let allowed = allowed_keys(schema, path);
+    for key in unexpected {
+        let field = path.clone().key(key.clone());
+        let mut d = Diagnostic::new(
+            Code::UnknownField,
+            format!("unknown field `{key}` in {where_}"),
+        )
+        .at(doc.key_label(&field));
+        let suggestion = did_you_mean(key, allowed.iter().map(String::as_str));
+        d = match (suggestion, key.as_str()) {
+            (_, "<<") => d.hint("YAML merge keys (`<<`) are not supported; write the fields out"),
+            (Some(s), _) => d.hint(format!("did you mean `{s}`?")),
+            (None, _) if !allowed.is_empty() => d.hint(format!(
+                "allowed fields here: {}",
+                allowed
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            _ => d,
+        };
+        out.push(d);
+    }
+}
+
+/// A value of the wrong type, with how to write the expected one.
+fn wrong_type(
+    kind: &TypeKind,
+    instance: &Value,
+    where_: &str,
+    at: &impl Fn() -> Label,
+    out: &mut Vec<Diagnostic>,
+) {
+    let expected = kind_name(kind);
+    let found = type_name(instance);
+    let mut d = Diagnostic::new(
+        Code::WrongType,
+        format!(
+            "{where_} must be {}, found {}",
+            article(&expected),
+            article(found)
+        ),
+    )
+    .at(at());
+    if expected == "string" && matches!(instance, Value::Number(_) | Value::Bool(_)) {
+        d = d.hint(format!("quote the value: `\"{}\"`", short(instance)));
+    } else if expected == "list" && found == "mapping" {
+        d = d.hint("start each item with `- `");
+    } else if expected == "integer" {
+        d = d.hint("write a whole number, e.g. `8`");
+    } else if expected == "boolean" {
+        d = d.hint("write `true` or `false`");
+    }
+    out.push(d);
+}
+
+/// An enum whose variants carry docs: `oneOf` of `const`s.
+fn enum_of_consts(
+    context: &[Vec<ValidationError<'static>>],
+    instance: &Value,
+    where_: &str,
+    at: &impl Fn() -> Label,
+    out: &mut Vec<Diagnostic>,
+) {
+    // An enum whose variants carry docs: `oneOf` of `const`s.
+    let mut opts: Vec<String> = Vec::new();
+    for e in context.iter().flatten() {
+        match e.kind() {
+            ValidationErrorKind::Constant { expected_value } => opts.push(short(expected_value)),
+            ValidationErrorKind::Enum { options } => {
+                opts.extend(options.as_array().into_iter().flatten().map(short));
+            }
+            _ => {}
+        }
+    }
+    out.push(enum_error(instance, &opts, where_, at()));
+}
+
+/// `anyOf`/`oneOf` (`Option<T>`, `Quantity`): the branch that got furthest, or the types expected.
+#[allow(clippy::too_many_arguments)]
+fn furthest_branch(
+    doc: &Document,
+    schema: &Value,
+    err: &ValidationError<'_>,
+    context: &[Vec<ValidationError<'static>>],
+    instance: &Value,
+    where_: &str,
+    at: &impl Fn() -> Label,
+    out: &mut Vec<Diagnostic>,
+) {
+    // Option<T> and Quantity produce `anyOf`. Report the branch that got furthest:
+    // one that did not fail on the value's type alone.
+    let informative = context.iter().find(|branch| {
+        !branch.iter().all(|e| {
+            matches!(e.kind(), ValidationErrorKind::Type { .. })
+                && e.instance_path() == err.instance_path()
+        })
+    });
+    match informative {
+        Some(branch) => {
+            for e in branch {
+                map_error(doc, schema, e, out);
+            }
+        }
+        None => {
+            let expected: Vec<String> = context
+                .iter()
+                .flatten()
+                .filter_map(|e| match e.kind() {
+                    ValidationErrorKind::Type { kind } => Some(kind_name(kind)),
+                    _ => None,
+                })
+                .filter(|k| k != "null")
+                .collect();
+            out.push(
+                Diagnostic::new(
+                    Code::WrongType,
+                    format!(
+                        "{where_} must be {}, found {}",
+                        article(&expected.join(" or ")),
+                        article(type_name(instance))
+                    ),
+                )
+                .at(at()),
+            );
+        }
+    }
+}
+
+/// A one-of-several-fields mapping with none or more than one.
+fn exactly_one_field(
+    schema: &Value,
+    path: &FieldPath,
+    instance: &Value,
+    where_: &str,
+    at: &impl Fn() -> Label,
+    out: &mut Vec<Diagnostic>,
+) {
+    let allowed = allowed_keys(schema, path);
+    let list = allowed
+        .iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let given = instance.as_object().map_or(0, Map::len);
+    let msg = if given == 0 {
+        format!("{where_} needs exactly one field, found none")
+    } else {
+        format!("{where_} takes exactly one field, found {given}")
+    };
+    out.push(
+        Diagnostic::new(Code::InvalidChoice, msg)
+            .at(at())
+            .hint(format!("choose one of {list}")),
+    );
 }
 
 fn enum_error(

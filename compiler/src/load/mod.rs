@@ -174,23 +174,7 @@ pub fn load(source: &dyn Source, limits: &Limits) -> Result<(Snapshot, Diagnosti
     let mut counted = 0usize;
     for entry in entries {
         match entry {
-            Entry::Skipped { dir, why } => diags.push(match why {
-                Skip::Output => Diagnostic::new(
-                    Code::OutputSkipped,
-                    format!("`{dir}` holds a `{OUTPUT_MARKER}` marker: it is plinth's build output, and its files are not read as specs"),
-                )
-                .at(Label::new(Span::file_start(Arc::from(dir.as_str()))))
-                .hint(format!("remove `{dir}{OUTPUT_MARKER}` if these files are specs")),
-                Skip::TooDeep => Diagnostic::new(
-                    Code::TooDeep,
-                    format!(
-                        "`{dir}` is nested deeper than {} directories: its files are not read",
-                        limits.max_dir_depth
-                    ),
-                )
-                .at(Label::new(Span::file_start(Arc::from(dir.as_str()))))
-                .hint("move the files up, or raise the limit with `--max-dir-depth`"),
-            }),
+            Entry::Skipped { dir, why } => diags.push(skipped_dir(&dir, &why, limits)),
             Entry::BadName { path } => diags.push(
                 Diagnostic::new(
                     Code::BadPath,
@@ -288,6 +272,27 @@ pub fn load(source: &dyn Source, limits: &Limits) -> Result<(Snapshot, Diagnosti
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok((Snapshot { files }, diags))
+}
+
+/// The warning for a directory the walk did not enter.
+fn skipped_dir(dir: &str, why: &Skip, limits: &Limits) -> Diagnostic {
+    match why {
+                Skip::Output => Diagnostic::new(
+                    Code::OutputSkipped,
+                    format!("`{dir}` holds a `{OUTPUT_MARKER}` marker: it is plinth's build output, and its files are not read as specs"),
+                )
+                .at(Label::new(Span::file_start(Arc::from(dir))))
+                .hint(format!("remove `{dir}{OUTPUT_MARKER}` if these files are specs")),
+                Skip::TooDeep => Diagnostic::new(
+                    Code::TooDeep,
+                    format!(
+                        "`{dir}` is nested deeper than {} directories: its files are not read",
+                        limits.max_dir_depth
+                    ),
+                )
+                .at(Label::new(Span::file_start(Arc::from(dir))))
+                .hint("move the files up, or raise the limit with `--max-dir-depth`"),
+    }
 }
 
 pub(crate) fn entry_path(e: &Entry) -> &str {

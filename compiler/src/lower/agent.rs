@@ -154,20 +154,17 @@ fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| (*s).to_owned()).collect()
 }
 
-/// The ClusterRole's rules for objects `emitted` (the agent's own included), per API group,
-/// resources sorted. See the module documentation.
-pub fn rules_for(emitted: &[std::borrow::Cow<'_, Value>]) -> Vec<PolicyRule> {
-    use std::collections::BTreeSet;
-    type Set = BTreeSet<String>;
-    let rbac = "rbac.authorization.k8s.io";
-    let field = |o: &Value, p: &str| {
-        o.pointer(p)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned()
-    };
-    // What plinth can emit at all: (group, resource).
-    let mut known: BTreeSet<(String, String)> = BUILTIN_KINDS
+/// A string field of an object (empty when absent).
+fn json_str(o: &Value, p: &str) -> String {
+    o.pointer(p)
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// What plinth can emit at all: (group, resource).
+fn known_resources() -> std::collections::BTreeSet<(String, String)> {
+    let mut known: std::collections::BTreeSet<(String, String)> = BUILTIN_KINDS
         .iter()
         .map(|(v, _, p, _)| (group_of(v).to_owned(), (*p).to_owned()))
         .collect();
@@ -176,14 +173,54 @@ pub fn rules_for(emitted: &[std::borrow::Cow<'_, Value>]) -> Vec<PolicyRule> {
             .iter()
             .map(|(v, k, _)| (group_of(v).to_owned(), plural(k))),
     );
-    let resource_of = |o: &Value| {
-        let (v, k) = (field(o, "/apiVersion"), field(o, "/kind"));
-        let p = BUILTIN_KINDS
-            .iter()
-            .find(|(bv, bk, _, _)| *bv == v && *bk == k)
-            .map_or_else(|| plural(&k), |(_, _, p, _)| (*p).to_owned());
-        (group_of(&v).to_owned(), p)
-    };
+    known
+}
+
+/// The (group, resource) of an emitted object.
+fn resource_of(o: &Value) -> (String, String) {
+    let (v, k) = (json_str(o, "/apiVersion"), json_str(o, "/kind"));
+    let p = BUILTIN_KINDS
+        .iter()
+        .find(|(bv, bk, _, _)| *bv == v && *bk == k)
+        .map_or_else(|| plural(&k), |(_, _, p, _)| (*p).to_owned());
+    (group_of(&v).to_owned(), p)
+}
+
+/// Roles that grant more than the agent holds (`rules`): `escalate` on them, by name.
+fn escalated_roles(
+    emitted: &[std::borrow::Cow<'_, Value>],
+    rules: &[PolicyRule],
+) -> BTreeMap<String, std::collections::BTreeSet<String>> {
+    let rbac = "rbac.authorization.k8s.io";
+    let field = json_str;
+    let mut escalate: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for o in emitted {
+        let (g, r) = resource_of(o);
+        if g != rbac || (r != "roles" && r != "clusterroles") {
+            continue;
+        }
+        let grants: Vec<PolicyRule> = o
+            .get("rules")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default();
+        if grants.iter().any(|g| !held(rules, g)) {
+            escalate
+                .entry(r)
+                .or_default()
+                .insert(field(o, "/metadata/name"));
+        }
+    }
+    escalate
+}
+
+/// The ClusterRole's rules for objects `emitted` (the agent's own included), per API group,
+/// resources sorted. See the module documentation.
+pub fn rules_for(emitted: &[std::borrow::Cow<'_, Value>]) -> Vec<PolicyRule> {
+    use std::collections::BTreeSet;
+    type Set = BTreeSet<String>;
+    let rbac = "rbac.authorization.k8s.io";
+    let field = json_str;
+    let known = known_resources();
     let mut written: BTreeSet<(String, String)> = BTreeSet::new();
     // The inventory ConfigMap, and the namespace it lives in.
     written.insert((String::new(), "configmaps".to_owned()));
@@ -264,24 +301,7 @@ pub fn rules_for(emitted: &[std::borrow::Cow<'_, Value>]) -> Vec<PolicyRule> {
         verbs: strings(&["list"]),
         ..PolicyRule::default()
     });
-    // Roles that grant more than the agent holds: `escalate` on them, by name.
-    let mut escalate: BTreeMap<String, Set> = BTreeMap::new();
-    for o in emitted {
-        let (g, r) = resource_of(o);
-        if g != rbac || (r != "roles" && r != "clusterroles") {
-            continue;
-        }
-        let grants: Vec<PolicyRule> = o
-            .get("rules")
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-            .unwrap_or_default();
-        if grants.iter().any(|g| !held(&rules, g)) {
-            escalate
-                .entry(r)
-                .or_default()
-                .insert(field(o, "/metadata/name"));
-        }
-    }
+    let escalate = escalated_roles(emitted, &rules);
     for (resource, names) in &escalate {
         rules.push(rule(
             rbac,
@@ -474,8 +494,63 @@ pub fn lower(cx: &Ctx<'_>, p: &Object<PlatformSpec>, emitted: &[&Value], sink: &
         },
     );
 
+    let container = container(cx, a);
+    let pod = pod_spec(a, container);
+    let mut template_meta = ObjectMeta {
+        labels: Some(selector.clone()),
+        ..ObjectMeta::default()
+    };
+    if let Some(l) = template_meta.labels.as_mut() {
+        l.insert("app.kubernetes.io/component".to_owned(), "agent".to_owned());
+    }
+    sink.push(
+        &origin,
+        Deployment {
+            metadata: meta(NAME, Some(ns)),
+            spec: Some(DeploymentSpec {
+                replicas: Some(1),
+                selector: LabelSelector {
+                    match_labels: Some(selector.clone()),
+                    ..LabelSelector::default()
+                },
+                strategy: Some(DeploymentStrategy {
+                    type_: Some("Recreate".to_owned()),
+                    ..DeploymentStrategy::default()
+                }),
+                template: PodTemplateSpec {
+                    metadata: Some(template_meta),
+                    spec: Some(pod),
+                },
+                ..DeploymentSpec::default()
+            }),
+            ..Deployment::default()
+        },
+    );
+    sink.push(
+        &origin,
+        Service {
+            metadata: meta(NAME, Some(ns)),
+            spec: Some(ServiceSpec {
+                type_: Some("ClusterIP".to_owned()),
+                selector: Some(selector),
+                ports: Some(vec![ServicePort {
+                    name: Some("http".to_owned()),
+                    port: PORT,
+                    target_port: Some(IntOrString::String("http".to_owned())),
+                    protocol: Some("TCP".to_owned()),
+                    ..ServicePort::default()
+                }]),
+                ..ServiceSpec::default()
+            }),
+            ..Service::default()
+        },
+    );
+}
+
+/// The agent's container: its arguments, probes, resources and a restricted security context.
+fn container(cx: &Ctx<'_>, a: &AgentSettings) -> Container {
     let q = |s: &str| Quantity(s.to_owned());
-    let container = Container {
+    Container {
         name: "agent".to_owned(),
         image: Some(a.image.clone()),
         args: Some(args(a, &cx.cluster.name)),
@@ -545,8 +620,13 @@ pub fn lower(cx: &Ctx<'_>, p: &Object<PlatformSpec>, emitted: &[&Value], sink: &
             },
         ]),
         ..Container::default()
-    };
-    let pod = PodSpec {
+    }
+}
+
+/// The agent's pod: its service account, restricted pod security context and volumes.
+fn pod_spec(a: &AgentSettings, container: Container) -> PodSpec {
+    let q = |s: &str| Quantity(s.to_owned());
+    PodSpec {
         service_account_name: Some(NAME.to_owned()),
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
@@ -589,56 +669,7 @@ pub fn lower(cx: &Ctx<'_>, p: &Object<PlatformSpec>, emitted: &[&Value], sink: &
             },
         ]),
         ..PodSpec::default()
-    };
-    let mut template_meta = ObjectMeta {
-        labels: Some(selector.clone()),
-        ..ObjectMeta::default()
-    };
-    if let Some(l) = template_meta.labels.as_mut() {
-        l.insert("app.kubernetes.io/component".to_owned(), "agent".to_owned());
     }
-    sink.push(
-        &origin,
-        Deployment {
-            metadata: meta(NAME, Some(ns)),
-            spec: Some(DeploymentSpec {
-                replicas: Some(1),
-                selector: LabelSelector {
-                    match_labels: Some(selector.clone()),
-                    ..LabelSelector::default()
-                },
-                strategy: Some(DeploymentStrategy {
-                    type_: Some("Recreate".to_owned()),
-                    ..DeploymentStrategy::default()
-                }),
-                template: PodTemplateSpec {
-                    metadata: Some(template_meta),
-                    spec: Some(pod),
-                },
-                ..DeploymentSpec::default()
-            }),
-            ..Deployment::default()
-        },
-    );
-    sink.push(
-        &origin,
-        Service {
-            metadata: meta(NAME, Some(ns)),
-            spec: Some(ServiceSpec {
-                type_: Some("ClusterIP".to_owned()),
-                selector: Some(selector),
-                ports: Some(vec![ServicePort {
-                    name: Some("http".to_owned()),
-                    port: PORT,
-                    target_port: Some(IntOrString::String("http".to_owned())),
-                    protocol: Some("TCP".to_owned()),
-                    ..ServicePort::default()
-                }]),
-                ..ServiceSpec::default()
-            }),
-            ..Service::default()
-        },
-    );
 }
 
 #[cfg(test)]

@@ -564,139 +564,164 @@ fn objects(
     if !split.is_empty() {
         return;
     }
-    let ns = a.spec.project.as_str();
     for doc in docs.into_iter().filter(|d| !d.tainted) {
-        let root = &doc.root;
-        let here = place_of(r, root.span.start).unwrap_or_else(|| main_place.clone());
-        let report = |sink: &mut Sink<'_>, at: Label, message: String, hint: &str| {
-            let mut d = Diagnostic::new(Code::TemplateOutput, message)
-                .at(at)
-                .related(related.clone());
-            if !hint.is_empty() {
-                d = d.hint(hint.to_owned());
-            }
-            sink.report(d);
-        };
-        let NodeValue::Map(_) = root.value else {
+        one_object(cx, a, app, r, &related, &main_place, &origin, doc, sink);
+    }
+}
+
+/// One document of a template's output: refused with located diagnostics, or admitted with
+/// plinth's provenance and pushed.
+#[allow(clippy::too_many_arguments)]
+fn one_object(
+    cx: &Ctx<'_>,
+    a: &Object<AppSpec>,
+    app: &AppIdentity,
+    r: &Rendered,
+    related: &Label,
+    main_place: &Place,
+    origin: &Origin,
+    doc: crate::parse::yaml::YamlDoc,
+    sink: &mut Sink<'_>,
+) {
+    let ns = a.spec.project.as_str();
+    let root = &doc.root;
+    let here = place_of(r, root.span.start).unwrap_or_else(|| main_place.clone());
+    let report = |sink: &mut Sink<'_>, at: Label, message: String, hint: &str| {
+        let mut d = Diagnostic::new(Code::TemplateOutput, message)
+            .at(at)
+            .related(related.clone());
+        if !hint.is_empty() {
+            d = d.hint(hint.to_owned());
+        }
+        sink.report(d);
+    };
+    let NodeValue::Map(_) = root.value else {
+        report(
+            sink,
+            place_label(&here),
+            format!(
+                "document {} of the output of template `{}` is a {}, not a Kubernetes object",
+                doc.index + 1,
+                a.spec.template,
+                root.type_name()
+            ),
+            "each `---`-separated document a template writes must be one object with `apiVersion`, `kind` and `metadata.name`",
+        );
+        return;
+    };
+    let mut v = root.to_json();
+    let mut missing = Vec::new();
+    for (path, ptr) in [
+        ("apiVersion", "/apiVersion"),
+        ("kind", "/kind"),
+        ("metadata.name", "/metadata/name"),
+    ] {
+        if !v.pointer(ptr).is_some_and(Value::is_string) {
+            missing.push(path);
+        }
+    }
+    if !missing.is_empty() {
+        report(
+            sink,
+            field_label(r, root, missing[0], &here),
+            format!(
+                "document {} of the output of template `{}` is not a Kubernetes object: `{}` is missing or not a string",
+                doc.index + 1,
+                a.spec.template,
+                missing.join("`, `")
+            ),
+            "each `---`-separated document a template writes must be one object with `apiVersion`, `kind` and `metadata.name`",
+        );
+        return;
+    }
+    let key = ObjectKey::of(&v);
+    let refusals = admit(&v, app, ns);
+    if !refusals.is_empty() {
+        for (path, message, hint) in refusals {
             report(
                 sink,
-                place_label(&here),
+                field_label(r, root, &path, &here),
                 format!(
-                    "document {} of the output of template `{}` is a {}, not a Kubernetes object",
-                    doc.index + 1,
-                    a.spec.template,
-                    root.type_name()
-                ),
-                "each `---`-separated document a template writes must be one object with `apiVersion`, `kind` and `metadata.name`",
-            );
-            continue;
-        };
-        let mut v = root.to_json();
-        let mut missing = Vec::new();
-        for (path, ptr) in [
-            ("apiVersion", "/apiVersion"),
-            ("kind", "/kind"),
-            ("metadata.name", "/metadata/name"),
-        ] {
-            if !v.pointer(ptr).is_some_and(Value::is_string) {
-                missing.push(path);
-            }
-        }
-        if !missing.is_empty() {
-            report(
-                sink,
-                field_label(r, root, missing[0], &here),
-                format!(
-                    "document {} of the output of template `{}` is not a Kubernetes object: `{}` is missing or not a string",
-                    doc.index + 1,
-                    a.spec.template,
-                    missing.join("`, `")
-                ),
-                "each `---`-separated document a template writes must be one object with `apiVersion`, `kind` and `metadata.name`",
-            );
-            continue;
-        }
-        let key = ObjectKey::of(&v);
-        let refusals = admit(&v, app, ns);
-        if !refusals.is_empty() {
-            for (path, message, hint) in refusals {
-                report(
-                    sink,
-                    field_label(r, root, &path, &here),
-                    format!(
-                        "template `{}` writes {}: {message}",
-                        a.spec.template,
-                        describe(&key)
-                    ),
-                    &hint,
-                );
-            }
-            continue;
-        }
-
-        // Provenance, namespace and labels.
-        strip_nulls(&mut v);
-        let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) else {
-            continue;
-        };
-        meta.insert("namespace".to_owned(), json!(ns));
-        let labels = meta
-            .entry("labels")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Some(l) = labels.as_object_mut() {
-            for (k, val) in &a.metadata.labels {
-                l.entry(k.clone()).or_insert_with(|| json!(val));
-            }
-            l.insert(super::MANAGED_BY.0.to_owned(), json!(super::MANAGED_BY.1));
-            l.insert(super::PROJECT_LABEL.to_owned(), json!(ns));
-            l.insert(template::APP_LABEL.to_owned(), json!(a.name()));
-            let mut sorted: Vec<(String, Value)> = std::mem::take(l).into_iter().collect();
-            sorted.sort_by(|x, y| x.0.cmp(&y.0));
-            l.extend(sorted);
-        }
-        let annotations = meta
-            .entry("annotations")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Some(m) = annotations.as_object_mut() {
-            for (k, val) in &a.metadata.annotations {
-                m.entry(k.clone()).or_insert_with(|| json!(val));
-            }
-            m.insert(
-                TEMPLATE_ANNOTATION.to_owned(),
-                json!(format!("{}:{}", here.file, here.line)),
-            );
-        }
-
-        pod_identity(cx, ns, &mut v);
-
-        // Verified like compiled output, but reported at the template.
-        let key = ObjectKey::of(&v);
-        let candidate = Manifest {
-            key: key.clone(),
-            object: v,
-            origin: origin.clone(),
-            hash: String::new(),
-        };
-        if let Err(msg) = crate::verify::verify_one(&candidate) {
-            let path = msg
-                .split('`')
-                .nth(1)
-                .filter(|p| root.walk(&FieldPath::parse(p)).matched > 0)
-                .unwrap_or("kind");
-            report(
-                sink,
-                field_label(r, root, path, &here),
-                format!(
-                    "template `{}` writes an invalid {}: {msg}",
+                    "template `{}` writes {}: {message}",
                     a.spec.template,
                     describe(&key)
                 ),
-                "what a template writes is checked like plinth's own output: field names and types of the Kubernetes API, quantities as strings (quote them or use `| tojson`)",
+                &hint,
             );
-            continue;
         }
-        sink.push_value(&origin, candidate.object);
+        return;
     }
+
+    if !provenance(a, ns, &here, &mut v) {
+        return;
+    }
+
+    pod_identity(cx, ns, &mut v);
+
+    // Verified like compiled output, but reported at the template.
+    let key = ObjectKey::of(&v);
+    let candidate = Manifest {
+        key: key.clone(),
+        object: v,
+        origin: origin.clone(),
+        hash: String::new(),
+    };
+    if let Err(msg) = crate::verify::verify_one(&candidate) {
+        let path = msg
+            .split('`')
+            .nth(1)
+            .filter(|p| root.walk(&FieldPath::parse(p)).matched > 0)
+            .unwrap_or("kind");
+        report(
+            sink,
+            field_label(r, root, path, &here),
+            format!(
+                "template `{}` writes an invalid {}: {msg}",
+                a.spec.template,
+                describe(&key)
+            ),
+            "what a template writes is checked like plinth's own output: field names and types of the Kubernetes API, quantities as strings (quote them or use `| tojson`)",
+        );
+        return;
+    }
+    sink.push_value(origin, candidate.object);
+}
+
+/// Provenance, namespace and labels of a template's object; false when it has no `metadata`.
+fn provenance(a: &Object<AppSpec>, ns: &str, here: &Place, v: &mut Value) -> bool {
+    // Provenance, namespace and labels.
+    strip_nulls(v);
+    let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return false;
+    };
+    meta.insert("namespace".to_owned(), json!(ns));
+    let labels = meta
+        .entry("labels")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Some(l) = labels.as_object_mut() {
+        for (k, val) in &a.metadata.labels {
+            l.entry(k.clone()).or_insert_with(|| json!(val));
+        }
+        l.insert(super::MANAGED_BY.0.to_owned(), json!(super::MANAGED_BY.1));
+        l.insert(super::PROJECT_LABEL.to_owned(), json!(ns));
+        l.insert(template::APP_LABEL.to_owned(), json!(a.name()));
+        let mut sorted: Vec<(String, Value)> = std::mem::take(l).into_iter().collect();
+        sorted.sort_by(|x, y| x.0.cmp(&y.0));
+        l.extend(sorted);
+    }
+    let annotations = meta
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Some(m) = annotations.as_object_mut() {
+        for (k, val) in &a.metadata.annotations {
+            m.entry(k.clone()).or_insert_with(|| json!(val));
+        }
+        m.insert(
+            TEMPLATE_ANNOTATION.to_owned(),
+            json!(format!("{}:{}", here.file, here.line)),
+        );
+    }
+    true
 }
 
 /// The pod-level settings of the project's cloud identity and datasets (see

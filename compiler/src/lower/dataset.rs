@@ -361,9 +361,64 @@ fn static_volume(
     origin: &Origin,
     sink: &mut Sink<'_>,
 ) {
-    let src = &d.spec.source;
     let pv_name = grant_name(d.name(), g.project);
     let claim = claim_name(d.name());
+    let Some((mut spec, options)) = volume_source(cx, d, g, &pv_name) else {
+        return;
+    };
+    let capacity = d
+        .spec
+        .size
+        .as_ref()
+        .filter(|s| s.nanos().is_some_and(|n| n >= NOMINAL_NANOS))
+        .map_or(NOMINAL, |s| s.as_str());
+    let mode = access_mode(g.mode).to_owned();
+    spec.access_modes = Some(vec![mode.clone()]);
+    spec.capacity = Some(storage(capacity));
+    spec.claim_ref = Some(ObjectReference {
+        namespace: Some(g.project.to_owned()),
+        name: Some(claim.clone()),
+        ..ObjectReference::default()
+    });
+    spec.mount_options = (!options.is_empty()).then_some(options);
+    spec.persistent_volume_reclaim_policy = Some("Retain".to_owned());
+    spec.storage_class_name = Some(String::new());
+    sink.push(
+        origin,
+        PersistentVolume {
+            metadata: dataset_meta(cx, d, &pv_name, None, Some(g), true),
+            spec: Some(spec),
+            ..PersistentVolume::default()
+        },
+    );
+    sink.push(
+        origin,
+        PersistentVolumeClaim {
+            metadata: dataset_meta(cx, d, &claim, Some(g.project), Some(g), true),
+            spec: Some(PersistentVolumeClaimSpec {
+                access_modes: Some(vec![mode]),
+                storage_class_name: Some(String::new()),
+                volume_name: Some(pv_name),
+                resources: Some(VolumeResourceRequirements {
+                    requests: Some(storage(NOMINAL)),
+                    limits: None,
+                }),
+                ..PersistentVolumeClaimSpec::default()
+            }),
+            ..PersistentVolumeClaim::default()
+        },
+    );
+}
+
+/// The volume source of a grant's PersistentVolume (CSI driver, NFS or host path) and its
+/// mount options; `None` for a source that is not mounted this way.
+fn volume_source(
+    cx: &Ctx<'_>,
+    d: &Object<DatasetSpec>,
+    g: &Grant<'_>,
+    pv_name: &str,
+) -> Option<(PersistentVolumeSpec, Vec<String>)> {
+    let src = &d.spec.source;
     let read_only = g.mode == AccessMode::ReadOnly;
     let identity = cx
         .specs
@@ -410,7 +465,7 @@ fn static_volume(
             options.push("allow-delete".to_owned());
             options.push("allow-overwrite".to_owned());
         }
-        spec.csi = Some(csi("s3.csi.aws.com", &pv_name, attrs));
+        spec.csi = Some(csi("s3.csi.aws.com", pv_name, attrs));
     } else if let Some(gcs) = &src.gcs {
         if let Some(p) = dir_prefix(gcs.prefix.as_ref()) {
             options.push(format!("only-dir={}", p.trim_end_matches('/')));
@@ -441,7 +496,7 @@ fn static_volume(
         if let Some(p) = dir_prefix(az.prefix.as_ref()) {
             options.push(format!("--subdirectory={p}"));
         }
-        spec.csi = Some(csi("blob.csi.azure.com", &pv_name, attrs));
+        spec.csi = Some(csi("blob.csi.azure.com", pv_name, attrs));
     } else if let Some(nfs) = &src.nfs {
         spec.nfs = Some(NFSVolumeSource {
             server: nfs.server.clone(),
@@ -455,7 +510,7 @@ fn static_volume(
         });
         user_options = false;
     } else {
-        return;
+        return None;
     }
     if user_options {
         for o in &d.spec.mount.mount_options {
@@ -464,48 +519,7 @@ fn static_volume(
             }
         }
     }
-    let capacity = d
-        .spec
-        .size
-        .as_ref()
-        .filter(|s| s.nanos().is_some_and(|n| n >= NOMINAL_NANOS))
-        .map_or(NOMINAL, |s| s.as_str());
-    let mode = access_mode(g.mode).to_owned();
-    spec.access_modes = Some(vec![mode.clone()]);
-    spec.capacity = Some(storage(capacity));
-    spec.claim_ref = Some(ObjectReference {
-        namespace: Some(g.project.to_owned()),
-        name: Some(claim.clone()),
-        ..ObjectReference::default()
-    });
-    spec.mount_options = (!options.is_empty()).then_some(options);
-    spec.persistent_volume_reclaim_policy = Some("Retain".to_owned());
-    spec.storage_class_name = Some(String::new());
-    sink.push(
-        origin,
-        PersistentVolume {
-            metadata: dataset_meta(cx, d, &pv_name, None, Some(g), true),
-            spec: Some(spec),
-            ..PersistentVolume::default()
-        },
-    );
-    sink.push(
-        origin,
-        PersistentVolumeClaim {
-            metadata: dataset_meta(cx, d, &claim, Some(g.project), Some(g), true),
-            spec: Some(PersistentVolumeClaimSpec {
-                access_modes: Some(vec![mode]),
-                storage_class_name: Some(String::new()),
-                volume_name: Some(pv_name),
-                resources: Some(VolumeResourceRequirements {
-                    requests: Some(storage(NOMINAL)),
-                    limits: None,
-                }),
-                ..PersistentVolumeClaimSpec::default()
-            }),
-            ..PersistentVolumeClaim::default()
-        },
-    );
+    Some((spec, options))
 }
 
 /// The ConfigMap data of a git, env, lakeFS or DVC dataset.

@@ -230,77 +230,87 @@ fn selector(project: &str) -> kueue::LabelSelector {
 
 pub fn lower(cx: &Ctx<'_>, o: &Object<GpuQuotaSpec>, sink: &mut Sink<'_>) {
     let origin = Origin::of(Kind::GpuQuota, o);
+    if cx.platform.backends.kueue {
+        kueue_objects(cx, o, &origin, sink);
+    }
+    backstop_quotas(cx, o, &origin, sink);
+}
+
+/// The pool's Kueue objects: its ResourceFlavor, priority classes, spare cohort and the
+/// queues of each allocation.
+fn kueue_objects(cx: &Ctx<'_>, o: &Object<GpuQuotaSpec>, origin: &Origin, sink: &mut Sink<'_>) {
     let q = &o.spec;
     let pool = o.name();
-    let resource = q.pool.resource_name.as_str();
-
-    if cx.platform.backends.kueue {
-        let taints: Vec<kueue::Taint> = q
-            .pool
-            .taints
-            .iter()
-            .map(|t| kueue::Taint {
-                key: t.key.clone(),
-                value: t.value.clone(),
-                effect: t.effect.as_str().to_owned(),
-            })
-            .collect();
-        let tolerations = q
-            .pool
-            .taints
-            .iter()
-            .map(|t| kueue::Toleration {
-                key: t.key.clone(),
-                operator: if t.value.is_some() { "Equal" } else { "Exists" }.to_owned(),
-                value: t.value.clone(),
-                effect: Some(t.effect.as_str().to_owned()),
-            })
-            .collect();
-        let mut meta = cx.meta(pool, None, None, o);
-        if let Some(model) = &q.pool.model {
-            meta.annotations
-                .get_or_insert_with(BTreeMap::new)
-                .insert("plinth.dev/gpu-model".to_owned(), model.clone());
-        }
+    let taints: Vec<kueue::Taint> = q
+        .pool
+        .taints
+        .iter()
+        .map(|t| kueue::Taint {
+            key: t.key.clone(),
+            value: t.value.clone(),
+            effect: t.effect.as_str().to_owned(),
+        })
+        .collect();
+    let tolerations = q
+        .pool
+        .taints
+        .iter()
+        .map(|t| kueue::Toleration {
+            key: t.key.clone(),
+            operator: if t.value.is_some() { "Equal" } else { "Exists" }.to_owned(),
+            value: t.value.clone(),
+            effect: Some(t.effect.as_str().to_owned()),
+        })
+        .collect();
+    let mut meta = cx.meta(pool, None, None, o);
+    if let Some(model) = &q.pool.model {
+        meta.annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert("plinth.dev/gpu-model".to_owned(), model.clone());
+    }
+    sink.push_value(
+        origin,
+        crd::object(
+            meta,
+            &kueue::ResourceFlavorSpec {
+                node_labels: q.pool.node_labels.clone(),
+                node_taints: taints,
+                tolerations,
+            },
+        ),
+    );
+    for pc in &q.priority_classes {
         sink.push_value(
-            &origin,
+            origin,
             crd::object(
-                meta,
-                &kueue::ResourceFlavorSpec {
-                    node_labels: q.pool.node_labels.clone(),
-                    node_taints: taints,
-                    tolerations,
+                cx.meta(&pc.name, None, None, o),
+                &kueue::WorkloadPriorityClassBody {
+                    value: pc.value,
+                    description: pc.description.clone(),
                 },
             ),
         );
-        for pc in &q.priority_classes {
-            sink.push_value(
-                &origin,
-                crd::object(
-                    cx.meta(&pc.name, None, None, o),
-                    &kueue::WorkloadPriorityClassBody {
-                        value: pc.value,
-                        description: pc.description.clone(),
-                    },
-                ),
-            );
-        }
-        if let Some(cohort) = &q.cohort {
-            spare_cohort(cx, o, cohort, &origin, sink);
-        }
-        for (i, a) in q.allocations.iter().enumerate() {
-            lower_allocation(
-                cx,
-                o,
-                a,
-                &Origin::at(Kind::GpuQuota, o, &format!("spec.allocations[{i}]")),
-                sink,
-            );
-        }
     }
+    if let Some(cohort) = &q.cohort {
+        spare_cohort(cx, o, cohort, origin, sink);
+    }
+    for (i, a) in q.allocations.iter().enumerate() {
+        lower_allocation(
+            cx,
+            o,
+            a,
+            &Origin::at(Kind::GpuQuota, o, &format!("spec.allocations[{i}]")),
+            sink,
+        );
+    }
+}
 
-    // Backstop ResourceQuota per project and GPU resource, emitted once by the first pool (by
-    // name) on this cluster with that resource; it sums every such pool's allocation.
+/// Backstop ResourceQuota per project and GPU resource, emitted once by the first pool (by
+/// name) on this cluster with that resource; it sums every such pool's allocation.
+fn backstop_quotas(cx: &Ctx<'_>, o: &Object<GpuQuotaSpec>, origin: &Origin, sink: &mut Sink<'_>) {
+    let q = &o.spec;
+    let pool = o.name();
+    let resource = q.pool.resource_name.as_str();
     let pools_with_resource: Vec<&Object<GpuQuotaSpec>> = cx
         .specs
         .gpu_quotas
@@ -523,89 +533,7 @@ fn lower_allocation(
             );
         }
         Some(limit) => {
-            // The allocation lives on a project cohort; queues under it borrow from it.
-            sink.push_value(
-                origin,
-                crd::object(
-                    cx.meta(&cq, None, Some(project), o),
-                    &kueue::CohortSpec {
-                        parent_name: q.cohort.clone(),
-                        resource_groups: group(
-                            pool,
-                            resource,
-                            quotas(q, cx, a, &gpu, q.cohort.is_some()),
-                        ),
-                    },
-                ),
-            );
-            let zero = |borrow: Option<u32>| {
-                let mut rs = quotas(q, cx, a, "0", false);
-                for r in &mut rs {
-                    r.nominal_quota = "0".to_owned();
-                }
-                if let (Some(b), Some(gpu_q)) = (borrow, rs.last_mut()) {
-                    gpu_q.borrowing_limit = Some(b.to_string());
-                }
-                rs
-            };
-            sink.push_value(
-                origin,
-                crd::object(
-                    cx.meta(&cq, None, Some(project), o),
-                    &kueue::ClusterQueueSpec {
-                        cohort_name: Some(cq.clone()),
-                        namespace_selector: selector(project),
-                        queueing_strategy: "BestEffortFIFO".to_owned(),
-                        resource_groups: group(pool, resource, zero(None)),
-                        preemption: preemption(q, true),
-                    },
-                ),
-            );
-            for user in &users {
-                let id = user_id(user);
-                let user_cq = format!("{cq}.{id}");
-                let mut meta = cx.meta(&user_cq, None, Some(project), o);
-                meta.annotations
-                    .get_or_insert_with(BTreeMap::new)
-                    .insert("plinth.dev/user".to_owned(), user.clone());
-                sink.push_value(
-                    origin,
-                    crd::object(
-                        meta,
-                        &kueue::ClusterQueueSpec {
-                            cohort_name: Some(cq.clone()),
-                            namespace_selector: selector(project),
-                            queueing_strategy: "BestEffortFIFO".to_owned(),
-                            resource_groups: group(pool, resource, zero(Some(limit))),
-                            preemption: preemption(q, true),
-                        },
-                    ),
-                );
-                // Workloads name their LocalQueue in a label: the name must fit a label value.
-                let mut lq_meta = cx.meta(
-                    &user_queue_name(pool, user),
-                    Some(project),
-                    Some(project),
-                    o,
-                );
-                lq_meta
-                    .annotations
-                    .get_or_insert_with(BTreeMap::new)
-                    .insert("plinth.dev/user".to_owned(), user.clone());
-                lq_meta
-                    .labels
-                    .get_or_insert_with(BTreeMap::new)
-                    .insert(USER_LABEL.to_owned(), id.clone());
-                sink.push_value(
-                    origin,
-                    crd::object(
-                        lq_meta,
-                        &kueue::LocalQueueSpec {
-                            cluster_queue: user_cq,
-                        },
-                    ),
-                );
-            }
+            per_user_queues(cx, o, a, &cq, &users, limit, origin, sink);
         }
     }
     sink.push_value(
@@ -615,4 +543,103 @@ fn lower_allocation(
             &kueue::LocalQueueSpec { cluster_queue: cq },
         ),
     );
+}
+
+/// An allocation with a per-user limit: it lives on a project cohort, under which the
+/// project's queue and one queue per declared user (with its LocalQueue) borrow from it.
+#[allow(clippy::too_many_arguments)]
+fn per_user_queues(
+    cx: &Ctx<'_>,
+    o: &Object<GpuQuotaSpec>,
+    a: &Allocation,
+    cq: &str,
+    users: &[String],
+    limit: u32,
+    origin: &Origin,
+    sink: &mut Sink<'_>,
+) {
+    let q = &o.spec;
+    let pool = o.name();
+    let resource = q.pool.resource_name.as_str();
+    let project = a.project.as_str();
+    let gpu = a.gpu.to_string();
+    // The allocation lives on a project cohort; queues under it borrow from it.
+    sink.push_value(
+        origin,
+        crd::object(
+            cx.meta(cq, None, Some(project), o),
+            &kueue::CohortSpec {
+                parent_name: q.cohort.clone(),
+                resource_groups: group(pool, resource, quotas(q, cx, a, &gpu, q.cohort.is_some())),
+            },
+        ),
+    );
+    let zero = |borrow: Option<u32>| {
+        let mut rs = quotas(q, cx, a, "0", false);
+        for r in &mut rs {
+            r.nominal_quota = "0".to_owned();
+        }
+        if let (Some(b), Some(gpu_q)) = (borrow, rs.last_mut()) {
+            gpu_q.borrowing_limit = Some(b.to_string());
+        }
+        rs
+    };
+    sink.push_value(
+        origin,
+        crd::object(
+            cx.meta(cq, None, Some(project), o),
+            &kueue::ClusterQueueSpec {
+                cohort_name: Some(cq.to_owned()),
+                namespace_selector: selector(project),
+                queueing_strategy: "BestEffortFIFO".to_owned(),
+                resource_groups: group(pool, resource, zero(None)),
+                preemption: preemption(q, true),
+            },
+        ),
+    );
+    for user in users {
+        let id = user_id(user);
+        let user_cq = format!("{cq}.{id}");
+        let mut meta = cx.meta(&user_cq, None, Some(project), o);
+        meta.annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert("plinth.dev/user".to_owned(), user.clone());
+        sink.push_value(
+            origin,
+            crd::object(
+                meta,
+                &kueue::ClusterQueueSpec {
+                    cohort_name: Some(cq.to_owned()),
+                    namespace_selector: selector(project),
+                    queueing_strategy: "BestEffortFIFO".to_owned(),
+                    resource_groups: group(pool, resource, zero(Some(limit))),
+                    preemption: preemption(q, true),
+                },
+            ),
+        );
+        // Workloads name their LocalQueue in a label: the name must fit a label value.
+        let mut lq_meta = cx.meta(
+            &user_queue_name(pool, user),
+            Some(project),
+            Some(project),
+            o,
+        );
+        lq_meta
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert("plinth.dev/user".to_owned(), user.clone());
+        lq_meta
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(USER_LABEL.to_owned(), id.clone());
+        sink.push_value(
+            origin,
+            crd::object(
+                lq_meta,
+                &kueue::LocalQueueSpec {
+                    cluster_queue: user_cq,
+                },
+            ),
+        );
+    }
 }

@@ -306,37 +306,7 @@ pub fn lower(specs: &Specs, snapshot: &Snapshot) -> (Lowered, Diagnostics) {
             snapshot,
             index: &index,
         };
-        let mut units: Vec<Unit<'_>> = Vec::new();
-        units.extend(
-            specs
-                .projects
-                .values()
-                .filter(|p| cx.hosts(p.name()))
-                .map(Unit::Project),
-        );
-        units.extend(
-            specs
-                .gpu_quotas
-                .values()
-                .filter(|q| cx.has_pool(q.name()))
-                .map(Unit::GpuQuota),
-        );
-        units.extend(specs.datasets.values().map(Unit::Dataset));
-        units.extend(
-            specs
-                .rollouts
-                .values()
-                .filter(|r| cx.hosts(&r.spec.project))
-                .map(Unit::Rollout),
-        );
-        units.extend(
-            specs
-                .apps
-                .values()
-                .filter(|a| cx.hosts(&a.spec.project))
-                .map(Unit::App),
-        );
-        units.push(Unit::Platform(platform));
+        let units = units(&cx, specs, platform);
         let parts: Vec<(BTreeMap<ObjectKey, Manifest>, Diagnostics)> = units
             .par_iter()
             .map(|u| {
@@ -391,21 +361,7 @@ pub fn lower(specs: &Specs, snapshot: &Snapshot) -> (Lowered, Diagnostics) {
                 }
             }
         }
-        let approvals = platform
-            .spec
-            .approvals
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| a.cluster.as_ref().is_none_or(|c| *c == cluster.name))
-            .map(|(i, a)| Approval {
-                object: a.object.clone(),
-                cluster: a.cluster.clone(),
-                reason: a.reason.clone(),
-                approver: a.approver.clone(),
-                file: platform.doc.file.clone(),
-                line: platform.at(&format!("spec.approvals[{i}]")).span.start.line,
-            })
-            .collect();
+        let approvals = approvals(platform, cluster);
         lowered.clusters.insert(
             cluster.name.clone(),
             ClusterOutput {
@@ -415,4 +371,60 @@ pub fn lower(specs: &Specs, snapshot: &Snapshot) -> (Lowered, Diagnostics) {
         );
     }
     (lowered, diags)
+}
+
+/// What a cluster lowers: the projects, pools, rollouts and apps it hosts, every dataset, and
+/// the platform.
+fn units<'s>(cx: &Ctx<'_>, specs: &'s Specs, platform: &'s Object<PlatformSpec>) -> Vec<Unit<'s>> {
+    let mut units: Vec<Unit<'_>> = Vec::new();
+    units.extend(
+        specs
+            .projects
+            .values()
+            .filter(|p| cx.hosts(p.name()))
+            .map(Unit::Project),
+    );
+    units.extend(
+        specs
+            .gpu_quotas
+            .values()
+            .filter(|q| cx.has_pool(q.name()))
+            .map(Unit::GpuQuota),
+    );
+    units.extend(specs.datasets.values().map(Unit::Dataset));
+    units.extend(
+        specs
+            .rollouts
+            .values()
+            .filter(|r| cx.hosts(&r.spec.project))
+            .map(Unit::Rollout),
+    );
+    units.extend(
+        specs
+            .apps
+            .values()
+            .filter(|a| cx.hosts(&a.spec.project))
+            .map(Unit::App),
+    );
+    units.push(Unit::Platform(platform));
+    units
+}
+
+/// The Platform's approval entries that apply to a cluster, with where each is written.
+fn approvals(platform: &Object<PlatformSpec>, cluster: &Cluster) -> Vec<Approval> {
+    platform
+        .spec
+        .approvals
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.cluster.as_ref().is_none_or(|c| *c == cluster.name))
+        .map(|(i, a)| Approval {
+            object: a.object.clone(),
+            cluster: a.cluster.clone(),
+            reason: a.reason.clone(),
+            approver: a.approver.clone(),
+            file: platform.doc.file.clone(),
+            line: platform.at(&format!("spec.approvals[{i}]")).span.start.line,
+        })
+        .collect()
 }

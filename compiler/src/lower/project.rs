@@ -47,11 +47,25 @@ fn q(s: &str) -> KQuantity {
 
 pub fn lower(cx: &Ctx<'_>, p: &Object<ProjectSpec>, sink: &mut Sink<'_>) {
     let origin = Origin::of(Kind::Project, p);
+    namespace(cx, p, &origin, sink);
+    resource_quota(cx, p, &origin, sink);
+    limit_range(cx, p, &origin, sink);
+    service_account(cx, p, &origin, sink);
+    super::identity::lower(cx, p, sink);
+    role_bindings(cx, p, &origin, sink);
+    network_policy(cx, p, &origin, sink);
+    shared_volume(cx, p, &origin, sink);
+    default_kueue_queue(cx, p, &origin, sink);
+    // Admission policies of per-user quota.
+    container_cap_policy(cx, p, &origin, sink);
+    user_queue_policy(cx, p, &origin, sink);
+}
+
+/// The project's Namespace: its pod-security level and descriptive annotations.
+fn namespace(cx: &Ctx<'_>, p: &Object<ProjectSpec>, origin: &Origin, sink: &mut Sink<'_>) {
     let ns = p.name();
     let s = &p.spec;
     let project = Some(ns);
-
-    // Namespace.
     let mut meta = cx.meta(ns, None, project, p);
     let level = s
         .pod_security
@@ -92,14 +106,19 @@ pub fn lower(cx: &Ctx<'_>, p: &Object<ProjectSpec>, sink: &mut Sink<'_>) {
         meta.annotations = None;
     }
     sink.push(
-        &origin,
+        origin,
         Namespace {
             metadata: meta,
             ..Namespace::default()
         },
     );
+}
 
-    // Quota.
+/// The namespace's ResourceQuota, when the project sets a quota.
+fn resource_quota(cx: &Ctx<'_>, p: &Object<ProjectSpec>, origin: &Origin, sink: &mut Sink<'_>) {
+    let ns = p.name();
+    let s = &p.spec;
+    let project = Some(ns);
     if let Some(quota) = &s.quota {
         let mut hard = BTreeMap::new();
         if let Some(c) = &quota.cpu {
@@ -116,7 +135,7 @@ pub fn lower(cx: &Ctx<'_>, p: &Object<ProjectSpec>, sink: &mut Sink<'_>) {
         }
         if !hard.is_empty() {
             sink.push(
-                &origin,
+                origin,
                 ResourceQuota {
                     metadata: cx.meta("quota", Some(ns), project, p),
                     spec: Some(ResourceQuotaSpec {
@@ -128,7 +147,13 @@ pub fn lower(cx: &Ctx<'_>, p: &Object<ProjectSpec>, sink: &mut Sink<'_>) {
             );
         }
     }
+}
 
+/// The LimitRange of default requests (once a quota or defaults exist).
+fn limit_range(cx: &Ctx<'_>, p: &Object<ProjectSpec>, origin: &Origin, sink: &mut Sink<'_>) {
+    let ns = p.name();
+    let s = &p.spec;
+    let project = Some(ns);
     // LimitRange: defaults so pods without requests are admitted once a quota exists.
     if s.quota.is_some() || s.defaults.is_some() {
         let d = s.defaults.as_ref();
@@ -165,7 +190,7 @@ pub fn lower(cx: &Ctx<'_>, p: &Object<ProjectSpec>, sink: &mut Sink<'_>) {
             }
         }
         sink.push(
-            &origin,
+            origin,
             LimitRange {
                 metadata: cx.meta("defaults", Some(ns), project, p),
                 spec: Some(LimitRangeSpec {
@@ -178,8 +203,13 @@ pub fn lower(cx: &Ctx<'_>, p: &Object<ProjectSpec>, sink: &mut Sink<'_>) {
             },
         );
     }
+}
 
-    // Workload identity.
+/// The workload ServiceAccount, annotated with the cloud identity of its provider.
+fn service_account(cx: &Ctx<'_>, p: &Object<ProjectSpec>, origin: &Origin, sink: &mut Sink<'_>) {
+    let ns = p.name();
+    let s = &p.spec;
+    let project = Some(ns);
     let mut sa_meta = cx.meta(WORKLOAD_SA, Some(ns), project, p);
     if let Some(id) = &s.cloud_identity {
         let ann = sa_meta.annotations.get_or_insert_with(BTreeMap::new);
@@ -217,15 +247,19 @@ pub fn lower(cx: &Ctx<'_>, p: &Object<ProjectSpec>, sink: &mut Sink<'_>) {
         }
     }
     sink.push(
-        &origin,
+        origin,
         ServiceAccount {
             metadata: sa_meta,
             ..ServiceAccount::default()
         },
     );
-    super::identity::lower(cx, p, sink);
+}
 
-    // RBAC: one RoleBinding per role, to the built-in ClusterRoles.
+/// One RoleBinding per role, to the built-in ClusterRoles.
+fn role_bindings(cx: &Ctx<'_>, p: &Object<ProjectSpec>, origin: &Origin, sink: &mut Sink<'_>) {
+    let ns = p.name();
+    let s = &p.spec;
+    let project = Some(ns);
     let identity = &cx.platform.identity;
     let mut by_role: BTreeMap<Role, Vec<Subject>> = BTreeMap::new();
     for owner in &s.owners {
@@ -246,7 +280,7 @@ pub fn lower(cx: &Ctx<'_>, p: &Object<ProjectSpec>, sink: &mut Sink<'_>) {
         subjects.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
         subjects.dedup_by(|a, b| a.kind == b.kind && a.name == b.name);
         sink.push(
-            &origin,
+            origin,
             RoleBinding {
                 metadata: cx.meta(&format!("plinth-{}", role.as_str()), Some(ns), project, p),
                 role_ref: RoleRef {
@@ -258,8 +292,13 @@ pub fn lower(cx: &Ctx<'_>, p: &Object<ProjectSpec>, sink: &mut Sink<'_>) {
             },
         );
     }
+}
 
-    // Network isolation.
+/// The ingress isolation NetworkPolicy, when the project is isolated.
+fn network_policy(cx: &Ctx<'_>, p: &Object<ProjectSpec>, origin: &Origin, sink: &mut Sink<'_>) {
+    let ns = p.name();
+    let s = &p.spec;
+    let project = Some(ns);
     if s.network
         .isolation
         .unwrap_or(cx.platform.defaults.network_isolation)
@@ -292,7 +331,7 @@ pub fn lower(cx: &Ctx<'_>, p: &Object<ProjectSpec>, sink: &mut Sink<'_>) {
             }
         }
         sink.push(
-            &origin,
+            origin,
             NetworkPolicy {
                 metadata: cx.meta("isolation", Some(ns), project, p),
                 spec: Some(NetworkPolicySpec {
@@ -307,15 +346,20 @@ pub fn lower(cx: &Ctx<'_>, p: &Object<ProjectSpec>, sink: &mut Sink<'_>) {
             },
         );
     }
+}
 
-    // Shared volume.
+/// The project's shared ReadWriteMany volume.
+fn shared_volume(cx: &Ctx<'_>, p: &Object<ProjectSpec>, origin: &Origin, sink: &mut Sink<'_>) {
+    let ns = p.name();
+    let s = &p.spec;
+    let project = Some(ns);
     if let Some(sv) = &s.volumes.shared {
         let mut meta = cx.meta("shared", Some(ns), project, p);
         meta.annotations
             .get_or_insert_with(BTreeMap::new)
             .insert("plinth.dev/mount-path".to_owned(), sv.mount_path.clone());
         sink.push(
-            &origin,
+            origin,
             PersistentVolumeClaim {
                 metadata: meta,
                 spec: Some(PersistentVolumeClaimSpec {
@@ -334,7 +378,18 @@ pub fn lower(cx: &Ctx<'_>, p: &Object<ProjectSpec>, sink: &mut Sink<'_>) {
             },
         );
     }
+}
 
+/// The CPU-only ClusterQueue and the `default` LocalQueue leading to it.
+fn default_kueue_queue(
+    cx: &Ctx<'_>,
+    p: &Object<ProjectSpec>,
+    origin: &Origin,
+    sink: &mut Sink<'_>,
+) {
+    let ns = p.name();
+    let s = &p.spec;
+    let project = Some(ns);
     // Default Kueue queue: Kueue sends every job without a queue label here (its default
     // LocalQueue), so it leads to a CPU-only ClusterQueue bounded by the project's quota.
     if cx.platform.backends.kueue
@@ -345,7 +400,7 @@ pub fn lower(cx: &Ctx<'_>, p: &Object<ProjectSpec>, sink: &mut Sink<'_>) {
         };
         let quota = s.quota.as_ref();
         sink.push_value(
-            &origin,
+            origin,
             crd::object(
                 cx.meta(&cq, None, project, p),
                 &kueue::ClusterQueueSpec {
@@ -392,17 +447,13 @@ pub fn lower(cx: &Ctx<'_>, p: &Object<ProjectSpec>, sink: &mut Sink<'_>) {
             ),
         );
         sink.push_value(
-            &origin,
+            origin,
             crd::object(
                 cx.meta("default", Some(ns), project, p),
                 &kueue::LocalQueueSpec { cluster_queue: cq },
             ),
         );
     }
-
-    // Admission policies of per-user quota.
-    container_cap_policy(cx, p, &origin, sink);
-    user_queue_policy(cx, p, &origin, sink);
 }
 
 fn subject(kind: &str, prefix: &str, name: &str) -> Subject {

@@ -1161,6 +1161,19 @@ impl<'a> Lowering<'a> {
     // ---------------------------------------------------------------------------------------
     // Argo Rollouts
 
+    fn analysis_args(&self, service: &str) -> Vec<argo::AnalysisArg> {
+        vec![
+            argo::AnalysisArg {
+                name: "service".to_owned(),
+                value: service.to_owned(),
+            },
+            argo::AnalysisArg {
+                name: "namespace".to_owned(),
+                value: self.ns.to_owned(),
+            },
+        ]
+    }
+
     fn argo(&self, sink: &mut Sink<'_>) {
         let Some(t) = self.traffic else {
             return;
@@ -1168,141 +1181,9 @@ impl<'a> Lowering<'a> {
         let name = self.name;
         let cand = self.candidate();
         let all = self.model_selector();
-        let no_extra = BTreeMap::new;
-        let args = |service: &str| {
-            vec![
-                argo::AnalysisArg {
-                    name: "service".to_owned(),
-                    value: service.to_owned(),
-                },
-                argo::AnalysisArg {
-                    name: "namespace".to_owned(),
-                    value: self.ns.to_owned(),
-                },
-            ]
-        };
-        let analysis = t.analysis.as_ref();
-        let mut counts: Vec<u32> = Vec::new();
         let strategy = match t.strategy {
-            Strategy::BlueGreen => {
-                let preview = child(name, "preview");
-                self.service(sink, name, all.clone(), true, no_extra());
-                self.service(sink, &preview, all.clone(), false, no_extra());
-                if let Some(a) = analysis {
-                    self.analysis_templates(sink, a, &preview, &[]);
-                }
-                argo::RolloutStrategy {
-                    blue_green: Some(argo::BlueGreenStrategy {
-                        active_service: name.to_owned(),
-                        preview_service: preview.clone(),
-                        auto_promotion_enabled: t.auto_promote,
-                        pre_promotion_analysis: analysis.map(|_| argo::RolloutAnalysis {
-                            templates: vec![argo::AnalysisTemplateRef {
-                                template_name: name.to_owned(),
-                            }],
-                            args: args(&preview),
-                        }),
-                    }),
-                    canary: None,
-                }
-            }
-            _ => {
-                let stable_svc = child(name, "stable");
-                let canary_svc = child(name, "canary");
-                self.service(sink, name, all.clone(), true, no_extra());
-                self.service(sink, &stable_svc, all.clone(), false, no_extra());
-                self.service(sink, &canary_svc, all.clone(), false, no_extra());
-                let step_analysis = |count: Option<u32>, counts: &mut Vec<u32>| {
-                    let template_name = match (count, analysis) {
-                        (Some(n), Some(a)) if n != a.count => {
-                            if !counts.contains(&n) {
-                                counts.push(n);
-                            }
-                            count_template(name, n)
-                        }
-                        _ => name.to_owned(),
-                    };
-                    argo::RolloutAnalysis {
-                        templates: vec![argo::AnalysisTemplateRef { template_name }],
-                        args: args(&canary_svc),
-                    }
-                };
-                let mut steps: Vec<argo::CanaryStep> = Vec::new();
-                if t.steps.is_empty() {
-                    steps.push(argo::CanaryStep {
-                        set_weight: Some(cand.weight),
-                        ..argo::CanaryStep::default()
-                    });
-                    if analysis.is_some() {
-                        steps.push(argo::CanaryStep {
-                            analysis: Some(step_analysis(None, &mut counts)),
-                            ..argo::CanaryStep::default()
-                        });
-                    }
-                } else {
-                    for st in &t.steps {
-                        let mut step = argo::CanaryStep::default();
-                        if let Some(w) = st.set_weight {
-                            step.set_weight = Some(w);
-                        } else if let Some(p) = &st.pause {
-                            step.pause = Some(argo::Pause {
-                                duration: p.duration.as_ref().map(go_duration),
-                            });
-                        } else if let Some(a) = &st.analysis {
-                            if analysis.is_none() {
-                                continue;
-                            }
-                            step.analysis = Some(step_analysis(a.count, &mut counts));
-                        } else {
-                            continue;
-                        }
-                        steps.push(step);
-                    }
-                }
-                if let Some(a) = analysis {
-                    self.analysis_templates(sink, a, &canary_svc, &counts);
-                }
-                // Exact weights: ingress-nginx for a public endpoint, the mesh for a private one.
-                let traffic_routing = if self.public() {
-                    Some(argo::TrafficRouting {
-                        istio: None,
-                        nginx: Some(argo::NginxTrafficRouting {
-                            stable_ingress: name.to_owned(),
-                        }),
-                    })
-                } else if self.serving.mesh == Mesh::Istio {
-                    // Argo sets the weights; the VirtualService starts on the stable side.
-                    self.virtual_service(
-                        sink,
-                        name,
-                        &stable_svc,
-                        &canary_svc,
-                        SERVICE_PORT,
-                        0,
-                        None,
-                    );
-                    Some(argo::TrafficRouting {
-                        istio: Some(argo::IstioTrafficRouting {
-                            virtual_service: argo::IstioVirtualService {
-                                name: name.to_owned(),
-                                routes: vec![PRIMARY_ROUTE.to_owned()],
-                            },
-                        }),
-                        nginx: None,
-                    })
-                } else {
-                    None
-                };
-                argo::RolloutStrategy {
-                    canary: Some(argo::CanaryStrategy {
-                        stable_service: stable_svc.clone(),
-                        canary_service: canary_svc.clone(),
-                        steps,
-                        traffic_routing,
-                    }),
-                    blue_green: None,
-                }
-            }
+            Strategy::BlueGreen => self.blue_green_strategy(sink, t),
+            _ => self.canary_strategy(sink, t),
         };
 
         let scale = self.base_scale();
@@ -1340,6 +1221,132 @@ impl<'a> Lowering<'a> {
                 min.max(1),
                 max.max(1),
             );
+        }
+    }
+
+    /// Blue-green: the active and preview Services, with the analysis before promotion.
+    fn blue_green_strategy(&self, sink: &mut Sink<'_>, t: &Traffic) -> argo::RolloutStrategy {
+        let name = self.name;
+        let all = self.model_selector();
+        let no_extra = BTreeMap::new;
+        let analysis = t.analysis.as_ref();
+        let preview = child(name, "preview");
+        self.service(sink, name, all.clone(), true, no_extra());
+        self.service(sink, &preview, all.clone(), false, no_extra());
+        if let Some(a) = analysis {
+            self.analysis_templates(sink, a, &preview, &[]);
+        }
+        argo::RolloutStrategy {
+            blue_green: Some(argo::BlueGreenStrategy {
+                active_service: name.to_owned(),
+                preview_service: preview.clone(),
+                auto_promotion_enabled: t.auto_promote,
+                pre_promotion_analysis: analysis.map(|_| argo::RolloutAnalysis {
+                    templates: vec![argo::AnalysisTemplateRef {
+                        template_name: name.to_owned(),
+                    }],
+                    args: self.analysis_args(&preview),
+                }),
+            }),
+            canary: None,
+        }
+    }
+
+    /// Canary (and shadow): stable and canary Services, the steps with their analyses, and
+    /// exact weights through the ingress controller or the mesh.
+    fn canary_strategy(&self, sink: &mut Sink<'_>, t: &Traffic) -> argo::RolloutStrategy {
+        let name = self.name;
+        let cand = self.candidate();
+        let all = self.model_selector();
+        let no_extra = BTreeMap::new;
+        let analysis = t.analysis.as_ref();
+        let mut counts: Vec<u32> = Vec::new();
+        let stable_svc = child(name, "stable");
+        let canary_svc = child(name, "canary");
+        self.service(sink, name, all.clone(), true, no_extra());
+        self.service(sink, &stable_svc, all.clone(), false, no_extra());
+        self.service(sink, &canary_svc, all.clone(), false, no_extra());
+        let step_analysis = |count: Option<u32>, counts: &mut Vec<u32>| {
+            let template_name = match (count, analysis) {
+                (Some(n), Some(a)) if n != a.count => {
+                    if !counts.contains(&n) {
+                        counts.push(n);
+                    }
+                    count_template(name, n)
+                }
+                _ => name.to_owned(),
+            };
+            argo::RolloutAnalysis {
+                templates: vec![argo::AnalysisTemplateRef { template_name }],
+                args: self.analysis_args(&canary_svc),
+            }
+        };
+        let mut steps: Vec<argo::CanaryStep> = Vec::new();
+        if t.steps.is_empty() {
+            steps.push(argo::CanaryStep {
+                set_weight: Some(cand.weight),
+                ..argo::CanaryStep::default()
+            });
+            if analysis.is_some() {
+                steps.push(argo::CanaryStep {
+                    analysis: Some(step_analysis(None, &mut counts)),
+                    ..argo::CanaryStep::default()
+                });
+            }
+        } else {
+            for st in &t.steps {
+                let mut step = argo::CanaryStep::default();
+                if let Some(w) = st.set_weight {
+                    step.set_weight = Some(w);
+                } else if let Some(p) = &st.pause {
+                    step.pause = Some(argo::Pause {
+                        duration: p.duration.as_ref().map(go_duration),
+                    });
+                } else if let Some(a) = &st.analysis {
+                    if analysis.is_none() {
+                        continue;
+                    }
+                    step.analysis = Some(step_analysis(a.count, &mut counts));
+                } else {
+                    continue;
+                }
+                steps.push(step);
+            }
+        }
+        if let Some(a) = analysis {
+            self.analysis_templates(sink, a, &canary_svc, &counts);
+        }
+        // Exact weights: ingress-nginx for a public endpoint, the mesh for a private one.
+        let traffic_routing = if self.public() {
+            Some(argo::TrafficRouting {
+                istio: None,
+                nginx: Some(argo::NginxTrafficRouting {
+                    stable_ingress: name.to_owned(),
+                }),
+            })
+        } else if self.serving.mesh == Mesh::Istio {
+            // Argo sets the weights; the VirtualService starts on the stable side.
+            self.virtual_service(sink, name, &stable_svc, &canary_svc, SERVICE_PORT, 0, None);
+            Some(argo::TrafficRouting {
+                istio: Some(argo::IstioTrafficRouting {
+                    virtual_service: argo::IstioVirtualService {
+                        name: name.to_owned(),
+                        routes: vec![PRIMARY_ROUTE.to_owned()],
+                    },
+                }),
+                nginx: None,
+            })
+        } else {
+            None
+        };
+        argo::RolloutStrategy {
+            canary: Some(argo::CanaryStrategy {
+                stable_service: stable_svc.clone(),
+                canary_service: canary_svc.clone(),
+                steps,
+                traffic_routing,
+            }),
+            blue_green: None,
         }
     }
 

@@ -631,27 +631,7 @@ fn plan_inner(
         let (b, h) = (&bo.manifests, &ho.manifests);
         let bm: BTreeMap<&ObjectKey, &Manifest> = b.iter().map(|m| (&m.key, m)).collect();
         let hm: BTreeMap<&ObjectKey, &Manifest> = h.iter().map(|m| (&m.key, m)).collect();
-        // An entry already present at the base approves nothing.
-        let fresh: Vec<&Approval> = ho
-            .approvals
-            .iter()
-            .filter(|a| !bo.approvals.iter().any(|x| x.same_entry(a)))
-            .collect();
-        for a in &ho.approvals {
-            if fresh.iter().any(|f| std::ptr::eq(*f, a)) {
-                fresh_entries.insert((a.file.clone(), a.line), a);
-            } else {
-                warnings.insert(Warning {
-                    file: a.file.clone(),
-                    line: a.line,
-                    message: format!(
-                        "the approval of `{}` was already present at the base: it approves nothing in this change",
-                        a.object
-                    ),
-                    hint: "approvals are one-shot: remove the entry from `spec.approvals` (a new destructive change needs a new entry in its own change)".to_owned(),
-                });
-            }
-        }
+        let fresh = fresh_approvals(bo, ho, &mut fresh_entries, &mut warnings);
         let mut counts = Counts::default();
         let keys: BTreeSet<&ObjectKey> = bm.keys().chain(hm.keys()).copied().collect();
         for key in keys {
@@ -731,26 +711,85 @@ fn plan_inner(
                 p.changes.push(c);
             }
         }
-        if !b.is_empty() {
-            let share = counts.delete as f64 / b.len() as f64;
-            if share > opts.max_delete_share {
-                p.refusals.push(Refusal {
-                    cluster: cluster.clone(),
+        if let Some(r) = delete_share_refusal(cluster, b.len(), &counts, opts) {
+            p.refusals.push(r);
+        }
+        p.counts.insert(cluster.clone(), counts);
+    }
+    unused_approvals(fresh_entries, &used, &mut warnings);
+    p.warnings = warnings.into_iter().collect();
+    p.changes
+        .sort_by(|a, b| (&a.cluster, a.action, &a.key).cmp(&(&b.cluster, b.action, &b.key)));
+    p
+}
+
+/// The approval entries of a cluster new at head (an entry already present at the base approves
+/// nothing, and is warned about); each is recorded by where it is written.
+fn fresh_approvals<'h>(
+    bo: &ClusterOutput,
+    ho: &'h ClusterOutput,
+    fresh_entries: &mut BTreeMap<(std::sync::Arc<str>, u32), &'h Approval>,
+    warnings: &mut BTreeSet<Warning>,
+) -> Vec<&'h Approval> {
+    // An entry already present at the base approves nothing.
+    let fresh: Vec<&Approval> = ho
+        .approvals
+        .iter()
+        .filter(|a| !bo.approvals.iter().any(|x| x.same_entry(a)))
+        .collect();
+    for a in &ho.approvals {
+        if fresh.iter().any(|f| std::ptr::eq(*f, a)) {
+            fresh_entries.insert((a.file.clone(), a.line), a);
+        } else {
+            warnings.insert(Warning {
+                    file: a.file.clone(),
+                    line: a.line,
+                    message: format!(
+                        "the approval of `{}` was already present at the base: it approves nothing in this change",
+                        a.object
+                    ),
+                    hint: "approvals are one-shot: remove the entry from `spec.approvals` (a new destructive change needs a new entry in its own change)".to_owned(),
+                });
+        }
+    }
+    fresh
+}
+
+/// The refusal of a plan that deletes a larger share of a cluster's `total` objects than allowed.
+fn delete_share_refusal(
+    cluster: &str,
+    total: usize,
+    counts: &Counts,
+    opts: &PlanOptions,
+) -> Option<Refusal> {
+    if total == 0 {
+        return None;
+    }
+    let share = counts.delete as f64 / total as f64;
+    if share > opts.max_delete_share {
+        return Some(Refusal {
+                    cluster: cluster.to_owned(),
                     object: None,
                     action: None,
                     message: format!(
                         "head deletes {} of the {} objects of cluster `{cluster}` ({:.0}%), more than the {:.0}% allowed",
                         counts.delete,
-                        b.len(),
+                        total,
                         share * 100.0,
                         opts.max_delete_share * 100.0
                     ),
                     hint: "an empty or broken render is the usual cause; if the deletion is meant, split it into smaller changes (a local plan takes `--max-delete-share`, the agent `--delete-budget-share`)".to_owned(),
                 });
-            }
-        }
-        p.counts.insert(cluster.clone(), counts);
     }
+    None
+}
+
+/// A warning for each fresh approval entry that approved no destructive change.
+fn unused_approvals(
+    fresh_entries: BTreeMap<(std::sync::Arc<str>, u32), &Approval>,
+    used: &BTreeSet<(std::sync::Arc<str>, u32)>,
+    warnings: &mut BTreeSet<Warning>,
+) {
     for (at, a) in fresh_entries {
         if !used.contains(&at) {
             warnings.insert(Warning {
@@ -768,10 +807,6 @@ fn plan_inner(
             });
         }
     }
-    p.warnings = warnings.into_iter().collect();
-    p.changes
-        .sort_by(|a, b| (&a.cluster, a.action, &a.key).cmp(&(&b.cluster, b.action, &b.key)));
-    p
 }
 
 /// The annotation approval of an object, when its value is the same at base and head (stale).
@@ -1127,92 +1162,8 @@ fn classify(
         },
         Action::Update => {
             for f in fields {
-                if let Some(imm) = immutable_fields(&key.kind).iter().find(|p| {
-                    f.path == **p
-                        || f.path.starts_with(&format!("{p}."))
-                        || f.path.starts_with(&format!("{p}["))
-                }) {
-                    raise(
-                        Risk::Destructive,
-                        format!("`{imm}` cannot change in place: the object is replaced"),
-                        &mut risk,
-                    );
-                } else if is_quota_field(&key.kind, &f.path)
-                    && (base.or(head)).is_some_and(is_spare_cohort)
-                {
-                    // A pool's spare GPUs (the Cohort plinth keeps the unallocated rest in):
-                    // less of it is less to borrow, no promise taken back.
-                    if let (Some(b), Some(a)) = (&f.before, &f.after)
-                        && lower_quantity(b, a)
-                    {
-                        raise(
-                            Risk::Disruptive,
-                            format!("less spare capacity to borrow (`{}` {b} → {a})", f.path),
-                            &mut risk,
-                        );
-                    }
-                } else if is_quota_field(&key.kind, &f.path) {
-                    // A removed borrowing limit means unlimited borrowing: not a loss.
-                    match (&f.before, &f.after) {
-                        (Some(b), Some(a)) if lower_quantity(b, a) => raise(
-                            Risk::Destructive,
-                            format!("`{}` is lowered from {b} to {a}", f.path),
-                            &mut risk,
-                        ),
-                        (Some(b), None) if !f.path.contains("borrowingLimit") => raise(
-                            Risk::Destructive,
-                            format!("`{}` ({b}) is removed", f.path),
-                            &mut risk,
-                        ),
-                        _ => {}
-                    }
-                } else if f.path.starts_with("spec.template")
-                    || f.path.starts_with("spec.predictor")
-                {
-                    raise(
-                        Risk::Disruptive,
-                        "pods are replaced (their template changes)".to_owned(),
-                        &mut risk,
-                    );
-                } else if key.kind == "NetworkPolicy" || key.group() == "rbac.authorization.k8s.io"
-                {
-                    raise(
-                        Risk::Disruptive,
-                        format!("access changes (`{}`)", f.path),
-                        &mut risk,
-                    );
-                } else if key.kind == "Service" && f.path.starts_with("spec.selector") {
-                    raise(
-                        Risk::Disruptive,
-                        "the Service sends traffic elsewhere".to_owned(),
-                        &mut risk,
-                    );
-                } else if (key.kind == "VirtualService" && f.path.starts_with("spec.http"))
-                    || (key.kind == "Ingress"
-                        && f.path.contains("nginx.ingress.kubernetes.io/canary"))
-                {
-                    raise(
-                        Risk::Disruptive,
-                        "live traffic moves between versions (routing or mirroring)".to_owned(),
-                        &mut risk,
-                    );
-                } else if key.kind == "Ingress"
-                    && (f.path.starts_with("spec.tls")
-                        || f.path.starts_with("spec.ingressClassName")
-                        || f.path.contains("nginx.ingress.kubernetes.io/auth"))
-                {
-                    raise(
-                        Risk::Disruptive,
-                        format!("who can reach the endpoint changes (`{}`)", f.path),
-                        &mut risk,
-                    );
-                } else if key.kind == "InferenceService" && f.path.contains("canaryTrafficPercent")
-                {
-                    raise(
-                        Risk::Disruptive,
-                        "live traffic moves between versions".to_owned(),
-                        &mut risk,
-                    );
+                if let Some((r, why)) = field_risk(key, f, base, head) {
+                    raise(r, why, &mut risk);
                 }
             }
         }
@@ -1220,4 +1171,82 @@ fn classify(
     reasons.sort();
     reasons.dedup();
     (risk, reasons)
+}
+
+/// The risk one changed field of an update carries, if any, and why.
+fn field_risk(
+    key: &ObjectKey,
+    f: &FieldChange,
+    base: Option<&Manifest>,
+    head: Option<&Manifest>,
+) -> Option<(Risk, String)> {
+    let mut found = None;
+    let mut raise = |r: Risk, why: String| found = Some((r, why));
+    if let Some(imm) = immutable_fields(&key.kind).iter().find(|p| {
+        f.path == **p
+            || f.path.starts_with(&format!("{p}."))
+            || f.path.starts_with(&format!("{p}["))
+    }) {
+        raise(
+            Risk::Destructive,
+            format!("`{imm}` cannot change in place: the object is replaced"),
+        );
+    } else if is_quota_field(&key.kind, &f.path) && (base.or(head)).is_some_and(is_spare_cohort) {
+        // A pool's spare GPUs (the Cohort plinth keeps the unallocated rest in):
+        // less of it is less to borrow, no promise taken back.
+        if let (Some(b), Some(a)) = (&f.before, &f.after)
+            && lower_quantity(b, a)
+        {
+            raise(
+                Risk::Disruptive,
+                format!("less spare capacity to borrow (`{}` {b} → {a})", f.path),
+            );
+        }
+    } else if is_quota_field(&key.kind, &f.path) {
+        // A removed borrowing limit means unlimited borrowing: not a loss.
+        match (&f.before, &f.after) {
+            (Some(b), Some(a)) if lower_quantity(b, a) => raise(
+                Risk::Destructive,
+                format!("`{}` is lowered from {b} to {a}", f.path),
+            ),
+            (Some(b), None) if !f.path.contains("borrowingLimit") => {
+                raise(Risk::Destructive, format!("`{}` ({b}) is removed", f.path))
+            }
+            _ => {}
+        }
+    } else if f.path.starts_with("spec.template") || f.path.starts_with("spec.predictor") {
+        raise(
+            Risk::Disruptive,
+            "pods are replaced (their template changes)".to_owned(),
+        );
+    } else if key.kind == "NetworkPolicy" || key.group() == "rbac.authorization.k8s.io" {
+        raise(Risk::Disruptive, format!("access changes (`{}`)", f.path));
+    } else if key.kind == "Service" && f.path.starts_with("spec.selector") {
+        raise(
+            Risk::Disruptive,
+            "the Service sends traffic elsewhere".to_owned(),
+        );
+    } else if (key.kind == "VirtualService" && f.path.starts_with("spec.http"))
+        || (key.kind == "Ingress" && f.path.contains("nginx.ingress.kubernetes.io/canary"))
+    {
+        raise(
+            Risk::Disruptive,
+            "live traffic moves between versions (routing or mirroring)".to_owned(),
+        );
+    } else if key.kind == "Ingress"
+        && (f.path.starts_with("spec.tls")
+            || f.path.starts_with("spec.ingressClassName")
+            || f.path.contains("nginx.ingress.kubernetes.io/auth"))
+    {
+        raise(
+            Risk::Disruptive,
+            format!("who can reach the endpoint changes (`{}`)", f.path),
+        );
+    } else if key.kind == "InferenceService" && f.path.contains("canaryTrafficPercent") {
+        raise(
+            Risk::Disruptive,
+            "live traffic moves between versions".to_owned(),
+        );
+    }
+    found
 }

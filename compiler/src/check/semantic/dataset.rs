@@ -6,7 +6,23 @@ impl<'a> Cx<'a> {
     pub(super) fn dataset(&self, ds: &'a Object<crate::model::DatasetSpec>, d: &mut Diagnostics) {
         let s = &ds.spec;
         let Some(kind) = s.source.kind() else { return };
-        // Version pinning.
+        self.floating_version(ds, kind, d);
+        self.version_field_choice(ds, kind, d);
+        self.access_grants(ds, kind, d);
+        self.dataset_clusters(ds, kind, d);
+        self.unused_dataset(ds, d);
+        self.provision_choice(ds, kind, d);
+        self.same_mount_path(ds, d);
+    }
+
+    /// `FloatingVersion`: the source is pinned to an immutable version.
+    fn floating_version(
+        &self,
+        ds: &'a Object<crate::model::DatasetSpec>,
+        kind: SourceKind,
+        d: &mut Diagnostics,
+    ) {
+        let s = &ds.spec;
         if !s.allow_floating_version {
             let (field, problem) = match kind {
                 SourceKind::Git => (
@@ -76,6 +92,16 @@ impl<'a> Cx<'a> {
                 );
             }
         }
+    }
+
+    /// `InvalidChoice`: `version` only with sources that have versions.
+    fn version_field_choice(
+        &self,
+        ds: &'a Object<crate::model::DatasetSpec>,
+        kind: SourceKind,
+        d: &mut Diagnostics,
+    ) {
+        let s = &ds.spec;
         if matches!(kind, SourceKind::Git | SourceKind::Dvc | SourceKind::Lakefs)
             && s.version.is_some()
         {
@@ -88,7 +114,16 @@ impl<'a> Cx<'a> {
                 .hint("the source's own `ref`/`rev` is the version; remove `version`"),
             );
         }
-        // Access.
+    }
+
+    /// `DuplicateEntry`, `GlobalWritable`, `NotAllowed`: each project is granted once, and what it may do.
+    fn access_grants(
+        &self,
+        ds: &'a Object<crate::model::DatasetSpec>,
+        kind: SourceKind,
+        d: &mut Diagnostics,
+    ) {
+        let s = &ds.spec;
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, a) in s.access.iter().enumerate() {
             let at = ds.at(&format!("spec.access[{i}].project"));
@@ -133,7 +168,11 @@ impl<'a> Cx<'a> {
                 );
             }
         }
-        self.dataset_clusters(ds, kind, d);
+    }
+
+    /// `UnusedDataset`: someone may use the data.
+    fn unused_dataset(&self, ds: &'a Object<crate::model::DatasetSpec>, d: &mut Diagnostics) {
+        let s = &ds.spec;
         if s.access.is_empty() && !s.global {
             d.push(
                 Diagnostic::new(
@@ -146,6 +185,16 @@ impl<'a> Cx<'a> {
                 ),
             );
         }
+    }
+
+    /// `InvalidChoice`: what plinth provisions fits the source.
+    fn provision_choice(
+        &self,
+        ds: &'a Object<crate::model::DatasetSpec>,
+        kind: SourceKind,
+        d: &mut Diagnostics,
+    ) {
+        let s = &ds.spec;
         if let Some(pv) = &s.provision
             && !kind.is_bucket()
             && pv.create_bucket
@@ -162,7 +211,10 @@ impl<'a> Cx<'a> {
                 .hint("provisioning applies to `s3`, `gcs` and `azureBlob` sources"),
             );
         }
-        // Two datasets mounted at the same path in one project.
+    }
+
+    /// `DuplicateEntry`: two datasets mounted at the same path in one project.
+    fn same_mount_path(&self, ds: &'a Object<crate::model::DatasetSpec>, d: &mut Diagnostics) {
         let path = self.mount_path(ds);
         let same_path = self
             .by_path
@@ -218,94 +270,8 @@ impl<'a> Cx<'a> {
                 continue;
             };
             let lives = self.placement(p);
-            let mut on: Vec<(&str, String)> = Vec::new();
-            for (j, c) in a.clusters.iter().enumerate() {
-                let field = format!("spec.access[{i}].clusters[{j}]");
-                if cluster(c).is_none() {
-                    d.push(unknown(
-                        Code::UnknownCluster,
-                        "cluster",
-                        c,
-                        ds.at(&field),
-                        self.clusters().into_iter(),
-                    ));
-                } else if !lives.contains(&c.as_str()) {
-                    d.push(
-                        Diagnostic::new(
-                            Code::GrantCluster,
-                            format!(
-                                "project `{}` does not live on cluster `{c}`: the grant cannot be mounted there",
-                                a.project
-                            ),
-                        )
-                        .at(ds.at(&field))
-                        .hint(format!("the project lives on {}", list(&lives))),
-                    );
-                } else {
-                    on.push((c.as_str(), field));
-                }
-            }
-            if a.clusters.is_empty() {
-                on = lives
-                    .iter()
-                    .map(|c| (*c, format!("spec.access[{i}]")))
-                    .collect();
-            }
-            if let Some(cloud) = cloud {
-                let foreign: Vec<&(&str, String)> = on
-                    .iter()
-                    .filter(|(c, _)| {
-                        cluster(c).is_some_and(|k| pl.spec.clusters[k].provider != cloud)
-                    })
-                    .collect();
-                if let Some((first, field)) = foreign.first() {
-                    let fitting: Vec<&str> = lives
-                        .iter()
-                        .copied()
-                        .filter(|c| {
-                            cluster(c).is_some_and(|k| pl.spec.clusters[k].provider == cloud)
-                        })
-                        .collect();
-                    let names: Vec<&str> = foreign.iter().map(|(c, _)| *c).collect();
-                    let mut diag = Diagnostic::new(
-                        Code::NotMountable,
-                        format!(
-                            "dataset `{}` cannot be mounted for project `{}` on {} {}: its `{}` source needs the {}, which exists only on `{}` clusters",
-                            ds.name(),
-                            a.project,
-                            if names.len() == 1 { "cluster" } else { "clusters" },
-                            list(&names),
-                            kind.as_str(),
-                            driver_name(kind),
-                            cloud.as_str()
-                        ),
-                    )
-                    .at(ds.at(field))
-                    .hint(if fitting.is_empty() {
-                        format!(
-                            "project `{}` lives on no `{}` cluster: place it on one, or copy the data to storage its clusters can mount",
-                            a.project,
-                            cloud.as_str()
-                        )
-                    } else {
-                        format!(
-                            "mount it only on the project's `{}` clusters: `clusters: [{}]`",
-                            cloud.as_str(),
-                            fitting.join(", ")
-                        )
-                    });
-                    if let Some(k) = cluster(first) {
-                        diag = diag.related(pl.at(&format!("spec.clusters[{k}].provider")).note(
-                            format!(
-                                "cluster `{first}` runs on `{}`",
-                                pl.spec.clusters[k].provider.as_str()
-                            ),
-                        ));
-                    }
-                    d.push(diag);
-                    on.retain(|(c, _)| !names.contains(c));
-                }
-            }
+            let mut on = self.grant_clusters(ds, pl, i, a, &lives, d);
+            Self::not_mountable(ds, pl, kind, a, &lives, &mut on, d);
             if irsa
                 && p.spec
                     .cloud_identity
@@ -368,6 +334,127 @@ impl<'a> Cx<'a> {
                 );
             }
         }
+        Self::identity_setup(ds, pl, no_issuer, d);
+    }
+
+    /// `UnknownCluster`, `GrantCluster`: the clusters a grant names exist and are its project's; where it is mounted.
+    fn grant_clusters(
+        &self,
+        ds: &'a Object<crate::model::DatasetSpec>,
+        pl: &'a Object<crate::model::PlatformSpec>,
+        i: usize,
+        a: &'a crate::model::dataset::Access,
+        lives: &[&'a str],
+        d: &mut Diagnostics,
+    ) -> Vec<(&'a str, String)> {
+        let cluster = |name: &str| pl.spec.clusters.iter().position(|c| c.name == name);
+        let mut on: Vec<(&str, String)> = Vec::new();
+        for (j, c) in a.clusters.iter().enumerate() {
+            let field = format!("spec.access[{i}].clusters[{j}]");
+            if cluster(c).is_none() {
+                d.push(unknown(
+                    Code::UnknownCluster,
+                    "cluster",
+                    c,
+                    ds.at(&field),
+                    self.clusters().into_iter(),
+                ));
+            } else if !lives.contains(&c.as_str()) {
+                d.push(
+                        Diagnostic::new(
+                            Code::GrantCluster,
+                            format!(
+                                "project `{}` does not live on cluster `{c}`: the grant cannot be mounted there",
+                                a.project
+                            ),
+                        )
+                        .at(ds.at(&field))
+                        .hint(format!("the project lives on {}", list(lives))),
+                    );
+            } else {
+                on.push((c.as_str(), field));
+            }
+        }
+        if a.clusters.is_empty() {
+            on = lives
+                .iter()
+                .map(|c| (*c, format!("spec.access[{i}]")))
+                .collect();
+        }
+        on
+    }
+
+    /// `NotMountable`: an object store is mounted only on clusters of its cloud; drops the others from `on`.
+    fn not_mountable(
+        ds: &'a Object<crate::model::DatasetSpec>,
+        pl: &'a Object<crate::model::PlatformSpec>,
+        kind: SourceKind,
+        a: &'a crate::model::dataset::Access,
+        lives: &[&'a str],
+        on: &mut Vec<(&'a str, String)>,
+        d: &mut Diagnostics,
+    ) {
+        let cluster = |name: &str| pl.spec.clusters.iter().position(|c| c.name == name);
+        let cloud = kind.mount_cloud();
+        if let Some(cloud) = cloud {
+            let foreign: Vec<&(&str, String)> = on
+                .iter()
+                .filter(|(c, _)| cluster(c).is_some_and(|k| pl.spec.clusters[k].provider != cloud))
+                .collect();
+            if let Some((first, field)) = foreign.first() {
+                let fitting: Vec<&str> = lives
+                    .iter()
+                    .copied()
+                    .filter(|c| cluster(c).is_some_and(|k| pl.spec.clusters[k].provider == cloud))
+                    .collect();
+                let names: Vec<&str> = foreign.iter().map(|(c, _)| *c).collect();
+                let mut diag = Diagnostic::new(
+                        Code::NotMountable,
+                        format!(
+                            "dataset `{}` cannot be mounted for project `{}` on {} {}: its `{}` source needs the {}, which exists only on `{}` clusters",
+                            ds.name(),
+                            a.project,
+                            if names.len() == 1 { "cluster" } else { "clusters" },
+                            list(&names),
+                            kind.as_str(),
+                            driver_name(kind),
+                            cloud.as_str()
+                        ),
+                    )
+                    .at(ds.at(field))
+                    .hint(if fitting.is_empty() {
+                        format!(
+                            "project `{}` lives on no `{}` cluster: place it on one, or copy the data to storage its clusters can mount",
+                            a.project,
+                            cloud.as_str()
+                        )
+                    } else {
+                        format!(
+                            "mount it only on the project's `{}` clusters: `clusters: [{}]`",
+                            cloud.as_str(),
+                            fitting.join(", ")
+                        )
+                    });
+                if let Some(k) = cluster(first) {
+                    diag =
+                        diag.related(pl.at(&format!("spec.clusters[{k}].provider")).note(format!(
+                            "cluster `{first}` runs on `{}`",
+                            pl.spec.clusters[k].provider.as_str()
+                        )));
+                }
+                d.push(diag);
+                on.retain(|(c, _)| !names.contains(c));
+            }
+        }
+    }
+
+    /// `IdentitySetup`: IRSA mounts need the cluster's OIDC issuer.
+    fn identity_setup(
+        ds: &'a Object<crate::model::DatasetSpec>,
+        pl: &'a Object<crate::model::PlatformSpec>,
+        no_issuer: BTreeMap<usize, (String, &'a str)>,
+        d: &mut Diagnostics,
+    ) {
         for (k, (field, project)) in no_issuer {
             let c = &pl.spec.clusters[k];
             d.push(

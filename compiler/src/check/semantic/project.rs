@@ -5,7 +5,22 @@ use super::*;
 impl<'a> Cx<'a> {
     pub(super) fn project(&self, p: &'a Object<crate::model::ProjectSpec>, d: &mut Diagnostics) {
         let s = &p.spec;
-        // Identities and names a reviewer reads: no invisible or look-alike characters.
+        self.suspicious_identities(p, d);
+        self.unknown_cluster(p, d);
+        self.duplicate_member(p, d);
+        self.no_owners(p, d);
+        self.per_user_above_project(p, d);
+        self.zero_quota(p, d);
+        self.default_request_above_limit(p, d);
+        self.unknown_instance_type(p, d);
+        image_names(p, "spec.images", &s.images, d);
+        self.network_allow_from(p, d);
+        self.zero_shared_volume(p, d);
+    }
+
+    /// Identities and names a reviewer reads: no invisible or look-alike characters.
+    fn suspicious_identities(&self, p: &'a Object<crate::model::ProjectSpec>, d: &mut Diagnostics) {
+        let s = &p.spec;
         for (i, o) in s.owners.iter().enumerate() {
             suspicious(o, "owner", p.at(&format!("spec.owners[{i}]")), d);
         }
@@ -20,7 +35,11 @@ impl<'a> Cx<'a> {
         if let Some(n) = &s.display_name {
             suspicious(n, "display name", p.at("spec.displayName"), d);
         }
-        // Placement.
+    }
+
+    /// `UnknownCluster`: the project is placed on declared clusters.
+    fn unknown_cluster(&self, p: &'a Object<crate::model::ProjectSpec>, d: &mut Diagnostics) {
+        let s = &p.spec;
         let clusters = self.clusters();
         for (i, c) in s.clusters.iter().enumerate() {
             if self.specs.platform.is_some() && !clusters.contains(&c.as_str()) {
@@ -33,7 +52,11 @@ impl<'a> Cx<'a> {
                 ));
             }
         }
-        // People.
+    }
+
+    /// `InvalidChoice`, `DuplicateEntry`: each member is a user or a group, with one role.
+    fn duplicate_member(&self, p: &'a Object<crate::model::ProjectSpec>, d: &mut Diagnostics) {
+        let s = &p.spec;
         let mut members: BTreeMap<(bool, &str), usize> = BTreeMap::new();
         for (i, m) in s.members.iter().enumerate() {
             let at = p.at(&format!("spec.members[{i}]"));
@@ -67,6 +90,11 @@ impl<'a> Cx<'a> {
                 );
             }
         }
+    }
+
+    /// `NoOwners`: someone administers the project.
+    fn no_owners(&self, p: &'a Object<crate::model::ProjectSpec>, d: &mut Diagnostics) {
+        let s = &p.spec;
         if s.owners.is_empty()
             && !s
                 .members
@@ -84,7 +112,15 @@ impl<'a> Cx<'a> {
                 ),
             );
         }
-        // Quotas.
+    }
+
+    /// `PerUserAboveProject`: per-user quota fits within the project's quota and GPU allocations.
+    fn per_user_above_project(
+        &self,
+        p: &'a Object<crate::model::ProjectSpec>,
+        d: &mut Diagnostics,
+    ) {
+        let s = &p.spec;
         if let (Some(pu), q) = (&s.per_user_quota, &s.quota) {
             for (field, user, project) in [
                 ("cpu", &pu.cpu, q.as_ref().and_then(|q| q.cpu.as_ref())),
@@ -142,6 +178,11 @@ impl<'a> Cx<'a> {
                 }
             }
         }
+    }
+
+    /// `QuantityRange`: the project's CPU and memory quota are not zero.
+    fn zero_quota(&self, p: &'a Object<crate::model::ProjectSpec>, d: &mut Diagnostics) {
+        let s = &p.spec;
         for (field, q) in [
             (
                 "spec.quota.cpu",
@@ -165,6 +206,15 @@ impl<'a> Cx<'a> {
                 );
             }
         }
+    }
+
+    /// `QuantityRange`: default requests do not exceed default limits.
+    fn default_request_above_limit(
+        &self,
+        p: &'a Object<crate::model::ProjectSpec>,
+        d: &mut Diagnostics,
+    ) {
+        let s = &p.spec;
         if let Some(def) = &s.defaults {
             for (req, lim, name) in [
                 (&def.cpu, &def.cpu_limit, "cpu"),
@@ -189,7 +239,11 @@ impl<'a> Cx<'a> {
                 }
             }
         }
-        // Instance types and images.
+    }
+
+    /// `UnknownInstanceType`: the project's instance types exist.
+    fn unknown_instance_type(&self, p: &'a Object<crate::model::ProjectSpec>, d: &mut Diagnostics) {
+        let s = &p.spec;
         for (i, name) in s.instance_types.iter().enumerate() {
             if !self.its.contains_key(name.as_str()) && !self.instance_types_incomplete() {
                 d.push(unknown(
@@ -201,8 +255,11 @@ impl<'a> Cx<'a> {
                 ));
             }
         }
-        image_names(p, "spec.images", &s.images, d);
-        // Network.
+    }
+
+    /// `UnknownProject`, `InvalidName`, `InvalidValue`: `allowFrom` names projects, namespaces and CIDR blocks that exist and parse.
+    fn network_allow_from(&self, p: &'a Object<crate::model::ProjectSpec>, d: &mut Diagnostics) {
+        let s = &p.spec;
         for (i, a) in s.network.allow_from.iter().enumerate() {
             if let Some(other) = &a.project {
                 self.project_ref(
@@ -233,6 +290,11 @@ impl<'a> Cx<'a> {
                 );
             }
         }
+    }
+
+    /// `QuantityRange`: the shared volume has a capacity.
+    fn zero_shared_volume(&self, p: &'a Object<crate::model::ProjectSpec>, d: &mut Diagnostics) {
+        let s = &p.spec;
         if let Some(sv) = &s.volumes.shared
             && nanos(&sv.capacity) == 0
         {

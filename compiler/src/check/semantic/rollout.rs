@@ -1,6 +1,39 @@
 //! Model rollouts: references, sizing, traffic strategies and the serving infrastructure they need.
 
 use super::*;
+use crate::model::platform::Mesh;
+use crate::model::rollout::{EndpointAccess, ModelFormat, ScaleMetric};
+
+/// The strategy of a two-version traffic split, the one serving has to route.
+fn two_version_strategy(s: &crate::model::ModelRolloutSpec) -> Option<Strategy> {
+    s.traffic
+        .as_ref()
+        .filter(|t| t.versions.len() == 2)
+        .map(|t| t.strategy)
+}
+
+/// The rollout's storage URIs, each with its field.
+fn storage_uris(s: &crate::model::ModelRolloutSpec) -> Vec<(&str, String)> {
+    match &s.traffic {
+        Some(t) => t
+            .versions
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                (
+                    v.storage_uri.as_str(),
+                    format!("spec.traffic.versions[{i}].storageUri"),
+                )
+            })
+            .collect(),
+        None => s
+            .model
+            .storage_uri
+            .iter()
+            .map(|u| (u.as_str(), "spec.model.storageUri".to_owned()))
+            .collect(),
+    }
+}
 
 impl<'a> Cx<'a> {
     pub(super) fn rollout(
@@ -13,7 +46,26 @@ impl<'a> Cx<'a> {
         if project.is_none() {
             self.project_ref(&s.project, r.at("spec.project"), d);
         }
-        // Sizing.
+        self.sizing(r, project, d);
+        self.gpu_resources_pool(r, d);
+        self.replicas_or_autoscaling(r, d);
+        self.autoscaling_range(r, d);
+        self.model_image(r, d);
+        self.rollout_placement(r, d);
+        self.storage_uri_or_traffic(r, d);
+        self.endpoint(r, d);
+        self.serving(r, project, d);
+        self.deployment_limits(r, d);
+    }
+
+    /// `InvalidChoice`: an instance type or resources, and references to the instance type and priority class.
+    fn sizing(
+        &self,
+        r: &'a Object<crate::model::ModelRolloutSpec>,
+        project: Option<&'a Object<crate::model::ProjectSpec>>,
+        d: &mut Diagnostics,
+    ) {
+        let s = &r.spec;
         match (&s.instance_type, &s.resources) {
             (None, None) => d.push(
                 Diagnostic::new(
@@ -45,6 +97,15 @@ impl<'a> Cx<'a> {
             };
             self.priority_class_ref(r, pc, pool, d);
         }
+    }
+
+    /// `UnknownGpuQuota`: explicit GPU resources name a pool the project is allocated.
+    fn gpu_resources_pool(
+        &self,
+        r: &'a Object<crate::model::ModelRolloutSpec>,
+        d: &mut Diagnostics,
+    ) {
+        let s = &r.spec;
         if let Some(res) = &s.resources
             && res.gpu > 0
         {
@@ -72,6 +133,15 @@ impl<'a> Cx<'a> {
                 _ => {}
             }
         }
+    }
+
+    /// `InvalidChoice`: fixed replicas or autoscaling, not both.
+    fn replicas_or_autoscaling(
+        &self,
+        r: &'a Object<crate::model::ModelRolloutSpec>,
+        d: &mut Diagnostics,
+    ) {
+        let s = &r.spec;
         if s.replicas.is_some() && s.autoscaling.is_some() {
             d.push(
                 Diagnostic::new(
@@ -82,6 +152,15 @@ impl<'a> Cx<'a> {
                 .hint("use `autoscaling.min`/`max` instead of `replicas`"),
             );
         }
+    }
+
+    /// `QuantityRange`, `RolloutStrategy`: autoscaling bounds are ordered and fit the traffic strategy.
+    fn autoscaling_range(
+        &self,
+        r: &'a Object<crate::model::ModelRolloutSpec>,
+        d: &mut Diagnostics,
+    ) {
+        let s = &r.spec;
         if let Some(a) = &s.autoscaling {
             if a.min > a.max {
                 d.push(
@@ -106,7 +185,11 @@ impl<'a> Cx<'a> {
                 );
             }
         }
-        // Model and runtime.
+    }
+
+    /// `MissingField`: a `deployment` runtime names its image.
+    fn model_image(&self, r: &'a Object<crate::model::ModelRolloutSpec>, d: &mut Diagnostics) {
+        let s = &r.spec;
         if s.runtime == Runtime::Deployment && s.model.image.is_none() {
             d.push(
                 Diagnostic::new(
@@ -117,6 +200,15 @@ impl<'a> Cx<'a> {
                 .hint("name the serving image, e.g. `registry.example.org/serving/xgboost:2.1`"),
             );
         }
+    }
+
+    /// `Placement`: the rollout's project lives on a cluster that can serve it.
+    fn rollout_placement(
+        &self,
+        r: &'a Object<crate::model::ModelRolloutSpec>,
+        d: &mut Diagnostics,
+    ) {
+        let s = &r.spec;
         if let Some(pl) = &self.specs.platform
             && s.runtime == Runtime::Kserve
             && !pl.spec.backends.kserve
@@ -131,7 +223,15 @@ impl<'a> Cx<'a> {
                 .hint("use `runtime: deployment`, or enable the backend"),
             );
         }
-        // Traffic.
+    }
+
+    /// `MissingField`, `InvalidChoice`: a storage URI or a traffic split, and the split's own rules.
+    fn storage_uri_or_traffic(
+        &self,
+        r: &'a Object<crate::model::ModelRolloutSpec>,
+        d: &mut Diagnostics,
+    ) {
+        let s = &r.spec;
         match (&s.traffic, &s.model.storage_uri) {
             (None, None) => d.push(
                 Diagnostic::new(Code::MissingField, "missing `model.storageUri`")
@@ -151,7 +251,11 @@ impl<'a> Cx<'a> {
         if let Some(t) = &s.traffic {
             self.traffic(r, t, d);
         }
-        // Endpoint.
+    }
+
+    /// `UnknownProject`, `MissingField`: the endpoint's allowed projects exist and a public endpoint has what it needs.
+    fn endpoint(&self, r: &'a Object<crate::model::ModelRolloutSpec>, d: &mut Diagnostics) {
+        let s = &r.spec;
         for (i, other) in s.endpoint.allow_projects.iter().enumerate() {
             self.project_ref(other, r.at(&format!("spec.endpoint.allowProjects[{i}]")), d);
         }
@@ -167,8 +271,16 @@ impl<'a> Cx<'a> {
                 .hint("give the external host name, e.g. `bed-forecast.models.example.org`"),
             );
         }
-        self.serving(r, project, d);
-        // Deployment limits of the project.
+    }
+
+    /// `DeploymentsDisabled`, `TooManyDeployments`: the project allows this many model deployments.
+    fn deployment_limits(
+        &self,
+        r: &'a Object<crate::model::ModelRolloutSpec>,
+        d: &mut Diagnostics,
+    ) {
+        let s = &r.spec;
+        let project = self.specs.projects.get(&s.project);
         if let Some(p) = project {
             if !p.spec.deployments.enabled {
                 d.push(
@@ -231,41 +343,8 @@ impl<'a> Cx<'a> {
         d: &mut Diagnostics,
     ) {
         let s = &r.spec;
-        let sum: u64 = t.versions.iter().map(|v| u64::from(v.weight)).sum();
-        if sum != 100 {
-            let mut diag = Diagnostic::new(
-                Code::TrafficWeights,
-                format!("traffic weights add up to {sum}, not 100"),
-            )
-            .at(r.at("spec.traffic.versions"));
-            for (i, v) in t.versions.iter().enumerate() {
-                diag = diag.related(
-                    r.at(&format!("spec.traffic.versions[{i}].weight"))
-                        .note(format!("`{}`: {}", v.name, v.weight)),
-                );
-            }
-            d.push(diag.hint("weights are percentages of live traffic; make them add up to 100"));
-        }
-        let mut names: BTreeMap<&str, usize> = BTreeMap::new();
-        for (i, v) in t.versions.iter().enumerate() {
-            let at = r.at(&format!("spec.traffic.versions[{i}].name"));
-            if !is_dns_label(&v.name) {
-                d.push(invalid_name("version name", &v.name, at.clone()));
-            }
-            if let Some(first) = names.insert(&v.name, i) {
-                d.push(
-                    Diagnostic::new(
-                        Code::DuplicateEntry,
-                        format!("version `{}` is listed twice", v.name),
-                    )
-                    .at(at)
-                    .related(
-                        r.at(&format!("spec.traffic.versions[{first}].name"))
-                            .note("first listed here"),
-                    ),
-                );
-            }
-        }
+        self.traffic_weights(r, t, d);
+        self.duplicate_version(r, t, d);
         let strategy = t.strategy.as_str();
         let problem = |msg: String, at: Label, hint: &str| {
             Diagnostic::new(Code::RolloutStrategy, msg)
@@ -356,6 +435,59 @@ impl<'a> Cx<'a> {
         }
     }
 
+    /// `TrafficWeights`: the versions' weights add up to 100.
+    fn traffic_weights(
+        &self,
+        r: &Object<crate::model::ModelRolloutSpec>,
+        t: &crate::model::rollout::Traffic,
+        d: &mut Diagnostics,
+    ) {
+        let sum: u64 = t.versions.iter().map(|v| u64::from(v.weight)).sum();
+        if sum != 100 {
+            let mut diag = Diagnostic::new(
+                Code::TrafficWeights,
+                format!("traffic weights add up to {sum}, not 100"),
+            )
+            .at(r.at("spec.traffic.versions"));
+            for (i, v) in t.versions.iter().enumerate() {
+                diag = diag.related(
+                    r.at(&format!("spec.traffic.versions[{i}].weight"))
+                        .note(format!("`{}`: {}", v.name, v.weight)),
+                );
+            }
+            d.push(diag.hint("weights are percentages of live traffic; make them add up to 100"));
+        }
+    }
+
+    /// `DuplicateEntry`: each version is named once.
+    fn duplicate_version(
+        &self,
+        r: &Object<crate::model::ModelRolloutSpec>,
+        t: &crate::model::rollout::Traffic,
+        d: &mut Diagnostics,
+    ) {
+        let mut names: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, v) in t.versions.iter().enumerate() {
+            let at = r.at(&format!("spec.traffic.versions[{i}].name"));
+            if !is_dns_label(&v.name) {
+                d.push(invalid_name("version name", &v.name, at.clone()));
+            }
+            if let Some(first) = names.insert(&v.name, i) {
+                d.push(
+                    Diagnostic::new(
+                        Code::DuplicateEntry,
+                        format!("version `{}` is listed twice", v.name),
+                    )
+                    .at(at)
+                    .related(
+                        r.at(&format!("spec.traffic.versions[{first}].name"))
+                            .note("first listed here"),
+                    ),
+                );
+            }
+        }
+    }
+
     /// What a rollout needs of the serving infrastructure the Platform declares
     /// (`spec.serving`): a restricted-compliant KServe storage initializer, a deployment mode,
     /// a mesh or ingress controller to route traffic, TLS and authentication for public
@@ -366,42 +498,28 @@ impl<'a> Cx<'a> {
         project: Option<&'a Object<crate::model::ProjectSpec>>,
         d: &mut Diagnostics,
     ) {
-        use crate::model::platform::Mesh;
-        use crate::model::rollout::{EndpointAccess, ModelFormat, ScaleMetric};
         let Some(pl) = &self.specs.platform else {
             return;
         };
-        let sv = &pl.spec.serving;
-        let s = &r.spec;
-        let kserve = s.runtime == Runtime::Kserve;
-        let public = s.endpoint.access == EndpointAccess::Public;
-        let strategy = s
-            .traffic
-            .as_ref()
-            .filter(|t| t.versions.len() == 2)
-            .map(|t| t.strategy);
-        // Storage URIs with their fields.
-        let uris: Vec<(&str, String)> = match &s.traffic {
-            Some(t) => t
-                .versions
-                .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    (
-                        v.storage_uri.as_str(),
-                        format!("spec.traffic.versions[{i}].storageUri"),
-                    )
-                })
-                .collect(),
-            None => s
-                .model
-                .storage_uri
-                .iter()
-                .map(|u| (u.as_str(), "spec.model.storageUri".to_owned()))
-                .collect(),
-        };
+        self.storage_initializer(r, project, pl, d);
+        self.kserve_deployment_mode(r, pl, d);
+        self.routing_needs_mesh(r, pl, d);
+        self.public_endpoint(r, pl, d);
+        self.triton_repository(r, d);
+    }
 
-        // KServe's storage initializer under `restricted` (kserve/kserve#5373).
+    /// `StorageInitializer`: KServe's storage initializer under `restricted` (kserve/kserve#5373).
+    fn storage_initializer(
+        &self,
+        r: &'a Object<crate::model::ModelRolloutSpec>,
+        project: Option<&'a Object<crate::model::ProjectSpec>>,
+        pl: &Object<crate::model::PlatformSpec>,
+        d: &mut Diagnostics,
+    ) {
+        let s = &r.spec;
+        let sv = &pl.spec.serving;
+        let kserve = s.runtime == Runtime::Kserve;
+        let uris = storage_uris(s);
         let (level, level_at) = match project.and_then(|p| p.spec.pod_security.map(|l| (l, p))) {
             Some((l, p)) => (l, p.at("spec.podSecurity")),
             None => (
@@ -424,7 +542,20 @@ impl<'a> Cx<'a> {
                 .hint("patch `ClusterStorageContainer/default` with a restricted security context (no privilege escalation, all capabilities dropped, `runAsNonRoot`, `runAsUser: 1000`, `RuntimeDefault` seccomp; kserve/kserve#5373) and declare it with `serving.kserve.restrictedStorageInitializer: true`, or use `runtime: deployment`"),
             );
         }
+    }
 
+    /// KServe's deployment mode: `Knative` for scale-to-zero needs Knative, `Standard` otherwise.
+    fn kserve_deployment_mode(
+        &self,
+        r: &'a Object<crate::model::ModelRolloutSpec>,
+        pl: &Object<crate::model::PlatformSpec>,
+        d: &mut Diagnostics,
+    ) {
+        let s = &r.spec;
+        let sv = &pl.spec.serving;
+        let kserve = s.runtime == Runtime::Kserve;
+        let public = s.endpoint.access == EndpointAccess::Public;
+        let strategy = two_version_strategy(s);
         // KServe deployment mode: `Knative` for scale-to-zero, `Standard` otherwise.
         let knative = s.autoscaling.as_ref().is_some_and(|a| a.scale_to_zero);
         if kserve && knative {
@@ -491,7 +622,19 @@ impl<'a> Cx<'a> {
                 .hint("use `metric: cpu` or `metric: memory`; request-based scaling needs `scaleToZero` (Knative mode)"),
             );
         }
+    }
 
+    /// Mirroring and weights need a mesh or the ingress controller.
+    fn routing_needs_mesh(
+        &self,
+        r: &'a Object<crate::model::ModelRolloutSpec>,
+        pl: &Object<crate::model::PlatformSpec>,
+        d: &mut Diagnostics,
+    ) {
+        let s = &r.spec;
+        let sv = &pl.spec.serving;
+        let public = s.endpoint.access == EndpointAccess::Public;
+        let strategy = two_version_strategy(s);
         // Routing: mirroring and weights need a mesh or the ingress controller.
         let no_mesh = sv.mesh == Mesh::None;
         match strategy {
@@ -529,7 +672,18 @@ impl<'a> Cx<'a> {
             ),
             _ => {}
         }
+    }
 
+    /// Public endpoints need an ingress controller, TLS and authentication; private ones none of their fields.
+    fn public_endpoint(
+        &self,
+        r: &'a Object<crate::model::ModelRolloutSpec>,
+        pl: &Object<crate::model::PlatformSpec>,
+        d: &mut Diagnostics,
+    ) {
+        let s = &r.spec;
+        let sv = &pl.spec.serving;
+        let public = s.endpoint.access == EndpointAccess::Public;
         // Public endpoints: ingress controller, TLS, authentication.
         let e = &s.endpoint;
         if public {
@@ -580,8 +734,16 @@ impl<'a> Cx<'a> {
                 }
             }
         }
+    }
 
-        // Triton reads its model repository itself.
+    /// Triton reads its model repository itself.
+    fn triton_repository(
+        &self,
+        r: &'a Object<crate::model::ModelRolloutSpec>,
+        d: &mut Diagnostics,
+    ) {
+        let s = &r.spec;
+        let uris = storage_uris(s);
         if s.runtime == Runtime::Deployment && s.model.format == ModelFormat::Triton {
             for (uri, field) in &uris {
                 if !(uri.starts_with("s3://") || uri.starts_with("gs://")) {
