@@ -159,72 +159,9 @@ impl Capacity {
             };
             let mut pools: BTreeMap<String, Pool> = BTreeMap::new();
             for (name, q) in &specs.gpu_quotas {
-                if !cx.has_pool(name) {
-                    continue;
+                if cx.has_pool(name) {
+                    pools.insert(name.clone(), pool(&cx, &q.spec));
                 }
-                let q = &q.spec;
-                let hosted: Vec<&crate::model::gpu::Allocation> = q
-                    .allocations
-                    .iter()
-                    .filter(|a| cx.hosts(&a.project))
-                    .collect();
-                let capacity = q.capacity_in(&cluster.name);
-                let spare = u32::try_from(gpu::spare(&cx, q)).unwrap_or(u32::MAX);
-                let lendable = |a: &crate::model::gpu::Allocation| {
-                    if q.cohort.is_some() {
-                        a.lending_limit.unwrap_or(a.gpu).min(a.gpu)
-                    } else {
-                        0
-                    }
-                };
-                let mut projects = BTreeMap::new();
-                for (i, a) in hosted.iter().enumerate() {
-                    if projects.contains_key(&a.project) {
-                        continue;
-                    }
-                    let others: u64 = hosted
-                        .iter()
-                        .enumerate()
-                        .filter(|(j, _)| *j != i)
-                        .map(|(_, o)| u64::from(lendable(o)))
-                        .sum();
-                    let borrowable = if q.cohort.is_some() {
-                        let pool = others + u64::from(spare);
-                        a.borrowing_limit.map_or(pool, |b| pool.min(u64::from(b)))
-                    } else {
-                        0
-                    };
-                    let max = (u64::from(a.gpu) + borrowable).min(u64::from(capacity.max(a.gpu)));
-                    let users = gpu::declared_users(&cx, &a.project);
-                    projects.insert(
-                        a.project.clone(),
-                        Share {
-                            allocated: true,
-                            guaranteed: a.gpu,
-                            lendable: lendable(a),
-                            borrowing_limit: q.cohort.as_ref().and(a.borrowing_limit),
-                            max: u32::try_from(max).unwrap_or(u32::MAX),
-                            per_user: gpu::per_user_limit(&cx, q, &a.project)
-                                .filter(|_| !users.is_empty()),
-                            users: users.len(),
-                            demand: 0,
-                            workloads: Vec::new(),
-                        },
-                    );
-                }
-                pools.insert(
-                    name.clone(),
-                    Pool {
-                        resource: q.pool.resource_name.clone(),
-                        display_name: q.display_name.clone(),
-                        model: q.pool.model.clone(),
-                        cohort: q.cohort.clone(),
-                        capacity,
-                        allocated: hosted.iter().map(|a| a.gpu).sum(),
-                        spare,
-                        projects,
-                    },
-                );
             }
             let mut add = |pool: &str, project: &str, w: Workload| {
                 if let Some(p) = pools.get_mut(pool) {
@@ -233,65 +170,8 @@ impl Capacity {
                     share.workloads.push(w);
                 }
             };
-            for (name, r) in &specs.rollouts {
-                let s = &r.spec;
-                if !cx.hosts(&s.project) {
-                    continue;
-                }
-                let Some((pool, each)) = gpu_of(
-                    specs,
-                    s.instance_type.as_deref(),
-                    s.resources
-                        .as_ref()
-                        .map(|res| (res.gpu, s.gpu_quota.as_deref())),
-                ) else {
-                    continue;
-                };
-                let versions = s
-                    .traffic
-                    .as_ref()
-                    .map_or(1, |t| u32::try_from(t.versions.len().max(1)).unwrap_or(1));
-                let replicas = s.max_replicas();
-                add(
-                    &pool,
-                    &s.project,
-                    Workload {
-                        kind: WorkloadKind::ModelRollout,
-                        name: name.clone(),
-                        gpus_each: each,
-                        replicas,
-                        versions,
-                        gpus: each.saturating_mul(replicas).saturating_mul(versions),
-                    },
-                );
-            }
-            for (name, a) in &specs.apps {
-                let s = &a.spec;
-                if !cx.hosts(&s.project)
-                    || (!s.clusters.is_empty() && !s.clusters.contains(&cluster.name))
-                {
-                    continue;
-                }
-                let Some((pool, each)) = gpu_of(specs, s.instance_type.as_deref(), None) else {
-                    continue;
-                };
-                let replicas = s
-                    .values
-                    .get("replicas")
-                    .and_then(serde_json::Value::as_u64)
-                    .map_or(1, |r| u32::try_from(r).unwrap_or(u32::MAX));
-                add(
-                    &pool,
-                    &s.project,
-                    Workload {
-                        kind: WorkloadKind::App,
-                        name: name.clone(),
-                        gpus_each: each,
-                        replicas,
-                        versions: 1,
-                        gpus: each.saturating_mul(replicas),
-                    },
-                );
+            for (project, pool, w) in rollout_demand(&cx).into_iter().chain(app_demand(&cx)) {
+                add(&pool, &project, w);
             }
             out.clusters.insert(cluster.name.clone(), pools);
         }
@@ -302,6 +182,149 @@ impl Capacity {
     pub fn share(&self, cluster: &str, pool: &str, project: &str) -> Option<&Share> {
         self.clusters.get(cluster)?.get(pool)?.projects.get(project)
     }
+}
+
+/// A pool's figures on one cluster: capacity, allocations, and each hosted project's share.
+fn pool(cx: &Ctx<'_>, q: &crate::model::GpuQuotaSpec) -> Pool {
+    let cluster = cx.cluster;
+    let hosted: Vec<&crate::model::gpu::Allocation> = q
+        .allocations
+        .iter()
+        .filter(|a| cx.hosts(&a.project))
+        .collect();
+    let capacity = q.capacity_in(&cluster.name);
+    let spare = u32::try_from(gpu::spare(cx, q)).unwrap_or(u32::MAX);
+    let lendable = |a: &crate::model::gpu::Allocation| {
+        if q.cohort.is_some() {
+            a.lending_limit.unwrap_or(a.gpu).min(a.gpu)
+        } else {
+            0
+        }
+    };
+    let mut projects = BTreeMap::new();
+    for (i, a) in hosted.iter().enumerate() {
+        if projects.contains_key(&a.project) {
+            continue;
+        }
+        let others: u64 = hosted
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, o)| u64::from(lendable(o)))
+            .sum();
+        let borrowable = if q.cohort.is_some() {
+            let pool = others + u64::from(spare);
+            a.borrowing_limit.map_or(pool, |b| pool.min(u64::from(b)))
+        } else {
+            0
+        };
+        let max = (u64::from(a.gpu) + borrowable).min(u64::from(capacity.max(a.gpu)));
+        let users = gpu::declared_users(cx, &a.project);
+        projects.insert(
+            a.project.clone(),
+            Share {
+                allocated: true,
+                guaranteed: a.gpu,
+                lendable: lendable(a),
+                borrowing_limit: q.cohort.as_ref().and(a.borrowing_limit),
+                max: u32::try_from(max).unwrap_or(u32::MAX),
+                per_user: gpu::per_user_limit(cx, q, &a.project).filter(|_| !users.is_empty()),
+                users: users.len(),
+                demand: 0,
+                workloads: Vec::new(),
+            },
+        );
+    }
+    Pool {
+        resource: q.pool.resource_name.clone(),
+        display_name: q.display_name.clone(),
+        model: q.pool.model.clone(),
+        cohort: q.cohort.clone(),
+        capacity,
+        allocated: hosted.iter().map(|a| a.gpu).sum(),
+        spare,
+        projects,
+    }
+}
+
+/// The standing GPU demand of the rollouts on this cluster: (project, pool, workload).
+fn rollout_demand(cx: &Ctx<'_>) -> Vec<(String, String, Workload)> {
+    let specs = cx.specs;
+    let mut out = Vec::new();
+    let mut add = |pool: &str, project: &str, w: Workload| {
+        out.push((project.to_owned(), pool.to_owned(), w));
+    };
+    for (name, r) in &specs.rollouts {
+        let s = &r.spec;
+        if !cx.hosts(&s.project) {
+            continue;
+        }
+        let Some((pool, each)) = gpu_of(
+            specs,
+            s.instance_type.as_deref(),
+            s.resources
+                .as_ref()
+                .map(|res| (res.gpu, s.gpu_quota.as_deref())),
+        ) else {
+            continue;
+        };
+        let versions = s
+            .traffic
+            .as_ref()
+            .map_or(1, |t| u32::try_from(t.versions.len().max(1)).unwrap_or(1));
+        let replicas = s.max_replicas();
+        add(
+            &pool,
+            &s.project,
+            Workload {
+                kind: WorkloadKind::ModelRollout,
+                name: name.clone(),
+                gpus_each: each,
+                replicas,
+                versions,
+                gpus: each.saturating_mul(replicas).saturating_mul(versions),
+            },
+        );
+    }
+    out
+}
+
+/// The standing GPU demand of the Apps on this cluster: (project, pool, workload).
+fn app_demand(cx: &Ctx<'_>) -> Vec<(String, String, Workload)> {
+    let specs = cx.specs;
+    let cluster = cx.cluster;
+    let mut out = Vec::new();
+    let mut add = |pool: &str, project: &str, w: Workload| {
+        out.push((project.to_owned(), pool.to_owned(), w));
+    };
+    for (name, a) in &specs.apps {
+        let s = &a.spec;
+        if !cx.hosts(&s.project) || (!s.clusters.is_empty() && !s.clusters.contains(&cluster.name))
+        {
+            continue;
+        }
+        let Some((pool, each)) = gpu_of(specs, s.instance_type.as_deref(), None) else {
+            continue;
+        };
+        let replicas = s
+            .values
+            .get("replicas")
+            .and_then(serde_json::Value::as_u64)
+            .map_or(1, |r| u32::try_from(r).unwrap_or(u32::MAX));
+        add(
+            &pool,
+            &s.project,
+            Workload {
+                kind: WorkloadKind::App,
+                name: name.clone(),
+                gpus_each: each,
+                replicas,
+                versions: 1,
+                gpus: each.saturating_mul(replicas),
+            },
+        );
+    }
+    out
 }
 
 /// A figure on both sides of a change (`None`: absent there).

@@ -19,9 +19,9 @@
 pub mod cache;
 pub mod capacity;
 pub mod check;
-pub mod crd;
 pub mod cli;
 pub mod conftest;
+pub mod crd;
 pub mod diag;
 pub mod emit;
 pub mod generate;

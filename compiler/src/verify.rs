@@ -18,8 +18,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::diag::Diagnostics;
 use crate::crd;
+use crate::diag::Diagnostics;
 pub use crate::names::{is_dns_label, is_dns_subdomain, is_label_value, is_qualified_name};
 use crate::output::{Lowered, Manifest, internal};
 

@@ -66,16 +66,28 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let root = dir.path();
         std::fs::create_dir_all(root.join("b/c")).expect("mkdir");
-        for (p, t) in [("b/c/x.yaml", "x: 1"), ("a.json", "{}"), ("b/skip.txt", "no")] {
+        for (p, t) in [
+            ("b/c/x.yaml", "x: 1"),
+            ("a.json", "{}"),
+            ("b/skip.txt", "no"),
+        ] {
             std::fs::write(root.join(p), t).expect("write");
         }
         let found = files_under(root, &["yaml", "json"]).expect("walk");
         let rel: Vec<String> = found
             .iter()
-            .map(|p| p.strip_prefix(root).expect("under").to_string_lossy().into_owned())
+            .map(|p| {
+                p.strip_prefix(root)
+                    .expect("under")
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect();
         assert_eq!(rel, ["a.json", "b/c/x.yaml"]);
-        assert_eq!(read_text(&root.join("b/c/x.yaml"), 4).expect("fits"), "x: 1");
+        assert_eq!(
+            read_text(&root.join("b/c/x.yaml"), 4).expect("fits"),
+            "x: 1"
+        );
         let e = read_text(&root.join("b/c/x.yaml"), 3).expect_err("too large");
         assert!(e.to_string().contains("larger than 3 bytes"), "{e}");
     }
