@@ -405,8 +405,6 @@ fn instance(
         ("cpu".to_owned(), cpu_limit.to_string()),
         ("memory".to_owned(), memory_limit.to_string()),
     ]);
-    let mut node_selector = BTreeMap::new();
-    let mut tolerations: Vec<Value> = Vec::new();
     let mut resource = None;
     if let Some(quota) = quota {
         let p = &quota.spec.pool;
@@ -415,35 +413,12 @@ fn instance(
             requests.insert(p.resource_name.clone(), t.gpu.to_string());
             limits.insert(p.resource_name.clone(), t.gpu.to_string());
         }
-        node_selector.extend(p.node_labels.clone());
-        for taint in &p.taints {
-            tolerations.push(json!({
-                "key": taint.key,
-                "operator": if taint.value.is_some() { "Equal" } else { "Exists" },
-                "value": taint.value,
-                "effect": taint.effect.as_str(),
-            }));
-        }
     }
-    node_selector.extend(t.node_selector.clone());
-    for tol in &t.tolerations {
-        let exists = tol.operator == crate::model::common::TolerationOperator::Exists;
-        tolerations.push(json!({
-            "key": tol.key,
-            "operator": if exists { "Exists" } else { "Equal" },
-            "value": if exists { None } else { tol.value.clone() },
-            "effect": tol.effect.map(|e| e.as_str()),
-        }));
-    }
-    let mut unique: Vec<Value> = Vec::new();
-    for mut tol in tolerations {
-        if let Some(m) = tol.as_object_mut() {
-            m.retain(|_, v| !v.is_null());
-        }
-        if !unique.contains(&tol) {
-            unique.push(tol);
-        }
-    }
+    let (node_selector, tolerations) = super::gpu::placement(quota.map(|q| &q.spec), Some(t));
+    let unique: Vec<Value> = tolerations
+        .iter()
+        .map(|t| serde_json::to_value(t).unwrap_or(Value::Null))
+        .collect();
     // The one Kueue rule for every workload plinth sizes (rollouts, Apps).
     let labels = pool
         .filter(|_| t.gpu > 0)

@@ -31,7 +31,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ResourceQuota, ResourceQuotaSpec};
+use k8s_openapi::api::core::v1::{ResourceQuota, ResourceQuotaSpec, Toleration};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as KQuantity;
 
 use super::crd::{self, kueue};
@@ -466,6 +466,51 @@ pub fn lower_platform(cx: &Ctx<'_>, p: &Object<crate::model::PlatformSpec>, sink
             },
         ),
     );
+}
+
+/// Where a workload sized by an instance type (or by resources on a pool) runs: the pool's node
+/// labels and the instance type's node selector; tolerations of the pool's taints, then the
+/// instance type's tolerations, without duplicates. The one placement rule of rollouts and
+/// Apps.
+pub fn placement(
+    pool: Option<&GpuQuotaSpec>,
+    instance_type: Option<&crate::model::common::InstanceType>,
+) -> (BTreeMap<String, String>, Vec<Toleration>) {
+    use crate::model::common::TolerationOperator;
+    let mut node_selector = BTreeMap::new();
+    let mut tolerations: Vec<Toleration> = Vec::new();
+    if let Some(q) = pool {
+        node_selector.extend(q.pool.node_labels.clone());
+        for t in &q.pool.taints {
+            tolerations.push(Toleration {
+                key: Some(t.key.clone()),
+                operator: Some(if t.value.is_some() { "Equal" } else { "Exists" }.to_owned()),
+                value: t.value.clone(),
+                effect: Some(t.effect.as_str().to_owned()),
+                toleration_seconds: None,
+            });
+        }
+    }
+    if let Some(t) = instance_type {
+        node_selector.extend(t.node_selector.clone());
+        for tol in &t.tolerations {
+            let exists = tol.operator == TolerationOperator::Exists;
+            tolerations.push(Toleration {
+                key: Some(tol.key.clone()),
+                operator: Some(if exists { "Exists" } else { "Equal" }.to_owned()),
+                value: if exists { None } else { tol.value.clone() },
+                effect: tol.effect.map(|e| e.as_str().to_owned()),
+                toleration_seconds: None,
+            });
+        }
+    }
+    let mut unique: Vec<Toleration> = Vec::new();
+    for t in tolerations {
+        if !unique.contains(&t) {
+            unique.push(t);
+        }
+    }
+    (node_selector, unique)
 }
 
 /// Kueue's labels for a workload of `project` on `pool` (its LocalQueue and priority class),

@@ -117,7 +117,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::crd::{self, argo, istio, kserve};
 use super::project::WORKLOAD_SA;
 use super::{Ctx, Origin, PROJECT_LABEL, Sink};
-use crate::model::common::{PodSecurityLevel, TolerationOperator};
+use crate::model::common::PodSecurityLevel;
 use crate::model::platform::{Mesh, Serving};
 use crate::model::quantity::Duration;
 use crate::model::rollout::{
@@ -1463,8 +1463,6 @@ fn sizing(cx: &Ctx<'_>, s: &ModelRolloutSpec) -> Sizing {
     let its = crate::check::semantic::instance_types(cx.specs);
     let mut requests = BTreeMap::new();
     let mut limits = BTreeMap::new();
-    let mut node_selector = BTreeMap::new();
-    let mut tolerations: Vec<Toleration> = Vec::new();
     let q = |x: &crate::model::Quantity| KQuantity(x.as_str().to_owned());
     let (gpu, pool, it) = match (&s.instance_type, &s.resources) {
         (Some(name), _) => match its.get(name.as_str()) {
@@ -1490,43 +1488,14 @@ fn sizing(cx: &Ctx<'_>, s: &ModelRolloutSpec) -> Sizing {
         (None, None) => (0, None, None),
     };
     let quota = pool.and_then(|p| cx.specs.gpu_quotas.get(p));
-    if let Some(quota) = quota {
-        let p = &quota.spec.pool;
-        if gpu > 0 {
-            let n = KQuantity(gpu.to_string());
-            requests.insert(p.resource_name.clone(), n.clone());
-            limits.insert(p.resource_name.clone(), n);
-        }
-        node_selector.extend(p.node_labels.clone());
-        for t in &p.taints {
-            tolerations.push(Toleration {
-                key: Some(t.key.clone()),
-                operator: Some(if t.value.is_some() { "Equal" } else { "Exists" }.to_owned()),
-                value: t.value.clone(),
-                effect: Some(t.effect.as_str().to_owned()),
-                toleration_seconds: None,
-            });
-        }
+    if let Some(quota) = quota
+        && gpu > 0
+    {
+        let n = KQuantity(gpu.to_string());
+        requests.insert(quota.spec.pool.resource_name.clone(), n.clone());
+        limits.insert(quota.spec.pool.resource_name.clone(), n);
     }
-    if let Some(t) = it {
-        node_selector.extend(t.node_selector.clone());
-        for tol in &t.tolerations {
-            let exists = tol.operator == TolerationOperator::Exists;
-            tolerations.push(Toleration {
-                key: Some(tol.key.clone()),
-                operator: Some(if exists { "Exists" } else { "Equal" }.to_owned()),
-                value: if exists { None } else { tol.value.clone() },
-                effect: tol.effect.map(|e| e.as_str().to_owned()),
-                toleration_seconds: None,
-            });
-        }
-    }
-    let mut unique: Vec<Toleration> = Vec::new();
-    for t in tolerations {
-        if !unique.contains(&t) {
-            unique.push(t);
-        }
-    }
+    let (node_selector, unique) = super::gpu::placement(quota.map(|q| &q.spec), it);
     // The one Kueue rule for every workload plinth sizes (rollouts, Apps): see
     // `gpu::queue_labels`.
     let labels = pool
