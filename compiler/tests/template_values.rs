@@ -6,8 +6,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use plinth::load::MemSource;
 use proptest::prelude::*;
@@ -15,28 +16,7 @@ use serde_json::{Value, json};
 
 /// The files of a golden build repository (`tests/golden/build/<case>/repo`).
 fn golden_repo(case: &str) -> BTreeMap<String, String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/golden/build")
-        .join(case)
-        .join("repo");
-    let mut files = BTreeMap::new();
-    let mut stack = vec![root.clone()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p
-                    .strip_prefix(&root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
-                files.insert(rel, std::fs::read_to_string(&p).unwrap());
-            }
-        }
-    }
-    files
+    common::files_under(&format!("tests/golden/build/{case}/repo"))
 }
 
 /// The App objects a build renders, or the error codes when it fails.
