@@ -341,7 +341,7 @@ impl Audit {
         match self.recorder.publish(&ev, &self.reference).await {
             Ok(()) => true,
             Err(err) => {
-                tracing::warn!(error = %crate::chain(&err), "recording an event failed");
+                tracing::warn!(error = %crate::error::chain(&err), "recording an event failed");
                 false
             }
         }

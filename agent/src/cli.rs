@@ -16,6 +16,7 @@ use tokio::sync::{Notify, watch};
 use crate::cluster::{Cluster, Requests};
 use crate::desired::Desired;
 use crate::drift::{self, Mode};
+use crate::error::Error;
 use crate::gitops::{self, Agent, Probe};
 use crate::metrics::Metrics;
 use crate::prune::Budget;
@@ -24,7 +25,7 @@ use crate::signature::Verifier;
 use crate::source::{Auth, Remote};
 use crate::status::{self, Poster, StatusSink, Token};
 use crate::sync::{self, Options};
-use crate::{Error, audit, duration, webhook};
+use crate::{audit, duration, webhook};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -19,7 +19,7 @@ use plinth::lower::ObjectKey;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{Error, chain};
+use crate::error::{Error, chain};
 
 /// A failed request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]

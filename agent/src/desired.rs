@@ -12,7 +12,7 @@ use plinth::lower::{Approval, HASH_ANNOTATION, ObjectKey, canonical_json, sha256
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::Error;
+use crate::error::Error;
 
 /// One object to apply.
 #[derive(Debug, Clone)]

@@ -20,7 +20,7 @@ use plinth::lower::{Approval, ObjectKey};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::Error;
+use crate::error::Error;
 
 /// Namespace of the inventory ConfigMap.
 pub const NAMESPACE: &str = "plinth-system";

@@ -17,7 +17,7 @@ use gix::ObjectId;
 use gix::bstr::ByteSlice;
 use plinth::load::git::{CommitInfo, GitRepo};
 
-use crate::chain;
+use crate::error::chain;
 
 /// A failed fetch or history question.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -157,7 +157,7 @@ impl Http {
         secrets.push(token.to_owned());
         let scrub = |m: &str| crate::source::scrub(m, &secrets);
         let resp = req.send().await.map_err(|e| PostError {
-            message: scrub(&crate::chain(&e)),
+            message: scrub(&crate::error::chain(&e)),
             transient: true,
         })?;
         let code = resp.status();

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::diag::Diagnostic;
 use crate::load::Snapshot;
 use crate::lower::{Lowered, sha256_hex};
-use crate::{Options, PolicyConfig};
+use crate::options::{Options, PolicyConfig};
 
 /// Bumped when the entry format changes.
 const FORMAT: &str = "plinth-cache-v3";

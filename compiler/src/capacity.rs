@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::load::Snapshot;
 use crate::lower::{Ctx, Index, gpu};
-use crate::model::Specs;
+use crate::specs::Specs;
 
 /// The specs of a snapshot, read again (a cached build keeps only the Platform's).
 pub fn specs_of(snapshot: &Snapshot, yaml: crate::parse::YamlLimits) -> Specs {

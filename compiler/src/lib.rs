@@ -7,7 +7,7 @@
 //! - [`load`] reads a repository (working tree or git revision) into a [`load::Snapshot`];
 //!   the only stage that touches the file system.
 //! - [`parse`] turns YAML into documents whose every node has a span.
-//! - [`resolve`] types documents into [`model::Specs`], validated against [`schema`].
+//! - [`resolve`] types documents into [`specs::Specs`], validated against [`schema`].
 //! - [`check`] runs cross-object semantics.
 //! - [`lower`] compiles specs into manifests per cluster; [`verify`] checks them against the
 //!   Kubernetes and CRD schemas; [`emit`] lays them out as files.
@@ -29,6 +29,7 @@ pub mod load;
 pub mod lower;
 pub mod model;
 pub mod names;
+pub mod options;
 pub mod output;
 pub mod parse;
 pub mod plan;
@@ -38,55 +39,19 @@ pub mod render;
 pub mod report;
 pub mod resolve;
 pub mod schema;
+pub mod specs;
 pub mod template;
 pub mod verify;
 
 use std::sync::Arc;
 
 use diag::Diagnostics;
-use load::{FileRole, Limits, LoadError, Snapshot, Source};
-use model::Specs;
+use load::{FileRole, LoadError, Snapshot, Source};
 use parse::Document;
-use policy::{PolicyFile, PolicyOptions};
+use policy::PolicyFile;
+use specs::Specs;
 
-/// Options of a compile.
-#[derive(Debug, Clone, Default)]
-pub struct Options {
-    pub limits: Limits,
-    pub yaml: parse::YamlLimits,
-    /// Policies to evaluate; `None` runs none.
-    pub policies: Option<PolicyConfig>,
-    /// Told the name of each stage as it starts (for a progress indicator).
-    pub progress: Option<Progress>,
-}
-
-/// A callback told the name of each stage as it starts.
-#[derive(Clone)]
-pub struct Progress(pub Arc<dyn Fn(&'static str) + Send + Sync>);
-
-impl std::fmt::Debug for Progress {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Progress")
-    }
-}
-
-impl Options {
-    fn stage(&self, name: &'static str) {
-        if let Some(p) = &self.progress {
-            (p.0)(name);
-        }
-    }
-}
-
-/// Which policies run, and how.
-#[derive(Debug, Clone, Default)]
-pub struct PolicyConfig {
-    pub options: PolicyOptions,
-    /// Run plinth's default library (unless the Platform turns it off).
-    pub default_library: bool,
-    /// Policies from outside the repository (`--policy DIR`).
-    pub extra: Vec<PolicyFile>,
-}
+pub use options::{Options, PolicyConfig, Progress};
 
 /// A repository read, typed and checked.
 #[derive(Debug)]

@@ -12,7 +12,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::diag::{Code, Diagnostic};
-use crate::model::{Kind, Object};
+use crate::model::Kind;
+use crate::specs::Object;
 
 /// Label every generated object carries.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "plinth");

@@ -26,8 +26,9 @@ use serde_json::{Value, json};
 
 use crate::diag::{Code, Diagnostic, Diagnostics, Label, Pos, Span};
 use crate::lower::{Lowered, Origin};
-use crate::model::{Kind, Specs};
+use crate::model::Kind;
 use crate::parse::{Document, FieldPath};
+use crate::specs::Specs;
 
 /// A policy file.
 #[derive(Debug, Clone)]
@@ -955,7 +956,7 @@ pub fn platform_data(specs: &Specs, docs: &[Arc<Document>], lowered: Option<&Low
 fn project_data(
     specs: &Specs,
     name: &str,
-    p: &crate::model::Object<crate::model::ProjectSpec>,
+    p: &crate::specs::Object<crate::model::ProjectSpec>,
 ) -> Value {
     let clusters = crate::lower::Ctx::placement(specs, &p.spec);
     let allocations: Vec<Value> = specs

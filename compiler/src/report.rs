@@ -13,7 +13,7 @@ use std::fmt::Write;
 
 use crate::capacity::{Capacity, Pool, WorkloadKind};
 use crate::diag::{Diagnostic, Severity};
-use crate::model::Specs;
+use crate::specs::Specs;
 
 /// Text for HTML content and quoted attribute values.
 pub fn esc(s: &str) -> String {

@@ -11,10 +11,11 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 
 use crate::diag::{Code, Diagnostic, Diagnostics, Label, did_you_mean};
-use crate::model::{API_VERSION, AnySpec, Envelope, Kind, Object, Specs};
+use crate::model::{API_VERSION, Envelope, Kind};
 pub use crate::names::is_dns_label;
 use crate::parse::{Document, FieldPath, NodeValue};
 use crate::schema;
+use crate::specs::{AnySpec, Object, Specs};
 
 /// A diagnostic for a name that is not a DNS-1123 label, with a hint that suggests one.
 pub fn invalid_name(what: &str, name: &str, at: Label) -> Diagnostic {

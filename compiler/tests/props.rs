@@ -256,7 +256,7 @@ fn to_block_yaml(v: &serde_json::Value, indent: usize) -> String {
     out
 }
 
-fn resolve_one(text: &str) -> plinth::model::Specs {
+fn resolve_one(text: &str) -> plinth::specs::Specs {
     let src = MemSource::new().with("spec.yaml", text.as_bytes().to_vec());
     let (snapshot, diags) =
         plinth::load::load(&src, &plinth::load::Limits::default()).expect("loads");

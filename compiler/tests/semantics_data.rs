@@ -28,8 +28,8 @@ use std::collections::BTreeMap;
 
 use common::{build, build_errors, edit, example, of_kind};
 use plinth::lower::Lowered;
-use plinth::model::Specs;
 use plinth::model::platform::CloudProvider;
+use plinth::specs::Specs;
 use serde_json::Value;
 
 const CLOUDS_PLATFORM: &str = r#"

@@ -20,7 +20,7 @@ mod common;
 
 use common::{Built, build, build_errors, edit, example, find, objects, of_kind};
 use plinth::lower::Lowered;
-use plinth::model::Specs;
+use plinth::specs::Specs;
 use serde_json::Value;
 
 fn clusters(l: &Lowered) -> Vec<String> {

@@ -7,7 +7,7 @@ pub mod semantic;
 
 use crate::diag::Diagnostics;
 use crate::load::Snapshot;
-use crate::model::Specs;
+use crate::specs::Specs;
 
 /// Every semantic rule. Without a Platform (none, or one its schema refused: reported
 /// already), references to its clusters and instance types cannot be judged, so none is

@@ -10,9 +10,10 @@ use crate::load::Snapshot;
 use crate::model::common::InstanceType;
 use crate::model::dataset::{AccessMode, SourceKind};
 use crate::model::rollout::{Runtime, Strategy};
-use crate::model::{Kind, Object, Quantity, Specs};
+use crate::model::{Kind, Quantity};
 use crate::names::is_dns_label;
 use crate::resolve::invalid_name;
+use crate::specs::{Object, Specs};
 
 mod app;
 mod dataset;

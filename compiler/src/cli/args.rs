@@ -113,3 +113,16 @@ pub enum Color {
     Always,
     Never,
 }
+
+/// Whether to colour output: `--color`, else a terminal without `NO_COLOR` or `TERM=dumb`.
+pub(crate) fn use_color(c: Color, terminal: bool) -> bool {
+    match c {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => {
+            terminal
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::env::var("TERM").map_or(true, |t| t != "dumb")
+        }
+    }
+}

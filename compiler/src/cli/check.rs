@@ -5,8 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use super::args::{Color, LimitArgs, PolicyArgs};
-use super::use_color;
+use super::args::{Color, LimitArgs, PolicyArgs, use_color};
 use crate::check_source;
 use crate::diag::Diagnostic;
 use crate::load::DirSource;

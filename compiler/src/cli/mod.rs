@@ -151,15 +151,3 @@ pub fn run(
         Command::Generate(args) => generate::generate(args, err),
     }
 }
-
-pub(super) fn use_color(c: Color, terminal: bool) -> bool {
-    match c {
-        Color::Always => true,
-        Color::Never => false,
-        Color::Auto => {
-            terminal
-                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-                && std::env::var("TERM").map_or(true, |t| t != "dumb")
-        }
-    }
-}

@@ -6,9 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use super::args::{Color, GitArgs, PolicyArgs};
+use super::args::{Color, GitArgs, PolicyArgs, use_color};
 use super::git::{open_git, platform_below};
-use super::use_color;
 use crate::load::DirSource;
 use crate::render::{self, Paths};
 
@@ -65,7 +64,7 @@ pub enum PlanFormat {
 struct Side {
     lowered: crate::lower::Lowered,
     /// Its specs, for the GPU capacity section.
-    specs: Option<crate::model::Specs>,
+    specs: Option<crate::specs::Specs>,
 }
 
 /// A revision read into memory: its snapshot, what loading reported, and when loading began.

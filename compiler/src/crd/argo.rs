@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::CrdSpec;
+use super::spec::CrdSpec;
 
 /// Argo Rollout: a Deployment replacement with canary and blue-green strategies.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -217,7 +217,7 @@ pub struct PrometheusMetric {
     pub query: String,
 }
 
-/// The kinds of this module, for [`super::registry`].
-pub(super) fn register() -> Vec<super::Registered> {
-    super::register![RolloutSpec, AnalysisTemplateSpec]
+/// The kinds of this module, for `crd::registry`.
+pub(super) fn register() -> Vec<super::spec::Registered> {
+    super::spec::register![RolloutSpec, AnalysisTemplateSpec]
 }

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::CrdSpec;
+use super::spec::CrdSpec;
 
 /// Annotation naming the cloud resource a managed resource stands for.
 pub const EXTERNAL_NAME: &str = "crossplane.io/external-name";
@@ -302,9 +302,9 @@ impl CrdSpec for AzureContainer {
     const NAMESPACED: bool = false;
 }
 
-/// The kinds of this module, for [`super::registry`].
-pub(super) fn register() -> Vec<super::Registered> {
-    super::register![
+/// The kinds of this module, for `crd::registry`.
+pub(super) fn register() -> Vec<super::spec::Registered> {
+    super::spec::register![
         S3Bucket,
         S3BucketVersioning,
         S3BucketEncryption,

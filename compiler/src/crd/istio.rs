@@ -8,7 +8,7 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::CrdSpec;
+use super::spec::CrdSpec;
 
 /// A VirtualService for callers inside the mesh.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -76,7 +76,7 @@ pub struct Percent {
     pub value: u32,
 }
 
-/// The kinds of this module, for [`super::registry`].
-pub(super) fn register() -> Vec<super::Registered> {
-    super::register![VirtualServiceSpec]
+/// The kinds of this module, for `crd::registry`.
+pub(super) fn register() -> Vec<super::spec::Registered> {
+    super::spec::register![VirtualServiceSpec]
 }

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::CrdSpec;
+use super::spec::CrdSpec;
 
 /// KServe InferenceService.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -97,7 +97,7 @@ pub struct ModelFormat {
     pub name: String,
 }
 
-/// The kinds of this module, for [`super::registry`].
-pub(super) fn register() -> Vec<super::Registered> {
-    super::register![InferenceServiceSpec]
+/// The kinds of this module, for `crd::registry`.
+pub(super) fn register() -> Vec<super::spec::Registered> {
+    super::spec::register![InferenceServiceSpec]
 }

@@ -1,7 +1,7 @@
 //! Kueue (`kueue.x-k8s.io/v1beta2`): ResourceFlavor, ClusterQueue, LocalQueue, Cohort,
 //! WorkloadPriorityClass.
 
-use super::CrdSpec;
+use super::spec::CrdSpec;
 use schemars::JsonSchema;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -174,9 +174,9 @@ impl CrdSpec for WorkloadPriorityClassBody {
     const TOP_LEVEL: bool = true;
 }
 
-/// The kinds of this module, for [`super::registry`].
-pub(super) fn register() -> Vec<super::Registered> {
-    super::register![
+/// The kinds of this module, for `crd::registry`.
+pub(super) fn register() -> Vec<super::spec::Registered> {
+    super::spec::register![
         ResourceFlavorSpec,
         ClusterQueueSpec,
         LocalQueueSpec,

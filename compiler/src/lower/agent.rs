@@ -41,7 +41,8 @@ use serde_json::Value;
 use super::crd;
 use super::{Ctx, Origin, Sink};
 use crate::model::platform::{AgentSettings, DriftMode};
-use crate::model::{Kind, Object, PlatformSpec};
+use crate::model::{Kind, PlatformSpec};
+use crate::specs::Object;
 
 /// Name of the agent's ServiceAccount, ClusterRole, binding, Deployment and Service.
 pub const NAME: &str = "plinth-agent";

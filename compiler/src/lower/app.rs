@@ -42,8 +42,9 @@ use super::{Ctx, Manifest, ObjectKey, Origin, Sink, strip_nulls};
 use crate::diag::{Code, Diagnostic, Label, Pos, Span};
 use crate::model::dataset::{AccessMode, SourceKind};
 use crate::model::project::ProjectSpec;
-use crate::model::{AppSpec, Kind, Object};
+use crate::model::{AppSpec, Kind};
 use crate::parse::{Document, FieldPath, Node, NodeValue, YamlLimits};
+use crate::specs::Object;
 use crate::template::{self, AppIdentity, Failure, Place, Rendered, ValuesCheck};
 
 /// Annotation naming the template line an object was rendered from.

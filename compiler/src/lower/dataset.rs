@@ -111,7 +111,8 @@ use crate::model::dataset::{
     AccessMode, AzureBlobSource, DeletionPolicy, GcsSource, Provision, S3Source, SourceKind,
 };
 use crate::model::platform::{CloudProvider, Cluster};
-use crate::model::{DatasetSpec, Kind, Object, Specs};
+use crate::model::{DatasetSpec, Kind};
+use crate::specs::{Object, Specs};
 
 /// Label and annotation naming the dataset an object serves.
 pub const DATASET_ANNOTATION: &str = "plinth.dev/dataset";

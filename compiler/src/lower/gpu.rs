@@ -37,7 +37,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity as KQuantity;
 use super::crd::{self, kueue};
 use super::{Ctx, Origin, Sink};
 use crate::model::gpu::{Allocation, ReclaimPolicy, WithinQueuePolicy};
-use crate::model::{GpuQuotaSpec, Kind, Object};
+use crate::model::{GpuQuotaSpec, Kind};
+use crate::specs::Object;
 
 /// CPU and memory quota of a queue whose allocation names none: Kueue needs every requested
 /// resource covered, and the namespace's ResourceQuota is what bounds them.

@@ -44,7 +44,8 @@ use super::project::WORKLOAD_SA;
 use super::{Ctx, Origin, Sink};
 use crate::model::dataset::SourceKind;
 use crate::model::platform::CloudProvider;
-use crate::model::{Kind, Object, ProjectSpec};
+use crate::model::{Kind, ProjectSpec};
+use crate::specs::Object;
 
 /// Pod label the Azure workload identity webhook acts on.
 pub const AZURE_USE_LABEL: &str = "azure.workload.identity/use";

@@ -25,8 +25,9 @@ use serde_json::{Map, Value};
 
 use crate::diag::{Code, Diagnostic, Diagnostics};
 use crate::load::Snapshot;
+use crate::model::PlatformSpec;
 use crate::model::platform::Cluster;
-use crate::model::{Object, PlatformSpec, Specs};
+use crate::specs::{Object, Specs};
 
 pub use crate::output::*;
 

@@ -33,7 +33,8 @@ use super::crd::{self, kueue};
 use super::{Ctx, Origin, Sink};
 use crate::model::platform::CloudProvider;
 use crate::model::project::Role;
-use crate::model::{Kind, Object, ProjectSpec};
+use crate::model::{Kind, ProjectSpec};
+use crate::specs::Object;
 
 /// Name of the service account project workloads run as.
 pub const WORKLOAD_SA: &str = "workload";

@@ -123,8 +123,9 @@ use crate::model::quantity::Duration;
 use crate::model::rollout::{
     Analysis, EndpointAccess, ModelFormat, Runtime, ScaleMetric, Strategy, Traffic,
 };
-use crate::model::{Kind, ModelRolloutSpec, Object};
+use crate::model::{Kind, ModelRolloutSpec};
 use crate::names::is_dns_label;
+use crate::specs::Object;
 
 /// Pod label naming the rollout.
 pub const MODEL_LABEL: &str = "plinth.dev/model";

@@ -5,6 +5,11 @@ use serde::{Deserialize, Serialize};
 
 use super::quantity::Quantity;
 
+/// `serde(default)` for flags that are on unless turned off.
+pub(crate) fn yes() -> bool {
+    true
+}
+
 /// Pod Security Standard level of a namespace.
 #[derive(
     Debug,

@@ -393,7 +393,7 @@ pub struct Provision {
     #[serde(default)]
     pub create_bucket: bool,
     /// Keep every object version.
-    #[serde(default = "super::yes")]
+    #[serde(default = "super::common::yes")]
     pub versioning: bool,
     /// Server-side encryption.
     #[serde(default)]
@@ -407,7 +407,7 @@ pub struct Provision {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Encryption {
-    #[serde(default = "super::yes")]
+    #[serde(default = "super::common::yes")]
     pub enabled: bool,
     /// A customer-managed key (KMS ARN, Cloud KMS key name, Key Vault key id).
     #[serde(default, skip_serializing_if = "Option::is_none")]

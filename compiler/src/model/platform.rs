@@ -75,7 +75,7 @@ pub struct AgentSettings {
     pub path: String,
     /// Time between syncs (a push webhook triggers one at once).
     #[serde(default = "default_interval")]
-    pub interval: super::Duration,
+    pub interval: super::quantity::Duration,
     /// The forge that receives commit statuses (`plinth/<cluster>`) and sends webhooks.
     #[serde(default)]
     pub forge: Forge,
@@ -91,7 +91,7 @@ pub struct AgentSettings {
     #[serde(default = "default_token_secret")]
     pub token_secret: String,
     /// Delete objects that a commit no longer has.
-    #[serde(default = "super::yes")]
+    #[serde(default = "super::common::yes")]
     pub prune: bool,
     /// What the agent does about fields changed in the cluster by hand.
     #[serde(default)]
@@ -106,8 +106,8 @@ fn default_branch() -> String {
     "main".to_owned()
 }
 
-fn default_interval() -> super::Duration {
-    super::Duration("1m".to_owned())
+fn default_interval() -> super::quantity::Duration {
+    super::quantity::Duration("1m".to_owned())
 }
 
 fn default_token_secret() -> String {
@@ -242,7 +242,7 @@ pub struct PlatformDefaults {
     #[serde(default)]
     pub pod_security: PodSecurityLevel,
     /// Whether project namespaces refuse traffic from other namespaces by default.
-    #[serde(default = "super::yes")]
+    #[serde(default = "super::common::yes")]
     pub network_isolation: bool,
     /// Clusters a project lives on when it names none (all clusters when empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -292,16 +292,16 @@ pub struct Identity {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Backends {
     /// KServe InferenceServices for `runtime: kserve` rollouts.
-    #[serde(default = "super::yes")]
+    #[serde(default = "super::common::yes")]
     pub kserve: bool,
     /// Argo Rollouts for stepped `runtime: deployment` rollouts.
-    #[serde(default = "super::yes")]
+    #[serde(default = "super::common::yes")]
     pub argo_rollouts: bool,
     /// Kueue queues for GPU quotas.
-    #[serde(default = "super::yes")]
+    #[serde(default = "super::common::yes")]
     pub kueue: bool,
     /// Crossplane buckets and IAM for datasets and project identities.
-    #[serde(default = "super::yes")]
+    #[serde(default = "super::common::yes")]
     pub crossplane: bool,
 }
 
@@ -395,7 +395,7 @@ pub struct PolicySettings {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub directories: Vec<String>,
     /// Whether plinth's default policy library runs.
-    #[serde(default = "super::yes")]
+    #[serde(default = "super::common::yes")]
     pub default_library: bool,
     /// Values policies read as `data.plinth.parameters` (allowed registries, GPU caps, …).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]

@@ -210,7 +210,7 @@ fn default_shared_mount() -> String {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Deployments {
     /// Whether the project may serve models.
-    #[serde(default = "super::yes")]
+    #[serde(default = "super::common::yes")]
     pub enabled: bool,
     /// Most `ModelRollout`s the project may have.
     #[serde(default = "default_max_deployments")]

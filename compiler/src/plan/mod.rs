@@ -525,8 +525,8 @@ pub fn plan(base: &Lowered, head: &Lowered, opts: &PlanOptions) -> Plan {
 pub fn plan_with_capacity(
     base: &Lowered,
     head: &Lowered,
-    base_specs: Option<&crate::model::Specs>,
-    head_specs: &crate::model::Specs,
+    base_specs: Option<&crate::specs::Specs>,
+    head_specs: &crate::specs::Specs,
     opts: &PlanOptions,
 ) -> Plan {
     let before = base_specs

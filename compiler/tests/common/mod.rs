@@ -7,7 +7,7 @@ use std::path::Path;
 
 use plinth::load::MemSource;
 use plinth::lower::{Lowered, Manifest};
-use plinth::model::Specs;
+use plinth::specs::Specs;
 use serde_json::Value;
 
 /// The files under `dir` (relative to the workspace root), by path.

@@ -1,0 +1,46 @@
+//! The options of one compile: limits, which policies run, and a progress callback.
+
+use std::sync::Arc;
+
+use crate::load::Limits;
+use crate::parse;
+use crate::policy::{PolicyFile, PolicyOptions};
+
+/// Options of a compile.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub limits: Limits,
+    pub yaml: parse::YamlLimits,
+    /// Policies to evaluate; `None` runs none.
+    pub policies: Option<PolicyConfig>,
+    /// Told the name of each stage as it starts (for a progress indicator).
+    pub progress: Option<Progress>,
+}
+
+/// A callback told the name of each stage as it starts.
+#[derive(Clone)]
+pub struct Progress(pub Arc<dyn Fn(&'static str) + Send + Sync>);
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
+}
+
+impl Options {
+    pub(crate) fn stage(&self, name: &'static str) {
+        if let Some(p) = &self.progress {
+            (p.0)(name);
+        }
+    }
+}
+
+/// Which policies run, and how.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyConfig {
+    pub options: PolicyOptions,
+    /// Run plinth's default library (unless the Platform turns it off).
+    pub default_library: bool,
+    /// Policies from outside the repository (`--policy DIR`).
+    pub extra: Vec<PolicyFile>,
+}
