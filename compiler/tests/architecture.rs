@@ -275,10 +275,10 @@ fn declared_children(code: &str) -> BTreeSet<String> {
             .or_else(|| l.strip_prefix("pub(super) "))
             .or_else(|| l.strip_prefix("pub "))
             .unwrap_or(l);
-        if let Some(rest) = l.strip_prefix("mod ") {
-            if let Some(name) = rest.strip_suffix(';') {
-                out.insert(name.trim().to_owned());
-            }
+        if let Some(rest) = l.strip_prefix("mod ")
+            && let Some(name) = rest.strip_suffix(';')
+        {
+            out.insert(name.trim().to_owned());
         }
     }
     out
@@ -418,10 +418,10 @@ fn file_graph(root: &Path) -> std::collections::BTreeMap<String, BTreeSet<String
         for path in referenced_paths(me, &text, &children) {
             // The longest prefix of the path that is a file.
             let target = (0..=path.len()).rev().find_map(|n| files.get(&path[..n]));
-            if let Some(t) = target {
-                if t != rel {
-                    deps.insert(t.clone());
-                }
+            if let Some(t) = target
+                && t != rel
+            {
+                deps.insert(t.clone());
             }
         }
         graph.insert(rel.clone(), deps);
