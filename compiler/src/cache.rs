@@ -147,3 +147,186 @@ impl Cache {
         std::fs::rename(&tmp, &path)
     }
 }
+
+/// Results of lowering units ([`crate::lower::units`]), kept between compiles in
+/// `<cache>/units/`: packs of serialised unit outputs, each with an index of key → place.
+///
+/// A compile looks units up by key (content-addressed: a key covers every byte a unit read, so
+/// an entry is never stale) and offers the ones it lowered; [`UnitPack::flush`] writes those
+/// as one new pack. Packs are written beside and renamed into place, the index last, so a pack
+/// is visible only when complete; an unreadable or corrupt entry is a miss. When there are more
+/// than [`MAX_PACKS`] packs, the next flush writes every unit the compile used into its pack
+/// and deletes the older ones, so the directory holds about one platform's worth of units.
+#[derive(Debug)]
+pub struct UnitPack {
+    dir: PathBuf,
+    /// key → (pack number in `packs`, offset, length).
+    index: std::collections::HashMap<String, (usize, u64, u64)>,
+    packs: Vec<(PathBuf, std::sync::Mutex<Option<std::fs::File>>)>,
+    fresh: std::sync::Mutex<Vec<(String, Vec<u8>)>>,
+    used: std::sync::Mutex<Vec<String>>,
+}
+
+/// Packs kept before a flush compacts them into one.
+pub const MAX_PACKS: usize = 8;
+
+impl Cache {
+    /// The unit store of this cache (its packs' indexes read now).
+    pub fn units(&self) -> UnitPack {
+        UnitPack::open(self.dir.join("units"))
+    }
+
+    /// What unit keys are salted with: this build of plinth (and a test's salt).
+    pub fn unit_salt(&self) -> String {
+        format!("{}|{}", fingerprint(), self.salt)
+    }
+}
+
+impl UnitPack {
+    fn open(dir: PathBuf) -> UnitPack {
+        let mut idx: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "idx"))
+            .map(|p| {
+                let t = std::fs::metadata(&p)
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                (t, p)
+            })
+            .collect();
+        // Newest first: a key found in two packs is read from the newer.
+        idx.sort_by(|a, b| b.cmp(a));
+        let mut index = std::collections::HashMap::new();
+        let mut packs = Vec::new();
+        for (_, p) in idx {
+            let Ok(bytes) = std::fs::read(&p) else {
+                continue;
+            };
+            let Ok(entries) = serde_json::from_slice::<Vec<(String, u64, u64)>>(&bytes) else {
+                continue;
+            };
+            let n = packs.len();
+            packs.push((p.with_extension("pack"), std::sync::Mutex::new(None)));
+            for (key, offset, len) in entries {
+                index.entry(key).or_insert((n, offset, len));
+            }
+        }
+        UnitPack {
+            dir,
+            index,
+            packs,
+            fresh: Default::default(),
+            used: Default::default(),
+        }
+    }
+
+    /// The raw bytes of an entry.
+    fn read(&self, key: &str) -> Option<Vec<u8>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let &(n, offset, len) = self.index.get(key)?;
+        let (path, file) = self.packs.get(n)?;
+        let mut file = file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if file.is_none() {
+            *file = Some(std::fs::File::open(path).ok()?);
+        }
+        let f = file.as_mut()?;
+        f.seek(SeekFrom::Start(offset)).ok()?;
+        let mut buf = vec![0; usize::try_from(len).ok()?];
+        f.read_exact(&mut buf).ok()?;
+        Some(buf)
+    }
+
+    /// Units held (in the packs read when opening).
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Units offered since opening.
+    pub fn fresh_count(&self) -> usize {
+        self.fresh.lock().map_or(0, |f| f.len())
+    }
+
+    /// Write the units offered since opening as a new pack (compacting when there are many).
+    /// Nothing is written when nothing was offered.
+    pub fn flush(&self) -> std::io::Result<()> {
+        let fresh = std::mem::take(
+            &mut *self
+                .fresh
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let compact = self.packs.len() >= MAX_PACKS;
+        std::fs::create_dir_all(&self.dir)?;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let name = format!("{stamp:032}-{}", std::process::id());
+        let pack = self.dir.join(format!("{name}.pack"));
+        let tmp = self.dir.join(format!(".{name}.pack.tmp"));
+        let mut entries: Vec<(String, u64, u64)> = Vec::new();
+        {
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+            let mut offset = 0u64;
+            let mut write = |key: &str, bytes: &[u8], entries: &mut Vec<(String, u64, u64)>| {
+                f.write_all(bytes)?;
+                entries.push((key.to_owned(), offset, bytes.len() as u64));
+                offset += bytes.len() as u64;
+                std::io::Result::Ok(())
+            };
+            for (key, bytes) in &fresh {
+                write(key, bytes, &mut entries)?;
+            }
+            if compact {
+                let used = self.used.lock().map(|u| u.clone()).unwrap_or_default();
+                for key in used {
+                    if let Some(bytes) = self.read(&key) {
+                        write(&key, &bytes, &mut entries)?;
+                    }
+                }
+            }
+            f.flush()?;
+        }
+        std::fs::rename(&tmp, &pack)?;
+        let idx_tmp = self.dir.join(format!(".{name}.idx.tmp"));
+        std::fs::write(&idx_tmp, serde_json::to_vec(&entries)?)?;
+        std::fs::rename(&idx_tmp, pack.with_extension("idx"))?;
+        if compact {
+            for (old, _) in &self.packs {
+                // The index first: a pack without one is never read.
+                let _ = std::fs::remove_file(old.with_extension("idx"));
+                let _ = std::fs::remove_file(old);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl crate::lower::UnitStore for UnitPack {
+    fn get(&self, key: &str) -> Option<crate::lower::units::UnitOutput> {
+        let bytes = self.read(key)?;
+        let out = serde_json::from_slice(&bytes).ok()?;
+        if let Ok(mut u) = self.used.lock() {
+            u.push(key.to_owned());
+        }
+        Some(out)
+    }
+
+    fn put(&self, key: &str, out: &crate::lower::units::UnitOutput) {
+        // A unit that cannot be serialised is only not kept.
+        if let Ok(bytes) = serde_json::to_vec(out) {
+            if let Ok(mut f) = self.fresh.lock() {
+                f.push((key.to_owned(), bytes));
+            }
+        }
+    }
+}

@@ -108,12 +108,13 @@ pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &O
     let mut lowered = None;
     if !diagnostics.has_errors() {
         opts.stage("lowering");
-        let (l, d) = lower::lower(&specs, &snapshot);
+        // Lowering verifies every object it emits (per unit, so a reused unit is verified).
+        let (l, d) = match &opts.units {
+            Some(store) => lower::lower_reusing(&specs, &snapshot, &store.salt, store.store.as_ref()),
+            None => lower::lower(&specs, &snapshot),
+        };
         diagnostics.extend(d);
         lap("lower", &mut timings);
-        opts.stage("verifying");
-        diagnostics.extend(verify::verify(&l));
-        lap("verify", &mut timings);
         lowered = Some(l);
     } else if specs.platform.is_some() {
         // One run reports every stage: the specs that resolved are lowered too, for the
@@ -276,8 +277,28 @@ pub fn build_loaded(
         };
         return Built { checked, lowered };
     }
+    // A miss still reuses the units whose inputs did not change.
+    let pack = cache.map(|c| (Arc::new(c.units()), c.unit_salt()));
+    let mut unit_opts;
+    let opts = match &pack {
+        Some((store, salt)) => {
+            unit_opts = opts.clone();
+            unit_opts.units = Some(options::Units {
+                store: store.clone(),
+                salt: salt.clone(),
+            });
+            &unit_opts
+        }
+        None => opts,
+    };
     let mut checked = check_snapshot(snapshot, load_diags, opts);
     checked.timings.insert(0, ("load", load_time));
+    if let Some((store, _)) = &pack {
+        // A cache that cannot be written only costs time.
+        let flushed = std::time::Instant::now();
+        let _ = store.flush();
+        checked.timings.push(("store units", flushed.elapsed()));
+    }
     let lowered = if checked.diagnostics.has_errors() {
         None
     } else {

@@ -15,6 +15,21 @@ pub struct Options {
     pub policies: Option<PolicyConfig>,
     /// Told the name of each stage as it starts (for a progress indicator).
     pub progress: Option<Progress>,
+    /// Results of lowering units kept from earlier compiles (see `lower::units`).
+    pub units: Option<Units>,
+}
+
+/// A store of unit results and the fingerprint of the plinth build that made them.
+#[derive(Clone)]
+pub struct Units {
+    pub store: Arc<dyn crate::lower::UnitStore>,
+    pub salt: String,
+}
+
+impl std::fmt::Debug for Units {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Units")
+    }
 }
 
 /// A callback told the name of each stage as it starts.

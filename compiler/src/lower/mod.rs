@@ -16,6 +16,7 @@ pub mod gpu;
 pub mod identity;
 pub mod project;
 pub mod rollout;
+pub mod units;
 
 use std::collections::BTreeMap;
 
@@ -216,8 +217,8 @@ impl<'a> Ctx<'a> {
 pub struct Index<'a> {
     /// Per project: its GPU allocations as (pool, allocation), pools in name order.
     pub allocations: BTreeMap<&'a str, Vec<(&'a str, &'a crate::model::gpu::Allocation)>>,
-    /// App templates' values schemas, compiled once.
-    pub values_schemas: crate::template::SchemaCache,
+    /// App templates' values schemas, compiled once per compile.
+    pub values_schemas: std::sync::Arc<crate::template::SchemaCache>,
     /// Per project: the datasets granted to it, in name order.
     pub dataset_grants: BTreeMap<&'a str, Vec<&'a Object<crate::model::DatasetSpec>>>,
     /// Datasets every project may read, in name order.
@@ -226,6 +227,14 @@ pub struct Index<'a> {
 
 impl<'a> Index<'a> {
     pub fn new(specs: &'a Specs) -> Index<'a> {
+        Index::with_schemas(specs, &std::sync::Arc::default())
+    }
+
+    /// An index whose values schemas come from (and go to) `schemas`.
+    pub fn with_schemas(
+        specs: &'a Specs,
+        schemas: &std::sync::Arc<crate::template::SchemaCache>,
+    ) -> Index<'a> {
         let mut allocations: BTreeMap<&str, Vec<(&str, &crate::model::gpu::Allocation)>> =
             BTreeMap::new();
         for (pool, q) in &specs.gpu_quotas {
@@ -252,7 +261,7 @@ impl<'a> Index<'a> {
         }
         Index {
             allocations,
-            values_schemas: crate::template::SchemaCache::default(),
+            values_schemas: schemas.clone(),
             dataset_grants,
             global_datasets,
         }
@@ -274,141 +283,54 @@ impl<'a> Index<'a> {
     }
 }
 
-/// One spec to lower on one cluster.
-enum Unit<'a> {
-    Project(&'a Object<crate::model::ProjectSpec>),
-    GpuQuota(&'a Object<crate::model::GpuQuotaSpec>),
-    Dataset(&'a Object<crate::model::DatasetSpec>),
-    Rollout(&'a Object<crate::model::ModelRolloutSpec>),
-    App(&'a Object<crate::model::AppSpec>),
-    /// The Platform's `spec.agent`: the agent's install manifests.
-    /// Platform-wide objects of a cluster (the CPU ResourceFlavor of default queues).
-    Platform(&'a Object<PlatformSpec>),
-}
-
-/// Lower every spec for every cluster. Requires a checked, error-free [`Specs`].
-///
-/// Specs are lowered in parallel, each into its own sink; their objects are then merged in
-/// spec order, so the result (duplicates reported included) does not depend on scheduling.
+/// Lower every spec for every cluster. Requires a checked, error-free [`Specs`]. The
+/// diagnostics include the verification of every emitted object ([`crate::verify`]).
 pub fn lower(specs: &Specs, snapshot: &Snapshot) -> (Lowered, Diagnostics) {
-    use rayon::prelude::*;
-    let mut diags = Diagnostics::new();
-    let mut lowered = Lowered::default();
-    let Some(platform) = &specs.platform else {
-        return (lowered, diags);
-    };
-    let index = Index::new(specs);
-    lowered.platform_file = Some(platform.doc.file.clone());
-    for cluster in &platform.spec.clusters {
-        let cx = Ctx {
-            specs,
-            platform: &platform.spec,
-            cluster,
-            snapshot,
-            index: &index,
-        };
-        let units = units(&cx, specs, platform);
-        let parts: Vec<(BTreeMap<ObjectKey, Manifest>, Diagnostics)> = units
-            .par_iter()
-            .map(|u| {
-                let mut out = BTreeMap::new();
-                let mut d = Diagnostics::new();
-                let mut sink = Sink {
-                    cluster: &cluster.name,
-                    out: &mut out,
-                    diags: &mut d,
-                };
-                match u {
-                    Unit::Project(p) => project::lower(&cx, p, &mut sink),
-                    Unit::GpuQuota(q) => gpu::lower(&cx, q, &mut sink),
-                    Unit::Dataset(ds) => dataset::lower(&cx, ds, &mut sink),
-                    Unit::Rollout(r) => rollout::lower(&cx, r, &mut sink),
-                    Unit::App(a) => app::lower(&cx, a, &mut sink),
-                    Unit::Platform(p) => gpu::lower_platform(&cx, p, &mut sink),
-                }
-                (out, d)
-            })
-            .collect();
-        let mut objects: BTreeMap<ObjectKey, Manifest> = BTreeMap::new();
-        let mut parts = parts;
-        // The agent last: its ClusterRole is derived from what the others emit.
-        if platform.spec.agent.as_ref().is_some_and(|a| a.enabled) {
-            let emitted: Vec<&Value> = parts
-                .iter()
-                .flat_map(|(part, _)| part.values().map(|m| &m.object))
-                .collect();
-            let mut out = BTreeMap::new();
-            let mut d = Diagnostics::new();
-            let mut sink = Sink {
-                cluster: &cluster.name,
-                out: &mut out,
-                diags: &mut d,
-            };
-            agent::lower(&cx, platform, &emitted, &mut sink);
-            parts.push((out, d));
-        }
-        for (part, d) in parts {
-            diags.extend(d);
-            for (key, m) in part {
-                if let Some(first) = objects.get(&key) {
-                    diags.push(duplicate_object(
-                        &cluster.name,
-                        &key,
-                        &first.origin,
-                        &m.origin,
-                    ));
-                } else {
-                    objects.insert(key, m);
-                }
-            }
-        }
-        let approvals = approvals(platform, cluster);
-        lowered.clusters.insert(
-            cluster.name.clone(),
-            ClusterOutput {
-                manifests: objects.into_values().collect(),
-                approvals,
-            },
-        );
-    }
-    (lowered, diags)
+    lower_reusing(specs, snapshot, "", &NoStore)
 }
 
-/// What a cluster lowers: the projects, pools, rollouts and apps it hosts, every dataset, and
-/// the platform.
-fn units<'s>(cx: &Ctx<'_>, specs: &'s Specs, platform: &'s Object<PlatformSpec>) -> Vec<Unit<'s>> {
-    let mut units: Vec<Unit<'_>> = Vec::new();
-    units.extend(
-        specs
-            .projects
-            .values()
-            .filter(|p| cx.hosts(p.name()))
-            .map(Unit::Project),
-    );
-    units.extend(
-        specs
-            .gpu_quotas
-            .values()
-            .filter(|q| cx.has_pool(q.name()))
-            .map(Unit::GpuQuota),
-    );
-    units.extend(specs.datasets.values().map(Unit::Dataset));
-    units.extend(
-        specs
-            .rollouts
-            .values()
-            .filter(|r| cx.hosts(&r.spec.project))
-            .map(Unit::Rollout),
-    );
-    units.extend(
-        specs
-            .apps
-            .values()
-            .filter(|a| cx.hosts(&a.spec.project))
-            .map(Unit::App),
-    );
-    units.push(Unit::Platform(platform));
-    units
+/// Where unit results are looked up before lowering and offered after ([`units`]): the
+/// implementation (the cache) keeps what it is offered in memory until its owner writes it.
+pub trait UnitStore: Send + Sync {
+    fn get(&self, key: &str) -> Option<units::UnitOutput>;
+    fn put(&self, key: &str, out: &units::UnitOutput);
+}
+
+/// A store that holds nothing.
+pub struct NoStore;
+
+impl UnitStore for NoStore {
+    fn get(&self, _: &str) -> Option<units::UnitOutput> {
+        None
+    }
+    fn put(&self, _: &str, _: &units::UnitOutput) {}
+}
+
+/// [`lower`], reusing the results of units whose key `store` holds (`salt`: plinth's build
+/// fingerprint, part of every key). Units are lowered in parallel, each against its own view;
+/// their outputs are merged in unit order, so the result (duplicates reported included) does
+/// not depend on scheduling or on which units came from the store.
+pub fn lower_reusing(
+    specs: &Specs,
+    snapshot: &Snapshot,
+    salt: &str,
+    store: &dyn UnitStore,
+) -> (Lowered, Diagnostics) {
+    use rayon::prelude::*;
+    let jobs = units::jobs(specs, snapshot, salt);
+    let schemas = std::sync::Arc::new(crate::template::SchemaCache::default());
+    let parts: Vec<(&units::Job<'_>, units::UnitOutput)> = jobs
+        .par_iter()
+        .map(|j| {
+            let out = store.get(&j.key).unwrap_or_else(|| {
+                let out = units::run(j, specs, snapshot, &schemas);
+                store.put(&j.key, &out);
+                out
+            });
+            (j, out)
+        })
+        .collect();
+    units::assemble(specs, snapshot, parts)
 }
 
 /// The Platform's approval entries that apply to a cluster, with where each is written.

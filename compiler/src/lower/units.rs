@@ -1,0 +1,517 @@
+//! Units of lowering, what each may read, and the key of its result.
+//!
+//! A *unit* is one spec lowered on one cluster (a project, a pool, a dataset, a rollout, an
+//! App, or the Platform's own objects). Its *view* is the part of the platform it may read:
+//! itself, the Platform, and the specs its rules look up —
+//!
+//! | unit | view |
+//! |---|---|
+//! | project `p` | `p`, the datasets granted to `p` (and the global ones), the pools allocating to `p` |
+//! | pool `q` | the pools of its cohort, the projects they allocate to and every pool allocating to those |
+//! | dataset `d` | `d`, the projects its grants name, the datasets sharing its Azure account; a global dataset: everything |
+//! | rollout / App | itself, its project's view, the pool it names; an App also the `templates/` files |
+//! | Platform objects | everything |
+//!
+//! A unit is lowered against its view only (a [`Specs`] holding just those specs, and a
+//! snapshot holding only the templates when it is an App), so its output is a function of the
+//! files the view's specs come from — by construction, not by a list kept in sync with the
+//! rules. The unit's [`key`](Job::key) hashes exactly those files' bytes (with plinth's
+//! fingerprint), so a cached result is reused only when every input of the unit is unchanged,
+//! and an edit re-lowers exactly the units whose view holds the edited file.
+//!
+//! Each unit's objects are verified (schemas, built-in round trips) with the unit, so a cached
+//! unit carries its verification too. [`assemble`] merges the units of every cluster in a fixed
+//! order (duplicates across units reported as before), then adds the agent's install manifests,
+//! which derive from everything emitted and are never cached.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{
+    ClusterOutput, Ctx, Index, Lowered, Manifest, ObjectKey, Sink, agent, app, approvals, dataset,
+    duplicate_object, gpu, project, rollout, sha256_hex,
+};
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::load::{FileRole, Snapshot};
+use crate::model::platform::Cluster;
+use crate::model::{AppSpec, DatasetSpec, GpuQuotaSpec, ModelRolloutSpec, PlatformSpec, ProjectSpec};
+use crate::specs::{Object, Specs};
+
+/// Bumped when what a unit's key covers or its output format changes.
+const FORMAT: &str = "plinth-unit-v1";
+
+/// One spec to lower on one cluster.
+#[derive(Clone, Copy)]
+pub(crate) enum Unit<'a> {
+    Project(&'a Object<ProjectSpec>),
+    GpuQuota(&'a Object<GpuQuotaSpec>),
+    Dataset(&'a Object<DatasetSpec>),
+    Rollout(&'a Object<ModelRolloutSpec>),
+    App(&'a Object<AppSpec>),
+    /// Platform-wide objects of a cluster (the CPU ResourceFlavor of default queues).
+    Platform(&'a Object<PlatformSpec>),
+}
+
+impl Unit<'_> {
+    fn id(&self) -> (&'static str, &str) {
+        match self {
+            Unit::Project(o) => ("Project", o.name()),
+            Unit::GpuQuota(o) => ("GpuQuota", o.name()),
+            Unit::Dataset(o) => ("Dataset", o.name()),
+            Unit::Rollout(o) => ("ModelRollout", o.name()),
+            Unit::App(o) => ("App", o.name()),
+            Unit::Platform(o) => ("Platform", o.name()),
+        }
+    }
+}
+
+/// What a unit may read.
+enum View {
+    /// The specs named by the table in the module documentation.
+    Own(Box<Specs>),
+    /// The whole platform (the Platform's objects, a global dataset).
+    Everything,
+}
+
+/// A unit ready to lower: where, what it may read, and the key of its result.
+pub struct Job<'s> {
+    pub cluster: &'s Cluster,
+    unit: Unit<'s>,
+    view: View,
+    /// sha256 of plinth's fingerprint, the unit and the bytes of every file its view reads.
+    pub key: String,
+    /// Read the whole snapshot, not only the templates ([`lower_unrestricted`]).
+    whole_snapshot: bool,
+}
+
+/// What lowering one unit produced: its objects (verified) and its diagnostics.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UnitOutput {
+    /// In key order.
+    pub objects: Vec<Manifest>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Hashes of file contents, computed once per compile.
+struct FileHashes<'a> {
+    by_path: BTreeMap<&'a str, [u8; 32]>,
+    /// Every spec file, and every template, in path order.
+    everything: [u8; 32],
+    templates: [u8; 32],
+}
+
+impl<'a> FileHashes<'a> {
+    fn new(snapshot: &'a Snapshot) -> FileHashes<'a> {
+        use rayon::prelude::*;
+        let by_path: BTreeMap<&str, [u8; 32]> = snapshot
+            .files
+            .par_iter()
+            .filter(|f| matches!(f.role, FileRole::Spec | FileRole::Template))
+            .map(|f| (f.path.as_ref(), Sha256::digest(f.text.as_bytes()).into()))
+            .collect();
+        let fold = |role: Option<FileRole>| -> [u8; 32] {
+            let mut h = Sha256::new();
+            for f in &snapshot.files {
+                if role.is_none_or(|r| r == f.role)
+                    && let Some(x) = by_path.get(f.path.as_ref())
+                {
+                    field(&mut h, f.path.as_bytes());
+                    h.update(x);
+                }
+            }
+            h.finalize().into()
+        };
+        let everything = fold(None);
+        let templates = fold(Some(FileRole::Template));
+        FileHashes {
+            by_path,
+            everything,
+            templates,
+        }
+    }
+}
+
+/// A length-prefixed field, so field boundaries cannot shift.
+fn field(h: &mut Sha256, bytes: &[u8]) {
+    h.update((bytes.len() as u64).to_le_bytes());
+    h.update(bytes);
+}
+
+/// The units of every cluster, in merge order, with their views and keys. `salt` stands for
+/// the build of plinth (its fingerprint): results of another build never match.
+pub fn jobs<'s>(specs: &'s Specs, snapshot: &Snapshot, salt: &str) -> Vec<Job<'s>> {
+    use rayon::prelude::*;
+    let Some(platform) = &specs.platform else {
+        return Vec::new();
+    };
+    let hashes = FileHashes::new(snapshot);
+    let index = Index::new(specs);
+    let types = instance_type_pools(specs);
+    let mut all = Vec::new();
+    for cluster in &platform.spec.clusters {
+        let cx = Ctx {
+            specs,
+            platform: &platform.spec,
+            cluster,
+            snapshot,
+            index: &index,
+        };
+        all.extend(units(&cx, specs, platform).into_iter().map(|u| (cluster, u)));
+    }
+    all.into_par_iter()
+        .map(|(cluster, unit)| {
+            let view = view(specs, &index, &types, unit);
+            let key = key(salt, cluster, unit, &view, &hashes);
+            Job {
+                cluster,
+                unit,
+                view,
+                key,
+                whole_snapshot: false,
+            }
+        })
+        .collect()
+}
+
+/// What a cluster lowers: the projects, pools, rollouts and apps it hosts, every dataset, and
+/// the platform.
+fn units<'s>(cx: &Ctx<'_>, specs: &'s Specs, platform: &'s Object<PlatformSpec>) -> Vec<Unit<'s>> {
+    let mut units: Vec<Unit<'_>> = Vec::new();
+    units.extend(
+        specs
+            .projects
+            .values()
+            .filter(|p| cx.hosts(p.name()))
+            .map(Unit::Project),
+    );
+    units.extend(
+        specs
+            .gpu_quotas
+            .values()
+            .filter(|q| cx.has_pool(q.name()))
+            .map(Unit::GpuQuota),
+    );
+    units.extend(specs.datasets.values().map(Unit::Dataset));
+    units.extend(
+        specs
+            .rollouts
+            .values()
+            .filter(|r| cx.hosts(&r.spec.project))
+            .map(Unit::Rollout),
+    );
+    units.extend(
+        specs
+            .apps
+            .values()
+            .filter(|a| cx.hosts(&a.spec.project))
+            .map(Unit::App),
+    );
+    units.push(Unit::Platform(platform));
+    units
+}
+
+/// The specs a unit may read (the table of the module documentation).
+fn view(specs: &Specs, index: &Index<'_>, types: &InstanceTypePools<'_>, unit: Unit<'_>) -> View {
+    let mut v = Specs {
+        platform: specs.platform.clone(),
+        ..Specs::default()
+    };
+    match unit {
+        Unit::Platform(_) => return View::Everything,
+        Unit::Dataset(d) if d.spec.global => return View::Everything,
+        Unit::Project(p) => project_view(specs, index, p.name(), &mut v),
+        Unit::GpuQuota(q) => {
+            // The pools of its cohort (the first by name emits the cohort, holding every
+            // member's spare GPUs), and for each of them the projects it allocates to (their
+            // placement) with every pool allocating to those (a project's quota sums them).
+            let members = specs.gpu_quotas.values().filter(|p| {
+                p.name() == q.name() || (q.spec.cohort.is_some() && p.spec.cohort == q.spec.cohort)
+            });
+            for m in members {
+                add(&specs.gpu_quotas, m.name(), &mut v.gpu_quotas);
+                for a in &m.spec.allocations {
+                    add(&specs.projects, &a.project, &mut v.projects);
+                    for (pool, _) in index.allocations.get(a.project.as_str()).into_iter().flatten() {
+                        add(&specs.gpu_quotas, pool, &mut v.gpu_quotas);
+                    }
+                }
+            }
+        }
+        Unit::Dataset(d) => {
+            for g in &d.spec.access {
+                add(&specs.projects, &g.project, &mut v.projects);
+            }
+            if let Some(az) = &d.spec.source.azure_blob {
+                for (name, e) in &specs.datasets {
+                    if e.spec
+                        .source
+                        .azure_blob
+                        .as_ref()
+                        .is_some_and(|o| o.storage_account == az.storage_account)
+                    {
+                        add(&specs.datasets, name, &mut v.datasets);
+                    }
+                }
+            }
+            add(&specs.datasets, d.name(), &mut v.datasets);
+        }
+        Unit::Rollout(r) => {
+            project_view(specs, index, &r.spec.project, &mut v);
+            if let Some(pool) = &r.spec.gpu_quota {
+                add(&specs.gpu_quotas, pool, &mut v.gpu_quotas);
+            }
+            add_instance_type_pools(specs, types, r.spec.instance_type.as_deref(), &mut v);
+            add(&specs.rollouts, r.name(), &mut v.rollouts);
+        }
+        Unit::App(a) => {
+            project_view(specs, index, &a.spec.project, &mut v);
+            add_instance_type_pools(specs, types, a.spec.instance_type.as_deref(), &mut v);
+            add(&specs.apps, a.name(), &mut v.apps);
+        }
+    }
+    View::Own(Box::new(v))
+}
+
+/// Per instance type name, every pool defining one of that name (the first by name wins, so
+/// all of them decide which one a unit gets).
+type InstanceTypePools<'a> = BTreeMap<&'a str, Vec<&'a str>>;
+
+fn instance_type_pools<'a>(specs: &'a Specs) -> InstanceTypePools<'a> {
+    let mut out: InstanceTypePools<'a> = BTreeMap::new();
+    for (pool, q) in &specs.gpu_quotas {
+        for it in &q.spec.instance_types {
+            out.entry(it.name.as_str()).or_default().push(pool.as_str());
+        }
+    }
+    out
+}
+
+/// The pools that may decide what an instance type name means.
+fn add_instance_type_pools(specs: &Specs, types: &InstanceTypePools<'_>, name: Option<&str>, v: &mut Specs) {
+    for pool in name.and_then(|n| types.get(n)).into_iter().flatten() {
+        add(&specs.gpu_quotas, pool, &mut v.gpu_quotas);
+    }
+}
+
+/// A project, the datasets it may use and the pools allocating to it.
+fn project_view(specs: &Specs, index: &Index<'_>, project: &str, v: &mut Specs) {
+    add(&specs.projects, project, &mut v.projects);
+    for d in index.datasets_of(project) {
+        add(&specs.datasets, d.name(), &mut v.datasets);
+    }
+    for (pool, _) in index.allocations.get(project).into_iter().flatten() {
+        add(&specs.gpu_quotas, pool, &mut v.gpu_quotas);
+    }
+}
+
+fn add<S: Clone>(
+    from: &BTreeMap<String, Object<S>>,
+    name: &str,
+    to: &mut BTreeMap<String, Object<S>>,
+) {
+    if !to.contains_key(name)
+        && let Some(o) = from.get(name)
+    {
+        to.insert(name.to_owned(), o.clone());
+    }
+}
+
+/// The key of a unit: plinth's build, the cluster, the unit, and the bytes of every file its
+/// view reads (templates for an App; every spec file for a unit that reads everything).
+fn key(salt: &str, cluster: &Cluster, unit: Unit<'_>, view: &View, hashes: &FileHashes<'_>) -> String {
+    let mut h = Sha256::new();
+    field(&mut h, FORMAT.as_bytes());
+    field(&mut h, salt.as_bytes());
+    field(&mut h, cluster.name.as_bytes());
+    let (kind, name) = unit.id();
+    field(&mut h, kind.as_bytes());
+    field(&mut h, name.as_bytes());
+    match view {
+        View::Everything => h.update(hashes.everything),
+        View::Own(v) => {
+            let mut files: BTreeSet<&str> = BTreeSet::new();
+            let platform = v.platform.iter().map(|o| &*o.doc.file);
+            files.extend(platform);
+            files.extend(v.projects.values().map(|o| &*o.doc.file));
+            files.extend(v.datasets.values().map(|o| &*o.doc.file));
+            files.extend(v.gpu_quotas.values().map(|o| &*o.doc.file));
+            files.extend(v.rollouts.values().map(|o| &*o.doc.file));
+            files.extend(v.apps.values().map(|o| &*o.doc.file));
+            for f in files {
+                field(&mut h, f.as_bytes());
+                // A spec file always has a hash; a missing one still changes the key.
+                h.update(hashes.by_path.get(f).copied().unwrap_or_default());
+            }
+            if matches!(unit, Unit::App(_)) {
+                h.update(hashes.templates);
+            }
+        }
+    }
+    sha256_hex(&h.finalize())
+}
+
+/// Every unit lowered against the whole platform and the whole snapshot instead of its view:
+/// what tests compare [`super::lower`] with, so a rule reading a spec that its unit's view
+/// lacks is found (the two outputs differ) rather than cached wrongly.
+#[doc(hidden)]
+pub fn lower_unrestricted(specs: &Specs, snapshot: &Snapshot) -> (Lowered, Diagnostics) {
+    let schemas = std::sync::Arc::default();
+    let mut jobs = jobs(specs, snapshot, "");
+    for j in &mut jobs {
+        j.view = View::Everything;
+        j.whole_snapshot = true;
+    }
+    let parts = jobs
+        .iter()
+        .map(|j| (j, run(j, specs, snapshot, &schemas)))
+        .collect();
+    assemble(specs, snapshot, parts)
+}
+
+/// Lower one unit against its view and verify what it emitted.
+pub fn run(
+    job: &Job<'_>,
+    specs: &Specs,
+    snapshot: &Snapshot,
+    schemas: &std::sync::Arc<crate::template::SchemaCache>,
+) -> UnitOutput {
+    let empty = Snapshot::default();
+    let templates;
+    let snapshot = if job.whole_snapshot {
+        snapshot
+    } else if matches!(job.unit, Unit::App(_)) {
+        templates = Snapshot {
+            files: snapshot.with_role(FileRole::Template).cloned().collect(),
+        };
+        &templates
+    } else {
+        &empty
+    };
+    let specs = match &job.view {
+        View::Own(v) => v.as_ref(),
+        View::Everything => specs,
+    };
+    let Some(platform) = &specs.platform else {
+        return UnitOutput::default();
+    };
+    let index = Index::with_schemas(specs, schemas);
+    let cx = Ctx {
+        specs,
+        platform: &platform.spec,
+        cluster: job.cluster,
+        snapshot,
+        index: &index,
+    };
+    let mut out = BTreeMap::new();
+    let mut d = Diagnostics::new();
+    let mut sink = Sink {
+        cluster: &job.cluster.name,
+        out: &mut out,
+        diags: &mut d,
+    };
+    match job.unit {
+        Unit::Project(p) => project::lower(&cx, p, &mut sink),
+        Unit::GpuQuota(q) => gpu::lower(&cx, q, &mut sink),
+        Unit::Dataset(ds) => dataset::lower(&cx, ds, &mut sink),
+        Unit::Rollout(r) => rollout::lower(&cx, r, &mut sink),
+        Unit::App(a) => app::lower(&cx, a, &mut sink),
+        Unit::Platform(p) => gpu::lower_platform(&cx, p, &mut sink),
+    }
+    let objects: Vec<Manifest> = out.into_values().collect();
+    let mut diagnostics: Vec<Diagnostic> = d.into_iter().collect();
+    diagnostics.extend(verified(&job.cluster.name, &objects));
+    UnitOutput {
+        objects,
+        diagnostics,
+    }
+}
+
+/// The verification failures of some objects of a cluster.
+fn verified(cluster: &str, objects: &[Manifest]) -> Vec<Diagnostic> {
+    objects
+        .iter()
+        .filter_map(|m| {
+            crate::verify::verify_one(m).err().map(|msg| {
+                crate::output::internal(
+                    &m.origin,
+                    &format!("generated {} in cluster `{cluster}` is invalid: {msg}", m.key),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Merge the units' outputs (in [`jobs`] order) into the platform's output: per cluster, in
+/// unit order, the first of two objects with one key kept and the second reported; then the
+/// agent's install manifests, derived from everything the cluster received.
+pub fn assemble(specs: &Specs, snapshot: &Snapshot, parts: Vec<(&Job<'_>, UnitOutput)>) -> (Lowered, Diagnostics) {
+    let mut diags = Diagnostics::new();
+    let mut lowered = Lowered::default();
+    let Some(platform) = &specs.platform else {
+        return (lowered, diags);
+    };
+    lowered.platform_file = Some(platform.doc.file.clone());
+    let mut by_cluster: BTreeMap<&str, Vec<UnitOutput>> = BTreeMap::new();
+    for (job, out) in parts {
+        by_cluster.entry(&job.cluster.name).or_default().push(out);
+    }
+    let index = Index::new(specs);
+    for cluster in &platform.spec.clusters {
+        let mut parts = by_cluster.remove(cluster.name.as_str()).unwrap_or_default();
+        if platform.spec.agent.as_ref().is_some_and(|a| a.enabled) {
+            let cx = Ctx {
+                specs,
+                platform: &platform.spec,
+                cluster,
+                snapshot,
+                index: &index,
+            };
+            parts.push(agent_part(&cx, platform, &parts));
+        }
+        let mut objects: BTreeMap<ObjectKey, Manifest> = BTreeMap::new();
+        for part in parts {
+            diags.extend(part.diagnostics);
+            for m in part.objects {
+                if let Some(first) = objects.get(&m.key) {
+                    diags.push(duplicate_object(&cluster.name, &m.key, &first.origin, &m.origin));
+                } else {
+                    objects.insert(m.key.clone(), m);
+                }
+            }
+        }
+        lowered.clusters.insert(
+            cluster.name.clone(),
+            ClusterOutput {
+                manifests: objects.into_values().collect(),
+                approvals: approvals(platform, cluster),
+            },
+        );
+    }
+    (lowered, diags)
+}
+
+/// The agent's install manifests of a cluster (its ClusterRole derives from what the other
+/// units emit), verified.
+fn agent_part(cx: &Ctx<'_>, platform: &Object<PlatformSpec>, parts: &[UnitOutput]) -> UnitOutput {
+    let emitted: Vec<&serde_json::Value> = parts
+        .iter()
+        .flat_map(|p| p.objects.iter().map(|m| &m.object))
+        .collect();
+    let mut out = BTreeMap::new();
+    let mut d = Diagnostics::new();
+    let mut sink = Sink {
+        cluster: &cx.cluster.name,
+        out: &mut out,
+        diags: &mut d,
+    };
+    agent::lower(cx, platform, &emitted, &mut sink);
+    let objects: Vec<Manifest> = out.into_values().collect();
+    let mut diagnostics: Vec<Diagnostic> = d.into_iter().collect();
+    diagnostics.extend(verified(&cx.cluster.name, &objects));
+    UnitOutput {
+        objects,
+        diagnostics,
+    }
+}

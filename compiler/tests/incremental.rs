@@ -1,0 +1,279 @@
+//! Incremental compilation is invisible: a compile that reuses the units of earlier compiles
+//! (`plinth::lower::units`) gives byte-identical output and diagnostics to a cold one, over
+//! random sequences of edits; and every unit reads only its view (lowering it against the whole
+//! platform gives the same objects), so a unit's key covers everything its result depends on.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use plinth::cache::Cache;
+use plinth::load::MemSource;
+use proptest::prelude::*;
+
+fn source(files: &BTreeMap<String, String>) -> MemSource {
+    let mut s = MemSource::new();
+    for (p, t) in files {
+        s = s.with(p, t.as_str());
+    }
+    s
+}
+
+fn options() -> plinth::Options {
+    plinth::Options {
+        policies: Some(plinth::PolicyConfig {
+            default_library: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// What a user sees of a build: the output tree and the diagnostics.
+fn outcome(b: &plinth::Built) -> (Option<BTreeMap<String, String>>, Vec<String>) {
+    let tree = b
+        .lowered
+        .as_ref()
+        .map(|l| plinth::emit::tree(l, None).expect("tree"));
+    let diags = b
+        .checked
+        .diagnostics
+        .clone()
+        .into_sorted()
+        .into_iter()
+        .map(|d| format!("{d:?}"))
+        .collect();
+    (tree, diags)
+}
+
+/// The platforms the tests start from: the example, every golden build case, and generated
+/// platforms (many projects, pools sharing a cohort, Apps, rollouts, datasets).
+fn platforms() -> Vec<(String, BTreeMap<String, String>)> {
+    let mut out = vec![("example".to_owned(), common::example())];
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/golden/build");
+    let mut cases: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    cases.sort();
+    for case in cases {
+        if !root.join(&case).join("repo").is_dir() {
+            continue;
+        }
+        out.push((
+            case.clone(),
+            common::files_under(&format!("tests/golden/build/{case}/repo")),
+        ));
+    }
+    for seed in [1, 2] {
+        let files = plinth::generate::platform(120, seed);
+        out.push((format!("generated-{seed}"), files.into_iter().collect()));
+    }
+    out
+}
+
+#[test]
+fn every_unit_reads_only_its_view() {
+    let mut compared = 0;
+    for (name, files) in platforms() {
+        let checked = plinth::check_source(&source(&files), &plinth::Options::default()).unwrap();
+        if checked.diagnostics.has_errors() {
+            continue;
+        }
+        let (viewed, d1) = plinth::lower::lower(&checked.specs, &checked.snapshot);
+        let (whole, d2) = plinth::lower::units::lower_unrestricted(&checked.specs, &checked.snapshot);
+        let show = |l: &plinth::lower::Lowered| serde_json::to_string_pretty(l).unwrap();
+        let (a, b) = (show(&viewed), show(&whole));
+        if a != b {
+            let diff = similar::TextDiff::from_lines(&b, &a);
+            let shown: String = diff
+                .unified_diff()
+                .context_radius(3)
+                .to_string()
+                .lines()
+                .take(80)
+                .collect::<Vec<_>>()
+                .join("\n");
+            panic!("{name}: a unit read a spec outside its view (whole platform → views):\n{shown}");
+        }
+        let show_d = |d: plinth::diag::Diagnostics| format!("{:?}", d.into_sorted());
+        assert_eq!(show_d(d1), show_d(d2), "{name}: diagnostics differ");
+        compared += 1;
+    }
+    assert!(compared >= 20, "only {compared} platforms compiled cleanly");
+}
+
+/// One edit of a platform's files.
+#[derive(Debug, Clone)]
+enum Edit {
+    /// A comment line at the top of a file: every line after it moves.
+    Shift { file: usize },
+    /// The file is deleted.
+    Delete { file: usize },
+    /// The `n`-th integer of a file becomes `value`.
+    Number { file: usize, n: usize, value: u32 },
+    /// The `n`-th mention of one project's name in a file names another project.
+    Rename { file: usize, n: usize, to: usize },
+    /// A copy of a spec file with its first `name:` changed (a new spec of that kind).
+    Copy { file: usize },
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        (0..1000usize).prop_map(|file| Edit::Shift { file }),
+        (0..1000usize).prop_map(|file| Edit::Delete { file }),
+        (0..1000usize, 0..12usize, 0..9u32)
+            .prop_map(|(file, n, value)| Edit::Number { file, n, value }),
+        (0..1000usize, 0..6usize, 0..50usize).prop_map(|(file, n, to)| Edit::Rename { file, n, to }),
+        (0..1000usize).prop_map(|file| Edit::Copy { file }),
+    ]
+}
+
+fn project_names(files: &BTreeMap<String, String>) -> Vec<String> {
+    let checked = plinth::check_source(&source(files), &plinth::Options::default()).unwrap();
+    checked.specs.projects.keys().cloned().collect()
+}
+
+fn apply(files: &mut BTreeMap<String, String>, projects: &[String], e: &Edit) {
+    let paths: Vec<String> = files
+        .keys()
+        .filter(|p| p.ends_with(".yaml") || p.ends_with(".yml") || p.starts_with("templates/"))
+        .cloned()
+        .collect();
+    if paths.is_empty() {
+        return;
+    }
+    let pick = |i: usize| paths[i % paths.len()].clone();
+    match *e {
+        Edit::Shift { file } => {
+            let p = pick(file);
+            let t = files.get_mut(&p).unwrap();
+            let comment = if p.starts_with("templates/") { "{# moved #}\n" } else { "# moved\n" };
+            t.insert_str(0, comment);
+        }
+        Edit::Delete { file } => {
+            files.remove(&pick(file));
+        }
+        Edit::Number { file, n, value } => {
+            let p = pick(file);
+            let t = files.get_mut(&p).unwrap();
+            let mut starts = Vec::new();
+            let b = t.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                if b[i].is_ascii_digit() && (i == 0 || !b[i - 1].is_ascii_alphanumeric() && b[i - 1] != b'-') {
+                    let s = i;
+                    while i < b.len() && b[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                    if i == b.len() || !(b[i].is_ascii_alphanumeric() || b[i] == b'-' || b[i] == b'.') {
+                        starts.push((s, i));
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            if let Some(&(s, end)) = starts.get(n % starts.len().max(1)) {
+                t.replace_range(s..end, &value.to_string());
+            }
+        }
+        Edit::Rename { file, n, to } => {
+            if projects.len() < 2 {
+                return;
+            }
+            let p = pick(file);
+            let t = files.get_mut(&p).unwrap();
+            let mentions: Vec<(usize, &String)> = projects
+                .iter()
+                .flat_map(|name| t.match_indices(name.as_str()).map(move |(i, _)| (i, name)))
+                .collect();
+            if mentions.is_empty() {
+                return;
+            }
+            let (at, from) = mentions[n % mentions.len()].clone();
+            let to = &projects[to % projects.len()];
+            let (at, len) = (at, from.len());
+            t.replace_range(at..at + len, to);
+        }
+        Edit::Copy { file } => {
+            let p = pick(file);
+            if p.starts_with("templates/") {
+                return;
+            }
+            let t = files[&p].clone();
+            let Some(i) = t.find("  name: ") else {
+                return;
+            };
+            let mut copy = t.clone();
+            copy.insert_str(i + "  name: ".len(), "copy-");
+            files.insert(p.replace(".yaml", "-copy.yaml"), copy);
+        }
+    }
+}
+
+fn start(which: usize) -> BTreeMap<String, String> {
+    match which {
+        0 => common::example(),
+        1 => plinth::generate::platform(40, 3).into_iter().collect(),
+        _ => common::files_under("tests/golden/build/multi-cluster/repo"),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 24,
+        failure_persistence: None,
+        .. ProptestConfig::default()
+    })]
+
+    /// After every edit of a random sequence, a compile through the cache (which reuses the
+    /// units of every earlier compile of the sequence) equals a cold compile.
+    #[test]
+    fn incremental_equals_cold_over_random_edits(which in 0..3usize, edits in prop::collection::vec(edit(), 1..5)) {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let mut files = start(which);
+        let projects = project_names(&files);
+        let opts = options();
+        // The first compile fills the cache.
+        plinth::build_cached(&source(&files), &opts, &cache).unwrap();
+        for e in &edits {
+            apply(&mut files, &projects, e);
+            let src = source(&files);
+            let warm = plinth::build_cached(&src, &opts, &cache).unwrap();
+            let cold = plinth::build_source(&src, &opts).unwrap();
+            prop_assert_eq!(outcome(&warm), outcome(&cold), "after {:?}", e);
+        }
+    }
+}
+
+#[test]
+fn an_edit_relowers_only_the_units_that_read_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(dir.path());
+    let mut files: BTreeMap<String, String> = plinth::generate::platform(60, 1).into_iter().collect();
+    let opts = plinth::Options::default();
+    plinth::build_cached(&source(&files), &opts, &cache).unwrap();
+    let cold_units = cache.units().len();
+    assert!(cold_units > 60, "a cold compile keeps every unit ({cold_units})");
+    // One project file changes (its quota): only that project's unit is lowered again.
+    let project = files
+        .keys()
+        .find(|p| p.starts_with("projects/"))
+        .cloned()
+        .unwrap();
+    let text = files[&project].replacen("spec:", "spec:\n  # reviewed", 1);
+    files.insert(project.clone(), text);
+    let before = cache.units().len();
+    let built = plinth::build_cached(&source(&files), &opts, &cache).unwrap();
+    assert!(built.lowered.is_some());
+    let fresh = cache.units().len() - before;
+    // Its project, the pools of its cohort, the datasets granting to it, and the units that
+    // read everything (the Platform's objects, global datasets): a handful of over a hundred.
+    assert!(
+        (1..=8).contains(&fresh),
+        "a one-project edit lowered {fresh} of {cold_units} units again"
+    );
+}
