@@ -228,7 +228,9 @@ impl UnitPack {
         use std::io::{Read, Seek, SeekFrom};
         let &(n, offset, len) = self.index.get(key)?;
         let (path, file) = self.packs.get(n)?;
-        let mut file = file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut file = file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if file.is_none() {
             *file = Some(std::fs::File::open(path).ok()?);
         }

@@ -110,7 +110,9 @@ pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &O
         opts.stage("lowering");
         // Lowering verifies every object it emits (per unit, so a reused unit is verified).
         let (l, d) = match &opts.units {
-            Some(store) => lower::lower_reusing(&specs, &snapshot, &store.salt, store.store.as_ref()),
+            Some(store) => {
+                lower::lower_reusing(&specs, &snapshot, &store.salt, store.store.as_ref())
+            }
             None => lower::lower(&specs, &snapshot),
         };
         diagnostics.extend(d);

@@ -83,7 +83,8 @@ fn every_unit_reads_only_its_view() {
             continue;
         }
         let (viewed, d1) = plinth::lower::lower(&checked.specs, &checked.snapshot);
-        let (whole, d2) = plinth::lower::units::lower_unrestricted(&checked.specs, &checked.snapshot);
+        let (whole, d2) =
+            plinth::lower::units::lower_unrestricted(&checked.specs, &checked.snapshot);
         let show = |l: &plinth::lower::Lowered| serde_json::to_string_pretty(l).unwrap();
         let (a, b) = (show(&viewed), show(&whole));
         if a != b {
@@ -96,7 +97,9 @@ fn every_unit_reads_only_its_view() {
                 .take(80)
                 .collect::<Vec<_>>()
                 .join("\n");
-            panic!("{name}: a unit read a spec outside its view (whole platform → views):\n{shown}");
+            panic!(
+                "{name}: a unit read a spec outside its view (whole platform → views):\n{shown}"
+            );
         }
         let show_d = |d: plinth::diag::Diagnostics| format!("{:?}", d.into_sorted());
         assert_eq!(show_d(d1), show_d(d2), "{name}: diagnostics differ");
@@ -124,9 +127,16 @@ fn edit() -> impl Strategy<Value = Edit> {
     prop_oneof![
         (0..1000usize).prop_map(|file| Edit::Shift { file }),
         (0..1000usize).prop_map(|file| Edit::Delete { file }),
-        (0..1000usize, 0..12usize, 0..9u32)
-            .prop_map(|(file, n, value)| Edit::Number { file, n, value }),
-        (0..1000usize, 0..6usize, 0..50usize).prop_map(|(file, n, to)| Edit::Rename { file, n, to }),
+        (0..1000usize, 0..12usize, 0..9u32).prop_map(|(file, n, value)| Edit::Number {
+            file,
+            n,
+            value
+        }),
+        (0..1000usize, 0..6usize, 0..50usize).prop_map(|(file, n, to)| Edit::Rename {
+            file,
+            n,
+            to
+        }),
         (0..1000usize).prop_map(|file| Edit::Copy { file }),
     ]
 }
@@ -150,7 +160,11 @@ fn apply(files: &mut BTreeMap<String, String>, projects: &[String], e: &Edit) {
         Edit::Shift { file } => {
             let p = pick(file);
             let t = files.get_mut(&p).unwrap();
-            let comment = if p.starts_with("templates/") { "{# moved #}\n" } else { "# moved\n" };
+            let comment = if p.starts_with("templates/") {
+                "{# moved #}\n"
+            } else {
+                "# moved\n"
+            };
             t.insert_str(0, comment);
         }
         Edit::Delete { file } => {
@@ -163,12 +177,16 @@ fn apply(files: &mut BTreeMap<String, String>, projects: &[String], e: &Edit) {
             let b = t.as_bytes();
             let mut i = 0;
             while i < b.len() {
-                if b[i].is_ascii_digit() && (i == 0 || !b[i - 1].is_ascii_alphanumeric() && b[i - 1] != b'-') {
+                if b[i].is_ascii_digit()
+                    && (i == 0 || !b[i - 1].is_ascii_alphanumeric() && b[i - 1] != b'-')
+                {
                     let s = i;
                     while i < b.len() && b[i].is_ascii_digit() {
                         i += 1;
                     }
-                    if i == b.len() || !(b[i].is_ascii_alphanumeric() || b[i] == b'-' || b[i] == b'.') {
+                    if i == b.len()
+                        || !(b[i].is_ascii_alphanumeric() || b[i] == b'-' || b[i] == b'.')
+                    {
                         starts.push((s, i));
                     }
                 } else {
@@ -253,11 +271,15 @@ proptest! {
 fn an_edit_relowers_only_the_units_that_read_it() {
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::new(dir.path());
-    let mut files: BTreeMap<String, String> = plinth::generate::platform(60, 1).into_iter().collect();
+    let mut files: BTreeMap<String, String> =
+        plinth::generate::platform(60, 1).into_iter().collect();
     let opts = plinth::Options::default();
     plinth::build_cached(&source(&files), &opts, &cache).unwrap();
     let cold_units = cache.units().len();
-    assert!(cold_units > 60, "a cold compile keeps every unit ({cold_units})");
+    assert!(
+        cold_units > 60,
+        "a cold compile keeps every unit ({cold_units})"
+    );
     // One project file changes (its quota): only that project's unit is lowered again.
     let project = files
         .keys()

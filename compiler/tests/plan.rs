@@ -1367,6 +1367,34 @@ fn ci_templates_pin_a_release_and_plan_against_the_merge_base() {
     assert!(github.contains("from forks get a read-only token"));
 }
 
+/// Both templates keep plinth's cache for the main branch (a job compiling main into it) and
+/// plan through it, so a pull request's plan recompiles only the units its change touches.
+#[test]
+fn ci_templates_plan_through_the_main_branch_cache() {
+    for f in [
+        "examples/ci/github-actions.yml",
+        "examples/ci/gitlab-ci.yml",
+    ] {
+        let text = fs::read_to_string(root().join(f)).expect("template");
+        let plan = text
+            .lines()
+            .find(|l| l.contains("plinth plan --base"))
+            .expect("plan line");
+        assert!(plan.contains("--cache-dir .plinth-cache"), "{f}: {plan}");
+        assert!(
+            text.contains("plinth build \"$PLATFORM_PATH\" --cache-dir .plinth-cache"),
+            "{f}: nothing compiles main into the cache"
+        );
+    }
+    let github = fs::read_to_string(root().join("examples/ci/github-actions.yml")).expect("github");
+    assert!(
+        github.contains("actions/cache/save@v4") && github.contains("actions/cache/restore@v4")
+    );
+    assert!(github.contains(
+        "key: plinth-${{ env.PLINTH_VERSION }}-${{ github.event.pull_request.base.sha }}"
+    ));
+}
+
 #[test]
 fn ci_templates_are_valid_yaml_and_run_check_and_plan() {
     for f in [

@@ -285,8 +285,15 @@ impl<'a> Index<'a> {
 
 /// Lower every spec for every cluster. Requires a checked, error-free [`Specs`]. The
 /// diagnostics include the verification of every emitted object ([`crate::verify`]).
+///
+/// In debug builds (every test), each compile is also lowered with every unit reading the whole
+/// platform, and a difference panics: a rule that reads a spec outside its unit's view would
+/// make that unit's cache key incomplete ([`units`]), so the whole test suite guards the views.
 pub fn lower(specs: &Specs, snapshot: &Snapshot) -> (Lowered, Diagnostics) {
-    lower_reusing(specs, snapshot, "", &NoStore)
+    let out = lower_reusing(specs, snapshot, "", &NoStore);
+    #[cfg(debug_assertions)]
+    units::assert_views_complete(specs, snapshot, &out);
+    out
 }
 
 /// Where unit results are looked up before lowering and offered after ([`units`]): the

@@ -8,7 +8,7 @@
 //! |---|---|
 //! | project `p` | `p`, the datasets granted to `p` (and the global ones), the pools allocating to `p` |
 //! | pool `q` | the pools of its cohort, the projects they allocate to and every pool allocating to those |
-//! | dataset `d` | `d`, the projects its grants name, the datasets sharing its Azure account; a global dataset: everything |
+//! | dataset `d` | `d` and the datasets sharing its bucket or Azure account, the projects their grants name; everything when one of them is global |
 //! | rollout / App | itself, its project's view, the pool it names; an App also the `templates/` files |
 //! | Platform objects | everything |
 //!
@@ -36,7 +36,9 @@ use super::{
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::load::{FileRole, Snapshot};
 use crate::model::platform::Cluster;
-use crate::model::{AppSpec, DatasetSpec, GpuQuotaSpec, ModelRolloutSpec, PlatformSpec, ProjectSpec};
+use crate::model::{
+    AppSpec, DatasetSpec, GpuQuotaSpec, ModelRolloutSpec, PlatformSpec, ProjectSpec,
+};
 use crate::specs::{Object, Specs};
 
 /// Bumped when what a unit's key covers or its output format changes.
@@ -158,7 +160,11 @@ pub fn jobs<'s>(specs: &'s Specs, snapshot: &Snapshot, salt: &str) -> Vec<Job<'s
             snapshot,
             index: &index,
         };
-        all.extend(units(&cx, specs, platform).into_iter().map(|u| (cluster, u)));
+        all.extend(
+            units(&cx, specs, platform)
+                .into_iter()
+                .map(|u| (cluster, u)),
+        );
     }
     all.into_par_iter()
         .map(|(cluster, unit)| {
@@ -233,29 +239,46 @@ fn view(specs: &Specs, index: &Index<'_>, types: &InstanceTypePools<'_>, unit: U
                 add(&specs.gpu_quotas, m.name(), &mut v.gpu_quotas);
                 for a in &m.spec.allocations {
                     add(&specs.projects, &a.project, &mut v.projects);
-                    for (pool, _) in index.allocations.get(a.project.as_str()).into_iter().flatten() {
+                    for (pool, _) in index
+                        .allocations
+                        .get(a.project.as_str())
+                        .into_iter()
+                        .flatten()
+                    {
                         add(&specs.gpu_quotas, pool, &mut v.gpu_quotas);
                     }
                 }
             }
         }
         Unit::Dataset(d) => {
-            for g in &d.spec.access {
-                add(&specs.projects, &g.project, &mut v.projects);
-            }
-            if let Some(az) = &d.spec.source.azure_blob {
-                for (name, e) in &specs.datasets {
-                    if e.spec
-                        .source
-                        .azure_blob
+            // The datasets sharing its bucket or storage account (the first by name emits what
+            // they share: the account, one IAM binding per member and role), with the
+            // projects their grants name. A global one among them reads every project.
+            let shares = |e: &Object<DatasetSpec>| {
+                let (a, b) = (&d.spec.source, &e.spec.source);
+                a.gcs
+                    .as_ref()
+                    .zip(b.gcs.as_ref())
+                    .is_some_and(|(x, y)| x.bucket == y.bucket)
+                    || a.azure_blob
                         .as_ref()
-                        .is_some_and(|o| o.storage_account == az.storage_account)
-                    {
-                        add(&specs.datasets, name, &mut v.datasets);
-                    }
+                        .zip(b.azure_blob.as_ref())
+                        .is_some_and(|(x, y)| x.storage_account == y.storage_account)
+            };
+            let related: Vec<&Object<DatasetSpec>> = specs
+                .datasets
+                .values()
+                .filter(|e| e.name() == d.name() || shares(e))
+                .collect();
+            if related.iter().any(|e| e.spec.global) {
+                return View::Everything;
+            }
+            for e in related {
+                add(&specs.datasets, e.name(), &mut v.datasets);
+                for g in &e.spec.access {
+                    add(&specs.projects, &g.project, &mut v.projects);
                 }
             }
-            add(&specs.datasets, d.name(), &mut v.datasets);
         }
         Unit::Rollout(r) => {
             project_view(specs, index, &r.spec.project, &mut v);
@@ -289,7 +312,12 @@ fn instance_type_pools<'a>(specs: &'a Specs) -> InstanceTypePools<'a> {
 }
 
 /// The pools that may decide what an instance type name means.
-fn add_instance_type_pools(specs: &Specs, types: &InstanceTypePools<'_>, name: Option<&str>, v: &mut Specs) {
+fn add_instance_type_pools(
+    specs: &Specs,
+    types: &InstanceTypePools<'_>,
+    name: Option<&str>,
+    v: &mut Specs,
+) {
     for pool in name.and_then(|n| types.get(n)).into_iter().flatten() {
         add(&specs.gpu_quotas, pool, &mut v.gpu_quotas);
     }
@@ -320,7 +348,13 @@ fn add<S: Clone>(
 
 /// The key of a unit: plinth's build, the cluster, the unit, and the bytes of every file its
 /// view reads (templates for an App; every spec file for a unit that reads everything).
-fn key(salt: &str, cluster: &Cluster, unit: Unit<'_>, view: &View, hashes: &FileHashes<'_>) -> String {
+fn key(
+    salt: &str,
+    cluster: &Cluster,
+    unit: Unit<'_>,
+    view: &View,
+    hashes: &FileHashes<'_>,
+) -> String {
     let mut h = Sha256::new();
     field(&mut h, FORMAT.as_bytes());
     field(&mut h, salt.as_bytes());
@@ -363,11 +397,58 @@ pub fn lower_unrestricted(specs: &Specs, snapshot: &Snapshot) -> (Lowered, Diagn
         j.view = View::Everything;
         j.whole_snapshot = true;
     }
-    let parts = jobs
-        .iter()
-        .map(|j| (j, run(j, specs, snapshot, &schemas)))
-        .collect();
+    let parts = {
+        use rayon::prelude::*;
+        jobs.par_iter()
+            .map(|j| (j, run(j, specs, snapshot, &schemas)))
+            .collect()
+    };
     assemble(specs, snapshot, parts)
+}
+
+/// Panics when lowering against views differs from lowering against the whole platform (debug
+/// builds: see [`super::lower`]), naming the first object that differs.
+#[cfg(debug_assertions)]
+#[allow(clippy::panic)]
+pub(crate) fn assert_views_complete(
+    specs: &Specs,
+    snapshot: &Snapshot,
+    viewed: &(Lowered, Diagnostics),
+) {
+    let (whole, d) = lower_unrestricted(specs, snapshot);
+    for (cluster, out) in &whole.clusters {
+        let other = viewed
+            .0
+            .clusters
+            .get(cluster)
+            .map(|c| c.manifests.as_slice())
+            .unwrap_or_default();
+        let keys = |ms: &[Manifest]| {
+            ms.iter()
+                .map(|m| (m.key.clone(), m.hash.clone()))
+                .collect::<Vec<_>>()
+        };
+        let (a, b) = (keys(&out.manifests), keys(other));
+        if a != b {
+            let first = a.iter().zip(&b).find(|(x, y)| x != y).map_or_else(
+                || format!("{} objects against {}", a.len(), b.len()),
+                |(x, y)| format!("{} (whole platform) against {} (views)", x.0, y.0),
+            );
+            panic!(
+                "a unit read a spec outside its view (lower/units.rs) in cluster `{cluster}`: {first}"
+            );
+        }
+    }
+    let show = |d: &Diagnostics| {
+        let mut v: Vec<String> = d.iter().map(|x| format!("{x:?}")).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        show(&viewed.1),
+        show(&d),
+        "a unit read a spec outside its view: diagnostics differ"
+    );
 }
 
 /// Lower one unit against its view and verify what it emitted.
@@ -436,7 +517,10 @@ fn verified(cluster: &str, objects: &[Manifest]) -> Vec<Diagnostic> {
             crate::verify::verify_one(m).err().map(|msg| {
                 crate::output::internal(
                     &m.origin,
-                    &format!("generated {} in cluster `{cluster}` is invalid: {msg}", m.key),
+                    &format!(
+                        "generated {} in cluster `{cluster}` is invalid: {msg}",
+                        m.key
+                    ),
                 )
             })
         })
@@ -446,7 +530,11 @@ fn verified(cluster: &str, objects: &[Manifest]) -> Vec<Diagnostic> {
 /// Merge the units' outputs (in [`jobs`] order) into the platform's output: per cluster, in
 /// unit order, the first of two objects with one key kept and the second reported; then the
 /// agent's install manifests, derived from everything the cluster received.
-pub fn assemble(specs: &Specs, snapshot: &Snapshot, parts: Vec<(&Job<'_>, UnitOutput)>) -> (Lowered, Diagnostics) {
+pub fn assemble(
+    specs: &Specs,
+    snapshot: &Snapshot,
+    parts: Vec<(&Job<'_>, UnitOutput)>,
+) -> (Lowered, Diagnostics) {
     let mut diags = Diagnostics::new();
     let mut lowered = Lowered::default();
     let Some(platform) = &specs.platform else {
@@ -475,7 +563,12 @@ pub fn assemble(specs: &Specs, snapshot: &Snapshot, parts: Vec<(&Job<'_>, UnitOu
             diags.extend(part.diagnostics);
             for m in part.objects {
                 if let Some(first) = objects.get(&m.key) {
-                    diags.push(duplicate_object(&cluster.name, &m.key, &first.origin, &m.origin));
+                    diags.push(duplicate_object(
+                        &cluster.name,
+                        &m.key,
+                        &first.origin,
+                        &m.origin,
+                    ));
                 } else {
                     objects.insert(m.key.clone(), m);
                 }
