@@ -494,16 +494,7 @@ fn cycles(graph: &std::collections::BTreeMap<String, BTreeSet<String>>) -> Vec<V
 }
 
 /// Files in a dependency cycle today (issue 20), as `crate/file`. The list may only shrink.
-const KNOWN_CYCLES: &[&str] = &[
-    "compiler/lower/agent.rs",
-    "compiler/lower/app.rs",
-    "compiler/lower/dataset.rs",
-    "compiler/lower/gpu.rs",
-    "compiler/lower/identity.rs",
-    "compiler/lower/mod.rs",
-    "compiler/lower/project.rs",
-    "compiler/lower/rollout.rs",
-];
+const KNOWN_CYCLES: &[&str] = &[];
 
 #[test]
 fn no_file_depends_on_itself_through_others() {
