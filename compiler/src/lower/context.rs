@@ -37,7 +37,8 @@ impl Sink<'_> {
         self.diags.push(d);
     }
 
-    /// Add an object built from a typed value (a `k8s-openapi` resource or a [`crd`] object).
+    /// Add an object built from a typed value (a `k8s-openapi` resource or a
+    /// [`crd`](crate::crd) object).
     pub fn push(&mut self, origin: &Origin, object: impl Serialize) {
         match serde_json::to_value(object) {
             Ok(v) => self.push_value(origin, v),

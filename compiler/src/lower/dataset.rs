@@ -30,7 +30,7 @@
 //!   - `gcs`: Cloud Storage FUSE (`gcsfuse.csi.storage.gke.io`), volume handle the bucket,
 //!     mount options `only-dir=<prefix>` and `uid=`/`gid=` of the workload user; authentication
 //!     is the pod's workload identity (the KSA→GSA binding in [`super::identity`]); pods need
-//!     the `gke-gcsfuse/volumes` annotation ([`super::rules::pod_annotations`]).
+//!     the `gke-gcsfuse/volumes` annotation (`rules::pod_annotations`).
 //!   - `azureBlob`: `blob.csi.azure.com` with `storageAccount`, `containerName`,
 //!     `resourceGroup`; with the project's Azure identity, `clientID` and
 //!     `mountWithWorkloadIdentityToken` (the mount then needs only a Storage Blob Data role);

@@ -24,11 +24,11 @@
 //!   `<project of the service account>.svc.id.goog`.
 //! - **Azure workload identity.** The webhook mutates only pods labelled
 //!   `azure.workload.identity/use: "true"` (the label on a ServiceAccount does nothing):
-//!   [`super::rules::pod_labels`] gives it to the pods plinth renders that run as the
+//!   `rules::pod_labels` gives it to the pods plinth renders that run as the
 //!   `workload` ServiceAccount (model servers, App templates' output). Role assignments are not
 //!   generated (see [`super::dataset`]).
 //! - **GKE Cloud Storage FUSE.** The driver's sidecar is injected only into pods annotated
-//!   `gke-gcsfuse/volumes: "true"`: [`super::rules::pod_annotations`] gives it to pods plinth
+//!   `gke-gcsfuse/volumes: "true"`: `rules::pod_annotations` gives it to pods plinth
 //!   renders that mount a GCS dataset's claim.
 //!
 //! Pods plinth does not render (a user's own Job) must carry the label and annotation

@@ -9,7 +9,7 @@
 //! One submodule per spec kind; [`lower`] runs them for every cluster each object lives on.
 //! What they all read is in `context` ([`Ctx`], [`Index`], [`Sink`]); the rules one kind
 //! applies to another's objects (queue labels, placement, pod identity, dataset mounts) are in
-//! [`rules`]. A kind file never uses another kind file (except `project` calling
+//! `rules`. A kind file never uses another kind file (except `project` calling
 //! `identity::lower`).
 
 pub mod agent;
