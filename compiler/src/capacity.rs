@@ -3,8 +3,8 @@
 //! (ModelRollouts and Apps) against it. `plinth plan` compares two of them ([`diff`]),
 //! `plinth report` draws one.
 //!
-//! Pure, computed from [`Specs`] with the helpers `lower::gpu` lowers by (placement, spare,
-//! per-user limit, declared users), so the figures are those of the Kueue objects built:
+//! Pure, computed from [`Specs`] with the helpers `lower::gpu` lowers by (placement, spare)
+//! and the rules of `lower::rules` (per-user limit, declared users), so the figures are those of the Kueue objects built:
 //! - **guaranteed**: the allocation (`nominalQuota` of ClusterQueue or Cohort `<project>.<pool>`);
 //! - **lendable**: what the cohort may borrow of it (`lendingLimit`, else all of it; nothing
 //!   without a cohort);
@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::load::Snapshot;
-use crate::lower::{Ctx, Index, gpu};
+use crate::lower::{Ctx, Index, gpu, rules};
 use crate::specs::Specs;
 
 /// The specs of a snapshot, read again (a cached build keeps only the Platform's).
@@ -219,7 +219,7 @@ fn pool(cx: &Ctx<'_>, q: &crate::model::GpuQuotaSpec) -> Pool {
             0
         };
         let max = (u64::from(a.gpu) + borrowable).min(u64::from(capacity.max(a.gpu)));
-        let users = gpu::declared_users(cx, &a.project);
+        let users = rules::declared_users(cx, &a.project);
         projects.insert(
             a.project.clone(),
             Share {
@@ -228,7 +228,7 @@ fn pool(cx: &Ctx<'_>, q: &crate::model::GpuQuotaSpec) -> Pool {
                 lendable: lendable(a),
                 borrowing_limit: q.cohort.as_ref().and(a.borrowing_limit),
                 max: u32::try_from(max).unwrap_or(u32::MAX),
-                per_user: gpu::per_user_limit(cx, q, &a.project).filter(|_| !users.is_empty()),
+                per_user: rules::per_user_limit(cx, q, &a.project).filter(|_| !users.is_empty()),
                 users: users.len(),
                 demand: 0,
                 workloads: Vec::new(),

@@ -494,17 +494,7 @@ fn cycles(graph: &std::collections::BTreeMap<String, BTreeSet<String>>) -> Vec<V
 }
 
 /// Files in a dependency cycle today (issue 20), as `crate/file`. The list may only shrink.
-const KNOWN_CYCLES: &[&str] = &[
-    "compiler/lower/agent.rs",
-    "compiler/lower/app.rs",
-    "compiler/lower/dataset.rs",
-    "compiler/lower/gpu.rs",
-    "compiler/lower/identity.rs",
-    "compiler/lower/mod.rs",
-    "compiler/lower/project.rs",
-    "compiler/lower/rollout.rs",
-    "compiler/lower/units.rs",
-];
+const KNOWN_CYCLES: &[&str] = &[];
 
 #[test]
 fn no_file_depends_on_itself_through_others() {
@@ -561,4 +551,196 @@ fn the_file_graph_reader_resolves_paths_and_finds_cycles() {
         cycles(&g),
         vec![vec!["a".to_owned(), "b".into(), "c".into()]]
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Function length.
+
+/// Most lines a function outside tests may span (signature to closing brace).
+const MAX_FN_LINES: usize = 120;
+
+/// The code with comments dropped and string and character literals blanked (their braces
+/// would miscount); line breaks are kept.
+fn without_literals(code: &str) -> String {
+    let c: Vec<char> = code.chars().collect();
+    let mut out = String::with_capacity(code.len());
+    let mut i = 0;
+    while i < c.len() {
+        if c[i] == '/' && c.get(i + 1) == Some(&'/') {
+            while i < c.len() && c[i] != '\n' {
+                i += 1;
+            }
+            continue;
+        }
+        if c[i] == '/' && c.get(i + 1) == Some(&'*') {
+            i += 2;
+            while i < c.len() && !(c[i] == '*' && c.get(i + 1) == Some(&'/')) {
+                if c[i] == '\n' {
+                    out.push('\n');
+                }
+                i += 1;
+            }
+            i += 2;
+            continue;
+        }
+        // Raw strings: r"..." / r#"..."#.
+        if c[i] == 'r' && (i == 0 || !is_ident(c[i - 1])) && matches!(c.get(i + 1), Some('"' | '#'))
+        {
+            let mut j = i + 1;
+            let mut hashes = 0;
+            while c.get(j) == Some(&'#') {
+                hashes += 1;
+                j += 1;
+            }
+            if c.get(j) == Some(&'"') {
+                j += 1;
+                loop {
+                    if j >= c.len() {
+                        break;
+                    }
+                    if c[j] == '"' && (0..hashes).all(|k| c.get(j + 1 + k) == Some(&'#')) {
+                        j += 1 + hashes;
+                        break;
+                    }
+                    if c[j] == '\n' {
+                        out.push('\n');
+                    }
+                    j += 1;
+                }
+                i = j;
+                continue;
+            }
+        }
+        if c[i] == '"' {
+            let mut j = i + 1;
+            while j < c.len() && c[j] != '"' {
+                if c[j] == '\\' {
+                    j += 1;
+                }
+                if c.get(j) == Some(&'\n') {
+                    out.push('\n');
+                }
+                j += 1;
+            }
+            i = j + 1;
+            out.push_str("\"\"");
+            continue;
+        }
+        if c[i] == '\'' {
+            // A char literal ('x', '\n', '\u{7b}'), not a lifetime ('a).
+            let close = if c.get(i + 1) == Some(&'\\') {
+                (i + 2..c.len().min(i + 12)).find(|&j| c[j] == '\'')
+            } else if c.get(i + 2) == Some(&'\'') {
+                Some(i + 2)
+            } else {
+                None
+            };
+            if let Some(j) = close {
+                out.push_str("' '");
+                i = j + 1;
+                continue;
+            }
+        }
+        out.push(c[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Functions of a file longer than [`MAX_FN_LINES`], as `name (lines)`.
+fn long_functions(code: &str) -> Vec<String> {
+    let code = without_literals(code);
+    let lines: Vec<&str> = code.lines().collect();
+    let mut out = Vec::new();
+    for (n, line) in lines.iter().enumerate() {
+        let t = line.trim_start();
+        let Some(at) = t.find("fn ") else {
+            continue;
+        };
+        let head = &t[..at];
+        let is_fn = head.split_whitespace().all(|w| {
+            w.starts_with("pub") || matches!(w, "const" | "async" | "unsafe" | "extern" | "\"C\"")
+        });
+        if !is_fn {
+            continue;
+        }
+        let name: String = t[at + 3..].chars().take_while(|c| is_ident(*c)).collect();
+        // From the signature to the brace that closes the body (a `;` first: no body).
+        let mut depth = 0i64;
+        let mut opened = false;
+        let mut end = None;
+        'scan: for (m, l) in lines.iter().enumerate().skip(n) {
+            for ch in l.chars() {
+                match ch {
+                    ';' if !opened && depth == 0 => break 'scan,
+                    '{' => {
+                        depth += 1;
+                        opened = true;
+                    }
+                    '}' => {
+                        depth -= 1;
+                        if opened && depth == 0 {
+                            end = Some(m);
+                            break 'scan;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if let Some(e) = end {
+            let len = e - n + 1;
+            if len > MAX_FN_LINES {
+                out.push(format!("{name} ({len} lines)"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn no_function_outside_tests_is_longer_than_the_limit() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut found = Vec::new();
+    for (name, root) in [
+        ("compiler", manifest.join("src")),
+        ("agent", manifest.join("../agent/src")),
+        (
+            "kube-testserver",
+            manifest.join("../agent/kube-testserver/src"),
+        ),
+    ] {
+        let mut all = Vec::new();
+        files(&root, &mut all);
+        all.sort();
+        for p in all {
+            let raw = std::fs::read_to_string(&p).unwrap();
+            let text = match raw.find("#[cfg(test)]") {
+                Some(i) => &raw[..i],
+                None => &raw,
+            };
+            let rel = p.strip_prefix(&root).unwrap().display().to_string();
+            for f in long_functions(text) {
+                found.push(format!("{name}/{rel}: {f}"));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "functions over {MAX_FN_LINES} lines (split them into named steps):\n{found:#?}"
+    );
+}
+
+#[test]
+fn the_function_measure_skips_literals_and_counts_bodies() {
+    let body = "    let x = 1;\n".repeat(MAX_FN_LINES);
+    let long =
+        format!("pub fn long() {{\n{body}}}\nfn short() {{ let c = '{{'; let s = \"}}}}\"; }}\n");
+    assert_eq!(
+        long_functions(&long),
+        [format!("long ({} lines)", MAX_FN_LINES + 2)]
+    );
+    assert!(long_functions("fn decl();\nfn f() { r#\"{\"# ; }\n").is_empty());
+    assert_eq!(without_literals("a '{' b \"}\" c 'a"), "a ' ' b \"\" c 'a");
+    assert_eq!(without_literals("x // \"{\ny /* } */ z"), "x \ny  z");
 }

@@ -38,10 +38,11 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use serde_json::Value;
 
-use super::crd;
-use super::{Ctx, Origin, Sink};
+use super::context::{Ctx, Sink};
+use crate::crd;
 use crate::model::platform::{AgentSettings, DriftMode};
 use crate::model::{Kind, PlatformSpec};
+use crate::output::Origin;
 use crate::specs::Object;
 
 /// Name of the agent's ServiceAccount, ClusterRole, binding, Deployment and Service.

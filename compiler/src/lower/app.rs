@@ -38,17 +38,18 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use super::{Ctx, Manifest, ObjectKey, Origin, Sink, strip_nulls};
+use super::context::{Ctx, Sink, strip_nulls};
 use crate::diag::{Code, Diagnostic, Label, Pos, Span};
 use crate::model::dataset::{AccessMode, SourceKind};
 use crate::model::project::ProjectSpec;
 use crate::model::{AppSpec, Kind};
+use crate::output::{Manifest, ObjectKey, Origin};
 use crate::parse::{Document, FieldPath, Node, NodeValue, YamlLimits};
 use crate::specs::Object;
 use crate::template::{self, AppIdentity, Failure, Place, Rendered, ValuesCheck};
 
 /// Annotation naming the template line an object was rendered from.
-pub use super::TEMPLATE_ANNOTATION;
+pub use crate::output::TEMPLATE_ANNOTATION;
 
 /// The kinds a template may emit: all namespaced, none able to reach beyond the project's
 /// namespace. Cluster-scoped kinds are never allowed: a ClusterRoleBinding or a webhook would
@@ -243,7 +244,7 @@ pub fn context(
         }
     }
     let default_queue = (cx.platform.backends.kueue
-        && super::project::default_queue(cx, ns).is_some())
+        && super::rules::default_queue(cx, ns).is_some())
     .then_some("default");
 
     let provider = serde_json::to_value(cx.cluster.provider).unwrap_or(Value::Null);
@@ -275,7 +276,7 @@ pub fn context(
         "namespace": ns,
         "displayName": s.display_name.as_deref().unwrap_or(ns),
         "description": s.description,
-        "serviceAccount": super::project::WORKLOAD_SA,
+        "serviceAccount": super::rules::WORKLOAD_SA,
         "queue": default_queue,
         "queues": queues,
         "quota": s.quota.as_ref().map(|x| json!({
@@ -340,11 +341,11 @@ pub fn context(
 fn datasets(cx: &Ctx<'_>, project: &str) -> Vec<Value> {
     let mut out = Vec::new();
     // Only what is mounted on this cluster (an object store of another cloud is not).
-    for (d, mode) in super::dataset::mounted(cx, project) {
+    for (d, mode) in super::rules::mounted(cx, project) {
         let Some(kind) = d.spec.source.kind() else {
             continue;
         };
-        let mount_path = super::dataset::mount_path(d);
+        let mount_path = super::rules::mount_path(d);
         let volume = matches!(
             kind,
             SourceKind::S3
@@ -366,7 +367,7 @@ fn datasets(cx: &Ctx<'_>, project: &str) -> Vec<Value> {
         });
         out.push(json!({
             "name": d.name(),
-            "claim": super::dataset::claim_name(d.name()),
+            "claim": super::rules::claim_name(d.name()),
             "type": if volume { "volume" } else { "configMap" },
             "source": kind.as_str(),
             "mode": mode.as_str(),
@@ -415,7 +416,7 @@ fn instance(
             limits.insert(p.resource_name.clone(), t.gpu.to_string());
         }
     }
-    let (node_selector, tolerations) = super::gpu::placement(quota.map(|q| &q.spec), Some(t));
+    let (node_selector, tolerations) = super::rules::placement(quota.map(|q| &q.spec), Some(t));
     let unique: Vec<Value> = tolerations
         .iter()
         .map(|t| serde_json::to_value(t).unwrap_or(Value::Null))
@@ -423,9 +424,9 @@ fn instance(
     // The one Kueue rule for every workload plinth sizes (rollouts, Apps).
     let labels = pool
         .filter(|_| t.gpu > 0)
-        .map(|p| super::gpu::queue_labels(cx, project, p, priority_class))
+        .map(|p| super::rules::queue_labels(cx, project, p, priority_class))
         .unwrap_or_default();
-    let queue = labels.get(super::rollout::QUEUE_LABEL).cloned();
+    let queue = labels.get(super::rules::QUEUE_LABEL).cloned();
     let pod_labels: Map<String, Value> = labels.into_iter().map(|(k, v)| (k, json!(v))).collect();
     json!({
         "name": t.name,
@@ -678,8 +679,11 @@ fn provenance(a: &Object<AppSpec>, ns: &str, here: &Place, v: &mut Value) -> boo
         for (k, val) in &a.metadata.labels {
             l.entry(k.clone()).or_insert_with(|| json!(val));
         }
-        l.insert(super::MANAGED_BY.0.to_owned(), json!(super::MANAGED_BY.1));
-        l.insert(super::PROJECT_LABEL.to_owned(), json!(ns));
+        l.insert(
+            crate::output::MANAGED_BY.0.to_owned(),
+            json!(crate::output::MANAGED_BY.1),
+        );
+        l.insert(crate::output::PROJECT_LABEL.to_owned(), json!(ns));
         l.insert(template::APP_LABEL.to_owned(), json!(a.name()));
         let mut sorted: Vec<(String, Value)> = std::mem::take(l).into_iter().collect();
         sorted.sort_by(|x, y| x.0.cmp(&y.0));
@@ -718,8 +722,8 @@ fn pod_identity(cx: &Ctx<'_>, ns: &str, v: &mut Value) {
     let Some(spec) = v.pointer(&spec_ptr) else {
         return;
     };
-    let labels = if super::identity::runs_as_workload(spec) {
-        super::identity::pod_labels(cx, ns)
+    let labels = if super::rules::runs_as_workload(spec) {
+        super::rules::pod_labels(cx, ns)
     } else {
         BTreeMap::new()
     };
@@ -730,7 +734,7 @@ fn pod_identity(cx: &Ctx<'_>, ns: &str, v: &mut Value) {
         .flatten()
         .filter_map(|vol| vol.pointer("/persistentVolumeClaim/claimName")?.as_str())
         .collect();
-    let annotations = super::identity::pod_annotations(cx, ns, claims.into_iter());
+    let annotations = super::rules::pod_annotations(cx, ns, claims.into_iter());
     if labels.is_empty() && annotations.is_empty() {
         return;
     }

@@ -30,7 +30,7 @@
 //!   - `gcs`: Cloud Storage FUSE (`gcsfuse.csi.storage.gke.io`), volume handle the bucket,
 //!     mount options `only-dir=<prefix>` and `uid=`/`gid=` of the workload user; authentication
 //!     is the pod's workload identity (the KSA→GSA binding in [`super::identity`]); pods need
-//!     the `gke-gcsfuse/volumes` annotation ([`super::identity::pod_annotations`]).
+//!     the `gke-gcsfuse/volumes` annotation (`rules::pod_annotations`).
 //!   - `azureBlob`: `blob.csi.azure.com` with `storageAccount`, `containerName`,
 //!     `resourceGroup`; with the project's Azure identity, `clientID` and
 //!     `mountWithWorkloadIdentityToken` (the mount then needs only a Storage Blob Data role);
@@ -105,14 +105,16 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity as KQuantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Value, json};
 
-use super::crd::{self, crossplane as xp};
-use super::{Ctx, Origin, Sink};
+use super::context::{Ctx, Sink};
+use super::rules::{Grant, claim_name, grants, k8s_name, mount_path, mounted_on, owns_cloud};
+use crate::crd::{self, crossplane as xp};
 use crate::model::dataset::{
     AccessMode, AzureBlobSource, DeletionPolicy, GcsSource, Provision, S3Source, SourceKind,
 };
-use crate::model::platform::{CloudProvider, Cluster};
+use crate::model::platform::CloudProvider;
 use crate::model::{DatasetSpec, Kind};
-use crate::specs::{Object, Specs};
+use crate::output::Origin;
+use crate::specs::Object;
 
 /// Label and annotation naming the dataset an object serves.
 pub const DATASET_ANNOTATION: &str = "plinth.dev/dataset";
@@ -127,91 +129,9 @@ pub const GIT_SYNC_VOLUME_ANNOTATION: &str = "plinth.dev/git-sync-volume";
 pub const NOMINAL: &str = "1Mi";
 const NOMINAL_NANOS: i128 = 1024 * 1024 * 1_000_000_000;
 
-/// The namespaced object (PVC or ConfigMap) a project mounts.
-pub fn claim_name(dataset: &str) -> String {
-    format!("dataset-{dataset}")
-}
-
 /// Cluster-scoped per-project objects (PV, IAM grants).
 pub fn grant_name(dataset: &str, project: &str) -> String {
     format!("dataset-{dataset}.{project}")
-}
-
-/// Where the dataset appears in pods.
-pub fn mount_path(d: &Object<DatasetSpec>) -> String {
-    Specs::mount_path(d)
-}
-
-/// A project's use of a dataset.
-#[derive(Debug, Clone)]
-struct Grant<'a> {
-    project: &'a str,
-    mode: AccessMode,
-    /// The clusters the grant is limited to (all the project's when empty).
-    clusters: &'a [String],
-    /// The spec field granting it, for provenance.
-    field: String,
-}
-
-/// Every consumer (existing projects only), by project name.
-fn grants<'a>(specs: &'a Specs, d: &'a Object<DatasetSpec>) -> Vec<Grant<'a>> {
-    let mut out: BTreeMap<&str, Grant<'a>> = BTreeMap::new();
-    for (i, a) in d.spec.access.iter().enumerate() {
-        out.entry(a.project.as_str()).or_insert(Grant {
-            project: &a.project,
-            mode: if d.spec.global {
-                AccessMode::ReadOnly
-            } else {
-                a.mode
-            },
-            clusters: &a.clusters,
-            field: format!("spec.access[{i}]"),
-        });
-    }
-    if d.spec.global {
-        for name in specs.projects.keys() {
-            out.entry(name.as_str()).or_insert(Grant {
-                project: name,
-                mode: AccessMode::ReadOnly,
-                clusters: &[],
-                field: "spec.global".to_owned(),
-            });
-        }
-    }
-    out.into_values()
-        .filter(|g| specs.projects.contains_key(g.project))
-        .collect()
-}
-
-/// Whether a grant is mounted on a cluster: one of its project's, among those the grant names
-/// (if it names any), and able to mount the source (an object store only on clusters of its
-/// cloud; the check reports grants that ask otherwise, E160, and what a global dataset leaves
-/// out, W015).
-fn mounted_on(specs: &Specs, kind: SourceKind, g: &Grant<'_>, cluster: &Cluster) -> bool {
-    let lives = specs
-        .projects
-        .get(g.project)
-        .is_some_and(|p| Ctx::placement(specs, &p.spec).contains(&cluster.name.as_str()));
-    lives
-        && (g.clusters.is_empty() || g.clusters.contains(&cluster.name))
-        && kind.mount_cloud().is_none_or(|c| c == cluster.provider)
-}
-
-/// The datasets mounted for a project on this cluster, with its access mode.
-pub fn mounted<'a>(cx: &Ctx<'a>, project: &str) -> Vec<(&'a Object<DatasetSpec>, AccessMode)> {
-    let mut out = Vec::new();
-    for d in cx.index.datasets_of(project) {
-        let Some(kind) = d.spec.source.kind() else {
-            continue;
-        };
-        if let Some(g) = grants(cx.specs, d)
-            .into_iter()
-            .find(|g| g.project == project && mounted_on(cx.specs, kind, g, cx.cluster))
-        {
-            out.push((d, g.mode));
-        }
-    }
-    out
 }
 
 pub fn lower(cx: &Ctx<'_>, d: &Object<DatasetSpec>, sink: &mut Sink<'_>) {
@@ -610,18 +530,6 @@ fn config_data(
 // ---------------------------------------------------------------------------------------------
 // Cloud
 
-/// Whether this cluster is the one emitting a provider's cloud objects: the first cluster of
-/// that provider by name.
-pub(super) fn owns_cloud(cx: &Ctx<'_>, provider: CloudProvider) -> bool {
-    cx.platform
-        .clusters
-        .iter()
-        .filter(|c| c.provider == provider)
-        .map(|c| c.name.as_str())
-        .min()
-        == Some(cx.cluster.name.as_str())
-}
-
 /// Whether a grant is mounted on at least one cluster of a provider (the project's cloud
 /// identity is used there).
 fn on_provider(cx: &Ctx<'_>, kind: SourceKind, g: &Grant<'_>, provider: CloudProvider) -> bool {
@@ -636,23 +544,6 @@ fn deletion(p: DeletionPolicy) -> xp::DeletionPolicy {
         DeletionPolicy::Retain => xp::DeletionPolicy::Orphan,
         DeletionPolicy::Delete => xp::DeletionPolicy::Delete,
     }
-}
-
-/// A cloud resource name as a Kubernetes name: itself when it is a DNS-1123 subdomain, else
-/// lowercase alphanumerics joined by single `-`.
-pub(super) fn k8s_name(s: &str) -> String {
-    if crate::names::is_dns_subdomain(s) {
-        return s.to_owned();
-    }
-    let mut out = String::new();
-    for c in s.chars().map(|c| c.to_ascii_lowercase()) {
-        if c.is_ascii_alphanumeric() {
-            out.push(c);
-        } else if !out.ends_with('-') {
-            out.push('-');
-        }
-    }
-    out.trim_matches('-').chars().take(253).collect()
 }
 
 /// Labels or tags for a bucket (keys and values valid on every provider).

@@ -31,24 +31,19 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ResourceQuota, ResourceQuotaSpec, Toleration};
+use k8s_openapi::api::core::v1::{ResourceQuota, ResourceQuotaSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as KQuantity;
 
-use super::crd::{self, kueue};
-use super::{Ctx, Origin, Sink};
+use super::context::{Ctx, Sink};
+use super::rules::{
+    CPU_FLAVOR, UNBOUNDED_CPU, UNBOUNDED_MEMORY, declared_users, per_user_limit, user_id,
+    user_queue_name,
+};
+use crate::crd::{self, kueue};
 use crate::model::gpu::{Allocation, ReclaimPolicy, WithinQueuePolicy};
 use crate::model::{GpuQuotaSpec, Kind};
+use crate::output::Origin;
 use crate::specs::Object;
-
-/// CPU and memory quota of a queue whose allocation names none: Kueue needs every requested
-/// resource covered, and the namespace's ResourceQuota is what bounds them.
-pub const UNBOUNDED_CPU: &str = "100000";
-pub const UNBOUNDED_MEMORY: &str = "1000Ti";
-/// The ResourceFlavor of CPU-only work (no node labels, no tolerations): what every project's
-/// `default` queue uses.
-pub const CPU_FLAVOR: &str = crate::model::gpu::RESERVED_POOL_NAMES[1];
-/// Kueue's priority label, read from jobs, Deployments and pods.
-pub const PRIORITY_LABEL: &str = "kueue.x-k8s.io/priority-class";
 
 /// `<project>.<pool>`: a dot cannot appear in either name, so names of different allocations
 /// never collide (`a` + `b-c` and `a-b` + `c` would with a dash).
@@ -56,29 +51,8 @@ pub fn cluster_queue_name(project: &str, pool: &str) -> String {
     format!("{project}.{pool}")
 }
 
-/// A name that must also be a label value (at most 63 characters): kept when it fits, else
-/// shortened with a hash of the whole so it stays unique.
-pub fn fit_label(name: &str) -> String {
-    if name.len() <= 63 {
-        return name.to_owned();
-    }
-    let hash = &super::sha256_hex(name.as_bytes())[..10];
-    let head = name[..52].trim_end_matches(['-', '.']);
-    format!("{head}-{hash}")
-}
-
 /// Label on a per-user LocalQueue: the user's id.
 pub const USER_LABEL: &str = "plinth.dev/user-id";
-
-/// The name of a user's LocalQueue of a pool.
-pub fn user_queue_name(pool: &str, user: &str) -> String {
-    fit_label(&format!("{pool}-{}", user_id(user)))
-}
-
-/// A short, stable id for a user name (`u-` and 10 hex digits of its sha256).
-pub fn user_id(user: &str) -> String {
-    format!("u-{}", &super::sha256_hex(user.as_bytes())[..10])
-}
 
 /// Name of the backstop ResourceQuota for a GPU resource: `gpu-nvidia-com-mig-1g-10gb`.
 pub fn backstop_name(resource: &str) -> String {
@@ -93,46 +67,6 @@ pub fn backstop_name(resource: &str) -> String {
         })
         .collect();
     format!("gpu-{}", slug.trim_matches('-'))
-}
-
-/// The per-user GPU limit of a project in a pool, if any: the lower of the pool's
-/// `perUserGpu` and the project's `perUserQuota.gpu`. The one number the user's queue and the
-/// admission policy enforce.
-pub fn per_user_limit(cx: &Ctx<'_>, q: &GpuQuotaSpec, project: &str) -> Option<u32> {
-    let project_limit = cx
-        .specs
-        .projects
-        .get(project)
-        .and_then(|p| p.spec.per_user_quota.as_ref())
-        .and_then(|u| u.gpu);
-    match (q.per_user_gpu, project_limit) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-/// Users declared by name in a project who may run work (owners and user members who may
-/// edit or administer; view-only members get no queue), sorted.
-pub fn declared_users(cx: &Ctx<'_>, project: &str) -> Vec<String> {
-    let Some(p) = cx.specs.projects.get(project) else {
-        return Vec::new();
-    };
-    let mut users: Vec<String> = p
-        .spec
-        .owners
-        .iter()
-        .cloned()
-        .chain(
-            p.spec
-                .members
-                .iter()
-                .filter(|m| m.role != crate::model::project::Role::View)
-                .filter_map(|m| m.user.clone()),
-        )
-        .collect();
-    users.sort();
-    users.dedup();
-    users
 }
 
 fn quotas(
@@ -452,7 +386,7 @@ pub fn lower_platform(cx: &Ctx<'_>, p: &Object<crate::model::PlatformSpec>, sink
         .specs
         .projects
         .keys()
-        .any(|name| cx.hosts(name) && super::project::default_queue(cx, name).is_some());
+        .any(|name| cx.hosts(name) && super::rules::default_queue(cx, name).is_some());
     if !needed {
         return;
     }
@@ -467,76 +401,6 @@ pub fn lower_platform(cx: &Ctx<'_>, p: &Object<crate::model::PlatformSpec>, sink
             },
         ),
     );
-}
-
-/// Where a workload sized by an instance type (or by resources on a pool) runs: the pool's node
-/// labels and the instance type's node selector; tolerations of the pool's taints, then the
-/// instance type's tolerations, without duplicates. The one placement rule of rollouts and
-/// Apps.
-pub fn placement(
-    pool: Option<&GpuQuotaSpec>,
-    instance_type: Option<&crate::model::common::InstanceType>,
-) -> (BTreeMap<String, String>, Vec<Toleration>) {
-    use crate::model::common::TolerationOperator;
-    let mut node_selector = BTreeMap::new();
-    let mut tolerations: Vec<Toleration> = Vec::new();
-    if let Some(q) = pool {
-        node_selector.extend(q.pool.node_labels.clone());
-        for t in &q.pool.taints {
-            tolerations.push(Toleration {
-                key: Some(t.key.clone()),
-                operator: Some(if t.value.is_some() { "Equal" } else { "Exists" }.to_owned()),
-                value: t.value.clone(),
-                effect: Some(t.effect.as_str().to_owned()),
-                toleration_seconds: None,
-            });
-        }
-    }
-    if let Some(t) = instance_type {
-        node_selector.extend(t.node_selector.clone());
-        for tol in &t.tolerations {
-            let exists = tol.operator == TolerationOperator::Exists;
-            tolerations.push(Toleration {
-                key: Some(tol.key.clone()),
-                operator: Some(if exists { "Exists" } else { "Equal" }.to_owned()),
-                value: if exists { None } else { tol.value.clone() },
-                effect: tol.effect.map(|e| e.as_str().to_owned()),
-                toleration_seconds: None,
-            });
-        }
-    }
-    let mut unique: Vec<Toleration> = Vec::new();
-    for t in tolerations {
-        if !unique.contains(&t) {
-            unique.push(t);
-        }
-    }
-    (node_selector, unique)
-}
-
-/// Kueue's labels for a workload of `project` on `pool` (its LocalQueue and priority class),
-/// when the pool queues it here; `explicit` names a class of the pool.
-pub fn queue_labels(
-    cx: &Ctx<'_>,
-    project: &str,
-    pool: &str,
-    explicit: Option<&str>,
-) -> BTreeMap<String, String> {
-    let mut l = BTreeMap::new();
-    let Some(q) = cx.specs.gpu_quotas.get(pool) else {
-        return l;
-    };
-    if !cx.platform.backends.kueue
-        || !cx.has_pool(pool)
-        || !q.spec.allocations.iter().any(|a| a.project == project)
-    {
-        return l;
-    }
-    l.insert(super::rollout::QUEUE_LABEL.to_owned(), pool.to_owned());
-    if let Some(pc) = q.spec.priority_class_for(explicit) {
-        l.insert(PRIORITY_LABEL.to_owned(), pc.to_owned());
-    }
-    l
 }
 
 fn lower_allocation(

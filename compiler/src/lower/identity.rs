@@ -24,12 +24,12 @@
 //!   `<project of the service account>.svc.id.goog`.
 //! - **Azure workload identity.** The webhook mutates only pods labelled
 //!   `azure.workload.identity/use: "true"` (the label on a ServiceAccount does nothing):
-//!   [`pod_labels`] gives it to the pods plinth renders that run as the `workload`
-//!   ServiceAccount (model servers, App templates' output). Role assignments are not generated
-//!   (see [`super::dataset`]).
+//!   `rules::pod_labels` gives it to the pods plinth renders that run as the
+//!   `workload` ServiceAccount (model servers, App templates' output). Role assignments are not
+//!   generated (see [`super::dataset`]).
 //! - **GKE Cloud Storage FUSE.** The driver's sidecar is injected only into pods annotated
-//!   `gke-gcsfuse/volumes: "true"`: [`pod_annotations`] gives it to pods plinth renders that
-//!   mount a GCS dataset's claim.
+//!   `gke-gcsfuse/volumes: "true"`: `rules::pod_annotations` gives it to pods plinth
+//!   renders that mount a GCS dataset's claim.
 //!
 //! Pods plinth does not render (a user's own Job) must carry the label and annotation
 //! themselves; the README says so.
@@ -38,60 +38,16 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use super::crd::{self, crossplane as xp};
-use super::dataset::{claim_name, k8s_name, owns_cloud};
-use super::project::WORKLOAD_SA;
-use super::{Ctx, Origin, Sink};
-use crate::model::dataset::SourceKind;
+use super::context::{Ctx, Sink};
+use super::rules::{WORKLOAD_SA, k8s_name, owns_cloud};
+use crate::crd::{self, crossplane as xp};
 use crate::model::platform::CloudProvider;
 use crate::model::{Kind, ProjectSpec};
+use crate::output::Origin;
 use crate::specs::Object;
 
-/// Pod label the Azure workload identity webhook acts on.
-pub const AZURE_USE_LABEL: &str = "azure.workload.identity/use";
-/// Pod annotation asking GKE to inject the Cloud Storage FUSE sidecar.
-pub const GCSFUSE_ANNOTATION: &str = "gke-gcsfuse/volumes";
 /// The role letting a Kubernetes ServiceAccount impersonate a Google service account.
 pub const WORKLOAD_IDENTITY_USER: &str = "roles/iam.workloadIdentityUser";
-
-/// Labels of a pod of `project` running as the `workload` ServiceAccount on this cluster.
-pub fn pod_labels(cx: &Ctx<'_>, project: &str) -> BTreeMap<String, String> {
-    let azure = cx.cluster.provider == CloudProvider::Azure
-        && cx
-            .specs
-            .projects
-            .get(project)
-            .and_then(|p| p.spec.cloud_identity.as_ref())
-            .is_some_and(|i| i.azure.is_some());
-    if azure {
-        BTreeMap::from([(AZURE_USE_LABEL.to_owned(), "true".to_owned())])
-    } else {
-        BTreeMap::new()
-    }
-}
-
-/// Annotations of a pod of `project` mounting the claims `claims` on this cluster.
-pub fn pod_annotations<'c>(
-    cx: &Ctx<'_>,
-    project: &str,
-    mut claims: impl Iterator<Item = &'c str>,
-) -> BTreeMap<String, String> {
-    let gcs: Vec<String> = super::dataset::mounted(cx, project)
-        .into_iter()
-        .filter(|(d, _)| d.spec.source.kind() == Some(SourceKind::Gcs))
-        .map(|(d, _)| claim_name(d.name()))
-        .collect();
-    if !gcs.is_empty() && claims.any(|c| gcs.iter().any(|g| g == c)) {
-        BTreeMap::from([(GCSFUSE_ANNOTATION.to_owned(), "true".to_owned())])
-    } else {
-        BTreeMap::new()
-    }
-}
-
-/// Whether a pod spec runs as the project's `workload` ServiceAccount.
-pub fn runs_as_workload(pod_spec: &serde_json::Value) -> bool {
-    pod_spec.get("serviceAccountName").and_then(|v| v.as_str()) == Some(WORKLOAD_SA)
-}
 
 /// The cloud side of a project's identity (Crossplane backend).
 pub fn lower(cx: &Ctx<'_>, p: &Object<ProjectSpec>, sink: &mut Sink<'_>) {

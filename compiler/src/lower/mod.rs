@@ -7,281 +7,30 @@
 //! `plinth.dev/spec-hash` annotations (see [`spec_hash`]).
 //!
 //! One submodule per spec kind; [`lower`] runs them for every cluster each object lives on.
+//! What they all read is in `context` ([`Ctx`], [`Index`], [`Sink`]); the rules one kind
+//! applies to another's objects (queue labels, placement, pod identity, dataset mounts) are in
+//! `rules`. A kind file never uses another kind file (except `project` calling
+//! `identity::lower`).
 
 pub mod agent;
 pub mod app;
+mod context;
 pub use crate::crd;
 pub mod dataset;
 pub mod gpu;
 pub mod identity;
 pub mod project;
 pub mod rollout;
+pub(crate) mod rules;
 pub mod units;
 
-use std::collections::BTreeMap;
+pub use context::{Ctx, Index, Sink};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::Serialize;
-use serde_json::{Map, Value};
-
-use crate::diag::{Code, Diagnostic, Diagnostics};
+use crate::diag::Diagnostics;
 use crate::load::Snapshot;
-use crate::model::PlatformSpec;
-use crate::model::platform::Cluster;
-use crate::specs::{Object, Specs};
+use crate::specs::Specs;
 
 pub use crate::output::*;
-
-/// Collects one cluster's objects.
-pub struct Sink<'a> {
-    cluster: &'a str,
-    out: &'a mut BTreeMap<ObjectKey, Manifest>,
-    diags: &'a mut Diagnostics,
-}
-
-impl Sink<'_> {
-    pub fn cluster(&self) -> &str {
-        self.cluster
-    }
-
-    /// Report a problem found while lowering (a setting this cluster cannot honour).
-    pub fn report(&mut self, d: Diagnostic) {
-        self.diags.push(d);
-    }
-
-    /// Add an object built from a typed value (a `k8s-openapi` resource or a [`crd`] object).
-    pub fn push(&mut self, origin: &Origin, object: impl Serialize) {
-        match serde_json::to_value(object) {
-            Ok(v) => self.push_value(origin, v),
-            Err(e) => self.diags.push(internal(
-                origin,
-                &format!("cannot serialise an object: {e}"),
-            )),
-        }
-    }
-
-    /// Add an object given as JSON; provenance annotations are added here.
-    pub fn push_value(&mut self, origin: &Origin, mut v: Value) {
-        strip_nulls(&mut v);
-        let source = format!("{}:{}", origin.file, origin.line);
-        let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) else {
-            self.diags
-                .push(internal(origin, "generated object has no metadata"));
-            return;
-        };
-        let ann = meta
-            .entry("annotations")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Some(a) = ann.as_object_mut() {
-            a.insert(SOURCE_ANNOTATION.to_owned(), Value::String(source));
-        }
-        let hash = spec_hash(&v);
-        if let Some(a) = v
-            .pointer_mut("/metadata/annotations")
-            .and_then(Value::as_object_mut)
-        {
-            a.insert(HASH_ANNOTATION.to_owned(), Value::String(hash.clone()));
-            sort_object(a);
-        }
-        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-            sort_object(m);
-        }
-        let key = ObjectKey::of(&v);
-        if let Some(first) = self.out.get(&key) {
-            self.diags
-                .push(duplicate_object(self.cluster, &key, &first.origin, origin));
-            return;
-        }
-        self.out.insert(
-            key.clone(),
-            Manifest {
-                key,
-                object: v,
-                origin: origin.clone(),
-                hash,
-            },
-        );
-    }
-}
-
-fn sort_object(m: &mut Map<String, Value>) {
-    let mut entries: Vec<(String, Value)> = std::mem::take(m).into_iter().collect();
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    m.extend(entries);
-}
-
-/// Drop `null` members (k8s-openapi serialises absent options as nothing already; this keeps
-/// hand-built JSON to the same rule).
-pub(crate) fn strip_nulls(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            m.retain(|_, x| !x.is_null());
-            m.values_mut().for_each(strip_nulls);
-        }
-        Value::Array(a) => a.iter_mut().for_each(strip_nulls),
-        _ => {}
-    }
-}
-
-/// Two specs generate the same object.
-fn duplicate_object(cluster: &str, key: &ObjectKey, first: &Origin, origin: &Origin) -> Diagnostic {
-    Diagnostic::new(
-        Code::DuplicateName,
-        format!(
-            "{key} would be generated twice in cluster `{cluster}`: by {first} and by {origin}"
-        ),
-    )
-    .at(crate::diag::Label::new(crate::diag::Span::new(
-        origin.file.clone(),
-        crate::diag::Pos::new(origin.line, 1),
-        crate::diag::Pos::new(origin.line, 1),
-    )))
-    .hint("two specs produce an object of the same kind, namespace and name; rename one of them")
-}
-
-/// What every lowering function reads.
-pub struct Ctx<'a> {
-    pub specs: &'a Specs,
-    pub platform: &'a PlatformSpec,
-    pub cluster: &'a Cluster,
-    pub snapshot: &'a Snapshot,
-    pub index: &'a Index<'a>,
-}
-
-impl<'a> Ctx<'a> {
-    /// Clusters a project lives on.
-    pub fn placement(specs: &'a Specs, project: &'a crate::model::ProjectSpec) -> Vec<&'a str> {
-        specs.placement(project)
-    }
-
-    /// Whether a project lives on this cluster.
-    pub fn hosts(&self, project: &str) -> bool {
-        self.specs.projects.get(project).is_some_and(|p| {
-            Ctx::placement(self.specs, &p.spec).contains(&self.cluster.name.as_str())
-        })
-    }
-
-    /// The cluster's Kubernetes minor version (`"1.32"` → 32).
-    pub fn minor_version(&self) -> u32 {
-        self.cluster
-            .kubernetes_version
-            .split('.')
-            .nth(1)
-            .and_then(|m| m.parse().ok())
-            .unwrap_or(0)
-    }
-
-    /// Whether a GPU pool is present on this cluster.
-    pub fn has_pool(&self, pool: &str) -> bool {
-        self.cluster.gpu_pools.iter().any(|p| p == pool)
-    }
-
-    /// The storage class for a volume: the spec's, the cluster's, the platform's.
-    pub fn storage_class(&self, explicit: Option<&String>) -> Option<String> {
-        explicit
-            .or(self.cluster.storage_class.as_ref())
-            .or(self.platform.defaults.storage_class.as_ref())
-            .cloned()
-    }
-
-    /// Object metadata with plinth's labels and the spec's own labels and annotations.
-    pub fn meta<S>(
-        &self,
-        name: &str,
-        namespace: Option<&str>,
-        project: Option<&str>,
-        spec: &Object<S>,
-    ) -> ObjectMeta {
-        let mut labels: BTreeMap<String, String> = spec.metadata.labels.clone();
-        labels.insert(MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned());
-        if let Some(p) = project {
-            labels.insert(PROJECT_LABEL.to_owned(), p.to_owned());
-        }
-        let annotations = spec.metadata.annotations.clone();
-        ObjectMeta {
-            name: Some(name.to_owned()),
-            namespace: namespace.map(str::to_owned),
-            labels: Some(labels),
-            annotations: if annotations.is_empty() {
-                None
-            } else {
-                Some(annotations)
-            },
-            ..ObjectMeta::default()
-        }
-    }
-}
-
-/// Facts about the whole platform that lowering looks up often, computed once.
-#[derive(Debug, Default)]
-pub struct Index<'a> {
-    /// Per project: its GPU allocations as (pool, allocation), pools in name order.
-    pub allocations: BTreeMap<&'a str, Vec<(&'a str, &'a crate::model::gpu::Allocation)>>,
-    /// App templates' values schemas, compiled once per compile.
-    pub values_schemas: std::sync::Arc<crate::template::SchemaCache>,
-    /// Per project: the datasets granted to it, in name order.
-    pub dataset_grants: BTreeMap<&'a str, Vec<&'a Object<crate::model::DatasetSpec>>>,
-    /// Datasets every project may read, in name order.
-    pub global_datasets: Vec<&'a Object<crate::model::DatasetSpec>>,
-}
-
-impl<'a> Index<'a> {
-    pub fn new(specs: &'a Specs) -> Index<'a> {
-        Index::with_schemas(specs, &std::sync::Arc::default())
-    }
-
-    /// An index whose values schemas come from (and go to) `schemas`.
-    pub fn with_schemas(
-        specs: &'a Specs,
-        schemas: &std::sync::Arc<crate::template::SchemaCache>,
-    ) -> Index<'a> {
-        let mut allocations: BTreeMap<&str, Vec<(&str, &crate::model::gpu::Allocation)>> =
-            BTreeMap::new();
-        for (pool, q) in &specs.gpu_quotas {
-            for a in &q.spec.allocations {
-                allocations
-                    .entry(a.project.as_str())
-                    .or_default()
-                    .push((pool.as_str(), a));
-            }
-        }
-        let mut dataset_grants: BTreeMap<&str, Vec<&Object<crate::model::DatasetSpec>>> =
-            BTreeMap::new();
-        let mut global_datasets = Vec::new();
-        for d in specs.datasets.values() {
-            if d.spec.global {
-                global_datasets.push(d);
-            }
-            let mut granted: Vec<&str> = d.spec.access.iter().map(|g| g.project.as_str()).collect();
-            granted.sort_unstable();
-            granted.dedup();
-            for p in granted {
-                dataset_grants.entry(p).or_default().push(d);
-            }
-        }
-        Index {
-            allocations,
-            values_schemas: schemas.clone(),
-            dataset_grants,
-            global_datasets,
-        }
-    }
-
-    /// The datasets a project may use (granted to it, or global), in name order, once each.
-    pub fn datasets_of(&self, project: &str) -> Vec<&'a Object<crate::model::DatasetSpec>> {
-        let mut all: Vec<&Object<crate::model::DatasetSpec>> = self
-            .dataset_grants
-            .get(project)
-            .into_iter()
-            .flatten()
-            .chain(&self.global_datasets)
-            .copied()
-            .collect();
-        all.sort_by(|a, b| a.name().cmp(b.name()));
-        all.dedup_by(|a, b| a.name() == b.name());
-        all
-    }
-}
 
 /// Lower every spec for every cluster. Requires a checked, error-free [`Specs`]. The
 /// diagnostics include the verification of every emitted object ([`crate::verify`]).
@@ -338,23 +87,4 @@ pub fn lower_reusing(
         })
         .collect();
     units::assemble(specs, snapshot, parts)
-}
-
-/// The Platform's approval entries that apply to a cluster, with where each is written.
-fn approvals(platform: &Object<PlatformSpec>, cluster: &Cluster) -> Vec<Approval> {
-    platform
-        .spec
-        .approvals
-        .iter()
-        .enumerate()
-        .filter(|(_, a)| a.cluster.as_ref().is_none_or(|c| *c == cluster.name))
-        .map(|(i, a)| Approval {
-            object: a.object.clone(),
-            cluster: a.cluster.clone(),
-            reason: a.reason.clone(),
-            approver: a.approver.clone(),
-            file: platform.doc.file.clone(),
-            line: platform.at(&format!("spec.approvals[{i}]")).span.start.line,
-        })
-        .collect()
 }

@@ -29,15 +29,15 @@ use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as KQuantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
-use super::crd::{self, kueue};
-use super::{Ctx, Origin, Sink};
+use super::context::{Ctx, Sink};
+use super::rules::{WORKLOAD_SA, default_queue, gpu_queues};
+use crate::crd::{self, kueue};
 use crate::model::platform::CloudProvider;
 use crate::model::project::Role;
 use crate::model::{Kind, ProjectSpec};
+use crate::output::Origin;
 use crate::specs::Object;
 
-/// Name of the service account project workloads run as.
-pub const WORKLOAD_SA: &str = "workload";
 /// Default container requests when a project sets none but has a quota.
 const DEFAULT_CPU: &str = "100m";
 const DEFAULT_MEMORY: &str = "256Mi";
@@ -416,13 +416,13 @@ fn default_kueue_queue(
                     resource_groups: vec![kueue::ResourceGroup {
                         covered_resources: vec!["cpu".to_owned(), "memory".to_owned()],
                         flavors: vec![kueue::FlavorQuotas {
-                            name: super::gpu::CPU_FLAVOR.to_owned(),
+                            name: super::rules::CPU_FLAVOR.to_owned(),
                             resources: vec![
                                 kueue::ResourceQuota {
                                     name: "cpu".to_owned(),
                                     nominal_quota: bound(
                                         quota.and_then(|q| q.cpu.as_ref()),
-                                        super::gpu::UNBOUNDED_CPU,
+                                        super::rules::UNBOUNDED_CPU,
                                     ),
                                     borrowing_limit: None,
                                     lending_limit: None,
@@ -431,7 +431,7 @@ fn default_kueue_queue(
                                     name: "memory".to_owned(),
                                     nominal_quota: bound(
                                         quota.and_then(|q| q.memory.as_ref()),
-                                        super::gpu::UNBOUNDED_MEMORY,
+                                        super::rules::UNBOUNDED_MEMORY,
                                     ),
                                     borrowing_limit: None,
                                     lending_limit: None,
@@ -464,29 +464,6 @@ fn subject(kind: &str, prefix: &str, name: &str) -> Subject {
         api_group: Some("rbac.authorization.k8s.io".to_owned()),
         namespace: None,
     }
-}
-
-/// The ClusterQueue a project's default LocalQueue points at — its CPU-only queue, named after
-/// the project — when the project queues GPU work on this cluster (an allocation in a pool
-/// here).
-pub fn default_queue(cx: &Ctx<'_>, project: &str) -> Option<String> {
-    (!gpu_queues(cx, project).is_empty()).then(|| project.to_owned())
-}
-
-/// The LocalQueues of the project's GPU pools on this cluster (named after the pools).
-pub fn gpu_queues(cx: &Ctx<'_>, project: &str) -> Vec<String> {
-    let mut v: Vec<String> = cx
-        .index
-        .allocations
-        .get(project)
-        .into_iter()
-        .flatten()
-        .filter(|(pool, _)| cx.has_pool(pool))
-        .map(|(pool, _)| (*pool).to_owned())
-        .collect();
-    v.sort();
-    v.dedup();
-    v
 }
 
 /// Resources of pod templates and where their pod spec is, for admission policies: every
@@ -562,7 +539,7 @@ fn container_cap_policy(
     let mut gpu: BTreeMap<&str, u32> = BTreeMap::new();
     for (pool, _) in cx.index.allocations.get(ns).into_iter().flatten() {
         if let Some(q) = cx.specs.gpu_quotas.get(*pool)
-            && let Some(limit) = super::gpu::per_user_limit(cx, &q.spec, ns)
+            && let Some(limit) = super::rules::per_user_limit(cx, &q.spec, ns)
         {
             let e = gpu.entry(q.spec.pool.resource_name.as_str()).or_insert(0);
             *e = (*e).max(limit);
@@ -595,18 +572,18 @@ fn container_cap_policy(
 /// template the user wrote). Checked when the object is created or its queue label changes.
 fn user_queue_policy(cx: &Ctx<'_>, p: &Object<ProjectSpec>, origin: &Origin, sink: &mut Sink<'_>) {
     let ns = p.name();
-    let users = super::gpu::declared_users(cx, ns);
+    let users = super::rules::declared_users(cx, ns);
     let mut owners: BTreeMap<String, String> = BTreeMap::new();
     for (pool, _) in cx.index.allocations.get(ns).into_iter().flatten() {
         let Some(q) = cx.specs.gpu_quotas.get(*pool) else {
             continue;
         };
-        if !cx.has_pool(pool) || super::gpu::per_user_limit(cx, &q.spec, ns).is_none() {
+        if !cx.has_pool(pool) || super::rules::per_user_limit(cx, &q.spec, ns).is_none() {
             continue;
         }
         for u in &users {
             owners.insert(
-                super::gpu::user_queue_name(pool, u),
+                super::rules::user_queue_name(pool, u),
                 format!("{}{u}", cx.platform.identity.user_prefix),
             );
         }
@@ -629,7 +606,7 @@ fn user_queue_policy(cx: &Ctx<'_>, p: &Object<ProjectSpec>, origin: &Origin, sin
         .map(|(q, u)| format!("'{}': '{}'", cel(q), cel(u)))
         .collect::<Vec<_>>()
         .join(", ");
-    let label = super::rollout::QUEUE_LABEL;
+    let label = super::rules::QUEUE_LABEL;
     let queue_of = |obj: &str| {
         format!(
             "({obj}.kind == 'CronJob' ? (has({obj}.spec.jobTemplate.metadata) && has({obj}.spec.jobTemplate.metadata.labels) && '{label}' in {obj}.spec.jobTemplate.metadata.labels ? {obj}.spec.jobTemplate.metadata.labels['{label}'] : '') : (has({obj}.metadata.labels) && '{label}' in {obj}.metadata.labels ? {obj}.metadata.labels['{label}'] : ''))"

@@ -114,9 +114,9 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity as KQuantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::crd::{self, argo, istio, kserve};
-use super::project::WORKLOAD_SA;
-use super::{Ctx, Origin, PROJECT_LABEL, Sink};
+use super::context::{Ctx, Sink};
+use super::rules::{QUEUE_LABEL, WORKLOAD_SA};
+use crate::crd::{self, argo, istio, kserve};
 use crate::model::common::PodSecurityLevel;
 use crate::model::platform::{Mesh, Serving};
 use crate::model::quantity::Duration;
@@ -125,6 +125,7 @@ use crate::model::rollout::{
 };
 use crate::model::{Kind, ModelRolloutSpec};
 use crate::names::is_dns_label;
+use crate::output::{Origin, PROJECT_LABEL};
 use crate::specs::Object;
 
 /// Pod label naming the rollout.
@@ -138,8 +139,6 @@ pub const STRATEGY_ANNOTATION: &str = "plinth.dev/strategy";
 /// The version KServe or Argo keep serving while the candidate rolls out.
 pub const STABLE_VERSION_ANNOTATION: &str = "plinth.dev/stable-version";
 pub const STABLE_URI_ANNOTATION: &str = "plinth.dev/stable-storage-uri";
-/// Kueue's queue label.
-pub const QUEUE_LABEL: &str = "kueue.x-k8s.io/queue-name";
 /// KServe's visibility label.
 pub const VISIBILITY_LABEL: &str = "networking.kserve.io/visibility";
 /// KServe's deployment mode annotation (`Standard` or `Knative`, KServe 0.16+).
@@ -390,10 +389,10 @@ impl<'a> Lowering<'a> {
             l.insert(QUEUE_LABEL.to_owned(), q.clone());
         }
         if let Some(pc) = &self.sizing.priority_class {
-            l.insert(super::gpu::PRIORITY_LABEL.to_owned(), pc.clone());
+            l.insert(super::rules::PRIORITY_LABEL.to_owned(), pc.clone());
         }
         // Pods run as the `workload` ServiceAccount: its identity's pod labels.
-        l.extend(super::identity::pod_labels(self.cx, self.ns));
+        l.extend(super::rules::pod_labels(self.cx, self.ns));
         l
     }
 
@@ -811,7 +810,7 @@ impl<'a> Lowering<'a> {
                 let l = meta.labels.get_or_insert_with(BTreeMap::new);
                 l.insert(QUEUE_LABEL.to_owned(), q.clone());
                 if let Some(pc) = &self.sizing.priority_class {
-                    l.insert(super::gpu::PRIORITY_LABEL.to_owned(), pc.clone());
+                    l.insert(super::rules::PRIORITY_LABEL.to_owned(), pc.clone());
                 }
             }
             sink.push(
@@ -1496,15 +1495,15 @@ fn sizing(cx: &Ctx<'_>, s: &ModelRolloutSpec) -> Sizing {
         requests.insert(quota.spec.pool.resource_name.clone(), n.clone());
         limits.insert(quota.spec.pool.resource_name.clone(), n);
     }
-    let (node_selector, unique) = super::gpu::placement(quota.map(|q| &q.spec), it);
+    let (node_selector, unique) = super::rules::placement(quota.map(|q| &q.spec), it);
     // The one Kueue rule for every workload plinth sizes (rollouts, Apps): see
-    // `gpu::queue_labels`.
+    // `rules::queue_labels`.
     let labels = pool
         .filter(|_| gpu > 0)
-        .map(|p| super::gpu::queue_labels(cx, &s.project, p, s.priority_class.as_deref()))
+        .map(|p| super::rules::queue_labels(cx, &s.project, p, s.priority_class.as_deref()))
         .unwrap_or_default();
     let queue = labels.get(QUEUE_LABEL).cloned();
-    let priority_class = labels.get(super::gpu::PRIORITY_LABEL).cloned();
+    let priority_class = labels.get(super::rules::PRIORITY_LABEL).cloned();
     Sizing {
         resources: ResourceRequirements {
             requests: non_empty(requests),
@@ -1548,7 +1547,7 @@ fn child(name: &str, suffix: &str) -> String {
     if full.len() <= 63 {
         return full;
     }
-    let hash = &super::sha256_hex(full.as_bytes())[..8];
+    let hash = &crate::output::sha256_hex(full.as_bytes())[..8];
     let head = full[..54].trim_end_matches('-');
     format!("{head}-{hash}")
 }

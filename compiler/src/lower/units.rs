@@ -29,16 +29,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{
-    ClusterOutput, Ctx, Index, Lowered, Manifest, ObjectKey, Sink, agent, app, approvals, dataset,
-    duplicate_object, gpu, project, rollout, sha256_hex,
-};
+use super::context::{Ctx, Index, Sink, duplicate_object};
+use super::{agent, app, dataset, gpu, project, rollout};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::load::{FileRole, Snapshot};
 use crate::model::platform::Cluster;
 use crate::model::{
     AppSpec, DatasetSpec, GpuQuotaSpec, ModelRolloutSpec, PlatformSpec, ProjectSpec,
 };
+use crate::output::{Approval, ClusterOutput, Lowered, Manifest, ObjectKey, sha256_hex};
 use crate::specs::{Object, Specs};
 
 /// Bumped when what a unit's key covers or its output format changes.
@@ -607,4 +606,23 @@ fn agent_part(cx: &Ctx<'_>, platform: &Object<PlatformSpec>, parts: &[UnitOutput
         objects,
         diagnostics,
     }
+}
+
+/// The Platform's approval entries that apply to a cluster, with where each is written.
+fn approvals(platform: &Object<PlatformSpec>, cluster: &Cluster) -> Vec<Approval> {
+    platform
+        .spec
+        .approvals
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.cluster.as_ref().is_none_or(|c| *c == cluster.name))
+        .map(|(i, a)| Approval {
+            object: a.object.clone(),
+            cluster: a.cluster.clone(),
+            reason: a.reason.clone(),
+            approver: a.approver.clone(),
+            file: platform.doc.file.clone(),
+            line: platform.at(&format!("spec.approvals[{i}]")).span.start.line,
+        })
+        .collect()
 }
