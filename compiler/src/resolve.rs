@@ -232,7 +232,7 @@ fn typed<S: DeserializeOwned>(
             }
             Some(Object {
                 metadata: env.metadata,
-                spec: env.spec,
+                spec: Arc::new(env.spec),
                 doc: doc.clone(),
             })
         }

@@ -13,12 +13,22 @@ use crate::model::{
 };
 use crate::parse::{Document, FieldPath};
 
-/// A typed spec and where it came from.
-#[derive(Debug, Clone)]
+/// A typed spec and where it came from. Cloning shares the spec and the document.
+#[derive(Debug)]
 pub struct Object<S> {
     pub metadata: Metadata,
-    pub spec: S,
+    pub spec: Arc<S>,
     pub doc: Arc<Document>,
+}
+
+impl<S> Clone for Object<S> {
+    fn clone(&self) -> Self {
+        Object {
+            metadata: self.metadata.clone(),
+            spec: self.spec.clone(),
+            doc: self.doc.clone(),
+        }
+    }
 }
 
 impl<S> Object<S> {

@@ -278,19 +278,19 @@ proptest! {
     #[test]
     fn projects_round_trip(spec in project(), n in name(), block in prop::bool::ANY) {
         let specs = resolve_one(&document("Project", &n, &spec, block));
-        prop_assert_eq!(&specs.projects[&n].spec, &spec);
+        prop_assert_eq!(&*specs.projects[&n].spec, &spec);
     }
 
     #[test]
     fn datasets_round_trip(spec in dataset(), n in name(), block in prop::bool::ANY) {
         let specs = resolve_one(&document("Dataset", &n, &spec, block));
-        prop_assert_eq!(&specs.datasets[&n].spec, &spec);
+        prop_assert_eq!(&*specs.datasets[&n].spec, &spec);
     }
 
     #[test]
     fn gpu_quotas_round_trip(spec in gpu_quota(), n in name(), block in prop::bool::ANY) {
         let specs = resolve_one(&document("GpuQuota", &n, &spec, block));
-        prop_assert_eq!(&specs.gpu_quotas[&n].spec, &spec);
+        prop_assert_eq!(&*specs.gpu_quotas[&n].spec, &spec);
     }
 
     #[test]

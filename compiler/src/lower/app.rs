@@ -416,7 +416,7 @@ fn instance(
             limits.insert(p.resource_name.clone(), t.gpu.to_string());
         }
     }
-    let (node_selector, tolerations) = super::rules::placement(quota.map(|q| &q.spec), Some(t));
+    let (node_selector, tolerations) = super::rules::placement(quota.map(|q| &*q.spec), Some(t));
     let unique: Vec<Value> = tolerations
         .iter()
         .map(|t| serde_json::to_value(t).unwrap_or(Value::Null))

@@ -1495,7 +1495,7 @@ fn sizing(cx: &Ctx<'_>, s: &ModelRolloutSpec) -> Sizing {
         requests.insert(quota.spec.pool.resource_name.clone(), n.clone());
         limits.insert(quota.spec.pool.resource_name.clone(), n);
     }
-    let (node_selector, unique) = super::rules::placement(quota.map(|q| &q.spec), it);
+    let (node_selector, unique) = super::rules::placement(quota.map(|q| &*q.spec), it);
     // The one Kueue rule for every workload plinth sizes (rollouts, Apps): see
     // `rules::queue_labels`.
     let labels = pool

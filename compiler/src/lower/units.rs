@@ -69,18 +69,59 @@ impl Unit<'_> {
 }
 
 /// What a unit may read.
-enum View {
-    /// The specs named by the table in the module documentation.
-    Own(Box<Specs>),
+enum View<'s> {
+    /// The specs named by the table in the module documentation (the Platform besides).
+    Own(Refs<'s>),
     /// The whole platform (the Platform's objects, a global dataset).
     Everything,
+}
+
+/// Some specs of a platform, by kind and name.
+#[derive(Default)]
+struct Refs<'s> {
+    projects: BTreeMap<&'s str, &'s Object<ProjectSpec>>,
+    datasets: BTreeMap<&'s str, &'s Object<DatasetSpec>>,
+    gpu_quotas: BTreeMap<&'s str, &'s Object<GpuQuotaSpec>>,
+    rollouts: BTreeMap<&'s str, &'s Object<ModelRolloutSpec>>,
+    apps: BTreeMap<&'s str, &'s Object<AppSpec>>,
+}
+
+impl Refs<'_> {
+    /// The files the specs come from.
+    fn files(&self) -> BTreeSet<&str> {
+        let mut files: BTreeSet<&str> = BTreeSet::new();
+        files.extend(self.projects.values().map(|o| &*o.doc.file));
+        files.extend(self.datasets.values().map(|o| &*o.doc.file));
+        files.extend(self.gpu_quotas.values().map(|o| &*o.doc.file));
+        files.extend(self.rollouts.values().map(|o| &*o.doc.file));
+        files.extend(self.apps.values().map(|o| &*o.doc.file));
+        files
+    }
+
+    /// A platform of these specs and `platform` (the specs are shared, not copied).
+    fn to_specs(&self, platform: Option<&Object<PlatformSpec>>) -> Specs {
+        fn own<S>(m: &BTreeMap<&str, &Object<S>>) -> BTreeMap<String, Object<S>> {
+            m.iter()
+                .map(|(k, v)| ((*k).to_owned(), Object::clone(v)))
+                .collect()
+        }
+        Specs {
+            platform: platform.cloned(),
+            projects: own(&self.projects),
+            datasets: own(&self.datasets),
+            gpu_quotas: own(&self.gpu_quotas),
+            rollouts: own(&self.rollouts),
+            apps: own(&self.apps),
+            broken: BTreeSet::new(),
+        }
+    }
 }
 
 /// A unit ready to lower: where, what it may read, and the key of its result.
 pub struct Job<'s> {
     pub cluster: &'s Cluster,
     unit: Unit<'s>,
-    view: View,
+    view: View<'s>,
     /// sha256 of plinth's fingerprint, the unit and the bytes of every file its view reads.
     pub key: String,
     /// Read the whole snapshot, not only the templates ([`lower_unrestricted`]).
@@ -168,7 +209,7 @@ pub fn jobs<'s>(specs: &'s Specs, snapshot: &Snapshot, salt: &str) -> Vec<Job<'s
     all.into_par_iter()
         .map(|(cluster, unit)| {
             let view = view(specs, &index, &types, unit);
-            let key = key(salt, cluster, unit, &view, &hashes);
+            let key = key(salt, cluster, unit, &view, Some(&platform.doc.file), &hashes);
             Job {
                 cluster,
                 unit,
@@ -218,11 +259,13 @@ fn units<'s>(cx: &Ctx<'_>, specs: &'s Specs, platform: &'s Object<PlatformSpec>)
 }
 
 /// The specs a unit may read (the table of the module documentation).
-fn view(specs: &Specs, index: &Index<'_>, types: &InstanceTypePools<'_>, unit: Unit<'_>) -> View {
-    let mut v = Specs {
-        platform: specs.platform.clone(),
-        ..Specs::default()
-    };
+fn view<'s>(
+    specs: &'s Specs,
+    index: &Index<'s>,
+    types: &InstanceTypePools<'_>,
+    unit: Unit<'s>,
+) -> View<'s> {
+    let mut v = Refs::default();
     match unit {
         Unit::Platform(_) => return View::Everything,
         Unit::Dataset(d) if d.spec.global => return View::Everything,
@@ -293,7 +336,7 @@ fn view(specs: &Specs, index: &Index<'_>, types: &InstanceTypePools<'_>, unit: U
             add(&specs.apps, a.name(), &mut v.apps);
         }
     }
-    View::Own(Box::new(v))
+    View::Own(v)
 }
 
 /// Per instance type name, every pool defining one of that name (the first by name wins, so
@@ -311,11 +354,11 @@ fn instance_type_pools<'a>(specs: &'a Specs) -> InstanceTypePools<'a> {
 }
 
 /// The pools that may decide what an instance type name means.
-fn add_instance_type_pools(
-    specs: &Specs,
+fn add_instance_type_pools<'s>(
+    specs: &'s Specs,
     types: &InstanceTypePools<'_>,
     name: Option<&str>,
-    v: &mut Specs,
+    v: &mut Refs<'s>,
 ) {
     for pool in name.and_then(|n| types.get(n)).into_iter().flatten() {
         add(&specs.gpu_quotas, pool, &mut v.gpu_quotas);
@@ -323,7 +366,7 @@ fn add_instance_type_pools(
 }
 
 /// A project, the datasets it may use and the pools allocating to it.
-fn project_view(specs: &Specs, index: &Index<'_>, project: &str, v: &mut Specs) {
+fn project_view<'s>(specs: &'s Specs, index: &Index<'s>, project: &str, v: &mut Refs<'s>) {
     add(&specs.projects, project, &mut v.projects);
     for d in index.datasets_of(project) {
         add(&specs.datasets, d.name(), &mut v.datasets);
@@ -333,15 +376,15 @@ fn project_view(specs: &Specs, index: &Index<'_>, project: &str, v: &mut Specs) 
     }
 }
 
-fn add<S: Clone>(
-    from: &BTreeMap<String, Object<S>>,
+fn add<'s, S>(
+    from: &'s BTreeMap<String, Object<S>>,
     name: &str,
-    to: &mut BTreeMap<String, Object<S>>,
+    to: &mut BTreeMap<&'s str, &'s Object<S>>,
 ) {
     if !to.contains_key(name)
-        && let Some(o) = from.get(name)
+        && let Some((k, o)) = from.get_key_value(name)
     {
-        to.insert(name.to_owned(), o.clone());
+        to.insert(k.as_str(), o);
     }
 }
 
@@ -351,7 +394,8 @@ fn key(
     salt: &str,
     cluster: &Cluster,
     unit: Unit<'_>,
-    view: &View,
+    view: &View<'_>,
+    platform_file: Option<&str>,
     hashes: &FileHashes<'_>,
 ) -> String {
     let mut h = Sha256::new();
@@ -364,14 +408,8 @@ fn key(
     match view {
         View::Everything => h.update(hashes.everything),
         View::Own(v) => {
-            let mut files: BTreeSet<&str> = BTreeSet::new();
-            let platform = v.platform.iter().map(|o| &*o.doc.file);
-            files.extend(platform);
-            files.extend(v.projects.values().map(|o| &*o.doc.file));
-            files.extend(v.datasets.values().map(|o| &*o.doc.file));
-            files.extend(v.gpu_quotas.values().map(|o| &*o.doc.file));
-            files.extend(v.rollouts.values().map(|o| &*o.doc.file));
-            files.extend(v.apps.values().map(|o| &*o.doc.file));
+            let mut files = v.files();
+            files.extend(platform_file);
             for f in files {
                 field(&mut h, f.as_bytes());
                 // A spec file always has a hash; a missing one still changes the key.
@@ -469,8 +507,12 @@ pub fn run(
     } else {
         &empty
     };
+    let own;
     let specs = match &job.view {
-        View::Own(v) => v.as_ref(),
+        View::Own(v) => {
+            own = v.to_specs(specs.platform.as_ref());
+            &own
+        }
         View::Everything => specs,
     };
     let Some(platform) = &specs.platform else {
