@@ -51,7 +51,7 @@ use parse::Document;
 use policy::PolicyFile;
 use specs::Specs;
 
-pub use options::{Options, PolicyConfig, Progress};
+pub use options::{Options, PolicyConfig, PolicyMemo, Progress};
 
 /// A repository read, typed and checked.
 #[derive(Debug)]
@@ -154,6 +154,7 @@ pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &O
             &specs,
             &docs,
             lowered.as_ref(),
+            opts.policy_memo.as_ref().map(|m| &m.0),
         ));
         lap("policy", &mut timings);
     }
@@ -276,6 +277,19 @@ pub fn build_loaded(
         };
         return Built { checked, lowered };
     }
+    // Policy results are memoised per input in the cache too (a changed revision re-evaluates
+    // only the inputs that changed).
+    let with_memo;
+    let opts = match cache {
+        Some(c) if opts.policy_memo.is_none() => {
+            with_memo = Options {
+                policy_memo: Some(PolicyMemo(Arc::new(c.policy_memo()))),
+                ..opts.clone()
+            };
+            &with_memo
+        }
+        _ => opts,
+    };
     let mut checked = check_snapshot(snapshot, load_diags, opts);
     checked.timings.insert(0, ("load", load_time));
     let lowered = if checked.diagnostics.has_errors() {

@@ -15,6 +15,19 @@ pub struct Options {
     pub policies: Option<PolicyConfig>,
     /// Told the name of each stage as it starts (for a progress indicator).
     pub progress: Option<Progress>,
+    /// Where results of policies are memoised per input between runs (`None`: evaluated
+    /// afresh); a build through a cache uses the cache's.
+    pub policy_memo: Option<PolicyMemo>,
+}
+
+/// A policy result memo ([`crate::policy::Memo`]).
+#[derive(Clone)]
+pub struct PolicyMemo(pub Arc<dyn crate::policy::Memo>);
+
+impl std::fmt::Debug for PolicyMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PolicyMemo")
+    }
 }
 
 /// A callback told the name of each stage as it starts.
