@@ -1070,8 +1070,10 @@ impl Engine {
     /// Give the engine the input, once.
     fn give_input(&mut self, state: &mut InputState<'_>) {
         if !state.set {
-            self.engine
-                .set_input(regorus::Value::from(state.input.clone()));
+            // Read from the JSON in place (no copy of it first).
+            let input = <regorus::Value as serde::Deserialize>::deserialize(state.input)
+                .unwrap_or(regorus::Value::Undefined);
+            self.engine.set_input(input);
             state.set = true;
         }
     }
@@ -1616,6 +1618,10 @@ pub fn evaluate(
             let mut engines = engine.clone();
             let mut d = Diagnostics::new();
             for input in part {
+                let doc_json = match input {
+                    Input::Doc(doc) => Some(doc.root.to_json()),
+                    Input::Manifest(..) => None,
+                };
                 for engine in &mut engines {
                     match input {
                         Input::Doc(doc) => {
@@ -1628,7 +1634,8 @@ pub fn evaluate(
                                     doc.label(&FieldPath::parse(field))
                                 })
                             };
-                            engine.report_input(&doc.root.to_json(), &place, &mut d);
+                            let json = doc_json.as_ref().unwrap_or(&Value::Null);
+                            engine.report_input(json, &place, &mut d);
                         }
                         Input::Manifest(cluster, m) => {
                             let place = |loc: Option<&Value>| {
