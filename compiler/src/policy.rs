@@ -307,8 +307,13 @@ pub struct Engine {
     /// Per input kind, the rules (indices, grouped by package) that can fire on it.
     by_kind: std::sync::Arc<std::sync::Mutex<BTreeMap<String, RuleGroups>>>,
     run: std::sync::Arc<RunState>,
-    /// Per rule, whether its result depends on the input alone (and so may be memoised).
+    /// Per rule, whether its result depends on the input and fixed data paths alone (and so
+    /// may be memoised).
     cacheable: Vec<bool>,
+    /// Per memoisable rule, the data paths it reads.
+    reads: Vec<Option<BTreeSet<Vec<String>>>>,
+    /// Per rule, its name in the memo: `package.name`, with the hash of the data it reads.
+    memo_ids: Vec<String>,
     /// Hash of the loaded files and the options (the policy set, before plinth's fingerprint).
     files_hash: String,
     memo: Option<MemoUse>,
@@ -470,18 +475,21 @@ fn package_of(text: &str) -> Option<String> {
         .map(|p| p.split_whitespace().next().unwrap_or_default().to_owned())
 }
 
-/// Which definitions of the loaded policies read nothing but `input`: their value on an input
-/// depends on that input alone, so it may be memoised per input (see [`Memo`]).
+/// Which definitions of the loaded policies are pure functions of `input` and of documents
+/// of `data` at fixed paths (`data.plinth.parameters`), with those paths: their value on an
+/// input may be memoised keyed by the input and the content of those documents (see
+/// [`Memo`]). Definitions left out depend on more.
 ///
 /// A static, conservative reading of the text. Each package is cut into its top-level
 /// definitions (a line at bracket depth 0 starting with a name); a definition is impure when
 /// it mentions `data` other than a definition of a loaded package (`data.<pkg>.<name>`, or
-/// `<alias>.<name>` through an `import data.<pkg>`), calls a builtin whose result is not a
+/// `<alias>.<name>` through an `import data.<pkg>`) or a path `data.a.b…` that leads into no
+/// package (read whole, however it is indexed after), calls a builtin whose result is not a
 /// function of its arguments (`time.now_ns`, `http.send`, …), or uses a definition that is
 /// impure; a reference to a whole package uses all its definitions. A package laid out in a
 /// way this reading does not follow (a top-level line that continues an expression) is impure
 /// as a whole.
-fn pure_definitions(files: &[&PolicyFile]) -> BTreeSet<(String, String)> {
+fn pure_definitions(files: &[&PolicyFile]) -> BTreeMap<(String, String), BTreeSet<Vec<String>>> {
     #[derive(Default)]
     struct Package {
         /// Definition name → paths it mentions (`data.x.y`, `lib.images`, `floating`).
@@ -622,19 +630,29 @@ fn pure_definitions(files: &[&PolicyFile]) -> BTreeSet<(String, String)> {
             pkg.opaque = true;
         }
     }
-    // What a path refers to: a definition, every definition of a package, or something
-    // impure (`None`).
+    // What a path refers to: a definition, every definition of a package, a document of
+    // `data` that no package defines (read at a fixed path), or something impure (`None`).
     enum Target {
         Def(String, String),
         Package(String),
+        Data(Vec<String>),
         Local,
     }
     let resolve_data = |segs: &[String]| -> Option<Target> {
         // The longest loaded package the path starts with.
-        let (pkg, rest) = (1..=segs.len()).rev().find_map(|n| {
+        let found = (1..=segs.len()).rev().find_map(|n| {
             let name = segs[..n].join(".");
             packages.contains_key(&name).then(|| (name, &segs[n..]))
-        })?;
+        });
+        let Some((pkg, rest)) = found else {
+            // Plain data, unless the path leads into packages (`data.plinth_defaults`).
+            let inside = |p: &str| {
+                let parts: Vec<&str> = p.split('.').collect();
+                parts.len() >= segs.len() && parts.iter().zip(segs).all(|(a, b)| a == b)
+            };
+            return (!segs.is_empty() && !packages.keys().any(|p| inside(p)))
+                .then(|| Target::Data(segs.to_vec()));
+        };
         match rest.first() {
             None => Some(Target::Package(pkg)),
             Some(def) if packages[&pkg].defs.contains_key(def) => {
@@ -662,19 +680,24 @@ fn pure_definitions(files: &[&PolicyFile]) -> BTreeSet<(String, String)> {
         }
         Some(Target::Local)
     };
-    // Dependencies of every definition; `None`: impure by itself.
-    let mut deps: BTreeMap<(String, String), Option<Vec<(String, String)>>> = BTreeMap::new();
+    type Def = (String, String);
+    // Per definition: the definitions it uses and the data paths it reads; `None`: impure by
+    // itself.
+    let mut deps: BTreeMap<Def, Option<(Vec<Def>, BTreeSet<Vec<String>>)>> = BTreeMap::new();
     for (name, p) in &packages {
         for (def, paths) in &p.defs {
-            let mut out = Some(Vec::new());
+            let mut out = Some((Vec::new(), BTreeSet::new()));
             if p.opaque {
                 out = None;
             }
             for path in paths {
-                let Some(list) = out.as_mut() else { break };
+                let Some((list, reads)) = out.as_mut() else { break };
                 match resolve(name, p, path) {
                     None => out = None,
                     Some(Target::Local) => {}
+                    Some(Target::Data(segs)) => {
+                        reads.insert(segs);
+                    }
                     Some(Target::Def(q, d)) => list.push((q, d)),
                     Some(Target::Package(q)) => {
                         if packages[&q].opaque {
@@ -689,18 +712,19 @@ fn pure_definitions(files: &[&PolicyFile]) -> BTreeSet<(String, String)> {
         }
     }
     // Impure: by itself, or through a definition it uses (to a fixed point).
-    let mut impure: BTreeSet<(String, String)> = deps
+    let mut impure: BTreeSet<Def> = deps
         .iter()
         .filter(|(_, d)| d.is_none())
         .map(|(k, _)| k.clone())
         .collect();
     loop {
-        let more: Vec<(String, String)> = deps
+        let more: Vec<Def> = deps
             .iter()
             .filter(|(k, _)| !impure.contains(*k))
             .filter(|(_, d)| {
-                d.as_ref()
-                    .is_some_and(|d| d.iter().any(|x| impure.contains(x) || !deps.contains_key(x)))
+                d.as_ref().is_some_and(|(d, _)| {
+                    d.iter().any(|x| impure.contains(x) || !deps.contains_key(x))
+                })
             })
             .map(|(k, _)| k.clone())
             .collect();
@@ -709,7 +733,25 @@ fn pure_definitions(files: &[&PolicyFile]) -> BTreeSet<(String, String)> {
         }
         impure.extend(more);
     }
-    deps.into_keys().filter(|k| !impure.contains(k)).collect()
+    // A pure definition reads the data paths of every definition it reaches.
+    let mut out = BTreeMap::new();
+    for key in deps.keys().filter(|k| !impure.contains(*k)) {
+        let mut seen = BTreeSet::from([key.clone()]);
+        let mut stack = vec![key.clone()];
+        let mut reads = BTreeSet::new();
+        while let Some(k) = stack.pop() {
+            if let Some(Some((uses, r))) = deps.get(&k) {
+                reads.extend(r.iter().cloned());
+                for u in uses {
+                    if seen.insert(u.clone()) {
+                        stack.push(u.clone());
+                    }
+                }
+            }
+        }
+        out.insert(key.clone(), reads);
+    }
+    out
 }
 
 /// The dotted paths of a line of code (comments and strings removed): `data.a.b`, `lib.x`,
@@ -852,15 +894,20 @@ impl Engine {
         }
         rules.sort_by(|a, b| (&a.package, &a.name).cmp(&(&b.package, &b.name)));
         let pure = pure_definitions(&loaded);
-        let is_pure = |p: &str, n: &str| pure.contains(&(p.to_owned(), n.to_owned()));
-        let cacheable = rules
+        let reads_of = |p: &str, n: &str| pure.get(&(p.to_owned(), n.to_owned()));
+        // Per rule, the data paths its result depends on (its exceptions' too); `None`: it
+        // depends on more.
+        let reads: Vec<Option<BTreeSet<Vec<String>>>> = rules
             .iter()
             .map(|r| {
-                is_pure(&r.package, &r.name)
-                    && (!exception_packages.contains(&r.package)
-                        || is_pure(&r.package, "exception"))
+                let mut reads = reads_of(&r.package, &r.name)?.clone();
+                if exception_packages.contains(&r.package) {
+                    reads.extend(reads_of(&r.package, "exception")?.iter().cloned());
+                }
+                Some(reads)
             })
             .collect();
+        let cacheable = reads.iter().map(Option::is_some).collect();
         let files_hash = {
             use sha2::Digest;
             let mut h = sha2::Sha256::new();
@@ -882,7 +929,7 @@ impl Engine {
             );
             hex(&h.finalize())
         };
-        Engine {
+        let mut built = Engine {
             engine,
             rules,
             definitions,
@@ -897,10 +944,46 @@ impl Engine {
                 exhausted: std::sync::atomic::AtomicBool::new(false),
                 broken: std::sync::Mutex::new(BTreeSet::new()),
             }),
+            memo_ids: Vec::new(),
             cacheable,
+            reads,
             files_hash,
             memo: None,
-        }
+        };
+        built.name_for_memo(&json!({}));
+        built
+    }
+
+    /// Name every rule for the memo after the documents of `data` it reads.
+    fn name_for_memo(&mut self, data: &Value) {
+        let mut digests: BTreeMap<&Vec<String>, String> = BTreeMap::new();
+        self.memo_ids = self
+            .rules
+            .iter()
+            .zip(&self.reads)
+            .map(|(r, reads)| {
+                let id = format!("{}.{}", r.package, r.name);
+                match reads {
+                    Some(reads) if !reads.is_empty() => {
+                        use sha2::Digest;
+                        let mut h = sha2::Sha256::new();
+                        for path in reads {
+                            let digest = digests.entry(path).or_insert_with(|| {
+                                let v = path.iter().try_fold(data, |v, seg| v.get(seg));
+                                let mut h = sha2::Sha256::new();
+                                let _ = serde_json::to_writer(HashWriter(&mut h), &v);
+                                hex(&h.finalize())
+                            });
+                            h.update(path.join(".").as_bytes());
+                            h.update([0]);
+                            h.update(digest.as_bytes());
+                        }
+                        format!("{id}@{}", hex(&h.finalize()[..16]))
+                    }
+                    _ => id,
+                }
+            })
+            .collect();
     }
 
     /// Memoise the results of rules that read only `input` in `memo`; returns the policy-set
@@ -1012,6 +1095,7 @@ impl Engine {
                 d.insert(k, v);
             }
         }
+        self.name_for_memo(&data);
         if let Err(e) = self.engine.add_data(regorus::Value::from(data)) {
             diags.push(Diagnostic::new(
                 Code::PolicyFailed,
@@ -1097,13 +1181,7 @@ impl Engine {
     /// Memoise a rule's result on the input, when it may be.
     fn remember(&self, index: usize, state: &InputState<'_>, result: Memoized) {
         if let (Some(m), Some(hash), true) = (&self.memo, &state.hash, self.cacheable[index]) {
-            let rule = &self.rules[index];
-            m.memo.put(
-                &m.set,
-                &format!("{}.{}", rule.package, rule.name),
-                hash,
-                result,
-            );
+            m.memo.put(&m.set, &self.memo_ids[index], hash, result);
         }
     }
 
@@ -1136,7 +1214,9 @@ impl Engine {
                     .contains(&id)
             };
             let memoized = match (&self.memo, &state.hash) {
-                (Some(m), Some(hash)) if self.cacheable[index] => m.memo.get(&m.set, &id, hash),
+                (Some(m), Some(hash)) if self.cacheable[index] => {
+                    m.memo.get(&m.set, &self.memo_ids[index], hash)
+                }
                 _ => None,
             };
             let query = || format!("data.{pkg}.exception[_][_] == {:?}", rule.suffix());
@@ -1820,20 +1900,38 @@ mod tests {
     }
 
     #[test]
-    fn default_rules_that_read_platform_data_are_not_cacheable() {
+    fn default_rules_are_memoised_keyed_by_the_platform_data_they_read() {
         let opts = PolicyOptions {
             all_namespaces: true,
             ..PolicyOptions::default()
         };
         let (yes, no) = cacheable_rules(&default_library(), &opts);
         eprintln!("cacheable: {yes:?}\nnot: {no:?}");
-        // Through `lib.project_of` or `data.plinth.parameters`.
-        for r in ["deny_gpu_cap", "deny_image_registry", "deny_network_isolation_off"] {
-            assert!(no.iter().any(|n| n == r), "{r} reads data.plinth: {no:?}");
-        }
+        // Every default rule reads `input` and documents of `data.plinth` at fixed paths.
+        assert!(no.is_empty(), "{no:?}");
+        assert_eq!(yes.len(), 21);
+        let mut d = Diagnostics::new();
+        let e = Engine::new(&default_library(), &opts, &mut d);
+        let reads = |name: &str| -> Vec<String> {
+            let i = e.rules.iter().position(|r| r.name == name).expect("rule");
+            e.reads[i]
+                .iter()
+                .flatten()
+                .map(|p| p.join("."))
+                .collect()
+        };
+        // Through `lib.project_of`, or `data.plinth.parameters` directly.
+        assert_eq!(
+            reads("deny_gpu_cap"),
+            ["plinth.parameters", "plinth.resolved.projects"]
+        );
+        assert_eq!(
+            reads("deny_image_registry"),
+            ["plinth.parameters.allowedRegistries"]
+        );
         // Through `lib.images` / `lib.containers` only.
         for r in ["deny_latest_tag", "deny_gpu_requests_differ", "deny_privileged"] {
-            assert!(yes.iter().any(|n| n == r), "{r} reads only input: {yes:?}");
+            assert!(reads(r).is_empty(), "{r}: {:?}", reads(r));
         }
     }
 
@@ -1851,13 +1949,29 @@ mod tests {
             ),
         ];
         let (yes, no) = cacheable_rules(&files, &PolicyOptions::default());
-        assert_eq!(yes, ["deny_a", "deny_d", "deny_g"]);
-        assert_eq!(no, ["deny_b", "deny_c", "deny_e", "deny_f"]);
-        // An exception reading data makes every rule of its package uncacheable.
+        // `deny_b` and `deny_c` read `data.other.y` (a fixed path) through helpers.
+        assert_eq!(yes, ["deny_a", "deny_b", "deny_c", "deny_d", "deny_g"]);
+        assert_eq!(no, ["deny_e", "deny_f"]);
+        let mut d = Diagnostics::new();
+        let mut e = Engine::new(&files, &PolicyOptions::default(), &mut d);
+        let id = |e: &Engine, name: &str| {
+            let i = e.rules.iter().position(|r| r.name == name).expect("rule");
+            e.memo_ids[i].clone()
+        };
+        assert_eq!(id(&e, "deny_a"), "main.deny_a");
+        let before = id(&e, "deny_b");
+        assert_eq!(before[11..], id(&e, "deny_c")[11..], "same data, same hash");
+        e.set_data(Some(&json!({"other": {"y": {"k": 1}}, "unread": 1})), json!({}), &mut d);
+        let after = id(&e, "deny_b");
+        assert_ne!(before, after, "the memo key follows the data read");
+        e.set_data(Some(&json!({"other": {"y": {"k": 1}}, "unread": 2})), json!({}), &mut d);
+        assert_eq!(id(&e, "deny_b"), after, "data not read does not change the key");
+        assert!(d.is_empty(), "{d:?}");
+        // An exception reading all of `data` makes every rule of its package uncacheable.
         let mut with_exception = files.clone();
         with_exception.push(f(
             "exc.rego",
-            "package main\n\nexception contains r if {\n\tdata.plinth.x\n\tr := \"a\"\n}\n",
+            "package main\n\nexception contains r if {\n\tsome k, _ in data\n\tr := k\n}\n",
         ));
         let (yes, _) = cacheable_rules(&with_exception, &PolicyOptions::default());
         assert!(yes.is_empty(), "{yes:?}");
