@@ -290,7 +290,8 @@ impl Memo for PolicyMemo {
             return;
         }
         // Unchanged (every entry read was used, nothing added): nothing to write.
-        if s.used.len() == s.stored.len() && s.used.iter().all(|(k, v)| s.stored.get(k) == Some(v)) {
+        if s.used.len() == s.stored.len() && s.used.iter().all(|(k, v)| s.stored.get(k) == Some(v))
+        {
             return;
         }
         // A memo that cannot be written only costs time.

@@ -681,9 +681,11 @@ fn pure_definitions(files: &[&PolicyFile]) -> BTreeMap<(String, String), BTreeSe
         Some(Target::Local)
     };
     type Def = (String, String);
+    /// The definitions one uses and the data paths it reads.
+    type Uses = (Vec<Def>, BTreeSet<Vec<String>>);
     // Per definition: the definitions it uses and the data paths it reads; `None`: impure by
     // itself.
-    let mut deps: BTreeMap<Def, Option<(Vec<Def>, BTreeSet<Vec<String>>)>> = BTreeMap::new();
+    let mut deps: BTreeMap<Def, Option<Uses>> = BTreeMap::new();
     for (name, p) in &packages {
         for (def, paths) in &p.defs {
             let mut out = Some((Vec::new(), BTreeSet::new()));
@@ -691,7 +693,9 @@ fn pure_definitions(files: &[&PolicyFile]) -> BTreeMap<(String, String), BTreeSe
                 out = None;
             }
             for path in paths {
-                let Some((list, reads)) = out.as_mut() else { break };
+                let Some((list, reads)) = out.as_mut() else {
+                    break;
+                };
                 match resolve(name, p, path) {
                     None => out = None,
                     Some(Target::Local) => {}
@@ -723,7 +727,8 @@ fn pure_definitions(files: &[&PolicyFile]) -> BTreeMap<(String, String), BTreeSe
             .filter(|(k, _)| !impure.contains(*k))
             .filter(|(_, d)| {
                 d.as_ref().is_some_and(|(d, _)| {
-                    d.iter().any(|x| impure.contains(x) || !deps.contains_key(x))
+                    d.iter()
+                        .any(|x| impure.contains(x) || !deps.contains_key(x))
                 })
             })
             .map(|(k, _)| k.clone())
@@ -769,7 +774,10 @@ fn paths_of(code: &str) -> Vec<Vec<String>> {
             i += 1;
             continue;
         }
-        if in_str || !(b.is_ascii_alphabetic() || b == b'_') || (i > 0 && (ident(bytes[i - 1]) || bytes[i - 1] == b'.')) {
+        if in_str
+            || !(b.is_ascii_alphabetic() || b == b'_')
+            || (i > 0 && (ident(bytes[i - 1]) || bytes[i - 1] == b'.'))
+        {
             i += 1;
             continue;
         }
@@ -780,7 +788,10 @@ fn paths_of(code: &str) -> Vec<Vec<String>> {
                 i += 1;
             }
             path.push(code[start..i].to_owned());
-            if i + 1 < bytes.len() && bytes[i] == b'.' && (bytes[i + 1].is_ascii_alphabetic() || bytes[i + 1] == b'_') {
+            if i + 1 < bytes.len()
+                && bytes[i] == b'.'
+                && (bytes[i + 1].is_ascii_alphabetic() || bytes[i + 1] == b'_')
+            {
                 i += 1;
             } else {
                 break;
@@ -919,7 +930,13 @@ impl Engine {
                 field(f.path.as_bytes());
                 field(f.text.as_bytes());
             }
-            field(format!("{:?}|{}|{}", opts.namespaces, opts.all_namespaces, opts.rego_v0).as_bytes());
+            field(
+                format!(
+                    "{:?}|{}|{}",
+                    opts.namespaces, opts.all_namespaces, opts.rego_v0
+                )
+                .as_bytes(),
+            );
             field(
                 opts.data
                     .as_ref()
@@ -1243,10 +1260,12 @@ impl Engine {
             if exceptions.is_none() {
                 exceptions = Some(self.exceptions(pkg, state));
             }
-            let (exception_value, exceptions_ok) = exceptions.clone().unwrap_or((Value::Null, false));
+            let (exception_value, exceptions_ok) =
+                exceptions.clone().unwrap_or((Value::Null, false));
             let excepted = exception_matches(&exception_value, rule.suffix());
             if excepted > 0 {
-                out.exceptions.extend(std::iter::repeat_n(query(), excepted));
+                out.exceptions
+                    .extend(std::iter::repeat_n(query(), excepted));
                 if exceptions_ok {
                     self.remember(index, state, Memoized::Excepted(excepted));
                 }
@@ -1914,11 +1933,7 @@ mod tests {
         let e = Engine::new(&default_library(), &opts, &mut d);
         let reads = |name: &str| -> Vec<String> {
             let i = e.rules.iter().position(|r| r.name == name).expect("rule");
-            e.reads[i]
-                .iter()
-                .flatten()
-                .map(|p| p.join("."))
-                .collect()
+            e.reads[i].iter().flatten().map(|p| p.join(".")).collect()
         };
         // Through `lib.project_of`, or `data.plinth.parameters` directly.
         assert_eq!(
@@ -1930,7 +1945,11 @@ mod tests {
             ["plinth.parameters.allowedRegistries"]
         );
         // Through `lib.images` / `lib.containers` only.
-        for r in ["deny_latest_tag", "deny_gpu_requests_differ", "deny_privileged"] {
+        for r in [
+            "deny_latest_tag",
+            "deny_gpu_requests_differ",
+            "deny_privileged",
+        ] {
             assert!(reads(r).is_empty(), "{r}: {:?}", reads(r));
         }
     }
@@ -1942,7 +1961,10 @@ mod tests {
             text: text.into(),
         };
         let files = vec![
-            f("lib.rego", "package lib\n\npure(x) := x.a\n\nimpure(x) := data.other.y[x]\n\nnow := time.now_ns()\n"),
+            f(
+                "lib.rego",
+                "package lib\n\npure(x) := x.a\n\nimpure(x) := data.other.y[x]\n\nnow := time.now_ns()\n",
+            ),
             f(
                 "main.rego",
                 "package main\n\nimport data.lib\nimport data.lib.impure as imp\n\ndeny_a contains m if {\n\tm := lib.pure(input)\n}\n\ndeny_b contains m if {\n\tm := helper(input)\n}\n\nhelper(x) := lib.impure(x)\n\ndeny_c contains m if {\n\tm := imp(input)\n}\n\ndeny_d contains m if {\n\tm := data.lib.pure(input)\n}\n\ndeny_e contains m if {\n\tm := sprintf(\"%v\", [lib.now])\n}\n\ndeny_f contains m if {\n\tsome m in data.main.helper2\n\tinput.x\n}\n\nhelper2 := data[\"x\"]\n\ndeny_g contains m if {\n\t# data.plinth is only a comment\n\tm := \"data.plinth\"\n}\n",
@@ -1961,11 +1983,23 @@ mod tests {
         assert_eq!(id(&e, "deny_a"), "main.deny_a");
         let before = id(&e, "deny_b");
         assert_eq!(before[11..], id(&e, "deny_c")[11..], "same data, same hash");
-        e.set_data(Some(&json!({"other": {"y": {"k": 1}}, "unread": 1})), json!({}), &mut d);
+        e.set_data(
+            Some(&json!({"other": {"y": {"k": 1}}, "unread": 1})),
+            json!({}),
+            &mut d,
+        );
         let after = id(&e, "deny_b");
         assert_ne!(before, after, "the memo key follows the data read");
-        e.set_data(Some(&json!({"other": {"y": {"k": 1}}, "unread": 2})), json!({}), &mut d);
-        assert_eq!(id(&e, "deny_b"), after, "data not read does not change the key");
+        e.set_data(
+            Some(&json!({"other": {"y": {"k": 1}}, "unread": 2})),
+            json!({}),
+            &mut d,
+        );
+        assert_eq!(
+            id(&e, "deny_b"),
+            after,
+            "data not read does not change the key"
+        );
         assert!(d.is_empty(), "{d:?}");
         // An exception reading all of `data` makes every rule of its package uncacheable.
         let mut with_exception = files.clone();

@@ -106,7 +106,10 @@ fn run(
         .map(|d| format!("{d:?}"))
         .collect();
     let (hits, puts) = counting.map_or((0, 0), |c| {
-        (c.hits.load(Ordering::Relaxed), c.puts.load(Ordering::Relaxed))
+        (
+            c.hits.load(Ordering::Relaxed),
+            c.puts.load(Ordering::Relaxed),
+        )
     });
     (diags, hits, puts)
 }
@@ -135,7 +138,10 @@ fn warm_runs_report_what_cold_runs_report_through_edits_and_moves() {
     let (warm, hits, puts) = run(&files, POLICY, Some(&cache));
     assert_eq!(warm, cold);
     assert!(hits > within_run, "the memo is used");
-    assert_eq!(puts, 0, "nothing changed, so every memoisable result was memoised");
+    assert_eq!(
+        puts, 0,
+        "nothing changed, so every memoisable result was memoised"
+    );
 
     // A spec moved to other lines: findings are reported at its new lines.
     let finding = |diags: &[String]| {
@@ -157,7 +163,10 @@ fn warm_runs_report_what_cold_runs_report_through_edits_and_moves() {
 
     // One spec edited: only its findings change.
     let before = cold;
-    let text = files[&path].replace("  owners:\n", "  owners:\n    - extra.owner@stbrigid.example\n");
+    let text = files[&path].replace(
+        "  owners:\n",
+        "  owners:\n    - extra.owner@stbrigid.example\n",
+    );
     assert_ne!(text, files[&path]);
     files.insert(path.clone(), text);
     let cold = run(&files, POLICY, None).0;
@@ -172,7 +181,8 @@ fn warm_runs_report_what_cold_runs_report_through_edits_and_moves() {
     );
 
     // Another project added: the platform-wide rule's findings on unchanged projects change
-    // (a memoised result would still say 4).
+    // (it is memoised keyed by the `data.plinth.specs.Project` it reads; a result memoised by
+    // the input alone would still say 4).
     files.insert(
         "projects/zz-new.yaml".into(),
         files["projects/bed-management.yaml"].replace("name: bed-management", "name: zz-new"),
@@ -230,7 +240,11 @@ fn a_corrupt_memo_is_a_miss_and_a_changed_policy_is_another_set() {
     assert!(cold.iter().any(|d| d.contains("` counts ")));
     let (warm, _, _) = run(&files, &edited, Some(&cache));
     assert_eq!(warm, cold);
-    assert!(!warm.iter().any(|d| d.contains("` has ") && d.contains("owners")));
+    assert!(
+        !warm
+            .iter()
+            .any(|d| d.contains("` has ") && d.contains("owners"))
+    );
 }
 
 #[test]
