@@ -17,6 +17,11 @@
 //! Findings are diagnostics: `deny`/`violation` are errors (P001), `warn` warnings (P002).
 //! A policy that does not parse (P003) or fails while evaluating (P004) is reported at its own
 //! file and line. Each evaluation is bounded in time; inputs and policies are bounded in size.
+//!
+//! Results may be memoised per input between runs ([`Memo`]): a rule's result is keyed by the
+//! policy set, the rule, the content of the input and of the `data` documents it reads, for
+//! rules that read nothing else ([`pure_definitions`]); findings are rebuilt at the input's
+//! current place, and failures are never memoised.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
