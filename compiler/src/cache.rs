@@ -7,12 +7,17 @@
 //! stale; entries are written atomically and a corrupt or unreadable one is a miss. Deleting
 //! the directory is always safe.
 //!
+//! Policy results are also memoised per input ([`PolicyMemo`], under `policy/`): a changed
+//! revision re-evaluates policies only on the inputs that changed.
+//!
 //! An entry holds the diagnostics and the lowered objects of a compile, and the files holding
 //! the Platform document (the only spec callers read after a cached build; only those files are
 //! parsed again).
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -21,6 +26,7 @@ use crate::diag::Diagnostic;
 use crate::load::Snapshot;
 use crate::lower::{Lowered, sha256_hex};
 use crate::options::{Options, PolicyConfig};
+use crate::policy::{Memo, Memoized};
 
 /// Bumped when the entry format changes.
 const FORMAT: &str = "plinth-cache-v3";
@@ -313,6 +319,109 @@ impl UnitPack {
     }
 }
 
+/// Bumped when the policy memo's format changes.
+const POLICY_FORMAT: &str = "plinth-policy-memo-v1";
+
+/// Most policy memo files kept (one per policy set; the least recently written go first).
+const POLICY_FILES_KEPT: usize = 8;
+
+/// One policy set's memo: what was read from its file, and what this run used or added.
+#[derive(Default)]
+struct PolicySet {
+    /// `<input hash> <rule>` → result, as read.
+    stored: HashMap<String, Memoized>,
+    /// The entries of this run: only these are written back (bounded growth).
+    used: HashMap<String, Memoized>,
+}
+
+/// The policy memo file's content.
+#[derive(Serialize, Deserialize)]
+struct PolicyFileContent {
+    format: String,
+    entries: HashMap<String, Memoized>,
+}
+
+/// Results of policy rules per input (a [`Memo`]), persisted under `<cache dir>/policy/`: one
+/// JSON file per policy-set hash, written atomically at the end of a run with the entries that
+/// run used; a corrupt or unreadable file is a miss.
+pub struct PolicyMemo {
+    dir: PathBuf,
+    fingerprint: String,
+    sets: Mutex<HashMap<String, PolicySet>>,
+}
+
+impl Cache {
+    /// The policy result memo kept in this cache.
+    pub fn policy_memo(&self) -> PolicyMemo {
+        PolicyMemo {
+            dir: self.dir.join("policy"),
+            fingerprint: format!("{}|{}|{}", POLICY_FORMAT, fingerprint(), self.salt),
+            sets: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl PolicyMemo {
+    fn path(&self, set: &str) -> PathBuf {
+        self.dir.join(format!("{set}.json"))
+    }
+
+    fn read(&self, set: &str) -> HashMap<String, Memoized> {
+        std::fs::read(self.path(set))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<PolicyFileContent>(&b).ok())
+            .filter(|c| c.format == POLICY_FORMAT)
+            .map(|c| c.entries)
+            .unwrap_or_default()
+    }
+
+    fn with_set<T>(&self, set: &str, f: impl FnOnce(&mut PolicySet) -> T) -> T {
+        let mut sets = self.sets.lock().unwrap_or_else(PoisonError::into_inner);
+        if !sets.contains_key(set) {
+            let stored = self.read(set);
+            sets.insert(
+                set.to_owned(),
+                PolicySet {
+                    stored,
+                    used: HashMap::new(),
+                },
+            );
+        }
+        let entry = sets.entry(set.to_owned()).or_default();
+        f(entry)
+    }
+
+    fn write(&self, set: &str, entries: HashMap<String, Memoized>) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let tmp = self.dir.join(format!(".{set}.{}.tmp", std::process::id()));
+        {
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+            serde_json::to_writer(
+                &mut f,
+                &PolicyFileContent {
+                    format: POLICY_FORMAT.to_owned(),
+                    entries,
+                },
+            )?;
+            f.flush()?;
+        }
+        std::fs::rename(&tmp, self.path(set))?;
+        // Bounded: only the most recently written policy sets are kept.
+        let mut files: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&self.dir)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+            .collect();
+        files.sort();
+        let excess = files.len().saturating_sub(POLICY_FILES_KEPT);
+        for (_, p) in files.into_iter().take(excess) {
+            let _ = std::fs::remove_file(p);
+        }
+        Ok(())
+    }
+}
+
 impl crate::lower::UnitStore for UnitPack {
     fn get(&self, key: &str) -> Option<crate::lower::units::UnitOutput> {
         let bytes = self.read(key)?;
@@ -325,10 +434,52 @@ impl crate::lower::UnitStore for UnitPack {
 
     fn put(&self, key: &str, out: &crate::lower::units::UnitOutput) {
         // A unit that cannot be serialised is only not kept.
-        if let Ok(bytes) = serde_json::to_vec(out) {
-            if let Ok(mut f) = self.fresh.lock() {
-                f.push((key.to_owned(), bytes));
-            }
+        if let Ok(bytes) = serde_json::to_vec(out)
+            && let Ok(mut f) = self.fresh.lock()
+        {
+            f.push((key.to_owned(), bytes));
         }
+    }
+}
+
+impl Memo for PolicyMemo {
+    fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    fn get(&self, set: &str, rule: &str, input: &str) -> Option<Memoized> {
+        let key = format!("{input} {rule}");
+        self.with_set(set, |s| {
+            let hit = s.used.get(&key).or_else(|| s.stored.get(&key))?.clone();
+            s.used.insert(key, hit.clone());
+            Some(hit)
+        })
+    }
+
+    fn put(&self, set: &str, rule: &str, input: &str, result: Memoized) {
+        self.with_set(set, |s| {
+            s.used.insert(format!("{input} {rule}"), result);
+        });
+    }
+
+    fn finish(&self, set: &str) {
+        let Some(s) = self
+            .sets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(set)
+        else {
+            return;
+        };
+        if s.used.is_empty() && s.stored.is_empty() {
+            return;
+        }
+        // Unchanged (every entry read was used, nothing added): nothing to write.
+        if s.used.len() == s.stored.len() && s.used.iter().all(|(k, v)| s.stored.get(k) == Some(v))
+        {
+            return;
+        }
+        // A memo that cannot be written only costs time.
+        let _ = self.write(set, s.used);
     }
 }

@@ -51,7 +51,7 @@ use parse::Document;
 use policy::PolicyFile;
 use specs::Specs;
 
-pub use options::{Options, PolicyConfig, Progress};
+pub use options::{Options, PolicyConfig, PolicyMemo, Progress};
 
 /// A repository read, typed and checked.
 #[derive(Debug)]
@@ -157,6 +157,7 @@ pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &O
             &specs,
             &docs,
             lowered.as_ref(),
+            opts.policy_memo.as_ref().map(|m| &m.0),
         ));
         lap("policy", &mut timings);
     }
@@ -279,19 +280,23 @@ pub fn build_loaded(
         };
         return Built { checked, lowered };
     }
-    // A miss still reuses the units whose inputs did not change.
+    // A miss still reuses the units whose inputs did not change, and the policy results of
+    // inputs that did not change (both memoised per input in the cache).
     let pack = cache.map(|c| (Arc::new(c.units()), c.unit_salt()));
     let mut unit_opts;
-    let opts = match &pack {
-        Some((store, salt)) => {
+    let opts = match (&pack, cache) {
+        (Some((store, salt)), Some(c)) => {
             unit_opts = opts.clone();
             unit_opts.units = Some(options::Units {
                 store: store.clone(),
                 salt: salt.clone(),
             });
+            if unit_opts.policy_memo.is_none() {
+                unit_opts.policy_memo = Some(PolicyMemo(Arc::new(c.policy_memo())));
+            }
             &unit_opts
         }
-        None => opts,
+        _ => opts,
     };
     let mut checked = check_snapshot(snapshot, load_diags, opts);
     checked.timings.insert(0, ("load", load_time));

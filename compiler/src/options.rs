@@ -17,6 +17,9 @@ pub struct Options {
     pub progress: Option<Progress>,
     /// Results of lowering units kept from earlier compiles (see `lower::units`).
     pub units: Option<Units>,
+    /// Where results of policies are memoised per input between runs (`None`: evaluated
+    /// afresh); a build through a cache uses the cache's.
+    pub policy_memo: Option<PolicyMemo>,
 }
 
 /// A store of unit results and the fingerprint of the plinth build that made them.
@@ -29,6 +32,16 @@ pub struct Units {
 impl std::fmt::Debug for Units {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Units")
+    }
+}
+
+/// A policy result memo ([`crate::policy::Memo`]).
+#[derive(Clone)]
+pub struct PolicyMemo(pub Arc<dyn crate::policy::Memo>);
+
+impl std::fmt::Debug for PolicyMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PolicyMemo")
     }
 }
 

@@ -17,6 +17,11 @@
 //! Findings are diagnostics: `deny`/`violation` are errors (P001), `warn` warnings (P002).
 //! A policy that does not parse (P003) or fails while evaluating (P004) is reported at its own
 //! file and line. Each evaluation is bounded in time; inputs and policies are bounded in size.
+//!
+//! Results may be memoised per input between runs ([`Memo`]): a rule's result is keyed by the
+//! policy set, the rule, the content of the input and of the `data` documents it reads, for
+//! rules that read nothing else ([`pure_definitions`]); findings are rebuilt at the input's
+//! current place, and failures are never memoised.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -226,6 +231,68 @@ pub struct Outcome {
     pub exceptions: Vec<String>,
 }
 
+/// A rule's result on one input, as memoised: what [`collect`] needs to rebuild its findings at
+/// the input's current place (never a span, which could go stale).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Memoized {
+    /// `exception` rules exempted the rule this many times.
+    Excepted(usize),
+    /// The rule was undefined on the input.
+    Undefined,
+    /// The rule's value (well-formed: every finding a string or an object with a `msg`).
+    Value(Value),
+}
+
+/// Results of rules per input, kept between runs: keyed by the policy-set hash (every policy
+/// file's path and text, the options and plinth's fingerprint), the rule (`package.name`) and
+/// the hash of the input's content. Only rules that read nothing but `input` are memoised
+/// (see [`pure_definitions`]); failures (P003, P004, a spent budget) never are.
+pub trait Memo: Send + Sync {
+    /// What identifies this build of plinth (mixed into the policy-set hash).
+    fn fingerprint(&self) -> &str;
+    fn get(&self, set: &str, rule: &str, input: &str) -> Option<Memoized>;
+    fn put(&self, set: &str, rule: &str, input: &str, result: Memoized);
+    /// The run of `set` is over (a persistent memo writes itself here).
+    fn finish(&self, set: &str);
+}
+
+/// The content hash of an input (128 bits of the sha256 of its JSON).
+fn input_hash(input: &Value) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    // Writing into the hasher cannot fail.
+    let _ = serde_json::to_writer(HashWriter(&mut h), input);
+    hex(&h.finalize()[..16])
+}
+
+struct HashWriter<'a>(&'a mut sha2::Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        sha2::Digest::update(self.0, buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// A memo and the policy set it is used for.
+#[derive(Clone)]
+struct MemoUse {
+    memo: Arc<dyn Memo>,
+    set: Arc<str>,
+}
+
 /// A loaded set of policies, ready to evaluate many inputs.
 #[derive(Clone)]
 pub struct Engine {
@@ -245,6 +312,24 @@ pub struct Engine {
     /// Per input kind, the rules (indices, grouped by package) that can fire on it.
     by_kind: std::sync::Arc<std::sync::Mutex<BTreeMap<String, RuleGroups>>>,
     run: std::sync::Arc<RunState>,
+    /// Per rule, whether its result depends on the input and fixed data paths alone (and so
+    /// may be memoised).
+    cacheable: Vec<bool>,
+    /// Per memoisable rule, the data paths it reads.
+    reads: Vec<Option<BTreeSet<Vec<String>>>>,
+    /// Per rule, its name in the memo: `package.name`, with the hash of the data it reads.
+    memo_ids: Vec<String>,
+    /// Hash of the loaded files and the options (the policy set, before plinth's fingerprint).
+    files_hash: String,
+    memo: Option<MemoUse>,
+}
+
+/// One input being evaluated: its content hash (when a memo is used) and whether the engine
+/// has been given it.
+struct InputState<'a> {
+    input: &'a Value,
+    hash: Option<String>,
+    set: bool,
 }
 
 /// Rule indices grouped by package.
@@ -395,6 +480,333 @@ fn package_of(text: &str) -> Option<String> {
         .map(|p| p.split_whitespace().next().unwrap_or_default().to_owned())
 }
 
+/// Which definitions of the loaded policies are pure functions of `input` and of documents
+/// of `data` at fixed paths (`data.plinth.parameters`), with those paths: their value on an
+/// input may be memoised keyed by the input and the content of those documents (see
+/// [`Memo`]). Definitions left out depend on more.
+///
+/// A static, conservative reading of the text. Each package is cut into its top-level
+/// definitions (a line at bracket depth 0 starting with a name); a definition is impure when
+/// it mentions `data` other than a definition of a loaded package (`data.<pkg>.<name>`, or
+/// `<alias>.<name>` through an `import data.<pkg>`) or a path `data.a.b…` that leads into no
+/// package (read whole, however it is indexed after), calls a builtin whose result is not a
+/// function of its arguments (`time.now_ns`, `http.send`, …), or uses a definition that is
+/// impure; a reference to a whole package uses all its definitions. A package laid out in a
+/// way this reading does not follow (a top-level line that continues an expression) is impure
+/// as a whole.
+fn pure_definitions(files: &[&PolicyFile]) -> BTreeMap<(String, String), BTreeSet<Vec<String>>> {
+    #[derive(Default)]
+    struct Package {
+        /// Definition name → paths it mentions (`data.x.y`, `lib.images`, `floating`).
+        defs: BTreeMap<String, Vec<Vec<String>>>,
+        /// Import alias → the `data` path it names (without `data`).
+        aliases: BTreeMap<String, Vec<String>>,
+        /// Not read reliably: every definition is impure.
+        opaque: bool,
+    }
+    const KEYWORDS: &[&str] = &[
+        "else", "not", "some", "every", "with", "as", "in", "if", "contains", "input", "data",
+        "true", "false", "null", "package", "import",
+    ];
+    const IMPURE_BUILTINS: &[&str] = &[
+        "time.now_ns",
+        "rand.intn",
+        "uuid.rfc4122",
+        "uuid.parse",
+        "http.send",
+        "opa.runtime",
+        "net.lookup_ip_addr",
+        "trace",
+    ];
+    let mut packages: BTreeMap<String, Package> = BTreeMap::new();
+    for f in files {
+        let Some(name) = package_of(&f.text) else {
+            continue;
+        };
+        let pkg = packages.entry(name).or_default();
+        let mut depth = 0i32;
+        let mut raw = false;
+        let mut current: Option<String> = None;
+        let mut last_line_end = String::new();
+        for line in f.text.lines() {
+            // The line without comments and string contents, and its paths.
+            let mut code = String::new();
+            let mut chars = line.chars().peekable();
+            let mut in_str = false;
+            while let Some(c) = chars.next() {
+                if raw {
+                    if c == '`' {
+                        raw = false;
+                    }
+                    code.push(' ');
+                    continue;
+                }
+                if in_str {
+                    if c == '\\' {
+                        chars.next();
+                    } else if c == '"' {
+                        in_str = false;
+                        code.push('"');
+                    }
+                    continue;
+                }
+                match c {
+                    '#' => break,
+                    '"' => {
+                        in_str = true;
+                        code.push('"');
+                    }
+                    '`' => {
+                        raw = true;
+                        code.push(' ');
+                    }
+                    _ => code.push(c),
+                }
+            }
+            let starts_at_top = depth == 0 && !raw;
+            for c in code.chars() {
+                match c {
+                    '(' | '[' | '{' => depth += 1,
+                    ')' | ']' | '}' => depth -= 1,
+                    _ => {}
+                }
+            }
+            let trimmed = code.trim_end();
+            if trimmed.trim().is_empty() {
+                continue;
+            }
+            let paths = paths_of(&code);
+            if starts_at_top && code.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+                let first = paths.first().cloned().unwrap_or_default();
+                let head = first.first().map(String::as_str).unwrap_or_default();
+                if head == "package" {
+                    last_line_end = trimmed.to_owned();
+                    continue;
+                }
+                if head == "import" {
+                    // `import data.a.b [as c]`
+                    let words: Vec<&str> = code.split_whitespace().collect();
+                    if let Some(path) = words.get(1) {
+                        let segs: Vec<String> = path.split('.').map(str::to_owned).collect();
+                        if segs.first().map(String::as_str) == Some("data") {
+                            let alias = match (words.get(2), words.get(3)) {
+                                (Some(&"as"), Some(a)) => (*a).to_owned(),
+                                _ => segs.last().cloned().unwrap_or_default(),
+                            };
+                            pkg.aliases.insert(alias, segs[1..].to_vec());
+                        }
+                    }
+                    last_line_end = trimmed.to_owned();
+                    continue;
+                }
+                let continues = KEYWORDS.contains(&head)
+                    || last_line_end.ends_with(|c: char| "=,:|&+-*/<>!;".contains(c))
+                    || ["if", "contains", "else", "in", "not", "some", "with", "as"]
+                        .iter()
+                        .any(|k| {
+                            last_line_end
+                                .rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                                .next()
+                                == Some(k)
+                        });
+                if continues {
+                    pkg.opaque = true;
+                } else {
+                    let name = if head == "default" {
+                        paths.get(1).and_then(|p| p.first()).cloned()
+                    } else {
+                        Some(head.to_owned())
+                    };
+                    let Some(name) = name else {
+                        pkg.opaque = true;
+                        continue;
+                    };
+                    pkg.defs.entry(name.clone()).or_default();
+                    current = Some(name);
+                }
+            }
+            match &current {
+                Some(name) => pkg.defs.entry(name.clone()).or_default().extend(paths),
+                None => pkg.opaque = true,
+            }
+            last_line_end = trimmed.to_owned();
+        }
+        if depth != 0 || raw {
+            pkg.opaque = true;
+        }
+    }
+    // What a path refers to: a definition, every definition of a package, a document of
+    // `data` that no package defines (read at a fixed path), or something impure (`None`).
+    enum Target {
+        Def(String, String),
+        Package(String),
+        Data(Vec<String>),
+        Local,
+    }
+    let resolve_data = |segs: &[String]| -> Option<Target> {
+        // The longest loaded package the path starts with.
+        let found = (1..=segs.len()).rev().find_map(|n| {
+            let name = segs[..n].join(".");
+            packages.contains_key(&name).then(|| (name, &segs[n..]))
+        });
+        let Some((pkg, rest)) = found else {
+            // Plain data, unless the path leads into packages (`data.plinth_defaults`).
+            let inside = |p: &str| {
+                let parts: Vec<&str> = p.split('.').collect();
+                parts.len() >= segs.len() && parts.iter().zip(segs).all(|(a, b)| a == b)
+            };
+            return (!segs.is_empty() && !packages.keys().any(|p| inside(p)))
+                .then(|| Target::Data(segs.to_vec()));
+        };
+        match rest.first() {
+            None => Some(Target::Package(pkg)),
+            Some(def) if packages[&pkg].defs.contains_key(def) => {
+                Some(Target::Def(pkg, def.clone()))
+            }
+            Some(_) => None,
+        }
+    };
+    let resolve = |own: &str, p: &Package, path: &[String]| -> Option<Target> {
+        let head = path.first().map(String::as_str).unwrap_or_default();
+        if head == "data" {
+            return resolve_data(&path[1..]);
+        }
+        if let Some(target) = p.aliases.get(head) {
+            let mut full = target.clone();
+            full.extend(path[1..].iter().cloned());
+            return resolve_data(&full);
+        }
+        let dotted = path.iter().take(2).cloned().collect::<Vec<_>>().join(".");
+        if IMPURE_BUILTINS.contains(&dotted.as_str()) || IMPURE_BUILTINS.contains(&head) {
+            return None;
+        }
+        if p.defs.contains_key(head) {
+            return Some(Target::Def(own.to_owned(), head.to_owned()));
+        }
+        Some(Target::Local)
+    };
+    type Def = (String, String);
+    /// The definitions one uses and the data paths it reads.
+    type Uses = (Vec<Def>, BTreeSet<Vec<String>>);
+    // Per definition: the definitions it uses and the data paths it reads; `None`: impure by
+    // itself.
+    let mut deps: BTreeMap<Def, Option<Uses>> = BTreeMap::new();
+    for (name, p) in &packages {
+        for (def, paths) in &p.defs {
+            let mut out = Some((Vec::new(), BTreeSet::new()));
+            if p.opaque {
+                out = None;
+            }
+            for path in paths {
+                let Some((list, reads)) = out.as_mut() else {
+                    break;
+                };
+                match resolve(name, p, path) {
+                    None => out = None,
+                    Some(Target::Local) => {}
+                    Some(Target::Data(segs)) => {
+                        reads.insert(segs);
+                    }
+                    Some(Target::Def(q, d)) => list.push((q, d)),
+                    Some(Target::Package(q)) => {
+                        if packages[&q].opaque {
+                            out = None;
+                        } else {
+                            list.extend(packages[&q].defs.keys().map(|d| (q.clone(), d.clone())));
+                        }
+                    }
+                }
+            }
+            deps.insert((name.clone(), def.clone()), out);
+        }
+    }
+    // Impure: by itself, or through a definition it uses (to a fixed point).
+    let mut impure: BTreeSet<Def> = deps
+        .iter()
+        .filter(|(_, d)| d.is_none())
+        .map(|(k, _)| k.clone())
+        .collect();
+    loop {
+        let more: Vec<Def> = deps
+            .iter()
+            .filter(|(k, _)| !impure.contains(*k))
+            .filter(|(_, d)| {
+                d.as_ref().is_some_and(|(d, _)| {
+                    d.iter()
+                        .any(|x| impure.contains(x) || !deps.contains_key(x))
+                })
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        impure.extend(more);
+    }
+    // A pure definition reads the data paths of every definition it reaches.
+    let mut out = BTreeMap::new();
+    for key in deps.keys().filter(|k| !impure.contains(*k)) {
+        let mut seen = BTreeSet::from([key.clone()]);
+        let mut stack = vec![key.clone()];
+        let mut reads = BTreeSet::new();
+        while let Some(k) = stack.pop() {
+            if let Some(Some((uses, r))) = deps.get(&k) {
+                reads.extend(r.iter().cloned());
+                for u in uses {
+                    if seen.insert(u.clone()) {
+                        stack.push(u.clone());
+                    }
+                }
+            }
+        }
+        out.insert(key.clone(), reads);
+    }
+    out
+}
+
+/// The dotted paths of a line of code (comments and strings removed): `data.a.b`, `lib.x`,
+/// `input.kind`, `count`. A path followed by `[` ends there.
+fn paths_of(code: &str) -> Vec<Vec<String>> {
+    let bytes = code.as_bytes();
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut in_str = false;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'"' {
+            in_str = !in_str;
+            i += 1;
+            continue;
+        }
+        if in_str
+            || !(b.is_ascii_alphabetic() || b == b'_')
+            || (i > 0 && (ident(bytes[i - 1]) || bytes[i - 1] == b'.'))
+        {
+            i += 1;
+            continue;
+        }
+        let mut path = Vec::new();
+        loop {
+            let start = i;
+            while i < bytes.len() && ident(bytes[i]) {
+                i += 1;
+            }
+            path.push(code[start..i].to_owned());
+            if i + 1 < bytes.len()
+                && bytes[i] == b'.'
+                && (bytes[i + 1].is_ascii_alphabetic() || bytes[i + 1] == b'_')
+            {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        out.push(path);
+    }
+    out
+}
+
 impl Engine {
     /// Load policies. Files that do not parse become diagnostics; the rest still load.
     pub fn new(files: &[PolicyFile], opts: &PolicyOptions, diags: &mut Diagnostics) -> Engine {
@@ -409,6 +821,7 @@ impl Engine {
         let mut definitions: BTreeMap<String, usize> = BTreeMap::new();
         let mut exception_packages = BTreeSet::new();
         let mut packages = BTreeSet::new();
+        let mut loaded: Vec<&PolicyFile> = Vec::new();
         for f in files {
             if f.text.len() > MAX_POLICY_BYTES {
                 diags.push(
@@ -443,6 +856,7 @@ impl Engine {
                 );
                 continue;
             }
+            loaded.push(f);
             let Some(package) = package_of(&f.text) else {
                 continue;
             };
@@ -495,7 +909,49 @@ impl Engine {
             }
         }
         rules.sort_by(|a, b| (&a.package, &a.name).cmp(&(&b.package, &b.name)));
-        Engine {
+        let pure = pure_definitions(&loaded);
+        let reads_of = |p: &str, n: &str| pure.get(&(p.to_owned(), n.to_owned()));
+        // Per rule, the data paths its result depends on (its exceptions' too); `None`: it
+        // depends on more.
+        let reads: Vec<Option<BTreeSet<Vec<String>>>> = rules
+            .iter()
+            .map(|r| {
+                let mut reads = reads_of(&r.package, &r.name)?.clone();
+                if exception_packages.contains(&r.package) {
+                    reads.extend(reads_of(&r.package, "exception")?.iter().cloned());
+                }
+                Some(reads)
+            })
+            .collect();
+        let cacheable = reads.iter().map(Option::is_some).collect();
+        let files_hash = {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            let mut field = |bytes: &[u8]| {
+                h.update((bytes.len() as u64).to_le_bytes());
+                h.update(bytes);
+            };
+            for f in files {
+                field(f.path.as_bytes());
+                field(f.text.as_bytes());
+            }
+            field(
+                format!(
+                    "{:?}|{}|{}",
+                    opts.namespaces, opts.all_namespaces, opts.rego_v0
+                )
+                .as_bytes(),
+            );
+            field(
+                opts.data
+                    .as_ref()
+                    .map(Value::to_string)
+                    .unwrap_or_default()
+                    .as_bytes(),
+            );
+            hex(&h.finalize())
+        };
+        let mut built = Engine {
             engine,
             rules,
             definitions,
@@ -510,7 +966,62 @@ impl Engine {
                 exhausted: std::sync::atomic::AtomicBool::new(false),
                 broken: std::sync::Mutex::new(BTreeSet::new()),
             }),
-        }
+            memo_ids: Vec::new(),
+            cacheable,
+            reads,
+            files_hash,
+            memo: None,
+        };
+        built.name_for_memo(&json!({}));
+        built
+    }
+
+    /// Name every rule for the memo after the documents of `data` it reads.
+    fn name_for_memo(&mut self, data: &Value) {
+        let mut digests: BTreeMap<&Vec<String>, String> = BTreeMap::new();
+        self.memo_ids = self
+            .rules
+            .iter()
+            .zip(&self.reads)
+            .map(|(r, reads)| {
+                let id = format!("{}.{}", r.package, r.name);
+                match reads {
+                    Some(reads) if !reads.is_empty() => {
+                        use sha2::Digest;
+                        let mut h = sha2::Sha256::new();
+                        for path in reads {
+                            let digest = digests.entry(path).or_insert_with(|| {
+                                let v = path.iter().try_fold(data, |v, seg| v.get(seg));
+                                let mut h = sha2::Sha256::new();
+                                let _ = serde_json::to_writer(HashWriter(&mut h), &v);
+                                hex(&h.finalize())
+                            });
+                            h.update(path.join(".").as_bytes());
+                            h.update([0]);
+                            h.update(digest.as_bytes());
+                        }
+                        format!("{id}@{}", hex(&h.finalize()[..16]))
+                    }
+                    _ => id,
+                }
+            })
+            .collect();
+    }
+
+    /// Memoise the results of rules that read only `input` in `memo`; returns the policy-set
+    /// hash.
+    fn use_memo(&mut self, memo: Arc<dyn Memo>) -> Arc<str> {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(memo.fingerprint().as_bytes());
+        h.update([0]);
+        h.update(self.files_hash.as_bytes());
+        let set: Arc<str> = Arc::from(hex(&h.finalize()));
+        self.memo = Some(MemoUse {
+            memo,
+            set: set.clone(),
+        });
+        set
     }
 
     /// Evaluate every selected rule on every input, whatever its kind guards say (for
@@ -606,6 +1117,7 @@ impl Engine {
                 d.insert(k, v);
             }
         }
+        self.name_for_memo(&data);
         if let Err(e) = self.engine.add_data(regorus::Value::from(data)) {
             diags.push(Diagnostic::new(
                 Code::PolicyFailed,
@@ -642,21 +1154,67 @@ impl Engine {
             // evaluate.
             return Vec::new();
         }
-        self.engine.set_input(regorus::Value::from(input.clone()));
+        // The input is given to the engine, and hashed, only when a rule needs it.
+        let hash = self
+            .memo
+            .as_ref()
+            .filter(|_| groups.iter().flatten().any(|&i| self.cacheable[i]))
+            .map(|_| input_hash(input));
+        let mut state = InputState {
+            input,
+            hash,
+            set: false,
+        };
         let mut out = Vec::new();
         for group in groups.iter() {
             let pkg = self.rules[group[0]].package.clone();
-            out.push(self.eval_rules(&pkg, group, place, diags));
+            out.push(self.eval_rules(&pkg, group, &mut state, place, diags));
         }
         out
     }
 
+    /// Give the engine the input, once.
+    fn give_input(&mut self, state: &mut InputState<'_>) {
+        if !state.set {
+            // Read from the JSON in place (no copy of it first).
+            let input = <regorus::Value as serde::Deserialize>::deserialize(state.input)
+                .unwrap_or(regorus::Value::Undefined);
+            self.engine.set_input(input);
+            state.set = true;
+        }
+    }
+
+    /// The package's `exception` value on the input, and whether it was evaluated without
+    /// failing.
+    fn exceptions(&mut self, pkg: &str, state: &mut InputState<'_>) -> (Value, bool) {
+        if !self.exception_packages.contains(pkg) {
+            return (Value::Null, true);
+        }
+        self.give_input(state);
+        match self.engine.eval_rule(format!("data.{pkg}.exception")) {
+            Ok(v) if v != regorus::Value::Undefined => {
+                (serde_json::to_value(&v).unwrap_or(Value::Null), true)
+            }
+            Ok(_) => (Value::Null, true),
+            Err(_) => (Value::Null, false),
+        }
+    }
+
+    /// Memoise a rule's result on the input, when it may be.
+    fn remember(&self, index: usize, state: &InputState<'_>, result: Memoized) {
+        if let (Some(m), Some(hash), true) = (&self.memo, &state.hash, self.cacheable[index]) {
+            m.memo.put(&m.set, &self.memo_ids[index], hash, result);
+        }
+    }
+
     /// Evaluate some rules of a package one at a time (a failing one is named), with the
-    /// package's exceptions, as conftest does.
+    /// package's exceptions, as conftest does; results of rules that read only `input` come
+    /// from the memo when it has them.
     fn eval_rules(
         &mut self,
         pkg: &str,
         rules: &[usize],
+        state: &mut InputState<'_>,
         place: &dyn Fn(Option<&Value>) -> Label,
         diags: &mut Diagnostics,
     ) -> Outcome {
@@ -664,36 +1222,61 @@ impl Engine {
             namespace: pkg.to_owned(),
             ..Outcome::default()
         };
-        let exceptions = if self.exception_packages.contains(pkg) {
-            match self.engine.eval_rule(format!("data.{pkg}.exception")) {
-                Ok(v) if v != regorus::Value::Undefined => {
-                    serde_json::to_value(&v).unwrap_or(Value::Null)
-                }
-                _ => Value::Null,
-            }
-        } else {
-            Value::Null
-        };
+        // Evaluated on the first rule the memo does not answer.
+        let mut exceptions: Option<(Value, bool)> = None;
         // Rules that failed or were not evaluated: never counted as passing.
         let mut unevaluated = 0usize;
         for &index in rules {
             let rule = self.rules[index].clone();
+            let id = format!("{}.{}", rule.package, rule.name);
+            let is_broken = |run: &RunState| {
+                run.broken
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .contains(&id)
+            };
+            let memoized = match (&self.memo, &state.hash) {
+                (Some(m), Some(hash)) if self.cacheable[index] => {
+                    m.memo.get(&m.set, &self.memo_ids[index], hash)
+                }
+                _ => None,
+            };
+            let query = || format!("data.{pkg}.exception[_][_] == {:?}", rule.suffix());
+            match memoized {
+                Some(Memoized::Excepted(n)) => {
+                    out.exceptions.extend(std::iter::repeat_n(query(), n));
+                    continue;
+                }
+                Some(_) if is_broken(&self.run) => {
+                    unevaluated += 1;
+                    continue;
+                }
+                Some(Memoized::Undefined) => continue,
+                Some(Memoized::Value(value)) => {
+                    if !collect(&rule, index, &value, place, &mut out, diags) {
+                        unevaluated += 1;
+                    }
+                    continue;
+                }
+                None => {}
+            }
             // conftest: `data.<pkg>.exception[_][_] == "<suffix>"`; each match is an
             // exception, and the rule's findings are not reported.
-            let excepted = exception_matches(&exceptions, rule.suffix());
+            if exceptions.is_none() {
+                exceptions = Some(self.exceptions(pkg, state));
+            }
+            let (exception_value, exceptions_ok) =
+                exceptions.clone().unwrap_or((Value::Null, false));
+            let excepted = exception_matches(&exception_value, rule.suffix());
             if excepted > 0 {
-                let query = format!("data.{pkg}.exception[_][_] == {:?}", rule.suffix());
-                out.exceptions.extend(std::iter::repeat_n(query, excepted));
+                out.exceptions
+                    .extend(std::iter::repeat_n(query(), excepted));
+                if exceptions_ok {
+                    self.remember(index, state, Memoized::Excepted(excepted));
+                }
                 continue;
             }
-            let id = format!("{}.{}", rule.package, rule.name);
-            if self
-                .run
-                .broken
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .contains(&id)
-            {
+            if is_broken(&self.run) {
                 unevaluated += 1;
                 continue;
             }
@@ -701,17 +1284,24 @@ impl Engine {
                 unevaluated += rules.len();
                 break;
             }
+            self.give_input(state);
             let started = std::time::Instant::now();
             match self
                 .engine
                 .eval_rule(format!("data.{}.{}", rule.package, rule.name))
             {
                 // An undefined rule found nothing (counted as passing below).
-                Ok(regorus::Value::Undefined) => {}
+                Ok(regorus::Value::Undefined) => {
+                    if exceptions_ok {
+                        self.remember(index, state, Memoized::Undefined);
+                    }
+                }
                 Ok(v) => {
                     let value = serde_json::to_value(&v).unwrap_or(Value::Null);
                     if !collect(&rule, index, &value, place, &mut out, diags) {
                         unevaluated += 1;
+                    } else if exceptions_ok {
+                        self.remember(index, state, Memoized::Value(value));
                     }
                 }
                 Err(e) => {
@@ -1064,6 +1654,7 @@ pub fn evaluate(
     specs: &Specs,
     docs: &[Arc<Document>],
     lowered: Option<&Lowered>,
+    memo: Option<&Arc<dyn Memo>>,
 ) -> Diagnostics {
     use rayon::prelude::*;
     let mut diags = Diagnostics::new();
@@ -1087,6 +1678,10 @@ pub fn evaluate(
         diags.extend(data_diags);
         return diags;
     }
+    let sets: Vec<Arc<str>> = match memo {
+        Some(m) => engines.iter_mut().map(|e| e.use_memo(m.clone())).collect(),
+        None => Vec::new(),
+    };
     let engine = &mut engines;
     let _budget = MemoryBudget::new(opts.memory);
     // Where a finding that names another spec (`location`) is reported.
@@ -1127,6 +1722,10 @@ pub fn evaluate(
             let mut engines = engine.clone();
             let mut d = Diagnostics::new();
             for input in part {
+                let doc_json = match input {
+                    Input::Doc(doc) => Some(doc.root.to_json()),
+                    Input::Manifest(..) => None,
+                };
                 for engine in &mut engines {
                     match input {
                         Input::Doc(doc) => {
@@ -1139,7 +1738,8 @@ pub fn evaluate(
                                     doc.label(&FieldPath::parse(field))
                                 })
                             };
-                            engine.report_input(&doc.root.to_json(), &place, &mut d);
+                            let json = doc_json.as_ref().unwrap_or(&Value::Null);
+                            engine.report_input(json, &place, &mut d);
                         }
                         Input::Manifest(cluster, m) => {
                             let place = |loc: Option<&Value>| {
@@ -1157,6 +1757,11 @@ pub fn evaluate(
         .collect();
     for d in parts {
         diags.extend(d);
+    }
+    if let Some(m) = memo {
+        for set in &sets {
+            m.finish(set);
+        }
     }
     diags
 }
@@ -1306,6 +1911,117 @@ mod tests {
             .collect();
         assert!(embedded.len() >= 12, "{embedded:?}");
         assert_eq!(embedded, on_disk);
+    }
+
+    /// The rules of an engine, by whether they may be memoised.
+    fn cacheable_rules(files: &[PolicyFile], opts: &PolicyOptions) -> (Vec<String>, Vec<String>) {
+        let mut d = Diagnostics::new();
+        let e = Engine::new(files, opts, &mut d);
+        assert!(d.is_empty(), "{d:?}");
+        let (yes, no): (Vec<_>, Vec<_>) = e.rules.iter().zip(&e.cacheable).partition(|(_, c)| **c);
+        let names = |v: Vec<(&Rule, &bool)>| v.into_iter().map(|(r, _)| r.name.clone()).collect();
+        (names(yes), names(no))
+    }
+
+    #[test]
+    fn default_rules_are_memoised_keyed_by_the_platform_data_they_read() {
+        let opts = PolicyOptions {
+            all_namespaces: true,
+            ..PolicyOptions::default()
+        };
+        let (yes, no) = cacheable_rules(&default_library(), &opts);
+        eprintln!("cacheable: {yes:?}\nnot: {no:?}");
+        // Every default rule reads `input` and documents of `data.plinth` at fixed paths.
+        assert!(no.is_empty(), "{no:?}");
+        assert_eq!(yes.len(), 21);
+        let mut d = Diagnostics::new();
+        let e = Engine::new(&default_library(), &opts, &mut d);
+        let reads = |name: &str| -> Vec<String> {
+            let i = e.rules.iter().position(|r| r.name == name).expect("rule");
+            e.reads[i].iter().flatten().map(|p| p.join(".")).collect()
+        };
+        // Through `lib.project_of`, or `data.plinth.parameters` directly.
+        assert_eq!(
+            reads("deny_gpu_cap"),
+            ["plinth.parameters", "plinth.resolved.projects"]
+        );
+        assert_eq!(
+            reads("deny_image_registry"),
+            ["plinth.parameters.allowedRegistries"]
+        );
+        // Through `lib.images` / `lib.containers` only.
+        for r in [
+            "deny_latest_tag",
+            "deny_gpu_requests_differ",
+            "deny_privileged",
+        ] {
+            assert!(reads(r).is_empty(), "{r}: {:?}", reads(r));
+        }
+    }
+
+    #[test]
+    fn a_data_reference_anywhere_in_the_chain_makes_a_rule_uncacheable() {
+        let f = |path: &str, text: &str| PolicyFile {
+            path: path.into(),
+            text: text.into(),
+        };
+        let files = vec![
+            f(
+                "lib.rego",
+                "package lib\n\npure(x) := x.a\n\nimpure(x) := data.other.y[x]\n\nnow := time.now_ns()\n",
+            ),
+            f(
+                "main.rego",
+                "package main\n\nimport data.lib\nimport data.lib.impure as imp\n\ndeny_a contains m if {\n\tm := lib.pure(input)\n}\n\ndeny_b contains m if {\n\tm := helper(input)\n}\n\nhelper(x) := lib.impure(x)\n\ndeny_c contains m if {\n\tm := imp(input)\n}\n\ndeny_d contains m if {\n\tm := data.lib.pure(input)\n}\n\ndeny_e contains m if {\n\tm := sprintf(\"%v\", [lib.now])\n}\n\ndeny_f contains m if {\n\tsome m in data.main.helper2\n\tinput.x\n}\n\nhelper2 := data[\"x\"]\n\ndeny_g contains m if {\n\t# data.plinth is only a comment\n\tm := \"data.plinth\"\n}\n",
+            ),
+        ];
+        let (yes, no) = cacheable_rules(&files, &PolicyOptions::default());
+        // `deny_b` and `deny_c` read `data.other.y` (a fixed path) through helpers.
+        assert_eq!(yes, ["deny_a", "deny_b", "deny_c", "deny_d", "deny_g"]);
+        assert_eq!(no, ["deny_e", "deny_f"]);
+        let mut d = Diagnostics::new();
+        let mut e = Engine::new(&files, &PolicyOptions::default(), &mut d);
+        let id = |e: &Engine, name: &str| {
+            let i = e.rules.iter().position(|r| r.name == name).expect("rule");
+            e.memo_ids[i].clone()
+        };
+        assert_eq!(id(&e, "deny_a"), "main.deny_a");
+        let before = id(&e, "deny_b");
+        assert_eq!(before[11..], id(&e, "deny_c")[11..], "same data, same hash");
+        e.set_data(
+            Some(&json!({"other": {"y": {"k": 1}}, "unread": 1})),
+            json!({}),
+            &mut d,
+        );
+        let after = id(&e, "deny_b");
+        assert_ne!(before, after, "the memo key follows the data read");
+        e.set_data(
+            Some(&json!({"other": {"y": {"k": 1}}, "unread": 2})),
+            json!({}),
+            &mut d,
+        );
+        assert_eq!(
+            id(&e, "deny_b"),
+            after,
+            "data not read does not change the key"
+        );
+        assert!(d.is_empty(), "{d:?}");
+        // An exception reading all of `data` makes every rule of its package uncacheable.
+        let mut with_exception = files.clone();
+        with_exception.push(f(
+            "exc.rego",
+            "package main\n\nexception contains r if {\n\tsome k, _ in data\n\tr := k\n}\n",
+        ));
+        let (yes, _) = cacheable_rules(&with_exception, &PolicyOptions::default());
+        assert!(yes.is_empty(), "{yes:?}");
+        // A top-level line continuing an expression: the package is not read reliably.
+        let odd = vec![f(
+            "odd.rego",
+            "package main\n\ndeny_x contains m if\ninput.a == data.q\n",
+        )];
+        let mut d = Diagnostics::new();
+        let e = Engine::new(&odd, &PolicyOptions::default(), &mut d);
+        assert!(e.cacheable.iter().all(|c| !c), "{d:?}");
     }
 
     #[test]

@@ -210,7 +210,7 @@ fn apply(files: &mut BTreeMap<String, String>, projects: &[String], e: &Edit) {
             if mentions.is_empty() {
                 return;
             }
-            let (at, from) = mentions[n % mentions.len()].clone();
+            let (at, from) = mentions[n % mentions.len()];
             let to = &projects[to % projects.len()];
             let (at, len) = (at, from.len());
             t.replace_range(at..at + len, to);

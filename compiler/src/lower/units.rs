@@ -209,7 +209,14 @@ pub fn jobs<'s>(specs: &'s Specs, snapshot: &Snapshot, salt: &str) -> Vec<Job<'s
     all.into_par_iter()
         .map(|(cluster, unit)| {
             let view = view(specs, &index, &types, unit);
-            let key = key(salt, cluster, unit, &view, Some(&platform.doc.file), &hashes);
+            let key = key(
+                salt,
+                cluster,
+                unit,
+                &view,
+                Some(&platform.doc.file),
+                &hashes,
+            );
             Job {
                 cluster,
                 unit,

@@ -1,0 +1,265 @@
+//! The policy result memo is invisible: a run that takes rule results from the memo reports
+//! byte-identical diagnostics to a run that evaluates every rule, whatever changed between the
+//! runs (a spec moved to other lines, a spec edited, another spec a platform-wide rule reads, a
+//! policy's text), and a damaged memo is only a miss.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use plinth::cache::Cache;
+use plinth::load::MemSource;
+use plinth::policy::{Memo, Memoized, PolicyFile};
+
+/// A user policy: one rule reading only `input`, one reading the whole platform.
+const POLICY: &str = r#"package main
+
+warn_project contains {"msg": msg, "location": {"field": "spec.owners"}} if {
+	input.kind == "Project"
+	msg := sprintf("project `%s` has %d owners", [input.metadata.name, count(input.spec.owners)])
+}
+
+warn_platform contains msg if {
+	input.kind == "Project"
+	n := count(data.plinth.specs.Project)
+	msg := sprintf("project `%s` is one of %d projects", [input.metadata.name, n])
+}
+
+deny_image contains msg if {
+	some c in input.spec.template.spec.containers
+	endswith(c.image, ":never")
+	msg := sprintf("container `%s` is never", [c.name])
+}
+"#;
+
+/// The persistent memo, counting what it answered.
+struct Counting {
+    inner: plinth::cache::PolicyMemo,
+    hits: AtomicUsize,
+    puts: AtomicUsize,
+}
+
+impl Memo for Counting {
+    fn fingerprint(&self) -> &str {
+        self.inner.fingerprint()
+    }
+    fn get(&self, set: &str, rule: &str, input: &str) -> Option<Memoized> {
+        let r = self.inner.get(set, rule, input);
+        if r.is_some() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+    fn put(&self, set: &str, rule: &str, input: &str, result: Memoized) {
+        self.puts.fetch_add(1, Ordering::Relaxed);
+        self.inner.put(set, rule, input, result);
+    }
+    fn finish(&self, set: &str) {
+        self.inner.finish(set);
+    }
+}
+
+fn options(policy: &str) -> plinth::Options {
+    plinth::Options {
+        policies: Some(plinth::PolicyConfig {
+            default_library: true,
+            extra: vec![PolicyFile {
+                path: "extra/main.rego".into(),
+                text: policy.into(),
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Diagnostics of a check, sorted and printed with their spans, and (hits, puts) of the memo.
+fn run(
+    files: &BTreeMap<String, String>,
+    policy: &str,
+    cache: Option<&Cache>,
+) -> (Vec<String>, usize, usize) {
+    let mut s = MemSource::new();
+    for (p, t) in files {
+        s = s.with(p, t.as_bytes().to_vec());
+    }
+    let mut opts = options(policy);
+    let counting = cache.map(|c| {
+        Arc::new(Counting {
+            inner: c.policy_memo(),
+            hits: AtomicUsize::new(0),
+            puts: AtomicUsize::new(0),
+        })
+    });
+    if let Some(c) = &counting {
+        opts.policy_memo = Some(plinth::PolicyMemo(c.clone()));
+    }
+    let checked = plinth::check_source(&s, &opts).expect("load");
+    let diags = checked
+        .diagnostics
+        .into_sorted()
+        .into_iter()
+        .map(|d| format!("{d:?}"))
+        .collect();
+    let (hits, puts) = counting.map_or((0, 0), |c| {
+        (
+            c.hits.load(Ordering::Relaxed),
+            c.puts.load(Ordering::Relaxed),
+        )
+    });
+    (diags, hits, puts)
+}
+
+fn policy_diags(diags: &[String]) -> Vec<&String> {
+    diags.iter().filter(|d| d.contains("Policy")).collect()
+}
+
+#[test]
+fn warm_runs_report_what_cold_runs_report_through_edits_and_moves() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cache = Cache::new(dir.path());
+    let mut files = common::example();
+
+    let cold = run(&files, POLICY, None).0;
+    assert!(
+        cold.iter().any(|d| d.contains("project `er-capacity` has")),
+        "the input-only rule fires: {:#?}",
+        policy_diags(&cold)
+    );
+    assert!(cold.iter().any(|d| d.contains("is one of 4 projects")));
+    // Inputs of the same content within one run share results.
+    let (first, within_run, puts) = run(&files, POLICY, Some(&cache));
+    assert_eq!(first, cold);
+    assert!(puts > 0);
+    let (warm, hits, puts) = run(&files, POLICY, Some(&cache));
+    assert_eq!(warm, cold);
+    assert!(hits > within_run, "the memo is used");
+    assert_eq!(
+        puts, 0,
+        "nothing changed, so every memoisable result was memoised"
+    );
+
+    // A spec moved to other lines: findings are reported at its new lines.
+    let finding = |diags: &[String]| {
+        diags
+            .iter()
+            .find(|d| d.contains("project `er-capacity` has"))
+            .cloned()
+            .expect("the finding on er-capacity")
+    };
+    let unmoved = finding(&cold);
+    let path = "projects/er-capacity.yaml".to_owned();
+    let moved = format!("# moved\n# down\n# three lines\n{}", files[&path]);
+    files.insert(path.clone(), moved);
+    let cold = run(&files, POLICY, None).0;
+    let (warm, hits, _) = run(&files, POLICY, Some(&cache));
+    assert!(hits > within_run);
+    assert_eq!(warm, cold);
+    assert_ne!(finding(&cold), unmoved, "the finding moved with its spec");
+
+    // One spec edited: only its findings change.
+    let before = cold;
+    let text = files[&path].replace(
+        "  owners:\n",
+        "  owners:\n    - extra.owner@stbrigid.example\n",
+    );
+    assert_ne!(text, files[&path]);
+    files.insert(path.clone(), text);
+    let cold = run(&files, POLICY, None).0;
+    let (warm, _, puts) = run(&files, POLICY, Some(&cache));
+    assert_eq!(warm, cold);
+    assert!(puts > 0, "the edited spec is evaluated again");
+    let changed: Vec<&String> = cold.iter().filter(|d| !before.contains(d)).collect();
+    assert!(!changed.is_empty());
+    assert!(
+        changed.iter().all(|d| d.contains("er-capacity")),
+        "{changed:#?}"
+    );
+
+    // Another project added: the platform-wide rule's findings on unchanged projects change
+    // (it is memoised keyed by the `data.plinth.specs.Project` it reads; a result memoised by
+    // the input alone would still say 4).
+    files.insert(
+        "projects/zz-new.yaml".into(),
+        files["projects/bed-management.yaml"].replace("name: bed-management", "name: zz-new"),
+    );
+    let cold = run(&files, POLICY, None).0;
+    assert!(
+        cold.iter().any(|d| d.contains("is one of 5 projects")),
+        "{:#?}",
+        policy_diags(&cold)
+    );
+    let (warm, hits, _) = run(&files, POLICY, Some(&cache));
+    assert!(hits > within_run);
+    assert_eq!(warm, cold);
+    assert!(!warm.iter().any(|d| d.contains("is one of 4 projects")));
+}
+
+#[test]
+fn a_corrupt_memo_is_a_miss_and_a_changed_policy_is_another_set() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cache = Cache::new(dir.path());
+    let files = common::example();
+    let cold = run(&files, POLICY, None).0;
+    run(&files, POLICY, Some(&cache));
+    let (_, warm_hits, warm_puts) = run(&files, POLICY, Some(&cache));
+    assert_eq!(warm_puts, 0);
+    let memo_dir = dir.path().join("policy");
+    let written: Vec<std::path::PathBuf> = std::fs::read_dir(&memo_dir)
+        .expect("policy/ written")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(
+        written.len(),
+        2,
+        "one file per policy set: the library's and the user's"
+    );
+    for p in &written {
+        std::fs::write(
+            p,
+            b"{\"format\": \"plinth-policy-memo-v1\", \"entries\": {\"x\": ",
+        )
+        .expect("write");
+    }
+    let (warm, hits, puts) = run(&files, POLICY, Some(&cache));
+    assert_eq!(warm, cold);
+    assert!(puts > 0, "a corrupt memo is a miss");
+    assert!(hits < warm_hits);
+    // ... and is written again whole.
+    let (warm, hits, puts) = run(&files, POLICY, Some(&cache));
+    assert_eq!(warm, cold);
+    assert_eq!((hits, puts), (warm_hits, 0));
+
+    // A changed policy text: its rules are evaluated again (the old messages are not reused).
+    let edited = POLICY.replace("has %d owners", "counts %d owners");
+    let cold = run(&files, &edited, None).0;
+    assert!(cold.iter().any(|d| d.contains("` counts ")));
+    let (warm, _, _) = run(&files, &edited, Some(&cache));
+    assert_eq!(warm, cold);
+    assert!(
+        !warm
+            .iter()
+            .any(|d| d.contains("` has ") && d.contains("owners"))
+    );
+}
+
+#[test]
+fn a_cached_build_memoises_policy_results() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cache = Cache::new(dir.path());
+    let files = common::example();
+    let mut s = MemSource::new();
+    for (p, t) in &files {
+        s = s.with(p, t.as_bytes().to_vec());
+    }
+    let built = plinth::build_cached(&s, &options(POLICY), &cache).expect("build");
+    assert!(!built.checked.diagnostics.has_errors());
+    let memo_files = std::fs::read_dir(dir.path().join("policy"))
+        .expect("policy/")
+        .count();
+    assert_eq!(memo_files, 2);
+}
