@@ -726,6 +726,77 @@ fn an_unchanged_build_writes_nothing_and_a_tampered_output_is_rewritten() {
     }
 }
 
+/// A one-spec change rewrites the files it changes and nothing else (the others keep their
+/// inodes); the result is the same as a fresh build, with nothing left beside the files.
+#[test]
+fn a_small_change_rewrites_only_the_files_it_changes() {
+    use std::os::unix::fs::MetadataExt;
+    let t = scratch_with_example();
+    let o = plinth(t.path(), &["build", "repo", "--out", "out"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = t.path().join("out");
+    let inodes = |d: &Path| -> BTreeMap<PathBuf, u64> {
+        snapshot(d)
+            .into_iter()
+            .filter(|(_, b)| b.is_some())
+            .map(|(p, _)| {
+                let ino = fs::metadata(d.join(&p)).expect("stat").ino();
+                (p, ino)
+            })
+            .collect()
+    };
+    let (before, before_inodes) = (snapshot(&out), inodes(&out));
+    let p = t.path().join("repo/projects/er-capacity.yaml");
+    let text = fs::read_to_string(&p).expect("read");
+    fs::write(&p, text.replacen("cpu: 96", "cpu: 97", 1)).expect("write");
+    let o = plinth(t.path(), &["build", "repo", "--out", "out"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = plinth(t.path(), &["build", "repo", "--out", "fresh"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let after = snapshot(&out);
+    assert!(
+        after == snapshot(&t.path().join("fresh")),
+        "differs from a fresh build"
+    );
+    let after_inodes = inodes(&out);
+    let changed: Vec<&PathBuf> = after
+        .iter()
+        .filter(|(p, b)| before.get(*p) != Some(b))
+        .map(|(p, _)| p)
+        .collect();
+    assert!(
+        !changed.is_empty() && changed.len() < 6,
+        "a quota change changes its ResourceQuota and the lock files: {changed:?}"
+    );
+    for (p, ino) in &after_inodes {
+        if changed.contains(&p) {
+            assert_ne!(
+                before_inodes.get(p),
+                Some(ino),
+                "{} was not rewritten",
+                p.display()
+            );
+        } else {
+            assert_eq!(
+                before_inodes.get(p),
+                Some(ino),
+                "{} was rewritten though unchanged",
+                p.display()
+            );
+        }
+    }
+    assert_eq!(
+        leftovers(t.path(), &["repo", "out", "fresh"]),
+        Vec::<String>::new()
+    );
+    assert!(
+        !after
+            .keys()
+            .any(|p| p.to_string_lossy().contains(".plinth-new-")),
+        "temporary files left in the output"
+    );
+}
+
 #[test]
 fn successful_build_replaces_the_output_whole() {
     let t = scratch_with_example();

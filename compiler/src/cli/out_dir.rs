@@ -1,4 +1,9 @@
-//! The output directory: replaced whole and atomically, and only when it is plinth's.
+//! The output directory: written only when it is plinth's, and never left half-written by a
+//! failed write. A fresh or mostly changed output is written beside and swapped in whole; an
+//! output that differs in a few files (an incremental build) gets only those: the new files are
+//! written beside their targets first (a failure removes them and leaves the output as it was),
+//! then renamed into place, the lock files last, and the files the build no longer has are
+//! deleted.
 
 /// Marks a directory as plinth's output, so it may be replaced later.
 const MARKER: &str = ".plinth-output";
@@ -20,8 +25,13 @@ pub(super) fn mark(dir: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Whether `dir` holds exactly the files of `tree` (and the marker), with the same bytes.
-fn holds_exactly(dir: &std::path::Path, tree: &crate::emit::Tree) -> bool {
+/// How `dir` differs from `tree`: the paths of `tree` whose file is missing or has other
+/// bytes, and the files of `dir` that `tree` does not have (the marker aside). `None` when the
+/// directory cannot be read as a plain tree of files.
+fn differences(
+    dir: &std::path::Path,
+    tree: &crate::emit::Tree,
+) -> Option<(Vec<String>, Vec<String>)> {
     fn walk(dir: &std::path::Path, rel: &str, out: &mut Vec<String>) -> std::io::Result<()> {
         for e in std::fs::read_dir(dir)? {
             let e = e?;
@@ -47,16 +57,64 @@ fn holds_exactly(dir: &std::path::Path, tree: &crate::emit::Tree) -> bool {
     }
     use rayon::prelude::*;
     let mut found = Vec::with_capacity(tree.len() + 1);
-    if walk(dir, "", &mut found).is_err() {
-        return false;
-    }
+    walk(dir, "", &mut found).ok()?;
     found.retain(|p| p != MARKER);
-    found.sort_unstable();
-    found.len() == tree.len()
-        && found.iter().zip(tree.keys()).all(|(a, b)| a == b)
-        && tree.par_iter().all(|(path, text)| {
-            std::fs::read(dir.join(path)).is_ok_and(|bytes| bytes == text.as_bytes())
+    let removed: Vec<String> = found
+        .into_iter()
+        .filter(|p| !tree.contains_key(p))
+        .collect();
+    let changed: Vec<String> = tree
+        .par_iter()
+        .filter(|(path, text)| {
+            !std::fs::read(dir.join(path)).is_ok_and(|bytes| bytes == text.as_bytes())
         })
+        .map(|(path, _)| path.clone())
+        .collect();
+    Some((changed, removed))
+}
+
+/// Write `changed` files of `tree` into `target` and delete `removed` ones: every new file is
+/// written beside its target first (on failure they are removed and `target` is as it was),
+/// then renamed into place, lock files last.
+fn update_in_place(
+    target: &std::path::Path,
+    tree: &crate::emit::Tree,
+    changed: &[String],
+    removed: &[String],
+) -> std::io::Result<()> {
+    use rayon::prelude::*;
+    let pid = std::process::id();
+    let temp = |p: &str| target.join(format!("{p}.plinth-new-{pid}"));
+    let written: std::io::Result<()> = changed.par_iter().try_for_each(|p| {
+        let t = temp(p);
+        if let Some(d) = t.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        std::fs::write(&t, &tree[p])
+    });
+    if let Err(e) = written {
+        for p in changed {
+            let _ = std::fs::remove_file(temp(p));
+        }
+        return Err(e);
+    }
+    let (locks, objects): (Vec<&String>, Vec<&String>) = changed
+        .iter()
+        .partition(|p| p.ends_with("plinth.lock.json"));
+    for p in objects.into_iter().chain(locks) {
+        std::fs::rename(temp(p), target.join(p))?;
+    }
+    for p in removed {
+        std::fs::remove_file(target.join(p))?;
+        // Directories the deletion left empty go too (never `target` itself).
+        let mut dir = target.join(p);
+        while dir.pop() && dir != target {
+            if std::fs::remove_dir(&dir).is_err() {
+                break;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Replace `target` with exactly the files of `tree`: written to a sibling directory first,
@@ -76,9 +134,17 @@ pub(super) fn replace_dir(
                 target.display()
             );
         }
-        if is_ours && holds_exactly(target, tree) {
-            // Nothing to write: the files stay as they are (and keep their times).
-            return Ok(());
+        if is_ours && let Some((changed, removed)) = differences(target, tree) {
+            // Nothing to write: the files stay as they are (and keep their times). A few
+            // changes are written in place; many, by writing the whole tree beside.
+            if changed.is_empty() && removed.is_empty() {
+                return Ok(());
+            }
+            if (changed.len() + removed.len()) * 4 <= tree.len() {
+                return update_in_place(target, tree, &changed, &removed).map_err(|e| {
+                    anyhow::Error::new(e).context(format!("cannot update `{}`", target.display()))
+                });
+            }
         }
     }
     let parent = target
