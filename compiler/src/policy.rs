@@ -24,6 +24,7 @@
 //! current place, and failures are never memoised.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -495,203 +496,255 @@ fn package_of(text: &str) -> Option<String> {
 /// way this reading does not follow (a top-level line that continues an expression) is impure
 /// as a whole.
 fn pure_definitions(files: &[&PolicyFile]) -> BTreeMap<(String, String), BTreeSet<Vec<String>>> {
-    #[derive(Default)]
-    struct Package {
-        /// Definition name → paths it mentions (`data.x.y`, `lib.images`, `floating`).
-        defs: BTreeMap<String, Vec<Vec<String>>>,
-        /// Import alias → the `data` path it names (without `data`).
-        aliases: BTreeMap<String, Vec<String>>,
-        /// Not read reliably: every definition is impure.
-        opaque: bool,
-    }
-    const KEYWORDS: &[&str] = &[
-        "else", "not", "some", "every", "with", "as", "in", "if", "contains", "input", "data",
-        "true", "false", "null", "package", "import",
-    ];
-    const IMPURE_BUILTINS: &[&str] = &[
-        "time.now_ns",
-        "rand.intn",
-        "uuid.rfc4122",
-        "uuid.parse",
-        "http.send",
-        "opa.runtime",
-        "net.lookup_ip_addr",
-        "trace",
-    ];
+    let packages = read_packages(files);
+    let deps = direct_uses(&packages);
+    let impure = impure_definitions(&deps);
+    pure_reads(&deps, &impure)
+}
+
+/// A package as [`pure_definitions`] reads it.
+#[derive(Default)]
+struct Package {
+    /// Definition name → paths it mentions (`data.x.y`, `lib.images`, `floating`).
+    defs: BTreeMap<String, Vec<Vec<String>>>,
+    /// Import alias → the `data` path it names (without `data`).
+    aliases: BTreeMap<String, Vec<String>>,
+    /// Not read reliably: every definition is impure.
+    opaque: bool,
+}
+
+/// Words that cannot start a definition: a top-level line starting with one continues an
+/// expression.
+const KEYWORDS: &[&str] = &[
+    "else", "not", "some", "every", "with", "as", "in", "if", "contains", "input", "data", "true",
+    "false", "null", "package", "import",
+];
+
+/// Builtins whose result is not a function of their arguments.
+const IMPURE_BUILTINS: &[&str] = &[
+    "time.now_ns",
+    "rand.intn",
+    "uuid.rfc4122",
+    "uuid.parse",
+    "http.send",
+    "opa.runtime",
+    "net.lookup_ip_addr",
+    "trace",
+];
+
+/// A definition: its package and name.
+type Def = (String, String);
+
+/// The definitions one uses and the data paths it reads.
+type Uses = (Vec<Def>, BTreeSet<Vec<String>>);
+
+/// What a path refers to: a definition, every definition of a package, a document of `data`
+/// that no package defines (read at a fixed path), or something local (a variable, a pure
+/// builtin); something impure is `None` where a `Target` is expected.
+enum Target {
+    Def(String, String),
+    Package(String),
+    Data(Vec<String>),
+    Local,
+}
+
+/// Cut every loaded file into its package's top-level definitions.
+fn read_packages(files: &[&PolicyFile]) -> BTreeMap<String, Package> {
     let mut packages: BTreeMap<String, Package> = BTreeMap::new();
     for f in files {
         let Some(name) = package_of(&f.text) else {
             continue;
         };
-        let pkg = packages.entry(name).or_default();
-        let mut depth = 0i32;
-        let mut raw = false;
-        let mut current: Option<String> = None;
-        let mut last_line_end = String::new();
-        for line in f.text.lines() {
-            // The line without comments and string contents, and its paths.
-            let mut code = String::new();
-            let mut chars = line.chars().peekable();
-            let mut in_str = false;
-            while let Some(c) = chars.next() {
-                if raw {
-                    if c == '`' {
-                        raw = false;
-                    }
-                    code.push(' ');
-                    continue;
-                }
-                if in_str {
-                    if c == '\\' {
-                        chars.next();
-                    } else if c == '"' {
-                        in_str = false;
-                        code.push('"');
-                    }
-                    continue;
-                }
-                match c {
-                    '#' => break,
-                    '"' => {
-                        in_str = true;
-                        code.push('"');
-                    }
-                    '`' => {
-                        raw = true;
-                        code.push(' ');
-                    }
-                    _ => code.push(c),
-                }
+        read_package(packages.entry(name).or_default(), &f.text);
+    }
+    packages
+}
+
+/// Add the definitions of one file's text, with the paths each mentions, to its package.
+fn read_package(pkg: &mut Package, text: &str) {
+    let mut depth = 0i32;
+    let mut raw = false;
+    let mut current: Option<String> = None;
+    let mut last_line_end = String::new();
+    for line in text.lines() {
+        let code = code_of(line, &mut raw);
+        let starts_at_top = depth == 0 && !raw;
+        for c in code.chars() {
+            match c {
+                '(' | '[' | '{' => depth += 1,
+                ')' | ']' | '}' => depth -= 1,
+                _ => {}
             }
-            let starts_at_top = depth == 0 && !raw;
-            for c in code.chars() {
-                match c {
-                    '(' | '[' | '{' => depth += 1,
-                    ')' | ']' | '}' => depth -= 1,
-                    _ => {}
-                }
-            }
-            let trimmed = code.trim_end();
-            if trimmed.trim().is_empty() {
+        }
+        let trimmed = code.trim_end();
+        if trimmed.trim().is_empty() {
+            continue;
+        }
+        let paths = paths_of(&code);
+        if starts_at_top && code.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+            let first = paths.first().cloned().unwrap_or_default();
+            let head = first.first().map(String::as_str).unwrap_or_default();
+            if head == "package" {
+                last_line_end = trimmed.to_owned();
                 continue;
             }
-            let paths = paths_of(&code);
-            if starts_at_top && code.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
-                let first = paths.first().cloned().unwrap_or_default();
-                let head = first.first().map(String::as_str).unwrap_or_default();
-                if head == "package" {
-                    last_line_end = trimmed.to_owned();
-                    continue;
+            if head == "import" {
+                if let Some((alias, path)) = import_alias(&code) {
+                    pkg.aliases.insert(alias, path);
                 }
-                if head == "import" {
-                    // `import data.a.b [as c]`
-                    let words: Vec<&str> = code.split_whitespace().collect();
-                    if let Some(path) = words.get(1) {
-                        let segs: Vec<String> = path.split('.').map(str::to_owned).collect();
-                        if segs.first().map(String::as_str) == Some("data") {
-                            let alias = match (words.get(2), words.get(3)) {
-                                (Some(&"as"), Some(a)) => (*a).to_owned(),
-                                _ => segs.last().cloned().unwrap_or_default(),
-                            };
-                            pkg.aliases.insert(alias, segs[1..].to_vec());
-                        }
-                    }
-                    last_line_end = trimmed.to_owned();
-                    continue;
-                }
-                let continues = KEYWORDS.contains(&head)
-                    || last_line_end.ends_with(|c: char| "=,:|&+-*/<>!;".contains(c))
-                    || ["if", "contains", "else", "in", "not", "some", "with", "as"]
-                        .iter()
-                        .any(|k| {
-                            last_line_end
-                                .rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                                .next()
-                                == Some(k)
-                        });
-                if continues {
-                    pkg.opaque = true;
+                last_line_end = trimmed.to_owned();
+                continue;
+            }
+            if continues_expression(head, &last_line_end) {
+                pkg.opaque = true;
+            } else {
+                let name = if head == "default" {
+                    paths.get(1).and_then(|p| p.first()).cloned()
                 } else {
-                    let name = if head == "default" {
-                        paths.get(1).and_then(|p| p.first()).cloned()
-                    } else {
-                        Some(head.to_owned())
-                    };
-                    let Some(name) = name else {
-                        pkg.opaque = true;
-                        continue;
-                    };
-                    pkg.defs.entry(name.clone()).or_default();
-                    current = Some(name);
-                }
+                    Some(head.to_owned())
+                };
+                let Some(name) = name else {
+                    pkg.opaque = true;
+                    continue;
+                };
+                pkg.defs.entry(name.clone()).or_default();
+                current = Some(name);
             }
-            match &current {
-                Some(name) => pkg.defs.entry(name.clone()).or_default().extend(paths),
-                None => pkg.opaque = true,
-            }
-            last_line_end = trimmed.to_owned();
         }
-        if depth != 0 || raw {
-            pkg.opaque = true;
+        match &current {
+            Some(name) => pkg.defs.entry(name.clone()).or_default().extend(paths),
+            None => pkg.opaque = true,
+        }
+        last_line_end = trimmed.to_owned();
+    }
+    if depth != 0 || raw {
+        pkg.opaque = true;
+    }
+}
+
+/// A line without its comment and string contents (quotes kept, raw strings blanked);
+/// `raw` carries whether a raw string is open across lines.
+fn code_of(line: &str, raw: &mut bool) -> String {
+    let mut code = String::new();
+    let mut chars = line.chars().peekable();
+    let mut in_str = false;
+    while let Some(c) = chars.next() {
+        if *raw {
+            if c == '`' {
+                *raw = false;
+            }
+            code.push(' ');
+            continue;
+        }
+        if in_str {
+            if c == '\\' {
+                chars.next();
+            } else if c == '"' {
+                in_str = false;
+                code.push('"');
+            }
+            continue;
+        }
+        match c {
+            '#' => break,
+            '"' => {
+                in_str = true;
+                code.push('"');
+            }
+            '`' => {
+                *raw = true;
+                code.push(' ');
+            }
+            _ => code.push(c),
         }
     }
-    // What a path refers to: a definition, every definition of a package, a document of
-    // `data` that no package defines (read at a fixed path), or something impure (`None`).
-    enum Target {
-        Def(String, String),
-        Package(String),
-        Data(Vec<String>),
-        Local,
+    code
+}
+
+/// The alias and `data` path (without `data`) of an `import data.a.b [as c]` line.
+fn import_alias(code: &str) -> Option<(String, Vec<String>)> {
+    let words: Vec<&str> = code.split_whitespace().collect();
+    let path = words.get(1)?;
+    let segs: Vec<String> = path.split('.').map(str::to_owned).collect();
+    if segs.first().map(String::as_str) != Some("data") {
+        return None;
     }
-    let resolve_data = |segs: &[String]| -> Option<Target> {
-        // The longest loaded package the path starts with.
-        let found = (1..=segs.len()).rev().find_map(|n| {
-            let name = segs[..n].join(".");
-            packages.contains_key(&name).then(|| (name, &segs[n..]))
-        });
-        let Some((pkg, rest)) = found else {
-            // Plain data, unless the path leads into packages (`data.plinth_defaults`).
-            let inside = |p: &str| {
-                let parts: Vec<&str> = p.split('.').collect();
-                parts.len() >= segs.len() && parts.iter().zip(segs).all(|(a, b)| a == b)
-            };
-            return (!segs.is_empty() && !packages.keys().any(|p| inside(p)))
-                .then(|| Target::Data(segs.to_vec()));
+    let alias = match (words.get(2), words.get(3)) {
+        (Some(&"as"), Some(a)) => (*a).to_owned(),
+        _ => segs.last().cloned().unwrap_or_default(),
+    };
+    Some((alias, segs[1..].to_vec()))
+}
+
+/// Whether a top-level line starting with `head` continues the expression of the line before
+/// (which ended with `last_line_end`) rather than starting a definition.
+fn continues_expression(head: &str, last_line_end: &str) -> bool {
+    KEYWORDS.contains(&head)
+        || last_line_end.ends_with(|c: char| "=,:|&+-*/<>!;".contains(c))
+        || ["if", "contains", "else", "in", "not", "some", "with", "as"]
+            .iter()
+            .any(|k| {
+                last_line_end
+                    .rsplit(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .next()
+                    == Some(k)
+            })
+}
+
+/// What a path into `data` (without `data`) refers to.
+fn resolve_data(packages: &BTreeMap<String, Package>, segs: &[String]) -> Option<Target> {
+    // The longest loaded package the path starts with.
+    let found = (1..=segs.len()).rev().find_map(|n| {
+        let name = segs[..n].join(".");
+        packages.contains_key(&name).then(|| (name, &segs[n..]))
+    });
+    let Some((pkg, rest)) = found else {
+        // Plain data, unless the path leads into packages (`data.plinth_defaults`).
+        let inside = |p: &str| {
+            let parts: Vec<&str> = p.split('.').collect();
+            parts.len() >= segs.len() && parts.iter().zip(segs).all(|(a, b)| a == b)
         };
-        match rest.first() {
-            None => Some(Target::Package(pkg)),
-            Some(def) if packages[&pkg].defs.contains_key(def) => {
-                Some(Target::Def(pkg, def.clone()))
-            }
-            Some(_) => None,
-        }
+        return (!segs.is_empty() && !packages.keys().any(|p| inside(p)))
+            .then(|| Target::Data(segs.to_vec()));
     };
-    let resolve = |own: &str, p: &Package, path: &[String]| -> Option<Target> {
-        let head = path.first().map(String::as_str).unwrap_or_default();
-        if head == "data" {
-            return resolve_data(&path[1..]);
-        }
-        if let Some(target) = p.aliases.get(head) {
-            let mut full = target.clone();
-            full.extend(path[1..].iter().cloned());
-            return resolve_data(&full);
-        }
-        let dotted = path.iter().take(2).cloned().collect::<Vec<_>>().join(".");
-        if IMPURE_BUILTINS.contains(&dotted.as_str()) || IMPURE_BUILTINS.contains(&head) {
-            return None;
-        }
-        if p.defs.contains_key(head) {
-            return Some(Target::Def(own.to_owned(), head.to_owned()));
-        }
-        Some(Target::Local)
-    };
-    type Def = (String, String);
-    /// The definitions one uses and the data paths it reads.
-    type Uses = (Vec<Def>, BTreeSet<Vec<String>>);
-    // Per definition: the definitions it uses and the data paths it reads; `None`: impure by
-    // itself.
+    match rest.first() {
+        None => Some(Target::Package(pkg)),
+        Some(def) if packages[&pkg].defs.contains_key(def) => Some(Target::Def(pkg, def.clone())),
+        Some(_) => None,
+    }
+}
+
+/// What a path mentioned in package `own` (read as `p`) refers to.
+fn resolve(
+    packages: &BTreeMap<String, Package>,
+    own: &str,
+    p: &Package,
+    path: &[String],
+) -> Option<Target> {
+    let head = path.first().map(String::as_str).unwrap_or_default();
+    if head == "data" {
+        return resolve_data(packages, &path[1..]);
+    }
+    if let Some(target) = p.aliases.get(head) {
+        let mut full = target.clone();
+        full.extend(path[1..].iter().cloned());
+        return resolve_data(packages, &full);
+    }
+    let dotted = path.iter().take(2).cloned().collect::<Vec<_>>().join(".");
+    if IMPURE_BUILTINS.contains(&dotted.as_str()) || IMPURE_BUILTINS.contains(&head) {
+        return None;
+    }
+    if p.defs.contains_key(head) {
+        return Some(Target::Def(own.to_owned(), head.to_owned()));
+    }
+    Some(Target::Local)
+}
+
+/// Per definition: the definitions it uses and the data paths it reads; `None`: impure by
+/// itself.
+fn direct_uses(packages: &BTreeMap<String, Package>) -> BTreeMap<Def, Option<Uses>> {
     let mut deps: BTreeMap<Def, Option<Uses>> = BTreeMap::new();
-    for (name, p) in &packages {
+    for (name, p) in packages {
         for (def, paths) in &p.defs {
             let mut out = Some((Vec::new(), BTreeSet::new()));
             if p.opaque {
@@ -701,7 +754,7 @@ fn pure_definitions(files: &[&PolicyFile]) -> BTreeMap<(String, String), BTreeSe
                 let Some((list, reads)) = out.as_mut() else {
                     break;
                 };
-                match resolve(name, p, path) {
+                match resolve(packages, name, p, path) {
                     None => out = None,
                     Some(Target::Local) => {}
                     Some(Target::Data(segs)) => {
@@ -720,7 +773,12 @@ fn pure_definitions(files: &[&PolicyFile]) -> BTreeMap<(String, String), BTreeSe
             deps.insert((name.clone(), def.clone()), out);
         }
     }
-    // Impure: by itself, or through a definition it uses (to a fixed point).
+    deps
+}
+
+/// The impure definitions: by themselves, or through a definition they use (to a fixed
+/// point).
+fn impure_definitions(deps: &BTreeMap<Def, Option<Uses>>) -> BTreeSet<Def> {
     let mut impure: BTreeSet<Def> = deps
         .iter()
         .filter(|(_, d)| d.is_none())
@@ -743,7 +801,14 @@ fn pure_definitions(files: &[&PolicyFile]) -> BTreeMap<(String, String), BTreeSe
         }
         impure.extend(more);
     }
-    // A pure definition reads the data paths of every definition it reaches.
+    impure
+}
+
+/// Per pure definition, the data paths of every definition it reaches.
+fn pure_reads(
+    deps: &BTreeMap<Def, Option<Uses>>,
+    impure: &BTreeSet<Def>,
+) -> BTreeMap<Def, BTreeSet<Vec<String>>> {
     let mut out = BTreeMap::new();
     for key in deps.keys().filter(|k| !impure.contains(*k)) {
         let mut seen = BTreeSet::from([key.clone()]);
@@ -807,150 +872,243 @@ fn paths_of(code: &str) -> Vec<Vec<String>> {
     out
 }
 
-impl Engine {
-    /// Load policies. Files that do not parse become diagnostics; the rest still load.
-    pub fn new(files: &[PolicyFile], opts: &PolicyOptions, diags: &mut Diagnostics) -> Engine {
-        let mut engine = regorus::Engine::new();
-        engine.set_rego_v0(opts.rego_v0);
-        engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
-            limit: opts.timeout,
-            // Reading the clock on every unit of work costs more than the work.
-            check_interval: std::num::NonZeroU32::new(64).unwrap_or(std::num::NonZeroU32::MIN),
-        });
-        let mut rules: Vec<Rule> = Vec::new();
-        let mut definitions: BTreeMap<String, usize> = BTreeMap::new();
-        let mut exception_packages = BTreeSet::new();
-        let mut packages = BTreeSet::new();
-        let mut loaded: Vec<&PolicyFile> = Vec::new();
-        for f in files {
-            if f.text.len() > MAX_POLICY_BYTES {
+/// A regorus engine set up for the options: the Rego version and the per-rule timer.
+fn regorus_engine(opts: &PolicyOptions) -> regorus::Engine {
+    let mut engine = regorus::Engine::new();
+    engine.set_rego_v0(opts.rego_v0);
+    engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
+        limit: opts.timeout,
+        // Reading the clock on every unit of work costs more than the work.
+        check_interval: std::num::NonZeroU32::new(64).unwrap_or(std::num::NonZeroU32::MIN),
+    });
+    engine
+}
+
+/// What loading the policy files found.
+#[derive(Default)]
+struct Loaded<'f> {
+    /// The rules of the selected packages, sorted by package and name.
+    rules: Vec<Rule>,
+    /// Definitions of rules per selected package.
+    definitions: BTreeMap<String, usize>,
+    /// Selected packages with an `exception` rule.
+    exception_packages: BTreeSet<String>,
+    /// Every package loaded.
+    packages: BTreeSet<String>,
+    /// The files that loaded.
+    files: Vec<&'f PolicyFile>,
+}
+
+/// Add the files to the engine (those that do not load become diagnostics) and read the rules
+/// of the selected packages.
+fn load_files<'f>(
+    engine: &mut regorus::Engine,
+    files: &'f [PolicyFile],
+    opts: &PolicyOptions,
+    diags: &mut Diagnostics,
+) -> Loaded<'f> {
+    let mut loaded = Loaded::default();
+    for f in files {
+        if !add_file(engine, f, opts, diags) {
+            continue;
+        }
+        loaded.files.push(f);
+        let Some(package) = package_of(&f.text) else {
+            continue;
+        };
+        loaded.packages.insert(package.clone());
+        let selected = opts.all_namespaces || namespace_matches(&package, &opts.namespaces);
+        if !selected {
+            continue;
+        }
+        loaded.read_rules(f, &package, opts, diags);
+        if f.text.lines().any(|l| l.starts_with("exception")) {
+            loaded.exception_packages.insert(package);
+        }
+    }
+    loaded
+        .rules
+        .sort_by(|a, b| (&a.package, &a.name).cmp(&(&b.package, &b.name)));
+    loaded
+}
+
+/// Add one file to the engine; `false` (with a diagnostic) when it is too large or does not
+/// load.
+fn add_file(
+    engine: &mut regorus::Engine,
+    f: &PolicyFile,
+    opts: &PolicyOptions,
+    diags: &mut Diagnostics,
+) -> bool {
+    if f.text.len() > MAX_POLICY_BYTES {
+        diags.push(
+            Diagnostic::new(
+                Code::PolicyBroken,
+                format!(
+                    "policy `{}` is larger than {MAX_POLICY_BYTES} bytes",
+                    f.path
+                ),
+            )
+            .at(policy_label(&f.path, Pos::new(1, 1))),
+        );
+        return false;
+    }
+    if let Err(e) = engine.add_policy(f.path.to_string(), f.text.to_string()) {
+        let msg = e.to_string();
+        let pos = error_position(&msg, &f.path).unwrap_or(Pos::new(1, 1));
+        let first = msg
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("parse error")
+            .trim()
+            .to_owned();
+        diags.push(
+            Diagnostic::new(Code::PolicyBroken, format!("policy `{}` does not load: {first}", f.path))
+                .at(policy_label(&f.path, pos))
+                .hint(if opts.rego_v0 {
+                    "the policy is read as Rego v0 (`--rego-v0`); check its syntax"
+                } else {
+                    "policies are read as Rego v1; for older policies (`deny[msg] { … }`) pass `--rego-v0`"
+                }),
+        );
+        return false;
+    }
+    true
+}
+
+impl Loaded<'_> {
+    /// Read the `deny`/`violation`/`warn` rules of a file of a selected package (definitions
+    /// of a rule already seen widen the kinds it may fire on).
+    fn read_rules(
+        &mut self,
+        f: &PolicyFile,
+        package: &str,
+        opts: &PolicyOptions,
+        diags: &mut Diagnostics,
+    ) {
+        for (name, kind, line, boolean) in rule_heads(&f.text) {
+            if boolean && !opts.rego_v0 {
+                // conftest refuses these (open-policy-agent/opa#6509): `deny if …` is a
+                // boolean, not a set of messages.
                 diags.push(
                     Diagnostic::new(
                         Code::PolicyBroken,
-                        format!(
-                            "policy `{}` is larger than {MAX_POLICY_BYTES} bytes",
-                            f.path
-                        ),
+                        format!("rule `{name}` uses `if` without `contains`, so its value is `true`, not a set of messages"),
                     )
-                    .at(policy_label(&f.path, Pos::new(1, 1))),
+                    .at(policy_label(&f.path, Pos::new(line, 1)))
+                    .hint(format!("write `{name} contains msg if {{ … }}`; conftest refuses this form too")),
                 );
                 continue;
             }
-            if let Err(e) = engine.add_policy(f.path.to_string(), f.text.to_string()) {
-                let msg = e.to_string();
-                let pos = error_position(&msg, &f.path).unwrap_or(Pos::new(1, 1));
-                let first = msg
-                    .lines()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("parse error")
-                    .trim()
-                    .to_owned();
-                diags.push(
-                    Diagnostic::new(Code::PolicyBroken, format!("policy `{}` does not load: {first}", f.path))
-                        .at(policy_label(&f.path, pos))
-                        .hint(if opts.rego_v0 {
-                            "the policy is read as Rego v0 (`--rego-v0`); check its syntax"
-                        } else {
-                            "policies are read as Rego v1; for older policies (`deny[msg] { … }`) pass `--rego-v0`"
-                        }),
-                );
-                continue;
-            }
-            loaded.push(f);
-            let Some(package) = package_of(&f.text) else {
-                continue;
-            };
-            packages.insert(package.clone());
-            let selected = opts.all_namespaces || namespace_matches(&package, &opts.namespaces);
-            if !selected {
-                continue;
-            }
-            for (name, kind, line, boolean) in rule_heads(&f.text) {
-                if boolean && !opts.rego_v0 {
-                    // conftest refuses these (open-policy-agent/opa#6509): `deny if …` is a
-                    // boolean, not a set of messages.
-                    diags.push(
-                        Diagnostic::new(
-                            Code::PolicyBroken,
-                            format!("rule `{name}` uses `if` without `contains`, so its value is `true`, not a set of messages"),
-                        )
-                        .at(policy_label(&f.path, Pos::new(line, 1)))
-                        .hint(format!("write `{name} contains msg if {{ … }}`; conftest refuses this form too")),
-                    );
-                    continue;
-                }
-                *definitions.entry(package.clone()).or_default() += 1;
-                let kinds = guard_kinds(&f.text, line);
-                if let Some(r) = rules
-                    .iter_mut()
-                    .find(|r| r.package == package && r.name == name)
-                {
-                    // Another definition of the same rule: it may fire on the union of kinds.
-                    r.kinds = match (r.kinds.take(), kinds) {
-                        (Some(mut a), Some(b)) => {
-                            a.extend(b);
-                            Some(a)
-                        }
-                        _ => None,
-                    };
-                } else {
-                    rules.push(Rule {
-                        package: package.clone(),
-                        name,
-                        kind,
-                        file: f.path.clone(),
-                        line,
-                        kinds,
-                    });
-                }
-            }
-            if f.text.lines().any(|l| l.starts_with("exception")) {
-                exception_packages.insert(package);
+            *self.definitions.entry(package.to_owned()).or_default() += 1;
+            let kinds = guard_kinds(&f.text, line);
+            if let Some(r) = self
+                .rules
+                .iter_mut()
+                .find(|r| r.package == package && r.name == name)
+            {
+                // Another definition of the same rule: it may fire on the union of kinds.
+                r.kinds = match (r.kinds.take(), kinds) {
+                    (Some(mut a), Some(b)) => {
+                        a.extend(b);
+                        Some(a)
+                    }
+                    _ => None,
+                };
+            } else {
+                self.rules.push(Rule {
+                    package: package.to_owned(),
+                    name,
+                    kind,
+                    file: f.path.clone(),
+                    line,
+                    kinds,
+                });
             }
         }
-        rules.sort_by(|a, b| (&a.package, &a.name).cmp(&(&b.package, &b.name)));
-        let pure = pure_definitions(&loaded);
+    }
+
+    /// Per rule, the data paths its result depends on (its exceptions' too); `None`: it
+    /// depends on more.
+    fn rule_reads(&self) -> Vec<Option<BTreeSet<Vec<String>>>> {
+        let pure = pure_definitions(&self.files);
         let reads_of = |p: &str, n: &str| pure.get(&(p.to_owned(), n.to_owned()));
-        // Per rule, the data paths its result depends on (its exceptions' too); `None`: it
-        // depends on more.
-        let reads: Vec<Option<BTreeSet<Vec<String>>>> = rules
+        self.rules
             .iter()
             .map(|r| {
                 let mut reads = reads_of(&r.package, &r.name)?.clone();
-                if exception_packages.contains(&r.package) {
+                if self.exception_packages.contains(&r.package) {
                     reads.extend(reads_of(&r.package, "exception")?.iter().cloned());
                 }
                 Some(reads)
             })
-            .collect();
+            .collect()
+    }
+}
+
+/// Hash of the policy files and the options that change what they yield.
+fn policy_files_hash(files: &[PolicyFile], opts: &PolicyOptions) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    for f in files {
+        field(f.path.as_bytes());
+        field(f.text.as_bytes());
+    }
+    field(
+        format!(
+            "{:?}|{}|{}",
+            opts.namespaces, opts.all_namespaces, opts.rego_v0
+        )
+        .as_bytes(),
+    );
+    field(
+        opts.data
+            .as_ref()
+            .map(Value::to_string)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    hex(&h.finalize())
+}
+
+/// The rules of one package being evaluated on one input, and what they found so far.
+struct PackageRun<'p> {
+    pkg: &'p str,
+    place: &'p dyn Fn(Option<&Value>) -> Label,
+    out: Outcome,
+    /// The package's `exception` value on the input and whether it evaluated without
+    /// failing; evaluated on the first rule the memo does not answer.
+    exceptions: Option<(Value, bool)>,
+    /// Rules that failed or were not evaluated: never counted as passing.
+    unevaluated: usize,
+}
+
+impl PackageRun<'_> {
+    /// conftest's query for an exception of `rule`, one per exception found.
+    fn exception_query(&self, rule: &Rule) -> String {
+        format!("data.{}.exception[_][_] == {:?}", self.pkg, rule.suffix())
+    }
+}
+
+impl Engine {
+    /// Load policies. Files that do not parse become diagnostics; the rest still load.
+    pub fn new(files: &[PolicyFile], opts: &PolicyOptions, diags: &mut Diagnostics) -> Engine {
+        let mut engine = regorus_engine(opts);
+        let loaded = load_files(&mut engine, files, opts, diags);
+        let reads = loaded.rule_reads();
         let cacheable = reads.iter().map(Option::is_some).collect();
-        let files_hash = {
-            use sha2::Digest;
-            let mut h = sha2::Sha256::new();
-            let mut field = |bytes: &[u8]| {
-                h.update((bytes.len() as u64).to_le_bytes());
-                h.update(bytes);
-            };
-            for f in files {
-                field(f.path.as_bytes());
-                field(f.text.as_bytes());
-            }
-            field(
-                format!(
-                    "{:?}|{}|{}",
-                    opts.namespaces, opts.all_namespaces, opts.rego_v0
-                )
-                .as_bytes(),
-            );
-            field(
-                opts.data
-                    .as_ref()
-                    .map(Value::to_string)
-                    .unwrap_or_default()
-                    .as_bytes(),
-            );
-            hex(&h.finalize())
-        };
+        let files_hash = policy_files_hash(files, opts);
+        let Loaded {
+            rules,
+            definitions,
+            exception_packages,
+            packages,
+            files: _,
+        } = loaded;
         let mut built = Engine {
             engine,
             rules,
@@ -1218,141 +1376,196 @@ impl Engine {
         place: &dyn Fn(Option<&Value>) -> Label,
         diags: &mut Diagnostics,
     ) -> Outcome {
-        let mut out = Outcome {
-            namespace: pkg.to_owned(),
-            ..Outcome::default()
+        let mut run = PackageRun {
+            pkg,
+            place,
+            out: Outcome {
+                namespace: pkg.to_owned(),
+                ..Outcome::default()
+            },
+            exceptions: None,
+            unevaluated: 0,
         };
-        // Evaluated on the first rule the memo does not answer.
-        let mut exceptions: Option<(Value, bool)> = None;
-        // Rules that failed or were not evaluated: never counted as passing.
-        let mut unevaluated = 0usize;
         for &index in rules {
-            let rule = self.rules[index].clone();
-            let id = format!("{}.{}", rule.package, rule.name);
-            let is_broken = |run: &RunState| {
-                run.broken
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .contains(&id)
-            };
-            let memoized = match (&self.memo, &state.hash) {
-                (Some(m), Some(hash)) if self.cacheable[index] => {
-                    m.memo.get(&m.set, &self.memo_ids[index], hash)
-                }
-                _ => None,
-            };
-            let query = || format!("data.{pkg}.exception[_][_] == {:?}", rule.suffix());
-            match memoized {
-                Some(Memoized::Excepted(n)) => {
-                    out.exceptions.extend(std::iter::repeat_n(query(), n));
-                    continue;
-                }
-                Some(_) if is_broken(&self.run) => {
-                    unevaluated += 1;
-                    continue;
-                }
-                Some(Memoized::Undefined) => continue,
-                Some(Memoized::Value(value)) => {
-                    if !collect(&rule, index, &value, place, &mut out, diags) {
-                        unevaluated += 1;
-                    }
-                    continue;
-                }
-                None => {}
-            }
-            // conftest: `data.<pkg>.exception[_][_] == "<suffix>"`; each match is an
-            // exception, and the rule's findings are not reported.
-            if exceptions.is_none() {
-                exceptions = Some(self.exceptions(pkg, state));
-            }
-            let (exception_value, exceptions_ok) =
-                exceptions.clone().unwrap_or((Value::Null, false));
-            let excepted = exception_matches(&exception_value, rule.suffix());
-            if excepted > 0 {
-                out.exceptions
-                    .extend(std::iter::repeat_n(query(), excepted));
-                if exceptions_ok {
-                    self.remember(index, state, Memoized::Excepted(excepted));
-                }
-                continue;
-            }
-            if is_broken(&self.run) {
-                unevaluated += 1;
-                continue;
-            }
-            if self.out_of_budget(&rule, diags) {
-                unevaluated += rules.len();
+            if self.eval_rule(index, state, &mut run, diags).is_break() {
+                run.unevaluated += rules.len();
                 break;
             }
-            self.give_input(state);
-            let started = std::time::Instant::now();
-            match self
-                .engine
-                .eval_rule(format!("data.{}.{}", rule.package, rule.name))
-            {
-                // An undefined rule found nothing (counted as passing below).
-                Ok(regorus::Value::Undefined) => {
-                    if exceptions_ok {
-                        self.remember(index, state, Memoized::Undefined);
-                    }
+        }
+        self.count_successes(run)
+    }
+
+    /// Evaluate one rule of the package on the input, or take its result from the memo;
+    /// `Break` when the run's budget is spent.
+    fn eval_rule(
+        &mut self,
+        index: usize,
+        state: &mut InputState<'_>,
+        run: &mut PackageRun<'_>,
+        diags: &mut Diagnostics,
+    ) -> ControlFlow<()> {
+        let rule = self.rules[index].clone();
+        let id = format!("{}.{}", rule.package, rule.name);
+        if self.answer_from_memo(index, &id, state, run, diags) {
+            return ControlFlow::Continue(());
+        }
+        // conftest: `data.<pkg>.exception[_][_] == "<suffix>"`; each match is an
+        // exception, and the rule's findings are not reported.
+        if run.exceptions.is_none() {
+            run.exceptions = Some(self.exceptions(run.pkg, state));
+        }
+        let (exception_value, exceptions_ok) =
+            run.exceptions.clone().unwrap_or((Value::Null, false));
+        let excepted = exception_matches(&exception_value, rule.suffix());
+        if excepted > 0 {
+            let query = run.exception_query(&rule);
+            run.out
+                .exceptions
+                .extend(std::iter::repeat_n(query, excepted));
+            if exceptions_ok {
+                self.remember(index, state, Memoized::Excepted(excepted));
+            }
+            return ControlFlow::Continue(());
+        }
+        if self.is_broken(&id) {
+            run.unevaluated += 1;
+            return ControlFlow::Continue(());
+        }
+        if self.out_of_budget(&rule, diags) {
+            return ControlFlow::Break(());
+        }
+        self.give_input(state);
+        let started = std::time::Instant::now();
+        match self
+            .engine
+            .eval_rule(format!("data.{}.{}", rule.package, rule.name))
+        {
+            // An undefined rule found nothing (counted as passing below).
+            Ok(regorus::Value::Undefined) => {
+                if exceptions_ok {
+                    self.remember(index, state, Memoized::Undefined);
                 }
-                Ok(v) => {
-                    let value = serde_json::to_value(&v).unwrap_or(Value::Null);
-                    if !collect(&rule, index, &value, place, &mut out, diags) {
-                        unevaluated += 1;
-                    } else if exceptions_ok {
-                        self.remember(index, state, Memoized::Value(value));
-                    }
+            }
+            Ok(v) => {
+                let value = serde_json::to_value(&v).unwrap_or(Value::Null);
+                if !collect(&rule, index, &value, run.place, &mut run.out, diags) {
+                    run.unevaluated += 1;
+                } else if exceptions_ok {
+                    self.remember(index, state, Memoized::Value(value));
                 }
-                Err(e) => {
-                    unevaluated += 1;
-                    let msg = first_line(&format!("{e:#}"));
-                    let timed_out = started.elapsed() >= self.timeout
-                        || msg.contains("time limit")
-                        || msg.contains("TimeLimit");
-                    let out_of_memory = msg.contains("memory limit") || msg.contains("MemoryLimit");
-                    if (timed_out || out_of_memory)
-                        && !self
-                            .run
-                            .broken
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .insert(id.clone())
-                    {
-                        // Another input found it first and reported it.
-                        continue;
-                    }
-                    diags.push(
-                        Diagnostic::new(
-                            Code::PolicyFailed,
-                            if out_of_memory {
-                                format!(
-                                    "rule `{}` used more memory than allowed and was stopped",
-                                    rule.name
-                                )
-                            } else if timed_out {
-                                format!(
-                                    "rule `{}` took longer than {:?} and was stopped; it is not evaluated on the other inputs",
-                                    rule.name, self.timeout
-                                )
-                            } else {
-                                format!("rule `{}` failed: {msg}", rule.name)
-                            },
-                        )
-                        .at(policy_label(&rule.file, Pos::new(rule.line, 1)))
-                        .related(place(None).note("while evaluating this input"))
-                        .hint("fix the policy; a failing rule is never taken as passing"),
-                    );
+            }
+            Err(e) => {
+                run.unevaluated += 1;
+                let msg = first_line(&format!("{e:#}"));
+                self.report_failure(&rule, &id, started, &msg, run.place, diags);
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Whether the rule named `id` was stopped on another input (and so is not evaluated).
+    fn is_broken(&self, id: &str) -> bool {
+        self.run
+            .broken
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(id)
+    }
+
+    /// Take the rule's result on the input from the memo, when it has one; whether it did.
+    fn answer_from_memo(
+        &self,
+        index: usize,
+        id: &str,
+        state: &InputState<'_>,
+        run: &mut PackageRun<'_>,
+        diags: &mut Diagnostics,
+    ) -> bool {
+        let memoized = match (&self.memo, &state.hash) {
+            (Some(m), Some(hash)) if self.cacheable[index] => {
+                m.memo.get(&m.set, &self.memo_ids[index], hash)
+            }
+            _ => None,
+        };
+        let Some(memoized) = memoized else {
+            return false;
+        };
+        let rule = &self.rules[index];
+        match memoized {
+            Memoized::Excepted(n) => {
+                let query = run.exception_query(rule);
+                run.out.exceptions.extend(std::iter::repeat_n(query, n));
+            }
+            _ if self.is_broken(id) => run.unevaluated += 1,
+            Memoized::Undefined => {}
+            Memoized::Value(value) => {
+                if !collect(rule, index, &value, run.place, &mut run.out, diags) {
+                    run.unevaluated += 1;
                 }
             }
         }
-        // Every definition is a test; those that yielded no result passed.
+        true
+    }
+
+    /// Report a rule that failed on the input (`msg`); one stopped for time or memory is
+    /// reported once, by the first input to stop it, and not evaluated again.
+    fn report_failure(
+        &self,
+        rule: &Rule,
+        id: &str,
+        started: std::time::Instant,
+        msg: &str,
+        place: &dyn Fn(Option<&Value>) -> Label,
+        diags: &mut Diagnostics,
+    ) {
+        let timed_out = started.elapsed() >= self.timeout
+            || msg.contains("time limit")
+            || msg.contains("TimeLimit");
+        let out_of_memory = msg.contains("memory limit") || msg.contains("MemoryLimit");
+        if (timed_out || out_of_memory)
+            && !self
+                .run
+                .broken
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(id.to_owned())
+        {
+            // Another input found it first and reported it.
+            return;
+        }
+        diags.push(
+            Diagnostic::new(
+                Code::PolicyFailed,
+                if out_of_memory {
+                    format!(
+                        "rule `{}` used more memory than allowed and was stopped",
+                        rule.name
+                    )
+                } else if timed_out {
+                    format!(
+                        "rule `{}` took longer than {:?} and was stopped; it is not evaluated on the other inputs",
+                        rule.name, self.timeout
+                    )
+                } else {
+                    format!("rule `{}` failed: {msg}", rule.name)
+                },
+            )
+            .at(policy_label(&rule.file, Pos::new(rule.line, 1)))
+            .related(place(None).note("while evaluating this input"))
+            .hint("fix the policy; a failing rule is never taken as passing"),
+        );
+    }
+
+    /// The package's outcome: every definition is a test; those that yielded no result
+    /// passed.
+    fn count_successes(&self, run: PackageRun<'_>) -> Outcome {
+        let mut out = run.out;
         let results = out.failures.len()
             + out.warnings.len()
             + out.exceptions.len()
             + out.successes
-            + unevaluated;
-        let definitions = self.definitions.get(pkg).copied().unwrap_or(0);
+            + run.unevaluated;
+        let definitions = self.definitions.get(run.pkg).copied().unwrap_or(0);
         out.successes += definitions.saturating_sub(results);
         out
     }
