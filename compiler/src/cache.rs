@@ -10,9 +10,10 @@
 //! Policy results are also memoised per input ([`PolicyMemo`], under `policy/`): a changed
 //! revision re-evaluates policies only on the inputs that changed.
 //!
-//! An entry holds the diagnostics and the lowered objects of a compile, and the files holding
-//! the Platform document (the only spec callers read after a cached build; only those files are
-//! parsed again).
+//! An entry holds the diagnostics of a compile, the files holding the Platform document (the
+//! only spec callers read after a cached build; only those files are parsed again) and the index
+//! of its objects (key, content hash); the objects themselves are stored beside, each at a known
+//! place, so a plan that compares two indexes loads only the objects that differ.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -24,12 +25,15 @@ use sha2::{Digest, Sha256};
 
 use crate::diag::Diagnostic;
 use crate::load::Snapshot;
+use std::collections::{BTreeMap, BTreeSet};
+
 use crate::lower::{Lowered, sha256_hex};
 use crate::options::{Options, PolicyConfig};
+use crate::output::{ClusterOutput, LoweredIndex, Manifest, ObjectKey};
 use crate::policy::{Memo, Memoized};
 
 /// Bumped when the entry format changes.
-const FORMAT: &str = "plinth-cache-v3";
+const FORMAT: &str = "plinth-cache-v4";
 
 /// A cache directory.
 #[derive(Debug, Clone)]
@@ -39,21 +43,82 @@ pub struct Cache {
     salt: String,
 }
 
-/// What a cached compile produced.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What a cached compile produced: its diagnostics and the index of its objects, which are
+/// read from the entry's objects file when asked for.
+#[derive(Debug, Clone)]
 pub struct Entry {
     /// The files holding Platform documents.
     pub platform_files: Vec<String>,
     pub diagnostics: Vec<Diagnostic>,
-    pub lowered: Option<Lowered>,
+    /// `None` when errors stopped the compile.
+    pub index: Option<LoweredIndex>,
+    /// Per cluster, where each object of the index is in the objects file (same order).
+    places: BTreeMap<String, Vec<(u64, u64)>>,
+    objects: PathBuf,
 }
 
-/// An [`Entry`] to store, borrowed from the compile that produced it (serialised the same).
-#[derive(Debug, Serialize)]
+/// The stored form of an [`Entry`].
+#[derive(Debug, Serialize, Deserialize)]
+struct Meta {
+    platform_files: Vec<String>,
+    diagnostics: Vec<Diagnostic>,
+    index: Option<LoweredIndex>,
+    places: BTreeMap<String, Vec<(u64, u64)>>,
+}
+
+/// An entry to store, borrowed from the compile that produced it.
+#[derive(Debug)]
 pub struct EntryRef<'a> {
     pub platform_files: &'a [String],
     pub diagnostics: &'a [Diagnostic],
     pub lowered: Option<&'a Lowered>,
+}
+
+impl Entry {
+    /// Every object, as compiled; `None` when the objects file is gone or damaged.
+    pub fn lowered(&self) -> Option<Lowered> {
+        self.read(|_, _| true)
+    }
+
+    /// Only the objects of `keep` (per cluster), with every cluster's approvals.
+    pub fn lowered_only(&self, keep: &BTreeMap<String, BTreeSet<ObjectKey>>) -> Option<Lowered> {
+        self.read(|cluster, key| keep.get(cluster).is_some_and(|k| k.contains(key)))
+    }
+
+    fn read(&self, want: impl Fn(&str, &ObjectKey) -> bool) -> Option<Lowered> {
+        use std::io::{Read, Seek, SeekFrom};
+        let index = self.index.as_ref()?;
+        let mut file = std::fs::File::open(&self.objects).ok()?;
+        let mut lowered = Lowered {
+            clusters: BTreeMap::new(),
+            platform_file: index.platform_file.clone(),
+        };
+        let mut buf = Vec::new();
+        for (name, c) in &index.clusters {
+            let places = self.places.get(name)?;
+            let mut manifests = Vec::new();
+            for (o, &(offset, len)) in c.objects.iter().zip(places) {
+                if !want(name, &o.key) {
+                    continue;
+                }
+                file.seek(SeekFrom::Start(offset)).ok()?;
+                buf.resize(usize::try_from(len).ok()?, 0);
+                file.read_exact(&mut buf).ok()?;
+                let m: Manifest = serde_json::from_slice(&buf).ok()?;
+                // The objects file must match its index.
+                if m.key != o.key || m.hash != o.hash {
+                    return None;
+                }
+                manifests.push(m);
+            }
+            let out = ClusterOutput {
+                manifests,
+                approvals: c.approvals.clone(),
+            };
+            lowered.clusters.insert(name.clone(), out);
+        }
+        Some(lowered)
+    }
 }
 
 /// What identifies this build of plinth beyond its version number: everything compiled in
@@ -133,21 +198,68 @@ impl Cache {
         self.dir.join(&key[..2]).join(format!("{key}.json"))
     }
 
-    /// The entry for a key; `None` when absent or unreadable.
+    /// The entry for a key (its index; objects are read when asked for); `None` when absent or
+    /// unreadable.
     pub fn load(&self, key: &str) -> Option<Entry> {
-        let bytes = std::fs::read(self.path(key)).ok()?;
-        serde_json::from_slice(&bytes).ok()
+        let path = self.path(key);
+        let bytes = std::fs::read(&path).ok()?;
+        let meta: Meta = serde_json::from_slice(&bytes).ok()?;
+        // An objects file that is missing or not the size its index says is a miss.
+        let end = meta
+            .places
+            .values()
+            .filter_map(|p| p.last())
+            .map(|(o, l)| o + l)
+            .max()
+            .unwrap_or(0);
+        let objects = path.with_extension("objects");
+        if meta.index.is_some() && std::fs::metadata(&objects).map_or(end > 0, |m| m.len() != end) {
+            return None;
+        }
+        Some(Entry {
+            platform_files: meta.platform_files,
+            diagnostics: meta.diagnostics,
+            index: meta.index,
+            places: meta.places,
+            objects,
+        })
     }
 
-    /// Store an entry (written beside, then renamed into place).
+    /// Store an entry: the objects file first, then the index (each written beside and
+    /// renamed into place), so an index is visible only once its objects are.
     pub fn store(&self, key: &str, entry: &EntryRef<'_>) -> std::io::Result<()> {
         let path = self.path(key);
         let dir = path.parent().unwrap_or(&self.dir);
         std::fs::create_dir_all(dir)?;
+        let mut places: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+        let index = entry.lowered.map(crate::plan::index_of);
+        if let Some(l) = entry.lowered {
+            let tmp = dir.join(format!(".{key}.{}.objects.tmp", std::process::id()));
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+            let mut offset = 0u64;
+            for (name, c) in &l.clusters {
+                let at = places.entry(name.clone()).or_default();
+                for m in &c.manifests {
+                    let bytes = serde_json::to_vec(m)?;
+                    f.write_all(&bytes)?;
+                    at.push((offset, bytes.len() as u64));
+                    offset += bytes.len() as u64;
+                }
+            }
+            f.flush()?;
+            drop(f);
+            std::fs::rename(&tmp, path.with_extension("objects"))?;
+        }
+        let meta = Meta {
+            platform_files: entry.platform_files.to_vec(),
+            diagnostics: entry.diagnostics.to_vec(),
+            index,
+            places,
+        };
         let tmp = dir.join(format!(".{key}.{}.tmp", std::process::id()));
         {
             let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-            serde_json::to_writer(&mut f, entry)?;
+            serde_json::to_writer(&mut f, &meta)?;
             f.flush()?;
         }
         std::fs::rename(&tmp, &path)

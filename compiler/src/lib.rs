@@ -243,8 +243,46 @@ pub fn build_loaded(
     cache: Option<&cache::Cache>,
     started: std::time::Instant,
 ) -> Built {
+    let retry = load_diags.clone();
+    match build_or_index(snapshot, load_diags, opts, cache, started) {
+        Compiled::Built(b) => b,
+        Compiled::Cached { mut built, entry } => {
+            if built.checked.diagnostics.has_errors() {
+                return built;
+            }
+            match entry.lowered() {
+                Some(l) => {
+                    built.lowered = Some(l);
+                    built
+                }
+                // The objects file is gone or damaged: compile (and store) again.
+                None => build_fresh(built.checked.snapshot, retry, opts, cache, started, None),
+            }
+        }
+    }
+}
+
+/// A compile, or a cached one whose objects have not been read (see [`cache::Entry`]).
+#[derive(Debug)]
+pub enum Compiled {
+    Built(Built),
+    /// `built.lowered` is `None`; the objects are in `entry`.
+    Cached {
+        built: Built,
+        entry: cache::Entry,
+    },
+}
+
+/// [`build_loaded`], except that a cache hit does not read the objects: a plan reads only the
+/// ones that differ from the other side.
+pub fn build_or_index(
+    snapshot: Snapshot,
+    load_diags: Diagnostics,
+    opts: &Options,
+    cache: Option<&cache::Cache>,
+    started: std::time::Instant,
+) -> Compiled {
     let t = started;
-    let load_time = t.elapsed();
     let key = cache.map(|c| c.key(&snapshot, opts));
     if let Some(entry) = cache.zip(key.as_deref()).and_then(|(c, k)| c.load(k)) {
         // Only the files holding the Platform are parsed again (the same bytes as when the
@@ -264,12 +302,7 @@ pub fn build_loaded(
             .collect();
         let (specs, _) = resolve::resolve(&platform_docs);
         let mut diagnostics = Diagnostics::new();
-        diagnostics.extend(entry.diagnostics);
-        let lowered = if diagnostics.has_errors() {
-            None
-        } else {
-            entry.lowered
-        };
+        diagnostics.extend(entry.diagnostics.iter().cloned());
         let checked = Checked {
             snapshot,
             docs: platform_docs,
@@ -278,8 +311,27 @@ pub fn build_loaded(
             lowered: None,
             timings: vec![("cache hit", t.elapsed())],
         };
-        return Built { checked, lowered };
+        let built = Built {
+            checked,
+            lowered: None,
+        };
+        return Compiled::Cached { built, entry };
     }
+    Compiled::Built(build_fresh(snapshot, load_diags, opts, cache, started, key))
+}
+
+/// Compile (no whole-revision hit), reusing units and policy results of the cache, and store
+/// the result under `key` (computed here when `None`).
+fn build_fresh(
+    snapshot: Snapshot,
+    load_diags: Diagnostics,
+    opts: &Options,
+    cache: Option<&cache::Cache>,
+    started: std::time::Instant,
+    key: Option<String>,
+) -> Built {
+    let load_time = started.elapsed();
+    let key = key.or_else(|| cache.map(|c| c.key(&snapshot, opts)));
     // A miss still reuses the units whose inputs did not change, and the policy results of
     // inputs that did not change (both memoised per input in the cache).
     let pack = cache.map(|c| (Arc::new(c.units()), c.unit_salt()));

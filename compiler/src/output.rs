@@ -188,6 +188,63 @@ impl Lowered {
     }
 }
 
+/// What a plan needs to know of a compiled revision without its objects: per cluster, every
+/// object's key and content hash (and whether it carries an approval annotation), and the
+/// approvals. A plan compares two indexes and loads only the objects that differ.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct LoweredIndex {
+    pub clusters: BTreeMap<String, ClusterIndex>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_file: Option<Arc<str>>,
+}
+
+/// One cluster of a [`LoweredIndex`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct ClusterIndex {
+    /// In key order.
+    pub objects: Vec<Indexed>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<Approval>,
+}
+
+/// An object of a [`ClusterIndex`].
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Indexed {
+    pub key: ObjectKey,
+    /// `plinth.dev/spec-hash`: equal hashes, equal objects.
+    pub hash: String,
+    /// The object carries an approval annotation (a plan reads it even when unchanged).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub approve: bool,
+}
+
+impl Lowered {
+    /// The objects of `keep` (per cluster), with every cluster's approvals.
+    pub fn only(&self, keep: &BTreeMap<String, std::collections::BTreeSet<ObjectKey>>) -> Lowered {
+        Lowered {
+            clusters: self
+                .clusters
+                .iter()
+                .map(|(name, c)| {
+                    let wanted = keep.get(name);
+                    let manifests = c
+                        .manifests
+                        .iter()
+                        .filter(|m| wanted.is_some_and(|w| w.contains(&m.key)))
+                        .cloned()
+                        .collect();
+                    let out = ClusterOutput {
+                        manifests,
+                        approvals: c.approvals.clone(),
+                    };
+                    (name.clone(), out)
+                })
+                .collect(),
+            platform_file: self.platform_file.clone(),
+        }
+    }
+}
+
 /// Canonical JSON: keys sorted at every level, no whitespace. What hashes are taken of.
 pub fn canonical_json(v: &Value) -> String {
     let mut s = String::with_capacity(512);

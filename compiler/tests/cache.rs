@@ -237,6 +237,35 @@ fn a_damaged_cache_is_only_a_miss() {
     ));
 }
 
+/// The objects of an entry live beside its index: objects damaged in place (same size) are
+/// found when read, and the build compiles again instead of using them.
+#[test]
+fn damaged_objects_are_compiled_again() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cache = Cache::new(dir.path());
+    let files = example();
+    let opts = options();
+    let first = plinth::build_cached(&source(&files), &opts, &cache).expect("b");
+    let mut n = 0;
+    for sub in std::fs::read_dir(dir.path()).expect("dir") {
+        let sub = sub.expect("sub").path();
+        for e in std::fs::read_dir(&sub).expect("dir") {
+            let p = e.expect("e").path();
+            if p.extension().is_some_and(|x| x == "objects") {
+                let mut bytes = std::fs::read(&p).expect("read");
+                let mid = bytes.len() / 2;
+                bytes[mid..mid + 40].fill(b'#');
+                std::fs::write(&p, bytes).expect("write");
+                n += 1;
+            }
+        }
+    }
+    assert_eq!(n, 1, "one entry, one objects file");
+    let again = plinth::build_cached(&source(&files), &opts, &cache).expect("b");
+    assert!(!hit(&again), "damaged objects are not used");
+    assert_eq!(outcome(&first), outcome(&again));
+}
+
 #[test]
 fn errors_are_cached_too_and_build_nothing() {
     let dir = tempfile::tempdir().expect("tmp");

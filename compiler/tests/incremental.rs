@@ -299,3 +299,68 @@ fn an_edit_relowers_only_the_units_that_read_it() {
         "a one-project edit lowered {fresh} of {cold_units} units again"
     );
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 24,
+        failure_persistence: None,
+        .. ProptestConfig::default()
+    })]
+
+    /// A plan read from the two revisions' indexes (loading only the objects that differ) is
+    /// the plan of the whole revisions: changes, counts, refusals, warnings and capacity.
+    #[test]
+    fn a_plan_from_indexes_equals_the_plan_of_whole_revisions(
+        which in 0..3usize,
+        edits in prop::collection::vec(edit(), 1..4),
+        max_delete_share in prop::sample::select(vec![0.01, 0.5, 1.0]),
+    ) {
+        let mut files = start(which);
+        let projects = project_names(&files);
+        let base = plinth::build_source(&source(&files), &plinth::Options::default()).unwrap();
+        for e in &edits {
+            apply(&mut files, &projects, e);
+        }
+        let head = plinth::build_source(&source(&files), &plinth::Options::default()).unwrap();
+        let (Some(bl), Some(hl)) = (&base.lowered, &head.lowered) else {
+            return Ok(());
+        };
+        let opts = plinth::plan::PlanOptions {
+            max_delete_share,
+            fingerprint: plinth::redact::Key::from_env_value(Some("test-key")),
+            ..Default::default()
+        };
+        let (bs, hs) = (&base.checked.specs, &head.checked.specs);
+        let whole = plinth::plan::plan_with_capacity(bl, hl, Some(bs), hs, &opts);
+        let pruned = plinth::plan::prune(&plinth::plan::index_of(bl), &plinth::plan::index_of(hl));
+        let loaded: usize = pruned.wanted.values().map(|w| w.len()).sum();
+        let (b, h) = (bl.only(&pruned.wanted), hl.only(&pruned.wanted));
+        let from_index = plinth::plan::plan_pruned(&b, &h, &pruned.totals, Some(bs), hs, &opts);
+        prop_assert_eq!(format!("{whole:?}"), format!("{from_index:?}"));
+        prop_assert!(loaded <= bl.object_count() + hl.object_count());
+    }
+}
+
+#[test]
+fn a_plan_from_indexes_loads_only_what_differs() {
+    let files: BTreeMap<String, String> = plinth::generate::platform(60, 1).into_iter().collect();
+    let base = plinth::build_source(&source(&files), &plinth::Options::default()).unwrap();
+    let mut edited = files.clone();
+    let project = edited
+        .keys()
+        .find(|p| p.starts_with("projects/"))
+        .cloned()
+        .unwrap();
+    let text = edited[&project].replacen("pods: ", "pods: 1", 1);
+    edited.insert(project, text);
+    let head = plinth::build_source(&source(&edited), &plinth::Options::default()).unwrap();
+    let (bl, hl) = (base.lowered.unwrap(), head.lowered.unwrap());
+    let pruned = plinth::plan::prune(&plinth::plan::index_of(&bl), &plinth::plan::index_of(&hl));
+    let wanted: usize = pruned.wanted.values().map(|w| w.len()).sum();
+    let unchanged: usize = pruned.totals.unchanged.values().sum();
+    assert!(
+        (1..=3).contains(&wanted),
+        "one quota changed: {wanted} objects loaded"
+    );
+    assert_eq!(unchanged + wanted, hl.object_count());
+}

@@ -62,9 +62,42 @@ pub enum PlanFormat {
 
 /// A compiled side of a plan (its approvals travel in the lowered output).
 struct Side {
-    lowered: crate::lower::Lowered,
+    objects: Objects,
     /// Its specs, for the GPU capacity section.
     specs: Option<crate::specs::Specs>,
+}
+
+/// A side's objects: compiled now, or in the cache (read when they differ from the other side).
+enum Objects {
+    Compiled(crate::lower::Lowered),
+    Cached(Box<crate::cache::Entry>),
+}
+
+impl Objects {
+    fn index(&self) -> crate::output::LoweredIndex {
+        match self {
+            Objects::Compiled(l) => crate::plan::index_of(l),
+            Objects::Cached(e) => e.index.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The objects of `keep`; an error when a cached side's objects cannot be read.
+    fn only(
+        &self,
+        keep: &std::collections::BTreeMap<
+            String,
+            std::collections::BTreeSet<crate::output::ObjectKey>,
+        >,
+    ) -> anyhow::Result<crate::lower::Lowered> {
+        match self {
+            Objects::Compiled(l) => Ok(l.only(keep)),
+            Objects::Cached(e) => e.lowered_only(keep).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the plan cache is damaged: delete it (or pass `--no-cache`) and plan again"
+                )
+            }),
+        }
+    }
 }
 
 /// A revision read into memory: its snapshot, what loading reported, and when loading began.
@@ -92,25 +125,33 @@ fn compile_side(
     color: bool,
 ) -> anyhow::Result<Option<Side>> {
     let (snapshot, load_diags, started) = loaded;
-    let built = crate::build_loaded(snapshot, load_diags, opts, cache, started);
+    let (built, entry) = match crate::build_or_index(snapshot, load_diags, opts, cache, started) {
+        crate::Compiled::Built(b) => (b, None),
+        crate::Compiled::Cached { built, entry } => (built, Some(entry)),
+    };
     let diags = built.checked.diagnostics.clone().into_sorted();
     let errors: Vec<_> = diags.iter().filter(|d| d.is_error()).cloned().collect();
-    if !errors.is_empty() || built.lowered.is_none() {
+    let objects = match (entry, built.lowered) {
+        (Some(e), _) if e.index.is_some() => Some(Objects::Cached(Box::new(e))),
+        (_, Some(l)) => Some(Objects::Compiled(l)),
+        _ => None,
+    };
+    let Some(objects) = objects.filter(|_| errors.is_empty()) else {
         writeln!(err, "error: {what} does not compile:")?;
         err.write_all(
             render::human(&errors, &built.checked.snapshot, &Paths::new(prefix), color).as_bytes(),
         )?;
         return Ok(None);
-    }
+    };
     // A cache hit keeps only the Platform's specs: read the others again for the capacity.
-    let cached = built.checked.timings.first().map(|t| t.0) == Some("cache hit");
+    let cached = matches!(objects, Objects::Cached(_));
     let specs = if cached {
         crate::capacity::specs_of(&built.checked.snapshot, opts.yaml)
     } else {
         built.checked.specs
     };
-    Ok(built.lowered.map(|lowered| Side {
-        lowered,
+    Ok(Some(Side {
+        objects,
         specs: Some(specs),
     }))
 }
@@ -174,7 +215,7 @@ pub(super) fn plan(
     else {
         return Ok(1);
     };
-    let mut p = compare(&args, &base, &head);
+    let mut p = compare(&args, &base, &head)?;
     // History: which commits between base and head touched each change's spec file (and
     // each approval's file).
     p.prefix_files(&prefix);
@@ -296,7 +337,7 @@ fn compile_both(
     let base = match base? {
         Some(Some(s)) => s,
         Some(None) => Side {
-            lowered: Default::default(),
+            objects: Objects::Compiled(Default::default()),
             specs: None,
         },
         None => {
@@ -312,7 +353,7 @@ fn compile_both(
 }
 
 /// The plan from base to head, with the GPU capacity section when the head's specs are known.
-fn compare(args: &PlanArgs, base: &Side, head: &Side) -> crate::plan::Plan {
+fn compare(args: &PlanArgs, base: &Side, head: &Side) -> anyhow::Result<crate::plan::Plan> {
     let opts = crate::plan::PlanOptions {
         allow_destructive: args.allow_destructive,
         max_delete_share: args.max_delete_share,
@@ -320,16 +361,18 @@ fn compare(args: &PlanArgs, base: &Side, head: &Side) -> crate::plan::Plan {
             std::env::var(crate::redact::KEY_ENV).ok().as_deref(),
         ),
     };
-    match &head.specs {
-        Some(specs) => crate::plan::plan_with_capacity(
-            &base.lowered,
-            &head.lowered,
-            base.specs.as_ref(),
-            specs,
-            &opts,
-        ),
-        None => crate::plan::plan(&base.lowered, &head.lowered, &opts),
-    }
+    // Only the objects whose hashes differ are read (a cached side loads just those).
+    let pruned = crate::plan::prune(&base.objects.index(), &head.objects.index());
+    let (b, h) = (
+        base.objects.only(&pruned.wanted)?,
+        head.objects.only(&pruned.wanted)?,
+    );
+    Ok(match &head.specs {
+        Some(specs) => {
+            crate::plan::plan_pruned(&b, &h, &pruned.totals, base.specs.as_ref(), specs, &opts)
+        }
+        None => crate::plan::plan_pruned_without_capacity(&b, &h, &pruned.totals, &opts),
+    })
 }
 
 /// Attach to each change (and approval) the commits between base and head that touched its

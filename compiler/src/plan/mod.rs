@@ -514,7 +514,93 @@ pub fn content(m: &Manifest, key: &crate::redact::Key) -> Value {
 /// The one classification: `plinth plan` calls it for a pull request, the agent for the
 /// commit it applied and the commit it is about to apply.
 pub fn plan(base: &Lowered, head: &Lowered, opts: &PlanOptions) -> Plan {
-    plan_inner(base, head, opts, &BTreeMap::new())
+    plan_inner(base, head, opts, &BTreeMap::new(), &Totals::default())
+}
+
+/// [`plan`] of two revisions restricted to what [`prune`] wanted.
+pub fn plan_pruned_without_capacity(
+    base: &Lowered,
+    head: &Lowered,
+    totals: &Totals,
+    opts: &PlanOptions,
+) -> Plan {
+    plan_inner(base, head, opts, &BTreeMap::new(), totals)
+}
+
+/// The index of a compiled revision (what [`prune`] compares).
+pub fn index_of(lowered: &Lowered) -> crate::output::LoweredIndex {
+    crate::output::LoweredIndex {
+        clusters: lowered
+            .clusters
+            .iter()
+            .map(|(name, c)| {
+                let objects = c
+                    .manifests
+                    .iter()
+                    .map(|m| crate::output::Indexed {
+                        key: m.key.clone(),
+                        hash: m.hash.clone(),
+                        approve: annotation(m, APPROVE_ANNOTATION).is_some(),
+                    })
+                    .collect();
+                let index = crate::output::ClusterIndex {
+                    objects,
+                    approvals: c.approvals.clone(),
+                };
+                (name.clone(), index)
+            })
+            .collect(),
+        platform_file: lowered.platform_file.clone(),
+    }
+}
+
+/// What a plan of two indexed revisions reads beyond their indexes.
+#[derive(Debug, Default, PartialEq)]
+pub struct Pruned {
+    /// Per cluster, the objects to load from both sides: the ones whose hashes differ, that
+    /// one side lacks, or that carry an approval annotation on both.
+    pub wanted: BTreeMap<String, BTreeSet<ObjectKey>>,
+    pub totals: Totals,
+}
+
+/// What the objects a plan does not load contribute: per cluster, the base's number of objects
+/// and how many equal objects were left out.
+#[derive(Debug, Default, PartialEq)]
+pub struct Totals {
+    pub base: BTreeMap<String, usize>,
+    pub unchanged: BTreeMap<String, usize>,
+}
+
+/// Compare two indexes: the plan of the objects in [`Pruned::wanted`] (both sides restricted to
+/// them, [`Lowered::only`]) with [`Pruned::totals`] is the plan of the whole revisions.
+pub fn prune(base: &crate::output::LoweredIndex, head: &crate::output::LoweredIndex) -> Pruned {
+    let mut out = Pruned::default();
+    let empty = crate::output::ClusterIndex::default();
+    let clusters: BTreeSet<&String> = base.clusters.keys().chain(head.clusters.keys()).collect();
+    for cluster in clusters {
+        let b = base.clusters.get(cluster).unwrap_or(&empty);
+        let h = head.clusters.get(cluster).unwrap_or(&empty);
+        let bm: BTreeMap<&ObjectKey, &crate::output::Indexed> =
+            b.objects.iter().map(|o| (&o.key, o)).collect();
+        let hm: BTreeMap<&ObjectKey, &crate::output::Indexed> =
+            h.objects.iter().map(|o| (&o.key, o)).collect();
+        let mut wanted = BTreeSet::new();
+        let mut unchanged = 0;
+        for key in bm.keys().chain(hm.keys()).collect::<BTreeSet<_>>() {
+            match (bm.get(key), hm.get(key)) {
+                (Some(x), Some(y)) if x.hash == y.hash && !(x.approve && y.approve) => {
+                    unchanged += 1;
+                }
+                _ => {
+                    wanted.insert((*key).clone());
+                }
+            }
+        }
+        out.totals.base.insert(cluster.clone(), b.objects.len());
+        out.totals.unchanged.insert(cluster.clone(), unchanged);
+        out.wanted.insert(cluster.clone(), wanted);
+    }
+    out
 }
 
 /// [`plan`] with the GPU capacity of both sides (`base_specs` `None`: nothing deployed yet):
@@ -525,6 +611,19 @@ pub fn plan(base: &Lowered, head: &Lowered, opts: &PlanOptions) -> Plan {
 pub fn plan_with_capacity(
     base: &Lowered,
     head: &Lowered,
+    base_specs: Option<&crate::specs::Specs>,
+    head_specs: &crate::specs::Specs,
+    opts: &PlanOptions,
+) -> Plan {
+    plan_pruned(base, head, &Totals::default(), base_specs, head_specs, opts)
+}
+
+/// [`plan_with_capacity`] of two revisions restricted to what [`prune`] wanted (`totals`: what
+/// the objects left out count for; empty when nothing was left out).
+pub fn plan_pruned(
+    base: &Lowered,
+    head: &Lowered,
+    totals: &Totals,
     base_specs: Option<&crate::specs::Specs>,
     head_specs: &crate::specs::Specs,
     opts: &PlanOptions,
@@ -549,7 +648,7 @@ pub fn plan_with_capacity(
                 .push(format!("GPU capacity: {}", f.message));
         }
     }
-    let mut p = plan_inner(base, head, opts, &extra);
+    let mut p = plan_inner(base, head, opts, &extra, totals);
     if !diff.is_empty() {
         p.capacity = Some(diff);
     }
@@ -610,6 +709,7 @@ fn plan_inner(
     head: &Lowered,
     opts: &PlanOptions,
     extra: &BTreeMap<(String, ObjectKey), Vec<String>>,
+    totals: &Totals,
 ) -> Plan {
     let mut p = Plan::default();
     let empty = ClusterOutput::default();
@@ -632,7 +732,10 @@ fn plan_inner(
         let bm: BTreeMap<&ObjectKey, &Manifest> = b.iter().map(|m| (&m.key, m)).collect();
         let hm: BTreeMap<&ObjectKey, &Manifest> = h.iter().map(|m| (&m.key, m)).collect();
         let fresh = fresh_approvals(bo, ho, &mut fresh_entries, &mut warnings);
-        let mut counts = Counts::default();
+        let mut counts = Counts {
+            unchanged: totals.unchanged.get(cluster).copied().unwrap_or(0),
+            ..Counts::default()
+        };
         let keys: BTreeSet<&ObjectKey> = bm.keys().chain(hm.keys()).copied().collect();
         for key in keys {
             let (bo_m, ho_m) = (bm.get(key).copied(), hm.get(key).copied());
@@ -711,7 +814,8 @@ fn plan_inner(
                 p.changes.push(c);
             }
         }
-        if let Some(r) = delete_share_refusal(cluster, b.len(), &counts, opts) {
+        let total = totals.base.get(cluster).copied().unwrap_or(b.len());
+        if let Some(r) = delete_share_refusal(cluster, total, &counts, opts) {
             p.refusals.push(r);
         }
         p.counts.insert(cluster.clone(), counts);
