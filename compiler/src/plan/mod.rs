@@ -739,18 +739,8 @@ fn plan_inner(
         let keys: BTreeSet<&ObjectKey> = bm.keys().chain(hm.keys()).copied().collect();
         for key in keys {
             let (bo_m, ho_m) = (bm.get(key).copied(), hm.get(key).copied());
-            if let (Some(b), Some(h)) = (bo_m, ho_m)
-                && stale_annotation(b, h).is_some()
-            {
-                warnings.insert(Warning {
-                    file: h.origin.file.clone(),
-                    line: h.origin.line,
-                    message: format!(
-                        "`{APPROVE_ANNOTATION}` on {} `{}` was already present at the base: it approves nothing in this change",
-                        h.origin.kind, h.origin.name
-                    ),
-                    hint: "approvals are one-shot: remove the annotation (approve a new destructive change with a new value in that change)".to_owned(),
-                });
+            if let (Some(b), Some(h)) = (bo_m, ho_m) {
+                warnings.extend(stale_annotation_warning(b, h));
             }
             let change = match (bo_m, ho_m) {
                 (None, Some(h)) => Some(change(cluster, key, Action::Create, None, Some(h), opts)),
@@ -914,6 +904,20 @@ fn unused_approvals(
 }
 
 /// The annotation approval of an object, when its value is the same at base and head (stale).
+/// The warning for an approval annotation the base already had (it approves nothing).
+fn stale_annotation_warning(b: &Manifest, h: &Manifest) -> Option<Warning> {
+    stale_annotation(b, h)?;
+    Some(Warning {
+        file: h.origin.file.clone(),
+        line: h.origin.line,
+        message: format!(
+            "`{APPROVE_ANNOTATION}` on {} `{}` was already present at the base: it approves nothing in this change",
+            h.origin.kind, h.origin.name
+        ),
+        hint: "approvals are one-shot: remove the annotation (approve a new destructive change with a new value in that change)".to_owned(),
+    })
+}
+
 fn stale_annotation<'a>(base: &'a Manifest, head: &Manifest) -> Option<&'a str> {
     let b = annotation(base, APPROVE_ANNOTATION)?;
     (annotation(head, APPROVE_ANNOTATION) == Some(b)).then_some(b)
