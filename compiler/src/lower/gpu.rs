@@ -168,11 +168,24 @@ pub fn lower(cx: &Ctx<'_>, o: &Object<GpuQuotaSpec>, sink: &mut Sink<'_>) {
     if cx.platform.backends.kueue {
         kueue_objects(cx, o, &origin, sink);
     }
-    backstop_quotas(cx, o, &origin, sink);
 }
 
-/// The pool's Kueue objects: its ResourceFlavor, priority classes, spare cohort and the
-/// queues of each allocation.
+/// The backstop ResourceQuotas of one GPU resource on this cluster (one per project its pools
+/// allocate to), attributed to the first pool of that resource by name; lowered once per
+/// resource, apart from the pools, like [`lower_cohort`].
+pub fn lower_backstops(cx: &Ctx<'_>, resource: &str, sink: &mut Sink<'_>) {
+    let first = cx
+        .specs
+        .gpu_quotas
+        .values()
+        .find(|p| cx.has_pool(p.name()) && p.spec.pool.resource_name == resource);
+    if let Some(o) = first {
+        backstop_quotas(cx, o, &Origin::of(Kind::GpuQuota, o), sink);
+    }
+}
+
+/// The pool's Kueue objects: its ResourceFlavor, priority classes and the queues of each
+/// allocation (its cohort is [`lower_cohort`]'s).
 fn kueue_objects(cx: &Ctx<'_>, o: &Object<GpuQuotaSpec>, origin: &Origin, sink: &mut Sink<'_>) {
     let q = &o.spec;
     let pool = o.name();
@@ -225,9 +238,6 @@ fn kueue_objects(cx: &Ctx<'_>, o: &Object<GpuQuotaSpec>, origin: &Origin, sink: 
                 },
             ),
         );
-    }
-    if let Some(cohort) = &q.cohort {
-        spare_cohort(cx, o, cohort, origin, sink);
     }
     for (i, a) in q.allocations.iter().enumerate() {
         lower_allocation(
@@ -319,6 +329,23 @@ pub fn spare(cx: &Ctx<'_>, q: &GpuQuotaSpec) -> u64 {
         .map(|a| u64::from(a.gpu))
         .sum();
     u64::from(q.capacity_in(&cx.cluster.name)).saturating_sub(allocated)
+}
+
+/// A cohort of pools on this cluster: its Kueue Cohort, attributed to its first pool by name
+/// (lowered once per cohort, apart from the pools, so that a pool reads only its own
+/// allocations and a cohort reads its members).
+pub fn lower_cohort(cx: &Ctx<'_>, cohort: &str, sink: &mut Sink<'_>) {
+    if !cx.platform.backends.kueue {
+        return;
+    }
+    let first = cx
+        .specs
+        .gpu_quotas
+        .values()
+        .find(|p| cx.has_pool(p.name()) && p.spec.cohort.as_deref() == Some(cohort));
+    if let Some(o) = first {
+        spare_cohort(cx, o, cohort, &Origin::of(Kind::GpuQuota, o), sink);
+    }
 }
 
 /// The pool's cohort as a Kueue Cohort holding the spare GPUs of every pool in it (emitted once

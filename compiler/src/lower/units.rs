@@ -7,9 +7,10 @@
 //! | unit | view |
 //! |---|---|
 //! | project `p` | `p`, the datasets granted to `p` (and the global ones), the pools allocating to `p` |
-//! | pool `q` | the pools of its cohort, the projects they allocate to and every pool allocating to those |
+//! | pool `q` | `q`, the projects it allocates to |
+//! | cohort / GPU resource | its pools and the projects they allocate to |
 //! | dataset `d` | `d` and the datasets sharing its bucket or Azure account, the projects their grants name; everything when one of them is global |
-//! | rollout / App | itself, its project's view, the pool it names; an App also the `templates/` files |
+//! | rollout / App | itself, its project's view, the pools that may define its instance type (and a rollout's `gpuQuota`); an App also the `templates/` files |
 //! | Platform objects | everything |
 //!
 //! A unit is lowered against its view only (a [`Specs`] holding just those specs, and a
@@ -51,6 +52,10 @@ pub(crate) enum Unit<'a> {
     Dataset(&'a Object<DatasetSpec>),
     Rollout(&'a Object<ModelRolloutSpec>),
     App(&'a Object<AppSpec>),
+    /// A cohort of pools (its Kueue Cohort).
+    Cohort(&'a str),
+    /// The pools of one GPU resource (the backstop ResourceQuotas of their projects).
+    Backstops(&'a str),
     /// Platform-wide objects of a cluster (the CPU ResourceFlavor of default queues).
     Platform(&'a Object<PlatformSpec>),
 }
@@ -63,6 +68,8 @@ impl Unit<'_> {
             Unit::Dataset(o) => ("Dataset", o.name()),
             Unit::Rollout(o) => ("ModelRollout", o.name()),
             Unit::App(o) => ("App", o.name()),
+            Unit::Cohort(name) => ("Cohort", name),
+            Unit::Backstops(resource) => ("Backstops", resource),
             Unit::Platform(o) => ("Platform", o.name()),
         }
     }
@@ -246,6 +253,20 @@ fn units<'s>(cx: &Ctx<'_>, specs: &'s Specs, platform: &'s Object<PlatformSpec>)
             .filter(|q| cx.has_pool(q.name()))
             .map(Unit::GpuQuota),
     );
+    let cohorts: BTreeSet<&str> = specs
+        .gpu_quotas
+        .values()
+        .filter(|q| cx.has_pool(q.name()))
+        .filter_map(|q| q.spec.cohort.as_deref())
+        .collect();
+    units.extend(cohorts.into_iter().map(Unit::Cohort));
+    let resources: BTreeSet<&str> = specs
+        .gpu_quotas
+        .values()
+        .filter(|q| cx.has_pool(q.name()))
+        .map(|q| q.spec.pool.resource_name.as_str())
+        .collect();
+    units.extend(resources.into_iter().map(Unit::Backstops));
     units.extend(specs.datasets.values().map(Unit::Dataset));
     units.extend(
         specs
@@ -278,24 +299,34 @@ fn view<'s>(
         Unit::Dataset(d) if d.spec.global => return View::Everything,
         Unit::Project(p) => project_view(specs, index, p.name(), &mut v),
         Unit::GpuQuota(q) => {
-            // The pools of its cohort (the first by name emits the cohort, holding every
-            // member's spare GPUs), and for each of them the projects it allocates to (their
-            // placement) with every pool allocating to those (a project's quota sums them).
-            let members = specs.gpu_quotas.values().filter(|p| {
-                p.name() == q.name() || (q.spec.cohort.is_some() && p.spec.cohort == q.spec.cohort)
-            });
-            for m in members {
+            add(&specs.gpu_quotas, q.name(), &mut v.gpu_quotas);
+            for a in &q.spec.allocations {
+                add(&specs.projects, &a.project, &mut v.projects);
+            }
+        }
+        Unit::Backstops(resource) => {
+            // A project's backstop sums its allocations in every pool of the resource.
+            for m in specs
+                .gpu_quotas
+                .values()
+                .filter(|p| p.spec.pool.resource_name == resource)
+            {
                 add(&specs.gpu_quotas, m.name(), &mut v.gpu_quotas);
                 for a in &m.spec.allocations {
                     add(&specs.projects, &a.project, &mut v.projects);
-                    for (pool, _) in index
-                        .allocations
-                        .get(a.project.as_str())
-                        .into_iter()
-                        .flatten()
-                    {
-                        add(&specs.gpu_quotas, pool, &mut v.gpu_quotas);
-                    }
+                }
+            }
+        }
+        Unit::Cohort(cohort) => {
+            // Every member's spare GPUs: its capacity less what it allocates to projects here.
+            for m in specs
+                .gpu_quotas
+                .values()
+                .filter(|p| p.spec.cohort.as_deref() == Some(cohort))
+            {
+                add(&specs.gpu_quotas, m.name(), &mut v.gpu_quotas);
+                for a in &m.spec.allocations {
+                    add(&specs.projects, &a.project, &mut v.projects);
                 }
             }
         }
@@ -546,6 +577,8 @@ pub fn run(
         Unit::Dataset(ds) => dataset::lower(&cx, ds, &mut sink),
         Unit::Rollout(r) => rollout::lower(&cx, r, &mut sink),
         Unit::App(a) => app::lower(&cx, a, &mut sink),
+        Unit::Cohort(c) => gpu::lower_cohort(&cx, c, &mut sink),
+        Unit::Backstops(r) => gpu::lower_backstops(&cx, r, &mut sink),
         Unit::Platform(p) => gpu::lower_platform(&cx, p, &mut sink),
     }
     let objects: Vec<Manifest> = out.into_values().collect();
