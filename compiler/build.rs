@@ -1,4 +1,6 @@
-//! Embeds the default policy library (`policies/*.rego`, tests excluded) into the binary.
+//! Embeds the default policy library (`policies/*.rego`, tests excluded) into the binary, and
+//! a hash of the compiler's sources (`PLINTH_SOURCE_HASH`): part of every cache key, so results
+//! of one build of plinth are never read by another with other code and the same version.
 
 use std::fmt::Write;
 
@@ -38,4 +40,38 @@ fn main() {
     let dest = std::path::Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR"))
         .join("default_policies.rs");
     std::fs::write(dest, out).expect("write default_policies.rs");
+    source_hash();
+}
+
+/// FNV-1a (64 bits) of every file under `src/` (paths and bytes, in path order).
+fn source_hash() {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = root.join("src");
+    println!("cargo:rerun-if-changed={}", src.display());
+    let mut files = Vec::new();
+    walk(&src, &mut files);
+    files.sort();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for f in files {
+        let rel = f.strip_prefix(root).expect("under the crate");
+        eat(rel.to_string_lossy().as_bytes());
+        eat(&std::fs::read(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display())));
+    }
+    println!("cargo:rustc-env=PLINTH_SOURCE_HASH={h:016x}");
 }

@@ -1,7 +1,7 @@
 //! Cache: compiled results keyed by the content of everything that went into them.
 //!
 //! A key is the sha256 of: the cache format, plinth's version and a fingerprint of what is
-//! built into it (spec schemas, CRD schemas, the default policy library), the options of the
+//! built into it (its source code, spec schemas, CRD schemas, the default policy library), the options of the
 //! compile, every file of the snapshot (path and bytes, policies and templates included) and
 //! the extra policies. Any change to any of them is a different key, so an entry is never
 //! stale; entries are written atomically and a corrupt or unreadable one is a miss. Deleting
@@ -128,6 +128,8 @@ pub fn fingerprint() -> &'static str {
     CELL.get_or_init(|| {
         let mut h = Sha256::new();
         h.update(env!("CARGO_PKG_VERSION"));
+        // Another build with other code but the same version never shares results.
+        h.update(env!("PLINTH_SOURCE_HASH"));
         for kind in crate::model::Kind::ALL {
             h.update(crate::schema::committed(kind));
         }
