@@ -1297,6 +1297,18 @@ impl Engine {
         place: &dyn Fn(Option<&Value>) -> Label,
         diags: &mut Diagnostics,
     ) -> Vec<Outcome> {
+        self.eval_input_known(input, None, place, diags)
+    }
+
+    /// [`Engine::eval_input`] of an input whose content hash is known (a compiled object's
+    /// `plinth.dev/spec-hash`: equal hashes, equal objects), so the memo need not hash it again.
+    fn eval_input_known(
+        &mut self,
+        input: &Value,
+        known: Option<&str>,
+        place: &dyn Fn(Option<&Value>) -> Label,
+        diags: &mut Diagnostics,
+    ) -> Vec<Outcome> {
         let kind = input
             .get("kind")
             .and_then(Value::as_str)
@@ -1317,7 +1329,7 @@ impl Engine {
             .memo
             .as_ref()
             .filter(|_| groups.iter().flatten().any(|&i| self.cacheable[i]))
-            .map(|_| input_hash(input));
+            .map(|_| known.map_or_else(|| input_hash(input), |h| format!("object:{h}")));
         let mut state = InputState {
             input,
             hash,
@@ -1575,10 +1587,11 @@ impl Engine {
     fn report_input(
         &mut self,
         input: &Value,
+        known: Option<&str>,
         place: &dyn Fn(Option<&Value>) -> Label,
         diags: &mut Diagnostics,
     ) {
-        for outcome in self.eval_input(input, place, diags) {
+        for outcome in self.eval_input_known(input, known, place, diags) {
             for (f, code) in outcome
                 .failures
                 .iter()
@@ -1952,7 +1965,7 @@ pub fn evaluate(
                                 })
                             };
                             let json = doc_json.as_ref().unwrap_or(&Value::Null);
-                            engine.report_input(json, &place, &mut d);
+                            engine.report_input(json, None, &place, &mut d);
                         }
                         Input::Manifest(cluster, m) => {
                             let place = |loc: Option<&Value>| {
@@ -1960,7 +1973,7 @@ pub fn evaluate(
                                     .unwrap_or_else(|| origin_label(&m.origin))
                                     .note(format!("generates {} in cluster `{cluster}`", m.key))
                             };
-                            engine.report_input(&m.object, &place, &mut d);
+                            engine.report_input(&m.object, Some(&m.hash), &place, &mut d);
                         }
                     }
                 }
@@ -2272,9 +2285,14 @@ mod tests {
         );
         let place = |_: Option<&Value>| Label::new(Span::file_start("x".into()));
         let mut out = Diagnostics::new();
-        e.report_input(&json!({"kind": "Service", "bad": true}), &place, &mut out);
-        e.report_input(&json!({"kind": "Job"}), &place, &mut out);
-        e.report_input(&json!({"kind": "Pod"}), &place, &mut out);
+        e.report_input(
+            &json!({"kind": "Service", "bad": true}),
+            None,
+            &place,
+            &mut out,
+        );
+        e.report_input(&json!({"kind": "Job"}), None, &place, &mut out);
+        e.report_input(&json!({"kind": "Pod"}), None, &place, &mut out);
         let msgs: Vec<String> = out.into_sorted().into_iter().map(|d| d.message).collect();
         assert_eq!(msgs, ["any", "job", "pod"]);
     }
