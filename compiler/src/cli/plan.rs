@@ -11,7 +11,7 @@ use super::git::{open_git, platform_below};
 use crate::load::DirSource;
 use crate::render::{self, Paths};
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct PlanArgs {
     /// The revision the change starts from (what is deployed), e.g. `origin/main`.
     #[arg(long)]
@@ -67,6 +67,11 @@ struct Side {
     specs: Option<crate::specs::Specs>,
 }
 
+/// Objects of a cached revision that cannot be read back (the cache directory was damaged).
+#[derive(Debug, thiserror::Error)]
+#[error("the plan cache holds objects it cannot read back (delete it, or pass `--no-cache`)")]
+struct DamagedCache;
+
 /// A side's objects: compiled now, or in the cache (read when they differ from the other side).
 enum Objects {
     Compiled(crate::lower::Lowered),
@@ -91,11 +96,9 @@ impl Objects {
     ) -> anyhow::Result<crate::lower::Lowered> {
         match self {
             Objects::Compiled(l) => Ok(l.only(keep)),
-            Objects::Cached(e) => e.lowered_only(keep).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "the plan cache is damaged: delete it (or pass `--no-cache`) and plan again"
-                )
-            }),
+            Objects::Cached(e) => e
+                .lowered_only(keep)
+                .ok_or_else(|| anyhow::Error::new(DamagedCache)),
         }
     }
 }
@@ -215,7 +218,20 @@ pub(super) fn plan(
     else {
         return Ok(1);
     };
-    let mut p = compare(&args, &base, &head)?;
+    let mut p = match compare(&args, &base, &head) {
+        Ok(p) => p,
+        Err(e) if e.is::<DamagedCache>() && !args.no_cache => {
+            // Objects that cannot be read back cost a compile, not the plan.
+            writeln!(err, "warning: {e}; planning again without it")?;
+            drop((base, head));
+            let again = PlanArgs {
+                no_cache: true,
+                ..args.clone()
+            };
+            return plan(again, out, err, terminal);
+        }
+        Err(e) => return Err(e),
+    };
     // History: which commits between base and head touched each change's spec file (and
     // each approval's file).
     p.prefix_files(&prefix);
