@@ -2,67 +2,21 @@
 //! changes between builds (a spec's content, a rename, a deletion, a policy, plinth itself),
 //! and a damaged cache is only a miss.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use plinth::cache::Cache;
-use plinth::load::MemSource;
 
+/// The example platform's files, as bytes.
 fn example() -> BTreeMap<String, Vec<u8>> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/repo");
-    let mut files = BTreeMap::new();
-    let mut stack = vec![root.clone()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).expect("dir") {
-            let p = e.expect("entry").path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p
-                    .strip_prefix(&root)
-                    .expect("inside")
-                    .to_string_lossy()
-                    .into_owned();
-                files.insert(rel, std::fs::read(&p).expect("read"));
-            }
-        }
-    }
-    files
-}
-
-fn source(files: &BTreeMap<String, Vec<u8>>) -> MemSource {
-    let mut s = MemSource::new();
-    for (p, b) in files {
-        s = s.with(p, b.clone());
-    }
-    s
-}
-
-fn options() -> plinth::Options {
-    plinth::Options {
-        policies: Some(plinth::PolicyConfig {
-            default_library: true,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-/// Everything a build yields that a user sees: the output tree and the diagnostics.
-fn outcome(b: &plinth::Built) -> (Option<BTreeMap<String, String>>, Vec<String>) {
-    let tree = b
-        .lowered
-        .as_ref()
-        .map(|l| plinth::emit::tree(l, None).expect("tree"));
-    let diags = b
-        .checked
-        .diagnostics
-        .clone()
-        .into_sorted()
+    common::example()
         .into_iter()
-        .map(|d| format!("{d:?}"))
-        .collect();
-    (tree, diags)
+        .map(|(p, t)| (p, t.into_bytes()))
+        .collect()
 }
+
+use common::{outcome, source, with_default_policies as options};
 
 fn hit(b: &plinth::Built) -> bool {
     b.checked.timings.iter().any(|(s, _)| *s == "cache hit")

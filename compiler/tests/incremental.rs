@@ -10,43 +10,9 @@ mod common;
 use std::collections::BTreeMap;
 
 use plinth::cache::Cache;
-use plinth::load::MemSource;
 use proptest::prelude::*;
 
-fn source(files: &BTreeMap<String, String>) -> MemSource {
-    let mut s = MemSource::new();
-    for (p, t) in files {
-        s = s.with(p, t.as_str());
-    }
-    s
-}
-
-fn options() -> plinth::Options {
-    plinth::Options {
-        policies: Some(plinth::PolicyConfig {
-            default_library: true,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-/// What a user sees of a build: the output tree and the diagnostics.
-fn outcome(b: &plinth::Built) -> (Option<BTreeMap<String, String>>, Vec<String>) {
-    let tree = b
-        .lowered
-        .as_ref()
-        .map(|l| plinth::emit::tree(l, None).expect("tree"));
-    let diags = b
-        .checked
-        .diagnostics
-        .clone()
-        .into_sorted()
-        .into_iter()
-        .map(|d| format!("{d:?}"))
-        .collect();
-    (tree, diags)
-}
+use common::{outcome, source, with_default_policies as options};
 
 /// The platforms the tests start from: the example, every golden build case, and generated
 /// platforms (many projects, pools sharing a cohort, Apps, rollouts, datasets).

@@ -39,7 +39,7 @@ pub use crate::output::*;
 /// platform, and a difference panics: a rule that reads a spec outside its unit's view would
 /// make that unit's cache key incomplete ([`units`]), so the whole test suite guards the views.
 pub fn lower(specs: &Specs, snapshot: &Snapshot) -> (Lowered, Diagnostics) {
-    let out = lower_reusing(specs, snapshot, "", &NoStore);
+    let out = lower_units(specs, snapshot, None, &NoStore);
     #[cfg(debug_assertions)]
     units::assert_views_complete(specs, snapshot, &out);
     out
@@ -70,6 +70,17 @@ pub fn lower_reusing(
     specs: &Specs,
     snapshot: &Snapshot,
     salt: &str,
+    store: &dyn UnitStore,
+) -> (Lowered, Diagnostics) {
+    lower_units(specs, snapshot, Some(salt), store)
+}
+
+/// Lower every unit (keyed when `salt` is given, for `store`; a compile without a store does
+/// not hash its files).
+fn lower_units(
+    specs: &Specs,
+    snapshot: &Snapshot,
+    salt: Option<&str>,
     store: &dyn UnitStore,
 ) -> (Lowered, Diagnostics) {
     use rayon::prelude::*;

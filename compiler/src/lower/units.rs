@@ -188,14 +188,15 @@ fn field(h: &mut Sha256, bytes: &[u8]) {
     h.update(bytes);
 }
 
-/// The units of every cluster, in merge order, with their views and keys. `salt` stands for
-/// the build of plinth (its fingerprint): results of another build never match.
-pub fn jobs<'s>(specs: &'s Specs, snapshot: &Snapshot, salt: &str) -> Vec<Job<'s>> {
+/// The units of every cluster, in merge order, with their views and, when `salt` is given,
+/// their keys (empty otherwise: nothing is looked up). `salt` stands for the build of plinth
+/// (its fingerprint): results of another build never match.
+pub fn jobs<'s>(specs: &'s Specs, snapshot: &Snapshot, salt: Option<&str>) -> Vec<Job<'s>> {
     use rayon::prelude::*;
     let Some(platform) = &specs.platform else {
         return Vec::new();
     };
-    let hashes = FileHashes::new(snapshot);
+    let hashes = salt.map(|_| FileHashes::new(snapshot));
     let index = Index::new(specs);
     let types = instance_type_pools(specs);
     let mut all = Vec::new();
@@ -216,14 +217,12 @@ pub fn jobs<'s>(specs: &'s Specs, snapshot: &Snapshot, salt: &str) -> Vec<Job<'s
     all.into_par_iter()
         .map(|(cluster, unit)| {
             let view = view(specs, &index, &types, unit);
-            let key = key(
-                salt,
-                cluster,
-                unit,
-                &view,
-                Some(&platform.doc.file),
-                &hashes,
-            );
+            let key = match (salt, &hashes) {
+                (Some(salt), Some(hashes)) => {
+                    key(salt, cluster, unit, &view, Some(&platform.doc.file), hashes)
+                }
+                _ => String::new(),
+            };
             Job {
                 cluster,
                 unit,
@@ -298,36 +297,19 @@ fn view<'s>(
         Unit::Platform(_) => return View::Everything,
         Unit::Dataset(d) if d.spec.global => return View::Everything,
         Unit::Project(p) => project_view(specs, index, p.name(), &mut v),
-        Unit::GpuQuota(q) => {
-            add(&specs.gpu_quotas, q.name(), &mut v.gpu_quotas);
-            for a in &q.spec.allocations {
-                add(&specs.projects, &a.project, &mut v.projects);
-            }
-        }
+        Unit::GpuQuota(q) => pool_view(specs, q, &mut v),
         Unit::Backstops(resource) => {
             // A project's backstop sums its allocations in every pool of the resource.
-            for m in specs
-                .gpu_quotas
-                .values()
-                .filter(|p| p.spec.pool.resource_name == resource)
-            {
-                add(&specs.gpu_quotas, m.name(), &mut v.gpu_quotas);
-                for a in &m.spec.allocations {
-                    add(&specs.projects, &a.project, &mut v.projects);
-                }
+            let pools = specs.gpu_quotas.values();
+            for m in pools.filter(|p| p.spec.pool.resource_name == resource) {
+                pool_view(specs, m, &mut v);
             }
         }
         Unit::Cohort(cohort) => {
             // Every member's spare GPUs: its capacity less what it allocates to projects here.
-            for m in specs
-                .gpu_quotas
-                .values()
-                .filter(|p| p.spec.cohort.as_deref() == Some(cohort))
-            {
-                add(&specs.gpu_quotas, m.name(), &mut v.gpu_quotas);
-                for a in &m.spec.allocations {
-                    add(&specs.projects, &a.project, &mut v.projects);
-                }
+            let pools = specs.gpu_quotas.values();
+            for m in pools.filter(|p| p.spec.cohort.as_deref() == Some(cohort)) {
+                pool_view(specs, m, &mut v);
             }
         }
         Unit::Dataset(d) => {
@@ -403,6 +385,14 @@ fn add_instance_type_pools<'s>(
     }
 }
 
+/// A pool and the projects it allocates to (their placement decides where it applies).
+fn pool_view<'s>(specs: &'s Specs, q: &Object<GpuQuotaSpec>, v: &mut Refs<'s>) {
+    add(&specs.gpu_quotas, q.name(), &mut v.gpu_quotas);
+    for a in &q.spec.allocations {
+        add(&specs.projects, &a.project, &mut v.projects);
+    }
+}
+
 /// A project, the datasets it may use and the pools allocating to it.
 fn project_view<'s>(specs: &'s Specs, index: &Index<'s>, project: &str, v: &mut Refs<'s>) {
     add(&specs.projects, project, &mut v.projects);
@@ -467,7 +457,7 @@ fn key(
 #[doc(hidden)]
 pub fn lower_unrestricted(specs: &Specs, snapshot: &Snapshot) -> (Lowered, Diagnostics) {
     let schemas = std::sync::Arc::default();
-    let mut jobs = jobs(specs, snapshot, "");
+    let mut jobs = jobs(specs, snapshot, None);
     for j in &mut jobs {
         j.view = View::Everything;
         j.whole_snapshot = true;

@@ -44,12 +44,45 @@ pub struct Built {
     pub diagnostics: Vec<plinth::diag::Diagnostic>,
 }
 
-fn run(files: &BTreeMap<String, String>) -> plinth::Built {
+/// A repository in memory.
+pub fn source<T: AsRef<[u8]>>(files: &BTreeMap<String, T>) -> MemSource {
     let mut src = MemSource::new();
     for (p, t) in files {
-        src = src.with(p, t.as_str());
+        src = src.with(p, t.as_ref().to_vec());
     }
-    plinth::build_source(&src, &plinth::Options::default()).unwrap()
+    src
+}
+
+fn run(files: &BTreeMap<String, String>) -> plinth::Built {
+    plinth::build_source(&source(files), &plinth::Options::default()).unwrap()
+}
+
+/// Options that run plinth's default policy library.
+pub fn with_default_policies() -> plinth::Options {
+    plinth::Options {
+        policies: Some(plinth::PolicyConfig {
+            default_library: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Everything a build yields that a user sees: the output tree and the diagnostics.
+pub fn outcome(b: &plinth::Built) -> (Option<BTreeMap<String, String>>, Vec<String>) {
+    let tree = b
+        .lowered
+        .as_ref()
+        .map(|l| plinth::emit::tree(l, None).expect("tree"));
+    let diags = b
+        .checked
+        .diagnostics
+        .clone()
+        .into_sorted()
+        .into_iter()
+        .map(|d| format!("{d:?}"))
+        .collect();
+    (tree, diags)
 }
 
 /// Build; it must succeed without errors.
