@@ -211,7 +211,7 @@ impl Desired {
             .map(|m| DesiredObject {
                 previous: None,
                 key: m.key.clone(),
-                object: m.object.clone(),
+                object: serde_json::Value::clone(&m.object),
                 hash: m.hash.clone(),
                 stage: Stage::of(&m.key),
                 source: format!("{}:{}", m.origin.file, m.origin.line),

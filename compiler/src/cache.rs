@@ -33,7 +33,7 @@ use crate::output::{ClusterOutput, LoweredIndex, Manifest, ObjectKey};
 use crate::policy::{Memo, Memoized};
 
 /// Bumped when the entry format changes.
-const FORMAT: &str = "plinth-cache-v4";
+const FORMAT: &str = "plinth-cache-v5";
 
 /// A cache directory.
 #[derive(Debug, Clone)]
@@ -52,8 +52,9 @@ pub struct Entry {
     pub diagnostics: Vec<Diagnostic>,
     /// `None` when errors stopped the compile.
     pub index: Option<LoweredIndex>,
-    /// Per cluster, where each object of the index is in the objects file (same order).
-    places: BTreeMap<String, Vec<(u64, u64)>>,
+    /// Per cluster, where each object of the index is in the objects file (same order), and
+    /// the crc32 of its bytes.
+    places: BTreeMap<String, Vec<(u64, u64, u32)>>,
     objects: PathBuf,
 }
 
@@ -63,7 +64,7 @@ struct Meta {
     platform_files: Vec<String>,
     diagnostics: Vec<Diagnostic>,
     index: Option<LoweredIndex>,
-    places: BTreeMap<String, Vec<(u64, u64)>>,
+    places: BTreeMap<String, Vec<(u64, u64, u32)>>,
 }
 
 /// An entry to store, borrowed from the compile that produced it.
@@ -97,14 +98,17 @@ impl Entry {
         for (name, c) in &index.clusters {
             let places = self.places.get(name)?;
             let mut manifests = Vec::new();
-            for (o, &(offset, len)) in c.objects.iter().zip(places) {
+            for (o, &(offset, len, crc)) in c.objects.iter().zip(places) {
                 if !want(name, &o.key) {
                     continue;
                 }
                 file.seek(SeekFrom::Start(offset)).ok()?;
                 buf.resize(usize::try_from(len).ok()?, 0);
                 file.read_exact(&mut buf).ok()?;
-                let m: Manifest = serde_json::from_slice(&buf).ok()?;
+                if crc32fast::hash(&buf) != crc {
+                    return None;
+                }
+                let m = decode_object(&buf)?;
                 // The objects file must match its index.
                 if m.key != o.key || m.hash != o.hash {
                     return None;
@@ -211,7 +215,7 @@ impl Cache {
             .places
             .values()
             .filter_map(|p| p.last())
-            .map(|(o, l)| o + l)
+            .map(|(o, l, _)| o + l)
             .max()
             .unwrap_or(0);
         let objects = path.with_extension("objects");
@@ -233,7 +237,7 @@ impl Cache {
         let path = self.path(key);
         let dir = path.parent().unwrap_or(&self.dir);
         std::fs::create_dir_all(dir)?;
-        let mut places: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+        let mut places: BTreeMap<String, Vec<(u64, u64, u32)>> = BTreeMap::new();
         let index = entry.lowered.map(crate::plan::index_of);
         if let Some(l) = entry.lowered {
             let tmp = dir.join(format!(".{key}.{}.objects.tmp", std::process::id()));
@@ -242,9 +246,9 @@ impl Cache {
             for (name, c) in &l.clusters {
                 let at = places.entry(name.clone()).or_default();
                 for m in &c.manifests {
-                    let bytes = serde_json::to_vec(m)?;
+                    let bytes = encode_object(m)?;
                     f.write_all(&bytes)?;
-                    at.push((offset, bytes.len() as u64));
+                    at.push((offset, bytes.len() as u64, crc32fast::hash(&bytes)));
                     offset += bytes.len() as u64;
                 }
             }
@@ -280,8 +284,8 @@ impl Cache {
 #[derive(Debug)]
 pub struct UnitPack {
     dir: PathBuf,
-    /// key → (pack number in `packs`, offset, length).
-    index: std::collections::HashMap<String, (usize, u64, u64)>,
+    /// key → (pack number in `packs`, offset, length, crc32 of the bytes).
+    index: std::collections::HashMap<String, (usize, u64, u64, u32)>,
     packs: Vec<(PathBuf, std::sync::Mutex<Option<std::fs::File>>)>,
     fresh: std::sync::Mutex<Vec<(String, Vec<u8>)>>,
     used: std::sync::Mutex<Vec<String>>,
@@ -325,13 +329,17 @@ impl UnitPack {
             let Ok(bytes) = std::fs::read(&p) else {
                 continue;
             };
-            let Ok(entries) = serde_json::from_slice::<Vec<(String, u64, u64)>>(&bytes) else {
+            let Ok(entries) = serde_json::from_slice::<Vec<(String, u64, u64, u32)>>(&bytes) else {
+                // Not an index of this format (an older plinth's, or damaged): its pack is
+                // never read, so neither is kept.
+                let _ = std::fs::remove_file(&p);
+                let _ = std::fs::remove_file(p.with_extension("pack"));
                 continue;
             };
             let n = packs.len();
             packs.push((p.with_extension("pack"), std::sync::Mutex::new(None)));
-            for (key, offset, len) in entries {
-                index.entry(key).or_insert((n, offset, len));
+            for (key, offset, len, crc) in entries {
+                index.entry(key).or_insert((n, offset, len, crc));
             }
         }
         UnitPack {
@@ -343,10 +351,10 @@ impl UnitPack {
         }
     }
 
-    /// The raw bytes of an entry.
+    /// The bytes of an entry (`None` when they do not match their checksum).
     fn read(&self, key: &str) -> Option<Vec<u8>> {
         use std::io::{Read, Seek, SeekFrom};
-        let &(n, offset, len) = self.index.get(key)?;
+        let &(n, offset, len, crc) = self.index.get(key)?;
         let (path, file) = self.packs.get(n)?;
         let mut file = file
             .lock()
@@ -358,7 +366,7 @@ impl UnitPack {
         f.seek(SeekFrom::Start(offset)).ok()?;
         let mut buf = vec![0; usize::try_from(len).ok()?];
         f.read_exact(&mut buf).ok()?;
-        Some(buf)
+        (crc32fast::hash(&buf) == crc).then_some(buf)
     }
 
     /// Units held (in the packs read when opening).
@@ -395,16 +403,18 @@ impl UnitPack {
         let name = format!("{stamp:032}-{}", std::process::id());
         let pack = self.dir.join(format!("{name}.pack"));
         let tmp = self.dir.join(format!(".{name}.pack.tmp"));
-        let mut entries: Vec<(String, u64, u64)> = Vec::new();
+        let mut entries: Vec<(String, u64, u64, u32)> = Vec::new();
         {
             let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
             let mut offset = 0u64;
-            let mut write = |key: &str, bytes: &[u8], entries: &mut Vec<(String, u64, u64)>| {
-                f.write_all(bytes)?;
-                entries.push((key.to_owned(), offset, bytes.len() as u64));
-                offset += bytes.len() as u64;
-                std::io::Result::Ok(())
-            };
+            let mut write =
+                |key: &str, bytes: &[u8], entries: &mut Vec<(String, u64, u64, u32)>| {
+                    f.write_all(bytes)?;
+                    let crc = crc32fast::hash(bytes);
+                    entries.push((key.to_owned(), offset, bytes.len() as u64, crc));
+                    offset += bytes.len() as u64;
+                    std::io::Result::Ok(())
+                };
             for (key, bytes) in &fresh {
                 write(key, bytes, &mut entries)?;
             }
@@ -536,10 +546,106 @@ impl PolicyMemo {
     }
 }
 
+/// How a unit's result is stored: this header (one JSON line), then each object's text.
+#[derive(Serialize, Deserialize)]
+struct StoredUnit {
+    diagnostics: Vec<Diagnostic>,
+    objects: Vec<StoredObject>,
+}
+
+/// An object of a [`StoredUnit`]: what the stages after lowering read without the object,
+/// and the length of its text.
+#[derive(Serialize, Deserialize)]
+struct StoredObject {
+    key: ObjectKey,
+    origin: crate::output::Origin,
+    hash: String,
+    sha: String,
+    len: usize,
+}
+
+/// One object in its stored form: its [`StoredObject`] line, then its text.
+fn encode_object(m: &Manifest) -> std::io::Result<Vec<u8>> {
+    let text = m.object.text();
+    let header = StoredObject {
+        key: m.key.clone(),
+        origin: m.origin.clone(),
+        hash: m.hash.clone(),
+        sha: m.object.sha().to_owned(),
+        len: text.len(),
+    };
+    let mut bytes = serde_json::to_vec(&header)?;
+    bytes.push(b'\n');
+    bytes.extend_from_slice(text.as_bytes());
+    Ok(bytes)
+}
+
+/// An object stored by [`encode_object`] (its text parsed only when read).
+fn decode_object(bytes: &[u8]) -> Option<Manifest> {
+    let nl = bytes.iter().position(|&b| b == b'\n')?;
+    let o: StoredObject = serde_json::from_slice(&bytes[..nl]).ok()?;
+    let text = std::str::from_utf8(&bytes[nl + 1..]).ok()?;
+    (text.len() == o.len).then(|| Manifest {
+        key: o.key,
+        object: crate::output::Obj::from_text(text.into(), o.sha),
+        origin: o.origin,
+        hash: o.hash,
+    })
+}
+
+/// A unit's result in its stored form.
+fn encode_unit(out: &crate::lower::units::UnitOutput) -> Option<Vec<u8>> {
+    let texts: Vec<std::borrow::Cow<'_, str>> =
+        out.objects.iter().map(|m| m.object.text()).collect();
+    let header = StoredUnit {
+        diagnostics: out.diagnostics.clone(),
+        objects: out
+            .objects
+            .iter()
+            .zip(&texts)
+            .map(|(m, t)| StoredObject {
+                key: m.key.clone(),
+                origin: m.origin.clone(),
+                hash: m.hash.clone(),
+                sha: m.object.sha().to_owned(),
+                len: t.len(),
+            })
+            .collect(),
+    };
+    let mut bytes = serde_json::to_vec(&header).ok()?;
+    bytes.push(b'\n');
+    for t in &texts {
+        bytes.extend_from_slice(t.as_bytes());
+    }
+    Some(bytes)
+}
+
+/// A stored unit's result; the objects stay text until read (see [`crate::output::Obj`]).
+fn decode_unit(bytes: &[u8]) -> Option<crate::lower::units::UnitOutput> {
+    let nl = bytes.iter().position(|&b| b == b'\n')?;
+    let header: StoredUnit = serde_json::from_slice(&bytes[..nl]).ok()?;
+    let body = std::str::from_utf8(&bytes[nl + 1..]).ok()?;
+    let mut at = 0;
+    let mut objects = Vec::with_capacity(header.objects.len());
+    for o in header.objects {
+        let text = body.get(at..at + o.len)?;
+        at += o.len;
+        objects.push(Manifest {
+            key: o.key,
+            object: crate::output::Obj::from_text(text.into(), o.sha),
+            origin: o.origin,
+            hash: o.hash,
+        });
+    }
+    (at == body.len()).then_some(crate::lower::units::UnitOutput {
+        objects,
+        diagnostics: header.diagnostics,
+    })
+}
+
 impl crate::lower::UnitStore for UnitPack {
     fn get(&self, key: &str) -> Option<crate::lower::units::UnitOutput> {
-        let bytes = self.read(key)?;
-        let out = serde_json::from_slice(&bytes).ok()?;
+        let out = decode_unit(&self.read(key)?)?;
         if let Ok(mut u) = self.used.lock() {
             u.push(key.to_owned());
         }
@@ -548,7 +654,7 @@ impl crate::lower::UnitStore for UnitPack {
 
     fn put(&self, key: &str, out: &crate::lower::units::UnitOutput) {
         // A unit that cannot be serialised is only not kept.
-        if let Ok(bytes) = serde_json::to_vec(out)
+        if let Some(bytes) = encode_unit(out)
             && let Ok(mut f) = self.fresh.lock()
         {
             f.push((key.to_owned(), bytes));

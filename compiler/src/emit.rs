@@ -8,9 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::lower::{
-    Approval, ClusterOutput, Lowered, Manifest, ObjectKey, canonical_json, sha256_hex,
-};
+use crate::lower::{Approval, ClusterOutput, Lowered, Manifest, ObjectKey};
 
 /// Files by path relative to the output directory (`/`-separated).
 pub type Tree = BTreeMap<String, String>;
@@ -139,7 +137,7 @@ fn lock_entry(m: &Manifest, path: &str) -> Value {
         "kind": m.key.kind,
         "name": m.key.name,
         "path": path,
-        "sha256": sha256_hex(canonical_json(&m.object).as_bytes()),
+        "sha256": m.object.sha(),
         "source": {
             "file": m.origin.file.as_ref(),
             "line": m.origin.line,

@@ -355,6 +355,7 @@ fn build_fresh(
     if let Some((store, _)) = &pack {
         // A cache that cannot be written only costs time.
         let flushed = std::time::Instant::now();
+        if std::env::var_os("PLINTH_DEBUG_UNITS").is_some() { eprintln!("units: {} lowered, {} held", store.fresh_count(), store.len()); }
         let _ = store.flush();
         checked.timings.push(("store units", flushed.elapsed()));
     }

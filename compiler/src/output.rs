@@ -112,10 +112,132 @@ impl fmt::Display for ObjectKey {
 pub struct Manifest {
     pub key: ObjectKey,
     /// The object, provenance included, in emission order.
-    pub object: Value,
+    pub object: Obj,
     pub origin: Origin,
     /// `plinth.dev/spec-hash`.
     pub hash: String,
+}
+
+/// A generated object's JSON: a [`Value`], or the serialised text of one (an object reused from
+/// the cache), parsed the first time it is read. A one-file change reuses most objects of a
+/// platform and most stages only need their key and hashes: those objects stay text, which is
+/// also a fraction of the memory of a `Value`. Reads through `Deref`; `DerefMut` parses first.
+#[derive(Clone, Default)]
+pub struct Obj {
+    value: std::sync::OnceLock<Value>,
+    /// `serde_json` text of the value (key order kept).
+    text: Option<Arc<str>>,
+    /// sha256 of the canonical JSON (provenance included): the lock file's `sha256`.
+    sha: std::sync::OnceLock<String>,
+}
+
+impl Obj {
+    /// An object whose serialised text is `text` (produced by `serde_json` from a `Value`) and
+    /// whose canonical hash is `sha`; parsed only when read.
+    pub fn from_text(text: Arc<str>, sha: String) -> Obj {
+        Obj {
+            value: std::sync::OnceLock::new(),
+            text: Some(text),
+            sha: std::sync::OnceLock::from(sha),
+        }
+    }
+
+    /// Whether the value was parsed (or given).
+    pub fn is_parsed(&self) -> bool {
+        self.value.get().is_some()
+    }
+
+    /// The serialised text: kept when there is one, else written now.
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        match (&self.text, self.value.get()) {
+            (Some(t), _) => std::borrow::Cow::Borrowed(t),
+            (None, Some(v)) => std::borrow::Cow::Owned(v.to_string()),
+            (None, None) => std::borrow::Cow::Borrowed("null"),
+        }
+    }
+
+    /// sha256 of the canonical JSON (provenance included), computed once.
+    pub fn sha(&self) -> &str {
+        self.sha
+            .get_or_init(|| sha256_hex(canonical_json(self).as_bytes()))
+    }
+
+    /// The value, owned (parsed from the text when there is no value yet).
+    pub fn into_value(self) -> Value {
+        match self.value.into_inner() {
+            Some(v) => v,
+            None => parse_text(self.text.as_deref()),
+        }
+    }
+}
+
+/// The value of an object's text. The text was written by `serde_json` and checked against a
+/// checksum when read from the cache, so it parses; `null` stands for the impossible.
+fn parse_text(text: Option<&str>) -> Value {
+    text.and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or(Value::Null)
+}
+
+impl From<Value> for Obj {
+    fn from(v: Value) -> Obj {
+        Obj {
+            value: std::sync::OnceLock::from(v),
+            text: None,
+            sha: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+impl std::ops::Deref for Obj {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        self.value.get_or_init(|| parse_text(self.text.as_deref()))
+    }
+}
+
+impl std::ops::DerefMut for Obj {
+    fn deref_mut(&mut self) -> &mut Value {
+        if self.value.get().is_none() {
+            let v = parse_text(self.text.as_deref());
+            self.value = std::sync::OnceLock::from(v);
+        }
+        // Changed in place: the text and the hash no longer describe it.
+        self.text = None;
+        self.sha = std::sync::OnceLock::new();
+        self.value
+            .get_mut()
+            .map_or_else(|| unreachable!("set above"), |v| v)
+    }
+}
+
+impl fmt::Debug for Obj {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl PartialEq for Obj {
+    fn eq(&self, other: &Obj) -> bool {
+        **self == **other
+    }
+}
+
+impl PartialEq<Value> for Obj {
+    fn eq(&self, other: &Value) -> bool {
+        **self == *other
+    }
+}
+
+impl Serialize for Obj {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Obj {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Obj, D::Error> {
+        Value::deserialize(d).map(Obj::from)
+    }
 }
 
 /// What one cluster receives.

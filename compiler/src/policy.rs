@@ -328,9 +328,26 @@ pub struct Engine {
 /// One input being evaluated: its content hash (when a memo is used) and whether the engine
 /// has been given it.
 struct InputState<'a> {
-    input: &'a Value,
+    input: InputRef<'a>,
     hash: Option<String>,
     set: bool,
+}
+
+/// An input: a value, or a compiled object (parsed only when a rule is evaluated on it, not
+/// when every result comes from the memo).
+#[derive(Clone, Copy)]
+enum InputRef<'a> {
+    Value(&'a Value),
+    Object(&'a crate::output::Obj),
+}
+
+impl InputRef<'_> {
+    fn get(&self) -> &Value {
+        match self {
+            InputRef::Value(v) => v,
+            InputRef::Object(o) => o,
+        }
+    }
 }
 
 /// Rule indices grouped by package.
@@ -1297,22 +1314,20 @@ impl Engine {
         place: &dyn Fn(Option<&Value>) -> Label,
         diags: &mut Diagnostics,
     ) -> Vec<Outcome> {
-        self.eval_input_known(input, None, place, diags)
+        let kind = input.get("kind").and_then(Value::as_str).unwrap_or_default();
+        self.eval_input_known(InputRef::Value(input), kind, None, place, diags)
     }
 
     /// [`Engine::eval_input`] of an input whose content hash is known (a compiled object's
     /// `plinth.dev/spec-hash`: equal hashes, equal objects), so the memo need not hash it again.
     fn eval_input_known(
         &mut self,
-        input: &Value,
+        input: InputRef<'_>,
+        kind: &str,
         known: Option<&str>,
         place: &dyn Fn(Option<&Value>) -> Label,
         diags: &mut Diagnostics,
     ) -> Vec<Outcome> {
-        let kind = input
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
         let groups = self.applicable(kind);
         if groups.is_empty()
             || self
@@ -1329,7 +1344,7 @@ impl Engine {
             .memo
             .as_ref()
             .filter(|_| groups.iter().flatten().any(|&i| self.cacheable[i]))
-            .map(|_| known.map_or_else(|| input_hash(input), |h| format!("object:{h}")));
+            .map(|_| known.map_or_else(|| input_hash(input.get()), |h| format!("object:{h}")));
         let mut state = InputState {
             input,
             hash,
@@ -1347,7 +1362,7 @@ impl Engine {
     fn give_input(&mut self, state: &mut InputState<'_>) {
         if !state.set {
             // Read from the JSON in place (no copy of it first).
-            let input = <regorus::Value as serde::Deserialize>::deserialize(state.input)
+            let input = <regorus::Value as serde::Deserialize>::deserialize(state.input.get())
                 .unwrap_or(regorus::Value::Undefined);
             self.engine.set_input(input);
             state.set = true;
@@ -1586,12 +1601,13 @@ impl Engine {
     /// `warn` P002) placed by `place`.
     fn report_input(
         &mut self,
-        input: &Value,
+        input: InputRef<'_>,
+        kind: &str,
         known: Option<&str>,
         place: &dyn Fn(Option<&Value>) -> Label,
         diags: &mut Diagnostics,
     ) {
-        for outcome in self.eval_input_known(input, known, place, diags) {
+        for outcome in self.eval_input_known(input, kind, known, place, diags) {
             for (f, code) in outcome
                 .failures
                 .iter()
@@ -1725,7 +1741,7 @@ pub fn platform_data(specs: &Specs, docs: &[Arc<Document>], lowered: Option<&Low
         .map(|l| {
             l.clusters
                 .iter()
-                .map(|(c, o)| (c.as_str(), o.manifests.iter().map(|m| &m.object).collect()))
+                .map(|(c, o)| (c.as_str(), o.manifests.iter().map(|m| &*m.object).collect()))
                 .collect()
         })
         .unwrap_or_default();
@@ -1965,7 +1981,8 @@ pub fn evaluate(
                                 })
                             };
                             let json = doc_json.as_ref().unwrap_or(&Value::Null);
-                            engine.report_input(json, None, &place, &mut d);
+                            let kind = json.get("kind").and_then(Value::as_str).unwrap_or_default();
+                            engine.report_input(InputRef::Value(json), kind, None, &place, &mut d);
                         }
                         Input::Manifest(cluster, m) => {
                             let place = |loc: Option<&Value>| {
@@ -1973,7 +1990,13 @@ pub fn evaluate(
                                     .unwrap_or_else(|| origin_label(&m.origin))
                                     .note(format!("generates {} in cluster `{cluster}`", m.key))
                             };
-                            engine.report_input(&m.object, Some(&m.hash), &place, &mut d);
+                            engine.report_input(
+                                InputRef::Object(&m.object),
+                                &m.key.kind,
+                                Some(&m.hash),
+                                &place,
+                                &mut d,
+                            );
                         }
                     }
                 }
@@ -2286,13 +2309,14 @@ mod tests {
         let place = |_: Option<&Value>| Label::new(Span::file_start("x".into()));
         let mut out = Diagnostics::new();
         e.report_input(
-            &json!({"kind": "Service", "bad": true}),
+            InputRef::Value(&json!({"kind": "Service", "bad": true})),
+            "Service",
             None,
             &place,
             &mut out,
         );
-        e.report_input(&json!({"kind": "Job"}), None, &place, &mut out);
-        e.report_input(&json!({"kind": "Pod"}), None, &place, &mut out);
+        e.report_input(InputRef::Value(&json!({"kind": "Job"})), "Job", None, &place, &mut out);
+        e.report_input(InputRef::Value(&json!({"kind": "Pod"})), "Pod", None, &place, &mut out);
         let msgs: Vec<String> = out.into_sorted().into_iter().map(|d| d.message).collect();
         assert_eq!(msgs, ["any", "job", "pod"]);
     }

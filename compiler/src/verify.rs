@@ -266,7 +266,7 @@ mod tests {
     fn manifest(v: Value) -> Manifest {
         Manifest {
             key: ObjectKey::of(&v),
-            object: v,
+            object: v.into(),
             origin: Origin {
                 file: "p.yaml".into(),
                 line: 1,

@@ -806,7 +806,7 @@ fn check_cluster(
         objects: out
             .manifests
             .iter()
-            .map(|m| (m.key.clone(), &m.object))
+            .map(|m| (m.key.clone(), &*m.object))
             .collect(),
     };
     let mut violations = Vec::new();
@@ -1030,7 +1030,7 @@ fn rules_catch_broken_objects() {
     v["metadata"]["annotations"]["plinth.dev/spec-hash"] = json!(hash.clone());
     let m = Manifest {
         key: ObjectKey::of(&v),
-        object: v.clone(),
+        object: v.clone().into(),
         origin: Origin {
             file: "p.yaml".into(),
             line: 1,

@@ -376,7 +376,7 @@ fn public_endpoints_have_tls_a_class_and_authentication() {
     let ingresses: Vec<&Value> = objects(&b.lowered, PROD)
         .iter()
         .filter(|m| m.key.kind == "Ingress" && m.origin.kind == plinth::model::Kind::ModelRollout)
-        .map(|m| &m.object)
+        .map(|m| &*m.object)
         .collect();
     assert!(!ingresses.is_empty());
     for ing in ingresses {

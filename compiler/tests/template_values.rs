@@ -44,7 +44,7 @@ fn rendered(files: &BTreeMap<String, String>) -> Result<Vec<Value>, Vec<String>>
         .values()
         .flat_map(|c| &c.manifests)
         .filter(|m| m.object["metadata"]["annotations"]["plinth.dev/template"].is_string())
-        .map(|m| m.object.clone())
+        .map(|m| serde_json::Value::clone(&m.object))
         .collect())
 }
 

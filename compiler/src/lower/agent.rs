@@ -727,7 +727,7 @@ mod tests {
                     namespace: namespaced.then(|| "ns".to_owned()),
                     name: "x".to_owned(),
                 },
-                object: json!({"apiVersion": v, "kind": k, "metadata": meta}),
+                object: json!({"apiVersion": v, "kind": k, "metadata": meta}).into(),
                 origin: crate::lower::Origin {
                     file: "plinth.yaml".into(),
                     line: 1,

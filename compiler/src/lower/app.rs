@@ -639,7 +639,7 @@ fn one_object(
     let key = ObjectKey::of(&v);
     let candidate = Manifest {
         key: key.clone(),
-        object: v,
+        object: v.into(),
         origin: origin.clone(),
         hash: String::new(),
     };
@@ -661,7 +661,7 @@ fn one_object(
         );
         return;
     }
-    sink.push_value(origin, candidate.object);
+    sink.push_value(origin, candidate.object.into_value());
 }
 
 /// Provenance, namespace and labels of a template's object; false when it has no `metadata`.

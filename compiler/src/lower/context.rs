@@ -85,7 +85,7 @@ impl Sink<'_> {
             key.clone(),
             Manifest {
                 key,
-                object: v,
+                object: v.into(),
                 origin: origin.clone(),
                 hash,
             },

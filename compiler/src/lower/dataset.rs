@@ -1050,7 +1050,7 @@ spec:
             .find(|m| {
                 m.key.kind == kind && m.key.namespace.as_deref() == namespace && m.key.name == name
             })
-            .map(|m| &m.object)
+            .map(|m| &*m.object)
     }
 
     fn get<'a>(

@@ -42,7 +42,7 @@ use crate::output::{Approval, ClusterOutput, Lowered, Manifest, ObjectKey, sha25
 use crate::specs::{Object, Specs};
 
 /// Bumped when what a unit's key covers or its output format changes.
-const FORMAT: &str = "plinth-unit-v1";
+const FORMAT: &str = "plinth-unit-v2";
 
 /// One spec to lower on one cluster.
 #[derive(Clone, Copy)]
@@ -659,9 +659,26 @@ pub fn assemble(
 /// The agent's install manifests of a cluster (its ClusterRole derives from what the other
 /// units emit), verified.
 fn agent_part(cx: &Ctx<'_>, platform: &Object<PlatformSpec>, parts: &[UnitOutput]) -> UnitOutput {
+    // Its rules read the kind and name of every object, and the content of RBAC objects only
+    // (what a role grants, what a binding binds): the others are not parsed when they come
+    // from the cache.
+    let stubs: Vec<serde_json::Value> = parts
+        .iter()
+        .flat_map(|p| &p.objects)
+        .filter(|m| !reads_content(&m.key) && !m.object.is_parsed())
+        .map(|m| serde_json::json!({"apiVersion": m.key.api_version, "kind": m.key.kind, "metadata": {"name": m.key.name}}))
+        .collect();
+    let mut stubbed = stubs.iter();
     let emitted: Vec<&serde_json::Value> = parts
         .iter()
-        .flat_map(|p| p.objects.iter().map(|m| &m.object))
+        .flat_map(|p| &p.objects)
+        .filter_map(|m| {
+            if !reads_content(&m.key) && !m.object.is_parsed() {
+                stubbed.next()
+            } else {
+                Some(&*m.object)
+            }
+        })
         .collect();
     let mut out = BTreeMap::new();
     let mut d = Diagnostics::new();
@@ -678,6 +695,11 @@ fn agent_part(cx: &Ctx<'_>, platform: &Object<PlatformSpec>, parts: &[UnitOutput
         objects,
         diagnostics,
     }
+}
+
+/// Whether the agent's rules read an object's content, not only its kind and name.
+fn reads_content(key: &ObjectKey) -> bool {
+    key.group() == "rbac.authorization.k8s.io"
 }
 
 /// The Platform's approval entries that apply to a cluster, with where each is written.

@@ -491,7 +491,7 @@ impl Default for PlanOptions {
 /// An object without provenance annotations, secrets redacted ([`crate::redact::object`]
 /// with `key`): what plans compare and show.
 pub fn content(m: &Manifest, key: &crate::redact::Key) -> Value {
-    let mut v = m.object.clone();
+    let mut v = Value::clone(&m.object);
     if let Some(ann) = v
         .pointer_mut("/metadata/annotations")
         .and_then(Value::as_object_mut)

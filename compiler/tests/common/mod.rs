@@ -131,7 +131,7 @@ pub fn all_objects(l: &Lowered) -> Vec<&Value> {
     l.clusters
         .values()
         .flat_map(|c| &c.manifests)
-        .map(|m| &m.object)
+        .map(|m| &*m.object)
         .collect()
 }
 
@@ -153,7 +153,7 @@ pub fn of_kind<'a>(l: &'a Lowered, cluster: &str, kind: &str) -> Vec<&'a Value> 
     objects(l, cluster)
         .iter()
         .filter(|m| m.key.kind == kind)
-        .map(|m| &m.object)
+        .map(|m| &*m.object)
         .collect()
 }
 
@@ -168,5 +168,5 @@ pub fn find<'a>(
     objects(l, cluster)
         .iter()
         .find(|m| m.key.kind == kind && m.key.namespace.as_deref() == ns && m.key.name == name)
-        .map(|m| &m.object)
+        .map(|m| &*m.object)
 }
