@@ -32,6 +32,9 @@ use crate::options::{Options, PolicyConfig};
 use crate::output::{ClusterOutput, LoweredIndex, Manifest, ObjectKey};
 use crate::policy::{Memo, Memoized};
 
+/// Compiled revisions kept (the ones used last; each holds a platform's objects).
+pub const REVISIONS_KEPT: usize = 16;
+
 /// Bumped when the entry format changes.
 const FORMAT: &str = "plinth-cache-v5";
 
@@ -52,6 +55,8 @@ pub struct Entry {
     pub diagnostics: Vec<Diagnostic>,
     /// `None` when errors stopped the compile.
     pub index: Option<LoweredIndex>,
+    /// The GPU capacity of its specs (what a plan compares), when it compiled.
+    pub capacity: Option<crate::capacity::Capacity>,
     /// Per cluster, where each object of the index is in the objects file (same order), and
     /// the crc32 of its bytes.
     places: BTreeMap<String, Vec<(u64, u64, u32)>>,
@@ -65,6 +70,8 @@ struct Meta {
     diagnostics: Vec<Diagnostic>,
     index: Option<LoweredIndex>,
     places: BTreeMap<String, Vec<(u64, u64, u32)>>,
+    #[serde(default)]
+    capacity: Option<crate::capacity::Capacity>,
 }
 
 /// An entry to store, borrowed from the compile that produced it.
@@ -73,6 +80,7 @@ pub struct EntryRef<'a> {
     pub platform_files: &'a [String],
     pub diagnostics: &'a [Diagnostic],
     pub lowered: Option<&'a Lowered>,
+    pub capacity: Option<&'a crate::capacity::Capacity>,
 }
 
 impl Entry {
@@ -222,10 +230,15 @@ impl Cache {
         if meta.index.is_some() && std::fs::metadata(&objects).map_or(end > 0, |m| m.len() != end) {
             return None;
         }
+        // Used now: the last to be evicted (see `evict`).
+        if let Ok(f) = std::fs::File::options().append(true).open(&path) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
         Some(Entry {
             platform_files: meta.platform_files,
             diagnostics: meta.diagnostics,
             index: meta.index,
+            capacity: meta.capacity,
             places: meta.places,
             objects,
         })
@@ -261,6 +274,7 @@ impl Cache {
             diagnostics: entry.diagnostics.to_vec(),
             index,
             places,
+            capacity: entry.capacity.cloned(),
         };
         let tmp = dir.join(format!(".{key}.{}.tmp", std::process::id()));
         {
@@ -268,7 +282,33 @@ impl Cache {
             serde_json::to_writer(&mut f, &meta)?;
             f.flush()?;
         }
-        std::fs::rename(&tmp, &path)
+        std::fs::rename(&tmp, &path)?;
+        self.evict();
+        Ok(())
+    }
+
+    /// Keep the [`REVISIONS_KEPT`] entries used last: older ones are deleted (the index
+    /// first, so a half-deleted entry is a miss).
+    fn evict(&self) {
+        let mut entries: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|d| d.file_name().len() == 2)
+            .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+            .collect();
+        if entries.len() <= REVISIONS_KEPT {
+            return;
+        }
+        entries.sort();
+        let excess = entries.len() - REVISIONS_KEPT;
+        for (_, p) in entries.into_iter().take(excess) {
+            let _ = std::fs::remove_file(&p);
+            let _ = std::fs::remove_file(p.with_extension("objects"));
+        }
     }
 }
 
@@ -452,10 +492,11 @@ const POLICY_FILES_KEPT: usize = 8;
 /// One policy set's memo: what was read from its file, and what this run used or added.
 #[derive(Default)]
 struct PolicySet {
-    /// `<input hash> <rule>` → result, as read.
-    stored: HashMap<String, Memoized>,
-    /// The entries of this run: only these are written back (bounded growth).
-    used: HashMap<String, Memoized>,
+    /// `<input hash> <rule>` → result, as read, and whether this run used it.
+    stored: HashMap<String, (Memoized, bool)>,
+    /// The entries this run added. Only these and the stored ones used are written back
+    /// (bounded growth).
+    fresh: HashMap<String, Memoized>,
 }
 
 /// The policy memo file's content.
@@ -502,12 +543,16 @@ impl PolicyMemo {
     fn with_set<T>(&self, set: &str, f: impl FnOnce(&mut PolicySet) -> T) -> T {
         let mut sets = self.sets.lock().unwrap_or_else(PoisonError::into_inner);
         if !sets.contains_key(set) {
-            let stored = self.read(set);
+            let stored = self
+                .read(set)
+                .into_iter()
+                .map(|(k, v)| (k, (v, false)))
+                .collect();
             sets.insert(
                 set.to_owned(),
                 PolicySet {
                     stored,
-                    used: HashMap::new(),
+                    fresh: HashMap::new(),
                 },
             );
         }
@@ -670,15 +715,24 @@ impl Memo for PolicyMemo {
     fn get(&self, set: &str, rule: &str, input: &str) -> Option<Memoized> {
         let key = format!("{input} {rule}");
         self.with_set(set, |s| {
-            let hit = s.used.get(&key).or_else(|| s.stored.get(&key))?.clone();
-            s.used.insert(key, hit.clone());
-            Some(hit)
+            if let Some(hit) = s.fresh.get(&key) {
+                return Some(hit.clone());
+            }
+            let (hit, used) = s.stored.get_mut(&key)?;
+            *used = true;
+            Some(hit.clone())
         })
     }
 
     fn put(&self, set: &str, rule: &str, input: &str, result: Memoized) {
         self.with_set(set, |s| {
-            s.used.insert(format!("{input} {rule}"), result);
+            let key = format!("{input} {rule}");
+            match s.stored.get_mut(&key) {
+                Some((stored, used)) if *stored == result => *used = true,
+                _ => {
+                    s.fresh.insert(key, result);
+                }
+            }
         });
     }
 
@@ -691,15 +745,17 @@ impl Memo for PolicyMemo {
         else {
             return;
         };
-        if s.used.is_empty() && s.stored.is_empty() {
+        // Unchanged (every entry read was used, nothing added): nothing to write.
+        if s.fresh.is_empty() && s.stored.values().all(|(_, used)| *used) {
             return;
         }
-        // Unchanged (every entry read was used, nothing added): nothing to write.
-        if s.used.len() == s.stored.len() && s.used.iter().all(|(k, v)| s.stored.get(k) == Some(v))
-        {
-            return;
+        let mut entries = s.fresh;
+        for (k, (v, used)) in s.stored {
+            if used {
+                entries.entry(k).or_insert(v);
+            }
         }
         // A memo that cannot be written only costs time.
-        let _ = self.write(set, s.used);
+        let _ = self.write(set, entries);
     }
 }

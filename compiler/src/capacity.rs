@@ -32,14 +32,14 @@ pub fn specs_of(snapshot: &Snapshot, yaml: crate::parse::YamlLimits) -> Specs {
 }
 
 /// The capacity of every pool of every cluster.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Capacity {
     /// Cluster → pool → figures.
     pub clusters: BTreeMap<String, BTreeMap<String, Pool>>,
 }
 
 /// One pool in one cluster.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Pool {
     /// Extended resource (`nvidia.com/gpu`, a MIG profile).
@@ -61,7 +61,7 @@ pub struct Pool {
 }
 
 /// One project's share of a pool in a cluster.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Share {
     /// Whether the project has an allocation on the pool (demand without one is unqueued).
@@ -93,7 +93,7 @@ impl Share {
 }
 
 /// What declares standing GPU demand.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 pub enum WorkloadKind {
     ModelRollout,
     App,
@@ -110,7 +110,7 @@ impl WorkloadKind {
 }
 
 /// One workload's standing demand on a pool.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Workload {
     pub kind: WorkloadKind,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::lower::{Approval, ClusterOutput, Lowered, Manifest, ObjectKey};
+use crate::lower::{Approval, ClusterOutput, Lowered, Manifest, ObjectKey, sha256_hex};
 
 /// Files by path relative to the output directory (`/`-separated).
 pub type Tree = BTreeMap<String, String>;
@@ -50,38 +50,85 @@ pub fn object_path(key: &ObjectKey) -> String {
 
 /// The `out/` tree for some clusters (all when `only` is `None`).
 pub fn tree(lowered: &Lowered, only: Option<&str>) -> Result<Tree, String> {
-    let mut t = Tree::new();
+    Ok(files(lowered, only, &|_, _| false)?.texts)
+}
+
+/// A build's files, not all of them necessarily rendered: `texts` holds the rendered ones and
+/// `ids` names the content of every file — an object's file by its object's `sha256` (as the
+/// lock file lists it), any other file by the sha256 of its text. A file in `ids` but not in
+/// `texts` was not rendered: the caller knew a file on disk holding that content.
+#[derive(Debug, Default)]
+pub struct Files {
+    pub texts: Tree,
+    pub ids: BTreeMap<String, String>,
+}
+
+/// The files of some clusters (all when `only` is `None`), rendering only the objects whose
+/// file is not `known(path, id)` to hold them already (an incremental build renders what
+/// changed). The lock files and kustomizations are always rendered.
+pub fn files(
+    lowered: &Lowered,
+    only: Option<&str>,
+    known: &(dyn Fn(&str, &str) -> bool + Sync),
+) -> Result<Files, String> {
+    use rayon::prelude::*;
+    let mut files = Files::default();
     for (cluster, out) in &lowered.clusters {
         if only.is_some_and(|o| o != cluster) {
             continue;
         }
-        for (path, text) in cluster_tree(cluster, out)? {
-            t.insert(format!("{cluster}/{path}"), text);
-        }
+        let rendered: Vec<Rendered> = out
+            .manifests
+            .par_iter()
+            .map(|m| {
+                let path = object_path(&m.key);
+                let id = m.object.sha().to_owned();
+                let text = (!known(&format!("{cluster}/{path}"), &id)).then(|| to_yaml(&m.object));
+                let entry = lock_entry(m, &path);
+                (path, text, id, entry)
+            })
+            .collect();
+        add_cluster(
+            &mut files,
+            (cluster, &format!("{cluster}/")),
+            rendered,
+            &out.approvals,
+            known,
+        )?;
     }
-    Ok(t)
+    Ok(files)
 }
 
 /// [`tree`], consuming the compiled output: each object is freed once rendered, so the
 /// objects and their text are never all in memory at once.
 pub fn into_tree(lowered: Lowered, only: Option<&str>) -> Result<Tree, String> {
     use rayon::prelude::*;
-    let mut t = Tree::new();
+    let mut files = Files::default();
     for (cluster, out) in lowered.clusters {
         if only.is_some_and(|o| o != cluster) {
             continue;
         }
-        let rendered: Vec<(String, String, Value)> =
-            out.manifests.into_par_iter().map(|m| render(&m)).collect();
-        for (path, text) in assemble(&cluster, rendered, &out.approvals)? {
-            t.insert(format!("{cluster}/{path}"), text);
-        }
+        let rendered: Vec<Rendered> = out
+            .manifests
+            .into_par_iter()
+            .map(|m| {
+                let (path, text, entry) = render(&m);
+                (path, Some(text), m.object.sha().to_owned(), entry)
+            })
+            .collect();
+        add_cluster(
+            &mut files,
+            (&cluster, &format!("{cluster}/")),
+            rendered,
+            &out.approvals,
+            &|_, _| false,
+        )?;
     }
-    Ok(t)
+    Ok(files.texts)
 }
 
 /// One object's file: its path, its text and its lock entry.
-fn render(m: &Manifest) -> (String, String, Value) {
+fn render(m: &Manifest) -> (String, String, LockEntry) {
     let path = object_path(&m.key);
     let text = to_yaml(&m.object);
     let entry = lock_entry(m, &path);
@@ -92,63 +139,132 @@ fn render(m: &Manifest) -> (String, String, Value) {
 pub fn cluster_tree(cluster: &str, out: &ClusterOutput) -> Result<Tree, String> {
     use rayon::prelude::*;
     // Rendering is per object and runs in parallel; the tree is assembled in object order.
-    let rendered: Vec<(String, String, Value)> = out.manifests.par_iter().map(render).collect();
-    assemble(cluster, rendered, &out.approvals)
+    let rendered: Vec<Rendered> = out
+        .manifests
+        .par_iter()
+        .map(|m| {
+            let (path, text, entry) = render(m);
+            (path, Some(text), m.object.sha().to_owned(), entry)
+        })
+        .collect();
+    let mut files = Files::default();
+    add_cluster(
+        &mut files,
+        (cluster, ""),
+        rendered,
+        &out.approvals,
+        &|_, _| false,
+    )?;
+    Ok(files.texts)
 }
 
-/// The files of a cluster from its rendered objects, in object order: the objects, the
+/// An object's file: its path in the cluster's directory, its text (`None`: not rendered), the
+/// id of its content and its lock entry.
+type Rendered = (String, Option<String>, String, LockEntry);
+
+/// Add a cluster's files from its rendered objects, in object order: the objects, the
 /// kustomization and the lock file (which also lists the approvals of the cluster, when there
-/// are any: the agent judges deletions by them).
-fn assemble(
-    cluster: &str,
-    rendered: Vec<(String, String, Value)>,
+/// are any: the agent judges deletions by them). Paths are prefixed with `prefix`; a file
+/// `known` to hold its content already is not kept (only its id).
+fn add_cluster(
+    files: &mut Files,
+    (cluster, prefix): (&str, &str),
+    rendered: Vec<Rendered>,
     approvals: &[Approval],
-) -> Result<Tree, String> {
-    let mut t = Tree::new();
+    known: &(dyn Fn(&str, &str) -> bool + Sync),
+) -> Result<(), String> {
     let mut lock = Vec::with_capacity(rendered.len());
-    for (path, text, entry) in rendered {
-        if t.insert(path.clone(), text).is_some() {
+    let mut resources: Vec<Value> = Vec::with_capacity(rendered.len());
+    let mut ids: BTreeMap<String, String> = BTreeMap::new();
+    for (path, text, id, entry) in rendered {
+        let full = format!("{prefix}{path}");
+        if let Some(text) = text {
+            files.texts.insert(full.clone(), text);
+        }
+        if ids.insert(full, id).is_some() {
             return Err(format!(
                 "two objects of cluster `{cluster}` map to the file `{path}`"
             ));
         }
+        resources.push(Value::String(path));
         lock.push(entry);
     }
-    let resources: Vec<Value> = t.keys().map(|p| Value::String(p.clone())).collect();
+    resources.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
     let kustomization = json!({
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "resources": resources,
     });
-    t.insert("kustomization.yaml".to_owned(), to_yaml(&kustomization));
-    let mut lock_doc = json!({ "version": 1, "cluster": cluster, "objects": lock });
-    if !approvals.is_empty() {
-        lock_doc["approvals"] = serde_json::to_value(approvals).map_err(|e| e.to_string())?;
-    }
+    let lock_doc = LockFile {
+        version: 1,
+        cluster,
+        objects: lock,
+        approvals,
+    };
     let mut lock_text = serde_json::to_string_pretty(&lock_doc).map_err(|e| e.to_string())?;
     lock_text.push('\n');
-    t.insert("plinth.lock.json".to_owned(), lock_text);
-    Ok(t)
+    for (name, text) in [
+        ("kustomization.yaml", to_yaml(&kustomization)),
+        ("plinth.lock.json", lock_text),
+    ] {
+        let full = format!("{prefix}{name}");
+        let id = sha256_hex(text.as_bytes());
+        if !known(&full, &id) {
+            files.texts.insert(full.clone(), text);
+        }
+        ids.insert(full, id);
+    }
+    files.ids.extend(ids);
+    Ok(())
 }
 
-fn lock_entry(m: &Manifest, path: &str) -> Value {
-    let mut e = json!({
-        "apiVersion": m.key.api_version,
-        "kind": m.key.kind,
-        "name": m.key.name,
-        "path": path,
-        "sha256": m.object.sha(),
-        "source": {
-            "file": m.origin.file.as_ref(),
-            "line": m.origin.line,
-            "kind": m.origin.kind.as_str(),
-            "name": m.origin.name,
+fn lock_entry(m: &Manifest, path: &str) -> LockEntry {
+    LockEntry {
+        api_version: m.key.api_version.clone(),
+        kind: m.key.kind.clone(),
+        name: m.key.name.clone(),
+        path: path.to_owned(),
+        sha256: m.object.sha().to_owned(),
+        source: LockSource {
+            file: m.origin.file.clone(),
+            line: m.origin.line,
+            kind: m.origin.kind.as_str(),
+            name: m.origin.name.clone(),
         },
-    });
-    if let Some(ns) = &m.key.namespace {
-        e["namespace"] = Value::String(ns.clone());
+        namespace: m.key.namespace.clone(),
     }
-    e
+}
+
+/// An object's entry in `plinth.lock.json` (fields in the order written).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LockEntry {
+    api_version: String,
+    kind: String,
+    name: String,
+    path: String,
+    sha256: String,
+    source: LockSource,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct LockSource {
+    file: std::sync::Arc<str>,
+    line: u32,
+    kind: &'static str,
+    name: String,
+}
+
+/// `plinth.lock.json`.
+#[derive(serde::Serialize)]
+struct LockFile<'a> {
+    version: u32,
+    cluster: &'a str,
+    objects: Vec<LockEntry>,
+    #[serde(skip_serializing_if = "<[Approval]>::is_empty")]
+    approvals: &'a [Approval],
 }
 
 /// One cluster's objects as a single YAML stream, in apply order.

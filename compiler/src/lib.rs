@@ -355,7 +355,6 @@ fn build_fresh(
     if let Some((store, _)) = &pack {
         // A cache that cannot be written only costs time.
         let flushed = std::time::Instant::now();
-        if std::env::var_os("PLINTH_DEBUG_UNITS").is_some() { eprintln!("units: {} lowered, {} held", store.fresh_count(), store.len()); }
         let _ = store.flush();
         checked.timings.push(("store units", flushed.elapsed()));
     }
@@ -375,12 +374,18 @@ fn build_fresh(
         .collect();
     platform_files.dedup();
     let diagnostics = checked.diagnostics.clone().into_sorted();
+    let capacity = lowered
+        .as_ref()
+        .map(|_| capacity::Capacity::of(&checked.specs));
     let entry = cache::EntryRef {
         platform_files: &platform_files,
         diagnostics: &diagnostics,
         lowered: lowered.as_ref(),
+        capacity: capacity.as_ref(),
     };
     // A cache that cannot be written only costs time.
+    let stored = std::time::Instant::now();
     let _ = cache.store(&key, &entry);
+    checked.timings.push(("store revision", stored.elapsed()));
     Built { checked, lowered }
 }

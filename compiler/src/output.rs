@@ -147,6 +147,16 @@ impl Obj {
         self.value.get().is_some()
     }
 
+    /// Whether the object may hold the string `s` (a key or a value): `false` only when its
+    /// text does not hold it, so a caller looking for an annotation need not parse objects
+    /// that cannot have it. (`s` is looked for as written: it must need no JSON escaping.)
+    pub fn may_hold(&self, s: &str) -> bool {
+        match (&self.text, self.value.get()) {
+            (Some(t), None) => t.contains(s),
+            _ => true,
+        }
+    }
+
     /// The serialised text: kept when there is one, else written now.
     pub fn text(&self) -> std::borrow::Cow<'_, str> {
         match (&self.text, self.value.get()) {

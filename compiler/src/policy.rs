@@ -323,6 +323,16 @@ pub struct Engine {
     /// Hash of the loaded files and the options (the policy set, before plinth's fingerprint).
     files_hash: String,
     memo: Option<MemoUse>,
+    /// Data given to the engine but not yet handed over: converted the first time a rule is
+    /// evaluated (when every result comes from the memo, never), once for all clones.
+    pending: Option<Arc<PendingData>>,
+}
+
+/// `data` waiting to be handed to the engine (see [`Engine::ready`]).
+#[derive(Debug)]
+struct PendingData {
+    json: Value,
+    value: std::sync::OnceLock<regorus::Value>,
 }
 
 /// One input being evaluated: its content hash (when a memo is used) and whether the engine
@@ -1146,6 +1156,7 @@ impl Engine {
             reads,
             files_hash,
             memo: None,
+            pending: None,
         };
         built.name_for_memo(&json!({}));
         built
@@ -1293,11 +1304,28 @@ impl Engine {
             }
         }
         self.name_for_memo(&data);
-        if let Err(e) = self.engine.add_data(regorus::Value::from(data)) {
+        if !data.is_object() {
             diags.push(Diagnostic::new(
                 Code::PolicyFailed,
-                format!("cannot give policies their data: {e}"),
+                "cannot give policies their data: it is not an object",
             ));
+            return;
+        }
+        self.pending = Some(Arc::new(PendingData {
+            json: data,
+            value: std::sync::OnceLock::new(),
+        }));
+    }
+
+    /// Hand the engine its data, if it has not had it yet.
+    fn ready(&mut self) {
+        if let Some(p) = self.pending.take() {
+            let value = p.value.get_or_init(|| {
+                <regorus::Value as serde::Deserialize>::deserialize(&p.json)
+                    .unwrap_or(regorus::Value::Undefined)
+            });
+            // An object into an engine without data cannot conflict.
+            let _ = self.engine.add_data(value.clone());
         }
     }
 
@@ -1314,7 +1342,10 @@ impl Engine {
         place: &dyn Fn(Option<&Value>) -> Label,
         diags: &mut Diagnostics,
     ) -> Vec<Outcome> {
-        let kind = input.get("kind").and_then(Value::as_str).unwrap_or_default();
+        let kind = input
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         self.eval_input_known(InputRef::Value(input), kind, None, place, diags)
     }
 
@@ -1360,6 +1391,7 @@ impl Engine {
 
     /// Give the engine the input, once.
     fn give_input(&mut self, state: &mut InputState<'_>) {
+        self.ready();
         if !state.set {
             // Read from the JSON in place (no copy of it first).
             let input = <regorus::Value as serde::Deserialize>::deserialize(state.input.get())
@@ -1734,7 +1766,7 @@ pub fn platform_data(specs: &Specs, docs: &[Arc<Document>], lowered: Option<&Low
                 .entry(Kind::parse(k).map_or("", Kind::as_str))
                 .or_default()
                 .entry(n.to_owned())
-                .or_insert(j.clone());
+                .or_insert(j);
         }
     }
     let manifests: BTreeMap<&str, Vec<&Value>> = lowered
@@ -1745,9 +1777,10 @@ pub fn platform_data(specs: &Specs, docs: &[Arc<Document>], lowered: Option<&Low
                 .collect()
         })
         .unwrap_or_default();
+    let by_project = ByProject::of(specs);
     let mut projects = serde_json::Map::new();
     for (name, p) in &specs.projects {
-        projects.insert(name.clone(), project_data(specs, name, p));
+        projects.insert(name.clone(), project_data(specs, &by_project, name, p));
     }
     let pools: serde_json::Map<String, Value> = specs
         .gpu_quotas
@@ -1783,42 +1816,96 @@ pub fn platform_data(specs: &Specs, docs: &[Arc<Document>], lowered: Option<&Low
     })
 }
 
-/// A project's entry in `data.platform.projects`: placement, allocations, datasets, members and
-/// rollouts.
-fn project_data(
-    specs: &Specs,
-    name: &str,
-    p: &crate::specs::Object<crate::model::ProjectSpec>,
-) -> Value {
-    let clusters = crate::lower::Ctx::placement(specs, &p.spec);
-    let allocations: Vec<Value> = specs
-        .gpu_quotas
-        .values()
-        .flat_map(|q| {
-            q.spec
-                .allocations
-                .iter()
-                .filter(|a| a.project == name)
-                .map(move |a| {
-                    json!({
+/// What refers to each project, gathered in one pass over the specs (not once per project).
+#[derive(Default)]
+struct ByProject<'s> {
+    /// Project → its allocations, in pool order: (pool, allocation).
+    allocations: BTreeMap<&'s str, Vec<Value>>,
+    /// Project → the datasets granted to it: (dataset, entry), in dataset order.
+    datasets: BTreeMap<&'s str, Vec<(&'s str, Value)>>,
+    /// The global datasets, read-only to every project: (dataset, entry), in dataset order.
+    global: Vec<(&'s str, Value)>,
+    rollouts: BTreeMap<&'s str, Vec<&'s str>>,
+}
+
+impl<'s> ByProject<'s> {
+    fn of(specs: &'s Specs) -> ByProject<'s> {
+        let mut by = ByProject::default();
+        for q in specs.gpu_quotas.values() {
+            for a in &q.spec.allocations {
+                by.allocations
+                    .entry(a.project.as_str())
+                    .or_default()
+                    .push(json!({
                         "pool": q.name(),
                         "resourceName": q.spec.pool.resource_name,
                         "model": q.spec.pool.model,
                         "gpu": a.gpu,
                         "borrowingLimit": a.borrowing_limit,
-                    })
-                })
-        })
-        .collect();
-    let datasets: Vec<Value> = specs
-            .datasets
-            .values()
-            .filter_map(|d| {
-                let grant = d.spec.access.iter().find(|a| a.project == name).map(|a| a.mode.as_str());
-                let mode = grant.or(d.spec.global.then_some("read-only"))?;
-                Some(json!({"name": d.name(), "mode": mode, "sensitivity": d.spec.sensitivity.as_str(), "global": d.spec.global}))
-            })
-            .collect();
+                    }));
+            }
+        }
+        for r in specs.rollouts.values() {
+            by.rollouts
+                .entry(r.spec.project.as_str())
+                .or_default()
+                .push(r.name());
+        }
+        let entry = |d: &crate::specs::Object<crate::model::DatasetSpec>, mode: &str| json!({"name": d.name(), "mode": mode, "sensitivity": d.spec.sensitivity.as_str(), "global": d.spec.global});
+        for d in specs.datasets.values() {
+            let mut seen = BTreeSet::new();
+            // A project's first grant decides its mode.
+            for a in d
+                .spec
+                .access
+                .iter()
+                .filter(|a| seen.insert(a.project.as_str()))
+            {
+                by.datasets
+                    .entry(a.project.as_str())
+                    .or_default()
+                    .push((d.name(), entry(d, a.mode.as_str())));
+            }
+            if d.spec.global {
+                by.global.push((d.name(), entry(d, "read-only")));
+            }
+        }
+        by
+    }
+
+    /// The datasets a project may read, in dataset order: with its grant's mode, else
+    /// read-only when the dataset is global.
+    fn datasets(&self, name: &str) -> Vec<Value> {
+        let granted = self.datasets.get(name).map_or(&[][..], Vec::as_slice);
+        let (mut g, mut o) = (granted.iter().peekable(), self.global.iter().peekable());
+        let mut out = Vec::with_capacity(granted.len() + self.global.len());
+        loop {
+            match (g.peek(), o.peek()) {
+                (Some(a), Some(b)) if a.0 == b.0 => {
+                    out.push(a.1.clone());
+                    g.next();
+                    o.next();
+                }
+                (Some(a), Some(b)) if a.0 < b.0 => out.extend(g.next().map(|x| x.1.clone())),
+                (Some(_), Some(_)) | (None, Some(_)) => out.extend(o.next().map(|x| x.1.clone())),
+                (Some(_), None) => out.extend(g.next().map(|x| x.1.clone())),
+                (None, None) => return out,
+            }
+        }
+    }
+}
+
+/// A project's entry in `data.platform.projects`: placement, allocations, datasets, members and
+/// rollouts.
+fn project_data(
+    specs: &Specs,
+    by: &ByProject<'_>,
+    name: &str,
+    p: &crate::specs::Object<crate::model::ProjectSpec>,
+) -> Value {
+    let clusters = crate::lower::Ctx::placement(specs, &p.spec);
+    let allocations: Vec<Value> = by.allocations.get(name).cloned().unwrap_or_default();
+    let datasets = by.datasets(name);
     let members: Vec<Value> = p
         .spec
         .owners
@@ -1829,12 +1916,7 @@ fn project_data(
             (None, g) => json!({"group": g, "role": m.role.as_str()}),
         }))
         .collect();
-    let rollouts: Vec<&str> = specs
-        .rollouts
-        .values()
-        .filter(|r| r.spec.project == name)
-        .map(|r| r.name())
-        .collect();
+    let rollouts: Vec<&str> = by.rollouts.get(name).cloned().unwrap_or_default();
     let production = specs.platform.as_ref().is_some_and(|pl| {
         pl.spec
             .clusters
@@ -1908,10 +1990,19 @@ pub fn evaluate(
     let wants_manifests = files.iter().any(|f| f.text.contains("manifests"));
     let platform = platform_data(specs, docs, lowered.filter(|_| wants_manifests));
     let mut data_diags = Diagnostics::new();
+    let n = engines.len();
+    let mut platform = Some(platform);
     let mut engines: Vec<Engine> = engines
         .into_iter()
-        .map(|(mut e, data)| {
-            e.set_platform(data, platform.clone(), &mut data_diags);
+        .enumerate()
+        .map(|(i, (mut e, data))| {
+            // The last engine takes the platform's view, the others a copy.
+            let view = if i + 1 == n {
+                platform.take().unwrap_or_default()
+            } else {
+                platform.clone().unwrap_or_default()
+            };
+            e.set_platform(data, view, &mut data_diags);
             e
         })
         .collect();
@@ -1944,10 +2035,6 @@ pub fn evaluate(
             .unwrap_or("metadata.name");
         Some(doc.label(&FieldPath::parse(field)))
     };
-    enum Input<'a> {
-        Doc(&'a Arc<Document>),
-        Manifest(&'a str, &'a crate::lower::Manifest),
-    }
     let mut inputs: Vec<Input<'_>> = docs.iter().filter(|d| !d.tainted).map(Input::Doc).collect();
     if let Some(l) = lowered {
         for (cluster, out) in &l.clusters {
@@ -1964,42 +2051,7 @@ pub fn evaluate(
             let mut engines = engine.clone();
             let mut d = Diagnostics::new();
             for input in part {
-                let doc_json = match input {
-                    Input::Doc(doc) => Some(doc.root.to_json()),
-                    Input::Manifest(..) => None,
-                };
-                for engine in &mut engines {
-                    match input {
-                        Input::Doc(doc) => {
-                            let place = |loc: Option<&Value>| {
-                                loc.and_then(&locate).unwrap_or_else(|| {
-                                    let field = loc
-                                        .and_then(|l| l.get("field"))
-                                        .and_then(Value::as_str)
-                                        .unwrap_or("kind");
-                                    doc.label(&FieldPath::parse(field))
-                                })
-                            };
-                            let json = doc_json.as_ref().unwrap_or(&Value::Null);
-                            let kind = json.get("kind").and_then(Value::as_str).unwrap_or_default();
-                            engine.report_input(InputRef::Value(json), kind, None, &place, &mut d);
-                        }
-                        Input::Manifest(cluster, m) => {
-                            let place = |loc: Option<&Value>| {
-                                loc.and_then(&locate)
-                                    .unwrap_or_else(|| origin_label(&m.origin))
-                                    .note(format!("generates {} in cluster `{cluster}`", m.key))
-                            };
-                            engine.report_input(
-                                InputRef::Object(&m.object),
-                                &m.key.kind,
-                                Some(&m.hash),
-                                &place,
-                                &mut d,
-                            );
-                        }
-                    }
-                }
+                evaluate_one(&mut engines, input, &locate, &mut d);
             }
             d
         })
@@ -2013,6 +2065,58 @@ pub fn evaluate(
         }
     }
     diags
+}
+
+/// An input of policies: a spec document, or an object compiled for a cluster.
+enum Input<'a> {
+    Doc(&'a Arc<Document>),
+    Manifest(&'a str, &'a crate::lower::Manifest),
+}
+
+/// Evaluate every engine's rules on one input, reporting findings where `locate` places them
+/// (a finding's `location`) or at the input's spec.
+fn evaluate_one(
+    engines: &mut [Engine],
+    input: &Input<'_>,
+    locate: &dyn Fn(&Value) -> Option<Label>,
+    d: &mut Diagnostics,
+) {
+    let doc_json = match input {
+        Input::Doc(doc) => Some(doc.root.to_json()),
+        Input::Manifest(..) => None,
+    };
+    for engine in engines.iter_mut() {
+        match input {
+            Input::Doc(doc) => {
+                let place = |loc: Option<&Value>| {
+                    loc.and_then(&locate).unwrap_or_else(|| {
+                        let field = loc
+                            .and_then(|l| l.get("field"))
+                            .and_then(Value::as_str)
+                            .unwrap_or("kind");
+                        doc.label(&FieldPath::parse(field))
+                    })
+                };
+                let json = doc_json.as_ref().unwrap_or(&Value::Null);
+                let kind = json.get("kind").and_then(Value::as_str).unwrap_or_default();
+                engine.report_input(InputRef::Value(json), kind, None, &place, d);
+            }
+            Input::Manifest(cluster, m) => {
+                let place = |loc: Option<&Value>| {
+                    loc.and_then(&locate)
+                        .unwrap_or_else(|| origin_label(&m.origin))
+                        .note(format!("generates {} in cluster `{cluster}`", m.key))
+                };
+                engine.report_input(
+                    InputRef::Object(&m.object),
+                    &m.key.kind,
+                    Some(&m.hash),
+                    &place,
+                    d,
+                );
+            }
+        }
+    }
 }
 
 /// The label of the spec line that produced an object.
@@ -2315,8 +2419,20 @@ mod tests {
             &place,
             &mut out,
         );
-        e.report_input(InputRef::Value(&json!({"kind": "Job"})), "Job", None, &place, &mut out);
-        e.report_input(InputRef::Value(&json!({"kind": "Pod"})), "Pod", None, &place, &mut out);
+        e.report_input(
+            InputRef::Value(&json!({"kind": "Job"})),
+            "Job",
+            None,
+            &place,
+            &mut out,
+        );
+        e.report_input(
+            InputRef::Value(&json!({"kind": "Pod"})),
+            "Pod",
+            None,
+            &place,
+            &mut out,
+        );
         let msgs: Vec<String> = out.into_sorted().into_iter().map(|d| d.message).collect();
         assert_eq!(msgs, ["any", "job", "pod"]);
     }

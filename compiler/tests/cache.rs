@@ -240,3 +240,39 @@ fn errors_are_cached_too_and_build_nothing() {
     assert_eq!(outcome(&a), outcome(&b));
     assert!(outcome(&b).1.iter().any(|d| d.contains("bogusField")));
 }
+
+/// Compiled revisions are bounded: past `REVISIONS_KEPT`, the ones used longest ago go, and
+/// the one just used stays a hit.
+#[test]
+fn old_revisions_are_evicted() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cache = Cache::new(dir.path());
+    let opts = options();
+    let mut files = example();
+    let first = plinth::build_cached(&source(&files), &opts, &cache).expect("b");
+    assert!(!hit(&first));
+    let entries = || {
+        std::fs::read_dir(dir.path())
+            .expect("dir")
+            .flatten()
+            .filter(|d| d.file_name().len() == 2)
+            .flat_map(|d| std::fs::read_dir(d.path()).expect("sub").flatten())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .count()
+    };
+    for i in 0..plinth::cache::REVISIONS_KEPT + 3 {
+        // Another revision: a comment more.
+        files.insert(format!("notes/n{i}.yaml"), b"# nothing\n".to_vec());
+        // The first revision is used again halfway: it is not the oldest any more.
+        if i == plinth::cache::REVISIONS_KEPT / 2 {
+            let again = plinth::build_cached(&source(&example()), &opts, &cache).expect("b");
+            assert!(hit(&again), "still kept");
+        }
+        plinth::build_cached(&source(&files), &opts, &cache).expect("b");
+    }
+    assert_eq!(entries(), plinth::cache::REVISIONS_KEPT);
+    let again = plinth::build_cached(&source(&files), &opts, &cache).expect("b");
+    assert!(hit(&again), "the last revision is kept");
+    let first_again = plinth::build_cached(&source(&example()), &opts, &cache).expect("b");
+    assert!(hit(&first_again), "a revision used recently is kept");
+}

@@ -301,7 +301,17 @@ proptest! {
         let pruned = plinth::plan::prune(&plinth::plan::index_of(bl), &plinth::plan::index_of(hl));
         let loaded: usize = pruned.wanted.values().map(|w| w.len()).sum();
         let (b, h) = (bl.only(&pruned.wanted), hl.only(&pruned.wanted));
-        let from_index = plinth::plan::plan_pruned(&b, &h, &pruned.totals, Some(bs), hs, &opts);
+        let capacity = (
+            plinth::capacity::Capacity::of(bs),
+            plinth::capacity::Capacity::of(hs),
+        );
+        let from_index = plinth::plan::plan_pruned(
+            &b,
+            &h,
+            &pruned.totals,
+            (&capacity.0, &capacity.1),
+            &opts,
+        );
         prop_assert_eq!(format!("{whole:?}"), format!("{from_index:?}"));
         prop_assert!(loaded <= bl.object_count() + hl.object_count());
     }

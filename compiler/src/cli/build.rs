@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 
 use super::args::{Color, LimitArgs, PolicyArgs};
 use super::check::{Format, ReportArgs, exit_code, report};
-use super::out_dir::{mark, replace_dir};
+use super::out_dir::{OutIndex, Update, mark, replace_dir, update_dir};
 use super::progress::Spinner;
 use crate::load::DirSource;
 use crate::render::Paths;
@@ -182,7 +182,7 @@ fn write_tree(args: &BuildArgs, built: Written, err: &mut dyn Write) -> anyhow::
     }
     // What is left to do needs neither the specs nor the objects once rendered: free
     // them as the tree is made (the peak memory of a large build is here).
-    let timings = checked.timings.clone();
+    let mut timings = checked.timings.clone();
     drop(checked);
     let written = lowered
         .clusters
@@ -191,9 +191,15 @@ fn write_tree(args: &BuildArgs, built: Written, err: &mut dyn Write) -> anyhow::
         .map(|(_, o)| o.manifests.len())
         .sum::<usize>();
     let n_clusters = lowered.clusters.len();
-    let tree =
-        crate::emit::into_tree(lowered, args.cluster.as_deref()).map_err(anyhow::Error::msg)?;
-    let target = replace_output(args, tree)?;
+    let target = match &args.cache_dir {
+        // With a cache, what was written last is known: only what changed is rendered.
+        Some(cache) => write_indexed(args, cache, &lowered, &mut timings)?,
+        None => {
+            let tree = crate::emit::into_tree(lowered, args.cluster.as_deref())
+                .map_err(anyhow::Error::msg)?;
+            replace_output(args, tree)?
+        }
+    };
     if std::env::var_os("PLINTH_TIMINGS").is_some() {
         for (stage, d) in &timings {
             writeln!(
@@ -222,27 +228,103 @@ fn write_tree(args: &BuildArgs, built: Written, err: &mut dyn Write) -> anyhow::
     Ok(())
 }
 
-/// Swap the tree in: the whole of `--out`, or with `--cluster` its directory alone (in a
-/// marked `--out`). Returns the directory written.
-fn replace_output(args: &BuildArgs, tree: crate::emit::Tree) -> anyhow::Result<PathBuf> {
+/// The directory a build writes: `--out`, or with `--cluster` its directory (in a marked
+/// `--out`, created when missing).
+fn target_dir(args: &BuildArgs) -> anyhow::Result<PathBuf> {
     Ok(match &args.cluster {
         Some(c) => {
-            let prefix = format!("{c}/");
-            let sub: crate::emit::Tree = tree
-                .into_iter()
-                .filter_map(|(p, t)| p.strip_prefix(&prefix).map(|r| (r.to_owned(), t)))
-                .collect();
             std::fs::create_dir_all(&args.out).map_err(|e| {
                 anyhow::Error::new(e).context(format!("cannot create `{}`", args.out.display()))
             })?;
             mark(&args.out)?;
-            let target = args.out.join(c);
-            replace_dir(&target, &sub)?;
-            target
+            args.out.join(c)
         }
-        None => {
-            replace_dir(&args.out, &tree)?;
-            args.out.clone()
-        }
+        None => args.out.clone(),
     })
+}
+
+/// The tree's paths relative to the directory written (without `<cluster>/` under
+/// `--cluster`).
+fn relative(args: &BuildArgs, files: crate::emit::Files) -> crate::emit::Files {
+    let Some(c) = &args.cluster else {
+        return files;
+    };
+    let prefix = format!("{c}/");
+    let strip = |p: String| p.strip_prefix(&prefix).map(str::to_owned);
+    crate::emit::Files {
+        texts: files
+            .texts
+            .into_iter()
+            .filter_map(|(p, t)| Some((strip(p)?, t)))
+            .collect(),
+        ids: files
+            .ids
+            .into_iter()
+            .filter_map(|(p, i)| Some((strip(p)?, i)))
+            .collect(),
+    }
+}
+
+/// Write through the output index kept in `cache` ([`OutIndex`]): objects whose file is known
+/// to hold them are not rendered; the rest is compared and written as by [`replace_output`].
+fn write_indexed(
+    args: &BuildArgs,
+    cache: &std::path::Path,
+    lowered: &crate::lower::Lowered,
+    timings: &mut Vec<(&'static str, std::time::Duration)>,
+) -> anyhow::Result<PathBuf> {
+    let mut clock = std::time::Instant::now();
+    let mut lap = |name: &'static str, timings: &mut Vec<(&'static str, std::time::Duration)>| {
+        timings.push((name, clock.elapsed()));
+        clock = std::time::Instant::now();
+    };
+    let target = target_dir(args)?;
+    let index = OutIndex::open(Some(cache), &target);
+    let prefix = args.cluster.as_ref().map(|c| format!("{c}/"));
+    let vouched = std::sync::Mutex::new(std::collections::HashSet::new());
+    let known = |p: &str, id: &str| {
+        let rel = prefix.as_deref().map_or(Some(p), |x| p.strip_prefix(x));
+        let yes = rel.is_some_and(|r| index.known(r, id));
+        if yes && let (Some(r), Ok(mut v)) = (rel, vouched.lock()) {
+            v.insert(r.to_owned());
+        }
+        yes
+    };
+    let files =
+        crate::emit::files(lowered, args.cluster.as_deref(), &known).map_err(anyhow::Error::msg)?;
+    let mut files = relative(args, files);
+    lap("render", timings);
+    let mut vouched = vouched
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if update_dir(&target, &files)? == Update::Whole {
+        // Too much changed to update in place: render everything and write it whole.
+        let all = crate::emit::files(lowered, args.cluster.as_deref(), &|_, _| false)
+            .map_err(anyhow::Error::msg)?;
+        files = relative(args, all);
+        update_dir(&target, &files)?;
+        // Written anew: nothing was vouched for.
+        vouched.clear();
+    }
+    lap("update", timings);
+    index.record(&files.ids, &vouched);
+    lap("index", timings);
+    Ok(target)
+}
+
+/// Swap the tree in: the whole of `--out`, or with `--cluster` its directory alone (in a
+/// marked `--out`). Returns the directory written.
+fn replace_output(args: &BuildArgs, tree: crate::emit::Tree) -> anyhow::Result<PathBuf> {
+    let target = target_dir(args)?;
+    let tree = match &args.cluster {
+        Some(c) => {
+            let prefix = format!("{c}/");
+            tree.into_iter()
+                .filter_map(|(p, t)| p.strip_prefix(&prefix).map(|r| (r.to_owned(), t)))
+                .collect()
+        }
+        None => tree,
+    };
+    replace_dir(&target, tree)?;
+    Ok(target)
 }

@@ -25,13 +25,14 @@ pub(super) fn mark(dir: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// How `dir` differs from `tree`: the paths of `tree` whose file is missing or has other
-/// bytes, and the files of `dir` that `tree` does not have (the marker aside). `None` when the
+/// How `dir` differs from `files`: the rendered paths whose file is missing or has other bytes,
+/// and the files of `dir` that `files` does not have (the marker aside). `None` when the
 /// directory cannot be read as a plain tree of files.
 fn differences(
     dir: &std::path::Path,
-    tree: &crate::emit::Tree,
+    files: &crate::emit::Files,
 ) -> Option<(Vec<String>, Vec<String>)> {
+    let tree = &files.texts;
     fn walk(dir: &std::path::Path, rel: &str, out: &mut Vec<String>) -> std::io::Result<()> {
         for e in std::fs::read_dir(dir)? {
             let e = e?;
@@ -59,9 +60,10 @@ fn differences(
     let mut found = Vec::with_capacity(tree.len() + 1);
     walk(dir, "", &mut found).ok()?;
     found.retain(|p| p != MARKER);
+    // A file not rendered is known to be on disk as it should be (see `OutIndex`).
     let removed: Vec<String> = found
         .into_iter()
-        .filter(|p| !tree.contains_key(p))
+        .filter(|p| !files.ids.contains_key(p))
         .collect();
     let changed: Vec<String> = tree
         .par_iter()
@@ -119,10 +121,33 @@ fn update_in_place(
 
 /// Replace `target` with exactly the files of `tree`: written to a sibling directory first,
 /// then swapped in by renames, so a failed build leaves the previous output untouched.
-pub(super) fn replace_dir(
+pub(super) fn replace_dir(target: &std::path::Path, tree: crate::emit::Tree) -> anyhow::Result<()> {
+    let files = crate::emit::Files {
+        ids: tree.keys().map(|p| (p.clone(), String::new())).collect(),
+        texts: tree,
+    };
+    // Every file is rendered: the update writes the whole tree itself when it must.
+    update_dir(target, &files).map(|_| ())
+}
+
+/// What [`update_dir`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Update {
+    /// `target` holds exactly the files.
+    Done,
+    /// Nothing was written: too much changed for an update in place, so the whole tree is to
+    /// be written ([`write_whole`]), files not rendered included.
+    Whole,
+}
+
+/// Bring `target` to exactly `files` when it is plinth's output and only a few files differ
+/// (the files not rendered are known to be on disk already); otherwise write nothing and say
+/// the whole tree is to be written.
+pub(super) fn update_dir(
     target: &std::path::Path,
-    tree: &crate::emit::Tree,
-) -> anyhow::Result<()> {
+    files: &crate::emit::Files,
+) -> anyhow::Result<Update> {
+    let tree = &files.texts;
     if target.exists() {
         // A cluster directory of a whole build is plinth's through the marker of its parent.
         let parent_marked = target.parent().is_some_and(|p| p.join(MARKER).exists());
@@ -134,19 +159,29 @@ pub(super) fn replace_dir(
                 target.display()
             );
         }
-        if is_ours && let Some((changed, removed)) = differences(target, tree) {
+        if is_ours && let Some((changed, removed)) = differences(target, files) {
             // Nothing to write: the files stay as they are (and keep their times). A few
             // changes are written in place; many, by writing the whole tree beside.
             if changed.is_empty() && removed.is_empty() {
-                return Ok(());
+                return Ok(Update::Done);
             }
-            if (changed.len() + removed.len()) * 4 <= tree.len() {
-                return update_in_place(target, tree, &changed, &removed).map_err(|e| {
+            if (changed.len() + removed.len()) * 4 <= files.ids.len() {
+                update_in_place(target, tree, &changed, &removed).map_err(|e| {
                     anyhow::Error::new(e).context(format!("cannot update `{}`", target.display()))
-                });
+                })?;
+                return Ok(Update::Done);
             }
         }
     }
+    if files.texts.len() < files.ids.len() {
+        return Ok(Update::Whole);
+    }
+    write_whole(target, tree)?;
+    Ok(Update::Done)
+}
+
+/// Write `tree` beside `target` and swap it in.
+fn write_whole(target: &std::path::Path, tree: &crate::emit::Tree) -> anyhow::Result<()> {
     let parent = target
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -210,4 +245,158 @@ pub(super) fn replace_dir(
         std::fs::remove_dir_all(&old)?;
     }
     Ok(())
+}
+
+/// Bumped when the output index's format changes.
+const INDEX_FORMAT: &str = "plinth-out-index-v1";
+
+/// Entries changed less than this before the index was written are not trusted (a file's
+/// change time has a coarse clock: a later write within the same tick would not change it).
+const RACY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Stale entries an index may keep without being written again (see [`OutIndex::record`]).
+const LAZY: usize = 64;
+
+/// What plinth last wrote into an output directory, so an incremental build renders and reads
+/// only what changed: per file, the id of its content (see [`crate::emit::Files`]) and the
+/// file's size, inode and change time when it was written. An entry vouches for a file only
+/// while those are unchanged — any write, rename or `touch` of the file changes its change
+/// time, which no user can set back — and only when it was recorded well after the file
+/// changed (see [`RACY`]); otherwise the file is rendered and compared as without an index.
+/// Kept in the cache directory (`outputs/`, one file per output directory); losing it only
+/// costs time.
+#[derive(Debug, Default)]
+pub(super) struct OutIndex {
+    /// Where the index is kept; `None`: no cache directory, nothing kept.
+    path: Option<std::path::PathBuf>,
+    /// The directory it describes.
+    dir: std::path::PathBuf,
+    files: std::collections::BTreeMap<String, Stamp>,
+    /// When the index was written.
+    written: Option<std::time::SystemTime>,
+}
+
+/// A file as recorded: its content id, size, inode and change time (seconds, nanoseconds).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Stamp {
+    id: String,
+    len: u64,
+    ino: u64,
+    ctime: (i64, i64),
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct IndexFile {
+    format: String,
+    dir: String,
+    files: std::collections::BTreeMap<String, Stamp>,
+}
+
+impl Stamp {
+    fn of(id: &str, path: &std::path::Path) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(path).ok()?;
+        m.is_file().then(|| Stamp {
+            id: id.to_owned(),
+            len: m.len(),
+            ino: m.ino(),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
+
+    /// When the file last changed.
+    fn changed(&self) -> std::time::SystemTime {
+        let secs = u64::try_from(self.ctime.0).unwrap_or(0);
+        let nanos = u32::try_from(self.ctime.1).unwrap_or(0);
+        std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos)
+    }
+}
+
+impl OutIndex {
+    /// The index of `dir` kept in `cache` (empty when there is none, or it cannot be read).
+    pub(super) fn open(cache: Option<&std::path::Path>, dir: &std::path::Path) -> OutIndex {
+        let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let Some(cache) = cache else {
+            return OutIndex {
+                dir: dir.to_path_buf(),
+                ..OutIndex::default()
+            };
+        };
+        let name = crate::output::sha256_hex(abs.to_string_lossy().as_bytes());
+        let path = cache.join("outputs").join(format!("{name}.json"));
+        let format = format!("{INDEX_FORMAT}|{}", crate::cache::fingerprint());
+        let read = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<IndexFile>(&b).ok())
+            .filter(|f| f.format == format && f.dir == abs.to_string_lossy());
+        let written = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        OutIndex {
+            path: Some(path),
+            dir: dir.to_path_buf(),
+            files: read.map(|f| f.files).unwrap_or_default(),
+            written,
+        }
+    }
+
+    /// Whether the file `path` (relative to the directory) is known to hold content `id`.
+    pub(super) fn known(&self, path: &str, id: &str) -> bool {
+        let Some((stamp, written)) = self.files.get(path).zip(self.written) else {
+            return false;
+        };
+        stamp.id == id
+            && stamp.changed() + RACY < written
+            && Stamp::of(id, &self.dir.join(path)).as_ref() == Some(stamp)
+    }
+
+    /// Record what the directory holds now (`ids`: every file and its content id) and keep
+    /// the index. Unchanged entries are kept as they are; new or changed files are stamped
+    /// now. An index that cannot be written only costs time.
+    /// `vouched`: the files [`OutIndex::known`] vouched for in this run (not stamped again).
+    pub(super) fn record(
+        mut self,
+        ids: &std::collections::BTreeMap<String, String>,
+        vouched: &std::collections::HashSet<String>,
+    ) {
+        use rayon::prelude::*;
+        let Some(path) = self.path.take() else {
+            return;
+        };
+        let old = std::mem::take(&mut self.files);
+        let files: std::collections::BTreeMap<String, Stamp> = ids
+            .par_iter()
+            .filter_map(|(p, id)| {
+                let kept = old.get(p).filter(|s| s.id == *id && vouched.contains(p));
+                let stamp = kept.cloned().or_else(|| Stamp::of(id, &self.dir.join(p)))?;
+                Some((p.clone(), stamp))
+            })
+            .collect();
+        // Only a few entries are new, changed or not yet trusted: the index is not written
+        // again (those files are compared by content next time, which costs less than writing
+        // the index). Many are: it is, and so trusted from now on.
+        let trusted = |s: &Stamp| self.written.is_some_and(|w| s.changed() + RACY < w);
+        let stale = files
+            .iter()
+            .filter(|(p, s)| old.get(*p) != Some(*s) || !trusted(s))
+            .count()
+            + old.keys().filter(|p| !files.contains_key(*p)).count();
+        if !old.is_empty() && stale <= LAZY.max(files.len() / 100) {
+            return;
+        }
+        let abs = std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone());
+        let file = IndexFile {
+            format: format!("{INDEX_FORMAT}|{}", crate::cache::fingerprint()),
+            dir: abs.to_string_lossy().into_owned(),
+            files,
+        };
+        let _ = write_index(&path, &file);
+    }
+}
+
+/// Write an index beside and rename it into place.
+fn write_index(path: &std::path::Path, file: &IndexFile) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, serde_json::to_vec(file)?)?;
+    std::fs::rename(&tmp, path)
 }

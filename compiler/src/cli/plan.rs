@@ -63,8 +63,8 @@ pub enum PlanFormat {
 /// A compiled side of a plan (its approvals travel in the lowered output).
 struct Side {
     objects: Objects,
-    /// Its specs, for the GPU capacity section.
-    specs: Option<crate::specs::Specs>,
+    /// Its GPU capacity, for the capacity section.
+    capacity: Option<crate::capacity::Capacity>,
 }
 
 /// Objects of a cached revision that cannot be read back (the cache directory was damaged).
@@ -146,16 +146,20 @@ fn compile_side(
         )?;
         return Ok(None);
     };
-    // A cache hit keeps only the Platform's specs: read the others again for the capacity.
-    let cached = matches!(objects, Objects::Cached(_));
-    let specs = if cached {
-        crate::capacity::specs_of(&built.checked.snapshot, opts.yaml)
-    } else {
-        built.checked.specs
+    // A cache hit keeps the capacity it computed (an entry of an older plinth may not: its
+    // specs are read again).
+    let capacity = match &objects {
+        Objects::Cached(e) => e.capacity.clone().unwrap_or_else(|| {
+            crate::capacity::Capacity::of(&crate::capacity::specs_of(
+                &built.checked.snapshot,
+                opts.yaml,
+            ))
+        }),
+        Objects::Compiled(_) => crate::capacity::Capacity::of(&built.checked.specs),
     };
     Ok(Some(Side {
         objects,
-        specs: Some(specs),
+        capacity: Some(capacity),
     }))
 }
 
@@ -354,7 +358,7 @@ fn compile_both(
         Some(Some(s)) => s,
         Some(None) => Side {
             objects: Objects::Compiled(Default::default()),
-            specs: None,
+            capacity: None,
         },
         None => {
             err.write_all(&base_err)?;
@@ -383,9 +387,10 @@ fn compare(args: &PlanArgs, base: &Side, head: &Side) -> anyhow::Result<crate::p
         base.objects.only(&pruned.wanted)?,
         head.objects.only(&pruned.wanted)?,
     );
-    Ok(match &head.specs {
-        Some(specs) => {
-            crate::plan::plan_pruned(&b, &h, &pruned.totals, base.specs.as_ref(), specs, &opts)
+    Ok(match &head.capacity {
+        Some(after) => {
+            let before = base.capacity.clone().unwrap_or_default();
+            crate::plan::plan_pruned(&b, &h, &pruned.totals, (&before, after), &opts)
         }
         None => crate::plan::plan_pruned_without_capacity(&b, &h, &pruned.totals, &opts),
     })

@@ -540,7 +540,8 @@ pub fn index_of(lowered: &Lowered) -> crate::output::LoweredIndex {
                     .map(|m| crate::output::Indexed {
                         key: m.key.clone(),
                         hash: m.hash.clone(),
-                        approve: annotation(m, APPROVE_ANNOTATION).is_some(),
+                        approve: m.object.may_hold(APPROVE_ANNOTATION)
+                            && annotation(m, APPROVE_ANNOTATION).is_some(),
                     })
                     .collect();
                 let index = crate::output::ClusterIndex {
@@ -615,23 +616,24 @@ pub fn plan_with_capacity(
     head_specs: &crate::specs::Specs,
     opts: &PlanOptions,
 ) -> Plan {
-    plan_pruned(base, head, &Totals::default(), base_specs, head_specs, opts)
+    let before = base_specs
+        .map(crate::capacity::Capacity::of)
+        .unwrap_or_default();
+    let after = crate::capacity::Capacity::of(head_specs);
+    plan_pruned(base, head, &Totals::default(), (&before, &after), opts)
 }
 
 /// [`plan_with_capacity`] of two revisions restricted to what [`prune`] wanted (`totals`: what
-/// the objects left out count for; empty when nothing was left out).
+/// the objects left out count for; empty when nothing was left out), with the GPU capacity
+/// of both sides (`capacity`: base, head; the base's is empty when nothing is deployed yet).
 pub fn plan_pruned(
     base: &Lowered,
     head: &Lowered,
     totals: &Totals,
-    base_specs: Option<&crate::specs::Specs>,
-    head_specs: &crate::specs::Specs,
+    capacity: (&crate::capacity::Capacity, &crate::capacity::Capacity),
     opts: &PlanOptions,
 ) -> Plan {
-    let before = base_specs
-        .map(crate::capacity::Capacity::of)
-        .unwrap_or_default();
-    let mut diff = crate::capacity::diff(&before, &crate::capacity::Capacity::of(head_specs));
+    let mut diff = crate::capacity::diff(capacity.0, capacity.1);
     let mut extra: BTreeMap<(String, ObjectKey), Vec<String>> = BTreeMap::new();
     let empty = ClusterOutput::default();
     for f in &mut diff.findings {
