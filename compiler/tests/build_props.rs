@@ -689,10 +689,30 @@ fn failed_build_writes_nothing_and_keeps_the_previous_output() {
 
 #[test]
 fn an_unchanged_build_writes_nothing_and_a_tampered_output_is_rewritten() {
+    unchanged_and_tampered(&[]);
+}
+
+/// The same through a cache directory, whose output index vouches for the files it recorded
+/// (so they are neither rendered nor read): a file changed behind its back — even with the
+/// same size and its modification time set back — is found by its change time and rewritten.
+#[test]
+fn the_output_index_never_vouches_for_a_tampered_file() {
+    unchanged_and_tampered(&["--cache-dir", "cache"]);
+}
+
+fn unchanged_and_tampered(extra: &[&str]) {
     use std::os::unix::fs::MetadataExt;
     let t = scratch_with_example();
-    let o = plinth(t.path(), &["build", "repo", "--out", "out"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let build = |t: &Path| {
+        let args: Vec<&str> = ["build", "repo", "--out", "out"]
+            .iter()
+            .chain(extra)
+            .copied()
+            .collect();
+        let o = plinth(t, &args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    };
+    build(t.path());
     let out = t.path().join("out");
     let file = out.join("prod-a/_cluster/namespace-bed-management.yaml");
     let inode = |p: &Path| fs::metadata(p).expect("stat").ino();
@@ -700,19 +720,41 @@ fn an_unchanged_build_writes_nothing_and_a_tampered_output_is_rewritten() {
     let first = snapshot(&out);
 
     // The same input again: the very same files stay (nothing was replaced).
-    let o = plinth(t.path(), &["build", "repo", "--out", "out"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    build(t.path());
     assert_eq!(inode(&out.join("prod-a")), dir_before);
     assert_eq!(inode(&file), file_before);
     assert!(snapshot(&out) == first);
+    if !extra.is_empty() {
+        // An index trusts only files that changed well before it was written: past that,
+        // one more build leaves an index that vouches for every file.
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        build(t.path());
+        let index = fs::read_dir(t.path().join("cache/outputs"))
+            .expect("an output index")
+            .count();
+        assert_eq!(index, 1, "one output directory, one index");
+    }
 
-    // A changed byte, an extra file, a missing file: each is repaired by a rebuild.
+    // A changed byte, the same with its time set back, an extra file, a missing file: each
+    // is repaired by a rebuild.
     type Tamper = fn(&Path);
-    let tampering: [Tamper; 3] = [
+    let tampering: [Tamper; 4] = [
         |out| {
             let f = out.join("prod-a/_cluster/namespace-bed-management.yaml");
             let text = fs::read_to_string(&f).expect("read");
             fs::write(&f, text.replace("bed-management", "bed-managemenT")).expect("write");
+        },
+        |out| {
+            let f = out.join("prod-a/_cluster/namespace-bed-management.yaml");
+            let was = fs::metadata(&f).expect("stat").modified().expect("mtime");
+            let text = fs::read_to_string(&f).expect("read");
+            fs::write(&f, text.replace("bed-management", "bed-managemenX")).expect("write");
+            fs::File::options()
+                .append(true)
+                .open(&f)
+                .expect("open")
+                .set_modified(was)
+                .expect("touch");
         },
         |out| fs::write(out.join("prod-a/extra.yaml"), "x: 1\n").expect("write"),
         |out| fs::remove_file(out.join("research-b/plinth.lock.json")).expect("rm"),
@@ -720,8 +762,7 @@ fn an_unchanged_build_writes_nothing_and_a_tampered_output_is_rewritten() {
     for tamper in tampering {
         tamper(&out);
         assert!(snapshot(&out) != first);
-        let o = plinth(t.path(), &["build", "repo", "--out", "out"]);
-        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        build(t.path());
         assert!(snapshot(&out) == first, "the rebuild restores the output");
     }
 }
@@ -730,9 +771,24 @@ fn an_unchanged_build_writes_nothing_and_a_tampered_output_is_rewritten() {
 /// inodes); the result is the same as a fresh build, with nothing left beside the files.
 #[test]
 fn a_small_change_rewrites_only_the_files_it_changes() {
+    small_change(&[]);
+}
+
+/// The same through a cache directory (its units, policy results and output index).
+#[test]
+fn a_small_change_through_the_cache_rewrites_only_the_files_it_changes() {
+    small_change(&["--cache-dir", "cache"]);
+}
+
+fn small_change(extra: &[&str]) {
     use std::os::unix::fs::MetadataExt;
     let t = scratch_with_example();
-    let o = plinth(t.path(), &["build", "repo", "--out", "out"]);
+    let args: Vec<&str> = ["build", "repo", "--out", "out"]
+        .iter()
+        .chain(extra)
+        .copied()
+        .collect();
+    let o = plinth(t.path(), &args);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = t.path().join("out");
     let inodes = |d: &Path| -> BTreeMap<PathBuf, u64> {
@@ -749,7 +805,7 @@ fn a_small_change_rewrites_only_the_files_it_changes() {
     let p = t.path().join("repo/projects/er-capacity.yaml");
     let text = fs::read_to_string(&p).expect("read");
     fs::write(&p, text.replacen("cpu: 96", "cpu: 97", 1)).expect("write");
-    let o = plinth(t.path(), &["build", "repo", "--out", "out"]);
+    let o = plinth(t.path(), &args);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let o = plinth(t.path(), &["build", "repo", "--out", "fresh"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -785,10 +841,12 @@ fn a_small_change_rewrites_only_the_files_it_changes() {
             );
         }
     }
-    assert_eq!(
-        leftovers(t.path(), &["repo", "out", "fresh"]),
-        Vec::<String>::new()
-    );
+    let expected: &[&str] = if extra.is_empty() {
+        &["repo", "out", "fresh"]
+    } else {
+        &["repo", "out", "fresh", "cache"]
+    };
+    assert_eq!(leftovers(t.path(), expected), Vec::<String>::new());
     assert!(
         !after
             .keys()
