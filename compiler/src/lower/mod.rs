@@ -45,22 +45,7 @@ pub fn lower(specs: &Specs, snapshot: &Snapshot) -> (Lowered, Diagnostics) {
     out
 }
 
-/// Where unit results are looked up before lowering and offered after ([`units`]): the
-/// implementation (the cache) keeps what it is offered in memory until its owner writes it.
-pub trait UnitStore: Send + Sync {
-    fn get(&self, key: &str) -> Option<units::UnitOutput>;
-    fn put(&self, key: &str, out: &units::UnitOutput);
-}
-
-/// A store that holds nothing.
-pub struct NoStore;
-
-impl UnitStore for NoStore {
-    fn get(&self, _: &str) -> Option<units::UnitOutput> {
-        None
-    }
-    fn put(&self, _: &str, _: &units::UnitOutput) {}
-}
+pub use units::{NoStore, UnitStore};
 
 /// [`lower`], reusing the results of units whose key `store` holds (`salt`: plinth's build
 /// fingerprint, part of every key). Units are lowered in parallel, each against its own view;
@@ -97,5 +82,5 @@ fn lower_units(
             (j, out)
         })
         .collect();
-    units::assemble(specs, snapshot, parts)
+    units::assemble(specs, snapshot, parts, salt.map(|s| (store, s)))
 }

@@ -143,6 +143,23 @@ pub struct UnitOutput {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+/// Where unit results are looked up before lowering and offered after ([this module](self)): the
+/// implementation (the cache) keeps what it is offered in memory until its owner writes it.
+pub trait UnitStore: Send + Sync {
+    fn get(&self, key: &str) -> Option<UnitOutput>;
+    fn put(&self, key: &str, out: &UnitOutput);
+}
+
+/// A store that holds nothing.
+pub struct NoStore;
+
+impl UnitStore for NoStore {
+    fn get(&self, _: &str) -> Option<UnitOutput> {
+        None
+    }
+    fn put(&self, _: &str, _: &UnitOutput) {}
+}
+
 /// Hashes of file contents, computed once per compile.
 struct FileHashes<'a> {
     by_path: BTreeMap<&'a str, [u8; 32]>,
@@ -468,7 +485,7 @@ pub fn lower_unrestricted(specs: &Specs, snapshot: &Snapshot) -> (Lowered, Diagn
             .map(|j| (j, run(j, specs, snapshot, &schemas)))
             .collect()
     };
-    assemble(specs, snapshot, parts)
+    assemble(specs, snapshot, parts, None)
 }
 
 /// Panics when lowering against views differs from lowering against the whole platform (debug
@@ -601,10 +618,13 @@ fn verified(cluster: &str, objects: &[Manifest]) -> Vec<Diagnostic> {
 /// Merge the units' outputs (in [`jobs`] order) into the platform's output: per cluster, in
 /// unit order, the first of two objects with one key kept and the second reported; then the
 /// agent's install manifests, derived from everything the cluster received.
+/// `store`: where the agent's part is looked up and offered, with the salt of keys (see
+/// [`agent_key`]).
 pub fn assemble(
     specs: &Specs,
     snapshot: &Snapshot,
     parts: Vec<(&Job<'_>, UnitOutput)>,
+    store: Option<(&dyn UnitStore, &str)>,
 ) -> (Lowered, Diagnostics) {
     let mut diags = Diagnostics::new();
     let mut lowered = Lowered::default();
@@ -627,7 +647,16 @@ pub fn assemble(
                 snapshot,
                 index: &index,
             };
-            parts.push(agent_part(&cx, platform, &parts));
+            let key = store.map(|(_, salt)| agent_key(salt, &cx, platform, &parts));
+            let cached = store.zip(key.as_deref()).and_then(|((st, _), k)| st.get(k));
+            let part = cached.unwrap_or_else(|| {
+                let part = agent_part(&cx, platform, &parts);
+                if let (Some((st, _)), Some(k)) = (store, &key) {
+                    st.put(k, &part);
+                }
+                part
+            });
+            parts.push(part);
         }
         let mut objects: BTreeMap<ObjectKey, Manifest> = BTreeMap::new();
         for part in parts {
@@ -656,29 +685,74 @@ pub fn assemble(
     (lowered, diags)
 }
 
+/// The key of a cluster's agent part: everything [`agent_part`] reads — plinth's build, the
+/// cluster, the Platform's file (path and bytes: the agent's settings and the objects'
+/// provenance), the identity and content hash of every RBAC object emitted, and the kinds of
+/// the others (all their names do not matter: see [`reads_content`]).
+fn agent_key(
+    salt: &str,
+    cx: &Ctx<'_>,
+    platform: &Object<PlatformSpec>,
+    parts: &[UnitOutput],
+) -> String {
+    let mut h = Sha256::new();
+    field(&mut h, b"agent");
+    field(&mut h, FORMAT.as_bytes());
+    field(&mut h, salt.as_bytes());
+    field(&mut h, cx.cluster.name.as_bytes());
+    field(&mut h, platform.doc.file.as_bytes());
+    let bytes = cx
+        .snapshot
+        .files
+        .iter()
+        .find(|f| f.path == platform.doc.file);
+    field(&mut h, bytes.map_or(&b""[..], |f| f.text.as_bytes()));
+    let mut rbac: Vec<(&ObjectKey, &str)> = Vec::new();
+    let mut kinds: BTreeSet<(&str, &str)> = BTreeSet::new();
+    for m in parts.iter().flat_map(|p| &p.objects) {
+        if reads_content(&m.key) {
+            rbac.push((&m.key, &m.hash));
+        } else {
+            kinds.insert((&m.key.api_version, &m.key.kind));
+        }
+    }
+    rbac.sort_unstable();
+    for (k, hash) in rbac {
+        field(
+            &mut h,
+            serde_json::to_string(k).unwrap_or_default().as_bytes(),
+        );
+        field(&mut h, hash.as_bytes());
+    }
+    field(&mut h, b"kinds");
+    for (v, k) in kinds {
+        field(&mut h, v.as_bytes());
+        field(&mut h, k.as_bytes());
+    }
+    sha256_hex(&h.finalize())
+}
+
 /// The agent's install manifests of a cluster (its ClusterRole derives from what the other
 /// units emit), verified.
 fn agent_part(cx: &Ctx<'_>, platform: &Object<PlatformSpec>, parts: &[UnitOutput]) -> UnitOutput {
-    // Its rules read the kind and name of every object, and the content of RBAC objects only
-    // (what a role grants, what a binding binds): the others are not parsed when they come
-    // from the cache.
-    let stubs: Vec<serde_json::Value> = parts
+    // Its rules read the kind of every object, and the name and content of RBAC objects only
+    // (what a role grants, what a binding binds): of the others, one stand-in per kind.
+    let kinds: BTreeSet<(&str, &str)> = parts
         .iter()
         .flat_map(|p| &p.objects)
-        .filter(|m| !reads_content(&m.key) && !m.object.is_parsed())
-        .map(|m| serde_json::json!({"apiVersion": m.key.api_version, "kind": m.key.kind, "metadata": {"name": m.key.name}}))
+        .filter(|m| !reads_content(&m.key))
+        .map(|m| (m.key.api_version.as_str(), m.key.kind.as_str()))
         .collect();
-    let mut stubbed = stubs.iter();
+    let stubs: Vec<serde_json::Value> = kinds
+        .into_iter()
+        .map(|(v, k)| serde_json::json!({"apiVersion": v, "kind": k, "metadata": {"name": "-"}}))
+        .collect();
     let emitted: Vec<&serde_json::Value> = parts
         .iter()
         .flat_map(|p| &p.objects)
-        .filter_map(|m| {
-            if !reads_content(&m.key) && !m.object.is_parsed() {
-                stubbed.next()
-            } else {
-                Some(&*m.object)
-            }
-        })
+        .filter(|m| reads_content(&m.key))
+        .map(|m| &*m.object)
+        .chain(&stubs)
         .collect();
     let mut out = BTreeMap::new();
     let mut d = Diagnostics::new();
@@ -697,7 +771,8 @@ fn agent_part(cx: &Ctx<'_>, platform: &Object<PlatformSpec>, parts: &[UnitOutput
     }
 }
 
-/// Whether the agent's rules read an object's content, not only its kind and name.
+/// Whether the agent's rules read an object's name and content (RBAC objects), not only its
+/// kind.
 fn reads_content(key: &ObjectKey) -> bool {
     key.group() == "rbac.authorization.k8s.io"
 }
