@@ -256,10 +256,11 @@ impl Cache {
             let tmp = dir.join(format!(".{key}.{}.objects.tmp", std::process::id()));
             let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
             let mut offset = 0u64;
+            let mut bytes = Vec::with_capacity(4096);
             for (name, c) in &l.clusters {
                 let at = places.entry(name.clone()).or_default();
                 for m in &c.manifests {
-                    let bytes = encode_object(m)?;
+                    encode_object(m, &mut bytes)?;
                     f.write_all(&bytes)?;
                     at.push((offset, bytes.len() as u64, crc32fast::hash(&bytes)));
                     offset += bytes.len() as u64;
@@ -497,6 +498,8 @@ struct PolicySet {
     /// The entries this run added. Only these and the stored ones used are written back
     /// (bounded growth).
     fresh: HashMap<String, Memoized>,
+    /// Entries read from the set's log (appended since its file was last written whole).
+    logged: usize,
 }
 
 /// The policy memo file's content.
@@ -506,9 +509,12 @@ struct PolicyFileContent {
     entries: HashMap<String, Memoized>,
 }
 
-/// Results of policy rules per input (a [`Memo`]), persisted under `<cache dir>/policy/`: one
-/// JSON file per policy-set hash, written atomically at the end of a run with the entries that
-/// run used; a corrupt or unreadable file is a miss.
+/// Results of policy rules per input (a [`Memo`]), persisted under `<cache dir>/policy/`: per
+/// policy-set hash a JSON file, written atomically, and a log of the entries added since (one
+/// JSON line each, appended at the end of a run). A run that adds a few entries appends them; one
+/// that leaves many stored entries unused, or finds the log long, writes the file again with
+/// only the entries it used and empties the log (bounded growth). A corrupt or unreadable file or
+/// line is a miss.
 pub struct PolicyMemo {
     dir: PathBuf,
     fingerprint: String,
@@ -531,33 +537,67 @@ impl PolicyMemo {
         self.dir.join(format!("{set}.json"))
     }
 
-    fn read(&self, set: &str) -> HashMap<String, Memoized> {
-        std::fs::read(self.path(set))
+    fn log_path(&self, set: &str) -> PathBuf {
+        self.dir.join(format!("{set}.log"))
+    }
+
+    /// The set's entries: its file's, then its log's (a later line wins), and how many lines
+    /// the log held. Without the file, the log is not read (it extends a file).
+    fn read(&self, set: &str) -> PolicySet {
+        let Some(entries) = std::fs::read(self.path(set))
             .ok()
             .and_then(|b| serde_json::from_slice::<PolicyFileContent>(&b).ok())
             .filter(|c| c.format == POLICY_FORMAT)
             .map(|c| c.entries)
-            .unwrap_or_default()
+        else {
+            return PolicySet::default();
+        };
+        let mut stored: HashMap<String, (Memoized, bool)> =
+            entries.into_iter().map(|(k, v)| (k, (v, false))).collect();
+        let mut logged = 0;
+        if let Ok(log) = std::fs::read(self.log_path(set)) {
+            for line in log.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                // A line cut short (a run stopped while appending) does not parse: skipped.
+                if let Ok((k, v)) = serde_json::from_slice::<(String, Memoized)>(line) {
+                    stored.insert(k, (v, false));
+                    logged += 1;
+                }
+            }
+        }
+        PolicySet {
+            stored,
+            fresh: HashMap::new(),
+            logged,
+        }
     }
 
     fn with_set<T>(&self, set: &str, f: impl FnOnce(&mut PolicySet) -> T) -> T {
         let mut sets = self.sets.lock().unwrap_or_else(PoisonError::into_inner);
         if !sets.contains_key(set) {
-            let stored = self
-                .read(set)
-                .into_iter()
-                .map(|(k, v)| (k, (v, false)))
-                .collect();
-            sets.insert(
-                set.to_owned(),
-                PolicySet {
-                    stored,
-                    fresh: HashMap::new(),
-                },
-            );
+            let read = self.read(set);
+            sets.insert(set.to_owned(), read);
         }
-        let entry = sets.entry(set.to_owned()).or_default();
-        f(entry)
+        match sets.get_mut(set) {
+            Some(s) => f(s),
+            None => f(&mut PolicySet::default()),
+        }
+    }
+
+    /// Append entries to the set's log, one line each.
+    fn append(&self, set: &str, entries: &HashMap<String, Memoized>) -> std::io::Result<()> {
+        let mut f = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path(set))?;
+        let mut line = Vec::new();
+        for e in entries {
+            line.clear();
+            serde_json::to_writer(&mut line, &e)?;
+            line.push(b'\n');
+            // One write per line: appends by two runs do not interleave within a line.
+            f.write_all(&line)?;
+        }
+        Ok(())
     }
 
     fn write(&self, set: &str, entries: HashMap<String, Memoized>) -> std::io::Result<()> {
@@ -575,6 +615,8 @@ impl PolicyMemo {
             f.flush()?;
         }
         std::fs::rename(&tmp, self.path(set))?;
+        // Its entries are in the file now.
+        let _ = std::fs::remove_file(self.log_path(set));
         // Bounded: only the most recently written policy sets are kept.
         let mut files: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&self.dir)?
             .filter_map(Result::ok)
@@ -585,22 +627,35 @@ impl PolicyMemo {
         files.sort();
         let excess = files.len().saturating_sub(POLICY_FILES_KEPT);
         for (_, p) in files.into_iter().take(excess) {
+            let _ = std::fs::remove_file(p.with_extension("log"));
             let _ = std::fs::remove_file(p);
         }
         Ok(())
     }
 }
 
+thread_local! {
+    /// The memo key being looked up (one buffer per thread, not one allocation per lookup).
+    static MEMO_KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
 /// How a unit's result is stored: this header (one JSON line), then each object's text.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct StoredUnit {
     diagnostics: Vec<Diagnostic>,
     objects: Vec<StoredObject>,
 }
 
+/// A [`StoredUnit`] to write, borrowed from its unit.
+#[derive(Serialize)]
+struct StoredUnitRef<'a> {
+    diagnostics: &'a [Diagnostic],
+    objects: Vec<StoredObjectRef<'a>>,
+}
+
 /// An object of a [`StoredUnit`]: what the stages after lowering read without the object,
 /// and the length of its text.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct StoredObject {
     key: ObjectKey,
     origin: crate::output::Origin,
@@ -609,20 +664,37 @@ struct StoredObject {
     len: usize,
 }
 
-/// One object in its stored form: its [`StoredObject`] line, then its text.
-fn encode_object(m: &Manifest) -> std::io::Result<Vec<u8>> {
+/// A [`StoredObject`] to write, borrowed from its object.
+#[derive(Serialize)]
+struct StoredObjectRef<'a> {
+    key: &'a ObjectKey,
+    origin: &'a crate::output::Origin,
+    hash: &'a str,
+    sha: &'a str,
+    len: usize,
+}
+
+impl<'a> StoredObjectRef<'a> {
+    fn of(m: &'a Manifest, text: &str) -> StoredObjectRef<'a> {
+        StoredObjectRef {
+            key: &m.key,
+            origin: &m.origin,
+            hash: &m.hash,
+            sha: m.object.sha(),
+            len: text.len(),
+        }
+    }
+}
+
+/// One object in its stored form (its [`StoredObject`] line, then its text), into `bytes`
+/// (cleared first: one buffer serves every object).
+fn encode_object(m: &Manifest, bytes: &mut Vec<u8>) -> std::io::Result<()> {
     let text = m.object.text();
-    let header = StoredObject {
-        key: m.key.clone(),
-        origin: m.origin.clone(),
-        hash: m.hash.clone(),
-        sha: m.object.sha().to_owned(),
-        len: text.len(),
-    };
-    let mut bytes = serde_json::to_vec(&header)?;
+    bytes.clear();
+    serde_json::to_writer(&mut *bytes, &StoredObjectRef::of(m, &text))?;
     bytes.push(b'\n');
     bytes.extend_from_slice(text.as_bytes());
-    Ok(bytes)
+    Ok(())
 }
 
 /// An object stored by [`encode_object`] (its text parsed only when read).
@@ -642,19 +714,13 @@ fn decode_object(bytes: &[u8]) -> Option<Manifest> {
 fn encode_unit(out: &crate::lower::units::UnitOutput) -> Option<Vec<u8>> {
     let texts: Vec<std::borrow::Cow<'_, str>> =
         out.objects.iter().map(|m| m.object.text()).collect();
-    let header = StoredUnit {
-        diagnostics: out.diagnostics.clone(),
+    let header = StoredUnitRef {
+        diagnostics: &out.diagnostics,
         objects: out
             .objects
             .iter()
             .zip(&texts)
-            .map(|(m, t)| StoredObject {
-                key: m.key.clone(),
-                origin: m.origin.clone(),
-                hash: m.hash.clone(),
-                sha: m.object.sha().to_owned(),
-                len: t.len(),
-            })
+            .map(|(m, t)| StoredObjectRef::of(m, t))
             .collect(),
     };
     let mut bytes = serde_json::to_vec(&header).ok()?;
@@ -713,14 +779,19 @@ impl Memo for PolicyMemo {
     }
 
     fn get(&self, set: &str, rule: &str, input: &str) -> Option<Memoized> {
-        let key = format!("{input} {rule}");
-        self.with_set(set, |s| {
-            if let Some(hit) = s.fresh.get(&key) {
-                return Some(hit.clone());
-            }
-            let (hit, used) = s.stored.get_mut(&key)?;
-            *used = true;
-            Some(hit.clone())
+        MEMO_KEY.with_borrow_mut(|key| {
+            key.clear();
+            key.push_str(input);
+            key.push(' ');
+            key.push_str(rule);
+            self.with_set(set, |s| {
+                if let Some(hit) = s.fresh.get(key.as_str()) {
+                    return Some(hit.clone());
+                }
+                let (hit, used) = s.stored.get_mut(key.as_str())?;
+                *used = true;
+                Some(hit.clone())
+            })
         })
     }
 
@@ -746,8 +817,18 @@ impl Memo for PolicyMemo {
             return;
         };
         // Unchanged (every entry read was used, nothing added): nothing to write.
-        if s.fresh.is_empty() && s.stored.values().all(|(_, used)| *used) {
+        let unused = s.stored.values().filter(|(_, used)| !*used).count();
+        if s.fresh.is_empty() && unused == 0 {
             return;
+        }
+        // Few entries unused and a short log: the new ones are appended (the file and its
+        // log stay a little larger than this run needs).
+        let total = s.stored.len() + s.fresh.len();
+        let small = |n: usize| n * 4 <= total;
+        if !s.stored.is_empty() && small(unused) && small(s.logged + s.fresh.len()) {
+            if self.append(set, &s.fresh).is_ok() {
+                return;
+            }
         }
         let mut entries = s.fresh;
         for (k, (v, used)) in s.stored {

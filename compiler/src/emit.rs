@@ -61,6 +61,9 @@ pub fn tree(lowered: &Lowered, only: Option<&str>) -> Result<Tree, String> {
 pub struct Files {
     pub texts: Tree,
     pub ids: BTreeMap<String, String>,
+    /// Rendered files the caller knows to differ from the file on disk (written without
+    /// reading the old one first).
+    pub differ: std::collections::BTreeSet<String>,
 }
 
 /// The files of some clusters (all when `only` is `None`), rendering only the objects whose

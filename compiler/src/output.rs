@@ -660,3 +660,54 @@ pub fn internal(origin: &Origin, message: &str) -> Diagnostic {
     )))
     .hint("this is a bug in plinth; please report it with the spec")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn stored(v: &Value) -> Obj {
+        Obj::from_text(
+            v.to_string().into(),
+            sha256_hex(canonical_json(v).as_bytes()),
+        )
+    }
+
+    #[test]
+    fn an_object_kept_as_text_reads_as_its_value_and_hash() {
+        let v = json!({"kind": "ConfigMap", "metadata": {"name": "a", "annotations": {"z": "1", "a": "2"}}});
+        let o = stored(&v);
+        assert!(!o.is_parsed());
+        assert_eq!(
+            o.sha(),
+            Obj::from(v.clone()).sha(),
+            "the stored hash is the computed one"
+        );
+        assert!(!o.is_parsed(), "the hash needs no parse");
+        assert_eq!(*o, v);
+        assert!(o.is_parsed());
+        // Key order is kept (the YAML written from it is the same).
+        assert_eq!(to_yaml(&o), to_yaml(&v));
+        assert_eq!(o.clone().into_value(), v);
+    }
+
+    #[test]
+    fn a_changed_object_forgets_its_text_and_hash() {
+        let v = json!({"kind": "ConfigMap", "metadata": {"name": "a"}});
+        let mut o = stored(&v);
+        let before = o.sha().to_owned();
+        o["metadata"]["name"] = json!("b");
+        assert_ne!(o.sha(), before);
+        assert_eq!(o.text(), o.to_string());
+        assert!(o.text().contains("\"b\""));
+    }
+
+    #[test]
+    fn may_hold_is_false_only_when_the_text_lacks_the_string() {
+        let v = json!({"metadata": {"annotations": {"plinth.dev/approve-destructive": "x"}}});
+        assert!(stored(&v).may_hold("plinth.dev/approve-destructive"));
+        assert!(!stored(&json!({"a": 1})).may_hold("plinth.dev/approve-destructive"));
+        // A parsed object always may.
+        assert!(Obj::from(json!({"a": 1})).may_hold("anything"));
+    }
+}

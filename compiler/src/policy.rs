@@ -1808,12 +1808,28 @@ pub fn platform_data(specs: &Specs, docs: &[Arc<Document>], lowered: Option<&Low
                 .collect()
         })
         .unwrap_or_default();
-    json!({
-        "specs": by_kind,
-        "manifests": manifests,
-        "resolved": { "projects": projects, "pools": pools, "clusters": clusters },
-        "parameters": parameters,
-    })
+    // Built by moving, not through `json!` (which would copy every document once more).
+    let specs_by_kind: serde_json::Map<String, Value> = by_kind
+        .into_iter()
+        .map(|(k, docs)| (k.to_owned(), Value::Object(docs.into_iter().collect())))
+        .collect();
+    let resolved: serde_json::Map<String, Value> = [
+        ("projects".to_owned(), Value::Object(projects)),
+        ("pools".to_owned(), Value::Object(pools)),
+        ("clusters".to_owned(), Value::Object(clusters)),
+    ]
+    .into_iter()
+    .collect();
+    let manifests = serde_json::to_value(&manifests).unwrap_or_default();
+    [
+        ("specs".to_owned(), Value::Object(specs_by_kind)),
+        ("manifests".to_owned(), manifests),
+        ("resolved".to_owned(), Value::Object(resolved)),
+        ("parameters".to_owned(), parameters),
+    ]
+    .into_iter()
+    .collect::<serde_json::Map<String, Value>>()
+    .into()
 }
 
 /// What refers to each project, gathered in one pass over the specs (not once per project).
@@ -1923,20 +1939,29 @@ fn project_data(
             .iter()
             .any(|c| c.production && clusters.contains(&c.name.as_str()))
     });
-    json!({
-        "clusters": clusters,
-        "production": production,
-        "allocations": allocations,
-        // Whole GPUs only: MIG slices are not comparable with devices.
-        "gpuTotal": allocations
-            .iter()
-            .filter(|a| a["resourceName"].as_str().is_some_and(|r| r.ends_with("/gpu")))
-            .filter_map(|a| a["gpu"].as_u64())
-            .sum::<u64>(),
-        "datasets": datasets,
-        "members": members,
-        "rollouts": rollouts,
-    })
+    // Whole GPUs only: MIG slices are not comparable with devices.
+    let gpu_total = allocations
+        .iter()
+        .filter(|a| {
+            a["resourceName"]
+                .as_str()
+                .is_some_and(|r| r.ends_with("/gpu"))
+        })
+        .filter_map(|a| a["gpu"].as_u64())
+        .sum::<u64>();
+    [
+        ("clusters", json!(clusters)),
+        ("production", Value::Bool(production)),
+        ("allocations", Value::Array(allocations)),
+        ("gpuTotal", Value::from(gpu_total)),
+        ("datasets", Value::Array(datasets)),
+        ("members", Value::Array(members)),
+        ("rollouts", json!(rollouts)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect::<serde_json::Map<String, Value>>()
+    .into()
 }
 
 /// The engines with rules to evaluate: the default library's and the user's, each with its

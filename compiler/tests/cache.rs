@@ -276,3 +276,34 @@ fn old_revisions_are_evicted() {
     let first_again = plinth::build_cached(&source(&example()), &opts, &cache).expect("b");
     assert!(hit(&first_again), "a revision used recently is kept");
 }
+
+/// Unit results damaged in place (same size, so only their checksums can tell) are misses:
+/// the next compile lowers those units again and equals a cold compile.
+#[test]
+fn damaged_units_are_lowered_again() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cache = Cache::new(dir.path());
+    let mut files = example();
+    let opts = options();
+    plinth::build_cached(&source(&files), &opts, &cache).expect("b");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir.path().join("units")).expect("units") {
+        let p = e.expect("e").path();
+        if p.extension().is_some_and(|x| x == "pack") {
+            let mut bytes = std::fs::read(&p).expect("read");
+            // Every 997th byte flipped: objects' texts and headers alike.
+            for i in (0..bytes.len()).step_by(997) {
+                bytes[i] ^= 0x20;
+            }
+            std::fs::write(&p, bytes).expect("write");
+            n += 1;
+        }
+    }
+    assert!(n >= 1, "the units are in packs");
+    // Another revision (so the whole-revision entry is not a hit) that reuses every unit.
+    files.insert("notes/n.yaml".to_owned(), b"# nothing\n".to_vec());
+    let warm = plinth::build_cached(&source(&files), &opts, &cache).expect("b");
+    assert!(!hit(&warm));
+    let cold = plinth::build_source(&source(&files), &opts).expect("b");
+    assert_eq!(outcome(&warm), outcome(&cold));
+}

@@ -263,3 +263,41 @@ fn a_cached_build_memoises_policy_results() {
         .count();
     assert_eq!(memo_files, 2);
 }
+
+/// A run that adds a few results appends them to the set's log rather than writing its file
+/// again; the next run reads file and log (no result is evaluated twice), and a damaged log
+/// line is only a miss.
+#[test]
+fn a_few_new_results_are_appended_and_read_back() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cache = Cache::new(dir.path());
+    let mut files = common::example();
+    run(&files, POLICY, Some(&cache));
+    let er = "projects/er-capacity.yaml".to_owned();
+    let text = files[&er].replacen("pods: ", "pods: 1", 1);
+    files.insert(er, text);
+    let cold = run(&files, POLICY, None).0;
+    let (warm, _, puts) = run(&files, POLICY, Some(&cache));
+    assert_eq!(warm, cold);
+    assert!(puts > 0, "the changed project's results are new");
+    let logs = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir.path().join("policy"))
+            .expect("policy/")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect()
+    };
+    assert!(!logs().is_empty(), "a few new results are appended");
+    let (again, _, puts) = run(&files, POLICY, Some(&cache));
+    assert_eq!(again, cold);
+    assert_eq!(puts, 0, "the appended results are read back");
+    for log in logs() {
+        let mut f = std::fs::File::options()
+            .append(true)
+            .open(&log)
+            .expect("open");
+        std::io::Write::write_all(&mut f, b"[\"x\", {\"Value\": ").expect("write");
+    }
+    let (again, _, _) = run(&files, POLICY, Some(&cache));
+    assert_eq!(again, cold, "a damaged line is skipped");
+}

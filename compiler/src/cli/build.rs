@@ -262,6 +262,7 @@ fn relative(args: &BuildArgs, files: crate::emit::Files) -> crate::emit::Files {
             .into_iter()
             .filter_map(|(p, i)| Some((strip(p)?, i)))
             .collect(),
+        differ: files.differ.into_iter().filter_map(|p| strip(p)).collect(),
     }
 }
 
@@ -293,6 +294,14 @@ fn write_indexed(
     let files =
         crate::emit::files(lowered, args.cluster.as_deref(), &known).map_err(anyhow::Error::msg)?;
     let mut files = relative(args, files);
+    // The lock files change with any object: their recorded content says so without a read.
+    files.differ = files
+        .texts
+        .keys()
+        .filter(|p| p.ends_with(".json") || p.ends_with("kustomization.yaml"))
+        .filter(|p| index.differs(p, &files.ids[p.as_str()]))
+        .cloned()
+        .collect();
     lap("render", timings);
     let mut vouched = vouched
         .into_inner()

@@ -68,7 +68,8 @@ fn differences(
     let changed: Vec<String> = tree
         .par_iter()
         .filter(|(path, text)| {
-            !std::fs::read(dir.join(path)).is_ok_and(|bytes| bytes == text.as_bytes())
+            files.differ.contains(*path)
+                || !std::fs::read(dir.join(path)).is_ok_and(|bytes| bytes == text.as_bytes())
         })
         .map(|(path, _)| path.clone())
         .collect();
@@ -125,6 +126,7 @@ pub(super) fn replace_dir(target: &std::path::Path, tree: crate::emit::Tree) -> 
     let files = crate::emit::Files {
         ids: tree.keys().map(|p| (p.clone(), String::new())).collect(),
         texts: tree,
+        differ: Default::default(),
     };
     // Every file is rendered: the update writes the whole tree itself when it must.
     update_dir(target, &files).map(|_| ())
@@ -336,6 +338,16 @@ impl OutIndex {
             files: read.map(|f| f.files).unwrap_or_default(),
             written,
         }
+    }
+
+    /// Whether the file `path` is known to hold content other than `id` (so need not be read
+    /// to be compared).
+    pub(super) fn differs(&self, path: &str, id: &str) -> bool {
+        self.files.get(path).is_some_and(|stamp| {
+            stamp.id != id
+                && self.written.is_some_and(|w| stamp.changed() + RACY < w)
+                && Stamp::of(&stamp.id, &self.dir.join(path)).as_ref() == Some(stamp)
+        })
     }
 
     /// Whether the file `path` (relative to the directory) is known to hold content `id`.
