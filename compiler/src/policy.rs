@@ -328,6 +328,47 @@ pub struct Engine {
     pending: Option<Arc<PendingData>>,
 }
 
+/// The parts of `data` at `paths` (each a path of keys from its root), at the same places.
+fn only_paths<'p>(data: &Value, paths: impl IntoIterator<Item = &'p Vec<String>>) -> Value {
+    let mut paths: Vec<&Vec<String>> = paths.into_iter().collect();
+    paths.sort();
+    let mut out = serde_json::Map::new();
+    let mut taken: Vec<&Vec<String>> = Vec::new();
+    for path in paths {
+        // A path below one already taken is in it.
+        if taken.iter().any(|t| path.starts_with(t)) {
+            continue;
+        }
+        let Some(v) = path.iter().try_fold(data, |v, seg| v.get(seg)) else {
+            continue;
+        };
+        if path.is_empty() {
+            return data.clone();
+        }
+        insert_at(&mut out, path, v.clone());
+        taken.push(path);
+    }
+    Value::Object(out)
+}
+
+/// Put `v` at `path` below `map`, making the objects on the way.
+fn insert_at(map: &mut serde_json::Map<String, Value>, path: &[String], v: Value) {
+    match path {
+        [] => {}
+        [last] => {
+            map.insert(last.clone(), v);
+        }
+        [first, rest @ ..] => {
+            let next = map
+                .entry(first.clone())
+                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+            if let Value::Object(m) = next {
+                insert_at(m, rest, v);
+            }
+        }
+    }
+}
+
 /// `data` waiting to be handed to the engine (see [`Engine::ready`]).
 #[derive(Debug)]
 struct PendingData {
@@ -1311,6 +1352,17 @@ impl Engine {
             ));
             return;
         }
+        // When every rule's reads are known, the engine gets only what they read (the same
+        // analysis the memo relies on): the whole platform is many times larger.
+        let data = match self
+            .reads
+            .iter()
+            .map(Option::as_ref)
+            .collect::<Option<Vec<_>>>()
+        {
+            Some(reads) => only_paths(&data, reads.into_iter().flatten()),
+            None => data,
+        };
         self.pending = Some(Arc::new(PendingData {
             json: data,
             value: std::sync::OnceLock::new(),
@@ -2272,6 +2324,39 @@ pub fn run_tests(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_paths_rules_read_are_kept() {
+        let data = json!({
+            "plinth": {"parameters": {"a": 1, "b": [2]}, "resolved": {"projects": {"p": {}}, "pools": {"q": 1}}, "specs": {"Project": {}}},
+            "other": {"x": 1}
+        });
+        let paths = |ps: &[&[&str]]| -> Vec<Vec<String>> {
+            ps.iter()
+                .map(|p| p.iter().map(|s| (*s).to_owned()).collect())
+                .collect()
+        };
+        let read = paths(&[
+            &["plinth", "parameters"],
+            &["plinth", "parameters", "a"],
+            &["plinth", "resolved", "projects"],
+            &["missing", "x"],
+        ]);
+        assert_eq!(
+            only_paths(&data, &read),
+            json!({"plinth": {"parameters": {"a": 1, "b": [2]}, "resolved": {"projects": {"p": {}}}}})
+        );
+        assert_eq!(
+            only_paths(&data, &paths(&[&[]])),
+            data,
+            "the root is everything"
+        );
+        assert_eq!(
+            only_paths(&data, &paths(&[])),
+            json!({}),
+            "nothing read, nothing kept"
+        );
+    }
 
     #[test]
     fn the_embedded_library_is_every_policy_of_policies_dir() {
