@@ -282,14 +282,9 @@ fn write_indexed(
     let target = target_dir(args)?;
     let index = OutIndex::open(Some(cache), &target);
     let prefix = args.cluster.as_ref().map(|c| format!("{c}/"));
-    let vouched = std::sync::Mutex::new(std::collections::HashSet::new());
     let known = |p: &str, id: &str| {
         let rel = prefix.as_deref().map_or(Some(p), |x| p.strip_prefix(x));
-        let yes = rel.is_some_and(|r| index.known(r, id));
-        if yes && let (Some(r), Ok(mut v)) = (rel, vouched.lock()) {
-            v.insert(r.to_owned());
-        }
-        yes
+        rel.is_some_and(|r| index.known(r, id))
     };
     let files =
         crate::emit::files(lowered, args.cluster.as_deref(), &known).map_err(anyhow::Error::msg)?;
@@ -303,17 +298,25 @@ fn write_indexed(
         .cloned()
         .collect();
     lap("render", timings);
-    let mut vouched = vouched
-        .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // What the index vouched for is what was not rendered.
+    let mut vouched: std::collections::HashSet<&str> = files
+        .ids
+        .keys()
+        .filter(|p| !files.texts.contains_key(*p))
+        .map(String::as_str)
+        .collect();
     if update_dir(&target, &files)? == Update::Whole {
         // Too much changed to update in place: render everything and write it whole.
         let all = crate::emit::files(lowered, args.cluster.as_deref(), &|_, _| false)
             .map_err(anyhow::Error::msg)?;
-        files = relative(args, all);
-        update_dir(&target, &files)?;
         // Written anew: nothing was vouched for.
         vouched.clear();
+        let files = relative(args, all);
+        update_dir(&target, &files)?;
+        lap("update", timings);
+        index.record(&files.ids, &vouched);
+        lap("index", timings);
+        return Ok(target);
     }
     lap("update", timings);
     index.record(&files.ids, &vouched);

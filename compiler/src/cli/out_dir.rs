@@ -276,6 +276,9 @@ pub(super) struct OutIndex {
     files: std::collections::BTreeMap<String, Stamp>,
     /// When the index was written.
     written: Option<std::time::SystemTime>,
+    /// The directory, open (files are looked at relative to it: no path walked from the root
+    /// per file). `None` when it does not exist.
+    root: Option<rustix::fd::OwnedFd>,
 }
 
 /// A file as recorded: its content id, size, inode and change time (seconds, nanoseconds).
@@ -295,15 +298,21 @@ struct IndexFile {
 }
 
 impl Stamp {
-    fn of(id: &str, path: &std::path::Path) -> Option<Stamp> {
-        use std::os::unix::fs::MetadataExt;
-        let m = std::fs::symlink_metadata(path).ok()?;
-        m.is_file().then(|| Stamp {
-            id: id.to_owned(),
-            len: m.len(),
-            ino: m.ino(),
-            ctime: (m.ctime(), m.ctime_nsec()),
-        })
+    /// The stamp of the regular file `path` below the open directory `root`.
+    fn of(id: &str, root: &rustix::fd::OwnedFd, path: &str) -> Option<Stamp> {
+        use rustix::fs::{AtFlags, FileType, statat};
+        let st = statat(root, path, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+        FileType::from_raw_mode(st.st_mode)
+            .is_file()
+            .then(|| Stamp {
+                id: id.to_owned(),
+                len: st.st_size.try_into().unwrap_or_default(),
+                ino: st.st_ino.try_into().unwrap_or_default(),
+                ctime: (
+                    st.st_ctime.try_into().unwrap_or_default(),
+                    st.st_ctime_nsec.try_into().unwrap_or_default(),
+                ),
+            })
     }
 
     /// When the file last changed.
@@ -318,9 +327,11 @@ impl OutIndex {
     /// The index of `dir` kept in `cache` (empty when there is none, or it cannot be read).
     pub(super) fn open(cache: Option<&std::path::Path>, dir: &std::path::Path) -> OutIndex {
         let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let root = open_dir(dir);
         let Some(cache) = cache else {
             return OutIndex {
                 dir: dir.to_path_buf(),
+                root,
                 ..OutIndex::default()
             };
         };
@@ -337,7 +348,13 @@ impl OutIndex {
             dir: dir.to_path_buf(),
             files: read.map(|f| f.files).unwrap_or_default(),
             written,
+            root,
         }
+    }
+
+    /// The stamp of a file of the directory now.
+    fn stamp(&self, id: &str, path: &str) -> Option<Stamp> {
+        Stamp::of(id, self.root.as_ref()?, path)
     }
 
     /// Whether the file `path` is known to hold content other than `id` (so need not be read
@@ -346,7 +363,7 @@ impl OutIndex {
         self.files.get(path).is_some_and(|stamp| {
             stamp.id != id
                 && self.written.is_some_and(|w| stamp.changed() + RACY < w)
-                && Stamp::of(&stamp.id, &self.dir.join(path)).as_ref() == Some(stamp)
+                && self.stamp(&stamp.id, path).as_ref() == Some(stamp)
         })
     }
 
@@ -357,7 +374,7 @@ impl OutIndex {
         };
         stamp.id == id
             && stamp.changed() + RACY < written
-            && Stamp::of(id, &self.dir.join(path)).as_ref() == Some(stamp)
+            && self.stamp(id, path).as_ref() == Some(stamp)
     }
 
     /// Record what the directory holds now (`ids`: every file and its content id) and keep
@@ -367,18 +384,22 @@ impl OutIndex {
     pub(super) fn record(
         mut self,
         ids: &std::collections::BTreeMap<String, String>,
-        vouched: &std::collections::HashSet<String>,
+        vouched: &std::collections::HashSet<&str>,
     ) {
         use rayon::prelude::*;
         let Some(path) = self.path.take() else {
             return;
         };
         let old = std::mem::take(&mut self.files);
+        // Opened again: a directory written whole was swapped in under the same name.
+        self.root = open_dir(&self.dir);
         let files: std::collections::BTreeMap<String, Stamp> = ids
             .par_iter()
             .filter_map(|(p, id)| {
-                let kept = old.get(p).filter(|s| s.id == *id && vouched.contains(p));
-                let stamp = kept.cloned().or_else(|| Stamp::of(id, &self.dir.join(p)))?;
+                let kept = old
+                    .get(p)
+                    .filter(|s| s.id == *id && vouched.contains(p.as_str()));
+                let stamp = kept.cloned().or_else(|| self.stamp(id, p))?;
                 Some((p.clone(), stamp))
             })
             .collect();
@@ -411,4 +432,15 @@ fn write_index(path: &std::path::Path, file: &IndexFile) -> std::io::Result<()> 
     let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
     std::fs::write(&tmp, serde_json::to_vec(file)?)?;
     std::fs::rename(&tmp, path)
+}
+
+/// A directory, open for looking at its files (`None` when it cannot be opened).
+fn open_dir(dir: &std::path::Path) -> Option<rustix::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()
 }
