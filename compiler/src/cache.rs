@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -493,11 +493,13 @@ const POLICY_FILES_KEPT: usize = 8;
 /// One policy set's memo: what was read from its file, and what this run used or added.
 #[derive(Default)]
 struct PolicySet {
-    /// `<input hash> <rule>` → result, as read, and whether this run used it.
-    stored: HashMap<String, (Memoized, bool)>,
+    /// `<input hash> <rule>` → result, as read, and whether this run used it. Read without a
+    /// lock (lookups from every thread).
+    stored: HashMap<String, (Memoized, std::sync::atomic::AtomicBool)>,
     /// The entries this run added. Only these and the stored ones used are written back
-    /// (bounded growth).
-    fresh: HashMap<String, Memoized>,
+    /// (bounded growth). A key is never in both: a result is a function of its key, so an
+    /// evaluation only adds what was not stored.
+    fresh: Mutex<HashMap<String, Memoized>>,
     /// Entries read from the set's log (appended since its file was last written whole).
     logged: usize,
 }
@@ -518,7 +520,7 @@ struct PolicyFileContent {
 pub struct PolicyMemo {
     dir: PathBuf,
     fingerprint: String,
-    sets: Mutex<HashMap<String, PolicySet>>,
+    sets: Mutex<HashMap<String, Arc<PolicySet>>>,
 }
 
 impl Cache {
@@ -552,35 +554,37 @@ impl PolicyMemo {
         else {
             return PolicySet::default();
         };
-        let mut stored: HashMap<String, (Memoized, bool)> =
-            entries.into_iter().map(|(k, v)| (k, (v, false))).collect();
+        let unused = || std::sync::atomic::AtomicBool::new(false);
+        let mut stored: HashMap<String, (Memoized, std::sync::atomic::AtomicBool)> = entries
+            .into_iter()
+            .map(|(k, v)| (k, (v, unused())))
+            .collect();
         let mut logged = 0;
         if let Ok(log) = std::fs::read(self.log_path(set)) {
             for line in log.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
                 // A line cut short (a run stopped while appending) does not parse: skipped.
                 if let Ok((k, v)) = serde_json::from_slice::<(String, Memoized)>(line) {
-                    stored.insert(k, (v, false));
+                    stored.insert(k, (v, unused()));
                     logged += 1;
                 }
             }
         }
         PolicySet {
             stored,
-            fresh: HashMap::new(),
+            fresh: Mutex::new(HashMap::new()),
             logged,
         }
     }
 
-    fn with_set<T>(&self, set: &str, f: impl FnOnce(&mut PolicySet) -> T) -> T {
+    /// The set, read when first asked for (the lock is held only to find it).
+    fn set(&self, set: &str) -> Arc<PolicySet> {
         let mut sets = self.sets.lock().unwrap_or_else(PoisonError::into_inner);
-        if !sets.contains_key(set) {
-            let read = self.read(set);
-            sets.insert(set.to_owned(), read);
+        if let Some(s) = sets.get(set) {
+            return s.clone();
         }
-        match sets.get_mut(set) {
-            Some(s) => f(s),
-            None => f(&mut PolicySet::default()),
-        }
+        let read = Arc::new(self.read(set));
+        sets.insert(set.to_owned(), read.clone());
+        read
     }
 
     /// Append entries to the set's log, one line each.
@@ -784,27 +788,28 @@ impl Memo for PolicyMemo {
             key.push_str(input);
             key.push(' ');
             key.push_str(rule);
-            self.with_set(set, |s| {
-                if let Some(hit) = s.fresh.get(key.as_str()) {
-                    return Some(hit.clone());
-                }
-                let (hit, used) = s.stored.get_mut(key.as_str())?;
-                *used = true;
-                Some(hit.clone())
-            })
+            let s = self.set(set);
+            if let Some((hit, used)) = s.stored.get(key.as_str()) {
+                used.store(true, std::sync::atomic::Ordering::Relaxed);
+                return Some(hit.clone());
+            }
+            let fresh = s.fresh.lock().unwrap_or_else(PoisonError::into_inner);
+            fresh.get(key.as_str()).cloned()
         })
     }
 
     fn put(&self, set: &str, rule: &str, input: &str, result: Memoized) {
-        self.with_set(set, |s| {
-            let key = format!("{input} {rule}");
-            match s.stored.get_mut(&key) {
-                Some((stored, used)) if *stored == result => *used = true,
-                _ => {
-                    s.fresh.insert(key, result);
-                }
+        let s = self.set(set);
+        let key = format!("{input} {rule}");
+        match s.stored.get(&key) {
+            Some((stored, used)) if *stored == result => {
+                used.store(true, std::sync::atomic::Ordering::Relaxed);
             }
-        });
+            _ => {
+                let mut fresh = s.fresh.lock().unwrap_or_else(PoisonError::into_inner);
+                fresh.insert(key, result);
+            }
+        }
     }
 
     fn finish(&self, set: &str) {
@@ -816,23 +821,31 @@ impl Memo for PolicyMemo {
         else {
             return;
         };
+        // Every lookup is over, so no other holder is left; if one were, nothing would be
+        // written (which only costs time).
+        let Ok(s) = Arc::try_unwrap(s) else {
+            return;
+        };
+        let fresh = s.fresh.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let is_used =
+            |u: &std::sync::atomic::AtomicBool| u.load(std::sync::atomic::Ordering::Relaxed);
         // Unchanged (every entry read was used, nothing added): nothing to write.
-        let unused = s.stored.values().filter(|(_, used)| !*used).count();
-        if s.fresh.is_empty() && unused == 0 {
+        let unused = s.stored.values().filter(|(_, used)| !is_used(used)).count();
+        if fresh.is_empty() && unused == 0 {
             return;
         }
         // Few entries unused and a short log: the new ones are appended (the file and its
         // log stay a little larger than this run needs).
-        let total = s.stored.len() + s.fresh.len();
+        let total = s.stored.len() + fresh.len();
         let small = |n: usize| n * 4 <= total;
-        if !s.stored.is_empty() && small(unused) && small(s.logged + s.fresh.len()) {
-            if self.append(set, &s.fresh).is_ok() {
+        if !s.stored.is_empty() && small(unused) && small(s.logged + fresh.len()) {
+            if self.append(set, &fresh).is_ok() {
                 return;
             }
         }
-        let mut entries = s.fresh;
+        let mut entries = fresh;
         for (k, (v, used)) in s.stored {
-            if used {
+            if is_used(&used) {
                 entries.entry(k).or_insert(v);
             }
         }
