@@ -838,10 +838,12 @@ impl Memo for PolicyMemo {
         // log stay a little larger than this run needs).
         let total = s.stored.len() + fresh.len();
         let small = |n: usize| n * 4 <= total;
-        if !s.stored.is_empty() && small(unused) && small(s.logged + fresh.len()) {
-            if self.append(set, &fresh).is_ok() {
-                return;
-            }
+        if !s.stored.is_empty()
+            && small(unused)
+            && small(s.logged + fresh.len())
+            && self.append(set, &fresh).is_ok()
+        {
+            return;
         }
         let mut entries = fresh;
         for (k, (v, used)) in s.stored {

@@ -214,9 +214,10 @@ impl std::ops::DerefMut for Obj {
         // Changed in place: the text and the hash no longer describe it.
         self.text = None;
         self.sha = std::sync::OnceLock::new();
-        self.value
-            .get_mut()
-            .map_or_else(|| unreachable!("set above"), |v| v)
+        match self.value.get_mut() {
+            Some(v) => v,
+            None => unreachable!("set above"),
+        }
     }
 }
 

@@ -262,7 +262,7 @@ fn relative(args: &BuildArgs, files: crate::emit::Files) -> crate::emit::Files {
             .into_iter()
             .filter_map(|(p, i)| Some((strip(p)?, i)))
             .collect(),
-        differ: files.differ.into_iter().filter_map(|p| strip(p)).collect(),
+        differ: files.differ.into_iter().filter_map(strip).collect(),
     }
 }
 

@@ -298,7 +298,9 @@ struct IndexFile {
 }
 
 impl Stamp {
-    /// The stamp of the regular file `path` below the open directory `root`.
+    /// The stamp of the regular file `path` below the open directory `root`. (The stat
+    /// fields' types differ between architectures, hence the conversions.)
+    #[allow(clippy::useless_conversion)]
     fn of(id: &str, root: &rustix::fd::OwnedFd, path: &str) -> Option<Stamp> {
         use rustix::fs::{AtFlags, FileType, statat};
         let st = statat(root, path, AtFlags::SYMLINK_NOFOLLOW).ok()?;
