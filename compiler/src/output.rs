@@ -142,6 +142,41 @@ impl Obj {
         }
     }
 
+    /// An object kept as its serialised text (produced by `serde_json` from a `Value`), its
+    /// hash computed when asked for.
+    pub fn from_text_unhashed(text: Arc<str>) -> Obj {
+        Obj {
+            value: std::sync::OnceLock::new(),
+            text: Some(text),
+            sha: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The object as text, when it has not been parsed (a reader that can take JSON text
+    /// need not make a `Value` of it).
+    pub fn unparsed_text(&self) -> Option<&str> {
+        match (&self.text, self.value.get()) {
+            (Some(t), None) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The same object kept as text: its `Value` is dropped (a fraction of the memory).
+    pub fn into_text(self) -> Obj {
+        match (&self.text, self.value.get()) {
+            (_, None) | (Some(_), _) => Obj {
+                value: std::sync::OnceLock::new(),
+                text: self.text.clone().or_else(|| Some(Arc::from("null"))),
+                sha: self.sha,
+            },
+            (None, Some(v)) => Obj {
+                value: std::sync::OnceLock::new(),
+                text: Some(Arc::from(v.to_string())),
+                sha: self.sha,
+            },
+        }
+    }
+
     /// Whether the value was parsed (or given).
     pub fn is_parsed(&self) -> bool {
         self.value.get().is_some()

@@ -1446,8 +1446,15 @@ impl Engine {
         self.ready();
         if !state.set {
             // Read from the JSON in place (no copy of it first).
-            let input = <regorus::Value as serde::Deserialize>::deserialize(state.input.get())
-                .unwrap_or(regorus::Value::Undefined);
+            let input = match state.input {
+                // An object kept as text is read as text (no `Value` made of it).
+                InputRef::Object(o) if o.unparsed_text().is_some() => o
+                    .unparsed_text()
+                    .and_then(|t| regorus::Value::from_json_str(t).ok())
+                    .unwrap_or(regorus::Value::Undefined),
+                other => <regorus::Value as serde::Deserialize>::deserialize(other.get())
+                    .unwrap_or(regorus::Value::Undefined),
+            };
             self.engine.set_input(input);
             state.set = true;
         }

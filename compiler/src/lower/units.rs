@@ -591,6 +591,14 @@ pub fn run(
     let objects: Vec<Manifest> = out.into_values().collect();
     let mut diagnostics: Vec<Diagnostic> = d.into_iter().collect();
     diagnostics.extend(verified(&job.cluster.name, &objects));
+    // Verified: kept as text from here on (a fifth of the memory; readers parse what they read).
+    let objects = objects
+        .into_iter()
+        .map(|mut m| {
+            m.object = m.object.into_text();
+            m
+        })
+        .collect();
     UnitOutput {
         objects,
         diagnostics,
