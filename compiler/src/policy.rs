@@ -2099,6 +2099,11 @@ pub fn evaluate(
         Some(m) => engines.iter_mut().map(|e| e.use_memo(m.clone())).collect(),
         None => Vec::new(),
     };
+    // The data is handed over before the memory budget starts: the budget bounds what rules
+    // add, and the data (the parts of the platform's view rules read) is not theirs.
+    for e in &mut engines {
+        e.ready();
+    }
     let engine = &mut engines;
     let _budget = MemoryBudget::new(opts.memory);
     // Where a finding that names another spec (`location`) is reported.
