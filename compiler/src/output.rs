@@ -163,17 +163,18 @@ impl Obj {
 
     /// The same object kept as text: its `Value` is dropped (a fraction of the memory).
     pub fn into_text(self) -> Obj {
-        match (&self.text, self.value.get()) {
-            (_, None) | (Some(_), _) => Obj {
-                value: std::sync::OnceLock::new(),
-                text: self.text.clone().or_else(|| Some(Arc::from("null"))),
-                sha: self.sha,
-            },
-            (None, Some(v)) => Obj {
-                value: std::sync::OnceLock::new(),
-                text: Some(Arc::from(v.to_string())),
-                sha: self.sha,
-            },
+        let text = match self.text {
+            Some(t) => t,
+            None => Arc::from(
+                self.value
+                    .get()
+                    .map_or_else(|| "null".to_owned(), Value::to_string),
+            ),
+        };
+        Obj {
+            value: std::sync::OnceLock::new(),
+            text: Some(text),
+            sha: self.sha,
         }
     }
 

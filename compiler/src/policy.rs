@@ -323,9 +323,6 @@ pub struct Engine {
     /// Hash of the loaded files and the options (the policy set, before plinth's fingerprint).
     files_hash: String,
     memo: Option<MemoUse>,
-    /// Data given to the engine but not yet handed over: converted the first time a rule is
-    /// evaluated (when every result comes from the memo, never), once for all clones.
-    pending: Option<Arc<PendingData>>,
 }
 
 /// The parts of `data` at `paths` (each a path of keys from its root), at the same places.
@@ -367,13 +364,6 @@ fn insert_at(map: &mut serde_json::Map<String, Value>, path: &[String], v: Value
             }
         }
     }
-}
-
-/// `data` waiting to be handed to the engine (see [`Engine::ready`]).
-#[derive(Debug)]
-struct PendingData {
-    json: Value,
-    value: std::sync::OnceLock<regorus::Value>,
 }
 
 /// One input being evaluated: its content hash (when a memo is used) and whether the engine
@@ -1197,7 +1187,6 @@ impl Engine {
             reads,
             files_hash,
             memo: None,
-            pending: None,
         };
         built.name_for_memo(&json!({}));
         built
@@ -1345,13 +1334,6 @@ impl Engine {
             }
         }
         self.name_for_memo(&data);
-        if !data.is_object() {
-            diags.push(Diagnostic::new(
-                Code::PolicyFailed,
-                "cannot give policies their data: it is not an object",
-            ));
-            return;
-        }
         // When every rule's reads are known, the engine gets only what they read (the same
         // analysis the memo relies on): the whole platform is many times larger.
         let data = match self
@@ -1363,21 +1345,14 @@ impl Engine {
             Some(reads) => only_paths(&data, reads.into_iter().flatten()),
             None => data,
         };
-        self.pending = Some(Arc::new(PendingData {
-            json: data,
-            value: std::sync::OnceLock::new(),
-        }));
-    }
-
-    /// Hand the engine its data, if it has not had it yet.
-    fn ready(&mut self) {
-        if let Some(p) = self.pending.take() {
-            let value = p.value.get_or_init(|| {
-                <regorus::Value as serde::Deserialize>::deserialize(&p.json)
-                    .unwrap_or(regorus::Value::Undefined)
-            });
-            // An object into an engine without data cannot conflict.
-            let _ = self.engine.add_data(value.clone());
+        // Read from the JSON in place (no copy of it first).
+        let value = <regorus::Value as serde::Deserialize>::deserialize(&data)
+            .unwrap_or(regorus::Value::Undefined);
+        if let Err(e) = self.engine.add_data(value) {
+            diags.push(Diagnostic::new(
+                Code::PolicyFailed,
+                format!("cannot give policies their data: {e}"),
+            ));
         }
     }
 
@@ -1443,7 +1418,6 @@ impl Engine {
 
     /// Give the engine the input, once.
     fn give_input(&mut self, state: &mut InputState<'_>) {
-        self.ready();
         if !state.set {
             // Read from the JSON in place (no copy of it first).
             let input = match state.input {
@@ -2099,11 +2073,6 @@ pub fn evaluate(
         Some(m) => engines.iter_mut().map(|e| e.use_memo(m.clone())).collect(),
         None => Vec::new(),
     };
-    // The data is handed over before the memory budget starts: the budget bounds what rules
-    // add, and the data (the parts of the platform's view rules read) is not theirs.
-    for e in &mut engines {
-        e.ready();
-    }
     let engine = &mut engines;
     let _budget = MemoryBudget::new(opts.memory);
     // Where a finding that names another spec (`location`) is reported.
