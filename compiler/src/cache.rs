@@ -212,6 +212,11 @@ impl Cache {
         self.dir.join(&key[..2]).join(format!("{key}.json"))
     }
 
+    /// Whether an entry for `key` is stored (it may still prove unreadable when loaded).
+    pub fn holds(&self, key: &str) -> bool {
+        self.path(key).exists()
+    }
+
     /// The entry for a key (its index; objects are read when asked for); `None` when absent or
     /// unreadable.
     pub fn load(&self, key: &str) -> Option<Entry> {
@@ -727,7 +732,11 @@ fn encode_unit(out: &crate::lower::units::UnitOutput) -> Option<Vec<u8>> {
             .map(|(m, t)| StoredObjectRef::of(m, t))
             .collect(),
     };
-    let mut bytes = serde_json::to_vec(&header).ok()?;
+    let head = serde_json::to_vec(&header).ok()?;
+    // Allocated once at its size: kept until the flush, for every unit lowered.
+    let mut bytes =
+        Vec::with_capacity(head.len() + 1 + texts.iter().map(|t| t.len()).sum::<usize>());
+    bytes.extend_from_slice(&head);
     bytes.push(b'\n');
     for t in &texts {
         bytes.extend_from_slice(t.as_bytes());

@@ -85,8 +85,10 @@ pub fn files(
             .par_iter()
             .map(|m| {
                 let path = object_path(&m.key);
-                let id = m.object.sha().to_owned();
-                let text = (!known(&format!("{cluster}/{path}"), &id)).then(|| to_yaml(&m.object));
+                let (id, text) = m
+                    .object
+                    .sha_and(|id| !known(&format!("{cluster}/{path}"), id), to_yaml);
+                let id = id.to_owned();
                 let entry = lock_entry(m, &path);
                 (path, text, id, entry)
             })
@@ -133,7 +135,8 @@ pub fn into_tree(lowered: Lowered, only: Option<&str>) -> Result<Tree, String> {
 /// One object's file: its path, its text and its lock entry.
 fn render(m: &Manifest) -> (String, String, LockEntry) {
     let path = object_path(&m.key);
-    let text = to_yaml(&m.object);
+    // One parse for the text and the hash (the lock entry's).
+    let text = m.object.sha_and(|_| true, to_yaml).1.unwrap_or_default();
     let entry = lock_entry(m, &path);
     (path, text, entry)
 }
@@ -277,7 +280,7 @@ pub fn stream(out: &ClusterOutput) -> String {
     let mut s = String::new();
     for m in ms {
         s.push_str("---\n");
-        s.push_str(&to_yaml(&m.object));
+        s.push_str(&m.object.peek(to_yaml));
     }
     s
 }

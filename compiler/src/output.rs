@@ -202,10 +202,45 @@ impl Obj {
         }
     }
 
+    /// Read the value without keeping it: an object kept as text is parsed for `f` and the
+    /// parse dropped after (a reader of many shared objects, such as the writer, would
+    /// otherwise leave every one of them parsed).
+    pub fn peek<R>(&self, f: impl FnOnce(&Value) -> R) -> R {
+        match self.value.get() {
+            Some(v) => f(v),
+            None => f(&parse_text(self.text.as_deref())),
+        }
+    }
+
+    /// Its hash ([`Obj::sha`]) and `f` of its value, from one parse at most (`f` is not
+    /// called when `want(sha)` says no).
+    pub fn sha_and<R>(
+        &self,
+        want: impl FnOnce(&str) -> bool,
+        f: impl FnOnce(&Value) -> R,
+    ) -> (&str, Option<R>) {
+        if let Some(sha) = self.sha.get() {
+            return (sha, want(sha).then(|| self.peek(f)));
+        }
+        let parsed;
+        let v = match self.value.get() {
+            Some(v) => v,
+            None => {
+                parsed = parse_text(self.text.as_deref());
+                &parsed
+            }
+        };
+        let sha = self
+            .sha
+            .get_or_init(|| sha256_hex(canonical_json(v).as_bytes()));
+        (sha, want(sha).then(|| f(v)))
+    }
+
     /// sha256 of the canonical JSON (provenance included), computed once.
     pub fn sha(&self) -> &str {
+        // An object kept as text stays text: its value is parsed for the hash and dropped.
         self.sha
-            .get_or_init(|| sha256_hex(canonical_json(self).as_bytes()))
+            .get_or_init(|| sha256_hex(self.peek(canonical_json).as_bytes()))
     }
 
     /// The value, owned (parsed from the text when there is no value yet).
@@ -737,6 +772,34 @@ mod tests {
         assert_ne!(o.sha(), before);
         assert_eq!(o.text(), o.to_string());
         assert!(o.text().contains("\"b\""));
+    }
+
+    #[test]
+    fn hashing_or_peeking_at_an_object_kept_as_text_leaves_it_text() {
+        // Objects shared by every later stage (the writer, the caches) would otherwise each
+        // keep their parse: at 10,000 projects twice the peak memory of a build.
+        let v = json!({"kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "v"}});
+        let o = Obj::from_text_unhashed(v.to_string().into());
+        assert_eq!(o.sha(), Obj::from(v.clone()).sha());
+        assert!(
+            !o.is_parsed(),
+            "the hash is computed from a parse that is dropped"
+        );
+        assert_eq!(o.peek(to_yaml), to_yaml(&v));
+        assert!(!o.is_parsed(), "a peek does not keep its parse");
+        let o = Obj::from_text_unhashed(v.to_string().into());
+        let (sha, yaml) = o.sha_and(|_| true, to_yaml);
+        assert_eq!(
+            (sha, yaml.as_deref()),
+            (Obj::from(v.clone()).sha(), Some(to_yaml(&v).as_str()))
+        );
+        assert!(!o.is_parsed());
+        let (_, none) = o.sha_and(|_| false, to_yaml);
+        assert_eq!(none, None, "not rendered when not wanted");
+        // A parsed object is read in place.
+        let p = Obj::from(v.clone());
+        assert_eq!(p.peek(to_yaml), to_yaml(&v));
+        assert!(p.is_parsed());
     }
 
     #[test]

@@ -315,7 +315,9 @@ struct Compile<'a> {
     color: bool,
 }
 
-/// Compile both sides at once (each mostly single-threaded when its result is cached). `None`
+/// Compile both sides: at once when the base's result is cached (each side is then mostly
+/// single-threaded), else the base first, so that the head, a few files away from it, reuses
+/// the units the base lowered (half the work and half the memory of two cold compiles). `None`
 /// when one does not compile, its diagnostics written to `err`; a base where the platform does
 /// not exist yet is empty.
 fn compile_both(
@@ -332,14 +334,23 @@ fn compile_both(
     let (base_src, base_opts, base_what) = base;
     let (head_src, head_opts, head_what) = head;
     let (mut base_err, mut head_err) = (Vec::new(), Vec::new());
-    let (base, head) = std::thread::scope(|scope| {
-        let (opts, what, out) = (base_opts, base_what, &mut base_err);
-        let base = scope.spawn(move || match base_src {
-            Some(src) => {
-                compile_side(src, opts, cache, what, prefix, out, color).map(|s| s.map(Some))
-            }
+    let base_first = cache
+        .zip(base_src.as_ref())
+        .is_some_and(|(c, (snapshot, ..))| !c.holds(&c.key(snapshot, base_opts)));
+    let (base, head) = if base_first {
+        let base = match base_src {
+            Some(src) => compile_side(
+                src,
+                base_opts,
+                cache,
+                base_what,
+                prefix,
+                &mut base_err,
+                color,
+            )
+            .map(|s| s.map(Some)),
             None => Ok(Some(None)),
-        });
+        };
         let head = compile_side(
             head_src,
             head_opts,
@@ -349,11 +360,31 @@ fn compile_both(
             &mut head_err,
             color,
         );
-        let base = base
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("compiling the base panicked")));
         (base, head)
-    });
+    } else {
+        std::thread::scope(|scope| {
+            let (opts, what, out) = (base_opts, base_what, &mut base_err);
+            let base = scope.spawn(move || match base_src {
+                Some(src) => {
+                    compile_side(src, opts, cache, what, prefix, out, color).map(|s| s.map(Some))
+                }
+                None => Ok(Some(None)),
+            });
+            let head = compile_side(
+                head_src,
+                head_opts,
+                cache,
+                head_what,
+                prefix,
+                &mut head_err,
+                color,
+            );
+            let base = base
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("compiling the base panicked")));
+            (base, head)
+        })
+    };
     let base = match base? {
         Some(Some(s)) => s,
         Some(None) => Side {
