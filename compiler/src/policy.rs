@@ -323,6 +323,13 @@ pub struct Engine {
     /// Hash of the loaded files and the options (the policy set, before plinth's fingerprint).
     files_hash: String,
     memo: Option<MemoUse>,
+    /// `data` named for the memo but not yet given to regorus ([`Engine::hand_over`]): a run
+    /// whose every result is memoised never converts it.
+    pending: Option<Arc<Value>>,
+    /// Answer from the memo only: a rule it does not answer stops the input, counted in
+    /// `misses` (the input is evaluated again once the data is handed over).
+    memo_only: bool,
+    misses: usize,
 }
 
 /// The parts of `data` at `paths` (each a path of keys from its root), at the same places.
@@ -1187,6 +1194,9 @@ impl Engine {
             reads,
             files_hash,
             memo: None,
+            pending: None,
+            memo_only: false,
+            misses: 0,
         };
         built.name_for_memo(&json!({}));
         built
@@ -1317,6 +1327,13 @@ impl Engine {
     /// Set `data`: the `--data` documents with `extra` merged over them (`data.plinth`,
     /// `data.conftest`).
     pub fn set_data(&mut self, user: Option<&Value>, extra: Value, diags: &mut Diagnostics) {
+        self.prepare_data(user, extra, diags);
+        self.hand_over(diags);
+    }
+
+    /// [`Engine::set_data`] without giving the data to regorus yet (see
+    /// [`Engine::hand_over`]): the rules are named for the memo after it.
+    fn prepare_data(&mut self, user: Option<&Value>, extra: Value, diags: &mut Diagnostics) {
         self.engine.clear_data();
         let mut data = user.cloned().unwrap_or_else(|| json!({}));
         if let (Some(d), Value::Object(extra)) = (data.as_object_mut(), extra) {
@@ -1345,8 +1362,16 @@ impl Engine {
             Some(reads) => only_paths(&data, reads.into_iter().flatten()),
             None => data,
         };
+        self.pending = Some(Arc::new(data));
+    }
+
+    /// Give regorus the data prepared by [`Engine::prepare_data`] (once).
+    fn hand_over(&mut self, diags: &mut Diagnostics) {
+        let Some(data) = self.pending.take() else {
+            return;
+        };
         // Read from the JSON in place (no copy of it first).
-        let value = <regorus::Value as serde::Deserialize>::deserialize(&data)
+        let value = <regorus::Value as serde::Deserialize>::deserialize(&*data)
             .unwrap_or(regorus::Value::Undefined);
         if let Err(e) = self.engine.add_data(value) {
             diags.push(Diagnostic::new(
@@ -1500,6 +1525,10 @@ impl Engine {
         let id = format!("{}.{}", rule.package, rule.name);
         if self.answer_from_memo(index, &id, state, run, diags) {
             return ControlFlow::Continue(());
+        }
+        if self.memo_only {
+            self.misses += 1;
+            return ControlFlow::Break(());
         }
         // conftest: `data.<pkg>.exception[_][_] == "<suffix>"`; each match is an
         // exception, and the rule's findings are not reported.
@@ -2038,7 +2067,6 @@ pub fn evaluate(
     lowered: Option<&Lowered>,
     memo: Option<&Arc<dyn Memo>>,
 ) -> Diagnostics {
-    use rayon::prelude::*;
     let mut diags = Diagnostics::new();
     let engines = engines(files, opts, &mut diags);
     if engines.is_empty() {
@@ -2060,7 +2088,7 @@ pub fn evaluate(
             } else {
                 platform.clone().unwrap_or_default()
             };
-            e.set_platform(data, view, &mut data_diags);
+            e.prepare_data(data, json!({ "plinth": view }), &mut data_diags);
             e
         })
         .collect();
@@ -2073,8 +2101,6 @@ pub fn evaluate(
         Some(m) => engines.iter_mut().map(|e| e.use_memo(m.clone())).collect(),
         None => Vec::new(),
     };
-    let engine = &mut engines;
-    let _budget = MemoryBudget::new(opts.memory);
     // Where a finding that names another spec (`location`) is reported.
     let locate = |loc: &Value| -> Option<Label> {
         let kind = Kind::parse(loc.get("kind")?.as_str()?)?;
@@ -2099,22 +2125,35 @@ pub fn evaluate(
             inputs.extend(out.manifests.iter().map(|m| Input::Manifest(cluster, m)));
         }
     }
-    // Inputs are independent: evaluate them in chunks, one engine per chunk, and gather the
-    // findings in input order.
-    let threads = rayon::current_num_threads().max(1);
-    let chunk = inputs.len().div_ceil(threads * 4).max(64);
-    let parts: Vec<Diagnostics> = inputs
-        .par_chunks(chunk)
-        .map(|part| {
-            let mut engines = engine.clone();
-            let mut d = Diagnostics::new();
-            for input in part {
-                evaluate_one(&mut engines, input, &locate, &mut d);
-            }
-            d
-        })
-        .collect();
-    for d in parts {
+    let inputs: Vec<(usize, Input<'_>)> = inputs.into_iter().enumerate().collect();
+    // With a memo, first every input the memo answers whole (regorus never needs the data
+    // when it answers all of them); then the rest, with the data handed over.
+    let (mut done, missed) = if memo.is_some() {
+        for e in &mut engines {
+            e.memo_only = true;
+        }
+        let out = evaluate_chunks(&engines, &inputs, &locate);
+        for e in &mut engines {
+            e.memo_only = false;
+        }
+        out
+    } else {
+        (Vec::new(), inputs)
+    };
+    if !missed.is_empty() {
+        for e in &mut engines {
+            e.hand_over(&mut data_diags);
+        }
+        if data_diags.has_errors() {
+            diags.extend(data_diags);
+            return diags;
+        }
+        let _budget = MemoryBudget::new(opts.memory);
+        done.extend(evaluate_chunks(&engines, &missed, &locate).0);
+    }
+    // The findings in input order.
+    done.sort_by_key(|(i, _)| *i);
+    for (_, d) in done {
         diags.extend(d);
     }
     if let Some(m) = memo {
@@ -2125,7 +2164,46 @@ pub fn evaluate(
     diags
 }
 
+/// Findings per input (by its number), evaluated in chunks in parallel, one copy of the
+/// engines per chunk; and the inputs not evaluated because an engine in memo-only mode missed.
+#[allow(clippy::type_complexity)]
+fn evaluate_chunks<'i>(
+    engines: &[Engine],
+    inputs: &[(usize, Input<'i>)],
+    locate: &(dyn Fn(&Value) -> Option<Label> + Sync),
+) -> (Vec<(usize, Diagnostics)>, Vec<(usize, Input<'i>)>) {
+    use rayon::prelude::*;
+    let threads = rayon::current_num_threads().max(1);
+    let chunk = inputs.len().div_ceil(threads * 4).max(64);
+    let parts: Vec<(Vec<(usize, Diagnostics)>, Vec<(usize, Input<'i>)>)> = inputs
+        .par_chunks(chunk)
+        .map(|part| {
+            let mut engines = engines.to_vec();
+            let (mut done, mut missed) = (Vec::new(), Vec::new());
+            for (i, input) in part {
+                let before: usize = engines.iter().map(|e| e.misses).sum();
+                let mut d = Diagnostics::new();
+                evaluate_one(&mut engines, input, locate, &mut d);
+                if engines.iter().map(|e| e.misses).sum::<usize>() == before {
+                    done.push((*i, d));
+                } else {
+                    missed.push((*i, *input));
+                }
+            }
+            (done, missed)
+        })
+        .collect();
+    let mut done = Vec::with_capacity(inputs.len());
+    let mut missed = Vec::new();
+    for (d, m) in parts {
+        done.extend(d);
+        missed.extend(m);
+    }
+    (done, missed)
+}
+
 /// An input of policies: a spec document, or an object compiled for a cluster.
+#[derive(Clone, Copy)]
 enum Input<'a> {
     Doc(&'a Arc<Document>),
     Manifest(&'a str, &'a crate::lower::Manifest),
