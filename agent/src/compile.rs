@@ -126,6 +126,7 @@ pub fn compile(
     let lowered = plinth::lower::Lowered {
         clusters: [(opts.cluster.clone(), out)].into(),
         platform_file: lowered.platform_file,
+        units: None,
     };
     Ok(Compiled::Ok(Box::new(Compilation { desired, lowered })))
 }

@@ -12,8 +12,10 @@
 //!
 //! An entry holds the diagnostics of a compile, the files holding the Platform document (the
 //! only spec callers read after a cached build; only those files are parsed again) and the index
-//! of its objects (key, content hash); the objects themselves are stored beside, each at a known
-//! place, so a plan that compares two indexes loads only the objects that differ.
+//! of its objects (key, content hash); the objects themselves are in the unit store
+//! ([`UnitPack`], under `units/`), where the entry says which unit holds each, so a plan that
+//! compares two indexes loads only the objects that differ, and a revision costs its index, not
+//! a copy of its objects. A compaction of the unit store keeps the units of every revision kept.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -29,14 +31,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::lower::{Lowered, sha256_hex};
 use crate::options::{Options, PolicyConfig};
-use crate::output::{ClusterOutput, LoweredIndex, Manifest, ObjectKey};
+use crate::output::{ClusterOutput, LoweredIndex, Manifest, ObjectKey, UnitRefs};
 use crate::policy::{Memo, Memoized};
 
-/// Compiled revisions kept (the ones used last; each holds a platform's objects).
+/// Compiled revisions kept (the ones used last; each holds the index of a platform's objects).
 pub const REVISIONS_KEPT: usize = 16;
 
 /// Bumped when the entry format changes.
-const FORMAT: &str = "plinth-cache-v5";
+const FORMAT: &str = "plinth-cache-v6";
 
 /// A cache directory.
 #[derive(Debug, Clone)]
@@ -47,7 +49,7 @@ pub struct Cache {
 }
 
 /// What a cached compile produced: its diagnostics and the index of its objects, which are
-/// read from the entry's objects file when asked for.
+/// read from the unit store when asked for.
 #[derive(Debug, Clone)]
 pub struct Entry {
     /// The files holding Platform documents.
@@ -57,10 +59,10 @@ pub struct Entry {
     pub index: Option<LoweredIndex>,
     /// The GPU capacity of its specs (what a plan compares), when it compiled.
     pub capacity: Option<crate::capacity::Capacity>,
-    /// Per cluster, where each object of the index is in the objects file (same order), and
-    /// the crc32 of its bytes.
-    places: BTreeMap<String, Vec<(u64, u64, u32)>>,
-    objects: PathBuf,
+    /// Where each object of the index is in the unit store.
+    units: UnitRefs,
+    /// The unit store of the cache (opened with the entry: every unit it refers to is there).
+    pack: Arc<UnitPack>,
 }
 
 /// The stored form of an [`Entry`].
@@ -69,7 +71,8 @@ struct Meta {
     platform_files: Vec<String>,
     diagnostics: Vec<Diagnostic>,
     index: Option<LoweredIndex>,
-    places: BTreeMap<String, Vec<(u64, u64, u32)>>,
+    #[serde(default)]
+    units: UnitRefs,
     #[serde(default)]
     capacity: Option<crate::capacity::Capacity>,
 }
@@ -84,7 +87,7 @@ pub struct EntryRef<'a> {
 }
 
 impl Entry {
-    /// Every object, as compiled; `None` when the objects file is gone or damaged.
+    /// Every object, as compiled; `None` when a unit holding some is gone or damaged.
     pub fn lowered(&self) -> Option<Lowered> {
         self.read(|_, _| true)
     }
@@ -95,29 +98,34 @@ impl Entry {
     }
 
     fn read(&self, want: impl Fn(&str, &ObjectKey) -> bool) -> Option<Lowered> {
-        use std::io::{Read, Seek, SeekFrom};
         let index = self.index.as_ref()?;
-        let mut file = std::fs::File::open(&self.objects).ok()?;
         let mut lowered = Lowered {
             clusters: BTreeMap::new(),
             platform_file: index.platform_file.clone(),
+            units: None,
         };
-        let mut buf = Vec::new();
+        // Units read so far (each object is taken out of its unit once).
+        let mut units: HashMap<u32, Vec<Option<Manifest>>> = HashMap::new();
         for (name, c) in &index.clusters {
-            let places = self.places.get(name)?;
+            let places = self.units.places.get(name)?;
+            if places.len() != c.objects.len() {
+                return None;
+            }
             let mut manifests = Vec::new();
-            for (o, &(offset, len, crc)) in c.objects.iter().zip(places) {
+            for (o, &(u, i)) in c.objects.iter().zip(places) {
                 if !want(name, &o.key) {
                     continue;
                 }
-                file.seek(SeekFrom::Start(offset)).ok()?;
-                buf.resize(usize::try_from(len).ok()?, 0);
-                file.read_exact(&mut buf).ok()?;
-                if crc32fast::hash(&buf) != crc {
-                    return None;
+                if let std::collections::hash_map::Entry::Vacant(e) = units.entry(u) {
+                    let key = self.units.keys.get(usize::try_from(u).ok()?)?;
+                    let out = crate::lower::UnitStore::get(&*self.pack, key)?;
+                    e.insert(out.objects.into_iter().map(Some).collect());
                 }
-                let m = decode_object(&buf)?;
-                // The objects file must match its index.
+                let m = units
+                    .get_mut(&u)?
+                    .get_mut(usize::try_from(i).ok()?)?
+                    .take()?;
+                // The unit must hold what the index says.
                 if m.key != o.key || m.hash != o.hash {
                     return None;
                 }
@@ -223,16 +231,10 @@ impl Cache {
         let path = self.path(key);
         let bytes = std::fs::read(&path).ok()?;
         let meta: Meta = serde_json::from_slice(&bytes).ok()?;
-        // An objects file that is missing or not the size its index says is a miss.
-        let end = meta
-            .places
-            .values()
-            .filter_map(|p| p.last())
-            .map(|(o, l, _)| o + l)
-            .max()
-            .unwrap_or(0);
-        let objects = path.with_extension("objects");
-        if meta.index.is_some() && std::fs::metadata(&objects).map_or(end > 0, |m| m.len() != end) {
+        // Its objects are in the unit store: a unit gone from it (compacted away, damaged
+        // index) is a miss.
+        let pack = Arc::new(self.units());
+        if meta.index.is_some() && !meta.units.keys.iter().all(|k| pack.holds(k)) {
             return None;
         }
         // Used now: the last to be evicted (see `evict`).
@@ -244,42 +246,36 @@ impl Cache {
             diagnostics: meta.diagnostics,
             index: meta.index,
             capacity: meta.capacity,
-            places: meta.places,
-            objects,
+            units: meta.units,
+            pack,
         })
     }
 
-    /// Store an entry: the objects file first, then the index (each written beside and
-    /// renamed into place), so an index is visible only once its objects are.
+    /// Store an entry: its index and where its objects are in the unit store (which holds
+    /// them: the units are flushed first), and beside it the list of those units (read by a
+    /// compaction of the unit store, which keeps them). Each file is written beside and renamed
+    /// into place, the list first. A compile whose objects are not all in the unit store
+    /// (`lowered.units` is `None`) is not stored.
     pub fn store(&self, key: &str, entry: &EntryRef<'_>) -> std::io::Result<()> {
         let path = self.path(key);
         let dir = path.parent().unwrap_or(&self.dir);
         std::fs::create_dir_all(dir)?;
-        let mut places: BTreeMap<String, Vec<(u64, u64, u32)>> = BTreeMap::new();
         let index = entry.lowered.map(crate::plan::index_of);
-        if let Some(l) = entry.lowered {
-            let tmp = dir.join(format!(".{key}.{}.objects.tmp", std::process::id()));
-            let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-            let mut offset = 0u64;
-            let mut bytes = Vec::with_capacity(4096);
-            for (name, c) in &l.clusters {
-                let at = places.entry(name.clone()).or_default();
-                for m in &c.manifests {
-                    encode_object(m, &mut bytes)?;
-                    f.write_all(&bytes)?;
-                    at.push((offset, bytes.len() as u64, crc32fast::hash(&bytes)));
-                    offset += bytes.len() as u64;
-                }
-            }
-            f.flush()?;
-            drop(f);
-            std::fs::rename(&tmp, path.with_extension("objects"))?;
-        }
+        let units =
+            match entry.lowered {
+                Some(l) => l.units.as_deref().cloned().ok_or_else(|| {
+                    std::io::Error::other("the objects are not in the unit store")
+                })?,
+                None => UnitRefs::default(),
+            };
+        let list = dir.join(format!(".{key}.{}.units.tmp", std::process::id()));
+        std::fs::write(&list, units.keys.join("\n"))?;
+        std::fs::rename(&list, path.with_extension("units"))?;
         let meta = Meta {
             platform_files: entry.platform_files.to_vec(),
             diagnostics: entry.diagnostics.to_vec(),
             index,
-            places,
+            units,
             capacity: entry.capacity.cloned(),
         };
         let tmp = dir.join(format!(".{key}.{}.tmp", std::process::id()));
@@ -313,7 +309,7 @@ impl Cache {
         let excess = entries.len() - REVISIONS_KEPT;
         for (_, p) in entries.into_iter().take(excess) {
             let _ = std::fs::remove_file(&p);
-            let _ = std::fs::remove_file(p.with_extension("objects"));
+            let _ = std::fs::remove_file(p.with_extension("units"));
         }
     }
 }
@@ -383,7 +379,9 @@ impl UnitPack {
                 continue;
             };
             let n = packs.len();
-            packs.push((p.with_extension("pack"), std::sync::Mutex::new(None)));
+            // Opened now: a pack another compile compacts away later stays readable here.
+            let file = std::fs::File::open(p.with_extension("pack")).ok();
+            packs.push((p.with_extension("pack"), std::sync::Mutex::new(file)));
             for (key, offset, len, crc) in entries {
                 index.entry(key).or_insert((n, offset, len, crc));
             }
@@ -413,6 +411,15 @@ impl UnitPack {
         let mut buf = vec![0; usize::try_from(len).ok()?];
         f.read_exact(&mut buf).ok()?;
         (crc32fast::hash(&buf) == crc).then_some(buf)
+    }
+
+    /// Whether the unit `key` is held (in the packs read when opening, or offered since).
+    pub fn holds(&self, key: &str) -> bool {
+        self.index.contains_key(key)
+            || self
+                .fresh
+                .lock()
+                .is_ok_and(|f| f.iter().any(|(k, _)| k == key))
     }
 
     /// Units held (in the packs read when opening).
@@ -465,8 +472,18 @@ impl UnitPack {
                 write(key, bytes, &mut entries)?;
             }
             if compact {
-                let used = self.used.lock().map(|u| u.clone()).unwrap_or_default();
-                for key in used {
+                // The units this compile used, and those of the revisions kept in the cache
+                // (their objects are there).
+                let mut keep: BTreeSet<String> = self
+                    .used
+                    .lock()
+                    .map(|u| u.iter().cloned().collect())
+                    .unwrap_or_default();
+                keep.extend(self.pinned());
+                for (key, _) in &fresh {
+                    keep.remove(key);
+                }
+                for key in keep {
                     if let Some(bytes) = self.read(&key) {
                         write(&key, &bytes, &mut entries)?;
                     }
@@ -695,30 +712,6 @@ impl<'a> StoredObjectRef<'a> {
     }
 }
 
-/// One object in its stored form (its [`StoredObject`] line, then its text), into `bytes`
-/// (cleared first: one buffer serves every object).
-fn encode_object(m: &Manifest, bytes: &mut Vec<u8>) -> std::io::Result<()> {
-    let text = m.object.text();
-    bytes.clear();
-    serde_json::to_writer(&mut *bytes, &StoredObjectRef::of(m, &text))?;
-    bytes.push(b'\n');
-    bytes.extend_from_slice(text.as_bytes());
-    Ok(())
-}
-
-/// An object stored by [`encode_object`] (its text parsed only when read).
-fn decode_object(bytes: &[u8]) -> Option<Manifest> {
-    let nl = bytes.iter().position(|&b| b == b'\n')?;
-    let o: StoredObject = serde_json::from_slice(&bytes[..nl]).ok()?;
-    let text = std::str::from_utf8(&bytes[nl + 1..]).ok()?;
-    (text.len() == o.len).then(|| Manifest {
-        key: o.key,
-        object: crate::output::Obj::from_text(text.into(), o.sha),
-        origin: o.origin,
-        hash: o.hash,
-    })
-}
-
 /// A unit's result in its stored form.
 fn encode_unit(out: &crate::lower::units::UnitOutput) -> Option<Vec<u8>> {
     let texts: Vec<std::borrow::Cow<'_, str>> =
@@ -765,6 +758,27 @@ fn decode_unit(bytes: &[u8]) -> Option<crate::lower::units::UnitOutput> {
         objects,
         diagnostics: header.diagnostics,
     })
+}
+
+impl UnitPack {
+    /// The units the cache's revisions refer to (their `.units` lists, beside the unit
+    /// store's directory).
+    fn pinned(&self) -> BTreeSet<String> {
+        let Some(cache) = self.dir.parent() else {
+            return BTreeSet::new();
+        };
+        std::fs::read_dir(cache)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|d| d.file_name().len() == 2)
+            .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "units"))
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .flat_map(|t| t.lines().map(str::to_owned).collect::<Vec<_>>())
+            .collect()
+    }
 }
 
 impl crate::lower::UnitStore for UnitPack {

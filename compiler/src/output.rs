@@ -384,6 +384,19 @@ pub struct Lowered {
     /// The file holding the Platform (where approvals are written).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform_file: Option<Arc<str>>,
+    /// Where each object is in the unit store, when the compile kept its units there (a cached
+    /// revision refers to its objects there instead of holding a copy).
+    #[serde(skip)]
+    pub units: Option<Arc<UnitRefs>>,
+}
+
+/// The units a compile's objects came from ([`crate::lower::units`]): their keys in the unit
+/// store, and per cluster, per object (in the cluster's order), its unit (an index into `keys`)
+/// and its place among that unit's objects.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct UnitRefs {
+    pub keys: Vec<String>,
+    pub places: BTreeMap<String, Vec<(u32, u32)>>,
 }
 
 impl Lowered {
@@ -445,6 +458,7 @@ impl Lowered {
                 })
                 .collect(),
             platform_file: self.platform_file.clone(),
+            units: None,
         }
     }
 }

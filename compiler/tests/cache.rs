@@ -191,8 +191,26 @@ fn a_damaged_cache_is_only_a_miss() {
     ));
 }
 
-/// The objects of an entry live beside its index: objects damaged in place (same size) are
-/// found when read, and the build compiles again instead of using them.
+/// Damage every unit pack in place (same size, so only checksums can tell); how many.
+fn damage_packs(cache: &std::path::Path) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(cache.join("units")).expect("units") {
+        let p = e.expect("e").path();
+        if p.extension().is_some_and(|x| x == "pack") {
+            let mut bytes = std::fs::read(&p).expect("read");
+            // Every 997th byte flipped: objects' texts and headers alike.
+            for i in (0..bytes.len()).step_by(997) {
+                bytes[i] ^= 0x20;
+            }
+            std::fs::write(&p, bytes).expect("write");
+            n += 1;
+        }
+    }
+    n
+}
+
+/// A revision's objects live in the unit store: objects damaged there in place are found when
+/// read, and the build compiles again instead of using them.
 #[test]
 fn damaged_objects_are_compiled_again() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -200,24 +218,50 @@ fn damaged_objects_are_compiled_again() {
     let files = example();
     let opts = options();
     let first = plinth::build_cached(&source(&files), &opts, &cache).expect("b");
-    let mut n = 0;
-    for sub in std::fs::read_dir(dir.path()).expect("dir") {
-        let sub = sub.expect("sub").path();
-        for e in std::fs::read_dir(&sub).expect("dir") {
-            let p = e.expect("e").path();
-            if p.extension().is_some_and(|x| x == "objects") {
-                let mut bytes = std::fs::read(&p).expect("read");
-                let mid = bytes.len() / 2;
-                bytes[mid..mid + 40].fill(b'#');
-                std::fs::write(&p, bytes).expect("write");
-                n += 1;
-            }
-        }
-    }
-    assert_eq!(n, 1, "one entry, one objects file");
+    assert!(
+        damage_packs(dir.path()) >= 1,
+        "the objects are in unit packs"
+    );
     let again = plinth::build_cached(&source(&files), &opts, &cache).expect("b");
     assert!(!hit(&again), "damaged objects are not used");
     assert_eq!(outcome(&first), outcome(&again));
+}
+
+/// A revision is its index and references into the unit store: the unit store's compaction
+/// (every few compiles it keeps only what is used) keeps the units of the revisions kept, so
+/// an older revision whose units no later compile used is still a hit, objects and all.
+#[test]
+fn compacting_the_unit_store_keeps_the_units_of_kept_revisions() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cache = Cache::new(dir.path());
+    let opts = options();
+    let old = example();
+    let cold = plinth::build_source(&source(&old), &opts).expect("b");
+    plinth::build_cached(&source(&old), &opts, &cache).expect("b");
+    // Later revisions: one project changed each time (the old revision's units of it are
+    // used by no later compile; each compile offers new ones and flushes a pack).
+    let mut files = old.clone();
+    let er = "projects/er-capacity.yaml";
+    let text = String::from_utf8(old[er].clone()).expect("utf-8");
+    assert!(text.contains("pods: "), "example changed");
+    for i in 0..plinth::cache::MAX_PACKS + 2 {
+        let changed = text.replacen("pods: ", &format!("pods: {}", i + 1), 1);
+        files.insert(er.to_owned(), changed.into_bytes());
+        let b = plinth::build_cached(&source(&files), &opts, &cache).expect("b");
+        assert!(b.lowered.is_some(), "{:?}", outcome(&b).1);
+    }
+    let packs = std::fs::read_dir(dir.path().join("units"))
+        .expect("units")
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+        .count();
+    assert!(
+        packs < plinth::cache::MAX_PACKS,
+        "the unit store was compacted ({packs} packs)"
+    );
+    let again = plinth::build_cached(&source(&old), &opts, &cache).expect("b");
+    assert!(hit(&again), "the old revision is still whole");
+    assert_eq!(outcome(&again), outcome(&cold));
 }
 
 #[test]
@@ -286,20 +330,7 @@ fn damaged_units_are_lowered_again() {
     let mut files = example();
     let opts = options();
     plinth::build_cached(&source(&files), &opts, &cache).expect("b");
-    let mut n = 0;
-    for e in std::fs::read_dir(dir.path().join("units")).expect("units") {
-        let p = e.expect("e").path();
-        if p.extension().is_some_and(|x| x == "pack") {
-            let mut bytes = std::fs::read(&p).expect("read");
-            // Every 997th byte flipped: objects' texts and headers alike.
-            for i in (0..bytes.len()).step_by(997) {
-                bytes[i] ^= 0x20;
-            }
-            std::fs::write(&p, bytes).expect("write");
-            n += 1;
-        }
-    }
-    assert!(n >= 1, "the units are in packs");
+    assert!(damage_packs(dir.path()) >= 1, "the units are in packs");
     // Another revision (so the whole-revision entry is not a hit) that reuses every unit.
     files.insert("notes/n.yaml".to_owned(), b"# nothing\n".to_vec());
     let warm = plinth::build_cached(&source(&files), &opts, &cache).expect("b");

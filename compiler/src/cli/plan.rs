@@ -65,6 +65,8 @@ struct Side {
     objects: Objects,
     /// Its GPU capacity, for the capacity section.
     capacity: Option<crate::capacity::Capacity>,
+    /// How long its stages took (`PLINTH_TIMINGS=1`).
+    timings: Vec<(&'static str, std::time::Duration)>,
 }
 
 /// Objects of a cached revision that cannot be read back (the cache directory was damaged).
@@ -160,6 +162,7 @@ fn compile_side(
     Ok(Some(Side {
         objects,
         capacity: Some(capacity),
+        timings: built.checked.timings,
     }))
 }
 
@@ -222,6 +225,7 @@ pub(super) fn plan(
     else {
         return Ok(1);
     };
+    let compared = std::time::Instant::now();
     let mut p = match compare(&args, &base, &head) {
         Ok(p) => p,
         Err(e) if e.is::<DamagedCache>() && !args.no_cache => {
@@ -236,6 +240,23 @@ pub(super) fn plan(
         }
         Err(e) => return Err(e),
     };
+    if std::env::var_os("PLINTH_TIMINGS").is_some() {
+        let compare = [("compare", compared.elapsed())];
+        let all = [
+            ("base", &base.timings[..]),
+            ("head", &head.timings[..]),
+            ("plan", &compare[..]),
+        ];
+        for (side, timings) in all {
+            for (stage, d) in timings {
+                writeln!(
+                    err,
+                    "timing {side} {stage:>8}: {:>8.1} ms",
+                    d.as_secs_f64() * 1000.0
+                )?;
+            }
+        }
+    }
     // History: which commits between base and head touched each change's spec file (and
     // each approval's file).
     p.prefix_files(&prefix);
@@ -390,6 +411,7 @@ fn compile_both(
         Some(None) => Side {
             objects: Objects::Compiled(Default::default()),
             capacity: None,
+            timings: Vec::new(),
         },
         None => {
             err.write_all(&base_err)?;

@@ -38,7 +38,7 @@ use crate::model::platform::Cluster;
 use crate::model::{
     AppSpec, DatasetSpec, GpuQuotaSpec, ModelRolloutSpec, PlatformSpec, ProjectSpec,
 };
-use crate::output::{Approval, ClusterOutput, Lowered, Manifest, ObjectKey, sha256_hex};
+use crate::output::{Approval, ClusterOutput, Lowered, Manifest, ObjectKey, UnitRefs, sha256_hex};
 use crate::specs::{Object, Specs};
 
 /// Bumped when what a unit's key covers or its output format changes.
@@ -640,13 +640,18 @@ pub fn assemble(
         return (lowered, diags);
     };
     lowered.platform_file = Some(platform.doc.file.clone());
-    let mut by_cluster: BTreeMap<&str, Vec<UnitOutput>> = BTreeMap::new();
+    // Per cluster, its units' outputs and their keys in the store.
+    let mut by_cluster: BTreeMap<&str, (Vec<UnitOutput>, Vec<String>)> = BTreeMap::new();
     for (job, out) in parts {
-        by_cluster.entry(&job.cluster.name).or_default().push(out);
+        let (outs, keys) = by_cluster.entry(&job.cluster.name).or_default();
+        outs.push(out);
+        keys.push(job.key.clone());
     }
     let index = Index::new(specs);
+    // Where each object is in the store (when every unit is there, under a key).
+    let mut refs = store.map(|_| UnitRefs::default());
     for cluster in &platform.spec.clusters {
-        let mut parts = by_cluster.remove(cluster.name.as_str()).unwrap_or_default();
+        let (mut parts, mut keys) = by_cluster.remove(cluster.name.as_str()).unwrap_or_default();
         if platform.spec.agent.as_ref().is_some_and(|a| a.enabled) {
             let cx = Ctx {
                 specs,
@@ -665,12 +670,22 @@ pub fn assemble(
                 part
             });
             parts.push(part);
+            keys.push(key.unwrap_or_default());
         }
-        let mut objects: BTreeMap<ObjectKey, Manifest> = BTreeMap::new();
-        for part in parts {
+        let first_unit = refs.as_ref().map_or(0, |r| r.keys.len());
+        let mut objects: BTreeMap<ObjectKey, (Manifest, (u32, u32))> = BTreeMap::new();
+        for (u, (part, key)) in parts.into_iter().zip(keys).enumerate() {
+            if let Some(r) = &mut refs {
+                if key.is_empty() {
+                    // A unit without a key is not in the store.
+                    refs = None;
+                } else {
+                    r.keys.push(key);
+                }
+            }
             diags.extend(part.diagnostics);
-            for m in part.objects {
-                if let Some(first) = objects.get(&m.key) {
+            for (i, m) in part.objects.into_iter().enumerate() {
+                if let Some((first, _)) = objects.get(&m.key) {
                     diags.push(duplicate_object(
                         &cluster.name,
                         &m.key,
@@ -678,18 +693,27 @@ pub fn assemble(
                         &m.origin,
                     ));
                 } else {
-                    objects.insert(m.key.clone(), m);
+                    let place = (
+                        u32::try_from(first_unit + u).unwrap_or(u32::MAX),
+                        u32::try_from(i).unwrap_or(u32::MAX),
+                    );
+                    objects.insert(m.key.clone(), (m, place));
                 }
             }
+        }
+        let (manifests, places): (Vec<Manifest>, Vec<(u32, u32)>) = objects.into_values().unzip();
+        if let Some(r) = &mut refs {
+            r.places.insert(cluster.name.clone(), places);
         }
         lowered.clusters.insert(
             cluster.name.clone(),
             ClusterOutput {
-                manifests: objects.into_values().collect(),
+                manifests,
                 approvals: approvals(platform, cluster),
             },
         );
     }
+    lowered.units = refs.map(std::sync::Arc::new);
     (lowered, diags)
 }
 
