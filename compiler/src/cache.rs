@@ -512,16 +512,20 @@ const POLICY_FORMAT: &str = "plinth-policy-memo-v1";
 /// Most policy memo files kept (one per policy set; the least recently written go first).
 const POLICY_FILES_KEPT: usize = 8;
 
+/// The memo's maps: hundreds of thousands of keys that are hashes already (a fast hasher; the
+/// file is this user's own).
+type MemoMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 /// One policy set's memo: what was read from its file, and what this run used or added.
 #[derive(Default)]
 struct PolicySet {
     /// `<input hash> <rule>` → result, as read, and whether this run used it. Read without a
     /// lock (lookups from every thread).
-    stored: HashMap<String, (Memoized, std::sync::atomic::AtomicBool)>,
+    stored: MemoMap<(Memoized, std::sync::atomic::AtomicBool)>,
     /// The entries this run added. Only these and the stored ones used are written back
     /// (bounded growth). A key is never in both: a result is a function of its key, so an
     /// evaluation only adds what was not stored.
-    fresh: Mutex<HashMap<String, Memoized>>,
+    fresh: Mutex<MemoMap<Memoized>>,
     /// Entries read from the set's log (appended since its file was last written whole).
     logged: usize,
 }
@@ -530,7 +534,38 @@ struct PolicySet {
 #[derive(Serialize, Deserialize)]
 struct PolicyFileContent {
     format: String,
-    entries: HashMap<String, Memoized>,
+    entries: Entries,
+}
+
+/// The entries of a memo file (a JSON object), read in file order into a list: the map is made
+/// once, at its size.
+#[derive(Default)]
+struct Entries(Vec<(String, Memoized)>);
+
+impl Serialize for Entries {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Entries;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of memo entries")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Entries, A::Error> {
+                let mut v = Vec::with_capacity(m.size_hint().unwrap_or(0));
+                while let Some(e) = m.next_entry()? {
+                    v.push(e);
+                }
+                Ok(Entries(v))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
 }
 
 /// Results of policy rules per input (a [`Memo`]), persisted under `<cache dir>/policy/`: per
@@ -572,15 +607,16 @@ impl PolicyMemo {
             .ok()
             .and_then(|b| serde_json::from_slice::<PolicyFileContent>(&b).ok())
             .filter(|c| c.format == POLICY_FORMAT)
-            .map(|c| c.entries)
+            .map(|c| c.entries.0)
         else {
             return PolicySet::default();
         };
         let unused = || std::sync::atomic::AtomicBool::new(false);
-        let mut stored: HashMap<String, (Memoized, std::sync::atomic::AtomicBool)> = entries
-            .into_iter()
-            .map(|(k, v)| (k, (v, unused())))
-            .collect();
+        let mut stored: MemoMap<(Memoized, std::sync::atomic::AtomicBool)> =
+            MemoMap::with_capacity_and_hasher(entries.len(), Default::default());
+        for (k, v) in entries {
+            stored.insert(k, (v, unused()));
+        }
         let mut logged = 0;
         if let Ok(log) = std::fs::read(self.log_path(set)) {
             for line in log.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
@@ -593,7 +629,7 @@ impl PolicyMemo {
         }
         PolicySet {
             stored,
-            fresh: Mutex::new(HashMap::new()),
+            fresh: Mutex::default(),
             logged,
         }
     }
@@ -610,7 +646,7 @@ impl PolicyMemo {
     }
 
     /// Append entries to the set's log, one line each.
-    fn append(&self, set: &str, entries: &HashMap<String, Memoized>) -> std::io::Result<()> {
+    fn append(&self, set: &str, entries: &MemoMap<Memoized>) -> std::io::Result<()> {
         let mut f = std::fs::File::options()
             .create(true)
             .append(true)
@@ -626,7 +662,7 @@ impl PolicyMemo {
         Ok(())
     }
 
-    fn write(&self, set: &str, entries: HashMap<String, Memoized>) -> std::io::Result<()> {
+    fn write(&self, set: &str, entries: MemoMap<Memoized>) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let tmp = self.dir.join(format!(".{set}.{}.tmp", std::process::id()));
         {
@@ -635,7 +671,7 @@ impl PolicyMemo {
                 &mut f,
                 &PolicyFileContent {
                     format: POLICY_FORMAT.to_owned(),
-                    entries,
+                    entries: Entries(entries.into_iter().collect()),
                 },
             )?;
             f.flush()?;
