@@ -556,7 +556,10 @@ impl<'de> Deserialize<'de> for Entries {
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a map of memo entries")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Entries, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Entries, A::Error> {
                 let mut v = Vec::with_capacity(m.size_hint().unwrap_or(0));
                 while let Some(e) = m.next_entry()? {
                     v.push(e);

@@ -195,26 +195,31 @@ fn add_cluster(
         resources.push(Value::String(path));
         lock.push(entry);
     }
-    resources.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
-    let kustomization = json!({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "resources": resources,
-    });
-    let lock_doc = LockFile {
-        version: 1,
-        cluster,
-        objects: lock,
-        approvals,
-    };
-    let mut lock_text = serde_json::to_string_pretty(&lock_doc).map_err(|e| e.to_string())?;
-    lock_text.push('\n');
-    for (name, text) in [
-        ("kustomization.yaml", to_yaml(&kustomization)),
-        ("plinth.lock.json", lock_text),
+    // The two aggregate files, each rendered and hashed at once with the other.
+    let (kustomization, lock_text) = rayon::join(
+        || {
+            resources.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+            let k = json!({
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": resources,
+            });
+            let text = to_yaml(&k);
+            let id = sha256_hex(text.as_bytes());
+            (text, id)
+        },
+        || {
+            lock_file_text(cluster, lock, approvals).map(|text| {
+                let id = sha256_hex(text.as_bytes());
+                (text, id)
+            })
+        },
+    );
+    for (name, (text, id)) in [
+        ("kustomization.yaml", kustomization),
+        ("plinth.lock.json", lock_text?),
     ] {
         let full = format!("{prefix}{name}");
-        let id = sha256_hex(text.as_bytes());
         if !known(&full, &id) {
             files.texts.insert(full.clone(), text);
         }
@@ -222,6 +227,51 @@ fn add_cluster(
     }
     files.ids.extend(ids);
     Ok(())
+}
+
+/// The text of `plinth.lock.json`: `serde_json`'s pretty form of a [`LockFile`], its object
+/// entries rendered in parallel (tens of megabytes for a large platform).
+fn lock_file_text(
+    cluster: &str,
+    objects: Vec<LockEntry>,
+    approvals: &[Approval],
+) -> Result<String, String> {
+    use rayon::prelude::*;
+    let doc = |objects| LockFile {
+        version: 1,
+        cluster,
+        objects,
+        approvals,
+    };
+    if objects.is_empty() {
+        let mut text = serde_json::to_string_pretty(&doc(objects)).map_err(|e| e.to_string())?;
+        text.push('\n');
+        return Ok(text);
+    }
+    // Each entry as the whole document's pretty form has it: at depth 2 (four spaces). A
+    // JSON string holds no raw newline, so indenting after each newline is exact.
+    let entries: Vec<String> = objects
+        .par_iter()
+        .map(|e| {
+            serde_json::to_string_pretty(e).map(|t| format!("    {}", t.replace('\n', "\n    ")))
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let shell = serde_json::to_string_pretty(&doc(Vec::new())).map_err(|e| e.to_string())?;
+    // The empty list's place (the quotes of a key cannot occur inside a JSON string).
+    let at = "\"objects\": []";
+    let Some(i) = shell.find(at) else {
+        return Err("the lock file has no object list".to_owned());
+    };
+    let size = shell.len() + entries.iter().map(|e| e.len() + 2).sum::<usize>() + 16;
+    let mut text = String::with_capacity(size);
+    text.push_str(&shell[..i]);
+    text.push_str("\"objects\": [\n");
+    text.push_str(&entries.join(",\n"));
+    text.push_str("\n  ]");
+    text.push_str(&shell[i + at.len()..]);
+    text.push('\n');
+    Ok(text)
 }
 
 fn lock_entry(m: &Manifest, path: &str) -> LockEntry {
@@ -292,6 +342,50 @@ mod tests {
     use super::*;
     use crate::parse::yaml::{YamlLimits, parse_documents};
     use std::sync::Arc;
+
+    #[test]
+    fn the_lock_file_is_the_pretty_form_of_the_whole_document() {
+        let entry = |i: usize, ns: Option<&str>| LockEntry {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            name: format!("cm-{i}"),
+            path: format!("x/configmap-cm-{i}.yaml"),
+            sha256: "ab".repeat(32),
+            source: LockSource {
+                file: Arc::from("projects/a \"quoted\" file.yaml"),
+                line: 3,
+                kind: "Project",
+                name: "a\nb".into(),
+            },
+            namespace: ns.map(str::to_owned),
+        };
+        let approvals = [Approval {
+            object: "ConfigMap/x/cm-1".into(),
+            cluster: Some("prod".into()),
+            reason: "because \"objects\": []".into(),
+            approver: None,
+            file: Arc::from("platform.yaml"),
+            line: 7,
+        }];
+        for n in [0, 1, 3] {
+            for a in [&approvals[..], &[]] {
+                let objects: Vec<LockEntry> = (0..n)
+                    .map(|i| entry(i, (i % 2 == 0).then_some("x")))
+                    .collect();
+                let mut want = serde_json::to_string_pretty(&LockFile {
+                    version: 1,
+                    cluster: "prod",
+                    objects: (0..n)
+                        .map(|i| entry(i, (i % 2 == 0).then_some("x")))
+                        .collect(),
+                    approvals: a,
+                })
+                .expect("json");
+                want.push('\n');
+                assert_eq!(lock_file_text("prod", objects, a).expect("text"), want);
+            }
+        }
+    }
 
     fn round_trip(v: &Value) -> Value {
         let text = to_yaml(v);

@@ -33,7 +33,12 @@ fn differences(
     files: &crate::emit::Files,
 ) -> Option<(Vec<String>, Vec<String>)> {
     let tree = &files.texts;
-    fn walk(dir: &std::path::Path, rel: &str, out: &mut Vec<String>) -> std::io::Result<()> {
+    /// The files below `dir` (paths relative to the walk's root, `rel` being `dir`'s);
+    /// subdirectories are walked in parallel.
+    fn walk(dir: &std::path::Path, rel: &str) -> std::io::Result<Vec<String>> {
+        use rayon::prelude::*;
+        let mut files = Vec::new();
+        let mut dirs = Vec::new();
         for e in std::fs::read_dir(dir)? {
             let e = e?;
             let kind = e.file_type()?;
@@ -47,22 +52,26 @@ fn differences(
                 format!("{rel}/{name}")
             };
             if kind.is_dir() {
-                walk(&e.path(), &path, out)?;
+                dirs.push((e.path(), path));
             } else if kind.is_file() {
-                out.push(path);
+                files.push(path);
             } else {
                 return Err(std::io::Error::other("not a regular file"));
             }
         }
-        Ok(())
+        let below: Vec<Vec<String>> = dirs
+            .par_iter()
+            .map(|(d, r)| walk(d, r))
+            .collect::<std::io::Result<_>>()?;
+        files.extend(below.into_iter().flatten());
+        Ok(files)
     }
     use rayon::prelude::*;
-    let mut found = Vec::with_capacity(tree.len() + 1);
-    walk(dir, "", &mut found).ok()?;
+    let mut found = walk(dir, "").ok()?;
     found.retain(|p| p != MARKER);
     // A file not rendered is known to be on disk as it should be (see `OutIndex`).
     let removed: Vec<String> = found
-        .into_iter()
+        .into_par_iter()
         .filter(|p| !files.ids.contains_key(p))
         .collect();
     let changed: Vec<String> = tree
@@ -273,7 +282,7 @@ pub(super) struct OutIndex {
     path: Option<std::path::PathBuf>,
     /// The directory it describes.
     dir: std::path::PathBuf,
-    files: std::collections::BTreeMap<String, Stamp>,
+    files: Stamps,
     /// When the index was written.
     written: Option<std::time::SystemTime>,
     /// The directory, open (files are looked at relative to it: no path walked from the root
@@ -294,8 +303,12 @@ struct Stamp {
 struct IndexFile {
     format: String,
     dir: String,
-    files: std::collections::BTreeMap<String, Stamp>,
+    files: Stamps,
 }
+
+/// Files and their stamps: a hundred thousand paths looked up one by one (a fast hasher; the
+/// index is this user's own file).
+type Stamps = std::collections::HashMap<String, Stamp, foldhash::fast::RandomState>;
 
 impl Stamp {
     /// The stamp of the regular file `path` below the open directory `root`. (The stat
@@ -395,28 +408,44 @@ impl OutIndex {
         let old = std::mem::take(&mut self.files);
         // Opened again: a directory written whole was swapped in under the same name.
         self.root = open_dir(&self.dir);
-        let files: std::collections::BTreeMap<String, Stamp> = ids
+        let trusted = |s: &Stamp| self.written.is_some_and(|w| s.changed() + RACY < w);
+        // Per file: `None` when its recorded stamp is kept, else its stamp now (`Some(None)`:
+        // the file is gone); whether it was recorded; whether its entry is stale (new,
+        // changed or not yet trusted).
+        let now: Vec<(Option<Option<Stamp>>, bool, bool)> = ids
             .par_iter()
-            .filter_map(|(p, id)| {
-                let kept = old
-                    .get(p)
-                    .filter(|s| s.id == *id && vouched.contains(p.as_str()));
-                let stamp = kept.cloned().or_else(|| self.stamp(id, p))?;
-                Some((p.clone(), stamp))
+            .map(|(p, id)| {
+                let was = old.get(p.as_str());
+                if let Some(s) = was.filter(|s| s.id == *id && vouched.contains(p.as_str())) {
+                    return (None, true, !trusted(s));
+                }
+                let stamp = self.stamp(id, p);
+                let stale = match &stamp {
+                    Some(s) => was != Some(s) || !trusted(s),
+                    None => was.is_some(),
+                };
+                (Some(stamp), was.is_some(), stale)
             })
             .collect();
+        let recorded = now.iter().filter(|(_, was, _)| *was).count();
+        let stale = now.iter().filter(|(.., stale)| *stale).count() + (old.len() - recorded);
         // Only a few entries are new, changed or not yet trusted: the index is not written
         // again (those files are compared by content next time, which costs less than writing
         // the index). Many are: it is, and so trusted from now on.
-        let trusted = |s: &Stamp| self.written.is_some_and(|w| s.changed() + RACY < w);
-        let stale = files
-            .iter()
-            .filter(|(p, s)| old.get(*p) != Some(*s) || !trusted(s))
-            .count()
-            + old.keys().filter(|p| !files.contains_key(*p)).count();
-        if !old.is_empty() && stale <= LAZY.max(files.len() / 100) {
+        if !old.is_empty() && stale <= LAZY.max(ids.len() / 100) {
             return;
         }
+        let files: Stamps = ids
+            .iter()
+            .zip(now)
+            .filter_map(|((p, _), (stamp, ..))| {
+                let stamp = match stamp {
+                    None => old.get(p.as_str()).cloned(),
+                    Some(s) => s,
+                }?;
+                Some((p.clone(), stamp))
+            })
+            .collect();
         let abs = std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone());
         let file = IndexFile {
             format: format!("{INDEX_FORMAT}|{}", crate::cache::fingerprint()),
