@@ -104,8 +104,31 @@ impl Entry {
             platform_file: index.platform_file.clone(),
             units: None,
         };
-        // Units read so far (each object is taken out of its unit once).
-        let mut units: HashMap<u32, Vec<Option<Manifest>>> = HashMap::new();
+        // The units holding the objects wanted, read in parallel (each object is then taken
+        // out of its unit once).
+        let mut wanted: Vec<u32> = Vec::new();
+        for (name, c) in &index.clusters {
+            let places = self.units.places.get(name)?;
+            for (o, &(u, _)) in c.objects.iter().zip(places) {
+                if want(name, &o.key) {
+                    wanted.push(u);
+                }
+            }
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
+        let units: Option<HashMap<u32, Vec<Option<Manifest>>>> = {
+            use rayon::prelude::*;
+            wanted
+                .par_iter()
+                .map(|&u| {
+                    let key = self.units.keys.get(usize::try_from(u).ok()?)?;
+                    let out = crate::lower::UnitStore::get(&*self.pack, key)?;
+                    Some((u, out.objects.into_iter().map(Some).collect()))
+                })
+                .collect()
+        };
+        let mut units = units?;
         for (name, c) in &index.clusters {
             let places = self.units.places.get(name)?;
             if places.len() != c.objects.len() {
@@ -115,11 +138,6 @@ impl Entry {
             for (o, &(u, i)) in c.objects.iter().zip(places) {
                 if !want(name, &o.key) {
                     continue;
-                }
-                if let std::collections::hash_map::Entry::Vacant(e) = units.entry(u) {
-                    let key = self.units.keys.get(usize::try_from(u).ok()?)?;
-                    let out = crate::lower::UnitStore::get(&*self.pack, key)?;
-                    e.insert(out.objects.into_iter().map(Some).collect());
                 }
                 let m = units
                     .get_mut(&u)?
@@ -328,7 +346,8 @@ pub struct UnitPack {
     dir: PathBuf,
     /// key → (pack number in `packs`, offset, length, crc32 of the bytes).
     index: std::collections::HashMap<String, (usize, u64, u64, u32)>,
-    packs: Vec<(PathBuf, std::sync::Mutex<Option<std::fs::File>>)>,
+    /// Each pack's path and the pack, open (`None` when it could not be opened).
+    packs: Vec<(PathBuf, Option<std::fs::File>)>,
     fresh: std::sync::Mutex<Vec<(String, Vec<u8>)>>,
     used: std::sync::Mutex<Vec<String>>,
 }
@@ -381,7 +400,7 @@ impl UnitPack {
             let n = packs.len();
             // Opened now: a pack another compile compacts away later stays readable here.
             let file = std::fs::File::open(p.with_extension("pack")).ok();
-            packs.push((p.with_extension("pack"), std::sync::Mutex::new(file)));
+            packs.push((p.with_extension("pack"), file));
             for (key, offset, len, crc) in entries {
                 index.entry(key).or_insert((n, offset, len, crc));
             }
@@ -397,19 +416,12 @@ impl UnitPack {
 
     /// The bytes of an entry (`None` when they do not match their checksum).
     fn read(&self, key: &str) -> Option<Vec<u8>> {
-        use std::io::{Read, Seek, SeekFrom};
+        // Positioned reads: threads read one pack at once.
+        use std::os::unix::fs::FileExt;
         let &(n, offset, len, crc) = self.index.get(key)?;
-        let (path, file) = self.packs.get(n)?;
-        let mut file = file
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if file.is_none() {
-            *file = Some(std::fs::File::open(path).ok()?);
-        }
-        let f = file.as_mut()?;
-        f.seek(SeekFrom::Start(offset)).ok()?;
+        let file = self.packs.get(n)?.1.as_ref()?;
         let mut buf = vec![0; usize::try_from(len).ok()?];
-        f.read_exact(&mut buf).ok()?;
+        file.read_exact_at(&mut buf, offset).ok()?;
         (crc32fast::hash(&buf) == crc).then_some(buf)
     }
 
@@ -519,8 +531,8 @@ type MemoMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
 /// One policy set's memo: what was read from its file, and what this run used or added.
 #[derive(Default)]
 struct PolicySet {
-    /// `<input hash> <rule>` → result, as read, and whether this run used it. Read without a
-    /// lock (lookups from every thread).
+    /// `<input hash> <rule>` → result, as read, and whether this run used it (lookups from
+    /// every thread, under the sets' shared lock).
     stored: MemoMap<(Memoized, std::sync::atomic::AtomicBool)>,
     /// The entries this run added. Only these and the stored ones used are written back
     /// (bounded growth). A key is never in both: a result is a function of its key, so an
@@ -580,7 +592,9 @@ impl<'de> Deserialize<'de> for Entries {
 pub struct PolicyMemo {
     dir: PathBuf,
     fingerprint: String,
-    sets: Mutex<HashMap<String, Arc<PolicySet>>>,
+    /// The sets used in this run (one or two), each read when first asked for. Looked up under
+    /// a shared lock, without a reference count touched per lookup.
+    sets: std::sync::RwLock<Vec<(String, PolicySet)>>,
 }
 
 impl Cache {
@@ -589,7 +603,7 @@ impl Cache {
         PolicyMemo {
             dir: self.dir.join("policy"),
             fingerprint: format!("{}|{}|{}", POLICY_FORMAT, fingerprint(), self.salt),
-            sets: Mutex::new(HashMap::new()),
+            sets: std::sync::RwLock::new(Vec::new()),
         }
     }
 }
@@ -637,15 +651,21 @@ impl PolicyMemo {
         }
     }
 
-    /// The set, read when first asked for (the lock is held only to find it).
-    fn set(&self, set: &str) -> Arc<PolicySet> {
-        let mut sets = self.sets.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(s) = sets.get(set) {
-            return s.clone();
+    /// `f` of the set (read when first asked for).
+    fn with_set<R>(&self, set: &str, f: impl FnOnce(&PolicySet) -> R) -> R {
+        {
+            let sets = self.sets.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some((_, s)) = sets.iter().find(|(n, _)| n == set) {
+                return f(s);
+            }
         }
-        let read = Arc::new(self.read(set));
-        sets.insert(set.to_owned(), read.clone());
-        read
+        let mut sets = self.sets.write().unwrap_or_else(PoisonError::into_inner);
+        if !sets.iter().any(|(n, _)| n == set) {
+            let read = self.read(set);
+            sets.push((set.to_owned(), read));
+        }
+        drop(sets);
+        self.with_set(set, f)
     }
 
     /// Append entries to the set's log, one line each.
@@ -850,20 +870,23 @@ impl Memo for PolicyMemo {
             key.push_str(input);
             key.push(' ');
             key.push_str(rule);
-            let s = self.set(set);
-            if let Some((hit, used)) = s.stored.get(key.as_str()) {
-                used.store(true, std::sync::atomic::Ordering::Relaxed);
-                return Some(hit.clone());
-            }
-            let fresh = s.fresh.lock().unwrap_or_else(PoisonError::into_inner);
-            fresh.get(key.as_str()).cloned()
+            self.with_set(set, |s| {
+                if let Some((hit, used)) = s.stored.get(key.as_str()) {
+                    // Written once: the flag's cache line is not bounced between threads.
+                    if !used.load(std::sync::atomic::Ordering::Relaxed) {
+                        used.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    return Some(hit.clone());
+                }
+                let fresh = s.fresh.lock().unwrap_or_else(PoisonError::into_inner);
+                fresh.get(key.as_str()).cloned()
+            })
         })
     }
 
     fn put(&self, set: &str, rule: &str, input: &str, result: Memoized) {
-        let s = self.set(set);
         let key = format!("{input} {rule}");
-        match s.stored.get(&key) {
+        self.with_set(set, |s| match s.stored.get(&key) {
             Some((stored, used)) if *stored == result => {
                 used.store(true, std::sync::atomic::Ordering::Relaxed);
             }
@@ -871,22 +894,17 @@ impl Memo for PolicyMemo {
                 let mut fresh = s.fresh.lock().unwrap_or_else(PoisonError::into_inner);
                 fresh.insert(key, result);
             }
-        }
+        });
     }
 
     fn finish(&self, set: &str) {
-        let Some(s) = self
-            .sets
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(set)
-        else {
-            return;
-        };
-        // Every lookup is over, so no other holder is left; if one were, nothing would be
-        // written (which only costs time).
-        let Ok(s) = Arc::try_unwrap(s) else {
-            return;
+        // Every lookup is over: the set is taken out and written back.
+        let s = {
+            let mut sets = self.sets.write().unwrap_or_else(PoisonError::into_inner);
+            let Some(i) = sets.iter().position(|(n, _)| n == set) else {
+                return;
+            };
+            sets.swap_remove(i).1
         };
         let fresh = s.fresh.into_inner().unwrap_or_else(PoisonError::into_inner);
         let is_used =
