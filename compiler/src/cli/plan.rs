@@ -105,18 +105,19 @@ impl Objects {
     }
 }
 
-/// A revision read into memory: its snapshot, what loading reported, and when loading began.
+/// A revision read into memory: its snapshot, what loading reported, and how long loading
+/// took.
 type Loaded = (
     crate::load::Snapshot,
     crate::diag::Diagnostics,
-    std::time::Instant,
+    std::time::Duration,
 );
 
 /// Read a source (in this thread: git handles stay here) for [`compile_side`].
 fn load_side(source: &dyn crate::load::Source, opts: &crate::Options) -> anyhow::Result<Loaded> {
     let started = std::time::Instant::now();
     let (snapshot, diags) = crate::load::load(source, &opts.limits)?;
-    Ok((snapshot, diags, started))
+    Ok((snapshot, diags, started.elapsed()))
 }
 
 /// Compile a revision for planning. `None` with diagnostics printed when it does not compile.
@@ -129,7 +130,10 @@ fn compile_side(
     err: &mut dyn Write,
     color: bool,
 ) -> anyhow::Result<Option<Side>> {
-    let (snapshot, load_diags, started) = loaded;
+    let (snapshot, load_diags, load_time) = loaded;
+    // Its loading counted as if it had just ended (a side compiled after the other waited).
+    let now = std::time::Instant::now();
+    let started = now.checked_sub(load_time).unwrap_or(now);
     let (built, entry) = match crate::build_or_index(snapshot, load_diags, opts, cache, started) {
         crate::Compiled::Built(b) => (b, None),
         crate::Compiled::Cached { built, entry } => (built, Some(entry)),
@@ -338,7 +342,8 @@ struct Compile<'a> {
 
 /// Compile both sides: at once when the base's result is cached (each side is then mostly
 /// single-threaded), else the base first, so that the head, a few files away from it, reuses
-/// the units the base lowered (half the work and half the memory of two cold compiles). `None`
+/// the units the base lowered (half the work and half the memory of two cold compiles) — from
+/// the cache, or without one from a store in memory whose objects both sides share. `None`
 /// when one does not compile, its diagnostics written to `err`; a base where the platform does
 /// not exist yet is empty.
 fn compile_both(
@@ -355,9 +360,31 @@ fn compile_both(
     let (base_src, base_opts, base_what) = base;
     let (head_src, head_opts, head_what) = head;
     let (mut base_err, mut head_err) = (Vec::new(), Vec::new());
-    let base_first = cache
-        .zip(base_src.as_ref())
-        .is_some_and(|(c, (snapshot, ..))| !c.holds(&c.key(snapshot, base_opts)));
+    // Without a cache, the sides share their units in memory.
+    let shared;
+    let (base_opts, head_opts) = if cache.is_none() {
+        let units = Some(crate::options::Units {
+            store: std::sync::Arc::new(crate::lower::units::MemStore::default()),
+            salt: crate::cache::fingerprint().to_owned(),
+        });
+        shared = (
+            crate::Options {
+                units: units.clone(),
+                ..base_opts.clone()
+            },
+            crate::Options {
+                units,
+                ..head_opts.clone()
+            },
+        );
+        (&shared.0, &shared.1)
+    } else {
+        (base_opts, head_opts)
+    };
+    let base_first = cache.is_none()
+        || cache
+            .zip(base_src.as_ref())
+            .is_some_and(|(c, (snapshot, ..))| !c.holds(&c.key(snapshot, base_opts)));
     let (base, head) = if base_first {
         let base = match base_src {
             Some(src) => compile_side(

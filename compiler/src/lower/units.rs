@@ -160,6 +160,27 @@ impl UnitStore for NoStore {
     fn put(&self, _: &str, _: &UnitOutput) {}
 }
 
+/// A store in memory, for the compiles of one process: a plan without a cache lowers its base
+/// first and its head reuses the units the base lowered (their objects shared, not copied).
+#[derive(Default)]
+pub struct MemStore(std::sync::Mutex<std::collections::HashMap<String, UnitOutput>>);
+
+impl UnitStore for MemStore {
+    fn get(&self, key: &str) -> Option<UnitOutput> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .cloned()
+    }
+    fn put(&self, key: &str, out: &UnitOutput) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key.to_owned(), out.clone());
+    }
+}
+
 /// Hashes of file contents, computed once per compile.
 struct FileHashes<'a> {
     by_path: BTreeMap<&'a str, [u8; 32]>,
