@@ -105,6 +105,10 @@ pub trait Source {
     fn entries(&self, limits: &Limits) -> Result<Vec<Entry>, LoadError>;
     /// The bytes of a file listed by [`Source::entries`], at most `limit + 1` of them.
     fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, std::io::Error>;
+    /// [`Source::read`] of several files, in order (a source that can reads them in parallel).
+    fn read_many(&self, paths: &[&str], limit: u64) -> Vec<Result<Vec<u8>, std::io::Error>> {
+        paths.iter().map(|p| self.read(p, limit)).collect()
+    }
     /// A short description for messages, e.g. the directory or `rev:path`.
     fn describe(&self) -> String;
 }
@@ -172,6 +176,8 @@ pub fn load(source: &dyn Source, limits: &Limits) -> Result<(Snapshot, Diagnosti
     entries.sort_by(|a, b| entry_path(a).cmp(entry_path(b)));
     let mut files = Vec::new();
     let mut counted = 0usize;
+    // The diagnostics so far and a file to read, in entry order.
+    let mut steps: Vec<(Diagnostics, Option<(String, Arc<str>, FileRole)>)> = Vec::new();
     for entry in entries {
         match entry {
             Entry::Skipped { dir, why } => diags.push(skipped_dir(&dir, &why, limits)),
@@ -238,36 +244,49 @@ pub fn load(source: &dyn Source, limits: &Limits) -> Result<(Snapshot, Diagnosti
                     diags.push(too_large(file, size, limits));
                     continue;
                 }
-                let bytes = match source.read(&path, limits.max_file_size) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        diags.push(
-                            Diagnostic::new(
-                                Code::UnreadableFile,
-                                format!("cannot read `{path}`: {e}"),
-                            )
-                            .at(Label::new(Span::file_start(file))),
-                        );
-                        continue;
-                    }
-                };
-                if bytes.len() as u64 > limits.max_file_size {
-                    diags.push(too_large(file, bytes.len() as u64, limits));
-                    continue;
-                }
-                match decode(&bytes) {
-                    Ok(text) => files.push(SourceFile {
-                        path: file,
-                        role,
-                        text: Arc::from(text),
-                    }),
-                    Err(pos) => diags.push(
-                        Diagnostic::new(Code::InvalidUtf8, format!("`{path}` is not valid UTF-8"))
-                            .at(Label::new(Span::new(file, pos, pos)))
-                            .hint("save the file as UTF-8"),
-                    ),
-                }
+                // Read below, all at once; its diagnostics keep this place.
+                steps.push((std::mem::take(&mut diags), Some((path, file, role))));
             }
+        }
+    }
+    steps.push((diags, None));
+    let paths: Vec<&str> = steps
+        .iter()
+        .filter_map(|(_, f)| f.as_ref().map(|(p, ..)| p.as_str()))
+        .collect();
+    let mut read = source.read_many(&paths, limits.max_file_size).into_iter();
+    let mut diags = Diagnostics::new();
+    for (before, file) in steps {
+        diags.extend(before);
+        let Some((path, file, role)) = file else {
+            continue;
+        };
+        let bytes = match read.next() {
+            Some(Ok(b)) => b,
+            Some(Err(e)) => {
+                diags.push(
+                    Diagnostic::new(Code::UnreadableFile, format!("cannot read `{path}`: {e}"))
+                        .at(Label::new(Span::file_start(file))),
+                );
+                continue;
+            }
+            None => continue,
+        };
+        if bytes.len() as u64 > limits.max_file_size {
+            diags.push(too_large(file, bytes.len() as u64, limits));
+            continue;
+        }
+        match decode(&bytes) {
+            Ok(text) => files.push(SourceFile {
+                path: file,
+                role,
+                text: Arc::from(text),
+            }),
+            Err(pos) => diags.push(
+                Diagnostic::new(Code::InvalidUtf8, format!("`{path}` is not valid UTF-8"))
+                    .at(Label::new(Span::new(file, pos, pos)))
+                    .hint("save the file as UTF-8"),
+            ),
         }
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -522,6 +541,11 @@ impl Source for DirSource {
         let mut buf = Vec::new();
         f.take(limit + 1).read_to_end(&mut buf)?;
         Ok(buf)
+    }
+
+    fn read_many(&self, paths: &[&str], limit: u64) -> Vec<Result<Vec<u8>, std::io::Error>> {
+        use rayon::prelude::*;
+        paths.par_iter().map(|p| self.read(p, limit)).collect()
     }
 }
 
