@@ -177,7 +177,8 @@ pub fn load(source: &dyn Source, limits: &Limits) -> Result<(Snapshot, Diagnosti
     let mut files = Vec::new();
     let mut counted = 0usize;
     // The diagnostics so far and a file to read, in entry order.
-    let mut steps: Vec<(Diagnostics, Option<(String, Arc<str>, FileRole)>)> = Vec::new();
+    type ToRead = (String, Arc<str>, FileRole);
+    let mut steps: Vec<(Diagnostics, Option<ToRead>)> = Vec::new();
     for entry in entries {
         match entry {
             Entry::Skipped { dir, why } => diags.push(skipped_dir(&dir, &why, limits)),
