@@ -160,8 +160,9 @@ impl UnitStore for NoStore {
     fn put(&self, _: &str, _: &UnitOutput) {}
 }
 
-/// A store in memory, for the compiles of one process: a plan without a cache lowers its base
-/// first and its head reuses the units the base lowered (their objects shared, not copied).
+/// A store in memory for one hand-over: a plan without a cache lowers its base first and its
+/// head takes the units the base lowered (their objects' texts shared, not copied). A result is
+/// handed out once (taken, not copied: what the head does not take is all that stays).
 #[derive(Default)]
 pub struct MemStore(std::sync::Mutex<std::collections::HashMap<String, UnitOutput>>);
 
@@ -170,8 +171,7 @@ impl UnitStore for MemStore {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(key)
-            .cloned()
+            .remove(key)
     }
     fn put(&self, key: &str, out: &UnitOutput) {
         self.0
