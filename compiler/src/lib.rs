@@ -339,8 +339,17 @@ fn build_fresh(
     let opts = match (&pack, cache) {
         (Some((store, salt)), Some(c)) => {
             unit_opts = opts.clone();
+            // A store the caller lends (a plan handing its base's units to its head, in
+            // memory) is looked up first and offered every unit too; the cache's is behind it.
+            let store: Arc<dyn lower::UnitStore> = match &opts.units {
+                Some(lent) => Arc::new(lower::units::Layered {
+                    first: lent.store.clone(),
+                    then: store.clone(),
+                }),
+                None => store.clone(),
+            };
             unit_opts.units = Some(options::Units {
-                store: store.clone(),
+                store,
                 salt: salt.clone(),
             });
             if unit_opts.policy_memo.is_none() {

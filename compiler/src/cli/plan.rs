@@ -360,12 +360,17 @@ fn compile_both(
     let (base_src, base_opts, base_what) = base;
     let (head_src, head_opts, head_what) = head;
     let (mut base_err, mut head_err) = (Vec::new(), Vec::new());
-    // Without a cache, the sides share their units in memory.
+    let base_first = cache.is_none()
+        || cache
+            .zip(base_src.as_ref())
+            .is_some_and(|(c, (snapshot, ..))| !c.holds(&c.key(snapshot, base_opts)));
+    // Compiled one after the other, the sides share their units in memory (with a cache, in
+    // front of its unit store: the head takes the base's units without reading them back).
     let shared;
-    let (base_opts, head_opts) = if cache.is_none() {
+    let (base_opts, head_opts) = if base_first {
         let units = Some(crate::options::Units {
             store: std::sync::Arc::new(crate::lower::units::MemStore::default()),
-            salt: crate::cache::fingerprint().to_owned(),
+            salt: cache.map_or_else(|| crate::cache::fingerprint().to_owned(), |c| c.unit_salt()),
         });
         shared = (
             crate::Options {
@@ -381,10 +386,6 @@ fn compile_both(
     } else {
         (base_opts, head_opts)
     };
-    let base_first = cache.is_none()
-        || cache
-            .zip(base_src.as_ref())
-            .is_some_and(|(c, (snapshot, ..))| !c.holds(&c.key(snapshot, base_opts)));
     let (base, head) = if base_first {
         let base = match base_src {
             Some(src) => compile_side(

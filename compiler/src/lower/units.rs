@@ -181,6 +181,22 @@ impl UnitStore for MemStore {
     }
 }
 
+/// Two stores, looked up in order and both offered every result.
+pub struct Layered {
+    pub first: std::sync::Arc<dyn UnitStore>,
+    pub then: std::sync::Arc<dyn UnitStore>,
+}
+
+impl UnitStore for Layered {
+    fn get(&self, key: &str) -> Option<UnitOutput> {
+        self.first.get(key).or_else(|| self.then.get(key))
+    }
+    fn put(&self, key: &str, out: &UnitOutput) {
+        self.first.put(key, out);
+        self.then.put(key, out);
+    }
+}
+
 /// Hashes of file contents, computed once per compile.
 struct FileHashes<'a> {
     by_path: BTreeMap<&'a str, [u8; 32]>,
