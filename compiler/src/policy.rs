@@ -1702,22 +1702,33 @@ impl Engine {
         diags: &mut Diagnostics,
     ) {
         for outcome in self.eval_input_known(input, kind, known, place, diags) {
-            for (f, code) in outcome
-                .failures
-                .iter()
-                .map(|f| (f, Code::PolicyDeny))
-                .chain(outcome.warnings.iter().map(|f| (f, Code::PolicyWarn)))
-            {
-                let rule = &self.rules[f.rule];
-                diags.push(
-                    Diagnostic::new(code, f.msg.clone())
-                        .at(place(f.value.get("location")))
-                        .related(
-                            policy_label(&rule.file, Pos::new(rule.line, 1))
-                                .note(format!("rule `{}`", rule.name)),
-                        ),
-                );
-            }
+            self.report_outcome(&outcome, place, diags);
+        }
+    }
+
+    /// An outcome's findings as diagnostics (`deny`/`violation` P001, `warn` P002) placed by
+    /// `place`.
+    fn report_outcome(
+        &self,
+        outcome: &Outcome,
+        place: &dyn Fn(Option<&Value>) -> Label,
+        diags: &mut Diagnostics,
+    ) {
+        for (f, code) in outcome
+            .failures
+            .iter()
+            .map(|f| (f, Code::PolicyDeny))
+            .chain(outcome.warnings.iter().map(|f| (f, Code::PolicyWarn)))
+        {
+            let rule = &self.rules[f.rule];
+            diags.push(
+                Diagnostic::new(code, f.msg.clone())
+                    .at(place(f.value.get("location")))
+                    .related(
+                        policy_label(&rule.file, Pos::new(rule.line, 1))
+                            .note(format!("rule `{}`", rule.name)),
+                    ),
+            );
         }
     }
 }
@@ -1818,8 +1829,19 @@ fn first_line(msg: &str) -> String {
 
 /// The whole-platform view policies read as `data.plinth`.
 pub fn platform_data(specs: &Specs, docs: &[Arc<Document>], lowered: Option<&Lowered>) -> Value {
+    platform_data_of(specs, docs, lowered, true)
+}
+
+/// [`platform_data`], its `specs` (every document as JSON, the largest part) only when
+/// `with_specs`.
+fn platform_data_of(
+    specs: &Specs,
+    docs: &[Arc<Document>],
+    lowered: Option<&Lowered>,
+    with_specs: bool,
+) -> Value {
     let mut by_kind: BTreeMap<&str, BTreeMap<String, Value>> = BTreeMap::new();
-    for d in docs {
+    for d in docs.iter().filter(|_| with_specs) {
         let j = d.root.to_json();
         if let (Some(k), Some(n)) = (j["kind"].as_str(), j["metadata"]["name"].as_str())
             && Kind::parse(k).is_some()
@@ -2074,7 +2096,27 @@ pub fn evaluate(
     }
     // The compiled manifests are large; give them to policies only when one refers to them.
     let wants_manifests = files.iter().any(|f| f.text.contains("manifests"));
-    let platform = platform_data(specs, docs, lowered.filter(|_| wants_manifests));
+    // `data.plinth.specs` (every document) only when a rule may read it.
+    let wants_specs = engines.iter().any(|(e, _)| {
+        e.reads.iter().any(|r| {
+            r.as_ref().is_none_or(|paths| {
+                paths.iter().any(|p| {
+                    let specs = ["plinth", "specs"];
+                    let n = p.len().min(specs.len());
+                    p.iter()
+                        .take(n)
+                        .map(String::as_str)
+                        .eq(specs.iter().take(n).copied())
+                })
+            })
+        })
+    });
+    let platform = platform_data_of(
+        specs,
+        docs,
+        lowered.filter(|_| wants_manifests),
+        wants_specs,
+    );
     let mut data_diags = Diagnostics::new();
     let n = engines.len();
     let mut platform = Some(platform);
@@ -2120,15 +2162,32 @@ pub fn evaluate(
         Some(doc.label(&FieldPath::parse(field)))
     };
     let mut inputs: Vec<Input<'_>> = docs.iter().filter(|d| !d.tainted).map(Input::Doc).collect();
+    // Per input, the unit holding it and its place there (objects of a compile that kept its
+    // units in a store).
+    let mut places: Vec<Option<(u32, u32)>> = vec![None; inputs.len()];
     if let Some(l) = lowered {
         for (cluster, out) in &l.clusters {
-            inputs.extend(out.manifests.iter().map(|m| Input::Manifest(cluster, m)));
+            let refs = l.units.as_ref().and_then(|u| u.places.get(cluster));
+            for (i, m) in out.manifests.iter().enumerate() {
+                inputs.push(Input::Manifest(cluster, m));
+                places.push(refs.and_then(|r| r.get(i).copied()));
+            }
         }
     }
     let inputs: Vec<(usize, Input<'_>)> = inputs.into_iter().enumerate().collect();
+    let all: Vec<Input<'_>> = inputs.iter().map(|(_, i)| *i).collect();
+    // Units the memo answers whole are replayed in one lookup each.
+    let bundles = memo
+        .zip(lowered.and_then(|l| l.units.as_deref()))
+        .filter(|_| !sets.is_empty())
+        .map(|(m, refs)| Bundles::new(m, &sets, &engines, refs, &places, &all));
+    let (mut done, inputs) = match &bundles {
+        Some(b) => b.replay(&engines, &inputs, &locate),
+        None => (Vec::new(), inputs),
+    };
     // With a memo, first every input the memo answers whole (regorus never needs the data
     // when it answers all of them); then the rest, with the data handed over.
-    let (mut done, missed) = if memo.is_some() {
+    let (more, missed) = if memo.is_some() {
         for e in &mut engines {
             e.memo_only = true;
         }
@@ -2140,6 +2199,7 @@ pub fn evaluate(
     } else {
         (Vec::new(), inputs)
     };
+    done.extend(more);
     if !missed.is_empty() {
         for e in &mut engines {
             e.hand_over(&mut data_diags);
@@ -2150,6 +2210,9 @@ pub fn evaluate(
         }
         let _budget = MemoryBudget::new(opts.memory);
         done.extend(evaluate_chunks(&engines, &missed, &locate).0);
+    }
+    if let Some(b) = &bundles {
+        b.record(&engines, &all);
     }
     // The findings in input order.
     done.sort_by_key(|(i, _)| *i);
@@ -2238,11 +2301,7 @@ fn evaluate_one(
                 engine.report_input(InputRef::Value(json), kind, None, &place, d);
             }
             Input::Manifest(cluster, m) => {
-                let place = |loc: Option<&Value>| {
-                    loc.and_then(&locate)
-                        .unwrap_or_else(|| origin_label(&m.origin))
-                        .note(format!("generates {} in cluster `{cluster}`", m.key))
-                };
+                let place = |loc: Option<&Value>| manifest_place(cluster, m, locate, loc);
                 engine.report_input(
                     InputRef::Object(&m.object),
                     &m.key.kind,
@@ -2252,6 +2311,244 @@ fn evaluate_one(
                 );
             }
         }
+    }
+}
+
+/// Where a finding on an object is reported: at the spec that `loc` names (a finding's
+/// `location`), else at the spec line that produced the object.
+fn manifest_place(
+    cluster: &str,
+    m: &crate::lower::Manifest,
+    locate: &dyn Fn(&Value) -> Option<Label>,
+    loc: Option<&Value>,
+) -> Label {
+    loc.and_then(locate)
+        .unwrap_or_else(|| origin_label(&m.origin))
+        .note(format!("generates {} in cluster `{cluster}`", m.key))
+}
+
+/// Policy results per unit ([`crate::lower::units`]): when every rule that applies to every
+/// object of a unit was answered (by evaluation or the memo), the findings of the unit are kept
+/// as one memo entry, keyed by the unit's key (which covers its objects' content) and by the
+/// memo names of the rules that apply to its objects' kinds (which cover the `data` each reads:
+/// a change to data only rules of other kinds read leaves the entry valid). A later compile that
+/// reuses the unit replays those findings with one lookup instead of one per object and rule.
+/// An entry lists the places in the unit it covers: an object it does not cover (one that was a
+/// duplicate of another unit's then) makes it a miss.
+struct Bundles<'a> {
+    memo: &'a Arc<dyn Memo>,
+    set: Arc<str>,
+    /// Per unit (its number in the compile's unit list), its objects (input number, place in
+    /// the unit) and its entry's key in the memo.
+    units: BTreeMap<u32, (Vec<(usize, u32)>, String)>,
+    /// Units not replayed (their bundle is recorded after evaluation).
+    missed: std::sync::Mutex<Vec<u32>>,
+}
+
+/// The memo's name of a unit's entry (as its rule).
+const BUNDLE: &str = "unit-bundle";
+
+impl<'a> Bundles<'a> {
+    fn new(
+        memo: &'a Arc<dyn Memo>,
+        sets: &[Arc<str>],
+        engines: &[Engine],
+        refs: &crate::output::UnitRefs,
+        places: &[Option<(u32, u32)>],
+        all: &[Input<'_>],
+    ) -> Bundles<'a> {
+        use sha2::Digest;
+        // Per kind of object, the digest of the rules that apply to it (in every engine).
+        let mut kinds: std::collections::HashMap<&str, [u8; 32]> = Default::default();
+        let mut members: BTreeMap<u32, Vec<(usize, u32)>> = BTreeMap::new();
+        for (i, p) in places.iter().enumerate() {
+            let (Some((u, at)), Some(Input::Manifest(_, m))) = (p, all.get(i)) else {
+                continue;
+            };
+            members.entry(*u).or_default().push((i, *at));
+            kinds.entry(m.key.kind.as_str()).or_insert_with(|| {
+                let mut h = sha2::Sha256::new();
+                for (set, e) in sets.iter().zip(engines) {
+                    h.update(set.as_bytes());
+                    h.update([0]);
+                    for &r in e.applicable(&m.key.kind).iter().flatten() {
+                        h.update(e.memo_ids[r].as_bytes());
+                        h.update([u8::from(e.cacheable[r])]);
+                    }
+                    h.update([1]);
+                }
+                h.finalize().into()
+            });
+        }
+        let units = members
+            .into_iter()
+            .filter_map(|(u, ms)| {
+                let key = refs.keys.get(usize::try_from(u).ok()?)?;
+                let mut ks: Vec<&[u8; 32]> = ms
+                    .iter()
+                    .filter_map(|(i, _)| match all.get(*i) {
+                        Some(Input::Manifest(_, m)) => kinds.get(m.key.kind.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                ks.sort();
+                ks.dedup();
+                let mut h = sha2::Sha256::new();
+                for k in ks {
+                    h.update(k);
+                }
+                let memo_key = format!("unit:{key}:{}", hex(&h.finalize()[..16]));
+                Some((u, (ms, memo_key)))
+            })
+            .collect();
+        Bundles {
+            memo,
+            set: sets[0].clone(),
+            units,
+            missed: Default::default(),
+        }
+    }
+
+    /// The findings of every input of the units answered whole, and the inputs left to
+    /// evaluate.
+    #[allow(clippy::type_complexity)]
+    fn replay<'i>(
+        &self,
+        engines: &[Engine],
+        inputs: &[(usize, Input<'i>)],
+        locate: &(dyn Fn(&Value) -> Option<Label> + Sync),
+    ) -> (Vec<(usize, Diagnostics)>, Vec<(usize, Input<'i>)>) {
+        use rayon::prelude::*;
+        let exhausted = engines
+            .iter()
+            .any(|e| e.run.exhausted.load(std::sync::atomic::Ordering::Relaxed));
+        if exhausted {
+            return (Vec::new(), inputs.to_vec());
+        }
+        let units: Vec<(&u32, &(Vec<(usize, u32)>, String))> = self.units.iter().collect();
+        let replayed: Vec<Vec<(usize, Diagnostics)>> = units
+            .par_iter()
+            .filter_map(|(u, (members, key))| {
+                let out = self.replay_unit(key, members, engines, inputs, locate);
+                if out.is_none()
+                    && let Ok(mut m) = self.missed.lock()
+                {
+                    m.push(**u);
+                }
+                out
+            })
+            .collect();
+        let done: Vec<(usize, Diagnostics)> = replayed.into_iter().flatten().collect();
+        let taken: std::collections::HashSet<usize> = done.iter().map(|(i, _)| *i).collect();
+        let rest = inputs
+            .iter()
+            .filter(|(i, _)| !taken.contains(i))
+            .copied()
+            .collect();
+        (done, rest)
+    }
+
+    fn replay_unit(
+        &self,
+        key: &str,
+        members: &[(usize, u32)],
+        engines: &[Engine],
+        inputs: &[(usize, Input<'_>)],
+        locate: &(dyn Fn(&Value) -> Option<Label> + Sync),
+    ) -> Option<Vec<(usize, Diagnostics)>> {
+        let Memoized::Value(v) = self.memo.get(&self.set, BUNDLE, key)? else {
+            return None;
+        };
+        let covered: BTreeSet<u64> = v
+            .get("positions")?
+            .as_array()?
+            .iter()
+            .filter_map(Value::as_u64)
+            .collect();
+        if !members
+            .iter()
+            .all(|(_, at)| covered.contains(&u64::from(*at)))
+        {
+            return None;
+        }
+        let found = v.get("found")?.as_array()?;
+        let mut out = Vec::with_capacity(members.len());
+        for &(i, at) in members {
+            let (_, Input::Manifest(cluster, m)) = inputs.get(i)? else {
+                return None;
+            };
+            let place = |loc: Option<&Value>| manifest_place(cluster, m, locate, loc);
+            let mut d = Diagnostics::new();
+            for f in found {
+                let f = f.as_array()?;
+                if f.first()?.as_u64()? != u64::from(at) {
+                    continue;
+                }
+                let e = engines.get(usize::try_from(f.get(1)?.as_u64()?).ok()?)?;
+                let r = usize::try_from(f.get(2)?.as_u64()?).ok()?;
+                let rule = e.rules.get(r)?;
+                if e.is_broken(&format!("{}.{}", rule.package, rule.name)) {
+                    continue;
+                }
+                let mut outcome = Outcome::default();
+                if collect(rule, r, f.get(3)?, &place, &mut outcome, &mut d) {
+                    e.report_outcome(&outcome, &place, &mut d);
+                } else {
+                    return None;
+                }
+            }
+            out.push((i, d));
+        }
+        Some(out)
+    }
+
+    /// Keep the bundle of every unit not replayed whose objects' rules all have a memoised
+    /// result now.
+    fn record(&self, engines: &[Engine], all: &[Input<'_>]) {
+        use rayon::prelude::*;
+        let stopped = engines.iter().any(|e| {
+            e.run.exhausted.load(std::sync::atomic::Ordering::Relaxed)
+                || !e.run.broken.lock().is_ok_and(|b| b.is_empty())
+        });
+        if stopped {
+            return;
+        }
+        let missed = self.missed.lock().map(|m| m.clone()).unwrap_or_default();
+        missed.par_iter().for_each(|&u| {
+            if let Some((key, bundle)) = self.bundle_of(u, engines, all) {
+                self.memo
+                    .put(&self.set, BUNDLE, key, Memoized::Value(bundle));
+            }
+        });
+    }
+
+    fn bundle_of(&self, unit: u32, engines: &[Engine], all: &[Input<'_>]) -> Option<(&str, Value)> {
+        let (members, key) = self.units.get(&unit)?;
+        let mut positions: Vec<u32> = Vec::with_capacity(members.len());
+        let mut found: Vec<Value> = Vec::new();
+        for &(i, at) in members {
+            let Input::Manifest(_, m) = all.get(i)? else {
+                return None;
+            };
+            positions.push(at);
+            let hash = format!("object:{}", m.hash);
+            for (n, e) in engines.iter().enumerate() {
+                let set = &e.memo.as_ref()?.set;
+                for &r in e.applicable(&m.key.kind).iter().flatten() {
+                    if !e.cacheable[r] {
+                        return None;
+                    }
+                    match self.memo.get(set, &e.memo_ids[r], &hash)? {
+                        Memoized::Value(v) if v.as_array().is_some_and(|a| !a.is_empty()) => {
+                            found.push(json!([at, n, r, v]));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        positions.sort_unstable();
+        Some((key, json!({ "positions": positions, "found": found })))
     }
 }
 

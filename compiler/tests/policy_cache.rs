@@ -301,3 +301,106 @@ fn a_few_new_results_are_appended_and_read_back() {
     let (again, _, _) = run(&files, POLICY, Some(&cache));
     assert_eq!(again, cold, "a damaged line is skipped");
 }
+
+/// The memo, counting lookups of per-unit entries apart.
+struct Bundled {
+    inner: plinth::cache::PolicyMemo,
+    unit_hits: AtomicUsize,
+    unit_puts: AtomicUsize,
+    rule_gets: AtomicUsize,
+}
+
+impl Memo for Bundled {
+    fn fingerprint(&self) -> &str {
+        self.inner.fingerprint()
+    }
+    fn get(&self, set: &str, rule: &str, input: &str) -> Option<Memoized> {
+        let r = self.inner.get(set, rule, input);
+        if rule == "unit-bundle" {
+            if r.is_some() {
+                self.unit_hits.fetch_add(1, Ordering::Relaxed);
+            }
+        } else if input.starts_with("object:") {
+            self.rule_gets.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+    fn put(&self, set: &str, rule: &str, input: &str, result: Memoized) {
+        if rule == "unit-bundle" {
+            self.unit_puts.fetch_add(1, Ordering::Relaxed);
+        }
+        self.inner.put(set, rule, input, result);
+    }
+    fn finish(&self, set: &str) {
+        self.inner.finish(set);
+    }
+}
+
+/// A compile through the cache keeps each unit's policy findings as one entry; the next compile
+/// that reuses a unit replays them with one lookup instead of one per object and rule, and
+/// reports exactly what a cold compile reports — through a project added and a project edited.
+#[test]
+fn reused_units_replay_their_policy_findings_whole() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cache = Cache::new(dir.path());
+    let mut files = common::example();
+    // A finding on objects, so that replayed entries carry findings.
+    let policy = format!(
+        "{POLICY}\nwarn_namespace contains msg if {{\n\tinput.kind == \"Namespace\"\n\tmsg := sprintf(\"namespace `%s`\", [input.metadata.name])\n}}\n"
+    );
+    let build = |files: &BTreeMap<String, String>| {
+        let mut opts = options(&policy);
+        let memo = Arc::new(Bundled {
+            inner: cache.policy_memo(),
+            unit_hits: AtomicUsize::new(0),
+            unit_puts: AtomicUsize::new(0),
+            rule_gets: AtomicUsize::new(0),
+        });
+        opts.policy_memo = Some(plinth::PolicyMemo(memo.clone()));
+        let built = plinth::build_cached(&common::source(files), &opts, &cache).expect("build");
+        let cold = plinth::build_source(&common::source(files), &options(&policy)).expect("build");
+        assert_eq!(
+            common::outcome(&built),
+            common::outcome(&cold),
+            "cached equals cold"
+        );
+        assert!(
+            common::outcome(&cold)
+                .1
+                .iter()
+                .any(|d| d.contains("namespace `")),
+            "the object rule fires"
+        );
+        (
+            memo.unit_hits.load(Ordering::Relaxed),
+            memo.unit_puts.load(Ordering::Relaxed),
+            memo.rule_gets.load(Ordering::Relaxed),
+        )
+    };
+    let (hits, puts, cold_gets) = build(&files);
+    assert_eq!(hits, 0);
+    assert!(puts > 10, "each unit's findings are kept ({puts})");
+    // Another revision (a project more): the units it does not touch are replayed.
+    files.insert(
+        "projects/zz-new.yaml".into(),
+        files["projects/bed-management.yaml"]
+            .replace("name: bed-management", "name: zz-new")
+            .replace("    memory: 128Gi\n    gpu: 2\n", "    memory: 128Gi\n"),
+    );
+    let (hits, puts, gets) = build(&files);
+    assert!(hits > 10 && puts > 0, "replayed: {hits} hits, {puts} puts");
+    assert!(
+        gets * 3 < cold_gets,
+        "few per-rule lookups are left ({gets} of {cold_gets})"
+    );
+    // One project edited: its units miss, the others are replayed.
+    let path = "projects/er-capacity.yaml".to_owned();
+    let text = files[&path].replacen("pods: ", "pods: 1", 1);
+    assert_ne!(text, files[&path]);
+    files.insert(path, text);
+    let (hits2, puts, _) = build(&files);
+    assert!(
+        hits2 > 0 && hits2 < hits && puts > 0,
+        "{hits2} hits, {puts} puts"
+    );
+}
