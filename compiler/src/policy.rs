@@ -2080,20 +2080,16 @@ fn engines<'o>(
     engines
 }
 
-/// Evaluate policies over every spec document and every manifest.
-pub fn evaluate(
+/// The engines with their `data` prepared (see [`Engine::prepare_data`]): the platform's view,
+/// built with only the parts some rule may read.
+fn with_data(
+    engines: Vec<(Engine, Option<&Value>)>,
     files: &[PolicyFile],
-    opts: &PolicyOptions,
     specs: &Specs,
     docs: &[Arc<Document>],
     lowered: Option<&Lowered>,
-    memo: Option<&Arc<dyn Memo>>,
-) -> Diagnostics {
-    let mut diags = Diagnostics::new();
-    let engines = engines(files, opts, &mut diags);
-    if engines.is_empty() {
-        return diags;
-    }
+    data_diags: &mut Diagnostics,
+) -> Vec<Engine> {
     // The compiled manifests are large; give them to policies only when one refers to them.
     let wants_manifests = files.iter().any(|f| f.text.contains("manifests"));
     // `data.plinth.specs` (every document) only when a rule may read it.
@@ -2117,10 +2113,9 @@ pub fn evaluate(
         lowered.filter(|_| wants_manifests),
         wants_specs,
     );
-    let mut data_diags = Diagnostics::new();
     let n = engines.len();
     let mut platform = Some(platform);
-    let mut engines: Vec<Engine> = engines
+    engines
         .into_iter()
         .enumerate()
         .map(|(i, (mut e, data))| {
@@ -2130,10 +2125,28 @@ pub fn evaluate(
             } else {
                 platform.clone().unwrap_or_default()
             };
-            e.prepare_data(data, json!({ "plinth": view }), &mut data_diags);
+            e.prepare_data(data, json!({ "plinth": view }), data_diags);
             e
         })
-        .collect();
+        .collect()
+}
+
+/// Evaluate policies over every spec document and every manifest.
+pub fn evaluate(
+    files: &[PolicyFile],
+    opts: &PolicyOptions,
+    specs: &Specs,
+    docs: &[Arc<Document>],
+    lowered: Option<&Lowered>,
+    memo: Option<&Arc<dyn Memo>>,
+) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    let engines = engines(files, opts, &mut diags);
+    if engines.is_empty() {
+        return diags;
+    }
+    let mut data_diags = Diagnostics::new();
+    let mut engines = with_data(engines, files, specs, docs, lowered, &mut data_diags);
     if data_diags.has_errors() {
         // Policies without their data would judge wrongly.
         diags.extend(data_diags);

@@ -174,10 +174,8 @@ pub fn load(source: &dyn Source, limits: &Limits) -> Result<(Snapshot, Diagnosti
     let mut diags = Diagnostics::new();
     let mut entries = source.entries(limits)?;
     entries.sort_by(|a, b| entry_path(a).cmp(entry_path(b)));
-    let mut files = Vec::new();
     let mut counted = 0usize;
     // The diagnostics so far and a file to read, in entry order.
-    type ToRead = (String, Arc<str>, FileRole);
     let mut steps: Vec<(Diagnostics, Option<ToRead>)> = Vec::new();
     for entry in entries {
         match entry {
@@ -251,6 +249,22 @@ pub fn load(source: &dyn Source, limits: &Limits) -> Result<(Snapshot, Diagnosti
         }
     }
     steps.push((diags, None));
+    let (mut files, diags) = read_steps(source, steps, limits);
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok((Snapshot { files }, diags))
+}
+
+/// A file [`load`] reads: its path, its name in spans, its role.
+type ToRead = (String, Arc<str>, FileRole);
+
+/// Read the files of `steps` (all at once, see [`Source::read_many`]) and decode them, the
+/// diagnostics in step order.
+fn read_steps(
+    source: &dyn Source,
+    steps: Vec<(Diagnostics, Option<ToRead>)>,
+    limits: &Limits,
+) -> (Vec<SourceFile>, Diagnostics) {
+    let mut files = Vec::new();
     let paths: Vec<&str> = steps
         .iter()
         .filter_map(|(_, f)| f.as_ref().map(|(p, ..)| p.as_str()))
@@ -290,8 +304,7 @@ pub fn load(source: &dyn Source, limits: &Limits) -> Result<(Snapshot, Diagnosti
             ),
         }
     }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok((Snapshot { files }, diags))
+    (files, diags)
 }
 
 /// The warning for a directory the walk did not enter.
