@@ -310,14 +310,7 @@ impl Cache {
     /// Keep the [`REVISIONS_KEPT`] entries used last: older ones are deleted (the index
     /// first, so a half-deleted entry is a miss).
     fn evict(&self) {
-        let mut entries: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&self.dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|d| d.file_name().len() == 2)
-            .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        let mut entries: Vec<(std::time::SystemTime, PathBuf)> = revision_files(&self.dir, "json")
             .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
             .collect();
         if entries.len() <= REVISIONS_KEPT {
@@ -330,6 +323,19 @@ impl Cache {
             let _ = std::fs::remove_file(p.with_extension("units"));
         }
     }
+}
+
+/// The files of the cache's revision entries (`<dir>/<k>/<key>.<extension>`) with this
+/// extension.
+fn revision_files(dir: &Path, extension: &'static str) -> impl Iterator<Item = PathBuf> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|d| d.file_name().len() == 2)
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .map(|e| e.path())
+        .filter(move |p| p.extension().is_some_and(|x| x == extension))
 }
 
 /// Results of lowering units ([`crate::lower::units`]), kept between compiles in
@@ -826,14 +832,7 @@ impl UnitPack {
         let Some(cache) = self.dir.parent() else {
             return BTreeSet::new();
         };
-        std::fs::read_dir(cache)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|d| d.file_name().len() == 2)
-            .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "units"))
+        revision_files(cache, "units")
             .filter_map(|p| std::fs::read_to_string(p).ok())
             .flat_map(|t| t.lines().map(str::to_owned).collect::<Vec<_>>())
             .collect()

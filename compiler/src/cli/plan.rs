@@ -386,48 +386,21 @@ fn compile_both(
     } else {
         (base_opts, head_opts)
     };
+    let compile_base = |out: &mut Vec<u8>| match base_src {
+        Some(src) => {
+            compile_side(src, base_opts, cache, base_what, prefix, out, color).map(|s| s.map(Some))
+        }
+        None => Ok(Some(None)),
+    };
+    let compile_head =
+        |out: &mut Vec<u8>| compile_side(head_src, head_opts, cache, head_what, prefix, out, color);
     let (base, head) = if base_first {
-        let base = match base_src {
-            Some(src) => compile_side(
-                src,
-                base_opts,
-                cache,
-                base_what,
-                prefix,
-                &mut base_err,
-                color,
-            )
-            .map(|s| s.map(Some)),
-            None => Ok(Some(None)),
-        };
-        let head = compile_side(
-            head_src,
-            head_opts,
-            cache,
-            head_what,
-            prefix,
-            &mut head_err,
-            color,
-        );
-        (base, head)
+        (compile_base(&mut base_err), compile_head(&mut head_err))
     } else {
         std::thread::scope(|scope| {
-            let (opts, what, out) = (base_opts, base_what, &mut base_err);
-            let base = scope.spawn(move || match base_src {
-                Some(src) => {
-                    compile_side(src, opts, cache, what, prefix, out, color).map(|s| s.map(Some))
-                }
-                None => Ok(Some(None)),
-            });
-            let head = compile_side(
-                head_src,
-                head_opts,
-                cache,
-                head_what,
-                prefix,
-                &mut head_err,
-                color,
-            );
+            let out = &mut base_err;
+            let base = scope.spawn(move || compile_base(out));
+            let head = compile_head(&mut head_err);
             let base = base
                 .join()
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("compiling the base panicked")));
