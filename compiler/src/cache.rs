@@ -109,6 +109,9 @@ impl Entry {
         let mut wanted: Vec<u32> = Vec::new();
         for (name, c) in &index.clusters {
             let places = self.units.places.get(name)?;
+            if places.len() != c.objects.len() {
+                return None;
+            }
             for (o, &(u, _)) in c.objects.iter().zip(places) {
                 if want(name, &o.key) {
                     wanted.push(u);
@@ -131,9 +134,6 @@ impl Entry {
         let mut units = units?;
         for (name, c) in &index.clusters {
             let places = self.units.places.get(name)?;
-            if places.len() != c.objects.len() {
-                return None;
-            }
             let mut manifests = Vec::new();
             for (o, &(u, i)) in c.objects.iter().zip(places) {
                 if !want(name, &o.key) {

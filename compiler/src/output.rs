@@ -142,16 +142,6 @@ impl Obj {
         }
     }
 
-    /// An object kept as its serialised text (produced by `serde_json` from a `Value`), its
-    /// hash computed when asked for.
-    pub fn from_text_unhashed(text: Arc<str>) -> Obj {
-        Obj {
-            value: std::sync::OnceLock::new(),
-            text: Some(text),
-            sha: std::sync::OnceLock::new(),
-        }
-    }
-
     /// The object as text, when it has not been parsed (a reader that can take JSON text
     /// need not make a `Value` of it).
     pub fn unparsed_text(&self) -> Option<&str> {
@@ -222,18 +212,12 @@ impl Obj {
         if let Some(sha) = self.sha.get() {
             return (sha, want(sha).then(|| self.peek(f)));
         }
-        let parsed;
-        let v = match self.value.get() {
-            Some(v) => v,
-            None => {
-                parsed = parse_text(self.text.as_deref());
-                &parsed
-            }
-        };
-        let sha = self
-            .sha
-            .get_or_init(|| sha256_hex(canonical_json(v).as_bytes()));
-        (sha, want(sha).then(|| f(v)))
+        self.peek(|v| {
+            let sha = self
+                .sha
+                .get_or_init(|| sha256_hex(canonical_json(v).as_bytes()));
+            (sha.as_str(), want(sha).then(|| f(v)))
+        })
     }
 
     /// sha256 of the canonical JSON (provenance included), computed once.
@@ -793,7 +777,7 @@ mod tests {
         // Objects shared by every later stage (the writer, the caches) would otherwise each
         // keep their parse: at 10,000 projects twice the peak memory of a build.
         let v = json!({"kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "v"}});
-        let o = Obj::from_text_unhashed(v.to_string().into());
+        let o = Obj::from(v.clone()).into_text();
         assert_eq!(o.sha(), Obj::from(v.clone()).sha());
         assert!(
             !o.is_parsed(),
@@ -801,7 +785,7 @@ mod tests {
         );
         assert_eq!(o.peek(to_yaml), to_yaml(&v));
         assert!(!o.is_parsed(), "a peek does not keep its parse");
-        let o = Obj::from_text_unhashed(v.to_string().into());
+        let o = Obj::from(v.clone()).into_text();
         let (sha, yaml) = o.sha_and(|_| true, to_yaml);
         assert_eq!(
             (sha, yaml.as_deref()),

@@ -36,11 +36,33 @@ deny_image contains msg if {
 }
 "#;
 
-/// The persistent memo, counting what it answered.
+/// The persistent memo, counting what it answered: every hit and put, and apart, the per-unit
+/// entries' hits and puts and the per-rule lookups of objects.
 struct Counting {
     inner: plinth::cache::PolicyMemo,
     hits: AtomicUsize,
     puts: AtomicUsize,
+    unit_hits: AtomicUsize,
+    unit_puts: AtomicUsize,
+    rule_gets: AtomicUsize,
+}
+
+impl Counting {
+    fn new(inner: plinth::cache::PolicyMemo) -> Counting {
+        let zero = || AtomicUsize::new(0);
+        Counting {
+            inner,
+            hits: zero(),
+            puts: zero(),
+            unit_hits: zero(),
+            unit_puts: zero(),
+            rule_gets: zero(),
+        }
+    }
+
+    fn count(n: &AtomicUsize) -> usize {
+        n.load(Ordering::Relaxed)
+    }
 }
 
 impl Memo for Counting {
@@ -52,10 +74,20 @@ impl Memo for Counting {
         if r.is_some() {
             self.hits.fetch_add(1, Ordering::Relaxed);
         }
+        if rule == "unit-bundle" {
+            if r.is_some() {
+                self.unit_hits.fetch_add(1, Ordering::Relaxed);
+            }
+        } else if input.starts_with("object:") {
+            self.rule_gets.fetch_add(1, Ordering::Relaxed);
+        }
         r
     }
     fn put(&self, set: &str, rule: &str, input: &str, result: Memoized) {
         self.puts.fetch_add(1, Ordering::Relaxed);
+        if rule == "unit-bundle" {
+            self.unit_puts.fetch_add(1, Ordering::Relaxed);
+        }
         self.inner.put(set, rule, input, result);
     }
     fn finish(&self, set: &str) {
@@ -88,13 +120,7 @@ fn run(
         s = s.with(p, t.as_bytes().to_vec());
     }
     let mut opts = options(policy);
-    let counting = cache.map(|c| {
-        Arc::new(Counting {
-            inner: c.policy_memo(),
-            hits: AtomicUsize::new(0),
-            puts: AtomicUsize::new(0),
-        })
-    });
+    let counting = cache.map(|c| Arc::new(Counting::new(c.policy_memo())));
     if let Some(c) = &counting {
         opts.policy_memo = Some(plinth::PolicyMemo(c.clone()));
     }
@@ -302,40 +328,6 @@ fn a_few_new_results_are_appended_and_read_back() {
     assert_eq!(again, cold, "a damaged line is skipped");
 }
 
-/// The memo, counting lookups of per-unit entries apart.
-struct Bundled {
-    inner: plinth::cache::PolicyMemo,
-    unit_hits: AtomicUsize,
-    unit_puts: AtomicUsize,
-    rule_gets: AtomicUsize,
-}
-
-impl Memo for Bundled {
-    fn fingerprint(&self) -> &str {
-        self.inner.fingerprint()
-    }
-    fn get(&self, set: &str, rule: &str, input: &str) -> Option<Memoized> {
-        let r = self.inner.get(set, rule, input);
-        if rule == "unit-bundle" {
-            if r.is_some() {
-                self.unit_hits.fetch_add(1, Ordering::Relaxed);
-            }
-        } else if input.starts_with("object:") {
-            self.rule_gets.fetch_add(1, Ordering::Relaxed);
-        }
-        r
-    }
-    fn put(&self, set: &str, rule: &str, input: &str, result: Memoized) {
-        if rule == "unit-bundle" {
-            self.unit_puts.fetch_add(1, Ordering::Relaxed);
-        }
-        self.inner.put(set, rule, input, result);
-    }
-    fn finish(&self, set: &str) {
-        self.inner.finish(set);
-    }
-}
-
 /// A compile through the cache keeps each unit's policy findings as one entry; the next compile
 /// that reuses a unit replays them with one lookup instead of one per object and rule, and
 /// reports exactly what a cold compile reports — through a project added and a project edited.
@@ -350,12 +342,7 @@ fn reused_units_replay_their_policy_findings_whole() {
     );
     let build = |files: &BTreeMap<String, String>| {
         let mut opts = options(&policy);
-        let memo = Arc::new(Bundled {
-            inner: cache.policy_memo(),
-            unit_hits: AtomicUsize::new(0),
-            unit_puts: AtomicUsize::new(0),
-            rule_gets: AtomicUsize::new(0),
-        });
+        let memo = Arc::new(Counting::new(cache.policy_memo()));
         opts.policy_memo = Some(plinth::PolicyMemo(memo.clone()));
         let built = plinth::build_cached(&common::source(files), &opts, &cache).expect("build");
         let cold = plinth::build_source(&common::source(files), &options(&policy)).expect("build");
@@ -372,9 +359,9 @@ fn reused_units_replay_their_policy_findings_whole() {
             "the object rule fires"
         );
         (
-            memo.unit_hits.load(Ordering::Relaxed),
-            memo.unit_puts.load(Ordering::Relaxed),
-            memo.rule_gets.load(Ordering::Relaxed),
+            Counting::count(&memo.unit_hits),
+            Counting::count(&memo.unit_puts),
+            Counting::count(&memo.rule_gets),
         )
     };
     let (hits, puts, cold_gets) = build(&files);

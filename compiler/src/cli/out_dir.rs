@@ -372,24 +372,29 @@ impl OutIndex {
         Stamp::of(id, self.root.as_ref()?, path)
     }
 
+    /// Whether an entry was recorded well after its file last changed (see [`RACY`]).
+    fn trusted(&self, stamp: &Stamp) -> bool {
+        self.written.is_some_and(|w| stamp.changed() + RACY < w)
+    }
+
+    /// Whether the file `path` still holds what its trusted entry `stamp` recorded.
+    fn vouches(&self, path: &str, stamp: &Stamp) -> bool {
+        self.trusted(stamp) && self.stamp(&stamp.id, path).as_ref() == Some(stamp)
+    }
+
     /// Whether the file `path` is known to hold content other than `id` (so need not be read
     /// to be compared).
     pub(super) fn differs(&self, path: &str, id: &str) -> bool {
-        self.files.get(path).is_some_and(|stamp| {
-            stamp.id != id
-                && self.written.is_some_and(|w| stamp.changed() + RACY < w)
-                && self.stamp(&stamp.id, path).as_ref() == Some(stamp)
-        })
+        self.files
+            .get(path)
+            .is_some_and(|stamp| stamp.id != id && self.vouches(path, stamp))
     }
 
     /// Whether the file `path` (relative to the directory) is known to hold content `id`.
     pub(super) fn known(&self, path: &str, id: &str) -> bool {
-        let Some((stamp, written)) = self.files.get(path).zip(self.written) else {
-            return false;
-        };
-        stamp.id == id
-            && stamp.changed() + RACY < written
-            && self.stamp(id, path).as_ref() == Some(stamp)
+        self.files
+            .get(path)
+            .is_some_and(|stamp| stamp.id == id && self.vouches(path, stamp))
     }
 
     /// Record what the directory holds now (`ids`: every file and its content id) and keep
@@ -408,7 +413,6 @@ impl OutIndex {
         let old = std::mem::take(&mut self.files);
         // Opened again: a directory written whole was swapped in under the same name.
         self.root = open_dir(&self.dir);
-        let trusted = |s: &Stamp| self.written.is_some_and(|w| s.changed() + RACY < w);
         // Per file: `None` when its recorded stamp is kept, else its stamp now (`Some(None)`:
         // the file is gone); whether it was recorded; whether its entry is stale (new,
         // changed or not yet trusted).
@@ -417,11 +421,11 @@ impl OutIndex {
             .map(|(p, id)| {
                 let was = old.get(p.as_str());
                 if let Some(s) = was.filter(|s| s.id == *id && vouched.contains(p.as_str())) {
-                    return (None, true, !trusted(s));
+                    return (None, true, !self.trusted(s));
                 }
                 let stamp = self.stamp(id, p);
                 let stale = match &stamp {
-                    Some(s) => was != Some(s) || !trusted(s),
+                    Some(s) => was != Some(s) || !self.trusted(s),
                     None => was.is_some(),
                 };
                 (Some(stamp), was.is_some(), stale)

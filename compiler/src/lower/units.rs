@@ -160,9 +160,10 @@ impl UnitStore for NoStore {
     fn put(&self, _: &str, _: &UnitOutput) {}
 }
 
-/// A store in memory for one hand-over: a plan without a cache lowers its base first and its
-/// head takes the units the base lowered (their objects' texts shared, not copied). A result is
-/// handed out once (taken, not copied: what the head does not take is all that stays).
+/// A store in memory for one hand-over: a plan whose base is not cached lowers its base first
+/// and its head takes the units the base lowered (their objects' texts shared, not copied;
+/// with a cache, this store sits in front of the cache's, see [`Layered`]). A result is handed
+/// out once (taken, not copied: what the head does not take is all that stays).
 #[derive(Default)]
 pub struct MemStore(std::sync::Mutex<std::collections::HashMap<String, UnitOutput>>);
 
