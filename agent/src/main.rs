@@ -4,6 +4,7 @@ use anyhow::Context as _;
 use clap::Parser as _;
 
 fn main() -> ExitCode {
+    plinth::policy::without_huge_pages();
     let cli = match plinth_agent::cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
