@@ -38,7 +38,7 @@ use crate::policy::{Memo, Memoized};
 pub const REVISIONS_KEPT: usize = 16;
 
 /// Bumped when the entry format changes.
-const FORMAT: &str = "plinth-cache-v6";
+const FORMAT: &str = "plinth-cache-v7";
 
 /// A cache directory.
 #[derive(Debug, Clone)]
@@ -734,62 +734,72 @@ thread_local! {
 #[derive(Deserialize)]
 struct StoredUnit {
     diagnostics: Vec<Diagnostic>,
+    /// The objects' origins, each once: a unit's objects mostly share one.
+    origins: Vec<crate::output::Origin>,
     objects: Vec<StoredObject>,
 }
+
+/// An object of a [`StoredUnit`], what the stages after lowering read without the object, as
+/// an array (a unit's header is read back for every unit a compile reuses):
+/// `[apiVersion, kind, namespace, name, origin (its index), hash, sha, length of its text]`.
+#[derive(Deserialize)]
+struct StoredObject(
+    String,
+    String,
+    Option<String>,
+    String,
+    usize,
+    String,
+    String,
+    usize,
+);
+
+/// A [`StoredObject`] to write, borrowed from its object.
+type StoredObjectRef<'a> = (
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    &'a str,
+    usize,
+    &'a str,
+    &'a str,
+    usize,
+);
 
 /// A [`StoredUnit`] to write, borrowed from its unit.
 #[derive(Serialize)]
 struct StoredUnitRef<'a> {
     diagnostics: &'a [Diagnostic],
+    origins: Vec<&'a crate::output::Origin>,
     objects: Vec<StoredObjectRef<'a>>,
-}
-
-/// An object of a [`StoredUnit`]: what the stages after lowering read without the object,
-/// and the length of its text.
-#[derive(Deserialize)]
-struct StoredObject {
-    key: ObjectKey,
-    origin: crate::output::Origin,
-    hash: String,
-    sha: String,
-    len: usize,
-}
-
-/// A [`StoredObject`] to write, borrowed from its object.
-#[derive(Serialize)]
-struct StoredObjectRef<'a> {
-    key: &'a ObjectKey,
-    origin: &'a crate::output::Origin,
-    hash: &'a str,
-    sha: &'a str,
-    len: usize,
-}
-
-impl<'a> StoredObjectRef<'a> {
-    fn of(m: &'a Manifest, text: &str) -> StoredObjectRef<'a> {
-        StoredObjectRef {
-            key: &m.key,
-            origin: &m.origin,
-            hash: &m.hash,
-            sha: m.object.sha(),
-            len: text.len(),
-        }
-    }
 }
 
 /// A unit's result in its stored form.
 fn encode_unit(out: &crate::lower::units::UnitOutput) -> Option<Vec<u8>> {
     let texts: Vec<std::borrow::Cow<'_, str>> =
         out.objects.iter().map(|m| m.object.text()).collect();
-    let header = StoredUnitRef {
+    let mut origins: BTreeMap<&crate::output::Origin, usize> = BTreeMap::new();
+    let mut header = StoredUnitRef {
         diagnostics: &out.diagnostics,
-        objects: out
-            .objects
-            .iter()
-            .zip(&texts)
-            .map(|(m, t)| StoredObjectRef::of(m, t))
-            .collect(),
+        origins: Vec::new(),
+        objects: Vec::with_capacity(out.objects.len()),
     };
+    for (m, text) in out.objects.iter().zip(&texts) {
+        let origin = *origins.entry(&m.origin).or_insert_with(|| {
+            header.origins.push(&m.origin);
+            header.origins.len() - 1
+        });
+        header.objects.push((
+            &m.key.api_version,
+            &m.key.kind,
+            m.key.namespace.as_deref(),
+            &m.key.name,
+            origin,
+            &m.hash,
+            m.object.sha(),
+            text.len(),
+        ));
+    }
     let head = serde_json::to_vec(&header).ok()?;
     // Allocated once at its size: kept until the flush, for every unit lowered.
     let mut bytes =
@@ -809,14 +819,20 @@ fn decode_unit(bytes: &[u8]) -> Option<crate::lower::units::UnitOutput> {
     let body = std::str::from_utf8(&bytes[nl + 1..]).ok()?;
     let mut at = 0;
     let mut objects = Vec::with_capacity(header.objects.len());
-    for o in header.objects {
-        let text = body.get(at..at + o.len)?;
-        at += o.len;
+    for StoredObject(api_version, kind, namespace, name, origin, hash, sha, len) in header.objects
+    {
+        let text = body.get(at..at + len)?;
+        at += len;
         objects.push(Manifest {
-            key: o.key,
-            object: crate::output::Obj::from_text(text.into(), o.sha),
-            origin: o.origin,
-            hash: o.hash,
+            key: ObjectKey {
+                api_version,
+                kind,
+                namespace,
+                name,
+            },
+            object: crate::output::Obj::from_text(text.into(), sha),
+            origin: header.origins.get(origin)?.clone(),
+            hash,
         });
     }
     (at == body.len()).then_some(crate::lower::units::UnitOutput {

@@ -267,7 +267,12 @@ fn lock_file_text(
     let mut text = String::with_capacity(size);
     text.push_str(&shell[..i]);
     text.push_str("\"objects\": [\n");
-    text.push_str(&entries.join(",\n"));
+    for (n, e) in entries.iter().enumerate() {
+        if n > 0 {
+            text.push_str(",\n");
+        }
+        text.push_str(e);
+    }
     text.push_str("\n  ]");
     text.push_str(&shell[i + at.len()..]);
     text.push('\n');

@@ -711,7 +711,9 @@ pub fn assemble(
             keys.push(key.unwrap_or_default());
         }
         let first_unit = refs.as_ref().map_or(0, |r| r.keys.len());
-        let mut objects: BTreeMap<ObjectKey, (Manifest, (u32, u32))> = BTreeMap::new();
+        let mut all: Vec<(Manifest, (u32, u32))> =
+            Vec::with_capacity(parts.iter().map(|p| p.objects.len()).sum());
+        let mut unit_diags = Vec::with_capacity(parts.len());
         for (u, (part, key)) in parts.into_iter().zip(keys).enumerate() {
             if let Some(r) = &mut refs {
                 if key.is_empty() {
@@ -721,25 +723,24 @@ pub fn assemble(
                     r.keys.push(key);
                 }
             }
-            diags.extend(part.diagnostics);
-            for (i, m) in part.objects.into_iter().enumerate() {
-                if let Some((first, _)) = objects.get(&m.key) {
-                    diags.push(duplicate_object(
-                        &cluster.name,
-                        &m.key,
-                        &first.origin,
-                        &m.origin,
-                    ));
-                } else {
-                    let place = (
-                        u32::try_from(first_unit + u).unwrap_or(u32::MAX),
-                        u32::try_from(i).unwrap_or(u32::MAX),
-                    );
-                    objects.insert(m.key.clone(), (m, place));
-                }
+            unit_diags.push(part.diagnostics);
+            let u = u32::try_from(first_unit + u).unwrap_or(u32::MAX);
+            all.extend(part.objects.into_iter().enumerate().map(|(i, m)| {
+                let place = (u, u32::try_from(i).unwrap_or(u32::MAX));
+                (m, place)
+            }));
+        }
+        let (manifests, places, duplicates) = merge_units(&cluster.name, all);
+        // Diagnostics in unit order, a unit's duplicates after its own.
+        let mut duplicates = duplicates.into_iter().peekable();
+        for (u, ds) in unit_diags.into_iter().enumerate() {
+            diags.extend(ds);
+            let u = u32::try_from(first_unit + u).unwrap_or(u32::MAX);
+            while let Some((_, d)) = duplicates.next_if(|((du, _), _)| *du == u) {
+                diags.push(d);
             }
         }
-        let (manifests, places): (Vec<Manifest>, Vec<(u32, u32)>) = objects.into_values().unzip();
+        diags.extend(duplicates.map(|(_, d)| d));
         if let Some(r) = &mut refs {
             r.places.insert(cluster.name.clone(), places);
         }
@@ -753,6 +754,41 @@ pub fn assemble(
     }
     lowered.units = refs.map(std::sync::Arc::new);
     (lowered, diags)
+}
+
+/// A cluster's objects in key order with their places in the units, from every unit's objects
+/// (in unit order): of two objects with one key, the first is kept and the second reported
+/// (with its place, to report in unit order). Sorts positions rather than the objects, which
+/// are large: one move each.
+#[allow(clippy::type_complexity)]
+fn merge_units(
+    cluster: &str,
+    all: Vec<(Manifest, (u32, u32))>,
+) -> (Vec<Manifest>, Vec<(u32, u32)>, Vec<((u32, u32), Diagnostic)>) {
+    let mut order: Vec<usize> = (0..all.len()).collect();
+    // Equal keys in unit order: the first unit's object is the one kept.
+    order.sort_unstable_by(|&a, &b| all[a].0.key.cmp(&all[b].0.key).then(a.cmp(&b)));
+    let mut slots: Vec<Option<(Manifest, (u32, u32))>> = all.into_iter().map(Some).collect();
+    let mut manifests: Vec<Manifest> = Vec::with_capacity(slots.len());
+    let mut places = Vec::with_capacity(slots.len());
+    let mut duplicates = Vec::new();
+    for i in order {
+        let Some((m, place)) = slots[i].take() else {
+            continue;
+        };
+        match manifests.last() {
+            Some(first) if first.key == m.key => {
+                let d = duplicate_object(cluster, &m.key, &first.origin, &m.origin);
+                duplicates.push((place, d));
+            }
+            _ => {
+                manifests.push(m);
+                places.push(place);
+            }
+        }
+    }
+    duplicates.sort_by_key(|(place, _)| *place);
+    (manifests, places, duplicates)
 }
 
 /// The key of a cluster's agent part: everything [`agent_part`] reads — plinth's build, the
