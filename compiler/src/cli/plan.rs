@@ -81,10 +81,13 @@ enum Objects {
 }
 
 impl Objects {
-    fn index(&self) -> crate::output::LoweredIndex {
+    fn index(&self) -> std::borrow::Cow<'_, crate::output::LoweredIndex> {
         match self {
-            Objects::Compiled(l) => crate::plan::index_of(l),
-            Objects::Cached(e) => e.index.clone().unwrap_or_default(),
+            Objects::Compiled(l) => std::borrow::Cow::Owned(crate::plan::index_of(l)),
+            Objects::Cached(e) => e
+                .index
+                .as_ref()
+                .map_or_else(Default::default, std::borrow::Cow::Borrowed),
         }
     }
 

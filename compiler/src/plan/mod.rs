@@ -529,6 +529,7 @@ pub fn plan_pruned_without_capacity(
 
 /// The index of a compiled revision (what [`prune`] compares).
 pub fn index_of(lowered: &Lowered) -> crate::output::LoweredIndex {
+    use rayon::prelude::*;
     crate::output::LoweredIndex {
         clusters: lowered
             .clusters
@@ -536,7 +537,7 @@ pub fn index_of(lowered: &Lowered) -> crate::output::LoweredIndex {
             .map(|(name, c)| {
                 let objects = c
                     .manifests
-                    .iter()
+                    .par_iter()
                     .map(|m| crate::output::Indexed {
                         key: m.key.clone(),
                         hash: m.hash.clone(),
@@ -581,20 +582,38 @@ pub fn prune(base: &crate::output::LoweredIndex, head: &crate::output::LoweredIn
     for cluster in clusters {
         let b = base.clusters.get(cluster).unwrap_or(&empty);
         let h = head.clusters.get(cluster).unwrap_or(&empty);
-        let bm: BTreeMap<&ObjectKey, &crate::output::Indexed> =
-            b.objects.iter().map(|o| (&o.key, o)).collect();
-        let hm: BTreeMap<&ObjectKey, &crate::output::Indexed> =
-            h.objects.iter().map(|o| (&o.key, o)).collect();
+        // Both lists in key order (as indexes keep them), walked side by side.
+        let (bs, hs) = (in_key_order(&b.objects), in_key_order(&h.objects));
         let mut wanted = BTreeSet::new();
         let mut unchanged = 0;
-        for key in bm.keys().chain(hm.keys()).collect::<BTreeSet<_>>() {
-            match (bm.get(key), hm.get(key)) {
-                (Some(x), Some(y)) if x.hash == y.hash && !(x.approve && y.approve) => {
-                    unchanged += 1;
+        let (mut i, mut j) = (0, 0);
+        loop {
+            let (x, y) = (bs.get(i), hs.get(j));
+            let order = match (x, y) {
+                (Some(x), Some(y)) => x.key.cmp(&y.key),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => break,
+            };
+            match (order, x, y) {
+                (std::cmp::Ordering::Equal, Some(x), Some(y)) => {
+                    if x.hash == y.hash && !(x.approve && y.approve) {
+                        unchanged += 1;
+                    } else {
+                        wanted.insert(x.key.clone());
+                    }
+                    i += 1;
+                    j += 1;
                 }
-                _ => {
-                    wanted.insert((*key).clone());
+                (std::cmp::Ordering::Less, Some(x), _) => {
+                    wanted.insert(x.key.clone());
+                    i += 1;
                 }
+                (_, _, Some(y)) => {
+                    wanted.insert(y.key.clone());
+                    j += 1;
+                }
+                _ => break,
             }
         }
         out.totals.base.insert(cluster.clone(), b.objects.len());
@@ -602,6 +621,25 @@ pub fn prune(base: &crate::output::LoweredIndex, head: &crate::output::LoweredIn
         out.wanted.insert(cluster.clone(), wanted);
     }
     out
+}
+
+/// An index's objects in key order, each key once (the last of equal keys, as a map of them
+/// would keep): as written, unless the list is not sorted.
+fn in_key_order(objects: &[crate::output::Indexed]) -> Vec<&crate::output::Indexed> {
+    let mut v: Vec<&crate::output::Indexed> = objects.iter().collect();
+    if !v.windows(2).all(|w| w[0].key < w[1].key) {
+        // Stable: of equal keys the last stays last, and is the one kept.
+        v.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut out: Vec<&crate::output::Indexed> = Vec::with_capacity(v.len());
+        for o in v {
+            match out.last_mut() {
+                Some(last) if last.key == o.key => *last = o,
+                _ => out.push(o),
+            }
+        }
+        v = out;
+    }
+    v
 }
 
 /// [`plan`] with the GPU capacity of both sides (`base_specs` `None`: nothing deployed yet):
@@ -1359,4 +1397,105 @@ fn field_risk(
         );
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::{ClusterIndex, Indexed, LoweredIndex};
+
+    fn key(ns: Option<&str>, kind: &str, name: &str) -> ObjectKey {
+        ObjectKey {
+            api_version: "v1".to_owned(),
+            kind: kind.to_owned(),
+            namespace: ns.map(str::to_owned),
+            name: name.to_owned(),
+        }
+    }
+
+    fn index(objects: Vec<(ObjectKey, &str, bool)>) -> LoweredIndex {
+        let objects = objects
+            .into_iter()
+            .map(|(key, hash, approve)| Indexed {
+                key,
+                hash: hash.to_owned(),
+                approve,
+            })
+            .collect();
+        LoweredIndex {
+            clusters: BTreeMap::from([(
+                "prod".to_owned(),
+                ClusterIndex {
+                    objects,
+                    approvals: Vec::new(),
+                },
+            )]),
+            platform_file: None,
+        }
+    }
+
+    /// What `prune` means, written the plain way: every key of either side, wanted unless
+    /// both sides hold it with one hash and not both carry an approval.
+    fn reference(base: &LoweredIndex, head: &LoweredIndex) -> (BTreeSet<ObjectKey>, usize) {
+        let b: BTreeMap<&ObjectKey, &Indexed> =
+            base.clusters["prod"].objects.iter().map(|o| (&o.key, o)).collect();
+        let h: BTreeMap<&ObjectKey, &Indexed> =
+            head.clusters["prod"].objects.iter().map(|o| (&o.key, o)).collect();
+        let mut wanted = BTreeSet::new();
+        let mut unchanged = 0;
+        for k in b.keys().chain(h.keys()).collect::<BTreeSet<_>>() {
+            match (b.get(k), h.get(k)) {
+                (Some(x), Some(y)) if x.hash == y.hash && !(x.approve && y.approve) => unchanged += 1,
+                _ => {
+                    wanted.insert((*k).clone());
+                }
+            }
+        }
+        (wanted, unchanged)
+    }
+
+    #[test]
+    fn prune_walks_both_indexes_in_key_order_whatever_order_they_come_in() {
+        let base = vec![
+            (key(None, "Namespace", "a"), "1", false),
+            (key(Some("a"), "ConfigMap", "same"), "2", false),
+            (key(Some("a"), "ConfigMap", "changed"), "3", false),
+            (key(Some("a"), "Role", "gone"), "4", false),
+            (key(Some("b"), "Secret", "approved"), "5", true),
+            (key(Some("b"), "Secret", "approved-once"), "6", true),
+        ];
+        let head = vec![
+            (key(None, "Namespace", "a"), "1", false),
+            (key(Some("a"), "ConfigMap", "same"), "2", false),
+            (key(Some("a"), "ConfigMap", "changed"), "3b", false),
+            (key(Some("a"), "Role", "new"), "7", false),
+            (key(Some("b"), "Secret", "approved"), "5", true),
+            (key(Some("b"), "Secret", "approved-once"), "6", false),
+            (key(Some("c"), "Service", "z"), "8", false),
+        ];
+        let sorted = |mut v: Vec<(ObjectKey, &'static str, bool)>| {
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        let mut reversed = head.clone();
+        reversed.reverse();
+        for (b, h) in [
+            (sorted(base.clone()), sorted(head.clone())),
+            (base.clone(), reversed),
+            (sorted(base.clone()), Vec::new()),
+            (Vec::new(), sorted(head.clone())),
+        ] {
+            let (b, h) = (index(b), index(h));
+            let (wanted, unchanged) = reference(&b, &h);
+            let got = prune(&b, &h);
+            assert_eq!(got.wanted["prod"], wanted);
+            assert_eq!(got.totals.unchanged["prod"], unchanged);
+        }
+        // The expected shape, not only agreement: three unchanged, the rest wanted (in key
+        // order: kind before namespace).
+        let got = prune(&index(sorted(base)), &index(sorted(head)));
+        assert_eq!(got.totals.unchanged["prod"], 3);
+        let names: Vec<&str> = got.wanted["prod"].iter().map(|k| k.name.as_str()).collect();
+        assert_eq!(names, ["changed", "gone", "new", "approved", "z"]);
+    }
 }
