@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::lower::{Approval, ClusterOutput, Lowered, Manifest, ObjectKey, sha256_hex};
 
@@ -89,7 +89,7 @@ pub fn files(
                     .object
                     .sha_and(|id| !known(&format!("{cluster}/{path}"), id), to_yaml);
                 let id = id.to_owned();
-                let entry = lock_entry(m, &path);
+                let entry = lock_entry_text(&lock_entry(m, &path));
                 (path, text, id, entry)
             })
             .collect();
@@ -133,11 +133,11 @@ pub fn into_tree(lowered: Lowered, only: Option<&str>) -> Result<Tree, String> {
 }
 
 /// One object's file: its path, its text and its lock entry.
-fn render(m: &Manifest) -> (String, String, LockEntry) {
+fn render(m: &Manifest) -> (String, String, String) {
     let path = object_path(&m.key);
     // One parse for the text and the hash (the lock entry's).
     let text = m.object.sha_and(|_| true, to_yaml).1.unwrap_or_default();
-    let entry = lock_entry(m, &path);
+    let entry = lock_entry_text(&lock_entry(m, &path));
     (path, text, entry)
 }
 
@@ -166,7 +166,7 @@ pub fn cluster_tree(cluster: &str, out: &ClusterOutput) -> Result<Tree, String> 
 
 /// An object's file: its path in the cluster's directory, its text (`None`: not rendered), the
 /// id of its content and its lock entry.
-type Rendered = (String, Option<String>, String, LockEntry);
+type Rendered = (String, Option<String>, String, String);
 
 /// Add a cluster's files from its rendered objects, in object order: the objects, the
 /// kustomization and the lock file (which also lists the approvals of the cluster, when there
@@ -180,31 +180,27 @@ fn add_cluster(
     known: &(dyn Fn(&str, &str) -> bool + Sync),
 ) -> Result<(), String> {
     let mut lock = Vec::with_capacity(rendered.len());
-    let mut resources: Vec<Value> = Vec::with_capacity(rendered.len());
-    let mut ids: BTreeMap<String, String> = BTreeMap::new();
+    let mut ids: Vec<(String, String)> = Vec::with_capacity(rendered.len() + 2);
     for (path, text, id, entry) in rendered {
         let full = format!("{prefix}{path}");
         if let Some(text) = text {
             files.texts.insert(full.clone(), text);
         }
-        if ids.insert(full, id).is_some() {
-            return Err(format!(
-                "two objects of cluster `{cluster}` map to the file `{path}`"
-            ));
-        }
-        resources.push(Value::String(path));
+        ids.push((full, id));
         lock.push(entry);
+    }
+    // In path order (the kustomization's), two objects of one file side by side.
+    ids.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    if let Some(w) = ids.windows(2).find(|w| w[0].0 == w[1].0) {
+        let path = w[0].0.strip_prefix(prefix).unwrap_or(&w[0].0);
+        return Err(format!(
+            "two objects of cluster `{cluster}` map to the file `{path}`"
+        ));
     }
     // The two aggregate files, each rendered and hashed at once with the other.
     let (kustomization, lock_text) = rayon::join(
         || {
-            resources.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
-            let k = json!({
-                "apiVersion": "kustomize.config.k8s.io/v1beta1",
-                "kind": "Kustomization",
-                "resources": resources,
-            });
-            let text = to_yaml(&k);
+            let text = kustomization_text(ids.iter().map(|(p, _)| &p[prefix.len()..]));
             let id = sha256_hex(text.as_bytes());
             (text, id)
         },
@@ -215,6 +211,8 @@ fn add_cluster(
             })
         },
     );
+    // Sorted: the map is built in one pass.
+    let mut ids: BTreeMap<String, String> = ids.into_iter().collect();
     for (name, (text, id)) in [
         ("kustomization.yaml", kustomization),
         ("plinth.lock.json", lock_text?),
@@ -225,39 +223,52 @@ fn add_cluster(
         }
         ids.insert(full, id);
     }
-    files.ids.extend(ids);
+    if files.ids.is_empty() {
+        files.ids = ids;
+    } else {
+        files.ids.extend(ids);
+    }
     Ok(())
 }
 
-/// The text of `plinth.lock.json`: `serde_json`'s pretty form of a [`LockFile`], its object
-/// entries rendered in parallel (tens of megabytes for a large platform).
+/// A cluster's `kustomization.yaml`: every object's file, in path order (`paths` sorted), as
+/// [`to_yaml`] writes the document (written item by item: a hundred thousand of them).
+fn kustomization_text<'a>(paths: impl ExactSizeIterator<Item = &'a str>) -> String {
+    const HEAD: &str = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n";
+    if paths.len() == 0 {
+        return to_yaml(&json!({
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": [],
+        }));
+    }
+    let mut text = String::with_capacity(HEAD.len() + 16 + paths.len() * 64);
+    text.push_str(HEAD);
+    text.push_str("resources:\n");
+    for p in paths {
+        crate::output::push_string_item(p, 2, &mut text);
+    }
+    text
+}
+
+/// The text of `plinth.lock.json`: `serde_json`'s pretty form of a [`LockFile`], from its
+/// object entries already in that form ([`lock_entry_text`], rendered in parallel with the
+/// objects: tens of megabytes for a large platform).
 fn lock_file_text(
     cluster: &str,
-    objects: Vec<LockEntry>,
+    entries: Vec<String>,
     approvals: &[Approval],
 ) -> Result<String, String> {
-    use rayon::prelude::*;
-    let doc = |objects| LockFile {
+    let doc = LockFile {
         version: 1,
         cluster,
-        objects,
+        objects: Vec::new(),
         approvals,
     };
-    if objects.is_empty() {
-        let mut text = serde_json::to_string_pretty(&doc(objects)).map_err(|e| e.to_string())?;
-        text.push('\n');
-        return Ok(text);
+    let shell = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
+    if entries.is_empty() {
+        return Ok(shell + "\n");
     }
-    // Each entry as the whole document's pretty form has it: at depth 2 (four spaces). A
-    // JSON string holds no raw newline, so indenting after each newline is exact.
-    let entries: Vec<String> = objects
-        .par_iter()
-        .map(|e| {
-            serde_json::to_string_pretty(e).map(|t| format!("    {}", t.replace('\n', "\n    ")))
-        })
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
-    let shell = serde_json::to_string_pretty(&doc(Vec::new())).map_err(|e| e.to_string())?;
     // The empty list's place (the quotes of a key cannot occur inside a JSON string).
     let at = "\"objects\": []";
     let Some(i) = shell.find(at) else {
@@ -279,43 +290,80 @@ fn lock_file_text(
     Ok(text)
 }
 
-fn lock_entry(m: &Manifest, path: &str) -> LockEntry {
+/// An object's entry as the lock file's pretty form has it (at depth 2, four spaces): what
+/// `serde_json::to_string_pretty` writes for a [`LockEntry`] in a [`LockFile`], written
+/// directly (one buffer per entry; unit-tested against `serde_json`).
+fn lock_entry_text(e: &LockEntry<'_>) -> String {
+    fn string(b: &mut Vec<u8>, s: &str) {
+        // Writing a string into a vector cannot fail.
+        let _ = serde_json::to_writer(&mut *b, s);
+    }
+    let mut b: Vec<u8> = Vec::with_capacity(320 + e.path.len() + e.source.file.len());
+    b.extend_from_slice(b"    {\n      \"apiVersion\": ");
+    string(&mut b, e.api_version);
+    b.extend_from_slice(b",\n      \"kind\": ");
+    string(&mut b, e.kind);
+    b.extend_from_slice(b",\n      \"name\": ");
+    string(&mut b, e.name);
+    b.extend_from_slice(b",\n      \"path\": ");
+    string(&mut b, e.path);
+    b.extend_from_slice(b",\n      \"sha256\": ");
+    string(&mut b, e.sha256);
+    b.extend_from_slice(b",\n      \"source\": {\n        \"file\": ");
+    string(&mut b, e.source.file);
+    b.extend_from_slice(b",\n        \"line\": ");
+    b.extend_from_slice(e.source.line.to_string().as_bytes());
+    b.extend_from_slice(b",\n        \"kind\": ");
+    string(&mut b, e.source.kind);
+    b.extend_from_slice(b",\n        \"name\": ");
+    string(&mut b, e.source.name);
+    b.extend_from_slice(b"\n      }");
+    if let Some(ns) = e.namespace {
+        b.extend_from_slice(b",\n      \"namespace\": ");
+        string(&mut b, ns);
+    }
+    b.extend_from_slice(b"\n    }");
+    // Every piece is UTF-8 (JSON text of strings).
+    String::from_utf8(b).unwrap_or_default()
+}
+
+fn lock_entry<'a>(m: &'a Manifest, path: &'a str) -> LockEntry<'a> {
     LockEntry {
-        api_version: m.key.api_version.clone(),
-        kind: m.key.kind.clone(),
-        name: m.key.name.clone(),
-        path: path.to_owned(),
-        sha256: m.object.sha().to_owned(),
+        api_version: &m.key.api_version,
+        kind: &m.key.kind,
+        name: &m.key.name,
+        path,
+        sha256: m.object.sha(),
         source: LockSource {
-            file: m.origin.file.clone(),
+            file: &m.origin.file,
             line: m.origin.line,
             kind: m.origin.kind.as_str(),
-            name: m.origin.name.clone(),
+            name: &m.origin.name,
         },
-        namespace: m.key.namespace.clone(),
+        namespace: m.key.namespace.as_deref(),
     }
 }
 
 /// An object's entry in `plinth.lock.json` (fields in the order written).
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
-struct LockEntry {
-    api_version: String,
-    kind: String,
-    name: String,
-    path: String,
-    sha256: String,
-    source: LockSource,
+struct LockEntry<'a> {
+    api_version: &'a str,
+    kind: &'a str,
+    name: &'a str,
+    path: &'a str,
+    sha256: &'a str,
+    source: LockSource<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    namespace: Option<String>,
+    namespace: Option<&'a str>,
 }
 
 #[derive(serde::Serialize)]
-struct LockSource {
-    file: std::sync::Arc<str>,
+struct LockSource<'a> {
+    file: &'a str,
     line: u32,
-    kind: &'static str,
-    name: String,
+    kind: &'a str,
+    name: &'a str,
 }
 
 /// `plinth.lock.json`.
@@ -323,7 +371,7 @@ struct LockSource {
 struct LockFile<'a> {
     version: u32,
     cluster: &'a str,
-    objects: Vec<LockEntry>,
+    objects: Vec<LockEntry<'a>>,
     #[serde(skip_serializing_if = "<[Approval]>::is_empty")]
     approvals: &'a [Approval],
 }
@@ -345,24 +393,30 @@ pub use crate::output::to_yaml;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
     use crate::parse::yaml::{YamlLimits, parse_documents};
     use std::sync::Arc;
 
     #[test]
     fn the_lock_file_is_the_pretty_form_of_the_whole_document() {
-        let entry = |i: usize, ns: Option<&str>| LockEntry {
-            api_version: "v1".into(),
-            kind: "ConfigMap".into(),
-            name: format!("cm-{i}"),
-            path: format!("x/configmap-cm-{i}.yaml"),
-            sha256: "ab".repeat(32),
+        // Strings JSON must escape (quotes, a newline, a backslash, a control character) and
+        // some it must not (non-ASCII).
+        let names: Vec<String> = (0..3).map(|i| format!("cm-{i}")).collect();
+        let paths: Vec<String> = (0..3).map(|i| format!("x/configmap-cm-{i}.yaml")).collect();
+        let sha = "ab".repeat(32);
+        let entry = |i: usize, ns: Option<&'static str>| LockEntry {
+            api_version: "v1",
+            kind: "ConfigMap",
+            name: &names[i],
+            path: &paths[i],
+            sha256: &sha,
             source: LockSource {
-                file: Arc::from("projects/a \"quoted\" file.yaml"),
-                line: 3,
+                file: "projects/a \"quoted\" file\\é.yaml",
+                line: 3 + u32::try_from(i).expect("small"),
                 kind: "Project",
-                name: "a\nb".into(),
+                name: "a\nb\u{1}",
             },
-            namespace: ns.map(str::to_owned),
+            namespace: ns,
         };
         let approvals = [Approval {
             object: "ConfigMap/x/cm-1".into(),
@@ -374,8 +428,8 @@ mod tests {
         }];
         for n in [0, 1, 3] {
             for a in [&approvals[..], &[]] {
-                let objects: Vec<LockEntry> = (0..n)
-                    .map(|i| entry(i, (i % 2 == 0).then_some("x")))
+                let texts: Vec<String> = (0..n)
+                    .map(|i| lock_entry_text(&entry(i, (i % 2 == 0).then_some("x"))))
                     .collect();
                 let mut want = serde_json::to_string_pretty(&LockFile {
                     version: 1,
@@ -387,8 +441,31 @@ mod tests {
                 })
                 .expect("json");
                 want.push('\n');
-                assert_eq!(lock_file_text("prod", objects, a).expect("text"), want);
+                assert_eq!(lock_file_text("prod", texts, a).expect("text"), want);
             }
+        }
+    }
+
+    #[test]
+    fn the_kustomization_is_what_to_yaml_writes_of_the_whole_document() {
+        let mut paths = [
+            "_cluster/namespace-a.yaml",
+            "a/configmap-yes.yaml",
+            "a/configmap-x: y.yaml",
+            "a/secret-#1.yaml",
+            "b/config map-\"q\".yaml",
+            "yes",
+            "1.0",
+            "é/ünïcode.yaml",
+        ];
+        paths.sort_unstable();
+        for n in [0, 1, paths.len()] {
+            let want = to_yaml(&json!({
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": paths[..n],
+            }));
+            assert_eq!(kustomization_text(paths[..n].iter().copied()), want);
         }
     }
 

@@ -613,6 +613,19 @@ fn write_seq(a: &[Value], indent: usize, out: &mut String) {
     }
 }
 
+/// What [`to_yaml`] writes for the string `s` as an item of a sequence at `indent` (a list
+/// written item by item, without a `Value` of it).
+pub fn push_string_item(s: &str, indent: usize, out: &mut String) {
+    out.extend(std::iter::repeat_n(' ', indent));
+    out.push_str("- ");
+    if plain_ok(s) {
+        out.push_str(s);
+    } else {
+        out.push_str(&scalar(&Value::String(s.to_owned()), indent + 2));
+    }
+    out.push('\n');
+}
+
 fn write_value(v: &Value, indent: usize, out: &mut String) {
     match v {
         Value::Object(m) if !m.is_empty() => {
