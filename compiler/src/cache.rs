@@ -933,6 +933,11 @@ impl Memo for PolicyMemo {
         // log stay a little larger than this run needs).
         let total = s.stored.len() + fresh.len();
         let small = |n: usize| n * 4 <= total;
+        if fresh.is_empty() && small(unused) {
+            // Nothing new and little unused (results answered by a bundle instead): the file
+            // stays as it is.
+            return;
+        }
         if !s.stored.is_empty()
             && small(unused)
             && small(s.logged + fresh.len())

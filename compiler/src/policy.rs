@@ -2203,10 +2203,10 @@ pub fn evaluate(
     let inputs: Vec<(usize, Input<'_>)> = inputs.into_iter().enumerate().collect();
     let all: Vec<Input<'_>> = inputs.iter().map(|(_, i)| *i).collect();
     // Units the memo answers whole are replayed in one lookup each.
-    let bundles = memo
-        .zip(lowered.and_then(|l| l.units.as_deref()))
-        .filter(|_| !sets.is_empty())
-        .map(|(m, refs)| Bundles::new(m, &sets, &engines, refs, &places, &all));
+    let bundles = memo.filter(|_| !sets.is_empty()).map(|m| {
+        let refs = lowered.and_then(|l| l.units.as_deref());
+        Bundles::new(m, &sets, &engines, refs, &places, &all)
+    });
     let (mut done, inputs) = match &bundles {
         Some(b) => b.replay(&engines, &inputs, &locate),
         None => (Vec::new(), inputs),
@@ -2313,15 +2313,7 @@ fn evaluate_one(
     for engine in engines.iter_mut() {
         match input {
             Input::Doc(doc) => {
-                let place = |loc: Option<&Value>| {
-                    loc.and_then(&locate).unwrap_or_else(|| {
-                        let field = loc
-                            .and_then(|l| l.get("field"))
-                            .and_then(Value::as_str)
-                            .unwrap_or("kind");
-                        doc.label(&FieldPath::parse(field))
-                    })
-                };
+                let place = |loc: Option<&Value>| doc_place(doc, locate, loc);
                 let json = doc_json.as_ref().unwrap_or(&Value::Null);
                 let kind = json.get("kind").and_then(Value::as_str).unwrap_or_default();
                 engine.report_input(InputRef::Value(json), kind, None, &place, d);
@@ -2353,70 +2345,151 @@ fn manifest_place(
         .note(format!("generates {} in cluster `{cluster}`", m.key))
 }
 
-/// Policy results per unit ([`crate::lower::units`]): when every rule that applies to every
-/// object of a unit was answered (by evaluation or the memo), the findings of the unit are kept
-/// as one memo entry, keyed by the unit's key (which covers its objects' content) and by the
-/// memo names of the rules that apply to its objects' kinds (which cover the `data` each reads:
-/// a change to data only rules of other kinds read leaves the entry valid). A later compile that
-/// reuses the unit replays those findings with one lookup instead of one per object and rule.
-/// An entry lists the places in the unit it covers: an object it does not cover (one that was a
-/// duplicate of another unit's then) makes it a miss.
+/// Policy results per unit ([`crate::lower::units`]) and per spec document: when every rule
+/// that applies to every object of a unit was answered (by evaluation or the memo), the
+/// findings of the unit are kept as one memo entry, keyed by the unit's key (which covers its
+/// objects' content) and by the memo names of the rules that apply to its objects' kinds
+/// (which cover the `data` each reads: a change to data only rules of other kinds read leaves
+/// the entry valid). A later compile that reuses the unit replays those findings with one
+/// lookup instead of one per object and rule. An entry lists the places in the unit it covers:
+/// an object it does not cover (one that was a duplicate of another unit's then) makes it a
+/// miss. A spec document is a bundle of its own, keyed by a digest of its content
+/// ([`doc_digest`]) and the rules of its kind: one lookup, and no JSON made of it, instead of
+/// its JSON, its hash and one lookup per rule. Replayed findings are placed anew (a moved
+/// document is reported where it is now).
 struct Bundles<'a> {
     memo: &'a Arc<dyn Memo>,
     set: Arc<str>,
-    /// Per unit (its number in the compile's unit list), its objects (input number, place in
-    /// the unit) and its entry's key in the memo.
-    units: BTreeMap<u32, (Vec<(usize, u32)>, String)>,
-    /// Units not replayed (their bundle is recorded after evaluation).
-    missed: std::sync::Mutex<Vec<u32>>,
+    /// Per bundle (the units in the compile's unit order, then the documents), its inputs
+    /// (input number, place in the bundle) and its entry's key in the memo.
+    bundles: Vec<(Vec<(usize, u32)>, String)>,
+    /// Bundles not replayed (by number; recorded after evaluation).
+    missed: std::sync::Mutex<Vec<usize>>,
 }
 
-/// The memo's name of a unit's entry (as its rule).
+/// The memo's name of a bundle's entry (as its rule).
 const BUNDLE: &str = "unit-bundle";
 
+/// A digest of a document's content (not its places): its nodes' types and values, in order.
+fn doc_digest(doc: &Document) -> String {
+    use sha2::Digest;
+    fn feed(h: &mut sha2::Sha256, n: &crate::parse::node::Node) {
+        use crate::parse::node::NodeValue as V;
+        let text = |h: &mut sha2::Sha256, s: &str| {
+            h.update((s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        };
+        match &n.value {
+            V::Null => h.update([0]),
+            V::Bool(b) => h.update([1, u8::from(*b)]),
+            V::Int(i) => {
+                h.update([2]);
+                h.update(i.to_le_bytes());
+            }
+            V::Float(f) => {
+                h.update([3]);
+                h.update(f.to_bits().to_le_bytes());
+            }
+            V::Str(s) => {
+                h.update([4]);
+                text(h, s);
+            }
+            V::Seq(items) => {
+                h.update([5]);
+                h.update((items.len() as u64).to_le_bytes());
+                for i in items {
+                    feed(h, i);
+                }
+            }
+            V::Map(entries) => {
+                h.update([6]);
+                h.update((entries.len() as u64).to_le_bytes());
+                for e in entries {
+                    text(h, &e.key);
+                    feed(h, &e.value);
+                }
+            }
+        }
+    }
+    let mut h = sha2::Sha256::new();
+    feed(&mut h, &doc.root);
+    hex(&h.finalize()[..16])
+}
+
+/// The kind of a spec document (empty when it has none).
+fn doc_kind(doc: &Document) -> &str {
+    doc.root
+        .get("kind")
+        .and_then(|e| e.value.as_str())
+        .unwrap_or_default()
+}
+
+/// Where a finding on a spec document is reported: at the spec that `loc` names (a finding's
+/// `location`), else at the document's field `loc` names (its `kind` when none).
+fn doc_place(
+    doc: &Document,
+    locate: &dyn Fn(&Value) -> Option<Label>,
+    loc: Option<&Value>,
+) -> Label {
+    loc.and_then(locate).unwrap_or_else(|| {
+        let field = loc
+            .and_then(|l| l.get("field"))
+            .and_then(Value::as_str)
+            .unwrap_or("kind");
+        doc.label(&FieldPath::parse(field))
+    })
+}
+
 impl<'a> Bundles<'a> {
+    /// The bundles of a compile: its units when its objects are in a unit store (`refs`, and
+    /// per input its place there), and its spec documents.
     fn new(
         memo: &'a Arc<dyn Memo>,
         sets: &[Arc<str>],
         engines: &[Engine],
-        refs: &crate::output::UnitRefs,
+        refs: Option<&crate::output::UnitRefs>,
         places: &[Option<(u32, u32)>],
         all: &[Input<'_>],
     ) -> Bundles<'a> {
+        use rayon::prelude::*;
         use sha2::Digest;
-        // Per kind of object, the digest of the rules that apply to it (in every engine).
-        let mut kinds: std::collections::HashMap<&str, [u8; 32]> = Default::default();
-        let mut members: BTreeMap<u32, Vec<(usize, u32)>> = BTreeMap::new();
-        for (i, p) in places.iter().enumerate() {
-            let (Some((u, at)), Some(Input::Manifest(_, m))) = (p, all.get(i)) else {
-                continue;
-            };
-            members.entry(*u).or_default().push((i, *at));
-            kinds.entry(m.key.kind.as_str()).or_insert_with(|| {
+        // Per kind of input, the digest of the rules that apply to it (in every engine).
+        let mut kinds: std::collections::HashMap<String, [u8; 32]> = Default::default();
+        let mut digest_of = |kind: &str| -> [u8; 32] {
+            if let Some(d) = kinds.get(kind) {
+                return *d;
+            }
+            *kinds.entry(kind.to_owned()).or_insert_with(|| {
                 let mut h = sha2::Sha256::new();
                 for (set, e) in sets.iter().zip(engines) {
                     h.update(set.as_bytes());
                     h.update([0]);
-                    for &r in e.applicable(&m.key.kind).iter().flatten() {
+                    for &r in e.applicable(kind).iter().flatten() {
                         h.update(e.memo_ids[r].as_bytes());
                         h.update([u8::from(e.cacheable[r])]);
                     }
                     h.update([1]);
                 }
                 h.finalize().into()
-            });
+            })
+        };
+        let mut members: BTreeMap<u32, Vec<(usize, u32, [u8; 32])>> = BTreeMap::new();
+        for (i, p) in places.iter().enumerate() {
+            let (Some((u, at)), Some(Input::Manifest(_, m))) = (p, all.get(i)) else {
+                continue;
+            };
+            members
+                .entry(*u)
+                .or_default()
+                .push((i, *at, digest_of(&m.key.kind)));
         }
-        let units = members
-            .into_iter()
-            .filter_map(|(u, ms)| {
-                let key = refs.keys.get(usize::try_from(u).ok()?)?;
-                let mut ks: Vec<&[u8; 32]> = ms
-                    .iter()
-                    .filter_map(|(i, _)| match all.get(*i) {
-                        Some(Input::Manifest(_, m)) => kinds.get(m.key.kind.as_str()),
-                        _ => None,
-                    })
-                    .collect();
+        let mut bundles: Vec<(Vec<(usize, u32)>, String)> = Vec::new();
+        if let Some(refs) = refs {
+            for (u, ms) in members {
+                let Some(key) = usize::try_from(u).ok().and_then(|u| refs.keys.get(u)) else {
+                    continue;
+                };
+                let mut ks: Vec<&[u8; 32]> = ms.iter().map(|(.., k)| k).collect();
                 ks.sort();
                 ks.dedup();
                 let mut h = sha2::Sha256::new();
@@ -2424,18 +2497,35 @@ impl<'a> Bundles<'a> {
                     h.update(k);
                 }
                 let memo_key = format!("unit:{key}:{}", hex(&h.finalize()[..16]));
-                Some((u, (ms, memo_key)))
+                bundles.push((ms.iter().map(|(i, at, _)| (*i, *at)).collect(), memo_key));
+            }
+        }
+        let docs: Vec<(usize, &Document)> = all
+            .iter()
+            .enumerate()
+            .filter_map(|(i, input)| match input {
+                Input::Doc(d) => Some((i, &***d)),
+                Input::Manifest(..) => None,
             })
             .collect();
+        let rules: Vec<[u8; 32]> = docs
+            .iter()
+            .map(|(_, d)| digest_of(doc_kind(d)))
+            .collect();
+        let digests: Vec<String> = docs.par_iter().map(|(_, d)| doc_digest(d)).collect();
+        for (((i, _), rules), digest) in docs.iter().zip(rules).zip(digests) {
+            let key = format!("doc:{digest}:{}", hex(&rules[..16]));
+            bundles.push((vec![(*i, 0)], key));
+        }
         Bundles {
             memo,
             set: sets[0].clone(),
-            units,
+            bundles,
             missed: Default::default(),
         }
     }
 
-    /// The findings of every input of the units answered whole, and the inputs left to
+    /// The findings of every input of the bundles answered whole, and the inputs left to
     /// evaluate.
     #[allow(clippy::type_complexity)]
     fn replay<'i>(
@@ -2451,15 +2541,16 @@ impl<'a> Bundles<'a> {
         if exhausted {
             return (Vec::new(), inputs.to_vec());
         }
-        let units: Vec<(&u32, &(Vec<(usize, u32)>, String))> = self.units.iter().collect();
-        let replayed: Vec<Vec<(usize, Diagnostics)>> = units
+        let replayed: Vec<Vec<(usize, Diagnostics)>> = self
+            .bundles
             .par_iter()
-            .filter_map(|(u, (members, key))| {
-                let out = self.replay_unit(key, members, engines, inputs, locate);
+            .enumerate()
+            .filter_map(|(b, (members, key))| {
+                let out = self.replay_bundle(key, members, engines, inputs, locate);
                 if out.is_none()
                     && let Ok(mut m) = self.missed.lock()
                 {
-                    m.push(**u);
+                    m.push(b);
                 }
                 out
             })
@@ -2474,7 +2565,7 @@ impl<'a> Bundles<'a> {
         (done, rest)
     }
 
-    fn replay_unit(
+    fn replay_bundle(
         &self,
         key: &str,
         members: &[(usize, u32)],
@@ -2500,10 +2591,11 @@ impl<'a> Bundles<'a> {
         let found = v.get("found")?.as_array()?;
         let mut out = Vec::with_capacity(members.len());
         for &(i, at) in members {
-            let (_, Input::Manifest(cluster, m)) = inputs.get(i)? else {
-                return None;
+            let (_, input) = inputs.get(i)?;
+            let place = |loc: Option<&Value>| match input {
+                Input::Manifest(cluster, m) => manifest_place(cluster, m, locate, loc),
+                Input::Doc(doc) => doc_place(doc, locate, loc),
             };
-            let place = |loc: Option<&Value>| manifest_place(cluster, m, locate, loc);
             let mut d = Diagnostics::new();
             for f in found {
                 let f = f.as_array()?;
@@ -2528,7 +2620,7 @@ impl<'a> Bundles<'a> {
         Some(out)
     }
 
-    /// Keep the bundle of every unit not replayed whose objects' rules all have a memoised
+    /// Keep the entry of every bundle not replayed whose inputs' rules all have a memoised
     /// result now.
     fn record(&self, engines: &[Engine], all: &[Input<'_>]) {
         use rayon::prelude::*;
@@ -2540,27 +2632,30 @@ impl<'a> Bundles<'a> {
             return;
         }
         let missed = self.missed.lock().map(|m| m.clone()).unwrap_or_default();
-        missed.par_iter().for_each(|&u| {
-            if let Some((key, bundle)) = self.bundle_of(u, engines, all) {
+        missed.par_iter().for_each(|&b| {
+            if let Some((key, bundle)) = self.bundle_of(b, engines, all) {
                 self.memo
                     .put(&self.set, BUNDLE, key, Memoized::Value(bundle));
             }
         });
     }
 
-    fn bundle_of(&self, unit: u32, engines: &[Engine], all: &[Input<'_>]) -> Option<(&str, Value)> {
-        let (members, key) = self.units.get(&unit)?;
+    /// A bundle's entry: the places it covers and, per input, the findings of each rule that
+    /// found something (from the memo, which every rule that applies must have answered).
+    fn bundle_of(&self, b: usize, engines: &[Engine], all: &[Input<'_>]) -> Option<(&str, Value)> {
+        let (members, key) = self.bundles.get(b)?;
         let mut positions: Vec<u32> = Vec::with_capacity(members.len());
         let mut found: Vec<Value> = Vec::new();
         for &(i, at) in members {
-            let Input::Manifest(_, m) = all.get(i)? else {
-                return None;
+            // The input's memo key and kind, as its evaluation had them.
+            let (hash, kind) = match all.get(i)? {
+                Input::Manifest(_, m) => (format!("object:{}", m.hash), m.key.kind.as_str()),
+                Input::Doc(doc) => (input_hash(&doc.root.to_json()), doc_kind(doc)),
             };
             positions.push(at);
-            let hash = format!("object:{}", m.hash);
             for (n, e) in engines.iter().enumerate() {
                 let set = &e.memo.as_ref()?.set;
-                for &r in e.applicable(&m.key.kind).iter().flatten() {
+                for &r in e.applicable(kind).iter().flatten() {
                     if !e.cacheable[r] {
                         return None;
                     }

@@ -264,6 +264,9 @@ pub(super) fn plan(
             }
         }
     }
+    // The compiled sides are done with: freed while the plan is finished (a hundred
+    // thousand objects take a while), and not waited for.
+    std::thread::spawn(move || drop((base, head)));
     // History: which commits between base and head touched each change's spec file (and
     // each approval's file).
     p.prefix_files(&prefix);
