@@ -217,6 +217,10 @@ pub struct Index<'a> {
     pub dataset_grants: BTreeMap<&'a str, Vec<&'a Object<crate::model::DatasetSpec>>>,
     /// Datasets every project may read, in name order.
     pub global_datasets: Vec<&'a Object<crate::model::DatasetSpec>>,
+    /// Per GCS bucket, the datasets in it, in name order.
+    pub datasets_by_bucket: BTreeMap<&'a str, Vec<&'a Object<crate::model::DatasetSpec>>>,
+    /// Per Azure storage account, the datasets in it, in name order.
+    pub datasets_by_account: BTreeMap<&'a str, Vec<&'a Object<crate::model::DatasetSpec>>>,
 }
 
 impl<'a> Index<'a> {
@@ -242,9 +246,22 @@ impl<'a> Index<'a> {
         let mut dataset_grants: BTreeMap<&str, Vec<&Object<crate::model::DatasetSpec>>> =
             BTreeMap::new();
         let mut global_datasets = Vec::new();
+        let mut datasets_by_bucket: BTreeMap<&str, Vec<&Object<crate::model::DatasetSpec>>> =
+            BTreeMap::new();
+        let mut datasets_by_account: BTreeMap<&str, Vec<&Object<crate::model::DatasetSpec>>> =
+            BTreeMap::new();
         for d in specs.datasets.values() {
             if d.spec.global {
                 global_datasets.push(d);
+            }
+            if let Some(g) = &d.spec.source.gcs {
+                datasets_by_bucket.entry(&g.bucket).or_default().push(d);
+            }
+            if let Some(a) = &d.spec.source.azure_blob {
+                datasets_by_account
+                    .entry(&a.storage_account)
+                    .or_default()
+                    .push(d);
             }
             let mut granted: Vec<&str> = d.spec.access.iter().map(|g| g.project.as_str()).collect();
             granted.sort_unstable();
@@ -258,6 +275,8 @@ impl<'a> Index<'a> {
             values_schemas: schemas.clone(),
             dataset_grants,
             global_datasets,
+            datasets_by_bucket,
+            datasets_by_account,
         }
     }
 

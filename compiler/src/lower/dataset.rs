@@ -913,11 +913,14 @@ fn azure_container(
     };
     let account = &az.storage_account;
     // Datasets sharing an account: the first by name creates it, with its settings.
-    let first = cx.specs.datasets.values().find(|e| {
+    let sharing = cx.index.datasets_by_account.get(account.as_str());
+    let first = sharing.into_iter().flatten().find(|e| {
         e.spec.provision.as_ref().is_some_and(|p| p.create_bucket)
-            && e.spec.source.azure_blob.as_ref().is_some_and(|o| {
-                o.storage_account == *account && azure_account_site(cx, o).is_some()
-            })
+            && e.spec
+                .source
+                .azure_blob
+                .as_ref()
+                .is_some_and(|o| azure_account_site(cx, o).is_some())
     });
     if first.is_some_and(|e| e.name() == d.name()) {
         sink.push_value(
