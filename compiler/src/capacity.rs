@@ -126,13 +126,16 @@ pub struct Workload {
 }
 
 /// The GPU pool and GPUs per replica of an instance type or explicit resources.
+/// Instance types by name, with the pool defining each ([`crate::check::semantic::instance_types`]).
+type InstanceTypes<'a> =
+    BTreeMap<&'a str, (&'a crate::model::common::InstanceType, Option<&'a str>)>;
+
 fn gpu_of(
-    specs: &Specs,
+    its: &InstanceTypes<'_>,
     instance_type: Option<&str>,
     resources: Option<(u32, Option<&str>)>,
 ) -> Option<(String, u32)> {
     if let Some(name) = instance_type {
-        let its = crate::check::semantic::instance_types(specs);
         let (t, pool) = its.get(name)?;
         return pool.filter(|_| t.gpu > 0).map(|p| (p.to_owned(), t.gpu));
     }
@@ -149,6 +152,8 @@ impl Capacity {
         };
         let snapshot = Snapshot::default();
         let index = Index::new(specs);
+        // Once, not per workload.
+        let its = crate::check::semantic::instance_types(specs);
         for cluster in &platform.spec.clusters {
             let cx = Ctx {
                 specs,
@@ -170,7 +175,10 @@ impl Capacity {
                     share.workloads.push(w);
                 }
             };
-            for (project, pool, w) in rollout_demand(&cx).into_iter().chain(app_demand(&cx)) {
+            for (project, pool, w) in rollout_demand(&cx, &its)
+                .into_iter()
+                .chain(app_demand(&cx, &its))
+            {
                 add(&pool, &project, w);
             }
             out.clusters.insert(cluster.name.clone(), pools);
@@ -248,7 +256,7 @@ fn pool(cx: &Ctx<'_>, q: &crate::model::GpuQuotaSpec) -> Pool {
 }
 
 /// The standing GPU demand of the rollouts on this cluster: (project, pool, workload).
-fn rollout_demand(cx: &Ctx<'_>) -> Vec<(String, String, Workload)> {
+fn rollout_demand(cx: &Ctx<'_>, its: &InstanceTypes<'_>) -> Vec<(String, String, Workload)> {
     let specs = cx.specs;
     let mut out = Vec::new();
     let mut add = |pool: &str, project: &str, w: Workload| {
@@ -260,7 +268,7 @@ fn rollout_demand(cx: &Ctx<'_>) -> Vec<(String, String, Workload)> {
             continue;
         }
         let Some((pool, each)) = gpu_of(
-            specs,
+            its,
             s.instance_type.as_deref(),
             s.resources
                 .as_ref()
@@ -290,7 +298,7 @@ fn rollout_demand(cx: &Ctx<'_>) -> Vec<(String, String, Workload)> {
 }
 
 /// The standing GPU demand of the Apps on this cluster: (project, pool, workload).
-fn app_demand(cx: &Ctx<'_>) -> Vec<(String, String, Workload)> {
+fn app_demand(cx: &Ctx<'_>, its: &InstanceTypes<'_>) -> Vec<(String, String, Workload)> {
     let specs = cx.specs;
     let cluster = cx.cluster;
     let mut out = Vec::new();
@@ -303,7 +311,7 @@ fn app_demand(cx: &Ctx<'_>) -> Vec<(String, String, Workload)> {
         {
             continue;
         }
-        let Some((pool, each)) = gpu_of(specs, s.instance_type.as_deref(), None) else {
+        let Some((pool, each)) = gpu_of(its, s.instance_type.as_deref(), None) else {
             continue;
         };
         let replicas = s

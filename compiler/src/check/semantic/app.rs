@@ -44,12 +44,11 @@ impl<'a> Cx<'a> {
     pub(super) fn app(&self, a: &'a Object<crate::model::AppSpec>, d: &mut Diagnostics) {
         let project = self.specs.projects.get(&a.spec.project);
         if let Some(pc) = &a.spec.priority_class {
-            let its = instance_types(self.specs);
             let pool = a
                 .spec
                 .instance_type
                 .as_deref()
-                .and_then(|it| its.get(it))
+                .and_then(|it| self.its.get(it))
                 .and_then(|(_, p)| *p);
             self.priority_class_ref(a, pc, pool, d);
         }

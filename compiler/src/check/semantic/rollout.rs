@@ -89,9 +89,8 @@ impl<'a> Cx<'a> {
             self.instance_type_use(it, project, r.at("spec.instanceType"), d);
         }
         if let Some(pc) = &s.priority_class {
-            let its = instance_types(self.specs);
             let pool = match (&s.instance_type, &s.resources) {
-                (Some(it), _) => its.get(it.as_str()).and_then(|(_, p)| *p),
+                (Some(it), _) => self.its.get(it.as_str()).and_then(|(_, p)| *p),
                 (None, Some(res)) if res.gpu > 0 => s.gpu_quota.as_deref(),
                 _ => None,
             };
