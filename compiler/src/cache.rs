@@ -209,6 +209,16 @@ impl Cache {
             h.update((bytes.len() as u64).to_le_bytes());
             h.update(bytes);
         };
+        self.settings(&mut field, opts);
+        for f in &snapshot.files {
+            field(f.path.as_bytes());
+            field(f.text.as_bytes());
+        }
+        sha256_hex(&h.finalize())
+    }
+
+    /// What every key covers besides the input: the formats, plinth, the salt, the options.
+    fn settings(&self, field: &mut dyn FnMut(&[u8]), opts: &Options) {
         field(FORMAT.as_bytes());
         field(fingerprint().as_bytes());
         field(self.salt.as_bytes());
@@ -227,11 +237,67 @@ impl Cache {
                 }
             }
         }
-        for f in &snapshot.files {
-            field(f.path.as_bytes());
-            field(f.text.as_bytes());
-        }
+    }
+
+    /// The key under which the compile of a git tree with `opts` is found ([`Cache::alias`]):
+    /// a tree id covers every byte below it, as [`Cache::key`] covers the loaded files, and
+    /// loading is a function of the tree and the options.
+    pub fn tree_key(&self, tree: &str, opts: &Options) -> String {
+        let mut h = Sha256::new();
+        let mut field = |bytes: &[u8]| {
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        };
+        self.settings(&mut field, opts);
+        field(b"git tree");
+        field(tree.as_bytes());
         sha256_hex(&h.finalize())
+    }
+
+    /// The key ([`Cache::key`]) of the compile a tree key ([`Cache::tree_key`]) was recorded
+    /// for, when one was: a plan whose base is cached then need not read the base's files.
+    pub fn alias(&self, tree_key: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.alias_path(tree_key)?).ok()?;
+        let key = text.trim();
+        (key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit())).then(|| key.to_owned())
+    }
+
+    /// Record that `tree_key` compiles to `key` (written beside and renamed in; the
+    /// [`ALIASES_KEPT`] recorded last are kept). One that cannot be written only costs time.
+    pub fn set_alias(&self, tree_key: &str, key: &str) {
+        let Some(path) = self.alias_path(tree_key) else {
+            return;
+        };
+        if self.alias(tree_key).as_deref() == Some(key) {
+            return;
+        }
+        let dir = self.dir.join("trees");
+        let tmp = dir.join(format!(".{tree_key}.{}.tmp", std::process::id()));
+        let written = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&tmp, key))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+            return;
+        }
+        let mut all: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .collect();
+        if all.len() > ALIASES_KEPT {
+            all.sort();
+            let excess = all.len() - ALIASES_KEPT;
+            for (_, p) in all.into_iter().take(excess) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+
+    fn alias_path(&self, tree_key: &str) -> Option<PathBuf> {
+        (tree_key.len() == 64 && tree_key.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| self.dir.join("trees").join(tree_key))
     }
 
     fn path(&self, key: &str) -> PathBuf {
@@ -357,6 +423,9 @@ pub struct UnitPack {
     fresh: std::sync::Mutex<Vec<(String, Vec<u8>)>>,
     used: std::sync::Mutex<Vec<String>>,
 }
+
+/// Tree aliases kept ([`Cache::set_alias`]).
+pub const ALIASES_KEPT: usize = 256;
 
 /// Packs kept before a flush compacts them into one.
 pub const MAX_PACKS: usize = 8;

@@ -1739,3 +1739,64 @@ fn re_pointing_the_agent_or_changing_its_rights_needs_approval() {
         r.commit("Dana Smith", "undo");
     }
 }
+
+/// A base compiled once is found again by its git tree: the next plan reads none of its files
+/// (its timings say so) and is the same plan. An alias that cannot be read is only a miss, and
+/// is recorded again.
+#[test]
+fn a_cached_base_is_found_by_its_tree_without_reading_it() {
+    let mut r = example_repo();
+    set_allocation(&r, "bed-management", 7, 9);
+    r.commit("Dana Smith", "bed-management: two more MIG slices");
+    let plan = || {
+        Command::new(env!("CARGO_BIN_EXE_plinth"))
+            .args([
+                "plan", "--base", "HEAD~1", "--head", "HEAD", "--path", "platform", "--format",
+                "json",
+            ])
+            .current_dir(r.path())
+            .env("NO_COLOR", "1")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("PLINTH_TIMINGS", "1")
+            .output()
+            .expect("plinth runs")
+    };
+    let by_tree = |o: &Output| String::from_utf8_lossy(&o.stderr).contains("cache hit (by tree)");
+    let first = plan();
+    assert_eq!(first.status.code(), Some(2), "{}", text(&first));
+    assert!(!by_tree(&first), "nothing was cached yet");
+    let second = plan();
+    assert!(by_tree(&second), "{}", String::from_utf8_lossy(&second.stderr));
+    assert_eq!(second.stdout, first.stdout);
+    assert_eq!(second.status.code(), Some(2));
+
+    let trees = r.path().join(".git/plinth-cache/trees");
+    let aliases: Vec<PathBuf> = fs::read_dir(&trees)
+        .expect("aliases kept")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(aliases.len(), 1, "one base tree");
+    fs::write(&aliases[0], "not a key").expect("write");
+    let third = plan();
+    assert!(!by_tree(&third));
+    assert_eq!(third.stdout, first.stdout);
+    let fourth = plan();
+    assert!(by_tree(&fourth), "the alias is recorded again");
+    assert_eq!(fourth.stdout, first.stdout);
+
+    // An alias whose entry cannot be read: the base is read from git and compiled after all.
+    let cache = r.path().join(".git/plinth-cache");
+    for d in fs::read_dir(&cache).expect("cache").flatten() {
+        if d.file_name().len() == 2 {
+            for e in fs::read_dir(d.path()).expect("entries").flatten() {
+                if e.path().extension().is_some_and(|x| x == "json") {
+                    fs::write(e.path(), "{ damaged").expect("write");
+                }
+            }
+        }
+    }
+    let fifth = plan();
+    assert!(!by_tree(&fifth));
+    assert_eq!(fifth.status.code(), Some(2), "{}", text(&fifth));
+    assert_eq!(fifth.stdout, first.stdout);
+}

@@ -123,6 +123,81 @@ fn load_side(source: &dyn crate::load::Source, opts: &crate::Options) -> anyhow:
     Ok((snapshot, diags, started.elapsed()))
 }
 
+/// [`compile_both`] of a base compiled before: its entry is read beside the head's compile (and
+/// when it will not do, the base is read from git and compiled after all).
+fn with_cached_base(
+    compile: Compile<'_>,
+    base: (&str, &BaseGit, &crate::Options, &str),
+    head: (Loaded, &crate::Options, &str),
+    err: &mut dyn Write,
+) -> anyhow::Result<Option<(Side, Side)>> {
+    let Compile {
+        cache,
+        prefix,
+        color,
+    } = compile;
+    let (key, base_git, base_opts, base_what) = base;
+    let (head_src, head_opts, head_what) = head;
+    let (mut base_err, mut head_err) = (Vec::new(), Vec::new());
+    let (base, head) = std::thread::scope(|scope| {
+        let base = scope.spawn(|| cache.and_then(|c| cached_side(c, key)));
+        let head = compile_side(
+            head_src,
+            head_opts,
+            cache,
+            head_what,
+            prefix,
+            &mut head_err,
+            color,
+        );
+        (base.join().ok().flatten(), head)
+    });
+    let base = match base {
+        Some(b) => Some(b),
+        None => match base_git.load(cache, base_opts)? {
+            Some(src) => compile_side(
+                src,
+                base_opts,
+                cache,
+                base_what,
+                prefix,
+                &mut base_err,
+                color,
+            )?,
+            None => Some(Side {
+                objects: Objects::Compiled(Default::default()),
+                capacity: None,
+                timings: Vec::new(),
+            }),
+        },
+    };
+    let Some(base) = base else {
+        err.write_all(&base_err)?;
+        return Ok(None);
+    };
+    let Some(head) = head? else {
+        err.write_all(&head_err)?;
+        return Ok(None);
+    };
+    Ok(Some((base, head)))
+}
+
+/// A base compiled before, found by its tree ([`crate::cache::Cache::alias`]) without reading
+/// its files: only an entry without errors that holds its index and its GPU capacity (anything
+/// else is compiled as usual, its diagnostics printed from its files).
+fn cached_side(cache: &crate::cache::Cache, key: &str) -> Option<Side> {
+    let started = std::time::Instant::now();
+    let entry = cache.load(key)?;
+    let whole = entry.index.is_some()
+        && entry.capacity.is_some()
+        && !entry.diagnostics.iter().any(crate::diag::Diagnostic::is_error);
+    whole.then(|| Side {
+        capacity: entry.capacity.clone(),
+        objects: Objects::Cached(Box::new(entry)),
+        timings: vec![("cache hit (by tree)", started.elapsed())],
+    })
+}
+
 /// Compile a revision for planning. `None` with diagnostics printed when it does not compile.
 fn compile_side(
     loaded: Loaded,
@@ -179,7 +254,6 @@ pub(super) fn plan(
     err: &mut dyn Write,
     terminal: bool,
 ) -> anyhow::Result<u8> {
-    use crate::load::git::GitError;
     if args.pages.is_some() && args.format != PlanFormat::Markdown {
         anyhow::bail!("`--pages` writes Markdown comments: add `--format markdown`");
     }
@@ -206,11 +280,15 @@ pub(super) fn plan(
         policies: Some(args.policies.config()?),
         ..crate::Options::default()
     };
-    // The base as deployed: a revision where the platform did not exist yet is empty.
-    let base_src = match repo.source(base_id, &path) {
-        Ok(src) => Some(load_side(&src, &base_opts)?),
-        Err(GitError::MissingPath { .. }) => None,
-        Err(e) => return Err(e.into()),
+    // The base as deployed (empty where the platform did not exist yet); one compiled before is
+    // found by its tree, without reading its files.
+    let base_git = BaseGit::of(&repo, base_id, &path, cache.as_ref(), &base_opts)?;
+    let base_input = match base_git.cached_key(cache.as_ref()) {
+        Some(key) => BaseInput::Cached {
+            key,
+            base: &base_git,
+        },
+        None => BaseInput::Loaded(base_git.load(cache.as_ref(), &base_opts)?),
     };
     let base_what = format!("base `{}`", args.base);
     let head_rev = head_source(&repo, args.head.as_deref(), &path)?;
@@ -225,7 +303,7 @@ pub(super) fn plan(
     };
     let Some((base, head)) = compile_both(
         compile,
-        (base_src, &base_opts, &base_what),
+        (base_input, &base_opts, &base_what),
         (head_src, &head_opts, &head_rev.what),
         err,
     )?
@@ -352,9 +430,70 @@ struct Compile<'a> {
 /// the cache, or without one from a store in memory whose objects both sides share. `None`
 /// when one does not compile, its diagnostics written to `err`; a base where the platform does
 /// not exist yet is empty.
+/// The base side before it is compiled.
+enum BaseInput<'a> {
+    /// Read from git (`None`: no platform at the base).
+    Loaded(Option<Loaded>),
+    /// Compiled before: its entry's key (found by its tree), and where to read it from when
+    /// that entry will not do.
+    Cached { key: String, base: &'a BaseGit },
+}
+
+/// The base's platform in git: read only when its compile is not cached.
+struct BaseGit {
+    /// `None`: the platform did not exist at the base.
+    src: Option<crate::load::git::GitSource>,
+    /// The key of its tree in the cache ([`crate::cache::Cache::tree_key`]).
+    tree_key: Option<String>,
+}
+
+impl BaseGit {
+    fn of(
+        repo: &crate::load::git::GitRepo,
+        id: gix::ObjectId,
+        path: &str,
+        cache: Option<&crate::cache::Cache>,
+        opts: &crate::Options,
+    ) -> anyhow::Result<BaseGit> {
+        let src = match repo.source(id, path) {
+            Ok(src) => Some(src),
+            Err(crate::load::git::GitError::MissingPath { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let tree_key = cache
+            .zip(src.as_ref())
+            .map(|(c, s)| c.tree_key(&s.tree_id().to_string(), opts));
+        Ok(BaseGit { src, tree_key })
+    }
+
+    /// The key of its compile, when the cache holds one recorded for its tree.
+    fn cached_key(&self, cache: Option<&crate::cache::Cache>) -> Option<String> {
+        let cache = cache?;
+        let key = cache.alias(self.tree_key.as_deref()?)?;
+        cache.holds(&key).then_some(key)
+    }
+
+    /// Its files, read from git (in this thread: git handles stay here), its tree's alias
+    /// recorded for the next plan.
+    fn load(
+        &self,
+        cache: Option<&crate::cache::Cache>,
+        opts: &crate::Options,
+    ) -> anyhow::Result<Option<Loaded>> {
+        let Some(src) = &self.src else {
+            return Ok(None);
+        };
+        let loaded = load_side(src, opts)?;
+        if let (Some(c), Some(k)) = (cache, &self.tree_key) {
+            c.set_alias(k, &c.key(&loaded.0, opts));
+        }
+        Ok(Some(loaded))
+    }
+}
+
 fn compile_both(
     compile: Compile<'_>,
-    base: (Option<Loaded>, &crate::Options, &str),
+    base: (BaseInput<'_>, &crate::Options, &str),
     head: (Loaded, &crate::Options, &str),
     err: &mut dyn Write,
 ) -> anyhow::Result<Option<(Side, Side)>> {
@@ -363,9 +502,20 @@ fn compile_both(
         prefix,
         color,
     } = compile;
-    let (base_src, base_opts, base_what) = base;
+    let (base_input, base_opts, base_what) = base;
     let (head_src, head_opts, head_what) = head;
     let (mut base_err, mut head_err) = (Vec::new(), Vec::new());
+    let base_src = match base_input {
+        BaseInput::Loaded(loaded) => loaded,
+        BaseInput::Cached { key, base } => {
+            return with_cached_base(
+                compile,
+                (&key, base, base_opts, base_what),
+                (head_src, head_opts, head_what),
+                err,
+            );
+        }
+    };
     let base_first = cache.is_none()
         || cache
             .zip(base_src.as_ref())

@@ -276,6 +276,7 @@ impl GitRepo {
             }
             entry.object().map_err(other)?.into_tree()
         };
+        let tree_id = tree.id;
         let mut files = BTreeMap::new();
         let mut links = BTreeMap::new();
         let mut markers = Vec::new();
@@ -323,6 +324,7 @@ impl GitRepo {
             markers,
             refused: entries,
             describe: format!("{}:{path}", &rev[..7]),
+            tree: tree_id,
         })
     }
 }
@@ -371,6 +373,16 @@ pub struct GitSource {
     markers: Vec<String>,
     refused: Vec<Entry>,
     describe: String,
+    /// The id of the platform's tree: every byte below it.
+    tree: ObjectId,
+}
+
+impl GitSource {
+    /// The id of the platform's tree (git's hash of every file below it, names and modes
+    /// included): equal ids, equal platforms.
+    pub fn tree_id(&self) -> ObjectId {
+        self.tree
+    }
 }
 
 impl Source for GitSource {
