@@ -1217,7 +1217,20 @@ impl Engine {
 
     /// Name every rule for the memo after the documents of `data` it reads.
     fn name_for_memo(&mut self, data: &Value) {
-        let mut digests: BTreeMap<&Vec<String>, String> = BTreeMap::new();
+        use rayon::prelude::*;
+        // Each path read once, the paths digested in parallel (some are whole maps of the
+        // platform: every project's placement).
+        let paths: BTreeSet<&Vec<String>> = self.reads.iter().flatten().flatten().collect();
+        let digests: BTreeMap<&Vec<String>, String> = paths
+            .into_par_iter()
+            .map(|path| {
+                use sha2::Digest;
+                let v = path.iter().try_fold(data, |v, seg| v.get(seg));
+                let mut h = sha2::Sha256::new();
+                let _ = serde_json::to_writer(HashWriter(&mut h), &v);
+                (path, hex(&h.finalize()))
+            })
+            .collect();
         self.memo_ids = self
             .rules
             .iter()
@@ -1229,12 +1242,7 @@ impl Engine {
                         use sha2::Digest;
                         let mut h = sha2::Sha256::new();
                         for path in reads {
-                            let digest = digests.entry(path).or_insert_with(|| {
-                                let v = path.iter().try_fold(data, |v, seg| v.get(seg));
-                                let mut h = sha2::Sha256::new();
-                                let _ = serde_json::to_writer(HashWriter(&mut h), &v);
-                                hex(&h.finalize())
-                            });
+                            let digest = &digests[path];
                             h.update(path.join(".").as_bytes());
                             h.update([0]);
                             h.update(digest.as_bytes());
@@ -1875,10 +1883,16 @@ fn platform_data_of(
         })
         .unwrap_or_default();
     let by_project = ByProject::of(specs);
-    let mut projects = serde_json::Map::new();
-    for (name, p) in &specs.projects {
-        projects.insert(name.clone(), project_data(specs, &by_project, name, p));
-    }
+    let projects: serde_json::Map<String, Value> = {
+        use rayon::prelude::*;
+        // Each project's entry on its own (ten thousand of them), collected in name order.
+        let entries: Vec<(String, Value)> = specs
+            .projects
+            .par_iter()
+            .map(|(name, p)| (name.clone(), project_data(specs, &by_project, name, p)))
+            .collect();
+        entries.into_iter().collect()
+    };
     let pools: serde_json::Map<String, Value> = specs
         .gpu_quotas
         .iter()
