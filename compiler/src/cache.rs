@@ -203,22 +203,32 @@ impl Cache {
 
     /// The key of compiling `snapshot` with `opts`.
     pub fn key(&self, snapshot: &Snapshot, opts: &Options) -> String {
+        self.keyed(opts, &mut |field| {
+            for f in &snapshot.files {
+                field(f.path.as_bytes());
+                field(f.text.as_bytes());
+            }
+        })
+    }
+
+    /// The key under which the compile of a git tree with `opts` is found ([`Cache::alias`]):
+    /// a tree id covers every byte below it, as [`Cache::key`] covers the loaded files, and
+    /// loading is a function of the tree and the options.
+    pub fn tree_key(&self, tree: &str, opts: &Options) -> String {
+        self.keyed(opts, &mut |field| {
+            field(b"git tree");
+            field(tree.as_bytes());
+        })
+    }
+
+    /// A key: the formats, plinth, the salt and the options, then what `input` gives, each
+    /// field length-prefixed (so field boundaries cannot shift).
+    fn keyed(&self, opts: &Options, input: &mut dyn FnMut(Fields<'_>)) -> String {
         let mut h = Sha256::new();
         let mut field = |bytes: &[u8]| {
-            // Length-prefixed, so field boundaries cannot shift.
             h.update((bytes.len() as u64).to_le_bytes());
             h.update(bytes);
         };
-        self.settings(&mut field, opts);
-        for f in &snapshot.files {
-            field(f.path.as_bytes());
-            field(f.text.as_bytes());
-        }
-        sha256_hex(&h.finalize())
-    }
-
-    /// What every key covers besides the input: the formats, plinth, the salt, the options.
-    fn settings(&self, field: &mut dyn FnMut(&[u8]), opts: &Options) {
         field(FORMAT.as_bytes());
         field(fingerprint().as_bytes());
         field(self.salt.as_bytes());
@@ -237,20 +247,7 @@ impl Cache {
                 }
             }
         }
-    }
-
-    /// The key under which the compile of a git tree with `opts` is found ([`Cache::alias`]):
-    /// a tree id covers every byte below it, as [`Cache::key`] covers the loaded files, and
-    /// loading is a function of the tree and the options.
-    pub fn tree_key(&self, tree: &str, opts: &Options) -> String {
-        let mut h = Sha256::new();
-        let mut field = |bytes: &[u8]| {
-            h.update((bytes.len() as u64).to_le_bytes());
-            h.update(bytes);
-        };
-        self.settings(&mut field, opts);
-        field(b"git tree");
-        field(tree.as_bytes());
+        input(&mut field);
         sha256_hex(&h.finalize())
     }
 
@@ -423,6 +420,9 @@ pub struct UnitPack {
     fresh: std::sync::Mutex<Vec<(String, Vec<u8>)>>,
     used: std::sync::Mutex<Vec<String>>,
 }
+
+/// Where a key's input fields are fed ([`Cache::keyed`]).
+type Fields<'a> = &'a mut dyn FnMut(&[u8]);
 
 /// Tree aliases kept ([`Cache::set_alias`]).
 pub const ALIASES_KEPT: usize = 256;

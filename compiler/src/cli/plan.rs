@@ -69,6 +69,17 @@ struct Side {
     timings: Vec<(&'static str, std::time::Duration)>,
 }
 
+impl Side {
+    /// The side of a revision without the platform (a base from before it existed).
+    fn empty() -> Side {
+        Side {
+            objects: Objects::Compiled(Default::default()),
+            capacity: None,
+            timings: Vec::new(),
+        }
+    }
+}
+
 /// Objects of a cached revision that cannot be read back (the cache directory was damaged).
 #[derive(Debug, thiserror::Error)]
 #[error("the plan cache holds objects it cannot read back (delete it, or pass `--no-cache`)")]
@@ -164,11 +175,7 @@ fn with_cached_base(
                 &mut base_err,
                 color,
             )?,
-            None => Some(Side {
-                objects: Objects::Compiled(Default::default()),
-                capacity: None,
-                timings: Vec::new(),
-            }),
+            None => Some(Side::empty()),
         },
     };
     let Some(base) = base else {
@@ -565,11 +572,7 @@ fn compile_both(
     };
     let base = match base? {
         Some(Some(s)) => s,
-        Some(None) => Side {
-            objects: Objects::Compiled(Default::default()),
-            capacity: None,
-            timings: Vec::new(),
-        },
+        Some(None) => Side::empty(),
         None => {
             err.write_all(&base_err)?;
             return Ok(None);
