@@ -208,6 +208,33 @@ pub struct Built {
     pub checked: Checked,
     /// `None` when errors stopped the build (the diagnostics say why).
     pub lowered: Option<lower::Lowered>,
+    /// The revision to store in the cache, left to the caller ([`Options::defer_store`]).
+    pub pending: Option<PendingStore>,
+}
+
+/// A compiled revision not yet stored in the cache ([`Options::defer_store`]): everything its
+/// entry holds but the objects, which stay in [`Built::lowered`].
+#[derive(Debug)]
+pub struct PendingStore {
+    key: String,
+    platform_files: Vec<String>,
+    diagnostics: Vec<diag::Diagnostic>,
+    capacity: Option<capacity::Capacity>,
+}
+
+impl PendingStore {
+    /// Store the revision, whose objects are `lowered` (its [`Built::lowered`]).
+    pub fn store(&self, cache: &cache::Cache, lowered: Option<&lower::Lowered>) -> std::io::Result<()> {
+        cache.store(
+            &self.key,
+            &cache::EntryRef {
+                platform_files: &self.platform_files,
+                diagnostics: &self.diagnostics,
+                lowered,
+                capacity: self.capacity.as_ref(),
+            },
+        )
+    }
 }
 
 /// Check, then lower and verify. Nothing is produced when any stage reports an error.
@@ -218,7 +245,11 @@ pub fn build_source(source: &dyn Source, opts: &Options) -> Result<Built, LoadEr
     } else {
         checked.lowered.take()
     };
-    Ok(Built { checked, lowered })
+    Ok(Built {
+        checked,
+        lowered,
+        pending: None,
+    })
 }
 
 /// [`build_source`] through a cache: an unchanged repository (same bytes, options and plinth)
@@ -314,6 +345,7 @@ pub fn build_or_index(
         let built = Built {
             checked,
             lowered: None,
+            pending: None,
         };
         return Compiled::Cached { built, entry };
     }
@@ -373,7 +405,11 @@ fn build_fresh(
         checked.lowered.take()
     };
     let (Some(cache), Some(key)) = (cache, key) else {
-        return Built { checked, lowered };
+        return Built {
+            checked,
+            lowered,
+            pending: None,
+        };
     };
     let mut platform_files: Vec<String> = checked
         .docs
@@ -386,15 +422,26 @@ fn build_fresh(
     let capacity = lowered
         .as_ref()
         .map(|_| capacity::Capacity::of(&checked.specs));
-    let entry = cache::EntryRef {
-        platform_files: &platform_files,
-        diagnostics: &diagnostics,
-        lowered: lowered.as_ref(),
-        capacity: capacity.as_ref(),
+    let pending = PendingStore {
+        key,
+        platform_files,
+        diagnostics,
+        capacity,
     };
+    if opts.defer_store {
+        return Built {
+            checked,
+            lowered,
+            pending: Some(pending),
+        };
+    }
     // A cache that cannot be written only costs time.
     let stored = std::time::Instant::now();
-    let _ = cache.store(&key, &entry);
+    let _ = pending.store(cache, lowered.as_ref());
     checked.timings.push(("store revision", stored.elapsed()));
-    Built { checked, lowered }
+    Built {
+        checked,
+        lowered,
+        pending: None,
+    }
 }

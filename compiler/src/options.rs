@@ -20,6 +20,9 @@ pub struct Options {
     /// Where results of policies are memoised per input between runs (`None`: evaluated
     /// afresh); a build through a cache uses the cache's.
     pub policy_memo: Option<PolicyMemo>,
+    /// A compile through a cache leaves storing its revision to the caller
+    /// ([`crate::Built::pending`]), who may do it beside other work.
+    pub defer_store: bool,
 }
 
 /// A store of unit results and the fingerprint of the plinth build that made them.

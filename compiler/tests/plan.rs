@@ -1741,7 +1741,8 @@ fn re_pointing_the_agent_or_changing_its_rights_needs_approval() {
 }
 
 /// A base compiled once is found again by its git tree: the next plan reads none of its files
-/// (its timings say so) and is the same plan. An alias that cannot be read is only a miss, and
+/// (its timings say so) and is the same plan; the head, stored while the first plan compared,
+/// is found whole. An alias that cannot be read is only a miss, and
 /// is recorded again.
 #[test]
 fn a_cached_base_is_found_by_its_tree_without_reading_it() {
@@ -1767,6 +1768,12 @@ fn a_cached_base_is_found_by_its_tree_without_reading_it() {
     assert!(!by_tree(&first), "nothing was cached yet");
     let second = plan();
     assert!(by_tree(&second), "{}", String::from_utf8_lossy(&second.stderr));
+    // The head's revision, stored beside the first plan's comparison, is a hit too.
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("timing head cache hit"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
     assert_eq!(second.stdout, first.stdout);
     assert_eq!(second.status.code(), Some(2));
 

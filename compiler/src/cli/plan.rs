@@ -67,6 +67,8 @@ struct Side {
     capacity: Option<crate::capacity::Capacity>,
     /// How long its stages took (`PLINTH_TIMINGS=1`).
     timings: Vec<(&'static str, std::time::Duration)>,
+    /// Its revision, compiled now and not stored yet ([`crate::Options::defer_store`]).
+    pending: Option<crate::PendingStore>,
 }
 
 impl Side {
@@ -76,6 +78,7 @@ impl Side {
             objects: Objects::Compiled(Default::default()),
             capacity: None,
             timings: Vec::new(),
+            pending: None,
         }
     }
 }
@@ -202,6 +205,7 @@ fn cached_side(cache: &crate::cache::Cache, key: &str) -> Option<Side> {
         capacity: entry.capacity.clone(),
         objects: Objects::Cached(Box::new(entry)),
         timings: vec![("cache hit (by tree)", started.elapsed())],
+        pending: None,
     })
 }
 
@@ -219,7 +223,7 @@ fn compile_side(
     // Its loading counted as if it had just ended (a side compiled after the other waited).
     let now = std::time::Instant::now();
     let started = now.checked_sub(load_time).unwrap_or(now);
-    let (built, entry) = match crate::build_or_index(snapshot, load_diags, opts, cache, started) {
+    let (mut built, entry) = match crate::build_or_index(snapshot, load_diags, opts, cache, started) {
         crate::Compiled::Built(b) => (b, None),
         crate::Compiled::Cached { built, entry } => (built, Some(entry)),
     };
@@ -252,6 +256,7 @@ fn compile_side(
         objects,
         capacity: Some(capacity),
         timings: built.checked.timings,
+        pending: built.pending.take(),
     }))
 }
 
@@ -285,6 +290,8 @@ pub(super) fn plan(
     let base_opts = crate::Options::default();
     let head_opts = crate::Options {
         policies: Some(args.policies.config()?),
+        // Stored beside the comparison (see below).
+        defer_store: true,
         ..crate::Options::default()
     };
     // The base as deployed (empty where the platform did not exist yet); one compiled before is
@@ -308,7 +315,7 @@ pub(super) fn plan(
         prefix: &prefix,
         color,
     };
-    let Some((base, head)) = compile_both(
+    let Some((base, mut head)) = compile_both(
         compile,
         (base_input, &base_opts, &base_what),
         (head_src, &head_opts, &head_rev.what),
@@ -318,7 +325,7 @@ pub(super) fn plan(
         return Ok(1);
     };
     let compared = std::time::Instant::now();
-    let mut p = match compare(&args, &base, &head) {
+    let mut p = match compare_storing(&args, cache.as_ref(), &base, &mut head) {
         Ok(p) => p,
         Err(e) if e.is::<DamagedCache>() && !args.no_cache => {
             // Objects that cannot be read back cost a compile, not the plan.
@@ -583,6 +590,24 @@ fn compile_both(
         return Ok(None);
     };
     Ok(Some((base, head)))
+}
+
+/// [`compare`], the head's revision (compiled now, not stored yet) stored in the cache meanwhile.
+fn compare_storing(
+    args: &PlanArgs,
+    cache: Option<&crate::cache::Cache>,
+    base: &Side,
+    head: &mut Side,
+) -> anyhow::Result<crate::plan::Plan> {
+    let pending = head.pending.take();
+    let head = &*head;
+    std::thread::scope(|scope| {
+        if let (Some(c), Some(pending), Objects::Compiled(l)) = (cache, &pending, &head.objects) {
+            // A cache that cannot be written only costs time.
+            scope.spawn(move || pending.store(c, Some(l)));
+        }
+        compare(args, base, head)
+    })
 }
 
 /// The plan from base to head, with the GPU capacity section when the head's specs are known.
