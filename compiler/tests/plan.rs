@@ -1807,3 +1807,28 @@ fn a_cached_base_is_found_by_its_tree_without_reading_it() {
     assert_eq!(fifth.status.code(), Some(2), "{}", text(&fifth));
     assert_eq!(fifth.stdout, first.stdout);
 }
+
+/// A head that does not compile is kept in the cache too (its diagnostics), as before its
+/// revision was stored beside the comparison: both sides' revisions are there after the plan.
+#[test]
+fn a_head_that_does_not_compile_is_kept_in_the_cache() {
+    let mut r = example_repo();
+    let file = r.path().join("platform/projects/bed-management.yaml");
+    let spec = fs::read_to_string(&file).expect("read");
+    fs::write(&file, spec.replacen("spec:", "spec:\n  notAField: 1", 1)).expect("write");
+    r.commit("Dana Smith", "a field plinth does not know");
+    let o = r.plinth(&[
+        "plan", "--base", "HEAD~1", "--head", "HEAD", "--path", "platform",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("does not compile"));
+    let cache = r.path().join(".git/plinth-cache");
+    let revisions = fs::read_dir(&cache)
+        .expect("cache")
+        .flatten()
+        .filter(|d| d.file_name().len() == 2)
+        .flat_map(|d| fs::read_dir(d.path()).expect("entries").flatten())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .count();
+    assert_eq!(revisions, 2, "the base's and the head's");
+}

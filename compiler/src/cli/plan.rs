@@ -235,6 +235,10 @@ fn compile_side(
         _ => None,
     };
     let Some(objects) = objects.filter(|_| errors.is_empty()) else {
+        if let (Some(c), Some(pending)) = (cache, built.pending.take()) {
+            // Kept too (its diagnostics: the next plan of it reports them without compiling).
+            let _ = pending.store(c, None);
+        }
         writeln!(err, "error: {what} does not compile:")?;
         err.write_all(
             render::human(&errors, &built.checked.snapshot, &Paths::new(prefix), color).as_bytes(),
