@@ -66,7 +66,7 @@ pub struct Entry {
 }
 
 /// The stored form of an [`Entry`].
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 struct Meta {
     platform_files: Vec<String>,
     diagnostics: Vec<Diagnostic>,
@@ -77,12 +77,24 @@ struct Meta {
     capacity: Option<crate::capacity::Capacity>,
 }
 
+/// A [`Meta`] to write, borrowed (the same fields in the same order).
+#[derive(Serialize)]
+struct MetaRef<'a> {
+    platform_files: &'a [String],
+    diagnostics: &'a [Diagnostic],
+    index: Option<&'a LoweredIndex>,
+    units: &'a UnitRefs,
+    capacity: Option<&'a crate::capacity::Capacity>,
+}
+
 /// An entry to store, borrowed from the compile that produced it.
 #[derive(Debug)]
 pub struct EntryRef<'a> {
     pub platform_files: &'a [String],
     pub diagnostics: &'a [Diagnostic],
     pub lowered: Option<&'a Lowered>,
+    /// The index of `lowered` when the caller made it already (else it is made here).
+    pub index: Option<&'a LoweredIndex>,
     pub capacity: Option<&'a crate::capacity::Capacity>,
 }
 
@@ -341,23 +353,32 @@ impl Cache {
         let path = self.path(key);
         let dir = path.parent().unwrap_or(&self.dir);
         std::fs::create_dir_all(dir)?;
-        let index = entry.lowered.map(crate::plan::index_of);
-        let units =
-            match entry.lowered {
-                Some(l) => l.units.as_deref().cloned().ok_or_else(|| {
-                    std::io::Error::other("the objects are not in the unit store")
-                })?,
-                None => UnitRefs::default(),
-            };
+        let made;
+        let index = match (entry.index, entry.lowered) {
+            (Some(i), _) => Some(i),
+            (None, Some(l)) => {
+                made = crate::plan::index_of(l);
+                Some(&made)
+            }
+            (None, None) => None,
+        };
+        let no_units = UnitRefs::default();
+        let units = match entry.lowered {
+            Some(l) => l
+                .units
+                .as_deref()
+                .ok_or_else(|| std::io::Error::other("the objects are not in the unit store"))?,
+            None => &no_units,
+        };
         let list = dir.join(format!(".{key}.{}.units.tmp", std::process::id()));
         std::fs::write(&list, units.keys.join("\n"))?;
         std::fs::rename(&list, path.with_extension("units"))?;
-        let meta = Meta {
-            platform_files: entry.platform_files.to_vec(),
-            diagnostics: entry.diagnostics.to_vec(),
+        let meta = MetaRef {
+            platform_files: entry.platform_files,
+            diagnostics: entry.diagnostics,
             index,
             units,
-            capacity: entry.capacity.cloned(),
+            capacity: entry.capacity,
         };
         let tmp = dir.join(format!(".{key}.{}.tmp", std::process::id()));
         {
@@ -888,8 +909,7 @@ fn decode_unit(bytes: &[u8]) -> Option<crate::lower::units::UnitOutput> {
     let body = std::str::from_utf8(&bytes[nl + 1..]).ok()?;
     let mut at = 0;
     let mut objects = Vec::with_capacity(header.objects.len());
-    for StoredObject(api_version, kind, namespace, name, origin, hash, sha, len) in header.objects
-    {
+    for StoredObject(api_version, kind, namespace, name, origin, hash, sha, len) in header.objects {
         let text = body.get(at..at + len)?;
         at += len;
         objects.push(Manifest {

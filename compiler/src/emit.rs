@@ -393,8 +393,8 @@ pub use crate::output::to_yaml;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Value;
     use crate::parse::yaml::{YamlLimits, parse_documents};
+    use serde_json::Value;
     use std::sync::Arc;
 
     #[test]

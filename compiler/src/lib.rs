@@ -223,14 +223,21 @@ pub struct PendingStore {
 }
 
 impl PendingStore {
-    /// Store the revision, whose objects are `lowered` (its [`Built::lowered`]).
-    pub fn store(&self, cache: &cache::Cache, lowered: Option<&lower::Lowered>) -> std::io::Result<()> {
+    /// Store the revision, whose objects are `lowered` (its [`Built::lowered`]) and their
+    /// `index` when the caller made it already.
+    pub fn store(
+        &self,
+        cache: &cache::Cache,
+        lowered: Option<&lower::Lowered>,
+        index: Option<&output::LoweredIndex>,
+    ) -> std::io::Result<()> {
         cache.store(
             &self.key,
             &cache::EntryRef {
                 platform_files: &self.platform_files,
                 diagnostics: &self.diagnostics,
                 lowered,
+                index,
                 capacity: self.capacity.as_ref(),
             },
         )
@@ -437,7 +444,7 @@ fn build_fresh(
     }
     // A cache that cannot be written only costs time.
     let stored = std::time::Instant::now();
-    let _ = pending.store(cache, lowered.as_ref());
+    let _ = pending.store(cache, lowered.as_ref(), None);
     checked.timings.push(("store revision", stored.elapsed()));
     Built {
         checked,

@@ -2522,10 +2522,7 @@ impl<'a> Bundles<'a> {
                 Input::Manifest(..) => None,
             })
             .collect();
-        let rules: Vec<[u8; 32]> = docs
-            .iter()
-            .map(|(_, d)| digest_of(doc_kind(d)))
-            .collect();
+        let rules: Vec<[u8; 32]> = docs.iter().map(|(_, d)| digest_of(doc_kind(d))).collect();
         let digests: Vec<String> = docs.par_iter().map(|(_, d)| doc_digest(d)).collect();
         for (((i, _), rules), digest) in docs.iter().zip(rules).zip(digests) {
             let key = format!("doc:{digest}:{}", hex(&rules[..16]));

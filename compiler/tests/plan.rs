@@ -1767,7 +1767,11 @@ fn a_cached_base_is_found_by_its_tree_without_reading_it() {
     assert_eq!(first.status.code(), Some(2), "{}", text(&first));
     assert!(!by_tree(&first), "nothing was cached yet");
     let second = plan();
-    assert!(by_tree(&second), "{}", String::from_utf8_lossy(&second.stderr));
+    assert!(
+        by_tree(&second),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
     // The head's revision, stored beside the first plan's comparison, is a hit too.
     assert!(
         String::from_utf8_lossy(&second.stderr).contains("timing head cache hit"),

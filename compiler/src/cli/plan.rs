@@ -200,7 +200,10 @@ fn cached_side(cache: &crate::cache::Cache, key: &str) -> Option<Side> {
     let entry = cache.load(key)?;
     let whole = entry.index.is_some()
         && entry.capacity.is_some()
-        && !entry.diagnostics.iter().any(crate::diag::Diagnostic::is_error);
+        && !entry
+            .diagnostics
+            .iter()
+            .any(crate::diag::Diagnostic::is_error);
     whole.then(|| Side {
         capacity: entry.capacity.clone(),
         objects: Objects::Cached(Box::new(entry)),
@@ -223,7 +226,8 @@ fn compile_side(
     // Its loading counted as if it had just ended (a side compiled after the other waited).
     let now = std::time::Instant::now();
     let started = now.checked_sub(load_time).unwrap_or(now);
-    let (mut built, entry) = match crate::build_or_index(snapshot, load_diags, opts, cache, started) {
+    let (mut built, entry) = match crate::build_or_index(snapshot, load_diags, opts, cache, started)
+    {
         crate::Compiled::Built(b) => (b, None),
         crate::Compiled::Cached { built, entry } => (built, Some(entry)),
     };
@@ -237,7 +241,7 @@ fn compile_side(
     let Some(objects) = objects.filter(|_| errors.is_empty()) else {
         if let (Some(c), Some(pending)) = (cache, built.pending.take()) {
             // Kept too (its diagnostics: the next plan of it reports them without compiling).
-            let _ = pending.store(c, None);
+            let _ = pending.store(c, None, None);
         }
         writeln!(err, "error: {what} does not compile:")?;
         err.write_all(
@@ -596,7 +600,8 @@ fn compile_both(
     Ok(Some((base, head)))
 }
 
-/// [`compare`], the head's revision (compiled now, not stored yet) stored in the cache meanwhile.
+/// [`compare`], the head's revision (compiled now, not stored yet) stored in the cache meanwhile;
+/// the head's index, which both need, made once.
 fn compare_storing(
     args: &PlanArgs,
     cache: Option<&crate::cache::Cache>,
@@ -605,17 +610,30 @@ fn compare_storing(
 ) -> anyhow::Result<crate::plan::Plan> {
     let pending = head.pending.take();
     let head = &*head;
+    let compiled = match &head.objects {
+        Objects::Compiled(l) => Some(l),
+        Objects::Cached(_) => None,
+    };
+    let index = compiled
+        .filter(|_| pending.is_some())
+        .map(crate::plan::index_of);
     std::thread::scope(|scope| {
-        if let (Some(c), Some(pending), Objects::Compiled(l)) = (cache, &pending, &head.objects) {
+        if let (Some(c), Some(pending), Some(l)) = (cache, &pending, compiled) {
             // A cache that cannot be written only costs time.
-            scope.spawn(move || pending.store(c, Some(l)));
+            scope.spawn(|| pending.store(c, Some(l), index.as_ref()));
         }
-        compare(args, base, head)
+        compare(args, base, head, index.as_ref())
     })
 }
 
 /// The plan from base to head, with the GPU capacity section when the head's specs are known.
-fn compare(args: &PlanArgs, base: &Side, head: &Side) -> anyhow::Result<crate::plan::Plan> {
+/// `head_index`: the head's index when made already.
+fn compare(
+    args: &PlanArgs,
+    base: &Side,
+    head: &Side,
+    head_index: Option<&crate::output::LoweredIndex>,
+) -> anyhow::Result<crate::plan::Plan> {
     let opts = crate::plan::PlanOptions {
         allow_destructive: args.allow_destructive,
         max_delete_share: args.max_delete_share,
@@ -624,7 +642,8 @@ fn compare(args: &PlanArgs, base: &Side, head: &Side) -> anyhow::Result<crate::p
         ),
     };
     // Only the objects whose hashes differ are read (a cached side loads just those).
-    let pruned = crate::plan::prune(&base.objects.index(), &head.objects.index());
+    let head_index = head_index.map_or_else(|| head.objects.index(), std::borrow::Cow::Borrowed);
+    let pruned = crate::plan::prune(&base.objects.index(), &head_index);
     let (b, h) = (
         base.objects.only(&pruned.wanted)?,
         head.objects.only(&pruned.wanted)?,

@@ -765,7 +765,11 @@ pub fn assemble(
 fn merge_units(
     cluster: &str,
     all: Vec<(Manifest, (u32, u32))>,
-) -> (Vec<Manifest>, Vec<(u32, u32)>, Vec<((u32, u32), Diagnostic)>) {
+) -> (
+    Vec<Manifest>,
+    Vec<(u32, u32)>,
+    Vec<((u32, u32), Diagnostic)>,
+) {
     let mut order: Vec<usize> = (0..all.len()).collect();
     // Equal keys in unit order: the first unit's object is the one kept.
     order.sort_unstable_by(|&a, &b| all[a].0.key.cmp(&all[b].0.key).then(a.cmp(&b)));

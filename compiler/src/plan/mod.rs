@@ -1437,15 +1437,23 @@ mod tests {
     /// What `prune` means, written the plain way: every key of either side, wanted unless
     /// both sides hold it with one hash and not both carry an approval.
     fn reference(base: &LoweredIndex, head: &LoweredIndex) -> (BTreeSet<ObjectKey>, usize) {
-        let b: BTreeMap<&ObjectKey, &Indexed> =
-            base.clusters["prod"].objects.iter().map(|o| (&o.key, o)).collect();
-        let h: BTreeMap<&ObjectKey, &Indexed> =
-            head.clusters["prod"].objects.iter().map(|o| (&o.key, o)).collect();
+        let b: BTreeMap<&ObjectKey, &Indexed> = base.clusters["prod"]
+            .objects
+            .iter()
+            .map(|o| (&o.key, o))
+            .collect();
+        let h: BTreeMap<&ObjectKey, &Indexed> = head.clusters["prod"]
+            .objects
+            .iter()
+            .map(|o| (&o.key, o))
+            .collect();
         let mut wanted = BTreeSet::new();
         let mut unchanged = 0;
         for k in b.keys().chain(h.keys()).collect::<BTreeSet<_>>() {
             match (b.get(k), h.get(k)) {
-                (Some(x), Some(y)) if x.hash == y.hash && !(x.approve && y.approve) => unchanged += 1,
+                (Some(x), Some(y)) if x.hash == y.hash && !(x.approve && y.approve) => {
+                    unchanged += 1
+                }
                 _ => {
                     wanted.insert((*k).clone());
                 }
