@@ -1293,3 +1293,45 @@ fn invalid_spec_labels_are_user_errors() {
         "reported as internal errors: {errors:#?}"
     );
 }
+
+/// A build through a cache stores its revision (beside the writing of the output): the next
+/// build of the same files is a whole-revision hit, with the same output; a build that stops
+/// on errors stores its diagnostics too, and the hit stops the same way, writing nothing.
+#[test]
+fn a_build_through_a_cache_stores_its_revision_whether_it_succeeds_or_not() {
+    let t = scratch_with_example();
+    let build = |dir: &Path| {
+        let o = Command::new(env!("CARGO_BIN_EXE_plinth"))
+            .current_dir(dir)
+            .args(["build", "repo", "--out", "out", "--cache-dir", "cache"])
+            .env("PLINTH_TIMINGS", "1")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run plinth");
+        let hit = stderr(&o).contains("timing cache hit");
+        (o, hit)
+    };
+    let (first, hit) = build(t.path());
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    assert!(!hit, "a fresh cache has nothing to hit");
+    assert!(
+        stderr(&first).contains("store revision"),
+        "{}",
+        stderr(&first)
+    );
+    let out = snapshot(&t.path().join("out"));
+    let (again, hit) = build(t.path());
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert!(hit, "the revision was stored: {}", stderr(&again));
+    assert!(snapshot(&t.path().join("out")) == out);
+
+    fs::write(t.path().join("repo/gpu/t4.yaml"), BROKEN).expect("write");
+    for expect_hit in [false, true] {
+        let (o, hit) = build(t.path());
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert_eq!(hit, expect_hit, "{}", stderr(&o));
+        assert!(stderr(&o).contains("no-such-project"), "{}", stderr(&o));
+        assert!(stderr(&o).contains("nothing was written"), "{}", stderr(&o));
+        assert!(snapshot(&t.path().join("out")) == out, "out/ changed");
+    }
+}

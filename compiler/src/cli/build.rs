@@ -61,15 +61,62 @@ pub(super) fn build(
         opts.progress = Some(s.progress());
     }
     let source = DirSource::new(&args.repo);
-    let built = match &args.cache_dir {
-        Some(dir) => crate::build_cached(&source, &opts, &crate::cache::Cache::new(dir))?,
+    let cache = args.cache_dir.as_ref().map(crate::cache::Cache::new);
+    // The revision is stored in the cache beside the writing of the output (both take a
+    // while at scale; they share nothing).
+    opts.defer_store = cache.is_some();
+    let mut built = match &cache {
+        Some(c) => crate::build_cached(&source, &opts, c)?,
         None => crate::build_source(&source, &opts)?,
     };
+    let pending = built.pending.take();
+    let lowered = built.lowered.take().map(std::sync::Arc::new);
+    std::thread::scope(|scope| {
+        let storing = cache.as_ref().zip(pending.as_ref()).map(|(c, p)| {
+            let lowered = lowered.clone();
+            scope.spawn(move || {
+                let started = std::time::Instant::now();
+                // A cache that cannot be written only costs time.
+                let _ = p.store(c, lowered.as_deref(), None);
+                started.elapsed()
+            })
+        });
+        let code = finish(
+            &args,
+            (built.checked, lowered),
+            spinner,
+            (&mut *out, &mut *err, terminal),
+        );
+        if let Some(took) = storing.and_then(|t| t.join().ok())
+            && std::env::var_os("PLINTH_TIMINGS").is_some()
+        {
+            writeln!(
+                err,
+                "timing {:>8}: {:>8.1} ms (beside the writing)",
+                "store revision",
+                took.as_secs_f64() * 1000.0
+            )?;
+        }
+        code
+    })
+}
+
+/// Report a compiled build and write its output: the exit code.
+fn finish(
+    args: &BuildArgs,
+    (checked, lowered): (
+        crate::Checked,
+        Option<std::sync::Arc<crate::lower::Lowered>>,
+    ),
+    spinner: Option<Spinner>,
+    (out, err, terminal): (&mut dyn Write, &mut dyn Write, bool),
+) -> anyhow::Result<u8> {
     // Diagnostics go to stderr too: stop the progress line before them.
-    let spinner = spinner.filter(|_| built.checked.diagnostics.is_empty());
+    let spinner = spinner.filter(|_| checked.diagnostics.is_empty());
     let write_clock = std::time::Instant::now();
-    let code = report_diagnostics(&args, &built.checked, err, terminal)?;
-    let Some(lowered) = built.lowered.filter(|_| code == 0) else {
+    let code = report_diagnostics(args, &checked, err, terminal)?;
+    let Some(lowered) = lowered.filter(|_| code == 0) else {
+        timings(&checked.timings, err)?;
         writeln!(err, "error: build stopped; nothing was written")?;
         return Ok(1);
     };
@@ -78,15 +125,29 @@ pub(super) fn build(
         BuildFormat::Stream => stream(args.cluster.as_deref(), &lowered, out)?,
         BuildFormat::Tree => {
             let tree = Written {
-                checked: built.checked,
+                checked,
                 lowered,
                 spinner,
                 write_clock,
             };
-            write_tree(&args, tree, err)?;
+            write_tree(args, tree, err)?;
         }
     }
     Ok(0)
+}
+
+/// With `PLINTH_TIMINGS` set, how long each stage took (on stderr).
+fn timings(stages: &[(&str, std::time::Duration)], err: &mut dyn Write) -> std::io::Result<()> {
+    if std::env::var_os("PLINTH_TIMINGS").is_some() {
+        for (stage, d) in stages {
+            writeln!(
+                err,
+                "timing {stage:>8}: {:>8.1} ms",
+                d.as_secs_f64() * 1000.0
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Report the build's diagnostics (if any) on stderr; the exit code they call for.
@@ -157,7 +218,8 @@ fn stream(
 /// What a successful build hands to the tree writer.
 struct Written {
     checked: crate::Checked,
-    lowered: crate::lower::Lowered,
+    /// Shared with the thread storing the revision in the cache, if any.
+    lowered: std::sync::Arc<crate::lower::Lowered>,
     spinner: Option<Spinner>,
     /// When writing began (for `PLINTH_TIMINGS`).
     write_clock: std::time::Instant,
@@ -182,7 +244,7 @@ fn write_tree(args: &BuildArgs, built: Written, err: &mut dyn Write) -> anyhow::
     }
     // What is left to do needs neither the specs nor the objects once rendered: free
     // them as the tree is made (the peak memory of a large build is here).
-    let mut timings = checked.timings.clone();
+    let mut stages = checked.timings.clone();
     drop(checked);
     let written = lowered
         .clusters
@@ -194,26 +256,24 @@ fn write_tree(args: &BuildArgs, built: Written, err: &mut dyn Write) -> anyhow::
     let target = match &args.cache_dir {
         // With a cache, what was written last is known: only what changed is rendered.
         Some(cache) => {
-            let target = write_indexed(args, cache, &lowered, &mut timings)?;
+            let target = write_indexed(args, cache, &lowered, &mut stages)?;
             // Freeing a hundred thousand objects one by one takes a while (50 ms at 10,000
             // projects) and nothing waits for it: the process ends first.
             std::thread::spawn(move || drop(lowered));
             target
         }
         None => {
-            let tree = crate::emit::into_tree(lowered, args.cluster.as_deref())
-                .map_err(anyhow::Error::msg)?;
+            // Nothing else holds the objects without a cache: each is freed once rendered.
+            let tree = match std::sync::Arc::try_unwrap(lowered) {
+                Ok(lowered) => crate::emit::into_tree(lowered, args.cluster.as_deref()),
+                Err(shared) => crate::emit::tree(&shared, args.cluster.as_deref()),
+            }
+            .map_err(anyhow::Error::msg)?;
             replace_output(args, tree)?
         }
     };
+    timings(&stages, err)?;
     if std::env::var_os("PLINTH_TIMINGS").is_some() {
-        for (stage, d) in &timings {
-            writeln!(
-                err,
-                "timing {stage:>8}: {:>8.1} ms",
-                d.as_secs_f64() * 1000.0
-            )?;
-        }
         writeln!(
             err,
             "timing {:>8}: {:>8.1} ms",
