@@ -1015,7 +1015,15 @@ impl Memo for PolicyMemo {
             |u: &std::sync::atomic::AtomicBool| u.load(std::sync::atomic::Ordering::Relaxed);
         // Unchanged (every entry read was used, nothing added): nothing to write.
         let unused = s.stored.values().filter(|(_, used)| !is_used(used)).count();
+        // Tens of thousands of stored results: freed on a thread of their own when not
+        // written back (nothing waits for it).
+        let drop_later = |stored| {
+            std::thread::spawn(move || {
+                drop::<MemoMap<(Memoized, std::sync::atomic::AtomicBool)>>(stored)
+            });
+        };
         if fresh.is_empty() && unused == 0 {
+            drop_later(s.stored);
             return;
         }
         // Few entries unused and a short log: the new ones are appended (the file and its
@@ -1025,6 +1033,7 @@ impl Memo for PolicyMemo {
         if fresh.is_empty() && small(unused) {
             // Nothing new and little unused (results answered by a bundle instead): the file
             // stays as it is.
+            drop_later(s.stored);
             return;
         }
         if !s.stored.is_empty()
@@ -1032,6 +1041,7 @@ impl Memo for PolicyMemo {
             && small(s.logged + fresh.len())
             && self.append(set, &fresh).is_ok()
         {
+            drop_later(s.stored);
             return;
         }
         let mut entries = fresh;

@@ -345,24 +345,25 @@ pub struct Engine {
     misses: usize,
 }
 
-/// The parts of `data` at `paths` (each a path of keys from its root), at the same places.
-fn only_paths<'p>(data: &Value, paths: impl IntoIterator<Item = &'p Vec<String>>) -> Value {
+/// The parts of `data` at `paths` (each a path of keys from its root), at the same places:
+/// moved out of `data` (the rest of it is dropped).
+fn only_paths<'p>(mut data: Value, paths: impl IntoIterator<Item = &'p Vec<String>>) -> Value {
     let mut paths: Vec<&Vec<String>> = paths.into_iter().collect();
     paths.sort();
+    if paths.iter().any(|p| p.is_empty()) {
+        return data;
+    }
     let mut out = serde_json::Map::new();
     let mut taken: Vec<&Vec<String>> = Vec::new();
     for path in paths {
-        // A path below one already taken is in it.
+        // A path below one already taken is in it (and was moved with it).
         if taken.iter().any(|t| path.starts_with(t)) {
             continue;
         }
-        let Some(v) = path.iter().try_fold(data, |v, seg| v.get(seg)) else {
+        let Some(v) = path.iter().try_fold(&mut data, |v, seg| v.get_mut(seg)) else {
             continue;
         };
-        if path.is_empty() {
-            return data.clone();
-        }
-        insert_at(&mut out, path, v.clone());
+        insert_at(&mut out, path, v.take());
         taken.push(path);
     }
     Value::Object(out)
@@ -1380,7 +1381,7 @@ impl Engine {
             .map(Option::as_ref)
             .collect::<Option<Vec<_>>>()
         {
-            Some(reads) => only_paths(&data, reads.into_iter().flatten()),
+            Some(reads) => only_paths(data, reads.into_iter().flatten()),
             None => data,
         };
         self.pending = Some(Arc::new(data));
@@ -2487,32 +2488,36 @@ impl<'a> Bundles<'a> {
                 h.finalize().into()
             })
         };
-        let mut members: BTreeMap<u32, Vec<(usize, u32, [u8; 32])>> = BTreeMap::new();
+        // Per unit (by its number in `refs`), its objects: input number, place in the unit and
+        // the digest of the rules of its kind (a hundred thousand objects: no map by unit).
+        let mut members: Vec<Vec<(usize, u32, [u8; 32])>> =
+            vec![Vec::new(); refs.map_or(0, |r| r.keys.len())];
         for (i, p) in places.iter().enumerate() {
             let (Some((u, at)), Some(Input::Manifest(_, m))) = (p, all.get(i)) else {
                 continue;
             };
-            members
-                .entry(*u)
-                .or_default()
-                .push((i, *at, digest_of(&m.key.kind)));
+            if let Some(ms) = usize::try_from(*u).ok().and_then(|u| members.get_mut(u)) {
+                ms.push((i, *at, digest_of(&m.key.kind)));
+            }
         }
         let mut bundles: Vec<(Vec<(usize, u32)>, String)> = Vec::new();
         if let Some(refs) = refs {
-            for (u, ms) in members {
-                let Some(key) = usize::try_from(u).ok().and_then(|u| refs.keys.get(u)) else {
-                    continue;
-                };
-                let mut ks: Vec<&[u8; 32]> = ms.iter().map(|(.., k)| k).collect();
-                ks.sort();
-                ks.dedup();
-                let mut h = sha2::Sha256::new();
-                for k in ks {
-                    h.update(k);
-                }
-                let memo_key = format!("unit:{key}:{}", hex(&h.finalize()[..16]));
-                bundles.push((ms.iter().map(|(i, at, _)| (*i, *at)).collect(), memo_key));
-            }
+            bundles = members
+                .par_iter()
+                .zip(&refs.keys)
+                .filter(|(ms, _)| !ms.is_empty())
+                .map(|(ms, key)| {
+                    let mut ks: Vec<&[u8; 32]> = ms.iter().map(|(.., k)| k).collect();
+                    ks.sort();
+                    ks.dedup();
+                    let mut h = sha2::Sha256::new();
+                    for k in ks {
+                        h.update(k);
+                    }
+                    let memo_key = format!("unit:{key}:{}", hex(&h.finalize()[..16]));
+                    (ms.iter().map(|(i, at, _)| (*i, *at)).collect(), memo_key)
+                })
+                .collect();
         }
         let docs: Vec<(usize, &Document)> = all
             .iter()
@@ -2567,10 +2572,16 @@ impl<'a> Bundles<'a> {
             })
             .collect();
         let done: Vec<(usize, Diagnostics)> = replayed.into_iter().flatten().collect();
-        let taken: std::collections::HashSet<usize> = done.iter().map(|(i, _)| *i).collect();
+        // Input numbers are below the count of inputs (a flag per number, not a set).
+        let mut taken = vec![false; inputs.iter().map(|(i, _)| i + 1).max().unwrap_or(0)];
+        for (i, _) in &done {
+            if let Some(t) = taken.get_mut(*i) {
+                *t = true;
+            }
+        }
         let rest = inputs
             .iter()
-            .filter(|(i, _)| !taken.contains(i))
+            .filter(|(i, _)| !taken.get(*i).copied().unwrap_or(false))
             .copied()
             .collect();
         (done, rest)
@@ -2831,16 +2842,16 @@ mod tests {
             &["missing", "x"],
         ]);
         assert_eq!(
-            only_paths(&data, &read),
+            only_paths(data.clone(), &read),
             json!({"plinth": {"parameters": {"a": 1, "b": [2]}, "resolved": {"projects": {"p": {}}}}})
         );
         assert_eq!(
-            only_paths(&data, &paths(&[&[]])),
+            only_paths(data.clone(), &paths(&[&[]])),
             data,
             "the root is everything"
         );
         assert_eq!(
-            only_paths(&data, &paths(&[])),
+            only_paths(data.clone(), &paths(&[])),
             json!({}),
             "nothing read, nothing kept"
         );
