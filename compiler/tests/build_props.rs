@@ -1335,3 +1335,67 @@ fn a_build_through_a_cache_stores_its_revision_whether_it_succeeds_or_not() {
         assert!(snapshot(&t.path().join("out")) == out, "out/ changed");
     }
 }
+
+/// Once the output index is trusted, it vouches for whole directories (their entries did not
+/// change) and those are not read: a directory whose project is removed still loses every
+/// file, and stray files and directories a user added are still found and removed — the
+/// output is a fresh build's each time.
+#[test]
+fn a_trusted_output_index_misses_no_file_to_remove() {
+    let t = scratch_with_example();
+    let extra = t.path().join("repo/projects/ward-flow.yaml");
+    let text = fs::read_to_string(t.path().join("repo/projects/bed-management.yaml"))
+        .expect("read")
+        .replacen("    gpu: 2\n", "", 1)
+        .replace("bed-management", "ward-flow");
+    fs::write(&extra, text).expect("write");
+    let args = ["build", "repo", "--out", "out", "--cache-dir", "cache"];
+    let build = |t: &Path| {
+        let o = plinth(t, &args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    };
+    let fresh = |t: &Path| {
+        let _ = fs::remove_dir_all(t.join("fresh"));
+        let o = plinth(t, &["build", "repo", "--out", "fresh"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        snapshot(&t.join("fresh"))
+    };
+    build(t.path());
+    let out = t.path().join("out");
+    assert!(out.join("prod-a/ward-flow").is_dir());
+    // Past the index's distrust of fresh changes, one more build leaves a trusted index.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    build(t.path());
+
+    fs::remove_file(&extra).expect("rm");
+    build(t.path());
+    assert!(
+        !out.join("prod-a/ward-flow").exists(),
+        "its namespace is gone"
+    );
+    assert!(
+        snapshot(&out) == fresh(t.path()),
+        "the same as a fresh build"
+    );
+
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    build(t.path());
+    type Stray = fn(&Path);
+    let strays: [Stray; 3] = [
+        |out| fs::write(out.join("prod-a/bed-management/stray.yaml"), "x: 1\n").expect("write"),
+        |out| {
+            fs::create_dir_all(out.join("prod-a/bed-management/sub")).expect("mkdir");
+            fs::write(out.join("prod-a/bed-management/sub/stray.yaml"), "x: 1\n").expect("write");
+        },
+        |out| {
+            fs::create_dir_all(out.join("prod-a/new-dir/deeper")).expect("mkdir");
+            fs::write(out.join("prod-a/new-dir/deeper/stray.yaml"), "x: 1\n").expect("write");
+        },
+    ];
+    let want = fresh(t.path());
+    for stray in strays {
+        stray(&out);
+        build(t.path());
+        assert!(snapshot(&out) == want, "the stray file is removed");
+    }
+}

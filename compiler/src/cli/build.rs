@@ -371,14 +371,14 @@ fn write_indexed(
         .filter(|p| !files.texts.contains_key(*p))
         .map(String::as_str)
         .collect();
-    if update_dir(&target, &files)? == Update::Whole {
+    if update_dir(&target, &files, Some(&index))? == Update::Whole {
         // Too much changed to update in place: render everything and write it whole.
         let all = crate::emit::files(lowered, args.cluster.as_deref(), &|_, _| false)
             .map_err(anyhow::Error::msg)?;
         // Written anew: nothing was vouched for.
         vouched.clear();
         let files = relative(args, all);
-        update_dir(&target, &files)?;
+        update_dir(&target, &files, Some(&index))?;
         lap("update", timings);
         index.record(&files.ids, &vouched);
         lap("index", timings);

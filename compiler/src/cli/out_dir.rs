@@ -27,53 +27,38 @@ pub(super) fn mark(dir: &std::path::Path) -> std::io::Result<()> {
 
 /// How `dir` differs from `files`: the rendered paths whose file is missing or has other bytes,
 /// and the files of `dir` that `files` does not have (the marker aside). `None` when the
-/// directory cannot be read as a plain tree of files.
+/// directory cannot be read as a plain tree of files. A directory the output `index` vouches
+/// for is not read: its files are the ones recorded there ([`OutIndex::vouches_dir`]).
 fn differences(
     dir: &std::path::Path,
     files: &crate::emit::Files,
+    index: Option<&OutIndex>,
 ) -> Option<(Vec<String>, Vec<String>)> {
-    let tree = &files.texts;
-    /// The files below `dir` (paths relative to the walk's root, `rel` being `dir`'s);
-    /// subdirectories are walked in parallel.
-    fn walk(dir: &std::path::Path, rel: &str) -> std::io::Result<Vec<String>> {
-        use rayon::prelude::*;
-        let mut files = Vec::new();
-        let mut dirs = Vec::new();
-        for e in std::fs::read_dir(dir)? {
-            let e = e?;
-            let kind = e.file_type()?;
-            let name = e
-                .file_name()
-                .into_string()
-                .map_err(|_| std::io::Error::other("a file name that is not UTF-8"))?;
-            let path = if rel.is_empty() {
-                name
-            } else {
-                format!("{rel}/{name}")
-            };
-            if kind.is_dir() {
-                dirs.push((e.path(), path));
-            } else if kind.is_file() {
-                files.push(path);
-            } else {
-                return Err(std::io::Error::other("not a regular file"));
-            }
-        }
-        let below: Vec<Vec<String>> = dirs
-            .par_iter()
-            .map(|(d, r)| walk(d, r))
-            .collect::<std::io::Result<_>>()?;
-        files.extend(below.into_iter().flatten());
-        Ok(files)
-    }
     use rayon::prelude::*;
-    let mut found = walk(dir, "").ok()?;
+    let tree = &files.texts;
+    let subdirs = index.map(OutIndex::subdirs).unwrap_or_default();
+    let walked = walk(dir, "", index.zip(Some(&subdirs))).ok()?;
+    let mut found = walked.files;
     found.retain(|p| p != MARKER);
     // A file not rendered is known to be on disk as it should be (see `OutIndex`).
-    let removed: Vec<String> = found
+    let mut removed: Vec<String> = found
         .into_par_iter()
         .filter(|p| !files.ids.contains_key(p))
         .collect();
+    if let Some(index) = index.filter(|i| !walked.vouched.is_empty() && !i.all_asked()) {
+        // In a directory not read, the files recorded there are its files (none to remove
+        // when the build has every recorded file).
+        let vouched: std::collections::HashSet<&str> =
+            walked.vouched.iter().map(String::as_str).collect();
+        removed.par_extend(
+            index
+                .files
+                .par_iter()
+                .map(|(p, _)| p)
+                .filter(|p| vouched.contains(parent(p)) && !files.ids.contains_key(*p))
+                .cloned(),
+        );
+    }
     let changed: Vec<String> = tree
         .par_iter()
         .filter(|(path, text)| {
@@ -83,6 +68,74 @@ fn differences(
         .map(|(path, _)| path.clone())
         .collect();
     Some((changed, removed))
+}
+
+/// The directory holding `path` (relative; `""` for the top).
+fn parent(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(d, _)| d)
+}
+
+/// What [`walk`] found: the files of the directories it read, and the directories it did not
+/// read because the index vouched for them.
+#[derive(Default)]
+struct Walked {
+    files: Vec<String>,
+    vouched: Vec<String>,
+}
+
+/// The files below `dir` (paths relative to the walk's root, `rel` being `dir`'s);
+/// subdirectories are walked in parallel. With an index (and its directories by parent), a
+/// directory it vouches for is not read: its subdirectories are the recorded ones.
+fn walk(
+    dir: &std::path::Path,
+    rel: &str,
+    index: Option<(&OutIndex, &std::collections::HashMap<&str, Vec<&str>>)>,
+) -> std::io::Result<Walked> {
+    use rayon::prelude::*;
+    let join = |name: &str| {
+        if rel.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{rel}/{name}")
+        }
+    };
+    let mut walked = Walked::default();
+    let mut dirs = Vec::new();
+    match index {
+        Some((ix, subdirs)) if ix.vouches_dir(rel) => {
+            walked.vouched.push(rel.to_owned());
+            for name in subdirs.get(rel).into_iter().flatten() {
+                dirs.push((dir.join(name), join(name)));
+            }
+        }
+        _ => {
+            for e in std::fs::read_dir(dir)? {
+                let e = e?;
+                let kind = e.file_type()?;
+                let name = e
+                    .file_name()
+                    .into_string()
+                    .map_err(|_| std::io::Error::other("a file name that is not UTF-8"))?;
+                let path = join(&name);
+                if kind.is_dir() {
+                    dirs.push((e.path(), path));
+                } else if kind.is_file() {
+                    walked.files.push(path);
+                } else {
+                    return Err(std::io::Error::other("not a regular file"));
+                }
+            }
+        }
+    }
+    let below: Vec<Walked> = dirs
+        .par_iter()
+        .map(|(d, r)| walk(d, r, index))
+        .collect::<std::io::Result<_>>()?;
+    for b in below {
+        walked.files.extend(b.files);
+        walked.vouched.extend(b.vouched);
+    }
+    Ok(walked)
 }
 
 /// Write `changed` files of `tree` into `target` and delete `removed` ones: every new file is
@@ -138,7 +191,7 @@ pub(super) fn replace_dir(target: &std::path::Path, tree: crate::emit::Tree) -> 
         differ: Default::default(),
     };
     // Every file is rendered: the update writes the whole tree itself when it must.
-    update_dir(target, &files).map(|_| ())
+    update_dir(target, &files, None).map(|_| ())
 }
 
 /// What [`update_dir`] did.
@@ -157,6 +210,7 @@ pub(super) enum Update {
 pub(super) fn update_dir(
     target: &std::path::Path,
     files: &crate::emit::Files,
+    index: Option<&OutIndex>,
 ) -> anyhow::Result<Update> {
     let tree = &files.texts;
     if target.exists() {
@@ -170,7 +224,7 @@ pub(super) fn update_dir(
                 target.display()
             );
         }
-        if is_ours && let Some((changed, removed)) = differences(target, files) {
+        if is_ours && let Some((changed, removed)) = differences(target, files, index) {
             // Nothing to write: the files stay as they are (and keep their times). A few
             // changes are written in place; many, by writing the whole tree beside.
             if changed.is_empty() && removed.is_empty() {
@@ -274,6 +328,9 @@ const LAZY: usize = 64;
 /// while those are unchanged — any write, rename or `touch` of the file changes its change
 /// time, which no user can set back — and only when it was recorded well after the file
 /// changed (see [`RACY`]); otherwise the file is rendered and compared as without an index.
+/// Directories are stamped the same way when the index is written, and only when they held
+/// exactly the recorded files: while a directory's stamp holds, its entries are unchanged and
+/// it is not read to find files to remove (a file added, removed or renamed in it changes it).
 /// Kept in the cache directory (`outputs/`, one file per output directory); losing it only
 /// costs time.
 #[derive(Debug, Default)]
@@ -283,11 +340,16 @@ pub(super) struct OutIndex {
     /// The directory it describes.
     dir: std::path::PathBuf,
     files: Stamps,
+    /// Directories (by relative path, `""` the top) whose entries were exactly the recorded
+    /// files and directories when stamped (id empty; see [`OutIndex::vouches_dir`]).
+    dirs: Stamps,
     /// When the index was written.
     written: Option<std::time::SystemTime>,
     /// The directory, open (files are looked at relative to it: no path walked from the root
     /// per file). `None` when it does not exist.
     root: Option<rustix::fd::OwnedFd>,
+    /// How many recorded files [`OutIndex::known`] was asked about.
+    asked: std::sync::atomic::AtomicUsize,
 }
 
 /// A file as recorded: its content id, size, inode and change time (seconds, nanoseconds).
@@ -307,6 +369,8 @@ struct IndexFile {
     format: String,
     dir: String,
     files: Stamps,
+    /// Lines whose path ends with `/` (`/` alone: the top).
+    dirs: Stamps,
 }
 
 impl IndexFile {
@@ -314,7 +378,8 @@ impl IndexFile {
         use std::io::Write;
         let mut out = serde_json::to_vec(&(&self.format, &self.dir)).unwrap_or_default();
         out.push(b'\n');
-        for (path, s) in &self.files {
+        let dirs = self.dirs.iter().map(|(d, s)| (format!("{d}/"), s));
+        for (path, s) in self.files.iter().map(|(p, s)| (p.clone(), s)).chain(dirs) {
             if path.contains(['\t', '\n']) {
                 continue;
             }
@@ -356,8 +421,19 @@ impl IndexFile {
             .collect::<Option<_>>()?;
         let mut files =
             Stamps::with_capacity_and_hasher(parsed.iter().map(Vec::len).sum(), Default::default());
-        files.extend(parsed.into_iter().flatten());
-        Some(IndexFile { format, dir, files })
+        let mut dirs = Stamps::default();
+        for (path, stamp) in parsed.into_iter().flatten() {
+            match path.strip_suffix('/') {
+                Some(d) => dirs.insert(d.to_owned(), stamp),
+                None => files.insert(path, stamp),
+            };
+        }
+        Some(IndexFile {
+            format,
+            dir,
+            files,
+            dirs,
+        })
     }
 }
 
@@ -400,6 +476,23 @@ impl Stamp {
             })
     }
 
+    /// The stamp of the directory `rel` below the open directory `root` (`""`: `root`).
+    #[allow(clippy::useless_conversion)]
+    fn of_dir(root: &rustix::fd::OwnedFd, rel: &str) -> Option<Stamp> {
+        use rustix::fs::{AtFlags, FileType, statat};
+        let path = if rel.is_empty() { "." } else { rel };
+        let st = statat(root, path, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+        FileType::from_raw_mode(st.st_mode).is_dir().then(|| Stamp {
+            id: String::new(),
+            len: 0,
+            ino: st.st_ino.try_into().unwrap_or_default(),
+            ctime: (
+                st.st_ctime.try_into().unwrap_or_default(),
+                st.st_ctime_nsec.try_into().unwrap_or_default(),
+            ),
+        })
+    }
+
     /// When the file last changed.
     fn changed(&self) -> std::time::SystemTime {
         let secs = u64::try_from(self.ctime.0).unwrap_or(0);
@@ -428,12 +521,15 @@ impl OutIndex {
             .and_then(|b| IndexFile::decode(&b))
             .filter(|f| f.format == format && f.dir == abs.to_string_lossy());
         let written = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let (files, dirs) = read.map(|f| (f.files, f.dirs)).unwrap_or_default();
         OutIndex {
             path: Some(path),
             dir: dir.to_path_buf(),
-            files: read.map(|f| f.files).unwrap_or_default(),
+            files,
+            dirs,
             written,
             root,
+            asked: Default::default(),
         }
     }
 
@@ -452,6 +548,33 @@ impl OutIndex {
         self.trusted(stamp) && self.stamp(&stamp.id, path).as_ref() == Some(stamp)
     }
 
+    /// Whether the directory `rel` holds what was recorded (its files in the index and its
+    /// recorded subdirectories, the marker at the top), without reading it: its trusted
+    /// stamp is unchanged — adding, removing or renaming an entry changes a directory's
+    /// change time, which no user can set back. (What a file holds is its own stamp's
+    /// business.)
+    fn vouches_dir(&self, rel: &str) -> bool {
+        self.dirs.get(rel).is_some_and(|stamp| {
+            self.trusted(stamp)
+                && self
+                    .root
+                    .as_ref()
+                    .and_then(|r| Stamp::of_dir(r, rel))
+                    .as_ref()
+                    == Some(stamp)
+        })
+    }
+
+    /// The recorded directories by parent (their names).
+    fn subdirs(&self) -> std::collections::HashMap<&str, Vec<&str>> {
+        let mut by_parent: std::collections::HashMap<&str, Vec<&str>> = Default::default();
+        for d in self.dirs.keys().filter(|d| !d.is_empty()) {
+            let (parent, name) = d.rsplit_once('/').unwrap_or(("", d.as_str()));
+            by_parent.entry(parent).or_default().push(name);
+        }
+        by_parent
+    }
+
     /// Whether the file `path` is known to hold content other than `id` (so need not be read
     /// to be compared).
     pub(super) fn differs(&self, path: &str, id: &str) -> bool {
@@ -462,9 +585,18 @@ impl OutIndex {
 
     /// Whether the file `path` (relative to the directory) is known to hold content `id`.
     pub(super) fn known(&self, path: &str, id: &str) -> bool {
-        self.files
-            .get(path)
-            .is_some_and(|stamp| stamp.id == id && self.vouches(path, stamp))
+        let recorded = self.files.get(path);
+        if recorded.is_some() {
+            self.asked
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        recorded.is_some_and(|stamp| stamp.id == id && self.vouches(path, stamp))
+    }
+
+    /// Whether every recorded file was asked about by [`OutIndex::known`] (once each: every
+    /// file of a build is), so none of them is to be removed.
+    fn all_asked(&self) -> bool {
+        self.asked.load(std::sync::atomic::Ordering::Relaxed) == self.files.len()
     }
 
     /// Record what the directory holds now (`ids`: every file and its content id) and keep
@@ -520,13 +652,59 @@ impl OutIndex {
                 Some((p.clone(), stamp))
             })
             .collect();
+        let dirs = self.stamp_dirs(&files);
         let abs = std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone());
         let file = IndexFile {
             format: format!("{INDEX_FORMAT}|{}", crate::cache::fingerprint()),
             dir: abs.to_string_lossy().into_owned(),
             files,
+            dirs,
         };
         let _ = write_index(&path, &file);
+    }
+
+    /// The stamps of the directories that hold exactly `files` (and the directories on their
+    /// way; the marker aside at the top): each is read between two looks at its stamp, and
+    /// stamped only when both agree and it holds nothing else and misses nothing (a file a
+    /// user added since plinth wrote, or one not stamped, leaves its directory to be read
+    /// next time).
+    fn stamp_dirs(&self, files: &Stamps) -> Stamps {
+        use rayon::prelude::*;
+        let Some(root) = &self.root else {
+            return Stamps::default();
+        };
+        // Per directory, the names it should hold.
+        let mut expected: std::collections::HashMap<&str, std::collections::BTreeSet<&str>> =
+            std::collections::HashMap::new();
+        expected.entry("").or_default();
+        for p in files.keys() {
+            let mut path = p.as_str();
+            loop {
+                let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+                let new = expected.entry(dir).or_default().insert(name);
+                // A directory already named in its parent has its way recorded.
+                if dir.is_empty() || (!new && path != p.as_str()) {
+                    break;
+                }
+                path = dir;
+            }
+        }
+        expected
+            .par_iter()
+            .filter_map(|(dir, names)| {
+                let before = Stamp::of_dir(root, dir)?;
+                let mut held = std::collections::BTreeSet::new();
+                for e in std::fs::read_dir(self.dir.join(dir)).ok()? {
+                    let name = e.ok()?.file_name().into_string().ok()?;
+                    if !(dir.is_empty() && name == MARKER) {
+                        held.insert(name);
+                    }
+                }
+                let same = held.len() == names.len() && held.iter().zip(names).all(|(a, b)| a == b);
+                (same && Stamp::of_dir(root, dir).as_ref() == Some(&before))
+                    .then(|| ((*dir).to_owned(), before))
+            })
+            .collect()
     }
 }
 
@@ -577,16 +755,22 @@ mod tests {
             })
             .chain([("ünïcode dir/x.yaml".to_owned(), stamp("a", 1))])
             .collect();
+        let dirs: Stamps = ["", "c", "c/ns-1", "ünïcode dir"]
+            .into_iter()
+            .map(|d| (d.to_owned(), stamp("", 9)))
+            .collect();
         let file = IndexFile {
             format: "f|1".to_owned(),
             dir: "/out\twith\nodd \"names\"".to_owned(),
             files: files.clone(),
+            dirs: dirs.clone(),
         };
         let bytes = file.encode();
         let back = IndexFile::decode(&bytes).expect("decodes");
         assert_eq!(back.format, file.format);
         assert_eq!(back.dir, file.dir);
         assert_eq!(back.files, files);
+        assert_eq!(back.dirs, dirs);
         // A path that would break its line is left out, the rest kept.
         let mut odd = files.clone();
         odd.insert("a\tb.yaml".to_owned(), stamp("b", 2));
@@ -618,6 +802,7 @@ mod tests {
             format: "f".to_owned(),
             dir: "d".to_owned(),
             files: Stamps::default(),
+            dirs: Stamps::default(),
         };
         assert!(IndexFile::decode(&empty.encode()).is_some_and(|f| f.files.is_empty()));
     }
