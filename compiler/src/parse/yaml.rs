@@ -153,6 +153,9 @@ fn syntax_hint(info: &str) -> &'static str {
     }
 }
 
+/// Entries of a mapping up to which a duplicate key is found by searching them.
+const SMALL_MAP: usize = 16;
+
 enum Frame {
     Seq {
         anchor: usize,
@@ -380,7 +383,19 @@ impl Builder<'_> {
                         match key {
                             Some(k) => {
                                 *skip_value = false;
-                                if let Some(first) = seen.get(&k) {
+                                // A small mapping (most of them) is searched; a large one
+                                // keeps its keys in a map, made when it grows large.
+                                let first = if entries.len() < SMALL_MAP {
+                                    entries.iter().find(|e| e.key == k).map(|e| e.key_span)
+                                } else {
+                                    if seen.is_empty() {
+                                        seen.extend(
+                                            entries.iter().map(|e| (e.key.clone(), e.key_span)),
+                                        );
+                                    }
+                                    seen.get(&k).copied()
+                                };
+                                if let Some(first) = first {
                                     self.diags.push(
                                         Diagnostic::new(
                                             Code::DuplicateKey,
@@ -400,7 +415,7 @@ impl Builder<'_> {
                                         ),
                                     );
                                     *skip_value = true;
-                                } else {
+                                } else if !seen.is_empty() {
                                     seen.insert(k.clone(), node.span);
                                 }
                                 *pending_key = Some((k, node.span));
@@ -665,6 +680,45 @@ mod tests {
             Some(Pos::new(3, 1))
         );
         assert_eq!(d.related[0].span.start, Pos::new(1, 1));
+    }
+
+    /// Small mappings are searched for a duplicate, large ones keep a map of their keys (from
+    /// the entry that makes them large): both find every duplicate, at its first place.
+    #[test]
+    fn duplicate_keys_are_found_in_small_and_large_mappings() {
+        let mut text = String::new();
+        let mut lines = Vec::new();
+        for i in 0..40 {
+            lines.push(format!("k{i}: {i}"));
+        }
+        // Line numbers (from 1) of the duplicates, and of the keys they repeat.
+        lines.insert(10, "k3: dup".to_owned());
+        lines.insert(17, "k15: dup".to_owned());
+        lines.insert(30, "k5: dup".to_owned());
+        lines.push("k35: dup".to_owned());
+        for l in &lines {
+            text.push_str(l);
+            text.push('\n');
+        }
+        let (docs, diags) = parse(&text);
+        let at = |d: &Diagnostic| {
+            (
+                d.primary.as_ref().map(|l| l.span.start.line),
+                d.related[0].span.start.line,
+            )
+        };
+        let found: Vec<(Option<u32>, u32)> = diags.iter().map(at).collect();
+        assert_eq!(
+            found,
+            vec![(Some(11), 4), (Some(18), 17), (Some(31), 6), (Some(44), 39)]
+        );
+        assert!(diags.iter().all(|d| d.code == Code::DuplicateKey));
+        let root = docs[0].root.as_map().expect("a mapping");
+        assert_eq!(root.len(), 40, "each key once");
+        assert!(
+            root.iter()
+                .all(|e| !matches!(&e.value.value, NodeValue::Str(s) if s == "dup"))
+        );
     }
 
     #[test]
