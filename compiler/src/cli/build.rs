@@ -364,28 +364,21 @@ fn write_indexed(
         .cloned()
         .collect();
     lap("render", timings);
-    // What the index vouched for is what was not rendered.
-    let mut vouched: std::collections::HashSet<&str> = files
-        .ids
-        .keys()
-        .filter(|p| !files.texts.contains_key(*p))
-        .map(String::as_str)
-        .collect();
     if update_dir(&target, &files, Some(&index))? == Update::Whole {
         // Too much changed to update in place: render everything and write it whole.
         let all = crate::emit::files(lowered, args.cluster.as_deref(), &|_, _| false)
             .map_err(anyhow::Error::msg)?;
-        // Written anew: nothing was vouched for.
-        vouched.clear();
         let files = relative(args, all);
         update_dir(&target, &files, Some(&index))?;
         lap("update", timings);
-        index.record(&files.ids, &vouched);
+        // Written anew: nothing was vouched for.
+        index.record(&files.ids, None);
         lap("index", timings);
         return Ok(target);
     }
     lap("update", timings);
-    index.record(&files.ids, &vouched);
+    // What the index vouched for is what was not rendered.
+    index.record(&files.ids, Some(&files.texts));
     lap("index", timings);
     Ok(target)
 }

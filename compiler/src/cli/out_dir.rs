@@ -602,11 +602,12 @@ impl OutIndex {
     /// Record what the directory holds now (`ids`: every file and its content id) and keep
     /// the index. Unchanged entries are kept as they are; new or changed files are stamped
     /// now. An index that cannot be written only costs time.
-    /// `vouched`: the files [`OutIndex::known`] vouched for in this run (not stamped again).
+    /// `rendered`: the files rendered in this run — every other one is a file
+    /// [`OutIndex::known`] vouched for (not stamped again); `None`: none was vouched for.
     pub(super) fn record(
         mut self,
         ids: &std::collections::BTreeMap<String, String>,
-        vouched: &std::collections::HashSet<&str>,
+        rendered: Option<&crate::emit::Tree>,
     ) {
         use rayon::prelude::*;
         let Some(path) = self.path.take() else {
@@ -615,6 +616,28 @@ impl OutIndex {
         let old = std::mem::take(&mut self.files);
         // Opened again: a directory written whole was swapped in under the same name.
         self.root = open_dir(&self.dir);
+        let vouched = |p: &str| rendered.is_some_and(|r| !r.contains_key(p));
+        // Few files rendered (a small change): their entries alone decide whether the index
+        // is written again (a file vouched for is recorded, trusted and unchanged).
+        if let Some(rendered) = rendered.filter(|_| !old.is_empty()) {
+            let mut recorded = ids.len().saturating_sub(rendered.len());
+            let mut stale = 0;
+            for p in rendered.keys() {
+                let was = old.get(p.as_str());
+                recorded += usize::from(was.is_some());
+                let stamp = ids.get(p).and_then(|id| self.stamp(id, p));
+                stale += usize::from(match &stamp {
+                    Some(s) => was != Some(s) || !self.trusted(s),
+                    None => was.is_some(),
+                });
+            }
+            stale += old.len().saturating_sub(recorded);
+            if stale <= LAZY.max(ids.len() / 100) {
+                // A hundred thousand entries are freed on a thread nothing waits for.
+                std::thread::spawn(move || drop((old, self)));
+                return;
+            }
+        }
         // Per file: `None` when its recorded stamp is kept, else its stamp now (`Some(None)`:
         // the file is gone); whether it was recorded; whether its entry is stale (new,
         // changed or not yet trusted).
@@ -622,7 +645,7 @@ impl OutIndex {
             .par_iter()
             .map(|(p, id)| {
                 let was = old.get(p.as_str());
-                if let Some(s) = was.filter(|s| s.id == *id && vouched.contains(p.as_str())) {
+                if let Some(s) = was.filter(|s| s.id == *id && vouched(p)) {
                     return (None, true, !self.trusted(s));
                 }
                 let stamp = self.stamp(id, p);
