@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use crate::lower::{Approval, ClusterOutput, Lowered, Manifest, ObjectKey, sha256_hex};
+use crate::lower::{Approval, ClusterOutput, Lowered, Manifest, ObjectKey};
 
 /// Files by path relative to the output directory (`/`-separated).
 pub type Tree = BTreeMap<String, String>;
@@ -55,7 +55,8 @@ pub fn tree(lowered: &Lowered, only: Option<&str>) -> Result<Tree, String> {
 
 /// A build's files, not all of them necessarily rendered: `texts` holds the rendered ones and
 /// `ids` names the content of every file — an object's file by its object's `sha256` (as the
-/// lock file lists it), any other file by the sha256 of its text. A file in `ids` but not in
+/// lock file lists it), the kustomization and lock file by a digest of their text
+/// ([`large_text_id`]). A file in `ids` but not in
 /// `texts` was not rendered: the caller knew a file on disk holding that content.
 #[derive(Debug, Default)]
 pub struct Files {
@@ -189,8 +190,9 @@ fn add_cluster(
         ids.push((full, id));
         lock.push(entry);
     }
+    use rayon::prelude::*;
     // In path order (the kustomization's), two objects of one file side by side.
-    ids.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    ids.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
     if let Some(w) = ids.windows(2).find(|w| w[0].0 == w[1].0) {
         let path = w[0].0.strip_prefix(prefix).unwrap_or(&w[0].0);
         return Err(format!(
@@ -201,12 +203,12 @@ fn add_cluster(
     let (kustomization, lock_text) = rayon::join(
         || {
             let text = kustomization_text(ids.iter().map(|(p, _)| &p[prefix.len()..]));
-            let id = sha256_hex(text.as_bytes());
+            let id = large_text_id(&text);
             (text, id)
         },
         || {
             lock_file_text(cluster, lock, approvals).map(|text| {
-                let id = sha256_hex(text.as_bytes());
+                let id = large_text_id(&text);
                 (text, id)
             })
         },
@@ -229,6 +231,26 @@ fn add_cluster(
         files.ids.extend(ids);
     }
     Ok(())
+}
+
+/// The id of an aggregate file's content (see [`Files`]): tens of megabytes for a large
+/// platform, so hashed in pieces in parallel — the sha256 of the pieces' sha256s, each piece
+/// a megabyte (a digest of the text all the same: the same text, the same id).
+fn large_text_id(text: &str) -> String {
+    use rayon::prelude::*;
+    use sha2::Digest;
+    const PIECE: usize = 1 << 20;
+    let pieces: Vec<[u8; 32]> = text
+        .as_bytes()
+        .par_chunks(PIECE)
+        .map(|p| sha2::Sha256::digest(p).into())
+        .collect();
+    let mut h = sha2::Sha256::new();
+    h.update(u64::try_from(text.len()).unwrap_or(u64::MAX).to_le_bytes());
+    for p in &pieces {
+        h.update(p);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A cluster's `kustomization.yaml`: every object's file, in path order (`paths` sorted), as
@@ -505,6 +527,31 @@ mod tests {
             to_yaml(&v),
             "a:\n  b:\n    - c: 1\n      d: x\n    - z\n    - \"y\"\ne: []\n"
         );
+    }
+
+    /// An aggregate file's id is a digest of its whole text: any byte changed (either side of
+    /// a piece's edge, or the last) or added changes it; the same text has the same id.
+    #[test]
+    fn a_large_texts_id_covers_every_byte() {
+        let text: String = (0..(3 << 20) + 17)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        let id = large_text_id(&text);
+        assert_eq!(id, large_text_id(&text.clone()));
+        assert_eq!(id.len(), 64);
+        let mut seen = std::collections::BTreeSet::from([id]);
+        for at in [0, (1 << 20) - 1, 1 << 20, 2 << 20, text.len() - 1] {
+            let mut bytes = text.clone().into_bytes();
+            bytes[at] = b'!';
+            let changed = String::from_utf8(bytes).expect("ascii");
+            assert!(seen.insert(large_text_id(&changed)), "a change at {at}");
+        }
+        assert!(
+            seen.insert(large_text_id(&format!("{text}a"))),
+            "a byte more"
+        );
+        assert!(seen.insert(large_text_id("")));
+        assert!(seen.insert(large_text_id("a")));
     }
 
     #[test]
