@@ -268,7 +268,7 @@ impl Cache {
     pub fn alias(&self, tree_key: &str) -> Option<String> {
         let text = std::fs::read_to_string(self.alias_path(tree_key)?).ok()?;
         let key = text.trim();
-        (key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit())).then(|| key.to_owned())
+        is_key(key).then(|| key.to_owned())
     }
 
     /// Record that `tree_key` compiles to `key` (written beside and renamed in; the
@@ -305,8 +305,7 @@ impl Cache {
     }
 
     fn alias_path(&self, tree_key: &str) -> Option<PathBuf> {
-        (tree_key.len() == 64 && tree_key.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then(|| self.dir.join("trees").join(tree_key))
+        is_key(tree_key).then(|| self.dir.join("trees").join(tree_key))
     }
 
     fn path(&self, key: &str) -> PathBuf {
@@ -440,6 +439,12 @@ pub struct UnitPack {
     packs: Vec<(PathBuf, Option<std::fs::File>)>,
     fresh: std::sync::Mutex<Vec<(String, Vec<u8>)>>,
     used: std::sync::Mutex<Vec<String>>,
+}
+
+/// Whether `s` has the form of a key ([`Cache::key`], [`Cache::tree_key`]): a sha256 in hex
+/// (so a key read from a file names nothing outside the cache).
+fn is_key(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Where a key's input fields are fed ([`Cache::keyed`]).

@@ -250,7 +250,7 @@ fn large_text_id(text: &str) -> String {
     for p in &pieces {
         h.update(p);
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    crate::output::hex(&h.finalize())
 }
 
 /// A cluster's `kustomization.yaml`: every object's file, in path order (`paths` sorted), as

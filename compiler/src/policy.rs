@@ -33,6 +33,7 @@ use serde_json::{Value, json};
 use crate::diag::{Code, Diagnostic, Diagnostics, Label, Pos, Span};
 use crate::lower::{Lowered, Origin};
 use crate::model::Kind;
+use crate::output::hex;
 use crate::parse::{Document, FieldPath};
 use crate::specs::Specs;
 
@@ -290,14 +291,6 @@ impl std::io::Write for HashWriter<'_> {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 /// A memo and the policy set it is used for.

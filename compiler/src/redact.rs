@@ -89,10 +89,7 @@ impl Key {
         };
         mac.update(value);
         let out = mac.finalize().into_bytes();
-        out.iter()
-            .take(6)
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
+        crate::output::hex(&out[..6])
     }
 
     /// `(redacted, hmac:…)` for a value.

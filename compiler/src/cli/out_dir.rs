@@ -457,39 +457,44 @@ impl Stamp {
         next().is_none().then_some((path, stamp))
     }
 
-    /// The stamp of the regular file `path` below the open directory `root`. (The stat
-    /// fields' types differ between architectures, hence the conversions.)
-    #[allow(clippy::useless_conversion)]
+    /// The stamp of the regular file `path` below the open directory `root`.
     fn of(id: &str, root: &rustix::fd::OwnedFd, path: &str) -> Option<Stamp> {
+        Stamp::at(root, path, rustix::fs::FileType::RegularFile).map(|(len, mut s)| {
+            s.id = id.to_owned();
+            s.len = len;
+            s
+        })
+    }
+
+    /// The stamp of the directory `rel` below the open directory `root` (`""`: `root`); its
+    /// size is left out (the change time covers its entries).
+    fn of_dir(root: &rustix::fd::OwnedFd, rel: &str) -> Option<Stamp> {
+        let path = if rel.is_empty() { "." } else { rel };
+        Stamp::at(root, path, rustix::fs::FileType::Directory).map(|(_, s)| s)
+    }
+
+    /// The size of `path` below `root` and its stamp without id or size, when it is of type
+    /// `kind` (a link is not followed). (The stat fields' types differ between architectures,
+    /// hence the conversions.)
+    #[allow(clippy::useless_conversion)]
+    fn at(
+        root: &rustix::fd::OwnedFd,
+        path: &str,
+        kind: rustix::fs::FileType,
+    ) -> Option<(u64, Stamp)> {
         use rustix::fs::{AtFlags, FileType, statat};
         let st = statat(root, path, AtFlags::SYMLINK_NOFOLLOW).ok()?;
-        FileType::from_raw_mode(st.st_mode)
-            .is_file()
-            .then(|| Stamp {
-                id: id.to_owned(),
-                len: st.st_size.try_into().unwrap_or_default(),
+        (FileType::from_raw_mode(st.st_mode) == kind).then(|| {
+            let stamp = Stamp {
+                id: String::new(),
+                len: 0,
                 ino: st.st_ino.try_into().unwrap_or_default(),
                 ctime: (
                     st.st_ctime.try_into().unwrap_or_default(),
                     st.st_ctime_nsec.try_into().unwrap_or_default(),
                 ),
-            })
-    }
-
-    /// The stamp of the directory `rel` below the open directory `root` (`""`: `root`).
-    #[allow(clippy::useless_conversion)]
-    fn of_dir(root: &rustix::fd::OwnedFd, rel: &str) -> Option<Stamp> {
-        use rustix::fs::{AtFlags, FileType, statat};
-        let path = if rel.is_empty() { "." } else { rel };
-        let st = statat(root, path, AtFlags::SYMLINK_NOFOLLOW).ok()?;
-        FileType::from_raw_mode(st.st_mode).is_dir().then(|| Stamp {
-            id: String::new(),
-            len: 0,
-            ino: st.st_ino.try_into().unwrap_or_default(),
-            ctime: (
-                st.st_ctime.try_into().unwrap_or_default(),
-                st.st_ctime_nsec.try_into().unwrap_or_default(),
-            ),
+            };
+            (st.st_size.try_into().unwrap_or_default(), stamp)
         })
     }
 

@@ -181,12 +181,22 @@ fn with_cached_base(
             None => Some(Side::empty()),
         },
     };
+    both_sides((base, &base_err), (head, &head_err), err)
+}
+
+/// Both sides compiled, or `None` with the diagnostics of the first side that did not compile
+/// printed (`*_err`: each side's printed diagnostics).
+fn both_sides(
+    (base, base_err): (Option<Side>, &[u8]),
+    (head, head_err): (anyhow::Result<Option<Side>>, &[u8]),
+    err: &mut dyn Write,
+) -> anyhow::Result<Option<(Side, Side)>> {
     let Some(base) = base else {
-        err.write_all(&base_err)?;
+        err.write_all(base_err)?;
         return Ok(None);
     };
     let Some(head) = head? else {
-        err.write_all(&head_err)?;
+        err.write_all(head_err)?;
         return Ok(None);
     };
     Ok(Some((base, head)))
@@ -446,12 +456,6 @@ struct Compile<'a> {
     color: bool,
 }
 
-/// Compile both sides: at once when the base's result is cached (each side is then mostly
-/// single-threaded), else the base first, so that the head, a few files away from it, reuses
-/// the units the base lowered (half the work and half the memory of two cold compiles) — from
-/// the cache, or without one from a store in memory whose objects both sides share. `None`
-/// when one does not compile, its diagnostics written to `err`; a base where the platform does
-/// not exist yet is empty.
 /// The base side before it is compiled.
 enum BaseInput<'a> {
     /// Read from git (`None`: no platform at the base).
@@ -513,6 +517,13 @@ impl BaseGit {
     }
 }
 
+/// Compile both sides: at once when the base's result is cached (each side is then mostly
+/// single-threaded), else the base first, so that the head, a few files away from it, reuses
+/// the units the base lowered (half the work and half the memory of two cold compiles) — from
+/// the cache, or without one from a store in memory whose objects both sides share. `None`
+/// when one does not compile, its diagnostics written to `err`; a base where the platform does
+/// not exist yet is empty.
+/// A base compiled before (found by its tree) is read beside the head: [`with_cached_base`].
 fn compile_both(
     compile: Compile<'_>,
     base: (BaseInput<'_>, &crate::Options, &str),
@@ -585,19 +596,9 @@ fn compile_both(
             (base, head)
         })
     };
-    let base = match base? {
-        Some(Some(s)) => s,
-        Some(None) => Side::empty(),
-        None => {
-            err.write_all(&base_err)?;
-            return Ok(None);
-        }
-    };
-    let Some(head) = head? else {
-        err.write_all(&head_err)?;
-        return Ok(None);
-    };
-    Ok(Some((base, head)))
+    // A base that is not there (`Some(None)`) is empty.
+    let base = base?.map(|b| b.unwrap_or_else(Side::empty));
+    both_sides((base, &base_err), (head, &head_err), err)
 }
 
 /// [`compare`], the head's revision (compiled now, not stored yet) stored in the cache meanwhile;
