@@ -69,23 +69,35 @@ pub fn check(specs: &Specs, snapshot: &Snapshot) -> Diagnostics {
     cx.platform(&mut d);
     cx.instance_type_names(&mut d);
     cx.priority_class_names(&mut d);
-    for p in specs.projects.values() {
-        cx.project(p, &mut d);
-    }
-    for ds in specs.datasets.values() {
-        cx.dataset(ds, &mut d);
-    }
-    for q in specs.gpu_quotas.values() {
-        cx.gpu_quota(q, &mut d);
-    }
-    for r in specs.rollouts.values() {
-        cx.rollout(r, &mut d);
-    }
+    each(&specs.projects, &mut d, |p, d| cx.project(p, d));
+    each(&specs.datasets, &mut d, |ds, d| cx.dataset(ds, d));
+    each(&specs.gpu_quotas, &mut d, |q, d| cx.gpu_quota(q, d));
+    each(&specs.rollouts, &mut d, |r, d| cx.rollout(r, d));
     cx.rollout_capacity(&mut d);
-    for a in specs.apps.values() {
-        cx.app(a, &mut d);
-    }
+    each(&specs.apps, &mut d, |a, d| cx.app(a, d));
     d
+}
+
+/// Run `rule` on every spec of a kind, in parallel, its diagnostics in the order of the specs
+/// (as one pass in order reports them).
+fn each<T: Sync>(
+    specs: &BTreeMap<String, T>,
+    d: &mut Diagnostics,
+    rule: impl Fn(&T, &mut Diagnostics) + Sync,
+) {
+    use rayon::prelude::*;
+    let all: Vec<&T> = specs.values().collect();
+    let found: Vec<Diagnostics> = all
+        .par_iter()
+        .map(|spec| {
+            let mut d = Diagnostics::new();
+            rule(spec, &mut d);
+            d
+        })
+        .collect();
+    for x in found {
+        d.extend(x);
+    }
 }
 
 struct Cx<'a> {

@@ -426,6 +426,52 @@ impl DirSource {
     }
 }
 
+/// What a symbolic link at `abs` (`rel_path` in the repository) leads to: whether it is a
+/// directory not visited yet, a file and its size; `None` when its target cannot be read; an
+/// entry to report when it leaves the repository or its target does not exist.
+fn follow(
+    abs: &Path,
+    canon_root: &Path,
+    rel_path: String,
+    visited: &mut BTreeSet<PathBuf>,
+) -> Result<Option<(bool, bool, u64)>, Entry> {
+    match std::fs::canonicalize(abs) {
+        Ok(target) if target.starts_with(canon_root) => Ok(std::fs::metadata(&target)
+            .ok()
+            .map(|m| (m.is_dir() && visited.insert(target), m.is_file(), m.len()))),
+        Ok(target) => Err(Entry::EscapingSymlink {
+            path: rel_path,
+            is_dir: std::fs::metadata(&target).is_ok_and(|m| m.is_dir()),
+            target: target.display().to_string(),
+        }),
+        Err(_) => Err(Entry::BrokenSymlink {
+            path: rel_path,
+            target: std::fs::read_link(abs)
+                .map(|t| t.display().to_string())
+                .unwrap_or_default(),
+        }),
+    }
+}
+
+/// The sizes of the files a walk found (`to_size`: where in `entries`, absolute path), one
+/// `stat` each, in parallel.
+fn fill_sizes(entries: &mut [Entry], to_size: Vec<(usize, PathBuf)>) -> Result<(), LoadError> {
+    use rayon::prelude::*;
+    let sizes: Vec<(usize, u64)> = to_size
+        .into_par_iter()
+        .map(|(at, abs)| match std::fs::symlink_metadata(&abs) {
+            Ok(m) => Ok((at, m.len())),
+            Err(error) => Err(LoadError::Io { path: abs, error }),
+        })
+        .collect::<Result<_, _>>()?;
+    for (at, len) in sizes {
+        if let Entry::File { size, .. } = &mut entries[at] {
+            *size = len;
+        }
+    }
+    Ok(())
+}
+
 impl Source for DirSource {
     fn describe(&self) -> String {
         self.root.display().to_string()
@@ -446,6 +492,8 @@ impl Source for DirSource {
         visited.insert(canon_root.clone());
         // (absolute dir, relative prefix, depth)
         let mut stack = vec![(self.root.clone(), String::new(), 0usize)];
+        // Regular files found (where in `out`, absolute path): their sizes are read at the end.
+        let mut to_size: Vec<(usize, PathBuf)> = Vec::new();
         while let Some((dir, rel, depth)) = stack.pop() {
             let rd = std::fs::read_dir(&dir).map_err(|error| LoadError::Io {
                 path: dir.clone(),
@@ -484,41 +532,17 @@ impl Source for DirSource {
                     error,
                 })?;
                 let (is_dir, is_file, size) = if ft.is_symlink() {
-                    match std::fs::canonicalize(&abs) {
-                        Ok(target) if target.starts_with(&canon_root) => {
-                            match std::fs::metadata(&target) {
-                                Ok(m) => {
-                                    (m.is_dir() && visited.insert(target), m.is_file(), m.len())
-                                }
-                                Err(_) => continue,
-                            }
-                        }
-                        Ok(target) => {
-                            let is_dir = std::fs::metadata(&target).is_ok_and(|m| m.is_dir());
-                            out.push(Entry::EscapingSymlink {
-                                path: rel_path,
-                                target: target.display().to_string(),
-                                is_dir,
-                            });
-                            continue;
-                        }
-                        Err(_) => {
-                            let target = std::fs::read_link(&abs)
-                                .map(|t| t.display().to_string())
-                                .unwrap_or_default();
-                            out.push(Entry::BrokenSymlink {
-                                path: rel_path,
-                                target,
-                            });
+                    match follow(&abs, &canon_root, rel_path.clone(), &mut visited) {
+                        Ok(Some(found)) => found,
+                        Ok(None) => continue,
+                        Err(entry) => {
+                            out.push(entry);
                             continue;
                         }
                     }
                 } else {
-                    let m = ent.metadata().map_err(|error| LoadError::Io {
-                        path: abs.clone(),
-                        error,
-                    })?;
-                    (ft.is_dir(), ft.is_file(), m.len())
+                    // A file's size is read below, for every file at once.
+                    (ft.is_dir(), ft.is_file(), 0)
                 };
                 if is_dir {
                     // `plinth build` output (it holds a `.plinth-output` marker) is not input:
@@ -539,6 +563,9 @@ impl Source for DirSource {
                         });
                     }
                 } else if is_file {
+                    if !ft.is_symlink() {
+                        to_size.push((out.len(), abs));
+                    }
                     out.push(Entry::File {
                         path: rel_path,
                         size,
@@ -547,12 +574,16 @@ impl Source for DirSource {
                 // Sockets, FIFOs and devices are never read: reading a FIFO would block.
             }
         }
+        fill_sizes(&mut out, to_size)?;
         Ok(out)
     }
 
     fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, std::io::Error> {
         let f = std::fs::File::open(self.root.join(path))?;
-        let mut buf = Vec::new();
+        // Sized from the file (read to its end all the same: it may have grown), never past
+        // the limit.
+        let hint = f.metadata().map_or(0, |m| m.len()).min(limit) as usize;
+        let mut buf = Vec::with_capacity(hint + 1);
         f.take(limit + 1).read_to_end(&mut buf)?;
         Ok(buf)
     }
