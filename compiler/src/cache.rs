@@ -216,9 +216,10 @@ impl Cache {
     /// The key of compiling `snapshot` with `opts`.
     pub fn key(&self, snapshot: &Snapshot, opts: &Options) -> String {
         self.keyed(opts, &mut |field| {
+            // A file by its text's digest (read once, in parallel, when it was loaded).
             for f in &snapshot.files {
                 field(f.path.as_bytes());
-                field(f.text.as_bytes());
+                field(&f.digest);
             }
         })
     }
@@ -620,7 +621,7 @@ impl UnitPack {
 }
 
 /// Bumped when the policy memo's format changes.
-const POLICY_FORMAT: &str = "plinth-policy-memo-v1";
+const POLICY_FORMAT: &str = "plinth-policy-memo-v2";
 
 /// Most policy memo files kept (one per policy set; the least recently written go first).
 const POLICY_FILES_KEPT: usize = 8;
@@ -643,49 +644,29 @@ struct PolicySet {
     logged: usize,
 }
 
-/// The policy memo file's content.
+/// The first line of a policy memo file; each line after it is one entry, `[key, result]` (as
+/// in its log), so that a file is read on every core.
 #[derive(Serialize, Deserialize)]
-struct PolicyFileContent {
+struct PolicyFileHead {
     format: String,
-    entries: Entries,
 }
 
-/// The entries of a memo file (a JSON object), read in file order into a list: the map is made
-/// once, at its size.
-#[derive(Default)]
-struct Entries(Vec<(String, Memoized)>);
-
-impl Serialize for Entries {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
-    }
-}
-
-impl<'de> Deserialize<'de> for Entries {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Entries;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a map of memo entries")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut m: A,
-            ) -> Result<Entries, A::Error> {
-                let mut v = Vec::with_capacity(m.size_hint().unwrap_or(0));
-                while let Some(e) = m.next_entry()? {
-                    v.push(e);
-                }
-                Ok(Entries(v))
-            }
-        }
-        d.deserialize_map(Visit)
-    }
+/// The entries of a memo file's lines (`None` when one of them does not parse: the file is
+/// damaged, a miss).
+fn memo_entries(body: &[u8]) -> Option<Vec<(String, Memoized)>> {
+    use rayon::prelude::*;
+    let lines: Vec<&[u8]> = body
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines
+        .par_iter()
+        .map(|l| serde_json::from_slice(l).ok())
+        .collect()
 }
 
 /// Results of policy rules per input (a [`Memo`]), persisted under `<cache dir>/policy/`: per
-/// policy-set hash a JSON file, written atomically, and a log of the entries added since (one
+/// policy-set hash a file of JSON lines (a head, then an entry per line), written atomically, and a log of the entries added since (one
 /// JSON line each, appended at the end of a run). A run that adds a few entries appends them; one
 /// that leaves many stored entries unused, or finds the log long, writes the file again with
 /// only the entries it used and empties the log (bounded growth). A corrupt or unreadable file or
@@ -721,12 +702,12 @@ impl PolicyMemo {
     /// The set's entries: its file's, then its log's (a later line wins), and how many lines
     /// the log held. Without the file, the log is not read (it extends a file).
     fn read(&self, set: &str) -> PolicySet {
-        let Some(entries) = std::fs::read(self.path(set))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<PolicyFileContent>(&b).ok())
-            .filter(|c| c.format == POLICY_FORMAT)
-            .map(|c| c.entries.0)
-        else {
+        let Some(entries) = std::fs::read(self.path(set)).ok().and_then(|b| {
+            let nl = b.iter().position(|&c| c == b'\n')?;
+            let head: PolicyFileHead = serde_json::from_slice(&b[..nl]).ok()?;
+            (head.format == POLICY_FORMAT).then_some(())?;
+            memo_entries(&b[nl + 1..])
+        }) else {
             return PolicySet::default();
         };
         let unused = || std::sync::atomic::AtomicBool::new(false);
@@ -793,11 +774,15 @@ impl PolicyMemo {
             let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
             serde_json::to_writer(
                 &mut f,
-                &PolicyFileContent {
+                &PolicyFileHead {
                     format: POLICY_FORMAT.to_owned(),
-                    entries: Entries(entries.into_iter().collect()),
                 },
             )?;
+            for e in &entries {
+                f.write_all(b"\n")?;
+                serde_json::to_writer(&mut f, &e)?;
+            }
+            f.write_all(b"\n")?;
             f.flush()?;
         }
         std::fs::rename(&tmp, self.path(set))?;
@@ -971,6 +956,10 @@ impl crate::lower::UnitStore for UnitPack {
 impl Memo for PolicyMemo {
     fn fingerprint(&self) -> &str {
         &self.fingerprint
+    }
+
+    fn prefetch(&self, set: &str) {
+        self.with_set(set, |_| ());
     }
 
     fn get(&self, set: &str, rule: &str, input: &str) -> Option<Memoized> {

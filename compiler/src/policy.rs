@@ -270,6 +270,8 @@ pub trait Memo: Send + Sync {
     fn put(&self, set: &str, rule: &str, input: &str, result: Memoized);
     /// The run of `set` is over (a persistent memo writes itself here).
     fn finish(&self, set: &str);
+    /// `set` will be looked up soon (a persistent memo reads it now).
+    fn prefetch(&self, _set: &str) {}
 }
 
 /// The content hash of an input (128 bits of the sha256 of its JSON).
@@ -360,6 +362,11 @@ fn only_paths<'p>(mut data: Value, paths: impl IntoIterator<Item = &'p Vec<Strin
         taken.push(path);
     }
     Value::Object(out)
+}
+
+/// `{"plinth": view}`, by moving `view` (`json!` would copy all of it).
+fn plinth_data(view: Value) -> Value {
+    Value::Object(std::iter::once(("plinth".to_owned(), view)).collect())
 }
 
 /// Put `v` at `path` below `map`, making the objects on the way.
@@ -1398,7 +1405,7 @@ impl Engine {
 
     /// Set `data.plinth` (the whole-platform view), over the `--data` documents.
     pub fn set_platform(&mut self, user: Option<&Value>, data: Value, diags: &mut Diagnostics) {
-        self.set_data(user, json!({ "plinth": data }), diags);
+        self.set_data(user, plinth_data(data), diags);
     }
 
     /// Evaluate every selected rule on one input: per package with rules, what they found.
@@ -2146,7 +2153,7 @@ fn with_data(
             } else {
                 platform.clone().unwrap_or_default()
             };
-            e.prepare_data(data, json!({ "plinth": view }), data_diags);
+            e.prepare_data(data, plinth_data(view), data_diags);
             e
         })
         .collect()
@@ -2166,17 +2173,29 @@ pub fn evaluate(
     if engines.is_empty() {
         return diags;
     }
+    let mut engines = engines;
+    let sets: Vec<Arc<str>> = match memo {
+        Some(m) => engines
+            .iter_mut()
+            .map(|(e, _)| e.use_memo(m.clone()))
+            .collect(),
+        None => Vec::new(),
+    };
+    // The memo is read while the data is made.
     let mut data_diags = Diagnostics::new();
-    let mut engines = with_data(engines, files, specs, docs, lowered, &mut data_diags);
+    let (mut engines, ()) = rayon::join(
+        || with_data(engines, files, specs, docs, lowered, &mut data_diags),
+        || {
+            for set in memo.iter().flat_map(|m| sets.iter().map(move |s| (m, s))) {
+                set.0.prefetch(set.1);
+            }
+        },
+    );
     if data_diags.has_errors() {
         // Policies without their data would judge wrongly.
         diags.extend(data_diags);
         return diags;
     }
-    let sets: Vec<Arc<str>> = match memo {
-        Some(m) => engines.iter_mut().map(|e| e.use_memo(m.clone())).collect(),
-        None => Vec::new(),
-    };
     // Where a finding that names another spec (`location`) is reported.
     let locate = |loc: &Value| -> Option<Label> {
         let kind = Kind::parse(loc.get("kind")?.as_str()?)?;
@@ -2361,9 +2380,9 @@ fn manifest_place(
 /// the entry valid). A later compile that reuses the unit replays those findings with one
 /// lookup instead of one per object and rule. An entry lists the places in the unit it covers:
 /// an object it does not cover (one that was a duplicate of another unit's then) makes it a
-/// miss. A spec document is a bundle of its own, keyed by a digest of its content
-/// ([`doc_digest`]) and the rules of its kind: one lookup, and no JSON made of it, instead of
-/// its JSON, its hash and one lookup per rule. Replayed findings are placed anew (a moved
+/// miss. A spec document is a bundle of its own, keyed by its file's digest and its place in
+/// the file ([`doc_digest`]) and the rules of its kind: one lookup, and no JSON made of it,
+/// instead of its JSON, its hash and one lookup per rule. Replayed findings are placed anew (a moved
 /// document is reported where it is now).
 struct Bundles<'a> {
     memo: &'a Arc<dyn Memo>,
@@ -2378,50 +2397,10 @@ struct Bundles<'a> {
 /// The memo's name of a bundle's entry (as its rule).
 const BUNDLE: &str = "unit-bundle";
 
-/// A digest of a document's content (not its places): its nodes' types and values, in order.
+/// A digest of a document's content: its file's text (read once when it was loaded) and its
+/// place among the file's documents.
 fn doc_digest(doc: &Document) -> String {
-    use sha2::Digest;
-    fn feed(h: &mut sha2::Sha256, n: &crate::parse::node::Node) {
-        use crate::parse::node::NodeValue as V;
-        let text = |h: &mut sha2::Sha256, s: &str| {
-            h.update((s.len() as u64).to_le_bytes());
-            h.update(s.as_bytes());
-        };
-        match &n.value {
-            V::Null => h.update([0]),
-            V::Bool(b) => h.update([1, u8::from(*b)]),
-            V::Int(i) => {
-                h.update([2]);
-                h.update(i.to_le_bytes());
-            }
-            V::Float(f) => {
-                h.update([3]);
-                h.update(f.to_bits().to_le_bytes());
-            }
-            V::Str(s) => {
-                h.update([4]);
-                text(h, s);
-            }
-            V::Seq(items) => {
-                h.update([5]);
-                h.update((items.len() as u64).to_le_bytes());
-                for i in items {
-                    feed(h, i);
-                }
-            }
-            V::Map(entries) => {
-                h.update([6]);
-                h.update((entries.len() as u64).to_le_bytes());
-                for e in entries {
-                    text(h, &e.key);
-                    feed(h, &e.value);
-                }
-            }
-        }
-    }
-    let mut h = sha2::Sha256::new();
-    feed(&mut h, &doc.root);
-    hex(&h.finalize()[..16])
+    format!("{}-{}", hex(&doc.digest[..16]), doc.index)
 }
 
 /// The kind of a spec document (empty when it has none).
@@ -2521,7 +2500,7 @@ impl<'a> Bundles<'a> {
             })
             .collect();
         let rules: Vec<[u8; 32]> = docs.iter().map(|(_, d)| digest_of(doc_kind(d))).collect();
-        let digests: Vec<String> = docs.par_iter().map(|(_, d)| doc_digest(d)).collect();
+        let digests: Vec<String> = docs.iter().map(|(_, d)| doc_digest(d)).collect();
         for (((i, _), rules), digest) in docs.iter().zip(rules).zip(digests) {
             let key = format!("doc:{digest}:{}", hex(&rules[..16]));
             bundles.push((vec![(*i, 0)], key));

@@ -520,13 +520,13 @@ mod tests {
 
     fn snapshot() -> Snapshot {
         Snapshot {
-            files: vec![SourceFile {
-                path: Arc::from("gpu/a100.yaml"),
-                role: FileRole::Spec,
-                text: Arc::from(
+            files: vec![SourceFile::new(
+                Arc::from("gpu/a100.yaml"),
+                FileRole::Spec,
+                Arc::from(
                     "kind: GpuQuota\nspec:\n  pool:\n    capacity: 8\n  allocations:\n    - project: er\n      gpu: 10\n",
                 ),
-            }],
+            )],
         }
     }
 

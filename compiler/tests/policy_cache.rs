@@ -245,11 +245,13 @@ fn a_corrupt_memo_is_a_miss_and_a_changed_policy_is_another_set() {
         "one file per policy set: the library's and the user's"
     );
     for p in &written {
-        std::fs::write(
-            p,
-            b"{\"format\": \"plinth-policy-memo-v1\", \"entries\": {\"x\": ",
-        )
-        .expect("write");
+        // One entry damaged in the middle of the file: the whole file is not trusted.
+        let text = std::fs::read_to_string(p).expect("read");
+        let mut lines: Vec<&str> = text.lines().collect();
+        assert!(lines.len() > 2, "a head and entries, a line each");
+        let middle = lines.len() / 2;
+        lines[middle] = "[\"x\", {\"value\": ";
+        std::fs::write(p, lines.join("\n")).expect("write");
     }
     let (warm, hits, puts) = run(&files, POLICY, Some(&cache));
     assert_eq!(warm, cold);

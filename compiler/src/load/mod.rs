@@ -131,6 +131,22 @@ pub struct SourceFile {
     pub path: Arc<str>,
     pub role: FileRole,
     pub text: Arc<str>,
+    /// The SHA-256 of `text`: what every cache key takes of the file.
+    pub digest: [u8; 32],
+}
+
+impl SourceFile {
+    /// A file of `text` (its digest computed).
+    pub fn new(path: Arc<str>, role: FileRole, text: Arc<str>) -> SourceFile {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(text.as_bytes()).into();
+        SourceFile {
+            path,
+            role,
+            text,
+            digest,
+        }
+    }
 }
 
 /// A platform repository in memory.
@@ -257,51 +273,65 @@ pub fn load(source: &dyn Source, limits: &Limits) -> Result<(Snapshot, Diagnosti
 /// A file [`load`] reads: its path, its name in spans, its role.
 type ToRead = (String, Arc<str>, FileRole);
 
-/// Read the files of `steps` (all at once, see [`Source::read_many`]) and decode them, the
-/// diagnostics in step order.
+/// What reading one file gave: its text and digest, or why not.
+enum FileRead {
+    Text(Arc<str>, [u8; 32]),
+    Failed(std::io::Error),
+    TooLarge(u64),
+    NotUtf8(Pos),
+}
+
+/// Read the files of `steps` (all at once, see [`Source::read_many`]) and decode and digest
+/// them (in parallel), the diagnostics in step order.
 fn read_steps(
     source: &dyn Source,
     steps: Vec<(Diagnostics, Option<ToRead>)>,
     limits: &Limits,
 ) -> (Vec<SourceFile>, Diagnostics) {
+    use rayon::prelude::*;
+    use sha2::Digest;
     let mut files = Vec::new();
     let paths: Vec<&str> = steps
         .iter()
         .filter_map(|(_, f)| f.as_ref().map(|(p, ..)| p.as_str()))
         .collect();
-    let mut read = source.read_many(&paths, limits.max_file_size).into_iter();
+    let read: Vec<FileRead> = source
+        .read_many(&paths, limits.max_file_size)
+        .into_par_iter()
+        .map(|bytes| match bytes {
+            Err(e) => FileRead::Failed(e),
+            Ok(b) if b.len() as u64 > limits.max_file_size => FileRead::TooLarge(b.len() as u64),
+            Ok(b) => match decode(&b) {
+                Ok(text) => FileRead::Text(Arc::from(text), sha2::Sha256::digest(text).into()),
+                Err(pos) => FileRead::NotUtf8(pos),
+            },
+        })
+        .collect();
+    let mut read = read.into_iter();
     let mut diags = Diagnostics::new();
     for (before, file) in steps {
         diags.extend(before);
         let Some((path, file, role)) = file else {
             continue;
         };
-        let bytes = match read.next() {
-            Some(Ok(b)) => b,
-            Some(Err(e)) => {
-                diags.push(
-                    Diagnostic::new(Code::UnreadableFile, format!("cannot read `{path}`: {e}"))
-                        .at(Label::new(Span::file_start(file))),
-                );
-                continue;
-            }
-            None => continue,
-        };
-        if bytes.len() as u64 > limits.max_file_size {
-            diags.push(too_large(file, bytes.len() as u64, limits));
-            continue;
-        }
-        match decode(&bytes) {
-            Ok(text) => files.push(SourceFile {
+        match read.next() {
+            Some(FileRead::Text(text, digest)) => files.push(SourceFile {
                 path: file,
                 role,
-                text: Arc::from(text),
+                text,
+                digest,
             }),
-            Err(pos) => diags.push(
+            Some(FileRead::Failed(e)) => diags.push(
+                Diagnostic::new(Code::UnreadableFile, format!("cannot read `{path}`: {e}"))
+                    .at(Label::new(Span::file_start(file))),
+            ),
+            Some(FileRead::TooLarge(len)) => diags.push(too_large(file, len, limits)),
+            Some(FileRead::NotUtf8(pos)) => diags.push(
                 Diagnostic::new(Code::InvalidUtf8, format!("`{path}` is not valid UTF-8"))
                     .at(Label::new(Span::new(file, pos, pos)))
                     .hint("save the file as UTF-8"),
             ),
+            None => {}
         }
     }
     (files, diags)

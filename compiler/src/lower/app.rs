@@ -217,6 +217,7 @@ fn schema_document(file: &Arc<str>, text: &str) -> Option<Document> {
         index: 0,
         root: d.root,
         tainted: false,
+        digest: <sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()).into(),
     })
 }
 

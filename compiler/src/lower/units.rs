@@ -213,7 +213,7 @@ impl<'a> FileHashes<'a> {
             .files
             .par_iter()
             .filter(|f| matches!(f.role, FileRole::Spec | FileRole::Template))
-            .map(|f| (f.path.as_ref(), Sha256::digest(f.text.as_bytes()).into()))
+            .map(|f| (f.path.as_ref(), f.digest))
             .collect();
         let fold = |role: Option<FileRole>| -> [u8; 32] {
             let mut h = Sha256::new();

@@ -24,6 +24,8 @@ pub struct Document {
     pub root: Node,
     /// Problems were reported while reading it; see [`yaml::YamlDoc::tainted`].
     pub tainted: bool,
+    /// The SHA-256 of its file's text ([`crate::load::SourceFile::digest`]).
+    pub digest: [u8; 32],
 }
 
 impl Document {
@@ -95,6 +97,7 @@ pub fn parse(snapshot: &Snapshot, limits: YamlLimits) -> (Vec<Arc<Document>>, Di
                         index: d.index,
                         root: d.root,
                         tainted: d.tainted,
+                        digest: f.digest,
                     })
                 })
                 .collect();
