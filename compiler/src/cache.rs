@@ -38,7 +38,7 @@ use crate::policy::{Memo, Memoized};
 pub const REVISIONS_KEPT: usize = 16;
 
 /// Bumped when the entry format changes.
-const FORMAT: &str = "plinth-cache-v7";
+const FORMAT: &str = "plinth-cache-v8";
 
 /// A cache directory.
 #[derive(Debug, Clone)]
@@ -65,26 +65,155 @@ pub struct Entry {
     pack: Arc<UnitPack>,
 }
 
-/// The stored form of an [`Entry`].
+/// The stored form of an [`Entry`]: this head (one JSON line), then a line per object of the
+/// index, cluster by cluster ([`ObjectLine`]), so that a revision of a hundred thousand
+/// objects is written and read on every core.
 #[derive(Debug, Deserialize)]
-struct Meta {
+struct Head {
     platform_files: Vec<String>,
     diagnostics: Vec<Diagnostic>,
-    index: Option<LoweredIndex>,
-    #[serde(default)]
-    units: UnitRefs,
-    #[serde(default)]
     capacity: Option<crate::capacity::Capacity>,
+    /// The units holding the objects ([`UnitRefs::keys`]).
+    units: Vec<String>,
+    /// `None` when errors stopped the compile.
+    index: Option<IndexHead>,
 }
 
-/// A [`Meta`] to write, borrowed (the same fields in the same order).
+/// The index of a [`Head`] but its objects: per cluster, how many lines follow for it.
+#[derive(Debug, Deserialize)]
+struct IndexHead {
+    platform_file: Option<Arc<str>>,
+    clusters: Vec<(String, usize, Vec<crate::output::Approval>)>,
+}
+
+/// A [`Head`] to write, borrowed.
 #[derive(Serialize)]
-struct MetaRef<'a> {
+struct HeadRef<'a> {
     platform_files: &'a [String],
     diagnostics: &'a [Diagnostic],
-    index: Option<&'a LoweredIndex>,
-    units: &'a UnitRefs,
     capacity: Option<&'a crate::capacity::Capacity>,
+    units: &'a [String],
+    index: Option<IndexHeadRef<'a>>,
+}
+
+/// An [`IndexHead`] to write, borrowed.
+#[derive(Serialize)]
+struct IndexHeadRef<'a> {
+    platform_file: Option<&'a Arc<str>>,
+    clusters: Vec<(&'a str, usize, &'a [crate::output::Approval])>,
+}
+
+/// An object of a stored index: `[apiVersion, kind, namespace, name, hash, approve, place]`,
+/// its place (unit, position) in the unit store `null` when its cluster has none.
+type ObjectLine = (
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    bool,
+    Option<(u32, u32)>,
+);
+
+/// An [`ObjectLine`] to write, borrowed.
+type ObjectLineRef<'a> = (
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    &'a str,
+    &'a str,
+    bool,
+    Option<(u32, u32)>,
+);
+
+/// A revision in its stored form (see [`Head`]). Written on one thread: it is stored beside
+/// other work ([`crate::Options::defer_store`]), which has the other cores.
+fn encode_revision(head: &HeadRef<'_>, index: Option<&LoweredIndex>, units: &UnitRefs) -> Vec<u8> {
+    let mut out = serde_json::to_vec(head).unwrap_or_default();
+    out.push(b'\n');
+    for (name, c) in index.iter().flat_map(|i| &i.clusters) {
+        let places = units
+            .places
+            .get(name)
+            .filter(|p| p.len() == c.objects.len());
+        out.reserve(c.objects.len() * 200);
+        for (i, o) in c.objects.iter().enumerate() {
+            let line: ObjectLineRef<'_> = (
+                &o.key.api_version,
+                &o.key.kind,
+                o.key.namespace.as_deref(),
+                &o.key.name,
+                &o.hash,
+                o.approve,
+                places.map(|p| p[i]),
+            );
+            // Strings and numbers: cannot fail.
+            let _ = serde_json::to_writer(&mut out, &line);
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+/// A stored revision read back (`None` when it is not whole).
+fn decode_revision(bytes: &[u8]) -> Option<(Head, Option<LoweredIndex>, UnitRefs)> {
+    use rayon::prelude::*;
+    let nl = bytes.iter().position(|&b| b == b'\n')?;
+    let mut head: Head = serde_json::from_slice(&bytes[..nl]).ok()?;
+    let body = &bytes[nl + 1..];
+    if !(body.is_empty() || body.ends_with(b"\n")) {
+        return None;
+    }
+    let lines: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
+    // The split leaves an empty piece after the last newline.
+    let lines = &lines[..lines.len() - 1];
+    let objects: Vec<ObjectLine> = lines
+        .par_iter()
+        .map(|l| serde_json::from_slice(l).ok())
+        .collect::<Option<_>>()?;
+    let mut units = UnitRefs {
+        keys: std::mem::take(&mut head.units),
+        places: BTreeMap::new(),
+    };
+    let Some(index_head) = head.index.take() else {
+        return objects.is_empty().then_some((head, None, units));
+    };
+    let counted: usize = index_head.clusters.iter().map(|(_, n, _)| n).sum();
+    if counted != objects.len() {
+        return None;
+    }
+    let mut objects = objects.into_iter();
+    let mut index = LoweredIndex {
+        clusters: BTreeMap::new(),
+        platform_file: index_head.platform_file,
+    };
+    for (name, n, approvals) in index_head.clusters {
+        let mut c = crate::output::ClusterIndex {
+            objects: Vec::with_capacity(n),
+            approvals,
+        };
+        let mut places = Vec::with_capacity(n);
+        for (api_version, kind, namespace, key_name, hash, approve, place) in
+            objects.by_ref().take(n)
+        {
+            c.objects.push(crate::output::Indexed {
+                key: ObjectKey {
+                    api_version,
+                    kind,
+                    namespace,
+                    name: key_name,
+                },
+                hash,
+                approve,
+            });
+            places.push(place);
+        }
+        if let Some(places) = places.into_iter().collect::<Option<Vec<_>>>() {
+            units.places.insert(name.clone(), places);
+        }
+        index.clusters.insert(name, c);
+    }
+    Some((head, Some(index), units))
 }
 
 /// An entry to store, borrowed from the compile that produced it.
@@ -323,11 +452,11 @@ impl Cache {
     pub fn load(&self, key: &str) -> Option<Entry> {
         let path = self.path(key);
         let bytes = std::fs::read(&path).ok()?;
-        let meta: Meta = serde_json::from_slice(&bytes).ok()?;
+        let (head, index, units) = decode_revision(&bytes)?;
         // Its objects are in the unit store: a unit gone from it (compacted away, damaged
         // index) is a miss.
         let pack = Arc::new(self.units());
-        if meta.index.is_some() && !meta.units.keys.iter().all(|k| pack.holds(k)) {
+        if index.is_some() && !units.keys.iter().all(|k| pack.holds(k)) {
             return None;
         }
         // Used now: the last to be evicted (see `evict`).
@@ -335,11 +464,11 @@ impl Cache {
             let _ = f.set_modified(std::time::SystemTime::now());
         }
         Some(Entry {
-            platform_files: meta.platform_files,
-            diagnostics: meta.diagnostics,
-            index: meta.index,
-            capacity: meta.capacity,
-            units: meta.units,
+            platform_files: head.platform_files,
+            diagnostics: head.diagnostics,
+            index,
+            capacity: head.capacity,
+            units,
             pack,
         })
     }
@@ -373,19 +502,22 @@ impl Cache {
         let list = dir.join(format!(".{key}.{}.units.tmp", std::process::id()));
         std::fs::write(&list, units.keys.join("\n"))?;
         std::fs::rename(&list, path.with_extension("units"))?;
-        let meta = MetaRef {
+        let head = HeadRef {
             platform_files: entry.platform_files,
             diagnostics: entry.diagnostics,
-            index,
-            units,
             capacity: entry.capacity,
+            units: &units.keys,
+            index: index.map(|i| IndexHeadRef {
+                platform_file: i.platform_file.as_ref(),
+                clusters: i
+                    .clusters
+                    .iter()
+                    .map(|(name, c)| (name.as_str(), c.objects.len(), &c.approvals[..]))
+                    .collect(),
+            }),
         };
         let tmp = dir.join(format!(".{key}.{}.tmp", std::process::id()));
-        {
-            let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-            serde_json::to_writer(&mut f, &meta)?;
-            f.flush()?;
-        }
+        std::fs::write(&tmp, encode_revision(&head, index, units))?;
         std::fs::rename(&tmp, &path)?;
         self.evict();
         Ok(())
@@ -429,17 +561,60 @@ fn revision_files(dir: &Path, extension: &'static str) -> impl Iterator<Item = P
 /// an entry is never stale) and offers the ones it lowered; [`UnitPack::flush`] writes those
 /// as one new pack. Packs are written beside and renamed into place, the index last, so a pack
 /// is visible only when complete; an unreadable or corrupt entry is a miss. When there are more
-/// than [`MAX_PACKS`] packs, the next flush writes every unit the compile used into its pack
-/// and deletes the older ones, so the directory holds about one platform's worth of units.
+/// than [`MAX_PACKS`] packs, the next flush writes the live units of all but the largest pack
+/// into its own and deletes those packs ([`UnitPack::to_merge`]), so the directory holds about
+/// what the kept revisions use. An index is a line per unit (`key offset length crc32`), read
+/// on every core.
 #[derive(Debug)]
 pub struct UnitPack {
     dir: PathBuf,
     /// key → (pack number in `packs`, offset, length, crc32 of the bytes).
-    index: std::collections::HashMap<String, (usize, u64, u64, u32)>,
+    index: HashMap<String, (usize, u64, u64, u32), foldhash::fast::RandomState>,
     /// Each pack's path and the pack, open (`None` when it could not be opened).
     packs: Vec<(PathBuf, Option<std::fs::File>)>,
     fresh: std::sync::Mutex<Vec<(String, Vec<u8>)>>,
     used: std::sync::Mutex<Vec<String>>,
+}
+
+/// The first line of a pack's index.
+const PACK_INDEX_FORMAT: &str = "plinth-unit-index-v2";
+
+/// A pack's index: its format line, then a line per unit, `key offset length crc32`.
+fn encode_pack_index(entries: &[(String, u64, u64, u32)]) -> Vec<u8> {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(PACK_INDEX_FORMAT.len() + 1 + entries.len() * 96);
+    out.push_str(PACK_INDEX_FORMAT);
+    out.push('\n');
+    for (key, offset, len, crc) in entries {
+        let _ = writeln!(out, "{key} {offset} {len} {crc}");
+    }
+    out.into_bytes()
+}
+
+/// The entries of a pack's index, its lines read on every core (`None` when it is not of this
+/// format or any line is damaged: its pack is then never read).
+fn decode_pack_index(bytes: &[u8]) -> Option<Vec<(String, u64, u64, u32)>> {
+    use rayon::prelude::*;
+    let text = std::str::from_utf8(bytes).ok()?;
+    let (head, body) = text.split_once('\n')?;
+    if head != PACK_INDEX_FORMAT || !(body.is_empty() || body.ends_with('\n')) {
+        return None;
+    }
+    let lines: Vec<&str> = body.lines().collect();
+    lines
+        .par_iter()
+        .map(|line| {
+            let mut fields = line.split(' ');
+            let key = fields.next().filter(|k| is_key(k))?;
+            let offset = fields.next()?.parse().ok()?;
+            let len = fields.next()?.parse().ok()?;
+            let crc = fields.next()?.parse().ok()?;
+            fields
+                .next()
+                .is_none()
+                .then(|| (key.to_owned(), offset, len, crc))
+        })
+        .collect()
 }
 
 /// Whether `s` has the form of a key ([`Cache::key`], [`Cache::tree_key`]): a sha256 in hex
@@ -454,7 +629,7 @@ type Fields<'a> = &'a mut dyn FnMut(&[u8]);
 /// Tree aliases kept ([`Cache::set_alias`]).
 pub const ALIASES_KEPT: usize = 256;
 
-/// Packs kept before a flush compacts them into one.
+/// Packs kept before a flush compacts them (see [`UnitPack::to_merge`]).
 pub const MAX_PACKS: usize = 8;
 
 impl Cache {
@@ -486,13 +661,13 @@ impl UnitPack {
             .collect();
         // Newest first: a key found in two packs is read from the newer.
         idx.sort_by(|a, b| b.cmp(a));
-        let mut index = std::collections::HashMap::new();
+        let mut index = HashMap::default();
         let mut packs = Vec::new();
         for (_, p) in idx {
             let Ok(bytes) = std::fs::read(&p) else {
                 continue;
             };
-            let Ok(entries) = serde_json::from_slice::<Vec<(String, u64, u64, u32)>>(&bytes) else {
+            let Some(entries) = decode_pack_index(&bytes) else {
                 // Not an index of this format (an older plinth's, or damaged): its pack is
                 // never read, so neither is kept.
                 let _ = std::fs::remove_file(&p);
@@ -562,7 +737,13 @@ impl UnitPack {
         if fresh.is_empty() {
             return Ok(());
         }
-        let compact = self.packs.len() >= MAX_PACKS;
+        // Which packs this flush merges into its own (their live units copied, the packs
+        // removed): none until there are many.
+        let merged = if self.packs.len() >= MAX_PACKS {
+            self.to_merge()
+        } else {
+            Vec::new()
+        };
         std::fs::create_dir_all(&self.dir)?;
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -585,38 +766,69 @@ impl UnitPack {
             for (key, bytes) in &fresh {
                 write(key, bytes, &mut entries)?;
             }
-            if compact {
-                // The units this compile used, and those of the revisions kept in the cache
-                // (their objects are there).
-                let mut keep: BTreeSet<String> = self
-                    .used
-                    .lock()
-                    .map(|u| u.iter().cloned().collect())
-                    .unwrap_or_default();
-                keep.extend(self.pinned());
-                for (key, _) in &fresh {
-                    keep.remove(key);
-                }
-                for key in keep {
-                    if let Some(bytes) = self.read(&key) {
-                        write(&key, &bytes, &mut entries)?;
-                    }
+            let fresh: BTreeSet<&str> = fresh.iter().map(|(k, _)| k.as_str()).collect();
+            for key in merged.iter().flat_map(|(_, live)| live) {
+                if !fresh.contains(key.as_str())
+                    && let Some(bytes) = self.read(key)
+                {
+                    write(key, &bytes, &mut entries)?;
                 }
             }
             f.flush()?;
         }
         std::fs::rename(&tmp, &pack)?;
         let idx_tmp = self.dir.join(format!(".{name}.idx.tmp"));
-        std::fs::write(&idx_tmp, serde_json::to_vec(&entries)?)?;
+        std::fs::write(&idx_tmp, encode_pack_index(&entries))?;
         std::fs::rename(&idx_tmp, pack.with_extension("idx"))?;
-        if compact {
-            for (old, _) in &self.packs {
-                // The index first: a pack without one is never read.
-                let _ = std::fs::remove_file(old.with_extension("idx"));
-                let _ = std::fs::remove_file(old);
-            }
+        for (old, _) in &merged {
+            // The index first: a pack without one is never read.
+            let _ = std::fs::remove_file(old.with_extension("idx"));
+            let _ = std::fs::remove_file(old);
         }
         Ok(())
+    }
+
+    /// The packs a compaction merges, each with its live units (the units this compile used
+    /// and those of the revisions kept in the cache, whose objects are there): all but the
+    /// largest, unless that one is mostly dead too — the large pack a cold compile wrote is
+    /// not copied again every few compiles while its units are in use.
+    fn to_merge(&self) -> Vec<(&PathBuf, Vec<String>)> {
+        let mut keep: BTreeSet<String> = self
+            .used
+            .lock()
+            .map(|u| u.iter().cloned().collect())
+            .unwrap_or_default();
+        keep.extend(self.pinned());
+        let n = self.packs.len();
+        let mut live: Vec<Vec<String>> = vec![Vec::new(); n];
+        let mut live_bytes = vec![0u64; n];
+        for key in keep {
+            if let Some(&(p, _, len, _)) = self.index.get(&key) {
+                live_bytes[p] += len;
+                live[p].push(key);
+            }
+        }
+        let sizes: Vec<u64> = self
+            .packs
+            .iter()
+            .map(|(_, f)| {
+                f.as_ref()
+                    .and_then(|f| f.metadata().ok())
+                    .map_or(0, |m| m.len())
+            })
+            .collect();
+        // The largest pack is kept when it is mostly live; every other one is merged.
+        let largest = (0..n)
+            .max_by_key(|&p| sizes[p])
+            .filter(|&p| live_bytes[p] * 2 >= sizes[p]);
+        let merge: Vec<bool> = (0..n).map(|p| Some(p) != largest).collect();
+        self.packs
+            .iter()
+            .zip(live)
+            .zip(merge)
+            .filter(|(_, m)| *m)
+            .map(|(((path, _), live), _)| (path, live))
+            .collect()
     }
 }
 
@@ -1046,5 +1258,137 @@ impl Memo for PolicyMemo {
         }
         // A memo that cannot be written only costs time.
         let _ = self.write(set, entries);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_revision_reads_back_and_damage_anywhere_refuses_it() {
+        use crate::output::{Approval, ClusterIndex, Indexed};
+        let object = |kind: &str, namespace: Option<&str>, name: &str| Indexed {
+            key: ObjectKey {
+                api_version: "v1".to_owned(),
+                kind: kind.to_owned(),
+                namespace: namespace.map(str::to_owned),
+                name: name.to_owned(),
+            },
+            hash: format!("h-{name}"),
+            approve: name.contains('x'),
+        };
+        let mut index = LoweredIndex {
+            clusters: BTreeMap::new(),
+            platform_file: Some(Arc::from("plinth.yaml")),
+        };
+        // More objects than a piece written on one core, and odd text in fields.
+        let many: Vec<Indexed> = (0..5000)
+            .map(|i| object("ConfigMap", Some("er"), &format!("cm-{i:05}")))
+            .collect();
+        index.clusters.insert(
+            "prod".to_owned(),
+            ClusterIndex {
+                objects: many,
+                approvals: vec![Approval {
+                    object: "Namespace/er".to_owned(),
+                    cluster: None,
+                    reason: "ok".to_owned(),
+                    approver: None,
+                    file: Arc::from("projects/er.yaml"),
+                    line: 3,
+                }],
+            },
+        );
+        index.clusters.insert(
+            "dev \"\n\t".to_owned(),
+            ClusterIndex {
+                objects: vec![
+                    object("Namespace", None, "x"),
+                    object("Kind\n\"", None, "y"),
+                ],
+                approvals: Vec::new(),
+            },
+        );
+        let mut units = UnitRefs {
+            keys: vec!["k1".to_owned(), "k2".to_owned()],
+            places: BTreeMap::new(),
+        };
+        units
+            .places
+            .insert("prod".to_owned(), (0..5000).map(|i| (0, i)).collect());
+        // A cluster without places stays without.
+        let diagnostics = vec![Diagnostic::new(crate::diag::Code::UnknownCluster, "m")];
+        let head = HeadRef {
+            platform_files: &["plinth.yaml".to_owned()],
+            diagnostics: &diagnostics,
+            capacity: None,
+            units: &units.keys,
+            index: Some(IndexHeadRef {
+                platform_file: index.platform_file.as_ref(),
+                clusters: index
+                    .clusters
+                    .iter()
+                    .map(|(n, c)| (n.as_str(), c.objects.len(), &c.approvals[..]))
+                    .collect(),
+            }),
+        };
+        let bytes = encode_revision(&head, Some(&index), &units);
+        let (h, i, u) = decode_revision(&bytes).expect("reads back");
+        assert_eq!(i.as_ref(), Some(&index));
+        assert_eq!(u, units);
+        assert_eq!(h.platform_files, ["plinth.yaml"]);
+        assert_eq!(h.diagnostics.len(), 1);
+        // Cut anywhere, or a line lost or added: not whole.
+        let text = String::from_utf8(bytes).expect("utf-8");
+        let lines: Vec<&str> = text.lines().collect();
+        let damaged = [
+            text[..text.len() - 1].to_owned(),
+            text[..text.len() / 2].to_owned(),
+            format!("{}\n", lines[..lines.len() - 1].join("\n")),
+            format!("{text}{}\n", lines[lines.len() - 1]),
+            text.replacen("\"h-cm-00007\"", "7", 1),
+        ];
+        for d in damaged {
+            assert!(decode_revision(d.as_bytes()).is_none());
+        }
+        // A compile stopped by errors: no index, no lines.
+        let empty = UnitRefs::default();
+        let stopped = HeadRef {
+            index: None,
+            units: &empty.keys,
+            ..head
+        };
+        let (_, i, u) = decode_revision(&encode_revision(&stopped, None, &empty)).expect("reads");
+        assert_eq!((i, u), (None, empty));
+    }
+
+    #[test]
+    fn a_pack_index_reads_back_and_damage_anywhere_refuses_it() {
+        let key = |c: char| c.to_string().repeat(64);
+        let entries = vec![
+            (key('a'), 0, 120, 7),
+            (key('b'), 120, 3, u32::MAX),
+            (key('c'), 123, 0, 0),
+        ];
+        let bytes = encode_pack_index(&entries);
+        assert_eq!(decode_pack_index(&bytes), Some(entries.clone()));
+        assert_eq!(decode_pack_index(&encode_pack_index(&[])), Some(Vec::new()));
+        let text = String::from_utf8(bytes).expect("utf-8");
+        // Cut short (a line or the last newline missing), a field changed or added, another
+        // format, or a key that is not one: the whole index is refused.
+        let damaged = [
+            text[..text.len() - 1].to_owned(),
+            text[..text.len() / 2].to_owned(),
+            text.replace(" 120 ", " 12x "),
+            text.replace(" 7\n", " 7 9\n"),
+            text.replace(" 7\n", "\n"),
+            text.replace(PACK_INDEX_FORMAT, "plinth-unit-index-v1"),
+            text.replace(&key('b'), "../../etc/passwd"),
+            format!("[[\"{}\",0,120,7]]", key('a')),
+        ];
+        for d in damaged {
+            assert_eq!(decode_pack_index(d.as_bytes()), None, "{d:?}");
+        }
     }
 }

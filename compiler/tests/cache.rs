@@ -229,7 +229,8 @@ fn damaged_objects_are_compiled_again() {
 
 /// A revision is its index and references into the unit store: the unit store's compaction
 /// (every few compiles it keeps only what is used) keeps the units of the revisions kept, so
-/// an older revision whose units no later compile used is still a hit, objects and all.
+/// an older revision whose units no later compile used is still a hit, objects and all; and it
+/// merges the small packs without copying the large live one again.
 #[test]
 fn compacting_the_unit_store_keeps_the_units_of_kept_revisions() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -238,6 +239,16 @@ fn compacting_the_unit_store_keeps_the_units_of_kept_revisions() {
     let old = example();
     let cold = plinth::build_source(&source(&old), &opts).expect("b");
     plinth::build_cached(&source(&old), &opts, &cache).expect("b");
+    let pack_files = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(dir.path().join("units"))
+            .expect("units")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "pack"))
+            .collect()
+    };
+    let first = pack_files();
+    assert_eq!(first.len(), 1, "a cold compile writes one pack");
     // Later revisions: one project changed each time (the old revision's units of it are
     // used by no later compile; each compile offers new ones and flushes a pack).
     let mut files = old.clone();
@@ -250,14 +261,17 @@ fn compacting_the_unit_store_keeps_the_units_of_kept_revisions() {
         let b = plinth::build_cached(&source(&files), &opts, &cache).expect("b");
         assert!(b.lowered.is_some(), "{:?}", outcome(&b).1);
     }
-    let packs = std::fs::read_dir(dir.path().join("units"))
-        .expect("units")
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
-        .count();
+    let packs = pack_files();
     assert!(
-        packs < plinth::cache::MAX_PACKS,
-        "the unit store was compacted ({packs} packs)"
+        packs.len() < plinth::cache::MAX_PACKS,
+        "the unit store was compacted ({} packs)",
+        packs.len()
+    );
+    // The small packs of the one-file compiles were merged; the large one of the cold compile,
+    // whose units are live, was not copied again.
+    assert!(
+        packs.contains(&first[0]),
+        "the cold compile's pack is kept as it is"
     );
     let again = plinth::build_cached(&source(&old), &opts, &cache).expect("b");
     assert!(hit(&again), "the old revision is still whole");
