@@ -953,9 +953,12 @@ impl PolicyMemo {
                 return f(s);
             }
         }
+        // Read with no lock held: reading works on every core, and a rayon thread that holds
+        // a lock while waiting for its pieces may be handed another task that asks for it.
+        // (Two threads may read a set at once; the first one kept wins.)
+        let read = self.read(set);
         let mut sets = self.sets.write().unwrap_or_else(PoisonError::into_inner);
         if !sets.iter().any(|(n, _)| n == set) {
-            let read = self.read(set);
             sets.push((set.to_owned(), read));
         }
         drop(sets);
