@@ -67,7 +67,7 @@ pub struct Entry {
 
 /// The stored form of an [`Entry`]: this head (one JSON line), then a line per object of the
 /// index, cluster by cluster ([`ObjectLine`]), so that a revision of a hundred thousand
-/// objects is written and read on every core.
+/// objects is read on every core ([`parse_lines`]).
 #[derive(Debug, Deserialize)]
 struct Head {
     platform_files: Vec<String>,
@@ -157,20 +157,8 @@ fn encode_revision(head: &HeadRef<'_>, index: Option<&LoweredIndex>, units: &Uni
 
 /// A stored revision read back (`None` when it is not whole).
 fn decode_revision(bytes: &[u8]) -> Option<(Head, Option<LoweredIndex>, UnitRefs)> {
-    use rayon::prelude::*;
-    let nl = bytes.iter().position(|&b| b == b'\n')?;
-    let mut head: Head = serde_json::from_slice(&bytes[..nl]).ok()?;
-    let body = &bytes[nl + 1..];
-    if !(body.is_empty() || body.ends_with(b"\n")) {
-        return None;
-    }
-    let lines: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
-    // The split leaves an empty piece after the last newline.
-    let lines = &lines[..lines.len() - 1];
-    let objects: Vec<ObjectLine> = lines
-        .par_iter()
-        .map(|l| serde_json::from_slice(l).ok())
-        .collect::<Option<_>>()?;
+    let (head, objects) = parse_lines(bytes, |l| serde_json::from_str::<ObjectLine>(l).ok())?;
+    let mut head: Head = serde_json::from_str(head).ok()?;
     let mut units = UnitRefs {
         keys: std::mem::take(&mut head.units),
         places: BTreeMap::new(),
@@ -591,36 +579,62 @@ fn encode_pack_index(entries: &[(String, u64, u64, u32)]) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// The entries of a pack's index, its lines read on every core (`None` when it is not of this
-/// format or any line is damaged: its pack is then never read).
+/// The entries of a pack's index (`None` when it is not of this format or is damaged anywhere:
+/// its pack is then never read).
 fn decode_pack_index(bytes: &[u8]) -> Option<Vec<(String, u64, u64, u32)>> {
-    use rayon::prelude::*;
-    let text = std::str::from_utf8(bytes).ok()?;
-    let (head, body) = text.split_once('\n')?;
-    if head != PACK_INDEX_FORMAT || !(body.is_empty() || body.ends_with('\n')) {
-        return None;
-    }
-    let lines: Vec<&str> = body.lines().collect();
-    lines
-        .par_iter()
-        .map(|line| {
-            let mut fields = line.split(' ');
-            let key = fields.next().filter(|k| is_key(k))?;
-            let offset = fields.next()?.parse().ok()?;
-            let len = fields.next()?.parse().ok()?;
-            let crc = fields.next()?.parse().ok()?;
-            fields
-                .next()
-                .is_none()
-                .then(|| (key.to_owned(), offset, len, crc))
-        })
-        .collect()
+    let (head, entries) = parse_lines(bytes, |line| {
+        let mut fields = line.split(' ');
+        let key = fields.next().filter(|k| is_key(k))?;
+        let offset = fields.next()?.parse().ok()?;
+        let len = fields.next()?.parse().ok()?;
+        let crc = fields.next()?.parse().ok()?;
+        fields
+            .next()
+            .is_none()
+            .then(|| (key.to_owned(), offset, len, crc))
+    })?;
+    (head == PACK_INDEX_FORMAT).then_some(entries)
 }
 
 /// Whether `s` has the form of a key ([`Cache::key`], [`Cache::tree_key`]): a sha256 in hex
 /// (so a key read from a file names nothing outside the cache).
 fn is_key(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A file of lines as the cache writes them (its indexes, revisions and memo): its first line,
+/// and every other line parsed by `parse`, on every core (pieces of whole lines, one per task).
+/// `None` unless every line parses and the file ends with a newline: a file is written whole or
+/// not at all, so one cut short or damaged anywhere is not read.
+pub(crate) fn parse_lines<'t, T: Send>(
+    bytes: &'t [u8],
+    parse: impl Fn(&'t str) -> Option<T> + Sync,
+) -> Option<(&'t str, Vec<T>)> {
+    use rayon::prelude::*;
+    let text = std::str::from_utf8(bytes).ok()?;
+    if !text.ends_with('\n') {
+        return None;
+    }
+    let (head, body) = text.split_once('\n')?;
+    let want = rayon::current_num_threads().max(1) * 4;
+    let mut pieces = Vec::with_capacity(want);
+    let mut rest = body;
+    while !rest.is_empty() {
+        // Cut after the next newline (a byte search: any cut there is a character boundary).
+        let from = (body.len() / want).max(1).min(rest.len());
+        let at = rest.as_bytes()[from..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(rest.len(), |n| from + n + 1);
+        let (piece, tail) = rest.split_at(at);
+        pieces.push(piece);
+        rest = tail;
+    }
+    let parsed: Vec<Vec<T>> = pieces
+        .par_iter()
+        .map(|piece| piece.split_terminator('\n').map(&parse).collect())
+        .collect::<Option<_>>()?;
+    Some((head, parsed.into_iter().flatten().collect()))
 }
 
 /// Where a key's input fields are fed ([`Cache::keyed`]).
@@ -863,23 +877,9 @@ struct PolicyFileHead {
     format: String,
 }
 
-/// The entries of a memo file's lines (`None` when one of them does not parse: the file is
-/// damaged, a miss).
-fn memo_entries(body: &[u8]) -> Option<Vec<(String, Memoized)>> {
-    use rayon::prelude::*;
-    let lines: Vec<&[u8]> = body
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .collect();
-    lines
-        .par_iter()
-        .map(|l| serde_json::from_slice(l).ok())
-        .collect()
-}
-
 /// Results of policy rules per input (a [`Memo`]), persisted under `<cache dir>/policy/`: per
-/// policy-set hash a file of JSON lines (a head, then an entry per line), written atomically, and a log of the entries added since (one
-/// JSON line each, appended at the end of a run). A run that adds a few entries appends them; one
+/// policy-set hash a file of JSON lines (a head, then an entry per line), written atomically,
+/// and a log of the entries added since (one JSON line each, appended at the end of a run). A run that adds a few entries appends them; one
 /// that leaves many stored entries unused, or finds the log long, writes the file again with
 /// only the entries it used and empties the log (bounded growth). A corrupt or unreadable file or
 /// line is a miss.
@@ -915,10 +915,10 @@ impl PolicyMemo {
     /// the log held. Without the file, the log is not read (it extends a file).
     fn read(&self, set: &str) -> PolicySet {
         let Some(entries) = std::fs::read(self.path(set)).ok().and_then(|b| {
-            let nl = b.iter().position(|&c| c == b'\n')?;
-            let head: PolicyFileHead = serde_json::from_slice(&b[..nl]).ok()?;
-            (head.format == POLICY_FORMAT).then_some(())?;
-            memo_entries(&b[nl + 1..])
+            let (head, entries) =
+                parse_lines(&b, |l| serde_json::from_str::<(String, Memoized)>(l).ok())?;
+            let head: PolicyFileHead = serde_json::from_str(head).ok()?;
+            (head.format == POLICY_FORMAT).then_some(entries)
         }) else {
             return PolicySet::default();
         };
@@ -1285,7 +1285,7 @@ mod tests {
             clusters: BTreeMap::new(),
             platform_file: Some(Arc::from("plinth.yaml")),
         };
-        // More objects than a piece written on one core, and odd text in fields.
+        // Many objects (read in pieces on every core), and odd text in fields.
         let many: Vec<Indexed> = (0..5000)
             .map(|i| object("ConfigMap", Some("er"), &format!("cm-{i:05}")))
             .collect();
@@ -1364,6 +1364,23 @@ mod tests {
         };
         let (_, i, u) = decode_revision(&encode_revision(&stopped, None, &empty)).expect("reads");
         assert_eq!((i, u), (None, empty));
+    }
+
+    #[test]
+    fn lines_are_read_in_pieces_cut_only_after_a_newline() {
+        // Lines of several-byte characters, of every length around the pieces' size.
+        let lines: Vec<String> = (0..300).map(|i| "é€😀".repeat(i % 7)).collect();
+        let text = format!("head\n{}\n", lines.join("\n"));
+        let (head, read) = parse_lines(text.as_bytes(), |l| Some(l.to_owned())).expect("reads");
+        assert_eq!((head, read), ("head", lines));
+        assert_eq!(parse_lines(b"head\n", Some), Some(("head", Vec::new())));
+        // Cut short, not UTF-8, or a line refused: nothing.
+        assert_eq!(parse_lines(&text.as_bytes()[..text.len() - 1], Some), None);
+        assert_eq!(parse_lines(b"head\n\xff\n", Some), None);
+        assert_eq!(
+            parse_lines(b"head\na\nb\n", |l| (l == "a").then_some(())),
+            None
+        );
     }
 
     #[test]

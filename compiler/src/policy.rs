@@ -2169,11 +2169,10 @@ pub fn evaluate(
     memo: Option<&Arc<dyn Memo>>,
 ) -> Diagnostics {
     let mut diags = Diagnostics::new();
-    let engines = engines(files, opts, &mut diags);
+    let mut engines = engines(files, opts, &mut diags);
     if engines.is_empty() {
         return diags;
     }
-    let mut engines = engines;
     let sets: Vec<Arc<str>> = match memo {
         Some(m) => engines
             .iter_mut()
@@ -2186,8 +2185,8 @@ pub fn evaluate(
     let (mut engines, ()) = rayon::join(
         || with_data(engines, files, specs, docs, lowered, &mut data_diags),
         || {
-            for set in memo.iter().flat_map(|m| sets.iter().map(move |s| (m, s))) {
-                set.0.prefetch(set.1);
+            if let Some(m) = memo {
+                sets.iter().for_each(|set| m.prefetch(set));
             }
         },
     );
@@ -2382,8 +2381,8 @@ fn manifest_place(
 /// an object it does not cover (one that was a duplicate of another unit's then) makes it a
 /// miss. A spec document is a bundle of its own, keyed by its file's digest and its place in
 /// the file ([`doc_digest`]) and the rules of its kind: one lookup, and no JSON made of it,
-/// instead of its JSON, its hash and one lookup per rule. Replayed findings are placed anew (a moved
-/// document is reported where it is now).
+/// instead of its JSON, its hash and one lookup per rule. Replayed findings are placed anew
+/// (a moved document is reported where it is now).
 struct Bundles<'a> {
     memo: &'a Arc<dyn Memo>,
     set: Arc<str>,
@@ -2491,19 +2490,12 @@ impl<'a> Bundles<'a> {
                 })
                 .collect();
         }
-        let docs: Vec<(usize, &Document)> = all
-            .iter()
-            .enumerate()
-            .filter_map(|(i, input)| match input {
-                Input::Doc(d) => Some((i, &***d)),
-                Input::Manifest(..) => None,
-            })
-            .collect();
-        let rules: Vec<[u8; 32]> = docs.iter().map(|(_, d)| digest_of(doc_kind(d))).collect();
-        let digests: Vec<String> = docs.iter().map(|(_, d)| doc_digest(d)).collect();
-        for (((i, _), rules), digest) in docs.iter().zip(rules).zip(digests) {
-            let key = format!("doc:{digest}:{}", hex(&rules[..16]));
-            bundles.push((vec![(*i, 0)], key));
+        for (i, input) in all.iter().enumerate() {
+            if let Input::Doc(d) = input {
+                let rules = digest_of(doc_kind(d));
+                let key = format!("doc:{}:{}", doc_digest(d), hex(&rules[..16]));
+                bundles.push((vec![(i, 0)], key));
+            }
         }
         Bundles {
             memo,

@@ -396,33 +396,11 @@ impl IndexFile {
     /// The index in `bytes`; `None` when they are not one (all or nothing: a damaged index
     /// only costs time).
     fn decode(bytes: &[u8]) -> Option<IndexFile> {
-        use rayon::prelude::*;
-        let text = std::str::from_utf8(bytes).ok()?;
-        // Written whole or not at all: a file cut short is no index.
-        if !text.ends_with('\n') {
-            return None;
-        }
-        let (head, body) = text.split_once('\n')?;
+        let (head, parsed) = crate::cache::parse_lines(bytes, Stamp::parse_line)?;
         let (format, dir): (String, String) = serde_json::from_str(head).ok()?;
-        // Chunks of whole lines, one parsed per task.
-        let want = rayon::current_num_threads().max(1) * 4;
-        let mut chunks = Vec::with_capacity(want);
-        let mut rest = body;
-        while !rest.is_empty() {
-            let mut at = (body.len() / want).max(1).min(rest.len());
-            at = rest[at..].find('\n').map_or(rest.len(), |n| at + n + 1);
-            let (chunk, tail) = rest.split_at(at);
-            chunks.push(chunk);
-            rest = tail;
-        }
-        let parsed: Vec<Vec<(String, Stamp)>> = chunks
-            .par_iter()
-            .map(|chunk| chunk.lines().map(Stamp::parse_line).collect::<Option<_>>())
-            .collect::<Option<_>>()?;
-        let mut files =
-            Stamps::with_capacity_and_hasher(parsed.iter().map(Vec::len).sum(), Default::default());
+        let mut files = Stamps::with_capacity_and_hasher(parsed.len(), Default::default());
         let mut dirs = Stamps::default();
-        for (path, stamp) in parsed.into_iter().flatten() {
+        for (path, stamp) in parsed {
             match path.strip_suffix('/') {
                 Some(d) => dirs.insert(d.to_owned(), stamp),
                 None => files.insert(path, stamp),
@@ -454,7 +432,12 @@ impl Stamp {
             ino: next()?.parse().ok()?,
             ctime: (next()?.parse().ok()?, next()?.parse().ok()?),
         };
-        next().is_none().then_some((path, stamp))
+        // Paths inside the output only (an index names what a build may remove): no absolute
+        // path, no `..` or `.` and no empty component; `/` alone is the output's own directory.
+        let inner = path.strip_suffix('/').unwrap_or(&path);
+        let inside = (inner.is_empty() && path == "/")
+            || inner.split('/').all(|c| !matches!(c, "" | "." | ".."));
+        (inside && next().is_none()).then_some((path, stamp))
     }
 
     /// The stamp of the regular file `path` below the open directory `root`.
@@ -824,6 +807,20 @@ mod tests {
         assert_ne!(nan, text);
         assert!(IndexFile::decode(nan.as_bytes()).is_none());
         assert!(IndexFile::decode(b"not an index").is_none());
+        // A path that leaves the output (a hand-made or poisoned cache) is no index either: the
+        // index says which files a build may remove.
+        for outside in [
+            "../x.yaml",
+            "c/../../x.yaml",
+            "/etc/x",
+            "c//x.yaml",
+            "./x",
+            "../",
+        ] {
+            let line = format!("{outside}\t{}\t1\t7\t1700000001\t-3\n", "0".repeat(64));
+            let hostile = format!("{text}{line}");
+            assert!(IndexFile::decode(hostile.as_bytes()).is_none(), "{outside}");
+        }
         assert!(IndexFile::decode(&[0xff, b'\n']).is_none());
         // An empty index is one.
         let empty = IndexFile {
