@@ -846,6 +846,57 @@ impl UnitPack {
     }
 }
 
+/// Bumped when the file memo's format changes.
+const FILES_FORMAT: &str = "plinth-file-memo-v1";
+
+/// What reading each spec file gave ([`crate::resolve::FileStore`]): a [`MemoFile`] in
+/// `<cache dir>/files/reads.json`, read when the memo is made.
+pub struct FileMemo {
+    memo: std::sync::RwLock<Option<MemoFile<crate::resolve::FileRead>>>,
+}
+
+impl Cache {
+    /// The file memo kept in this cache.
+    pub fn file_memo(&self) -> FileMemo {
+        let path = self.dir.join("files").join("reads.json");
+        FileMemo {
+            memo: std::sync::RwLock::new(Some(MemoFile::read(path, FILES_FORMAT))),
+        }
+    }
+
+    /// What file memo keys are salted with: this build of plinth (and a test's salt).
+    pub fn file_salt(&self) -> String {
+        self.unit_salt()
+    }
+}
+
+impl crate::resolve::FileStore for FileMemo {
+    fn get(&self, key: &str, f: &mut dyn FnMut(&crate::resolve::FileRead)) {
+        let memo = self.memo.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(m) = memo.as_ref() {
+            m.with(key, f);
+        }
+    }
+
+    fn put(&self, key: &str, read: crate::resolve::FileRead) {
+        let memo = self.memo.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(m) = memo.as_ref() {
+            m.put(key.to_owned(), read);
+        }
+    }
+
+    fn finish(&self) {
+        let memo = self
+            .memo
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(m) = memo {
+            m.finish();
+        }
+    }
+}
+
 /// Bumped when the policy memo's format changes.
 const POLICY_FORMAT: &str = "plinth-policy-memo-v2";
 
@@ -856,25 +907,198 @@ const POLICY_FILES_KEPT: usize = 8;
 /// file is this user's own).
 type MemoMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
 
-/// One policy set's memo: what was read from its file, and what this run used or added.
-#[derive(Default)]
-struct PolicySet {
-    /// `<input hash> <rule>` → result, as read, and whether this run used it (lookups from
-    /// every thread, under the sets' shared lock).
-    stored: MemoMap<(Memoized, std::sync::atomic::AtomicBool)>,
+/// A memo kept in a file of JSON lines (a head naming its format, then an entry per line, read
+/// on every core), written atomically, and a log of the entries added since (one JSON line
+/// each, appended at the end of a run). A run that adds a few entries appends them; one that
+/// leaves many stored entries unused, or finds the log long, writes the file again with only
+/// the entries it used and empties the log (bounded growth). A corrupt or unreadable file or
+/// line is a miss. Used for the policy memo (a file per policy set) and the spec files' reads.
+struct MemoFile<V> {
+    path: PathBuf,
+    log: PathBuf,
+    format: &'static str,
+    /// Key → value, as read, and whether this run used it (lookups from every thread).
+    stored: MemoMap<(V, std::sync::atomic::AtomicBool)>,
     /// The entries this run added. Only these and the stored ones used are written back
-    /// (bounded growth). A key is never in both: a result is a function of its key, so an
-    /// evaluation only adds what was not stored.
-    fresh: Mutex<MemoMap<Memoized>>,
-    /// Entries read from the set's log (appended since its file was last written whole).
+    /// (bounded growth). A key is never in both: a value is a function of its key, so a run
+    /// only adds what was not stored.
+    fresh: Mutex<MemoMap<V>>,
+    /// Entries read from the log (appended since the file was last written whole).
     logged: usize,
 }
 
-/// The first line of a policy memo file; each line after it is one entry, `[key, result]` (as
-/// in its log), so that a file is read on every core.
+/// The first line of a memo file; each line after it is one entry, `[key, value]` (as in its
+/// log), so that a file is read on every core.
 #[derive(Serialize, Deserialize)]
-struct PolicyFileHead {
+struct MemoFileHead {
     format: String,
+}
+
+/// What [`MemoFile::finish`] did.
+#[derive(Debug, PartialEq)]
+enum Finished {
+    Unchanged,
+    Appended,
+    Written,
+}
+
+impl<V> MemoFile<V>
+where
+    V: Serialize + serde::de::DeserializeOwned + Clone + PartialEq + Send + Sync + 'static,
+{
+    /// The entries of `path`, then its log's (a later line wins). Without the file, the log
+    /// is not read (it extends a file).
+    fn read(path: PathBuf, format: &'static str) -> MemoFile<V> {
+        let log = path.with_extension("log");
+        let mut memo = MemoFile {
+            path,
+            log,
+            format,
+            stored: MemoMap::default(),
+            fresh: Mutex::default(),
+            logged: 0,
+        };
+        let Some(entries) = std::fs::read(&memo.path).ok().and_then(|b| {
+            let (head, entries) = parse_lines(&b, |l| serde_json::from_str::<(String, V)>(l).ok())?;
+            let head: MemoFileHead = serde_json::from_str(head).ok()?;
+            (head.format == format).then_some(entries)
+        }) else {
+            return memo;
+        };
+        let unused = || std::sync::atomic::AtomicBool::new(false);
+        memo.stored = MemoMap::with_capacity_and_hasher(entries.len(), Default::default());
+        for (k, v) in entries {
+            memo.stored.insert(k, (v, unused()));
+        }
+        if let Ok(log) = std::fs::read(&memo.log) {
+            for line in log.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                // A line cut short (a run stopped while appending) does not parse: skipped.
+                if let Ok((k, v)) = serde_json::from_slice::<(String, V)>(line) {
+                    memo.stored.insert(k, (v, unused()));
+                    memo.logged += 1;
+                }
+            }
+        }
+        memo
+    }
+
+    /// `f` of the value stored or added under `key` (marked used).
+    fn with<R>(&self, key: &str, f: impl FnOnce(&V) -> R) -> Option<R> {
+        if let Some((hit, used)) = self.stored.get(key) {
+            // Written once: the flag's cache line is not bounced between threads.
+            if !used.load(std::sync::atomic::Ordering::Relaxed) {
+                used.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            return Some(f(hit));
+        }
+        let fresh = self.fresh.lock().unwrap_or_else(PoisonError::into_inner);
+        fresh.get(key).map(f)
+    }
+
+    fn put(&self, key: String, value: V) {
+        match self.stored.get(&key) {
+            Some((stored, used)) if *stored == value => {
+                used.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            _ => {
+                let mut fresh = self.fresh.lock().unwrap_or_else(PoisonError::into_inner);
+                fresh.insert(key, value);
+            }
+        }
+    }
+
+    /// Every lookup is over: keep what this run used and added (see the type's
+    /// documentation). A memo that cannot be written only costs time.
+    fn finish(self) -> Finished {
+        let fresh = self
+            .fresh
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        let is_used =
+            |u: &std::sync::atomic::AtomicBool| u.load(std::sync::atomic::Ordering::Relaxed);
+        let unused = self
+            .stored
+            .values()
+            .filter(|(_, used)| !is_used(used))
+            .count();
+        // Tens of thousands of stored values: freed on a thread of their own when not
+        // written back (nothing waits for it).
+        let drop_later = |stored: MemoMap<(V, std::sync::atomic::AtomicBool)>| {
+            std::thread::spawn(move || drop(stored));
+        };
+        // Few entries unused and a short log: nothing new stays as it is, new entries are
+        // appended (the file and its log stay a little larger than this run needs).
+        let total = self.stored.len() + fresh.len();
+        let small = |n: usize| n * 4 <= total;
+        if fresh.is_empty() && (unused == 0 || small(unused)) {
+            drop_later(self.stored);
+            return Finished::Unchanged;
+        }
+        if !self.stored.is_empty()
+            && small(unused)
+            && small(self.logged + fresh.len())
+            && append_lines(&self.log, &fresh).is_ok()
+        {
+            drop_later(self.stored);
+            return Finished::Appended;
+        }
+        let mut entries = fresh;
+        for (k, (v, used)) in self.stored {
+            if is_used(&used) {
+                entries.entry(k).or_insert(v);
+            }
+        }
+        if write_lines(&self.path, self.format, &entries).is_ok() {
+            // Its entries are in the file now.
+            let _ = std::fs::remove_file(&self.log);
+        }
+        Finished::Written
+    }
+}
+
+/// Append entries to a memo's log, one line each.
+fn append_lines<V: Serialize>(log: &Path, entries: &MemoMap<V>) -> std::io::Result<()> {
+    let mut f = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    let mut line = Vec::new();
+    for e in entries {
+        line.clear();
+        serde_json::to_writer(&mut line, &e)?;
+        line.push(b'\n');
+        // One write per line: appends by two runs do not interleave within a line.
+        f.write_all(&line)?;
+    }
+    Ok(())
+}
+
+/// Write a memo file whole (beside, then renamed over it).
+fn write_lines<V: Serialize>(
+    path: &Path,
+    format: &str,
+    entries: &MemoMap<V>,
+) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("memo");
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        serde_json::to_writer(
+            &mut f,
+            &MemoFileHead {
+                format: format.to_owned(),
+            },
+        )?;
+        for e in entries {
+            f.write_all(b"\n")?;
+            serde_json::to_writer(&mut f, &e)?;
+        }
+        f.write_all(b"\n")?;
+        f.flush()?;
+    }
+    std::fs::rename(&tmp, path)
 }
 
 /// Results of policy rules per input (a [`Memo`]), persisted under `<cache dir>/policy/`: per
@@ -888,7 +1112,7 @@ pub struct PolicyMemo {
     fingerprint: String,
     /// The sets used in this run (one or two), each read when first asked for. Looked up under
     /// a shared lock, without a reference count touched per lookup.
-    sets: std::sync::RwLock<Vec<(String, PolicySet)>>,
+    sets: std::sync::RwLock<Vec<(String, MemoFile<Memoized>)>>,
 }
 
 impl Cache {
@@ -907,46 +1131,8 @@ impl PolicyMemo {
         self.dir.join(format!("{set}.json"))
     }
 
-    fn log_path(&self, set: &str) -> PathBuf {
-        self.dir.join(format!("{set}.log"))
-    }
-
-    /// The set's entries: its file's, then its log's (a later line wins), and how many lines
-    /// the log held. Without the file, the log is not read (it extends a file).
-    fn read(&self, set: &str) -> PolicySet {
-        let Some(entries) = std::fs::read(self.path(set)).ok().and_then(|b| {
-            let (head, entries) =
-                parse_lines(&b, |l| serde_json::from_str::<(String, Memoized)>(l).ok())?;
-            let head: PolicyFileHead = serde_json::from_str(head).ok()?;
-            (head.format == POLICY_FORMAT).then_some(entries)
-        }) else {
-            return PolicySet::default();
-        };
-        let unused = || std::sync::atomic::AtomicBool::new(false);
-        let mut stored: MemoMap<(Memoized, std::sync::atomic::AtomicBool)> =
-            MemoMap::with_capacity_and_hasher(entries.len(), Default::default());
-        for (k, v) in entries {
-            stored.insert(k, (v, unused()));
-        }
-        let mut logged = 0;
-        if let Ok(log) = std::fs::read(self.log_path(set)) {
-            for line in log.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                // A line cut short (a run stopped while appending) does not parse: skipped.
-                if let Ok((k, v)) = serde_json::from_slice::<(String, Memoized)>(line) {
-                    stored.insert(k, (v, unused()));
-                    logged += 1;
-                }
-            }
-        }
-        PolicySet {
-            stored,
-            fresh: Mutex::default(),
-            logged,
-        }
-    }
-
     /// `f` of the set (read when first asked for).
-    fn with_set<R>(&self, set: &str, f: impl FnOnce(&PolicySet) -> R) -> R {
+    fn with_set<R>(&self, set: &str, f: impl FnOnce(&MemoFile<Memoized>) -> R) -> R {
         {
             let sets = self.sets.read().unwrap_or_else(PoisonError::into_inner);
             if let Some((_, s)) = sets.iter().find(|(n, _)| n == set) {
@@ -956,7 +1142,7 @@ impl PolicyMemo {
         // Read with no lock held: reading works on every core, and a rayon thread that holds
         // a lock while waiting for its pieces may be handed another task that asks for it.
         // (Two threads may read a set at once; the first one kept wins.)
-        let read = self.read(set);
+        let read = MemoFile::read(self.path(set), POLICY_FORMAT);
         let mut sets = self.sets.write().unwrap_or_else(PoisonError::into_inner);
         if !sets.iter().any(|(n, _)| n == set) {
             sets.push((set.to_owned(), read));
@@ -965,45 +1151,8 @@ impl PolicyMemo {
         self.with_set(set, f)
     }
 
-    /// Append entries to the set's log, one line each.
-    fn append(&self, set: &str, entries: &MemoMap<Memoized>) -> std::io::Result<()> {
-        let mut f = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(self.log_path(set))?;
-        let mut line = Vec::new();
-        for e in entries {
-            line.clear();
-            serde_json::to_writer(&mut line, &e)?;
-            line.push(b'\n');
-            // One write per line: appends by two runs do not interleave within a line.
-            f.write_all(&line)?;
-        }
-        Ok(())
-    }
-
-    fn write(&self, set: &str, entries: MemoMap<Memoized>) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
-        let tmp = self.dir.join(format!(".{set}.{}.tmp", std::process::id()));
-        {
-            let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-            serde_json::to_writer(
-                &mut f,
-                &PolicyFileHead {
-                    format: POLICY_FORMAT.to_owned(),
-                },
-            )?;
-            for e in &entries {
-                f.write_all(b"\n")?;
-                serde_json::to_writer(&mut f, &e)?;
-            }
-            f.write_all(b"\n")?;
-            f.flush()?;
-        }
-        std::fs::rename(&tmp, self.path(set))?;
-        // Its entries are in the file now.
-        let _ = std::fs::remove_file(self.log_path(set));
-        // Bounded: only the most recently written policy sets are kept.
+    /// Only the most recently written policy sets are kept.
+    fn prune(&self) -> std::io::Result<()> {
         let mut files: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&self.dir)?
             .filter_map(Result::ok)
             .map(|e| e.path())
@@ -1183,31 +1332,12 @@ impl Memo for PolicyMemo {
             key.push_str(input);
             key.push(' ');
             key.push_str(rule);
-            self.with_set(set, |s| {
-                if let Some((hit, used)) = s.stored.get(key.as_str()) {
-                    // Written once: the flag's cache line is not bounced between threads.
-                    if !used.load(std::sync::atomic::Ordering::Relaxed) {
-                        used.store(true, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    return Some(hit.clone());
-                }
-                let fresh = s.fresh.lock().unwrap_or_else(PoisonError::into_inner);
-                fresh.get(key.as_str()).cloned()
-            })
+            self.with_set(set, |s| s.with(key, Memoized::clone))
         })
     }
 
     fn put(&self, set: &str, rule: &str, input: &str, result: Memoized) {
-        let key = format!("{input} {rule}");
-        self.with_set(set, |s| match s.stored.get(&key) {
-            Some((stored, used)) if *stored == result => {
-                used.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-            _ => {
-                let mut fresh = s.fresh.lock().unwrap_or_else(PoisonError::into_inner);
-                fresh.insert(key, result);
-            }
-        });
+        self.with_set(set, |s| s.put(format!("{input} {rule}"), result));
     }
 
     fn finish(&self, set: &str) {
@@ -1219,48 +1349,9 @@ impl Memo for PolicyMemo {
             };
             sets.swap_remove(i).1
         };
-        let fresh = s.fresh.into_inner().unwrap_or_else(PoisonError::into_inner);
-        let is_used =
-            |u: &std::sync::atomic::AtomicBool| u.load(std::sync::atomic::Ordering::Relaxed);
-        // Unchanged (every entry read was used, nothing added): nothing to write.
-        let unused = s.stored.values().filter(|(_, used)| !is_used(used)).count();
-        // Tens of thousands of stored results: freed on a thread of their own when not
-        // written back (nothing waits for it).
-        let drop_later = |stored| {
-            std::thread::spawn(move || {
-                drop::<MemoMap<(Memoized, std::sync::atomic::AtomicBool)>>(stored)
-            });
-        };
-        if fresh.is_empty() && unused == 0 {
-            drop_later(s.stored);
-            return;
+        if s.finish() == Finished::Written {
+            let _ = self.prune();
         }
-        // Few entries unused and a short log: the new ones are appended (the file and its
-        // log stay a little larger than this run needs).
-        let total = s.stored.len() + fresh.len();
-        let small = |n: usize| n * 4 <= total;
-        if fresh.is_empty() && small(unused) {
-            // Nothing new and little unused (results answered by a bundle instead): the file
-            // stays as it is.
-            drop_later(s.stored);
-            return;
-        }
-        if !s.stored.is_empty()
-            && small(unused)
-            && small(s.logged + fresh.len())
-            && self.append(set, &fresh).is_ok()
-        {
-            drop_later(s.stored);
-            return;
-        }
-        let mut entries = fresh;
-        for (k, (v, used)) in s.stored {
-            if is_used(&used) {
-                entries.entry(k).or_insert(v);
-            }
-        }
-        // A memo that cannot be written only costs time.
-        let _ = self.write(set, entries);
     }
 }
 

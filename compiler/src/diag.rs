@@ -354,12 +354,12 @@ impl Diagnostic {
             hint: None,
         }
     }
-    pub fn at(mut self, label: Label) -> Diagnostic {
-        self.primary = Some(label);
+    pub fn at(mut self, label: impl Into<Label>) -> Diagnostic {
+        self.primary = Some(label.into());
         self
     }
-    pub fn related(mut self, label: Label) -> Diagnostic {
-        self.related.push(label);
+    pub fn related(mut self, label: impl Into<Label>) -> Diagnostic {
+        self.related.push(label.into());
         self
     }
     pub fn hint(mut self, hint: impl Into<String>) -> Diagnostic {

@@ -96,11 +96,16 @@ pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &O
             .hint("run plinth in the platform repository or name it (`plinth check PATH`); specs are `.yaml`/`.yml` files with `kind: Platform`, `Project`, …"),
         );
     }
-    let (docs, d) = parse::parse(&snapshot, opts.yaml);
+    // Parsing and typing each file (what a cache kept of an unchanged file, else parsed).
+    let files = opts.files.as_ref().map(|f| resolve::Files {
+        store: f.store.as_ref(),
+        salt: &f.salt,
+    });
+    let (docs, typed, d) = resolve::read(&snapshot, opts.yaml, files.as_ref());
     diagnostics.extend(d);
     lap("parse", &mut timings);
     opts.stage("validating");
-    let (specs, d) = resolve::resolve(&docs);
+    let (specs, d) = resolve::index(&docs, typed);
     diagnostics.extend(d);
     lap("resolve", &mut timings);
     diagnostics.extend(check::check(&specs, &snapshot));
@@ -336,7 +341,7 @@ pub fn build_or_index(
         let (docs, _) = parse::parse(&platform_files, opts.yaml);
         let platform_docs: Vec<Arc<Document>> = docs
             .into_iter()
-            .filter(|d| d.root.get("kind").and_then(|e| e.value.as_str()) == Some("Platform"))
+            .filter(|d| d.kind() == Some("Platform"))
             .collect();
         let (specs, _) = resolve::resolve(&platform_docs);
         let mut diagnostics = Diagnostics::new();
@@ -394,12 +399,22 @@ fn build_fresh(
             if unit_opts.policy_memo.is_none() {
                 unit_opts.policy_memo = Some(PolicyMemo(Arc::new(c.policy_memo())));
             }
+            if unit_opts.files.is_none() {
+                unit_opts.files = Some(options::Files {
+                    store: Arc::new(c.file_memo()),
+                    salt: c.file_salt(),
+                });
+            }
             &unit_opts
         }
         _ => opts,
     };
     let mut checked = check_snapshot(snapshot, load_diags, opts);
     checked.timings.insert(0, ("load", load_time));
+    if let Some(files) = &opts.files {
+        // A memo that cannot be written only costs time.
+        files.store.finish();
+    }
     if let Some((store, _)) = &pack {
         // A cache that cannot be written only costs time.
         let flushed = std::time::Instant::now();
@@ -421,7 +436,7 @@ fn build_fresh(
     let mut platform_files: Vec<String> = checked
         .docs
         .iter()
-        .filter(|d| d.root.get("kind").and_then(|e| e.value.as_str()) == Some("Platform"))
+        .filter(|d| d.kind() == Some("Platform"))
         .map(|d| d.file.to_string())
         .collect();
     platform_files.dedup();

@@ -20,6 +20,8 @@ pub struct Options {
     /// Where results of policies are memoised per input between runs (`None`: evaluated
     /// afresh); a build through a cache uses the cache's.
     pub policy_memo: Option<PolicyMemo>,
+    /// What reading each spec file gave, kept by a cache: an unchanged file is not parsed.
+    pub files: Option<Files>,
     /// A compile through a cache leaves storing its revision to the caller
     /// ([`crate::Built::pending`]), who may do it beside other work.
     pub defer_store: bool,
@@ -35,6 +37,20 @@ pub struct Units {
 impl std::fmt::Debug for Units {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Units")
+    }
+}
+
+/// A store of spec files' reads ([`crate::resolve::FileStore`]) and what its keys are salted
+/// with.
+#[derive(Clone)]
+pub struct Files {
+    pub store: Arc<dyn crate::resolve::FileStore>,
+    pub salt: String,
+}
+
+impl std::fmt::Debug for Files {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Files")
     }
 }
 

@@ -55,7 +55,7 @@ impl Origin {
     /// A field of a spec (an allocation, a grant): the line a reviewer should look at.
     pub fn at<S>(kind: Kind, o: &Object<S>, path: &str) -> Origin {
         Origin {
-            line: o.at(path).span.start.line,
+            line: o.doc.at(path).span.start.line,
             ..Origin::of(kind, o)
         }
     }

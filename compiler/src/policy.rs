@@ -1864,7 +1864,7 @@ fn platform_data_of(
 ) -> Value {
     let mut by_kind: BTreeMap<&str, BTreeMap<String, Value>> = BTreeMap::new();
     for d in docs.iter().filter(|_| with_specs) {
-        let j = d.root.to_json();
+        let j = d.root().to_json();
         if let (Some(k), Some(n)) = (j["kind"].as_str(), j["metadata"]["name"].as_str())
             && Kind::parse(k).is_some()
         {
@@ -2199,14 +2199,9 @@ pub fn evaluate(
     let locate = |loc: &Value| -> Option<Label> {
         let kind = Kind::parse(loc.get("kind")?.as_str()?)?;
         let name = loc.get("name")?.as_str()?;
-        let doc = docs.iter().find(|d| {
-            d.root.get("kind").and_then(|e| e.value.as_str()) == Some(kind.as_str())
-                && d.root
-                    .get("metadata")
-                    .and_then(|m| m.value.get("name"))
-                    .and_then(|e| e.value.as_str())
-                    == Some(name)
-        })?;
+        let doc = docs
+            .iter()
+            .find(|d| d.kind() == Some(kind.as_str()) && d.name() == Some(name))?;
         let field = loc
             .get("field")
             .and_then(Value::as_str)
@@ -2333,7 +2328,7 @@ fn evaluate_one(
     d: &mut Diagnostics,
 ) {
     let doc_json = match input {
-        Input::Doc(doc) => Some(doc.root.to_json()),
+        Input::Doc(doc) => Some(doc.root().to_json()),
         Input::Manifest(..) => None,
     };
     for engine in engines.iter_mut() {
@@ -2404,10 +2399,7 @@ fn doc_digest(doc: &Document) -> String {
 
 /// The kind of a spec document (empty when it has none).
 fn doc_kind(doc: &Document) -> &str {
-    doc.root
-        .get("kind")
-        .and_then(|e| e.value.as_str())
-        .unwrap_or_default()
+    doc.kind().unwrap_or_default()
 }
 
 /// Where a finding on a spec document is reported: at the spec that `loc` names (a finding's
@@ -2636,7 +2628,7 @@ impl<'a> Bundles<'a> {
             // The input's memo key and kind, as its evaluation had them.
             let (hash, kind) = match all.get(i)? {
                 Input::Manifest(_, m) => (format!("object:{}", m.hash), m.key.kind.as_str()),
-                Input::Doc(doc) => (input_hash(&doc.root.to_json()), doc_kind(doc)),
+                Input::Doc(doc) => (input_hash(&doc.root().to_json()), doc_kind(doc)),
             };
             positions.push(at);
             for (n, e) in engines.iter().enumerate() {

@@ -4,21 +4,30 @@
 //! name; then every object goes into its kind's index, where duplicate names are caught with
 //! both places. References between objects are checked in [`crate::check`], which has the
 //! whole index to look names up in.
+//!
+//! Reading a file (parsing it and typing its documents) is a function of its path and bytes:
+//! [`read`] takes from a [`FileStore`] (the cache) what reading an unchanged file gave before
+//! — its diagnostics, and each document as JSON once it typed — and parses only the files the
+//! store does not know. Such a file's documents are parsed again only when something reads
+//! their trees (see [`Document::root`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
+use serde::{Deserialize, Serialize};
+
 use crate::diag::{Code, Diagnostic, Diagnostics, Label, did_you_mean};
+use crate::load::{FileRole, Snapshot, SourceFile};
 use crate::model::{API_VERSION, Envelope, Kind};
 pub use crate::names::is_dns_label;
-use crate::parse::{Document, FieldPath, NodeValue};
+use crate::parse::{Document, FieldPath, NodeValue, Unparsed, YamlLimits};
 use crate::schema;
 use crate::specs::{AnySpec, Object, Specs};
 
 /// A diagnostic for a name that is not a DNS-1123 label, with a hint that suggests one.
-pub fn invalid_name(what: &str, name: &str, at: Label) -> Diagnostic {
+pub fn invalid_name(what: &str, name: &str, at: impl Into<Label>) -> Diagnostic {
     let suggestion: String = name
         .to_ascii_lowercase()
         .chars()
@@ -48,37 +57,200 @@ pub fn invalid_name(what: &str, name: &str, at: Label) -> Diagnostic {
     d
 }
 
+/// Bumped when what a file's read holds, or how it is keyed, changes.
+const FORMAT: &str = "plinth-file-read-v1";
+
+/// What reading one spec file gave: its parse diagnostics and, per document, what typing it
+/// gave. A function of the file's path and bytes, the YAML limits and plinth.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileRead {
+    pub parse: Vec<Diagnostic>,
+    pub docs: Vec<DocRead>,
+}
+
+/// What reading one document gave.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocRead {
+    pub index: usize,
+    pub read: crate::parse::Read,
+    /// The document as JSON, when it typed (its kind is `read.kind`).
+    pub typed: Option<String>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Where files' reads are looked up before parsing and offered after (the cache).
+pub trait FileStore: Send + Sync {
+    /// `f` of the read stored under `key`, when there is one.
+    fn get(&self, key: &str, f: &mut dyn FnMut(&FileRead));
+    fn put(&self, key: &str, read: FileRead);
+    /// Every lookup is over: keep what was used and added.
+    fn finish(&self) {}
+}
+
+/// A store of files' reads and what its keys are salted with (this build of plinth).
+pub struct Files<'a> {
+    pub store: &'a dyn FileStore,
+    pub salt: &'a str,
+}
+
+/// Every spec file of a snapshot read: its documents in file order, each with what typing it
+/// gave, and the parse diagnostics. Files are read in parallel; a file `files` knows is not
+/// parsed.
+pub fn read(
+    snapshot: &Snapshot,
+    limits: YamlLimits,
+    files: Option<&Files<'_>>,
+) -> (Vec<Arc<Document>>, Vec<Typed>, Diagnostics) {
+    use rayon::prelude::*;
+    let spec_files: Vec<&SourceFile> = snapshot.with_role(FileRole::Spec).collect();
+    let read: Vec<Read> = spec_files
+        .par_iter()
+        .map(|f| {
+            let Some(files) = files else {
+                return read_file(f, limits, false).0;
+            };
+            let key = file_key(files.salt, limits, f);
+            let mut stored = None;
+            files
+                .store
+                .get(&key, &mut |r| stored = from_store(f, limits, r));
+            if let Some(r) = stored {
+                return r;
+            }
+            let (r, kept) = read_file(f, limits, true);
+            if let Some(kept) = kept {
+                files.store.put(&key, kept);
+            }
+            r
+        })
+        .collect();
+    let mut docs = Vec::new();
+    let mut typed = Vec::new();
+    let mut diags = Diagnostics::new();
+    for (d, t, p) in read {
+        docs.extend(d);
+        typed.extend(t);
+        diags.extend(p);
+    }
+    (docs, typed, diags)
+}
+
+/// What typing one document gave.
+pub type Typed = (Option<AnySpec>, Diagnostics);
+
+/// One file read: its documents, what typing each gave, its parse diagnostics.
+type Read = (Vec<Arc<Document>>, Vec<Typed>, Vec<Diagnostic>);
+
+/// The store's key of a file's read.
+fn file_key(salt: &str, limits: YamlLimits, f: &SourceFile) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(format!("{FORMAT}|{salt}|{limits:?}|{}\0", f.path).as_bytes());
+    h.update(f.digest);
+    crate::output::hex(&h.finalize())
+}
+
+/// Parse and type a file; with `keep`, also what a store keeps of it.
+fn read_file(f: &SourceFile, limits: YamlLimits, keep: bool) -> (Read, Option<FileRead>) {
+    let (docs, parse) = crate::parse::parse_file(f, limits);
+    let mut typed = Vec::with_capacity(docs.len());
+    let mut kept = keep.then(|| FileRead {
+        parse: parse.clone(),
+        docs: Vec::with_capacity(docs.len()),
+    });
+    for doc in &docs {
+        let mut d = Diagnostics::new();
+        let (spec, json) = type_document(doc, &mut d, keep);
+        if let Some(k) = &mut kept {
+            k.docs.push(DocRead {
+                index: doc.index,
+                read: doc.read(),
+                typed: json,
+                diagnostics: d.iter().cloned().collect(),
+            });
+        }
+        typed.push((spec, d));
+    }
+    ((docs, typed, parse), kept)
+}
+
+/// A file's documents from what reading it gave before: typed from their JSON, their trees
+/// parsed only when read. `None` when that does not type again (a damaged entry).
+fn from_store(f: &SourceFile, limits: YamlLimits, r: &FileRead) -> Option<Read> {
+    let lazy = Unparsed::of(f.path.clone(), f.text.clone(), limits);
+    let mut docs = Vec::with_capacity(r.docs.len());
+    let mut typed = Vec::with_capacity(r.docs.len());
+    for d in &r.docs {
+        let kind = d.read.kind.as_deref().and_then(Kind::parse);
+        let doc = Arc::new(Document::later(&lazy, d.index, f.digest, d.read.clone()));
+        let spec = match &d.typed {
+            Some(json) => Some(retype(kind?, json, &doc)?),
+            None => None,
+        };
+        let mut diags = Diagnostics::new();
+        diags.extend(d.diagnostics.iter().cloned());
+        docs.push(doc);
+        typed.push((spec, diags));
+    }
+    Some((docs, typed, r.parse.clone()))
+}
+
+/// A document typed before, from its JSON.
+fn retype(kind: Kind, json: &str, doc: &Arc<Document>) -> Option<AnySpec> {
+    fn object<S: DeserializeOwned>(
+        kind: Kind,
+        json: &str,
+        doc: &Arc<Document>,
+    ) -> Option<Object<S>> {
+        let env: Envelope<S> = serde_json::from_str(json).ok()?;
+        // The entry is of this document (a damaged one could pair another kind's JSON).
+        if env.kind != kind.as_str() || Some(env.metadata.name.as_str()) != doc.name() {
+            return None;
+        }
+        Some(Object {
+            metadata: env.metadata,
+            spec: Arc::new(env.spec),
+            doc: doc.clone(),
+        })
+    }
+    Some(match kind {
+        Kind::Platform => AnySpec::Platform(object(kind, json, doc)?),
+        Kind::Project => AnySpec::Project(object(kind, json, doc)?),
+        Kind::Dataset => AnySpec::Dataset(object(kind, json, doc)?),
+        Kind::GpuQuota => AnySpec::GpuQuota(object(kind, json, doc)?),
+        Kind::ModelRollout => AnySpec::ModelRollout(object(kind, json, doc)?),
+        Kind::App => AnySpec::App(object(kind, json, doc)?),
+    })
+}
+
 /// Type every document and index the objects by kind and name.
 pub fn resolve(docs: &[Arc<Document>]) -> (Specs, Diagnostics) {
     use rayon::prelude::*;
-    let mut diags = Diagnostics::new();
-    let mut specs = Specs::default();
-    let mut platforms: Vec<Arc<Document>> = Vec::new();
     // Typing (schema validation included) is per document and runs in parallel; indexing
     // (duplicates) runs in document order.
-    let typed: Vec<(Option<AnySpec>, Diagnostics)> = docs
+    let typed: Vec<Typed> = docs
         .par_iter()
         .map(|doc| {
             let mut d = Diagnostics::new();
-            let spec = type_document(doc, &mut d);
+            let spec = type_document(doc, &mut d, false).0;
             (spec, d)
         })
         .collect();
+    index(docs, typed)
+}
+
+/// Index typed documents by kind and name (duplicates reported), in document order.
+pub fn index(docs: &[Arc<Document>], typed: Vec<Typed>) -> (Specs, Diagnostics) {
+    let mut diags = Diagnostics::new();
+    let mut specs = Specs::default();
+    let mut platforms: Vec<Arc<Document>> = Vec::new();
     for (doc, (spec, d)) in docs.iter().zip(typed) {
         diags.extend(d);
         match spec {
             Some(spec) => insert(&mut specs, spec, &mut platforms, &mut diags),
             None => {
-                let kind = doc
-                    .root
-                    .get("kind")
-                    .and_then(|e| e.value.as_str())
-                    .and_then(Kind::parse);
-                let name = doc
-                    .root
-                    .get("metadata")
-                    .and_then(|m| m.value.get("name"))
-                    .and_then(|e| e.value.as_str());
+                let kind = doc.kind().and_then(Kind::parse);
+                let name = doc.name();
                 if let (Some(k), Some(n)) = (kind, name) {
                     if k == Kind::Platform {
                         platforms.push(doc.clone());
@@ -100,12 +272,40 @@ pub fn resolve(docs: &[Arc<Document>]) -> (Specs, Diagnostics) {
     (specs, diags)
 }
 
-fn type_document(doc: &Arc<Document>, diags: &mut Diagnostics) -> Option<AnySpec> {
+/// Type a document; with `keep`, also its JSON when it typed.
+fn type_document(
+    doc: &Arc<Document>,
+    diags: &mut Diagnostics,
+    keep: bool,
+) -> (Option<AnySpec>, Option<String>) {
     if doc.tainted {
         // Its problem is already reported; its tree is not what the author meant.
-        return None;
+        return (None, None);
     }
-    let root = &doc.root;
+    let Some((kind, json)) = envelope(doc, diags) else {
+        return (None, None);
+    };
+    let errors = schema::validate(doc, kind, &json);
+    if !errors.is_empty() {
+        diags.extend(errors);
+        return (None, None);
+    }
+    let text = keep.then(|| json.to_string());
+    let spec = match kind {
+        Kind::Platform => typed(doc, json, diags).map(AnySpec::Platform),
+        Kind::Project => typed(doc, json, diags).map(AnySpec::Project),
+        Kind::Dataset => typed(doc, json, diags).map(AnySpec::Dataset),
+        Kind::GpuQuota => typed(doc, json, diags).map(AnySpec::GpuQuota),
+        Kind::ModelRollout => typed(doc, json, diags).map(AnySpec::ModelRollout),
+        Kind::App => typed(doc, json, diags).map(AnySpec::App),
+    };
+    let text = spec.as_ref().and(text);
+    (spec, text)
+}
+
+/// A document's kind and JSON, when it is a mapping of this API with a kind plinth knows.
+fn envelope(doc: &Arc<Document>, diags: &mut Diagnostics) -> Option<(Kind, serde_json::Value)> {
+    let root = doc.root();
     let NodeValue::Map(_) = root.value else {
         diags.push(
             Diagnostic::new(Code::NotAMapping, format!("a spec document must be a mapping, found a {}", root.type_name()))
@@ -184,24 +384,7 @@ fn type_document(doc: &Arc<Document>, diags: &mut Diagnostics) -> Option<AnySpec
         },
     };
     let kind = kind?;
-    if !ok {
-        return None;
-    }
-    let json = root.to_json();
-    let errors = schema::validate(doc, kind, &json);
-    if !errors.is_empty() {
-        diags.extend(errors);
-        return None;
-    }
-    let spec = match kind {
-        Kind::Platform => typed(doc, json, diags).map(AnySpec::Platform),
-        Kind::Project => typed(doc, json, diags).map(AnySpec::Project),
-        Kind::Dataset => typed(doc, json, diags).map(AnySpec::Dataset),
-        Kind::GpuQuota => typed(doc, json, diags).map(AnySpec::GpuQuota),
-        Kind::ModelRollout => typed(doc, json, diags).map(AnySpec::ModelRollout),
-        Kind::App => typed(doc, json, diags).map(AnySpec::App),
-    }?;
-    Some(spec)
+    ok.then(|| (kind, root.to_json()))
 }
 
 fn kinds_hint() -> String {
@@ -351,13 +534,18 @@ fn insert(
 }
 
 /// Two objects of one kind with the same name.
-pub fn duplicate(kind: Kind, name: &str, here: Label, first: Label) -> Diagnostic {
+pub fn duplicate(
+    kind: Kind,
+    name: &str,
+    here: impl Into<Label>,
+    first: impl Into<Label>,
+) -> Diagnostic {
     Diagnostic::new(
         Code::DuplicateName,
         format!("{kind} `{name}` is defined twice"),
     )
     .at(here)
-    .related(first.note("first defined here"))
+    .related(first.into().note("first defined here"))
     .hint(format!(
         "names are unique per kind; rename or remove one of the two `{name}`"
     ))

@@ -155,7 +155,7 @@ pub fn validate(doc: &Document, kind: Kind, instance: &Value) -> Vec<Diagnostic>
 }
 
 fn path_of(doc: &Document, err: &ValidationError<'_>) -> FieldPath {
-    FieldPath::from_pointer(err.instance_path().as_str()).resolve_against(&doc.root)
+    FieldPath::from_pointer(err.instance_path().as_str()).resolve_against(doc.root())
 }
 
 fn type_name(v: &Value) -> &'static str {

@@ -35,16 +35,53 @@ impl<S> Object<S> {
     pub fn name(&self) -> &str {
         &self.metadata.name
     }
-    /// A label for a field of this object, e.g. `obj.at("spec.pool.capacity")`.
-    pub fn at(&self, path: &str) -> Label {
-        self.doc.at(path)
+    /// A field of this object, e.g. `obj.at("spec.pool.capacity")`, for a diagnostic.
+    pub fn at(&self, path: &str) -> At {
+        At {
+            doc: self.doc.clone(),
+            path: Path::Dotted(path.to_owned()),
+        }
     }
-    pub fn label(&self, path: &FieldPath) -> Label {
-        self.doc.label(path)
+    pub fn label(&self, path: &FieldPath) -> At {
+        At {
+            doc: self.doc.clone(),
+            path: Path::Field(path.clone()),
+        }
     }
     /// `file:line` of the document, for provenance.
     pub fn source(&self) -> String {
         format!("{}:{}", self.doc.file, self.doc.line())
+    }
+}
+
+/// A field of a spec, located (a [`Label`]) only when a diagnostic takes it: locating reads
+/// the document's tree, which a document kept by a cache of earlier reads does not hold until
+/// then (see [`Document::root`]). Checks name fields on every spec; few of them report.
+#[derive(Debug, Clone)]
+pub struct At {
+    doc: Arc<Document>,
+    path: Path,
+}
+
+#[derive(Debug, Clone)]
+enum Path {
+    Dotted(String),
+    Field(FieldPath),
+}
+
+impl At {
+    /// The place, with what it has to do with the problem.
+    pub fn note(self, note: impl Into<String>) -> Label {
+        Label::from(self).note(note)
+    }
+}
+
+impl From<At> for Label {
+    fn from(a: At) -> Label {
+        match &a.path {
+            Path::Dotted(p) => a.doc.at(p),
+            Path::Field(f) => a.doc.label(f),
+        }
     }
 }
 

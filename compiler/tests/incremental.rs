@@ -342,3 +342,104 @@ fn a_plan_from_indexes_loads_only_what_differs() {
     );
     assert_eq!(unchanged + wanted, hl.object_count());
 }
+
+/// A spec file whose bytes did not change is typed from what the cache kept of reading it: its
+/// documents are parsed again only when something reads their trees (a diagnostic's place, a
+/// unit lowered again, a policy evaluated again), and the compile is the cold one, diagnostics
+/// on unchanged files included.
+#[test]
+fn an_unchanged_file_is_not_parsed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(dir.path());
+    let mut files: BTreeMap<String, String> =
+        plinth::generate::platform(60, 1).into_iter().collect();
+    let projects: Vec<String> = files
+        .keys()
+        .filter(|p| p.starts_with("projects/"))
+        .cloned()
+        .collect();
+    // A warning on a file that does not change: a display name with an invisible character.
+    let warned = projects[0].clone();
+    let text = files[&warned].replacen("displayName: ", "displayName: x\u{200B}", 1);
+    assert_ne!(
+        text, files[&warned],
+        "the generated project has a display name"
+    );
+    files.insert(warned.clone(), text);
+    let opts = options();
+    plinth::build_cached(&source(&files), &opts, &cache).unwrap();
+    // Another project changes.
+    let edited = projects[1].clone();
+    let text = files[&edited].replacen("spec:", "spec:\n  # reviewed", 1);
+    files.insert(edited.clone(), text);
+    let warm = plinth::build_cached(&source(&files), &opts, &cache).unwrap();
+    let cold = plinth::build_source(&source(&files), &opts).unwrap();
+    assert_eq!(outcome(&warm), outcome(&cold));
+    assert!(
+        warm.checked
+            .diagnostics
+            .iter()
+            .any(|d| d.primary.as_ref().is_some_and(|l| *l.span.file == *warned)),
+        "the unchanged file's warning is reported where it is"
+    );
+    let docs = &warm.checked.docs;
+    let parsed: Vec<&str> = docs
+        .iter()
+        .filter(|d| d.is_parsed())
+        .map(|d| &*d.file)
+        .collect();
+    assert!(parsed.contains(&edited.as_str()), "{parsed:?}");
+    assert!(parsed.contains(&warned.as_str()), "{parsed:?}");
+    assert!(
+        parsed.len() * 10 <= docs.len(),
+        "{} of {} documents parsed: {parsed:?}",
+        parsed.len(),
+        docs.len()
+    );
+}
+
+/// What the cache kept of reading a file is checked against the file: an entry that does not
+/// type again, or types as another spec, is read from the file instead.
+#[test]
+fn a_damaged_file_read_is_read_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(dir.path());
+    let files: BTreeMap<String, String> = plinth::generate::platform(30, 2).into_iter().collect();
+    let opts = options();
+    plinth::build_cached(&source(&files), &opts, &cache).unwrap();
+    let memo = dir.path().join("files").join("reads.json");
+    let text = std::fs::read_to_string(&memo).unwrap();
+    let mut damaged = 0;
+    let lines: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            if i == 0 || !line.contains("\"typed\":\"") {
+                return line.to_owned();
+            }
+            damaged += 1;
+            match i % 3 {
+                // Not JSON of a spec any more.
+                0 => line.replacen("\"typed\":\"{", "\"typed\":\"[{", 1),
+                // Another kind's.
+                1 => line.replacen("\\\"kind\\\":\\\"", "\\\"kind\\\":\\\"X", 1),
+                // Another spec's name.
+                _ => line.replacen("\\\"name\\\":\\\"", "\\\"name\\\":\\\"x", 1),
+            }
+        })
+        .collect();
+    assert!(damaged > 30, "{damaged} entries damaged");
+    std::fs::write(&memo, lines.join("\n") + "\n").unwrap();
+    // A new revision (not the cached one), so the files are read.
+    let mut edited = files.clone();
+    let first = edited
+        .keys()
+        .find(|p| p.starts_with("projects/"))
+        .cloned()
+        .unwrap();
+    let text = edited[&first].replacen("spec:", "spec:\n  # reviewed", 1);
+    edited.insert(first, text);
+    let warm = plinth::build_cached(&source(&edited), &opts, &cache).unwrap();
+    let cold = plinth::build_source(&source(&edited), &opts).unwrap();
+    assert_eq!(outcome(&warm), outcome(&cold));
+}

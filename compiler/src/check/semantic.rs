@@ -137,7 +137,7 @@ fn unknown<'k>(
     code: Code,
     what: &str,
     name: &str,
-    at: Label,
+    at: impl Into<Label>,
     known: impl Iterator<Item = &'k str> + Clone,
 ) -> Diagnostic {
     let d = Diagnostic::new(code, format!("{what} `{name}` does not exist")).at(at);
@@ -152,7 +152,7 @@ fn nanos(q: &Quantity) -> i128 {
 }
 
 impl<'a> Cx<'a> {
-    fn project_ref(&self, name: &str, at: Label, d: &mut Diagnostics) -> bool {
+    fn project_ref(&self, name: &str, at: impl Into<Label>, d: &mut Diagnostics) -> bool {
         if self.specs.projects.contains_key(name) {
             return true;
         }
@@ -196,7 +196,7 @@ impl<'a> Cx<'a> {
         &self,
         name: &str,
         project: Option<&Object<crate::model::ProjectSpec>>,
-        at: Label,
+        at: impl Into<Label>,
         d: &mut Diagnostics,
     ) {
         if !self.its.contains_key(name) {
@@ -290,7 +290,7 @@ fn script(c: char) -> Option<&'static str> {
 /// Warn about text a reviewer may misread: invisible characters (zero-width, soft hyphen, byte
 /// order mark), bidirectional controls (which reorder what is displayed), and words mixing
 /// look-alike scripts (Latin `a` and Cyrillic `а`).
-fn suspicious(text: &str, what: &str, at: Label, d: &mut Diagnostics) {
+fn suspicious(text: &str, what: &str, at: impl Into<Label>, d: &mut Diagnostics) {
     let invisible = text.chars().find(|c| {
         matches!(
             c,

@@ -121,10 +121,10 @@ pub fn lower(cx: &Ctx<'_>, a: &Object<AppSpec>, sink: &mut Sink<'_>) {
             for p in problems {
                 let mut path = FieldPath::parse("spec.values");
                 path.0.extend(FieldPath::from_pointer(&p.pointer).0);
-                let path = path.resolve_against(&a.doc.root);
+                let path = path.resolve_against(a.doc.root());
                 let at = match &p.key {
                     Some(k) => a.doc.key_label(&path.clone().key(k.clone())),
-                    None => a.label(&path),
+                    None => a.label(&path).into(),
                 };
                 let mut d = Diagnostic::new(
                     Code::TemplateValues,
@@ -139,7 +139,7 @@ pub fn lower(cx: &Ctx<'_>, a: &Object<AppSpec>, sink: &mut Sink<'_>) {
                 d = match &schema_doc {
                     Some(doc) => d.related(
                         doc.label(
-                            &FieldPath::from_pointer(&p.schema_pointer).resolve_against(&doc.root),
+                            &FieldPath::from_pointer(&p.schema_pointer).resolve_against(doc.root()),
                         )
                         .note("required by the template's values schema"),
                     ),
@@ -186,7 +186,7 @@ pub fn lower(cx: &Ctx<'_>, a: &Object<AppSpec>, sink: &mut Sink<'_>) {
     objects(cx, a, &identity, &rendered, related, sink);
 }
 
-fn failure(a: &Object<AppSpec>, f: Failure, related: Label) -> Diagnostic {
+fn failure(a: &Object<AppSpec>, f: Failure, related: impl Into<Label>) -> Diagnostic {
     let at = match &f.place {
         Some(p) => place_label(p),
         None => Label::new(Span::file_start(Arc::from(format!(
@@ -212,12 +212,14 @@ fn schema_document(file: &Arc<str>, text: &str) -> Option<Document> {
     if !diags.is_empty() {
         return None;
     }
-    docs.into_iter().next().map(|d| Document {
-        file: file.clone(),
-        index: 0,
-        root: d.root,
-        tainted: false,
-        digest: <sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()).into(),
+    docs.into_iter().next().map(|d| {
+        Document::new(
+            file.clone(),
+            0,
+            d.root,
+            false,
+            <sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()).into(),
+        )
     })
 }
 

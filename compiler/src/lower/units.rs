@@ -904,7 +904,12 @@ fn approvals(platform: &Object<PlatformSpec>, cluster: &Cluster) -> Vec<Approval
             reason: a.reason.clone(),
             approver: a.approver.clone(),
             file: platform.doc.file.clone(),
-            line: platform.at(&format!("spec.approvals[{i}]")).span.start.line,
+            line: platform
+                .doc
+                .at(&format!("spec.approvals[{i}]"))
+                .span
+                .start
+                .line,
         })
         .collect()
 }

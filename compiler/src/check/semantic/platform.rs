@@ -81,8 +81,8 @@ impl<'a> Cx<'a> {
 
     /// Instance type names are global: the Platform's and every pool's.
     pub(super) fn instance_type_names(&self, d: &mut Diagnostics) {
-        let mut seen: BTreeMap<&str, Label> = BTreeMap::new();
-        let mut visit = |name: &'a str, at: Label, d: &mut Diagnostics| {
+        let mut seen: BTreeMap<&str, crate::specs::At> = BTreeMap::new();
+        let mut visit = |name: &'a str, at: crate::specs::At, d: &mut Diagnostics| {
             if !is_dns_label(name) {
                 d.push(invalid_name("instance type name", name, at.clone()));
             }
@@ -115,7 +115,7 @@ impl<'a> Cx<'a> {
 
     /// Kueue WorkloadPriorityClasses are cluster-scoped: names are unique across pools.
     pub(super) fn priority_class_names(&self, d: &mut Diagnostics) {
-        let mut seen: BTreeMap<&str, Label> = BTreeMap::new();
+        let mut seen: BTreeMap<&str, crate::specs::At> = BTreeMap::new();
         for q in self.specs.gpu_quotas.values() {
             for (i, pc) in q.spec.priority_classes.iter().enumerate() {
                 let at = q.at(&format!("spec.priorityClasses[{i}].name"));

@@ -308,7 +308,7 @@ impl<'a> Cx<'a> {
                 {
                     let limit_at = if p
                         .doc
-                        .root
+                        .root()
                         .walk(&crate::parse::FieldPath::parse("spec.deployments.max"))
                         .matched
                         == 3
@@ -345,7 +345,7 @@ impl<'a> Cx<'a> {
         self.traffic_weights(r, t, d);
         self.duplicate_version(r, t, d);
         let strategy = t.strategy.as_str();
-        let problem = |msg: String, at: Label, hint: &str| {
+        let problem = |msg: String, at: crate::specs::At, hint: &str| {
             Diagnostic::new(Code::RolloutStrategy, msg)
                 .at(at)
                 .hint(hint.to_owned())
@@ -559,7 +559,7 @@ impl<'a> Cx<'a> {
         let knative = s.autoscaling.as_ref().is_some_and(|a| a.scale_to_zero);
         if kserve && knative {
             let at = r.at("spec.autoscaling.scaleToZero");
-            let mode = |msg: String, at: Label, hint: &str| {
+            let mode = |msg: String, at: crate::specs::At, hint: &str| {
                 Diagnostic::new(Code::KserveMode, msg)
                     .at(at)
                     .hint(hint.to_owned())
