@@ -443,3 +443,71 @@ fn a_damaged_file_read_is_read_from_the_file() {
     let cold = plinth::build_source(&source(&edited), &opts).unwrap();
     assert_eq!(outcome(&warm), outcome(&cold));
 }
+
+/// A unit store in memory that records what each compile lowered.
+#[derive(Default)]
+struct Recording {
+    units: std::sync::Mutex<std::collections::HashMap<String, plinth::lower::units::UnitOutput>>,
+    put: std::sync::Mutex<Vec<plinth::lower::Manifest>>,
+}
+
+impl plinth::lower::UnitStore for Recording {
+    fn get(&self, key: &str) -> Option<plinth::lower::units::UnitOutput> {
+        self.units.lock().unwrap().get(key).cloned()
+    }
+    fn put(&self, key: &str, out: &plinth::lower::units::UnitOutput) {
+        self.put.lock().unwrap().extend(out.objects.iter().cloned());
+        self.units
+            .lock()
+            .unwrap()
+            .insert(key.to_owned(), out.clone());
+    }
+}
+
+/// A project's GPU backstops are lowered with the project: an edit of one project lowers no
+/// other project's backstop (they were one unit per GPU resource, every project's backstop
+/// lowered again for any project's change).
+#[test]
+fn a_project_edit_lowers_no_other_projects_backstop() {
+    let mut files: BTreeMap<String, String> =
+        plinth::generate::platform(60, 1).into_iter().collect();
+    let store = Recording::default();
+    let compile = |files: &BTreeMap<String, String>| {
+        let checked = plinth::check_source(&source(files), &plinth::Options::default()).unwrap();
+        assert!(!checked.diagnostics.has_errors());
+        plinth::lower::lower_reusing(&checked.specs, &checked.snapshot, "test", &store);
+    };
+    let is_backstop = |m: &plinth::lower::Manifest| {
+        m.key.kind == "ResourceQuota" && m.key.name.starts_with("gpu-")
+    };
+    compile(&files);
+    let cold: Vec<String> = std::mem::take(&mut *store.put.lock().unwrap())
+        .iter()
+        .filter(|m| is_backstop(m))
+        .filter_map(|m| m.key.namespace.clone())
+        .collect();
+    assert!(cold.len() > 10, "{} backstops", cold.len());
+    // A project with a backstop changes (a comment: every unit that reads it is lowered again).
+    let edited = cold[cold.len() / 2].clone();
+    let path = files
+        .iter()
+        .find(|(p, t)| p.starts_with("projects/") && t.contains(&format!("name: {edited}\n")))
+        .map(|(p, _)| p.clone())
+        .unwrap();
+    let text = files[&path].replacen("spec:", "spec:\n  # reviewed", 1);
+    files.insert(path, text);
+    compile(&files);
+    let put = std::mem::take(&mut *store.put.lock().unwrap());
+    assert!(!put.is_empty(), "the edited project is lowered again");
+    let others: Vec<String> = put
+        .iter()
+        .filter(|m| is_backstop(m) && m.key.namespace.as_deref() != Some(edited.as_str()))
+        .map(|m| m.key.to_string())
+        .collect();
+    assert!(others.is_empty(), "{others:?}");
+    assert!(
+        put.iter()
+            .any(|m| is_backstop(m) && m.key.namespace.as_deref() == Some(edited.as_str())),
+        "the edited project's backstop is lowered with it"
+    );
+}

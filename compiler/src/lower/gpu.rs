@@ -170,17 +170,67 @@ pub fn lower(cx: &Ctx<'_>, o: &Object<GpuQuotaSpec>, sink: &mut Sink<'_>) {
     }
 }
 
-/// The backstop ResourceQuotas of one GPU resource on this cluster (one per project its pools
-/// allocate to), attributed to the first pool of that resource by name; lowered once per
-/// resource, apart from the pools, like [`lower_cohort`].
-pub fn lower_backstops(cx: &Ctx<'_>, resource: &str, sink: &mut Sink<'_>) {
-    let first = cx
+/// A project's backstop ResourceQuotas on this cluster: one per GPU resource of the pools here
+/// that allocate to it, allowing what Kueue may admit for it in all of them, attributed to the
+/// first of those pools by name (its allocation to the project). Lowered with the project (its
+/// view holds the pools allocating to it), so a change to one project or pool lowers only the
+/// backstops of the projects it touches.
+pub fn lower_backstops(cx: &Ctx<'_>, project: &str, sink: &mut Sink<'_>) {
+    if !cx.hosts(project) {
+        return;
+    }
+    // Per resource, the pools here allocating to the project (by name) and those allocations.
+    let mut by_resource: BTreeMap<&str, Vec<(&Object<GpuQuotaSpec>, &Allocation)>> =
+        BTreeMap::new();
+    for q in cx
         .specs
         .gpu_quotas
         .values()
-        .find(|p| cx.has_pool(p.name()) && p.spec.pool.resource_name == resource);
-    if let Some(o) = first {
-        backstop_quotas(cx, o, &Origin::of(Kind::GpuQuota, o), sink);
+        .filter(|q| cx.has_pool(q.name()))
+    {
+        for a in q.spec.allocations.iter().filter(|a| a.project == project) {
+            by_resource
+                .entry(q.spec.pool.resource_name.as_str())
+                .or_default()
+                .push((q, a));
+        }
+    }
+    for (resource, allocations) in by_resource {
+        let Some(&(first, _)) = allocations.first() else {
+            continue;
+        };
+        let origin = first
+            .spec
+            .allocations
+            .iter()
+            .position(|a| a.project == project)
+            .map_or_else(
+                || Origin::of(Kind::GpuQuota, first),
+                |i| Origin::at(Kind::GpuQuota, first, &format!("spec.allocations[{i}]")),
+            );
+        // What Kueue may admit for the project: each allocation plus what it may borrow — the
+        // borrowing limit, or, when there is none, anything up to the pool's capacity here.
+        let total: u64 = allocations
+            .iter()
+            .map(|(q, a)| most_admitted(cx, &q.spec, a))
+            .sum();
+        let hard = BTreeMap::from([(format!("requests.{resource}"), KQuantity(total.to_string()))]);
+        sink.push(
+            &origin,
+            ResourceQuota {
+                metadata: cx.meta(
+                    &backstop_name(resource),
+                    Some(project),
+                    Some(project),
+                    first,
+                ),
+                spec: Some(ResourceQuotaSpec {
+                    hard: Some(hard),
+                    ..ResourceQuotaSpec::default()
+                }),
+                ..ResourceQuota::default()
+            },
+        );
     }
 }
 
@@ -246,65 +296,6 @@ fn kueue_objects(cx: &Ctx<'_>, o: &Object<GpuQuotaSpec>, origin: &Origin, sink: 
             a,
             &Origin::at(Kind::GpuQuota, o, &format!("spec.allocations[{i}]")),
             sink,
-        );
-    }
-}
-
-/// Backstop ResourceQuota per project and GPU resource, emitted once by the first pool (by
-/// name) on this cluster with that resource; it sums every such pool's allocation.
-fn backstop_quotas(cx: &Ctx<'_>, o: &Object<GpuQuotaSpec>, origin: &Origin, sink: &mut Sink<'_>) {
-    let q = &o.spec;
-    let pool = o.name();
-    let resource = q.pool.resource_name.as_str();
-    let pools_with_resource: Vec<&Object<GpuQuotaSpec>> = cx
-        .specs
-        .gpu_quotas
-        .values()
-        .filter(|p| cx.has_pool(p.name()) && p.spec.pool.resource_name == resource)
-        .collect();
-    if pools_with_resource.first().map(|p| p.name()) != Some(pool) {
-        return;
-    }
-    let mut projects: Vec<&str> = pools_with_resource
-        .iter()
-        .flat_map(|p| p.spec.allocations.iter().map(|a| a.project.as_str()))
-        .filter(|p| cx.hosts(p))
-        .collect();
-    projects.sort();
-    projects.dedup();
-    for project in projects {
-        // Provenance: this pool's allocation to the project, when it has one.
-        let origin = q
-            .allocations
-            .iter()
-            .position(|a| a.project == project)
-            .map_or_else(
-                || origin.clone(),
-                |i| Origin::at(Kind::GpuQuota, o, &format!("spec.allocations[{i}]")),
-            );
-        // What Kueue may admit for the project: its allocation plus what it may borrow — the
-        // borrowing limit, or, when there is none, anything up to the pool's capacity here.
-        let total: u64 = pools_with_resource
-            .iter()
-            .flat_map(|p| {
-                p.spec
-                    .allocations
-                    .iter()
-                    .filter(|a| a.project == project)
-                    .map(|a| most_admitted(cx, &p.spec, a))
-            })
-            .sum();
-        let hard = BTreeMap::from([(format!("requests.{resource}"), KQuantity(total.to_string()))]);
-        sink.push(
-            &origin,
-            ResourceQuota {
-                metadata: cx.meta(&backstop_name(resource), Some(project), Some(project), o),
-                spec: Some(ResourceQuotaSpec {
-                    hard: Some(hard),
-                    ..ResourceQuotaSpec::default()
-                }),
-                ..ResourceQuota::default()
-            },
         );
     }
 }

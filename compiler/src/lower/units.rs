@@ -6,9 +6,9 @@
 //!
 //! | unit | view |
 //! |---|---|
-//! | project `p` | `p`, the datasets granted to `p` (and the global ones), the pools allocating to `p` |
+//! | project `p` (and its GPU backstops) | `p`, the datasets granted to `p` (and the global ones), the pools allocating to `p` |
 //! | pool `q` | `q`, the projects it allocates to |
-//! | cohort / GPU resource | its pools and the projects they allocate to |
+//! | cohort | its pools and the projects they allocate to |
 //! | dataset `d` | `d` and the datasets sharing its bucket or Azure account, the projects their grants name; everything when one of them is global |
 //! | rollout / App | itself, its project's view, the pools that may define its instance type (and a rollout's `gpuQuota`); an App also the `templates/` files |
 //! | Platform objects | everything |
@@ -42,7 +42,7 @@ use crate::output::{Approval, ClusterOutput, Lowered, Manifest, ObjectKey, UnitR
 use crate::specs::{Object, Specs};
 
 /// Bumped when what a unit's key covers or its output format changes.
-const FORMAT: &str = "plinth-unit-v2";
+const FORMAT: &str = "plinth-unit-v3";
 
 /// One spec to lower on one cluster.
 #[derive(Clone, Copy)]
@@ -54,8 +54,6 @@ pub(crate) enum Unit<'a> {
     App(&'a Object<AppSpec>),
     /// A cohort of pools (its Kueue Cohort).
     Cohort(&'a str),
-    /// The pools of one GPU resource (the backstop ResourceQuotas of their projects).
-    Backstops(&'a str),
     /// Platform-wide objects of a cluster (the CPU ResourceFlavor of default queues).
     Platform(&'a Object<PlatformSpec>),
 }
@@ -69,7 +67,6 @@ impl Unit<'_> {
             Unit::Rollout(o) => ("ModelRollout", o.name()),
             Unit::App(o) => ("App", o.name()),
             Unit::Cohort(name) => ("Cohort", name),
-            Unit::Backstops(resource) => ("Backstops", resource),
             Unit::Platform(o) => ("Platform", o.name()),
         }
     }
@@ -314,13 +311,6 @@ fn units<'s>(cx: &Ctx<'_>, specs: &'s Specs, platform: &'s Object<PlatformSpec>)
         .filter_map(|q| q.spec.cohort.as_deref())
         .collect();
     units.extend(cohorts.into_iter().map(Unit::Cohort));
-    let resources: BTreeSet<&str> = specs
-        .gpu_quotas
-        .values()
-        .filter(|q| cx.has_pool(q.name()))
-        .map(|q| q.spec.pool.resource_name.as_str())
-        .collect();
-    units.extend(resources.into_iter().map(Unit::Backstops));
     units.extend(specs.datasets.values().map(Unit::Dataset));
     units.extend(
         specs
@@ -353,13 +343,6 @@ fn view<'s>(
         Unit::Dataset(d) if d.spec.global => return View::Everything,
         Unit::Project(p) => project_view(specs, index, p.name(), &mut v),
         Unit::GpuQuota(q) => pool_view(specs, q, &mut v),
-        Unit::Backstops(resource) => {
-            // A project's backstop sums its allocations in every pool of the resource.
-            let pools = specs.gpu_quotas.values();
-            for m in pools.filter(|p| p.spec.pool.resource_name == resource) {
-                pool_view(specs, m, &mut v);
-            }
-        }
         Unit::Cohort(cohort) => {
             // Every member's spare GPUs: its capacity less what it allocates to projects here.
             let pools = specs.gpu_quotas.values();
@@ -618,13 +601,16 @@ pub fn run(
         diags: &mut d,
     };
     match job.unit {
-        Unit::Project(p) => project::lower(&cx, p, &mut sink),
+        Unit::Project(p) => {
+            project::lower(&cx, p, &mut sink);
+            // Its GPU backstops sum its allocations in the pools its view holds.
+            gpu::lower_backstops(&cx, p.name(), &mut sink);
+        }
         Unit::GpuQuota(q) => gpu::lower(&cx, q, &mut sink),
         Unit::Dataset(ds) => dataset::lower(&cx, ds, &mut sink),
         Unit::Rollout(r) => rollout::lower(&cx, r, &mut sink),
         Unit::App(a) => app::lower(&cx, a, &mut sink),
         Unit::Cohort(c) => gpu::lower_cohort(&cx, c, &mut sink),
-        Unit::Backstops(r) => gpu::lower_backstops(&cx, r, &mut sink),
         Unit::Platform(p) => gpu::lower_platform(&cx, p, &mut sink),
     }
     let objects: Vec<Manifest> = out.into_values().collect();
