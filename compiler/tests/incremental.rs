@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use plinth::cache::Cache;
 use proptest::prelude::*;
@@ -510,4 +510,117 @@ fn a_project_edit_lowers_no_other_projects_backstop() {
             .any(|m| is_backstop(m) && m.key.namespace.as_deref() == Some(edited.as_str())),
         "the edited project's backstop is lowered with it"
     );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 24,
+        failure_persistence: None,
+        .. ProptestConfig::default()
+    })]
+
+    /// A plan compares units before objects: the objects of the units both revisions share
+    /// are left out unread, and the rest pruned as before — which is the prune of the whole
+    /// indexes, for every compile without errors.
+    #[test]
+    fn pruning_by_units_equals_pruning_the_whole_indexes(
+        which in 0..4usize,
+        edits in prop::collection::vec(edit(), 1..4),
+    ) {
+        let mut files = start(which);
+        let projects = project_names(&files);
+        let store = Recording::default();
+        let compile = |files: &BTreeMap<String, String>| {
+            let checked =
+                plinth::check_source(&source(files), &plinth::Options::default()).unwrap();
+            let (lowered, d) =
+                plinth::lower::lower_reusing(&checked.specs, &checked.snapshot, "test", &store);
+            let clean = !checked.diagnostics.has_errors() && !d.has_errors();
+            clean.then_some(lowered)
+        };
+        let Some(base) = compile(&files) else {
+            return Ok(());
+        };
+        for e in &edits {
+            apply(&mut files, &projects, e);
+        }
+        let Some(head) = compile(&files) else {
+            return Ok(());
+        };
+        let (bs, hs) = (
+            plinth::plan::UnitSummary::of(&base).unwrap(),
+            plinth::plan::UnitSummary::of(&head).unwrap(),
+        );
+        let shared = plinth::plan::shared_units(&bs, &hs);
+        let by_units = plinth::plan::prune_units(
+            &bs,
+            &plinth::plan::index_outside(&base, &shared).unwrap(),
+            &hs,
+            &plinth::plan::index_outside(&head, &shared).unwrap(),
+            &shared,
+        );
+        let whole = plinth::plan::prune(
+            &plinth::plan::index_of(&base),
+            &plinth::plan::index_of(&head),
+        );
+        prop_assert_eq!(by_units, whole);
+    }
+}
+
+/// A one-project edit leaves every unit but the few that read the project shared between the
+/// two revisions, so a plan indexes only their objects.
+#[test]
+fn a_one_project_edit_shares_all_units_but_a_few() {
+    let mut files: BTreeMap<String, String> =
+        plinth::generate::platform(60, 1).into_iter().collect();
+    let store = Recording::default();
+    let compile = |files: &BTreeMap<String, String>| {
+        let checked = plinth::check_source(&source(files), &plinth::Options::default()).unwrap();
+        plinth::lower::lower_reusing(&checked.specs, &checked.snapshot, "test", &store).0
+    };
+    // Another project's objects carry an approval: a plan reads them even when unchanged.
+    let projects: Vec<String> = files
+        .keys()
+        .filter(|p| p.starts_with("projects/"))
+        .cloned()
+        .collect();
+    let approved = files[&projects[1]].replacen(
+        "metadata:\n",
+        "metadata:\n  annotations:\n    plinth.dev/approve-destructive: CHG-1 moved\n",
+        1,
+    );
+    files.insert(projects[1].clone(), approved);
+    let base = compile(&files);
+    let text = files[&projects[0]].replacen("spec:", "spec:\n  # reviewed", 1);
+    files.insert(projects[0].clone(), text);
+    let head = compile(&files);
+    let (bs, hs) = (
+        plinth::plan::UnitSummary::of(&base).unwrap(),
+        plinth::plan::UnitSummary::of(&head).unwrap(),
+    );
+    let shared = plinth::plan::shared_units(&bs, &hs);
+    let rest = plinth::plan::index_outside(&head, &shared).unwrap();
+    let indexed: usize = rest.clusters.values().map(|c| c.objects.len()).sum();
+    let units: usize = bs.clusters.values().map(|c| c.units.len()).sum();
+    let shared_count: usize = shared.values().map(BTreeSet::len).sum();
+    assert!(
+        units - shared_count <= 8,
+        "{shared_count} of {units} units shared"
+    );
+    assert!(
+        indexed * 5 < head.object_count(),
+        "{indexed} of {} objects indexed",
+        head.object_count()
+    );
+    assert!(
+        rest.clusters.values().flat_map(|c| &c.objects).any(|o| o.approve),
+        "the approved project's objects are indexed"
+    );
+    let whole = plinth::plan::prune(
+        &plinth::plan::index_of(&base),
+        &plinth::plan::index_of(&head),
+    );
+    let base_rest = plinth::plan::index_outside(&base, &shared).unwrap();
+    let by_units = plinth::plan::prune_units(&bs, &base_rest, &hs, &rest, &shared);
+    assert_eq!(by_units, whole);
 }

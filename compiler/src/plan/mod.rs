@@ -541,8 +541,7 @@ pub fn index_of(lowered: &Lowered) -> crate::output::LoweredIndex {
                     .map(|m| crate::output::Indexed {
                         key: m.key.clone(),
                         hash: m.hash.clone(),
-                        approve: m.object.may_hold(APPROVE_ANNOTATION)
-                            && annotation(m, APPROVE_ANNOTATION).is_some(),
+                        approve: approves(m),
                     })
                     .collect();
                 let index = crate::output::ClusterIndex {
@@ -554,6 +553,138 @@ pub fn index_of(lowered: &Lowered) -> crate::output::LoweredIndex {
             .collect(),
         platform_file: lowered.platform_file.clone(),
     }
+}
+
+/// The object carries an approval annotation (a plan reads it even when unchanged).
+fn approves(m: &Manifest) -> bool {
+    m.object.may_hold(APPROVE_ANNOTATION) && annotation(m, APPROVE_ANNOTATION).is_some()
+}
+
+/// What a plan knows of a revision's units without reading their objects: per cluster, its
+/// number of objects and, per unit (by key), how many of the unit's objects the cluster kept
+/// and whether one of them carries an approval annotation. Two revisions share every unit
+/// whose inputs did not change, so a plan compares units first ([`prune_units`]) and indexes
+/// only the objects of the units that differ.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UnitSummary {
+    pub clusters: BTreeMap<String, ClusterUnits>,
+}
+
+/// One cluster of a [`UnitSummary`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterUnits {
+    pub objects: usize,
+    /// Unit key → (objects kept, one of them carries an approval annotation).
+    pub units: BTreeMap<String, (usize, bool)>,
+}
+
+impl UnitSummary {
+    /// The summary of a compile whose objects came from a unit store (`None` when they did
+    /// not).
+    pub fn of(lowered: &Lowered) -> Option<UnitSummary> {
+        use rayon::prelude::*;
+        let refs = lowered.units.as_deref()?;
+        let mut out = UnitSummary::default();
+        for (name, c) in &lowered.clusters {
+            let places = refs.places.get(name)?;
+            if places.len() != c.manifests.len() {
+                return None;
+            }
+            let approve: Vec<bool> = c.manifests.par_iter().map(approves).collect();
+            let mut units: BTreeMap<String, (usize, bool)> = BTreeMap::new();
+            for (&(u, _), a) in places.iter().zip(approve) {
+                let key = refs.keys.get(usize::try_from(u).ok()?)?;
+                let e = units.entry(key.clone()).or_default();
+                e.0 += 1;
+                e.1 |= a;
+            }
+            let objects = c.manifests.len();
+            out.clusters
+                .insert(name.clone(), ClusterUnits { objects, units });
+        }
+        Some(out)
+    }
+}
+
+/// Per cluster, the units whose objects are the same on both sides: the same key (so the same
+/// result), as many of their objects kept on both sides, none carrying an approval annotation
+/// (a plan reads those even when unchanged).
+pub fn shared_units(base: &UnitSummary, head: &UnitSummary) -> BTreeMap<String, BTreeSet<String>> {
+    base.clusters
+        .iter()
+        .filter_map(|(cluster, b)| {
+            let h = head.clusters.get(cluster)?;
+            let shared = b
+                .units
+                .iter()
+                .filter(|(k, (n, approve))| !approve && h.units.get(*k) == Some(&(*n, false)))
+                .map(|(k, _)| k.clone())
+                .collect();
+            Some((cluster.clone(), shared))
+        })
+        .collect()
+}
+
+/// The index of a compile's objects outside the `shared` units (`None` when its objects did not
+/// come from a unit store).
+pub fn index_outside(
+    lowered: &Lowered,
+    shared: &BTreeMap<String, BTreeSet<String>>,
+) -> Option<crate::output::LoweredIndex> {
+    let refs = lowered.units.as_deref()?;
+    let mut out = crate::output::LoweredIndex {
+        clusters: BTreeMap::new(),
+        platform_file: lowered.platform_file.clone(),
+    };
+    let none = BTreeSet::new();
+    for (name, c) in &lowered.clusters {
+        let places = refs.places.get(name)?;
+        let shared = shared.get(name).unwrap_or(&none);
+        let mut objects = Vec::new();
+        for (m, &(u, _)) in c.manifests.iter().zip(places) {
+            if !shared.contains(refs.keys.get(usize::try_from(u).ok()?)?) {
+                objects.push(crate::output::Indexed {
+                    key: m.key.clone(),
+                    hash: m.hash.clone(),
+                    approve: approves(m),
+                });
+            }
+        }
+        let index = crate::output::ClusterIndex {
+            objects,
+            approvals: c.approvals.clone(),
+        };
+        out.clusters.insert(name.clone(), index);
+    }
+    Some(out)
+}
+
+/// [`prune`] of two revisions from their units: `base_rest` and `head_rest` index the objects
+/// of the units not in `shared` ([`shared_units`]), and the shared units' objects count as
+/// unchanged. For revisions compiled without errors (no object dropped as a duplicate), this
+/// is [`prune`] of their whole indexes (a property test compares them).
+pub fn prune_units(
+    base: &UnitSummary,
+    base_rest: &crate::output::LoweredIndex,
+    head: &UnitSummary,
+    head_rest: &crate::output::LoweredIndex,
+    shared: &BTreeMap<String, BTreeSet<String>>,
+) -> Pruned {
+    let mut out = prune(base_rest, head_rest);
+    let clusters: BTreeSet<&String> = base.clusters.keys().chain(head.clusters.keys()).collect();
+    for cluster in clusters {
+        let b = base.clusters.get(cluster);
+        let same: usize = match (b, shared.get(cluster)) {
+            (Some(b), Some(s)) => s.iter().filter_map(|k| b.units.get(k)).map(|(n, _)| n).sum(),
+            _ => 0,
+        };
+        out.totals
+            .base
+            .insert(cluster.clone(), b.map_or(0, |b| b.objects));
+        *out.totals.unchanged.entry(cluster.clone()).or_default() += same;
+        out.wanted.entry(cluster.clone()).or_default();
+    }
+    out
 }
 
 /// What a plan of two indexed revisions reads beyond their indexes.
