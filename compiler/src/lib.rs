@@ -228,13 +228,11 @@ pub struct PendingStore {
 }
 
 impl PendingStore {
-    /// Store the revision, whose objects are `lowered` (its [`Built::lowered`]) and their
-    /// `index` when the caller made it already.
+    /// Store the revision, whose objects are `lowered` (its [`Built::lowered`]).
     pub fn store(
         &self,
         cache: &cache::Cache,
         lowered: Option<&lower::Lowered>,
-        index: Option<&output::LoweredIndex>,
     ) -> std::io::Result<()> {
         cache.store(
             &self.key,
@@ -242,7 +240,6 @@ impl PendingStore {
                 platform_files: &self.platform_files,
                 diagnostics: &self.diagnostics,
                 lowered,
-                index,
                 capacity: self.capacity.as_ref(),
             },
         )
@@ -312,7 +309,7 @@ pub enum Compiled {
     /// `built.lowered` is `None`; the objects are in `entry`.
     Cached {
         built: Built,
-        entry: cache::Entry,
+        entry: Box<cache::Entry>,
     },
 }
 
@@ -359,7 +356,10 @@ pub fn build_or_index(
             lowered: None,
             pending: None,
         };
-        return Compiled::Cached { built, entry };
+        return Compiled::Cached {
+            built,
+            entry: Box::new(entry),
+        };
     }
     Compiled::Built(build_fresh(snapshot, load_diags, opts, cache, started, key))
 }
@@ -459,7 +459,7 @@ fn build_fresh(
     }
     // A cache that cannot be written only costs time.
     let stored = std::time::Instant::now();
-    let _ = pending.store(cache, lowered.as_ref(), None);
+    let _ = pending.store(cache, lowered.as_ref());
     checked.timings.push(("store revision", stored.elapsed()));
     Built {
         checked,

@@ -352,3 +352,34 @@ fn damaged_units_are_lowered_again() {
     let cold = plinth::build_source(&source(&files), &opts).expect("b");
     assert_eq!(outcome(&warm), outcome(&cold));
 }
+
+/// A stored revision is its units: loaded, it lists them with how many objects each holds (what
+/// a plan compares), and its objects read back from them are the compile's.
+#[test]
+fn a_revision_is_its_units() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cache = Cache::new(dir.path());
+    let opts = options();
+    let files = example();
+    let built = plinth::build_cached(&source(&files), &opts, &cache).expect("b");
+    let lowered = built.lowered.as_ref().expect("compiled");
+    let key = cache.key(&built.checked.snapshot, &opts);
+    let entry = cache.load(&key).expect("stored");
+    let summary = entry.summary().expect("compiled");
+    assert_eq!(
+        Some(&summary),
+        plinth::plan::UnitSummary::of(lowered).as_ref()
+    );
+    let objects: usize = summary.clusters.values().map(|c| c.objects).sum();
+    assert_eq!(objects, lowered.object_count());
+    let show = |l: &plinth::lower::Lowered| serde_json::to_string(l).expect("json");
+    assert_eq!(show(&entry.lowered().expect("reads back")), show(lowered));
+    assert_eq!(entry.index(), Some(&plinth::plan::index_of(lowered)));
+    // With every unit shared, nothing is read.
+    let all: BTreeMap<String, std::collections::BTreeSet<String>> = summary
+        .clusters
+        .iter()
+        .map(|(c, u)| (c.clone(), u.units.keys().cloned().collect()))
+        .collect();
+    assert_eq!(entry.outside(&all).expect("reads").object_count(), 0);
+}

@@ -613,7 +613,10 @@ fn a_one_project_edit_shares_all_units_but_a_few() {
         head.object_count()
     );
     assert!(
-        rest.clusters.values().flat_map(|c| &c.objects).any(|o| o.approve),
+        rest.clusters
+            .values()
+            .flat_map(|c| &c.objects)
+            .any(|o| o.approve),
         "the approved project's objects are indexed"
     );
     let whole = plinth::plan::prune(

@@ -77,7 +77,7 @@ pub(super) fn build(
             scope.spawn(move || {
                 let started = std::time::Instant::now();
                 // A cache that cannot be written only costs time.
-                let _ = p.store(c, lowered.as_deref(), None);
+                let _ = p.store(c, lowered.as_deref());
                 started.elapsed()
             })
         });

@@ -95,13 +95,44 @@ enum Objects {
 }
 
 impl Objects {
-    fn index(&self) -> std::borrow::Cow<'_, crate::output::LoweredIndex> {
+    /// Its units as a plan compares them (`None` when its objects did not come from the unit
+    /// store).
+    fn summary(&self) -> Option<crate::plan::UnitSummary> {
         match self {
-            Objects::Compiled(l) => std::borrow::Cow::Owned(crate::plan::index_of(l)),
+            Objects::Compiled(l) => crate::plan::UnitSummary::of(l),
+            Objects::Cached(e) => e.summary(),
+        }
+    }
+
+    /// The index of its objects outside the `shared` units, and those objects (a compiled
+    /// side's own, a cached side's read from the unit store).
+    fn outside(
+        &self,
+        shared: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+    ) -> Option<(
+        crate::output::LoweredIndex,
+        std::borrow::Cow<'_, crate::lower::Lowered>,
+    )> {
+        match self {
+            Objects::Compiled(l) => Some((
+                crate::plan::index_outside(l, shared)?,
+                std::borrow::Cow::Borrowed(l),
+            )),
+            Objects::Cached(e) => {
+                let rest = e.outside(shared)?;
+                Some((crate::plan::index_of(&rest), std::borrow::Cow::Owned(rest)))
+            }
+        }
+    }
+
+    /// Its index; an error when a cached side's cannot be read back.
+    fn index(&self) -> anyhow::Result<std::borrow::Cow<'_, crate::output::LoweredIndex>> {
+        match self {
+            Objects::Compiled(l) => Ok(std::borrow::Cow::Owned(crate::plan::index_of(l))),
             Objects::Cached(e) => e
-                .index
-                .as_ref()
-                .map_or_else(Default::default, std::borrow::Cow::Borrowed),
+                .index()
+                .map(std::borrow::Cow::Borrowed)
+                .ok_or_else(|| anyhow::Error::new(DamagedCache)),
         }
     }
 
@@ -208,7 +239,7 @@ fn both_sides(
 fn cached_side(cache: &crate::cache::Cache, key: &str) -> Option<Side> {
     let started = std::time::Instant::now();
     let entry = cache.load(key)?;
-    let whole = entry.index.is_some()
+    let whole = entry.compiled()
         && entry.capacity.is_some()
         && !entry
             .diagnostics
@@ -244,14 +275,14 @@ fn compile_side(
     let diags = built.checked.diagnostics.clone().into_sorted();
     let errors: Vec<_> = diags.iter().filter(|d| d.is_error()).cloned().collect();
     let objects = match (entry, built.lowered) {
-        (Some(e), _) if e.index.is_some() => Some(Objects::Cached(Box::new(e))),
+        (Some(e), _) if e.compiled() => Some(Objects::Cached(e)),
         (_, Some(l)) => Some(Objects::Compiled(l)),
         _ => None,
     };
     let Some(objects) = objects.filter(|_| errors.is_empty()) else {
         if let (Some(c), Some(pending)) = (cache, built.pending.take()) {
             // Kept too (its diagnostics: the next plan of it reports them without compiling).
-            let _ = pending.store(c, None, None);
+            let _ = pending.store(c, None);
         }
         writeln!(err, "error: {what} does not compile:")?;
         err.write_all(
@@ -601,8 +632,7 @@ fn compile_both(
     both_sides((base, &base_err), (head, &head_err), err)
 }
 
-/// [`compare`], the head's revision (compiled now, not stored yet) stored in the cache meanwhile;
-/// the head's index, which both need, made once.
+/// [`compare`], the head's revision (compiled now, not stored yet) stored in the cache meanwhile.
 fn compare_storing(
     args: &PlanArgs,
     cache: Option<&crate::cache::Cache>,
@@ -615,26 +645,20 @@ fn compare_storing(
         Objects::Compiled(l) => Some(l),
         Objects::Cached(_) => None,
     };
-    let index = compiled
-        .filter(|_| pending.is_some())
-        .map(crate::plan::index_of);
     std::thread::scope(|scope| {
         if let (Some(c), Some(pending), Some(l)) = (cache, &pending, compiled) {
             // A cache that cannot be written only costs time.
-            scope.spawn(|| pending.store(c, Some(l), index.as_ref()));
+            scope.spawn(|| pending.store(c, Some(l)));
         }
-        compare(args, base, head, index.as_ref())
+        compare(args, base, head)
     })
 }
 
 /// The plan from base to head, with the GPU capacity section when the head's specs are known.
-/// `head_index`: the head's index when made already.
-fn compare(
-    args: &PlanArgs,
-    base: &Side,
-    head: &Side,
-    head_index: Option<&crate::output::LoweredIndex>,
-) -> anyhow::Result<crate::plan::Plan> {
+/// Only the objects whose hashes differ are read: a cached base compared with a head compiled
+/// now by their units first (the objects of the units both share are not read or indexed),
+/// else by their whole indexes.
+fn compare(args: &PlanArgs, base: &Side, head: &Side) -> anyhow::Result<crate::plan::Plan> {
     let opts = crate::plan::PlanOptions {
         allow_destructive: args.allow_destructive,
         max_delete_share: args.max_delete_share,
@@ -642,13 +666,18 @@ fn compare(
             std::env::var(crate::redact::KEY_ENV).ok().as_deref(),
         ),
     };
-    // Only the objects whose hashes differ are read (a cached side loads just those).
-    let head_index = head_index.map_or_else(|| head.objects.index(), std::borrow::Cow::Borrowed);
-    let pruned = crate::plan::prune(&base.objects.index(), &head_index);
-    let (b, h) = (
-        base.objects.only(&pruned.wanted)?,
-        head.objects.only(&pruned.wanted)?,
-    );
+    let (b, h, pruned) = match by_units(base, head) {
+        Some(found) => found,
+        None => {
+            let (bi, hi) = (base.objects.index()?, head.objects.index()?);
+            let pruned = crate::plan::prune(&bi, &hi);
+            (
+                base.objects.only(&pruned.wanted)?,
+                head.objects.only(&pruned.wanted)?,
+                pruned,
+            )
+        }
+    };
     Ok(match &head.capacity {
         Some(after) => {
             let before = base.capacity.clone().unwrap_or_default();
@@ -656,6 +685,27 @@ fn compare(
         }
         None => crate::plan::plan_pruned_without_capacity(&b, &h, &pruned.totals, &opts),
     })
+}
+
+/// Both sides restricted to what differs, found by comparing units first
+/// ([`crate::plan::prune_units`]): sides whose objects came from the unit store (cached, or
+/// compiled now through the cache). `None` when a side's did not (or a unit cannot be read back).
+fn by_units(
+    base: &Side,
+    head: &Side,
+) -> Option<(
+    crate::lower::Lowered,
+    crate::lower::Lowered,
+    crate::plan::Pruned,
+)> {
+    let (bs, hs) = (base.objects.summary()?, head.objects.summary()?);
+    let shared = crate::plan::shared_units(&bs, &hs);
+    let (base_index, base_rest) = base.objects.outside(&shared)?;
+    let (head_index, head_rest) = head.objects.outside(&shared)?;
+    let pruned = crate::plan::prune_units(&bs, &base_index, &hs, &head_index, &shared);
+    let b = base_rest.only(&pruned.wanted);
+    let h = head_rest.only(&pruned.wanted);
+    Some((b, h, pruned))
 }
 
 /// Attach to each change (and approval) the commits between base and head that touched its

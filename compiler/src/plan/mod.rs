@@ -556,7 +556,7 @@ pub fn index_of(lowered: &Lowered) -> crate::output::LoweredIndex {
 }
 
 /// The object carries an approval annotation (a plan reads it even when unchanged).
-fn approves(m: &Manifest) -> bool {
+pub fn approves(m: &Manifest) -> bool {
     m.object.may_hold(APPROVE_ANNOTATION) && annotation(m, APPROVE_ANNOTATION).is_some()
 }
 
@@ -591,13 +591,20 @@ impl UnitSummary {
                 return None;
             }
             let approve: Vec<bool> = c.manifests.par_iter().map(approves).collect();
-            let mut units: BTreeMap<String, (usize, bool)> = BTreeMap::new();
+            // Counted by unit number, then named.
+            let mut by_number: Vec<(usize, bool)> = vec![(0, false); refs.keys.len()];
             for (&(u, _), a) in places.iter().zip(approve) {
-                let key = refs.keys.get(usize::try_from(u).ok()?)?;
-                let e = units.entry(key.clone()).or_default();
+                let e = by_number.get_mut(usize::try_from(u).ok()?)?;
                 e.0 += 1;
                 e.1 |= a;
             }
+            let units: BTreeMap<String, (usize, bool)> = refs
+                .keys
+                .iter()
+                .zip(by_number)
+                .filter(|(_, (n, _))| *n > 0)
+                .map(|(k, e)| (k.clone(), e))
+                .collect();
             let objects = c.manifests.len();
             out.clusters
                 .insert(name.clone(), ClusterUnits { objects, units });
@@ -640,9 +647,11 @@ pub fn index_outside(
     for (name, c) in &lowered.clusters {
         let places = refs.places.get(name)?;
         let shared = shared.get(name).unwrap_or(&none);
+        // Per unit number, whether it is shared.
+        let is_shared: Vec<bool> = refs.keys.iter().map(|k| shared.contains(k)).collect();
         let mut objects = Vec::new();
         for (m, &(u, _)) in c.manifests.iter().zip(places) {
-            if !shared.contains(refs.keys.get(usize::try_from(u).ok()?)?) {
+            if !*is_shared.get(usize::try_from(u).ok()?)? {
                 objects.push(crate::output::Indexed {
                     key: m.key.clone(),
                     hash: m.hash.clone(),
@@ -675,7 +684,11 @@ pub fn prune_units(
     for cluster in clusters {
         let b = base.clusters.get(cluster);
         let same: usize = match (b, shared.get(cluster)) {
-            (Some(b), Some(s)) => s.iter().filter_map(|k| b.units.get(k)).map(|(n, _)| n).sum(),
+            (Some(b), Some(s)) => s
+                .iter()
+                .filter_map(|k| b.units.get(k))
+                .map(|(n, _)| n)
+                .sum(),
             _ => 0,
         };
         out.totals
