@@ -1214,11 +1214,13 @@ fn encode_unit(out: &crate::lower::units::UnitOutput) -> Option<Vec<u8>> {
 fn decode_unit(bytes: &[u8]) -> Option<crate::lower::units::UnitOutput> {
     let nl = bytes.iter().position(|&b| b == b'\n')?;
     let header: StoredUnit = serde_json::from_slice(&bytes[..nl]).ok()?;
-    let body = std::str::from_utf8(&bytes[nl + 1..]).ok()?;
+    // One text for the unit's objects, each a part of it (not a copy each).
+    let body: Arc<str> = Arc::from(std::str::from_utf8(&bytes[nl + 1..]).ok()?);
     let mut at = 0;
     let mut objects = Vec::with_capacity(header.objects.len());
     for StoredObject(api_version, kind, namespace, name, origin, hash, sha, len) in header.objects {
-        let text = body.get(at..at + len)?;
+        body.get(at..at + len)?;
+        let range = at..at + len;
         at += len;
         objects.push(Manifest {
             key: ObjectKey {
@@ -1227,7 +1229,7 @@ fn decode_unit(bytes: &[u8]) -> Option<crate::lower::units::UnitOutput> {
                 namespace,
                 name,
             },
-            object: crate::output::Obj::from_text(text.into(), sha),
+            object: crate::output::Obj::from_shared(&body, range, sha),
             origin: header.origins.get(origin)?.clone(),
             hash,
         });

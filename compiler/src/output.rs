@@ -126,18 +126,43 @@ pub struct Manifest {
 pub struct Obj {
     value: std::sync::OnceLock<Value>,
     /// `serde_json` text of the value (key order kept).
-    text: Option<Arc<str>>,
+    text: Option<Text>,
     /// sha256 of the canonical JSON (provenance included): the lock file's `sha256`.
     sha: std::sync::OnceLock<String>,
+}
+
+/// An object's text: a part of a text shared with other objects (the objects of a unit read
+/// from the cache share one), or all of one.
+#[derive(Clone)]
+struct Text {
+    all: Arc<str>,
+    range: std::ops::Range<usize>,
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.all.get(self.range.clone()).unwrap_or_default()
+    }
 }
 
 impl Obj {
     /// An object whose serialised text is `text` (produced by `serde_json` from a `Value`) and
     /// whose canonical hash is `sha`; parsed only when read.
     pub fn from_text(text: Arc<str>, sha: String) -> Obj {
+        let range = 0..text.len();
+        Obj::from_shared(&text, range, sha)
+    }
+
+    /// [`Obj::from_text`] of a part of a text shared with other objects (not copied); a range
+    /// that is not a part of it stands for `null`.
+    pub fn from_shared(all: &Arc<str>, range: std::ops::Range<usize>, sha: String) -> Obj {
         Obj {
             value: std::sync::OnceLock::new(),
-            text: Some(text),
+            text: Some(Text {
+                all: all.clone(),
+                range,
+            }),
             sha: std::sync::OnceLock::from(sha),
         }
     }
@@ -149,17 +174,22 @@ impl Obj {
             (Some(t), None) => Some(t),
             _ => None,
         }
+        .map(|t| &**t)
     }
 
     /// The same object kept as text: its `Value` is dropped (a fraction of the memory).
     pub fn into_text(self) -> Obj {
         let text = match self.text {
             Some(t) => t,
-            None => Arc::from(
-                self.value
-                    .get()
-                    .map_or_else(|| "null".to_owned(), Value::to_string),
-            ),
+            None => {
+                let all: Arc<str> = Arc::from(
+                    self.value
+                        .get()
+                        .map_or_else(|| "null".to_owned(), Value::to_string),
+                );
+                let range = 0..all.len();
+                Text { all, range }
+            }
         };
         Obj {
             value: std::sync::OnceLock::new(),
@@ -186,7 +216,7 @@ impl Obj {
     /// The serialised text: kept when there is one, else written now.
     pub fn text(&self) -> std::borrow::Cow<'_, str> {
         match (&self.text, self.value.get()) {
-            (Some(t), _) => std::borrow::Cow::Borrowed(t),
+            (Some(t), _) => std::borrow::Cow::Borrowed(&**t),
             (None, Some(v)) => std::borrow::Cow::Owned(v.to_string()),
             (None, None) => std::borrow::Cow::Borrowed("null"),
         }
