@@ -203,8 +203,13 @@ fn retype(kind: Kind, json: &str, doc: &Arc<Document>) -> Option<AnySpec> {
         doc: &Arc<Document>,
     ) -> Option<Object<S>> {
         let env: Envelope<S> = serde_json::from_str(json).ok()?;
-        // The entry is of this document (a damaged one could pair another kind's JSON).
-        if env.kind != kind.as_str() || Some(env.metadata.name.as_str()) != doc.name() {
+        // The entry is of this document (a damaged one could pair another kind's JSON), and
+        // its names are what typing admits (they become objects' names and labels).
+        if env.kind != kind.as_str()
+            || Some(env.metadata.name.as_str()) != doc.name()
+            || !is_dns_label(&env.metadata.name)
+            || !metadata_ok(doc, &env.metadata, &mut Diagnostics::new())
+        {
             return None;
         }
         Some(Object {

@@ -418,13 +418,19 @@ fn a_damaged_file_read_is_read_from_the_file() {
                 return line.to_owned();
             }
             damaged += 1;
-            match i % 3 {
+            match i % 4 {
                 // Not JSON of a spec any more.
                 0 => line.replacen("\"typed\":\"{", "\"typed\":\"[{", 1),
                 // Another kind's.
                 1 => line.replacen("\\\"kind\\\":\\\"", "\\\"kind\\\":\\\"X", 1),
                 // Another spec's name.
-                _ => line.replacen("\\\"name\\\":\\\"", "\\\"name\\\":\\\"x", 1),
+                2 => line.replacen("\\\"name\\\":\\\"", "\\\"name\\\":\\\"x", 1),
+                // A name typing refuses, everywhere in the entry.
+                _ => {
+                    let at = line.find("\"name\":\"").expect("a name") + "\"name\":\"".len();
+                    let name = &line[at..at + line[at..].find('"').expect("end")];
+                    line.replace(name, &format!("{}_X", name.to_uppercase()))
+                }
             }
         })
         .collect();
