@@ -1211,12 +1211,12 @@ fn encode_unit(out: &crate::lower::units::UnitOutput) -> Option<Vec<u8>> {
 }
 
 /// A stored unit's result; the objects stay text until read (see [`crate::output::Obj`]).
-fn decode_unit(bytes: &[u8]) -> Option<crate::lower::units::UnitOutput> {
+fn decode_unit(bytes: Vec<u8>) -> Option<crate::lower::units::UnitOutput> {
     let nl = bytes.iter().position(|&b| b == b'\n')?;
     let header: StoredUnit = serde_json::from_slice(&bytes[..nl]).ok()?;
-    // One text for the unit's objects, each a part of it (not a copy each).
-    let body: Arc<str> = Arc::from(std::str::from_utf8(&bytes[nl + 1..]).ok()?);
-    let mut at = 0;
+    // The bytes read are the text the unit's objects share, each a part of it (not copied).
+    let body = Arc::new(String::from_utf8(bytes).ok()?);
+    let mut at = nl + 1;
     let mut objects = Vec::with_capacity(header.objects.len());
     for StoredObject(api_version, kind, namespace, name, origin, hash, sha, len) in header.objects {
         body.get(at..at + len)?;
@@ -1256,7 +1256,7 @@ impl UnitPack {
 
 impl crate::lower::UnitStore for UnitPack {
     fn get(&self, key: &str) -> Option<crate::lower::units::UnitOutput> {
-        let out = decode_unit(&self.read(key)?)?;
+        let out = decode_unit(self.read(key)?)?;
         if let Ok(mut u) = self.used.lock() {
             u.push(key.to_owned());
         }

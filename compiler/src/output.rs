@@ -135,7 +135,7 @@ pub struct Obj {
 /// from the cache share one), or all of one.
 #[derive(Clone)]
 struct Text {
-    all: Arc<str>,
+    all: Arc<String>,
     range: std::ops::Range<usize>,
 }
 
@@ -149,14 +149,14 @@ impl std::ops::Deref for Text {
 impl Obj {
     /// An object whose serialised text is `text` (produced by `serde_json` from a `Value`) and
     /// whose canonical hash is `sha`; parsed only when read.
-    pub fn from_text(text: Arc<str>, sha: String) -> Obj {
+    pub fn from_text(text: String, sha: String) -> Obj {
         let range = 0..text.len();
-        Obj::from_shared(&text, range, sha)
+        Obj::from_shared(&Arc::new(text), range, sha)
     }
 
     /// [`Obj::from_text`] of a part of a text shared with other objects (not copied); a range
     /// that is not a part of it stands for `null`.
-    pub fn from_shared(all: &Arc<str>, range: std::ops::Range<usize>, sha: String) -> Obj {
+    pub fn from_shared(all: &Arc<String>, range: std::ops::Range<usize>, sha: String) -> Obj {
         Obj {
             value: std::sync::OnceLock::new(),
             text: Some(Text {
@@ -182,7 +182,7 @@ impl Obj {
         let text = match self.text {
             Some(t) => t,
             None => {
-                let all: Arc<str> = Arc::from(
+                let all = Arc::new(
                     self.value
                         .get()
                         .map_or_else(|| "null".to_owned(), Value::to_string),
