@@ -784,10 +784,7 @@ mod tests {
     use serde_json::json;
 
     fn stored(v: &Value) -> Obj {
-        Obj::from_text(
-            v.to_string().into(),
-            sha256_hex(canonical_json(v).as_bytes()),
-        )
+        Obj::from_text(v.to_string(), sha256_hex(canonical_json(v).as_bytes()))
     }
 
     #[test]
