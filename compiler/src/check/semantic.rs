@@ -65,6 +65,7 @@ pub fn check(specs: &Specs, snapshot: &Snapshot) -> Diagnostics {
         its: instance_types(specs),
         by_path,
         rollouts_by_project,
+        usable_datasets: usable_datasets(specs),
     };
     cx.platform(&mut d);
     cx.instance_type_names(&mut d);
@@ -108,6 +109,44 @@ struct Cx<'a> {
     by_path: BTreeMap<String, Vec<&'a str>>,
     /// Model rollout names by project.
     rollouts_by_project: BTreeMap<&'a str, Vec<&'a str>>,
+    /// The global datasets, and the datasets granted per project (in name order).
+    usable_datasets: UsableDatasets<'a>,
+}
+
+/// The global datasets, and per project the datasets granted to it (each in name order).
+type UsableDatasets<'a> = (Vec<&'a str>, BTreeMap<&'a str, Vec<&'a str>>);
+
+fn usable_datasets(specs: &Specs) -> UsableDatasets<'_> {
+    let mut global: Vec<&str> = Vec::new();
+    let mut granted: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (name, ds) in &specs.datasets {
+        if ds.spec.global {
+            global.push(name);
+        }
+        for g in &ds.spec.access {
+            let to = granted.entry(g.project.as_str()).or_default();
+            if to.last() != Some(&name.as_str()) {
+                to.push(name);
+            }
+        }
+    }
+    (global, granted)
+}
+
+/// [`app_datasets`] from [`usable_datasets`] (scanning every dataset per App is quadratic).
+fn usable_of<'a>(index: &UsableDatasets<'a>, project: &str) -> Vec<&'a str> {
+    let (global, granted) = index;
+    let mut usable: Vec<&'a str> = global.clone();
+    usable.extend(granted.get(project).into_iter().flatten().copied());
+    usable.sort_unstable();
+    usable.dedup();
+    usable
+}
+
+impl<'a> Cx<'a> {
+    fn app_datasets_of(&self, project: &str) -> Vec<&'a str> {
+        usable_of(&self.usable_datasets, project)
+    }
 }
 
 /// The CSI driver mounting an object store, for messages.
@@ -291,6 +330,10 @@ fn script(c: char) -> Option<&'static str> {
 /// order mark), bidirectional controls (which reorder what is displayed), and words mixing
 /// look-alike scripts (Latin `a` and Cyrillic `а`).
 fn suspicious(text: &str, what: &str, at: impl Into<Label>, d: &mut Diagnostics) {
+    // Invisible characters, bidirectional controls and look-alike scripts are not ASCII.
+    if text.is_ascii() {
+        return;
+    }
     let invisible = text.chars().find(|c| {
         matches!(
             c,
@@ -405,6 +448,27 @@ fn is_cidr(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_datasets_a_project_may_use_are_found_from_the_index() {
+        let source = crate::load::MemSource {
+            files: crate::generate::platform(120, 2)
+                .into_iter()
+                .map(|(p, t)| (p, t.into_bytes()))
+                .collect(),
+        };
+        let checked = crate::check_source(&source, &crate::Options::default()).expect("loads");
+        let specs = &checked.specs;
+        let index = usable_datasets(specs);
+        let mut some = 0;
+        for p in specs.projects.keys().map(String::as_str).chain(["nobody"]) {
+            let usable = usable_of(&index, p);
+            assert_eq!(usable, app_datasets(specs, p), "{p}");
+            some += usize::from(!usable.is_empty());
+        }
+        assert!(some > 10, "{some} projects may use datasets");
+    }
+
     use super::*;
 
     #[test]

@@ -10,7 +10,7 @@ impl<'a> Cx<'a> {
             return;
         };
         let project = a.spec.project.as_str();
-        let usable = app_datasets(self.specs, project);
+        let usable = self.app_datasets_of(project);
         for (i, name) in wanted.iter().enumerate() {
             let Some(name) = name.as_str() else { continue };
             if usable.contains(&name) {
