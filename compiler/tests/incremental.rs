@@ -275,6 +275,45 @@ proptest! {
         .. ProptestConfig::default()
     })]
 
+    /// A plan compares units before objects: the objects of the units both revisions share
+    /// are left out unread, and the rest pruned as before — which is the prune of the whole
+    /// indexes, for every compile without errors.
+    #[test]
+    fn pruning_by_units_equals_pruning_the_whole_indexes(
+        which in 0..4usize,
+        edits in prop::collection::vec(edit(), 1..4),
+    ) {
+        let mut files = start(which);
+        let projects = project_names(&files);
+        let store = Recording::default();
+        let Some(base) = store.compile(&files) else {
+            return Ok(());
+        };
+        for e in &edits {
+            apply(&mut files, &projects, e);
+        }
+        let Some(head) = store.compile(&files) else {
+            return Ok(());
+        };
+        let (bs, hs) = (
+            plinth::plan::UnitSummary::of(&base).unwrap(),
+            plinth::plan::UnitSummary::of(&head).unwrap(),
+        );
+        let shared = plinth::plan::shared_units(&bs, &hs);
+        let by_units = plinth::plan::prune_units(
+            &bs,
+            &plinth::plan::index_outside(&base, &shared).unwrap(),
+            &hs,
+            &plinth::plan::index_outside(&head, &shared).unwrap(),
+            &shared,
+        );
+        let whole = plinth::plan::prune(
+            &plinth::plan::index_of(&base),
+            &plinth::plan::index_of(&head),
+        );
+        prop_assert_eq!(by_units, whole);
+    }
+
     /// A plan read from the two revisions' indexes (loading only the objects that differ) is
     /// the plan of the whole revisions: changes, counts, refusals, warnings and capacity.
     #[test]
@@ -457,6 +496,16 @@ struct Recording {
     put: std::sync::Mutex<Vec<plinth::lower::Manifest>>,
 }
 
+impl Recording {
+    /// Check and lower `files` through this store; `None` when either reports an error.
+    fn compile(&self, files: &BTreeMap<String, String>) -> Option<plinth::lower::Lowered> {
+        let checked = plinth::check_source(&source(files), &plinth::Options::default()).unwrap();
+        let (lowered, d) =
+            plinth::lower::lower_reusing(&checked.specs, &checked.snapshot, "test", self);
+        (!checked.diagnostics.has_errors() && !d.has_errors()).then_some(lowered)
+    }
+}
+
 impl plinth::lower::UnitStore for Recording {
     fn get(&self, key: &str) -> Option<plinth::lower::units::UnitOutput> {
         self.units.lock().unwrap().get(key).cloned()
@@ -479,9 +528,7 @@ fn a_project_edit_lowers_no_other_projects_backstop() {
         plinth::generate::platform(60, 1).into_iter().collect();
     let store = Recording::default();
     let compile = |files: &BTreeMap<String, String>| {
-        let checked = plinth::check_source(&source(files), &plinth::Options::default()).unwrap();
-        assert!(!checked.diagnostics.has_errors());
-        plinth::lower::lower_reusing(&checked.specs, &checked.snapshot, "test", &store);
+        assert!(store.compile(files).is_some(), "compiles");
     };
     let is_backstop = |m: &plinth::lower::Manifest| {
         m.key.kind == "ResourceQuota" && m.key.name.starts_with("gpu-")
@@ -518,61 +565,6 @@ fn a_project_edit_lowers_no_other_projects_backstop() {
     );
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 24,
-        failure_persistence: None,
-        .. ProptestConfig::default()
-    })]
-
-    /// A plan compares units before objects: the objects of the units both revisions share
-    /// are left out unread, and the rest pruned as before — which is the prune of the whole
-    /// indexes, for every compile without errors.
-    #[test]
-    fn pruning_by_units_equals_pruning_the_whole_indexes(
-        which in 0..4usize,
-        edits in prop::collection::vec(edit(), 1..4),
-    ) {
-        let mut files = start(which);
-        let projects = project_names(&files);
-        let store = Recording::default();
-        let compile = |files: &BTreeMap<String, String>| {
-            let checked =
-                plinth::check_source(&source(files), &plinth::Options::default()).unwrap();
-            let (lowered, d) =
-                plinth::lower::lower_reusing(&checked.specs, &checked.snapshot, "test", &store);
-            let clean = !checked.diagnostics.has_errors() && !d.has_errors();
-            clean.then_some(lowered)
-        };
-        let Some(base) = compile(&files) else {
-            return Ok(());
-        };
-        for e in &edits {
-            apply(&mut files, &projects, e);
-        }
-        let Some(head) = compile(&files) else {
-            return Ok(());
-        };
-        let (bs, hs) = (
-            plinth::plan::UnitSummary::of(&base).unwrap(),
-            plinth::plan::UnitSummary::of(&head).unwrap(),
-        );
-        let shared = plinth::plan::shared_units(&bs, &hs);
-        let by_units = plinth::plan::prune_units(
-            &bs,
-            &plinth::plan::index_outside(&base, &shared).unwrap(),
-            &hs,
-            &plinth::plan::index_outside(&head, &shared).unwrap(),
-            &shared,
-        );
-        let whole = plinth::plan::prune(
-            &plinth::plan::index_of(&base),
-            &plinth::plan::index_of(&head),
-        );
-        prop_assert_eq!(by_units, whole);
-    }
-}
-
 /// A one-project edit leaves every unit but the few that read the project shared between the
 /// two revisions, so a plan indexes only their objects.
 #[test]
@@ -580,10 +572,7 @@ fn a_one_project_edit_shares_all_units_but_a_few() {
     let mut files: BTreeMap<String, String> =
         plinth::generate::platform(60, 1).into_iter().collect();
     let store = Recording::default();
-    let compile = |files: &BTreeMap<String, String>| {
-        let checked = plinth::check_source(&source(files), &plinth::Options::default()).unwrap();
-        plinth::lower::lower_reusing(&checked.specs, &checked.snapshot, "test", &store).0
-    };
+    let compile = |files: &BTreeMap<String, String>| store.compile(files).expect("compiles");
     // Another project's objects carry an approval: a plan reads them even when unchanged.
     let projects: Vec<String> = files
         .keys()
