@@ -1214,9 +1214,12 @@ fn encode_unit(out: &crate::lower::units::UnitOutput) -> Option<Vec<u8>> {
 fn decode_unit(bytes: Vec<u8>) -> Option<crate::lower::units::UnitOutput> {
     let nl = bytes.iter().position(|&b| b == b'\n')?;
     let header: StoredUnit = serde_json::from_slice(&bytes[..nl]).ok()?;
-    // The bytes read are the text the unit's objects share, each a part of it (not copied).
+    // The unit's objects share one text, each a part of it (the header is not kept).
+    let mut bytes = bytes;
+    bytes.drain(..=nl);
+    bytes.shrink_to_fit();
     let body = Arc::new(String::from_utf8(bytes).ok()?);
-    let mut at = nl + 1;
+    let mut at = 0;
     let mut objects = Vec::with_capacity(header.objects.len());
     for StoredObject(api_version, kind, namespace, name, origin, hash, sha, len) in header.objects {
         body.get(at..at + len)?;

@@ -103,7 +103,7 @@ pub fn read(
 ) -> (Vec<Arc<Document>>, Vec<Typed>, Diagnostics) {
     use rayon::prelude::*;
     let spec_files: Vec<&SourceFile> = snapshot.with_role(FileRole::Spec).collect();
-    let read: Vec<Read> = spec_files
+    let read: Vec<FileDocs> = spec_files
         .par_iter()
         .map(|f| {
             let Some(files) = files else {
@@ -139,7 +139,7 @@ pub fn read(
 pub type Typed = (Option<AnySpec>, Diagnostics);
 
 /// One file read: its documents, what typing each gave, its parse diagnostics.
-type Read = (Vec<Arc<Document>>, Vec<Typed>, Vec<Diagnostic>);
+type FileDocs = (Vec<Arc<Document>>, Vec<Typed>, Vec<Diagnostic>);
 
 /// The store's key of a file's read.
 fn file_key(salt: &str, limits: YamlLimits, f: &SourceFile) -> String {
@@ -151,7 +151,7 @@ fn file_key(salt: &str, limits: YamlLimits, f: &SourceFile) -> String {
 }
 
 /// Parse and type a file; with `keep`, also what a store keeps of it.
-fn read_file(f: &SourceFile, limits: YamlLimits, keep: bool) -> (Read, Option<FileRead>) {
+fn read_file(f: &SourceFile, limits: YamlLimits, keep: bool) -> (FileDocs, Option<FileRead>) {
     let (docs, parse) = crate::parse::parse_file(f, limits);
     let mut typed = Vec::with_capacity(docs.len());
     let mut kept = keep.then(|| FileRead {
@@ -176,7 +176,7 @@ fn read_file(f: &SourceFile, limits: YamlLimits, keep: bool) -> (Read, Option<Fi
 
 /// A file's documents from what reading it gave before: typed from their JSON, their trees
 /// parsed only when read. `None` when that does not type again (a damaged entry).
-fn from_store(f: &SourceFile, limits: YamlLimits, r: &FileRead) -> Option<Read> {
+fn from_store(f: &SourceFile, limits: YamlLimits, r: &FileRead) -> Option<FileDocs> {
     let lazy = Unparsed::of(f.path.clone(), f.text.clone(), limits);
     let mut docs = Vec::with_capacity(r.docs.len());
     let mut typed = Vec::with_capacity(r.docs.len());
