@@ -107,6 +107,11 @@ pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &O
     opts.stage("validating");
     let (specs, d) = resolve::index(&docs, typed);
     diagnostics.extend(d);
+    if let Some(files) = &opts.files {
+        // Every file is read: what was kept and added is written back now, not held through
+        // lowering and policies. (A memo that cannot be written only costs time.)
+        files.store.finish();
+    }
     lap("resolve", &mut timings);
     diagnostics.extend(check::check(&specs, &snapshot));
     lap("check", &mut timings);
@@ -411,10 +416,6 @@ fn build_fresh(
     };
     let mut checked = check_snapshot(snapshot, load_diags, opts);
     checked.timings.insert(0, ("load", load_time));
-    if let Some(files) = &opts.files {
-        // A memo that cannot be written only costs time.
-        files.store.finish();
-    }
     if let Some((store, _)) = &pack {
         // A cache that cannot be written only costs time.
         let flushed = std::time::Instant::now();
