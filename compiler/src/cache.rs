@@ -119,24 +119,6 @@ type ClusterHeadRef<'a> = (
     Vec<(u32, u32, bool)>,
 );
 
-/// Per cluster of a compile, its units: `[unit number, objects, one carries an approval
-/// annotation]`, by unit number (`None` when its objects have no places in the unit store).
-fn cluster_units(
-    c: &ClusterOutput,
-    places: Option<&Vec<(u32, u32)>>,
-) -> Option<Vec<(u32, u32, bool)>> {
-    use rayon::prelude::*;
-    let places = places.filter(|p| p.len() == c.manifests.len())?;
-    let approve: Vec<bool> = c.manifests.par_iter().map(crate::plan::approves).collect();
-    let mut units: BTreeMap<u32, (u32, bool)> = BTreeMap::new();
-    for (&(u, _), a) in places.iter().zip(approve) {
-        let e = units.entry(u).or_default();
-        e.0 += 1;
-        e.1 |= a;
-    }
-    Some(units.into_iter().map(|(u, (n, a))| (u, n, a)).collect())
-}
-
 /// An entry to store, borrowed from the compile that produced it.
 #[derive(Debug)]
 pub struct EntryRef<'a> {
@@ -163,18 +145,8 @@ impl Entry {
     /// Its units as a plan compares them; `None` when errors stopped the compile.
     pub fn summary(&self) -> Option<crate::plan::UnitSummary> {
         let head = self.clusters.as_ref()?;
-        let mut out = crate::plan::UnitSummary::default();
-        for (name, _, units) in &head.clusters {
-            let mut c = crate::plan::ClusterUnits::default();
-            for &(u, n, approve) in units {
-                let key = self.unit_keys.get(usize::try_from(u).ok()?)?;
-                let n = usize::try_from(n).ok()?;
-                c.units.insert(key.clone(), (n, approve));
-                c.objects += n;
-            }
-            out.clusters.insert(name.clone(), c);
-        }
-        Some(out)
+        let clusters = head.clusters.iter().map(|(n, _, u)| (n.as_str(), &u[..]));
+        crate::plan::UnitSummary::named(&self.unit_keys, clusters)
     }
 
     /// Every object, as compiled; `None` when a unit holding some is gone or damaged.
@@ -436,7 +408,10 @@ impl Cache {
                     .clusters
                     .iter()
                     .map(|(name, c)| {
-                        let per_unit = cluster_units(c, units.places.get(name))
+                        let per_unit = units
+                            .places
+                            .get(name)
+                            .and_then(|p| crate::plan::cluster_units(c, p))
                             .ok_or_else(|| std::io::Error::other("objects without places"))?;
                         Ok((name.as_str(), &c.approvals[..], per_unit))
                     })

@@ -556,7 +556,7 @@ pub fn index_of(lowered: &Lowered) -> crate::output::LoweredIndex {
 }
 
 /// The object carries an approval annotation (a plan reads it even when unchanged).
-pub fn approves(m: &Manifest) -> bool {
+fn approves(m: &Manifest) -> bool {
     m.object.may_hold(APPROVE_ANNOTATION) && annotation(m, APPROVE_ANNOTATION).is_some()
 }
 
@@ -582,35 +582,54 @@ impl UnitSummary {
     /// The summary of a compile whose objects came from a unit store (`None` when they did
     /// not).
     pub fn of(lowered: &Lowered) -> Option<UnitSummary> {
-        use rayon::prelude::*;
         let refs = lowered.units.as_deref()?;
+        let clusters = lowered
+            .clusters
+            .iter()
+            .map(|(name, c)| Some((name.as_str(), cluster_units(c, refs.places.get(name)?)?)))
+            .collect::<Option<Vec<_>>>()?;
+        UnitSummary::named(&refs.keys, clusters.iter().map(|(n, u)| (*n, &u[..])))
+    }
+
+    /// The summary of clusters' units given by number ([`cluster_units`]), named by `keys`.
+    pub fn named<'a>(
+        keys: &[String],
+        clusters: impl Iterator<Item = (&'a str, &'a [(u32, u32, bool)])>,
+    ) -> Option<UnitSummary> {
         let mut out = UnitSummary::default();
-        for (name, c) in &lowered.clusters {
-            let places = refs.places.get(name)?;
-            if places.len() != c.manifests.len() {
-                return None;
+        for (name, units) in clusters {
+            let mut c = ClusterUnits::default();
+            for &(u, n, approve) in units {
+                let key = keys.get(usize::try_from(u).ok()?)?;
+                let n = usize::try_from(n).ok()?;
+                c.units.insert(key.clone(), (n, approve));
+                c.objects += n;
             }
-            let approve: Vec<bool> = c.manifests.par_iter().map(approves).collect();
-            // Counted by unit number, then named.
-            let mut by_number: Vec<(usize, bool)> = vec![(0, false); refs.keys.len()];
-            for (&(u, _), a) in places.iter().zip(approve) {
-                let e = by_number.get_mut(usize::try_from(u).ok()?)?;
-                e.0 += 1;
-                e.1 |= a;
-            }
-            let units: BTreeMap<String, (usize, bool)> = refs
-                .keys
-                .iter()
-                .zip(by_number)
-                .filter(|(_, (n, _))| *n > 0)
-                .map(|(k, e)| (k.clone(), e))
-                .collect();
-            let objects = c.manifests.len();
-            out.clusters
-                .insert(name.clone(), ClusterUnits { objects, units });
+            out.clusters.insert(name.to_owned(), c);
         }
         Some(out)
     }
+}
+
+/// A cluster's units, by number: `[unit number, objects kept, one carries an approval
+/// annotation]`, from where each object is in the unit store (`None` when that does not list
+/// every object).
+pub fn cluster_units(
+    c: &crate::output::ClusterOutput,
+    places: &[(u32, u32)],
+) -> Option<Vec<(u32, u32, bool)>> {
+    use rayon::prelude::*;
+    if places.len() != c.manifests.len() {
+        return None;
+    }
+    let approve: Vec<bool> = c.manifests.par_iter().map(approves).collect();
+    let mut units: BTreeMap<u32, (u32, bool)> = BTreeMap::new();
+    for (&(u, _), a) in places.iter().zip(approve) {
+        let e = units.entry(u).or_default();
+        e.0 += 1;
+        e.1 |= a;
+    }
+    Some(units.into_iter().map(|(u, (n, a))| (u, n, a)).collect())
 }
 
 /// Per cluster, the units whose objects are the same on both sides: the same key (so the same
