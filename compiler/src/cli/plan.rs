@@ -655,9 +655,9 @@ fn compare_storing(
 }
 
 /// The plan from base to head, with the GPU capacity section when the head's specs are known.
-/// Only the objects whose hashes differ are read: a cached base compared with a head compiled
-/// now by their units first (the objects of the units both share are not read or indexed),
-/// else by their whole indexes.
+/// Only the objects whose hashes differ are read: sides whose objects are in the unit store
+/// (cached, or compiled now through the cache) are compared by their units first (the objects
+/// of the units both share are not read or indexed), others by their whole indexes.
 fn compare(args: &PlanArgs, base: &Side, head: &Side) -> anyhow::Result<crate::plan::Plan> {
     let opts = crate::plan::PlanOptions {
         allow_destructive: args.allow_destructive,
