@@ -636,13 +636,25 @@ impl UnitPack {
 
     /// The bytes of an entry (`None` when they do not match their checksum).
     fn read(&self, key: &str) -> Option<Vec<u8>> {
+        self.read_with(key, <[u8]>::to_vec)
+    }
+
+    /// `f` of the bytes of an entry, read into this thread's buffer (one allocation per
+    /// thread, not a fresh zeroed one per unit); `None` when they do not match their checksum.
+    fn read_with<R>(&self, key: &str, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
         // Positioned reads: threads read one pack at once.
         use std::os::unix::fs::FileExt;
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
         let &(n, offset, len, crc) = self.index.get(key)?;
         let file = self.packs.get(n)?.1.as_ref()?;
-        let mut buf = vec![0; usize::try_from(len).ok()?];
-        file.read_exact_at(&mut buf, offset).ok()?;
-        (crc32fast::hash(&buf) == crc).then_some(buf)
+        let len = usize::try_from(len).ok()?;
+        BUF.with_borrow_mut(|buf| {
+            buf.resize(len, 0);
+            file.read_exact_at(buf, offset).ok()?;
+            (crc32fast::hash(buf) == crc).then(|| f(buf))
+        })
     }
 
     /// Whether the unit `key` is held (in the packs read when opening, or offered since).
@@ -1186,14 +1198,11 @@ fn encode_unit(out: &crate::lower::units::UnitOutput) -> Option<Vec<u8>> {
 }
 
 /// A stored unit's result; the objects stay text until read (see [`crate::output::Obj`]).
-fn decode_unit(bytes: Vec<u8>) -> Option<crate::lower::units::UnitOutput> {
+fn decode_unit(bytes: &[u8]) -> Option<crate::lower::units::UnitOutput> {
     let nl = bytes.iter().position(|&b| b == b'\n')?;
     let header: StoredUnit = serde_json::from_slice(&bytes[..nl]).ok()?;
     // The unit's objects share one text, each a part of it (the header is not kept).
-    let mut bytes = bytes;
-    bytes.drain(..=nl);
-    bytes.shrink_to_fit();
-    let body = Arc::new(String::from_utf8(bytes).ok()?);
+    let body = Arc::new(std::str::from_utf8(&bytes[nl + 1..]).ok()?.to_owned());
     let mut at = 0;
     let mut objects = Vec::with_capacity(header.objects.len());
     for StoredObject(api_version, kind, namespace, name, origin, hash, sha, len) in header.objects {
@@ -1234,7 +1243,7 @@ impl UnitPack {
 
 impl crate::lower::UnitStore for UnitPack {
     fn get(&self, key: &str) -> Option<crate::lower::units::UnitOutput> {
-        let out = decode_unit(self.read(key)?)?;
+        let out = self.read_with(key, decode_unit)??;
         if let Ok(mut u) = self.used.lock() {
             u.push(key.to_owned());
         }

@@ -750,38 +750,84 @@ pub fn assemble(
 #[allow(clippy::type_complexity)]
 fn merge_units(
     cluster: &str,
-    all: Vec<(Manifest, (u32, u32))>,
+    mut all: Vec<(Manifest, (u32, u32))>,
 ) -> (
     Vec<Manifest>,
     Vec<(u32, u32)>,
     Vec<((u32, u32), Diagnostic)>,
 ) {
-    use rayon::prelude::*;
-    let mut order: Vec<usize> = (0..all.len()).collect();
-    // Equal keys in unit order: the first unit's object is the one kept. (A hundred thousand
-    // keys at scale: sorted in parallel.)
-    order.par_sort_unstable_by(|&a, &b| all[a].0.key.cmp(&all[b].0.key).then(a.cmp(&b)));
-    let mut slots: Vec<Option<(Manifest, (u32, u32))>> = all.into_iter().map(Some).collect();
-    let mut manifests: Vec<Manifest> = Vec::with_capacity(slots.len());
-    let mut places = Vec::with_capacity(slots.len());
+    let order = key_order(&all);
+    // In place: the objects are moved once each, into no new memory (copies of a hundred
+    // thousand objects faulted in tens of megabytes of fresh pages).
+    permute(&mut all, order);
     let mut duplicates = Vec::new();
-    for i in order {
-        let Some((m, place)) = slots[i].take() else {
-            continue;
-        };
-        match manifests.last() {
-            Some(first) if first.key == m.key => {
-                let d = duplicate_object(cluster, &m.key, &first.origin, &m.origin);
-                duplicates.push((place, d));
+    // Of equal keys (now adjacent, in unit order) the first is kept, the others reported.
+    all.dedup_by(|(m, place), (first, _)| {
+        let same = m.key == first.key;
+        if same {
+            duplicates.push((
+                *place,
+                duplicate_object(cluster, &m.key, &first.origin, &m.origin),
+            ));
+        }
+        same
+    });
+    duplicates.sort_by_key(|(place, _)| *place);
+    let places = all.iter().map(|(_, place)| *place).collect();
+    // Collected in place (the same allocation).
+    let manifests = all.into_iter().map(|(m, _)| m).collect();
+    (manifests, places, duplicates)
+}
+
+/// Reorder `v` so that its `i`th element is the one that was at `order[i]` (`order` a
+/// permutation of its positions), by following cycles with swaps.
+fn permute<T>(v: &mut [T], mut order: Vec<usize>) {
+    const DONE: usize = usize::MAX;
+    for start in 0..order.len() {
+        let mut at = start;
+        while order[at] != DONE {
+            let from = std::mem::replace(&mut order[at], DONE);
+            if from == start {
+                break;
             }
-            _ => {
-                manifests.push(m);
-                places.push(place);
-            }
+            v.swap(at, from);
+            at = from;
         }
     }
-    duplicates.sort_by_key(|(place, _)| *place);
-    (manifests, places, duplicates)
+}
+
+/// The positions of `all` in key order, equal keys in unit order (the order of `all`). Keys are
+/// grouped by API version and kind first (a few dozen groups, counted), then each group is
+/// sorted by namespace and name with a stable sort that finds runs: units come in name order
+/// and a project's objects live in its namespace, so a group is mostly in order already.
+/// Sorting every position by the whole key instead compared scattered strings two million
+/// times at 10,000 projects (about 90 ms).
+fn key_order(all: &[(Manifest, (u32, u32))]) -> Vec<usize> {
+    use rayon::prelude::*;
+    // Each API version and kind numbered as first seen, one hash lookup per object; the
+    // groups then put in key order.
+    let mut seen: std::collections::HashMap<(&str, &str), usize, foldhash::fast::RandomState> =
+        Default::default();
+    let mut groups: Vec<((&str, &str), Vec<usize>)> = Vec::new();
+    for (i, (m, _)) in all.iter().enumerate() {
+        let kind = (m.key.api_version.as_str(), m.key.kind.as_str());
+        let g = *seen.entry(kind).or_insert_with(|| {
+            groups.push((kind, Vec::new()));
+            groups.len() - 1
+        });
+        groups[g].1.push(i);
+    }
+    groups.sort_unstable_by_key(|(kind, _)| *kind);
+    let mut groups: Vec<Vec<usize>> = groups.into_iter().map(|(_, g)| g).collect();
+    groups.par_iter_mut().for_each(|g| {
+        g.sort_by(|&a, &b| {
+            let (a, b) = (&all[a].0.key, &all[b].0.key);
+            a.namespace
+                .cmp(&b.namespace)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+    });
+    groups.concat()
 }
 
 /// The key of a cluster's agent part: everything [`agent_part`] reads — plinth's build, the
@@ -898,4 +944,89 @@ fn approvals(platform: &Object<PlatformSpec>, cluster: &Cluster) -> Vec<Approval
                 .line,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// An object of unit `u` with a key from a small alphabet (so keys repeat).
+    fn object(u: u32, (v, k, ns, n): (u8, u8, Option<u8>, u8)) -> Manifest {
+        Manifest {
+            key: ObjectKey {
+                api_version: ["v1", "apps/v1", "rbac.authorization.k8s.io/v1"][usize::from(v % 3)]
+                    .to_owned(),
+                kind: ["Service", "Role", "ConfigMap", "A"][usize::from(k % 4)].to_owned(),
+                namespace: ns.map(|ns| format!("ns-{}", ns % 5)),
+                name: format!("n{}", n % 7),
+            },
+            object: crate::output::Obj::default(),
+            origin: crate::output::Origin {
+                file: format!("projects/u{u}.yaml").into(),
+                line: u + 1,
+                kind: crate::model::Kind::Project,
+                name: format!("u{u}"),
+            },
+            hash: String::new(),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// The merge by groups and runs gives what sorting every position by the whole key
+        /// gave: the objects in key order, the first unit's object of a key kept, every later
+        /// one reported with its place, in place order.
+        #[test]
+        fn merging_units_is_a_stable_sort_by_key_keeping_the_first(
+            units in proptest::collection::vec(
+                proptest::collection::vec((any::<u8>(), any::<u8>(), any::<Option<u8>>(), any::<u8>()), 0..12),
+                0..12,
+            )
+        ) {
+            let mut all = Vec::new();
+            for (u, objects) in units.iter().enumerate() {
+                let u = u32::try_from(u).unwrap_or(u32::MAX);
+                let mut objects: Vec<Manifest> = objects.iter().map(|&o| object(u, o)).collect();
+                // A unit's own objects are in key order (a map), without repeats.
+                objects.sort_by(|a, b| a.key.cmp(&b.key));
+                objects.dedup_by(|a, b| a.key == b.key);
+                all.extend(objects.into_iter().enumerate().map(|(i, m)| {
+                    (m, (u, u32::try_from(i).unwrap_or(u32::MAX)))
+                }));
+            }
+            // What the merge replaced: every position sorted by (key, position).
+            let mut order: Vec<usize> = (0..all.len()).collect();
+            order.sort_by(|&a, &b| all[a].0.key.cmp(&all[b].0.key).then(a.cmp(&b)));
+            let mut want_kept: Vec<(ObjectKey, (u32, u32))> = Vec::new();
+            let mut want_dups: Vec<((u32, u32), String)> = Vec::new();
+            for i in order {
+                let (m, place) = &all[i];
+                match want_kept.last() {
+                    Some((k, first)) if *k == m.key => {
+                        let origin = &all.iter().find(|(_, p)| p == first).unwrap().0.origin;
+                        let d = duplicate_object("c", &m.key, origin, &m.origin);
+                        want_dups.push((*place, d.message));
+                    }
+                    _ => want_kept.push((m.key.clone(), *place)),
+                }
+            }
+            want_dups.sort_by_key(|(place, _)| *place);
+            let (manifests, places, dups) = merge_units("c", all);
+            let kept: Vec<(ObjectKey, (u32, u32))> =
+                manifests.into_iter().map(|m| m.key).zip(places).collect();
+            prop_assert_eq!(kept, want_kept);
+            let dups: Vec<((u32, u32), String)> =
+                dups.into_iter().map(|(p, d)| (p, d.message)).collect();
+            prop_assert_eq!(dups, want_dups);
+        }
+    }
+
+    #[test]
+    fn a_permutation_is_applied_whole() {
+        let mut v: Vec<u32> = (0..10).collect();
+        let order = vec![3, 0, 1, 2, 9, 5, 6, 8, 7, 4];
+        permute(&mut v, order.clone());
+        assert_eq!(v, order.iter().map(|&i| i as u32).collect::<Vec<_>>());
+    }
 }
