@@ -1004,9 +1004,12 @@ mod tests {
                 let (m, place) = &all[i];
                 match want_kept.last() {
                     Some((k, first)) if *k == m.key => {
-                        let origin = &all.iter().find(|(_, p)| p == first).unwrap().0.origin;
-                        let d = duplicate_object("c", &m.key, origin, &m.origin);
-                        want_dups.push((*place, d.message));
+                        let kept = all.iter().find(|(_, p)| p == first);
+                        prop_assert!(kept.is_some());
+                        if let Some((kept, _)) = kept {
+                            let d = duplicate_object("c", &m.key, &kept.origin, &m.origin);
+                            want_dups.push((*place, d.message));
+                        }
                     }
                     _ => want_kept.push((m.key.clone(), *place)),
                 }
