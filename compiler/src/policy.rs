@@ -1393,9 +1393,7 @@ impl Engine {
             return;
         };
         // Read from the JSON in place (no copy of it first).
-        let value = <regorus::Value as serde::Deserialize>::deserialize(&*data)
-            .unwrap_or(regorus::Value::Undefined);
-        if let Err(e) = self.engine.add_data(value) {
+        if let Err(e) = self.engine.add_data(to_regorus(&data)) {
             diags.push(Diagnostic::new(
                 Code::PolicyFailed,
                 format!("cannot give policies their data: {e}"),
@@ -2159,6 +2157,38 @@ fn with_data(
         .collect()
 }
 
+/// The regorus value of `v`: what deserialising it gives (tested), with the entries of large
+/// objects (the platform's projects, at scale) converted on every core — the data is handed
+/// over whenever one input is left to evaluate, and converting it was one thread's 45 ms at
+/// 10,000 projects.
+fn to_regorus(v: &Value) -> regorus::Value {
+    use rayon::prelude::*;
+    const LARGE: usize = 256;
+    match v {
+        Value::Object(m) if m.len() >= LARGE => {
+            let entries: Vec<(&String, &Value)> = m.iter().collect();
+            let map: BTreeMap<regorus::Value, regorus::Value> = entries
+                .par_iter()
+                .map(|(k, v)| (regorus::Value::from(k.as_str()), to_regorus(v)))
+                .collect();
+            regorus::Value::from(map)
+        }
+        Value::Object(m) if m.values().any(|v| matches!(v, Value::Object(_))) => {
+            let map: BTreeMap<regorus::Value, regorus::Value> = m
+                .iter()
+                .map(|(k, v)| (regorus::Value::from(k.as_str()), to_regorus(v)))
+                .collect();
+            regorus::Value::from(map)
+        }
+        _ => deserialized(v),
+    }
+}
+
+/// The regorus value of `v`, deserialised.
+fn deserialized(v: &Value) -> regorus::Value {
+    <regorus::Value as serde::Deserialize>::deserialize(v).unwrap_or(regorus::Value::Undefined)
+}
+
 /// Evaluate policies over every spec document and every manifest.
 pub fn evaluate(
     files: &[PolicyFile],
@@ -2779,6 +2809,30 @@ pub fn run_tests(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_converted_on_every_core_is_what_deserialising_gives() {
+        let projects: serde_json::Map<String, Value> = (0..600)
+            .map(|i| {
+                let v = json!({"clusters": ["prod", "dev"], "n": i, "x": 1.5, "neg": -3,
+                    "big": u64::MAX, "nested": {"a": {}, "b": [], "c": null, "d": {"e": true}}});
+                (format!("p{i}"), v)
+            })
+            .collect();
+        let data = json!({"plinth": {"resolved": {"projects": projects, "clusters": {}}, "parameters": {}}, "x": 1});
+        let want = deserialized(&data);
+        assert!(want != regorus::Value::Undefined);
+        assert!(to_regorus(&data) == want);
+        for v in [
+            json!({}),
+            json!([]),
+            json!(null),
+            json!({"a": {}}),
+            json!(3),
+        ] {
+            assert!(to_regorus(&v) == deserialized(&v), "{v}");
+        }
+    }
 
     #[test]
     fn only_the_paths_rules_read_are_kept() {
