@@ -1279,6 +1279,16 @@ impl Memo for PolicyMemo {
         })
     }
 
+    fn visit(&self, set: &str, rule: &str, input: &str, f: &mut dyn FnMut(&Memoized)) {
+        MEMO_KEY.with_borrow_mut(|key| {
+            key.clear();
+            key.push_str(input);
+            key.push(' ');
+            key.push_str(rule);
+            self.with_set(set, |s| s.with(key, |m| f(m)));
+        });
+    }
+
     fn put(&self, set: &str, rule: &str, input: &str, result: Memoized) {
         self.with_set(set, |s| s.put(format!("{input} {rule}"), result));
     }

@@ -267,6 +267,13 @@ pub trait Memo: Send + Sync {
     /// What identifies this build of plinth (mixed into the policy-set hash).
     fn fingerprint(&self) -> &str;
     fn get(&self, set: &str, rule: &str, input: &str) -> Option<Memoized>;
+    /// `f` of the result kept for `rule` on `input`, when there is one, read in place (a
+    /// memo that keeps its results may lend them instead of copying them).
+    fn visit(&self, set: &str, rule: &str, input: &str, f: &mut dyn FnMut(&Memoized)) {
+        if let Some(m) = self.get(set, rule, input) {
+            f(&m);
+        }
+    }
     fn put(&self, set: &str, rule: &str, input: &str, result: Memoized);
     /// The run of `set` is over (a persistent memo writes itself here).
     fn finish(&self, set: &str);
@@ -2581,9 +2588,26 @@ impl<'a> Bundles<'a> {
         inputs: &[(usize, Input<'_>)],
         locate: &(dyn Fn(&Value) -> Option<Label> + Sync),
     ) -> Option<Vec<(usize, Diagnostics)>> {
-        let Memoized::Value(v) = self.memo.get(&self.set, BUNDLE, key)? else {
-            return None;
-        };
+        // Read where the memo keeps it (a unit's entry is not copied).
+        let mut out = None;
+        self.memo.visit(&self.set, BUNDLE, key, &mut |m| {
+            if let Memoized::Value(v) = m {
+                out = self.replay_entry(v, members, engines, inputs, locate);
+            }
+        });
+        out
+    }
+
+    /// The findings of a bundle's `members` from its memo entry `v` (`None`: it does not
+    /// cover them all, or is not what a bundle's entry is).
+    fn replay_entry(
+        &self,
+        v: &Value,
+        members: &[(usize, u32)],
+        engines: &[Engine],
+        inputs: &[(usize, Input<'_>)],
+        locate: &(dyn Fn(&Value) -> Option<Label> + Sync),
+    ) -> Option<Vec<(usize, Diagnostics)>> {
         let covered: BTreeSet<u64> = v
             .get("positions")?
             .as_array()?

@@ -197,7 +197,7 @@ impl UnitStore for Layered {
 
 /// Hashes of file contents, computed once per compile.
 struct FileHashes<'a> {
-    by_path: BTreeMap<&'a str, [u8; 32]>,
+    by_path: std::collections::HashMap<&'a str, [u8; 32], foldhash::fast::RandomState>,
     /// Every spec file, and every template, in path order.
     everything: [u8; 32],
     templates: [u8; 32],
@@ -206,12 +206,13 @@ struct FileHashes<'a> {
 impl<'a> FileHashes<'a> {
     fn new(snapshot: &'a Snapshot) -> FileHashes<'a> {
         use rayon::prelude::*;
-        let by_path: BTreeMap<&str, [u8; 32]> = snapshot
-            .files
-            .par_iter()
-            .filter(|f| matches!(f.role, FileRole::Spec | FileRole::Template))
-            .map(|f| (f.path.as_ref(), f.digest))
-            .collect();
+        let by_path: std::collections::HashMap<&str, [u8; 32], foldhash::fast::RandomState> =
+            snapshot
+                .files
+                .par_iter()
+                .filter(|f| matches!(f.role, FileRole::Spec | FileRole::Template))
+                .map(|f| (f.path.as_ref(), f.digest))
+                .collect();
         let fold = |role: Option<FileRole>| -> [u8; 32] {
             let mut h = Sha256::new();
             for f in &snapshot.files {
