@@ -213,6 +213,17 @@ impl Obj {
         }
     }
 
+    /// The text this object's text is a part of, when it is kept unparsed: the objects of a
+    /// unit read from the cache share one, so a question about all of them (may one hold a
+    /// string?) is answered by one look at it. Its number tells shared texts apart (the same
+    /// number: the same text, while both objects live).
+    pub fn whole_text(&self) -> Option<(usize, &str)> {
+        match (&self.text, self.value.get()) {
+            (Some(t), None) => Some((Arc::as_ptr(&t.all) as usize, t.all.as_str())),
+            _ => None,
+        }
+    }
+
     /// The serialised text: kept when there is one, else written now.
     pub fn text(&self) -> std::borrow::Cow<'_, str> {
         match (&self.text, self.value.get()) {

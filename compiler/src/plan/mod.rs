@@ -622,7 +622,31 @@ pub fn cluster_units(
     if places.len() != c.manifests.len() {
         return None;
     }
-    let approve: Vec<bool> = c.manifests.par_iter().map(approves).collect();
+    // Objects sharing a text (a unit read from the cache) that does not hold the annotation
+    // do not hold it either: one look per shared text, not one per object.
+    let mut texts: std::collections::HashMap<usize, &str, foldhash::fast::RandomState> =
+        Default::default();
+    for m in &c.manifests {
+        if let Some((id, text)) = m.object.whole_text() {
+            texts.entry(id).or_insert(text);
+        }
+    }
+    let texts: Vec<(usize, &str)> = texts.into_iter().collect();
+    let holding: std::collections::HashSet<usize, foldhash::fast::RandomState> = texts
+        .par_iter()
+        .filter(|(_, t)| t.contains(APPROVE_ANNOTATION))
+        .map(|(id, _)| *id)
+        .collect();
+    let approve: Vec<bool> = c
+        .manifests
+        .par_iter()
+        .map(|m| {
+            m.object
+                .whole_text()
+                .is_none_or(|(id, _)| holding.contains(&id))
+                && approves(m)
+        })
+        .collect();
     let mut units: BTreeMap<u32, (u32, bool)> = BTreeMap::new();
     for (&(u, _), a) in places.iter().zip(approve) {
         let e = units.entry(u).or_default();
@@ -1574,6 +1598,70 @@ mod tests {
             namespace: ns.map(str::to_owned),
             name: name.to_owned(),
         }
+    }
+
+    /// Objects of units read from a store share one text per unit: a unit whose text holds
+    /// the approval annotation in one object only is flagged, and only by that object; the
+    /// others are not (each object's own text decides), parsed objects included.
+    #[test]
+    fn units_sharing_a_text_are_flagged_by_the_object_that_carries_an_approval() {
+        let object = |name: &str, approve: bool| {
+            let mut annotations = serde_json::Map::new();
+            if approve {
+                annotations.insert(APPROVE_ANNOTATION.to_owned(), "why".into());
+            }
+            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "annotations": annotations}})
+            .to_string()
+        };
+        // Unit 0: `a` without, `b` with the annotation; unit 1: `c`, `d` without; unit 2: a
+        // parsed object with it.
+        let unit = |texts: Vec<String>| -> Vec<crate::output::Obj> {
+            let all = std::sync::Arc::new(texts.concat());
+            let mut at = 0;
+            texts
+                .iter()
+                .map(|t| {
+                    let o = crate::output::Obj::from_shared(&all, at..at + t.len(), String::new());
+                    at += t.len();
+                    o
+                })
+                .collect()
+        };
+        let u0 = unit(vec![object("a", false), object("b", true)]);
+        let u1 = unit(vec![object("c", false), object("d", false)]);
+        let parsed: crate::output::Obj =
+            serde_json::from_str::<serde_json::Value>(&object("e", true))
+                .map(crate::output::Obj::from)
+                .unwrap_or_default();
+        let objects = u0.into_iter().chain(u1).chain([parsed]);
+        let places = [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0)];
+        let manifests: Vec<Manifest> = objects
+            .zip(["a", "b", "c", "d", "e"])
+            .map(|(object, name)| Manifest {
+                key: key(None, "ConfigMap", name),
+                object,
+                origin: crate::output::Origin {
+                    file: "p.yaml".into(),
+                    line: 1,
+                    kind: crate::model::Kind::Project,
+                    name: "p".to_owned(),
+                },
+                hash: String::new(),
+            })
+            .collect();
+        let c = crate::output::ClusterOutput {
+            manifests,
+            approvals: Vec::new(),
+        };
+        // (Asked first: asking an object itself parses it.)
+        assert_eq!(
+            cluster_units(&c, &places),
+            Some(vec![(0, 2, true), (1, 2, false), (2, 1, true)])
+        );
+        assert!(c.manifests[2..4].iter().all(|m| !m.object.is_parsed()));
+        let flags: Vec<bool> = c.manifests.iter().map(approves).collect();
+        assert_eq!(flags, [false, true, false, false, true]);
     }
 
     fn index(objects: Vec<(ObjectKey, &str, bool)>) -> LoweredIndex {
