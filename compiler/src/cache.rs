@@ -650,10 +650,18 @@ impl UnitPack {
         let &(n, offset, len, crc) = self.index.get(key)?;
         let file = self.packs.get(n)?.1.as_ref()?;
         let len = usize::try_from(len).ok()?;
+        // A buffer grown for a large unit is not kept (threads live as long as the process).
+        const KEPT: usize = 16 << 20;
         BUF.with_borrow_mut(|buf| {
             buf.resize(len, 0);
-            file.read_exact_at(buf, offset).ok()?;
-            (crc32fast::hash(buf) == crc).then(|| f(buf))
+            let out = file
+                .read_exact_at(buf, offset)
+                .ok()
+                .and_then(|()| (crc32fast::hash(buf) == crc).then(|| f(buf)));
+            if buf.capacity() > KEPT {
+                *buf = Vec::new();
+            }
+            out
         })
     }
 
