@@ -652,17 +652,17 @@ impl UnitPack {
         let len = usize::try_from(len).ok()?;
         // A buffer grown for a large unit is not kept (threads live as long as the process).
         const KEPT: usize = 16 << 20;
-        BUF.with_borrow_mut(|buf| {
-            buf.resize(len, 0);
-            let out = file
-                .read_exact_at(buf, offset)
-                .ok()
-                .and_then(|()| (crc32fast::hash(buf) == crc).then(|| f(buf)));
-            if buf.capacity() > KEPT {
-                *buf = Vec::new();
-            }
-            out
-        })
+        // Taken out while in use, not borrowed (as the memo's key buffer, see `PolicyMemo`).
+        let mut buf = BUF.take();
+        buf.resize(len, 0);
+        let out = file
+            .read_exact_at(&mut buf, offset)
+            .ok()
+            .and_then(|()| (crc32fast::hash(&buf) == crc).then(|| f(&buf)));
+        if buf.capacity() <= KEPT {
+            BUF.set(buf);
+        }
+        out
     }
 
     /// Whether the unit `key` is held (in the packs read when opening, or offered since).
@@ -1278,23 +1278,22 @@ impl Memo for PolicyMemo {
     }
 
     fn get(&self, set: &str, rule: &str, input: &str) -> Option<Memoized> {
-        MEMO_KEY.with_borrow_mut(|key| {
-            key.clear();
-            key.push_str(input);
-            key.push(' ');
-            key.push_str(rule);
-            self.with_set(set, |s| s.with(key, Memoized::clone))
-        })
+        let mut out = None;
+        self.visit(set, rule, input, &mut |m| out = Some(m.clone()));
+        out
     }
 
     fn visit(&self, set: &str, rule: &str, input: &str, f: &mut dyn FnMut(&Memoized)) {
-        MEMO_KEY.with_borrow_mut(|key| {
-            key.clear();
-            key.push_str(input);
-            key.push(' ');
-            key.push_str(rule);
-            self.with_set(set, |s| s.with(key, |m| f(m)));
-        });
+        // The buffer is taken out while in use, not borrowed: reading a set runs on every
+        // core, and this thread may be handed another lookup while it waits (a borrow held
+        // across that would panic; a lookup that finds the buffer taken makes its own).
+        let mut key = MEMO_KEY.take();
+        key.clear();
+        key.push_str(input);
+        key.push(' ');
+        key.push_str(rule);
+        self.with_set(set, |s| s.with(&key, |m| f(m)));
+        MEMO_KEY.set(key);
     }
 
     fn put(&self, set: &str, rule: &str, input: &str, result: Memoized) {
