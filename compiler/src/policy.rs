@@ -35,6 +35,8 @@ use crate::lower::{Lowered, Origin};
 use crate::model::Kind;
 use crate::output::hex;
 use crate::parse::{Document, FieldPath};
+
+mod native;
 use crate::specs::Specs;
 
 /// A policy file.
@@ -345,6 +347,11 @@ pub struct Engine {
     /// `misses` (the input is evaluated again once the data is handed over).
     memo_only: bool,
     misses: usize,
+    /// The rules' values come from [`native`] where it decides them (the default library,
+    /// loaded exactly as embedded), from regorus where it defers.
+    native: bool,
+    /// The `data` the rules read, as JSON (for [`native`]).
+    data_json: Option<Arc<Value>>,
 }
 
 /// The parts of `data` at `paths` (each a path of keys from its root), at the same places:
@@ -400,6 +407,24 @@ struct InputState<'a> {
     input: InputRef<'a>,
     hash: Option<String>,
     set: bool,
+    /// The input parsed from its text, for [`native`] rules (dropped with the state).
+    parsed: Option<Value>,
+}
+
+impl InputState<'_> {
+    /// The input as JSON, parsed from its text once when it is kept as text.
+    fn json(&mut self) -> &Value {
+        match self.input {
+            InputRef::Object(o) if o.unparsed_text().is_some() => {
+                self.parsed.get_or_insert_with(|| {
+                    o.unparsed_text()
+                        .and_then(|t| serde_json::from_str(t).ok())
+                        .unwrap_or(Value::Null)
+                })
+            }
+            other => other.get(),
+        }
+    }
 }
 
 /// An input: a value, or a compiled object (parsed only when a rule is evaluated on it, not
@@ -410,8 +435,8 @@ enum InputRef<'a> {
     Object(&'a crate::output::Obj),
 }
 
-impl InputRef<'_> {
-    fn get(&self) -> &Value {
+impl<'a> InputRef<'a> {
+    fn get(&self) -> &'a Value {
         match self {
             InputRef::Value(v) => v,
             InputRef::Object(o) => o,
@@ -1218,6 +1243,8 @@ impl Engine {
             pending: None,
             memo_only: false,
             misses: 0,
+            native: false,
+            data_json: None,
         };
         built.name_for_memo(&json!({}));
         built
@@ -1391,7 +1418,11 @@ impl Engine {
             Some(reads) => only_paths(data, reads.into_iter().flatten()),
             None => data,
         };
-        self.pending = Some(Arc::new(data));
+        let data = Arc::new(data);
+        if self.native {
+            self.data_json = Some(data.clone());
+        }
+        self.pending = Some(data);
     }
 
     /// Give regorus the data prepared by [`Engine::prepare_data`] (once).
@@ -1459,6 +1490,7 @@ impl Engine {
             input,
             hash,
             set: false,
+            parsed: None,
         };
         let mut out = Vec::new();
         for group in groups.iter() {
@@ -1553,7 +1585,8 @@ impl Engine {
         if self.answer_from_memo(index, &id, state, run, diags) {
             return ControlFlow::Continue(());
         }
-        if self.memo_only {
+        let native = self.native_value(&rule, state);
+        if native.is_none() && self.memo_only {
             self.misses += 1;
             return ControlFlow::Break(());
         }
@@ -1582,20 +1615,27 @@ impl Engine {
         if self.out_of_budget(&rule, diags) {
             return ControlFlow::Break(());
         }
-        self.give_input(state);
         let started = std::time::Instant::now();
-        match self
-            .engine
-            .eval_rule(format!("data.{}.{}", rule.package, rule.name))
-        {
+        let result = match native {
+            Some(value) => Ok(Some(value)),
+            None => {
+                self.give_input(state);
+                self.engine
+                    .eval_rule(format!("data.{}.{}", rule.package, rule.name))
+                    .map(|v| {
+                        (v != regorus::Value::Undefined)
+                            .then(|| serde_json::to_value(&v).unwrap_or(Value::Null))
+                    })
+            }
+        };
+        match result {
             // An undefined rule found nothing (counted as passing below).
-            Ok(regorus::Value::Undefined) => {
+            Ok(None) => {
                 if exceptions_ok {
                     self.remember(index, state, Memoized::Undefined);
                 }
             }
-            Ok(v) => {
-                let value = serde_json::to_value(&v).unwrap_or(Value::Null);
+            Ok(Some(value)) => {
                 if !collect(&rule, index, &value, run.place, &mut run.out, diags) {
                     run.unevaluated += 1;
                 } else if exceptions_ok {
@@ -1609,6 +1649,27 @@ impl Engine {
             }
         }
         ControlFlow::Continue(())
+    }
+
+    /// The rule's value on the input from [`native`], when this engine uses it and it decides.
+    fn native_value(&self, rule: &Rule, state: &mut InputState<'_>) -> Option<Value> {
+        if !self.native {
+            return None;
+        }
+        let data = self.data_json.clone()?;
+        match native::eval(&rule.package, &rule.name, state.json(), &data) {
+            native::Verdict::Value(v) => Some(v),
+            native::Verdict::Defer => None,
+        }
+    }
+
+    /// Evaluate the default library's rules natively ([`native`]) where they decide, when
+    /// `files` are exactly the embedded library.
+    fn native_library(mut self, files: &[PolicyFile]) -> Engine {
+        let key = |f: &PolicyFile| (f.path.clone(), f.text.clone());
+        let loaded: BTreeSet<_> = files.iter().map(key).collect();
+        self.native = loaded == default_library().iter().map(key).collect();
+        self
     }
 
     /// Whether the rule named `id` was stopped on another input (and so is not evaluated).
@@ -2104,7 +2165,8 @@ fn engines<'o>(
     };
     let mut engines: Vec<(Engine, Option<&Value>)> = Vec::new();
     if !library.is_empty() {
-        engines.push((Engine::new(&library, &library_opts, diags), None));
+        let engine = Engine::new(&library, &library_opts, diags).native_library(&library);
+        engines.push((engine, None));
     }
     if !user.is_empty() {
         engines.push((Engine::new(&user, opts, diags), opts.data.as_ref()));
@@ -2828,6 +2890,79 @@ pub fn run_tests(
         });
     }
     results
+}
+
+/// The default library's rules evaluated both ways on the same inputs, for the tests that keep
+/// [`native`] equal to regorus (`tests/policy_native.rs`).
+#[doc(hidden)]
+pub struct LibraryCheck {
+    engine: Engine,
+    data: Arc<Value>,
+}
+
+/// What [`LibraryCheck::compare`] found on one input.
+#[doc(hidden)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Compared {
+    /// Rules [`native`] decided (each equal to regorus).
+    pub decided: usize,
+    /// Rules it left to regorus.
+    pub deferred: usize,
+    /// Rules with at least one finding (as regorus found them).
+    pub found: usize,
+}
+
+impl LibraryCheck {
+    /// The library with `view` as `data.plinth` (what [`platform_data`] makes).
+    pub fn new(view: &Value) -> LibraryCheck {
+        let library = default_library();
+        let opts = PolicyOptions {
+            namespaces: Vec::new(),
+            all_namespaces: true,
+            ..PolicyOptions::default()
+        };
+        let mut d = Diagnostics::new();
+        let mut engine = Engine::new(&library, &opts, &mut d).native_library(&library);
+        assert!(engine.native, "the embedded library is evaluated natively");
+        engine.prepare_data(None, plinth_data(view.clone()), &mut d);
+        let data = engine.data_json.clone().unwrap_or_default();
+        engine.hand_over(&mut d);
+        assert!(d.is_empty(), "{d:?}");
+        LibraryCheck { engine, data }
+    }
+
+    /// Every rule of the library on `input` (whatever its kind), natively and by regorus;
+    /// an error describing the first rule whose native value differs from regorus' (or that
+    /// was decided where regorus fails).
+    pub fn compare(&mut self, input: &Value) -> Result<Compared, String> {
+        let mut out = Compared::default();
+        self.engine.engine.set_input(deserialized(input));
+        for rule in &self.engine.rules {
+            let want = self
+                .engine
+                .engine
+                .eval_rule(format!("data.{}.{}", rule.package, rule.name))
+                .map(|v| serde_json::to_value(&v).unwrap_or(Value::Null))
+                .map_err(|e| first_line(&format!("{e:#}")));
+            if matches!(&want, Ok(Value::Array(a)) if !a.is_empty()) {
+                out.found += 1;
+            }
+            match (
+                native::eval(&rule.package, &rule.name, input, &self.data),
+                want,
+            ) {
+                (native::Verdict::Defer, _) => out.deferred += 1,
+                (native::Verdict::Value(got), Ok(want)) if got == want => out.decided += 1,
+                (native::Verdict::Value(got), want) => {
+                    return Err(format!(
+                        "{}.{}: native {got}, regorus {want:?}",
+                        rule.package, rule.name
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]

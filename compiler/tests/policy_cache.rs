@@ -36,10 +36,14 @@ deny_image contains msg if {
 }
 "#;
 
-/// The persistent memo, counting what it answered: every hit and put, and apart, the per-unit
-/// entries' hits and puts and the per-rule lookups of objects.
+/// The persistent memo, counting what it answered: every hit of an entry an earlier run kept
+/// (not one put by this run: inputs of the same content within a run, or evaluated again after
+/// another engine missed) and every put, and apart, the per-unit entries' hits and puts and
+/// the per-rule lookups of objects.
 struct Counting {
     inner: plinth::cache::PolicyMemo,
+    /// What this run put: `(set, rule, input)`.
+    put_here: std::sync::Mutex<std::collections::BTreeSet<(String, String, String)>>,
     hits: AtomicUsize,
     puts: AtomicUsize,
     unit_hits: AtomicUsize,
@@ -52,6 +56,7 @@ impl Counting {
         let zero = || AtomicUsize::new(0);
         Counting {
             inner,
+            put_here: Default::default(),
             hits: zero(),
             puts: zero(),
             unit_hits: zero(),
@@ -71,7 +76,8 @@ impl Memo for Counting {
     }
     fn get(&self, set: &str, rule: &str, input: &str) -> Option<Memoized> {
         let r = self.inner.get(set, rule, input);
-        if r.is_some() {
+        let key = (set.to_owned(), rule.to_owned(), input.to_owned());
+        if r.is_some() && !self.put_here.lock().expect("lock").contains(&key) {
             self.hits.fetch_add(1, Ordering::Relaxed);
         }
         if rule == "unit-bundle" {
@@ -85,6 +91,11 @@ impl Memo for Counting {
     }
     fn put(&self, set: &str, rule: &str, input: &str, result: Memoized) {
         self.puts.fetch_add(1, Ordering::Relaxed);
+        self.put_here.lock().expect("lock").insert((
+            set.to_owned(),
+            rule.to_owned(),
+            input.to_owned(),
+        ));
         if rule == "unit-bundle" {
             self.unit_puts.fetch_add(1, Ordering::Relaxed);
         }
@@ -161,6 +172,7 @@ fn warm_runs_report_what_cold_runs_report_through_edits_and_moves() {
     let (first, within_run, puts) = run(&files, POLICY, Some(&cache));
     assert_eq!(first, cold);
     assert!(puts > 0);
+    assert_eq!(within_run, 0, "an empty memo has nothing of earlier runs");
     let (warm, hits, puts) = run(&files, POLICY, Some(&cache));
     assert_eq!(warm, cold);
     assert!(hits > within_run, "the memo is used");
