@@ -1668,7 +1668,9 @@ impl Engine {
     fn native_library(mut self, files: &[PolicyFile]) -> Engine {
         let key = |f: &PolicyFile| (f.path.clone(), f.text.clone());
         let loaded: BTreeSet<_> = files.iter().map(key).collect();
-        self.native = loaded == default_library().iter().map(key).collect();
+        let library = default_library();
+        self.native = loaded == library.iter().map(key).collect()
+            && library_digest(&library) == native::WRITTEN_FOR;
         self
     }
 
@@ -2892,6 +2894,22 @@ pub fn run_tests(
     results
 }
 
+/// The sha256 of policy files (path and text, in path order): which library [`native`] was
+/// written for.
+fn library_digest(files: &[PolicyFile]) -> String {
+    use sha2::Digest;
+    let mut sorted: Vec<&PolicyFile> = files.iter().collect();
+    sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut h = sha2::Sha256::new();
+    for f in sorted {
+        h.update(f.path.as_bytes());
+        h.update([0]);
+        h.update(f.text.as_bytes());
+        h.update([0]);
+    }
+    hex(&h.finalize())
+}
+
 /// The default library's rules evaluated both ways on the same inputs, for the tests that keep
 /// [`native`] equal to regorus (`tests/policy_native.rs`).
 #[doc(hidden)]
@@ -3023,6 +3041,17 @@ mod tests {
             only_paths(data.clone(), &paths(&[])),
             json!({}),
             "nothing read, nothing kept"
+        );
+    }
+
+    #[test]
+    fn the_native_rules_are_written_for_the_embedded_library() {
+        assert_eq!(
+            library_digest(&default_library()),
+            native::WRITTEN_FOR,
+            "policies/*.rego changed: make the same change in policy/native.rs (its tests compare \
+             it with regorus), then set `WRITTEN_FOR` to this digest; until then the library is \
+             evaluated by regorus alone"
         );
     }
 

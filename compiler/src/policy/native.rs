@@ -15,6 +15,12 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
 
+/// The digest of the library these rules were written for (`policy::library_digest`): when
+/// `policies/*.rego` change, the library is evaluated by regorus alone until this file is
+/// changed to match and this digest updated (a unit test says so).
+pub(super) const WRITTEN_FOR: &str =
+    "ea3cfbb6cc2749667963c2d6ea1ad99c3c1c74b974748165850292d8a8014f01";
+
 /// A rule's value on one input.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Verdict {
