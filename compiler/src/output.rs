@@ -82,14 +82,37 @@ pub struct ObjectKey {
     pub name: String,
 }
 
+/// The compact JSON text of `v`, written into a buffer this thread reuses and copied out at
+/// its size (instead of a string grown, and copied, a few times per object).
+fn json_text(v: &Value) -> Option<String> {
+    thread_local! {
+        static BUF: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    }
+    let mut buf = BUF.take();
+    buf.clear();
+    let text = serde_json::to_writer(&mut buf, v)
+        .ok()
+        .and_then(|()| std::str::from_utf8(&buf).ok().map(str::to_owned));
+    if buf.capacity() <= 1 << 20 {
+        BUF.set(buf);
+    }
+    text
+}
+
+/// `v.a.b…` through objects: what `Value::pointer("/a/b")` finds, without unescaping (and
+/// allocating) each segment.
+pub fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |v, k| v.as_object()?.get(*k))
+}
+
 impl ObjectKey {
     pub fn of(v: &Value) -> ObjectKey {
-        let s = |p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_owned);
+        let s = |p: &[&str]| at(v, p).and_then(Value::as_str).map(str::to_owned);
         ObjectKey {
-            api_version: s("/apiVersion").unwrap_or_default(),
-            kind: s("/kind").unwrap_or_default(),
-            namespace: s("/metadata/namespace"),
-            name: s("/metadata/name").unwrap_or_default(),
+            api_version: s(&["apiVersion"]).unwrap_or_default(),
+            kind: s(&["kind"]).unwrap_or_default(),
+            namespace: s(&["metadata", "namespace"]),
+            name: s(&["metadata", "name"]).unwrap_or_default(),
         }
     }
     /// The API group (`""` for the core group).
@@ -185,7 +208,8 @@ impl Obj {
                 let all = Arc::new(
                     self.value
                         .get()
-                        .map_or_else(|| "null".to_owned(), Value::to_string),
+                        .and_then(json_text)
+                        .unwrap_or_else(|| "null".to_owned()),
                 );
                 let range = 0..all.len();
                 Text { all, range }
@@ -532,11 +556,10 @@ fn write_canonical(v: &Value, out: &mut String, level: Level) {
     match v {
         Value::Object(m) => {
             out.push('{');
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort_unstable();
+            let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
             let mut first = true;
-            for k in keys {
-                let val = &m[k];
+            for (k, val) in entries {
                 let kept_annotations = (level == Level::Metadata && k == "annotations")
                     .then(|| val.as_object())
                     .flatten()
@@ -605,9 +628,21 @@ pub fn hex(bytes: &[u8]) -> String {
 /// annotations. A moved or renamed spec file changes `plinth.dev/source` but not the hash, so
 /// plans and the agent see no change.
 pub fn spec_hash(object: &Value) -> String {
-    let mut s = String::with_capacity(1024);
+    thread_local! {
+        /// The canonical text of the last object hashed on this thread, its buffer reused.
+        static CANONICAL: std::cell::Cell<String> = const { std::cell::Cell::new(String::new()) };
+    }
+    // Taken out while in use (nothing here can ask for it again, but a borrow held across
+    // the call would not say so).
+    let mut s = CANONICAL.take();
+    s.clear();
     write_canonical(object, &mut s, Level::Object);
-    sha256_hex(s.as_bytes())
+    let hash = sha256_hex(s.as_bytes());
+    // A buffer grown for a very large object is not kept.
+    if s.capacity() <= 1 << 20 {
+        CANONICAL.set(s);
+    }
+    hash
 }
 
 /// Deterministic block-style YAML for a JSON value (a document, without `---`).

@@ -21,7 +21,7 @@ use serde_json::Value;
 use crate::crd;
 use crate::diag::Diagnostics;
 pub use crate::names::{is_dns_label, is_dns_subdomain, is_label_value, is_qualified_name};
-use crate::output::{Lowered, Manifest, internal};
+use crate::output::{Lowered, Manifest, at, internal};
 
 /// Check every object of every cluster.
 pub fn verify(lowered: &Lowered) -> Diagnostics {
@@ -130,14 +130,12 @@ where
     T: DeserializeOwned + Serialize + k8s_openapi::Resource,
     T::Scope: Scoped,
 {
-    let typed: T =
-        serde_json::from_value(v.clone()).map_err(|e| format!("not a valid {}: {e}", T::KIND))?;
+    let typed = T::deserialize(v).map_err(|e| format!("not a valid {}: {e}", T::KIND))?;
     let mut back = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
     // A StatefulSet's claim templates are PersistentVolumeClaims, which k8s-openapi writes
     // with `apiVersion` and `kind`; the API server does not ask for them there.
     if let (Some(orig), Some(Value::Array(templates))) = (
-        v.pointer("/spec/volumeClaimTemplates")
-            .and_then(Value::as_array),
+        at(v, &["spec", "volumeClaimTemplates"]).and_then(Value::as_array),
         back.pointer_mut("/spec/volumeClaimTemplates"),
     ) {
         for (o, b) in orig.iter().zip(templates.iter_mut()) {
@@ -210,18 +208,19 @@ fn first_difference(a: &Value, b: &Value, at: String) -> Option<String> {
 /// Names, namespaces, label keys and values as the API server checks them.
 fn metadata(v: &Value) -> Result<(), String> {
     let name = v
-        .pointer("/metadata/name")
+        .get("metadata")
+        .and_then(|m| m.get("name"))
         .and_then(Value::as_str)
         .ok_or("no `metadata.name`")?;
     if !is_dns_subdomain(name) {
         return Err(format!("name `{name}` is not a DNS-1123 subdomain"));
     }
-    if let Some(ns) = v.pointer("/metadata/namespace").and_then(Value::as_str)
+    if let Some(ns) = at(v, &["metadata", "namespace"]).and_then(Value::as_str)
         && !is_dns_label(ns)
     {
         return Err(format!("namespace `{ns}` is not a DNS-1123 label"));
     }
-    if let Some(labels) = v.pointer("/metadata/labels").and_then(Value::as_object) {
+    if let Some(labels) = at(v, &["metadata", "labels"]).and_then(Value::as_object) {
         for (k, val) in labels {
             if !is_qualified_name(k) {
                 return Err(format!("label key `{k}` is not a qualified name"));
@@ -234,10 +233,7 @@ fn metadata(v: &Value) -> Result<(), String> {
             }
         }
     }
-    if let Some(ann) = v
-        .pointer("/metadata/annotations")
-        .and_then(Value::as_object)
-    {
+    if let Some(ann) = at(v, &["metadata", "annotations"]).and_then(Value::as_object) {
         let size: usize = ann
             .iter()
             .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))

@@ -66,7 +66,8 @@ impl Sink<'_> {
         }
         let hash = spec_hash(&v);
         if let Some(a) = v
-            .pointer_mut("/metadata/annotations")
+            .get_mut("metadata")
+            .and_then(|m| m.get_mut("annotations"))
             .and_then(Value::as_object_mut)
         {
             a.insert(HASH_ANNOTATION.to_owned(), Value::String(hash.clone()));
@@ -94,9 +95,7 @@ impl Sink<'_> {
 }
 
 fn sort_object(m: &mut Map<String, Value>) {
-    let mut entries: Vec<(String, Value)> = std::mem::take(m).into_iter().collect();
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    m.extend(entries);
+    m.sort_keys();
 }
 
 /// Drop `null` members (k8s-openapi serialises absent options as nothing already; this keeps
