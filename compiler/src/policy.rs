@@ -341,10 +341,10 @@ pub struct Engine {
     files_hash: String,
     memo: Option<MemoUse>,
     /// `data` named for the memo but not yet given to regorus ([`Engine::hand_over`]): a run
-    /// whose every result is memoised never converts it.
+    /// whose every result is memoised or decided natively never converts it.
     pending: Option<Arc<Value>>,
-    /// Answer from the memo only: a rule it does not answer stops the input, counted in
-    /// `misses` (the input is evaluated again once the data is handed over).
+    /// Answer from the memo and [`native`] only: a rule they do not answer stops the input,
+    /// counted in `misses` (the input is evaluated again once the data is handed over).
     memo_only: bool,
     misses: usize,
     /// The rules' values come from [`native`] where it decides them (the default library,
@@ -2333,9 +2333,10 @@ pub fn evaluate(
         Some(b) => b.replay(&engines, &inputs, &locate),
         None => (Vec::new(), inputs),
     };
-    // With a memo, first every input the memo answers whole (regorus never needs the data
-    // when it answers all of them); then the rest, with the data handed over.
-    let (more, missed) = if memo.is_some() {
+    // With a memo or rules evaluated natively, first every input the memo or the native rules
+    // answer whole (regorus never needs the data when they answer all of them); then the
+    // rest, with the data handed over.
+    let (more, missed) = if memo.is_some() || engines.iter().any(|e| e.native) {
         for e in &mut engines {
             e.memo_only = true;
         }

@@ -701,32 +701,28 @@ fn to_yaml_filter(state: &minijinja::State, v: Value) -> Result<Value, Error> {
 const RENDER_STACK: usize = 64 * 1024 * 1024;
 
 /// Render `templates/<template>.yaml.j2` for an App. `context` holds the template's global
-/// variables (`app`, `project`, `instance`, `cluster`, `values`). Runs on a thread of its own
-/// with a large stack ([`RENDER_STACK`]), whatever thread calls it.
+/// variables (`app`, `project`, `instance`, `cluster`, `values`). Runs on a stack of its own
+/// ([`RENDER_STACK`], mapped for the call by `stacker`, whatever thread calls it): not on a
+/// thread of its own, whose start and join cost more than most renders (a lowering worker
+/// waiting on it did nothing else meanwhile: 0.6 s of a cold check at 10,000 projects ran on
+/// half a core).
 pub fn render(
     snapshot: &Snapshot,
     app: &AppIdentity,
     context: &serde_json::Map<String, Json>,
 ) -> Result<Rendered, Failure> {
-    std::thread::scope(|scope| {
-        std::thread::Builder::new()
-            .name("plinth-template".to_owned())
-            .stack_size(RENDER_STACK)
-            .spawn_scoped(scope, || render_here(snapshot, app, context))
-            .map_or_else(
-                // No thread to be had: render here.
-                |_| render_here(snapshot, app, context),
-                |h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(Failure {
-                            code: Code::Internal,
-                            message: "rendering the template panicked".to_owned(),
-                            place: None,
-                            hint: None,
-                        })
-                    })
-                },
-            )
+    stacker::maybe_grow(RENDER_STACK, RENDER_STACK, || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            render_here(snapshot, app, context)
+        }))
+        .unwrap_or_else(|_| {
+            Err(Failure {
+                code: Code::Internal,
+                message: "rendering the template panicked".to_owned(),
+                place: None,
+                hint: None,
+            })
+        })
     })
 }
 
