@@ -2270,7 +2270,58 @@ pub fn evaluate(
     memo: Option<&Arc<dyn Memo>>,
 ) -> Diagnostics {
     let mut diags = Diagnostics::new();
+    let engines = engines(files, opts, &mut diags);
+    let inputs = Inputs {
+        specs,
+        docs,
+        lowered,
+    };
+    evaluate_engines(engines, diags, files, opts, &inputs, memo)
+}
+
+/// [`evaluate`] with every rule evaluated by regorus (none by [`native`]): for the tests that
+/// hold the two equal (`tests/policy_native.rs`).
+#[doc(hidden)]
+pub fn evaluate_by_regorus(
+    files: &[PolicyFile],
+    opts: &PolicyOptions,
+    specs: &Specs,
+    docs: &[Arc<Document>],
+    lowered: Option<&Lowered>,
+) -> Diagnostics {
+    let mut diags = Diagnostics::new();
     let mut engines = engines(files, opts, &mut diags);
+    for (e, _) in &mut engines {
+        e.native = false;
+    }
+    let inputs = Inputs {
+        specs,
+        docs,
+        lowered,
+    };
+    evaluate_engines(engines, diags, files, opts, &inputs, None)
+}
+
+/// What policies are evaluated over: the specs, their documents, the compiled objects.
+struct Inputs<'a> {
+    specs: &'a Specs,
+    docs: &'a [Arc<Document>],
+    lowered: Option<&'a Lowered>,
+}
+
+fn evaluate_engines(
+    mut engines: Vec<(Engine, Option<&Value>)>,
+    mut diags: Diagnostics,
+    files: &[PolicyFile],
+    opts: &PolicyOptions,
+    inputs: &Inputs<'_>,
+    memo: Option<&Arc<dyn Memo>>,
+) -> Diagnostics {
+    let Inputs {
+        specs,
+        docs,
+        lowered,
+    } = *inputs;
     if engines.is_empty() {
         return diags;
     }

@@ -573,3 +573,84 @@ fn native_rules_agree_with_regorus_at_the_edges() {
         assert_eq!(c.found > 0, *finds, "{input}: {c:?}");
     }
 }
+
+/// A whole evaluation (the native rules, the deferred ones handed to regorus, findings placed
+/// and counted) reports exactly what regorus alone reports: on the example, and with the
+/// Platform's parameters of the types the native rules decide and of those they leave to
+/// regorus (a cap that is a string, a registry that is a number).
+#[test]
+fn evaluation_with_native_rules_reports_what_regorus_alone_reports() {
+    let example = common::example();
+    let with_parameters = |parameters: &str| {
+        let mut files = example.clone();
+        common::edit(
+            &mut files,
+            "plinth.yaml",
+            "  policies:\n    defaultLibrary: true\n",
+            &format!("  policies:\n    defaultLibrary: true\n    parameters: {parameters}\n"),
+        );
+        files
+    };
+    let cases = [
+        ("as is", example.clone()),
+        (
+            "low caps",
+            with_parameters(
+                "{maxGpusPerProject: 1, gpuCapsByModel: {nvidia-a100: 0, nvidia-l4: 1}, allowedRegistries: [ghcr.io/]}",
+            ),
+        ),
+        (
+            "odd types",
+            with_parameters(
+                "{maxGpusPerProject: \"1\", gpuCapsByModel: [2], allowedRegistries: [ghcr.io/, 3]}",
+            ),
+        ),
+        (
+            "generated",
+            plinth::generate::platform(30, 3).into_iter().collect(),
+        ),
+    ];
+    let library = plinth::policy::default_library();
+    let opts = plinth::policy::PolicyOptions {
+        namespaces: Vec::new(),
+        all_namespaces: true,
+        ..Default::default()
+    };
+    let mut found = BTreeMap::new();
+    for (name, files) in cases {
+        let built = plinth::build_source(&common::source(&files), &plinth::Options::default())
+            .expect("build");
+        let lowered = built
+            .lowered
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name} builds"));
+        let checked = &built.checked;
+        let (specs, docs) = (&checked.specs, &checked.docs);
+        let show = |d: plinth::diag::Diagnostics| -> Vec<String> {
+            d.into_sorted()
+                .into_iter()
+                .map(|d| format!("{d:?}"))
+                .collect()
+        };
+        let native = show(plinth::policy::evaluate(
+            &library,
+            &opts,
+            specs,
+            docs,
+            Some(lowered),
+            None,
+        ));
+        let regorus = show(plinth::policy::evaluate_by_regorus(
+            &library,
+            &opts,
+            specs,
+            docs,
+            Some(lowered),
+        ));
+        assert_eq!(native, regorus, "{name}");
+        found.insert(name, native.len());
+    }
+    // The low caps and the odd types make findings of their own.
+    assert!(found["low caps"] > found["as is"], "{found:?}");
+    assert!(found["odd types"] > found["as is"], "{found:?}");
+}
