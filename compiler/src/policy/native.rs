@@ -76,6 +76,9 @@ pub(super) fn eval(package: &str, name: &str, input: &Value, data: &Value) -> Ve
 
 /// Findings as regorus returns a set of them: each once, in regorus' order of values.
 fn as_set(found: Vec<Value>) -> Value {
+    if found.is_empty() {
+        return Value::Array(Vec::new());
+    }
     let set: BTreeSet<regorus::Value> = found
         .iter()
         .map(<regorus::Value as serde::Deserialize>::deserialize)
