@@ -152,23 +152,28 @@ impl Rendered {
             Scalar,
             BlockScalar,
         }
-        fn collect(n: &crate::parse::Node, text: &str, out: &mut Vec<(Pos, Pos, What)>) {
+        fn collect(
+            n: &crate::parse::Node,
+            text: &str,
+            lines: &Lines,
+            out: &mut Vec<(Pos, Pos, What)>,
+        ) {
             match &n.value {
                 NodeValue::Seq(items) => {
                     out.push((n.span.start, n.span.end, What::Collection));
                     for i in items {
-                        collect(i, text, out);
+                        collect(i, text, lines, out);
                     }
                 }
                 NodeValue::Map(entries) => {
                     out.push((n.span.start, n.span.end, What::Collection));
                     for e in entries {
                         out.push((e.key_span.start, e.key_span.end, What::Scalar));
-                        collect(&e.value, text, out);
+                        collect(&e.value, text, lines, out);
                     }
                 }
                 _ => {
-                    let at = offset_of(text, n.span.start);
+                    let at = lines.offset_of(text, n.span.start);
                     let what = if block_scalar_at(text, at) {
                         What::BlockScalar
                     } else {
@@ -178,9 +183,10 @@ impl Rendered {
                 }
             }
         }
+        let lines = Lines::new(&self.text);
         let mut nodes = Vec::new();
         for d in docs {
-            collect(d, &self.text, &mut nodes);
+            collect(d, &self.text, &lines, &mut nodes);
         }
         let mut bad = Vec::new();
         for s in self.spans.iter().filter(|s| !s.raw) {
@@ -190,8 +196,8 @@ impl Rendered {
             if !written.starts_with(['"', '{', '[']) {
                 continue;
             }
-            let (sl, sc) = line_col(&self.text, s.out.start);
-            let (el, ec) = line_col(&self.text, s.out.end);
+            let (sl, sc) = lines.line_col(&self.text, s.out.start);
+            let (el, ec) = lines.line_col(&self.text, s.out.end);
             let (start, end) = (Pos::new(sl, sc), Pos::new(el, ec));
             if nodes.iter().any(|&(a, b, _)| a == start && b == end) {
                 continue;
@@ -260,6 +266,60 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
         i -= 1;
     }
     i
+}
+
+/// Where a text's lines start, for [`line_col`] and [`offset_of`] without scanning the text
+/// from its start each time (a template's output is read at every node).
+struct Lines {
+    /// The byte offset of every `\n`.
+    newlines: Vec<usize>,
+}
+
+impl Lines {
+    fn new(text: &str) -> Lines {
+        Lines {
+            newlines: text
+                .bytes()
+                .enumerate()
+                .filter_map(|(i, b)| (b == b'\n').then_some(i))
+                .collect(),
+        }
+    }
+
+    /// [`line_col`] of `text` (the text this was made of).
+    fn line_col(&self, text: &str, offset: usize) -> (u32, u32) {
+        let offset = floor_char_boundary(text, offset.min(text.len()));
+        let before = self.newlines.partition_point(|&nl| nl < offset);
+        let line_start = before.checked_sub(1).map_or(0, |i| self.newlines[i] + 1);
+        let column = text[line_start..offset].chars().count() + 1;
+        (
+            u32::try_from(before + 1).unwrap_or(u32::MAX),
+            u32::try_from(column).unwrap_or(u32::MAX),
+        )
+    }
+
+    /// [`offset_of`] in `text` (the text this was made of).
+    fn offset_of(&self, text: &str, pos: Pos) -> usize {
+        let line = pos.line as usize;
+        let start = match line {
+            0 => return text.len(),
+            1 => 0,
+            _ => match self.newlines.get(line - 2) {
+                Some(&nl) => nl + 1,
+                None => return text.len(),
+            },
+        };
+        if start >= text.len() {
+            return text.len();
+        }
+        let end = self.newlines.get(line - 1).map_or(text.len(), |&nl| nl + 1);
+        let l = &text[start..end];
+        let col = (pos.column.max(1) - 1) as usize;
+        start
+            + l.char_indices()
+                .nth(col)
+                .map_or(l.trim_end_matches('\n').len(), |(b, _)| b)
+    }
 }
 
 /// Byte offset of a 1-based line and character column.
@@ -1441,6 +1501,39 @@ mod tests {
             check_values(&snap, "t", &json!({})),
             ValuesCheck::BrokenSchema { .. }
         ));
+    }
+
+    #[test]
+    fn line_index_answers_as_the_scans_do() {
+        let texts = [
+            "",
+            "\n",
+            "a",
+            "ab\ncé\nx",
+            "ab\ncé\nx\n",
+            "\n\né€𝄞\n\nlast",
+            "k: \"v\"\n- [1, 2]\n  # c\n",
+        ];
+        for text in texts {
+            let lines = Lines::new(text);
+            for offset in 0..=text.len() + 2 {
+                assert_eq!(
+                    lines.line_col(text, offset),
+                    line_col(text, offset),
+                    "{text:?} at {offset}"
+                );
+            }
+            for line in 0..8 {
+                for column in 0..8 {
+                    let pos = Pos::new(line, column);
+                    assert_eq!(
+                        lines.offset_of(text, pos),
+                        offset_of(text, pos),
+                        "{text:?} at {line}:{column}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
