@@ -35,9 +35,9 @@ use crate::lower::{Lowered, Origin};
 use crate::model::Kind;
 use crate::output::hex;
 use crate::parse::{Document, FieldPath};
+use crate::specs::Specs;
 
 mod native;
-use crate::specs::Specs;
 
 /// A policy file.
 #[derive(Debug, Clone)]
@@ -1656,8 +1656,8 @@ impl Engine {
         if !self.native {
             return None;
         }
-        let data = self.data_json.clone()?;
-        match native::eval(&rule.package, &rule.name, state.json(), &data) {
+        let data = self.data_json.as_deref()?;
+        match native::eval(&rule.package, &rule.name, state.json(), data) {
             native::Verdict::Value(v) => Some(v),
             native::Verdict::Defer => None,
         }
@@ -2269,14 +2269,12 @@ pub fn evaluate(
     lowered: Option<&Lowered>,
     memo: Option<&Arc<dyn Memo>>,
 ) -> Diagnostics {
-    let mut diags = Diagnostics::new();
-    let engines = engines(files, opts, &mut diags);
     let inputs = Inputs {
         specs,
         docs,
         lowered,
     };
-    evaluate_engines(engines, diags, files, opts, &inputs, memo)
+    evaluate_with(files, opts, &inputs, memo, true)
 }
 
 /// [`evaluate`] with every rule evaluated by regorus (none by [`native`]): for the tests that
@@ -2289,17 +2287,28 @@ pub fn evaluate_by_regorus(
     docs: &[Arc<Document>],
     lowered: Option<&Lowered>,
 ) -> Diagnostics {
-    let mut diags = Diagnostics::new();
-    let mut engines = engines(files, opts, &mut diags);
-    for (e, _) in &mut engines {
-        e.native = false;
-    }
     let inputs = Inputs {
         specs,
         docs,
         lowered,
     };
-    evaluate_engines(engines, diags, files, opts, &inputs, None)
+    evaluate_with(files, opts, &inputs, None, false)
+}
+
+/// [`evaluate`], with the default library's native rules or without them.
+fn evaluate_with(
+    files: &[PolicyFile],
+    opts: &PolicyOptions,
+    inputs: &Inputs<'_>,
+    memo: Option<&Arc<dyn Memo>>,
+    native: bool,
+) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    let mut engines = engines(files, opts, &mut diags);
+    for (e, _) in &mut engines {
+        e.native &= native;
+    }
+    evaluate_engines(engines, diags, files, opts, inputs, memo)
 }
 
 /// What policies are evaluated over: the specs, their documents, the compiled objects.

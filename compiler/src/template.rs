@@ -250,15 +250,7 @@ fn block_scalar_at(text: &str, at: usize) -> bool {
 
 /// 1-based line and character column of a byte offset.
 fn line_col(text: &str, offset: usize) -> (u32, u32) {
-    let offset = floor_char_boundary(text, offset.min(text.len()));
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = text[line_start..offset].chars().count() + 1;
-    (
-        u32::try_from(line).unwrap_or(u32::MAX),
-        u32::try_from(column).unwrap_or(u32::MAX),
-    )
+    Lines::new(text).line_col(text, offset)
 }
 
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {
@@ -268,8 +260,8 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
-/// Where a text's lines start, for [`line_col`] and [`offset_of`] without scanning the text
-/// from its start each time (a template's output is read at every node).
+/// Where a text's lines start: [`line_col`] and [`offset_of`] of many places of one text
+/// without scanning it from its start each time (a template's output is read at every node).
 struct Lines {
     /// The byte offset of every `\n`.
     newlines: Vec<usize>,
@@ -286,7 +278,7 @@ impl Lines {
         }
     }
 
-    /// [`line_col`] of `text` (the text this was made of).
+    /// [`line_col`] in `text` (the text this was made of).
     fn line_col(&self, text: &str, offset: usize) -> (u32, u32) {
         let offset = floor_char_boundary(text, offset.min(text.len()));
         let before = self.newlines.partition_point(|&nl| nl < offset);
@@ -322,20 +314,10 @@ impl Lines {
     }
 }
 
-/// Byte offset of a 1-based line and character column.
+/// Byte offset of a 1-based line and character column (the end of the text past its last
+/// line; the end of the line past its last character).
 pub fn offset_of(text: &str, pos: Pos) -> usize {
-    let mut offset = 0usize;
-    for (i, l) in text.split_inclusive('\n').enumerate() {
-        if i + 1 == pos.line as usize {
-            let col = (pos.column.max(1) - 1) as usize;
-            return offset
-                + l.char_indices()
-                    .nth(col)
-                    .map_or(l.trim_end_matches('\n').len(), |(b, _)| b);
-        }
-        offset += l.len();
-    }
-    text.len()
+    Lines::new(text).offset_of(text, pos)
 }
 
 /// The path of a template file relative to `templates/`, when a template may load it: `/`
@@ -1503,6 +1485,32 @@ mod tests {
         ));
     }
 
+    /// The line and column of an offset, by scanning the text before it.
+    fn line_col_by_scan(text: &str, offset: usize) -> (u32, u32) {
+        let offset = floor_char_boundary(text, offset.min(text.len()));
+        let before = &text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = text[line_start..offset].chars().count() + 1;
+        (line as u32, column as u32)
+    }
+
+    /// The offset of a line and column, by walking the lines before it.
+    fn offset_by_scan(text: &str, pos: Pos) -> usize {
+        let mut offset = 0usize;
+        for (i, l) in text.split_inclusive('\n').enumerate() {
+            if i + 1 == pos.line as usize {
+                let col = (pos.column.max(1) - 1) as usize;
+                return offset
+                    + l.char_indices()
+                        .nth(col)
+                        .map_or(l.trim_end_matches('\n').len(), |(b, _)| b);
+            }
+            offset += l.len();
+        }
+        text.len()
+    }
+
     #[test]
     fn line_index_answers_as_the_scans_do() {
         let texts = [
@@ -1519,7 +1527,7 @@ mod tests {
             for offset in 0..=text.len() + 2 {
                 assert_eq!(
                     lines.line_col(text, offset),
-                    line_col(text, offset),
+                    line_col_by_scan(text, offset),
                     "{text:?} at {offset}"
                 );
             }
@@ -1528,7 +1536,7 @@ mod tests {
                     let pos = Pos::new(line, column);
                     assert_eq!(
                         lines.offset_of(text, pos),
-                        offset_of(text, pos),
+                        offset_by_scan(text, pos),
                         "{text:?} at {line}:{column}"
                     );
                 }

@@ -15,6 +15,9 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
 
+/// `v.a.b…`: defined only through objects, as a Rego reference is.
+use crate::output::at;
+
 /// The digest of the library these rules were written for (`policy::library_digest`): when
 /// `policies/*.rego` change, the library is evaluated by regorus alone until this file is
 /// changed to match and this digest updated (a unit test says so).
@@ -90,11 +93,6 @@ fn as_set(found: Vec<Value>) -> Value {
 /// A finding with a location: `{"msg": msg, "location": {"field": field}}`.
 fn located(msg: String, field: String) -> Value {
     json!({"msg": msg, "location": {"field": field}})
-}
-
-/// `v.a.b…`: defined only through objects.
-fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    path.iter().try_fold(v, |v, k| v.as_object()?.get(*k))
 }
 
 /// A bare expression succeeds when it is defined and not `false`.
