@@ -152,6 +152,9 @@ pub struct Obj {
     text: Option<Text>,
     /// sha256 of the canonical JSON (provenance included): the lock file's `sha256`.
     sha: std::sync::OnceLock<String>,
+    /// The `apiVersion` and `kind` of the `k8s-openapi` type the value was serialised from
+    /// ([`Obj::typed`]); forgotten when the value is changed in place.
+    typed: Option<(&'static str, &'static str)>,
 }
 
 /// An object's text: a part of a text shared with other objects (the objects of a unit read
@@ -187,7 +190,24 @@ impl Obj {
                 range,
             }),
             sha: std::sync::OnceLock::from(sha),
+            typed: None,
         }
+    }
+
+    /// An object serialised from a `k8s-openapi` resource of type `T` (see
+    /// [`Obj::typed_as`]).
+    pub fn typed<T: k8s_openapi::Resource>(v: Value) -> Obj {
+        Obj {
+            typed: Some((T::API_VERSION, T::KIND)),
+            ..Obj::from(v)
+        }
+    }
+
+    /// The `apiVersion` and `kind` of the `k8s-openapi` type the value was serialised from,
+    /// when it was and has not been changed in place since: reading it back into that type
+    /// gives the same value.
+    pub fn typed_as(&self) -> Option<(&'static str, &'static str)> {
+        self.typed
     }
 
     /// The object as text, when it has not been parsed (a reader that can take JSON text
@@ -219,6 +239,7 @@ impl Obj {
             value: std::sync::OnceLock::new(),
             text: Some(text),
             sha: self.sha,
+            typed: self.typed,
         }
     }
 
@@ -314,6 +335,7 @@ impl From<Value> for Obj {
             value: std::sync::OnceLock::from(v),
             text: None,
             sha: std::sync::OnceLock::new(),
+            typed: None,
         }
     }
 }
@@ -331,9 +353,10 @@ impl std::ops::DerefMut for Obj {
             let v = parse_text(self.text.as_deref());
             self.value = std::sync::OnceLock::from(v);
         }
-        // Changed in place: the text and the hash no longer describe it.
+        // Changed in place: the text, the hash and the type no longer describe it.
         self.text = None;
         self.sha = std::sync::OnceLock::new();
+        self.typed = None;
         match self.value.get_mut() {
             Some(v) => v,
             None => unreachable!("set above"),

@@ -15,8 +15,8 @@ use crate::load::Snapshot;
 use crate::model::PlatformSpec;
 use crate::model::platform::Cluster;
 use crate::output::{
-    HASH_ANNOTATION, MANAGED_BY, Manifest, ObjectKey, Origin, PROJECT_LABEL, SOURCE_ANNOTATION,
-    internal, spec_hash,
+    HASH_ANNOTATION, MANAGED_BY, Manifest, Obj, ObjectKey, Origin, PROJECT_LABEL,
+    SOURCE_ANNOTATION, internal, spec_hash,
 };
 use crate::specs::{Object, Specs};
 
@@ -37,11 +37,12 @@ impl Sink<'_> {
         self.diags.push(d);
     }
 
-    /// Add an object built from a typed value (a `k8s-openapi` resource or a
-    /// [`crd`](crate::crd) object).
-    pub fn push(&mut self, origin: &Origin, object: impl Serialize) {
+    /// Add a `k8s-openapi` resource (a custom resource is built with [`crate::crd::object`] and
+    /// added by [`Sink::push_value`]). Its JSON is marked as serialised from its type, which
+    /// verification relies on (see [`crate::verify::verify_one`]).
+    pub fn push<T: k8s_openapi::Resource + Serialize>(&mut self, origin: &Origin, object: T) {
         match serde_json::to_value(object) {
-            Ok(v) => self.push_value(origin, v),
+            Ok(v) => self.add(origin, v, Obj::typed::<T>),
             Err(e) => self.diags.push(internal(
                 origin,
                 &format!("cannot serialise an object: {e}"),
@@ -50,7 +51,12 @@ impl Sink<'_> {
     }
 
     /// Add an object given as JSON; provenance annotations are added here.
-    pub fn push_value(&mut self, origin: &Origin, mut v: Value) {
+    pub fn push_value(&mut self, origin: &Origin, v: Value) {
+        self.add(origin, v, Obj::from);
+    }
+
+    /// Add an object: its provenance annotations and hash, then `obj` of the result.
+    fn add(&mut self, origin: &Origin, mut v: Value, obj: impl FnOnce(Value) -> Obj) {
         strip_nulls(&mut v);
         let source = format!("{}:{}", origin.file, origin.line);
         let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) else {
@@ -86,7 +92,7 @@ impl Sink<'_> {
             key.clone(),
             Manifest {
                 key,
-                object: v.into(),
+                object: obj(v),
                 origin: origin.clone(),
                 hash,
             },
