@@ -579,24 +579,15 @@ fn write_canonical(v: &Value, out: &mut String, level: Level) {
     match v {
         Value::Object(m) => {
             out.push('{');
-            let mut entries: Vec<(&String, &Value)> = m.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
             let mut first = true;
-            for (k, val) in entries {
-                let kept_annotations = (level == Level::Metadata && k == "annotations")
+            for_sorted(m, |k, val| {
+                let kept = |ak: &String| !PROVENANCE_ANNOTATIONS.contains(&ak.as_str());
+                let annotations = (level == Level::Metadata && k == "annotations")
                     .then(|| val.as_object())
-                    .flatten()
-                    .map(|a| {
-                        a.iter()
-                            .filter(|(ak, _)| !PROVENANCE_ANNOTATIONS.contains(&ak.as_str()))
-                            .map(|(ak, av)| (ak.clone(), av.clone()))
-                            .collect::<serde_json::Map<String, Value>>()
-                    });
-                if kept_annotations
-                    .as_ref()
-                    .is_some_and(serde_json::Map::is_empty)
-                {
-                    continue;
+                    .flatten();
+                if annotations.is_some_and(|a| !a.keys().any(kept)) {
+                    // Only provenance: left out, as an emptied map.
+                    return;
                 }
                 if !first {
                     out.push(',');
@@ -604,14 +595,29 @@ fn write_canonical(v: &Value, out: &mut String, level: Level) {
                 first = false;
                 write_json_str(k, out);
                 out.push(':');
-                match kept_annotations {
-                    Some(a) => write_canonical(&Value::Object(a), out, Level::Plain),
+                match annotations {
+                    Some(a) => {
+                        out.push('{');
+                        let mut first = true;
+                        for_sorted(a, |ak, av| {
+                            if kept(ak) {
+                                if !first {
+                                    out.push(',');
+                                }
+                                first = false;
+                                write_json_str(ak, out);
+                                out.push(':');
+                                write_canonical(av, out, Level::Plain);
+                            }
+                        });
+                        out.push('}');
+                    }
                     None if level == Level::Object && k == "metadata" => {
                         write_canonical(val, out, Level::Metadata)
                     }
                     None => write_canonical(val, out, Level::Plain),
                 }
-            }
+            });
             out.push('}');
         }
         Value::Array(a) => {
@@ -629,6 +635,19 @@ fn write_canonical(v: &Value, out: &mut String, level: Level) {
             use std::fmt::Write;
             let _ = write!(out, "{other}");
         }
+    }
+}
+
+/// `f` of each entry of `m` in key order. Maps are mostly in order already (`k8s-openapi`
+/// writes fields alphabetically, lowering sorts metadata), so they are only sorted when not.
+fn for_sorted<'a>(m: &'a serde_json::Map<String, Value>, mut f: impl FnMut(&'a String, &'a Value)) {
+    let keys = m.keys();
+    if keys.clone().zip(m.keys().skip(1)).all(|(a, b)| a < b) {
+        m.iter().for_each(|(k, v)| f(k, v));
+    } else {
+        let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        entries.into_iter().for_each(|(k, v)| f(k, v));
     }
 }
 
@@ -854,6 +873,35 @@ mod tests {
 
     fn stored(v: &Value) -> Obj {
         Obj::from_text(v.to_string(), sha256_hex(canonical_json(v).as_bytes()))
+    }
+
+    #[test]
+    fn canonical_json_sorts_every_map_and_the_hash_leaves_out_provenance() {
+        let sorted = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"annotations": {"a": "1", "z": "2"}, "name": "c"}, "data": {"b": "x", "a": [{"y": 1, "x": null}]}});
+        assert_eq!(
+            canonical_json(&sorted),
+            r#"{"apiVersion":"v1","data":{"a":[{"x":null,"y":1}],"b":"x"},"kind":"ConfigMap","metadata":{"annotations":{"a":"1","z":"2"},"name":"c"}}"#
+        );
+        let mut with_provenance = sorted.clone();
+        let ann = &mut with_provenance["metadata"]["annotations"];
+        ann[SOURCE_ANNOTATION] = json!("p.yaml:3");
+        ann[HASH_ANNOTATION] = json!("abc");
+        assert_eq!(spec_hash(&with_provenance), spec_hash(&sorted));
+        assert_ne!(
+            canonical_json(&with_provenance),
+            canonical_json(&sorted),
+            "the lock file's digest covers provenance"
+        );
+        // Only provenance annotations: hashed as an object without annotations.
+        let bare = json!({"kind": "Namespace", "metadata": {"name": "n"}});
+        let only = json!({"kind": "Namespace", "metadata": {"name": "n", "annotations": {SOURCE_ANNOTATION: "p.yaml:1"}}});
+        assert_eq!(spec_hash(&only), spec_hash(&bare));
+        // Nested `annotations` are plain data.
+        let nested = json!({"kind": "X", "metadata": {"name": "n"}, "spec": {"metadata": {"annotations": {SOURCE_ANNOTATION: "kept"}}}});
+        assert!(canonical_json(&nested).contains("kept"));
+        let mut unhashed = nested.clone();
+        unhashed["spec"]["metadata"]["annotations"] = json!({});
+        assert_ne!(spec_hash(&nested), spec_hash(&unhashed));
     }
 
     #[test]
