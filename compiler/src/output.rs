@@ -556,20 +556,29 @@ enum Level {
 /// JSON string escaping (RFC 8259), straight into `out`.
 fn write_json_str(s: &str, out: &mut String) {
     out.push('"');
-    for c in s.chars() {
+    // Runs of characters that need no escape are copied whole (most strings are one run).
+    let mut rest = s;
+    while let Some(at) = rest
+        .bytes()
+        .position(|b| b == b'"' || b == b'\\' || b < 0x20)
+    {
+        out.push_str(&rest[..at]);
+        // An ASCII byte: a character boundary on both sides.
+        let c = rest.as_bytes()[at];
         match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            c => {
                 use std::fmt::Write;
-                let _ = write!(out, "\\u{:04x}", c as u32);
+                let _ = write!(out, "\\u{:04x}", c);
             }
-            c => out.push(c),
         }
+        rest = &rest[at + 1..];
     }
+    out.push_str(rest);
     out.push('"');
 }
 
@@ -873,6 +882,47 @@ mod tests {
 
     fn stored(v: &Value) -> Obj {
         Obj::from_text(v.to_string(), sha256_hex(canonical_json(v).as_bytes()))
+    }
+
+    #[test]
+    fn strings_are_escaped_as_character_by_character() {
+        // The escaping canonical JSON has always had (hashes depend on it), one character at a
+        // time: the oracle.
+        fn oracle(s: &str) -> String {
+            let mut out = String::from('"');
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+            out
+        }
+        let alphabet: Vec<char> = "a\"\\\n\r\t\u{0}\u{1f}\u{7f}é€😀 /".chars().collect();
+        let mut seed = 7u64;
+        for len in 0..200 {
+            let s: String = (0..len)
+                .map(|_| {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    alphabet[usize::try_from(seed >> 33).unwrap_or(0) % alphabet.len()]
+                })
+                .collect();
+            let mut out = String::new();
+            write_json_str(&s, &mut out);
+            assert_eq!(out, oracle(&s), "{s:?}");
+            assert_eq!(
+                serde_json::from_str::<String>(&out).ok().as_deref(),
+                Some(&*s)
+            );
+        }
     }
 
     #[test]
