@@ -46,6 +46,19 @@ pub struct Cache {
     dir: PathBuf,
     /// Mixed into every key; tests use it to stand for another plinth build.
     salt: String,
+    /// The unit store, opened once for every compile through this value and its clones
+    /// ([`Cache::sharing_units`]); `None`: opened by each compile.
+    shared: Option<Arc<SharedUnits>>,
+}
+
+/// A unit store opened once, for the compiles of one command ([`Cache::sharing_units`]).
+#[derive(Default)]
+struct SharedUnits(Mutex<Option<Arc<UnitPack>>>);
+
+impl std::fmt::Debug for SharedUnits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedUnits")
+    }
 }
 
 /// What a cached compile produced: its diagnostics, its GPU capacity and its units — per
@@ -237,6 +250,34 @@ impl Cache {
         Cache {
             dir: dir.into(),
             salt: String::new(),
+            shared: None,
+        }
+    }
+
+    /// This cache with one unit store for the compiles through it (and its clones) until one
+    /// of them adds units: a plan whose base is cached opens the store (its index: tens of
+    /// thousands of lines at scale) once for both sides, not once per side. A compile that
+    /// stored units lets the next one open the store again, so it sees them.
+    pub fn sharing_units(mut self) -> Cache {
+        self.shared = Some(Arc::default());
+        self
+    }
+
+    /// The unit store for a compile: the shared one ([`Cache::sharing_units`]), else opened
+    /// now.
+    pub(crate) fn units_for_compile(&self) -> Arc<UnitPack> {
+        let Some(s) = &self.shared else {
+            return Arc::new(self.units());
+        };
+        let mut open = s.0.lock().unwrap_or_else(PoisonError::into_inner);
+        open.get_or_insert_with(|| Arc::new(self.units())).clone()
+    }
+
+    /// Units were stored: the next compile opens the store again (see
+    /// [`Cache::sharing_units`]).
+    pub(crate) fn units_stored(&self) {
+        if let Some(s) = &self.shared {
+            *s.0.lock().unwrap_or_else(PoisonError::into_inner) = None;
         }
     }
 
@@ -366,7 +407,7 @@ impl Cache {
         }
         // Its objects are in the unit store: a unit gone from it (compacted away, damaged
         // index) is a miss.
-        let pack = Arc::new(self.units());
+        let pack = self.units_for_compile();
         if head.clusters.is_some() && !head.units.iter().all(|k| pack.holds(k)) {
             return None;
         }
@@ -1318,6 +1359,30 @@ impl Memo for PolicyMemo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sharing_cache_opens_its_unit_store_once_until_units_are_stored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shared = Cache::new(dir.path()).sharing_units();
+        let clone = shared.clone();
+        let first = shared.units_for_compile();
+        assert!(
+            Arc::ptr_eq(&first, &clone.units_for_compile()),
+            "one store for both sides"
+        );
+        clone.units_stored();
+        let after = shared.units_for_compile();
+        assert!(
+            !Arc::ptr_eq(&first, &after),
+            "opened again once units were stored"
+        );
+        assert!(Arc::ptr_eq(&after, &shared.units_for_compile()));
+        let own = Cache::new(dir.path());
+        assert!(!Arc::ptr_eq(
+            &own.units_for_compile(),
+            &own.units_for_compile()
+        ));
+    }
 
     #[test]
     fn lines_are_read_in_pieces_cut_only_after_a_newline() {

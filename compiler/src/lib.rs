@@ -383,7 +383,7 @@ fn build_fresh(
     let key = key.or_else(|| cache.map(|c| c.key(&snapshot, opts)));
     // A miss still reuses the units whose inputs did not change, and the policy results of
     // inputs that did not change (both memoised per input in the cache).
-    let pack = cache.map(|c| (Arc::new(c.units()), c.unit_salt()));
+    let pack = cache.map(|c| (c.units_for_compile(), c.unit_salt()));
     let mut unit_opts;
     let opts = match (&pack, cache) {
         (Some((store, salt)), Some(c)) => {
@@ -420,6 +420,9 @@ fn build_fresh(
         // A cache that cannot be written only costs time.
         let flushed = std::time::Instant::now();
         let _ = store.flush();
+        if let Some(c) = cache {
+            c.units_stored();
+        }
         checked.timings.push(("store units", flushed.elapsed()));
     }
     let lowered = if checked.diagnostics.has_errors() {

@@ -154,7 +154,7 @@ pub struct Obj {
     sha: std::sync::OnceLock<String>,
     /// The `apiVersion` and `kind` of the `k8s-openapi` type the value was serialised from
     /// ([`Obj::typed`]); forgotten when the value is changed in place.
-    typed: Option<(&'static str, &'static str)>,
+    typed: Option<fn() -> (&'static str, &'static str)>,
 }
 
 /// An object's text: a part of a text shared with other objects (the objects of a unit read
@@ -198,7 +198,7 @@ impl Obj {
     /// [`Obj::typed_as`]).
     pub fn typed<T: k8s_openapi::Resource>(v: Value) -> Obj {
         Obj {
-            typed: Some((T::API_VERSION, T::KIND)),
+            typed: Some(|| (T::API_VERSION, T::KIND)),
             ..Obj::from(v)
         }
     }
@@ -207,7 +207,7 @@ impl Obj {
     /// when it was and has not been changed in place since: reading it back into that type
     /// gives the same value.
     pub fn typed_as(&self) -> Option<(&'static str, &'static str)> {
-        self.typed
+        self.typed.map(|f| f())
     }
 
     /// The object as text, when it has not been parsed (a reader that can take JSON text

@@ -328,11 +328,15 @@ pub(super) fn plan(
     let cache = if args.no_cache {
         None
     } else {
-        Some(crate::cache::Cache::new(
-            args.cache_dir
-                .clone()
-                .unwrap_or_else(|| repo.git_dir().join("plinth-cache")),
-        ))
+        // Both sides read one unit store, opened once.
+        Some(
+            crate::cache::Cache::new(
+                args.cache_dir
+                    .clone()
+                    .unwrap_or_else(|| repo.git_dir().join("plinth-cache")),
+            )
+            .sharing_units(),
+        )
     };
     let base_id = repo.resolve(&args.base)?;
     let base_info = repo.commit(base_id)?;
