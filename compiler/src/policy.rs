@@ -2016,13 +2016,19 @@ fn platform_data_of(
 #[derive(Default)]
 struct ByProject<'s> {
     /// Project → its allocations, in pool order: (pool, allocation).
-    allocations: BTreeMap<&'s str, Vec<Value>>,
-    /// Project → the datasets granted to it: (dataset, entry), in dataset order.
-    datasets: BTreeMap<&'s str, Vec<(&'s str, Value)>>,
-    /// The global datasets, read-only to every project: (dataset, entry), in dataset order.
-    global: Vec<(&'s str, Value)>,
-    rollouts: BTreeMap<&'s str, Vec<&'s str>>,
+    allocations: ProjectMap<'s, (&'s GpuQuotaObject, &'s crate::model::gpu::Allocation)>,
+    /// Project → the datasets granted to it, in dataset order, with the mode of its first grant.
+    datasets: ProjectMap<'s, (&'s DatasetObject, &'s str)>,
+    /// The global datasets, read-only to every project, in dataset order.
+    global: Vec<&'s DatasetObject>,
+    rollouts: ProjectMap<'s, &'s str>,
 }
+
+type GpuQuotaObject = crate::specs::Object<crate::model::GpuQuotaSpec>;
+type DatasetObject = crate::specs::Object<crate::model::DatasetSpec>;
+/// Per project, what refers to it (references only: each project's entry is built once, by
+/// [`project_data`], not built here and copied there).
+type ProjectMap<'s, T> = std::collections::HashMap<&'s str, Vec<T>, foldhash::fast::RandomState>;
 
 impl<'s> ByProject<'s> {
     fn of(specs: &'s Specs) -> ByProject<'s> {
@@ -2032,13 +2038,7 @@ impl<'s> ByProject<'s> {
                 by.allocations
                     .entry(a.project.as_str())
                     .or_default()
-                    .push(json!({
-                        "pool": q.name(),
-                        "resourceName": q.spec.pool.resource_name,
-                        "model": q.spec.pool.model,
-                        "gpu": a.gpu,
-                        "borrowingLimit": a.borrowing_limit,
-                    }));
+                    .push((q, a));
             }
         }
         for r in specs.rollouts.values() {
@@ -2047,7 +2047,6 @@ impl<'s> ByProject<'s> {
                 .or_default()
                 .push(r.name());
         }
-        let entry = |d: &crate::specs::Object<crate::model::DatasetSpec>, mode: &str| json!({"name": d.name(), "mode": mode, "sensitivity": d.spec.sensitivity.as_str(), "global": d.spec.global});
         for d in specs.datasets.values() {
             let mut seen = BTreeSet::new();
             // A project's first grant decides its mode.
@@ -2060,31 +2059,52 @@ impl<'s> ByProject<'s> {
                 by.datasets
                     .entry(a.project.as_str())
                     .or_default()
-                    .push((d.name(), entry(d, a.mode.as_str())));
+                    .push((d, a.mode.as_str()));
             }
             if d.spec.global {
-                by.global.push((d.name(), entry(d, "read-only")));
+                by.global.push(d);
             }
         }
         by
     }
 
+    /// A project's allocations, in pool order.
+    fn allocations(&self, name: &str) -> Vec<Value> {
+        let of = self.allocations.get(name).map_or(&[][..], Vec::as_slice);
+        of.iter()
+            .map(|(q, a)| {
+                json!({
+                    "pool": q.name(),
+                    "resourceName": q.spec.pool.resource_name,
+                    "model": q.spec.pool.model,
+                    "gpu": a.gpu,
+                    "borrowingLimit": a.borrowing_limit,
+                })
+            })
+            .collect()
+    }
+
     /// The datasets a project may read, in dataset order: with its grant's mode, else
     /// read-only when the dataset is global.
     fn datasets(&self, name: &str) -> Vec<Value> {
+        let entry = |d: &DatasetObject, mode: &str| json!({"name": d.name(), "mode": mode, "sensitivity": d.spec.sensitivity.as_str(), "global": d.spec.global});
         let granted = self.datasets.get(name).map_or(&[][..], Vec::as_slice);
         let (mut g, mut o) = (granted.iter().peekable(), self.global.iter().peekable());
         let mut out = Vec::with_capacity(granted.len() + self.global.len());
         loop {
             match (g.peek(), o.peek()) {
-                (Some(a), Some(b)) if a.0 == b.0 => {
-                    out.push(a.1.clone());
+                (Some(a), Some(b)) if a.0.name() == b.name() => {
+                    out.push(entry(a.0, a.1));
                     g.next();
                     o.next();
                 }
-                (Some(a), Some(b)) if a.0 < b.0 => out.extend(g.next().map(|x| x.1.clone())),
-                (Some(_), Some(_)) | (None, Some(_)) => out.extend(o.next().map(|x| x.1.clone())),
-                (Some(_), None) => out.extend(g.next().map(|x| x.1.clone())),
+                (Some(a), Some(b)) if a.0.name() < b.name() => {
+                    out.extend(g.next().map(|(d, mode)| entry(d, mode)));
+                }
+                (Some(_), Some(_)) | (None, Some(_)) => {
+                    out.extend(o.next().map(|d| entry(d, "read-only")));
+                }
+                (Some(_), None) => out.extend(g.next().map(|(d, mode)| entry(d, mode))),
                 (None, None) => return out,
             }
         }
@@ -2100,7 +2120,7 @@ fn project_data(
     p: &crate::specs::Object<crate::model::ProjectSpec>,
 ) -> Value {
     let clusters = crate::lower::Ctx::placement(specs, &p.spec);
-    let allocations: Vec<Value> = by.allocations.get(name).cloned().unwrap_or_default();
+    let allocations = by.allocations(name);
     let datasets = by.datasets(name);
     let members: Vec<Value> = p
         .spec
