@@ -582,8 +582,9 @@ fn write_json_str(s: &str, out: &mut String) {
     out.push('"');
 }
 
-/// Canonical JSON of `v` into `out`; with `skip`, the listed annotations of a top-level
-/// `metadata.annotations` are left out (an emptied `annotations` too).
+/// Canonical JSON of `v` into `out`: every map in key order; at [`Level::Object`], the
+/// provenance annotations of its `metadata.annotations` are left out (an emptied `annotations`
+/// too).
 fn write_canonical(v: &Value, out: &mut String, level: Level) {
     match v {
         Value::Object(m) => {
@@ -650,8 +651,7 @@ fn write_canonical(v: &Value, out: &mut String, level: Level) {
 /// `f` of each entry of `m` in key order. Maps are mostly in order already (`k8s-openapi`
 /// writes fields alphabetically, lowering sorts metadata), so they are only sorted when not.
 fn for_sorted<'a>(m: &'a serde_json::Map<String, Value>, mut f: impl FnMut(&'a String, &'a Value)) {
-    let keys = m.keys();
-    if keys.clone().zip(m.keys().skip(1)).all(|(a, b)| a < b) {
+    if m.keys().zip(m.keys().skip(1)).all(|(a, b)| a < b) {
         m.iter().for_each(|(k, v)| f(k, v));
     } else {
         let mut entries: Vec<(&String, &Value)> = m.iter().collect();
