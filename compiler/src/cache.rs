@@ -17,6 +17,9 @@
 //! compares two indexes loads only the objects that differ, and a revision costs its index, not
 //! a copy of its objects. A compaction of the unit store keeps the units of every revision kept.
 
+mod blobs;
+pub use blobs::BlobPack;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -1106,6 +1109,11 @@ pub struct PolicyMemo {
 }
 
 impl Cache {
+    /// The blob contents of git revisions kept in this cache (read now).
+    pub fn blobs(&self) -> BlobPack {
+        BlobPack::open(self.dir.join("blobs").join("pack"))
+    }
+
     /// The policy result memo kept in this cache.
     pub fn policy_memo(&self) -> PolicyMemo {
         PolicyMemo {

@@ -233,6 +233,11 @@ pub struct PendingStore {
 }
 
 impl PendingStore {
+    /// The GPU capacity of the revision (computed for its entry).
+    pub fn capacity(&self) -> Option<&capacity::Capacity> {
+        self.capacity.as_ref()
+    }
+
     /// Store the revision, whose objects are `lowered` (its [`Built::lowered`]).
     pub fn store(
         &self,

@@ -2453,7 +2453,19 @@ fn evaluate_engines(
             m.finish(set);
         }
     }
+    free_data(&mut engines);
     diags
+}
+
+/// The engines' data (the platform's: hundreds of thousands of values at scale), freed on a
+/// thread nothing waits for.
+fn free_data(engines: &mut [Engine]) {
+    let data: Vec<Arc<Value>> = engines
+        .iter_mut()
+        .flat_map(|e| [e.pending.take(), e.data_json.take()])
+        .flatten()
+        .collect();
+    std::thread::spawn(move || drop(data));
 }
 
 /// Findings per input (by its number), evaluated in chunks in parallel, one copy of the

@@ -1462,6 +1462,21 @@ fn plans_reuse_compiled_revisions_from_the_cache_and_say_the_same() {
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
+    // Blob contents are kept (each side's files are read from git only when not seen
+    // before); damaged in place, they are read from git again: the same plan.
+    let blobs = cache.join("blobs/pack");
+    let mut bytes = fs::read(&blobs).expect("the blobs read are kept");
+    let kinds = bytes.windows(4).filter(|w| w == b"kind").count();
+    assert!(kinds > 10, "the platform's files are kept: {kinds}");
+    for i in 0..bytes.len().saturating_sub(4) {
+        if &bytes[i..i + 4] == b"kind" {
+            bytes[i + 3] = b'D';
+        }
+    }
+    fs::write(&blobs, &bytes).expect("write");
+    let again = r.plinth(&args);
+    assert_eq!(text(&again), text(&cold));
+    assert_eq!(again.status.code(), Some(2));
     // Deleting the cache is always safe.
     fs::remove_dir_all(&cache).expect("rm");
     assert_eq!(text(&r.plinth(&args)), text(&cold));

@@ -115,3 +115,68 @@ fn the_working_tree_and_a_git_revision_read_the_same_files() {
         "{diags:?}"
     );
 }
+
+/// Blob contents kept by an earlier read are read instead of git's (each blob once), the same
+/// bytes; a revision sharing most files with it inflates only the ones it has not seen.
+#[test]
+fn a_revision_reads_the_blobs_kept_before_and_only_new_ones_from_git() {
+    use plinth::load::git::Blobs;
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    git(d, &["init", "-q", "-b", "main"]);
+    write(d, "plinth.yaml", "kind: Platform\n");
+    for i in 0..5 {
+        write(
+            d,
+            &format!("projects/p{i}.yaml"),
+            &format!("kind: Project # {i}\n"),
+        );
+    }
+    // Two paths, one blob.
+    write(d, "projects/same.yaml", "kind: Project # 0\n");
+    git(d, &["add", "-A"]);
+    git(d, &["commit", "-q", "-m", "one"]);
+    write(d, "projects/p3.yaml", "kind: Project # changed\n");
+    git(d, &["commit", "-q", "-am", "two"]);
+
+    let cache = tempfile::tempdir().unwrap();
+    let pack = || Arc::new(plinth::cache::Cache::new(cache.path()).blobs());
+    let repo = GitRepo::discover(d).unwrap();
+    let (one, two) = (
+        repo.resolve("HEAD~1").unwrap(),
+        repo.resolve("HEAD").unwrap(),
+    );
+    let limits = Limits::default();
+    let texts = |src: &dyn plinth::load::Source| -> Vec<(String, String)> {
+        let (snap, _) = load(src, &limits).unwrap();
+        snap.files
+            .iter()
+            .map(|f| (f.path.to_string(), f.text.to_string()))
+            .collect()
+    };
+    let plain = texts(&repo.source(one, "").unwrap());
+    let first = pack();
+    assert!(first.is_empty());
+    let kept = texts(&repo.source(one, "").unwrap().with_blobs(first.clone()));
+    assert_eq!(kept, plain);
+    // Six blobs (two paths share one).
+    assert_eq!(first.len(), 6);
+    first.flush().unwrap();
+
+    let second = pack();
+    assert_eq!(second.len(), 6);
+    let read = texts(&repo.source(two, "").unwrap().with_blobs(second.clone()));
+    assert_eq!(read, texts(&repo.source(two, "").unwrap()));
+    assert!(read.contains(&(
+        "projects/p3.yaml".into(),
+        "kind: Project # changed\n".into()
+    )));
+    // Only the changed file's blob was read from git.
+    assert_eq!(second.len(), 7);
+    let blob = repo.blob_at(two, "projects/p3.yaml").unwrap().unwrap();
+    assert_eq!(
+        second.blob(&blob, usize::MAX).unwrap(),
+        b"kind: Project # changed\n"
+    );
+}

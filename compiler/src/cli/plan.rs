@@ -299,13 +299,22 @@ fn compile_side(
                 opts.yaml,
             ))
         }),
-        Objects::Compiled(_) => crate::capacity::Capacity::of(&built.checked.specs),
+        // Computed for the revision's entry when it is to be stored.
+        Objects::Compiled(_) => match built.pending.as_ref().and_then(|p| p.capacity()) {
+            Some(c) => c.clone(),
+            None => crate::capacity::Capacity::of(&built.checked.specs),
+        },
     };
+    let timings = std::mem::take(&mut built.checked.timings);
+    let pending = built.pending.take();
+    // The specs and documents of a whole platform are freed on a thread nothing waits for.
+    let checked = built.checked;
+    std::thread::spawn(move || drop(checked));
     Ok(Some(Side {
         objects,
         capacity: Some(capacity),
-        timings: built.checked.timings,
-        pending: built.pending.take(),
+        timings,
+        pending,
     }))
 }
 
@@ -325,19 +334,7 @@ pub(super) fn plan(
         format!("{path}/")
     };
     let color = use_color(args.color, terminal);
-    let cache = if args.no_cache {
-        None
-    } else {
-        // Both sides read one unit store, opened once.
-        Some(
-            crate::cache::Cache::new(
-                args.cache_dir
-                    .clone()
-                    .unwrap_or_else(|| repo.git_dir().join("plinth-cache")),
-            )
-            .sharing_units(),
-        )
-    };
+    let (cache, blobs) = plan_cache(&args, &repo);
     let base_id = repo.resolve(&args.base)?;
     let base_info = repo.commit(base_id)?;
     let base_opts = crate::Options::default();
@@ -350,6 +347,10 @@ pub(super) fn plan(
     // The base as deployed (empty where the platform did not exist yet); one compiled before is
     // found by its tree, without reading its files.
     let base_git = BaseGit::of(&repo, base_id, &path, cache.as_ref(), &base_opts)?;
+    let base_git = BaseGit {
+        blobs: blobs.clone(),
+        ..base_git
+    };
     let base_input = match base_git.cached_key(cache.as_ref()) {
         Some(key) => BaseInput::Cached {
             key,
@@ -358,11 +359,15 @@ pub(super) fn plan(
         None => BaseInput::Loaded(base_git.load(cache.as_ref(), &base_opts)?),
     };
     let base_what = format!("base `{}`", args.base);
-    let head_rev = head_source(&repo, args.head.as_deref(), &path)?;
+    let head_rev = head_source(&repo, args.head.as_deref(), &path, blobs.clone())?;
     if let Some(m) = platform_below(&*head_rev.source, &path) {
         anyhow::bail!("{m}");
     }
     let head_src = load_side(&*head_rev.source, &head_opts)?;
+    if let Some(b) = blobs {
+        // Kept beside the compile (a pack that cannot be written only costs time).
+        std::thread::spawn(move || b.flush());
+    }
     let compile = Compile {
         cache: cache.as_ref(),
         prefix: &prefix,
@@ -430,6 +435,28 @@ pub(super) fn plan(
     })
 }
 
+/// The cache of a plan (none with `--no-cache`): both sides read one unit store, opened once,
+/// and one store of blob contents (only the blobs neither side was read with before come from
+/// git).
+fn plan_cache(
+    args: &PlanArgs,
+    repo: &crate::load::git::GitRepo,
+) -> (
+    Option<crate::cache::Cache>,
+    Option<std::sync::Arc<crate::cache::BlobPack>>,
+) {
+    if args.no_cache {
+        return (None, None);
+    }
+    let dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| repo.git_dir().join("plinth-cache"));
+    let cache = crate::cache::Cache::new(dir).sharing_units();
+    let blobs = std::sync::Arc::new(cache.blobs());
+    (Some(cache), Some(blobs))
+}
+
 /// The head side of a plan before it is read.
 struct HeadSource {
     source: Box<dyn crate::load::Source>,
@@ -446,17 +473,21 @@ fn head_source(
     repo: &crate::load::git::GitRepo,
     head: Option<&str>,
     path: &str,
+    blobs: Option<std::sync::Arc<crate::cache::BlobPack>>,
 ) -> anyhow::Result<HeadSource> {
     use crate::load::git::GitError;
     Ok(match head {
         Some(rev) => {
             let id = repo.resolve(rev)?;
-            let src = repo.source(id, path).map_err(|e| match e {
+            let mut src = repo.source(id, path).map_err(|e| match e {
                 GitError::MissingPath { .. } => anyhow::anyhow!(
                     "{e}; `--path` names the platform directory relative to the repository root"
                 ),
                 e => e.into(),
             })?;
+            if let Some(b) = blobs {
+                src = src.with_blobs(b);
+            }
             HeadSource {
                 source: Box::new(src),
                 what: format!("head `{rev}`"),
@@ -497,34 +528,46 @@ enum BaseInput<'a> {
     Loaded(Option<Loaded>),
     /// Compiled before: its entry's key (found by its tree), and where to read it from when
     /// that entry will not do.
-    Cached { key: String, base: &'a BaseGit },
+    Cached { key: String, base: &'a BaseGit<'a> },
 }
 
-/// The base's platform in git: read only when its compile is not cached.
-struct BaseGit {
-    /// `None`: the platform did not exist at the base.
-    src: Option<crate::load::git::GitSource>,
+/// The base's platform in git: listed and read only when its compile is not cached.
+struct BaseGit<'r> {
+    repo: &'r crate::load::git::GitRepo,
+    id: gix::ObjectId,
+    path: String,
+    /// The platform's tree; `None`: the platform did not exist at the base.
+    tree: Option<gix::ObjectId>,
     /// The key of its tree in the cache ([`crate::cache::Cache::tree_key`]).
     tree_key: Option<String>,
+    /// Blob contents read before.
+    blobs: Option<std::sync::Arc<crate::cache::BlobPack>>,
 }
 
-impl BaseGit {
+impl<'r> BaseGit<'r> {
     fn of(
-        repo: &crate::load::git::GitRepo,
+        repo: &'r crate::load::git::GitRepo,
         id: gix::ObjectId,
         path: &str,
         cache: Option<&crate::cache::Cache>,
         opts: &crate::Options,
-    ) -> anyhow::Result<BaseGit> {
-        let src = match repo.source(id, path) {
-            Ok(src) => Some(src),
+    ) -> anyhow::Result<BaseGit<'r>> {
+        let tree = match repo.tree_id(id, path) {
+            Ok(tree) => Some(tree),
             Err(crate::load::git::GitError::MissingPath { .. }) => None,
             Err(e) => return Err(e.into()),
         };
         let tree_key = cache
-            .zip(src.as_ref())
-            .map(|(c, s)| c.tree_key(&s.tree_id().to_string(), opts));
-        Ok(BaseGit { src, tree_key })
+            .zip(tree)
+            .map(|(c, t)| c.tree_key(&t.to_string(), opts));
+        Ok(BaseGit {
+            repo,
+            id,
+            path: path.to_owned(),
+            tree,
+            tree_key,
+            blobs: None,
+        })
     }
 
     /// The key of its compile, when the cache holds one recorded for its tree.
@@ -541,10 +584,14 @@ impl BaseGit {
         cache: Option<&crate::cache::Cache>,
         opts: &crate::Options,
     ) -> anyhow::Result<Option<Loaded>> {
-        let Some(src) = &self.src else {
+        if self.tree.is_none() {
             return Ok(None);
-        };
-        let loaded = load_side(src, opts)?;
+        }
+        let mut src = self.repo.source(self.id, &self.path)?;
+        if let Some(b) = &self.blobs {
+            src = src.with_blobs(b.clone());
+        }
+        let loaded = load_side(&src, opts)?;
         if let (Some(c), Some(k)) = (cache, &self.tree_key) {
             c.set_alias(k, &c.key(&loaded.0, opts));
         }

@@ -247,8 +247,14 @@ impl GitRepo {
         Ok(here != before)
     }
 
-    /// The platform at `path` (relative to the repository root) in a commit.
-    pub fn source(&self, commit: ObjectId, path: &str) -> Result<GitSource, GitError> {
+    /// The id of the platform's tree at `path` (relative to the repository root) in a commit,
+    /// without listing it (see [`GitSource::tree_id`]).
+    pub fn tree_id(&self, commit: ObjectId, path: &str) -> Result<ObjectId, GitError> {
+        self.platform_tree(commit, path).map(|t| t.id)
+    }
+
+    /// The tree at `path` in a commit.
+    fn platform_tree(&self, commit: ObjectId, path: &str) -> Result<gix::Tree<'_>, GitError> {
         let rev = commit.to_string();
         let c = self
             .repo
@@ -276,6 +282,14 @@ impl GitRepo {
             }
             entry.object().map_err(other)?.into_tree()
         };
+        Ok(tree)
+    }
+
+    /// The platform at `path` (relative to the repository root) in a commit.
+    pub fn source(&self, commit: ObjectId, path: &str) -> Result<GitSource, GitError> {
+        let rev = commit.to_string();
+        let path = path.trim_matches('/');
+        let tree = self.platform_tree(commit, path)?;
         let tree_id = tree.id;
         let mut files = BTreeMap::new();
         let mut links = BTreeMap::new();
@@ -320,6 +334,7 @@ impl GitRepo {
         files.extend(aliases);
         Ok(GitSource {
             repo: self.repo.clone(),
+            blobs: None,
             files,
             markers,
             refused: entries,
@@ -365,9 +380,24 @@ pub fn date_of(secs: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// Blob contents read before, by object id (the cache's [`crate::cache::BlobPack`]): two
+/// revisions of a platform share nearly all their files, so a source that has them inflates
+/// only the blobs it has not seen. An id names its content (git's own hash of it), so a blob
+/// kept is never stale.
+pub trait Blobs: Send + Sync {
+    /// The content of blob `id` (at most `limit` bytes of it), when kept.
+    fn blob(&self, id: &gix::oid, limit: usize) -> Option<Vec<u8>>;
+    /// The size of blob `id`, when kept.
+    fn size(&self, id: &gix::oid) -> Option<u64>;
+    /// Keep the content of blob `id`, read from git now.
+    fn keep(&self, id: &gix::oid, bytes: &[u8]);
+}
+
 /// A platform tree at a revision.
 pub struct GitSource {
     repo: gix::Repository,
+    /// Blob contents read before (see [`GitSource::with_blobs`]).
+    blobs: Option<std::sync::Arc<dyn Blobs>>,
     files: BTreeMap<String, ObjectId>,
     /// `.plinth-output` markers of the tree (output directories).
     markers: Vec<String>,
@@ -383,21 +413,37 @@ impl GitSource {
     pub fn tree_id(&self) -> ObjectId {
         self.tree
     }
+
+    /// Read blobs from `blobs` when it has them, and keep there the ones read from git.
+    pub fn with_blobs(mut self, blobs: std::sync::Arc<dyn Blobs>) -> GitSource {
+        self.blobs = Some(blobs);
+        self
+    }
 }
 
-/// The blob at `path` of `files`, at most `limit + 1` bytes of it.
+/// The blob at `path` of `files`, at most `limit + 1` bytes of it: from `blobs` when kept
+/// there, else read from git (and kept).
 fn read_blob(
     repo: &gix::Repository,
-    files: &BTreeMap<String, ObjectId>,
+    (files, blobs): (&BTreeMap<String, ObjectId>, Option<&dyn Blobs>),
     path: &str,
     limit: u64,
 ) -> Result<Vec<u8>, std::io::Error> {
     let oid = files
         .get(path)
         .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
+    let limit = usize::try_from(limit)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1);
+    let cut = |data: &[u8]| data[..data.len().min(limit)].to_vec();
+    if let Some(data) = blobs.and_then(|b| b.blob(oid, limit)) {
+        return Ok(data);
+    }
     let obj = repo.find_object(*oid).map_err(std::io::Error::other)?;
-    let data = &obj.data;
-    Ok(data[..data.len().min(limit as usize + 1)].to_vec())
+    if let Some(b) = blobs {
+        b.keep(oid, &obj.data);
+    }
+    Ok(cut(&obj.data))
 }
 
 impl GitSource {
@@ -443,8 +489,11 @@ impl Source for GitSource {
             ));
         }
         let files: Vec<(&String, &ObjectId)> = self.files.iter().collect();
+        let blobs = self.blobs.as_deref();
         let sizes = self.in_parallel(&files, |repo, (_, oid)| {
-            repo.find_header(**oid).map(|h| h.size()).unwrap_or(0)
+            blobs
+                .and_then(|b| b.size(oid))
+                .unwrap_or_else(|| repo.find_header(**oid).map(|h| h.size()).unwrap_or(0))
         });
         for ((p, _), size) in files.into_iter().zip(sizes) {
             paths.push((
@@ -459,12 +508,17 @@ impl Source for GitSource {
     }
 
     fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, std::io::Error> {
-        read_blob(&self.repo, &self.files, path, limit)
+        read_blob(
+            &self.repo,
+            (&self.files, self.blobs.as_deref()),
+            path,
+            limit,
+        )
     }
 
     fn read_many(&self, paths: &[&str], limit: u64) -> Vec<Result<Vec<u8>, std::io::Error>> {
-        let files = &self.files;
-        self.in_parallel(paths, |repo, path| read_blob(repo, files, path, limit))
+        let from = (&self.files, self.blobs.as_deref());
+        self.in_parallel(paths, |repo, path| read_blob(repo, from, path, limit))
     }
 
     fn describe(&self) -> String {
