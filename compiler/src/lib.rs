@@ -388,7 +388,18 @@ fn build_fresh(
     let key = key.or_else(|| cache.map(|c| c.key(&snapshot, opts)));
     // A miss still reuses the units whose inputs did not change, and the policy results of
     // inputs that did not change (both memoised per input in the cache).
-    let pack = cache.map(|c| (c.units_for_compile(), c.unit_salt()));
+    // The unit store's index and the spec files' memo are read at once (each tens of
+    // thousands of entries at scale).
+    let (pack, file_memo) = match cache {
+        Some(c) => {
+            let (units, files) = rayon::join(
+                || c.units_for_compile(),
+                || opts.files.is_none().then(|| c.file_memo()),
+            );
+            (Some((units, c.unit_salt())), files)
+        }
+        None => (None, None),
+    };
     let mut unit_opts;
     let opts = match (&pack, cache) {
         (Some((store, salt)), Some(c)) => {
@@ -409,9 +420,9 @@ fn build_fresh(
             if unit_opts.policy_memo.is_none() {
                 unit_opts.policy_memo = Some(PolicyMemo(Arc::new(c.policy_memo())));
             }
-            if unit_opts.files.is_none() {
+            if let Some(memo) = file_memo {
                 unit_opts.files = Some(options::Files {
-                    store: Arc::new(c.file_memo()),
+                    store: Arc::new(memo),
                     salt: c.file_salt(),
                 });
             }
