@@ -19,6 +19,11 @@ pub struct CompileOptions {
     pub path: String,
     /// Run plinth's default policy library and the repository's policies, as `plinth build`.
     pub policies: bool,
+    /// Compile through plinth's cache in the mirror (`<git dir>/plinth-cache`, as `plinth
+    /// plan` keeps it): a commit a few files away from one compiled before re-lowers only what
+    /// those files feed, reads only the blobs it has not seen, and a commit compiled before
+    /// (after a restart, or as the applied base of a plan) is read back, not compiled.
+    pub cache: bool,
 }
 
 /// One cluster's compiled commit.
@@ -83,7 +88,19 @@ pub fn compile(
             ..plinth::PolicyConfig::default()
         });
     }
-    let built = plinth::build_source(&source, &options).map_err(|e| e.to_string())?;
+    let built = if opts.cache {
+        {
+            let cache = plinth::cache::Cache::new(repo.git_dir().join("plinth-cache"));
+            let blobs = std::sync::Arc::new(cache.blobs());
+            let built = plinth::build_cached(&source.with_blobs(blobs.clone()), &options, &cache);
+            // A cache that cannot be written only costs time.
+            let _ = blobs.flush();
+            built
+        }
+    } else {
+        plinth::build_source(&source, &options)
+    }
+    .map_err(|e| e.to_string())?;
     let diags = built.checked.diagnostics.clone().into_sorted();
     let errors: Vec<_> = diags.iter().filter(|d| d.is_error()).cloned().collect();
     let mut lowered = match built.lowered {

@@ -84,6 +84,7 @@ impl Config {
                 cluster: cluster.to_owned(),
                 path: path.to_owned(),
                 policies: true,
+                cache: true,
             },
             interval: Duration::from_secs(60),
             backoff: Duration::from_secs(2),

@@ -63,6 +63,7 @@ fn fetch_twice(r: &Repo, rem: &Remote) {
         cluster: "prod".into(),
         path: "platform".into(),
         policies: true,
+        cache: false,
     };
     let repo = m.plinth_repo().unwrap();
     match compile::compile(&repo, second, &opts).unwrap() {
@@ -91,6 +92,68 @@ fn fetch_twice(r: &Repo, rem: &Remote) {
         }
         Compiled::Ok(_) => panic!("no such cluster"),
     }
+}
+
+/// Commits compiled through plinth's cache in the mirror give what a cold compile gives: the
+/// first (filling it), the next one (a file away, through its units and blobs) and each again
+/// (whole-revision hits), the same objects and lock hash; a commit that does not check is
+/// rejected the same way, cached or not.
+#[test]
+fn commits_compiled_through_the_mirrors_cache_are_what_a_cold_compile_gives() {
+    let r = platform_repo();
+    let rem = remote(&r.file_url());
+    let dir = tempfile::tempdir().unwrap();
+    let m = Mirror::open(&dir.path().join("mirror")).unwrap();
+    let no = AtomicBool::new(false);
+    let first = m.fetch(&rem, &no).unwrap();
+    let (p, t) = project("icu", None);
+    r.write(&format!("platform/{p}"), &t);
+    r.publish("a second project");
+    let second = m.fetch(&rem, &no).unwrap();
+    r.write(
+        "platform/projects/broken.yaml",
+        "kind: Project\nmetadata: {name: Broken}\n",
+    );
+    r.publish("a broken project");
+    let third = m.fetch(&rem, &no).unwrap();
+    let cold = CompileOptions {
+        cluster: "prod".into(),
+        path: "platform".into(),
+        policies: true,
+        cache: false,
+    };
+    let cached = CompileOptions {
+        cache: true,
+        ..cold.clone()
+    };
+    let repo = m.plinth_repo().unwrap();
+    let seen = |c: Compiled| match c {
+        Compiled::Ok(d) => format!(
+            "{} {}",
+            d.revision,
+            d.objects
+                .iter()
+                .map(|o| format!("{} {} {}", o.key, o.hash, o.object))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+        Compiled::Rejected { summary, details } => format!("rejected: {summary}\n{details}"),
+    };
+    for (round, commit) in [first, second, first, second, third, third]
+        .into_iter()
+        .enumerate()
+    {
+        let want = seen(compile::compile(&repo, commit, &cold).unwrap());
+        let got = seen(compile::compile(&repo, commit, &cached).unwrap());
+        assert_eq!(got, want, "round {round}");
+        assert_eq!(want.starts_with("rejected"), commit == third, "{want}");
+    }
+    let kept = repo.git_dir().join("plinth-cache");
+    assert!(kept.join("units").is_dir(), "units are kept in the mirror");
+    assert!(
+        kept.join("blobs/pack").is_file(),
+        "blobs are kept in the mirror"
+    );
 }
 
 #[test]

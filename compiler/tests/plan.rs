@@ -1114,7 +1114,7 @@ fn log_lists_each_commit_with_the_objects_it_changed() {
         !out.contains("docs only"),
         "commits that change no object are left out"
     );
-    let o = r.plinth(&[
+    let json = [
         "log",
         "--since",
         "2000-01-01",
@@ -1122,12 +1122,22 @@ fn log_lists_each_commit_with_the_objects_it_changed() {
         "platform",
         "--format",
         "json",
-    ]);
-    let v = json_of(&o);
+    ];
+    let v = json_of(&r.plinth(&json));
     assert!(
         v.as_array().is_some_and(|a| a.len() >= 3),
         "the initial commit creates everything: {v:#}"
     );
+    // Every revision is compiled through the cache (`.git/plinth-cache`, shared with `plan`):
+    // the same log from scratch, through a cache being filled and through a warm one.
+    let cold = r.plinth(&[&json[..], &["--no-cache"]].concat());
+    let cache = r.path().join(".git/plinth-cache");
+    assert!(cache.join("blobs/pack").is_file(), "{cache:?}");
+    assert_eq!(json_of(&cold), v);
+    assert_eq!(json_of(&r.plinth(&json)), v);
+    fs::remove_dir_all(&cache).expect("rm");
+    assert_eq!(json_of(&r.plinth(&json)), v, "filling an empty cache");
+    assert!(cache.join("units").is_dir());
 }
 
 /// `plinth` run in `dir` (which need not be a repository).

@@ -194,6 +194,19 @@ impl BlobPack {
     }
 }
 
+impl BlobPack {
+    /// `f` of blob `id` kept since opening, if it was.
+    fn with_fresh<R>(&self, id: &gix::oid, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        let at = *self
+            .fresh_index
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)?;
+        let fresh = self.fresh.read().unwrap_or_else(PoisonError::into_inner);
+        fresh.get(at).map(|(_, data)| f(data))
+    }
+}
+
 impl crate::load::git::Blobs for BlobPack {
     fn blob(&self, id: &gix::oid, limit: usize) -> Option<Vec<u8>> {
         let cut = |data: &[u8]| data[..data.len().min(limit)].to_vec();
@@ -209,26 +222,14 @@ impl crate::load::git::Blobs for BlobPack {
             // Read from git instead (and kept among the fresh ones).
             self.damaged.store(true, Ordering::Relaxed);
         }
-        let at = *self
-            .fresh_index
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)?;
-        let fresh = self.fresh.read().unwrap_or_else(PoisonError::into_inner);
-        fresh.get(at).map(|(_, data)| cut(data))
+        self.with_fresh(id, cut)
     }
 
     fn size(&self, id: &gix::oid) -> Option<u64> {
         if let Some(r) = self.index.get(id) {
             return Some((r.range.end - r.start) as u64);
         }
-        let at = *self
-            .fresh_index
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)?;
-        let fresh = self.fresh.read().unwrap_or_else(PoisonError::into_inner);
-        fresh.get(at).map(|(_, data)| data.len() as u64)
+        self.with_fresh(id, |data| data.len() as u64)
     }
 
     fn keep(&self, id: &gix::oid, bytes: &[u8]) {
@@ -265,6 +266,18 @@ mod tests {
 
     fn pack(dir: &std::path::Path) -> BlobPack {
         BlobPack::open(dir.join("blobs").join("pack"))
+    }
+
+    /// A pack in `dir` holding `blobs` (numbered ids); its path and bytes.
+    fn packed(dir: &std::path::Path, blobs: &[(u8, &[u8])]) -> (std::path::PathBuf, Vec<u8>) {
+        let p = pack(dir);
+        for (n, data) in blobs {
+            p.keep(&id(*n), data);
+        }
+        p.flush().unwrap();
+        let path = dir.join("blobs/pack");
+        let bytes = std::fs::read(&path).unwrap();
+        (path, bytes)
     }
 
     #[test]
@@ -309,12 +322,7 @@ mod tests {
     #[test]
     fn a_damaged_blob_is_a_miss_and_the_pack_is_written_again_without_it() {
         let dir = tempfile::tempdir().unwrap();
-        let p = pack(dir.path());
-        p.keep(&id(1), b"first blob");
-        p.keep(&id(2), b"second blob");
-        p.flush().unwrap();
-        let path = dir.path().join("blobs/pack");
-        let mut bytes = std::fs::read(&path).unwrap();
+        let (path, mut bytes) = packed(dir.path(), &[(1, b"first blob"), (2, b"second blob")]);
         let at = bytes.windows(6).position(|w| w == b"second").unwrap();
         bytes[at] = b'S';
         std::fs::write(&path, &bytes).unwrap();
@@ -338,12 +346,7 @@ mod tests {
     #[test]
     fn a_pack_cut_short_or_of_another_format_reads_what_it_can() {
         let dir = tempfile::tempdir().unwrap();
-        let p = pack(dir.path());
-        p.keep(&id(1), b"whole");
-        p.keep(&id(2), b"cut short");
-        p.flush().unwrap();
-        let path = dir.path().join("blobs/pack");
-        let bytes = std::fs::read(&path).unwrap();
+        let (path, bytes) = packed(dir.path(), &[(1, b"whole"), (2, b"cut short")]);
         std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
         let p = pack(dir.path());
         assert_eq!(p.len(), 1);

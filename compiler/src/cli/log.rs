@@ -21,6 +21,13 @@ pub struct LogArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub format: LogFormat,
+    /// Where compiled revisions are cached (default: `plinth-cache` in the repository's git
+    /// directory, shared with `plinth plan`; safe to delete).
+    #[arg(long, env = "PLINTH_CACHE_DIR")]
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// Compile every revision from scratch.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -52,13 +59,29 @@ pub(super) fn log(args: LogArgs, out: &mut dyn Write, err: &mut dyn Write) -> an
         anyhow::bail!("{m}");
     }
     let commits = repo.between(since_rev, head)?;
+    // Each commit a few files away from the one before: compiled through the cache, it
+    // re-lowers what those files feed and reads only the blobs not seen.
+    let store = (!args.no_cache).then(|| {
+        let cache = crate::cache::Cache::new(
+            args.cache_dir
+                .clone()
+                .unwrap_or_else(|| repo.git_dir().join("plinth-cache")),
+        );
+        let blobs = std::sync::Arc::new(cache.blobs());
+        (cache, blobs)
+    });
     let mut revisions = Revisions {
         repo: &repo,
         path: &path,
         prefix: &prefix,
+        store: store.as_ref(),
         cache: Default::default(),
     };
     let (mut entries, cut) = walk(&mut revisions, &commits, since_date.as_deref())?;
+    if let Some((_, blobs)) = &store {
+        // A cache that cannot be written only costs time.
+        let _ = blobs.flush();
+    }
     let cut_note = cut.as_ref().map(|c| {
         format!(
             "the history is cut at `{}` ({}, a shallow clone): what it and older commits changed is not known; \
@@ -100,6 +123,8 @@ struct Revisions<'a> {
     repo: &'a crate::load::git::GitRepo,
     path: &'a str,
     prefix: &'a str,
+    /// plinth's cache and its blob store (`None` with `--no-cache`).
+    store: Option<&'a (crate::cache::Cache, std::sync::Arc<crate::cache::BlobPack>)>,
     cache: std::collections::BTreeMap<String, Compiled>,
 }
 
@@ -113,7 +138,13 @@ impl Revisions<'_> {
         let oid = self.repo.resolve(id)?;
         let lowered = match self.repo.source(oid, self.path) {
             Ok(src) => {
-                let built = crate::build_source(&src, &crate::Options::default())?;
+                let opts = crate::Options::default();
+                let built = match self.store {
+                    Some((cache, blobs)) => {
+                        crate::build_cached(&src.with_blobs(blobs.clone()), &opts, cache)?
+                    }
+                    None => crate::build_source(&src, &opts)?,
+                };
                 let diags = built.checked.diagnostics.into_sorted();
                 match (built.lowered, diags.iter().find(|d| d.is_error())) {
                     (Some(l), None) => Ok(l),
