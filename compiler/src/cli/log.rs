@@ -110,7 +110,7 @@ pub(super) fn log(args: LogArgs, out: &mut dyn Write, err: &mut dyn Write) -> an
 }
 
 /// A platform that does not compile at a commit: the first error, to say why.
-type Compiled = Result<crate::lower::Lowered, String>;
+type Compiled = Result<std::sync::Arc<crate::lower::Lowered>, String>;
 
 /// A commit and what it changed (or why that is not known).
 type Entry = (
@@ -147,7 +147,7 @@ impl Revisions<'_> {
                 };
                 let diags = built.checked.diagnostics.into_sorted();
                 match (built.lowered, diags.iter().find(|d| d.is_error())) {
-                    (Some(l), None) => Ok(l),
+                    (Some(l), None) => Ok(std::sync::Arc::new(l)),
                     (_, Some(d)) => Err(render::concise(
                         std::slice::from_ref(d),
                         &Paths::new(self.prefix),
@@ -159,11 +159,18 @@ impl Revisions<'_> {
                     (None, None) => Err("it does not lower".to_owned()),
                 }
             }
-            Err(GitError::MissingPath { .. }) => Ok(crate::lower::Lowered::default()),
+            Err(GitError::MissingPath { .. }) => Ok(Default::default()),
             Err(e) => return Err(e.into()),
         };
         self.cache.insert(id.to_owned(), lowered.clone());
         Ok(lowered)
+    }
+
+    /// Keep only revision `id` compiled (the next commit of the walk is usually it: a whole
+    /// platform's objects per revision are not held for the whole history; one needed again
+    /// is read back from the cache).
+    fn keep_only(&mut self, id: Option<&str>) {
+        self.cache.retain(|k, _| Some(k.as_str()) == id);
     }
 }
 
@@ -187,8 +194,9 @@ fn walk(
         let after = revisions.compile(&c.id)?;
         let before = match c.parents.first() {
             Some(p) => revisions.compile(p)?,
-            None => Ok(crate::lower::Lowered::default()),
+            None => Ok(Default::default()),
         };
+        revisions.keep_only(c.parents.first().map(String::as_str));
         let (before, after) = match (before, after) {
             (Ok(b), Ok(a)) => (b, a),
             (_, Err(why)) | (Err(why), _) => {
@@ -201,7 +209,18 @@ fn walk(
             max_delete_share: 1.0,
             ..crate::plan::PlanOptions::default()
         };
-        let p = crate::plan::plan(&before, &after, &opts);
+        // Only the objects whose hashes differ are compared (the same plan as of the whole
+        // revisions: `plan::prune`'s property test).
+        let pruned = crate::plan::prune(
+            &crate::plan::index_of(&before),
+            &crate::plan::index_of(&after),
+        );
+        let p = crate::plan::plan_pruned_without_capacity(
+            &before.only(&pruned.wanted),
+            &after.only(&pruned.wanted),
+            &pruned.totals,
+            &opts,
+        );
         if p.has_changes() {
             entries.push((c.clone(), Ok(p)));
         }
