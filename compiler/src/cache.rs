@@ -1114,6 +1114,12 @@ impl Cache {
         BlobPack::open(self.dir.join("blobs").join("pack"))
     }
 
+    /// The contents of working-tree files read before, by path and stamp
+    /// ([`crate::load::DirSource::with_texts`]; read now).
+    pub fn worktree_texts(&self) -> BlobPack {
+        BlobPack::open(self.dir.join("blobs").join("worktree"))
+    }
+
     /// The policy result memo kept in this cache.
     pub fn policy_memo(&self) -> PolicyMemo {
         PolicyMemo {

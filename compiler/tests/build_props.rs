@@ -1399,3 +1399,45 @@ fn a_trusted_output_index_misses_no_file_to_remove() {
         assert!(snapshot(&out) == want, "the stray file is removed");
     }
 }
+
+/// A build through a cache keeps the spec files it read under their path and stamp, and reads
+/// a file again only when its stamp changed: a file edited in place to other bytes of the same
+/// size is built as edited, and the output is a fresh build's each time.
+#[test]
+fn files_kept_by_their_stamp_are_read_again_once_changed() {
+    let t = scratch_with_example();
+    let args = ["build", "repo", "--out", "out", "--cache-dir", "cache"];
+    let build = |t: &Path| {
+        let o = plinth(t, &args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        snapshot(&t.join("out"))
+    };
+    let fresh = |t: &Path| {
+        let _ = fs::remove_dir_all(t.join("fresh"));
+        let o = plinth(t, &["build", "repo", "--out", "fresh"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        snapshot(&t.join("fresh"))
+    };
+    // Files are kept once they last changed well before they are read.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    build(t.path());
+    let kept = t.path().join("cache/blobs/worktree");
+    let size = fs::metadata(&kept).expect("the files read are kept").len();
+    assert!(size > 1000, "{size}");
+    assert!(build(t.path()) == fresh(t.path()));
+    let er = t.path().join("repo/projects/er-capacity.yaml");
+    let text = fs::read_to_string(&er).expect("read");
+    let edited = text.replacen("pods: 1", "pods: 2", 1);
+    assert!(
+        edited != text && edited.len() == text.len(),
+        "example changed"
+    );
+    fs::write(&er, &edited).expect("write");
+    let out = build(t.path());
+    assert!(out == fresh(t.path()), "built as edited");
+    // Again once the edit is old enough to be kept: read from what was kept, the same.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert!(build(t.path()) == out);
+    assert!(build(t.path()) == out);
+    assert!(fs::metadata(&kept).expect("kept").len() > size);
+}

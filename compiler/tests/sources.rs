@@ -120,7 +120,7 @@ fn the_working_tree_and_a_git_revision_read_the_same_files() {
 /// bytes; a revision sharing most files with it inflates only the ones it has not seen.
 #[test]
 fn a_revision_reads_the_blobs_kept_before_and_only_new_ones_from_git() {
-    use plinth::load::git::Blobs;
+    use plinth::load::Blobs;
     use std::sync::Arc;
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();

@@ -207,7 +207,7 @@ impl BlobPack {
     }
 }
 
-impl crate::load::git::Blobs for BlobPack {
+impl crate::load::Blobs for BlobPack {
     fn blob(&self, id: &gix::oid, limit: usize) -> Option<Vec<u8>> {
         let cut = |data: &[u8]| data[..data.len().min(limit)].to_vec();
         if let Some(r) = self.index.get(id) {
@@ -258,7 +258,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::load::git::Blobs;
+    use crate::load::Blobs;
 
     fn id(n: u8) -> ObjectId {
         ObjectId::from_hex(format!("{n:02x}").repeat(20).as_bytes()).unwrap()

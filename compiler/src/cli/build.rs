@@ -60,8 +60,15 @@ pub(super) fn build(
     if let Some(s) = &spinner {
         opts.progress = Some(s.progress());
     }
-    let source = DirSource::new(&args.repo);
     let cache = args.cache_dir.as_ref().map(crate::cache::Cache::new);
+    // Through a cache, files whose stamp is unchanged are not read again.
+    let texts = cache
+        .as_ref()
+        .map(|c| std::sync::Arc::new(c.worktree_texts()));
+    let source = match &texts {
+        Some(t) => DirSource::new(&args.repo).with_texts(t.clone()),
+        None => DirSource::new(&args.repo),
+    };
     // The revision is stored in the cache beside the writing of the output (both take a
     // while at scale; they share nothing).
     opts.defer_store = cache.is_some();
@@ -69,6 +76,9 @@ pub(super) fn build(
         Some(c) => crate::build_cached(&source, &opts, c)?,
         None => crate::build_source(&source, &opts)?,
     };
+    // Kept beside the writing, waited for before the end (a store that cannot be written
+    // only costs time).
+    let kept = texts.map(|t| std::thread::spawn(move || t.flush()));
     let pending = built.pending.take();
     let lowered = built.lowered.take().map(std::sync::Arc::new);
     std::thread::scope(|scope| {
@@ -96,6 +106,9 @@ pub(super) fn build(
                 "store revision",
                 took.as_secs_f64() * 1000.0
             )?;
+        }
+        if let Some(k) = kept {
+            let _ = k.join();
         }
         code
     })

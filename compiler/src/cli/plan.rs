@@ -364,10 +364,9 @@ pub(super) fn plan(
         anyhow::bail!("{m}");
     }
     let head_src = load_side(&*head_rev.source, &head_opts)?;
-    if let Some(b) = blobs {
-        // Kept beside the compile (a pack that cannot be written only costs time).
-        std::thread::spawn(move || b.flush());
-    }
+    // Kept beside the compile, waited for before the end (a pack that cannot be written only
+    // costs time).
+    let kept = blobs.map(|b| std::thread::spawn(move || b.flush()));
     let compile = Compile {
         cache: cache.as_ref(),
         prefix: &prefix,
@@ -426,6 +425,9 @@ pub(super) fn plan(
         head: head_rev.label,
     };
     write_plan(&args, &p, &sides, color, out, err)?;
+    if let Some(k) = kept {
+        let _ = k.join();
+    }
     Ok(if p.is_refused() {
         1
     } else if p.has_changes() {

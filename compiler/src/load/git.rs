@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use gix::ObjectId;
 use gix::bstr::ByteSlice;
 
-use super::{Entry, Limits, LoadError, Source};
+use super::{Blobs, Entry, Limits, LoadError, Source};
 
 /// System failures reading git.
 #[derive(Debug, thiserror::Error)]
@@ -378,19 +378,6 @@ pub fn date_of(secs: i64) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
     format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// Blob contents read before, by object id (the cache's [`crate::cache::BlobPack`]): two
-/// revisions of a platform share nearly all their files, so a source that has them inflates
-/// only the blobs it has not seen. An id names its content (git's own hash of it), so a blob
-/// kept is never stale.
-pub trait Blobs: Send + Sync {
-    /// The content of blob `id` (at most `limit` bytes of it), when kept.
-    fn blob(&self, id: &gix::oid, limit: usize) -> Option<Vec<u8>>;
-    /// The size of blob `id`, when kept.
-    fn size(&self, id: &gix::oid) -> Option<u64>;
-    /// Keep the content of blob `id`, read from git now.
-    fn keep(&self, id: &gix::oid, bytes: &[u8]);
 }
 
 /// A platform tree at a revision.

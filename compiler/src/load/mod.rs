@@ -113,6 +113,20 @@ pub trait Source {
     fn describe(&self) -> String;
 }
 
+/// File contents read before, by id (the cache's [`crate::cache::BlobPack`]): a git blob's
+/// object id (git's own hash of its content, see [`git::GitSource::with_blobs`]) or a working
+/// tree file's path and stamp ([`DirSource::with_texts`]). Two revisions of a platform share
+/// nearly all their files, so a source that has them reads only the ones it has not seen; an
+/// id changes with its content, so a content kept is never stale.
+pub trait Blobs: Send + Sync {
+    /// The content of blob `id` (at most `limit` bytes of it), when kept.
+    fn blob(&self, id: &gix::oid, limit: usize) -> Option<Vec<u8>>;
+    /// The size of blob `id`, when kept.
+    fn size(&self, id: &gix::oid) -> Option<u64>;
+    /// Keep the content of blob `id`, read from its source now.
+    fn keep(&self, id: &gix::oid, bytes: &[u8]);
+}
+
 /// What kind of platform file a path is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FileRole {
@@ -442,17 +456,126 @@ pub fn decode(bytes: &[u8]) -> Result<&str, Pos> {
 }
 
 /// A platform repository in a directory of the file system.
-#[derive(Debug, Clone)]
 pub struct DirSource {
     root: PathBuf,
+    /// File contents read before, by path and stamp (see [`DirSource::with_texts`]).
+    texts: Option<Arc<dyn Blobs>>,
+    /// Each regular file's stamp as the listing found it (only with `texts`).
+    stamps: std::sync::Mutex<std::collections::HashMap<String, Stamp>>,
+    /// How long before a read a file must have last changed for its content to be kept under
+    /// its stamp.
+    racy: std::time::Duration,
 }
+
+impl std::fmt::Debug for DirSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirSource")
+            .field("root", &self.root)
+            .field("texts", &self.texts.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Clone for DirSource {
+    fn clone(&self) -> DirSource {
+        DirSource {
+            root: self.root.clone(),
+            texts: self.texts.clone(),
+            stamps: std::sync::Mutex::new(
+                self.stamps.lock().map(|s| s.clone()).unwrap_or_default(),
+            ),
+            racy: self.racy,
+        }
+    }
+}
+
+/// What a file's inode says of it: device, inode, size, modification and change times. Any
+/// write, rename or `touch` changes the change time, which no user can set back; a content
+/// kept under a stamp is the file's content while the stamp holds (as git's index trusts its
+/// entries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(m: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+
+    /// When the file last changed.
+    fn changed(&self) -> std::time::SystemTime {
+        let secs = u64::try_from(self.ctime.0).unwrap_or(0);
+        let nanos = u32::try_from(self.ctime.1).unwrap_or(0);
+        std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos)
+    }
+
+    /// The key of file `path`'s content under this stamp.
+    fn key(&self, path: &str) -> Option<gix::ObjectId> {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"plinth-worktree-text-v1\0");
+        h.update(path.as_bytes());
+        h.update([0]);
+        for n in [self.dev, self.ino, self.size] {
+            h.update(n.to_le_bytes());
+        }
+        for n in [self.mtime.0, self.mtime.1, self.ctime.0, self.ctime.1] {
+            h.update(n.to_le_bytes());
+        }
+        gix::ObjectId::try_from(&h.finalize()[..20]).ok()
+    }
+}
+
+/// A file must have last changed this long before it is read for its content to be kept under
+/// its stamp: a change within the same tick of the file system's clock would leave the stamp
+/// as it was.
+const RACY: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl DirSource {
     pub fn new(root: impl Into<PathBuf>) -> DirSource {
-        DirSource { root: root.into() }
+        DirSource {
+            root: root.into(),
+            texts: None,
+            stamps: Default::default(),
+            racy: RACY,
+        }
     }
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Read a file from `texts` when its content was kept there under its path and current
+    /// stamp, and keep there the content of each file read (when it last changed well before:
+    /// [`RACY`]), so that a build of a tree where few files changed opens only those.
+    pub fn with_texts(mut self, texts: Arc<dyn Blobs>) -> DirSource {
+        self.texts = Some(texts);
+        self
+    }
+
+    /// [`DirSource::with_texts`] trusting stamps changed up to `racy` before a read (tests).
+    #[cfg(test)]
+    fn racy(mut self, racy: std::time::Duration) -> DirSource {
+        self.racy = racy;
+        self
+    }
+
+    /// The stamp the listing found for `path`, when contents are kept and it is old enough.
+    fn trusted_stamp(&self, path: &str) -> Option<Stamp> {
+        self.texts.as_ref()?;
+        let stamp = *self.stamps.lock().ok()?.get(path)?;
+        (stamp.changed() + self.racy < std::time::SystemTime::now()).then_some(stamp)
     }
 }
 
@@ -484,22 +607,27 @@ fn follow(
 }
 
 /// The sizes of the files a walk found (`to_size`: where in `entries`, absolute path), one
-/// `stat` each, in parallel.
-fn fill_sizes(entries: &mut [Entry], to_size: Vec<(usize, PathBuf)>) -> Result<(), LoadError> {
+/// `stat` each, in parallel; and their stamps by path.
+fn fill_sizes(
+    entries: &mut [Entry],
+    to_size: Vec<(usize, PathBuf)>,
+) -> Result<Vec<(String, Stamp)>, LoadError> {
     use rayon::prelude::*;
-    let sizes: Vec<(usize, u64)> = to_size
+    let stats: Vec<(usize, Stamp)> = to_size
         .into_par_iter()
         .map(|(at, abs)| match std::fs::symlink_metadata(&abs) {
-            Ok(m) => Ok((at, m.len())),
+            Ok(m) => Ok((at, Stamp::of(&m))),
             Err(error) => Err(LoadError::Io { path: abs, error }),
         })
         .collect::<Result<_, _>>()?;
-    for (at, len) in sizes {
-        if let Entry::File { size, .. } = &mut entries[at] {
-            *size = len;
+    let mut stamps = Vec::with_capacity(stats.len());
+    for (at, stamp) in stats {
+        if let Entry::File { size, path } = &mut entries[at] {
+            *size = stamp.size;
+            stamps.push((path.clone(), stamp));
         }
     }
-    Ok(())
+    Ok(stamps)
 }
 
 impl Source for DirSource {
@@ -604,17 +732,41 @@ impl Source for DirSource {
                 // Sockets, FIFOs and devices are never read: reading a FIFO would block.
             }
         }
-        fill_sizes(&mut out, to_size)?;
+        let stamps = fill_sizes(&mut out, to_size)?;
+        if self.texts.is_some()
+            && let Ok(mut kept) = self.stamps.lock()
+        {
+            *kept = stamps.into_iter().collect();
+        }
         Ok(out)
     }
 
     fn read(&self, path: &str, limit: u64) -> Result<Vec<u8>, std::io::Error> {
+        let stamp = self.trusted_stamp(path);
+        let key = stamp.and_then(|s| s.key(path));
+        let cap = usize::try_from(limit)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
+        if let (Some(texts), Some(key)) = (&self.texts, &key)
+            && let Some(text) = texts.blob(key, cap)
+        {
+            return Ok(text);
+        }
         let f = std::fs::File::open(self.root.join(path))?;
         // Sized from the file (read to its end all the same: it may have grown), never past
         // the limit.
-        let hint = f.metadata().map_or(0, |m| m.len()).min(limit) as usize;
+        let meta = f.metadata()?;
+        let hint = meta.len().min(limit) as usize;
         let mut buf = Vec::with_capacity(hint + 1);
-        f.take(limit + 1).read_to_end(&mut buf)?;
+        (&f).take(limit + 1).read_to_end(&mut buf)?;
+        // Kept only when the file is as listed, before and after the read, and whole.
+        if let (Some(texts), Some(key), Some(stamp)) = (&self.texts, &key, stamp)
+            && buf.len() as u64 <= limit
+            && Stamp::of(&meta) == stamp
+            && f.metadata().is_ok_and(|m| Stamp::of(&m) == stamp)
+        {
+            texts.keep(key, &buf);
+        }
         Ok(buf)
     }
 
@@ -673,6 +825,79 @@ impl Source for MemSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Contents kept by key, counting what was kept and what was served.
+    #[derive(Default)]
+    struct Kept {
+        map: std::sync::Mutex<std::collections::HashMap<gix::ObjectId, Vec<u8>>>,
+        kept: std::sync::atomic::AtomicUsize,
+        served: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Blobs for Kept {
+        fn blob(&self, id: &gix::oid, limit: usize) -> Option<Vec<u8>> {
+            let map = self.map.lock().ok()?;
+            let data = map.get(id)?;
+            self.served
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Some(data[..data.len().min(limit)].to_vec())
+        }
+        fn size(&self, id: &gix::oid) -> Option<u64> {
+            Some(self.map.lock().ok()?.get(id)?.len() as u64)
+        }
+        fn keep(&self, id: &gix::oid, bytes: &[u8]) {
+            self.kept.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Ok(mut m) = self.map.lock() {
+                m.insert(id.to_owned(), bytes.to_vec());
+            }
+        }
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn a_file_whose_stamp_holds_is_read_from_the_kept_texts_and_a_changed_one_from_disk() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("projects")).unwrap();
+        std::fs::write(root.join("plinth.yaml"), "kind: Platform\n").unwrap();
+        std::fs::write(root.join("projects/b.yaml"), "kind: Project # b\n").unwrap();
+        let kept = Arc::new(Kept::default());
+        let read = |racy: std::time::Duration| -> Vec<(String, String)> {
+            let src = DirSource::new(root).with_texts(kept.clone()).racy(racy);
+            let (snap, _) = load(&src, &Limits::default()).unwrap();
+            snap.files
+                .iter()
+                .map(|f| (f.path.to_string(), f.text.to_string()))
+                .collect()
+        };
+        let now = std::time::Duration::ZERO;
+        let first = read(now);
+        assert_eq!(first.len(), 2);
+        assert_eq!((kept.kept.load(Relaxed), kept.served.load(Relaxed)), (2, 0));
+        assert_eq!(read(now), first);
+        assert_eq!((kept.kept.load(Relaxed), kept.served.load(Relaxed)), (2, 2));
+        // The same size, other bytes: a new stamp, so read from the file (and kept anew).
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::fs::write(root.join("projects/b.yaml"), "kind: Project # B\n").unwrap();
+        let third = read(now);
+        assert_eq!(
+            third[1],
+            ("projects/b.yaml".into(), "kind: Project # B\n".into())
+        );
+        assert_eq!((kept.kept.load(Relaxed), kept.served.load(Relaxed)), (3, 3));
+        // A file changed within the racy window is neither kept nor served.
+        std::fs::write(root.join("projects/b.yaml"), "kind: Project # c\n").unwrap();
+        let fourth = read(RACY);
+        assert_eq!(fourth[1].1, "kind: Project # c\n");
+        assert_eq!(kept.kept.load(Relaxed), 3);
+        assert_eq!(
+            read(RACY)[1].1,
+            "kind: Project # c\n",
+            "read from the file again"
+        );
+        assert_eq!(kept.kept.load(Relaxed), 3);
+    }
 
     #[test]
     fn decode_reports_the_first_bad_byte() {
