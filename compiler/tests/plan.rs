@@ -665,6 +665,21 @@ fn uncommitted_changes_are_planned_against_a_revision() {
     let v = json_of(&o);
     assert_eq!(v["head"], "working tree");
     assert!(v["summary"]["update"].as_u64().is_some_and(|n| n >= 2));
+    // Through the cache, the working tree's files are kept by stamp once they last changed
+    // well before a plan reads them; an edit in place (the same size) is planned as edited.
+    let json = [
+        "plan", "--base", "HEAD", "--path", "platform", "--format", "json",
+    ];
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(json_of(&r.plinth(&json)), v);
+    let kept = r.path().join(".git/plinth-cache/blobs/worktree");
+    assert!(fs::metadata(&kept).expect("kept").len() > 1000);
+    assert_eq!(json_of(&r.plinth(&json)), v, "read from what was kept");
+    set_allocation(&r, "bed-management", 8, 9);
+    let edited = json_of(&r.plinth(&json));
+    let cold = json_of(&r.plinth(&[&json[..], &["--no-cache"]].concat()));
+    assert_eq!(edited, cold);
+    assert_ne!(edited, v, "planned as edited");
 }
 
 #[test]

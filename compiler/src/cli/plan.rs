@@ -359,14 +359,16 @@ pub(super) fn plan(
         None => BaseInput::Loaded(base_git.load(cache.as_ref(), &base_opts)?),
     };
     let base_what = format!("base `{}`", args.base);
-    let head_rev = head_source(&repo, args.head.as_deref(), &path, blobs.clone())?;
+    let kept_in = (cache.as_ref(), blobs.clone());
+    let head_rev = head_source(&repo, args.head.as_deref(), &path, kept_in)?;
     if let Some(m) = platform_below(&*head_rev.source, &path) {
         anyhow::bail!("{m}");
     }
     let head_src = load_side(&*head_rev.source, &head_opts)?;
     // Kept beside the compile, waited for before the end (a pack that cannot be written only
     // costs time).
-    let kept = blobs.map(|b| std::thread::spawn(move || b.flush()));
+    let packs: Vec<_> = blobs.into_iter().chain(head_rev.texts.clone()).collect();
+    let kept = std::thread::spawn(move || packs.iter().map(|p| p.flush()).collect::<Vec<_>>());
     let compile = Compile {
         cache: cache.as_ref(),
         prefix: &prefix,
@@ -425,9 +427,7 @@ pub(super) fn plan(
         head: head_rev.label,
     };
     write_plan(&args, &p, &sides, color, out, err)?;
-    if let Some(k) = kept {
-        let _ = k.join();
-    }
+    let _ = kept.join();
     Ok(if p.is_refused() {
         1
     } else if p.has_changes() {
@@ -468,6 +468,8 @@ struct HeadSource {
     label: String,
     /// The commit history ends at.
     id: gix::ObjectId,
+    /// The working tree's files kept by stamp (read through the cache).
+    texts: Option<std::sync::Arc<crate::cache::BlobPack>>,
 }
 
 /// `--head` at its revision, or the working tree (uncommitted changes included).
@@ -475,7 +477,10 @@ fn head_source(
     repo: &crate::load::git::GitRepo,
     head: Option<&str>,
     path: &str,
-    blobs: Option<std::sync::Arc<crate::cache::BlobPack>>,
+    (cache, blobs): (
+        Option<&crate::cache::Cache>,
+        Option<std::sync::Arc<crate::cache::BlobPack>>,
+    ),
 ) -> anyhow::Result<HeadSource> {
     use crate::load::git::GitError;
     Ok(match head {
@@ -495,6 +500,7 @@ fn head_source(
                 what: format!("head `{rev}`"),
                 label: format!("{rev} ({})", &id.to_string()[..7]),
                 id,
+                texts: None,
             }
         }
         None => {
@@ -506,11 +512,18 @@ fn head_source(
                     "`{path}` is not a directory of the working tree; `--path` names the platform directory relative to the repository root"
                 );
             }
+            // Through the cache, files whose stamp is unchanged are not read again.
+            let texts = cache.map(|c| std::sync::Arc::new(c.worktree_texts()));
+            let source = match &texts {
+                Some(t) => DirSource::new(root.join(path)).with_texts(t.clone()),
+                None => DirSource::new(root.join(path)),
+            };
             HeadSource {
-                source: Box::new(DirSource::new(root.join(path))),
+                source: Box::new(source),
                 what: "the working tree".to_owned(),
                 label: "working tree".to_owned(),
                 id: repo.resolve("HEAD")?,
+                texts,
             }
         }
     })
