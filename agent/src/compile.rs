@@ -91,7 +91,7 @@ pub fn compile(
     let built = if opts.cache {
         let cache = plinth::cache::Cache::new(repo.git_dir().join("plinth-cache"));
         let blobs = std::sync::Arc::new(cache.blobs());
-        let built = plinth::build_cached(&source.with_blobs(blobs.clone()), &options, &cache);
+        let built = plinth::build_cached(&source.with_blobs(Some(blobs.clone())), &options, &cache);
         // A cache that cannot be written only costs time.
         let _ = blobs.flush();
         built

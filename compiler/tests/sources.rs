@@ -158,7 +158,12 @@ fn a_revision_reads_the_blobs_kept_before_and_only_new_ones_from_git() {
     let plain = texts(&repo.source(one, "").unwrap());
     let first = pack();
     assert!(first.is_empty());
-    let kept = texts(&repo.source(one, "").unwrap().with_blobs(first.clone()));
+    let kept = texts(
+        &repo
+            .source(one, "")
+            .unwrap()
+            .with_blobs(Some(first.clone())),
+    );
     assert_eq!(kept, plain);
     // Six blobs (two paths share one).
     assert_eq!(first.len(), 6);
@@ -166,7 +171,12 @@ fn a_revision_reads_the_blobs_kept_before_and_only_new_ones_from_git() {
 
     let second = pack();
     assert_eq!(second.len(), 6);
-    let read = texts(&repo.source(two, "").unwrap().with_blobs(second.clone()));
+    let read = texts(
+        &repo
+            .source(two, "")
+            .unwrap()
+            .with_blobs(Some(second.clone())),
+    );
     assert_eq!(read, texts(&repo.source(two, "").unwrap()));
     assert!(read.contains(&(
         "projects/p3.yaml".into(),

@@ -5,11 +5,11 @@
 //! a CRC-32 of its id and bytes, checked when the blob is read (a damaged one is read from git
 //! instead, and the file written again without it); a record cut short ends what is read.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{PoisonError, RwLock};
 
 use gix::ObjectId;
 
@@ -34,9 +34,8 @@ pub struct BlobPack {
     rewrite: bool,
     /// A record did not match its checksum.
     damaged: AtomicBool,
-    /// Blobs kept since opening, in the order kept.
-    fresh: RwLock<Vec<(ObjectId, Vec<u8>)>>,
-    fresh_index: Mutex<HashMap<ObjectId, usize>>,
+    /// Blobs kept since opening.
+    fresh: RwLock<BTreeMap<ObjectId, Vec<u8>>>,
 }
 
 impl std::fmt::Debug for BlobPack {
@@ -129,7 +128,6 @@ impl BlobPack {
             rewrite,
             damaged: AtomicBool::new(false),
             fresh: RwLock::default(),
-            fresh_index: Mutex::default(),
         }
     }
 
@@ -148,10 +146,6 @@ impl BlobPack {
     pub fn flush(&self) -> std::io::Result<()> {
         let fresh =
             std::mem::take(&mut *self.fresh.write().unwrap_or_else(PoisonError::into_inner));
-        self.fresh_index
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
         let rewrite = self.rewrite || self.damaged.load(Ordering::Relaxed);
         if fresh.is_empty() && !rewrite {
             return Ok(());
@@ -197,13 +191,8 @@ impl BlobPack {
 impl BlobPack {
     /// `f` of blob `id` kept since opening, if it was.
     fn with_fresh<R>(&self, id: &gix::oid, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
-        let at = *self
-            .fresh_index
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)?;
         let fresh = self.fresh.read().unwrap_or_else(PoisonError::into_inner);
-        fresh.get(at).map(|(_, data)| f(data))
+        fresh.get(id).map(|data| f(data))
     }
 }
 
@@ -240,16 +229,8 @@ impl crate::load::Blobs for BlobPack {
         {
             return;
         }
-        let mut at = self
-            .fresh_index
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if at.contains_key(id) {
-            return;
-        }
         let mut fresh = self.fresh.write().unwrap_or_else(PoisonError::into_inner);
-        at.insert(id.to_owned(), fresh.len());
-        fresh.push((id.to_owned(), bytes.to_vec()));
+        fresh.entry(id.to_owned()).or_insert_with(|| bytes.to_vec());
     }
 }
 

@@ -65,10 +65,7 @@ pub(super) fn build(
     let texts = cache
         .as_ref()
         .map(|c| std::sync::Arc::new(c.worktree_texts()));
-    let source = match &texts {
-        Some(t) => DirSource::new(&args.repo).with_texts(t.clone()),
-        None => DirSource::new(&args.repo),
-    };
+    let source = DirSource::new(&args.repo).with_texts(texts.clone());
     // The revision is stored in the cache beside the writing of the output (both take a
     // while at scale; they share nothing).
     opts.defer_store = cache.is_some();

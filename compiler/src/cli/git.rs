@@ -20,6 +20,27 @@ pub(super) fn open_git(g: &GitArgs) -> anyhow::Result<(crate::load::git::GitRepo
     Ok((repo, path))
 }
 
+/// The cache of the commands that compile git revisions (`plan`, `log`): `--cache-dir`, else
+/// `plinth-cache` in the repository's git directory, none with `--no-cache`. Its unit store is
+/// opened once for every compile of the run, and its store of blob contents (only blobs not
+/// seen before are read from git) is returned beside it.
+pub(super) fn git_cache(
+    cache_dir: Option<&std::path::Path>,
+    no_cache: bool,
+    repo: &crate::load::git::GitRepo,
+) -> (
+    Option<crate::cache::Cache>,
+    Option<std::sync::Arc<crate::cache::BlobPack>>,
+) {
+    if no_cache {
+        return (None, None);
+    }
+    let dir = cache_dir.map_or_else(|| repo.git_dir().join("plinth-cache"), |d| d.to_path_buf());
+    let cache = crate::cache::Cache::new(dir).sharing_units();
+    let blobs = std::sync::Arc::new(cache.blobs());
+    (Some(cache), Some(blobs))
+}
+
 /// When the platform directory holds no `plinth.yaml` but directories below it do, the
 /// error that names them (plinth would otherwise read the whole tree as one platform, with
 /// templates and files resolved against the wrong root).

@@ -5,7 +5,7 @@ use std::io::Write;
 use clap::{Args, ValueEnum};
 
 use super::args::GitArgs;
-use super::git::{open_git, platform_below};
+use super::git::{git_cache, open_git, platform_below};
 use crate::render::{self, Paths};
 
 #[derive(Debug, Args)]
@@ -61,26 +61,19 @@ pub(super) fn log(args: LogArgs, out: &mut dyn Write, err: &mut dyn Write) -> an
     let commits = repo.between(since_rev, head)?;
     // Each commit a few files away from the one before: compiled through the cache, it
     // re-lowers what those files feed and reads only the blobs not seen.
-    let store = (!args.no_cache).then(|| {
-        let cache = crate::cache::Cache::new(
-            args.cache_dir
-                .clone()
-                .unwrap_or_else(|| repo.git_dir().join("plinth-cache")),
-        );
-        let blobs = std::sync::Arc::new(cache.blobs());
-        (cache, blobs)
-    });
+    let (cache, blobs) = git_cache(args.cache_dir.as_deref(), args.no_cache, &repo);
     let mut revisions = Revisions {
         repo: &repo,
         path: &path,
         prefix: &prefix,
-        store: store.as_ref(),
-        cache: Default::default(),
+        cache: cache.as_ref(),
+        blobs: blobs.clone(),
+        compiled: Default::default(),
     };
     let (mut entries, cut) = walk(&mut revisions, &commits, since_date.as_deref())?;
-    if let Some((_, blobs)) = &store {
+    if let Some(b) = &blobs {
         // A cache that cannot be written only costs time.
-        let _ = blobs.flush();
+        let _ = b.flush();
     }
     let cut_note = cut.as_ref().map(|c| {
         format!(
@@ -124,24 +117,26 @@ struct Revisions<'a> {
     path: &'a str,
     prefix: &'a str,
     /// plinth's cache and its blob store (`None` with `--no-cache`).
-    store: Option<&'a (crate::cache::Cache, std::sync::Arc<crate::cache::BlobPack>)>,
-    cache: std::collections::BTreeMap<String, Compiled>,
+    cache: Option<&'a crate::cache::Cache>,
+    blobs: Option<std::sync::Arc<crate::cache::BlobPack>>,
+    /// The revisions compiled in this run and still needed.
+    compiled: std::collections::BTreeMap<String, Compiled>,
 }
 
 impl Revisions<'_> {
     /// The platform at revision `id` (empty where it does not exist yet).
     fn compile(&mut self, id: &str) -> anyhow::Result<Compiled> {
         use crate::load::git::GitError;
-        if let Some(l) = self.cache.get(id) {
+        if let Some(l) = self.compiled.get(id) {
             return Ok(l.clone());
         }
         let oid = self.repo.resolve(id)?;
         let lowered = match self.repo.source(oid, self.path) {
             Ok(src) => {
                 let opts = crate::Options::default();
-                let built = match self.store {
-                    Some((cache, blobs)) => {
-                        crate::build_cached(&src.with_blobs(blobs.clone()), &opts, cache)?
+                let built = match self.cache {
+                    Some(cache) => {
+                        crate::build_cached(&src.with_blobs(self.blobs.clone()), &opts, cache)?
                     }
                     None => crate::build_source(&src, &opts)?,
                 };
@@ -162,7 +157,7 @@ impl Revisions<'_> {
             Err(GitError::MissingPath { .. }) => Ok(Default::default()),
             Err(e) => return Err(e.into()),
         };
-        self.cache.insert(id.to_owned(), lowered.clone());
+        self.compiled.insert(id.to_owned(), lowered.clone());
         Ok(lowered)
     }
 
@@ -170,7 +165,7 @@ impl Revisions<'_> {
     /// platform's objects per revision are not held for the whole history; one needed again
     /// is read back from the cache).
     fn keep_only(&mut self, id: Option<&str>) {
-        self.cache.retain(|k, _| Some(k.as_str()) == id);
+        self.compiled.retain(|k, _| Some(k.as_str()) == id);
     }
 }
 

@@ -317,7 +317,7 @@ const INDEX_FORMAT: &str = "plinth-out-index-v2";
 
 /// Entries changed less than this before the index was written are not trusted (a file's
 /// change time has a coarse clock: a later write within the same tick would not change it).
-const RACY: std::time::Duration = std::time::Duration::from_secs(2);
+const RACY: std::time::Duration = crate::load::RACY;
 
 /// Stale entries an index may keep without being written again (see [`OutIndex::record`]).
 const LAZY: usize = 64;

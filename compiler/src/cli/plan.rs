@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 
 use super::args::{Color, GitArgs, PolicyArgs, use_color};
-use super::git::{open_git, platform_below};
+use super::git::{git_cache, open_git, platform_below};
 use crate::load::DirSource;
 use crate::render::{self, Paths};
 
@@ -334,7 +334,7 @@ pub(super) fn plan(
         format!("{path}/")
     };
     let color = use_color(args.color, terminal);
-    let (cache, blobs) = plan_cache(&args, &repo);
+    let (cache, blobs) = git_cache(args.cache_dir.as_deref(), args.no_cache, &repo);
     let base_id = repo.resolve(&args.base)?;
     let base_info = repo.commit(base_id)?;
     let base_opts = crate::Options::default();
@@ -346,11 +346,12 @@ pub(super) fn plan(
     };
     // The base as deployed (empty where the platform did not exist yet); one compiled before is
     // found by its tree, without reading its files.
-    let base_git = BaseGit::of(&repo, base_id, &path, cache.as_ref(), &base_opts)?;
-    let base_git = BaseGit {
-        blobs: blobs.clone(),
-        ..base_git
-    };
+    let base_git = BaseGit::of(
+        &repo,
+        (base_id, &path),
+        (cache.as_ref(), blobs.clone()),
+        &base_opts,
+    )?;
     let base_input = match base_git.cached_key(cache.as_ref()) {
         Some(key) => BaseInput::Cached {
             key,
@@ -437,28 +438,6 @@ pub(super) fn plan(
     })
 }
 
-/// The cache of a plan (none with `--no-cache`): both sides read one unit store, opened once,
-/// and one store of blob contents (only the blobs neither side was read with before come from
-/// git).
-fn plan_cache(
-    args: &PlanArgs,
-    repo: &crate::load::git::GitRepo,
-) -> (
-    Option<crate::cache::Cache>,
-    Option<std::sync::Arc<crate::cache::BlobPack>>,
-) {
-    if args.no_cache {
-        return (None, None);
-    }
-    let dir = args
-        .cache_dir
-        .clone()
-        .unwrap_or_else(|| repo.git_dir().join("plinth-cache"));
-    let cache = crate::cache::Cache::new(dir).sharing_units();
-    let blobs = std::sync::Arc::new(cache.blobs());
-    (Some(cache), Some(blobs))
-}
-
 /// The head side of a plan before it is read.
 struct HeadSource {
     source: Box<dyn crate::load::Source>,
@@ -486,15 +465,13 @@ fn head_source(
     Ok(match head {
         Some(rev) => {
             let id = repo.resolve(rev)?;
-            let mut src = repo.source(id, path).map_err(|e| match e {
+            let src = repo.source(id, path).map_err(|e| match e {
                 GitError::MissingPath { .. } => anyhow::anyhow!(
                     "{e}; `--path` names the platform directory relative to the repository root"
                 ),
                 e => e.into(),
             })?;
-            if let Some(b) = blobs {
-                src = src.with_blobs(b);
-            }
+            let src = src.with_blobs(blobs);
             HeadSource {
                 source: Box::new(src),
                 what: format!("head `{rev}`"),
@@ -514,10 +491,7 @@ fn head_source(
             }
             // Through the cache, files whose stamp is unchanged are not read again.
             let texts = cache.map(|c| std::sync::Arc::new(c.worktree_texts()));
-            let source = match &texts {
-                Some(t) => DirSource::new(root.join(path)).with_texts(t.clone()),
-                None => DirSource::new(root.join(path)),
-            };
+            let source = DirSource::new(root.join(path)).with_texts(texts.clone());
             HeadSource {
                 source: Box::new(source),
                 what: "the working tree".to_owned(),
@@ -562,9 +536,11 @@ struct BaseGit<'r> {
 impl<'r> BaseGit<'r> {
     fn of(
         repo: &'r crate::load::git::GitRepo,
-        id: gix::ObjectId,
-        path: &str,
-        cache: Option<&crate::cache::Cache>,
+        (id, path): (gix::ObjectId, &str),
+        (cache, blobs): (
+            Option<&crate::cache::Cache>,
+            Option<std::sync::Arc<crate::cache::BlobPack>>,
+        ),
         opts: &crate::Options,
     ) -> anyhow::Result<BaseGit<'r>> {
         let tree = match repo.tree_id(id, path) {
@@ -581,7 +557,7 @@ impl<'r> BaseGit<'r> {
             path: path.to_owned(),
             tree,
             tree_key,
-            blobs: None,
+            blobs,
         })
     }
 
@@ -602,10 +578,10 @@ impl<'r> BaseGit<'r> {
         if self.tree.is_none() {
             return Ok(None);
         }
-        let mut src = self.repo.source(self.id, &self.path)?;
-        if let Some(b) = &self.blobs {
-            src = src.with_blobs(b.clone());
-        }
+        let src = self
+            .repo
+            .source(self.id, &self.path)?
+            .with_blobs(self.blobs.clone());
         let loaded = load_side(&src, opts)?;
         if let (Some(c), Some(k)) = (cache, &self.tree_key) {
             c.set_alias(k, &c.key(&loaded.0, opts));

@@ -401,9 +401,10 @@ impl GitSource {
         self.tree
     }
 
-    /// Read blobs from `blobs` when it has them, and keep there the ones read from git.
-    pub fn with_blobs(mut self, blobs: std::sync::Arc<dyn Blobs>) -> GitSource {
-        self.blobs = Some(blobs);
+    /// Read blobs from `blobs` (if any) when it has them, and keep there the ones read from
+    /// git.
+    pub fn with_blobs<B: Blobs + 'static>(mut self, blobs: Option<std::sync::Arc<B>>) -> GitSource {
+        self.blobs = blobs.map(|b| b as std::sync::Arc<dyn Blobs>);
         self
     }
 }

@@ -467,28 +467,6 @@ pub struct DirSource {
     racy: std::time::Duration,
 }
 
-impl std::fmt::Debug for DirSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DirSource")
-            .field("root", &self.root)
-            .field("texts", &self.texts.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Clone for DirSource {
-    fn clone(&self) -> DirSource {
-        DirSource {
-            root: self.root.clone(),
-            texts: self.texts.clone(),
-            stamps: std::sync::Mutex::new(
-                self.stamps.lock().map(|s| s.clone()).unwrap_or_default(),
-            ),
-            racy: self.racy,
-        }
-    }
-}
-
 /// What a file's inode says of it: device, inode, size, modification and change times. Any
 /// write, rename or `touch` changes the change time, which no user can set back; a content
 /// kept under a stamp is the file's content while the stamp holds (as git's index trusts its
@@ -540,8 +518,8 @@ impl Stamp {
 
 /// A file must have last changed this long before it is read for its content to be kept under
 /// its stamp: a change within the same tick of the file system's clock would leave the stamp
-/// as it was.
-const RACY: std::time::Duration = std::time::Duration::from_secs(2);
+/// as it was (the output index trusts its stamps by the same rule).
+pub const RACY: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl DirSource {
     pub fn new(root: impl Into<PathBuf>) -> DirSource {
@@ -556,26 +534,26 @@ impl DirSource {
         &self.root
     }
 
-    /// Read a file from `texts` when its content was kept there under its path and current
-    /// stamp, and keep there the content of each file read (when it last changed well before:
-    /// [`RACY`]), so that a build of a tree where few files changed opens only those.
-    pub fn with_texts(mut self, texts: Arc<dyn Blobs>) -> DirSource {
-        self.texts = Some(texts);
+    /// Read a file from `texts` (if any) when its content was kept there under its path and
+    /// current stamp, and keep there the content of each file read (when it last changed well
+    /// before: [`RACY`]), so that a build of a tree where few files changed opens only those.
+    pub fn with_texts<B: Blobs + 'static>(mut self, texts: Option<Arc<B>>) -> DirSource {
+        self.texts = texts.map(|t| t as Arc<dyn Blobs>);
         self
     }
 
-    /// [`DirSource::with_texts`] trusting stamps changed up to `racy` before a read (tests).
+    /// [`DirSource::with_texts`] trusting stamps changed up to `racy` before the listing
+    /// (tests).
     #[cfg(test)]
     fn racy(mut self, racy: std::time::Duration) -> DirSource {
         self.racy = racy;
         self
     }
 
-    /// The stamp the listing found for `path`, when contents are kept and it is old enough.
+    /// The stamp the listing found for `path`, when contents are kept and it had last changed
+    /// well before ([`RACY`]).
     fn trusted_stamp(&self, path: &str) -> Option<Stamp> {
-        self.texts.as_ref()?;
-        let stamp = *self.stamps.lock().ok()?.get(path)?;
-        (stamp.changed() + self.racy < std::time::SystemTime::now()).then_some(stamp)
+        self.stamps.lock().ok()?.get(path).copied()
     }
 }
 
@@ -736,7 +714,12 @@ impl Source for DirSource {
         if self.texts.is_some()
             && let Ok(mut kept) = self.stamps.lock()
         {
-            *kept = stamps.into_iter().collect();
+            // Only files that last changed well before now (so before they are read).
+            let now = std::time::SystemTime::now();
+            *kept = stamps
+                .into_iter()
+                .filter(|(_, s)| s.changed() + self.racy < now)
+                .collect();
         }
         Ok(out)
     }
@@ -864,7 +847,9 @@ mod tests {
         std::fs::write(root.join("projects/b.yaml"), "kind: Project # b\n").unwrap();
         let kept = Arc::new(Kept::default());
         let read = |racy: std::time::Duration| -> Vec<(String, String)> {
-            let src = DirSource::new(root).with_texts(kept.clone()).racy(racy);
+            let src = DirSource::new(root)
+                .with_texts(Some(kept.clone()))
+                .racy(racy);
             let (snap, _) = load(&src, &Limits::default()).unwrap();
             snap.files
                 .iter()
