@@ -99,6 +99,10 @@ pub fn compile(
         plinth::build_source(&source, &options)
     }
     .map_err(|e| e.to_string())?;
+    // Policy read the objects it judged: its findings stand only on texts read back whole.
+    if let Some(l) = &built.lowered {
+        l.texts_intact().map_err(|e| e.to_string())?;
+    }
     let diags = built.checked.diagnostics.clone().into_sorted();
     let errors: Vec<_> = diags.iter().filter(|d| d.is_error()).cloned().collect();
     let mut lowered = match built.lowered {
@@ -143,6 +147,8 @@ pub fn compile(
         platform_file: lowered.platform_file,
         units: None,
     };
+    // What is applied was read back whole.
+    lowered.texts_intact().map_err(|e| e.to_string())?;
     Ok(Compiled::Ok(Box::new(Compilation { desired, lowered })))
 }
 

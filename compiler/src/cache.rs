@@ -18,6 +18,7 @@
 //! a copy of its objects. A compaction of the unit store keeps the units of every revision kept.
 
 mod blobs;
+mod record;
 pub use blobs::BlobPack;
 
 use std::collections::HashMap;
@@ -434,6 +435,11 @@ impl Cache {
     /// them). Each file is written beside and renamed into place, the list first. A compile
     /// whose objects are not all in the unit store (`lowered.units` is `None`) is not stored.
     pub fn store(&self, key: &str, entry: &EntryRef<'_>) -> std::io::Result<()> {
+        if entry.lowered.is_some_and(Lowered::texts_lost) {
+            return Err(std::io::Error::other(
+                "an object's text could not be read back from the unit store",
+            ));
+        }
         let path = self.path(key);
         let dir = path.parent().unwrap_or(&self.dir);
         std::fs::create_dir_all(dir)?;
@@ -524,47 +530,80 @@ fn revision_files(dir: &Path, extension: &'static str) -> impl Iterator<Item = P
 /// is visible only when complete; an unreadable or corrupt entry is a miss. When there are more
 /// than [`MAX_PACKS`] packs, the next flush writes the live units of all but the largest pack
 /// into its own and deletes those packs ([`UnitPack::to_merge`]), so the directory holds about
-/// what the kept revisions use. An index is a line per unit (`key offset length crc32`), read
-/// on every core.
-#[derive(Debug)]
+/// what the kept revisions use. An index is a line per unit (`key offset header-length
+/// header-crc32 body-length body-crc32`, [`Place`]), read on every core.
+///
+/// A unit is read by its header ([`record`]); its objects' texts (the body) are read when one
+/// of them is, from the pack held open since the store was opened. A header that does not
+/// match its checksum is a miss; a body that does not is found only when read: its objects
+/// read as `null` and say so ([`crate::output::Body`]), every consumer refuses to act on them
+/// ([`crate::lower::Lowered::texts_intact`]), and the pack's index is removed so that the next
+/// compile lowers those units again.
 pub struct UnitPack {
     dir: PathBuf,
-    /// key → (pack number in `packs`, offset, length, crc32 of the bytes).
-    index: HashMap<String, (usize, u64, u64, u32), foldhash::fast::RandomState>,
+    /// key → where its record is.
+    index: HashMap<String, Place, foldhash::fast::RandomState>,
     /// Each pack's path and the pack, open (`None` when it could not be opened).
-    packs: Vec<(PathBuf, Option<std::fs::File>)>,
-    fresh: std::sync::Mutex<Vec<(String, Vec<u8>)>>,
+    packs: Vec<(PathBuf, Option<Arc<std::fs::File>>)>,
+    fresh: std::sync::Mutex<Vec<(String, record::Encoded)>>,
     used: std::sync::Mutex<Vec<String>>,
 }
 
 /// The first line of a pack's index.
-const PACK_INDEX_FORMAT: &str = "plinth-unit-index-v2";
+const PACK_INDEX_FORMAT: &str = "plinth-unit-index-v3";
 
-/// A pack's index: its format line, then a line per unit, `key offset length crc32`.
-fn encode_pack_index(entries: &[(String, u64, u64, u32)]) -> Vec<u8> {
+/// Where a unit's record is in its pack ([`record`]): its header at `offset`, its body right
+/// after, each with the CRC-32 of its bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Place {
+    /// The pack's number in [`UnitPack::packs`] (0 in a pack's own index).
+    pack: usize,
+    offset: u64,
+    head: u64,
+    head_crc: u32,
+    body: u64,
+    body_crc: u32,
+}
+
+impl Place {
+    fn len(&self) -> u64 {
+        self.head + self.body
+    }
+}
+
+/// A pack's index: its format line, then a line per unit,
+/// `key offset header-length header-crc32 body-length body-crc32`.
+fn encode_pack_index(entries: &[(String, Place)]) -> Vec<u8> {
     use std::fmt::Write as _;
-    let mut out = String::with_capacity(PACK_INDEX_FORMAT.len() + 1 + entries.len() * 96);
+    let mut out = String::with_capacity(PACK_INDEX_FORMAT.len() + 1 + entries.len() * 110);
     out.push_str(PACK_INDEX_FORMAT);
     out.push('\n');
-    for (key, offset, len, crc) in entries {
-        let _ = writeln!(out, "{key} {offset} {len} {crc}");
+    for (key, p) in entries {
+        let _ = writeln!(
+            out,
+            "{key} {} {} {} {} {}",
+            p.offset, p.head, p.head_crc, p.body, p.body_crc
+        );
     }
     out.into_bytes()
 }
 
 /// The entries of a pack's index (`None` when it is not of this format or is damaged anywhere:
 /// its pack is then never read).
-fn decode_pack_index(bytes: &[u8]) -> Option<Vec<(String, u64, u64, u32)>> {
+fn decode_pack_index(bytes: &[u8]) -> Option<Vec<(String, Place)>> {
     let (head, entries) = parse_lines(bytes, |line| {
         let mut fields = line.split(' ');
         let key = fields.next().filter(|k| is_key(k))?;
-        let offset = fields.next()?.parse().ok()?;
-        let len = fields.next()?.parse().ok()?;
-        let crc = fields.next()?.parse().ok()?;
-        fields
-            .next()
-            .is_none()
-            .then(|| (key.to_owned(), offset, len, crc))
+        let mut n = || fields.next()?.parse::<u64>().ok();
+        let place = Place {
+            pack: 0,
+            offset: n()?,
+            head: n()?,
+            head_crc: u32::try_from(n()?).ok()?,
+            body: n()?,
+            body_crc: u32::try_from(n()?).ok()?,
+        };
+        fields.next().is_none().then(|| (key.to_owned(), place))
     })?;
     (head == PACK_INDEX_FORMAT).then_some(entries)
 }
@@ -631,6 +670,15 @@ impl Cache {
     }
 }
 
+impl std::fmt::Debug for UnitPack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnitPack")
+            .field("dir", &self.dir)
+            .field("units", &self.index.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl UnitPack {
     fn open(dir: PathBuf) -> UnitPack {
         let mut idx: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&dir)
@@ -663,10 +711,12 @@ impl UnitPack {
             };
             let n = packs.len();
             // Opened now: a pack another compile compacts away later stays readable here.
-            let file = std::fs::File::open(p.with_extension("pack")).ok();
+            let file = std::fs::File::open(p.with_extension("pack"))
+                .ok()
+                .map(Arc::new);
             packs.push((p.with_extension("pack"), file));
-            for (key, offset, len, crc) in entries {
-                index.entry(key).or_insert((n, offset, len, crc));
+            for (key, place) in entries {
+                index.entry(key).or_insert(Place { pack: n, ..place });
             }
         }
         UnitPack {
@@ -678,31 +728,44 @@ impl UnitPack {
         }
     }
 
-    /// The bytes of an entry (`None` when they do not match their checksum).
-    fn read(&self, key: &str) -> Option<Vec<u8>> {
-        self.read_with(key, <[u8]>::to_vec)
+    /// A unit's record, header and body, checked against their checksums (for a compaction
+    /// copying it).
+    fn read(&self, key: &str) -> Option<(Vec<u8>, Place)> {
+        use std::os::unix::fs::FileExt;
+        let place = *self.index.get(key)?;
+        let file = self.packs.get(place.pack)?.1.as_ref()?;
+        let mut buf = vec![0; usize::try_from(place.len()).ok()?];
+        file.read_exact_at(&mut buf, place.offset).ok()?;
+        let (head, body) = buf.split_at(usize::try_from(place.head).ok()?);
+        (crc32fast::hash(head) == place.head_crc && crc32fast::hash(body) == place.body_crc)
+            .then_some((buf, place))
     }
 
-    /// `f` of the bytes of an entry, read into this thread's buffer (one allocation per
-    /// thread, not a fresh zeroed one per unit); `None` when they do not match their checksum.
-    fn read_with<R>(&self, key: &str, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+    /// `f` of the header of a unit and the place of its record, the header read into this
+    /// thread's buffer (one allocation per thread, not a fresh zeroed one per unit); `None`
+    /// when it does not match its checksum.
+    fn read_head<R>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&[u8], &Place, &Arc<std::fs::File>) -> R,
+    ) -> Option<R> {
         // Positioned reads: threads read one pack at once.
         use std::os::unix::fs::FileExt;
         thread_local! {
             static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        let &(n, offset, len, crc) = self.index.get(key)?;
-        let file = self.packs.get(n)?.1.as_ref()?;
-        let len = usize::try_from(len).ok()?;
+        let place = self.index.get(key)?;
+        let file = self.packs.get(place.pack)?.1.as_ref()?;
+        let len = usize::try_from(place.head).ok()?;
         // A buffer grown for a large unit is not kept (threads live as long as the process).
-        const KEPT: usize = 16 << 20;
+        const KEPT: usize = 1 << 20;
         // Taken out while in use, not borrowed (as the memo's key buffer, see `PolicyMemo`).
         let mut buf = BUF.take();
         buf.resize(len, 0);
         let out = file
-            .read_exact_at(&mut buf, offset)
+            .read_exact_at(&mut buf, place.offset)
             .ok()
-            .and_then(|()| (crc32fast::hash(&buf) == crc).then(|| f(&buf)));
+            .and_then(|()| (crc32fast::hash(&buf) == place.head_crc).then(|| f(&buf, place, file)));
         if buf.capacity() <= KEPT {
             BUF.set(buf);
         }
@@ -758,27 +821,35 @@ impl UnitPack {
         let name = format!("{stamp:032}-{}", std::process::id());
         let pack = self.dir.join(format!("{name}.pack"));
         let tmp = self.dir.join(format!(".{name}.pack.tmp"));
-        let mut entries: Vec<(String, u64, u64, u32)> = Vec::new();
+        let mut entries: Vec<(String, Place)> = Vec::new();
         {
             let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
             let mut offset = 0u64;
-            let mut write =
-                |key: &str, bytes: &[u8], entries: &mut Vec<(String, u64, u64, u32)>| {
-                    f.write_all(bytes)?;
-                    let crc = crc32fast::hash(bytes);
-                    entries.push((key.to_owned(), offset, bytes.len() as u64, crc));
-                    offset += bytes.len() as u64;
-                    std::io::Result::Ok(())
+            let mut write = |key: &str, bytes: &[u8], head: usize, entries: &mut Vec<_>| {
+                f.write_all(bytes)?;
+                let (h, b) = bytes.split_at(head.min(bytes.len()));
+                let place = Place {
+                    pack: 0,
+                    offset,
+                    head: h.len() as u64,
+                    head_crc: crc32fast::hash(h),
+                    body: b.len() as u64,
+                    body_crc: crc32fast::hash(b),
                 };
-            for (key, bytes) in &fresh {
-                write(key, bytes, &mut entries)?;
+                entries.push((key.to_owned(), place));
+                offset += bytes.len() as u64;
+                std::io::Result::Ok(())
+            };
+            for (key, e) in &fresh {
+                write(key, &e.bytes, e.head, &mut entries)?;
             }
             let fresh: BTreeSet<&str> = fresh.iter().map(|(k, _)| k.as_str()).collect();
             for key in merged.iter().flat_map(|(_, live)| live) {
                 if !fresh.contains(key.as_str())
-                    && let Some(bytes) = self.read(key)
+                    && let Some((bytes, place)) = self.read(key)
                 {
-                    write(key, &bytes, &mut entries)?;
+                    let head = usize::try_from(place.head).unwrap_or(usize::MAX);
+                    write(key, &bytes, head, &mut entries)?;
                 }
             }
             f.flush()?;
@@ -810,9 +881,9 @@ impl UnitPack {
         let mut live: Vec<Vec<String>> = vec![Vec::new(); n];
         let mut live_bytes = vec![0u64; n];
         for key in keep {
-            if let Some(&(p, _, len, _)) = self.index.get(&key) {
-                live_bytes[p] += len;
-                live[p].push(key);
+            if let Some(place) = self.index.get(&key) {
+                live_bytes[place.pack] += place.len();
+                live[place.pack].push(key);
             }
         }
         let sizes: Vec<u64> = self
@@ -1178,116 +1249,35 @@ thread_local! {
     static MEMO_KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
-/// How a unit's result is stored: this header (one JSON line), then each object's text.
-#[derive(Deserialize)]
-struct StoredUnit {
-    diagnostics: Vec<Diagnostic>,
-    /// The objects' origins, each once: a unit's objects mostly share one.
-    origins: Vec<crate::output::Origin>,
-    objects: Vec<StoredObject>,
+/// The body of a unit in a pack (held open: a pack compacted away since stays readable), read
+/// when one of its objects is ([`crate::output::Body`]).
+struct StoredBody {
+    file: Arc<std::fs::File>,
+    offset: u64,
+    len: u64,
+    crc: u32,
+    /// The pack's index, removed when the body does not read back as written: the pack is then
+    /// not read again (its units are lowered again and kept anew).
+    index: Option<PathBuf>,
 }
 
-/// An object of a [`StoredUnit`], what the stages after lowering read without the object, as
-/// an array (a unit's header is read back for every unit a compile reuses):
-/// `[apiVersion, kind, namespace, name, origin (its index), hash, sha, length of its text]`.
-#[derive(Deserialize)]
-struct StoredObject(
-    String,
-    String,
-    Option<String>,
-    String,
-    usize,
-    String,
-    String,
-    usize,
-);
-
-/// A [`StoredObject`] to write, borrowed from its object.
-type StoredObjectRef<'a> = (
-    &'a str,
-    &'a str,
-    Option<&'a str>,
-    &'a str,
-    usize,
-    &'a str,
-    &'a str,
-    usize,
-);
-
-/// A [`StoredUnit`] to write, borrowed from its unit.
-#[derive(Serialize)]
-struct StoredUnitRef<'a> {
-    diagnostics: &'a [Diagnostic],
-    origins: Vec<&'a crate::output::Origin>,
-    objects: Vec<StoredObjectRef<'a>>,
-}
-
-/// A unit's result in its stored form.
-fn encode_unit(out: &crate::lower::units::UnitOutput) -> Option<Vec<u8>> {
-    let texts: Vec<std::borrow::Cow<'_, str>> =
-        out.objects.iter().map(|m| m.object.text()).collect();
-    let mut origins: BTreeMap<&crate::output::Origin, usize> = BTreeMap::new();
-    let mut header = StoredUnitRef {
-        diagnostics: &out.diagnostics,
-        origins: Vec::new(),
-        objects: Vec::with_capacity(out.objects.len()),
-    };
-    for (m, text) in out.objects.iter().zip(&texts) {
-        let origin = *origins.entry(&m.origin).or_insert_with(|| {
-            header.origins.push(&m.origin);
-            header.origins.len() - 1
-        });
-        header.objects.push((
-            &m.key.api_version,
-            &m.key.kind,
-            m.key.namespace.as_deref(),
-            &m.key.name,
-            origin,
-            &m.hash,
-            m.object.sha(),
-            text.len(),
-        ));
+impl crate::output::BodySource for StoredBody {
+    fn read(&self) -> Option<String> {
+        use std::os::unix::fs::FileExt;
+        let read = || {
+            let mut buf = vec![0; usize::try_from(self.len).ok()?];
+            self.file.read_exact_at(&mut buf, self.offset).ok()?;
+            (crc32fast::hash(&buf) == self.crc).then_some(())?;
+            String::from_utf8(buf).ok()
+        };
+        let text = read();
+        if text.is_none()
+            && let Some(idx) = &self.index
+        {
+            let _ = std::fs::remove_file(idx);
+        }
+        text
     }
-    let head = serde_json::to_vec(&header).ok()?;
-    // Allocated once at its size: kept until the flush, for every unit lowered.
-    let mut bytes =
-        Vec::with_capacity(head.len() + 1 + texts.iter().map(|t| t.len()).sum::<usize>());
-    bytes.extend_from_slice(&head);
-    bytes.push(b'\n');
-    for t in &texts {
-        bytes.extend_from_slice(t.as_bytes());
-    }
-    Some(bytes)
-}
-
-/// A stored unit's result; the objects stay text until read (see [`crate::output::Obj`]).
-fn decode_unit(bytes: &[u8]) -> Option<crate::lower::units::UnitOutput> {
-    let nl = bytes.iter().position(|&b| b == b'\n')?;
-    let header: StoredUnit = serde_json::from_slice(&bytes[..nl]).ok()?;
-    // The unit's objects share one text, each a part of it (the header is not kept).
-    let body = Arc::new(std::str::from_utf8(&bytes[nl + 1..]).ok()?.to_owned());
-    let mut at = 0;
-    let mut objects = Vec::with_capacity(header.objects.len());
-    for StoredObject(api_version, kind, namespace, name, origin, hash, sha, len) in header.objects {
-        body.get(at..at + len)?;
-        let range = at..at + len;
-        at += len;
-        objects.push(Manifest {
-            key: ObjectKey {
-                api_version,
-                kind,
-                namespace,
-                name,
-            },
-            object: crate::output::Obj::from_shared(&body, range, sha),
-            origin: header.origins.get(origin)?.clone(),
-            hash,
-        });
-    }
-    (at == body.len()).then_some(crate::lower::units::UnitOutput {
-        objects,
-        diagnostics: header.diagnostics,
-    })
 }
 
 impl UnitPack {
@@ -1306,7 +1296,21 @@ impl UnitPack {
 
 impl crate::lower::UnitStore for UnitPack {
     fn get(&self, key: &str) -> Option<crate::lower::units::UnitOutput> {
-        let out = self.read_with(key, decode_unit)??;
+        let out = self.read_head(key, |head, place, file| {
+            record::decode(head, place.body, |approves| {
+                let source = StoredBody {
+                    file: file.clone(),
+                    offset: place.offset + place.head,
+                    len: place.body,
+                    crc: place.body_crc,
+                    index: self
+                        .packs
+                        .get(place.pack)
+                        .map(|(p, _)| p.with_extension("idx")),
+                };
+                crate::output::Body::stored(Box::new(source), approves)
+            })
+        })??;
         if let Ok(mut u) = self.used.lock() {
             u.push(key.to_owned());
         }
@@ -1315,10 +1319,12 @@ impl crate::lower::UnitStore for UnitPack {
 
     fn put(&self, key: &str, out: &crate::lower::units::UnitOutput) {
         // A unit that cannot be serialised is only not kept.
-        if let Some(bytes) = encode_unit(out)
+        // A unit read from the store whose text could not be read is not kept again.
+        if !out.objects.iter().any(|m| m.object.text_lost())
+            && let Some(e) = record::encode(out)
             && let Ok(mut f) = self.fresh.lock()
         {
-            f.push((key.to_owned(), bytes));
+            f.push((key.to_owned(), e));
         }
     }
 }
@@ -1373,6 +1379,70 @@ impl Memo for PolicyMemo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lower::UnitStore as _;
+    use crate::lower::units::UnitOutput;
+
+    /// A unit read from the store is its header: its objects' texts are read when one is
+    /// read (whether one carries the approval annotation is known without), once for the
+    /// unit; a text damaged after the store was opened reads as `null`, is reported lost and
+    /// drops the pack from the store.
+    #[test]
+    fn a_units_texts_are_read_when_first_read_and_a_damaged_one_is_lost() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = Cache::new(dir.path());
+        let units = cache.units();
+        let (plain, approving) = (record::sample(false), record::sample(true));
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        units.put(&a, &plain);
+        units.put(&b, &approving);
+        units.flush().expect("flush");
+        let units = cache.units();
+        let read = units.get(&a).expect("held");
+        let body =
+            |o: &UnitOutput| o.objects[0].object.shared_body().expect("shared").1 as *const _;
+        let is_read = |o: &UnitOutput| o.objects[0].object.shared_body().expect("text").1.is_read();
+        assert!(std::ptr::eq(
+            body(&read),
+            read.objects[1].object.shared_body().expect("t").1
+        ));
+        assert!(!is_read(&read));
+        assert!(
+            !read.objects[1]
+                .object
+                .may_hold(crate::output::APPROVE_ANNOTATION)
+        );
+        assert!(!is_read(&read), "answered from the header");
+        assert_eq!(read.objects[0].object.sha(), plain.objects[0].object.sha());
+        assert!(!is_read(&read), "the hash is in the header");
+        assert_eq!(*read.objects[1].object, *plain.objects[1].object);
+        assert!(is_read(&read));
+        let other = units.get(&b).expect("held");
+        assert!(
+            other.objects[1]
+                .object
+                .may_hold(crate::output::APPROVE_ANNOTATION)
+        );
+        // Damaged in place after the store was opened.
+        let damaged = units.get(&b).expect("held");
+        let pack = std::fs::read_dir(dir.path().join("units"))
+            .expect("units")
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "pack"))
+            .expect("a pack");
+        let mut bytes = std::fs::read(&pack).expect("read");
+        let last = bytes.len() - 2;
+        bytes[last] ^= 0x20;
+        std::fs::write(&pack, bytes).expect("write");
+        assert_eq!(*damaged.objects[1].object, serde_json::Value::Null);
+        assert!(damaged.objects[0].object.text_lost());
+        assert!(!read.objects[0].object.text_lost(), "read before");
+        assert!(
+            !pack.with_extension("idx").exists(),
+            "the pack is no longer read"
+        );
+        assert!(cache.units().get(&a).is_none());
+    }
 
     #[test]
     fn a_sharing_cache_opens_its_unit_store_once_until_units_are_stored() {
@@ -1418,10 +1488,18 @@ mod tests {
     #[test]
     fn a_pack_index_reads_back_and_damage_anywhere_refuses_it() {
         let key = |c: char| c.to_string().repeat(64);
+        let place = |offset, head, head_crc, body, body_crc| Place {
+            pack: 0,
+            offset,
+            head,
+            head_crc,
+            body,
+            body_crc,
+        };
         let entries = vec![
-            (key('a'), 0, 120, 7),
-            (key('b'), 120, 3, u32::MAX),
-            (key('c'), 123, 0, 0),
+            (key('a'), place(0, 100, 5, 20, 7)),
+            (key('b'), place(120, 3, u32::MAX, 0, 0)),
+            (key('c'), place(123, 0, 0, 0, 0)),
         ];
         let bytes = encode_pack_index(&entries);
         assert_eq!(decode_pack_index(&bytes), Some(entries.clone()));
@@ -1435,7 +1513,8 @@ mod tests {
             text.replace(" 120 ", " 12x "),
             text.replace(" 7\n", " 7 9\n"),
             text.replace(" 7\n", "\n"),
-            text.replace(PACK_INDEX_FORMAT, "plinth-unit-index-v1"),
+            text.replace(" 4294967295 ", " 4294967296 "),
+            text.replace(PACK_INDEX_FORMAT, "plinth-unit-index-v2"),
             text.replace(&key('b'), "../../etc/passwd"),
             format!("[[\"{}\",0,120,7]]", key('a')),
         ];

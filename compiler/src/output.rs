@@ -161,14 +161,96 @@ pub struct Obj {
 /// from the cache share one), or all of one.
 #[derive(Clone)]
 struct Text {
-    all: Arc<String>,
+    all: Arc<Body>,
     range: std::ops::Range<usize>,
 }
 
 impl std::ops::Deref for Text {
     type Target = str;
     fn deref(&self) -> &str {
-        self.all.get(self.range.clone()).unwrap_or_default()
+        self.all.text().get(self.range.clone()).unwrap_or_default()
+    }
+}
+
+/// The annotation by which a Platform's approvals are found on objects: a plan reads every
+/// object carrying it, changed or not (the plan module's `APPROVE_ANNOTATION`).
+pub const APPROVE_ANNOTATION: &str = "plinth.dev/approve-destructive";
+
+/// Where a [`Body`] not read yet is read from (the unit store: a place in a pack it holds open).
+pub trait BodySource: Send + Sync {
+    /// The text as it was stored; `None` when it can no longer be read so (a read failing, a
+    /// checksum not matching).
+    fn read(&self) -> Option<String>;
+}
+
+/// The text the objects of a unit share: given, or read from the unit store the first time one
+/// of them is read. A unit reused by a one-file change is mostly never read (its objects' keys
+/// and hashes are in the store's header of the unit): the plan, the writer and policy read
+/// only the objects they act on.
+///
+/// A read that fails (the store damaged after it was opened) gives an empty text — each
+/// object reads as `null` — and is remembered ([`Body::lost`]): every consumer that would act
+/// on an object or keep a result computed from one ([`Lowered::texts_lost`], the policy memo,
+/// the unit store) checks it first, so a lost text is an error, never an output.
+pub struct Body {
+    text: std::sync::OnceLock<String>,
+    source: Option<Box<dyn BodySource>>,
+    /// Whether the text holds [`APPROVE_ANNOTATION`], as the store recorded it.
+    approves: Option<bool>,
+    lost: std::sync::atomic::AtomicBool,
+}
+
+impl Body {
+    /// A text given now.
+    pub fn ready(text: String) -> Body {
+        Body {
+            text: std::sync::OnceLock::from(text),
+            source: None,
+            approves: None,
+            lost: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// A text read from `source` when first asked for; `approves`: whether it holds
+    /// [`APPROVE_ANNOTATION`].
+    pub fn stored(source: Box<dyn BodySource>, approves: bool) -> Body {
+        Body {
+            text: std::sync::OnceLock::new(),
+            source: Some(source),
+            approves: Some(approves),
+            lost: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The text (read now when it was not).
+    pub fn text(&self) -> &str {
+        self.text
+            .get_or_init(|| match self.source.as_ref().and_then(|s| s.read()) {
+                Some(t) => t,
+                None => {
+                    self.lost.store(true, std::sync::atomic::Ordering::Relaxed);
+                    String::new()
+                }
+            })
+    }
+
+    /// Whether it was read.
+    pub fn is_read(&self) -> bool {
+        self.text.get().is_some()
+    }
+
+    /// Whether reading it failed (its objects read as `null`).
+    pub fn lost(&self) -> bool {
+        self.lost.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the text may hold [`APPROVE_ANNOTATION`] (answered without reading it when
+    /// the store recorded it).
+    pub fn may_approve(&self) -> bool {
+        match (self.text.get(), self.approves) {
+            (None, Some(a)) => a,
+            _ => self.text().contains(APPROVE_ANNOTATION),
+        }
     }
 }
 
@@ -177,12 +259,12 @@ impl Obj {
     /// whose canonical hash is `sha`; parsed only when read.
     pub fn from_text(text: String, sha: String) -> Obj {
         let range = 0..text.len();
-        Obj::from_shared(&Arc::new(text), range, sha)
+        Obj::from_shared(&Arc::new(Body::ready(text)), range, sha)
     }
 
     /// [`Obj::from_text`] of a part of a text shared with other objects (not copied); a range
     /// that is not a part of it stands for `null`.
-    pub fn from_shared(all: &Arc<String>, range: std::ops::Range<usize>, sha: String) -> Obj {
+    pub fn from_shared(all: &Arc<Body>, range: std::ops::Range<usize>, sha: String) -> Obj {
         Obj {
             value: std::sync::OnceLock::new(),
             text: Some(Text {
@@ -225,13 +307,13 @@ impl Obj {
         let text = match self.text {
             Some(t) => t,
             None => {
-                let all = Arc::new(
+                let all = Arc::new(Body::ready(
                     self.value
                         .get()
                         .and_then(json_text)
                         .unwrap_or_else(|| "null".to_owned()),
-                );
-                let range = 0..all.len();
+                ));
+                let range = 0..all.text().len();
                 Text { all, range }
             }
         };
@@ -253,20 +335,27 @@ impl Obj {
     /// that cannot have it. (`s` is looked for as written: it must need no JSON escaping.)
     pub fn may_hold(&self, s: &str) -> bool {
         match (&self.text, self.value.get()) {
+            (Some(t), None) if s == APPROVE_ANNOTATION && !t.all.may_approve() => false,
             (Some(t), None) => t.contains(s),
             _ => true,
         }
     }
 
     /// The text this object's text is a part of, when it is kept unparsed: the objects of a
-    /// unit read from the cache share one, so a question about all of them (may one hold a
-    /// string?) is answered by one look at it. Its number tells shared texts apart (the same
-    /// number: the same text, while both objects live).
-    pub fn whole_text(&self) -> Option<(usize, &str)> {
+    /// unit read from the cache share one, so a question about all of them (may one hold the
+    /// approval annotation?) is answered by one look at it. Its number tells shared texts
+    /// apart (the same number: the same text, while both objects live).
+    pub fn shared_body(&self) -> Option<(usize, &Body)> {
         match (&self.text, self.value.get()) {
-            (Some(t), None) => Some((Arc::as_ptr(&t.all) as usize, t.all.as_str())),
+            (Some(t), None) => Some((Arc::as_ptr(&t.all) as usize, &*t.all)),
             _ => None,
         }
+    }
+
+    /// Whether its text was to be read from the unit store and could not be (it reads as
+    /// `null`): nothing may act on it, or keep what was computed from it.
+    pub fn text_lost(&self) -> bool {
+        self.text.as_ref().is_some_and(|t| t.all.lost())
     }
 
     /// The serialised text: kept when there is one, else written now.
@@ -471,7 +560,35 @@ pub struct UnitRefs {
     pub places: BTreeMap<String, Vec<(u32, u32)>>,
 }
 
+/// An object's text could not be read back from the unit store ([`Body`]).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "an object's text could not be read back from the cache's unit store (it changed or was damaged \
+     while plinth ran); nothing was acted on. Run again: the damaged pack is no longer read"
+)]
+pub struct TextsLost;
+
 impl Lowered {
+    /// Whether an object's text was to be read from the unit store and could not be
+    /// ([`Body`]): the compile's result, and anything made from the objects read, must not be
+    /// acted on (a system failure; the pack it was in is no longer read).
+    pub fn texts_lost(&self) -> bool {
+        self.clusters
+            .values()
+            .flat_map(|c| &c.manifests)
+            .any(|m| m.object.text_lost())
+    }
+
+    /// An error when [`Lowered::texts_lost`]: called by every consumer before it acts (writes
+    /// the output, prints a plan, applies objects), after reading the objects it acts on.
+    pub fn texts_intact(&self) -> Result<(), TextsLost> {
+        if self.texts_lost() {
+            Err(TextsLost)
+        } else {
+            Ok(())
+        }
+    }
+
     pub fn object_count(&self) -> usize {
         self.clusters.values().map(|c| c.manifests.len()).sum()
     }

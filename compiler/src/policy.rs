@@ -1536,6 +1536,11 @@ impl Engine {
 
     /// Memoise a rule's result on the input, when it may be.
     fn remember(&self, index: usize, state: &InputState<'_>, result: Memoized) {
+        // A verdict on an object whose text could not be read (it read as `null`) is never
+        // kept: the compile fails (see `output::Body`).
+        if matches!(state.input, InputRef::Object(o) if o.text_lost()) {
+            return;
+        }
         if let (Some(m), Some(hash), true) = (&self.memo, &state.hash, self.cacheable[index]) {
             m.memo.put(&m.set, &self.memo_ids[index], hash, result);
         }
@@ -2838,6 +2843,7 @@ impl<'a> Bundles<'a> {
         for &(i, at) in members {
             // The input's memo key and kind, as its evaluation had them.
             let (hash, kind) = match all.get(i)? {
+                Input::Manifest(_, m) if m.object.text_lost() => return None,
                 Input::Manifest(_, m) => (format!("object:{}", m.hash), m.key.kind.as_str()),
                 Input::Doc(doc) => (input_hash(&doc.root().to_json()), doc_kind(doc)),
             };

@@ -1400,6 +1400,57 @@ fn a_trusted_output_index_misses_no_file_to_remove() {
     }
 }
 
+/// An object's text kept in the cache is read when the object is written: one damaged there
+/// (in place, after it was kept) fails the build with a system error and writes nothing; the
+/// next build lowers the damaged units again and writes what a build without a cache writes.
+#[test]
+fn a_text_damaged_in_the_cache_fails_the_build_and_writes_nothing() {
+    let t = scratch_with_example();
+    let args = ["build", "repo", "--out", "out", "--cache-dir", "cache"];
+    let o = plinth(t.path(), &args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // The first byte of every unit's texts flipped (the index: `key offset header-length
+    // header-crc body-length body-crc`).
+    let units = t.path().join("cache/units");
+    let mut damaged = 0;
+    for e in fs::read_dir(&units).expect("units") {
+        let idx = e.expect("entry").path();
+        if idx.extension().is_none_or(|x| x != "idx") {
+            continue;
+        }
+        let pack = idx.with_extension("pack");
+        let mut bytes = fs::read(&pack).expect("pack");
+        for line in fs::read_to_string(&idx).expect("idx").lines().skip(1) {
+            let f: Vec<usize> = line
+                .split(' ')
+                .skip(1)
+                .map(|x| x.parse().expect("n"))
+                .collect();
+            if f[3] > 0 {
+                bytes[f[0] + f[1]] ^= 0x20;
+                damaged += 1;
+            }
+        }
+        fs::write(&pack, bytes).expect("write");
+    }
+    assert!(damaged > 0);
+    // Into another directory: every object is rendered, so every text is read.
+    let other = ["build", "repo", "--out", "other", "--cache-dir", "cache"];
+    let o = plinth(t.path(), &other);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("could not be read back from the cache's unit store"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!t.path().join("other").exists(), "nothing written");
+    let o = plinth(t.path(), &other);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = plinth(t.path(), &["build", "repo", "--out", "fresh"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(snapshot(&t.path().join("other")) == snapshot(&t.path().join("fresh")));
+}
+
 /// A build through a cache keeps the spec files it read under their path and stamp, and reads
 /// a file again only when its stamp changed: a file edited in place to other bytes of the same
 /// size is built as edited, and the output is a fresh build's each time.

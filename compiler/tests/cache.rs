@@ -191,20 +191,42 @@ fn a_damaged_cache_is_only_a_miss() {
     ));
 }
 
-/// Damage every unit pack in place (same size, so only checksums can tell); how many.
-fn damage_packs(cache: &std::path::Path) -> usize {
+/// Which part of a unit's record [`damage_units`] damages.
+#[derive(Clone, Copy, PartialEq)]
+enum Part {
+    Header,
+    Body,
+}
+
+/// Damage one part of every unit in the unit packs in place (its first byte flipped: same size,
+/// so only checksums can tell), found through the packs' indexes
+/// (`key offset header-length header-crc body-length body-crc`); how many units.
+fn damage_units(cache: &std::path::Path, part: Part) -> usize {
     let mut n = 0;
     for e in std::fs::read_dir(cache.join("units")).expect("units") {
-        let p = e.expect("e").path();
-        if p.extension().is_some_and(|x| x == "pack") {
-            let mut bytes = std::fs::read(&p).expect("read");
-            // Every 997th byte flipped: objects' texts and headers alike.
-            for i in (0..bytes.len()).step_by(997) {
-                bytes[i] ^= 0x20;
-            }
-            std::fs::write(&p, bytes).expect("write");
+        let idx = e.expect("e").path();
+        if idx.extension().is_none_or(|x| x != "idx") {
+            continue;
+        }
+        let pack = idx.with_extension("pack");
+        let mut bytes = std::fs::read(&pack).expect("read");
+        let index = std::fs::read_to_string(&idx).expect("index");
+        for line in index.lines().skip(1) {
+            let f: Vec<u64> = line
+                .split(' ')
+                .skip(1)
+                .map(|x| x.parse().expect("number"))
+                .collect();
+            let (offset, head, body) = (f[0], f[1], f[3]);
+            let at = match part {
+                Part::Header => offset,
+                Part::Body if body > 0 => offset + head,
+                Part::Body => continue,
+            };
+            bytes[usize::try_from(at).expect("fits")] ^= 0x20;
             n += 1;
         }
+        std::fs::write(&pack, bytes).expect("write");
     }
     n
 }
@@ -219,7 +241,7 @@ fn damaged_objects_are_compiled_again() {
     let opts = options();
     let first = plinth::build_cached(&source(&files), &opts, &cache).expect("b");
     assert!(
-        damage_packs(dir.path()) >= 1,
+        damage_units(dir.path(), Part::Header) >= 1,
         "the objects are in unit packs"
     );
     let again = plinth::build_cached(&source(&files), &opts, &cache).expect("b");
@@ -335,8 +357,8 @@ fn old_revisions_are_evicted() {
     assert!(hit(&first_again), "a revision used recently is kept");
 }
 
-/// Unit results damaged in place (same size, so only their checksums can tell) are misses:
-/// the next compile lowers those units again and equals a cold compile.
+/// Unit results whose header is damaged in place (same size, so only their checksums can tell)
+/// are misses: the next compile lowers those units again and equals a cold compile.
 #[test]
 fn damaged_units_are_lowered_again() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -344,13 +366,58 @@ fn damaged_units_are_lowered_again() {
     let mut files = example();
     let opts = options();
     plinth::build_cached(&source(&files), &opts, &cache).expect("b");
-    assert!(damage_packs(dir.path()) >= 1, "the units are in packs");
+    assert!(
+        damage_units(dir.path(), Part::Header) >= 1,
+        "the units are in packs"
+    );
     // Another revision (so the whole-revision entry is not a hit) that reuses every unit.
     files.insert("notes/n.yaml".to_owned(), b"# nothing\n".to_vec());
     let warm = plinth::build_cached(&source(&files), &opts, &cache).expect("b");
     assert!(!hit(&warm));
     let cold = plinth::build_source(&source(&files), &opts).expect("b");
     assert_eq!(outcome(&warm), outcome(&cold));
+}
+
+/// A unit's objects' texts are read from the store only when one is read: a text damaged
+/// there is found then. It reads as `null` and the compile says so (`texts_lost`, the error
+/// every consumer checks before acting); the pack is no longer read, so the next compile
+/// lowers those units again and equals a cold compile.
+#[test]
+fn a_damaged_text_is_lost_when_read_and_lowered_again_after() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cache = Cache::new(dir.path());
+    let mut files = example();
+    let opts = options();
+    plinth::build_cached(&source(&files), &opts, &cache).expect("b");
+    assert!(
+        damage_units(dir.path(), Part::Body) >= 1,
+        "the units are in packs"
+    );
+    let damaged: Vec<std::path::PathBuf> = std::fs::read_dir(dir.path().join("units"))
+        .expect("units")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "idx"))
+        .collect();
+    // Another revision (the whole-revision entry is not a hit) reusing nearly every unit.
+    files
+        .get_mut("projects/er-capacity.yaml")
+        .expect("example changed")
+        .extend_from_slice(b"# a comment\n");
+    let cold = plinth::build_source(&source(&files), &opts).expect("b");
+    let warm = plinth::build_cached(&source(&files), &opts, &cache).expect("b");
+    let lowered = warm.lowered.as_ref().expect("compiled");
+    // Reading the objects finds the damage.
+    assert_ne!(outcome(&warm), outcome(&cold));
+    assert!(lowered.texts_lost());
+    assert!(lowered.texts_intact().is_err());
+    assert!(
+        damaged.iter().all(|p| !p.exists()),
+        "the damaged pack is no longer read"
+    );
+    let again = plinth::build_cached(&source(&files), &opts, &cache).expect("b");
+    assert_eq!(outcome(&again), outcome(&cold));
+    assert!(again.lowered.as_ref().is_some_and(|l| !l.texts_lost()));
 }
 
 /// A stored revision is its units: loaded, it lists them with how many objects each holds (what

@@ -124,6 +124,10 @@ fn finish(
     // Diagnostics go to stderr too: stop the progress line before them.
     let spinner = spinner.filter(|_| checked.diagnostics.is_empty());
     let write_clock = std::time::Instant::now();
+    // Policy read the objects it judged: its findings stand only on texts read back whole.
+    if let Some(l) = &lowered {
+        l.texts_intact()?;
+    }
     let code = report_diagnostics(args, &checked, err, terminal)?;
     let Some(lowered) = lowered.filter(|_| code == 0) else {
         timings(&checked.timings, err)?;
@@ -220,7 +224,9 @@ fn stream(
             "the platform has several clusters; choose one with `--cluster` for `--format stream`"
         ),
     };
-    out.write_all(crate::emit::stream(&lowered.clusters[&cluster]).as_bytes())?;
+    let text = crate::emit::stream(&lowered.clusters[&cluster]);
+    lowered.texts_intact()?;
+    out.write_all(text.as_bytes())?;
     out.flush()?;
     Ok(())
 }
@@ -364,6 +370,7 @@ fn write_indexed(
     };
     let files =
         crate::emit::files(lowered, args.cluster.as_deref(), &known).map_err(anyhow::Error::msg)?;
+    lowered.texts_intact()?;
     let mut files = relative(args, files);
     // The lock files change with any object: their recorded content says so without a read.
     files.differ = files
@@ -378,6 +385,7 @@ fn write_indexed(
         // Too much changed to update in place: render everything and write it whole.
         let all = crate::emit::files(lowered, args.cluster.as_deref(), &|_, _| false)
             .map_err(anyhow::Error::msg)?;
+        lowered.texts_intact()?;
         let files = relative(args, all);
         update_dir(&target, &files, Some(&index))?;
         lap("update", timings);

@@ -210,12 +210,12 @@ fn walk(
             &crate::plan::index_of(&before),
             &crate::plan::index_of(&after),
         );
-        let p = crate::plan::plan_pruned_without_capacity(
-            &before.only(&pruned.wanted),
-            &after.only(&pruned.wanted),
-            &pruned.totals,
-            &opts,
-        );
+        let (b, a) = (before.only(&pruned.wanted), after.only(&pruned.wanted));
+        let p = crate::plan::plan_pruned_without_capacity(&b, &a, &pruned.totals, &opts);
+        // The objects compared (and those policy judged) were read back whole.
+        for l in [&b, &a, &*before, &*after] {
+            l.texts_intact()?;
+        }
         if p.has_changes() {
             entries.push((c.clone(), Ok(p)));
         }

@@ -272,6 +272,10 @@ fn compile_side(
         crate::Compiled::Built(b) => (b, None),
         crate::Compiled::Cached { built, entry } => (built, Some(entry)),
     };
+    // Policy read the objects it judged: its findings stand only on texts read back whole.
+    if let Some(l) = &built.lowered {
+        l.texts_intact()?;
+    }
     let diags = built.checked.diagnostics.clone().into_sorted();
     let errors: Vec<_> = diags.iter().filter(|d| d.is_error()).cloned().collect();
     let objects = match (entry, built.lowered) {
@@ -720,13 +724,17 @@ fn compare(args: &PlanArgs, base: &Side, head: &Side) -> anyhow::Result<crate::p
             )
         }
     };
-    Ok(match &head.capacity {
+    let plan = match &head.capacity {
         Some(after) => {
             let before = base.capacity.clone().unwrap_or_default();
             crate::plan::plan_pruned(&b, &h, &pruned.totals, (&before, after), &opts)
         }
         None => crate::plan::plan_pruned_without_capacity(&b, &h, &pruned.totals, &opts),
-    })
+    };
+    // The objects compared were read back whole.
+    b.texts_intact()?;
+    h.texts_intact()?;
+    Ok(plan)
 }
 
 /// Both sides restricted to what differs, found by comparing units first

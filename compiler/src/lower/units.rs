@@ -690,7 +690,12 @@ pub fn assemble(
             let cached = store.zip(key.as_deref()).and_then(|((st, _), k)| st.get(k));
             let part = cached.unwrap_or_else(|| {
                 let part = agent_part(&cx, platform, &parts);
-                if let (Some((st, _)), Some(k)) = (store, &key) {
+                // Not kept when made from an object whose text could not be read.
+                let lost = parts
+                    .iter()
+                    .flat_map(|p| &p.objects)
+                    .any(|m| m.object.text_lost());
+                if let (Some((st, _)), Some(k), false) = (store, &key, lost) {
                     st.put(k, &part);
                 }
                 part

@@ -46,7 +46,7 @@ use crate::lower::{
 use crate::parse::{FieldPath, Seg};
 
 /// Annotation on a spec approving the destructive changes of the objects it produces.
-pub const APPROVE_ANNOTATION: &str = "plinth.dev/approve-destructive";
+pub const APPROVE_ANNOTATION: &str = crate::output::APPROVE_ANNOTATION;
 pub use crate::output::REDACT_ANNOTATION;
 
 /// What happens to an object.
@@ -623,18 +623,21 @@ pub fn cluster_units(
         return None;
     }
     // Objects sharing a text (a unit read from the cache) that does not hold the annotation
-    // do not hold it either: one look per shared text, not one per object.
-    let mut texts: std::collections::HashMap<usize, &str, foldhash::fast::RandomState> =
-        Default::default();
+    // do not hold it either: one look per shared text (or none: the unit store recorded it).
+    let mut texts: std::collections::HashMap<
+        usize,
+        &crate::output::Body,
+        foldhash::fast::RandomState,
+    > = Default::default();
     for m in &c.manifests {
-        if let Some((id, text)) = m.object.whole_text() {
-            texts.entry(id).or_insert(text);
+        if let Some((id, body)) = m.object.shared_body() {
+            texts.entry(id).or_insert(body);
         }
     }
-    let texts: Vec<(usize, &str)> = texts.into_iter().collect();
+    let texts: Vec<(usize, &crate::output::Body)> = texts.into_iter().collect();
     let holding: std::collections::HashSet<usize, foldhash::fast::RandomState> = texts
         .par_iter()
-        .filter(|(_, t)| t.contains(APPROVE_ANNOTATION))
+        .filter(|(_, b)| b.may_approve())
         .map(|(id, _)| *id)
         .collect();
     let approve: Vec<bool> = c
@@ -642,7 +645,7 @@ pub fn cluster_units(
         .par_iter()
         .map(|m| {
             m.object
-                .whole_text()
+                .shared_body()
                 .is_none_or(|(id, _)| holding.contains(&id))
                 && approves(m)
         })
@@ -1617,7 +1620,7 @@ mod tests {
         // Unit 0: `a` without, `b` with the annotation; unit 1: `c`, `d` without; unit 2: a
         // parsed object with it.
         let unit = |texts: Vec<String>| -> Vec<crate::output::Obj> {
-            let all = std::sync::Arc::new(texts.concat());
+            let all = std::sync::Arc::new(crate::output::Body::ready(texts.concat()));
             let mut at = 0;
             texts
                 .iter()
