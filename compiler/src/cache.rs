@@ -962,7 +962,7 @@ impl crate::resolve::FileStore for FileMemo {
 }
 
 /// Bumped when the policy memo's format changes.
-const POLICY_FORMAT: &str = "plinth-policy-memo-v2";
+const POLICY_FORMAT: &str = "plinth-policy-memo-v3";
 
 /// Most policy memo files kept (one per policy set; the least recently written go first).
 const POLICY_FILES_KEPT: usize = 8;

@@ -259,6 +259,17 @@ pub enum Memoized {
     Undefined,
     /// The rule's value (well-formed: every finding a string or an object with a `msg`).
     Value(Value),
+    /// The findings of every rule on the inputs of a unit or a document (see `Bundles`): one
+    /// entry replays them all. Typed, not a `Value`: tens of thousands are read per run.
+    Bundle(BundleEntry),
+}
+
+/// A [`Memoized::Bundle`]: the places of the inputs it covers (sorted), and per finding
+/// `[place, engine, rule, the rule's value]` (usually none).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BundleEntry {
+    positions: Vec<u32>,
+    found: Vec<Value>,
 }
 
 /// Results of rules per input, kept between runs: keyed by the policy-set hash (every policy
@@ -1719,6 +1730,8 @@ impl Engine {
                     run.unevaluated += 1;
                 }
             }
+            // Not a rule's result (a memo whose keys collided would be a bug): evaluated.
+            Memoized::Bundle(_) => return false,
         }
         true
     }
@@ -2753,8 +2766,8 @@ impl<'a> Bundles<'a> {
         // Read where the memo keeps it (a unit's entry is not copied).
         let mut out = None;
         self.memo.visit(&self.set, BUNDLE, key, &mut |m| {
-            if let Memoized::Value(v) = m {
-                out = self.replay_entry(v, members, engines, inputs, locate);
+            if let Memoized::Bundle(b) = m {
+                out = self.replay_entry(b, members, engines, inputs, locate);
             }
         });
         out
@@ -2764,25 +2777,21 @@ impl<'a> Bundles<'a> {
     /// cover them all, or is not what a bundle's entry is).
     fn replay_entry(
         &self,
-        v: &Value,
+        entry: &BundleEntry,
         members: &[(usize, u32)],
         engines: &[Engine],
         inputs: &[(usize, Input<'_>)],
         locate: &(dyn Fn(&Value) -> Option<Label> + Sync),
     ) -> Option<Vec<(usize, Diagnostics)>> {
-        let covered: BTreeSet<u64> = v
-            .get("positions")?
-            .as_array()?
-            .iter()
-            .filter_map(Value::as_u64)
-            .collect();
-        if !members
-            .iter()
-            .all(|(_, at)| covered.contains(&u64::from(*at)))
+        let covered = &entry.positions;
+        if !covered.is_sorted()
+            || !members
+                .iter()
+                .all(|(_, at)| covered.binary_search(at).is_ok())
         {
             return None;
         }
-        let found = v.get("found")?.as_array()?;
+        let found = &entry.found;
         let mut out = Vec::with_capacity(members.len());
         for &(i, at) in members {
             let (_, input) = inputs.get(i)?;
@@ -2829,14 +2838,19 @@ impl<'a> Bundles<'a> {
         missed.par_iter().for_each(|&b| {
             if let Some((key, bundle)) = self.bundle_of(b, engines, all) {
                 self.memo
-                    .put(&self.set, BUNDLE, key, Memoized::Value(bundle));
+                    .put(&self.set, BUNDLE, key, Memoized::Bundle(bundle));
             }
         });
     }
 
     /// A bundle's entry: the places it covers and, per input, the findings of each rule that
     /// found something (from the memo, which every rule that applies must have answered).
-    fn bundle_of(&self, b: usize, engines: &[Engine], all: &[Input<'_>]) -> Option<(&str, Value)> {
+    fn bundle_of(
+        &self,
+        b: usize,
+        engines: &[Engine],
+        all: &[Input<'_>],
+    ) -> Option<(&str, BundleEntry)> {
         let (members, key) = self.bundles.get(b)?;
         let mut positions: Vec<u32> = Vec::with_capacity(members.len());
         let mut found: Vec<Value> = Vec::new();
@@ -2864,7 +2878,7 @@ impl<'a> Bundles<'a> {
             }
         }
         positions.sort_unstable();
-        Some((key, json!({ "positions": positions, "found": found })))
+        Some((key, BundleEntry { positions, found }))
     }
 }
 
