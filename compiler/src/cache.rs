@@ -1398,12 +1398,11 @@ mod tests {
         units.flush().expect("flush");
         let units = cache.units();
         let read = units.get(&a).expect("held");
-        let body =
-            |o: &UnitOutput| o.objects[0].object.shared_body().expect("shared").1 as *const _;
-        let is_read = |o: &UnitOutput| o.objects[0].object.shared_body().expect("text").1.is_read();
+        let body = |o: &UnitOutput| o.objects[0].object.shared_body().expect("shared") as *const _;
+        let is_read = |o: &UnitOutput| o.objects[0].object.shared_body().expect("text").is_read();
         assert!(std::ptr::eq(
             body(&read),
-            read.objects[1].object.shared_body().expect("t").1
+            read.objects[1].object.shared_body().expect("t")
         ));
         assert!(!is_read(&read));
         assert!(

@@ -195,8 +195,9 @@ pub trait BodySource: Send + Sync {
 pub struct Body {
     text: std::sync::OnceLock<String>,
     source: Option<Box<dyn BodySource>>,
-    /// Whether the text holds [`APPROVE_ANNOTATION`], as the store recorded it.
-    approves: Option<bool>,
+    /// Whether the text holds [`APPROVE_ANNOTATION`]: as the store recorded it, else looked
+    /// for once.
+    approves: std::sync::OnceLock<bool>,
     lost: std::sync::atomic::AtomicBool,
 }
 
@@ -206,7 +207,7 @@ impl Body {
         Body {
             text: std::sync::OnceLock::from(text),
             source: None,
-            approves: None,
+            approves: std::sync::OnceLock::new(),
             lost: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -217,7 +218,7 @@ impl Body {
         Body {
             text: std::sync::OnceLock::new(),
             source: Some(source),
-            approves: Some(approves),
+            approves: std::sync::OnceLock::from(approves),
             lost: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -245,12 +246,11 @@ impl Body {
     }
 
     /// Whether the text may hold [`APPROVE_ANNOTATION`] (answered without reading it when
-    /// the store recorded it).
+    /// the store recorded it; else looked for once).
     pub fn may_approve(&self) -> bool {
-        match (self.text.get(), self.approves) {
-            (None, Some(a)) => a,
-            _ => self.text().contains(APPROVE_ANNOTATION),
-        }
+        *self
+            .approves
+            .get_or_init(|| self.text().contains(APPROVE_ANNOTATION))
     }
 }
 
@@ -341,13 +341,11 @@ impl Obj {
         }
     }
 
-    /// The text this object's text is a part of, when it is kept unparsed: the objects of a
-    /// unit read from the cache share one, so a question about all of them (may one hold the
-    /// approval annotation?) is answered by one look at it. Its number tells shared texts
-    /// apart (the same number: the same text, while both objects live).
-    pub fn shared_body(&self) -> Option<(usize, &Body)> {
+    /// The text this object's text is a part of, when it is kept unparsed (the objects of a
+    /// unit read from the cache share one).
+    pub fn shared_body(&self) -> Option<&Body> {
         match (&self.text, self.value.get()) {
-            (Some(t), None) => Some((Arc::as_ptr(&t.all) as usize, &*t.all)),
+            (Some(t), None) => Some(&*t.all),
             _ => None,
         }
     }

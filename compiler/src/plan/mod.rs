@@ -618,45 +618,31 @@ pub fn cluster_units(
     c: &crate::output::ClusterOutput,
     places: &[(u32, u32)],
 ) -> Option<Vec<(u32, u32, bool)>> {
-    use rayon::prelude::*;
     if places.len() != c.manifests.len() {
         return None;
     }
-    // Objects sharing a text (a unit read from the cache) that does not hold the annotation
-    // do not hold it either: one look per shared text (or none: the unit store recorded it).
-    let mut texts: std::collections::HashMap<
-        usize,
-        &crate::output::Body,
-        foldhash::fast::RandomState,
-    > = Default::default();
-    for m in &c.manifests {
-        if let Some((id, body)) = m.object.shared_body() {
-            texts.entry(id).or_insert(body);
-        }
-    }
-    let texts: Vec<(usize, &crate::output::Body)> = texts.into_iter().collect();
-    let holding: std::collections::HashSet<usize, foldhash::fast::RandomState> = texts
-        .par_iter()
-        .filter(|(_, b)| b.may_approve())
-        .map(|(id, _)| *id)
-        .collect();
-    let approve: Vec<bool> = c
-        .manifests
-        .par_iter()
-        .map(|m| {
-            m.object
-                .shared_body()
-                .is_none_or(|(id, _)| holding.contains(&id))
-                && approves(m)
-        })
-        .collect();
-    let mut units: BTreeMap<u32, (u32, bool)> = BTreeMap::new();
-    for (&(u, _), a) in places.iter().zip(approve) {
-        let e = units.entry(u).or_default();
+    // Per unit number: its objects kept, and whether one carries the annotation (an object
+    // read from the unit store is asked only when its unit's text may hold it: the store
+    // recorded that, see `output::Body::may_approve`).
+    let size = places
+        .iter()
+        .map(|&(u, _)| u as usize + 1)
+        .max()
+        .unwrap_or(0);
+    let mut units: Vec<(u32, bool)> = vec![(0, false); size];
+    for (m, &(u, _)) in c.manifests.iter().zip(places) {
+        let e = &mut units[u as usize];
         e.0 += 1;
-        e.1 |= a;
+        e.1 = e.1 || approves(m);
     }
-    Some(units.into_iter().map(|(u, (n, a))| (u, n, a)).collect())
+    Some(
+        units
+            .into_iter()
+            .enumerate()
+            .filter(|(_, (n, _))| *n > 0)
+            .map(|(u, (n, a))| (u32::try_from(u).unwrap_or(u32::MAX), n, a))
+            .collect(),
+    )
 }
 
 /// Per cluster, the units whose objects are the same on both sides: the same key (so the same
