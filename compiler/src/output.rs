@@ -39,7 +39,8 @@ pub struct Origin {
     pub file: Arc<str>,
     pub line: u32,
     pub kind: Kind,
-    pub name: String,
+    /// Shared: a unit's objects mostly have one origin, cloned for each.
+    pub name: Arc<str>,
 }
 
 impl Origin {
@@ -49,7 +50,7 @@ impl Origin {
             file: o.doc.file.clone(),
             line: o.doc.line(),
             kind,
-            name: o.name().to_owned(),
+            name: Arc::from(o.name()),
         }
     }
     /// A field of a spec (an allocation, a grant): the line a reviewer should look at.

@@ -357,24 +357,35 @@ fn old_revisions_are_evicted() {
     assert!(hit(&first_again), "a revision used recently is kept");
 }
 
+/// A cache filled by a compile of the example whose units then had `part` damaged in place,
+/// and the example changed so that the whole-revision entry is not a hit but nearly every
+/// unit is reused (a comment added to one project's file).
+fn damaged(part: Part) -> (tempfile::TempDir, Cache, BTreeMap<String, Vec<u8>>) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cache = Cache::new(dir.path());
+    let mut files = example();
+    plinth::build_cached(&source(&files), &options(), &cache).expect("b");
+    assert!(
+        damage_units(dir.path(), part) >= 1,
+        "the units are in packs"
+    );
+    files
+        .get_mut("projects/er-capacity.yaml")
+        .expect("example changed")
+        .extend_from_slice(b"# a comment\n");
+    (dir, cache, files)
+}
+
 /// Unit results whose header is damaged in place (same size, so only their checksums can tell)
 /// are misses: the next compile lowers those units again and equals a cold compile.
 #[test]
 fn damaged_units_are_lowered_again() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let cache = Cache::new(dir.path());
-    let mut files = example();
+    let (_dir, cache, files) = damaged(Part::Header);
     let opts = options();
-    plinth::build_cached(&source(&files), &opts, &cache).expect("b");
-    assert!(
-        damage_units(dir.path(), Part::Header) >= 1,
-        "the units are in packs"
-    );
-    // Another revision (so the whole-revision entry is not a hit) that reuses every unit.
-    files.insert("notes/n.yaml".to_owned(), b"# nothing\n".to_vec());
     let warm = plinth::build_cached(&source(&files), &opts, &cache).expect("b");
     assert!(!hit(&warm));
     let cold = plinth::build_source(&source(&files), &opts).expect("b");
+    assert!(cold.lowered.is_some(), "the example compiles");
     assert_eq!(outcome(&warm), outcome(&cold));
 }
 
@@ -384,26 +395,14 @@ fn damaged_units_are_lowered_again() {
 /// lowers those units again and equals a cold compile.
 #[test]
 fn a_damaged_text_is_lost_when_read_and_lowered_again_after() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let cache = Cache::new(dir.path());
-    let mut files = example();
+    let (dir, cache, files) = damaged(Part::Body);
     let opts = options();
-    plinth::build_cached(&source(&files), &opts, &cache).expect("b");
-    assert!(
-        damage_units(dir.path(), Part::Body) >= 1,
-        "the units are in packs"
-    );
-    let damaged: Vec<std::path::PathBuf> = std::fs::read_dir(dir.path().join("units"))
+    let packs: Vec<std::path::PathBuf> = std::fs::read_dir(dir.path().join("units"))
         .expect("units")
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "idx"))
         .collect();
-    // Another revision (the whole-revision entry is not a hit) reusing nearly every unit.
-    files
-        .get_mut("projects/er-capacity.yaml")
-        .expect("example changed")
-        .extend_from_slice(b"# a comment\n");
     let cold = plinth::build_source(&source(&files), &opts).expect("b");
     let warm = plinth::build_cached(&source(&files), &opts, &cache).expect("b");
     let lowered = warm.lowered.as_ref().expect("compiled");
@@ -412,7 +411,7 @@ fn a_damaged_text_is_lost_when_read_and_lowered_again_after() {
     assert!(lowered.texts_lost());
     assert!(lowered.texts_intact().is_err());
     assert!(
-        damaged.iter().all(|p| !p.exists()),
+        packs.iter().all(|p| !p.exists()),
         "the damaged pack is no longer read"
     );
     let again = plinth::build_cached(&source(&files), &opts, &cache).expect("b");

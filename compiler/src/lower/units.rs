@@ -704,10 +704,9 @@ pub fn assemble(
             keys.push(key.unwrap_or_default());
         }
         let first_unit = refs.as_ref().map_or(0, |r| r.keys.len());
-        let mut all: Vec<(Manifest, (u32, u32))> =
-            Vec::with_capacity(parts.iter().map(|p| p.objects.len()).sum());
+        let mut objects: Vec<Vec<Manifest>> = Vec::with_capacity(parts.len());
         let mut unit_diags = Vec::with_capacity(parts.len());
-        for (u, (part, key)) in parts.into_iter().zip(keys).enumerate() {
+        for (part, key) in parts.into_iter().zip(keys) {
             if let Some(r) = &mut refs {
                 if key.is_empty() {
                     // A unit without a key is not in the store.
@@ -717,13 +716,10 @@ pub fn assemble(
                 }
             }
             unit_diags.push(part.diagnostics);
-            let u = u32::try_from(first_unit + u).unwrap_or(u32::MAX);
-            all.extend(part.objects.into_iter().enumerate().map(|(i, m)| {
-                let place = (u, u32::try_from(i).unwrap_or(u32::MAX));
-                (m, place)
-            }));
+            objects.push(part.objects);
         }
-        let (manifests, places, duplicates) = merge_units(&cluster.name, all);
+        let first = u32::try_from(first_unit).unwrap_or(u32::MAX);
+        let (manifests, places, duplicates) = merge_units(&cluster.name, objects, first);
         // Diagnostics in unit order, a unit's duplicates after its own.
         let mut duplicates = duplicates.into_iter().peekable();
         for (u, ds) in unit_diags.into_iter().enumerate() {
@@ -749,57 +745,61 @@ pub fn assemble(
     (lowered, diags)
 }
 
-/// A cluster's objects in key order with their places in the units, from every unit's objects
-/// (in unit order): of two objects with one key, the first is kept and the second reported
-/// (with its place, to report in unit order). Sorts positions rather than the objects, which
-/// are large: one move each.
+/// A cluster's objects in key order with their places in the units (unit numbers from
+/// `first`), from every unit's objects (in unit order): of two objects with one key, the first
+/// is kept and the second reported (with its place, to report in unit order). Sorts positions
+/// rather than the objects, which are large: each is moved once, from its unit to its place.
 #[allow(clippy::type_complexity)]
 fn merge_units(
     cluster: &str,
-    mut all: Vec<(Manifest, (u32, u32))>,
+    units: Vec<Vec<Manifest>>,
+    first: u32,
 ) -> (
     Vec<Manifest>,
     Vec<(u32, u32)>,
     Vec<((u32, u32), Diagnostic)>,
 ) {
-    let order = key_order(&all);
-    // In place, by swaps: no new memory (two copies of a hundred thousand objects faulted in
-    // tens of megabytes of fresh pages).
-    permute(&mut all, order);
+    let place = |u: usize, i: usize| {
+        let u = first.saturating_add(u32::try_from(u).unwrap_or(u32::MAX));
+        (u, u32::try_from(i).unwrap_or(u32::MAX))
+    };
+    // Every object's place in `units`, in unit order, and the order of their keys.
+    let at: Vec<(usize, usize)> = units
+        .iter()
+        .enumerate()
+        .flat_map(|(u, objects)| (0..objects.len()).map(move |i| (u, i)))
+        .collect();
+    let order = {
+        let keys: Vec<&ObjectKey> = units.iter().flatten().map(|m| &m.key).collect();
+        key_order(&keys)
+    };
+    // Taken out of their units in key order (each unit's objects made optional in place).
+    let mut units: Vec<Vec<Option<Manifest>>> = units
+        .into_iter()
+        .map(|objects| objects.into_iter().map(Some).collect())
+        .collect();
+    let mut manifests: Vec<Manifest> = Vec::with_capacity(order.len());
+    let mut places = Vec::with_capacity(order.len());
     let mut duplicates = Vec::new();
-    // Of equal keys (now adjacent, in unit order) the first is kept, the others reported.
-    all.dedup_by(|(m, place), (first, _)| {
-        let same = m.key == first.key;
-        if same {
-            duplicates.push((
-                *place,
-                duplicate_object(cluster, &m.key, &first.origin, &m.origin),
-            ));
-        }
-        same
-    });
-    duplicates.sort_by_key(|(place, _)| *place);
-    let places = all.iter().map(|(_, place)| *place).collect();
-    // Collected in place (the same allocation).
-    let manifests = all.into_iter().map(|(m, _)| m).collect();
-    (manifests, places, duplicates)
-}
-
-/// Reorder `v` so that its `i`th element is the one that was at `order[i]` (`order` a
-/// permutation of its positions), by following cycles with swaps.
-fn permute<T>(v: &mut [T], mut order: Vec<usize>) {
-    const DONE: usize = usize::MAX;
-    for start in 0..order.len() {
-        let mut at = start;
-        while order[at] != DONE {
-            let from = std::mem::replace(&mut order[at], DONE);
-            if from == start {
-                break;
+    for n in order {
+        let (u, i) = at[n];
+        let Some(m) = units[u][i].take() else {
+            continue;
+        };
+        // Of equal keys (now adjacent, in unit order) the first is kept, the others reported.
+        match manifests.last() {
+            Some(first) if first.key == m.key => {
+                let d = duplicate_object(cluster, &m.key, &first.origin, &m.origin);
+                duplicates.push((place(u, i), d));
             }
-            v.swap(at, from);
-            at = from;
+            _ => {
+                manifests.push(m);
+                places.push(place(u, i));
+            }
         }
     }
+    duplicates.sort_by_key(|(place, _)| *place);
+    (manifests, places, duplicates)
 }
 
 /// The positions of `all` in key order, equal keys in unit order (the order of `all`). Keys are
@@ -808,15 +808,15 @@ fn permute<T>(v: &mut [T], mut order: Vec<usize>) {
 /// project's objects live in its namespace, so a group is mostly in order already. Sorting
 /// every position by the whole key instead compared scattered strings two million times at
 /// 10,000 projects.
-fn key_order(all: &[(Manifest, (u32, u32))]) -> Vec<usize> {
+fn key_order(all: &[&ObjectKey]) -> Vec<usize> {
     use rayon::prelude::*;
     // Each API version and kind numbered as first seen, one hash lookup per object; the
     // groups then put in key order.
     let mut seen: std::collections::HashMap<(&str, &str), usize, foldhash::fast::RandomState> =
         Default::default();
     let mut groups: Vec<((&str, &str), Vec<usize>)> = Vec::new();
-    for (i, (m, _)) in all.iter().enumerate() {
-        let kind = (m.key.api_version.as_str(), m.key.kind.as_str());
+    for (i, key) in all.iter().enumerate() {
+        let kind = (key.api_version.as_str(), key.kind.as_str());
         let g = *seen.entry(kind).or_insert_with(|| {
             groups.push((kind, Vec::new()));
             groups.len() - 1
@@ -827,7 +827,7 @@ fn key_order(all: &[(Manifest, (u32, u32))]) -> Vec<usize> {
     let mut groups: Vec<Vec<usize>> = groups.into_iter().map(|(_, g)| g).collect();
     groups.par_iter_mut().for_each(|g| {
         g.sort_by(|&a, &b| {
-            let (a, b) = (&all[a].0.key, &all[b].0.key);
+            let (a, b) = (all[a], all[b]);
             a.namespace
                 .cmp(&b.namespace)
                 .then_with(|| a.name.cmp(&b.name))
@@ -972,7 +972,7 @@ mod tests {
                 file: format!("projects/u{u}.yaml").into(),
                 line: u + 1,
                 kind: crate::model::Kind::Project,
-                name: format!("u{u}"),
+                name: format!("u{u}").into(),
             },
             hash: String::new(),
         }
@@ -990,15 +990,19 @@ mod tests {
                 0..12,
             )
         ) {
+            // The cluster's units are numbered from `FIRST` (the units of the clusters before).
+            const FIRST: u32 = 3;
             let mut all = Vec::new();
+            let mut by_unit = Vec::new();
             for (u, objects) in units.iter().enumerate() {
                 let u = u32::try_from(u).unwrap_or(u32::MAX);
                 let mut objects: Vec<Manifest> = objects.iter().map(|&o| object(u, o)).collect();
                 // A unit's own objects are in key order (a map), without repeats.
                 objects.sort_by(|a, b| a.key.cmp(&b.key));
                 objects.dedup_by(|a, b| a.key == b.key);
+                by_unit.push(objects.clone());
                 all.extend(objects.into_iter().enumerate().map(|(i, m)| {
-                    (m, (u, u32::try_from(i).unwrap_or(u32::MAX)))
+                    (m, (u + FIRST, u32::try_from(i).unwrap_or(u32::MAX)))
                 }));
             }
             // What the merge replaced: every position sorted by (key, position).
@@ -1021,7 +1025,7 @@ mod tests {
                 }
             }
             want_dups.sort_by_key(|(place, _)| *place);
-            let (manifests, places, dups) = merge_units("c", all);
+            let (manifests, places, dups) = merge_units("c", by_unit, FIRST);
             let kept: Vec<(ObjectKey, (u32, u32))> =
                 manifests.into_iter().map(|m| m.key).zip(places).collect();
             prop_assert_eq!(kept, want_kept);
@@ -1029,13 +1033,5 @@ mod tests {
                 dups.into_iter().map(|(p, d)| (p, d.message)).collect();
             prop_assert_eq!(dups, want_dups);
         }
-    }
-
-    #[test]
-    fn a_permutation_is_applied_whole() {
-        let mut v: Vec<u32> = (0..10).collect();
-        let order = vec![3, 0, 1, 2, 9, 5, 6, 8, 7, 4];
-        permute(&mut v, order.clone());
-        assert_eq!(v, order.iter().map(|&i| i as u32).collect::<Vec<_>>());
     }
 }

@@ -896,8 +896,9 @@ fn capacity_object(
     let mut workloads: Vec<&ObjectKey> = all()
         .filter(|m| {
             (m.origin.kind == crate::model::Kind::ModelRollout
-                && f.rollouts.contains(&m.origin.name))
-                || (m.origin.kind == crate::model::Kind::App && f.apps.contains(&m.origin.name))
+                && f.rollouts.iter().any(|r| r.as_str() == &*m.origin.name))
+                || (m.origin.kind == crate::model::Kind::App
+                    && f.apps.iter().any(|a| a.as_str() == &*m.origin.name))
         })
         .map(|m| &m.key)
         .collect();
@@ -1233,7 +1234,7 @@ fn change(
             file: "".into(),
             line: 0,
             kind: crate::model::Kind::Platform,
-            name: String::new(),
+            name: "".into(),
         });
     Change {
         cluster: cluster.to_owned(),
@@ -1634,7 +1635,7 @@ mod tests {
                     file: "p.yaml".into(),
                     line: 1,
                     kind: crate::model::Kind::Project,
-                    name: "p".to_owned(),
+                    name: "p".into(),
                 },
                 hash: String::new(),
             })

@@ -929,7 +929,7 @@ mod tests {
                     file: format!("projects/team-{i:05}.yaml").into(),
                     line: 1,
                     kind: crate::model::Kind::Project,
-                    name: format!("team-{i:05}"),
+                    name: format!("team-{i:05}").into(),
                 },
                 commits: Vec::new(),
             },
