@@ -714,6 +714,24 @@ impl UnitPack {
             let file = std::fs::File::open(p.with_extension("pack"))
                 .ok()
                 .map(Arc::new);
+            // Every record within the pack (a damaged index line could name any length: a
+            // read never allocates more than the pack holds).
+            let size = file
+                .as_ref()
+                .and_then(|f| f.metadata().ok())
+                .map(|m| m.len());
+            let within = |place: &Place| {
+                let end = place
+                    .offset
+                    .checked_add(place.head)?
+                    .checked_add(place.body)?;
+                Some(end <= size?)
+            };
+            if size.is_some() && !entries.iter().all(|(_, place)| within(place) == Some(true)) {
+                let _ = std::fs::remove_file(&p);
+                let _ = std::fs::remove_file(p.with_extension("pack"));
+                continue;
+            }
             packs.push((p.with_extension("pack"), file));
             for (key, place) in entries {
                 index.entry(key).or_insert(Place { pack: n, ..place });
@@ -1441,6 +1459,32 @@ mod tests {
             "the pack is no longer read"
         );
         assert!(cache.units().get(&a).is_none());
+    }
+
+    /// An index naming a record past its pack's end (a damaged length) is not read: its
+    /// pack is dropped, and no read allocates what the pack does not hold.
+    #[test]
+    fn an_index_naming_more_than_its_pack_holds_is_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = Cache::new(dir.path());
+        let units = cache.units();
+        let key = "a".repeat(64);
+        units.put(&key, &record::sample(false));
+        units.flush().expect("flush");
+        assert!(cache.units().get(&key).is_some());
+        let idx = std::fs::read_dir(dir.path().join("units"))
+            .expect("units")
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "idx"))
+            .expect("an index");
+        let text = std::fs::read_to_string(&idx).expect("index");
+        let line = text.lines().nth(1).expect("a unit");
+        let mut fields: Vec<String> = line.split(' ').map(str::to_owned).collect();
+        fields[4] = (1u64 << 40).to_string();
+        std::fs::write(&idx, text.replace(line, &fields.join(" "))).expect("write");
+        assert!(cache.units().get(&key).is_none());
+        assert!(!idx.exists() && !idx.with_extension("pack").exists());
     }
 
     #[test]
