@@ -889,20 +889,30 @@ impl UnitPack {
     /// largest, unless that one is mostly dead too — the large pack a cold compile wrote is
     /// not copied again every few compiles while its units are in use.
     fn to_merge(&self) -> Vec<(&PathBuf, Vec<String>)> {
-        let mut keep: BTreeSet<String> = self
-            .used
-            .lock()
-            .map(|u| u.iter().cloned().collect())
-            .unwrap_or_default();
-        keep.extend(self.pinned());
+        let used: Vec<String> = self.used.lock().map(|u| u.clone()).unwrap_or_default();
+        // The revisions' lists name mostly the same units (hundreds of thousands of lines at
+        // scale): each key is looked up once, borrowed from the lists, not collected first.
+        let pinned = self.pinned();
+        let keys = used
+            .iter()
+            .map(String::as_str)
+            .chain(pinned.iter().flat_map(|t| t.lines()));
+        let mut seen: std::collections::HashSet<&str, foldhash::fast::RandomState> =
+            Default::default();
         let n = self.packs.len();
         let mut live: Vec<Vec<String>> = vec![Vec::new(); n];
         let mut live_bytes = vec![0u64; n];
-        for key in keep {
-            if let Some(place) = self.index.get(&key) {
+        for key in keys {
+            if let Some(place) = self.index.get(key)
+                && seen.insert(key)
+            {
                 live_bytes[place.pack] += place.len();
-                live[place.pack].push(key);
+                live[place.pack].push(key.to_owned());
             }
+        }
+        // In key order (the packs written are the same whatever the order of the reads).
+        for l in &mut live {
+            l.sort_unstable();
         }
         let sizes: Vec<u64> = self
             .packs
@@ -1299,15 +1309,14 @@ impl crate::output::BodySource for StoredBody {
 }
 
 impl UnitPack {
-    /// The units the cache's revisions refer to (their `.units` lists, beside the unit
-    /// store's directory).
-    fn pinned(&self) -> BTreeSet<String> {
+    /// The lists of the units the cache's revisions refer to (their `.units` files, beside
+    /// the unit store's directory; a key per line).
+    fn pinned(&self) -> Vec<String> {
         let Some(cache) = self.dir.parent() else {
-            return BTreeSet::new();
+            return Vec::new();
         };
         revision_files(cache, "units")
             .filter_map(|p| std::fs::read_to_string(p).ok())
-            .flat_map(|t| t.lines().map(str::to_owned).collect::<Vec<_>>())
             .collect()
     }
 }
