@@ -562,8 +562,8 @@ pub struct UnitRefs {
 /// An object's text could not be read back from the unit store ([`Body`]).
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "an object's text could not be read back from the cache's unit store (it changed or was damaged \
-     while plinth ran); nothing was acted on. Run again: the damaged pack is no longer read"
+    "an object's text could not be read back from the cache's unit store (changed or damaged while \
+     plinth ran); nothing was acted on: run again, the damaged pack is no longer read"
 )]
 pub struct TextsLost;
 
