@@ -544,7 +544,7 @@ pub struct UnitPack {
     /// key → where its record is.
     index: HashMap<String, Place, foldhash::fast::RandomState>,
     /// Each pack's path and the pack, open (`None` when it could not be opened).
-    packs: Vec<(PathBuf, Option<Arc<std::fs::File>>)>,
+    packs: Vec<(PathBuf, Option<Arc<OpenPack>>)>,
     fresh: std::sync::Mutex<Vec<(String, record::Encoded)>>,
     used: std::sync::Mutex<Vec<String>>,
 }
@@ -713,12 +713,17 @@ impl UnitPack {
             // Opened now: a pack another compile compacts away later stays readable here.
             let file = std::fs::File::open(p.with_extension("pack"))
                 .ok()
-                .map(Arc::new);
+                .map(|file| {
+                    Arc::new(OpenPack {
+                        file,
+                        index: p.clone(),
+                    })
+                });
             // Every record within the pack (a damaged index line could name any length: a
             // read never allocates more than the pack holds).
             let size = file
                 .as_ref()
-                .and_then(|f| f.metadata().ok())
+                .and_then(|f| f.file.metadata().ok())
                 .map(|m| m.len());
             let within = |place: &Place| {
                 let end = place
@@ -751,9 +756,9 @@ impl UnitPack {
     fn read(&self, key: &str) -> Option<(Vec<u8>, Place)> {
         use std::os::unix::fs::FileExt;
         let place = *self.index.get(key)?;
-        let file = self.packs.get(place.pack)?.1.as_ref()?;
+        let pack = self.packs.get(place.pack)?.1.as_ref()?;
         let mut buf = vec![0; usize::try_from(place.len()).ok()?];
-        file.read_exact_at(&mut buf, place.offset).ok()?;
+        pack.file.read_exact_at(&mut buf, place.offset).ok()?;
         let (head, body) = buf.split_at(usize::try_from(place.head).ok()?);
         (crc32fast::hash(head) == place.head_crc && crc32fast::hash(body) == place.body_crc)
             .then_some((buf, place))
@@ -765,7 +770,7 @@ impl UnitPack {
     fn read_head<R>(
         &self,
         key: &str,
-        f: impl FnOnce(&[u8], &Place, &Arc<std::fs::File>) -> R,
+        f: impl FnOnce(&[u8], &Place, &Arc<OpenPack>) -> R,
     ) -> Option<R> {
         // Positioned reads: threads read one pack at once.
         use std::os::unix::fs::FileExt;
@@ -773,17 +778,18 @@ impl UnitPack {
             static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
         let place = self.index.get(key)?;
-        let file = self.packs.get(place.pack)?.1.as_ref()?;
+        let pack = self.packs.get(place.pack)?.1.as_ref()?;
         let len = usize::try_from(place.head).ok()?;
         // A buffer grown for a large unit is not kept (threads live as long as the process).
         const KEPT: usize = 1 << 20;
         // Taken out while in use, not borrowed (as the memo's key buffer, see `PolicyMemo`).
         let mut buf = BUF.take();
         buf.resize(len, 0);
-        let out = file
+        let out = pack
+            .file
             .read_exact_at(&mut buf, place.offset)
             .ok()
-            .and_then(|()| (crc32fast::hash(&buf) == place.head_crc).then(|| f(&buf, place, file)));
+            .and_then(|()| (crc32fast::hash(&buf) == place.head_crc).then(|| f(&buf, place, pack)));
         if buf.capacity() <= KEPT {
             BUF.set(buf);
         }
@@ -919,7 +925,7 @@ impl UnitPack {
             .iter()
             .map(|(_, f)| {
                 f.as_ref()
-                    .and_then(|f| f.metadata().ok())
+                    .and_then(|f| f.file.metadata().ok())
                     .map_or(0, |m| m.len())
             })
             .collect();
@@ -1280,13 +1286,17 @@ thread_local! {
 /// The body of a unit in a pack (held open: a pack compacted away since stays readable), read
 /// when one of its objects is ([`crate::output::Body`]).
 struct StoredBody {
-    file: Arc<std::fs::File>,
+    pack: Arc<OpenPack>,
     offset: u64,
     len: u64,
     crc: u32,
-    /// The pack's index, removed when the body does not read back as written: the pack is then
-    /// not read again (its units are lowered again and kept anew).
-    index: Option<PathBuf>,
+}
+
+/// A pack held open, and its index: removed when a body does not read back as written, so
+/// that the pack is not read again (its units are lowered again and kept anew).
+struct OpenPack {
+    file: std::fs::File,
+    index: PathBuf,
 }
 
 impl crate::output::BodySource for StoredBody {
@@ -1294,15 +1304,13 @@ impl crate::output::BodySource for StoredBody {
         use std::os::unix::fs::FileExt;
         let read = || {
             let mut buf = vec![0; usize::try_from(self.len).ok()?];
-            self.file.read_exact_at(&mut buf, self.offset).ok()?;
+            self.pack.file.read_exact_at(&mut buf, self.offset).ok()?;
             (crc32fast::hash(&buf) == self.crc).then_some(())?;
             String::from_utf8(buf).ok()
         };
         let text = read();
-        if text.is_none()
-            && let Some(idx) = &self.index
-        {
-            let _ = std::fs::remove_file(idx);
+        if text.is_none() {
+            let _ = std::fs::remove_file(&self.pack.index);
         }
         text
     }
@@ -1323,17 +1331,13 @@ impl UnitPack {
 
 impl crate::lower::UnitStore for UnitPack {
     fn get(&self, key: &str) -> Option<crate::lower::units::UnitOutput> {
-        let out = self.read_head(key, |head, place, file| {
+        let out = self.read_head(key, |head, place, pack| {
             record::decode(head, place.body, |approves| {
                 let source = StoredBody {
-                    file: file.clone(),
+                    pack: pack.clone(),
                     offset: place.offset + place.head,
                     len: place.body,
                     crc: place.body_crc,
-                    index: self
-                        .packs
-                        .get(place.pack)
-                        .map(|(p, _)| p.with_extension("idx")),
                 };
                 crate::output::Body::stored(Box::new(source), approves)
             })
@@ -1409,6 +1413,16 @@ mod tests {
     use crate::lower::UnitStore as _;
     use crate::lower::units::UnitOutput;
 
+    /// The (first) file of the unit store in cache directory `dir` with extension `ext`.
+    fn unit_file(dir: &Path, ext: &str) -> PathBuf {
+        std::fs::read_dir(dir.join("units"))
+            .expect("units")
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == ext))
+            .expect("a unit store file")
+    }
+
     /// A unit read from the store is its header: its objects' texts are read when one is
     /// read (whether one carries the approval annotation is known without), once for the
     /// unit; a text damaged after the store was opened reads as `null`, is reported lost and
@@ -1450,12 +1464,7 @@ mod tests {
         );
         // Damaged in place after the store was opened.
         let damaged = units.get(&b).expect("held");
-        let pack = std::fs::read_dir(dir.path().join("units"))
-            .expect("units")
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|x| x == "pack"))
-            .expect("a pack");
+        let pack = unit_file(dir.path(), "pack");
         let mut bytes = std::fs::read(&pack).expect("read");
         let last = bytes.len() - 2;
         bytes[last] ^= 0x20;
@@ -1481,12 +1490,7 @@ mod tests {
         units.put(&key, &record::sample(false));
         units.flush().expect("flush");
         assert!(cache.units().get(&key).is_some());
-        let idx = std::fs::read_dir(dir.path().join("units"))
-            .expect("units")
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|x| x == "idx"))
-            .expect("an index");
+        let idx = unit_file(dir.path(), "idx");
         let text = std::fs::read_to_string(&idx).expect("index");
         let line = text.lines().nth(1).expect("a unit");
         let mut fields: Vec<String> = line.split(' ').map(str::to_owned).collect();

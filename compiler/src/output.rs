@@ -237,7 +237,8 @@ impl Body {
     }
 
     /// Whether it was read.
-    pub fn is_read(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_read(&self) -> bool {
         self.text.get().is_some()
     }
 
@@ -344,7 +345,8 @@ impl Obj {
 
     /// The text this object's text is a part of, when it is kept unparsed (the objects of a
     /// unit read from the cache share one).
-    pub fn shared_body(&self) -> Option<&Body> {
+    #[cfg(test)]
+    pub(crate) fn shared_body(&self) -> Option<&Body> {
         match (&self.text, self.value.get()) {
             (Some(t), None) => Some(&*t.all),
             _ => None,

@@ -14,6 +14,8 @@
 //! write is refused (exit 2) and left alone; `--format stream` prints the same objects as the
 //! tree, in apply order.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -1409,30 +1411,7 @@ fn a_text_damaged_in_the_cache_fails_the_build_and_writes_nothing() {
     let args = ["build", "repo", "--out", "out", "--cache-dir", "cache"];
     let o = plinth(t.path(), &args);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    // The first byte of every unit's texts flipped (the index: `key offset header-length
-    // header-crc body-length body-crc`).
-    let units = t.path().join("cache/units");
-    let mut damaged = 0;
-    for e in fs::read_dir(&units).expect("units") {
-        let idx = e.expect("entry").path();
-        if idx.extension().is_none_or(|x| x != "idx") {
-            continue;
-        }
-        let pack = idx.with_extension("pack");
-        let mut bytes = fs::read(&pack).expect("pack");
-        for line in fs::read_to_string(&idx).expect("idx").lines().skip(1) {
-            let f: Vec<usize> = line
-                .split(' ')
-                .skip(1)
-                .map(|x| x.parse().expect("n"))
-                .collect();
-            if f[3] > 0 {
-                bytes[f[0] + f[1]] ^= 0x20;
-                damaged += 1;
-            }
-        }
-        fs::write(&pack, bytes).expect("write");
-    }
+    let damaged = common::damage_units(&t.path().join("cache"), common::Part::Body);
     assert!(damaged > 0);
     // Into another directory: every object is rendered, so every text is read.
     let other = ["build", "repo", "--out", "other", "--cache-dir", "cache"];

@@ -16,7 +16,7 @@ fn example() -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-use common::{outcome, source, with_default_policies as options};
+use common::{Part, damage_units, outcome, source, with_default_policies as options};
 
 fn hit(b: &plinth::Built) -> bool {
     b.checked.timings.iter().any(|(s, _)| *s == "cache hit")
@@ -189,46 +189,6 @@ fn a_damaged_cache_is_only_a_miss() {
     assert!(hit(
         &plinth::build_cached(&source(&files), &opts, &cache).expect("b")
     ));
-}
-
-/// Which part of a unit's record [`damage_units`] damages.
-#[derive(Clone, Copy, PartialEq)]
-enum Part {
-    Header,
-    Body,
-}
-
-/// Damage one part of every unit in the unit packs in place (its first byte flipped: same size,
-/// so only checksums can tell), found through the packs' indexes
-/// (`key offset header-length header-crc body-length body-crc`); how many units.
-fn damage_units(cache: &std::path::Path, part: Part) -> usize {
-    let mut n = 0;
-    for e in std::fs::read_dir(cache.join("units")).expect("units") {
-        let idx = e.expect("e").path();
-        if idx.extension().is_none_or(|x| x != "idx") {
-            continue;
-        }
-        let pack = idx.with_extension("pack");
-        let mut bytes = std::fs::read(&pack).expect("read");
-        let index = std::fs::read_to_string(&idx).expect("index");
-        for line in index.lines().skip(1) {
-            let f: Vec<u64> = line
-                .split(' ')
-                .skip(1)
-                .map(|x| x.parse().expect("number"))
-                .collect();
-            let (offset, head, body) = (f[0], f[1], f[3]);
-            let at = match part {
-                Part::Header => offset,
-                Part::Body if body > 0 => offset + head,
-                Part::Body => continue,
-            };
-            bytes[usize::try_from(at).expect("fits")] ^= 0x20;
-            n += 1;
-        }
-        std::fs::write(&pack, bytes).expect("write");
-    }
-    n
 }
 
 /// A revision's objects live in the unit store: objects damaged there in place are found when

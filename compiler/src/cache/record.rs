@@ -87,9 +87,10 @@ pub(super) fn decode(
     let diagnostics = serde_json::from_slice(r.bytes()?).ok()?;
     let origins: Vec<Origin> = serde_json::from_slice(r.bytes()?).ok()?;
     let n = usize::try_from(r.u32()?).ok()?;
+    let body = Arc::new(body(approves));
     // Bounded by the header's length (an object takes more than a byte of it).
     let mut objects = Vec::with_capacity(n.min(head.len()));
-    let mut parts = Vec::with_capacity(n.min(head.len()));
+    let mut at = 0usize;
     for _ in 0..n {
         let api_version = r.string()?;
         let kind = r.string()?;
@@ -103,38 +104,24 @@ pub(super) fn decode(
         let hash = r.string()?;
         let sha = r.string()?;
         let len = usize::try_from(r.u32()?).ok()?;
-        parts.push((sha, len));
-        objects.push((
-            ObjectKey {
+        let range = at..at.checked_add(len)?;
+        at = range.end;
+        objects.push(Manifest {
+            key: ObjectKey {
                 api_version,
                 kind,
                 namespace,
                 name,
             },
+            object: Obj::from_shared(&body, range, sha),
             origin,
             hash,
-        ));
+        });
     }
-    let total: u64 = parts.iter().map(|(_, l)| *l as u64).sum();
-    if !r.0.is_empty() || total != body_len {
+    // The texts make up the body exactly, and nothing follows the objects.
+    if !r.0.is_empty() || u64::try_from(at).ok()? != body_len {
         return None;
     }
-    let body = Arc::new(body(approves));
-    let mut at = 0;
-    let objects = objects
-        .into_iter()
-        .zip(parts)
-        .map(|((key, origin, hash), (sha, len))| {
-            let range = at..at + len;
-            at += len;
-            Manifest {
-                key,
-                object: Obj::from_shared(&body, range, sha),
-                origin,
-                hash,
-            }
-        })
-        .collect();
     Some(UnitOutput {
         objects,
         diagnostics,
