@@ -44,8 +44,22 @@ impl Stage {
 
 /// The file an object is written to: `<namespace or _cluster>/<kind>-<name>.yaml`.
 pub fn object_path(key: &ObjectKey) -> String {
-    let dir = key.namespace.as_deref().unwrap_or("_cluster");
-    format!("{dir}/{}-{}.yaml", key.kind.to_ascii_lowercase(), key.name)
+    let mut path = String::new();
+    push_object_path(key, &mut path);
+    path
+}
+
+/// [`object_path`], appended to `out`.
+fn push_object_path(key: &ObjectKey, out: &mut String) {
+    out.reserve(
+        key.namespace.as_ref().map_or(8, String::len) + key.kind.len() + key.name.len() + 8,
+    );
+    out.push_str(key.namespace.as_deref().unwrap_or("_cluster"));
+    out.push('/');
+    out.extend(key.kind.chars().map(|c| c.to_ascii_lowercase()));
+    out.push('-');
+    out.push_str(&key.name);
+    out.push_str(".yaml");
 }
 
 /// The `out/` tree for some clusters (all when `only` is `None`).
@@ -67,6 +81,10 @@ pub struct Files {
     pub differ: std::collections::BTreeSet<String>,
 }
 
+/// Objects rendered a run at a time (a hundred thousand at scale: one lock text per run, not
+/// per object).
+const RUN: usize = 512;
+
 /// The files of some clusters (all when `only` is `None`), rendering only the objects whose
 /// file is not `known(path, id)` to hold them already (an incremental build renders what
 /// changed). The lock files and kustomizations are always rendered.
@@ -81,26 +99,18 @@ pub fn files(
         if only.is_some_and(|o| o != cluster) {
             continue;
         }
-        let rendered: Vec<Rendered> = out
+        let prefix = format!("{cluster}/");
+        let runs: Vec<Run> = out
             .manifests
-            .par_iter()
-            .map(|m| {
-                let path = object_path(&m.key);
-                let (id, text) = m
-                    .object
-                    .sha_and(|id| !known(&format!("{cluster}/{path}"), id), to_yaml);
-                let id = id.to_owned();
-                let entry = lock_entry_text(&lock_entry(m, &path));
-                (path, text, id, entry)
+            .par_chunks(RUN)
+            .map(|run| {
+                render_run(run, &prefix, |m, path| {
+                    let (id, text) = m.object.sha_and(|id| !known(path, id), to_yaml);
+                    (text, id.to_owned())
+                })
             })
             .collect();
-        add_cluster(
-            &mut files,
-            (cluster, &format!("{cluster}/")),
-            rendered,
-            &out.approvals,
-            known,
-        )?;
+        add_cluster(&mut files, (cluster, &prefix), runs, &out.approvals, known)?;
     }
     Ok(files)
 }
@@ -114,18 +124,25 @@ pub fn into_tree(lowered: Lowered, only: Option<&str>) -> Result<Tree, String> {
         if only.is_some_and(|o| o != cluster) {
             continue;
         }
-        let rendered: Vec<Rendered> = out
-            .manifests
+        // In runs, each moved out once (and freed with its run once rendered).
+        let mut objects = out.manifests.into_iter();
+        let mut runs: Vec<Vec<Manifest>> = Vec::new();
+        loop {
+            let run: Vec<Manifest> = objects.by_ref().take(RUN).collect();
+            if run.is_empty() {
+                break;
+            }
+            runs.push(run);
+        }
+        let prefix = format!("{cluster}/");
+        let runs: Vec<Run> = runs
             .into_par_iter()
-            .map(|m| {
-                let (path, text, entry) = render(&m);
-                (path, Some(text), m.object.sha().to_owned(), entry)
-            })
+            .map(|run| render_run(&run, &prefix, whole))
             .collect();
         add_cluster(
             &mut files,
-            (&cluster, &format!("{cluster}/")),
-            rendered,
+            (&cluster, &prefix),
+            runs,
             &out.approvals,
             &|_, _| false,
         )?;
@@ -133,62 +150,80 @@ pub fn into_tree(lowered: Lowered, only: Option<&str>) -> Result<Tree, String> {
     Ok(files.texts)
 }
 
-/// One object's file: its path, its text and its lock entry.
-fn render(m: &Manifest) -> (String, String, String) {
-    let path = object_path(&m.key);
-    // One parse for the text and the hash (the lock entry's).
-    let text = m.object.sha_and(|_| true, to_yaml).1.unwrap_or_default();
-    let entry = lock_entry_text(&lock_entry(m, &path));
-    (path, text, entry)
+/// An object's text and its id, from one parse.
+fn whole(m: &Manifest, _: &str) -> (Option<String>, String) {
+    let (id, text) = m.object.sha_and(|_| true, to_yaml);
+    (text, id.to_owned())
 }
 
 /// One cluster's files.
 pub fn cluster_tree(cluster: &str, out: &ClusterOutput) -> Result<Tree, String> {
     use rayon::prelude::*;
-    // Rendering is per object and runs in parallel; the tree is assembled in object order.
-    let rendered: Vec<Rendered> = out
+    // Rendering is per run of objects and in parallel; the tree is assembled in object order.
+    let runs: Vec<Run> = out
         .manifests
-        .par_iter()
-        .map(|m| {
-            let (path, text, entry) = render(m);
-            (path, Some(text), m.object.sha().to_owned(), entry)
-        })
+        .par_chunks(RUN)
+        .map(|run| render_run(run, "", whole))
         .collect();
     let mut files = Files::default();
-    add_cluster(
-        &mut files,
-        (cluster, ""),
-        rendered,
-        &out.approvals,
-        &|_, _| false,
-    )?;
+    add_cluster(&mut files, (cluster, ""), runs, &out.approvals, &|_, _| {
+        false
+    })?;
     Ok(files.texts)
 }
 
-/// An object's file: its path in the cluster's directory, its text (`None`: not rendered), the
-/// id of its content and its lock entry.
-type Rendered = (String, Option<String>, String, String);
+/// A run of objects rendered: per object its file's path (with the cluster's prefix), its
+/// text (`None`: not rendered) and the id of its content; and their lock entries, joined.
+struct Run {
+    files: Vec<(String, Option<String>, String)>,
+    lock: String,
+}
+
+/// Render a run of objects: each object's path (`prefix` and [`object_path`]) and what
+/// `render(object, path)` makes of it (its text, when rendered, and its id), and its lock entry.
+fn render_run(
+    run: &[Manifest],
+    prefix: &str,
+    render: impl Fn(&Manifest, &str) -> (Option<String>, String),
+) -> Run {
+    let mut files = Vec::with_capacity(run.len());
+    let mut lock = String::with_capacity(run.len() * 480);
+    for m in run {
+        let mut path = String::with_capacity(prefix.len() + 64);
+        path.push_str(prefix);
+        push_object_path(&m.key, &mut path);
+        let (text, id) = render(m, &path);
+        if !lock.is_empty() {
+            lock.push_str(",\n");
+        }
+        push_lock_entry(&lock_entry(m, &path[prefix.len()..], &id), &mut lock);
+        files.push((path, text, id));
+    }
+    Run { files, lock }
+}
 
 /// Add a cluster's files from its rendered objects, in object order: the objects, the
 /// kustomization and the lock file (which also lists the approvals of the cluster, when there
-/// are any: the agent judges deletions by them). Paths are prefixed with `prefix`; a file
-/// `known` to hold its content already is not kept (only its id).
+/// are any: the agent judges deletions by them). Paths carry `prefix`; a file `known` to hold
+/// its content already is not kept (only its id).
 fn add_cluster(
     files: &mut Files,
     (cluster, prefix): (&str, &str),
-    rendered: Vec<Rendered>,
+    runs: Vec<Run>,
     approvals: &[Approval],
     known: &(dyn Fn(&str, &str) -> bool + Sync),
 ) -> Result<(), String> {
-    let mut lock = Vec::with_capacity(rendered.len());
-    let mut ids: Vec<(String, String)> = Vec::with_capacity(rendered.len() + 2);
-    for (path, text, id, entry) in rendered {
-        let full = format!("{prefix}{path}");
-        if let Some(text) = text {
-            files.texts.insert(full.clone(), text);
+    let mut lock = Vec::with_capacity(runs.len());
+    let mut ids: Vec<(String, String)> =
+        Vec::with_capacity(runs.iter().map(|r| r.files.len()).sum::<usize>() + 2);
+    for run in runs {
+        for (path, text, id) in run.files {
+            if let Some(text) = text {
+                files.texts.insert(path.clone(), text);
+            }
+            ids.push((path, id));
         }
-        ids.push((full, id));
-        lock.push(entry);
+        lock.push(run.lock);
     }
     use rayon::prelude::*;
     // In path order (the kustomization's), two objects of one file side by side.
@@ -274,11 +309,12 @@ fn kustomization_text<'a>(paths: impl ExactSizeIterator<Item = &'a str>) -> Stri
 }
 
 /// The text of `plinth.lock.json`: `serde_json`'s pretty form of a [`LockFile`], from its
-/// object entries already in that form ([`lock_entry_text`], rendered in parallel with the
-/// objects: tens of megabytes for a large platform).
+/// object entries already in that form, in runs (each a run's entries joined by `,` lines:
+/// [`push_lock_entry`], rendered in parallel with the objects: tens of megabytes for a large
+/// platform).
 fn lock_file_text(
     cluster: &str,
-    entries: Vec<String>,
+    runs: Vec<String>,
     approvals: &[Approval],
 ) -> Result<String, String> {
     let doc = LockFile {
@@ -288,7 +324,8 @@ fn lock_file_text(
         approvals,
     };
     let shell = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
-    if entries.is_empty() {
+    let runs: Vec<String> = runs.into_iter().filter(|r| !r.is_empty()).collect();
+    if runs.is_empty() {
         return Ok(shell + "\n");
     }
     // The empty list's place (the quotes of a key cannot occur inside a JSON string).
@@ -296,11 +333,11 @@ fn lock_file_text(
     let Some(i) = shell.find(at) else {
         return Err("the lock file has no object list".to_owned());
     };
-    let size = shell.len() + entries.iter().map(|e| e.len() + 2).sum::<usize>() + 16;
+    let size = shell.len() + runs.iter().map(|e| e.len() + 2).sum::<usize>() + 16;
     let mut text = String::with_capacity(size);
     text.push_str(&shell[..i]);
     text.push_str("\"objects\": [\n");
-    for (n, e) in entries.iter().enumerate() {
+    for (n, e) in runs.iter().enumerate() {
         if n > 0 {
             text.push_str(",\n");
         }
@@ -312,50 +349,56 @@ fn lock_file_text(
     Ok(text)
 }
 
-/// An object's entry as the lock file's pretty form has it (at depth 2, four spaces): what
-/// `serde_json::to_string_pretty` writes for a [`LockEntry`] in a [`LockFile`], written
-/// directly (one buffer per entry; unit-tested against `serde_json`).
-fn lock_entry_text(e: &LockEntry<'_>) -> String {
-    fn string(b: &mut Vec<u8>, s: &str) {
-        // Writing a string into a vector cannot fail.
-        let _ = serde_json::to_writer(&mut *b, s);
-    }
-    let mut b: Vec<u8> = Vec::with_capacity(320 + e.path.len() + e.source.file.len());
-    b.extend_from_slice(b"    {\n      \"apiVersion\": ");
-    string(&mut b, e.api_version);
-    b.extend_from_slice(b",\n      \"kind\": ");
-    string(&mut b, e.kind);
-    b.extend_from_slice(b",\n      \"name\": ");
-    string(&mut b, e.name);
-    b.extend_from_slice(b",\n      \"path\": ");
-    string(&mut b, e.path);
-    b.extend_from_slice(b",\n      \"sha256\": ");
-    string(&mut b, e.sha256);
-    b.extend_from_slice(b",\n      \"source\": {\n        \"file\": ");
-    string(&mut b, e.source.file);
-    b.extend_from_slice(b",\n        \"line\": ");
-    b.extend_from_slice(e.source.line.to_string().as_bytes());
-    b.extend_from_slice(b",\n        \"kind\": ");
-    string(&mut b, e.source.kind);
-    b.extend_from_slice(b",\n        \"name\": ");
-    string(&mut b, e.source.name);
-    b.extend_from_slice(b"\n      }");
+/// Append an object's entry as the lock file's pretty form has it (at depth 2, four spaces):
+/// what `serde_json::to_string_pretty` writes for a [`LockEntry`] in a [`LockFile`], written
+/// directly (unit-tested against `serde_json`).
+fn push_lock_entry(e: &LockEntry<'_>, out: &mut String) {
+    use std::fmt::Write;
+    out.push_str("    {\n      \"apiVersion\": ");
+    push_json_string(e.api_version, out);
+    out.push_str(",\n      \"kind\": ");
+    push_json_string(e.kind, out);
+    out.push_str(",\n      \"name\": ");
+    push_json_string(e.name, out);
+    out.push_str(",\n      \"path\": ");
+    push_json_string(e.path, out);
+    out.push_str(",\n      \"sha256\": ");
+    push_json_string(e.sha256, out);
+    out.push_str(",\n      \"source\": {\n        \"file\": ");
+    push_json_string(e.source.file, out);
+    // Writing into a string cannot fail.
+    let _ = write!(out, ",\n        \"line\": {}", e.source.line);
+    out.push_str(",\n        \"kind\": ");
+    push_json_string(e.source.kind, out);
+    out.push_str(",\n        \"name\": ");
+    push_json_string(e.source.name, out);
+    out.push_str("\n      }");
     if let Some(ns) = e.namespace {
-        b.extend_from_slice(b",\n      \"namespace\": ");
-        string(&mut b, ns);
+        out.push_str(",\n      \"namespace\": ");
+        push_json_string(ns, out);
     }
-    b.extend_from_slice(b"\n    }");
-    // Every piece is UTF-8 (JSON text of strings).
-    String::from_utf8(b).unwrap_or_default()
+    out.push_str("\n    }");
 }
 
-fn lock_entry<'a>(m: &'a Manifest, path: &'a str) -> LockEntry<'a> {
+/// `s` as a JSON string, as `serde_json` writes it: quoted, with `"`, `\\` and control
+/// characters escaped (nothing else) — pushed as it is when it has none of them.
+fn push_json_string(s: &str, out: &mut String) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
+    }
+}
+
+fn lock_entry<'a>(m: &'a Manifest, path: &'a str, sha256: &'a str) -> LockEntry<'a> {
     LockEntry {
         api_version: &m.key.api_version,
         kind: &m.key.kind,
         name: &m.key.name,
         path,
-        sha256: m.object.sha(),
+        sha256,
         source: LockSource {
             file: &m.origin.file,
             line: m.origin.line,
@@ -451,7 +494,11 @@ mod tests {
         for n in [0, 1, 3] {
             for a in [&approvals[..], &[]] {
                 let texts: Vec<String> = (0..n)
-                    .map(|i| lock_entry_text(&entry(i, (i % 2 == 0).then_some("x"))))
+                    .map(|i| {
+                        let mut text = String::new();
+                        push_lock_entry(&entry(i, (i % 2 == 0).then_some("x")), &mut text);
+                        text
+                    })
                     .collect();
                 let mut want = serde_json::to_string_pretty(&LockFile {
                     version: 1,
@@ -463,8 +510,23 @@ mod tests {
                 })
                 .expect("json");
                 want.push('\n');
-                assert_eq!(lock_file_text("prod", texts, a).expect("text"), want);
+                assert_eq!(
+                    lock_file_text("prod", texts.clone(), a).expect("text"),
+                    want
+                );
+                // The same entries in one run, an empty run beside.
+                let run = vec![texts.join(",\n"), String::new()];
+                assert_eq!(lock_file_text("prod", run, a).expect("text"), want);
             }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_json_string_is_written_as_serde_json_writes_it(s in "\\PC*|[\\x00-\\x7f]*") {
+            let mut out = String::new();
+            push_json_string(&s, &mut out);
+            proptest::prop_assert_eq!(out, serde_json::to_string(&s).expect("json"));
         }
     }
 

@@ -61,6 +61,16 @@ pub(super) fn build(
         opts.progress = Some(s.progress());
     }
     let cache = args.cache_dir.as_ref().map(crate::cache::Cache::new);
+    // The output's index is read beside the compile (a hundred thousand entries at scale).
+    let opening = match (&args.cache_dir, args.format) {
+        (Some(c), BuildFormat::Tree) => {
+            let (c, target) = (c.clone(), target_path(&args));
+            Some(std::thread::spawn(move || {
+                OutIndex::open(Some(&c), &target)
+            }))
+        }
+        _ => None,
+    };
     // Through a cache, files whose stamp is unchanged are not read again.
     let texts = cache
         .as_ref()
@@ -91,7 +101,7 @@ pub(super) fn build(
         let code = finish(
             &args,
             (built.checked, lowered),
-            spinner,
+            (spinner, opening),
             (&mut *out, &mut *err, terminal),
         );
         if let Some(took) = storing.and_then(|t| t.join().ok())
@@ -118,7 +128,7 @@ fn finish(
         crate::Checked,
         Option<std::sync::Arc<crate::lower::Lowered>>,
     ),
-    spinner: Option<Spinner>,
+    (spinner, index): (Option<Spinner>, Option<std::thread::JoinHandle<OutIndex>>),
     (out, err, terminal): (&mut dyn Write, &mut dyn Write, bool),
 ) -> anyhow::Result<u8> {
     // Diagnostics go to stderr too: stop the progress line before them.
@@ -142,6 +152,7 @@ fn finish(
                 checked,
                 lowered,
                 spinner,
+                index,
                 write_clock,
             };
             write_tree(args, tree, err)?;
@@ -237,6 +248,8 @@ struct Written {
     /// Shared with the thread storing the revision in the cache, if any.
     lowered: std::sync::Arc<crate::lower::Lowered>,
     spinner: Option<Spinner>,
+    /// The output's index, being read (with a cache).
+    index: Option<std::thread::JoinHandle<OutIndex>>,
     /// When writing began (for `PLINTH_TIMINGS`).
     write_clock: std::time::Instant,
 }
@@ -247,6 +260,7 @@ fn write_tree(args: &BuildArgs, built: Written, err: &mut dyn Write) -> anyhow::
         checked,
         lowered,
         spinner,
+        index,
         write_clock,
     } = built;
     if args.out.exists() && !args.out.is_dir() {
@@ -272,7 +286,7 @@ fn write_tree(args: &BuildArgs, built: Written, err: &mut dyn Write) -> anyhow::
     let target = match &args.cache_dir {
         // With a cache, what was written last is known: only what changed is rendered.
         Some(cache) => {
-            let target = write_indexed(args, cache, &lowered, &mut stages)?;
+            let target = write_indexed(args, (cache, index), &lowered, &mut stages)?;
             // Freeing a hundred thousand objects one by one takes a while (50 ms at 10,000
             // projects) and nothing waits for it: the process ends first.
             std::thread::spawn(move || drop(lowered));
@@ -310,19 +324,23 @@ fn write_tree(args: &BuildArgs, built: Written, err: &mut dyn Write) -> anyhow::
     Ok(())
 }
 
-/// The directory a build writes: `--out`, or with `--cluster` its directory (in a marked
-/// `--out`, created when missing).
-fn target_dir(args: &BuildArgs) -> anyhow::Result<PathBuf> {
-    Ok(match &args.cluster {
-        Some(c) => {
-            std::fs::create_dir_all(&args.out).map_err(|e| {
-                anyhow::Error::new(e).context(format!("cannot create `{}`", args.out.display()))
-            })?;
-            mark(&args.out)?;
-            args.out.join(c)
-        }
+/// The directory a build writes: `--out`, or with `--cluster` its directory.
+fn target_path(args: &BuildArgs) -> PathBuf {
+    match &args.cluster {
+        Some(c) => args.out.join(c),
         None => args.out.clone(),
-    })
+    }
+}
+
+/// [`target_path`], made ready: with `--cluster`, in a marked `--out` (created when missing).
+fn target_dir(args: &BuildArgs) -> anyhow::Result<PathBuf> {
+    if args.cluster.is_some() {
+        std::fs::create_dir_all(&args.out).map_err(|e| {
+            anyhow::Error::new(e).context(format!("cannot create `{}`", args.out.display()))
+        })?;
+        mark(&args.out)?;
+    }
+    Ok(target_path(args))
 }
 
 /// The tree's paths relative to the directory written (without `<cluster>/` under
@@ -348,11 +366,12 @@ fn relative(args: &BuildArgs, files: crate::emit::Files) -> crate::emit::Files {
     }
 }
 
-/// Write through the output index kept in `cache` ([`OutIndex`]): objects whose file is known
-/// to hold them are not rendered; the rest is compared and written as by [`replace_output`].
+/// Write through the output index kept in `cache` ([`OutIndex`]; `opened`: being read since
+/// the build began): objects whose file is known to hold them are not rendered; the rest is
+/// compared and written as by [`replace_output`].
 fn write_indexed(
     args: &BuildArgs,
-    cache: &std::path::Path,
+    (cache, opened): (&std::path::Path, Option<std::thread::JoinHandle<OutIndex>>),
     lowered: &crate::lower::Lowered,
     timings: &mut Vec<(&'static str, std::time::Duration)>,
 ) -> anyhow::Result<PathBuf> {
@@ -362,7 +381,11 @@ fn write_indexed(
         clock = std::time::Instant::now();
     };
     let target = target_dir(args)?;
-    let index = OutIndex::open(Some(cache), &target);
+    // The directory itself is opened now (it may have been made or replaced meanwhile).
+    let index = match opened.and_then(|t| t.join().ok()) {
+        Some(index) => index.reopened(),
+        None => OutIndex::open(Some(cache), &target),
+    };
     let prefix = args.cluster.as_ref().map(|c| format!("{c}/"));
     let known = |p: &str, id: &str| {
         let rel = prefix.as_deref().map_or(Some(p), |x| p.strip_prefix(x));

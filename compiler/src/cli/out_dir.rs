@@ -521,6 +521,13 @@ impl OutIndex {
         }
     }
 
+    /// The index with its directory opened again (as it is now: read earlier, the index may
+    /// have been opened before the directory was made or replaced).
+    pub(super) fn reopened(mut self) -> OutIndex {
+        self.root = open_dir(&self.dir);
+        self
+    }
+
     /// The stamp of a file of the directory now.
     fn stamp(&self, id: &str, path: &str) -> Option<Stamp> {
         Stamp::of(id, self.root.as_ref()?, path)
