@@ -403,23 +403,7 @@ pub(super) fn plan(
         }
         Err(e) => return Err(e),
     };
-    if std::env::var_os("PLINTH_TIMINGS").is_some() {
-        let compare = [("compare", compared.elapsed())];
-        let all = [
-            ("base", &base.timings[..]),
-            ("head", &head.timings[..]),
-            ("plan", &compare[..]),
-        ];
-        for (side, timings) in all {
-            for (stage, d) in timings {
-                writeln!(
-                    err,
-                    "timing {side} {stage:>8}: {:>8.1} ms",
-                    d.as_secs_f64() * 1000.0
-                )?;
-            }
-        }
-    }
+    timings(&base, &head, compared.elapsed(), err)?;
     // The compiled sides are done with: freed while the plan is finished (a hundred
     // thousand objects take a while), and not waited for.
     std::thread::spawn(move || drop((base, head)));
@@ -440,6 +424,34 @@ pub(super) fn plan(
     } else {
         0
     })
+}
+
+/// With `PLINTH_TIMINGS` set, how long each stage of each side and the comparison took.
+fn timings(
+    base: &Side,
+    head: &Side,
+    compare: std::time::Duration,
+    err: &mut dyn Write,
+) -> std::io::Result<()> {
+    if std::env::var_os("PLINTH_TIMINGS").is_none() {
+        return Ok(());
+    }
+    let compare = [("compare", compare)];
+    let all = [
+        ("base", &base.timings[..]),
+        ("head", &head.timings[..]),
+        ("plan", &compare[..]),
+    ];
+    for (side, timings) in all {
+        for (stage, d) in timings {
+            writeln!(
+                err,
+                "timing {side} {stage:>8}: {:>8.1} ms",
+                d.as_secs_f64() * 1000.0
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// The head side of a plan before it is read.
