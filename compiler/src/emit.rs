@@ -616,6 +616,98 @@ mod tests {
         assert!(seen.insert(large_text_id("a")));
     }
 
+    /// A cluster of `n` ConfigMaps in namespace `a` (in key order), and more in `extra`.
+    fn cluster_of(n: usize, extra: &[(&str, &str)]) -> Lowered {
+        let origin = crate::output::Origin {
+            file: Arc::from("projects/a.yaml"),
+            line: 1,
+            kind: crate::model::Kind::Project,
+            name: "a".into(),
+        };
+        let object = |api: &str, name: &str| {
+            let v = json!({"apiVersion": api, "kind": "ConfigMap",
+                           "metadata": {"name": name, "namespace": "a"}});
+            Manifest {
+                key: ObjectKey::of(&v),
+                object: crate::output::Obj::from(v),
+                origin: origin.clone(),
+                hash: "h".into(),
+            }
+        };
+        let mut manifests: Vec<Manifest> = (0..n)
+            .map(|i| object("v1", &format!("cm-{i:04}")))
+            .chain(extra.iter().map(|(api, name)| object(api, name)))
+            .collect();
+        manifests.sort_by(|a, b| a.key.cmp(&b.key));
+        let out = ClusterOutput {
+            manifests,
+            approvals: Vec::new(),
+        };
+        Lowered {
+            clusters: [("prod".to_owned(), out)].into(),
+            platform_file: None,
+            units: None,
+        }
+    }
+
+    /// Objects rendered in runs make the files and the lock file rendering them one by one
+    /// would: every object's file, and the lock file listing them all in key order.
+    #[test]
+    fn objects_rendered_in_runs_are_every_file_and_one_lock_file() {
+        for n in [0, 1, RUN - 1, RUN, RUN + 1, 2 * RUN + 7] {
+            let lowered = cluster_of(n, &[]);
+            let rendered = files(&lowered, None, &|_, _| false).expect("renders");
+            let objects = &lowered.clusters["prod"].manifests;
+            for m in objects {
+                let path = format!("prod/{}", object_path(&m.key));
+                assert_eq!(rendered.ids[&path], m.object.sha());
+                assert_eq!(rendered.texts[&path], m.object.peek(to_yaml));
+            }
+            assert_eq!(
+                rendered.ids.len(),
+                n + 2,
+                "the objects, the kustomization, the lock file"
+            );
+            let lock: Value =
+                serde_json::from_str(&rendered.texts["prod/plinth.lock.json"]).expect("json");
+            let listed: Vec<&str> = lock["objects"]
+                .as_array()
+                .expect("a list")
+                .iter()
+                .map(|e| e["name"].as_str().expect("a name"))
+                .collect();
+            let names: Vec<&str> = objects.iter().map(|m| m.key.name.as_str()).collect();
+            assert_eq!(listed, names);
+            // The same files consuming the output, and for the cluster alone.
+            assert_eq!(
+                into_tree(cluster_of(n, &[]), None).expect("renders"),
+                rendered.texts
+            );
+            let alone = cluster_tree("prod", &lowered.clusters["prod"]).expect("renders");
+            let prefixed: Tree = alone
+                .into_iter()
+                .map(|(p, t)| (format!("prod/{p}"), t))
+                .collect();
+            assert_eq!(prefixed, rendered.texts);
+            // Known files are not rendered, and still named with their ids.
+            let known = files(&lowered, None, &|p, _| !p.ends_with(".json")).expect("renders");
+            assert_eq!(known.texts.len(), 1, "only the lock file");
+            assert_eq!(known.ids, rendered.ids);
+        }
+    }
+
+    /// Two objects whose files would be one (kinds differing in case, or an API group only)
+    /// are refused, wherever they fall among the runs.
+    #[test]
+    fn two_objects_of_one_file_are_refused() {
+        let lowered = cluster_of(2 * RUN, &[("example.com/v1", "cm-0700")]);
+        let err = files(&lowered, None, &|_, _| false).expect_err("refused");
+        assert_eq!(
+            err,
+            "two objects of cluster `prod` map to the file `a/configmap-cm-0700.yaml`"
+        );
+    }
+
     #[test]
     fn paths_and_stages() {
         let k = ObjectKey {

@@ -390,6 +390,7 @@ fn build_fresh(
     // inputs that did not change (both memoised per input in the cache).
     // The unit store's index and the spec files' memo are read at once (each tens of
     // thousands of entries at scale).
+    let opened = std::time::Instant::now();
     let (pack, file_memo) = match cache {
         Some(c) => {
             let (units, files) = rayon::join(
@@ -430,8 +431,12 @@ fn build_fresh(
         }
         _ => opts,
     };
+    let opened = opened.elapsed();
     let mut checked = check_snapshot(snapshot, load_diags, opts);
     checked.timings.insert(0, ("load", load_time));
+    if pack.is_some() {
+        checked.timings.insert(1, ("open cache", opened));
+    }
     if let Some((store, _)) = &pack {
         // A cache that cannot be written only costs time.
         let flushed = std::time::Instant::now();
