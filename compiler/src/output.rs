@@ -816,22 +816,35 @@ pub fn spec_hash(object: &Value) -> String {
 
 /// Deterministic block-style YAML for a JSON value (a document, without `---`).
 pub fn to_yaml(v: &Value) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(1024);
     match v {
-        Value::Object(m) if !m.is_empty() => write_map(m, 0, &mut out),
+        Value::Object(m) if !m.is_empty() => write_map(m, 0, false, &mut out),
         Value::Array(a) if !a.is_empty() => write_seq(a, 0, &mut out),
         other => {
-            out.push_str(&scalar(other, 0));
+            push_scalar(other, 0, &mut out);
             out.push('\n');
         }
     }
     out
 }
 
-fn write_map(m: &serde_json::Map<String, Value>, indent: usize, out: &mut String) {
-    for (k, v) in m {
-        out.push_str(&" ".repeat(indent));
-        out.push_str(&key(k));
+/// `n` spaces.
+fn pad(n: usize, out: &mut String) {
+    out.extend(std::iter::repeat_n(' ', n));
+}
+
+/// A map's entries at `indent`, the first one's indentation left out when it follows a
+/// sequence's dash (`inline`).
+fn write_map(m: &serde_json::Map<String, Value>, indent: usize, inline: bool, out: &mut String) {
+    for (i, (k, v)) in m.iter().enumerate() {
+        if !(inline && i == 0) {
+            pad(indent, out);
+        }
+        if plain_ok(k) {
+            out.push_str(k);
+        } else {
+            push_quoted(k, out);
+        }
         out.push(':');
         write_value(v, indent, out);
     }
@@ -839,15 +852,13 @@ fn write_map(m: &serde_json::Map<String, Value>, indent: usize, out: &mut String
 
 fn write_seq(a: &[Value], indent: usize, out: &mut String) {
     for v in a {
-        out.push_str(&" ".repeat(indent));
+        pad(indent, out);
         out.push('-');
         match v {
             Value::Object(m) if !m.is_empty() => {
                 // First entry on the dash line, the rest aligned under it.
-                let mut inner = String::new();
-                write_map(m, indent + 2, &mut inner);
                 out.push(' ');
-                out.push_str(&inner[indent + 2..]);
+                write_map(m, indent + 2, true, out);
             }
             Value::Array(inner) if !inner.is_empty() => {
                 out.push('\n');
@@ -855,7 +866,7 @@ fn write_seq(a: &[Value], indent: usize, out: &mut String) {
             }
             other => {
                 out.push(' ');
-                out.push_str(&scalar(other, indent + 2));
+                push_scalar(other, indent + 2, out);
                 out.push('\n');
             }
         }
@@ -865,13 +876,9 @@ fn write_seq(a: &[Value], indent: usize, out: &mut String) {
 /// What [`to_yaml`] writes for the string `s` as an item of a sequence at `indent` (a list
 /// written item by item, without a `Value` of it).
 pub fn push_string_item(s: &str, indent: usize, out: &mut String) {
-    out.extend(std::iter::repeat_n(' ', indent));
+    pad(indent, out);
     out.push_str("- ");
-    if plain_ok(s) {
-        out.push_str(s);
-    } else {
-        out.push_str(&scalar(&Value::String(s.to_owned()), indent + 2));
-    }
+    push_string(s, indent + 2, out);
     out.push('\n');
 }
 
@@ -879,7 +886,7 @@ fn write_value(v: &Value, indent: usize, out: &mut String) {
     match v {
         Value::Object(m) if !m.is_empty() => {
             out.push('\n');
-            write_map(m, indent + 2, out);
+            write_map(m, indent + 2, false, out);
         }
         Value::Array(a) if !a.is_empty() => {
             out.push('\n');
@@ -887,38 +894,44 @@ fn write_value(v: &Value, indent: usize, out: &mut String) {
         }
         other => {
             out.push(' ');
-            out.push_str(&scalar(other, indent + 2));
+            push_scalar(other, indent + 2, out);
             out.push('\n');
         }
     }
 }
 
-fn key(k: &str) -> String {
-    if plain_ok(k) { k.to_owned() } else { quote(k) }
+/// A scalar (an empty map or list in flow style), its continuation lines at `indent`.
+fn push_scalar(v: &Value, indent: usize, out: &mut String) {
+    use std::fmt::Write;
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        // Writing into a string cannot fail.
+        Value::Number(n) => {
+            let _ = write!(out, "{n}");
+        }
+        Value::String(s) => push_string(s, indent, out),
+        Value::Object(_) => out.push_str("{}"),
+        Value::Array(_) => out.push_str("[]"),
+    }
 }
 
-fn scalar(v: &Value, indent: usize) -> String {
-    match v {
-        Value::Null => "null".to_owned(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) if plain_ok(s) => s.clone(),
-        Value::String(s) if literal_ok(s) => {
-            let pad = " ".repeat(indent);
-            let chomp = if s.ends_with('\n') { "" } else { "-" };
-            let mut out = format!("|{chomp}");
-            for line in s.strip_suffix('\n').unwrap_or(s).split('\n') {
-                out.push('\n');
-                if !line.is_empty() {
-                    out.push_str(&pad);
-                    out.push_str(line);
-                }
+/// A string scalar: plain when it reads back as itself, a literal block for readable multi-line
+/// text (its lines at `indent`), quoted otherwise.
+fn push_string(s: &str, indent: usize, out: &mut String) {
+    if plain_ok(s) {
+        out.push_str(s);
+    } else if literal_ok(s) {
+        out.push_str(if s.ends_with('\n') { "|" } else { "|-" });
+        for line in s.strip_suffix('\n').unwrap_or(s).split('\n') {
+            out.push('\n');
+            if !line.is_empty() {
+                pad(indent, out);
+                out.push_str(line);
             }
-            out
         }
-        Value::String(s) => quote(s),
-        Value::Object(_) => "{}".to_owned(),
-        Value::Array(_) => "[]".to_owned(),
+    } else {
+        push_quoted(s, out);
     }
 }
 
@@ -937,11 +950,9 @@ fn plain_ok(s: &str) -> bool {
     if s.chars().any(|c| c.is_control() || !is_printable(c)) {
         return false;
     }
-    let lower = s.to_ascii_lowercase();
-    !matches!(
-        lower.as_str(),
-        "y" | "n" | "yes" | "no" | "on" | "off" | "true" | "false" | "null"
-    )
+    !["y", "n", "yes", "no", "on", "off", "true", "false", "null"]
+        .iter()
+        .any(|w| s.eq_ignore_ascii_case(w))
 }
 
 /// A multi-line string that reads well as a literal block.
@@ -959,8 +970,8 @@ fn is_printable(c: char) -> bool {
 }
 
 /// A YAML double-quoted scalar (JSON escapes plus the ones YAML needs).
-fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
+fn push_quoted(s: &str, out: &mut String) {
+    out.reserve(s.len() + 2);
     out.push('"');
     for c in s.chars() {
         match c {
@@ -970,13 +981,14 @@ fn quote(s: &str) -> String {
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
             c if c.is_control() || !is_printable(c) => {
-                out.push_str(&format!("\\u{:04X}", c as u32))
+                use std::fmt::Write;
+                // Writing into a string cannot fail.
+                let _ = write!(out, "\\u{:04X}", c as u32);
             }
             c => out.push(c),
         }
     }
     out.push('"');
-    out
 }
 
 /// An internal error: plinth generated something it should not have.
@@ -997,6 +1009,194 @@ pub fn internal(origin: &Origin, message: &str) -> Diagnostic {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// [`to_yaml`] as it was written before it wrote into one buffer (a string allocated per
+    /// line, key and scalar): the oracle of the property below.
+    mod reference {
+        use super::super::{is_printable, literal_ok};
+        use serde_json::Value;
+
+        pub(super) fn to_yaml(v: &Value) -> String {
+            let mut out = String::new();
+            match v {
+                Value::Object(m) if !m.is_empty() => write_map(m, 0, &mut out),
+                Value::Array(a) if !a.is_empty() => write_seq(a, 0, &mut out),
+                other => {
+                    out.push_str(&scalar(other, 0));
+                    out.push('\n');
+                }
+            }
+            out
+        }
+
+        fn write_map(m: &serde_json::Map<String, Value>, indent: usize, out: &mut String) {
+            for (k, v) in m {
+                out.push_str(&" ".repeat(indent));
+                out.push_str(&key(k));
+                out.push(':');
+                write_value(v, indent, out);
+            }
+        }
+
+        fn write_seq(a: &[Value], indent: usize, out: &mut String) {
+            for v in a {
+                out.push_str(&" ".repeat(indent));
+                out.push('-');
+                match v {
+                    Value::Object(m) if !m.is_empty() => {
+                        // First entry on the dash line, the rest aligned under it.
+                        let mut inner = String::new();
+                        write_map(m, indent + 2, &mut inner);
+                        out.push(' ');
+                        out.push_str(&inner[indent + 2..]);
+                    }
+                    Value::Array(inner) if !inner.is_empty() => {
+                        out.push('\n');
+                        write_seq(inner, indent + 2, out);
+                    }
+                    other => {
+                        out.push(' ');
+                        out.push_str(&scalar(other, indent + 2));
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+
+        /// What [`to_yaml`] writes for the string `s` as an item of a sequence at `indent` (a list
+        /// written item by item, without a `Value` of it).
+        #[allow(dead_code)]
+        fn push_string_item(s: &str, indent: usize, out: &mut String) {
+            out.extend(std::iter::repeat_n(' ', indent));
+            out.push_str("- ");
+            if plain_ok(s) {
+                out.push_str(s);
+            } else {
+                out.push_str(&scalar(&Value::String(s.to_owned()), indent + 2));
+            }
+            out.push('\n');
+        }
+
+        fn write_value(v: &Value, indent: usize, out: &mut String) {
+            match v {
+                Value::Object(m) if !m.is_empty() => {
+                    out.push('\n');
+                    write_map(m, indent + 2, out);
+                }
+                Value::Array(a) if !a.is_empty() => {
+                    out.push('\n');
+                    write_seq(a, indent + 2, out);
+                }
+                other => {
+                    out.push(' ');
+                    out.push_str(&scalar(other, indent + 2));
+                    out.push('\n');
+                }
+            }
+        }
+
+        fn key(k: &str) -> String {
+            if plain_ok(k) { k.to_owned() } else { quote(k) }
+        }
+
+        fn scalar(v: &Value, indent: usize) -> String {
+            match v {
+                Value::Null => "null".to_owned(),
+                Value::Bool(b) => b.to_string(),
+                Value::Number(n) => n.to_string(),
+                Value::String(s) if plain_ok(s) => s.clone(),
+                Value::String(s) if literal_ok(s) => {
+                    let pad = " ".repeat(indent);
+                    let chomp = if s.ends_with('\n') { "" } else { "-" };
+                    let mut out = format!("|{chomp}");
+                    for line in s.strip_suffix('\n').unwrap_or(s).split('\n') {
+                        out.push('\n');
+                        if !line.is_empty() {
+                            out.push_str(&pad);
+                            out.push_str(line);
+                        }
+                    }
+                    out
+                }
+                Value::String(s) => quote(s),
+                Value::Object(_) => "{}".to_owned(),
+                Value::Array(_) => "[]".to_owned(),
+            }
+        }
+
+        fn plain_ok(s: &str) -> bool {
+            let Some(first) = s.chars().next() else {
+                return false;
+            };
+            if first.is_ascii_digit() || "-+.?:,[]{}#&*!|>'\"%@` ~=<".contains(first) {
+                return false;
+            }
+            if s.ends_with([' ', ':']) || s.contains(": ") || s.contains(" #") || s.contains('\t') {
+                return false;
+            }
+            if s.chars().any(|c| c.is_control() || !is_printable(c)) {
+                return false;
+            }
+            let lower = s.to_ascii_lowercase();
+            !matches!(
+                lower.as_str(),
+                "y" | "n" | "yes" | "no" | "on" | "off" | "true" | "false" | "null"
+            )
+        }
+
+        fn quote(s: &str) -> String {
+            let mut out = String::with_capacity(s.len() + 2);
+            out.push('"');
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    c if c.is_control() || !is_printable(c) => {
+                        out.push_str(&format!("\\u{:04X}", c as u32))
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+            out
+        }
+    }
+
+    /// Any JSON value: strings from an alphabet of what YAML treats specially.
+    fn any_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let string = || {
+            proptest::string::string_regex("(y|N|yes|Off|TRUE|null|~|-|- a|a: b|a #b|#|:|1|1.5|-1|0x1|\\u{7f}|\\u{85}|\\u{feff}|é|雪| |\\t|\\n|\\r|\\\\|\"|'|a|b|\\{\\}|\\[\\]|\\*|&|!|%|@|`|>|\\|){0,6}")
+                .expect("regex")
+        };
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            string().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                proptest::collection::vec((string(), inner), 0..5)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        #[test]
+        fn yaml_is_written_as_before(v in any_value()) {
+            proptest::prop_assert_eq!(to_yaml(&v), reference::to_yaml(&v));
+        }
+    }
 
     fn stored(v: &Value) -> Obj {
         Obj::from_text(v.to_string(), sha256_hex(canonical_json(v).as_bytes()))
