@@ -105,7 +105,7 @@ pub fn files(
             .par_chunks(RUN)
             .map(|run| {
                 render_run(run, &prefix, |m, path| {
-                    let (id, text) = m.object.sha_and(|id| !known(path, id), to_yaml);
+                    let (id, text) = m.object.sha_and_yaml(|id| !known(path, id));
                     (text, id.to_owned())
                 })
             })
@@ -152,7 +152,7 @@ pub fn into_tree(lowered: Lowered, only: Option<&str>) -> Result<Tree, String> {
 
 /// An object's text and its id, from one parse.
 fn whole(m: &Manifest, _: &str) -> (Option<String>, String) {
-    let (id, text) = m.object.sha_and(|_| true, to_yaml);
+    let (id, text) = m.object.sha_and_yaml(|_| true);
     (text, id.to_owned())
 }
 
@@ -448,7 +448,7 @@ pub fn stream(out: &ClusterOutput) -> String {
     let mut s = String::new();
     for m in ms {
         s.push_str("---\n");
-        s.push_str(&m.object.peek(to_yaml));
+        s.push_str(&m.object.yaml());
     }
     s
 }

@@ -396,6 +396,23 @@ impl Obj {
         })
     }
 
+    /// Its YAML ([`to_yaml`]): written straight from its text when it is kept as text (no
+    /// value built), else from its value.
+    pub fn yaml(&self) -> String {
+        match (self.value.get(), self.text.as_deref()) {
+            (None, Some(text)) => yaml_of_json(text).unwrap_or_else(|| self.peek(to_yaml)),
+            _ => self.peek(to_yaml),
+        }
+    }
+
+    /// Its hash ([`Obj::sha`]) and, when `want(sha)` says so, its YAML ([`Obj::yaml`]).
+    pub fn sha_and_yaml(&self, want: impl FnOnce(&str) -> bool) -> (&str, Option<String>) {
+        match self.sha.get() {
+            Some(sha) => (sha, want(sha).then(|| self.yaml())),
+            None => self.sha_and(want, to_yaml),
+        }
+    }
+
     /// sha256 of the canonical JSON (provenance included), computed once.
     pub fn sha(&self) -> &str {
         // An object kept as text stays text: its value is parsed for the hash and dropped.
@@ -828,6 +845,209 @@ pub fn to_yaml(v: &Value) -> String {
     out
 }
 
+/// [`to_yaml`] of the JSON `text`, written as it is read (no value built: an object kept as
+/// text is written without parsing it into maps first); `None` when it is not JSON.
+pub fn yaml_of_json(text: &str) -> Option<String> {
+    use serde::de::DeserializeSeed;
+    let mut out = String::with_capacity(text.len() + text.len() / 4);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let top = Node {
+        out: &mut out,
+        indent: 0,
+        at: At::Top,
+    };
+    top.deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(out)
+}
+
+/// Where a JSON value read by [`Node`] is written: the document itself, a map entry's value or
+/// a sequence's item (its dash written).
+#[derive(Clone, Copy, PartialEq)]
+enum At {
+    Top,
+    Value,
+    Item,
+}
+
+/// A JSON value written as YAML as it is read, as [`to_yaml`] writes it: `indent` is its map
+/// entry's or sequence's.
+struct Node<'o> {
+    out: &'o mut String,
+    indent: usize,
+    at: At,
+}
+
+impl Node<'_> {
+    /// Where a non-empty map or list of this node starts, and the indentation of its entries.
+    fn nested(&self, map: bool) -> (&'static str, usize) {
+        match self.at {
+            At::Top => ("", 0),
+            At::Item if map => (" ", self.indent + 2),
+            At::Value | At::Item => ("\n", self.indent + 2),
+        }
+    }
+
+    /// A scalar of this node (an empty map or list in flow style).
+    fn scalar(self, v: &Value) {
+        match self.at {
+            At::Top => push_scalar(v, 0, self.out),
+            At::Value | At::Item => {
+                self.out.push(' ');
+                push_scalar(v, self.indent + 2, self.out);
+            }
+        }
+        self.out.push('\n');
+    }
+
+    fn string(self, s: &str) {
+        let indent = if self.at == At::Top {
+            0
+        } else {
+            self.indent + 2
+        };
+        if self.at != At::Top {
+            self.out.push(' ');
+        }
+        push_string(s, indent, self.out);
+        self.out.push('\n');
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Node<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Node<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.scalar(&Value::Null);
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<(), E> {
+        self.scalar(&Value::Bool(b));
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<(), E> {
+        self.scalar(&Value::from(n));
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<(), E> {
+        self.scalar(&Value::from(n));
+        Ok(())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<(), E> {
+        let n = serde_json::Number::from_f64(n).ok_or_else(|| E::custom("not a JSON number"))?;
+        self.scalar(&Value::Number(n));
+        Ok(())
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<(), E> {
+        self.string(s);
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let (start, indent) = self.nested(false);
+        let (out, at) = (self.out, self.at);
+        let mark = out.len();
+        out.push_str(start);
+        let mut empty = true;
+        loop {
+            let item = out.len();
+            pad(indent, out);
+            out.push('-');
+            let node = Node {
+                out: &mut *out,
+                indent,
+                at: At::Item,
+            };
+            if seq.next_element_seed(node)?.is_none() {
+                out.truncate(item);
+                break;
+            }
+            empty = false;
+        }
+        if empty {
+            out.truncate(mark);
+            let indent = self.indent;
+            Node { out, indent, at }.scalar(&Value::Array(Vec::new()));
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let (start, indent) = self.nested(true);
+        let (out, at) = (self.out, self.at);
+        let mark = out.len();
+        out.push_str(start);
+        let mut empty = true;
+        loop {
+            let entry = out.len();
+            // The first entry of an item follows its dash.
+            if !(at == At::Item && empty) {
+                pad(indent, out);
+            }
+            if map.next_key_seed(Key(&mut *out))?.is_none() {
+                out.truncate(entry);
+                break;
+            }
+            out.push(':');
+            map.next_value_seed(Node {
+                out: &mut *out,
+                indent,
+                at: At::Value,
+            })?;
+            empty = false;
+        }
+        if empty {
+            out.truncate(mark);
+            let indent = self.indent;
+            Node { out, indent, at }.scalar(&Value::Object(serde_json::Map::new()));
+        }
+        Ok(())
+    }
+}
+
+/// A map's key, written as [`to_yaml`] writes it.
+struct Key<'o>(&'o mut String);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Key<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl serde::de::Visitor<'_> for Key<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_str<E>(self, k: &str) -> Result<(), E> {
+        if plain_ok(k) {
+            self.0.push_str(k);
+        } else {
+            push_quoted(k, self.0);
+        }
+        Ok(())
+    }
+}
+
 /// `n` spaces.
 fn pad(n: usize, out: &mut String) {
     out.extend(std::iter::repeat_n(' ', n));
@@ -1190,11 +1410,38 @@ mod tests {
         })
     }
 
+    #[test]
+    fn yaml_of_what_is_not_json_is_none() {
+        for text in ["", "{", "{\"a\": 1} x", "[1,]", "nul", &"[".repeat(200)] {
+            assert_eq!(yaml_of_json(text), None, "{text}");
+        }
+        let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        assert_eq!(
+            yaml_of_json(&deep),
+            serde_json::from_str::<Value>(&deep)
+                .ok()
+                .map(|v| to_yaml(&v))
+        );
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
         #[test]
         fn yaml_is_written_as_before(v in any_value()) {
             proptest::prop_assert_eq!(to_yaml(&v), reference::to_yaml(&v));
+        }
+
+        #[test]
+        fn an_object_kept_as_text_is_written_as_its_value(v in any_value()) {
+            let text = Obj::from(v.clone()).into_text();
+            proptest::prop_assert_eq!(text.yaml(), to_yaml(&v));
+            proptest::prop_assert!(text.value.get().is_none(), "no value was built");
+        }
+
+        #[test]
+        fn yaml_written_from_json_text_is_the_values(v in any_value()) {
+            let text = serde_json::to_string(&v).expect("json");
+            proptest::prop_assert_eq!(yaml_of_json(&text), Some(to_yaml(&v)));
         }
     }
 
