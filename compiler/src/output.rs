@@ -1231,9 +1231,11 @@ mod tests {
     use serde_json::json;
 
     /// [`to_yaml`] as it was written before it wrote into one buffer (a string allocated per
-    /// line, key and scalar): the oracle of the property below.
+    /// line, key and scalar): the oracle of the property below. It shares what decides a
+    /// scalar's style (`plain_ok`, `literal_ok`, `push_quoted`) with the writer: the writer's
+    /// structure is what it checks.
     mod reference {
-        use super::super::{is_printable, literal_ok};
+        use super::super::{literal_ok, plain_ok, push_quoted};
         use serde_json::Value;
 
         pub(super) fn to_yaml(v: &Value) -> String {
@@ -1285,18 +1287,6 @@ mod tests {
 
         /// What [`to_yaml`] writes for the string `s` as an item of a sequence at `indent` (a list
         /// written item by item, without a `Value` of it).
-        #[allow(dead_code)]
-        fn push_string_item(s: &str, indent: usize, out: &mut String) {
-            out.extend(std::iter::repeat_n(' ', indent));
-            out.push_str("- ");
-            if plain_ok(s) {
-                out.push_str(s);
-            } else {
-                out.push_str(&scalar(&Value::String(s.to_owned()), indent + 2));
-            }
-            out.push('\n');
-        }
-
         fn write_value(v: &Value, indent: usize, out: &mut String) {
             match v {
                 Value::Object(m) if !m.is_empty() => {
@@ -1344,43 +1334,9 @@ mod tests {
             }
         }
 
-        fn plain_ok(s: &str) -> bool {
-            let Some(first) = s.chars().next() else {
-                return false;
-            };
-            if first.is_ascii_digit() || "-+.?:,[]{}#&*!|>'\"%@` ~=<".contains(first) {
-                return false;
-            }
-            if s.ends_with([' ', ':']) || s.contains(": ") || s.contains(" #") || s.contains('\t') {
-                return false;
-            }
-            if s.chars().any(|c| c.is_control() || !is_printable(c)) {
-                return false;
-            }
-            let lower = s.to_ascii_lowercase();
-            !matches!(
-                lower.as_str(),
-                "y" | "n" | "yes" | "no" | "on" | "off" | "true" | "false" | "null"
-            )
-        }
-
         fn quote(s: &str) -> String {
-            let mut out = String::with_capacity(s.len() + 2);
-            out.push('"');
-            for c in s.chars() {
-                match c {
-                    '"' => out.push_str("\\\""),
-                    '\\' => out.push_str("\\\\"),
-                    '\n' => out.push_str("\\n"),
-                    '\r' => out.push_str("\\r"),
-                    '\t' => out.push_str("\\t"),
-                    c if c.is_control() || !is_printable(c) => {
-                        out.push_str(&format!("\\u{:04X}", c as u32))
-                    }
-                    c => out.push(c),
-                }
-            }
-            out.push('"');
+            let mut out = String::new();
+            push_quoted(s, &mut out);
             out
         }
     }
@@ -1408,6 +1364,16 @@ mod tests {
                     .prop_map(|kv| Value::Object(kv.into_iter().collect())),
             ]
         })
+    }
+
+    #[test]
+    fn yaml_reserved_words_are_quoted_in_any_case() {
+        for w in ["y", "N", "Yes", "nO", "ON", "off", "True", "fAlSe", "NULL"] {
+            assert!(!plain_ok(w), "{w}");
+        }
+        for w in ["yy", "nope", "onto", "offset", "truth", "nullable", "é"] {
+            assert!(plain_ok(w), "{w}");
+        }
     }
 
     #[test]
