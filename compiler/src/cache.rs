@@ -81,6 +81,10 @@ pub struct Entry {
     clusters: Option<Clusters>,
     /// The units holding the objects, by number.
     unit_keys: Vec<String>,
+    /// Per unit, the kinds of its objects (entries of an older plinth: `None`).
+    kinds: Option<UnitKinds>,
+    /// The units whose output holds diagnostics (entries of an older plinth: `None`).
+    noisy: Option<Vec<u32>>,
     /// Its index, made when first asked for (it reads every unit).
     index: std::sync::OnceLock<Option<LoweredIndex>>,
     /// The unit store of the cache (opened with the entry: every unit it refers to is there).
@@ -98,6 +102,54 @@ struct Head {
     units: Vec<String>,
     /// `None` when errors stopped the compile.
     clusters: Option<Clusters>,
+    #[serde(default)]
+    kinds: Option<UnitKinds>,
+    /// The units whose output holds diagnostics, by number.
+    #[serde(default)]
+    noisy: Option<Vec<u32>>,
+}
+
+/// Per unit (by number), the kinds of its objects: the kinds' names, and per unit the numbers
+/// of its kinds (sorted) — what a plan's head needs of a unit it does not read
+/// ([`crate::lower::delta`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct UnitKinds {
+    names: Vec<String>,
+    units: Vec<Vec<u32>>,
+}
+
+impl UnitKinds {
+    /// From each unit's kinds (sorted, each once).
+    fn of(per_unit: &[Vec<String>]) -> UnitKinds {
+        let names: Vec<String> = per_unit
+            .iter()
+            .flatten()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .cloned()
+            .collect();
+        let number = |k: &String| {
+            names
+                .binary_search(k)
+                .ok()
+                .and_then(|i| u32::try_from(i).ok())
+                .unwrap_or(u32::MAX)
+        };
+        let units = per_unit
+            .iter()
+            .map(|ks| ks.iter().map(number).collect())
+            .collect();
+        UnitKinds { names, units }
+    }
+
+    /// A unit's kinds (`None`: the unit or a kind's number is not there).
+    fn of_unit(&self, u: usize) -> Option<Vec<String>> {
+        self.units
+            .get(u)?
+            .iter()
+            .map(|&k| self.names.get(usize::try_from(k).ok()?).cloned())
+            .collect()
+    }
 }
 
 /// A revision's clusters: the file holding the Platform, and per cluster its name, its
@@ -120,6 +172,8 @@ struct HeadRef<'a> {
     capacity: Option<&'a crate::capacity::Capacity>,
     units: &'a [String],
     clusters: Option<ClustersRef<'a>>,
+    kinds: Option<&'a UnitKinds>,
+    noisy: &'a [u32],
 }
 
 /// A [`Clusters`] to write, borrowed.
@@ -164,6 +218,36 @@ impl Entry {
         let head = self.clusters.as_ref()?;
         let clusters = head.clusters.iter().map(|(n, _, u)| (n.as_str(), &u[..]));
         crate::plan::UnitSummary::named(&self.unit_keys, clusters)
+    }
+
+    /// What a plan's head lowered against it needs of its units
+    /// ([`crate::lower::delta`]); `None` when it has errors, did not compile, or does not list
+    /// its units' kinds and which units had diagnostics (an entry of an older plinth).
+    pub fn base_units(&self) -> Option<crate::lower::delta::BaseUnits> {
+        if self.diagnostics.iter().any(Diagnostic::is_error) {
+            return None;
+        }
+        let head = self.clusters.as_ref()?;
+        let kinds = self.kinds.as_ref()?;
+        let noisy = self.noisy.as_ref()?;
+        let mut out = crate::lower::delta::BaseUnits::default();
+        for (name, _, units) in &head.clusters {
+            let units = units
+                .iter()
+                .map(|&(u, n, approve)| {
+                    let u = usize::try_from(u).ok()?;
+                    Some(crate::lower::delta::BaseUnit {
+                        key: self.unit_keys.get(u)?.clone(),
+                        objects: n,
+                        approve,
+                        noisy: noisy.binary_search(&u32::try_from(u).ok()?).is_ok(),
+                        kinds: kinds.of_unit(u)?,
+                    })
+                })
+                .collect::<Option<Vec<_>>>()?;
+            out.clusters.insert(name.clone(), units);
+        }
+        Some(out)
     }
 
     /// Every object, as compiled; `None` when a unit holding some is gone or damaged.
@@ -425,6 +509,8 @@ impl Cache {
             capacity: head.capacity,
             clusters: head.clusters,
             unit_keys: head.units,
+            kinds: head.kinds,
+            noisy: head.noisy,
             index: std::sync::OnceLock::new(),
             pack,
         })
@@ -440,9 +526,6 @@ impl Cache {
                 "an object's text could not be read back from the unit store",
             ));
         }
-        let path = self.path(key);
-        let dir = path.parent().unwrap_or(&self.dir);
-        std::fs::create_dir_all(dir)?;
         let no_units = UnitRefs::default();
         let units = match entry.lowered {
             Some(l) => l
@@ -451,34 +534,106 @@ impl Cache {
                 .ok_or_else(|| std::io::Error::other("the objects are not in the unit store"))?,
             None => &no_units,
         };
-        let clusters = match entry.lowered {
-            Some(l) => Some(ClustersRef {
-                platform_file: l.platform_file.as_ref(),
-                clusters: l
+        let (clusters, kinds) = match entry.lowered {
+            Some(l) => {
+                // Per unit, the kinds of the objects it holds here.
+                let mut per_unit: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); units.keys.len()];
+                let clusters = l
                     .clusters
                     .iter()
                     .map(|(name, c)| {
-                        let per_unit = units
-                            .places
-                            .get(name)
+                        let places = units.places.get(name);
+                        let per = places
                             .and_then(|p| crate::plan::cluster_units(c, p))
                             .ok_or_else(|| std::io::Error::other("objects without places"))?;
-                        Ok((name.as_str(), &c.approvals[..], per_unit))
+                        for (m, &(u, _)) in c.manifests.iter().zip(places.into_iter().flatten()) {
+                            if let Some(k) = per_unit.get_mut(u as usize) {
+                                k.insert(&m.key.kind);
+                            }
+                        }
+                        Ok((name.as_str(), &c.approvals[..], per))
                     })
-                    .collect::<std::io::Result<_>>()?,
-            }),
-            None => None,
+                    .collect::<std::io::Result<_>>()?;
+                let per_unit: Vec<Vec<String>> = per_unit
+                    .into_iter()
+                    .map(|k| k.into_iter().map(str::to_owned).collect())
+                    .collect();
+                let clusters = ClustersRef {
+                    platform_file: l.platform_file.as_ref(),
+                    clusters,
+                };
+                (Some(clusters), Some(UnitKinds::of(&per_unit)))
+            }
+            None => (None, None),
         };
+        let noisy = (&units.keys[..], &units.noisy[..]);
+        self.write_entry(key, entry, noisy, clusters, kinds.as_ref())
+    }
+
+    /// Store the entry of a revision lowered against another's units
+    /// ([`crate::lower::delta`]): its units are the fresh ones and the opaque ones, which the
+    /// unit store holds already.
+    pub fn store_delta(
+        &self,
+        key: &str,
+        entry: &EntryRef<'_>,
+        delta: &crate::lower::delta::Delta,
+    ) -> std::io::Result<()> {
+        if delta.fresh.texts_lost() {
+            return Err(std::io::Error::other(
+                "an object's text could not be read back from the unit store",
+            ));
+        }
+        let approvals = |name: &str| {
+            delta
+                .fresh
+                .clusters
+                .get(name)
+                .map_or(&[][..], |c| &c.approvals[..])
+        };
+        let clusters = ClustersRef {
+            platform_file: delta.fresh.platform_file.as_ref(),
+            clusters: delta
+                .clusters
+                .iter()
+                .map(|(name, units)| (name.as_str(), approvals(name), units.clone()))
+                .collect(),
+        };
+        let kinds = UnitKinds::of(&delta.kinds);
+        let noisy = delta
+            .fresh
+            .units
+            .as_deref()
+            .map_or(&[][..], |r| &r.noisy[..]);
+        let units = (delta.keys(), noisy);
+        self.write_entry(key, entry, units, Some(clusters), Some(&kinds))
+    }
+
+    /// Write an entry and the list of its units (`units`: their keys, and the units whose
+    /// output holds diagnostics).
+    fn write_entry(
+        &self,
+        key: &str,
+        entry: &EntryRef<'_>,
+        (units, noisy): (&[String], &[u32]),
+        clusters: Option<ClustersRef<'_>>,
+        kinds: Option<&UnitKinds>,
+    ) -> std::io::Result<()> {
+        let path = self.path(key);
+        let dir = path.parent().unwrap_or(&self.dir);
+        std::fs::create_dir_all(dir)?;
         let list = dir.join(format!(".{key}.{}.units.tmp", std::process::id()));
-        std::fs::write(&list, units.keys.join("\n"))?;
+        std::fs::write(&list, units.join("\n"))?;
         std::fs::rename(&list, path.with_extension("units"))?;
         let head = HeadRef {
             format: FORMAT,
             platform_files: entry.platform_files,
             diagnostics: entry.diagnostics,
             capacity: entry.capacity,
-            units: &units.keys,
+            units,
             clusters,
+            kinds,
+            noisy,
         };
         let tmp = dir.join(format!(".{key}.{}.tmp", std::process::id()));
         std::fs::write(

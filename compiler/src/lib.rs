@@ -64,6 +64,9 @@ pub struct Checked {
     pub lowered: Option<lower::Lowered>,
     /// How long each stage took (reported with `PLINTH_TIMINGS=1`).
     pub timings: Vec<(&'static str, std::time::Duration)>,
+    /// The manifests lowered against a base's units ([`Options::base`]) instead of
+    /// [`Checked::lowered`]: only the units that differ from the base's.
+    pub delta: Option<lower::delta::Delta>,
 }
 
 /// Run load → parse → resolve → check (semantics, then the compiled output and policies).
@@ -116,7 +119,14 @@ pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &O
     diagnostics.extend(check::check(&specs, &snapshot));
     lap("check", &mut timings);
     let mut lowered = None;
-    if !diagnostics.has_errors() {
+    let mut delta = None;
+    if !diagnostics.has_errors()
+        && let Some((d, ds, laps)) = check_delta(&snapshot, &docs, &specs, opts)
+    {
+        diagnostics.extend(ds);
+        timings.extend(laps);
+        delta = Some(d);
+    } else if !diagnostics.has_errors() {
         opts.stage("lowering");
         // Lowering verifies every object it emits (per unit, so a reused unit is verified).
         let (l, d) = match &opts.units {
@@ -158,7 +168,7 @@ pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &O
         }));
         lap("lower", &mut timings);
     }
-    if let Some(cfg) = &opts.policies {
+    if let Some(cfg) = opts.policies.as_ref().filter(|_| delta.is_none()) {
         opts.stage("evaluating policies");
         let files = policy_files(cfg, &specs, &snapshot);
         diagnostics.extend(policy::evaluate(
@@ -178,7 +188,50 @@ pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &O
         diagnostics,
         lowered,
         timings,
+        delta,
     }
+}
+
+/// Lowering and policies against a base's units ([`lower::delta`]): when the options name a
+/// base and a unit store, and the base's units can stand for the ones not read (lowering and
+/// the policy memo show it); `None` otherwise (then the whole revision is lowered).
+#[allow(clippy::type_complexity)]
+fn check_delta(
+    snapshot: &Snapshot,
+    docs: &[Arc<Document>],
+    specs: &Specs,
+    opts: &Options,
+) -> Option<(
+    lower::delta::Delta,
+    Diagnostics,
+    [(&'static str, std::time::Duration); 2],
+)> {
+    let units = opts.units.as_ref()?;
+    let base = opts.base.as_ref()?.wait()?;
+    opts.stage("lowering");
+    let t = std::time::Instant::now();
+    let (delta, mut diags) =
+        lower::delta::lower_delta(specs, snapshot, &units.salt, units.store.as_ref(), &base)?;
+    let lowered = t.elapsed();
+    let t = std::time::Instant::now();
+    if let Some(cfg) = &opts.policies {
+        opts.stage("evaluating policies");
+        let files = policy_files(cfg, specs, snapshot);
+        diags.extend(policy::evaluate_delta(
+            &files,
+            &cfg.options,
+            specs,
+            docs,
+            &delta.fresh,
+            &delta.opaque(),
+            opts.policy_memo.as_ref().map(|m| &m.0),
+        )?);
+    }
+    Some((
+        delta,
+        diags,
+        [("lower (delta)", lowered), ("policy", t.elapsed())],
+    ))
 }
 
 /// The policies of a run: the default library, the repository's policy directories, extras.
@@ -220,6 +273,9 @@ pub struct Built {
     pub lowered: Option<lower::Lowered>,
     /// The revision to store in the cache, left to the caller ([`Options::defer_store`]).
     pub pending: Option<PendingStore>,
+    /// The manifests lowered against a base's units ([`Checked::delta`]), when errors did not
+    /// stop the build (`lowered` is then `None`).
+    pub delta: Option<Box<lower::delta::Delta>>,
 }
 
 /// A compiled revision not yet stored in the cache ([`Options::defer_store`]): everything its
@@ -236,6 +292,38 @@ impl PendingStore {
     /// The GPU capacity of the revision (computed for its entry).
     pub fn capacity(&self) -> Option<&capacity::Capacity> {
         self.capacity.as_ref()
+    }
+
+    /// Store the revision: lowered against a base's units when `delta` is given (its
+    /// [`Built::delta`]), else its objects are `lowered`.
+    pub fn store_either(
+        &self,
+        cache: &cache::Cache,
+        lowered: Option<&lower::Lowered>,
+        delta: Option<&lower::delta::Delta>,
+    ) -> std::io::Result<()> {
+        match delta {
+            Some(d) => self.store_delta(cache, d),
+            None => self.store(cache, lowered),
+        }
+    }
+
+    /// Store the revision lowered against a base's units (its [`Built::delta`]).
+    pub fn store_delta(
+        &self,
+        cache: &cache::Cache,
+        delta: &lower::delta::Delta,
+    ) -> std::io::Result<()> {
+        cache.store_delta(
+            &self.key,
+            &cache::EntryRef {
+                platform_files: &self.platform_files,
+                diagnostics: &self.diagnostics,
+                lowered: None,
+                capacity: self.capacity.as_ref(),
+            },
+            delta,
+        )
     }
 
     /// Store the revision, whose objects are `lowered` (its [`Built::lowered`]).
@@ -268,6 +356,7 @@ pub fn build_source(source: &dyn Source, opts: &Options) -> Result<Built, LoadEr
         checked,
         lowered,
         pending: None,
+        delta: None,
     })
 }
 
@@ -360,11 +449,13 @@ pub fn build_or_index(
             diagnostics,
             lowered: None,
             timings: vec![("cache hit", t.elapsed())],
+            delta: None,
         };
         let built = Built {
             checked,
             lowered: None,
             pending: None,
+            delta: None,
         };
         return Compiled::Cached {
             built,
@@ -446,16 +537,17 @@ fn build_fresh(
         }
         checked.timings.push(("store units", flushed.elapsed()));
     }
-    let lowered = if checked.diagnostics.has_errors() {
-        None
+    let (lowered, delta) = if checked.diagnostics.has_errors() {
+        (None, None)
     } else {
-        checked.lowered.take()
+        (checked.lowered.take(), checked.delta.take().map(Box::new))
     };
     let (Some(cache), Some(key)) = (cache, key) else {
         return Built {
             checked,
             lowered,
             pending: None,
+            delta,
         };
     };
     let mut platform_files: Vec<String> = checked
@@ -466,9 +558,8 @@ fn build_fresh(
         .collect();
     platform_files.dedup();
     let diagnostics = checked.diagnostics.clone().into_sorted();
-    let capacity = lowered
-        .as_ref()
-        .map(|_| capacity::Capacity::of(&checked.specs));
+    let capacity =
+        (lowered.is_some() || delta.is_some()).then(|| capacity::Capacity::of(&checked.specs));
     let pending = PendingStore {
         key,
         platform_files,
@@ -480,15 +571,17 @@ fn build_fresh(
             checked,
             lowered,
             pending: Some(pending),
+            delta,
         };
     }
     // A cache that cannot be written only costs time.
     let stored = std::time::Instant::now();
-    let _ = pending.store(cache, lowered.as_ref());
+    let _ = pending.store_either(cache, lowered.as_ref(), delta.as_deref());
     checked.timings.push(("store revision", stored.elapsed()));
     Built {
         checked,
         lowered,
         pending: None,
+        delta,
     }
 }

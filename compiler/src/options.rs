@@ -25,6 +25,50 @@ pub struct Options {
     /// A compile through a cache leaves storing its revision to the caller
     /// ([`crate::Built::pending`]), who may do it beside other work.
     pub defer_store: bool,
+    /// A base revision's units to lower against ([`crate::lower::delta`]; a plan's head):
+    /// the units the base holds are not read when that can be shown to give the same result.
+    pub base: Option<BaseUnits>,
+}
+
+/// The units of a base revision, arriving from another thread: a plan reads its cached base's
+/// entry beside the head's compile, whose lowering waits for them ([`crate::lower::delta`]).
+/// They are given through a [`BasePromise`], which gives `None` if dropped unkept, so a waiter
+/// never waits for good.
+#[derive(Clone, Default)]
+pub struct BaseUnits(Arc<std::sync::OnceLock<Option<Arc<crate::lower::delta::BaseUnits>>>>);
+
+/// The giving side of a [`BaseUnits`].
+pub struct BasePromise(BaseUnits);
+
+impl BaseUnits {
+    /// What gives the units.
+    pub fn promise(&self) -> BasePromise {
+        BasePromise(self.clone())
+    }
+
+    /// The base's units, once given (`None`: there are none to use).
+    pub fn wait(&self) -> Option<Arc<crate::lower::delta::BaseUnits>> {
+        self.0.wait().clone()
+    }
+}
+
+impl BasePromise {
+    /// Give the units (or `None`).
+    pub fn keep(self, units: Option<crate::lower::delta::BaseUnits>) {
+        let _ = (self.0).0.set(units.map(Arc::new));
+    }
+}
+
+impl Drop for BasePromise {
+    fn drop(&mut self) {
+        let _ = (self.0).0.set(None);
+    }
+}
+
+impl std::fmt::Debug for BaseUnits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BaseUnits")
+    }
 }
 
 /// A store of unit results and the fingerprint of the plinth build that made them.

@@ -142,6 +142,21 @@ pub struct Manifest {
     pub hash: String,
 }
 
+impl Manifest {
+    /// Whether it carries an approval annotation ([`APPROVE_ANNOTATION`]: a plan reads it even
+    /// when unchanged). Asked of the text first: an object read from the unit store is parsed
+    /// only when its text may hold it.
+    pub fn approves(&self) -> bool {
+        self.object.may_hold(APPROVE_ANNOTATION)
+            && self
+                .object
+                .pointer("/metadata/annotations")
+                .and_then(|a| a.get(APPROVE_ANNOTATION))
+                .and_then(Value::as_str)
+                .is_some()
+    }
+}
+
 /// A generated object's JSON: a [`Value`], or the serialised text of one (an object reused from
 /// the cache), parsed the first time it is read. A one-file change reuses most objects of a
 /// platform and most stages only need their key and hashes: those objects stay text, which is
@@ -576,6 +591,9 @@ pub struct Lowered {
 pub struct UnitRefs {
     pub keys: Vec<String>,
     pub places: BTreeMap<String, Vec<(u32, u32)>>,
+    /// The units (by number, ascending) whose output holds diagnostics.
+    #[serde(default)]
+    pub noisy: Vec<u32>,
 }
 
 /// An object's text could not be read back from the unit store ([`Body`]).

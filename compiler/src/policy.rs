@@ -2311,8 +2311,38 @@ pub fn evaluate(
         specs,
         docs,
         lowered,
+        opaque: None,
     };
     evaluate_with(files, opts, &inputs, memo, true)
+}
+
+/// [`evaluate`] of a revision lowered against another's units ([`crate::lower::delta`]): the
+/// spec documents and the `fresh` objects are evaluated (or replayed) as by [`evaluate`], and
+/// each `opaque` unit (key, kinds, number of objects) not read must be answered by its bundle
+/// in the memo with no finding. `None` when one is not (or the policies read
+/// `data.plinth.manifests`, which would miss the opaque objects): then evaluate the whole
+/// revision.
+pub fn evaluate_delta(
+    files: &[PolicyFile],
+    opts: &PolicyOptions,
+    specs: &Specs,
+    docs: &[Arc<Document>],
+    fresh: &Lowered,
+    opaque: &[(&str, &[String], u32)],
+    memo: Option<&Arc<dyn Memo>>,
+) -> Option<Diagnostics> {
+    if files.iter().any(|f| f.text.contains("manifests")) {
+        return None;
+    }
+    let unanswered = std::sync::atomic::AtomicBool::new(false);
+    let inputs = Inputs {
+        specs,
+        docs,
+        lowered: Some(fresh),
+        opaque: Some((opaque, &unanswered)),
+    };
+    let diags = evaluate_with(files, opts, &inputs, memo, true);
+    (!unanswered.load(std::sync::atomic::Ordering::Relaxed)).then_some(diags)
 }
 
 /// [`evaluate`] with every rule evaluated by regorus (none by [`native`]): for the tests that
@@ -2329,6 +2359,7 @@ pub fn evaluate_by_regorus(
         specs,
         docs,
         lowered,
+        opaque: None,
     };
     evaluate_with(files, opts, &inputs, None, false)
 }
@@ -2354,7 +2385,17 @@ struct Inputs<'a> {
     specs: &'a Specs,
     docs: &'a [Arc<Document>],
     lowered: Option<&'a Lowered>,
+    /// Units not read, each to be answered by the memo (set when one is not; see
+    /// [`evaluate_delta`]).
+    opaque: Option<Opaque<'a>>,
 }
+
+/// Units not read ([`evaluate_delta`]): key, kinds and number of objects of each, and what is
+/// set when one is not answered.
+type Opaque<'a> = (
+    &'a [(&'a str, &'a [String], u32)],
+    &'a std::sync::atomic::AtomicBool,
+);
 
 fn evaluate_engines(
     mut engines: Vec<(Engine, Option<&Value>)>,
@@ -2368,6 +2409,7 @@ fn evaluate_engines(
         specs,
         docs,
         lowered,
+        opaque,
     } = *inputs;
     if engines.is_empty() {
         return diags;
@@ -2389,8 +2431,8 @@ fn evaluate_engines(
             }
         },
     );
-    if data_diags.has_errors() {
-        // Policies without their data would judge wrongly.
+    // Policies without their data would judge wrongly; units not read must be answered.
+    if data_diags.has_errors() || !opaque_answered(opaque, memo, &sets, &engines) {
         diags.extend(data_diags);
         return diags;
     }
@@ -2603,6 +2645,92 @@ struct Bundles<'a> {
 /// The memo's name of a bundle's entry (as its rule).
 const BUNDLE: &str = "unit-bundle";
 
+/// The digest of the rules that apply to inputs of a kind, in every engine: their memo names
+/// (which cover the `data` each reads) and whether each is memoised.
+fn rules_digest(sets: &[Arc<str>], engines: &[Engine], kind: &str) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for (set, e) in sets.iter().zip(engines) {
+        h.update(set.as_bytes());
+        h.update([0]);
+        for &r in e.applicable(kind).iter().flatten() {
+            h.update(e.memo_ids[r].as_bytes());
+            h.update([u8::from(e.cacheable[r])]);
+        }
+        h.update([1]);
+    }
+    h.finalize().into()
+}
+
+/// The memo key of a unit's bundle: the unit's key and the digests of its objects' kinds'
+/// rules ([`rules_digest`], each once).
+fn unit_bundle_key<'d>(unit: &str, digests: impl Iterator<Item = &'d [u8; 32]>) -> String {
+    use sha2::Digest;
+    let mut ks: Vec<&[u8; 32]> = digests.collect();
+    ks.sort();
+    ks.dedup();
+    let mut h = sha2::Sha256::new();
+    for k in ks {
+        h.update(k);
+    }
+    format!("unit:{unit}:{}", hex(&h.finalize()[..16]))
+}
+
+/// Whether every unit not read (key, kinds, number of objects) has its bundle in the memo,
+/// covering all its objects, with no finding ([`evaluate_delta`]); when not, its flag is set.
+fn opaque_answered(
+    opaque: Option<Opaque<'_>>,
+    memo: Option<&Arc<dyn Memo>>,
+    sets: &[Arc<str>],
+    engines: &[Engine],
+) -> bool {
+    let Some((units, unanswered)) = opaque else {
+        return true;
+    };
+    let answered = match memo {
+        Some(m) => bundles_answer(m, sets, engines, units),
+        None => units.is_empty(),
+    };
+    if !answered {
+        unanswered.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    answered
+}
+
+/// Whether each unit (key, kinds, number of objects) has its bundle in `memo`, covering all
+/// its objects, with no finding.
+fn bundles_answer(
+    memo: &Arc<dyn Memo>,
+    sets: &[Arc<str>],
+    engines: &[Engine],
+    units: &[(&str, &[String], u32)],
+) -> bool {
+    use rayon::prelude::*;
+    let kinds: BTreeSet<&str> = units
+        .iter()
+        .flat_map(|(_, kinds, _)| kinds.iter().map(String::as_str))
+        .collect();
+    let digests: std::collections::HashMap<&str, [u8; 32]> = kinds
+        .into_iter()
+        .map(|k| (k, rules_digest(sets, engines, k)))
+        .collect();
+    let Some(set) = sets.first() else {
+        return units.is_empty();
+    };
+    units.par_iter().all(|(unit, kinds, n)| {
+        let key = unit_bundle_key(unit, kinds.iter().filter_map(|k| digests.get(k.as_str())));
+        let mut clean = false;
+        memo.visit(set, BUNDLE, &key, &mut |m| {
+            if let Memoized::Bundle(b) = m {
+                clean = b.found.is_empty()
+                    && b.positions.is_sorted()
+                    && (0..*n).all(|at| b.positions.binary_search(&at).is_ok());
+            }
+        });
+        clean
+    })
+}
+
 /// A digest of a document's content: its file's text (read once when it was loaded) and its
 /// place among the file's documents.
 fn doc_digest(doc: &Document) -> String {
@@ -2642,26 +2770,15 @@ impl<'a> Bundles<'a> {
         all: &[Input<'_>],
     ) -> Bundles<'a> {
         use rayon::prelude::*;
-        use sha2::Digest;
         // Per kind of input, the digest of the rules that apply to it (in every engine).
         let mut kinds: std::collections::HashMap<String, [u8; 32]> = Default::default();
         let mut digest_of = |kind: &str| -> [u8; 32] {
             if let Some(d) = kinds.get(kind) {
                 return *d;
             }
-            *kinds.entry(kind.to_owned()).or_insert_with(|| {
-                let mut h = sha2::Sha256::new();
-                for (set, e) in sets.iter().zip(engines) {
-                    h.update(set.as_bytes());
-                    h.update([0]);
-                    for &r in e.applicable(kind).iter().flatten() {
-                        h.update(e.memo_ids[r].as_bytes());
-                        h.update([u8::from(e.cacheable[r])]);
-                    }
-                    h.update([1]);
-                }
-                h.finalize().into()
-            })
+            *kinds
+                .entry(kind.to_owned())
+                .or_insert_with(|| rules_digest(sets, engines, kind))
         };
         // Per unit (by its number in `refs`), its objects: input number, place in the unit and
         // the digest of the rules of its kind (a hundred thousand objects: no map by unit).
@@ -2682,14 +2799,7 @@ impl<'a> Bundles<'a> {
                 .zip(&refs.keys)
                 .filter(|(ms, _)| !ms.is_empty())
                 .map(|(ms, key)| {
-                    let mut ks: Vec<&[u8; 32]> = ms.iter().map(|(.., k)| k).collect();
-                    ks.sort();
-                    ks.dedup();
-                    let mut h = sha2::Sha256::new();
-                    for k in ks {
-                        h.update(k);
-                    }
-                    let memo_key = format!("unit:{key}:{}", hex(&h.finalize()[..16]));
+                    let memo_key = unit_bundle_key(key, ms.iter().map(|(.., k)| k));
                     (ms.iter().map(|(i, at, _)| (*i, *at)).collect(), memo_key)
                 })
                 .collect();

@@ -622,3 +622,149 @@ fn a_one_project_edit_shares_all_units_but_a_few() {
     let by_units = plinth::plan::prune_units(&bs, &base_rest, &hs, &rest, &shared);
     assert_eq!(by_units, whole);
 }
+
+/// What a revision compiled against a base's units (`plinth::lower::delta`) leaves, to compare
+/// with a whole compile: its diagnostics (sorted), its entry in the cache read back — the
+/// objects (as the tree emitted from them), the units as a plan compares them, and what a later
+/// head needs of its units — and whether the delta was taken.
+#[allow(clippy::type_complexity)]
+fn compiled_against(
+    files: &BTreeMap<String, String>,
+    base: Option<plinth::lower::delta::BaseUnits>,
+    cache: &Cache,
+) -> (
+    Vec<String>,
+    Option<(
+        BTreeMap<String, String>,
+        Option<plinth::plan::UnitSummary>,
+        Option<plinth::lower::delta::BaseUnits>,
+    )>,
+    bool,
+) {
+    let given = plinth::options::BaseUnits::default();
+    given.promise().keep(base);
+    let opts = plinth::Options {
+        base: Some(given),
+        defer_store: true,
+        ..options()
+    };
+    let src = source(files);
+    let built = plinth::build_cached(&src, &opts, cache).unwrap();
+    let diags = built
+        .checked
+        .diagnostics
+        .clone()
+        .into_sorted()
+        .into_iter()
+        .map(|d| format!("{d:?}"))
+        .collect();
+    let delta = built.delta.is_some();
+    let key = cache.key(&built.checked.snapshot, &opts);
+    if let Some(pending) = &built.pending {
+        match (&built.delta, &built.lowered) {
+            (Some(d), _) => pending.store_delta(cache, d).unwrap(),
+            (None, l) => pending.store(cache, l.as_ref()).unwrap(),
+        }
+    }
+    let entry = cache.load(&key).filter(|e| e.compiled()).map(|e| {
+        let tree = plinth::emit::tree(&e.lowered().expect("objects read back"), None).unwrap();
+        (tree, e.summary(), e.base_units())
+    });
+    (diags, entry, delta)
+}
+
+/// An edit, most often one that keeps every object's key (a number, lines moved): what a head
+/// compiled against its base's units can take without compiling whole.
+fn local_edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        3 => (0..1000usize, 0..12usize, 0..9u32).prop_map(|(file, n, value)| Edit::Number {
+            file,
+            n,
+            value
+        }),
+        1 => (0..1000usize).prop_map(|file| Edit::Shift { file }),
+        1 => edit(),
+    ]
+}
+
+/// The units a cached base offers a head, after compiling it through `cache`.
+fn base_units(
+    files: &BTreeMap<String, String>,
+    cache: &Cache,
+) -> Option<plinth::lower::delta::BaseUnits> {
+    let (_, entry, _) = compiled_against(files, None, cache);
+    entry.and_then(|(.., units)| units)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 24,
+        failure_persistence: None,
+        .. ProptestConfig::default()
+    })]
+
+    /// A head compiled against its cached base's units — the units the base holds not read,
+    /// when that can be shown to change nothing, else compiled whole — gives what a whole
+    /// compile gives: the same diagnostics, and an entry in the cache with the same objects,
+    /// the same units and the same account of them for a later head.
+    #[test]
+    fn a_head_compiled_against_its_base_equals_a_whole_compile(
+        which in 0..4usize,
+        edits in prop::collection::vec(local_edit(), 1..3),
+    ) {
+        let (dir, whole_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let cache = Cache::new(dir.path());
+        let mut files = start(which);
+        let projects = project_names(&files);
+        let base = base_units(&files, &cache);
+        for e in &edits {
+            apply(&mut files, &projects, e);
+        }
+        let against = compiled_against(&files, base, &cache);
+        let whole = compiled_against(&files, None, &Cache::new(whole_dir.path()));
+        prop_assert!(!whole.2);
+        prop_assert_eq!(against.0, whole.0);
+        prop_assert_eq!(against.1, whole.1);
+    }
+}
+
+/// A one-project edit (a number of its quota) is compiled against the base's units, the
+/// others not read; a new project (objects the base has not) is compiled whole. Both equal a
+/// whole compile.
+#[test]
+fn a_one_project_edit_is_compiled_against_the_base_and_a_new_project_is_not() {
+    let files: BTreeMap<String, String> = plinth::generate::platform(30, 2).into_iter().collect();
+    let project = files
+        .keys()
+        .find(|p| p.starts_with("projects/"))
+        .cloned()
+        .expect("a project");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(dir.path());
+    let base = base_units(&files, &cache).expect("the base offers its units");
+    let edited = {
+        let mut f = files.clone();
+        let text = f[&project].replacen("pods: ", "pods: 1", 1);
+        assert_ne!(text, f[&project], "the edit changes the file");
+        f.insert(project.clone(), text);
+        f
+    };
+    let added = {
+        let mut f = files.clone();
+        let text = f[&project].replacen("name: ", "name: added-", 1);
+        f.insert(format!("{project}.added.yaml"), text);
+        f
+    };
+    for (what, head, delta) in [
+        ("one project edited", &edited, true),
+        ("a project added", &added, false),
+    ] {
+        let whole_dir = tempfile::tempdir().unwrap();
+        let against = compiled_against(head, Some(base.clone()), &cache);
+        let whole = compiled_against(head, None, &Cache::new(whole_dir.path()));
+        assert_eq!(against.2, delta, "{what}: compiled against the base");
+        assert!(against.1.is_some(), "{what}: compiles");
+        assert_eq!(against.0, whole.0, "{what}: diagnostics");
+        assert_eq!(against.1, whole.1, "{what}: the entry");
+    }
+}

@@ -1780,6 +1780,56 @@ fn re_pointing_the_agent_or_changing_its_rights_needs_approval() {
     }
 }
 
+/// A head planned against a base found in the cache is lowered against the base's units: the
+/// units the two share are not read (its timings say so), and the plan is the one made
+/// without the cache, byte for byte; the head's revision it stores is found whole next time.
+#[test]
+fn a_head_planned_against_a_cached_base_reads_only_the_units_that_differ() {
+    let mut r = example_repo();
+    // A first plan caches the base (and its head, the same tree).
+    let base = r.plinth(&[
+        "plan", "--base", "HEAD", "--head", "HEAD", "--path", "platform", "--format", "json",
+    ]);
+    assert_eq!(base.status.code(), Some(0), "{}", text(&base));
+    set_allocation(&r, "bed-management", 7, 9);
+    r.commit("Dana Smith", "bed-management: two more MIG slices");
+    let plan = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_plinth"))
+            .args([
+                "plan", "--base", "HEAD~1", "--head", "HEAD", "--path", "platform", "--format",
+                "json",
+            ])
+            .args(extra)
+            .current_dir(r.path())
+            .env("NO_COLOR", "1")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("PLINTH_TIMINGS", "1")
+            .output()
+            .expect("plinth runs")
+    };
+    let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    let against = plan(&[]);
+    assert!(
+        stderr(&against).contains("timing head lower (delta)"),
+        "{}",
+        stderr(&against)
+    );
+    let whole = plan(&["--no-cache"]);
+    assert!(!stderr(&whole).contains("(delta)"), "{}", stderr(&whole));
+    assert_eq!(against.status.code(), Some(2), "{}", text(&against));
+    assert_eq!(
+        String::from_utf8_lossy(&against.stdout),
+        String::from_utf8_lossy(&whole.stdout)
+    );
+    let again = plan(&[]);
+    assert!(
+        stderr(&again).contains("timing head cache hit"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(again.stdout, whole.stdout);
+}
+
 /// A base compiled once is found again by its git tree: the next plan reads none of its files
 /// (its timings say so) and is the same plan; the head, stored while the first plan compared,
 /// is found whole. An alias that cannot be read is only a miss, and

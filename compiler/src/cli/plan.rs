@@ -92,6 +92,9 @@ struct DamagedCache;
 enum Objects {
     Compiled(crate::lower::Lowered),
     Cached(Box<crate::cache::Entry>),
+    /// Compiled against the base's units: only the units that differ are here
+    /// ([`crate::lower::delta`]).
+    Delta(Box<crate::lower::delta::Delta>),
 }
 
 impl Objects {
@@ -101,6 +104,10 @@ impl Objects {
         match self {
             Objects::Compiled(l) => crate::plan::UnitSummary::of(l),
             Objects::Cached(e) => e.summary(),
+            Objects::Delta(d) => crate::plan::UnitSummary::named(
+                d.keys(),
+                d.clusters.iter().map(|(n, u)| (n.as_str(), &u[..])),
+            ),
         }
     }
 
@@ -118,6 +125,12 @@ impl Objects {
                 crate::plan::index_outside(l, shared)?,
                 std::borrow::Cow::Borrowed(l),
             )),
+            // Its objects are those of the units that differ from the base's (the others are
+            // shared, as their keys are the base's).
+            Objects::Delta(d) => Some((
+                crate::plan::index_outside(&d.fresh, shared)?,
+                std::borrow::Cow::Borrowed(&d.fresh),
+            )),
             Objects::Cached(e) => {
                 let rest = e.outside(shared)?;
                 Some((crate::plan::index_of(&rest), std::borrow::Cow::Owned(rest)))
@@ -133,6 +146,9 @@ impl Objects {
                 .index()
                 .map(std::borrow::Cow::Borrowed)
                 .ok_or_else(|| anyhow::Error::new(DamagedCache)),
+            // Compared by units only: a base whose units cannot be read is planned again
+            // without the cache.
+            Objects::Delta(_) => Err(anyhow::Error::new(DamagedCache)),
         }
     }
 
@@ -149,6 +165,7 @@ impl Objects {
             Objects::Cached(e) => e
                 .lowered_only(keep)
                 .ok_or_else(|| anyhow::Error::new(DamagedCache)),
+            Objects::Delta(_) => Err(anyhow::Error::new(DamagedCache)),
         }
     }
 }
@@ -184,8 +201,26 @@ fn with_cached_base(
     let (key, base_git, base_opts, base_what) = base;
     let (head_src, head_opts, head_what) = head;
     let (mut base_err, mut head_err) = (Vec::new(), Vec::new());
+    // The head is lowered against the base's units, given when its entry is read.
+    let units = crate::options::BaseUnits::default();
+    let promise = units.promise();
+    let head_opts = &crate::Options {
+        base: Some(units),
+        ..head_opts.clone()
+    };
     let (base, head) = std::thread::scope(|scope| {
-        let base = scope.spawn(|| cache.and_then(|c| cached_side(c, key)));
+        let base = scope.spawn(move || {
+            let side = cache.and_then(|c| cached_side(c, key));
+            let units = match &side {
+                Some(Side {
+                    objects: Objects::Cached(e),
+                    ..
+                }) => e.base_units(),
+                _ => None,
+            };
+            promise.keep(units);
+            side
+        });
         let head = compile_side(
             head_src,
             head_opts,
@@ -276,11 +311,15 @@ fn compile_side(
     if let Some(l) = &built.lowered {
         l.texts_intact()?;
     }
+    if let Some(d) = &built.delta {
+        d.fresh.texts_intact()?;
+    }
     let diags = built.checked.diagnostics.clone().into_sorted();
     let errors: Vec<_> = diags.iter().filter(|d| d.is_error()).cloned().collect();
-    let objects = match (entry, built.lowered) {
-        (Some(e), _) if e.compiled() => Some(Objects::Cached(e)),
-        (_, Some(l)) => Some(Objects::Compiled(l)),
+    let objects = match (entry, built.lowered, built.delta) {
+        (Some(e), ..) if e.compiled() => Some(Objects::Cached(e)),
+        (_, Some(l), _) => Some(Objects::Compiled(l)),
+        (.., Some(d)) => Some(Objects::Delta(d)),
         _ => None,
     };
     let Some(objects) = objects.filter(|_| errors.is_empty()) else {
@@ -304,10 +343,12 @@ fn compile_side(
             ))
         }),
         // Computed for the revision's entry when it is to be stored.
-        Objects::Compiled(_) => match built.pending.as_ref().and_then(|p| p.capacity()) {
-            Some(c) => c.clone(),
-            None => crate::capacity::Capacity::of(&built.checked.specs),
-        },
+        Objects::Compiled(_) | Objects::Delta(_) => {
+            match built.pending.as_ref().and_then(|p| p.capacity()) {
+                Some(c) => c.clone(),
+                None => crate::capacity::Capacity::of(&built.checked.specs),
+            }
+        }
     };
     let timings = std::mem::take(&mut built.checked.timings);
     let pending = built.pending.take();
@@ -699,14 +740,18 @@ fn compare_storing(
 ) -> anyhow::Result<crate::plan::Plan> {
     let pending = head.pending.take();
     let head = &*head;
-    let compiled = match &head.objects {
-        Objects::Compiled(l) => Some(l),
-        Objects::Cached(_) => None,
-    };
     std::thread::scope(|scope| {
-        if let (Some(c), Some(pending), Some(l)) = (cache, &pending, compiled) {
+        if let (Some(c), Some(pending)) = (cache, &pending) {
             // A cache that cannot be written only costs time.
-            scope.spawn(|| pending.store(c, Some(l)));
+            match &head.objects {
+                Objects::Compiled(l) => {
+                    scope.spawn(|| pending.store(c, Some(l)));
+                }
+                Objects::Delta(d) => {
+                    scope.spawn(|| pending.store_delta(c, d));
+                }
+                Objects::Cached(_) => {}
+            }
         }
         compare(args, base, head)
     })

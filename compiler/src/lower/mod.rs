@@ -17,6 +17,7 @@ pub mod app;
 mod context;
 pub use crate::crd;
 pub mod dataset;
+pub mod delta;
 pub mod gpu;
 pub mod identity;
 pub mod project;

@@ -712,6 +712,10 @@ pub fn assemble(
                     // A unit without a key is not in the store.
                     refs = None;
                 } else {
+                    if !part.diagnostics.is_empty() {
+                        r.noisy
+                            .push(u32::try_from(r.keys.len()).unwrap_or(u32::MAX));
+                    }
                     r.keys.push(key);
                 }
             }
@@ -924,12 +928,12 @@ fn agent_part(cx: &Ctx<'_>, platform: &Object<PlatformSpec>, parts: &[UnitOutput
 
 /// Whether the agent's rules read an object's name and content (RBAC objects), not only its
 /// kind.
-fn reads_content(key: &ObjectKey) -> bool {
+pub(super) fn reads_content(key: &ObjectKey) -> bool {
     key.group() == "rbac.authorization.k8s.io"
 }
 
 /// The Platform's approval entries that apply to a cluster, with where each is written.
-fn approvals(platform: &Object<PlatformSpec>, cluster: &Cluster) -> Vec<Approval> {
+pub(super) fn approvals(platform: &Object<PlatformSpec>, cluster: &Cluster) -> Vec<Approval> {
     platform
         .spec
         .approvals

@@ -557,7 +557,7 @@ pub fn index_of(lowered: &Lowered) -> crate::output::LoweredIndex {
 
 /// The object carries an approval annotation (a plan reads it even when unchanged).
 fn approves(m: &Manifest) -> bool {
-    m.object.may_hold(APPROVE_ANNOTATION) && annotation(m, APPROVE_ANNOTATION).is_some()
+    m.approves()
 }
 
 /// What a plan knows of a revision's units without reading their objects: per cluster, its
