@@ -335,6 +335,9 @@ pub struct Engine {
     /// Every package loaded.
     packages: BTreeSet<String>,
     timeout: Duration,
+    /// The limit of regorus' execution timer now: the timeout, or what is left of the run's
+    /// budget when that is less ([`Engine::bound_by_budget`]).
+    timer: Duration,
     /// Skip rules whose literal kind guards exclude an input (their findings cannot change;
     /// off where conftest's counts must be exact).
     prune: bool,
@@ -1238,6 +1241,7 @@ impl Engine {
             exception_packages,
             packages,
             timeout: opts.timeout,
+            timer: opts.timeout,
             prune: true,
             by_kind: Default::default(),
             run: std::sync::Arc::new(RunState {
@@ -1350,6 +1354,13 @@ impl Engine {
         if std::time::Instant::now() < self.run.deadline {
             return false;
         }
+        self.spend_budget(rule, diags);
+        true
+    }
+
+    /// The run's budget is spent: reported once (at `rule`), and nothing more is evaluated.
+    fn spend_budget(&self, rule: &Rule, diags: &mut Diagnostics) {
+        use std::sync::atomic::Ordering;
         if !self.run.exhausted.swap(true, Ordering::Relaxed) {
             diags.push(
                 Diagnostic::new(
@@ -1363,7 +1374,6 @@ impl Engine {
                 .hint("make the slow rules cheaper (a rule is evaluated once per input), or raise `--policy-budget-ms`; a run out of budget never passes"),
             );
         }
-        true
     }
 
     /// The rules that can fire on an input of `kind`, grouped by package (memoised).
@@ -1636,6 +1646,7 @@ impl Engine {
             Some(value) => Ok(Some(value)),
             None => {
                 self.give_input(state);
+                self.bound_by_budget();
                 self.engine
                     .eval_rule(format!("data.{}.{}", rule.package, rule.name))
                     .map(|v| {
@@ -1661,10 +1672,37 @@ impl Engine {
             Err(e) => {
                 run.unevaluated += 1;
                 let msg = first_line(&format!("{e:#}"));
+                // Stopped by a timer set to what was left of the run's budget: the budget is
+                // what ran out.
+                let by_budget = self.timer < self.timeout
+                    && (msg.contains("time limit") || msg.contains("TimeLimit"));
+                if by_budget || self.out_of_budget(&rule, diags) {
+                    self.spend_budget(&rule, diags);
+                    return ControlFlow::Break(());
+                }
                 self.report_failure(&rule, &id, started, &msg, run.place, diags);
             }
         }
         ControlFlow::Continue(())
+    }
+
+    /// Bound the next evaluation by what is left of the run's budget when that is less than the
+    /// timeout (a run's budget stops a running evaluation too, not only the next one).
+    fn bound_by_budget(&mut self) {
+        let left = self
+            .run
+            .deadline
+            .saturating_duration_since(std::time::Instant::now());
+        let limit = left.min(self.timeout).max(Duration::from_millis(1));
+        if limit != self.timer {
+            self.timer = limit;
+            self.engine
+                .set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
+                    limit,
+                    check_interval: std::num::NonZeroU32::new(64)
+                        .unwrap_or(std::num::NonZeroU32::MIN),
+                });
+        }
     }
 
     /// The rule's value on the input from [`native`], when this engine uses it and it decides.
