@@ -352,13 +352,21 @@ impl Cache {
     }
 
     /// The unit store for a compile: the shared one ([`Cache::sharing_units`]), else opened
-    /// now.
+    /// now. The store is opened without holding the lock: opening reads its index on every
+    /// core, and a thread of that pool waiting for the lock (a compile on the pool asking for
+    /// the store while another thread opens it) would leave the opening waiting for it — a
+    /// deadlock of both sides of a plan. Two threads asking at once may both open it; the
+    /// first kept is shared.
     pub(crate) fn units_for_compile(&self) -> Arc<UnitPack> {
         let Some(s) = &self.shared else {
             return Arc::new(self.units());
         };
-        let mut open = s.0.lock().unwrap_or_else(PoisonError::into_inner);
-        open.get_or_insert_with(|| Arc::new(self.units())).clone()
+        let lock = || s.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(open) = lock().clone() {
+            return open;
+        }
+        let opened = Arc::new(self.units());
+        lock().get_or_insert(opened).clone()
     }
 
     /// Units were stored: the next compile opens the store again (see

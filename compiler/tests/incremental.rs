@@ -728,9 +728,9 @@ proptest! {
     }
 }
 
-/// A one-project edit (a number of its quota) is compiled against the base's units, the
-/// others not read; a new project (objects the base has not) is compiled whole. Both equal a
-/// whole compile.
+/// A one-project edit (a number of its quota, a member group) is compiled against the base's
+/// units, the others not read; a new project (objects the base has not) is compiled whole. All
+/// equal a whole compile.
 #[test]
 fn a_one_project_edit_is_compiled_against_the_base_and_a_new_project_is_not() {
     let files: BTreeMap<String, String> = plinth::generate::platform(30, 2).into_iter().collect();
@@ -755,13 +755,59 @@ fn a_one_project_edit_is_compiled_against_the_base_and_a_new_project_is_not() {
         f.insert(format!("{project}.added.yaml"), text);
         f
     };
+    // Its RBAC objects change (no agent here to read them).
+    let member = {
+        let mut f = files.clone();
+        let text = f[&project].replacen("group: ", "group: leads-", 1);
+        assert_ne!(text, f[&project], "the edit changes the file");
+        f.insert(project.clone(), text);
+        f
+    };
     for (what, head, delta) in [
         ("one project edited", &edited, true),
         ("a project added", &added, false),
+        ("a member group renamed", &member, true),
     ] {
         let whole_dir = tempfile::tempdir().unwrap();
         let against = compiled_against(head, Some(base.clone()), &cache);
         let whole = compiled_against(head, None, &Cache::new(whole_dir.path()));
+        assert_eq!(against.2, delta, "{what}: compiled against the base");
+        assert!(against.1.is_some(), "{what}: compiles");
+        assert_eq!(against.0, whole.0, "{what}: diagnostics");
+        assert_eq!(against.1, whole.1, "{what}: the entry");
+    }
+}
+
+/// Where the Platform installs the agent (whose ClusterRole is made from every RBAC object
+/// emitted), a change to an RBAC object compiles the head whole; another edit is compiled
+/// against the base's units. Both equal a whole compile.
+#[test]
+fn with_the_agent_a_changed_rbac_object_compiles_the_head_whole() {
+    let mut files = common::files_under("tests/golden/build/agent-install/repo");
+    files.insert(
+        "projects/beds.yaml".to_owned(),
+        "apiVersion: plinth.dev/v1alpha1\nkind: Project\nmetadata:\n  name: beds\nspec:\n  owners: [ada@acme.example]\n  members:\n    - group: bed-analysts\n      role: edit\n  quota:\n    pods: 10\n".to_owned(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(dir.path());
+    let base = base_units(&files, &cache).expect("the base offers its units");
+    let edit = |from: &str, to: &str| {
+        let mut f = files.clone();
+        let text = f["projects/beds.yaml"].replacen(from, to, 1);
+        f.insert("projects/beds.yaml".to_owned(), text);
+        f
+    };
+    for (what, head, delta) in [
+        ("a quota edited", edit("pods: 10", "pods: 11"), true),
+        (
+            "a member group renamed",
+            edit("group: bed-analysts", "group: bed-leads"),
+            false,
+        ),
+    ] {
+        let whole_dir = tempfile::tempdir().unwrap();
+        let against = compiled_against(&head, Some(base.clone()), &cache);
+        let whole = compiled_against(&head, None, &Cache::new(whole_dir.path()));
         assert_eq!(against.2, delta, "{what}: compiled against the base");
         assert!(against.1.is_some(), "{what}: compiles");
         assert_eq!(against.0, whole.0, "{what}: diagnostics");

@@ -12,10 +12,11 @@
 //!
 //! - *No new duplicate.* The fresh units' object keys are the removed units' (as multisets):
 //!   the base had no duplicate, so no fresh key meets an opaque unit's.
-//! - *The agent's part is the base's.* Its key reads the identity and content hash of every
-//!   RBAC object, the kinds of the others and the Platform file: the fresh units carry the
-//!   same RBAC objects (key and hash) and kinds as the removed ones, and an opaque unit's key
-//!   covers the Platform file's bytes, so the base's agent unit is the head's.
+//! - *The agent's part is the base's* (when the Platform installs the agent). Its key reads the
+//!   identity and content hash of every RBAC object, the kinds of the others and the Platform
+//!   file: the fresh units carry the same RBAC objects (key and hash) and kinds as the removed
+//!   ones, and an opaque unit's key covers the Platform file's bytes, so the base's agent unit
+//!   is the head's.
 //! - *No finding on an opaque unit.* Lowering diagnostics are a function of the unit's key: a
 //!   unit whose output held any in the base is read (as is one whose object carries an
 //!   approval annotation, which a plan reads even unchanged); policy findings are checked by
@@ -105,12 +106,15 @@ pub fn kinds_of<'m>(objects: impl Iterator<Item = &'m Manifest>) -> Vec<String> 
     kinds
 }
 
-/// What the agent's part and the duplicates read of some units' objects: each key, with the
-/// content hash of RBAC objects, sorted.
-fn footprint<'m>(objects: impl Iterator<Item = &'m Manifest>) -> Vec<(&'m ObjectKey, &'m str)> {
+/// What the duplicates and the agent's part (`agent`: the cluster has one) read of some units'
+/// objects: each key, with the content hash of RBAC objects when there is an agent, sorted.
+fn footprint<'m>(
+    objects: impl Iterator<Item = &'m Manifest>,
+    agent: bool,
+) -> Vec<(&'m ObjectKey, &'m str)> {
     let mut out: Vec<(&ObjectKey, &str)> = objects
         .map(|m| {
-            let hash = if units::reads_content(&m.key) {
+            let hash = if agent && units::reads_content(&m.key) {
                 m.hash.as_str()
             } else {
                 ""
@@ -281,8 +285,8 @@ pub fn lower_delta(
         }
         // The fresh units carry what the removed ones did: the same keys (so no duplicate)
         // and RBAC objects (so the agent's part is the base's).
-        let was = footprint(removed.iter().flat_map(|o| &o.objects));
-        let is = footprint(objects.iter().flat_map(|(_, o)| &o.objects));
+        let was = footprint(removed.iter().flat_map(|o| &o.objects), agent_on);
+        let is = footprint(objects.iter().flat_map(|(_, o)| &o.objects), agent_on);
         if was != is {
             return None;
         }
