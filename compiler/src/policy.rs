@@ -2264,7 +2264,7 @@ fn with_data(
     data_diags: &mut Diagnostics,
 ) -> Vec<Engine> {
     // The compiled manifests are large; give them to policies only when one refers to them.
-    let wants_manifests = files.iter().any(|f| f.text.contains("manifests"));
+    let wants_manifests = reads_manifests(files);
     // `data.plinth.specs` (every document) only when a rule may read it.
     let wants_specs = engines.iter().any(|(e, _)| {
         e.reads.iter().any(|r| {
@@ -2302,6 +2302,11 @@ fn with_data(
             e
         })
         .collect()
+}
+
+/// Whether a policy may read `data.plinth.manifests` (the word appears in its text).
+fn reads_manifests(files: &[PolicyFile]) -> bool {
+    files.iter().any(|f| f.text.contains("manifests"))
 }
 
 /// The regorus value of `v`: what deserialising it gives (tested), with the entries of large
@@ -2369,7 +2374,7 @@ pub fn evaluate_delta(
     opaque: &[(&str, &[String], u32)],
     memo: Option<&Arc<dyn Memo>>,
 ) -> Option<Diagnostics> {
-    if files.iter().any(|f| f.text.contains("manifests")) {
+    if reads_manifests(files) {
         return None;
     }
     let unanswered = std::sync::atomic::AtomicBool::new(false);

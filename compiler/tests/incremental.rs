@@ -275,6 +275,30 @@ proptest! {
         .. ProptestConfig::default()
     })]
 
+    /// A head compiled against its cached base's units — the units the base holds not read,
+    /// when that can be shown to change nothing, else compiled whole — gives what a whole
+    /// compile gives: the same diagnostics, and an entry in the cache with the same objects,
+    /// the same units and the same account of them for a later head.
+    #[test]
+    fn a_head_compiled_against_its_base_equals_a_whole_compile(
+        which in 0..4usize,
+        edits in prop::collection::vec(local_edit(), 1..3),
+    ) {
+        let (dir, whole_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let cache = Cache::new(dir.path());
+        let mut files = start(which);
+        let projects = project_names(&files);
+        let base = base_units(&files, &cache);
+        for e in &edits {
+            apply(&mut files, &projects, e);
+        }
+        let against = compiled_against(&files, base, &cache);
+        let whole = compiled_against(&files, None, &Cache::new(whole_dir.path()));
+        prop_assert!(!whole.2);
+        prop_assert_eq!(against.0, whole.0);
+        prop_assert_eq!(against.1, whole.1);
+    }
+
     /// A plan compares units before objects: the objects of the units both revisions share
     /// are left out unread, and the rest pruned as before — which is the prune of the whole
     /// indexes, for every compile without errors.
@@ -650,21 +674,13 @@ fn compiled_against(
     };
     let src = source(files);
     let built = plinth::build_cached(&src, &opts, cache).unwrap();
-    let diags = built
-        .checked
-        .diagnostics
-        .clone()
-        .into_sorted()
-        .into_iter()
-        .map(|d| format!("{d:?}"))
-        .collect();
+    let diags = common::diagnostics(&built);
     let delta = built.delta.is_some();
     let key = cache.key(&built.checked.snapshot, &opts);
     if let Some(pending) = &built.pending {
-        match (&built.delta, &built.lowered) {
-            (Some(d), _) => pending.store_delta(cache, d).unwrap(),
-            (None, l) => pending.store(cache, l.as_ref()).unwrap(),
-        }
+        pending
+            .store_either(cache, built.lowered.as_ref(), built.delta.as_deref())
+            .unwrap();
     }
     let entry = cache.load(&key).filter(|e| e.compiled()).map(|e| {
         let tree = plinth::emit::tree(&e.lowered().expect("objects read back"), None).unwrap();
@@ -694,38 +710,6 @@ fn base_units(
 ) -> Option<plinth::lower::delta::BaseUnits> {
     let (_, entry, _) = compiled_against(files, None, cache);
     entry.and_then(|(.., units)| units)
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 24,
-        failure_persistence: None,
-        .. ProptestConfig::default()
-    })]
-
-    /// A head compiled against its cached base's units — the units the base holds not read,
-    /// when that can be shown to change nothing, else compiled whole — gives what a whole
-    /// compile gives: the same diagnostics, and an entry in the cache with the same objects,
-    /// the same units and the same account of them for a later head.
-    #[test]
-    fn a_head_compiled_against_its_base_equals_a_whole_compile(
-        which in 0..4usize,
-        edits in prop::collection::vec(local_edit(), 1..3),
-    ) {
-        let (dir, whole_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let cache = Cache::new(dir.path());
-        let mut files = start(which);
-        let projects = project_names(&files);
-        let base = base_units(&files, &cache);
-        for e in &edits {
-            apply(&mut files, &projects, e);
-        }
-        let against = compiled_against(&files, base, &cache);
-        let whole = compiled_against(&files, None, &Cache::new(whole_dir.path()));
-        prop_assert!(!whole.2);
-        prop_assert_eq!(against.0, whole.0);
-        prop_assert_eq!(against.1, whole.1);
-    }
 }
 
 /// A one-project edit (a number of its quota, a member group) is compiled against the base's

@@ -1780,6 +1780,22 @@ fn re_pointing_the_agent_or_changing_its_rights_needs_approval() {
     }
 }
 
+/// `plinth plan` of `HEAD~1` → `HEAD` as JSON, with `extra` arguments and its timings
+/// (`PLINTH_TIMINGS`) on stderr.
+fn plan_timed(r: &Repo, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_plinth"))
+        .args([
+            "plan", "--base", "HEAD~1", "--head", "HEAD", "--path", "platform", "--format", "json",
+        ])
+        .args(extra)
+        .current_dir(r.path())
+        .env("NO_COLOR", "1")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("PLINTH_TIMINGS", "1")
+        .output()
+        .expect("plinth runs")
+}
+
 /// A head planned against a base found in the cache is lowered against the base's units: the
 /// units the two share are not read (its timings say so), and the plan is the one made
 /// without the cache, byte for byte; the head's revision it stores is found whole next time.
@@ -1793,20 +1809,7 @@ fn a_head_planned_against_a_cached_base_reads_only_the_units_that_differ() {
     assert_eq!(base.status.code(), Some(0), "{}", text(&base));
     set_allocation(&r, "bed-management", 7, 9);
     r.commit("Dana Smith", "bed-management: two more MIG slices");
-    let plan = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_plinth"))
-            .args([
-                "plan", "--base", "HEAD~1", "--head", "HEAD", "--path", "platform", "--format",
-                "json",
-            ])
-            .args(extra)
-            .current_dir(r.path())
-            .env("NO_COLOR", "1")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("PLINTH_TIMINGS", "1")
-            .output()
-            .expect("plinth runs")
-    };
+    let plan = |extra: &[&str]| plan_timed(&r, extra);
     let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
     let against = plan(&[]);
     assert!(
@@ -1839,19 +1842,7 @@ fn a_cached_base_is_found_by_its_tree_without_reading_it() {
     let mut r = example_repo();
     set_allocation(&r, "bed-management", 7, 9);
     r.commit("Dana Smith", "bed-management: two more MIG slices");
-    let plan = || {
-        Command::new(env!("CARGO_BIN_EXE_plinth"))
-            .args([
-                "plan", "--base", "HEAD~1", "--head", "HEAD", "--path", "platform", "--format",
-                "json",
-            ])
-            .current_dir(r.path())
-            .env("NO_COLOR", "1")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("PLINTH_TIMINGS", "1")
-            .output()
-            .expect("plinth runs")
-    };
+    let plan = || plan_timed(&r, &[]);
     let by_tree = |o: &Output| String::from_utf8_lossy(&o.stderr).contains("cache hit (by tree)");
     let first = plan();
     assert_eq!(first.status.code(), Some(2), "{}", text(&first));

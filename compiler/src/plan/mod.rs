@@ -541,7 +541,7 @@ pub fn index_of(lowered: &Lowered) -> crate::output::LoweredIndex {
                     .map(|m| crate::output::Indexed {
                         key: m.key.clone(),
                         hash: m.hash.clone(),
-                        approve: approves(m),
+                        approve: m.approves(),
                     })
                     .collect();
                 let index = crate::output::ClusterIndex {
@@ -553,11 +553,6 @@ pub fn index_of(lowered: &Lowered) -> crate::output::LoweredIndex {
             .collect(),
         platform_file: lowered.platform_file.clone(),
     }
-}
-
-/// The object carries an approval annotation (a plan reads it even when unchanged).
-fn approves(m: &Manifest) -> bool {
-    m.approves()
 }
 
 /// What a plan knows of a revision's units without reading their objects: per cluster, its
@@ -633,7 +628,7 @@ pub fn cluster_units(
     for (m, &(u, _)) in c.manifests.iter().zip(places) {
         let e = &mut units[u as usize];
         e.0 += 1;
-        e.1 = e.1 || approves(m);
+        e.1 = e.1 || m.approves();
     }
     Some(
         units
@@ -687,7 +682,7 @@ pub fn index_outside(
                 objects.push(crate::output::Indexed {
                     key: m.key.clone(),
                     hash: m.hash.clone(),
-                    approve: approves(m),
+                    approve: m.approves(),
                 });
             }
         }
@@ -1650,7 +1645,7 @@ mod tests {
             Some(vec![(0, 2, true), (1, 2, false), (2, 1, true)])
         );
         assert!(c.manifests[2..4].iter().all(|m| !m.object.is_parsed()));
-        let flags: Vec<bool> = c.manifests.iter().map(approves).collect();
+        let flags: Vec<bool> = c.manifests.iter().map(Manifest::approves).collect();
         assert_eq!(flags, [false, true, false, false, true]);
     }
 

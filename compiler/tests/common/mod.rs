@@ -74,15 +74,18 @@ pub fn outcome(b: &plinth::Built) -> (Option<BTreeMap<String, String>>, Vec<Stri
         .lowered
         .as_ref()
         .map(|l| plinth::emit::tree(l, None).expect("tree"));
-    let diags = b
-        .checked
+    (tree, diagnostics(b))
+}
+
+/// A build's diagnostics, sorted, each as its debug text.
+pub fn diagnostics(b: &plinth::Built) -> Vec<String> {
+    b.checked
         .diagnostics
         .clone()
         .into_sorted()
         .into_iter()
         .map(|d| format!("{d:?}"))
-        .collect();
-    (tree, diags)
+        .collect()
 }
 
 /// Build; it must succeed without errors.
