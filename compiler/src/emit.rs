@@ -271,7 +271,7 @@ fn add_cluster(
 /// The id of an aggregate file's content (see [`Files`]): tens of megabytes for a large
 /// platform, so hashed in pieces in parallel — the sha256 of the pieces' sha256s, each piece
 /// a megabyte (a digest of the text all the same: the same text, the same id).
-fn large_text_id(text: &str) -> String {
+pub fn large_text_id(text: &str) -> String {
     use rayon::prelude::*;
     use sha2::Digest;
     const PIECE: usize = 1 << 20;
@@ -347,6 +347,112 @@ fn lock_file_text(
     text.push_str(&shell[i + at.len()..]);
     text.push('\n');
     Ok(text)
+}
+
+/// A cluster's lock file `old`, written for a revision holding the same object keys, with the
+/// entries of the `changed` objects (each with its content id) written anew: the lock file
+/// [`files`] renders for the objects `old` lists with those changed, when `old` is one this
+/// module wrote for `cluster` and `approvals`. `None` when it is not one of those or an object
+/// is not listed (then the whole lock file is rendered). Each object's entry is found by a
+/// binary search over the entries (in key order).
+pub fn splice_lock(
+    old: &str,
+    cluster: &str,
+    changed: &[(&Manifest, &str)],
+    approvals: &[Approval],
+) -> Option<String> {
+    let shell = lock_file_text(cluster, Vec::new(), approvals).ok()?;
+    let at = "\"objects\": []";
+    let i = shell.find(at)?;
+    let (head, tail) = (&shell[..i], &shell[i + at.len()..]);
+    let open = "\"objects\": [\n";
+    let close = "\n  ]";
+    let body = old
+        .strip_prefix(head)?
+        .strip_prefix(open)?
+        .strip_suffix(tail)?
+        .strip_suffix(close)?;
+    let offset = head.len() + open.len();
+    let mut edits: Vec<(usize, usize, String)> = Vec::with_capacity(changed.len());
+    for (m, id) in changed {
+        let (s, e) = find_lock_entry(body, &m.key)?;
+        let path = object_path(&m.key);
+        let mut entry = String::with_capacity(e - s);
+        push_lock_entry(&lock_entry(m, &path, id), &mut entry);
+        edits.push((offset + s, offset + e, entry));
+    }
+    edits.sort_unstable_by_key(|(s, ..)| *s);
+    if edits.windows(2).any(|w| w[0].1 > w[1].0) {
+        return None;
+    }
+    let mut text = String::with_capacity(old.len() + edits.len() * 64);
+    let mut from = 0;
+    for (s, e, entry) in &edits {
+        text.push_str(&old[from..*s]);
+        text.push_str(entry);
+        from = *e;
+    }
+    text.push_str(&old[from..]);
+    Some(text)
+}
+
+/// The byte range of the entry of `key` among a lock file's entries `body` (each starting
+/// with a line `    {` and ending with a line `    }`, in key order).
+fn find_lock_entry(body: &str, key: &ObjectKey) -> Option<(usize, usize)> {
+    // An entry starts at a line that is `    {` (a JSON string holds no line break, and the
+    // entries' own fields are indented further).
+    let start_at = |from: usize| -> Option<usize> {
+        if from == 0 {
+            return body
+                .starts_with("    {\n")
+                .then_some(0)
+                .or_else(|| start_at_after(body, 0));
+        }
+        start_at_after(body, from - 1)
+    };
+    let (mut lo, mut hi) = (0, body.len());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let s = match start_at(mid) {
+            Some(s) if s < hi => s,
+            // No entry starts in `mid..hi`: the one sought is before `mid`, if anywhere.
+            _ => {
+                if mid == lo {
+                    return None;
+                }
+                hi = mid;
+                continue;
+            }
+        };
+        let e = s + body[s..].find("\n    }")? + "\n    }".len();
+        let entry = &body[s..e];
+        let found = ObjectKey {
+            api_version: lock_field(entry, "apiVersion")?,
+            kind: lock_field(entry, "kind")?,
+            namespace: lock_field(entry, "namespace"),
+            name: lock_field(entry, "name")?,
+        };
+        match key.cmp(&found) {
+            std::cmp::Ordering::Equal => return Some((s, e)),
+            std::cmp::Ordering::Less => hi = s,
+            std::cmp::Ordering::Greater => lo = s + 1,
+        }
+    }
+    None
+}
+
+/// Where the next line `    {` after byte `from` of `body` starts.
+fn start_at_after(body: &str, from: usize) -> Option<usize> {
+    body.get(from..)?.find("\n    {\n").map(|k| from + k + 1)
+}
+
+/// A string field of an object's entry in the lock file (a line of its own, indented six).
+fn lock_field(entry: &str, field: &str) -> Option<String> {
+    let needle = format!("\n      \"{field}\": ");
+    let at = entry.find(&needle)? + needle.len();
+    let line = &entry[at..];
+    let line = &line[..line.find('\n').unwrap_or(line.len())];
+    serde_json::from_str(line.strip_suffix(',').unwrap_or(line)).ok()
 }
 
 /// Append an object's entry as the lock file's pretty form has it (at depth 2, four spaces):
@@ -696,6 +802,64 @@ mod tests {
             let known = files(&lowered, None, &|p, _| !p.ends_with(".json")).expect("renders");
             assert_eq!(known.texts.len(), 1, "only the lock file");
             assert_eq!(known.ids, rendered.ids);
+        }
+    }
+
+    /// A lock file with some objects' entries spliced in is the lock file of the objects with
+    /// those changed (content, source line), wherever they fall among the entries (first,
+    /// last, side by side, cluster-scoped ones before the namespaced); a lock file not of this
+    /// cluster or its approvals, or an object it does not list, is no splice.
+    #[test]
+    fn a_spliced_lock_file_is_the_lock_file_of_the_objects_changed() {
+        let extra = [("example.com/v1", "x-0"), ("apps/v1", "a-0"), ("v1", "zz")];
+        for n in [1, 2, 3, 17, RUN + 3] {
+            let base = cluster_of(n, &extra);
+            let total = n + extra.len();
+            let old =
+                &files(&base, None, &|_, _| false).expect("renders").texts["prod/plinth.lock.json"];
+            let picks: Vec<Vec<usize>> = vec![
+                vec![0],
+                vec![total - 1],
+                vec![0, 1],
+                (0..total).step_by(3).collect(),
+                (0..total).collect(),
+            ];
+            for pick in picks {
+                let mut head = cluster_of(n, &extra);
+                let out = head.clusters.get_mut("prod").expect("prod");
+                for &i in &pick {
+                    let m = &mut out.manifests[i];
+                    let mut v = m.object.peek(|v| v.clone());
+                    v["data"] = json!({"changed": i});
+                    m.object = crate::output::Obj::from(v);
+                    m.origin.line = 40 + u32::try_from(i).expect("small");
+                }
+                let new = &files(&head, None, &|_, _| false).expect("renders").texts["prod/plinth.lock.json"];
+                let out = &head.clusters["prod"];
+                let changed: Vec<(&Manifest, &str)> = pick
+                    .iter()
+                    .map(|&i| (&out.manifests[i], out.manifests[i].object.sha()))
+                    .collect();
+                let spliced = splice_lock(old, "prod", &changed, &[]).expect("spliced");
+                assert!(spliced == *new, "n = {n}, picked {pick:?}");
+                assert!(splice_lock(old, "other", &changed, &[]).is_none());
+                let approvals = [Approval {
+                    object: "Namespace/a".into(),
+                    cluster: None,
+                    reason: "moved".into(),
+                    approver: None,
+                    file: Arc::from("plinth.yaml"),
+                    line: 3,
+                }];
+                assert!(splice_lock(old, "prod", &changed, &approvals).is_none());
+            }
+            let stranger = cluster_of(1, &[("v1", "not-listed")]);
+            let m = stranger.clusters["prod"]
+                .manifests
+                .iter()
+                .find(|m| m.key.name == "not-listed")
+                .expect("one");
+            assert!(splice_lock(old, "prod", &[(m, m.object.sha())], &[]).is_none());
         }
     }
 

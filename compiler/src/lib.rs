@@ -276,6 +276,8 @@ pub struct Built {
     /// The manifests lowered against a base's units ([`Checked::delta`]), when errors did not
     /// stop the build (`lowered` is then `None`).
     pub delta: Option<Box<lower::delta::Delta>>,
+    /// The revision's key in the cache (built through one).
+    pub key: Option<String>,
 }
 
 /// A compiled revision not yet stored in the cache ([`Options::defer_store`]): everything its
@@ -289,6 +291,24 @@ pub struct PendingStore {
 }
 
 impl PendingStore {
+    /// What the entry of `checked` under `key` holds besides the objects (its GPU capacity
+    /// when it `compiled`).
+    fn of(checked: &Checked, key: &str, compiled: bool) -> PendingStore {
+        let mut platform_files: Vec<String> = checked
+            .docs
+            .iter()
+            .filter(|d| d.kind() == Some("Platform"))
+            .map(|d| d.file.to_string())
+            .collect();
+        platform_files.dedup();
+        PendingStore {
+            key: key.to_owned(),
+            platform_files,
+            diagnostics: checked.diagnostics.clone().into_sorted(),
+            capacity: compiled.then(|| capacity::Capacity::of(&checked.specs)),
+        }
+    }
+
     /// The GPU capacity of the revision (computed for its entry).
     pub fn capacity(&self) -> Option<&capacity::Capacity> {
         self.capacity.as_ref()
@@ -357,6 +377,7 @@ pub fn build_source(source: &dyn Source, opts: &Options) -> Result<Built, LoadEr
         lowered,
         pending: None,
         delta: None,
+        key: None,
     })
 }
 
@@ -456,6 +477,7 @@ pub fn build_or_index(
             lowered: None,
             pending: None,
             delta: None,
+            key: key.clone(),
         };
         return Compiled::Cached {
             built,
@@ -548,30 +570,17 @@ fn build_fresh(
             lowered,
             pending: None,
             delta,
+            key: None,
         };
     };
-    let mut platform_files: Vec<String> = checked
-        .docs
-        .iter()
-        .filter(|d| d.kind() == Some("Platform"))
-        .map(|d| d.file.to_string())
-        .collect();
-    platform_files.dedup();
-    let diagnostics = checked.diagnostics.clone().into_sorted();
-    let capacity =
-        (lowered.is_some() || delta.is_some()).then(|| capacity::Capacity::of(&checked.specs));
-    let pending = PendingStore {
-        key,
-        platform_files,
-        diagnostics,
-        capacity,
-    };
+    let pending = PendingStore::of(&checked, &key, lowered.is_some() || delta.is_some());
     if opts.defer_store {
         return Built {
             checked,
             lowered,
             pending: Some(pending),
             delta,
+            key: Some(key),
         };
     }
     // A cache that cannot be written only costs time.
@@ -583,5 +592,6 @@ fn build_fresh(
         lowered,
         pending: None,
         delta,
+        key: Some(key),
     }
 }

@@ -1471,3 +1471,110 @@ fn files_kept_by_their_stamp_are_read_again_once_changed() {
     assert!(build(t.path()) == out);
     assert!(fs::metadata(&kept).expect("kept").len() > size);
 }
+
+/// Where two output trees (as [`snapshot`] reads them) differ first, for a failure message.
+fn first_file_difference(
+    a: &BTreeMap<PathBuf, Option<Vec<u8>>>,
+    b: &BTreeMap<PathBuf, Option<Vec<u8>>>,
+) -> String {
+    a.iter()
+        .find(|(p, x)| b.get(*p) != Some(x))
+        .map(|(p, _)| format!("{} differs or is missing", p.display()))
+        .or_else(|| {
+            b.keys()
+                .find(|p| !a.contains_key(*p))
+                .map(|p| format!("{} is extra", p.display()))
+        })
+        .unwrap_or_default()
+}
+
+/// A whole build through a cache, of a change to the revision its output holds, is lowered
+/// against that revision's units and writes only what the fresh units change (`lower
+/// (delta)` in its timings) — and its output is a fresh build's, whatever happened to the
+/// output in between: files written just before (not yet vouched for by their stamps), an
+/// object's file changed or removed behind plinth's back, an extra file, a lock file changed.
+/// After any of those the build is written as before, and the next one is a delta again.
+#[test]
+fn a_build_over_its_output_writes_what_a_fresh_build_would() {
+    let t = scratch_with_example();
+    let out = t.path().join("out");
+    let build = |delta: Option<bool>, why: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_plinth"))
+            .args(["build", "repo", "--out", "out", "--cache-dir", "cache"])
+            .current_dir(t.path())
+            .env("NO_COLOR", "1")
+            .env("PLINTH_TIMINGS", "1")
+            .output()
+            .expect("run plinth");
+        assert_eq!(o.status.code(), Some(0), "{why}: {}", stderr(&o));
+        if let Some(delta) = delta {
+            assert_eq!(
+                stderr(&o).contains("lower (delta)"),
+                delta,
+                "{why}: {}",
+                stderr(&o)
+            );
+        }
+        let fresh = t.path().join("fresh");
+        let _ = fs::remove_dir_all(&fresh);
+        let o = plinth(t.path(), &["build", "repo", "--out", "fresh"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let (built, fresh) = (snapshot(&out), snapshot(&fresh));
+        assert!(
+            built == fresh,
+            "{why}: {}",
+            first_file_difference(&built, &fresh)
+        );
+    };
+    let mut n = 96;
+    let mut edit = |file: &str| {
+        let p = t.path().join("repo/projects").join(file);
+        let text = fs::read_to_string(&p).expect("read");
+        let at = text.find("cpu: ").expect("a cpu quota") + "cpu: ".len();
+        let end = at + text[at..].find('\n').expect("a line");
+        n += 1;
+        fs::write(&p, format!("{}{n}{}", &text[..at], &text[end..])).expect("write");
+    };
+    build(Some(false), "the first build");
+    // Stamps are trusted once well older than the index: one more build records them so.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    build(Some(false), "unchanged");
+    edit("er-capacity.yaml");
+    build(Some(true), "a quota changed");
+    // Right after: the files just written are compared with their recorded texts.
+    edit("er-capacity.yaml");
+    build(Some(true), "the same quota again, at once");
+    edit("radiology-imaging.yaml");
+    build(Some(true), "another project's quota");
+    type Tamper = fn(&Path);
+    let tampering: [(&str, Tamper); 5] = [
+        ("an object's file changed", |out| {
+            let f = out.join("prod-a/_cluster/namespace-bed-management.yaml");
+            let text = fs::read_to_string(&f).expect("read");
+            fs::write(&f, text.replace("bed-management", "bed-managemenT")).expect("write");
+        }),
+        ("an object's file removed", |out| {
+            fs::remove_file(out.join("prod-a/_cluster/namespace-bed-management.yaml")).expect("rm");
+        }),
+        ("an extra file", |out| {
+            fs::write(out.join("prod-a/bed-management/extra.yaml"), "x: 1\n").expect("write");
+        }),
+        ("a lock file changed", |out| {
+            let f = out.join("research-b/plinth.lock.json");
+            let text = fs::read_to_string(&f).expect("read");
+            fs::write(&f, text.replacen("\"line\": ", "\"line\": 1", 1)).expect("write");
+        }),
+        ("the kustomization changed", |out| {
+            let f = out.join("prod-a/kustomization.yaml");
+            let text = fs::read_to_string(&f).expect("read");
+            fs::write(&f, format!("{text}# mine\n")).expect("write");
+        }),
+    ];
+    for (what, tamper) in tampering {
+        tamper(&out);
+        edit("er-capacity.yaml");
+        build(Some(false), what);
+        edit("er-capacity.yaml");
+        build(Some(true), &format!("the build after: {what}"));
+    }
+}

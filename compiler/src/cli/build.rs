@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 use super::args::{Color, LimitArgs, PolicyArgs};
 use super::check::{Format, ReportArgs, exit_code, report};
 use super::out_dir::{OutIndex, Update, mark, replace_dir, update_dir};
+use super::over;
 use super::progress::Spinner;
 use crate::load::DirSource;
 use crate::render::Paths;
@@ -60,16 +61,26 @@ pub(super) fn build(
     if let Some(s) = &spinner {
         opts.progress = Some(s.progress());
     }
-    let cache = args.cache_dir.as_ref().map(crate::cache::Cache::new);
+    let cache = args
+        .cache_dir
+        .as_ref()
+        .map(|d| crate::cache::Cache::new(d).sharing_units());
+    // A whole build through a cache is lowered against the revision its output holds, when
+    // the output is as that build left it (shown beside the compile: see `over`).
+    let base = (cache.is_some() && args.format == BuildFormat::Tree && args.cluster.is_none())
+        .then(crate::options::BaseUnits::default);
+    let promise = base.as_ref().map(crate::options::BaseUnits::promise);
+    opts.base = base;
     // The output's index is read beside the compile (a hundred thousand entries at scale).
-    let opening = match (&args.cache_dir, args.format) {
+    let opening = match (&cache, args.format) {
         (Some(c), BuildFormat::Tree) => {
             let (c, target) = (c.clone(), target_path(&args));
-            Some(std::thread::spawn(move || {
-                OutIndex::open(Some(&c), &target)
-            }))
+            Some(std::thread::spawn(move || over::open(&c, &target, promise)))
         }
-        _ => None,
+        _ => {
+            drop(promise);
+            None
+        }
     };
     // Through a cache, files whose stamp is unchanged are not read again.
     let texts = cache
@@ -79,29 +90,60 @@ pub(super) fn build(
     // The revision is stored in the cache beside the writing of the output (both take a
     // while at scale; they share nothing).
     opts.defer_store = cache.is_some();
-    let mut built = match &cache {
-        Some(c) => crate::build_cached(&source, &opts, c)?,
-        None => crate::build_source(&source, &opts)?,
+    let compile = |opts: &crate::Options| match &cache {
+        Some(c) => crate::build_cached(&source, opts, c),
+        None => crate::build_source(&source, opts),
     };
+    let mut built = compile(&opts)?;
+    let mut index = opening.map(Opening::Reading);
+    let mut over = None;
+    if let Some(delta) = built.delta.take() {
+        let opened = index.take().and_then(Opening::opened);
+        if let Some(o) = &opened {
+            built.checked.timings.extend(o.took.iter().copied());
+        }
+        let rendering = std::time::Instant::now();
+        let prepared = opened
+            .as_ref()
+            .and_then(|o| over::prepare(&delta, o.locks.as_ref()?));
+        built.checked.timings.push(("render", rendering.elapsed()));
+        match (prepared, opened) {
+            (Some(p), Some(o)) => over = Some((std::sync::Arc::new(*delta), p, o)),
+            (_, opened) => {
+                // The output is not as the base revision left it, or its lock files cannot
+                // take the fresh units' entries: compiled whole.
+                opts.base = None;
+                built = compile(&opts)?;
+                index = opened.map(|o| Opening::Open(Box::new(o.index)));
+            }
+        }
+    }
     // Kept beside the writing, waited for before the end (a store that cannot be written
     // only costs time).
     let kept = texts.map(|t| std::thread::spawn(move || t.flush()));
     let pending = built.pending.take();
+    let key = built.key.take();
     let lowered = built.lowered.take().map(std::sync::Arc::new);
+    let delta = over.as_ref().map(|(d, ..)| d.clone());
     std::thread::scope(|scope| {
         let storing = cache.as_ref().zip(pending.as_ref()).map(|(c, p)| {
-            let lowered = lowered.clone();
+            let (lowered, delta) = (lowered.clone(), delta.clone());
             scope.spawn(move || {
                 let started = std::time::Instant::now();
                 // A cache that cannot be written only costs time.
-                let _ = p.store(c, lowered.as_deref());
+                let _ = p.store_either(c, lowered.as_deref(), delta.as_deref());
                 started.elapsed()
             })
         });
         let code = finish(
             &args,
-            (built.checked, lowered),
-            (spinner, opening),
+            Compiled {
+                checked: built.checked,
+                lowered,
+                over,
+                key,
+            },
+            (spinner, index),
             (&mut *out, &mut *err, terminal),
         );
         if let Some(took) = storing.and_then(|t| t.join().ok())
@@ -121,16 +163,53 @@ pub(super) fn build(
     })
 }
 
+/// The output's index: being read beside the compile, or read.
+enum Opening {
+    Reading(std::thread::JoinHandle<over::Opened>),
+    Open(Box<OutIndex>),
+}
+
+impl Opening {
+    /// What the reading found (`None`: the thread failed).
+    fn opened(self) -> Option<over::Opened> {
+        match self {
+            Opening::Reading(t) => t.join().ok(),
+            Opening::Open(index) => Some(over::Opened {
+                index: *index,
+                locks: None,
+                took: Vec::new(),
+            }),
+        }
+    }
+}
+
+/// A compiled build: its objects whole, or its fresh objects written over its output.
+struct Compiled {
+    checked: crate::Checked,
+    /// Shared with the thread storing the revision in the cache, if any.
+    lowered: Option<std::sync::Arc<crate::lower::Lowered>>,
+    over: Option<(
+        std::sync::Arc<crate::lower::delta::Delta>,
+        over::Prepared,
+        over::Opened,
+    )>,
+    /// The revision's key in the cache.
+    key: Option<String>,
+}
+
 /// Report a compiled build and write its output: the exit code.
 fn finish(
     args: &BuildArgs,
-    (checked, lowered): (
-        crate::Checked,
-        Option<std::sync::Arc<crate::lower::Lowered>>,
-    ),
-    (spinner, index): (Option<Spinner>, Option<std::thread::JoinHandle<OutIndex>>),
+    compiled: Compiled,
+    (spinner, index): (Option<Spinner>, Option<Opening>),
     (out, err, terminal): (&mut dyn Write, &mut dyn Write, bool),
 ) -> anyhow::Result<u8> {
+    let Compiled {
+        checked,
+        lowered,
+        over,
+        key,
+    } = compiled;
     // Diagnostics go to stderr too: stop the progress line before them.
     let spinner = spinner.filter(|_| checked.diagnostics.is_empty());
     let write_clock = std::time::Instant::now();
@@ -138,7 +217,34 @@ fn finish(
     if let Some(l) = &lowered {
         l.texts_intact()?;
     }
+    if let Some((d, ..)) = &over {
+        d.fresh.texts_intact()?;
+    }
     let code = report_diagnostics(args, &checked, err, terminal)?;
+    if code == 0
+        && let Some((_, prepared, opened)) = over
+        && let Some(key) = &key
+    {
+        let mut stages = checked.timings.clone();
+        drop(checked);
+        if let Some(s) = &spinner {
+            (s.progress().0)("writing");
+        }
+        let (objects, clusters) = (prepared.objects, prepared.clusters);
+        let locks = opened.locks.unwrap_or_default();
+        let target = over::write(
+            &args.out,
+            (prepared, opened.index, &locks),
+            key,
+            &mut stages,
+        )?;
+        // A lock file's text is tens of megabytes at scale: freed as the process ends.
+        std::thread::spawn(move || drop(locks));
+        timings(&stages, err)?;
+        written_line(err, write_clock, (objects, clusters), args, &target)?;
+        drop(spinner);
+        return Ok(0);
+    }
     let Some(lowered) = lowered.filter(|_| code == 0) else {
         timings(&checked.timings, err)?;
         writeln!(err, "error: build stopped; nothing was written")?;
@@ -153,12 +259,41 @@ fn finish(
                 lowered,
                 spinner,
                 index,
+                key,
                 write_clock,
             };
             write_tree(args, tree, err)?;
         }
     }
     Ok(0)
+}
+
+/// The closing lines: with `PLINTH_TIMINGS`, how long writing took; what was written where.
+fn written_line(
+    err: &mut dyn Write,
+    write_clock: std::time::Instant,
+    (written, n_clusters): (usize, usize),
+    args: &BuildArgs,
+    target: &std::path::Path,
+) -> anyhow::Result<()> {
+    if std::env::var_os("PLINTH_TIMINGS").is_some() {
+        writeln!(
+            err,
+            "timing {:>8}: {:>8.1} ms",
+            "write",
+            write_clock.elapsed().as_secs_f64() * 1000.0
+        )?;
+    }
+    writeln!(
+        err,
+        "wrote {written} objects for {} to `{}`",
+        match &args.cluster {
+            Some(c) => format!("cluster `{c}`"),
+            None => format!("{n_clusters} cluster(s)"),
+        },
+        target.display()
+    )?;
+    Ok(())
 }
 
 /// With `PLINTH_TIMINGS` set, how long each stage took (on stderr).
@@ -249,7 +384,9 @@ struct Written {
     lowered: std::sync::Arc<crate::lower::Lowered>,
     spinner: Option<Spinner>,
     /// The output's index, being read (with a cache).
-    index: Option<std::thread::JoinHandle<OutIndex>>,
+    index: Option<Opening>,
+    /// The revision's key in the cache.
+    key: Option<String>,
     /// When writing began (for `PLINTH_TIMINGS`).
     write_clock: std::time::Instant,
 }
@@ -261,6 +398,7 @@ fn write_tree(args: &BuildArgs, built: Written, err: &mut dyn Write) -> anyhow::
         lowered,
         spinner,
         index,
+        key,
         write_clock,
     } = built;
     if args.out.exists() && !args.out.is_dir() {
@@ -286,7 +424,9 @@ fn write_tree(args: &BuildArgs, built: Written, err: &mut dyn Write) -> anyhow::
     let target = match &args.cache_dir {
         // With a cache, what was written last is known: only what changed is rendered.
         Some(cache) => {
-            let target = write_indexed(args, (cache, index), &lowered, &mut stages)?;
+            // The index names the revision a whole build wrote.
+            let revision = key.as_deref().filter(|_| args.cluster.is_none());
+            let target = write_indexed(args, (cache, index, revision), &lowered, &mut stages)?;
             // Freeing a hundred thousand objects one by one takes a while (50 ms at 10,000
             // projects) and nothing waits for it: the process ends first.
             std::thread::spawn(move || drop(lowered));
@@ -303,24 +443,8 @@ fn write_tree(args: &BuildArgs, built: Written, err: &mut dyn Write) -> anyhow::
         }
     };
     timings(&stages, err)?;
-    if std::env::var_os("PLINTH_TIMINGS").is_some() {
-        writeln!(
-            err,
-            "timing {:>8}: {:>8.1} ms",
-            "write",
-            write_clock.elapsed().as_secs_f64() * 1000.0
-        )?;
-    }
+    written_line(err, write_clock, (written, n_clusters), args, &target)?;
     drop(spinner);
-    writeln!(
-        err,
-        "wrote {written} objects for {} to `{}`",
-        match &args.cluster {
-            Some(c) => format!("cluster `{c}`"),
-            None => format!("{n_clusters} cluster(s)"),
-        },
-        target.display()
-    )?;
     Ok(())
 }
 
@@ -371,7 +495,7 @@ fn relative(args: &BuildArgs, files: crate::emit::Files) -> crate::emit::Files {
 /// compared and written as by [`replace_output`].
 fn write_indexed(
     args: &BuildArgs,
-    (cache, opened): (&std::path::Path, Option<std::thread::JoinHandle<OutIndex>>),
+    (cache, opened, revision): (&std::path::Path, Option<Opening>, Option<&str>),
     lowered: &crate::lower::Lowered,
     timings: &mut Vec<(&'static str, std::time::Duration)>,
 ) -> anyhow::Result<PathBuf> {
@@ -382,8 +506,8 @@ fn write_indexed(
     };
     let target = target_dir(args)?;
     // The directory itself is opened now (it may have been made or replaced meanwhile).
-    let index = match opened.and_then(|t| t.join().ok()) {
-        Some(index) => index.reopened(),
+    let index = match opened.and_then(Opening::opened) {
+        Some(o) => o.index.reopened(),
         None => OutIndex::open(Some(cache), &target),
     };
     let prefix = args.cluster.as_ref().map(|c| format!("{c}/"));
@@ -413,13 +537,13 @@ fn write_indexed(
         update_dir(&target, &files, Some(&index))?;
         lap("update", timings);
         // Written anew: nothing was vouched for.
-        index.record(&files.ids, None);
+        index.record(&files.ids, None, revision);
         lap("index", timings);
         return Ok(target);
     }
     lap("update", timings);
     // What the index vouched for is what was not rendered.
-    index.record(&files.ids, Some(&files.texts));
+    index.record(&files.ids, Some(&files.texts), revision);
     lap("index", timings);
     Ok(target)
 }

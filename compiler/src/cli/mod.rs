@@ -14,6 +14,7 @@ mod generate;
 mod git;
 mod log;
 mod out_dir;
+mod over;
 mod plan;
 mod policy;
 mod progress;

@@ -141,7 +141,7 @@ fn walk(
 /// Write `changed` files of `tree` into `target` and delete `removed` ones: every new file is
 /// written beside its target first (on failure they are removed and `target` is as it was),
 /// then renamed into place, lock files last.
-fn update_in_place(
+pub(super) fn update_in_place(
     target: &std::path::Path,
     tree: &crate::emit::Tree,
     changed: &[String],
@@ -313,7 +313,7 @@ fn write_whole(target: &std::path::Path, tree: &crate::emit::Tree) -> anyhow::Re
 }
 
 /// Bumped when the output index's format changes.
-const INDEX_FORMAT: &str = "plinth-out-index-v2";
+const INDEX_FORMAT: &str = "plinth-out-index-v3";
 
 /// Entries changed less than this before the index was written are not trusted (a file's
 /// change time has a coarse clock: a later write within the same tick would not change it).
@@ -321,6 +321,10 @@ const RACY: std::time::Duration = crate::load::RACY;
 
 /// Stale entries an index may keep without being written again (see [`OutIndex::record`]).
 const LAZY: usize = 64;
+
+/// Entries an overlay holds before the index is written whole again (or a twentieth of the
+/// index, when more).
+const OVERLAY: usize = 4096;
 
 /// What plinth last wrote into an output directory, so an incremental build renders and reads
 /// only what changed: per file, the id of its content (see [`crate::emit::Files`]) and the
@@ -343,6 +347,16 @@ pub(super) struct OutIndex {
     /// Directories (by relative path, `""` the top) whose entries were exactly the recorded
     /// files and directories when stamped (id empty; see [`OutIndex::vouches_dir`]).
     dirs: Stamps,
+    /// The revision whose whole build the recorded files are (see [`OutIndex::revision`]).
+    revision: Option<String>,
+    /// The sha256 of the text of files written just before the index was.
+    texts: Texts,
+    /// The generation of the index file read.
+    generation: String,
+    /// What its overlay changed (applied to the fields above), and when it was written (its
+    /// entries' stamps are trusted from then).
+    overlay: Overlay,
+    overlay_written: Option<std::time::SystemTime>,
     /// When the index was written.
     written: Option<std::time::SystemTime>,
     /// The directory, open (files are looked at relative to it: no path walked from the root
@@ -361,32 +375,42 @@ struct Stamp {
     ctime: (i64, i64),
 }
 
-/// The file of an index: a header line — its format and the directory it describes, as a
-/// JSON array — then a line per file, `path\tid\tlen\tino\tctime-seconds\tctime-nanoseconds`
+/// The file of an index: a header line — its format, the directory it describes and the
+/// revision written, as a JSON array — then a line per file,
+/// `path\tid\tlen\tino\tctime-seconds\tctime-nanoseconds[\ttext-sha256]`
 /// (read in parallel: a hundred thousand lines at scale). A path holding a tab or a line break
 /// (which no object's file has) is left out: that file is compared by content.
 struct IndexFile {
     format: String,
     dir: String,
+    /// The cache key of the revision whose build wrote the files recorded (a whole build's:
+    /// see [`OutIndex::revision`]).
+    revision: Option<String>,
+    /// Names this writing of the index: an overlay applies to the index of its generation.
+    generation: String,
     files: Stamps,
     /// Lines whose path ends with `/` (`/` alone: the top).
     dirs: Stamps,
+    /// The sha256 of some files' text (a seventh field): files written just before the index,
+    /// whose stamps it cannot trust yet, are compared with it instead of their object.
+    texts: Texts,
 }
 
 impl IndexFile {
     fn encode(&self) -> Vec<u8> {
         use std::io::Write;
-        let mut out = serde_json::to_vec(&(&self.format, &self.dir)).unwrap_or_default();
+        let head = (&self.format, &self.dir, &self.revision, &self.generation);
+        let mut out = serde_json::to_vec(&head).unwrap_or_default();
         out.push(b'\n');
-        let dirs = self.dirs.iter().map(|(d, s)| (format!("{d}/"), s));
-        for (path, s) in self.files.iter().map(|(p, s)| (p.clone(), s)).chain(dirs) {
-            if path.contains(['\t', '\n']) {
+        lines(&mut out, &self.files, &self.texts);
+        for (d, s) in &self.dirs {
+            if d.contains(['\t', '\n']) {
                 continue;
             }
             // Writing into a vector cannot fail.
             let _ = writeln!(
                 out,
-                "{path}\t{}\t{}\t{}\t{}\t{}",
+                "{d}/\t{}\t{}\t{}\t{}\t{}",
                 s.id, s.len, s.ino, s.ctime.0, s.ctime.1
             );
         }
@@ -397,21 +421,113 @@ impl IndexFile {
     /// only costs time).
     fn decode(bytes: &[u8]) -> Option<IndexFile> {
         let (head, parsed) = crate::cache::parse_lines(bytes, Stamp::parse_line)?;
-        let (format, dir): (String, String) = serde_json::from_str(head).ok()?;
+        let (format, dir, revision, generation): (String, String, Option<String>, String) =
+            serde_json::from_str(head).ok()?;
         let mut files = Stamps::with_capacity_and_hasher(parsed.len(), Default::default());
         let mut dirs = Stamps::default();
-        for (path, stamp) in parsed {
+        let mut texts = Texts::default();
+        for (path, stamp, text) in parsed {
             match path.strip_suffix('/') {
                 Some(d) => dirs.insert(d.to_owned(), stamp),
-                None => files.insert(path, stamp),
+                None => {
+                    if let Some(t) = text {
+                        texts.insert(path.clone(), t);
+                    }
+                    files.insert(path, stamp)
+                }
             };
         }
         Some(IndexFile {
             format,
             dir,
+            revision,
+            generation,
             files,
             dirs,
+            texts,
         })
+    }
+}
+
+/// A few entries changed since the index of `generation` was written, kept beside it (so a
+/// small change does not write a hundred thousand lines again): a header line — its format,
+/// the index's generation, the revision now recorded, the directories no longer vouched for
+/// and the files gone, as a JSON array — then the changed files' lines as in the index.
+#[derive(Debug, Default)]
+struct Overlay {
+    format: String,
+    generation: String,
+    revision: Option<String>,
+    dirs: Vec<String>,
+    gone: Vec<String>,
+    files: Stamps,
+    texts: Texts,
+}
+
+impl Overlay {
+    fn encode(&self) -> Vec<u8> {
+        let head = (
+            &self.format,
+            &self.generation,
+            &self.revision,
+            &self.dirs,
+            &self.gone,
+        );
+        let mut out = serde_json::to_vec(&head).unwrap_or_default();
+        out.push(b'\n');
+        lines(&mut out, &self.files, &self.texts);
+        out
+    }
+
+    /// The overlay in `bytes`; `None` when they are not one.
+    fn decode(bytes: &[u8]) -> Option<Overlay> {
+        let (head, parsed) = crate::cache::parse_lines(bytes, Stamp::parse_line)?;
+        #[allow(clippy::type_complexity)]
+        let (format, generation, revision, dirs, gone): (
+            String,
+            String,
+            Option<String>,
+            Vec<String>,
+            Vec<String>,
+        ) = serde_json::from_str(head).ok()?;
+        let mut overlay = Overlay {
+            format,
+            generation,
+            revision,
+            dirs,
+            gone,
+            ..Overlay::default()
+        };
+        for (path, stamp, text) in parsed {
+            if path.ends_with('/') {
+                return None;
+            }
+            if let Some(t) = text {
+                overlay.texts.insert(path.clone(), t);
+            }
+            overlay.files.insert(path, stamp);
+        }
+        Some(overlay)
+    }
+}
+
+/// Append a line per file of `files` (see [`IndexFile`]).
+fn lines(out: &mut Vec<u8>, files: &Stamps, texts: &Texts) {
+    use std::io::Write;
+    for (path, s) in files {
+        if path.contains(['\t', '\n']) {
+            continue;
+        }
+        // Writing into a vector cannot fail.
+        let _ = write!(
+            out,
+            "{path}\t{}\t{}\t{}\t{}\t{}",
+            s.id, s.len, s.ino, s.ctime.0, s.ctime.1
+        );
+        if let Some(t) = texts.get(path) {
+            let _ = write!(out, "\t{t}");
+        }
+        out.push(b'\n');
     }
 }
 
@@ -419,9 +535,12 @@ impl IndexFile {
 /// index is this user's own file).
 type Stamps = std::collections::HashMap<String, Stamp, foldhash::fast::RandomState>;
 
+/// Files and the sha256 of their text.
+type Texts = std::collections::HashMap<String, String, foldhash::fast::RandomState>;
+
 impl Stamp {
     /// A file's line of an index file ([`IndexFile`]).
-    fn parse_line(line: &str) -> Option<(String, Stamp)> {
+    fn parse_line(line: &str) -> Option<(String, Stamp, Option<String>)> {
         let mut f = line.split('\t');
         let mut next = || f.next();
         let path = next()?.to_owned();
@@ -437,7 +556,8 @@ impl Stamp {
         let inner = path.strip_suffix('/').unwrap_or(&path);
         let inside = (inner.is_empty() && path == "/")
             || inner.split('/').all(|c| !matches!(c, "" | "." | ".."));
-        (inside && next().is_none()).then_some((path, stamp))
+        let text = next().map(str::to_owned);
+        (inside && next().is_none()).then_some((path, stamp, text))
     }
 
     /// The stamp of the regular file `path` below the open directory `root`.
@@ -481,6 +601,18 @@ impl Stamp {
         })
     }
 
+    /// Whether `st` is what this stamp recorded (its size too, for a file).
+    #[allow(clippy::useless_conversion)]
+    fn same_as(&self, st: &rustix::fs::Stat, file: bool) -> bool {
+        let ino: u64 = st.st_ino.try_into().unwrap_or_default();
+        let ctime: (i64, i64) = (
+            st.st_ctime.try_into().unwrap_or_default(),
+            st.st_ctime_nsec.try_into().unwrap_or_default(),
+        );
+        let len: u64 = st.st_size.try_into().unwrap_or_default();
+        ino == self.ino && ctime == self.ctime && (!file || len == self.len)
+    }
+
     /// When the file last changed.
     fn changed(&self) -> std::time::SystemTime {
         let secs = u64::try_from(self.ctime.0).unwrap_or(0);
@@ -489,7 +621,44 @@ impl Stamp {
     }
 }
 
+/// Where the index of the output `dir` is kept in `cache`, and the format it is read in.
+fn index_path(cache: &std::path::Path, dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let name = crate::output::sha256_hex(abs.to_string_lossy().as_bytes());
+    let path = cache.join("outputs").join(format!("{name}.index"));
+    (
+        path,
+        format!("{INDEX_FORMAT}|{}", crate::cache::fingerprint()),
+    )
+}
+
 impl OutIndex {
+    /// The revision the index of `dir` kept in `cache` names ([`OutIndex::revision`]), from its
+    /// first line and its overlay alone (the index is tens of megabytes at scale); what
+    /// [`OutIndex::open`] will find unless a build writes the index meanwhile.
+    pub(super) fn peek_revision(cache: &std::path::Path, dir: &std::path::Path) -> Option<String> {
+        use std::io::{BufRead, Read};
+        let (path, format) = index_path(cache, dir);
+        let mut head = String::new();
+        std::io::BufReader::new(std::fs::File::open(&path).ok()?.take(1 << 16))
+            .read_line(&mut head)
+            .ok()?;
+        let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let (f, d, revision, generation): (String, String, Option<String>, String) =
+            serde_json::from_str(head.trim_end()).ok()?;
+        if f != format || d != abs.to_string_lossy() {
+            return None;
+        }
+        let overlay = std::fs::read(path.with_extension("overlay"))
+            .ok()
+            .and_then(|b| Overlay::decode(&b))
+            .filter(|o| o.format == format && o.generation == generation);
+        match overlay {
+            Some(o) => o.revision,
+            None => revision,
+        }
+    }
+
     /// The index of `dir` kept in `cache` (empty when there is none, or it cannot be read).
     pub(super) fn open(cache: Option<&std::path::Path>, dir: &std::path::Path) -> OutIndex {
         let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
@@ -501,24 +670,65 @@ impl OutIndex {
                 ..OutIndex::default()
             };
         };
-        let name = crate::output::sha256_hex(abs.to_string_lossy().as_bytes());
-        let path = cache.join("outputs").join(format!("{name}.index"));
-        let format = format!("{INDEX_FORMAT}|{}", crate::cache::fingerprint());
+        let (path, format) = index_path(cache, dir);
         let read = std::fs::read(&path)
             .ok()
             .and_then(|b| IndexFile::decode(&b))
             .filter(|f| f.format == format && f.dir == abs.to_string_lossy());
         let written = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-        let (files, dirs) = read.map(|f| (f.files, f.dirs)).unwrap_or_default();
-        OutIndex {
-            path: Some(path),
+        let Some(read) = read else {
+            return OutIndex {
+                path: Some(path),
+                dir: dir.to_path_buf(),
+                root,
+                ..OutIndex::default()
+            };
+        };
+        let mut index = OutIndex {
             dir: dir.to_path_buf(),
-            files,
-            dirs,
+            files: read.files,
+            dirs: read.dirs,
+            revision: read.revision,
+            texts: read.texts,
+            generation: read.generation,
             written,
             root,
-            asked: Default::default(),
+            ..OutIndex::default()
+        };
+        // The overlay of this index's generation, if any, changes some entries.
+        let overlay_path = path.with_extension("overlay");
+        let overlay = std::fs::read(&overlay_path)
+            .ok()
+            .and_then(|b| Overlay::decode(&b))
+            .filter(|o| o.format == format && o.generation == index.generation);
+        if let Some(o) = overlay {
+            index.overlay_written = std::fs::metadata(&overlay_path)
+                .and_then(|m| m.modified())
+                .ok();
+            index.apply(o);
         }
+        index.path = Some(path);
+        index
+    }
+
+    /// Apply an overlay read beside the index (and keep it, to write it again with more).
+    fn apply(&mut self, o: Overlay) {
+        for d in &o.dirs {
+            self.dirs.remove(d);
+        }
+        for g in &o.gone {
+            self.files.remove(g);
+            self.texts.remove(g);
+        }
+        for (p, stamp) in &o.files {
+            self.files.insert(p.clone(), stamp.clone());
+            match o.texts.get(p) {
+                Some(t) => self.texts.insert(p.clone(), t.clone()),
+                None => self.texts.remove(p),
+            };
+        }
+        self.revision.clone_from(&o.revision);
+        self.overlay = o;
     }
 
     /// The index with its directory opened again (as it is now: read earlier, the index may
@@ -533,14 +743,21 @@ impl OutIndex {
         Stamp::of(id, self.root.as_ref()?, path)
     }
 
-    /// Whether an entry was recorded well after its file last changed (see [`RACY`]).
-    fn trusted(&self, stamp: &Stamp) -> bool {
-        self.written.is_some_and(|w| stamp.changed() + RACY < w)
+    /// Whether the entry of `path` was recorded well after its file last changed (see
+    /// [`RACY`]): an entry of the overlay when the overlay was written, else when the index
+    /// was.
+    fn trusted(&self, path: &str, stamp: &Stamp) -> bool {
+        let written = if self.overlay.files.contains_key(path) {
+            self.overlay_written
+        } else {
+            self.written
+        };
+        written.is_some_and(|w| stamp.changed() + RACY < w)
     }
 
     /// Whether the file `path` still holds what its trusted entry `stamp` recorded.
     fn vouches(&self, path: &str, stamp: &Stamp) -> bool {
-        self.trusted(stamp) && self.stamp(&stamp.id, path).as_ref() == Some(stamp)
+        self.trusted(path, stamp) && self.stamp(&stamp.id, path).as_ref() == Some(stamp)
     }
 
     /// Whether the directory `rel` holds what was recorded (its files in the index and its
@@ -550,7 +767,7 @@ impl OutIndex {
     /// business.)
     fn vouches_dir(&self, rel: &str) -> bool {
         self.dirs.get(rel).is_some_and(|stamp| {
-            self.trusted(stamp)
+            self.written.is_some_and(|w| stamp.changed() + RACY < w)
                 && self
                     .root
                     .as_ref()
@@ -599,10 +816,13 @@ impl OutIndex {
     /// now. An index that cannot be written only costs time.
     /// `rendered`: the files rendered in this run — every other one is a file
     /// [`OutIndex::known`] vouched for (not stamped again); `None`: none was vouched for.
+    /// `revision`: the revision built, when the build wrote the whole output (not one
+    /// cluster); an index naming another one is written again.
     pub(super) fn record(
         mut self,
         ids: &std::collections::BTreeMap<String, String>,
         rendered: Option<&crate::emit::Tree>,
+        revision: Option<&str>,
     ) {
         use rayon::prelude::*;
         let Some(path) = self.path.take() else {
@@ -622,14 +842,28 @@ impl OutIndex {
                 recorded += usize::from(was.is_some());
                 let stamp = ids.get(p).and_then(|id| self.stamp(id, p));
                 stale += usize::from(match &stamp {
-                    Some(s) => was != Some(s) || !self.trusted(s),
+                    Some(s) => was != Some(s) || !self.trusted(p, s),
                     None => was.is_some(),
                 });
             }
             stale += old.len().saturating_sub(recorded);
             if stale <= LAZY.max(ids.len() / 100) {
-                // A hundred thousand entries are freed on a thread nothing waits for.
-                std::thread::spawn(move || drop((old, self)));
+                if revision == self.revision.as_deref() {
+                    // A hundred thousand entries are freed on a thread nothing waits for.
+                    std::thread::spawn(move || drop((old, self)));
+                } else {
+                    // Another revision: its few files are recorded in the index kept.
+                    let changed: Vec<(&str, &str, &str)> = rendered
+                        .iter()
+                        .filter_map(|(p, t)| Some((p.as_str(), ids.get(p)?.as_str(), t.as_str())))
+                        .collect();
+                    let gone: Vec<String> = old
+                        .keys()
+                        .filter(|p| !ids.contains_key(p.as_str()))
+                        .cloned()
+                        .collect();
+                    self.patch(path, old, (&changed, &gone), revision);
+                }
                 return;
             }
         }
@@ -641,11 +875,11 @@ impl OutIndex {
             .map(|(p, id)| {
                 let was = old.get(p.as_str());
                 if let Some(s) = was.filter(|s| s.id == *id && vouched(p)) {
-                    return (None, true, !self.trusted(s));
+                    return (None, true, !self.trusted(p, s));
                 }
                 let stamp = self.stamp(id, p);
                 let stale = match &stamp {
-                    Some(s) => was != Some(s) || !self.trusted(s),
+                    Some(s) => was != Some(s) || !self.trusted(p, s),
                     None => was.is_some(),
                 };
                 (Some(stamp), was.is_some(), stale)
@@ -656,7 +890,10 @@ impl OutIndex {
         // Only a few entries are new, changed or not yet trusted: the index is not written
         // again (those files are compared by content next time, which costs less than writing
         // the index). Many are: it is, and so trusted from now on.
-        if !old.is_empty() && stale <= LAZY.max(ids.len() / 100) {
+        if !old.is_empty()
+            && stale <= LAZY.max(ids.len() / 100)
+            && revision == self.revision.as_deref()
+        {
             return;
         }
         let files: Stamps = ids
@@ -671,12 +908,261 @@ impl OutIndex {
             })
             .collect();
         let dirs = self.stamp_dirs(&files);
+        // Files written just now, when few, are recorded with their text's digest (their
+        // stamps are trusted only later).
+        let texts: Texts = rendered
+            .filter(|r| r.len() <= LAZY)
+            .into_iter()
+            .flatten()
+            .filter(|(p, _)| files.get(p.as_str()).is_some_and(|s| !self.trusted_now(s)))
+            .map(|(p, t)| (p.clone(), crate::output::sha256_hex(t.as_bytes())))
+            .collect();
         let abs = std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone());
         let file = IndexFile {
             format: format!("{INDEX_FORMAT}|{}", crate::cache::fingerprint()),
             dir: abs.to_string_lossy().into_owned(),
+            revision: revision.map(str::to_owned),
+            generation: new_generation(),
             files,
             dirs,
+            texts,
+        };
+        let _ = write_index(&path, &file);
+    }
+
+    /// Whether an entry stamped now would be trusted by an index written now.
+    fn trusted_now(&self, stamp: &Stamp) -> bool {
+        stamp.changed() + RACY < std::time::SystemTime::now()
+    }
+
+    /// The revision whose whole build the recorded files are, when the index was written by
+    /// one (see [`OutIndex::intact`]).
+    pub(super) fn revision(&self) -> Option<&str> {
+        self.revision.as_deref()
+    }
+
+    /// Whether the directory holds exactly the recorded files, each with its recorded content
+    /// (a revision's whole build, when the index names one) — read as little as that can be
+    /// shown: a file whose stamp the index vouches for is not read, nor a directory whose
+    /// stamp it vouches for; the few others (written just before the index) are read and
+    /// compared with their recorded text digest (an aggregate file with its id), and the
+    /// directories not vouched for are listed. Gives the text of each cluster's lock file
+    /// (by path); `None` when anything differs, cannot be read, or too many files would have
+    /// to be (then the build writes as without it).
+    pub(super) fn intact(&self) -> Option<std::collections::BTreeMap<String, String>> {
+        use rayon::prelude::*;
+        use std::collections::{BTreeSet, HashMap};
+        let root = self.root.as_ref()?;
+        if self.revision.is_none() || self.files.is_empty() {
+            return None;
+        }
+        Stamp::at(root, MARKER, rustix::fs::FileType::RegularFile)?;
+        // The recorded files by directory (each directory opened once, its files looked at
+        // from there), and every directory on their way with its subdirectories' names.
+        let mut files: HashMap<&str, Vec<(&str, &String, &Stamp)>> =
+            HashMap::with_capacity(self.dirs.len() + 16);
+        for (p, s) in &self.files {
+            let (dir, name) = p.rsplit_once('/').unwrap_or(("", p.as_str()));
+            files.entry(dir).or_default().push((name, p, s));
+        }
+        let mut subdirs: HashMap<&str, BTreeSet<&str>> = HashMap::with_capacity(files.len() + 16);
+        subdirs.entry("").or_default();
+        for dir in files.keys() {
+            let mut d = *dir;
+            while !d.is_empty() {
+                subdirs.entry(d).or_default();
+                let (parent, name) = d.rsplit_once('/').unwrap_or(("", d));
+                if !subdirs.entry(parent).or_default().insert(name) {
+                    break;
+                }
+                d = parent;
+            }
+        }
+        let budget = LAZY.max(self.files.len() / 100);
+        let read = std::sync::atomic::AtomicUsize::new(0);
+        let locks: Vec<Vec<(String, String)>> = subdirs
+            .par_iter()
+            .map(|(dir, below)| {
+                let here = files.get(dir).map_or(&[][..], Vec::as_slice);
+                self.dir_intact(root, (dir, here, below), (&read, budget))
+            })
+            .collect::<Option<_>>()?;
+        Some(locks.into_iter().flatten().collect())
+    }
+
+    /// [`OutIndex::intact`] of one directory `dir` below `root`, holding the recorded files
+    /// `here` (name, path, stamp) and the subdirectories `below`: the texts of the lock files
+    /// among them. `read` counts the files read for want of a stamp vouching for them, up to
+    /// `budget`.
+    #[allow(clippy::type_complexity)]
+    fn dir_intact(
+        &self,
+        root: &rustix::fd::OwnedFd,
+        (dir, here, below): (
+            &str,
+            &[(&str, &String, &Stamp)],
+            &std::collections::BTreeSet<&str>,
+        ),
+        (read, budget): (&std::sync::atomic::AtomicUsize, usize),
+    ) -> Option<Vec<(String, String)>> {
+        use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+        use std::sync::atomic::Ordering;
+        let opened;
+        let fd = if dir.is_empty() {
+            root
+        } else {
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            opened = rustix::fs::openat(root, dir, flags, Mode::empty()).ok()?;
+            &opened
+        };
+        // The directory: its trusted stamp unchanged, else it is listed.
+        let st = rustix::fs::fstat(fd).ok()?;
+        let vouched = self.dirs.get(dir).is_some_and(|r| {
+            self.written.is_some_and(|w| r.changed() + RACY < w) && r.same_as(&st, false)
+        });
+        if !vouched {
+            let names: std::collections::BTreeSet<&str> = here
+                .iter()
+                .map(|(n, ..)| *n)
+                .chain(below.iter().copied())
+                .collect();
+            if !self.holds_exactly(dir, &names) {
+                return None;
+            }
+        }
+        let mut locks = Vec::new();
+        for (name, p, s) in here {
+            // `<cluster>/<file>`: a kustomization or a lock file (objects are a level down).
+            let aggregate = p.matches('/').count() == 1;
+            let lock = aggregate && p.ends_with("/plinth.lock.json");
+            let now = rustix::fs::statat(fd, *name, AtFlags::SYMLINK_NOFOLLOW).ok();
+            let file = now
+                .as_ref()
+                .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile);
+            let vouched =
+                file && self.trusted(p, s) && now.as_ref().is_some_and(|st| s.same_as(st, true));
+            if vouched && !lock {
+                continue;
+            }
+            if !vouched && read.fetch_add(1, Ordering::Relaxed) >= budget {
+                return None;
+            }
+            let text = std::fs::read_to_string(self.dir.join(p)).ok()?;
+            let same = vouched
+                || if aggregate {
+                    crate::emit::large_text_id(&text) == s.id
+                } else {
+                    self.texts
+                        .get(p.as_str())
+                        .is_some_and(|t| *t == crate::output::sha256_hex(text.as_bytes()))
+                };
+            if !same {
+                return None;
+            }
+            if lock {
+                locks.push(((*p).clone(), text));
+            }
+        }
+        Some(locks)
+    }
+
+    /// Whether the directory `dir` holds exactly `names` (the marker aside at the top).
+    fn holds_exactly(&self, dir: &str, names: &std::collections::BTreeSet<&str>) -> bool {
+        let Ok(entries) = std::fs::read_dir(self.dir.join(dir)) else {
+            return false;
+        };
+        let mut held = std::collections::BTreeSet::new();
+        for e in entries {
+            let Some(name) = e.ok().and_then(|e| e.file_name().into_string().ok()) else {
+                return false;
+            };
+            if !(dir.is_empty() && name == MARKER) {
+                held.insert(name);
+            }
+        }
+        held.len() == names.len() && held.iter().zip(names).all(|(a, b)| a == b)
+    }
+
+    /// Record the whole build of `revision` written over the revision the index recorded
+    /// ([`OutIndex::intact`]) by changing the `changed` files (path, content id, text).
+    pub(super) fn record_changed(mut self, changed: &[(&str, &str, &str)], revision: &str) {
+        let Some(path) = self.path.take() else {
+            return;
+        };
+        let files = std::mem::take(&mut self.files);
+        self.patch(path, files, (changed, &[]), Some(revision));
+    }
+
+    /// Keep the index `files` with a few entries changed: the `changed` files (path, id, text)
+    /// stamped now, with their text's digest, the `gone` ones left out, the directories on the
+    /// way to either no longer vouched for (they are listed next time), and `revision`
+    /// recorded. An index that cannot be written only costs time.
+    fn patch(
+        mut self,
+        path: std::path::PathBuf,
+        mut files: Stamps,
+        (changed, gone): (&[(&str, &str, &str)], &[String]),
+        revision: Option<&str>,
+    ) {
+        let mut texts = std::mem::take(&mut self.texts);
+        let mut dirs = std::mem::take(&mut self.dirs);
+        let mut overlay = std::mem::take(&mut self.overlay);
+        let mut unvouched: std::collections::BTreeSet<String> =
+            std::mem::take(&mut overlay.dirs).into_iter().collect();
+        let touched = changed
+            .iter()
+            .map(|(p, ..)| *p)
+            .chain(gone.iter().map(String::as_str));
+        for p in touched {
+            files.remove(p);
+            texts.remove(p);
+            overlay.files.remove(p);
+            overlay.texts.remove(p);
+            let mut at = p;
+            while let Some((dir, _)) = at.rsplit_once('/') {
+                dirs.remove(dir);
+                unvouched.insert(dir.to_owned());
+                at = dir;
+            }
+            dirs.remove("");
+            unvouched.insert(String::new());
+        }
+        overlay
+            .gone
+            .retain(|g| !changed.iter().any(|(p, ..)| p == g));
+        overlay.gone.extend(gone.iter().cloned());
+        for (p, id, text) in changed {
+            if let Some(stamp) = self.stamp(id, p) {
+                let sha = crate::output::sha256_hex(text.as_bytes());
+                files.insert((*p).to_owned(), stamp.clone());
+                texts.insert((*p).to_owned(), sha.clone());
+                overlay.files.insert((*p).to_owned(), stamp);
+                overlay.texts.insert((*p).to_owned(), sha);
+            }
+        }
+        let format = format!("{INDEX_FORMAT}|{}", crate::cache::fingerprint());
+        // An overlay grown large is folded into the index written whole.
+        let small = overlay.files.len() + overlay.gone.len() + unvouched.len()
+            <= OVERLAY.max(files.len() / 20);
+        if !self.generation.is_empty() && small {
+            overlay.format = format;
+            overlay.generation = std::mem::take(&mut self.generation);
+            overlay.revision = revision.map(str::to_owned);
+            overlay.dirs = unvouched.into_iter().collect();
+            let _ = write_beside(&path.with_extension("overlay"), &overlay.encode());
+            // A hundred thousand entries are freed on a thread nothing waits for.
+            std::thread::spawn(move || drop((files, dirs, texts, self)));
+            return;
+        }
+        let abs = std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone());
+        let file = IndexFile {
+            format,
+            dir: abs.to_string_lossy().into_owned(),
+            revision: revision.map(str::to_owned),
+            generation: new_generation(),
+            files,
+            dirs,
+            texts,
         };
         let _ = write_index(&path, &file);
     }
@@ -691,23 +1177,7 @@ impl OutIndex {
         let Some(root) = &self.root else {
             return Stamps::default();
         };
-        // Per directory, the names it should hold.
-        let mut expected: std::collections::HashMap<&str, std::collections::BTreeSet<&str>> =
-            std::collections::HashMap::new();
-        expected.entry("").or_default();
-        for p in files.keys() {
-            let mut path = p.as_str();
-            loop {
-                let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
-                let new = expected.entry(dir).or_default().insert(name);
-                // A directory already named in its parent has its way recorded.
-                if dir.is_empty() || (!new && path != p.as_str()) {
-                    break;
-                }
-                path = dir;
-            }
-        }
-        expected
+        expected_names(files)
             .par_iter()
             .filter_map(|(dir, names)| {
                 let before = Stamp::of_dir(root, dir)?;
@@ -726,13 +1196,61 @@ impl OutIndex {
     }
 }
 
-/// Write an index beside and rename it into place.
-fn write_index(path: &std::path::Path, file: &IndexFile) -> std::io::Result<()> {
+/// Per directory of `files` (and on their way, `""` the top), the names it should hold.
+fn expected_names(
+    files: &Stamps,
+) -> std::collections::HashMap<&str, std::collections::BTreeSet<&str>> {
+    let mut expected: std::collections::HashMap<&str, std::collections::BTreeSet<&str>> =
+        std::collections::HashMap::new();
+    expected.entry("").or_default();
+    for p in files.keys() {
+        let mut path = p.as_str();
+        loop {
+            let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+            let new = expected.entry(dir).or_default().insert(name);
+            // A directory already named in its parent has its way recorded.
+            if dir.is_empty() || (!new && path != p.as_str()) {
+                break;
+            }
+            path = dir;
+        }
+    }
+    expected
+}
+
+/// A name for an index written now (no two alike: the time, the process and a count).
+fn new_generation() -> String {
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(
+        "{}.{}-{}-{n}",
+        now.as_secs(),
+        now.subsec_nanos(),
+        std::process::id()
+    )
+}
+
+/// Write `bytes` beside `path` and rename them into place.
+fn write_beside(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(std::path::Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension(format!("index.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, file.encode())?;
-    std::fs::rename(&tmp, path)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Write an index beside and rename it into place (its overlay, of an older generation, is
+/// removed: it would not apply).
+fn write_index(path: &std::path::Path, file: &IndexFile) -> std::io::Result<()> {
+    write_beside(path, &file.encode())?;
+    let _ = std::fs::remove_file(path.with_extension("overlay"));
     // The index of plinth before this format (a JSON document) is not read any more.
     let _ = std::fs::remove_file(path.with_extension("json"));
     Ok(())
@@ -777,18 +1295,26 @@ mod tests {
             .into_iter()
             .map(|d| (d.to_owned(), stamp("", 9)))
             .collect();
+        let texts: Texts = [("c/ns-3/Role-r3.yaml".to_owned(), "ab".repeat(32))]
+            .into_iter()
+            .collect();
         let file = IndexFile {
             format: "f|1".to_owned(),
             dir: "/out\twith\nodd \"names\"".to_owned(),
+            revision: Some("r\t1".to_owned()),
+            generation: "g".to_owned(),
             files: files.clone(),
             dirs: dirs.clone(),
+            texts: texts.clone(),
         };
         let bytes = file.encode();
         let back = IndexFile::decode(&bytes).expect("decodes");
         assert_eq!(back.format, file.format);
         assert_eq!(back.dir, file.dir);
+        assert_eq!(back.revision, file.revision);
         assert_eq!(back.files, files);
         assert_eq!(back.dirs, dirs);
+        assert_eq!(back.texts, texts);
         // A path that would break its line is left out, the rest kept.
         let mut odd = files.clone();
         odd.insert("a\tb.yaml".to_owned(), stamp("b", 2));
@@ -833,8 +1359,11 @@ mod tests {
         let empty = IndexFile {
             format: "f".to_owned(),
             dir: "d".to_owned(),
+            revision: None,
+            generation: String::new(),
             files: Stamps::default(),
             dirs: Stamps::default(),
+            texts: Texts::default(),
         };
         assert!(IndexFile::decode(&empty.encode()).is_some_and(|f| f.files.is_empty()));
     }
