@@ -785,12 +785,21 @@ pub(crate) fn parse_lines<'t, T: Send>(
     bytes: &'t [u8],
     parse: impl Fn(&'t str) -> Option<T> + Sync,
 ) -> Option<(&'t str, Vec<T>)> {
-    use rayon::prelude::*;
     let text = std::str::from_utf8(bytes).ok()?;
     if !text.ends_with('\n') {
         return None;
     }
     let (head, body) = text.split_once('\n')?;
+    Some((head, parse_body(body, parse)?))
+}
+
+/// Every line of `body` (whole lines, each ending with a newline) parsed by `parse`, on every
+/// core (pieces of whole lines, one per task), in order; `None` unless every line parses.
+pub(crate) fn parse_body<'t, T: Send>(
+    body: &'t str,
+    parse: impl Fn(&'t str) -> Option<T> + Sync,
+) -> Option<Vec<T>> {
+    use rayon::prelude::*;
     let want = rayon::current_num_threads().max(1) * 4;
     let mut pieces = Vec::with_capacity(want);
     let mut rest = body;
@@ -809,7 +818,7 @@ pub(crate) fn parse_lines<'t, T: Send>(
         .par_iter()
         .map(|piece| piece.split_terminator('\n').map(&parse).collect())
         .collect::<Option<_>>()?;
-    Some((head, parsed.into_iter().flatten().collect()))
+    Some(parsed.into_iter().flatten().collect())
 }
 
 /// Where a key's input fields are fed ([`Cache::keyed`]).

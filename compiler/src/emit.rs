@@ -354,13 +354,13 @@ fn lock_file_text(
 /// [`files`] renders for the objects `old` lists with those changed, when `old` is one this
 /// module wrote for `cluster` and `approvals`. `None` when it is not one of those or an object
 /// is not listed (then the whole lock file is rendered). Each object's entry is found by a
-/// binary search over the entries (in key order).
-pub fn splice_lock(
-    old: &str,
+/// binary search over the entries (in key order). Borrowed when every entry is as it was.
+pub fn splice_lock<'o>(
+    old: &'o str,
     cluster: &str,
     changed: &[(&Manifest, &str)],
     approvals: &[Approval],
-) -> Option<String> {
+) -> Option<std::borrow::Cow<'o, str>> {
     let shell = lock_file_text(cluster, Vec::new(), approvals).ok()?;
     let at = "\"objects\": []";
     let i = shell.find(at)?;
@@ -385,6 +385,9 @@ pub fn splice_lock(
     if edits.windows(2).any(|w| w[0].1 > w[1].0) {
         return None;
     }
+    if edits.iter().all(|(s, e, entry)| old[*s..*e] == *entry) {
+        return Some(std::borrow::Cow::Borrowed(old));
+    }
     let mut text = String::with_capacity(old.len() + edits.len() * 64);
     let mut from = 0;
     for (s, e, entry) in &edits {
@@ -393,7 +396,7 @@ pub fn splice_lock(
         from = *e;
     }
     text.push_str(&old[from..]);
-    Some(text)
+    Some(std::borrow::Cow::Owned(text))
 }
 
 /// The byte range of the entry of `key` among a lock file's entries `body` (each starting
@@ -841,7 +844,16 @@ mod tests {
                     .map(|&i| (&out.manifests[i], out.manifests[i].object.sha()))
                     .collect();
                 let spliced = splice_lock(old, "prod", &changed, &[]).expect("spliced");
-                assert!(spliced == *new, "n = {n}, picked {pick:?}");
+                assert!(spliced == new.as_str(), "n = {n}, picked {pick:?}");
+                assert!(matches!(spliced, std::borrow::Cow::Owned(_)));
+                // The old objects spliced into their own lock file: nothing to write.
+                let base_out = &base.clusters["prod"];
+                let same: Vec<(&Manifest, &str)> = pick
+                    .iter()
+                    .map(|&i| (&base_out.manifests[i], base_out.manifests[i].object.sha()))
+                    .collect();
+                let unchanged = splice_lock(old, "prod", &same, &[]).expect("spliced");
+                assert!(matches!(unchanged, std::borrow::Cow::Borrowed(t) if t == old.as_str()));
                 assert!(splice_lock(old, "other", &changed, &[]).is_none());
                 let approvals = [Approval {
                     object: "Namespace/a".into(),

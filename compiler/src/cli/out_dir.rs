@@ -52,7 +52,7 @@ fn differences(
             walked.vouched.iter().map(String::as_str).collect();
         removed.par_extend(
             index
-                .files
+                .files()
                 .par_iter()
                 .map(|(p, _)| p)
                 .filter(|p| vouched.contains(parent(p)) && !files.ids.contains_key(*p))
@@ -343,18 +343,21 @@ pub(super) struct OutIndex {
     path: Option<std::path::PathBuf>,
     /// The directory it describes.
     dir: std::path::PathBuf,
-    files: Stamps,
+    /// The index file as read (its files' lines decoded when asked).
+    read: IndexText,
+    /// Its files and text digests, decoded ([`OutIndex::files`]) with the overlay applied.
+    decoded: std::sync::OnceLock<(Stamps, Texts)>,
+    /// How many files' lines it has, once counted.
+    lines: std::sync::OnceLock<usize>,
     /// Directories (by relative path, `""` the top) whose entries were exactly the recorded
     /// files and directories when stamped (id empty; see [`OutIndex::vouches_dir`]).
     dirs: Stamps,
     /// The revision whose whole build the recorded files are (see [`OutIndex::revision`]).
     revision: Option<String>,
-    /// The sha256 of the text of files written just before the index was.
-    texts: Texts,
     /// The generation of the index file read.
     generation: String,
-    /// What its overlay changed (applied to the fields above), and when it was written (its
-    /// entries' stamps are trusted from then).
+    /// What its overlay changed (applied to the fields above and to the files decoded), and
+    /// when it was written (its entries' stamps are trusted from then).
     overlay: Overlay,
     overlay_written: Option<std::time::SystemTime>,
     /// When the index was written.
@@ -402,7 +405,6 @@ impl IndexFile {
         let head = (&self.format, &self.dir, &self.revision, &self.generation);
         let mut out = serde_json::to_vec(&head).unwrap_or_default();
         out.push(b'\n');
-        lines(&mut out, &self.files, &self.texts);
         for (d, s) in &self.dirs {
             if d.contains(['\t', '\n']) {
                 continue;
@@ -414,38 +416,98 @@ impl IndexFile {
                 s.id, s.len, s.ino, s.ctime.0, s.ctime.1
             );
         }
+        lines(&mut out, &self.files, &self.texts);
         out
     }
 
     /// The index in `bytes`; `None` when they are not one (all or nothing: a damaged index
     /// only costs time).
+    #[cfg(test)]
     fn decode(bytes: &[u8]) -> Option<IndexFile> {
-        let (head, parsed) = crate::cache::parse_lines(bytes, Stamp::parse_line)?;
+        let read = IndexText::read(bytes.to_vec())?;
+        let (files, texts) = read.files()?;
+        Some(IndexFile {
+            format: read.format,
+            dir: read.dir,
+            revision: read.revision,
+            generation: read.generation,
+            files,
+            dirs: read.dirs,
+            texts,
+        })
+    }
+}
+
+/// An index file as read ([`IndexFile`]): its head and directories decoded, its files' lines
+/// kept as text (a hundred thousand at scale), decoded when asked ([`IndexText::files`]) or
+/// walked as they are ([`OutIndex::intact`]).
+#[derive(Debug, Default)]
+struct IndexText {
+    format: String,
+    dir: String,
+    revision: Option<String>,
+    generation: String,
+    dirs: Stamps,
+    text: String,
+    /// Where the files' lines begin.
+    files_at: usize,
+}
+
+impl IndexText {
+    /// The index in `bytes` (its head and directories read); `None` when they are not one.
+    fn read(bytes: Vec<u8>) -> Option<IndexText> {
+        let text = String::from_utf8(bytes).ok()?;
+        if !text.ends_with('\n') {
+            return None;
+        }
+        let (head, _) = text.split_once('\n')?;
         let (format, dir, revision, generation): (String, String, Option<String>, String) =
             serde_json::from_str(head).ok()?;
-        let mut files = Stamps::with_capacity_and_hasher(parsed.len(), Default::default());
+        let mut at = head.len() + 1;
         let mut dirs = Stamps::default();
-        let mut texts = Texts::default();
-        for (path, stamp, text) in parsed {
-            match path.strip_suffix('/') {
-                Some(d) => dirs.insert(d.to_owned(), stamp),
-                None => {
-                    if let Some(t) = text {
-                        texts.insert(path.clone(), t);
-                    }
-                    files.insert(path, stamp)
-                }
+        // The directories come first, each a line whose path ends with `/`.
+        while let Some(line) = text[at..].split_terminator('\n').next() {
+            let Some(d) = Line::parse(line)
+                .filter(|l| l.path.ends_with('/'))
+                .and_then(|_| Stamp::parse_line(line))
+            else {
+                break;
             };
+            let (path, stamp, _) = d;
+            dirs.insert(path[..path.len() - 1].to_owned(), stamp);
+            at += line.len() + 1;
         }
-        Some(IndexFile {
+        Some(IndexText {
             format,
             dir,
             revision,
             generation,
-            files,
             dirs,
-            texts,
+            text,
+            files_at: at,
         })
+    }
+
+    /// The files' lines.
+    fn body(&self) -> &str {
+        &self.text[self.files_at..]
+    }
+
+    /// The files' lines decoded: stamps and text digests; `None` when one is not a line of an
+    /// index (a damaged index only costs time).
+    fn files(&self) -> Option<(Stamps, Texts)> {
+        let parsed = crate::cache::parse_body(self.body(), |l| {
+            Stamp::parse_line(l).filter(|(p, ..)| !p.ends_with('/'))
+        })?;
+        let mut files = Stamps::with_capacity_and_hasher(parsed.len(), Default::default());
+        let mut texts = Texts::default();
+        for (path, stamp, text) in parsed {
+            if let Some(t) = text {
+                texts.insert(path.clone(), t);
+            }
+            files.insert(path, stamp);
+        }
+        Some((files, texts))
     }
 }
 
@@ -511,10 +573,13 @@ impl Overlay {
     }
 }
 
-/// Append a line per file of `files` (see [`IndexFile`]).
+/// Append a line per file of `files` (see [`IndexFile`]), by directory and name (the files of
+/// a directory side by side).
 fn lines(out: &mut Vec<u8>, files: &Stamps, texts: &Texts) {
     use std::io::Write;
-    for (path, s) in files {
+    let mut sorted: Vec<(&String, &Stamp)> = files.iter().collect();
+    sorted.sort_unstable_by(|a, b| split_path(a.0).cmp(&split_path(b.0)));
+    for (path, s) in sorted {
         if path.contains(['\t', '\n']) {
             continue;
         }
@@ -531,6 +596,56 @@ fn lines(out: &mut Vec<u8>, files: &Stamps, texts: &Texts) {
     }
 }
 
+/// A line of an index file as it is written (nothing copied): what [`OutIndex::intact`] walks.
+#[derive(Debug, Clone, Copy)]
+struct Line<'t> {
+    path: &'t str,
+    id: &'t str,
+    len: u64,
+    ino: u64,
+    ctime: (i64, i64),
+    text: Option<&'t str>,
+}
+
+impl<'t> Line<'t> {
+    /// A line of an index file ([`IndexFile`]); `None` when it is not one.
+    fn parse(line: &'t str) -> Option<Line<'t>> {
+        let mut f = line.split('\t');
+        let mut next = || f.next();
+        let path = next()?;
+        let id = next()?;
+        let parsed = Line {
+            path,
+            id,
+            len: next()?.parse().ok()?,
+            ino: next()?.parse().ok()?,
+            ctime: (next()?.parse().ok()?, next()?.parse().ok()?),
+            text: next(),
+        };
+        // Paths inside the output only (an index names what a build may remove): no absolute
+        // path, no `..` or `.` and no empty component; `/` alone is the output's own directory.
+        let inner = path.strip_suffix('/').unwrap_or(path);
+        let inside = (inner.is_empty() && path == "/")
+            || inner.split('/').all(|c| !matches!(c, "" | "." | ".."));
+        // A text digest is a sha256 in hex.
+        let digest = parsed
+            .text
+            .is_none_or(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()));
+        (inside && digest && next().is_none()).then_some(parsed)
+    }
+
+    /// Whether `st` is what this line recorded.
+    fn same_as(&self, st: &rustix::fs::Stat) -> bool {
+        let s = Stamp {
+            id: String::new(),
+            len: self.len,
+            ino: self.ino,
+            ctime: self.ctime,
+        };
+        s.same_as(st, true)
+    }
+}
+
 /// Files and their stamps: a hundred thousand paths looked up one by one (a fast hasher; the
 /// index is this user's own file).
 type Stamps = std::collections::HashMap<String, Stamp, foldhash::fast::RandomState>;
@@ -541,23 +656,14 @@ type Texts = std::collections::HashMap<String, String, foldhash::fast::RandomSta
 impl Stamp {
     /// A file's line of an index file ([`IndexFile`]).
     fn parse_line(line: &str) -> Option<(String, Stamp, Option<String>)> {
-        let mut f = line.split('\t');
-        let mut next = || f.next();
-        let path = next()?.to_owned();
-        let id = next()?.to_owned();
+        let l = Line::parse(line)?;
         let stamp = Stamp {
-            id,
-            len: next()?.parse().ok()?,
-            ino: next()?.parse().ok()?,
-            ctime: (next()?.parse().ok()?, next()?.parse().ok()?),
+            id: l.id.to_owned(),
+            len: l.len,
+            ino: l.ino,
+            ctime: l.ctime,
         };
-        // Paths inside the output only (an index names what a build may remove): no absolute
-        // path, no `..` or `.` and no empty component; `/` alone is the output's own directory.
-        let inner = path.strip_suffix('/').unwrap_or(&path);
-        let inside = (inner.is_empty() && path == "/")
-            || inner.split('/').all(|c| !matches!(c, "" | "." | ".."));
-        let text = next().map(str::to_owned);
-        (inside && next().is_none()).then_some((path, stamp, text))
+        Some((l.path.to_owned(), stamp, l.text.map(str::to_owned)))
     }
 
     /// The stamp of the regular file `path` below the open directory `root`.
@@ -615,10 +721,15 @@ impl Stamp {
 
     /// When the file last changed.
     fn changed(&self) -> std::time::SystemTime {
-        let secs = u64::try_from(self.ctime.0).unwrap_or(0);
-        let nanos = u32::try_from(self.ctime.1).unwrap_or(0);
-        std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos)
+        changed_at(self.ctime)
     }
+}
+
+/// A change time (seconds, nanoseconds) as a time.
+fn changed_at(ctime: (i64, i64)) -> std::time::SystemTime {
+    let secs = u64::try_from(ctime.0).unwrap_or(0);
+    let nanos = u32::try_from(ctime.1).unwrap_or(0);
+    std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos)
 }
 
 /// Where the index of the output `dir` is kept in `cache`, and the format it is read in.
@@ -673,10 +784,10 @@ impl OutIndex {
         let (path, format) = index_path(cache, dir);
         let read = std::fs::read(&path)
             .ok()
-            .and_then(|b| IndexFile::decode(&b))
+            .and_then(IndexText::read)
             .filter(|f| f.format == format && f.dir == abs.to_string_lossy());
         let written = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-        let Some(read) = read else {
+        let Some(mut read) = read else {
             return OutIndex {
                 path: Some(path),
                 dir: dir.to_path_buf(),
@@ -686,11 +797,10 @@ impl OutIndex {
         };
         let mut index = OutIndex {
             dir: dir.to_path_buf(),
-            files: read.files,
-            dirs: read.dirs,
-            revision: read.revision,
-            texts: read.texts,
-            generation: read.generation,
+            dirs: std::mem::take(&mut read.dirs),
+            revision: read.revision.clone(),
+            generation: read.generation.clone(),
+            read,
             written,
             root,
             ..OutIndex::default()
@@ -711,24 +821,55 @@ impl OutIndex {
         index
     }
 
-    /// Apply an overlay read beside the index (and keep it, to write it again with more).
+    /// Apply an overlay read beside the index (and keep it, for the files when decoded and to
+    /// write it again with more).
     fn apply(&mut self, o: Overlay) {
         for d in &o.dirs {
             self.dirs.remove(d);
         }
-        for g in &o.gone {
-            self.files.remove(g);
-            self.texts.remove(g);
-        }
-        for (p, stamp) in &o.files {
-            self.files.insert(p.clone(), stamp.clone());
-            match o.texts.get(p) {
-                Some(t) => self.texts.insert(p.clone(), t.clone()),
-                None => self.texts.remove(p),
-            };
-        }
         self.revision.clone_from(&o.revision);
         self.overlay = o;
+    }
+
+    /// The recorded files (decoded from the index when first asked, the overlay applied).
+    fn files(&self) -> &Stamps {
+        &self.decoded().0
+    }
+
+    fn decoded(&self) -> &(Stamps, Texts) {
+        self.decoded.get_or_init(|| self.decode())
+    }
+
+    /// The recorded files and text digests, owned (decoded now unless they were).
+    fn take_decoded(&mut self) -> (Stamps, Texts) {
+        self.decoded.take().unwrap_or_else(|| self.decode())
+    }
+
+    /// The index's files with the overlay applied (none when a line is damaged).
+    fn decode(&self) -> (Stamps, Texts) {
+        let (mut files, mut texts) = self.read.files().unwrap_or_default();
+        let o = &self.overlay;
+        for g in &o.gone {
+            files.remove(g);
+            texts.remove(g);
+        }
+        for (p, stamp) in &o.files {
+            files.insert(p.clone(), stamp.clone());
+            match o.texts.get(p) {
+                Some(t) => texts.insert(p.clone(), t.clone()),
+                None => texts.remove(p),
+            };
+        }
+        (files, texts)
+    }
+
+    /// How many files the index records (without decoding them).
+    fn count(&self) -> usize {
+        match (self.decoded.get(), self.lines.get()) {
+            (Some((files, _)), _) => files.len(),
+            (None, Some(n)) => *n,
+            (None, None) => self.read.body().bytes().filter(|&b| b == b'\n').count(),
+        }
     }
 
     /// The index with its directory opened again (as it is now: read earlier, the index may
@@ -790,14 +931,14 @@ impl OutIndex {
     /// Whether the file `path` is known to hold content other than `id` (so need not be read
     /// to be compared).
     pub(super) fn differs(&self, path: &str, id: &str) -> bool {
-        self.files
+        self.files()
             .get(path)
             .is_some_and(|stamp| stamp.id != id && self.vouches(path, stamp))
     }
 
     /// Whether the file `path` (relative to the directory) is known to hold content `id`.
     pub(super) fn known(&self, path: &str, id: &str) -> bool {
-        let recorded = self.files.get(path);
+        let recorded = self.files().get(path);
         if recorded.is_some() {
             self.asked
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -808,7 +949,7 @@ impl OutIndex {
     /// Whether every recorded file was asked about by [`OutIndex::known`] (once each: every
     /// file of a build is), so none of them is to be removed.
     fn all_asked(&self) -> bool {
-        self.asked.load(std::sync::atomic::Ordering::Relaxed) == self.files.len()
+        self.asked.load(std::sync::atomic::Ordering::Relaxed) == self.files().len()
     }
 
     /// Record what the directory holds now (`ids`: every file and its content id) and keep
@@ -828,7 +969,7 @@ impl OutIndex {
         let Some(path) = self.path.take() else {
             return;
         };
-        let old = std::mem::take(&mut self.files);
+        let (old, old_texts) = self.take_decoded();
         // Opened again: a directory written whole was swapped in under the same name.
         self.root = open_dir(&self.dir);
         let vouched = |p: &str| rendered.is_some_and(|r| !r.contains_key(p));
@@ -862,7 +1003,7 @@ impl OutIndex {
                         .filter(|p| !ids.contains_key(p.as_str()))
                         .cloned()
                         .collect();
-                    self.patch(path, old, (&changed, &gone), revision);
+                    self.patch(path, Some((old, old_texts)), (&changed, &gone), revision);
                 }
                 return;
             }
@@ -914,6 +1055,7 @@ impl OutIndex {
             .filter(|r| r.len() <= LAZY)
             .into_iter()
             .flatten()
+            .filter(|(p, _)| !aggregate(p))
             .filter(|(p, _)| files.get(p.as_str()).is_some_and(|s| !self.trusted_now(s)))
             .map(|(p, t)| (p.clone(), crate::output::sha256_hex(t.as_bytes())))
             .collect();
@@ -951,39 +1093,75 @@ impl OutIndex {
     /// to be (then the build writes as without it).
     pub(super) fn intact(&self) -> Option<std::collections::BTreeMap<String, String>> {
         use rayon::prelude::*;
-        use std::collections::{BTreeSet, HashMap};
+        use std::collections::{BTreeSet, HashMap, HashSet};
         let root = self.root.as_ref()?;
-        if self.revision.is_none() || self.files.is_empty() {
+        self.revision.as_ref()?;
+        Stamp::at(root, MARKER, rustix::fs::FileType::RegularFile)?;
+        // The recorded files as their lines say (not decoded; the overlay's in place of the
+        // index's), by directory: each directory is opened once, its files looked at from
+        // there.
+        let o = &self.overlay;
+        let mut lines: Vec<Line<'_>> = crate::cache::parse_body(self.read.body(), |l| {
+            Line::parse(l).filter(|l| !l.path.ends_with('/'))
+        })?;
+        let _ = self.lines.set(lines.len());
+        if !o.files.is_empty() || !o.gone.is_empty() {
+            let gone: HashSet<&str> = o.gone.iter().map(String::as_str).collect();
+            lines.retain(|l| !o.files.contains_key(l.path) && !gone.contains(l.path));
+        }
+        // Written by directory and name; sorted so when not.
+        if !lines.is_sorted_by(|a, b| split_path(a.path) <= split_path(b.path)) {
+            lines.par_sort_unstable_by(|a, b| split_path(a.path).cmp(&split_path(b.path)));
+        }
+        type Here<'l, 't> = (&'l [Line<'t>], Vec<Line<'t>>);
+        let mut files: HashMap<&str, Here<'_, '_>> = HashMap::new();
+        let mut from = 0;
+        for i in 1..=lines.len() {
+            let dir = split_path(lines[from].path).0;
+            if lines.get(i).is_none_or(|l| split_path(l.path).0 != dir) {
+                files.insert(dir, (&lines[from..i], Vec::new()));
+                from = i;
+            }
+        }
+        // The overlay's files, beside their directory's.
+        for (p, s) in &o.files {
+            let text = o.texts.get(p).map(String::as_str);
+            let (len, ino, ctime) = (s.len, s.ino, s.ctime);
+            let line = Line {
+                path: p,
+                id: &s.id,
+                len,
+                ino,
+                ctime,
+                text,
+            };
+            files.entry(split_path(p).0).or_default().1.push(line);
+        }
+        if files.is_empty() {
             return None;
         }
-        Stamp::at(root, MARKER, rustix::fs::FileType::RegularFile)?;
-        // The recorded files by directory (each directory opened once, its files looked at
-        // from there), and every directory on their way with its subdirectories' names.
-        let mut files: HashMap<&str, Vec<(&str, &String, &Stamp)>> =
-            HashMap::with_capacity(self.dirs.len() + 16);
-        for (p, s) in &self.files {
-            let (dir, name) = p.rsplit_once('/').unwrap_or(("", p.as_str()));
-            files.entry(dir).or_default().push((name, p, s));
-        }
+        // Every directory on the way, with its subdirectories' names.
         let mut subdirs: HashMap<&str, BTreeSet<&str>> = HashMap::with_capacity(files.len() + 16);
         subdirs.entry("").or_default();
         for dir in files.keys() {
             let mut d = *dir;
             while !d.is_empty() {
                 subdirs.entry(d).or_default();
-                let (parent, name) = d.rsplit_once('/').unwrap_or(("", d));
+                let (parent, name) = split_path(d);
                 if !subdirs.entry(parent).or_default().insert(name) {
                     break;
                 }
                 d = parent;
             }
         }
-        let budget = LAZY.max(self.files.len() / 100);
+        let budget = LAZY.max(lines.len() / 100);
         let read = std::sync::atomic::AtomicUsize::new(0);
+        let none: Here<'_, '_> = (&[], Vec::new());
         let locks: Vec<Vec<(String, String)>> = subdirs
             .par_iter()
             .map(|(dir, below)| {
-                let here = files.get(dir).map_or(&[][..], Vec::as_slice);
+                let (here, overlaid) = files.get(dir).unwrap_or(&none);
+                let here = (*here, &overlaid[..]);
                 self.dir_intact(root, (dir, here, below), (&read, budget))
             })
             .collect::<Option<_>>()?;
@@ -991,16 +1169,16 @@ impl OutIndex {
     }
 
     /// [`OutIndex::intact`] of one directory `dir` below `root`, holding the recorded files
-    /// `here` (name, path, stamp) and the subdirectories `below`: the texts of the lock files
-    /// among them. `read` counts the files read for want of a stamp vouching for them, up to
-    /// `budget`.
+    /// `here` (the index's, and the overlay's) and the subdirectories `below`: the texts of
+    /// the lock files among them. `read` counts the files read for want of a stamp vouching
+    /// for them, up to `budget`.
     #[allow(clippy::type_complexity)]
     fn dir_intact(
         &self,
         root: &rustix::fd::OwnedFd,
         (dir, here, below): (
             &str,
-            &[(&str, &String, &Stamp)],
+            (&[Line<'_>], &[Line<'_>]),
             &std::collections::BTreeSet<&str>,
         ),
         (read, budget): (&std::sync::atomic::AtomicUsize, usize),
@@ -1017,30 +1195,34 @@ impl OutIndex {
         };
         // The directory: its trusted stamp unchanged, else it is listed.
         let st = rustix::fs::fstat(fd).ok()?;
-        let vouched = self.dirs.get(dir).is_some_and(|r| {
-            self.written.is_some_and(|w| r.changed() + RACY < w) && r.same_as(&st, false)
-        });
+        let vouched = self
+            .dirs
+            .get(dir)
+            .is_some_and(|r| trusted(r.ctime, self.written) && r.same_as(&st, false));
         if !vouched {
             let names: std::collections::BTreeSet<&str> = here
+                .0
                 .iter()
-                .map(|(n, ..)| *n)
+                .chain(here.1)
+                .map(|l| split_path(l.path).1)
                 .chain(below.iter().copied())
                 .collect();
             if !self.holds_exactly(dir, &names) {
                 return None;
             }
         }
+        // A cluster's kustomization and lock file are compared by their id (a text digest).
+        let aggregate = !dir.is_empty() && !dir.contains('/');
         let mut locks = Vec::new();
-        for (name, p, s) in here {
-            // `<cluster>/<file>`: a kustomization or a lock file (objects are a level down).
-            let aggregate = p.matches('/').count() == 1;
-            let lock = aggregate && p.ends_with("/plinth.lock.json");
-            let now = rustix::fs::statat(fd, *name, AtFlags::SYMLINK_NOFOLLOW).ok();
-            let file = now
-                .as_ref()
-                .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile);
-            let vouched =
-                file && self.trusted(p, s) && now.as_ref().is_some_and(|st| s.same_as(st, true));
+        let index = here.0.iter().map(|l| (l, self.written));
+        for (line, written) in index.chain(here.1.iter().map(|l| (l, self.overlay_written))) {
+            let (p, name) = (line.path, split_path(line.path).1);
+            let lock = aggregate && name == "plinth.lock.json";
+            let now = rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW).ok();
+            let vouched = trusted(line.ctime, written)
+                && now.as_ref().is_some_and(|st| {
+                    FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && line.same_as(st)
+                });
             if vouched && !lock {
                 continue;
             }
@@ -1050,17 +1232,16 @@ impl OutIndex {
             let text = std::fs::read_to_string(self.dir.join(p)).ok()?;
             let same = vouched
                 || if aggregate {
-                    crate::emit::large_text_id(&text) == s.id
+                    crate::emit::large_text_id(&text) == line.id
                 } else {
-                    self.texts
-                        .get(p.as_str())
-                        .is_some_and(|t| *t == crate::output::sha256_hex(text.as_bytes()))
+                    line.text
+                        .is_some_and(|t| t == crate::output::sha256_hex(text.as_bytes()))
                 };
             if !same {
                 return None;
             }
             if lock {
-                locks.push(((*p).clone(), text));
+                locks.push((p.to_owned(), text));
             }
         }
         Some(locks)
@@ -1089,8 +1270,7 @@ impl OutIndex {
         let Some(path) = self.path.take() else {
             return;
         };
-        let files = std::mem::take(&mut self.files);
-        self.patch(path, files, (changed, &[]), Some(revision));
+        self.patch(path, None, (changed, &[]), Some(revision));
     }
 
     /// Keep the index `files` with a few entries changed: the `changed` files (path, id, text)
@@ -1100,11 +1280,10 @@ impl OutIndex {
     fn patch(
         mut self,
         path: std::path::PathBuf,
-        mut files: Stamps,
+        decoded: Option<(Stamps, Texts)>,
         (changed, gone): (&[(&str, &str, &str)], &[String]),
         revision: Option<&str>,
     ) {
-        let mut texts = std::mem::take(&mut self.texts);
         let mut dirs = std::mem::take(&mut self.dirs);
         let mut overlay = std::mem::take(&mut self.overlay);
         let mut unvouched: std::collections::BTreeSet<String> =
@@ -1114,8 +1293,6 @@ impl OutIndex {
             .map(|(p, ..)| *p)
             .chain(gone.iter().map(String::as_str));
         for p in touched {
-            files.remove(p);
-            texts.remove(p);
             overlay.files.remove(p);
             overlay.texts.remove(p);
             let mut at = p;
@@ -1131,19 +1308,28 @@ impl OutIndex {
             .gone
             .retain(|g| !changed.iter().any(|(p, ..)| p == g));
         overlay.gone.extend(gone.iter().cloned());
-        for (p, id, text) in changed {
-            if let Some(stamp) = self.stamp(id, p) {
-                let sha = crate::output::sha256_hex(text.as_bytes());
-                files.insert((*p).to_owned(), stamp.clone());
-                texts.insert((*p).to_owned(), sha.clone());
-                overlay.files.insert((*p).to_owned(), stamp);
-                overlay.texts.insert((*p).to_owned(), sha);
+        // An aggregate's id is its text's digest already (and it is tens of megabytes).
+        let stamped: Vec<(&str, Stamp, Option<String>)> = changed
+            .iter()
+            .filter_map(|(p, id, text)| {
+                let stamp = self.stamp(id, p)?;
+                let sha = (!aggregate(p)).then(|| crate::output::sha256_hex(text.as_bytes()));
+                Some((*p, stamp, sha))
+            })
+            .collect();
+        for (p, stamp, sha) in &stamped {
+            overlay.files.insert((*p).to_owned(), stamp.clone());
+            if let Some(sha) = sha {
+                overlay.texts.insert((*p).to_owned(), sha.clone());
             }
         }
         let format = format!("{INDEX_FORMAT}|{}", crate::cache::fingerprint());
         // An overlay grown large is folded into the index written whole.
+        let recorded = decoded
+            .as_ref()
+            .map_or_else(|| self.count(), |(f, _)| f.len());
         let small = overlay.files.len() + overlay.gone.len() + unvouched.len()
-            <= OVERLAY.max(files.len() / 20);
+            <= OVERLAY.max(recorded / 20);
         if !self.generation.is_empty() && small {
             overlay.format = format;
             overlay.generation = std::mem::take(&mut self.generation);
@@ -1151,8 +1337,23 @@ impl OutIndex {
             overlay.dirs = unvouched.into_iter().collect();
             let _ = write_beside(&path.with_extension("overlay"), &overlay.encode());
             // A hundred thousand entries are freed on a thread nothing waits for.
-            std::thread::spawn(move || drop((files, dirs, texts, self)));
+            std::thread::spawn(move || drop((decoded, dirs, self)));
             return;
+        }
+        let (mut files, mut texts) = decoded.unwrap_or_else(|| self.take_decoded());
+        for p in changed
+            .iter()
+            .map(|(p, ..)| *p)
+            .chain(gone.iter().map(String::as_str))
+        {
+            files.remove(p);
+            texts.remove(p);
+        }
+        for (p, stamp, sha) in stamped {
+            files.insert(p.to_owned(), stamp);
+            if let Some(sha) = sha {
+                texts.insert(p.to_owned(), sha);
+            }
         }
         let abs = std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone());
         let file = IndexFile {
@@ -1194,6 +1395,24 @@ impl OutIndex {
             })
             .collect()
     }
+}
+
+/// Whether an entry changed at `ctime` was recorded well after that, by an index (or overlay)
+/// `written` then (see [`RACY`]).
+fn trusted(ctime: (i64, i64), written: Option<std::time::SystemTime>) -> bool {
+    written.is_some_and(|w| changed_at(ctime) + RACY < w)
+}
+
+/// Whether `path` is a cluster's kustomization or lock file (`<cluster>/<file>`; objects are
+/// a level down), whose content id is a digest of its text.
+fn aggregate(path: &str) -> bool {
+    let dir = split_path(path).0;
+    !dir.is_empty() && !dir.contains('/')
+}
+
+/// A file's directory and name (`""` for a file at the top).
+fn split_path(path: &str) -> (&str, &str) {
+    path.rsplit_once('/').unwrap_or(("", path))
 }
 
 /// Per directory of `files` (and on their way, `""` the top), the names it should hold.
@@ -1366,5 +1585,58 @@ mod tests {
             texts: Texts::default(),
         };
         assert!(IndexFile::decode(&empty.encode()).is_some_and(|f| f.files.is_empty()));
+        // The directories first, then the files by directory and name (the files of one
+        // directory side by side, as `OutIndex::intact` walks them).
+        let text = String::from_utf8(file.encode()).expect("text");
+        let paths: Vec<&str> = text
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split('\t').next())
+            .collect();
+        let first_file = paths.iter().position(|p| !p.ends_with('/')).expect("files");
+        assert!(paths[first_file..].iter().all(|p| !p.ends_with('/')));
+        let keys: Vec<(&str, &str)> = paths[first_file..].iter().map(|p| split_path(p)).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(keys.len(), files.len());
+    }
+
+    /// An overlay reads back as written, and a damaged one not at all.
+    #[test]
+    fn an_overlay_reads_back_as_written() {
+        let overlay = Overlay {
+            format: "f|1".to_owned(),
+            generation: "g-1".to_owned(),
+            revision: Some("r".to_owned()),
+            dirs: vec![String::new(), "c".to_owned()],
+            gone: vec!["c/ns/x.yaml".to_owned()],
+            files: [("c/ns/y.yaml".to_owned(), stamp(&"0".repeat(64), 3))]
+                .into_iter()
+                .collect(),
+            texts: [("c/ns/y.yaml".to_owned(), "cd".repeat(32))]
+                .into_iter()
+                .collect(),
+        };
+        let bytes = overlay.encode();
+        let back = Overlay::decode(&bytes).expect("decodes");
+        assert_eq!(
+            (
+                &back.format,
+                &back.generation,
+                &back.revision,
+                &back.dirs,
+                &back.gone
+            ),
+            (
+                &overlay.format,
+                &overlay.generation,
+                &overlay.revision,
+                &overlay.dirs,
+                &overlay.gone
+            )
+        );
+        assert_eq!((&back.files, &back.texts), (&overlay.files, &overlay.texts));
+        assert!(Overlay::decode(&bytes[..bytes.len() - 2]).is_none());
+        let text = String::from_utf8(bytes).expect("text");
+        assert!(Overlay::decode(text.replace("cdcd", "zzzz").as_bytes()).is_none());
     }
 }

@@ -110,8 +110,9 @@ pub(super) fn prepare(delta: &Delta, locks: &BTreeMap<String, String>) -> Option
             .map(|(m, (_, id, _))| (m, id.as_str()))
             .collect();
         let old = locks.get(&lock)?;
-        let new = crate::emit::splice_lock(old, cluster, &changed, &out.approvals)?;
-        if new != *old {
+        // A lock file whose entries are as they were is left as it is.
+        let spliced = crate::emit::splice_lock(old, cluster, &changed, &out.approvals)?;
+        if let std::borrow::Cow::Owned(new) = spliced {
             prepared
                 .ids
                 .insert(lock.clone(), crate::emit::large_text_id(&new));
