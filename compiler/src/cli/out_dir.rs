@@ -1090,8 +1090,28 @@ impl OutIndex {
     /// compared with their recorded text digest (an aggregate file with its id), and the
     /// directories not vouched for are listed. Gives the text of each cluster's lock file
     /// (by path); `None` when anything differs, cannot be read, or too many files would have
-    /// to be (then the build writes as without it).
-    pub(super) fn intact(&self) -> Option<std::collections::BTreeMap<String, String>> {
+    /// to be (then the build writes as without it). `likely` is told first (from the index
+    /// alone, before any file is looked at) whether it can be.
+    pub(super) fn intact(
+        &self,
+        likely: impl FnOnce(bool),
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        let mut likely = Some(likely);
+        let mut tell = |v: bool| {
+            if let Some(f) = likely.take() {
+                f(v);
+            }
+        };
+        let intact = self.intact_told(&mut tell);
+        tell(false);
+        intact
+    }
+
+    /// [`OutIndex::intact`], telling `likely` once the index is read.
+    fn intact_told(
+        &self,
+        likely: &mut dyn FnMut(bool),
+    ) -> Option<std::collections::BTreeMap<String, String>> {
         use rayon::prelude::*;
         use std::collections::{BTreeSet, HashMap, HashSet};
         let root = self.root.as_ref()?;
@@ -1137,9 +1157,21 @@ impl OutIndex {
             };
             files.entry(split_path(p).0).or_default().1.push(line);
         }
-        if files.is_empty() {
+        // Entries recorded too soon after their file changed are read: past a few, the output is
+        // written as without the index (as right after a whole output was written).
+        let budget = LAZY.max(lines.len() / 100);
+        let unsure = lines
+            .iter()
+            .filter(|l| !trusted(l.ctime, self.written))
+            .count()
+            + o.files
+                .values()
+                .filter(|s| !trusted(s.ctime, self.overlay_written))
+                .count();
+        if files.is_empty() || unsure > budget {
             return None;
         }
+        likely(true);
         // Every directory on the way, with its subdirectories' names.
         let mut subdirs: HashMap<&str, BTreeSet<&str>> = HashMap::with_capacity(files.len() + 16);
         subdirs.entry("").or_default();
@@ -1154,7 +1186,6 @@ impl OutIndex {
                 d = parent;
             }
         }
-        let budget = LAZY.max(lines.len() / 100);
         let read = std::sync::atomic::AtomicUsize::new(0);
         let none: Here<'_, '_> = (&[], Vec::new());
         let locks: Vec<Vec<(String, String)>> = subdirs

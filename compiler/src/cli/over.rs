@@ -32,9 +32,10 @@ pub(super) fn open(
     promise: Option<crate::options::BasePromise>,
 ) -> Opened {
     let mut took = Vec::new();
-    // The revision's entry first (it opens the unit store, which the compile then shares),
-    // given before the output is shown intact (which takes a while at scale and nearly
-    // always holds): when it does not, the build is compiled again, whole.
+    // The revision's entry first (it opens the unit store, which the compile then shares);
+    // its units are given once the index shows the output can be intact, before every file
+    // is looked at (which takes a while at scale and nearly always holds: when it does not,
+    // the build is compiled again, whole).
     let clock = std::time::Instant::now();
     let revision = promise
         .as_ref()
@@ -43,15 +44,19 @@ pub(super) fn open(
         .as_deref()
         .and_then(|r| cache.load(r))
         .and_then(|e| e.base_units());
-    let given = units.is_some();
-    if let Some(p) = promise {
-        took.push(("base entry (beside)", clock.elapsed()));
-        p.keep(units);
-    }
+    took.push(("base entry (beside)", clock.elapsed()));
     let clock = std::time::Instant::now();
     let index = OutIndex::open(Some(cache.dir()), target);
     took.push(("out index (beside)", clock.elapsed()));
-    if !given || index.revision() != revision.as_deref() {
+    let (Some(promise), Some(units)) = (promise, units) else {
+        return Opened {
+            index,
+            locks: None,
+            took,
+        };
+    };
+    if index.revision() != revision.as_deref() {
+        promise.keep(None);
         return Opened {
             index,
             locks: None,
@@ -59,7 +64,7 @@ pub(super) fn open(
         };
     }
     let clock = std::time::Instant::now();
-    let locks = index.intact();
+    let locks = index.intact(|likely| promise.keep(likely.then_some(units)));
     took.push(("out intact (beside)", clock.elapsed()));
     Opened { index, locks, took }
 }
