@@ -808,6 +808,13 @@ mod tests {
         }
     }
 
+    /// The objects of `out` at the places `pick`, each with its content id.
+    fn picked<'o>(out: &'o ClusterOutput, pick: &[usize]) -> Vec<(&'o Manifest, &'o str)> {
+        pick.iter()
+            .map(|&i| (&out.manifests[i], out.manifests[i].object.sha()))
+            .collect()
+    }
+
     /// A lock file with some objects' entries spliced in is the lock file of the objects with
     /// those changed (content, source line), wherever they fall among the entries (first,
     /// last, side by side, cluster-scoped ones before the namespaced); a lock file not of this
@@ -838,20 +845,12 @@ mod tests {
                     m.origin.line = 40 + u32::try_from(i).expect("small");
                 }
                 let new = &files(&head, None, &|_, _| false).expect("renders").texts["prod/plinth.lock.json"];
-                let out = &head.clusters["prod"];
-                let changed: Vec<(&Manifest, &str)> = pick
-                    .iter()
-                    .map(|&i| (&out.manifests[i], out.manifests[i].object.sha()))
-                    .collect();
+                let changed = picked(&head.clusters["prod"], &pick);
                 let spliced = splice_lock(old, "prod", &changed, &[]).expect("spliced");
                 assert!(spliced == new.as_str(), "n = {n}, picked {pick:?}");
                 assert!(matches!(spliced, std::borrow::Cow::Owned(_)));
                 // The old objects spliced into their own lock file: nothing to write.
-                let base_out = &base.clusters["prod"];
-                let same: Vec<(&Manifest, &str)> = pick
-                    .iter()
-                    .map(|&i| (&base_out.manifests[i], base_out.manifests[i].object.sha()))
-                    .collect();
+                let same = picked(&base.clusters["prod"], &pick);
                 let unchanged = splice_lock(old, "prod", &same, &[]).expect("spliced");
                 assert!(matches!(unchanged, std::borrow::Cow::Borrowed(t) if t == old.as_str()));
                 assert!(splice_lock(old, "other", &changed, &[]).is_none());

@@ -1539,7 +1539,10 @@ fn a_build_over_its_output_writes_what_a_fresh_build_would() {
     // At once: the files just written cannot be vouched for by their stamps yet (the build is
     // then written as without the index, unless the machine took seconds).
     edit("er-capacity.yaml");
-    build(None, "a quota changed right after a whole output was written");
+    build(
+        None,
+        "a quota changed right after a whole output was written",
+    );
     // Stamps are trusted once well older than the index: one more build records them so.
     std::thread::sleep(std::time::Duration::from_millis(2100));
     build(Some(false), "unchanged");

@@ -401,20 +401,11 @@ struct IndexFile {
 
 impl IndexFile {
     fn encode(&self) -> Vec<u8> {
-        use std::io::Write;
         let head = (&self.format, &self.dir, &self.revision, &self.generation);
         let mut out = serde_json::to_vec(&head).unwrap_or_default();
         out.push(b'\n');
         for (d, s) in &self.dirs {
-            if d.contains(['\t', '\n']) {
-                continue;
-            }
-            // Writing into a vector cannot fail.
-            let _ = writeln!(
-                out,
-                "{d}/\t{}\t{}\t{}\t{}\t{}",
-                s.id, s.len, s.ino, s.ctime.0, s.ctime.1
-            );
+            push_line(&mut out, &format!("{d}/"), s, None);
         }
         lines(&mut out, &self.files, &self.texts);
         out
@@ -576,24 +567,30 @@ impl Overlay {
 /// Append a line per file of `files` (see [`IndexFile`]), by directory and name (the files of
 /// a directory side by side).
 fn lines(out: &mut Vec<u8>, files: &Stamps, texts: &Texts) {
-    use std::io::Write;
     let mut sorted: Vec<(&String, &Stamp)> = files.iter().collect();
     sorted.sort_unstable_by(|a, b| split_path(a.0).cmp(&split_path(b.0)));
     for (path, s) in sorted {
-        if path.contains(['\t', '\n']) {
-            continue;
-        }
-        // Writing into a vector cannot fail.
-        let _ = write!(
-            out,
-            "{path}\t{}\t{}\t{}\t{}\t{}",
-            s.id, s.len, s.ino, s.ctime.0, s.ctime.1
-        );
-        if let Some(t) = texts.get(path) {
-            let _ = write!(out, "\t{t}");
-        }
-        out.push(b'\n');
+        push_line(out, path, s, texts.get(path).map(String::as_str));
     }
+}
+
+/// Append the line of `path` (see [`IndexFile`]); none when the path would break it (a tab
+/// or a line break, which no object's file has: that file is compared by content).
+fn push_line(out: &mut Vec<u8>, path: &str, s: &Stamp, text: Option<&str>) {
+    use std::io::Write;
+    if path.contains(['\t', '\n']) {
+        return;
+    }
+    // Writing into a vector cannot fail.
+    let _ = write!(
+        out,
+        "{path}\t{}\t{}\t{}\t{}\t{}",
+        s.id, s.len, s.ino, s.ctime.0, s.ctime.1
+    );
+    if let Some(t) = text {
+        let _ = write!(out, "\t{t}");
+    }
+    out.push(b'\n');
 }
 
 /// A line of an index file as it is written (nothing copied): what [`OutIndex::intact`] walks.
@@ -1059,6 +1056,17 @@ impl OutIndex {
             .filter(|(p, _)| files.get(p.as_str()).is_some_and(|s| !self.trusted_now(s)))
             .map(|(p, t)| (p.clone(), crate::output::sha256_hex(t.as_bytes())))
             .collect();
+        self.write_whole(&path, revision, (files, dirs, texts));
+    }
+
+    /// Write the index of this directory at `path` whole, as the build of `revision`, a new
+    /// generation (an index that cannot be written only costs time).
+    fn write_whole(
+        &self,
+        path: &std::path::Path,
+        revision: Option<&str>,
+        (files, dirs, texts): (Stamps, Stamps, Texts),
+    ) {
         let abs = std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone());
         let file = IndexFile {
             format: format!("{INDEX_FORMAT}|{}", crate::cache::fingerprint()),
@@ -1069,7 +1077,7 @@ impl OutIndex {
             dirs,
             texts,
         };
-        let _ = write_index(&path, &file);
+        let _ = write_index(path, &file);
     }
 
     /// Whether an entry stamped now would be trusted by an index written now.
@@ -1386,17 +1394,7 @@ impl OutIndex {
                 texts.insert(p.to_owned(), sha);
             }
         }
-        let abs = std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone());
-        let file = IndexFile {
-            format,
-            dir: abs.to_string_lossy().into_owned(),
-            revision: revision.map(str::to_owned),
-            generation: new_generation(),
-            files,
-            dirs,
-            texts,
-        };
-        let _ = write_index(&path, &file);
+        self.write_whole(&path, revision, (files, dirs, texts));
     }
 
     /// The stamps of the directories that hold exactly `files` (and the directories on their
