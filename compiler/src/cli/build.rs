@@ -510,6 +510,8 @@ fn write_indexed(
         Some(o) => o.index.reopened(),
         None => OutIndex::open(Some(cache), &target),
     };
+    // Before the objects are rendered on the thread pool, which asks the index about each.
+    index.decode_now();
     let prefix = args.cluster.as_ref().map(|c| format!("{c}/"));
     let known = |p: &str, id: &str| {
         let rel = prefix.as_deref().map_or(Some(p), |x| p.strip_prefix(x));

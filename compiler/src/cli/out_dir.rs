@@ -828,6 +828,12 @@ impl OutIndex {
         self.overlay = o;
     }
 
+    /// Decode the recorded files now (beside the compile, for a build that compares its files
+    /// with them; not on the thread pool, where threads would wait for the decoding).
+    pub(super) fn decode_now(&self) {
+        let _ = self.decoded();
+    }
+
     /// The recorded files (decoded from the index when first asked, the overlay applied).
     fn files(&self) -> &Stamps {
         &self.decoded().0
