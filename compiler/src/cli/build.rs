@@ -107,9 +107,11 @@ pub(super) fn build(
             .as_ref()
             .and_then(|o| over::prepare(&delta, o.locks.as_ref()?));
         built.checked.timings.push(("render", rendering.elapsed()));
-        match (prepared, opened) {
-            (Some(p), Some(o)) => over = Some((std::sync::Arc::new(*delta), p, o)),
-            (_, opened) => {
+        match (prepared, opened, built.key.clone()) {
+            (Some(p), Some(o), Some(key)) => {
+                over = Some((std::sync::Arc::new(*delta), p, o, key));
+            }
+            (_, opened, _) => {
                 // The output is not as the base revision left it, or its lock files cannot
                 // take the fresh units' entries: compiled whole.
                 opts.base = None;
@@ -188,10 +190,12 @@ struct Compiled {
     checked: crate::Checked,
     /// Shared with the thread storing the revision in the cache, if any.
     lowered: Option<std::sync::Arc<crate::lower::Lowered>>,
+    /// Written over the output: the revision's key with them.
     over: Option<(
         std::sync::Arc<crate::lower::delta::Delta>,
         over::Prepared,
         over::Opened,
+        String,
     )>,
     /// The revision's key in the cache.
     key: Option<String>,
@@ -222,8 +226,7 @@ fn finish(
     }
     let code = report_diagnostics(args, &checked, err, terminal)?;
     if code == 0
-        && let Some((_, prepared, opened)) = over
-        && let Some(key) = &key
+        && let Some((_, prepared, opened, key)) = over
     {
         let mut stages = checked.timings.clone();
         drop(checked);
@@ -235,7 +238,7 @@ fn finish(
         let target = over::write(
             &args.out,
             (prepared, opened.index, &locks),
-            key,
+            &key,
             &mut stages,
         )?;
         // A lock file's text is tens of megabytes at scale: freed as the process ends.

@@ -354,8 +354,6 @@ pub(super) struct OutIndex {
     dirs: Stamps,
     /// The revision whose whole build the recorded files are (see [`OutIndex::revision`]).
     revision: Option<String>,
-    /// The generation of the index file read.
-    generation: String,
     /// What its overlay changed (applied to the fields above and to the files decoded), and
     /// when it was written (its entries' stamps are trusted from then).
     overlay: Overlay,
@@ -796,7 +794,6 @@ impl OutIndex {
             dir: dir.to_path_buf(),
             dirs: std::mem::take(&mut read.dirs),
             revision: read.revision.clone(),
-            generation: read.generation.clone(),
             read,
             written,
             root,
@@ -807,7 +804,7 @@ impl OutIndex {
         let overlay = std::fs::read(&overlay_path)
             .ok()
             .and_then(|b| Overlay::decode(&b))
-            .filter(|o| o.format == format && o.generation == index.generation);
+            .filter(|o| o.format == format && o.generation == index.read.generation);
         if let Some(o) = overlay {
             index.overlay_written = std::fs::metadata(&overlay_path)
                 .and_then(|m| m.modified())
@@ -1375,9 +1372,9 @@ impl OutIndex {
             .map_or_else(|| self.count(), |(f, _)| f.len());
         let small = overlay.files.len() + overlay.gone.len() + unvouched.len()
             <= OVERLAY.max(recorded / 20);
-        if !self.generation.is_empty() && small {
+        if !self.read.generation.is_empty() && small {
             overlay.format = format;
-            overlay.generation = std::mem::take(&mut self.generation);
+            overlay.generation = std::mem::take(&mut self.read.generation);
             overlay.revision = revision.map(str::to_owned);
             overlay.dirs = unvouched.into_iter().collect();
             let _ = write_beside(&path.with_extension("overlay"), &overlay.encode());
