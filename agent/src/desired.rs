@@ -1,9 +1,12 @@
 //! The desired state: one cluster's compiled output (`out/<cluster>/`), read back.
 //!
-//! `plinth.lock.json` lists every object with its path and the sha256 of its canonical JSON;
-//! each file is parsed with plinth's YAML reader and checked against its lock entry (key and
-//! hash), so a hand-edited or half-written tree is refused rather than applied. The revision
-//! of a tree is the sha256 of its lock file.
+//! `plinth.lock.json` lists the tree's lock parts (version 2: `<dir>/plinth.lock.json` per
+//! directory, each with the sha256 of its text), and each part every object of its directory
+//! with its path and the sha256 of its canonical JSON (version 1: one lock file listing every
+//! object). Each part is checked against its sha256 and each file is parsed with plinth's YAML
+//! reader and checked against its lock entry (key and hash), so a hand-edited or half-written
+//! tree is refused rather than applied. The revision of a tree is the sha256 of its lock file
+//! (which covers the parts' texts, through their sha256).
 
 use std::path::Path;
 
@@ -44,13 +47,27 @@ pub struct Desired {
     pub approvals: Vec<Approval>,
 }
 
+/// A lock file: a cluster's (version 1: its `objects`; version 2: its `parts`) or a part's
+/// (version 2: its `dir` and `objects`).
 #[derive(Deserialize)]
 struct Lock {
     version: u32,
     cluster: String,
+    #[serde(default)]
+    dir: Option<String>,
+    #[serde(default)]
+    parts: Vec<LockPart>,
+    #[serde(default)]
     objects: Vec<LockEntry>,
     #[serde(default)]
     approvals: Vec<Approval>,
+}
+
+/// A part listed by a cluster's lock file.
+#[derive(Deserialize)]
+struct LockPart {
+    path: String,
+    sha256: String,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +88,61 @@ struct LockEntry {
 struct LockSource {
     file: String,
     line: u32,
+}
+
+/// The object entries of a cluster's lock parts: each part read, checked against the sha256
+/// its cluster's lock file lists, and holding only objects of its own directory.
+fn read_parts(
+    cluster: &str,
+    parts: Vec<LockPart>,
+    read: &mut impl FnMut(&str) -> Result<String, Error>,
+) -> Result<Vec<LockEntry>, Error> {
+    let bad = |m: String| Error::Tree(m);
+    let mut entries = Vec::new();
+    for part in parts {
+        let dir = part
+            .path
+            .strip_suffix("/plinth.lock.json")
+            .filter(|d| !d.is_empty() && !d.contains('/') && *d != ".." && *d != ".")
+            .ok_or_else(|| {
+                bad(format!(
+                    "lock part path `{}` is not `<directory>/plinth.lock.json` in the tree",
+                    part.path
+                ))
+            })?;
+        let text = read(&part.path)?;
+        if sha256_hex(text.as_bytes()) != part.sha256 {
+            return Err(bad(format!(
+                "`{}` does not match its sha256 in `plinth.lock.json` (edited after the build?)",
+                part.path
+            )));
+        }
+        let lock: Lock = serde_json::from_str(&text)
+            .map_err(|e| bad(format!("`{}` is not a plinth lock part: {e}", part.path)))?;
+        if lock.version != 2
+            || lock.cluster != cluster
+            || lock.dir.as_deref() != Some(dir)
+            || !lock.parts.is_empty()
+            || !lock.approvals.is_empty()
+        {
+            return Err(bad(format!(
+                "`{}` is not the lock part of `{dir}` in cluster `{cluster}`",
+                part.path
+            )));
+        }
+        if let Some(e) = lock
+            .objects
+            .iter()
+            .find(|e| e.path.split_once('/').map(|(d, _)| d) != Some(dir))
+        {
+            return Err(bad(format!(
+                "`{}` lists `{}`, outside its directory",
+                part.path, e.path
+            )));
+        }
+        entries.extend(lock.objects);
+    }
+    Ok(entries)
 }
 
 impl Desired {
@@ -117,13 +189,27 @@ impl Desired {
         mut read: impl FnMut(&str) -> Result<String, Error>,
     ) -> Result<Desired, Error> {
         let bad = |m: String| Error::Tree(m);
-        let lock: Lock = serde_json::from_str(lock_text)
+        let mut lock: Lock = serde_json::from_str(lock_text)
             .map_err(|e| bad(format!("`plinth.lock.json` is not a plinth lock file: {e}")))?;
-        if lock.version != 1 {
-            return Err(bad(format!(
-                "`plinth.lock.json` has version {}; this agent reads version 1",
-                lock.version
-            )));
+        match (lock.version, &lock.dir) {
+            (1, None) if lock.parts.is_empty() => {}
+            (2, None) if lock.objects.is_empty() => {
+                let parts = std::mem::take(&mut lock.parts);
+                lock.objects = read_parts(&lock.cluster, parts, &mut read)?;
+            }
+            (2, Some(dir)) => {
+                return Err(Error::Usage(format!(
+                    "this `plinth.lock.json` lists the objects of `{dir}` only (a part of cluster \
+                     `{}`): pass the cluster's directory, the one above",
+                    lock.cluster
+                )));
+            }
+            (version, _) => {
+                return Err(bad(format!(
+                    "`plinth.lock.json` has version {version} (or fields its version has not); \
+                     this agent reads versions 1 and 2"
+                )));
+            }
         }
         let mut objects = Vec::with_capacity(lock.objects.len());
         for e in lock.objects {
@@ -279,6 +365,116 @@ mod tests {
         assert_eq!(d.objects[0].stage, Stage::Policy);
         assert_eq!(d.objects[0].source, "p.yaml:3");
         assert_eq!(d.revision, sha256_hex(l.as_bytes()));
+    }
+
+    /// A platform of one project, compiled: cluster `prod`'s output.
+    fn compiled() -> plinth::lower::ClusterOutput {
+        let src = plinth::load::MemSource::new()
+            .with(
+                "plinth.yaml",
+                "apiVersion: plinth.dev/v1alpha1\nkind: Platform\nmetadata:\n  name: a\nspec:\n  clusters:\n    - name: prod\n      kubernetesVersion: \"1.32\"\n      provider: onPrem\n",
+            )
+            .with(
+                "projects/er.yaml",
+                "apiVersion: plinth.dev/v1alpha1\nkind: Project\nmetadata:\n  name: er\nspec:\n  owners: [dana@acme.example]\n  quota: {cpu: \"8\", memory: 16Gi}\n",
+            );
+        let built = plinth::build_source(&src, &plinth::Options::default()).unwrap();
+        built.lowered.unwrap().clusters.remove("prod").unwrap()
+    }
+
+    /// The tree `tree` with its lock part `path` made `edit` of what it was, and the cluster's
+    /// lock file listing it with the sha256 of its new text.
+    fn with_part(
+        tree: &plinth::emit::Tree,
+        path: &str,
+        edit: impl Fn(&mut serde_json::Value),
+    ) -> plinth::emit::Tree {
+        let mut tree = tree.clone();
+        let mut part: serde_json::Value = serde_json::from_str(&tree[path]).unwrap();
+        edit(&mut part);
+        let text = serde_json::to_string_pretty(&part).unwrap();
+        let mut top: serde_json::Value = serde_json::from_str(&tree["plinth.lock.json"]).unwrap();
+        for p in top["parts"].as_array_mut().unwrap() {
+            if p["path"] == path {
+                p["sha256"] = sha256_hex(text.as_bytes()).into();
+            }
+        }
+        tree.insert(path.to_owned(), text);
+        tree.insert(
+            "plinth.lock.json".to_owned(),
+            serde_json::to_string_pretty(&top).unwrap(),
+        );
+        tree
+    }
+
+    /// A tree of lock parts reads back as its objects; a part changed behind its lock file, one
+    /// listing an object outside its directory or of another directory or cluster, a part path
+    /// leaving the tree, a part given as the tree's lock file and an unknown version are refused.
+    #[test]
+    fn reads_a_tree_of_lock_parts_and_refuses_a_part_changed_or_misplaced() {
+        let out = compiled();
+        let tree = plinth::emit::cluster_tree("prod", &out).unwrap();
+        let read = |tree: &plinth::emit::Tree| {
+            Desired::from_files(&tree["plinth.lock.json"], |p| {
+                tree.get(p)
+                    .cloned()
+                    .ok_or_else(|| Error::Tree(format!("no `{p}`")))
+            })
+        };
+        let d = read(&tree).unwrap();
+        assert_eq!(d.objects.len(), out.manifests.len());
+        assert!(
+            tree.contains_key("er/plinth.lock.json")
+                && tree.contains_key("_cluster/plinth.lock.json")
+        );
+        let err = |tree: &plinth::emit::Tree| read(tree).unwrap_err().to_string();
+        let mut edited = tree.clone();
+        edited.get_mut("er/plinth.lock.json").unwrap().push(' ');
+        assert!(
+            err(&edited).contains("`er/plinth.lock.json` does not match its sha256"),
+            "{}",
+            err(&edited)
+        );
+        let outside = with_part(&tree, "er/plinth.lock.json", |p| {
+            p["objects"][0]["path"] = "_cluster/x.yaml".into();
+        });
+        assert!(
+            err(&outside).contains("outside its directory"),
+            "{}",
+            err(&outside)
+        );
+        for (field, value) in [("dir", "_cluster"), ("cluster", "staging")] {
+            let other = with_part(&tree, "er/plinth.lock.json", |p| p[field] = value.into());
+            assert!(
+                err(&other).contains("is not the lock part of `er` in cluster `prod`"),
+                "{}",
+                err(&other)
+            );
+        }
+        let mut leaving = tree.clone();
+        let top = leaving["plinth.lock.json"]
+            .replace("\"er/plinth.lock.json\"", "\"../er/plinth.lock.json\"");
+        leaving.insert("plinth.lock.json".into(), top);
+        assert!(
+            err(&leaving).contains("is not `<directory>/plinth.lock.json` in the tree"),
+            "{}",
+            err(&leaving)
+        );
+        let part =
+            Desired::from_files(&tree["er/plinth.lock.json"], |p| Ok(tree[p].clone())).unwrap_err();
+        assert!(matches!(part, Error::Usage(_)), "{part}");
+        assert!(
+            part.to_string().contains("pass the cluster's directory"),
+            "{part}"
+        );
+        let mut v3 = tree.clone();
+        let top = v3["plinth.lock.json"].replacen("\"version\": 2", "\"version\": 3", 1);
+        v3.insert("plinth.lock.json".into(), top);
+        assert!(
+            err(&v3).contains("this agent reads versions 1 and 2"),
+            "{}",
+            err(&v3)
+        );
     }
 
     #[test]

@@ -173,10 +173,12 @@ pub fn cluster_tree(cluster: &str, out: &ClusterOutput) -> Result<Tree, String> 
 }
 
 /// A run of objects rendered: per object its file's path (with the cluster's prefix), its
-/// text (`None`: not rendered) and the id of its content; and their lock entries, joined.
+/// text (`None`: not rendered) and the id of its content; and their lock entries, one after
+/// the other (`ends`: where each ends).
 struct Run {
     files: Vec<(String, Option<String>, String)>,
     lock: String,
+    ends: Vec<usize>,
 }
 
 /// Render a run of objects: each object's path (`prefix` and [`object_path`]) and what
@@ -188,23 +190,65 @@ fn render_run(
 ) -> Run {
     let mut files = Vec::with_capacity(run.len());
     let mut lock = String::with_capacity(run.len() * 480);
+    let mut ends = Vec::with_capacity(run.len());
     for m in run {
         let mut path = String::with_capacity(prefix.len() + 64);
         path.push_str(prefix);
         push_object_path(&m.key, &mut path);
         let (text, id) = render(m, &path);
-        if !lock.is_empty() {
-            lock.push_str(",\n");
-        }
         push_lock_entry(&lock_entry(m, &path[prefix.len()..], &id), &mut lock);
+        ends.push(lock.len());
         files.push((path, text, id));
     }
-    Run { files, lock }
+    Run { files, lock, ends }
+}
+
+/// The name of a lock file: a cluster's (`<cluster>/plinth.lock.json`, listing its parts) and
+/// each part's (`<cluster>/<dir>/plinth.lock.json`, listing the objects written in `<dir>`).
+pub const LOCK_FILE: &str = "plinth.lock.json";
+
+/// The version of the lock files written (1: one lock file listing every object).
+pub const LOCK_VERSION: u32 = 2;
+
+/// A cluster's lock parts: per directory of its objects (a namespace, or `_cluster`), the
+/// part's path (`<dir>/plinth.lock.json`), text and sha256. `files` are the objects' paths
+/// (with `prefix`) in object (key) order and `locks` their runs' entries, in the same order
+/// (each run's text and where each of its entries ends): a part lists its entries in that
+/// order.
+fn lock_parts(
+    cluster: &str,
+    prefix: &str,
+    files: &[(String, String)],
+    locks: &[(String, Vec<usize>)],
+) -> Result<Vec<(String, String, String)>, String> {
+    use rayon::prelude::*;
+    let mut by_dir: std::collections::HashMap<&str, Vec<&str>, foldhash::fast::RandomState> =
+        Default::default();
+    let mut paths = files.iter();
+    for (lock, ends) in locks {
+        let mut from = 0;
+        for (&end, (path, _)) in ends.iter().zip(paths.by_ref()) {
+            let rel = &path[prefix.len()..];
+            let dir = rel.split_once('/').map_or(rel, |(d, _)| d);
+            by_dir.entry(dir).or_default().push(&lock[from..end]);
+            from = end;
+        }
+    }
+    let mut by_dir: Vec<(&str, Vec<&str>)> = by_dir.into_iter().collect();
+    by_dir.sort_unstable_by_key(|(dir, _)| *dir);
+    by_dir
+        .par_iter()
+        .map(|(dir, entries)| {
+            let text = part_text(cluster, dir, entries)?;
+            let sha = crate::lower::sha256_hex(text.as_bytes());
+            Ok((format!("{dir}/{LOCK_FILE}"), text, sha))
+        })
+        .collect()
 }
 
 /// Add a cluster's files from its rendered objects, in object order: the objects, the
-/// kustomization and the lock file (which also lists the approvals of the cluster, when there
-/// are any: the agent judges deletions by them). Paths carry `prefix`; a file `known` to hold
+/// kustomization, the lock parts and the lock file (which lists the parts and the approvals
+/// of the cluster, when there are any: the agent judges deletions by them). Paths carry `prefix`; a file `known` to hold
 /// its content already is not kept (only its id).
 fn add_cluster(
     files: &mut Files,
@@ -213,7 +257,7 @@ fn add_cluster(
     approvals: &[Approval],
     known: &(dyn Fn(&str, &str) -> bool + Sync),
 ) -> Result<(), String> {
-    let mut lock = Vec::with_capacity(runs.len());
+    let mut locks = Vec::with_capacity(runs.len());
     let mut ids: Vec<(String, String)> =
         Vec::with_capacity(runs.iter().map(|r| r.files.len()).sum::<usize>() + 2);
     for run in runs {
@@ -223,8 +267,10 @@ fn add_cluster(
             }
             ids.push((path, id));
         }
-        lock.push(run.lock);
+        locks.push((run.lock, run.ends));
     }
+    let parts = lock_parts(cluster, prefix, &ids, &locks)?;
+    drop(locks);
     use rayon::prelude::*;
     // In path order (the kustomization's), two objects of one file side by side.
     ids.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -242,17 +288,25 @@ fn add_cluster(
             (text, id)
         },
         || {
-            lock_file_text(cluster, lock, approvals).map(|text| {
+            let listed = parts.iter().map(|(p, _, sha)| (p.as_str(), sha.as_str()));
+            top_text(cluster, listed, approvals).map(|text| {
                 let id = large_text_id(&text);
                 (text, id)
             })
         },
     );
-    // Sorted: the map is built in one pass.
+    for (path, text, sha) in parts {
+        let full = format!("{prefix}{path}");
+        if !known(&full, &sha) {
+            files.texts.insert(full.clone(), text);
+        }
+        ids.push((full, sha));
+    }
+    // Sorted but for the parts at the end: the map is built in one pass.
     let mut ids: BTreeMap<String, String> = ids.into_iter().collect();
     for (name, (text, id)) in [
         ("kustomization.yaml", kustomization),
-        ("plinth.lock.json", lock_text?),
+        (LOCK_FILE, lock_text?),
     ] {
         let full = format!("{prefix}{name}");
         if !known(&full, &id) {
@@ -308,63 +362,152 @@ fn kustomization_text<'a>(paths: impl ExactSizeIterator<Item = &'a str>) -> Stri
     text
 }
 
-/// The text of `plinth.lock.json`: `serde_json`'s pretty form of a [`LockFile`], from its
-/// object entries already in that form, in runs (each a run's entries joined by `,` lines:
-/// [`push_lock_entry`], rendered in parallel with the objects: tens of megabytes for a large
-/// platform).
-fn lock_file_text(
-    cluster: &str,
-    runs: Vec<String>,
-    approvals: &[Approval],
-) -> Result<String, String> {
-    let doc = LockFile {
-        version: 1,
-        cluster,
-        objects: Vec::new(),
-        approvals,
-    };
-    let shell = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
-    let runs: Vec<String> = runs.into_iter().filter(|r| !r.is_empty()).collect();
-    if runs.is_empty() {
-        return Ok(shell + "\n");
+/// A lock part's text: `serde_json`'s pretty form of a [`LockFile`] of `cluster`'s directory
+/// `dir`, from its object entries already in that form ([`push_lock_entry`], rendered in
+/// parallel with the objects: tens of megabytes for a large platform, in all).
+fn part_text(cluster: &str, dir: &str, entries: &[&str]) -> Result<String, String> {
+    let shell = part_shell(cluster, dir)?;
+    if entries.is_empty() {
+        return Ok(shell);
     }
     // The empty list's place (the quotes of a key cannot occur inside a JSON string).
-    let at = "\"objects\": []";
-    let Some(i) = shell.find(at) else {
+    let Some(i) = shell.find(OBJECTS) else {
         return Err("the lock file has no object list".to_owned());
     };
-    let size = shell.len() + runs.iter().map(|e| e.len() + 2).sum::<usize>() + 16;
+    let size = shell.len() + entries.iter().map(|e| e.len() + 2).sum::<usize>() + 16;
     let mut text = String::with_capacity(size);
     text.push_str(&shell[..i]);
     text.push_str("\"objects\": [\n");
-    for (n, e) in runs.iter().enumerate() {
+    for (n, e) in entries.iter().enumerate() {
         if n > 0 {
             text.push_str(",\n");
         }
         text.push_str(e);
     }
     text.push_str("\n  ]");
-    text.push_str(&shell[i + at.len()..]);
-    text.push('\n');
+    text.push_str(&shell[i + OBJECTS.len()..]);
     Ok(text)
 }
 
-/// A cluster's lock file `old`, written for a revision holding the same object keys, with the
-/// entries of the `changed` objects (each with its content id) written anew: the lock file
-/// [`files`] renders for the objects `old` lists with those changed, when `old` is one this
-/// module wrote for `cluster` and `approvals`. `None` when it is not one of those or an object
-/// is not listed (then the whole lock file is rendered). Each object's entry is found by a
-/// binary search over the entries (in key order). Borrowed when every entry is as it was.
+/// Where a lock part's shell ([`part_shell`]) takes its entries.
+const OBJECTS: &str = "\"objects\": []";
+
+/// A lock part of `cluster`'s directory `dir` without its entries.
+fn part_shell(cluster: &str, dir: &str) -> Result<String, String> {
+    let doc = LockFile {
+        version: LOCK_VERSION,
+        cluster,
+        dir: Some(dir),
+        parts: None,
+        objects: Some(Vec::new()),
+        approvals: &[],
+    };
+    let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
+    Ok(text + "\n")
+}
+
+/// A cluster's lock file: its parts (path and sha256 each, in path order) and its approvals.
+fn top_text<'a>(
+    cluster: &str,
+    parts: impl Iterator<Item = (&'a str, &'a str)>,
+    approvals: &[Approval],
+) -> Result<String, String> {
+    let doc = LockFile {
+        version: LOCK_VERSION,
+        cluster,
+        dir: None,
+        parts: Some(
+            parts
+                .map(|(path, sha256)| LockPart { path, sha256 })
+                .collect(),
+        ),
+        objects: None,
+        approvals,
+    };
+    let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
+    Ok(text + "\n")
+}
+
+/// What [`splice_lock`] makes of a cluster's lock files.
+#[derive(Debug)]
+pub struct SplicedLock<'o> {
+    /// The cluster's lock file (borrowed when no part changed).
+    pub top: std::borrow::Cow<'o, str>,
+    /// The parts that changed: path (`<dir>/plinth.lock.json`), text and sha256 each.
+    pub parts: Vec<(String, String, String)>,
+}
+
+/// A cluster's lock files written for a revision holding the same object keys — its lock file
+/// `top` and the parts `part(path)` reads — with the entries of the `changed` objects (each
+/// with its content id) written anew: the lock files [`files`] renders for the objects they
+/// list with those changed, when they are ones this module wrote for `cluster` and `approvals`
+/// (and each part read is the one `top` lists, by its sha256). `None` when they are not or an
+/// object is not listed (then the lock files are rendered whole). Each object's entry is found
+/// by a binary search over its part's entries (in key order); only the parts holding a changed
+/// entry are read.
 pub fn splice_lock<'o>(
-    old: &'o str,
+    top: &'o str,
+    part: &dyn Fn(&str) -> Option<String>,
     cluster: &str,
     changed: &[(&Manifest, &str)],
     approvals: &[Approval],
-) -> Option<std::borrow::Cow<'o, str>> {
-    let shell = lock_file_text(cluster, Vec::new(), approvals).ok()?;
-    let at = "\"objects\": []";
+) -> Option<SplicedLock<'o>> {
+    let mut by_dir: BTreeMap<String, Vec<(&Manifest, &str)>> = BTreeMap::new();
+    for &(m, id) in changed {
+        let path = object_path(&m.key);
+        let (dir, _) = path.split_once('/')?;
+        by_dir.entry(dir.to_owned()).or_default().push((m, id));
+    }
+    // The lock file as written for this cluster and its approvals, its parts' list aside.
+    let shell = top_text(cluster, std::iter::empty(), approvals).ok()?;
+    let at = "\"parts\": []";
     let i = shell.find(at)?;
     let (head, tail) = (&shell[..i], &shell[i + at.len()..]);
+    let list = top.strip_prefix(head)?.strip_suffix(tail)?;
+    let mut edits: Vec<(usize, String)> = Vec::new();
+    let mut parts = Vec::new();
+    for (dir, objects) in &by_dir {
+        let path = format!("{dir}/{LOCK_FILE}");
+        // The part's line in the list, then its sha256 (a line break cannot occur in a JSON
+        // string, so this is a part's entry).
+        let mut needle = String::from("\"path\": ");
+        push_json_string(&path, &mut needle);
+        needle.push_str(",\n      \"sha256\": \"");
+        let sha_at = list.find(&needle)? + needle.len();
+        let listed = list.get(sha_at..sha_at + 64)?;
+        let old = part(&path)?;
+        if crate::lower::sha256_hex(old.as_bytes()) != listed {
+            return None;
+        }
+        let shell = part_shell(cluster, dir).ok()?;
+        if let std::borrow::Cow::Owned(new) = splice_entries(&old, &shell, objects)? {
+            let sha = crate::lower::sha256_hex(new.as_bytes());
+            edits.push((head.len() + sha_at, sha.clone()));
+            parts.push((path, new, sha));
+        }
+    }
+    let top = if edits.is_empty() {
+        std::borrow::Cow::Borrowed(top)
+    } else {
+        let mut text = top.to_owned();
+        for (at, sha) in &edits {
+            text.replace_range(*at..*at + sha.len(), sha);
+        }
+        std::borrow::Cow::Owned(text)
+    };
+    Some(SplicedLock { top, parts })
+}
+
+/// A lock part `old` (whose shell is `shell`) with the entries of `changed` written anew;
+/// borrowed when every entry is as it was. `None` when `old` is not of that shell or an object
+/// is not listed.
+fn splice_entries<'o>(
+    old: &'o str,
+    shell: &str,
+    changed: &[(&Manifest, &str)],
+) -> Option<std::borrow::Cow<'o, str>> {
+    let i = shell.find(OBJECTS)?;
+    let (head, tail) = (&shell[..i], &shell[i + OBJECTS.len()..]);
     let open = "\"objects\": [\n";
     let close = "\n  ]";
     let body = old
@@ -540,14 +683,27 @@ struct LockSource<'a> {
     name: &'a str,
 }
 
-/// `plinth.lock.json`.
+/// A lock file ([`LOCK_FILE`]): a cluster's (its `parts` and `approvals`) or a part's (its
+/// `dir` and `objects`).
 #[derive(serde::Serialize)]
 struct LockFile<'a> {
     version: u32,
     cluster: &'a str,
-    objects: Vec<LockEntry<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dir: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parts: Option<Vec<LockPart<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    objects: Option<Vec<LockEntry<'a>>>,
     #[serde(skip_serializing_if = "<[Approval]>::is_empty")]
     approvals: &'a [Approval],
+}
+
+/// A part's entry in a cluster's lock file.
+#[derive(serde::Serialize)]
+struct LockPart<'a> {
+    path: &'a str,
+    sha256: &'a str,
 }
 
 /// One cluster's objects as a single YAML stream, in apply order.
@@ -575,7 +731,7 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
-    fn the_lock_file_is_the_pretty_form_of_the_whole_document() {
+    fn a_lock_part_is_the_pretty_form_of_the_whole_document() {
         // Strings JSON must escape (quotes, a newline, a backslash, a control character) and
         // some it must not (non-ASCII).
         let names: Vec<String> = (0..3).map(|i| format!("cm-{i}")).collect();
@@ -595,16 +751,8 @@ mod tests {
             },
             namespace: ns,
         };
-        let approvals = [Approval {
-            object: "ConfigMap/x/cm-1".into(),
-            cluster: Some("prod".into()),
-            reason: "because \"objects\": []".into(),
-            approver: None,
-            file: Arc::from("platform.yaml"),
-            line: 7,
-        }];
         for n in [0, 1, 3] {
-            for a in [&approvals[..], &[]] {
+            for dir in ["x", "_cluster", "é \"q\""] {
                 let texts: Vec<String> = (0..n)
                     .map(|i| {
                         let mut text = String::new();
@@ -613,22 +761,21 @@ mod tests {
                     })
                     .collect();
                 let mut want = serde_json::to_string_pretty(&LockFile {
-                    version: 1,
+                    version: LOCK_VERSION,
                     cluster: "prod",
-                    objects: (0..n)
-                        .map(|i| entry(i, (i % 2 == 0).then_some("x")))
-                        .collect(),
-                    approvals: a,
+                    dir: Some(dir),
+                    parts: None,
+                    objects: Some(
+                        (0..n)
+                            .map(|i| entry(i, (i % 2 == 0).then_some("x")))
+                            .collect(),
+                    ),
+                    approvals: &[],
                 })
                 .expect("json");
                 want.push('\n');
-                assert_eq!(
-                    lock_file_text("prod", texts.clone(), a).expect("text"),
-                    want
-                );
-                // The same entries in one run, an empty run beside.
-                let run = vec![texts.join(",\n"), String::new()];
-                assert_eq!(lock_file_text("prod", run, a).expect("text"), want);
+                let entries: Vec<&str> = texts.iter().map(String::as_str).collect();
+                assert_eq!(part_text("prod", dir, &entries).expect("text"), want);
             }
         }
     }
@@ -730,15 +877,23 @@ mod tests {
 
     /// A cluster of `n` ConfigMaps in namespace `a` (in key order), and more in `extra`.
     fn cluster_of(n: usize, extra: &[(&str, &str)]) -> Lowered {
+        cluster_in(n, extra, &[Some("a")])
+    }
+
+    /// A cluster of `n` config maps and the `extra` ones (API version and name), the `i`th in
+    /// the namespace `namespaces[i % len]` (`None`: cluster-scoped), the extra ones in `a`.
+    fn cluster_in(n: usize, extra: &[(&str, &str)], namespaces: &[Option<&str>]) -> Lowered {
         let origin = crate::output::Origin {
             file: Arc::from("projects/a.yaml"),
             line: 1,
             kind: crate::model::Kind::Project,
             name: "a".into(),
         };
-        let object = |api: &str, name: &str| {
-            let v = json!({"apiVersion": api, "kind": "ConfigMap",
-                           "metadata": {"name": name, "namespace": "a"}});
+        let object = |api: &str, name: &str, ns: Option<&str>| {
+            let mut v = json!({"apiVersion": api, "kind": "ConfigMap", "metadata": {"name": name}});
+            if let Some(ns) = ns {
+                v["metadata"]["namespace"] = json!(ns);
+            }
             Manifest {
                 key: ObjectKey::of(&v),
                 object: crate::output::Obj::from(v),
@@ -747,8 +902,14 @@ mod tests {
             }
         };
         let mut manifests: Vec<Manifest> = (0..n)
-            .map(|i| object("v1", &format!("cm-{i:04}")))
-            .chain(extra.iter().map(|(api, name)| object(api, name)))
+            .map(|i| {
+                object(
+                    "v1",
+                    &format!("cm-{i:04}"),
+                    namespaces[i % namespaces.len()],
+                )
+            })
+            .chain(extra.iter().map(|(api, name)| object(api, name, Some("a"))))
             .collect();
         manifests.sort_by(|a, b| a.key.cmp(&b.key));
         let out = ClusterOutput {
@@ -762,37 +923,66 @@ mod tests {
         }
     }
 
-    /// Objects rendered in runs make the files and the lock file rendering them one by one
-    /// would: every object's file, and the lock file listing them all in key order.
+    /// Objects rendered in runs make the files and the lock files rendering them one by one
+    /// would: every object's file, a lock part per directory listing its objects in key order
+    /// (with the sha256 of its text in the cluster's lock file, which lists the parts).
     #[test]
-    fn objects_rendered_in_runs_are_every_file_and_one_lock_file() {
-        for n in [0, 1, RUN - 1, RUN, RUN + 1, 2 * RUN + 7] {
-            let lowered = cluster_of(n, &[]);
+    fn objects_rendered_in_runs_are_every_file_and_the_lock_files() {
+        let spread = [Some("a"), Some("b"), None, Some("a")];
+        for n in [0, 1, 3, RUN - 1, RUN, RUN + 1, 2 * RUN + 7] {
+            let lowered = cluster_in(n, &[], &spread);
             let rendered = files(&lowered, None, &|_, _| false).expect("renders");
             let objects = &lowered.clusters["prod"].manifests;
+            let mut dirs: BTreeMap<String, Vec<&str>> = BTreeMap::new();
             for m in objects {
-                let path = format!("prod/{}", object_path(&m.key));
+                let path = object_path(&m.key);
+                let dir = path.split_once('/').expect("a directory").0.to_owned();
+                dirs.entry(dir).or_default().push(&m.key.name);
+                let path = format!("prod/{path}");
                 assert_eq!(rendered.ids[&path], m.object.sha());
                 assert_eq!(rendered.texts[&path], m.object.peek(to_yaml));
             }
             assert_eq!(
                 rendered.ids.len(),
-                n + 2,
-                "the objects, the kustomization, the lock file"
+                n + dirs.len() + 2,
+                "the objects, a part per directory, the kustomization, the lock file"
             );
-            let lock: Value =
+            let top: Value =
                 serde_json::from_str(&rendered.texts["prod/plinth.lock.json"]).expect("json");
-            let listed: Vec<&str> = lock["objects"]
+            assert_eq!(top["version"], 2);
+            let parts: Vec<(&str, &str)> = top["parts"]
                 .as_array()
                 .expect("a list")
                 .iter()
-                .map(|e| e["name"].as_str().expect("a name"))
+                .map(|p| {
+                    (
+                        p["path"].as_str().expect("a path"),
+                        p["sha256"].as_str().expect("a sha"),
+                    )
+                })
                 .collect();
-            let names: Vec<&str> = objects.iter().map(|m| m.key.name.as_str()).collect();
-            assert_eq!(listed, names);
+            let want: Vec<String> = dirs
+                .keys()
+                .map(|d| format!("{d}/plinth.lock.json"))
+                .collect();
+            assert_eq!(parts.iter().map(|(p, _)| *p).collect::<Vec<_>>(), want);
+            for ((path, sha), (dir, names)) in parts.iter().zip(&dirs) {
+                let text = &rendered.texts[&format!("prod/{path}")];
+                assert_eq!(crate::lower::sha256_hex(text.as_bytes()), *sha);
+                assert_eq!(rendered.ids[&format!("prod/{path}")], *sha);
+                let part: Value = serde_json::from_str(text).expect("json");
+                assert_eq!(part["dir"], dir.as_str());
+                let listed: Vec<&str> = part["objects"]
+                    .as_array()
+                    .expect("a list")
+                    .iter()
+                    .map(|e| e["name"].as_str().expect("a name"))
+                    .collect();
+                assert_eq!(&listed, names, "{dir}: in key order");
+            }
             // The same files consuming the output, and for the cluster alone.
             assert_eq!(
-                into_tree(cluster_of(n, &[]), None).expect("renders"),
+                into_tree(cluster_in(n, &[], &spread), None).expect("renders"),
                 rendered.texts
             );
             let alone = cluster_tree("prod", &lowered.clusters["prod"]).expect("renders");
@@ -803,7 +993,7 @@ mod tests {
             assert_eq!(prefixed, rendered.texts);
             // Known files are not rendered, and still named with their ids.
             let known = files(&lowered, None, &|p, _| !p.ends_with(".json")).expect("renders");
-            assert_eq!(known.texts.len(), 1, "only the lock file");
+            assert_eq!(known.texts.len(), 1 + dirs.len(), "only the lock files");
             assert_eq!(known.ids, rendered.ids);
         }
     }
@@ -815,18 +1005,26 @@ mod tests {
             .collect()
     }
 
-    /// A lock file with some objects' entries spliced in is the lock file of the objects with
+    /// Lock files with some objects' entries spliced in are the lock files of the objects with
     /// those changed (content, source line), wherever they fall among the entries (first,
-    /// last, side by side, cluster-scoped ones before the namespaced); a lock file not of this
-    /// cluster or its approvals, or an object it does not list, is no splice.
+    /// last, side by side, in one part or several, cluster-scoped ones among them): the parts
+    /// holding them rewritten, the others not read, the cluster's lock file listing the new
+    /// parts. Lock files not of this cluster or its approvals, a part that is not the one the
+    /// lock file lists, or an object they do not list, are no splice.
     #[test]
-    fn a_spliced_lock_file_is_the_lock_file_of_the_objects_changed() {
+    fn spliced_lock_files_are_the_lock_files_of_the_objects_changed() {
         let extra = [("example.com/v1", "x-0"), ("apps/v1", "a-0"), ("v1", "zz")];
+        let spread = [Some("a"), None, Some("b"), Some("b"), Some("c")];
         for n in [1, 2, 3, 17, RUN + 3] {
-            let base = cluster_of(n, &extra);
+            let base = cluster_in(n, &extra, &spread);
             let total = n + extra.len();
-            let old =
-                &files(&base, None, &|_, _| false).expect("renders").texts["prod/plinth.lock.json"];
+            let old = files(&base, None, &|_, _| false).expect("renders").texts;
+            let top = &old["prod/plinth.lock.json"];
+            let read = std::sync::Mutex::new(Vec::new());
+            let part = |p: &str| {
+                read.lock().expect("lock").push(p.to_owned());
+                old.get(&format!("prod/{p}")).cloned()
+            };
             let picks: Vec<Vec<usize>> = vec![
                 vec![0],
                 vec![total - 1],
@@ -835,7 +1033,7 @@ mod tests {
                 (0..total).collect(),
             ];
             for pick in picks {
-                let mut head = cluster_of(n, &extra);
+                let mut head = cluster_in(n, &extra, &spread);
                 let out = head.clusters.get_mut("prod").expect("prod");
                 for &i in &pick {
                     let m = &mut out.manifests[i];
@@ -844,16 +1042,45 @@ mod tests {
                     m.object = crate::output::Obj::from(v);
                     m.origin.line = 40 + u32::try_from(i).expect("small");
                 }
-                let new = &files(&head, None, &|_, _| false).expect("renders").texts["prod/plinth.lock.json"];
+                let new = files(&head, None, &|_, _| false).expect("renders").texts;
                 let changed = picked(&head.clusters["prod"], &pick);
-                let spliced = splice_lock(old, "prod", &changed, &[]).expect("spliced");
-                assert!(spliced == new.as_str(), "n = {n}, picked {pick:?}");
-                assert!(matches!(spliced, std::borrow::Cow::Owned(_)));
-                // The old objects spliced into their own lock file: nothing to write.
+                read.lock().expect("lock").clear();
+                let spliced = splice_lock(top, &part, "prod", &changed, &[]).expect("spliced");
+                assert!(
+                    spliced.top == new["prod/plinth.lock.json"].as_str(),
+                    "n = {n}, picked {pick:?}"
+                );
+                assert!(matches!(spliced.top, std::borrow::Cow::Owned(_)));
+                let touched: std::collections::BTreeSet<String> = changed
+                    .iter()
+                    .map(|(m, _)| {
+                        format!(
+                            "{}/plinth.lock.json",
+                            object_path(&m.key).split_once('/').expect("dir").0
+                        )
+                    })
+                    .collect();
+                let written: std::collections::BTreeSet<String> =
+                    spliced.parts.iter().map(|(p, ..)| p.clone()).collect();
+                assert_eq!(written, touched);
+                let was_read: std::collections::BTreeSet<String> =
+                    read.lock().expect("lock").iter().cloned().collect();
+                assert_eq!(
+                    was_read, touched,
+                    "only the parts holding a changed entry are read"
+                );
+                for (path, text, sha) in &spliced.parts {
+                    assert_eq!(text, &new[&format!("prod/{path}")]);
+                    assert_eq!(sha, &new_sha(text));
+                }
+                // The old objects spliced into their own lock files: nothing to write.
                 let same = picked(&base.clusters["prod"], &pick);
-                let unchanged = splice_lock(old, "prod", &same, &[]).expect("spliced");
-                assert!(matches!(unchanged, std::borrow::Cow::Borrowed(t) if t == old.as_str()));
-                assert!(splice_lock(old, "other", &changed, &[]).is_none());
+                let unchanged = splice_lock(top, &part, "prod", &same, &[]).expect("spliced");
+                assert!(
+                    matches!(unchanged.top, std::borrow::Cow::Borrowed(t) if t == top.as_str())
+                );
+                assert!(unchanged.parts.is_empty());
+                assert!(splice_lock(top, &part, "other", &changed, &[]).is_none());
                 let approvals = [Approval {
                     object: "Namespace/a".into(),
                     cluster: None,
@@ -862,7 +1089,10 @@ mod tests {
                     file: Arc::from("plinth.yaml"),
                     line: 3,
                 }];
-                assert!(splice_lock(old, "prod", &changed, &approvals).is_none());
+                assert!(splice_lock(top, &part, "prod", &changed, &approvals).is_none());
+                // A part that is not the one listed (changed behind plinth's back).
+                let tampered = |p: &str| part(p).map(|t| t.replacen("\"kind\"", "\"kind\" ", 1));
+                assert!(splice_lock(top, &tampered, "prod", &changed, &[]).is_none());
             }
             let stranger = cluster_of(1, &[("v1", "not-listed")]);
             let m = stranger.clusters["prod"]
@@ -870,8 +1100,12 @@ mod tests {
                 .iter()
                 .find(|m| m.key.name == "not-listed")
                 .expect("one");
-            assert!(splice_lock(old, "prod", &[(m, m.object.sha())], &[]).is_none());
+            assert!(splice_lock(top, &part, "prod", &[(m, m.object.sha())], &[]).is_none());
         }
+    }
+
+    fn new_sha(text: &str) -> String {
+        crate::lower::sha256_hex(text.as_bytes())
     }
 
     /// Two objects whose files would be one (kinds differing in case, or an API group only)

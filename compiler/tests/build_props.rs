@@ -454,10 +454,14 @@ fn relocate(tree: &Tree, from: &Places, to: &Places) -> Tree {
         out.insert(path.clone(), to_yaml(&v));
         objects.insert(path.clone(), v);
     }
+    // The lock parts (`<cluster>/<dir>/plinth.lock.json`) first, then the clusters' lock files
+    // listing them by their sha256.
+    let part = |path: &str| path.matches('/').count() == 2;
     for (path, text) in tree {
         if path.ends_with("/kustomization.yaml") {
             out.insert(path.clone(), text.clone());
-        } else if let Some(cluster) = path.strip_suffix("/plinth.lock.json") {
+        } else if path.ends_with("/plinth.lock.json") && part(path) {
+            let cluster = path.split_once('/').expect("a cluster").0;
             let mut lock: Value = serde_json::from_str(text).expect("lock is JSON");
             for o in lock["objects"].as_array_mut().expect("objects") {
                 let file_path = format!("{cluster}/{}", o["path"].as_str().expect("path"));
@@ -475,6 +479,23 @@ fn relocate(tree: &Tree, from: &Places, to: &Places) -> Tree {
                 o["source"]["file"] = json!(nf);
                 o["source"]["line"] = json!(nl);
                 o["sha256"] = json!(sha256_hex(canonical_json(&objects[&file_path]).as_bytes()));
+            }
+            let mut s = serde_json::to_string_pretty(&lock).expect("json");
+            s.push('\n');
+            out.insert(path.clone(), s);
+        }
+    }
+    for (path, text) in tree {
+        if let Some(cluster) = path.strip_suffix("/plinth.lock.json").filter(|_| !part(path)) {
+            let mut lock: Value = serde_json::from_str(text).expect("lock is JSON");
+            for p in lock["parts"].as_array_mut().expect("parts") {
+                let part_path = format!("{cluster}/{}", p["path"].as_str().expect("path"));
+                assert_eq!(
+                    p["sha256"].as_str(),
+                    Some(sha256_hex(tree[&part_path].as_bytes()).as_str()),
+                    "{part_path}: the lock file's sha256 is not the part's"
+                );
+                p["sha256"] = json!(sha256_hex(out[&part_path].as_bytes()));
             }
             let mut s = serde_json::to_string_pretty(&lock).expect("json");
             s.push('\n');
@@ -822,9 +843,24 @@ fn small_change(extra: &[&str]) {
         .filter(|(p, b)| before.get(*p) != Some(b))
         .map(|(p, _)| p)
         .collect();
+    // The objects the quota decides, the lock parts of their directories and the cluster's
+    // lock file listing those parts.
+    let objects: Vec<&PathBuf> = changed
+        .iter()
+        .copied()
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    let mut locks: BTreeSet<PathBuf> = objects
+        .iter()
+        .map(|p| p.with_file_name("plinth.lock.json"))
+        .collect();
+    locks.extend(objects.iter().filter_map(|p| Some(p.parent()?.with_file_name("plinth.lock.json"))));
     assert!(
-        !changed.is_empty() && changed.len() < 6,
-        "a quota change changes its ResourceQuota and the lock files: {changed:?}"
+        !objects.is_empty()
+            && objects.len() <= 3
+            && changed.len() == objects.len() + locks.len()
+            && locks.iter().all(|l| changed.contains(&l)),
+        "a quota change changes its ResourceQuota, ClusterQueue and Cohort and their lock files: {changed:?}"
     );
     for (p, ino) in &after_inodes {
         if changed.contains(&p) {
@@ -1059,6 +1095,23 @@ fn default_output_inside_the_repository_rebuilds() {
     );
 }
 
+/// The object files a cluster's output directory `dir` lists in its lock parts (each part
+/// checked against the sha256 its lock file lists).
+fn locked_paths(dir: &Path) -> Vec<String> {
+    let read = |p: &str| fs::read_to_string(dir.join(p)).expect("a lock file");
+    let top: Value = serde_json::from_str(&read("plinth.lock.json")).expect("json");
+    let mut paths = Vec::new();
+    for part in top["parts"].as_array().expect("parts") {
+        let text = read(part["path"].as_str().expect("path"));
+        assert_eq!(part["sha256"].as_str(), Some(sha256_hex(text.as_bytes()).as_str()));
+        let part: Value = serde_json::from_str(&text).expect("json");
+        for o in part["objects"].as_array().expect("objects") {
+            paths.push(o["path"].as_str().expect("path").to_owned());
+        }
+    }
+    paths
+}
+
 fn objects_of_stream(text: &str) -> Vec<Value> {
     let (docs, diags) = parse_documents(&Arc::from("stream"), text, YamlLimits::default());
     assert!(diags.is_empty(), "{diags:?}");
@@ -1085,12 +1138,8 @@ fn stream_prints_the_tree_objects_in_apply_order() {
         Some(0)
     );
     let dir = t.path().join("out/prod-a");
-    let lock: Value =
-        serde_json::from_str(&fs::read_to_string(dir.join("plinth.lock.json")).expect("lock"))
-            .expect("json");
     let mut from_tree: BTreeMap<String, Value> = BTreeMap::new();
-    for o in lock["objects"].as_array().expect("objects") {
-        let path = o["path"].as_str().expect("path");
+    for path in locked_paths(&dir) {
         let v = objects_of_stream(&fs::read_to_string(dir.join(path)).expect("file"));
         from_tree.insert(canonical_json(&v[0]), v[0].clone());
     }
@@ -1554,7 +1603,7 @@ fn a_build_over_its_output_writes_what_a_fresh_build_would() {
     edit("radiology-imaging.yaml");
     build(Some(true), "another project's quota");
     type Tamper = fn(&Path);
-    let tampering: [(&str, Tamper); 5] = [
+    let tampering: [(&str, Tamper); 6] = [
         ("an object's file changed", |out| {
             let f = out.join("prod-a/_cluster/namespace-bed-management.yaml");
             let text = fs::read_to_string(&f).expect("read");
@@ -1566,10 +1615,17 @@ fn a_build_over_its_output_writes_what_a_fresh_build_would() {
         ("an extra file", |out| {
             fs::write(out.join("prod-a/bed-management/extra.yaml"), "x: 1\n").expect("write");
         }),
-        ("a lock file changed", |out| {
+        ("a lock part changed", |out| {
+            let f = out.join("research-b/_cluster/plinth.lock.json");
+            let text = fs::read_to_string(&f).expect("read");
+            let changed = text.replacen("\"line\": ", "\"line\": 1", 1);
+            assert_ne!(changed, text);
+            fs::write(&f, changed).expect("write");
+        }),
+        ("a cluster's lock file changed", |out| {
             let f = out.join("research-b/plinth.lock.json");
             let text = fs::read_to_string(&f).expect("read");
-            fs::write(&f, text.replacen("\"line\": ", "\"line\": 1", 1)).expect("write");
+            fs::write(&f, text.replacen("\"version\": 2", "\"version\":  2", 1)).expect("write");
         }),
         ("the kustomization changed", |out| {
             let f = out.join("prod-a/kustomization.yaml");

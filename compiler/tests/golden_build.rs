@@ -17,8 +17,9 @@
 //! pass its rules (warnings are fine; they do not change the output).
 //!
 //! Besides the bytes, every case must build with exit code 0, and each cluster's
-//! `kustomization.yaml` and `plinth.lock.json` must list exactly the object files of its
-//! directory.
+//! `kustomization.yaml` must list exactly the object files of its directory, its
+//! `plinth.lock.json` exactly the lock parts (`<dir>/plinth.lock.json`, by their sha256) and
+//! the parts exactly those object files, each its own directory's.
 //!
 //! Regenerate after a reviewed change: `PLINTH_UPDATE_GOLDEN=1 cargo test --test golden_build`
 //! (rewrites `expected/` whole, so files of objects no longer generated are removed).
@@ -137,8 +138,9 @@ fn case_repo(case: &Path, scratch: &Path) -> Result<PathBuf, String> {
     }
 }
 
-/// Promises every output tree keeps, whatever its bytes: the kustomization and the lock of
-/// each cluster list exactly that cluster's object files.
+/// Promises every output tree keeps, whatever its bytes: the kustomization and the lock
+/// parts of each cluster list exactly that cluster's object files, and its lock file exactly
+/// its parts.
 fn structural(tree: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
     let mut problems = Vec::new();
     let mut clusters: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
@@ -148,7 +150,7 @@ fn structural(tree: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
             continue;
         };
         let files = clusters.entry(cluster).or_default();
-        if rest != "kustomization.yaml" && rest != "plinth.lock.json" {
+        if rest != "kustomization.yaml" && !rest.ends_with("plinth.lock.json") {
             files.insert(rest);
         }
     }
@@ -181,13 +183,54 @@ fn structural(tree: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
         if lock["cluster"] != *cluster {
             problems.push(format!("{cluster}: lock names cluster {}", lock["cluster"]));
         }
-        let locked: BTreeSet<&str> = lock["objects"]
+        let parts: BTreeSet<&str> = tree
+            .keys()
+            .filter_map(|p| p.strip_prefix(&format!("{cluster}/")))
+            .filter(|p| p.matches('/').count() == 1 && p.ends_with("/plinth.lock.json"))
+            .collect();
+        let listed: BTreeMap<&str, &str> = lock["parts"]
             .as_array()
-            .map(|a| a.iter().filter_map(|o| o["path"].as_str()).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| Some((p["path"].as_str()?, p["sha256"].as_str()?)))
+                    .collect()
+            })
             .unwrap_or_default();
-        if locked != *files {
+        if listed.keys().copied().collect::<BTreeSet<_>>() != parts {
             problems.push(format!(
-                "{cluster}: plinth.lock.json lists {locked:?} but the directory holds {files:?}"
+                "{cluster}: plinth.lock.json lists the parts {listed:?} but the directory holds {parts:?}"
+            ));
+        }
+        let mut locked = BTreeSet::new();
+        for (part, sha) in listed {
+            let Some(text) = tree.get(&format!("{cluster}/{part}")) else {
+                continue;
+            };
+            if plinth::lower::sha256_hex(text) != sha {
+                problems.push(format!(
+                    "{cluster}: {part} is not the sha256 its lock file lists"
+                ));
+            }
+            let part_lock: serde_json::Value = serde_json::from_slice(text).unwrap_or_default();
+            let dir = part.trim_end_matches("/plinth.lock.json");
+            for path in part_lock["objects"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|o| o["path"].as_str())
+            {
+                if path.split_once('/').map(|(d, _)| d) != Some(dir) {
+                    problems.push(format!(
+                        "{cluster}: {part} lists `{path}`, outside its directory"
+                    ));
+                }
+                locked.insert(path.to_owned());
+            }
+        }
+        let files_owned: BTreeSet<String> = files.iter().map(|f| (*f).to_owned()).collect();
+        if locked != files_owned {
+            problems.push(format!(
+                "{cluster}: the lock parts list {locked:?} but the directory holds {files:?}"
             ));
         }
     }

@@ -105,7 +105,7 @@ pub(super) fn build(
         let rendering = std::time::Instant::now();
         let prepared = opened
             .as_ref()
-            .and_then(|o| over::prepare(&delta, o.locks.as_ref()?));
+            .and_then(|o| over::prepare(&delta, o.locks.as_ref()?, &target_path(&args)));
         built.checked.timings.push(("render", rendering.elapsed()));
         match (prepared, opened, built.key.clone()) {
             (Some(p), Some(o), Some(key)) => {

@@ -140,7 +140,7 @@ fn walk(
 
 /// Write `changed` files of `tree` into `target` and delete `removed` ones: every new file is
 /// written beside its target first (on failure they are removed and `target` is as it was),
-/// then renamed into place, lock files last.
+/// then renamed into place, lock files last (a cluster's after its parts).
 pub(super) fn update_in_place(
     target: &std::path::Path,
     tree: &crate::emit::Tree,
@@ -163,9 +163,11 @@ pub(super) fn update_in_place(
         }
         return Err(e);
     }
-    let (locks, objects): (Vec<&String>, Vec<&String>) = changed
+    // A lock file after what it lists: a cluster's after its parts.
+    let (mut locks, objects): (Vec<&String>, Vec<&String>) = changed
         .iter()
-        .partition(|p| p.ends_with("plinth.lock.json"));
+        .partition(|p| split_path(p).1 == crate::emit::LOCK_FILE);
+    locks.sort_by_key(|p| std::cmp::Reverse(p.matches('/').count()));
     for p in objects.into_iter().chain(locks) {
         std::fs::rename(temp(p), target.join(p))?;
     }

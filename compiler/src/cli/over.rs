@@ -2,7 +2,7 @@
 //! revision it was written for ([`OutIndex::revision`]), the output is as that build left it
 //! ([`OutIndex::intact`]) and the cache still has the revision, the build is lowered against
 //! its units ([`crate::lower::delta`]), and only the objects of the units that differ are
-//! rendered, their lock entries written into the lock file as it is ([`crate::emit::splice_lock`])
+//! rendered, their lock entries written into the lock files as they are ([`crate::emit::splice_lock`])
 //! — the kustomization and every other file stay as they are (the fresh units hold the keys
 //! the replaced ones held). Anything else is written as before ([`super::build`]).
 
@@ -77,7 +77,11 @@ pub(super) struct Prepared {
 /// Render what `delta` changes in an output holding `locks` (the lock files of the revision
 /// it was lowered against); `None` when a lock file cannot take its fresh entries (then the
 /// build is compiled and written whole).
-pub(super) fn prepare(delta: &Delta, locks: &BTreeMap<String, String>) -> Option<Prepared> {
+pub(super) fn prepare(
+    delta: &Delta,
+    locks: &BTreeMap<String, String>,
+    target: &Path,
+) -> Option<Prepared> {
     use rayon::prelude::*;
     let mut prepared = Prepared {
         texts: Tree::new(),
@@ -110,9 +114,17 @@ pub(super) fn prepare(delta: &Delta, locks: &BTreeMap<String, String>) -> Option
             .map(|(m, (_, id, _))| (m, id.as_str()))
             .collect();
         let old = locks.get(&lock)?;
-        // A lock file whose entries are as they were is left as it is.
-        let spliced = crate::emit::splice_lock(old, cluster, &changed, &out.approvals)?;
-        if let std::borrow::Cow::Owned(new) = spliced {
+        // The parts holding a changed entry are read (each checked against the sha256 the
+        // lock file lists for it).
+        let part = |p: &str| std::fs::read_to_string(target.join(cluster).join(p)).ok();
+        let spliced = crate::emit::splice_lock(old, &part, cluster, &changed, &out.approvals)?;
+        for (path, text, sha) in spliced.parts {
+            let path = format!("{cluster}/{path}");
+            prepared.ids.insert(path.clone(), sha);
+            prepared.texts.insert(path, text);
+        }
+        // A lock file whose parts are as they were is left as it is.
+        if let std::borrow::Cow::Owned(new) = spliced.top {
             prepared
                 .ids
                 .insert(lock.clone(), crate::emit::large_text_id(&new));
