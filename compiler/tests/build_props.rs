@@ -486,7 +486,10 @@ fn relocate(tree: &Tree, from: &Places, to: &Places) -> Tree {
         }
     }
     for (path, text) in tree {
-        if let Some(cluster) = path.strip_suffix("/plinth.lock.json").filter(|_| !part(path)) {
+        if let Some(cluster) = path
+            .strip_suffix("/plinth.lock.json")
+            .filter(|_| !part(path))
+        {
             let mut lock: Value = serde_json::from_str(text).expect("lock is JSON");
             for p in lock["parts"].as_array_mut().expect("parts") {
                 let part_path = format!("{cluster}/{}", p["path"].as_str().expect("path"));
@@ -854,7 +857,11 @@ fn small_change(extra: &[&str]) {
         .iter()
         .map(|p| p.with_file_name("plinth.lock.json"))
         .collect();
-    locks.extend(objects.iter().filter_map(|p| Some(p.parent()?.with_file_name("plinth.lock.json"))));
+    locks.extend(
+        objects
+            .iter()
+            .filter_map(|p| Some(p.parent()?.with_file_name("plinth.lock.json"))),
+    );
     assert!(
         !objects.is_empty()
             && objects.len() <= 3
@@ -1103,7 +1110,10 @@ fn locked_paths(dir: &Path) -> Vec<String> {
     let mut paths = Vec::new();
     for part in top["parts"].as_array().expect("parts") {
         let text = read(part["path"].as_str().expect("path"));
-        assert_eq!(part["sha256"].as_str(), Some(sha256_hex(text.as_bytes()).as_str()));
+        assert_eq!(
+            part["sha256"].as_str(),
+            Some(sha256_hex(text.as_bytes()).as_str())
+        );
         let part: Value = serde_json::from_str(&text).expect("json");
         for o in part["objects"].as_array().expect("objects") {
             paths.push(o["path"].as_str().expect("path").to_owned());

@@ -75,7 +75,7 @@ pub(super) fn build(
     let opening = match (&cache, args.format) {
         (Some(c), BuildFormat::Tree) => {
             let (c, target) = (c.clone(), target_path(&args));
-            Some(std::thread::spawn(move || over::open(&c, &target, promise)))
+            Some(over::open_beside(c, target, promise))
         }
         _ => {
             drop(promise);

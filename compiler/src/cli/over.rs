@@ -26,7 +26,7 @@ pub(super) struct Opened {
 /// Read the index of the output `target` kept in `cache`; with a `promise` (a whole build),
 /// also show the output intact and give the revision's units to the compile waiting for them
 /// (`None` when there is nothing to build over).
-pub(super) fn open(
+fn open(
     cache: &crate::cache::Cache,
     target: &Path,
     promise: Option<crate::options::BasePromise>,
@@ -62,6 +62,24 @@ pub(super) fn open(
         index.decode_now();
     }
     Opened { index, locks, took }
+}
+
+/// [`open`] on a thread of its own, its work on a thread pool of its own: the global pool's
+/// threads are the compile's, and a compile waiting on a task queued behind the output's
+/// (tens of milliseconds each, at scale) would wait for both (measured at 10,000 projects:
+/// 0.59 → 0.55 s the median `build1`).
+pub(super) fn open_beside(
+    cache: crate::cache::Cache,
+    target: PathBuf,
+    promise: Option<crate::options::BasePromise>,
+) -> std::thread::JoinHandle<Opened> {
+    std::thread::spawn(move || {
+        let threads = rayon::current_num_threads();
+        match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+            Ok(pool) => pool.install(|| open(&cache, &target, promise)),
+            Err(_) => open(&cache, &target, promise),
+        }
+    })
 }
 
 /// What a build over its output writes: the changed files (objects rendered, lock files
