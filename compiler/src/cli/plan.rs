@@ -185,11 +185,11 @@ fn load_side(source: &dyn crate::load::Source, opts: &crate::Options) -> anyhow:
     Ok((snapshot, diags, started.elapsed()))
 }
 
-/// [`compile_both`] of a base compiled before: its entry is read beside the head's compile (and
-/// when it will not do, the base is read from git and compiled after all).
+/// [`compile_both`] of a base compiled before: its entry is read beside the head's load and
+/// compile (and when it will not do, the base is read from git and compiled after all).
 fn with_cached_base(
     compile: Compile<'_>,
-    base: (&str, &BaseGit, &crate::Options, &str),
+    base: (CachedBase, &BaseGit, &crate::Options, &str),
     head: (Loaded, &crate::Options, &str),
     err: &mut dyn Write,
 ) -> anyhow::Result<Option<(Side, Side)>> {
@@ -198,41 +198,24 @@ fn with_cached_base(
         prefix,
         color,
     } = compile;
-    let (key, base_git, base_opts, base_what) = base;
+    let (read, base_git, base_opts, base_what) = base;
     let (head_src, head_opts, head_what) = head;
     let (mut base_err, mut head_err) = (Vec::new(), Vec::new());
     // The head is lowered against the base's units, given when its entry is read.
-    let units = crate::options::BaseUnits::default();
-    let promise = units.promise();
     let head_opts = &crate::Options {
-        base: Some(units),
+        base: Some(read.units),
         ..head_opts.clone()
     };
-    let (base, head) = std::thread::scope(|scope| {
-        let base = scope.spawn(move || {
-            let side = cache.and_then(|c| cached_side(c, key));
-            let units = match &side {
-                Some(Side {
-                    objects: Objects::Cached(e),
-                    ..
-                }) => e.base_units(),
-                _ => None,
-            };
-            promise.keep(units);
-            side
-        });
-        let head = compile_side(
-            head_src,
-            head_opts,
-            cache,
-            head_what,
-            prefix,
-            &mut head_err,
-            color,
-        );
-        (base.join().ok().flatten(), head)
-    });
-    let base = match base {
+    let head = compile_side(
+        head_src,
+        head_opts,
+        cache,
+        head_what,
+        prefix,
+        &mut head_err,
+        color,
+    );
+    let base = match read.side.join().ok().flatten() {
         Some(b) => Some(b),
         None => match base_git.load(cache, base_opts)? {
             Some(src) => compile_side(
@@ -399,7 +382,7 @@ pub(super) fn plan(
     )?;
     let base_input = match base_git.cached_key(cache.as_ref()) {
         Some(key) => BaseInput::Cached {
-            key,
+            read: CachedBase::read(cache.clone(), key),
             base: &base_git,
         },
         None => BaseInput::Loaded(base_git.load(cache.as_ref(), &base_opts)?),
@@ -572,9 +555,40 @@ struct Compile<'a> {
 enum BaseInput<'a> {
     /// Read from git (`None`: no platform at the base).
     Loaded(Option<Loaded>),
-    /// Compiled before: its entry's key (found by its tree), and where to read it from when
-    /// that entry will not do.
-    Cached { key: String, base: &'a BaseGit<'a> },
+    /// Compiled before: its entry (found by its tree) being read, and where to read it from
+    /// when that entry will not do.
+    Cached {
+        read: CachedBase,
+        base: &'a BaseGit<'a>,
+    },
+}
+
+/// A cached base's entry, read on a thread of its own from the moment its key is known —
+/// beside the head's load (one core's work) and compile — and its units, given to the head's
+/// compile once read.
+struct CachedBase {
+    side: std::thread::JoinHandle<Option<Side>>,
+    units: crate::options::BaseUnits,
+}
+
+impl CachedBase {
+    fn read(cache: Option<crate::cache::Cache>, key: String) -> CachedBase {
+        let units = crate::options::BaseUnits::default();
+        let promise = units.promise();
+        let side = std::thread::spawn(move || {
+            let side = cache.as_ref().and_then(|c| cached_side(c, &key));
+            let units = match &side {
+                Some(Side {
+                    objects: Objects::Cached(e),
+                    ..
+                }) => e.base_units(),
+                _ => None,
+            };
+            promise.keep(units);
+            side
+        });
+        CachedBase { side, units }
+    }
 }
 
 /// The base's platform in git: listed and read only when its compile is not cached.
@@ -670,10 +684,10 @@ fn compile_both(
     let (mut base_err, mut head_err) = (Vec::new(), Vec::new());
     let base_src = match base_input {
         BaseInput::Loaded(loaded) => loaded,
-        BaseInput::Cached { key, base } => {
+        BaseInput::Cached { read, base } => {
             return with_cached_base(
                 compile,
-                (&key, base, base_opts, base_what),
+                (read, base, base_opts, base_what),
                 (head_src, head_opts, head_what),
                 err,
             );
