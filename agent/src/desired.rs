@@ -479,17 +479,7 @@ mod tests {
 
     #[test]
     fn compiled_output_equals_the_tree_read_back() {
-        let src = plinth::load::MemSource::new()
-            .with(
-                "plinth.yaml",
-                "apiVersion: plinth.dev/v1alpha1\nkind: Platform\nmetadata:\n  name: a\nspec:\n  clusters:\n    - name: prod\n      kubernetesVersion: \"1.32\"\n      provider: onPrem\n",
-            )
-            .with(
-                "projects/er.yaml",
-                "apiVersion: plinth.dev/v1alpha1\nkind: Project\nmetadata:\n  name: er\nspec:\n  owners: [dana@acme.example]\n  quota: {cpu: \"8\", memory: 16Gi}\n",
-            );
-        let built = plinth::build_source(&src, &plinth::Options::default()).unwrap();
-        let out = &built.lowered.unwrap().clusters["prod"];
+        let out = &compiled();
         let direct = Desired::from_output("prod", out).unwrap();
         let tree = plinth::emit::cluster_tree("prod", out).unwrap();
         let read = Desired::from_files(&tree["plinth.lock.json"], |p| Ok(tree[p].clone())).unwrap();
