@@ -2,9 +2,10 @@
 //! revision it was written for ([`OutIndex::revision`]), the output is as that build left it
 //! ([`OutIndex::intact`]) and the cache still has the revision, the build is lowered against
 //! its units ([`crate::lower::delta`]), and only the objects of the units that differ are
-//! rendered, their lock entries written into the lock files as they are ([`crate::emit::splice_lock`])
-//! — the kustomization and every other file stay as they are (the fresh units hold the keys
-//! the replaced ones held). Anything else is written as before ([`super::build`]).
+//! rendered (but those the replaced units held exactly), their lock entries written into the
+//! lock files as they are ([`crate::emit::splice_lock`]) — the kustomization and every other
+//! file stay as they are (the fresh units hold the keys the replaced ones held). Anything else
+//! is written as before ([`super::build`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -112,11 +113,19 @@ pub(super) fn prepare(
         clusters: delta.fresh.clusters.len(),
     };
     for (cluster, out) in &delta.fresh.clusters {
-        if out.manifests.is_empty() {
+        // The objects the replaced units held exactly are in the output as they are.
+        let unchanged = delta.unchanged.get(cluster);
+        let manifests: Vec<&crate::lower::Manifest> = out
+            .manifests
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| unchanged.is_none_or(|u| u.get(*i) != Some(&true)))
+            .map(|(_, m)| m)
+            .collect();
+        if manifests.is_empty() {
             continue;
         }
-        let rendered: Vec<(String, String, String)> = out
-            .manifests
+        let rendered: Vec<(String, String, String)> = manifests
             .par_iter()
             .map(|m| {
                 let path = format!("{cluster}/{}", crate::emit::object_path(&m.key));
@@ -125,11 +134,10 @@ pub(super) fn prepare(
             })
             .collect();
         let lock = format!("{cluster}/plinth.lock.json");
-        let changed: Vec<(&crate::lower::Manifest, &str)> = out
-            .manifests
+        let changed: Vec<(&crate::lower::Manifest, &str)> = manifests
             .iter()
             .zip(&rendered)
-            .map(|(m, (_, id, _))| (m, id.as_str()))
+            .map(|(m, (_, id, _))| (*m, id.as_str()))
             .collect();
         let old = locks.get(&lock)?;
         // The parts holding a changed entry are read (each checked against the sha256 the

@@ -69,6 +69,10 @@ pub struct Delta {
     pub kinds: Vec<Vec<String>>,
     /// The opaque units, by number.
     pub opaque: Vec<u32>,
+    /// Per cluster, per object of `fresh` (in its order): whether a replaced unit held it
+    /// exactly — the same content (its `sha256`) and origin —, so that its file and lock entry
+    /// in an output written for the base are as they are.
+    pub unchanged: BTreeMap<String, Vec<bool>>,
 }
 
 impl Delta {
@@ -124,6 +128,19 @@ fn footprint<'m>(
         .collect();
     out.sort_unstable();
     out
+}
+
+/// Per object of `fresh`, whether `replaced` holds it exactly: an object of the same key, content
+/// and origin.
+fn held_exactly<'m>(fresh: &[Manifest], replaced: impl Iterator<Item = &'m Manifest>) -> Vec<bool> {
+    let was: HashMap<&ObjectKey, &Manifest> = replaced.map(|m| (&m.key, m)).collect();
+    fresh
+        .iter()
+        .map(|m| {
+            was.get(&m.key)
+                .is_some_and(|w| w.origin == m.origin && w.object.sha() == m.object.sha())
+        })
+        .collect()
 }
 
 /// One cluster's units sorted out against the base's.
@@ -256,6 +273,7 @@ pub fn lower_delta(
         clusters: Vec::new(),
         kinds: Vec::new(),
         opaque: Vec::new(),
+        unchanged: BTreeMap::new(),
     };
     for ((s, removed), cluster) in sorted.iter().zip(removed).zip(&platform.spec.clusters) {
         let mut listed: Vec<(u32, u32, bool)> = Vec::new();
@@ -306,6 +324,8 @@ pub fn lower_delta(
         }
         placed.sort_by(|a, b| a.1.key.cmp(&b.1.key));
         let (places, manifests): (Vec<(u32, u32)>, Vec<Manifest>) = placed.into_iter().unzip();
+        let unchanged = held_exactly(&manifests, removed.iter().flat_map(|o| &o.objects));
+        delta.unchanged.insert(cluster.name.clone(), unchanged);
         refs.places.insert(cluster.name.clone(), places);
         delta.fresh.clusters.insert(
             cluster.name.clone(),
