@@ -248,8 +248,8 @@ fn lock_parts(
 
 /// Add a cluster's files from its rendered objects, in object order: the objects, the
 /// kustomization, the lock parts and the lock file (which lists the parts and the approvals
-/// of the cluster, when there are any: the agent judges deletions by them). Paths carry `prefix`; a file `known` to hold
-/// its content already is not kept (only its id).
+/// of the cluster, when there are any: the agent judges deletions by them). Paths carry
+/// `prefix`; a file `known` to hold its content already is not kept (only its id).
 fn add_cluster(
     files: &mut Files,
     (cluster, prefix): (&str, &str),
