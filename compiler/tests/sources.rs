@@ -190,3 +190,72 @@ fn a_revision_reads_the_blobs_kept_before_and_only_new_ones_from_git() {
         b"kind: Project # changed\n"
     );
 }
+
+/// Which commits touched a path, asked of the history, is whether the path's object differs
+/// between each commit and its first parent — through every kind of change: the file added,
+/// edited, left alone while a neighbour or another directory changes, its directory replaced
+/// by a file, removed, and added back (and for a root commit).
+#[test]
+fn the_commits_touching_a_path_are_those_changing_its_object() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    git(d, &["init", "-q", "-b", "main"]);
+    let steps: [fn(&Path); 8] = [
+        |d| write(d, "p/projects/a.yaml", "a: 1\n"),
+        |d| write(d, "p/projects/a.yaml", "a: 2\n"),
+        |d| write(d, "p/projects/b.yaml", "b: 1\n"),
+        |d| write(d, "p/datasets/c.yaml", "c: 1\n"),
+        |d| write(d, "q.yaml", "q: 1\n"),
+        |d| fs::remove_dir_all(d.join("p/projects")).unwrap(),
+        |d| write(d, "p/projects", "now a file\n"),
+        |d| {
+            fs::remove_file(d.join("p/projects")).unwrap();
+            write(d, "p/projects/a.yaml", "a: 2\n");
+        },
+    ];
+    for (i, step) in steps.iter().enumerate() {
+        step(d);
+        git(d, &["add", "-A"]);
+        git(
+            d,
+            &["commit", "-q", "--allow-empty", "-m", &format!("step {i}")],
+        );
+    }
+    let repo = GitRepo::discover(d).unwrap();
+    let head = repo.resolve("HEAD").unwrap();
+    let commits = repo.between(None, head).unwrap();
+    assert_eq!(commits.len(), steps.len());
+    let history = repo.history();
+    let at = |rev: &str, path: &str| {
+        let id = repo.resolve(rev).unwrap();
+        repo.blob_at(id, path).unwrap()
+    };
+    for path in [
+        "p/projects/a.yaml",
+        "p/projects/b.yaml",
+        "p/datasets/c.yaml",
+        "p/projects",
+        "q.yaml",
+        "p",
+    ] {
+        let mut touching = 0;
+        for c in &commits {
+            let before = c.parents.first().and_then(|p| at(p, path));
+            let changed = at(&c.id, path) != before;
+            assert_eq!(
+                history.touched(c, path).unwrap(),
+                changed,
+                "{path} at {}",
+                c.summary
+            );
+            assert_eq!(
+                repo.touched(c, path).unwrap(),
+                changed,
+                "{path} at {}",
+                c.summary
+            );
+            touching += usize::from(changed);
+        }
+        assert!(touching > 0, "{path}: some commit touches it");
+    }
+}

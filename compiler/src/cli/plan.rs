@@ -849,11 +849,12 @@ fn attach_history(
             cut.short
         )?;
     }
+    let history = repo.history();
     p.attach_history(
         |file| -> anyhow::Result<Vec<crate::load::git::CommitInfo>> {
             let mut list = Vec::new();
             for k in &commits {
-                if repo.touched(k, file)? {
+                if history.touched(k, file)? {
                     list.push(k.clone());
                 }
             }

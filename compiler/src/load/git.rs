@@ -57,6 +57,59 @@ impl std::fmt::Debug for GitRepo {
     }
 }
 
+/// Bytes of objects a [`History`] keeps decoded.
+const HISTORY_CACHE: usize = 32 << 20;
+
+/// See [`GitRepo::history`].
+pub struct History {
+    repo: gix::Repository,
+}
+
+impl History {
+    /// [`GitRepo::touched`].
+    pub fn touched(&self, commit: &CommitInfo, path: &str) -> Result<bool, GitError> {
+        touched(&self.repo, commit, path)
+    }
+}
+
+/// Whether `commit` changed `path` relative to its first parent: down the path one directory
+/// at a time, stopping where both name the same object (nothing below it changed: most
+/// commits are told apart at the top, without reading the large directories).
+fn touched(repo: &gix::Repository, commit: &CommitInfo, path: &str) -> Result<bool, GitError> {
+    let tree_of = |hex: &str| -> Result<ObjectId, GitError> {
+        let id = ObjectId::from_hex(hex.as_bytes()).map_err(other)?;
+        let c = repo
+            .find_object(id)
+            .map_err(other)?
+            .try_into_commit()
+            .map_err(other)?;
+        Ok(c.tree_id().map_err(other)?.detach())
+    };
+    // The entry `name` of the tree `id` (`None`: no tree there, or no such entry).
+    let entry = |id: Option<ObjectId>, name: &str| -> Result<Option<ObjectId>, GitError> {
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        let Ok(tree) = repo.find_object(id).map_err(other)?.try_into_tree() else {
+            return Ok(None);
+        };
+        Ok(tree.find_entry(name).map(|e| e.object_id()))
+    };
+    let mut here = Some(tree_of(&commit.id)?);
+    let mut before = match commit.parents.first() {
+        Some(p) => Some(tree_of(p)?),
+        None => None,
+    };
+    for name in path.split('/').filter(|c| !c.is_empty()) {
+        if here == before {
+            return Ok(false);
+        }
+        here = entry(here, name)?;
+        before = entry(before, name)?;
+    }
+    Ok(here != before)
+}
+
 impl GitRepo {
     /// The repository holding `dir` (which may be a subdirectory).
     pub fn discover(dir: &Path) -> Result<GitRepo, GitError> {
@@ -238,13 +291,16 @@ impl GitRepo {
     /// Whether a commit changed `path` relative to its first parent (or added it, for a root
     /// commit).
     pub fn touched(&self, commit: &CommitInfo, path: &str) -> Result<bool, GitError> {
-        let id = ObjectId::from_hex(commit.id.as_bytes()).map_err(other)?;
-        let here = self.blob_at(id, path)?;
-        let before = match commit.parents.first() {
-            Some(p) => self.blob_at(ObjectId::from_hex(p.as_bytes()).map_err(other)?, path)?,
-            None => None,
-        };
-        Ok(here != before)
+        touched(&self.repo, commit, path)
+    }
+
+    /// A handle for asking which commits touched which paths, many times: its own handle on
+    /// the repository, caching the objects it reads (a commit's trees are its child's parent's,
+    /// and a platform's large directories are read for every commit touching them).
+    pub fn history(&self) -> History {
+        let mut repo = self.repo.clone();
+        repo.object_cache_size_if_unset(HISTORY_CACHE);
+        History { repo }
     }
 
     /// The id of the platform's tree at `path` (relative to the repository root) in a commit,
