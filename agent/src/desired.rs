@@ -408,8 +408,9 @@ mod tests {
     }
 
     /// A tree of lock parts reads back as its objects; a part changed behind its lock file, one
-    /// listing an object outside its directory or of another directory or cluster, a part path
-    /// leaving the tree, a part given as the tree's lock file and an unknown version are refused.
+    /// that is not a lock part, one listing an object outside its directory or of another
+    /// directory or cluster, a part path leaving the tree, a part given as the tree's lock file
+    /// and an unknown version are refused.
     #[test]
     fn reads_a_tree_of_lock_parts_and_refuses_a_part_changed_or_misplaced() {
         let out = compiled();
@@ -434,6 +435,19 @@ mod tests {
             err(&edited).contains("`er/plinth.lock.json` does not match its sha256"),
             "{}",
             err(&edited)
+        );
+        let mut garbled = tree.clone();
+        let text = "not a lock part\n".to_owned();
+        let top = garbled["plinth.lock.json"].replace(
+            &sha256_hex(garbled["er/plinth.lock.json"].as_bytes()),
+            &sha256_hex(text.as_bytes()),
+        );
+        garbled.insert("er/plinth.lock.json".into(), text);
+        garbled.insert("plinth.lock.json".into(), top);
+        assert!(
+            err(&garbled).contains("`er/plinth.lock.json` is not a plinth lock part"),
+            "{}",
+            err(&garbled)
         );
         let outside = with_part(&tree, "er/plinth.lock.json", |p| {
             p["objects"][0]["path"] = "_cluster/x.yaml".into();

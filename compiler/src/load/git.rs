@@ -66,7 +66,8 @@ pub struct History {
 }
 
 impl History {
-    /// [`GitRepo::touched`].
+    /// Whether a commit changed `path` relative to its first parent (or added it, for a root
+    /// commit).
     pub fn touched(&self, commit: &CommitInfo, path: &str) -> Result<bool, GitError> {
         touched(&self.repo, commit, path)
     }
@@ -286,12 +287,6 @@ impl GitRepo {
             .lookup_entry_by_path(path)
             .map_err(other)?
             .map(|e| e.object_id()))
-    }
-
-    /// Whether a commit changed `path` relative to its first parent (or added it, for a root
-    /// commit).
-    pub fn touched(&self, commit: &CommitInfo, path: &str) -> Result<bool, GitError> {
-        touched(&self.repo, commit, path)
     }
 
     /// A handle for asking which commits touched which paths, many times: its own handle on
