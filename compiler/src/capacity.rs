@@ -209,17 +209,15 @@ fn pool(cx: &Ctx<'_>, q: &crate::model::GpuQuotaSpec) -> Pool {
             0
         }
     };
+    // What every hosted allocation lends, so that each one's "the others" is a subtraction
+    // (a pool allocates to thousands of projects).
+    let lent: u64 = hosted.iter().map(|a| u64::from(lendable(a))).sum();
     let mut projects = BTreeMap::new();
-    for (i, a) in hosted.iter().enumerate() {
+    for a in &hosted {
         if projects.contains_key(&a.project) {
             continue;
         }
-        let others: u64 = hosted
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i)
-            .map(|(_, o)| u64::from(lendable(o)))
-            .sum();
+        let others = lent - u64::from(lendable(a));
         let borrowable = if q.cohort.is_some() {
             let pool = others + u64::from(spare);
             a.borrowing_limit.map_or(pool, |b| pool.min(u64::from(b)))

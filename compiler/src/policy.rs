@@ -366,6 +366,10 @@ pub struct Engine {
     native: bool,
     /// The `data` the rules read, as JSON (for [`native`]).
     data_json: Option<Arc<Value>>,
+    /// The data holds only some projects' entries ([`Projects::None`], then
+    /// [`Engine::add_projects`]): [`native`] defers where it reads one it lacks, and the data
+    /// is not given to regorus.
+    projects_partial: bool,
 }
 
 /// The parts of `data` at `paths` (each a path of keys from its root), at the same places:
@@ -1260,13 +1264,15 @@ impl Engine {
             misses: 0,
             native: false,
             data_json: None,
+            projects_partial: false,
         };
-        built.name_for_memo(&json!({}));
+        built.name_for_memo(&json!({}), None);
         built
     }
 
-    /// Name every rule for the memo after the documents of `data` it reads.
-    fn name_for_memo(&mut self, data: &Value) {
+    /// Name every rule for the memo after the documents of `data` it reads; `projects`: the
+    /// digest of every project's entry ([`projects_digest`]) when `data` lacks them.
+    fn name_for_memo(&mut self, data: &Value, projects: Option<&str>) {
         use rayon::prelude::*;
         // Each path read once, the paths digested in parallel (some are whole maps of the
         // platform: every project's placement).
@@ -1275,6 +1281,9 @@ impl Engine {
             .into_par_iter()
             .map(|path| {
                 use sha2::Digest;
+                if let Some(digest) = projects.filter(|_| path.iter().eq(PROJECTS.iter())) {
+                    return (path, digest.to_owned());
+                }
                 let v = path.iter().try_fold(data, |v, seg| v.get(seg));
                 let mut h = sha2::Sha256::new();
                 let _ = serde_json::to_writer(HashWriter(&mut h), &v);
@@ -1404,13 +1413,56 @@ impl Engine {
     /// Set `data`: the `--data` documents with `extra` merged over them (`data.plinth`,
     /// `data.conftest`).
     pub fn set_data(&mut self, user: Option<&Value>, extra: Value, diags: &mut Diagnostics) {
-        self.prepare_data(user, extra, diags);
+        self.prepare_data(user, extra, diags, None);
         self.hand_over(diags);
+    }
+
+    /// Whether a rule reads into `data.plinth.resolved.projects` otherwise than as the whole
+    /// map: through a path above it (all of `data.plinth`) or below it (one project's entry).
+    fn reads_into_projects(&self) -> bool {
+        self.reads.iter().flatten().flatten().any(|p| {
+            let n = p.len().min(PROJECTS.len());
+            p.len() != PROJECTS.len() && p.iter().take(n).eq(PROJECTS.iter().take(n))
+        })
+    }
+
+    /// Add projects' entries to data prepared without them ([`Projects::None`]); `all`: they
+    /// are every project's (the data is then what it is made whole, in the same order).
+    fn add_projects(&mut self, entries: &serde_json::Map<String, Value>, all: bool) {
+        if !self.projects_partial {
+            return;
+        }
+        let native = self.data_json.take().is_some();
+        if let Some(data) = self.pending.take() {
+            let mut data = Arc::unwrap_or_clone(data);
+            let at = PROJECTS
+                .iter()
+                .try_fold(&mut data, |v, seg| v.get_mut(*seg));
+            if let Some(Value::Object(map)) = at {
+                if all {
+                    map.clone_from(entries);
+                } else {
+                    map.extend(entries.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
+            }
+            let data = Arc::new(data);
+            if native {
+                self.data_json = Some(data.clone());
+            }
+            self.pending = Some(data);
+        }
+        self.projects_partial = !all;
     }
 
     /// [`Engine::set_data`] without giving the data to regorus yet (see
     /// [`Engine::hand_over`]): the rules are named for the memo after it.
-    fn prepare_data(&mut self, user: Option<&Value>, extra: Value, diags: &mut Diagnostics) {
+    fn prepare_data(
+        &mut self,
+        user: Option<&Value>,
+        extra: Value,
+        diags: &mut Diagnostics,
+        projects: Option<&str>,
+    ) {
         self.engine.clear_data();
         let mut data = user.cloned().unwrap_or_else(|| json!({}));
         if let (Some(d), Value::Object(extra)) = (data.as_object_mut(), extra) {
@@ -1427,7 +1479,7 @@ impl Engine {
                 d.insert(k, v);
             }
         }
-        self.name_for_memo(&data);
+        self.name_for_memo(&data, projects);
         // When every rule's reads are known, the engine gets only what they read (the same
         // analysis the memo relies on): the whole platform is many times larger.
         let data = match self
@@ -1448,7 +1500,8 @@ impl Engine {
 
     /// Give regorus the data prepared by [`Engine::prepare_data`] (once).
     fn hand_over(&mut self, diags: &mut Diagnostics) {
-        let Some(data) = self.pending.take() else {
+        debug_assert!(!self.projects_partial, "regorus given a partial view");
+        let Some(data) = self.pending.take().filter(|_| !self.projects_partial) else {
             return;
         };
         // Read from the JSON in place (no copy of it first).
@@ -1711,7 +1764,8 @@ impl Engine {
             return None;
         }
         let data = self.data_json.as_deref()?;
-        match native::eval(&rule.package, &rule.name, state.json(), data) {
+        let whole = !self.projects_partial;
+        match native::eval(&rule.package, &rule.name, state.json(), data, whole) {
             native::Verdict::Value(v) => Some(v),
             native::Verdict::Defer => None,
         }
@@ -1975,7 +2029,18 @@ fn first_line(msg: &str) -> String {
 
 /// The whole-platform view policies read as `data.plinth`.
 pub fn platform_data(specs: &Specs, docs: &[Arc<Document>], lowered: Option<&Lowered>) -> Value {
-    platform_data_of(specs, docs, lowered, true)
+    let by = ByProject::of(specs);
+    platform_data_of(specs, docs, lowered, true, Projects::All(&by))
+}
+
+/// Which projects' entries a platform view holds ([`platform_data_of`]).
+#[derive(Clone, Copy)]
+enum Projects<'b, 's> {
+    /// Every project's.
+    All(&'b ByProject<'s>),
+    /// None (the map is empty): the entries a run needs are added later
+    /// ([`Engine::add_projects`]).
+    None,
 }
 
 /// [`platform_data`], its `specs` (every document as JSON, the largest part) only when
@@ -1985,6 +2050,7 @@ fn platform_data_of(
     docs: &[Arc<Document>],
     lowered: Option<&Lowered>,
     with_specs: bool,
+    projects: Projects<'_, '_>,
 ) -> Value {
     let mut by_kind: BTreeMap<&str, BTreeMap<String, Value>> = BTreeMap::new();
     for d in docs.iter().filter(|_| with_specs) {
@@ -2007,16 +2073,9 @@ fn platform_data_of(
                 .collect()
         })
         .unwrap_or_default();
-    let by_project = ByProject::of(specs);
-    let projects: serde_json::Map<String, Value> = {
-        use rayon::prelude::*;
-        // Each project's entry on its own (ten thousand of them), collected in name order.
-        let entries: Vec<(String, Value)> = specs
-            .projects
-            .par_iter()
-            .map(|(name, p)| (name.clone(), project_data(specs, &by_project, name, p)))
-            .collect();
-        entries.into_iter().collect()
+    let projects = match projects {
+        Projects::All(by) => project_entries(specs, by, None),
+        Projects::None => serde_json::Map::new(),
     };
     let pools: serde_json::Map<String, Value> = specs
         .gpu_quotas
@@ -2125,25 +2184,28 @@ impl<'s> ByProject<'s> {
     }
 
     /// A project's allocations, in pool order.
-    fn allocations(&self, name: &str) -> Vec<Value> {
+    fn allocations(&self, name: &str) -> Vec<EntryAllocation<'s>> {
         let of = self.allocations.get(name).map_or(&[][..], Vec::as_slice);
         of.iter()
-            .map(|(q, a)| {
-                json!({
-                    "pool": q.name(),
-                    "resourceName": q.spec.pool.resource_name,
-                    "model": q.spec.pool.model,
-                    "gpu": a.gpu,
-                    "borrowingLimit": a.borrowing_limit,
-                })
+            .map(|(q, a)| EntryAllocation {
+                pool: q.name(),
+                resource_name: &q.spec.pool.resource_name,
+                model: q.spec.pool.model.as_deref(),
+                gpu: a.gpu,
+                borrowing_limit: a.borrowing_limit,
             })
             .collect()
     }
 
     /// The datasets a project may read, in dataset order: with its grant's mode, else
     /// read-only when the dataset is global.
-    fn datasets(&self, name: &str) -> Vec<Value> {
-        let entry = |d: &DatasetObject, mode: &str| json!({"name": d.name(), "mode": mode, "sensitivity": d.spec.sensitivity.as_str(), "global": d.spec.global});
+    fn datasets(&self, name: &str) -> Vec<EntryDataset<'s>> {
+        let entry = |d: &'s DatasetObject, mode: &'s str| EntryDataset {
+            name: d.name(),
+            mode,
+            sensitivity: d.spec.sensitivity.as_str(),
+            global: d.spec.global,
+        };
         let granted = self.datasets.get(name).map_or(&[][..], Vec::as_slice);
         let (mut g, mut o) = (granted.iter().peekable(), self.global.iter().peekable());
         let mut out = Vec::with_capacity(granted.len() + self.global.len());
@@ -2155,69 +2217,173 @@ impl<'s> ByProject<'s> {
                     o.next();
                 }
                 (Some(a), Some(b)) if a.0.name() < b.name() => {
-                    out.extend(g.next().map(|(d, mode)| entry(d, mode)));
+                    out.extend(g.next().map(|&(d, mode)| entry(d, mode)));
                 }
                 (Some(_), Some(_)) | (None, Some(_)) => {
-                    out.extend(o.next().map(|d| entry(d, "read-only")));
+                    out.extend(o.next().map(|&d| entry(d, "read-only")));
                 }
-                (Some(_), None) => out.extend(g.next().map(|(d, mode)| entry(d, mode))),
+                (Some(_), None) => out.extend(g.next().map(|&(d, mode)| entry(d, mode))),
                 (None, None) => return out,
             }
         }
     }
 }
 
-/// A project's entry in `data.platform.projects`: placement, allocations, datasets, members and
-/// rollouts.
+/// A project's entry in `data.plinth.resolved.projects`: placement, allocations, datasets,
+/// members and rollouts.
 fn project_data(
     specs: &Specs,
     by: &ByProject<'_>,
     name: &str,
     p: &crate::specs::Object<crate::model::ProjectSpec>,
 ) -> Value {
-    let clusters = crate::lower::Ctx::placement(specs, &p.spec);
-    let allocations = by.allocations(name);
-    let datasets = by.datasets(name);
-    let members: Vec<Value> = p
-        .spec
-        .owners
-        .iter()
-        .map(|o| json!({"user": o, "role": "admin"}))
-        .chain(p.spec.members.iter().map(|m| match (&m.user, &m.group) {
-            (Some(u), _) => json!({"user": u, "role": m.role.as_str()}),
-            (None, g) => json!({"group": g, "role": m.role.as_str()}),
-        }))
-        .collect();
-    let rollouts: Vec<&str> = by.rollouts.get(name).cloned().unwrap_or_default();
-    let production = specs.platform.as_ref().is_some_and(|pl| {
-        pl.spec
-            .clusters
+    serde_json::to_value(Entry::of(specs, by, name, p)).unwrap_or(Value::Null)
+}
+
+/// A project's entry ([`project_data`]) borrowed from the specs: serialised as the entry's
+/// value is (it is made from this), so the digest of every entry is had without building them.
+#[derive(serde::Serialize)]
+struct Entry<'s> {
+    clusters: Vec<&'s str>,
+    production: bool,
+    allocations: Vec<EntryAllocation<'s>>,
+    #[serde(rename = "gpuTotal")]
+    gpu_total: u64,
+    datasets: Vec<EntryDataset<'s>>,
+    members: Vec<EntryMember<'s>>,
+    rollouts: Vec<&'s str>,
+}
+
+#[derive(serde::Serialize)]
+struct EntryAllocation<'s> {
+    pool: &'s str,
+    #[serde(rename = "resourceName")]
+    resource_name: &'s str,
+    model: Option<&'s str>,
+    gpu: u32,
+    #[serde(rename = "borrowingLimit")]
+    borrowing_limit: Option<u32>,
+}
+
+#[derive(serde::Serialize)]
+struct EntryDataset<'s> {
+    name: &'s str,
+    mode: &'s str,
+    sensitivity: &'s str,
+    global: bool,
+}
+
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum EntryMember<'s> {
+    User {
+        user: &'s str,
+        role: &'s str,
+    },
+    Group {
+        group: Option<&'s str>,
+        role: &'s str,
+    },
+}
+
+impl<'s> Entry<'s> {
+    fn of(
+        specs: &'s Specs,
+        by: &ByProject<'s>,
+        name: &str,
+        p: &'s crate::specs::Object<crate::model::ProjectSpec>,
+    ) -> Entry<'s> {
+        let clusters = crate::lower::Ctx::placement(specs, &p.spec);
+        let allocations = by.allocations(name);
+        let members: Vec<EntryMember<'s>> = p
+            .spec
+            .owners
             .iter()
-            .any(|c| c.production && clusters.contains(&c.name.as_str()))
-    });
-    // Whole GPUs only: MIG slices are not comparable with devices.
-    let gpu_total = allocations
-        .iter()
-        .filter(|a| {
-            a["resourceName"]
-                .as_str()
-                .is_some_and(|r| r.ends_with("/gpu"))
+            .map(|o| EntryMember::User {
+                user: o,
+                role: "admin",
+            })
+            .chain(p.spec.members.iter().map(|m| match (&m.user, &m.group) {
+                (Some(u), _) => EntryMember::User {
+                    user: u,
+                    role: m.role.as_str(),
+                },
+                (None, g) => EntryMember::Group {
+                    group: g.as_deref(),
+                    role: m.role.as_str(),
+                },
+            }))
+            .collect();
+        let production = specs.platform.as_ref().is_some_and(|pl| {
+            pl.spec
+                .clusters
+                .iter()
+                .any(|c| c.production && clusters.contains(&c.name.as_str()))
+        });
+        // Whole GPUs only: MIG slices are not comparable with devices.
+        let gpu_total = allocations
+            .iter()
+            .filter(|a| a.resource_name.ends_with("/gpu"))
+            .map(|a| u64::from(a.gpu))
+            .sum::<u64>();
+        Entry {
+            clusters,
+            production,
+            allocations,
+            gpu_total,
+            datasets: by.datasets(name),
+            members,
+            rollouts: by.rollouts.get(name).cloned().unwrap_or_default(),
+        }
+    }
+}
+
+/// Where every project's entry is in `data`.
+const PROJECTS: [&str; 3] = ["plinth", "resolved", "projects"];
+
+/// The entries of the projects `only` names (every project when `None`), in name order.
+fn project_entries(
+    specs: &Specs,
+    by: &ByProject<'_>,
+    only: Option<&BTreeSet<String>>,
+) -> serde_json::Map<String, Value> {
+    use rayon::prelude::*;
+    // Each project's entry on its own (ten thousand of them), collected in name order.
+    let entries: Vec<(String, Value)> = specs
+        .projects
+        .par_iter()
+        .filter(|(name, _)| only.is_none_or(|o| o.contains(name.as_str())))
+        .map(|(name, p)| (name.clone(), project_data(specs, by, name, p)))
+        .collect();
+    entries.into_iter().collect()
+}
+
+/// The digest [`Engine::name_for_memo`] takes of `data.plinth.resolved.projects` (every
+/// project's entry), made from the entries as they serialise, none of them built.
+fn projects_digest(specs: &Specs, by: &ByProject<'_>) -> String {
+    use rayon::prelude::*;
+    use sha2::Digest;
+    let texts: Vec<Vec<u8>> = specs
+        .projects
+        .par_iter()
+        .map(|(name, p)| {
+            let mut text = serde_json::to_vec(name).unwrap_or_default();
+            text.push(b':');
+            let _ = serde_json::to_writer(&mut text, &Entry::of(specs, by, name, p));
+            text
         })
-        .filter_map(|a| a["gpu"].as_u64())
-        .sum::<u64>();
-    [
-        ("clusters", json!(clusters)),
-        ("production", Value::Bool(production)),
-        ("allocations", Value::Array(allocations)),
-        ("gpuTotal", Value::from(gpu_total)),
-        ("datasets", Value::Array(datasets)),
-        ("members", Value::Array(members)),
-        ("rollouts", json!(rollouts)),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect::<serde_json::Map<String, Value>>()
-    .into()
+        .collect();
+    // As `serde_json` writes an object: `{"a":…,"b":…}`.
+    let mut h = sha2::Sha256::new();
+    h.update(b"{");
+    for (i, t) in texts.iter().enumerate() {
+        if i > 0 {
+            h.update(b",");
+        }
+        h.update(t);
+    }
+    h.update(b"}");
+    hex(&h.finalize())
 }
 
 /// The engines with rules to evaluate: the default library's and the user's, each with its
@@ -2258,11 +2424,11 @@ fn engines<'o>(
 fn with_data(
     engines: Vec<(Engine, Option<&Value>)>,
     files: &[PolicyFile],
-    specs: &Specs,
-    docs: &[Arc<Document>],
-    lowered: Option<&Lowered>,
+    inputs: (&Specs, &[Arc<Document>], Option<&Lowered>),
+    by: &ByProject<'_>,
     data_diags: &mut Diagnostics,
 ) -> Vec<Engine> {
+    let (specs, docs, lowered) = inputs;
     // The compiled manifests are large; give them to policies only when one refers to them.
     let wants_manifests = reads_manifests(files);
     // `data.plinth.specs` (every document) only when a rule may read it.
@@ -2280,11 +2446,22 @@ fn with_data(
             })
         })
     });
+    // When no rule reads a project's entry but through the whole map (which the memo's names
+    // cover by its digest, had without building the entries), the view is made without them:
+    // the entries the inputs left to evaluate name are added once the memo has answered
+    // what it could (every entry before regorus reads the data).
+    let partial = engines.iter().all(|(e, _)| !e.reads_into_projects());
+    let digest = partial.then(|| projects_digest(specs, by));
     let platform = platform_data_of(
         specs,
         docs,
         lowered.filter(|_| wants_manifests),
         wants_specs,
+        if partial {
+            Projects::None
+        } else {
+            Projects::All(by)
+        },
     );
     let n = engines.len();
     let mut platform = Some(platform);
@@ -2298,10 +2475,64 @@ fn with_data(
             } else {
                 platform.clone().unwrap_or_default()
             };
-            e.prepare_data(data, plinth_data(view), data_diags);
+            e.prepare_data(data, plinth_data(view), data_diags, digest.as_deref());
+            e.projects_partial = partial;
             e
         })
         .collect()
+}
+
+/// The projects that evaluating `inputs` may read the entries of (a Project's own, the
+/// project a spec or an object belongs to, a dataset's grantees); `None` when there are many
+/// inputs (every entry is made then).
+fn projects_named(inputs: &[(usize, Input<'_>)]) -> Option<BTreeSet<String>> {
+    const FEW: usize = 256;
+    if inputs.len() > FEW {
+        return None;
+    }
+    let mut names = BTreeSet::new();
+    let mut add = |v: &Value| {
+        let paths: [&[&str]; 3] = [
+            &["metadata", "name"],
+            &["spec", "project"],
+            &["metadata", "labels", "plinth.dev/project"],
+        ];
+        for path in paths {
+            if let Some(n) = crate::output::at(v, path).and_then(Value::as_str) {
+                names.insert(n.to_owned());
+            }
+        }
+        let access = crate::output::at(v, &["spec", "access"]).and_then(Value::as_array);
+        for grant in access.into_iter().flatten() {
+            if let Some(n) = grant.get("project").and_then(Value::as_str) {
+                names.insert(n.to_owned());
+            }
+        }
+    };
+    for (_, input) in inputs {
+        match input {
+            Input::Doc(doc) => add(&doc.root().to_json()),
+            Input::Manifest(_, m) => m.object.peek(&mut add),
+        }
+    }
+    Some(names)
+}
+
+/// Add to engines whose view lacks the projects' entries ([`Projects::None`]) the entries
+/// of the projects `only` names, or every entry.
+fn add_projects(
+    engines: &mut [Engine],
+    specs: &Specs,
+    by: &ByProject<'_>,
+    only: Option<&BTreeSet<String>>,
+) {
+    if !engines.iter().any(|e| e.projects_partial) {
+        return;
+    }
+    let entries = project_entries(specs, by, only);
+    for e in engines.iter_mut() {
+        e.add_projects(&entries, only.is_none());
+    }
 }
 
 /// Whether a policy may read `data.plinth.manifests` (the word appears in its text).
@@ -2466,8 +2697,9 @@ fn evaluate_engines(
     };
     // The memo is read while the data is made.
     let mut data_diags = Diagnostics::new();
+    let by = ByProject::of(specs);
     let (mut engines, ()) = rayon::join(
-        || with_data(engines, files, specs, docs, lowered, &mut data_diags),
+        || with_data(engines, files, (specs, docs, lowered), &by, &mut data_diags),
         || {
             if let Some(m) = memo {
                 sets.iter().for_each(|set| m.prefetch(set));
@@ -2492,20 +2724,7 @@ fn evaluate_engines(
             .unwrap_or("metadata.name");
         Some(doc.label(&FieldPath::parse(field)))
     };
-    let mut inputs: Vec<Input<'_>> = docs.iter().filter(|d| !d.tainted).map(Input::Doc).collect();
-    // Per input, the unit holding it and its place there (objects of a compile that kept its
-    // units in a store).
-    let mut places: Vec<Option<(u32, u32)>> = vec![None; inputs.len()];
-    if let Some(l) = lowered {
-        for (cluster, out) in &l.clusters {
-            let refs = l.units.as_ref().and_then(|u| u.places.get(cluster));
-            for (i, m) in out.manifests.iter().enumerate() {
-                inputs.push(Input::Manifest(cluster, m));
-                places.push(refs.and_then(|r| r.get(i).copied()));
-            }
-        }
-    }
-    let inputs: Vec<(usize, Input<'_>)> = inputs.into_iter().enumerate().collect();
+    let (inputs, places) = inputs_of(docs, lowered);
     let all: Vec<Input<'_>> = inputs.iter().map(|(_, i)| *i).collect();
     // Units the memo answers whole are replayed in one lookup each.
     let bundles = memo.filter(|_| !sets.is_empty()).map(|m| {
@@ -2519,6 +2738,7 @@ fn evaluate_engines(
     // With a memo or rules evaluated natively, first every input the memo or the native rules
     // answer whole (regorus never needs the data when they answer all of them); then the
     // rest, with the data handed over.
+    add_projects(&mut engines, specs, &by, projects_named(&inputs).as_ref());
     let (more, missed) = if memo.is_some() || engines.iter().any(|e| e.native) {
         for e in &mut engines {
             e.memo_only = true;
@@ -2533,6 +2753,7 @@ fn evaluate_engines(
     };
     done.extend(more);
     if !missed.is_empty() {
+        add_projects(&mut engines, specs, &by, None);
         for e in &mut engines {
             e.hand_over(&mut data_diags);
         }
@@ -2569,6 +2790,27 @@ fn free_data(engines: &mut [Engine]) {
         .flatten()
         .collect();
     std::thread::spawn(move || drop(data));
+}
+
+/// Every input, numbered: the spec documents, then the compiled objects; and per input, the
+/// unit holding it and its place there (objects of a compile that kept its units in a store).
+#[allow(clippy::type_complexity)]
+fn inputs_of<'i>(
+    docs: &'i [Arc<Document>],
+    lowered: Option<&'i Lowered>,
+) -> (Vec<(usize, Input<'i>)>, Vec<Option<(u32, u32)>>) {
+    let mut inputs: Vec<Input<'_>> = docs.iter().filter(|d| !d.tainted).map(Input::Doc).collect();
+    let mut places: Vec<Option<(u32, u32)>> = vec![None; inputs.len()];
+    if let Some(l) = lowered {
+        for (cluster, out) in &l.clusters {
+            let refs = l.units.as_ref().and_then(|u| u.places.get(cluster));
+            for (i, m) in out.manifests.iter().enumerate() {
+                inputs.push(Input::Manifest(cluster, m));
+                places.push(refs.and_then(|r| r.get(i).copied()));
+            }
+        }
+    }
+    (inputs.into_iter().enumerate().collect(), places)
 }
 
 /// Findings per input (by its number), evaluated in chunks in parallel, one copy of the
@@ -3208,7 +3450,7 @@ impl LibraryCheck {
         let mut d = Diagnostics::new();
         let mut engine = Engine::new(&library, &opts, &mut d).native_library(&library);
         assert!(engine.native, "the embedded library is evaluated natively");
-        engine.prepare_data(None, plinth_data(view.clone()), &mut d);
+        engine.prepare_data(None, plinth_data(view.clone()), &mut d, None);
         let data = engine.data_json.clone().unwrap_or_default();
         engine.hand_over(&mut d);
         assert!(d.is_empty(), "{d:?}");
@@ -3232,7 +3474,7 @@ impl LibraryCheck {
                 out.found += 1;
             }
             match (
-                native::eval(&rule.package, &rule.name, input, &self.data),
+                native::eval(&rule.package, &rule.name, input, &self.data, true),
                 want,
             ) {
                 (native::Verdict::Defer, _) => out.deferred += 1,
@@ -3274,6 +3516,109 @@ mod tests {
             json!(3),
         ] {
             assert!(to_regorus(&v) == deserialized(&v), "{v}");
+        }
+    }
+
+    #[test]
+    fn the_projects_digest_is_the_digest_of_every_entry_made() {
+        let mut platforms: Vec<Box<dyn crate::load::Source>> = [1, 2, 3]
+            .into_iter()
+            .map(|seed| {
+                let mut src = crate::load::MemSource::new();
+                for (path, text) in crate::generate::platform(40, seed) {
+                    src = src.with(&path, text.into_bytes());
+                }
+                Box::new(src) as Box<dyn crate::load::Source>
+            })
+            .collect();
+        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/repo");
+        platforms.push(Box::new(crate::load::DirSource::new(example)));
+        let mut compared = 0;
+        for src in platforms {
+            let checked = crate::check_source(&*src, &crate::Options::default()).expect("loads");
+            let by = ByProject::of(&checked.specs);
+            let whole = platform_data(&checked.specs, &checked.docs, None);
+            let projects = PROJECTS[1..].iter().try_fold(&whole, |v, seg| v.get(*seg));
+            let mut h = <sha2::Sha256 as sha2::Digest>::new();
+            serde_json::to_writer(HashWriter(&mut h), &projects).expect("written");
+            assert_eq!(
+                projects_digest(&checked.specs, &by),
+                hex(&sha2::Digest::finalize(h))
+            );
+            compared += checked.specs.projects.len();
+        }
+        assert!(compared > 100, "{compared} projects");
+    }
+
+    #[test]
+    fn a_view_of_some_projects_is_read_only_where_it_holds_the_entry() {
+        let rollout = json!({"apiVersion": "plinth.dev/v1alpha1", "kind": "ModelRollout",
+            "metadata": {"name": "m"}, "spec": {"project": "p"}});
+        let grants = json!({"apiVersion": "plinth.dev/v1alpha1", "kind": "Dataset",
+            "metadata": {"name": "d"}, "spec": {"sensitivity": "pii", "access": [{"project": "p", "mode": "read-only"}]}});
+        let view = |projects: Value| {
+            json!({"plinth": {"resolved": {"projects": projects,
+                "clusters": {"dev": {"production": false}}}, "parameters": {}}})
+        };
+        let with = view(json!({"p": {"production": true, "clusters": ["dev"]}}));
+        let without = view(json!({"q": {"production": true, "clusters": []}}));
+        for (input, package, rule) in [
+            (
+                &rollout,
+                "production_rollouts",
+                "deny_production_rollout_strategy",
+            ),
+            (&grants, "pii_datasets", "deny_pii_outside_production"),
+        ] {
+            let package = format!("plinth_defaults.{package}");
+            let eval = |data: &Value, whole| native::eval(&package, rule, input, data, whole);
+            let found = eval(&with, true);
+            assert!(
+                matches!(&found, native::Verdict::Value(Value::Array(a)) if !a.is_empty()),
+                "{rule}: {found:?}"
+            );
+            assert_eq!(eval(&with, false), found, "{rule}: the entry is there");
+            assert_eq!(eval(&without, false), native::Verdict::Defer, "{rule}");
+            assert_eq!(
+                eval(&without, true),
+                native::Verdict::Value(json!([])),
+                "{rule}: no such project, no finding"
+            );
+        }
+    }
+
+    #[test]
+    fn only_reads_of_the_whole_projects_map_leave_the_entries_out() {
+        let opts = PolicyOptions {
+            all_namespaces: true,
+            ..PolicyOptions::default()
+        };
+        let mut d = Diagnostics::new();
+        let library = Engine::new(&default_library(), &opts, &mut d);
+        assert!(!library.reads_into_projects());
+        let engine = |rego: &str| {
+            let file = PolicyFile {
+                path: "p.rego".into(),
+                text: rego.into(),
+            };
+            Engine::new(&[file], &opts, &mut Diagnostics::new())
+        };
+        for (rego, into) in [
+            (
+                "package a\ndeny contains 1 if data.plinth.resolved.projects.x",
+                true,
+            ),
+            ("package a\ndeny contains 1 if data.plinth.resolved", true),
+            (
+                "package a\ndeny contains 1 if count(data.plinth.resolved.projects) > 1",
+                false,
+            ),
+            (
+                "package a\ndeny contains 1 if data.plinth.parameters.x",
+                false,
+            ),
+        ] {
+            assert_eq!(engine(rego).reads_into_projects(), into, "{rego}");
         }
     }
 

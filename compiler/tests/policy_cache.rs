@@ -405,3 +405,33 @@ fn reused_units_replay_their_policy_findings_whole() {
         "{hits2} hits, {puts} puts"
     );
 }
+
+/// An unchanged spec whose finding reads another project's entry in `data.plinth.resolved`
+/// (a PII dataset granted to a project that moves off production): the warm run, which makes
+/// only the entries its inputs left to evaluate name, reports what the cold run does.
+#[test]
+fn a_finding_on_another_projects_entry_follows_that_project() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cache = Cache::new(dir.path());
+    let mut files = common::example();
+    // No user rule: the default library alone, answered by the memo and natively.
+    let none = "package main\n";
+    let cold = run(&files, none, None).0;
+    let outside = |diags: &[String]| {
+        diags
+            .iter()
+            .any(|d| d.contains("granted to project `bed-management`") && d.contains("research-b"))
+    };
+    assert!(!outside(&cold), "{:#?}", policy_diags(&cold));
+    assert_eq!(run(&files, none, Some(&cache)).0, cold);
+    assert_eq!(run(&files, none, Some(&cache)).0, cold);
+    let path = "projects/bed-management.yaml".to_owned();
+    let moved = files[&path].replace("clusters: [prod-a]", "clusters: [research-b]");
+    assert_ne!(moved, files[&path]);
+    files.insert(path, moved);
+    let cold = run(&files, none, None).0;
+    assert!(outside(&cold), "{:#?}", policy_diags(&cold));
+    let (warm, hits, _) = run(&files, none, Some(&cache));
+    assert!(hits > 0, "the memo answered the unchanged inputs");
+    assert_eq!(warm, cold);
+}

@@ -597,6 +597,8 @@ fn push_line(out: &mut Vec<u8>, path: &str, s: &Stamp, text: Option<&str>) {
 #[derive(Debug, Clone, Copy)]
 struct Line<'t> {
     path: &'t str,
+    /// Where the file's name starts in `path` (after its directory's `/`).
+    name_at: usize,
     id: &'t str,
     len: u64,
     ino: u64,
@@ -613,6 +615,7 @@ impl<'t> Line<'t> {
         let id = next()?;
         let parsed = Line {
             path,
+            name_at: name_at(path),
             id,
             len: next()?.parse().ok()?,
             ino: next()?.parse().ok()?,
@@ -629,6 +632,12 @@ impl<'t> Line<'t> {
             .text
             .is_none_or(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()));
         (inside && digest && next().is_none()).then_some(parsed)
+    }
+
+    /// Its directory and its name ([`split_path`] of its path).
+    fn split(&self) -> (&'t str, &'t str) {
+        let (dir, name) = self.path.split_at(self.name_at);
+        (dir.strip_suffix('/').unwrap_or(dir), name)
     }
 
     /// Whether `st` is what this line recorded.
@@ -1143,15 +1152,16 @@ impl OutIndex {
             lines.retain(|l| !o.files.contains_key(l.path) && !gone.contains(l.path));
         }
         // Written by directory and name; sorted so when not.
-        if !lines.is_sorted_by(|a, b| split_path(a.path) <= split_path(b.path)) {
-            lines.par_sort_unstable_by(|a, b| split_path(a.path).cmp(&split_path(b.path)));
+        if !lines.is_sorted_by(|a, b| a.split() <= b.split()) {
+            lines.par_sort_unstable_by(|a, b| a.split().cmp(&b.split()));
         }
         type Here<'l, 't> = (&'l [Line<'t>], Vec<Line<'t>>);
-        let mut files: HashMap<&str, Here<'_, '_>> = HashMap::new();
+        type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+        let mut files: Map<&str, Here<'_, '_>> = Map::default();
         let mut from = 0;
         for i in 1..=lines.len() {
-            let dir = split_path(lines[from].path).0;
-            if lines.get(i).is_none_or(|l| split_path(l.path).0 != dir) {
+            let dir = lines[from].split().0;
+            if lines.get(i).is_none_or(|l| l.split().0 != dir) {
                 files.insert(dir, (&lines[from..i], Vec::new()));
                 from = i;
             }
@@ -1162,6 +1172,7 @@ impl OutIndex {
             let (len, ino, ctime) = (s.len, s.ino, s.ctime);
             let line = Line {
                 path: p,
+                name_at: name_at(p),
                 id: &s.id,
                 len,
                 ino,
@@ -1186,7 +1197,8 @@ impl OutIndex {
         }
         likely(true);
         // Every directory on the way, with its subdirectories' names.
-        let mut subdirs: HashMap<&str, BTreeSet<&str>> = HashMap::with_capacity(files.len() + 16);
+        let mut subdirs: Map<&str, BTreeSet<&str>> =
+            Map::with_capacity_and_hasher(files.len() + 16, Default::default());
         subdirs.entry("").or_default();
         for dir in files.keys() {
             let mut d = *dir;
@@ -1248,7 +1260,7 @@ impl OutIndex {
                 .0
                 .iter()
                 .chain(here.1)
-                .map(|l| split_path(l.path).1)
+                .map(|l| l.split().1)
                 .chain(below.iter().copied())
                 .collect();
             if !self.holds_exactly(dir, &names) {
@@ -1260,7 +1272,7 @@ impl OutIndex {
         let mut locks = Vec::new();
         let index = here.0.iter().map(|l| (l, self.written));
         for (line, written) in index.chain(here.1.iter().map(|l| (l, self.overlay_written))) {
-            let (p, name) = (line.path, split_path(line.path).1);
+            let (p, name) = (line.path, line.split().1);
             let lock = aggregate && name == "plinth.lock.json";
             let now = rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW).ok();
             let vouched = trusted(line.ctime, written)
@@ -1447,6 +1459,11 @@ fn aggregate(path: &str) -> bool {
 /// A file's directory and name (`""` for a file at the top).
 fn split_path(path: &str) -> (&str, &str) {
     path.rsplit_once('/').unwrap_or(("", path))
+}
+
+/// Where the name starts in `path` ([`split_path`]'s second part).
+fn name_at(path: &str) -> usize {
+    path.rfind('/').map_or(0, |i| i + 1)
 }
 
 /// Per directory of `files` (and on their way, `""` the top), the names it should hold.

@@ -40,11 +40,11 @@ type R<T> = Result<T, Defer>;
 
 /// The value of rule `name` of package `package` on `input`, with `data` (the whole `data`
 /// document, `data.plinth` in it).
-pub(super) fn eval(package: &str, name: &str, input: &Value, data: &Value) -> Verdict {
+pub(super) fn eval(package: &str, name: &str, input: &Value, data: &Value, whole: bool) -> Verdict {
     let Some(pkg) = package.strip_prefix("plinth_defaults.") else {
         return Verdict::Defer;
     };
-    let cx = Cx { input, data };
+    let cx = Cx { input, data, whole };
     let found: R<Vec<Value>> = match (pkg, name) {
         ("bucket_encryption", "deny_bucket_encryption_off") => cx.bucket_encryption_off(),
         ("bucket_encryption", "warn_bucket_managed_key") => cx.bucket_managed_key(),
@@ -174,6 +174,8 @@ fn pod_kind(kind: &str) -> bool {
 struct Cx<'a> {
     input: &'a Value,
     data: &'a Value,
+    /// `data` holds every project's entry; else only some, and reading one it lacks defers.
+    whole: bool,
 }
 
 impl<'a> Cx<'a> {
@@ -204,18 +206,29 @@ impl<'a> Cx<'a> {
     }
 
     /// `lib.project_of(input)`.
-    fn project_of(&self) -> Option<&'a Value> {
-        let kind = self.kind()?;
+    fn project_of(&self) -> R<Option<&'a Value>> {
+        let Some(kind) = self.kind() else {
+            return Ok(None);
+        };
         let name = match kind {
             "Project" => self.get(&["metadata", "name"]),
             "ModelRollout" | "App" => self.get(&["spec", "project"]),
             _ => self.get(&["metadata", "labels", "plinth.dev/project"]),
-        }?;
+        };
         // A key that is not a string names no project (the projects are an object).
-        at(
-            self.data,
-            &["plinth", "resolved", "projects", name.as_str()?],
-        )
+        match name.and_then(Value::as_str) {
+            Some(name) => self.project(name),
+            None => Ok(None),
+        }
+    }
+
+    /// `data.plinth.resolved.projects[name]`: deferred when the data holds only some entries
+    /// and not this one.
+    fn project(&self, name: &str) -> R<Option<&'a Value>> {
+        match at(self.data, &["plinth", "resolved", "projects", name]) {
+            None if !self.whole => Err(Defer),
+            found => Ok(found),
+        }
     }
 
     /// `lib.pod_spec(input)`.
@@ -358,7 +371,7 @@ impl<'a> Cx<'a> {
         {
             return Ok(None);
         }
-        Ok(self.project_of())
+        self.project_of()
     }
 
     fn gpu_cap(&self) -> R<Vec<Value>> {
@@ -492,7 +505,7 @@ impl<'a> Cx<'a> {
         if self.kind() == Some("Project")
             && self.is_spec()?
             && is_bool(self.get(&["spec", "network", "isolation"]), false)
-            && truthy(self.project_of().and_then(|p| at(p, &["production"])))
+            && truthy(self.project_of()?.and_then(|p| at(p, &["production"])))
             && let Some(name) = self.name()?
         {
             out.push(located(
@@ -516,7 +529,7 @@ impl<'a> Cx<'a> {
         if self.kind() == Some("Project")
             && self.is_spec()?
             && is_bool(self.get(&["spec", "network", "isolation"]), false)
-            && !truthy(self.project_of().and_then(|p| at(p, &["production"])))
+            && !truthy(self.project_of()?.and_then(|p| at(p, &["production"])))
             && let Some(name) = self.name()?
         {
             out.push(located(
@@ -602,13 +615,11 @@ impl<'a> Cx<'a> {
         if !clusters.is_empty() {
             return Ok(clusters);
         }
-        let project = at(grant, &["project"]).and_then(Value::as_str);
-        match project.and_then(|p| {
-            at(
-                self.data,
-                &["plinth", "resolved", "projects", p, "clusters"],
-            )
-        }) {
+        let project = match at(grant, &["project"]).and_then(Value::as_str) {
+            Some(p) => self.project(p)?,
+            None => None,
+        };
+        match project.and_then(|p| at(p, &["clusters"])) {
             None => Ok(&[]),
             Some(c) => elements(c),
         }
@@ -700,7 +711,7 @@ impl<'a> Cx<'a> {
         let mut out = Vec::new();
         if self.kind() == Some("ModelRollout")
             && self.is_spec()?
-            && truthy(self.project_of().and_then(|p| at(p, &["production"])))
+            && truthy(self.project_of()?.and_then(|p| at(p, &["production"])))
             && !truthy(self.get(&["spec", "traffic"]))
             && let Some(name) = self.name()?
         {
