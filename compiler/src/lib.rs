@@ -67,6 +67,9 @@ pub struct Checked {
     /// The manifests lowered against a base's units ([`Options::base`]) instead of
     /// [`Checked::lowered`]: only the units that differ from the base's.
     pub delta: Option<lower::delta::Delta>,
+    /// The GPU capacity of the specs, when it was computed beside lowering (against a base's
+    /// units); else it is computed when a cached revision keeps it.
+    pub capacity: Option<capacity::Capacity>,
 }
 
 /// Run load → parse → resolve → check (semantics, then the compiled output and policies).
@@ -120,12 +123,14 @@ pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &O
     lap("check", &mut timings);
     let mut lowered = None;
     let mut delta = None;
+    let mut gpus = None;
     if !diagnostics.has_errors()
-        && let Some((d, ds, laps)) = check_delta(&snapshot, &docs, &specs, opts)
+        && let Some((d, ds, laps, c)) = check_delta(&snapshot, &docs, &specs, opts)
     {
         diagnostics.extend(ds);
         timings.extend(laps);
         delta = Some(d);
+        gpus = Some(c);
     } else if !diagnostics.has_errors() {
         opts.stage("lowering");
         // Lowering verifies every object it emits (per unit, so a reused unit is verified).
@@ -189,6 +194,7 @@ pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &O
         lowered,
         timings,
         delta,
+        capacity: gpus,
     }
 }
 
@@ -205,13 +211,19 @@ fn check_delta(
     lower::delta::Delta,
     Diagnostics,
     [(&'static str, std::time::Duration); 2],
+    capacity::Capacity,
 )> {
     let units = opts.units.as_ref()?;
     let base = opts.base.as_ref()?.wait()?;
     opts.stage("lowering");
     let t = std::time::Instant::now();
-    let (delta, mut diags) =
-        lower::delta::lower_delta(specs, snapshot, &units.salt, units.store.as_ref(), &base)?;
+    // The GPU capacity (which the revision's entry keeps) beside: one thread's walk of every
+    // allocation, rollout and App.
+    let (lowered, capacity) = rayon::join(
+        || lower::delta::lower_delta(specs, snapshot, &units.salt, units.store.as_ref(), &base),
+        || capacity::Capacity::of(specs),
+    );
+    let (delta, mut diags) = lowered?;
     let lowered = t.elapsed();
     let t = std::time::Instant::now();
     if let Some(cfg) = &opts.policies {
@@ -231,6 +243,7 @@ fn check_delta(
         delta,
         diags,
         [("lower (delta)", lowered), ("policy", t.elapsed())],
+        capacity,
     ))
 }
 
@@ -293,7 +306,7 @@ pub struct PendingStore {
 impl PendingStore {
     /// What the entry of `checked` under `key` holds besides the objects (its GPU capacity
     /// when it `compiled`).
-    fn of(checked: &Checked, key: &str, compiled: bool) -> PendingStore {
+    fn of(checked: &mut Checked, key: &str, compiled: bool) -> PendingStore {
         let mut platform_files: Vec<String> = checked
             .docs
             .iter()
@@ -305,7 +318,12 @@ impl PendingStore {
             key: key.to_owned(),
             platform_files,
             diagnostics: checked.diagnostics.clone().into_sorted(),
-            capacity: compiled.then(|| capacity::Capacity::of(&checked.specs)),
+            capacity: compiled.then(|| {
+                checked
+                    .capacity
+                    .take()
+                    .unwrap_or_else(|| capacity::Capacity::of(&checked.specs))
+            }),
         }
     }
 
@@ -471,6 +489,7 @@ pub fn build_or_index(
             lowered: None,
             timings: vec![("cache hit", t.elapsed())],
             delta: None,
+            capacity: None,
         };
         let built = Built {
             checked,
@@ -573,7 +592,7 @@ fn build_fresh(
             key: None,
         };
     };
-    let pending = PendingStore::of(&checked, &key, lowered.is_some() || delta.is_some());
+    let pending = PendingStore::of(&mut checked, &key, lowered.is_some() || delta.is_some());
     if opts.defer_store {
         return Built {
             checked,

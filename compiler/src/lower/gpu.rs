@@ -481,7 +481,7 @@ fn per_user_queues(
     o: &Object<GpuQuotaSpec>,
     a: &Allocation,
     cq: &str,
-    users: &[String],
+    users: &[&str],
     limit: u32,
     origin: &Origin,
     sink: &mut Sink<'_>,
@@ -531,7 +531,7 @@ fn per_user_queues(
         let mut meta = cx.meta(&user_cq, None, Some(project), o);
         meta.annotations
             .get_or_insert_with(BTreeMap::new)
-            .insert("plinth.dev/user".to_owned(), user.clone());
+            .insert("plinth.dev/user".to_owned(), (*user).to_owned());
         sink.push_value(
             origin,
             crd::object(
@@ -555,7 +555,7 @@ fn per_user_queues(
         lq_meta
             .annotations
             .get_or_insert_with(BTreeMap::new)
-            .insert("plinth.dev/user".to_owned(), user.clone());
+            .insert("plinth.dev/user".to_owned(), (*user).to_owned());
         lq_meta
             .labels
             .get_or_insert_with(BTreeMap::new)

@@ -75,21 +75,21 @@ pub(crate) fn per_user_limit(cx: &Ctx<'_>, q: &GpuQuotaSpec, project: &str) -> O
 
 /// Users declared by name in a project who may run work (owners and user members who may
 /// edit or administer; view-only members get no queue), sorted.
-pub(crate) fn declared_users(cx: &Ctx<'_>, project: &str) -> Vec<String> {
+pub(crate) fn declared_users<'s>(cx: &Ctx<'s>, project: &str) -> Vec<&'s str> {
     let Some(p) = cx.specs.projects.get(project) else {
         return Vec::new();
     };
-    let mut users: Vec<String> = p
+    let mut users: Vec<&str> = p
         .spec
         .owners
         .iter()
-        .cloned()
+        .map(String::as_str)
         .chain(
             p.spec
                 .members
                 .iter()
                 .filter(|m| m.role != crate::model::project::Role::View)
-                .filter_map(|m| m.user.clone()),
+                .filter_map(|m| m.user.as_deref()),
         )
         .collect();
     users.sort();
