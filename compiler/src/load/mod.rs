@@ -641,11 +641,11 @@ impl Source for DirSource {
                     path: dir.clone(),
                     error,
                 })?;
-                children.push(ent);
+                // Each name taken once (not once per comparison of the sort).
+                children.push((ent.file_name(), ent));
             }
-            children.sort_by_key(|e| e.file_name());
-            for ent in children {
-                let name = ent.file_name();
+            children.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            for (name, ent) in children {
                 let Some(name) = name.to_str().map(str::to_owned) else {
                     out.push(Entry::BadName {
                         path: format!("{rel}{}", name.to_string_lossy()),
