@@ -1428,7 +1428,7 @@ impl Engine {
 
     /// Add projects' entries to data prepared without them ([`Projects::None`]); `all`: they
     /// are every project's (the data is then what it is made whole, in the same order).
-    fn add_projects(&mut self, entries: &serde_json::Map<String, Value>, all: bool) {
+    fn add_projects(&mut self, entries: serde_json::Map<String, Value>, all: bool) {
         if !self.projects_partial {
             return;
         }
@@ -1440,9 +1440,9 @@ impl Engine {
                 .try_fold(&mut data, |v, seg| v.get_mut(*seg));
             if let Some(Value::Object(map)) = at {
                 if all {
-                    map.clone_from(entries);
+                    *map = entries;
                 } else {
-                    map.extend(entries.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    map.extend(entries);
                 }
             }
             let data = Arc::new(data);
@@ -2425,7 +2425,7 @@ fn with_data(
     engines: Vec<(Engine, Option<&Value>)>,
     files: &[PolicyFile],
     inputs: (&Specs, &[Arc<Document>], Option<&Lowered>),
-    by: &ByProject<'_>,
+    (by, memoised): (&ByProject<'_>, bool),
     data_diags: &mut Diagnostics,
 ) -> Vec<Engine> {
     let (specs, docs, lowered) = inputs;
@@ -2450,7 +2450,8 @@ fn with_data(
     // cover by its digest, had without building the entries), the view is made without them:
     // the entries the inputs left to evaluate name are added once the memo has answered
     // what it could (every entry before regorus reads the data).
-    let partial = engines.iter().all(|(e, _)| !e.reads_into_projects());
+    // (Without a memo every input is evaluated: the view is made whole.)
+    let partial = memoised && engines.iter().all(|(e, _)| !e.reads_into_projects());
     let digest = partial.then(|| projects_digest(specs, by));
     let platform = platform_data_of(
         specs,
@@ -2530,8 +2531,17 @@ fn add_projects(
         return;
     }
     let entries = project_entries(specs, by, only);
-    for e in engines.iter_mut() {
-        e.add_projects(&entries, only.is_none());
+    let partial: Vec<&mut Engine> = engines.iter_mut().filter(|e| e.projects_partial).collect();
+    let n = partial.len();
+    // The last engine takes the entries, the others a copy.
+    let mut entries = Some(entries);
+    for (i, e) in partial.into_iter().enumerate() {
+        let these = if i + 1 == n {
+            entries.take().unwrap_or_default()
+        } else {
+            entries.clone().unwrap_or_default()
+        };
+        e.add_projects(these, only.is_none());
     }
 }
 
@@ -2699,7 +2709,10 @@ fn evaluate_engines(
     let mut data_diags = Diagnostics::new();
     let by = ByProject::of(specs);
     let (mut engines, ()) = rayon::join(
-        || with_data(engines, files, (specs, docs, lowered), &by, &mut data_diags),
+        || {
+            let by = (&by, memo.is_some());
+            with_data(engines, files, (specs, docs, lowered), by, &mut data_diags)
+        },
         || {
             if let Some(m) = memo {
                 sets.iter().for_each(|set| m.prefetch(set));
