@@ -1500,8 +1500,20 @@ impl Engine {
 
     /// Give regorus the data prepared by [`Engine::prepare_data`] (once).
     fn hand_over(&mut self, diags: &mut Diagnostics) {
-        debug_assert!(!self.projects_partial, "regorus given a partial view");
-        let Some(data) = self.pending.take().filter(|_| !self.projects_partial) else {
+        if self.projects_partial {
+            // Never so (every entry is added first): were it, the run fails rather than judge
+            // the platform on part of its data.
+            self.pending = None;
+            diags.push(
+                Diagnostic::new(
+                    Code::PolicyFailed,
+                    "policies were to read only some projects' entries of `data.plinth.resolved.projects`; nothing was evaluated on that data",
+                )
+                .hint("this is a bug in plinth, please report it; without a cache (no `--cache-dir`, or `plinth plan --no-cache`) the data is made whole"),
+            );
+            return;
+        }
+        let Some(data) = self.pending.take() else {
             return;
         };
         // Read from the JSON in place (no copy of it first).
@@ -3598,6 +3610,29 @@ mod tests {
                 "{rule}: no such project, no finding"
             );
         }
+    }
+
+    #[test]
+    fn regorus_is_never_given_a_view_of_some_projects() {
+        let mut d = Diagnostics::new();
+        let file = PolicyFile {
+            path: "p.rego".into(),
+            text: "package main\ndeny contains 1 if data.plinth.resolved.projects.p".into(),
+        };
+        let mut engine = Engine::new(&[file], &PolicyOptions::default(), &mut d);
+        let view = json!({"resolved": {"projects": {}}});
+        engine.prepare_data(None, plinth_data(view), &mut d, None);
+        engine.projects_partial = true;
+        engine.hand_over(&mut d);
+        let found: Vec<String> = d.iter().map(|d| d.message.clone()).collect();
+        assert_eq!(
+            found,
+            [
+                "policies were to read only some projects' entries of `data.plinth.resolved.projects`; nothing was evaluated on that data"
+            ]
+        );
+        assert!(d.has_errors());
+        assert!(engine.pending.is_none());
     }
 
     #[test]
