@@ -18,6 +18,7 @@
 //! a copy of its objects. A compaction of the unit store keeps the units of every revision kept.
 
 mod blobs;
+mod index;
 mod record;
 pub use blobs::BlobPack;
 
@@ -693,8 +694,8 @@ fn revision_files(dir: &Path, extension: &'static str) -> impl Iterator<Item = P
 /// is visible only when complete; an unreadable or corrupt entry is a miss. When there are more
 /// than [`MAX_PACKS`] packs, the next flush writes the live units of all but the largest pack
 /// into its own and deletes those packs ([`UnitPack::to_merge`]), so the directory holds about
-/// what the kept revisions use. An index is a line per unit (`key offset header-length
-/// header-crc32 body-length body-crc32`, [`Place`]), read on every core.
+/// what the kept revisions use. A pack's index lists where each unit's record is, in key
+/// order, and is searched in place ([`index`]).
 ///
 /// A unit is read by its header ([`record`]); its objects' texts (the body) are read when one
 /// of them is, from the pack held open since the store was opened. A header that does not
@@ -704,16 +705,14 @@ fn revision_files(dir: &Path, extension: &'static str) -> impl Iterator<Item = P
 /// compile lowers those units again.
 pub struct UnitPack {
     dir: PathBuf,
-    /// key → where its record is.
-    index: HashMap<String, Place, foldhash::fast::RandomState>,
+    /// Each pack's index, newest first (a key found in two packs is read from the newer);
+    /// a [`Place`]'s `pack` is a position here.
+    indexes: Vec<index::PackIndex>,
     /// Each pack's path and the pack, open (`None` when it could not be opened).
     packs: Vec<(PathBuf, Option<Arc<OpenPack>>)>,
     fresh: std::sync::Mutex<Vec<(String, record::Encoded)>>,
     used: std::sync::Mutex<Vec<String>>,
 }
-
-/// The first line of a pack's index.
-const PACK_INDEX_FORMAT: &str = "plinth-unit-index-v3";
 
 /// Where a unit's record is in its pack ([`record`]): its header at `offset`, its body right
 /// after, each with the CRC-32 of its bytes.
@@ -732,43 +731,6 @@ impl Place {
     fn len(&self) -> u64 {
         self.head + self.body
     }
-}
-
-/// A pack's index: its format line, then a line per unit,
-/// `key offset header-length header-crc32 body-length body-crc32`.
-fn encode_pack_index(entries: &[(String, Place)]) -> Vec<u8> {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(PACK_INDEX_FORMAT.len() + 1 + entries.len() * 110);
-    out.push_str(PACK_INDEX_FORMAT);
-    out.push('\n');
-    for (key, p) in entries {
-        let _ = writeln!(
-            out,
-            "{key} {} {} {} {} {}",
-            p.offset, p.head, p.head_crc, p.body, p.body_crc
-        );
-    }
-    out.into_bytes()
-}
-
-/// The entries of a pack's index (`None` when it is not of this format or is damaged anywhere:
-/// its pack is then never read).
-fn decode_pack_index(bytes: &[u8]) -> Option<Vec<(String, Place)>> {
-    let (head, entries) = parse_lines(bytes, |line| {
-        let mut fields = line.split(' ');
-        let key = fields.next().filter(|k| is_key(k))?;
-        let mut n = || fields.next()?.parse::<u64>().ok();
-        let place = Place {
-            pack: 0,
-            offset: n()?,
-            head: n()?,
-            head_crc: u32::try_from(n()?).ok()?,
-            body: n()?,
-            body_crc: u32::try_from(n()?).ok()?,
-        };
-        fields.next().is_none().then(|| (key.to_owned(), place))
-    })?;
-    (head == PACK_INDEX_FORMAT).then_some(entries)
 }
 
 /// Whether `s` has the form of a key ([`Cache::key`], [`Cache::tree_key`]): a sha256 in hex
@@ -846,7 +808,7 @@ impl std::fmt::Debug for UnitPack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UnitPack")
             .field("dir", &self.dir)
-            .field("units", &self.index.len())
+            .field("units", &self.len())
             .finish_non_exhaustive()
     }
 }
@@ -868,20 +830,12 @@ impl UnitPack {
             .collect();
         // Newest first: a key found in two packs is read from the newer.
         idx.sort_by(|a, b| b.cmp(a));
-        let mut index = HashMap::default();
+        let mut indexes = Vec::new();
         let mut packs = Vec::new();
         for (_, p) in idx {
             let Ok(bytes) = std::fs::read(&p) else {
                 continue;
             };
-            let Some(entries) = decode_pack_index(&bytes) else {
-                // Not an index of this format (an older plinth's, or damaged): its pack is
-                // never read, so neither is kept.
-                let _ = std::fs::remove_file(&p);
-                let _ = std::fs::remove_file(p.with_extension("pack"));
-                continue;
-            };
-            let n = packs.len();
             // Opened now: a pack another compile compacts away later stays readable here.
             let file = std::fs::File::open(p.with_extension("pack"))
                 .ok()
@@ -891,43 +845,47 @@ impl UnitPack {
                         index: p.clone(),
                     })
                 });
-            // Every record within the pack (a damaged index line could name any length: a
-            // read never allocates more than the pack holds).
+            // Every record within the pack (a damaged index could name any length: a read
+            // never allocates more than the pack holds).
             let size = file
                 .as_ref()
                 .and_then(|f| f.file.metadata().ok())
                 .map(|m| m.len());
-            let within = |place: &Place| {
-                let end = place
-                    .offset
-                    .checked_add(place.head)?
-                    .checked_add(place.body)?;
-                Some(end <= size?)
-            };
-            if size.is_some() && !entries.iter().all(|(_, place)| within(place) == Some(true)) {
+            let Some(index) = index::PackIndex::decode(bytes, size) else {
+                // Not an index of this format (an older plinth's, or damaged): its pack is
+                // never read, so neither is kept.
                 let _ = std::fs::remove_file(&p);
                 let _ = std::fs::remove_file(p.with_extension("pack"));
                 continue;
-            }
+            };
             packs.push((p.with_extension("pack"), file));
-            for (key, place) in entries {
-                index.entry(key).or_insert(Place { pack: n, ..place });
-            }
+            indexes.push(index);
         }
         UnitPack {
             dir,
-            index,
+            indexes,
             packs,
             fresh: Default::default(),
             used: Default::default(),
         }
     }
 
+    /// Where the unit `key` is: in the newest pack listing it.
+    fn place(&self, key: &str) -> Option<Place> {
+        let key = index::key_bytes(key)?;
+        self.indexes.iter().enumerate().find_map(|(pack, index)| {
+            Some(Place {
+                pack,
+                ..index.find(&key)?
+            })
+        })
+    }
+
     /// A unit's record, header and body, checked against their checksums (for a compaction
     /// copying it).
     fn read(&self, key: &str) -> Option<(Vec<u8>, Place)> {
         use std::os::unix::fs::FileExt;
-        let place = *self.index.get(key)?;
+        let place = self.place(key)?;
         let pack = self.packs.get(place.pack)?.1.as_ref()?;
         let mut buf = vec![0; usize::try_from(place.len()).ok()?];
         pack.file.read_exact_at(&mut buf, place.offset).ok()?;
@@ -949,7 +907,7 @@ impl UnitPack {
         thread_local! {
             static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        let place = self.index.get(key)?;
+        let place = self.place(key)?;
         let pack = self.packs.get(place.pack)?.1.as_ref()?;
         let len = usize::try_from(place.head).ok()?;
         // A buffer grown for a large unit is not kept (threads live as long as the process).
@@ -961,7 +919,9 @@ impl UnitPack {
             .file
             .read_exact_at(&mut buf, place.offset)
             .ok()
-            .and_then(|()| (crc32fast::hash(&buf) == place.head_crc).then(|| f(&buf, place, pack)));
+            .and_then(|()| {
+                (crc32fast::hash(&buf) == place.head_crc).then(|| f(&buf, &place, pack))
+            });
         if buf.capacity() <= KEPT {
             BUF.set(buf);
         }
@@ -970,20 +930,23 @@ impl UnitPack {
 
     /// Whether the unit `key` is held (in the packs read when opening, or offered since).
     pub fn holds(&self, key: &str) -> bool {
-        self.index.contains_key(key)
+        self.place(key).is_some()
             || self
                 .fresh
                 .lock()
                 .is_ok_and(|f| f.iter().any(|(k, _)| k == key))
     }
 
-    /// Units held (in the packs read when opening).
+    /// Units held (in the packs read when opening; a unit in two packs counted once).
     pub fn len(&self) -> usize {
-        self.index.len()
+        let mut keys: Vec<&[u8]> = self.indexes.iter().flat_map(|i| i.keys()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.indexes.iter().all(|i| i.len() == 0)
     }
 
     /// Units offered since opening.
@@ -1052,7 +1015,7 @@ impl UnitPack {
         }
         std::fs::rename(&tmp, &pack)?;
         let idx_tmp = self.dir.join(format!(".{name}.idx.tmp"));
-        std::fs::write(&idx_tmp, encode_pack_index(&entries))?;
+        std::fs::write(&idx_tmp, index::encode(&entries))?;
         std::fs::rename(&idx_tmp, pack.with_extension("idx"))?;
         for (old, _) in &merged {
             // The index first: a pack without one is never read.
@@ -1081,7 +1044,7 @@ impl UnitPack {
         let mut live: Vec<Vec<String>> = vec![Vec::new(); n];
         let mut live_bytes = vec![0u64; n];
         for key in keys {
-            if let Some(place) = self.index.get(key)
+            if let Some(place) = self.place(key)
                 && seen.insert(key)
             {
                 live_bytes[place.pack] += place.len();
@@ -1663,11 +1626,17 @@ mod tests {
         units.flush().expect("flush");
         assert!(cache.units().get(&key).is_some());
         let idx = unit_file(dir.path(), "idx");
-        let text = std::fs::read_to_string(&idx).expect("index");
-        let line = text.lines().nth(1).expect("a unit");
-        let mut fields: Vec<String> = line.split(' ').map(str::to_owned).collect();
-        fields[4] = (1u64 << 40).to_string();
-        std::fs::write(&idx, text.replace(line, &fields.join(" "))).expect("write");
+        let size = std::fs::metadata(idx.with_extension("pack"))
+            .expect("pack")
+            .len();
+        let index = index::PackIndex::decode(std::fs::read(&idx).expect("index"), Some(size))
+            .expect("reads");
+        let mut place = index
+            .find(&index::key_bytes(&key).expect("key"))
+            .expect("listed");
+        // A well-formed index (its checksum right) whose record's body runs past the pack.
+        place.body = 1 << 40;
+        std::fs::write(&idx, index::encode(&[(key.clone(), place)])).expect("write");
         assert!(cache.units().get(&key).is_none());
         assert!(!idx.exists() && !idx.with_extension("pack").exists());
     }
@@ -1711,43 +1680,5 @@ mod tests {
             parse_lines(b"head\na\nb\n", |l| (l == "a").then_some(())),
             None
         );
-    }
-
-    #[test]
-    fn a_pack_index_reads_back_and_damage_anywhere_refuses_it() {
-        let key = |c: char| c.to_string().repeat(64);
-        let place = |offset, head, head_crc, body, body_crc| Place {
-            pack: 0,
-            offset,
-            head,
-            head_crc,
-            body,
-            body_crc,
-        };
-        let entries = vec![
-            (key('a'), place(0, 100, 5, 20, 7)),
-            (key('b'), place(120, 3, u32::MAX, 0, 0)),
-            (key('c'), place(123, 0, 0, 0, 0)),
-        ];
-        let bytes = encode_pack_index(&entries);
-        assert_eq!(decode_pack_index(&bytes), Some(entries.clone()));
-        assert_eq!(decode_pack_index(&encode_pack_index(&[])), Some(Vec::new()));
-        let text = String::from_utf8(bytes).expect("utf-8");
-        // Cut short (a line or the last newline missing), a field changed or added, another
-        // format, or a key that is not one: the whole index is refused.
-        let damaged = [
-            text[..text.len() - 1].to_owned(),
-            text[..text.len() / 2].to_owned(),
-            text.replace(" 120 ", " 12x "),
-            text.replace(" 7\n", " 7 9\n"),
-            text.replace(" 7\n", "\n"),
-            text.replace(" 4294967295 ", " 4294967296 "),
-            text.replace(PACK_INDEX_FORMAT, "plinth-unit-index-v2"),
-            text.replace(&key('b'), "../../etc/passwd"),
-            format!("[[\"{}\",0,120,7]]", key('a')),
-        ];
-        for d in damaged {
-            assert_eq!(decode_pack_index(d.as_bytes()), None, "{d:?}");
-        }
     }
 }

@@ -182,8 +182,9 @@ pub enum Part {
 }
 
 /// Damage one part of every unit in the unit packs in place (its first byte flipped: same size,
-/// so only checksums can tell), found through the packs' indexes
-/// (`key offset header-length header-crc body-length body-crc`); how many units.
+/// so only checksums can tell), found through the packs' indexes (a format line, then per
+/// unit 64 bytes: key, offset, header length, header CRC, body length, body CRC, little-endian;
+/// then a CRC-32); how many units.
 pub fn damage_units(cache: &std::path::Path, part: Part) -> usize {
     let mut n = 0;
     for e in std::fs::read_dir(cache.join("units")).expect("units") {
@@ -193,14 +194,13 @@ pub fn damage_units(cache: &std::path::Path, part: Part) -> usize {
         }
         let pack = idx.with_extension("pack");
         let mut bytes = std::fs::read(&pack).expect("read");
-        let index = std::fs::read_to_string(&idx).expect("index");
-        for line in index.lines().skip(1) {
-            let f: Vec<u64> = line
-                .split(' ')
-                .skip(1)
-                .map(|x| x.parse().expect("number"))
-                .collect();
-            let (offset, head, body) = (f[0], f[1], f[3]);
+        let index = std::fs::read(&idx).expect("index");
+        let head = index.iter().position(|&b| b == b'\n').expect("format line") + 1;
+        let records = &index[head..index.len() - 4];
+        assert_eq!(records.len() % 64, 0, "whole records");
+        for r in records.chunks_exact(64) {
+            let at = |i: usize| u64::from_le_bytes(r[i..i + 8].try_into().expect("8 bytes"));
+            let (offset, head, body) = (at(32), at(40), at(52));
             let at = match part {
                 Part::Header => offset,
                 Part::Body if body > 0 => offset + head,
