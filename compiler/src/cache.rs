@@ -21,6 +21,7 @@ mod blobs;
 mod index;
 mod record;
 pub use blobs::BlobPack;
+use index::Place;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -712,25 +713,6 @@ pub struct UnitPack {
     packs: Vec<(PathBuf, Option<Arc<OpenPack>>)>,
     fresh: std::sync::Mutex<Vec<(String, record::Encoded)>>,
     used: std::sync::Mutex<Vec<String>>,
-}
-
-/// Where a unit's record is in its pack ([`record`]): its header at `offset`, its body right
-/// after, each with the CRC-32 of its bytes.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Place {
-    /// The pack's number in [`UnitPack::packs`] (0 in a pack's own index).
-    pack: usize,
-    offset: u64,
-    head: u64,
-    head_crc: u32,
-    body: u64,
-    body_crc: u32,
-}
-
-impl Place {
-    fn len(&self) -> u64 {
-        self.head + self.body
-    }
 }
 
 /// Whether `s` has the form of a key ([`Cache::key`], [`Cache::tree_key`]): a sha256 in hex

@@ -9,10 +9,27 @@
 //! CRC-32, body length and body CRC-32, little-endian — then the CRC-32 of everything before
 //! it (4 bytes, little-endian). Damage anywhere refuses the whole index.
 
-use super::Place;
-
 /// The first line of a pack's index.
 pub(super) const FORMAT: &str = "plinth-unit-index-v4";
+
+/// Where a unit's record is in its pack ([`super::record`]): its header at `offset`, its body right
+/// after, each with the CRC-32 of its bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Place {
+    /// The pack's number in `UnitPack::packs` (0 in a pack's own index).
+    pub(super) pack: usize,
+    pub(super) offset: u64,
+    pub(super) head: u64,
+    pub(super) head_crc: u32,
+    pub(super) body: u64,
+    pub(super) body_crc: u32,
+}
+
+impl Place {
+    pub(super) fn len(&self) -> u64 {
+        self.head + self.body
+    }
+}
 
 /// Bytes per record: key, offset, header length and CRC, body length and CRC.
 const RECORD: usize = 32 + 8 + 8 + 4 + 8 + 4;
