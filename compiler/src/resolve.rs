@@ -74,8 +74,32 @@ pub struct DocRead {
     pub index: usize,
     pub read: crate::parse::Read,
     /// The document as JSON, when it typed (its kind is `read.kind`).
-    pub typed: Option<String>,
+    pub typed: Option<RawJson>,
     pub diagnostics: Vec<Diagnostic>,
+}
+
+/// A JSON text kept as it is: stored embedded in the store's JSON, not as a string to unescape.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawJson(Box<serde_json::value::RawValue>);
+
+impl RawJson {
+    /// `text`, when it is JSON.
+    pub fn new(text: String) -> Option<RawJson> {
+        serde_json::value::RawValue::from_string(text)
+            .ok()
+            .map(RawJson)
+    }
+
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &RawJson) -> bool {
+        self.get() == other.get()
+    }
 }
 
 /// Where files' reads are looked up before parsing and offered after (the cache).
@@ -103,13 +127,14 @@ pub fn read(
 ) -> (Vec<Arc<Document>>, Vec<Typed>, Diagnostics) {
     use rayon::prelude::*;
     let spec_files: Vec<&SourceFile> = snapshot.with_role(FileRole::Spec).collect();
+    let salted = files.map(|files| key_prefix(files.salt, limits));
     let read: Vec<FileDocs> = spec_files
         .par_iter()
         .map(|f| {
-            let Some(files) = files else {
+            let (Some(files), Some(salted)) = (files, &salted) else {
                 return read_file(f, limits, false).0;
             };
-            let key = file_key(files.salt, limits, f);
+            let key = file_key(salted, f);
             let mut stored = None;
             files
                 .store
@@ -141,11 +166,18 @@ pub type Typed = (Option<AnySpec>, Diagnostics);
 /// One file read: its documents, what typing each gave, its parse diagnostics.
 type FileDocs = (Vec<Arc<Document>>, Vec<Typed>, Vec<Diagnostic>);
 
-/// The store's key of a file's read.
-fn file_key(salt: &str, limits: YamlLimits, f: &SourceFile) -> String {
+/// What every file's key in the store begins with.
+fn key_prefix(salt: &str, limits: YamlLimits) -> String {
+    format!("{FORMAT}|{salt}|{limits:?}|")
+}
+
+/// The store's key of a file's read (`salted`: [`key_prefix`]).
+fn file_key(salted: &str, f: &SourceFile) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    h.update(format!("{FORMAT}|{salt}|{limits:?}|{}\0", f.path).as_bytes());
+    h.update(salted.as_bytes());
+    h.update(f.path.as_bytes());
+    h.update(b"\0");
     h.update(f.digest);
     crate::output::hex(&h.finalize())
 }
@@ -165,7 +197,7 @@ fn read_file(f: &SourceFile, limits: YamlLimits, keep: bool) -> (FileDocs, Optio
             k.docs.push(DocRead {
                 index: doc.index,
                 read: doc.read(),
-                typed: json,
+                typed: json.and_then(RawJson::new),
                 diagnostics: d.iter().cloned().collect(),
             });
         }
@@ -184,7 +216,7 @@ fn from_store(f: &SourceFile, limits: YamlLimits, r: &FileRead) -> Option<FileDo
         let kind = d.read.kind.as_deref().and_then(Kind::parse);
         let doc = Arc::new(Document::later(&lazy, d.index, f.digest, d.read.clone()));
         let spec = match &d.typed {
-            Some(json) => Some(retype(kind?, json, &doc)?),
+            Some(json) => Some(retype(kind?, json.get(), &doc)?),
             None => None,
         };
         let mut diags = Diagnostics::new();

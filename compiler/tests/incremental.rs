@@ -477,24 +477,31 @@ fn a_damaged_file_read_is_read_from_the_file() {
         .lines()
         .enumerate()
         .map(|(i, line)| {
-            if i == 0 || !line.contains("\"typed\":\"") {
+            let Some(at) = line.find("\"typed\":{").filter(|_| i > 0) else {
                 return line.to_owned();
-            }
+            };
             damaged += 1;
-            match i % 4 {
-                // Not JSON of a spec any more.
-                0 => line.replacen("\"typed\":\"{", "\"typed\":\"[{", 1),
+            // The document's JSON is embedded as it is (after its kind and name as read).
+            let (read, typed) = line.split_at(at);
+            let new = match i % 4 {
+                // JSON, but not of a spec any more.
+                0 => {
+                    read.to_owned()
+                        + &typed.replacen("{\"apiVersion\"", "{\"apiVersion\":1,\"a\"", 1)
+                }
                 // Another kind's.
-                1 => line.replacen("\\\"kind\\\":\\\"", "\\\"kind\\\":\\\"X", 1),
+                1 => read.to_owned() + &typed.replacen("\"kind\":\"", "\"kind\":\"X", 1),
                 // Another spec's name.
-                2 => line.replacen("\\\"name\\\":\\\"", "\\\"name\\\":\\\"x", 1),
+                2 => read.to_owned() + &typed.replacen("\"name\":\"", "\"name\":\"x", 1),
                 // A name typing refuses, everywhere in the entry.
                 _ => {
                     let at = line.find("\"name\":\"").expect("a name") + "\"name\":\"".len();
                     let name = &line[at..at + line[at..].find('"').expect("end")];
                     line.replace(name, &format!("{}_X", name.to_uppercase()))
                 }
-            }
+            };
+            assert_ne!(new, line, "damaged");
+            new
         })
         .collect();
     assert!(damaged > 30, "{damaged} entries damaged");
