@@ -1433,15 +1433,16 @@ pub struct PolicyMemo {
 }
 
 impl Cache {
-    /// The blob contents of git revisions kept in this cache (read now).
+    /// The blob contents of git revisions kept in this cache (read from now on, on a thread
+    /// of its own: the first look waits for it).
     pub fn blobs(&self) -> BlobPack {
-        BlobPack::open(self.dir.join("blobs").join("pack"))
+        BlobPack::open_beside(self.dir.join("blobs").join("pack"))
     }
 
     /// The contents of working-tree files read before, by path and stamp
-    /// ([`crate::load::DirSource::with_texts`]; read now).
+    /// ([`crate::load::DirSource::with_texts`]; read as [`Cache::blobs`]).
     pub fn worktree_texts(&self) -> BlobPack {
-        BlobPack::open(self.dir.join("blobs").join("worktree"))
+        BlobPack::open_beside(self.dir.join("blobs").join("worktree"))
     }
 
     /// The policy result memo kept in this cache.

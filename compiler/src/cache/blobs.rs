@@ -25,24 +25,32 @@ const SLACK: usize = 1 << 20;
 /// [`BlobPack::flush`]).
 pub struct BlobPack {
     path: PathBuf,
-    /// The pack file as read.
-    bytes: Vec<u8>,
-    /// Per blob: its record's range in `bytes`, where its content starts, its checksum, and
-    /// whether this run read it (intact).
-    index: HashMap<ObjectId, Record>,
-    /// The file is to be written whole (missing, of another format, or damaged).
-    rewrite: bool,
+    /// The pack as read (when first needed, or by the thread reading it since it was opened).
+    read: std::sync::OnceLock<Read>,
+    /// The thread reading the pack ([`BlobPack::open_beside`]).
+    reading: std::sync::Mutex<Option<std::thread::JoinHandle<Read>>>,
     /// A record did not match its checksum.
     damaged: AtomicBool,
     /// Blobs kept since opening.
     fresh: RwLock<BTreeMap<ObjectId, Vec<u8>>>,
 }
 
+/// A pack file as read.
+struct Read {
+    /// The file's bytes.
+    bytes: Vec<u8>,
+    /// Per blob: its record's range in `bytes`, where its content starts, its checksum, and
+    /// whether this run read it (intact).
+    index: HashMap<ObjectId, Record>,
+    /// The file is to be written whole (missing, of another format, or damaged).
+    rewrite: bool,
+}
+
 impl std::fmt::Debug for BlobPack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BlobPack")
             .field("path", &self.path)
-            .field("blobs", &self.index.len())
+            .field("blobs", &self.pack().index.len())
             .finish_non_exhaustive()
     }
 }
@@ -98,7 +106,51 @@ impl BlobPack {
     /// The pack at `path` (empty when there is none or it is of another format; read up to
     /// a record cut short).
     pub fn open(path: PathBuf) -> BlobPack {
-        let bytes = std::fs::read(&path).unwrap_or_default();
+        let read = Read::of(&path);
+        BlobPack {
+            path,
+            read: read.into(),
+            reading: Default::default(),
+            damaged: AtomicBool::new(false),
+            fresh: RwLock::default(),
+        }
+    }
+
+    /// [`BlobPack::open`], the pack read on a thread of its own (a plan lists its trees
+    /// meanwhile); the first look into the pack waits for it.
+    pub fn open_beside(path: PathBuf) -> BlobPack {
+        let from = path.clone();
+        let reading = std::thread::Builder::new()
+            .name("blob pack".into())
+            .spawn(move || Read::of(&from))
+            .ok();
+        BlobPack {
+            path,
+            read: std::sync::OnceLock::new(),
+            reading: std::sync::Mutex::new(reading),
+            damaged: AtomicBool::new(false),
+            fresh: RwLock::default(),
+        }
+    }
+
+    /// The pack as read (waiting for the thread reading it; read here when that failed).
+    fn pack(&self) -> &Read {
+        self.read.get_or_init(|| {
+            let reading = self
+                .reading
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            reading
+                .and_then(|t| t.join().ok())
+                .unwrap_or_else(|| Read::of(&self.path))
+        })
+    }
+}
+
+impl Read {
+    fn of(path: &std::path::Path) -> Read {
+        let bytes = std::fs::read(path).unwrap_or_default();
         let mut index = HashMap::new();
         let mut rewrite = !bytes.starts_with(HEAD);
         let mut at = if rewrite { bytes.len() } else { HEAD.len() };
@@ -121,19 +173,18 @@ impl BlobPack {
                 }
             }
         }
-        BlobPack {
-            path,
+        Read {
             bytes,
             index,
             rewrite,
-            damaged: AtomicBool::new(false),
-            fresh: RwLock::default(),
         }
     }
+}
 
+impl BlobPack {
     /// Blobs held (read when opening, and kept since).
     pub fn len(&self) -> usize {
-        self.index.len() + self.fresh.read().map_or(0, |f| f.len())
+        self.pack().index.len() + self.fresh.read().map_or(0, |f| f.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -146,7 +197,8 @@ impl BlobPack {
     pub fn flush(&self) -> std::io::Result<()> {
         let fresh =
             std::mem::take(&mut *self.fresh.write().unwrap_or_else(PoisonError::into_inner));
-        let rewrite = self.rewrite || self.damaged.load(Ordering::Relaxed);
+        let pack = self.pack();
+        let rewrite = pack.rewrite || self.damaged.load(Ordering::Relaxed);
         if fresh.is_empty() && !rewrite {
             return Ok(());
         }
@@ -158,14 +210,14 @@ impl BlobPack {
                 added.truncate(mark);
             }
         }
-        let used: Vec<&std::ops::Range<usize>> = self
+        let used: Vec<&std::ops::Range<usize>> = pack
             .index
             .values()
             .filter(|r| r.used.load(Ordering::Relaxed))
             .map(|r| &r.range)
             .collect();
         let live = used.iter().map(|r| r.len()).sum::<usize>() + added.len();
-        if !rewrite && self.bytes.len() + added.len() <= DEAD_RATIO * live + SLACK {
+        if !rewrite && pack.bytes.len() + added.len() <= DEAD_RATIO * live + SLACK {
             let mut f = std::fs::File::options().append(true).open(&self.path)?;
             // One write: appends by two runs do not interleave within it.
             return f.write_all(&added);
@@ -175,7 +227,7 @@ impl BlobPack {
         let mut used: Vec<&std::ops::Range<usize>> = used;
         used.sort_by_key(|r| r.start);
         for r in used {
-            whole.extend_from_slice(&self.bytes[r.clone()]);
+            whole.extend_from_slice(&pack.bytes[r.clone()]);
         }
         whole.extend_from_slice(&added);
         let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
@@ -199,8 +251,9 @@ impl BlobPack {
 impl crate::load::Blobs for BlobPack {
     fn blob(&self, id: &gix::oid, limit: usize) -> Option<Vec<u8>> {
         let cut = |data: &[u8]| data[..data.len().min(limit)].to_vec();
-        if let Some(r) = self.index.get(id) {
-            let data = &self.bytes[r.start..r.range.end];
+        let pack = self.pack();
+        if let Some(r) = pack.index.get(id) {
+            let data = &pack.bytes[r.start..r.range.end];
             if checksum(id, data) == r.crc {
                 // Written once: the flag's cache line is not bounced between threads.
                 if !r.used.load(Ordering::Relaxed) {
@@ -215,7 +268,7 @@ impl crate::load::Blobs for BlobPack {
     }
 
     fn size(&self, id: &gix::oid) -> Option<u64> {
-        if let Some(r) = self.index.get(id) {
+        if let Some(r) = self.pack().index.get(id) {
             return Some((r.range.end - r.start) as u64);
         }
         self.with_fresh(id, |data| data.len() as u64)
@@ -223,6 +276,7 @@ impl crate::load::Blobs for BlobPack {
 
     fn keep(&self, id: &gix::oid, bytes: &[u8]) {
         if self
+            .pack()
             .index
             .get(id)
             .is_some_and(|r| r.used.load(Ordering::Relaxed))
@@ -259,6 +313,22 @@ mod tests {
         let path = dir.join("blobs/pack");
         let bytes = std::fs::read(&path).unwrap();
         (path, bytes)
+    }
+
+    /// A pack read on a thread of its own holds what one read at once does.
+    #[test]
+    fn a_pack_read_beside_reads_as_one_read_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = packed(dir.path(), &[(1, b"one\n"), (2, b"two\n")]);
+        let (now, beside) = (BlobPack::open(path.clone()), BlobPack::open_beside(path));
+        for p in [&now, &beside] {
+            assert_eq!(p.len(), 2);
+            assert_eq!(p.blob(&id(2), usize::MAX).unwrap(), b"two\n");
+            assert_eq!(p.size(&id(1)), Some(4));
+            assert_eq!(p.blob(&id(3), usize::MAX), None);
+        }
+        let missing = BlobPack::open_beside(dir.path().join("none"));
+        assert!(missing.is_empty());
     }
 
     #[test]
