@@ -34,13 +34,16 @@ pub(super) struct MemoFile<V> {
     format: &'static str,
     /// The memo file's text, its log's, and the keys that held an escape, decoded: the stored
     /// keys and values are in them.
-    texts: [String; 3],
+    texts: [Vec<u8>; 3],
     /// The stored entries, in the order read (the log's after the file's).
     stored: Vec<Stored>,
     /// Whether this run used each stored entry (lookups from every thread).
     used: Vec<AtomicBool>,
     /// The stored entries by their key's hash, sorted (hash, then position).
     by_hash: Vec<(u64, u32)>,
+    /// `fan[b]..fan[b + 1]`: the entries of `by_hash` whose hash's top 16 bits are `b` (a
+    /// lookup reads one bucket, not a binary search's 18 places in a large memo).
+    fan: Vec<u32>,
     hasher: foldhash::fast::RandomState,
     /// The entries this run added. Only these and the stored ones used are written back
     /// (bounded growth). A key is never in both: a value is a function of its key, so a run
@@ -67,7 +70,7 @@ struct Slot {
 
 impl Slot {
     /// `part` of `whole` (`texts[text]`), when both fit 32-bit places.
-    fn of(text: u8, whole: &str, part: &str) -> Option<Slot> {
+    fn of(text: u8, whole: &[u8], part: &str) -> Option<Slot> {
         let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
         Some(Slot {
             text,
@@ -77,11 +80,21 @@ impl Slot {
     }
 }
 
-/// A text of a memo's.
-fn slot_text(texts: &[String; 3], slot: Slot) -> &str {
+/// A hash's bucket in a memo's fan-out: its top 16 bits.
+fn bucket(h: u64) -> usize {
+    (h >> 48) as usize
+}
+
+/// A text of a memo's, as bytes.
+fn slot_bytes(texts: &[Vec<u8>; 3], slot: Slot) -> &[u8] {
     texts[usize::from(slot.text)]
         .get(slot.start as usize..slot.end as usize)
         .unwrap_or_default()
+}
+
+/// A text of a memo's (from a line checked to be UTF-8 when read, cut at ASCII characters).
+fn slot_text(texts: &[Vec<u8>; 3], slot: Slot) -> &str {
+    std::str::from_utf8(slot_bytes(texts, slot)).unwrap_or_default()
 }
 
 /// A stored entry's key as read: in the line, or decoded (it held an escape).
@@ -140,21 +153,22 @@ where
             stored: Vec::new(),
             used: Vec::new(),
             by_hash: Vec::new(),
+            fan: Vec::new(),
             hasher: Default::default(),
             fresh: Mutex::default(),
             logged: 0,
         };
-        // Places within a text are 32-bit.
+        // Places within a text are 32-bit. (Each line is checked to be UTF-8 as it is split,
+        // on every core.)
         let read = |p: &Path| {
             std::fs::read(p)
                 .ok()
-                .and_then(|b| String::from_utf8(b).ok())
                 .filter(|t| u32::try_from(t.len()).is_ok())
         };
         let Some(text) = read(&memo.path) else {
             return memo;
         };
-        let entry = |text: u8, whole: &str, line| {
+        let entry = |text: u8, whole: &[u8], line| {
             let (key, value) = split_entry(line)?;
             let key = match key {
                 std::borrow::Cow::Borrowed(k) => Key::At(Slot::of(text, whole, k)?),
@@ -163,7 +177,7 @@ where
             Some((key, Slot::of(text, whole, value)?))
         };
         let Some(mut entries) =
-            parse_lines(text.as_bytes(), |l| entry(0, &text, l)).and_then(|(head, entries)| {
+            parse_lines(&text, |l| entry(0, &text, l)).and_then(|(head, entries)| {
                 let head: MemoFileHead = serde_json::from_str(head).ok()?;
                 (head.format == format).then_some(entries)
             })
@@ -172,16 +186,19 @@ where
         };
         let log = read(&memo.log);
         if let Some(log) = &log {
-            for line in log.split('\n').filter(|l| !l.is_empty()) {
+            for line in log.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
                 // A line cut short (a run stopped while appending) does not split: skipped
                 // (one cut inside its value is a miss when looked up).
-                if let Some(e) = entry(1, log, line) {
+                if let Some(e) = std::str::from_utf8(line)
+                    .ok()
+                    .and_then(|l| entry(1, log, l))
+                {
                     entries.push(e);
                     memo.logged += 1;
                 }
             }
         }
-        let mut decoded = String::new();
+        let mut decoded = Vec::new();
         memo.stored = entries
             .into_iter()
             .map(|(key, value)| {
@@ -189,7 +206,7 @@ where
                     Key::At(slot) => slot,
                     Key::Decoded(k) => {
                         let start = decoded.len();
-                        decoded.push_str(&k);
+                        decoded.extend_from_slice(k.as_bytes());
                         Slot {
                             text: 2,
                             start: u32::try_from(start).unwrap_or(u32::MAX),
@@ -209,7 +226,7 @@ where
                 .par_iter()
                 .enumerate()
                 .map(|(i, e)| {
-                    let key = slot_text(&memo.texts, e.key);
+                    let key = slot_bytes(&memo.texts, e.key);
                     (
                         memo.hasher.hash_one(key),
                         u32::try_from(i).unwrap_or(u32::MAX),
@@ -219,18 +236,31 @@ where
             by_hash.par_sort_unstable();
             by_hash
         };
+        memo.fan = vec![0; (1 << 16) + 1];
+        for &(h, _) in &memo.by_hash {
+            memo.fan[bucket(h) + 1] += 1;
+        }
+        for b in 1..memo.fan.len() {
+            memo.fan[b] += memo.fan[b - 1];
+        }
         memo
     }
 
     /// The stored entry of `key` (of two, the later: a log's line wins over the file's).
     fn find(&self, key: &str) -> Option<usize> {
-        let h = self.hasher.hash_one(key);
-        let from = self.by_hash.partition_point(|&(k, _)| k < h);
-        self.by_hash[from..]
+        let h = self.hasher.hash_one(key.as_bytes());
+        let b = bucket(h);
+        let (from, to) = (*self.fan.get(b)? as usize, *self.fan.get(b + 1)? as usize);
+        self.by_hash
+            .get(from..to)?
             .iter()
-            .take_while(|&&(k, _)| k == h)
+            .filter(|&&(k, _)| k == h)
             .map(|&(_, i)| i as usize)
-            .filter(|&i| self.stored.get(i).is_some_and(|e| self.text(e.key) == key))
+            .filter(|&i| {
+                self.stored
+                    .get(i)
+                    .is_some_and(|e| slot_bytes(&self.texts, e.key) == key.as_bytes())
+            })
             .last()
     }
 
@@ -381,12 +411,42 @@ pub(crate) fn parse_lines<'t, T: Send>(
     bytes: &'t [u8],
     parse: impl Fn(&'t str) -> Option<T> + Sync,
 ) -> Option<(&'t str, Vec<T>)> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    if !text.ends_with('\n') {
+    use rayon::prelude::*;
+    if !bytes.ends_with(b"\n") {
         return None;
     }
-    let (head, body) = text.split_once('\n')?;
-    Some((head, parse_body(body, parse)?))
+    let at = bytes.iter().position(|&b| b == b'\n')?;
+    let head = std::str::from_utf8(&bytes[..at]).ok()?;
+    let body = &bytes[at + 1..];
+    // Each piece checked to be UTF-8 on its own core (a newline byte is never inside a
+    // character, so the pieces are cut at character boundaries).
+    let parsed: Vec<Vec<T>> = pieces(body)
+        .par_iter()
+        .map(|piece| {
+            let text = std::str::from_utf8(piece).ok()?;
+            text.split_terminator('\n').map(&parse).collect()
+        })
+        .collect::<Option<_>>()?;
+    Some((head, parsed.into_iter().flatten().collect()))
+}
+
+/// `body` (whole lines, each ending with a newline) cut after newlines into a few pieces per
+/// core.
+fn pieces(body: &[u8]) -> Vec<&[u8]> {
+    let want = rayon::current_num_threads().max(1) * 4;
+    let mut pieces = Vec::with_capacity(want);
+    let mut rest = body;
+    while !rest.is_empty() {
+        let from = (body.len() / want).max(1).min(rest.len());
+        let at = rest[from..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(rest.len(), |n| from + n + 1);
+        let (piece, tail) = rest.split_at(at);
+        pieces.push(piece);
+        rest = tail;
+    }
+    pieces
 }
 
 /// Every line of `body` (whole lines, each ending with a newline) parsed by `parse`, on every
@@ -396,20 +456,16 @@ pub(crate) fn parse_body<'t, T: Send>(
     parse: impl Fn(&'t str) -> Option<T> + Sync,
 ) -> Option<Vec<T>> {
     use rayon::prelude::*;
-    let want = rayon::current_num_threads().max(1) * 4;
-    let mut pieces = Vec::with_capacity(want);
-    let mut rest = body;
-    while !rest.is_empty() {
-        // Cut after the next newline (a byte search: any cut there is a character boundary).
-        let from = (body.len() / want).max(1).min(rest.len());
-        let at = rest.as_bytes()[from..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(rest.len(), |n| from + n + 1);
-        let (piece, tail) = rest.split_at(at);
-        pieces.push(piece);
-        rest = tail;
-    }
+    // Cut after newlines (a byte search: any cut there is a character boundary).
+    let mut at = 0;
+    let pieces: Vec<&str> = pieces(body.as_bytes())
+        .into_iter()
+        .map(|p| {
+            let piece = &body[at..at + p.len()];
+            at += p.len();
+            piece
+        })
+        .collect();
     let parsed: Vec<Vec<T>> = pieces
         .par_iter()
         .map(|piece| piece.split_terminator('\n').map(&parse).collect())
