@@ -264,14 +264,10 @@ where
             .last()
     }
 
-    /// One of the memo's texts.
-    fn text(&self, slot: Slot) -> &str {
-        slot_text(&self.texts, slot)
-    }
-
     /// A stored value, parsed (`None` when its text does not parse: a damaged line).
     fn parsed(&self, i: usize) -> Option<V> {
-        serde_json::from_str(self.text(self.stored.get(i)?.value)).ok()
+        // From the bytes: the parser checks its strings' UTF-8 as it reads them.
+        serde_json::from_slice(slot_bytes(&self.texts, self.stored.get(i)?.value)).ok()
     }
 
     /// `f` of the value stored or added under `key` (marked used). A stored value that does

@@ -155,9 +155,20 @@ impl<'a> Ctx<'a> {
 
     /// Whether a project lives on this cluster.
     pub fn hosts(&self, project: &str) -> bool {
-        self.specs.projects.get(project).is_some_and(|p| {
-            Ctx::placement(self.specs, &p.spec).contains(&self.cluster.name.as_str())
-        })
+        self.specs
+            .projects
+            .get(project)
+            .is_some_and(|p| self.hosts_spec(&p.spec))
+    }
+
+    /// Whether this cluster hosts a project of this spec (as [`Ctx::hosts`], without looking
+    /// the project up).
+    pub fn hosts_spec(&self, project: &crate::model::ProjectSpec) -> bool {
+        let here = self.cluster.name.as_str();
+        if !project.clusters.is_empty() {
+            return project.clusters.iter().any(|c| c == here);
+        }
+        Ctx::placement(self.specs, project).contains(&here)
     }
 
     /// The cluster's Kubernetes minor version (`"1.32"` → 32).

@@ -295,7 +295,7 @@ fn units<'s>(cx: &Ctx<'_>, specs: &'s Specs, platform: &'s Object<PlatformSpec>)
         specs
             .projects
             .values()
-            .filter(|p| cx.hosts(p.name()))
+            .filter(|p| cx.hosts_spec(&p.spec))
             .map(Unit::Project),
     );
     units.extend(
