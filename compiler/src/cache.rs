@@ -720,7 +720,7 @@ pub struct UnitPack {
 /// Whether `s` has the form of a key ([`Cache::key`], [`Cache::tree_key`]): a sha256 in hex
 /// (so a key read from a file names nothing outside the cache).
 fn is_key(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+    index::key_bytes(s).is_some()
 }
 
 /// Where a key's input fields are fed ([`Cache::keyed`]).

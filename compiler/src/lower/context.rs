@@ -164,11 +164,7 @@ impl<'a> Ctx<'a> {
     /// Whether this cluster hosts a project of this spec (as [`Ctx::hosts`], without looking
     /// the project up).
     pub fn hosts_spec(&self, project: &crate::model::ProjectSpec) -> bool {
-        let here = self.cluster.name.as_str();
-        if !project.clusters.is_empty() {
-            return project.clusters.iter().any(|c| c == here);
-        }
-        Ctx::placement(self.specs, project).contains(&here)
+        Ctx::placement(self.specs, project).contains(&self.cluster.name.as_str())
     }
 
     /// The cluster's Kubernetes minor version (`"1.32"` → 32).
