@@ -1270,6 +1270,10 @@ impl Memo for PolicyMemo {
         self.with_set(set, |s| s.put(format!("{input} {rule}"), result));
     }
 
+    fn put_scratch(&self, set: &str, rule: &str, input: &str, result: Memoized) {
+        self.with_set(set, |s| s.put_scratch(format!("{input} {rule}"), result));
+    }
+
     fn finish(&self, set: &str) {
         // Every lookup is over: the set is taken out and written back.
         let s = {

@@ -288,6 +288,12 @@ pub trait Memo: Send + Sync {
         }
     }
     fn put(&self, set: &str, rule: &str, input: &str, result: Memoized);
+    /// A result held for this run's lookups only (a persistent memo does not keep it): what
+    /// the native rules decided, microseconds to decide again, needed in the run only to make
+    /// the bundles of the units and documents that are kept.
+    fn put_scratch(&self, set: &str, rule: &str, input: &str, result: Memoized) {
+        self.put(set, rule, input, result);
+    }
     /// The run of `set` is over (a persistent memo writes itself here).
     fn finish(&self, set: &str);
     /// `set` will be looked up soon (a persistent memo reads it now).
@@ -1620,15 +1626,22 @@ impl Engine {
         }
     }
 
-    /// Memoise a rule's result on the input, when it may be.
-    fn remember(&self, index: usize, state: &InputState<'_>, result: Memoized) {
+    /// Memoise a rule's result on the input, when it may be; one [`native`] decided is kept for
+    /// this run only ([`Memo::put_scratch`]: a cold compile at 10,000 projects had left 180,000
+    /// such entries, 25 MB the next run read and dropped, beside the bundles that answer it).
+    fn remember(&self, index: usize, state: &InputState<'_>, result: Memoized, native: bool) {
         // A verdict on an object whose text could not be read (it read as `null`) is never
         // kept: the compile fails (see `output::Body`).
         if matches!(state.input, InputRef::Object(o) if o.text_lost()) {
             return;
         }
         if let (Some(m), Some(hash), true) = (&self.memo, &state.hash, self.cacheable[index]) {
-            m.memo.put(&m.set, &self.memo_ids[index], hash, result);
+            if native {
+                m.memo
+                    .put_scratch(&m.set, &self.memo_ids[index], hash, result);
+            } else {
+                m.memo.put(&m.set, &self.memo_ids[index], hash, result);
+            }
         }
     }
 
@@ -1695,7 +1708,7 @@ impl Engine {
                 .exceptions
                 .extend(std::iter::repeat_n(query, excepted));
             if exceptions_ok {
-                self.remember(index, state, Memoized::Excepted(excepted));
+                self.remember(index, state, Memoized::Excepted(excepted), false);
             }
             return ControlFlow::Continue(());
         }
@@ -1707,6 +1720,7 @@ impl Engine {
             return ControlFlow::Break(());
         }
         let started = std::time::Instant::now();
+        let decided = native.is_some();
         let result = match native {
             Some(value) => Ok(Some(value)),
             None => {
@@ -1724,14 +1738,14 @@ impl Engine {
             // An undefined rule found nothing (counted as passing below).
             Ok(None) => {
                 if exceptions_ok {
-                    self.remember(index, state, Memoized::Undefined);
+                    self.remember(index, state, Memoized::Undefined, decided);
                 }
             }
             Ok(Some(value)) => {
                 if !collect(&rule, index, &value, run.place, &mut run.out, diags) {
                     run.unevaluated += 1;
                 } else if exceptions_ok {
-                    self.remember(index, state, Memoized::Value(value));
+                    self.remember(index, state, Memoized::Value(value), decided);
                 }
             }
             Err(e) => {

@@ -49,6 +49,8 @@ struct Counting {
     unit_hits: AtomicUsize,
     unit_puts: AtomicUsize,
     rule_gets: AtomicUsize,
+    /// Results held for the run only (decided natively).
+    scratch_puts: AtomicUsize,
 }
 
 impl Counting {
@@ -62,6 +64,7 @@ impl Counting {
             unit_hits: zero(),
             unit_puts: zero(),
             rule_gets: zero(),
+            scratch_puts: zero(),
         }
     }
 
@@ -100,6 +103,15 @@ impl Memo for Counting {
             self.unit_puts.fetch_add(1, Ordering::Relaxed);
         }
         self.inner.put(set, rule, input, result);
+    }
+    fn put_scratch(&self, set: &str, rule: &str, input: &str, result: Memoized) {
+        self.scratch_puts.fetch_add(1, Ordering::Relaxed);
+        self.put_here.lock().expect("lock").insert((
+            set.to_owned(),
+            rule.to_owned(),
+            input.to_owned(),
+        ));
+        self.inner.put_scratch(set, rule, input, result);
     }
     fn finish(&self, set: &str) {
         self.inner.finish(set);
@@ -302,6 +314,61 @@ fn a_cached_build_memoises_policy_results() {
         .expect("policy/")
         .count();
     assert_eq!(memo_files, 2);
+}
+
+/// What the native rules decided is held for the run only: a cold build with the default
+/// library alone keeps one entry per unit and per spec document (their bundles), not one per
+/// object and rule; the next build replays them, evaluates the edited project's inputs again
+/// and reports what a cold build reports.
+#[test]
+fn natively_decided_results_are_kept_only_in_bundles() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cache = Cache::new(dir.path());
+    let mut files = common::example();
+    let none = "package main\n";
+    let build = |files: &BTreeMap<String, String>| {
+        let mut opts = options(none);
+        let memo = Arc::new(Counting::new(cache.policy_memo()));
+        opts.policy_memo = Some(plinth::PolicyMemo(memo.clone()));
+        let built = plinth::build_cached(&common::source(files), &opts, &cache).expect("build");
+        let cold = plinth::build_source(&common::source(files), &options(none)).expect("build");
+        assert_eq!(common::outcome(&built), common::outcome(&cold));
+        (
+            Counting::count(&memo.scratch_puts),
+            Counting::count(&memo.puts),
+        )
+    };
+    let keys = || -> Vec<String> {
+        let mut keys = Vec::new();
+        for e in std::fs::read_dir(dir.path().join("policy")).expect("policy/") {
+            let text = std::fs::read_to_string(e.expect("entry").path()).expect("read");
+            for line in text.lines().skip(1) {
+                let v: serde_json::Value = serde_json::from_str(line).expect("a line");
+                keys.push(v[0].as_str().expect("a key").to_owned());
+            }
+        }
+        keys
+    };
+    let (scratch, puts) = build(&files);
+    assert!(scratch > 100, "the native rules decided ({scratch})");
+    let kept = keys();
+    assert_eq!(kept.len(), puts, "what was put is kept");
+    assert!(kept.len() > 10, "bundles are kept ({})", kept.len());
+    assert!(
+        kept.iter().all(|k| k.ends_with(" unit-bundle")),
+        "only bundles are kept: {:?}",
+        kept.iter().find(|k| !k.ends_with(" unit-bundle"))
+    );
+    let path = "projects/er-capacity.yaml".to_owned();
+    let text = files[&path].replacen("pods: ", "pods: 1", 1);
+    assert_ne!(text, files[&path]);
+    files.insert(path, text);
+    let (scratch, puts) = build(&files);
+    assert!(
+        scratch > 0 && puts > 0,
+        "the edit is evaluated again: {scratch}, {puts}"
+    );
+    assert!(keys().iter().all(|k| k.ends_with(" unit-bundle")));
 }
 
 /// A run that adds a few results appends them to the set's log rather than writing its file

@@ -49,6 +49,8 @@ pub(super) struct MemoFile<V> {
     /// (bounded growth). A key is never in both: a value is a function of its key, so a run
     /// only adds what was not stored.
     fresh: Mutex<MemoMap<V>>,
+    /// Entries this run looks up but does not keep ([`MemoFile::put_scratch`]).
+    scratch: Mutex<MemoMap<V>>,
     /// Entries read from the log (appended since the file was last written whole).
     logged: usize,
 }
@@ -156,6 +158,7 @@ where
             fan: Vec::new(),
             hasher: Default::default(),
             fresh: Mutex::default(),
+            scratch: Mutex::default(),
             logged: 0,
         };
         // Places within a text are 32-bit. (Each line is checked to be UTF-8 as it is split,
@@ -283,8 +286,21 @@ where
             }
             return Some(f(&hit));
         }
-        let fresh = self.fresh.lock().unwrap_or_else(PoisonError::into_inner);
-        fresh.get(key).map(f)
+        {
+            let fresh = self.fresh.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(v) = fresh.get(key) {
+                return Some(f(v));
+            }
+        }
+        let scratch = self.scratch.lock().unwrap_or_else(PoisonError::into_inner);
+        scratch.get(key).map(f)
+    }
+
+    /// Hold `value` under `key` for this run's lookups, not written (a stored entry of the
+    /// key is not marked used by it).
+    pub(super) fn put_scratch(&self, key: String, value: V) {
+        let mut scratch = self.scratch.lock().unwrap_or_else(PoisonError::into_inner);
+        scratch.insert(key, value);
     }
 
     pub(super) fn put(&self, key: String, value: V) {
