@@ -2989,6 +2989,11 @@ fn rules_digest(sets: &[Arc<str>], engines: &[Engine], kind: &str) -> [u8; 32] {
 /// The memo key of a unit's bundle: the unit's key and the digests of its objects' kinds'
 /// rules ([`rules_digest`], each once).
 fn unit_bundle_key<'d>(unit: &str, digests: impl Iterator<Item = &'d [u8; 32]>) -> String {
+    format!("unit:{unit}:{}", rules_suffix(digests))
+}
+
+/// The part of a unit bundle's key naming its kinds' rules ([`unit_bundle_key`]).
+fn rules_suffix<'d>(digests: impl Iterator<Item = &'d [u8; 32]>) -> String {
     use sha2::Digest;
     let mut ks: Vec<&[u8; 32]> = digests.collect();
     ks.sort();
@@ -2997,7 +3002,7 @@ fn unit_bundle_key<'d>(unit: &str, digests: impl Iterator<Item = &'d [u8; 32]>) 
     for k in ks {
         h.update(k);
     }
-    format!("unit:{unit}:{}", hex(&h.finalize()[..16]))
+    hex(&h.finalize()[..16])
 }
 
 /// Whether every unit not read (key, kinds, number of objects) has its bundle in the memo,
@@ -3030,19 +3035,31 @@ fn bundles_answer(
     units: &[(&str, &[String], u32)],
 ) -> bool {
     use rayon::prelude::*;
-    let kinds: BTreeSet<&str> = units
+    // Per list of kinds (units of a kind of spec share theirs), its part of the key.
+    let lists: BTreeSet<&[String]> = units.iter().map(|(_, kinds, _)| *kinds).collect();
+    let kinds: BTreeSet<&str> = lists
         .iter()
-        .flat_map(|(_, kinds, _)| kinds.iter().map(String::as_str))
+        .flat_map(|kinds| kinds.iter().map(String::as_str))
         .collect();
     let digests: std::collections::HashMap<&str, [u8; 32]> = kinds
         .into_iter()
         .map(|k| (k, rules_digest(sets, engines, k)))
         .collect();
+    let suffixes: std::collections::HashMap<&[String], String> = lists
+        .into_iter()
+        .map(|kinds| {
+            let ds = kinds.iter().filter_map(|k| digests.get(k.as_str()));
+            (kinds, rules_suffix(ds))
+        })
+        .collect();
     let Some(set) = sets.first() else {
         return units.is_empty();
     };
     units.par_iter().all(|(unit, kinds, n)| {
-        let key = unit_bundle_key(unit, kinds.iter().filter_map(|k| digests.get(k.as_str())));
+        let Some(suffix) = suffixes.get(kinds) else {
+            return false;
+        };
+        let key = format!("unit:{unit}:{suffix}");
         let mut clean = false;
         memo.visit(set, BUNDLE, &key, &mut |m| {
             if let Memoized::Bundle(b) = m {

@@ -36,7 +36,9 @@ pub(super) fn git_cache(
         return (None, None);
     }
     let dir = cache_dir.map_or_else(|| repo.git_dir().join("plinth-cache"), |d| d.to_path_buf());
-    let cache = crate::cache::Cache::new(dir).sharing_units();
+    let cache = crate::cache::Cache::new(dir)
+        .sharing_units()
+        .reading_files();
     let blobs = std::sync::Arc::new(cache.blobs());
     (Some(cache), Some(blobs))
 }

@@ -50,8 +50,12 @@ pub struct BaseUnit {
     /// Its output holds diagnostics.
     pub noisy: bool,
     /// The kinds of its objects, sorted, each once.
-    pub kinds: Vec<String>,
+    pub kinds: Kinds,
 }
+
+/// The kinds of a unit's objects, sorted, each once (shared: most units of a spec kind have the
+/// same ones).
+pub type Kinds = std::sync::Arc<[String]>;
 
 /// A unit as a cluster's entry lists it: `[unit number, objects, one carries an approval
 /// annotation]`.
@@ -66,7 +70,7 @@ pub struct Delta {
     /// Per cluster, its units holding objects in unit order.
     pub clusters: Vec<(String, Vec<Listed>)>,
     /// Per unit (by number), the kinds of its objects, sorted, each once.
-    pub kinds: Vec<Vec<String>>,
+    pub kinds: Vec<Kinds>,
     /// The opaque units, by number.
     pub opaque: Vec<u32>,
     /// Per cluster, per object of `fresh` (in its order): whether a replaced unit held it
@@ -103,11 +107,11 @@ impl Delta {
 }
 
 /// The kinds of some objects, sorted, each once.
-pub fn kinds_of<'m>(objects: impl Iterator<Item = &'m Manifest>) -> Vec<String> {
+pub fn kinds_of<'m>(objects: impl Iterator<Item = &'m Manifest>) -> Kinds {
     let mut kinds: Vec<String> = objects.map(|m| m.key.kind.clone()).collect();
     kinds.sort_unstable();
     kinds.dedup();
-    kinds
+    kinds.into()
 }
 
 /// What the duplicates and the agent's part (`agent`: the cluster has one) read of some units'

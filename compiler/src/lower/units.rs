@@ -436,8 +436,11 @@ fn pool_view<'s>(specs: &'s Specs, q: &Object<GpuQuotaSpec>, v: &mut Refs<'s>) {
 /// A project, the datasets it may use and the pools allocating to it.
 fn project_view<'s>(specs: &'s Specs, index: &Index<'s>, project: &str, v: &mut Refs<'s>) {
     add(&specs.projects, project, &mut v.projects);
-    for d in index.datasets_of(project) {
-        add(&specs.datasets, d.name(), &mut v.datasets);
+    // The datasets granted to it and the global ones ([`Index::datasets_of`], without
+    // sorting a list per project: the map orders them).
+    let granted = index.dataset_grants.get(project).into_iter().flatten();
+    for &d in granted.chain(&index.global_datasets) {
+        v.datasets.entry(d.name()).or_insert(d);
     }
     for (pool, _) in index.allocations.get(project).into_iter().flatten() {
         add(&specs.gpu_quotas, pool, &mut v.gpu_quotas);
