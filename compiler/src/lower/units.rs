@@ -80,31 +80,51 @@ enum View<'s> {
     Everything,
 }
 
-/// Some specs of a platform, by kind and name.
+/// Some specs of a platform, by kind and name: each list sorted by name, once each
+/// ([`Refs::sorted`]).
 #[derive(Default)]
 struct Refs<'s> {
-    projects: BTreeMap<&'s str, &'s Object<ProjectSpec>>,
-    datasets: BTreeMap<&'s str, &'s Object<DatasetSpec>>,
-    gpu_quotas: BTreeMap<&'s str, &'s Object<GpuQuotaSpec>>,
-    rollouts: BTreeMap<&'s str, &'s Object<ModelRolloutSpec>>,
-    apps: BTreeMap<&'s str, &'s Object<AppSpec>>,
+    projects: Vec<(&'s str, &'s Object<ProjectSpec>)>,
+    datasets: Vec<(&'s str, &'s Object<DatasetSpec>)>,
+    gpu_quotas: Vec<(&'s str, &'s Object<GpuQuotaSpec>)>,
+    rollouts: Vec<(&'s str, &'s Object<ModelRolloutSpec>)>,
+    apps: Vec<(&'s str, &'s Object<AppSpec>)>,
 }
 
-impl Refs<'_> {
-    /// The files the specs come from.
-    fn files(&self) -> BTreeSet<&str> {
-        let mut files: BTreeSet<&str> = BTreeSet::new();
-        files.extend(self.projects.values().map(|o| &*o.doc.file));
-        files.extend(self.datasets.values().map(|o| &*o.doc.file));
-        files.extend(self.gpu_quotas.values().map(|o| &*o.doc.file));
-        files.extend(self.rollouts.values().map(|o| &*o.doc.file));
-        files.extend(self.apps.values().map(|o| &*o.doc.file));
+impl<'s> Refs<'s> {
+    /// Each list sorted by name, once each (a name is one object of the platform).
+    fn sorted(mut self) -> Refs<'s> {
+        fn sort<S>(v: &mut Vec<(&str, &Object<S>)>) {
+            v.sort_unstable_by_key(|(name, _)| *name);
+            v.dedup_by_key(|(name, _)| *name);
+        }
+        sort(&mut self.projects);
+        sort(&mut self.datasets);
+        sort(&mut self.gpu_quotas);
+        sort(&mut self.rollouts);
+        sort(&mut self.apps);
+        self
+    }
+
+    /// The files the specs come from, with their digests, in path order, once each.
+    fn files(&self) -> Vec<(&'s str, &'s [u8; 32])> {
+        fn of<'s, S>(
+            v: &[(&'s str, &'s Object<S>)],
+        ) -> impl Iterator<Item = (&'s str, &'s [u8; 32])> {
+            v.iter().map(|(_, o)| (&*o.doc.file, &o.doc.digest))
+        }
+        let mut files: Vec<(&str, &[u8; 32])> = Vec::new();
+        files.extend(of(&self.projects));
+        files.extend(of(&self.datasets));
+        files.extend(of(&self.gpu_quotas));
+        files.extend(of(&self.rollouts));
+        files.extend(of(&self.apps));
         files
     }
 
     /// A platform of these specs and `platform` (the specs are shared, not copied).
     fn to_specs(&self, platform: Option<&Object<PlatformSpec>>) -> Specs {
-        fn own<S>(m: &BTreeMap<&str, &Object<S>>) -> BTreeMap<String, Object<S>> {
+        fn own<S>(m: &[(&str, &Object<S>)]) -> BTreeMap<String, Object<S>> {
             m.iter()
                 .map(|(k, v)| ((*k).to_owned(), Object::clone(v)))
                 .collect()
@@ -195,40 +215,30 @@ impl UnitStore for Layered {
     }
 }
 
-/// Hashes of file contents, computed once per compile.
-struct FileHashes<'a> {
-    by_path: std::collections::HashMap<&'a str, [u8; 32], foldhash::fast::RandomState>,
+/// Hashes of file contents, computed once per compile (a unit's own view files are hashed from
+/// its specs' documents, which carry their file's digest).
+struct FileHashes {
     /// Every spec file, and every template, in path order.
     everything: [u8; 32],
     templates: [u8; 32],
 }
 
-impl<'a> FileHashes<'a> {
-    fn new(snapshot: &'a Snapshot) -> FileHashes<'a> {
-        use rayon::prelude::*;
-        let by_path: std::collections::HashMap<&str, [u8; 32], foldhash::fast::RandomState> =
-            snapshot
-                .files
-                .par_iter()
-                .filter(|f| matches!(f.role, FileRole::Spec | FileRole::Template))
-                .map(|f| (f.path.as_ref(), f.digest))
-                .collect();
+impl FileHashes {
+    fn new(snapshot: &Snapshot) -> FileHashes {
         let fold = |role: Option<FileRole>| -> [u8; 32] {
             let mut h = Sha256::new();
             for f in &snapshot.files {
-                if role.is_none_or(|r| r == f.role)
-                    && let Some(x) = by_path.get(f.path.as_ref())
+                if matches!(f.role, FileRole::Spec | FileRole::Template)
+                    && role.is_none_or(|r| r == f.role)
                 {
                     field(&mut h, f.path.as_bytes());
-                    h.update(x);
+                    h.update(f.digest);
                 }
             }
             h.finalize().into()
         };
-        let everything = fold(None);
-        let templates = fold(Some(FileRole::Template));
+        let (everything, templates) = rayon::join(|| fold(None), || fold(Some(FileRole::Template)));
         FileHashes {
-            by_path,
             everything,
             templates,
         }
@@ -272,7 +282,8 @@ pub fn jobs<'s>(specs: &'s Specs, snapshot: &Snapshot, salt: Option<&str>) -> Ve
             let view = view(specs, &index, &types, unit);
             let key = match (salt, &hashes) {
                 (Some(salt), Some(hashes)) => {
-                    key(salt, cluster, unit, &view, Some(&platform.doc.file), hashes)
+                    let platform_file = (&*platform.doc.file, &platform.doc.digest);
+                    key(salt, cluster, unit, &view, Some(platform_file), hashes)
                 }
                 _ => String::new(),
             };
@@ -396,7 +407,7 @@ fn view<'s>(
             add(&specs.apps, a.name(), &mut v.apps);
         }
     }
-    View::Own(v)
+    View::Own(v.sorted())
 }
 
 /// Per instance type name, every pool defining one of that name (the first by name wins, so
@@ -440,22 +451,21 @@ fn project_view<'s>(specs: &'s Specs, index: &Index<'s>, project: &str, v: &mut 
     // sorting a list per project: the map orders them).
     let granted = index.dataset_grants.get(project).into_iter().flatten();
     for &d in granted.chain(&index.global_datasets) {
-        v.datasets.entry(d.name()).or_insert(d);
+        v.datasets.push((d.name(), d));
     }
     for (pool, _) in index.allocations.get(project).into_iter().flatten() {
         add(&specs.gpu_quotas, pool, &mut v.gpu_quotas);
     }
 }
 
+/// The spec `name` of `from`, when there is one (sorted and made unique by [`Refs::sorted`]).
 fn add<'s, S>(
     from: &'s BTreeMap<String, Object<S>>,
     name: &str,
-    to: &mut BTreeMap<&'s str, &'s Object<S>>,
+    to: &mut Vec<(&'s str, &'s Object<S>)>,
 ) {
-    if !to.contains_key(name)
-        && let Some((k, o)) = from.get_key_value(name)
-    {
-        to.insert(k.as_str(), o);
+    if let Some((k, o)) = from.get_key_value(name) {
+        to.push((k.as_str(), o));
     }
 }
 
@@ -466,8 +476,8 @@ fn key(
     cluster: &Cluster,
     unit: Unit<'_>,
     view: &View<'_>,
-    platform_file: Option<&str>,
-    hashes: &FileHashes<'_>,
+    platform_file: Option<(&str, &[u8; 32])>,
+    hashes: &FileHashes,
 ) -> String {
     let mut h = Sha256::new();
     field(&mut h, FORMAT.as_bytes());
@@ -479,12 +489,14 @@ fn key(
     match view {
         View::Everything => h.update(hashes.everything),
         View::Own(v) => {
+            // Each file's digest as its documents were read from it (the snapshot's).
             let mut files = v.files();
             files.extend(platform_file);
-            for f in files {
-                field(&mut h, f.as_bytes());
-                // A spec file always has a hash; a missing one still changes the key.
-                h.update(hashes.by_path.get(f).copied().unwrap_or_default());
+            files.sort_unstable_by_key(|(path, _)| *path);
+            files.dedup_by_key(|(path, _)| *path);
+            for (path, digest) in files {
+                field(&mut h, path.as_bytes());
+                h.update(digest);
             }
             if matches!(unit, Unit::App(_)) {
                 h.update(hashes.templates);
