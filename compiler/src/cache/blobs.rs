@@ -40,8 +40,9 @@ struct Read {
     /// The file's bytes.
     bytes: Vec<u8>,
     /// Per blob: its record's range in `bytes`, where its content starts, its checksum, and
-    /// whether this run read it (intact).
-    index: HashMap<ObjectId, Record>,
+    /// whether this run read it (intact); by object id (git's hash of the content: a fast
+    /// hasher, randomly seeded).
+    index: HashMap<ObjectId, Record, foldhash::fast::RandomState>,
     /// The file is to be written whole (missing, of another format, or damaged).
     rewrite: bool,
 }
@@ -151,7 +152,7 @@ impl BlobPack {
 impl Read {
     fn of(path: &std::path::Path) -> Read {
         let bytes = std::fs::read(path).unwrap_or_default();
-        let mut index = HashMap::new();
+        let mut index = HashMap::default();
         let mut rewrite = !bytes.starts_with(HEAD);
         let mut at = if rewrite { bytes.len() } else { HEAD.len() };
         while at < bytes.len() {
