@@ -299,10 +299,10 @@ impl Entry {
     /// cluster's approvals), read from the unit store in parallel; `None` when a unit is gone
     /// or damaged, holds other than as many objects as the entry says, or two units hold one
     /// key.
-    pub fn outside(&self, shared: &BTreeMap<String, BTreeSet<String>>) -> Option<Lowered> {
+    pub fn outside(&self, shared: &crate::plan::Shared) -> Option<Lowered> {
         use rayon::prelude::*;
         let head = self.clusters.as_ref()?;
-        let none = BTreeSet::new();
+        let none = crate::plan::UnitSet::default();
         let mut wanted: Vec<(usize, u32, u32)> = Vec::new();
         for (c, (name, _, units)) in head.clusters.iter().enumerate() {
             let shared = shared.get(name).unwrap_or(&none);

@@ -402,7 +402,7 @@ fn a_revision_is_its_units() {
     assert_eq!(show(&entry.lowered().expect("reads back")), show(lowered));
     assert_eq!(entry.index(), Some(&plinth::plan::index_of(lowered)));
     // With every unit shared, nothing is read.
-    let all: BTreeMap<String, std::collections::BTreeSet<String>> = summary
+    let all: plinth::plan::Shared = summary
         .clusters
         .iter()
         .map(|(c, u)| (c.clone(), u.units.keys().cloned().collect()))

@@ -115,7 +115,7 @@ impl Objects {
     /// side's own, a cached side's read from the unit store).
     fn outside(
         &self,
-        shared: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        shared: &crate::plan::Shared,
     ) -> Option<(
         crate::output::LoweredIndex,
         std::borrow::Cow<'_, crate::lower::Lowered>,

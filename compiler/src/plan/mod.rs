@@ -32,7 +32,7 @@
 pub mod md;
 pub mod render;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -569,9 +569,16 @@ pub struct UnitSummary {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClusterUnits {
     pub objects: usize,
-    /// Unit key → (objects kept, one of them carries an approval annotation).
-    pub units: BTreeMap<String, (usize, bool)>,
+    /// Unit key → (objects kept, one of them carries an approval annotation). Looked up, never
+    /// walked for output (keys are hashes: a fast hasher, randomly seeded).
+    pub units: HashMap<String, (usize, bool), foldhash::fast::RandomState>,
 }
+
+/// Units by key (looked up, never walked for output).
+pub type UnitSet = std::collections::HashSet<String, foldhash::fast::RandomState>;
+
+/// Per cluster, the units two revisions share ([`shared_units`]).
+pub type Shared = BTreeMap<String, UnitSet>;
 
 impl UnitSummary {
     /// The summary of a compile whose objects came from a unit store (`None` when they did
@@ -594,6 +601,7 @@ impl UnitSummary {
         let mut out = UnitSummary::default();
         for (name, units) in clusters {
             let mut c = ClusterUnits::default();
+            c.units.reserve(units.len());
             for &(u, n, approve) in units {
                 let key = keys.get(usize::try_from(u).ok()?)?;
                 let n = usize::try_from(n).ok()?;
@@ -643,7 +651,7 @@ pub fn cluster_units(
 /// Per cluster, the units whose objects are the same on both sides: the same key (so the same
 /// result), as many of their objects kept on both sides, none carrying an approval annotation
 /// (a plan reads those even when unchanged).
-pub fn shared_units(base: &UnitSummary, head: &UnitSummary) -> BTreeMap<String, BTreeSet<String>> {
+pub fn shared_units(base: &UnitSummary, head: &UnitSummary) -> Shared {
     base.clusters
         .iter()
         .filter_map(|(cluster, b)| {
@@ -661,16 +669,13 @@ pub fn shared_units(base: &UnitSummary, head: &UnitSummary) -> BTreeMap<String, 
 
 /// The index of a compile's objects outside the `shared` units (`None` when its objects did not
 /// come from a unit store).
-pub fn index_outside(
-    lowered: &Lowered,
-    shared: &BTreeMap<String, BTreeSet<String>>,
-) -> Option<crate::output::LoweredIndex> {
+pub fn index_outside(lowered: &Lowered, shared: &Shared) -> Option<crate::output::LoweredIndex> {
     let refs = lowered.units.as_deref()?;
     let mut out = crate::output::LoweredIndex {
         clusters: BTreeMap::new(),
         platform_file: lowered.platform_file.clone(),
     };
-    let none = BTreeSet::new();
+    let none = UnitSet::default();
     for (name, c) in &lowered.clusters {
         let places = refs.places.get(name)?;
         let shared = shared.get(name).unwrap_or(&none);
@@ -704,7 +709,7 @@ pub fn prune_units(
     base_rest: &crate::output::LoweredIndex,
     head: &UnitSummary,
     head_rest: &crate::output::LoweredIndex,
-    shared: &BTreeMap<String, BTreeSet<String>>,
+    shared: &Shared,
 ) -> Pruned {
     let mut out = prune(base_rest, head_rest);
     let clusters: BTreeSet<&String> = base.clusters.keys().chain(head.clusters.keys()).collect();
