@@ -71,6 +71,15 @@ impl Counting {
     fn count(n: &AtomicUsize) -> usize {
         n.load(Ordering::Relaxed)
     }
+
+    /// Note an entry this run put (its later hits are not an earlier run's).
+    fn note_put(&self, set: &str, rule: &str, input: &str) {
+        self.put_here.lock().expect("lock").insert((
+            set.to_owned(),
+            rule.to_owned(),
+            input.to_owned(),
+        ));
+    }
 }
 
 impl Memo for Counting {
@@ -94,11 +103,7 @@ impl Memo for Counting {
     }
     fn put(&self, set: &str, rule: &str, input: &str, result: Memoized) {
         self.puts.fetch_add(1, Ordering::Relaxed);
-        self.put_here.lock().expect("lock").insert((
-            set.to_owned(),
-            rule.to_owned(),
-            input.to_owned(),
-        ));
+        self.note_put(set, rule, input);
         if rule == "unit-bundle" {
             self.unit_puts.fetch_add(1, Ordering::Relaxed);
         }
@@ -106,11 +111,7 @@ impl Memo for Counting {
     }
     fn put_scratch(&self, set: &str, rule: &str, input: &str, result: Memoized) {
         self.scratch_puts.fetch_add(1, Ordering::Relaxed);
-        self.put_here.lock().expect("lock").insert((
-            set.to_owned(),
-            rule.to_owned(),
-            input.to_owned(),
-        ));
+        self.note_put(set, rule, input);
         self.inner.put_scratch(set, rule, input, result);
     }
     fn finish(&self, set: &str) {

@@ -447,8 +447,8 @@ fn pool_view<'s>(specs: &'s Specs, q: &Object<GpuQuotaSpec>, v: &mut Refs<'s>) {
 /// A project, the datasets it may use and the pools allocating to it.
 fn project_view<'s>(specs: &'s Specs, index: &Index<'s>, project: &str, v: &mut Refs<'s>) {
     add(&specs.projects, project, &mut v.projects);
-    // The datasets granted to it and the global ones ([`Index::datasets_of`], without
-    // sorting a list per project: the map orders them).
+    // The datasets granted to it and the global ones ([`Index::datasets_of`], without a
+    // sorted list per project: the view's lists are sorted once, by `Refs::sorted`).
     let granted = index.dataset_grants.get(project).into_iter().flatten();
     for &d in granted.chain(&index.global_datasets) {
         v.datasets.push((d.name(), d));
