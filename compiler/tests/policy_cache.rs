@@ -372,6 +372,41 @@ fn natively_decided_results_are_kept_only_in_bundles() {
     assert!(keys().iter().all(|k| k.ends_with(" unit-bundle")));
 }
 
+/// The policy set written last, read beside from when the cache is opened (as `build` and
+/// `plan` open it), is the set read when the compile asks for it: the next build replays its
+/// bundles; a guess that names another set (a newer file of another set) is dropped and the
+/// set asked for is read as before.
+#[test]
+fn the_policy_set_read_beside_is_the_one_asked_for_or_dropped() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut files = common::example();
+    let none = "package main\n";
+    let build = |files: &BTreeMap<String, String>, cache: &Cache| {
+        let mut opts = options(none);
+        let memo = Arc::new(Counting::new(cache.policy_memo()));
+        opts.policy_memo = Some(plinth::PolicyMemo(memo.clone()));
+        let built = plinth::build_cached(&common::source(files), &opts, cache).expect("build");
+        let cold = plinth::build_source(&common::source(files), &options(none)).expect("build");
+        assert_eq!(common::outcome(&built), common::outcome(&cold));
+        Counting::count(&memo.unit_hits)
+    };
+    assert_eq!(build(&files, &Cache::new(dir.path())), 0, "a cold cache");
+    let edit = |files: &mut BTreeMap<String, String>| {
+        let path = "projects/er-capacity.yaml".to_owned();
+        let text = files[&path].replacen("pods: ", "pods: 1", 1);
+        assert_ne!(text, files[&path]);
+        files.insert(path, text);
+    };
+    edit(&mut files);
+    let hits = build(&files, &Cache::new(dir.path()).reading_policies());
+    assert!(hits > 10, "the set read beside replays the units ({hits})");
+    // A newer file of another set: the guess is wrong, the set asked for is read.
+    std::fs::write(dir.path().join("policy").join("decoy.json"), "{}\n").expect("write");
+    edit(&mut files);
+    let hits = build(&files, &Cache::new(dir.path()).reading_policies());
+    assert!(hits > 10, "the set asked for is read ({hits})");
+}
+
 /// A run that adds a few results appends them to the set's log rather than writing its file
 /// again; the next run reads file and log (no result is evaluated twice), and a damaged log
 /// line is only a miss.

@@ -61,10 +61,12 @@ pub(super) fn build(
     if let Some(s) = &spinner {
         opts.progress = Some(s.progress());
     }
-    let cache = args
-        .cache_dir
-        .as_ref()
-        .map(|d| crate::cache::Cache::new(d).sharing_units().reading_files());
+    let cache = args.cache_dir.as_ref().map(|d| {
+        crate::cache::Cache::new(d)
+            .sharing_units()
+            .reading_files()
+            .reading_policies()
+    });
     // A whole build through a cache is lowered against the revision its output holds, when
     // the output is as that build left it (shown beside the compile: see `over`).
     let base = (cache.is_some() && args.format == BuildFormat::Tree && args.cluster.is_none())

@@ -38,7 +38,8 @@ pub(super) fn git_cache(
     let dir = cache_dir.map_or_else(|| repo.git_dir().join("plinth-cache"), |d| d.to_path_buf());
     let cache = crate::cache::Cache::new(dir)
         .sharing_units()
-        .reading_files();
+        .reading_files()
+        .reading_policies();
     let blobs = std::sync::Arc::new(cache.blobs());
     (Some(cache), Some(blobs))
 }
