@@ -79,7 +79,9 @@ impl std::fmt::Debug for PolicyBeside {
 
 /// The spec files' memo read beside ([`Cache::reading_files`]).
 #[derive(Default)]
-struct FilesBeside(Mutex<Option<std::thread::JoinHandle<MemoFile<crate::resolve::FileRead>>>>);
+struct FilesBeside(
+    Mutex<Option<std::thread::JoinHandle<Option<MemoFile<crate::resolve::FileRead>>>>>,
+);
 
 impl std::fmt::Debug for FilesBeside {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -404,7 +406,7 @@ impl Cache {
             .name("policy memo".into())
             .spawn(move || {
                 let set = last_policy_set(&dir)?;
-                let memo = MemoFile::read(dir.join(format!("{set}.json")), POLICY_FORMAT);
+                let memo = MemoFile::read_apart(dir.join(format!("{set}.json")), POLICY_FORMAT)?;
                 Some((set, memo))
             })
             .ok();
@@ -420,7 +422,7 @@ impl Cache {
         let path = self.files_path();
         let reading = std::thread::Builder::new()
             .name("file memo".into())
-            .spawn(move || MemoFile::read(path, FILES_FORMAT))
+            .spawn(move || MemoFile::read_apart(path, FILES_FORMAT))
             .ok();
         self.files = Some(Arc::new(FilesBeside(Mutex::new(reading))));
         self
@@ -1116,6 +1118,7 @@ impl Cache {
                 .unwrap_or_else(PoisonError::into_inner)
                 .take()
                 .and_then(|t| t.join().ok())
+                .flatten()
         });
         let memo = beside.unwrap_or_else(|| MemoFile::read(self.files_path(), FILES_FORMAT));
         FileMemo {
@@ -1134,10 +1137,17 @@ impl Cache {
 }
 
 impl crate::resolve::FileStore for FileMemo {
-    fn get(&self, key: &str, f: &mut dyn FnMut(&crate::resolve::FileRead)) {
+    fn get(&self, key: &str, f: &mut dyn FnMut(&crate::resolve::FileReadRef<'_>)) {
         let memo = self.memo.read().unwrap_or_else(PoisonError::into_inner);
         if let Some(m) = memo.as_ref() {
-            m.with(key, f);
+            // A stored read is parsed borrowing its documents' JSON from the memo's text.
+            m.with_text(key, |v| {
+                match v {
+                    Ok(text) => f(&serde_json::from_slice(text).ok()?),
+                    Err(added) => f(&added.as_ref()),
+                }
+                Some(())
+            });
         }
     }
 

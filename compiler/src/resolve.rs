@@ -102,10 +102,48 @@ impl PartialEq for RawJson {
     }
 }
 
+/// A [`FileRead`] borrowed: from a store's text as it was read (each document's JSON not
+/// copied out of it), or from a [`FileRead`] ([`FileRead::as_ref`]).
+#[derive(Debug, Deserialize)]
+pub struct FileReadRef<'a> {
+    pub parse: Vec<Diagnostic>,
+    #[serde(borrow)]
+    pub docs: Vec<DocReadRef<'a>>,
+}
+
+/// A [`DocRead`] borrowed.
+#[derive(Debug, Deserialize)]
+pub struct DocReadRef<'a> {
+    pub index: usize,
+    pub read: crate::parse::Read,
+    #[serde(borrow)]
+    pub typed: Option<&'a serde_json::value::RawValue>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl FileRead {
+    /// This read, borrowed (its diagnostics copied).
+    pub fn as_ref(&self) -> FileReadRef<'_> {
+        FileReadRef {
+            parse: self.parse.clone(),
+            docs: self
+                .docs
+                .iter()
+                .map(|d| DocReadRef {
+                    index: d.index,
+                    read: d.read.clone(),
+                    typed: d.typed.as_ref().map(|t| &*t.0),
+                    diagnostics: d.diagnostics.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Where files' reads are looked up before parsing and offered after (the cache).
 pub trait FileStore: Send + Sync {
     /// `f` of the read stored under `key`, when there is one.
-    fn get(&self, key: &str, f: &mut dyn FnMut(&FileRead));
+    fn get(&self, key: &str, f: &mut dyn FnMut(&FileReadRef<'_>));
     fn put(&self, key: &str, read: FileRead);
     /// Every lookup is over: keep what was used and added.
     fn finish(&self) {}
@@ -208,14 +246,14 @@ fn read_file(f: &SourceFile, limits: YamlLimits, keep: bool) -> (FileDocs, Optio
 
 /// A file's documents from what reading it gave before: typed from their JSON, their trees
 /// parsed only when read. `None` when that does not type again (a damaged entry).
-fn from_store(f: &SourceFile, limits: YamlLimits, r: &FileRead) -> Option<FileDocs> {
+fn from_store(f: &SourceFile, limits: YamlLimits, r: &FileReadRef<'_>) -> Option<FileDocs> {
     let lazy = Unparsed::of(f.path.clone(), f.text.clone(), limits);
     let mut docs = Vec::with_capacity(r.docs.len());
     let mut typed = Vec::with_capacity(r.docs.len());
     for d in &r.docs {
         let kind = d.read.kind.as_deref().and_then(Kind::parse);
         let doc = Arc::new(Document::later(&lazy, d.index, f.digest, d.read.clone()));
-        let spec = match &d.typed {
+        let spec = match d.typed {
             Some(json) => Some(retype(kind?, json.get(), &doc)?),
             None => None,
         };

@@ -145,6 +145,18 @@ where
 {
     /// The entries of `path`, then its log's (a later line wins). Without the file, the log
     /// is not read (it extends a file).
+    /// [`MemoFile::read`] on a pool of threads of its own, for a thread outside rayon's global
+    /// pool whose result a task on that pool waits for: the read must not need the global
+    /// pool's threads, which may all be waiting (a deadlock the tests met). `None` when no pool
+    /// can be made: the one waiting reads the file itself.
+    pub(super) fn read_apart(path: PathBuf, format: &'static str) -> Option<MemoFile<V>> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(rayon::current_num_threads())
+            .build()
+            .ok()?;
+        Some(pool.install(|| MemoFile::read(path, format)))
+    }
+
     pub(super) fn read(path: PathBuf, format: &'static str) -> MemoFile<V> {
         let log = path.with_extension("log");
         let mut memo = MemoFile {
@@ -301,6 +313,28 @@ where
     pub(super) fn put_scratch(&self, key: String, value: V) {
         let mut scratch = self.scratch.lock().unwrap_or_else(PoisonError::into_inner);
         scratch.insert(key, value);
+    }
+
+    /// `f` of the value stored under `key` as its text (`Ok`), or of the value added under it
+    /// (`Err`); a stored value is marked used when `f` takes it (`Some`: one it does not is a
+    /// damaged one, a miss).
+    pub(super) fn with_text<R>(
+        &self,
+        key: &str,
+        mut f: impl FnMut(Result<&[u8], &V>) -> Option<R>,
+    ) -> Option<R> {
+        if let Some(i) = self.find(key)
+            && let Some(e) = self.stored.get(i)
+            && let Some(hit) = f(Ok(slot_bytes(&self.texts, e.value)))
+        {
+            let used = &self.used[i];
+            if !used.load(Ordering::Relaxed) {
+                used.store(true, Ordering::Relaxed);
+            }
+            return Some(hit);
+        }
+        let fresh = self.fresh.lock().unwrap_or_else(PoisonError::into_inner);
+        fresh.get(key).and_then(|v| f(Err(v)))
     }
 
     pub(super) fn put(&self, key: String, value: V) {
