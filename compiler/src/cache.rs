@@ -24,7 +24,7 @@ mod record;
 pub use blobs::BlobPack;
 use index::Place;
 use memo::{Finished, MemoFile};
-pub(crate) use memo::{parse_body, parse_lines};
+pub(crate) use memo::{on_own_pool, parse_body, parse_lines};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -59,35 +59,46 @@ pub struct Cache {
     shared: Option<Arc<SharedUnits>>,
     /// The spec files' memo being read on a thread of its own ([`Cache::reading_files`]),
     /// taken by the first compile that asks for it.
-    files: Option<Arc<FilesBeside>>,
+    files: Option<Arc<Beside<MemoFile<crate::resolve::FileRead>>>>,
     /// The policy set used last being read on a thread of its own ([`Cache::reading_policies`]).
-    policies: Option<Arc<PolicyBeside>>,
+    policies: Option<Arc<Beside<SetRead>>>,
+}
+
+/// What a thread of its own is reading from when the cache was opened
+/// ([`Cache::reading_files`], [`Cache::reading_policies`]), taken by the first compile that
+/// asks for it.
+struct Beside<T>(Mutex<Option<std::thread::JoinHandle<T>>>);
+
+impl<T: Send + 'static> Beside<T> {
+    /// `read` started on a thread named `name` (`None` inside when none can be started: the
+    /// compile reads for itself).
+    fn spawn(name: &str, read: impl FnOnce() -> T + Send + 'static) -> Arc<Beside<T>> {
+        let thread = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(read)
+            .ok();
+        Arc::new(Beside(Mutex::new(thread)))
+    }
+
+    /// What was read, waited for; `None` once taken (or when the thread failed).
+    fn take(&self) -> Option<T> {
+        let thread = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()?;
+        thread.join().ok()
+    }
+}
+
+impl<T> std::fmt::Debug for Beside<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Beside")
+    }
 }
 
 /// A policy set's name and memo, as read beside.
 type SetRead = Option<(String, MemoFile<Memoized>)>;
-
-/// The policy set written last, read beside ([`Cache::reading_policies`]).
-#[derive(Default)]
-struct PolicyBeside(Mutex<Option<std::thread::JoinHandle<SetRead>>>);
-
-impl std::fmt::Debug for PolicyBeside {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PolicyBeside")
-    }
-}
-
-/// The spec files' memo read beside ([`Cache::reading_files`]).
-#[derive(Default)]
-struct FilesBeside(
-    Mutex<Option<std::thread::JoinHandle<Option<MemoFile<crate::resolve::FileRead>>>>>,
-);
-
-impl std::fmt::Debug for FilesBeside {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("FilesBeside")
-    }
-}
 
 /// A unit store opened once, for the compiles of one command ([`Cache::sharing_units`]).
 #[derive(Default)]
@@ -402,15 +413,11 @@ impl Cache {
     /// set reads its own, and what was read is dropped).
     pub fn reading_policies(mut self) -> Cache {
         let dir = self.dir.join("policy");
-        let reading = std::thread::Builder::new()
-            .name("policy memo".into())
-            .spawn(move || {
-                let set = last_policy_set(&dir)?;
-                let memo = MemoFile::read_apart(dir.join(format!("{set}.json")), POLICY_FORMAT)?;
-                Some((set, memo))
-            })
-            .ok();
-        self.policies = Some(Arc::new(PolicyBeside(Mutex::new(reading))));
+        self.policies = Some(Beside::spawn("policy memo", move || {
+            let set = last_policy_set(&dir)?;
+            let memo = MemoFile::read_apart(dir.join(format!("{set}.json")), POLICY_FORMAT);
+            Some((set, memo))
+        }));
         self
     }
 
@@ -420,11 +427,9 @@ impl Cache {
     /// it may have been written since).
     pub fn reading_files(mut self) -> Cache {
         let path = self.files_path();
-        let reading = std::thread::Builder::new()
-            .name("file memo".into())
-            .spawn(move || MemoFile::read_apart(path, FILES_FORMAT))
-            .ok();
-        self.files = Some(Arc::new(FilesBeside(Mutex::new(reading))));
+        self.files = Some(Beside::spawn("file memo", move || {
+            MemoFile::read_apart(path, FILES_FORMAT)
+        }));
         self
     }
 
@@ -1113,13 +1118,7 @@ pub struct FileMemo {
 impl Cache {
     /// The file memo kept in this cache.
     pub fn file_memo(&self) -> FileMemo {
-        let beside = self.files.as_ref().and_then(|f| {
-            f.0.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take()
-                .and_then(|t| t.join().ok())
-                .flatten()
-        });
+        let beside = self.files.as_ref().and_then(|f| f.take());
         let memo = beside.unwrap_or_else(|| MemoFile::read(self.files_path(), FILES_FORMAT));
         FileMemo {
             memo: std::sync::RwLock::new(Some(memo)),
@@ -1144,7 +1143,7 @@ impl crate::resolve::FileStore for FileMemo {
             m.with_text(key, |v| {
                 match v {
                     Ok(text) => f(&serde_json::from_slice(text).ok()?),
-                    Err(added) => f(&added.as_ref()),
+                    Err(added) => f(&added.borrowed()),
                 }
                 Some(())
             });
@@ -1189,7 +1188,7 @@ pub struct PolicyMemo {
     /// a shared lock, without a reference count touched per lookup.
     sets: std::sync::RwLock<Vec<(String, MemoFile<Memoized>)>>,
     /// The set read beside from when the cache was opened, if any.
-    beside: Option<Arc<PolicyBeside>>,
+    beside: Option<Arc<Beside<SetRead>>>,
 }
 
 impl Cache {
@@ -1238,14 +1237,7 @@ impl PolicyMemo {
     /// What [`Cache::reading_policies`] read, when it is `set` (taken once: the first set
     /// asked for takes it or drops it).
     fn read_beside(&self, set: &str) -> Option<MemoFile<Memoized>> {
-        let reading = self
-            .beside
-            .as_ref()?
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()?;
-        let (name, memo) = reading.join().ok()??;
+        let (name, memo) = self.beside.as_ref()?.take()??;
         (name == set).then_some(memo)
     }
 

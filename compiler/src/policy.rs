@@ -2986,13 +2986,14 @@ fn rules_digest(sets: &[Arc<str>], engines: &[Engine], kind: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// The memo key of a unit's bundle: the unit's key and the digests of its objects' kinds'
-/// rules ([`rules_digest`], each once).
-fn unit_bundle_key<'d>(unit: &str, digests: impl Iterator<Item = &'d [u8; 32]>) -> String {
-    format!("unit:{unit}:{}", rules_suffix(digests))
+/// The memo key of a unit's bundle: the unit's key and the digest of its objects' kinds' rules
+/// ([`rules_suffix`]).
+fn unit_bundle_key(unit: &str, rules: &str) -> String {
+    format!("unit:{unit}:{rules}")
 }
 
-/// The part of a unit bundle's key naming its kinds' rules ([`unit_bundle_key`]).
+/// The part of a unit bundle's key naming its kinds' rules ([`rules_digest`] of each kind,
+/// each once).
 fn rules_suffix<'d>(digests: impl Iterator<Item = &'d [u8; 32]>) -> String {
     use sha2::Digest;
     let mut ks: Vec<&[u8; 32]> = digests.collect();
@@ -3059,7 +3060,7 @@ fn bundles_answer(
         let Some(suffix) = suffixes.get(kinds) else {
             return false;
         };
-        let key = format!("unit:{unit}:{suffix}");
+        let key = unit_bundle_key(unit, suffix);
         let mut clean = false;
         memo.visit(set, BUNDLE, &key, &mut |m| {
             if let Memoized::Bundle(b) = m {
@@ -3140,7 +3141,8 @@ impl<'a> Bundles<'a> {
                 .zip(&refs.keys)
                 .filter(|(ms, _)| !ms.is_empty())
                 .map(|(ms, key)| {
-                    let memo_key = unit_bundle_key(key, ms.iter().map(|(.., k)| k));
+                    let rules = rules_suffix(ms.iter().map(|(.., k)| k));
+                    let memo_key = unit_bundle_key(key, &rules);
                     (ms.iter().map(|(i, at, _)| (*i, *at)).collect(), memo_key)
                 })
                 .collect();

@@ -103,7 +103,7 @@ impl PartialEq for RawJson {
 }
 
 /// A [`FileRead`] borrowed: from a store's text as it was read (each document's JSON not
-/// copied out of it), or from a [`FileRead`] ([`FileRead::as_ref`]).
+/// copied out of it), or from a [`FileRead`] ([`FileRead::borrowed`]).
 #[derive(Debug, Deserialize)]
 pub struct FileReadRef<'a> {
     pub parse: Vec<Diagnostic>,
@@ -123,7 +123,7 @@ pub struct DocReadRef<'a> {
 
 impl FileRead {
     /// This read, borrowed (its diagnostics copied).
-    pub fn as_ref(&self) -> FileReadRef<'_> {
+    pub fn borrowed(&self) -> FileReadRef<'_> {
         FileReadRef {
             parse: self.parse.clone(),
             docs: self

@@ -143,20 +143,14 @@ impl<V> MemoFile<V>
 where
     V: Serialize + serde::de::DeserializeOwned + Clone + PartialEq + Send + Sync + 'static,
 {
-    /// The entries of `path`, then its log's (a later line wins). Without the file, the log
-    /// is not read (it extends a file).
-    /// [`MemoFile::read`] on a pool of threads of its own, for a thread outside rayon's global
-    /// pool whose result a task on that pool waits for: the read must not need the global
-    /// pool's threads, which may all be waiting (a deadlock the tests met). `None` when no pool
-    /// can be made: the one waiting reads the file itself.
-    pub(super) fn read_apart(path: PathBuf, format: &'static str) -> Option<MemoFile<V>> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(rayon::current_num_threads())
-            .build()
-            .ok()?;
-        Some(pool.install(|| MemoFile::read(path, format)))
+    /// [`MemoFile::read`] on a pool of threads of its own ([`on_own_pool`]), for a thread
+    /// whose result a task on rayon's global pool waits for.
+    pub(super) fn read_apart(path: PathBuf, format: &'static str) -> MemoFile<V> {
+        on_own_pool(|| MemoFile::read(path, format))
     }
 
+    /// The entries of `path`, then its log's (a later line wins). Without the file, the log
+    /// is not read (it extends a file).
     pub(super) fn read(path: PathBuf, format: &'static str) -> MemoFile<V> {
         let log = path.with_extension("log");
         let mut memo = MemoFile {
@@ -291,11 +285,7 @@ where
         if let Some(i) = self.find(key)
             && let Some(hit) = self.parsed(i)
         {
-            // Written once: the flag's cache line is not bounced between threads.
-            let used = &self.used[i];
-            if !used.load(Ordering::Relaxed) {
-                used.store(true, Ordering::Relaxed);
-            }
+            self.mark_used(i);
             return Some(f(&hit));
         }
         {
@@ -306,6 +296,16 @@ where
         }
         let scratch = self.scratch.lock().unwrap_or_else(PoisonError::into_inner);
         scratch.get(key).map(f)
+    }
+
+    /// Mark stored entry `i` used (written once: the flag's cache line is not bounced between
+    /// threads).
+    fn mark_used(&self, i: usize) {
+        if let Some(used) = self.used.get(i)
+            && !used.load(Ordering::Relaxed)
+        {
+            used.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Hold `value` under `key` for this run's lookups, not written (a stored entry of the
@@ -327,10 +327,7 @@ where
             && let Some(e) = self.stored.get(i)
             && let Some(hit) = f(Ok(slot_bytes(&self.texts, e.value)))
         {
-            let used = &self.used[i];
-            if !used.load(Ordering::Relaxed) {
-                used.store(true, Ordering::Relaxed);
-            }
+            self.mark_used(i);
             return Some(hit);
         }
         let fresh = self.fresh.lock().unwrap_or_else(PoisonError::into_inner);
@@ -392,6 +389,20 @@ where
             let _ = std::fs::remove_file(&self.log);
         }
         Finished::Written
+    }
+}
+
+/// `f` on a rayon pool of its own, for a thread outside rayon's global pool whose result a
+/// task on that pool waits for: work that needed the global pool's threads could wait for them
+/// while they all wait for it (a deadlock the tests met). Run here, on the global pool, only
+/// when no pool can be made.
+pub(crate) fn on_own_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(rayon::current_num_threads())
+        .build()
+    {
+        Ok(pool) => pool.install(f),
+        Err(_) => f(),
     }
 }
 

@@ -74,13 +74,7 @@ pub(super) fn open_beside(
     target: PathBuf,
     promise: Option<crate::options::BasePromise>,
 ) -> std::thread::JoinHandle<Opened> {
-    std::thread::spawn(move || {
-        let threads = rayon::current_num_threads();
-        match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
-            Ok(pool) => pool.install(|| open(&cache, &target, promise)),
-            Err(_) => open(&cache, &target, promise),
-        }
-    })
+    std::thread::spawn(move || crate::cache::on_own_pool(|| open(&cache, &target, promise)))
 }
 
 /// What a build over its output writes: the changed files (objects rendered, lock files
