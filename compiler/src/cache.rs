@@ -37,6 +37,7 @@ use crate::diag::Diagnostic;
 use crate::load::Snapshot;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::lower::rekey::Revision;
 use crate::lower::{Lowered, sha256_hex};
 use crate::options::{Options, PolicyConfig};
 use crate::output::{ClusterOutput, LoweredIndex, Manifest, ObjectKey, UnitRefs};
@@ -130,6 +131,9 @@ pub struct Entry {
     kinds: Option<UnitKinds>,
     /// The units whose output holds diagnostics (entries of an older plinth: `None`).
     noisy: Option<Vec<u32>>,
+    /// What another compile needs to take its units' keys ([`crate::lower::rekey`]; entries
+    /// of an older plinth: `None`).
+    revision: Option<Revision>,
     /// Its index, made when first asked for (it reads every unit).
     index: std::sync::OnceLock<Option<LoweredIndex>>,
     /// The unit store of the cache (opened with the entry: every unit it refers to is there).
@@ -152,6 +156,43 @@ struct Head {
     /// The units whose output holds diagnostics, by number.
     #[serde(default)]
     noisy: Option<Vec<u32>>,
+    #[serde(default)]
+    revision: Option<RevisionHead>,
+}
+
+/// A [`Revision`] as an entry holds it: each digest in hex, the files' digests one after the
+/// other.
+#[derive(Debug, Serialize, Deserialize)]
+struct RevisionHead {
+    graph: String,
+    paths: String,
+    digests: String,
+}
+
+impl RevisionHead {
+    fn of(r: &Revision) -> RevisionHead {
+        RevisionHead {
+            graph: crate::output::hex(&r.graph),
+            paths: crate::output::hex(&r.paths),
+            digests: crate::output::hex(r.digests.as_flattened()),
+        }
+    }
+
+    /// `None` when a digest is not 64 hex digits.
+    fn read(&self) -> Option<Revision> {
+        let digests = self.digests.as_bytes();
+        if !digests.len().is_multiple_of(64) {
+            return None;
+        }
+        Some(Revision {
+            graph: index::key_bytes(&self.graph)?,
+            paths: index::key_bytes(&self.paths)?,
+            digests: digests
+                .chunks_exact(64)
+                .map(|d| index::key_bytes(std::str::from_utf8(d).ok()?))
+                .collect::<Option<_>>()?,
+        })
+    }
 }
 
 /// Per unit (by number), the kinds of its objects: the kinds' names, and per unit the numbers
@@ -237,6 +278,8 @@ struct HeadRef<'a> {
     clusters: Option<ClustersRef<'a>>,
     kinds: Option<&'a UnitKinds>,
     noisy: &'a [u32],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revision: Option<RevisionHead>,
 }
 
 /// A [`Clusters`] to write, borrowed.
@@ -260,6 +303,8 @@ pub struct EntryRef<'a> {
     pub diagnostics: &'a [Diagnostic],
     pub lowered: Option<&'a Lowered>,
     pub capacity: Option<&'a crate::capacity::Capacity>,
+    /// What another compile needs to take its units' keys (a compile that lowered).
+    pub revision: Option<&'a Revision>,
 }
 
 impl Entry {
@@ -310,6 +355,12 @@ impl Entry {
                 .collect::<Option<Vec<_>>>()?;
             out.clusters.insert(name.clone(), units);
         }
+        out.keyed = self.revision.clone().map(|revision| {
+            Arc::new(crate::lower::rekey::Keyed {
+                revision,
+                keys: self.unit_keys.clone(),
+            })
+        });
         Some(out)
     }
 
@@ -610,6 +661,7 @@ impl Cache {
             unit_keys: head.units,
             kinds: head.kinds,
             noisy: head.noisy,
+            revision: head.revision.as_ref().and_then(RevisionHead::read),
             index: std::sync::OnceLock::new(),
             pack,
         })
@@ -733,6 +785,7 @@ impl Cache {
             clusters,
             kinds,
             noisy,
+            revision: entry.revision.map(RevisionHead::of),
         };
         let tmp = dir.join(format!(".{key}.{}.tmp", std::process::id()));
         std::fs::write(
@@ -1071,8 +1124,9 @@ impl UnitPack {
         let mut live: Vec<Vec<String>> = vec![Vec::new(); n];
         let mut live_bytes = vec![0u64; n];
         for key in keys {
-            if let Some(place) = self.place(key)
-                && seen.insert(key)
+            // Each distinct key looked up once (a lookup searches every pack's index).
+            if seen.insert(key)
+                && let Some(place) = self.place(key)
             {
                 live_bytes[place.pack] += place.len();
                 live[place.pack].push(key.to_owned());

@@ -301,12 +301,18 @@ pub struct PendingStore {
     platform_files: Vec<String>,
     diagnostics: Vec<diag::Diagnostic>,
     capacity: Option<capacity::Capacity>,
+    revision: Option<Arc<lower::rekey::Revision>>,
 }
 
 impl PendingStore {
     /// What the entry of `checked` under `key` holds besides the objects (its GPU capacity
-    /// when it `compiled`).
-    fn of(checked: &mut Checked, key: &str, compiled: bool) -> PendingStore {
+    /// and revision when it `compiled`; `revision` when lowering made it).
+    fn of(
+        checked: &mut Checked,
+        key: &str,
+        compiled: bool,
+        revision: Option<Arc<lower::rekey::Revision>>,
+    ) -> PendingStore {
         let mut platform_files: Vec<String> = checked
             .docs
             .iter()
@@ -323,6 +329,14 @@ impl PendingStore {
                     .capacity
                     .take()
                     .unwrap_or_else(|| capacity::Capacity::of(&checked.specs))
+            }),
+            revision: compiled.then(|| {
+                revision.unwrap_or_else(|| {
+                    Arc::new(lower::rekey::Revision::of(
+                        &checked.specs,
+                        &checked.snapshot,
+                    ))
+                })
             }),
         }
     }
@@ -359,6 +373,7 @@ impl PendingStore {
                 diagnostics: &self.diagnostics,
                 lowered: None,
                 capacity: self.capacity.as_ref(),
+                revision: self.revision.as_deref(),
             },
             delta,
         )
@@ -377,6 +392,7 @@ impl PendingStore {
                 diagnostics: &self.diagnostics,
                 lowered,
                 capacity: self.capacity.as_ref(),
+                revision: self.revision.as_deref(),
             },
         )
     }
@@ -592,7 +608,13 @@ fn build_fresh(
             key: None,
         };
     };
-    let pending = PendingStore::of(&mut checked, &key, lowered.is_some() || delta.is_some());
+    let revision = delta.as_ref().map(|d| d.revision.clone());
+    let pending = PendingStore::of(
+        &mut checked,
+        &key,
+        lowered.is_some() || delta.is_some(),
+        revision,
+    );
     if opts.defer_store {
         return Built {
             checked,

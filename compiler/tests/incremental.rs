@@ -294,7 +294,7 @@ proptest! {
         }
         let against = compiled_against(&files, base, &cache);
         let whole = compiled_against(&files, None, &Cache::new(whole_dir.path()));
-        prop_assert!(!whole.2);
+        prop_assert!(whole.2.is_none());
         prop_assert_eq!(against.0, whole.0);
         prop_assert_eq!(against.1, whole.1);
     }
@@ -672,7 +672,8 @@ fn a_one_project_edit_shares_all_units_but_a_few() {
 /// What a revision compiled against a base's units (`plinth::lower::delta`) leaves, to compare
 /// with a whole compile: its diagnostics (sorted), its entry in the cache read back — the
 /// objects (as the tree emitted from them), the units as a plan compares them, and what a later
-/// head needs of its units — and whether the delta was taken.
+/// head needs of its units — and, when the delta was taken, how many units took the base's
+/// key without being viewed (`plinth::lower::rekey`).
 #[allow(clippy::type_complexity)]
 fn compiled_against(
     files: &BTreeMap<String, String>,
@@ -685,7 +686,7 @@ fn compiled_against(
         Option<plinth::plan::UnitSummary>,
         Option<plinth::lower::delta::BaseUnits>,
     )>,
-    bool,
+    Option<usize>,
 ) {
     let given = plinth::options::BaseUnits::default();
     given.promise().keep(base);
@@ -697,7 +698,7 @@ fn compiled_against(
     let src = source(files);
     let built = plinth::build_cached(&src, &opts, cache).unwrap();
     let diags = common::diagnostics(&built);
-    let delta = built.delta.is_some();
+    let delta = built.delta.as_ref().map(|d| d.keys_taken);
     let key = cache.key(&built.checked.snapshot, &opts);
     if let Some(pending) = &built.pending {
         pending
@@ -777,8 +778,88 @@ fn a_one_project_edit_is_compiled_against_the_base_and_a_new_project_is_not() {
         let whole_dir = tempfile::tempdir().unwrap();
         let against = compiled_against(head, Some(base.clone()), &cache);
         let whole = compiled_against(head, None, &Cache::new(whole_dir.path()));
-        assert_eq!(against.2, delta, "{what}: compiled against the base");
+        assert_eq!(
+            against.2.is_some(),
+            delta,
+            "{what}: compiled against the base"
+        );
         assert!(against.1.is_some(), "{what}: compiles");
+        assert_eq!(against.0, whole.0, "{what}: diagnostics");
+        assert_eq!(against.1, whole.1, "{what}: the entry");
+    }
+}
+
+/// Between revisions whose specs refer to each other alike, a head takes the base's key for
+/// every unit whose view holds no changed file (`plinth::lower::rekey`): a one-project edit
+/// views the few units that can read that project; an edit of the references (a dataset's
+/// grants in another order) views every unit. Both equal a whole compile (and debug builds, as this
+/// test runs, key every unit besides and compare).
+#[test]
+fn a_one_file_edit_views_only_the_units_that_can_read_it() {
+    let files: BTreeMap<String, String> = plinth::generate::platform(30, 2).into_iter().collect();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(dir.path());
+    let base = base_units(&files, &cache).expect("the base offers its units");
+    let units = base
+        .keyed
+        .as_ref()
+        .expect("the entry keeps its keys")
+        .keys
+        .len();
+    let project = files
+        .keys()
+        .find(|p| p.starts_with("projects/"))
+        .cloned()
+        .expect("a project");
+    // A dataset granting two projects: its grants swapped refer to the same specs in
+    // another order (which the graph covers), with the same objects.
+    let (dataset, first, second) = files
+        .iter()
+        .filter(|(p, _)| p.starts_with("datasets/"))
+        .find_map(|(p, t)| {
+            let mut granted = t
+                .split("- project: ")
+                .skip(1)
+                .filter_map(|r| r.lines().next());
+            let (a, b) = (granted.next()?, granted.next()?);
+            (a != b).then(|| (p.clone(), a.to_owned(), b.to_owned()))
+        })
+        .expect("a dataset granting two projects");
+    let edit = |path: &str, from: &str, to: &str| {
+        let mut f = files.clone();
+        let text = f[path].replacen(from, to, 1);
+        assert_ne!(text, f[path], "the edit changes {path}");
+        f.insert(path.to_owned(), text);
+        f
+    };
+    let number = edit(&project, "pods: ", "pods: 1");
+    let swapped = {
+        let (a, b) = (
+            format!("- project: {first}\n"),
+            format!("- project: {second}\n"),
+        );
+        let text = files[&dataset]
+            .replacen(&a, "@A@", 1)
+            .replacen(&b, &a, 1)
+            .replacen("@A@", &b, 1);
+        assert_ne!(text, files[&dataset], "the grants are swapped");
+        let mut f = files.clone();
+        f.insert(dataset.clone(), text);
+        f
+    };
+    for (what, head, few) in [("a number", &number, true), ("grants", &swapped, false)] {
+        let whole_dir = tempfile::tempdir().unwrap();
+        let against = compiled_against(head, Some(base.clone()), &cache);
+        let whole = compiled_against(head, None, &Cache::new(whole_dir.path()));
+        let taken = against.2.expect("compiled against the base");
+        if few {
+            assert!(
+                taken > 0 && units - taken <= 12,
+                "{what}: {taken} of {units} keys taken"
+            );
+        } else {
+            assert_eq!(taken, 0, "{what}: every unit viewed");
+        }
         assert_eq!(against.0, whole.0, "{what}: diagnostics");
         assert_eq!(against.1, whole.1, "{what}: the entry");
     }
@@ -814,7 +895,11 @@ fn with_the_agent_a_changed_rbac_object_compiles_the_head_whole() {
         let whole_dir = tempfile::tempdir().unwrap();
         let against = compiled_against(&head, Some(base.clone()), &cache);
         let whole = compiled_against(&head, None, &Cache::new(whole_dir.path()));
-        assert_eq!(against.2, delta, "{what}: compiled against the base");
+        assert_eq!(
+            against.2.is_some(),
+            delta,
+            "{what}: compiled against the base"
+        );
         assert!(against.1.is_some(), "{what}: compiles");
         assert_eq!(against.0, whole.0, "{what}: diagnostics");
         assert_eq!(against.1, whole.1, "{what}: the entry");

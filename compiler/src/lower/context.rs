@@ -220,20 +220,26 @@ impl<'a> Ctx<'a> {
 
 /// Facts about the whole platform that lowering looks up often, computed once.
 #[derive(Debug, Default)]
+///
+/// Its maps are looked up, never walked (a fast hasher: built for every compile and every
+/// unit lowered).
 pub struct Index<'a> {
     /// Per project: its GPU allocations as (pool, allocation), pools in name order.
-    pub allocations: BTreeMap<&'a str, Vec<(&'a str, &'a crate::model::gpu::Allocation)>>,
+    pub allocations: Lookup<'a, Vec<(&'a str, &'a crate::model::gpu::Allocation)>>,
     /// App templates' values schemas, compiled once.
     pub values_schemas: std::sync::Arc<crate::template::SchemaCache>,
     /// Per project: the datasets granted to it, in name order.
-    pub dataset_grants: BTreeMap<&'a str, Vec<&'a Object<crate::model::DatasetSpec>>>,
+    pub dataset_grants: Lookup<'a, Vec<&'a Object<crate::model::DatasetSpec>>>,
     /// Datasets every project may read, in name order.
     pub global_datasets: Vec<&'a Object<crate::model::DatasetSpec>>,
     /// Per GCS bucket, the datasets in it, in name order.
-    pub datasets_by_bucket: BTreeMap<&'a str, Vec<&'a Object<crate::model::DatasetSpec>>>,
+    pub datasets_by_bucket: Lookup<'a, Vec<&'a Object<crate::model::DatasetSpec>>>,
     /// Per Azure storage account, the datasets in it, in name order.
-    pub datasets_by_account: BTreeMap<&'a str, Vec<&'a Object<crate::model::DatasetSpec>>>,
+    pub datasets_by_account: Lookup<'a, Vec<&'a Object<crate::model::DatasetSpec>>>,
 }
+
+/// A map of an [`Index`], by name.
+pub type Lookup<'a, V> = std::collections::HashMap<&'a str, V, foldhash::fast::RandomState>;
 
 impl<'a> Index<'a> {
     pub fn new(specs: &'a Specs) -> Index<'a> {
@@ -245,8 +251,8 @@ impl<'a> Index<'a> {
         specs: &'a Specs,
         schemas: &std::sync::Arc<crate::template::SchemaCache>,
     ) -> Index<'a> {
-        let mut allocations: BTreeMap<&str, Vec<(&str, &crate::model::gpu::Allocation)>> =
-            BTreeMap::new();
+        let mut allocations: Lookup<'_, Vec<(&str, &crate::model::gpu::Allocation)>> =
+            Lookup::default();
         for (pool, q) in &specs.gpu_quotas {
             for a in &q.spec.allocations {
                 allocations
@@ -255,13 +261,13 @@ impl<'a> Index<'a> {
                     .push((pool.as_str(), a));
             }
         }
-        let mut dataset_grants: BTreeMap<&str, Vec<&Object<crate::model::DatasetSpec>>> =
-            BTreeMap::new();
+        let mut dataset_grants: Lookup<'_, Vec<&Object<crate::model::DatasetSpec>>> =
+            Lookup::default();
         let mut global_datasets = Vec::new();
-        let mut datasets_by_bucket: BTreeMap<&str, Vec<&Object<crate::model::DatasetSpec>>> =
-            BTreeMap::new();
-        let mut datasets_by_account: BTreeMap<&str, Vec<&Object<crate::model::DatasetSpec>>> =
-            BTreeMap::new();
+        let mut datasets_by_bucket: Lookup<'_, Vec<&Object<crate::model::DatasetSpec>>> =
+            Lookup::default();
+        let mut datasets_by_account: Lookup<'_, Vec<&Object<crate::model::DatasetSpec>>> =
+            Lookup::default();
         for d in specs.datasets.values() {
             if d.spec.global {
                 global_datasets.push(d);

@@ -26,6 +26,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use super::rekey::{self, Keyed, Revision};
 use super::units::{self, Job, UnitOutput, UnitStore};
 use crate::diag::Diagnostics;
 use crate::load::Snapshot;
@@ -37,6 +38,8 @@ use crate::specs::Specs;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BaseUnits {
     pub clusters: BTreeMap<String, Vec<BaseUnit>>,
+    /// Every unit's key and what taking them needs ([`super::rekey`]), when the entry kept it.
+    pub keyed: Option<Arc<Keyed>>,
 }
 
 /// One unit of a [`BaseUnits`].
@@ -77,6 +80,10 @@ pub struct Delta {
     /// exactly — the same content (its `sha256`) and origin —, so that its file and lock entry
     /// in an output written for the base are as they are.
     pub unchanged: BTreeMap<String, Vec<bool>>,
+    /// What the revision's entry keeps for the next compile keyed against it.
+    pub revision: Arc<Revision>,
+    /// How many units took the base's key without being viewed ([`super::rekey`]).
+    pub keys_taken: usize,
 }
 
 impl Delta {
@@ -147,6 +154,10 @@ fn held_exactly<'m>(fresh: &[Manifest], replaced: impl Iterator<Item = &'m Manif
         .collect()
 }
 
+/// Maps and sets of unit keys (hashes already: a fast hasher).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
+
 /// One cluster's units sorted out against the base's.
 struct Sorted<'j, 'b> {
     /// Its jobs in unit order, each with the base's unit of the same key.
@@ -186,7 +197,7 @@ fn sort_out<'j, 'b>(
         if agent.is_some_and(|a| a.approve || a.noisy || js.iter().any(|j| j.key == a.key)) {
             return None;
         }
-        let by_key: HashMap<&str, &BaseUnit> = units
+        let by_key: FastMap<&str, &BaseUnit> = units
             .iter()
             .filter(|u| !u.approve && !u.noisy)
             .map(|u| (u.key.as_str(), u))
@@ -195,7 +206,7 @@ fn sort_out<'j, 'b>(
             .into_iter()
             .map(|j| (j, by_key.get(j.key.as_str()).copied()))
             .collect();
-        let opaque: HashSet<&str> = jobs
+        let opaque: FastSet<&str> = jobs
             .iter()
             .filter(|(_, b)| b.is_some())
             .map(|(j, _)| j.key.as_str())
@@ -263,7 +274,7 @@ pub fn lower_delta(
 ) -> Option<(Delta, Diagnostics)> {
     let platform = specs.platform.as_ref()?;
     let agent_on = platform.spec.agent.as_ref().is_some_and(|a| a.enabled);
-    let jobs = units::jobs(specs, snapshot, Some(salt));
+    let (jobs, revision, keys_taken) = keyed_jobs(specs, snapshot, salt, base);
     let sorted = sort_out(&platform.spec.clusters, agent_on, &jobs, base)?;
     let (fresh, removed) = read(&sorted, specs, snapshot, store)?;
     let mut fresh = fresh.into_iter();
@@ -278,6 +289,8 @@ pub fn lower_delta(
         kinds: Vec::new(),
         opaque: Vec::new(),
         unchanged: BTreeMap::new(),
+        revision: Arc::new(revision),
+        keys_taken,
     };
     for ((s, removed), cluster) in sorted.iter().zip(removed).zip(&platform.spec.clusters) {
         let mut listed: Vec<(u32, u32, bool)> = Vec::new();
@@ -342,4 +355,39 @@ pub fn lower_delta(
     }
     delta.fresh.units = Some(Arc::new(refs));
     Some((delta, diags))
+}
+
+/// The units of `specs` with their keys: taken from the base's where its views are the same
+/// ([`rekey`]), else each unit viewed and keyed. With the revision of `specs` and how many
+/// keys were taken.
+fn keyed_jobs<'s>(
+    specs: &'s Specs,
+    snapshot: &Snapshot,
+    salt: &'s str,
+    base: &BaseUnits,
+) -> (Vec<Job<'s>>, Revision, usize) {
+    let Some(keyed) = &base.keyed else {
+        let jobs = units::jobs(specs, snapshot, Some(salt));
+        return (jobs, Revision::of(specs, snapshot), 0);
+    };
+    let (jobs, revision) = rekey::jobs_against(specs, snapshot, salt, keyed);
+    let Some((jobs, taken)) = jobs else {
+        return (units::jobs(specs, snapshot, Some(salt)), revision, 0);
+    };
+    // Debug builds (every test) key every unit too: a key taken that differs is an edge
+    // `rekey` missed.
+    #[cfg(debug_assertions)]
+    {
+        let all = units::jobs(specs, snapshot, Some(salt));
+        assert_eq!(jobs.len(), all.len(), "the units differ (lower/rekey.rs)");
+        if let Some((taken, own)) = jobs.iter().zip(&all).find(|(a, b)| a.key != b.key) {
+            panic!(
+                "the key {} of {} taken from the base differs from its own {} (lower/rekey.rs)",
+                taken.key,
+                own.describe(),
+                own.key
+            );
+        }
+    }
+    (jobs, revision, taken)
 }

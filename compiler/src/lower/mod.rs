@@ -21,6 +21,7 @@ pub mod delta;
 pub mod gpu;
 pub mod identity;
 pub mod project;
+pub mod rekey;
 pub mod rollout;
 pub(crate) mod rules;
 pub mod units;

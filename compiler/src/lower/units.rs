@@ -42,7 +42,7 @@ use crate::output::{Approval, ClusterOutput, Lowered, Manifest, ObjectKey, UnitR
 use crate::specs::{Object, Specs};
 
 /// Bumped when what a unit's key covers or its output format changes.
-const FORMAT: &str = "plinth-unit-v3";
+pub(super) const FORMAT: &str = "plinth-unit-v3";
 
 /// One spec to lower on one cluster.
 #[derive(Clone, Copy)]
@@ -73,17 +73,21 @@ impl Unit<'_> {
 }
 
 /// What a unit may read.
-enum View<'s> {
+pub(super) enum View<'s> {
     /// The specs named by the table in the module documentation (the Platform besides).
     Own(Refs<'s>),
     /// The whole platform (the Platform's objects, a global dataset).
     Everything,
+    /// Not computed: the unit's key came from a revision whose views were the same
+    /// ([`super::rekey`]); computed when the unit is lowered after all (its result not in the
+    /// store).
+    Pending,
 }
 
 /// Some specs of a platform, by kind and name: each list sorted by name, once each
 /// ([`Refs::sorted`]).
 #[derive(Default)]
-struct Refs<'s> {
+pub(super) struct Refs<'s> {
     projects: Vec<(&'s str, &'s Object<ProjectSpec>)>,
     datasets: Vec<(&'s str, &'s Object<DatasetSpec>)>,
     gpu_quotas: Vec<(&'s str, &'s Object<GpuQuotaSpec>)>,
@@ -150,6 +154,14 @@ pub struct Job<'s> {
     pub key: String,
     /// Read the whole snapshot, not only the templates ([`lower_unrestricted`]).
     whole_snapshot: bool,
+}
+
+impl Job<'_> {
+    /// The unit and its cluster, for a message.
+    pub(crate) fn describe(&self) -> String {
+        let (kind, name) = self.unit.id();
+        format!("{kind} `{name}` on cluster `{}`", self.cluster.name)
+    }
 }
 
 /// What lowering one unit produced: its objects (verified) and its diagnostics.
@@ -246,7 +258,7 @@ impl FileHashes {
 }
 
 /// A length-prefixed field, so field boundaries cannot shift.
-fn field(h: &mut Sha256, bytes: &[u8]) {
+pub(super) fn field(h: &mut Sha256, bytes: &[u8]) {
     h.update((bytes.len() as u64).to_le_bytes());
     h.update(bytes);
 }
@@ -256,46 +268,96 @@ fn field(h: &mut Sha256, bytes: &[u8]) {
 /// (its fingerprint): results of another build never match.
 pub fn jobs<'s>(specs: &'s Specs, snapshot: &Snapshot, salt: Option<&str>) -> Vec<Job<'s>> {
     use rayon::prelude::*;
-    let Some(platform) = &specs.platform else {
+    let Some(keying) = Keying::new(specs, snapshot, salt) else {
         return Vec::new();
     };
-    let hashes = salt.map(|_| FileHashes::new(snapshot));
-    let index = Index::new(specs);
-    let types = instance_type_pools(specs);
-    let mut all = Vec::new();
-    for cluster in &platform.spec.clusters {
-        let cx = Ctx {
-            specs,
-            platform: &platform.spec,
-            cluster,
-            snapshot,
-            index: &index,
-        };
-        all.extend(
-            units(&cx, specs, platform)
-                .into_iter()
-                .map(|u| (cluster, u)),
-        );
-    }
+    let all: Vec<(&Cluster, Unit<'_>)> = keying
+        .listed(specs, snapshot)
+        .into_iter()
+        .flat_map(|(cluster, units)| units.into_iter().map(move |u| (cluster, u)))
+        .collect();
     all.into_par_iter()
-        .map(|(cluster, unit)| {
-            let view = view(specs, &index, &types, unit);
-            let key = match (salt, &hashes) {
-                (Some(salt), Some(hashes)) => {
-                    let platform_file = (&*platform.doc.file, &platform.doc.digest);
-                    key(salt, cluster, unit, &view, Some(platform_file), hashes)
-                }
-                _ => String::new(),
-            };
-            Job {
-                cluster,
-                unit,
-                view,
-                key,
-                whole_snapshot: false,
-            }
-        })
+        .map(|(cluster, unit)| keying.job(specs, cluster, unit))
         .collect()
+}
+
+/// What viewing and keying units needs of a whole platform, made once per compile.
+pub(super) struct Keying<'s> {
+    platform: &'s Object<PlatformSpec>,
+    index: Index<'s>,
+    types: InstanceTypePools<'s>,
+    /// With the salt, when units are keyed.
+    hashes: Option<(String, FileHashes)>,
+}
+
+impl<'s> Keying<'s> {
+    /// `None` without a Platform (nothing to lower).
+    pub(super) fn new(
+        specs: &'s Specs,
+        snapshot: &Snapshot,
+        salt: Option<&str>,
+    ) -> Option<Keying<'s>> {
+        Some(Keying {
+            platform: specs.platform.as_ref()?,
+            index: Index::new(specs),
+            types: instance_type_pools(specs),
+            hashes: salt.map(|s| (s.to_owned(), FileHashes::new(snapshot))),
+        })
+    }
+
+    /// Each cluster's units (in the Platform's order), in merge order.
+    pub(super) fn listed(
+        &self,
+        specs: &'s Specs,
+        snapshot: &Snapshot,
+    ) -> Vec<(&'s Cluster, Vec<Unit<'s>>)> {
+        self.platform
+            .spec
+            .clusters
+            .iter()
+            .map(|cluster| {
+                let cx = Ctx {
+                    specs,
+                    platform: &self.platform.spec,
+                    cluster,
+                    snapshot,
+                    index: &self.index,
+                };
+                (cluster, units(&cx, specs, self.platform))
+            })
+            .collect()
+    }
+
+    /// A unit with its view and (when keyed) its key.
+    pub(super) fn job(&self, specs: &'s Specs, cluster: &'s Cluster, unit: Unit<'s>) -> Job<'s> {
+        let view = view(specs, &self.index, &self.types, unit);
+        let key = match &self.hashes {
+            Some((salt, hashes)) => {
+                let platform_file = (&*self.platform.doc.file, &self.platform.doc.digest);
+                key(salt, cluster, unit, &view, Some(platform_file), hashes)
+            }
+            None => String::new(),
+        };
+        Job {
+            cluster,
+            unit,
+            view,
+            key,
+            whole_snapshot: false,
+        }
+    }
+
+    /// A unit whose key is known (its view the one of a revision whose key it is): its view
+    /// is computed only if it is lowered.
+    pub(super) fn known(cluster: &'s Cluster, unit: Unit<'s>, key: String) -> Job<'s> {
+        Job {
+            cluster,
+            unit,
+            view: View::Pending,
+            key,
+            whole_snapshot: false,
+        }
+    }
 }
 
 /// What a cluster lowers: the projects, pools, rollouts and apps it hosts, every dataset, and
@@ -488,6 +550,8 @@ fn key(
     field(&mut h, name.as_bytes());
     match view {
         View::Everything => h.update(hashes.everything),
+        // Not reached: a pending view's key is known.
+        View::Pending => h.update(hashes.everything),
         View::Own(v) => {
             // Each file's digest as its documents were read from it (the snapshot's).
             let mut files = v.files();
@@ -590,13 +654,27 @@ pub fn run(
     } else {
         &empty
     };
+    // A unit keyed from another revision and not in the store after all: its view now.
+    let computed;
+    let view = match &job.view {
+        View::Pending => {
+            computed = view(
+                specs,
+                &Index::new(specs),
+                &instance_type_pools(specs),
+                job.unit,
+            );
+            &computed
+        }
+        v => v,
+    };
     let own;
-    let specs = match &job.view {
+    let specs = match view {
         View::Own(v) => {
             own = v.to_specs(specs.platform.as_ref());
             &own
         }
-        View::Everything => specs,
+        View::Everything | View::Pending => specs,
     };
     let Some(platform) = &specs.platform else {
         return UnitOutput::default();

@@ -1,0 +1,378 @@
+//! Rekey: a revision's units keyed from another revision's keys, viewing only the units an
+//! edit can reach.
+//!
+//! A unit's key hashes the files its view reads ([`super::units`]), and its view is a function
+//! of a few fields of the specs: their names and files, a project's clusters, and the
+//! references between specs — a dataset's grants, bucket, storage account and whether it is
+//! global; a pool's allocations, cohort and instance types; a rollout's project, pool and
+//! instance type; an App's project and instance type — with the Platform file. [`graph`] hashes
+//! exactly those. Two revisions with the same graph have the same units, in the same order,
+//! each with the same view, so a unit's key differs between them exactly when a file its view
+//! reads differs (or, for an App, a template). [`jobs_against`] views and keys only the units
+//! whose view can hold a changed file ([`Hit`]: the inverse of the view table in
+//! [`super::units`]) and the units that read everything; every other unit takes the key the
+//! other revision stored in its place. A revision's entry keeps what that takes
+//! ([`Revision`]: its graph, and its spec files' and templates' paths and digests).
+//!
+//! A missed edge would be a stale key, not a slow one: debug builds key every unit as well and
+//! panic on a difference ([`super::delta::lower_delta`]), which every test lowering against a
+//! base runs, and the incremental property tests edit references at random.
+
+use std::collections::HashSet;
+
+use sha2::{Digest, Sha256};
+
+use super::units::{Job, Keying, Unit, field};
+use crate::load::{FileRole, Snapshot};
+use crate::specs::Specs;
+
+/// Bumped when what [`graph`] covers changes.
+const FORMAT: &str = "plinth-view-graph-v1";
+
+/// What a revision keeps so that another can take its units' keys ([module docs](self)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision {
+    /// [`graph`] of its specs.
+    pub graph: [u8; 32],
+    /// The paths and roles of its spec files and templates, in order, hashed.
+    pub paths: [u8; 32],
+    /// Their digests, in that order.
+    pub digests: Vec<[u8; 32]>,
+}
+
+impl Revision {
+    pub fn of(specs: &Specs, snapshot: &Snapshot) -> Revision {
+        let (graph, (paths, digests)) = rayon::join(|| graph(specs), || files(snapshot));
+        Revision {
+            graph,
+            paths,
+            digests,
+        }
+    }
+}
+
+/// A revision's [`Revision`] and its units' keys, by number (as its entry lists them: each
+/// cluster's units in merge order, then its agent unit when the Platform installs the agent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keyed {
+    pub revision: Revision,
+    pub keys: Vec<String>,
+}
+
+/// The spec files and templates of a snapshot (what unit keys read of it): their paths and
+/// roles hashed, and their digests.
+fn files(snapshot: &Snapshot) -> ([u8; 32], Vec<[u8; 32]>) {
+    let mut h = Sha256::new();
+    let mut digests = Vec::new();
+    for f in &snapshot.files {
+        let role: &[u8] = match f.role {
+            FileRole::Spec => b"s",
+            FileRole::Template => b"t",
+            _ => continue,
+        };
+        h.update(role);
+        field(&mut h, f.path.as_bytes());
+        digests.push(f.digest);
+    }
+    (h.finalize().into(), digests)
+}
+
+/// The hash of everything the units of `specs` and their views are a function of (besides the
+/// build of plinth): the Platform file, and every spec's name, file and references.
+pub fn graph(specs: &Specs) -> [u8; 32] {
+    let mut h = Sha256::new();
+    field(&mut h, FORMAT.as_bytes());
+    field(&mut h, super::units::FORMAT.as_bytes());
+    let opt = |h: &mut Sha256, s: Option<&str>| match s {
+        Some(s) => {
+            h.update(b"1");
+            field(h, s.as_bytes());
+        }
+        None => h.update(b"0"),
+    };
+    if let Some(p) = &specs.platform {
+        field(&mut h, p.doc.file.as_bytes());
+        h.update(p.doc.digest);
+    }
+    let list = |h: &mut Sha256, items: &mut dyn Iterator<Item = &str>| {
+        let mut n = 0u64;
+        for s in items {
+            field(h, s.as_bytes());
+            n += 1;
+        }
+        h.update(n.to_le_bytes());
+    };
+    field(&mut h, b"projects");
+    for (name, p) in &specs.projects {
+        field(&mut h, name.as_bytes());
+        field(&mut h, p.doc.file.as_bytes());
+        list(&mut h, &mut p.spec.clusters.iter().map(String::as_str));
+    }
+    field(&mut h, b"datasets");
+    for (name, d) in &specs.datasets {
+        field(&mut h, name.as_bytes());
+        field(&mut h, d.doc.file.as_bytes());
+        h.update([u8::from(d.spec.global)]);
+        opt(
+            &mut h,
+            d.spec.source.gcs.as_ref().map(|g| g.bucket.as_str()),
+        );
+        let account = d.spec.source.azure_blob.as_ref();
+        opt(&mut h, account.map(|a| a.storage_account.as_str()));
+        list(
+            &mut h,
+            &mut d.spec.access.iter().map(|a| a.project.as_str()),
+        );
+    }
+    field(&mut h, b"pools");
+    for (name, q) in &specs.gpu_quotas {
+        field(&mut h, name.as_bytes());
+        field(&mut h, q.doc.file.as_bytes());
+        opt(&mut h, q.spec.cohort.as_deref());
+        list(
+            &mut h,
+            &mut q.spec.allocations.iter().map(|a| a.project.as_str()),
+        );
+        list(
+            &mut h,
+            &mut q.spec.instance_types.iter().map(|t| t.name.as_str()),
+        );
+    }
+    field(&mut h, b"rollouts");
+    for (name, r) in &specs.rollouts {
+        field(&mut h, name.as_bytes());
+        field(&mut h, r.doc.file.as_bytes());
+        field(&mut h, r.spec.project.as_bytes());
+        opt(&mut h, r.spec.gpu_quota.as_deref());
+        opt(&mut h, r.spec.instance_type.as_deref());
+    }
+    field(&mut h, b"apps");
+    for (name, a) in &specs.apps {
+        field(&mut h, name.as_bytes());
+        field(&mut h, a.doc.file.as_bytes());
+        field(&mut h, a.spec.project.as_bytes());
+        opt(&mut h, a.spec.instance_type.as_deref());
+    }
+    h.finalize().into()
+}
+
+/// The units whose view can hold a changed file: the inverse of the view table of
+/// [`super::units`] for the specs in the changed files (each set by name).
+#[derive(Default)]
+struct Hit<'s> {
+    /// Projects whose project view holds a changed spec (a rollout's and an App's view hold
+    /// their project's).
+    projects: HashSet<&'s str>,
+    /// Pools that changed or allocate to a changed project.
+    pools: HashSet<&'s str>,
+    cohorts: HashSet<&'s str>,
+    /// Datasets that changed or grant a changed project, and their buckets and accounts (a
+    /// dataset's view holds the datasets sharing one).
+    datasets: HashSet<&'s str>,
+    buckets: HashSet<&'s str>,
+    accounts: HashSet<&'s str>,
+    /// The buckets and accounts of global datasets (a dataset sharing one reads everything).
+    global_buckets: HashSet<&'s str>,
+    global_accounts: HashSet<&'s str>,
+    changed_pools: HashSet<&'s str>,
+    /// Instance type names a changed pool defines.
+    types: HashSet<&'s str>,
+    rollouts: HashSet<&'s str>,
+    apps: HashSet<&'s str>,
+    templates: bool,
+}
+
+impl<'s> Hit<'s> {
+    /// `None` when a changed file holds what every project's view reads (a global dataset) or
+    /// the Platform.
+    fn of(specs: &'s Specs, changed: &HashSet<&str>, templates: bool) -> Option<Hit<'s>> {
+        let mut hit = Hit {
+            templates,
+            ..Hit::default()
+        };
+        let is_changed = |doc: &crate::parse::Document| changed.contains(&*doc.file);
+        if specs.platform.as_ref().is_some_and(|p| is_changed(&p.doc)) {
+            return None;
+        }
+        let mut changed_projects = HashSet::new();
+        for (name, p) in &specs.projects {
+            if is_changed(&p.doc) {
+                changed_projects.insert(name.as_str());
+                hit.projects.insert(name.as_str());
+            }
+        }
+        for (name, q) in &specs.gpu_quotas {
+            let changed = is_changed(&q.doc);
+            if changed {
+                hit.changed_pools.insert(name.as_str());
+                hit.types
+                    .extend(q.spec.instance_types.iter().map(|t| t.name.as_str()));
+                hit.projects
+                    .extend(q.spec.allocations.iter().map(|a| a.project.as_str()));
+            }
+            let allocates = || {
+                q.spec
+                    .allocations
+                    .iter()
+                    .any(|a| changed_projects.contains(a.project.as_str()))
+            };
+            if changed || allocates() {
+                hit.pools.insert(name.as_str());
+                hit.cohorts.extend(q.spec.cohort.as_deref());
+            }
+        }
+        for (name, d) in &specs.datasets {
+            let bucket = d.spec.source.gcs.as_ref().map(|g| g.bucket.as_str());
+            let account = d.spec.source.azure_blob.as_ref();
+            let account = account.map(|a| a.storage_account.as_str());
+            if d.spec.global {
+                if is_changed(&d.doc) {
+                    return None;
+                }
+                hit.global_buckets.extend(bucket);
+                hit.global_accounts.extend(account);
+            }
+            let changed = is_changed(&d.doc);
+            if changed {
+                hit.projects
+                    .extend(d.spec.access.iter().map(|a| a.project.as_str()));
+            }
+            let grants = || {
+                d.spec
+                    .access
+                    .iter()
+                    .any(|a| changed_projects.contains(a.project.as_str()))
+            };
+            if changed || grants() {
+                hit.datasets.insert(name.as_str());
+                hit.buckets.extend(bucket);
+                hit.accounts.extend(account);
+            }
+        }
+        for (name, r) in &specs.rollouts {
+            if is_changed(&r.doc) {
+                hit.rollouts.insert(name.as_str());
+            }
+        }
+        for (name, a) in &specs.apps {
+            if is_changed(&a.doc) {
+                hit.apps.insert(name.as_str());
+            }
+        }
+        Some(hit)
+    }
+
+    /// Whether `unit`'s view may hold a changed file or reads everything (its key computed
+    /// again).
+    fn hits(&self, unit: Unit<'_>) -> bool {
+        let type_hit = |t: Option<&String>| t.is_some_and(|t| self.types.contains(t.as_str()));
+        match unit {
+            Unit::Platform(_) => true,
+            Unit::Project(p) => self.projects.contains(p.name()),
+            Unit::GpuQuota(q) => self.pools.contains(q.name()),
+            Unit::Cohort(c) => self.cohorts.contains(c),
+            Unit::Dataset(d) => {
+                let bucket = d.spec.source.gcs.as_ref().map(|g| g.bucket.as_str());
+                let account = d.spec.source.azure_blob.as_ref();
+                let account = account.map(|a| a.storage_account.as_str());
+                let within =
+                    |set: &HashSet<&str>, x: Option<&str>| x.is_some_and(|x| set.contains(x));
+                d.spec.global
+                    || within(&self.global_buckets, bucket)
+                    || within(&self.global_accounts, account)
+                    || self.datasets.contains(d.name())
+                    || within(&self.buckets, bucket)
+                    || within(&self.accounts, account)
+            }
+            Unit::Rollout(r) => {
+                self.rollouts.contains(r.name())
+                    || self.projects.contains(r.spec.project.as_str())
+                    || r.spec
+                        .gpu_quota
+                        .as_deref()
+                        .is_some_and(|q| self.changed_pools.contains(q))
+                    || type_hit(r.spec.instance_type.as_ref())
+            }
+            Unit::App(a) => {
+                self.templates
+                    || self.apps.contains(a.name())
+                    || self.projects.contains(a.spec.project.as_str())
+                    || type_hit(a.spec.instance_type.as_ref())
+            }
+        }
+    }
+}
+
+/// The units of `specs` keyed against `base` ([module docs](self)), with the revision of
+/// `specs`; the jobs are `None` when `base`'s keys cannot be taken (another graph, other
+/// files, another number of units). Also how many keys were taken.
+pub fn jobs_against<'s>(
+    specs: &'s Specs,
+    snapshot: &Snapshot,
+    salt: &'s str,
+    base: &Keyed,
+) -> (Option<(Vec<Job<'s>>, usize)>, Revision) {
+    let revision = Revision::of(specs, snapshot);
+    let jobs = (revision.graph == base.revision.graph
+        && revision.paths == base.revision.paths
+        && revision.digests.len() == base.revision.digests.len())
+    .then(|| keyed(specs, snapshot, salt, base, &revision.digests))
+    .flatten();
+    (jobs, revision)
+}
+
+/// [`jobs_against`] once the graphs and paths are known to be the same (`digests`: this
+/// revision's).
+fn keyed<'s>(
+    specs: &'s Specs,
+    snapshot: &Snapshot,
+    salt: &'s str,
+    base: &Keyed,
+    digests: &[[u8; 32]],
+) -> Option<(Vec<Job<'s>>, usize)> {
+    use rayon::prelude::*;
+    let platform = specs.platform.as_ref()?;
+    let agent_on = platform.spec.agent.as_ref().is_some_and(|a| a.enabled);
+    let mut changed = HashSet::new();
+    let mut templates = false;
+    let keyed_files = snapshot
+        .files
+        .iter()
+        .filter(|f| matches!(f.role, FileRole::Spec | FileRole::Template));
+    for ((f, now), was) in keyed_files.zip(digests).zip(&base.revision.digests) {
+        if now != was {
+            changed.insert(&*f.path);
+            templates |= f.role == FileRole::Template;
+        }
+    }
+    let hit = Hit::of(specs, &changed, templates)?;
+    let keying = Keying::new(specs, snapshot, Some(salt))?;
+    let listed = keying.listed(specs, snapshot);
+    let agents = if agent_on { listed.len() } else { 0 };
+    if listed.iter().map(|(_, u)| u.len()).sum::<usize>() + agents != base.keys.len() {
+        return None;
+    }
+    // Each unit with its number in the base's list (a cluster's agent unit follows its units).
+    let mut all = Vec::new();
+    let mut n = 0;
+    for (cluster, units) in listed {
+        for unit in units {
+            all.push((cluster, unit, n));
+            n += 1;
+        }
+        n += usize::from(agent_on);
+    }
+    let jobs: Vec<(Job<'s>, bool)> = all
+        .into_par_iter()
+        .map(|(cluster, unit, n)| {
+            if hit.hits(unit) {
+                (keying.job(specs, cluster, unit), false)
+            } else {
+                let key = base.keys.get(n).cloned().unwrap_or_default();
+                (Keying::known(cluster, unit, key), true)
+            }
+        })
+        .collect();
+    let taken = jobs.iter().filter(|(_, t)| *t).count();
+    Some((jobs.into_iter().map(|(j, _)| j).collect(), taken))
+}
