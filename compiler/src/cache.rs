@@ -134,6 +134,8 @@ pub struct Entry {
     /// What another compile needs to take its units' keys ([`crate::lower::rekey`]; entries
     /// of an older plinth: `None`).
     revision: Option<Revision>,
+    /// What its policy evaluation found nothing in, when it found nothing.
+    policy_clean: Option<Arc<crate::policy::Clean>>,
     /// Its index, made when first asked for (it reads every unit).
     index: std::sync::OnceLock<Option<LoweredIndex>>,
     /// The unit store of the cache (opened with the entry: every unit it refers to is there).
@@ -158,6 +160,8 @@ struct Head {
     noisy: Option<Vec<u32>>,
     #[serde(default)]
     revision: Option<RevisionHead>,
+    #[serde(default)]
+    policy_clean: Option<crate::policy::Clean>,
 }
 
 /// A [`Revision`] as an entry holds it: each digest in hex, the files' digests one after the
@@ -189,10 +193,38 @@ impl RevisionHead {
             paths: index::key_bytes(&self.paths)?,
             digests: digests
                 .chunks_exact(64)
-                .map(|d| index::key_bytes(std::str::from_utf8(d).ok()?))
+                .map(unhex32)
                 .collect::<Option<_>>()?,
         })
     }
+}
+
+/// 64 hex digits as 32 bytes, by a table (tens of thousands per entry at scale).
+fn unhex32(hex: &[u8]) -> Option<[u8; 32]> {
+    const BAD: u8 = 0xff;
+    const TABLE: [u8; 256] = {
+        let mut t = [BAD; 256];
+        let mut i = 0;
+        while i < 10 {
+            t[b'0' as usize + i] = i as u8;
+            i += 1;
+        }
+        let mut i = 0;
+        while i < 6 {
+            t[b'a' as usize + i] = 10 + i as u8;
+            t[b'A' as usize + i] = 10 + i as u8;
+            i += 1;
+        }
+        t
+    };
+    let mut out = [0u8; 32];
+    let mut bad = 0u8;
+    for (o, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        let (hi, lo) = (TABLE[usize::from(pair[0])], TABLE[usize::from(pair[1])]);
+        bad |= (hi | lo) & 0xf0;
+        *o = hi << 4 | lo;
+    }
+    (hex.len() == 64 && bad == 0).then_some(out)
 }
 
 /// Per unit (by number), the kinds of its objects: the kinds' names, and per unit the numbers
@@ -280,6 +312,8 @@ struct HeadRef<'a> {
     noisy: &'a [u32],
     #[serde(skip_serializing_if = "Option::is_none")]
     revision: Option<RevisionHead>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy_clean: Option<&'a crate::policy::Clean>,
 }
 
 /// A [`Clusters`] to write, borrowed.
@@ -305,6 +339,8 @@ pub struct EntryRef<'a> {
     pub capacity: Option<&'a crate::capacity::Capacity>,
     /// What another compile needs to take its units' keys (a compile that lowered).
     pub revision: Option<&'a Revision>,
+    /// What its policy evaluation found nothing in, when it found nothing.
+    pub policy_clean: Option<&'a crate::policy::Clean>,
 }
 
 impl Entry {
@@ -355,6 +391,7 @@ impl Entry {
                 .collect::<Option<Vec<_>>>()?;
             out.clusters.insert(name.clone(), units);
         }
+        out.policy_clean = self.policy_clean.clone();
         out.keyed = self.revision.clone().map(|revision| {
             Arc::new(crate::lower::rekey::Keyed {
                 revision,
@@ -662,6 +699,7 @@ impl Cache {
             kinds: head.kinds,
             noisy: head.noisy,
             revision: head.revision.as_ref().and_then(RevisionHead::read),
+            policy_clean: head.policy_clean.map(Arc::new),
             index: std::sync::OnceLock::new(),
             pack,
         })
@@ -786,6 +824,7 @@ impl Cache {
             kinds,
             noisy,
             revision: entry.revision.map(RevisionHead::of),
+            policy_clean: entry.policy_clean,
         };
         let tmp = dir.join(format!(".{key}.{}.tmp", std::process::id()));
         std::fs::write(
@@ -1477,6 +1516,35 @@ mod tests {
     use super::*;
     use crate::lower::UnitStore as _;
     use crate::lower::units::UnitOutput;
+
+    /// A revision's digests read back as written; a digit that is not hex, or a digest cut
+    /// short, is not read (the entry is then compiled against unviewed).
+    #[test]
+    fn a_revision_reads_back_and_a_damaged_one_does_not() {
+        let r = Revision {
+            graph: [7; 32],
+            paths: [0xa5; 32],
+            digests: (0..=255u8).map(|b| [b; 32]).collect(),
+        };
+        let head = RevisionHead::of(&r);
+        assert_eq!(head.read(), Some(r));
+        for (at, by) in [(5, "g"), (130, "G"), (64 * 3 + 1, " ")] {
+            let mut bad = RevisionHead::of(&Revision {
+                graph: [1; 32],
+                paths: [2; 32],
+                digests: vec![[3; 32]; 4],
+            });
+            bad.digests.replace_range(at..=at, by);
+            assert_eq!(bad.read(), None, "a `{by}` at {at}");
+        }
+        let mut short = RevisionHead::of(&Revision {
+            graph: [1; 32],
+            paths: [2; 32],
+            digests: vec![[3; 32]; 2],
+        });
+        short.digests.pop();
+        assert_eq!(short.read(), None);
+    }
 
     /// The policy set written last is the one read beside; the first set asked for takes it
     /// when it is that set (the files may be gone by then: it was read) and drops it when not.

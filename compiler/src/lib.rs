@@ -70,6 +70,9 @@ pub struct Checked {
     /// The GPU capacity of the specs, when it was computed beside lowering (against a base's
     /// units); else it is computed when a cached revision keeps it.
     pub capacity: Option<capacity::Capacity>,
+    /// What its policy evaluation found nothing in, when it found nothing
+    /// ([`policy::Clean`]: kept with the revision for a later one compiled against it).
+    pub policy_clean: Option<policy::Clean>,
 }
 
 /// Run load → parse → resolve → check (semantics, then the compiled output and policies).
@@ -124,13 +127,15 @@ pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &O
     let mut lowered = None;
     let mut delta = None;
     let mut gpus = None;
+    let mut policy_clean = None;
     if !diagnostics.has_errors()
-        && let Some((d, ds, laps, c)) = check_delta(&snapshot, &docs, &specs, opts)
+        && let Some((d, (ds, clean), laps, c)) = check_delta(&snapshot, &docs, &specs, opts)
     {
         diagnostics.extend(ds);
         timings.extend(laps);
         delta = Some(d);
         gpus = Some(c);
+        policy_clean = clean;
     } else if !diagnostics.has_errors() {
         opts.stage("lowering");
         // Lowering verifies every object it emits (per unit, so a reused unit is verified).
@@ -176,14 +181,16 @@ pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &O
     if let Some(cfg) = opts.policies.as_ref().filter(|_| delta.is_none()) {
         opts.stage("evaluating policies");
         let files = policy_files(cfg, &specs, &snapshot);
-        diagnostics.extend(policy::evaluate(
+        let (found, clean) = policy::evaluate(
             &files,
             &cfg.options,
             &specs,
             &docs,
             lowered.as_ref(),
             opts.policy_memo.as_ref().map(|m| &m.0),
-        ));
+        );
+        diagnostics.extend(found);
+        policy_clean = clean;
         lap("policy", &mut timings);
     }
     Checked {
@@ -195,6 +202,7 @@ pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &O
         timings,
         delta,
         capacity: gpus,
+        policy_clean,
     }
 }
 
@@ -209,7 +217,7 @@ fn check_delta(
     opts: &Options,
 ) -> Option<(
     lower::delta::Delta,
-    Diagnostics,
+    (Diagnostics, Option<policy::Clean>),
     [(&'static str, std::time::Duration); 2],
     capacity::Capacity,
 )> {
@@ -226,10 +234,16 @@ fn check_delta(
     let (delta, mut diags) = lowered?;
     let lowered = t.elapsed();
     let t = std::time::Instant::now();
+    let mut clean = None;
     if let Some(cfg) = &opts.policies {
         opts.stage("evaluating policies");
         let files = policy_files(cfg, specs, snapshot);
-        diags.extend(policy::evaluate_delta(
+        // What the base's evaluation found nothing in is not looked up again.
+        let taken = base.policy_clean.as_deref().map(|clean| policy::Taken {
+            clean,
+            changed: delta.changed.as_deref(),
+        });
+        let (found, c) = policy::evaluate_delta(
             &files,
             &cfg.options,
             specs,
@@ -237,11 +251,14 @@ fn check_delta(
             &delta.fresh,
             &delta.opaque(),
             opts.policy_memo.as_ref().map(|m| &m.0),
-        )?);
+            taken,
+        )?;
+        diags.extend(found);
+        clean = c;
     }
     Some((
         delta,
-        diags,
+        (diags, clean),
         [("lower (delta)", lowered), ("policy", t.elapsed())],
         capacity,
     ))
@@ -302,6 +319,7 @@ pub struct PendingStore {
     diagnostics: Vec<diag::Diagnostic>,
     capacity: Option<capacity::Capacity>,
     revision: Option<Arc<lower::rekey::Revision>>,
+    policy_clean: Option<policy::Clean>,
 }
 
 impl PendingStore {
@@ -330,6 +348,7 @@ impl PendingStore {
                     .take()
                     .unwrap_or_else(|| capacity::Capacity::of(&checked.specs))
             }),
+            policy_clean: checked.policy_clean.take().filter(|_| compiled),
             revision: compiled.then(|| {
                 revision.unwrap_or_else(|| {
                     Arc::new(lower::rekey::Revision::of(
@@ -374,6 +393,7 @@ impl PendingStore {
                 lowered: None,
                 capacity: self.capacity.as_ref(),
                 revision: self.revision.as_deref(),
+                policy_clean: self.policy_clean.as_ref(),
             },
             delta,
         )
@@ -393,6 +413,7 @@ impl PendingStore {
                 lowered,
                 capacity: self.capacity.as_ref(),
                 revision: self.revision.as_deref(),
+                policy_clean: self.policy_clean.as_ref(),
             },
         )
     }
@@ -506,6 +527,7 @@ pub fn build_or_index(
             timings: vec![("cache hit", t.elapsed())],
             delta: None,
             capacity: None,
+            policy_clean: None,
         };
         let built = Built {
             checked,

@@ -2608,7 +2608,26 @@ fn deserialized(v: &Value) -> regorus::Value {
     <regorus::Value as serde::Deserialize>::deserialize(v).unwrap_or(regorus::Value::Undefined)
 }
 
-/// Evaluate policies over every spec document and every manifest.
+/// What a policy evaluation through a memo found nothing in, when it found nothing at all:
+/// per kind of input, the digest of the rules that apply to it (their memo names, covering
+/// the `data` each reads, and the policy sets), every one of them memoised. A later compile
+/// whose rules for a kind have the same digest finds nothing in an input of that kind the
+/// evaluation read ([`Taken`]).
+pub type Clean = BTreeMap<String, String>;
+
+/// What a revision evaluated against a base may take from the base's evaluation: the base's
+/// [`Clean`], and the spec files that differ from the base's (`None`: not known, so every
+/// document is looked up). A unit not read (the base's) and a spec document of a file that did
+/// not change are inputs the base read; when their kinds' rules are as they were, nothing is
+/// found in them, without a lookup.
+#[derive(Clone, Copy)]
+pub struct Taken<'a> {
+    pub clean: &'a Clean,
+    pub changed: Option<&'a std::collections::HashSet<Arc<str>>>,
+}
+
+/// Evaluate policies over every spec document and every manifest; with what it found nothing
+/// in ([`Clean`]), when it found nothing.
 pub fn evaluate(
     files: &[PolicyFile],
     opts: &PolicyOptions,
@@ -2616,12 +2635,13 @@ pub fn evaluate(
     docs: &[Arc<Document>],
     lowered: Option<&Lowered>,
     memo: Option<&Arc<dyn Memo>>,
-) -> Diagnostics {
+) -> (Diagnostics, Option<Clean>) {
     let inputs = Inputs {
         specs,
         docs,
         lowered,
         opaque: None,
+        taken: None,
     };
     evaluate_with(files, opts, &inputs, memo, true)
 }
@@ -2632,6 +2652,7 @@ pub fn evaluate(
 /// in the memo with no finding. `None` when one is not (or the policies read
 /// `data.plinth.manifests`, which would miss the opaque objects): then evaluate the whole
 /// revision.
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate_delta(
     files: &[PolicyFile],
     opts: &PolicyOptions,
@@ -2640,7 +2661,8 @@ pub fn evaluate_delta(
     fresh: &Lowered,
     opaque: &[(&str, &[String], u32)],
     memo: Option<&Arc<dyn Memo>>,
-) -> Option<Diagnostics> {
+    taken: Option<Taken<'_>>,
+) -> Option<(Diagnostics, Option<Clean>)> {
     if reads_manifests(files) {
         return None;
     }
@@ -2650,9 +2672,10 @@ pub fn evaluate_delta(
         docs,
         lowered: Some(fresh),
         opaque: Some((opaque, &unanswered)),
+        taken,
     };
-    let diags = evaluate_with(files, opts, &inputs, memo, true);
-    (!unanswered.load(std::sync::atomic::Ordering::Relaxed)).then_some(diags)
+    let out = evaluate_with(files, opts, &inputs, memo, true);
+    (!unanswered.load(std::sync::atomic::Ordering::Relaxed)).then_some(out)
 }
 
 /// [`evaluate`] with every rule evaluated by regorus (none by [`native`]): for the tests that
@@ -2670,8 +2693,9 @@ pub fn evaluate_by_regorus(
         docs,
         lowered,
         opaque: None,
+        taken: None,
     };
-    evaluate_with(files, opts, &inputs, None, false)
+    evaluate_with(files, opts, &inputs, None, false).0
 }
 
 /// [`evaluate`], with the default library's native rules or without them.
@@ -2681,7 +2705,7 @@ fn evaluate_with(
     inputs: &Inputs<'_>,
     memo: Option<&Arc<dyn Memo>>,
     native: bool,
-) -> Diagnostics {
+) -> (Diagnostics, Option<Clean>) {
     let mut diags = Diagnostics::new();
     let mut engines = engines(files, opts, &mut diags);
     for (e, _) in &mut engines {
@@ -2698,6 +2722,8 @@ struct Inputs<'a> {
     /// Units not read, each to be answered by the memo (set when one is not; see
     /// [`evaluate_delta`]).
     opaque: Option<Opaque<'a>>,
+    /// What may be taken from a base's evaluation.
+    taken: Option<Taken<'a>>,
 }
 
 /// Units not read ([`evaluate_delta`]): key, kinds and number of objects of each, and what is
@@ -2714,15 +2740,16 @@ fn evaluate_engines(
     opts: &PolicyOptions,
     inputs: &Inputs<'_>,
     memo: Option<&Arc<dyn Memo>>,
-) -> Diagnostics {
+) -> (Diagnostics, Option<Clean>) {
     let Inputs {
         specs,
         docs,
         lowered,
         opaque,
+        taken,
     } = *inputs;
     if engines.is_empty() {
-        return diags;
+        return (diags, None);
     }
     let sets: Vec<Arc<str>> = match memo {
         Some(m) => engines
@@ -2745,30 +2772,27 @@ fn evaluate_engines(
             }
         },
     );
-    // Policies without their data would judge wrongly; units not read must be answered.
-    if data_diags.has_errors() || !opaque_answered(opaque, memo, &sets, &engines) {
-        diags.extend(data_diags);
-        return diags;
-    }
-    // Where a finding that names another spec (`location`) is reported.
-    let locate = |loc: &Value| -> Option<Label> {
-        let kind = Kind::parse(loc.get("kind")?.as_str()?)?;
-        let name = loc.get("name")?.as_str()?;
-        let doc = docs
-            .iter()
-            .find(|d| d.kind() == Some(kind.as_str()) && d.name() == Some(name))?;
-        let field = loc
-            .get("field")
-            .and_then(Value::as_str)
-            .unwrap_or("metadata.name");
-        Some(doc.label(&FieldPath::parse(field)))
-    };
     let (inputs, places) = inputs_of(docs, lowered);
+    // Per kind of input, the digest of the rules that apply to it (now that the data they
+    // read is named).
+    let rules = RulesByKind::of(&sets, &engines, &inputs, opaque.map(|(u, _)| u));
+    // Policies without their data would judge wrongly; units not read must be answered.
+    if data_diags.has_errors() || !opaque_answered(opaque, memo, &sets, &rules, taken) {
+        diags.extend(data_diags);
+        return (diags, None);
+    }
+    let locate = |loc: &Value| locate_in(docs, loc);
     let all: Vec<Input<'_>> = inputs.iter().map(|(_, i)| *i).collect();
+    // The spec documents a base's evaluation read and found nothing in: not looked up.
+    let skipped = rules.taken_docs(&all, taken);
+    let inputs: Vec<(usize, Input<'_>)> = inputs
+        .into_iter()
+        .filter(|(i, _)| !skipped.get(*i).copied().unwrap_or(false))
+        .collect();
     // Units the memo answers whole are replayed in one lookup each.
     let bundles = memo.filter(|_| !sets.is_empty()).map(|m| {
         let refs = lowered.and_then(|l| l.units.as_deref());
-        Bundles::new(m, &sets, &engines, refs, &places, &all)
+        Bundles::new(m, &sets, &engines, refs, &places, &all, &skipped)
     });
     let (mut done, inputs) = match &bundles {
         Some(b) => b.replay(&engines, &inputs, &locate),
@@ -2798,7 +2822,7 @@ fn evaluate_engines(
         }
         if data_diags.has_errors() {
             diags.extend(data_diags);
-            return diags;
+            return (diags, None);
         }
         let _budget = MemoryBudget::new(opts.memory);
         done.extend(evaluate_chunks(&engines, &missed, &locate).0);
@@ -2816,8 +2840,114 @@ fn evaluate_engines(
             m.finish(set);
         }
     }
+    let clean = (memo.is_some() && diags.is_empty() && !stopped(&engines))
+        .then(|| rules.clean())
+        .flatten();
     free_data(&mut engines);
-    diags
+    (diags, clean)
+}
+
+/// Where a finding that names another spec (`location`) is reported.
+fn locate_in(docs: &[Arc<Document>], loc: &Value) -> Option<Label> {
+    let kind = Kind::parse(loc.get("kind")?.as_str()?)?;
+    let name = loc.get("name")?.as_str()?;
+    let doc = docs
+        .iter()
+        .find(|d| d.kind() == Some(kind.as_str()) && d.name() == Some(name))?;
+    let field = loc
+        .get("field")
+        .and_then(Value::as_str)
+        .unwrap_or("metadata.name");
+    Some(doc.label(&FieldPath::parse(field)))
+}
+
+/// Whether an engine ran out of its budget or a rule failed (what it found is then not all
+/// there is).
+fn stopped(engines: &[Engine]) -> bool {
+    engines.iter().any(|e| {
+        e.run.exhausted.load(std::sync::atomic::Ordering::Relaxed)
+            || !e.run.broken.lock().is_ok_and(|b| b.is_empty())
+    })
+}
+
+/// Per kind of input of an evaluation (its objects', its documents', its units' not read), the
+/// digest of the rules that apply to it ([`rules_digest`]), and whether every one of them is
+/// memoised.
+struct RulesByKind {
+    kinds: std::collections::HashMap<String, ([u8; 32], bool)>,
+}
+
+impl RulesByKind {
+    fn of(
+        sets: &[Arc<str>],
+        engines: &[Engine],
+        inputs: &[(usize, Input<'_>)],
+        opaque: Option<&[(&str, &[String], u32)]>,
+    ) -> RulesByKind {
+        let mut names: BTreeSet<&str> = BTreeSet::new();
+        for (_, input) in inputs {
+            names.insert(match input {
+                Input::Doc(d) => doc_kind(d),
+                Input::Manifest(_, m) => &m.key.kind,
+            });
+        }
+        let lists: BTreeSet<&[String]> = opaque.into_iter().flatten().map(|u| u.1).collect();
+        names.extend(lists.into_iter().flatten().map(String::as_str));
+        let kinds = names
+            .into_iter()
+            .map(|k| {
+                let memoised = engines.iter().all(|e| {
+                    e.applicable(k)
+                        .iter()
+                        .flatten()
+                        .all(|&r| e.cacheable.get(r).copied().unwrap_or(false))
+                });
+                (k.to_owned(), (rules_digest(sets, engines, k), memoised))
+            })
+            .collect();
+        RulesByKind { kinds }
+    }
+
+    fn digest(&self, kind: &str) -> Option<&[u8; 32]> {
+        self.kinds.get(kind).map(|(d, _)| d)
+    }
+
+    /// Whether the rules of `kind` are those `taken` found nothing with.
+    fn as_taken(&self, kind: &str, taken: &Taken<'_>) -> bool {
+        match (self.kinds.get(kind), taken.clean.get(kind)) {
+            (Some((digest, true)), Some(was)) => hex(digest) == *was,
+            _ => false,
+        }
+    }
+
+    /// Per input number, whether it is a spec document the base read and found nothing in: of
+    /// a file that did not change, its kind's rules as they were.
+    fn taken_docs(&self, all: &[Input<'_>], taken: Option<Taken<'_>>) -> Vec<bool> {
+        let Some(
+            taken @ Taken {
+                changed: Some(changed),
+                ..
+            },
+        ) = taken
+        else {
+            return Vec::new();
+        };
+        all.iter()
+            .map(|input| match input {
+                Input::Doc(d) => !changed.contains(&d.file) && self.as_taken(doc_kind(d), &taken),
+                Input::Manifest(..) => false,
+            })
+            .collect()
+    }
+
+    /// What the evaluation found nothing in ([`Clean`]): `None` when a rule of some kind is
+    /// not memoised (it may find otherwise another time).
+    fn clean(&self) -> Option<Clean> {
+        self.kinds
+            .iter()
+            .map(|(k, (digest, memoised))| memoised.then(|| (k.clone(), hex(digest))))
+            .collect()
+    }
 }
 
 /// The engines' data (the platform's: hundreds of thousands of values at scale), freed on a
@@ -3012,13 +3142,20 @@ fn opaque_answered(
     opaque: Option<Opaque<'_>>,
     memo: Option<&Arc<dyn Memo>>,
     sets: &[Arc<str>],
-    engines: &[Engine],
+    rules: &RulesByKind,
+    taken: Option<Taken<'_>>,
 ) -> bool {
     let Some((units, unanswered)) = opaque else {
         return true;
     };
+    // The units a base's evaluation read and found nothing in need no lookup.
+    let units: Vec<(&str, &[String], u32)> = units
+        .iter()
+        .filter(|(_, kinds, _)| !taken.is_some_and(|t| kinds.iter().all(|k| rules.as_taken(k, &t))))
+        .copied()
+        .collect();
     let answered = match memo {
-        Some(m) => bundles_answer(m, sets, engines, units),
+        Some(m) => bundles_answer(m, sets, rules, &units),
         None => units.is_empty(),
     };
     if !answered {
@@ -3032,24 +3169,16 @@ fn opaque_answered(
 fn bundles_answer(
     memo: &Arc<dyn Memo>,
     sets: &[Arc<str>],
-    engines: &[Engine],
+    rules: &RulesByKind,
     units: &[(&str, &[String], u32)],
 ) -> bool {
     use rayon::prelude::*;
     // Per list of kinds (units of a kind of spec share theirs), its part of the key.
     let lists: BTreeSet<&[String]> = units.iter().map(|(_, kinds, _)| *kinds).collect();
-    let kinds: BTreeSet<&str> = lists
-        .iter()
-        .flat_map(|kinds| kinds.iter().map(String::as_str))
-        .collect();
-    let digests: std::collections::HashMap<&str, [u8; 32]> = kinds
-        .into_iter()
-        .map(|k| (k, rules_digest(sets, engines, k)))
-        .collect();
     let suffixes: std::collections::HashMap<&[String], String> = lists
         .into_iter()
         .map(|kinds| {
-            let ds = kinds.iter().filter_map(|k| digests.get(k.as_str()));
+            let ds = kinds.iter().filter_map(|k| rules.digest(k));
             (kinds, rules_suffix(ds))
         })
         .collect();
@@ -3110,6 +3239,7 @@ impl<'a> Bundles<'a> {
         refs: Option<&crate::output::UnitRefs>,
         places: &[Option<(u32, u32)>],
         all: &[Input<'_>],
+        skipped: &[bool],
     ) -> Bundles<'a> {
         use rayon::prelude::*;
         // Per kind of input, the digest of the rules that apply to it (in every engine).
@@ -3148,7 +3278,9 @@ impl<'a> Bundles<'a> {
                 .collect();
         }
         for (i, input) in all.iter().enumerate() {
-            if let Input::Doc(d) = input {
+            if let Input::Doc(d) = input
+                && !skipped.get(i).copied().unwrap_or(false)
+            {
                 let rules = digest_of(doc_kind(d));
                 let key = format!("doc:{}:{}", doc_digest(d), hex(&rules[..16]));
                 bundles.push((vec![(i, 0)], key));

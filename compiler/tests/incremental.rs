@@ -865,6 +865,82 @@ fn a_one_file_edit_views_only_the_units_that_can_read_it() {
     }
 }
 
+/// A base whose policy evaluation found nothing keeps what it found nothing in (per kind, the
+/// digest of the rules that apply); a head compiled against it takes that for the units it
+/// does not read and the documents of files that did not change, without looking them up: with
+/// the policy memo gone, a one-project edit is still compiled against the base, and reports
+/// what a whole compile reports. A base with a finding keeps nothing of the kind.
+#[test]
+fn a_clean_base_answers_for_what_an_edit_did_not_touch() {
+    let files: BTreeMap<String, String> = plinth::generate::platform(30, 2).into_iter().collect();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(dir.path());
+    let base = base_units(&files, &cache).expect("the base offers its units");
+    let clean = base.policy_clean.as_ref().expect("the base found nothing");
+    assert!(
+        clean.contains_key("Project") && clean.contains_key("Namespace"),
+        "its spec documents' kinds and its objects': {clean:?}"
+    );
+    let project = files
+        .keys()
+        .find(|p| p.starts_with("projects/"))
+        .cloned()
+        .expect("a project");
+    let mut head = files.clone();
+    let text = head[&project].replacen("pods: ", "pods: 1", 1);
+    assert_ne!(text, head[&project], "the edit changes the file");
+    head.insert(project.clone(), text);
+    std::fs::remove_dir_all(dir.path().join("policy")).expect("the policy memo is there");
+    let whole_dir = tempfile::tempdir().unwrap();
+    let against = compiled_against(&head, Some(base.clone()), &cache);
+    let whole = compiled_against(&head, None, &Cache::new(whole_dir.path()));
+    assert!(
+        against.2.is_some(),
+        "compiled against the base without the memo"
+    );
+    assert_eq!(against.0, whole.0, "diagnostics");
+    assert_eq!(against.1, whole.1, "the entry");
+    // A single owner is a finding of the default library: on an edited file it is found
+    // against the clean base as by a whole compile, and a base with it keeps nothing.
+    let single = {
+        let mut f = files.clone();
+        let text = f[&project].clone();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("  owners: ["))
+            .expect("a list of owners");
+        let first = line["  owners: [".len()..]
+            .split(',')
+            .next()
+            .expect("an owner");
+        let first = first.trim_end_matches(']');
+        f.insert(
+            project.clone(),
+            text.replacen(line, &format!("  owners: [{first}]"), 1),
+        );
+        f
+    };
+    let whole_dir = tempfile::tempdir().unwrap();
+    let against = compiled_against(&single, Some(base.clone()), &cache);
+    let whole = compiled_against(&single, None, &Cache::new(whole_dir.path()));
+    assert!(
+        whole.0.iter().any(|d| d.contains("fewer than two owners")),
+        "a finding: {:?}",
+        whole.0
+    );
+    assert!(against.2.is_some(), "compiled against the base");
+    assert_eq!(against.0, whole.0, "diagnostics");
+    assert_eq!(against.1, whole.1, "the entry");
+    let units = whole
+        .1
+        .and_then(|(.., u)| u)
+        .expect("the entry offers its units");
+    assert!(
+        units.policy_clean.is_none(),
+        "a base with a finding keeps nothing"
+    );
+}
+
 /// Where the Platform installs the agent (whose ClusterRole is made from every RBAC object
 /// emitted), a change to an RBAC object compiles the head whole; another edit is compiled
 /// against the base's units. Both equal a whole compile.

@@ -632,14 +632,8 @@ fn evaluation_with_native_rules_reports_what_regorus_alone_reports() {
                 .map(|d| format!("{d:?}"))
                 .collect()
         };
-        let native = show(plinth::policy::evaluate(
-            &library,
-            &opts,
-            specs,
-            docs,
-            Some(lowered),
-            None,
-        ));
+        let native =
+            show(plinth::policy::evaluate(&library, &opts, specs, docs, Some(lowered), None).0);
         let regorus = show(plinth::policy::evaluate_by_regorus(
             &library,
             &opts,

@@ -40,6 +40,9 @@ pub struct BaseUnits {
     pub clusters: BTreeMap<String, Vec<BaseUnit>>,
     /// Every unit's key and what taking them needs ([`super::rekey`]), when the entry kept it.
     pub keyed: Option<Arc<Keyed>>,
+    /// What the base's policy evaluation found nothing in (`crate::policy::Clean`), when it
+    /// found nothing at all.
+    pub policy_clean: Option<Arc<std::collections::BTreeMap<String, String>>>,
 }
 
 /// One unit of a [`BaseUnits`].
@@ -84,6 +87,9 @@ pub struct Delta {
     pub revision: Arc<Revision>,
     /// How many units took the base's key without being viewed ([`super::rekey`]).
     pub keys_taken: usize,
+    /// The spec files and templates that differ from the base's, when both have the same
+    /// files (what a policy evaluation may take from the base: [`BaseUnits::policy_clean`]).
+    pub changed: Option<Arc<rekey::Changed>>,
 }
 
 impl Delta {
@@ -274,7 +280,7 @@ pub fn lower_delta(
 ) -> Option<(Delta, Diagnostics)> {
     let platform = specs.platform.as_ref()?;
     let agent_on = platform.spec.agent.as_ref().is_some_and(|a| a.enabled);
-    let (jobs, revision, keys_taken) = keyed_jobs(specs, snapshot, salt, base);
+    let (jobs, revision, keys_taken, changed) = keyed_jobs(specs, snapshot, salt, base);
     let sorted = sort_out(&platform.spec.clusters, agent_on, &jobs, base)?;
     let (fresh, removed) = read(&sorted, specs, snapshot, store)?;
     let mut fresh = fresh.into_iter();
@@ -291,6 +297,7 @@ pub fn lower_delta(
         unchanged: BTreeMap::new(),
         revision: Arc::new(revision),
         keys_taken,
+        changed,
     };
     for ((s, removed), cluster) in sorted.iter().zip(removed).zip(&platform.spec.clusters) {
         let mut listed: Vec<(u32, u32, bool)> = Vec::new();
@@ -358,21 +365,23 @@ pub fn lower_delta(
 }
 
 /// The units of `specs` with their keys: taken from the base's where its views are the same
-/// ([`rekey`]), else each unit viewed and keyed. With the revision of `specs` and how many
-/// keys were taken.
+/// ([`rekey`]), else each unit viewed and keyed. With the revision of `specs`, how many keys
+/// were taken and the files that differ from the base's (when both have the same files).
 fn keyed_jobs<'s>(
     specs: &'s Specs,
     snapshot: &Snapshot,
     salt: &'s str,
     base: &BaseUnits,
-) -> (Vec<Job<'s>>, Revision, usize) {
+) -> (Vec<Job<'s>>, Revision, usize, Option<Arc<rekey::Changed>>) {
     let Some(keyed) = &base.keyed else {
         let jobs = units::jobs(specs, snapshot, Some(salt));
-        return (jobs, Revision::of(specs, snapshot), 0);
+        return (jobs, Revision::of(specs, snapshot), 0, None);
     };
-    let (jobs, revision) = rekey::jobs_against(specs, snapshot, salt, keyed);
-    let Some((jobs, taken)) = jobs else {
-        return (units::jobs(specs, snapshot, Some(salt)), revision, 0);
+    let against = rekey::jobs_against(specs, snapshot, salt, keyed);
+    let (revision, changed) = (against.revision, against.changed.map(Arc::new));
+    let Some((jobs, taken)) = against.jobs else {
+        let jobs = units::jobs(specs, snapshot, Some(salt));
+        return (jobs, revision, 0, changed);
     };
     // Debug builds (every test) key every unit too: a key taken that differs is an edge
     // `rekey` missed.
@@ -389,5 +398,5 @@ fn keyed_jobs<'s>(
             );
         }
     }
-    (jobs, revision, taken)
+    (jobs, revision, taken, changed)
 }

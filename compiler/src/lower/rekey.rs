@@ -19,6 +19,7 @@
 //! base runs, and the incremental property tests edit references at random.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -185,7 +186,7 @@ struct Hit<'s> {
 impl<'s> Hit<'s> {
     /// `None` when a changed file holds what every project's view reads (a global dataset) or
     /// the Platform.
-    fn of(specs: &'s Specs, changed: &HashSet<&str>, templates: bool) -> Option<Hit<'s>> {
+    fn of(specs: &'s Specs, changed: &Changed, templates: bool) -> Option<Hit<'s>> {
         let mut hit = Hit {
             templates,
             ..Hit::default()
@@ -303,49 +304,71 @@ impl<'s> Hit<'s> {
     }
 }
 
-/// The units of `specs` keyed against `base` ([module docs](self)), with the revision of
-/// `specs`; the jobs are `None` when `base`'s keys cannot be taken (another graph, other
-/// files, another number of units). Also how many keys were taken.
+/// The spec files and templates of a revision that differ from another's (by path).
+pub type Changed = HashSet<Arc<str>>;
+
+/// What [`jobs_against`] found: the units keyed (when the base's keys could be taken) and how
+/// many took the base's key, the revision of the specs, and the files that differ from the
+/// base's (when both have the same files).
+pub struct Against<'s> {
+    pub jobs: Option<(Vec<Job<'s>>, usize)>,
+    pub revision: Revision,
+    pub changed: Option<Changed>,
+}
+
+/// The units of `specs` keyed against `base` ([module docs](self)); the jobs are `None` when
+/// `base`'s keys cannot be taken (another graph, other files, another number of units).
 pub fn jobs_against<'s>(
     specs: &'s Specs,
     snapshot: &Snapshot,
     salt: &'s str,
     base: &Keyed,
-) -> (Option<(Vec<Job<'s>>, usize)>, Revision) {
+) -> Against<'s> {
     let revision = Revision::of(specs, snapshot);
-    let jobs = (revision.graph == base.revision.graph
-        && revision.paths == base.revision.paths
+    let changed = (revision.paths == base.revision.paths
         && revision.digests.len() == base.revision.digests.len())
-    .then(|| keyed(specs, snapshot, salt, base, &revision.digests))
-    .flatten();
-    (jobs, revision)
+    .then(|| changed(snapshot, &revision.digests, &base.revision.digests));
+    let jobs = match &changed {
+        Some(changed) if revision.graph == base.revision.graph => {
+            keyed(specs, snapshot, salt, base, changed)
+        }
+        _ => None,
+    };
+    Against {
+        jobs,
+        revision,
+        changed,
+    }
 }
 
-/// [`jobs_against`] once the graphs and paths are known to be the same (`digests`: this
-/// revision's).
+/// The spec files and templates whose digests differ (`now` and `was` in the snapshot's order).
+fn changed(snapshot: &Snapshot, now: &[[u8; 32]], was: &[[u8; 32]]) -> Changed {
+    let keyed_files = snapshot
+        .files
+        .iter()
+        .filter(|f| matches!(f.role, FileRole::Spec | FileRole::Template));
+    keyed_files
+        .zip(now.iter().zip(was))
+        .filter(|(_, (now, was))| now != was)
+        .map(|(f, _)| f.path.clone())
+        .collect()
+}
+
+/// [`jobs_against`] once the graphs and paths are known to be the same.
 fn keyed<'s>(
     specs: &'s Specs,
     snapshot: &Snapshot,
     salt: &'s str,
     base: &Keyed,
-    digests: &[[u8; 32]],
+    changed: &Changed,
 ) -> Option<(Vec<Job<'s>>, usize)> {
     use rayon::prelude::*;
     let platform = specs.platform.as_ref()?;
     let agent_on = platform.spec.agent.as_ref().is_some_and(|a| a.enabled);
-    let mut changed = HashSet::new();
-    let mut templates = false;
-    let keyed_files = snapshot
-        .files
-        .iter()
-        .filter(|f| matches!(f.role, FileRole::Spec | FileRole::Template));
-    for ((f, now), was) in keyed_files.zip(digests).zip(&base.revision.digests) {
-        if now != was {
-            changed.insert(&*f.path);
-            templates |= f.role == FileRole::Template;
-        }
-    }
-    let hit = Hit::of(specs, &changed, templates)?;
+    let templates = snapshot
+        .with_role(FileRole::Template)
+        .any(|f| changed.contains(&f.path));
+    let hit = Hit::of(specs, changed, templates)?;
     let keying = Keying::new(specs, snapshot, Some(salt))?;
     let listed = keying.listed(specs, snapshot);
     let agents = if agent_on { listed.len() } else { 0 };
