@@ -223,9 +223,7 @@ impl<'s> Hit<'s> {
             }
         }
         for (name, d) in &specs.datasets {
-            let bucket = d.spec.source.gcs.as_ref().map(|g| g.bucket.as_str());
-            let account = d.spec.source.azure_blob.as_ref();
-            let account = account.map(|a| a.storage_account.as_str());
+            let (bucket, account) = storage(&d.spec);
             if d.spec.global {
                 if is_changed(&d.doc) {
                     return None;
@@ -273,9 +271,7 @@ impl<'s> Hit<'s> {
             Unit::GpuQuota(q) => self.pools.contains(q.name()),
             Unit::Cohort(c) => self.cohorts.contains(c),
             Unit::Dataset(d) => {
-                let bucket = d.spec.source.gcs.as_ref().map(|g| g.bucket.as_str());
-                let account = d.spec.source.azure_blob.as_ref();
-                let account = account.map(|a| a.storage_account.as_str());
+                let (bucket, account) = storage(&d.spec);
                 let within =
                     |set: &HashSet<&str>, x: Option<&str>| x.is_some_and(|x| set.contains(x));
                 d.spec.global
@@ -314,6 +310,17 @@ pub struct Against<'s> {
     pub jobs: Option<(Vec<Job<'s>>, usize)>,
     pub revision: Revision,
     pub changed: Option<Changed>,
+}
+
+/// A dataset's GCS bucket and Azure storage account (datasets sharing one read each other).
+fn storage(d: &crate::model::DatasetSpec) -> (Option<&str>, Option<&str>) {
+    (
+        d.source.gcs.as_ref().map(|g| g.bucket.as_str()),
+        d.source
+            .azure_blob
+            .as_ref()
+            .map(|a| a.storage_account.as_str()),
+    )
 }
 
 /// The units of `specs` keyed against `base` ([module docs](self)); the jobs are `None` when
