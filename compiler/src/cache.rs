@@ -37,6 +37,7 @@ use crate::diag::Diagnostic;
 use crate::load::Snapshot;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::lower::delta::BaseClean;
 use crate::lower::rekey::Revision;
 use crate::lower::{Lowered, sha256_hex};
 use crate::options::{Options, PolicyConfig};
@@ -134,8 +135,12 @@ pub struct Entry {
     /// What another compile needs to take its units' keys ([`crate::lower::rekey`]; entries
     /// of an older plinth: `None`).
     revision: Option<Revision>,
-    /// What its policy evaluation found nothing in, when it found nothing.
-    policy_clean: Option<Arc<crate::policy::Clean>>,
+    /// What a policy evaluation found nothing in among its units and documents: its own
+    /// (covering all of them), else one a later revision compiled against it left
+    /// ([`Cache::keep_clean`]).
+    policy_clean: Option<Arc<BaseClean>>,
+    /// Its key.
+    key: String,
     /// Its index, made when first asked for (it reads every unit).
     index: std::sync::OnceLock<Option<LoweredIndex>>,
     /// The unit store of the cache (opened with the entry: every unit it refers to is there).
@@ -392,6 +397,7 @@ impl Entry {
             out.clusters.insert(name.clone(), units);
         }
         out.policy_clean = self.policy_clean.clone();
+        out.key = Some(self.key.clone());
         out.keyed = self.revision.clone().map(|revision| {
             Arc::new(crate::lower::rekey::Keyed {
                 revision,
@@ -699,7 +705,14 @@ impl Cache {
             kinds: head.kinds,
             noisy: head.noisy,
             revision: head.revision.as_ref().and_then(RevisionHead::read),
-            policy_clean: head.policy_clean.map(Arc::new),
+            policy_clean: match head.policy_clean {
+                Some(kinds) => Some(Arc::new(BaseClean {
+                    kinds,
+                    ..BaseClean::default()
+                })),
+                None => self.kept_clean(key).map(Arc::new),
+            },
+            key: key.to_owned(),
             index: std::sync::OnceLock::new(),
             pack,
         })
@@ -836,6 +849,34 @@ impl Cache {
         Ok(())
     }
 
+    /// Keep beside the entry of `key` what a policy evaluation found nothing in among its
+    /// units and documents (a revision compiled against it, clean: see
+    /// [`crate::lower::delta::BaseClean`]). Only beside an entry that is there and has none
+    /// of its own; one that cannot be written only costs time.
+    pub fn keep_clean(&self, key: &str, clean: &BaseClean) {
+        let path = self.path(key);
+        if !is_key(key) || !path.exists() {
+            return;
+        }
+        let Some(dir) = path.parent() else {
+            return;
+        };
+        let tmp = dir.join(format!(".{key}.{}.clean.tmp", std::process::id()));
+        let written = serde_json::to_vec(clean)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, path.with_extension("clean")));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+
+    /// What [`Cache::keep_clean`] kept beside the entry of `key`.
+    fn kept_clean(&self, key: &str) -> Option<BaseClean> {
+        let bytes = std::fs::read(self.path(key).with_extension("clean")).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
     /// Keep the [`REVISIONS_KEPT`] entries used last: older ones are deleted (the index
     /// first, so a half-deleted entry is a miss).
     fn evict(&self) {
@@ -850,6 +891,7 @@ impl Cache {
         for (_, p) in entries.into_iter().take(excess) {
             let _ = std::fs::remove_file(&p);
             let _ = std::fs::remove_file(p.with_extension("units"));
+            let _ = std::fs::remove_file(p.with_extension("clean"));
         }
     }
 }

@@ -238,10 +238,21 @@ fn check_delta(
     if let Some(cfg) = &opts.policies {
         opts.stage("evaluating policies");
         let files = policy_files(cfg, specs, snapshot);
-        // What the base's evaluation found nothing in is not looked up again.
-        let taken = base.policy_clean.as_deref().map(|clean| policy::Taken {
-            clean,
-            changed: delta.changed.as_deref(),
+        // What an evaluation found nothing in among the base's inputs is not looked up again:
+        // its units and the documents of files changed neither since nor before it.
+        let base_clean = base.policy_clean.as_deref();
+        let changed: Option<std::collections::HashSet<Arc<str>>> = delta
+            .changed
+            .as_deref()
+            .zip(base_clean)
+            .map(|(changed, clean)| {
+                let unverified = clean.files.iter().map(|f| Arc::from(f.as_str()));
+                changed.iter().cloned().chain(unverified).collect()
+            });
+        let taken = base_clean.map(|clean| policy::Taken {
+            clean: &clean.kinds,
+            changed: changed.as_ref(),
+            unverified: &clean.units,
         });
         let (found, c) = policy::evaluate_delta(
             &files,
@@ -544,6 +555,41 @@ pub fn build_or_index(
     Compiled::Built(build_fresh(snapshot, load_diags, opts, cache, started, key))
 }
 
+/// A revision compiled against a base's units whose policy evaluation found nothing covers the
+/// base's units it shares and the base's documents in files it did not change: kept beside the
+/// base's entry ([`cache::Cache::keep_clean`]) for the next revision compiled against it
+/// (unless the base's own evaluation covers it all).
+fn keep_base_clean(cache: &cache::Cache, checked: &Checked, opts: &Options) {
+    let (Some(delta), Some(kinds)) = (&checked.delta, &checked.policy_clean) else {
+        return;
+    };
+    let Some(base) = opts.base.as_ref().and_then(options::BaseUnits::wait) else {
+        return;
+    };
+    let (Some(key), Some(keyed), Some(changed)) = (&base.key, &base.keyed, &delta.changed) else {
+        return;
+    };
+    if base
+        .policy_clean
+        .as_ref()
+        .is_some_and(|c| c.units.is_empty() && c.files.is_empty() && c.kinds == *kinds)
+    {
+        return;
+    }
+    let shared: std::collections::HashSet<&str> = delta.keys().iter().map(String::as_str).collect();
+    let clean = lower::delta::BaseClean {
+        kinds: kinds.clone(),
+        units: keyed
+            .keys
+            .iter()
+            .filter(|k| !shared.contains(k.as_str()))
+            .cloned()
+            .collect(),
+        files: changed.iter().map(|f| f.to_string()).collect(),
+    };
+    cache.keep_clean(key, &clean);
+}
+
 /// Compile (no whole-revision hit), reusing units and policy results of the cache, and store
 /// the result under `key` (computed here when `None`).
 fn build_fresh(
@@ -603,6 +649,9 @@ fn build_fresh(
     };
     let opened = opened.elapsed();
     let mut checked = check_snapshot(snapshot, load_diags, opts);
+    if let Some(c) = cache {
+        keep_base_clean(c, &checked, opts);
+    }
     checked.timings.insert(0, ("load", load_time));
     if pack.is_some() {
         checked.timings.insert(1, ("open cache", opened));

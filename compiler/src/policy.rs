@@ -2624,6 +2624,8 @@ pub type Clean = BTreeMap<String, String>;
 pub struct Taken<'a> {
     pub clean: &'a Clean,
     pub changed: Option<&'a std::collections::HashSet<Arc<str>>>,
+    /// Units of the base (by key) the base's [`Clean`] does not cover: looked up.
+    pub unverified: &'a BTreeSet<String>,
 }
 
 /// Evaluate policies over every spec document and every manifest; with what it found nothing
@@ -3151,7 +3153,11 @@ fn opaque_answered(
     // The units a base's evaluation read and found nothing in need no lookup.
     let units: Vec<(&str, &[String], u32)> = units
         .iter()
-        .filter(|(_, kinds, _)| !taken.is_some_and(|t| kinds.iter().all(|k| rules.as_taken(k, &t))))
+        .filter(|(key, kinds, _)| {
+            !taken.is_some_and(|t| {
+                !t.unverified.contains(*key) && kinds.iter().all(|k| rules.as_taken(k, &t))
+            })
+        })
         .copied()
         .collect();
     let answered = match memo {

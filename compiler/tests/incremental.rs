@@ -878,7 +878,11 @@ fn a_clean_base_answers_for_what_an_edit_did_not_touch() {
     let base = base_units(&files, &cache).expect("the base offers its units");
     let clean = base.policy_clean.as_ref().expect("the base found nothing");
     assert!(
-        clean.contains_key("Project") && clean.contains_key("Namespace"),
+        clean.units.is_empty() && clean.files.is_empty(),
+        "its own: it covers all"
+    );
+    assert!(
+        clean.kinds.contains_key("Project") && clean.kinds.contains_key("Namespace"),
         "its spec documents' kinds and its objects': {clean:?}"
     );
     let project = files
@@ -939,6 +943,89 @@ fn a_clean_base_answers_for_what_an_edit_did_not_touch() {
         units.policy_clean.is_none(),
         "a base with a finding keeps nothing"
     );
+}
+
+/// A plan's base is compiled without policies and keeps no verdicts of its own. A head compiled
+/// against it whose evaluation finds nothing leaves beside the base's entry what it covers:
+/// the base's units it shares and the documents of the files it did not change. The next head
+/// takes that: with the policy memo gone, another edit of the same file is still compiled
+/// against the base, and reports what a whole compile reports; an edit of another file is not
+/// (the base's units of the first file, which the first head did not share, must be looked up).
+#[test]
+fn a_clean_head_answers_for_its_base_the_next_time() {
+    let files: BTreeMap<String, String> = plinth::generate::platform(30, 2).into_iter().collect();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(dir.path());
+    let plain = plinth::Options {
+        defer_store: true,
+        ..plinth::Options::default()
+    };
+    let base = {
+        let src = source(&files);
+        let built = plinth::build_cached(&src, &plain, &cache).unwrap();
+        let key = cache.key(&built.checked.snapshot, &plain);
+        let pending = built.pending.as_ref().expect("to store");
+        pending
+            .store_either(&cache, built.lowered.as_ref(), built.delta.as_deref())
+            .unwrap();
+        cache
+            .load(&key)
+            .and_then(|e| e.base_units())
+            .expect("the base offers its units")
+    };
+    assert!(
+        base.policy_clean.is_none(),
+        "a base without policies keeps no verdicts"
+    );
+    let mut projects = files.keys().filter(|p| p.starts_with("projects/")).cloned();
+    let (first, second) = (projects.next().unwrap(), projects.next().unwrap());
+    let edit = |path: &str, pods: &str| {
+        let mut f = files.clone();
+        let text = f[path].replacen("pods: ", &format!("pods: {pods}"), 1);
+        assert_ne!(text, f[path], "the edit changes {path}");
+        f.insert(path.to_owned(), text);
+        f
+    };
+    // The first head is compiled whole (the memo holds no verdict on the base's units) and
+    // fills the memo; the next looks the base's units up there and leaves what it covers.
+    let against = compiled_against(&edit(&first, "1"), Some(base.clone()), &cache);
+    assert!(against.2.is_none(), "the first head is compiled whole");
+    let against = compiled_against(&edit(&first, "3"), Some(base.clone()), &cache);
+    assert!(
+        against.2.is_some(),
+        "the next head is compiled against the base"
+    );
+    let base_key = base.key.clone().expect("the base's key");
+    let kept = cache
+        .load(&base_key)
+        .and_then(|e| e.base_units())
+        .and_then(|u| u.policy_clean)
+        .expect("the first head left what it covers");
+    assert_eq!(kept.files.iter().collect::<Vec<_>>(), [&first]);
+    assert!(
+        !kept.units.is_empty() && kept.units.len() <= 12,
+        "{:?}",
+        kept.units
+    );
+    let base = cache.load(&base_key).and_then(|e| e.base_units()).unwrap();
+    std::fs::remove_dir_all(dir.path().join("policy")).expect("the policy memo is there");
+    for (what, path, taken) in [
+        ("the same file", &first, true),
+        ("another file", &second, false),
+    ] {
+        let head = edit(path, "2");
+        let whole_dir = tempfile::tempdir().unwrap();
+        let against = compiled_against(&head, Some(base.clone()), &cache);
+        let whole = compiled_against(&head, None, &Cache::new(whole_dir.path()));
+        assert_eq!(
+            against.2.is_some(),
+            taken,
+            "{what}: compiled against the base"
+        );
+        assert_eq!(against.0, whole.0, "{what}: diagnostics");
+        assert_eq!(against.1, whole.1, "{what}: the entry");
+        std::fs::remove_dir_all(dir.path().join("policy")).ok();
+    }
 }
 
 /// Where the Platform installs the agent (whose ClusterRole is made from every RBAC object

@@ -40,9 +40,23 @@ pub struct BaseUnits {
     pub clusters: BTreeMap<String, Vec<BaseUnit>>,
     /// Every unit's key and what taking them needs ([`super::rekey`]), when the entry kept it.
     pub keyed: Option<Arc<Keyed>>,
-    /// What the base's policy evaluation found nothing in (`crate::policy::Clean`), when it
-    /// found nothing at all.
-    pub policy_clean: Option<Arc<std::collections::BTreeMap<String, String>>>,
+    /// What a policy evaluation found nothing in among the base's units and documents, when
+    /// one is known.
+    pub policy_clean: Option<Arc<BaseClean>>,
+    /// The base's key in the cache (where a later evaluation's verdicts on it are kept).
+    pub key: Option<String>,
+}
+
+/// What a policy evaluation found nothing in among a revision's inputs: per kind of input the
+/// digest of the rules that apply (`crate::policy::Clean`), and what it did not read — the
+/// revision's units (by key) and spec files (by path) that it does not cover. Its own
+/// evaluation covers all of it; a later revision compiled against it, clean, covers the units
+/// it shares and the files it did not change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BaseClean {
+    pub kinds: BTreeMap<String, String>,
+    pub units: std::collections::BTreeSet<String>,
+    pub files: std::collections::BTreeSet<String>,
 }
 
 /// One unit of a [`BaseUnits`].
