@@ -363,7 +363,7 @@ impl Entry {
     }
 
     /// Its units as a plan compares them; `None` when errors stopped the compile.
-    pub fn summary(&self) -> Option<crate::plan::UnitSummary> {
+    pub fn summary(&self) -> Option<crate::plan::UnitSummary<'_>> {
         let head = self.clusters.as_ref()?;
         let clusters = head.clusters.iter().map(|(n, _, u)| (n.as_str(), &u[..]));
         crate::plan::UnitSummary::named(&self.unit_keys, clusters)
@@ -421,7 +421,7 @@ impl Entry {
     /// cluster's approvals), read from the unit store in parallel; `None` when a unit is gone
     /// or damaged, holds other than as many objects as the entry says, or two units hold one
     /// key.
-    pub fn outside(&self, shared: &crate::plan::Shared) -> Option<Lowered> {
+    pub fn outside(&self, shared: &crate::plan::Shared<'_>) -> Option<Lowered> {
         use rayon::prelude::*;
         let head = self.clusters.as_ref()?;
         let none = crate::plan::UnitSet::default();
@@ -429,7 +429,7 @@ impl Entry {
         for (c, (name, _, units)) in head.clusters.iter().enumerate() {
             let shared = shared.get(name).unwrap_or(&none);
             for &(u, n, _) in units {
-                if !shared.contains(self.unit_keys.get(usize::try_from(u).ok()?)?) {
+                if !shared.contains(self.unit_keys.get(usize::try_from(u).ok()?)?.as_str()) {
                     wanted.push((c, u, n));
                 }
             }

@@ -683,7 +683,7 @@ fn compiled_against(
     Vec<String>,
     Option<(
         BTreeMap<String, String>,
-        Option<plinth::plan::UnitSummary>,
+        Option<plinth::plan::SortedUnits>,
         Option<plinth::lower::delta::BaseUnits>,
     )>,
     Option<usize>,
@@ -707,7 +707,7 @@ fn compiled_against(
     }
     let entry = cache.load(&key).filter(|e| e.compiled()).map(|e| {
         let tree = plinth::emit::tree(&e.lowered().expect("objects read back"), None).unwrap();
-        (tree, e.summary(), e.base_units())
+        (tree, e.summary().map(|s| s.sorted()), e.base_units())
     });
     (diags, entry, delta)
 }

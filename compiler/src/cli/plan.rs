@@ -100,7 +100,7 @@ enum Objects {
 impl Objects {
     /// Its units as a plan compares them (`None` when its objects did not come from the unit
     /// store).
-    fn summary(&self) -> Option<crate::plan::UnitSummary> {
+    fn summary(&self) -> Option<crate::plan::UnitSummary<'_>> {
         match self {
             Objects::Compiled(l) => crate::plan::UnitSummary::of(l),
             Objects::Cached(e) => e.summary(),
@@ -115,7 +115,7 @@ impl Objects {
     /// side's own, a cached side's read from the unit store).
     fn outside(
         &self,
-        shared: &crate::plan::Shared,
+        shared: &crate::plan::Shared<'_>,
     ) -> Option<(
         crate::output::LoweredIndex,
         std::borrow::Cow<'_, crate::lower::Lowered>,

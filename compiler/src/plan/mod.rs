@@ -561,29 +561,34 @@ pub fn index_of(lowered: &Lowered) -> crate::output::LoweredIndex {
 /// whose inputs did not change, so a plan compares units first ([`prune_units`]) and indexes
 /// only the objects of the units that differ.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct UnitSummary {
-    pub clusters: BTreeMap<String, ClusterUnits>,
+pub struct UnitSummary<'k> {
+    pub clusters: BTreeMap<String, ClusterUnits<'k>>,
 }
 
 /// One cluster of a [`UnitSummary`].
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ClusterUnits {
+pub struct ClusterUnits<'k> {
     pub objects: usize,
-    /// Unit key → (objects kept, one of them carries an approval annotation). Looked up, never
-    /// walked for output (keys are hashes: a fast hasher, randomly seeded).
-    pub units: HashMap<String, (usize, bool), foldhash::fast::RandomState>,
+    /// Unit key (borrowed from the revision's list) → (objects kept, one of them carries an
+    /// approval annotation). Looked up, never walked for output (keys are hashes: a fast
+    /// hasher, randomly seeded).
+    pub units: HashMap<&'k str, (usize, bool), foldhash::fast::RandomState>,
 }
 
+/// A [`UnitSummary`] owned, in key order ([`UnitSummary::sorted`]): per cluster, its number of
+/// objects and per unit key its objects kept and whether one carries an approval annotation.
+pub type SortedUnits = BTreeMap<String, (usize, BTreeMap<String, (usize, bool)>)>;
+
 /// Units by key (looked up, never walked for output).
-pub type UnitSet = std::collections::HashSet<String, foldhash::fast::RandomState>;
+pub type UnitSet<'k> = std::collections::HashSet<&'k str, foldhash::fast::RandomState>;
 
 /// Per cluster, the units two revisions share ([`shared_units`]).
-pub type Shared = BTreeMap<String, UnitSet>;
+pub type Shared<'k> = BTreeMap<String, UnitSet<'k>>;
 
-impl UnitSummary {
+impl<'k> UnitSummary<'k> {
     /// The summary of a compile whose objects came from a unit store (`None` when they did
     /// not).
-    pub fn of(lowered: &Lowered) -> Option<UnitSummary> {
+    pub fn of(lowered: &'k Lowered) -> Option<UnitSummary<'k>> {
         let refs = lowered.units.as_deref()?;
         let clusters = lowered
             .clusters
@@ -593,11 +598,23 @@ impl UnitSummary {
         UnitSummary::named(&refs.keys, clusters.iter().map(|(n, u)| (*n, &u[..])))
     }
 
+    /// Each cluster's number of objects and its units in key order, owned (to compare the
+    /// summaries of revisions no longer held).
+    pub fn sorted(&self) -> SortedUnits {
+        self.clusters
+            .iter()
+            .map(|(name, c)| {
+                let units = c.units.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+                (name.clone(), (c.objects, units))
+            })
+            .collect()
+    }
+
     /// The summary of clusters' units given by number ([`cluster_units`]), named by `keys`.
     pub fn named<'a>(
-        keys: &[String],
+        keys: &'k [String],
         clusters: impl Iterator<Item = (&'a str, &'a [(u32, u32, bool)])>,
-    ) -> Option<UnitSummary> {
+    ) -> Option<UnitSummary<'k>> {
         let mut out = UnitSummary::default();
         for (name, units) in clusters {
             let mut c = ClusterUnits::default();
@@ -605,7 +622,7 @@ impl UnitSummary {
             for &(u, n, approve) in units {
                 let key = keys.get(usize::try_from(u).ok()?)?;
                 let n = usize::try_from(n).ok()?;
-                c.units.insert(key.clone(), (n, approve));
+                c.units.insert(key.as_str(), (n, approve));
                 c.objects += n;
             }
             out.clusters.insert(name.to_owned(), c);
@@ -651,7 +668,7 @@ pub fn cluster_units(
 /// Per cluster, the units whose objects are the same on both sides: the same key (so the same
 /// result), as many of their objects kept on both sides, none carrying an approval annotation
 /// (a plan reads those even when unchanged).
-pub fn shared_units(base: &UnitSummary, head: &UnitSummary) -> Shared {
+pub fn shared_units<'k>(base: &UnitSummary<'k>, head: &UnitSummary<'_>) -> Shared<'k> {
     base.clusters
         .iter()
         .filter_map(|(cluster, b)| {
@@ -660,7 +677,7 @@ pub fn shared_units(base: &UnitSummary, head: &UnitSummary) -> Shared {
                 .units
                 .iter()
                 .filter(|(k, (n, approve))| !approve && h.units.get(*k) == Some(&(*n, false)))
-                .map(|(k, _)| k.clone())
+                .map(|(k, _)| *k)
                 .collect();
             Some((cluster.clone(), shared))
         })
@@ -669,7 +686,10 @@ pub fn shared_units(base: &UnitSummary, head: &UnitSummary) -> Shared {
 
 /// The index of a compile's objects outside the `shared` units (`None` when its objects did not
 /// come from a unit store).
-pub fn index_outside(lowered: &Lowered, shared: &Shared) -> Option<crate::output::LoweredIndex> {
+pub fn index_outside(
+    lowered: &Lowered,
+    shared: &Shared<'_>,
+) -> Option<crate::output::LoweredIndex> {
     let refs = lowered.units.as_deref()?;
     let mut out = crate::output::LoweredIndex {
         clusters: BTreeMap::new(),
@@ -680,7 +700,11 @@ pub fn index_outside(lowered: &Lowered, shared: &Shared) -> Option<crate::output
         let places = refs.places.get(name)?;
         let shared = shared.get(name).unwrap_or(&none);
         // Per unit number, whether it is shared.
-        let is_shared: Vec<bool> = refs.keys.iter().map(|k| shared.contains(k)).collect();
+        let is_shared: Vec<bool> = refs
+            .keys
+            .iter()
+            .map(|k| shared.contains(k.as_str()))
+            .collect();
         let mut objects = Vec::new();
         for (m, &(u, _)) in c.manifests.iter().zip(places) {
             if !*is_shared.get(usize::try_from(u).ok()?)? {
@@ -705,11 +729,11 @@ pub fn index_outside(lowered: &Lowered, shared: &Shared) -> Option<crate::output
 /// unchanged. For revisions compiled without errors (no object dropped as a duplicate), this
 /// is [`prune`] of their whole indexes (a property test compares them).
 pub fn prune_units(
-    base: &UnitSummary,
+    base: &UnitSummary<'_>,
     base_rest: &crate::output::LoweredIndex,
-    head: &UnitSummary,
+    head: &UnitSummary<'_>,
     head_rest: &crate::output::LoweredIndex,
-    shared: &Shared,
+    shared: &Shared<'_>,
 ) -> Pruned {
     let mut out = prune(base_rest, head_rest);
     let clusters: BTreeSet<&String> = base.clusters.keys().chain(head.clusters.keys()).collect();
