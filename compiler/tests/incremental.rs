@@ -945,6 +945,63 @@ fn a_clean_base_answers_for_what_an_edit_did_not_touch() {
     );
 }
 
+/// The units a base compiled without policies (as a plan's is) offers a head, after compiling
+/// it through `cache`.
+fn base_without_policies(
+    files: &BTreeMap<String, String>,
+    cache: &Cache,
+) -> Option<plinth::lower::delta::BaseUnits> {
+    let plain = plinth::Options {
+        defer_store: true,
+        ..plinth::Options::default()
+    };
+    let built = plinth::build_cached(&source(files), &plain, cache).unwrap();
+    let key = cache.key(&built.checked.snapshot, &plain);
+    built
+        .pending
+        .as_ref()?
+        .store_either(cache, built.lowered.as_ref(), built.delta.as_deref())
+        .ok()?;
+    cache.load(&key)?.base_units()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 12,
+        failure_persistence: None,
+        .. ProptestConfig::default()
+    })]
+
+    /// Heads compiled one after another against a base compiled without policies (a plan's),
+    /// each clean one leaving beside the base what its evaluation covers for the next, each
+    /// equal to a whole compile: diagnostics and entry.
+    #[test]
+    fn heads_against_a_base_without_policies_equal_whole_compiles(
+        which in 0..4usize,
+        edits in prop::collection::vec(local_edit(), 2..5),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let files = start(which);
+        let projects = project_names(&files);
+        let Some(base) = base_without_policies(&files, &cache) else {
+            return Ok(());
+        };
+        let key = base.key.clone().expect("the base's key");
+        for e in &edits {
+            let mut head = files.clone();
+            apply(&mut head, &projects, e);
+            // What the heads before left is read with the base's entry.
+            let base = cache.load(&key).and_then(|e| e.base_units()).unwrap_or_else(|| base.clone());
+            let whole_dir = tempfile::tempdir().unwrap();
+            let against = compiled_against(&head, Some(base), &cache);
+            let whole = compiled_against(&head, None, &Cache::new(whole_dir.path()));
+            prop_assert_eq!(&against.0, &whole.0, "after {:?}", e);
+            prop_assert_eq!(&against.1, &whole.1, "after {:?}", e);
+        }
+    }
+}
+
 /// A plan's base is compiled without policies and keeps no verdicts of its own. A head compiled
 /// against it whose evaluation finds nothing leaves beside the base's entry what it covers:
 /// the base's units it shares and the documents of the files it did not change. The next head
@@ -956,23 +1013,7 @@ fn a_clean_head_answers_for_its_base_the_next_time() {
     let files: BTreeMap<String, String> = plinth::generate::platform(30, 2).into_iter().collect();
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::new(dir.path());
-    let plain = plinth::Options {
-        defer_store: true,
-        ..plinth::Options::default()
-    };
-    let base = {
-        let src = source(&files);
-        let built = plinth::build_cached(&src, &plain, &cache).unwrap();
-        let key = cache.key(&built.checked.snapshot, &plain);
-        let pending = built.pending.as_ref().expect("to store");
-        pending
-            .store_either(&cache, built.lowered.as_ref(), built.delta.as_deref())
-            .unwrap();
-        cache
-            .load(&key)
-            .and_then(|e| e.base_units())
-            .expect("the base offers its units")
-    };
+    let base = base_without_policies(&files, &cache).expect("the base offers its units");
     assert!(
         base.policy_clean.is_none(),
         "a base without policies keeps no verdicts"
