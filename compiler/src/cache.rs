@@ -127,7 +127,7 @@ pub struct Entry {
     /// Its clusters and their units; `None` when errors stopped the compile.
     clusters: Option<Clusters>,
     /// The units holding the objects, by number.
-    unit_keys: Vec<String>,
+    unit_keys: Arc<[String]>,
     /// Per unit, the kinds of its objects (entries of an older plinth: `None`).
     kinds: Option<UnitKinds>,
     /// The units whose output holds diagnostics (entries of an older plinth: `None`).
@@ -701,7 +701,7 @@ impl Cache {
             diagnostics: head.diagnostics,
             capacity: head.capacity,
             clusters: head.clusters,
-            unit_keys: head.units,
+            unit_keys: head.units.into(),
             kinds: head.kinds,
             noisy: head.noisy,
             revision: head.revision.as_ref().and_then(RevisionHead::read),

@@ -57,7 +57,8 @@ impl Revision {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keyed {
     pub revision: Revision,
-    pub keys: Vec<String>,
+    /// Shared with the revision's entry.
+    pub keys: Arc<[String]>,
 }
 
 /// The spec files and templates of a snapshot (what unit keys read of it): their paths and
