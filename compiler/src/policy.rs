@@ -2794,7 +2794,7 @@ fn evaluate_engines(
     // Units the memo answers whole are replayed in one lookup each.
     let bundles = memo.filter(|_| !sets.is_empty()).map(|m| {
         let refs = lowered.and_then(|l| l.units.as_deref());
-        Bundles::new(m, &sets, &engines, refs, &places, &all, &skipped)
+        Bundles::new(m, (&sets, &engines, &rules), refs, &places, &all, &skipped)
     });
     let (mut done, inputs) = match &bundles {
         Some(b) => b.replay(&engines, &inputs, &locate),
@@ -3240,23 +3240,20 @@ impl<'a> Bundles<'a> {
     /// per input its place there), and its spec documents.
     fn new(
         memo: &'a Arc<dyn Memo>,
-        sets: &[Arc<str>],
-        engines: &[Engine],
+        (sets, engines, rules): (&[Arc<str>], &[Engine], &RulesByKind),
         refs: Option<&crate::output::UnitRefs>,
         places: &[Option<(u32, u32)>],
         all: &[Input<'_>],
         skipped: &[bool],
     ) -> Bundles<'a> {
         use rayon::prelude::*;
-        // Per kind of input, the digest of the rules that apply to it (in every engine).
-        let mut kinds: std::collections::HashMap<String, [u8; 32]> = Default::default();
-        let mut digest_of = |kind: &str| -> [u8; 32] {
-            if let Some(d) = kinds.get(kind) {
-                return *d;
-            }
-            *kinds
-                .entry(kind.to_owned())
-                .or_insert_with(|| rules_digest(sets, engines, kind))
+        // Per kind of input, the digest of the rules that apply to it (in every engine): every
+        // input's kind is among `rules`'.
+        let digest_of = |kind: &str| -> [u8; 32] {
+            rules
+                .digest(kind)
+                .copied()
+                .unwrap_or_else(|| rules_digest(sets, engines, kind))
         };
         // Per unit (by its number in `refs`), its objects: input number, place in the unit and
         // the digest of the rules of its kind (a hundred thousand objects: no map by unit).

@@ -674,20 +674,11 @@ fn a_one_project_edit_shares_all_units_but_a_few() {
 /// objects (as the tree emitted from them), the units as a plan compares them, and what a later
 /// head needs of its units — and, when the delta was taken, how many units took the base's
 /// key without being viewed (`plinth::lower::rekey`).
-#[allow(clippy::type_complexity)]
 fn compiled_against(
     files: &BTreeMap<String, String>,
     base: Option<plinth::lower::delta::BaseUnits>,
     cache: &Cache,
-) -> (
-    Vec<String>,
-    Option<(
-        BTreeMap<String, String>,
-        Option<plinth::plan::SortedUnits>,
-        Option<plinth::lower::delta::BaseUnits>,
-    )>,
-    Option<usize>,
-) {
+) -> Compiled {
     let given = plinth::options::BaseUnits::default();
     given.promise().keep(base);
     let opts = plinth::Options {
@@ -710,6 +701,36 @@ fn compiled_against(
         (tree, e.summary().map(|s| s.sorted()), e.base_units())
     });
     (diags, entry, delta)
+}
+
+/// What [`compiled_against`] gives: diagnostics, the entry read back, how many keys were taken.
+type Compiled = (
+    Vec<String>,
+    Option<(
+        BTreeMap<String, String>,
+        Option<plinth::plan::SortedUnits>,
+        Option<plinth::lower::delta::BaseUnits>,
+    )>,
+    Option<usize>,
+);
+
+/// `head` compiled against `base` through `cache`, and whole through a cache of its own (what
+/// the first must equal).
+fn against_and_whole(
+    head: &BTreeMap<String, String>,
+    base: &plinth::lower::delta::BaseUnits,
+    cache: &Cache,
+) -> (Compiled, Compiled) {
+    let whole_dir = tempfile::tempdir().unwrap();
+    let against = compiled_against(head, Some(base.clone()), cache);
+    let whole = compiled_against(head, None, &Cache::new(whole_dir.path()));
+    (against, whole)
+}
+
+/// A compile against a base gave what the whole compile gave: diagnostics and entry.
+fn assert_alike(what: &str, against: &Compiled, whole: &Compiled) {
+    assert_eq!(against.0, whole.0, "{what}: diagnostics");
+    assert_eq!(against.1, whole.1, "{what}: the entry");
 }
 
 /// An edit, most often one that keeps every object's key (a number, lines moved): what a head
@@ -775,17 +796,14 @@ fn a_one_project_edit_is_compiled_against_the_base_and_a_new_project_is_not() {
         ("a project added", &added, false),
         ("a member group renamed", &member, true),
     ] {
-        let whole_dir = tempfile::tempdir().unwrap();
-        let against = compiled_against(head, Some(base.clone()), &cache);
-        let whole = compiled_against(head, None, &Cache::new(whole_dir.path()));
+        let (against, whole) = against_and_whole(head, &base, &cache);
         assert_eq!(
             against.2.is_some(),
             delta,
             "{what}: compiled against the base"
         );
         assert!(against.1.is_some(), "{what}: compiles");
-        assert_eq!(against.0, whole.0, "{what}: diagnostics");
-        assert_eq!(against.1, whole.1, "{what}: the entry");
+        assert_alike(what, &against, &whole);
     }
 }
 
@@ -848,9 +866,7 @@ fn a_one_file_edit_views_only_the_units_that_can_read_it() {
         f
     };
     for (what, head, few) in [("a number", &number, true), ("grants", &swapped, false)] {
-        let whole_dir = tempfile::tempdir().unwrap();
-        let against = compiled_against(head, Some(base.clone()), &cache);
-        let whole = compiled_against(head, None, &Cache::new(whole_dir.path()));
+        let (against, whole) = against_and_whole(head, &base, &cache);
         let taken = against.2.expect("compiled against the base");
         if few {
             assert!(
@@ -860,8 +876,7 @@ fn a_one_file_edit_views_only_the_units_that_can_read_it() {
         } else {
             assert_eq!(taken, 0, "{what}: every unit viewed");
         }
-        assert_eq!(against.0, whole.0, "{what}: diagnostics");
-        assert_eq!(against.1, whole.1, "{what}: the entry");
+        assert_alike(what, &against, &whole);
     }
 }
 
@@ -895,15 +910,12 @@ fn a_clean_base_answers_for_what_an_edit_did_not_touch() {
     assert_ne!(text, head[&project], "the edit changes the file");
     head.insert(project.clone(), text);
     std::fs::remove_dir_all(dir.path().join("policy")).expect("the policy memo is there");
-    let whole_dir = tempfile::tempdir().unwrap();
-    let against = compiled_against(&head, Some(base.clone()), &cache);
-    let whole = compiled_against(&head, None, &Cache::new(whole_dir.path()));
+    let (against, whole) = against_and_whole(&head, &base, &cache);
     assert!(
         against.2.is_some(),
         "compiled against the base without the memo"
     );
-    assert_eq!(against.0, whole.0, "diagnostics");
-    assert_eq!(against.1, whole.1, "the entry");
+    assert_alike("the edit", &against, &whole);
     // A single owner is a finding of the default library: on an edited file it is found
     // against the clean base as by a whole compile, and a base with it keeps nothing.
     let single = {
@@ -924,17 +936,14 @@ fn a_clean_base_answers_for_what_an_edit_did_not_touch() {
         );
         f
     };
-    let whole_dir = tempfile::tempdir().unwrap();
-    let against = compiled_against(&single, Some(base.clone()), &cache);
-    let whole = compiled_against(&single, None, &Cache::new(whole_dir.path()));
+    let (against, whole) = against_and_whole(&single, &base, &cache);
     assert!(
         whole.0.iter().any(|d| d.contains("fewer than two owners")),
         "a finding: {:?}",
         whole.0
     );
     assert!(against.2.is_some(), "compiled against the base");
-    assert_eq!(against.0, whole.0, "diagnostics");
-    assert_eq!(against.1, whole.1, "the entry");
+    assert_alike("the edit", &against, &whole);
     let units = whole
         .1
         .and_then(|(.., u)| u)
@@ -993,9 +1002,7 @@ proptest! {
             apply(&mut head, &projects, e);
             // What the heads before left is read with the base's entry.
             let base = cache.load(&key).and_then(|e| e.base_units()).unwrap_or_else(|| base.clone());
-            let whole_dir = tempfile::tempdir().unwrap();
-            let against = compiled_against(&head, Some(base), &cache);
-            let whole = compiled_against(&head, None, &Cache::new(whole_dir.path()));
+            let (against, whole) = against_and_whole(&head, &base, &cache);
             prop_assert_eq!(&against.0, &whole.0, "after {:?}", e);
             prop_assert_eq!(&against.1, &whole.1, "after {:?}", e);
         }
@@ -1055,16 +1062,13 @@ fn a_clean_head_answers_for_its_base_the_next_time() {
         ("another file", &second, false),
     ] {
         let head = edit(path, "2");
-        let whole_dir = tempfile::tempdir().unwrap();
-        let against = compiled_against(&head, Some(base.clone()), &cache);
-        let whole = compiled_against(&head, None, &Cache::new(whole_dir.path()));
+        let (against, whole) = against_and_whole(&head, &base, &cache);
         assert_eq!(
             against.2.is_some(),
             taken,
             "{what}: compiled against the base"
         );
-        assert_eq!(against.0, whole.0, "{what}: diagnostics");
-        assert_eq!(against.1, whole.1, "{what}: the entry");
+        assert_alike(what, &against, &whole);
         std::fs::remove_dir_all(dir.path().join("policy")).ok();
     }
 }
@@ -1096,16 +1100,13 @@ fn with_the_agent_a_changed_rbac_object_compiles_the_head_whole() {
             false,
         ),
     ] {
-        let whole_dir = tempfile::tempdir().unwrap();
-        let against = compiled_against(&head, Some(base.clone()), &cache);
-        let whole = compiled_against(&head, None, &Cache::new(whole_dir.path()));
+        let (against, whole) = against_and_whole(&head, &base, &cache);
         assert_eq!(
             against.2.is_some(),
             delta,
             "{what}: compiled against the base"
         );
         assert!(against.1.is_some(), "{what}: compiles");
-        assert_eq!(against.0, whole.0, "{what}: diagnostics");
-        assert_eq!(against.1, whole.1, "{what}: the entry");
+        assert_alike(what, &against, &whole);
     }
 }

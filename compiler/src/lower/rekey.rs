@@ -209,16 +209,9 @@ impl<'s> Hit<'s> {
                 hit.changed_pools.insert(name.as_str());
                 hit.types
                     .extend(q.spec.instance_types.iter().map(|t| t.name.as_str()));
-                hit.projects
-                    .extend(q.spec.allocations.iter().map(|a| a.project.as_str()));
             }
-            let allocates = || {
-                q.spec
-                    .allocations
-                    .iter()
-                    .any(|a| changed_projects.contains(a.project.as_str()))
-            };
-            if changed || allocates() {
+            let allocated = q.spec.allocations.iter().map(|a| a.project.as_str());
+            if hit.names_projects(changed, allocated, &changed_projects) {
                 hit.pools.insert(name.as_str());
                 hit.cohorts.extend(q.spec.cohort.as_deref());
             }
@@ -232,18 +225,8 @@ impl<'s> Hit<'s> {
                 hit.global_buckets.extend(bucket);
                 hit.global_accounts.extend(account);
             }
-            let changed = is_changed(&d.doc);
-            if changed {
-                hit.projects
-                    .extend(d.spec.access.iter().map(|a| a.project.as_str()));
-            }
-            let grants = || {
-                d.spec
-                    .access
-                    .iter()
-                    .any(|a| changed_projects.contains(a.project.as_str()))
-            };
-            if changed || grants() {
+            let granted = d.spec.access.iter().map(|a| a.project.as_str());
+            if hit.names_projects(is_changed(&d.doc), granted, &changed_projects) {
                 hit.datasets.insert(name.as_str());
                 hit.buckets.extend(bucket);
                 hit.accounts.extend(account);
@@ -260,6 +243,21 @@ impl<'s> Hit<'s> {
             }
         }
         Some(hit)
+    }
+
+    /// A spec naming `projects` (a pool's allocations, a dataset's grants): when it `changed`,
+    /// the views of those projects hold it; whether its own unit's view (it and those
+    /// projects) holds a changed spec.
+    fn names_projects<'p>(
+        &mut self,
+        changed: bool,
+        mut projects: impl Iterator<Item = &'s str> + Clone,
+        changed_projects: &HashSet<&'p str>,
+    ) -> bool {
+        if changed {
+            self.projects.extend(projects.clone());
+        }
+        changed || projects.any(|p| changed_projects.contains(p))
     }
 
     /// Whether `unit`'s view may hold a changed file or reads everything (its key computed
