@@ -2914,12 +2914,20 @@ impl RulesByKind {
         self.kinds.get(kind).map(|(d, _)| d)
     }
 
-    /// Whether the rules of `kind` are those `taken` found nothing with.
-    fn as_taken(&self, kind: &str, taken: &Taken<'_>) -> bool {
-        match (self.kinds.get(kind), taken.clean.get(kind)) {
-            (Some((digest, true)), Some(was)) => hex(digest) == *was,
-            _ => false,
-        }
+    /// The kinds whose rules are those `taken` found nothing with (each digest compared once,
+    /// not once per input).
+    fn taken_kinds(&self, taken: &Taken<'_>) -> std::collections::HashSet<&str> {
+        self.kinds
+            .iter()
+            .filter(|(kind, (digest, memoised))| {
+                *memoised
+                    && taken
+                        .clean
+                        .get(kind.as_str())
+                        .is_some_and(|was| hex(digest) == *was)
+            })
+            .map(|(kind, _)| kind.as_str())
+            .collect()
     }
 
     /// Per input number, whether it is a spec document the base read and found nothing in: of
@@ -2934,9 +2942,10 @@ impl RulesByKind {
         else {
             return Vec::new();
         };
+        let kinds = self.taken_kinds(&taken);
         all.iter()
             .map(|input| match input {
-                Input::Doc(d) => !changed.contains(&d.file) && self.as_taken(doc_kind(d), &taken),
+                Input::Doc(d) => !changed.contains(&d.file) && kinds.contains(doc_kind(d)),
                 Input::Manifest(..) => false,
             })
             .collect()
@@ -3151,11 +3160,12 @@ fn opaque_answered(
         return true;
     };
     // The units a base's evaluation read and found nothing in need no lookup.
+    let same = taken.map(|t| (t, rules.taken_kinds(&t)));
     let units: Vec<(&str, &[String], u32)> = units
         .iter()
         .filter(|(key, kinds, _)| {
-            !taken.is_some_and(|t| {
-                !t.unverified.contains(*key) && kinds.iter().all(|k| rules.as_taken(k, &t))
+            !same.as_ref().is_some_and(|(t, same)| {
+                !t.unverified.contains(*key) && kinds.iter().all(|k| same.contains(k.as_str()))
             })
         })
         .copied()

@@ -370,12 +370,57 @@ impl io::Write for Bounded {
     }
 }
 
-/// The sandboxed environment: loader over the snapshot, helpers, limits.
-fn environment(
-    sources: Arc<BTreeMap<String, Arc<str>>>,
+/// The sandboxed environment of one App's render: the base ([`base_environment`], its
+/// compiled templates shared), with the App's globals and its labelling helpers. The globals
+/// are the context's fixed names (`app`, `project`, `instance`, `cluster`, `values`), none of
+/// them a helper's.
+fn app_environment(
+    base: &Environment<'static>,
     app: &AppIdentity,
     context: &serde_json::Map<String, Json>,
 ) -> Environment<'static> {
+    let mut env = base.clone();
+    for (k, v) in context {
+        env.add_global(k.clone(), Value::from(Serde(v)));
+    }
+    let labels = standard_labels(app);
+    let selector = selector_labels(app);
+    env.add_function("labels", move |component: Option<String>| {
+        let mut l = labels.clone();
+        if let Some(c) = component {
+            l.insert(COMPONENT.to_owned(), c);
+        }
+        Value::from(Serde(l))
+    });
+    env.add_function("selector_labels", move |component: Option<String>| {
+        let mut l = selector.clone();
+        if let Some(c) = component {
+            l.insert(COMPONENT.to_owned(), c);
+        }
+        Value::from(Serde(l))
+    });
+    env
+}
+
+/// The sandboxed environment every render starts from: loader over the snapshot's templates,
+/// helpers, limits — and every template compiled, once per compile instead of once per App
+/// (a template that does not compile is not kept: a render that loads it fails as it
+/// would have).
+fn base_environment(sources: Sources) -> Environment<'static> {
+    let names: Vec<String> = sources
+        .keys()
+        .filter(|n| n.ends_with(".j2"))
+        .cloned()
+        .collect();
+    let env = environment(sources);
+    for name in names {
+        let _ = env.get_template(&name);
+    }
+    env
+}
+
+/// The sandboxed environment: loader over the snapshot, helpers, limits.
+fn environment(sources: Sources) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     // Every template is rendered with plinth's YAML escaping: an expression's value is
@@ -405,26 +450,6 @@ fn environment(
         Ok(sources.get(name).map(|text| text.to_string()))
     });
 
-    for (k, v) in context {
-        env.add_global(k.clone(), Value::from(Serde(v)));
-    }
-
-    let labels = standard_labels(app);
-    let selector = selector_labels(app);
-    env.add_function("labels", move |component: Option<String>| {
-        let mut l = labels.clone();
-        if let Some(c) = component {
-            l.insert(COMPONENT.to_owned(), c);
-        }
-        Value::from(Serde(l))
-    });
-    env.add_function("selector_labels", move |component: Option<String>| {
-        let mut l = selector.clone();
-        if let Some(c) = component {
-            l.insert(COMPONENT.to_owned(), c);
-        }
-        Value::from(Serde(l))
-    });
     env.add_function("dns_label", dns_label_fn);
     env.add_filter("dns_label", dns_label_fn);
     env.add_function("fail", |msg: String| -> Result<Value, Error> {
@@ -753,9 +778,21 @@ pub fn render(
     app: &AppIdentity,
     context: &serde_json::Map<String, Json>,
 ) -> Result<Rendered, Failure> {
+    render_cached(&TemplateCache::default(), snapshot, app, context)
+}
+
+/// [`render`], the templates compiled once per `cache` (one compile's: its snapshot is always
+/// `snapshot`).
+pub fn render_cached(
+    cache: &TemplateCache,
+    snapshot: &Snapshot,
+    app: &AppIdentity,
+    context: &serde_json::Map<String, Json>,
+) -> Result<Rendered, Failure> {
     stacker::maybe_grow(RENDER_STACK, RENDER_STACK, || {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            render_here(snapshot, app, context)
+            let (base, sources) = cache.environment(snapshot);
+            render_here(app_environment(base, app, context), sources, app)
         }))
         .unwrap_or_else(|_| {
             Err(Failure {
@@ -769,14 +806,12 @@ pub fn render(
 }
 
 fn render_here(
-    snapshot: &Snapshot,
+    env: Environment<'static>,
+    sources: &Sources,
     app: &AppIdentity,
-    context: &serde_json::Map<String, Json>,
 ) -> Result<Rendered, Failure> {
-    let sources = Arc::new(template_sources(snapshot));
-    let env = environment(sources.clone(), app, context);
     let main = format!("{}.yaml.j2", app.template);
-    let fail = |e: &Error| failure(e, &sources, &app.template);
+    let fail = |e: &Error| failure(e, sources, &app.template);
 
     let tmpl = env.get_template(&main).map_err(|e| fail(&e))?;
     // First pass: bounded output.
@@ -808,7 +843,7 @@ fn render_here(
                 app.template,
                 MAX_OUTPUT / 1024
             ),
-            place: place.or_else(|| Some(locate(&main_place(&main), &sources))),
+            place: place.or_else(|| Some(locate(&main_place(&main), sources))),
             hint: Some("an App's objects fit in far less; look for a loop that runs too often or a value repeated".to_owned()),
         });
     }
@@ -819,7 +854,7 @@ fn render_here(
     Ok(Rendered {
         text,
         spans: out_spans(spans),
-        sources,
+        sources: sources.clone(),
         fuel_used,
     })
 }
@@ -1015,13 +1050,21 @@ pub enum ValuesCheck {
     },
 }
 
-/// Values schemas compiled once per compile and shared by every App of a template.
+/// What one compile's renders share: each template's values schema, compiled once and
+/// shared by every App of the template, and the environment with every template of the
+/// snapshot compiled ([`base_environment`]), of which each render takes a copy.
 #[derive(Default)]
-pub struct SchemaCache(std::sync::Mutex<BTreeMap<String, Arc<ValuesSchema>>>);
+pub struct TemplateCache(
+    std::sync::Mutex<BTreeMap<String, Arc<ValuesSchema>>>,
+    std::sync::OnceLock<(Environment<'static>, Sources)>,
+);
 
-impl std::fmt::Debug for SchemaCache {
+/// The templates' sources, by name (their path below [`DIR`]).
+type Sources = Arc<BTreeMap<String, Arc<str>>>;
+
+impl std::fmt::Debug for TemplateCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SchemaCache")
+        f.write_str("TemplateCache")
     }
 }
 
@@ -1039,7 +1082,16 @@ enum ValuesSchema {
     },
 }
 
-impl SchemaCache {
+impl TemplateCache {
+    /// The environment every render of `snapshot` starts from, and the templates' sources.
+    /// The cache is one compile's: its snapshot is always the same.
+    fn environment(&self, snapshot: &Snapshot) -> &(Environment<'static>, Sources) {
+        self.1.get_or_init(|| {
+            let sources = Arc::new(template_sources(snapshot));
+            (base_environment(sources.clone()), sources)
+        })
+    }
+
     fn get(&self, snapshot: &Snapshot, template: &str) -> Arc<ValuesSchema> {
         let mut map = self
             .0
@@ -1054,12 +1106,12 @@ impl SchemaCache {
 
 /// Validate an App's values against `templates/<template>.schema.json`, when it exists.
 pub fn check_values(snapshot: &Snapshot, template: &str, values: &Json) -> ValuesCheck {
-    check_values_cached(&SchemaCache::default(), snapshot, template, values)
+    check_values_cached(&TemplateCache::default(), snapshot, template, values)
 }
 
 /// [`check_values`], compiling each template's schema once per `cache`.
 pub fn check_values_cached(
-    cache: &SchemaCache,
+    cache: &TemplateCache,
     snapshot: &Snapshot,
     template: &str,
     values: &Json,
@@ -1221,6 +1273,63 @@ mod tests {
             "name: \"my-app-nb\"\nn: 3\nlabels:\n  app.kubernetes.io/component: web\n  app.kubernetes.io/instance: nb\n  app.kubernetes.io/managed-by: plinth\n  app.kubernetes.io/name: t\n  plinth.dev/app: nb\n  plinth.dev/project: er\nmem: 1073741824\ncpu: 250\nidle: 7200"
         );
         assert!(r.fuel_used > 0 && r.fuel_used < FUEL / 10);
+    }
+
+    #[test]
+    fn renders_sharing_compiled_templates_are_each_apps_own() {
+        // One compile's renders share the compiled templates (and includes): each App's
+        // globals and labels are still its own, the text and places as a render of its own
+        // gives, and a template that does not compile fails every render.
+        let snap = snapshot(&[
+            (
+                "templates/t.yaml.j2",
+                "{% import 'lib/m.j2' as m %}name: {{ app.name }}\nlabels:\n  {{ labels() | to_yaml | indent(2) }}\nn: {{ m.twice(values.n) }}\n",
+            ),
+            (
+                "templates/lib/m.j2",
+                "{% macro twice(n) %}{{ n * 2 }}{% endmacro %}",
+            ),
+            ("templates/broken.yaml.j2", "a: {{ values.n "),
+        ]);
+        let cache = TemplateCache::default();
+        let apps = [("nb", "er", 3), ("lab", "icu", 5), ("nb", "er", 3)];
+        let mut texts = Vec::new();
+        for (name, project, n) in apps {
+            let app = AppIdentity {
+                name: name.into(),
+                project: project.into(),
+                template: "t".into(),
+            };
+            let ctx = json!({"values": {"n": n}, "app": {"name": name}})
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            let shared = render_cached(&cache, &snap, &app, &ctx).expect("renders");
+            let own = render(&snap, &app, &ctx).expect("renders");
+            assert_eq!(shared.text, own.text);
+            assert_eq!(shared.fuel_used, own.fuel_used);
+            assert_eq!(
+                shared.place(shared.text.len() - 1),
+                own.place(own.text.len() - 1)
+            );
+            assert!(
+                shared
+                    .text
+                    .contains(&format!("plinth.dev/project: {project}"))
+            );
+            assert!(shared.text.contains(&format!("n: {}", n * 2)));
+            texts.push(shared.text);
+        }
+        assert_ne!(texts[0], texts[1]);
+        assert_eq!(texts[0], texts[2]);
+        let broken = AppIdentity {
+            template: "broken".into(),
+            ..app()
+        };
+        for _ in 0..2 {
+            let f = render_cached(&cache, &snap, &broken, &ctx()).expect_err("does not compile");
+            assert_eq!(f.code, Code::TemplateSyntax, "{}", f.message);
+        }
     }
 
     fn split(text: &str) -> Vec<(u32, u32)> {

@@ -347,7 +347,10 @@ impl GitRepo {
         let mut markers = Vec::new();
         for e in tree.traverse().breadthfirst.files().map_err(other)? {
             let p = e.filepath.to_str_lossy().into_owned();
-            if p == super::OUTPUT_MARKER || p.ends_with(&format!("/{}", super::OUTPUT_MARKER)) {
+            let marker = p
+                .strip_suffix(super::OUTPUT_MARKER)
+                .is_some_and(|dir| dir.is_empty() || dir.ends_with('/'));
+            if marker {
                 markers.push(p);
                 continue;
             }

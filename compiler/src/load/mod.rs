@@ -392,8 +392,9 @@ pub fn select(paths: Vec<(String, Entry)>, limits: &Limits) -> Vec<Entry> {
             if p == OUTPUT_MARKER {
                 Some(String::new())
             } else {
-                p.strip_suffix(&format!("/{OUTPUT_MARKER}"))
-                    .map(|d| format!("{d}/"))
+                p.strip_suffix(OUTPUT_MARKER)
+                    .filter(|d| d.ends_with('/'))
+                    .map(str::to_owned)
             }
         })
         .collect();
@@ -407,8 +408,8 @@ pub fn select(paths: Vec<(String, Entry)>, limits: &Limits) -> Vec<Entry> {
             skipped.insert((dir.clone(), 0));
             continue;
         }
-        let parts: Vec<&str> = p.split('/').collect();
-        if parts.len() > limits.max_dir_depth {
+        if p.split('/').count() > limits.max_dir_depth {
+            let parts: Vec<&str> = p.split('/').collect();
             let dir = parts[..limits.max_dir_depth].join("/") + "/";
             skipped.insert((dir, 1));
             continue;

@@ -106,7 +106,7 @@ pub fn lower(cx: &Ctx<'_>, a: &Object<AppSpec>, sink: &mut Sink<'_>) {
 
     let given = Value::Object(a.spec.values.clone().into_iter().collect());
     let values = match template::check_values_cached(
-        &cx.index.values_schemas,
+        &cx.index.templates,
         cx.snapshot,
         &a.spec.template,
         &given,
@@ -176,13 +176,14 @@ pub fn lower(cx: &Ctx<'_>, a: &Object<AppSpec>, sink: &mut Sink<'_>) {
         template: a.spec.template.clone(),
     };
     let globals = context(cx, a, project, values);
-    let rendered = match template::render(cx.snapshot, &identity, &globals) {
-        Ok(r) => r,
-        Err(f) => {
-            sink.report(failure(a, f, related));
-            return;
-        }
-    };
+    let rendered =
+        match template::render_cached(&cx.index.templates, cx.snapshot, &identity, &globals) {
+            Ok(r) => r,
+            Err(f) => {
+                sink.report(failure(a, f, related));
+                return;
+            }
+        };
     objects(cx, a, &identity, &rendered, related, sink);
 }
 

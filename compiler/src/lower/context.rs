@@ -227,7 +227,7 @@ pub struct Index<'a> {
     /// Per project: its GPU allocations as (pool, allocation), pools in name order.
     pub allocations: Lookup<'a, Vec<(&'a str, &'a crate::model::gpu::Allocation)>>,
     /// App templates' values schemas, compiled once.
-    pub values_schemas: std::sync::Arc<crate::template::SchemaCache>,
+    pub templates: std::sync::Arc<crate::template::TemplateCache>,
     /// Per project: the datasets granted to it, in name order.
     pub dataset_grants: Lookup<'a, Vec<&'a Object<crate::model::DatasetSpec>>>,
     /// Datasets every project may read, in name order.
@@ -249,7 +249,7 @@ impl<'a> Index<'a> {
     /// An index whose values schemas come from (and go to) `schemas`.
     pub fn with_schemas(
         specs: &'a Specs,
-        schemas: &std::sync::Arc<crate::template::SchemaCache>,
+        schemas: &std::sync::Arc<crate::template::TemplateCache>,
     ) -> Index<'a> {
         let mut allocations: Lookup<'_, Vec<(&str, &crate::model::gpu::Allocation)>> =
             Lookup::default();
@@ -290,7 +290,7 @@ impl<'a> Index<'a> {
         }
         Index {
             allocations,
-            values_schemas: schemas.clone(),
+            templates: schemas.clone(),
             dataset_grants,
             global_datasets,
             datasets_by_bucket,

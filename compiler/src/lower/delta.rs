@@ -258,7 +258,7 @@ fn read(
     store: &dyn UnitStore,
 ) -> Option<(Vec<UnitOutput>, Vec<Vec<UnitOutput>>)> {
     use rayon::prelude::*;
-    let schemas = Arc::new(crate::template::SchemaCache::default());
+    let schemas = Arc::new(crate::template::TemplateCache::default());
     let fresh_jobs: Vec<&Job<'_>> = sorted
         .iter()
         .flat_map(|s| s.jobs.iter().filter(|(_, b)| b.is_none()).map(|(j, _)| *j))

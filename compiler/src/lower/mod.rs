@@ -72,7 +72,7 @@ fn lower_units(
 ) -> (Lowered, Diagnostics) {
     use rayon::prelude::*;
     let jobs = units::jobs(specs, snapshot, salt);
-    let schemas = std::sync::Arc::new(crate::template::SchemaCache::default());
+    let schemas = std::sync::Arc::new(crate::template::TemplateCache::default());
     // Units differ in cost (an App renders a template): pieces of a few units each keep both
     // cores busy to the end, where halves of halves left one core with the last costly run.
     let parts: Vec<(&units::Job<'_>, units::UnitOutput)> = jobs

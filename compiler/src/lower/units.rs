@@ -640,7 +640,7 @@ pub fn run(
     job: &Job<'_>,
     specs: &Specs,
     snapshot: &Snapshot,
-    schemas: &std::sync::Arc<crate::template::SchemaCache>,
+    schemas: &std::sync::Arc<crate::template::TemplateCache>,
 ) -> UnitOutput {
     let empty = Snapshot::default();
     let templates;
