@@ -403,7 +403,7 @@ pub(super) fn plan(
         prefix: &prefix,
         color,
     };
-    let Some((base, mut head)) = compile_both(
+    let Some((base, head)) = compile_both(
         compile,
         (base_input, &base_opts, &base_what),
         (head_src, &head_opts, &head_rev.what),
@@ -413,12 +413,16 @@ pub(super) fn plan(
         return Ok(1);
     };
     let compared = std::time::Instant::now();
-    let mut p = match compare_storing(&args, cache.as_ref(), &base, &mut head) {
+    let (head, stored) = store_beside(cache.as_ref(), head);
+    let mut p = match compare(&args, &base, &head) {
         Ok(p) => p,
         Err(e) if e.is::<DamagedCache>() && !args.no_cache => {
             // Objects that cannot be read back cost a compile, not the plan.
             writeln!(err, "warning: {e}; planning again without it")?;
             drop((base, head));
+            if let Some(s) = stored {
+                let _ = s.join();
+            }
             let again = PlanArgs {
                 no_cache: true,
                 ..args.clone()
@@ -441,6 +445,9 @@ pub(super) fn plan(
     };
     write_plan(&args, &p, &sides, color, out, err)?;
     let _ = kept.join();
+    if let Some(s) = stored {
+        let _ = s.join();
+    }
     Ok(if p.is_refused() {
         1
     } else if p.has_changes() {
@@ -745,30 +752,28 @@ fn compile_both(
     both_sides((base, &base_err), (head, &head_err), err)
 }
 
-/// [`compare`], the head's revision (compiled now, not stored yet) stored in the cache meanwhile.
-fn compare_storing(
-    args: &PlanArgs,
+/// The head's revision (compiled now, not stored yet) stored in the cache on a thread of its
+/// own, beside the comparison and the rest of the plan (whose second core is otherwise idle);
+/// the plan waits for it before it ends (an entry is written beside and renamed into place, so
+/// one cut short is never read).
+fn store_beside(
     cache: Option<&crate::cache::Cache>,
-    base: &Side,
-    head: &mut Side,
-) -> anyhow::Result<crate::plan::Plan> {
+    mut head: Side,
+) -> (std::sync::Arc<Side>, Option<std::thread::JoinHandle<()>>) {
     let pending = head.pending.take();
-    let head = &*head;
-    std::thread::scope(|scope| {
-        if let (Some(c), Some(pending)) = (cache, &pending) {
+    let head = std::sync::Arc::new(head);
+    let stored = cache.cloned().zip(pending).map(|(c, pending)| {
+        let head = head.clone();
+        std::thread::spawn(move || {
             // A cache that cannot be written only costs time.
-            match &head.objects {
-                Objects::Compiled(l) => {
-                    scope.spawn(|| pending.store(c, Some(l)));
-                }
-                Objects::Delta(d) => {
-                    scope.spawn(|| pending.store_delta(c, d));
-                }
-                Objects::Cached(_) => {}
-            }
-        }
-        compare(args, base, head)
-    })
+            let _ = match &head.objects {
+                Objects::Compiled(l) => pending.store(&c, Some(l)),
+                Objects::Delta(d) => pending.store_delta(&c, d),
+                Objects::Cached(_) => Ok(()),
+            };
+        })
+    });
+    (head, stored)
 }
 
 /// The plan from base to head, with the GPU capacity section when the head's specs are known.
