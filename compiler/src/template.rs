@@ -405,18 +405,22 @@ fn app_environment(
 /// The sandboxed environment every render starts from: loader over the snapshot's templates,
 /// helpers, limits — and every template compiled, once per compile instead of once per App
 /// (a template that does not compile is not kept: a render that loads it fails as it
-/// would have).
+/// would have). Should compiling one panic, nothing is compiled ahead: each render then
+/// compiles what it loads, and only the renders loading that template fail.
 fn base_environment(sources: Sources) -> Environment<'static> {
     let names: Vec<String> = sources
         .keys()
         .filter(|n| n.ends_with(".j2"))
         .cloned()
         .collect();
-    let env = environment(sources);
-    for name in names {
-        let _ = env.get_template(&name);
-    }
-    env
+    let compiled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let env = environment(sources.clone());
+        for name in &names {
+            let _ = env.get_template(name);
+        }
+        env
+    }));
+    compiled.unwrap_or_else(|_| environment(sources))
 }
 
 /// The sandboxed environment: loader over the snapshot, helpers, limits.
