@@ -328,7 +328,7 @@ pub struct PendingStore {
     key: String,
     platform_files: Vec<String>,
     diagnostics: Vec<diag::Diagnostic>,
-    capacity: Option<capacity::Capacity>,
+    capacity: Option<Arc<capacity::Capacity>>,
     revision: Option<Arc<lower::rekey::Revision>>,
     policy_clean: Option<policy::Clean>,
 }
@@ -354,10 +354,12 @@ impl PendingStore {
             platform_files,
             diagnostics: checked.diagnostics.clone().into_sorted(),
             capacity: compiled.then(|| {
-                checked
-                    .capacity
-                    .take()
-                    .unwrap_or_else(|| capacity::Capacity::of(&checked.specs))
+                Arc::new(
+                    checked
+                        .capacity
+                        .take()
+                        .unwrap_or_else(|| capacity::Capacity::of(&checked.specs)),
+                )
             }),
             policy_clean: checked.policy_clean.take().filter(|_| compiled),
             revision: compiled.then(|| {
@@ -371,8 +373,8 @@ impl PendingStore {
         }
     }
 
-    /// The GPU capacity of the revision (computed for its entry).
-    pub fn capacity(&self) -> Option<&capacity::Capacity> {
+    /// The GPU capacity of the revision (computed for its entry), shared.
+    pub fn capacity(&self) -> Option<&Arc<capacity::Capacity>> {
         self.capacity.as_ref()
     }
 
@@ -402,7 +404,7 @@ impl PendingStore {
                 platform_files: &self.platform_files,
                 diagnostics: &self.diagnostics,
                 lowered: None,
-                capacity: self.capacity.as_ref(),
+                capacity: self.capacity.as_deref(),
                 revision: self.revision.as_deref(),
                 policy_clean: self.policy_clean.as_ref(),
             },
@@ -422,7 +424,7 @@ impl PendingStore {
                 platform_files: &self.platform_files,
                 diagnostics: &self.diagnostics,
                 lowered,
-                capacity: self.capacity.as_ref(),
+                capacity: self.capacity.as_deref(),
                 revision: self.revision.as_deref(),
                 policy_clean: self.policy_clean.as_ref(),
             },

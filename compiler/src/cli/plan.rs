@@ -63,8 +63,8 @@ pub enum PlanFormat {
 /// A compiled side of a plan (its approvals travel in the lowered output).
 struct Side {
     objects: Objects,
-    /// Its GPU capacity, for the capacity section.
-    capacity: Option<crate::capacity::Capacity>,
+    /// Its GPU capacity, for the capacity section (shared with the entry to be stored).
+    capacity: Option<std::sync::Arc<crate::capacity::Capacity>>,
     /// How long its stages took (`PLINTH_TIMINGS=1`).
     timings: Vec<(&'static str, std::time::Duration)>,
     /// Its revision, compiled now and not stored yet ([`crate::Options::defer_store`]).
@@ -256,7 +256,7 @@ fn both_sides(
 /// else is compiled as usual, its diagnostics printed from its files).
 fn cached_side(cache: &crate::cache::Cache, key: &str) -> Option<Side> {
     let started = std::time::Instant::now();
-    let entry = cache.load(key)?;
+    let mut entry = cache.load(key)?;
     let whole = entry.compiled()
         && entry.capacity.is_some()
         && !entry
@@ -264,7 +264,7 @@ fn cached_side(cache: &crate::cache::Cache, key: &str) -> Option<Side> {
             .iter()
             .any(crate::diag::Diagnostic::is_error);
     whole.then(|| Side {
-        capacity: entry.capacity.clone(),
+        capacity: entry.capacity.take().map(std::sync::Arc::new),
         objects: Objects::Cached(Box::new(entry)),
         timings: vec![("cache hit (by tree)", started.elapsed())],
         pending: None,
@@ -305,7 +305,7 @@ fn compile_side(
         (.., Some(d)) => Some(Objects::Delta(d)),
         _ => None,
     };
-    let Some(objects) = objects.filter(|_| errors.is_empty()) else {
+    let Some(mut objects) = objects.filter(|_| errors.is_empty()) else {
         if let (Some(c), Some(pending)) = (cache, built.pending.take()) {
             // Kept too (its diagnostics: the next plan of it reports them without compiling).
             let _ = pending.store(c, None);
@@ -318,18 +318,18 @@ fn compile_side(
     };
     // A cache hit keeps the capacity it computed (an entry of an older plinth may not: its
     // specs are read again).
-    let capacity = match &objects {
-        Objects::Cached(e) => e.capacity.clone().unwrap_or_else(|| {
+    let capacity = match &mut objects {
+        Objects::Cached(e) => std::sync::Arc::new(e.capacity.take().unwrap_or_else(|| {
             crate::capacity::Capacity::of(&crate::capacity::specs_of(
                 &built.checked.snapshot,
                 opts.yaml,
             ))
-        }),
-        // Computed for the revision's entry when it is to be stored.
+        })),
+        // Computed for the revision's entry when it is to be stored (and shared with it).
         Objects::Compiled(_) | Objects::Delta(_) => {
             match built.pending.as_ref().and_then(|p| p.capacity()) {
                 Some(c) => c.clone(),
-                None => crate::capacity::Capacity::of(&built.checked.specs),
+                None => std::sync::Arc::new(crate::capacity::Capacity::of(&built.checked.specs)),
             }
         }
     };
@@ -800,10 +800,11 @@ fn compare(args: &PlanArgs, base: &Side, head: &Side) -> anyhow::Result<crate::p
             )
         }
     };
-    let plan = match &head.capacity {
+    let plan = match head.capacity.as_deref() {
         Some(after) => {
-            let before = base.capacity.clone().unwrap_or_default();
-            crate::plan::plan_pruned(&b, &h, &pruned.totals, (&before, after), &opts)
+            let none = crate::capacity::Capacity::default();
+            let before = base.capacity.as_deref().unwrap_or(&none);
+            crate::plan::plan_pruned(&b, &h, &pruned.totals, (before, after), &opts)
         }
         None => crate::plan::plan_pruned_without_capacity(&b, &h, &pruned.totals, &opts),
     };
