@@ -1058,10 +1058,12 @@ pub enum ValuesCheck {
 /// shared by every App of the template, and the environment with every template of the
 /// snapshot compiled ([`base_environment`]), of which each render takes a copy.
 #[derive(Default)]
-pub struct TemplateCache(
-    std::sync::Mutex<BTreeMap<String, Arc<ValuesSchema>>>,
-    std::sync::OnceLock<(Environment<'static>, Sources)>,
-);
+pub struct TemplateCache {
+    /// Per template name, its values schema.
+    schemas: std::sync::Mutex<BTreeMap<String, Arc<ValuesSchema>>>,
+    /// The base environment and the sources it loads from.
+    environment: std::sync::OnceLock<(Environment<'static>, Sources)>,
+}
 
 /// The templates' sources, by name (their path below [`DIR`]).
 type Sources = Arc<BTreeMap<String, Arc<str>>>;
@@ -1090,7 +1092,7 @@ impl TemplateCache {
     /// The environment every render of `snapshot` starts from, and the templates' sources.
     /// The cache is one compile's: its snapshot is always the same.
     fn environment(&self, snapshot: &Snapshot) -> &(Environment<'static>, Sources) {
-        self.1.get_or_init(|| {
+        self.environment.get_or_init(|| {
             let sources = Arc::new(template_sources(snapshot));
             (base_environment(sources.clone()), sources)
         })
@@ -1098,7 +1100,7 @@ impl TemplateCache {
 
     fn get(&self, snapshot: &Snapshot, template: &str) -> Arc<ValuesSchema> {
         let mut map = self
-            .0
+            .schemas
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         Arc::clone(

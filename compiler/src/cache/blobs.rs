@@ -152,17 +152,9 @@ impl BlobPack {
 impl Read {
     fn of(path: &std::path::Path) -> Read {
         let bytes = std::fs::read(path).unwrap_or_default();
+        let mut index = HashMap::default();
         let mut rewrite = !bytes.starts_with(HEAD);
-        let first = if rewrite { bytes.len() } else { HEAD.len() };
-        // Counted first: the index is sized once, not grown (and rehashed) record by record.
-        let mut records = 0;
-        let mut at = first;
-        while let Some((_, _, end, _)) = decode(&bytes, at) {
-            records += 1;
-            at = end;
-        }
-        let mut index = HashMap::with_capacity_and_hasher(records, Default::default());
-        let mut at = first;
+        let mut at = if rewrite { bytes.len() } else { HEAD.len() };
         while at < bytes.len() {
             match decode(&bytes, at) {
                 Some((id, start, end, crc)) => {

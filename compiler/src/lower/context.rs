@@ -226,7 +226,7 @@ impl<'a> Ctx<'a> {
 pub struct Index<'a> {
     /// Per project: its GPU allocations as (pool, allocation), pools in name order.
     pub allocations: Lookup<'a, Vec<(&'a str, &'a crate::model::gpu::Allocation)>>,
-    /// App templates' values schemas, compiled once.
+    /// App templates' values schemas and the templates themselves, compiled once per compile.
     pub templates: std::sync::Arc<crate::template::TemplateCache>,
     /// Per project: the datasets granted to it, in name order.
     pub dataset_grants: Lookup<'a, Vec<&'a Object<crate::model::DatasetSpec>>>,
@@ -243,13 +243,14 @@ pub type Lookup<'a, V> = std::collections::HashMap<&'a str, V, foldhash::fast::R
 
 impl<'a> Index<'a> {
     pub fn new(specs: &'a Specs) -> Index<'a> {
-        Index::with_schemas(specs, &std::sync::Arc::default())
+        Index::with_templates(specs, &std::sync::Arc::default())
     }
 
-    /// An index whose values schemas come from (and go to) `schemas`.
-    pub fn with_schemas(
+    /// An index whose values schemas and compiled templates come from (and go to)
+    /// `templates`.
+    pub fn with_templates(
         specs: &'a Specs,
-        schemas: &std::sync::Arc<crate::template::TemplateCache>,
+        templates: &std::sync::Arc<crate::template::TemplateCache>,
     ) -> Index<'a> {
         let mut allocations: Lookup<'_, Vec<(&str, &crate::model::gpu::Allocation)>> =
             Lookup::default();
@@ -290,7 +291,7 @@ impl<'a> Index<'a> {
         }
         Index {
             allocations,
-            templates: schemas.clone(),
+            templates: templates.clone(),
             dataset_grants,
             global_datasets,
             datasets_by_bucket,

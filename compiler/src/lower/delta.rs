@@ -258,7 +258,7 @@ fn read(
     store: &dyn UnitStore,
 ) -> Option<(Vec<UnitOutput>, Vec<Vec<UnitOutput>>)> {
     use rayon::prelude::*;
-    let schemas = Arc::new(crate::template::TemplateCache::default());
+    let templates = Arc::new(crate::template::TemplateCache::default());
     let fresh_jobs: Vec<&Job<'_>> = sorted
         .iter()
         .flat_map(|s| s.jobs.iter().filter(|(_, b)| b.is_none()).map(|(j, _)| *j))
@@ -267,7 +267,7 @@ fn read(
         .par_iter()
         .map(|j| {
             store.get(&j.key).unwrap_or_else(|| {
-                let out = units::run(j, specs, snapshot, &schemas);
+                let out = units::run(j, specs, snapshot, &templates);
                 store.put(&j.key, &out);
                 out
             })

@@ -72,7 +72,7 @@ fn lower_units(
 ) -> (Lowered, Diagnostics) {
     use rayon::prelude::*;
     let jobs = units::jobs(specs, snapshot, salt);
-    let schemas = std::sync::Arc::new(crate::template::TemplateCache::default());
+    let templates = std::sync::Arc::new(crate::template::TemplateCache::default());
     // Units differ in cost (an App renders a template): pieces of a few units each keep both
     // cores busy to the end, where halves of halves left one core with the last costly run.
     let parts: Vec<(&units::Job<'_>, units::UnitOutput)> = jobs
@@ -80,7 +80,7 @@ fn lower_units(
         .with_max_len(8)
         .map(|j| {
             let out = store.get(&j.key).unwrap_or_else(|| {
-                let out = units::run(j, specs, snapshot, &schemas);
+                let out = units::run(j, specs, snapshot, &templates);
                 store.put(&j.key, &out);
                 out
             });

@@ -575,7 +575,7 @@ fn key(
 /// lacks is found (the two outputs differ) rather than cached wrongly.
 #[doc(hidden)]
 pub fn lower_unrestricted(specs: &Specs, snapshot: &Snapshot) -> (Lowered, Diagnostics) {
-    let schemas = std::sync::Arc::default();
+    let templates = std::sync::Arc::default();
     let mut jobs = jobs(specs, snapshot, None);
     for j in &mut jobs {
         j.view = View::Everything;
@@ -584,7 +584,7 @@ pub fn lower_unrestricted(specs: &Specs, snapshot: &Snapshot) -> (Lowered, Diagn
     let parts = {
         use rayon::prelude::*;
         jobs.par_iter()
-            .map(|j| (j, run(j, specs, snapshot, &schemas)))
+            .map(|j| (j, run(j, specs, snapshot, &templates)))
             .collect()
     };
     assemble(specs, snapshot, parts, None)
@@ -640,17 +640,17 @@ pub fn run(
     job: &Job<'_>,
     specs: &Specs,
     snapshot: &Snapshot,
-    schemas: &std::sync::Arc<crate::template::TemplateCache>,
+    templates: &std::sync::Arc<crate::template::TemplateCache>,
 ) -> UnitOutput {
     let empty = Snapshot::default();
-    let templates;
+    let template_files;
     let snapshot = if job.whole_snapshot {
         snapshot
     } else if matches!(job.unit, Unit::App(_)) {
-        templates = Snapshot {
+        template_files = Snapshot {
             files: snapshot.with_role(FileRole::Template).cloned().collect(),
         };
-        &templates
+        &template_files
     } else {
         &empty
     };
@@ -679,7 +679,7 @@ pub fn run(
     let Some(platform) = &specs.platform else {
         return UnitOutput::default();
     };
-    let index = Index::with_schemas(specs, schemas);
+    let index = Index::with_templates(specs, templates);
     let cx = Ctx {
         specs,
         platform: &platform.spec,
