@@ -1835,8 +1835,8 @@ fn a_head_planned_against_a_cached_base_reads_only_the_units_that_differ() {
 
 /// A base compiled once is found again by its git tree: the next plan reads none of its files
 /// (its timings say so) and is the same plan; the head, stored while the first plan compared,
-/// is found whole. An alias that cannot be read is only a miss, and
-/// is recorded again.
+/// is found by its tree too. An alias that cannot be read is only a miss, and is recorded
+/// again.
 #[test]
 fn a_cached_base_is_found_by_its_tree_without_reading_it() {
     let mut r = example_repo();
@@ -1853,9 +1853,9 @@ fn a_cached_base_is_found_by_its_tree_without_reading_it() {
         "{}",
         String::from_utf8_lossy(&second.stderr)
     );
-    // The head's revision, stored beside the first plan's comparison, is a hit too.
+    // The head's revision, stored beside the first plan's comparison, is found by its tree too.
     assert!(
-        String::from_utf8_lossy(&second.stderr).contains("timing head cache hit"),
+        String::from_utf8_lossy(&second.stderr).contains("timing head cache hit (by tree)"),
         "{}",
         String::from_utf8_lossy(&second.stderr)
     );
@@ -1867,13 +1867,20 @@ fn a_cached_base_is_found_by_its_tree_without_reading_it() {
         .expect("aliases kept")
         .map(|e| e.expect("entry").path())
         .collect();
-    assert_eq!(aliases.len(), 1, "one base tree");
-    fs::write(&aliases[0], "not a key").expect("write");
+    assert_eq!(aliases.len(), 2, "the base's tree and the head's");
+    for a in &aliases {
+        fs::write(a, "not a key").expect("write");
+    }
     let third = plan();
-    assert!(!by_tree(&third));
+    assert!(
+        !by_tree(&third),
+        "{}",
+        String::from_utf8_lossy(&third.stderr)
+    );
     assert_eq!(third.stdout, first.stdout);
     let fourth = plan();
-    assert!(by_tree(&fourth), "the alias is recorded again");
+    assert!(by_tree(&fourth), "the aliases are recorded again");
+    assert!(String::from_utf8_lossy(&fourth.stderr).contains("timing head cache hit (by tree)"));
     assert_eq!(fourth.stdout, first.stdout);
 
     // An alias whose entry cannot be read: the base is read from git and compiled after all.
@@ -1916,4 +1923,64 @@ fn a_head_that_does_not_compile_is_kept_in_the_cache() {
         .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
         .count();
     assert_eq!(revisions, 2, "the base's and the head's");
+    // Planned again, it is compiled again and says why it does not compile: a revision with
+    // errors is never taken from the cache by its tree.
+    let again = r.plinth(&[
+        "plan", "--base", "HEAD~1", "--head", "HEAD", "--path", "platform",
+    ]);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert_eq!(again.stderr, o.stderr);
+}
+
+/// A pull request planned again after its base moved: its head, compiled by the first plan, is
+/// found by its tree (none of its files listed or read: its timings say so), and the plan is
+/// the one made without the cache, byte for byte.
+#[test]
+fn a_head_planned_again_after_its_base_moved_is_found_by_its_tree() {
+    let mut r = example_repo();
+    let start = r.git(&["rev-parse", "HEAD"]);
+    r.git(&["checkout", "-q", "-b", "change"]);
+    set_allocation(&r, "bed-management", 7, 9);
+    r.commit("Dana Smith", "bed-management: two more MIG slices");
+    let dir = r.path().to_path_buf();
+    let plan = |base: &str, extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_plinth"))
+            .args([
+                "plan", "--base", base, "--head", "change", "--path", "platform",
+            ])
+            .args(["--format", "json"])
+            .args(extra)
+            .current_dir(&dir)
+            .env("NO_COLOR", "1")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("PLINTH_TIMINGS", "1")
+            .output()
+            .expect("plinth runs")
+    };
+    let head_by_tree =
+        |o: &Output| String::from_utf8_lossy(&o.stderr).contains("timing head cache hit (by tree)");
+    let first = plan(&start, &[]);
+    assert_eq!(first.status.code(), Some(2), "{}", text(&first));
+    assert!(!head_by_tree(&first), "nothing was cached yet");
+    // The main branch moves on (another project's quota).
+    r.git(&["checkout", "-q", "main"]);
+    let file = r.path().join("platform/projects/er-capacity.yaml");
+    let spec = fs::read_to_string(&file).expect("read");
+    assert!(spec.contains("    pods: 150\n"));
+    fs::write(&file, spec.replace("    pods: 150\n", "    pods: 160\n")).expect("write");
+    let moved = r.commit("Liam Brennan", "er-capacity: ten more pods");
+    let again = plan(&moved, &[]);
+    assert!(
+        head_by_tree(&again),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let fresh = plan(&moved, &["--no-cache"]);
+    assert!(!head_by_tree(&fresh));
+    assert_eq!(again.status.code(), fresh.status.code(), "{}", text(&again));
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout),
+        String::from_utf8_lossy(&fresh.stdout)
+    );
+    assert_ne!(again.stdout, first.stdout, "the base moved");
 }

@@ -1,6 +1,6 @@
 //! The caches are invisible from the command line: over random sequences of commits, `plinth
 //! plan` through the repository's cache (bases found by their tree, heads lowered against the
-//! base's units, verdicts taken from earlier evaluations, git blobs and file reads kept, the
+//! base's units, heads planned again found by their tree, verdicts taken from earlier evaluations, git blobs and file reads kept, the
 //! working tree's files kept by stamp) prints byte for byte what `plinth plan --no-cache`
 //! prints, with the same exit code; and `plinth build --cache-dir` written over its own output
 //! leaves exactly the tree a fresh build writes, with the same messages.
@@ -355,6 +355,11 @@ proptest! {
             }
             r.commit(&format!("step {n}"));
             plans_agree(&r, &base, Some("HEAD"), &what)?;
+            // Planned again after its base moved: the head found by its tree.
+            let start = r.commits[0].clone();
+            if base != start {
+                plans_agree(&r, &start, Some("HEAD"), &format!("{what}, against the start"))?;
+            }
             if !builds_agree(&r, n + 1, &what)? {
                 r.undo();
                 files = before;

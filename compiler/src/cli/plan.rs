@@ -189,7 +189,7 @@ fn load_side(source: &dyn crate::load::Source, opts: &crate::Options) -> anyhow:
 /// compile (and when it will not do, the base is read from git and compiled after all).
 fn with_cached_base(
     compile: Compile<'_>,
-    base: (CachedBase, &BaseGit, &crate::Options, &str),
+    base: (CachedBase, &GitSide, &crate::Options, &str),
     head: (Loaded, &crate::Options, &str),
     err: &mut dyn Write,
 ) -> anyhow::Result<Option<(Side, Side)>> {
@@ -215,22 +215,73 @@ fn with_cached_base(
         &mut head_err,
         color,
     );
-    let base = match read.side.join().ok().flatten() {
-        Some(b) => Some(b),
-        None => match base_git.load(cache, base_opts)? {
-            Some(src) => compile_side(
-                src,
-                base_opts,
-                cache,
-                base_what,
-                prefix,
-                &mut base_err,
-                color,
-            )?,
-            None => Some(Side::empty()),
-        },
-    };
+    let base = cached_or_compiled(
+        read.side,
+        base_git,
+        compile,
+        (base_opts, base_what),
+        &mut base_err,
+    )?;
     both_sides((base, &base_err), (head, &head_err), err)
+}
+
+/// A base found by its tree: its entry as read beside (`side`), else read from git and
+/// compiled after all. `None` when it does not compile (its diagnostics in `err`).
+fn cached_or_compiled(
+    side: std::thread::JoinHandle<Option<Side>>,
+    git: &GitSide<'_>,
+    compile: Compile<'_>,
+    (opts, what): (&crate::Options, &str),
+    err: &mut Vec<u8>,
+) -> anyhow::Result<Option<Side>> {
+    if let Some(b) = side.join().ok().flatten() {
+        return Ok(Some(b));
+    }
+    match git.load(compile.cache, opts)? {
+        Some(src) => compile_side(
+            src,
+            opts,
+            compile.cache,
+            what,
+            compile.prefix,
+            err,
+            compile.color,
+        ),
+        None => Ok(Some(Side::empty())),
+    }
+}
+
+/// The base's side when the head's was found by its tree (nothing to share with the head).
+fn base_alone(
+    compile: Compile<'_>,
+    (input, opts, what): (BaseInput<'_>, &crate::Options, &str),
+    err: &mut Vec<u8>,
+) -> anyhow::Result<Option<Side>> {
+    match input {
+        BaseInput::Cached { read, base } => {
+            cached_or_compiled(read.side, base, compile, (opts, what), err)
+        }
+        BaseInput::Loaded(Some(src)) => compile_side(
+            src,
+            opts,
+            compile.cache,
+            what,
+            compile.prefix,
+            err,
+            compile.color,
+        ),
+        BaseInput::Loaded(None) => Ok(Some(Side::empty())),
+    }
+}
+
+/// The blob packs (git's blobs, the working tree's texts) written beside the compile, waited
+/// for before the plan ends (a pack that cannot be written only costs time).
+fn flush_beside(
+    blobs: Option<std::sync::Arc<crate::cache::BlobPack>>,
+    texts: Option<std::sync::Arc<crate::cache::BlobPack>>,
+) -> std::thread::JoinHandle<Vec<std::io::Result<()>>> {
+    let packs: Vec<_> = blobs.into_iter().chain(texts).collect();
+    std::thread::spawn(move || packs.iter().map(|p| p.flush()).collect::<Vec<_>>())
 }
 
 /// Both sides compiled, or `None` with the diagnostics of the first side that did not compile
@@ -374,7 +425,7 @@ pub(super) fn plan(
     };
     // The base as deployed (empty where the platform did not exist yet); one compiled before is
     // found by its tree, without reading its files.
-    let base_git = BaseGit::of(
+    let base_git = GitSide::of(
         &repo,
         (base_id, &path),
         (cache.as_ref(), blobs.clone()),
@@ -388,28 +439,39 @@ pub(super) fn plan(
         None => BaseInput::Loaded(base_git.load(cache.as_ref(), &base_opts)?),
     };
     let base_what = format!("base `{}`", args.base);
-    let kept_in = (cache.as_ref(), blobs.clone());
-    let head_rev = head_source(&repo, args.head.as_deref(), &path, kept_in)?;
-    if let Some(m) = platform_below(&*head_rev.source, &path) {
-        anyhow::bail!("{m}");
-    }
-    let head_src = load_side(&*head_rev.source, &head_opts)?;
-    // Kept beside the compile, waited for before the end (a pack that cannot be written only
-    // costs time).
-    let packs: Vec<_> = blobs.into_iter().chain(head_rev.texts.clone()).collect();
-    let kept = std::thread::spawn(move || packs.iter().map(|p| p.flush()).collect::<Vec<_>>());
     let compile = Compile {
         cache: cache.as_ref(),
         prefix: &prefix,
         color,
     };
-    let Some((base, head)) = compile_both(
-        compile,
-        (base_input, &base_opts, &base_what),
-        (head_src, &head_opts, &head_rev.what),
-        err,
-    )?
-    else {
+    let base = (base_input, &base_opts, base_what.as_str());
+    let (sides, head_rev, kept) = match HeadAt::of(&repo, &args, &path, &cache, &head_opts)? {
+        // A commit planned before (a pull request planned again after its base moved): its
+        // compile found by its tree, its files not listed or read.
+        HeadAt::Cached(head, rev) => {
+            let mut base_err = Vec::new();
+            let base = base_alone(compile, base, &mut base_err)?;
+            let sides = both_sides((base, &base_err), (Ok(Some(head)), &[]), err)?;
+            (sides, rev, flush_beside(blobs, None))
+        }
+        HeadAt::Read(head_git) => {
+            let kept_in = (cache.as_ref(), blobs.clone());
+            let head_rev = head_source(&repo, args.head.as_deref(), &path, kept_in)?;
+            if let Some(m) = platform_below(&*head_rev.source, &path) {
+                anyhow::bail!("{m}");
+            }
+            let head_src = load_side(&*head_rev.source, &head_opts)?;
+            if let (Some(c), Some(k)) = (&cache, head_git.and_then(|g| g.tree_key)) {
+                // For the next plan of this commit.
+                c.set_alias(&k, &c.key(&head_src.0, &head_opts));
+            }
+            let kept = flush_beside(blobs, head_rev.texts.clone());
+            let head = (head_src, &head_opts, head_rev.what.as_str());
+            let sides = compile_both(compile, base, head, err)?;
+            (sides, head_rev.into(), kept)
+        }
+    };
+    let Some((base, head)) = sides else {
         return Ok(1);
     };
     let compared = std::time::Instant::now();
@@ -448,13 +510,18 @@ pub(super) fn plan(
     if let Some(s) = stored {
         let _ = s.join();
     }
-    Ok(if p.is_refused() {
+    Ok(exit_code(&p))
+}
+
+/// A plan's exit code: 1 refused, 2 changes, 0 none.
+fn exit_code(p: &crate::plan::Plan) -> u8 {
+    if p.is_refused() {
         1
     } else if p.has_changes() {
         2
     } else {
         0
-    })
+    }
 }
 
 /// With `PLINTH_TIMINGS` set, how long each stage of each side and the comparison took.
@@ -483,6 +550,63 @@ fn timings(
         }
     }
     Ok(())
+}
+
+/// Where a plan's head comes from.
+enum HeadAt<'r> {
+    /// A commit compiled before, found by its tree ([`cached_side`]).
+    Cached(Side, HeadRev),
+    /// Read from its files: a commit (with its tree, when there is a cache) or the working
+    /// tree.
+    Read(Option<GitSide<'r>>),
+}
+
+impl<'r> HeadAt<'r> {
+    fn of(
+        repo: &'r crate::load::git::GitRepo,
+        args: &PlanArgs,
+        path: &str,
+        cache: &Option<crate::cache::Cache>,
+        opts: &crate::Options,
+    ) -> anyhow::Result<HeadAt<'r>> {
+        let (Some(rev), Some(c)) = (args.head.as_deref(), cache) else {
+            return Ok(HeadAt::Read(None));
+        };
+        let id = repo.resolve(rev)?;
+        let git = GitSide::of(repo, (id, path), (Some(c), None), opts)?;
+        Ok(
+            match git.cached_key(Some(c)).and_then(|k| cached_side(c, &k)) {
+                Some(side) => HeadAt::Cached(
+                    side,
+                    HeadRev {
+                        id,
+                        label: commit_label(rev, id),
+                    },
+                ),
+                None => HeadAt::Read(Some(git)),
+            },
+        )
+    }
+}
+
+/// A commit as a plan names it: the revision given and its short id.
+fn commit_label(rev: &str, id: gix::ObjectId) -> String {
+    format!("{rev} ({})", &id.to_string()[..7])
+}
+
+/// The head's commit (where the history ends) and how the plan names it.
+struct HeadRev {
+    id: gix::ObjectId,
+    label: String,
+}
+
+impl From<HeadSource> for HeadRev {
+    fn from(h: HeadSource) -> HeadRev {
+        HeadRev {
+            id: h.id,
+            label: h.label,
+        }
+    }
 }
 
 /// The head side of a plan before it is read.
@@ -522,7 +646,7 @@ fn head_source(
             HeadSource {
                 source: Box::new(src),
                 what: format!("head `{rev}`"),
-                label: format!("{rev} ({})", &id.to_string()[..7]),
+                label: commit_label(rev, id),
                 id,
                 texts: None,
             }
@@ -566,7 +690,7 @@ enum BaseInput<'a> {
     /// when that entry will not do.
     Cached {
         read: CachedBase,
-        base: &'a BaseGit<'a>,
+        base: &'a GitSide<'a>,
     },
 }
 
@@ -598,12 +722,12 @@ impl CachedBase {
     }
 }
 
-/// The base's platform in git: listed and read only when its compile is not cached.
-struct BaseGit<'r> {
+/// A side's platform at a commit: listed and read only when its compile is not cached.
+struct GitSide<'r> {
     repo: &'r crate::load::git::GitRepo,
     id: gix::ObjectId,
     path: String,
-    /// The platform's tree; `None`: the platform did not exist at the base.
+    /// The platform's tree; `None`: the platform does not exist at that commit.
     tree: Option<gix::ObjectId>,
     /// The key of its tree in the cache ([`crate::cache::Cache::tree_key`]).
     tree_key: Option<String>,
@@ -611,7 +735,7 @@ struct BaseGit<'r> {
     blobs: Option<std::sync::Arc<crate::cache::BlobPack>>,
 }
 
-impl<'r> BaseGit<'r> {
+impl<'r> GitSide<'r> {
     fn of(
         repo: &'r crate::load::git::GitRepo,
         (id, path): (gix::ObjectId, &str),
@@ -620,7 +744,7 @@ impl<'r> BaseGit<'r> {
             Option<std::sync::Arc<crate::cache::BlobPack>>,
         ),
         opts: &crate::Options,
-    ) -> anyhow::Result<BaseGit<'r>> {
+    ) -> anyhow::Result<GitSide<'r>> {
         let tree = match repo.tree_id(id, path) {
             Ok(tree) => Some(tree),
             Err(crate::load::git::GitError::MissingPath { .. }) => None,
@@ -629,7 +753,7 @@ impl<'r> BaseGit<'r> {
         let tree_key = cache
             .zip(tree)
             .map(|(c, t)| c.tree_key(&t.to_string(), opts));
-        Ok(BaseGit {
+        Ok(GitSide {
             repo,
             id,
             path: path.to_owned(),
