@@ -237,18 +237,7 @@ fn cached_or_compiled(
     if let Some(b) = side.join().ok().flatten() {
         return Ok(Some(b));
     }
-    match git.load(compile.cache, opts)? {
-        Some(src) => compile_side(
-            src,
-            opts,
-            compile.cache,
-            what,
-            compile.prefix,
-            err,
-            compile.color,
-        ),
-        None => Ok(Some(Side::empty())),
-    }
+    compiled_alone(git.load(compile.cache, opts)?, compile, (opts, what), err)
 }
 
 /// The base's side when the head's was found by its tree (nothing to share with the head).
@@ -261,7 +250,19 @@ fn base_alone(
         BaseInput::Cached { read, base } => {
             cached_or_compiled(read.side, base, compile, (opts, what), err)
         }
-        BaseInput::Loaded(Some(src)) => compile_side(
+        BaseInput::Loaded(loaded) => compiled_alone(loaded, compile, (opts, what), err),
+    }
+}
+
+/// A side read from git, compiled on its own (`None` read: no platform there, an empty side).
+fn compiled_alone(
+    loaded: Option<Loaded>,
+    compile: Compile<'_>,
+    (opts, what): (&crate::Options, &str),
+    err: &mut Vec<u8>,
+) -> anyhow::Result<Option<Side>> {
+    match loaded {
+        Some(src) => compile_side(
             src,
             opts,
             compile.cache,
@@ -270,7 +271,7 @@ fn base_alone(
             err,
             compile.color,
         ),
-        BaseInput::Loaded(None) => Ok(Some(Side::empty())),
+        None => Ok(Some(Side::empty())),
     }
 }
 
