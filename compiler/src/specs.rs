@@ -127,16 +127,28 @@ impl Specs {
     /// The clusters a project lives on: its own `clusters`, else the Platform's default
     /// clusters, else every cluster.
     pub fn placement<'a>(&'a self, project: &'a ProjectSpec) -> Vec<&'a str> {
-        if !project.clusters.is_empty() {
-            return project.clusters.iter().map(String::as_str).collect();
-        }
-        match self.platform.as_ref().map(|p| &p.spec) {
-            Some(pl) if !pl.defaults.clusters.is_empty() => {
-                pl.defaults.clusters.iter().map(String::as_str).collect()
-            }
-            Some(pl) => pl.clusters.iter().map(|c| c.name.as_str()).collect(),
-            None => Vec::new(),
-        }
+        self.placement_iter(project).collect()
+    }
+
+    /// [`Specs::placement`] without collecting it (for the loops over every project).
+    pub fn placement_iter<'a>(
+        &'a self,
+        project: &'a ProjectSpec,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        let (named, every): (&'a [String], &'a [crate::model::platform::Cluster]) =
+            if !project.clusters.is_empty() {
+                (&project.clusters, &[])
+            } else {
+                match self.platform.as_ref().map(|p| &p.spec) {
+                    Some(pl) if !pl.defaults.clusters.is_empty() => (&pl.defaults.clusters, &[]),
+                    Some(pl) => (&[], &pl.clusters),
+                    None => (&[], &[]),
+                }
+            };
+        named
+            .iter()
+            .map(String::as_str)
+            .chain(every.iter().map(|c| c.name.as_str()))
     }
 
     /// Where a dataset appears in pods: its `mount.path`, else `/datasets/<name>`.

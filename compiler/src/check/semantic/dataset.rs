@@ -295,7 +295,7 @@ impl<'a> Cx<'a> {
                 if explicit.contains(name.as_str()) {
                     continue;
                 }
-                for c in self.placement(p) {
+                for c in self.specs.placement_iter(&p.spec) {
                     let Some(k) = cluster(c) else { continue };
                     let provider = pl.spec.clusters[k].provider;
                     if cloud.is_some_and(|x| x != provider) {

@@ -286,7 +286,7 @@ impl<'a> Cx<'a> {
                     self.specs
                         .projects
                         .get(&a.project)
-                        .is_some_and(|p| self.placement(p).contains(cluster))
+                        .is_some_and(|p| self.specs.placement_iter(&p.spec).any(|c| c == *cluster))
                 };
                 let sum: u64 = s
                     .allocations
@@ -390,7 +390,7 @@ impl<'a> Cx<'a> {
             }
             // The pool must exist on each cluster the project lives on.
             if let Some(pl) = &self.specs.platform {
-                for c in self.placement(project) {
+                for c in self.specs.placement_iter(&project.spec) {
                     if let Some((ci, cluster)) = pl
                         .spec
                         .clusters
