@@ -383,23 +383,22 @@ fn app_environment(
     for (k, v) in context {
         env.add_global(k.clone(), Value::from(Serde(v)));
     }
-    let labels = standard_labels(app);
-    let selector = selector_labels(app);
-    env.add_function("labels", move |component: Option<String>| {
+    env.add_function("labels", with_component(standard_labels(app)));
+    env.add_function("selector_labels", with_component(selector_labels(app)));
+    env
+}
+
+/// A labelling helper: `labels`, with the `component` label when one is given.
+fn with_component(
+    labels: BTreeMap<String, String>,
+) -> impl Fn(Option<String>) -> Value + Send + Sync + 'static {
+    move |component: Option<String>| {
         let mut l = labels.clone();
         if let Some(c) = component {
             l.insert(COMPONENT.to_owned(), c);
         }
         Value::from(Serde(l))
-    });
-    env.add_function("selector_labels", move |component: Option<String>| {
-        let mut l = selector.clone();
-        if let Some(c) = component {
-            l.insert(COMPONENT.to_owned(), c);
-        }
-        Value::from(Serde(l))
-    });
-    env
+    }
 }
 
 /// The sandboxed environment every render starts from: loader over the snapshot's templates,

@@ -8,6 +8,8 @@
 //! made with fixed authors and dates, so commit ids are stable. `PLINTH_UPDATE_GOLDEN=1`
 //! rewrites the expected files.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -39,21 +41,11 @@ impl Repo {
     }
     fn git(&self, args: &[&str]) -> String {
         let date = format!("{} +0000", self.clock);
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(self.path())
-            .env("GIT_AUTHOR_DATE", &date)
-            .env("GIT_COMMITTER_DATE", &date)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("HOME", self.path())
-            .output()
-            .expect("git runs");
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        let dates = [
+            ("GIT_AUTHOR_DATE", &date[..]),
+            ("GIT_COMMITTER_DATE", &date[..]),
+        ];
+        common::git_with(self.path(), args, &dates)
     }
     /// Commit everything as `author`, a day after the previous commit.
     fn commit(&mut self, author: &str, message: &str) -> String {
@@ -1392,8 +1384,11 @@ fn ci_templates_pin_a_release_and_plan_against_the_merge_base() {
     assert!(github.contains("from forks get a read-only token"));
 }
 
-/// Both templates keep plinth's cache for the main branch (a job compiling main into it) and
-/// plan through it, so a pull request's plan recompiles only the units its change touches.
+/// Both templates keep plinth's cache for the main branch and plan through it. Their warm step,
+/// run on the main branch as written (the platform's path filled in), leaves the cache a pull
+/// request's plan reads: the plan finds main's compile by its git tree and lowers only the
+/// units its change touches (its timings say so), and it is the plan made without the cache,
+/// byte for byte.
 #[test]
 fn ci_templates_plan_through_the_main_branch_cache() {
     for f in [
@@ -1401,9 +1396,10 @@ fn ci_templates_plan_through_the_main_branch_cache() {
         "examples/ci/gitlab-ci.yml",
     ] {
         let text = fs::read_to_string(root().join(f)).expect("template");
+        // The pull request's plan (not the warm step's plan of main against itself).
         let plan = text
             .lines()
-            .find(|l| l.contains("plinth plan --base"))
+            .find(|l| l.contains("plinth plan --base") && !l.contains("--base HEAD --head HEAD"))
             .expect("plan line");
         assert!(plan.contains("--cache-dir .plinth-cache"), "{f}: {plan}");
         assert!(
@@ -1411,6 +1407,52 @@ fn ci_templates_plan_through_the_main_branch_cache() {
                 "plinth plan --base HEAD --head HEAD --path \"$PLATFORM_PATH\" --cache-dir .plinth-cache"
             ),
             "{f}: nothing compiles main into the cache as a plan's base"
+        );
+        let line = text
+            .lines()
+            .find(|l| l.contains("plinth plan --base HEAD --head HEAD"))
+            .expect("warm step");
+        let command = line
+            .trim()
+            .trim_start_matches("- ")
+            .trim_start_matches("run: ");
+        let command = command.split(" > ").next().expect("command");
+        let words: Vec<String> = command
+            .split_whitespace()
+            .skip(1)
+            .map(|w| w.replace("\"$PLATFORM_PATH\"", "platform"))
+            .collect();
+        let mut r = example_repo();
+        let warmed = plinth_in(
+            r.path(),
+            &words.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        assert_eq!(
+            warmed.status.code(),
+            Some(0),
+            "{f}: {}",
+            String::from_utf8_lossy(&warmed.stderr)
+        );
+        set_allocation(&r, "bed-management", 7, 9);
+        r.commit("Dana Smith", "bed-management: two more MIG slices");
+        let pr = plan_timed(&r, &["--cache-dir", ".plinth-cache"]);
+        let timings = String::from_utf8_lossy(&pr.stderr);
+        assert!(
+            timings.contains("timing base cache hit (by tree)")
+                && timings.contains("timing head lower (delta)"),
+            "{f}: {timings}"
+        );
+        let fresh = plan_timed(&r, &["--no-cache"]);
+        assert_eq!(
+            pr.status.code(),
+            Some(2),
+            "{f}: {}",
+            String::from_utf8_lossy(&pr.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&pr.stdout),
+            String::from_utf8_lossy(&fresh.stdout),
+            "{f}"
         );
     }
     let github = fs::read_to_string(root().join("examples/ci/github-actions.yml")).expect("github");
@@ -1932,66 +1974,6 @@ fn a_head_that_does_not_compile_is_kept_in_the_cache() {
     ]);
     assert_eq!(again.status.code(), Some(1), "{}", text(&again));
     assert_eq!(again.stderr, o.stderr);
-}
-
-/// The CI templates' warm step, run on the main branch as written (the platform's path filled
-/// in), leaves the cache a pull request's plan reads: the plan finds main's compile by its git
-/// tree and lowers only the units its change touches (its timings say so), and it is the plan
-/// made without the cache, byte for byte.
-#[test]
-fn the_ci_templates_warm_the_cache_a_pull_requests_plan_finds_its_base_in() {
-    for f in [
-        "examples/ci/github-actions.yml",
-        "examples/ci/gitlab-ci.yml",
-    ] {
-        let text = fs::read_to_string(root().join(f)).expect("template");
-        let line = text
-            .lines()
-            .find(|l| l.contains("plinth plan --base HEAD --head HEAD"))
-            .expect("warm step");
-        let command = line
-            .trim()
-            .trim_start_matches("- ")
-            .trim_start_matches("run: ");
-        let command = command.split(" > ").next().expect("command");
-        let words: Vec<String> = command
-            .split_whitespace()
-            .skip(1)
-            .map(|w| w.replace("\"$PLATFORM_PATH\"", "platform"))
-            .collect();
-        let mut r = example_repo();
-        let warmed = plinth_in(
-            r.path(),
-            &words.iter().map(String::as_str).collect::<Vec<_>>(),
-        );
-        assert_eq!(
-            warmed.status.code(),
-            Some(0),
-            "{f}: {}",
-            String::from_utf8_lossy(&warmed.stderr)
-        );
-        set_allocation(&r, "bed-management", 7, 9);
-        r.commit("Dana Smith", "bed-management: two more MIG slices");
-        let pr = plan_timed(&r, &["--cache-dir", ".plinth-cache"]);
-        let timings = String::from_utf8_lossy(&pr.stderr);
-        assert!(
-            timings.contains("timing base cache hit (by tree)")
-                && timings.contains("timing head lower (delta)"),
-            "{f}: {timings}"
-        );
-        let fresh = plan_timed(&r, &["--no-cache"]);
-        assert_eq!(
-            pr.status.code(),
-            Some(2),
-            "{f}: {}",
-            String::from_utf8_lossy(&pr.stderr)
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&pr.stdout),
-            String::from_utf8_lossy(&fresh.stdout),
-            "{f}"
-        );
-    }
 }
 
 /// A pull request planned again after its base moved: its head, compiled by the first plan, is

@@ -158,8 +158,6 @@ impl Repo {
             commits: Vec::new(),
         };
         r.git(&["init", "-q", "-b", "main"]);
-        r.git(&["config", "user.name", "Step"]);
-        r.git(&["config", "user.email", "step@example.org"]);
         r.git(&["config", "commit.gpgsign", "false"]);
         r.write(files);
         r.commit("start");
@@ -171,19 +169,7 @@ impl Repo {
     }
 
     fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(self.path())
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("HOME", self.path())
-            .output()
-            .expect("git runs");
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        common::git(self.path(), args)
     }
 
     /// The working tree holds exactly `files` (besides `.git`).

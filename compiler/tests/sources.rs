@@ -4,31 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
 use plinth::load::git::GitRepo;
 use plinth::load::{DirSource, Limits, load};
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .env("GIT_AUTHOR_NAME", "A")
-        .env("GIT_AUTHOR_EMAIL", "a@example.org")
-        .env("GIT_COMMITTER_NAME", "A")
-        .env("GIT_COMMITTER_EMAIL", "a@example.org")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn write(dir: &Path, rel: &str, text: &str) {
     let p = dir.join(rel);
@@ -61,7 +43,7 @@ fn view(src: &dyn plinth::load::Source, limits: &Limits) -> (Vec<String>, Vec<St
 fn the_working_tree_and_a_git_revision_read_the_same_files() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    git(d, &["init", "-q", "-b", "main"]);
+    common::git(d, &["init", "-q", "-b", "main"]);
     write(d, "plinth.yaml", "kind: Platform\n");
     write(d, "projects/a.yaml", "kind: Project\n");
     // A committed output marker: the directory is build output for both views.
@@ -80,8 +62,8 @@ fn the_working_tree_and_a_git_revision_read_the_same_files() {
     std::os::unix::fs::symlink("a.yaml", d.join("projects/link.yaml")).unwrap();
     std::os::unix::fs::symlink("/etc/hostname", d.join("projects/escape.yaml")).unwrap();
     write(d, "policies/p.rego", "package main\n");
-    git(d, &["add", "-A", "-f"]);
-    git(d, &["commit", "-q", "-m", "tree"]);
+    common::git(d, &["add", "-A", "-f"]);
+    common::git(d, &["commit", "-q", "-m", "tree"]);
 
     let limits = Limits {
         max_dir_depth: 4,
@@ -124,7 +106,7 @@ fn a_revision_reads_the_blobs_kept_before_and_only_new_ones_from_git() {
     use std::sync::Arc;
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    git(d, &["init", "-q", "-b", "main"]);
+    common::git(d, &["init", "-q", "-b", "main"]);
     write(d, "plinth.yaml", "kind: Platform\n");
     for i in 0..5 {
         write(
@@ -135,10 +117,10 @@ fn a_revision_reads_the_blobs_kept_before_and_only_new_ones_from_git() {
     }
     // Two paths, one blob.
     write(d, "projects/same.yaml", "kind: Project # 0\n");
-    git(d, &["add", "-A"]);
-    git(d, &["commit", "-q", "-m", "one"]);
+    common::git(d, &["add", "-A"]);
+    common::git(d, &["commit", "-q", "-m", "one"]);
     write(d, "projects/p3.yaml", "kind: Project # changed\n");
-    git(d, &["commit", "-q", "-am", "two"]);
+    common::git(d, &["commit", "-q", "-am", "two"]);
 
     let cache = tempfile::tempdir().unwrap();
     let pack = || Arc::new(plinth::cache::Cache::new(cache.path()).blobs());
@@ -199,7 +181,7 @@ fn a_revision_reads_the_blobs_kept_before_and_only_new_ones_from_git() {
 fn the_commits_touching_a_path_are_those_changing_its_object() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    git(d, &["init", "-q", "-b", "main"]);
+    common::git(d, &["init", "-q", "-b", "main"]);
     let steps: [fn(&Path); 8] = [
         |d| write(d, "p/projects/a.yaml", "a: 1\n"),
         |d| write(d, "p/projects/a.yaml", "a: 2\n"),
@@ -215,8 +197,8 @@ fn the_commits_touching_a_path_are_those_changing_its_object() {
     ];
     for (i, step) in steps.iter().enumerate() {
         step(d);
-        git(d, &["add", "-A"]);
-        git(
+        common::git(d, &["add", "-A"]);
+        common::git(
             d,
             &["commit", "-q", "--allow-empty", "-m", &format!("step {i}")],
         );

@@ -215,3 +215,36 @@ pub fn damage_units(cache: &std::path::Path, part: Part) -> usize {
     }
     n
 }
+
+/// `git args` in `dir`, without the machine's or the user's configuration and with a fixed
+/// identity; its output, trimmed. Panics when git fails.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    git_with(
+        dir,
+        args,
+        &[
+            ("GIT_AUTHOR_NAME", "A"),
+            ("GIT_AUTHOR_EMAIL", "a@example.org"),
+            ("GIT_COMMITTER_NAME", "A"),
+            ("GIT_COMMITTER_EMAIL", "a@example.org"),
+        ],
+    )
+}
+
+/// [`git`] with these environment variables instead of the fixed identity.
+pub fn git_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .envs(env.iter().copied())
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
