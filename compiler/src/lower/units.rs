@@ -157,7 +157,9 @@ pub struct Job<'s> {
 }
 
 impl Job<'_> {
-    /// The unit and its cluster, for a message.
+    /// The unit and its cluster, for a message (debug builds' cross-check of the keys taken
+    /// from a base, `lower/delta.rs`).
+    #[cfg(debug_assertions)]
     pub(crate) fn describe(&self) -> String {
         let (kind, name) = self.unit.id();
         format!("{kind} `{name}` on cluster `{}`", self.cluster.name)
