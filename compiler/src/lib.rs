@@ -225,19 +225,28 @@ fn check_delta(
     let base = opts.base.as_ref()?.wait()?;
     opts.stage("lowering");
     let t = std::time::Instant::now();
-    // The GPU capacity (which the revision's entry keeps) beside: one thread's walk of every
-    // allocation, rollout and App.
-    let (lowered, capacity) = rayon::join(
+    // Beside: the GPU capacity (which the revision's entry keeps), one thread's walk of every
+    // allocation, rollout and App; and the policies' engines with their data.
+    let policies = opts
+        .policies
+        .as_ref()
+        .map(|cfg| (cfg, policy_files(cfg, specs, snapshot)));
+    let (lowered, (capacity, engines)) = rayon::join(
         || lower::delta::lower_delta(specs, snapshot, &units.salt, units.store.as_ref(), &base),
-        || capacity::Capacity::of(specs),
+        || {
+            let memo = opts.policy_memo.as_ref().map(|m| &m.0);
+            let engines = policies
+                .as_ref()
+                .map(|(cfg, files)| policy::Engines::new(files, &cfg.options, (specs, docs), memo));
+            (capacity::Capacity::of(specs), engines)
+        },
     );
     let (delta, mut diags) = lowered?;
     let lowered = t.elapsed();
     let t = std::time::Instant::now();
     let mut clean = None;
-    if let Some(cfg) = &opts.policies {
+    if let (Some((cfg, files)), Some(engines)) = (&policies, engines) {
         opts.stage("evaluating policies");
-        let files = policy_files(cfg, specs, snapshot);
         // What an evaluation found nothing in among the base's inputs is not looked up again:
         // its units and the documents of files changed neither since nor before it.
         let base_clean = base.policy_clean.as_deref();
@@ -255,8 +264,9 @@ fn check_delta(
             unverified: &clean.units,
         });
         let (found, c) = policy::evaluate_delta(
-            &files,
+            files,
             &cfg.options,
+            engines,
             specs,
             docs,
             &delta.fresh,

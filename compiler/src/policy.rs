@@ -2658,6 +2658,7 @@ pub fn evaluate(
 pub fn evaluate_delta(
     files: &[PolicyFile],
     opts: &PolicyOptions,
+    engines: Engines<'_>,
     specs: &Specs,
     docs: &[Arc<Document>],
     fresh: &Lowered,
@@ -2676,8 +2677,29 @@ pub fn evaluate_delta(
         opaque: Some((opaque, &unanswered)),
         taken,
     };
-    let out = evaluate_with(files, opts, &inputs, memo, true);
+    let out = evaluate_prepared(engines.0, opts, &inputs, memo);
     (!unanswered.load(std::sync::atomic::Ordering::Relaxed)).then_some(out)
+}
+
+/// The engines of a run's policies with the data they read, made before what they judge is
+/// lowered ([`evaluate_delta`]): parsing and analysing the policies (about 3 ms for the
+/// default library, whatever the platform's size) and building the platform's data run
+/// beside lowering. The run's budget counts from here. Policies that read
+/// `data.plinth.manifests` are not evaluated against a delta, so the data is made without the
+/// objects.
+pub struct Engines<'s>(Prepared<'s>);
+
+impl<'s> Engines<'s> {
+    pub fn new(
+        files: &[PolicyFile],
+        opts: &PolicyOptions,
+        (specs, docs): (&'s Specs, &[Arc<Document>]),
+        memo: Option<&Arc<dyn Memo>>,
+    ) -> Engines<'s> {
+        let mut diags = Diagnostics::new();
+        let engines = engines(files, opts, &mut diags);
+        Engines(prepare(engines, diags, files, (specs, docs, None), memo))
+    }
 }
 
 /// [`evaluate`] with every rule evaluated by regorus (none by [`native`]): for the tests that
@@ -2736,9 +2758,81 @@ type Opaque<'a> = (
 );
 
 fn evaluate_engines(
-    mut engines: Vec<(Engine, Option<&Value>)>,
-    mut diags: Diagnostics,
+    engines: Vec<(Engine, Option<&Value>)>,
+    diags: Diagnostics,
     files: &[PolicyFile],
+    opts: &PolicyOptions,
+    inputs: &Inputs<'_>,
+    memo: Option<&Arc<dyn Memo>>,
+) -> (Diagnostics, Option<Clean>) {
+    let made = (inputs.specs, inputs.docs, inputs.lowered);
+    let prepared = prepare(engines, diags, files, made, memo);
+    evaluate_prepared(prepared, opts, inputs, memo)
+}
+
+/// Engines with the data their rules read, named in the memo: everything of an evaluation
+/// that does not depend on the inputs it judges.
+struct Prepared<'s> {
+    engines: Vec<Engine>,
+    diags: Diagnostics,
+    /// What making the data found (the evaluation stops on an error).
+    data_diags: Diagnostics,
+    /// Each engine's policy set in the memo.
+    sets: Vec<Arc<str>>,
+    by: ByProject<'s>,
+}
+
+/// [`Prepared`] engines. `lowered` is read only when a policy reads `data.plinth.manifests`.
+fn prepare<'s>(
+    mut engines: Vec<(Engine, Option<&Value>)>,
+    diags: Diagnostics,
+    files: &[PolicyFile],
+    (specs, docs, lowered): (&'s Specs, &[Arc<Document>], Option<&Lowered>),
+    memo: Option<&Arc<dyn Memo>>,
+) -> Prepared<'s> {
+    let by = ByProject::of(specs);
+    if engines.is_empty() {
+        let (engines, data_diags, sets) = (Vec::new(), Diagnostics::new(), Vec::new());
+        return Prepared {
+            engines,
+            diags,
+            data_diags,
+            sets,
+            by,
+        };
+    }
+    let sets: Vec<Arc<str>> = match memo {
+        Some(m) => engines
+            .iter_mut()
+            .map(|(e, _)| e.use_memo(m.clone()))
+            .collect(),
+        None => Vec::new(),
+    };
+    // The memo is read while the data is made.
+    let mut data_diags = Diagnostics::new();
+    let (engines, ()) = rayon::join(
+        || {
+            let by = (&by, memo.is_some());
+            with_data(engines, files, (specs, docs, lowered), by, &mut data_diags)
+        },
+        || {
+            if let Some(m) = memo {
+                sets.iter().for_each(|set| m.prefetch(set));
+            }
+        },
+    );
+    Prepared {
+        engines,
+        diags,
+        data_diags,
+        sets,
+        by,
+    }
+}
+
+/// The evaluation of `inputs` by [`Prepared`] engines.
+fn evaluate_prepared(
+    prepared: Prepared<'_>,
     opts: &PolicyOptions,
     inputs: &Inputs<'_>,
     memo: Option<&Arc<dyn Memo>>,
@@ -2750,30 +2844,16 @@ fn evaluate_engines(
         opaque,
         taken,
     } = *inputs;
+    let Prepared {
+        mut engines,
+        mut diags,
+        mut data_diags,
+        sets,
+        by,
+    } = prepared;
     if engines.is_empty() {
         return (diags, None);
     }
-    let sets: Vec<Arc<str>> = match memo {
-        Some(m) => engines
-            .iter_mut()
-            .map(|(e, _)| e.use_memo(m.clone()))
-            .collect(),
-        None => Vec::new(),
-    };
-    // The memo is read while the data is made.
-    let mut data_diags = Diagnostics::new();
-    let by = ByProject::of(specs);
-    let (mut engines, ()) = rayon::join(
-        || {
-            let by = (&by, memo.is_some());
-            with_data(engines, files, (specs, docs, lowered), by, &mut data_diags)
-        },
-        || {
-            if let Some(m) = memo {
-                sets.iter().for_each(|set| m.prefetch(set));
-            }
-        },
-    );
     let (inputs, places) = inputs_of(docs, lowered);
     // Per kind of input, the digest of the rules that apply to it (now that the data they
     // read is named).
