@@ -42,6 +42,15 @@ impl<S> Object<S> {
             path: Path::Dotted(path.to_owned()),
         }
     }
+    /// An item of a list field, e.g. `obj.at_item("spec.allocations", i, ".project")` for
+    /// `spec.allocations[i].project` (`field`: empty, or from a `.` on): its path is written
+    /// only when a diagnostic takes it (the check names an item of every list it walks).
+    pub fn at_item(&self, list: &'static str, index: usize, field: &'static str) -> At {
+        At {
+            doc: self.doc.clone(),
+            path: Path::Item(list, index, field),
+        }
+    }
     pub fn label(&self, path: &FieldPath) -> At {
         At {
             doc: self.doc.clone(),
@@ -67,6 +76,8 @@ pub struct At {
 enum Path {
     Dotted(String),
     Field(FieldPath),
+    /// `list[index]field`.
+    Item(&'static str, usize, &'static str),
 }
 
 impl At {
@@ -81,6 +92,7 @@ impl From<At> for Label {
         match &a.path {
             Path::Dotted(p) => a.doc.at(p),
             Path::Field(f) => a.doc.label(f),
+            Path::Item(list, index, field) => a.doc.at(&format!("{list}[{index}]{field}")),
         }
     }
 }
@@ -176,5 +188,42 @@ impl Specs {
     /// Whether a document of this kind and name exists but did not type.
     pub fn is_broken(&self, kind: Kind, name: &str) -> bool {
         self.broken.contains(&(kind, name.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A list item's place is the one its written-out path names, for fields and for the item
+    /// itself, and the path is spelled the same.
+    #[test]
+    fn an_item_is_located_as_its_path_written_out() {
+        let text = "kind: GpuQuota\nmetadata:\n  name: q\nspec:\n  allocations:\n    - project: a\n      gpu: 1\n    - project: b\n      gpu: 2\n";
+        let file = crate::load::SourceFile::new(
+            Arc::from("gpu/q.yaml"),
+            crate::load::FileRole::Spec,
+            Arc::from(text),
+        );
+        let (docs, _) = crate::parse::parse_file(&file, crate::parse::YamlLimits::default());
+        let metadata: Metadata = serde_json::from_value(serde_json::json!({"name": "q"})).unwrap();
+        let o = Object {
+            metadata,
+            spec: Arc::new(()),
+            doc: docs[0].clone(),
+        };
+        for (i, field) in [(0, ".project"), (1, ".gpu"), (1, "")] {
+            let item = Label::from(o.at_item("spec.allocations", i, field));
+            let written = Label::from(o.at(&format!("spec.allocations[{i}]{field}")));
+            assert_eq!(item, written);
+            assert_eq!(
+                item.field.as_deref(),
+                Some(format!("spec.allocations[{i}]{field}").as_str())
+            );
+        }
+        let second = Label::from(o.at_item("spec.allocations", 1, ".project"));
+        assert_eq!(second.span.start.line, 8);
     }
 }

@@ -376,10 +376,15 @@ fn suspicious(text: &str, what: &str, at: impl Into<Label>, d: &mut Diagnostics)
     }
 }
 
-fn image_names<S>(o: &Object<S>, base: &str, images: &[crate::model::Image], d: &mut Diagnostics) {
+fn image_names<S>(
+    o: &Object<S>,
+    base: &'static str,
+    images: &[crate::model::Image],
+    d: &mut Diagnostics,
+) {
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, img) in images.iter().enumerate() {
-        let at = o.at(&format!("{base}[{i}].name"));
+        let at = o.at_item(base, i, ".name");
         if !is_dns_label(&img.name) {
             d.push(invalid_name("image name", &img.name, at.clone()));
         }

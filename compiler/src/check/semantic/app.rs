@@ -16,7 +16,7 @@ impl<'a> Cx<'a> {
             if usable.contains(&name) {
                 continue;
             }
-            let at = a.at(&format!("spec.values.datasets[{i}]"));
+            let at = a.at_item("spec.values.datasets", i, "");
             match self.specs.datasets.get(name) {
                 Some(ds) => d.push(
                     Diagnostic::new(
@@ -94,7 +94,7 @@ impl<'a> Cx<'a> {
         if let Some(p) = project {
             let lives = self.placement(p);
             for (i, c) in a.spec.clusters.iter().enumerate() {
-                let at = a.at(&format!("spec.clusters[{i}]"));
+                let at = a.at_item("spec.clusters", i, "");
                 if !self.clusters().contains(&c.as_str()) {
                     d.push(unknown(
                         Code::UnknownCluster,

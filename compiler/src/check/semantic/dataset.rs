@@ -126,7 +126,7 @@ impl<'a> Cx<'a> {
         let s = &ds.spec;
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, a) in s.access.iter().enumerate() {
-            let at = ds.at(&format!("spec.access[{i}].project"));
+            let at = ds.at_item("spec.access", i, ".project");
             self.project_ref(&a.project, at.clone(), d);
             if let Some(first) = seen.insert(&a.project, i) {
                 d.push(

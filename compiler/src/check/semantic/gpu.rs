@@ -84,7 +84,7 @@ impl<'a> Cx<'a> {
         let s = &q.spec;
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, a) in s.allocations.iter().enumerate() {
-            let at = q.at(&format!("spec.allocations[{i}].project"));
+            let at = q.at_item("spec.allocations", i, ".project");
             self.project_ref(&a.project, at.clone(), d);
             if let Some(first) = seen.insert(&a.project, i) {
                 d.push(

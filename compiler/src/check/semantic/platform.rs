@@ -9,7 +9,7 @@ impl<'a> Cx<'a> {
         };
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, c) in pl.spec.clusters.iter().enumerate() {
-            let at = pl.at(&format!("spec.clusters[{i}].name"));
+            let at = pl.at_item("spec.clusters", i, ".name");
             if !is_dns_label(&c.name) {
                 d.push(invalid_name("cluster name", &c.name, at.clone()));
             }
@@ -118,7 +118,7 @@ impl<'a> Cx<'a> {
         let mut seen: BTreeMap<&str, crate::specs::At> = BTreeMap::new();
         for q in self.specs.gpu_quotas.values() {
             for (i, pc) in q.spec.priority_classes.iter().enumerate() {
-                let at = q.at(&format!("spec.priorityClasses[{i}].name"));
+                let at = q.at_item("spec.priorityClasses", i, ".name");
                 if !is_dns_label(&pc.name) {
                     d.push(invalid_name("priority class name", &pc.name, at.clone()));
                 }

@@ -22,14 +22,14 @@ impl<'a> Cx<'a> {
     fn suspicious_identities(&self, p: &'a Object<crate::model::ProjectSpec>, d: &mut Diagnostics) {
         let s = &p.spec;
         for (i, o) in s.owners.iter().enumerate() {
-            suspicious(o, "owner", p.at(&format!("spec.owners[{i}]")), d);
+            suspicious(o, "owner", p.at_item("spec.owners", i, ""), d);
         }
         for (i, m) in s.members.iter().enumerate() {
             if let Some(u) = &m.user {
-                suspicious(u, "user", p.at(&format!("spec.members[{i}].user")), d);
+                suspicious(u, "user", p.at_item("spec.members", i, ".user"), d);
             }
             if let Some(g) = &m.group {
-                suspicious(g, "group", p.at(&format!("spec.members[{i}].group")), d);
+                suspicious(g, "group", p.at_item("spec.members", i, ".group"), d);
             }
         }
         if let Some(n) = &s.display_name {
@@ -59,7 +59,7 @@ impl<'a> Cx<'a> {
         let s = &p.spec;
         let mut members: BTreeMap<(bool, &str), usize> = BTreeMap::new();
         for (i, m) in s.members.iter().enumerate() {
-            let at = p.at(&format!("spec.members[{i}]"));
+            let at = p.at_item("spec.members", i, "");
             let who = match (&m.user, &m.group) {
                 (Some(u), None) => (true, u.as_str()),
                 (None, Some(g)) => (false, g.as_str()),
@@ -262,11 +262,7 @@ impl<'a> Cx<'a> {
         let s = &p.spec;
         for (i, a) in s.network.allow_from.iter().enumerate() {
             if let Some(other) = &a.project {
-                self.project_ref(
-                    other,
-                    p.at(&format!("spec.network.allowFrom[{i}].project")),
-                    d,
-                );
+                self.project_ref(other, p.at_item("spec.network.allowFrom", i, ".project"), d);
             }
             if let Some(ns) = &a.namespace
                 && !is_dns_label(ns)

@@ -256,7 +256,7 @@ impl<'a> Cx<'a> {
     fn endpoint(&self, r: &'a Object<crate::model::ModelRolloutSpec>, d: &mut Diagnostics) {
         let s = &r.spec;
         for (i, other) in s.endpoint.allow_projects.iter().enumerate() {
-            self.project_ref(other, r.at(&format!("spec.endpoint.allowProjects[{i}]")), d);
+            self.project_ref(other, r.at_item("spec.endpoint.allowProjects", i, ""), d);
         }
         if s.endpoint.access == crate::model::rollout::EndpointAccess::Public
             && s.endpoint.host.is_none()
@@ -467,7 +467,7 @@ impl<'a> Cx<'a> {
     ) {
         let mut names: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, v) in t.versions.iter().enumerate() {
-            let at = r.at(&format!("spec.traffic.versions[{i}].name"));
+            let at = r.at_item("spec.traffic.versions", i, ".name");
             if !is_dns_label(&v.name) {
                 d.push(invalid_name("version name", &v.name, at.clone()));
             }
