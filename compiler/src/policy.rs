@@ -2790,17 +2790,17 @@ fn prepare<'s>(
     (specs, docs, lowered): (&'s Specs, &[Arc<Document>], Option<&Lowered>),
     memo: Option<&Arc<dyn Memo>>,
 ) -> Prepared<'s> {
-    let by = ByProject::of(specs);
     if engines.is_empty() {
-        let (engines, data_diags, sets) = (Vec::new(), Diagnostics::new(), Vec::new());
+        // Nothing to evaluate: the specs are not walked.
         return Prepared {
-            engines,
+            engines: Vec::new(),
             diags,
-            data_diags,
-            sets,
-            by,
+            data_diags: Diagnostics::new(),
+            sets: Vec::new(),
+            by: ByProject::default(),
         };
     }
+    let by = ByProject::of(specs);
     let sets: Vec<Arc<str>> = match memo {
         Some(m) => engines
             .iter_mut()

@@ -1161,18 +1161,10 @@ fn plinth_in(dir: &Path, args: &[&str]) -> Output {
 /// A shallow clone (`--depth N`) of `r` in a new temporary directory.
 fn shallow_clone(r: &Repo, depth: u32) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tmp");
-    let out = Command::new("git")
-        .args(["clone", "-q", "--depth", &depth.to_string()])
-        .arg(format!("file://{}", r.path().display()))
-        .arg(dir.path().join("c"))
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir.path())
-        .output()
-        .expect("git clone");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let url = format!("file://{}", r.path().display());
+    common::git(
+        dir.path(),
+        &["clone", "-q", "--depth", &depth.to_string(), &url, "c"],
     );
     dir
 }
