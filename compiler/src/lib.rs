@@ -231,14 +231,19 @@ fn check_delta(
         .policies
         .as_ref()
         .map(|cfg| (cfg, policy_files(cfg, specs, snapshot)));
+    // Two halves, so the core that finishes its part first takes up the other's.
     let (lowered, (capacity, engines)) = rayon::join(
         || lower::delta::lower_delta(specs, snapshot, &units.salt, units.store.as_ref(), &base),
         || {
             let memo = opts.policy_memo.as_ref().map(|m| &m.0);
-            let engines = policies
-                .as_ref()
-                .map(|(cfg, files)| policy::Engines::new(files, &cfg.options, (specs, docs), memo));
-            (capacity::Capacity::of(specs), engines)
+            rayon::join(
+                || capacity::Capacity::of(specs),
+                || {
+                    policies.as_ref().map(|(cfg, files)| {
+                        policy::Engines::new(files, &cfg.options, (specs, docs), memo)
+                    })
+                },
+            )
         },
     );
     let (delta, mut diags) = lowered?;

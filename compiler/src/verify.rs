@@ -64,9 +64,8 @@ pub fn verify_one(m: &Manifest) -> Result<(), String> {
             namespaced
         }
         None => {
-            let Some(validator) =
-                crd::validators().get(&(key.api_version.clone(), key.kind.clone()))
-            else {
+            let crd = crd::find(&key.api_version, &key.kind);
+            let Some((crd, validator)) = crd.and_then(|c| Some((c, c.validator()?))) else {
                 return Err(format!(
                     "plinth has no schema for `{}` `{}`",
                     key.api_version, key.kind
@@ -80,9 +79,7 @@ pub fn verify_one(m: &Manifest) -> Result<(), String> {
             if !errors.is_empty() {
                 return Err(errors.join("; "));
             }
-            crd::kinds()
-                .iter()
-                .any(|(v, k, ns)| *v == key.api_version && *k == key.kind && *ns)
+            crd.namespaced
         }
     };
     match (namespaced, &key.namespace) {

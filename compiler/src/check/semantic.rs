@@ -41,7 +41,58 @@ pub fn instance_types(specs: &Specs) -> BTreeMap<&str, (&InstanceType, Option<&s
 
 /// Every semantic rule, in one pass over the index.
 pub fn check(specs: &Specs, snapshot: &Snapshot) -> Diagnostics {
-    let mut d = Diagnostics::new();
+    // The shared lookups, each a walk of one kind, made side by side.
+    let ((its, by_path), (rollouts_by_project, usable_datasets)) = rayon::join(
+        || rayon::join(|| instance_types(specs), || datasets_by_path(specs)),
+        || rayon::join(|| rollouts_by_project(specs), || usable_datasets(specs)),
+    );
+    let cx = Cx {
+        specs,
+        snapshot,
+        its,
+        by_path,
+        rollouts_by_project,
+        usable_datasets,
+    };
+    // The rules over the whole index beside the per-spec ones; reported in this order.
+    let (whole, (projects, rest)) = rayon::join(
+        || {
+            let mut d = Diagnostics::new();
+            cx.platform(&mut d);
+            cx.instance_type_names(&mut d);
+            cx.priority_class_names(&mut d);
+            d
+        },
+        || {
+            rayon::join(
+                || each(&specs.projects, |p, d| cx.project(p, d)),
+                || {
+                    let mut d = each(&specs.datasets, |ds, d| cx.dataset(ds, d));
+                    d.extend(each(&specs.gpu_quotas, |q, d| cx.gpu_quota(q, d)));
+                    let (rollouts, capacity) = rayon::join(
+                        || each(&specs.rollouts, |r, d| cx.rollout(r, d)),
+                        || {
+                            let mut d = Diagnostics::new();
+                            cx.rollout_capacity(&mut d);
+                            d
+                        },
+                    );
+                    d.extend(rollouts);
+                    d.extend(capacity);
+                    d.extend(each(&specs.apps, |a, d| cx.app(a, d)));
+                    d
+                },
+            )
+        },
+    );
+    let mut d = whole;
+    d.extend(projects);
+    d.extend(rest);
+    d
+}
+
+/// Dataset names by mount path.
+fn datasets_by_path(specs: &Specs) -> BTreeMap<String, Vec<&str>> {
     let mut by_path: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for (name, ds) in &specs.datasets {
         let path = ds
@@ -52,40 +103,27 @@ pub fn check(specs: &Specs, snapshot: &Snapshot) -> Diagnostics {
             .unwrap_or_else(|| format!("/datasets/{name}"));
         by_path.entry(path).or_default().push(name);
     }
-    let mut rollouts_by_project: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    by_path
+}
+
+/// Model rollout names by project.
+fn rollouts_by_project(specs: &Specs) -> BTreeMap<&str, Vec<&str>> {
+    let mut by_project: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (name, r) in &specs.rollouts {
-        rollouts_by_project
+        by_project
             .entry(r.spec.project.as_str())
             .or_default()
             .push(name);
     }
-    let cx = Cx {
-        specs,
-        snapshot,
-        its: instance_types(specs),
-        by_path,
-        rollouts_by_project,
-        usable_datasets: usable_datasets(specs),
-    };
-    cx.platform(&mut d);
-    cx.instance_type_names(&mut d);
-    cx.priority_class_names(&mut d);
-    each(&specs.projects, &mut d, |p, d| cx.project(p, d));
-    each(&specs.datasets, &mut d, |ds, d| cx.dataset(ds, d));
-    each(&specs.gpu_quotas, &mut d, |q, d| cx.gpu_quota(q, d));
-    each(&specs.rollouts, &mut d, |r, d| cx.rollout(r, d));
-    cx.rollout_capacity(&mut d);
-    each(&specs.apps, &mut d, |a, d| cx.app(a, d));
-    d
+    by_project
 }
 
-/// Run `rule` on every spec of a kind, in parallel, its diagnostics in the order of the specs
+/// `rule` run on every spec of a kind, in parallel, its diagnostics in the order of the specs
 /// (as one pass in order reports them).
 fn each<T: Sync>(
     specs: &BTreeMap<String, T>,
-    d: &mut Diagnostics,
     rule: impl Fn(&T, &mut Diagnostics) + Sync,
-) {
+) -> Diagnostics {
     use rayon::prelude::*;
     let all: Vec<&T> = specs.values().collect();
     let found: Vec<Diagnostics> = all
@@ -96,9 +134,11 @@ fn each<T: Sync>(
             d
         })
         .collect();
+    let mut d = Diagnostics::new();
     for x in found {
         d.extend(x);
     }
+    d
 }
 
 struct Cx<'a> {

@@ -45,21 +45,49 @@ pub fn generate_all() -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Compiled validators of the CRD schemas, by (apiVersion, kind). They are generated from the
-/// types in memory; the committed files equal them (test `crd_schemas_match_types`).
-pub fn validators() -> &'static BTreeMap<(String, String), jsonschema::Validator> {
-    static CELL: std::sync::OnceLock<BTreeMap<(String, String), jsonschema::Validator>> =
-        std::sync::OnceLock::new();
-    CELL.get_or_init(|| {
-        registry()
+/// A custom resource kind plinth emits, as [`find`] gives it.
+pub struct Crd {
+    /// Whether its objects live in a namespace.
+    pub namespaced: bool,
+    schema: fn() -> (String, serde_json::Value),
+    validator: std::sync::OnceLock<Option<jsonschema::Validator>>,
+}
+
+impl Crd {
+    /// The compiled validator of its schema (generated from its type in memory; the committed
+    /// file equals it, test `crd_schemas_match_types`), compiled when first asked for: a
+    /// compile that verifies a few units compiles only their kinds' schemas. `None` if it does
+    /// not compile.
+    pub fn validator(&self) -> Option<&jsonschema::Validator> {
+        self.validator
+            .get_or_init(|| jsonschema::draft202012::new(&(self.schema)().1).ok())
+            .as_ref()
+    }
+}
+
+/// The custom resource kind `kind` of `api_version`, if plinth emits it.
+pub fn find(api_version: &str, kind: &str) -> Option<&'static Crd> {
+    type Kinds = Vec<((&'static str, &'static str), Crd)>;
+    static CELL: std::sync::OnceLock<Kinds> = std::sync::OnceLock::new();
+    let all = CELL.get_or_init(|| {
+        let mut all: Kinds = registry()
             .into_iter()
-            .filter_map(|r| {
-                let (_, schema) = (r.schema)();
-                let v = jsonschema::draft202012::new(&schema).ok()?;
-                Some(((r.api_version.to_owned(), r.kind.to_owned()), v))
+            .map(|r| {
+                let crd = Crd {
+                    namespaced: r.namespaced,
+                    schema: r.schema,
+                    validator: std::sync::OnceLock::new(),
+                };
+                ((r.api_version, r.kind), crd)
             })
-            .collect()
-    })
+            .collect();
+        all.sort_by_key(|(key, _)| *key);
+        all
+    });
+    let at = all
+        .binary_search_by(|((v, k), _)| (*v, *k).cmp(&(api_version, kind)))
+        .ok()?;
+    Some(&all[at].1)
 }
 
 pub mod argo;
@@ -71,6 +99,21 @@ pub mod kueue;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_is_found_with_a_compiling_schema() {
+        for (api_version, kind, namespaced) in kinds() {
+            let crd = find(api_version, kind).expect("registered kind found");
+            assert_eq!(crd.namespaced, namespaced, "{api_version} {kind}");
+            let validator = crd.validator().expect("schema compiles");
+            // The same validator every time (compiled once).
+            assert!(std::ptr::eq(validator, crd.validator().expect("again")));
+            // It validates: an object of another shape is refused.
+            assert!(!validator.is_valid(&serde_json::json!({"spec": 7})));
+        }
+        assert!(find("kueue.x-k8s.io/v1beta1", "NoSuchKind").is_none());
+        assert!(find("v1", "ConfigMap").is_none());
+    }
 
     #[test]
     fn crd_schemas_match_types() {
