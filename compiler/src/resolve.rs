@@ -316,13 +316,35 @@ pub fn resolve(docs: &[Arc<Document>]) -> (Specs, Diagnostics) {
 
 /// Index typed documents by kind and name (duplicates reported), in document order.
 pub fn index(docs: &[Arc<Document>], typed: Vec<Typed>) -> (Specs, Diagnostics) {
-    let mut diags = Diagnostics::new();
     let mut specs = Specs::default();
     let mut platforms: Vec<Arc<Document>> = Vec::new();
-    for (doc, (spec, d)) in docs.iter().zip(typed) {
-        diags.extend(d);
+    // Per document: what typing it reported, then what indexing it does.
+    let mut found: Vec<Diagnostics> = Vec::with_capacity(docs.len());
+    let mut kinds = ByKind::default();
+    for (at, (doc, (spec, d))) in docs.iter().zip(typed).enumerate() {
+        found.push(d);
         match spec {
-            Some(spec) => insert(&mut specs, spec, &mut platforms, &mut diags),
+            Some(AnySpec::Platform(p)) => {
+                if let Some(first) = platforms.first() {
+                    found[at].push(
+                        Diagnostic::new(
+                            Code::PlatformCount,
+                            "a repository holds exactly one `Platform`, found a second",
+                        )
+                        .at(p.at("kind"))
+                        .related(first.at("kind").note("first `Platform` here"))
+                        .hint("merge the two into one `Platform` document"),
+                    );
+                } else {
+                    platforms.push(p.doc.clone());
+                    specs.platform = Some(p);
+                }
+            }
+            Some(AnySpec::Project(o)) => kinds.projects.push((at, o)),
+            Some(AnySpec::Dataset(o)) => kinds.datasets.push((at, o)),
+            Some(AnySpec::GpuQuota(o)) => kinds.gpu_quotas.push((at, o)),
+            Some(AnySpec::ModelRollout(o)) => kinds.rollouts.push((at, o)),
+            Some(AnySpec::App(o)) => kinds.apps.push((at, o)),
             None => {
                 let kind = doc.kind().and_then(Kind::parse);
                 let name = doc.name();
@@ -335,6 +357,15 @@ pub fn index(docs: &[Arc<Document>], typed: Vec<Typed>) -> (Specs, Diagnostics) 
             }
         }
     }
+    // Each kind's map on its own (the projects' is most of the work).
+    let dups = kinds.build(&mut specs);
+    for (at, d) in dups {
+        found[at].push(d);
+    }
+    let mut diags = Diagnostics::new();
+    for d in found {
+        diags.extend(d);
+    }
     if platforms.is_empty() && !docs.is_empty() {
         diags.push(
             Diagnostic::new(
@@ -345,6 +376,106 @@ pub fn index(docs: &[Arc<Document>], typed: Vec<Typed>) -> (Specs, Diagnostics) 
         );
     }
     (specs, diags)
+}
+
+/// The typed objects of each kind but the Platform, with their document's place, in document
+/// order.
+#[derive(Default)]
+struct ByKind {
+    projects: Vec<(usize, Object<crate::model::ProjectSpec>)>,
+    datasets: Vec<(usize, Object<crate::model::DatasetSpec>)>,
+    gpu_quotas: Vec<(usize, Object<crate::model::GpuQuotaSpec>)>,
+    rollouts: Vec<(usize, Object<crate::model::ModelRolloutSpec>)>,
+    apps: Vec<(usize, Object<crate::model::AppSpec>)>,
+}
+
+impl ByKind {
+    /// Each kind's map into `specs`, side by side; the duplicates found (each at its
+    /// document's place).
+    fn build(self, specs: &mut Specs) -> Vec<(usize, Diagnostic)> {
+        let ByKind {
+            projects,
+            datasets,
+            gpu_quotas,
+            rollouts,
+            apps,
+        } = self;
+        let ((p, d), ((q, r), a)) = rayon::join(
+            || {
+                rayon::join(
+                    || by_name(projects, Kind::Project),
+                    || by_name(datasets, Kind::Dataset),
+                )
+            },
+            || {
+                rayon::join(
+                    || {
+                        rayon::join(
+                            || by_name(gpu_quotas, Kind::GpuQuota),
+                            || by_name(rollouts, Kind::ModelRollout),
+                        )
+                    },
+                    || by_name(apps, Kind::App),
+                )
+            },
+        );
+        let mut dups = Vec::new();
+        (
+            specs.projects,
+            specs.datasets,
+            specs.gpu_quotas,
+            specs.rollouts,
+            specs.apps,
+        ) = (
+            keep(p, &mut dups),
+            keep(d, &mut dups),
+            keep(q, &mut dups),
+            keep(r, &mut dups),
+            keep(a, &mut dups),
+        );
+        dups
+    }
+}
+
+/// A map and the duplicates found building it.
+type Named<S> = (BTreeMap<String, Object<S>>, Vec<(usize, Diagnostic)>);
+
+fn keep<S>(
+    (map, found): Named<S>,
+    dups: &mut Vec<(usize, Diagnostic)>,
+) -> BTreeMap<String, Object<S>> {
+    dups.extend(found);
+    map
+}
+
+/// Objects of one kind by name, the first in document order kept; each later one of a name
+/// a duplicate.
+fn by_name<S: Send>(objects: Vec<(usize, Object<S>)>, kind: Kind) -> Named<S> {
+    let mut named: Vec<(String, usize, Object<S>)> = objects
+        .into_iter()
+        .map(|(at, o)| (o.name().to_owned(), at, o))
+        .collect();
+    // Stable: of one name, the first in document order comes first.
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut dups = Vec::new();
+    let mut kept: Vec<(String, Object<S>)> = Vec::with_capacity(named.len());
+    for (name, at, o) in named {
+        match kept.last() {
+            Some((last, first)) if *last == name => {
+                dups.push((
+                    at,
+                    duplicate(
+                        kind,
+                        &name,
+                        o.at("metadata.name"),
+                        first.at("metadata.name"),
+                    ),
+                ));
+            }
+            _ => kept.push((name, o)),
+        }
+    }
+    (kept.into_iter().collect(), dups)
 }
 
 /// Type a document; with `keep`, also its JSON when it typed.
@@ -560,54 +691,6 @@ fn metadata_ok(doc: &Document, m: &crate::model::Metadata, diags: &mut Diagnosti
     ok
 }
 
-fn insert(
-    specs: &mut Specs,
-    spec: AnySpec,
-    platforms: &mut Vec<Arc<Document>>,
-    diags: &mut Diagnostics,
-) {
-    fn put<S>(
-        map: &mut BTreeMap<String, Object<S>>,
-        obj: Object<S>,
-        kind: Kind,
-        diags: &mut Diagnostics,
-    ) {
-        if let Some(first) = map.get(obj.name()) {
-            diags.push(duplicate(
-                kind,
-                obj.name(),
-                obj.at("metadata.name"),
-                first.at("metadata.name"),
-            ));
-        } else {
-            map.insert(obj.name().to_owned(), obj);
-        }
-    }
-    match spec {
-        AnySpec::Platform(p) => {
-            if let Some(first) = platforms.first() {
-                diags.push(
-                    Diagnostic::new(
-                        Code::PlatformCount,
-                        "a repository holds exactly one `Platform`, found a second",
-                    )
-                    .at(p.at("kind"))
-                    .related(first.at("kind").note("first `Platform` here"))
-                    .hint("merge the two into one `Platform` document"),
-                );
-            } else {
-                platforms.push(p.doc.clone());
-                specs.platform = Some(p);
-            }
-        }
-        AnySpec::Project(o) => put(&mut specs.projects, o, Kind::Project, diags),
-        AnySpec::Dataset(o) => put(&mut specs.datasets, o, Kind::Dataset, diags),
-        AnySpec::GpuQuota(o) => put(&mut specs.gpu_quotas, o, Kind::GpuQuota, diags),
-        AnySpec::ModelRollout(o) => put(&mut specs.rollouts, o, Kind::ModelRollout, diags),
-        AnySpec::App(o) => put(&mut specs.apps, o, Kind::App, diags),
-    }
-}
-
 /// Two objects of one kind with the same name.
 pub fn duplicate(
     kind: Kind,
@@ -648,6 +731,70 @@ mod tests {
         ] {
             assert!(!is_dns_label(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn duplicates_are_reported_in_document_order_against_the_first() {
+        let project = |name: &str| {
+            format!(
+                "apiVersion: plinth.dev/v1alpha1\nkind: Project\nmetadata:\n  name: {name}\nspec:\n  owners: [dana@example.org]\n"
+            )
+        };
+        let dataset = |name: &str| {
+            let text = std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../examples/repo/datasets/admissions.yaml"),
+            )
+            .expect("example dataset");
+            text.replace("name: admissions", &format!("name: {name}"))
+        };
+        let broken = "apiVersion: plinth.dev/v1alpha1\nkind: Project\nmetadata:\n  name: broken\nspec:\n  owners: 7\n";
+        let files = [
+            ("a.yaml", project("p1")),
+            ("b.yaml", dataset("d1")),
+            ("c.yaml", project("p1")),
+            ("d.yaml", dataset("d1")),
+            ("e.yaml", project("p0")),
+            ("f.yaml", project("p1")),
+            ("g.yaml", broken.to_owned()),
+            ("h.yaml", project("p2")),
+        ];
+        let mut docs = Vec::new();
+        for (path, text) in files {
+            let f = SourceFile::new(path.into(), FileRole::Spec, text.as_str().into());
+            docs.extend(crate::parse::parse_file(&f, YamlLimits::default()).0);
+        }
+        let (specs, diags) = resolve(&docs);
+        let file = |d: &Diagnostic| d.primary.as_ref().map(|l| l.span.file.to_string());
+        let related = |d: &Diagnostic| d.related.first().map(|l| l.span.file.to_string());
+        let dups: Vec<_> = diags
+            .iter()
+            .filter(|d| d.code == Code::DuplicateName)
+            .map(|d| (file(d), related(d)))
+            .collect();
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(
+            dups,
+            [
+                (some("c.yaml"), some("a.yaml")),
+                (some("d.yaml"), some("b.yaml")),
+                (some("f.yaml"), some("a.yaml")),
+            ]
+        );
+        // Every diagnostic in document order: the duplicates, then the broken document's.
+        let places: Vec<_> = diags.iter().filter_map(file).collect();
+        let mut sorted = places.clone();
+        sorted.sort();
+        assert_eq!(places, sorted);
+        assert!(places.last().is_some_and(|f| f == "g.yaml"), "{places:?}");
+        // The first of each name is kept; the broken one is remembered by name.
+        assert_eq!(
+            specs.projects.keys().collect::<Vec<_>>(),
+            ["p0", "p1", "p2"]
+        );
+        assert_eq!(&*specs.projects["p1"].doc.file, "a.yaml");
+        assert_eq!(&*specs.datasets["d1"].doc.file, "b.yaml");
+        assert!(specs.broken.contains(&(Kind::Project, "broken".to_owned())));
     }
 
     #[test]
