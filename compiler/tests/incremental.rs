@@ -87,7 +87,7 @@ fn start(which: usize) -> BTreeMap<String, String> {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 24,
+        cases: common::cases(24),
         failure_persistence: None,
         .. ProptestConfig::default()
     })]
@@ -148,7 +148,7 @@ fn an_edit_relowers_only_the_units_that_read_it() {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 24,
+        cases: common::cases(24),
         failure_persistence: None,
         .. ProptestConfig::default()
     })]
@@ -854,7 +854,7 @@ fn base_without_policies(
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 12,
+        cases: common::cases(12),
         failure_persistence: None,
         .. ProptestConfig::default()
     })]

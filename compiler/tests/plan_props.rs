@@ -313,7 +313,7 @@ fn builds_agree(r: &Repo, n: usize, what: &str) -> Result<bool, TestCaseError> {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 6,
+        cases: common::cases(6),
         failure_persistence: None,
         .. ProptestConfig::default()
     })]

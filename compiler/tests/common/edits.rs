@@ -20,6 +20,13 @@ pub enum Edit {
     Rename { file: usize, n: usize, to: usize },
     /// A copy of a spec file with its first `name:` changed (a new spec of that kind).
     Copy { file: usize },
+    /// The `n`-th line of a file is removed (a field, a list item — a grant, an allocation, a
+    /// cluster — or a line whose loss breaks the document).
+    DropLine { file: usize, n: usize },
+    /// The `n`-th line of a file is written twice (a list item added again, a key repeated).
+    DupLine { file: usize, n: usize },
+    /// A spec file's documents moved to the end of another spec file (same specs, other file).
+    Move { file: usize, into: usize },
 }
 
 pub fn edit() -> impl Strategy<Value = Edit> {
@@ -37,6 +44,9 @@ pub fn edit() -> impl Strategy<Value = Edit> {
             to
         }),
         (0..1000usize).prop_map(|file| Edit::Copy { file }),
+        (0..1000usize, 0..40usize).prop_map(|(file, n)| Edit::DropLine { file, n }),
+        (0..1000usize, 0..40usize).prop_map(|(file, n)| Edit::DupLine { file, n }),
+        (0..1000usize, 0..1000usize).prop_map(|(file, into)| Edit::Move { file, into }),
     ]
 }
 
@@ -126,6 +136,49 @@ pub fn apply(files: &mut BTreeMap<String, String>, projects: &[String], e: &Edit
             let mut copy = t.clone();
             copy.insert_str(i + "  name: ".len(), "copy-");
             files.insert(p.replace(".yaml", "-copy.yaml"), copy);
+        }
+        Edit::DropLine { file, n } | Edit::DupLine { file, n } => {
+            let p = pick(file);
+            let t = files.get_mut(&p).unwrap();
+            let lines: Vec<&str> = t.split_inclusive('\n').collect();
+            if lines.is_empty() {
+                return;
+            }
+            let at = n % lines.len();
+            let mut out = String::with_capacity(t.len() + lines[at].len() + 1);
+            for (i, line) in lines.iter().enumerate() {
+                if i != at || matches!(e, Edit::DupLine { .. }) {
+                    out.push_str(line);
+                }
+                if i == at && matches!(e, Edit::DupLine { .. }) {
+                    if !line.ends_with('\n') {
+                        out.push('\n');
+                    }
+                    out.push_str(line);
+                }
+            }
+            *t = out;
+        }
+        Edit::Move { file, into } => {
+            let specs: Vec<&String> = paths
+                .iter()
+                .filter(|p| !p.starts_with("templates/"))
+                .collect();
+            if specs.len() < 2 {
+                return;
+            }
+            let from = specs[file % specs.len()].clone();
+            let to = specs[into % specs.len()].clone();
+            if from == to {
+                return;
+            }
+            let moved = files.remove(&from).unwrap();
+            let t = files.get_mut(&to).unwrap();
+            if !t.ends_with('\n') {
+                t.push('\n');
+            }
+            t.push_str("---\n");
+            t.push_str(&moved);
         }
     }
 }

@@ -4,6 +4,16 @@
 
 pub mod edits;
 
+/// How many cases a property test over random edits runs: `default`, or
+/// `PLINTH_PROPTEST_CASES` when set (deeper runs by hand, e.g. `PLINTH_PROPTEST_CASES=300 cargo
+/// test -p plinth --test incremental`).
+pub fn cases(default: u32) -> u32 {
+    std::env::var("PLINTH_PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
