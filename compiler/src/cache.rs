@@ -689,7 +689,7 @@ impl Cache {
         // Its objects are in the unit store: a unit gone from it (compacted away, damaged
         // index) is a miss.
         let pack = self.units_for_compile();
-        if head.clusters.is_some() && !head.units.iter().all(|k| pack.holds(k)) {
+        if head.clusters.is_some() && !pack.holds_all(head.units.iter().map(String::as_str)) {
             return None;
         }
         // Used now: the last to be evicted (see `evict`).
@@ -1096,6 +1096,28 @@ impl UnitPack {
                 .fresh
                 .lock()
                 .is_ok_and(|f| f.iter().any(|(k, _)| k == key))
+    }
+
+    /// Whether every unit of `keys` is held ([`UnitPack::holds`]). The packs are tried from the
+    /// one that held the unit before: an entry's units sit in a few packs, so most are found in
+    /// the first tried rather than after every newer pack's index is searched.
+    pub fn holds_all<'k>(&self, keys: impl IntoIterator<Item = &'k str>) -> bool {
+        let n = self.indexes.len();
+        let mut first = 0;
+        keys.into_iter().all(|k| {
+            let found = index::key_bytes(k).and_then(|key| {
+                (0..n)
+                    .map(|i| (first + i) % n)
+                    .find(|&i| self.indexes[i].find(&key).is_some())
+            });
+            match found {
+                Some(i) => {
+                    first = i;
+                    true
+                }
+                None => self.holds(k),
+            }
+        })
     }
 
     /// Units held (in the packs read when opening; a unit in two packs counted once).
@@ -1737,6 +1759,43 @@ mod tests {
         std::fs::write(&idx, index::encode(&[(key.clone(), place)])).expect("write");
         assert!(cache.units().get(&key).is_none());
         assert!(!idx.exists() && !idx.with_extension("pack").exists());
+    }
+
+    /// Whether a list of units is held, asked at once, is what asking for each says: units
+    /// spread over several packs (in any order), one offered since opening, one in none.
+    #[test]
+    fn units_held_at_once_are_the_units_held_one_by_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = Cache::new(dir.path());
+        let key = |c: char| c.to_string().repeat(64);
+        for pack in ["ab", "cd", "e"] {
+            let units = cache.units();
+            for c in pack.chars() {
+                units.put(&key(c), &record::sample(false));
+            }
+            units.flush().expect("flush");
+        }
+        let units = cache.units();
+        units.put(&key('f'), &record::sample(false));
+        let lists: Vec<Vec<String>> = vec![
+            vec![],
+            "abcdef".chars().map(key).collect(),
+            "fedcba".chars().map(key).collect(),
+            "aecbdf".chars().map(key).collect(),
+            "abc9".chars().map(key).collect(),
+            "9".chars().map(key).collect(),
+            vec!["not a key".to_owned()],
+        ];
+        for list in &lists {
+            let one_by_one = list.iter().all(|k| units.holds(k));
+            assert_eq!(
+                units.holds_all(list.iter().map(String::as_str)),
+                one_by_one,
+                "{list:?}"
+            );
+        }
+        assert!(units.holds_all(lists[1].iter().map(String::as_str)));
+        assert!(!units.holds_all(lists[4].iter().map(String::as_str)));
     }
 
     #[test]
