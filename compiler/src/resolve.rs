@@ -316,35 +316,13 @@ pub fn resolve(docs: &[Arc<Document>]) -> (Specs, Diagnostics) {
 
 /// Index typed documents by kind and name (duplicates reported), in document order.
 pub fn index(docs: &[Arc<Document>], typed: Vec<Typed>) -> (Specs, Diagnostics) {
+    let mut diags = Diagnostics::new();
     let mut specs = Specs::default();
     let mut platforms: Vec<Arc<Document>> = Vec::new();
-    // Per document: what typing it reported, then what indexing it does.
-    let mut found: Vec<Diagnostics> = Vec::with_capacity(docs.len());
-    let mut kinds = ByKind::default();
-    for (at, (doc, (spec, d))) in docs.iter().zip(typed).enumerate() {
-        found.push(d);
+    for (doc, (spec, d)) in docs.iter().zip(typed) {
+        diags.extend(d);
         match spec {
-            Some(AnySpec::Platform(p)) => {
-                if let Some(first) = platforms.first() {
-                    found[at].push(
-                        Diagnostic::new(
-                            Code::PlatformCount,
-                            "a repository holds exactly one `Platform`, found a second",
-                        )
-                        .at(p.at("kind"))
-                        .related(first.at("kind").note("first `Platform` here"))
-                        .hint("merge the two into one `Platform` document"),
-                    );
-                } else {
-                    platforms.push(p.doc.clone());
-                    specs.platform = Some(p);
-                }
-            }
-            Some(AnySpec::Project(o)) => kinds.projects.push((at, o)),
-            Some(AnySpec::Dataset(o)) => kinds.datasets.push((at, o)),
-            Some(AnySpec::GpuQuota(o)) => kinds.gpu_quotas.push((at, o)),
-            Some(AnySpec::ModelRollout(o)) => kinds.rollouts.push((at, o)),
-            Some(AnySpec::App(o)) => kinds.apps.push((at, o)),
+            Some(spec) => insert(&mut specs, spec, &mut platforms, &mut diags),
             None => {
                 let kind = doc.kind().and_then(Kind::parse);
                 let name = doc.name();
@@ -357,15 +335,6 @@ pub fn index(docs: &[Arc<Document>], typed: Vec<Typed>) -> (Specs, Diagnostics) 
             }
         }
     }
-    // Each kind's map on its own (the projects' is most of the work).
-    let dups = kinds.build(&mut specs);
-    for (at, d) in dups {
-        found[at].push(d);
-    }
-    let mut diags = Diagnostics::new();
-    for d in found {
-        diags.extend(d);
-    }
     if platforms.is_empty() && !docs.is_empty() {
         diags.push(
             Diagnostic::new(
@@ -376,106 +345,6 @@ pub fn index(docs: &[Arc<Document>], typed: Vec<Typed>) -> (Specs, Diagnostics) 
         );
     }
     (specs, diags)
-}
-
-/// The typed objects of each kind but the Platform, with their document's place, in document
-/// order.
-#[derive(Default)]
-struct ByKind {
-    projects: Vec<(usize, Object<crate::model::ProjectSpec>)>,
-    datasets: Vec<(usize, Object<crate::model::DatasetSpec>)>,
-    gpu_quotas: Vec<(usize, Object<crate::model::GpuQuotaSpec>)>,
-    rollouts: Vec<(usize, Object<crate::model::ModelRolloutSpec>)>,
-    apps: Vec<(usize, Object<crate::model::AppSpec>)>,
-}
-
-impl ByKind {
-    /// Each kind's map into `specs`, side by side; the duplicates found (each at its
-    /// document's place).
-    fn build(self, specs: &mut Specs) -> Vec<(usize, Diagnostic)> {
-        let ByKind {
-            projects,
-            datasets,
-            gpu_quotas,
-            rollouts,
-            apps,
-        } = self;
-        let ((p, d), ((q, r), a)) = rayon::join(
-            || {
-                rayon::join(
-                    || by_name(projects, Kind::Project),
-                    || by_name(datasets, Kind::Dataset),
-                )
-            },
-            || {
-                rayon::join(
-                    || {
-                        rayon::join(
-                            || by_name(gpu_quotas, Kind::GpuQuota),
-                            || by_name(rollouts, Kind::ModelRollout),
-                        )
-                    },
-                    || by_name(apps, Kind::App),
-                )
-            },
-        );
-        let mut dups = Vec::new();
-        (
-            specs.projects,
-            specs.datasets,
-            specs.gpu_quotas,
-            specs.rollouts,
-            specs.apps,
-        ) = (
-            keep(p, &mut dups),
-            keep(d, &mut dups),
-            keep(q, &mut dups),
-            keep(r, &mut dups),
-            keep(a, &mut dups),
-        );
-        dups
-    }
-}
-
-/// A map and the duplicates found building it.
-type Named<S> = (BTreeMap<String, Object<S>>, Vec<(usize, Diagnostic)>);
-
-fn keep<S>(
-    (map, found): Named<S>,
-    dups: &mut Vec<(usize, Diagnostic)>,
-) -> BTreeMap<String, Object<S>> {
-    dups.extend(found);
-    map
-}
-
-/// Objects of one kind by name, the first in document order kept; each later one of a name
-/// a duplicate.
-fn by_name<S: Send>(objects: Vec<(usize, Object<S>)>, kind: Kind) -> Named<S> {
-    let mut named: Vec<(String, usize, Object<S>)> = objects
-        .into_iter()
-        .map(|(at, o)| (o.name().to_owned(), at, o))
-        .collect();
-    // Stable: of one name, the first in document order comes first.
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut dups = Vec::new();
-    let mut kept: Vec<(String, Object<S>)> = Vec::with_capacity(named.len());
-    for (name, at, o) in named {
-        match kept.last() {
-            Some((last, first)) if *last == name => {
-                dups.push((
-                    at,
-                    duplicate(
-                        kind,
-                        &name,
-                        o.at("metadata.name"),
-                        first.at("metadata.name"),
-                    ),
-                ));
-            }
-            _ => kept.push((name, o)),
-        }
-    }
-    (kept.into_iter().collect(), dups)
 }
 
 /// Type a document; with `keep`, also its JSON when it typed.
@@ -689,6 +558,54 @@ fn metadata_ok(doc: &Document, m: &crate::model::Metadata, diags: &mut Diagnosti
         }
     }
     ok
+}
+
+fn insert(
+    specs: &mut Specs,
+    spec: AnySpec,
+    platforms: &mut Vec<Arc<Document>>,
+    diags: &mut Diagnostics,
+) {
+    fn put<S>(
+        map: &mut BTreeMap<String, Object<S>>,
+        obj: Object<S>,
+        kind: Kind,
+        diags: &mut Diagnostics,
+    ) {
+        if let Some(first) = map.get(obj.name()) {
+            diags.push(duplicate(
+                kind,
+                obj.name(),
+                obj.at("metadata.name"),
+                first.at("metadata.name"),
+            ));
+        } else {
+            map.insert(obj.name().to_owned(), obj);
+        }
+    }
+    match spec {
+        AnySpec::Platform(p) => {
+            if let Some(first) = platforms.first() {
+                diags.push(
+                    Diagnostic::new(
+                        Code::PlatformCount,
+                        "a repository holds exactly one `Platform`, found a second",
+                    )
+                    .at(p.at("kind"))
+                    .related(first.at("kind").note("first `Platform` here"))
+                    .hint("merge the two into one `Platform` document"),
+                );
+            } else {
+                platforms.push(p.doc.clone());
+                specs.platform = Some(p);
+            }
+        }
+        AnySpec::Project(o) => put(&mut specs.projects, o, Kind::Project, diags),
+        AnySpec::Dataset(o) => put(&mut specs.datasets, o, Kind::Dataset, diags),
+        AnySpec::GpuQuota(o) => put(&mut specs.gpu_quotas, o, Kind::GpuQuota, diags),
+        AnySpec::ModelRollout(o) => put(&mut specs.rollouts, o, Kind::ModelRollout, diags),
+        AnySpec::App(o) => put(&mut specs.apps, o, Kind::App, diags),
+    }
 }
 
 /// Two objects of one kind with the same name.
