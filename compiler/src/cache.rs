@@ -17,6 +17,7 @@
 //! compares two indexes loads only the objects that differ, and a revision costs its index, not
 //! a copy of its objects. A compaction of the unit store keeps the units of every revision kept.
 
+mod against;
 mod blobs;
 mod index;
 mod memo;
@@ -28,7 +29,7 @@ pub(crate) use memo::{on_own_pool, parse_body, parse_lines};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -64,7 +65,13 @@ pub struct Cache {
     files: Option<Arc<Beside<MemoFile<crate::resolve::FileRead>>>>,
     /// The policy set used last being read on a thread of its own ([`Cache::reading_policies`]).
     policies: Option<Arc<Beside<SetRead>>>,
+    /// The whole entries read through this value and its clones, by key: what an entry written
+    /// against one of them takes from it (read once, when both are read at once).
+    read: Arc<Mutex<HashMap<String, Arc<WholeCell>>>>,
 }
+
+/// A whole entry being read or read (`None`: absent, damaged, or written against another).
+type WholeCell = OnceLock<Option<Arc<Loaded>>>;
 
 /// What a thread of its own is reading from when the cache was opened
 /// ([`Cache::reading_files`], [`Cache::reading_policies`]), taken by the first compile that
@@ -123,18 +130,18 @@ pub struct Entry {
     pub platform_files: Vec<String>,
     pub diagnostics: Vec<Diagnostic>,
     /// The GPU capacity of its specs (what a plan compares), when it compiled.
-    pub capacity: Option<crate::capacity::Capacity>,
+    pub capacity: Option<Arc<crate::capacity::Capacity>>,
     /// Its clusters and their units; `None` when errors stopped the compile.
-    clusters: Option<Clusters>,
+    clusters: Option<Arc<Clusters>>,
     /// The units holding the objects, by number.
     unit_keys: Arc<[String]>,
     /// Per unit, the kinds of its objects (entries of an older plinth: `None`).
-    kinds: Option<UnitKinds>,
+    kinds: Option<Arc<UnitKinds>>,
     /// The units whose output holds diagnostics (entries of an older plinth: `None`).
     noisy: Option<Vec<u32>>,
     /// What another compile needs to take its units' keys ([`crate::lower::rekey`]; entries
     /// of an older plinth: `None`).
-    revision: Option<Revision>,
+    revision: Option<Arc<Revision>>,
     /// What a policy evaluation found nothing in among its units and documents: its own
     /// (covering all of them), else one a later revision compiled against it left
     /// ([`Cache::keep_clean`]).
@@ -167,6 +174,122 @@ struct Head {
     revision: Option<RevisionHead>,
     #[serde(default)]
     policy_clean: Option<crate::policy::Clean>,
+    /// Written against another entry ([`against`]): its capacity, clusters and kinds are the
+    /// other's when `None`, its units and file digests the other's but where they differ.
+    #[serde(default)]
+    against: Option<against::Against>,
+}
+
+/// An entry as read, whole (one written against another is read with the other).
+#[derive(Debug)]
+struct Loaded {
+    platform_files: Vec<String>,
+    diagnostics: Vec<Diagnostic>,
+    capacity: Option<Arc<crate::capacity::Capacity>>,
+    clusters: Option<Arc<Clusters>>,
+    units: Arc<[String]>,
+    kinds: Option<Arc<UnitKinds>>,
+    noisy: Option<Vec<u32>>,
+    revision: Option<Arc<Revision>>,
+    policy_clean: Option<crate::policy::Clean>,
+    /// The key of the entry it was written against (not one another may be written against).
+    against: Option<String>,
+}
+
+impl Loaded {
+    /// An entry written whole.
+    fn whole(head: Head) -> Loaded {
+        Loaded {
+            platform_files: head.platform_files,
+            diagnostics: head.diagnostics,
+            capacity: head.capacity.map(Arc::new),
+            clusters: head.clusters.map(Arc::new),
+            units: head.units.into(),
+            kinds: head.kinds.map(Arc::new),
+            noisy: head.noisy,
+            revision: head
+                .revision
+                .as_ref()
+                .and_then(RevisionHead::read)
+                .map(Arc::new),
+            policy_clean: head.policy_clean,
+            against: None,
+        }
+    }
+}
+
+impl Loaded {
+    /// Whether an entry may be written against it ([`against`]): it is whole and has all an
+    /// entry written against it takes.
+    fn usable(&self) -> bool {
+        self.against.is_none()
+            && self.capacity.is_some()
+            && self.clusters.is_some()
+            && self.kinds.is_some()
+            && self.revision.is_some()
+    }
+
+    /// The entry `head`, written `against` this one, as a whole one; `None` when this is not
+    /// one it can have been written against, or `head` does not fit it (a damaged entry is a
+    /// miss).
+    fn resolve(&self, head: Head, against: against::Against) -> Option<Loaded> {
+        if !self.usable() {
+            return None;
+        }
+        let RevisionHead { graph, paths, .. } = head.revision.as_ref()?;
+        let revision = Revision {
+            graph: index::key_bytes(graph)?,
+            paths: index::key_bytes(paths)?,
+            digests: against.digests(&self.revision.as_deref()?.digests)?,
+        };
+        Some(Loaded {
+            platform_files: head.platform_files,
+            diagnostics: head.diagnostics,
+            capacity: head
+                .capacity
+                .map(Arc::new)
+                .or_else(|| self.capacity.clone()),
+            clusters: head
+                .clusters
+                .map(Arc::new)
+                .or_else(|| self.clusters.clone()),
+            units: against.units(&self.units)?.into(),
+            kinds: head.kinds.map(Arc::new).or_else(|| self.kinds.clone()),
+            noisy: head.noisy,
+            revision: Some(Arc::new(revision)),
+            policy_clean: head.policy_clean,
+            against: Some(against.key),
+        })
+    }
+
+    /// What to write of an entry against this one (whose key is `key`): its
+    /// [`against::Against`], and whether its capacity, clusters and kinds are this one's (then
+    /// not written). `None` when this is not one to write against.
+    fn diff(
+        &self,
+        key: &str,
+        (units, revision): (&[String], &Revision),
+        (capacity, clusters, kinds): (
+            Option<&crate::capacity::Capacity>,
+            &ClustersRef<'_>,
+            &UnitKinds,
+        ),
+    ) -> Option<(against::Against, [bool; 3])> {
+        if !self.usable() {
+            return None;
+        }
+        let base_digests = &self.revision.as_deref()?.digests;
+        let against =
+            against::Against::of(key, (&self.units, units), (base_digests, &revision.digests))?;
+        let same = [
+            capacity.is_some() && capacity == self.capacity.as_deref(),
+            self.clusters
+                .as_deref()
+                .is_some_and(|b| b.same_as(clusters)),
+            self.kinds.as_deref() == Some(kinds),
+        ];
+        Some((against, same))
+    }
 }
 
 /// A [`Revision`] as an entry holds it: each digest in hex, the files' digests one after the
@@ -319,6 +442,21 @@ struct HeadRef<'a> {
     revision: Option<RevisionHead>,
     #[serde(skip_serializing_if = "Option::is_none")]
     policy_clean: Option<&'a crate::policy::Clean>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    against: Option<&'a against::Against>,
+}
+
+impl Clusters {
+    /// Whether clusters to write are these.
+    fn same_as(&self, written: &ClustersRef<'_>) -> bool {
+        self.platform_file.as_ref() == written.platform_file
+            && self.clusters.len() == written.clusters.len()
+            && self
+                .clusters
+                .iter()
+                .zip(&written.clusters)
+                .all(|((n, a, u), (wn, wa, wu))| n == wn && a[..] == **wa && u == wu)
+    }
 }
 
 /// A [`Clusters`] to write, borrowed.
@@ -398,9 +536,9 @@ impl Entry {
         }
         out.policy_clean = self.policy_clean.clone();
         out.key = Some(self.key.clone());
-        out.keyed = self.revision.clone().map(|revision| {
+        out.keyed = self.revision.as_deref().map(|revision| {
             Arc::new(crate::lower::rekey::Keyed {
-                revision,
+                revision: revision.clone(),
                 keys: self.unit_keys.clone(),
             })
         });
@@ -498,6 +636,7 @@ impl Cache {
             shared: None,
             files: None,
             policies: None,
+            read: Arc::default(),
         }
     }
 
@@ -678,36 +817,33 @@ impl Cache {
     }
 
     /// The entry for a key (its index; objects are read when asked for); `None` when absent or
-    /// unreadable.
+    /// unreadable, or when written against an entry that is.
     pub fn load(&self, key: &str) -> Option<Entry> {
-        let path = self.path(key);
-        let bytes = std::fs::read(&path).ok()?;
-        let head: Head = serde_json::from_slice(&bytes).ok()?;
-        if head.format != FORMAT {
-            return None;
-        }
+        let loaded = self.loaded(key)?;
         // Its objects are in the unit store: a unit gone from it (compacted away, damaged
         // index) is a miss.
         let pack = self.units_for_compile();
-        if head.clusters.is_some() && !pack.holds_all(head.units.iter().map(String::as_str)) {
+        if loaded.clusters.is_some() && !pack.holds_all(loaded.units.iter().map(String::as_str)) {
             return None;
         }
-        // Used now: the last to be evicted (see `evict`).
-        if let Ok(f) = std::fs::File::options().append(true).open(&path) {
-            let _ = f.set_modified(std::time::SystemTime::now());
+        // Used now: the last to be evicted (see `evict`), with the entry it was written against.
+        for k in std::iter::once(key).chain(loaded.against.as_deref()) {
+            if let Ok(f) = std::fs::File::options().append(true).open(self.path(k)) {
+                let _ = f.set_modified(std::time::SystemTime::now());
+            }
         }
         Some(Entry {
-            platform_files: head.platform_files,
-            diagnostics: head.diagnostics,
-            capacity: head.capacity,
-            clusters: head.clusters,
-            unit_keys: head.units.into(),
-            kinds: head.kinds,
-            noisy: head.noisy,
-            revision: head.revision.as_ref().and_then(RevisionHead::read),
-            policy_clean: match head.policy_clean {
+            platform_files: loaded.platform_files.clone(),
+            diagnostics: loaded.diagnostics.clone(),
+            capacity: loaded.capacity.clone(),
+            clusters: loaded.clusters.clone(),
+            unit_keys: loaded.units.clone(),
+            kinds: loaded.kinds.clone(),
+            noisy: loaded.noisy.clone(),
+            revision: loaded.revision.clone(),
+            policy_clean: match &loaded.policy_clean {
                 Some(kinds) => Some(Arc::new(BaseClean {
-                    kinds,
+                    kinds: kinds.clone(),
                     ..BaseClean::default()
                 })),
                 None => self.kept_clean(key).map(Arc::new),
@@ -716,6 +852,74 @@ impl Cache {
             index: std::sync::OnceLock::new(),
             pack,
         })
+    }
+
+    /// The entry of `key`, read now and whole (one written against another, with the other);
+    /// kept for an entry written against it, read meanwhile or later.
+    fn loaded(&self, key: &str) -> Option<Arc<Loaded>> {
+        let cell: Arc<WholeCell> = Arc::default();
+        self.registry().insert(key.to_owned(), cell.clone());
+        let mut written_against = None;
+        let whole = cell
+            .get_or_init(|| match self.read_head(key)? {
+                head if head.against.is_none() => Some(Arc::new(Loaded::whole(head))),
+                head => {
+                    written_against = Some(head);
+                    None
+                }
+            })
+            .clone();
+        if whole.is_none() {
+            self.forget(key, &cell);
+        }
+        if let Some(whole) = whole {
+            return Some(whole);
+        }
+        let mut head = written_against?;
+        let against = head.against.take()?;
+        let base = self.whole(&against.key)?;
+        base.resolve(head, against).map(Arc::new)
+    }
+
+    /// The whole entry of `key`, as read before when it was (or is being read: then waited for;
+    /// the reading of a whole entry waits for nothing), else read now; `None` when it is absent,
+    /// damaged or written against another.
+    fn whole(&self, key: &str) -> Option<Arc<Loaded>> {
+        if !is_key(key) {
+            return None;
+        }
+        let cell = self.registry().entry(key.to_owned()).or_default().clone();
+        let whole = cell
+            .get_or_init(|| {
+                let head = self.read_head(key)?;
+                head.against
+                    .is_none()
+                    .then(|| Arc::new(Loaded::whole(head)))
+            })
+            .clone();
+        if whole.is_none() {
+            self.forget(key, &cell);
+        }
+        whole
+    }
+
+    /// The stored form of the entry of `key`, when it is there and of this format.
+    fn read_head(&self, key: &str) -> Option<Head> {
+        let bytes = std::fs::read(self.path(key)).ok()?;
+        let head: Head = serde_json::from_slice(&bytes).ok()?;
+        (head.format == FORMAT).then_some(head)
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<WholeCell>>> {
+        self.read.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Read again when next asked for (it was not there, or not whole).
+    fn forget(&self, key: &str, cell: &Arc<WholeCell>) {
+        let mut registry = self.registry();
+        if registry.get(key).is_some_and(|c| Arc::ptr_eq(c, cell)) {
+            registry.remove(key);
+        }
     }
 
     /// Store an entry: its units (which the unit store holds: they are flushed first), and
@@ -769,7 +973,7 @@ impl Cache {
             None => (None, None),
         };
         let noisy = (&units.keys[..], &units.noisy[..]);
-        self.write_entry(key, entry, noisy, clusters, kinds.as_ref())
+        self.write_entry(key, entry, noisy, clusters, kinds.as_ref(), None)
     }
 
     /// Store the entry of a revision lowered against another's units
@@ -808,11 +1012,15 @@ impl Cache {
             .as_deref()
             .map_or(&[][..], |r| &r.noisy[..]);
         let units = (delta.keys(), noisy);
-        self.write_entry(key, entry, units, Some(clusters), Some(&kinds))
+        // Written against the base's entry when this process read it whole ([`against`]).
+        let against = delta.base.as_deref();
+        self.write_entry(key, entry, units, Some(clusters), Some(&kinds), against)
     }
 
     /// Write an entry and the list of its units (`units`: their keys, and the units whose
-    /// output holds diagnostics).
+    /// output holds diagnostics) — against the entry of `against` when this value read that
+    /// one whole ([`against`]: then the list names only the units that one does not have
+    /// where this one has them, as that one's list names the rest).
     fn write_entry(
         &self,
         key: &str,
@@ -820,24 +1028,50 @@ impl Cache {
         (units, noisy): (&[String], &[u32]),
         clusters: Option<ClustersRef<'_>>,
         kinds: Option<&UnitKinds>,
+        against: Option<&str>,
     ) -> std::io::Result<()> {
         let path = self.path(key);
         let dir = path.parent().unwrap_or(&self.dir);
         std::fs::create_dir_all(dir)?;
+        let base = against
+            .filter(|k| *k != key)
+            .and_then(|k| Some((k, self.read_before(k)?)));
+        let diff = match (&base, entry.revision, &clusters, kinds) {
+            (Some((k, b)), Some(r), Some(c), Some(kinds)) => {
+                b.diff(k, (units, r), (entry.capacity, c, kinds))
+            }
+            _ => None,
+        };
         let list = dir.join(format!(".{key}.{}.units.tmp", std::process::id()));
-        std::fs::write(&list, units.join("\n"))?;
+        match &diff {
+            Some((a, _)) => {
+                let changed: Vec<&str> = a.changed_units.iter().map(|(_, k)| k.as_str()).collect();
+                std::fs::write(&list, changed.join("\n"))?;
+            }
+            None => std::fs::write(&list, units.join("\n"))?,
+        }
         std::fs::rename(&list, path.with_extension("units"))?;
+        let [same_capacity, same_clusters, same_kinds] = diff.as_ref().map_or([false; 3], |d| d.1);
         let head = HeadRef {
             format: FORMAT,
             platform_files: entry.platform_files,
             diagnostics: entry.diagnostics,
-            capacity: entry.capacity,
-            units,
-            clusters,
-            kinds,
+            capacity: entry.capacity.filter(|_| !same_capacity),
+            units: if diff.is_some() { &[] } else { units },
+            clusters: clusters.filter(|_| !same_clusters),
+            kinds: kinds.filter(|_| !same_kinds),
             noisy,
-            revision: entry.revision.map(RevisionHead::of),
+            revision: entry.revision.map(|r| match diff {
+                // The digests are the base's but where the entry says.
+                Some(_) => RevisionHead {
+                    graph: crate::output::hex(&r.graph),
+                    paths: crate::output::hex(&r.paths),
+                    digests: String::new(),
+                },
+                None => RevisionHead::of(r),
+            }),
             policy_clean: entry.policy_clean,
+            against: diff.as_ref().map(|d| &d.0),
         };
         let tmp = dir.join(format!(".{key}.{}.tmp", std::process::id()));
         std::fs::write(
@@ -847,6 +1081,12 @@ impl Cache {
         std::fs::rename(&tmp, &path)?;
         self.evict();
         Ok(())
+    }
+
+    /// The whole entry of `key` as this value (or a clone) read it, without reading it now.
+    fn read_before(&self, key: &str) -> Option<Arc<Loaded>> {
+        let cell = self.registry().get(key)?.clone();
+        cell.get().cloned().flatten()
     }
 
     /// Keep beside the entry of `key` what a policy evaluation found nothing in among its
@@ -1578,6 +1818,7 @@ impl Memo for PolicyMemo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capacity::Capacity;
     use crate::lower::UnitStore as _;
     use crate::lower::units::UnitOutput;
 
@@ -1820,5 +2061,165 @@ mod tests {
             &own.units_for_compile(),
             &own.units_for_compile()
         ));
+    }
+
+    /// An entry's parts: its units (held by the unit store), capacity, clusters and revision.
+    struct Parts {
+        units: Vec<String>,
+        capacity: Capacity,
+        clusters: Vec<(String, Vec<crate::lower::delta::Listed>)>,
+        kinds: UnitKinds,
+        revision: Revision,
+    }
+
+    impl Parts {
+        fn write(&self, cache: &Cache, key: &str, against: Option<&str>) {
+            let entry = EntryRef {
+                platform_files: &["platform.yaml".to_owned()],
+                diagnostics: &[],
+                lowered: None,
+                capacity: Some(&self.capacity),
+                revision: Some(&self.revision),
+                policy_clean: None,
+            };
+            let file: Arc<str> = Arc::from("platform.yaml");
+            let clusters = ClustersRef {
+                platform_file: Some(&file),
+                clusters: self
+                    .clusters
+                    .iter()
+                    .map(|(n, u)| (n.as_str(), &[][..], u.clone()))
+                    .collect(),
+            };
+            cache
+                .write_entry(
+                    key,
+                    &entry,
+                    (&self.units, &[1]),
+                    Some(clusters),
+                    Some(&self.kinds),
+                    against,
+                )
+                .expect("written");
+        }
+    }
+
+    fn key(c: char) -> String {
+        c.to_string().repeat(64)
+    }
+
+    /// What a plan compares and keys against, of an entry read back.
+    fn read_back(cache: &Cache, key: &str) -> Option<String> {
+        let e = cache.load(key)?;
+        Some(format!(
+            "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+            e.platform_files,
+            e.diagnostics,
+            e.capacity,
+            e.clusters,
+            e.unit_keys,
+            e.kinds,
+            e.noisy,
+            e.revision
+        ))
+    }
+
+    /// An entry written against one this process read is read back as the same entry written
+    /// whole (by a process that read neither), holds only what differs, and is a miss once the
+    /// other is gone; one is never written against an entry itself written against another, nor
+    /// against one not read.
+    #[test]
+    fn an_entry_written_against_another_reads_back_as_written_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = Cache::new(dir.path());
+        let store = cache.units();
+        for k in "abcdefgh".chars() {
+            store.put(&key(k), &record::sample(false));
+        }
+        store.flush().expect("flush");
+        let mut capacity = Capacity::default();
+        capacity.clusters.insert("prod".into(), Default::default());
+        let base = Parts {
+            units: ["a", "b", "c"]
+                .iter()
+                .map(|k| key(k.chars().next().unwrap_or('a')))
+                .collect(),
+            capacity,
+            clusters: vec![(
+                "prod".into(),
+                vec![(0, 2, false), (1, 2, false), (2, 2, false)],
+            )],
+            kinds: UnitKinds::of(&vec![vec!["Namespace".to_owned()]; 3]),
+            revision: Revision {
+                graph: [1; 32],
+                paths: [2; 32],
+                digests: (0..40u8).map(|b| [b; 32]).collect(),
+            },
+        };
+        let (k_base, k_head, k_whole) = (key('1'), key('2'), key('3'));
+        base.write(&cache, &k_base, None);
+        let mut head = Parts {
+            units: [key('a'), key('d'), key('c'), key('e')].to_vec(),
+            ..base
+        };
+        head.revision.digests[7] = [0xee; 32];
+        head.revision.digests.push([0xff; 32]);
+        // Not read by this process: written whole.
+        head.write(&cache, &k_head, Some(&k_base));
+        let whole_size = std::fs::metadata(cache.path(&k_head))
+            .expect("written")
+            .len();
+        assert!(read_back(&cache, &k_base).is_some());
+        head.write(&cache, &k_head, Some(&k_base));
+        let text = std::fs::read_to_string(cache.path(&k_head)).expect("written");
+        assert!(text.contains("\"against\""), "{text}");
+        assert!(
+            (text.len() as u64) < whole_size / 2,
+            "{} of {whole_size}",
+            text.len()
+        );
+        let pinned = std::fs::read_to_string(cache.path(&k_head).with_extension("units"));
+        assert_eq!(pinned.expect("list"), format!("{}\n{}", key('d'), key('e')));
+        head.write(&cache, &k_whole, None);
+        let fresh = Cache::new(dir.path());
+        let got = read_back(&fresh, &k_head);
+        assert!(got.is_some());
+        assert_eq!(got, read_back(&fresh, &k_whole));
+        // Changed capacity and clusters are written, and read back.
+        let mut other = Parts {
+            clusters: vec![("prod".into(), vec![(0, 2, false), (2, 2, true)])],
+            ..head
+        };
+        other
+            .capacity
+            .clusters
+            .insert("dev".into(), Default::default());
+        let (k_other, k_other_whole) = (key('4'), key('5'));
+        other.write(&cache, &k_other, Some(&k_base));
+        other.write(&cache, &k_other_whole, None);
+        let fresh = Cache::new(dir.path());
+        assert!(
+            std::fs::read_to_string(cache.path(&k_other))
+                .expect("w")
+                .contains("against")
+        );
+        assert_eq!(
+            read_back(&fresh, &k_other),
+            read_back(&fresh, &k_other_whole)
+        );
+        // Never against an entry written against another.
+        assert!(read_back(&cache, &k_head).is_some());
+        other.write(&cache, &k_other, Some(&k_head));
+        let text = std::fs::read_to_string(cache.path(&k_other)).expect("written");
+        assert!(!text.contains("against"), "{text}");
+        // The entry written against is gone: a miss.
+        std::fs::remove_file(cache.path(&k_base)).expect("removed");
+        assert_eq!(read_back(&Cache::new(dir.path()), &k_head), None);
+        // A damaged reference is a miss, not a panic.
+        let damaged = std::fs::read_to_string(cache.path(&k_head))
+            .expect("read")
+            .replace(&k_base, "../x");
+        std::fs::write(cache.path(&k_head), damaged).expect("write");
+        assert_eq!(read_back(&Cache::new(dir.path()), &k_head), None);
     }
 }

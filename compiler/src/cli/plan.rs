@@ -316,7 +316,7 @@ fn cached_side(cache: &crate::cache::Cache, key: &str) -> Option<Side> {
             .iter()
             .any(crate::diag::Diagnostic::is_error);
     whole.then(|| Side {
-        capacity: entry.capacity.take().map(std::sync::Arc::new),
+        capacity: entry.capacity.take(),
         objects: Objects::Cached(Box::new(entry)),
         timings: vec![("cache hit (by tree)", started.elapsed())],
         pending: None,
@@ -371,12 +371,12 @@ fn compile_side(
     // A cache hit keeps the capacity it computed (an entry of an older plinth may not: its
     // specs are read again).
     let capacity = match &mut objects {
-        Objects::Cached(e) => std::sync::Arc::new(e.capacity.take().unwrap_or_else(|| {
-            crate::capacity::Capacity::of(&crate::capacity::specs_of(
+        Objects::Cached(e) => e.capacity.take().unwrap_or_else(|| {
+            std::sync::Arc::new(crate::capacity::Capacity::of(&crate::capacity::specs_of(
                 &built.checked.snapshot,
                 opts.yaml,
-            ))
-        })),
+            )))
+        }),
         // Computed for the revision's entry when it is to be stored (and shared with it).
         Objects::Compiled(_) | Objects::Delta(_) => {
             match built.pending.as_ref().and_then(|p| p.capacity()) {

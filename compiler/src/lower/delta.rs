@@ -104,6 +104,9 @@ pub struct Delta {
     /// The spec files and templates that differ from the base's, when both have the same
     /// files (what a policy evaluation may take from the base: [`BaseUnits::policy_clean`]).
     pub changed: Option<Arc<rekey::Changed>>,
+    /// The key of the base's entry in the cache, when it has one (this revision's entry may be
+    /// written against it).
+    pub base: Option<String>,
 }
 
 impl Delta {
@@ -312,6 +315,7 @@ pub fn lower_delta(
         revision: Arc::new(revision),
         keys_taken,
         changed,
+        base: base.key.clone(),
     };
     for ((s, removed), cluster) in sorted.iter().zip(removed).zip(&platform.spec.clusters) {
         let mut listed: Vec<(u32, u32, bool)> = Vec::new();
