@@ -102,24 +102,8 @@ impl PartialEq for RawJson {
     }
 }
 
-/// A [`FileRead`] borrowed: from a store's text as it was read (each document's JSON not
-/// copied out of it), or from a [`FileRead`] ([`FileRead::borrowed`]).
-#[derive(Debug, Deserialize)]
-pub struct FileReadRef<'a> {
-    pub parse: Vec<Diagnostic>,
-    #[serde(borrow)]
-    pub docs: Vec<DocReadRef<'a>>,
-}
-
-/// A [`DocRead`] borrowed.
-#[derive(Debug, Deserialize)]
-pub struct DocReadRef<'a> {
-    pub index: usize,
-    pub read: crate::parse::Read,
-    #[serde(borrow)]
-    pub typed: Option<&'a serde_json::value::RawValue>,
-    pub diagnostics: Vec<Diagnostic>,
-}
+mod stored;
+pub use stored::{AnyEnvelope, DocReadRef, FileReadRef, TypedRef};
 
 impl FileRead {
     /// This read, borrowed (its diagnostics copied).
@@ -132,7 +116,7 @@ impl FileRead {
                 .map(|d| DocReadRef {
                     index: d.index,
                     read: d.read.clone(),
-                    typed: d.typed.as_ref().map(|t| &*t.0),
+                    typed: d.typed.as_ref().map(|t| TypedRef::Json(&t.0)),
                     diagnostics: d.diagnostics.clone(),
                 })
                 .collect(),
@@ -143,7 +127,7 @@ impl FileRead {
 /// Where files' reads are looked up before parsing and offered after (the cache).
 pub trait FileStore: Send + Sync {
     /// `f` of the read stored under `key`, when there is one.
-    fn get(&self, key: &str, f: &mut dyn FnMut(&FileReadRef<'_>));
+    fn get(&self, key: &str, f: &mut dyn FnMut(FileReadRef<'_>));
     fn put(&self, key: &str, read: FileRead);
     /// Every lookup is over: keep what was used and added.
     fn finish(&self) {}
@@ -246,37 +230,45 @@ fn read_file(f: &SourceFile, limits: YamlLimits, keep: bool) -> (FileDocs, Optio
 
 /// A file's documents from what reading it gave before: typed from their JSON, their trees
 /// parsed only when read. `None` when that does not type again (a damaged entry).
-fn from_store(f: &SourceFile, limits: YamlLimits, r: &FileReadRef<'_>) -> Option<FileDocs> {
+fn from_store(f: &SourceFile, limits: YamlLimits, r: FileReadRef<'_>) -> Option<FileDocs> {
     let lazy = Unparsed::of(f.path.clone(), f.text.clone(), limits);
     let mut docs = Vec::with_capacity(r.docs.len());
     let mut typed = Vec::with_capacity(r.docs.len());
-    for d in &r.docs {
+    for d in r.docs {
         let kind = d.read.kind.as_deref().and_then(Kind::parse);
-        let doc = Arc::new(Document::later(&lazy, d.index, f.digest, d.read.clone()));
+        let doc = Arc::new(Document::later(&lazy, d.index, f.digest, d.read));
         let spec = match d.typed {
-            Some(json) => Some(retype(kind?, json.get(), &doc)?),
+            Some(TypedRef::Json(json)) => Some(retype(kind?, json.get(), &doc)?),
+            Some(TypedRef::Read(env)) => Some(typed_as(kind?, *env, &doc)?),
             None => None,
         };
         let mut diags = Diagnostics::new();
-        diags.extend(d.diagnostics.iter().cloned());
+        diags.extend(d.diagnostics);
         docs.push(doc);
         typed.push((spec, diags));
     }
-    Some((docs, typed, r.parse.clone()))
+    Some((docs, typed, r.parse))
 }
 
 /// A document typed before, from its JSON.
 fn retype(kind: Kind, json: &str, doc: &Arc<Document>) -> Option<AnySpec> {
-    fn object<S: DeserializeOwned>(
-        kind: Kind,
-        json: &str,
-        doc: &Arc<Document>,
-    ) -> Option<Object<S>> {
-        let env: Envelope<S> = serde_json::from_str(json).ok()?;
-        // The entry is of this document (a damaged one could pair another kind's JSON), and
-        // its names are what typing admits (they become objects' names and labels).
-        if env.kind != kind.as_str()
-            || Some(env.metadata.name.as_str()) != doc.name()
+    let env = match kind {
+        Kind::Platform => AnyEnvelope::Platform(serde_json::from_str(json).ok()?),
+        Kind::Project => AnyEnvelope::Project(serde_json::from_str(json).ok()?),
+        Kind::Dataset => AnyEnvelope::Dataset(serde_json::from_str(json).ok()?),
+        Kind::GpuQuota => AnyEnvelope::GpuQuota(serde_json::from_str(json).ok()?),
+        Kind::ModelRollout => AnyEnvelope::ModelRollout(serde_json::from_str(json).ok()?),
+        Kind::App => AnyEnvelope::App(serde_json::from_str(json).ok()?),
+    };
+    typed_as(kind, env, doc)
+}
+
+/// A document typed before, deserialized: its object, when it is of `kind` and of this document
+/// (a damaged entry could pair another kind's or document's JSON), its names what typing
+/// admits (they become objects' names and labels).
+fn typed_as(kind: Kind, env: AnyEnvelope, doc: &Arc<Document>) -> Option<AnySpec> {
+    fn object<S>(env: Envelope<S>, doc: &Arc<Document>) -> Option<Object<S>> {
+        if Some(env.metadata.name.as_str()) != doc.name()
             || !is_dns_label(&env.metadata.name)
             || !metadata_ok(doc, &env.metadata, &mut Diagnostics::new())
         {
@@ -288,13 +280,19 @@ fn retype(kind: Kind, json: &str, doc: &Arc<Document>) -> Option<AnySpec> {
             doc: doc.clone(),
         })
     }
-    Some(match kind {
-        Kind::Platform => AnySpec::Platform(object(kind, json, doc)?),
-        Kind::Project => AnySpec::Project(object(kind, json, doc)?),
-        Kind::Dataset => AnySpec::Dataset(object(kind, json, doc)?),
-        Kind::GpuQuota => AnySpec::GpuQuota(object(kind, json, doc)?),
-        Kind::ModelRollout => AnySpec::ModelRollout(object(kind, json, doc)?),
-        Kind::App => AnySpec::App(object(kind, json, doc)?),
+    if env.kind() != kind.as_str() {
+        return None;
+    }
+    Some(match env {
+        AnyEnvelope::Platform(e) if kind == Kind::Platform => AnySpec::Platform(object(e, doc)?),
+        AnyEnvelope::Project(e) if kind == Kind::Project => AnySpec::Project(object(e, doc)?),
+        AnyEnvelope::Dataset(e) if kind == Kind::Dataset => AnySpec::Dataset(object(e, doc)?),
+        AnyEnvelope::GpuQuota(e) if kind == Kind::GpuQuota => AnySpec::GpuQuota(object(e, doc)?),
+        AnyEnvelope::ModelRollout(e) if kind == Kind::ModelRollout => {
+            AnySpec::ModelRollout(object(e, doc)?)
+        }
+        AnyEnvelope::App(e) if kind == Kind::App => AnySpec::App(object(e, doc)?),
+        _ => return None,
     })
 }
 
@@ -647,6 +645,78 @@ mod tests {
             "é",
         ] {
             assert!(!is_dns_label(bad), "{bad}");
+        }
+    }
+
+    /// A read kept by a store and read back types every document as reading the file did —
+    /// each spec deserialized as the kind its read names, in the same pass over the stored
+    /// text —, with the same diagnostics; a stored spec of another kind than its read names, or
+    /// of another document, is not taken (the file is then read again).
+    #[test]
+    fn a_stored_read_types_as_reading_the_file() {
+        let example = |p: &str| {
+            std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../examples/repo")
+                    .join(p),
+            )
+            .expect("example")
+        };
+        let text = [
+            example("datasets/admissions.yaml"),
+            "apiVersion: plinth.dev/v1alpha1\nkind: Project\nmetadata:\n  name: p1\nspec:\n  owners: 7\n".to_owned(),
+            "kind: Nothing\n".to_owned(),
+            "apiVersion: plinth.dev/v1alpha1\nkind: Project\nmetadata:\n  name: p2\nspec:\n  owners: [dana@example.org]\n".to_owned(),
+        ]
+        .join("\n---\n");
+        let f = SourceFile::new("a.yaml".into(), FileRole::Spec, text.as_str().into());
+        let limits = YamlLimits::default();
+        let ((_, read, parse), kept) = read_file(&f, limits, true);
+        let kept = serde_json::to_vec(&kept.expect("kept")).expect("json");
+        let back: FileReadRef<'_> = serde_json::from_slice(&kept).expect("read back");
+        let taken: Vec<_> = back
+            .docs
+            .iter()
+            .map(|d| matches!(d.typed, Some(TypedRef::Read(_))))
+            .collect();
+        assert_eq!(taken, [true, false, false, true]);
+        let (docs, typed, parse_again) = from_store(&f, limits, back).expect("typed");
+        assert_eq!(docs.len(), 4);
+        assert_eq!(format!("{parse:?}"), format!("{parse_again:?}"));
+        let shown = |t: &[Typed]| -> Vec<String> {
+            t.iter()
+                .map(|(spec, d)| {
+                    let spec = match spec {
+                        Some(AnySpec::Project(o)) => format!("{:?} {:?}", o.metadata, o.spec),
+                        Some(AnySpec::Dataset(o)) => format!("{:?} {:?}", o.metadata, o.spec),
+                        Some(_) => "other".to_owned(),
+                        None => "none".to_owned(),
+                    };
+                    format!("{spec} {:?}", d.iter().collect::<Vec<_>>())
+                })
+                .collect()
+        };
+        assert_eq!(shown(&typed), shown(&read));
+        assert!(shown(&typed)[3].contains("dana@example.org"));
+        // Another kind's spec under a document's read, or another document's: not taken.
+        let text = String::from_utf8(kept).expect("utf-8");
+        for damaged in [
+            text.replace(
+                "\"kind\":\"Project\",\"metadata\":{\"name\":\"p2\"}",
+                "\"kind\":\"Dataset\",\"metadata\":{\"name\":\"p2\"}",
+            ),
+            text.replace(
+                "\"metadata\":{\"name\":\"p2\"}",
+                "\"metadata\":{\"name\":\"p3\"}",
+            ),
+            text.replace("\"owners\":[\"dana@example.org\"]", "\"owners\":\"dana\""),
+        ] {
+            assert_ne!(damaged, text);
+            let back = serde_json::from_slice::<FileReadRef<'_>>(damaged.as_bytes());
+            assert!(
+                back.ok().and_then(|b| from_store(&f, limits, b)).is_none(),
+                "{damaged}"
+            );
         }
     }
 
