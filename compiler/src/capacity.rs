@@ -542,6 +542,11 @@ pub fn diff(base: &Capacity, head: &Capacity) -> Diff {
         let pools: BTreeSet<&String> = bp.keys().chain(hp.keys()).collect();
         for pool in pools {
             let (b, h) = (bp.get(pool), hp.get(pool));
+            // A pool the same on both sides changes no figure and gives no finding (every
+            // finding compares a share or the pool with what it was).
+            if b.is_some() && b == h {
+                continue;
+            }
             let fig = |f: fn(&Pool) -> u32| Figure::of(b.map(f), h.map(f));
             let mut d = PoolDiff {
                 cluster: cluster.clone(),
@@ -770,6 +775,37 @@ spec:
         assert_eq!((p2.capacity, p2.allocated, p2.spare), (10, 8, 2));
         assert_eq!(p2.projects.keys().collect::<Vec<_>>(), ["a"]);
         assert_eq!((p2.projects["a"].max, p2.projects["a"].demand), (10, 8));
+    }
+
+    /// A finding compares with what was: `a` needing more than it is guaranteed is reported
+    /// when it becomes so; a pool the same on both sides gives no figure and no finding, even
+    /// while a share of it needs more than it is guaranteed.
+    #[test]
+    fn a_pool_the_same_on_both_sides_gives_nothing() {
+        let base = Capacity::of(&built(ALLOCATIONS, WORKLOADS).checked.specs);
+        let mut tight = base.clone();
+        let share = tight.clusters.get_mut("c1").unwrap().get_mut("p").unwrap();
+        let share = share.projects.get_mut("a").unwrap();
+        share.demand = share.guaranteed + 2;
+        assert_eq!(diff(&base, &tight).findings.len(), 1);
+        assert!(diff(&tight, &tight).is_empty());
+        // Only `c2`'s pool changes: `c1`'s, tight on both sides, says nothing.
+        let mut moved = tight.clone();
+        moved
+            .clusters
+            .get_mut("c2")
+            .unwrap()
+            .get_mut("p")
+            .unwrap()
+            .capacity += 2;
+        let d = diff(&tight, &moved);
+        assert!(d.findings.is_empty(), "{d:?}");
+        let pools: Vec<_> = d
+            .pools
+            .iter()
+            .map(|p| (p.cluster.as_str(), p.pool.as_str()))
+            .collect();
+        assert_eq!(pools, [("c2", "p")]);
     }
 
     #[test]
