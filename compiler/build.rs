@@ -40,7 +40,42 @@ fn main() {
     let dest = std::path::Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR"))
         .join("default_policies.rs");
     std::fs::write(dest, out).expect("write default_policies.rs");
+    committed_crds();
     source_hash();
+}
+
+/// The committed CRD schemas (`schemas/crds/*.json`, equal to the ones generated from their
+/// types: test `crd_schemas_match_types`), embedded for the cache's fingerprint: hashing them
+/// costs nothing at run time, generating them a few milliseconds per command.
+fn committed_crds() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/crds");
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read the CRD schemas in {}: {e}", dir.display()))
+        .map(|entry| {
+            entry
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    let mut out = String::from("&[\n");
+    for n in &names {
+        let path = dir.join(n);
+        println!("cargo:rerun-if-changed={}", path.display());
+        let _ = writeln!(
+            out,
+            "    ({n:?}, include_str!({:?})),",
+            path.display().to_string()
+        );
+    }
+    out.push(']');
+    let dest =
+        std::path::Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("committed_crds.rs");
+    std::fs::write(dest, out).expect("write committed_crds.rs");
 }
 
 /// FNV-1a (64 bits) of every file under `src/` (paths and bytes, in path order).

@@ -32,6 +32,10 @@ fn registry() -> Vec<Registered> {
     r
 }
 
+/// The CRD schemas as committed (`schemas/crds/*.json`, by file name), embedded when plinth is
+/// built: what the cache's fingerprint hashes of them ([`crate::cache::fingerprint`]).
+pub const COMMITTED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/committed_crds.rs"));
+
 /// Every schema file of `schemas/crds/`, by file name, as its exact committed text.
 pub fn generate_all() -> BTreeMap<String, String> {
     registry()
@@ -113,6 +117,18 @@ mod tests {
         }
         assert!(find("kueue.x-k8s.io/v1beta1", "NoSuchKind").is_none());
         assert!(find("v1", "ConfigMap").is_none());
+    }
+
+    /// What the cache's fingerprint hashes of the CRD schemas (their committed texts, embedded
+    /// when plinth was built) is what the schemas generated from their types are: a type that
+    /// changes its schema changes every cache key.
+    #[test]
+    fn the_embedded_schemas_are_the_generated_ones() {
+        let embedded: BTreeMap<String, String> = COMMITTED
+            .iter()
+            .map(|(n, t)| ((*n).to_owned(), (*t).to_owned()))
+            .collect();
+        assert_eq!(embedded, generate_all());
     }
 
     #[test]
