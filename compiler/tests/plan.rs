@@ -1543,6 +1543,80 @@ fn plans_reuse_compiled_revisions_from_the_cache_and_say_the_same() {
     assert_eq!(text(&r.plinth(&args)), text(&cold));
 }
 
+/// A head compiled against a cached base has its entry written against the base's (only what
+/// differs); planned again it is read with the base's and says the same; with the base's entry
+/// gone it is not found by its tree, and the plan, made again, still says the same.
+#[test]
+fn a_head_entry_written_against_its_base_reads_back_and_needs_it() {
+    let mut r = example_repo();
+    set_allocation(&r, "bed-management", 7, 8);
+    r.commit("Dana Smith", "one more slice");
+    let plan = |base: &str, head: &str, extra: &[&str]| {
+        let args = [
+            "plan", "--base", base, "--head", head, "--path", "platform", "--format", "json",
+        ];
+        r.plinth(&[&args[..], extra].concat())
+    };
+    let cold = plan("HEAD~1", "HEAD", &["--no-cache"]);
+    // The base alone first: its entry, whole, found by its tree by the next plan.
+    assert_eq!(plan("HEAD~1", "HEAD~1", &[]).status.code(), Some(0));
+    let cache = r.path().join(".git/plinth-cache");
+    let entries = || -> Vec<(std::path::PathBuf, String)> {
+        let mut all = Vec::new();
+        for d in fs::read_dir(&cache).expect("cache").flatten() {
+            let name = d.file_name().to_string_lossy().into_owned();
+            if name.len() != 2 {
+                continue;
+            }
+            for e in fs::read_dir(d.path()).expect("dir").flatten() {
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "json") {
+                    all.push((p.clone(), fs::read_to_string(&p).expect("entry")));
+                }
+            }
+        }
+        all
+    };
+    assert!(entries().iter().all(|(_, t)| !t.contains("\"against\"")));
+    let first = plan("HEAD~1", "HEAD", &[]);
+    assert_eq!(text(&first), text(&cold));
+    let all = entries();
+    let (head_entry, head_text) = all
+        .iter()
+        .find(|(_, t)| t.contains("\"against\""))
+        .expect("the head's entry is written against the base's");
+    let whole = all
+        .iter()
+        .filter(|(p, _)| p != head_entry)
+        .map(|(_, t)| t.len())
+        .max()
+        .expect("the base's entry");
+    assert!(head_text.len() < whole, "{} of {whole}", head_text.len());
+    // Both found by their trees: the head's entry read with the base's.
+    let warm = plan("HEAD~1", "HEAD", &[]);
+    assert_eq!(text(&warm), text(&cold));
+    assert_eq!(warm.status.code(), Some(2));
+    let timed = String::from_utf8_lossy(&plan_timed(&r, &[]).stderr).into_owned();
+    assert!(timed.contains("head cache hit (by tree)"), "{timed}");
+    // The base's entry gone: the head's is a miss; both compiled again, the same plan.
+    let base_key = head_text
+        .split("\"against\":{\"key\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the base's key");
+    let base_entry = cache.join(&base_key[..2]).join(format!("{base_key}.json"));
+    fs::remove_file(&base_entry).expect("the base's entry is where its key says");
+    // (Found by its tree, the head's entry does not read without the base's; the base is
+    // compiled and stored again, under the same key, and the head's then reads with it.)
+    let again = plan_timed(&r, &[]);
+    let timed = String::from_utf8_lossy(&again.stderr).into_owned();
+    assert!(!timed.contains("head cache hit (by tree)"), "{timed}");
+    assert!(timed.contains("base    lower"), "{timed}");
+    assert!(base_entry.exists());
+    assert_eq!(again.status.code(), Some(2));
+    assert_eq!(text(&plan("HEAD~1", "HEAD", &[])), text(&cold));
+}
+
 /// The JSON plan without `--allow-destructive`: approvals decide.
 fn plan_strict(r: &Repo, base: &str, head: &str) -> (i32, serde_json::Value) {
     let o = r.plinth(&[
