@@ -328,10 +328,29 @@ struct MemoUse {
     set: Arc<str>,
 }
 
+/// Whether `files` are the embedded default library, exactly.
+fn is_default_library(files: &[PolicyFile]) -> bool {
+    let key = |f: &PolicyFile| (f.path.clone(), f.text.clone());
+    let loaded: BTreeSet<_> = files.iter().map(key).collect();
+    loaded == default_library().iter().map(key).collect()
+}
+
+/// The regorus engine of an [`Engine`]: made with its policies when loaded, or — for the
+/// default library, which the native rules evaluate and which is known to load — when first
+/// needed (a rule the native rules defer, an exception, `print`): reading the library is 2–3 ms
+/// of every compile's CPU otherwise.
+#[derive(Clone)]
+struct Regorus {
+    engine: Option<regorus::Engine>,
+    /// What to make it of, when it is not made yet.
+    files: Arc<[PolicyFile]>,
+    opts: PolicyOptions,
+}
+
 /// A loaded set of policies, ready to evaluate many inputs.
 #[derive(Clone)]
 pub struct Engine {
-    engine: regorus::Engine,
+    engine: Regorus,
     rules: Vec<Rule>,
     /// Definitions of `deny`/`violation`/`warn` rules per selected package (conftest's count of
     /// tests).
@@ -1011,12 +1030,17 @@ fn paths_of(code: &str) -> Vec<Vec<String>> {
 fn regorus_engine(opts: &PolicyOptions) -> regorus::Engine {
     let mut engine = regorus::Engine::new();
     engine.set_rego_v0(opts.rego_v0);
-    engine.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
-        limit: opts.timeout,
+    engine.set_execution_timer_config(timer_config(opts.timeout));
+    engine
+}
+
+/// regorus' execution timer at `limit`.
+fn timer_config(limit: Duration) -> regorus::utils::limits::ExecutionTimerConfig {
+    regorus::utils::limits::ExecutionTimerConfig {
+        limit,
         // Reading the clock on every unit of work costs more than the work.
         check_interval: std::num::NonZeroU32::new(64).unwrap_or(std::num::NonZeroU32::MIN),
-    });
-    engine
+    }
 }
 
 /// What loading the policy files found.
@@ -1037,14 +1061,17 @@ struct Loaded<'f> {
 /// Add the files to the engine (those that do not load become diagnostics) and read the rules
 /// of the selected packages.
 fn load_files<'f>(
-    engine: &mut regorus::Engine,
+    mut engine: Option<&mut regorus::Engine>,
     files: &'f [PolicyFile],
     opts: &PolicyOptions,
     diags: &mut Diagnostics,
 ) -> Loaded<'f> {
     let mut loaded = Loaded::default();
     for f in files {
-        if !add_file(engine, f, opts, diags) {
+        // Without an engine: files known to load (added when the engine is made).
+        if let Some(e) = engine.as_deref_mut()
+            && !add_file(e, f, opts, diags)
+        {
             continue;
         }
         loaded.files.push(f);
@@ -1232,8 +1259,28 @@ impl PackageRun<'_> {
 impl Engine {
     /// Load policies. Files that do not parse become diagnostics; the rest still load.
     pub fn new(files: &[PolicyFile], opts: &PolicyOptions, diags: &mut Diagnostics) -> Engine {
-        let mut engine = regorus_engine(opts);
-        let loaded = load_files(&mut engine, files, opts, diags);
+        Engine::loaded(files, opts, diags, false)
+    }
+
+    /// Load policies known to load (the default library, checked by test), their regorus
+    /// engine made when first needed ([`Regorus`]).
+    fn deferred(files: &[PolicyFile], opts: &PolicyOptions, diags: &mut Diagnostics) -> Engine {
+        Engine::loaded(files, opts, diags, true)
+    }
+
+    fn loaded(
+        files: &[PolicyFile],
+        opts: &PolicyOptions,
+        diags: &mut Diagnostics,
+        defer: bool,
+    ) -> Engine {
+        let mut engine = (!defer).then(|| regorus_engine(opts));
+        let loaded = load_files(engine.as_mut(), files, opts, diags);
+        let engine = Regorus {
+            engine,
+            files: if defer { files.into() } else { Arc::from([]) },
+            opts: opts.clone(),
+        };
         let reads = loaded.rule_reads();
         let cacheable = reads.iter().map(Option::is_some).collect();
         let files_hash = policy_files_hash(files, opts);
@@ -1347,12 +1394,15 @@ impl Engine {
     /// Gather the output of `print` (for [`Engine::take_prints`]) instead of writing it to
     /// standard error.
     pub fn gather_prints(&mut self) {
-        self.engine.set_gather_prints(true);
+        self.regorus().set_gather_prints(true);
     }
 
     /// The output of `print` since the last call: `file:line: message`.
     pub fn take_prints(&mut self) -> Vec<String> {
-        self.engine.take_prints().unwrap_or_default()
+        match self.engine.engine.as_mut() {
+            Some(e) => e.take_prints().unwrap_or_default(),
+            None => Vec::new(),
+        }
     }
 
     /// Every package loaded, sorted.
@@ -1469,7 +1519,9 @@ impl Engine {
         diags: &mut Diagnostics,
         projects: Option<&str>,
     ) {
-        self.engine.clear_data();
+        if let Some(e) = self.engine.engine.as_mut() {
+            e.clear_data();
+        }
         let mut data = user.cloned().unwrap_or_else(|| json!({}));
         if let (Some(d), Value::Object(extra)) = (data.as_object_mut(), extra) {
             for (k, v) in extra {
@@ -1523,7 +1575,7 @@ impl Engine {
             return;
         };
         // Read from the JSON in place (no copy of it first).
-        if let Err(e) = self.engine.add_data(to_regorus(&data)) {
+        if let Err(e) = self.regorus().add_data(to_regorus(&data)) {
             diags.push(Diagnostic::new(
                 Code::PolicyFailed,
                 format!("cannot give policies their data: {e}"),
@@ -1605,7 +1657,7 @@ impl Engine {
                 other => <regorus::Value as serde::Deserialize>::deserialize(other.get())
                     .unwrap_or(regorus::Value::Undefined),
             };
-            self.engine.set_input(input);
+            self.regorus().set_input(input);
             state.set = true;
         }
     }
@@ -1617,7 +1669,7 @@ impl Engine {
             return (Value::Null, true);
         }
         self.give_input(state);
-        match self.engine.eval_rule(format!("data.{pkg}.exception")) {
+        match self.regorus().eval_rule(format!("data.{pkg}.exception")) {
             Ok(v) if v != regorus::Value::Undefined => {
                 (serde_json::to_value(&v).unwrap_or(Value::Null), true)
             }
@@ -1726,7 +1778,7 @@ impl Engine {
             None => {
                 self.give_input(state);
                 self.bound_by_budget();
-                self.engine
+                self.regorus()
                     .eval_rule(format!("data.{}.{}", rule.package, rule.name))
                     .map(|v| {
                         (v != regorus::Value::Undefined)
@@ -1775,12 +1827,10 @@ impl Engine {
         let limit = left.min(self.timeout).max(Duration::from_millis(1));
         if limit != self.timer {
             self.timer = limit;
-            self.engine
-                .set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
-                    limit,
-                    check_interval: std::num::NonZeroU32::new(64)
-                        .unwrap_or(std::num::NonZeroU32::MIN),
-                });
+            // (One made later starts with it.)
+            if let Some(e) = self.engine.engine.as_mut() {
+                e.set_execution_timer_config(timer_config(limit));
+            }
         }
     }
 
@@ -1800,12 +1850,23 @@ impl Engine {
     /// Evaluate the default library's rules natively ([`native`]) where they decide, when
     /// `files` are exactly the embedded library.
     fn native_library(mut self, files: &[PolicyFile]) -> Engine {
-        let key = |f: &PolicyFile| (f.path.clone(), f.text.clone());
-        let loaded: BTreeSet<_> = files.iter().map(key).collect();
-        let library = default_library();
-        self.native = loaded == library.iter().map(key).collect()
-            && library_digest(&library) == native::WRITTEN_FOR;
+        self.native =
+            is_default_library(files) && library_digest(&default_library()) == native::WRITTEN_FOR;
         self
+    }
+
+    /// Its regorus engine, made now when it is not yet ([`Regorus`]): its files added (they
+    /// load), its timer at the current limit.
+    fn regorus(&mut self) -> &mut regorus::Engine {
+        let (files, opts, timer) = (&self.engine.files, &self.engine.opts, self.timer);
+        self.engine.engine.get_or_insert_with(|| {
+            let mut e = regorus_engine(opts);
+            e.set_execution_timer_config(timer_config(timer));
+            for f in files.iter() {
+                let _ = e.add_policy(f.path.to_string(), f.text.to_string());
+            }
+            e
+        })
     }
 
     /// Whether the rule named `id` was stopped on another input (and so is not evaluated).
@@ -2435,7 +2496,15 @@ fn engines<'o>(
     };
     let mut engines: Vec<(Engine, Option<&Value>)> = Vec::new();
     if !library.is_empty() {
-        let engine = Engine::new(&library, &library_opts, diags).native_library(&library);
+        // The embedded library loads (test `the_default_library_loads_as_deferred`): its
+        // regorus engine is made only if a rule needs it.
+        let embedded = is_default_library(&library);
+        let engine = if embedded {
+            Engine::deferred(&library, &library_opts, diags)
+        } else {
+            Engine::new(&library, &library_opts, diags)
+        };
+        let engine = engine.native_library(&library);
         engines.push((engine, None));
     }
     if !user.is_empty() {
@@ -3745,11 +3814,12 @@ impl LibraryCheck {
     /// was decided where regorus fails).
     pub fn compare(&mut self, input: &Value) -> Result<Compared, String> {
         let mut out = Compared::default();
-        self.engine.engine.set_input(deserialized(input));
-        for rule in &self.engine.rules {
+        self.engine.regorus().set_input(deserialized(input));
+        let rules = self.engine.rules.clone();
+        for rule in &rules {
             let want = self
                 .engine
-                .engine
+                .regorus()
                 .eval_rule(format!("data.{}.{}", rule.package, rule.name))
                 .map(|v| serde_json::to_value(&v).unwrap_or(Value::Null))
                 .map_err(|e| first_line(&format!("{e:#}")));
@@ -3777,6 +3847,47 @@ impl LibraryCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The embedded library loads without a diagnostic (so its regorus engine may be made when
+    /// first needed), and loaded so it has the rules, definitions and packages it has loaded at
+    /// once; its engine, made on demand, evaluates a rule as the one made at once does.
+    #[test]
+    fn the_default_library_loads_as_deferred() {
+        let library = default_library();
+        let opts = PolicyOptions {
+            all_namespaces: true,
+            ..PolicyOptions::default()
+        };
+        let mut d = Diagnostics::new();
+        let mut now = Engine::new(&library, &opts, &mut d);
+        assert!(d.is_empty(), "{d:?}");
+        let mut later = Engine::deferred(&library, &opts, &mut d);
+        assert!(d.is_empty(), "{d:?}");
+        assert!(later.engine.engine.is_none(), "not made until needed");
+        let rules = |e: &Engine| -> Vec<String> {
+            e.rules
+                .iter()
+                .map(|r| format!("{}.{} {:?}", r.package, r.name, r.kind))
+                .collect()
+        };
+        assert!(!now.rules.is_empty());
+        assert_eq!(rules(&now), rules(&later));
+        assert_eq!(now.definitions, later.definitions);
+        assert_eq!(now.packages, later.packages);
+        assert_eq!(now.exception_packages, later.exception_packages);
+        let rule = now.rules[0].clone();
+        let query = format!("data.{}.{}", rule.package, rule.name);
+        let input = deserialized(&json!({"kind": "Namespace", "metadata": {"name": "x"}}));
+        now.regorus().set_input(input.clone());
+        later.regorus().set_input(input);
+        assert!(later.engine.engine.is_some());
+        let (a, b) = (
+            now.regorus().eval_rule(query.clone()),
+            later.regorus().eval_rule(query),
+        );
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        assert!(a.is_ok(), "{a:?}");
+    }
 
     #[test]
     fn data_converted_on_every_core_is_what_deserialising_gives() {
