@@ -860,7 +860,7 @@ impl Cache {
     /// kept for an entry written against it, read meanwhile or later.
     fn loaded(&self, key: &str) -> Option<Arc<Loaded>> {
         let cell: Arc<WholeCell> = Arc::default();
-        self.registry().insert(key.to_owned(), cell.clone());
+        self.registered().insert(key.to_owned(), cell.clone());
         let mut written_against = None;
         let whole = cell
             .get_or_init(|| match self.read_head(key)? {
@@ -890,7 +890,7 @@ impl Cache {
         if !is_key(key) {
             return None;
         }
-        let cell = self.registry().entry(key.to_owned()).or_default().clone();
+        let cell = self.registered().entry(key.to_owned()).or_default().clone();
         let whole = cell
             .get_or_init(|| {
                 let head = self.read_head(key)?;
@@ -914,6 +914,17 @@ impl Cache {
 
     fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<WholeCell>>> {
         self.read.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// [`Cache::registry`] with room for one more entry: a value kept for long (a library
+    /// user's) holds at most [`REVISIONS_KEPT`] entries read, not every one it ever read
+    /// (forgetting them only costs a read).
+    fn registered(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<WholeCell>>> {
+        let mut registry = self.registry();
+        if registry.len() >= REVISIONS_KEPT {
+            registry.clear();
+        }
+        registry
     }
 
     /// Read again when next asked for (it was not there, or not whole).
@@ -2124,6 +2135,33 @@ mod tests {
             e.noisy,
             e.revision
         ))
+    }
+
+    /// The entries a cache value keeps after reading them (for entries written against them) are
+    /// bounded: reading more than [`REVISIONS_KEPT`] keeps no more than that.
+    #[test]
+    fn the_entries_kept_after_reading_are_bounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = Cache::new(dir.path());
+        let parts = Parts {
+            units: Vec::new(),
+            capacity: Capacity::default(),
+            clusters: Vec::new(),
+            kinds: UnitKinds::default(),
+            revision: Revision {
+                graph: [1; 32],
+                paths: [2; 32],
+                digests: Vec::new(),
+            },
+        };
+        let mut most = 0;
+        for i in 0..(REVISIONS_KEPT * 2 + 3) {
+            let key = format!("{i:064x}");
+            parts.write(&cache, &key, None);
+            assert!(cache.whole(&key).is_some(), "read whole");
+            most = most.max(cache.registry().len());
+        }
+        assert_eq!(most, REVISIONS_KEPT);
     }
 
     /// An entry written against one this process read is read back as the same entry written
