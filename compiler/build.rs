@@ -1,57 +1,39 @@
-//! Embeds the default policy library (`policies/*.rego`, tests excluded) into the binary, and
-//! a hash of the compiler's sources (`PLINTH_SOURCE_HASH`): part of every cache key, so results
+//! Embeds the default policy library (`policies/*.rego`, tests excluded) and the committed CRD
+//! schemas (`schemas/crds/*.json`) into the binary, and a hash of the compiler's sources (`PLINTH_SOURCE_HASH`): part of every cache key, so results
 //! of one build of plinth are never read by another with other code and the same version.
 
 use std::fmt::Write;
 
 fn main() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
-    println!("cargo:rerun-if-changed={}", dir.display());
     // A library that cannot be read must stop the build: a binary without its default
     // policies would pass every platform silently.
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read the default policies in {}: {e}", dir.display()))
-        .map(|entry| {
-            entry
-                .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .filter(|n| n.ends_with(".rego") && !n.ends_with("_test.rego"))
-        .collect();
-    assert!(
-        !names.is_empty(),
-        "no default policies (`*.rego`) in {}",
-        dir.display()
+    let policies = embed(
+        "../policies",
+        |n| n.ends_with(".rego") && !n.ends_with("_test.rego"),
+        ("vec![", "default_policies.rs"),
     );
-    names.sort();
-    let mut out = String::from("vec![\n");
-    for n in &names {
-        let path = dir.join(n);
-        println!("cargo:rerun-if-changed={}", path.display());
-        let _ = writeln!(
-            out,
-            "    ({n:?}, include_str!({:?})),",
-            path.display().to_string()
-        );
-    }
-    out.push(']');
-    let dest = std::path::Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR"))
-        .join("default_policies.rs");
-    std::fs::write(dest, out).expect("write default_policies.rs");
-    committed_crds();
+    assert!(
+        policies > 0,
+        "no default policies (`*.rego`) in ../policies"
+    );
+    // The committed CRD schemas (equal to the ones generated from their types: test
+    // `crd_schemas_match_types`), for the cache's fingerprint: hashing them costs nothing at
+    // run time, generating them a few milliseconds per command.
+    embed(
+        "../schemas/crds",
+        |n| n.ends_with(".json"),
+        ("&[", "committed_crds.rs"),
+    );
     source_hash();
 }
 
-/// The committed CRD schemas (`schemas/crds/*.json`, equal to the ones generated from their
-/// types: test `crd_schemas_match_types`), embedded for the cache's fingerprint: hashing them
-/// costs nothing at run time, generating them a few milliseconds per command.
-fn committed_crds() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/crds");
+/// Write `OUT_DIR/<file>`: `open` and a list of `(file name, include_str!(path))` of the files
+/// of `dir` (relative to the crate) that `keep` selects, by name; how many there are.
+fn embed(dir: &str, keep: fn(&str) -> bool, (open, file): (&str, &str)) -> usize {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     println!("cargo:rerun-if-changed={}", dir.display());
     let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read the CRD schemas in {}: {e}", dir.display()))
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
         .map(|entry| {
             entry
                 .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
@@ -59,10 +41,10 @@ fn committed_crds() {
                 .to_string_lossy()
                 .into_owned()
         })
-        .filter(|n| n.ends_with(".json"))
+        .filter(|n| keep(n))
         .collect();
     names.sort();
-    let mut out = String::from("&[\n");
+    let mut out = format!("{open}\n");
     for n in &names {
         let path = dir.join(n);
         println!("cargo:rerun-if-changed={}", path.display());
@@ -73,9 +55,9 @@ fn committed_crds() {
         );
     }
     out.push(']');
-    let dest =
-        std::path::Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("committed_crds.rs");
-    std::fs::write(dest, out).expect("write committed_crds.rs");
+    let dest = std::path::Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join(file);
+    std::fs::write(dest, out).unwrap_or_else(|e| panic!("write {file}: {e}"));
+    names.len()
 }
 
 /// FNV-1a (64 bits) of every file under `src/` (paths and bytes, in path order).
