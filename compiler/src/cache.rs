@@ -216,9 +216,7 @@ impl Loaded {
             against: None,
         }
     }
-}
 
-impl Loaded {
     /// Whether an entry may be written against it ([`against`]): it is whole and has all an
     /// entry written against it takes.
     fn usable(&self) -> bool {

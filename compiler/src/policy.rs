@@ -345,6 +345,9 @@ struct Regorus {
     /// What to make it of, when it is not made yet.
     files: Arc<[PolicyFile]>,
     opts: PolicyOptions,
+    /// The one made of them, shared by this engine's copies (one per chunk of inputs): each
+    /// copy that needs it takes a copy of it, as each took a copy of one made at once.
+    made: Arc<std::sync::OnceLock<regorus::Engine>>,
 }
 
 /// A loaded set of policies, ready to evaluate many inputs.
@@ -1280,6 +1283,7 @@ impl Engine {
             engine,
             files: if defer { files.into() } else { Arc::from([]) },
             opts: opts.clone(),
+            made: Arc::default(),
         };
         let reads = loaded.rule_reads();
         let cacheable = reads.iter().map(Option::is_some).collect();
@@ -1848,23 +1852,33 @@ impl Engine {
     }
 
     /// Evaluate the default library's rules natively ([`native`]) where they decide, when
-    /// `files` are exactly the embedded library.
-    fn native_library(mut self, files: &[PolicyFile]) -> Engine {
-        self.native =
-            is_default_library(files) && library_digest(&default_library()) == native::WRITTEN_FOR;
+    /// its files are exactly the embedded library (`embedded`: [`is_default_library`]).
+    fn native_library(mut self, embedded: bool) -> Engine {
+        self.native = embedded && library_digest(&default_library()) == native::WRITTEN_FOR;
         self
     }
 
     /// Its regorus engine, made now when it is not yet ([`Regorus`]): its files added (they
     /// load), its timer at the current limit.
     fn regorus(&mut self) -> &mut regorus::Engine {
-        let (files, opts, timer) = (&self.engine.files, &self.engine.opts, self.timer);
-        self.engine.engine.get_or_insert_with(|| {
-            let mut e = regorus_engine(opts);
+        let Regorus {
+            engine,
+            files,
+            opts,
+            made,
+        } = &mut self.engine;
+        let timer = self.timer;
+        engine.get_or_insert_with(|| {
+            let mut e = made
+                .get_or_init(|| {
+                    let mut e = regorus_engine(opts);
+                    for f in files.iter() {
+                        let _ = e.add_policy(f.path.to_string(), f.text.to_string());
+                    }
+                    e
+                })
+                .clone();
             e.set_execution_timer_config(timer_config(timer));
-            for f in files.iter() {
-                let _ = e.add_policy(f.path.to_string(), f.text.to_string());
-            }
             e
         })
     }
@@ -2504,7 +2518,7 @@ fn engines<'o>(
         } else {
             Engine::new(&library, &library_opts, diags)
         };
-        let engine = engine.native_library(&library);
+        let engine = engine.native_library(embedded);
         engines.push((engine, None));
     }
     if !user.is_empty() {
@@ -3800,7 +3814,8 @@ impl LibraryCheck {
             ..PolicyOptions::default()
         };
         let mut d = Diagnostics::new();
-        let mut engine = Engine::new(&library, &opts, &mut d).native_library(&library);
+        let embedded = is_default_library(&library);
+        let mut engine = Engine::new(&library, &opts, &mut d).native_library(embedded);
         assert!(engine.native, "the embedded library is evaluated natively");
         engine.prepare_data(None, plinth_data(view.clone()), &mut d, None);
         let data = engine.data_json.clone().unwrap_or_default();
@@ -3878,14 +3893,20 @@ mod tests {
         let rule = now.rules[0].clone();
         let query = format!("data.{}.{}", rule.package, rule.name);
         let input = deserialized(&json!({"kind": "Namespace", "metadata": {"name": "x"}}));
+        // A copy made before (one per chunk of inputs) shares what the first to need it made.
+        let mut copy = later.clone();
         now.regorus().set_input(input.clone());
-        later.regorus().set_input(input);
+        later.regorus().set_input(input.clone());
         assert!(later.engine.engine.is_some());
+        assert!(copy.engine.engine.is_none() && copy.engine.made.get().is_some());
+        copy.regorus().set_input(input);
         let (a, b) = (
             now.regorus().eval_rule(query.clone()),
-            later.regorus().eval_rule(query),
+            later.regorus().eval_rule(query.clone()),
         );
         assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        let c = copy.regorus().eval_rule(query);
+        assert_eq!(format!("{a:?}"), format!("{c:?}"));
         assert!(a.is_ok(), "{a:?}");
     }
 

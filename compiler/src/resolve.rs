@@ -252,14 +252,9 @@ fn from_store(f: &SourceFile, limits: YamlLimits, r: FileReadRef<'_>) -> Option<
 
 /// A document typed before, from its JSON.
 fn retype(kind: Kind, json: &str, doc: &Arc<Document>) -> Option<AnySpec> {
-    let env = match kind {
-        Kind::Platform => AnyEnvelope::Platform(serde_json::from_str(json).ok()?),
-        Kind::Project => AnyEnvelope::Project(serde_json::from_str(json).ok()?),
-        Kind::Dataset => AnyEnvelope::Dataset(serde_json::from_str(json).ok()?),
-        Kind::GpuQuota => AnyEnvelope::GpuQuota(serde_json::from_str(json).ok()?),
-        Kind::ModelRollout => AnyEnvelope::ModelRollout(serde_json::from_str(json).ok()?),
-        Kind::App => AnyEnvelope::App(serde_json::from_str(json).ok()?),
-    };
+    let mut de = serde_json::Deserializer::from_str(json);
+    let env = AnyEnvelope::of(kind, &mut de).ok()?;
+    de.end().ok()?;
     typed_as(kind, env, doc)
 }
 

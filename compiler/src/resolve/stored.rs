@@ -49,6 +49,18 @@ pub enum AnyEnvelope {
 }
 
 impl AnyEnvelope {
+    /// A document of `kind`, deserialized.
+    pub fn of<'de, D: Deserializer<'de>>(kind: Kind, d: D) -> Result<AnyEnvelope, D::Error> {
+        Ok(match kind {
+            Kind::Platform => AnyEnvelope::Platform(Envelope::deserialize(d)?),
+            Kind::Project => AnyEnvelope::Project(Envelope::deserialize(d)?),
+            Kind::Dataset => AnyEnvelope::Dataset(Envelope::deserialize(d)?),
+            Kind::GpuQuota => AnyEnvelope::GpuQuota(Envelope::deserialize(d)?),
+            Kind::ModelRollout => AnyEnvelope::ModelRollout(Envelope::deserialize(d)?),
+            Kind::App => AnyEnvelope::App(Envelope::deserialize(d)?),
+        })
+    }
+
     /// Its `kind` field (checked against the kind its read names).
     pub fn kind(&self) -> &str {
         match self {
@@ -151,14 +163,7 @@ impl<'de> Visitor<'de> for ByKind {
     }
 
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        let any = match self.0 {
-            Kind::Platform => AnyEnvelope::Platform(Envelope::deserialize(d)?),
-            Kind::Project => AnyEnvelope::Project(Envelope::deserialize(d)?),
-            Kind::Dataset => AnyEnvelope::Dataset(Envelope::deserialize(d)?),
-            Kind::GpuQuota => AnyEnvelope::GpuQuota(Envelope::deserialize(d)?),
-            Kind::ModelRollout => AnyEnvelope::ModelRollout(Envelope::deserialize(d)?),
-            Kind::App => AnyEnvelope::App(Envelope::deserialize(d)?),
-        };
+        let any = AnyEnvelope::of(self.0, d)?;
         Ok(Some(TypedRef::Read(Box::new(any))))
     }
 }
