@@ -146,6 +146,9 @@ pub struct Entry {
     /// (covering all of them), else one a later revision compiled against it left
     /// ([`Cache::keep_clean`]).
     policy_clean: Option<Arc<BaseClean>>,
+    /// What its check found, per spec ([`crate::check::record`]; entries of an older plinth:
+    /// `None`).
+    check: Option<Arc<crate::check::record::Record>>,
     /// Its key.
     key: String,
     /// Its index, made when first asked for (it reads every unit).
@@ -174,6 +177,8 @@ struct Head {
     revision: Option<RevisionHead>,
     #[serde(default)]
     policy_clean: Option<crate::policy::Clean>,
+    #[serde(default)]
+    check: Option<crate::check::record::Record>,
     /// Written against another entry ([`against`]): its capacity, clusters and kinds are the
     /// other's when `None`, its units and file digests the other's but where they differ.
     #[serde(default)]
@@ -192,6 +197,7 @@ struct Loaded {
     noisy: Option<Vec<u32>>,
     revision: Option<Arc<Revision>>,
     policy_clean: Option<crate::policy::Clean>,
+    check: Option<Arc<crate::check::record::Record>>,
     /// The key of the entry it was written against (not one another may be written against).
     against: Option<String>,
 }
@@ -213,6 +219,7 @@ impl Loaded {
                 .and_then(RevisionHead::read)
                 .map(Arc::new),
             policy_clean: head.policy_clean,
+            check: head.check.map(Arc::new),
             against: None,
         }
     }
@@ -256,6 +263,7 @@ impl Loaded {
             noisy: head.noisy,
             revision: Some(Arc::new(revision)),
             policy_clean: head.policy_clean,
+            check: head.check.map(Arc::new),
             against: Some(against.key),
         })
     }
@@ -441,6 +449,8 @@ struct HeadRef<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     policy_clean: Option<&'a crate::policy::Clean>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    check: Option<&'a crate::check::record::Record>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     against: Option<&'a against::Against>,
 }
 
@@ -482,6 +492,8 @@ pub struct EntryRef<'a> {
     pub revision: Option<&'a Revision>,
     /// What its policy evaluation found nothing in, when it found nothing.
     pub policy_clean: Option<&'a crate::policy::Clean>,
+    /// What its check found, per spec.
+    pub check: Option<&'a crate::check::record::Record>,
 }
 
 impl Entry {
@@ -533,6 +545,7 @@ impl Entry {
             out.clusters.insert(name.clone(), units);
         }
         out.policy_clean = self.policy_clean.clone();
+        out.check = self.check.clone();
         out.key = Some(self.key.clone());
         out.keyed = self.revision.as_deref().map(|revision| {
             Arc::new(crate::lower::rekey::Keyed {
@@ -848,6 +861,7 @@ impl Cache {
                 })),
                 None => self.kept_clean(key).map(Arc::new),
             },
+            check: loaded.check.clone(),
             key: key.to_owned(),
             index: std::sync::OnceLock::new(),
             pack,
@@ -1082,6 +1096,7 @@ impl Cache {
                 None => RevisionHead::of(r),
             }),
             policy_clean: entry.policy_clean,
+            check: entry.check,
             against: diff.as_ref().map(|d| &d.0),
         };
         let tmp = dir.join(format!(".{key}.{}.tmp", std::process::id()));
@@ -2092,6 +2107,7 @@ mod tests {
                 capacity: Some(&self.capacity),
                 revision: Some(&self.revision),
                 policy_clean: None,
+                check: None,
             };
             let file: Arc<str> = Arc::from("platform.yaml");
             let clusters = ClustersRef {

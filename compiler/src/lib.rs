@@ -73,6 +73,9 @@ pub struct Checked {
     /// What its policy evaluation found nothing in, when it found nothing
     /// ([`policy::Clean`]: kept with the revision for a later one compiled against it).
     pub policy_clean: Option<policy::Clean>,
+    /// What the check found per spec (when there is a Platform), kept with the revision for a
+    /// later one checked against it ([`check::record`]).
+    pub check: Option<Arc<check::record::Record>>,
 }
 
 /// Run load → parse → resolve → check (semantics, then the compiled output and policies).
@@ -95,16 +98,7 @@ pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &O
         clock = std::time::Instant::now();
     };
     opts.stage("parsing");
-    if snapshot.with_role(load::FileRole::Spec).next().is_none() {
-        // Nothing to read is never a clean platform: it is the wrong directory.
-        diagnostics.push(
-            diag::Diagnostic::new(
-                diag::Code::PlatformCount,
-                "the repository holds no spec files, so no `Platform`",
-            )
-            .hint("run plinth in the platform repository or name it (`plinth check PATH`); specs are `.yaml`/`.yml` files with `kind: Platform`, `Project`, …"),
-        );
-    }
+    diagnostics.extend(no_spec_files(&snapshot));
     // Parsing and typing each file (what a cache kept of an unchanged file, else parsed).
     let files = opts.files.as_ref().map(|f| resolve::Files {
         store: f.store.as_ref(),
@@ -122,14 +116,17 @@ pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &O
         files.store.finish();
     }
     lap("resolve", &mut timings);
-    diagnostics.extend(check::check(&specs, &snapshot));
+    let (found, check_record, revision) =
+        check_specs(&specs, &snapshot, opts, diagnostics.has_errors());
+    diagnostics.extend(found);
     lap("check", &mut timings);
     let mut lowered = None;
     let mut delta = None;
     let mut gpus = None;
     let mut policy_clean = None;
     if !diagnostics.has_errors()
-        && let Some((d, (ds, clean), laps, c)) = check_delta(&snapshot, &docs, &specs, opts)
+        && let Some((d, (ds, clean), laps, c)) =
+            check_delta(&snapshot, &docs, &specs, opts, revision)
     {
         diagnostics.extend(ds);
         timings.extend(laps);
@@ -203,7 +200,66 @@ pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &O
         delta,
         capacity: gpus,
         policy_clean,
+        check: check_record.map(Arc::new),
     }
+}
+
+/// The semantic check, with what it found per spec; against a base (a plan's head, the specs
+/// without `errors`), what the base's check found stands for the rules an edit cannot reach,
+/// and the head's revision is made once, for the check and lowering.
+fn check_specs(
+    specs: &Specs,
+    snapshot: &Snapshot,
+    opts: &Options,
+    errors: bool,
+) -> (
+    Diagnostics,
+    Option<check::record::Record>,
+    Option<lower::rekey::Revision>,
+) {
+    let against = (!errors)
+        .then(|| against_base(specs, snapshot, opts))
+        .flatten();
+    let base = against
+        .as_ref()
+        .and_then(|a| Some((a.check.as_deref()?, a.changed.as_ref()?)));
+    let (found, record) = check::check_recorded(specs, snapshot, base);
+    (found, record, against.map(|a| a.revision))
+}
+
+/// A head compiled against a base: the head's revision, and what the base's check found with
+/// the spec files changed since (when the two have the same files and view graph).
+struct AgainstBase {
+    revision: lower::rekey::Revision,
+    check: Option<Arc<check::record::Record>>,
+    changed: Option<std::collections::HashSet<Arc<str>>>,
+}
+
+/// [`AgainstBase`] when the options name a base that keeps its revision (waiting for it).
+fn against_base(specs: &Specs, snapshot: &Snapshot, opts: &Options) -> Option<AgainstBase> {
+    opts.units.as_ref()?;
+    let base = opts.base.as_ref()?.wait()?;
+    let keyed = base.keyed.as_ref()?;
+    let revision = lower::rekey::Revision::of(specs, snapshot);
+    let changed = (revision.graph == keyed.revision.graph)
+        .then(|| lower::rekey::changed_since(snapshot, &revision, &keyed.revision))
+        .flatten();
+    Some(AgainstBase {
+        revision,
+        check: base.check.clone(),
+        changed,
+    })
+}
+
+/// Nothing to read is never a clean platform: it is the wrong directory.
+fn no_spec_files(snapshot: &Snapshot) -> Option<diag::Diagnostic> {
+    snapshot.with_role(load::FileRole::Spec).next().is_none().then(|| {
+        diag::Diagnostic::new(
+            diag::Code::PlatformCount,
+            "the repository holds no spec files, so no `Platform`",
+        )
+        .hint("run plinth in the platform repository or name it (`plinth check PATH`); specs are `.yaml`/`.yml` files with `kind: Platform`, `Project`, …")
+    })
 }
 
 /// Lowering and policies against a base's units ([`lower::delta`]): when the options name a
@@ -215,6 +271,7 @@ fn check_delta(
     docs: &[Arc<Document>],
     specs: &Specs,
     opts: &Options,
+    revision: Option<lower::rekey::Revision>,
 ) -> Option<(
     lower::delta::Delta,
     (Diagnostics, Option<policy::Clean>),
@@ -233,7 +290,10 @@ fn check_delta(
         .map(|cfg| (cfg, policy_files(cfg, specs, snapshot)));
     // Two halves, so the core that finishes its part first takes up the other's.
     let (lowered, (capacity, engines)) = rayon::join(
-        || lower::delta::lower_delta(specs, snapshot, &units.salt, units.store.as_ref(), &base),
+        || {
+            let store = units.store.as_ref();
+            lower::delta::lower_delta(specs, snapshot, &units.salt, store, (&base, revision))
+        },
         || {
             let memo = opts.policy_memo.as_ref().map(|m| &m.0);
             rayon::join(
@@ -346,6 +406,7 @@ pub struct PendingStore {
     capacity: Option<Arc<capacity::Capacity>>,
     revision: Option<Arc<lower::rekey::Revision>>,
     policy_clean: Option<policy::Clean>,
+    check: Option<Arc<check::record::Record>>,
 }
 
 impl PendingStore {
@@ -377,6 +438,7 @@ impl PendingStore {
                 )
             }),
             policy_clean: checked.policy_clean.take().filter(|_| compiled),
+            check: checked.check.clone().filter(|_| compiled),
             revision: compiled.then(|| {
                 revision.unwrap_or_else(|| {
                     Arc::new(lower::rekey::Revision::of(
@@ -422,6 +484,7 @@ impl PendingStore {
                 capacity: self.capacity.as_deref(),
                 revision: self.revision.as_deref(),
                 policy_clean: self.policy_clean.as_ref(),
+                check: self.check.as_deref(),
             },
             delta,
         )
@@ -442,6 +505,7 @@ impl PendingStore {
                 capacity: self.capacity.as_deref(),
                 revision: self.revision.as_deref(),
                 policy_clean: self.policy_clean.as_ref(),
+                check: self.check.as_deref(),
             },
         )
     }
@@ -556,6 +620,7 @@ pub fn build_or_index(
             delta: None,
             capacity: None,
             policy_clean: None,
+            check: None,
         };
         let built = Built {
             checked,

@@ -4,6 +4,7 @@
 //! places conflict (a duplicate, an over-allocated pool) the other place is a related label.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
 
 use crate::diag::{Code, Diagnostic, Diagnostics, Label, did_you_mean};
 use crate::load::Snapshot;
@@ -14,6 +15,9 @@ use crate::model::{Kind, Quantity};
 use crate::names::is_dns_label;
 use crate::resolve::invalid_name;
 use crate::specs::{Object, Specs};
+
+use super::reach::Reach;
+use super::record::Record;
 
 mod app;
 mod dataset;
@@ -41,54 +45,136 @@ pub fn instance_types(specs: &Specs) -> BTreeMap<&str, (&InstanceType, Option<&s
 
 /// Every semantic rule, in one pass over the index.
 pub fn check(specs: &Specs, snapshot: &Snapshot) -> Diagnostics {
-    // The shared lookups, each a walk of one kind, made side by side.
-    let ((its, by_path), (rollouts_by_project, usable_datasets)) = rayon::join(
-        || rayon::join(|| instance_types(specs), || datasets_by_path(specs)),
-        || rayon::join(|| rollouts_by_project(specs), || usable_datasets(specs)),
-    );
-    let cx = Cx {
-        specs,
-        snapshot,
-        its,
-        by_path,
-        rollouts_by_project,
-        usable_datasets,
-    };
+    run(specs, snapshot, None).0
+}
+
+/// [`check`], with what it found per spec ([`Record`]).
+pub fn check_recorded(specs: &Specs, snapshot: &Snapshot) -> (Diagnostics, Record) {
+    run(specs, snapshot, None)
+}
+
+/// [`check_recorded`] of a revision whose spec files `changed` from those of the revision
+/// `base` is the record of (with the same files and view graph, neither with a document that
+/// did not type: see [`super::reach`]): only the rules an edit can reach run, every other
+/// spec's diagnostics are `base`'s. `None` when an edit reaches every rule.
+pub fn check_against(
+    specs: &Specs,
+    snapshot: &Snapshot,
+    base: &Record,
+    changed: &std::collections::HashSet<std::sync::Arc<str>>,
+) -> Option<(Diagnostics, Record)> {
+    let reach = super::reach::of(specs, base, changed)?;
+    Some(run(specs, snapshot, Some((base, &reach))))
+}
+
+/// The rules: every one, or (`against`) those a [`Reach`] names, the others' diagnostics
+/// taken from a record.
+fn run(
+    specs: &Specs,
+    snapshot: &Snapshot,
+    against: Option<(&Record, &Reach<'_>)>,
+) -> (Diagnostics, Record) {
+    let cx = Cx::new(specs, snapshot, against.is_none());
+    let of = |kind| Of { kind, against };
     // The rules over the whole index beside the per-spec ones; reported in this order.
-    let (whole, (projects, rest)) = rayon::join(
-        || {
-            let mut d = Diagnostics::new();
-            cx.platform(&mut d);
-            cx.instance_type_names(&mut d);
-            cx.priority_class_names(&mut d);
-            d
+    let (whole, (projects, (datasets, quotas, rollouts, capacity, apps))) = rayon::join(
+        || match against {
+            Some((base, _)) => base.whole.clone(),
+            None => {
+                let mut d = Diagnostics::new();
+                cx.platform(&mut d);
+                cx.instance_type_names(&mut d);
+                cx.priority_class_names(&mut d);
+                d.into_iter().collect()
+            }
         },
         || {
             rayon::join(
-                || each(&specs.projects, |p, d| cx.project(p, d)),
+                || of(Kind::Project).each(&specs.projects, |p, d| cx.project(p, d)),
                 || {
-                    let mut d = each(&specs.datasets, |ds, d| cx.dataset(ds, d));
-                    d.extend(each(&specs.gpu_quotas, |q, d| cx.gpu_quota(q, d)));
+                    let datasets =
+                        of(Kind::Dataset).each(&specs.datasets, |ds, d| cx.dataset(ds, d));
+                    let quotas =
+                        of(Kind::GpuQuota).each(&specs.gpu_quotas, |q, d| cx.gpu_quota(q, d));
                     let (rollouts, capacity) = rayon::join(
-                        || each(&specs.rollouts, |r, d| cx.rollout(r, d)),
-                        || {
-                            let mut d = Diagnostics::new();
-                            cx.rollout_capacity(&mut d);
-                            d
+                        || of(Kind::ModelRollout).each(&specs.rollouts, |r, d| cx.rollout(r, d)),
+                        || match against {
+                            Some((base, reach)) if !reach.capacity => base.capacity.clone(),
+                            _ => {
+                                let mut d = Diagnostics::new();
+                                cx.rollout_capacity(&mut d);
+                                d.into_iter().collect()
+                            }
                         },
                     );
-                    d.extend(rollouts);
-                    d.extend(capacity);
-                    d.extend(each(&specs.apps, |a, d| cx.app(a, d)));
-                    d
+                    let apps = of(Kind::App).each(&specs.apps, |a, d| cx.app(a, d));
+                    (datasets, quotas, rollouts, capacity, apps)
                 },
             )
         },
     );
-    let mut d = whole;
-    d.extend(projects);
-    d.extend(rest);
-    d
+    let mut d = Diagnostics::new();
+    d.extend(whole.iter().cloned());
+    let mut record = Record {
+        whole,
+        capacity: Vec::new(),
+        specs: Vec::new(),
+    };
+    for (kind, found) in [
+        (Kind::Project, projects),
+        (Kind::Dataset, datasets),
+        (Kind::GpuQuota, quotas),
+        (Kind::ModelRollout, rollouts),
+    ] {
+        record.keep(kind, found, &mut d);
+    }
+    d.extend(capacity.iter().cloned());
+    record.capacity = capacity;
+    record.keep(Kind::App, apps, &mut d);
+    (d, record)
+}
+
+/// The per-spec rules of one kind: run on every spec, or on those a [`Reach`] names (the
+/// others' diagnostics taken from the record).
+#[derive(Clone, Copy)]
+struct Of<'r, 's> {
+    kind: Kind,
+    against: Option<(&'r Record, &'r Reach<'s>)>,
+}
+
+impl Of<'_, '_> {
+    /// `rule` run on every spec of the kind (in parallel) or taken from the record, the
+    /// diagnostics of each in the order of the specs (as one pass in order reports them).
+    fn each<'m, T: Sync>(
+        self,
+        specs: &'m BTreeMap<String, T>,
+        rule: impl Fn(&'m T, &mut Diagnostics) + Sync,
+    ) -> Vec<(&'m str, Vec<Diagnostic>)> {
+        use rayon::prelude::*;
+        let all: Vec<(&'m String, &'m T)> = specs.iter().collect();
+        let run = |spec: &'m T| {
+            let mut d = Diagnostics::new();
+            rule(spec, &mut d);
+            d.into_iter().collect::<Vec<_>>()
+        };
+        match self.against {
+            None => all
+                .par_iter()
+                .map(|(name, spec)| (name.as_str(), run(spec)))
+                .collect(),
+            Some((base, reach)) => all
+                .iter()
+                .map(|(name, spec)| {
+                    let found = if reach.has(self.kind, name) {
+                        run(spec)
+                    } else {
+                        base.of(self.kind, name).to_vec()
+                    };
+                    (name.as_str(), found)
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Dataset names by mount path.
@@ -118,39 +204,58 @@ fn rollouts_by_project(specs: &Specs) -> BTreeMap<&str, Vec<&str>> {
     by_project
 }
 
-/// `rule` run on every spec of a kind, in parallel, its diagnostics in the order of the specs
-/// (as one pass in order reports them).
-fn each<T: Sync>(
-    specs: &BTreeMap<String, T>,
-    rule: impl Fn(&T, &mut Diagnostics) + Sync,
-) -> Diagnostics {
-    use rayon::prelude::*;
-    let all: Vec<&T> = specs.values().collect();
-    let found: Vec<Diagnostics> = all
-        .par_iter()
-        .map(|spec| {
-            let mut d = Diagnostics::new();
-            rule(spec, &mut d);
-            d
-        })
-        .collect();
-    let mut d = Diagnostics::new();
-    for x in found {
-        d.extend(x);
-    }
-    d
-}
-
 struct Cx<'a> {
     specs: &'a Specs,
     snapshot: &'a Snapshot,
-    its: BTreeMap<&'a str, (&'a InstanceType, Option<&'a str>)>,
+    /// The shared lookups, each a walk of one kind: made side by side before every rule runs,
+    /// or when first asked for (when few rules run).
+    its: OnceLock<BTreeMap<&'a str, (&'a InstanceType, Option<&'a str>)>>,
     /// Dataset names by mount path.
-    by_path: BTreeMap<String, Vec<&'a str>>,
+    by_path: OnceLock<BTreeMap<String, Vec<&'a str>>>,
     /// Model rollout names by project.
-    rollouts_by_project: BTreeMap<&'a str, Vec<&'a str>>,
+    rollouts_by_project: OnceLock<BTreeMap<&'a str, Vec<&'a str>>>,
     /// The global datasets, and the datasets granted per project (in name order).
-    usable_datasets: UsableDatasets<'a>,
+    usable_datasets: OnceLock<UsableDatasets<'a>>,
+}
+
+impl<'a> Cx<'a> {
+    /// With the shared lookups made now (`eager`) or when first asked for.
+    fn new(specs: &'a Specs, snapshot: &'a Snapshot, eager: bool) -> Cx<'a> {
+        let cx = Cx {
+            specs,
+            snapshot,
+            its: OnceLock::new(),
+            by_path: OnceLock::new(),
+            rollouts_by_project: OnceLock::new(),
+            usable_datasets: OnceLock::new(),
+        };
+        if eager {
+            rayon::join(
+                || rayon::join(|| cx.its(), || cx.by_path()),
+                || rayon::join(|| cx.rollouts_by_project(), || cx.usable_datasets()),
+            );
+        }
+        cx
+    }
+
+    /// Every instance type by name, with the pool it belongs to ([`instance_types`]).
+    fn its(&self) -> &BTreeMap<&'a str, (&'a InstanceType, Option<&'a str>)> {
+        self.its.get_or_init(|| instance_types(self.specs))
+    }
+
+    fn by_path(&self) -> &BTreeMap<String, Vec<&'a str>> {
+        self.by_path.get_or_init(|| datasets_by_path(self.specs))
+    }
+
+    fn rollouts_by_project(&self) -> &BTreeMap<&'a str, Vec<&'a str>> {
+        self.rollouts_by_project
+            .get_or_init(|| rollouts_by_project(self.specs))
+    }
+
+    fn usable_datasets(&self) -> &UsableDatasets<'a> {
+        self.usable_datasets
+            .get_or_init(|| usable_datasets(self.specs))
+    }
 }
 
 /// The global datasets, and per project the datasets granted to it (each in name order).
@@ -185,7 +290,7 @@ fn usable_of<'a>(index: &UsableDatasets<'a>, project: &str) -> Vec<&'a str> {
 
 impl<'a> Cx<'a> {
     fn app_datasets_of(&self, project: &str) -> Vec<&'a str> {
-        usable_of(&self.usable_datasets, project)
+        usable_of(self.usable_datasets(), project)
     }
 }
 
@@ -278,7 +383,7 @@ impl<'a> Cx<'a> {
         at: impl Into<Label>,
         d: &mut Diagnostics,
     ) {
-        if !self.its.contains_key(name) {
+        if !self.its().contains_key(name) {
             if self.instance_types_incomplete() {
                 return;
             }
@@ -287,7 +392,7 @@ impl<'a> Cx<'a> {
                 "instance type",
                 name,
                 at,
-                self.its.keys().copied(),
+                self.its().keys().copied(),
             ));
             return;
         }

@@ -45,6 +45,8 @@ pub struct BaseUnits {
     pub policy_clean: Option<Arc<BaseClean>>,
     /// The base's key in the cache (where a later evaluation's verdicts on it are kept).
     pub key: Option<String>,
+    /// What the base's check found, per spec, when the entry kept it.
+    pub check: Option<Arc<crate::check::record::Record>>,
 }
 
 /// What a policy evaluation found nothing in among a revision's inputs: per kind of input the
@@ -287,17 +289,18 @@ fn read(
 
 /// Lower `specs` against `base` ([module documentation](self)); `None` when the base's units
 /// cannot stand for the opaque ones (then compile whole). Fresh units are read from `store`
-/// or lowered and offered to it, as by [`super::lower_reusing`].
+/// or lowered and offered to it, as by [`super::lower_reusing`]. `revision`: the revision of
+/// `specs`, when already made.
 pub fn lower_delta(
     specs: &Specs,
     snapshot: &Snapshot,
     salt: &str,
     store: &dyn UnitStore,
-    base: &BaseUnits,
+    (base, revision): (&BaseUnits, Option<Revision>),
 ) -> Option<(Delta, Diagnostics)> {
     let platform = specs.platform.as_ref()?;
     let agent_on = platform.spec.agent.as_ref().is_some_and(|a| a.enabled);
-    let (jobs, revision, keys_taken, changed) = keyed_jobs(specs, snapshot, salt, base);
+    let (jobs, revision, keys_taken, changed) = keyed_jobs(specs, snapshot, salt, (base, revision));
     let sorted = sort_out(&platform.spec.clusters, agent_on, &jobs, base)?;
     let (fresh, removed) = read(&sorted, specs, snapshot, store)?;
     let mut fresh = fresh.into_iter();
@@ -389,13 +392,14 @@ fn keyed_jobs<'s>(
     specs: &'s Specs,
     snapshot: &Snapshot,
     salt: &'s str,
-    base: &BaseUnits,
+    (base, revision): (&BaseUnits, Option<Revision>),
 ) -> (Vec<Job<'s>>, Revision, usize, Option<Arc<rekey::Changed>>) {
     let Some(keyed) = &base.keyed else {
         let jobs = units::jobs(specs, snapshot, Some(salt));
-        return (jobs, Revision::of(specs, snapshot), 0, None);
+        let revision = revision.unwrap_or_else(|| Revision::of(specs, snapshot));
+        return (jobs, revision, 0, None);
     };
-    let against = rekey::jobs_against(specs, snapshot, salt, keyed);
+    let against = rekey::jobs_against(specs, snapshot, salt, keyed, revision);
     let (revision, changed) = (against.revision, against.changed.map(Arc::new));
     let Some((jobs, taken)) = against.jobs else {
         let jobs = units::jobs(specs, snapshot, Some(salt));

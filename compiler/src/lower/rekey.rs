@@ -329,11 +329,10 @@ pub fn jobs_against<'s>(
     snapshot: &Snapshot,
     salt: &'s str,
     base: &Keyed,
+    revision: Option<Revision>,
 ) -> Against<'s> {
-    let revision = Revision::of(specs, snapshot);
-    let changed = (revision.paths == base.revision.paths
-        && revision.digests.len() == base.revision.digests.len())
-    .then(|| changed(snapshot, &revision.digests, &base.revision.digests));
+    let revision = revision.unwrap_or_else(|| Revision::of(specs, snapshot));
+    let changed = changed_since(snapshot, &revision, &base.revision);
     let jobs = match &changed {
         Some(changed) if revision.graph == base.revision.graph => {
             keyed(specs, snapshot, salt, base, changed)
@@ -345,6 +344,13 @@ pub fn jobs_against<'s>(
         revision,
         changed,
     }
+}
+
+/// The spec files and templates of `snapshot` (whose revision is `now`) that differ from
+/// `was`'s; `None` when the two do not have the same files.
+pub fn changed_since(snapshot: &Snapshot, now: &Revision, was: &Revision) -> Option<Changed> {
+    (now.paths == was.paths && now.digests.len() == was.digests.len())
+        .then(|| changed(snapshot, &now.digests, &was.digests))
 }
 
 /// The spec files and templates whose digests differ (`now` and `was` in the snapshot's order).

@@ -48,7 +48,7 @@ impl<'a> Cx<'a> {
                 .spec
                 .instance_type
                 .as_deref()
-                .and_then(|it| self.its.get(it))
+                .and_then(|it| self.its().get(it))
                 .and_then(|(_, p)| *p);
             self.priority_class_ref(a, pc, pool, d);
         }

@@ -217,7 +217,7 @@ impl<'a> Cx<'a> {
     fn same_mount_path(&self, ds: &'a Object<crate::model::DatasetSpec>, d: &mut Diagnostics) {
         let path = self.mount_path(ds);
         let same_path = self
-            .by_path
+            .by_path()
             .get(&path)
             .into_iter()
             .flatten()

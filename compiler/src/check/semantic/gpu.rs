@@ -336,7 +336,7 @@ impl<'a> Cx<'a> {
         for r in self.specs.rollouts.values() {
             let s = &r.spec;
             let (gpu, pool, field) = match (&s.instance_type, &s.resources) {
-                (Some(it), None) => match self.its.get(it.as_str()) {
+                (Some(it), None) => match self.its().get(it.as_str()) {
                     Some((t, Some(pool))) => (t.gpu, *pool, "spec.instanceType"),
                     _ => continue,
                 },

@@ -245,13 +245,13 @@ impl<'a> Cx<'a> {
     fn unknown_instance_type(&self, p: &'a Object<crate::model::ProjectSpec>, d: &mut Diagnostics) {
         let s = &p.spec;
         for (i, name) in s.instance_types.iter().enumerate() {
-            if !self.its.contains_key(name.as_str()) && !self.instance_types_incomplete() {
+            if !self.its().contains_key(name.as_str()) && !self.instance_types_incomplete() {
                 d.push(unknown(
                     Code::UnknownInstanceType,
                     "instance type",
                     name,
                     p.at(&format!("spec.instanceTypes[{i}]")),
-                    self.its.keys().copied(),
+                    self.its().keys().copied(),
                 ));
             }
         }

@@ -90,7 +90,7 @@ impl<'a> Cx<'a> {
         }
         if let Some(pc) = &s.priority_class {
             let pool = match (&s.instance_type, &s.resources) {
-                (Some(it), _) => self.its.get(it.as_str()).and_then(|(_, p)| *p),
+                (Some(it), _) => self.its().get(it.as_str()).and_then(|(_, p)| *p),
                 (None, Some(res)) if res.gpu > 0 => s.gpu_quota.as_deref(),
                 _ => None,
             };
@@ -296,7 +296,7 @@ impl<'a> Cx<'a> {
                 );
             } else {
                 let mine: &[&str] = self
-                    .rollouts_by_project
+                    .rollouts_by_project()
                     .get(s.project.as_str())
                     .map_or(&[], Vec::as_slice);
                 let max = p.spec.deployments.max as usize;
@@ -770,7 +770,7 @@ impl<'a> Cx<'a> {
                 })
         };
         match (&s.instance_type, &s.resources) {
-            (Some(it), _) => self.its.get(it.as_str()).is_some_and(|(t, p)| {
+            (Some(it), _) => self.its().get(it.as_str()).is_some_and(|(t, p)| {
                 !t.node_selector.is_empty() || !t.tolerations.is_empty() || pool(*p)
             }),
             (None, Some(res)) => res.gpu > 0 && pool(s.gpu_quota.as_deref()),
