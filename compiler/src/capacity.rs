@@ -130,6 +130,19 @@ pub struct Workload {
 type InstanceTypes<'a> =
     BTreeMap<&'a str, (&'a crate::model::common::InstanceType, Option<&'a str>)>;
 
+/// The pool a workload of this instance type (else of this pool) may ask GPUs of, whether or
+/// not it asks for any.
+fn pool_of<'a>(
+    its: &InstanceTypes<'a>,
+    instance_type: Option<&str>,
+    quota: Option<&'a str>,
+) -> Option<&'a str> {
+    match instance_type {
+        Some(t) => its.get(t).and_then(|(_, pool)| *pool),
+        None => quota,
+    }
+}
+
 fn gpu_of(
     its: &InstanceTypes<'_>,
     instance_type: Option<&str>,
@@ -146,6 +159,66 @@ fn gpu_of(
 impl Capacity {
     /// The capacity model of `specs` (empty without a Platform).
     pub fn of(specs: &Specs) -> Capacity {
+        Capacity::computed(specs, None)
+    }
+
+    /// The capacity of `specs` from `base`, the capacity of a revision with the same files
+    /// and view graph whose spec files `changed` (neither with a document that did not type:
+    /// so every project lives where it did, every allocation and workload names the pool it
+    /// did). Only the pools an edit can reach are computed again: those allocating to a changed
+    /// project (its per-user limit and users) and those a changed rollout or App may ask GPUs
+    /// of. `None` when the Platform or a pool changed (then compute it whole).
+    pub fn against(
+        specs: &Specs,
+        base: &Capacity,
+        changed: &std::collections::HashSet<std::sync::Arc<str>>,
+    ) -> Option<Capacity> {
+        let platform = specs.platform.as_ref()?;
+        let is_changed = |doc: &crate::parse::Document| changed.contains(&*doc.file);
+        if is_changed(&platform.doc) || specs.gpu_quotas.values().any(|q| is_changed(&q.doc)) {
+            return None;
+        }
+        let its = crate::check::semantic::instance_types(specs);
+        let projects: std::collections::HashSet<&str> = specs
+            .projects
+            .iter()
+            .filter(|(_, p)| is_changed(&p.doc))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        let mut reached: BTreeSet<&str> = BTreeSet::new();
+        if !projects.is_empty() {
+            for (name, q) in &specs.gpu_quotas {
+                if q.spec
+                    .allocations
+                    .iter()
+                    .any(|a| projects.contains(a.project.as_str()))
+                {
+                    reached.insert(name);
+                }
+            }
+        }
+        for r in specs.rollouts.values().filter(|r| is_changed(&r.doc)) {
+            let (it, quota) = (r.spec.instance_type.as_deref(), r.spec.gpu_quota.as_deref());
+            reached.extend(pool_of(&its, it, quota));
+        }
+        for a in specs.apps.values().filter(|a| is_changed(&a.doc)) {
+            reached.extend(pool_of(&its, a.spec.instance_type.as_deref(), None));
+        }
+        let mut out = base.clone();
+        if reached.is_empty() {
+            return Some(out);
+        }
+        let fresh = Capacity::computed(specs, Some(&reached));
+        for (cluster, pools) in fresh.clusters {
+            let at = out.clusters.entry(cluster).or_default();
+            at.retain(|name, _| !reached.contains(name.as_str()));
+            at.extend(pools);
+        }
+        Some(out)
+    }
+
+    /// The capacity of the pools `only` names (every pool when `None`).
+    fn computed(specs: &Specs, only: Option<&BTreeSet<&str>>) -> Capacity {
         let mut out = Capacity::default();
         let Some(platform) = &specs.platform else {
             return out;
@@ -164,10 +237,15 @@ impl Capacity {
             };
             let mut pools: BTreeMap<String, Pool> = BTreeMap::new();
             for (name, q) in &specs.gpu_quotas {
-                if cx.has_pool(name) {
+                if cx.has_pool(name) && only.is_none_or(|o| o.contains(name.as_str())) {
                     pools.insert(name.clone(), pool(&cx, &q.spec));
                 }
             }
+            let asked = |pool: &str| pools.contains_key(pool);
+            let demand: Vec<(String, String, Workload)> = rollout_demand(&cx, &its, &asked)
+                .into_iter()
+                .chain(app_demand(&cx, &its, &asked))
+                .collect();
             let mut add = |pool: &str, project: &str, w: Workload| {
                 if let Some(p) = pools.get_mut(pool) {
                     let share = p.projects.entry(project.to_owned()).or_default();
@@ -175,10 +253,7 @@ impl Capacity {
                     share.workloads.push(w);
                 }
             };
-            for (project, pool, w) in rollout_demand(&cx, &its)
-                .into_iter()
-                .chain(app_demand(&cx, &its))
-            {
+            for (project, pool, w) in demand {
                 add(&pool, &project, w);
             }
             out.clusters.insert(cluster.name.clone(), pools);
@@ -254,7 +329,11 @@ fn pool(cx: &Ctx<'_>, q: &crate::model::GpuQuotaSpec) -> Pool {
 }
 
 /// The standing GPU demand of the rollouts on this cluster: (project, pool, workload).
-fn rollout_demand(cx: &Ctx<'_>, its: &InstanceTypes<'_>) -> Vec<(String, String, Workload)> {
+fn rollout_demand(
+    cx: &Ctx<'_>,
+    its: &InstanceTypes<'_>,
+    asked: &dyn Fn(&str) -> bool,
+) -> Vec<(String, String, Workload)> {
     let specs = cx.specs;
     let mut out = Vec::new();
     let mut add = |pool: &str, project: &str, w: Workload| {
@@ -274,6 +353,9 @@ fn rollout_demand(cx: &Ctx<'_>, its: &InstanceTypes<'_>) -> Vec<(String, String,
         ) else {
             continue;
         };
+        if !asked(&pool) {
+            continue;
+        }
         let versions = s
             .traffic
             .as_ref()
@@ -296,7 +378,11 @@ fn rollout_demand(cx: &Ctx<'_>, its: &InstanceTypes<'_>) -> Vec<(String, String,
 }
 
 /// The standing GPU demand of the Apps on this cluster: (project, pool, workload).
-fn app_demand(cx: &Ctx<'_>, its: &InstanceTypes<'_>) -> Vec<(String, String, Workload)> {
+fn app_demand(
+    cx: &Ctx<'_>,
+    its: &InstanceTypes<'_>,
+    asked: &dyn Fn(&str) -> bool,
+) -> Vec<(String, String, Workload)> {
     let specs = cx.specs;
     let cluster = cx.cluster;
     let mut out = Vec::new();
@@ -312,6 +398,9 @@ fn app_demand(cx: &Ctx<'_>, its: &InstanceTypes<'_>) -> Vec<(String, String, Wor
         let Some((pool, each)) = gpu_of(its, s.instance_type.as_deref(), None) else {
             continue;
         };
+        if !asked(&pool) {
+            continue;
+        }
         let replicas = s
             .values
             .get("replicas")
@@ -626,6 +715,80 @@ mod tests {
 
     use super::*;
     use crate::load::MemSource;
+
+    type Files = BTreeMap<String, String>;
+
+    fn specs_of_files(files: &Files) -> Specs {
+        let source = MemSource {
+            files: files
+                .iter()
+                .map(|(p, t)| (p.clone(), t.clone().into_bytes()))
+                .collect(),
+        };
+        let checked = crate::check_source(&source, &crate::Options::default()).unwrap();
+        assert!(checked.specs.broken.is_empty(), "every document typed");
+        checked.specs
+    }
+
+    /// The first file under `dir` holding `needle`.
+    fn file_with(files: &Files, dir: &str, needle: &str) -> String {
+        files
+            .iter()
+            .find(|(p, t)| p.starts_with(dir) && t.contains(needle))
+            .map(|(p, _)| p.clone())
+            .unwrap()
+    }
+
+    /// After edits of what the capacity reads of projects and rollouts (keeping every name,
+    /// reference and file), the capacity taken from the base's equals the capacity computed
+    /// whole; an edit of a pool or the Platform is computed whole.
+    #[test]
+    fn a_capacity_against_its_base_equals_the_whole_one() {
+        let mut files: Files = crate::generate::platform(120, 2).into_iter().collect();
+        let mut base = Capacity::of(&specs_of_files(&files));
+        let pool = file_with(&files, "gpu/", "allocations:");
+        let allocated = files[&pool]
+            .lines()
+            .find_map(|l| l.trim_start().strip_prefix("- project: "))
+            .unwrap()
+            .to_owned();
+        let project = file_with(&files, "projects/", &format!("name: {allocated}\n"));
+        let rollout = file_with(&files, "models/", "instanceType: gpu-");
+        let edits: [(&str, &str, String); 3] = [
+            (
+                "per-user limit",
+                &project,
+                "spec:\n  perUserQuota:\n    gpu: 1\n".to_owned(),
+            ),
+            ("rollout replicas", &rollout, "replicas: 3\n".to_owned()),
+            ("lines moved", &project, String::new()),
+        ];
+        for (what, path, with) in edits {
+            let before = files[path].clone();
+            let after = match what {
+                "per-user limit" => before.replace("spec:\n", &with),
+                "rollout replicas" => before.replace("replicas: 1\n", &with),
+                _ => format!("# moved\n{before}"),
+            };
+            files.insert(path.to_owned(), after);
+            let specs = specs_of_files(&files);
+            let changed = std::collections::HashSet::from([std::sync::Arc::from(path)]);
+            let whole = Capacity::of(&specs);
+            if what != "lines moved" {
+                assert_ne!(whole, base, "{what}: the edit changes the capacity");
+            }
+            let taken = Capacity::against(&specs, &base, &changed).expect("taken");
+            assert_eq!(taken, whole, "{what}");
+            base = whole;
+        }
+        for dir in ["gpu/", "plinth.yaml"] {
+            let path = file_with(&files, dir, "\n");
+            let mut edited = files.clone();
+            edited.insert(path.clone(), format!("# moved\n{}", files[&path]));
+            let changed = std::collections::HashSet::from([std::sync::Arc::from(path.as_str())]);
+            assert!(Capacity::against(&specs_of_files(&edited), &base, &changed).is_none());
+        }
+    }
 
     /// Two clusters; pool `p` (20 GPUs, 10 in `c2`) in cohort `shared`; projects `a` (on both
     /// clusters), `b` and `c` (on `c1`).

@@ -116,7 +116,7 @@ pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &O
         files.store.finish();
     }
     lap("resolve", &mut timings);
-    let (found, check_record, revision) =
+    let (found, check_record, against) =
         check_specs(&specs, &snapshot, opts, diagnostics.has_errors());
     diagnostics.extend(found);
     lap("check", &mut timings);
@@ -126,7 +126,7 @@ pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &O
     let mut policy_clean = None;
     if !diagnostics.has_errors()
         && let Some((d, (ds, clean), laps, c)) =
-            check_delta(&snapshot, &docs, &specs, opts, revision)
+            check_delta(&snapshot, &docs, &specs, opts, against)
     {
         diagnostics.extend(ds);
         timings.extend(laps);
@@ -215,7 +215,7 @@ fn check_specs(
 ) -> (
     Diagnostics,
     Option<check::record::Record>,
-    Option<lower::rekey::Revision>,
+    Option<AgainstBase>,
 ) {
     let against = (!errors)
         .then(|| against_base(specs, snapshot, opts))
@@ -224,7 +224,7 @@ fn check_specs(
         .as_ref()
         .and_then(|a| Some((a.check.as_deref()?, a.changed.as_ref()?)));
     let (found, record) = check::check_recorded(specs, snapshot, base);
-    (found, record, against.map(|a| a.revision))
+    (found, record, against)
 }
 
 /// A head compiled against a base: the head's revision, and what the base's check found with
@@ -271,7 +271,7 @@ fn check_delta(
     docs: &[Arc<Document>],
     specs: &Specs,
     opts: &Options,
-    revision: Option<lower::rekey::Revision>,
+    against: Option<AgainstBase>,
 ) -> Option<(
     lower::delta::Delta,
     (Diagnostics, Option<policy::Clean>),
@@ -280,6 +280,7 @@ fn check_delta(
 )> {
     let units = opts.units.as_ref()?;
     let base = opts.base.as_ref()?.wait()?;
+    let (revision, changed) = against.map_or((None, None), |a| (Some(a.revision), a.changed));
     opts.stage("lowering");
     let t = std::time::Instant::now();
     // Beside: the GPU capacity (which the revision's entry keeps), one thread's walk of every
@@ -297,7 +298,17 @@ fn check_delta(
         || {
             let memo = opts.policy_memo.as_ref().map(|m| &m.0);
             rayon::join(
-                || capacity::Capacity::of(specs),
+                || {
+                    // The base's where an edit cannot reach (debug builds: checked whole).
+                    let base_capacity = opts.base.as_ref().and_then(options::BaseUnits::capacity);
+                    let taken = base_capacity.as_deref().zip(changed.as_ref());
+                    let taken = taken.and_then(|(b, c)| capacity::Capacity::against(specs, b, c));
+                    #[cfg(debug_assertions)]
+                    if let Some(taken) = &taken {
+                        assert_eq!(*taken, capacity::Capacity::of(specs), "capacity::against");
+                    }
+                    taken.unwrap_or_else(|| capacity::Capacity::of(specs))
+                },
                 || {
                     policies.as_ref().map(|(cfg, files)| {
                         policy::Engines::new(files, &cfg.options, (specs, docs), memo)

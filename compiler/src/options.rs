@@ -35,7 +35,14 @@ pub struct Options {
 /// They are given through a [`BasePromise`], which gives `None` if dropped unkept, so a waiter
 /// never waits for good.
 #[derive(Clone, Default)]
-pub struct BaseUnits(Arc<std::sync::OnceLock<Option<Arc<crate::lower::delta::BaseUnits>>>>);
+pub struct BaseUnits(Arc<std::sync::OnceLock<Option<Given>>>);
+
+/// What a [`BasePromise`] gives: the base's units and, when its entry keeps it, its GPU
+/// capacity (which a head's is computed from where an edit cannot reach).
+struct Given {
+    units: Arc<crate::lower::delta::BaseUnits>,
+    capacity: Option<Arc<crate::capacity::Capacity>>,
+}
 
 /// The giving side of a [`BaseUnits`].
 pub struct BasePromise(BaseUnits);
@@ -48,14 +55,32 @@ impl BaseUnits {
 
     /// The base's units, once given (`None`: there are none to use).
     pub fn wait(&self) -> Option<Arc<crate::lower::delta::BaseUnits>> {
-        self.0.wait().clone()
+        self.0.wait().as_ref().map(|g| g.units.clone())
+    }
+
+    /// The base's GPU capacity, once its units are given (`None`: not known).
+    pub fn capacity(&self) -> Option<Arc<crate::capacity::Capacity>> {
+        self.0.wait().as_ref().and_then(|g| g.capacity.clone())
     }
 }
 
 impl BasePromise {
     /// Give the units (or `None`).
     pub fn keep(self, units: Option<crate::lower::delta::BaseUnits>) {
-        let _ = (self.0).0.set(units.map(Arc::new));
+        self.keep_with(units, None);
+    }
+
+    /// Give the units (or `None`) with the base's GPU capacity.
+    pub fn keep_with(
+        self,
+        units: Option<crate::lower::delta::BaseUnits>,
+        capacity: Option<Arc<crate::capacity::Capacity>>,
+    ) {
+        let given = units.map(|units| Given {
+            units: Arc::new(units),
+            capacity,
+        });
+        let _ = (self.0).0.set(given);
     }
 }
 

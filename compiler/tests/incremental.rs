@@ -557,8 +557,14 @@ fn compiled_against(
     base: Option<plinth::lower::delta::BaseUnits>,
     cache: &Cache,
 ) -> Compiled {
+    // With the base's GPU capacity, as a plan gives it (a head's is computed from it).
+    let capacity = base
+        .as_ref()
+        .and_then(|b| b.key.as_deref())
+        .and_then(|k| cache.load(k))
+        .and_then(|e| e.capacity.clone());
     let given = plinth::options::BaseUnits::default();
-    given.promise().keep(base);
+    given.promise().keep_with(base, capacity);
     let opts = plinth::Options {
         base: Some(given),
         defer_store: true,

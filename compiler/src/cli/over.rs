@@ -41,10 +41,9 @@ fn open(
     let revision = promise
         .as_ref()
         .and_then(|_| OutIndex::peek_revision(cache.dir(), target));
-    let units = revision
-        .as_deref()
-        .and_then(|r| cache.load(r))
-        .and_then(|e| e.base_units());
+    let entry = revision.as_deref().and_then(|r| cache.load(r));
+    let capacity = entry.as_ref().and_then(|e| e.capacity.clone());
+    let units = entry.and_then(|e| e.base_units());
     took.push(("base entry (beside)", clock.elapsed()));
     let clock = std::time::Instant::now();
     let index = OutIndex::open(Some(cache.dir()), target);
@@ -52,7 +51,7 @@ fn open(
     let locks = match (promise, units) {
         (Some(promise), Some(units)) if index.revision() == revision.as_deref() => {
             let clock = std::time::Instant::now();
-            let locks = index.intact(|likely| promise.keep(likely.then_some(units)));
+            let locks = index.intact(|likely| promise.keep_with(likely.then_some(units), capacity));
             took.push(("out intact (beside)", clock.elapsed()));
             locks
         }

@@ -709,14 +709,14 @@ impl CachedBase {
         let promise = units.promise();
         let side = std::thread::spawn(move || {
             let side = cache.as_ref().and_then(|c| cached_side(c, &key));
-            let units = match &side {
+            let (units, capacity) = match &side {
                 Some(Side {
                     objects: Objects::Cached(e),
                     ..
-                }) => e.base_units(),
-                _ => None,
+                }) => (e.base_units(), e.capacity.clone()),
+                _ => (None, None),
             };
-            promise.keep(units);
+            promise.keep_with(units, capacity);
             side
         });
         CachedBase { side, units }
