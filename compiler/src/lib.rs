@@ -119,7 +119,7 @@ pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &O
     let (found, check_record, against) =
         check_specs(&specs, &snapshot, opts, diagnostics.has_errors());
     diagnostics.extend(found);
-    lap("check", &mut timings);
+    lap(AgainstBase::check_lap(against.as_ref()), &mut timings);
     let mut lowered = None;
     let mut delta = None;
     let mut gpus = None;
@@ -223,7 +223,11 @@ fn check_specs(
     let base = against
         .as_ref()
         .and_then(|a| Some((a.check.as_deref()?, a.changed.as_ref()?)));
-    let (found, record) = check::check_recorded(specs, snapshot, base);
+    let (found, record, taken) = check::check_recorded(specs, snapshot, base);
+    let against = against.map(|a| AgainstBase {
+        checked: taken,
+        ..a
+    });
     (found, record, against)
 }
 
@@ -231,8 +235,21 @@ fn check_specs(
 /// the spec files changed since (when the two have the same files and view graph).
 struct AgainstBase {
     revision: lower::rekey::Revision,
+    /// The check took the base's record where an edit cannot reach.
+    checked: bool,
     check: Option<Arc<check::record::Record>>,
     changed: Option<std::collections::HashSet<Arc<str>>>,
+}
+
+impl AgainstBase {
+    /// The check's name in the timings: whether it took the base's record.
+    fn check_lap(against: Option<&AgainstBase>) -> &'static str {
+        if against.is_some_and(|a| a.checked) {
+            "check (against the base)"
+        } else {
+            "check"
+        }
+    }
 }
 
 /// [`AgainstBase`] when the options name a base that keeps its revision (waiting for it).
@@ -246,6 +263,7 @@ fn against_base(specs: &Specs, snapshot: &Snapshot, opts: &Options) -> Option<Ag
         .flatten();
     Some(AgainstBase {
         revision,
+        checked: false,
         check: base.check.clone(),
         changed,
     })
@@ -275,7 +293,7 @@ fn check_delta(
 ) -> Option<(
     lower::delta::Delta,
     (Diagnostics, Option<policy::Clean>),
-    [(&'static str, std::time::Duration); 2],
+    Vec<(&'static str, std::time::Duration)>,
     capacity::Capacity,
 )> {
     let units = opts.units.as_ref()?;
@@ -298,17 +316,7 @@ fn check_delta(
         || {
             let memo = opts.policy_memo.as_ref().map(|m| &m.0);
             rayon::join(
-                || {
-                    // The base's where an edit cannot reach (debug builds: checked whole).
-                    let base_capacity = opts.base.as_ref().and_then(options::BaseUnits::capacity);
-                    let taken = base_capacity.as_deref().zip(changed.as_ref());
-                    let taken = taken.and_then(|(b, c)| capacity::Capacity::against(specs, b, c));
-                    #[cfg(debug_assertions)]
-                    if let Some(taken) = &taken {
-                        assert_eq!(*taken, capacity::Capacity::of(specs), "capacity::against");
-                    }
-                    taken.unwrap_or_else(|| capacity::Capacity::of(specs))
-                },
+                || head_capacity(specs, opts, changed.as_ref()),
                 || {
                     policies.as_ref().map(|(cfg, files)| {
                         policy::Engines::new(files, &cfg.options, (specs, docs), memo)
@@ -356,9 +364,36 @@ fn check_delta(
     Some((
         delta,
         (diags, clean),
-        [("lower (delta)", lowered), ("policy", t.elapsed())],
-        capacity,
+        [("lower (delta)", lowered), ("policy", t.elapsed())]
+            .into_iter()
+            .chain(capacity.1.map(|d| ("capacity (against the base)", d)))
+            .collect(),
+        capacity.0,
     ))
+}
+
+/// The head's GPU capacity: the base's where an edit cannot reach ([`capacity::Capacity::against`],
+/// with how long that took; debug builds compute it whole as well), else computed whole.
+fn head_capacity(
+    specs: &Specs,
+    opts: &Options,
+    changed: Option<&std::collections::HashSet<Arc<str>>>,
+) -> (capacity::Capacity, Option<std::time::Duration>) {
+    let t = std::time::Instant::now();
+    let base = opts.base.as_ref().and_then(options::BaseUnits::capacity);
+    let taken = base
+        .as_deref()
+        .zip(changed)
+        .and_then(|(b, c)| capacity::Capacity::against(specs, b, c));
+    match taken {
+        Some(taken) => {
+            let took = t.elapsed();
+            #[cfg(debug_assertions)]
+            assert_eq!(taken, capacity::Capacity::of(specs), "capacity::against");
+            (taken, Some(took))
+        }
+        None => (capacity::Capacity::of(specs), None),
+    }
 }
 
 /// The policies of a run: the default library, the repository's policy directories, extras.

@@ -2094,3 +2094,42 @@ fn a_head_planned_again_after_its_base_moved_is_found_by_its_tree() {
     );
     assert_ne!(again.stdout, first.stdout, "the base moved");
 }
+
+/// A project edit planned against a cached base takes the base's check and GPU capacity where
+/// the edit cannot reach (its timings say so), and the plan is the one made without the cache.
+#[test]
+fn a_project_edit_takes_the_bases_check_and_capacity() {
+    let mut r = example_repo();
+    let file = r.path().join("platform/projects/er-capacity.yaml");
+    let spec = fs::read_to_string(&file).expect("read");
+    let needle = "    memory: 512Gi\n    gpu: 4\n";
+    assert!(
+        spec.contains(needle),
+        "example changed: no per-user GPU limit of 4"
+    );
+    fs::write(
+        &file,
+        spec.replace(needle, "    memory: 512Gi\n    gpu: 2\n"),
+    )
+    .expect("write");
+    r.commit("Dana Smith", "a lower per-user GPU limit");
+    let args = [
+        "plan", "--base", "HEAD~1", "--head", "HEAD", "--path", "platform", "--format", "json",
+    ];
+    let cold = r.plinth(&[&args[..], &["--no-cache"]].concat());
+    assert!(
+        text(&cold).contains("\"perUser\""),
+        "the capacity section shows it"
+    );
+    // The base alone first: cached, then found by its tree.
+    let base_only = [
+        "plan", "--base", "HEAD~1", "--head", "HEAD~1", "--path", "platform",
+    ];
+    assert_eq!(r.plinth(&base_only).status.code(), Some(0));
+    let timed = plan_timed(&r, &[]);
+    let stderr = String::from_utf8_lossy(&timed.stderr);
+    assert!(stderr.contains("check (against the base)"), "{stderr}");
+    assert!(stderr.contains("capacity (against the base)"), "{stderr}");
+    assert_eq!(text(&timed), text(&cold));
+    assert_eq!(timed.status.code(), cold.status.code());
+}

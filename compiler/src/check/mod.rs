@@ -25,14 +25,14 @@ pub fn check(specs: &Specs, snapshot: &Snapshot) -> Diagnostics {
 
 /// [`check`], with what it found per spec when there is a Platform (kept with the revision);
 /// against a `base` revision's record (its spec files that `changed`: see [`reach`]), only the
-/// rules the edit can reach run.
+/// rules the edit can reach run (then `true`).
 pub fn check_recorded(
     specs: &Specs,
     snapshot: &Snapshot,
     base: Option<(&Record, &HashSet<Arc<str>>)>,
-) -> (Diagnostics, Option<Record>) {
+) -> (Diagnostics, Option<Record>, bool) {
     if specs.platform.is_none() {
-        return (check(specs, snapshot), None);
+        return (check(specs, snapshot), None, false);
     }
     let against = base.and_then(|(record, changed)| {
         let found = semantic::check_against(specs, snapshot, record, changed)?;
@@ -52,8 +52,9 @@ pub fn check_recorded(
         }
         Some(found)
     });
+    let taken = against.is_some();
     let (d, record) = against.unwrap_or_else(|| semantic::check_recorded(specs, snapshot));
-    (d, Some(record))
+    (d, Some(record), taken)
 }
 
 /// The diagnostics of the rules, without those judging references to the Platform's clusters

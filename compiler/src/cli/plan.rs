@@ -709,11 +709,13 @@ impl CachedBase {
         let promise = units.promise();
         let side = std::thread::spawn(move || {
             let side = cache.as_ref().and_then(|c| cached_side(c, &key));
+            // The capacity as the side keeps it (taken from the entry).
             let (units, capacity) = match &side {
                 Some(Side {
                     objects: Objects::Cached(e),
+                    capacity,
                     ..
-                }) => (e.base_units(), e.capacity.clone()),
+                }) => (e.base_units(), capacity.clone()),
                 _ => (None, None),
             };
             promise.keep_with(units, capacity);
