@@ -10,6 +10,7 @@
 mod args;
 mod build;
 mod check;
+mod exit;
 mod generate;
 mod git;
 mod log;
@@ -75,6 +76,7 @@ pub enum Command {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     crate::policy::without_huge_pages();
+    exit::exits_after();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -387,9 +387,8 @@ fn compile_side(
     };
     let timings = std::mem::take(&mut built.checked.timings);
     let pending = built.pending.take();
-    // The specs and documents of a whole platform are freed on a thread nothing waits for.
-    let checked = built.checked;
-    std::thread::spawn(move || drop(checked));
+    // Done with the specs and documents of a whole platform.
+    super::exit::done_with(built.checked);
     Ok(Some(Side {
         objects,
         capacity: Some(capacity),
@@ -495,9 +494,8 @@ pub(super) fn plan(
         Err(e) => return Err(e),
     };
     timings(&base, &head, compared.elapsed(), err)?;
-    // The compiled sides are done with: freed while the plan is finished (a hundred
-    // thousand objects take a while), and not waited for.
-    std::thread::spawn(move || drop((base, head)));
+    // The compiled sides are done with (a hundred thousand objects take a while to free).
+    super::exit::done_with((base, head));
     // History: which commits between base and head touched each change's spec file (and
     // each approval's file).
     p.prefix_files(&prefix);
