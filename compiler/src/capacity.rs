@@ -159,7 +159,8 @@ fn gpu_of(
 impl Capacity {
     /// The capacity model of `specs` (empty without a Platform).
     pub fn of(specs: &Specs) -> Capacity {
-        Capacity::computed(specs, None)
+        let its = crate::check::semantic::instance_types(specs);
+        Capacity::computed(specs, None, &its)
     }
 
     /// The capacity of `specs` from `base`, the capacity of a revision with the same files
@@ -208,7 +209,7 @@ impl Capacity {
         if reached.is_empty() {
             return Some(out);
         }
-        let fresh = Capacity::computed(specs, Some(&reached));
+        let fresh = Capacity::computed(specs, Some(&reached), &its);
         for (cluster, pools) in fresh.clusters {
             let at = out.clusters.entry(cluster).or_default();
             at.retain(|name, _| !reached.contains(name.as_str()));
@@ -217,16 +218,15 @@ impl Capacity {
         Some(out)
     }
 
-    /// The capacity of the pools `only` names (every pool when `None`).
-    fn computed(specs: &Specs, only: Option<&BTreeSet<&str>>) -> Capacity {
+    /// The capacity of the pools `only` names (every pool when `None`); `its`: the instance
+    /// types of `specs` (made once, not per workload).
+    fn computed(specs: &Specs, only: Option<&BTreeSet<&str>>, its: &InstanceTypes<'_>) -> Capacity {
         let mut out = Capacity::default();
         let Some(platform) = &specs.platform else {
             return out;
         };
         let snapshot = Snapshot::default();
         let index = Index::new(specs);
-        // Once, not per workload.
-        let its = crate::check::semantic::instance_types(specs);
         for cluster in &platform.spec.clusters {
             let cx = Ctx {
                 specs,
@@ -242,9 +242,9 @@ impl Capacity {
                 }
             }
             let asked = |pool: &str| pools.contains_key(pool);
-            let demand: Vec<(String, String, Workload)> = rollout_demand(&cx, &its, &asked)
+            let demand: Vec<(String, String, Workload)> = rollout_demand(&cx, its, &asked)
                 .into_iter()
-                .chain(app_demand(&cx, &its, &asked))
+                .chain(app_demand(&cx, its, &asked))
                 .collect();
             let mut add = |pool: &str, project: &str, w: Workload| {
                 if let Some(p) = pools.get_mut(pool) {

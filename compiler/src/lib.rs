@@ -222,7 +222,7 @@ fn check_specs(
         .flatten();
     let base = against
         .as_ref()
-        .and_then(|a| Some((a.check.as_deref()?, a.changed.as_ref()?)));
+        .and_then(|a| Some((a.check.as_deref()?, a.changed()?)));
     let (found, record, taken) = check::check_recorded(specs, snapshot, base);
     let against = against.map(|a| AgainstBase {
         checked: taken,
@@ -231,17 +231,25 @@ fn check_specs(
     (found, record, against)
 }
 
-/// A head compiled against a base: the head's revision, and what the base's check found with
-/// the spec files changed since (when the two have the same files and view graph).
+/// A head compiled against a base: the head's revision and the files changed since the base's
+/// (when the two have the same files), made once for the check and lowering, and what the
+/// base's check found.
 struct AgainstBase {
-    revision: lower::rekey::Revision,
+    since: lower::rekey::Since,
+    /// The two have the same view graph.
+    same_graph: bool,
     /// The check took the base's record where an edit cannot reach.
     checked: bool,
     check: Option<Arc<check::record::Record>>,
-    changed: Option<std::collections::HashSet<Arc<str>>>,
 }
 
 impl AgainstBase {
+    /// The spec files changed since the base, when the two have the same files and view graph
+    /// (what the check and the GPU capacity take the base's results by).
+    fn changed(&self) -> Option<&lower::rekey::Changed> {
+        self.since.changed.as_ref().filter(|_| self.same_graph)
+    }
+
     /// The check's name in the timings: whether it took the base's record.
     fn check_lap(against: Option<&AgainstBase>) -> &'static str {
         if against.is_some_and(|a| a.checked) {
@@ -257,15 +265,12 @@ fn against_base(specs: &Specs, snapshot: &Snapshot, opts: &Options) -> Option<Ag
     opts.units.as_ref()?;
     let base = opts.base.as_ref()?.wait()?;
     let keyed = base.keyed.as_ref()?;
-    let revision = lower::rekey::Revision::of(specs, snapshot);
-    let changed = (revision.graph == keyed.revision.graph)
-        .then(|| lower::rekey::changed_since(snapshot, &revision, &keyed.revision))
-        .flatten();
+    let since = lower::rekey::Since::of(specs, snapshot, &keyed.revision);
     Some(AgainstBase {
-        revision,
+        same_graph: since.revision.graph == keyed.revision.graph,
+        since,
         checked: false,
         check: base.check.clone(),
-        changed,
     })
 }
 
@@ -298,7 +303,8 @@ fn check_delta(
 )> {
     let units = opts.units.as_ref()?;
     let base = opts.base.as_ref()?.wait()?;
-    let (revision, changed) = against.map_or((None, None), |a| (Some(a.revision), a.changed));
+    let changed = against.as_ref().and_then(|a| a.changed().cloned());
+    let since = against.map(|a| a.since);
     opts.stage("lowering");
     let t = std::time::Instant::now();
     // Beside: the GPU capacity (which the revision's entry keeps), one thread's walk of every
@@ -311,7 +317,7 @@ fn check_delta(
     let (lowered, (capacity, engines)) = rayon::join(
         || {
             let store = units.store.as_ref();
-            lower::delta::lower_delta(specs, snapshot, &units.salt, store, (&base, revision))
+            lower::delta::lower_delta(specs, snapshot, &units.salt, store, (&base, since))
         },
         || {
             let memo = opts.policy_memo.as_ref().map(|m| &m.0);

@@ -289,18 +289,18 @@ fn read(
 
 /// Lower `specs` against `base` ([module documentation](self)); `None` when the base's units
 /// cannot stand for the opaque ones (then compile whole). Fresh units are read from `store`
-/// or lowered and offered to it, as by [`super::lower_reusing`]. `revision`: the revision of
-/// `specs`, when already made.
+/// or lowered and offered to it, as by [`super::lower_reusing`]. `since`: the revision of
+/// `specs` against the base's, when already made.
 pub fn lower_delta(
     specs: &Specs,
     snapshot: &Snapshot,
     salt: &str,
     store: &dyn UnitStore,
-    (base, revision): (&BaseUnits, Option<Revision>),
+    (base, since): (&BaseUnits, Option<rekey::Since>),
 ) -> Option<(Delta, Diagnostics)> {
     let platform = specs.platform.as_ref()?;
     let agent_on = platform.spec.agent.as_ref().is_some_and(|a| a.enabled);
-    let (jobs, revision, keys_taken, changed) = keyed_jobs(specs, snapshot, salt, (base, revision));
+    let (jobs, revision, keys_taken, changed) = keyed_jobs(specs, snapshot, salt, (base, since));
     let sorted = sort_out(&platform.spec.clusters, agent_on, &jobs, base)?;
     let (fresh, removed) = read(&sorted, specs, snapshot, store)?;
     let mut fresh = fresh.into_iter();
@@ -392,14 +392,14 @@ fn keyed_jobs<'s>(
     specs: &'s Specs,
     snapshot: &Snapshot,
     salt: &'s str,
-    (base, revision): (&BaseUnits, Option<Revision>),
+    (base, since): (&BaseUnits, Option<rekey::Since>),
 ) -> (Vec<Job<'s>>, Revision, usize, Option<Arc<rekey::Changed>>) {
     let Some(keyed) = &base.keyed else {
         let jobs = units::jobs(specs, snapshot, Some(salt));
-        let revision = revision.unwrap_or_else(|| Revision::of(specs, snapshot));
+        let revision = since.map_or_else(|| Revision::of(specs, snapshot), |s| s.revision);
         return (jobs, revision, 0, None);
     };
-    let against = rekey::jobs_against(specs, snapshot, salt, keyed, revision);
+    let against = rekey::jobs_against(specs, snapshot, salt, keyed, since);
     let (revision, changed) = (against.revision, against.changed.map(Arc::new));
     let Some((jobs, taken)) = against.jobs else {
         let jobs = units::jobs(specs, snapshot, Some(salt));

@@ -302,6 +302,22 @@ impl<'s> Hit<'s> {
 /// The spec files and templates of a revision that differ from another's (by path).
 pub type Changed = HashSet<Arc<str>>;
 
+/// A revision, and its spec files and templates that differ from another revision's (when the
+/// two have the same files): made once for a head's check and lowering against its base.
+pub struct Since {
+    pub revision: Revision,
+    pub changed: Option<Changed>,
+}
+
+impl Since {
+    /// The revision of `specs` and what differs from `was`.
+    pub fn of(specs: &Specs, snapshot: &Snapshot, was: &Revision) -> Since {
+        let revision = Revision::of(specs, snapshot);
+        let changed = changed_since(snapshot, &revision, was);
+        Since { revision, changed }
+    }
+}
+
 /// What [`jobs_against`] found: the units keyed (when the base's keys could be taken) and how
 /// many took the base's key, the revision of the specs, and the files that differ from the
 /// base's (when both have the same files).
@@ -324,15 +340,16 @@ fn storage(d: &crate::model::DatasetSpec) -> (Option<&str>, Option<&str>) {
 
 /// The units of `specs` keyed against `base` ([module docs](self)); the jobs are `None` when
 /// `base`'s keys cannot be taken (another graph, other files, another number of units).
+/// `since`: the revision of `specs` against `base`'s, when already made.
 pub fn jobs_against<'s>(
     specs: &'s Specs,
     snapshot: &Snapshot,
     salt: &'s str,
     base: &Keyed,
-    revision: Option<Revision>,
+    since: Option<Since>,
 ) -> Against<'s> {
-    let revision = revision.unwrap_or_else(|| Revision::of(specs, snapshot));
-    let changed = changed_since(snapshot, &revision, &base.revision);
+    let Since { revision, changed } =
+        since.unwrap_or_else(|| Since::of(specs, snapshot, &base.revision));
     let jobs = match &changed {
         Some(changed) if revision.graph == base.revision.graph => {
             keyed(specs, snapshot, salt, base, changed)
@@ -348,7 +365,7 @@ pub fn jobs_against<'s>(
 
 /// The spec files and templates of `snapshot` (whose revision is `now`) that differ from
 /// `was`'s; `None` when the two do not have the same files.
-pub fn changed_since(snapshot: &Snapshot, now: &Revision, was: &Revision) -> Option<Changed> {
+fn changed_since(snapshot: &Snapshot, now: &Revision, was: &Revision) -> Option<Changed> {
     (now.paths == was.paths && now.digests.len() == was.digests.len())
         .then(|| changed(snapshot, &now.digests, &was.digests))
 }
