@@ -241,11 +241,17 @@ impl Loaded {
         if !self.usable() {
             return None;
         }
-        let RevisionHead { graph, paths, .. } = head.revision.as_ref()?;
+        let written = head.revision.as_ref()?;
+        let base = self.revision.as_deref()?;
+        let projects = match against.projects {
+            Some(_) => Some(against.projects(base.projects.as_deref())?),
+            None => written.projects().ok()?,
+        };
         let revision = Revision {
-            graph: index::key_bytes(graph)?,
-            paths: index::key_bytes(paths)?,
-            digests: against.digests(&self.revision.as_deref()?.digests)?,
+            graph: index::key_bytes(&written.graph)?,
+            paths: index::key_bytes(&written.paths)?,
+            digests: against.digests(&base.digests)?,
+            projects,
         };
         Some(Loaded {
             platform_files: head.platform_files,
@@ -284,9 +290,13 @@ impl Loaded {
         if !self.usable() {
             return None;
         }
-        let base_digests = &self.revision.as_deref()?.digests;
-        let against =
-            against::Against::of(key, (&self.units, units), (base_digests, &revision.digests))?;
+        let base = self.revision.as_deref()?;
+        let against = against::Against::of(
+            key,
+            (&self.units, units),
+            (&base.digests, &revision.digests),
+            (base.projects.as_deref(), revision.projects.as_deref()),
+        )?;
         let same = [
             capacity.is_some() && capacity == self.capacity.as_deref(),
             self.clusters
@@ -305,6 +315,9 @@ struct RevisionHead {
     graph: String,
     paths: String,
     digests: String,
+    /// Every project's policy-data digest, when made (hex, in name order).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    projects: String,
 }
 
 impl RevisionHead {
@@ -313,24 +326,40 @@ impl RevisionHead {
             graph: crate::output::hex(&r.graph),
             paths: crate::output::hex(&r.paths),
             digests: crate::output::hex(r.digests.as_flattened()),
+            projects: r
+                .projects
+                .as_ref()
+                .map(|p| crate::output::hex(p.as_flattened()))
+                .unwrap_or_default(),
         }
     }
 
     /// `None` when a digest is not 64 hex digits.
     fn read(&self) -> Option<Revision> {
-        let digests = self.digests.as_bytes();
-        if !digests.len().is_multiple_of(64) {
-            return None;
-        }
         Some(Revision {
             graph: index::key_bytes(&self.graph)?,
             paths: index::key_bytes(&self.paths)?,
-            digests: digests
-                .chunks_exact(64)
-                .map(unhex32)
-                .collect::<Option<_>>()?,
+            digests: unhex_all(&self.digests)?,
+            projects: self.projects().ok()?,
         })
     }
+
+    /// Its projects' digests (`Ok(None)`: none written; `Err`: damaged).
+    fn projects(&self) -> Result<Option<Vec<[u8; 32]>>, ()> {
+        if self.projects.is_empty() {
+            return Ok(None);
+        }
+        unhex_all(&self.projects).map(Some).ok_or(())
+    }
+}
+
+/// Digests written one after another in hex; `None` when one is not 64 hex digits.
+fn unhex_all(hex: &str) -> Option<Vec<[u8; 32]>> {
+    let hex = hex.as_bytes();
+    if !hex.len().is_multiple_of(64) {
+        return None;
+    }
+    hex.chunks_exact(64).map(unhex32).collect()
 }
 
 /// 64 hex digits as 32 bytes, by a table (tens of thousands per entry at scale).
@@ -1086,12 +1115,16 @@ impl Cache {
             clusters: clusters.filter(|_| !same_clusters),
             kinds: kinds.filter(|_| !same_kinds),
             noisy,
-            revision: entry.revision.map(|r| match diff {
+            revision: entry.revision.map(|r| match &diff {
                 // The digests are the base's but where the entry says.
-                Some(_) => RevisionHead {
+                Some((a, _)) => RevisionHead {
                     graph: crate::output::hex(&r.graph),
                     paths: crate::output::hex(&r.paths),
                     digests: String::new(),
+                    projects: match (&a.projects, &r.projects) {
+                        (None, Some(p)) => crate::output::hex(p.as_flattened()),
+                        _ => String::new(),
+                    },
                 },
                 None => RevisionHead::of(r),
             }),
@@ -1856,14 +1889,27 @@ mod tests {
             graph: [7; 32],
             paths: [0xa5; 32],
             digests: (0..=255u8).map(|b| [b; 32]).collect(),
+            projects: Some((0..9u8).map(|b| [b ^ 0x5a; 32]).collect()),
         };
         let head = RevisionHead::of(&r);
-        assert_eq!(head.read(), Some(r));
+        assert_eq!(head.read(), Some(r.clone()));
+        let without = Revision {
+            projects: None,
+            ..r
+        };
+        assert_eq!(RevisionHead::of(&without).read(), Some(without.clone()));
+        let mut bad = RevisionHead::of(&Revision {
+            projects: Some(vec![[4; 32]; 2]),
+            ..without
+        });
+        bad.projects.pop();
+        assert_eq!(bad.read(), None, "a project's digest cut short");
         for (at, by) in [(5, "g"), (130, "G"), (64 * 3 + 1, " ")] {
             let mut bad = RevisionHead::of(&Revision {
                 graph: [1; 32],
                 paths: [2; 32],
                 digests: vec![[3; 32]; 4],
+                projects: None,
             });
             bad.digests.replace_range(at..=at, by);
             assert_eq!(bad.read(), None, "a `{by}` at {at}");
@@ -1872,6 +1918,7 @@ mod tests {
             graph: [1; 32],
             paths: [2; 32],
             digests: vec![[3; 32]; 2],
+            projects: None,
         });
         short.digests.pop();
         assert_eq!(short.read(), None);
@@ -2166,6 +2213,7 @@ mod tests {
                 graph: [1; 32],
                 paths: [2; 32],
                 digests: Vec::new(),
+                projects: None,
             },
         };
         let mut most = 0;
@@ -2208,6 +2256,7 @@ mod tests {
                 graph: [1; 32],
                 paths: [2; 32],
                 digests: (0..40u8).map(|b| [b; 32]).collect(),
+                projects: Some((0..30u8).map(|b| [b | 0x80; 32]).collect()),
             },
         };
         let (k_base, k_head, k_whole) = (key('1'), key('2'), key('3'));
@@ -2218,6 +2267,9 @@ mod tests {
         };
         head.revision.digests[7] = [0xee; 32];
         head.revision.digests.push([0xff; 32]);
+        if let Some(p) = head.revision.projects.as_mut() {
+            p[3] = [0xdd; 32];
+        }
         // Not read by this process: written whole.
         head.write(&cache, &k_head, Some(&k_base));
         let whole_size = std::fs::metadata(cache.path(&k_head))
@@ -2248,6 +2300,8 @@ mod tests {
             .capacity
             .clusters
             .insert("dev".into(), Default::default());
+        // A head without its projects' digests (none written) beside a base with them.
+        other.revision.projects = None;
         let (k_other, k_other_whole) = (key('4'), key('5'));
         other.write(&cache, &k_other, Some(&k_base));
         other.write(&cache, &k_other_whole, None);

@@ -76,6 +76,9 @@ pub struct Checked {
     /// What the check found per spec (when there is a Platform), kept with the revision for a
     /// later one checked against it ([`check::record`]).
     pub check: Option<Arc<check::record::Record>>,
+    /// Every project's policy-data digest ([`policy::ProjectDigests`]), when a revision
+    /// compiled whole made them for its policies: kept with its revision.
+    pub projects: Option<Vec<[u8; 32]>>,
 }
 
 /// Run load → parse → resolve → check (semantics, then the compiled output and policies).
@@ -175,19 +178,13 @@ pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &O
         }));
         lap("lower", &mut timings);
     }
+    let mut projects = None;
     if let Some(cfg) = opts.policies.as_ref().filter(|_| delta.is_none()) {
         opts.stage("evaluating policies");
-        let files = policy_files(cfg, &specs, &snapshot);
-        let (found, clean) = policy::evaluate(
-            &files,
-            &cfg.options,
-            &specs,
-            &docs,
-            lowered.as_ref(),
-            opts.policy_memo.as_ref().map(|m| &m.0),
-        );
+        let (found, clean, digests) =
+            policies_whole(cfg, (&snapshot, &docs, &specs), &lowered, opts);
         diagnostics.extend(found);
-        policy_clean = clean;
+        (policy_clean, projects) = (clean, digests);
         lap("policy", &mut timings);
     }
     Checked {
@@ -201,7 +198,33 @@ pub fn check_snapshot(snapshot: Snapshot, mut diagnostics: Diagnostics, opts: &O
         capacity: gpus,
         policy_clean,
         check: check_record.map(Arc::new),
+        projects,
     }
+}
+
+/// The policies of a revision compiled whole; with every project's policy-data digest when it
+/// compiled through a cache (made once, for the evaluation and the revision's entry).
+fn policies_whole(
+    cfg: &PolicyConfig,
+    (snapshot, docs, specs): (&Snapshot, &[Arc<Document>], &Specs),
+    lowered: &Option<lower::Lowered>,
+    opts: &Options,
+) -> (Diagnostics, Option<policy::Clean>, Option<Vec<[u8; 32]>>) {
+    let files = policy_files(cfg, specs, snapshot);
+    let digests = (opts.units.is_some() && lowered.is_some())
+        .then(|| policy::ProjectDigests::of(specs, None));
+    let (found, clean) = policy::evaluate_digested(
+        &files,
+        &cfg.options,
+        (specs, docs, lowered.as_ref()),
+        opts.policy_memo.as_ref().map(|m| &m.0),
+        digests.as_ref(),
+    );
+    (
+        found,
+        clean,
+        digests.map(policy::ProjectDigests::into_stored),
+    )
 }
 
 /// The semantic check, with what it found per spec; against a base (a plan's head, the specs
@@ -314,7 +337,7 @@ fn check_delta(
         .as_ref()
         .map(|cfg| (cfg, policy_files(cfg, specs, snapshot)));
     // Two halves, so the core that finishes its part first takes up the other's.
-    let (lowered, (capacity, engines)) = rayon::join(
+    let (lowered, (capacity, (projects, engines))) = rayon::join(
         || {
             let store = units.store.as_ref();
             lower::delta::lower_delta(specs, snapshot, &units.salt, store, (&base, since))
@@ -324,14 +347,22 @@ fn check_delta(
             rayon::join(
                 || head_capacity(specs, opts, changed.as_ref()),
                 || {
-                    policies.as_ref().map(|(cfg, files)| {
-                        policy::Engines::new(files, &cfg.options, (specs, docs), memo)
-                    })
+                    // Every project's policy data digested: the base's where an edit cannot
+                    // reach; kept with the revision.
+                    let kept = base.keyed.as_deref();
+                    let kept = kept.and_then(|k| k.revision.projects.as_deref());
+                    let projects = policy::ProjectDigests::of(specs, kept.zip(changed.as_ref()));
+                    let engines = policies.as_ref().map(|(cfg, files)| {
+                        let options = &cfg.options;
+                        policy::Engines::new(files, options, (specs, docs), memo, Some(&projects))
+                    });
+                    (projects, engines)
                 },
             )
         },
     );
-    let (delta, mut diags) = lowered?;
+    let (mut delta, mut diags) = lowered?;
+    Arc::make_mut(&mut delta.revision).projects = Some(projects.into_stored());
     let lowered = t.elapsed();
     let t = std::time::Instant::now();
     let mut clean = None;
@@ -492,12 +523,21 @@ impl PendingStore {
             policy_clean: checked.policy_clean.take().filter(|_| compiled),
             check: checked.check.clone().filter(|_| compiled),
             revision: compiled.then(|| {
-                revision.unwrap_or_else(|| {
+                let mut revision = revision.unwrap_or_else(|| {
                     Arc::new(lower::rekey::Revision::of(
                         &checked.specs,
                         &checked.snapshot,
                     ))
-                })
+                });
+                if revision.projects.is_none() {
+                    // Kept for a later revision's policies, even when this one had none.
+                    let made = checked.projects.take();
+                    let made = made.unwrap_or_else(|| {
+                        policy::ProjectDigests::of(&checked.specs, None).into_stored()
+                    });
+                    Arc::make_mut(&mut revision).projects = Some(made);
+                }
+                revision
             }),
         }
     }
@@ -673,6 +713,7 @@ pub fn build_or_index(
             capacity: None,
             policy_clean: None,
             check: None,
+            projects: None,
         };
         let built = Built {
             checked,

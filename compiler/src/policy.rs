@@ -38,6 +38,10 @@ use crate::parse::{Document, FieldPath};
 use crate::specs::Specs;
 
 mod native;
+mod projects;
+
+pub use projects::ProjectDigests;
+use projects::{ByProject, HashWriter, PROJECTS, project_entries};
 
 /// A policy file.
 #[derive(Debug, Clone)]
@@ -307,18 +311,6 @@ fn input_hash(input: &Value) -> String {
     // Writing into the hasher cannot fail.
     let _ = serde_json::to_writer(HashWriter(&mut h), input);
     hex(&h.finalize()[..16])
-}
-
-struct HashWriter<'a>(&'a mut sha2::Sha256);
-
-impl std::io::Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        sha2::Digest::update(self.0, buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// A memo and the policy set it is used for.
@@ -1328,7 +1320,7 @@ impl Engine {
     }
 
     /// Name every rule for the memo after the documents of `data` it reads; `projects`: the
-    /// digest of every project's entry ([`projects_digest`]) when `data` lacks them.
+    /// digest of every project's entry ([`ProjectDigests::whole`]) when `data` lacks them.
     fn name_for_memo(&mut self, data: &Value, projects: Option<&str>) {
         use rayon::prelude::*;
         // Each path read once, the paths digested in parallel (some are whole maps of the
@@ -1338,10 +1330,14 @@ impl Engine {
             .into_par_iter()
             .map(|path| {
                 use sha2::Digest;
-                if let Some(digest) = projects.filter(|_| path.iter().eq(PROJECTS.iter())) {
-                    return (path, digest.to_owned());
-                }
                 let v = path.iter().try_fold(data, |v, seg| v.get(seg));
+                if path.iter().eq(PROJECTS.iter()) {
+                    // Every entry's digest, then the map's of them (what a revision keeps).
+                    let whole = projects.map(str::to_owned);
+                    if let Some(d) = whole.or_else(|| v.and_then(projects::whole_of_map)) {
+                        return (path, d);
+                    }
+                }
                 let mut h = sha2::Sha256::new();
                 let _ = serde_json::to_writer(HashWriter(&mut h), &v);
                 (path, hex(&h.finalize()))
@@ -2228,265 +2224,6 @@ fn platform_data_of(
     .into()
 }
 
-/// What refers to each project, gathered in one pass over the specs (not once per project).
-#[derive(Default)]
-struct ByProject<'s> {
-    /// Project → its allocations, in pool order: (pool, allocation).
-    allocations: ProjectMap<'s, (&'s GpuQuotaObject, &'s crate::model::gpu::Allocation)>,
-    /// Project → the datasets granted to it, in dataset order, with the mode of its first grant.
-    datasets: ProjectMap<'s, (&'s DatasetObject, &'s str)>,
-    /// The global datasets, read-only to every project, in dataset order.
-    global: Vec<&'s DatasetObject>,
-    rollouts: ProjectMap<'s, &'s str>,
-}
-
-type GpuQuotaObject = crate::specs::Object<crate::model::GpuQuotaSpec>;
-type DatasetObject = crate::specs::Object<crate::model::DatasetSpec>;
-/// Per project, what refers to it (references only: each project's entry is built once, by
-/// [`project_data`], not built here and copied there).
-type ProjectMap<'s, T> = std::collections::HashMap<&'s str, Vec<T>, foldhash::fast::RandomState>;
-
-impl<'s> ByProject<'s> {
-    fn of(specs: &'s Specs) -> ByProject<'s> {
-        let mut by = ByProject::default();
-        for q in specs.gpu_quotas.values() {
-            for a in &q.spec.allocations {
-                by.allocations
-                    .entry(a.project.as_str())
-                    .or_default()
-                    .push((q, a));
-            }
-        }
-        for r in specs.rollouts.values() {
-            by.rollouts
-                .entry(r.spec.project.as_str())
-                .or_default()
-                .push(r.name());
-        }
-        for d in specs.datasets.values() {
-            let mut seen = BTreeSet::new();
-            // A project's first grant decides its mode.
-            for a in d
-                .spec
-                .access
-                .iter()
-                .filter(|a| seen.insert(a.project.as_str()))
-            {
-                by.datasets
-                    .entry(a.project.as_str())
-                    .or_default()
-                    .push((d, a.mode.as_str()));
-            }
-            if d.spec.global {
-                by.global.push(d);
-            }
-        }
-        by
-    }
-
-    /// A project's allocations, in pool order.
-    fn allocations(&self, name: &str) -> Vec<EntryAllocation<'s>> {
-        let of = self.allocations.get(name).map_or(&[][..], Vec::as_slice);
-        of.iter()
-            .map(|(q, a)| EntryAllocation {
-                pool: q.name(),
-                resource_name: &q.spec.pool.resource_name,
-                model: q.spec.pool.model.as_deref(),
-                gpu: a.gpu,
-                borrowing_limit: a.borrowing_limit,
-            })
-            .collect()
-    }
-
-    /// The datasets a project may read, in dataset order: with its grant's mode, else
-    /// read-only when the dataset is global.
-    fn datasets(&self, name: &str) -> Vec<EntryDataset<'s>> {
-        let entry = |d: &'s DatasetObject, mode: &'s str| EntryDataset {
-            name: d.name(),
-            mode,
-            sensitivity: d.spec.sensitivity.as_str(),
-            global: d.spec.global,
-        };
-        let granted = self.datasets.get(name).map_or(&[][..], Vec::as_slice);
-        let (mut g, mut o) = (granted.iter().peekable(), self.global.iter().peekable());
-        let mut out = Vec::with_capacity(granted.len() + self.global.len());
-        loop {
-            match (g.peek(), o.peek()) {
-                (Some(a), Some(b)) if a.0.name() == b.name() => {
-                    out.push(entry(a.0, a.1));
-                    g.next();
-                    o.next();
-                }
-                (Some(a), Some(b)) if a.0.name() < b.name() => {
-                    out.extend(g.next().map(|&(d, mode)| entry(d, mode)));
-                }
-                (Some(_), Some(_)) | (None, Some(_)) => {
-                    out.extend(o.next().map(|&d| entry(d, "read-only")));
-                }
-                (Some(_), None) => out.extend(g.next().map(|&(d, mode)| entry(d, mode))),
-                (None, None) => return out,
-            }
-        }
-    }
-}
-
-/// A project's entry in `data.plinth.resolved.projects`: placement, allocations, datasets,
-/// members and rollouts.
-fn project_data(
-    specs: &Specs,
-    by: &ByProject<'_>,
-    name: &str,
-    p: &crate::specs::Object<crate::model::ProjectSpec>,
-) -> Value {
-    serde_json::to_value(Entry::of(specs, by, name, p)).unwrap_or(Value::Null)
-}
-
-/// A project's entry ([`project_data`]) borrowed from the specs: serialised as the entry's
-/// value is (it is made from this), so the digest of every entry is had without building them.
-#[derive(serde::Serialize)]
-struct Entry<'s> {
-    clusters: Vec<&'s str>,
-    production: bool,
-    allocations: Vec<EntryAllocation<'s>>,
-    #[serde(rename = "gpuTotal")]
-    gpu_total: u64,
-    datasets: Vec<EntryDataset<'s>>,
-    members: Vec<EntryMember<'s>>,
-    rollouts: Vec<&'s str>,
-}
-
-#[derive(serde::Serialize)]
-struct EntryAllocation<'s> {
-    pool: &'s str,
-    #[serde(rename = "resourceName")]
-    resource_name: &'s str,
-    model: Option<&'s str>,
-    gpu: u32,
-    #[serde(rename = "borrowingLimit")]
-    borrowing_limit: Option<u32>,
-}
-
-#[derive(serde::Serialize)]
-struct EntryDataset<'s> {
-    name: &'s str,
-    mode: &'s str,
-    sensitivity: &'s str,
-    global: bool,
-}
-
-#[derive(serde::Serialize)]
-#[serde(untagged)]
-enum EntryMember<'s> {
-    User {
-        user: &'s str,
-        role: &'s str,
-    },
-    Group {
-        group: Option<&'s str>,
-        role: &'s str,
-    },
-}
-
-impl<'s> Entry<'s> {
-    fn of(
-        specs: &'s Specs,
-        by: &ByProject<'s>,
-        name: &str,
-        p: &'s crate::specs::Object<crate::model::ProjectSpec>,
-    ) -> Entry<'s> {
-        let clusters = crate::lower::Ctx::placement(specs, &p.spec);
-        let allocations = by.allocations(name);
-        let members: Vec<EntryMember<'s>> = p
-            .spec
-            .owners
-            .iter()
-            .map(|o| EntryMember::User {
-                user: o,
-                role: "admin",
-            })
-            .chain(p.spec.members.iter().map(|m| match (&m.user, &m.group) {
-                (Some(u), _) => EntryMember::User {
-                    user: u,
-                    role: m.role.as_str(),
-                },
-                (None, g) => EntryMember::Group {
-                    group: g.as_deref(),
-                    role: m.role.as_str(),
-                },
-            }))
-            .collect();
-        let production = specs.platform.as_ref().is_some_and(|pl| {
-            pl.spec
-                .clusters
-                .iter()
-                .any(|c| c.production && clusters.contains(&c.name.as_str()))
-        });
-        // Whole GPUs only: MIG slices are not comparable with devices.
-        let gpu_total = allocations
-            .iter()
-            .filter(|a| a.resource_name.ends_with("/gpu"))
-            .map(|a| u64::from(a.gpu))
-            .sum::<u64>();
-        Entry {
-            clusters,
-            production,
-            allocations,
-            gpu_total,
-            datasets: by.datasets(name),
-            members,
-            rollouts: by.rollouts.get(name).cloned().unwrap_or_default(),
-        }
-    }
-}
-
-/// Where every project's entry is in `data`.
-const PROJECTS: [&str; 3] = ["plinth", "resolved", "projects"];
-
-/// The entries of the projects `only` names (every project when `None`), in name order.
-fn project_entries(
-    specs: &Specs,
-    by: &ByProject<'_>,
-    only: Option<&BTreeSet<String>>,
-) -> serde_json::Map<String, Value> {
-    use rayon::prelude::*;
-    // Each project's entry on its own (ten thousand of them), collected in name order.
-    let entries: Vec<(String, Value)> = specs
-        .projects
-        .par_iter()
-        .filter(|(name, _)| only.is_none_or(|o| o.contains(name.as_str())))
-        .map(|(name, p)| (name.clone(), project_data(specs, by, name, p)))
-        .collect();
-    entries.into_iter().collect()
-}
-
-/// The digest [`Engine::name_for_memo`] takes of `data.plinth.resolved.projects` (every
-/// project's entry), made from the entries as they serialise, none of them built.
-fn projects_digest(specs: &Specs, by: &ByProject<'_>) -> String {
-    use rayon::prelude::*;
-    use sha2::Digest;
-    let texts: Vec<Vec<u8>> = specs
-        .projects
-        .par_iter()
-        .map(|(name, p)| {
-            let mut text = serde_json::to_vec(name).unwrap_or_default();
-            text.push(b':');
-            let _ = serde_json::to_writer(&mut text, &Entry::of(specs, by, name, p));
-            text
-        })
-        .collect();
-    // As `serde_json` writes an object: `{"a":…,"b":…}`.
-    let mut h = sha2::Sha256::new();
-    h.update(b"{");
-    for (i, t) in texts.iter().enumerate() {
-        if i > 0 {
-            h.update(b",");
-        }
-        h.update(t);
-    }
-    h.update(b"}");
-    hex(&h.finalize())
-}
-
 /// The engines with rules to evaluate: the default library's and the user's, each with its
 /// `--data`.
 fn engines<'o>(
@@ -2534,7 +2271,7 @@ fn with_data(
     engines: Vec<(Engine, Option<&Value>)>,
     files: &[PolicyFile],
     inputs: (&Specs, &[Arc<Document>], Option<&Lowered>),
-    (by, memoised): (&ByProject<'_>, bool),
+    (by, memoised, projects): (&ByProject<'_>, bool, Option<&ProjectDigests>),
     data_diags: &mut Diagnostics,
 ) -> Vec<Engine> {
     let (specs, docs, lowered) = inputs;
@@ -2561,7 +2298,10 @@ fn with_data(
     // what it could (every entry before regorus reads the data).
     // (Without a memo every input is evaluated: the view is made whole.)
     let partial = memoised && engines.iter().all(|(e, _)| !e.reads_into_projects());
-    let digest = partial.then(|| projects_digest(specs, by));
+    let digest = partial.then(|| match projects {
+        Some(p) => p.whole(specs),
+        None => ProjectDigests::with(specs, by, None).whole(specs),
+    });
     let platform = platform_data_of(
         specs,
         docs,
@@ -2721,12 +2461,24 @@ pub fn evaluate(
     lowered: Option<&Lowered>,
     memo: Option<&Arc<dyn Memo>>,
 ) -> (Diagnostics, Option<Clean>) {
+    evaluate_digested(files, opts, (specs, docs, lowered), memo, None)
+}
+
+/// [`evaluate`], the digests of every project's entry made before (`projects`).
+pub fn evaluate_digested(
+    files: &[PolicyFile],
+    opts: &PolicyOptions,
+    (specs, docs, lowered): (&Specs, &[Arc<Document>], Option<&Lowered>),
+    memo: Option<&Arc<dyn Memo>>,
+    projects: Option<&ProjectDigests>,
+) -> (Diagnostics, Option<Clean>) {
     let inputs = Inputs {
         specs,
         docs,
         lowered,
         opaque: None,
         taken: None,
+        projects,
     };
     evaluate_with(files, opts, &inputs, memo, true)
 }
@@ -2759,6 +2511,7 @@ pub fn evaluate_delta(
         lowered: Some(fresh),
         opaque: Some((opaque, &unanswered)),
         taken,
+        projects: None,
     };
     let out = evaluate_prepared(engines.0, opts, &inputs, memo);
     (!unanswered.load(std::sync::atomic::Ordering::Relaxed)).then_some(out)
@@ -2773,15 +2526,18 @@ pub fn evaluate_delta(
 pub struct Engines<'s>(Prepared<'s>);
 
 impl<'s> Engines<'s> {
+    /// `projects`: the digests of every project's entry, when made before.
     pub fn new(
         files: &[PolicyFile],
         opts: &PolicyOptions,
         (specs, docs): (&'s Specs, &[Arc<Document>]),
         memo: Option<&Arc<dyn Memo>>,
+        projects: Option<&ProjectDigests>,
     ) -> Engines<'s> {
         let mut diags = Diagnostics::new();
         let engines = engines(files, opts, &mut diags);
-        Engines(prepare(engines, diags, files, (specs, docs, None), memo))
+        let made = (specs, docs, None);
+        Engines(prepare(engines, diags, files, made, (memo, projects)))
     }
 }
 
@@ -2801,6 +2557,7 @@ pub fn evaluate_by_regorus(
         lowered,
         opaque: None,
         taken: None,
+        projects: None,
     };
     evaluate_with(files, opts, &inputs, None, false).0
 }
@@ -2831,6 +2588,8 @@ struct Inputs<'a> {
     opaque: Option<Opaque<'a>>,
     /// What may be taken from a base's evaluation.
     taken: Option<Taken<'a>>,
+    /// The digests of every project's entry, when made before.
+    projects: Option<&'a ProjectDigests>,
 }
 
 /// Units not read ([`evaluate_delta`]): key, kinds and number of objects of each, and what is
@@ -2849,7 +2608,7 @@ fn evaluate_engines(
     memo: Option<&Arc<dyn Memo>>,
 ) -> (Diagnostics, Option<Clean>) {
     let made = (inputs.specs, inputs.docs, inputs.lowered);
-    let prepared = prepare(engines, diags, files, made, memo);
+    let prepared = prepare(engines, diags, files, made, (memo, inputs.projects));
     evaluate_prepared(prepared, opts, inputs, memo)
 }
 
@@ -2871,7 +2630,7 @@ fn prepare<'s>(
     diags: Diagnostics,
     files: &[PolicyFile],
     (specs, docs, lowered): (&'s Specs, &[Arc<Document>], Option<&Lowered>),
-    memo: Option<&Arc<dyn Memo>>,
+    (memo, projects): (Option<&Arc<dyn Memo>>, Option<&ProjectDigests>),
 ) -> Prepared<'s> {
     if engines.is_empty() {
         // Nothing to evaluate: the specs are not walked.
@@ -2895,7 +2654,7 @@ fn prepare<'s>(
     let mut data_diags = Diagnostics::new();
     let (engines, ()) = rayon::join(
         || {
-            let by = (&by, memo.is_some());
+            let by = (&by, memo.is_some(), projects);
             with_data(engines, files, (specs, docs, lowered), by, &mut data_diags)
         },
         || {
@@ -2926,6 +2685,7 @@ fn evaluate_prepared(
         lowered,
         opaque,
         taken,
+        projects: _,
     } = *inputs;
     let Prepared {
         mut engines,
@@ -3954,11 +3714,9 @@ mod tests {
             let by = ByProject::of(&checked.specs);
             let whole = platform_data(&checked.specs, &checked.docs, None);
             let projects = PROJECTS[1..].iter().try_fold(&whole, |v, seg| v.get(*seg));
-            let mut h = <sha2::Sha256 as sha2::Digest>::new();
-            serde_json::to_writer(HashWriter(&mut h), &projects).expect("written");
             assert_eq!(
-                projects_digest(&checked.specs, &by),
-                hex(&sha2::Digest::finalize(h))
+                ProjectDigests::with(&checked.specs, &by, None).whole(&checked.specs),
+                projects::whole_of_map(projects.expect("made")).expect("a map")
             );
             compared += checked.specs.projects.len();
         }

@@ -13,6 +13,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Digests, by position.
+type Digests = [[u8; 32]];
+
 /// What an entry written against another holds instead of what it shares with it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct Against {
@@ -26,6 +29,11 @@ pub(super) struct Against {
     /// the other's file at the same position (hex).
     pub files: u32,
     pub changed_files: Vec<(u32, String)>,
+    /// How many projects' policy-data digests it has, and those that differ from the other's
+    /// at the same position (hex), when both have them; else its own are written whole, if
+    /// it has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projects: Option<(u32, Vec<(u32, String)>)>,
 }
 
 impl Against {
@@ -35,14 +43,29 @@ impl Against {
         key: &str,
         (base_units, units): (&[String], &[String]),
         (base_digests, digests): (&[[u8; 32]], &[[u8; 32]]),
+        (base_projects, projects): (Option<&Digests>, Option<&Digests>),
     ) -> Option<Against> {
+        let hex = |d: &[u8; 32]| crate::output::hex(d);
         Some(Against {
             key: key.to_owned(),
             units: u32::try_from(units.len()).ok()?,
             changed_units: changed(base_units, units, String::clone)?,
             files: u32::try_from(digests.len()).ok()?,
-            changed_files: changed(base_digests, digests, |d| crate::output::hex(d))?,
+            changed_files: changed(base_digests, digests, hex)?,
+            projects: match (base_projects, projects) {
+                (Some(was), Some(now)) => {
+                    Some((u32::try_from(now.len()).ok()?, changed(was, now, hex)?))
+                }
+                _ => None,
+            },
         })
+    }
+
+    /// Its projects' policy-data digests, when written against the other's (`base`); `None`
+    /// when they do not fit it.
+    pub(super) fn projects(&self, base: Option<&[[u8; 32]]>) -> Option<Vec<[u8; 32]>> {
+        let (n, changed) = self.projects.as_ref()?;
+        patched(base?, *n, unhexed(changed)?)
     }
 
     /// Its units: the other's (`base`), with those it names.
@@ -52,13 +75,16 @@ impl Against {
 
     /// Its files' digests: the other's (`base`), with those it names.
     pub(super) fn digests(&self, base: &[[u8; 32]]) -> Option<Vec<[u8; 32]>> {
-        let changed = self
-            .changed_files
-            .iter()
-            .map(|(i, hex)| Some((*i, super::index::key_bytes(hex)?)))
-            .collect::<Option<Vec<_>>>()?;
-        patched(base, self.files, changed)
+        patched(base, self.files, unhexed(&self.changed_files)?)
     }
+}
+
+/// Positioned digests in hex, read.
+fn unhexed(changed: &[(u32, String)]) -> Option<Vec<(u32, [u8; 32])>> {
+    changed
+        .iter()
+        .map(|(i, hex)| Some((*i, super::index::key_bytes(hex)?)))
+        .collect()
 }
 
 /// The items of `now` that differ from `was`'s at the same position (or that `was` does not

@@ -39,6 +39,10 @@ pub struct Revision {
     pub paths: [u8; 32],
     /// Their digests, in that order.
     pub digests: Vec<[u8; 32]>,
+    /// The digests of every project's entry of the policies' data, in name order
+    /// (`crate::policy::ProjectDigests`), when made: a revision compiled against this one
+    /// digests again only the entries an edit reaches.
+    pub projects: Option<Vec<[u8; 32]>>,
 }
 
 impl Revision {
@@ -48,6 +52,7 @@ impl Revision {
             graph,
             paths,
             digests,
+            projects: None,
         }
     }
 }
