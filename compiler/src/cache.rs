@@ -576,9 +576,9 @@ impl Entry {
         out.policy_clean = self.policy_clean.clone();
         out.check = self.check.clone();
         out.key = Some(self.key.clone());
-        out.keyed = self.revision.as_deref().map(|revision| {
+        out.keyed = self.revision.clone().map(|revision| {
             Arc::new(crate::lower::rekey::Keyed {
-                revision: revision.clone(),
+                revision,
                 keys: self.unit_keys.clone(),
             })
         });

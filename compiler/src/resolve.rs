@@ -149,7 +149,9 @@ pub fn read(
 ) -> (Vec<Arc<Document>>, Vec<Typed>, Diagnostics) {
     use rayon::prelude::*;
     let spec_files: Vec<&SourceFile> = snapshot.with_role(FileRole::Spec).collect();
-    let salted = files.map(|files| key_prefix(files.salt, limits));
+    let salted = files.map(|files| {
+        <sha2::Sha256 as sha2::Digest>::new_with_prefix(key_prefix(files.salt, limits))
+    });
     let read: Vec<FileDocs> = spec_files
         .par_iter()
         .map(|f| {
@@ -193,11 +195,10 @@ fn key_prefix(salt: &str, limits: YamlLimits) -> String {
     format!("{FORMAT}|{salt}|{limits:?}|")
 }
 
-/// The store's key of a file's read (`salted`: [`key_prefix`]).
-fn file_key(salted: &str, f: &SourceFile) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(salted.as_bytes());
+/// The store's key of a file's read (`salted`: [`key_prefix`], hashed once for every file).
+fn file_key(salted: &sha2::Sha256, f: &SourceFile) -> String {
+    use sha2::Digest;
+    let mut h = salted.clone();
     h.update(f.path.as_bytes());
     h.update(b"\0");
     h.update(f.digest);

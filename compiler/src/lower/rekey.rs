@@ -61,7 +61,8 @@ impl Revision {
 /// cluster's units in merge order, then its agent unit when the Platform installs the agent).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keyed {
-    pub revision: Revision,
+    /// Shared with the revision's entry.
+    pub revision: Arc<Revision>,
     /// Shared with the revision's entry.
     pub keys: Arc<[String]>,
 }
