@@ -1906,6 +1906,49 @@ fn plan_timed(r: &Repo, extra: &[&str]) -> Output {
         .expect("plinth runs")
 }
 
+/// A pool's edit that raises a project's GPUs over the default library's cap changes that
+/// project's policy data, not its file: planned against a cached base (the projects' policy-data
+/// digests taken from the base's revision but for the entries the edit reaches), the project's
+/// unchanged document is judged again and refused, as without the cache.
+#[test]
+fn a_pool_edit_judges_its_projects_again_against_a_cached_base() {
+    let mut r = example_repo();
+    let file = r.path().join("platform/gpu/a100.yaml");
+    let spec = fs::read_to_string(&file).expect("read");
+    let (radiology, er) = (
+        "- project: radiology-imaging\n      gpu: 16\n",
+        "- project: er-capacity\n      gpu: 8\n",
+    );
+    assert!(
+        spec.contains(radiology) && spec.contains(er),
+        "example changed: no allocations of 16 and 8 GPUs in gpu/a100.yaml"
+    );
+    let spec = spec
+        .replace(radiology, "- project: radiology-imaging\n      gpu: 8\n")
+        .replace(er, "- project: er-capacity\n      gpu: 18\n");
+    fs::write(&file, spec).expect("write");
+    r.commit("Dana Smith", "er-capacity takes radiology's A100s");
+    let args = [
+        "plan", "--base", "HEAD~1", "--head", "HEAD", "--path", "platform", "--format", "json",
+    ];
+    let cold = r.plinth(&[&args[..], &["--no-cache"]].concat());
+    let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        stderr(&cold).contains("project `er-capacity` is allocated 18 GPUs, over the cap of 16"),
+        "the default library's GPU cap denies er-capacity: {}",
+        stderr(&cold)
+    );
+    // The base alone first (cached, its projects' policy data digested), then the head against it.
+    let base_only = [
+        "plan", "--base", "HEAD~1", "--head", "HEAD~1", "--path", "platform",
+    ];
+    assert_eq!(r.plinth(&base_only).status.code(), Some(0));
+    let cached = r.plinth(&args);
+    assert_eq!(stderr(&cached), stderr(&cold));
+    assert_eq!(text(&cached), text(&cold));
+    assert_eq!(cached.status.code(), cold.status.code());
+}
+
 /// A head planned against a base found in the cache is lowered against the base's units: the
 /// units the two share are not read (its timings say so), and the plan is the one made
 /// without the cache, byte for byte; the head's revision it stores is found whole next time.
