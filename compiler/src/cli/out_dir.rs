@@ -5,6 +5,8 @@
 //! then renamed into place, the lock files last, and the files the build no longer has are
 //! deleted.
 
+use crate::load::open_dir;
+
 /// Marks a directory as plinth's output, so it may be replaced later.
 const MARKER: &str = ".plinth-output";
 
@@ -1524,17 +1526,6 @@ fn write_index(path: &std::path::Path, file: &IndexFile) -> std::io::Result<()> 
     // The index of plinth before this format (a JSON document) is not read any more.
     let _ = std::fs::remove_file(path.with_extension("json"));
     Ok(())
-}
-
-/// A directory, open for looking at its files (`None` when it cannot be opened).
-fn open_dir(dir: &std::path::Path) -> Option<rustix::fd::OwnedFd> {
-    use rustix::fs::{Mode, OFlags};
-    rustix::fs::open(
-        dir,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .ok()
 }
 
 #[cfg(test)]

@@ -493,6 +493,28 @@ impl Stamp {
         }
     }
 
+    /// The stamp of `name` in the open directory `dir` (a link is not followed); the same as
+    /// [`Stamp::of`] its metadata. (The stat fields' types differ between architectures, hence
+    /// the conversions.)
+    #[allow(clippy::useless_conversion)]
+    fn at(dir: &rustix::fd::OwnedFd, name: &std::ffi::OsStr) -> std::io::Result<Stamp> {
+        use rustix::fs::{AtFlags, statat};
+        let st = statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+        Ok(Stamp {
+            dev: st.st_dev.try_into().unwrap_or_default(),
+            ino: st.st_ino.try_into().unwrap_or_default(),
+            size: st.st_size.try_into().unwrap_or_default(),
+            mtime: (
+                st.st_mtime.try_into().unwrap_or_default(),
+                st.st_mtime_nsec.try_into().unwrap_or_default(),
+            ),
+            ctime: (
+                st.st_ctime.try_into().unwrap_or_default(),
+                st.st_ctime_nsec.try_into().unwrap_or_default(),
+            ),
+        })
+    }
+
     /// When the file last changed.
     fn changed(&self) -> std::time::SystemTime {
         let secs = u64::try_from(self.ctime.0).unwrap_or(0);
@@ -585,18 +607,28 @@ fn follow(
     }
 }
 
-/// The sizes of the files a walk found (`to_size`: where in `entries`, absolute path), one
-/// `stat` each, in parallel; and their stamps by path.
+/// A file a walk found: where in its entries, its absolute path, and its directory (open, when
+/// it could be opened).
+type ToSize = (usize, PathBuf, Option<Arc<rustix::fd::OwnedFd>>);
+
+/// The sizes of the files a walk found, one `stat` each (by name in its directory: the path
+/// is not walked again for each), in parallel; and their stamps by path.
 fn fill_sizes(
     entries: &mut [Entry],
-    to_size: Vec<(usize, PathBuf)>,
+    to_size: Vec<ToSize>,
 ) -> Result<Vec<(String, Stamp)>, LoadError> {
     use rayon::prelude::*;
     let stats: Vec<(usize, Stamp)> = to_size
         .into_par_iter()
-        .map(|(at, abs)| match std::fs::symlink_metadata(&abs) {
-            Ok(m) => Ok((at, Stamp::of(&m))),
-            Err(error) => Err(LoadError::Io { path: abs, error }),
+        .map(|(at, abs, dir)| {
+            let stamp = match (&dir, abs.file_name()) {
+                (Some(dir), Some(name)) => Stamp::at(dir, name),
+                _ => std::fs::symlink_metadata(&abs).map(|m| Stamp::of(&m)),
+            };
+            match stamp {
+                Ok(s) => Ok((at, s)),
+                Err(error) => Err(LoadError::Io { path: abs, error }),
+            }
         })
         .collect::<Result<_, _>>()?;
     let mut stamps = Vec::with_capacity(stats.len());
@@ -629,13 +661,16 @@ impl Source for DirSource {
         visited.insert(canon_root.clone());
         // (absolute dir, relative prefix, depth)
         let mut stack = vec![(self.root.clone(), String::new(), 0usize)];
-        // Regular files found (where in `out`, absolute path): their sizes are read at the end.
-        let mut to_size: Vec<(usize, PathBuf)> = Vec::new();
+        // Regular files found (where in `out`, absolute path, their directory): their sizes
+        // are read at the end.
+        let mut to_size: Vec<ToSize> = Vec::new();
         while let Some((dir, rel, depth)) = stack.pop() {
             let rd = std::fs::read_dir(&dir).map_err(|error| LoadError::Io {
                 path: dir.clone(),
                 error,
             })?;
+            // Its files are looked at through it, not each by its whole path.
+            let dir_fd = open_dir(&dir).map(Arc::new);
             let mut children = Vec::new();
             for ent in rd {
                 let ent = ent.map_err(|error| LoadError::Io {
@@ -701,7 +736,7 @@ impl Source for DirSource {
                     }
                 } else if is_file {
                     if !ft.is_symlink() {
-                        to_size.push((out.len(), abs));
+                        to_size.push((out.len(), abs, dir_fd.clone()));
                     }
                     out.push(Entry::File {
                         path: rel_path,
@@ -758,6 +793,17 @@ impl Source for DirSource {
         use rayon::prelude::*;
         paths.par_iter().map(|p| self.read(p, limit)).collect()
     }
+}
+
+/// A directory, open for looking at its files (`None` when it cannot be opened).
+pub(crate) fn open_dir(dir: &Path) -> Option<rustix::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()
 }
 
 /// A source held in memory: for tests, generators and benchmarks.
