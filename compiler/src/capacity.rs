@@ -716,28 +716,7 @@ mod tests {
     use super::*;
     use crate::load::MemSource;
 
-    type Files = BTreeMap<String, String>;
-
-    fn specs_of_files(files: &Files) -> Specs {
-        let source = MemSource {
-            files: files
-                .iter()
-                .map(|(p, t)| (p.clone(), t.clone().into_bytes()))
-                .collect(),
-        };
-        let checked = crate::check_source(&source, &crate::Options::default()).unwrap();
-        assert!(checked.specs.broken.is_empty(), "every document typed");
-        checked.specs
-    }
-
-    /// The first file under `dir` holding `needle`.
-    fn file_with(files: &Files, dir: &str, needle: &str) -> String {
-        files
-            .iter()
-            .find(|(p, t)| p.starts_with(dir) && t.contains(needle))
-            .map(|(p, _)| p.clone())
-            .unwrap()
-    }
+    use crate::generate::testing::{Files, file_with, specs_of as specs_of_files};
 
     /// After edits of what the capacity reads of projects and rollouts (keeping every name,
     /// reference and file), the capacity taken from the base's equals the capacity computed

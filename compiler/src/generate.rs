@@ -355,6 +355,36 @@ pub fn kustomize_tree(n: usize, seed: u64) -> Files {
     files
 }
 
+/// What the unit tests that compile a generated platform's files share.
+#[cfg(test)]
+pub(crate) mod testing {
+    #![allow(clippy::unwrap_used)]
+
+    pub(crate) use super::Files;
+
+    /// The specs of `files`, every document typed.
+    pub(crate) fn specs_of(files: &Files) -> crate::specs::Specs {
+        let source = crate::load::MemSource {
+            files: files
+                .iter()
+                .map(|(p, t)| (p.clone(), t.clone().into_bytes()))
+                .collect(),
+        };
+        let checked = crate::check_source(&source, &crate::Options::default()).unwrap();
+        assert!(checked.specs.broken.is_empty(), "every document typed");
+        checked.specs
+    }
+
+    /// The first file under `dir` holding `needle`.
+    pub(crate) fn file_with(files: &Files, dir: &str, needle: &str) -> String {
+        files
+            .iter()
+            .find(|(p, t)| p.starts_with(dir) && t.contains(needle))
+            .map(|(p, _)| p.clone())
+            .unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -393,28 +393,7 @@ mod tests {
 
     use super::*;
 
-    type Files = std::collections::BTreeMap<String, String>;
-
-    fn specs_of(files: &Files) -> Specs {
-        let source = crate::load::MemSource {
-            files: files
-                .iter()
-                .map(|(p, t)| (p.clone(), t.clone().into_bytes()))
-                .collect(),
-        };
-        let checked = crate::check_source(&source, &crate::Options::default()).unwrap();
-        assert!(checked.specs.broken.is_empty(), "every document typed");
-        checked.specs
-    }
-
-    /// The first file under `dir` holding `needle`.
-    fn file_with(files: &Files, dir: &str, needle: &str) -> String {
-        files
-            .iter()
-            .find(|(p, t)| p.starts_with(dir) && t.contains(needle))
-            .map(|(p, _)| p.clone())
-            .unwrap()
-    }
+    use crate::generate::testing::{Files, file_with, specs_of};
 
     /// After edits of what projects' entries read (keeping every name, reference and file), the
     /// digests made against the base's equal the digests made whole, each edit reaching fewer
