@@ -2300,7 +2300,7 @@ fn with_data(
     let partial = memoised && engines.iter().all(|(e, _)| !e.reads_into_projects());
     let digest = partial.then(|| match projects {
         Some(p) => p.whole(specs),
-        None => ProjectDigests::with(specs, by, None).whole(specs),
+        None => ProjectDigests::with(specs, by).whole(specs),
     });
     let platform = platform_data_of(
         specs,
@@ -3715,7 +3715,7 @@ mod tests {
             let whole = platform_data(&checked.specs, &checked.docs, None);
             let projects = PROJECTS[1..].iter().try_fold(&whole, |v, seg| v.get(*seg));
             assert_eq!(
-                ProjectDigests::with(&checked.specs, &by, None).whole(&checked.specs),
+                ProjectDigests::with(&checked.specs, &by).whole(&checked.specs),
                 projects::whole_of_map(projects.expect("made")).expect("a map")
             );
             compared += checked.specs.projects.len();

@@ -31,16 +31,23 @@ type ProjectMap<'s, T> = std::collections::HashMap<&'s str, Vec<T>, foldhash::fa
 
 impl<'s> ByProject<'s> {
     pub(super) fn of(specs: &'s Specs) -> ByProject<'s> {
+        ByProject::of_only(specs, None)
+    }
+
+    /// [`ByProject::of`] for the entries of the projects `only` names (every project when
+    /// `None`; the global datasets in any case).
+    fn of_only(specs: &'s Specs, only: Option<&BTreeSet<&str>>) -> ByProject<'s> {
+        let wanted = |project: &str| only.is_none_or(|o| o.contains(project));
         let mut by = ByProject::default();
         for q in specs.gpu_quotas.values() {
-            for a in &q.spec.allocations {
+            for a in q.spec.allocations.iter().filter(|a| wanted(&a.project)) {
                 by.allocations
                     .entry(a.project.as_str())
                     .or_default()
                     .push((q, a));
             }
         }
-        for r in specs.rollouts.values() {
+        for r in specs.rollouts.values().filter(|r| wanted(&r.spec.project)) {
             by.rollouts
                 .entry(r.spec.project.as_str())
                 .or_default()
@@ -54,6 +61,7 @@ impl<'s> ByProject<'s> {
                 .access
                 .iter()
                 .filter(|a| seen.insert(a.project.as_str()))
+                .filter(|a| wanted(&a.project))
             {
                 by.datasets
                     .entry(a.project.as_str())
@@ -258,40 +266,46 @@ impl ProjectDigests {
     /// Every project's entry of `specs` digested; against `base` — the digests of a revision
     /// with the same view graph ([`crate::lower::rekey::graph`]), `changed` the spec files
     /// that differ from its — only the entries an edit reaches ([`reached`]), the others the
-    /// base's. Debug builds digest every entry as well and panic on a difference.
+    /// base's (and only what refers to those gathered). Debug builds digest every entry as
+    /// well and panic on a difference.
     pub fn of(specs: &Specs, base: Option<Base<'_>>) -> ProjectDigests {
-        ProjectDigests::with(specs, &ByProject::of(specs), base)
-    }
-
-    pub(super) fn with(
-        specs: &Specs,
-        by: &ByProject<'_>,
-        base: Option<Base<'_>>,
-    ) -> ProjectDigests {
-        use rayon::prelude::*;
         let taken = base
             .filter(|(b, _)| b.len() == specs.projects.len())
             .and_then(|(b, changed)| Some((b, reached(specs, changed)?)));
-        let projects: Vec<(&String, &ProjectObject)> = specs.projects.iter().collect();
-        let digest = |(i, (name, p)): (usize, &(&String, &ProjectObject))| match &taken {
-            Some((b, reached)) if !reached.contains(name.as_str()) => b[i],
-            _ => entry_digest(specs, by, name, p),
+        let Some((base, reached)) = taken else {
+            return ProjectDigests::with(specs, &ByProject::of(specs));
         };
-        let digests = if taken.is_some() {
-            projects.iter().enumerate().map(digest).collect()
-        } else {
-            projects.par_iter().enumerate().map(digest).collect()
-        };
-        let made = ProjectDigests(digests);
+        let by = ByProject::of_only(specs, Some(&reached));
+        let made = ProjectDigests(
+            specs
+                .projects
+                .iter()
+                .zip(base)
+                .map(|((name, p), was)| match reached.contains(name.as_str()) {
+                    true => entry_digest(specs, &by, name, p),
+                    false => *was,
+                })
+                .collect(),
+        );
         #[cfg(debug_assertions)]
-        if taken.is_some() {
-            assert_eq!(
-                made,
-                ProjectDigests::with(specs, by, None),
-                "project digests"
-            );
-        }
+        assert_eq!(
+            made,
+            ProjectDigests::with(specs, &ByProject::of(specs)),
+            "project digests"
+        );
         made
+    }
+
+    /// Every project's entry digested, from what refers to each (`by`, of every project).
+    pub(super) fn with(specs: &Specs, by: &ByProject<'_>) -> ProjectDigests {
+        use rayon::prelude::*;
+        let projects: Vec<(&String, &ProjectObject)> = specs.projects.iter().collect();
+        ProjectDigests(
+            projects
+                .par_iter()
+                .map(|(name, p)| entry_digest(specs, by, name, p))
+                .collect(),
+        )
     }
 
     /// The digest of the whole map, [`ProjectDigests::whole_of`] its names and these.
@@ -446,9 +460,8 @@ mod tests {
             }
             let reached = reached(&specs, &changed).expect("some entries");
             assert!(reached.len() < specs.projects.len(), "{what}");
-            let by = ByProject::of(&specs);
             // Made against the base (debug builds also compare with the whole inside).
-            let taken = ProjectDigests::with(&specs, &by, Some((&base, &changed)));
+            let taken = ProjectDigests::of(&specs, Some((&base, &changed)));
             assert_eq!(taken.into_stored(), whole, "{what}");
             base = whole;
         }
