@@ -1592,14 +1592,18 @@ impl Cache {
 }
 
 impl crate::resolve::FileStore for FileMemo {
-    fn get(&self, key: &str, f: &mut dyn FnMut(crate::resolve::FileReadRef<'_>)) {
+    fn get(
+        &self,
+        key: &str,
+        f: &mut dyn FnMut(crate::resolve::FileReadRef<'_>, Option<&crate::resolve::StoreText>),
+    ) {
         let memo = self.memo.read().unwrap_or_else(PoisonError::into_inner);
         if let Some(m) = memo.as_ref() {
             // A stored read is parsed borrowing its documents' JSON from the memo's text.
             m.with_text(key, |v| {
                 match v {
-                    Ok(text) => f(serde_json::from_slice(text).ok()?),
-                    Err(added) => f(added.borrowed()),
+                    Ok((text, whole)) => f(serde_json::from_slice(text).ok()?, Some(whole)),
+                    Err(added) => f(added.borrowed(), None),
                 }
                 Some(())
             });

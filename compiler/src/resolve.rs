@@ -58,7 +58,7 @@ pub fn invalid_name(what: &str, name: &str, at: impl Into<Label>) -> Diagnostic 
 }
 
 /// Bumped when what a file's read holds, or how it is keyed, changes.
-const FORMAT: &str = "plinth-file-read-v1";
+const FORMAT: &str = "plinth-file-read-v2";
 
 /// What reading one spec file gave: its parse diagnostics and, per document, what typing it
 /// gave. A function of the file's path and bytes, the YAML limits and plinth.
@@ -76,7 +76,37 @@ pub struct DocRead {
     /// The document as JSON, when it typed (its kind is `read.kind`).
     pub typed: Option<RawJson>,
     pub diagnostics: Vec<Diagnostic>,
+    /// A typed Project's [`Outline`] (what is read of every project), as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outline: Option<RawJson>,
+    /// With an outline: the CRC-32 of `typed`'s text and the outline's, checked when read
+    /// back (a project's JSON is typed only when first read, long after).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sum: Option<u32>,
 }
+
+/// What is read of every project of a revision, kept beside its JSON so that a project read
+/// back is typed only when its spec is first read ([`crate::specs::Spec::later`]): a compile
+/// against a base reads few.
+#[derive(Debug, Serialize, Deserialize)]
+struct Outline {
+    metadata: crate::model::Metadata,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    clusters: Vec<String>,
+}
+
+/// The CRC-32 of a document's JSON and its outline's.
+fn outline_sum(json: &str, outline: &str) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(json.as_bytes());
+    h.update(b"\0");
+    h.update(outline.as_bytes());
+    h.finalize()
+}
+
+/// The text a store's reads are in, shared: a project typed when first read keeps its JSON
+/// there rather than a copy.
+pub type StoreText = Arc<Vec<u8>>;
 
 /// A JSON text kept as it is: stored embedded in the store's JSON, not as a string to unescape.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -118,6 +148,8 @@ impl FileRead {
                     read: d.read.clone(),
                     typed: d.typed.as_ref().map(|t| TypedRef::Json(&t.0)),
                     diagnostics: d.diagnostics.clone(),
+                    outline: d.outline.as_ref().map(|o| &*o.0),
+                    sum: d.sum,
                 })
                 .collect(),
         }
@@ -126,8 +158,9 @@ impl FileRead {
 
 /// Where files' reads are looked up before parsing and offered after (the cache).
 pub trait FileStore: Send + Sync {
-    /// `f` of the read stored under `key`, when there is one.
-    fn get(&self, key: &str, f: &mut dyn FnMut(FileReadRef<'_>));
+    /// `f` of the read stored under `key`, when there is one, with the text it is read from
+    /// when the store has one to share.
+    fn get(&self, key: &str, f: &mut dyn FnMut(FileReadRef<'_>, Option<&StoreText>));
     fn put(&self, key: &str, read: FileRead);
     /// Every lookup is over: keep what was used and added.
     fn finish(&self) {}
@@ -162,7 +195,7 @@ pub fn read(
             let mut stored = None;
             files
                 .store
-                .get(&key, &mut |r| stored = from_store(f, limits, r));
+                .get(&key, &mut |r, text| stored = from_store(f, limits, r, text));
             if let Some(r) = stored {
                 return r;
             }
@@ -217,11 +250,27 @@ fn read_file(f: &SourceFile, limits: YamlLimits, keep: bool) -> (FileDocs, Optio
         let mut d = Diagnostics::new();
         let (spec, json) = type_document(doc, &mut d, keep);
         if let Some(k) = &mut kept {
+            let typed = json.and_then(RawJson::new);
+            let outline = match (&spec, &typed) {
+                (Some(AnySpec::Project(p)), Some(_)) => serde_json::to_string(&Outline {
+                    metadata: p.metadata.clone(),
+                    clusters: p.spec.clusters.clone(),
+                })
+                .ok()
+                .and_then(RawJson::new),
+                _ => None,
+            };
+            let sum = typed
+                .as_ref()
+                .zip(outline.as_ref())
+                .map(|(t, o)| outline_sum(t.get(), o.get()));
             k.docs.push(DocRead {
                 index: doc.index,
                 read: doc.read(),
-                typed: json.and_then(RawJson::new),
+                typed,
                 diagnostics: d.iter().cloned().collect(),
+                outline,
+                sum,
             });
         }
         typed.push((spec, d));
@@ -231,7 +280,12 @@ fn read_file(f: &SourceFile, limits: YamlLimits, keep: bool) -> (FileDocs, Optio
 
 /// A file's documents from what reading it gave before: typed from their JSON, their trees
 /// parsed only when read. `None` when that does not type again (a damaged entry).
-fn from_store(f: &SourceFile, limits: YamlLimits, r: FileReadRef<'_>) -> Option<FileDocs> {
+fn from_store(
+    f: &SourceFile,
+    limits: YamlLimits,
+    r: FileReadRef<'_>,
+    text: Option<&StoreText>,
+) -> Option<FileDocs> {
     let lazy = Unparsed::of(f.path.clone(), f.text.clone(), limits);
     let mut docs = Vec::with_capacity(r.docs.len());
     let mut typed = Vec::with_capacity(r.docs.len());
@@ -239,7 +293,12 @@ fn from_store(f: &SourceFile, limits: YamlLimits, r: FileReadRef<'_>) -> Option<
         let kind = d.read.kind.as_deref().and_then(Kind::parse);
         let doc = Arc::new(Document::later(&lazy, d.index, f.digest, d.read));
         let spec = match d.typed {
-            Some(TypedRef::Json(json)) => Some(retype(kind?, json.get(), &doc)?),
+            Some(TypedRef::Json(json)) => match (d.outline, text) {
+                (Some(outline), Some(text)) if kind == Some(Kind::Project) => {
+                    Some(later(json, (outline, d.sum?), text, &doc)?)
+                }
+                _ => Some(retype(kind?, json.get(), &doc)?),
+            },
             Some(TypedRef::Read(env)) => Some(typed_as(kind?, *env, &doc)?),
             None => None,
         };
@@ -249,6 +308,48 @@ fn from_store(f: &SourceFile, limits: YamlLimits, r: FileReadRef<'_>) -> Option<
         typed.push((spec, diags));
     }
     Some((docs, typed, r.parse))
+}
+
+/// A Project read back, typed when its spec is first read (a compile against a base reads
+/// few): its metadata and `clusters` from its outline, its JSON kept where the store's `text`
+/// has it. `None` when the JSON and outline are not what was written (their sum) or the
+/// metadata is not this document's: a damaged entry.
+fn later(
+    json: &serde_json::value::RawValue,
+    (outline, sum): (&serde_json::value::RawValue, u32),
+    text: &StoreText,
+    doc: &Arc<Document>,
+) -> Option<AnySpec> {
+    if outline_sum(json.get(), outline.get()) != sum {
+        return None;
+    }
+    let outline: Outline = serde_json::from_str(outline.get()).ok()?;
+    if !object_ok(&outline.metadata, doc) {
+        return None;
+    }
+    let json = crate::specs::JsonAt::within(text, json.get())?;
+    Some(AnySpec::Project(Object {
+        metadata: outline.metadata,
+        spec: crate::specs::Spec::later(json, doc.clone(), typed_later, outline.clusters),
+        doc: doc.clone(),
+    }))
+}
+
+/// A Project's spec typed later ([`later`]) from its document's JSON; were that not to type
+/// (the entry's sum matched, so only a cache written by something else), from the document,
+/// as when first read — which typed then, or the entry would not hold it.
+fn typed_later(json: &[u8], doc: &Arc<Document>) -> crate::model::ProjectSpec {
+    if let Ok(env) = serde_json::from_slice::<Envelope<crate::model::ProjectSpec>>(json) {
+        return env.spec;
+    }
+    match type_document(doc, &mut Diagnostics::new(), false).0 {
+        Some(AnySpec::Project(o)) => (*o.spec).clone(),
+        // Only if the cache held a read of this file, with its sum, that its bytes do not give.
+        _ => panic!(
+            "`{}`: the cache's read of this document does not type, nor does the document; remove the cache",
+            doc.file
+        ),
+    }
 }
 
 /// A document typed before, from its JSON.
@@ -264,15 +365,12 @@ fn retype(kind: Kind, json: &str, doc: &Arc<Document>) -> Option<AnySpec> {
 /// admits (they become objects' names and labels).
 fn typed_as(kind: Kind, env: AnyEnvelope, doc: &Arc<Document>) -> Option<AnySpec> {
     fn object<S>(env: Envelope<S>, doc: &Arc<Document>) -> Option<Object<S>> {
-        if Some(env.metadata.name.as_str()) != doc.name()
-            || !is_dns_label(&env.metadata.name)
-            || !metadata_ok(doc, &env.metadata, &mut Diagnostics::new())
-        {
+        if !object_ok(&env.metadata, doc) {
             return None;
         }
         Some(Object {
             metadata: env.metadata,
-            spec: Arc::new(env.spec),
+            spec: crate::specs::Spec::new(env.spec),
             doc: doc.clone(),
         })
     }
@@ -290,6 +388,14 @@ fn typed_as(kind: Kind, env: AnyEnvelope, doc: &Arc<Document>) -> Option<AnySpec
         AnyEnvelope::App(e) if kind == Kind::App => AnySpec::App(object(e, doc)?),
         _ => return None,
     })
+}
+
+/// Whether metadata typed before is this document's, its names what typing admits (they
+/// become objects' names and labels).
+fn object_ok(metadata: &crate::model::Metadata, doc: &Document) -> bool {
+    Some(metadata.name.as_str()) == doc.name()
+        && is_dns_label(&metadata.name)
+        && metadata_ok(doc, metadata, &mut Diagnostics::new())
 }
 
 /// Type every document and index the objects by kind and name.
@@ -484,7 +590,7 @@ fn typed<S: DeserializeOwned>(
             }
             Some(Object {
                 metadata: env.metadata,
-                spec: Arc::new(env.spec),
+                spec: crate::specs::Spec::new(env.spec),
                 doc: doc.clone(),
             })
         }
@@ -662,7 +768,7 @@ mod tests {
             example("datasets/admissions.yaml"),
             "apiVersion: plinth.dev/v1alpha1\nkind: Project\nmetadata:\n  name: p1\nspec:\n  owners: 7\n".to_owned(),
             "kind: Nothing\n".to_owned(),
-            "apiVersion: plinth.dev/v1alpha1\nkind: Project\nmetadata:\n  name: p2\nspec:\n  owners: [dana@example.org]\n".to_owned(),
+            "apiVersion: plinth.dev/v1alpha1\nkind: Project\nmetadata:\n  name: p2\n  labels: {team: er}\nspec:\n  owners: [dana@example.org]\n  clusters: [west]\n".to_owned(),
         ]
         .join("\n---\n");
         let f = SourceFile::new("a.yaml".into(), FileRole::Spec, text.as_str().into());
@@ -670,14 +776,35 @@ mod tests {
         let ((_, read, parse), kept) = read_file(&f, limits, true);
         let kept = serde_json::to_vec(&kept.expect("kept")).expect("json");
         let back: FileReadRef<'_> = serde_json::from_slice(&kept).expect("read back");
+        // Typed in the same pass, or (a Project) kept as JSON to be typed when first read.
         let taken: Vec<_> = back
             .docs
             .iter()
-            .map(|d| matches!(d.typed, Some(TypedRef::Read(_))))
+            .map(|d| match d.typed {
+                Some(TypedRef::Read(_)) => "typed",
+                Some(TypedRef::Json(_)) => "later",
+                None => "none",
+            })
             .collect();
-        assert_eq!(taken, [true, false, false, true]);
-        let (docs, typed, parse_again) = from_store(&f, limits, back).expect("typed");
+        assert_eq!(taken, ["typed", "none", "none", "later"]);
+        // Read back from a store's shared text: the project typed when first read.
+        let shared: StoreText = Arc::new(kept.clone());
+        let elsewhere = serde_json::from_slice::<FileReadRef<'_>>(&kept).expect("json");
+        assert!(
+            from_store(&f, limits, elsewhere, Some(&shared)).is_none(),
+            "a JSON not in the shared text"
+        );
+        let back = serde_json::from_slice::<FileReadRef<'_>>(&shared).expect("json");
+        let (docs, typed, parse_again) =
+            from_store(&f, limits, back, Some(&shared)).expect("typed");
         assert_eq!(docs.len(), 4);
+        let later = |t: &[Typed]| match &t[3].0 {
+            Some(AnySpec::Project(o)) => o.clone(),
+            _ => panic!("a project"),
+        };
+        assert!(!later(&typed).spec.is_typed(), "not typed until read");
+        assert_eq!(later(&typed).clusters(), ["west"], "its clusters, untyped");
+        assert_eq!(later(&typed).metadata.labels["team"], "er");
         assert_eq!(format!("{parse:?}"), format!("{parse_again:?}"));
         let shown = |t: &[Typed]| -> Vec<String> {
             t.iter()
@@ -694,26 +821,72 @@ mod tests {
         };
         assert_eq!(shown(&typed), shown(&read));
         assert!(shown(&typed)[3].contains("dana@example.org"));
-        // Another kind's spec under a document's read, or another document's: not taken.
+        assert!(later(&typed).spec.is_typed());
+        // Without a text to keep (a read added in this run), typed at once, the same.
+        let back = serde_json::from_slice::<FileReadRef<'_>>(&kept).expect("json");
+        let (_, now, _) = from_store(&f, limits, back, None).expect("typed");
+        assert!(later(&now).spec.is_typed());
+        assert_eq!(shown(&now), shown(&read));
         let text = String::from_utf8(kept).expect("utf-8");
+        let from = |text: &str| {
+            let shared: StoreText = Arc::new(text.as_bytes().to_vec());
+            let back = serde_json::from_slice::<FileReadRef<'_>>(&shared).ok()?;
+            from_store(&f, limits, back, Some(&shared))
+        };
+        // A project's JSON that does not type, with its sum made again (a cache written by
+        // something else): typed from its document when read.
+        let owners = ("\"owners\":[\"dana@example.org\"]", "\"owners\":\"dana\"");
+        let resummed = {
+            let stored: FileRead = serde_json::from_str(&text).expect("a read");
+            let mut d = stored.docs[3].clone();
+            let json = d
+                .typed
+                .as_ref()
+                .expect("typed")
+                .get()
+                .replace(owners.0, owners.1);
+            let outline = d.outline.as_ref().expect("an outline").get();
+            d.sum = Some(outline_sum(&json, outline));
+            d.typed = RawJson::new(json);
+            let docs = [stored.docs[..3].to_vec(), vec![d]].concat();
+            serde_json::to_string(&FileRead { docs, ..stored }).expect("json")
+        };
+        let (_, again, _) = from(&resummed).expect("its outline reads back");
+        assert!(!later(&again).spec.is_typed());
+        assert_eq!(shown(&again), shown(&read));
+        // Another kind's spec under a document's read, or another document's, a project's
+        // JSON or outline changed (its sum): not taken.
         for damaged in [
             text.replace(
-                "\"kind\":\"Project\",\"metadata\":{\"name\":\"p2\"}",
-                "\"kind\":\"Dataset\",\"metadata\":{\"name\":\"p2\"}",
+                "\"kind\":\"Project\",\"metadata\":{\"name\":\"p2\"",
+                "\"kind\":\"Dataset\",\"metadata\":{\"name\":\"p2\"",
             ),
-            text.replace(
-                "\"metadata\":{\"name\":\"p2\"}",
-                "\"metadata\":{\"name\":\"p3\"}",
-            ),
-            text.replace("\"owners\":[\"dana@example.org\"]", "\"owners\":\"dana\""),
+            text.replace("{\"name\":\"p2\"", "{\"name\":\"p3\""),
+            text.replace(owners.0, owners.1),
+            text.replace("\"clusters\":[\"west\"]}", "\"clusters\":[\"east\"]}"),
+            // A spec typed in the same pass that does not type: the file is read again.
+            text.replacen("}},\"spec\":{", "}},\"spec\":{\"owners\":7,", 1),
         ] {
             assert_ne!(damaged, text);
-            let back = serde_json::from_slice::<FileReadRef<'_>>(damaged.as_bytes());
-            assert!(
-                back.ok().and_then(|b| from_store(&f, limits, b)).is_none(),
-                "{damaged}"
-            );
+            assert!(from(&damaged).is_none(), "{damaged}");
         }
+        // An entry written before outlines (none): typed at once.
+        let old: FileRead = serde_json::from_str(&text).expect("a read");
+        let old = FileRead {
+            docs: old
+                .docs
+                .into_iter()
+                .map(|d| DocRead {
+                    outline: None,
+                    sum: None,
+                    ..d
+                })
+                .collect(),
+            ..old
+        };
+        let (_, typed_now, _) = from(&serde_json::to_string(&old).expect("json")).expect("typed");
+        assert!(later(&typed_now).spec.is_typed());
+        assert_eq!(shown(&typed_now), shown(&read));
     }
 
     #[test]

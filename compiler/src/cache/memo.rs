@@ -7,7 +7,7 @@ use std::hash::BuildHasher as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
@@ -33,8 +33,9 @@ pub(super) struct MemoFile<V> {
     log: PathBuf,
     format: &'static str,
     /// The memo file's text, its log's, and the keys that held an escape, decoded: the stored
-    /// keys and values are in them.
-    texts: [Vec<u8>; 3],
+    /// keys and values are in them (shared: what a value was read into may keep its text, see
+    /// [`MemoFile::with_text`]).
+    texts: [Arc<Vec<u8>>; 3],
     /// The stored entries, in the order read (the log's after the file's).
     stored: Vec<Stored>,
     /// Whether this run used each stored entry (lookups from every thread).
@@ -88,14 +89,14 @@ fn bucket(h: u64) -> usize {
 }
 
 /// A text of a memo's, as bytes.
-fn slot_bytes(texts: &[Vec<u8>; 3], slot: Slot) -> &[u8] {
+fn slot_bytes(texts: &[Arc<Vec<u8>>; 3], slot: Slot) -> &[u8] {
     texts[usize::from(slot.text)]
         .get(slot.start as usize..slot.end as usize)
         .unwrap_or_default()
 }
 
 /// A text of a memo's (from a line checked to be UTF-8 when read, cut at ASCII characters).
-fn slot_text(texts: &[Vec<u8>; 3], slot: Slot) -> &str {
+fn slot_text(texts: &[Arc<Vec<u8>>; 3], slot: Slot) -> &str {
     std::str::from_utf8(slot_bytes(texts, slot)).unwrap_or_default()
 }
 
@@ -226,7 +227,7 @@ where
                 Stored { key, value }
             })
             .collect();
-        memo.texts = [text, log.unwrap_or_default(), decoded];
+        memo.texts = [text, log.unwrap_or_default(), decoded].map(Arc::new);
         memo.used = memo.stored.iter().map(|_| AtomicBool::new(false)).collect();
         memo.by_hash = {
             use rayon::prelude::*;
@@ -315,17 +316,19 @@ where
         scratch.insert(key, value);
     }
 
-    /// `f` of the value stored under `key` as its text (`Ok`), or of the value added under it
+    /// `f` of the value stored under `key` as its text and the whole text it is in (`Ok`: what
+    /// `f` reads may keep that, rather than copy its part), or of the value added under it
     /// (`Err`); a stored value is marked used when `f` takes it (`Some`: one it does not is a
     /// damaged one, a miss).
     pub(super) fn with_text<R>(
         &self,
         key: &str,
-        mut f: impl FnMut(Result<&[u8], &V>) -> Option<R>,
+        mut f: impl FnMut(Result<(&[u8], &Arc<Vec<u8>>), &V>) -> Option<R>,
     ) -> Option<R> {
         if let Some(i) = self.find(key)
             && let Some(e) = self.stored.get(i)
-            && let Some(hit) = f(Ok(slot_bytes(&self.texts, e.value)))
+            && let Some(whole) = self.texts.get(usize::from(e.value.text))
+            && let Some(hit) = f(Ok((slot_bytes(&self.texts, e.value), whole)))
         {
             self.mark_used(i);
             return Some(hit);

@@ -158,13 +158,14 @@ impl<'a> Ctx<'a> {
         self.specs
             .projects
             .get(project)
-            .is_some_and(|p| self.hosts_spec(&p.spec))
+            .is_some_and(|p| self.hosts_spec(p))
     }
 
-    /// Whether this cluster hosts a project of this spec (as [`Ctx::hosts`], without looking
-    /// the project up).
-    pub fn hosts_spec(&self, project: &crate::model::ProjectSpec) -> bool {
-        Ctx::placement(self.specs, project).contains(&self.cluster.name.as_str())
+    /// Whether this cluster hosts this project (as [`Ctx::hosts`], without looking it up;
+    /// reading only its `clusters`).
+    pub fn hosts_spec(&self, project: &Object<crate::model::ProjectSpec>) -> bool {
+        let name = self.cluster.name.as_str();
+        self.specs.placed_on(project.clusters()).any(|c| c == name)
     }
 
     /// The cluster's Kubernetes minor version (`"1.32"` → 32).

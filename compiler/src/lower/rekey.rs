@@ -114,7 +114,7 @@ pub fn graph(specs: &Specs) -> [u8; 32] {
     for (name, p) in &specs.projects {
         field(&mut h, name.as_bytes());
         field(&mut h, p.doc.file.as_bytes());
-        list(&mut h, &mut p.spec.clusters.iter().map(String::as_str));
+        list(&mut h, &mut p.clusters().iter().map(String::as_str));
     }
     field(&mut h, b"datasets");
     for (name, d) in &specs.datasets {

@@ -370,7 +370,7 @@ fn units<'s>(cx: &Ctx<'_>, specs: &'s Specs, platform: &'s Object<PlatformSpec>)
         specs
             .projects
             .values()
-            .filter(|p| cx.hosts_spec(&p.spec))
+            .filter(|p| cx.hosts_spec(p))
             .map(Unit::Project),
     );
     units.extend(

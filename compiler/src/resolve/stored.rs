@@ -27,6 +27,9 @@ pub struct DocReadRef<'a> {
     /// What it typed as, when it typed.
     pub typed: Option<TypedRef<'a>>,
     pub diagnostics: Vec<Diagnostic>,
+    /// A project's outline and the sum of it and its JSON (see [`super::DocRead`]).
+    pub outline: Option<&'a RawValue>,
+    pub sum: Option<u32>,
 }
 
 /// A typed document's spec: its JSON (a read added in this run), or deserialized as it was read
@@ -82,13 +85,15 @@ enum Field {
     Read,
     Typed,
     Diagnostics,
+    Outline,
+    Sum,
     #[serde(other)]
     Other,
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for DocReadRef<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        const FIELDS: &[&str] = &["index", "read", "typed", "diagnostics"];
+        const FIELDS: &[&str] = &["index", "read", "typed", "diagnostics", "outline", "sum"];
         d.deserialize_struct("DocRead", FIELDS, DocVisitor(std::marker::PhantomData))
     }
 }
@@ -107,6 +112,7 @@ impl<'de: 'a, 'a> Visitor<'de> for DocVisitor<'a> {
         let mut read: Option<crate::parse::Read> = None;
         let mut typed = None;
         let mut diagnostics = None;
+        let (mut outline, mut sum) = (None, None);
         while let Some(field) = map.next_key::<Field>()? {
             match field {
                 Field::Index => index = Some(map.next_value()?),
@@ -115,6 +121,10 @@ impl<'de: 'a, 'a> Visitor<'de> for DocVisitor<'a> {
                 Field::Typed => {
                     let kind = read.as_ref().and_then(|r| r.kind.as_deref());
                     typed = match kind.and_then(Kind::parse) {
+                        // Typed when first read ([`super::later`]): most are not read.
+                        Some(Kind::Project) => map
+                            .next_value::<Option<&'de RawValue>>()?
+                            .map(TypedRef::Json),
                         Some(kind) => map.next_value_seed(ByKind(kind))?,
                         None => map
                             .next_value::<Option<&'de RawValue>>()?
@@ -122,6 +132,8 @@ impl<'de: 'a, 'a> Visitor<'de> for DocVisitor<'a> {
                     };
                 }
                 Field::Diagnostics => diagnostics = Some(map.next_value()?),
+                Field::Outline => outline = map.next_value()?,
+                Field::Sum => sum = map.next_value()?,
                 Field::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -132,6 +144,8 @@ impl<'de: 'a, 'a> Visitor<'de> for DocVisitor<'a> {
             read: read.ok_or_else(|| de::Error::missing_field("read"))?,
             typed,
             diagnostics: diagnostics.ok_or_else(|| de::Error::missing_field("diagnostics"))?,
+            outline,
+            sum,
         })
     }
 }
