@@ -420,17 +420,18 @@ fn keyed<'s>(
         }
         n += usize::from(agent_on);
     }
-    let jobs: Vec<(Job<'s>, bool)> = all
+    let taken = std::sync::atomic::AtomicUsize::new(0);
+    let jobs: Vec<Job<'s>> = all
         .into_par_iter()
         .map(|(cluster, unit, n)| {
             if hit.hits(unit) {
-                (keying.job(specs, cluster, unit), false)
+                keying.job(specs, cluster, unit)
             } else {
+                taken.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let key = base.keys.get(n).cloned().unwrap_or_default();
-                (Keying::known(cluster, unit, key), true)
+                Keying::known(cluster, unit, key)
             }
         })
         .collect();
-    let taken = jobs.iter().filter(|(_, t)| *t).count();
-    Some((jobs.into_iter().map(|(j, _)| j).collect(), taken))
+    Some((jobs, taken.into_inner()))
 }

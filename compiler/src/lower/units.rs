@@ -74,8 +74,9 @@ impl Unit<'_> {
 
 /// What a unit may read.
 pub(super) enum View<'s> {
-    /// The specs named by the table in the module documentation (the Platform besides).
-    Own(Refs<'s>),
+    /// The specs named by the table in the module documentation (the Platform besides);
+    /// boxed, as most jobs of a compile against a base are [`View::Pending`] (a job per unit).
+    Own(Box<Refs<'s>>),
     /// The whole platform (the Platform's objects, a global dataset).
     Everything,
     /// Not computed: the unit's key came from a revision whose views were the same
@@ -471,7 +472,7 @@ fn view<'s>(
             add(&specs.apps, a.name(), &mut v.apps);
         }
     }
-    View::Own(v.sorted())
+    View::Own(Box::new(v.sorted()))
 }
 
 /// Per instance type name, every pool defining one of that name (the first by name wins, so
