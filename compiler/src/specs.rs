@@ -28,26 +28,30 @@ pub struct Object<S> {
 /// (Typing only what is read saved about 5 % of a one-file plan's CPU at 3,000 projects,
 /// see docs/benchmarks.md; a project's `clusters` are read at once, as every unit's listing
 /// and the view graph read them.)
-pub struct Spec<S>(Arc<SpecCell<S>>);
+pub struct Spec<S>(SpecCell<S>);
 
 enum SpecCell<S> {
-    Typed(S),
-    Later {
-        typed: std::sync::OnceLock<S>,
-        /// Its document's JSON, and what types it.
-        json: JsonAt,
-        doc: Arc<Document>,
-        typing: fn(&[u8], &Arc<Document>) -> S,
-        /// A project's `clusters`, read without typing the rest (what every unit's listing
-        /// and the view graph read of every project: [`Object::clusters`]).
-        clusters: Vec<String>,
-    },
+    Typed(Arc<S>),
+    /// Small until typed (a spec is hundreds of bytes; most of a compile against a base are
+    /// never typed).
+    Later(Arc<Later<S>>),
+}
+
+struct Later<S> {
+    typed: std::sync::OnceLock<Box<S>>,
+    /// Its document's JSON, and what types it.
+    json: JsonAt,
+    doc: Arc<Document>,
+    typing: fn(&[u8], &Arc<Document>) -> S,
+    /// A project's `clusters`, read without typing the rest (what every unit's listing and
+    /// the view graph read of every project: [`Object::clusters`]).
+    clusters: Vec<String>,
 }
 
 impl<S> Spec<S> {
     /// A spec typed now.
     pub fn new(spec: S) -> Spec<S> {
-        Spec(Arc::new(SpecCell::Typed(spec)))
+        Spec(SpecCell::Typed(Arc::new(spec)))
     }
 
     /// A spec typed when first read by `typing` its document's `json` (and the document),
@@ -58,20 +62,20 @@ impl<S> Spec<S> {
         typing: fn(&[u8], &Arc<Document>) -> S,
         clusters: Vec<String>,
     ) -> Spec<S> {
-        Spec(Arc::new(SpecCell::Later {
+        Spec(SpecCell::Later(Arc::new(Later {
             typed: std::sync::OnceLock::new(),
             json,
             doc,
             typing,
             clusters,
-        }))
+        })))
     }
 
     /// Whether it is typed (it was, or has been read).
     pub fn is_typed(&self) -> bool {
-        match &*self.0 {
+        match &self.0 {
             SpecCell::Typed(_) => true,
-            SpecCell::Later { typed, .. } => typed.get().is_some(),
+            SpecCell::Later(later) => later.typed.get().is_some(),
         }
     }
 }
@@ -100,22 +104,21 @@ impl JsonAt {
 
 impl<S> Clone for Spec<S> {
     fn clone(&self) -> Self {
-        Spec(self.0.clone())
+        Spec(match &self.0 {
+            SpecCell::Typed(s) => SpecCell::Typed(s.clone()),
+            SpecCell::Later(later) => SpecCell::Later(later.clone()),
+        })
     }
 }
 
 impl<S> std::ops::Deref for Spec<S> {
     type Target = S;
     fn deref(&self) -> &S {
-        match &*self.0 {
+        match &self.0 {
             SpecCell::Typed(s) => s,
-            SpecCell::Later {
-                typed,
-                json,
-                doc,
-                typing,
-                ..
-            } => typed.get_or_init(|| typing(json.bytes(), doc)),
+            SpecCell::Later(later) => later
+                .typed
+                .get_or_init(|| Box::new((later.typing)(later.json.bytes(), &later.doc))),
         }
     }
 }
@@ -136,8 +139,8 @@ impl Object<ProjectSpec> {
     /// The project's `clusters` (where it lives when it names any), without typing the rest
     /// of a spec typed later.
     pub fn clusters(&self) -> &[String] {
-        match &*self.spec.0 {
-            SpecCell::Later { clusters, .. } => clusters,
+        match &self.spec.0 {
+            SpecCell::Later(later) => &later.clusters,
             SpecCell::Typed(s) => &s.clusters,
         }
     }
