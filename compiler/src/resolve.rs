@@ -206,8 +206,10 @@ pub fn read(
             r
         })
         .collect();
-    let mut docs = Vec::new();
-    let mut typed = Vec::new();
+    // Made their size at once: a platform's documents are many.
+    let n = read.iter().map(|(d, _, _)| d.len()).sum();
+    let mut docs = Vec::with_capacity(n);
+    let mut typed = Vec::with_capacity(n);
     let mut diags = Diagnostics::new();
     for (d, t, p) in read {
         docs.extend(d);

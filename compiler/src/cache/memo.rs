@@ -480,14 +480,24 @@ pub(crate) fn parse_lines<'t, T: Send>(
     let body = &bytes[at + 1..];
     // Each piece checked to be UTF-8 on its own core (a newline byte is never inside a
     // character, so the pieces are cut at character boundaries).
+    // Each list made its size at once (a memo's lines are many: growing them by doubling
+    // copied each and touched fresh memory each time).
     let parsed: Vec<Vec<T>> = pieces(body)
         .par_iter()
         .map(|piece| {
             let text = std::str::from_utf8(piece).ok()?;
-            text.split_terminator('\n').map(&parse).collect()
+            let mut lines = Vec::with_capacity(piece.iter().filter(|&&b| b == b'\n').count());
+            for line in text.split_terminator('\n') {
+                lines.push(parse(line)?);
+            }
+            Some(lines)
         })
         .collect::<Option<_>>()?;
-    Some((head, parsed.into_iter().flatten().collect()))
+    let mut all = Vec::with_capacity(parsed.iter().map(Vec::len).sum());
+    for lines in parsed {
+        all.extend(lines);
+    }
+    Some((head, all))
 }
 
 /// `body` (whole lines, each ending with a newline) cut after newlines into a few pieces per

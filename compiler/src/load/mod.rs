@@ -206,7 +206,7 @@ pub fn load(source: &dyn Source, limits: &Limits) -> Result<(Snapshot, Diagnosti
     entries.sort_by(|a, b| entry_path(a).cmp(entry_path(b)));
     let mut counted = 0usize;
     // The diagnostics so far and a file to read, in entry order.
-    let mut steps: Vec<(Diagnostics, Option<ToRead>)> = Vec::new();
+    let mut steps: Vec<(Diagnostics, Option<ToRead>)> = Vec::with_capacity(entries.len());
     for entry in entries {
         match entry {
             Entry::Skipped { dir, why } => diags.push(skipped_dir(&dir, &why, limits)),
@@ -304,11 +304,11 @@ fn read_steps(
 ) -> (Vec<SourceFile>, Diagnostics) {
     use rayon::prelude::*;
     use sha2::Digest;
-    let mut files = Vec::new();
     let paths: Vec<&str> = steps
         .iter()
         .filter_map(|(_, f)| f.as_ref().map(|(p, ..)| p.as_str()))
         .collect();
+    let mut files = Vec::with_capacity(paths.len());
     let read: Vec<FileRead> = source
         .read_many(&paths, limits.max_file_size)
         .into_par_iter()
