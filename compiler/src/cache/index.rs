@@ -80,11 +80,14 @@ pub(super) fn encode(entries: &[(String, Place)]) -> Vec<u8> {
     out
 }
 
-/// A pack's index as read: its records, and where the keys of each first two bytes begin.
+/// A pack's index as read: its records, and where the keys of each first `bits` bits begin.
 pub(super) struct PackIndex {
     records: Vec<u8>,
-    /// `fan[p]..fan[p + 1]`: the records whose key begins with the two bytes `p`.
+    /// `fan[p]..fan[p + 1]`: the records whose key begins with the `bits` bits `p`.
     fan: Vec<u32>,
+    /// About one record a bucket (8 to 16 bits): a small index does not make (and touch) the
+    /// 65,537 buckets of a large one.
+    bits: u32,
 }
 
 impl PackIndex {
@@ -108,11 +111,13 @@ impl PackIndex {
         if !bytes.len().is_multiple_of(RECORD) || bytes.len() / RECORD > u32::MAX as usize {
             return None;
         }
+        let records = bytes.len() / RECORD;
         let index = PackIndex {
             fan: Vec::new(),
             records: bytes,
+            bits: records.max(1).ilog2().clamp(8, 16),
         };
-        let mut counts = vec![0u32; (1 << 16) + 1];
+        let mut counts = vec![0u32; (1 << index.bits) + 1];
         let mut last: Option<&[u8]> = None;
         for i in 0..index.len() {
             let key = index.key(i);
@@ -127,7 +132,7 @@ impl PackIndex {
                     return None;
                 }
             }
-            counts[prefix(key) + 1] += 1;
+            counts[prefix(key, index.bits) + 1] += 1;
         }
         for p in 1..counts.len() {
             counts[p] += counts[p - 1];
@@ -172,7 +177,7 @@ impl PackIndex {
 
     /// Where the unit `key` is in this index's pack (`pack` 0).
     pub(super) fn find(&self, key: &[u8; 32]) -> Option<Place> {
-        let p = prefix(key);
+        let p = prefix(key, self.bits);
         let (mut lo, mut hi) = (*self.fan.get(p)? as usize, *self.fan.get(p + 1)? as usize);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
@@ -186,9 +191,9 @@ impl PackIndex {
     }
 }
 
-/// A key's first two bytes, as the fan-out's bucket.
-fn prefix(key: &[u8]) -> usize {
-    usize::from(key[0]) << 8 | usize::from(key[1])
+/// A key's first `bits` bits (at most 16), as the fan-out's bucket.
+fn prefix(key: &[u8], bits: u32) -> usize {
+    (usize::from(key[0]) << 8 | usize::from(key[1])) >> (16 - bits)
 }
 
 #[cfg(test)]
@@ -238,6 +243,26 @@ mod tests {
         }
         let empty = PackIndex::decode(encode(&[]), Some(0)).expect("reads");
         assert_eq!((empty.len(), empty.find(&[0; 32])), (0, None));
+        // Every size's fan-out (8 to 16 bits, about a record a bucket) finds every key, the
+        // first and last of the key space included.
+        for n in [1u32, 2, 255, 256, 257, 4097, 70_000] {
+            let mut entries: Vec<(String, Place)> = (0..n)
+                .map(|i| (key(i), place(u64::from(i), 1, i, 0, 0)))
+                .collect();
+            entries.push(("0".repeat(64), place(0, 0, 0, 0, 0)));
+            entries.push(("f".repeat(64), place(0, 0, 0, 0, 0)));
+            let index = PackIndex::decode(encode(&entries), None).expect("reads");
+            assert_eq!(index.fan.len(), (1 << index.bits) + 1, "{n}");
+            assert!((8..=16).contains(&index.bits), "{n}");
+            for (k, p) in &entries {
+                assert_eq!(
+                    index.find(&key_bytes(k).expect("key")),
+                    Some(*p),
+                    "{n}: {k}"
+                );
+            }
+            assert_eq!(index.find(&key_bytes(&key(n)).expect("key")), None, "{n}");
+        }
     }
 
     #[test]

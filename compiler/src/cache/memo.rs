@@ -42,9 +42,12 @@ pub(super) struct MemoFile<V> {
     used: Vec<AtomicBool>,
     /// The stored entries by their key's hash, sorted (hash, then position).
     by_hash: Vec<(u64, u32)>,
-    /// `fan[b]..fan[b + 1]`: the entries of `by_hash` whose hash's top 16 bits are `b` (a
+    /// `fan[b]..fan[b + 1]`: the entries of `by_hash` whose hash's top `fan_bits` bits are `b` (a
     /// lookup reads one bucket, not a binary search's 18 places in a large memo).
     fan: Vec<u32>,
+    /// About one entry a bucket (8 to 16 bits): a small memo does not make (and touch) the
+    /// 65,537 buckets of a large one.
+    fan_bits: u32,
     hasher: foldhash::fast::RandomState,
     /// The entries this run added. Only these and the stored ones used are written back
     /// (bounded growth). A key is never in both: a value is a function of its key, so a run
@@ -83,9 +86,9 @@ impl Slot {
     }
 }
 
-/// A hash's bucket in a memo's fan-out: its top 16 bits.
-fn bucket(h: u64) -> usize {
-    (h >> 48) as usize
+/// A hash's bucket in a memo's fan-out: its top `bits` bits.
+fn bucket(h: u64, bits: u32) -> usize {
+    (h >> (64 - bits)) as usize
 }
 
 /// A text of a memo's, as bytes.
@@ -163,6 +166,7 @@ where
             used: Vec::new(),
             by_hash: Vec::new(),
             fan: Vec::new(),
+            fan_bits: 8,
             hasher: Default::default(),
             fresh: Mutex::default(),
             scratch: Mutex::default(),
@@ -246,9 +250,10 @@ where
             by_hash.par_sort_unstable();
             by_hash
         };
-        memo.fan = vec![0; (1 << 16) + 1];
+        memo.fan_bits = memo.stored.len().max(1).ilog2().clamp(8, 16);
+        memo.fan = vec![0; (1 << memo.fan_bits) + 1];
         for &(h, _) in &memo.by_hash {
-            memo.fan[bucket(h) + 1] += 1;
+            memo.fan[bucket(h, memo.fan_bits) + 1] += 1;
         }
         for b in 1..memo.fan.len() {
             memo.fan[b] += memo.fan[b - 1];
@@ -259,7 +264,7 @@ where
     /// The stored entry of `key` (of two, the later: a log's line wins over the file's).
     fn find(&self, key: &str) -> Option<usize> {
         let h = self.hasher.hash_one(key.as_bytes());
-        let b = bucket(h);
+        let b = bucket(h, self.fan_bits);
         let (from, to) = (*self.fan.get(b)? as usize, *self.fan.get(b + 1)? as usize);
         self.by_hash
             .get(from..to)?
