@@ -396,14 +396,30 @@ fn unhex32(hex: &[u8]) -> Option<[u8; 32]> {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct UnitKinds {
     names: Vec<String>,
-    units: Vec<Vec<u32>>,
+    /// Shared by the units with the same list.
+    units: Vec<Arc<[u32]>>,
 }
 
 impl UnitKinds {
     /// From each unit's kinds (sorted, each once; numbered once per distinct list).
     fn of<K: AsRef<[String]>>(per_unit: &[K]) -> UnitKinds {
-        let lists: BTreeSet<&[String]> = per_unit.iter().map(AsRef::as_ref).collect();
-        let names: Vec<String> = lists
+        // The units of a kind of spec mostly share one list (the same slice): each slice is
+        // looked at once by where it is, then numbered once per distinct content.
+        let mut at: HashMap<(usize, usize), usize, foldhash::fast::RandomState> =
+            HashMap::default();
+        let mut slices: Vec<&[String]> = Vec::new();
+        let slice_of: Vec<usize> = per_unit
+            .iter()
+            .map(|ks| {
+                let ks = ks.as_ref();
+                *at.entry((ks.as_ptr() as usize, ks.len()))
+                    .or_insert_with(|| {
+                        slices.push(ks);
+                        slices.len() - 1
+                    })
+            })
+            .collect();
+        let names: Vec<String> = slices
             .iter()
             .copied()
             .flatten()
@@ -418,14 +434,17 @@ impl UnitKinds {
                 .and_then(|i| u32::try_from(i).ok())
                 .unwrap_or(u32::MAX)
         };
-        let numbered: HashMap<&[String], Vec<u32>> = lists
-            .into_iter()
-            .map(|ks| (ks, ks.iter().map(number).collect()))
-            .collect();
-        let units = per_unit
+        let mut by_content: BTreeMap<&[String], Arc<[u32]>> = BTreeMap::new();
+        let numbered: Vec<Arc<[u32]>> = slices
             .iter()
-            .map(|ks| numbered.get(ks.as_ref()).cloned().unwrap_or_default())
+            .map(|&ks| {
+                by_content
+                    .entry(ks)
+                    .or_insert_with(|| ks.iter().map(number).collect())
+                    .clone()
+            })
             .collect();
+        let units = slice_of.iter().map(|&i| numbered[i].clone()).collect();
         UnitKinds { names, units }
     }
 

@@ -3082,13 +3082,20 @@ fn opaque_answered(
     let Some((units, unanswered)) = opaque else {
         return true;
     };
-    // The units a base's evaluation read and found nothing in need no lookup.
+    // The units a base's evaluation read and found nothing in need no lookup. (Whether a
+    // unit's kinds are all taken is asked once per list: the units of a kind of spec share
+    // theirs.)
     let same = taken.map(|t| (t, rules.taken_kinds(&t)));
+    let mut lists: std::collections::HashMap<(usize, usize), bool, foldhash::fast::RandomState> =
+        std::collections::HashMap::default();
     let units: Vec<(&str, &[String], u32)> = units
         .iter()
         .filter(|(key, kinds, _)| {
             !same.as_ref().is_some_and(|(t, same)| {
-                !t.unverified.contains(*key) && kinds.iter().all(|k| same.contains(k.as_str()))
+                !t.unverified.contains(*key)
+                    && *lists
+                        .entry((kinds.as_ptr() as usize, kinds.len()))
+                        .or_insert_with(|| kinds.iter().all(|k| same.contains(k.as_str())))
             })
         })
         .copied()

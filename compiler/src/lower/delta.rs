@@ -119,11 +119,13 @@ impl Delta {
 
     /// The opaque units: key, kinds and number of objects.
     pub fn opaque(&self) -> Vec<(&str, &[String], u32)> {
-        let counts: HashMap<u32, u32> = self
-            .clusters
-            .iter()
-            .flat_map(|(_, units)| units.iter().map(|&(u, n, _)| (u, n)))
-            .collect();
+        // By unit number (every unit is numbered: a list, not a map).
+        let mut counts = vec![0u32; self.keys().len()];
+        for &(u, n, _) in self.clusters.iter().flat_map(|(_, units)| units) {
+            if let Some(c) = usize::try_from(u).ok().and_then(|u| counts.get_mut(u)) {
+                *c = n;
+            }
+        }
         self.opaque
             .iter()
             .filter_map(|&u| {
@@ -131,7 +133,7 @@ impl Delta {
                 Some((
                     self.keys().get(i)?.as_str(),
                     &self.kinds.get(i)?[..],
-                    counts.get(&u).copied().unwrap_or(0),
+                    counts.get(i).copied().unwrap_or(0),
                 ))
             })
             .collect()
