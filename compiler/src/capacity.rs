@@ -172,7 +172,7 @@ impl Capacity {
     pub fn against(
         specs: &Specs,
         base: &Capacity,
-        changed: &std::collections::HashSet<std::sync::Arc<str>>,
+        changed: &crate::load::Changed,
     ) -> Option<Capacity> {
         let platform = specs.platform.as_ref()?;
         let is_changed = |doc: &crate::parse::Document| changed.contains(&*doc.file);
@@ -751,7 +751,7 @@ mod tests {
             };
             files.insert(path.to_owned(), after);
             let specs = specs_of_files(&files);
-            let changed = std::collections::HashSet::from([std::sync::Arc::from(path)]);
+            let changed = crate::load::Changed::from_iter([std::sync::Arc::from(path)]);
             let whole = Capacity::of(&specs);
             if what != "lines moved" {
                 assert_ne!(whole, base, "{what}: the edit changes the capacity");
@@ -764,7 +764,7 @@ mod tests {
             let path = file_with(&files, dir, "\n");
             let mut edited = files.clone();
             edited.insert(path.clone(), format!("# moved\n{}", files[&path]));
-            let changed = std::collections::HashSet::from([std::sync::Arc::from(path.as_str())]);
+            let changed = crate::load::Changed::from_iter([std::sync::Arc::from(path.as_str())]);
             assert!(Capacity::against(&specs_of_files(&edited), &base, &changed).is_none());
         }
     }

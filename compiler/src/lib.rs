@@ -269,7 +269,7 @@ struct AgainstBase {
 impl AgainstBase {
     /// The spec files changed since the base, when the two have the same files and view graph
     /// (what the check and the GPU capacity take the base's results by).
-    fn changed(&self) -> Option<&lower::rekey::Changed> {
+    fn changed(&self) -> Option<&load::Changed> {
         self.since.changed.as_ref().filter(|_| self.same_graph)
     }
 
@@ -371,14 +371,15 @@ fn check_delta(
         // What an evaluation found nothing in among the base's inputs is not looked up again:
         // its units and the documents of files changed neither since nor before it.
         let base_clean = base.policy_clean.as_deref();
-        let changed: Option<std::collections::HashSet<Arc<str>>> = delta
-            .changed
-            .as_deref()
-            .zip(base_clean)
-            .map(|(changed, clean)| {
-                let unverified = clean.files.iter().map(|f| Arc::from(f.as_str()));
-                changed.iter().cloned().chain(unverified).collect()
-            });
+        let changed: Option<load::Changed> =
+            delta
+                .changed
+                .as_deref()
+                .zip(base_clean)
+                .map(|(changed, clean)| {
+                    let unverified = clean.files.iter().map(|f| Arc::from(f.as_str()));
+                    changed.iter().cloned().chain(unverified).collect()
+                });
         let taken = base_clean.map(|clean| policy::Taken {
             clean: &clean.kinds,
             changed: changed.as_ref(),
@@ -414,7 +415,7 @@ fn check_delta(
 fn head_capacity(
     specs: &Specs,
     opts: &Options,
-    changed: Option<&std::collections::HashSet<Arc<str>>>,
+    changed: Option<&load::Changed>,
 ) -> (capacity::Capacity, Option<std::time::Duration>) {
     let t = std::time::Instant::now();
     let base = opts.base.as_ref().and_then(options::BaseUnits::capacity);

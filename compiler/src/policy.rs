@@ -2446,7 +2446,7 @@ pub type Clean = BTreeMap<String, String>;
 #[derive(Clone, Copy)]
 pub struct Taken<'a> {
     pub clean: &'a Clean,
-    pub changed: Option<&'a std::collections::HashSet<Arc<str>>>,
+    pub changed: Option<&'a crate::load::Changed>,
     /// Units of the base (by key) the base's [`Clean`] does not cover: looked up.
     pub unverified: &'a BTreeSet<String>,
 }

@@ -7,9 +7,6 @@ pub mod reach;
 pub mod record;
 pub mod semantic;
 
-use std::collections::HashSet;
-use std::sync::Arc;
-
 use crate::diag::Diagnostics;
 use crate::load::Snapshot;
 use crate::specs::Specs;
@@ -29,7 +26,7 @@ pub fn check(specs: &Specs, snapshot: &Snapshot) -> Diagnostics {
 pub fn check_recorded(
     specs: &Specs,
     snapshot: &Snapshot,
-    base: Option<(&Record, &HashSet<Arc<str>>)>,
+    base: Option<(&Record, &crate::load::Changed)>,
 ) -> (Diagnostics, Option<Record>, bool) {
     if specs.platform.is_none() {
         return (check(specs, snapshot), None, false);
@@ -77,7 +74,7 @@ fn without_platform(specs: &Specs, all: Diagnostics) -> Diagnostics {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use std::collections::{BTreeMap, HashSet};
+    use std::collections::BTreeMap;
     use std::sync::Arc;
 
     use super::semantic;
@@ -95,7 +92,7 @@ mod tests {
     }
 
     /// The files of `head` whose bytes differ from `base`'s (the two have the same paths).
-    fn changed(base: &Files, head: &Files) -> HashSet<Arc<str>> {
+    fn changed(base: &Files, head: &Files) -> crate::load::Changed {
         assert!(base.keys().eq(head.keys()), "the same files");
         head.iter()
             .filter(|(p, t)| base[*p] != **t)

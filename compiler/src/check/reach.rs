@@ -25,7 +25,6 @@
 //! revision checked this way whole as well and panic on a difference.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use super::record::Record;
 use crate::diag::Diagnostic;
@@ -36,7 +35,8 @@ use crate::specs::{Object, Specs};
 /// is computed again; every other spec's diagnostics are the record's.
 #[derive(Debug, Default)]
 pub struct Reach<'s> {
-    specs: HashSet<(Kind, &'s str)>,
+    /// Asked of every spec (a fast hasher).
+    specs: HashSet<(Kind, &'s str), foldhash::fast::RandomState>,
     pub capacity: bool,
 }
 
@@ -54,7 +54,11 @@ impl<'s> Reach<'s> {
 /// What an edit reaches, `changed` being the spec files that differ from the revision
 /// `record` was made of; `None` when it changes what every rule reads (the Platform or a
 /// pool): then the revision is checked whole.
-pub fn of<'s>(specs: &'s Specs, record: &Record, changed: &HashSet<Arc<str>>) -> Option<Reach<'s>> {
+pub fn of<'s>(
+    specs: &'s Specs,
+    record: &Record,
+    changed: &crate::load::Changed,
+) -> Option<Reach<'s>> {
     let is_changed = |doc: &crate::parse::Document| changed.contains(&*doc.file);
     if specs.platform.as_ref().is_some_and(|p| is_changed(&p.doc))
         || specs.gpu_quotas.values().any(|q| is_changed(&q.doc))

@@ -61,7 +61,7 @@ pub fn check_against(
     specs: &Specs,
     snapshot: &Snapshot,
     base: &Record,
-    changed: &std::collections::HashSet<std::sync::Arc<str>>,
+    changed: &crate::load::Changed,
 ) -> Option<(Diagnostics, Record)> {
     let reach = super::reach::of(specs, base, changed)?;
     Some(run(specs, snapshot, Some((base, &reach))))

@@ -199,6 +199,11 @@ pub fn classify(path: &str) -> Option<FileRole> {
     }
 }
 
+/// Files of a snapshot (spec files and templates, by path) that differ from another
+/// snapshot's: what a compile against a base asks of every spec and unit (a fast hasher: the
+/// paths are the repository's own, looked up thousands of times).
+pub type Changed = std::collections::HashSet<Arc<str>, foldhash::fast::RandomState>;
+
 /// Read a source into a snapshot. File-level problems become diagnostics.
 pub fn load(source: &dyn Source, limits: &Limits) -> Result<(Snapshot, Diagnostics), LoadError> {
     let mut diags = Diagnostics::new();

@@ -164,29 +164,32 @@ pub fn graph(specs: &Specs) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// A set of names looked up for every unit (a fast hasher).
+type Names<'s> = HashSet<&'s str, foldhash::fast::RandomState>;
+
 /// The units whose view can hold a changed file: the inverse of the view table of
 /// [`super::units`] for the specs in the changed files (each set by name).
 #[derive(Default)]
 struct Hit<'s> {
     /// Projects whose project view holds a changed spec (a rollout's and an App's view hold
     /// their project's).
-    projects: HashSet<&'s str>,
+    projects: Names<'s>,
     /// Pools that changed or allocate to a changed project.
-    pools: HashSet<&'s str>,
-    cohorts: HashSet<&'s str>,
+    pools: Names<'s>,
+    cohorts: Names<'s>,
     /// Datasets that changed or grant a changed project, and their buckets and accounts (a
     /// dataset's view holds the datasets sharing one).
-    datasets: HashSet<&'s str>,
-    buckets: HashSet<&'s str>,
-    accounts: HashSet<&'s str>,
+    datasets: Names<'s>,
+    buckets: Names<'s>,
+    accounts: Names<'s>,
     /// The buckets and accounts of global datasets (a dataset sharing one reads everything).
-    global_buckets: HashSet<&'s str>,
-    global_accounts: HashSet<&'s str>,
-    changed_pools: HashSet<&'s str>,
+    global_buckets: Names<'s>,
+    global_accounts: Names<'s>,
+    changed_pools: Names<'s>,
     /// Instance type names a changed pool defines.
-    types: HashSet<&'s str>,
-    rollouts: HashSet<&'s str>,
-    apps: HashSet<&'s str>,
+    types: Names<'s>,
+    rollouts: Names<'s>,
+    apps: Names<'s>,
     templates: bool,
 }
 
@@ -202,7 +205,7 @@ impl<'s> Hit<'s> {
         if specs.platform.as_ref().is_some_and(|p| is_changed(&p.doc)) {
             return None;
         }
-        let mut changed_projects = HashSet::new();
+        let mut changed_projects = Names::default();
         for (name, p) in &specs.projects {
             if is_changed(&p.doc) {
                 changed_projects.insert(name.as_str());
@@ -258,7 +261,7 @@ impl<'s> Hit<'s> {
         &mut self,
         changed: bool,
         mut projects: impl Iterator<Item = &'s str> + Clone,
-        changed_projects: &HashSet<&'p str>,
+        changed_projects: &Names<'p>,
     ) -> bool {
         if changed {
             self.projects.extend(projects.clone());
@@ -277,8 +280,7 @@ impl<'s> Hit<'s> {
             Unit::Cohort(c) => self.cohorts.contains(c),
             Unit::Dataset(d) => {
                 let (bucket, account) = storage(&d.spec);
-                let within =
-                    |set: &HashSet<&str>, x: Option<&str>| x.is_some_and(|x| set.contains(x));
+                let within = |set: &Names<'_>, x: Option<&str>| x.is_some_and(|x| set.contains(x));
                 d.spec.global
                     || within(&self.global_buckets, bucket)
                     || within(&self.global_accounts, account)
@@ -306,7 +308,7 @@ impl<'s> Hit<'s> {
 }
 
 /// The spec files and templates of a revision that differ from another's (by path).
-pub type Changed = HashSet<Arc<str>>;
+pub use crate::load::Changed;
 
 /// A revision, and its spec files and templates that differ from another revision's (when the
 /// two have the same files): made once for a head's check and lowering against its base.

@@ -3,8 +3,7 @@
 //! the memo's names take of the whole map, kept with a revision so that a revision compiled
 //! against it digests again only the entries an edit reaches.
 
-use std::collections::{BTreeSet, HashSet};
-use std::sync::Arc;
+use std::collections::BTreeSet;
 
 use serde_json::Value;
 
@@ -317,7 +316,7 @@ impl ProjectDigests {
 type ProjectObject = crate::specs::Object<crate::model::ProjectSpec>;
 
 /// A base's digests (in its projects' name order) and the spec files changed since it.
-pub type Base<'a> = (&'a [[u8; 32]], &'a HashSet<Arc<str>>);
+pub type Base<'a> = (&'a [[u8; 32]], &'a crate::load::Changed);
 
 /// The SHA-256 of a project's entry as `serde_json` writes it.
 fn entry_digest(specs: &Specs, by: &ByProject<'_>, name: &str, p: &ProjectObject) -> [u8; 32] {
@@ -362,7 +361,7 @@ pub(super) fn whole_of_map(map: &Value) -> Option<String> {
 /// a changed project's own; a changed pool's allocated projects (an allocation's fields); a
 /// changed dataset's granted projects (its sensitivity); a changed rollout's project. `None`
 /// — every entry — when the Platform (placement, production) or a global dataset changed.
-fn reached<'s>(specs: &'s Specs, changed: &HashSet<Arc<str>>) -> Option<BTreeSet<&'s str>> {
+fn reached<'s>(specs: &'s Specs, changed: &crate::load::Changed) -> Option<BTreeSet<&'s str>> {
     let is_changed = |doc: &crate::parse::Document| changed.contains(&*doc.file);
     if specs.platform.as_ref().is_some_and(|p| is_changed(&p.doc)) {
         return None;
@@ -453,7 +452,7 @@ mod tests {
             let text = files[path].replacen(from, to, 1);
             files.insert(path.to_owned(), text);
             let specs = specs_of(&files);
-            let changed = HashSet::from([Arc::from(path)]);
+            let changed = crate::load::Changed::from_iter([std::sync::Arc::from(path)]);
             let whole = ProjectDigests::of(&specs, None).into_stored();
             if what != "lines moved" {
                 assert_ne!(whole, base, "{what}: the edit changes an entry");
@@ -469,7 +468,7 @@ mod tests {
         for path in [platform, global] {
             let mut edited = files.clone();
             edited.insert(path.clone(), format!("# moved\n{}", files[&path]));
-            let changed = HashSet::from([Arc::from(path.as_str())]);
+            let changed = crate::load::Changed::from_iter([std::sync::Arc::from(path.as_str())]);
             assert!(reached(&specs_of(&edited), &changed).is_none(), "{path}");
         }
     }
