@@ -175,17 +175,13 @@ impl Capacity {
         changed: &crate::load::Changed,
     ) -> Option<Capacity> {
         let platform = specs.platform.as_ref()?;
-        let is_changed = |doc: &crate::parse::Document| changed.contains(&*doc.file);
-        if is_changed(&platform.doc) || specs.gpu_quotas.values().any(|q| is_changed(&q.doc)) {
+        if platform.in_changed(changed) || specs.gpu_quotas.values().any(|q| q.in_changed(changed))
+        {
             return None;
         }
         let its = crate::check::semantic::instance_types(specs);
-        let projects: std::collections::HashSet<&str> = specs
-            .projects
-            .iter()
-            .filter(|(_, p)| is_changed(&p.doc))
-            .map(|(name, _)| name.as_str())
-            .collect();
+        let projects: std::collections::HashSet<&str> =
+            crate::specs::changed_names(&specs.projects, changed).collect();
         let mut reached: BTreeSet<&str> = BTreeSet::new();
         if !projects.is_empty() {
             for (name, q) in &specs.gpu_quotas {
@@ -198,11 +194,11 @@ impl Capacity {
                 }
             }
         }
-        for r in specs.rollouts.values().filter(|r| is_changed(&r.doc)) {
+        for r in specs.rollouts.values().filter(|r| r.in_changed(changed)) {
             let (it, quota) = (r.spec.instance_type.as_deref(), r.spec.gpu_quota.as_deref());
             reached.extend(pool_of(&its, it, quota));
         }
-        for a in specs.apps.values().filter(|a| is_changed(&a.doc)) {
+        for a in specs.apps.values().filter(|a| a.in_changed(changed)) {
             reached.extend(pool_of(&its, a.spec.instance_type.as_deref(), None));
         }
         let mut out = base.clone();

@@ -146,6 +146,25 @@ impl Object<ProjectSpec> {
     }
 }
 
+impl<S> Object<S> {
+    /// Whether its document is in one of the `changed` files (a compile against a base asks
+    /// it of every spec).
+    pub fn in_changed(&self, changed: &crate::load::Changed) -> bool {
+        changed.contains(&*self.doc.file)
+    }
+}
+
+/// The names of the specs of one kind whose documents are in `changed` files, in name order.
+pub fn changed_names<'s, 'c, S>(
+    specs: &'s BTreeMap<String, Object<S>>,
+    changed: &'c crate::load::Changed,
+) -> impl Iterator<Item = &'s str> + use<'s, 'c, S> {
+    specs
+        .iter()
+        .filter(move |(_, o)| o.in_changed(changed))
+        .map(|(name, _)| name.as_str())
+}
+
 impl<S> Clone for Object<S> {
     fn clone(&self) -> Self {
         Object {

@@ -29,7 +29,7 @@ use std::collections::HashSet;
 use super::record::Record;
 use crate::diag::Diagnostic;
 use crate::model::Kind;
-use crate::specs::{Object, Specs};
+use crate::specs::{Specs, changed_names};
 
 /// The specs whose rules run again (by kind and name), and whether the rollouts' GPU capacity
 /// is computed again; every other spec's diagnostics are the record's.
@@ -59,17 +59,19 @@ pub fn of<'s>(
     record: &Record,
     changed: &crate::load::Changed,
 ) -> Option<Reach<'s>> {
-    let is_changed = |doc: &crate::parse::Document| changed.contains(&*doc.file);
-    if specs.platform.as_ref().is_some_and(|p| is_changed(&p.doc))
-        || specs.gpu_quotas.values().any(|q| is_changed(&q.doc))
+    if specs
+        .platform
+        .as_ref()
+        .is_some_and(|p| p.in_changed(changed))
+        || specs.gpu_quotas.values().any(|q| q.in_changed(changed))
     {
         return None;
     }
     let mut reach = Reach::default();
-    let projects = changed_names(&specs.projects, &is_changed);
-    let datasets = changed_names(&specs.datasets, &is_changed);
-    let rollouts = changed_names(&specs.rollouts, &is_changed);
-    let apps = changed_names(&specs.apps, &is_changed);
+    let projects: HashSet<&str> = changed_names(&specs.projects, changed).collect();
+    let datasets: HashSet<&str> = changed_names(&specs.datasets, changed).collect();
+    let rollouts: HashSet<&str> = changed_names(&specs.rollouts, changed).collect();
+    let apps: HashSet<&str> = changed_names(&specs.apps, changed).collect();
     for p in &projects {
         reach.add(Kind::Project, p);
     }
@@ -143,17 +145,6 @@ pub fn of<'s>(
         }
     }
     Some(reach)
-}
-
-/// The names of the specs of one kind held in changed files.
-fn changed_names<'s, S>(
-    map: &'s std::collections::BTreeMap<String, Object<S>>,
-    is_changed: &impl Fn(&crate::parse::Document) -> bool,
-) -> HashSet<&'s str> {
-    map.iter()
-        .filter(|(_, o)| is_changed(&o.doc))
-        .map(|(n, _)| n.as_str())
-        .collect()
 }
 
 /// The name of `kind`/`name` as `specs` holds it; `None` when it holds none (the record is

@@ -201,19 +201,18 @@ impl<'s> Hit<'s> {
             templates,
             ..Hit::default()
         };
-        let is_changed = |doc: &crate::parse::Document| changed.contains(&*doc.file);
-        if specs.platform.as_ref().is_some_and(|p| is_changed(&p.doc)) {
+        if specs
+            .platform
+            .as_ref()
+            .is_some_and(|p| p.in_changed(changed))
+        {
             return None;
         }
-        let mut changed_projects = Names::default();
-        for (name, p) in &specs.projects {
-            if is_changed(&p.doc) {
-                changed_projects.insert(name.as_str());
-                hit.projects.insert(name.as_str());
-            }
-        }
+        let changed_projects: Names<'s> =
+            crate::specs::changed_names(&specs.projects, changed).collect();
+        hit.projects.clone_from(&changed_projects);
         for (name, q) in &specs.gpu_quotas {
-            let changed = is_changed(&q.doc);
+            let changed = q.in_changed(changed);
             if changed {
                 hit.changed_pools.insert(name.as_str());
                 hit.types
@@ -228,29 +227,23 @@ impl<'s> Hit<'s> {
         for (name, d) in &specs.datasets {
             let (bucket, account) = storage(&d.spec);
             if d.spec.global {
-                if is_changed(&d.doc) {
+                if d.in_changed(changed) {
                     return None;
                 }
                 hit.global_buckets.extend(bucket);
                 hit.global_accounts.extend(account);
             }
             let granted = d.spec.access.iter().map(|a| a.project.as_str());
-            if hit.names_projects(is_changed(&d.doc), granted, &changed_projects) {
+            if hit.names_projects(d.in_changed(changed), granted, &changed_projects) {
                 hit.datasets.insert(name.as_str());
                 hit.buckets.extend(bucket);
                 hit.accounts.extend(account);
             }
         }
-        for (name, r) in &specs.rollouts {
-            if is_changed(&r.doc) {
-                hit.rollouts.insert(name.as_str());
-            }
-        }
-        for (name, a) in &specs.apps {
-            if is_changed(&a.doc) {
-                hit.apps.insert(name.as_str());
-            }
-        }
+        hit.rollouts
+            .extend(crate::specs::changed_names(&specs.rollouts, changed));
+        hit.apps
+            .extend(crate::specs::changed_names(&specs.apps, changed));
         Some(hit)
     }
 

@@ -362,26 +362,25 @@ pub(super) fn whole_of_map(map: &Value) -> Option<String> {
 /// changed dataset's granted projects (its sensitivity); a changed rollout's project. `None`
 /// — every entry — when the Platform (placement, production) or a global dataset changed.
 fn reached<'s>(specs: &'s Specs, changed: &crate::load::Changed) -> Option<BTreeSet<&'s str>> {
-    let is_changed = |doc: &crate::parse::Document| changed.contains(&*doc.file);
-    if specs.platform.as_ref().is_some_and(|p| is_changed(&p.doc)) {
+    if specs
+        .platform
+        .as_ref()
+        .is_some_and(|p| p.in_changed(changed))
+    {
         return None;
     }
-    let mut reached = BTreeSet::new();
-    for (name, p) in &specs.projects {
-        if is_changed(&p.doc) {
-            reached.insert(name.as_str());
-        }
-    }
-    for q in specs.gpu_quotas.values().filter(|q| is_changed(&q.doc)) {
+    let mut reached: BTreeSet<&str> =
+        crate::specs::changed_names(&specs.projects, changed).collect();
+    for q in specs.gpu_quotas.values().filter(|q| q.in_changed(changed)) {
         reached.extend(q.spec.allocations.iter().map(|a| a.project.as_str()));
     }
-    for d in specs.datasets.values().filter(|d| is_changed(&d.doc)) {
+    for d in specs.datasets.values().filter(|d| d.in_changed(changed)) {
         if d.spec.global {
             return None;
         }
         reached.extend(d.spec.access.iter().map(|a| a.project.as_str()));
     }
-    for r in specs.rollouts.values().filter(|r| is_changed(&r.doc)) {
+    for r in specs.rollouts.values().filter(|r| r.in_changed(changed)) {
         reached.insert(r.spec.project.as_str());
     }
     Some(reached)
